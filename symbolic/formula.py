@@ -1,0 +1,143 @@
+"""Parse user formula strings into SymPy without executing them.
+
+The string is read by Python's ``ast`` parser (which only builds a syntax tree) and every node
+is checked against a whitelist before a SymPy expression is built from the tree by hand.
+``sympify``/``eval`` never see user text, so ``__import__('os').system(...)``, attribute
+access, lambdas and comprehensions are refused with the offending token named. Size limits
+(length, nodes, nesting, exponents) keep a formula from hanging SymPy.
+"""
+from __future__ import annotations
+
+import ast
+
+import sympy as sp
+
+from .errors import SympropError
+from .stable import raw_sigmoid, raw_softplus
+
+MAX_LENGTH = 1000
+MAX_NODES = 300
+MAX_DEPTH = 40
+MAX_EXPONENT = 64
+MAX_CONSTANT = 1e12
+
+# name in a formula -> how to build it in SymPy (known functions as one table)
+FUNCTIONS = {
+    "exp": sp.exp,
+    "log": sp.log,
+    "ln": sp.log,
+    "sqrt": sp.sqrt,
+    "abs": sp.Abs,
+    "tanh": sp.tanh,
+    "sinh": sp.sinh,
+    "cosh": sp.cosh,
+    "sin": sp.sin,
+    "cos": sp.cos,
+    "tan": sp.tan,
+    "atan": sp.atan,
+    "erf": sp.erf,
+    "max": sp.Max,
+    "min": sp.Min,
+    "log1p": lambda u: sp.log(1 + u),
+    "expm1": lambda u: sp.exp(u) - 1,
+    "sigmoid": raw_sigmoid,
+    "softplus": raw_softplus,
+    "relu": lambda u: sp.Max(0, u),
+}
+ARITY = {"max": 2, "min": 2}
+CONSTANTS = {"pi": sp.pi, "e": sp.E}
+OPERATORS = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+}
+
+
+def parse_formula(text: str, variables=("x",), where: str = "formula") -> sp.Expr:
+    """Return the SymPy expression for ``text``, whose only free names are ``variables``.
+
+    ``where`` says where the text came from (a file and field, a CLI option) for error messages.
+    """
+    if not isinstance(text, str):
+        raise SympropError(f"{where}: a formula must be a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise SympropError(f"{where}: formula is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    source = text.strip().replace("^", "**")
+    if not source:
+        raise SympropError(f"{where}: formula is empty")
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        column = exc.offset or 0
+        raise SympropError(f"{where}: formula {text!r} does not parse (column {column}: {exc.msg})") from None
+    except (ValueError, RecursionError, MemoryError):
+        raise SympropError(f"{where}: formula {text!r} does not parse") from None
+    nodes = sum(1 for _ in ast.walk(tree))
+    if nodes > MAX_NODES:
+        raise SympropError(f"{where}: formula has {nodes} syntax nodes; the limit is {MAX_NODES}")
+    symbols = {name: sp.Symbol(name, real=True) for name in variables}
+    return _Builder(text, where, symbols).build(tree.body, depth=0)
+
+
+class _Builder:
+    """Builds SymPy from a whitelisted Python syntax tree, refusing everything else."""
+
+    def __init__(self, text, where, symbols):
+        self.text, self.where, self.symbols = text, where, symbols
+
+    def fail(self, node, message):
+        column = getattr(node, "col_offset", -1) + 1
+        raise SympropError(f"{self.where}: {message} at column {column} of {self.text!r}")
+
+    def build(self, node, depth):
+        if depth > MAX_DEPTH:
+            self.fail(node, f"formula nests deeper than {MAX_DEPTH} levels")
+        if isinstance(node, ast.Constant):
+            value = node.value
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.fail(node, f"{value!r} is not a number")
+            if abs(value) > MAX_CONSTANT:
+                self.fail(node, f"constant {value!r} is larger than {MAX_CONSTANT:g}")
+            return sp.Integer(value) if isinstance(value, int) else sp.Rational(str(value))
+        if isinstance(node, ast.Name):
+            if node.id in self.symbols:
+                return self.symbols[node.id]
+            if node.id in CONSTANTS:
+                return CONSTANTS[node.id]
+            allowed = ", ".join(sorted(self.symbols))
+            self.fail(node, f"unknown name {node.id!r} (variables: {allowed}; constants: pi, e)")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            operand = self.build(node.operand, depth + 1)
+            return -operand if isinstance(node.op, ast.USub) else operand
+        if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
+            left = self.build(node.left, depth + 1)
+            right = self.build(node.right, depth + 1)
+            if isinstance(node.op, ast.Pow):
+                self.check_exponent(node, right)
+            return OPERATORS[type(node.op)](left, right)
+        if isinstance(node, ast.Call):
+            return self.build_call(node, depth)
+        token = ast.get_source_segment(self.text.replace("^", "**"), node) or type(node).__name__
+        self.fail(node, f"{token!r} is not allowed in a formula (only numbers, variables, + - * / ** and "
+                        f"the functions {', '.join(sorted(FUNCTIONS))})")
+
+    def build_call(self, node, depth):
+        if not isinstance(node.func, ast.Name):
+            self.fail(node, "only plain function calls such as exp(x) are allowed")
+        name = node.func.id
+        if name not in FUNCTIONS:
+            self.fail(node, f"unknown function {name!r} (known: {', '.join(sorted(FUNCTIONS))})")
+        if node.keywords:
+            self.fail(node, f"{name}() takes no keyword arguments")
+        arity = ARITY.get(name, 1)
+        if len(node.args) != arity:
+            self.fail(node, f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(node.args)}")
+        args = [self.build(arg, depth + 1) for arg in node.args]
+        return FUNCTIONS[name](*args)
+
+    def check_exponent(self, node, exponent):
+        if exponent.is_number:
+            if abs(float(exponent)) > MAX_EXPONENT:
+                self.fail(node, f"exponent {exponent} is larger than {MAX_EXPONENT}")

@@ -1,0 +1,230 @@
+"""Numerically stable building blocks and the rewrite rules that introduce them.
+
+SymPy differentiates the plain formulas (``1/(1 + exp(-x))``, ``log(1 + exp(x))``); their
+results overflow in floating point (``exp(1000)``). ``stabilize`` rewrites an expression into
+``Sigmoid`` and ``Softplus``, which the kernel printer emits with overflow-free code. Each rule
+is an identity, listed once in ``RULES``; ``equal_numerically`` and ``Sigmoid.rewrite(exp)``
+let tests prove a rewritten form equal to the raw one.
+"""
+from __future__ import annotations
+
+import mpmath
+import sympy as sp
+
+
+class Sigmoid(sp.Function):
+    """The logistic function 1/(1 + exp(-u)), printed without overflow."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return 1 / (1 + sp.exp(-u))
+
+    def _eval_evalf(self, prec):
+        return self._eval_rewrite_as_exp(*self.args)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class Softplus(sp.Function):
+    """log(1 + exp(u)), printed as max(u, 0) + log1p(exp(-|u|))."""
+
+    nargs = 1
+
+    def _eval_rewrite_as_exp(self, u, **kwargs):
+        return sp.log(1 + sp.exp(u))
+
+    def _eval_evalf(self, prec):
+        return self._eval_rewrite_as_exp(*self.args)._eval_evalf(prec)
+
+    def _latex(self, printer):
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+
+
+def raw_sigmoid(u):
+    """The sigmoid as SymPy differentiates it: 1/(1 + exp(-u))."""
+    return 1 / (1 + sp.exp(-u))
+
+
+def raw_softplus(u):
+    """Softplus as SymPy differentiates it: log(1 + exp(u))."""
+    return sp.log(1 + sp.exp(u))
+
+
+def _exp_argument_of_one_plus_exp(expr):
+    """u if expr is 1 + exp(u), else None."""
+    if isinstance(expr, sp.Add) and len(expr.args) == 2 and sp.S.One in expr.args:
+        other = expr.args[0] if expr.args[1] == 1 else expr.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _rule_reciprocal(expr):
+    """(1 + exp(u))**-n  ->  Sigmoid(-u)**n"""
+    if isinstance(expr, sp.Pow) and expr.exp.is_integer and expr.exp.is_negative:
+        u = _exp_argument_of_one_plus_exp(expr.base)
+        if u is not None:
+            return Sigmoid(-u) ** (-expr.exp)
+    return None
+
+
+def _rule_log_one_plus_exp(expr):
+    """log(1 + exp(u))  ->  Softplus(u)"""
+    if isinstance(expr, sp.log):
+        u = _exp_argument_of_one_plus_exp(expr.args[0])
+        if u is not None:
+            return Softplus(u)
+    return None
+
+
+def _rule_exp_times_sigmoid(expr):
+    """exp(k*u) * Sigmoid(-u)**n  ->  Sigmoid(u)**k * Sigmoid(-u)**(n-k)   (integer 1 <= k <= n)"""
+    if not isinstance(expr, sp.Mul):
+        return None
+    factors = list(expr.args)
+    for i, factor in enumerate(factors):
+        if not isinstance(factor, sp.exp):
+            continue
+        for j, other in enumerate(factors):
+            base, power = other.as_base_exp()
+            if not (isinstance(base, Sigmoid) and power.is_integer and power.is_positive):
+                continue
+            u = -base.args[0]
+            k = sp.simplify(factor.args[0] / u)
+            if k.is_integer and k.is_positive and k <= power:
+                factors[i] = Sigmoid(u) ** k
+                factors[j] = base ** (power - k)
+                return sp.Mul(*factors)
+    return None
+
+
+def _rule_one_minus_sigmoid(expr):
+    """1 - Sigmoid(u)  ->  Sigmoid(-u)"""
+    if isinstance(expr, sp.Add) and sp.S.One in expr.args:
+        for term in expr.args:
+            if isinstance(-term, Sigmoid):
+                rest = [a for a in expr.args if a is not term and a != 1]
+                return sp.Add(Sigmoid(-(-term).args[0]), *rest)
+    return None
+
+
+def _rule_log_sigmoid(expr):
+    """log(Sigmoid(u))  ->  -Softplus(-u)"""
+    if isinstance(expr, sp.log) and isinstance(expr.args[0], Sigmoid):
+        return -Softplus(-expr.args[0].args[0])
+    return None
+
+
+def _rule_log_reciprocal(expr):
+    """log(1/A)  ->  -log(A) for A = 1 + exp(u) > 0"""
+    if isinstance(expr, sp.log) and isinstance(expr.args[0], sp.Pow) and expr.args[0].exp == -1:
+        if _exp_argument_of_one_plus_exp(expr.args[0].base) is not None:
+            return -sp.log(expr.args[0].base)
+    return None
+
+
+# Each rule: (identity it applies, function that applies it or returns None).
+RULES = [
+    ("log(1/A) = -log(A)", _rule_log_reciprocal),
+    ("1/(1 + exp(u)) = sigmoid(-u)", _rule_reciprocal),
+    ("log(1 + exp(u)) = softplus(u)", _rule_log_one_plus_exp),
+    ("exp(u) * sigmoid(-u) = sigmoid(u)", _rule_exp_times_sigmoid),
+    ("1 - sigmoid(u) = sigmoid(-u)", _rule_one_minus_sigmoid),
+    ("log(sigmoid(u)) = -softplus(-u)", _rule_log_sigmoid),
+]
+
+
+def stabilize(expr: sp.Expr) -> sp.Expr:
+    """Rewrite expr bottom-up with RULES until nothing changes."""
+    for _ in range(20):
+        rewritten = _rewrite_once(expr)
+        if rewritten == expr:
+            return expr
+        expr = rewritten
+    return expr
+
+
+def _rewrite_once(expr):
+    if expr.args:
+        expr = expr.func(*[_rewrite_once(a) for a in expr.args])
+    for _, rule in RULES:
+        result = rule(expr)
+        if result is not None:
+            return result
+    return expr
+
+
+def as_raw(expr: sp.Expr) -> sp.Expr:
+    """Undo stabilize: Sigmoid and Softplus back to exp and log (nothing else is touched)."""
+    return expr.replace(Sigmoid, raw_sigmoid).replace(Softplus, raw_softplus)
+
+
+def equal_numerically(a, b, symbols, points=24, digits=40, seed=0, scale=3.0) -> bool:
+    """True if a and b agree to 25 digits on random points (mpmath at ``digits`` digits).
+
+    For identities SymPy cannot prove by simplify; points avoid 0 (kinks of max/abs).
+    """
+    import random
+
+    rng = random.Random(seed)
+    fa = sp.lambdify(symbols, as_raw(a), modules="mpmath")
+    fb = sp.lambdify(symbols, as_raw(b), modules="mpmath")
+    with mpmath.workdps(digits):
+        for _ in range(points):
+            values = [mpmath.mpf(rng.uniform(0.05, scale)) * rng.choice((-1, 1)) for _ in symbols]
+            va, vb = fa(*values), fb(*values)
+            if abs(va - vb) > mpmath.mpf(10) ** -25 * (1 + abs(va)):
+                return False
+    return True
+
+
+def _sigmoid_args(expr):
+    return {f.args[0] for f in expr.atoms(Sigmoid)}
+
+
+def in_positive_sigmoids(expr: sp.Expr) -> sp.Expr:
+    """Replace Sigmoid(-u) by 1 - Sigmoid(u) wherever Sigmoid(u) also occurs or u is a
+    negated symbol, and expand: collects terms such as -t*sigmoid(-z) + (1-t)*sigmoid(z)
+    into sigmoid(z) - t."""
+    replacements = {}
+    for u in _sigmoid_args(expr):
+        if u.could_extract_minus_sign():
+            replacements[Sigmoid(u)] = 1 - Sigmoid(-u)
+    if not replacements:
+        return expr
+    return sp.expand(expr.xreplace(replacements))
+
+
+def overflow_risk(expr: sp.Expr) -> int:
+    """How many exp, log, sinh and cosh calls remain outside the stable functions."""
+    return sum(1 for f in sp.preorder_traversal(expr) if isinstance(f, (sp.exp, sp.log, sp.sinh, sp.cosh)))
+
+
+def cost(expr: sp.Expr) -> tuple:
+    """Ordering for candidate forms: fewest risky calls first, then fewest operations."""
+    return (overflow_risk(expr), sp.count_ops(expr), len(str(expr)))
+
+
+SIMPLIFY_LIMIT = 400  # count_ops above which simplify() is skipped (it can take minutes)
+
+
+def canonical_form(expr: sp.Expr, symbols) -> sp.Expr:
+    """The cheapest overflow-free form of expr that is provably (numerically) equal to it.
+
+    Candidates: expr, expanded, simplified (when small enough), each stabilized and with
+    sigmoids collected; the winner is checked against expr on random points.
+    """
+    starts = [expr, sp.expand(expr)]
+    if sp.count_ops(expr) <= SIMPLIFY_LIMIT:
+        simplified = sp.simplify(expr)
+        starts += [simplified, sp.expand(simplified)]
+    candidates = []
+    for start in starts:
+        stable = stabilize(start)
+        candidates += [stable, in_positive_sigmoids(stable), stabilize(sp.expand(stable))]
+    for candidate in sorted(set(candidates), key=cost):
+        if equal_numerically(candidate, expr, symbols):
+            return candidate
+    return expr
