@@ -2,15 +2,63 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 5de7f87a6f88484a (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: c3c806ecfab5465e
+# Input hash: 04b626f84edd506f (generator sources and sympy 1.14.0)
+# Body hash: d07f927995bbe25f
 
+import hashlib
+import itertools
 import math
+import warnings
 
 import numba
 import numpy as np
 
-jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+_JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
+
+
+def jit(function):
+    """numba.njit with an on-disk cache, so a second process loads instead of compiling.
+
+    Where no cache location is writable, compile without one; where a cache file is corrupt,
+    clear that function's cache and compile afresh (numba itself would raise).
+    """
+    try:
+        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+    except RuntimeError:
+        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+    cache = dispatcher._cache
+    load = cache.load_overload
+
+    def load_or_recompile(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception:
+            try:
+                cache.flush()
+            except Exception:
+                pass
+            return None
+
+    cache.load_overload = load_or_recompile
+    return dispatcher
+
+
+def _warn_if_edited():
+    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    try:
+        with open(__file__, encoding="utf-8") as stream:
+            lines = stream.read().splitlines(keepends=True)
+    except OSError:
+        return
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    body = "".join(lines[len(header):])
+    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
+        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
+                      "Regenerate it with: symprop generate", stacklevel=2)
+
+
+_warn_if_edited()
 
 
 def _arrays(function, **arrays):
