@@ -30,7 +30,9 @@ def jit(function):
         dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
     except RuntimeError:
         return numba.njit(cache=False, **_JIT_FLAGS)(function)
-    cache = dispatcher._cache
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
     load = cache.load_overload
 
     def load_or_recompile(*args, **kwargs):

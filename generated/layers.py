@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
 # Input hash: 97de57f9331d4da7 (generator sources and sympy 1.14.0)
-# Body hash: fe631c27dc7eae18
+# Body hash: 729ff1e7341ece66
 
 import hashlib
 import itertools
@@ -26,7 +26,9 @@ def jit(function):
         dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
     except RuntimeError:
         return numba.njit(cache=False, **_JIT_FLAGS)(function)
-    cache = dispatcher._cache
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
     load = cache.load_overload
 
     def load_or_recompile(*args, **kwargs):

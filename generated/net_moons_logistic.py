@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 04b626f84edd506f (generator sources and sympy 1.14.0)
-# Body hash: d07f927995bbe25f
+# Body hash: f59ad9a9728c63c8
 
 import hashlib
 import itertools
@@ -26,7 +26,9 @@ def jit(function):
         dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
     except RuntimeError:
         return numba.njit(cache=False, **_JIT_FLAGS)(function)
-    cache = dispatcher._cache
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
     load = cache.load_overload
 
     def load_or_recompile(*args, **kwargs):

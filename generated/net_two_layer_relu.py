@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 2ccbbe00dc0108d8 (generator sources and sympy 1.14.0)
-# Body hash: 1066038e8337c456
+# Body hash: ded030c7f288ee1c
 
 import hashlib
 import itertools
@@ -26,7 +26,9 @@ def jit(function):
         dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
     except RuntimeError:
         return numba.njit(cache=False, **_JIT_FLAGS)(function)
-    cache = dispatcher._cache
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
     load = cache.load_overload
 
     def load_or_recompile(*args, **kwargs):

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
 # Input hash: 4ba87f3494c4875b (generator sources and sympy 1.14.0)
-# Body hash: abc51e16d0534fe8
+# Body hash: 60f86ed314bda045
 
 import hashlib
 import itertools
@@ -26,7 +26,9 @@ def jit(function):
         dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
     except RuntimeError:
         return numba.njit(cache=False, **_JIT_FLAGS)(function)
-    cache = dispatcher._cache
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
     load = cache.load_overload
 
     def load_or_recompile(*args, **kwargs):
