@@ -9,7 +9,7 @@ from training.train import DTYPES, Config, load_net, save_model, train
 # per data set: the net and hyperparameters used when the command line does not say
 DEFAULTS = {
     "digits": dict(net="affine(64,64) relu affine(64,10) softmax-cross-entropy",
-                   epochs=30, batch_size=32, lr=0.1, lr_decay=1.0),
+                   epochs=30, batch_size=32, lr=0.2, lr_decay=0.95),
     "moons": dict(net="affine(2,1) binary-cross-entropy",
                   epochs=50, batch_size=32, lr=0.1, lr_decay=1.0),
     "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
