@@ -20,6 +20,12 @@ MOONS_NET = "affine(2,1) binary-cross-entropy"
 MNIST_NET = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Nets that are not built in (the digits net) are generated here, not in the user's cache."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+
+
 # ------------------------------------------------------------------------------ IDX files
 def write_idx(path, array: np.ndarray, type_code: int, compress: bool = False) -> None:
     """Write an IDX file by the format's definition (independently of the reader under test)."""

@@ -119,6 +119,7 @@ class Config:
     val_split: float = 0.1       # fraction of the training part held out for validation
     dtype: str = "float32"
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
+    blas_threads: int | None = 1  # threads for the kernels' matrix products; None: BLAS default
 
     def check(self):
         if self.epochs < 1:
@@ -131,6 +132,8 @@ class Config:
             raise SympropError(f"--lr-decay must be a positive number, got {self.lr_decay}")
         if not 0 <= self.val_split < 1:
             raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise SympropError(f"--blas-threads must be at least 1, got {self.blas_threads}")
         if self.dtype not in DTYPES:
             raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -190,10 +193,23 @@ def _warm_up(net, params, x, t, lr) -> float:
 
 def train(net, dataset: Dataset, config: Config,
           on_epoch: Callable[[EpochStats, bool], None] | None = None) -> Result:
-    """Train `net` on `dataset`; `on_epoch(stats, bar_shown)` is called after every epoch."""
-    from tqdm import tqdm
+    """Train `net` on `dataset`; `on_epoch(stats, bar_shown)` is called after every epoch.
+
+    The kernels' np.dot calls go to BLAS. Its threads are limited to `config.blas_threads`
+    (default 1): minibatch products are too small to gain from threads, and on a busy machine
+    spinning BLAS threads made epochs several times slower. One thread also makes a run's
+    numbers independent of the machine's core count.
+    """
+    from threadpoolctl import threadpool_limits
 
     config.check()
+    with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+        return _train(net, dataset, config, on_epoch)
+
+
+def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
+    from tqdm import tqdm
+
     dtype = DTYPES[config.dtype]
     rng = np.random.default_rng(config.seed)
     task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)

@@ -13,7 +13,7 @@ DEFAULTS = {
     "moons": dict(net="affine(2,1) binary-cross-entropy",
                   epochs=50, batch_size=32, lr=0.1, lr_decay=1.0),
     "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
-                  epochs=20, batch_size=100, lr=0.1, lr_decay=0.95),
+                  epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
 }
 
 
@@ -42,6 +42,9 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (and the "
                                                       "decision boundary for 2-D data) here")
     parser.add_argument("--save", metavar="NPZ", help="save weights, spec and preprocessing here")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="threads for the matrix products (default 1: minibatch products are "
+                             "small, and one thread keeps results independent of the core count)")
     parser.add_argument("--no-progress", action="store_true",
                         help="print one line per epoch instead of a progress bar")
 
@@ -64,7 +67,7 @@ def run(args) -> int:
         lr=args.lr if args.lr is not None else defaults["lr"],
         lr_decay=args.lr_decay if args.lr_decay is not None else defaults["lr_decay"],
         seed=args.seed, val_split=args.val_split, dtype=args.dtype,
-        progress=False if args.no_progress else None)
+        progress=False if args.no_progress else None, blas_threads=args.blas_threads)
     config.check()
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
