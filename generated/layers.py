@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 69610e3bb52b9018 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Input hash: aec8d54bc077a2c0 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
 # Body hash: 0a84a1744dd2be54
 
 import math

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: aac6841ed0e8cc69 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Input hash: 3254f5cfb7c13177 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
 # Body hash: 2dab92d6444e99ae
 
 import math

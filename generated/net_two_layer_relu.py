@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 13aa3403f4b49f15 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Input hash: 1e8bd478fe63364d (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
 # Body hash: acf2451ba1f6703f
 
 import math

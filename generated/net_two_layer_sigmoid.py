@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 9e28c7b664337a63 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Input hash: 9a87ff026f1739b3 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
 # Body hash: 2590929570e1fd55
 
 import math
