@@ -47,8 +47,9 @@ def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Co
     accuracy_axes.legend()
     if two_d:
         _decision_boundary(axes[2], result, dataset, config)
-    figure.suptitle(f"{dataset.name}: {result.net.SPEC}  (lr {config.lr:g} x {config.lr_decay:g} "
-                    f"per epoch, batch {config.batch_size}, seed {config.seed})")
+    decay = f" x {config.lr_decay:g} per epoch" if config.lr_decay != 1 else ""
+    figure.suptitle(f"{dataset.name}: {result.net.SPEC}  (lr {config.lr:g}{decay}, "
+                    f"batch {config.batch_size}, seed {config.seed})")
     try:
         figure.savefig(path, dpi=100)
     except (OSError, ValueError) as exc:

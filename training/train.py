@@ -49,10 +49,13 @@ class Task:
             raise SympropError(f"net {net.SPEC!r} takes inputs of size {net.INPUT_SIZE} but data "
                                f"set {dataset_name} has {n_features} features per example")
         self.single_output = net.OUTPUT_SIZE == 1
-        if self.loss == "binary-cross-entropy" and not (self.single_output and n_classes == 2):
-            raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy with "
-                               f"{net.OUTPUT_SIZE} outputs: that needs 1 output and 2 classes, "
-                               f"data set {dataset_name} has {n_classes} classes")
+        if self.loss == "binary-cross-entropy":
+            if n_classes != 2:
+                raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy, which needs 2 "
+                                   f"classes; data set {dataset_name} has {n_classes}")
+            if not self.single_output:
+                raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy with "
+                                   f"{net.OUTPUT_SIZE} outputs; it needs 1 output (the logit)")
         if self.loss in ("softmax-cross-entropy", "squared-error", "mse"):
             fits = net.OUTPUT_SIZE == n_classes or (
                 self.single_output and n_classes == 2 and self.loss != "softmax-cross-entropy")
@@ -176,6 +179,16 @@ class Result:
         return dict(zip(self.net.PARAM_NAMES, self.params))
 
 
+def validation_count(n_train: int, val_split: float) -> int:
+    """How many training rows --val-split holds out (at least one if it is not 0)."""
+    n_val = int(round(val_split * n_train))
+    if val_split > 0:
+        n_val = max(n_val, 1)
+    if n_train - n_val < 1:
+        raise SympropError(f"--val-split {val_split} leaves no training examples")
+    return n_val
+
+
 def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
     return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with learning "
                         f"rate {lr:g}; try a smaller --lr")
@@ -215,11 +228,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
 
     order = rng.permutation(len(dataset.x_train))
-    n_val = int(round(config.val_split * len(order)))
-    if config.val_split > 0:
-        n_val = max(n_val, 1)
-    if len(order) - n_val < 1:
-        raise SympropError(f"--val-split {config.val_split} leaves no training examples")
+    n_val = validation_count(len(order), config.val_split)
     val_rows, train_rows = order[:n_val], order[n_val:]
     scaling = dataset.fit_scaling(dataset.x_train[train_rows])
     x_train = scaling.apply(dataset.x_train[train_rows], dtype)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 
 from training.datasets import NAMES, load_dataset
-from training.train import DTYPES, Config, load_net, save_model, train
+from training.train import (DTYPES, Config, Task, load_net, save_model, train,
+                            validation_count)
 
 # per data set: the net and hyperparameters used when the command line does not say
 DEFAULTS = {
@@ -71,11 +72,13 @@ def run(args) -> int:
     config.check()
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
+    Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
     n_params = sum(math.prod(shape) for shape in net.PARAM_SHAPES)
-    print(f"data: {dataset.description}; {len(dataset.x_train)} train (before validation split), "
+    n_val = validation_count(len(dataset.x_train), config.val_split)
+    print(f"data: {dataset.description}; {len(dataset.x_train) - n_val} train, {n_val} validation, "
           f"{len(dataset.x_test)} test; {dataset.n_features} features, {dataset.n_classes} classes")
     print(f"net:  {net.SPEC}  ({n_params:,} parameters, {config.dtype})")
-    print(f"sgd:  {config.epochs} epochs, batch {config.batch_size}, lr {config.lr:g}"
+    print(f"sgd:  {config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {config.batch_size}, lr {config.lr:g}"
           f"{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
           f"seed {config.seed}, validation {config.val_split:g}", flush=True)
 
@@ -84,7 +87,6 @@ def run(args) -> int:
             print(_epoch_line(stats, config.epochs), flush=True)
 
     result = train(net, dataset, config, on_epoch)
-    print(f"split: {result.n_train} train, {result.n_val} validation, {result.n_test} test")
     print(f"kernels compiled/loaded in {result.compile_seconds:.2f} s (not counted below)")
     accuracies = f"train accuracy {result.train_accuracy:.4f}"
     if result.n_val:
