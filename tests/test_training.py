@@ -156,6 +156,33 @@ def test_short_digits_run_loss_falls_and_seed_reproduces():
     assert not np.array_equal(first.params[0], other.params[0])
 
 
+class CountingNet:
+    """Passes everything to a generated net and records each sgd_step call's batch and rate."""
+
+    def __init__(self, net):
+        self.net, self.steps = net, []
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def sgd_step(self, *args):
+        X, lr = args[-3], args[-1]
+        self.steps.append((len(X), lr))
+        return self.net.sgd_step(*args)
+
+
+def test_every_step_is_one_kernel_call_with_the_decayed_rate():
+    net = CountingNet(load_net(MOONS_NET))
+    data = load_moons()
+    train(net, data, Config(epochs=3, batch_size=500, lr=0.4, lr_decay=0.5, val_split=0.0,
+                            progress=False))
+    # first a 2-row call on copies of the parameters that compiles the kernel, then 1,200
+    # training rows in batches of 500: 500, 500, 200; the rate halves each epoch
+    assert net.steps[0][0] == 2
+    assert net.steps[1:] == [(500, 0.4), (500, 0.4), (200, 0.4), (500, 0.2), (500, 0.2), (200, 0.2),
+                         (500, 0.1), (500, 0.1), (200, 0.1)]
+
+
 def test_short_mnist_run_on_written_idx_files_loss_falls(tmp_path, rng):
     write_fake_mnist(tmp_path, rng, 300)
     result = train(load_net(MNIST_NET), load_mnist(tmp_path),

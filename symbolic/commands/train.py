@@ -78,7 +78,8 @@ def run(args) -> int:
     print(f"data: {dataset.description}; {len(dataset.x_train) - n_val} train, {n_val} validation, "
           f"{len(dataset.x_test)} test; {dataset.n_features} features, {dataset.n_classes} classes")
     print(f"net:  {net.SPEC}  ({n_params:,} parameters, {config.dtype})")
-    print(f"sgd:  {config.epochs} epoch{'s' if config.epochs != 1 else ''}, batch {config.batch_size}, lr {config.lr:g}"
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    print(f"sgd:  {epochs}, batch {config.batch_size}, lr {config.lr:g}"
           f"{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
           f"seed {config.seed}, validation {config.val_split:g}", flush=True)
 
