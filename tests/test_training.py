@@ -111,6 +111,8 @@ def test_mnist_missing_folder_lists_expected_files(tmp_path):
         load_mnist(tmp_path)
     with pytest.raises(SympropError, match="--data mnist needs --data-dir"):
         load_dataset("mnist", None)
+    with pytest.raises(SympropError, match="--data-dir is for --data mnist; data set digits"):
+        load_dataset("digits", tmp_path)
 
 
 def test_mnist_half_a_pair_and_count_mismatch(tmp_path, rng):

@@ -66,6 +66,8 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    if data_dir is not None and name != "mnist":
+        raise SympropError(f"--data-dir is for --data mnist; data set {name} is built in")
     if name == "digits":
         return load_digits()
     if name == "moons":
