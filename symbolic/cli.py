@@ -16,6 +16,8 @@ COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
     "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
     "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
+    "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
+    "predict": ("predict", "evaluate weights saved by symprop train --save"),
 
 
 }
