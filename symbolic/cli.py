@@ -14,6 +14,7 @@ from .errors import SympropError
 # subcommand -> (module under symbolic.commands, one-line help)
 COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
+    "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
 
 
 }
