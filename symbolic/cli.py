@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
     "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
     "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
+    "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
 
 }
 

@@ -9,28 +9,48 @@ input formula; nothing is typed in here.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from .layers import K, N, REDUCTIONS, REGISTRY, ElementwiseLoss, real
 from .networkfile import Network
-from .transcript import PRECISION, Chain, Show, Transcript, tr
+from .transcript import Chain, Transcript, tr
 
 # Cross-entropy on the output units' values y (not on logits, as the registry's
 # binary-cross-entropy is): what a hand calculation with sigmoid outputs writes down.
 CROSS_ENTROPY = ElementwiseLoss("cross-entropy", "-t*log(y) - (1 - t)*log(1 - y)",
                                 "binary cross-entropy of each output unit", reduction="sum")
+# Squared error without the 1/2: not a network-file loss, a convention the checker tries.
+SUM_OF_SQUARES = ElementwiseLoss("sum-of-squares", "(y - t)**2", "sum of squared errors, no 1/2",
+                                 reduction="sum")
+EXTRA_LOSSES = {"cross-entropy": CROSS_ENTROPY, "sum-of-squares": SUM_OF_SQUARES}
 LOSS_NOTES = {
+    "sum-of-squares": tr("E = sum of squared errors (no 1/2)", "误差 E = 误差平方和（无 1/2）"),
     "squared-error": tr("E = 1/2 sum of squared errors", "误差 E = 1/2 × 误差平方和"),
     "mse": tr("E = mean of the squared errors over the output units", "误差 E = 各输出单元误差平方的平均"),
     "cross-entropy": tr("E = sum of the output units' binary cross-entropies", "误差 E = 各输出单元的交叉熵之和"),
 }
 
 
+@dataclass(frozen=True)
+class Conventions:
+    """Choices a hand calculation can make differently; the defaults are the standard ones.
+    The checker rebuilds a transcript under the alternatives to explain a learner's numbers."""
+
+    hidden_uses_updated_weights: bool = False  # dE/dy from the output weights already updated
+    relu_derivative_at_zero: int = 0  # relu'(0): 0 (PyTorch, JAX) or 1
+
+
 def loss_derivation(name: str):
-    return CROSS_ENTROPY.derive() if name == "cross-entropy" else REGISTRY.derive(name)
+    return EXTRA_LOSSES[name].derive() if name in EXTRA_LOSSES else REGISTRY.derive(name)
 
 
-def network_transcript(net: Network, name: str) -> Transcript:
+def _loss_layer(name: str):
+    return EXTRA_LOSSES.get(name) or REGISTRY[name]
+
+
+def network_transcript(net: Network, name: str, conventions: Conventions = Conventions()) -> Transcript:
     t = Transcript(name, tr(net.title, net.title_zh),
                    tr(net.description, net.description_zh) if net.description else None)
     t.heading(tr("Given", "已知"))
@@ -52,7 +72,7 @@ def network_transcript(net: Network, name: str) -> Transcript:
         if step > 1:
             current = _start_step(t, net, current, prefix, step)
         forward(t, net, current, prefix, suffix="", first=step == 1)
-        new = backward(t, net, current, prefix, step)
+        new = backward(t, net, current, prefix, step, conventions)
         t.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播")
                   if net.steps == 1 else tr(f"Step {step}: forward pass with the new values",
                                             f"第 {step} 步：用更新后的参数重新前向传播"))
@@ -103,11 +123,12 @@ def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str,
 
 
 def _loss_scale(net):
-    reduction = CROSS_ENTROPY.reduction if net.loss == "cross-entropy" else REGISTRY[net.loss].reduction
+    reduction = _loss_layer(net.loss).reduction
     return REDUCTIONS[reduction][0].subs({N: 1, K: len(net.layers[-1].units)})
 
 
-def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int) -> dict:
+def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
+             conventions: Conventions = Conventions()) -> dict:
     """Gradients from the output layer down, each parameter's update right after its gradient.
     Returns parameter -> key of its new value."""
     sym = lambda name: t.symbol(name)  # noqa: E731
@@ -133,9 +154,14 @@ def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int) 
                                 f"误差（{net.loss}）对输出的偏导数")
                          if j == 0 else None)
         else:  # each unit passes its output to every unit above: it receives the sum of their errors
-            _error_from_above(t, key, layer.units, *above)
+            updated = ({sym(params[w]): sym(new[w]) for w in above[2]}
+                       if conventions.hidden_uses_updated_weights else {})
+            _error_from_above(t, key, layer.units, above[0], above[1], updated)
         derivation = _activation_derivation(layer)
         local = derivation.backward["dx"].xreplace({real("dout"): sp.S.One})
+        if conventions.relu_derivative_at_zero:
+            local = local.replace(lambda e: isinstance(e, sp.Heaviside),
+                                  lambda e: sp.Heaviside(e.args[0], conventions.relu_derivative_at_zero))
         nets = {unit: t.quantities[key(f"net_{unit}")].formula for unit in layer.units}
         for j, unit in enumerate(layer.units):
             t.define(key(f"d{unit}/dnet_{unit}"),
@@ -159,7 +185,7 @@ def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int) 
                               f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
             if net.update_biases:
                 new[bias] = _update(t, key, bias, params[bias])
-        above = (layer.units, nets)
+        above = (layer.units, nets, [w for row in layer.weight_names for w in row])
     return new
 
 
@@ -168,13 +194,14 @@ def _activation_derivation(layer):
     return REGISTRY.derive(name) if name in REGISTRY else layer.activation.derive()
 
 
-def _error_from_above(t, key, sources, units_above, nets_above):
-    """dE/dsource = sum over the units above of dE/du * du/dnet_u * dnet_u/dsource."""
+def _error_from_above(t, key, sources, units_above, nets_above, updated=None):
+    """dE/dsource = sum over the units above of dE/du * du/dnet_u * dnet_u/dsource.
+    ``updated`` (weight -> new weight) only for the checker's updated-weights convention."""
     for source in sources:
         terms = []
         for unit in units_above:
             factor = key(f"dnet_{unit}/d{source}")
-            t.define(factor, sp.diff(nets_above[unit], t.symbol(key(source))))
+            t.define(factor, sp.diff(nets_above[unit], t.symbol(key(source))).xreplace(updated or {}))
             terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
         note = (tr(f"{source} feeds {', '.join(units_above)}, so it receives error from each of them: the sum",
                    f"{source} 的输出传给 {', '.join(units_above)}，因此要接收它们各自传回的误差并求和")

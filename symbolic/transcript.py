@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import mpmath
@@ -54,6 +56,7 @@ class Quantity:
     latex: str
     formula: object  # SymPy expression over earlier quantities' symbols, a Chain, or None (given)
     value: object  # exact SymPy number or Matrix
+    unrounded: object = None  # under rounding_intermediates: the value before it was rounded
 
 
 @dataclass
@@ -97,21 +100,28 @@ class Transcript:
 
     def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
-        value = self.evaluate(formula)
-        self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value))
+        value = unrounded = self.evaluate(formula)
+        decimals = ROUND_INTERMEDIATES.get()
+        if decimals is not None and not isinstance(value, sp.MatrixBase):
+            value = round_half_up(value, decimals)
+        self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value,
+                           unrounded if decimals is not None else None))
         if show:
             self.blocks.append(Show(key, note, numbers))
         return self.symbol(key)
 
-    def evaluate(self, formula):
+    def evaluate(self, formula, values=None):
+        """The formula's value from the earlier quantities' values (``values``: key -> value
+        overrides them, e.g. a learner's own numbers)."""
+        lookup = lambda key: values[key] if values is not None and key in values else self.quantities[key].value  # noqa: E731
         if isinstance(formula, Chain):
-            return sp.Add(*[sp.Mul(*[self.quantities[k].value for k in term]) for term in formula.terms])
-        values = {}
+            return _carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
+        substitution = {}
         for s in formula.free_symbols | set(formula.atoms(sp.MatrixSymbol)):
             if s.name not in self.quantities:
                 raise KeyError(f"formula uses {s.name!r}, which is not defined yet")
-            values[s] = self.quantities[s.name].value
-        result = formula.xreplace(values)
+            substitution[s] = lookup(s.name)
+        result = formula.xreplace(substitution)
         if isinstance(result, (sp.MatrixExpr, sp.MatrixBase)):
             return sp.ImmutableMatrix(result.doit()).applyfunc(_carry)
         return _carry(result.doit())
@@ -151,6 +161,25 @@ class Transcript:
 
 
 # --- numbers -------------------------------------------------------------------------------
+
+# When set (by the checker), every computed value is rounded to this many decimals before the
+# next step uses it: how a hand calculation that copies rounded numbers forward proceeds.
+ROUND_INTERMEDIATES: ContextVar[int | None] = ContextVar("ROUND_INTERMEDIATES", default=None)
+
+
+@contextmanager
+def rounding_intermediates(decimals: int):
+    token = ROUND_INTERMEDIATES.set(decimals)
+    try:
+        yield
+    finally:
+        ROUND_INTERMEDIATES.reset(token)
+
+
+def round_half_up(value, decimals: int) -> sp.Rational:
+    scale = sp.Integer(10) ** decimals
+    return sp.Integer(sp.floor(sp.sympify(value) * scale + sp.Rational(1, 2))) / scale
+
 
 def _carry(value):
     """Rationals stay exact; anything transcendental (sigmoid(77/200), log 2) is evaluated to
