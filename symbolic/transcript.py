@@ -388,12 +388,15 @@ class _Renderer:
     def formula_latex(self, formula, digits):
         if isinstance(formula, Chain):
             return _chain_latex(self.t, formula, digits)
-        return _SubstitutingLatex(self.t, digits).doprint(formula)
+        text = _SubstitutingLatex(self.t, digits).doprint(formula)
+        # a negative number as a function's only argument needs no second pair of parentheses
+        return re.sub(r"\\left\(\\left\((-[^\\]*)\\right\)\\right\)", r"\\left(\1\\right)", text)
 
     def formula_plain(self, formula, digits):
         if isinstance(formula, Chain):
             return _chain_plain(self.t, formula, digits)
-        return _SubstitutingPlain(self.t, digits).doprint(formula)
+        text = _SubstitutingPlain(self.t, digits).doprint(formula)
+        return re.sub(r"\(\((-[0-9.e+-]*)\)\)", r"(\1)", text)
 
     def cell(self, value) -> str:
         if isinstance(value, Text):
