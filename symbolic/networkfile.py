@@ -27,6 +27,8 @@ NUMBER = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*\Z")
 FRACTION = re.compile(r"\s*[+-]?\d+\s*/\s*\d+\s*\Z")
 ARRAY_HEADER = re.compile(r"\[\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\]\Z")  # [[layers]]
 TABLE_HEADER = re.compile(r"\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\Z")  # [inputs]; not a row [0.3, 0.4]]
+MAX_MAGNITUDE = 1e6
+RESERVED = {"E", "E_new", "learning_rate"}  # names the transcript itself uses
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "loss", "learning_rate", "steps", "update_biases",
              "inputs", "targets", "layers"}
 LAYER_FIELDS = {"units", "size", "activation", "weights", "weight_names", "bias", "bias_names"}
@@ -137,6 +139,13 @@ class _Where:
 
 def _number(value, fail) -> sp.Rational:
     """An exact Rational from a TOML number or a string such as "0.05" or "1/3"."""
+    number = _parse_number(value, fail)
+    if abs(number) > MAX_MAGNITUDE:
+        fail(f"{value!r} is larger than {MAX_MAGNITUDE:g} in size; a hand calculation needs moderate numbers")
+    return number
+
+
+def _parse_number(value, fail) -> sp.Rational:
     if isinstance(value, bool):
         fail(f"expected a number, got {str(value).lower()}")
     if isinstance(value, int):
@@ -233,6 +242,9 @@ def parse_network(text: str, source: str = "<network>") -> Network:
         names += layer.units + [n for row in layer.weight_names for n in row] + layer.bias_names
     seen = set()
     for name in names:
+        if name in RESERVED or name.endswith("_new") or name.startswith("net_") or re.match(r"step\d", name):
+            raise SympropError(f"{source}: the name {name!r} is taken by the transcript (E, E_new, learning_rate, "
+                               "and names starting with net_ or step<digit> or ending in _new); choose another")
         if name in seen:
             raise SympropError(f"{source}: the name {name!r} is used twice; every input, target, unit, "
                                "weight and bias needs its own name")

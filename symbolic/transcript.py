@@ -20,6 +20,7 @@ import mpmath
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
+from .errors import SympropError
 from .render import PlainPrinter
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
@@ -101,6 +102,8 @@ class Transcript:
     def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
         value = unrounded = self.evaluate(formula)
+        if not isinstance(value, sp.MatrixBase) and not value.is_finite:
+            raise SympropError(f"{key} = {formula} is not a finite number ({value}): check the inputs")
         decimals = ROUND_INTERMEDIATES.get()
         if decimals is not None and not isinstance(value, sp.MatrixBase):
             value = round_half_up(value, decimals)

@@ -150,6 +150,8 @@ def test_missing_fields_and_syntax_errors():
     assert "TOML syntax error" in message and "line 13" in message and "net.toml" in message
     assert "missing section [targets]" in _error(SEED_001.replace("[targets]\nt1 = 0.03\nt2 = 0.05\n", ""))
     assert "used twice" in _error(SEED_001.replace('units = ["h1", "h2"]', 'units = ["h1", "y1"]'))
+    for taken in ("E", "net_h1", "y1_new", "learning_rate"):
+        assert "taken by the transcript" in _error(SEED_001.replace('"h2"]', f'"{taken}"]'))
 
 
 def test_cli_prints_nothing_on_bad_input(tmp_path, capsys):
