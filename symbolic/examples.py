@@ -232,19 +232,20 @@ def _sgd_model(name, title, intro, weights, start, model_formula):
         factors = t.quantities[f"dl/d{w}"].formula.terms[0]
         product = sp.Mul(*[t.quantities[k].formula for k in factors]).xreplace({t.symbol("y_hat"): model})
         step_formulas[w] = params[w] - lr * product
+    loss_formula = t.quantities["l"].formula.xreplace({t.symbol("y_hat"): model})
     values = dict(start)
     rows = []
     for epoch in range(1, 101):
         for xv, yv in zip(DATA_X, DATA_Y):
             subs = {params[w]: values[w] for w in weights} | {x: xv, y: yv, lr: R(1, 100)}
+            last_loss = loss_formula.xreplace(subs)  # before the update, as the tutorial prints it
             values = {w: step_formulas[w].xreplace(subs) for w in weights}
-            last_loss = (model.xreplace({params[w]: values[w] for w in weights} | {x: xv}) - yv) ** 2
         if epoch <= 5 or epoch % 10 == 0:
             rows.append([str(epoch), *[values[w] for w in weights], last_loss])
     t.heading(tr("100 epochs of per-sample SGD on x = [1, 2, 3], y = [2, 4, 6]",
                  "在 x = [1, 2, 3]、y = [2, 4, 6] 上逐样本训练 100 轮"))
     t.table([tr("epoch", "轮次"), *[tr(f"{w} after the epoch", f"本轮后 {w}") for w in weights],
-             tr("loss of the last sample", "最后一个样本的误差")], rows)
+             tr("loss of the epoch's last sample", "本轮最后一个样本的误差")], rows)
     t.heading(tr("Prediction at x = 4 after training", "训练后 x = 4 的预测值"))
     final = {w: t.given(f"{w}_trained", values[w]) for w in weights}
     t.define("y_hat_test_trained", model_formula(final, x4))

@@ -71,12 +71,12 @@ def network_transcript(net: Network, name: str, conventions: Conventions = Conve
         prefix = "" if step == 1 else f"step{step}:"
         if step > 1:
             current = _start_step(t, net, current, prefix, step)
-        forward(t, net, current, prefix, suffix="", first=step == 1)
+        forward(t, net, current, prefix, suffix="", step=step)
         new = backward(t, net, current, prefix, step, conventions)
         t.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播")
                   if net.steps == 1 else tr(f"Step {step}: forward pass with the new values",
                                             f"第 {step} 步：用更新后的参数重新前向传播"))
-        forward(t, net, new, prefix, suffix="_new", first=False)
+        forward(t, net, new, prefix, suffix="_new", step=step)
         current = new
     return t
 
@@ -95,11 +95,11 @@ def _key(prefix, name):
     return prefix + name
 
 
-def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str, first: bool):
+def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str, step: int):
     """net_u = sum_i w_iu * in_i + b_u, u = activation(net_u), for every unit; then the error E."""
     if not suffix:
-        t.heading(tr("Forward pass", "前向传播") if not prefix else
-                  tr(f"{prefix[:-1]}: forward pass", f"{prefix[:-1]}：前向传播"))
+        t.heading(tr("Forward pass", "前向传播") if step == 1 else
+                  tr(f"Step {step}: forward pass", f"第 {step} 步：前向传播"))
     sym = lambda key: t.symbol(key)  # noqa: E731
     previous = [sym(n) for n in net.input_names]
     for layer in net.layers:
@@ -118,8 +118,7 @@ def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str,
     per_unit = next(iter(loss.forward.values()))
     scale = _loss_scale(net)
     terms = [per_unit.xreplace({real("y"): y, real("t"): sym(tn)}) for y, tn in zip(previous, net.target_names)]
-    t.define(_key(prefix, f"E{suffix}"), scale * sp.Add(*terms), text=f"E{suffix}",
-             latex="E" + (r"^{\mathrm{new}}" if suffix else ""), note=LOSS_NOTES[net.loss])
+    t.define(_key(prefix, f"E{suffix}"), scale * sp.Add(*terms), note=LOSS_NOTES[net.loss])
 
 
 def _loss_scale(net):
