@@ -120,6 +120,8 @@ def load_claims(path) -> tuple[str, list[Claim]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SympropError(f"{path}: cannot read the claims file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise SympropError(f"{path}: not UTF-8 text (byte {exc.start}); a claims file is TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
