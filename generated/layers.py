@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 97de57f9331d4da7 (generator sources and sympy 1.14.0)
-# Body hash: 729ff1e7341ece66
+# Input hash: 5530972dfd670271 (generator sources and sympy 1.14.0)
+# Body hash: 0175bd477ab9ce34
 
 import hashlib
 import itertools
@@ -328,7 +328,7 @@ def tanh_forward(x, out=None):
 def tanh_backward_kernel(dout, y, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*(real(1) - y[i]*y[i])  # dx = dout * dy/dx
+        dx[i] = dout[i]*(real(1) - (y[i]*y[i]))  # dx = dout * dy/dx
 
 
 def tanh_backward(dout, y, dx=None):
@@ -519,7 +519,7 @@ def squared_error_forward_kernel(y, t):
     total = real(0)
     for n in range(N):
         for k in range(K):
-            total += (real(0.5))*(t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+            total += (real(0.5))*((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
     return total * real(1)
 
 
@@ -559,7 +559,7 @@ def mse_forward_kernel(y, t):
     total = real(0)
     for n in range(N):
         for k in range(K):
-            total += (t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+            total += ((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
     return total * real(1)/(real(K)*real(N))
 
 
@@ -600,7 +600,7 @@ def binary_cross_entropy_forward_kernel(z, t):
     for n in range(N):
         for k in range(K):
             total += -t[n, k]*z[n, k] + _softplus(z[n, k])
-    return total * real(1)/(real(N))
+    return total * real(1)/real(N)
 
 
 def binary_cross_entropy_forward(z, t):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 04b626f84edd506f (generator sources and sympy 1.14.0)
-# Body hash: f59ad9a9728c63c8
+# Input hash: a03afc71fcc3c1a7 (generator sources and sympy 1.14.0)
+# Body hash: 674b63b0b3b0cbf8
 
 import hashlib
 import itertools
@@ -188,7 +188,7 @@ def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
         for j in range(K):
             loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
             loss += loss_term
-    loss = loss * real(1)/(real(N))
+    loss = loss * real(1)/real(N)
     # ---- backward (chain rule, from the loss back to the first layer) ----
     K = 1
     for n in range(N):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 4ba87f3494c4875b (generator sources and sympy 1.14.0)
-# Body hash: 60f86ed314bda045
+# Input hash: 0bdd0a1c4407e81e (generator sources and sympy 1.14.0)
+# Body hash: 4ae2ea979df4b50d
 
 import hashlib
 import itertools
@@ -204,7 +204,7 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
     loss = real(0)
     for n in range(N):
         for j in range(K):
-            loss_term = (real(0.5))*(T[n, j] - h2[n, j])*(T[n, j] - h2[n, j])
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
             loss += loss_term
     # ---- backward (chain rule, from the loss back to the first layer) ----
     K = 2

@@ -189,3 +189,17 @@ def test_kernels_pass_with_the_jit_disabled():
                              "tests/test_kernels.py", "-k", "not dispatchers"],
                             capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def _one_argument_formulas():
+    from symbolic.formula import ARITY, FUNCTIONS
+    return [f"{name}(x, x/2)" if ARITY.get(name) == 2 else f"{name}(x*x/4 + 1/2)" if name in ("log", "ln", "sqrt") else f"{name}(x)"
+            for name in sorted(FUNCTIONS)]
+
+
+@pytest.mark.parametrize("formula", _one_argument_formulas())
+def test_every_whitelisted_function_prints_and_has_correct_gradients(formula):
+    """Each function a formula may use has a printing rule, and its derived rule is right."""
+    from symbolic.verify import network_gradient_error
+    net = load_network(f"affine(3,4) formula({formula}) affine(4,2) mse")
+    assert network_gradient_error(net, seed=3) < GRADCHECK_TOLERANCE
