@@ -20,7 +20,8 @@ GENERATED = ROOT / "generated"
 # The files whose content decides what the generator writes (with the SymPy version).
 GENERATOR_INPUTS = [
     "symbolic/layers.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
-    "codegen/printer.py", "codegen/layer_kernels.py", "codegen/network.py", "codegen/files.py",
+    "codegen/printer.py", "codegen/common.py", "codegen/layer_kernels.py", "codegen/network.py",
+    "codegen/generate.py", "codegen/files.py",
 ]
 
 # One place decides the JIT flags of every generated kernel. fastmath stays off: it changes

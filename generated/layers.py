@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 5530972dfd670271 (generator sources and sympy 1.14.0)
+# Input hash: fb00d46ad05f61b9 (generator sources and sympy 1.14.0)
 # Body hash: 0175bd477ab9ce34
 
 import hashlib

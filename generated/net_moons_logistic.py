@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: a03afc71fcc3c1a7 (generator sources and sympy 1.14.0)
+# Input hash: fdc9689a4acf486d (generator sources and sympy 1.14.0)
 # Body hash: 674b63b0b3b0cbf8
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 88f78f69916eee0c (generator sources and sympy 1.14.0)
+# Input hash: bacafdcbe2c5c72e (generator sources and sympy 1.14.0)
 # Body hash: ded030c7f288ee1c
 
 import hashlib

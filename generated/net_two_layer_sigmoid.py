@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 0bdd0a1c4407e81e (generator sources and sympy 1.14.0)
+# Input hash: 44f0824dadd10315 (generator sources and sympy 1.14.0)
 # Body hash: 4ae2ea979df4b50d
 
 import hashlib

@@ -203,3 +203,13 @@ def test_every_whitelisted_function_prints_and_has_correct_gradients(formula):
     from symbolic.verify import network_gradient_error
     net = load_network(f"affine(3,4) formula({formula}) affine(4,2) mse")
     assert network_gradient_error(net, seed=3) < GRADCHECK_TOLERANCE
+
+
+def test_every_codegen_and_derivation_module_is_a_hashed_generator_input():
+    """Editing any file that shapes generated code must change the headers' input hash."""
+    inputs = set(files.GENERATOR_INPUTS)
+    for folder in ("codegen", "symbolic"):
+        for path in (ROOT / folder).glob("*.py"):
+            shapes_output = folder == "codegen" or path.name in ("layers.py", "stable.py", "formula.py", "indexcalc.py")
+            if shapes_output and path.name != "__init__.py":
+                assert f"{folder}/{path.name}" in inputs, path
