@@ -342,7 +342,7 @@ def loss_and_grads_kernel({params}, X, T):
     return loss, {grads}
 
 
-@jit
+@jit_inline
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)

@@ -38,7 +38,7 @@ KNOWN_FUNCTIONS = {
 # Helper functions a module needs when an expression uses them (stable forward forms).
 HELPERS = {
     "_sigmoid": '''
-@jit
+@jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -47,7 +47,7 @@ def _sigmoid(v):
     return s if v >= 0 else e * s
 ''',
     "_softplus": '''
-@jit
+@jit_inline
 def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)

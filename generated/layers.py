@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: fb00d46ad05f61b9 (generator sources and sympy 1.14.0)
-# Body hash: 0175bd477ab9ce34
+# Input hash: b6510fec2d3c34b9 (generator sources and sympy 1.14.0)
+# Body hash: c57d7d74111b8ac1
 
 import hashlib
 import itertools
@@ -43,6 +43,12 @@ def jit(function):
 
     cache.load_overload = load_or_recompile
     return dispatcher
+
+
+def jit_inline(function):
+    """jit for the small helpers called from kernels: inlined into the caller (numba's IR
+    inlining), which saves a call per helper per step; measured 520 -> 335 ns per 2-2-2 step."""
+    return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
 def _warn_if_edited():
@@ -96,7 +102,7 @@ def _output(function, name, out, shape, dtype):
     return out
 
 
-@jit
+@jit_inline
 def _add_bias(y, b):
     """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
     shared = b.shape[0] == 1
@@ -105,7 +111,7 @@ def _add_bias(y, b):
             y[n, j] += b[0] if shared else b[j]
 
 
-@jit
+@jit_inline
 def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
     sums = np.empty(a.shape[1], a.dtype) if out is None else out
@@ -116,7 +122,7 @@ def _column_sums(a, out=None):
     return sums
 
 
-@jit
+@jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -125,14 +131,14 @@ def _sigmoid(v):
     return s if v >= 0 else e * s
 
 
-@jit
+@jit_inline
 def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
     return max(v, real(0)) + np.log1p(np.exp(-abs(v)))
 
 
-@jit
+@jit_inline
 def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
     total = np.empty(1, a.dtype) if out is None else out

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: bacafdcbe2c5c72e (generator sources and sympy 1.14.0)
-# Body hash: ded030c7f288ee1c
+# Input hash: 0d8b8af48320f4d0 (generator sources and sympy 1.14.0)
+# Body hash: 3fba07e7fa31ed21
 
 import hashlib
 import itertools
@@ -43,6 +43,12 @@ def jit(function):
 
     cache.load_overload = load_or_recompile
     return dispatcher
+
+
+def jit_inline(function):
+    """jit for the small helpers called from kernels: inlined into the caller (numba's IR
+    inlining), which saves a call per helper per step; measured 520 -> 335 ns per 2-2-2 step."""
+    return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
 def _warn_if_edited():
@@ -96,7 +102,7 @@ def _output(function, name, out, shape, dtype):
     return out
 
 
-@jit
+@jit_inline
 def _add_bias(y, b):
     """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
     shared = b.shape[0] == 1
@@ -105,7 +111,7 @@ def _add_bias(y, b):
             y[n, j] += b[0] if shared else b[j]
 
 
-@jit
+@jit_inline
 def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
     sums = np.empty(a.shape[1], a.dtype) if out is None else out
@@ -211,7 +217,7 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
     return loss, dW1, db1, dW2, db2
 
 
-@jit
+@jit_inline
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 44f0824dadd10315 (generator sources and sympy 1.14.0)
-# Body hash: 4ae2ea979df4b50d
+# Input hash: 35e59f8a391587d4 (generator sources and sympy 1.14.0)
+# Body hash: fabfd5877e9541be
 
 import hashlib
 import itertools
@@ -43,6 +43,12 @@ def jit(function):
 
     cache.load_overload = load_or_recompile
     return dispatcher
+
+
+def jit_inline(function):
+    """jit for the small helpers called from kernels: inlined into the caller (numba's IR
+    inlining), which saves a call per helper per step; measured 520 -> 335 ns per 2-2-2 step."""
+    return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
 def _warn_if_edited():
@@ -96,7 +102,7 @@ def _output(function, name, out, shape, dtype):
     return out
 
 
-@jit
+@jit_inline
 def _add_bias(y, b):
     """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
     shared = b.shape[0] == 1
@@ -105,7 +111,7 @@ def _add_bias(y, b):
             y[n, j] += b[0] if shared else b[j]
 
 
-@jit
+@jit_inline
 def _dot_loops(a, b, out=None):
     """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
     product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
@@ -118,7 +124,7 @@ def _dot_loops(a, b, out=None):
     return product
 
 
-@jit
+@jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -127,7 +133,7 @@ def _sigmoid(v):
     return s if v >= 0 else e * s
 
 
-@jit
+@jit_inline
 def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
     total = np.empty(1, a.dtype) if out is None else out
@@ -236,7 +242,7 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
     return loss, dW1, db1, dW2, db2
 
 
-@jit
+@jit_inline
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
