@@ -30,7 +30,8 @@ EXPRESSIONS = [
 def _namespace(dtype):
     namespace = {"np": np, "math": math, "real": dtype}
     for name, source in HELPERS.items():
-        exec(source.replace("@jit\n", ""), namespace)  # the helpers as plain Python
+        plain = "\n".join(line for line in source.splitlines() if not line.startswith("@jit"))
+        exec(plain, namespace)  # the helpers as plain Python
     return namespace
 
 
