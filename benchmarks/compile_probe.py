@@ -1,0 +1,72 @@
+"""Run in a fresh process by the benchmark: load networks and call each of their kernels once
+per dtype, timing how long the first calls take (a compile with an empty numba cache, a cache
+load with a warm one). Prints JSON on stdout.
+
+    python -m benchmarks.compile_probe [SPEC ...]    (no SPEC: every network in generated/)
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+import sys
+import time
+
+KERNELS = ("forward_kernel", "loss_and_grads_kernel", "sgd_step_kernel", "sgd_steps_kernel")
+
+
+def generated_networks():
+    """Every module in generated/ that is a network (has SPEC and PARAM_SHAPES)."""
+    import generated
+    modules = []
+    for info in pkgutil.walk_packages(generated.__path__, "generated."):
+        module = importlib.import_module(info.name)
+        if hasattr(module, "SPEC") and hasattr(module, "PARAM_SHAPES"):
+            modules.append(module)
+    return modules
+
+
+def first_calls(net, np) -> int:
+    """Call every kernel of net once per dtype on a batch of 2; returns how many calls."""
+    calls = 0
+    for dtype in (np.float32, np.float64):
+        params = [np.full(shape, 0.1, dtype) for shape in net.PARAM_SHAPES]
+        X = np.full((2, net.INPUT_SIZE), 0.5, dtype)
+        T = np.zeros((2, net.OUTPUT_SIZE), dtype)
+        T[:, 0] = 1
+        for name in KERNELS:
+            kernel = getattr(net, name, None)
+            if kernel is None:
+                continue
+            if name == "forward_kernel":
+                kernel(*params, X)
+            elif name == "loss_and_grads_kernel":
+                kernel(*params, X, T)
+            elif name == "sgd_step_kernel":
+                kernel(*params, X, T, 0.01)
+            else:
+                kernel(*params, X, T, 0.01, 2)
+            calls += 1
+    return calls
+
+
+def main(specs) -> int:
+    start = time.perf_counter()
+    import numpy as np
+    import numba  # noqa: F401  (its import is fixed cost, reported apart from the kernels)
+    from codegen.network import load_network
+    import_s = time.perf_counter() - start
+    start = time.perf_counter()
+    networks, kernels = {}, 0
+    nets = [load_network(spec) for spec in specs] if specs else generated_networks()
+    for net in nets:
+        t0 = time.perf_counter()
+        kernels += first_calls(net, np)
+        networks[net.SPEC] = time.perf_counter() - t0
+    print(json.dumps({"import_s": import_s, "total_s": time.perf_counter() - start,
+                      "kernels": kernels, "networks": networks}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
