@@ -1,0 +1,95 @@
+"""Text shared by every generated module: imports, the jit decorator, input checks, helpers.
+
+Generated modules import only numpy and numba (and the standard library's math), so a user
+can copy one into another project.
+"""
+from __future__ import annotations
+
+from .files import JIT_FLAGS
+from .printer import HELPERS
+
+PRELUDE = f'''
+import math
+
+import numba
+import numpy as np
+
+jit = {JIT_FLAGS}
+
+
+def _arrays(function, **arrays):
+    """The arrays, C-contiguous, after checking they are float32/float64 arrays of one dtype."""
+    first = None
+    checked = []
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{{function}}: {{name}} must be a numpy array, got {{type(value).__name__}}")
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{{function}}: {{name}} has dtype {{value.dtype}}; the kernels take float32 or float64")
+        if first is None:
+            first = name, value.dtype
+        elif value.dtype != first[1]:
+            raise ValueError(f"{{function}}: {{name}} is {{value.dtype}} but {{first[0]}} is {{first[1]}}; use one dtype")
+        checked.append(np.ascontiguousarray(value))
+    return checked
+
+
+def _shape(function, name, array, shape):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{{function}}: {{name}} has shape {{array.shape}}, expected {{tuple(shape)}}")
+
+
+def _output(function, name, out, shape, dtype):
+    """A new array, or the caller's preallocated one after checking it fits."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
+        raise ValueError(f"{{function}}: {{name}} must be a {{np.dtype(dtype).name}} array of shape {{tuple(shape)}}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable")
+    return out
+'''
+
+# Matrix helpers the affine rules print (_column_sums is 1^T dY, _total is 1^T dY 1).
+MATRIX_HELPERS = {
+    "_column_sums": '''
+@jit
+def _column_sums(a):
+    """1^T a: the sum over the batch (rows) of each column."""
+    sums = np.zeros(a.shape[1], a.dtype)
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            sums[j] += a[n, j]
+    return sums
+''',
+    "_total": '''
+@jit
+def _total(a):
+    """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
+    total = np.zeros(1, a.dtype)
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total[0] += a[n, j]
+    return total
+''',
+    "_add_bias": '''
+@jit
+def _add_bias(y, b):
+    """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
+    shared = b.shape[0] == 1
+    for n in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[n, j] += b[0] if shared else b[j]
+''',
+}
+
+ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS}
+
+
+def helper_source(names) -> str:
+    """The helper functions a module uses, in a fixed order."""
+    return "".join("\n" + ALL_HELPERS[name] for name in sorted(names))
+
+
+def indent(lines, depth: int) -> list[str]:
+    return [("    " * depth + line) if line else "" for line in lines]

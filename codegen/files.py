@@ -1,0 +1,97 @@
+"""Writing generated modules: header, input hash, atomic writes, staleness checks.
+
+Printing (``layer_kernels``, ``network``) returns text; only this module touches files.
+A generated file is rewritten only when its text changes, through a temporary file and a
+rename, so an interrupted run leaves the old file intact.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numba
+import sympy
+
+ROOT = Path(__file__).resolve().parent.parent
+GENERATED = ROOT / "generated"
+
+# The files whose content decides what the generator writes (with the SymPy version).
+GENERATOR_INPUTS = [
+    "symbolic/layers.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
+    "codegen/printer.py", "codegen/layer_kernels.py", "codegen/network.py", "codegen/files.py",
+]
+
+# One place decides the JIT flags of every generated kernel. fastmath stays off: it changes
+# results and paid only on reduction loops (shared/notes/kernel-performance.md).
+JIT_FLAGS = 'numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)'
+
+REGENERATE_COMMAND = "symprop generate"
+
+
+def inputs_hash(*extra: str) -> str:
+    """sha256 over the generator's sources, the SymPy version and any extra inputs (a spec)."""
+    digest = hashlib.sha256()
+    for relative in GENERATOR_INPUTS:
+        digest.update(relative.encode())
+        digest.update((ROOT / relative).read_bytes())
+    digest.update(f"sympy {sympy.__version__}".encode())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()[:16]
+
+
+def body_hash(body: str) -> str:
+    return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def header(title: str, generator: str, command: str, inputs: list[str], input_hash: str, body: str) -> str:
+    """The comment block on top of every generated file (no timestamps: output is deterministic)."""
+    lines = [
+        f"# {title}",
+        f"# GENERATED FILE - do not edit. Written by symprop's {generator}.",
+        f"# Regenerate with: {command}",
+    ]
+    lines += [f"# Input: {item}" for item in inputs]
+    lines += [
+        f"# Input hash: {input_hash} (generator sources, sympy {sympy.__version__}, numba {numba.__version__} at generation)",
+        f"# Body hash: {body_hash(body)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write text to path atomically; return True if the file changed."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def stale_files(expected: dict[Path, str], directory: Path) -> list[tuple[Path, str]]:
+    """[(path, unified diff)] for each file that differs from what the generator would write,
+    plus generated modules in the directory that the generator would not write at all."""
+    problems = []
+    for path, text in sorted(expected.items()):
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            diff = "".join(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                                f"{path} (on disk)", f"{path} (generator now)"))
+            problems.append((path, diff or f"{path} is missing\n"))
+    for path in sorted(Path(directory).glob("*.py")):
+        if path not in expected and path.name != "__init__.py":
+            problems.append((path, f"{path} was not written by the generator (remove it)\n"))
+    return problems

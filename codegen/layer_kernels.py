@@ -1,0 +1,333 @@
+"""Per-layer kernels: ``<layer>_forward`` and ``<layer>_backward`` for every registered layer.
+
+Each kernel is a plain ``@jit`` function (``<name>_kernel``) whose loop bodies are printed from
+the layer's derivation, plus a checked wrapper (``<name>``) that validates shapes and dtypes,
+allocates outputs unless the caller passes them, and never modifies its inputs. Templates here
+hold only function skeletons (loops, signatures, checks); every formula comes from the registry.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from symbolic.layers import REDUCTIONS, REGISTRY, Derivation
+
+from .common import PRELUDE, helper_source, indent
+from .printer import KernelPrinter, print_statements
+
+
+def python_name(layer_name: str) -> str:
+    return layer_name.replace("-", "_")
+
+
+class ModuleText:
+    """Collects functions and the helpers they use."""
+
+    def __init__(self):
+        self.functions: list[str] = []
+        self.helpers: set[str] = set()
+
+    def add(self, text: str, helpers=()):
+        self.functions.append(text.strip("\n") + "\n")
+        self.helpers |= set(helpers)
+
+
+def _elementwise(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    inputs = list(layer.inputs)
+    out_name = "out"
+    forward = d.forward[layer.output]
+    # forward
+    lines, used = print_statements([("out[i]", forward)], {n: f"{n}[i]" for n in inputs})
+    args = ", ".join(inputs)
+    module.add(f'''
+@jit
+def {base}_forward_kernel({args}, out):
+    real = out.dtype.type
+    for i in range(out.size):
+{chr(10).join(indent(lines, 2))}
+
+
+def {base}_forward({args}, out=None):
+    """{layer.output} = {sp.sstr(forward)}, element by element ({layer.summary})."""
+    {args}, = _arrays("{base}_forward", {", ".join(f"{n}={n}" for n in inputs)})
+{chr(10).join(f'    _shape("{base}_forward", "{n}", {n}, {inputs[0]}.shape)' for n in inputs[1:])}
+    out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
+    {base}_forward_kernel({", ".join(f"{n}.reshape(-1)" for n in inputs)}, out.reshape(-1))
+    return out
+''', used)
+    # backward: one output array per input, rules read dout and the saved values
+    saved = list(d.saved)
+    names = {n: f"{n}[i]" for n in ["dout", *saved]}
+    grads = [f"d{n}" for n in inputs]
+    assignments = [(f"{g}[i]", d.backward[g]) for g in grads]
+    partial = {f"{g}[i]": f"{g} = dout * d{layer.output}/d{g[1:]}" for g in grads}
+    lines, used = print_statements(assignments, names, comment_for=partial.get)
+    params = ", ".join(["dout", *saved])
+    outs = ", ".join(f"{g}=None" for g in grads)
+    returns = ", ".join(grads)
+    checks = "\n".join(f'    _shape("{base}_backward", "{n}", {n}, dout.shape)' for n in saved)
+    allocs = "\n".join(f'    {g} = _output("{base}_backward", "{g}", {g}, dout.shape, dout.dtype)' for g in grads)
+    rules = "; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in grads)
+    module.add(f'''
+@jit
+def {base}_backward_kernel({params}, {", ".join(grads)}):
+    real = dout.dtype.type
+    for i in range(dout.size):
+{chr(10).join(indent(lines, 2))}
+
+
+def {base}_backward({params}, {outs}):
+    """{rules}. Reads {", ".join(saved) or "only dout"}; never writes its inputs."""
+    {params}, = _arrays("{base}_backward", {", ".join(f"{n}={n}" for n in ["dout", *saved])})
+{checks}
+{allocs}
+    {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
+    return {returns}
+''', used)
+
+
+def _loss(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    p = layer.prediction
+    scale = REDUCTIONS[layer.reduction][0]
+    names = {p: f"{p}[n, k]", "t": "t[n, k]"}
+    lines, used = print_statements([("total += ", d.forward["l"])], names)
+    lines[-1] = lines[-1].replace("total +=  = ", "total += ")
+    printer = KernelPrinter()
+    scale_text = printer.doprint(scale)
+    grad = f"d{p}"
+    blines, bused = print_statements([(f"{grad}[n, k]", d.backward[grad])], names,
+                                     comment_for=lambda _: f"{grad} = dL/d{p}")
+    module.add(f'''
+@jit
+def {base}_forward_kernel({p}, t):
+    real = {p}.dtype.type
+    N, K = {p}.shape
+    total = real(0)
+    for n in range(N):
+        for k in range(K):
+{chr(10).join(indent(lines, 3))}
+    return total * {scale_text}
+
+
+def {base}_forward({p}, t):
+    """L = {sp.sstr(scale)} * sum of {sp.sstr(d.forward["l"])} ({layer.summary}); {p} and t are (N, K)."""
+    {p}, t = _arrays("{base}_forward", {p}={p}, t=t)
+    if {p}.ndim != 2:
+        raise ValueError(f"{base}_forward: {p} must be 2-D (batch, outputs), got shape {{{p}.shape}}")
+    _shape("{base}_forward", "t", t, {p}.shape)
+    return {base}_forward_kernel({p}, t)
+
+
+@jit
+def {base}_backward_kernel({p}, t, {grad}):
+    real = {p}.dtype.type
+    N, K = {p}.shape
+    for n in range(N):
+        for k in range(K):
+{chr(10).join(indent(blines, 3))}
+
+
+def {base}_backward({p}, t, {grad}=None):
+    """{grad} = {sp.sstr(d.backward[grad])}; the loss's upstream gradient is 1."""
+    {p}, t = _arrays("{base}_backward", {p}={p}, t=t)
+    if {p}.ndim != 2:
+        raise ValueError(f"{base}_backward: {p} must be 2-D (batch, outputs), got shape {{{p}.shape}}")
+    _shape("{base}_backward", "t", t, {p}.shape)
+    {grad} = _output("{base}_backward", "{grad}", {grad}, {p}.shape, {p}.dtype)
+    {base}_backward_kernel({p}, t, {grad})
+    return {grad}
+''', used | bused)
+
+
+def _affine(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    printer = KernelPrinter()
+    dX, dW, db = (printer.doprint(d.backward[g]) for g in ("dX", "dW", "db"))
+    bias_shape = "(1,)" if layer.shared_bias else "(W.shape[1],)"
+    module.add(f'''
+@jit
+def {base}_forward_kernel(X, W, b, out):
+    np.dot(X, W, out)
+    _add_bias(out, b)
+
+
+def {base}_forward(X, W, b, out=None):
+    """Y = {sp.sstr(d.forward["Y"])}: X is (N, I), W is (I, J), b is {"(1,)" if layer.shared_bias else "(J,)"}."""
+    X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"{base}_forward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
+    _shape("{base}_forward", "b", b, {bias_shape})
+    out = _output("{base}_forward", "out", out, (X.shape[0], W.shape[1]), X.dtype)
+    {base}_forward_kernel(X, W, b, out)
+    return out
+
+
+@jit
+def {base}_backward_kernel(dY, X, W):
+    dX = {dX}  # dL/dX = dY W^T
+    dW = {dW}  # dL/dW = X^T dY
+    db = {db}  # dL/db = 1^T dY{" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)"}
+    return dX, dW, db
+
+
+def {base}_backward(dY, X, W):
+    """dX = {sp.sstr(d.backward["dX"])}, dW = {sp.sstr(d.backward["dW"])}, db = {sp.sstr(d.backward["db"])}."""
+    dY, X, W = _arrays("{base}_backward", dY=dY, X=X, W=W)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
+    _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
+    return {base}_backward_kernel(dY, X, W)
+''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
+
+
+def row_reduction_lines(assignments, names=None, index="k", size="K"):
+    """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
+
+    ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
+    then scalar targets, then one loop over the row for targets that depend on the index.
+    """
+    k = sp.Symbol(index, integer=True)
+    sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
+    named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
+    printer = KernelPrinter(names, row="n")
+    lines = []
+    for total, symbol in named.items():
+        (m, _, _), = total.limits
+        body = total.function.subs(m, k)
+        lines += [f"{symbol} = real(0)", f"for {index} in range({size}):",
+                  f"    {symbol} += {printer.doprint(body)}"]
+    scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
+    per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
+    used = set(printer.helpers_used)
+    if scalar:
+        body, helpers = print_statements(scalar, names or {}, row="n")
+        lines += body
+        used |= helpers
+    if per_element:
+        body, helpers = print_statements(per_element, names or {}, row="n")
+        lines += [f"for {index} in range({size}):", *indent(body, 1)]
+        used |= helpers
+    return lines, used
+
+
+def _row_index(expr, index="k"):
+    """Rename the free row index of a softmax rule (j or k) to the loop variable."""
+    k = sp.Symbol(index, integer=True)
+    frees = [s for s in expr.free_symbols if s.is_integer and s.name in ("j", "k")]
+    return expr.subs({s: k for s in frees})
+
+
+ROW_MAX = ["zmax = z[n, 0]", "for k in range(1, K):", "    zmax = max(zmax, z[n, k])"]
+
+
+def _softmax(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    forward, used = row_reduction_lines([("y[n, k]", _row_index(d.forward["y[k]"]))], {})
+    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {})
+    module.add(f'''
+@jit
+def {base}_forward_kernel(z, y):
+    real = z.dtype.type
+    N, K = z.shape
+    for n in range(N):
+{chr(10).join(indent(ROW_MAX + forward, 2))}
+
+
+def {base}_forward(z, out=None):
+    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
+    z, = _arrays("{base}_forward", z=z)
+    if z.ndim != 2:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
+    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
+    {base}_forward_kernel(z, out)
+    return out
+
+
+@jit
+def {base}_backward_kernel(dy, y, dz):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+{chr(10).join(indent(backward, 2))}  # dz = {sp.sstr(d.backward["dz[j]"])}
+
+
+def {base}_backward(dy, y, dz=None):
+    """dz[j] = {sp.sstr(d.backward["dz[j]"])}, from the saved output y."""
+    dy, y = _arrays("{base}_backward", dy=dy, y=y)
+    if y.ndim != 2:
+        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
+    _shape("{base}_backward", "dy", dy, y.shape)
+    dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
+    {base}_backward_kernel(dy, y, dz)
+    return dz
+''', used | bused)
+
+
+def _softmax_cross_entropy(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    forward, used = row_reduction_lines(
+        [("y[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])], {})
+    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {})
+    module.add(f'''
+@jit
+def {base}_forward_kernel(z, t, y):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+{chr(10).join(indent(ROW_MAX + forward, 2))}
+        total += row_loss
+    return total / real(N)
+
+
+def {base}_forward(z, t, out=None):
+    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
+
+    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
+    """
+    z, t = _arrays("{base}_forward", z=z, t=t)
+    if z.ndim != 2:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
+    _shape("{base}_forward", "t", t, z.shape)
+    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
+    loss = {base}_forward_kernel(z, t, out)
+    return loss, out
+
+
+@jit
+def {base}_backward_kernel(y, t, dz):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+{chr(10).join(indent(backward, 2))}  # dz = dL/dz = {sp.sstr(d.backward["dz[j]"])}
+
+
+def {base}_backward(y, t, dz=None):
+    """dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t."""
+    y, t = _arrays("{base}_backward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
+    _shape("{base}_backward", "t", t, y.shape)
+    dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
+    {base}_backward_kernel(y, t, dz)
+    return dz
+''', used | bused)
+
+
+EMITTERS = {
+    "elementwise": _elementwise,
+    "loss": _loss,
+    "affine": _affine,
+    "softmax": _softmax,
+    "softmax-cross-entropy": _softmax_cross_entropy,
+}
+
+
+def layers_module_body(registry=REGISTRY) -> tuple[str, list[str]]:
+    """The text of generated/layers.py below its header, and the layer names it covers."""
+    module = ModuleText()
+    for name, layer in registry.items():
+        EMITTERS[layer.kind](layer, registry.derive(name), module)
+    body = PRELUDE + helper_source(module.helpers) + "\n\n" + "\n\n".join(module.functions)
+    return body, list(registry)

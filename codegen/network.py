@@ -1,0 +1,408 @@
+"""Network kernels: one module per stack of registered layers, with fused training steps.
+
+``parse_net`` reads a spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"``;
+``network_module_text`` prints a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
+``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
+``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
+the gradient with respect to the input data, which nothing uses.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import sympy as sp
+
+from symbolic.errors import SympropError
+from symbolic.layers import REDUCTIONS, REGISTRY, formula_layer
+
+from . import files
+from .common import PRELUDE, helper_source, indent
+from .layer_kernels import ROW_MAX, row_reduction_lines, _row_index
+from .printer import KernelPrinter, print_statements
+
+# name -> spec of the networks committed under generated/ (net_<name>.py)
+BUILTIN_NETWORKS = {
+    "two_layer_relu": "affine(784,100) relu affine(100,10) softmax-cross-entropy",  # seed 000
+    "moons_logistic": "affine(2,1) binary-cross-entropy",  # seed 001, two moons
+    "two_layer_sigmoid": ("affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid "
+                          "squared-error"),  # seed 001, the 2-2-2 worked example
+}
+
+LOSS_KINDS = ("loss", "softmax-cross-entropy")
+
+
+@dataclass(frozen=True)
+class LayerUse:
+    """One layer of a spec: the registry layer, its arguments, and where it was written."""
+
+    layer: object
+    args: tuple
+    text: str
+    position: int  # 1-based layer number in the spec
+    column: int  # 1-based column in the spec
+
+    @property
+    def kind(self):
+        return self.layer.kind
+
+
+def _tokens(spec: str):
+    """Split a spec at spaces outside parentheses; yield (text, column)."""
+    depth, start = 0, None
+    for i, char in enumerate(spec + " "):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise SympropError(f"net spec {spec!r}: unbalanced ')' at column {i + 1}")
+        if char.isspace() and depth == 0:
+            if start is not None:
+                yield spec[start:i], start + 1
+                start = None
+        elif start is None:
+            start = i
+    if depth:
+        raise SympropError(f"net spec {spec!r}: a '(' is never closed")
+
+
+def parse_net(spec: str) -> list[LayerUse]:
+    """The layers of a spec, checked: known names, sizes that chain, a loss at the end."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SympropError("net spec is empty; example: 'affine(784,100) relu affine(100,10) softmax-cross-entropy'")
+    uses = []
+    for position, (text, column) in enumerate(_tokens(spec), 1):
+        where = f"net spec, layer {position} {text!r} (column {column})"
+        name, _, rest = text.partition("(")
+        if rest and not rest.endswith(")"):
+            raise SympropError(f"{where}: expected NAME or NAME(ARGS)")
+        inner = rest[:-1]
+        if name == "formula":
+            if not inner.strip():
+                raise SympropError(f"{where}: formula() needs an expression in x")
+            try:
+                layer = formula_layer(inner.strip())
+            except SympropError as exc:
+                raise SympropError(f"{where}: {exc}") from None
+            uses.append(LayerUse(layer, (), text, position, column))
+            continue
+        if name not in REGISTRY:
+            raise SympropError(f"{where}: unknown layer {name!r}; known: {', '.join(REGISTRY)}, formula(EXPR)")
+        layer = REGISTRY[name]
+        args = ()
+        if layer.kind == "affine":
+            try:
+                args = tuple(int(a) for a in inner.split(","))
+            except ValueError:
+                args = ()
+            if len(args) != 2 or min(args) < 1:
+                raise SympropError(f"{where}: {name} needs two positive sizes, e.g. {name}(784,100)")
+        elif rest:
+            raise SympropError(f"{where}: {name} takes no arguments")
+        if len(getattr(layer, "inputs", ())) == 2 and layer.kind == "elementwise":
+            raise SympropError(f"{where}: {name} is a two-input graph node; a network is a chain of "
+                               "one-input layers (use symprop derive {name} for the node itself)")
+        uses.append(LayerUse(layer, args, text, position, column))
+    _check_chain(spec, uses)
+    return uses
+
+
+def _check_chain(spec, uses):
+    first = uses[0]
+    if first.kind != "affine":
+        raise SympropError(f"net spec, layer 1 {first.text!r}: a network starts with an affine layer "
+                           "(it fixes the input size)")
+    last = uses[-1]
+    if last.kind not in LOSS_KINDS:
+        raise SympropError(f"net spec, layer {last.position} {last.text!r}: a network ends with a loss "
+                           f"({', '.join(n for n, l in REGISTRY.items() if l.kind in LOSS_KINDS)})")
+    width = None
+    for use in uses:
+        where = f"net spec, layer {use.position} {use.text!r} (column {use.column})"
+        if use.kind in LOSS_KINDS and use is not last:
+            raise SympropError(f"{where}: a loss can only be the last layer")
+        if use.kind == "affine":
+            if width is not None and use.args[0] != width:
+                raise SympropError(f"{where}: takes {use.args[0]} inputs but the layer before gives {width}")
+            width = use.args[1]
+    before = uses[-2] if len(uses) > 1 else None
+    implied = {"binary-cross-entropy": "sigmoid", "softmax-cross-entropy": "softmax"}
+    if before is not None and implied.get(last.layer.name) == before.layer.name:
+        raise SympropError(f"net spec, layer {before.position} {before.text!r}: {last.layer.name} takes "
+                           f"logits and applies the {before.layer.name} itself; remove this layer")
+
+
+def canonical_spec(spec: str) -> str:
+    return " ".join(use.text for use in parse_net(spec))
+
+
+class _NetworkPrinter:
+    """Assembles the statements of one network's kernels, layer by layer."""
+
+    def __init__(self, uses):
+        self.uses = uses
+        self.helpers: set[str] = set()
+        self.params: list[tuple[str, tuple]] = []
+        self.values = ["X"]  # forward values, in order
+        self.forward_lines: list[str] = []
+        self.backward_lines: list[str] = []
+        self.loss_lines: list[str] = []
+        self.affine_count = 0
+        for index, use in enumerate(uses):
+            getattr(self, "_" + use.kind.replace("-", "_"))(use, index)
+
+    @property
+    def width(self):
+        return self.widths[-1]
+
+    widths: list
+
+    # ---- per kind: forward statements now, backward statements prepended (reverse order) ----
+    def _affine(self, use, index):
+        self.affine_count += 1
+        k = self.affine_count
+        if k == 1:
+            self.widths = [use.args[0]]
+        W, b = f"W{k}", f"b{k}"
+        shared = use.layer.shared_bias
+        self.params += [(W, use.args), (b, (1,) if shared else (use.args[1],))]
+        source, out = self.values[-1], f"z{k}"
+        d = REGISTRY.derive(use.layer.name)
+        printer = KernelPrinter({"X": source, "W": W, "dY": "d" + out, "b": b})
+        product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
+        self.forward_lines += [f"# layer {use.position}: {use.text}",
+                               f"{out} = {printer.doprint(product)}",
+                               f"_add_bias({out}, {b})"]
+        backward = [f"# layer {use.position}: {use.text}",
+                    f"d{W} = {printer.doprint(d.backward['dW'])}  # dL/d{W} = {source}^T dL/d{out}",
+                    f"d{b} = {printer.doprint(d.backward['db'])}  # dL/d{b} = 1^T dL/d{out}"
+                    + (" 1 (shared bias)" if shared else " (sum over the batch)")]
+        if k > 1:  # the gradient with respect to the input data X is never needed
+            backward.append(f"d{source} = {printer.doprint(d.backward['dX'])}  # dL/d{source} = dL/d{out} {W}^T")
+        self.backward_lines = backward + self.backward_lines
+        self.helpers |= {"_add_bias", "_total" if shared else "_column_sums"} | printer.helpers_used
+        self.values.append(out)
+        self.widths.append(use.args[1])
+
+    def _elementwise(self, use, index):
+        d = use.layer.derive()
+        source, out = self.values[-1], f"h{self.affine_count}"
+        names = {"x": f"{source}[n, j]", use.layer.output: f"{out}[n, j]"}
+        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.layer.output])], names)
+        self.forward_lines += [f"# layer {use.position}: {use.text}",
+                               f"{out} = np.empty_like({source})",
+                               "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
+        bnames = {**names, "dout": f"d{out}[n, j]"}
+        rule = d.backward["dx"]
+        local = rule / sp.Symbol("dout", real=True)
+        blines, bused = print_statements(
+            [(f"d{source}[n, j]", rule)], bnames,
+            comment_for=lambda _: f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * "
+                                  f"{sp.sstr(local.subs({sp.Symbol('x', real=True): sp.Symbol(source), sp.Symbol(use.layer.output, real=True): sp.Symbol(out)}))}")
+        self.backward_lines = [f"# layer {use.position}: {use.text}",
+                               f"d{source} = np.empty_like({source})",
+                               "for n in range(N):", f"    for j in range({self.width}):",
+                               *indent(blines, 2)] + self.backward_lines
+        self.helpers |= used | bused
+        self.values.append(out)
+
+    def _softmax(self, use, index):
+        d = REGISTRY.derive("softmax")
+        source, out = self.values[-1], f"p{self.affine_count}"
+        forward, used = row_reduction_lines([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))],
+                                            {"z": source}, size="K")
+        backward, bused = row_reduction_lines([(f"d{source}[n, k]", _row_index(d.backward["dz[j]"]))],
+                                              {"y": out, "dy": f"d{out}"}, size="K")
+        self.forward_lines += [f"# layer {use.position}: {use.text}", f"{out} = np.empty_like({source})",
+                               f"K = {self.width}", "for n in range(N):",
+                               *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward, 1)]
+        self.backward_lines = [f"# layer {use.position}: {use.text}", f"d{source} = np.empty_like({source})",
+                               f"K = {self.width}", "for n in range(N):", *indent(backward, 1)] + self.backward_lines
+        self.helpers |= used | bused
+        self.values.append(out)
+
+    def _softmax_cross_entropy(self, use, index):
+        d = REGISTRY.derive(use.layer.name)
+        source = self.values[-1]
+        forward, used = row_reduction_lines(
+            [("P[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
+            {"z": source, "t": "T"}, size="K")
+        backward, bused = row_reduction_lines([(f"d{source}[n, k]", _row_index(d.backward["dz[j]"]))],
+                                              {"y": "P", "t": "T"}, size="K")
+        self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted)",
+                           f"P = np.empty_like({source})  # softmax probabilities, saved for backward",
+                           f"K = {self.width}", "loss = real(0)", "for n in range(N):",
+                           *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward
+                                   + ["loss += row_loss"], 1),
+                           "loss = loss / real(N)"]
+        self.backward_lines = [f"d{source} = np.empty_like({source})",
+                               "for n in range(N):", *indent(backward, 1)[:-1],
+                               indent(backward, 1)[-1] + f"  # dL/d{source} = {sp.sstr(d.backward['dz[j]'])}"
+                               ] + self.backward_lines
+        self.helpers |= used | bused
+
+    def _loss(self, use, index):
+        d = use.layer.derive()
+        source = self.values[-1]
+        p = use.layer.prediction
+        scale = REDUCTIONS[use.layer.reduction][0]
+        names = {p: f"{source}[n, j]", "t": "T[n, j]"}
+        lines, used = print_statements([("loss_term", d.forward["l"])], names)
+        grad = "d" + p
+        blines, bused = print_statements([(f"d{source}[n, j]", d.backward[grad])], names,
+                                         comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward[grad])}")
+        self.loss_lines = [f"# layer {use.position}: {use.text}", f"K = {self.width}", "loss = real(0)",
+                           "for n in range(N):", "    for j in range(K):", *indent(lines, 2),
+                           "        loss += loss_term",
+                           f"loss = loss * {KernelPrinter().doprint(scale)}"]
+        self.backward_lines = [f"d{source} = np.empty_like({source})", "for n in range(N):",
+                               "    for j in range(K):", *indent(blines, 2)] + self.backward_lines
+        self.helpers |= used | bused
+
+
+def network_module_text(spec: str, name: str | None = None) -> str:
+    uses = parse_net(spec)
+    canonical = " ".join(use.text for use in uses)
+    net = _NetworkPrinter(uses)
+    param_names = [p for p, _ in net.params]
+    grads = ", ".join(f"d{p}" for p in param_names)
+    params = ", ".join(param_names)
+    scores = net.values[-1]
+    loss_name = uses[-1].layer.name
+    body = PRELUDE + helper_source(net.helpers) + f'''
+
+SPEC = {canonical!r}
+PARAM_NAMES = {tuple(param_names)!r}
+PARAM_SHAPES = {tuple(s for _, s in net.params)!r}
+INPUT_SIZE = {net.widths[0]}
+OUTPUT_SIZE = {net.widths[-1]}
+LOSS = {loss_name!r}
+
+
+@jit
+def forward_kernel({params}, X):
+    real = X.dtype.type
+    N = X.shape[0]
+{chr(10).join(indent(net.forward_lines, 1))}
+    return {scores}
+
+
+@jit
+def loss_and_grads_kernel({params}, X, T):
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+{chr(10).join(indent(net.forward_lines, 1))}
+    # ---- loss ----
+{chr(10).join(indent(net.loss_lines, 1))}
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+{chr(10).join(indent(net.backward_lines, 1))}
+    return loss, {grads}
+
+
+@jit
+def _sgd_update(param, grad, step):
+    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    flat, gflat = param.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        flat[i] -= step * gflat[i]
+
+
+@jit
+def sgd_step_kernel({params}, X, T, lr):
+    loss, {grads} = loss_and_grads_kernel({params}, X, T)
+    step = X.dtype.type(lr)
+{chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
+    return loss
+
+
+@jit
+def sgd_steps_kernel({params}, X, T, lr, steps):
+    loss = X.dtype.type(0)
+    for _ in range(steps):
+        loss = sgd_step_kernel({params}, X, T, lr)
+    return loss
+
+
+def _check(function, params, X, T=None):
+    arrays = dict(zip(PARAM_NAMES, params), X=X)
+    if T is not None:
+        arrays["T"] = T
+    checked = _arrays(function, **arrays)
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
+    X = checked[len(PARAM_NAMES)]
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE:
+        raise ValueError(f"{{function}}: X has shape {{X.shape}}, expected (batch, {{INPUT_SIZE}})")
+    if T is not None:
+        _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
+    return checked
+
+
+def forward({params}, X):
+    """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
+    checked = _check("forward", ({params},), X)
+    return forward_kernel(*checked)
+
+
+def loss_and_grads({params}, X, T):
+    """(loss, {grads}) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
+    checked = _check("loss_and_grads", ({params},), X, T)
+    return loss_and_grads_kernel(*checked)
+
+
+def sgd_step({params}, X, T, lr):
+    """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
+    _check("sgd_step", ({params},), X, T)
+    return sgd_step_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+
+
+def sgd_steps({params}, X, T, lr, steps):
+    """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
+    _check("sgd_steps", ({params},), X, T)
+    return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr, int(steps))
+'''
+    command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
+    head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
+                        command, [f"spec {canonical}"], files.inputs_hash("net", canonical), body)
+    return head + body
+
+
+def cache_directory() -> Path:
+    return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "networks"
+
+
+def network_file(spec: str) -> tuple[Path, str]:
+    """Where the module for a spec lives and its current text (built-ins under generated/)."""
+    canonical = canonical_spec(spec)
+    for name, builtin in BUILTIN_NETWORKS.items():
+        if canonical == builtin:
+            return files.GENERATED / f"net_{name}.py", network_module_text(canonical, name)
+    key = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    return cache_directory() / f"net_{key}.py", network_module_text(canonical)
+
+
+def load_network(spec: str):
+    """The imported kernel module for a spec: built-in networks from generated/, any other
+    stack generated into the user cache (``$SYMPROP_CACHE`` or ``~/.cache/symprop``)."""
+    path, text = network_file(spec)
+    if path.parent == files.GENERATED:
+        return importlib.import_module(f"generated.{path.stem}")
+    files.write_if_changed(path, text)
+    module_name = f"symprop_{path.stem}"
+    if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical_spec(spec):
+        return sys.modules[module_name]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    module_spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,580 @@
+# Forward and backward kernels of every registered layer.
+# GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
+# Regenerate with: symprop generate
+# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
+# Input hash: 69610e3bb52b9018 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: 0a84a1744dd2be54
+
+import math
+
+import numba
+import numpy as np
+
+jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+
+
+def _arrays(function, **arrays):
+    """The arrays, C-contiguous, after checking they are float32/float64 arrays of one dtype."""
+    first = None
+    checked = []
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if first is None:
+            first = name, value.dtype
+        elif value.dtype != first[1]:
+            raise ValueError(f"{function}: {name} is {value.dtype} but {first[0]} is {first[1]}; use one dtype")
+        checked.append(np.ascontiguousarray(value))
+    return checked
+
+
+def _shape(function, name, array, shape):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} has shape {array.shape}, expected {tuple(shape)}")
+
+
+def _output(function, name, out, shape, dtype):
+    """A new array, or the caller's preallocated one after checking it fits."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} must be a {np.dtype(dtype).name} array of shape {tuple(shape)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
+    return out
+
+
+@jit
+def _add_bias(y, b):
+    """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
+    shared = b.shape[0] == 1
+    for n in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[n, j] += b[0] if shared else b[j]
+
+
+@jit
+def _column_sums(a):
+    """1^T a: the sum over the batch (rows) of each column."""
+    sums = np.zeros(a.shape[1], a.dtype)
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            sums[j] += a[n, j]
+    return sums
+
+
+@jit
+def _sigmoid(v):
+    """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
+    real = type(v)
+    e = np.exp(-abs(v))
+    s = real(1) / (real(1) + e)
+    return s if v >= 0 else e * s
+
+
+@jit
+def _softplus(v):
+    """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
+    real = type(v)
+    return max(v, real(0)) + np.log1p(np.exp(-abs(v)))
+
+
+@jit
+def _total(a):
+    """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
+    total = np.zeros(1, a.dtype)
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total[0] += a[n, j]
+    return total
+
+
+@jit
+def add_forward_kernel(x, y, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = x[i] + y[i]
+
+
+def add_forward(x, y, out=None):
+    """out = x + y, element by element (addition node: passes the upstream gradient to both inputs)."""
+    x, y, = _arrays("add_forward", x=x, y=y)
+    _shape("add_forward", "y", y, x.shape)
+    out = _output("add_forward", "out", out, x.shape, x.dtype)
+    add_forward_kernel(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def add_backward_kernel(dout, dx, dy):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]  # dx = dout * dout/dx
+        dy[i] = dout[i]  # dy = dout * dout/dy
+
+
+def add_backward(dout, dx=None, dy=None):
+    """dx = dout; dy = dout. Reads only dout; never writes its inputs."""
+    dout, = _arrays("add_backward", dout=dout)
+
+    dx = _output("add_backward", "dx", dx, dout.shape, dout.dtype)
+    dy = _output("add_backward", "dy", dy, dout.shape, dout.dtype)
+    add_backward_kernel(dout.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    return dx, dy
+
+
+@jit
+def mul_forward_kernel(x, y, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = x[i]*y[i]
+
+
+def mul_forward(x, y, out=None):
+    """out = x*y, element by element (multiplication node: each input gets the upstream times the other)."""
+    x, y, = _arrays("mul_forward", x=x, y=y)
+    _shape("mul_forward", "y", y, x.shape)
+    out = _output("mul_forward", "out", out, x.shape, x.dtype)
+    mul_forward_kernel(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def mul_backward_kernel(dout, x, y, dx, dy):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]*y[i]  # dx = dout * dout/dx
+        dy[i] = dout[i]*x[i]  # dy = dout * dout/dy
+
+
+def mul_backward(dout, x, y, dx=None, dy=None):
+    """dx = dout*y; dy = dout*x. Reads x, y; never writes its inputs."""
+    dout, x, y, = _arrays("mul_backward", dout=dout, x=x, y=y)
+    _shape("mul_backward", "x", x, dout.shape)
+    _shape("mul_backward", "y", y, dout.shape)
+    dx = _output("mul_backward", "dx", dx, dout.shape, dout.dtype)
+    dy = _output("mul_backward", "dy", dy, dout.shape, dout.dtype)
+    mul_backward_kernel(dout.reshape(-1), x.reshape(-1), y.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    return dx, dy
+
+
+@jit
+def identity_forward_kernel(x, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = x[i]
+
+
+def identity_forward(x, out=None):
+    """y = x, element by element (no activation)."""
+    x, = _arrays("identity_forward", x=x)
+
+    out = _output("identity_forward", "out", out, x.shape, x.dtype)
+    identity_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def identity_backward_kernel(dout, dx):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]  # dx = dout * dy/dx
+
+
+def identity_backward(dout, dx=None):
+    """dx = dout. Reads only dout; never writes its inputs."""
+    dout, = _arrays("identity_backward", dout=dout)
+
+    dx = _output("identity_backward", "dx", dx, dout.shape, dout.dtype)
+    identity_backward_kernel(dout.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+@jit
+def relu_forward_kernel(x, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = max(real(0), x[i])
+
+
+def relu_forward(x, out=None):
+    """y = Max(0, x), element by element (rectified linear unit)."""
+    x, = _arrays("relu_forward", x=x)
+
+    out = _output("relu_forward", "out", out, x.shape, x.dtype)
+    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def relu_backward_kernel(dout, x, dx):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]*real(x[i] > real(0))  # dx = dout * dy/dx
+
+
+def relu_backward(dout, x, dx=None):
+    """dx = dout*Heaviside(x, 0). Reads x; never writes its inputs."""
+    dout, x, = _arrays("relu_backward", dout=dout, x=x)
+    _shape("relu_backward", "x", x, dout.shape)
+    dx = _output("relu_backward", "dx", dx, dout.shape, dout.dtype)
+    relu_backward_kernel(dout.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+@jit
+def sigmoid_forward_kernel(x, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = _sigmoid(x[i])
+
+
+def sigmoid_forward(x, out=None):
+    """y = Sigmoid(x), element by element (logistic sigmoid)."""
+    x, = _arrays("sigmoid_forward", x=x)
+
+    out = _output("sigmoid_forward", "out", out, x.shape, x.dtype)
+    sigmoid_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def sigmoid_backward_kernel(dout, y, dx):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]*y[i]*(real(1) - y[i])  # dx = dout * dy/dx
+
+
+def sigmoid_backward(dout, y, dx=None):
+    """dx = dout*y*(1 - y). Reads y; never writes its inputs."""
+    dout, y, = _arrays("sigmoid_backward", dout=dout, y=y)
+    _shape("sigmoid_backward", "y", y, dout.shape)
+    dx = _output("sigmoid_backward", "dx", dx, dout.shape, dout.dtype)
+    sigmoid_backward_kernel(dout.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+@jit
+def tanh_forward_kernel(x, out):
+    real = out.dtype.type
+    for i in range(out.size):
+        out[i] = np.tanh(x[i])
+
+
+def tanh_forward(x, out=None):
+    """y = tanh(x), element by element (hyperbolic tangent)."""
+    x, = _arrays("tanh_forward", x=x)
+
+    out = _output("tanh_forward", "out", out, x.shape, x.dtype)
+    tanh_forward_kernel(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+@jit
+def tanh_backward_kernel(dout, y, dx):
+    real = dout.dtype.type
+    for i in range(dout.size):
+        dx[i] = dout[i]*(real(1) - y[i]*y[i])  # dx = dout * dy/dx
+
+
+def tanh_backward(dout, y, dx=None):
+    """dx = dout*(1 - y**2). Reads y; never writes its inputs."""
+    dout, y, = _arrays("tanh_backward", dout=dout, y=y)
+    _shape("tanh_backward", "y", y, dout.shape)
+    dx = _output("tanh_backward", "dx", dx, dout.shape, dout.dtype)
+    tanh_backward_kernel(dout.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    return dx
+
+
+@jit
+def affine_forward_kernel(X, W, b, out):
+    np.dot(X, W, out)
+    _add_bias(out, b)
+
+
+def affine_forward(X, W, b, out=None):
+    """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,)."""
+    X, W, b = _arrays("affine_forward", X=X, W=W, b=b)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"affine_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
+    _shape("affine_forward", "b", b, (W.shape[1],))
+    out = _output("affine_forward", "out", out, (X.shape[0], W.shape[1]), X.dtype)
+    affine_forward_kernel(X, W, b, out)
+    return out
+
+
+@jit
+def affine_backward_kernel(dY, X, W):
+    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
+    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
+    db = _column_sums(dY)  # dL/db = 1^T dY (sum over the batch)
+    return dX, dW, db
+
+
+def affine_backward(dY, X, W):
+    """dX = dY*W.T, dW = X.T*dY, db = 1*dY."""
+    dY, X, W = _arrays("affine_backward", dY=dY, X=X, W=W)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"affine_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
+    _shape("affine_backward", "dY", dY, (X.shape[0], W.shape[1]))
+    return affine_backward_kernel(dY, X, W)
+
+
+@jit
+def affine_shared_bias_forward_kernel(X, W, b, out):
+    np.dot(X, W, out)
+    _add_bias(out, b)
+
+
+def affine_shared_bias_forward(X, W, b, out=None):
+    """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,)."""
+    X, W, b = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"affine_shared_bias_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
+    _shape("affine_shared_bias_forward", "b", b, (1,))
+    out = _output("affine_shared_bias_forward", "out", out, (X.shape[0], W.shape[1]), X.dtype)
+    affine_shared_bias_forward_kernel(X, W, b, out)
+    return out
+
+
+@jit
+def affine_shared_bias_backward_kernel(dY, X, W):
+    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
+    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
+    db = _total(dY)  # dL/db = 1^T dY 1 (one shared bias)
+    return dX, dW, db
+
+
+def affine_shared_bias_backward(dY, X, W):
+    """dX = dY*W.T, dW = X.T*dY, db = 1*dY*1."""
+    dY, X, W = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
+    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
+        raise ValueError(f"affine_shared_bias_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
+    _shape("affine_shared_bias_backward", "dY", dY, (X.shape[0], W.shape[1]))
+    return affine_shared_bias_backward_kernel(dY, X, W)
+
+
+@jit
+def softmax_forward_kernel(z, y):
+    real = z.dtype.type
+    N, K = z.shape
+    for n in range(N):
+        zmax = z[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += np.exp(-zmax + z[n, k])
+        for k in range(K):
+            y[n, k] = np.exp(-zmax + z[n, k])/s0
+
+
+def softmax_forward(z, out=None):
+    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
+    z, = _arrays("softmax_forward", z=z)
+    if z.ndim != 2:
+        raise ValueError(f"softmax_forward: z must be 2-D (batch, classes), got shape {z.shape}")
+    out = _output("softmax_forward", "out", out, z.shape, z.dtype)
+    softmax_forward_kernel(z, out)
+    return out
+
+
+@jit
+def softmax_backward_kernel(dy, y, dz):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        s0 = real(0)
+        for k in range(K):
+            s0 += dy[n, k]*y[n, k]
+        for k in range(K):
+            dz[n, k] = (-s0 + dy[n, k])*y[n, k]  # dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]
+
+
+def softmax_backward(dy, y, dz=None):
+    """dz[j] = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j], from the saved output y."""
+    dy, y = _arrays("softmax_backward", dy=dy, y=y)
+    if y.ndim != 2:
+        raise ValueError(f"softmax_backward: y must be 2-D (batch, classes), got shape {y.shape}")
+    _shape("softmax_backward", "dy", dy, y.shape)
+    dz = _output("softmax_backward", "dz", dz, y.shape, y.dtype)
+    softmax_backward_kernel(dy, y, dz)
+    return dz
+
+
+@jit
+def softmax_cross_entropy_forward_kernel(z, t, y):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+        zmax = z[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += t[n, k]*z[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += np.exp(-zmax + z[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            y[n, k] = np.exp(-zmax + z[n, k])/s1
+        total += row_loss
+    return total / real(N)
+
+
+def softmax_cross_entropy_forward(z, t, out=None):
+    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
+
+    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
+    """
+    z, t = _arrays("softmax_cross_entropy_forward", z=z, t=t)
+    if z.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes), got shape {z.shape}")
+    _shape("softmax_cross_entropy_forward", "t", t, z.shape)
+    out = _output("softmax_cross_entropy_forward", "out", out, z.shape, z.dtype)
+    loss = softmax_cross_entropy_forward_kernel(z, t, out)
+    return loss, out
+
+
+@jit
+def softmax_cross_entropy_backward_kernel(y, t, dz):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        for k in range(K):
+            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+
+
+def softmax_cross_entropy_backward(y, t, dz=None):
+    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
+    y, t = _arrays("softmax_cross_entropy_backward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes), got shape {y.shape}")
+    _shape("softmax_cross_entropy_backward", "t", t, y.shape)
+    dz = _output("softmax_cross_entropy_backward", "dz", dz, y.shape, y.dtype)
+    softmax_cross_entropy_backward_kernel(y, t, dz)
+    return dz
+
+
+@jit
+def squared_error_forward_kernel(y, t):
+    real = y.dtype.type
+    N, K = y.shape
+    total = real(0)
+    for n in range(N):
+        for k in range(K):
+            total += (real(0.5))*(t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+    return total * real(1)
+
+
+def squared_error_forward(y, t):
+    """L = 1 * sum of (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)); y and t are (N, K)."""
+    y, t = _arrays("squared_error_forward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"squared_error_forward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    _shape("squared_error_forward", "t", t, y.shape)
+    return squared_error_forward_kernel(y, t)
+
+
+@jit
+def squared_error_backward_kernel(y, t, dy):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        for k in range(K):
+            dy[n, k] = -t[n, k] + y[n, k]  # dy = dL/dy
+
+
+def squared_error_backward(y, t, dy=None):
+    """dy = -t + y; the loss's upstream gradient is 1."""
+    y, t = _arrays("squared_error_backward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"squared_error_backward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    _shape("squared_error_backward", "t", t, y.shape)
+    dy = _output("squared_error_backward", "dy", dy, y.shape, y.dtype)
+    squared_error_backward_kernel(y, t, dy)
+    return dy
+
+
+@jit
+def mse_forward_kernel(y, t):
+    real = y.dtype.type
+    N, K = y.shape
+    total = real(0)
+    for n in range(N):
+        for k in range(K):
+            total += (t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+    return total * real(1)/(real(K)*real(N))
+
+
+def mse_forward(y, t):
+    """L = 1/(K*N) * sum of (t - y)**2 (mean squared error over all elements); y and t are (N, K)."""
+    y, t = _arrays("mse_forward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"mse_forward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    _shape("mse_forward", "t", t, y.shape)
+    return mse_forward_kernel(y, t)
+
+
+@jit
+def mse_backward_kernel(y, t, dy):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        for k in range(K):
+            dy[n, k] = (-real(2)*t[n, k] + real(2)*y[n, k])/(real(K)*real(N))  # dy = dL/dy
+
+
+def mse_backward(y, t, dy=None):
+    """dy = (-2*t + 2*y)/(K*N); the loss's upstream gradient is 1."""
+    y, t = _arrays("mse_backward", y=y, t=t)
+    if y.ndim != 2:
+        raise ValueError(f"mse_backward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    _shape("mse_backward", "t", t, y.shape)
+    dy = _output("mse_backward", "dy", dy, y.shape, y.dtype)
+    mse_backward_kernel(y, t, dy)
+    return dy
+
+
+@jit
+def binary_cross_entropy_forward_kernel(z, t):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+        for k in range(K):
+            total += -t[n, k]*z[n, k] + _softplus(z[n, k])
+    return total * real(1)/(real(N))
+
+
+def binary_cross_entropy_forward(z, t):
+    """L = 1/N * sum of -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)); z and t are (N, K)."""
+    z, t = _arrays("binary_cross_entropy_forward", z=z, t=t)
+    if z.ndim != 2:
+        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, outputs), got shape {z.shape}")
+    _shape("binary_cross_entropy_forward", "t", t, z.shape)
+    return binary_cross_entropy_forward_kernel(z, t)
+
+
+@jit
+def binary_cross_entropy_backward_kernel(z, t, dz):
+    real = z.dtype.type
+    N, K = z.shape
+    for n in range(N):
+        for k in range(K):
+            dz[n, k] = (-t[n, k] + _sigmoid(z[n, k]))/real(N)  # dz = dL/dz
+
+
+def binary_cross_entropy_backward(z, t, dz=None):
+    """dz = (-t + Sigmoid(z))/N; the loss's upstream gradient is 1."""
+    z, t = _arrays("binary_cross_entropy_backward", z=z, t=t)
+    if z.ndim != 2:
+        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, outputs), got shape {z.shape}")
+    _shape("binary_cross_entropy_backward", "t", t, z.shape)
+    dz = _output("binary_cross_entropy_backward", "dz", dz, z.shape, z.dtype)
+    binary_cross_entropy_backward_kernel(z, t, dz)
+    return dz

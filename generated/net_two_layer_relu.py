@@ -1,0 +1,216 @@
+# Fused kernels of the network 'affine(784,100) relu affine(100,10) softmax-cross-entropy'.
+# GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
+# Regenerate with: symprop generate
+# Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
+# Input hash: 13aa3403f4b49f15 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: acf2451ba1f6703f
+
+import math
+
+import numba
+import numpy as np
+
+jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+
+
+def _arrays(function, **arrays):
+    """The arrays, C-contiguous, after checking they are float32/float64 arrays of one dtype."""
+    first = None
+    checked = []
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if first is None:
+            first = name, value.dtype
+        elif value.dtype != first[1]:
+            raise ValueError(f"{function}: {name} is {value.dtype} but {first[0]} is {first[1]}; use one dtype")
+        checked.append(np.ascontiguousarray(value))
+    return checked
+
+
+def _shape(function, name, array, shape):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} has shape {array.shape}, expected {tuple(shape)}")
+
+
+def _output(function, name, out, shape, dtype):
+    """A new array, or the caller's preallocated one after checking it fits."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} must be a {np.dtype(dtype).name} array of shape {tuple(shape)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
+    return out
+
+
+@jit
+def _add_bias(y, b):
+    """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
+    shared = b.shape[0] == 1
+    for n in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[n, j] += b[0] if shared else b[j]
+
+
+@jit
+def _column_sums(a):
+    """1^T a: the sum over the batch (rows) of each column."""
+    sums = np.zeros(a.shape[1], a.dtype)
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            sums[j] += a[n, j]
+    return sums
+
+
+SPEC = 'affine(784,100) relu affine(100,10) softmax-cross-entropy'
+PARAM_NAMES = ('W1', 'b1', 'W2', 'b2')
+PARAM_SHAPES = ((784, 100), (100,), (100, 10), (10,))
+INPUT_SIZE = 784
+OUTPUT_SIZE = 10
+LOSS = 'softmax-cross-entropy'
+
+
+@jit
+def forward_kernel(W1, b1, W2, b2, X):
+    real = X.dtype.type
+    N = X.shape[0]
+    # layer 1: affine(784,100)
+    z1 = np.dot(X, W1)
+    _add_bias(z1, b1)
+    # layer 2: relu
+    h1 = np.empty_like(z1)
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    z2 = np.dot(h1, W2)
+    _add_bias(z2, b2)
+    return z2
+
+
+@jit
+def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    z1 = np.dot(X, W1)
+    _add_bias(z1, b1)
+    # layer 2: relu
+    h1 = np.empty_like(z1)
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    z2 = np.dot(h1, W2)
+    _add_bias(z2, b2)
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted)
+    P = np.empty_like(z2)  # softmax probabilities, saved for backward
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += np.exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = np.exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss / real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    dz2 = np.empty_like(z2)
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    dW2 = np.dot(h1.T, dz2)  # dL/dW2 = h1^T dL/dz2
+    db2 = _column_sums(dz2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    dh1 = np.dot(dz2, W2.T)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    dz1 = np.empty_like(z1)
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    dW1 = np.dot(X.T, dz1)  # dL/dW1 = X^T dL/dz1
+    db1 = _column_sums(dz1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    return loss, dW1, db1, dW2, db2
+
+
+@jit
+def _sgd_update(param, grad, step):
+    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    flat, gflat = param.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        flat[i] -= step * gflat[i]
+
+
+@jit
+def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
+    loss, dW1, db1, dW2, db2 = loss_and_grads_kernel(W1, b1, W2, b2, X, T)
+    step = X.dtype.type(lr)
+    _sgd_update(W1, dW1, step)
+    _sgd_update(b1, db1, step)
+    _sgd_update(W2, dW2, step)
+    _sgd_update(b2, db2, step)
+    return loss
+
+
+@jit
+def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
+    loss = X.dtype.type(0)
+    for _ in range(steps):
+        loss = sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+    return loss
+
+
+def _check(function, params, X, T=None):
+    arrays = dict(zip(PARAM_NAMES, params), X=X)
+    if T is not None:
+        arrays["T"] = T
+    checked = _arrays(function, **arrays)
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{function}: {name} must be C-contiguous and writeable (updated in place)")
+    X = checked[len(PARAM_NAMES)]
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE:
+        raise ValueError(f"{function}: X has shape {X.shape}, expected (batch, {INPUT_SIZE})")
+    if T is not None:
+        _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
+    return checked
+
+
+def forward(W1, b1, W2, b2, X):
+    """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
+    checked = _check("forward", (W1, b1, W2, b2,), X)
+    return forward_kernel(*checked)
+
+
+def loss_and_grads(W1, b1, W2, b2, X, T):
+    """(loss, dW1, db1, dW2, db2) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
+    checked = _check("loss_and_grads", (W1, b1, W2, b2,), X, T)
+    return loss_and_grads_kernel(*checked)
+
+
+def sgd_step(W1, b1, W2, b2, X, T, lr):
+    """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
+    _check("sgd_step", (W1, b1, W2, b2,), X, T)
+    return sgd_step_kernel(W1, b1, W2, b2, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+
+
+def sgd_steps(W1, b1, W2, b2, X, T, lr, steps):
+    """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
+    _check("sgd_steps", (W1, b1, W2, b2,), X, T)
+    return sgd_steps_kernel(W1, b1, W2, b2, np.ascontiguousarray(X), np.ascontiguousarray(T), lr, int(steps))

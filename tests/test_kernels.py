@@ -1,0 +1,195 @@
+"""Every generated per-layer kernel against central finite differences (float64), against the
+SymPy rule evaluated numerically, float32 against float64, at extreme inputs, and for purity."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import generated.layers as kernels
+from codegen.layer_kernels import python_name
+from symbolic.layers import REGISTRY
+from symbolic.stable import as_raw
+from tests.conftest import TOLERANCE
+from tests.gradcheck import numerical_gradient, relative_error
+
+GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, h = 1e-6
+SHAPE = (3, 4)
+
+
+def kind_of(*kinds):
+    return [name for name, layer in REGISTRY.items() if layer.kind in kinds]
+
+
+def away_from_kinks(rng, shape):
+    """Random values with |v| in [0.1, 2]: no relu kink, no overflow."""
+    return rng.uniform(0.1, 2.0, shape) * rng.choice([-1.0, 1.0], shape)
+
+
+def fn(name, suffix):
+    return getattr(kernels, f"{python_name(name)}_{suffix}")
+
+
+def one_hot(rng, n, k):
+    return np.eye(k)[rng.integers(0, k, n)]
+
+
+def run_layer(name, inputs, dout):
+    """(scalar objective as a function of the inputs, analytic gradients) for one layer."""
+    layer = REGISTRY[name]
+    forward, backward = fn(name, "forward"), fn(name, "backward")
+    if layer.kind == "elementwise":
+        d = REGISTRY.derive(name)
+        out = forward(*inputs)
+        saved = {n: v for n, v in zip(layer.inputs, inputs)} | {layer.output: out}
+        grads = backward(dout, *[saved[n] for n in d.saved])
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return (lambda *xs: float(np.sum(dout * forward(*xs)))), grads
+    if layer.kind == "loss":
+        pred, t = inputs
+        return (lambda p, t_: float(forward(p, t))), (backward(pred, t),)
+    if layer.kind == "affine":
+        X, W, b = inputs
+        return (lambda *a: float(np.sum(dout * forward(*a)))), backward(dout, X, W)
+    if layer.kind == "softmax":
+        (z,) = inputs
+        return (lambda v: float(np.sum(dout * forward(v)))), (backward(dout, forward(z)),)
+    if layer.kind == "softmax-cross-entropy":
+        z, t = inputs
+        return (lambda v, t_: float(forward(v, t)[0])), (backward(forward(z, t)[1], t),)
+    raise AssertionError(f"no test recipe for kind {layer.kind}")
+
+
+def make_inputs(name, rng, dtype=np.float64):
+    layer = REGISTRY[name]
+    if layer.kind == "elementwise":
+        inputs = [away_from_kinks(rng, SHAPE) for _ in layer.inputs]
+        dout = rng.normal(size=SHAPE)
+    elif layer.kind == "loss":
+        inputs = [away_from_kinks(rng, SHAPE), rng.uniform(0, 1, SHAPE)]
+        dout = None
+    elif layer.kind == "affine":
+        bias = (1,) if layer.shared_bias else (5,)
+        inputs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 5)), rng.normal(size=bias)]
+        dout = rng.normal(size=(3, 5))
+    elif layer.kind == "softmax":
+        inputs, dout = [rng.normal(size=SHAPE)], rng.normal(size=SHAPE)
+    else:
+        inputs, dout = [rng.normal(size=SHAPE), one_hot(rng, *SHAPE)], None
+    cast = [np.asarray(v, dtype) for v in inputs]
+    return cast, None if dout is None else np.asarray(dout, dtype)
+
+
+def differentiable_count(name):
+    layer = REGISTRY[name]
+    return {"elementwise": len(layer.inputs), "affine": 3}.get(layer.kind, 1)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_kernel_gradients_match_finite_differences_float64(name, rng):
+    inputs, dout = make_inputs(name, rng)
+    objective, grads = run_layer(name, inputs, dout)
+    for position in range(differentiable_count(name)):
+        def partial(v, position=position):
+            args = list(inputs)
+            args[position] = v
+            return objective(*args)
+        numeric = numerical_gradient(partial, inputs[position])
+        assert relative_error(grads[position], numeric) < GRADCHECK_TOLERANCE, (name, position)
+
+
+@pytest.mark.parametrize("name", kind_of("elementwise"))
+def test_elementwise_kernels_equal_the_sympy_rule(name, rng):
+    layer, d = REGISTRY[name], REGISTRY.derive(name)
+    inputs, dout = make_inputs(name, rng)
+    symbols = [sp.Symbol(n, real=True) for n in layer.inputs]
+    forward = sp.lambdify(symbols, as_raw(d.forward[layer.output]), "numpy")
+    expected_out = forward(*inputs) + np.zeros(SHAPE)
+    np.testing.assert_allclose(fn(name, "forward")(*inputs), expected_out, rtol=1e-12)
+    values = dict(zip(layer.inputs, inputs)) | {layer.output: expected_out, "dout": dout}
+    grads = fn(name, "backward")(dout, *[values[n] for n in d.saved])
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    for grad_name, grad in zip([f"d{n}" for n in layer.inputs], grads):
+        rule = d.backward[grad_name]
+        free = sorted(rule.free_symbols, key=lambda s: s.name)
+        evaluate = sp.lambdify(free, as_raw(rule), "numpy")
+        expected = evaluate(*[values[s.name] for s in free]) + np.zeros(SHAPE)
+        np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_float32_agrees_with_float64(name, rng):
+    seed = int(rng.integers(1 << 30))
+    in64, d64 = make_inputs(name, np.random.default_rng(seed), np.float64)
+    in32, d32 = make_inputs(name, np.random.default_rng(seed), np.float32)
+    _, g64 = run_layer(name, in64, d64)
+    _, g32 = run_layer(name, in32, d32)
+    for a, b in zip(g32, g64):
+        assert a.dtype == np.float32, "float32 inputs must give float32 gradients"
+        assert relative_error(a, b) < TOLERANCE[np.float32]
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_kernels_never_modify_their_inputs(name, rng):
+    inputs, dout = make_inputs(name, rng)
+    before = [v.copy() for v in inputs] + ([] if dout is None else [dout.copy()])
+    run_layer(name, inputs, dout)
+    after = list(inputs) + ([] if dout is None else [dout])
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_inputs_give_finite_values_and_gradients(dtype):
+    x = np.array([-1000.0, -30.0, 0.0, 30.0, 1000.0], dtype)
+    for name in ("sigmoid", "tanh"):
+        y = fn(name, "forward")(x)
+        dx = fn(name, "backward")(np.ones_like(x), y)
+        assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx)), name
+    np.testing.assert_allclose(kernels.sigmoid_forward(x)[[0, 4]], [0.0, 1.0])
+    z = np.array([[1000.0, -1000.0, 0.0], [1000.0, 1000.0, 1000.0]], dtype)
+    t = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype)
+    loss, y = kernels.softmax_cross_entropy_forward(z, t)
+    assert np.isfinite(loss) and np.all(np.isfinite(y))
+    assert loss == pytest.approx(2000.0 / 2 + np.log(3) / 2, rel=1e-6)  # probability 0 for a true class
+    assert np.all(np.isfinite(kernels.softmax_cross_entropy_backward(y, t)))
+    np.testing.assert_allclose(kernels.softmax_forward(z)[1], [1 / 3] * 3, rtol=1e-6)  # equal logits
+    logits = np.array([[1000.0], [-1000.0]], dtype)
+    labels = np.array([[0.0], [1.0]], dtype)
+    assert kernels.binary_cross_entropy_forward(logits, labels) == pytest.approx(1000.0, rel=1e-6)
+    assert np.all(np.isfinite(kernels.binary_cross_entropy_backward(logits, labels)))
+
+
+def test_relu_kink_convention_in_the_kernel():
+    x = np.array([-1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(kernels.relu_backward(np.ones(3), x), [0.0, 0.0, 1.0])
+
+
+def test_affine_bias_example_from_seed_000():
+    dY = np.array([[1.0, 2, 3], [4, 5, 6]])
+    _, _, db = kernels.affine_backward(dY, np.zeros((2, 4)), np.zeros((4, 3)))
+    np.testing.assert_array_equal(db, [5.0, 7.0, 9.0])
+
+
+def test_kernels_are_numba_dispatchers():
+    from numba.core.registry import CPUDispatcher
+    for name in REGISTRY:
+        for suffix in ("forward_kernel", "backward_kernel"):
+            assert isinstance(fn(name, suffix), CPUDispatcher), (name, suffix)
+
+
+def test_wrong_dtype_and_shape_are_clear_errors():
+    with pytest.raises(ValueError, match="sigmoid_forward: x has dtype int64"):
+        kernels.sigmoid_forward(np.arange(3))
+    with pytest.raises(ValueError, match="mul_forward: y has shape"):
+        kernels.mul_forward(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="y is float32 but x is float64"):
+        kernels.add_forward(np.ones(3), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="do not chain"):
+        kernels.affine_forward(np.ones((2, 3)), np.ones((4, 5)), np.ones(5))
+    with pytest.raises(ValueError, match="out must be a float64 array of shape"):
+        kernels.sigmoid_forward(np.ones(3), out=np.empty(4))
+
+
+def test_forward_writes_into_a_preallocated_output():
+    x, out = np.array([0.0, 1.0]), np.empty(2)
+    assert kernels.sigmoid_forward(x, out=out) is out
+    np.testing.assert_allclose(out, 1 / (1 + np.exp(-x)))

@@ -1,0 +1,191 @@
+"""Network kernels: fused loss_and_grads against finite differences, the SGD step, specs."""
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codegen import files
+from codegen.generate import check, generate
+from codegen.network import BUILTIN_NETWORKS, load_network, parse_net
+from symbolic.errors import SympropError
+from tests.conftest import TOLERANCE
+from tests.gradcheck import numerical_gradient_at, relative_error
+
+ROOT = Path(__file__).resolve().parent.parent
+GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, h = 1e-6
+
+EXTRA_NETWORKS = [
+    "affine(5,4) tanh affine(4,3) softmax-cross-entropy",
+    "affine(3,4) formula(x*tanh(log(1+exp(x)))) affine(4,2) mse",
+    "affine(3,4) sigmoid affine(4,3) softmax affine(3,2) squared-error",
+    "affine(4,3) identity affine(3,1) binary-cross-entropy",
+]
+NETWORKS = list(BUILTIN_NETWORKS.values()) + EXTRA_NETWORKS
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+
+
+def random_problem(net, rng, batch=4, dtype=np.float64):
+    params = [rng.normal(0, 0.5, shape).astype(dtype) for shape in net.PARAM_SHAPES]
+    X = rng.normal(size=(batch, net.INPUT_SIZE)).astype(dtype)
+    if net.LOSS == "softmax-cross-entropy":
+        T = np.eye(net.OUTPUT_SIZE)[rng.integers(0, net.OUTPUT_SIZE, batch)].astype(dtype)
+    elif net.LOSS == "binary-cross-entropy":
+        T = rng.integers(0, 2, (batch, net.OUTPUT_SIZE)).astype(dtype)
+    else:
+        T = rng.uniform(0, 1, (batch, net.OUTPUT_SIZE)).astype(dtype)
+    return params, X, T
+
+
+@pytest.mark.parametrize("spec", NETWORKS)
+def test_loss_and_grads_match_finite_differences(spec, rng):
+    net = load_network(spec)
+    params, X, T = random_problem(net, rng)
+    loss, *grads = net.loss_and_grads(*params, X, T)
+    for k, (param, grad) in enumerate(zip(params, grads)):
+        indices = rng.choice(param.size, size=min(param.size, 12), replace=False)
+
+        def loss_of(value, k=k):
+            trial = list(params)
+            trial[k] = value
+            return float(net.loss_and_grads(*trial, X, T)[0])
+
+        numeric = numerical_gradient_at(loss_of, param, indices)
+        assert relative_error(grad.reshape(-1)[indices], numeric) < GRADCHECK_TOLERANCE, (spec, net.PARAM_NAMES[k])
+
+
+@pytest.mark.parametrize("spec", NETWORKS)
+def test_sgd_step_updates_in_place_with_the_gradient(spec, rng):
+    net = load_network(spec)
+    params, X, T = random_problem(net, rng)
+    X_before, T_before = X.copy(), T.copy()
+    loss, *grads = net.loss_and_grads(*params, X, T)
+    expected = [p - 0.1 * g for p, g in zip(params, grads)]
+    assert net.sgd_step(*params, X, T, 0.1) == pytest.approx(loss, rel=1e-12)
+    for p, e in zip(params, expected):
+        np.testing.assert_allclose(p, e, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(T, T_before)
+
+
+def test_sgd_steps_equals_repeated_steps(rng):
+    net = load_network(BUILTIN_NETWORKS["two_layer_sigmoid"])
+    params, X, T = random_problem(net, rng, batch=1)
+    copies = [p.copy() for p in params]
+    for _ in range(3):
+        last = net.sgd_step(*copies, X, T, 0.5)
+    assert net.sgd_steps(*params, X, T, 0.5, 3) == pytest.approx(last, rel=1e-12)
+    for a, b in zip(params, copies):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("spec", [BUILTIN_NETWORKS["two_layer_relu"], EXTRA_NETWORKS[0]])
+def test_float32_agrees_with_float64(spec, rng):
+    net = load_network(spec)
+    seed = int(rng.integers(1 << 30))
+    p64, X64, T64 = random_problem(net, np.random.default_rng(seed), batch=8)
+    p32, X32, T32 = random_problem(net, np.random.default_rng(seed), batch=8, dtype=np.float32)
+    loss64, *g64 = net.loss_and_grads(*p64, X64, T64)
+    loss32, *g32 = net.loss_and_grads(*p32, X32, T32)
+    assert float(np.float32(loss32)) == loss32  # computed in float32 (numba returns it as a Python float)
+    assert abs(loss32 - loss64) / abs(loss64) < TOLERANCE[np.float32]
+    for a, b in zip(g32, g64):
+        assert a.dtype == np.float32
+        assert relative_error(a, b) < TOLERANCE[np.float32]
+
+
+def test_forward_gives_the_scores_before_the_loss(rng):
+    net = load_network(BUILTIN_NETWORKS["moons_logistic"])
+    (W, b), X, _ = random_problem(net, rng)
+    np.testing.assert_allclose(net.forward(W, b, X), X @ W + b, rtol=1e-12)
+
+
+def test_shape_and_dtype_errors_are_clear(rng):
+    net = load_network(BUILTIN_NETWORKS["moons_logistic"])
+    (W, b), X, T = random_problem(net, rng)
+    with pytest.raises(ValueError, match=r"X has shape \(4, 3\), expected \(batch, 2\)"):
+        net.loss_and_grads(W, b, np.ones((4, 3)), T)
+    with pytest.raises(ValueError, match=r"W1 has shape"):
+        net.sgd_step(np.ones((3, 1)), b, X, T, 0.1)
+    with pytest.raises(ValueError, match="b1 is float64 but W1 is float32"):
+        net.loss_and_grads(W.astype(np.float32), b, X, T)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.sgd_step(np.ones((2, 2))[:, :1], b, X, T, 0.1)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "empty"),
+    ("affine(2,3) relu affine(4,1) mse", r"layer 3 'affine\(4,1\)' \(column 18\): takes 4 inputs but the layer before gives 3"),
+    ("affine(2,3) swish affine(3,1) mse", "layer 2 'swish' \\(column 13\\): unknown layer 'swish'"),
+    ("affine(2,3) relu", "ends with a loss"),
+    ("relu affine(2,3) mse", "starts with an affine layer"),
+    ("affine(2) mse", "needs two positive sizes"),
+    ("affine(2,3 mse", "never closed"),
+    ("affine(2,1) sigmoid binary-cross-entropy", "applies the sigmoid itself"),
+    ("affine(2,2) mse affine(2,2) mse", "loss can only be the last layer"),
+    ("affine(2,2) formula(__import__('os')) mse", "layer 2"),
+    ("affine(2,2) add mse", "two-input graph node"),
+])
+def test_bad_specs_name_the_position(spec, message):
+    with pytest.raises(SympropError, match=message):
+        parse_net(spec)
+
+
+def test_regenerating_reproduces_generated_byte_for_byte(tmp_path):
+    generate(tmp_path)
+    for path in sorted(files.GENERATED.glob("*.py")):
+        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
+    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(p.name for p in files.GENERATED.glob("*.py"))
+    assert generate(tmp_path) == []  # nothing rewritten when nothing changed
+
+
+def test_check_reports_an_edited_file_with_a_diff_and_the_fix(tmp_path):
+    generate(tmp_path)
+    target = tmp_path / "layers.py"
+    target.write_text(target.read_text().replace("real = out.dtype.type", "real = np.float64", 1))
+    result = subprocess.run([sys.executable, "-m", "symbolic.cli", "generate", "--check", "--directory", str(tmp_path)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 1
+    assert "-    real = np.float64" in result.stdout and "layers.py" in result.stdout
+    assert "symprop generate" in result.stderr
+    assert [p.name for p, _ in check(tmp_path)] == ["layers.py"]
+
+
+def test_generated_files_are_marked_and_import_only_numpy_and_numba():
+    for path in sorted(files.GENERATED.glob("*.py")):
+        text = path.read_text()
+        imports = {alias.name.split(".")[0] for node in ast.walk(ast.parse(text))
+                   if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+        assert imports <= {"numpy", "numba", "math"}, (path.name, imports)
+        if path.name == "__init__.py":
+            continue
+        head = text.split("\n\n")[0]
+        assert "GENERATED FILE - do not edit" in head and "Regenerate with: symprop generate" in head
+        assert "Input hash: " in head and "Body hash: " in head
+    backward_lines = [l for l in (files.GENERATED / "net_two_layer_relu.py").read_text().splitlines()
+                      if l.strip().startswith(("dW", "db", "dh", "dz"))]
+    assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty_like" not in l)
+
+
+def test_network_outside_generated_goes_to_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    net = load_network("affine(3,2) tanh affine(2,2) softmax-cross-entropy")
+    assert Path(net.__file__).parent == tmp_path / "networks"
+    assert net.SPEC == "affine(3,2) tanh affine(2,2) softmax-cross-entropy"
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="already running without the JIT")
+def test_kernels_pass_with_the_jit_disabled():
+    """The same kernel tests, run as plain Python (NUMBA_DISABLE_JIT=1) in a subprocess."""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                             "tests/test_kernels.py", "-k", "not dispatchers"],
+                            capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stdout[-2000:]
