@@ -9,6 +9,7 @@ The issue's targets are reported as met / not met, never asserted.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -264,6 +265,7 @@ def run_steps_per_call(libs, opts) -> list[dict]:
 _KEEP_ALIVE = []  # the temporary directory of the generated Mish module lives as long as the run
 
 
+@functools.cache
 def mish_kernels():
     """(forward_backward(x, dout, y, dx), None) or (None, why): the Mish activation printed by
     codegen's per-layer kernel generator (the printer of generated/layers.py) into a temporary
@@ -349,7 +351,7 @@ def run_regenerate() -> dict:
         return {"skipped": "skipped: no `symprop generate` command yet"}
     with tempfile.TemporaryDirectory(prefix="symprop-bench-gen-") as out_dir:
         args = ["-m", "symbolic.cli", "generate"]
-        option = next((o for o in ("--out", "--output", "--output-dir") if o in help_proc.stdout), None)
+        option = next((o for o in ("--directory", "--output-dir", "--out-dir") if o in help_proc.stdout), None)
         if option is None:
             return {"skipped": "skipped: `symprop generate` has no output-directory option; "
                                "not regenerating into the checkout"}
@@ -467,7 +469,7 @@ def evaluate_targets(report: dict) -> list[dict]:
 # --- printing ------------------------------------------------------------------------------
 
 def print_case(case: dict) -> None:
-    print(f"\n{case['case']}   ({case['matrix_mflop']:.3g} MFLOP of matrix work per step)")
+    print(f"\n{case['case']}   ({case['matrix_mflop']:.3g} MFLOP of matrix work per step; spec {case['spec']!r})")
     print(f"  {'competitor':<28}{'median':>10}{'IQR':>22}{'x numpy':>9}{'t/symprop':>11}"
           f"{'GFLOP/s':>9}{'% peak':>8}")
     for key, label in LABELS.items():

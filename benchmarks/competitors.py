@@ -94,7 +94,7 @@ def torch_module_step(torch, case, params, X, T):
         loss = loss_fn(model(x), target)
         loss.backward()
         optimizer.step()
-        return loss
+        return loss.detach()
 
     return step
 
