@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from symbolic.errors import SympropError
+
 from . import competitors as comp
 
 REPO_ROOT = Path(__file__).absolute().parent.parent
@@ -32,6 +34,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 # Competitor keys, in table order; numpy is the 1.0 column, symprop the one ratios refer to.
 SYMPROP, NUMPY, TORCH_NN, TORCH_MANUAL, JAX = "symprop", "numpy", "torch-nn", "torch-manual", "jax"
+GEMM = "gemm-peak"  # np.dot timed among the competitors: the peak each case's GFLOP/s is compared to
 LABELS = {
     SYMPROP: "symprop fused kernel",
     NUMPY: "numpy layer classes",
@@ -146,8 +149,11 @@ def calls_for(fn, target_s: float) -> int:
         calls *= 4
 
 
-def time_round_robin(fns: dict, repeats: int, warmup: int, sample_s: float) -> dict[str, Timing]:
-    """Time each callable, interleaved repeat by repeat so that machine noise hits all alike."""
+def time_round_robin(fns: dict, repeats: int, warmup: int, sample_s: float, settle_s: float = 0.0) -> dict[str, Timing]:
+    """Time each callable, interleaved round by round so that slow drifts of the machine's load
+    hit all alike. Before each sample the other libraries' thread pools get ``settle_s`` to go
+    idle (OpenBLAS and OpenMP threads spin after a call and would steal the 2 cores), then
+    one untimed call wakes this library's own pool, as in a running training loop."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -155,6 +161,9 @@ def time_round_robin(fns: dict, repeats: int, warmup: int, sample_s: float) -> d
                for key, fn in fns.items()}
     for _ in range(repeats):
         for key, fn in fns.items():
+            if settle_s:
+                time.sleep(settle_s)
+                fn()
             calls = timings[key].calls_per_sample
             start = time.perf_counter()
             for _ in range(calls):
@@ -181,12 +190,27 @@ def load_symprop_network(spec: str):
     return load_network(spec), None
 
 
-def optional_libraries() -> dict:
+def optional_libraries(threads: int | None = None) -> dict:
     """name -> module or None; JAX switched to real float64 for the float64 rows."""
+    if threads == 1:  # XLA reads its thread settings once, at import
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
     libs = {"torch": comp.import_optional("torch"), "jax": comp.import_optional("jax")}
     if libs["jax"] is not None:
         comp.enable_jax_float64(libs["jax"])
     return libs
+
+
+def limit_threads(threads: int, libs: dict):
+    """Every BLAS and OpenMP pool (numpy's, numba's np.dot through scipy, PyTorch's) to
+    ``threads``: on a shared 2-core machine a second thread waits for a busy core."""
+    threadpoolctl = comp.import_optional("threadpoolctl")
+    if threadpoolctl is None:
+        raise SympropError("--threads needs threadpoolctl: pip install -r requirements-bench.txt")
+    comp.import_optional("scipy.linalg.cython_blas")  # load the BLAS numba's np.dot calls first
+    if libs["torch"] is not None:
+        libs["torch"].set_num_threads(threads)
+    return threadpoolctl.threadpool_limits(limits=threads)
 
 
 def build_steps(case: Case, libs: dict) -> tuple[dict, dict]:
@@ -212,20 +236,33 @@ def build_steps(case: Case, libs: dict) -> tuple[dict, dict]:
     return steps, skipped
 
 
-def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
-    """GFLOP/s of np.dot on the largest product of a step (1024x784 times 784x1024)."""
+GEMM_SHAPE = (1024, 784, 1024)  # the largest product of a step: X W1 at 784-1024-10, batch 1024
+GEMM_FLOP = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2]
+
+
+def gemm_call(dtype: str):
+    """np.dot on the largest product of a step, into a preallocated output: the BLAS peak."""
     rng = np.random.default_rng(1)
-    m, k, n = 1024, 784, 1024
+    m, k, n = GEMM_SHAPE
     a = rng.random((m, k)).astype(DTYPES[dtype])
     b = rng.random((k, n)).astype(DTYPES[dtype])
     out = np.empty((m, n), DTYPES[dtype])
-    timing = time_round_robin({"dot": lambda: np.dot(a, b, out=out)}, repeats, 1, sample_s)["dot"]
-    return {"shape": [m, k, n], "gflops": 2 * m * k * n / timing.median / 1e9, **timing.as_dict()}
+    return lambda: np.dot(a, b, out=out)
 
 
-def run_case(case: Case, libs: dict, opts, peak: dict) -> dict:
+def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
+    """GFLOP/s of np.dot on GEMM_SHAPE, timed on its own at the start of the run."""
+    timing = time_round_robin({"dot": gemm_call(dtype)}, repeats, 1, sample_s)["dot"]
+    return {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timing.median / 1e9, **timing.as_dict()}
+
+
+def run_case(case: Case, libs: dict, opts) -> dict:
+    """Every competitor's step on one case, with np.dot's peak timed in the same rounds."""
     steps, skipped = build_steps(case, libs)
-    timings = time_round_robin(steps, opts.repeats, opts.warmup, opts.sample_s)
+    timings = time_round_robin({**steps, GEMM: gemm_call(case.dtype)}, opts.repeats, opts.warmup,
+                               opts.sample_s, opts.settle_s)
+    peak = {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timings[GEMM].median / 1e9,
+            **timings.pop(GEMM).as_dict()}
     base = timings[NUMPY].median
     ref = timings[SYMPROP].median if SYMPROP in timings else None
     rows = {}
@@ -237,9 +274,9 @@ def run_case(case: Case, libs: dict, opts, peak: dict) -> dict:
         gflops = case.matrix_flop / t.median / 1e9
         rows[key] = {**t.as_dict(), "x_numpy": base / t.median,
                      "vs_symprop": t.median / ref if ref else None,
-                     "gflops": gflops, "peak_fraction": gflops / peak[case.dtype]["gflops"]}
+                     "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
     return {"case": case.name, "spec": case.spec, **asdict(case),
-            "matrix_mflop": case.matrix_flop / 1e6, "results": rows}
+            "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "results": rows}
 
 
 def run_steps_per_call(libs, opts) -> list[dict]:
@@ -424,7 +461,7 @@ def evaluate_targets(report: dict) -> list[dict]:
         fraction = rows[SYMPROP]["peak_fraction"]
         add(f"{name}: >= 0.85 of GEMM peak", fraction >= 0.85,
             f"{rows[SYMPROP]['gflops']:.0f} GFLOP/s = {fraction:.2f} of np.dot's "
-            f"{report['gemm_peak']['float32']['gflops']:.0f}")
+            f"{next(c for c in cases if c['case'] == name)['gemm_peak']['gflops']:.0f} in the same rounds")
     for dtype in DTYPES:
         rows = _row(cases, worked_example(dtype).name)
         if rows is None or "median_s" not in rows[SYMPROP]:
@@ -470,6 +507,7 @@ def evaluate_targets(report: dict) -> list[dict]:
 
 def print_case(case: dict) -> None:
     print(f"\n{case['case']}   ({case['matrix_mflop']:.3g} MFLOP of matrix work per step; spec {case['spec']!r})")
+    print(f"  GEMM peak in the same rounds: {case['gemm_peak']['gflops']:.1f} GFLOP/s")
     print(f"  {'competitor':<28}{'median':>10}{'IQR':>22}{'x numpy':>9}{'t/symprop':>11}"
           f"{'GFLOP/s':>9}{'% peak':>8}")
     for key, label in LABELS.items():
@@ -495,9 +533,14 @@ def print_report(report: dict) -> None:
         print(f"  numpy BLAS: {m['numpy_blas']}; {m['threadpools_note']}")
     if "torch_threads" in m:
         print(f"  torch intra-op threads: {m['torch_threads']}")
+    load = m["load_average"]
+    busy = max(load.values()) > 0.5 * (m["cpus"] or 1)
+    print(f"  load average {load['start']:.1f} at the start, {load['end']:.1f} at the end on {m['cpus']} CPUs"
+          + ("  <- other processes were busy: absolute times are noisy, compare ratios" if busy else ""))
     for dtype, peak in report["gemm_peak"].items():
         print(f"  GEMM peak {dtype}: {peak['gflops']:.1f} GFLOP/s (np.dot {'x'.join(map(str, peak['shape']))}, "
-              f"median {fmt_time(peak['median_s'])})")
+              f"median {fmt_time(peak['median_s'])}, alone at the start; each case also times it among "
+              "its competitors and its % peak uses that)")
     print(f"  settings: {report['settings']}   (times: median per step; IQR = 25th-75th percentile; "
           "x numpy = numpy time / time; t/symprop = time / symprop time)")
     for case in report["cases"]:
@@ -552,6 +595,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
     parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="limit BLAS/OpenMP/XLA pools to N threads for every competitor "
+                             "(needs threadpoolctl; JAX only for N = 1); default: each library's own")
     parser.add_argument("--no-subprocess", action="store_true",
                         help="skip the compile/load and regenerate measurements")
 
@@ -559,15 +605,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     opts = argparse.Namespace(quick=args.quick, repeats=1 if args.quick else args.repeats,
                               warmup=1 if args.quick else 3,
-                              sample_s=0.0 if args.quick else args.sample_ms / 1e3)
-    libs = optional_libraries()
+                              sample_s=0.0 if args.quick else args.sample_ms / 1e3,
+                              settle_s=0.0 if args.quick else 0.01)
+    if args.threads is not None and args.threads < 1:
+        raise SympropError(f"--threads must be at least 1, got {args.threads}")
+    libs = optional_libraries(args.threads)
+    limits = limit_threads(args.threads, libs) if args.threads else None  # noqa: F841 (kept for the run)
+    load_before = os.getloadavg()[0]
     cases = [c for c in all_cases(args.quick) if not args.only or args.only in c.name]
     report = {"settings": {"quick": args.quick, "repeats": opts.repeats, "warmup": opts.warmup,
-                           "sample_ms": opts.sample_s * 1e3},
+                           "sample_ms": opts.sample_s * 1e3, "threads": args.threads or "library default"},
               "gemm_peak": {d: gemm_peak(d, 3 if args.quick else 9, opts.sample_s) for d in DTYPES}}
     report["cases"] = []
     for case in cases:
-        report["cases"].append(run_case(case, libs, opts, report["gemm_peak"]))
+        report["cases"].append(run_case(case, libs, opts))
         print(f"[bench] {case.name} done", file=sys.stderr, flush=True)
     report["steps_per_call"] = run_steps_per_call(libs, opts)
     report["mish"] = run_mish(opts)
@@ -579,6 +630,7 @@ def run(args) -> int:
         report["compile"] = run_compile_probe(specs if args.quick else [])
         report["regenerate"] = {"skipped": "skipped: --quick"} if args.quick else run_regenerate()
     report["machine"] = blas_info({"numba": comp.import_optional("numba"), **libs})
+    report["machine"]["load_average"] = {"start": load_before, "end": os.getloadavg()[0]}
     report["targets"] = evaluate_targets(report)
     print_report(report)
     if args.json:
