@@ -50,13 +50,15 @@ def _output(function, name, out, shape, dtype):
     return out
 '''
 
-# Matrix helpers the affine rules print (_column_sums is 1^T dY, _total is 1^T dY 1).
+# Matrix helpers the affine rules print. Each writes into ``out`` when given (no allocation
+# inside a training step) and allocates otherwise. _column_sums is 1^T dY, _total is 1^T dY 1.
 MATRIX_HELPERS = {
     "_column_sums": '''
 @jit
-def _column_sums(a):
+def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
-    sums = np.zeros(a.shape[1], a.dtype)
+    sums = np.empty(a.shape[1], a.dtype) if out is None else out
+    sums[:] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             sums[j] += a[n, j]
@@ -64,13 +66,27 @@ def _column_sums(a):
 ''',
     "_total": '''
 @jit
-def _total(a):
+def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
-    total = np.zeros(1, a.dtype)
+    total = np.empty(1, a.dtype) if out is None else out
+    total[0] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             total[0] += a[n, j]
     return total
+''',
+    "_dot_loops": '''
+@jit
+def _dot_loops(a, b, out=None):
+    """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
+    product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+    for n in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            total = a.dtype.type(0)
+            for i in range(a.shape[1]):
+                total += a[n, i] * b[i, j]
+            product[n, j] = total
+    return product
 ''',
     "_add_bias": '''
 @jit

@@ -36,6 +36,10 @@ BUILTIN_NETWORKS = {
 
 LOSS_KINDS = ("loss", "softmax-cross-entropy")
 
+# Weight matrices with at most this many entries are multiplied with loops, not BLAS:
+# a BLAS call costs a fixed ~0.3 us, more than the whole 2-2-2 step (benchmarks/ measures it).
+SMALL_MATRIX = 64
+
 
 @dataclass(frozen=True)
 class LayerUse:
@@ -143,111 +147,123 @@ def canonical_spec(spec: str) -> str:
 
 
 class _NetworkPrinter:
-    """Assembles the statements of one network's kernels, layer by layer."""
+    """Assembles the statements of one network's kernels, layer by layer.
+
+    Every intermediate array is a named buffer of the workspace (``self.buffers``), so a
+    training step writes into memory allocated once, never inside the loop.
+    """
 
     def __init__(self, uses):
-        self.uses = uses
         self.helpers: set[str] = set()
         self.params: list[tuple[str, tuple]] = []
+        self.buffers: list[tuple[str, str]] = []  # (name, shape expression in N)
         self.values = ["X"]  # forward values, in order
+        self.widths: list[int] = []
         self.forward_lines: list[str] = []
         self.backward_lines: list[str] = []
         self.loss_lines: list[str] = []
         self.affine_count = 0
-        for index, use in enumerate(uses):
-            getattr(self, "_" + use.kind.replace("-", "_"))(use, index)
+        for use in uses:
+            getattr(self, "_" + use.kind.replace("-", "_"))(use)
 
     @property
     def width(self):
         return self.widths[-1]
 
-    widths: list
+    def buffer(self, name, shape):
+        self.buffers.append((name, shape))
+        return name
+
+    def prepend_backward(self, lines):
+        self.backward_lines = lines + self.backward_lines
 
     # ---- per kind: forward statements now, backward statements prepended (reverse order) ----
-    def _affine(self, use, index):
+    def _affine(self, use):
         self.affine_count += 1
         k = self.affine_count
+        inputs, outputs = use.args
         if k == 1:
-            self.widths = [use.args[0]]
-        W, b = f"W{k}", f"b{k}"
-        shared = use.layer.shared_bias
-        self.params += [(W, use.args), (b, (1,) if shared else (use.args[1],))]
-        source, out = self.values[-1], f"z{k}"
+            self.widths = [inputs]
+        W, b, shared = f"W{k}", f"b{k}", use.layer.shared_bias
+        self.params += [(W, use.args), (b, (1,) if shared else (outputs,))]
+        source = self.values[-1]
+        out = self.buffer(f"z{k}", f"(N, {outputs})")
         d = REGISTRY.derive(use.layer.name)
-        printer = KernelPrinter({"X": source, "W": W, "dY": "d" + out, "b": b})
+        printer = KernelPrinter({"X": source, "W": W, "dY": "d" + out, "b": b},
+                                small_matrices=inputs * outputs <= SMALL_MATRIX)
         product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
         self.forward_lines += [f"# layer {use.position}: {use.text}",
-                               f"{out} = {printer.doprint(product)}",
-                               f"_add_bias({out}, {b})"]
+                               f"{printer.print_into(product, out)}  # {out} = {source} {W}",
+                               f"_add_bias({out}, {b})  # {out} += 1 {b}"]
+        dW, db = self.buffer(f"d{W}", f"{use.args}"), self.buffer(f"d{b}", "(1,)" if shared else f"({outputs},)")
         backward = [f"# layer {use.position}: {use.text}",
-                    f"d{W} = {printer.doprint(d.backward['dW'])}  # dL/d{W} = {source}^T dL/d{out}",
-                    f"d{b} = {printer.doprint(d.backward['db'])}  # dL/d{b} = 1^T dL/d{out}"
+                    f"{printer.print_into(d.backward['dW'], dW)}  # dL/d{W} = {source}^T dL/d{out}",
+                    f"{printer.print_into(d.backward['db'], db)}  # dL/d{b} = 1^T dL/d{out}"
                     + (" 1 (shared bias)" if shared else " (sum over the batch)")]
         if k > 1:  # the gradient with respect to the input data X is never needed
-            backward.append(f"d{source} = {printer.doprint(d.backward['dX'])}  # dL/d{source} = dL/d{out} {W}^T")
-        self.backward_lines = backward + self.backward_lines
-        self.helpers |= {"_add_bias", "_total" if shared else "_column_sums"} | printer.helpers_used
+            dsource = self.buffer(f"d{source}", f"(N, {inputs})")
+            backward.append(f"{printer.print_into(d.backward['dX'], dsource)}  # dL/d{source} = dL/d{out} {W}^T")
+        self.prepend_backward(backward)
+        self.helpers |= {"_add_bias"} | printer.helpers_used
         self.values.append(out)
-        self.widths.append(use.args[1])
+        self.widths.append(outputs)
 
-    def _elementwise(self, use, index):
+    def _elementwise(self, use):
         d = use.layer.derive()
-        source, out = self.values[-1], f"h{self.affine_count}"
+        source = self.values[-1]
+        out = self.buffer(f"h{self.affine_count}", f"(N, {self.width})")
         names = {"x": f"{source}[n, j]", use.layer.output: f"{out}[n, j]"}
         lines, used = print_statements([(f"{out}[n, j]", d.forward[use.layer.output])], names)
         self.forward_lines += [f"# layer {use.position}: {use.text}",
-                               f"{out} = np.empty_like({source})",
                                "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
-        bnames = {**names, "dout": f"d{out}[n, j]"}
         rule = d.backward["dx"]
-        local = rule / sp.Symbol("dout", real=True)
+        local = (rule / sp.Symbol("dout", real=True)).subs(
+            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.layer.output, real=True): sp.Symbol(out)})
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
         blines, bused = print_statements(
-            [(f"d{source}[n, j]", rule)], bnames,
-            comment_for=lambda _: f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * "
-                                  f"{sp.sstr(local.subs({sp.Symbol('x', real=True): sp.Symbol(source), sp.Symbol(use.layer.output, real=True): sp.Symbol(out)}))}")
-        self.backward_lines = [f"# layer {use.position}: {use.text}",
-                               f"d{source} = np.empty_like({source})",
-                               "for n in range(N):", f"    for j in range({self.width}):",
-                               *indent(blines, 2)] + self.backward_lines
+            [(f"{dsource}[n, j]", rule)], {**names, "dout": f"d{out}[n, j]"},
+            comment_for=lambda _: f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}")
+        self.prepend_backward([f"# layer {use.position}: {use.text}", "for n in range(N):",
+                               f"    for j in range({self.width}):", *indent(blines, 2)])
         self.helpers |= used | bused
         self.values.append(out)
 
-    def _softmax(self, use, index):
+    def _softmax(self, use):
         d = REGISTRY.derive("softmax")
-        source, out = self.values[-1], f"p{self.affine_count}"
-        forward, used = row_reduction_lines([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))],
-                                            {"z": source}, size="K")
-        backward, bused = row_reduction_lines([(f"d{source}[n, k]", _row_index(d.backward["dz[j]"]))],
-                                              {"y": out, "dy": f"d{out}"}, size="K")
-        self.forward_lines += [f"# layer {use.position}: {use.text}", f"{out} = np.empty_like({source})",
-                               f"K = {self.width}", "for n in range(N):",
+        source = self.values[-1]
+        out = self.buffer(f"p{self.affine_count}", f"(N, {self.width})")
+        forward, used = row_reduction_lines([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
+                                              {"y": out, "dy": f"d{out}"})
+        self.forward_lines += [f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
                                *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward, 1)]
-        self.backward_lines = [f"# layer {use.position}: {use.text}", f"d{source} = np.empty_like({source})",
-                               f"K = {self.width}", "for n in range(N):", *indent(backward, 1)] + self.backward_lines
+        self.prepend_backward([f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
+                               *indent(backward, 1)])
         self.helpers |= used | bused
         self.values.append(out)
 
-    def _softmax_cross_entropy(self, use, index):
+    def _softmax_cross_entropy(self, use):
         d = REGISTRY.derive(use.layer.name)
         source = self.values[-1]
+        probabilities = self.buffer("P", f"(N, {self.width})")
         forward, used = row_reduction_lines(
-            [("P[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
-            {"z": source, "t": "T"}, size="K")
-        backward, bused = row_reduction_lines([(f"d{source}[n, k]", _row_index(d.backward["dz[j]"]))],
-                                              {"y": "P", "t": "T"}, size="K")
-        self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted)",
-                           f"P = np.empty_like({source})  # softmax probabilities, saved for backward",
+            [(f"{probabilities}[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
+            {"z": source, "t": "T"})
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
+                                              {"y": "P", "t": "T"})
+        backward[-1] += f"  # dL/d{source} = {sp.sstr(d.backward['dz[j]'])}"
+        self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
+                           " P = softmax, saved for backward)",
                            f"K = {self.width}", "loss = real(0)", "for n in range(N):",
                            *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward
                                    + ["loss += row_loss"], 1),
                            "loss = loss / real(N)"]
-        self.backward_lines = [f"d{source} = np.empty_like({source})",
-                               "for n in range(N):", *indent(backward, 1)[:-1],
-                               indent(backward, 1)[-1] + f"  # dL/d{source} = {sp.sstr(d.backward['dz[j]'])}"
-                               ] + self.backward_lines
+        self.prepend_backward(["for n in range(N):", *indent(backward, 1)])
         self.helpers |= used | bused
 
-    def _loss(self, use, index):
+    def _loss(self, use):
         d = use.layer.derive()
         source = self.values[-1]
         p = use.layer.prediction
@@ -255,14 +271,16 @@ class _NetworkPrinter:
         names = {p: f"{source}[n, j]", "t": "T[n, j]"}
         lines, used = print_statements([("loss_term", d.forward["l"])], names)
         grad = "d" + p
-        blines, bused = print_statements([(f"d{source}[n, j]", d.backward[grad])], names,
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        blines, bused = print_statements([(f"{dsource}[n, j]", d.backward[grad])], names,
                                          comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward[grad])}")
         self.loss_lines = [f"# layer {use.position}: {use.text}", f"K = {self.width}", "loss = real(0)",
                            "for n in range(N):", "    for j in range(K):", *indent(lines, 2),
-                           "        loss += loss_term",
-                           f"loss = loss * {KernelPrinter().doprint(scale)}"]
-        self.backward_lines = [f"d{source} = np.empty_like({source})", "for n in range(N):",
-                               "    for j in range(K):", *indent(blines, 2)] + self.backward_lines
+                           "        loss += loss_term"]
+        if scale != 1:
+            self.loss_lines.append(f"loss = loss * {KernelPrinter().doprint(scale)}")
+        self.prepend_backward([f"K = {self.width}", "for n in range(N):", "    for j in range(K):",
+                               *indent(blines, 2)])
         self.helpers |= used | bused
 
 
@@ -271,10 +289,11 @@ def network_module_text(spec: str, name: str | None = None) -> str:
     canonical = " ".join(use.text for use in uses)
     net = _NetworkPrinter(uses)
     param_names = [p for p, _ in net.params]
-    grads = ", ".join(f"d{p}" for p in param_names)
     params = ", ".join(param_names)
+    grads = ", ".join(f"d{p}" for p in param_names)
+    buffers = ", ".join(name for name, _ in net.buffers)
     scores = net.values[-1]
-    loss_name = uses[-1].layer.name
+    forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values]
     body = PRELUDE + helper_source(net.helpers) + f'''
 
 SPEC = {canonical!r}
@@ -282,19 +301,28 @@ PARAM_NAMES = {tuple(param_names)!r}
 PARAM_SHAPES = {tuple(s for _, s in net.params)!r}
 INPUT_SIZE = {net.widths[0]}
 OUTPUT_SIZE = {net.widths[-1]}
-LOSS = {loss_name!r}
+LOSS = {uses[-1].layer.name!r}
+
+
+@jit
+def make_workspace(X):
+    """Every intermediate array of a step for a batch like X, allocated once."""
+    N = X.shape[0]
+    return ({", ".join(f"np.empty({shape}, X.dtype)" for _, shape in net.buffers)},)
 
 
 @jit
 def forward_kernel({params}, X):
     real = X.dtype.type
     N = X.shape[0]
+{chr(10).join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)}
 {chr(10).join(indent(net.forward_lines, 1))}
     return {scores}
 
 
 @jit
-def loss_and_grads_kernel({params}, X, T):
+def loss_and_grads_into({params}, X, T, {buffers}):
+    """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- forward ----
@@ -303,6 +331,13 @@ def loss_and_grads_kernel({params}, X, T):
 {chr(10).join(indent(net.loss_lines, 1))}
     # ---- backward (chain rule, from the loss back to the first layer) ----
 {chr(10).join(indent(net.backward_lines, 1))}
+    return loss
+
+
+@jit
+def loss_and_grads_kernel({params}, X, T):
+    {buffers}, = make_workspace(X)
+    loss = loss_and_grads_into({params}, X, T, {buffers})
     return loss, {grads}
 
 
@@ -315,18 +350,26 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_kernel({params}, X, T, lr):
-    loss, {grads} = loss_and_grads_kernel({params}, X, T)
+def sgd_step_into({params}, X, T, lr, {buffers}):
+    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
+    loss = loss_and_grads_into({params}, X, T, {buffers})
     step = X.dtype.type(lr)
 {chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
     return loss
 
 
 @jit
+def sgd_step_kernel({params}, X, T, lr):
+    {buffers}, = make_workspace(X)
+    return sgd_step_into({params}, X, T, lr, {buffers})
+
+
+@jit
 def sgd_steps_kernel({params}, X, T, lr, steps):
+    {buffers}, = make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_kernel({params}, X, T, lr)
+        loss = sgd_step_into({params}, X, T, lr, {buffers})
     return loss
 
 
@@ -350,14 +393,12 @@ def _check(function, params, X, T=None):
 
 def forward({params}, X):
     """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
-    checked = _check("forward", ({params},), X)
-    return forward_kernel(*checked)
+    return forward_kernel(*_check("forward", ({params},), X))
 
 
 def loss_and_grads({params}, X, T):
     """(loss, {grads}) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
-    checked = _check("loss_and_grads", ({params},), X, T)
-    return loss_and_grads_kernel(*checked)
+    return loss_and_grads_kernel(*_check("loss_and_grads", ({params},), X, T))
 
 
 def sgd_step({params}, X, T, lr):

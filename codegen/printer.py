@@ -60,10 +60,12 @@ MAX_INLINE_POWER = 4
 class KernelPrinter(NumPyPrinter):
     """Prints one scalar expression of a kernel's loop body (or a matrix rule)."""
 
-    def __init__(self, names: dict | None = None, row: str | None = None):
+    def __init__(self, names: dict | None = None, row: str | None = None, small_matrices: bool = False):
         super().__init__({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False})
         self.names = {} if names is None else dict(names)
         self.row = row  # in row kernels, y[k] prints as y[n, k] with row = "n"
+        # tiny matrices (the 2-2-2 example): plain loops beat a BLAS call's fixed overhead
+        self.small_matrices = small_matrices
         self.helpers_used: set[str] = set()
 
     # --- names --------------------------------------------------------------------------
@@ -157,15 +159,26 @@ class KernelPrinter(NumPyPrinter):
         return f"{self._print(expr.arg)}.T"
 
     def _print_MatMul(self, expr):
+        return self.print_into(expr, None)
+
+    def print_into(self, expr, out: str | None) -> str:
+        """A matrix rule as one call writing into the preallocated array ``out``
+        (or allocating when out is None): np.dot for products, helpers for 1^T dY."""
         factors = [a for a in expr.args if not isinstance(a, sp.OneMatrix)]
         ones = [a for a in expr.args if isinstance(a, sp.OneMatrix)]
+        target = "" if out is None else f", {out}"
         if ones and len(factors) == 1:
-            # 1^T dY sums the rows (column sums); 1^T dY 1 sums everything
-            inner = self._print(factors[0])
-            return f"_column_sums({inner})" if len(ones) == 1 else f"_total({inner})"
+            # 1^T dY sums the rows (column sums); 1^T dY 1 sums everything (a shared bias)
+            helper = "_column_sums" if len(ones) == 1 else "_total"
+            self.helpers_used.add(helper)
+            return f"{helper}({self._print(factors[0])}{target})"
         if len(factors) != 2 or ones:
             raise ValueError(f"cannot print matrix product {expr}")
-        return f"np.dot({self._print(factors[0])}, {self._print(factors[1])})"
+        a, b = (self._print(f) for f in factors)
+        if self.small_matrices:
+            self.helpers_used.add("_dot_loops")
+            return f"_dot_loops({a}, {b}{target})"
+        return f"np.dot({a}, {b}{target})"
 
 
 def print_statements(assignments, names, comment_for=None, row=None):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 69610e3bb52b9018 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: 0a84a1744dd2be54
+# Input hash: 53df644c739f7184 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: dd6a0c7801f0e5b6
 
 import math
 
@@ -56,9 +56,10 @@ def _add_bias(y, b):
 
 
 @jit
-def _column_sums(a):
+def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
-    sums = np.zeros(a.shape[1], a.dtype)
+    sums = np.empty(a.shape[1], a.dtype) if out is None else out
+    sums[:] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             sums[j] += a[n, j]
@@ -82,9 +83,10 @@ def _softplus(v):
 
 
 @jit
-def _total(a):
+def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
-    total = np.zeros(1, a.dtype)
+    total = np.empty(1, a.dtype) if out is None else out
+    total[0] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             total[0] += a[n, j]

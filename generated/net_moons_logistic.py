@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: aac6841ed0e8cc69 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: 2dab92d6444e99ae
+# Input hash: 5de7f87a6f88484a (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: c3c806ecfab5465e
 
 import math
 
@@ -56,13 +56,27 @@ def _add_bias(y, b):
 
 
 @jit
-def _column_sums(a):
+def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
-    sums = np.zeros(a.shape[1], a.dtype)
+    sums = np.empty(a.shape[1], a.dtype) if out is None else out
+    sums[:] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             sums[j] += a[n, j]
     return sums
+
+
+@jit
+def _dot_loops(a, b, out=None):
+    """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
+    product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+    for n in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            total = a.dtype.type(0)
+            for i in range(a.shape[1]):
+                total += a[n, i] * b[i, j]
+            product[n, j] = total
+    return product
 
 
 @jit
@@ -90,23 +104,32 @@ LOSS = 'binary-cross-entropy'
 
 
 @jit
+def make_workspace(X):
+    """Every intermediate array of a step for a batch like X, allocated once."""
+    N = X.shape[0]
+    return (np.empty((N, 1), X.dtype), np.empty((2, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype),)
+
+
+@jit
 def forward_kernel(W1, b1, X):
     real = X.dtype.type
     N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
     # layer 1: affine(2,1)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     return z1
 
 
 @jit
-def loss_and_grads_kernel(W1, b1, X, T):
+def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
+    """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- forward ----
     # layer 1: affine(2,1)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     # ---- loss ----
     # layer 2: binary-cross-entropy
     K = 1
@@ -117,13 +140,20 @@ def loss_and_grads_kernel(W1, b1, X, T):
             loss += loss_term
     loss = loss * real(1)/(real(N))
     # ---- backward (chain rule, from the loss back to the first layer) ----
-    dz1 = np.empty_like(z1)
+    K = 1
     for n in range(N):
         for j in range(K):
             dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
     # layer 1: affine(2,1)
-    dW1 = np.dot(X.T, dz1)  # dL/dW1 = X^T dL/dz1
-    db1 = _column_sums(dz1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    return loss
+
+
+@jit
+def loss_and_grads_kernel(W1, b1, X, T):
+    z1, dW1, db1, dz1, = make_workspace(X)
+    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     return loss, dW1, db1
 
 
@@ -136,8 +166,9 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_kernel(W1, b1, X, T, lr):
-    loss, dW1, db1 = loss_and_grads_kernel(W1, b1, X, T)
+def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
+    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
+    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     step = X.dtype.type(lr)
     _sgd_update(W1, dW1, step)
     _sgd_update(b1, db1, step)
@@ -145,10 +176,17 @@ def sgd_step_kernel(W1, b1, X, T, lr):
 
 
 @jit
+def sgd_step_kernel(W1, b1, X, T, lr):
+    z1, dW1, db1, dz1, = make_workspace(X)
+    return sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1)
+
+
+@jit
 def sgd_steps_kernel(W1, b1, X, T, lr, steps):
+    z1, dW1, db1, dz1, = make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_kernel(W1, b1, X, T, lr)
+        loss = sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1)
     return loss
 
 
@@ -172,14 +210,12 @@ def _check(function, params, X, T=None):
 
 def forward(W1, b1, X):
     """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
-    checked = _check("forward", (W1, b1,), X)
-    return forward_kernel(*checked)
+    return forward_kernel(*_check("forward", (W1, b1,), X))
 
 
 def loss_and_grads(W1, b1, X, T):
     """(loss, dW1, db1) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
-    checked = _check("loss_and_grads", (W1, b1,), X, T)
-    return loss_and_grads_kernel(*checked)
+    return loss_and_grads_kernel(*_check("loss_and_grads", (W1, b1,), X, T))
 
 
 def sgd_step(W1, b1, X, T, lr):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 13aa3403f4b49f15 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: acf2451ba1f6703f
+# Input hash: 5658b36f244d3524 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: 759c9f8ceceed2e4
 
 import math
 
@@ -56,9 +56,10 @@ def _add_bias(y, b):
 
 
 @jit
-def _column_sums(a):
+def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
-    sums = np.zeros(a.shape[1], a.dtype)
+    sums = np.empty(a.shape[1], a.dtype) if out is None else out
+    sums[:] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             sums[j] += a[n, j]
@@ -74,42 +75,50 @@ LOSS = 'softmax-cross-entropy'
 
 
 @jit
+def make_workspace(X):
+    """Every intermediate array of a step for a batch like X, allocated once."""
+    N = X.shape[0]
+    return (np.empty((N, 100), X.dtype), np.empty((784, 100), X.dtype), np.empty((100,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((100, 10), X.dtype), np.empty((10,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((N, 10), X.dtype),)
+
+
+@jit
 def forward_kernel(W1, b1, W2, b2, X):
     real = X.dtype.type
     N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
     # layer 1: affine(784,100)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     # layer 2: relu
-    h1 = np.empty_like(z1)
     for n in range(N):
         for j in range(100):
             h1[n, j] = max(real(0), z1[n, j])
     # layer 3: affine(100,10)
-    z2 = np.dot(h1, W2)
-    _add_bias(z2, b2)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
     return z2
 
 
 @jit
-def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
+def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- forward ----
     # layer 1: affine(784,100)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     # layer 2: relu
-    h1 = np.empty_like(z1)
     for n in range(N):
         for j in range(100):
             h1[n, j] = max(real(0), z1[n, j])
     # layer 3: affine(100,10)
-    z2 = np.dot(h1, W2)
-    _add_bias(z2, b2)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
     # ---- loss ----
-    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted)
-    P = np.empty_like(z2)  # softmax probabilities, saved for backward
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
     K = 10
     loss = real(0)
     for n in range(N):
@@ -128,22 +137,27 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
         loss += row_loss
     loss = loss / real(N)
     # ---- backward (chain rule, from the loss back to the first layer) ----
-    dz2 = np.empty_like(z2)
     for n in range(N):
         for k in range(K):
             dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
     # layer 3: affine(100,10)
-    dW2 = np.dot(h1.T, dz2)  # dL/dW2 = h1^T dL/dz2
-    db2 = _column_sums(dz2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
-    dh1 = np.dot(dz2, W2.T)  # dL/dh1 = dL/dz2 W2^T
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
     # layer 2: relu
-    dz1 = np.empty_like(z1)
     for n in range(N):
         for j in range(100):
             dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
     # layer 1: affine(784,100)
-    dW1 = np.dot(X.T, dz1)  # dL/dW1 = X^T dL/dz1
-    db1 = _column_sums(dz1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    return loss
+
+
+@jit
+def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     return loss, dW1, db1, dW2, db2
 
 
@@ -156,8 +170,9 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
-    loss, dW1, db1, dW2, db2 = loss_and_grads_kernel(W1, b1, W2, b2, X, T)
+def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     step = X.dtype.type(lr)
     _sgd_update(W1, dW1, step)
     _sgd_update(b1, db1, step)
@@ -167,10 +182,17 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
 
 
 @jit
+def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+@jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+        loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     return loss
 
 
@@ -194,14 +216,12 @@ def _check(function, params, X, T=None):
 
 def forward(W1, b1, W2, b2, X):
     """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
-    checked = _check("forward", (W1, b1, W2, b2,), X)
-    return forward_kernel(*checked)
+    return forward_kernel(*_check("forward", (W1, b1, W2, b2,), X))
 
 
 def loss_and_grads(W1, b1, W2, b2, X, T):
     """(loss, dW1, db1, dW2, db2) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
-    checked = _check("loss_and_grads", (W1, b1, W2, b2,), X, T)
-    return loss_and_grads_kernel(*checked)
+    return loss_and_grads_kernel(*_check("loss_and_grads", (W1, b1, W2, b2,), X, T))
 
 
 def sgd_step(W1, b1, W2, b2, X, T, lr):

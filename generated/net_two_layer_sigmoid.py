@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 9e28c7b664337a63 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: 2590929570e1fd55
+# Input hash: 0ccd0133d922de7a (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
+# Body hash: 630706c1b8b2e1ee
 
 import math
 
@@ -56,6 +56,19 @@ def _add_bias(y, b):
 
 
 @jit
+def _dot_loops(a, b, out=None):
+    """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
+    product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+    for n in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            total = a.dtype.type(0)
+            for i in range(a.shape[1]):
+                total += a[n, i] * b[i, j]
+            product[n, j] = total
+    return product
+
+
+@jit
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -65,9 +78,10 @@ def _sigmoid(v):
 
 
 @jit
-def _total(a):
+def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
-    total = np.zeros(1, a.dtype)
+    total = np.empty(1, a.dtype) if out is None else out
+    total[0] = 0
     for n in range(a.shape[0]):
         for j in range(a.shape[1]):
             total[0] += a[n, j]
@@ -83,22 +97,31 @@ LOSS = 'squared-error'
 
 
 @jit
+def make_workspace(X):
+    """Every intermediate array of a step for a batch like X, allocated once."""
+    N = X.shape[0]
+    return (np.empty((N, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype),)
+
+
+@jit
 def forward_kernel(W1, b1, W2, b2, X):
     real = X.dtype.type
     N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
     # layer 1: affine-shared-bias(2,2)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     # layer 2: sigmoid
-    h1 = np.empty_like(z1)
     for n in range(N):
         for j in range(2):
             h1[n, j] = _sigmoid(z1[n, j])
     # layer 3: affine-shared-bias(2,2)
-    z2 = np.dot(h1, W2)
-    _add_bias(z2, b2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
     # layer 4: sigmoid
-    h2 = np.empty_like(z2)
     for n in range(N):
         for j in range(2):
             h2[n, j] = _sigmoid(z2[n, j])
@@ -106,23 +129,22 @@ def forward_kernel(W1, b1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
+def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
+    """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- forward ----
     # layer 1: affine-shared-bias(2,2)
-    z1 = np.dot(X, W1)
-    _add_bias(z1, b1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
     # layer 2: sigmoid
-    h1 = np.empty_like(z1)
     for n in range(N):
         for j in range(2):
             h1[n, j] = _sigmoid(z1[n, j])
     # layer 3: affine-shared-bias(2,2)
-    z2 = np.dot(h1, W2)
-    _add_bias(z2, b2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
     # layer 4: sigmoid
-    h2 = np.empty_like(z2)
     for n in range(N):
         for j in range(2):
             h2[n, j] = _sigmoid(z2[n, j])
@@ -134,29 +156,33 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
         for j in range(K):
             loss_term = (real(0.5))*(T[n, j] - h2[n, j])*(T[n, j] - h2[n, j])
             loss += loss_term
-    loss = loss * real(1)
     # ---- backward (chain rule, from the loss back to the first layer) ----
-    dh2 = np.empty_like(h2)
+    K = 2
     for n in range(N):
         for j in range(K):
             dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
     # layer 4: sigmoid
-    dz2 = np.empty_like(z2)
     for n in range(N):
         for j in range(2):
             dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
     # layer 3: affine-shared-bias(2,2)
-    dW2 = np.dot(h1.T, dz2)  # dL/dW2 = h1^T dL/dz2
-    db2 = _total(dz2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
-    dh1 = np.dot(dz2, W2.T)  # dL/dh1 = dL/dz2 W2^T
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
     # layer 2: sigmoid
-    dz1 = np.empty_like(z1)
     for n in range(N):
         for j in range(2):
             dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
     # layer 1: affine-shared-bias(2,2)
-    dW1 = np.dot(X.T, dz1)  # dL/dW1 = X^T dL/dz1
-    db1 = _total(dz1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    return loss
+
+
+@jit
+def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     return loss, dW1, db1, dW2, db2
 
 
@@ -169,8 +195,9 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
-    loss, dW1, db1, dW2, db2 = loss_and_grads_kernel(W1, b1, W2, b2, X, T)
+def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
+    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     step = X.dtype.type(lr)
     _sgd_update(W1, dW1, step)
     _sgd_update(b1, db1, step)
@@ -180,10 +207,17 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
 
 
 @jit
+def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
+    return sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+
+
+@jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+        loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     return loss
 
 
@@ -207,14 +241,12 @@ def _check(function, params, X, T=None):
 
 def forward(W1, b1, W2, b2, X):
     """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
-    checked = _check("forward", (W1, b1, W2, b2,), X)
-    return forward_kernel(*checked)
+    return forward_kernel(*_check("forward", (W1, b1, W2, b2,), X))
 
 
 def loss_and_grads(W1, b1, W2, b2, X, T):
     """(loss, dW1, db1, dW2, db2) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
-    checked = _check("loss_and_grads", (W1, b1, W2, b2,), X, T)
-    return loss_and_grads_kernel(*checked)
+    return loss_and_grads_kernel(*_check("loss_and_grads", (W1, b1, W2, b2,), X, T))
 
 
 def sgd_step(W1, b1, W2, b2, X, T, lr):

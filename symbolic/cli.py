@@ -14,6 +14,7 @@ from .errors import SympropError
 # subcommand -> (module under symbolic.commands, one-line help)
 COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
+    "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
     "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
 

@@ -125,7 +125,8 @@ class _Builder:
 
     def build_call(self, node, depth):
         if not isinstance(node.func, ast.Name):
-            self.fail(node, "only plain function calls such as exp(x) are allowed")
+            token = ast.get_source_segment(self.text.replace("^", "**"), node.func) or "this call"
+            self.fail(node, f"calling {token!r} is not allowed (only known functions such as exp(x))")
         name = node.func.id
         if name not in FUNCTIONS:
             self.fail(node, f"unknown function {name!r} (known: {', '.join(sorted(FUNCTIONS))})")

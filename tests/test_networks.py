@@ -33,7 +33,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def random_problem(net, rng, batch=4, dtype=np.float64):
-    params = [rng.normal(0, 0.5, shape).astype(dtype) for shape in net.PARAM_SHAPES]
+    params = [rng.normal(0, 1 / np.sqrt(shape[0]), shape).astype(dtype) for shape in net.PARAM_SHAPES]
     X = rng.normal(size=(batch, net.INPUT_SIZE)).astype(dtype)
     if net.LOSS == "softmax-cross-entropy":
         T = np.eye(net.OUTPUT_SIZE)[rng.integers(0, net.OUTPUT_SIZE, batch)].astype(dtype)
