@@ -584,6 +584,31 @@ def print_report(report: dict) -> None:
         print(f"  [{status:>7}] {t['target']}: {t['figure']}")
 
 
+def markdown_summary(report: dict, command: str) -> str:
+    """The README's table: one row per case, medians and the ratios that answer the issue."""
+    m = report["machine"]
+    lines = [f"`{command}` — python {m['python']}, numpy {m['numpy']}, numba {m.get('numba', '-')}, "
+             f"torch {m.get('torch', 'not installed')}, jax {m.get('jax', 'not installed')}, {m['cpus']} CPUs, "
+             f"threads: {report['settings']['threads']}, load average {m['load_average']['start']:.1f}"
+             f"-{m['load_average']['end']:.1f}. Median time per training step.", "",
+             "| case | symprop | numpy classes | PyTorch nn+optim | PyTorch manual | JAX jit "
+             "| symprop vs numpy | best PyTorch / symprop | symprop % of GEMM peak |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for case in report["cases"]:
+        rows = case["results"]
+        cell = {k: fmt_time(r["median_s"]) if "median_s" in r else "skipped" for k, r in rows.items()}
+        ours = rows[SYMPROP].get("median_s")
+        torch_times = [rows[k]["median_s"] for k in (TORCH_NN, TORCH_MANUAL) if "median_s" in rows[k]]
+        lines.append(f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | {cell[TORCH_NN]} | {cell[TORCH_MANUAL]} "
+                     f"| {cell[JAX]} | {rows[SYMPROP]['x_numpy']:.2f}x | "
+                     f"{min(torch_times) / ours:.2f}x | {100 * rows[SYMPROP]['peak_fraction']:.0f}% |"
+                     if ours and torch_times else f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | - | - | - | - | - | - |")
+    lines += ["", "| target | met | figure |", "|---|---|---|"]
+    for t in report["targets"]:
+        lines.append(f"| {t['target']} | {({True: 'yes', False: 'no', None: 'n/a'})[t['met']]} | {t['figure']} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- entry points --------------------------------------------------------------------------
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -591,6 +616,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smallest network only, one iteration, no compile/regenerate subprocesses "
                              "beyond the smallest network (the smoke test)")
     parser.add_argument("--json", metavar="PATH", help="write every raw figure to PATH as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help="write the summary table (as in the README) to PATH")
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per competitor (default 15)")
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
@@ -636,6 +662,9 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
         print(f"\nraw figures written to {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_summary(report, "symprop bench " + " ".join(sys.argv[1:])))
+        print(f"summary table written to {args.markdown}")
     return 0
 
 
