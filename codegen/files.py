@@ -12,7 +12,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import numba
 import sympy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +20,14 @@ GENERATED = ROOT / "generated"
 # The files whose content decides what the generator writes (with the SymPy version).
 GENERATOR_INPUTS = [
     "symbolic/layers.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
-    "codegen/printer.py", "codegen/layer_kernels.py", "codegen/network.py", "codegen/files.py",
+    "codegen/printer.py", "codegen/common.py", "codegen/layer_kernels.py", "codegen/network.py",
+    "codegen/generate.py", "codegen/files.py",
 ]
 
 # One place decides the JIT flags of every generated kernel. fastmath stays off: it changes
-# results and paid only on reduction loops (shared/notes/kernel-performance.md).
-JIT_FLAGS = 'numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)'
+# results and paid only on reduction loops (measured; see benchmarks/). cache=True is added
+# by the generated `jit` wrapper, which falls back to no cache where none can be written.
+JIT_FLAGS = 'dict(fastmath=False, error_model="numpy", nogil=True)'
 
 REGENERATE_COMMAND = "symprop generate"
 
@@ -56,10 +57,20 @@ def header(title: str, generator: str, command: str, inputs: list[str], input_ha
     ]
     lines += [f"# Input: {item}" for item in inputs]
     lines += [
-        f"# Input hash: {input_hash} (generator sources, sympy {sympy.__version__}, numba {numba.__version__} at generation)",
+        f"# Input hash: {input_hash} (generator sources and sympy {sympy.__version__})",
         f"# Body hash: {body_hash(body)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def header_field(text: str, field: str) -> str | None:
+    """The value of a '# Field: value' line in a generated file's header."""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith(f"# {field}: "):
+            return line[len(f"# {field}: "):].split(" ")[0]
+    return None
 
 
 def write_if_changed(path: Path, text: str) -> bool:

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -437,6 +438,9 @@ def load_network(spec: str):
     stack generated into the user cache (``$SYMPROP_CACHE`` or ``~/.cache/symprop``)."""
     path, text = network_file(spec)
     if path.parent == files.GENERATED:
+        if path.exists() and path.read_text() != text:
+            warnings.warn(f"{path} is stale: the generator would now write something else. "
+                          f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
         return importlib.import_module(f"generated.{path.stem}")
     files.write_if_changed(path, text)
     module_name = f"symprop_{path.stem}"

@@ -29,6 +29,7 @@ KNOWN_FUNCTIONS = {
     "tan": "np.tan",
     "atan": "np.arctan",
     "Abs": "abs",
+    "sign": "np.sign",
     "erf": "math.erf",
     "Sigmoid": "_sigmoid",
     "Softplus": "_softplus",
@@ -118,7 +119,9 @@ class KernelPrinter(NumPyPrinter):
         if exponent.is_Integer and 1 <= abs(int(exponent)) <= MAX_INLINE_POWER:
             factor = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])
             product = "*".join([factor] * abs(int(exponent)))
-            return product if exponent > 0 else f"real(1)/({product})"
+            if abs(int(exponent)) > 1:
+                product = f"({product})"  # x**2 inside a/x**2 must stay one factor: a/(x*x)
+            return product if exponent > 0 else f"real(1)/{product}"
         if exponent == sp.S.Half:
             return f"np.sqrt({self._print(base)})"
         return f"{self.parenthesize(base, 60)}**{self.parenthesize(exponent, 60)}"
@@ -135,7 +138,7 @@ class KernelPrinter(NumPyPrinter):
 
     _print_exp = _print_log = _print_tanh = _print_sinh = _print_cosh = _print_Function
     _print_sin = _print_cos = _print_tan = _print_atan = _print_Abs = _print_erf = _print_Function
-    _print_Sigmoid = _print_Softplus = _print_Function
+    _print_Sigmoid = _print_Softplus = _print_sign = _print_Function
 
     def _print_Heaviside(self, expr):
         if expr.args[1:] != (0,):

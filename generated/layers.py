@@ -2,15 +2,65 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 53df644c739f7184 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: dd6a0c7801f0e5b6
+# Input hash: fb00d46ad05f61b9 (generator sources and sympy 1.14.0)
+# Body hash: 0175bd477ab9ce34
 
+import hashlib
+import itertools
 import math
+import warnings
 
 import numba
 import numpy as np
 
-jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+_JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
+
+
+def jit(function):
+    """numba.njit with an on-disk cache, so a second process loads instead of compiling.
+
+    Where no cache location is writable, compile without one; where a cache file is corrupt,
+    clear that function's cache and compile afresh (numba itself would raise).
+    """
+    try:
+        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+    except RuntimeError:
+        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
+    load = cache.load_overload
+
+    def load_or_recompile(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception:
+            try:
+                cache.flush()
+            except Exception:
+                pass
+            return None
+
+    cache.load_overload = load_or_recompile
+    return dispatcher
+
+
+def _warn_if_edited():
+    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    try:
+        with open(__file__, encoding="utf-8") as stream:
+            lines = stream.read().splitlines(keepends=True)
+    except OSError:
+        return
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    body = "".join(lines[len(header):])
+    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
+        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
+                      "Regenerate it with: symprop generate", stacklevel=2)
+
+
+_warn_if_edited()
 
 
 def _arrays(function, **arrays):
@@ -278,7 +328,7 @@ def tanh_forward(x, out=None):
 def tanh_backward_kernel(dout, y, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*(real(1) - y[i]*y[i])  # dx = dout * dy/dx
+        dx[i] = dout[i]*(real(1) - (y[i]*y[i]))  # dx = dout * dy/dx
 
 
 def tanh_backward(dout, y, dx=None):
@@ -469,7 +519,7 @@ def squared_error_forward_kernel(y, t):
     total = real(0)
     for n in range(N):
         for k in range(K):
-            total += (real(0.5))*(t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+            total += (real(0.5))*((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
     return total * real(1)
 
 
@@ -509,7 +559,7 @@ def mse_forward_kernel(y, t):
     total = real(0)
     for n in range(N):
         for k in range(K):
-            total += (t[n, k] - y[n, k])*(t[n, k] - y[n, k])
+            total += ((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
     return total * real(1)/(real(K)*real(N))
 
 
@@ -550,7 +600,7 @@ def binary_cross_entropy_forward_kernel(z, t):
     for n in range(N):
         for k in range(K):
             total += -t[n, k]*z[n, k] + _softplus(z[n, k])
-    return total * real(1)/(real(N))
+    return total * real(1)/real(N)
 
 
 def binary_cross_entropy_forward(z, t):

@@ -2,15 +2,65 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 5658b36f244d3524 (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: 759c9f8ceceed2e4
+# Input hash: bacafdcbe2c5c72e (generator sources and sympy 1.14.0)
+# Body hash: ded030c7f288ee1c
 
+import hashlib
+import itertools
 import math
+import warnings
 
 import numba
 import numpy as np
 
-jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+_JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
+
+
+def jit(function):
+    """numba.njit with an on-disk cache, so a second process loads instead of compiling.
+
+    Where no cache location is writable, compile without one; where a cache file is corrupt,
+    clear that function's cache and compile afresh (numba itself would raise).
+    """
+    try:
+        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+    except RuntimeError:
+        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
+    load = cache.load_overload
+
+    def load_or_recompile(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception:
+            try:
+                cache.flush()
+            except Exception:
+                pass
+            return None
+
+    cache.load_overload = load_or_recompile
+    return dispatcher
+
+
+def _warn_if_edited():
+    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    try:
+        with open(__file__, encoding="utf-8") as stream:
+            lines = stream.read().splitlines(keepends=True)
+    except OSError:
+        return
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    body = "".join(lines[len(header):])
+    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
+        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
+                      "Regenerate it with: symprop generate", stacklevel=2)
+
+
+_warn_if_edited()
 
 
 def _arrays(function, **arrays):

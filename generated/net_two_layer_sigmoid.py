@@ -2,15 +2,65 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 0ccd0133d922de7a (generator sources, sympy 1.14.0, numba 0.68.1 at generation)
-# Body hash: 630706c1b8b2e1ee
+# Input hash: 44f0824dadd10315 (generator sources and sympy 1.14.0)
+# Body hash: 4ae2ea979df4b50d
 
+import hashlib
+import itertools
 import math
+import warnings
 
 import numba
 import numpy as np
 
-jit = numba.njit(cache=True, fastmath=False, error_model="numpy", nogil=True)
+_JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
+
+
+def jit(function):
+    """numba.njit with an on-disk cache, so a second process loads instead of compiling.
+
+    Where no cache location is writable, compile without one; where a cache file is corrupt,
+    clear that function's cache and compile afresh (numba itself would raise).
+    """
+    try:
+        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+    except RuntimeError:
+        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
+    load = cache.load_overload
+
+    def load_or_recompile(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception:
+            try:
+                cache.flush()
+            except Exception:
+                pass
+            return None
+
+    cache.load_overload = load_or_recompile
+    return dispatcher
+
+
+def _warn_if_edited():
+    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    try:
+        with open(__file__, encoding="utf-8") as stream:
+            lines = stream.read().splitlines(keepends=True)
+    except OSError:
+        return
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    body = "".join(lines[len(header):])
+    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
+        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
+                      "Regenerate it with: symprop generate", stacklevel=2)
+
+
+_warn_if_edited()
 
 
 def _arrays(function, **arrays):
@@ -154,7 +204,7 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
     loss = real(0)
     for n in range(N):
         for j in range(K):
-            loss_term = (real(0.5))*(T[n, j] - h2[n, j])*(T[n, j] - h2[n, j])
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
             loss += loss_term
     # ---- backward (chain rule, from the loss back to the first layer) ----
     K = 2

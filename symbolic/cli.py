@@ -16,9 +16,11 @@ COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
     "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
     "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
+    "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
+    "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
+    "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
+    "predict": ("predict", "evaluate weights saved by symprop train --save"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
-
-
 }
 
 

@@ -78,7 +78,19 @@ def parse_formula(text: str, variables=("x",), where: str = "formula") -> sp.Exp
     if nodes > MAX_NODES:
         raise SympropError(f"{where}: formula has {nodes} syntax nodes; the limit is {MAX_NODES}")
     symbols = {name: sp.Symbol(name, real=True) for name in variables}
-    return _Builder(text, where, symbols).build(tree.body, depth=0)
+    expr = _Builder(text, where, symbols).build(tree.body, depth=0)
+    _check_size(expr, text, where)
+    return expr
+
+
+def _check_size(expr, text, where):
+    """Refuse what SymPy built but a kernel could not hold: huge powers, numbers beyond float64."""
+    for power in expr.atoms(sp.Pow):
+        if power.exp.is_number and abs(power.exp) > MAX_EXPONENT:
+            raise SympropError(f"{where}: exponent {power.exp} is larger than {MAX_EXPONENT} in {text!r}")
+    for number in expr.atoms(sp.Number):
+        if abs(number) > MAX_CONSTANT**8:
+            raise SympropError(f"{where}: the number {sp.sstr(number)[:40]} is too large in {text!r}")
 
 
 class _Builder:

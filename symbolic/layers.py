@@ -121,7 +121,8 @@ class Elementwise:
             if local != local_raw:
                 conventions.append(KINK_CONVENTION)
             stable = canonical_form(local, xs)
-            by_output = _in_terms_of_output(stable, forward, out, xs)
+            by_output = next((form for form in (_in_terms_of_output(c, forward, out, xs) for c in (stable, local))
+                              if form is not None), None)
             grad = real("d" + x.name)
             dd = partial(out.name, x.name)
             steps.append(Step(f"local derivative d{out}/d{x}", dd, local_raw, "SymPy's diff"))

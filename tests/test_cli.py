@@ -86,4 +86,4 @@ def test_demo_derives_generates_verifies_and_shows_a_transcript(capsys):
     out = capsys.readouterr().out
     assert "symprop generate --check: clean" in out
     assert out.count("  ok   ") == 3 and "FAIL" not in out
-    assert "== 4. A transcript ==" in out
+    assert "== 4. A transcript" in out and "b11_new" in out and "E_new" in out

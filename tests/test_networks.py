@@ -163,7 +163,7 @@ def test_generated_files_are_marked_and_import_only_numpy_and_numba():
         text = path.read_text()
         imports = {alias.name.split(".")[0] for node in ast.walk(ast.parse(text))
                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
-        assert imports <= {"numpy", "numba", "math"}, (path.name, imports)
+        assert imports <= {"numpy", "numba", "math", "hashlib", "itertools", "warnings"}, (path.name, imports)
         if path.name == "__init__.py":
             continue
         head = text.split("\n\n")[0]
@@ -189,3 +189,27 @@ def test_kernels_pass_with_the_jit_disabled():
                              "tests/test_kernels.py", "-k", "not dispatchers"],
                             capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stdout[-2000:]
+
+
+def _one_argument_formulas():
+    from symbolic.formula import ARITY, FUNCTIONS
+    return [f"{name}(x, x/2)" if ARITY.get(name) == 2 else f"{name}(x*x/4 + 1/2)" if name in ("log", "ln", "sqrt") else f"{name}(x)"
+            for name in sorted(FUNCTIONS)]
+
+
+@pytest.mark.parametrize("formula", _one_argument_formulas())
+def test_every_whitelisted_function_prints_and_has_correct_gradients(formula):
+    """Each function a formula may use has a printing rule, and its derived rule is right."""
+    from symbolic.verify import network_gradient_error
+    net = load_network(f"affine(3,4) formula({formula}) affine(4,2) mse")
+    assert network_gradient_error(net, seed=3) < GRADCHECK_TOLERANCE
+
+
+def test_every_codegen_and_derivation_module_is_a_hashed_generator_input():
+    """Editing any file that shapes generated code must change the headers' input hash."""
+    inputs = set(files.GENERATOR_INPUTS)
+    for folder in ("codegen", "symbolic"):
+        for path in (ROOT / folder).glob("*.py"):
+            shapes_output = folder == "codegen" or path.name in ("layers.py", "stable.py", "formula.py", "indexcalc.py")
+            if shapes_output and path.name != "__init__.py":
+                assert f"{folder}/{path.name}" in inputs, path

@@ -1,7 +1,8 @@
 """symprop demo: the main job on built-in inputs.
 
-Derives every registered layer, regenerates generated/ and checks it is up to date, verifies
-each built-in network kernel against finite differences, and shows a transcript.
+Derives every registered layer and every built-in worked example, regenerates generated/ and
+checks it is up to date, verifies each built-in network kernel against finite differences,
+and shows the transcript of the seed-001 2-2-2 network.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ GRADIENT_TOLERANCE = 1e-6
 
 def add_arguments(parser):
     parser.add_argument("--format", choices=("text", "md"), default="text", help="format of the transcript")
+    parser.add_argument("--example", default="two-layer-sigmoid", help="which worked example's transcript to show")
 
 
 def run(args) -> int:
     from codegen.generate import check, generate
     from codegen.network import BUILTIN_NETWORKS, load_network
     from ..layers import REGISTRY
-    from ..render import plain, render
+    from ..render import plain
     from ..verify import network_gradient_error
 
     print("== 1. Derive: every layer's backward rule, by SymPy ==")
@@ -27,6 +29,13 @@ def run(args) -> int:
         d = REGISTRY.derive(name)
         rules = "; ".join(f"{g} = {plain(r)}" for g, r in d.backward.items())
         print(f"  {name:<22} {rules}   ({time.perf_counter() - started:.2f} s)")
+
+    from ..examples import EXAMPLES, get_transcript
+    print("\n   every built-in worked example, computed exactly:")
+    for name in EXAMPLES:
+        started = time.perf_counter()
+        quantities = get_transcript(name).render("json", 4, "en").count('"value"')
+        print(f"  {name:<22} {quantities:>4} named values   ({time.perf_counter() - started:.2f} s)")
 
     print("\n== 2. Generate: kernels under generated/ ==")
     changed = generate()
@@ -47,11 +56,6 @@ def run(args) -> int:
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<18} max relative error {error:.1e} "
               f"(tolerance {GRADIENT_TOLERANCE:g}; {time.perf_counter() - started:.1f} s incl. compile)  {spec}")
 
-    print("\n== 4. A transcript ==")
-    print(_transcript(args.format, render))
+    print(f"\n== 4. A transcript: symprop example show {args.example} ==\n")
+    print(get_transcript(args.example).render(args.format, 4, "en"), end="")
     return 1 if failed else 0
-
-
-def _transcript(fmt, render):
-    from ..layers import REGISTRY
-    return render(REGISTRY.derive("sigmoid"), fmt)

@@ -1,0 +1,38 @@
+"""symprop predict: evaluate weights saved by `symprop train --save` on a data set."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import SympropError
+from training.datasets import NAMES, load_dataset
+from training.train import DTYPES, Task, load_model, load_net, model_params, predict
+
+
+def add_arguments(parser):
+    parser.add_argument("--weights", required=True, metavar="NPZ",
+                        help="a file written by symprop train --save")
+    parser.add_argument("--data", choices=NAMES,
+                        help="data set to evaluate on (default: the one the model was trained on)")
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (for --data mnist)")
+
+
+def run(args) -> int:
+    model = load_model(args.weights)
+    net = load_net(model.spec)
+    params = model_params(net, model, args.weights)
+    dataset = load_dataset(args.data or model.dataset, args.data_dir)
+    if dataset.n_classes != model.n_classes:
+        raise SympropError(f"{args.weights}: the model predicts {model.n_classes} classes, data set "
+                           f"{dataset.name} has {dataset.n_classes}")
+    if model.scaling.mean.shape != (dataset.n_features,):
+        raise SympropError(f"{args.weights}: the model was trained on {model.scaling.mean.shape[0]} "
+                           f"features, data set {dataset.name} has {dataset.n_features}")
+    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
+    dtype = DTYPES[model.dtype]
+    print(f"model: {model.spec}  (trained on {model.dataset}, {model.dtype})")
+    print(f"data:  {dataset.description}")
+    for part, x, y in (("train (incl. validation rows)", dataset.x_train, dataset.y_train),
+                       ("test", dataset.x_test, dataset.y_test)):
+        correct = predict(net, params, task, model.scaling, x, dtype) == y
+        print(f"{part} accuracy {np.mean(correct):.4f}  ({int(correct.sum())}/{len(y)})")
+    return 0

@@ -1,0 +1,106 @@
+"""symprop train: train a network on digits, two moons or MNIST with the generated kernels."""
+from __future__ import annotations
+
+import math
+
+from training.datasets import NAMES, load_dataset
+from training.train import (DTYPES, Config, Task, load_net, save_model, train,
+                            validation_count)
+
+# per data set: the net and hyperparameters used when the command line does not say
+DEFAULTS = {
+    "digits": dict(net="affine(64,64) relu affine(64,10) softmax-cross-entropy",
+                   epochs=30, batch_size=32, lr=0.2, lr_decay=0.95),
+    "moons": dict(net="affine(2,1) binary-cross-entropy",
+                  epochs=50, batch_size=32, lr=0.1, lr_decay=1.0),
+    "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
+                  epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
+}
+
+
+def _defaults_text() -> str:
+    return "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
+                     for name, values in DEFAULTS.items())
+
+
+def add_arguments(parser):
+    parser.epilog = "defaults per data set -- " + _defaults_text()
+    parser.add_argument("--data", choices=NAMES, default="digits",
+                        help="digits (bundled with scikit-learn, the default), moons "
+                             "(make_moons(2000, noise=0.4)) or mnist (IDX files in --data-dir)")
+    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (gzipped or not)")
+    parser.add_argument("--net", help='network spec, e.g. "affine(64,32) tanh affine(32,10) '
+                                      'softmax-cross-entropy"')
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate of the first epoch")
+    parser.add_argument("--lr-decay", type=float, help="multiply the rate by this after each epoch")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds initialisation, validation split and shuffling (default 0)")
+    parser.add_argument("--val-split", type=float, default=0.1,
+                        help="fraction of the training part held out for validation (default 0.1)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    parser.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (and the "
+                                                      "decision boundary for 2-D data) here")
+    parser.add_argument("--save", metavar="NPZ", help="save weights, spec and preprocessing here")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="threads for the matrix products (default 1: minibatch products are "
+                             "small, and one thread keeps results independent of the core count)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="print one line per epoch instead of a progress bar")
+
+
+def _epoch_line(stats, epochs: int) -> str:
+    width = len(str(epochs))
+    line = (f"epoch {stats.epoch:>{width}}/{epochs}  lr {stats.lr:.4g}  loss {stats.train_loss:.4f}"
+            f"  acc {stats.train_accuracy:.4f}")
+    if stats.val_loss == stats.val_loss:  # not nan
+        line += f"  val_loss {stats.val_loss:.4f}  val_acc {stats.val_accuracy:.4f}"
+    return line + f"  {stats.seconds:.3f} s"
+
+
+def run(args) -> int:
+    defaults = DEFAULTS[args.data]
+    spec = args.net or defaults["net"]
+    config = Config(
+        epochs=args.epochs if args.epochs is not None else defaults["epochs"],
+        batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
+        lr=args.lr if args.lr is not None else defaults["lr"],
+        lr_decay=args.lr_decay if args.lr_decay is not None else defaults["lr_decay"],
+        seed=args.seed, val_split=args.val_split, dtype=args.dtype,
+        progress=False if args.no_progress else None, blas_threads=args.blas_threads)
+    config.check()
+    dataset = load_dataset(args.data, args.data_dir)
+    net = load_net(spec)
+    Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
+    n_params = sum(math.prod(shape) for shape in net.PARAM_SHAPES)
+    n_val = validation_count(len(dataset.x_train), config.val_split)
+    print(f"data: {dataset.description}; {len(dataset.x_train) - n_val} train, {n_val} validation, "
+          f"{len(dataset.x_test)} test; {dataset.n_features} features, {dataset.n_classes} classes")
+    print(f"net:  {net.SPEC}  ({n_params:,} parameters, {config.dtype})")
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    print(f"sgd:  {epochs}, batch {config.batch_size}, lr {config.lr:g}"
+          f"{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
+          f"seed {config.seed}, validation {config.val_split:g}", flush=True)
+
+    def on_epoch(stats, bar_shown):
+        if not bar_shown:
+            print(_epoch_line(stats, config.epochs), flush=True)
+
+    result = train(net, dataset, config, on_epoch)
+    print(f"kernels compiled/loaded in {result.compile_seconds:.2f} s (not counted below)")
+    accuracies = f"train accuracy {result.train_accuracy:.4f}"
+    if result.n_val:
+        accuracies += f"   validation accuracy {result.history[-1].val_accuracy:.4f}"
+    print(f"{accuracies}   test accuracy {result.test_accuracy:.4f}   "
+          f"(test loss {result.test_loss:.4f})")
+    print(f"time per epoch {result.seconds_per_epoch:.4f} s (training steps only), "
+          f"{result.examples_per_second:,.0f} examples/s")
+    if args.save:
+        save_model(args.save, result, dataset, config)
+        print(f"saved weights to {args.save}")
+    if args.plot:
+        from training.plots import plot_training
+        plot_training(args.plot, result, dataset, config)
+        print(f"wrote plot {args.plot}")
+    return 0

@@ -1,0 +1,228 @@
+"""The hand-calculation transcript of a network file: the seed-001 article's order, exactly.
+
+Forward pass (each net input, each activation), the error, then backward from the output
+layer: for every weight and bias the chain rule written out factor by factor, each factor's
+formula and number, the product, the update and the new value; then the forward pass with the
+new values and the new error. Every local derivative comes from the layer registry (the
+activation's and the loss's derived backward rules) or from SymPy differentiating the net
+input formula; nothing is typed in here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .layers import K, N, REDUCTIONS, REGISTRY, ElementwiseLoss, real
+from .networkfile import Network
+from .transcript import Chain, Transcript, tr
+
+# Cross-entropy on the output units' values y (not on logits, as the registry's
+# binary-cross-entropy is): what a hand calculation with sigmoid outputs writes down.
+CROSS_ENTROPY = ElementwiseLoss("cross-entropy", "-t*log(y) - (1 - t)*log(1 - y)",
+                                "binary cross-entropy of each output unit", reduction="sum")
+# Squared error without the 1/2: not a network-file loss, a convention the checker tries.
+SUM_OF_SQUARES = ElementwiseLoss("sum-of-squares", "(y - t)**2", "sum of squared errors, no 1/2",
+                                 reduction="sum")
+EXTRA_LOSSES = {"cross-entropy": CROSS_ENTROPY, "sum-of-squares": SUM_OF_SQUARES}
+LOSS_NOTES = {
+    "sum-of-squares": tr("E = sum of squared errors (no 1/2)", "误差 E = 误差平方和（无 1/2）"),
+    "squared-error": tr("E = 1/2 sum of squared errors", "误差 E = 1/2 × 误差平方和"),
+    "mse": tr("E = mean of the squared errors over the output units", "误差 E = 各输出单元误差平方的平均"),
+    "cross-entropy": tr("E = sum of the output units' binary cross-entropies", "误差 E = 各输出单元的交叉熵之和"),
+}
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """Choices a hand calculation can make differently; the defaults are the standard ones.
+    The checker rebuilds a transcript under the alternatives to explain a learner's numbers."""
+
+    hidden_uses_updated_weights: bool = False  # dE/dy from the output weights already updated
+    relu_derivative_at_zero: int = 0  # relu'(0): 0 (PyTorch, JAX) or 1
+
+
+def loss_derivation(name: str):
+    return EXTRA_LOSSES[name].derive() if name in EXTRA_LOSSES else REGISTRY.derive(name)
+
+
+def _loss_layer(name: str):
+    return EXTRA_LOSSES.get(name) or REGISTRY[name]
+
+
+def network_transcript(net: Network, name: str, conventions: Conventions = Conventions()) -> Transcript:
+    t = Transcript(name, tr(net.title, net.title_zh),
+                   tr(net.description, net.description_zh) if net.description else None)
+    t.heading(tr("Given", "已知"))
+    for i, (n, v) in enumerate(zip(net.input_names, net.inputs)):
+        t.given(n, v, show=True, note=tr("inputs", "输入") if i == 0 else None)
+    for i, (n, v) in enumerate(zip(net.target_names, net.targets)):
+        t.given(n, v, show=True, note=tr("targets", "目标输出") if i == 0 else None)
+    biases = {n for layer in net.layers for n in layer.bias_names}
+    for p, v in net.parameters().items():
+        t.given(p, v, show=True, note=(tr("bias", "偏置") if p in biases else tr("weight", "权重")))
+    t.given("learning_rate", net.learning_rate, text="ρ", latex=r"\rho", show=True,
+            note=tr("learning rate", "学习率"))
+    if not net.update_biases:
+        t.note(tr("Bias convention: the biases are kept fixed; only the weights are updated.",
+                  "偏置约定：偏置保持不变，只更新权重。"))
+    current = {p: p for p in net.parameters()}  # parameter -> key of its current value
+    for step in range(1, net.steps + 1):
+        prefix = "" if step == 1 else f"step{step}:"
+        if step > 1:
+            current = _start_step(t, net, current, prefix, step)
+        forward(t, net, current, prefix, suffix="", step=step)
+        new = backward(t, net, current, prefix, step, conventions)
+        t.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播")
+                  if net.steps == 1 else tr(f"Step {step}: forward pass with the new values",
+                                            f"第 {step} 步：用更新后的参数重新前向传播"))
+        forward(t, net, new, prefix, suffix="_new", step=step)
+        current = new
+    return t
+
+
+def _start_step(t, net, current, prefix, step):
+    """Step k > 1 starts from step k-1's new values, given again under step-k names."""
+    t.heading(tr(f"Step {step}: starting values", f"第 {step} 步：初始参数"))
+    start = {}
+    for p, key in current.items():
+        start[p] = prefix + p
+        t.given(prefix + p, t.value(key), show=True)
+    return start
+
+
+def _key(prefix, name):
+    return prefix + name
+
+
+def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str, step: int):
+    """net_u = sum_i w_iu * in_i + b_u, u = activation(net_u), for every unit; then the error E."""
+    if not suffix:
+        t.heading(tr("Forward pass", "前向传播") if step == 1 else
+                  tr(f"Step {step}: forward pass", f"第 {step} 步：前向传播"))
+    sym = lambda key: t.symbol(key)  # noqa: E731
+    previous = [sym(n) for n in net.input_names]
+    for layer in net.layers:
+        derivation = _activation_derivation(layer)
+        outputs = []
+        for j, unit in enumerate(layer.units):
+            products = [sp.Mul(sym(params[layer.weight_names[i][j]]), x, evaluate=False)
+                        for i, x in enumerate(previous)]
+            net_input = sp.Add(*products, sym(params[layer.bias_of(j)]), evaluate=False)
+            net_sym = t.define(_key(prefix, f"net_{unit}{suffix}"), net_input)
+            activation = derivation.forward["y"].xreplace({real("x"): net_sym})
+            outputs.append(t.define(_key(prefix, f"{unit}{suffix}"), activation))
+        previous = outputs
+    t.heading(tr("Error", "误差") if not suffix else tr("New error", "新的误差"))
+    loss = loss_derivation(net.loss)
+    per_unit = next(iter(loss.forward.values()))
+    scale = _loss_scale(net)
+    terms = [per_unit.xreplace({real("y"): y, real("t"): sym(tn)}) for y, tn in zip(previous, net.target_names)]
+    t.define(_key(prefix, f"E{suffix}"), scale * sp.Add(*terms), note=LOSS_NOTES[net.loss])
+
+
+def _loss_scale(net):
+    reduction = _loss_layer(net.loss).reduction
+    return REDUCTIONS[reduction][0].subs({N: 1, K: len(net.layers[-1].units)})
+
+
+def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
+             conventions: Conventions = Conventions()) -> dict:
+    """Gradients from the output layer down, each parameter's update right after its gradient.
+    Returns parameter -> key of its new value."""
+    sym = lambda name: t.symbol(name)  # noqa: E731
+    key = lambda name: _key(prefix, name)  # noqa: E731
+    outputs = net.layers[-1].units
+    loss = loss_derivation(net.loss)
+    rule = next(iter(loss.backward.values())).subs({N: 1, K: len(outputs)})
+    new = dict(params)
+    t.heading(tr("Backward pass", "反向传播") if net.steps == 1 else
+              tr(f"Step {step}: backward pass", f"第 {step} 步：反向传播"))
+    t.note(tr("Each partial derivative of the error follows the chain rule, from the output layer back.",
+              "按链式法则，从输出层开始逐层向后求误差对各参数的偏导数。"))
+    above = None  # the layer above the current one, with its units' net-input formulas
+    for index in range(len(net.layers) - 1, -1, -1):
+        layer = net.layers[index]
+        role = (tr("output layer", "输出层") if index == len(net.layers) - 1 else tr("hidden layer", "隐藏层"))
+        t.heading(tr(f"Layer {index + 1} ({role.en}: {', '.join(layer.units)})",
+                     f"第 {index + 1} 层（{role.zh}：{', '.join(layer.units)}）"))
+        if above is None:  # the error's derivative with respect to each output
+            for j, (unit, target) in enumerate(zip(layer.units, net.target_names)):
+                t.define(key(f"dE/d{unit}"), rule.xreplace({real("y"): sym(key(unit)), real("t"): sym(target)}),
+                         note=tr(f"partial derivative of the error ({net.loss}) with respect to the output",
+                                f"误差（{net.loss}）对输出的偏导数")
+                         if j == 0 else None)
+        else:  # each unit passes its output to every unit above: it receives the sum of their errors
+            updated = ({sym(params[w]): sym(new[w]) for w in above[2]}
+                       if conventions.hidden_uses_updated_weights else {})
+            _error_from_above(t, key, layer.units, above[0], above[1], updated)
+        derivation = _activation_derivation(layer)
+        local = derivation.backward["dx"].xreplace({real("dout"): sp.S.One})
+        if conventions.relu_derivative_at_zero:
+            local = local.replace(lambda e: isinstance(e, sp.Heaviside),
+                                  lambda e: sp.Heaviside(e.args[0], conventions.relu_derivative_at_zero))
+        nets = {unit: t.quantities[key(f"net_{unit}")].formula for unit in layer.units}
+        for j, unit in enumerate(layer.units):
+            t.define(key(f"d{unit}/dnet_{unit}"),
+                     local.xreplace({real("y"): sym(key(unit)), real("x"): sym(key(f"net_{unit}"))}),
+                     note=tr(f"local derivative of {layer.activation.name}, from its derivation",
+                             f"{layer.activation.name} 的局部导数（由其推导得到）") if j == 0 else None)
+        for j, unit in enumerate(layer.units):
+            for i in range(len(layer.weights)):
+                weight = layer.weight_names[i][j]
+                _gradient(t, key, weight, sym(params[weight]), [(unit, nets[unit])])
+                new[weight] = _update(t, key, weight, params[weight])
+            if not layer.shared_bias:
+                bias = layer.bias_of(j)
+                _gradient(t, key, bias, sym(params[bias]), [(unit, nets[unit])])
+                if net.update_biases:
+                    new[bias] = _update(t, key, bias, params[bias])
+        if layer.shared_bias:
+            bias = layer.bias_names[0]
+            _gradient(t, key, bias, sym(params[bias]), list(nets.items()),
+                      note=tr(f"the bias {bias} is shared by {', '.join(layer.units)}: the sum over its units",
+                              f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
+            if net.update_biases:
+                new[bias] = _update(t, key, bias, params[bias])
+        above = (layer.units, nets, [w for row in layer.weight_names for w in row])
+    return new
+
+
+def _activation_derivation(layer):
+    name = layer.activation.name
+    return REGISTRY.derive(name) if name in REGISTRY else layer.activation.derive()
+
+
+def _error_from_above(t, key, sources, units_above, nets_above, updated=None):
+    """dE/dsource = sum over the units above of dE/du * du/dnet_u * dnet_u/dsource.
+    ``updated`` (weight -> new weight) only for the checker's updated-weights convention."""
+    for source in sources:
+        terms = []
+        for unit in units_above:
+            factor = key(f"dnet_{unit}/d{source}")
+            t.define(factor, sp.diff(nets_above[unit], t.symbol(key(source))).xreplace(updated or {}))
+            terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
+        note = (tr(f"{source} feeds {', '.join(units_above)}, so it receives error from each of them: the sum",
+                   f"{source} 的输出传给 {', '.join(units_above)}，因此要接收它们各自传回的误差并求和")
+                if len(terms) > 1 else None)
+        t.define(key(f"dE/d{source}"), Chain(tuple(terms)), note=note)
+
+
+def _gradient(t, key, param, param_sym, units, note=None):
+    """dE/dparam = sum over the units it feeds of dE/du * du/dnet_u * dnet_u/dparam."""
+    terms = []
+    for unit, formula in units:
+        factor = key(f"dnet_{unit}/d{param}")
+        t.define(factor, sp.diff(formula, param_sym))
+        terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
+    t.define(key(f"dE/d{param}"), Chain(tuple(terms)), note=note)
+
+
+def _update(t, key, param, current_key) -> str:
+    """param_new = param - ρ * dE/dparam: one step of gradient descent."""
+    new_key = key(f"{param}_new")
+    step = sp.Mul(-1, t.symbol("learning_rate"), t.symbol(key(f"dE/d{param}")), evaluate=False)
+    t.define(new_key, sp.Add(t.symbol(current_key), step, evaluate=False),
+             note=tr("gradient descent: new value = old value - learning rate * partial derivative",
+                     "梯度下降：新值 = 旧值 - 学习率 × 偏导数"))
+    return new_key

@@ -1,0 +1,431 @@
+"""Transcripts: a worked example as named quantities, each a formula over earlier quantities.
+
+A builder ``define``s each quantity by its formula (a SymPy expression over the symbols of
+earlier quantities, or a ``Chain`` of products of them); its value is computed here by
+substituting the earlier *exact* values into that very formula, so the printed formula and
+the printed number cannot disagree. Values stay exact SymPy numbers (Rationals, and exact
+expressions such as sigmoid(77/200)); only printing rounds them, to ``digits`` significant
+digits. The same transcript renders as Markdown with LaTeX, plain text, or JSON, in English
+or Chinese (the seed articles' terms: 前向传播, 反向传播, 链式法则, 偏导数, 学习率 ...).
+"""
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import mpmath
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+
+from .errors import SympropError
+from .render import PlainPrinter
+
+PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
+JSON_DIGITS = 40  # significant digits of "value" in JSON
+LANGUAGES = ("en", "zh")
+
+
+@dataclass(frozen=True)
+class Text:
+    """A sentence in English and (optionally) Chinese."""
+
+    en: str
+    zh: str = ""
+
+    def __call__(self, lang: str) -> str:
+        return self.zh if lang == "zh" and self.zh else self.en
+
+
+def tr(en: str, zh: str = "") -> Text:
+    return Text(en, zh)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A sum of products of named quantities: the chain rule written out, factor by factor."""
+
+    terms: tuple[tuple[str, ...], ...]
+
+
+@dataclass
+class Quantity:
+    key: str  # stable name, used in JSON and by the checker
+    text: str  # how plain text writes it
+    latex: str
+    formula: object  # SymPy expression over earlier quantities' symbols, a Chain, or None (given)
+    value: object  # exact SymPy number or Matrix
+    unrounded: object = None  # under rounding_intermediates: the value before it was rounded
+
+
+@dataclass
+class Show:
+    """Print one quantity: lhs = formula = formula with numbers = value."""
+
+    key: str
+    note: Text | None = None
+    numbers: bool = True
+
+
+@dataclass
+class Table:
+    headers: list[Text]
+    rows: list[list[object]]  # str, Text or SymPy number
+
+
+@dataclass
+class Transcript:
+    name: str
+    title: Text
+    intro: Text | None = None
+    quantities: dict[str, Quantity] = field(default_factory=dict)
+    blocks: list = field(default_factory=list)
+
+    # --- building ---------------------------------------------------------------------
+    def symbol(self, key: str):
+        """The symbol standing for quantity ``key`` inside formulas."""
+        value = self.quantities[key].value
+        if isinstance(value, sp.MatrixBase):
+            return sp.MatrixSymbol(key, *value.shape)
+        return sp.Symbol(key)
+
+    def given(self, key, value, text=None, latex=None, show=False, note=None):
+        """A quantity the example starts from (input, weight, target, learning rate)."""
+        value = sp.ImmutableMatrix(value) if isinstance(value, (list, sp.MatrixBase)) else sp.sympify(value)
+        self._add(Quantity(key, text or key, latex or _latex_name(key), None, value))
+        if show:
+            self.blocks.append(Show(key, note, numbers=False))
+        return self.symbol(key)
+
+    def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
+        """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
+        value = unrounded = self.evaluate(formula)
+        if not isinstance(value, sp.MatrixBase) and not value.is_finite:
+            raise SympropError(f"{key} = {formula} is not a finite number ({value}): check the inputs")
+        decimals = ROUND_INTERMEDIATES.get()
+        if decimals is not None and not isinstance(value, sp.MatrixBase):
+            value = round_half_up(value, decimals)
+        self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value,
+                           unrounded if decimals is not None else None))
+        if show:
+            self.blocks.append(Show(key, note, numbers))
+        return self.symbol(key)
+
+    def evaluate(self, formula, values=None):
+        """The formula's value from the earlier quantities' values (``values``: key -> value
+        overrides them, e.g. a learner's own numbers)."""
+        lookup = lambda key: values[key] if values is not None and key in values else self.quantities[key].value  # noqa: E731
+        if isinstance(formula, Chain):
+            return _carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
+        substitution = {}
+        for s in formula.free_symbols | set(formula.atoms(sp.MatrixSymbol)):
+            if s.name not in self.quantities:
+                raise KeyError(f"formula uses {s.name!r}, which is not defined yet")
+            substitution[s] = lookup(s.name)
+        result = formula.xreplace(substitution)
+        if isinstance(result, (sp.MatrixExpr, sp.MatrixBase)):
+            return sp.ImmutableMatrix(result.doit()).applyfunc(_carry)
+        return _carry(result.doit())
+
+    def heading(self, text: Text):
+        self.blocks.append(text)
+
+    def note(self, text: Text):
+        self.blocks.append(("note", text))
+
+    def table(self, headers, rows):
+        self.blocks.append(Table(headers, rows))
+
+    def _add(self, q: Quantity):
+        if q.key in self.quantities:
+            raise KeyError(f"quantity {q.key!r} defined twice")
+        self.quantities[q.key] = q
+
+    def value(self, key):
+        return self.quantities[key].value
+
+    def float_value(self, key) -> float:
+        return float(sp.N(self.quantities[key].value, PRECISION))
+
+    # --- rendering --------------------------------------------------------------------
+    def render(self, fmt: str = "md", digits: int = 4, lang: str = "en") -> str:
+        if fmt == "json":
+            return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+        return _Renderer(self, digits, lang, markdown=(fmt == "md")).render()
+
+    def to_json(self) -> dict:
+        return {
+            "example": self.name,
+            "title": self.title.en,
+            "quantities": {key: _quantity_json(self, q) for key, q in self.quantities.items()},
+        }
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+# When set (by the checker), every computed value is rounded to this many decimals before the
+# next step uses it: how a hand calculation that copies rounded numbers forward proceeds.
+ROUND_INTERMEDIATES: ContextVar[int | None] = ContextVar("ROUND_INTERMEDIATES", default=None)
+
+
+@contextmanager
+def rounding_intermediates(decimals: int):
+    token = ROUND_INTERMEDIATES.set(decimals)
+    try:
+        yield
+    finally:
+        ROUND_INTERMEDIATES.reset(token)
+
+
+def round_half_up(value, decimals: int) -> sp.Rational:
+    scale = sp.Integer(10) ** decimals
+    return sp.Integer(sp.floor(sp.sympify(value) * scale + sp.Rational(1, 2))) / scale
+
+
+def _carry(value):
+    """Rationals stay exact; anything transcendental (sigmoid(77/200), log 2) is evaluated to
+    PRECISION significant digits, so later formulas never nest ever-growing expressions."""
+    value = sp.sympify(value)
+    if value.is_Rational:
+        return value
+    result = value.evalf(PRECISION)
+    if not result.is_number:
+        raise ValueError(f"value {value} is not a number")
+    return result
+
+
+def rounded(value, digits: int) -> str:
+    """``value`` to ``digits`` significant digits (integers and short decimals as they are)."""
+    if isinstance(value, sp.MatrixBase):
+        rows = [[rounded(v, digits) for v in value.row(i)] for i in range(value.rows)]
+        return "[" + ", ".join("[" + ", ".join(r) + "]" for r in rows) + "]"
+    value = sp.sympify(value)
+    if value.is_Integer:
+        return str(value)
+    number = mpmath.mpmathify(sp.N(value, PRECISION))
+    text = mpmath.nstr(number, digits, min_fixed=-6, max_fixed=9)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def is_exact_in_print(value, digits: int) -> bool:
+    """True when the rounded print equals the value (so '=' rather than '≈')."""
+    if isinstance(value, sp.MatrixBase):
+        return all(is_exact_in_print(v, digits) for v in value)
+    value = sp.sympify(value)
+    if not value.is_Rational:
+        return False
+    return sp.Rational(rounded(value, digits)) == value
+
+
+def full_precision(value):
+    if isinstance(value, sp.MatrixBase):
+        return [[full_precision(v) for v in value.row(i)] for i in range(value.rows)]
+    value = sp.sympify(value)
+    if value.is_Integer:
+        return str(value)
+    return mpmath.nstr(mpmath.mpmathify(sp.N(value, PRECISION)), JSON_DIGITS, min_fixed=-6, max_fixed=9)
+
+
+def _quantity_json(t: Transcript, q: Quantity) -> dict:
+    entry = {"text": q.text}
+    if isinstance(q.formula, Chain):
+        entry["formula"] = _chain_plain(t, q.formula)
+        entry["factors"] = [list(term) for term in q.formula.terms]
+    elif q.formula is not None:
+        entry["formula"] = _SubstitutingPlain(t, None).doprint(q.formula)
+    entry["value"] = full_precision(q.value)
+    if isinstance(q.value, sp.MatrixBase):
+        if all(v.is_Rational for v in q.value):
+            entry["exact"] = [[str(v) for v in q.value.row(i)] for i in range(q.value.rows)]
+    elif q.value.is_Rational:
+        entry["exact"] = str(q.value)
+    return entry
+
+
+# --- printers: a quantity's symbol printed as its name or as its rounded value ------------
+
+def _latex_name(key: str) -> str:
+    """LaTeX for a quantity key: net_h1 -> net_{h_{1}}, dE/db22 -> dE/db_{22} as a fraction,
+    b22_new -> b_{22}^{new}, step2:b22 -> {b_{22}}^{[2]} (the values of step 2)."""
+    step = re.match(r"step(\d+):", key)
+    if step:
+        return "{" + _latex_name(key[step.end():]) + "}^{[" + step.group(1) + "]}"
+    if key.startswith("d") and "/d" in key:
+        top, bottom = key[1:].split("/d", 1)
+        return rf"\frac{{\partial {_latex_name(top)}}}{{\partial {_latex_name(bottom)}}}"
+    for suffix, mark in (("_new", r"^{\mathrm{new}}"),):
+        if key.endswith(suffix):
+            return _latex_name(key[: -len(suffix)]) + mark
+    if key.startswith("net_"):
+        return rf"\mathrm{{net}}_{{{_latex_name(key[4:])}}}"
+    return sp.latex(sp.Symbol(key))
+
+
+class _SubstitutingPlain(PlainPrinter):
+    """Plain text; with ``digits`` set, every quantity symbol is printed as its rounded value."""
+
+    def __init__(self, transcript, digits):
+        super().__init__({"order": "none"})
+        self.t, self.digits = transcript, digits
+
+    def _name(self, name):
+        q = self.t.quantities.get(name)
+        if q is None:
+            return name
+        if self.digits is None:
+            return q.text
+        text = rounded(q.value, self.digits)
+        return f"({text})" if text.startswith("-") else text
+
+    def _print_Symbol(self, expr):
+        return self._name(expr.name)
+
+    def _print_MatrixSymbol(self, expr):
+        return self._name(expr.name)
+
+
+class _SubstitutingLatex(LatexPrinter):
+    def __init__(self, transcript, digits):
+        super().__init__({"mul_symbol": "dot", "order": "none"})
+        self.t, self.digits = transcript, digits
+
+    def _name(self, name):
+        q = self.t.quantities.get(name)
+        if q is None:
+            return name
+        if self.digits is None:
+            return q.latex
+        value = q.value
+        if isinstance(value, sp.MatrixBase):
+            return _latex_matrix(value, self.digits)
+        text = rounded(value, self.digits)
+        return rf"\left({text}\right)" if text.startswith("-") else text
+
+    def _print_Symbol(self, expr, style="plain"):
+        return self._name(expr.name)
+
+    def _print_MatrixSymbol(self, expr):
+        return self._name(expr.name)
+
+
+def _latex_matrix(value, digits):
+    rows = [" & ".join(rounded(v, digits) for v in value.row(i)) for i in range(value.rows)]
+    return r"\begin{bmatrix}" + r" \\ ".join(rows) + r"\end{bmatrix}"
+
+
+def _chain_plain(t, chain: Chain, digits=None) -> str:
+    printer = _SubstitutingPlain(t, digits)
+    return " + ".join(" * ".join(printer._name(k) for k in term) for term in chain.terms)
+
+
+def _chain_latex(t, chain: Chain, digits=None) -> str:
+    printer = _SubstitutingLatex(t, digits)
+    return " + ".join(r" \cdot ".join(printer._name(k) for k in term) for term in chain.terms)
+
+
+# --- the renderer ----------------------------------------------------------------------------
+
+HEADINGS_PREFIX = {"en": "", "zh": ""}
+
+
+class _Renderer:
+    def __init__(self, t: Transcript, digits: int, lang: str, markdown: bool):
+        self.t, self.digits, self.lang, self.md = t, digits, lang, markdown
+
+    def render(self) -> str:
+        lines = [f"# {self.t.title(self.lang)}" if self.md else self.t.title(self.lang)]
+        if not self.md:
+            lines.append("=" * min(78, _width(lines[0])))
+        lines.append("")
+        if self.t.intro:
+            lines += [self.t.intro(self.lang), ""]
+        self.notes_shown = set()
+        for block in self.t.blocks:
+            if isinstance(block, Text):
+                self.notes_shown = set()  # each section states a note once
+                lines += (["", f"## {block(self.lang)}", ""] if self.md
+                          else ["", block(self.lang), "-" * min(78, _width(block(self.lang)))])
+            elif isinstance(block, tuple) and block[0] == "note":
+                lines += ["", block[1](self.lang), ""] if self.md else ["  " + block[1](self.lang)]
+            elif isinstance(block, Show):
+                lines.append(self.show(block))
+            elif isinstance(block, Table):
+                lines += self.table(block)
+        text = "\n".join(lines)
+        while "\n\n\n" in text:
+            text = text.replace("\n\n\n", "\n\n")
+        return text.strip() + "\n"
+
+    def note(self, block: Show) -> str:
+        if block.note is None or block.note in self.notes_shown:
+            return ""
+        self.notes_shown.add(block.note)
+        return f" ({block.note(self.lang)})" if self.md else f"   ({block.note(self.lang)})"
+
+    def show(self, block: Show) -> str:
+        q = self.t.quantities[block.key]
+        exact = is_exact_in_print(q.value, self.digits)
+        formula = q.formula
+        if formula is not None and not isinstance(formula, Chain) and not formula.free_symbols:
+            formula = None  # a number: print it once
+        if self.md:
+            parts = [q.latex]
+            if formula is not None:
+                parts.append(self.formula_latex(formula, None))
+                if block.numbers and not _is_single_symbol(formula):
+                    parts.append(self.formula_latex(formula, self.digits))
+            value = (_latex_matrix(q.value, self.digits) if isinstance(q.value, sp.MatrixBase)
+                     else rounded(q.value, self.digits))
+            equation = " = ".join(parts) + (" = " if exact else r" \approx ") + value
+            return f"- ${equation}${self.note(block)}"
+        parts = [q.text]
+        if formula is not None:
+            parts.append(self.formula_plain(formula, None))
+            if block.numbers and not _is_single_symbol(formula):
+                parts.append(self.formula_plain(formula, self.digits))
+        equation = " = ".join(parts) + (" = " if exact else " ≈ ") + rounded(q.value, self.digits)
+        return f"  {equation}{self.note(block)}"
+
+    def formula_latex(self, formula, digits):
+        if isinstance(formula, Chain):
+            return _chain_latex(self.t, formula, digits)
+        text = _SubstitutingLatex(self.t, digits).doprint(formula)
+        # a negative number as a function's only argument needs no second pair of parentheses
+        return re.sub(r"\\left\(\\left\((-[^\\]*)\\right\)\\right\)", r"\\left(\1\\right)", text)
+
+    def formula_plain(self, formula, digits):
+        if isinstance(formula, Chain):
+            return _chain_plain(self.t, formula, digits)
+        text = _SubstitutingPlain(self.t, digits).doprint(formula)
+        return re.sub(r"\(\((-[0-9.e+-]*)\)\)", r"(\1)", text)
+
+    def cell(self, value) -> str:
+        if isinstance(value, Text):
+            return value(self.lang)
+        if isinstance(value, str):
+            return value
+        return rounded(value, self.digits)
+
+    def table(self, table: Table) -> list[str]:
+        headers = [h(self.lang) for h in table.headers]
+        rows = [[self.cell(c) for c in row] for row in table.rows]
+        if self.md:
+            out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+            out += ["| " + " | ".join(r) + " |" for r in rows]
+            return out + [""]
+        widths = [max(_width(x) for x in col) for col in zip(headers, *rows)]
+        fmt = lambda r: "  " + "  ".join(" " * (w - _width(x)) + x for x, w in zip(r, widths))  # noqa: E731
+        return ["", fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows), ""]
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns."""
+    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
+
+
+def _is_single_symbol(formula) -> bool:
+    if isinstance(formula, Chain):
+        return len(formula.terms) == 1 and len(formula.terms[0]) == 1
+    return isinstance(formula, (sp.Symbol, sp.MatrixSymbol))

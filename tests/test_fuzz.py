@@ -1,0 +1,121 @@
+"""Property-based tests (hypothesis): random and mutated inputs to every file reader and to the
+formula parser give a valid result or a SympropError, never another exception or a hang."""
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codegen.network import parse_net
+from symbolic.checker import check, load_claims
+from symbolic.errors import SympropError
+from symbolic.formula import parse_formula
+from symbolic.networkfile import load_network
+from training.datasets import read_idx
+from training.train import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+NETWORK_FILE = (ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_bytes()
+CLAIMS_FILE = (ROOT / "examples" / "seed-001-claims.toml").read_bytes()
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def mutations(original: bytes):
+    """original with a few bytes replaced, inserted or deleted at random places."""
+    edit = st.tuples(st.integers(0, len(original)), st.sampled_from(["replace", "insert", "delete"]),
+                     st.binary(min_size=1, max_size=4))
+
+    def apply(edits):
+        data = bytearray(original)
+        for position, kind, payload in edits:
+            position = min(position, len(data))
+            if kind == "replace":
+                data[position:position + len(payload)] = payload
+            elif kind == "insert":
+                data[position:position] = payload
+            else:
+                del data[position:position + len(payload)]
+        return bytes(data)
+
+    return st.lists(edit, min_size=1, max_size=6).map(apply)
+
+
+def write(tmp_path, name, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@FUZZ
+@given(data=mutations(NETWORK_FILE))
+def test_mutated_network_files_load_or_fail_cleanly(tmp_path, data):
+    try:
+        load_network(write(tmp_path, "net.toml", data))
+    except SympropError as exc:
+        assert "net.toml" in str(exc)
+
+
+@FUZZ
+@given(data=mutations(CLAIMS_FILE))
+def test_mutated_claims_files_check_or_fail_cleanly(tmp_path, data):
+    try:
+        subject, claims = load_claims(write(tmp_path, "claims.toml", data))
+        check(subject, claims)
+    except SympropError as exc:
+        assert str(exc)
+
+
+@FUZZ
+@given(data=st.binary(max_size=64) | mutations(b"\x00\x00\x08\x02\x00\x00\x00\x02\x00\x00\x00\x03" + bytes(6)))
+def test_random_idx_bytes_read_or_fail_cleanly(tmp_path, data):
+    for name, payload in (("plain-idx3-ubyte", data), ("zipped-idx3-ubyte.gz", gzip.compress(data))):
+        try:
+            array = read_idx(write(tmp_path, name, payload))
+        except SympropError as exc:
+            assert name in str(exc)
+        else:
+            assert array.ndim >= 1
+
+
+def _weights_file() -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, format_version=1, spec="affine(2,1) binary-cross-entropy",
+             param_names=np.array(["W1", "b1"]), dataset="moons", n_classes=2, dtype="float64",
+             scaling_mean=np.zeros(2), scaling_scale=np.ones(2),
+             param_W1=np.zeros((2, 1)), param_b1=np.zeros(1))
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(data=mutations(_weights_file()) | st.binary(max_size=200))
+def test_mutated_weights_files_load_or_fail_cleanly(tmp_path, data):
+    try:
+        load_model(write(tmp_path, "weights.npz", data))
+    except SympropError as exc:
+        assert "weights.npz" in str(exc)
+
+
+FORMULA_ALPHABET = st.sampled_from(list("x+-*/()^.,0123456789 e") + ["exp", "log", "tanh", "sigmoid", "max", "**", "__", "'", "[", "lambda"])
+
+
+@FUZZ
+@given(pieces=st.lists(FORMULA_ALPHABET, max_size=30))
+def test_random_formulas_parse_or_fail_cleanly(pieces):
+    try:
+        parse_formula("".join(pieces))
+    except SympropError as exc:
+        assert str(exc).startswith("formula: ")
+
+
+@FUZZ
+@given(spec=st.lists(st.sampled_from(["affine(2,3)", "affine(3,2)", "relu", "sigmoid", "mse", "softmax",
+                                      "softmax-cross-entropy", "(", ")", "affine(", "formula(x", " ", "add"]),
+                     max_size=8).map(" ".join))
+def test_random_specs_parse_or_fail_cleanly(spec):
+    try:
+        parse_net(spec)
+    except SympropError as exc:
+        assert "net spec" in str(exc)

@@ -1,0 +1,282 @@
+"""symprop train / predict: IDX reading, the SGD loop on the generated kernels, accuracy floors,
+saved models, plots and the errors a user can provoke. Needs no files outside the repository:
+MNIST-format data is written by the tests themselves."""
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from symbolic.cli import main
+from symbolic.errors import SympropError
+from training.datasets import load_dataset, load_mnist, load_moons, read_idx
+from training.train import (Config, Task, load_model, load_net, model_params, predict,
+                            save_model, train)
+
+DIGITS_NET = "affine(64,64) relu affine(64,10) softmax-cross-entropy"
+MOONS_NET = "affine(2,1) binary-cross-entropy"
+MNIST_NET = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Nets that are not built in (the digits net) are generated here, not in the user's cache."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+
+
+# ------------------------------------------------------------------------------ IDX files
+def write_idx(path, array: np.ndarray, type_code: int, compress: bool = False) -> None:
+    """Write an IDX file by the format's definition (independently of the reader under test)."""
+    big_endian = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    header = bytes([0, 0, type_code, array.ndim]) + b"".join(struct.pack(">I", n)
+                                                             for n in array.shape)
+    raw = header + array.astype(big_endian[type_code]).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_plain_and_gzip(tmp_path, rng, compress):
+    images = rng.integers(0, 256, size=(5, 3, 4)).astype(np.uint8)
+    write_idx(tmp_path / "images", images, 0x08, compress)
+    got = read_idx(tmp_path / "images")
+    assert got.dtype == np.uint8 and got.shape == (5, 3, 4)
+    np.testing.assert_array_equal(got, images)
+
+    values = rng.integers(-2**31, 2**31, size=7).astype(np.int32)   # multi-byte: byte order matters
+    write_idx(tmp_path / "ints", values, 0x0C, compress)
+    np.testing.assert_array_equal(read_idx(tmp_path / "ints"), values)
+    floats = rng.standard_normal((2, 3))
+    write_idx(tmp_path / "floats", floats, 0x0E, compress)
+    np.testing.assert_array_equal(read_idx(tmp_path / "floats"), floats)
+
+
+def test_read_idx_wrong_magic_names_file(tmp_path):
+    path = tmp_path / "not-idx"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(SympropError, match=r"not-idx: wrong magic number 0x89504E47"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x07, 1]) + bytes(8))        # unknown type code
+    with pytest.raises(SympropError, match="not-idx: wrong magic number 0x00000701"):
+        read_idx(path)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_truncated_names_file_and_sizes(tmp_path, compress):
+    path = tmp_path / "labels"
+    raw = bytes([0, 0, 0x08, 1]) + struct.pack(">I", 10) + bytes(range(6))  # 10 announced, 6 there
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    with pytest.raises(SympropError, match=r"labels: truncated: .*shape \(10,\) \(10 data bytes\) "
+                                           r"but the file has only 6"):
+        read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">I", 10))          # header cut short
+    with pytest.raises(SympropError, match="labels: truncated header: 3 dimensions need 16 bytes"):
+        read_idx(path)
+    path.write_bytes(b"\x00\x00")
+    with pytest.raises(SympropError, match="labels: truncated: 2 bytes"):
+        read_idx(path)
+
+
+def test_read_idx_corrupt_gzip_and_trailing_bytes(tmp_path):
+    path = tmp_path / "images.gz"
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 4, 1, 2, 3, 4]))[:-6])  # cut stream
+    with pytest.raises(SympropError, match="images.gz: corrupt gzip data"):
+        read_idx(path)
+    path = tmp_path / "long"
+    path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 2, 1, 2, 3]))
+    with pytest.raises(SympropError, match="long: 1 unexpected bytes after the data of shape"):
+        read_idx(path)
+
+
+# ------------------------------------------------------------------------ MNIST folders
+def write_fake_mnist(folder, rng, count: int, prefix: str = "t10k", compress: bool = True):
+    """Learnable 28x28 'digits': class k lights up rows 2k..2k+2, plus noise."""
+    labels = rng.integers(0, 10, size=count).astype(np.uint8)
+    images = rng.integers(0, 60, size=(count, 28, 28))
+    for i, k in enumerate(labels):
+        images[i, 2 * k:2 * k + 3, 4:24] += 180
+    suffix = ".gz" if compress else ""
+    write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images.astype(np.uint8), 0x08, compress)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels, 0x08, compress)
+    return images, labels
+
+
+def test_mnist_missing_folder_lists_expected_files(tmp_path):
+    with pytest.raises(SympropError, match="does not exist; expected files: "
+                                           r"train-images-idx3-ubyte\[\.gz\], .*"
+                                           r"t10k-labels-idx1-ubyte\[\.gz\]"):
+        load_mnist(tmp_path / "nowhere")
+    with pytest.raises(SympropError, match="has no MNIST IDX files; expected files"):
+        load_mnist(tmp_path)
+    with pytest.raises(SympropError, match="--data mnist needs --data-dir"):
+        load_dataset("mnist", None)
+    with pytest.raises(SympropError, match="--data-dir is for --data mnist; data set digits"):
+        load_dataset("digits", tmp_path)
+
+
+def test_mnist_half_a_pair_and_count_mismatch(tmp_path, rng):
+    write_fake_mnist(tmp_path, rng, 20)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(SympropError, match="has t10k-images-idx3-ubyte but not "
+                                           r"t10k-labels-idx1-ubyte\[\.gz\]"):
+        load_mnist(tmp_path)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(19, np.uint8), 0x08)
+    with pytest.raises(SympropError, match="has 20 images but .*t10k-labels-idx1-ubyte has 19"):
+        load_mnist(tmp_path)
+
+
+def test_mnist_t10k_only_is_split_80_20_and_both_pairs_are_used_as_given(tmp_path, rng):
+    images, labels = write_fake_mnist(tmp_path, rng, 50, compress=False)
+    data = load_mnist(tmp_path)
+    assert (len(data.x_train), len(data.x_test), data.n_features) == (40, 10, 784)
+    # every image lands in exactly one part, unchanged, with its own label
+    together = np.concatenate([data.x_train, data.x_test])
+    order = np.lexsort(together.T[::-1])
+    expected = images.reshape(50, -1).astype(np.float64)
+    np.testing.assert_array_equal(together[order], expected[np.lexsort(expected.T[::-1])])
+    assert sorted(np.concatenate([data.y_train, data.y_test])) == sorted(labels)
+
+    write_fake_mnist(tmp_path, rng, 30, prefix="train")
+    data = load_mnist(tmp_path)
+    assert (len(data.x_train), len(data.x_test)) == (30, 50)
+    np.testing.assert_array_equal(data.x_test, expected)
+
+
+# ------------------------------------------------------------------------------ training
+def test_short_digits_run_loss_falls_and_seed_reproduces():
+    data = load_dataset("digits")
+    config = Config(epochs=3, batch_size=32, lr=0.1, seed=3, progress=False)
+    net = load_net(DIGITS_NET)
+    first = train(net, data, config)
+    losses = [s.train_loss for s in first.history]
+    assert losses[2] < losses[1] < losses[0]
+    again = train(net, data, config)
+    for a, b in zip(first.params, again.params):
+        np.testing.assert_array_equal(a, b)
+    other = train(net, data, Config(epochs=3, batch_size=32, lr=0.1, seed=4, progress=False))
+    assert not np.array_equal(first.params[0], other.params[0])
+
+
+class CountingNet:
+    """Passes everything to a generated net and records each sgd_step call's batch and rate."""
+
+    def __init__(self, net):
+        self.net, self.steps = net, []
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def sgd_step(self, *args):
+        X, lr = args[-3], args[-1]
+        self.steps.append((len(X), lr))
+        return self.net.sgd_step(*args)
+
+
+def test_every_step_is_one_kernel_call_with_the_decayed_rate():
+    net = CountingNet(load_net(MOONS_NET))
+    data = load_moons()
+    train(net, data, Config(epochs=3, batch_size=500, lr=0.4, lr_decay=0.5, val_split=0.0,
+                            progress=False))
+    # first a 2-row call on copies of the parameters that compiles the kernel, then 1,200
+    # training rows in batches of 500: 500, 500, 200; the rate halves each epoch
+    assert net.steps[0][0] == 2
+    assert net.steps[1:] == [(500, 0.4), (500, 0.4), (200, 0.4), (500, 0.2), (500, 0.2), (200, 0.2),
+                         (500, 0.1), (500, 0.1), (200, 0.1)]
+
+
+def test_short_mnist_run_on_written_idx_files_loss_falls(tmp_path, rng):
+    write_fake_mnist(tmp_path, rng, 300)
+    result = train(load_net(MNIST_NET), load_mnist(tmp_path),
+                   Config(epochs=3, batch_size=20, lr=0.1, progress=False))
+    losses = [s.train_loss for s in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.test_accuracy > 0.9      # the classes are separable by construction
+
+
+def test_digits_accuracy_floor_two_layer_net():
+    """Issue 6: a two-layer net reaches >= 0.95 test accuracy on digits (fixed seed)."""
+    result = train(load_net(DIGITS_NET), load_dataset("digits"),
+                   Config(epochs=30, batch_size=32, lr=0.2, lr_decay=0.95, seed=0, progress=False))
+    assert result.test_accuracy >= 0.95
+
+
+def test_moons_logistic_regression_matches_scikit_learn():
+    """Logistic regression on moons (noise 0.4): within 0.02 of scikit-learn's on the same split."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_moons()
+    result = train(load_net(MOONS_NET), data,
+                   Config(epochs=50, batch_size=32, lr=0.1, seed=0, val_split=0.0, progress=False))
+    losses = [s.train_loss for s in result.history]
+    assert losses[-1] < losses[0]
+    scaled_train = result.scaling.apply(data.x_train, np.float64)
+    reference = LogisticRegression().fit(scaled_train, data.y_train)
+    sklearn_accuracy = reference.score(result.scaling.apply(data.x_test, np.float64), data.y_test)
+    assert abs(result.test_accuracy - sklearn_accuracy) <= 0.02
+    assert result.test_accuracy > 0.75     # and both are real classifiers, not chance
+
+
+# ---------------------------------------------------------------------- saving, plotting
+def test_save_and_load_give_identical_predictions(tmp_path, capsys):
+    data = load_moons()
+    config = Config(epochs=5, batch_size=50, lr=0.2, seed=1, dtype="float64", progress=False)
+    net = load_net(MOONS_NET)
+    result = train(net, data, config)
+    path = tmp_path / "moons.npz"
+    save_model(path, result, data, config)
+
+    model = load_model(path)
+    assert model.spec == MOONS_NET and model.dataset == "moons" and model.dtype == "float64"
+    params = model_params(load_net(model.spec), model, str(path))
+    for saved, trained in zip(params, result.params):
+        np.testing.assert_array_equal(saved, trained)
+    task = Task(net, "moons", 2, 2)
+    before = predict(net, result.params, result.task, result.scaling, data.x_test, np.float64)
+    after = predict(net, params, task, model.scaling, data.x_test, np.float64)
+    np.testing.assert_array_equal(before, after)
+
+    assert main(["predict", "--weights", str(path)]) == 0
+    correct = int(np.sum(after == data.y_test))
+    assert f"test accuracy {result.test_accuracy:.4f}  ({correct}/{len(data.y_test)})" in \
+        capsys.readouterr().out
+
+
+def test_cli_train_writes_png_plot_and_weights(tmp_path, capsys):
+    png, weights = tmp_path / "moons.png", tmp_path / "w.npz"
+    status = main(["train", "--data", "moons", "--epochs", "3", "--no-progress", "--seed", "2",
+                   "--plot", str(png), "--save", str(weights)])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "epoch 3/3" in out and "test accuracy" in out and "examples/s" in out
+    raw = png.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+    image = imread(png)
+    assert image.shape[0] >= 300 and image.shape[1] >= 900      # three panels side by side
+    colours = np.unique(image.reshape(-1, image.shape[-1]).round(2), axis=0)
+    assert len(colours) > 20                                    # curves, points, regions: not blank
+    assert load_model(weights).spec == MOONS_NET
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_net_input_size_mismatch_names_both_sizes():
+    with pytest.raises(SympropError, match=r"takes inputs of size 784 but data set digits has 64"):
+        train(load_net(MNIST_NET), load_dataset("digits"), Config(epochs=1, progress=False))
+
+
+def test_diverging_learning_rate_names_the_epoch():
+    with pytest.raises(SympropError, match=r"training diverged in epoch 1: .* learning rate 1e\+30"):
+        train(load_net(DIGITS_NET), load_dataset("digits"),
+              Config(epochs=2, lr=1e30, progress=False))
+
+
+def test_cli_reports_bad_input_on_one_line(tmp_path, capsys):
+    assert main(["train", "--data", "mnist", "--data-dir", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "t10k-images-idx3-ubyte[.gz]" in err
+    assert main(["train", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert main(["predict", "--weights", str(tmp_path / "bad.npz")]) == 2
+    assert "bad.npz: not a weights file saved by symprop train" in capsys.readouterr().err

@@ -1,0 +1,215 @@
+"""The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, and MNIST IDX files.
+
+Every data set comes back as raw features plus integer class labels, already split into a
+training and a test part. The split is fixed (DATA_SEED), independent of the training seed,
+so test accuracies of different runs are measured on the same examples. How features are
+scaled is part of the data set too (`Scaling`); it is fitted on training rows only and saved
+with the weights so `symprop predict` preprocesses exactly as training did.
+"""
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from symbolic.errors import SympropError
+
+DATA_SEED = 0          # fixes make_moons' noise and every train/test split
+NAMES = ("digits", "moons", "mnist")
+
+# IDX type codes (third magic byte) -> big-endian numpy dtype
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+GZIP_MAGIC = b"\x1f\x8b"
+
+MNIST_FILES = {  # part -> (images file, labels file), each optionally with .gz
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "t10k": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SINGLE_PAIR_TEST_FRACTION = 0.2   # one pair of MNIST files alone (e.g. t10k: 8,000 / 2,000)
+
+
+@dataclass
+class Scaling:
+    """x -> (x - mean) / scale, per feature; fitted on training rows only."""
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def apply(self, x: np.ndarray, dtype) -> np.ndarray:
+        return np.ascontiguousarray((x - self.mean) / self.scale, dtype=dtype)
+
+
+@dataclass
+class Dataset:
+    name: str
+    description: str
+    x_train: np.ndarray      # (N, features) float64, unscaled
+    y_train: np.ndarray      # (N,) int64 class labels 0..n_classes-1
+    x_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    pixel_max: float | None  # images: divide by this; None: standardise with training mean/std
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    def fit_scaling(self, x_train: np.ndarray) -> Scaling:
+        """Images are scaled to [0, 1]; other data standardised with the training mean/std."""
+        features = x_train.shape[1]
+        if self.pixel_max is not None:
+            return Scaling(np.zeros(features), np.full(features, float(self.pixel_max)))
+        std = x_train.std(axis=0)
+        return Scaling(x_train.mean(axis=0), np.where(std > 0, std, 1.0))
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+    if data_dir is not None and name != "mnist":
+        raise SympropError(f"--data-dir is for --data mnist; data set {name} is built in")
+    if name == "digits":
+        return load_digits()
+    if name == "moons":
+        return load_moons()
+    if name == "mnist":
+        if data_dir is None:
+            raise SympropError("--data mnist needs --data-dir DIR, a folder with the MNIST IDX files "
+                               f"({_expected_files_text()})")
+        return load_mnist(data_dir)
+    raise SympropError(f"unknown data set {name!r}; known: {', '.join(NAMES)}")
+
+
+def _split(x, y, test_fraction: float, stratify: bool = True):
+    from sklearn.model_selection import train_test_split
+    return train_test_split(x, y, test_size=test_fraction, random_state=DATA_SEED,
+                            stratify=y if stratify else None)
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images, pixel values 0..16): 80/20 split."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    bunch = sklearn_digits()
+    x_train, x_test, y_train, y_test = _split(bunch.data.astype(np.float64),
+                                              bunch.target.astype(np.int64), 0.2)
+    return Dataset("digits", "scikit-learn 8x8 digits", x_train, y_train, x_test, y_test,
+                   n_classes=10, pixel_max=16.0)
+
+
+def load_moons() -> Dataset:
+    """Seed 001's two moons: make_moons(2000, noise=0.4), 60% train / 40% test."""
+    from sklearn.datasets import make_moons
+    x, y = make_moons(n_samples=2000, noise=0.4, random_state=DATA_SEED)
+    x_train, x_test, y_train, y_test = _split(x.astype(np.float64), y.astype(np.int64), 0.4,
+                                              stratify=False)
+    return Dataset("moons", "make_moons(2000, noise=0.4)", x_train, y_train, x_test, y_test,
+                   n_classes=2, pixel_max=None)
+
+
+# --------------------------------------------------------------------------------------- IDX
+def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file (the MNIST format), plain or gzipped, as a numpy array in native byte order.
+
+    Format: two zero bytes, a type code, the number of dimensions; then one big-endian uint32
+    per dimension; then the data, big-endian. Anything else is reported with the file name.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SympropError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise SympropError(f"{path}: corrupt gzip data ({exc})") from None
+    if len(raw) < 4:
+        raise SympropError(f"{path}: truncated: {len(raw)} bytes, too short for an IDX header")
+    magic = int.from_bytes(raw[:4], "big")
+    type_code, ndim = raw[2], raw[3]
+    if raw[0] != 0 or raw[1] != 0 or type_code not in IDX_TYPES or ndim == 0:
+        raise SympropError(f"{path}: wrong magic number 0x{magic:08X}: not an IDX file (expected "
+                           "0x0000TTNN: two zero bytes, a type code TT in 08 09 0B 0C 0D 0E, "
+                           "and the number of dimensions NN)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise SympropError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
+                           f"the file has {len(raw)}")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(IDX_TYPES[type_code])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = len(raw) - header
+    if have < expected:
+        raise SympropError(f"{path}: truncated: the header announces shape {shape} "
+                           f"({expected} data bytes) but the file has only {have}")
+    if have > expected:
+        raise SympropError(f"{path}: {have - expected} unexpected bytes after the data of shape "
+                           f"{shape}")
+    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+    return data.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _expected_files_text() -> str:
+    names = [name for pair in MNIST_FILES.values() for name in pair]
+    return (", ".join(f"{name}[.gz]" for name in names) +
+            "; the t10k pair alone is enough (it is then split 80/20 into train and test)")
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_mnist_pair(images_path: Path, labels_path: Path):
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3:
+        raise SympropError(f"{images_path}: expected images of shape (count, rows, columns), "
+                           f"found shape {images.shape}")
+    if labels.ndim != 1:
+        raise SympropError(f"{labels_path}: expected a 1-D array of labels, found shape "
+                           f"{labels.shape}")
+    if len(images) != len(labels):
+        raise SympropError(f"{images_path} has {len(images)} images but {labels_path} has "
+                           f"{len(labels)} labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise SympropError(f"{labels_path}: labels must be digits 0..9, found "
+                           f"{labels.min()}..{labels.max()}")
+    return images.reshape(len(images), -1).astype(np.float64), labels.astype(np.int64)
+
+
+def load_mnist(data_dir: str | Path) -> Dataset:
+    """MNIST from a folder of IDX files. Both pairs: the standard 60,000 / 10,000 split.
+    One pair only (e.g. just the 10,000-image t10k set): a fixed shuffled 80/20 split of it."""
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise SympropError(f"MNIST folder {folder} does not exist; expected files: "
+                           f"{_expected_files_text()}")
+    found = {part: tuple(_find(folder, stem) for stem in stems)
+             for part, stems in MNIST_FILES.items()}
+    for part, paths in found.items():
+        if any(paths) and not all(paths):
+            images, labels = MNIST_FILES[part]
+            have, missing = (images, labels) if paths[0] else (labels, images)
+            raise SympropError(f"MNIST folder {folder} has {have} but not {missing}[.gz]")
+    complete = [part for part, paths in found.items() if all(paths)]
+    if not complete:
+        raise SympropError(f"MNIST folder {folder} has no MNIST IDX files; expected files: "
+                           f"{_expected_files_text()}")
+    if len(complete) == 2:
+        x_train, y_train = _read_mnist_pair(*found["train"])
+        x_test, y_test = _read_mnist_pair(*found["t10k"])
+        description = f"MNIST in {folder} (train / t10k files)"
+    else:
+        x, y = _read_mnist_pair(*found[complete[0]])
+        if len(x) < 10:
+            raise SympropError(f"{found[complete[0]][0]}: only {len(x)} images, too few to split")
+        x_train, x_test, y_train, y_test = _split(x, y, SINGLE_PAIR_TEST_FRACTION, stratify=False)
+        description = (f"MNIST in {folder} ({complete[0]} files only, split "
+                       f"{len(x_train)} train / {len(x_test)} test)")
+    if x_train.shape[1] != x_test.shape[1]:
+        raise SympropError(f"MNIST folder {folder}: train images have {x_train.shape[1]} pixels, "
+                           f"test images {x_test.shape[1]}")
+    return Dataset("mnist", description, x_train, y_train, x_test, y_test, n_classes=10,
+                   pixel_max=255.0)

@@ -1,0 +1,78 @@
+"""Training curves and, for 2-D data, the decision boundary over the test points (seed 001).
+
+Uses matplotlib's object API with the Agg canvas: no display, no global pyplot state.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from symbolic.errors import SympropError
+
+from .datasets import Dataset
+from .train import DTYPES, Config, Result, predict
+
+CLASS_COLOURS = ("#B22222", "#87CEFA")   # seed 001's two moons colours
+
+
+def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise SympropError(f"--plot {path}: folder {path.parent} does not exist")
+    two_d = dataset.n_features == 2
+    figure = Figure(figsize=(15 if two_d else 10, 4.5), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 3 if two_d else 2)
+    epochs = [s.epoch for s in result.history]
+    has_val = result.n_val > 0
+
+    loss_axes, accuracy_axes = axes[0], axes[1]
+    loss_axes.plot(epochs, [s.train_loss for s in result.history], marker=".", label="train")
+    if has_val:
+        loss_axes.plot(epochs, [s.val_loss for s in result.history], marker=".", label="validation")
+    loss_axes.set(xlabel="epoch", ylabel=f"loss ({result.net.LOSS})", title="loss")
+    loss_axes.legend()
+    accuracy_axes.plot(epochs, [s.train_accuracy for s in result.history], marker=".",
+                       label="train")
+    if has_val:
+        accuracy_axes.plot(epochs, [s.val_accuracy for s in result.history], marker=".",
+                           label="validation")
+    accuracy_axes.axhline(result.test_accuracy, color="grey", linestyle="--",
+                          label=f"test (final) {result.test_accuracy:.4f}")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    accuracy_axes.legend()
+    if two_d:
+        _decision_boundary(axes[2], result, dataset, config)
+    decay = f" x {config.lr_decay:g} per epoch" if config.lr_decay != 1 else ""
+    figure.suptitle(f"{dataset.name}: {result.net.SPEC}  (lr {config.lr:g}{decay}, "
+                    f"batch {config.batch_size}, seed {config.seed})")
+    try:
+        figure.savefig(path, dpi=100)
+    except (OSError, ValueError) as exc:
+        raise SympropError(f"--plot {path}: cannot write ({exc})") from None
+
+
+def _decision_boundary(axes, result: Result, dataset: Dataset, config: Config) -> None:
+    """Predicted class over a grid spanning the test points, with the test points on top."""
+    from matplotlib.colors import ListedColormap
+
+    x, y = dataset.x_test, dataset.y_test
+    low, high = x.min(axis=0), x.max(axis=0)
+    margin = 0.1 * (high - low)
+    g0, g1 = np.meshgrid(np.linspace(low[0] - margin[0], high[0] + margin[0], 300),
+                         np.linspace(low[1] - margin[1], high[1] + margin[1], 300))
+    grid = np.column_stack([g0.ravel(), g1.ravel()])
+    classes = predict(result.net, result.params, result.task, result.scaling, grid,
+                      DTYPES[config.dtype]).reshape(g0.shape)
+    colours = ListedColormap(CLASS_COLOURS if dataset.n_classes == 2 else
+                             [f"C{i}" for i in range(dataset.n_classes)])
+    axes.contourf(g0, g1, classes, levels=np.arange(dataset.n_classes + 1) - 0.5, cmap=colours,
+                  alpha=0.3)
+    axes.scatter(x[:, 0], x[:, 1], c=y, cmap=colours, edgecolors="k", s=12,
+                 vmin=-0.5, vmax=dataset.n_classes - 0.5)
+    axes.set(xlabel="x1", ylabel="x2",
+             title=f"decision boundary, test points (accuracy {result.test_accuracy:.4f})")

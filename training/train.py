@@ -1,0 +1,368 @@
+"""Minibatch SGD with the generated fused kernel, evaluation, and saved models.
+
+The training step is `net.sgd_step` from `codegen.network.load_network(spec)`: one call does
+forward, backward and the in-place update `p -= lr * dp` for a batch. This file only shuffles,
+batches, decays the learning rate, measures and records; it has no layer arithmetic of its own
+(losses of the validation and test sets also come from the kernels, `net.loss_and_grads`).
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from symbolic.errors import SympropError
+
+from .datasets import Dataset, Scaling
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+SAVE_FORMAT = 1
+
+
+def load_net(spec: str):
+    """The generated network module for a spec; a bad spec becomes a SympropError."""
+    from codegen.network import load_network
+    try:
+        return load_network(spec)
+    except ValueError as exc:
+        raise SympropError(f"--net {spec!r}: {exc}") from None
+
+
+# ------------------------------------------------------------------------- labels <-> targets
+class Task:
+    """How class labels become the targets a net's loss wants, and its scores become labels.
+
+    softmax-cross-entropy: one-hot targets, predicted class = argmax of the logits.
+    binary-cross-entropy: one 0/1 column, predicted class 1 where the logit is > 0.
+    squared-error / mse: one-hot targets (or one 0/1 column for a single output), predicted
+    class = argmax of the outputs (or output > 0.5).
+    """
+
+    def __init__(self, net, dataset_name: str, n_features: int, n_classes: int):
+        self.loss, self.n_classes = net.LOSS, n_classes
+        if net.INPUT_SIZE != n_features:
+            raise SympropError(f"net {net.SPEC!r} takes inputs of size {net.INPUT_SIZE} but data "
+                               f"set {dataset_name} has {n_features} features per example")
+        self.single_output = net.OUTPUT_SIZE == 1
+        if self.loss == "binary-cross-entropy":
+            if n_classes != 2:
+                raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy, which needs 2 "
+                                   f"classes; data set {dataset_name} has {n_classes}")
+            if not self.single_output:
+                raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy with "
+                                   f"{net.OUTPUT_SIZE} outputs; it needs 1 output (the logit)")
+        if self.loss in ("softmax-cross-entropy", "squared-error", "mse"):
+            fits = net.OUTPUT_SIZE == n_classes or (
+                self.single_output and n_classes == 2 and self.loss != "softmax-cross-entropy")
+            if not fits:
+                raise SympropError(f"net {net.SPEC!r} has {net.OUTPUT_SIZE} outputs but data set "
+                                   f"{dataset_name} has {n_classes} classes")
+        elif self.loss != "binary-cross-entropy":
+            raise SympropError(f"net {net.SPEC!r} ends in {self.loss!r}; training on class labels "
+                               "needs softmax-cross-entropy, binary-cross-entropy, squared-error "
+                               "or mse")
+
+    def targets(self, labels: np.ndarray, dtype) -> np.ndarray:
+        if self.single_output:
+            return np.ascontiguousarray(labels.reshape(-1, 1), dtype=dtype)
+        one_hot = np.zeros((len(labels), self.n_classes), dtype=dtype)
+        one_hot[np.arange(len(labels)), labels] = 1
+        return one_hot
+
+    def classes(self, scores: np.ndarray) -> np.ndarray:
+        if not self.single_output:
+            return np.argmax(scores, axis=1)
+        threshold = 0.0 if self.loss == "binary-cross-entropy" else 0.5
+        return (scores[:, 0] > threshold).astype(np.int64)
+
+    def per_example(self, loss: float, count: int) -> float:
+        """squared-error is a sum over the batch; report every loss as a per-example mean."""
+        return float(loss) / count if self.loss == "squared-error" else float(loss)
+
+
+def init_params(net, rng: np.random.Generator, dtype) -> list[np.ndarray]:
+    """Glorot-uniform weight matrices (limit sqrt(6 / (fan_in + fan_out))), zero biases."""
+    params = []
+    for shape in net.PARAM_SHAPES:
+        if len(shape) == 2:
+            limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+            params.append(rng.uniform(-limit, limit, size=shape).astype(dtype))
+        else:
+            params.append(np.zeros(shape, dtype=dtype))
+    return params
+
+
+def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray) -> float:
+    if len(x) == 0:
+        return math.nan
+    return float(np.mean(task.classes(net.forward(*params, x)) == labels))
+
+
+def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels: np.ndarray):
+    """(mean loss, accuracy) of a whole set, both from the kernels."""
+    if len(x) == 0:
+        return math.nan, math.nan
+    loss = net.loss_and_grads(*params, x, targets)[0]
+    return task.per_example(loss, len(x)), accuracy(net, params, task, x, labels)
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class Config:
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.1
+    lr_decay: float = 1.0        # the rate is multiplied by this after every epoch
+    seed: int = 0
+    val_split: float = 0.1       # fraction of the training part held out for validation
+    dtype: str = "float32"
+    progress: bool | None = None  # None: a progress bar only when stderr is a terminal
+    blas_threads: int | None = 1  # threads for the kernels' matrix products; None: BLAS default
+
+    def check(self):
+        if self.epochs < 1:
+            raise SympropError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise SympropError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SympropError(f"--lr must be a positive number, got {self.lr}")
+        if not (self.lr_decay > 0 and math.isfinite(self.lr_decay)):
+            raise SympropError(f"--lr-decay must be a positive number, got {self.lr_decay}")
+        if not 0 <= self.val_split < 1:
+            raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise SympropError(f"--blas-threads must be at least 1, got {self.blas_threads}")
+        if self.dtype not in DTYPES:
+            raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    lr: float
+    train_loss: float        # mean of the batch losses (before each update) over the epoch
+    train_accuracy: float    # of the whole training part after the epoch
+    val_loss: float          # nan without a validation part
+    val_accuracy: float
+    seconds: float           # the training steps only, no evaluation
+
+
+@dataclass
+class Result:
+    net: object
+    params: list[np.ndarray]
+    task: Task
+    scaling: Scaling
+    history: list[EpochStats] = field(default_factory=list)
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+    train_accuracy: float = math.nan
+    test_loss: float = math.nan
+    test_accuracy: float = math.nan
+    compile_seconds: float = 0.0
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        return sum(s.seconds for s in self.history) / len(self.history)
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.n_train / self.seconds_per_epoch
+
+    def params_by_name(self) -> dict[str, np.ndarray]:
+        return dict(zip(self.net.PARAM_NAMES, self.params))
+
+
+def validation_count(n_train: int, val_split: float) -> int:
+    """How many training rows --val-split holds out (at least one if it is not 0)."""
+    n_val = int(round(val_split * n_train))
+    if val_split > 0:
+        n_val = max(n_val, 1)
+    if n_train - n_val < 1:
+        raise SympropError(f"--val-split {val_split} leaves no training examples")
+    return n_val
+
+
+def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
+    return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with learning "
+                        f"rate {lr:g}; try a smaller --lr")
+
+
+def _warm_up(net, params, x, t, lr) -> float:
+    """Compile the kernels for this dtype on copies, so epoch times measure only training."""
+    start = time.perf_counter()
+    copies = [p.copy() for p in params]
+    net.sgd_step(*copies, x[:2], t[:2], lr)
+    net.loss_and_grads(*copies, x[:2], t[:2])
+    net.forward(*copies, x[:2])
+    return time.perf_counter() - start
+
+
+def train(net, dataset: Dataset, config: Config,
+          on_epoch: Callable[[EpochStats, bool], None] | None = None) -> Result:
+    """Train `net` on `dataset`; `on_epoch(stats, bar_shown)` is called after every epoch.
+
+    The kernels' np.dot calls go to BLAS. Its threads are limited to `config.blas_threads`
+    (default 1): minibatch products are too small to gain from threads, and on a busy machine
+    spinning BLAS threads made epochs several times slower. One thread also makes a run's
+    numbers independent of the machine's core count.
+    """
+    from threadpoolctl import threadpool_limits
+
+    config.check()
+    with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+        return _train(net, dataset, config, on_epoch)
+
+
+def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
+    from tqdm import tqdm
+
+    dtype = DTYPES[config.dtype]
+    rng = np.random.default_rng(config.seed)
+    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
+
+    order = rng.permutation(len(dataset.x_train))
+    n_val = validation_count(len(order), config.val_split)
+    val_rows, train_rows = order[:n_val], order[n_val:]
+    scaling = dataset.fit_scaling(dataset.x_train[train_rows])
+    x_train = scaling.apply(dataset.x_train[train_rows], dtype)
+    y_train = dataset.y_train[train_rows]
+    t_train = task.targets(y_train, dtype)
+    x_val = scaling.apply(dataset.x_train[val_rows], dtype)
+    y_val = dataset.y_train[val_rows]
+    t_val = task.targets(y_val, dtype)
+
+    params = init_params(net, rng, dtype)
+    result = Result(net, params, task, scaling, n_train=len(x_train), n_val=len(x_val),
+                    n_test=len(dataset.x_test))
+    result.compile_seconds = _warm_up(net, params, x_train, t_train, config.lr)
+
+    n = len(x_train)
+    n_batches = math.ceil(n / config.batch_size)
+    width = len(str(config.epochs))
+    for epoch in range(1, config.epochs + 1):
+        lr = config.lr * config.lr_decay ** (epoch - 1)
+        bar = tqdm(total=n_batches, desc=f"epoch {epoch:>{width}}/{config.epochs}", unit="batch",
+                   file=sys.stderr, leave=True, dynamic_ncols=True,
+                   disable=None if config.progress is None else not config.progress)
+        shuffle = rng.permutation(n)
+        loss_sum, seconds = 0.0, 0.0
+        for b in range(n_batches):
+            rows = shuffle[b * config.batch_size:(b + 1) * config.batch_size]
+            xb, tb = x_train[rows], t_train[rows]
+            start = time.perf_counter()
+            loss = net.sgd_step(*params, xb, tb, lr)
+            seconds += time.perf_counter() - start
+            if not math.isfinite(loss):
+                bar.close()
+                raise _diverged(epoch, lr, f"the loss of batch {b + 1}/{n_batches}", loss)
+            loss_sum += task.per_example(loss, len(rows)) * len(rows)
+            bar.update(1)
+            if b % 10 == 9:
+                bar.set_postfix_str(f"loss {loss_sum / min(n, (b + 1) * config.batch_size):.4f}",
+                                    refresh=False)
+        train_accuracy = accuracy(net, params, task, x_train, y_train)
+        val_loss, val_accuracy = evaluate(net, params, task, x_val, t_val, y_val)
+        if not all(np.isfinite(p).all() for p in params):
+            bar.close()
+            raise _diverged(epoch, lr, "the parameters", "inf or NaN")
+        stats = EpochStats(epoch, lr, loss_sum / n, train_accuracy, val_loss, val_accuracy, seconds)
+        result.history.append(stats)
+        postfix = f"loss {stats.train_loss:.4f} acc {train_accuracy:.4f}"
+        if n_val:
+            postfix += f" val_loss {val_loss:.4f} val_acc {val_accuracy:.4f}"
+        bar.set_postfix_str(postfix)
+        shown = not bar.disable
+        bar.close()
+        if on_epoch:
+            on_epoch(stats, shown)
+
+    result.train_accuracy = result.history[-1].train_accuracy
+    x_test = scaling.apply(dataset.x_test, dtype)
+    result.test_loss, result.test_accuracy = evaluate(
+        net, params, task, x_test, task.targets(dataset.y_test, dtype), dataset.y_test)
+    return result
+
+
+# --------------------------------------------------------------------------- saved models
+@dataclass
+class SavedModel:
+    spec: str
+    dataset: str
+    n_classes: int
+    dtype: str
+    params: dict[str, np.ndarray]
+    scaling: Scaling
+
+
+def save_model(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
+    """Weights plus what `predict` needs to reproduce the preprocessing: spec, data set, scaling."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise SympropError(f"--save {path}: folder {path.parent} does not exist")
+    arrays = {f"param_{name}": value for name, value in result.params_by_name().items()}
+    try:
+        with open(path, "wb") as handle:  # a file handle keeps numpy from appending ".npz"
+            np.savez(handle, format_version=SAVE_FORMAT, spec=result.net.SPEC,
+                     param_names=np.array(result.net.PARAM_NAMES), dataset=dataset.name,
+                     n_classes=dataset.n_classes, dtype=config.dtype,
+                     scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
+                     **arrays)
+    except OSError as exc:
+        raise SympropError(f"--save {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def load_model(path: str | Path) -> SavedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise SympropError(f"weights file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+    except Exception as exc:  # zipfile/numpy raise several types for a file that is not an npz
+        raise SympropError(f"{path}: not a weights file saved by symprop train ({exc})") from None
+    required = ("format_version", "spec", "param_names", "dataset", "n_classes", "dtype",
+                "scaling_mean", "scaling_scale")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise SympropError(f"{path}: not a weights file saved by symprop train "
+                           f"(missing {', '.join(missing)})")
+    if int(data["format_version"]) != SAVE_FORMAT:
+        raise SympropError(f"{path}: weights format {int(data['format_version'])}, this version "
+                           f"reads format {SAVE_FORMAT}")
+    names = [str(name) for name in data["param_names"]]
+    absent = [name for name in names if f"param_{name}" not in data]
+    if absent:
+        raise SympropError(f"{path}: missing parameters {', '.join(absent)}")
+    dtype = str(data["dtype"])
+    if dtype not in DTYPES:
+        raise SympropError(f"{path}: unknown dtype {dtype!r}")
+    return SavedModel(str(data["spec"]), str(data["dataset"]), int(data["n_classes"]), dtype,
+                      {name: data[f"param_{name}"] for name in names},
+                      Scaling(data["scaling_mean"], data["scaling_scale"]))
+
+
+def model_params(net, model: SavedModel, where: str) -> list[np.ndarray]:
+    """The saved arrays in the net's parameter order, checked against its shapes."""
+    if tuple(model.params) != tuple(net.PARAM_NAMES):
+        raise SympropError(f"{where}: parameters {', '.join(model.params)} do not match the net's "
+                           f"{', '.join(net.PARAM_NAMES)}")
+    params = []
+    for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES):
+        value = model.params[name]
+        if value.shape != tuple(shape):
+            raise SympropError(f"{where}: parameter {name} has shape {value.shape}, the net "
+                               f"{model.spec!r} needs {tuple(shape)}")
+        params.append(np.ascontiguousarray(value, dtype=DTYPES[model.dtype]))
+    return params
+
+
+def predict(net, params, task: Task, scaling: Scaling, x_raw: np.ndarray, dtype) -> np.ndarray:
+    """Class labels for unscaled features."""
+    return task.classes(net.forward(*params, scaling.apply(x_raw, dtype)))
