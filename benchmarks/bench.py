@@ -584,6 +584,20 @@ def print_report(report: dict) -> None:
         print(f"  [{status:>7}] {t['target']}: {t['figure']}")
 
 
+def command_line(args) -> str:
+    """The options that shape the figures, as the command a reader would type."""
+    parts = ["symprop bench"]
+    if args.quick:
+        parts.append("--quick")
+    if args.threads:
+        parts.append(f"--threads {args.threads}")
+    if args.only:
+        parts.append(f"--only {args.only}")
+    if args.repeats != 15:
+        parts.append(f"--repeats {args.repeats}")
+    return " ".join(parts)
+
+
 def markdown_summary(report: dict, command: str) -> str:
     """The README's table: one row per case, medians and the ratios that answer the issue."""
     m = report["machine"]
@@ -663,7 +677,7 @@ def run(args) -> int:
         Path(args.json).write_text(json.dumps(report, indent=1))
         print(f"\nraw figures written to {args.json}")
     if args.markdown:
-        Path(args.markdown).write_text(markdown_summary(report, "symprop bench " + " ".join(sys.argv[1:])))
+        Path(args.markdown).write_text(markdown_summary(report, command_line(args)))
         print(f"summary table written to {args.markdown}")
     return 0
 

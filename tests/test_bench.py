@@ -15,9 +15,13 @@ from symbolic.commands import bench as bench_command
 
 
 def run_quick(tmp_path, capsys):
-    path = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--no-subprocess", "--json", str(path)]) == 0
-    return json.loads(path.read_text()), capsys.readouterr().out
+    path, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert bench.main(["--quick", "--no-subprocess", "--json", str(path), "--markdown", str(table)]) == 0
+    report = json.loads(path.read_text())
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| 2-2-2 b1 ")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {case['case']}" for case in report["cases"]]
+    assert table.read_text().startswith("`symprop bench --quick`")
+    return report, capsys.readouterr().out
 
 
 def test_quick_run_reports_every_row(tmp_path, capsys):
