@@ -3,7 +3,8 @@ kernels once per dtype, timing how long the first calls take (a compile with an 
 cache, a cache load with a warm one). Prints JSON on stdout.
 
     python -m benchmarks.compile_probe [SPEC ...]
-    (no SPEC: every module in generated/, the per-layer kernels included)
+    (no SPEC: every built-in network through load_network, as users load them, and every
+    other module in generated/, the per-layer kernels)
 """
 from __future__ import annotations
 
@@ -83,9 +84,14 @@ def main(specs) -> int:
     import_s = time.perf_counter() - start
     start = time.perf_counter()
     networks, kernels = {}, 0
-    nets, others = ([load_network(spec) for spec in specs], []) if specs else generated_modules()
-    for net in nets:
+    others = []
+    if not specs:  # every built-in network through load_network, as users load them
+        import codegen.network
+        specs = list(getattr(codegen.network, "BUILTIN_NETWORKS", {}).values())
+        others = generated_modules()[1]
+    for spec in specs:
         t0 = time.perf_counter()
+        net = load_network(spec)
         kernels += first_calls(net, np)
         networks[net.SPEC] = time.perf_counter() - t0
     for module in others:
