@@ -20,6 +20,7 @@ COMMANDS = {
     "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
     "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),
+    "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
 }
 
 

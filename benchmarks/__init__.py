@@ -1,0 +1,1 @@
+"""symprop benchmarks: generated kernels against numpy, PyTorch and JAX (see bench.py)."""

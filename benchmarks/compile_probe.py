@@ -1,0 +1,107 @@
+"""Run in a fresh process by the benchmark: load generated modules and call each of their
+kernels once per dtype, timing how long the first calls take (a compile with an empty numba
+cache, a cache load with a warm one). Prints JSON on stdout.
+
+    python -m benchmarks.compile_probe [SPEC ...]
+    (no SPEC: every built-in network through load_network, as users load them, and every
+    other module in generated/, the per-layer kernels)
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import sys
+import time
+
+KERNELS = ("forward_kernel", "loss_and_grads_kernel", "sgd_step_kernel", "sgd_steps_kernel")
+
+
+DTYPES = ("float32", "float64")
+# Per-layer wrappers name their arrays; affine shapes must agree, every other array is (2, 4).
+LAYER_ARG_SHAPES = {"X": (2, 3), "W": (3, 4), "b": (4,)}
+
+
+def generated_modules():
+    """(networks, other modules) under generated/: a network has SPEC and PARAM_SHAPES."""
+    import generated
+    networks, others = [], []
+    for info in pkgutil.walk_packages(generated.__path__, "generated."):
+        module = importlib.import_module(info.name)
+        is_network = hasattr(module, "SPEC") and hasattr(module, "PARAM_SHAPES")
+        (networks if is_network else others).append(module)
+    return networks, others
+
+
+def layer_first_calls(module, np) -> int:
+    """Call every checked <layer>_forward / <layer>_backward wrapper once per dtype."""
+    calls = 0
+    for name, function in vars(module).items():
+        if not callable(function) or not name.endswith(("_forward", "_backward")):
+            continue
+        required = [p.name for p in inspect.signature(function).parameters.values()
+                    if p.default is inspect.Parameter.empty]
+        for dtype in DTYPES:
+            args = []
+            for arg in required:
+                shape = (1,) if arg == "b" and "shared" in name else LAYER_ARG_SHAPES.get(arg, (2, 4))
+                args.append(np.full(shape, 0.25, dtype))  # in (0, 1): valid for outputs and targets
+            function(*args)
+            calls += 1
+    return calls
+
+
+def first_calls(net, np) -> int:
+    """Call every kernel of net once per dtype on a batch of 2; returns how many calls."""
+    calls = 0
+    for dtype in DTYPES:
+        params = [np.full(shape, 0.1, dtype) for shape in net.PARAM_SHAPES]
+        X = np.full((2, net.INPUT_SIZE), 0.5, dtype)
+        T = np.zeros((2, net.OUTPUT_SIZE), dtype)
+        T[:, 0] = 1
+        for name in KERNELS:
+            kernel = getattr(net, name, None)
+            if kernel is None:
+                continue
+            if name == "forward_kernel":
+                kernel(*params, X)
+            elif name == "loss_and_grads_kernel":
+                kernel(*params, X, T)
+            elif name == "sgd_step_kernel":
+                kernel(*params, X, T, 0.01)
+            else:
+                kernel(*params, X, T, 0.01, 2)
+            calls += 1
+    return calls
+
+
+def main(specs) -> int:
+    start = time.perf_counter()
+    import numpy as np
+    import numba  # noqa: F401  (its import is fixed cost, reported apart from the kernels)
+    from codegen.network import load_network
+    import_s = time.perf_counter() - start
+    start = time.perf_counter()
+    networks, kernels = {}, 0
+    others = []
+    if not specs:  # every built-in network through load_network, as users load them
+        import codegen.network
+        specs = list(getattr(codegen.network, "BUILTIN_NETWORKS", {}).values())
+        others = generated_modules()[1]
+    for spec in specs:
+        t0 = time.perf_counter()
+        net = load_network(spec)
+        kernels += first_calls(net, np)
+        networks[net.SPEC] = time.perf_counter() - t0
+    for module in others:
+        t0 = time.perf_counter()
+        kernels += layer_first_calls(module, np)
+        networks[module.__name__] = time.perf_counter() - t0
+    print(json.dumps({"import_s": import_s, "total_s": time.perf_counter() - start,
+                      "kernels": kernels, "networks": networks}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+"""Smoke tests of the benchmark: it runs, its output has every row, and its competitors compute
+the same training step. No timing is asserted (timings are the benchmark's business)."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import bench
+from benchmarks import competitors as comp
+from symbolic.cli import build_parser
+from symbolic.commands import bench as bench_command
+
+
+def run_quick(tmp_path, capsys):
+    path, table = tmp_path / "bench.json", tmp_path / "bench.md"
+    assert bench.main(["--quick", "--no-subprocess", "--json", str(path), "--markdown", str(table)]) == 0
+    report = json.loads(path.read_text())
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| 2-2-2 b1 ")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {case['case']}" for case in report["cases"]]
+    assert table.read_text().startswith("`symprop bench --quick`")
+    return report, capsys.readouterr().out
+
+
+def test_quick_run_reports_every_row(tmp_path, capsys):
+    report, out = run_quick(tmp_path, capsys)
+    assert [c["case"] for c in report["cases"]] == ["2-2-2 b1 sigmoid float32", "2-2-2 b1 sigmoid float64"]
+    for case in report["cases"]:
+        rows = case["results"]
+        assert set(rows) == set(bench.LABELS)
+        assert "median_s" in rows[bench.SYMPROP], rows[bench.SYMPROP]  # codegen is part of the repo
+        for key, row in rows.items():
+            if "skipped" in row:
+                library = "torch" if key.startswith("torch") else "jax"
+                assert comp.import_optional(library) is None, f"{key} skipped although {library} is installed"
+                assert "not installed" in row["skipped"]
+                continue
+            assert 0 < row["q1_s"] <= row["median_s"] <= row["q3_s"]
+            assert row["x_numpy"] > 0 and row["vs_symprop"] > 0 and row["gflops"] > 0
+        assert rows[bench.NUMPY]["x_numpy"] == 1.0
+        assert rows[bench.SYMPROP]["vs_symprop"] == 1.0
+        assert case["spec"] in out and case["case"] in out
+    assert all(report["gemm_peak"][d]["gflops"] > 0 for d in bench.DTYPES)
+    assert [e["dtype"] for e in report["steps_per_call"]] == list(bench.DTYPES)
+    assert all(e["per_step_in_loop_s"] > 0 for e in report["steps_per_call"])
+    assert [m["dtype"] for m in report["mish"]] == list(bench.DTYPES)
+    for mish in report["mish"]:
+        assert mish["speedup"] > 0
+        assert mish["max_abs_difference"] < (1e-4 if mish["dtype"] == "float32" else 1e-12)
+    assert report["machine"]["numpy"] == np.__version__
+    assert report["targets"] and all(t["met"] is None for t in report["targets"])  # --quick judges nothing
+    for label in ("targets (reported, not asserted)", "GEMM peak float32", "k steps in one call"):
+        assert label in out
+
+
+def test_absent_competitors_get_a_skipped_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    monkeypatch.setitem(sys.modules, "jax", None)
+    report, out = run_quick(tmp_path, capsys)
+    for case in report["cases"]:
+        for key in (bench.TORCH_NN, bench.TORCH_MANUAL, bench.JAX):
+            assert case["results"][key]["skipped"].startswith("skipped: not installed")
+    assert out.count("skipped: not installed") == 3 * len(report["cases"])
+    assert report["machine"].get("torch") is None and report["machine"].get("jax") is None
+
+
+@pytest.mark.parametrize("case", [bench.worked_example("float64"),
+                                  bench.Case((784, 100, 10), 8, "relu", "float64")], ids=lambda c: c.name)
+def test_competitors_take_the_same_training_step(case, monkeypatch, tmp_path):
+    """Two steps from the same start give the same losses in every implementation, so the
+    benchmark compares like with like (the second loss depends on the first update)."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    libs = bench.optional_libraries()
+    steps, _ = bench.build_steps(case, libs)
+    assert bench.SYMPROP in steps and bench.NUMPY in steps
+    losses = {key: [float(step()) for _ in range(2)] for key, step in steps.items()}
+    reference = losses[bench.NUMPY]
+    assert reference[1] < reference[0]  # the step went downhill
+    for key, values in losses.items():
+        np.testing.assert_allclose(values, reference, rtol=1e-10, err_msg=key)
+
+
+def test_symprop_bench_is_a_subcommand():
+    args = build_parser().parse_args(["bench", "--quick", "--json", "out.json"])
+    assert args.quick and args.json == "out.json" and args.run is bench_command.run
