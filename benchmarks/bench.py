@@ -322,12 +322,11 @@ def mish_kernels():
     spec = importlib.util.spec_from_file_location("symprop_bench_mish_kernels", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    forward, backward = module.mish_forward_kernel, module.mish_backward_kernel
+    fused = module.mish_forward_backward_kernel
 
     def forward_backward(x, dout, y, dx):
-        """Forward into y, backward into dx (outputs preallocated, as a training loop keeps them)."""
-        forward(x, y)
-        backward(dout, x, dx)
+        """Forward into y and backward into dx in one pass (outputs preallocated, as a loop keeps them)."""
+        fused(x, dout, y, dx)
         return y, dx
 
     return forward_backward, None

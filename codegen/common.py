@@ -6,7 +6,7 @@ can copy one into another project.
 from __future__ import annotations
 
 from .files import JIT_FLAGS
-from .printer import HELPERS
+from .printer import HELPER_NEEDS, HELPERS
 
 PRELUDE = f'''
 import hashlib
@@ -160,6 +160,9 @@ ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS}
 
 def helper_source(names) -> str:
     """The helper functions a module uses, in a fixed order."""
+    names = set(names)
+    for name in list(names):
+        names |= HELPER_NEEDS.get(name, set())
     return "".join("\n" + ALL_HELPERS[name] for name in sorted(names))
 
 

@@ -31,13 +31,22 @@ class ModuleText:
         self.helpers |= set(helpers)
 
 
+def _element_reads(arrays):
+    """Each input element read once into a local (x_i = x[i]). Outputs may alias inputs, so
+    a value read again after a store is reloaded, and LLVM could no longer share the work
+    (one exp) of two helpers applied to it."""
+    return [f"{n}_i = {n}[i]" for n in arrays], {n: f"{n}_i" for n in arrays}
+
+
 def _elementwise(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     inputs = list(layer.inputs)
     out_name = "out"
     forward = d.forward[layer.output]
     # forward
-    lines, used = print_statements([("out[i]", forward)], {n: f"{n}[i]" for n in inputs})
+    reads, names = _element_reads(inputs)
+    lines, used = print_statements([("out[i]", forward)], names)
+    lines = reads + lines
     args = ", ".join(inputs)
     module.add(f'''
 @jit
@@ -57,11 +66,14 @@ def {base}_forward({args}, out=None):
 ''', used)
     # backward: one output array per input, rules read dout and the saved values
     saved = list(d.saved)
-    names = {n: f"{n}[i]" for n in ["dout", *saved]}
+    reads, names = _element_reads(["dout", *saved])
     grads = [f"d{n}" for n in inputs]
     assignments = [(f"{g}[i]", d.backward[g]) for g in grads]
-    partial = {f"{g}[i]": f"{g} = dout * d{layer.output}/d{g[1:]}" for g in grads}
+    # "d out/dx" would read as the upstream dout over dx: bracket an output named out
+    output_name = f"({layer.output})" if layer.output == "out" else layer.output
+    partial = {f"{g}[i]": f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
     lines, used = print_statements(assignments, names, comment_for=partial.get)
+    lines = reads + lines
     params = ", ".join(["dout", *saved])
     outs = ", ".join(f"{g}=None" for g in grads)
     returns = ", ".join(grads)
@@ -83,6 +95,30 @@ def {base}_backward({params}, {outs}):
 {allocs}
     {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
     return {returns}
+''', used)
+    # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
+    output = sp.Symbol(layer.output, real=True)
+    fused = [("out[i]", forward)] + [(f"{g}[i]", d.backward[g].subs(output, forward)) for g in grads]
+    reads, names = _element_reads([*inputs, "dout"])
+    lines, used = print_statements(fused, names, comment_for=partial.get)
+    lines = reads + lines
+    module.add(f'''
+@jit
+def {base}_forward_backward_kernel({args}, dout, out, {", ".join(grads)}):
+    real = out.dtype.type
+    for i in range(out.size):
+{chr(10).join(indent(lines, 2))}
+
+
+def {base}_forward_backward({args}, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns ({layer.output}, {returns})."""
+    {args}, dout, = _arrays("{base}_forward_backward", {", ".join(f"{n}={n}" for n in [*inputs, "dout"])})
+{chr(10).join(f'    _shape("{base}_forward_backward", "{n}", {n}, dout.shape)' for n in inputs)}
+    out = np.empty_like(dout)
+{chr(10).join(f"    {g} = np.empty_like(dout)" for g in grads)}
+    {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
+    return out, {returns}
 ''', used)
 
 

@@ -13,12 +13,16 @@ to SymPy's NumPy printer:
 """
 from __future__ import annotations
 
+import math
+
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
+from symbolic.stable import Softplus
+
 # SymPy function -> how the kernels call it (known functions as one table).
 KNOWN_FUNCTIONS = {
-    "exp": "np.exp",
+    "exp": "_exp",
     "log": "np.log",
     "sqrt": "np.sqrt",
     "tanh": "np.tanh",
@@ -35,14 +39,69 @@ KNOWN_FUNCTIONS = {
     "Softplus": "_softplus",
 }
 
+def _horner(coefficients, variable="r", result="p") -> list[str]:
+    """Horner's scheme as statements, highest degree first, literals in the dtype."""
+    lines = [f"{result} = real({coefficients[-1]!r})"]
+    lines += [f"{result} = {result} * {variable} + real({c!r})" for c in reversed(coefficients[:-1])]
+    return lines
+
+
+def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: float) -> str:
+    """exp for one float width as plain arithmetic, which LLVM vectorises (libm's exp is a
+    scalar call in every loop iteration).
+
+    exp(v) = 2**k * exp(r) with k = round(v / ln 2) and |r| <= ln(2)/2. r is computed in two
+    parts (ln 2 = ln2_hi + ln2_lo, where k * ln2_hi is exact) and exp(r) by its Taylor
+    polynomial, whose truncation error (ln(2)/2)**(degree+1)/(degree+1)! is far below half an
+    ulp. 2**k is built from exponent bits in two halves, so subnormal results and overflow to
+    inf come out as libm's do.
+    """
+    integer, mantissa, bias = ("np.int64", 52, 1023) if bits == 64 else ("np.int32", 23, 127)
+    ln2_lo = float(sp.log(2).evalf(40) - sp.Float(ln2_hi, 40))  # the rest of ln 2, beyond double's own
+    coefficients = [1 / math.factorial(k) for k in range(degree + 1)]
+    low, high = clamp
+    body = [
+        f"real = np.float{bits}",
+        f"w = v if v > real({low!r}) else real({low!r})  # NaN lands here too; see the last line",
+        f"w = w if w < real({high!r}) else real({high!r})",
+        f"k = np.floor(w * real({1 / math.log(2)!r}) + real(0.5))",
+        f"r = (w - k * real({ln2_hi!r})) - k * real({ln2_lo!r})",
+        *_horner(coefficients),
+        f"n = {integer}(k)",
+        "half = n >> 1",
+        f"scale_1 = {integer}((half + {bias}) << {mantissa}).view(np.float{bits})",
+        f"scale_2 = {integer}((n - half + {bias}) << {mantissa}).view(np.float{bits})",
+        "e = p * scale_1 * scale_2",
+        "return e if v == v else v",
+    ]
+    lines = "\n".join("    " + line for line in body)
+    return f'\n\n@jit_inline\ndef _exp{bits}(v):\n    """exp(v) in float{bits}, within 1 ulp of libm."""\n{lines}\n'
+
+
+_EXP_DISPATCH = '''
+def _exp(v):
+    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.exp(v)
+
+
+@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+def _exp_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _exp64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _exp32(v)
+'''
+
 # Helper functions a module needs when an expression uses them (stable forward forms).
 HELPERS = {
+    "_exp": _EXP_DISPATCH + _exp_helper(64, 13, (-746.0, 710.0), 0.6931471803691238)
+    + _exp_helper(32, 7, (-104.0, 89.0), 0.693145751953125),
     "_sigmoid": '''
 @jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
-    e = np.exp(-abs(v))
+    e = _exp(-abs(v))
     s = real(1) / (real(1) + e)
     return s if v >= 0 else e * s
 ''',
@@ -51,9 +110,23 @@ def _sigmoid(v):
 def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
-    return max(v, real(0)) + np.log1p(np.exp(-abs(v)))
+    return max(v, real(0)) + np.log1p(_exp(-abs(v)))
+''',
+    "_tanh_softplus": '''
+@jit_inline
+def _tanh_softplus(v):
+    """tanh(log(1 + exp(v))), Mish's gate, from one exp: with e = exp(-|v|) it is
+    (1 + 2e)/(1 + 2e + 2e^2) for v >= 0 and (e^2 + 2e)/(e^2 + 2e + 2) below; neither
+    overflows or cancels."""
+    real = type(v)
+    e = _exp(-abs(v))
+    numerator = real(1) + real(2) * e if v >= 0 else e * e + real(2) * e
+    return numerator / (numerator + (real(2) * e * e if v >= 0 else real(2)))
 ''',
 }
+
+# Helpers that call other helpers (helper_source emits these too).
+HELPER_NEEDS = {"_sigmoid": {"_exp"}, "_softplus": {"_exp"}, "_tanh_softplus": {"_exp"}}
 
 MAX_INLINE_POWER = 4
 
@@ -136,7 +209,13 @@ class KernelPrinter(NumPyPrinter):
             self.helpers_used.add(target)
         return f"{target}({', '.join(self._print(a) for a in expr.args)})"
 
-    _print_exp = _print_log = _print_tanh = _print_sinh = _print_cosh = _print_Function
+    def _print_tanh(self, expr):
+        if isinstance(expr.args[0], Softplus):  # Mish's gate: one exp instead of exp, log1p, tanh
+            self.helpers_used.add("_tanh_softplus")
+            return f"_tanh_softplus({self._print(expr.args[0].args[0])})"
+        return self._print_Function(expr)
+
+    _print_exp = _print_log = _print_sinh = _print_cosh = _print_Function
     _print_sin = _print_cos = _print_tan = _print_atan = _print_Abs = _print_erf = _print_Function
     _print_Sigmoid = _print_Softplus = _print_sign = _print_Function
 
@@ -198,6 +277,7 @@ def print_statements(assignments, names, comment_for=None, row=None):
     for symbol, value in temporaries:
         lines.append(f"{symbol.name} = {printer.doprint(value)}")
     for target, expr in zip(targets, reduced):
-        comment = f"  # {comment_for(target)}" if comment_for else ""
+        note = comment_for(target) if comment_for else None
+        comment = f"  # {note}" if note else ""
         lines.append(f"{target} = {printer.doprint(expr)}{comment}")
     return lines, printer.helpers_used

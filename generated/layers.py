@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: b6510fec2d3c34b9 (generator sources and sympy 1.14.0)
-# Body hash: c57d7d74111b8ac1
+# Input hash: d56401e31e3cc482 (generator sources and sympy 1.14.0)
+# Body hash: 32602e102248e441
 
 import hashlib
 import itertools
@@ -122,11 +122,78 @@ def _column_sums(a, out=None):
     return sums
 
 
+def _exp(v):
+    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.exp(v)
+
+
+@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+def _exp_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _exp64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _exp32(v)
+
+
+@jit_inline
+def _exp64(v):
+    """exp(v) in float64, within 1 ulp of libm."""
+    real = np.float64
+    w = v if v > real(-746.0) else real(-746.0)  # NaN lands here too; see the last line
+    w = w if w < real(710.0) else real(710.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
+    p = real(1.6059043836821613e-10)
+    p = p * r + real(2.08767569878681e-09)
+    p = p * r + real(2.505210838544172e-08)
+    p = p * r + real(2.755731922398589e-07)
+    p = p * r + real(2.7557319223985893e-06)
+    p = p * r + real(2.48015873015873e-05)
+    p = p * r + real(0.0001984126984126984)
+    p = p * r + real(0.001388888888888889)
+    p = p * r + real(0.008333333333333333)
+    p = p * r + real(0.041666666666666664)
+    p = p * r + real(0.16666666666666666)
+    p = p * r + real(0.5)
+    p = p * r + real(1.0)
+    p = p * r + real(1.0)
+    n = np.int64(k)
+    half = n >> 1
+    scale_1 = np.int64((half + 1023) << 52).view(np.float64)
+    scale_2 = np.int64((n - half + 1023) << 52).view(np.float64)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
+@jit_inline
+def _exp32(v):
+    """exp(v) in float32, within 1 ulp of libm."""
+    real = np.float32
+    w = v if v > real(-104.0) else real(-104.0)  # NaN lands here too; see the last line
+    w = w if w < real(89.0) else real(89.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
+    p = real(0.0001984126984126984)
+    p = p * r + real(0.001388888888888889)
+    p = p * r + real(0.008333333333333333)
+    p = p * r + real(0.041666666666666664)
+    p = p * r + real(0.16666666666666666)
+    p = p * r + real(0.5)
+    p = p * r + real(1.0)
+    p = p * r + real(1.0)
+    n = np.int32(k)
+    half = n >> 1
+    scale_1 = np.int32((half + 127) << 23).view(np.float32)
+    scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
 @jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
-    e = np.exp(-abs(v))
+    e = _exp(-abs(v))
     s = real(1) / (real(1) + e)
     return s if v >= 0 else e * s
 
@@ -135,7 +202,7 @@ def _sigmoid(v):
 def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
-    return max(v, real(0)) + np.log1p(np.exp(-abs(v)))
+    return max(v, real(0)) + np.log1p(_exp(-abs(v)))
 
 
 @jit_inline
@@ -153,7 +220,9 @@ def _total(a, out=None):
 def add_forward_kernel(x, y, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = x[i] + y[i]
+        x_i = x[i]
+        y_i = y[i]
+        out[i] = x_i + y_i
 
 
 def add_forward(x, y, out=None):
@@ -169,8 +238,9 @@ def add_forward(x, y, out=None):
 def add_backward_kernel(dout, dx, dy):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]  # dx = dout * dout/dx
-        dy[i] = dout[i]  # dy = dout * dout/dy
+        dout_i = dout[i]
+        dx[i] = dout_i  # dx = dout * d(out)/dx
+        dy[i] = dout_i  # dy = dout * d(out)/dy
 
 
 def add_backward(dout, dx=None, dy=None):
@@ -184,10 +254,37 @@ def add_backward(dout, dx=None, dy=None):
 
 
 @jit
+def add_forward_backward_kernel(x, y, dout, out, dx, dy):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        y_i = y[i]
+        dout_i = dout[i]
+        out[i] = x_i + y_i
+        dx[i] = dout_i  # dx = dout * d(out)/dx
+        dy[i] = dout_i  # dy = dout * d(out)/dy
+
+
+def add_forward_backward(x, y, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
+    x, y, dout, = _arrays("add_forward_backward", x=x, y=y, dout=dout)
+    _shape("add_forward_backward", "x", x, dout.shape)
+    _shape("add_forward_backward", "y", y, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    dy = np.empty_like(dout)
+    add_forward_backward_kernel(x.reshape(-1), y.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    return out, dx, dy
+
+
+@jit
 def mul_forward_kernel(x, y, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = x[i]*y[i]
+        x_i = x[i]
+        y_i = y[i]
+        out[i] = x_i*y_i
 
 
 def mul_forward(x, y, out=None):
@@ -203,8 +300,11 @@ def mul_forward(x, y, out=None):
 def mul_backward_kernel(dout, x, y, dx, dy):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*y[i]  # dx = dout * dout/dx
-        dy[i] = dout[i]*x[i]  # dy = dout * dout/dy
+        dout_i = dout[i]
+        x_i = x[i]
+        y_i = y[i]
+        dx[i] = dout_i*y_i  # dx = dout * d(out)/dx
+        dy[i] = dout_i*x_i  # dy = dout * d(out)/dy
 
 
 def mul_backward(dout, x, y, dx=None, dy=None):
@@ -219,10 +319,36 @@ def mul_backward(dout, x, y, dx=None, dy=None):
 
 
 @jit
+def mul_forward_backward_kernel(x, y, dout, out, dx, dy):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        y_i = y[i]
+        dout_i = dout[i]
+        out[i] = x_i*y_i
+        dx[i] = dout_i*y_i  # dx = dout * d(out)/dx
+        dy[i] = dout_i*x_i  # dy = dout * d(out)/dy
+
+
+def mul_forward_backward(x, y, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
+    x, y, dout, = _arrays("mul_forward_backward", x=x, y=y, dout=dout)
+    _shape("mul_forward_backward", "x", x, dout.shape)
+    _shape("mul_forward_backward", "y", y, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    dy = np.empty_like(dout)
+    mul_forward_backward_kernel(x.reshape(-1), y.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    return out, dx, dy
+
+
+@jit
 def identity_forward_kernel(x, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = x[i]
+        x_i = x[i]
+        out[i] = x_i
 
 
 def identity_forward(x, out=None):
@@ -238,7 +364,8 @@ def identity_forward(x, out=None):
 def identity_backward_kernel(dout, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]  # dx = dout * dy/dx
+        dout_i = dout[i]
+        dx[i] = dout_i  # dx = dout * dy/dx
 
 
 def identity_backward(dout, dx=None):
@@ -251,10 +378,32 @@ def identity_backward(dout, dx=None):
 
 
 @jit
+def identity_forward_backward_kernel(x, dout, out, dx):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        dout_i = dout[i]
+        out[i] = x_i
+        dx[i] = dout_i  # dx = dout * dy/dx
+
+
+def identity_forward_backward(x, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    x, dout, = _arrays("identity_forward_backward", x=x, dout=dout)
+    _shape("identity_forward_backward", "x", x, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    identity_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return out, dx
+
+
+@jit
 def relu_forward_kernel(x, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = max(real(0), x[i])
+        x_i = x[i]
+        out[i] = max(real(0), x_i)
 
 
 def relu_forward(x, out=None):
@@ -270,7 +419,9 @@ def relu_forward(x, out=None):
 def relu_backward_kernel(dout, x, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*real(x[i] > real(0))  # dx = dout * dy/dx
+        dout_i = dout[i]
+        x_i = x[i]
+        dx[i] = dout_i*real(x_i > real(0))  # dx = dout * dy/dx
 
 
 def relu_backward(dout, x, dx=None):
@@ -283,10 +434,32 @@ def relu_backward(dout, x, dx=None):
 
 
 @jit
+def relu_forward_backward_kernel(x, dout, out, dx):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        dout_i = dout[i]
+        out[i] = max(real(0), x_i)
+        dx[i] = dout_i*real(x_i > real(0))  # dx = dout * dy/dx
+
+
+def relu_forward_backward(x, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    x, dout, = _arrays("relu_forward_backward", x=x, dout=dout)
+    _shape("relu_forward_backward", "x", x, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    relu_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return out, dx
+
+
+@jit
 def sigmoid_forward_kernel(x, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = _sigmoid(x[i])
+        x_i = x[i]
+        out[i] = _sigmoid(x_i)
 
 
 def sigmoid_forward(x, out=None):
@@ -302,7 +475,9 @@ def sigmoid_forward(x, out=None):
 def sigmoid_backward_kernel(dout, y, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*y[i]*(real(1) - y[i])  # dx = dout * dy/dx
+        dout_i = dout[i]
+        y_i = y[i]
+        dx[i] = dout_i*y_i*(real(1) - y_i)  # dx = dout * dy/dx
 
 
 def sigmoid_backward(dout, y, dx=None):
@@ -315,10 +490,33 @@ def sigmoid_backward(dout, y, dx=None):
 
 
 @jit
+def sigmoid_forward_backward_kernel(x, dout, out, dx):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        dout_i = dout[i]
+        t0 = _sigmoid(x_i)
+        out[i] = t0
+        dx[i] = dout_i*t0*(real(1) - t0)  # dx = dout * dy/dx
+
+
+def sigmoid_forward_backward(x, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    x, dout, = _arrays("sigmoid_forward_backward", x=x, dout=dout)
+    _shape("sigmoid_forward_backward", "x", x, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    sigmoid_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return out, dx
+
+
+@jit
 def tanh_forward_kernel(x, out):
     real = out.dtype.type
     for i in range(out.size):
-        out[i] = np.tanh(x[i])
+        x_i = x[i]
+        out[i] = np.tanh(x_i)
 
 
 def tanh_forward(x, out=None):
@@ -334,7 +532,9 @@ def tanh_forward(x, out=None):
 def tanh_backward_kernel(dout, y, dx):
     real = dout.dtype.type
     for i in range(dout.size):
-        dx[i] = dout[i]*(real(1) - (y[i]*y[i]))  # dx = dout * dy/dx
+        dout_i = dout[i]
+        y_i = y[i]
+        dx[i] = dout_i*(real(1) - (y_i*y_i))  # dx = dout * dy/dx
 
 
 def tanh_backward(dout, y, dx=None):
@@ -344,6 +544,28 @@ def tanh_backward(dout, y, dx=None):
     dx = _output("tanh_backward", "dx", dx, dout.shape, dout.dtype)
     tanh_backward_kernel(dout.reshape(-1), y.reshape(-1), dx.reshape(-1))
     return dx
+
+
+@jit
+def tanh_forward_backward_kernel(x, dout, out, dx):
+    real = out.dtype.type
+    for i in range(out.size):
+        x_i = x[i]
+        dout_i = dout[i]
+        t0 = np.tanh(x_i)
+        out[i] = t0
+        dx[i] = dout_i*(real(1) - (t0*t0))  # dx = dout * dy/dx
+
+
+def tanh_forward_backward(x, dout):
+    """Forward and backward in one pass over memory, when dout is known with the inputs
+    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    x, dout, = _arrays("tanh_forward_backward", x=x, dout=dout)
+    _shape("tanh_forward_backward", "x", x, dout.shape)
+    out = np.empty_like(dout)
+    dx = np.empty_like(dout)
+    tanh_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    return out, dx
 
 
 @jit
@@ -424,9 +646,9 @@ def softmax_forward_kernel(z, y):
             zmax = max(zmax, z[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += np.exp(-zmax + z[n, k])
+            s0 += _exp(-zmax + z[n, k])
         for k in range(K):
-            y[n, k] = np.exp(-zmax + z[n, k])/s0
+            y[n, k] = _exp(-zmax + z[n, k])/s0
 
 
 def softmax_forward(z, out=None):
@@ -476,10 +698,10 @@ def softmax_cross_entropy_forward_kernel(z, t, y):
             s0 += t[n, k]*z[n, k]
         s1 = real(0)
         for k in range(K):
-            s1 += np.exp(-zmax + z[n, k])
+            s1 += _exp(-zmax + z[n, k])
         row_loss = -s0 + zmax + np.log(s1)
         for k in range(K):
-            y[n, k] = np.exp(-zmax + z[n, k])/s1
+            y[n, k] = _exp(-zmax + z[n, k])/s1
         total += row_loss
     return total / real(N)
 

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 35e59f8a391587d4 (generator sources and sympy 1.14.0)
-# Body hash: fabfd5877e9541be
+# Input hash: d72afa9e53f34ee7 (generator sources and sympy 1.14.0)
+# Body hash: de3005258fd2ae1c
 
 import hashlib
 import itertools
@@ -124,11 +124,78 @@ def _dot_loops(a, b, out=None):
     return product
 
 
+def _exp(v):
+    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.exp(v)
+
+
+@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+def _exp_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _exp64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _exp32(v)
+
+
+@jit_inline
+def _exp64(v):
+    """exp(v) in float64, within 1 ulp of libm."""
+    real = np.float64
+    w = v if v > real(-746.0) else real(-746.0)  # NaN lands here too; see the last line
+    w = w if w < real(710.0) else real(710.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
+    p = real(1.6059043836821613e-10)
+    p = p * r + real(2.08767569878681e-09)
+    p = p * r + real(2.505210838544172e-08)
+    p = p * r + real(2.755731922398589e-07)
+    p = p * r + real(2.7557319223985893e-06)
+    p = p * r + real(2.48015873015873e-05)
+    p = p * r + real(0.0001984126984126984)
+    p = p * r + real(0.001388888888888889)
+    p = p * r + real(0.008333333333333333)
+    p = p * r + real(0.041666666666666664)
+    p = p * r + real(0.16666666666666666)
+    p = p * r + real(0.5)
+    p = p * r + real(1.0)
+    p = p * r + real(1.0)
+    n = np.int64(k)
+    half = n >> 1
+    scale_1 = np.int64((half + 1023) << 52).view(np.float64)
+    scale_2 = np.int64((n - half + 1023) << 52).view(np.float64)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
+@jit_inline
+def _exp32(v):
+    """exp(v) in float32, within 1 ulp of libm."""
+    real = np.float32
+    w = v if v > real(-104.0) else real(-104.0)  # NaN lands here too; see the last line
+    w = w if w < real(89.0) else real(89.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
+    p = real(0.0001984126984126984)
+    p = p * r + real(0.001388888888888889)
+    p = p * r + real(0.008333333333333333)
+    p = p * r + real(0.041666666666666664)
+    p = p * r + real(0.16666666666666666)
+    p = p * r + real(0.5)
+    p = p * r + real(1.0)
+    p = p * r + real(1.0)
+    n = np.int32(k)
+    half = n >> 1
+    scale_1 = np.int32((half + 127) << 23).view(np.float32)
+    scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
 @jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
-    e = np.exp(-abs(v))
+    e = _exp(-abs(v))
     s = real(1) / (real(1) + e)
     return s if v >= 0 else e * s
 

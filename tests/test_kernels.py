@@ -1,5 +1,8 @@
 """Every generated per-layer kernel against central finite differences (float64), against the
 SymPy rule evaluated numerically, float32 against float64, at extreme inputs, and for purity."""
+import os
+
+import numba
 import numpy as np
 import pytest
 import sympy as sp
@@ -193,3 +196,64 @@ def test_forward_writes_into_a_preallocated_output():
     x, out = np.array([0.0, 1.0]), np.empty(2)
     assert kernels.sigmoid_forward(x, out=out) is out
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-x)))
+
+
+@pytest.mark.parametrize("name", kind_of("elementwise"))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_forward_backward_equals_the_two_passes(name, dtype, rng):
+    layer, d = REGISTRY[name], REGISTRY.derive(name)
+    inputs, dout = make_inputs(name, rng, dtype)
+    out = fn(name, "forward")(*inputs)
+    saved = dict(zip(layer.inputs, inputs)) | {layer.output: out}
+    grads = fn(name, "backward")(dout, *[saved[n] for n in d.saved])
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    fused_out, *fused_grads = fn(name, "forward_backward")(*inputs, dout)
+    # the same formulas; sharing subexpressions may move the last bit only
+    ulps = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(fused_out, out, rtol=ulps, atol=0)
+    for fused, separate in zip(fused_grads, grads):
+        np.testing.assert_allclose(fused, separate, rtol=ulps, atol=ulps * np.abs(separate).max())
+
+
+# ---- the vectorisable exp every kernel calls (polynomial + exponent bits, not libm) ----
+@numba.njit
+def _exp_loop(x, out):
+    for i in range(x.size):
+        out[i] = kernels._exp(x[i])
+
+
+EXP_RANGE = {np.float64: (-745.0, 709.7), np.float32: (-103.0, 88.7)}
+EXP_MAX_ULPS = {np.float64: 1, np.float32: 1}  # against exp rounded from float64 (float32)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="without the JIT, _exp is np.exp")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_exp_within_one_ulp_of_the_correctly_rounded_value(dtype, rng):
+    low, high = EXP_RANGE[dtype]
+    x = np.concatenate([rng.uniform(low, high, 100_000), rng.normal(0, 3, 100_000)]).astype(dtype)
+    out = np.empty_like(x)
+    _exp_loop(x, out)
+    if dtype == np.float64:  # libm's exp is within 1 ulp itself: compare with 40-digit values
+        sample = rng.choice(x.size, 2000, replace=False)
+        x, out = x[sample], out[sample]
+        reference = np.array([float(sp.exp(sp.Float(float(v), 40)).evalf(40)) for v in x])
+    else:
+        reference = np.exp(x.astype(np.float64)).astype(np.float32)
+    ulps = np.abs(out.astype(np.float64) - reference) / np.spacing(reference).astype(np.float64)
+    assert ulps.max() <= EXP_MAX_ULPS[dtype]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_exp_edge_cases_match_numpy(dtype):
+    info = np.finfo(dtype)
+    values = [0.0, -0.0, 1.0, -1.0, np.inf, -np.inf, np.nan, float(np.log(info.max)),
+              float(np.log(info.max)) * 1.001, float(np.log(info.tiny)), float(np.log(info.smallest_subnormal)),
+              float(np.log(info.smallest_subnormal)) - 1.0, 1e30, -1e30, float(info.tiny)]
+    x = np.array(values, dtype)
+    out = np.empty_like(x)
+    _exp_loop(x, out)
+    with np.errstate(over="ignore", under="ignore"):
+        expected = np.exp(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=2 * info.eps, atol=float(info.smallest_subnormal))

@@ -24,13 +24,16 @@ EXPRESSIONS = [
     sp.sign(x) * sp.Abs(y),
     sp.exp(-x ** 2 / 2) / sp.sqrt(2 * sp.pi),
     x ** 7,
+    x * sp.tanh(Softplus(x)),  # Mish, printed with the one-exp helper _tanh_softplus
+    x * (1 - sp.tanh(Softplus(x)) ** 2) * Sigmoid(x) + sp.tanh(Softplus(x)),  # its derivative
+    sp.tanh(Softplus(-30 * x)) * y,
 ]
 
 
 def _namespace(dtype):
     namespace = {"np": np, "math": math, "real": dtype}
     for name, source in HELPERS.items():
-        plain = "\n".join(line for line in source.splitlines() if not line.startswith("@jit"))
+        plain = "\n".join(line for line in source.splitlines() if not line.startswith("@"))
         exec(plain, namespace)  # the helpers as plain Python
     return namespace
 
@@ -40,7 +43,8 @@ def test_printed_code_evaluates_like_sympy(expr):
     code = KernelPrinter().doprint(expr)
     namespace = _namespace(np.float64)
     for xv, yv in ((0.7, -1.3), (-2.1, 0.4), (1.9, 2.5)):
-        expected = float(as_raw(expr).subs({x: xv, y: yv}).evalf(30))
+        # 40-digit Floats: substituting Python floats would evaluate 1 + exp(-21) to 15 digits
+        expected = float(as_raw(expr).subs({x: sp.Float(xv, 40), y: sp.Float(yv, 40)}).evalf(30))
         got = eval(code, dict(namespace, x=np.float64(xv), y=np.float64(yv)))
         assert got == pytest.approx(expected, rel=1e-13, abs=1e-300), code
 
@@ -49,3 +53,10 @@ def test_literals_keep_float32():
     code = KernelPrinter().doprint(sp.Rational(1, 2) * x + 1 - y / 3)
     value = eval(code, dict(_namespace(np.float32), x=np.float32(0.5), y=np.float32(1.5)))
     assert isinstance(value, np.float32)
+
+
+def test_tanh_of_softplus_prints_as_the_one_exp_helper():
+    printer = KernelPrinter()
+    assert printer.doprint(sp.tanh(Softplus(x))) == "_tanh_softplus(x)"
+    assert printer.helpers_used == {"_tanh_softplus"}
+    assert KernelPrinter().doprint(sp.tanh(x)) == "np.tanh(x)"
