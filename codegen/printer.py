@@ -39,10 +39,27 @@ KNOWN_FUNCTIONS = {
     "Softplus": "_softplus",
 }
 
-def _horner(coefficients, variable="r", result="p") -> list[str]:
-    """Horner's scheme as statements, highest degree first, literals in the dtype."""
-    lines = [f"{result} = real({coefficients[-1]!r})"]
-    lines += [f"{result} = {result} * {variable} + real({c!r})" for c in reversed(coefficients[:-1])]
+def _estrin(coefficients, variable="r", result="p") -> list[str]:
+    """The polynomial sum c[i] r**i as statements in Estrin's scheme: neighbours paired as
+    c[2i] + c[2i+1] r, then pairs of pairs with r**2, r**4, ... Its dependency chain is
+    log2(degree) steps long instead of Horner's degree steps, which is what a scalar call (a
+    tiny network's step) waits for; vector loops lose nothing."""
+    terms = [f"real({c!r})" for c in coefficients]
+    power, lines, level = variable, [], 0
+    while len(terms) > 1:
+        paired = []
+        for i in range(0, len(terms), 2):
+            if i + 1 < len(terms):
+                name = f"{result}{level}_{i // 2}"
+                lines.append(f"{name} = {terms[i]} + {terms[i + 1]} * {power}")
+                paired.append(name)
+            else:
+                paired.append(terms[i])
+        terms, level = paired, level + 1
+        if len(terms) > 1:
+            lines.append(f"{variable}{2 ** level} = {power} * {power}")
+            power = f"{variable}{2 ** level}"
+    lines.append(f"{result} = {terms[0]}")
     return lines
 
 
@@ -66,7 +83,9 @@ def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: floa
         f"w = w if w < real({high!r}) else real({high!r})",
         f"k = np.floor(w * real({1 / math.log(2)!r}) + real(0.5))",
         f"r = (w - k * real({ln2_hi!r})) - k * real({ln2_lo!r})",
-        *_horner(coefficients),
+        # 1 + r + r**2 (1/2 + r/6 + ...): the two leading terms added last keep the error near 0.5 ulp
+        *_estrin(coefficients[2:], result="q"),
+        "p = real(1) + (r + (r * r) * q)",
         f"n = {integer}(k)",
         "half = n >> 1",
         f"scale_1 = {integer}((half + {bias}) << {mantissa}).view(np.float{bits})",

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: d56401e31e3cc482 (generator sources and sympy 1.14.0)
-# Body hash: 32602e102248e441
+# Input hash: 30e4305be47a6013 (generator sources and sympy 1.14.0)
+# Body hash: 2565a8475f336c66
 
 import hashlib
 import itertools
@@ -143,20 +143,22 @@ def _exp64(v):
     w = w if w < real(710.0) else real(710.0)
     k = np.floor(w * real(1.4426950408889634) + real(0.5))
     r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
-    p = real(1.6059043836821613e-10)
-    p = p * r + real(2.08767569878681e-09)
-    p = p * r + real(2.505210838544172e-08)
-    p = p * r + real(2.755731922398589e-07)
-    p = p * r + real(2.7557319223985893e-06)
-    p = p * r + real(2.48015873015873e-05)
-    p = p * r + real(0.0001984126984126984)
-    p = p * r + real(0.001388888888888889)
-    p = p * r + real(0.008333333333333333)
-    p = p * r + real(0.041666666666666664)
-    p = p * r + real(0.16666666666666666)
-    p = p * r + real(0.5)
-    p = p * r + real(1.0)
-    p = p * r + real(1.0)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    q0_3 = real(2.48015873015873e-05) + real(2.7557319223985893e-06) * r
+    q0_4 = real(2.755731922398589e-07) + real(2.505210838544172e-08) * r
+    q0_5 = real(2.08767569878681e-09) + real(1.6059043836821613e-10) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    q1_1 = q0_2 + q0_3 * r2
+    q1_2 = q0_4 + q0_5 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q1_1 * r4
+    r8 = r4 * r4
+    q3_0 = q2_0 + q1_2 * r8
+    q = q3_0
+    p = real(1) + (r + (r * r) * q)
     n = np.int64(k)
     half = n >> 1
     scale_1 = np.int64((half + 1023) << 52).view(np.float64)
@@ -173,14 +175,15 @@ def _exp32(v):
     w = w if w < real(89.0) else real(89.0)
     k = np.floor(w * real(1.4426950408889634) + real(0.5))
     r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
-    p = real(0.0001984126984126984)
-    p = p * r + real(0.001388888888888889)
-    p = p * r + real(0.008333333333333333)
-    p = p * r + real(0.041666666666666664)
-    p = p * r + real(0.16666666666666666)
-    p = p * r + real(0.5)
-    p = p * r + real(1.0)
-    p = p * r + real(1.0)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q0_2 * r4
+    q = q2_0
+    p = real(1) + (r + (r * r) * q)
     n = np.int32(k)
     half = n >> 1
     scale_1 = np.int32((half + 127) << 23).view(np.float32)
