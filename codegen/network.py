@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import itertools
 import os
 import sys
 import warnings
@@ -423,28 +424,50 @@ def cache_directory() -> Path:
     return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "networks"
 
 
+def network_path(canonical: str) -> tuple[Path, str | None]:
+    """Where the module for a canonical spec lives, and its built-in name (None if not built in)."""
+    for name, builtin in BUILTIN_NETWORKS.items():
+        if canonical == builtin:
+            return files.GENERATED / f"net_{name}.py", name
+    return cache_directory() / f"net_{hashlib.sha256(canonical.encode()).hexdigest()[:12]}.py", None
+
+
 def network_file(spec: str) -> tuple[Path, str]:
     """Where the module for a spec lives and its current text (built-ins under generated/)."""
     canonical = canonical_spec(spec)
-    for name, builtin in BUILTIN_NETWORKS.items():
-        if canonical == builtin:
-            return files.GENERATED / f"net_{name}.py", network_module_text(canonical, name)
-    key = hashlib.sha256(canonical.encode()).hexdigest()[:12]
-    return cache_directory() / f"net_{key}.py", network_module_text(canonical)
+    path, name = network_path(canonical)
+    return path, network_module_text(canonical, name)
+
+
+def _is_current(path: Path, canonical: str) -> bool:
+    """Whether the file at path is what the generator would write now, judged from its header
+    (the input hash covers the generator's sources, SymPy's version and the spec; the body hash
+    catches hand edits) instead of printing the module again with SymPy, which took 0.7 s."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    header_lines = len(list(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())))
+    body = "".join(text.splitlines(keepends=True)[header_lines:])
+    return (files.header_field(text, "Input hash") == files.inputs_hash("net", canonical)
+            and files.header_field(text, "Body hash") == files.body_hash(body))
 
 
 def load_network(spec: str):
-    """The imported kernel module for a spec: built-in networks from generated/, any other
-    stack generated into the user cache (``$SYMPROP_CACHE`` or ``~/.cache/symprop``)."""
-    path, text = network_file(spec)
-    if path.parent == files.GENERATED:
-        if path.exists() and path.read_text() != text:
+    """The imported kernel module for a spec: built-ins from generated/ (with a warning if the
+    generator would now write them differently), any other stack generated into the user cache
+    (``$SYMPROP_CACHE`` or ``~/.cache/symprop``) unless an up-to-date file is already there."""
+    canonical = canonical_spec(spec)
+    path, builtin = network_path(canonical)
+    if builtin is not None:
+        if not _is_current(path, canonical):
             warnings.warn(f"{path} is stale: the generator would now write something else. "
                           f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
         return importlib.import_module(f"generated.{path.stem}")
-    files.write_if_changed(path, text)
+    if not _is_current(path, canonical):
+        files.write_if_changed(path, network_module_text(canonical))
     module_name = f"symprop_{path.stem}"
-    if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical_spec(spec):
+    if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:
         return sys.modules[module_name]
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 30e4305be47a6013 (generator sources and sympy 1.14.0)
+# Input hash: c75a59c5033350ab (generator sources and sympy 1.14.0)
 # Body hash: 2565a8475f336c66
 
 import hashlib

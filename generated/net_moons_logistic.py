@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: a773277f4b69b174 (generator sources and sympy 1.14.0)
+# Input hash: 949260280cdd2330 (generator sources and sympy 1.14.0)
 # Body hash: 6c77822a4eacbb7b
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: b1307f90935a2007 (generator sources and sympy 1.14.0)
+# Input hash: 9de2f8aa1e4e9e12 (generator sources and sympy 1.14.0)
 # Body hash: 6aa3bd07c26fbc58
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: de7d640a99ae733e (generator sources and sympy 1.14.0)
+# Input hash: fa5ee1057e84a03f (generator sources and sympy 1.14.0)
 # Body hash: 8762c7d8a328a9f5
 
 import hashlib

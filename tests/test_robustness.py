@@ -108,10 +108,33 @@ def test_hand_edited_generated_module_warns_at_import(tmp_path):
 
 
 def test_stale_builtin_network_warns_on_load(monkeypatch):
-    from codegen import network
-    monkeypatch.setattr(network, "network_module_text", lambda spec, name=None: "# something else\n")
+    """A generator source changed since the file was written: its input hash no longer matches."""
+    from codegen import files, network
+    monkeypatch.setattr(files, "inputs_hash", lambda *extra: "0000000000000000")
     with pytest.warns(UserWarning, match="is stale.*symprop generate"):
         network.load_network(network.BUILTIN_NETWORKS["moons_logistic"])
+
+
+def test_cached_network_is_reused_without_sympy_and_regenerated_when_edited(tmp_path, monkeypatch):
+    from codegen import network
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    spec = "affine(3,4) tanh affine(4,2) mse"
+    first = network.load_network(spec)
+    path = Path(first.__file__)
+    original = path.read_text()
+
+    def printing_again(*args, **kwargs):
+        raise AssertionError("an up-to-date cached module was printed again")
+
+    monkeypatch.setattr(network, "network_module_text", printing_again)
+    assert network.load_network(spec) is first  # header hashes match: no SymPy printing
+    edited = original.replace("loss = real(0)", "loss = real(1)", 1)  # a hand edit
+    assert edited != original
+    path.write_text(edited)
+    monkeypatch.undo()
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    network.load_network(spec)
+    assert path.read_text() == original  # the body hash caught the edit: written afresh
 
 
 def _run_copy(tmp_path, prelude=""):
