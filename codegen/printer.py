@@ -184,11 +184,12 @@ class KernelPrinter(NumPyPrinter):
         return f"np.dot({a}, {b}{target})"
 
 
-def print_statements(assignments, names, comment_for=None, row=None):
+def print_statements(assignments, names, comment_for=None, row=None, accumulate=()):
     """Common-subexpression-eliminated statements for ``[(target, expr), ...]``.
 
     Returns (lines, helpers_used). Temporaries are named t0, t1, ... in a canonical order,
-    so the output is deterministic.
+    so the output is deterministic. Targets in ``accumulate`` are printed ``target += expr``
+    (a sum over the batch rows kept in a scalar).
     """
     printer = KernelPrinter(names, row=row)
     targets = [t for t, _ in assignments]
@@ -199,5 +200,6 @@ def print_statements(assignments, names, comment_for=None, row=None):
         lines.append(f"{symbol.name} = {printer.doprint(value)}")
     for target, expr in zip(targets, reduced):
         comment = f"  # {comment_for(target)}" if comment_for else ""
-        lines.append(f"{target} = {printer.doprint(expr)}{comment}")
+        operator = "+=" if target in accumulate else "="
+        lines.append(f"{target} {operator} {printer.doprint(expr)}{comment}")
     return lines, printer.helpers_used

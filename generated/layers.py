@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: b6510fec2d3c34b9 (generator sources and sympy 1.14.0)
+# Input hash: 92c0c3b88e74d647 (generator sources and sympy 1.14.0)
 # Body hash: c57d7d74111b8ac1
 
 import hashlib

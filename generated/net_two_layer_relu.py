@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 0d8b8af48320f4d0 (generator sources and sympy 1.14.0)
-# Body hash: 3fba07e7fa31ed21
+# Input hash: db870e004b0db347 (generator sources and sympy 1.14.0)
+# Body hash: d951cd95fb7a3900
 
 import hashlib
 import itertools
@@ -128,6 +128,9 @@ PARAM_SHAPES = ((784, 100), (100,), (100, 10), (10,))
 INPUT_SIZE = 784
 OUTPUT_SIZE = 10
 LOSS = 'softmax-cross-entropy'
+# True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
+# unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
+SCALAR_STEP = False
 
 
 @jit
