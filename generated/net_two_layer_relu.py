@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: db870e004b0db347 (generator sources and sympy 1.14.0)
-# Body hash: d951cd95fb7a3900
+# Input hash: 47e1ffc8901198ec (generator sources and sympy 1.14.0)
+# Body hash: 871d8a49fb2ef341
 
 import hashlib
 import itertools
@@ -16,16 +16,18 @@ import numpy as np
 _JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
 
 
-def jit(function):
+def jit(function, **overrides):
     """numba.njit with an on-disk cache, so a second process loads instead of compiling.
 
     Where no cache location is writable, compile without one; where a cache file is corrupt,
-    clear that function's cache and compile afresh (numba itself would raise).
+    clear that function's cache and compile afresh (numba itself would raise). ``overrides``
+    replace entries of _JIT_FLAGS for one kernel.
     """
+    flags = {**_JIT_FLAGS, **overrides}
     try:
-        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+        dispatcher = numba.njit(cache=True, **flags)(function)
     except RuntimeError:
-        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+        return numba.njit(cache=False, **flags)(function)
     cache = getattr(dispatcher, "_cache", None)
     if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
         return dispatcher
