@@ -184,12 +184,11 @@ class KernelPrinter(NumPyPrinter):
         return f"np.dot({a}, {b}{target})"
 
 
-def print_statements(assignments, names, comment_for=None, row=None, accumulate=()):
+def print_statements(assignments, names, comment_for=None, row=None):
     """Common-subexpression-eliminated statements for ``[(target, expr), ...]``.
 
     Returns (lines, helpers_used). Temporaries are named t0, t1, ... in a canonical order,
-    so the output is deterministic. Targets in ``accumulate`` are printed ``target += expr``
-    (a sum over the batch rows kept in a scalar).
+    so the output is deterministic.
     """
     printer = KernelPrinter(names, row=row)
     targets = [t for t, _ in assignments]
@@ -200,6 +199,5 @@ def print_statements(assignments, names, comment_for=None, row=None, accumulate=
         lines.append(f"{symbol.name} = {printer.doprint(value)}")
     for target, expr in zip(targets, reduced):
         comment = f"  # {comment_for(target)}" if comment_for else ""
-        operator = "+=" if target in accumulate else "="
-        lines.append(f"{target} {operator} {printer.doprint(expr)}{comment}")
+        lines.append(f"{target} = {printer.doprint(expr)}{comment}")
     return lines, printer.helpers_used

@@ -33,8 +33,9 @@ from .common import indent
 from .printer import KernelPrinter, print_statements
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
-# step. An 8-8-8 step is ~200 straight-line statements per row: still quick to compile, and
-# still cheaper than loops over arrays (the loops' overhead is per element, like the work).
+# step. Measured (batch 1, sigmoid + softmax-cross-entropy, per step in sgd_steps, matrix ->
+# scalar): 4-4-4 0.88 -> 0.12 us, 8-8-8 1.67 -> 0.29 us. The price is compile time, once per
+# dtype thanks to the on-disk cache: 8-8-8 takes ~10 s per step kernel instead of ~4 s.
 TINY_WIDTH = 8
 
 
@@ -116,9 +117,12 @@ class _ScalarPrinter:
         return symbols
 
     def statements(self, assignments, comment_for=None, accumulate=()):
-        lines, used = print_statements(assignments, self.names, comment_for=comment_for, accumulate=accumulate)
+        """Printed statements; targets in ``accumulate`` become ``target += expr`` (a sum over
+        the batch rows kept in a scalar). CSE temporaries are t0, t1, ..., never a target."""
+        lines, used = print_statements(assignments, self.names, comment_for=comment_for)
         self.helpers |= used
-        return lines
+        return [f"{line.split(' = ', 1)[0]} += {line.split(' = ', 1)[1]}"
+                if line.split(" = ", 1)[0] in accumulate else line for line in lines]
 
     def prepend_backward(self, lines):
         self.backward_lines = lines + self.backward_lines

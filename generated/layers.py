@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 4e8b27df22513429 (generator sources and sympy 1.14.0)
+# Input hash: 69e2d5c426dfd86b (generator sources and sympy 1.14.0)
 # Body hash: 337c3c42a9a869fa
 
 import hashlib

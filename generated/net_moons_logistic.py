@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: f43538f601f157ce (generator sources and sympy 1.14.0)
+# Input hash: f3449f0950b5d5a9 (generator sources and sympy 1.14.0)
 # Body hash: 178c40ae56928874
 
 import hashlib

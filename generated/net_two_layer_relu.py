@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 47e1ffc8901198ec (generator sources and sympy 1.14.0)
+# Input hash: e99c42e96338a9b7 (generator sources and sympy 1.14.0)
 # Body hash: 871d8a49fb2ef341
 
 import hashlib

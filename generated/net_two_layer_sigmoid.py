@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 166e7e2c1a008646 (generator sources and sympy 1.14.0)
+# Input hash: c49a9dc9998ef90c (generator sources and sympy 1.14.0)
 # Body hash: a746c23b3212f1f0
 
 import hashlib
