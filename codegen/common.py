@@ -20,16 +20,18 @@ import numpy as np
 _JIT_FLAGS = {JIT_FLAGS}
 
 
-def jit(function):
+def jit(function, **overrides):
     """numba.njit with an on-disk cache, so a second process loads instead of compiling.
 
     Where no cache location is writable, compile without one; where a cache file is corrupt,
-    clear that function's cache and compile afresh (numba itself would raise).
+    clear that function's cache and compile afresh (numba itself would raise). ``overrides``
+    replace entries of _JIT_FLAGS for one kernel.
     """
+    flags = {{**_JIT_FLAGS, **overrides}}
     try:
-        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+        dispatcher = numba.njit(cache=True, **flags)(function)
     except RuntimeError:
-        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+        return numba.njit(cache=False, **flags)(function)
     cache = getattr(dispatcher, "_cache", None)
     if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
         return dispatcher

@@ -21,6 +21,7 @@ GENERATED = ROOT / "generated"
 GENERATOR_INPUTS = [
     "symbolic/layers.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
     "codegen/printer.py", "codegen/common.py", "codegen/layer_kernels.py", "codegen/network.py",
+    "codegen/scalar_step.py",
     "codegen/generate.py", "codegen/files.py",
 ]
 

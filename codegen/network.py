@@ -4,7 +4,10 @@
 ``network_module_text`` prints a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
 ``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
-the gradient with respect to the input data, which nothing uses.
+the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
+at most ``scalar_step.TINY_WIDTH`` wide, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` and
+``sgd_steps_kernel`` use the scalar-expanded step of ``codegen/scalar_step.py`` instead: no
+workspace, every unit a scalar local; ``*_into`` and ``loss_and_grads`` keep the matrix form.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from . import files
 from .common import PRELUDE, helper_source, indent
 from .layer_kernels import ROW_MAX, row_reduction_lines, _row_index
 from .printer import KernelPrinter, print_statements
+from .scalar_step import scalar_step
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
 BUILTIN_NETWORKS = {
@@ -296,7 +300,10 @@ def network_module_text(spec: str, name: str | None = None) -> str:
     buffers = ", ".join(name for name, _ in net.buffers)
     scores = net.values[-1]
     forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values]
-    body = PRELUDE + helper_source(net.helpers) + f'''
+    scalar = scalar_step(uses)  # None unless the network is tiny
+    if scalar is not None:
+        assert scalar.params == net.params, (scalar.params, net.params)
+    body = PRELUDE + helper_source(net.helpers | (scalar.helpers if scalar else set())) + f'''
 
 SPEC = {canonical!r}
 PARAM_NAMES = {tuple(param_names)!r}
@@ -304,6 +311,9 @@ PARAM_SHAPES = {tuple(s for _, s in net.params)!r}
 INPUT_SIZE = {net.widths[0]}
 OUTPUT_SIZE = {net.widths[-1]}
 LOSS = {uses[-1].layer.name!r}
+# True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
+# unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
+SCALAR_STEP = {scalar is not None}
 
 
 @jit
@@ -360,19 +370,7 @@ def sgd_step_into({params}, X, T, lr, {buffers}):
     return loss
 
 
-@jit
-def sgd_step_kernel({params}, X, T, lr):
-    {buffers}, = make_workspace(X)
-    return sgd_step_into({params}, X, T, lr, {buffers})
-
-
-@jit
-def sgd_steps_kernel({params}, X, T, lr, steps):
-    {buffers}, = make_workspace(X)
-    loss = X.dtype.type(0)
-    for _ in range(steps):
-        loss = sgd_step_into({params}, X, T, lr, {buffers})
-    return loss
+{_step_kernels_text(params, buffers, scalar)}
 
 
 def _check(function, params, X, T=None):
@@ -418,6 +416,51 @@ def sgd_steps({params}, X, T, lr, steps):
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], files.inputs_hash("net", canonical), body)
     return head + body
+
+
+def _step_kernels_text(params, buffers, scalar) -> str:
+    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step) or, for a tiny
+    network, the scalar step with no arrays besides the arguments."""
+    if scalar is None:
+        return f'''
+@jit
+def sgd_step_kernel({params}, X, T, lr):
+    {buffers}, = make_workspace(X)
+    return sgd_step_into({params}, X, T, lr, {buffers})
+
+
+@jit
+def sgd_steps_kernel({params}, X, T, lr, steps):
+    {buffers}, = make_workspace(X)
+    loss = X.dtype.type(0)
+    for _ in range(steps):
+        loss = sgd_step_into({params}, X, T, lr, {buffers})
+    return loss
+'''.strip("\n")
+    return scalar.function_text().strip("\n") + f'''
+
+
+def jit_holding_gil(function):
+    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
+    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
+    return jit(function, nogil=False)
+
+
+@jit_holding_gil
+def sgd_step_kernel({params}, X, T, lr):
+    """One gradient-descent step in place (the scalar step: no workspace)."""
+    return _scalar_step({params}, X, T, lr)
+
+
+@jit
+def sgd_steps_kernel({params}, X, T, lr, steps):
+    """`steps` gradient-descent steps in place (the scalar step: no workspace; long enough
+    a call to release the GIL, so several networks can train in threads)."""
+    loss = X.dtype.type(0)
+    for _ in range(steps):
+        loss = _scalar_step({params}, X, T, lr)
+    return loss
+'''.rstrip("\n")
 
 
 def cache_directory() -> Path:

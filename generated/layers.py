@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: c75a59c5033350ab (generator sources and sympy 1.14.0)
-# Body hash: 2565a8475f336c66
+# Input hash: 465b0be997c69857 (generator sources and sympy 1.14.0)
+# Body hash: 084dd822571dcf3d
 
 import hashlib
 import itertools
@@ -16,16 +16,18 @@ import numpy as np
 _JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
 
 
-def jit(function):
+def jit(function, **overrides):
     """numba.njit with an on-disk cache, so a second process loads instead of compiling.
 
     Where no cache location is writable, compile without one; where a cache file is corrupt,
-    clear that function's cache and compile afresh (numba itself would raise).
+    clear that function's cache and compile afresh (numba itself would raise). ``overrides``
+    replace entries of _JIT_FLAGS for one kernel.
     """
+    flags = {**_JIT_FLAGS, **overrides}
     try:
-        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+        dispatcher = numba.njit(cache=True, **flags)(function)
     except RuntimeError:
-        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+        return numba.njit(cache=False, **flags)(function)
     cache = getattr(dispatcher, "_cache", None)
     if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
         return dispatcher

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 9de2f8aa1e4e9e12 (generator sources and sympy 1.14.0)
-# Body hash: 6aa3bd07c26fbc58
+# Input hash: 0dbe6c6135880595 (generator sources and sympy 1.14.0)
+# Body hash: dfb2559d8f398be0
 
 import hashlib
 import itertools
@@ -16,16 +16,18 @@ import numpy as np
 _JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
 
 
-def jit(function):
+def jit(function, **overrides):
     """numba.njit with an on-disk cache, so a second process loads instead of compiling.
 
     Where no cache location is writable, compile without one; where a cache file is corrupt,
-    clear that function's cache and compile afresh (numba itself would raise).
+    clear that function's cache and compile afresh (numba itself would raise). ``overrides``
+    replace entries of _JIT_FLAGS for one kernel.
     """
+    flags = {**_JIT_FLAGS, **overrides}
     try:
-        dispatcher = numba.njit(cache=True, **_JIT_FLAGS)(function)
+        dispatcher = numba.njit(cache=True, **flags)(function)
     except RuntimeError:
-        return numba.njit(cache=False, **_JIT_FLAGS)(function)
+        return numba.njit(cache=False, **flags)(function)
     cache = getattr(dispatcher, "_cache", None)
     if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
         return dispatcher
@@ -198,6 +200,9 @@ PARAM_SHAPES = ((784, 100), (100,), (100, 10), (10,))
 INPUT_SIZE = 784
 OUTPUT_SIZE = 10
 LOSS = 'softmax-cross-entropy'
+# True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
+# unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
+SCALAR_STEP = False
 
 
 @jit

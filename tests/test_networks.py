@@ -12,6 +12,7 @@ import pytest
 from codegen import files
 from codegen.generate import check, generate
 from codegen.network import BUILTIN_NETWORKS, load_network, parse_net
+from codegen.scalar_step import TINY_WIDTH, scalar_step
 from symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, numerical_gradient_at, relative_error
@@ -26,6 +27,17 @@ EXTRA_NETWORKS = [
     "affine(4,3) identity affine(3,1) binary-cross-entropy",
 ]
 NETWORKS = list(BUILTIN_NETWORKS.values()) + EXTRA_NETWORKS
+# Tiny networks: sgd_step_kernel and sgd_steps_kernel run the scalar-expanded step
+TINY_NETWORKS = [
+    BUILTIN_NETWORKS["two_layer_sigmoid"],
+    BUILTIN_NETWORKS["moons_logistic"],
+    "affine(3,4) relu affine(4,3) softmax-cross-entropy",
+    "affine(2,3) tanh affine(3,2) mse",
+    EXTRA_NETWORKS[1],  # a user formula
+    EXTRA_NETWORKS[2],  # a softmax layer inside the network
+]
+# scalar step against the matrix step: the same arithmetic in another order
+SCALAR_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
 
 @pytest.fixture(autouse=True)
@@ -76,15 +88,49 @@ def test_sgd_step_updates_in_place_with_the_gradient(spec, rng):
     np.testing.assert_array_equal(T, T_before)
 
 
-def test_sgd_steps_equals_repeated_steps(rng):
-    net = load_network(BUILTIN_NETWORKS["two_layer_sigmoid"])
-    params, X, T = random_problem(net, rng, batch=1)
+@pytest.mark.parametrize("batch", [1, 17])
+@pytest.mark.parametrize("spec", [BUILTIN_NETWORKS["two_layer_sigmoid"], *TINY_NETWORKS[2:4], EXTRA_NETWORKS[0]])
+def test_sgd_steps_equals_repeated_steps(spec, batch, rng):
+    net = load_network(spec)
+    params, X, T = random_problem(net, rng, batch=batch)
     copies = [p.copy() for p in params]
     for _ in range(3):
-        last = net.sgd_step(*copies, X, T, 0.5)
-    assert net.sgd_steps(*params, X, T, 0.5, 3) == pytest.approx(last, rel=1e-12)
+        last = net.sgd_step_kernel(*copies, X, T, 0.5)
+    assert net.sgd_steps_kernel(*params, X, T, 0.5, 3) == pytest.approx(last, rel=1e-12)
     for a, b in zip(params, copies):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert net.sgd_steps(*params, X, T, 0.5, 0) == 0  # no step: nothing changes
+    for a, b in zip(params, copies):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 3, 17])
+@pytest.mark.parametrize("spec", TINY_NETWORKS)
+def test_scalar_step_equals_the_matrix_step(spec, batch, dtype, rng):
+    """sgd_step_kernel (scalar step) against sgd_step_into (the matrix step on a workspace)."""
+    net = load_network(spec)
+    assert net.SCALAR_STEP
+    params, X, T = random_problem(net, rng, batch=batch, dtype=dtype)
+    scalar, matrix = [p.copy() for p in params], [p.copy() for p in params]
+    loss = net.sgd_step_kernel(*scalar, X, T, 0.3)
+    expected = net.sgd_step_into(*matrix, X, T, 0.3, *net.make_workspace(X))
+    tolerance = SCALAR_TOLERANCE[dtype]
+    assert loss == pytest.approx(expected, rel=tolerance)
+    for name, a, b, before in zip(net.PARAM_NAMES, scalar, matrix, params):
+        assert a.dtype == dtype
+        assert not np.array_equal(b, before), name  # the step moved every parameter
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * np.abs(b).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("spec, tiny", [
+    ("affine(8,8) sigmoid affine(8,8) mse", True),
+    (f"affine(2,{TINY_WIDTH + 1}) relu affine({TINY_WIDTH + 1},2) mse", False),
+    (BUILTIN_NETWORKS["two_layer_relu"], False),
+    (BUILTIN_NETWORKS["two_layer_sigmoid"], True),
+])
+def test_only_tiny_networks_get_the_scalar_step(spec, tiny):
+    assert (scalar_step(parse_net(spec)) is not None) == tiny
 
 
 @pytest.mark.parametrize("spec", [BUILTIN_NETWORKS["two_layer_relu"], EXTRA_NETWORKS[0]])
@@ -170,9 +216,10 @@ def test_generated_files_are_marked_and_import_only_numpy_and_numba():
         head = text.split("\n\n")[0]
         assert "GENERATED FILE - do not edit" in head and "Regenerate with: symprop generate" in head
         assert "Input hash: " in head and "Body hash: " in head
-    backward_lines = [l for l in (files.GENERATED / "net_two_layer_relu.py").read_text().splitlines()
-                      if l.strip().startswith(("dW", "db", "dh", "dz"))]
-    assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty_like" not in l)
+    for name in ("net_two_layer_relu.py", "net_two_layer_sigmoid.py"):  # matrix and scalar steps
+        backward_lines = [l for l in (files.GENERATED / name).read_text().splitlines()
+                          if l.strip().startswith(("dW", "db", "dh", "dz"))]
+        assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty_like" not in l), name
 
 
 def test_network_outside_generated_goes_to_the_cache(tmp_path, monkeypatch):
