@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 6343950f78c8949b (generator sources and sympy 1.14.0)
-# Body hash: 2714c7d479f3ccc8
+# Input hash: a118c7ab3446bc72 (generator sources and sympy 1.14.0)
+# Body hash: 5443233cf468adc1
 
 import hashlib
 import itertools
@@ -217,10 +217,26 @@ def _sigmoid(v):
 
 
 @jit_inline
+def _sigmoid_libm(v):
+    """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
+    real = type(v)
+    e = np.exp(-abs(v))
+    s = real(1) / (real(1) + e)
+    return s if v >= 0 else e * s
+
+
+@jit_inline
 def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
     return max(v, real(0)) + np.log1p(_exp(-abs(v)))
+
+
+@jit_inline
+def _softplus_libm(v):
+    """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
+    real = type(v)
+    return max(v, real(0)) + np.log1p(np.exp(-abs(v)))
 
 
 SPEC = 'affine(2,1) binary-cross-entropy'
@@ -328,10 +344,10 @@ def _scalar_step(W1, b1, X, T, lr):
         z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
         # ---- loss ----
         # layer 2: binary-cross-entropy
-        loss += -T[n, 0]*z1_0 + _softplus(z1_0)
+        loss += -T[n, 0]*z1_0 + _softplus_libm(z1_0)
         # ---- backward (chain rule, from the loss back to the first layer) ----
         # layer 2: binary-cross-entropy
-        dz1_0 = (-T[n, 0] + _sigmoid(z1_0))/real(N)  # dL/dz1_0 = (-t + Sigmoid(z))/N
+        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1_0 = (-t + Sigmoid(z))/N
         # layer 1: affine(2,1)
         dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
         dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 1f04d7890e3830da (generator sources and sympy 1.14.0)
-# Body hash: df44cafd1e1569a8
+# Input hash: 2dec934bbd612be0 (generator sources and sympy 1.14.0)
+# Body hash: 49bf7da5537e5df5
 
 import hashlib
 import itertools
@@ -206,6 +206,15 @@ def _sigmoid(v):
 
 
 @jit_inline
+def _sigmoid_libm(v):
+    """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
+    real = type(v)
+    e = np.exp(-abs(v))
+    s = real(1) / (real(1) + e)
+    return s if v >= 0 else e * s
+
+
+@jit_inline
 def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
     total = np.empty(1, a.dtype) if out is None else out
@@ -373,14 +382,14 @@ def _scalar_step(W1, b1, W2, b2, X, T, lr):
         z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
         z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0
         # layer 2: sigmoid
-        h1_0 = _sigmoid(z1_0)
-        h1_1 = _sigmoid(z1_1)
+        h1_0 = _sigmoid_libm(z1_0)
+        h1_1 = _sigmoid_libm(z1_1)
         # layer 3: affine-shared-bias(2,2)  (z2 = h1 W2 + 1 b2)
         z2_0 = W2_0_0*h1_0 + W2_1_0*h1_1 + b2_0
         z2_1 = W2_0_1*h1_0 + W2_1_1*h1_1 + b2_0
         # layer 4: sigmoid
-        h2_0 = _sigmoid(z2_0)
-        h2_1 = _sigmoid(z2_1)
+        h2_0 = _sigmoid_libm(z2_0)
+        h2_1 = _sigmoid_libm(z2_1)
         # ---- loss ----
         # layer 5: squared-error
         loss += (real(0.5))*((T[n, 0] - h2_0)*(T[n, 0] - h2_0))

@@ -38,9 +38,10 @@ def _namespace(dtype):
     return namespace
 
 
+@pytest.mark.parametrize("scalar", [False, True], ids=["loops", "straight-line"])
 @pytest.mark.parametrize("expr", EXPRESSIONS, ids=str)
-def test_printed_code_evaluates_like_sympy(expr):
-    code = KernelPrinter().doprint(expr)
+def test_printed_code_evaluates_like_sympy(expr, scalar):
+    code = KernelPrinter(scalar=scalar).doprint(expr)
     namespace = _namespace(np.float64)
     for xv, yv in ((0.7, -1.3), (-2.1, 0.4), (1.9, 2.5)):
         # 40-digit Floats: substituting Python floats would evaluate 1 + exp(-21) to 15 digits
@@ -60,3 +61,10 @@ def test_tanh_of_softplus_prints_as_the_one_exp_helper():
     assert printer.doprint(sp.tanh(Softplus(x))) == "_tanh_softplus(x)"
     assert printer.helpers_used == {"_tanh_softplus"}
     assert KernelPrinter().doprint(sp.tanh(x)) == "np.tanh(x)"
+
+
+def test_straight_line_code_calls_the_libm_variants_of_the_helpers():
+    printer = KernelPrinter(scalar=True)
+    assert printer.doprint(Sigmoid(x) + sp.exp(y)) == "np.exp(y) + _sigmoid_libm(x)"
+    assert printer.helpers_used == {"_sigmoid_libm"}
+    assert "_exp(" not in HELPERS["_sigmoid_libm"] and "np.exp(" in HELPERS["_sigmoid_libm"]
