@@ -27,7 +27,7 @@ from symbolic.errors import SympropError
 from symbolic.layers import REDUCTIONS, REGISTRY, formula_layer
 
 from . import files
-from .common import PRELUDE, helper_source, indent
+from .common import PRELUDE, fresh_name, helper_source, indent
 from .layer_kernels import ROW_MAX, row_reduction_lines, _row_index
 from .printer import KernelPrinter, print_statements
 from .scalar_step import scalar_step
@@ -217,7 +217,7 @@ class _NetworkPrinter:
     def _elementwise(self, use):
         d = use.layer.derive()
         source = self.values[-1]
-        out = self.buffer(f"h{self.affine_count}", f"(N, {self.width})")
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
         names = {"x": f"{source}[n, j]", use.layer.output: f"{out}[n, j]"}
         lines, used = print_statements([(f"{out}[n, j]", d.forward[use.layer.output])], names)
         self.forward_lines += [f"# layer {use.position}: {use.text}",
@@ -237,7 +237,7 @@ class _NetworkPrinter:
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
-        out = self.buffer(f"p{self.affine_count}", f"(N, {self.width})")
+        out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), f"(N, {self.width})")
         forward, used = row_reduction_lines([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
         backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],

@@ -29,7 +29,7 @@ from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symbolic.layers import REDUCTIONS, REGISTRY, I, J, K, N
 
-from .common import indent
+from .common import fresh_name, indent
 from .printer import KernelPrinter, print_statements
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
@@ -106,6 +106,7 @@ class _ScalarPrinter:
         self.helpers: set[str] = set()
         self.names: dict[str, str] = {}  # scalar name -> printed text, for X and T
         self.value, self.width, self.affine_count = "X", uses[0].args[0], 0
+        self.values: set[str] = {"X"}  # names of the values so far (each unit is <name>_<j>)
         for use in uses:
             getattr(self, "_" + use.kind.replace("-", "_"))(use)
 
@@ -177,7 +178,8 @@ class _ScalarPrinter:
 
     def _elementwise(self, use):
         d = use.layer.derive()
-        source, out = self.value, f"h{self.affine_count}"
+        source, out = self.value, fresh_name(f"h{self.affine_count}", self.values)
+        self.values.add(out)
         x, y, dout = real("x"), real(use.layer.output), real("dout")
         rule = d.backward["dx"]
         local = sp.sstr((rule / dout).subs({x: sp.Symbol(source), y: sp.Symbol(out)}))
@@ -210,7 +212,8 @@ class _ScalarPrinter:
 
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
-        source, out = self.value, f"p{self.affine_count}"
+        source, out = self.value, fresh_name(f"p{self.affine_count}", self.values)
+        self.values.add(out)
         z, y, dy = self.units(source), self.units(out), self.units("d" + out)
         forward = self._expand_classes(d.forward["y[k]"], {"z": z})
         self.forward_lines += [f"# layer {use.position}: {use.text} (row maximum subtracted)",

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: a118c7ab3446bc72 (generator sources and sympy 1.14.0)
+# Input hash: ede31e294d2f6965 (generator sources and sympy 1.14.0)
 # Body hash: 5443233cf468adc1
 
 import hashlib

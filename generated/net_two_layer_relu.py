@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 432dd8910ad6293e (generator sources and sympy 1.14.0)
+# Input hash: 9ba23aeb70da8321 (generator sources and sympy 1.14.0)
 # Body hash: dfb2559d8f398be0
 
 import hashlib

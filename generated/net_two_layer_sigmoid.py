@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 2dec934bbd612be0 (generator sources and sympy 1.14.0)
+# Input hash: f6cc4aa4913fd497 (generator sources and sympy 1.14.0)
 # Body hash: 49bf7da5537e5df5
 
 import hashlib

@@ -25,6 +25,8 @@ EXTRA_NETWORKS = [
     "affine(3,4) formula(x*tanh(log(1+exp(x)))) affine(4,2) mse",
     "affine(3,4) sigmoid affine(4,3) softmax affine(3,2) squared-error",
     "affine(4,3) identity affine(3,1) binary-cross-entropy",
+    "affine(3,4) relu tanh affine(4,2) mse",  # two activations in a row: values h1, h1b
+    "affine(12,9) sigmoid tanh affine(9,2) mse",  # the same, too wide for the scalar step
 ]
 NETWORKS = list(BUILTIN_NETWORKS.values()) + EXTRA_NETWORKS
 # Tiny networks: sgd_step_kernel and sgd_steps_kernel run the scalar-expanded step
@@ -35,6 +37,7 @@ TINY_NETWORKS = [
     "affine(2,3) tanh affine(3,2) mse",
     EXTRA_NETWORKS[1],  # a user formula
     EXTRA_NETWORKS[2],  # a softmax layer inside the network
+    EXTRA_NETWORKS[4],  # two activations in a row
 ]
 # scalar step against the matrix step: the same arithmetic in another order
 SCALAR_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
