@@ -35,6 +35,11 @@ def symprop_step(net, case, params, X, T):
     return functools.partial(net.sgd_step_kernel, *args)
 
 
+def symprop_step_packed(net, case, params, X, T):
+    """The same step on one flat parameter vector (net.pack): fewer arguments to unbox."""
+    return functools.partial(net.sgd_step_packed_kernel, net.pack(*params), X, T, case.lr)
+
+
 def symprop_steps(net, case, params, X, T, k):
     """k full-batch steps in one call of the generated loop kernel."""
     args = (*_copies(params), X, T, case.lr, k)

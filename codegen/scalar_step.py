@@ -22,6 +22,8 @@ TINY_WIDTH, or a layer kind missing from ``KINDS``): that network keeps the matr
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -60,18 +62,23 @@ class ScalarStep:
     update_lines: list[str]  # the SGD update into the parameter arrays
     helpers: set[str]
 
-    def function_text(self) -> str:
-        args = ", ".join(name for name, _ in self.params)
+    def function_text(self, packed: bool = False) -> str:
+        """_scalar_step(W1, b1, ..., X, T, lr), or with packed=True _scalar_step_packed(theta,
+        X, T, lr) reading and updating one flat parameter vector (PARAM_NAMES order)."""
+        args = "theta" if packed else ", ".join(name for name, _ in self.params)
+        read_lines, update_lines = self.read_lines, self.update_lines
+        if packed:
+            read_lines, update_lines = self._packed(read_lines), self._packed(update_lines)
         return f'''
 @jit_inline
-def _scalar_step({args}, X, T, lr):
+def _scalar_step{"_packed" if packed else ""}({args}, X, T, lr):
     """One gradient-descent step with every unit a scalar local (the tiny-network form):
     no workspace, no temporary arrays. The gradient is summed over the batch rows first;
     the parameters change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
-{chr(10).join(indent(self.read_lines, 1))}
+{chr(10).join(indent(read_lines, 1))}
     # ---- gradients, summed over the batch rows ----
 {chr(10).join(indent(self.zero_lines, 1))}
     loss = real(0)
@@ -79,9 +86,24 @@ def _scalar_step({args}, X, T, lr):
 {chr(10).join(indent(self.row_lines + [""], 2) + indent(self.after_lines, 1))}
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-{chr(10).join(indent(self.update_lines, 1))}
+{chr(10).join(indent(update_lines, 1))}
     return loss
 '''
+
+    def _packed(self, lines):
+        """The lines with each parameter element P[i, j] (or b[j]) as its place in theta."""
+        places, start = {}, 0
+        for name, shape in self.params:
+            places[name] = start, shape
+            start += math.prod(shape)
+
+        def element(match):
+            start, shape = places[match[1]]
+            i, j = int(match[2]), int(match[3] or 0)
+            return f"theta[{start + i * shape[1] + j if len(shape) == 2 else start + i}]"
+
+        pattern = re.compile(r"\b(" + "|".join(places) + r")\[(\d+)(?:, (\d+))?\]")
+        return [pattern.sub(element, line) for line in lines]
 
 
 class _ScalarPrinter:

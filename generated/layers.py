@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 2332ff1f65ad19df (generator sources and sympy 1.14.0)
+# Input hash: 7ae6499c04ebac2a (generator sources and sympy 1.14.0)
 # Body hash: 084dd822571dcf3d
 
 import hashlib

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: ede31e294d2f6965 (generator sources and sympy 1.14.0)
-# Body hash: 5443233cf468adc1
+# Input hash: e571aab6962857bb (generator sources and sympy 1.14.0)
+# Body hash: dc83a7949ae19d8f
 
 import hashlib
 import itertools
@@ -382,6 +382,74 @@ def sgd_steps_kernel(W1, b1, X, T, lr, steps):
     for _ in range(steps):
         loss = _scalar_step(W1, b1, X, T, lr)
     return loss
+
+
+PARAM_OFFSETS = (0, 2, 3)  # where each parameter starts in a packed vector; the last is its size
+
+
+def pack(W1, b1):
+    """The parameters as one new flat array (PARAM_NAMES order), for sgd_step_packed."""
+    return np.concatenate([np.ravel(p) for p in (W1, b1,)])
+
+
+def unpack(theta):
+    """The parameters as views into a packed vector: updating theta updates them."""
+    return tuple(theta[start:end].reshape(shape)
+                 for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
+
+
+@jit_inline
+def _scalar_step_packed(theta, X, T, lr):
+    """One gradient-descent step with every unit a scalar local (the tiny-network form):
+    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
+    the parameters change only after the last row. Returns the loss before the step."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- parameters, read once ----
+    W1_0_0 = theta[0]
+    W1_1_0 = theta[1]
+    b1_0 = theta[2]
+    # ---- gradients, summed over the batch rows ----
+    dW1_0_0 = real(0)  # dL/dW1[0, 0]
+    dW1_1_0 = real(0)  # dL/dW1[1, 0]
+    db1_0 = real(0)  # dL/db1[0]
+    loss = real(0)
+    for n in range(N):
+        # ---- forward ----
+        # layer 1: affine(2,1)  (z1 = X W1 + 1 b1)
+        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
+        # ---- loss ----
+        # layer 2: binary-cross-entropy
+        loss += -T[n, 0]*z1_0 + _softplus_libm(z1_0)
+        # ---- backward (chain rule, from the loss back to the first layer) ----
+        # layer 2: binary-cross-entropy
+        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1_0 = (-t + Sigmoid(z))/N
+        # layer 1: affine(2,1)
+        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
+        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
+        db1_0 += dz1_0  # dL/db1[0], row n's term of 1^T dL/dz1
+
+    loss = loss * real(1)/real(N)
+    # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
+    step = real(lr)
+    theta[0] -= step * dW1_0_0
+    theta[1] -= step * dW1_1_0
+    theta[2] -= step * db1_0
+    return loss
+
+
+@jit_holding_gil
+def sgd_step_packed_kernel(theta, X, T, lr):
+    return _scalar_step_packed(theta, X, T, lr)
+
+
+def sgd_step_packed(theta, X, T, lr):
+    """sgd_step on a packed parameter vector (see pack and unpack), in place; returns the loss."""
+    if not isinstance(theta, np.ndarray) or theta.shape != (PARAM_OFFSETS[-1],):
+        raise ValueError(f"sgd_step_packed: theta must be a flat array of {PARAM_OFFSETS[-1]} parameters "
+                         f"(pack(...) makes one), got {getattr(theta, 'shape', type(theta).__name__)}")
+    _check("sgd_step_packed", unpack(theta), X, T)
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
 
 
 def _check(function, params, X, T=None):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 9ba23aeb70da8321 (generator sources and sympy 1.14.0)
-# Body hash: dfb2559d8f398be0
+# Input hash: 745a8a22247c2b33 (generator sources and sympy 1.14.0)
+# Body hash: 6f95eb60843a164f
 
 import hashlib
 import itertools
@@ -325,6 +325,38 @@ def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
     for _ in range(steps):
         loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     return loss
+
+
+PARAM_OFFSETS = (0, 78400, 78500, 79500, 79510)  # where each parameter starts in a packed vector; the last is its size
+
+
+def pack(W1, b1, W2, b2):
+    """The parameters as one new flat array (PARAM_NAMES order), for sgd_step_packed."""
+    return np.concatenate([np.ravel(p) for p in (W1, b1, W2, b2,)])
+
+
+def unpack(theta):
+    """The parameters as views into a packed vector: updating theta updates them."""
+    return tuple(theta[start:end].reshape(shape)
+                 for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
+
+
+@jit
+def sgd_step_packed_kernel(theta, X, T, lr):
+    W1 = theta[0:78400].reshape((784, 100))
+    b1 = theta[78400:78500]
+    W2 = theta[78500:79500].reshape((100, 10))
+    b2 = theta[79500:79510]
+    return sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+
+
+def sgd_step_packed(theta, X, T, lr):
+    """sgd_step on a packed parameter vector (see pack and unpack), in place; returns the loss."""
+    if not isinstance(theta, np.ndarray) or theta.shape != (PARAM_OFFSETS[-1],):
+        raise ValueError(f"sgd_step_packed: theta must be a flat array of {PARAM_OFFSETS[-1]} parameters "
+                         f"(pack(...) makes one), got {getattr(theta, 'shape', type(theta).__name__)}")
+    _check("sgd_step_packed", unpack(theta), X, T)
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
 
 
 def _check(function, params, X, T=None):

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: f6cc4aa4913fd497 (generator sources and sympy 1.14.0)
-# Body hash: 49bf7da5537e5df5
+# Input hash: b28ccf5028b9743b (generator sources and sympy 1.14.0)
+# Body hash: bf126cb8e2a06227
 
 import hashlib
 import itertools
@@ -454,6 +454,122 @@ def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
     for _ in range(steps):
         loss = _scalar_step(W1, b1, W2, b2, X, T, lr)
     return loss
+
+
+PARAM_OFFSETS = (0, 4, 5, 9, 10)  # where each parameter starts in a packed vector; the last is its size
+
+
+def pack(W1, b1, W2, b2):
+    """The parameters as one new flat array (PARAM_NAMES order), for sgd_step_packed."""
+    return np.concatenate([np.ravel(p) for p in (W1, b1, W2, b2,)])
+
+
+def unpack(theta):
+    """The parameters as views into a packed vector: updating theta updates them."""
+    return tuple(theta[start:end].reshape(shape)
+                 for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
+
+
+@jit_inline
+def _scalar_step_packed(theta, X, T, lr):
+    """One gradient-descent step with every unit a scalar local (the tiny-network form):
+    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
+    the parameters change only after the last row. Returns the loss before the step."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- parameters, read once ----
+    W1_0_0 = theta[0]
+    W1_0_1 = theta[1]
+    W1_1_0 = theta[2]
+    W1_1_1 = theta[3]
+    b1_0 = theta[4]
+    W2_0_0 = theta[5]
+    W2_0_1 = theta[6]
+    W2_1_0 = theta[7]
+    W2_1_1 = theta[8]
+    b2_0 = theta[9]
+    # ---- gradients, summed over the batch rows ----
+    dW1_0_0 = real(0)  # dL/dW1[0, 0]
+    dW1_0_1 = real(0)  # dL/dW1[0, 1]
+    dW1_1_0 = real(0)  # dL/dW1[1, 0]
+    dW1_1_1 = real(0)  # dL/dW1[1, 1]
+    db1_0 = real(0)  # dL/db1
+    dW2_0_0 = real(0)  # dL/dW2[0, 0]
+    dW2_0_1 = real(0)  # dL/dW2[0, 1]
+    dW2_1_0 = real(0)  # dL/dW2[1, 0]
+    dW2_1_1 = real(0)  # dL/dW2[1, 1]
+    db2_0 = real(0)  # dL/db2
+    loss = real(0)
+    for n in range(N):
+        # ---- forward ----
+        # layer 1: affine-shared-bias(2,2)  (z1 = X W1 + 1 b1)
+        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
+        z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0
+        # layer 2: sigmoid
+        h1_0 = _sigmoid_libm(z1_0)
+        h1_1 = _sigmoid_libm(z1_1)
+        # layer 3: affine-shared-bias(2,2)  (z2 = h1 W2 + 1 b2)
+        z2_0 = W2_0_0*h1_0 + W2_1_0*h1_1 + b2_0
+        z2_1 = W2_0_1*h1_0 + W2_1_1*h1_1 + b2_0
+        # layer 4: sigmoid
+        h2_0 = _sigmoid_libm(z2_0)
+        h2_1 = _sigmoid_libm(z2_1)
+        # ---- loss ----
+        # layer 5: squared-error
+        loss += (real(0.5))*((T[n, 0] - h2_0)*(T[n, 0] - h2_0))
+        loss += (real(0.5))*((T[n, 1] - h2_1)*(T[n, 1] - h2_1))
+        # ---- backward (chain rule, from the loss back to the first layer) ----
+        # layer 5: squared-error
+        dh2_0 = -T[n, 0] + h2_0  # dL/dh2_0 = -t + y
+        dh2_1 = -T[n, 1] + h2_1  # dL/dh2_1 = -t + y
+        # layer 4: sigmoid
+        dz2_0 = dh2_0*h2_0*(real(1) - h2_0)  # dL/dz2_0 = dL/dh2_0 * dh2/dz2 = dL/dh2_0 * h2*(1 - h2)
+        dz2_1 = dh2_1*h2_1*(real(1) - h2_1)  # dL/dz2_1 = dL/dh2_1 * dh2/dz2 = dL/dh2_1 * h2*(1 - h2)
+        # layer 3: affine-shared-bias(2,2)
+        dW2_0_0 += dz2_0*h1_0  # dL/dW2[0, 0], row n's term of h1^T dL/dz2
+        dW2_0_1 += dz2_1*h1_0  # dL/dW2[0, 1], row n's term of h1^T dL/dz2
+        dW2_1_0 += dz2_0*h1_1  # dL/dW2[1, 0], row n's term of h1^T dL/dz2
+        dW2_1_1 += dz2_1*h1_1  # dL/dW2[1, 1], row n's term of h1^T dL/dz2
+        db2_0 += dz2_0 + dz2_1  # dL/db2, row n's term of 1^T dL/dz2 1 (shared bias)
+        dh1_0 = W2_0_0*dz2_0 + W2_0_1*dz2_1  # dL/dh1_0 = dL/dz2 W2^T, unit 0
+        dh1_1 = W2_1_0*dz2_0 + W2_1_1*dz2_1  # dL/dh1_1 = dL/dz2 W2^T, unit 1
+        # layer 2: sigmoid
+        dz1_0 = dh1_0*h1_0*(real(1) - h1_0)  # dL/dz1_0 = dL/dh1_0 * dh1/dz1 = dL/dh1_0 * h1*(1 - h1)
+        dz1_1 = dh1_1*h1_1*(real(1) - h1_1)  # dL/dz1_1 = dL/dh1_1 * dh1/dz1 = dL/dh1_1 * h1*(1 - h1)
+        # layer 1: affine-shared-bias(2,2)
+        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
+        dW1_0_1 += X[n, 0]*dz1_1  # dL/dW1[0, 1], row n's term of X^T dL/dz1
+        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
+        dW1_1_1 += X[n, 1]*dz1_1  # dL/dW1[1, 1], row n's term of X^T dL/dz1
+        db1_0 += dz1_0 + dz1_1  # dL/db1, row n's term of 1^T dL/dz1 1 (shared bias)
+
+    # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
+    step = real(lr)
+    theta[0] -= step * dW1_0_0
+    theta[1] -= step * dW1_0_1
+    theta[2] -= step * dW1_1_0
+    theta[3] -= step * dW1_1_1
+    theta[4] -= step * db1_0
+    theta[5] -= step * dW2_0_0
+    theta[6] -= step * dW2_0_1
+    theta[7] -= step * dW2_1_0
+    theta[8] -= step * dW2_1_1
+    theta[9] -= step * db2_0
+    return loss
+
+
+@jit_holding_gil
+def sgd_step_packed_kernel(theta, X, T, lr):
+    return _scalar_step_packed(theta, X, T, lr)
+
+
+def sgd_step_packed(theta, X, T, lr):
+    """sgd_step on a packed parameter vector (see pack and unpack), in place; returns the loss."""
+    if not isinstance(theta, np.ndarray) or theta.shape != (PARAM_OFFSETS[-1],):
+        raise ValueError(f"sgd_step_packed: theta must be a flat array of {PARAM_OFFSETS[-1]} parameters "
+                         f"(pack(...) makes one), got {getattr(theta, 'shape', type(theta).__name__)}")
+    _check("sgd_step_packed", unpack(theta), X, T)
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
 
 
 def _check(function, params, X, T=None):

@@ -108,6 +108,31 @@ def test_sgd_steps_equals_repeated_steps(spec, batch, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("spec", NETWORKS)
+def test_packed_step_is_the_same_step_on_one_flat_vector(spec, dtype, rng):
+    """sgd_step_packed(theta) computes exactly what sgd_step does on the unpacked parameters."""
+    net = load_network(spec)
+    params, X, T = random_problem(net, rng, batch=5, dtype=dtype)
+    theta = net.pack(*params)
+    assert theta.shape == (net.PARAM_OFFSETS[-1],) and theta.dtype == dtype
+    views = net.unpack(theta)
+    for view, param in zip(views, params):
+        np.testing.assert_array_equal(view, param)
+    loss = net.sgd_step_packed(theta, X, T, 0.3)
+    assert loss == net.sgd_step(*params, X, T, 0.3)
+    for name, view, param in zip(net.PARAM_NAMES, views, params):
+        np.testing.assert_array_equal(view, param, err_msg=name)  # the views follow theta's update
+
+
+def test_packed_step_refuses_a_vector_of_the_wrong_size():
+    net = load_network(BUILTIN_NETWORKS["two_layer_sigmoid"])
+    with pytest.raises(ValueError, match="theta must be a flat array of 10 parameters"):
+        net.sgd_step_packed(np.zeros(9), np.zeros((1, 2)), np.zeros((1, 2)), 0.1)
+    with pytest.raises(ValueError, match="X has shape"):
+        net.sgd_step_packed(np.zeros(10), np.zeros((1, 3)), np.zeros((1, 2)), 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("batch", [1, 3, 17])
 @pytest.mark.parametrize("spec", TINY_NETWORKS)
 def test_scalar_step_equals_the_matrix_step(spec, batch, dtype, rng):
