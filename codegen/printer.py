@@ -6,7 +6,9 @@ to SymPy's NumPy printer:
 - literals in the arrays' dtype (``real(0.5)``, where the kernel sets ``real = X.dtype.type``),
   so float32 kernels stay float32 (a bare ``1.0 - y`` silently promotes to float64);
 - small integer powers as products (``y*y``), which stay in the dtype and are exact;
-- the stable functions (``Sigmoid``, ``Softplus``) as calls to helpers emitted in each module;
+- the stable functions (``Sigmoid``, ``Softplus``, ``tanh(Softplus(u))``) as calls to helpers
+  emitted in each module, and ``exp`` as ``_exp``, arithmetic that LLVM can vectorise (with
+  ``scalar=True``, for straight-line code, the same helpers with libm's exp instead);
 - ``Heaviside(u, 0)`` as ``real(u > 0)``: the stated relu'(0) = 0 convention, branch free;
 - symbols and indexed values renamed through a table (``x`` -> ``x[i]``);
 - matrix products of the affine rules as ``np.dot`` calls.
@@ -69,7 +71,7 @@ def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: floa
 
     exp(v) = 2**k * exp(r) with k = round(v / ln 2) and |r| <= ln(2)/2. r is computed in two
     parts (ln 2 = ln2_hi + ln2_lo, where k * ln2_hi is exact) and exp(r) by its Taylor
-    polynomial, whose truncation error (ln(2)/2)**(degree+1)/(degree+1)! is far below half an
+    polynomial (evaluated by Estrin's scheme), whose truncation error (ln(2)/2)**(degree+1)/(degree+1)! is far below half an
     ulp. 2**k is built from exponent bits in two halves, so subnormal results and overflow to
     inf come out as libm's do.
     """
@@ -94,7 +96,8 @@ def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: floa
         "return e if v == v else v",
     ]
     lines = "\n".join("    " + line for line in body)
-    return f'\n\n@jit_inline\ndef _exp{bits}(v):\n    """exp(v) in float{bits}, within 1 ulp of libm."""\n{lines}\n'
+    return (f'\n\n@jit_inline\ndef _exp{bits}(v):\n    """exp(v) in float{bits}, within 1 ulp of the correctly rounded value."""\n'
+            f"{lines}\n")
 
 
 _EXP_DISPATCH = '''
