@@ -211,6 +211,10 @@ class Subject:
             with rounding_intermediates(d):
                 out.append(Variant(tr(f"every intermediate value rounded to {d} decimals before it is used",
                                       f"每个中间结果先四舍五入到 {d} 位小数再继续计算"), self.build()))
+        example = EXAMPLES.get(self.name)
+        if example is not None and example.build_batch_sum is not None:
+            out.append(Variant(tr("the loss summed over the batch instead of averaged (no 1/N)",
+                                  "误差对批量求和而不是取平均（没有 1/N）"), example.build_batch_sum()))
         net = self.network
         if net is None:
             return out

@@ -11,6 +11,7 @@ finite differences.
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,9 @@ class Example:
     summary: str
     build: Callable[[], Transcript]
     seed: str
+    # For a loss averaged over a batch: the same example with the loss summed over the batch,
+    # a convention the hand-calculation checker tries when a learner's numbers disagree.
+    build_batch_sum: Callable[[], Transcript] | None = None
 
 
 def _local(layer: str, grad: str, **names) -> sp.Expr:
@@ -174,7 +178,8 @@ SOFTMAX_Z = [[R(3, 10), R(29, 10), R(4)], [R(1, 10), R(2, 10), R(7, 10)]]
 SOFTMAX_T = [[0, 0, 1], [0, 1, 0]]
 
 
-def softmax_with_loss() -> Transcript:
+def softmax_with_loss(batch_sum: bool = False) -> Transcript:
+    """batch_sum: the loss summed over the rows instead of averaged (the rule's N set to 1)."""
     t = Transcript("softmax-with-loss", tr("Softmax-with-loss on a batch of two", "Softmax-with-Loss 层（批量为 2）"),
                    tr("Softmax then cross-entropy against one-hot targets, averaged over the batch: "
                       "dL/dz = (y - t) / batch_size.",
@@ -191,9 +196,10 @@ def softmax_with_loss() -> Transcript:
         denominator = sp.Add(*[sp.exp(t.symbol(f"z{n}{m}")) for m in range(1, classes + 1)], evaluate=False)
         t.define(f"y{n}{k}", sp.exp(t.symbol(f"z{n}{k}")) / denominator)
     t.heading(tr("Loss: cross-entropy, mean over the batch", "误差：交叉熵，对批量取平均"))
-    t.define("L", -sp.Add(*[t.symbol(f"t{n}{k}") * sp.log(t.symbol(f"y{n}{k}")) for n, k in idx]) / rows)
+    batch = 1 if batch_sum else rows
+    t.define("L", -sp.Add(*[t.symbol(f"t{n}{k}") * sp.log(t.symbol(f"y{n}{k}")) for n, k in idx]) / batch)
     t.heading(tr("Backward pass (the softmax-cross-entropy layer's derived rule)", "反向传播（由 softmax-cross-entropy 的推导得到）"))
-    rule = REGISTRY.derive("softmax-cross-entropy").backward["dz[j]"].subs(N, rows)
+    rule = REGISTRY.derive("softmax-cross-entropy").backward["dz[j]"].subs(N, batch)
     y, tb = sp.IndexedBase("y"), sp.IndexedBase("t")
     j = sp.Symbol("j", integer=True)
     for n, k in idx:
@@ -276,7 +282,8 @@ MOONS_T = [0, 0, 1, 1]
 MOONS_W, MOONS_B = [R(1, 2), R(-1, 2)], R(0)
 
 
-def moons_logistic() -> Transcript:
+def moons_logistic(batch_sum: bool = False) -> Transcript:
+    """batch_sum: the loss summed over the points instead of averaged (the rule's N set to 1)."""
     t = Transcript("moons-logistic", tr("Logistic regression on two moons: one gradient step",
                                         "两个月牙数据上的逻辑回归：一步梯度下降"),
                    tr("One sigmoid unit z = w1 x1 + w2 x2 + B, binary cross-entropy averaged over the batch, "
@@ -296,8 +303,9 @@ def moons_logistic() -> Transcript:
         t.given(k, v, show=True)
     t.given("learning_rate", R(5, 100), text="lr", latex=r"\eta", show=True)
     derivation = REGISTRY.derive("binary-cross-entropy")
-    scale = REDUCTIONS[REGISTRY["binary-cross-entropy"].reduction][0].subs(N, rows)
-    grad_rule = derivation.backward["dz"].subs(N, rows)
+    batch = 1 if batch_sum else rows
+    scale = REDUCTIONS[REGISTRY["binary-cross-entropy"].reduction][0].subs(N, batch)
+    grad_rule = derivation.backward["dz"].subs(N, batch)
 
     def forward(names, suffix):
         zs = []
@@ -357,11 +365,11 @@ EXAMPLES = {e.name: e for e in [
     Example("affine-layer", "Affine layer Y = X W + B on a batch; dY = [[1,2,3],[4,5,6]] gives dB = [5,7,9]",
             affine_layer, "000"),
     Example("softmax-with-loss", "softmax + cross-entropy on a batch of two: dL/dz = (y - t)/N",
-            softmax_with_loss, "000"),
+            softmax_with_loss, "000", functools.partial(softmax_with_loss, batch_sum=True)),
     Example("linear-model", "y_hat = w x, per-sample SGD for 100 epochs (table of epochs)", linear_model, "003"),
     Example("quadratic-model", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD", quadratic_model, "003"),
     Example("moons-logistic", "logistic regression (two moons): gradient formulas and one step on four points",
-            moons_logistic, "001"),
+            moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True)),
 ]}
 
 

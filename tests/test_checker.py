@@ -77,6 +77,22 @@ def test_convention_changes_are_named(variant, convention):
         assert any(convention in d.en for d in v.diagnoses), [d.en for d in v.diagnoses]
 
 
+@pytest.mark.parametrize("example, keys", [
+    ("moons-logistic", ["L", "dL/dz1", "dL/dw1", "w1_new"]),
+    ("softmax-with-loss", ["L", "dL/dz11", "dL/dz23"]),
+])
+def test_loss_summed_over_the_batch_is_named(example, keys):
+    """A learner who sums the loss over the batch instead of averaging gets that convention named."""
+    summed = EXAMPLES[example].build_batch_sum()
+    exact = EXAMPLES[example].build()
+    assert all(summed.value(k) != exact.value(k) for k in keys[:2])  # the convention changes these
+    report = check(example, [claim_from(k, rounded(summed.value(k), 5), "t") for k in keys])
+    assert report.verdicts[0].kind == "convention"
+    for v in report.verdicts:
+        assert not v.right and v.kind in ("convention", "carried"), v
+        assert any("summed over the batch" in d.en for d in v.diagnoses), [d.en for d in v.diagnoses]
+
+
 def test_pure_rounding_difference():
     exact = EXACT.value("dE/db22")  # 0.0809594...
     assert rounded(exact, 4) == "0.08096"
