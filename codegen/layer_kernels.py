@@ -31,22 +31,20 @@ class ModuleText:
         self.helpers |= set(helpers)
 
 
-def _element_reads(arrays):
-    """Each input element read once into a local (x_i = x[i]). Outputs may alias inputs, so
-    a value read again after a store is reloaded, and LLVM could no longer share the work
-    (one exp) of two helpers applied to it."""
-    return [f"{n}_i = {n}[i]" for n in arrays], {n: f"{n}_i" for n in arrays}
+def _element_statements(assignments, arrays, comment_for=None):
+    """A loop body over element i: each input element read once into a local (x_i = x[i]),
+    then the statements. Outputs may alias inputs, so a value read again after a store is
+    reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
+    lines, used = print_statements(assignments, {n: f"{n}_i" for n in arrays}, comment_for=comment_for)
+    return [f"{n}_i = {n}[i]" for n in arrays] + lines, used
 
 
 def _elementwise(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     inputs = list(layer.inputs)
-    out_name = "out"
     forward = d.forward[layer.output]
     # forward
-    reads, names = _element_reads(inputs)
-    lines, used = print_statements([("out[i]", forward)], names)
-    lines = reads + lines
+    lines, used = _element_statements([("out[i]", forward)], inputs)
     args = ", ".join(inputs)
     module.add(f'''
 @jit
@@ -66,14 +64,12 @@ def {base}_forward({args}, out=None):
 ''', used)
     # backward: one output array per input, rules read dout and the saved values
     saved = list(d.saved)
-    reads, names = _element_reads(["dout", *saved])
     grads = [f"d{n}" for n in inputs]
     assignments = [(f"{g}[i]", d.backward[g]) for g in grads]
     # "d out/dx" would read as the upstream dout over dx: bracket an output named out
     output_name = f"({layer.output})" if layer.output == "out" else layer.output
     partial = {f"{g}[i]": f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
-    lines, used = print_statements(assignments, names, comment_for=partial.get)
-    lines = reads + lines
+    lines, used = _element_statements(assignments, ["dout", *saved], comment_for=partial.get)
     params = ", ".join(["dout", *saved])
     outs = ", ".join(f"{g}=None" for g in grads)
     returns = ", ".join(grads)
@@ -99,9 +95,7 @@ def {base}_backward({params}, {outs}):
     # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
     output = sp.Symbol(layer.output, real=True)
     fused = [("out[i]", forward)] + [(f"{g}[i]", d.backward[g].subs(output, forward)) for g in grads]
-    reads, names = _element_reads([*inputs, "dout"])
-    lines, used = print_statements(fused, names, comment_for=partial.get)
-    lines = reads + lines
+    lines, used = _element_statements(fused, [*inputs, "dout"], comment_for=partial.get)
     module.add(f'''
 @jit
 def {base}_forward_backward_kernel({args}, dout, out, {", ".join(grads)}):
