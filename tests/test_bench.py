@@ -85,3 +85,13 @@ def test_competitors_take_the_same_training_step(case, monkeypatch, tmp_path):
 def test_symprop_bench_is_a_subcommand():
     args = build_parser().parse_args(["bench", "--quick", "--json", "out.json"])
     assert args.quick and args.json == "out.json" and args.run is bench_command.run
+
+
+def test_step_breakdown_runs_on_a_small_network():
+    """benchmarks/breakdown.py (the README's 'products alone' figure) on a small network."""
+    from benchmarks import breakdown
+    result = breakdown.measure(inputs=784, hidden=16, outputs=10, batch=8, dtype="float64", rounds=1)
+    median = result["median_s"]
+    assert set(median) == {"step", "products", "peak"} and all(v > 0 for v in median.values())
+    assert result["peak_gflops"] > 0 and result["step_of_peak"] > 0 and result["products_of_peak"] > 0
+    assert result["spec"] == "affine(784,16) relu affine(16,10) softmax-cross-entropy"
