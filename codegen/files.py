@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -72,6 +73,19 @@ def header_field(text: str, field: str) -> str | None:
         if line.startswith(f"# {field}: "):
             return line[len(f"# {field}: "):].split(" ")[0]
     return None
+
+
+def is_current(path: Path, input_hash: str) -> bool:
+    """Whether the generated file at path is what the generator would write now, judged from
+    its header alone: the input hash (generator sources, SymPy's version, the spec) must be
+    input_hash and the body hash must match the body (no hand edits)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.splitlines(keepends=True)
+    body = "".join(lines[len(list(itertools.takewhile(lambda line: line.startswith("#"), lines))):])
+    return header_field(text, "Input hash") == input_hash and header_field(text, "Body hash") == body_hash(body)
 
 
 def write_if_changed(path: Path, text: str) -> bool:

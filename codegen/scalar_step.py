@@ -23,7 +23,6 @@ TINY_WIDTH, or a layer kind missing from ``KINDS``): that network keeps the matr
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -50,25 +49,35 @@ def unit(base: str, *index: int) -> sp.Symbol:
     return real("_".join([base, *map(str, index)]))
 
 
+@dataclass(frozen=True)
+class ParamEntry:
+    """One parameter element: its scalar local, its gradient's, and where it is stored, as an
+    element of its own array or of the packed vector theta (PARAM_NAMES order, row-major)."""
+
+    local: str  # W1_0_1
+    grad: str  # dW1_0_1
+    element: str  # W1[0, 1]
+    packed: str  # theta[1]
+
+
 @dataclass
 class ScalarStep:
     """The text pieces of one network's scalar step (see ``function_text``)."""
 
     params: list  # (name, shape) in argument order
-    read_lines: list[str]  # parameters into scalars
+    entries: list[ParamEntry]  # every parameter element, read once and updated at the end
     zero_lines: list[str]  # gradient accumulators
     row_lines: list[str]  # one batch row: forward, loss, backward
     after_lines: list[str]  # loss scaling after the last row
-    update_lines: list[str]  # the SGD update into the parameter arrays
     helpers: set[str]
 
     def function_text(self, packed: bool = False) -> str:
         """_scalar_step(W1, b1, ..., X, T, lr), or with packed=True _scalar_step_packed(theta,
         X, T, lr) reading and updating one flat parameter vector (PARAM_NAMES order)."""
         args = "theta" if packed else ", ".join(name for name, _ in self.params)
-        read_lines, update_lines = self.read_lines, self.update_lines
-        if packed:
-            read_lines, update_lines = self._packed(read_lines), self._packed(update_lines)
+        stored = [e.packed if packed else e.element for e in self.entries]
+        read_lines = [f"{e.local} = {where}" for e, where in zip(self.entries, stored)]
+        update_lines = [f"{where} -= step * {e.grad}" for e, where in zip(self.entries, stored)]
         return f'''
 @jit_inline
 def _scalar_step{"_packed" if packed else ""}({args}, X, T, lr):
@@ -90,21 +99,6 @@ def _scalar_step{"_packed" if packed else ""}({args}, X, T, lr):
     return loss
 '''
 
-    def _packed(self, lines):
-        """The lines with each parameter element P[i, j] (or b[j]) as its place in theta."""
-        places, start = {}, 0
-        for name, shape in self.params:
-            places[name] = start, shape
-            start += math.prod(shape)
-
-        def element(match):
-            start, shape = places[match[1]]
-            i, j = int(match[2]), int(match[3] or 0)
-            return f"theta[{start + i * shape[1] + j if len(shape) == 2 else start + i}]"
-
-        pattern = re.compile(r"\b(" + "|".join(places) + r")\[(\d+)(?:, (\d+))?\]")
-        return [pattern.sub(element, line) for line in lines]
-
 
 class _ScalarPrinter:
     """Walks the layers like ``network._NetworkPrinter`` but names every unit a scalar.
@@ -118,9 +112,8 @@ class _ScalarPrinter:
 
     def __init__(self, uses):
         self.params: list[tuple[str, tuple]] = []
-        self.read_lines: list[str] = []
+        self.entries: list[ParamEntry] = []
         self.zero_lines: list[str] = []
-        self.update_lines: list[str] = []
         self.forward_lines: list[str] = []
         self.loss_lines: list[str] = []
         self.after_lines: list[str] = []
@@ -158,12 +151,14 @@ class _ScalarPrinter:
         W, b, z, source = f"W{k}", f"b{k}", f"z{k}", self.value
         shared = use.layer.shared_bias
         bias_size = 1 if shared else outputs
+        start = sum(math.prod(shape) for _, shape in self.params)  # W's place in theta, then b's
         self.params += [(W, use.args), (b, (bias_size,))]
-        self.read_lines += [f"{unit(W, i, j)} = {W}[{i}, {j}]" for i in range(inputs) for j in range(outputs)]
-        self.read_lines += [f"{unit(b, j)} = {b}[{j}]" for j in range(bias_size)]
-        self.update_lines += [f"{W}[{i}, {j}] -= step * {unit('d' + W, i, j)}"
-                              for i in range(inputs) for j in range(outputs)]
-        self.update_lines += [f"{b}[{j}] -= step * {unit('d' + b, j)}" for j in range(bias_size)]
+        self.entries += [ParamEntry(unit(W, i, j).name, unit("d" + W, i, j).name, f"{W}[{i}, {j}]",
+                                    f"theta[{start + i * outputs + j}]")
+                         for i in range(inputs) for j in range(outputs)]
+        start += inputs * outputs
+        self.entries += [ParamEntry(unit(b, j).name, unit("d" + b, j).name, f"{b}[{j}]", f"theta[{start + j}]")
+                         for j in range(bias_size)]
         self.zero_lines += [f"{unit('d' + W, i, j)} = real(0)  # dL/d{W}[{i}, {j}]"
                             for i in range(inputs) for j in range(outputs)]
         self.zero_lines += [f"{unit('d' + b, j)} = real(0)  # dL/d{b}" + (f"[{j}]" if not shared else "")
@@ -292,5 +287,4 @@ def scalar_step(uses) -> ScalarStep | None:
     net = _ScalarPrinter(uses)
     row = ["# ---- forward ----", *net.forward_lines, "# ---- loss ----", *net.loss_lines,
            "# ---- backward (chain rule, from the loss back to the first layer) ----", *net.backward_lines]
-    return ScalarStep(net.params, net.read_lines, net.zero_lines, row, net.after_lines, net.update_lines,
-                      net.helpers)
+    return ScalarStep(net.params, net.entries, net.zero_lines, row, net.after_lines, net.helpers)

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: c578e20ae95eecc3 (generator sources and sympy 1.14.0)
+# Input hash: 406ba41f9f562215 (generator sources and sympy 1.14.0)
 # Body hash: 0e24990da593a856
 
 import hashlib
