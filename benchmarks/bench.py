@@ -1,7 +1,7 @@
 """symprop's benchmark: one training step of the generated fused kernel against numpy layer
 classes, PyTorch and JAX, all timed in this one process run so their ratios hold.
 
-Run it with ``symprop bench`` (or ``python -m benchmarks.bench``); ``--quick`` times the
+Run it with ``symprop bench`` (or ``python -m symprop.benchmarks.bench``); ``--quick`` times the
 smallest network once (the smoke test), ``--json PATH`` writes every raw figure.
 Timings on a shared machine are noisy: read the ratios within one run, not absolute times.
 The issue's targets are reported as met / not met, never asserted.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symbolic.errors import SympropError
+from symprop.symbolic.errors import SympropError
 
 from . import competitors as comp
 
@@ -184,7 +184,7 @@ def fmt_time(seconds: float) -> str:
 def load_symprop_network(spec: str):
     """(module, None) or (None, why not): the network API lives in codegen/."""
     try:
-        from codegen.network import load_network
+        from symprop.codegen.network import load_network
     except ImportError as exc:
         return None, f"skipped: codegen.network not available ({exc})"
     return load_network(spec), None
@@ -312,8 +312,8 @@ def mish_kernels():
     try:
         import importlib.util
 
-        from codegen.layer_kernels import layers_module_body
-        from symbolic.layers import Registry, formula_layer
+        from symprop.codegen.layer_kernels import layers_module_body
+        from symprop.symbolic.layers import Registry, formula_layer
     except ImportError as exc:
         return None, f"skipped: codegen's layer-kernel generator not available ({exc})"
     body, _ = layers_module_body(Registry([formula_layer(MISH, name="mish")]))
@@ -374,7 +374,7 @@ def run_compile_probe(specs: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="symprop-bench-cache-") as cache:
         env = {"NUMBA_CACHE_DIR": cache, "SYMPROP_CACHE": cache}
         for phase in ("cold", "warm"):
-            wall, proc = run_subprocess(["-m", "benchmarks.compile_probe", *specs], env, 900)
+            wall, proc = run_subprocess(["-m", "symprop.benchmarks.compile_probe", *specs], env, 900)
             if proc.returncode != 0:
                 result[phase] = {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
                 continue
@@ -384,11 +384,11 @@ def run_compile_probe(specs: list[str]) -> dict:
 
 def run_regenerate() -> dict:
     """Time ``symprop generate`` in a fresh process, into a temporary directory when it can."""
-    _, help_proc = run_subprocess(["-m", "symbolic.cli", "generate", "--help"], {}, 120)
+    _, help_proc = run_subprocess(["-m", "symprop", "generate", "--help"], {}, 120)
     if help_proc.returncode != 0:
         return {"skipped": "skipped: no `symprop generate` command yet"}
     with tempfile.TemporaryDirectory(prefix="symprop-bench-gen-") as out_dir:
-        args = ["-m", "symbolic.cli", "generate"]
+        args = ["-m", "symprop", "generate"]
         option = next((o for o in ("--directory", "--output-dir", "--out-dir") if o in help_proc.stdout), None)
         if option is None:
             return {"skipped": "skipped: `symprop generate` has no output-directory option; "
@@ -690,7 +690,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m symprop.benchmarks.bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

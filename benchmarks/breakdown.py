@@ -3,8 +3,8 @@ matrix products alone (the same np.dot calls, on the same workspace), and both a
 np.dot of the GEMM-peak shape. Interleaved rounds, so a change in the machine's load hits all
 three alike.
 
-    python -m benchmarks.breakdown                      # 784-1024-10, batch 1024, float32, relu
-    python -m benchmarks.breakdown --hidden 100 --batch 100 --dtype float64
+    python -m symprop.benchmarks.breakdown                      # 784-1024-10, batch 1024, float32, relu
+    python -m symprop.benchmarks.breakdown --hidden 100 --batch 100 --dtype float64
 
 This is how the README's statement "the products alone run at 0.83-0.87 of the peak" is
 measured; `symprop bench` times whole steps only.
@@ -36,7 +36,7 @@ def _products(X, W1, W2, z1, h1, z2, dz2, dW2, dh1, dz1, dW1):
 def measure(inputs=784, hidden=1024, outputs=10, batch=1024, dtype="float32", activation="relu",
             rounds=9, seed=0) -> dict:
     """Median seconds per call of the step, its products and the peak GEMM, and the ratios."""
-    from codegen.network import load_network
+    from symprop.codegen.network import load_network
     spec = f"affine({inputs},{hidden}) {activation} affine({hidden},{outputs}) softmax-cross-entropy"
     net = load_network(spec)
     rng = np.random.default_rng(seed)
@@ -83,7 +83,7 @@ def _once(call) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m symprop.benchmarks.breakdown", description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")

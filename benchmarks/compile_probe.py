@@ -2,7 +2,7 @@
 kernels once per dtype, timing how long the first calls take (a compile with an empty numba
 cache, a cache load with a warm one). Prints JSON on stdout.
 
-    python -m benchmarks.compile_probe [SPEC ...]
+    python -m symprop.benchmarks.compile_probe [SPEC ...]
     (no SPEC: every built-in network through load_network, as users load them, and every
     other module in generated/, the per-layer kernels)
 """
@@ -25,9 +25,9 @@ LAYER_ARG_SHAPES = {"X": (2, 3), "W": (3, 4), "b": (4,)}
 
 def generated_modules():
     """(networks, other modules) under generated/: a network has SPEC and PARAM_SHAPES."""
-    import generated
+    import symprop.generated
     networks, others = [], []
-    for info in pkgutil.walk_packages(generated.__path__, "generated."):
+    for info in pkgutil.walk_packages(generated.__path__, "symprop.generated."):
         module = importlib.import_module(info.name)
         is_network = hasattr(module, "SPEC") and hasattr(module, "PARAM_SHAPES")
         (networks if is_network else others).append(module)
@@ -80,13 +80,13 @@ def main(specs) -> int:
     start = time.perf_counter()
     import numpy as np
     import numba  # noqa: F401  (its import is fixed cost, reported apart from the kernels)
-    from codegen.network import load_network
+    from symprop.codegen.network import load_network
     import_s = time.perf_counter() - start
     start = time.perf_counter()
     networks, kernels = {}, 0
     others = []
     if not specs:  # every built-in network through load_network, as users load them
-        import codegen.network
+        import symprop.codegen.network
         specs = list(getattr(codegen.network, "BUILTIN_NETWORKS", {}).values())
         others = generated_modules()[1]
     for spec in specs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symbolic.layers import REDUCTIONS, REGISTRY, Derivation
+from symprop.symbolic.layers import REDUCTIONS, REGISTRY, Derivation
 
 from .common import PRELUDE, helper_source, indent
 from .printer import KernelPrinter, print_statements

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import sympy as sp
 
-from symbolic.errors import SympropError
-from symbolic.layers import REDUCTIONS, REGISTRY, formula_layer
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.layers import REDUCTIONS, REGISTRY, formula_layer
 
 from . import files
 from .common import PRELUDE, fresh_name, helper_source, indent
@@ -540,7 +540,7 @@ def load_network(spec: str):
         if not files.is_current(path, files.inputs_hash("net", canonical)):  # no SymPy printing: 0.7 s saved
             warnings.warn(f"{path} is stale: the generator would now write something else. "
                           f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
-        return importlib.import_module(f"generated.{path.stem}")
+        return importlib.import_module(f"symprop.generated.{path.stem}")
     if not files.is_current(path, files.inputs_hash("net", canonical)):
         files.write_if_changed(path, network_module_text(canonical))
     module_name = f"symprop_{path.stem}"

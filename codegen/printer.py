@@ -20,7 +20,7 @@ import math
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from symbolic.stable import Softplus
+from symprop.symbolic.stable import Softplus
 
 # SymPy function -> how the kernels call it (known functions as one table).
 KNOWN_FUNCTIONS = {

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from symbolic.layers import REDUCTIONS, REGISTRY, I, J, K, N
+from symprop.symbolic.layers import REDUCTIONS, REGISTRY, I, J, K, N
 
 from .common import fresh_name, indent
 from .printer import KernelPrinter, print_statements

@@ -348,7 +348,7 @@ def moons_logistic(batch_sum: bool = False) -> Transcript:
 
 def _network_example(file_name: str, name: str) -> Callable[[], Transcript]:
     def build():
-        text = resources.files("symbolic").joinpath("networks", file_name).read_text(encoding="utf-8")
+        text = resources.files(__package__).joinpath("networks", file_name).read_text(encoding="utf-8")
         return network_transcript(parse_network(text, file_name), name)
     return build
 
@@ -389,5 +389,5 @@ def get_transcript(name_or_file: str) -> Transcript:
 def builtin_network(name: str):
     """The Network of a built-in network example (for tests and the checker)."""
     file_name = {"two-layer-sigmoid": "two-layer-sigmoid.toml", "mazur-2-2-2": "mazur-2-2-2.toml"}[name]
-    text = resources.files("symbolic").joinpath("networks", file_name).read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("networks", file_name).read_text(encoding="utf-8")
     return parse_network(text, file_name)

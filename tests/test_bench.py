@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import bench
-from benchmarks import competitors as comp
-from symbolic.cli import build_parser
-from symbolic.commands import bench as bench_command
+from symprop.benchmarks import bench
+from symprop.benchmarks import competitors as comp
+from symprop.cli import build_parser
+from symprop.cli.commands import bench as bench_command
 
 
 def run_quick(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_symprop_bench_is_a_subcommand():
 
 def test_step_breakdown_runs_on_a_small_network():
     """benchmarks/breakdown.py (the README's 'products alone' figure) on a small network."""
-    from benchmarks import breakdown
+    from symprop.benchmarks import breakdown
     result = breakdown.measure(inputs=784, hidden=16, outputs=10, batch=8, dtype="float64", rounds=1)
     median = result["median_s"]
     assert set(median) == {"step", "products", "peak"} and all(v > 0 for v in median.values())

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symbolic.checker import check, claim_from, load_claims, parse_written, render_report
-from symbolic.cli import main
-from symbolic.errors import SympropError
-from symbolic.examples import EXAMPLES
-from symbolic.transcript import rounded
+from symprop.symbolic.checker import check, claim_from, load_claims, parse_written, render_report
+from symprop.cli import main
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.examples import EXAMPLES
+from symprop.symbolic.transcript import rounded
 
 SEED_CLAIMS = Path(__file__).parents[1] / "examples" / "seed-001-claims.toml"
 EXACT = EXAMPLES["two-layer-sigmoid"].build()
@@ -60,8 +60,8 @@ def test_wrong_hidden_gradient_is_the_first_wrong_step_and_later_claims_inherit_
 def test_convention_changes_are_named(variant, convention):
     import dataclasses
 
-    from symbolic.examples import builtin_network
-    from symbolic.network_transcript import Conventions, network_transcript
+    from symprop.symbolic.examples import builtin_network
+    from symprop.symbolic.network_transcript import Conventions, network_transcript
     net = builtin_network("two-layer-sigmoid")
     if "hidden_uses_updated_weights" in variant:
         other = network_transcript(net, "v", Conventions(hidden_uses_updated_weights=True))

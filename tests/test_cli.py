@@ -6,14 +6,14 @@ from pathlib import Path
 
 import sympy as sp
 
-from symbolic.cli import main
-from symbolic.render import PARSE_LOCALS
+from symprop.cli import main
+from symprop.symbolic.render import PARSE_LOCALS
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "symbolic.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "symprop", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_derive_sigmoid_json_rule_parses_back_to_dout_y_one_minus_y(capsys):
@@ -47,7 +47,7 @@ def test_derive_custom_formula(capsys):
 
 
 def test_derive_list_names_every_layer(capsys):
-    from symbolic.layers import REGISTRY
+    from symprop.symbolic.layers import REGISTRY
     assert main(["derive", "--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
     assert listed == list(REGISTRY)

@@ -15,9 +15,9 @@ import pytest
 import sympy as sp
 
 from gradcheck import numerical_gradient, relative_error
-from symbolic.examples import (ACTIVATION_DOUT, ACTIVATION_X, DATA_X, DATA_Y, EXAMPLES, MOONS_B, MOONS_T,
+from symprop.symbolic.examples import (ACTIVATION_DOUT, ACTIVATION_X, DATA_X, DATA_Y, EXAMPLES, MOONS_B, MOONS_T,
                                MOONS_W, MOONS_X, SOFTMAX_T, SOFTMAX_Z, builtin_network)
-from symbolic.networkfile import Network
+from symprop.symbolic.networkfile import Network
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codegen.network import load_network
-from symbolic.examples import EXAMPLES, MOONS_T, MOONS_X, builtin_network
+from symprop.codegen.network import load_network
+from symprop.symbolic.examples import EXAMPLES, MOONS_T, MOONS_X, builtin_network
 
 TOL = 1e-12  # float64 kernels against 60-digit transcript values: rounding only
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen.network import parse_net
-from symbolic.checker import check, load_claims
-from symbolic.errors import SympropError
-from symbolic.formula import parse_formula
-from symbolic.networkfile import load_network
-from training.datasets import read_idx
-from training.train import load_model
+from symprop.codegen.network import parse_net
+from symprop.symbolic.checker import check, load_claims
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.formula import parse_formula
+from symprop.symbolic.networkfile import load_network
+from symprop.training.datasets import read_idx
+from symprop.training.train import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK_FILE = (ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_bytes()

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import generated.layers as kernels
-from codegen.layer_kernels import python_name
-from symbolic.layers import REGISTRY
-from symbolic.stable import as_raw
+import symprop.generated.layers as kernels
+from symprop.codegen.layer_kernels import python_name
+from symprop.symbolic.layers import REGISTRY
+from symprop.symbolic.stable import as_raw
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, relative_error
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbolic import layers
-from symbolic.layers import REGISTRY, N, K, formula_layer
-from symbolic.stable import Sigmoid, as_raw, equal_numerically
+from symprop.symbolic import layers
+from symprop.symbolic.layers import REGISTRY, N, K, formula_layer
+from symprop.symbolic.stable import Sigmoid, as_raw, equal_numerically
 from tests.gradcheck import numerical_gradient, relative_error
 
 x, y, out, dout, t, z = (sp.Symbol(n, real=True) for n in ("x", "y", "out", "dout", "t", "z"))

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbolic.cli import main
-from symbolic.errors import SympropError
-from symbolic.examples import EXAMPLES, builtin_network, get_transcript
-from symbolic.networkfile import parse_network
-from symbolic.network_transcript import Conventions, network_transcript
-from symbolic.transcript import rounded
+from symprop.cli import main
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.examples import EXAMPLES, builtin_network, get_transcript
+from symprop.symbolic.networkfile import parse_network
+from symprop.symbolic.network_transcript import Conventions, network_transcript
+from symprop.symbolic.transcript import rounded
 from test_examples import check_gradients, network_loss
 
 SEED_001 = (Path(__file__).parents[1] / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_text()

@@ -9,11 +9,11 @@ import numpy as np
 import sympy as sp
 import pytest
 
-from codegen import files
-from codegen.generate import check, generate
-from codegen.network import BUILTIN_NETWORKS, load_network, parse_net
-from codegen.scalar_step import TINY_WIDTH, scalar_step
-from symbolic.errors import SympropError
+from symprop.codegen import files
+from symprop.codegen.generate import check, generate
+from symprop.codegen.network import BUILTIN_NETWORKS, load_network, parse_net
+from symprop.codegen.scalar_step import TINY_WIDTH, scalar_step
+from symprop.symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, numerical_gradient_at, relative_error
 
@@ -225,7 +225,7 @@ def test_check_reports_an_edited_file_with_a_diff_and_the_fix(tmp_path):
     generate(tmp_path)
     target = tmp_path / "layers.py"
     target.write_text(target.read_text().replace("real = out.dtype.type", "real = np.float64", 1))
-    result = subprocess.run([sys.executable, "-m", "symbolic.cli", "generate", "--check", "--directory", str(tmp_path)],
+    result = subprocess.run([sys.executable, "-m", "symprop", "generate", "--check", "--directory", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1
     assert "-    real = np.float64" in result.stdout and "layers.py" in result.stdout
@@ -268,7 +268,7 @@ def test_kernels_pass_with_the_jit_disabled():
 
 
 def _whitelist_formulas():
-    from symbolic.formula import ARITY, FUNCTIONS
+    from symprop.symbolic.formula import ARITY, FUNCTIONS
     return [f"{name}(x, x/2)" if ARITY.get(name) == 2 else f"{name}(x*x/4 + 1/2)" if name in ("log", "ln", "sqrt") else f"{name}(x)"
             for name in sorted(FUNCTIONS)]
 
@@ -276,8 +276,8 @@ def _whitelist_formulas():
 def _formula_module(folder, module_name, formulas):
     """A generated module with one elementwise layer f0, f1, ... per formula, imported."""
     import importlib.util
-    from codegen.layer_kernels import layers_module_body
-    from symbolic.layers import Registry, formula_layer
+    from symprop.codegen.layer_kernels import layers_module_body
+    from symprop.symbolic.layers import Registry, formula_layer
     body, _ = layers_module_body(Registry([formula_layer(f, name=f"f{i}") for i, f in enumerate(formulas)]))
     path = folder / f"{module_name}.py"
     path.write_text(body)
@@ -321,7 +321,7 @@ def test_mish_kernels_are_accurate_from_minus_800_to_800(tmp_path):
 @pytest.mark.parametrize("index, formula", list(enumerate(_whitelist_formulas())))
 def test_every_whitelisted_function_prints_and_has_correct_gradients(whitelist_kernels, index, formula, rng):
     """Each function a formula may use has a printing rule, and its derived rule is right."""
-    from symbolic.layers import formula_layer
+    from symprop.symbolic.layers import formula_layer
     forward = getattr(whitelist_kernels, f"f{index}_forward")
     backward = getattr(whitelist_kernels, f"f{index}_backward")
     saved = formula_layer(formula).derive().saved

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from codegen.printer import HELPERS, KernelPrinter
-from symbolic.stable import Sigmoid, Softplus, as_raw
+from symprop.codegen.printer import HELPERS, KernelPrinter
+from symprop.symbolic.stable import Sigmoid, Softplus, as_raw
 
 x, y = sp.symbols("x y", real=True)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen.generate import check, generate
-from codegen.layer_kernels import python_name
-from symbolic.errors import SympropError
-from symbolic.formula import parse_formula
-from symbolic.layers import REGISTRY
+from symprop.codegen.generate import check, generate
+from symprop.codegen.layer_kernels import python_name
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.formula import parse_formula
+from symprop.symbolic.layers import REGISTRY
 from tests.test_kernels import make_inputs, run_layer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def test_every_layer_is_finite_at_1e4(name, dtype):
     objective, grads = run_layer(name, big, dout)
     for grad in grads:
         assert np.all(np.isfinite(grad)), name
-    forward = getattr(__import__("generated.layers", fromlist=["x"]), f"{python_name(name)}_forward")
+    forward = getattr(__import__("symprop.generated.layers", fromlist=["x"]), f"{python_name(name)}_forward")
     result = forward(*big)
     values = result if isinstance(result, tuple) else (result,)
     assert all(np.all(np.isfinite(v)) for v in values), name
@@ -109,14 +109,14 @@ def test_hand_edited_generated_module_warns_at_import(tmp_path):
 
 def test_stale_builtin_network_warns_on_load(monkeypatch):
     """A generator source changed since the file was written: its input hash no longer matches."""
-    from codegen import files, network
+    from symprop.codegen import files, network
     monkeypatch.setattr(files, "inputs_hash", lambda *extra: "0000000000000000")
     with pytest.warns(UserWarning, match="is stale.*symprop generate"):
         network.load_network(network.BUILTIN_NETWORKS["moons_logistic"])
 
 
 def test_cached_network_is_reused_without_sympy_and_regenerated_when_edited(tmp_path, monkeypatch):
-    from codegen import network
+    from symprop.codegen import network
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     spec = "affine(3,4) tanh affine(4,2) mse"
     first = network.load_network(spec)
@@ -184,8 +184,8 @@ def test_generation_killed_midway_leaves_importable_files_and_check_says_what_is
     script = textwrap.dedent("""
         import sys, time
         from pathlib import Path
-        import codegen.files as files
-        from codegen.generate import generate
+        import symprop.codegen.files as files
+        from symprop.codegen.generate import generate
         write = files.write_if_changed
         def slow_write(path, text):
             changed = write(path, text)

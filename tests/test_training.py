@@ -9,10 +9,10 @@ import struct
 import numpy as np
 import pytest
 
-from symbolic.cli import main
-from symbolic.errors import SympropError
-from training.datasets import load_dataset, load_mnist, load_moons, read_idx
-from training.train import (Config, Task, load_model, load_net, model_params, predict,
+from symprop.cli import main
+from symprop.symbolic.errors import SympropError
+from symprop.training.datasets import load_dataset, load_mnist, load_moons, read_idx
+from symprop.training.train import (Config, Task, load_model, load_net, model_params, predict,
                             save_model, train)
 
 DIGITS_NET = "affine(64,64) relu affine(64,10) softmax-cross-entropy"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symbolic.errors import SympropError
+from symprop.symbolic.errors import SympropError
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
 NAMES = ("digits", "moons", "mnist")

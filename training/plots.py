@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from symbolic.errors import SympropError
+from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset
 from .train import DTYPES, Config, Result, predict

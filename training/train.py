@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from symbolic.errors import SympropError
+from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset, Scaling
 
@@ -26,7 +26,7 @@ SAVE_FORMAT = 1
 
 def load_net(spec: str):
     """The generated network module for a spec; a bad spec becomes a SympropError."""
-    from codegen.network import load_network
+    from symprop.codegen.network import load_network
     try:
         return load_network(spec)
     except ValueError as exc:

@@ -15,9 +15,9 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from codegen import files
-    from codegen.generate import check, generate
-    from codegen.network import network_module_text
+    from symprop.codegen import files
+    from symprop.codegen.generate import check, generate
+    from symprop.codegen.network import network_module_text
 
     if args.net is not None:
         text = network_module_text(args.net)

@@ -17,11 +17,11 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from codegen.generate import check, generate
-    from codegen.network import BUILTIN_NETWORKS, load_network
-    from ..layers import REGISTRY
-    from ..render import plain
-    from ..verify import network_gradient_error
+    from symprop.codegen.generate import check, generate
+    from symprop.codegen.network import BUILTIN_NETWORKS, load_network
+    from symprop.symbolic.layers import REGISTRY
+    from symprop.symbolic.render import plain
+    from symprop.symbolic.verify import network_gradient_error
 
     print("== 1. Derive: every layer's backward rule, by SymPy ==")
     for name in REGISTRY:
@@ -30,7 +30,7 @@ def run(args) -> int:
         rules = "; ".join(f"{g} = {plain(r)}" for g, r in d.backward.items())
         print(f"  {name:<22} {rules}   ({time.perf_counter() - started:.2f} s)")
 
-    from ..examples import EXAMPLES, get_transcript
+    from symprop.symbolic.examples import EXAMPLES, get_transcript
     print("\n   every built-in worked example, computed exactly:")
     for name in EXAMPLES:
         started = time.perf_counter()

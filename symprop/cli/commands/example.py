@@ -1,9 +1,9 @@
 """symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json] [--digits N] [--lang zh]"""
 from __future__ import annotations
 
-from ..errors import SympropError
-from ..examples import EXAMPLES, get_transcript
-from ..transcript import LANGUAGES
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.examples import EXAMPLES, get_transcript
+from symprop.symbolic.transcript import LANGUAGES
 
 
 def add_arguments(parser):

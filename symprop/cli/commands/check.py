@@ -5,9 +5,9 @@ can grade a folder of submissions in a shell loop.
 """
 from __future__ import annotations
 
-from ..checker import check, claims_from_arguments, load_claims, render_report
-from ..errors import SympropError
-from ..transcript import LANGUAGES
+from symprop.symbolic.checker import check, claims_from_arguments, load_claims, render_report
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.transcript import LANGUAGES
 
 
 def add_arguments(parser):

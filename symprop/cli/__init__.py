@@ -1,5 +1,8 @@
-"""The ``symprop`` command. Each subcommand lives in its own module under ``symbolic/commands``
+"""The ``symprop`` command. Each subcommand lives in its own module under ``symprop/cli/commands``
 with ``add_arguments(parser)`` and ``run(args) -> exit status``; this file only dispatches.
+
+Only the command that runs is imported: ``symprop derive sigmoid`` never loads the training
+code, scikit-learn or the benchmarks.
 
 Exit status: 0 success, 1 a check failed (stale kernels, wrong claims), 2 unusable input.
 """
@@ -9,9 +12,9 @@ import argparse
 import importlib
 import sys
 
-from .errors import SympropError
+from symprop.symbolic.errors import SympropError
 
-# subcommand -> (module under symbolic.commands, one-line help)
+# subcommand -> (module under symprop.cli.commands, one-line help)
 COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
     "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
@@ -24,20 +27,30 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only``, the arguments of that one command are added (its
+    module imported) and the others are listed by name and help alone."""
     parser = argparse.ArgumentParser(prog="symprop", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(f"symbolic.commands.{module_name}")
         command = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(command)
-        command.set_defaults(run=module.run)
+        if only is None or name == only:
+            module = importlib.import_module(f"symprop.cli.commands.{module_name}")
+            module.add_arguments(command)
+            command.set_defaults(run=module.run)
     return parser
 
 
+def _command_named(argv) -> str | None:
+    """The subcommand in argv (the first argument that is not an option), if it is one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_named(argv)).parse_args(argv)
     try:
         return int(args.run(args) or 0)
     except SympropError as exc:

@@ -1,9 +1,9 @@
 """symprop derive LAYER | --formula F | --list"""
 from __future__ import annotations
 
-from ..errors import SympropError
-from ..layers import REGISTRY, formula_layer
-from ..render import render
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.layers import REGISTRY, formula_layer
+from symprop.symbolic.render import render
 
 
 def add_arguments(parser):

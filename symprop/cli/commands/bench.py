@@ -1,11 +1,11 @@
 """symprop bench: time the generated kernels against numpy, PyTorch and JAX.
 
 The benchmark itself lives in ``benchmarks/bench.py`` (also runnable as
-``python -m benchmarks.bench``); this module only forwards to it.
+``python -m symprop.benchmarks.bench``); this module only forwards to it.
 """
 from __future__ import annotations
 
-from benchmarks import bench
+from symprop.benchmarks import bench
 
 
 def add_arguments(parser):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SympropError
-from training.datasets import NAMES, load_dataset
-from training.train import DTYPES, Task, load_model, load_net, model_params, predict
+from symprop.symbolic.errors import SympropError
+from symprop.training.datasets import NAMES, load_dataset
+from symprop.training.train import DTYPES, Task, load_model, load_net, model_params, predict
 
 
 def add_arguments(parser):

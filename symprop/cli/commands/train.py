@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import math
 
-from training.datasets import NAMES, load_dataset
-from training.train import (DTYPES, Config, Task, load_net, save_model, train,
+from symprop.training.datasets import NAMES, load_dataset
+from symprop.training.train import (DTYPES, Config, Task, load_net, save_model, train,
                             validation_count)
 
 # per data set: the net and hyperparameters used when the command line does not say
@@ -100,7 +100,7 @@ def run(args) -> int:
         save_model(args.save, result, dataset, config)
         print(f"saved weights to {args.save}")
     if args.plot:
-        from training.plots import plot_training
+        from symprop.training.plots import plot_training
         plot_training(args.plot, result, dataset, config)
         print(f"wrote plot {args.plot}")
     return 0

@@ -1,1 +1,0 @@
-"""One module per ``symprop`` subcommand (see ``symbolic.cli.COMMANDS``)."""

@@ -1,0 +1,140 @@
+"""The graph model: a network is a chain of op nodes from the input X to a loss.
+
+A net spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"`` parses into
+a ``Graph``: one ``Node`` per written layer, each holding its op (an object of the registry:
+``Affine``, ``Elementwise``, ``PerFeature``, a loss ...), the op's parsed arguments and where
+it was written. What a node may take and give is asked of its op (``parse_args``,
+``input_width``, ``output_width``, ``param_shapes``, ``is_loss``): nothing here, and nothing
+in codegen, branches on an op's name. Codegen lowers a Graph by dispatching on each op's type.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import SympropError
+from .layers import REGISTRY, formula_layer
+
+EXAMPLE_SPEC = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
+
+
+@dataclass(frozen=True)
+class Node:
+    """One op applied in a spec: the op, its arguments, and where it was written."""
+
+    op: object
+    args: tuple
+    text: str
+    position: int  # 1-based layer number in the spec
+    column: int  # 1-based column in the spec
+
+    @property
+    def where(self) -> str:
+        return f"net spec, layer {self.position} {self.text!r} (column {self.column})"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A chain of nodes from the input X (``input_size`` features) to the loss."""
+
+    nodes: tuple[Node, ...]
+
+    @property
+    def spec(self) -> str:
+        """The canonical spec: the layers as written, one space apart."""
+        return " ".join(node.text for node in self.nodes)
+
+    @property
+    def loss(self):
+        return self.nodes[-1].op
+
+    @property
+    def widths(self) -> list[int]:
+        """The number of features entering each node, then the width of the last value."""
+        widths = [self.nodes[0].op.input_width(self.nodes[0].args)]
+        for node in self.nodes:
+            widths.append(node.op.output_width(node.args, widths[-1]))
+        return widths
+
+    @property
+    def input_size(self) -> int:
+        return self.widths[0]
+
+    @property
+    def output_size(self) -> int:
+        """The width of the scores the loss takes (and of the targets T)."""
+        return self.widths[-2]
+
+
+def _tokens(spec: str):
+    """Split a spec at spaces outside parentheses; yield (text, column)."""
+    depth, start = 0, None
+    for i, char in enumerate(spec + " "):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise SympropError(f"net spec {spec!r}: unbalanced ')' at column {i + 1}")
+        if char.isspace() and depth == 0:
+            if start is not None:
+                yield spec[start:i], start + 1
+                start = None
+        elif start is None:
+            start = i
+    if depth:
+        raise SympropError(f"net spec {spec!r}: a '(' is never closed")
+
+
+def _node(text: str, position: int, column: int, registry) -> Node:
+    where = f"net spec, layer {position} {text!r} (column {column})"
+    name, _, rest = text.partition("(")
+    if rest and not rest.endswith(")"):
+        raise SympropError(f"{where}: expected NAME or NAME(ARGS)")
+    inner = rest[:-1] if rest else None
+    if name == "formula":
+        if inner is None or not inner.strip():
+            raise SympropError(f"{where}: formula() needs an expression in x")
+        try:
+            op = formula_layer(inner.strip())
+        except SympropError as exc:
+            raise SympropError(f"{where}: {exc}") from None
+        return Node(op, (), text, position, column)
+    if name not in registry:
+        raise SympropError(f"{where}: unknown layer {name!r}; known: {', '.join(registry)}, formula(EXPR)")
+    op = registry[name]
+    problem = op.network_problem()
+    if problem:
+        raise SympropError(f"{where}: {problem}")
+    return Node(op, op.parse_args(inner, where), text, position, column)
+
+
+def parse_net(spec: str, registry=REGISTRY) -> Graph:
+    """The graph of a spec, checked: known ops, sizes that chain, a loss at the end."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise SympropError(f"net spec is empty; example: {EXAMPLE_SPEC!r}")
+    nodes = tuple(_node(text, position, column, registry)
+                  for position, (text, column) in enumerate(_tokens(spec), 1))
+    _check_chain(nodes, registry)
+    return Graph(nodes)
+
+
+def _check_chain(nodes, registry):
+    first, last = nodes[0], nodes[-1]
+    if first.op.input_width(first.args) is None:
+        raise SympropError(f"net spec, layer 1 {first.text!r}: a network starts with an affine layer "
+                           "(it fixes the input size)")
+    if not last.op.is_loss:
+        raise SympropError(f"net spec, layer {last.position} {last.text!r}: a network ends with a loss "
+                           f"({', '.join(n for n, op in registry.items() if op.is_loss)})")
+    width = None
+    for node in nodes:
+        if node.op.is_loss and node is not last:
+            raise SympropError(f"{node.where}: a loss can only be the last layer")
+        wanted = node.op.input_width(node.args)
+        if width is not None and wanted is not None and wanted != width:
+            raise SympropError(f"{node.where}: takes {wanted} inputs but the layer before gives {width}")
+        width = node.op.output_width(node.args, width)
+    before = nodes[-2] if len(nodes) > 1 else None
+    if before is not None and last.op.applies and last.op.applies == before.op.name:
+        raise SympropError(f"net spec, layer {before.position} {before.text!r}: {last.op.name} takes "
+                           f"logits and applies the {before.op.name} itself; remove this layer")

@@ -1,0 +1,1 @@
+"""One module per ``symprop`` subcommand (see ``symprop.cli.COMMANDS``)."""
