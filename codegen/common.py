@@ -5,6 +5,8 @@ can copy one into another project.
 """
 from __future__ import annotations
 
+from symprop.symbolic.errors import SympropError
+
 from .files import JIT_FLAGS
 from .printer import HELPER_NEEDS, HELPERS
 
@@ -179,3 +181,12 @@ def fresh_name(base: str, taken) -> str:
         if base + suffix not in taken:
             return base + suffix
     raise ValueError(f"more than 26 layers in a row after one affine layer ({base})")
+
+
+def lowering(table: dict, op, where: str):
+    """The entry of ``table`` (op class -> how to lower it) for an op: codegen dispatches on the
+    op's type, through its base classes, never on a name."""
+    for cls in type(op).__mro__:
+        if cls in table:
+            return table[cls]
+    raise SympropError(f"{where}: the code generator has no lowering for {type(op).__name__} ops")

@@ -20,7 +20,7 @@ GENERATED = ROOT / "generated"
 
 # The files whose content decides what the generator writes (with the SymPy version).
 GENERATOR_INPUTS = [
-    "symbolic/layers.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
+    "symbolic/layers.py", "symbolic/graph.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
     "codegen/printer.py", "codegen/common.py", "codegen/layer_kernels.py", "codegen/network.py",
     "codegen/scalar_step.py",
     "codegen/generate.py", "codegen/files.py",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import REDUCTIONS, REGISTRY, Derivation
+from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Derivation, Elementwise, ElementwiseLoss,
+                                     Softmax, SoftmaxCrossEntropy)
 
-from .common import PRELUDE, helper_source, indent
+from .common import PRELUDE, helper_source, indent, lowering
 from .printer import KernelPrinter, print_statements
 
 
@@ -345,12 +346,13 @@ def {base}_backward(y, t, dz=None):
 ''', used | bused)
 
 
+# op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
-    "elementwise": _elementwise,
-    "loss": _loss,
-    "affine": _affine,
-    "softmax": _softmax,
-    "softmax-cross-entropy": _softmax_cross_entropy,
+    Elementwise: _elementwise,
+    ElementwiseLoss: _loss,
+    Affine: _affine,
+    Softmax: _softmax,
+    SoftmaxCrossEntropy: _softmax_cross_entropy,
 }
 
 
@@ -358,6 +360,6 @@ def layers_module_body(registry=REGISTRY) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers."""
     module = ModuleText()
     for name, layer in registry.items():
-        EMITTERS[layer.kind](layer, registry.derive(name), module)
+        lowering(EMITTERS, layer, f"layer {name!r}")(layer, registry.derive(name), module)
     body = PRELUDE + helper_source(module.helpers) + "\n\n" + "\n\n".join(module.functions)
     return body, list(registry)

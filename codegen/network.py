@@ -1,7 +1,8 @@
 """Network kernels: one module per stack of registered layers, with fused training steps.
 
-``parse_net`` reads a spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"``;
-``network_module_text`` prints a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
+``symbolic.graph.parse_net`` reads a spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"``;
+into a Graph;
+``network_module_text`` lowers it (dispatching on each op's type) to a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
 ``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
@@ -18,16 +19,17 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.layers import REDUCTIONS, REGISTRY, formula_layer
+from symprop.symbolic.graph import parse_net
+from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Elementwise, ElementwiseLoss, PerFeature,
+                                     Softmax, SoftmaxCrossEntropy)
 
 from . import files
-from .common import PRELUDE, fresh_name, helper_source, indent
+from .common import PRELUDE, fresh_name, helper_source, indent, lowering
 from .layer_kernels import ROW_MAX, row_reduction_lines, _row_index
 from .printer import KernelPrinter, print_statements
 from .scalar_step import scalar_step
@@ -40,116 +42,13 @@ BUILTIN_NETWORKS = {
                           "squared-error"),  # seed 001, the 2-2-2 worked example
 }
 
-LOSS_KINDS = ("loss", "softmax-cross-entropy")
-
 # Weight matrices with at most this many entries are multiplied with loops, not BLAS:
 # a BLAS call costs a fixed ~0.3 us, more than the whole 2-2-2 step (benchmarks/ measures it).
 SMALL_MATRIX = 64
 
 
-@dataclass(frozen=True)
-class LayerUse:
-    """One layer of a spec: the registry layer, its arguments, and where it was written."""
-
-    layer: object
-    args: tuple
-    text: str
-    position: int  # 1-based layer number in the spec
-    column: int  # 1-based column in the spec
-
-    @property
-    def kind(self):
-        return self.layer.kind
-
-
-def _tokens(spec: str):
-    """Split a spec at spaces outside parentheses; yield (text, column)."""
-    depth, start = 0, None
-    for i, char in enumerate(spec + " "):
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth < 0:
-                raise SympropError(f"net spec {spec!r}: unbalanced ')' at column {i + 1}")
-        if char.isspace() and depth == 0:
-            if start is not None:
-                yield spec[start:i], start + 1
-                start = None
-        elif start is None:
-            start = i
-    if depth:
-        raise SympropError(f"net spec {spec!r}: a '(' is never closed")
-
-
-def parse_net(spec: str) -> list[LayerUse]:
-    """The layers of a spec, checked: known names, sizes that chain, a loss at the end."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise SympropError("net spec is empty; example: 'affine(784,100) relu affine(100,10) softmax-cross-entropy'")
-    uses = []
-    for position, (text, column) in enumerate(_tokens(spec), 1):
-        where = f"net spec, layer {position} {text!r} (column {column})"
-        name, _, rest = text.partition("(")
-        if rest and not rest.endswith(")"):
-            raise SympropError(f"{where}: expected NAME or NAME(ARGS)")
-        inner = rest[:-1]
-        if name == "formula":
-            if not inner.strip():
-                raise SympropError(f"{where}: formula() needs an expression in x")
-            try:
-                layer = formula_layer(inner.strip())
-            except SympropError as exc:
-                raise SympropError(f"{where}: {exc}") from None
-            uses.append(LayerUse(layer, (), text, position, column))
-            continue
-        if name not in REGISTRY:
-            raise SympropError(f"{where}: unknown layer {name!r}; known: {', '.join(REGISTRY)}, formula(EXPR)")
-        layer = REGISTRY[name]
-        args = ()
-        if layer.kind == "affine":
-            try:
-                args = tuple(int(a) for a in inner.split(","))
-            except ValueError:
-                args = ()
-            if len(args) != 2 or min(args) < 1:
-                raise SympropError(f"{where}: {name} needs two positive sizes, e.g. {name}(784,100)")
-        elif rest:
-            raise SympropError(f"{where}: {name} takes no arguments")
-        if len(getattr(layer, "inputs", ())) == 2 and layer.kind == "elementwise":
-            raise SympropError(f"{where}: {name} is a two-input graph node; a network is a chain of "
-                               "one-input layers (use symprop derive {name} for the node itself)")
-        uses.append(LayerUse(layer, args, text, position, column))
-    _check_chain(spec, uses)
-    return uses
-
-
-def _check_chain(spec, uses):
-    first = uses[0]
-    if first.kind != "affine":
-        raise SympropError(f"net spec, layer 1 {first.text!r}: a network starts with an affine layer "
-                           "(it fixes the input size)")
-    last = uses[-1]
-    if last.kind not in LOSS_KINDS:
-        raise SympropError(f"net spec, layer {last.position} {last.text!r}: a network ends with a loss "
-                           f"({', '.join(n for n, l in REGISTRY.items() if l.kind in LOSS_KINDS)})")
-    width = None
-    for use in uses:
-        where = f"net spec, layer {use.position} {use.text!r} (column {use.column})"
-        if use.kind in LOSS_KINDS and use is not last:
-            raise SympropError(f"{where}: a loss can only be the last layer")
-        if use.kind == "affine":
-            if width is not None and use.args[0] != width:
-                raise SympropError(f"{where}: takes {use.args[0]} inputs but the layer before gives {width}")
-            width = use.args[1]
-    before = uses[-2] if len(uses) > 1 else None
-    implied = {"binary-cross-entropy": "sigmoid", "softmax-cross-entropy": "softmax"}
-    if before is not None and implied.get(last.layer.name) == before.layer.name:
-        raise SympropError(f"net spec, layer {before.position} {before.text!r}: {last.layer.name} takes "
-                           f"logits and applies the {before.layer.name} itself; remove this layer")
-
-
 def canonical_spec(spec: str) -> str:
-    return " ".join(use.text for use in parse_net(spec))
+    return parse_net(spec).spec
 
 
 class _NetworkPrinter:
@@ -170,7 +69,7 @@ class _NetworkPrinter:
         self.loss_lines: list[str] = []
         self.affine_count = 0
         for use in uses:
-            getattr(self, "_" + use.kind.replace("-", "_"))(use)
+            lowering(self.LOWERINGS, use.op, use.where)(self, use)
 
     @property
     def width(self):
@@ -183,18 +82,18 @@ class _NetworkPrinter:
     def prepend_backward(self, lines):
         self.backward_lines = lines + self.backward_lines
 
-    # ---- per kind: forward statements now, backward statements prepended (reverse order) ----
+    # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
     def _affine(self, use):
         self.affine_count += 1
         k = self.affine_count
         inputs, outputs = use.args
         if k == 1:
             self.widths = [inputs]
-        W, b, shared = f"W{k}", f"b{k}", use.layer.shared_bias
+        W, b, shared = f"W{k}", f"b{k}", use.op.shared_bias
         self.params += [(W, use.args), (b, (1,) if shared else (outputs,))]
         source = self.values[-1]
         out = self.buffer(f"z{k}", f"(N, {outputs})")
-        d = REGISTRY.derive(use.layer.name)
+        d = REGISTRY.derive(use.op.name)
         printer = KernelPrinter({"X": source, "W": W, "dY": "d" + out, "b": b},
                                 small_matrices=inputs * outputs <= SMALL_MATRIX)
         product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
@@ -215,16 +114,16 @@ class _NetworkPrinter:
         self.widths.append(outputs)
 
     def _elementwise(self, use):
-        d = use.layer.derive()
+        d = use.op.derive()
         source = self.values[-1]
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
-        names = {"x": f"{source}[n, j]", use.layer.output: f"{out}[n, j]"}
-        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.layer.output])], names)
+        names = {"x": f"{source}[n, j]", use.op.output: f"{out}[n, j]"}
+        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.op.output])], names)
         self.forward_lines += [f"# layer {use.position}: {use.text}",
                                "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
         rule = d.backward["dx"]
         local = (rule / sp.Symbol("dout", real=True)).subs(
-            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.layer.output, real=True): sp.Symbol(out)})
+            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
         blines, bused = print_statements(
             [(f"{dsource}[n, j]", rule)], {**names, "dout": f"d{out}[n, j]"},
@@ -250,7 +149,7 @@ class _NetworkPrinter:
         self.values.append(out)
 
     def _softmax_cross_entropy(self, use):
-        d = REGISTRY.derive(use.layer.name)
+        d = REGISTRY.derive(use.op.name)
         source = self.values[-1]
         probabilities = self.buffer("P", f"(N, {self.width})")
         forward, used = row_reduction_lines(
@@ -270,10 +169,10 @@ class _NetworkPrinter:
         self.helpers |= used | bused
 
     def _loss(self, use):
-        d = use.layer.derive()
+        d = use.op.derive()
         source = self.values[-1]
-        p = use.layer.prediction
-        scale = REDUCTIONS[use.layer.reduction][0]
+        p = use.op.prediction
+        scale = REDUCTIONS[use.op.reduction][0]
         names = {p: f"{source}[n, j]", "t": "T[n, j]"}
         lines, used = print_statements([("loss_term", d.forward["l"])], names)
         grad = "d" + p
@@ -290,9 +189,42 @@ class _NetworkPrinter:
         self.helpers |= used | bused
 
 
+    def _per_feature(self, use):
+        """y[n, j] = f(x[n, j], g[j]): one loop for the forward values; on the way back one loop
+        that writes dx and adds each row's share to the parameters' gradients (batch sums)."""
+        d = use.op.derive()
+        source = self.values[-1]
+        taken = {name for name, _ in self.params}
+        params = [fresh_name(f"{p}{self.affine_count}", taken) for p in use.op.params]
+        self.params += [(name, (self.width,)) for name in params]
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
+        names = {"x": f"{source}[n, j]", **{p: f"{name}[j]" for p, name in zip(use.op.params, params)}}
+        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.op.output])], names)
+        self.forward_lines += [f"# layer {use.position}: {use.text}",
+                               "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
+        grads = [self.buffer(f"d{name}", f"({self.width},)") for name in params]
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        targets = {f"{dsource}[n, j]": "dx", **{f"{g}[j]": "d" + p for g, p in zip(grads, use.op.params)}}
+        comments = {f"{dsource}[n, j]": f"dL/d{source} = dL/d{out} * d{out}/d{source}",
+                    **{f"{g}[j]": f"dL/d{name} = sum over the batch of dL/d{out} * d{out}/d{name}"
+                       for g, name in zip(grads, params)}}
+        blines, bused = print_statements([(target, d.backward[rule]) for target, rule in targets.items()],
+                                         {**names, "dout": f"d{out}[n, j]"}, comment_for=comments.get,
+                                         accumulate={f"{g}[j]" for g in grads})
+        self.prepend_backward([f"# layer {use.position}: {use.text}", f"for j in range({self.width}):",
+                               *(f"    {g}[j] = real(0)" for g in grads),
+                               "for n in range(N):", f"    for j in range({self.width}):", *indent(blines, 2)])
+        self.helpers |= used | bused
+        self.values.append(out)
+
+    # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
+    LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
+                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss}
+
+
 def network_module_text(spec: str, name: str | None = None) -> str:
-    uses = parse_net(spec)
-    canonical = " ".join(use.text for use in uses)
+    graph = parse_net(spec)
+    uses, canonical = graph.nodes, graph.spec
     net = _NetworkPrinter(uses)
     param_names = [p for p, _ in net.params]
     params = ", ".join(param_names)
@@ -300,7 +232,7 @@ def network_module_text(spec: str, name: str | None = None) -> str:
     buffers = ", ".join(name for name, _ in net.buffers)
     scores = net.values[-1]
     forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values]
-    scalar = scalar_step(uses)  # None unless the network is tiny
+    scalar = scalar_step(graph)  # None unless the network is tiny
     if scalar is not None:
         assert scalar.params == net.params, (scalar.params, net.params)
     body = PRELUDE + helper_source(net.helpers | (scalar.helpers if scalar else set())) + f'''
@@ -310,7 +242,7 @@ PARAM_NAMES = {tuple(param_names)!r}
 PARAM_SHAPES = {tuple(s for _, s in net.params)!r}
 INPUT_SIZE = {net.widths[0]}
 OUTPUT_SIZE = {net.widths[-1]}
-LOSS = {uses[-1].layer.name!r}
+LOSS = {graph.loss.name!r}
 # True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
 # unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
 SCALAR_STEP = {scalar is not None}
@@ -417,7 +349,7 @@ def sgd_steps({params}, X, T, lr, steps):
 '''
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
-                        command, [f"spec {canonical}"], files.inputs_hash("net", canonical), body)
+                        command, [f"spec {canonical}"], network_hash(graph), body)
     return head + body
 
 
@@ -523,6 +455,12 @@ def network_path(canonical: str) -> tuple[Path, str | None]:
     return cache_directory() / f"net_{hashlib.sha256(canonical.encode()).hexdigest()[:12]}.py", None
 
 
+def network_hash(graph) -> str:
+    """The input hash of a network module: the generator's sources, the spec, and each op's
+    definition (an op registered outside symbolic/, e.g. in a test file, is in no hashed source)."""
+    return files.inputs_hash("net", graph.spec, *(repr(node.op) for node in graph.nodes))
+
+
 def network_file(spec: str) -> tuple[Path, str]:
     """Where the module for a spec lives and its current text (built-ins under generated/)."""
     canonical = canonical_spec(spec)
@@ -534,14 +472,15 @@ def load_network(spec: str):
     """The imported kernel module for a spec: built-ins from generated/ (with a warning if the
     generator would now write them differently), any other stack generated into the user cache
     (``$SYMPROP_CACHE`` or ``~/.cache/symprop``) unless an up-to-date file is already there."""
-    canonical = canonical_spec(spec)
+    graph = parse_net(spec)
+    canonical = graph.spec
     path, builtin = network_path(canonical)
     if builtin is not None:
-        if not files.is_current(path, files.inputs_hash("net", canonical)):  # no SymPy printing: 0.7 s saved
+        if not files.is_current(path, network_hash(graph)):  # no SymPy printing: 0.7 s saved
             warnings.warn(f"{path} is stale: the generator would now write something else. "
                           f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
         return importlib.import_module(f"symprop.generated.{path.stem}")
-    if not files.is_current(path, files.inputs_hash("net", canonical)):
+    if not files.is_current(path, network_hash(graph)):
         files.write_if_changed(path, network_module_text(canonical))
     module_name = f"symprop_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:

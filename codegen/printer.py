@@ -299,8 +299,9 @@ class KernelPrinter(NumPyPrinter):
         return f"np.dot({a}, {b}{target})"
 
 
-def print_statements(assignments, names, comment_for=None, row=None, scalar=False):
-    """Common-subexpression-eliminated statements for ``[(target, expr), ...]``.
+def print_statements(assignments, names, comment_for=None, row=None, scalar=False, accumulate=()):
+    """Common-subexpression-eliminated statements for ``[(target, expr), ...]``; targets in
+    ``accumulate`` are added to (``target += expr``: a sum over the batch rows).
 
     Returns (lines, helpers_used). Temporaries are named t0, t1, ... in a canonical order,
     so the output is deterministic.
@@ -315,5 +316,6 @@ def print_statements(assignments, names, comment_for=None, row=None, scalar=Fals
     for target, expr in zip(targets, reduced):
         note = comment_for(target) if comment_for else None
         comment = f"  # {note}" if note else ""
-        lines.append(f"{target} = {printer.doprint(expr)}{comment}")
+        operator = "+=" if target in accumulate else "="
+        lines.append(f"{target} {operator} {printer.doprint(expr)}{comment}")
     return lines, printer.helpers_used

@@ -18,7 +18,7 @@ elementwise and loss rules get each unit's scalar substituted for x, y and the u
 gradient; the softmax sums over the K classes are written out term by term.
 
 ``scalar_step`` returns None for a network it has no scalar form for (a layer wider than
-TINY_WIDTH, or a layer kind missing from ``KINDS``): that network keeps the matrix step.
+TINY_WIDTH, or an op type missing from ``LOWERINGS``): that network keeps the matrix step.
 """
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from symprop.symbolic.layers import REDUCTIONS, REGISTRY, I, J, K, N
+from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Elementwise, ElementwiseLoss, I, J, K, N,
+                                     Softmax, SoftmaxCrossEntropy)
 
-from .common import fresh_name, indent
+from .common import fresh_name, indent, lowering
 from .printer import KernelPrinter, print_statements
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
@@ -108,8 +109,6 @@ class _ScalarPrinter:
     read from the arrays as ``X[n, j]``, ``T[n, j]``).
     """
 
-    KINDS = ("affine", "elementwise", "softmax", "softmax-cross-entropy", "loss")
-
     def __init__(self, uses):
         self.params: list[tuple[str, tuple]] = []
         self.entries: list[ParamEntry] = []
@@ -123,7 +122,7 @@ class _ScalarPrinter:
         self.value, self.width, self.affine_count = "X", uses[0].args[0], 0
         self.values: set[str] = {"X"}  # names of the values so far (each unit is <name>_<j>)
         for use in uses:
-            getattr(self, "_" + use.kind.replace("-", "_"))(use)
+            lowering(self.LOWERINGS, use.op, use.where)(self, use)
 
     def units(self, base: str, width: int | None = None) -> list[sp.Symbol]:
         """The scalars of a value; X and T print as reads of row n of their array."""
@@ -143,13 +142,13 @@ class _ScalarPrinter:
     def prepend_backward(self, lines):
         self.backward_lines = lines + self.backward_lines
 
-    # ---- per kind: forward statements now, backward statements prepended (reverse order) ----
+    # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
     def _affine(self, use):
         self.affine_count += 1
         k = self.affine_count
         inputs, outputs = use.args
         W, b, z, source = f"W{k}", f"b{k}", f"z{k}", self.value
-        shared = use.layer.shared_bias
+        shared = use.op.shared_bias
         bias_size = 1 if shared else outputs
         start = sum(math.prod(shape) for _, shape in self.params)  # W's place in theta, then b's
         self.params += [(W, use.args), (b, (bias_size,))]
@@ -167,7 +166,7 @@ class _ScalarPrinter:
         source_units = self.units(source, inputs)
         entry = {"X": lambda i, j: source_units[j], "W": lambda i, j: unit(W, i, j),
                  "b": lambda i, j: unit(b, j), "dY": lambda i, j: unit("d" + z, j)}
-        d = REGISTRY.derive(use.layer.name)
+        d = REGISTRY.derive(use.op.name)
 
         def one_row(rule):
             matrix = rule.subs({N: 1, I: inputs, J: outputs}).as_explicit()
@@ -194,16 +193,16 @@ class _ScalarPrinter:
         self.value, self.width = z, outputs
 
     def _elementwise(self, use):
-        d = use.layer.derive()
+        d = use.op.derive()
         source, out = self.value, fresh_name(f"h{self.affine_count}", self.values)
         self.values.add(out)
-        x, y, dout = real("x"), real(use.layer.output), real("dout")
+        x, y, dout = real("x"), real(use.op.output), real("dout")
         rule = d.backward["dx"]
         local = sp.sstr((rule / dout).subs({x: sp.Symbol(source), y: sp.Symbol(out)}))
         forward, backward = [], []
         for j, (s, o) in enumerate(zip(self.units(source), self.units(out))):
             scalars = {x: s, y: o, dout: unit("d" + out, j)}
-            forward.append((o.name, d.forward[use.layer.output].xreplace(scalars)))
+            forward.append((o.name, d.forward[use.op.output].xreplace(scalars)))
             backward.append((unit("d" + source, j).name, rule.xreplace(scalars)))
         self.forward_lines += [f"# layer {use.position}: {use.text}", *self.statements(forward)]
         self.prepend_backward([f"# layer {use.position}: {use.text}", *self.statements(
@@ -243,7 +242,7 @@ class _ScalarPrinter:
         self.value = out
 
     def _softmax_cross_entropy(self, use):
-        d = REGISTRY.derive(use.layer.name)
+        d = REGISTRY.derive(use.op.name)
         source = self.value
         z, P, T = self.units(source), self.units("P"), self.units("T")
         probabilities = self._expand_classes(d.forward["y[k]"], {"z": z})
@@ -261,11 +260,11 @@ class _ScalarPrinter:
             lambda t: f"dL/{t} = {rule} with j = {t.rsplit('_', 1)[1]}")])
 
     def _loss(self, use):
-        d = use.layer.derive()
+        d = use.op.derive()
         source = self.value
-        p, t = real(use.layer.prediction), real("t")
-        grad = "d" + use.layer.prediction
-        scale = REDUCTIONS[use.layer.reduction][0].subs(K, self.width)
+        p, t = real(use.op.prediction), real("t")
+        grad = "d" + use.op.prediction
+        scale = REDUCTIONS[use.op.reduction][0].subs(K, self.width)
         terms, backward = [], []
         for j, (s, target) in enumerate(zip(self.units(source), self.units("T"))):
             terms.append(("loss", d.forward["l"].xreplace({p: s, t: target})))
@@ -278,11 +277,18 @@ class _ScalarPrinter:
                                *self.statements(backward, lambda t: f"dL/{t} = {rule}")])
 
 
-def scalar_step(uses) -> ScalarStep | None:
-    """The scalar step of a network, or None when it is not tiny or has a kind without one."""
-    if any(max(use.args) > TINY_WIDTH for use in uses if use.kind == "affine"):
+    # op type -> how it is expanded (an op type not listed keeps the matrix step)
+    LOWERINGS = {Affine: _affine, Elementwise: _elementwise, Softmax: _softmax,
+                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss}
+
+
+def scalar_step(graph) -> ScalarStep | None:
+    """The scalar step of a network (a Graph), or None when it is not tiny or has an op type
+    without one."""
+    uses = graph.nodes
+    if any(max(use.args) > TINY_WIDTH for use in uses if isinstance(use.op, Affine)):
         return None
-    if any(use.kind not in _ScalarPrinter.KINDS for use in uses):
+    if any(not isinstance(use.op, tuple(_ScalarPrinter.LOWERINGS)) for use in uses):
         return None
     net = _ScalarPrinter(uses)
     row = ["# ---- forward ----", *net.forward_lines, "# ---- loss ----", *net.loss_lines,

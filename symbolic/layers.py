@@ -64,6 +64,9 @@ class Derivation:
     conventions: list[str] = field(default_factory=list)
     stability: list[str] = field(default_factory=list)
     raw_backward: dict[str, sp.Basic] = field(default_factory=dict)  # before canonical form
+    # gradients whose rule above is one row's contribution, summed over the N rows of the batch
+    # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
+    batch_sums: tuple[str, ...] = ()
 
 
 def real(name: str) -> sp.Symbol:
@@ -89,8 +92,38 @@ def _in_terms_of_output(derivative, forward, output, inputs):
     return sp.factor(expr) if sp.count_ops(sp.factor(expr)) <= sp.count_ops(expr) else expr
 
 
+class Op:
+    """What every op answers about itself in a net spec (``graph.parse_net`` asks; nothing
+    branches on an op's name). The defaults fit an op with no arguments and no parameters that
+    keeps the number of features, e.g. an activation."""
+
+    is_loss = False  # a loss ends a network: it takes the targets T and gives the scalar L
+    applies = ""  # a loss that takes logits names the activation it applies itself
+
+    def network_problem(self) -> str | None:
+        """Why this op cannot be a layer of a network, or None."""
+        return None
+
+    def parse_args(self, inner: str | None, where: str) -> tuple:
+        """The arguments written in NAME(ARGS) (inner is None without parentheses)."""
+        if inner is not None:
+            raise SympropError(f"{where}: {self.name} takes no arguments")
+        return ()
+
+    def input_width(self, args) -> int | None:
+        """The number of features this op needs, when its arguments fix it."""
+        return None
+
+    def output_width(self, args, width: int) -> int:
+        return width
+
+    def param_shapes(self, args, width: int) -> list[tuple[str, tuple[int, ...]]]:
+        """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
+        return []
+
+
 @dataclass(frozen=True)
-class Elementwise:
+class Elementwise(Op):
     """y = f(x) (or f(x, y) for graph nodes), applied element by element."""
 
     name: str
@@ -98,7 +131,12 @@ class Elementwise:
     summary: str
     inputs: tuple[str, ...] = ("x",)
     output: str = "y"
-    kind: str = "elementwise"
+
+    def network_problem(self):
+        if len(self.inputs) != 1:
+            return (f"{self.name} is a two-input graph node; a network is a chain of "
+                    f"one-input layers (use symprop derive {self.name} for the node itself)")
+        return None
 
     @cached_property
     def expr(self) -> sp.Expr:
@@ -148,6 +186,63 @@ class Elementwise:
                           stability, raw_backward)
 
 
+@dataclass(frozen=True)
+class PerFeature(Op):
+    """y[n, j] = f(x[n, j], g[j]): elementwise, with learnable parameters that hold one value per
+    feature j, shared by every row n of the batch (a learnable scale y = g * x, a per-feature
+    PReLU ...). Each parameter's gradient is its rows' contributions summed over the batch."""
+
+    name: str
+    formula: str
+    summary: str
+    params: tuple[str, ...] = ("g",)
+    output: str = "y"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return ("x", *self.params)
+
+    @cached_property
+    def expr(self) -> sp.Expr:
+        return parse_formula(self.formula, self.inputs, where=f"layer {self.name!r}")
+
+    def param_shapes(self, args, width):
+        return [(p, (width,)) for p in self.params]
+
+    def derive(self) -> Derivation:
+        names = [real(v) for v in self.inputs]
+        out, dout = real(self.output), real("dout")
+        raw = self.expr
+        forward = canonical_form(raw, names)
+        n = sp.Symbol("n", integer=True)
+        steps = [Step("forward", out, raw, "element [n, j]; each parameter is indexed by the feature j alone")]
+        backward, raw_backward, conventions, saved = {}, {}, [], set()
+        for v in names:
+            local_raw = sp.diff(raw, v)
+            local = _apply_kink_convention(local_raw)
+            if local != local_raw:
+                conventions.append(KINK_CONVENTION)
+            stable = canonical_form(local, names)
+            grad, dd = "d" + v.name, partial(out.name, v.name)
+            steps.append(Step(f"local derivative d{out}/d{v}", dd, local_raw, "SymPy's diff"))
+            if stable != local_raw:
+                steps.append(Step("canonical form", dd, stable, "kink convention, cheapest overflow-free form"))
+            rule = dout * stable
+            if v.name == "x":
+                steps.append(Step("backward (chain rule: upstream times local)", real(grad), rule,
+                                  f"{grad}[n, j] = dout[n, j] * d{out}/d{v}"))
+            else:
+                rows = {s: sp.Indexed(sp.IndexedBase(s.name), n) for s in rule.free_symbols if s not in names[1:]}
+                steps.append(Step("backward, summed over the batch", real(grad),
+                                  sp.Sum(rule.xreplace(rows), (n, 1, N)),
+                                  f"{v}[j] is shared by the N rows: its gradient adds each row's dout * d{out}/d{v}"))
+            backward[grad], raw_backward[grad] = rule, dout * local
+            saved |= {s.name for s in rule.free_symbols} - {dout.name}
+        return Derivation(self.name, self.summary, self.inputs, {self.output: forward}, backward,
+                          tuple(v for v in self.inputs if v in saved), steps, sorted(set(conventions)), [],
+                          raw_backward, tuple("d" + p for p in self.params))
+
+
 REDUCTIONS = {
     "sum": (sp.S.One, "summed over every element"),
     "mean": (1 / (N * K), "averaged over all N*K elements"),
@@ -156,7 +251,7 @@ REDUCTIONS = {
 
 
 @dataclass(frozen=True)
-class ElementwiseLoss:
+class ElementwiseLoss(Op):
     """L = scale * sum over the batch of l(prediction, t); the end of a network."""
 
     name: str
@@ -164,7 +259,8 @@ class ElementwiseLoss:
     summary: str
     reduction: str = "sum"
     prediction: str = "y"
-    kind: str = "loss"
+    applies: str = ""  # binary-cross-entropy takes logits z and applies the sigmoid itself
+    is_loss = True
 
     @cached_property
     def expr(self) -> sp.Expr:
@@ -202,14 +298,31 @@ class ElementwiseLoss:
 
 
 @dataclass(frozen=True)
-class Affine:
+class Affine(Op):
     """Y = X W + b on a batch: X is N x I, W is I x J, b one bias per output (or one shared)."""
 
     name: str
     summary: str
     shared_bias: bool = False
-    kind: str = "affine"
     inputs: tuple[str, ...] = ("X", "W", "b")
+
+    def parse_args(self, inner, where):
+        try:
+            args = tuple(int(a) for a in (inner or "").split(","))
+        except ValueError:
+            args = ()
+        if len(args) != 2 or min(args) < 1:
+            raise SympropError(f"{where}: {self.name} needs two positive sizes, e.g. {self.name}(784,100)")
+        return args
+
+    def input_width(self, args):
+        return args[0]
+
+    def output_width(self, args, width):
+        return args[1]
+
+    def param_shapes(self, args, width):
+        return [("W", tuple(args)), ("b", (1,) if self.shared_bias else (args[1],))]
 
     def derive(self) -> Derivation:
         X, W, dY = sp.MatrixSymbol("X", N, I), sp.MatrixSymbol("W", I, J), sp.MatrixSymbol("dY", N, J)
@@ -272,12 +385,11 @@ def _name_softmax_outputs(expr, z, y, S):
 
 
 @dataclass(frozen=True)
-class Softmax:
+class Softmax(Op):
     """y[k] = exp(z[k]) / sum_m exp(z[m]) over the K classes of each row."""
 
     name: str
     summary: str
-    kind: str = "softmax"
     inputs: tuple[str, ...] = ("z",)
 
     def derive(self) -> Derivation:
@@ -306,13 +418,14 @@ class Softmax:
 
 
 @dataclass(frozen=True)
-class SoftmaxCrossEntropy:
+class SoftmaxCrossEntropy(Op):
     """L = -(1/N) sum_n sum_k t[n,k] log softmax(z[n])[k], one-hot targets t."""
 
     name: str
     summary: str
-    kind: str = "softmax-cross-entropy"
     inputs: tuple[str, ...] = ("z", "t")
+    is_loss = True
+    applies = "softmax"
 
     def derive(self) -> Derivation:
         z, y, t, _, j, k, m = _softmax_symbols()
@@ -361,6 +474,17 @@ class Registry(dict):
             raise SympropError(f"unknown layer {name!r}; known layers: {', '.join(self)}")
         return self[name]
 
+    def register(self, op):
+        """Add an op (defined anywhere, e.g. in a test file); returns it."""
+        if op.name in self:
+            raise SympropError(f"a layer named {op.name!r} is already registered")
+        self[op.name] = op
+        return op
+
+    def remove(self, name: str) -> None:
+        self.pop(name, None)
+        self._derivations.pop(name, None)
+
     def derive(self, name: str) -> Derivation:
         if name not in self._derivations:
             self._derivations[name] = self.get_layer(name).derive()
@@ -391,7 +515,7 @@ REGISTRY = Registry([
     ElementwiseLoss("mse", "(y - t)**2", "mean squared error over all elements", reduction="mean"),
     ElementwiseLoss("binary-cross-entropy", "-t*log(sigmoid(z)) - (1 - t)*log(1 - sigmoid(z))",
                     "sigmoid then binary cross-entropy, mean over the batch (takes logits z)",
-                    reduction="batch-mean", prediction="z"),
+                    reduction="batch-mean", prediction="z", applies="sigmoid"),
 ])
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from symprop.codegen.network import parse_net
+from symprop.symbolic.graph import parse_net
 from symprop.symbolic.checker import check, load_claims
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.formula import parse_formula

@@ -9,7 +9,7 @@ import sympy as sp
 
 import symprop.generated.layers as kernels
 from symprop.codegen.layer_kernels import python_name
-from symprop.symbolic.layers import REGISTRY
+from symprop.symbolic.layers import Affine, Elementwise, ElementwiseLoss, REGISTRY, Softmax, SoftmaxCrossEntropy
 from symprop.symbolic.stable import as_raw
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, relative_error
@@ -18,8 +18,8 @@ GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, h = 1e-6
 SHAPE = (3, 4)
 
 
-def kind_of(*kinds):
-    return [name for name, layer in REGISTRY.items() if layer.kind in kinds]
+def of_type(*types):
+    return [name for name, layer in REGISTRY.items() if isinstance(layer, types)]
 
 
 def away_from_kinks(rng, shape):
@@ -39,41 +39,41 @@ def run_layer(name, inputs, dout):
     """(scalar objective as a function of the inputs, analytic gradients) for one layer."""
     layer = REGISTRY[name]
     forward, backward = fn(name, "forward"), fn(name, "backward")
-    if layer.kind == "elementwise":
+    if isinstance(layer, Elementwise):
         d = REGISTRY.derive(name)
         out = forward(*inputs)
         saved = {n: v for n, v in zip(layer.inputs, inputs)} | {layer.output: out}
         grads = backward(dout, *[saved[n] for n in d.saved])
         grads = grads if isinstance(grads, tuple) else (grads,)
         return (lambda *xs: float(np.sum(dout * forward(*xs)))), grads
-    if layer.kind == "loss":
+    if isinstance(layer, ElementwiseLoss):
         pred, t = inputs
         return (lambda p, t_: float(forward(p, t))), (backward(pred, t),)
-    if layer.kind == "affine":
+    if isinstance(layer, Affine):
         X, W, b = inputs
         return (lambda *a: float(np.sum(dout * forward(*a)))), backward(dout, X, W)
-    if layer.kind == "softmax":
+    if isinstance(layer, Softmax):
         (z,) = inputs
         return (lambda v: float(np.sum(dout * forward(v)))), (backward(dout, forward(z)),)
-    if layer.kind == "softmax-cross-entropy":
+    if isinstance(layer, SoftmaxCrossEntropy):
         z, t = inputs
         return (lambda v, t_: float(forward(v, t)[0])), (backward(forward(z, t)[1], t),)
-    raise AssertionError(f"no test recipe for kind {layer.kind}")
+    raise AssertionError(f"no test recipe for {type(layer).__name__} ops")
 
 
 def make_inputs(name, rng, dtype=np.float64):
     layer = REGISTRY[name]
-    if layer.kind == "elementwise":
+    if isinstance(layer, Elementwise):
         inputs = [away_from_kinks(rng, SHAPE) for _ in layer.inputs]
         dout = rng.normal(size=SHAPE)
-    elif layer.kind == "loss":
+    elif isinstance(layer, ElementwiseLoss):
         inputs = [away_from_kinks(rng, SHAPE), rng.uniform(0, 1, SHAPE)]
         dout = None
-    elif layer.kind == "affine":
+    elif isinstance(layer, Affine):
         bias = (1,) if layer.shared_bias else (5,)
         inputs = [rng.normal(size=(3, 4)), rng.normal(size=(4, 5)), rng.normal(size=bias)]
         dout = rng.normal(size=(3, 5))
-    elif layer.kind == "softmax":
+    elif isinstance(layer, Softmax):
         inputs, dout = [rng.normal(size=SHAPE)], rng.normal(size=SHAPE)
     else:
         inputs, dout = [rng.normal(size=SHAPE), one_hot(rng, *SHAPE)], None
@@ -83,7 +83,7 @@ def make_inputs(name, rng, dtype=np.float64):
 
 def differentiable_count(name):
     layer = REGISTRY[name]
-    return {"elementwise": len(layer.inputs), "affine": 3}.get(layer.kind, 1)
+    return len(layer.inputs) if isinstance(layer, Elementwise) else 3 if isinstance(layer, Affine) else 1
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -99,7 +99,7 @@ def test_kernel_gradients_match_finite_differences_float64(name, rng):
         assert relative_error(grads[position], numeric) < GRADCHECK_TOLERANCE, (name, position)
 
 
-@pytest.mark.parametrize("name", kind_of("elementwise"))
+@pytest.mark.parametrize("name", of_type(Elementwise))
 def test_elementwise_kernels_equal_the_sympy_rule(name, rng):
     layer, d = REGISTRY[name], REGISTRY.derive(name)
     inputs, dout = make_inputs(name, rng)
@@ -198,7 +198,7 @@ def test_forward_writes_into_a_preallocated_output():
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-x)))
 
 
-@pytest.mark.parametrize("name", kind_of("elementwise"))
+@pytest.mark.parametrize("name", of_type(Elementwise))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_forward_backward_equals_the_two_passes(name, dtype, rng):
     layer, d = REGISTRY[name], REGISTRY.derive(name)

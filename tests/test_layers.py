@@ -4,7 +4,7 @@ import pytest
 import sympy as sp
 
 from symprop.symbolic import layers
-from symprop.symbolic.layers import REGISTRY, N, K, formula_layer
+from symprop.symbolic.layers import Elementwise, ElementwiseLoss, K, N, REGISTRY, formula_layer
 from symprop.symbolic.stable import Sigmoid, as_raw, equal_numerically
 from tests.gradcheck import numerical_gradient, relative_error
 
@@ -23,7 +23,7 @@ TEXTBOOK = {
     "binary-cross-entropy": {"dz": (Sigmoid(z) - t) / N},
 }
 
-SCALAR_LAYERS = [n for n, layer in REGISTRY.items() if layer.kind in ("elementwise", "loss")]
+SCALAR_LAYERS = [n for n, layer in REGISTRY.items() if isinstance(layer, (Elementwise, ElementwiseLoss))]
 
 
 def test_every_scalar_layer_has_a_textbook_rule_to_compare_with():
@@ -46,7 +46,7 @@ def test_canonical_form_equals_raw_sympy_derivative(name):
     forward = list(d.forward.values())[0]
     output = sp.Symbol(getattr(layer, "output", "y"), real=True)
     for grad, rule in d.backward.items():
-        as_inputs = rule.subs(output, forward) if layer.kind == "elementwise" else rule
+        as_inputs = rule.subs(output, forward) if isinstance(layer, Elementwise) else rule
         assert equal_numerically(as_inputs, d.raw_backward[grad], inputs + [dout])
 
 
@@ -59,19 +59,19 @@ def test_rule_matches_finite_differences(name, rng):
     forward_expr = as_raw(list(d.forward.values())[0])
     f = sp.lambdify(symbols, forward_expr, "numpy")
     output = sp.Symbol(getattr(layer, "output", "y"), real=True)
-    differentiable = names if layer.kind == "elementwise" else names[:1]
+    differentiable = names if isinstance(layer, Elementwise) else names[:1]
     for _ in range(5):
         point = {n: float(v) for n, v in zip(names, rng.uniform(0.2, 2.0, len(names)) * rng.choice([-1, 1], len(names)))}
-        if layer.kind == "loss":
+        if isinstance(layer, ElementwiseLoss):
             point["t"] = float(rng.uniform(0, 1))
         upstream = float(rng.normal())
         values = {s: point[s.name] for s in symbols}
-        if layer.kind == "elementwise":
+        if isinstance(layer, Elementwise):
             values[output] = float(forward_expr.subs(values))
         values[dout] = upstream
         for name_ in differentiable:
             rule = d.backward["d" + name_]
-            if layer.kind == "loss":  # scale the single-element loss's rule by the reduction's 1/count
+            if isinstance(layer, ElementwiseLoss):  # scale the single-element loss's rule by the reduction's 1/count
                 rule = rule.subs({N: 1, K: 1})
             exact = float(rule.subs(values))
             index = names.index(name_)
@@ -79,7 +79,7 @@ def test_rule_matches_finite_differences(name, rng):
             def g(v):
                 args = [point[n] for n in names]
                 args[index] = float(v[0])
-                return f(*args) * (upstream if layer.kind == "elementwise" else 1.0)
+                return f(*args) * (upstream if isinstance(layer, Elementwise) else 1.0)
 
             numeric = numerical_gradient(g, np.array([point[name_]]))[0]
             assert relative_error(exact, numeric) < 1e-6, (name, name_, exact, numeric)

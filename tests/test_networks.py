@@ -11,7 +11,8 @@ import pytest
 
 from symprop.codegen import files
 from symprop.codegen.generate import check, generate
-from symprop.codegen.network import BUILTIN_NETWORKS, load_network, parse_net
+from symprop.codegen.network import BUILTIN_NETWORKS, load_network
+from symprop.symbolic.graph import parse_net
 from symprop.codegen.scalar_step import TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
