@@ -6,6 +6,7 @@ rename, so an interrupted run leaves the old file intact.
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import itertools
@@ -18,13 +19,51 @@ import sympy
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 
-# The files whose content decides what the generator writes (with the SymPy version).
-GENERATOR_INPUTS = [
-    "symbolic/layers.py", "symbolic/graph.py", "symbolic/stable.py", "symbolic/formula.py", "symbolic/indexcalc.py",
-    "codegen/printer.py", "codegen/common.py", "codegen/layer_kernels.py", "codegen/network.py",
-    "codegen/scalar_step.py",
-    "codegen/generate.py", "codegen/files.py",
-]
+# The generator's entry module. What it writes depends on it and on every project module it
+# imports, directly or not; generator_inputs() finds them from the import statements.
+GENERATOR_ENTRY = "codegen/generate.py"
+PACKAGE_FOLDERS = {"symprop.symbolic": "symbolic", "symprop.codegen": "codegen"}
+
+
+def _imported_files(relative: str) -> set[str]:
+    """The symbolic/ and codegen/ files that one of them imports (absolute or relative)."""
+    folder = relative.split("/")[0]
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / relative).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [(alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = tuple(alias.name for alias in node.names)
+            if node.level:
+                targets = [(".".join(["symprop", folder] + ([node.module] if node.module else [])), names)]
+            else:
+                targets = [(node.module or "", names)]
+        else:
+            continue
+        for module, names in targets:
+            for package, package_folder in PACKAGE_FOLDERS.items():
+                if module != package and not module.startswith(package + "."):
+                    continue
+                path = "/".join([package_folder, *module[len(package) + 1:].split(".")]) if module != package \
+                    else package_folder
+                for candidate in [path + ".py", *(f"{path}/{name}.py" for name in names)]:
+                    if (ROOT / candidate).is_file():
+                        found.add(candidate)
+    return found
+
+
+def generator_inputs() -> list[str]:
+    """Every file whose content decides what the generator writes: the entry module and the
+    symbolic/ and codegen/ modules it imports, transitively. Found, not hand-kept, so a new
+    module cannot be forgotten; a module no kernel depends on (the checker) is left out."""
+    seen, todo = set(), [GENERATOR_ENTRY]
+    while todo:
+        relative = todo.pop()
+        if relative not in seen:
+            seen.add(relative)
+            todo += sorted(_imported_files(relative) - seen)
+    return sorted(seen)
+
 
 # One place decides the JIT flags of every generated kernel. fastmath stays off: it changes
 # results and paid only on reduction loops (measured; see benchmarks/). cache=True is added
@@ -37,7 +76,7 @@ REGENERATE_COMMAND = "symprop generate"
 def inputs_hash(*extra: str) -> str:
     """sha256 over the generator's sources, the SymPy version and any extra inputs (a spec)."""
     digest = hashlib.sha256()
-    for relative in GENERATOR_INPUTS:
+    for relative in generator_inputs():
         digest.update(relative.encode())
         digest.update((ROOT / relative).read_bytes())
     digest.update(f"sympy {sympy.__version__}".encode())
