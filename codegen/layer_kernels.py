@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Derivation, Elementwise, ElementwiseLoss,
+from symprop.symbolic.layers import (REGISTRY, Affine, Derivation, Elementwise, ElementwiseLoss,
                                      Softmax, SoftmaxCrossEntropy)
 
 from .common import PRELUDE, helper_source, indent, lowering
@@ -120,7 +120,7 @@ def {base}_forward_backward({args}, dout):
 def _loss(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     p = layer.prediction
-    scale = REDUCTIONS[layer.reduction][0]
+    scale = layer.loss_scale
     names = {p: f"{p}[n, k]", "t": "t[n, k]"}
     lines, used = print_statements([("total += ", d.forward["l"])], names)
     lines[-1] = lines[-1].replace("total +=  = ", "total += ")

@@ -25,7 +25,7 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Elementwise, ElementwiseLoss, PerFeature,
+from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseLoss, PerFeature,
                                      Softmax, SoftmaxCrossEntropy)
 
 from . import files
@@ -172,7 +172,7 @@ class _NetworkPrinter:
         d = use.op.derive()
         source = self.values[-1]
         p = use.op.prediction
-        scale = REDUCTIONS[use.op.reduction][0]
+        scale = use.op.loss_scale
         names = {p: f"{source}[n, j]", "t": "T[n, j]"}
         lines, used = print_statements([("loss_term", d.forward["l"])], names)
         grad = "d" + p

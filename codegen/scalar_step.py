@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from symprop.symbolic.layers import (REDUCTIONS, REGISTRY, Affine, Elementwise, ElementwiseLoss, I, J, K, N,
+from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseLoss, I, J, K, N,
                                      Softmax, SoftmaxCrossEntropy)
 
 from .common import fresh_name, indent, lowering
@@ -264,7 +264,7 @@ class _ScalarPrinter:
         source = self.value
         p, t = real(use.op.prediction), real("t")
         grad = "d" + use.op.prediction
-        scale = REDUCTIONS[use.op.reduction][0].subs(K, self.width)
+        scale = use.op.loss_scale.subs(K, self.width)
         terms, backward = [], []
         for j, (s, target) in enumerate(zip(self.units(source), self.units("T"))):
             terms.append(("loss", d.forward["l"].xreplace({p: s, t: target})))

@@ -20,7 +20,7 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .layers import I, J, K, N, REDUCTIONS, REGISTRY, real
+from .layers import I, J, K, N, REGISTRY, real
 from .networkfile import load_network, parse_network
 from .network_transcript import network_transcript
 from .stable import Sigmoid
@@ -304,7 +304,7 @@ def moons_logistic(batch_sum: bool = False) -> Transcript:
     t.given("learning_rate", R(5, 100), text="lr", latex=r"\eta", show=True)
     derivation = REGISTRY.derive("binary-cross-entropy")
     batch = 1 if batch_sum else rows
-    scale = REDUCTIONS[REGISTRY["binary-cross-entropy"].reduction][0].subs(N, batch)
+    scale = REGISTRY["binary-cross-entropy"].loss_scale.subs(N, batch)
     grad_rule = derivation.backward["dz"].subs(N, batch)
 
     def forward(names, suffix):

@@ -262,6 +262,11 @@ class ElementwiseLoss(Op):
     applies: str = ""  # binary-cross-entropy takes logits z and applies the sigmoid itself
     is_loss = True
 
+    @property
+    def loss_scale(self) -> sp.Expr:
+        """The factor in front of the sum over the batch (N rows) and outputs (K): 1, 1/N or 1/(N K)."""
+        return REDUCTIONS[self.reduction][0]
+
     @cached_property
     def expr(self) -> sp.Expr:
         return parse_formula(self.formula, (self.prediction, "t"), where=f"layer {self.name!r}")
@@ -272,7 +277,7 @@ class ElementwiseLoss(Op):
 
     def derive(self) -> Derivation:
         p, t = real(self.prediction), real("t")
-        scale, said = REDUCTIONS[self.reduction]
+        scale, said = self.loss_scale, REDUCTIONS[self.reduction][1]
         raw = self.expr
         forward = canonical_form(raw, [p, t])
         n, k = sp.symbols("n k", integer=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .layers import K, N, REDUCTIONS, REGISTRY, ElementwiseLoss, real
+from .layers import K, N, REGISTRY, ElementwiseLoss, real
 from .networkfile import Network
 from .transcript import Chain, Transcript, tr
 
@@ -122,8 +122,7 @@ def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str,
 
 
 def _loss_scale(net):
-    reduction = _loss_layer(net.loss).reduction
-    return REDUCTIONS[reduction][0].subs({N: 1, K: len(net.layers[-1].units)})
+    return _loss_layer(net.loss).loss_scale.subs({N: 1, K: len(net.layers[-1].units)})
 
 
 def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
