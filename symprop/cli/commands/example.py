@@ -1,4 +1,5 @@
-"""symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json] [--digits N] [--lang zh]"""
+"""symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json] [--digits N] [--lang zh]
+symprop example show --net SPEC --values VALUES.toml [...]: the transcript of any net spec with given numbers"""
 from __future__ import annotations
 
 from symprop.symbolic.errors import SympropError
@@ -9,9 +10,29 @@ from symprop.symbolic.transcript import LANGUAGES
 def add_arguments(parser):
     parser.add_argument("action", choices=("list", "show"), help="list the built-in examples, or show one")
     parser.add_argument("name", nargs="?", help="a built-in example's name, or a network file (.toml)")
+    parser.add_argument("--net", metavar="SPEC", help='a net spec, e.g. "affine(2,2) sigmoid affine(2,2) mse" '
+                        "(with --values)")
+    parser.add_argument("--values", metavar="FILE.toml", help="the numbers for --net: X, T, W1, b1, ..., "
+                        "optional learning_rate")
     parser.add_argument("--format", choices=("md", "text", "json"), default="text")
     parser.add_argument("--digits", type=int, default=4, help="significant digits printed (default 4)")
     parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of md and text (en, zh)")
+
+
+def _transcript(args):
+    if args.net is None and args.values is None:
+        if not args.name:
+            raise SympropError(f"name an example or a network file, or give --net SPEC --values FILE.toml; "
+                               f"known examples: {', '.join(EXAMPLES)}")
+        return get_transcript(args.name)
+    if args.name:
+        raise SympropError(f"give either an example name ({args.name!r}) or --net and --values, not both")
+    if args.net is None or args.values is None:
+        raise SympropError("--net SPEC and --values FILE.toml go together: the spec says the layers, "
+                           "the file their numbers")
+    from symprop.symbolic.graph import parse_net
+    from symprop.symbolic.graph_transcript import values_transcript
+    return values_transcript(parse_net(args.net), args.values)
 
 
 def run(args) -> int:
@@ -20,11 +41,9 @@ def run(args) -> int:
         for name, example in EXAMPLES.items():
             print(f"{name:<{width}}  seed {example.seed:<12}  {example.summary}")
         return 0
-    if not args.name:
-        raise SympropError(f"name an example or a network file; known examples: {', '.join(EXAMPLES)}")
     if not 1 <= args.digits <= 30:
         raise SympropError(f"--digits must be from 1 to 30, got {args.digits}")
     # rendered completely before anything is printed: an error never leaves half a transcript
-    text = get_transcript(args.name).render(args.format, args.digits, args.lang)
+    text = _transcript(args).render(args.format, args.digits, args.lang)
     print(text, end="")
     return 0
