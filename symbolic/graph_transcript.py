@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import sympy as sp
@@ -298,6 +299,16 @@ def _failing(where, field_name):
     return fail
 
 
+def _exact(value, fail) -> sp.Rational:
+    """A number as given: a SymPy Rational or Fraction as it is; ints, floats (by their repr),
+    strings "0.05" and "1/3" as a network file reads them."""
+    if isinstance(value, Fraction):
+        value = sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, sp.Rational):
+        return _number(str(value), fail)  # the same size limit as every other number
+    return _number(value, fail)
+
+
 def _array(value, shape, rows, field_name, where):
     """A nested list of exact numbers with the expected shape; one clear error otherwise."""
     fail = _failing(where, field_name)
@@ -309,7 +320,7 @@ def _array(value, shape, rows, field_name, where):
         if not isinstance(value, (list, tuple)) or len(value) != shape[0] or \
                 any(isinstance(v, (list, tuple)) for v in value):
             fail(f"expected a list of {shape[0]} numbers, shape {expected}; got {_describe(value)}")
-        return [_number(v, fail) for v in value]
+        return [_exact(v, fail) for v in value]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(r, (list, tuple)) for r in value):
         fail(f"expected a list of rows, shape {expected}; got {_describe(value)}")
     want_rows = shape[0] if shape[0] is not None else rows
@@ -318,7 +329,7 @@ def _array(value, shape, rows, field_name, where):
     for i, row in enumerate(value):
         if len(row) != shape[1] or any(isinstance(v, (list, tuple)) for v in row):
             fail(f"row {i} should hold {shape[1]} numbers, shape {expected}; got {_describe(row)}")
-    return [[_number(v, fail) for v in row] for row in value]
+    return [[_exact(v, fail) for v in row] for row in value]
 
 
 def _describe(value) -> str:
@@ -413,7 +424,7 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
             t.given(element, number, text=element, latex=_latex(element), show=True, note=note)
             note = None
     if learning_rate is not None:
-        rate = _number(learning_rate, _failing(where, "learning_rate"))
+        rate = _exact(learning_rate, _failing(where, "learning_rate"))
         t.given("learning_rate", rate, text="lr", latex=r"\eta", show=True, note=tr("learning rate", "学习率"))
     t.heading(tr("Forward pass", "前向传播"))
     for layer in layers:
