@@ -407,6 +407,11 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     """The hand calculation of one training step of ``graph`` on the given numbers: forward
     pass element by element, the loss, every gradient from the loss back and, with a learning
     rate, the SGD update of every parameter. ``where`` names the values' source in errors."""
+    if isinstance(values, dict) and "learning_rate" in values:  # a values file's table as it is
+        if learning_rate is not None:
+            raise SympropError(f"{where}: learning_rate given twice (in the values and as an argument)")
+        values = dict(values)
+        learning_rate = values.pop("learning_rate")
     layers = plan_layers(graph)
     checked = check_values(graph, values, where)
     rows = len(checked["X"])
@@ -456,8 +461,8 @@ def _updates(b: _Builder, layers):
 
 # --- the values file -------------------------------------------------------------------------
 
-def load_values(path) -> tuple[dict, object]:
-    """A TOML file of X, T, the parameters and an optional learning_rate -> (values, rate)."""
+def load_values(path) -> dict:
+    """The table of a TOML values file: X, T, the parameters and an optional learning_rate."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -465,11 +470,9 @@ def load_values(path) -> tuple[dict, object]:
         raise SympropError(f"{path}: cannot read the values file ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise SympropError(f"{path}: not valid TOML: {exc}") from None
-    rate = data.pop("learning_rate", None)
-    return data, rate
+    return data
 
 
 def values_transcript(graph: Graph, path) -> Transcript:
     """The transcript of ``graph`` with the numbers of a values file; errors name the file."""
-    values, rate = load_values(path)
-    return graph_transcript(graph, values, rate, name=Path(path).stem, where=str(path))
+    return graph_transcript(graph, load_values(path), name=Path(path).stem, where=str(path))
