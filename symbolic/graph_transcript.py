@@ -81,7 +81,8 @@ class Layer:
 class _Steps:
     """How one type of op is named and written out; subclasses fill in each part."""
 
-    def name(self, plan, node, layer):  # pragma: no cover - every kind overrides it
+    def name(self, plan, node, layer):
+        """Set layer.out and layer.params/shapes, as the code generator names them."""
         raise NotImplementedError
 
     def forward(self, b, layer):
@@ -130,13 +131,13 @@ class _AffineSteps(_Steps):
             name = layer.params[role]
             for index in b.indices(layer.shapes[role]):
                 entry = grads[index] if len(index) == 2 else grads[0, index[0]]
-                b.t.define(_grad(_element(name, index)), entry, text=_grad(_element(name, index)),
-                           latex=_latex(_grad(_element(name, index))), note=note)
+                b.define(_grad(_element(name, index)), entry, note)
                 note = None
         if layer.source != "X":  # the gradient with respect to the data X is never needed
             grads = self._rule(b, layer, d.backward["dX"], dY=upstream)
-            b.define_matrix(layer.source, grads, tr("the upstream gradient carried back through W",
-                                                    "上游梯度经 W 传回"), grad=True)
+            W = layer.params["W"]
+            b.define_matrix(layer.source, grads, tr(f"the upstream gradient carried back through {W}",
+                                                    f"上游梯度经 {W} 传回"), grad=True)
 
 
 class _ElementwiseSteps(_Steps):
@@ -164,19 +165,18 @@ class _ElementwiseSteps(_Steps):
         """Define d<out>[n,j]/d<wrt> from the op's backward rule with the upstream gradient set to 1."""
         rule = b.derivation(layer).backward[gradient].xreplace({DOUT: sp.S.One})
         key = f"d{_element(layer.out, (n, j))}/d{wrt}"
-        b.t.define(key, rule.xreplace(self._names(b, layer, n, j)), text=key, latex=_latex(key),
-                   note=b.once(tr(f"local derivative of {layer.node.text}, from its derived rule",
-                                  f"{layer.node.text} 的局部导数（由其推导得到）")))
+        b.define(key, rule.xreplace(self._names(b, layer, n, j)),
+                 b.once(tr(f"local derivative of {layer.node.text}, from its derived rule",
+                           f"{layer.node.text} 的局部导数（由其推导得到）")))
         return key
 
     def backward(self, b, layer):
         for n, j in b.indices((b.rows, layer.width_out)):
             source = _element(layer.source, (n, j))
             local = self._local(b, layer, source, "dx", n, j)
-            b.t.define(_grad(source), Chain(((_grad(_element(layer.out, (n, j))), local),)),
-                       text=_grad(source), latex=_latex(_grad(source)),
-                       note=b.once(tr("chain rule: upstream gradient times local derivative",
-                                      "链式法则：上游梯度乘以局部导数")))
+            b.define(_grad(source), Chain(((_grad(_element(layer.out, (n, j))), local),)),
+                     b.once(tr("chain rule: upstream gradient times local derivative",
+                               "链式法则：上游梯度乘以局部导数")))
 
 
 class _PerFeatureSteps(_ElementwiseSteps):
@@ -202,9 +202,9 @@ class _PerFeatureSteps(_ElementwiseSteps):
                 param = _element(name, (j,))
                 terms = tuple((_grad(_element(layer.out, (n, j))), self._local(b, layer, param, gradient, n, j))
                               for n in range(b.rows))
-                b.t.define(_grad(param), Chain(terms), text=_grad(param), latex=_latex(_grad(param)),
-                           note=b.once(tr(f"{name}[j] is shared by every row: the sum over the batch",
-                                          f"{name}[j] 由每一行共用：对批量求和")))
+                b.define(_grad(param), Chain(terms),
+                         b.once(tr(f"{name}[j] is shared by every row: the sum over the batch",
+                                   f"{name}[j] 由每一行共用：对批量求和")))
 
 
 class _LossSteps(_Steps):
@@ -223,7 +223,7 @@ class _LossSteps(_Steps):
 
     def forward(self, b, layer):
         op, d = layer.node.op, b.derivation(layer)
-        scale, said = REDUCTIONS[op.reduction]
+        scale, said = op.loss_scale, REDUCTIONS[op.reduction][1]
         terms = [d.forward["l"].xreplace(self._names(b, layer, n, j))
                  for n, j in b.indices((b.rows, layer.width_in))]
         b.t.heading(tr("Loss", "误差"))
