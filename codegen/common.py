@@ -6,6 +6,7 @@ can copy one into another project.
 from __future__ import annotations
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.graph import fresh_name  # noqa: F401 (value names are the graph model's)
 
 from .files import JIT_FLAGS
 from .printer import HELPER_NEEDS, HELPERS
@@ -172,15 +173,6 @@ def helper_source(names) -> str:
 
 def indent(lines, depth: int) -> list[str]:
     return [("    " * depth + line) if line else "" for line in lines]
-
-
-def fresh_name(base: str, taken) -> str:
-    """base, or base with b, c, ... appended while taken: the values after one affine layer
-    are h1, then h1b for a second activation in a row (relu tanh)."""
-    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
-        if base + suffix not in taken:
-            return base + suffix
-    raise ValueError(f"more than 26 layers in a row after one affine layer ({base})")
 
 
 def lowering(table: dict, op, where: str):

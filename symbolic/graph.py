@@ -65,6 +65,15 @@ class Graph:
         return self.widths[-2]
 
 
+def fresh_name(base: str, taken) -> str:
+    """base, or base with b, c, ... appended while taken: the values after one affine layer
+    are h1, then h1b for a second activation in a row (relu tanh)."""
+    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
+        if base + suffix not in taken:
+            return base + suffix
+    raise SympropError(f"more than 26 layers in a row after one affine layer ({base})")
+
+
 def _tokens(spec: str):
     """Split a spec at spaces outside parentheses; yield (text, column)."""
     depth, start = 0, None

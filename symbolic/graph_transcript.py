@@ -24,7 +24,7 @@ from pathlib import Path
 import sympy as sp
 
 from .errors import SympropError
-from .graph import Graph, Node
+from .graph import Graph, Node, fresh_name
 from .layers import I, J, K, N, REDUCTIONS, Affine, Elementwise, ElementwiseLoss, PerFeature, real
 from .networkfile import _number
 from .transcript import Chain, Transcript, tr
@@ -52,14 +52,6 @@ def _latex(key: str) -> str:
     new = name.endswith("_new")
     text = sp.latex(sp.Symbol(name[:-4] if new else name)) + (r"^{\mathrm{new}}" if new else "")
     return text + (bracket + rest if bracket else "")
-
-
-def _fresh(base: str, taken) -> str:
-    """base, or base with b, c, ... appended while taken (h1, then h1b): codegen's naming."""
-    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
-        if base + suffix not in taken:
-            return base + suffix
-    raise SympropError(f"more than 26 layers in a row after one affine layer ({base})")
 
 
 @dataclass
@@ -145,7 +137,7 @@ class _ElementwiseSteps(_Steps):
     times the derived local derivative."""
 
     def name(self, plan, node, layer):
-        layer.out = _fresh(f"h{plan.affine_count}", plan.values)
+        layer.out = fresh_name(f"h{plan.affine_count}", plan.values)
 
     def _names(self, b, layer, n, j):
         op = layer.node.op
@@ -185,7 +177,7 @@ class _PerFeatureSteps(_ElementwiseSteps):
 
     def name(self, plan, node, layer):
         for role, shape in node.op.param_shapes(node.args, layer.width_in):
-            layer.params[role] = _fresh(f"{role}{plan.affine_count}", plan.param_names)
+            layer.params[role] = fresh_name(f"{role}{plan.affine_count}", plan.param_names)
             layer.shapes[role] = shape
             plan.param_names.add(layer.params[role])
         super().name(plan, node, layer)

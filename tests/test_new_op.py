@@ -110,6 +110,29 @@ def test_the_generated_kernel_agrees_with_central_differences(registered, spec, 
         np.testing.assert_allclose(p, b - 0.1 * grad, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
+def test_a_tiny_network_with_the_new_op_has_a_transcript_that_agrees_with_its_kernel(registered, rng):
+    """The hand calculation (exact, from the op's derived rules) and the generated kernel
+    (float64) give the same gradients, element by element, for the new parameter g1 too."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    spec = "affine(2,2) test-learnable-scale affine(2,1) squared-error"
+    net = load_network(spec)
+    quarters = lambda *shape: (rng.integers(-8, 9, shape) / 4).tolist()  # exact in binary and in decimal
+    values = {"X": quarters(2, 2), "T": quarters(2, 1), "W1": quarters(2, 2), "b1": quarters(2),
+              "g1": [0.75, -1.25], "W2": quarters(2, 1), "b2": quarters(1)}
+    transcript = graph_transcript(parse_net(spec), values, learning_rate="1/10")
+    for fmt in ("text", "md", "json"):
+        assert "dL/dg1[1]" in transcript.render(fmt, 6, "en") or "g_{1}" in transcript.render(fmt, 6, "en")
+    params = [np.array(values[name], dtype=np.float64) for name in net.PARAM_NAMES]
+    X, T = np.array(values["X"]), np.array(values["T"])
+    loss, *grads = net.loss_and_grads(*params, X, T)
+    assert float(transcript.value("L")) == pytest.approx(loss, rel=1e-12)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert float(transcript.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-15), key
+
+
 def test_an_op_type_without_a_lowering_is_named(registered):
     from symprop.codegen.network import network_module_text
     from symprop.symbolic.errors import SympropError
