@@ -1,16 +1,18 @@
 """The hand-calculation checker: which of a learner's numbers are right, where the first
 mistake is, and which convention or rounding explains the others.
 
-A claim names a transcript quantity (the JSON names of ``symprop example show``) and the value
-as the learner wrote it; the digits written set the tolerance (``0.458`` claims
-0.458 +- 0.0005). For each wrong claim the checker
-- recomputes that step from the learner's own earlier claimed values: if that reproduces the
-  claim, the step itself was done right and the mistake is carried forward from upstream;
-- rebuilds the transcript under common alternative conventions (biases not updated, per-unit
-  instead of shared biases, hidden-layer gradients with the already-updated output weights,
-  squared error without the 1/2 or as a mean, relu'(0) = 1, intermediate values rounded to
-  the digits the learner writes) and says under which one the claim is right;
-- says when the claim is right to fewer digits than written (rounding only).
+A claim names a transcript quantity (the JSON names of ``symprop example show``, or a common
+notation such as out_h1, w5+, E_total, delta_o1) and the value as the learner wrote it; the
+digits written set the tolerance (``0.458`` claims 0.458 +- 0.0005). All comparisons are in
+exact rationals. Each verdict gets a stable code (``CODES``); for a wrong claim the checker
+- says *rounding only* when the claim is the exact value rounded or cut off (and only then);
+- recomputes that step from the learner's own earlier claimed values, each anywhere within
+  its written precision: if that reproduces the claim, the step itself was done right and
+  the mistake (or the lost digits) is upstream, and it names the input that explains it;
+- rebuilds the transcript under common alternative conventions (biases updated or not,
+  per-unit biases, updated output weights in hidden gradients, gradient ascent, sigmoid' at
+  the net input, float32, other losses, relu'(0) = 1, rounded intermediates);
+- names a slip: sign, factor 2, 1/2 or N, two swapped digits, another quantity's value.
 Claims files are TOML read with ``tomllib``; nothing in them is executed.
 """
 from __future__ import annotations
