@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symbolic.checker import CODES, check, claim_from, render_report
-from symbolic.cli import main
-from symbolic.examples import EXAMPLES, builtin_network
-from symbolic.network_transcript import Conventions, network_transcript
-from symbolic.transcript import in_float32, rounding_intermediates
+from symprop.symbolic.checker import CODES, check, claim_from, render_report
+from symprop.cli import main
+from symprop.symbolic.examples import EXAMPLES, builtin_network
+from symprop.symbolic.network_transcript import Conventions, network_transcript
+from symprop.symbolic.transcript import rounding_intermediates
 
 EXACT = {name: EXAMPLES[name].build() for name in
          ("mazur-2-2-2", "two-layer-sigmoid", "moons-logistic", "linear-model", "softmax-with-loss")}
