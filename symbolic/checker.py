@@ -213,6 +213,8 @@ CODES = {
     "convention_batch_sum": "convention",
     "convention_biases_not_updated": "convention",
     "convention_biases_updated": "convention",
+    "convention_some_biases_fixed": "convention",  # per parameter: only some biases kept fixed
+    "convention_some_biases_updated": "convention",
     "convention_per_unit_bias": "convention",
     "convention_updated_weights": "convention",
     "convention_loss_no_half": "convention",
@@ -316,6 +318,16 @@ class Subject:
                                tr("biases updated, although this example keeps them fixed",
                                   "更新了偏置，而本例中偏置保持不变"),
                                self.build(dataclasses.replace(net, update_biases=True))))
+        biases = [b for layer in net.layers for b in layer.bias_names]
+        if len(biases) > 1:  # per parameter: one bias frozen (or, when all are fixed, one updated)
+            for b in biases:
+                updated = frozenset(biases) - {b} if net.update_biases else frozenset([b])
+                description = (tr(f"the bias {b} kept fixed while the other biases are updated",
+                                  f"偏置 {b} 未更新，其余偏置更新了") if net.update_biases else
+                               tr(f"only the bias {b} updated, although this example keeps the biases fixed",
+                                  f"只更新了偏置 {b}，而本例中偏置保持不变"))
+                out.append(Variant("convention_some_biases_fixed" if net.update_biases else "convention_some_biases_updated",
+                                   description, self.build(conventions=Conventions(updated_biases=updated))))
         if any(layer.shared_bias for layer in net.layers) and net.update_biases:
             out.append(self._per_unit_variant(net))
         if len(net.layers) > 1:
@@ -729,7 +741,12 @@ class _Context:
             own = _rational(self.world(frozenset()).own[key][0])
             targets.insert(0, own)
         codes = {f.code for f in verdict.findings}
-        add = lambda code, en, zh: code not in codes and (codes.add(code) or verdict.findings.append(Finding(code, tr(en, zh))))  # noqa: E731
+
+        def add(code, en, zh):  # each cause once, however many targets show it
+            if code not in codes:
+                codes.add(code)
+                verdict.findings.append(Finding(code, tr(en, zh)))
+
         factors = [(sp.Integer(-1), "sign_flipped", "the sign is flipped", "符号反了"),
                    (sp.Integer(2), "factor_2", "twice the right value (a factor of 2)", "是正确值的 2 倍"),
                    (sp.Rational(1, 2), "factor_half", "half the right value (a factor of 1/2)", "是正确值的一半")]

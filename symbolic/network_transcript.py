@@ -42,6 +42,10 @@ class Conventions:
     relu_derivative_at_zero: int = 0  # relu'(0): 0 (PyTorch, JAX) or 1
     gradient_ascent: bool = False  # new = old + rate * gradient (a sign slip in the update)
     sigmoid_derivative_at_net: bool = False  # y(1 - y) evaluated at the net input instead of the output
+    updated_biases: frozenset | None = None  # the biases that are updated; None: as the network says
+
+    def updates(self, net, bias: str) -> bool:
+        return net.update_biases if self.updated_biases is None else bias in self.updated_biases
 
 
 def loss_derivation(name: str):
@@ -183,14 +187,14 @@ def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
             if not layer.shared_bias:
                 bias = layer.bias_of(j)
                 _gradient(t, key, bias, sym(params[bias]), [(unit, nets[unit])])
-                if net.update_biases:
+                if conventions.updates(net, bias):
                     new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
         if layer.shared_bias:
             bias = layer.bias_names[0]
             _gradient(t, key, bias, sym(params[bias]), list(nets.items()),
                       note=tr(f"the bias {bias} is shared by {', '.join(layer.units)}: the sum over its units",
                               f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
-            if net.update_biases:
+            if conventions.updates(net, bias):
                 new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
         above = (layer.units, nets, [w for row in layer.weight_names for w in row])
     return new
