@@ -252,6 +252,11 @@ def _sgd_model(name, title, intro, weights, start, model_formula):
                 values = {w: to_float32(v) for w, v in values.items()}
         if epoch <= 5 or epoch % 10 == 0:
             rows.append([str(epoch), *[values[w] for w in weights], last_loss])
+            for w in weights:  # the table's numbers under names a learner can claim (JSON only)
+                t.given(f"epoch{epoch}:{w}", values[w], result_of=tr(f"{epoch} epochs of per-sample SGD",
+                                                                      f"逐样本训练 {epoch} 轮"))
+            t.given(f"epoch{epoch}:l", last_loss, result_of=tr(f"{epoch} epochs of per-sample SGD",
+                                                               f"逐样本训练 {epoch} 轮"))
     t.heading(tr("100 epochs of per-sample SGD on x = [1, 2, 3], y = [2, 4, 6]",
                  "在 x = [1, 2, 3]、y = [2, 4, 6] 上逐样本训练 100 轮"))
     t.table([tr("epoch", "轮次"), *[tr(f"{w} after the epoch", f"本轮后 {w}") for w in weights],

@@ -78,10 +78,10 @@ def float32_mazur():
     return {"h1": h[0], "o1": o[0], "o2": o[1]}
 
 
-def float32_sgd():
-    """The linear model's 100 epochs of per-sample SGD in float32 (a learner's PyTorch loop)."""
+def float32_sgd(epochs=100):
+    """The linear model's per-sample SGD in float32 (a learner's PyTorch loop)."""
     w, lr = np.float32(1), np.float32(0.01)
-    for _ in range(100):
+    for _ in range(epochs):
         for x, y in ((1, 2), (2, 4), (3, 6)):
             x, y = np.float32(x), np.float32(y)
             w = w - lr * (np.float32(2) * (w * x - y) * x)
@@ -138,6 +138,8 @@ ROWS = [
     ("slip-5th-digit", MZ, lambda: {"o1": fixed(value(MZ, "o1") + sp.Rational(1, 10 ** 5), 8)}, "o1", "wrong_value"),
     ("issue-not-rounding", MZ, lambda: {"o1": "0.75136079"}, "o1", "wrong_value"),
     ("given", MZ, lambda: {"w3": "0.24"}, "w3", "wrong_given"),
+    ("epoch-table", LIN, lambda: {"epoch5:w": fixed(value(LIN, "epoch5:w"), 4)}, "epoch5:w", "right"),
+    ("epoch-table-wrong", LIN, lambda: {"epoch10:l": fixed(2 * value(LIN, "epoch10:l"), 6)}, "epoch10:l", "factor_2"),
     ("result", LIN, lambda: {"w_trained": "1.5"}, "w_trained", "wrong_result"),
     # conventions
     ("biases-updated", MZ, lambda: {"o1_new": fixed(variant(MZ, update_biases=True).value("o1_new"), 8)},
@@ -164,6 +166,7 @@ ROWS = [
     ("batch-sum", MOONS, lambda: {"dL/dw1": fixed(EXAMPLES[MOONS].build_batch_sum().value("dL/dw1"), 6)},
      "dL/dw1", "convention_batch_sum"),
     ("float32-sgd", LIN, lambda: {"w_trained": repr(float(float32_sgd()))}, "w_trained", "convention_float32"),
+    ("float32-epoch", LIN, lambda: {"epoch3:w": repr(float(float32_sgd(3)))}, "epoch3:w", "convention_float32"),
     ("float32-forward", MZ, lambda: {"o1": repr(float(float32_mazur()["o1"]))}, "o1", "convention_float32"),
 ]
 
