@@ -300,3 +300,14 @@ def test_half_unit_ties_are_right_in_exact_rationals(tmp_path):
     report = check(MZ, [claim_from("dE/dw5", "0.439829649", "t"), claim_from("w5_new", "0.180085176", "t")])
     w5 = report.verdicts[-1]
     assert w5.code == "carried_forward" and w5.findings[0].inputs == []
+
+
+def test_claims_file_with_an_unknown_name_checks_the_rest(tmp_path, capsys):
+    path = tmp_path / "claims.toml"
+    path.write_text(f'example = "{MZ}"\n[claims]\nout_h1 = "{fixed(value(MZ, "h1"), 9)}"\nw9_new = "0.1"\n'
+                    f'"w5+" = "{fixed(value(MZ, "w5_new"), 9)}"\n', encoding="utf-8")
+    assert main(["check", str(path), "--format", "json"]) == 2
+    out, err = capsys.readouterr()
+    data = json.loads(out)
+    assert [c["name"] for c in data["claims"]] == ["h1", "w5_new"] and data["all_right"]
+    assert len(data["problems"]) == 1 and "line 4" in data["problems"][0] and "'w9_new'" in err
