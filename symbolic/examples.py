@@ -24,7 +24,7 @@ from .layers import I, J, K, N, REGISTRY, real
 from .networkfile import load_network, parse_network
 from .network_transcript import network_transcript
 from .stable import Sigmoid
-from .transcript import Chain, Text, Transcript, tr
+from .transcript import FLOAT32, Chain, Text, Transcript, to_float32, tr
 
 R = sp.Rational
 
@@ -38,6 +38,8 @@ class Example:
     # For a loss averaged over a batch: the same example with the loss summed over the batch,
     # a convention the hand-calculation checker tries when a learner's numbers disagree.
     build_batch_sum: Callable[[], Transcript] | None = None
+    # Samples in the batch (the N of a 1/N), for the checker's "off by a factor of N" diagnosis.
+    batch_size: int = 1
 
 
 def _local(layer: str, grad: str, **names) -> sp.Expr:
@@ -246,14 +248,22 @@ def _sgd_model(name, title, intro, weights, start, model_formula):
             subs = {params[w]: values[w] for w in weights} | {x: xv, y: yv, lr: R(1, 100)}
             last_loss = loss_formula.xreplace(subs)  # before the update, as the tutorial prints it
             values = {w: step_formulas[w].xreplace(subs) for w in weights}
+            if FLOAT32.get():  # the checker's float32 convention: a program's float32 weights
+                values = {w: to_float32(v) for w, v in values.items()}
         if epoch <= 5 or epoch % 10 == 0:
             rows.append([str(epoch), *[values[w] for w in weights], last_loss])
+            for w in weights:  # the table's numbers under names a learner can claim (JSON only)
+                t.given(f"epoch{epoch}:{w}", values[w], result_of=tr(f"{epoch} epochs of per-sample SGD",
+                                                                      f"逐样本训练 {epoch} 轮"))
+            t.given(f"epoch{epoch}:l", last_loss, result_of=tr(f"{epoch} epochs of per-sample SGD",
+                                                               f"逐样本训练 {epoch} 轮"))
     t.heading(tr("100 epochs of per-sample SGD on x = [1, 2, 3], y = [2, 4, 6]",
                  "在 x = [1, 2, 3]、y = [2, 4, 6] 上逐样本训练 100 轮"))
     t.table([tr("epoch", "轮次"), *[tr(f"{w} after the epoch", f"本轮后 {w}") for w in weights],
              tr("loss of the epoch's last sample", "本轮最后一个样本的误差")], rows)
     t.heading(tr("Prediction at x = 4 after training", "训练后 x = 4 的预测值"))
-    final = {w: t.given(f"{w}_trained", values[w]) for w in weights}
+    trained = tr("100 epochs of per-sample SGD", "逐样本训练 100 轮")
+    final = {w: t.given(f"{w}_trained", values[w], result_of=trained) for w in weights}
     t.define("y_hat_test_trained", model_formula(final, x4))
     return t
 
@@ -365,11 +375,11 @@ EXAMPLES = {e.name: e for e in [
     Example("affine-layer", "Affine layer Y = X W + B on a batch; dY = [[1,2,3],[4,5,6]] gives dB = [5,7,9]",
             affine_layer, "000"),
     Example("softmax-with-loss", "softmax + cross-entropy on a batch of two: dL/dz = (y - t)/N",
-            softmax_with_loss, "000", functools.partial(softmax_with_loss, batch_sum=True)),
-    Example("linear-model", "y_hat = w x, per-sample SGD for 100 epochs (table of epochs)", linear_model, "003"),
-    Example("quadratic-model", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD", quadratic_model, "003"),
+            softmax_with_loss, "000", functools.partial(softmax_with_loss, batch_sum=True), batch_size=2),
+    Example("linear-model", "y_hat = w x, per-sample SGD for 100 epochs (table of epochs)", linear_model, "003", batch_size=3),
+    Example("quadratic-model", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD", quadratic_model, "003", batch_size=3),
     Example("moons-logistic", "logistic regression (two moons): gradient formulas and one step on four points",
-            moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True)),
+            moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True), batch_size=4),
 ]}
 
 

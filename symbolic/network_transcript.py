@@ -40,6 +40,12 @@ class Conventions:
 
     hidden_uses_updated_weights: bool = False  # dE/dy from the output weights already updated
     relu_derivative_at_zero: int = 0  # relu'(0): 0 (PyTorch, JAX) or 1
+    gradient_ascent: bool = False  # new = old + rate * gradient (a sign slip in the update)
+    sigmoid_derivative_at_net: bool = False  # y(1 - y) evaluated at the net input instead of the output
+    updated_biases: frozenset | None = None  # the biases that are updated; None: as the network says
+
+    def updates(self, net, bias: str) -> bool:
+        return net.update_biases if self.updated_biases is None else bias in self.updated_biases
 
 
 def loss_derivation(name: str):
@@ -118,6 +124,8 @@ def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str,
     per_unit = next(iter(loss.forward.values()))
     scale = _loss_scale(net)
     terms = [per_unit.xreplace({real("y"): y, real("t"): sym(tn)}) for y, tn in zip(previous, net.target_names)]
+    for unit, term in zip(net.layers[-1].units, terms):  # each output's share of E (E_o1 in Mazur's article)
+        t.define(_key(prefix, f"E_{unit}{suffix}"), scale * term, show=False)
     t.define(_key(prefix, f"E{suffix}"), scale * sp.Add(*terms), note=LOSS_NOTES[net.loss])
 
 
@@ -161,28 +169,32 @@ def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
             local = local.replace(lambda e: isinstance(e, sp.Heaviside),
                                   lambda e: sp.Heaviside(e.args[0], conventions.relu_derivative_at_zero))
         nets = {unit: t.quantities[key(f"net_{unit}")].formula for unit in layer.units}
+        at_net = conventions.sigmoid_derivative_at_net and layer.activation.name == "sigmoid"
         for j, unit in enumerate(layer.units):
+            output = sym(key(f"net_{unit}")) if at_net else sym(key(unit))
             t.define(key(f"d{unit}/dnet_{unit}"),
-                     local.xreplace({real("y"): sym(key(unit)), real("x"): sym(key(f"net_{unit}"))}),
+                     local.xreplace({real("y"): output, real("x"): sym(key(f"net_{unit}"))}),
                      note=tr(f"local derivative of {layer.activation.name}, from its derivation",
                              f"{layer.activation.name} 的局部导数（由其推导得到）") if j == 0 else None)
+            # the unit's delta (dE/dnet), which hand calculations often name: not printed
+            t.define(key(f"dE/dnet_{unit}"), Chain(((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}")),)), show=False)
         for j, unit in enumerate(layer.units):
             for i in range(len(layer.weights)):
                 weight = layer.weight_names[i][j]
                 _gradient(t, key, weight, sym(params[weight]), [(unit, nets[unit])])
-                new[weight] = _update(t, key, weight, params[weight])
+                new[weight] = _update(t, key, weight, params[weight], conventions.gradient_ascent)
             if not layer.shared_bias:
                 bias = layer.bias_of(j)
                 _gradient(t, key, bias, sym(params[bias]), [(unit, nets[unit])])
-                if net.update_biases:
-                    new[bias] = _update(t, key, bias, params[bias])
+                if conventions.updates(net, bias):
+                    new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
         if layer.shared_bias:
             bias = layer.bias_names[0]
             _gradient(t, key, bias, sym(params[bias]), list(nets.items()),
                       note=tr(f"the bias {bias} is shared by {', '.join(layer.units)}: the sum over its units",
                               f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
-            if net.update_biases:
-                new[bias] = _update(t, key, bias, params[bias])
+            if conventions.updates(net, bias):
+                new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
         above = (layer.units, nets, [w for row in layer.weight_names for w in row])
     return new
 
@@ -201,6 +213,9 @@ def _error_from_above(t, key, sources, units_above, nets_above, updated=None):
             factor = key(f"dnet_{unit}/d{source}")
             t.define(factor, sp.diff(nets_above[unit], t.symbol(key(source))).xreplace(updated or {}))
             terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
+        if len(terms) > 1:  # each path's contribution (dE_o1/dh1 in Mazur's article): not printed
+            for unit, term in zip(units_above, terms):
+                t.define(key(f"dE_{unit}/d{source}"), Chain((term,)), show=False)
         note = (tr(f"{source} feeds {', '.join(units_above)}, so it receives error from each of them: the sum",
                    f"{source} 的输出传给 {', '.join(units_above)}，因此要接收它们各自传回的误差并求和")
                 if len(terms) > 1 else None)
@@ -217,10 +232,11 @@ def _gradient(t, key, param, param_sym, units, note=None):
     t.define(key(f"dE/d{param}"), Chain(tuple(terms)), note=note)
 
 
-def _update(t, key, param, current_key) -> str:
-    """param_new = param - ρ * dE/dparam: one step of gradient descent."""
+def _update(t, key, param, current_key, ascent=False) -> str:
+    """param_new = param - ρ * dE/dparam: one step of gradient descent (``ascent``: the
+    checker's sign-slip convention, + instead of -)."""
     new_key = key(f"{param}_new")
-    step = sp.Mul(-1, t.symbol("learning_rate"), t.symbol(key(f"dE/d{param}")), evaluate=False)
+    step = sp.Mul(1 if ascent else -1, t.symbol("learning_rate"), t.symbol(key(f"dE/d{param}")), evaluate=False)
     t.define(new_key, sp.Add(t.symbol(current_key), step, evaluate=False),
              note=tr("gradient descent: new value = old value - learning rate * partial derivative",
                      "梯度下降：新值 = 旧值 - 学习率 × 偏导数"))

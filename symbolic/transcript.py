@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import mpmath
+import numpy as np
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
@@ -58,6 +59,7 @@ class Quantity:
     formula: object  # SymPy expression over earlier quantities' symbols, a Chain, or None (given)
     value: object  # exact SymPy number or Matrix
     unrounded: object = None  # under rounding_intermediates: the value before it was rounded
+    result_of: object = None  # Text: a given that is the result of a computation (training), not an input
 
 
 @dataclass
@@ -91,10 +93,13 @@ class Transcript:
             return sp.MatrixSymbol(key, *value.shape)
         return sp.Symbol(key)
 
-    def given(self, key, value, text=None, latex=None, show=False, note=None):
-        """A quantity the example starts from (input, weight, target, learning rate)."""
+    def given(self, key, value, text=None, latex=None, show=False, note=None, result_of=None):
+        """A quantity the example starts from (input, weight, target, learning rate); with
+        ``result_of`` (a Text such as "100 epochs of SGD") one computed outside the formulas."""
         value = sp.ImmutableMatrix(value) if isinstance(value, (list, sp.MatrixBase)) else sp.sympify(value)
-        self._add(Quantity(key, text or key, latex or _latex_name(key), None, value))
+        if FLOAT32.get() and not isinstance(value, sp.MatrixBase):
+            value = to_float32(value)
+        self._add(Quantity(key, text or key, latex or _latex_name(key), None, value, result_of=result_of))
         if show:
             self.blocks.append(Show(key, note, numbers=False))
         return self.symbol(key)
@@ -107,6 +112,8 @@ class Transcript:
         decimals = ROUND_INTERMEDIATES.get()
         if decimals is not None and not isinstance(value, sp.MatrixBase):
             value = round_half_up(value, decimals)
+        if FLOAT32.get() and not isinstance(value, sp.MatrixBase):
+            value = to_float32(value)
         self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value,
                            unrounded if decimals is not None else None))
         if show:
@@ -177,6 +184,25 @@ def rounding_intermediates(decimals: int):
         yield
     finally:
         ROUND_INTERMEDIATES.reset(token)
+
+
+# When set (by the checker), every given and computed value is rounded to the nearest float32:
+# a learner's program that does the whole calculation in float32 (PyTorch's default dtype).
+FLOAT32: ContextVar[bool] = ContextVar("FLOAT32", default=False)
+
+
+@contextmanager
+def in_float32():
+    token = FLOAT32.set(True)
+    try:
+        yield
+    finally:
+        FLOAT32.reset(token)
+
+
+def to_float32(value) -> sp.Rational:
+    """The float32 nearest to ``value``, as an exact Rational."""
+    return sp.Rational(float(np.float32(float(sp.N(value, 30)))))
 
 
 def round_half_up(value, decimals: int) -> sp.Rational:

@@ -1,9 +1,12 @@
 """symprop check CLAIMS.toml | symprop check EXAMPLE NAME=VALUE ... [--format text|md|json]
 
-Exit status 0 when every claim holds, 1 when any is wrong, 2 for unusable input, so a course
-can grade a folder of submissions in a shell loop.
+Exit status 0 when every claim holds, 1 when any is wrong, 2 for unusable input (an unknown
+name: the other claims are still checked and reported), so a course can grade a folder of
+submissions in a shell loop.
 """
 from __future__ import annotations
+
+import sys
 
 from symprop.symbolic.checker import check, claims_from_arguments, load_claims, render_report
 from symprop.symbolic.errors import SympropError
@@ -28,4 +31,8 @@ def run(args) -> int:
         raise SympropError(f"give a claims file (.toml), or {args.target} followed by NAME=VALUE claims")
     report = check(subject, claims)
     print(render_report(report, args.format, args.lang), end="")
+    for problem in report.problems:  # also on stderr, where scripts look for unusable input
+        print(f"symprop: error: {problem}", file=sys.stderr)
+    if report.problems:
+        return 2
     return 0 if report.all_right else 1
