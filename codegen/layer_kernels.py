@@ -122,8 +122,7 @@ def _loss(layer, d: Derivation, module: ModuleText):
     p = layer.prediction
     scale = layer.loss_scale
     names = {p: f"{p}[n, k]", "t": "t[n, k]"}
-    lines, used = print_statements([("total += ", d.forward["l"])], names)
-    lines[-1] = lines[-1].replace("total +=  = ", "total += ")
+    lines, used = print_statements([("total", d.forward["l"])], names, accumulate={"total"})
     printer = KernelPrinter()
     scale_text = printer.doprint(scale)
     grad = f"d{p}"
@@ -212,11 +211,12 @@ def {base}_backward(dY, X, W):
 ''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
 
 
-def row_reduction_lines(assignments, names=None, index="k", size="K"):
+def row_reduction_lines(assignments, names=None, index="k", size="K", comment_for=None):
     """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
 
     ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
     then scalar targets, then one loop over the row for targets that depend on the index.
+    ``comment_for(target)`` gives the comment printed after a target's statement.
     """
     k = sp.Symbol(index, integer=True)
     sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
@@ -232,11 +232,11 @@ def row_reduction_lines(assignments, names=None, index="k", size="K"):
     per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
     used = set(printer.helpers_used)
     if scalar:
-        body, helpers = print_statements(scalar, names or {}, row="n")
+        body, helpers = print_statements(scalar, names or {}, row="n", comment_for=comment_for)
         lines += body
         used |= helpers
     if per_element:
-        body, helpers = print_statements(per_element, names or {}, row="n")
+        body, helpers = print_statements(per_element, names or {}, row="n", comment_for=comment_for)
         lines += [f"for {index} in range({size}):", *indent(body, 1)]
         used |= helpers
     return lines, used
@@ -249,20 +249,23 @@ def _row_index(expr, index="k"):
     return expr.subs({s: k for s in frees})
 
 
-ROW_MAX = ["zmax = z[n, 0]", "for k in range(1, K):", "    zmax = max(zmax, z[n, k])"]
+def row_max(source: str = "z") -> list[str]:
+    """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
+    return ["zmax = " + f"{source}[n, 0]", "for k in range(1, K):", f"    zmax = max(zmax, {source}[n, k])"]
 
 
 def _softmax(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     forward, used = row_reduction_lines([("y[n, k]", _row_index(d.forward["y[k]"]))], {})
-    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {})
+    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {},
+                                          comment_for=lambda _: f"dz = {sp.sstr(d.backward['dz[j]'])}")
     module.add(f'''
 @jit
 def {base}_forward_kernel(z, y):
     real = z.dtype.type
     N, K = z.shape
     for n in range(N):
-{chr(10).join(indent(ROW_MAX + forward, 2))}
+{chr(10).join(indent(row_max() + forward, 2))}
 
 
 def {base}_forward(z, out=None):
@@ -280,7 +283,7 @@ def {base}_backward_kernel(dy, y, dz):
     real = y.dtype.type
     N, K = y.shape
     for n in range(N):
-{chr(10).join(indent(backward, 2))}  # dz = {sp.sstr(d.backward["dz[j]"])}
+{chr(10).join(indent(backward, 2))}
 
 
 def {base}_backward(dy, y, dz=None):
@@ -299,7 +302,8 @@ def _softmax_cross_entropy(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     forward, used = row_reduction_lines(
         [("y[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])], {})
-    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {})
+    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {},
+                                          comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
     module.add(f'''
 @jit
 def {base}_forward_kernel(z, t, y):
@@ -307,7 +311,7 @@ def {base}_forward_kernel(z, t, y):
     N, K = z.shape
     total = real(0)
     for n in range(N):
-{chr(10).join(indent(ROW_MAX + forward, 2))}
+{chr(10).join(indent(row_max() + forward, 2))}
         total += row_loss
     return total / real(N)
 
@@ -331,7 +335,7 @@ def {base}_backward_kernel(y, t, dz):
     real = y.dtype.type
     N, K = y.shape
     for n in range(N):
-{chr(10).join(indent(backward, 2))}  # dz = dL/dz = {sp.sstr(d.backward["dz[j]"])}
+{chr(10).join(indent(backward, 2))}
 
 
 def {base}_backward(y, t, dz=None):

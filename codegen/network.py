@@ -30,7 +30,7 @@ from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseL
 
 from . import files
 from .common import PRELUDE, fresh_name, helper_source, indent, lowering
-from .layer_kernels import ROW_MAX, row_reduction_lines, _row_index
+from .layer_kernels import row_max, row_reduction_lines, _row_index
 from .printer import KernelPrinter, print_statements
 from .scalar_step import scalar_step
 
@@ -142,7 +142,7 @@ class _NetworkPrinter:
         backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
                                               {"y": out, "dy": f"d{out}"})
         self.forward_lines += [f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
-                               *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward, 1)]
+                               *indent(row_max(source) + forward, 1)]
         self.prepend_backward([f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
                                *indent(backward, 1)])
         self.helpers |= used | bused
@@ -157,13 +157,12 @@ class _NetworkPrinter:
             {"z": source, "t": "T"})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
         backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
-                                              {"y": "P", "t": "T"})
-        backward[-1] += f"  # dL/d{source} = {sp.sstr(d.backward['dz[j]'])}"
+                                              {"y": "P", "t": "T"},
+                                              comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
         self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
                            " P = softmax, saved for backward)",
                            f"K = {self.width}", "loss = real(0)", "for n in range(N):",
-                           *indent([line.replace("z[", f"{source}[") for line in ROW_MAX] + forward
-                                   + ["loss += row_loss"], 1),
+                           *indent(row_max(source) + forward + ["loss += row_loss"], 1),
                            "loss = loss / real(N)"]
         self.prepend_backward(["for n in range(N):", *indent(backward, 1)])
         self.helpers |= used | bused

@@ -134,10 +134,10 @@ class _ScalarPrinter:
     def statements(self, assignments, comment_for=None, accumulate=()):
         """Printed statements; targets in ``accumulate`` become ``target += expr`` (a sum over
         the batch rows kept in a scalar). CSE temporaries are t0, t1, ..., never a target."""
-        lines, used = print_statements(assignments, self.names, comment_for=comment_for, scalar=True)
+        lines, used = print_statements(assignments, self.names, comment_for=comment_for, scalar=True,
+                                       accumulate=accumulate)
         self.helpers |= used
-        return [f"{line.split(' = ', 1)[0]} += {line.split(' = ', 1)[1]}"
-                if line.split(" = ", 1)[0] in accumulate else line for line in lines]
+        return lines
 
     def prepend_backward(self, lines):
         self.backward_lines = lines + self.backward_lines
