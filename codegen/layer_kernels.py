@@ -14,6 +14,7 @@ from symprop.symbolic.layers import (REGISTRY, Affine, Derivation, Elementwise, 
 
 from .common import PRELUDE, helper_source, indent, lowering
 from .printer import KernelPrinter, print_statements
+from .statements import Accumulate, Assignments, Let, Loop, print_lines
 
 
 def python_name(layer_name: str) -> str:
@@ -211,7 +212,7 @@ def {base}_backward(dY, X, W):
 ''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
 
 
-def row_reduction_lines(assignments, names=None, index="k", size="K", comment_for=None):
+def row_reduction(assignments, names=None, index="k", size="K", comment_for=None) -> list:
     """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
 
     ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
@@ -219,27 +220,27 @@ def row_reduction_lines(assignments, names=None, index="k", size="K", comment_fo
     ``comment_for(target)`` gives the comment printed after a target's statement.
     """
     k = sp.Symbol(index, integer=True)
+    names = names or {}
     sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
     named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
-    printer = KernelPrinter(names, row="n")
-    lines = []
+    statements = []
     for total, symbol in named.items():
         (m, _, _), = total.limits
-        body = total.function.subs(m, k)
-        lines += [f"{symbol} = real(0)", f"for {index} in range({size}):",
-                  f"    {symbol} += {printer.doprint(body)}"]
+        statements += [Let(symbol.name, "real(0)"),
+                       Loop(index, size, (Accumulate(symbol.name, total.function.subs(m, k), names, row="n"),))]
+    comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
     scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
     per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
-    used = set(printer.helpers_used)
     if scalar:
-        body, helpers = print_statements(scalar, names or {}, row="n", comment_for=comment_for)
-        lines += body
-        used |= helpers
+        statements.append(Assignments(tuple(scalar), names, comments, row="n"))
     if per_element:
-        body, helpers = print_statements(per_element, names or {}, row="n", comment_for=comment_for)
-        lines += [f"for {index} in range({size}):", *indent(body, 1)]
-        used |= helpers
-    return lines, used
+        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row="n"),)))
+    return statements
+
+
+def row_reduction_lines(assignments, names=None, index="k", size="K", comment_for=None):
+    """row_reduction's statements as printed lines, and the helpers they use."""
+    return print_lines(row_reduction(assignments, names, index, size, comment_for))
 
 
 def _row_index(expr, index="k"):
@@ -249,9 +250,9 @@ def _row_index(expr, index="k"):
     return expr.subs({s: k for s in frees})
 
 
-def row_max(source: str = "z") -> list[str]:
+def row_max(source: str = "z") -> list:
     """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
-    return ["zmax = " + f"{source}[n, 0]", "for k in range(1, K):", f"    zmax = max(zmax, {source}[n, k])"]
+    return [Let("zmax", f"{source}[n, 0]"), Loop("k", "K", (Let("zmax", f"max(zmax, {source}[n, k])"),), start=1)]
 
 
 def _softmax(layer, d: Derivation, module: ModuleText):
@@ -265,7 +266,7 @@ def {base}_forward_kernel(z, y):
     real = z.dtype.type
     N, K = z.shape
     for n in range(N):
-{chr(10).join(indent(row_max() + forward, 2))}
+{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
 
 
 def {base}_forward(z, out=None):
@@ -311,7 +312,7 @@ def {base}_forward_kernel(z, t, y):
     N, K = z.shape
     total = real(0)
     for n in range(N):
-{chr(10).join(indent(row_max() + forward, 2))}
+{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
         total += row_loss
     return total / real(N)
 

@@ -30,8 +30,9 @@ from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseL
 
 from . import files
 from .common import PRELUDE, fresh_name, helper_source, indent, lowering
-from .layer_kernels import row_max, row_reduction_lines, _row_index
-from .printer import KernelPrinter, print_statements
+from .layer_kernels import row_max, row_reduction, _row_index
+from .printer import KernelPrinter
+from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto, print_lines
 from .scalar_step import scalar_step
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
@@ -52,21 +53,21 @@ def canonical_spec(spec: str) -> str:
 
 
 class _NetworkPrinter:
-    """Assembles the statements of one network's kernels, layer by layer.
+    """Lowers one network's graph to statements, node by node: forward statements in order,
+    backward statements prepended (the chain rule runs from the loss back).
 
     Every intermediate array is a named buffer of the workspace (``self.buffers``), so a
     training step writes into memory allocated once, never inside the loop.
     """
 
     def __init__(self, uses):
-        self.helpers: set[str] = set()
         self.params: list[tuple[str, tuple]] = []
         self.buffers: list[tuple[str, str]] = []  # (name, shape expression in N)
         self.values = ["X"]  # forward values, in order
         self.widths: list[int] = []
-        self.forward_lines: list[str] = []
-        self.backward_lines: list[str] = []
-        self.loss_lines: list[str] = []
+        self.forward: list = []
+        self.backward: list = []
+        self.loss: list = []
         self.affine_count = 0
         for use in uses:
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
@@ -79,8 +80,12 @@ class _NetworkPrinter:
         self.buffers.append((name, shape))
         return name
 
-    def prepend_backward(self, lines):
-        self.backward_lines = lines + self.backward_lines
+    def prepend_backward(self, statements):
+        self.backward = statements + self.backward
+
+    def each_element(self, *body, width=None):
+        """for n in range(N): for j in range(width): body"""
+        return Loop("n", "N", (Loop("j", self.width if width is None else width, body),))
 
     # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
     def _affine(self, use):
@@ -94,22 +99,21 @@ class _NetworkPrinter:
         source = self.values[-1]
         out = self.buffer(f"z{k}", f"(N, {outputs})")
         d = REGISTRY.derive(use.op.name)
-        printer = KernelPrinter({"X": source, "W": W, "dY": "d" + out, "b": b},
-                                small_matrices=inputs * outputs <= SMALL_MATRIX)
+        names = {"X": source, "W": W, "dY": "d" + out, "b": b}
+        small = inputs * outputs <= SMALL_MATRIX
         product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
-        self.forward_lines += [f"# layer {use.position}: {use.text}",
-                               f"{printer.print_into(product, out)}  # {out} = {source} {W}",
-                               f"_add_bias({out}, {b})  # {out} += 1 {b}"]
+        self.forward += [Comment(f"layer {use.position}: {use.text}"),
+                         MatrixInto(product, out, names, small, f"{out} = {source} {W}"),
+                         Call("_add_bias", (out, b), f"{out} += 1 {b}")]
         dW, db = self.buffer(f"d{W}", f"{use.args}"), self.buffer(f"d{b}", "(1,)" if shared else f"({outputs},)")
-        backward = [f"# layer {use.position}: {use.text}",
-                    f"{printer.print_into(d.backward['dW'], dW)}  # dL/d{W} = {source}^T dL/d{out}",
-                    f"{printer.print_into(d.backward['db'], db)}  # dL/d{b} = 1^T dL/d{out}"
-                    + (" 1 (shared bias)" if shared else " (sum over the batch)")]
+        backward = [Comment(f"layer {use.position}: {use.text}"),
+                    MatrixInto(d.backward["dW"], dW, names, small, f"dL/d{W} = {source}^T dL/d{out}"),
+                    MatrixInto(d.backward["db"], db, names, small, f"dL/d{b} = 1^T dL/d{out}"
+                               + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
         if k > 1:  # the gradient with respect to the input data X is never needed
             dsource = self.buffer(f"d{source}", f"(N, {inputs})")
-            backward.append(f"{printer.print_into(d.backward['dX'], dsource)}  # dL/d{source} = dL/d{out} {W}^T")
+            backward.append(MatrixInto(d.backward["dX"], dsource, names, small, f"dL/d{source} = dL/d{out} {W}^T"))
         self.prepend_backward(backward)
-        self.helpers |= {"_add_bias"} | printer.helpers_used
         self.values.append(out)
         self.widths.append(outputs)
 
@@ -118,54 +122,47 @@ class _NetworkPrinter:
         source = self.values[-1]
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
         names = {"x": f"{source}[n, j]", use.op.output: f"{out}[n, j]"}
-        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.op.output])], names)
-        self.forward_lines += [f"# layer {use.position}: {use.text}",
-                               "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
+        self.forward += [Comment(f"layer {use.position}: {use.text}"),
+                         self.each_element(Assignments(((f"{out}[n, j]", d.forward[use.op.output]),), names))]
         rule = d.backward["dx"]
         local = (rule / sp.Symbol("dout", real=True)).subs(
             {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
-        blines, bused = print_statements(
-            [(f"{dsource}[n, j]", rule)], {**names, "dout": f"d{out}[n, j]"},
-            comment_for=lambda _: f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}")
-        self.prepend_backward([f"# layer {use.position}: {use.text}", "for n in range(N):",
-                               f"    for j in range({self.width}):", *indent(blines, 2)])
-        self.helpers |= used | bused
+        comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
+            Assignments(((f"{dsource}[n, j]", rule),), {**names, "dout": f"d{out}[n, j]"},
+                        {f"{dsource}[n, j]": comment}))])
         self.values.append(out)
 
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
         out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), f"(N, {self.width})")
-        forward, used = row_reduction_lines([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
+        forward = row_reduction([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
-        backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
-                                              {"y": out, "dy": f"d{out}"})
-        self.forward_lines += [f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
-                               *indent(row_max(source) + forward, 1)]
-        self.prepend_backward([f"# layer {use.position}: {use.text}", f"K = {self.width}", "for n in range(N):",
-                               *indent(backward, 1)])
-        self.helpers |= used | bused
+        backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": out, "dy": f"d{out}"})
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)),
+                         Loop("n", "N", (*row_max(source), *forward))]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)),
+                               Loop("n", "N", tuple(backward))])
         self.values.append(out)
 
     def _softmax_cross_entropy(self, use):
         d = REGISTRY.derive(use.op.name)
         source = self.values[-1]
         probabilities = self.buffer("P", f"(N, {self.width})")
-        forward, used = row_reduction_lines(
+        forward = row_reduction(
             [(f"{probabilities}[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
             {"z": source, "t": "T"})
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
-        backward, bused = row_reduction_lines([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))],
-                                              {"y": "P", "t": "T"},
-                                              comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
-        self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
-                           " P = softmax, saved for backward)",
-                           f"K = {self.width}", "loss = real(0)", "for n in range(N):",
-                           *indent(row_max(source) + forward + ["loss += row_loss"], 1),
-                           "loss = loss / real(N)"]
-        self.prepend_backward(["for n in range(N):", *indent(backward, 1)])
-        self.helpers |= used | bused
+        backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": "P", "t": "T"},
+                                 comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
+        self.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
+                             " P = softmax, saved for backward)"),
+                     Let("K", str(self.width)), Let("loss", "real(0)"),
+                     Loop("n", "N", (*row_max(source), *forward, Let("loss", "row_loss", augmented=True))),
+                     Let("loss", "loss / real(N)")]
+        self.prepend_backward([Loop("n", "N", tuple(backward))])
 
     def _loss(self, use):
         d = use.op.derive()
@@ -173,20 +170,16 @@ class _NetworkPrinter:
         p = use.op.prediction
         scale = use.op.loss_scale
         names = {p: f"{source}[n, j]", "t": "T[n, j]"}
-        lines, used = print_statements([("loss_term", d.forward["l"])], names)
         grad = "d" + p
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
-        blines, bused = print_statements([(f"{dsource}[n, j]", d.backward[grad])], names,
-                                         comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward[grad])}")
-        self.loss_lines = [f"# layer {use.position}: {use.text}", f"K = {self.width}", "loss = real(0)",
-                           "for n in range(N):", "    for j in range(K):", *indent(lines, 2),
-                           "        loss += loss_term"]
+        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)), Let("loss", "real(0)"),
+                     self.each_element(Assignments((("loss_term", d.forward["l"]),), names),
+                                       Let("loss", "loss_term", augmented=True), width="K")]
         if scale != 1:
-            self.loss_lines.append(f"loss = loss * {KernelPrinter().doprint(scale)}")
-        self.prepend_backward([f"K = {self.width}", "for n in range(N):", "    for j in range(K):",
-                               *indent(blines, 2)])
-        self.helpers |= used | bused
-
+            self.loss.append(Let("loss", f"loss * {KernelPrinter().doprint(scale)}"))
+        self.prepend_backward([Let("K", str(self.width)), self.each_element(
+            Assignments(((f"{dsource}[n, j]", d.backward[grad]),), names,
+                        {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width="K")])
 
     def _per_feature(self, use):
         """y[n, j] = f(x[n, j], g[j]): one loop for the forward values; on the way back one loop
@@ -198,22 +191,20 @@ class _NetworkPrinter:
         self.params += [(name, (self.width,)) for name in params]
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
         names = {"x": f"{source}[n, j]", **{p: f"{name}[j]" for p, name in zip(use.op.params, params)}}
-        lines, used = print_statements([(f"{out}[n, j]", d.forward[use.op.output])], names)
-        self.forward_lines += [f"# layer {use.position}: {use.text}",
-                               "for n in range(N):", f"    for j in range({self.width}):", *indent(lines, 2)]
+        self.forward += [Comment(f"layer {use.position}: {use.text}"),
+                         self.each_element(Assignments(((f"{out}[n, j]", d.forward[use.op.output]),), names))]
         grads = [self.buffer(f"d{name}", f"({self.width},)") for name in params]
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
         targets = {f"{dsource}[n, j]": "dx", **{f"{g}[j]": "d" + p for g, p in zip(grads, use.op.params)}}
         comments = {f"{dsource}[n, j]": f"dL/d{source} = dL/d{out} * d{out}/d{source}",
                     **{f"{g}[j]": f"dL/d{name} = sum over the batch of dL/d{out} * d{out}/d{name}"
                        for g, name in zip(grads, params)}}
-        blines, bused = print_statements([(target, d.backward[rule]) for target, rule in targets.items()],
-                                         {**names, "dout": f"d{out}[n, j]"}, comment_for=comments.get,
-                                         accumulate={f"{g}[j]" for g in grads})
-        self.prepend_backward([f"# layer {use.position}: {use.text}", f"for j in range({self.width}):",
-                               *(f"    {g}[j] = real(0)" for g in grads),
-                               "for n in range(N):", f"    for j in range({self.width}):", *indent(blines, 2)])
-        self.helpers |= used | bused
+        rules = tuple((target, d.backward[rule]) for target, rule in targets.items())
+        self.prepend_backward([
+            Comment(f"layer {use.position}: {use.text}"),
+            Loop("j", self.width, tuple(Let(f"{g}[j]", "real(0)") for g in grads)),
+            self.each_element(Assignments(rules, {**names, "dout": f"d{out}[n, j]"}, comments,
+                                          frozenset(f"{g}[j]" for g in grads)))])
         self.values.append(out)
 
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
@@ -234,7 +225,11 @@ def network_module_text(spec: str, name: str | None = None) -> str:
     scalar = scalar_step(graph)  # None unless the network is tiny
     if scalar is not None:
         assert scalar.params == net.params, (scalar.params, net.params)
-    body = PRELUDE + helper_source(net.helpers | (scalar.helpers if scalar else set())) + f'''
+    forward_lines, forward_helpers = print_lines(net.forward)
+    loss_lines, loss_helpers = print_lines(net.loss)
+    backward_lines, backward_helpers = print_lines(net.backward)
+    helpers = forward_helpers | loss_helpers | backward_helpers | (scalar.helpers if scalar else set())
+    body = PRELUDE + helper_source(helpers) + f'''
 
 SPEC = {canonical!r}
 PARAM_NAMES = {tuple(param_names)!r}
@@ -259,7 +254,7 @@ def forward_kernel({params}, X):
     real = X.dtype.type
     N = X.shape[0]
 {chr(10).join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)}
-{chr(10).join(indent(net.forward_lines, 1))}
+{chr(10).join(indent(forward_lines, 1))}
     return {scores}
 
 
@@ -269,11 +264,11 @@ def loss_and_grads_into({params}, X, T, {buffers}):
     real = X.dtype.type
     N = X.shape[0]
     # ---- forward ----
-{chr(10).join(indent(net.forward_lines, 1))}
+{chr(10).join(indent(forward_lines, 1))}
     # ---- loss ----
-{chr(10).join(indent(net.loss_lines, 1))}
+{chr(10).join(indent(loss_lines, 1))}
     # ---- backward (chain rule, from the loss back to the first layer) ----
-{chr(10).join(indent(net.backward_lines, 1))}
+{chr(10).join(indent(backward_lines, 1))}
     return loss
 
 
