@@ -52,7 +52,8 @@ def loss_derivation(name: str):
     return EXTRA_LOSSES[name].derive() if name in EXTRA_LOSSES else REGISTRY.derive(name)
 
 
-def _loss_layer(name: str):
+def loss_op(name: str):
+    """The loss op of a network file's `loss` field (cross-entropy and sum-of-squares too)."""
     return EXTRA_LOSSES.get(name) or REGISTRY[name]
 
 
@@ -130,7 +131,7 @@ def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str,
 
 
 def _loss_scale(net):
-    return _loss_layer(net.loss).loss_scale.subs({N: 1, K: len(net.layers[-1].units)})
+    return loss_op(net.loss).loss_scale.subs({N: 1, K: len(net.layers[-1].units)})
 
 
 def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,

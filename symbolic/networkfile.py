@@ -83,6 +83,30 @@ class Network:
                 values[name] = b
         return values
 
+    def to_graph(self):
+        """The network in the graph model, and its numbers under the graph's names.
+
+        Returns (Graph, values): the layer stack a net spec would write (``affine(2,2) sigmoid
+        ... squared-error``, ``affine-shared-bias`` where one bias serves a layer) and
+        {"X": [inputs], "T": [targets], "W1": weights, "b1": biases, ...} as one batch row,
+        the names the code generator and ``graph_transcript`` use."""
+        from .graph import Graph, Node
+        from .network_transcript import loss_op  # the losses network files know (cross-entropy too)
+
+        ops, values, width = [], {"X": [list(self.inputs)], "T": [list(self.targets)]}, len(self.inputs)
+        for k, layer in enumerate(self.layers, 1):
+            affine = REGISTRY["affine-shared-bias" if layer.shared_bias else "affine"]
+            ops += [(affine, (width, len(layer.units))), (layer.activation, ())]
+            values[f"W{k}"], values[f"b{k}"] = layer.weights, layer.biases
+            width = len(layer.units)
+        ops.append((loss_op(self.loss), ()))
+        nodes, column = [], 1
+        for position, (op, args) in enumerate(ops, 1):
+            text = f"{op.name}({','.join(map(str, args))})" if args else op.name
+            nodes.append(Node(op, args, text, position, column))
+            column += len(text) + 1
+        return Graph(tuple(nodes)), values
+
 
 class _Where:
     """Finds the line of a field in the file's text, for error messages."""

@@ -30,12 +30,7 @@ def network_arrays(net):
 
 
 def spec_of(net) -> str:
-    parts, inputs = [], len(net.inputs)
-    for layer in net.layers:
-        kind = "affine-shared-bias" if layer.shared_bias else "affine"
-        parts += [f"{kind}({inputs},{len(layer.units)})", layer.activation.name]
-        inputs = len(layer.units)
-    return " ".join(parts + [net.loss])
+    return net.to_graph()[0].spec
 
 
 @pytest.mark.parametrize("name", ["two-layer-sigmoid", "mazur-2-2-2"])

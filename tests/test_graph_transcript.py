@@ -31,13 +31,8 @@ SAME = 1e-40  # both transcripts evaluate to 60 digits; only the evaluation orde
 
 def _from_network(net):
     """The spec and values of a network file's net, in the graph transcript's names."""
-    layers = []
-    values = {"X": [net.inputs], "T": [net.targets]}
-    for k, layer in enumerate(net.layers, 1):
-        affine = "affine-shared-bias" if layer.shared_bias else "affine"
-        layers += [f"{affine}({len(layer.weights)},{len(layer.units)})", layer.activation.name]
-        values[f"W{k}"], values[f"b{k}"] = layer.weights, layer.biases
-    return " ".join(layers + [net.loss]), values
+    graph, values = net.to_graph()
+    return graph.spec, values
 
 
 @pytest.mark.parametrize("name", ["two-layer-sigmoid", "mazur-2-2-2"])

@@ -183,3 +183,20 @@ def test_cli_shows_a_user_file_and_lists_examples(tmp_path, capsys):
 def test_builtin_network_files_parse():
     for name in ("two-layer-sigmoid", "mazur-2-2-2"):
         assert builtin_network(name).layers[0].shared_bias
+
+
+def test_a_network_file_parses_into_the_graph_model():
+    """The network file's layer stack is the graph a net spec writes, and its numbers are the
+    kernels' parameters: the same spec parses back to the same ops and widths."""
+    from symprop.symbolic.graph import parse_net
+
+    net = parse_network(VARIANT, "variant.toml")
+    graph, values = net.to_graph()
+    again = parse_net(graph.spec)
+    assert [n.op for n in again.nodes] == [n.op for n in graph.nodes]
+    assert again.widths == graph.widths
+    assert values["X"] == [net.inputs] and values["T"] == [net.targets]
+    for k, layer in enumerate(net.layers, 1):
+        assert values[f"W{k}"] == layer.weights and values[f"b{k}"] == layer.biases
+        assert graph.nodes[2 * k - 1].op is layer.activation
+    assert graph.loss.name == net.loss
