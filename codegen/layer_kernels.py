@@ -12,7 +12,8 @@ import sympy as sp
 from symprop.symbolic.layers import (REGISTRY, Affine, Derivation, Elementwise, ElementwiseLoss,
                                      Softmax, SoftmaxCrossEntropy)
 
-from .common import PRELUDE, helper_source, indent, lowering
+from .backend import NUMBA
+from .common import indent, lowering
 from .printer import KernelPrinter, print_statements
 from .statements import Accumulate, Assignments, Let, Loop, print_lines
 
@@ -361,10 +362,10 @@ EMITTERS = {
 }
 
 
-def layers_module_body(registry=REGISTRY) -> tuple[str, list[str]]:
+def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers."""
     module = ModuleText()
     for name, layer in registry.items():
         lowering(EMITTERS, layer, f"layer {name!r}")(layer, registry.derive(name), module)
-    body = PRELUDE + helper_source(module.helpers) + "\n\n" + "\n\n".join(module.functions)
+    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(module.functions)
     return body, list(registry)

@@ -29,10 +29,11 @@ from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseL
                                      Softmax, SoftmaxCrossEntropy)
 
 from . import files
-from .common import PRELUDE, fresh_name, helper_source, indent, lowering
+from .backend import NUMBA, Backend
+from .common import fresh_name, indent, lowering
 from .layer_kernels import row_max, row_reduction, _row_index
 from .printer import KernelPrinter
-from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto, print_lines
+from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
@@ -212,7 +213,7 @@ class _NetworkPrinter:
                  SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss}
 
 
-def network_module_text(spec: str, name: str | None = None) -> str:
+def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:
     graph = parse_net(spec)
     uses, canonical = graph.nodes, graph.spec
     net = _NetworkPrinter(uses)
@@ -225,11 +226,11 @@ def network_module_text(spec: str, name: str | None = None) -> str:
     scalar = scalar_step(graph)  # None unless the network is tiny
     if scalar is not None:
         assert scalar.params == net.params, (scalar.params, net.params)
-    forward_lines, forward_helpers = print_lines(net.forward)
-    loss_lines, loss_helpers = print_lines(net.loss)
-    backward_lines, backward_helpers = print_lines(net.backward)
+    forward_lines, forward_helpers = backend.print(net.forward)
+    loss_lines, loss_helpers = backend.print(net.loss)
+    backward_lines, backward_helpers = backend.print(net.backward)
     helpers = forward_helpers | loss_helpers | backward_helpers | (scalar.helpers if scalar else set())
-    body = PRELUDE + helper_source(helpers) + f'''
+    body = backend.module_start(helpers) + f'''
 
 SPEC = {canonical!r}
 PARAM_NAMES = {tuple(param_names)!r}

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 74b3b25f76339f7f (generator sources and sympy 1.14.0)
+# Input hash: 684b08ae7c0f44fb (generator sources and sympy 1.14.0)
 # Body hash: 39e182f76f15443f
 
 import hashlib

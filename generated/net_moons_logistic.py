@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: ed1e379819067a11 (generator sources and sympy 1.14.0)
+# Input hash: 88d89cc736bdf13d (generator sources and sympy 1.14.0)
 # Body hash: 0e24990da593a856
 
 import hashlib

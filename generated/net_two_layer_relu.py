@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: f6ab97f0b7f0efb7 (generator sources and sympy 1.14.0)
+# Input hash: 9d12aafdc7da4277 (generator sources and sympy 1.14.0)
 # Body hash: b5986048f6442b51
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 51f4e4d9ff4400c2 (generator sources and sympy 1.14.0)
+# Input hash: c8781b1f62f3c79e (generator sources and sympy 1.14.0)
 # Body hash: 776520da8add3d13
 
 import hashlib

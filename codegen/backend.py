@@ -1,0 +1,37 @@
+"""The numba backend: everything that decides how lowered kernels read as numba Python.
+
+A backend is a configuration object, as in SymForce's code generation: the statement printer,
+the prelude every module starts with (imports, the jit decorator and its flags, input checks)
+and the helper functions the printed expressions call. Lowering (``network.py``,
+``layer_kernels.py``) builds statements and asks the backend to print them; a second target
+language would be a second ``Backend`` with a printer of its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .common import PRELUDE, helper_source
+from .files import JIT_FLAGS
+from .statements import StatementPrinter
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    prelude: str  # the start of every module
+    jit_flags: str  # one place decides them (files.JIT_FLAGS); the prelude's jit applies them
+    statement_printer: type
+    helper_source: Callable[[set], str]  # the text of the helpers a module uses
+
+    def print(self, statements) -> tuple[list[str], set[str]]:
+        """(lines, helpers used) of a list of statements."""
+        printer = self.statement_printer()
+        return printer.lines(statements), printer.helpers_used
+
+    def module_start(self, helpers_used) -> str:
+        """The prelude and the helpers a module's kernels call."""
+        return self.prelude + self.helper_source(helpers_used)
+
+
+NUMBA = Backend("numba", PRELUDE, JIT_FLAGS, StatementPrinter, helper_source)
