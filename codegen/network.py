@@ -314,15 +314,21 @@ def _check(function, params, X, T=None):
     checked = _arrays(function, **arrays)
     for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
         _shape(function, name, array, shape)
-    for name, array in zip(PARAM_NAMES, params):
-        if not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
     X = checked[len(PARAM_NAMES)]
-    if X.ndim != 2 or X.shape[1] != INPUT_SIZE:
-        raise ValueError(f"{{function}}: X has shape {{X.shape}}, expected (batch, {{INPUT_SIZE}})")
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE or X.shape[0] == 0:
+        raise ValueError(f"{{function}}: X has shape {{X.shape}}, expected (batch, {{INPUT_SIZE}}) with batch >= 1")
     if T is not None:
         _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
     return checked
+
+
+def _updated_in_place(function, params, X, T):
+    """The parameters a step overwrites must be the caller's own arrays (C-contiguous and
+    writeable, so no copy is taken) and share no memory with each other or with X and T."""
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
+    _separate(function, dict(zip(PARAM_NAMES, params)), dict(X=X, T=T))
 
 
 def forward({params}, X):
@@ -338,13 +344,16 @@ def loss_and_grads({params}, X, T):
 def sgd_step({params}, X, T, lr):
     """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
     _check("sgd_step", ({params},), X, T)
-    return sgd_step_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    _updated_in_place("sgd_step", ({params},), X, T)
+    return sgd_step_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step", lr))
 
 
 def sgd_steps({params}, X, T, lr, steps):
     """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
     _check("sgd_steps", ({params},), X, T)
-    return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr, int(steps))
+    _updated_in_place("sgd_steps", ({params},), X, T)
+    return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
+                            _step_count("sgd_steps", steps))
 '''
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
@@ -393,7 +402,10 @@ def sgd_step_packed(theta, X, T, lr):
         raise ValueError(f"sgd_step_packed: theta must be a flat array of {{PARAM_OFFSETS[-1]}} parameters "
                          f"(pack(...) makes one), got {{getattr(theta, 'shape', type(theta).__name__)}}")
     _check("sgd_step_packed", unpack(theta), X, T)
-    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    if not theta.flags.c_contiguous or not theta.flags.writeable:
+        raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
+    _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr))
 '''.strip("\n")
 
 
