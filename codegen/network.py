@@ -458,6 +458,28 @@ def cache_directory() -> Path:
     return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "networks"
 
 
+def _cache_error(path: Path, exc: OSError) -> SympropError:
+    setting = (f"$SYMPROP_CACHE={os.environ['SYMPROP_CACHE']}" if os.environ.get("SYMPROP_CACHE")
+               else "the default cache ~/.cache/symprop")
+    return SympropError(f"cannot write the network module {path} ({setting}): "
+                        f"{exc.strerror or exc}; point SYMPROP_CACHE at a writable folder")
+
+
+def _import_file(module_name: str, path: Path):
+    """Import a generated module; a corrupt file (garbage bytes, a syntax error) is one line
+    naming it and the command that rewrites it."""
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        del sys.modules[module_name]
+        raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); "
+                           f"rewrite it with: {files.REGENERATE_COMMAND}") from None
+    return module
+
+
 def network_path(canonical: str) -> tuple[Path, str | None]:
     """Where the module for a canonical spec lives, and its built-in name (None if not built in)."""
     for name, builtin in BUILTIN_NETWORKS.items():
@@ -490,14 +512,17 @@ def load_network(spec: str):
         if not files.is_current(path, network_hash(graph)):  # no SymPy printing: 0.7 s saved
             warnings.warn(f"{path} is stale: the generator would now write something else. "
                           f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
-        return importlib.import_module(f"symprop.generated.{path.stem}")
+        try:
+            return importlib.import_module(f"symprop.generated.{path.stem}")
+        except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+            raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); "
+                               f"rewrite it with: {files.REGENERATE_COMMAND}") from None
     if not files.is_current(path, network_hash(graph)):
-        files.write_if_changed(path, network_module_text(canonical))
+        try:
+            files.write_if_changed(path, network_module_text(canonical))
+        except OSError as exc:
+            raise _cache_error(path, exc) from None
     module_name = f"symprop_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:
         return sys.modules[module_name]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
-    return module
+    return _import_file(module_name, path)

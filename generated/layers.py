@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 1fafc8950022ff6b (generator sources and sympy 1.14.0)
+# Input hash: 5636e600e06096cf (generator sources and sympy 1.14.0)
 # Body hash: 858880f75ec7c92e
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: f99aab92155445db (generator sources and sympy 1.14.0)
+# Input hash: eaba0190fc3255c1 (generator sources and sympy 1.14.0)
 # Body hash: 820e775965305ecf
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: e1c2fd2b15523edd (generator sources and sympy 1.14.0)
+# Input hash: d8b3547872926e10 (generator sources and sympy 1.14.0)
 # Body hash: 5d38f1220d0c638f
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 342248bca6f640dd (generator sources and sympy 1.14.0)
+# Input hash: ef44fb6ebae3107d (generator sources and sympy 1.14.0)
 # Body hash: 741dc1ad83c103a0
 
 import hashlib
