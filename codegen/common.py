@@ -163,11 +163,11 @@ MAX_STEPS = 2**31 - 1
 
 
 def _step_count(function, steps):
-    """The number of steps as an int the kernel's loop counter holds (1 .. MAX_STEPS)."""
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
     if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"{{function}}: steps must be an integer, got {{type(steps).__name__}} {{steps!r:.40}}")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"{{function}}: steps must be between 1 and {{MAX_STEPS}}, got {{steps}}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{{function}}: steps must be between 0 and {{MAX_STEPS}}, got {{steps}}")
     return int(steps)
 '''
 

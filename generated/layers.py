@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 5636e600e06096cf (generator sources and sympy 1.14.0)
-# Body hash: 858880f75ec7c92e
+# Input hash: 89274689e5fc8a27 (generator sources and sympy 1.14.0)
+# Body hash: f27790bca8a823e2
 
 import hashlib
 import itertools
@@ -156,11 +156,11 @@ MAX_STEPS = 2**31 - 1
 
 
 def _step_count(function, steps):
-    """The number of steps as an int the kernel's loop counter holds (1 .. MAX_STEPS)."""
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
     if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"{function}: steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
     return int(steps)
 
 

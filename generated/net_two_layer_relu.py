@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: d8b3547872926e10 (generator sources and sympy 1.14.0)
-# Body hash: 5d38f1220d0c638f
+# Input hash: f41025b2961c5376 (generator sources and sympy 1.14.0)
+# Body hash: 10ea93a0c4445326
 
 import hashlib
 import itertools
@@ -156,11 +156,11 @@ MAX_STEPS = 2**31 - 1
 
 
 def _step_count(function, steps):
-    """The number of steps as an int the kernel's loop counter holds (1 .. MAX_STEPS)."""
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
     if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"{function}: steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
     return int(steps)
 
 

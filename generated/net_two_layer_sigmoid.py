@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: ef44fb6ebae3107d (generator sources and sympy 1.14.0)
-# Body hash: 741dc1ad83c103a0
+# Input hash: 592f6a28fcc4d3a7 (generator sources and sympy 1.14.0)
+# Body hash: 072f0d6ee8dc28c3
 
 import hashlib
 import itertools
@@ -156,11 +156,11 @@ MAX_STEPS = 2**31 - 1
 
 
 def _step_count(function, steps):
-    """The number of steps as an int the kernel's loop counter holds (1 .. MAX_STEPS)."""
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
     if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
         raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"{function}: steps must be between 1 and {MAX_STEPS}, got {steps}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
     return int(steps)
 
 
