@@ -320,7 +320,9 @@ def mish_kernels():
     directory = tempfile.TemporaryDirectory(prefix="symprop-bench-mish-")
     _KEEP_ALIVE.append(directory)
     path = Path(directory.name) / "bench_mish_kernels.py"
-    path.write_text(body)
+    from symprop.codegen import files  # a header, so the module's hand-edit check passes
+    path.write_text(files.header("Mish kernels timed by symprop bench.", "benchmarks/bench.py",
+                                 "symprop bench", [f"formula {MISH}"], "bench", body) + body)
     spec = importlib.util.spec_from_file_location("symprop_bench_mish_kernels", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

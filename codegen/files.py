@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import ast
 import difflib
+import glob
 import hashlib
 import itertools
 import os
+import stat
 import tempfile
+import time
 from pathlib import Path
 
 import sympy
@@ -114,6 +117,26 @@ def header_field(text: str, field: str) -> str | None:
     return None
 
 
+def recorded_body_hash(text: str) -> str | None:
+    """The body hash a generated file's header records, if the header is valid, and
+    None otherwise. Valid: the file starts with its comment block, whose second line is the
+    GENERATED FILE line and whose last line is the only '# Body hash:' line. A line added
+    before the header or a deleted hash line makes it invalid, so it cannot hide an edit.
+    (The PRELUDE's _warn_if_edited applies the same rule inside each generated module.)"""
+    lines = text.splitlines()
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    hashes = [line for line in header if line.startswith("# Body hash: ")]
+    if len(header) < 2 or not header[1].startswith("# GENERATED FILE") or hashes != header[-1:]:
+        return None
+    return hashes[0].split()[3] if len(hashes[0].split()) == 4 else None
+
+
+def generated_body(text: str) -> str:
+    """Everything after the header comment block."""
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[len(list(itertools.takewhile(lambda line: line.startswith("#"), lines))):])
+
+
 def is_current(path: Path, input_hash: str) -> bool:
     """Whether the generated file at path is what the generator would write now, judged from
     its header alone: the input hash (generator sources, SymPy's version, the spec) must be
@@ -122,23 +145,54 @@ def is_current(path: Path, input_hash: str) -> bool:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
-    lines = text.splitlines(keepends=True)
-    body = "".join(lines[len(list(itertools.takewhile(lambda line: line.startswith("#"), lines))):])
-    return header_field(text, "Input hash") == input_hash and header_field(text, "Body hash") == body_hash(body)
+    return (header_field(text, "Input hash") == input_hash
+            and recorded_body_hash(text) == body_hash(generated_body(text)))
+
+
+def _creation_mode() -> int:
+    """The mode a plain open() would give a new file (0666 less the umask): mkstemp's
+    temporary files are 0600, which would make generated modules private."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+LEFTOVER_AGE_SECONDS = 600  # a temporary file this old belongs to no running generation
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove temporary files that an interrupted (killed) write of path left behind. Only
+    old ones: a fresh one may belong to another process writing the same file right now."""
+    now = time.time()
+    for leftover in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.tmp"):
+        try:
+            if now - leftover.stat().st_mtime > LEFTOVER_AGE_SECONDS:
+                leftover.unlink()
+        except OSError:
+            pass
 
 
 def write_if_changed(path: Path, text: str) -> bool:
-    """Write text to path atomically; return True if the file changed."""
+    """Write text to path atomically (a temporary file renamed over it); return True if the
+    file changed. The old file is compared as bytes, so a corrupt or binary file is replaced,
+    not a crash. Existing files keep their mode; new ones get the umask's."""
     path = Path(path)
-    if path.exists() and path.read_text() == text:
-        return False
+    data = text.encode("utf-8")
+    try:
+        if path.read_bytes() == data:
+            return False
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = _creation_mode()
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -151,7 +205,7 @@ def stale_files(expected: dict[Path, str], directory: Path) -> list[tuple[Path, 
     plus generated modules in the directory that the generator would not write at all."""
     problems = []
     for path, text in sorted(expected.items()):
-        current = path.read_text() if path.exists() else ""
+        current = path.read_bytes().decode("utf-8", "replace") if path.is_file() else ""
         if current != text:
             diff = "".join(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
                                                 f"{path} (on disk)", f"{path} (generator now)"))

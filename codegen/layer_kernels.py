@@ -59,6 +59,7 @@ def {base}_forward_kernel({args}, out):
 
 def {base}_forward({args}, out=None):
     """{layer.output} = {sp.sstr(forward)}, element by element ({layer.summary})."""
+    _separate("{base}_forward", dict(out=out), dict({", ".join(f"{n}={n}" for n in inputs)}))
     {args}, = _arrays("{base}_forward", {", ".join(f"{n}={n}" for n in inputs)})
 {chr(10).join(f'    _shape("{base}_forward", "{n}", {n}, {inputs[0]}.shape)' for n in inputs[1:])}
     out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
@@ -89,6 +90,7 @@ def {base}_backward_kernel({params}, {", ".join(grads)}):
 
 def {base}_backward({params}, {outs}):
     """{rules}. Reads {", ".join(saved) or "only dout"}; never writes its inputs."""
+    _separate("{base}_backward", dict({", ".join(f"{g}={g}" for g in grads)}), dict({", ".join(f"{n}={n}" for n in ["dout", *saved])}))
     {params}, = _arrays("{base}_backward", {", ".join(f"{n}={n}" for n in ["dout", *saved])})
 {checks}
 {allocs}
@@ -145,8 +147,8 @@ def {base}_forward_kernel({p}, t):
 def {base}_forward({p}, t):
     """L = {sp.sstr(scale)} * sum of {sp.sstr(d.forward["l"])} ({layer.summary}); {p} and t are (N, K)."""
     {p}, t = _arrays("{base}_forward", {p}={p}, t=t)
-    if {p}.ndim != 2:
-        raise ValueError(f"{base}_forward: {p} must be 2-D (batch, outputs), got shape {{{p}.shape}}")
+    if {p}.ndim != 2 or {p}.shape[0] == 0:
+        raise ValueError(f"{base}_forward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
     _shape("{base}_forward", "t", t, {p}.shape)
     return {base}_forward_kernel({p}, t)
 
@@ -162,9 +164,10 @@ def {base}_backward_kernel({p}, t, {grad}):
 
 def {base}_backward({p}, t, {grad}=None):
     """{grad} = {sp.sstr(d.backward[grad])}; the loss's upstream gradient is 1."""
+    _separate("{base}_backward", dict({grad}={grad}), dict({p}={p}, t=t))
     {p}, t = _arrays("{base}_backward", {p}={p}, t=t)
-    if {p}.ndim != 2:
-        raise ValueError(f"{base}_backward: {p} must be 2-D (batch, outputs), got shape {{{p}.shape}}")
+    if {p}.ndim != 2 or {p}.shape[0] == 0:
+        raise ValueError(f"{base}_backward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
     _shape("{base}_backward", "t", t, {p}.shape)
     {grad} = _output("{base}_backward", "{grad}", {grad}, {p}.shape, {p}.dtype)
     {base}_backward_kernel({p}, t, {grad})
@@ -186,6 +189,7 @@ def {base}_forward_kernel(X, W, b, out):
 
 def {base}_forward(X, W, b, out=None):
     """Y = {sp.sstr(d.forward["Y"])}: X is (N, I), W is (I, J), b is {"(1,)" if layer.shared_bias else "(J,)"}."""
+    _separate("{base}_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"{base}_forward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
@@ -272,6 +276,7 @@ def {base}_forward_kernel(z, y):
 
 def {base}_forward(z, out=None):
     """y = softmax(z) over each row, with the row maximum subtracted before exp."""
+    _separate("{base}_forward", dict(out=out), dict(z=z))
     z, = _arrays("{base}_forward", z=z)
     if z.ndim != 2:
         raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
@@ -290,6 +295,7 @@ def {base}_backward_kernel(dy, y, dz):
 
 def {base}_backward(dy, y, dz=None):
     """dz[j] = {sp.sstr(d.backward["dz[j]"])}, from the saved output y."""
+    _separate("{base}_backward", dict(dz=dz), dict(dy=dy, y=y))
     dy, y = _arrays("{base}_backward", dy=dy, y=y)
     if y.ndim != 2:
         raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
@@ -323,9 +329,10 @@ def {base}_forward(z, t, out=None):
 
     Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
     """
+    _separate("{base}_forward", dict(out=out), dict(z=z, t=t))
     z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
     _shape("{base}_forward", "t", t, z.shape)
     out = _output("{base}_forward", "out", out, z.shape, z.dtype)
     loss = {base}_forward_kernel(z, t, out)
@@ -342,9 +349,10 @@ def {base}_backward_kernel(y, t, dz):
 
 def {base}_backward(y, t, dz=None):
     """dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t."""
+    _separate("{base}_backward", dict(dz=dz), dict(y=y, t=t))
     y, t = _arrays("{base}_backward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes) with at least one row, got shape {{y.shape}}")
     _shape("{base}_backward", "t", t, y.shape)
     dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
     {base}_backward_kernel(y, t, dz)

@@ -310,15 +310,21 @@ def _check(function, params, X, T=None):
     checked = _arrays(function, **arrays)
     for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
         _shape(function, name, array, shape)
-    for name, array in zip(PARAM_NAMES, params):
-        if not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
     X = checked[len(PARAM_NAMES)]
-    if X.ndim != 2 or X.shape[1] != INPUT_SIZE:
-        raise ValueError(f"{{function}}: X has shape {{X.shape}}, expected (batch, {{INPUT_SIZE}})")
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE or X.shape[0] == 0:
+        raise ValueError(f"{{function}}: X has shape {{X.shape}}, expected (batch, {{INPUT_SIZE}}) with batch >= 1")
     if T is not None:
         _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
     return checked
+
+
+def _updated_in_place(function, params, X, T):
+    """The parameters a step overwrites must be the caller's own arrays (C-contiguous and
+    writeable, so no copy is taken) and share no memory with each other or with X and T."""
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
+    _separate(function, dict(zip(PARAM_NAMES, params)), dict(X=X, T=T))
 
 
 def forward({params}, X):
@@ -334,13 +340,16 @@ def loss_and_grads({params}, X, T):
 def sgd_step({params}, X, T, lr):
     """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
     _check("sgd_step", ({params},), X, T)
-    return sgd_step_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    _updated_in_place("sgd_step", ({params},), X, T)
+    return sgd_step_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step", lr))
 
 
 def sgd_steps({params}, X, T, lr, steps):
     """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
     _check("sgd_steps", ({params},), X, T)
-    return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), lr, int(steps))
+    _updated_in_place("sgd_steps", ({params},), X, T)
+    return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
+                            _step_count("sgd_steps", steps))
 '''
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
@@ -389,7 +398,10 @@ def sgd_step_packed(theta, X, T, lr):
         raise ValueError(f"sgd_step_packed: theta must be a flat array of {{PARAM_OFFSETS[-1]}} parameters "
                          f"(pack(...) makes one), got {{getattr(theta, 'shape', type(theta).__name__)}}")
     _check("sgd_step_packed", unpack(theta), X, T)
-    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    if not theta.flags.c_contiguous or not theta.flags.writeable:
+        raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
+    _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr))
 '''.strip("\n")
 
 
@@ -442,6 +454,28 @@ def cache_directory() -> Path:
     return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "networks"
 
 
+def _cache_error(path: Path, exc: OSError) -> SympropError:
+    setting = (f"$SYMPROP_CACHE={os.environ['SYMPROP_CACHE']}" if os.environ.get("SYMPROP_CACHE")
+               else "the default cache ~/.cache/symprop")
+    return SympropError(f"cannot write the network module {path} ({setting}): "
+                        f"{exc.strerror or exc}; point SYMPROP_CACHE at a writable folder")
+
+
+def _import_file(module_name: str, path: Path):
+    """Import a generated module; a corrupt file (garbage bytes, a syntax error) is one line
+    naming it and the command that rewrites it."""
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        del sys.modules[module_name]
+        raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); "
+                           f"rewrite it with: {files.REGENERATE_COMMAND}") from None
+    return module
+
+
 def network_path(canonical: str) -> tuple[Path, str | None]:
     """Where the module for a canonical spec lives, and its built-in name (None if not built in)."""
     for name, builtin in BUILTIN_NETWORKS.items():
@@ -474,14 +508,17 @@ def load_network(spec: str):
         if not files.is_current(path, network_hash(graph)):  # no SymPy printing: 0.7 s saved
             warnings.warn(f"{path} is stale: the generator would now write something else. "
                           f"Regenerate with: {files.REGENERATE_COMMAND}", stacklevel=2)
-        return importlib.import_module(f"symprop.generated.{path.stem}")
+        try:
+            return importlib.import_module(f"symprop.generated.{path.stem}")
+        except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+            raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); "
+                               f"rewrite it with: {files.REGENERATE_COMMAND}") from None
     if not files.is_current(path, network_hash(graph)):
-        files.write_if_changed(path, network_module_text(canonical))
+        try:
+            files.write_if_changed(path, network_module_text(canonical))
+        except OSError as exc:
+            raise _cache_error(path, exc) from None
     module_name = f"symprop_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:
         return sys.modules[module_name]
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    module_spec.loader.exec_module(module)
-    return module
+    return _import_file(module_name, path)

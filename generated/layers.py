@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 684b08ae7c0f44fb (generator sources and sympy 1.14.0)
-# Body hash: 39e182f76f15443f
+# Input hash: 3528c4374e97b9c6 (generator sources and sympy 1.14.0)
+# Body hash: f27790bca8a823e2
 
 import hashlib
 import itertools
@@ -54,18 +54,26 @@ def jit_inline(function):
 
 
 def _warn_if_edited():
-    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    """Warn when this file's body no longer matches the hash in its header (edited by hand),
+    or when the header itself is not intact: a line added above it or its hash line deleted
+    (the rule of symprop's codegen/files.py recorded_body_hash)."""
     try:
-        with open(__file__, encoding="utf-8") as stream:
-            lines = stream.read().splitlines(keepends=True)
+        with open(__file__, "rb") as stream:
+            lines = stream.read().decode("utf-8", "replace").splitlines(keepends=True)
     except OSError:
         return
     header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
-    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    hashes = [line.split() for line in header if line.startswith("# Body hash: ")]
     body = "".join(lines[len(header):])
-    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
-        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
-                      "Regenerate it with: symprop generate", stacklevel=2)
+    if (len(header) < 2 or not header[1].startswith("# GENERATED FILE") or len(hashes) != 1
+            or not header[-1].startswith("# Body hash: ") or len(hashes[0]) != 4):
+        problem = "its generated-file header is missing or damaged"
+    elif hashlib.sha256(body.encode()).hexdigest()[:16] != hashes[0][3]:
+        problem = "its body does not match the hash in its header"
+    else:
+        return
+    warnings.warn(f"{__file__} was edited by hand: {problem}. "
+                  "Regenerate it with: symprop generate", stacklevel=2)
 
 
 _warn_if_edited()
@@ -102,6 +110,58 @@ def _output(function, name, out, shape, dtype):
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
     return out
+
+
+def _overlap(a, b):
+    """Whether two arrays share memory; where numpy cannot tell cheaply, assume they do."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _separate(function, written, read):
+    """Refuse arrays a kernel writes (outputs, parameters updated in place) that share memory
+    with an array it reads or with another one it writes: the kernel would read values it has
+    already overwritten and return wrong numbers. ``written`` and ``read`` map names to the
+    caller's arrays (None for an output the wrapper allocates)."""
+    seen = [(name, value) for name, value in read.items() if isinstance(value, np.ndarray)]
+    for name, value in written.items():
+        if not isinstance(value, np.ndarray):
+            continue
+        for other, array in seen:
+            if _overlap(value, array):
+                raise ValueError(f"{function}: {name} shares memory with {other}; "
+                                 f"pass separate arrays (a copy: {other}.copy())")
+        seen.append((name, value))
+
+
+def _rate(function, lr):
+    """The learning rate as a finite float: a string or NaN would reach the kernel as a numba
+    typing error or a silently ruined model."""
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: lr must be a number, got {type(lr).__name__} {lr!r:.40}")
+    try:
+        rate = float(lr)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate):
+        raise ValueError(f"{function}: lr must be finite, got {lr!r:.40}")
+    return rate
+
+
+MAX_STEPS = 2**31 - 1
+
+
+def _step_count(function, steps):
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+        raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
+    return int(steps)
 
 
 @jit_inline
@@ -232,6 +292,7 @@ def add_forward_kernel(x, y, out):
 
 def add_forward(x, y, out=None):
     """out = x + y, element by element (addition node: passes the upstream gradient to both inputs)."""
+    _separate("add_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("add_forward", x=x, y=y)
     _shape("add_forward", "y", y, x.shape)
     out = _output("add_forward", "out", out, x.shape, x.dtype)
@@ -250,6 +311,7 @@ def add_backward_kernel(dout, dx, dy):
 
 def add_backward(dout, dx=None, dy=None):
     """dx = dout; dy = dout. Reads only dout; never writes its inputs."""
+    _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
     dout, = _arrays("add_backward", dout=dout)
 
     dx = _output("add_backward", "dx", dx, dout.shape, dout.dtype)
@@ -294,6 +356,7 @@ def mul_forward_kernel(x, y, out):
 
 def mul_forward(x, y, out=None):
     """out = x*y, element by element (multiplication node: each input gets the upstream times the other)."""
+    _separate("mul_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("mul_forward", x=x, y=y)
     _shape("mul_forward", "y", y, x.shape)
     out = _output("mul_forward", "out", out, x.shape, x.dtype)
@@ -314,6 +377,7 @@ def mul_backward_kernel(dout, x, y, dx, dy):
 
 def mul_backward(dout, x, y, dx=None, dy=None):
     """dx = dout*y; dy = dout*x. Reads x, y; never writes its inputs."""
+    _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
     dout, x, y, = _arrays("mul_backward", dout=dout, x=x, y=y)
     _shape("mul_backward", "x", x, dout.shape)
     _shape("mul_backward", "y", y, dout.shape)
@@ -358,6 +422,7 @@ def identity_forward_kernel(x, out):
 
 def identity_forward(x, out=None):
     """y = x, element by element (no activation)."""
+    _separate("identity_forward", dict(out=out), dict(x=x))
     x, = _arrays("identity_forward", x=x)
 
     out = _output("identity_forward", "out", out, x.shape, x.dtype)
@@ -375,6 +440,7 @@ def identity_backward_kernel(dout, dx):
 
 def identity_backward(dout, dx=None):
     """dx = dout. Reads only dout; never writes its inputs."""
+    _separate("identity_backward", dict(dx=dx), dict(dout=dout))
     dout, = _arrays("identity_backward", dout=dout)
 
     dx = _output("identity_backward", "dx", dx, dout.shape, dout.dtype)
@@ -413,6 +479,7 @@ def relu_forward_kernel(x, out):
 
 def relu_forward(x, out=None):
     """y = Max(0, x), element by element (rectified linear unit)."""
+    _separate("relu_forward", dict(out=out), dict(x=x))
     x, = _arrays("relu_forward", x=x)
 
     out = _output("relu_forward", "out", out, x.shape, x.dtype)
@@ -431,6 +498,7 @@ def relu_backward_kernel(dout, x, dx):
 
 def relu_backward(dout, x, dx=None):
     """dx = dout*Heaviside(x, 0). Reads x; never writes its inputs."""
+    _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
     dout, x, = _arrays("relu_backward", dout=dout, x=x)
     _shape("relu_backward", "x", x, dout.shape)
     dx = _output("relu_backward", "dx", dx, dout.shape, dout.dtype)
@@ -469,6 +537,7 @@ def sigmoid_forward_kernel(x, out):
 
 def sigmoid_forward(x, out=None):
     """y = Sigmoid(x), element by element (logistic sigmoid)."""
+    _separate("sigmoid_forward", dict(out=out), dict(x=x))
     x, = _arrays("sigmoid_forward", x=x)
 
     out = _output("sigmoid_forward", "out", out, x.shape, x.dtype)
@@ -487,6 +556,7 @@ def sigmoid_backward_kernel(dout, y, dx):
 
 def sigmoid_backward(dout, y, dx=None):
     """dx = dout*y*(1 - y). Reads y; never writes its inputs."""
+    _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("sigmoid_backward", dout=dout, y=y)
     _shape("sigmoid_backward", "y", y, dout.shape)
     dx = _output("sigmoid_backward", "dx", dx, dout.shape, dout.dtype)
@@ -526,6 +596,7 @@ def tanh_forward_kernel(x, out):
 
 def tanh_forward(x, out=None):
     """y = tanh(x), element by element (hyperbolic tangent)."""
+    _separate("tanh_forward", dict(out=out), dict(x=x))
     x, = _arrays("tanh_forward", x=x)
 
     out = _output("tanh_forward", "out", out, x.shape, x.dtype)
@@ -544,6 +615,7 @@ def tanh_backward_kernel(dout, y, dx):
 
 def tanh_backward(dout, y, dx=None):
     """dx = dout*(1 - y**2). Reads y; never writes its inputs."""
+    _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("tanh_backward", dout=dout, y=y)
     _shape("tanh_backward", "y", y, dout.shape)
     dx = _output("tanh_backward", "dx", dx, dout.shape, dout.dtype)
@@ -581,6 +653,7 @@ def affine_forward_kernel(X, W, b, out):
 
 def affine_forward(X, W, b, out=None):
     """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,)."""
+    _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b = _arrays("affine_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
@@ -615,6 +688,7 @@ def affine_shared_bias_forward_kernel(X, W, b, out):
 
 def affine_shared_bias_forward(X, W, b, out=None):
     """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,)."""
+    _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
@@ -658,6 +732,7 @@ def softmax_forward_kernel(z, y):
 
 def softmax_forward(z, out=None):
     """y = softmax(z) over each row, with the row maximum subtracted before exp."""
+    _separate("softmax_forward", dict(out=out), dict(z=z))
     z, = _arrays("softmax_forward", z=z)
     if z.ndim != 2:
         raise ValueError(f"softmax_forward: z must be 2-D (batch, classes), got shape {z.shape}")
@@ -680,6 +755,7 @@ def softmax_backward_kernel(dy, y, dz):
 
 def softmax_backward(dy, y, dz=None):
     """dz[j] = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j], from the saved output y."""
+    _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
     dy, y = _arrays("softmax_backward", dy=dy, y=y)
     if y.ndim != 2:
         raise ValueError(f"softmax_backward: y must be 2-D (batch, classes), got shape {y.shape}")
@@ -716,9 +792,10 @@ def softmax_cross_entropy_forward(z, t, out=None):
 
     Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
     """
+    _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
     z, t = _arrays("softmax_cross_entropy_forward", z=z, t=t)
-    if z.ndim != 2:
-        raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes), got shape {z.shape}")
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
     _shape("softmax_cross_entropy_forward", "t", t, z.shape)
     out = _output("softmax_cross_entropy_forward", "out", out, z.shape, z.dtype)
     loss = softmax_cross_entropy_forward_kernel(z, t, out)
@@ -736,9 +813,10 @@ def softmax_cross_entropy_backward_kernel(y, t, dz):
 
 def softmax_cross_entropy_backward(y, t, dz=None):
     """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
+    _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
     y, t = _arrays("softmax_cross_entropy_backward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes), got shape {y.shape}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row, got shape {y.shape}")
     _shape("softmax_cross_entropy_backward", "t", t, y.shape)
     dz = _output("softmax_cross_entropy_backward", "dz", dz, y.shape, y.dtype)
     softmax_cross_entropy_backward_kernel(y, t, dz)
@@ -759,8 +837,8 @@ def squared_error_forward_kernel(y, t):
 def squared_error_forward(y, t):
     """L = 1 * sum of (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)); y and t are (N, K)."""
     y, t = _arrays("squared_error_forward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"squared_error_forward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"squared_error_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
     _shape("squared_error_forward", "t", t, y.shape)
     return squared_error_forward_kernel(y, t)
 
@@ -776,9 +854,10 @@ def squared_error_backward_kernel(y, t, dy):
 
 def squared_error_backward(y, t, dy=None):
     """dy = -t + y; the loss's upstream gradient is 1."""
+    _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
     y, t = _arrays("squared_error_backward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"squared_error_backward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"squared_error_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
     _shape("squared_error_backward", "t", t, y.shape)
     dy = _output("squared_error_backward", "dy", dy, y.shape, y.dtype)
     squared_error_backward_kernel(y, t, dy)
@@ -799,8 +878,8 @@ def mse_forward_kernel(y, t):
 def mse_forward(y, t):
     """L = 1/(K*N) * sum of (t - y)**2 (mean squared error over all elements); y and t are (N, K)."""
     y, t = _arrays("mse_forward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"mse_forward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"mse_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
     _shape("mse_forward", "t", t, y.shape)
     return mse_forward_kernel(y, t)
 
@@ -816,9 +895,10 @@ def mse_backward_kernel(y, t, dy):
 
 def mse_backward(y, t, dy=None):
     """dy = (-2*t + 2*y)/(K*N); the loss's upstream gradient is 1."""
+    _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
     y, t = _arrays("mse_backward", y=y, t=t)
-    if y.ndim != 2:
-        raise ValueError(f"mse_backward: y must be 2-D (batch, outputs), got shape {y.shape}")
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"mse_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
     _shape("mse_backward", "t", t, y.shape)
     dy = _output("mse_backward", "dy", dy, y.shape, y.dtype)
     mse_backward_kernel(y, t, dy)
@@ -839,8 +919,8 @@ def binary_cross_entropy_forward_kernel(z, t):
 def binary_cross_entropy_forward(z, t):
     """L = 1/N * sum of -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)); z and t are (N, K)."""
     z, t = _arrays("binary_cross_entropy_forward", z=z, t=t)
-    if z.ndim != 2:
-        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, outputs), got shape {z.shape}")
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
     _shape("binary_cross_entropy_forward", "t", t, z.shape)
     return binary_cross_entropy_forward_kernel(z, t)
 
@@ -856,9 +936,10 @@ def binary_cross_entropy_backward_kernel(z, t, dz):
 
 def binary_cross_entropy_backward(z, t, dz=None):
     """dz = (-t + Sigmoid(z))/N; the loss's upstream gradient is 1."""
+    _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
     z, t = _arrays("binary_cross_entropy_backward", z=z, t=t)
-    if z.ndim != 2:
-        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, outputs), got shape {z.shape}")
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
     _shape("binary_cross_entropy_backward", "t", t, z.shape)
     dz = _output("binary_cross_entropy_backward", "dz", dz, z.shape, z.dtype)
     binary_cross_entropy_backward_kernel(z, t, dz)

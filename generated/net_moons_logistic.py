@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 88d89cc736bdf13d (generator sources and sympy 1.14.0)
-# Body hash: 0e24990da593a856
+# Input hash: 1c26b89e53f27729 (generator sources and sympy 1.14.0)
+# Body hash: 43f64d40111d855f
 
 import hashlib
 import itertools
@@ -54,18 +54,26 @@ def jit_inline(function):
 
 
 def _warn_if_edited():
-    """Warn when this file's body no longer matches the hash in its header (edited by hand)."""
+    """Warn when this file's body no longer matches the hash in its header (edited by hand),
+    or when the header itself is not intact: a line added above it or its hash line deleted
+    (the rule of symprop's codegen/files.py recorded_body_hash)."""
     try:
-        with open(__file__, encoding="utf-8") as stream:
-            lines = stream.read().splitlines(keepends=True)
+        with open(__file__, "rb") as stream:
+            lines = stream.read().decode("utf-8", "replace").splitlines(keepends=True)
     except OSError:
         return
     header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
-    recorded = [line.split()[3] for line in header if line.startswith("# Body hash: ")]
+    hashes = [line.split() for line in header if line.startswith("# Body hash: ")]
     body = "".join(lines[len(header):])
-    if recorded and hashlib.sha256(body.encode()).hexdigest()[:16] != recorded[0]:
-        warnings.warn(f"{__file__} was edited by hand: its body does not match the hash in its header. "
-                      "Regenerate it with: symprop generate", stacklevel=2)
+    if (len(header) < 2 or not header[1].startswith("# GENERATED FILE") or len(hashes) != 1
+            or not header[-1].startswith("# Body hash: ") or len(hashes[0]) != 4):
+        problem = "its generated-file header is missing or damaged"
+    elif hashlib.sha256(body.encode()).hexdigest()[:16] != hashes[0][3]:
+        problem = "its body does not match the hash in its header"
+    else:
+        return
+    warnings.warn(f"{__file__} was edited by hand: {problem}. "
+                  "Regenerate it with: symprop generate", stacklevel=2)
 
 
 _warn_if_edited()
@@ -102,6 +110,58 @@ def _output(function, name, out, shape, dtype):
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
     return out
+
+
+def _overlap(a, b):
+    """Whether two arrays share memory; where numpy cannot tell cheaply, assume they do."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _separate(function, written, read):
+    """Refuse arrays a kernel writes (outputs, parameters updated in place) that share memory
+    with an array it reads or with another one it writes: the kernel would read values it has
+    already overwritten and return wrong numbers. ``written`` and ``read`` map names to the
+    caller's arrays (None for an output the wrapper allocates)."""
+    seen = [(name, value) for name, value in read.items() if isinstance(value, np.ndarray)]
+    for name, value in written.items():
+        if not isinstance(value, np.ndarray):
+            continue
+        for other, array in seen:
+            if _overlap(value, array):
+                raise ValueError(f"{function}: {name} shares memory with {other}; "
+                                 f"pass separate arrays (a copy: {other}.copy())")
+        seen.append((name, value))
+
+
+def _rate(function, lr):
+    """The learning rate as a finite float: a string or NaN would reach the kernel as a numba
+    typing error or a silently ruined model."""
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: lr must be a number, got {type(lr).__name__} {lr!r:.40}")
+    try:
+        rate = float(lr)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate):
+        raise ValueError(f"{function}: lr must be finite, got {lr!r:.40}")
+    return rate
+
+
+MAX_STEPS = 2**31 - 1
+
+
+def _step_count(function, steps):
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+        raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
+    return int(steps)
 
 
 @jit_inline
@@ -449,7 +509,10 @@ def sgd_step_packed(theta, X, T, lr):
         raise ValueError(f"sgd_step_packed: theta must be a flat array of {PARAM_OFFSETS[-1]} parameters "
                          f"(pack(...) makes one), got {getattr(theta, 'shape', type(theta).__name__)}")
     _check("sgd_step_packed", unpack(theta), X, T)
-    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    if not theta.flags.c_contiguous or not theta.flags.writeable:
+        raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
+    _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr))
 
 
 def _check(function, params, X, T=None):
@@ -459,15 +522,21 @@ def _check(function, params, X, T=None):
     checked = _arrays(function, **arrays)
     for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
         _shape(function, name, array, shape)
-    for name, array in zip(PARAM_NAMES, params):
-        if not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"{function}: {name} must be C-contiguous and writeable (updated in place)")
     X = checked[len(PARAM_NAMES)]
-    if X.ndim != 2 or X.shape[1] != INPUT_SIZE:
-        raise ValueError(f"{function}: X has shape {X.shape}, expected (batch, {INPUT_SIZE})")
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE or X.shape[0] == 0:
+        raise ValueError(f"{function}: X has shape {X.shape}, expected (batch, {INPUT_SIZE}) with batch >= 1")
     if T is not None:
         _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
     return checked
+
+
+def _updated_in_place(function, params, X, T):
+    """The parameters a step overwrites must be the caller's own arrays (C-contiguous and
+    writeable, so no copy is taken) and share no memory with each other or with X and T."""
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{function}: {name} must be C-contiguous and writeable (updated in place)")
+    _separate(function, dict(zip(PARAM_NAMES, params)), dict(X=X, T=T))
 
 
 def forward(W1, b1, X):
@@ -483,10 +552,13 @@ def loss_and_grads(W1, b1, X, T):
 def sgd_step(W1, b1, X, T, lr):
     """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
     _check("sgd_step", (W1, b1,), X, T)
-    return sgd_step_kernel(W1, b1, np.ascontiguousarray(X), np.ascontiguousarray(T), lr)
+    _updated_in_place("sgd_step", (W1, b1,), X, T)
+    return sgd_step_kernel(W1, b1, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step", lr))
 
 
 def sgd_steps(W1, b1, X, T, lr, steps):
     """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
     _check("sgd_steps", (W1, b1,), X, T)
-    return sgd_steps_kernel(W1, b1, np.ascontiguousarray(X), np.ascontiguousarray(T), lr, int(steps))
+    _updated_in_place("sgd_steps", (W1, b1,), X, T)
+    return sgd_steps_kernel(W1, b1, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
+                            _step_count("sgd_steps", steps))

@@ -23,7 +23,6 @@ import functools
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import SympropError
+from .userfiles import parse_toml, read_text
 from .examples import EXAMPLES, builtin_network
 from .networkfile import load_network
 from .network_transcript import Conventions, network_transcript
@@ -135,16 +135,8 @@ def _tolerance(value, where) -> sp.Rational:
 def load_claims(path) -> tuple[str, list[Claim]]:
     """(subject, claims): subject is a built-in example name or a network file path."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SympropError(f"{path}: cannot read the claims file ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise SympropError(f"{path}: not UTF-8 text (byte {exc.start}); a claims file is TOML") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SympropError(f"{path}: TOML syntax error: {exc}") from None
+    text = read_text(path, "claims file")
+    data = parse_toml(text, str(path))
     lines = text.splitlines()
     unknown = set(data) - {"example", "network", "tolerance", "claims"}
     if unknown:

@@ -31,6 +31,16 @@ class Node:
     def where(self) -> str:
         return f"net spec, layer {self.position} {self.text!r} (column {self.column})"
 
+    @property
+    def canonical(self) -> str:
+        """The node as the canonical spec writes it: arguments as parsed, no spaces, so
+        "affine(784, 100)" and "affine(784,100)" name one network (one module, one cache file).
+        A formula keeps its text: its parser owns what is equivalent there."""
+        name, _, _ = self.text.partition("(")
+        if name == "formula" or not self.args:
+            return self.text
+        return f"{name}({','.join(str(arg) for arg in self.args)})"
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -40,8 +50,8 @@ class Graph:
 
     @property
     def spec(self) -> str:
-        """The canonical spec: the layers as written, one space apart."""
-        return " ".join(node.text for node in self.nodes)
+        """The canonical spec: the layers one space apart, each as Node.canonical writes it."""
+        return " ".join(node.canonical for node in self.nodes)
 
     @property
     def loss(self):

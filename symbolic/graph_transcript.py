@@ -16,7 +16,6 @@ a per-feature parameter ``g`` after the first affine layer is ``g1``; values ``z
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import sympy as sp
 
 from .errors import SympropError
+from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, fresh_name
 from .layers import I, J, K, N, REDUCTIONS, Affine, Elementwise, ElementwiseLoss, PerFeature, real
 from .networkfile import _number
@@ -456,12 +456,7 @@ def _updates(b: _Builder, layers):
 def load_values(path) -> dict:
     """The table of a TOML values file: X, T, the parameters and an optional learning_rate."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SympropError(f"{path}: cannot read the values file ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SympropError(f"{path}: not valid TOML: {exc}") from None
+    data = parse_toml(read_text(path, "values file"), str(path))
     return data
 
 

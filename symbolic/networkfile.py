@@ -10,13 +10,13 @@ and never executed.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
 
 from .errors import SympropError
+from .userfiles import parse_toml, read_text
 from .layers import REGISTRY, Elementwise, formula_layer
 
 LOSSES = ("squared-error", "mse", "cross-entropy")
@@ -202,21 +202,13 @@ def _pattern(pattern: str, layer: int, i: int | None = None, j: int | None = Non
 def load_network(path) -> Network:
     """Read and check a network file; SympropError (file, line, field) for any mistake."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SympropError(f"{path}: cannot read the network file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise SympropError(f"{path}: not a UTF-8 text file") from None
+    text = read_text(path, "network file")
     return parse_network(text, str(path))
 
 
 def parse_network(text: str, source: str = "<network>") -> Network:
     where = _Where(source, text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise SympropError(f"{source}: TOML syntax error: {exc}") from None
+    data = parse_toml(text, source)
 
     for key in data:
         if key not in TOP_LEVEL:

@@ -203,7 +203,7 @@ def test_cli_shows_the_transcript(tmp_path):
     (GOOD.replace("T = [[0.03, 0.05]]", "T = [[0.03, 0.05], [0, 1]]"), "field 'T': expected 1 rows, shape (1, 2)"),
     (GOOD.replace('"1/10"', '"one tenth"'), "field 'b2': expected a number, got 'one tenth'"),
     (GOOD.replace("learning_rate = 0.5", "learning_rate = true"), "field 'learning_rate': expected a number"),
-    (GOOD.replace("X = [[", "X = [[["), "not valid TOML"),
+    (GOOD.replace("X = [[", "X = [[["), "TOML syntax error"),
 ])
 def test_bad_values_file_gives_one_line_naming_file_and_field(tmp_path, text, message):
     values = tmp_path / "bad.toml"

@@ -9,6 +9,7 @@ with the weights so `symprop predict` preprocesses exactly as training did.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.userfiles import open_regular
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
 NAMES = ("digits", "moons", "mnist")
@@ -107,45 +109,57 @@ def load_moons() -> Dataset:
 
 
 # --------------------------------------------------------------------------------------- IDX
+MAX_IDX_BYTES = 256 * 2**20  # data bytes one IDX file may announce; MNIST's largest has 47 MB
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """An IDX file (the MNIST format), plain or gzipped, as a numpy array in native byte order.
 
     Format: two zero bytes, a type code, the number of dimensions; then one big-endian uint32
     per dimension; then the data, big-endian. Anything else is reported with the file name.
+    The header's shape bounds the read: a file announcing more than MAX_IDX_BYTES, or holding
+    more than it announces (a gzip bomb), is refused without decompressing the rest.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SympropError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if raw[:2] == GZIP_MAGIC:
+    with open_regular(path, "IDX file") as handle:
         try:
-            raw = gzip.decompress(raw)
+            gzipped = handle.read(2) == GZIP_MAGIC
+            handle.seek(0)
+            stream = gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle
+            return _read_idx_stream(path, stream)
         except (OSError, EOFError, zlib.error) as exc:
-            raise SympropError(f"{path}: corrupt gzip data ({exc})") from None
-    if len(raw) < 4:
-        raise SympropError(f"{path}: truncated: {len(raw)} bytes, too short for an IDX header")
-    magic = int.from_bytes(raw[:4], "big")
-    type_code, ndim = raw[2], raw[3]
-    if raw[0] != 0 or raw[1] != 0 or type_code not in IDX_TYPES or ndim == 0:
+            problem = "corrupt gzip data" if gzipped else "cannot read"
+            raise SympropError(f"{path}: {problem} ({getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _read_idx_stream(path: Path, stream) -> np.ndarray:
+    start = stream.read(4)
+    if len(start) < 4:
+        raise SympropError(f"{path}: truncated: {len(start)} bytes, too short for an IDX header")
+    magic = int.from_bytes(start, "big")
+    type_code, ndim = start[2], start[3]
+    if start[0] != 0 or start[1] != 0 or type_code not in IDX_TYPES or ndim == 0:
         raise SympropError(f"{path}: wrong magic number 0x{magic:08X}: not an IDX file (expected "
                            "0x0000TTNN: two zero bytes, a type code TT in 08 09 0B 0C 0D 0E, "
                            "and the number of dimensions NN)")
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise SympropError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
-                           f"the file has {len(raw)}")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+                           f"the file has {4 + len(dims)}")
+    shape = tuple(int.from_bytes(dims[4 * i: 4 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(IDX_TYPES[type_code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    have = len(raw) - header
-    if have < expected:
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > MAX_IDX_BYTES:
+        raise SympropError(f"{path}: the header announces shape {shape} ({expected:,} data bytes), "
+                           f"more than the {MAX_IDX_BYTES:,} symprop reads from one IDX file")
+    raw = stream.read(expected + 1)
+    if len(raw) < expected:
         raise SympropError(f"{path}: truncated: the header announces shape {shape} "
-                           f"({expected} data bytes) but the file has only {have}")
-    if have > expected:
-        raise SympropError(f"{path}: {have - expected} unexpected bytes after the data of shape "
-                           f"{shape}")
-    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize, offset=header)
+                           f"({expected} data bytes) but the file has only {len(raw)}")
+    if len(raw) > expected:
+        raise SympropError(f"{path}: unexpected bytes after the data of shape {shape}")
+    data = np.frombuffer(raw, dtype=dtype, count=expected // dtype.itemsize)
     return data.reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -173,6 +187,13 @@ def _read_mnist_pair(images_path: Path, labels_path: Path):
     if len(images) != len(labels):
         raise SympropError(f"{images_path} has {len(images)} images but {labels_path} has "
                            f"{len(labels)} labels")
+    if labels.dtype.kind == "f":
+        raise SympropError(f"{labels_path}: labels must be integers (IDX type 08, 09, 0B or 0C), "
+                           f"found {labels.dtype} values")
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        bad = int(np.flatnonzero(~np.isfinite(images.reshape(-1)))[0])
+        raise SympropError(f"{images_path}: pixel {bad} of the data is {images.reshape(-1)[bad]}; "
+                           "pixels must be finite numbers")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise SympropError(f"{labels_path}: labels must be digits 0..9, found "
                            f"{labels.min()}..{labels.max()}")

@@ -11,18 +11,24 @@ import numpy as np
 from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset
-from .train import DTYPES, Config, Result, predict
+from .train import DTYPES, Config, Result, check_output_path, predict
 
 CLASS_COLOURS = ("#B22222", "#87CEFA")   # seed 001's two moons colours
 
 
-def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
+def plot_path(path: str | Path) -> Path:
+    """Where --plot PATH writes: PATH itself, or PATH.png when PATH has no suffix (matplotlib
+    adds one, so say it here and report the file actually written)."""
+    path = check_output_path(path, "--plot")
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
+def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config) -> Path:
+    """Draw the curves into plot_path(path) and return that path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise SympropError(f"--plot {path}: folder {path.parent} does not exist")
+    path = plot_path(path)
     two_d = dataset.n_features == 2
     figure = Figure(figsize=(15 if two_d else 10, 4.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -54,6 +60,7 @@ def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Co
         figure.savefig(path, dpi=100)
     except (OSError, ValueError) as exc:
         raise SympropError(f"--plot {path}: cannot write ({exc})") from None
+    return path
 
 
 def _decision_boundary(axes, result: Result, dataset: Dataset, config: Config) -> None:

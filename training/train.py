@@ -8,8 +8,11 @@ batches, decays the learning rate, measures and records; it has no layer arithme
 from __future__ import annotations
 
 import math
+import os
 import sys
+import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.userfiles import open_regular
 
 from .datasets import Dataset, Scaling
 
@@ -137,6 +141,8 @@ class Config:
             raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.blas_threads is not None and self.blas_threads < 1:
             raise SympropError(f"--blas-threads must be at least 1, got {self.blas_threads}")
+        if not 0 <= self.seed < 2**63:
+            raise SympropError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.dtype not in DTYPES:
             raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
 
@@ -301,51 +307,126 @@ class SavedModel:
     scaling: Scaling
 
 
-def save_model(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
-    """Weights plus what `predict` needs to reproduce the preprocessing: spec, data set, scaling."""
+def check_output_path(path: str | Path, option: str) -> Path:
+    """Fail before training, not after it, when a --save or --plot path cannot be written:
+    its folder is missing or not writable, or the path is a folder."""
     path = Path(path)
+    if path.is_dir():
+        raise SympropError(f"{option} {path} is a folder; name a file in it, e.g. {path / 'out'}")
     if not path.parent.is_dir():
-        raise SympropError(f"--save {path}: folder {path.parent} does not exist")
+        raise SympropError(f"{option} {path}: folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise SympropError(f"{option} {path}: folder {path.parent} is not writable")
+    return path
+
+
+def save_model(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
+    """Weights plus what `predict` needs to reproduce the preprocessing: spec, data set, scaling.
+
+    Written to a temporary file in the same folder and renamed over path, so a failed write
+    (a full disk) leaves an existing weights file as it was."""
+    path = check_output_path(path, "--save")
     arrays = {f"param_{name}": value for name, value in result.params_by_name().items()}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with open(path, "wb") as handle:  # a file handle keeps numpy from appending ".npz"
-            np.savez(handle, format_version=SAVE_FORMAT, spec=result.net.SPEC,
+        with os.fdopen(handle, "wb") as stream:  # a file handle keeps numpy from appending ".npz"
+            np.savez(stream, format_version=SAVE_FORMAT, spec=result.net.SPEC,
                      param_names=np.array(result.net.PARAM_NAMES), dataset=dataset.name,
                      n_classes=dataset.n_classes, dtype=config.dtype,
                      scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
                      **arrays)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _creation_mode())
+        os.replace(temporary, path)
     except OSError as exc:
-        raise SympropError(f"--save {path}: cannot write ({exc.strerror or exc})") from None
+        Path(temporary).unlink(missing_ok=True)
+        raise SympropError(f"--save {path}: cannot write ({exc.strerror or exc}); "
+                           "an existing file there is unchanged") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _creation_mode() -> int:
+    """0666 less the umask, what open() would give (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+MAX_MEMBER_BYTES = 512 * 2**20  # one array in a weights file; 784-1024-10 float64 is 6.5 MB
+
+
+def _read_member(archive: zipfile.ZipFile, path: Path, key: str) -> np.ndarray:
+    """One array of the archive, after checking its declared sizes: the zip entry's and the
+    .npy header's shape bound what is decompressed and allocated."""
+    try:
+        info = archive.getinfo(f"{key}.npy")
+    except KeyError:
+        raise SympropError(f"{path}: not a weights file saved by symprop train (missing {key})") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise SympropError(f"{path}: field {key} expands to {info.file_size:,} bytes, more than "
+                           f"the {MAX_MEMBER_BYTES:,} a weights array may have")
+    with archive.open(info) as stream:
+        version = np.lib.format.read_magic(stream)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(stream)
+    if dtype.hasobject or math.prod(shape) * dtype.itemsize > info.file_size:
+        raise SympropError(f"{path}: field {key} is damaged (shape {shape}, dtype {dtype})")
+    with archive.open(info) as stream:
+        return np.lib.format.read_array(stream, allow_pickle=False)
+
+
+def _field(path: Path, data: dict, key: str, kind: str, ndim: int = 0):
+    """data[key] checked to be an array of numpy kind ``kind`` ("U" text, "i" integer, "f"
+    float) with ``ndim`` dimensions; a scalar comes back as a Python value."""
+    value = data[key]
+    if value.ndim != ndim or value.dtype.kind not in ({"i": "iu", "f": "fiu"}.get(kind, kind)):
+        expected = {"U": "text", "i": "an integer", "f": "numbers"}[kind]
+        raise SympropError(f"{path}: field {key} should be {expected}"
+                           f"{'' if ndim == 0 else f' in a {ndim}-D array'}, found {value.dtype} "
+                           f"of shape {value.shape}")
+    if kind == "f" and not np.isfinite(value).all():
+        raise SympropError(f"{path}: field {key} holds inf or NaN")
+    return value.item() if ndim == 0 else value
 
 
 def load_model(path: str | Path) -> SavedModel:
     path = Path(path)
-    if not path.is_file():
-        raise SympropError(f"weights file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            data = {key: archive[key] for key in archive.files}
-    except Exception as exc:  # zipfile/numpy raise several types for a file that is not an npz
-        raise SympropError(f"{path}: not a weights file saved by symprop train ({exc})") from None
     required = ("format_version", "spec", "param_names", "dataset", "n_classes", "dtype",
                 "scaling_mean", "scaling_scale")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise SympropError(f"{path}: not a weights file saved by symprop train "
-                           f"(missing {', '.join(missing)})")
-    if int(data["format_version"]) != SAVE_FORMAT:
-        raise SympropError(f"{path}: weights format {int(data['format_version'])}, this version "
-                           f"reads format {SAVE_FORMAT}")
-    names = [str(name) for name in data["param_names"]]
-    absent = [name for name in names if f"param_{name}" not in data]
-    if absent:
-        raise SympropError(f"{path}: missing parameters {', '.join(absent)}")
-    dtype = str(data["dtype"])
+    with open_regular(path, "weights file") as handle:
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                data = {key: _read_member(archive, path, key) for key in required}
+                names = data["param_names"]
+                if names.ndim != 1 or names.dtype.kind != "U":
+                    raise SympropError(f"{path}: field param_names should be a list of names")
+                data.update({f"param_{name}": _read_member(archive, path, f"param_{name}")
+                             for name in names})
+        except SympropError:
+            raise
+        except Exception as exc:  # zipfile and numpy raise several types for a damaged file
+            raise SympropError(f"{path}: not a weights file saved by symprop train "
+                               f"({type(exc).__name__}: {exc})") from None
+    version = _field(path, data, "format_version", "i")
+    if version != SAVE_FORMAT:
+        raise SympropError(f"{path}: weights format {version}, this version reads format {SAVE_FORMAT}")
+    dtype = _field(path, data, "dtype", "U")
     if dtype not in DTYPES:
         raise SympropError(f"{path}: unknown dtype {dtype!r}")
-    return SavedModel(str(data["spec"]), str(data["dataset"]), int(data["n_classes"]), dtype,
-                      {name: data[f"param_{name}"] for name in names},
-                      Scaling(data["scaling_mean"], data["scaling_scale"]))
+    n_classes = _field(path, data, "n_classes", "i")
+    if not 2 <= n_classes <= 2**20:
+        raise SympropError(f"{path}: field n_classes should be at least 2, found {n_classes}")
+    mean = _field(path, data, "scaling_mean", "f", 1)
+    scale = _field(path, data, "scaling_scale", "f", 1)
+    if scale.shape != mean.shape or not (scale != 0).all():
+        raise SympropError(f"{path}: field scaling_scale should be {mean.shape[0]} nonzero numbers")
+    params = {str(name): _field(path, data, f"param_{name}", "f", data[f"param_{name}"].ndim)
+              for name in names}
+    return SavedModel(_field(path, data, "spec", "U"), _field(path, data, "dataset", "U"),
+                      n_classes, dtype, params, Scaling(mean.astype(np.float64), scale.astype(np.float64)))
 
 
 def model_params(net, model: SavedModel, where: str) -> list[np.ndarray]:

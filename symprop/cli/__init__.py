@@ -27,10 +27,27 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported like every other one: one line, exit 2
+    (``symprop COMMAND --help`` still shows the full usage)."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _tolerate_any_terminal_encoding():
+    """Transcripts print symbols such as '→' and Greek letters; on a terminal whose encoding
+    lacks them (PYTHONIOENCODING=cp1252) print them as escapes instead of crashing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, the arguments of that one command are added (its
     module imported) and the others are listed by name and help alone."""
-    parser = argparse.ArgumentParser(prog="symprop", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="symprop", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
@@ -49,15 +66,19 @@ def _command_named(argv) -> str | None:
 
 
 def main(argv=None) -> int:
+    _tolerate_any_terminal_encoding()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_command_named(argv)).parse_args(argv)
     try:
+        args = build_parser(_command_named(argv)).parse_args(argv)
         return int(args.run(args) or 0)
     except SympropError as exc:
         print(f"symprop: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        print("symprop: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

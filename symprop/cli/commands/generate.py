@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from symprop.symbolic.errors import SympropError
+
 
 def add_arguments(parser):
     parser.add_argument("--check", action="store_true",
@@ -22,7 +24,7 @@ def run(args) -> int:
     if args.net is not None:
         text = network_module_text(args.net)
         if args.output:
-            changed = files.write_if_changed(Path(args.output), text)
+            changed = _write(files, Path(args.output), text)
             print(f"{'wrote' if changed else 'unchanged'} {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(text)
@@ -37,9 +39,22 @@ def run(args) -> int:
             sys.stdout.write(diff)
         print(f"\n{len(problems)} generated file(s) are stale. Fix: {files.REGENERATE_COMMAND}", file=sys.stderr)
         return 1
-    changed = generate(directory)
+    try:
+        changed = generate(directory)
+    except OSError as exc:
+        raise SympropError(f"cannot write {exc.filename or directory}: {exc.strerror or exc}") from None
     for path in changed:
         print(f"wrote {path}")
     if not changed:
         print(f"generated/ already up to date ({directory})")
     return 0
+
+
+def _write(files, path: Path, text: str) -> bool:
+    """write_if_changed, with a folder, an unwritable place or a full disk as one line."""
+    if path.is_dir():
+        raise SympropError(f"--output {path} is a folder; name a file, e.g. {path / 'net.py'}")
+    try:
+        return files.write_if_changed(path, text)
+    except OSError as exc:
+        raise SympropError(f"--output {path}: cannot write ({exc.strerror or exc})") from None

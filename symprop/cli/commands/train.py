@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 
 from symprop.training.datasets import NAMES, load_dataset
-from symprop.training.train import (DTYPES, Config, Task, load_net, save_model, train,
-                            validation_count)
+from symprop.training.train import (DTYPES, Config, Task, check_output_path, load_net, save_model,
+                                    train, validation_count)
 
 # per data set: the net and hyperparameters used when the command line does not say
 DEFAULTS = {
@@ -70,6 +70,11 @@ def run(args) -> int:
         seed=args.seed, val_split=args.val_split, dtype=args.dtype,
         progress=False if args.no_progress else None, blas_threads=args.blas_threads)
     config.check()
+    if args.save:
+        check_output_path(args.save, "--save")  # before training, not after minutes of it
+    if args.plot:
+        from symprop.training.plots import plot_path
+        plot_path(args.plot)
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
     Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
@@ -101,6 +106,6 @@ def run(args) -> int:
         print(f"saved weights to {args.save}")
     if args.plot:
         from symprop.training.plots import plot_training
-        plot_training(args.plot, result, dataset, config)
-        print(f"wrote plot {args.plot}")
+        written = plot_training(args.plot, result, dataset, config)
+        print(f"wrote plot {written}")
     return 0
