@@ -279,9 +279,12 @@ def _formula_module(folder, module_name, formulas):
     import importlib.util
     from symprop.codegen.layer_kernels import layers_module_body
     from symprop.symbolic.layers import Registry, formula_layer
+    from symprop.codegen import files
     body, _ = layers_module_body(Registry([formula_layer(f, name=f"f{i}") for i, f in enumerate(formulas)]))
     path = folder / f"{module_name}.py"
-    path.write_text(body)
+    # with a header, as the generator writes it (a module without one warns that it was edited)
+    path.write_text(files.header(f"Kernels of {len(formulas)} test formulas.", "codegen/layer_kernels.py",
+                                 "tests/test_networks.py", [], "test", body) + body)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
