@@ -27,8 +27,8 @@ h1 { font-size: 1.6rem; border-bottom: 1px solid #ccc; padding-bottom: .3rem; }
 h2 { font-size: 1.25rem; margin-top: 1.8rem; }
 math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", "Cambria Math", math;
        font-size: 1.1em; }
-math[display="block"] { margin: .4rem 0; }
-li { margin: .25rem 0; overflow-x: auto; }
+math[display="block"] { margin: .4rem 0; overflow-x: auto; }
+li { margin: .25rem 0; }
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: .2rem .6rem; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
