@@ -163,3 +163,11 @@ def page(md: str, lang: str = "en") -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
             f"<footer>symprop</footer>\n</body>\n</html>\n")
+
+
+def derivation_page(derivation) -> str:
+    """A derivation's page (here, not in render.py: render.py feeds the generator's input hash,
+    so page making stays out of what stamps generated/)."""
+    from .render import derivation_markdown
+
+    return page(derivation_markdown(derivation))

@@ -68,12 +68,6 @@ class Derivation:
     # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
     batch_sums: tuple[str, ...] = ()
 
-    def _repr_markdown_(self) -> str:
-        """Jupyter shows a derivation as its Markdown (formulas through the notebook's MathJax)."""
-        from .render import derivation_markdown
-
-        return derivation_markdown(self)
-
 
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)

@@ -1,5 +1,4 @@
-"""Derivations as text (terminal), Markdown with LaTeX, JSON (formulas SymPy can parse back), and
-a self-contained HTML page (html_page.py)."""
+"""Derivations as text (terminal), Markdown with LaTeX, and JSON (formulas SymPy can parse back)."""
 from __future__ import annotations
 
 import json
@@ -103,10 +102,6 @@ def derivation_json(d: Derivation) -> dict:
 
 
 def render(d: Derivation, fmt: str) -> str:
-    if fmt == "html":
-        from .html_page import page
-
-        return page(derivation_markdown(d))
     if fmt == "json":
         return json.dumps(derivation_json(d), indent=2, ensure_ascii=False) + "\n"
     if fmt == "md":

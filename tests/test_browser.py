@@ -17,7 +17,7 @@ import pytest
 
 import symprop
 from symprop.symbolic.examples import EXAMPLES
-from symprop.symbolic.render import render
+from symprop.symbolic.html_page import derivation_page
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -91,7 +91,7 @@ def test_each_example_page_renders_its_formulas_in_chromium(page_name, example, 
 
 
 def test_a_derivation_page_renders_in_chromium(tmp_path):
-    probe, console = open_page(render(symprop.derive("softmax-cross-entropy"), "html"), tmp_path, "derive")
+    probe, console = open_page(derivation_page(symprop.derive("softmax-cross-entropy")), tmp_path, "derive")
     assert_rendered(probe, console, "derive softmax-cross-entropy")
     assert probe["fractions"] >= 5
 

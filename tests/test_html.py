@@ -10,8 +10,8 @@ import pytest
 import symprop
 from symprop.symbolic.checker import render_report
 from symprop.symbolic.examples import EXAMPLES
-from symprop.symbolic.html_page import markdown_to_html, page
-from symprop.symbolic.render import derivation_markdown, render
+from symprop.symbolic.html_page import derivation_page, markdown_to_html, page
+from symprop.symbolic.render import derivation_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +46,7 @@ def test_every_example_is_a_whole_offline_page_with_every_formula_in_mathml(name
 
 @pytest.mark.parametrize("layer", list(symprop.REGISTRY))
 def test_every_derivation_is_a_whole_offline_page(layer):
-    document = render(symprop.derive(layer), "html")
+    document = derivation_page(symprop.derive(layer))
     assert_whole_offline_page(document)
     assert 'display="block"' in document  # the steps' display formulas
 
@@ -111,3 +111,12 @@ def test_jupyter_shows_each_object_as_its_markdown():
     assert transcript._repr_markdown_() == transcript.render("md")
     assert report._repr_markdown_() == render_report(report, "md")
     assert repr(transcript).startswith("<Transcript 'nested-neurons':")
+
+
+def test_page_making_stays_out_of_the_generator_inputs():
+    """A change to the HTML or notebook display must not make generated/ look stale."""
+    from symprop.codegen.files import generator_inputs
+
+    inputs = generator_inputs()
+    assert "symbolic/layers.py" in inputs
+    assert not {"symbolic/html_page.py", "symbolic/notebook.py", "symbolic/transcript.py"} & set(inputs)

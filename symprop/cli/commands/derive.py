@@ -28,5 +28,10 @@ def run(args) -> int:
         derivation = REGISTRY.derive(args.layer)
     else:
         raise SympropError(f"name a layer or give --formula; known layers: {', '.join(REGISTRY)}")
-    print(render(derivation, args.format), end="")
+    if args.format == "html":
+        from symprop.symbolic.html_page import derivation_page
+
+        print(derivation_page(derivation), end="")
+    else:
+        print(render(derivation, args.format), end="")
     return 0
