@@ -83,6 +83,10 @@ class Report:
     def all_right(self) -> bool:
         return all(v.right for v in self.verdicts)
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a report as its Markdown table."""
+        return render_report(self, "md")
+
 
 # --- reading claims --------------------------------------------------------------------------
 
@@ -799,6 +803,10 @@ def _exact_text(v: Verdict) -> str:
 
 
 def render_report(report: Report, fmt: str = "text", lang: str = "en") -> str:
+    if fmt == "html":
+        from .html_page import page
+
+        return page(render_report(report, "md", lang), lang)
     if fmt == "json":
         return json.dumps(_report_json(report), indent=2, ensure_ascii=False) + "\n"
     rows = []

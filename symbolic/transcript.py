@@ -158,9 +158,23 @@ class Transcript:
 
     # --- rendering --------------------------------------------------------------------
     def render(self, fmt: str = "md", digits: int = 4, lang: str = "en") -> str:
+        """The transcript as "md" (Markdown with LaTeX), "text", "json" or "html" (one
+        self-contained page, formulas as MathML)."""
         if fmt == "json":
             return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
+        if fmt == "html":
+            from .html_page import page
+
+            return page(self.render("md", digits, lang), lang)
         return _Renderer(self, digits, lang, markdown=(fmt == "md")).render()
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a transcript as its Markdown (formulas through the notebook's MathJax)."""
+        return self.render("md")
+
+    def __repr__(self) -> str:
+        return (f"<Transcript {self.name!r}: {len(self.quantities)} quantities; "
+                f'.render("md" | "text" | "json" | "html", digits, lang)>')
 
     def to_json(self) -> dict:
         return {

@@ -23,12 +23,14 @@ __all__ = ["derive", "example", "check", "load_network", "REGISTRY"]
 
 
 def derive(layer: str):
-    """The Derivation of a registered layer name, or of an activation formula in x."""
+    """The Derivation of a registered layer name, or of an activation formula in x (shown as
+    Markdown when it is the value of a notebook cell)."""
     from symprop.symbolic.layers import REGISTRY, formula_layer
+    from symprop.symbolic.notebook import shown
 
     if layer in REGISTRY:
-        return REGISTRY.derive(layer)
-    return formula_layer(layer).derive()
+        return shown(REGISTRY.derive(layer))
+    return shown(formula_layer(layer).derive())
 
 
 def example(name: str):

@@ -1,4 +1,4 @@
-"""symprop check CLAIMS.toml | symprop check EXAMPLE NAME=VALUE ... [--format text|md|json]
+"""symprop check CLAIMS.toml | symprop check EXAMPLE NAME=VALUE ... [--format text|md|json|html]
 
 Exit status 0 when every claim holds, 1 when any is wrong, 2 for unusable input (an unknown
 name: the other claims are still checked and reported), so a course can grade a folder of
@@ -18,8 +18,9 @@ def add_arguments(parser):
                                        "followed by NAME=VALUE claims")
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE",
                         help="claims on the command line, e.g. b11_new=0.458 'dE/db22=0.0810'")
-    parser.add_argument("--format", choices=("text", "md", "json"), default="text")
-    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of text and md (en, zh)")
+    parser.add_argument("--format", choices=("text", "md", "json", "html"), default="text",
+                        help="html: one self-contained page (MathML formulas, opens offline)")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of text, md and html (en, zh)")
 
 
 def run(args) -> int:

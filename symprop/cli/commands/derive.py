@@ -10,7 +10,8 @@ def add_arguments(parser):
     parser.add_argument("layer", nargs="?", help="a registered layer (see --list)")
     parser.add_argument("--formula", help='an elementwise activation in x, e.g. "x*tanh(log(1+exp(x)))"')
     parser.add_argument("--list", action="store_true", help="list the registered layers")
-    parser.add_argument("--format", choices=("text", "md", "json"), default="text")
+    parser.add_argument("--format", choices=("text", "md", "json", "html"), default="text",
+                        help="html: one self-contained page (MathML formulas, opens offline)")
 
 
 def run(args) -> int:
@@ -27,5 +28,10 @@ def run(args) -> int:
         derivation = REGISTRY.derive(args.layer)
     else:
         raise SympropError(f"name a layer or give --formula; known layers: {', '.join(REGISTRY)}")
-    print(render(derivation, args.format), end="")
+    if args.format == "html":
+        from symprop.symbolic.html_page import derivation_page
+
+        print(derivation_page(derivation), end="")
+    else:
+        print(render(derivation, args.format), end="")
     return 0

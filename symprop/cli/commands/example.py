@@ -1,4 +1,4 @@
-"""symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json] [--digits N] [--lang zh]
+"""symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json|html] [--digits N] [--lang zh]
 symprop example show --net SPEC --values VALUES.toml [...]: the transcript of any net spec with given numbers"""
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ def add_arguments(parser):
                         "(with --values)")
     parser.add_argument("--values", metavar="FILE.toml", help="the numbers for --net: X, T, W1, b1, ..., "
                         "optional learning_rate")
-    parser.add_argument("--format", choices=("md", "text", "json"), default="text")
+    parser.add_argument("--format", choices=("md", "text", "json", "html"), default="text",
+                        help="html: one self-contained page (MathML formulas, opens offline)")
     parser.add_argument("--digits", type=int, default=4, help="significant digits printed (default 4)")
-    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of md and text (en, zh)")
+    parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of md, html and text (en, zh)")
 
 
 def _transcript(args):
