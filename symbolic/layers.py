@@ -68,6 +68,12 @@ class Derivation:
     # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
     batch_sums: tuple[str, ...] = ()
 
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a derivation that is a cell's value as its Markdown (formulas by MathJax)."""
+        from .render import derivation_markdown  # render imports this module
+
+        return derivation_markdown(self)
+
 
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)

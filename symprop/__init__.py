@@ -26,11 +26,10 @@ def derive(layer: str):
     """The Derivation of a registered layer name, or of an activation formula in x (shown as
     Markdown when it is the value of a notebook cell)."""
     from symprop.symbolic.layers import REGISTRY, formula_layer
-    from symprop.symbolic.notebook import shown
 
     if layer in REGISTRY:
-        return shown(REGISTRY.derive(layer))
-    return shown(formula_layer(layer).derive())
+        return REGISTRY.derive(layer)
+    return formula_layer(layer).derive()
 
 
 def example(name: str):
