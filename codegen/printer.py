@@ -9,7 +9,10 @@ to SymPy's NumPy printer:
 - the stable functions (``Sigmoid``, ``Softplus``, ``tanh(Softplus(u))``) as calls to helpers
   emitted in each module, and ``exp`` as ``_exp``, arithmetic that LLVM can vectorise (with
   ``scalar=True``, for straight-line code, the same helpers with libm's exp instead);
-- ``Heaviside(u, 0)`` as ``real(u > 0)``: the stated relu'(0) = 0 convention, branch free;
+- ``Heaviside(u, 0)`` as ``real(u > 0)`` and ``Heaviside(u, 1)`` as ``real(u >= 0)``: the
+  stated tie convention of max and min (``symbolic/kinks.py``), branch free;
+- ``Piecewise`` (a mask times a factor that can overflow, ``stable.masks_as_selects``) as a
+  conditional expression ``(f if u >= 0 else real(0))``, so inf * 0 never makes a NaN;
 - symbols and indexed values renamed through a table (``x`` -> ``x[i]``);
 - matrix products of the affine rules as ``np.dot`` calls.
 """
@@ -37,6 +40,8 @@ KNOWN_FUNCTIONS = {
     "Abs": "abs",
     "sign": "np.sign",
     "erf": "math.erf",
+    "log1p": "np.log1p",
+    "expm1": "np.expm1",
     "Sigmoid": "_sigmoid",
     "Softplus": "_softplus",
 }
@@ -253,12 +258,30 @@ class KernelPrinter(NumPyPrinter):
 
     _print_exp = _print_log = _print_sinh = _print_cosh = _print_Function
     _print_sin = _print_cos = _print_tan = _print_atan = _print_Abs = _print_erf = _print_Function
-    _print_Sigmoid = _print_Softplus = _print_sign = _print_Function
+    _print_Sigmoid = _print_Softplus = _print_sign = _print_log1p = _print_expm1 = _print_Function
 
     def _print_Heaviside(self, expr):
-        if expr.args[1:] != (0,):
-            raise ValueError("Heaviside must carry the stated convention H(0) = 0")
-        return f"real({self._print(expr.args[0])} > real(0))"
+        if expr.args[1:] not in ((0,), (1,)):
+            raise ValueError("Heaviside must carry a stated convention, H(0) = 0 or H(0) = 1")
+        return f"real({self._print(expr.args[0])} {'>' if expr.args[1] == 0 else '>='} real(0))"
+
+    def _print_Piecewise(self, expr):
+        """(a if c1 else (b if c2 else d)): only the chosen branch's value reaches the result."""
+        *branches, (last, last_condition) = expr.args
+        if last_condition != sp.true:
+            raise ValueError("a Piecewise in a kernel needs a final (value, True) branch")
+        text = self._print(last)
+        for value, condition in reversed(branches):
+            text = f"({self._print(value)} if {self._print(condition)} else {text})"
+        return text
+
+    def _print_Relational(self, expr):
+        if expr.rel_op not in (">", ">=", "<", "<="):
+            raise ValueError(f"cannot print the condition {expr}")
+        return f"{self.parenthesize(expr.lhs, 40)} {expr.rel_op} {self.parenthesize(expr.rhs, 40)}"
+
+    def _print_And(self, expr):
+        return " and ".join(f"({self._print(a)})" for a in expr.args)
 
     def _print_Max(self, expr):
         return self._fold("max", expr.args)

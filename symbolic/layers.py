@@ -13,18 +13,19 @@ from functools import cached_property
 
 import sympy as sp
 
+from .budget import OutOfTime, time_budget
 from .errors import SympropError
 from .formula import parse_formula
 from .indexcalc import pull_constants, resolve, sift
-from .stable import Sigmoid, canonical_form, equal_numerically, stabilize
+from .kinks import CONVENTION as KINK_CONVENTION
+from .kinks import diff
+from .stable import Sigmoid, canonical_form, equal_numerically, masks_as_selects, stabilize
+
+MAX_DERIVE_SECONDS = 8.0  # a formula layer's whole derivation (each rewrite has its own 2 s)
+MAX_DERIVATIVE_OPS = 2000  # operations in one local derivative, as SymPy's count_ops counts them
 
 # Sizes are symbols, so no derivation depends on them: batch N, inputs I, outputs J, classes K.
 N, I, J, K = sp.symbols("N I J K", integer=True, positive=True)
-
-KINK_CONVENTION = (
-    "At a kink the derivative is taken from the right-closed side: relu'(0) = 0, "
-    "written Heaviside(x, 0), as PyTorch and JAX do."
-)
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,9 @@ def real(name: str) -> sp.Symbol:
 
 
 def _apply_kink_convention(expr):
-    """Heaviside(u) -> Heaviside(u, 0): the derivative of max(0, u) is 0 at u = 0."""
-    return expr.replace(lambda e: isinstance(e, sp.Heaviside) and e.args[1:] != (0,),
+    """Heaviside(u) -> Heaviside(u, 0) where SymPy left H(0) open: the side of a max or min
+    that loses a tie (kinks.py; the derivative of max(0, u) is 0 at u = 0)."""
+    return expr.replace(lambda e: isinstance(e, sp.Heaviside) and e.args[1] == sp.S.Half,
                         lambda e: sp.Heaviside(e.args[0], 0))
 
 
@@ -149,6 +151,16 @@ class Elementwise(Op):
         return parse_formula(self.formula, self.inputs, where=f"layer {self.name!r}")
 
     def derive(self) -> Derivation:
+        """The derivation, within MAX_DERIVE_SECONDS and MAX_DERIVATIVE_OPS, or a SympropError
+        saying which bound the formula exceeds."""
+        try:
+            with time_budget(MAX_DERIVE_SECONDS):
+                return self._derive()
+        except (OutOfTime, RecursionError):
+            raise SympropError(f"layer {self.name!r}: deriving {self.formula!r} takes longer than "
+                               f"{MAX_DERIVE_SECONDS:g} s; simplify the formula") from None
+
+    def _derive(self) -> Derivation:
         xs = [real(n) for n in self.inputs]
         out, dout = real(self.output), real("dout")
         raw = self.expr
@@ -160,9 +172,13 @@ class Elementwise(Op):
             stability.append(f"forward {forward} evaluates exp only of non-positive arguments")
         backward, raw_backward, conventions, saved = {}, {}, [], set()
         for x in xs:
-            local_raw = sp.diff(raw, x)
+            local_raw = diff(raw, x)
+            size = sp.count_ops(local_raw)
+            if size > MAX_DERIVATIVE_OPS:
+                raise SympropError(f"layer {self.name!r}: the derivative of {self.formula!r} by {x} has "
+                                   f"{size} operations; the limit is {MAX_DERIVATIVE_OPS}")
             local = _apply_kink_convention(local_raw)
-            if local != local_raw:
+            if local != local_raw or raw.has(sp.Max, sp.Min):
                 conventions.append(KINK_CONVENTION)
             stable = canonical_form(local, xs)
             by_output = next((form for form in (_in_terms_of_output(c, forward, out, xs) for c in (stable, local))
@@ -180,7 +196,7 @@ class Elementwise(Op):
                 stability.append(f"d{out}/d{x} = {by_output} reads the saved output {out}: "
                                  "no exp, finite for every input")
                 stable = by_output
-            rule = dout * stable
+            rule = masks_as_selects(dout * stable)
             steps.append(Step(f"backward (chain rule: upstream times local)", grad, rule,
                               f"{grad} = {dout} * d{out}/d{x}"))
             backward[grad.name] = rule
@@ -292,13 +308,13 @@ class ElementwiseLoss(Op):
                  Step("total loss", real("L"), total, said)]
         if forward != raw:
             steps.append(Step("stable form", sp.Function("l")(p, t), forward, "same function, no overflow"))
-        local_raw = sp.diff(raw, p)
+        local_raw = _apply_kink_convention(diff(raw, p))
         local = canonical_form(local_raw, [p, t])
         dl = partial("l", p.name, r"\ell")
         steps.append(Step(f"local derivative dl/d{p}", dl, local_raw, "SymPy's diff"))
         if local != local_raw:
             steps.append(Step("canonical form", dl, local, "cheapest overflow-free equal form"))
-        rule = scale * local
+        rule = masks_as_selects(scale * local)
         grad = "d" + p.name
         steps.append(Step("backward", real(grad), rule,
                           f"dL/d{p} = scale * dl/d{p}; the loss is the end of the graph, so its upstream gradient is 1"))
@@ -531,7 +547,9 @@ REGISTRY = Registry([
 
 
 def formula_layer(formula: str, name: str | None = None) -> Elementwise:
-    """An elementwise activation from a user's formula in x (checked by parse_formula)."""
+    """An elementwise activation from a user's formula in x (checked by parse_formula).
+    Whitespace runs become one space, so the name is one line wherever it is printed."""
+    formula = " ".join(formula.split()) if isinstance(formula, str) else formula
     layer = Elementwise(name or f"formula({formula})", formula, "user formula activation")
     layer.expr  # parse now, so a bad formula fails here with its message
     return layer

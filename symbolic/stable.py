@@ -11,6 +11,8 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
+from .budget import OutOfTime, time_budget
+
 
 class Sigmoid(sp.Function):
     """The logistic function 1/(1 + exp(-u)), printed without overflow."""
@@ -197,6 +199,34 @@ def in_positive_sigmoids(expr: sp.Expr) -> sp.Expr:
     return sp.expand(expr.xreplace(replacements))
 
 
+# Nodes whose value stays finite when their arguments are finite and moderate: a product of
+# them with a 0/1 mask is safe as a product. Anything else (exp, division, powers, log, ...)
+# can be inf where the mask is 0, and inf * 0 is NaN.
+_BOUNDED = (sp.Symbol, sp.Number, sp.Add, sp.Mul, sp.Heaviside, Sigmoid, sp.tanh, sp.sign, sp.Abs)
+
+
+def masks_as_selects(expr: sp.Expr) -> sp.Expr:
+    """Rewrite ``f * Heaviside(u, h)`` as ``Piecewise((f, u > 0 or u >= 0), (0, True))`` when f
+    can overflow, so no rule multiplies an overflowing factor by a zero mask (ELU's
+    exp(x) * H(1 - exp(x), 1) is inf * 0 = NaN at x >= 710). The kernel printer prints the
+    Piecewise as a conditional expression, which never evaluates f's value into the result
+    where the mask is 0. Products of bounded factors (relu's dout * H(x, 0)) stay products:
+    branch-free and identical to before."""
+
+    def select(mul):
+        masks = [f for f in mul.args if isinstance(f, sp.Heaviside)]
+        rest = sp.Mul(*[f for f in mul.args if not isinstance(f, sp.Heaviside)])
+        if not masks or any(m.args[1] not in (0, 1) for m in masks):
+            return None
+        if all(isinstance(n, _BOUNDED) for n in sp.preorder_traversal(rest)):
+            return None
+        conditions = [sp.StrictGreaterThan(m.args[0], 0) if m.args[1] == 0 else sp.GreaterThan(m.args[0], 0)
+                      for m in masks]
+        return sp.Piecewise((rest, sp.And(*conditions)), (0, True))
+
+    return expr.replace(lambda e: isinstance(e, sp.Mul) and select(e) is not None, select)
+
+
 def overflow_risk(expr: sp.Expr) -> int:
     """How many exp, log, sinh and cosh calls remain outside the stable functions."""
     return sum(1 for f in sp.preorder_traversal(expr) if isinstance(f, (sp.exp, sp.log, sp.sinh, sp.cosh)))
@@ -208,23 +238,47 @@ def cost(expr: sp.Expr) -> tuple:
 
 
 SIMPLIFY_LIMIT = 400  # count_ops above which simplify() is skipped (it can take minutes)
+STEP_SECONDS = 2.0  # time budget of each rewriting attempt and each numerical check
+
+
+def _attempt(make, *args):
+    """make(*args), or None when it runs past STEP_SECONDS (expand of ((x+1)**64+1)**64, an
+    mpmath check of exp(exp(exp(exp(x))))): one candidate less, never a hang."""
+    try:
+        with time_budget(STEP_SECONDS):
+            return make(*args)
+    except (OutOfTime, RecursionError, OverflowError, MemoryError):
+        return None
+
+
+def _explodes(expr) -> bool:
+    """True if expanding expr multiplies out a sum to a high power ((x + 1)**64 is 65 terms,
+    ((x+1)**64 + 1)**64 thousands): skip expand and simplify, whose result is never cheaper."""
+    return any(p.exp.is_Integer and abs(p.exp) > 8 and p.base.has(sp.Add) for p in expr.atoms(sp.Pow))
 
 
 def canonical_form(expr: sp.Expr, symbols) -> sp.Expr:
     """The cheapest overflow-free form of expr that is provably (numerically) equal to it.
 
     Candidates: expr, expanded, simplified (when small enough), each stabilized and with
-    sigmoids collected; the winner is checked against expr on random points.
+    sigmoids collected; the winner is checked against expr on random points. Each attempt has
+    a time budget; one that runs out is skipped (expr itself is always a valid answer).
     """
-    starts = [expr, sp.expand(expr)]
-    if sp.count_ops(expr) <= SIMPLIFY_LIMIT:
-        simplified = sp.simplify(expr)
-        starts += [simplified, sp.expand(simplified)]
+    if _explodes(expr):
+        starts = [expr]
+    else:
+        starts = [expr, _attempt(sp.expand, expr)]
+    if sp.count_ops(expr) <= SIMPLIFY_LIMIT and not _explodes(expr):
+        simplified = _attempt(sp.simplify, expr)
+        starts += [simplified, _attempt(sp.expand, simplified) if simplified is not None else None]
     candidates = []
-    for start in starts:
-        stable = stabilize(start)
-        candidates += [stable, in_positive_sigmoids(stable), stabilize(sp.expand(stable))]
-    for candidate in sorted(set(candidates), key=cost):
-        if equal_numerically(candidate, expr, symbols):
+    for start in filter(lambda s: s is not None, starts):
+        stable = _attempt(stabilize, start)
+        if stable is None:
+            continue
+        candidates += [stable, _attempt(in_positive_sigmoids, stable),
+                       _attempt(lambda e: stabilize(sp.expand(e)), stable)]
+    for candidate in sorted({c for c in candidates if c is not None}, key=cost):
+        if candidate == expr or _attempt(equal_numerically, candidate, expr, symbols):
             return candidate
     return expr
