@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 
 from .errors import SympropError
 from .stable import raw_sigmoid, raw_softplus
@@ -20,6 +21,7 @@ MAX_NODES = 300
 MAX_DEPTH = 40
 MAX_EXPONENT = 64
 MAX_CONSTANT = 1e12
+MAX_CALL_DEPTH = 12  # nested function calls: sigmoid(sigmoid(...)) 40 deep exhausts SymPy's recursion
 
 # name in a formula -> how to build it in SymPy (known functions as one table)
 FUNCTIONS = {
@@ -38,8 +40,10 @@ FUNCTIONS = {
     "erf": sp.erf,
     "max": sp.Max,
     "min": sp.Min,
-    "log1p": lambda u: sp.log(1 + u),
-    "expm1": lambda u: sp.exp(u) - 1,
+    # their own functions, not log(1 + u) and exp(u) - 1: kernels print np.log1p / np.expm1,
+    # which keep full precision for tiny u (log(1 + 1e-12) in float64 is off by 9e-5)
+    "log1p": log1p,
+    "expm1": expm1,
     "sigmoid": raw_sigmoid,
     "softplus": raw_softplus,
     "relu": lambda u: sp.Max(0, u),
@@ -64,7 +68,10 @@ def parse_formula(text: str, variables=("x",), where: str = "formula") -> sp.Exp
         raise SympropError(f"{where}: a formula must be a string, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise SympropError(f"{where}: formula is {len(text)} characters long; the limit is {MAX_LENGTH}")
-    source = text.strip().replace("^", "**")
+    # any run of whitespace (a newline, a tab) is one space: a formula is one line wherever
+    # it is echoed (a generated module's header, an error message)
+    text = " ".join(text.split())
+    source = text.replace("^", "**")
     if not source:
         raise SympropError(f"{where}: formula is empty")
     try:
@@ -103,7 +110,20 @@ class _Builder:
         column = getattr(node, "col_offset", -1) + 1
         raise SympropError(f"{self.where}: {message} at column {column} of {self.text!r}")
 
-    def build(self, node, depth):
+    def build(self, node, depth, calls=0):
+        """The SymPy expression of ``node``; refuses a result that is undefined (0/0, x/0,
+        log(0)) at the node that made it, so it never reaches the derivation or a kernel."""
+        result = self._build(node, depth, calls)
+        if result.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            token = ast.get_source_segment(self.text.replace("^", "**"), node) or "this term"
+            self.fail(node, f"{token!r} is undefined (it evaluates to {result}: a division by zero "
+                            "or the log of 0)")
+        if result.is_number and result.is_extended_real is False:
+            token = ast.get_source_segment(self.text.replace("^", "**"), node) or "this term"
+            self.fail(node, f"{token!r} is not a real number (it is {result})")
+        return result
+
+    def _build(self, node, depth, calls):
         if depth > MAX_DEPTH:
             self.fail(node, f"formula nests deeper than {MAX_DEPTH} levels")
         if isinstance(node, ast.Constant):
@@ -121,21 +141,23 @@ class _Builder:
             allowed = ", ".join(sorted(self.symbols))
             self.fail(node, f"unknown name {node.id!r} (variables: {allowed}; constants: pi, e)")
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            operand = self.build(node.operand, depth + 1)
+            operand = self.build(node.operand, depth + 1, calls)
             return -operand if isinstance(node.op, ast.USub) else operand
         if isinstance(node, ast.BinOp) and type(node.op) in OPERATORS:
-            left = self.build(node.left, depth + 1)
-            right = self.build(node.right, depth + 1)
+            left = self.build(node.left, depth + 1, calls)
+            right = self.build(node.right, depth + 1, calls)
             if isinstance(node.op, ast.Pow):
                 self.check_exponent(node, right)
             return OPERATORS[type(node.op)](left, right)
         if isinstance(node, ast.Call):
-            return self.build_call(node, depth)
+            if calls >= MAX_CALL_DEPTH:
+                self.fail(node, f"function calls nest deeper than {MAX_CALL_DEPTH} levels")
+            return self.build_call(node, depth, calls + 1)
         token = ast.get_source_segment(self.text.replace("^", "**"), node) or type(node).__name__
         self.fail(node, f"{token!r} is not allowed in a formula (only numbers, variables, + - * / ** and "
                         f"the functions {', '.join(sorted(FUNCTIONS))})")
 
-    def build_call(self, node, depth):
+    def build_call(self, node, depth, calls):
         if not isinstance(node.func, ast.Name):
             token = ast.get_source_segment(self.text.replace("^", "**"), node.func) or "this call"
             self.fail(node, f"calling {token!r} is not allowed (only known functions such as exp(x))")
@@ -147,7 +169,7 @@ class _Builder:
         arity = ARITY.get(name, 1)
         if len(node.args) != arity:
             self.fail(node, f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(node.args)}")
-        args = [self.build(arg, depth + 1) for arg in node.args]
+        args = [self.build(arg, depth + 1, calls) for arg in node.args]
         return FUNCTIONS[name](*args)
 
     def check_exponent(self, node, exponent):

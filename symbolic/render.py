@@ -5,13 +5,14 @@ import json
 
 import sympy as sp
 
+from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.str import StrPrinter
 
 from .layers import Derivation, Label
 from .stable import Sigmoid, Softplus
 
 # Names SymPy needs to parse our formula strings back (``sympy.sympify(s, locals=PARSE_LOCALS)``).
-PARSE_LOCALS = {"Sigmoid": Sigmoid, "Softplus": Softplus}
+PARSE_LOCALS = {"Sigmoid": Sigmoid, "Softplus": Softplus, "log1p": log1p, "expm1": expm1}
 
 
 class PlainPrinter(StrPrinter):
