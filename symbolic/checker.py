@@ -33,6 +33,7 @@ from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .examples import EXAMPLES, builtin_network
 from .networkfile import load_network
+from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
 from .transcript import PRECISION, Chain, Text, Transcript, in_float32, rounded, rounding_intermediates, tr
 
@@ -92,13 +93,12 @@ class Report:
 
 def parse_written(text: str, where: str) -> tuple[sp.Rational, sp.Rational, int | None]:
     """(value, tolerance, decimals) from a number as written: half a unit in the last digit."""
+    value = exact_number(text, where)  # bounded: "1e-999999999" and "1/0" are refused here
     if FRACTION.match(text):
-        return sp.Rational(text.replace(" ", "")), sp.S.Zero, None
+        return value, sp.S.Zero, None
     match = DECIMAL.match(text)
-    if not match or not (match.group(1) or match.group(2)):
-        raise SympropError(f"{where}: {text!r} is not a number")
     decimals = len(match.group(2) or "") - int(match.group(3) or 0)
-    return sp.Rational(text.strip()), sp.Rational(1, 2) * sp.Integer(10) ** (-decimals), decimals
+    return value, sp.Rational(1, 2) * sp.Integer(10) ** (-decimals), decimals
 
 
 def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:

@@ -18,6 +18,7 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .layers import REGISTRY, Elementwise, formula_layer
+from .numbers import exact_number
 
 LOSSES = ("squared-error", "mse", "cross-entropy")
 ACTIVATIONS = tuple(name for name, layer in REGISTRY.items()
@@ -179,7 +180,10 @@ def _parse_number(value, fail) -> sp.Rational:
             fail(f"expected a finite number, got {value}")
         return sp.Rational(repr(value))
     if isinstance(value, str) and (NUMBER.match(value) or FRACTION.match(value)):
-        return sp.Rational(value.replace(" ", ""))
+        try:
+            return exact_number(value, "number")
+        except SympropError as exc:
+            fail(str(exc).removeprefix("number: "))
     fail(f"expected a number, got {value!r}")
 
 
