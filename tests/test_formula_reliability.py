@@ -265,3 +265,12 @@ def test_a_newline_inside_formula_is_one_space_in_the_module():
     assert not any(line.startswith("   sigmoid") for line in text.splitlines())
     header = text.split("\n\n", 1)[0]
     assert all(line.startswith("#") or not line for line in header.splitlines())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_zero_initialised_elu_layer_trains_with_the_fused_step(dtype):
+    """The issue's symptom: with ELU'(0) = 0 a layer whose net inputs start at 0 never moves."""
+    W1, b1 = np.zeros((1, 1), dtype), np.zeros((1,), dtype)
+    W2, b2 = np.ones((1, 1), dtype), np.zeros((1,), dtype)
+    _one_unit_net(ELU).sgd_step(W1, b1, W2, b2, np.ones((1, 1), dtype), np.ones((1, 1), dtype), dtype(0.1))
+    assert b1[0] == pytest.approx(0.2, rel=1e-6) and W1[0, 0] == pytest.approx(0.2, rel=1e-6)
