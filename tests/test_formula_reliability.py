@@ -12,12 +12,12 @@ import sympy as sp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen.network import load_network, network_module_text
-from symbolic.checker import parse_written
-from symbolic.errors import SympropError
-from symbolic.formula import parse_formula
-from symbolic.layers import MAX_DERIVE_SECONDS, formula_layer
-from symbolic.networkfile import parse_network
+from symprop.codegen.network import load_network, network_module_text
+from symprop.symbolic.checker import parse_written
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.formula import parse_formula
+from symprop.symbolic.layers import MAX_DERIVE_SECONDS, formula_layer
+from symprop.symbolic.networkfile import parse_network
 from tests.gradcheck import numerical_gradient, relative_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ bias = {bias}
 
 
 def _transcript(text):
-    from symbolic.network_transcript import network_transcript
+    from symprop.symbolic.network_transcript import network_transcript
     return network_transcript(parse_network(text, "net.toml"), "net")
 
 
@@ -230,7 +230,7 @@ def test_exact_arithmetic_of_many_steps_finishes_in_seconds():
 # --- 6. undefined formulas and whitespace ----------------------------------------------------------
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "import sys; from symbolic.cli import main; sys.exit(main())",
+    return subprocess.run([sys.executable, "-m", "symprop",
                            *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
