@@ -117,7 +117,8 @@ def _node(text: str, position: int, column: int, registry) -> Node:
             op = formula_layer(inner.strip())
         except SympropError as exc:
             raise SympropError(f"{where}: {exc}") from None
-        return Node(op, (), text, position, column)
+        # one line wherever the spec is echoed (a module's SPEC and header), whatever the whitespace
+        return Node(op, (), f"formula({op.formula})", position, column)
     if name not in registry:
         raise SympropError(f"{where}: unknown layer {name!r}; known: {', '.join(registry)}, formula(EXPR)")
     op = registry[name]
