@@ -240,16 +240,16 @@ class PerFeature(Op):
         steps = [Step("forward", out, raw, "element [n, j]; each parameter is indexed by the feature j alone")]
         backward, raw_backward, conventions, saved = {}, {}, [], set()
         for v in names:
-            local_raw = sp.diff(raw, v)
+            local_raw = diff(raw, v)
             local = _apply_kink_convention(local_raw)
-            if local != local_raw:
+            if local != local_raw or raw.has(sp.Max, sp.Min):
                 conventions.append(KINK_CONVENTION)
             stable = canonical_form(local, names)
             grad, dd = "d" + v.name, partial(out.name, v.name)
             steps.append(Step(f"local derivative d{out}/d{v}", dd, local_raw, "SymPy's diff"))
             if stable != local_raw:
                 steps.append(Step("canonical form", dd, stable, "kink convention, cheapest overflow-free form"))
-            rule = dout * stable
+            rule = masks_as_selects(dout * stable)
             if v.name == "x":
                 steps.append(Step("backward (chain rule: upstream times local)", real(grad), rule,
                                   f"{grad}[n, j] = dout[n, j] * d{out}/d{v}"))

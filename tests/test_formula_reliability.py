@@ -275,3 +275,17 @@ def test_a_zero_initialised_elu_layer_trains_with_the_fused_step(dtype):
     _one_unit_net(ELU).sgd_step(W1, b1, W2, b2, np.ones((1, 1), dtype), np.ones((1, 1), dtype), dtype(0.1))
     assert b1[0] == pytest.approx(0.2, rel=1e-6) and W1[0, 0] == pytest.approx(0.2, rel=1e-6)
 
+
+
+def test_prelu_takes_its_learned_slope_at_exactly_zero():
+    from symprop.symbolic.layers import PerFeature, real
+    prelu = PerFeature("test-prelu-kink", "max(0, x) + a*min(0, x)", "PReLU", params=("a",)).derive()
+    a = real("a")
+    assert prelu.backward["dx"].subs({x: 0, dout: 1, a: sp.Rational(1, 4)}) == sp.Rational(1, 4)  # PyTorch: a
+    assert prelu.backward["da"].subs({x: 0, dout: 1}) == 0
+
+
+def test_the_graph_parser_reads_a_multiline_formula_as_one_line():
+    from symprop.symbolic.graph import parse_net
+    assert parse_net("affine(2,3) formula(x*\n   sigmoid(x)) affine(3,1) mse").spec == \
+        "affine(2,3) formula(x* sigmoid(x)) affine(3,1) mse"
