@@ -1,0 +1,385 @@
+"""Graph files: a computational graph (a "circuit") that a learner writes for hand calculation.
+
+A graph file is TOML (format in README.md, "Graph files"): given inputs and parameters with
+their values, named staged expressions (``q = "x + y"``, ``f = "q * z"``) in the safe formula
+language with several variables, the output node, and optionally an upstream gradient
+``dout``, a loss node, an update (descent or ascent, several steps), a small data set and
+``dtype = "float32"``. It is read with ``tomllib`` and never executed: every formula goes
+through ``parse_formula``'s whitelist. Every mistake (a cycle, an undefined or repeated name,
+a formula outside the whitelist, a division by zero at the given values) is a SympropError
+naming the file, the line and the field.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sympy as sp
+
+from . import kinks
+from .errors import SympropError
+from .formula import CONSTANTS, FUNCTIONS, parse_formula
+from .networkfile import _name, _number, _Where
+from .userfiles import parse_toml, read_text
+
+TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
+             "inputs", "parameters", "nodes", "update", "data"}
+UPDATE_FIELDS = {"rule", "learning_rate", "rate_name", "steps", "epochs", "table", "table_every"}
+DATA_MODES = ("per-sample", "full-batch")
+MAX_STEPS = 10_000
+MAX_SAMPLES = 100
+MAX_NODES = 200
+# names the transcript writes itself; a graph may not use them for its own values
+RESERVED = {"L", "dout", "learning_rate"}
+
+
+@dataclass
+class Update:
+    """Gradient descent (or ascent) on the graph's parameters."""
+
+    ascent: bool
+    learning_rate: sp.Rational
+    rate_name: str
+    steps: int  # without data: steps; with data: epochs
+    table: list[str]  # quantities printed per step (or per epoch)
+    table_every: int
+
+
+@dataclass
+class Data:
+    """Samples for the inputs named in ``columns``; per-sample updates or the full-batch mean."""
+
+    columns: dict[str, list[sp.Rational]]
+    mode: str
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+
+@dataclass
+class GraphFile:
+    """A computational graph with all its numbers, as a graph file defines it."""
+
+    title: str
+    description: str
+    source: str
+    inputs: dict[str, sp.Rational]
+    parameters: dict[str, sp.Rational]
+    nodes: dict[str, sp.Expr]  # name -> formula over real symbols of earlier names, in order
+    texts: dict[str, str]  # name -> the formula as written
+    output: str
+    loss: str | None = None
+    dout: sp.Rational | None = None
+    update: Update | None = None
+    data: Data | None = None
+    dtype: str = "float64"
+    title_zh: str = ""
+    description_zh: str = ""
+    lines: dict[str, int] = field(default_factory=dict)  # node name -> line, for messages
+
+    @property
+    def objective(self) -> str:
+        """The node whose gradient the transcript takes: the loss if there is one, else the output."""
+        return self.loss or self.output
+
+    def given(self) -> dict[str, sp.Rational]:
+        return {**self.inputs, **self.parameters}
+
+    def arguments(self, node: str) -> list[str]:
+        """The names a node's formula uses, in the order they were defined."""
+        used = {s.name for s in self.nodes[node].free_symbols}
+        return [n for n in [*self.inputs, *self.parameters, *self.nodes] if n in used]
+
+    def consumers(self, name: str) -> list[str]:
+        return [n for n in self.nodes if name in self.arguments(n)]
+
+    def ancestors(self, node: str) -> set[str]:
+        """Every name the node depends on (itself included)."""
+        found, stack = set(), [node]
+        while stack:
+            n = stack.pop()
+            if n not in found:
+                found.add(n)
+                if n in self.nodes:
+                    stack.extend(self.arguments(n))
+        return found
+
+
+def local_partial(formula: sp.Expr, name: str) -> sp.Expr:
+    """d formula / d name by SymPy, with max and min at a tie following kinks' convention (the
+    derivative from the left: the losing side's Heaviside is 0 at the tie), as layers do."""
+    from .layers import _apply_kink_convention
+    return _apply_kink_convention(kinks.diff(formula, symbol(name)))
+
+
+def symbol(name: str) -> sp.Symbol:
+    """The symbol parse_formula builds for a variable (real)."""
+    return sp.Symbol(name, real=True)
+
+
+def is_graph_file(path) -> bool:
+    """True for a TOML file with a [nodes] table (a network file has [[layers]] instead)."""
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".toml":
+        return False
+    try:
+        return "nodes" in parse_toml(read_text(path, "graph file"), str(path))
+    except SympropError:
+        return False
+
+
+def load_graph(path) -> GraphFile:
+    """Read and check a graph file; SympropError (file, line, field) for any mistake."""
+    path = Path(path)
+    return parse_graph(read_text(path, "graph file"), str(path))
+
+
+def _duplicate_keys(text: str, source: str):
+    """tomllib refuses a key written twice in one table without naming the field: name it."""
+    section, seen = None, {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        header = re.match(r"\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\Z", line)
+        if header:
+            section = header.group(1)
+            continue
+        match = re.match(r'["\']?([A-Za-z0-9_\-]+)["\']?\s*=', line)
+        if match:
+            key = (section, match.group(1))
+            if key in seen:
+                field_name = f"{section}.{key[1]}" if section else key[1]
+                raise SympropError(f"{source}, line {number}, field {field_name!r}: the name {key[1]!r} is "
+                                   f"used twice (first on line {seen[key]}); every name needs its own line")
+            seen[key] = number
+
+
+def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
+    _duplicate_keys(text, source)
+    where = _Where(source, text)
+    data = parse_toml(text, source)
+    for key in data:
+        if key not in TOP_LEVEL:
+            where.fail(f"unknown field (known: {', '.join(sorted(TOP_LEVEL))})", key)
+
+    def top(key, kind, default):
+        value = data.get(key, default)
+        if key in data and not isinstance(value, kind):
+            where.fail(f"expected {kind.__name__}, got {type(value).__name__}", key)
+        return value
+
+    title = top("title", str, Path(source).stem)
+    description = top("description", str, "")
+    title_zh, description_zh = top("title_zh", str, ""), top("description_zh", str, "")
+    dtype = top("dtype", str, "float64")
+    if dtype not in ("float64", "float32"):
+        where.fail(f"dtype must be \"float64\" or \"float32\", got {dtype!r}", "dtype")
+
+    names: dict[str, str] = {}  # name -> the section that defines it, to refuse a name used twice
+
+    def claim(name, section):
+        fail = lambda m: where.fail(m, name, section=section)  # noqa: E731
+        _name(name, fail)
+        if name in names:
+            fail(f"the name {name!r} is used twice (also in [{names[name]}]); every input, parameter "
+                 "and node needs its own name")
+        if name in FUNCTIONS or name in CONSTANTS:
+            fail(f"{name!r} is a function or constant of the formula language; choose another name")
+        if name in RESERVED or name.endswith(("_new", "_direct")) or "_via_" in name or re.match(r"(step|epoch)\d", name):
+            fail(f"the name {name!r} is taken by the transcript (L, dout, learning_rate, and names ending in "
+                 "_new or _direct, containing _via_, or starting with step<digit> or epoch<digit>); choose another")
+        names[name] = section
+
+    def values(section, required):
+        table = data.get(section, {})
+        if section in data and (not isinstance(table, dict) or (required and not table)):
+            where.fail("expected a table of name = value lines", section=section)
+        out = {}
+        for key, value in table.items():
+            claim(key, section)
+            out[key] = _number(value, lambda m, key=key: where.fail(m, key, section=section))
+        return out
+
+    raw_data = data.get("data")
+    data_columns = {}
+    if raw_data is not None:
+        if not isinstance(raw_data, dict):
+            where.fail("expected a [data] table: name = [values, ...] and mode", section="data")
+        data_columns = {k: v for k, v in raw_data.items() if k != "mode"}
+
+    inputs = values("inputs", required=False)
+    for column in data_columns:  # a data column is an input; its value in [inputs] is optional
+        if column not in inputs:
+            claim(column, "data")
+            inputs[column] = None
+    parameters = values("parameters", required=False)
+    if not inputs and not parameters:
+        raise SympropError(f"{source}: give the graph's values in [inputs] and/or [parameters] (name = value lines)")
+
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, dict) or not raw_nodes:
+        if "nodes" in data:
+            where.fail("expected a table of name = \"formula\" lines", section="nodes")
+        raise SympropError(f"{source}: missing section [nodes] (name = \"formula\" lines, e.g. q = \"x + y\")")
+    if len(raw_nodes) > MAX_NODES:
+        where.fail(f"{len(raw_nodes)} nodes; the limit is {MAX_NODES}", section="nodes")
+    for name in raw_nodes:
+        claim(name, "nodes")
+    variables = tuple(names)
+    parsed, texts, lines = {}, {}, {}
+    for name, formula in raw_nodes.items():
+        line = where.line_of(name, section="nodes")
+        lines[name] = line
+        at = f"{source}" + (f", line {line}" if line else "") + f", field 'nodes.{name}'"
+        if not isinstance(formula, str):
+            raise SympropError(f"{at}: expected a formula in quotes, got {formula!r}")
+        parsed[name] = parse_formula(formula, variables, at)
+        texts[name] = " ".join(formula.split())
+        if symbol(name) in parsed[name].free_symbols:
+            raise SympropError(f"{at}: the node {name!r} uses itself (a cycle)")
+    order = _topological(parsed, lines, source)
+    nodes = {n: parsed[n] for n in order}
+
+    def node_name(key):
+        value = top(key, str, None)
+        if value is not None and value not in nodes:
+            where.fail(f"{value!r} is not a node (nodes: {', '.join(nodes)})", key)
+        return value
+
+    output = node_name("output") or order[-1]
+    loss = node_name("loss")
+    dout = _number(data["dout"], lambda m: where.fail(m, "dout")) if "dout" in data else None
+    update = _update(data.get("update"), where, parameters, nodes, data_columns) if "update" in data else None
+    dataset = _data(raw_data, data_columns, inputs, where, update) if raw_data is not None else None
+    if dataset is not None:
+        for column, samples in dataset.columns.items():
+            if inputs[column] is None:
+                inputs[column] = samples[0]
+    graph = GraphFile(title, description, source, inputs, parameters, nodes, texts, output, loss, dout, update,
+                      dataset, dtype, title_zh, description_zh, lines)
+    if loss is not None and output not in graph.ancestors(loss):
+        where.fail(f"the loss {loss!r} does not use the output {output!r}", "loss")
+    _check_values(graph)
+    return graph
+
+
+def _topological(parsed: dict, lines: dict, source: str) -> list[str]:
+    """The nodes ordered so that each comes after the nodes it uses (file order where free);
+    a cycle is refused naming its nodes."""
+    order, done, visiting = [], set(), []
+
+    def visit(name):
+        if name in done:
+            return
+        if name in visiting:
+            cycle = visiting[visiting.index(name):] + [name]
+            line = lines.get(cycle[0])
+            raise SympropError(f"{source}" + (f", line {line}" if line else "") + f", field 'nodes.{cycle[0]}': "
+                               f"the nodes form a cycle ({' -> '.join(reversed(cycle))}); a graph's values "
+                               "must be computable in some order")
+        visiting.append(name)
+        for s in sorted(parsed[name].free_symbols, key=lambda s: s.name):
+            if s.name in parsed:
+                visit(s.name)
+        visiting.pop()
+        done.add(name)
+        order.append(name)
+
+    for name in parsed:
+        visit(name)
+    return order
+
+
+def _update(raw, where, parameters, nodes, data_columns) -> Update:
+    if not isinstance(raw, dict):
+        where.fail("expected an [update] table", section="update")
+    fail = lambda m, key="": where.fail(m, key, section="update")  # noqa: E731
+    for key in raw:
+        if key not in UPDATE_FIELDS:
+            fail(f"unknown field (known: {', '.join(sorted(UPDATE_FIELDS))})", key)
+    if not parameters:
+        fail("an update needs [parameters] to change (name = value lines)")
+    rule = raw.get("rule", "descent")
+    if rule not in ("descent", "ascent"):
+        fail(f"rule must be \"descent\" or \"ascent\", got {rule!r}", "rule")
+    if "learning_rate" not in raw:
+        fail("missing field 'learning_rate'")
+    rate = _number(raw["learning_rate"], lambda m: fail(m, "learning_rate"))
+    rate_name = raw.get("rate_name", "learning_rate")
+    _name(rate_name, lambda m: fail(m, "rate_name"))
+    if rate_name in parameters or rate_name in nodes or rate_name in data_columns:
+        fail(f"{rate_name!r} is already a name of the graph", "rate_name")
+    key = "epochs" if data_columns else "steps"
+    other = "steps" if data_columns else "epochs"
+    if other in raw:
+        fail(f"use {key!r} here: " + ("with [data] one epoch is one pass over the samples" if data_columns
+                                       else "without [data] there are only steps"), other)
+    steps = raw.get(key, 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        fail(f"{key} must be a whole number from 1 to {MAX_STEPS:,}, got {steps!r}", key)
+    table = raw.get("table", [*parameters])
+    known = [*parameters, *nodes]
+    if not isinstance(table, list) or not all(isinstance(t, str) for t in table):
+        fail("table must be a list of names", "table")
+    for name in table:
+        if name not in known and not re.match(r"d\w+/d\w+\Z", name):
+            fail(f"{name!r} is not a parameter, a node or a gradient such as \"dl/dw\" (names: {', '.join(known)})",
+                 "table")
+    every = raw.get("table_every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or not 1 <= every <= MAX_STEPS:
+        fail(f"table_every must be a whole number from 1 to {MAX_STEPS:,}, got {every!r}", "table_every")
+    return Update(rule == "ascent", rate, rate_name, steps, list(table), every)
+
+
+def _data(raw, columns, inputs, where, update) -> Data:
+    fail = lambda m, key="": where.fail(m, key, section="data")  # noqa: E731
+    mode = raw.get("mode", "per-sample")
+    if mode not in DATA_MODES:
+        fail(f"mode must be one of {', '.join(DATA_MODES)}, got {mode!r}", "mode")
+    if not columns:
+        fail("give at least one column: name = [values, ...]")
+    if update is None:
+        fail("[data] needs an [update] (learning_rate, epochs) to train on it")
+    sizes = set()
+    out = {}
+    for name, samples in columns.items():
+        if not isinstance(samples, list) or not samples:
+            fail("expected a list of numbers, one per sample", name)
+        sizes.add(len(samples))
+        out[name] = [_number(v, lambda m, name=name: fail(m, name)) for v in samples]
+    if len(sizes) > 1:
+        fail(f"every column needs the same number of samples; got {sorted(sizes)}")
+    if sizes.pop() > MAX_SAMPLES:
+        fail(f"at most {MAX_SAMPLES} samples")
+    return Data(out, mode)
+
+
+def _check_values(graph: GraphFile):
+    """Every node must be a finite real number at the given values (per sample with data):
+    a division by zero or the log of a negative number is refused here, naming the node."""
+    samples = [{}]
+    if graph.data is not None:
+        samples = [{k: v[i] for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
+    for sample in samples:
+        values = {symbol(k): v for k, v in {**graph.given(), **sample}.items()}
+        for name, formula in graph.nodes.items():
+            value = formula.xreplace(values)
+            value = value.doit() if not value.is_number else value
+            if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or not value.is_finite:
+                problem = "a division by zero" if value.has(sp.zoo, sp.nan) else "not a finite number"
+                _fail_node(graph, name, f"{graph.texts[name]!r} is {problem} at the given values"
+                           + _sample_text(graph, sample))
+            if value.is_extended_real is False:
+                _fail_node(graph, name, f"{graph.texts[name]!r} is not a real number at the given values "
+                           f"({sp.N(value, 4)}){_sample_text(graph, sample)}")
+            values[symbol(name)] = value
+
+
+def _sample_text(graph, sample) -> str:
+    return "" if not sample else " (sample " + ", ".join(f"{k} = {v}" for k, v in sample.items()) + ")"
+
+
+def _fail_node(graph: GraphFile, name: str, message: str):
+    line = graph.lines.get(name)
+    raise SympropError(f"{graph.source}" + (f", line {line}" if line else "") + f", field 'nodes.{name}': {message}")

@@ -1,0 +1,324 @@
+"""The transcript of a graph file: every gate's value, local partials, gradients, the update.
+
+The order lecture notes use for a circuit: the given values, the forward pass node by node,
+each node's local partial derivatives (SymPy's ``diff``, with max and min at a tie following
+``kinks``' stated convention), then the gradient of the output (or the loss) at every node
+from the output back. Where a value feeds several nodes its gradient is written as the sum of
+each path's contribution (``df/dx_via_q``, one key per path). Then the update of the
+parameters and the forward pass with the new values; with more steps (or a data set), a
+table of chosen quantities per step or epoch, computed by the same staged formulas (in
+numpy float32 for ``dtype = "float32"``, else at 60 significant digits).
+
+JSON keys: inputs, parameters and nodes by their names; ``d<node>/d<arg>`` the local
+partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a given ``dout``);
+``<name>_new`` after the update; ``step<k>:<name>`` (``epoch<k>:<name>`` with data) in the table.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from .graphfile import GraphFile, load_graph, local_partial, symbol
+from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, in_float32, to_float32, tr
+
+TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
+              "the larger for min): relu'(0) = 0, as PyTorch",
+              "max 或 min 取等时用左导数（max 取斜率较小的一侧，min 取较大的一侧）：relu'(0) = 0，与 PyTorch 相同")
+
+
+class _Names:
+    """The transcript keys of one pass over the graph (``tag``: "" or "[2]" for sample 2)."""
+
+    def __init__(self, graph: GraphFile, tag: str = ""):
+        self.g, self.tag = graph, tag
+        self.top = graph.objective
+        self.root = "L" if graph.dout is not None else self.top
+
+    def value(self, name):
+        """A node or data column carries the sample's tag; parameters and fixed inputs do not."""
+        data = self.g.data.columns if self.g.data is not None else {}
+        return name + self.tag if name in self.g.nodes or name in data else name
+
+    def grad(self, name):
+        return f"d{self.root}/d{name}{self.tag}"
+
+    def local(self, node, arg):
+        direct = node == self.top and self.g.dout is None and len(self.g.consumers(arg)) > 1
+        return f"d{node}/d{arg}" + ("_direct" if direct else "") + self.tag
+
+    def path(self, name, consumer):
+        return f"d{self.root}/d{name}_via_{consumer}{self.tag}"
+
+
+def graph_transcript(graph: GraphFile, name: str | None = None) -> Transcript:
+    """The worked example of a graph file (in float32 throughout for ``dtype = "float32"``)."""
+    if graph.dtype == "float32" and not FLOAT32.get():
+        with in_float32():
+            return graph_transcript(graph, name)
+    return _Builder(graph, name or Path(graph.source).stem).build()
+
+
+def graph_file_transcript(path) -> Transcript:
+    return graph_transcript(load_graph(path), Path(path).stem)
+
+
+class _Builder:
+    def __init__(self, graph: GraphFile, name: str):
+        self.g = graph
+        intro = tr(graph.description, graph.description_zh) if graph.description else None
+        self.t = Transcript(name, tr(graph.title, graph.title_zh or graph.title), intro)
+        self.relevant = graph.ancestors(graph.objective)
+        self.kinks = any(f.has(sp.Max, sp.Min) for f in graph.nodes.values())
+
+    def build(self) -> Transcript:
+        g, t = self.g, self.t
+        full_batch = g.data is not None and g.data.mode == "full-batch"
+        t.heading(tr("Given", "已知"))
+        data = g.data.columns if full_batch else {}
+        for i, v in g.inputs.items():
+            if i not in data:  # a full batch's samples are given sample by sample below
+                t.given(i, v, show=True)
+        for p, v in g.parameters.items():
+            t.given(p, v, show=True)
+        if g.dout is not None:
+            t.given(f"dL/d{g.objective}", g.dout, text="dout", show=True,
+                    note=tr("the upstream gradient arriving at the output", "从输出端传来的上游梯度"))
+        if g.update is not None:
+            t.given(g.update.rate_name, g.update.learning_rate,
+                    latex=r"\eta" if g.update.rate_name == "learning_rate" else None, show=True,
+                    note=tr("learning rate", "学习率"))
+        samples = list(range(1, g.data.size + 1)) if full_batch else [None]
+        for n in samples:
+            names = _Names(g, f"[{n}]" if n else "")
+            if n:
+                t.heading(tr(f"Sample {n}", f"第 {n} 个样本"))
+            elif g.data is not None:
+                t.heading(tr("One step on the first sample", "第一个样本上的一步"))
+            for i in data:
+                t.given(names.value(i), data[i][n - 1], show=True)
+            self.forward_backward(names, n)
+        if full_batch:
+            self.batch_mean(len(samples))
+        if g.update is not None:
+            self.update(_Names(g) if not full_batch else None)
+            if g.update.steps > 1 or g.data is not None:
+                self.table()
+        return t
+
+    # --- one pass: forward, local partials, gradients ------------------------------------------
+    def forward_backward(self, names: _Names, sample):
+        g, t = self.g, self.t
+        t.heading(tr("Forward pass", "前向传播"))
+        subs = {symbol(n): t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
+        for node, formula in g.nodes.items():
+            t.define(names.value(node), formula.xreplace(subs),
+                     note=tr("the output", "输出") if node == g.output else None)
+            subs[symbol(node)] = t.symbol(names.value(node))
+        t.heading(tr("Local derivatives of each node (SymPy's diff)", "每个节点的局部导数（由 SymPy 求导）"))
+        for node in (n for n in g.nodes if n in self.relevant):
+            for arg in g.arguments(node):
+                partial = local_partial(g.nodes[node], arg)
+                note = TIE_NOTE if g.nodes[node].has(sp.Max, sp.Min) else None
+                t.define(names.local(node, arg), partial.xreplace(subs), note=note)
+        t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
+                     f"反向传播：{names.top} 对每个节点的梯度"))
+        order = [n for n in reversed(g.nodes) if n in self.relevant and n != names.top]
+        order += [n for n in [*g.parameters, *g.inputs] if n in self.relevant]
+        for name in order:
+            consumers = [c for c in g.consumers(name) if c in self.relevant]
+            paths = []
+            for c in consumers:
+                if c == names.top and g.dout is None:
+                    paths.append(names.local(c, name))  # upstream gradient 1: the local partial itself
+                    continue
+                term = (names.grad(c), names.local(c, name))
+                if len(consumers) == 1:
+                    paths.append(Chain((term,)))
+                else:
+                    t.define(names.path(name, c), Chain((term,)),
+                             note=tr(f"the path through {c}", f"经过 {c} 的路径"))
+                    paths.append(names.path(name, c))
+            key = names.grad(name)
+            if len(paths) == 1 and isinstance(paths[0], Chain):
+                t.define(key, paths[0], note=tr("upstream gradient times local derivative", "上游梯度乘以局部导数"))
+            elif len(paths) == 1:  # feeds only the output: its gradient is the local derivative
+                t.blocks.append(Show(key, tr(f"upstream gradient 1 at {names.top} times the local derivative",
+                                             f"{names.top} 处的上游梯度 1 乘以局部导数")))
+            else:
+                t.define(key, sp.Add(*[t.symbol(p) for p in paths], evaluate=False),
+                         note=tr(f"{name} feeds {', '.join(consumers)}: the sum of each path's contribution",
+                                 f"{name} 输入到 {', '.join(consumers)}：各路径贡献之和"))
+
+    def batch_mean(self, size: int):
+        """Full batch: the loss and the parameters' gradients are means over the samples."""
+        g, t = self.g, self.t
+        top = g.objective
+        t.heading(tr(f"Mean over the {size} samples", f"对 {size} 个样本取平均"))
+        t.define("L", sp.Add(*[t.symbol(f"{top}[{n}]") for n in range(1, size + 1)], evaluate=False) / size,
+                 note=tr("the mean loss", "平均误差"))
+        for p in (p for p in g.parameters if p in self.relevant):
+            t.define(f"dL/d{p}", sp.Add(*[t.symbol(_Names(g, f"[{n}]").grad(p)) for n in range(1, size + 1)],
+                                        evaluate=False) / size)
+
+    # --- the update ----------------------------------------------------------------------------
+    def grad_key(self, p, names):
+        return names.grad(p) if names is not None else f"dL/d{p}"
+
+    def update(self, names):
+        g, t = self.g, self.t
+        u = g.update
+        rule = tr(f"Gradient ascent: p += {u.rate_name} * gradient", f"梯度上升：p += {u.rate_name} * 梯度") if u.ascent \
+            else tr(f"Gradient descent: p -= {u.rate_name} * gradient", f"梯度下降：p -= {u.rate_name} * 梯度")
+        t.heading(rule)
+        lr = t.symbol(u.rate_name)
+        new = {}
+        for p in g.parameters:
+            if p not in self.relevant:
+                continue
+            grad = t.symbol(self.grad_key(p, names))
+            step = sp.Mul(lr, grad, evaluate=False) if u.ascent else sp.Mul(-1, lr, grad, evaluate=False)
+            new[p] = t.define(f"{p}_new", sp.Add(t.symbol(p), step, evaluate=False))
+        if names is None:
+            return  # full batch: the table shows the mean loss after each step
+        t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
+        subs = {symbol(n): t.symbol(n) for n in [*g.inputs, *g.parameters]}
+        subs.update({symbol(p): s for p, s in new.items()})
+        changed = set(new)
+        for node, formula in g.nodes.items():
+            if {s.name for s in formula.free_symbols} & changed:
+                subs[symbol(node)] = t.define(f"{node}_new", formula.xreplace(subs))
+                changed.add(node)
+            else:
+                subs[symbol(node)] = t.symbol(node)
+
+    def table(self):
+        g, t = self.g, self.t
+        u = g.update
+        unit = "epoch" if g.data is not None else "step"
+        rows = []
+        result = tr(f"{unit}s of gradient {'ascent' if u.ascent else 'descent'}", f"梯度{'上升' if u.ascent else '下降'}")
+        for k, record in enumerate(run(g), 1):
+            if not (k <= 5 or k % u.table_every == 0 or k == u.steps):
+                continue
+            row = [str(k)]
+            for name in u.table:
+                value = record.get(name)
+                if value is None:
+                    continue
+                t.given(f"{unit}{k}:{name}", value, result_of=result)
+                row.append(value)
+            rows.append(row)
+        headers = [tr(unit, "轮次" if unit == "epoch" else "步")]
+        headers += [tr(n + (" after" if n in g.parameters else ""), n + ("（更新后）" if n in g.parameters else ""))
+                    for n in u.table]
+        if g.data is not None:
+            mode = "per-sample updates" if g.data.mode == "per-sample" else "full-batch mean"
+            title = tr(f"{u.steps} epochs on {g.data.size} samples ({mode})",
+                       f"在 {g.data.size} 个样本上训练 {u.steps} 轮（{'逐样本更新' if g.data.mode == 'per-sample' else '全批量平均'}）")
+        else:
+            title = tr(f"{u.steps} steps", f"{u.steps} 步")
+        t.heading(title)
+        if g.data is not None and g.data.mode == "per-sample":
+            t.note(tr("nodes and gradients: at the epoch's last sample, before its update; parameters: after the epoch",
+                      "节点与梯度：本轮最后一个样本、更新之前的值；参数：本轮结束后的值"))
+        else:
+            t.note(tr("nodes and gradients: before the step's update; parameters: after it",
+                      "节点与梯度：本步更新之前的值；参数：更新之后的值"))
+        t.table(headers, rows)
+
+
+# --- the numbers of many steps: the same staged formulas, evaluated fast --------------------------
+
+def _heaviside(u, at_zero=sp.S.Half):
+    return 1 if u > 0 else 0 if u < 0 else at_zero
+
+
+class Staged:
+    """The graph's nodes and local partials as Python functions (mpmath at 60 digits, or numpy
+    float32), applied gate by gate as a learner's program would: forward, then backward."""
+
+    def __init__(self, graph: GraphFile, float32: bool):
+        self.g, self.float32 = graph, float32
+        module = "numpy" if float32 else "mpmath"
+        extra = {"Heaviside": _heaviside}
+        self.forward = {}
+        self.locals = {}
+        top = graph.objective
+        relevant = graph.ancestors(top)
+        for node, formula in graph.nodes.items():
+            args = graph.arguments(node)
+            self.forward[node] = (args, sp.lambdify([symbol(a) for a in args], formula, [extra, module]))
+            if node in relevant:
+                for arg in args:
+                    partial = local_partial(formula, arg)
+                    self.locals[node, arg] = sp.lambdify([symbol(a) for a in args], partial, [extra, module])
+        self.relevant = relevant
+
+    def number(self, value):
+        if self.float32:
+            return np.float32(float(sp.N(value, 30)))
+        return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
+            else mpmath.mpf(str(sp.N(value, PRECISION)))
+
+    def step(self, values: dict) -> dict:
+        """Node values and the objective's gradient at every name, for the given values."""
+        g = self.g
+        values = dict(values)
+        for node, (args, f) in self.forward.items():
+            values[node] = f(*[values[a] for a in args])
+        grads = {g.objective: self.number(g.dout) if g.dout is not None else self.number(1)}
+        for node in reversed(g.nodes):
+            if node not in self.relevant or node not in grads:
+                continue
+            args = self.forward[node][0]
+            for arg in args:
+                local = self.locals[node, arg](*[values[a] for a in args])
+                contribution = grads[node] * local
+                grads[arg] = grads[arg] + contribution if arg in grads else contribution
+        return values, grads
+
+
+def run(graph: GraphFile):
+    """Yield, after each step (or epoch), a dict name -> value of the parameters after it and
+    the nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
+    float32 = graph.dtype == "float32" or FLOAT32.get()
+    staged = Staged(graph, float32)
+    u = graph.update
+    rate = staged.number(u.learning_rate)
+    params = {p: staged.number(v) for p, v in graph.parameters.items()}
+    fixed = {i: staged.number(v) for i, v in graph.inputs.items()}
+    names = _Names(graph)
+    if graph.data is None:
+        batches = [[{}]]
+    else:
+        samples = [{k: staged.number(v[i]) for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
+        batches = [[s] for s in samples] if graph.data.mode == "per-sample" else [samples]
+    for _ in range(u.steps):
+        for batch in batches:
+            grads_sum, values_sum = {}, {}
+            for sample in batch:
+                values, grads = staged.step({**fixed, **params, **sample})
+                for k, v in grads.items():
+                    grads_sum[k] = grads_sum[k] + v if k in grads_sum else v
+                for k, v in values.items():
+                    values_sum[k] = values_sum[k] + v if k in values_sum else v
+            if len(batch) > 1:
+                size = staged.number(len(batch))
+                grads = {k: v / size for k, v in grads_sum.items()}
+                values = {k: v / size for k, v in values_sum.items()}
+            for p in params:
+                if p in grads:
+                    params[p] = params[p] + rate * grads[p] if u.ascent else params[p] - rate * grads[p]
+        record = {n: values[n] for n in graph.nodes}
+        record.update({names.grad(k) if len(batch) == 1 else f"dL/d{k}": v for k, v in grads.items()})
+        record.update(params)
+        yield {k: _exact(v) for k, v in record.items()}
+
+
+def _exact(value):
+    if isinstance(value, np.floating):
+        return to_float32(sp.Rational(float(value))) if value.dtype == np.float32 else sp.Rational(float(value))
+    return sp.Float(mpmath.nstr(value, PRECISION), PRECISION)
