@@ -31,7 +31,9 @@ import sympy as sp
 
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
-from .examples import EXAMPLES, builtin_network
+from .examples import EXAMPLES, builtin_graph, builtin_network
+from .graphfile import is_graph_file, load_graph
+from .graphfile_transcript import graph_transcript
 from .networkfile import load_network
 from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
@@ -142,9 +144,11 @@ def load_claims(path) -> tuple[str, list[Claim]]:
     text = read_text(path, "claims file")
     data = parse_toml(text, str(path))
     lines = text.splitlines()
-    unknown = set(data) - {"example", "network", "tolerance", "claims"}
+    unknown = set(data) - {"example", "network", "graph", "tolerance", "claims"}
     if unknown:
-        raise SympropError(f"{path}: unknown field {sorted(unknown)[0]!r} (known: example, network, tolerance, claims)")
+        raise SympropError(f"{path}: unknown field {sorted(unknown)[0]!r} (known: example, network, graph, tolerance, claims)")
+    if "graph" in data and "network" not in data:  # a graph file is named like a network file
+        data["network"] = data.pop("graph")
     if ("example" in data) == ("network" in data):
         raise SympropError(f"{path}: say which example the claims are about: example = \"two-layer-sigmoid\" "
                            "(a built-in example) or network = \"my-net.toml\" (a network file)")
@@ -265,10 +269,17 @@ class Subject:
     def __init__(self, name: str):
         self.name = name
         example = EXAMPLES.get(name)
+        self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
         if example is not None:
             self.build_exact = example.build
             self.network = builtin_network(name) if name in ("two-layer-sigmoid", "mazur-2-2-2") else None
+            self.graph = builtin_graph(name)
             self.batch_size = example.batch_size
+        elif is_graph_file(name):
+            self.graph, self.network = load_graph(name), None
+            self.build_exact = lambda: graph_transcript(self.graph, Path(name).stem)
+            data = self.graph.data
+            self.batch_size = data.size if data is not None and data.mode == "full-batch" else 1
         else:
             self.network = load_network(name)
             self.build_exact = lambda: network_transcript(self.network, Path(name).stem)
@@ -299,6 +310,15 @@ class Subject:
             out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
                                                         "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
                                self.build(), float32=True))
+        graph = self.graph
+        if graph is not None and graph.update is not None:  # the update's sign flipped
+            flipped = dataclasses.replace(graph, update=dataclasses.replace(graph.update, ascent=not graph.update.ascent))
+            out.append(Variant("convention_gradient_ascent",
+                               tr("gradient descent instead of ascent (the update's sign flipped)",
+                                  "用了梯度下降而不是梯度上升（更新的符号反了）") if graph.update.ascent else
+                               tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
+                                  "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
+                               graph_transcript(flipped, self.build_exact().name)))
         example = EXAMPLES.get(self.name)
         if example is not None and example.build_batch_sum is not None:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",

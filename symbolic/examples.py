@@ -21,6 +21,8 @@ import sympy as sp
 
 from .errors import SympropError
 from .layers import I, J, K, N, REGISTRY, real
+from .graphfile import is_graph_file, parse_graph
+from .graphfile_transcript import graph_file_transcript, graph_transcript
 from .networkfile import load_network, parse_network
 from .network_transcript import network_transcript
 from .stable import Sigmoid
@@ -356,6 +358,30 @@ def moons_logistic(batch_sum: bool = False) -> Transcript:
 
 # --- the registry of examples --------------------------------------------------------------
 
+def _graph_example(file_name: str, name: str) -> Callable[[], Transcript]:
+    def build():
+        text = resources.files(__package__).joinpath("graphs", file_name).read_text(encoding="utf-8")
+        return graph_transcript(parse_graph(text, file_name), name)
+    return build
+
+
+# the shipped graph files (symbolic/graphs/): name, seed, summary. The seed examples keep their
+# Python versions above (their golden transcripts); the graph files give the same numbers.
+GRAPH_FILES = [
+    ("add-mul-circuit", "(CS231n)", "f = (x + y) z: an add gate feeds a multiply gate"),
+    ("sigmoid-neuron-gates", "(CS231n)", "a 2-D sigmoid neuron drawn gate by gate"),
+    ("max-circuit", "(CS231n)", "f = 2 (x y + max(z, w)): add, multiply and max gates"),
+    ("staged-sigmoid-ratio", "(CS231n)", "f = (x + sigmoid(y)) / (sigmoid(x) + (x + y)^2), staged; x feeds three nodes"),
+    ("apples-oranges", "(Saito)", "the apples-and-oranges shopping graph with consumption tax"),
+    ("nested-neurons-graph", "002", "nested-neurons as a graph file"),
+    ("add-node-graph", "000", "the addition node of add-mul-nodes as a graph file"),
+    ("mul-node-graph", "000", "the multiplication node of add-mul-nodes as a graph file"),
+    ("linear-model-graph", "003", "linear-model as a graph file (per-sample SGD, 100 epochs)"),
+    ("quadratic-model-graph", "003", "quadratic-model as a graph file (per-sample SGD, 100 epochs)"),
+    ("linear-model-float32", "003", "linear-model computed in float32, as a PyTorch program prints it"),
+]
+
+
 def _network_example(file_name: str, name: str) -> Callable[[], Transcript]:
     def build():
         text = resources.files(__package__).joinpath("networks", file_name).read_text(encoding="utf-8")
@@ -380,20 +406,24 @@ EXAMPLES = {e.name: e for e in [
     Example("quadratic-model", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD", quadratic_model, "003", batch_size=3),
     Example("moons-logistic", "logistic regression (two moons): gradient formulas and one step on four points",
             moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True), batch_size=4),
+    *[Example(name, summary, _graph_example(f"{name}.toml", name), seed) for name, seed, summary in GRAPH_FILES],
 ]}
 
 
 def get_transcript(name_or_file: str) -> Transcript:
-    """A built-in example by name, or the transcript of a network file (a path ending in .toml)."""
+    """A built-in example by name, or the transcript of a network or graph file (a path ending
+    in .toml; a graph file has a [nodes] table)."""
     if name_or_file in EXAMPLES:
         return EXAMPLES[name_or_file].build()
+    if is_graph_file(name_or_file):
+        return graph_file_transcript(name_or_file)
     if name_or_file.endswith(".toml") or Path(name_or_file).exists():
         net = load_network(name_or_file)
         return network_transcript(net, Path(name_or_file).stem)
     close = difflib.get_close_matches(name_or_file, EXAMPLES, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise SympropError(f"no example named {name_or_file!r}{hint}; known examples: {', '.join(EXAMPLES)}; "
-                       "or give a network file ending in .toml")
+                       "or give a network or graph file ending in .toml")
 
 
 def builtin_network(name: str):
@@ -401,3 +431,11 @@ def builtin_network(name: str):
     file_name = {"two-layer-sigmoid": "two-layer-sigmoid.toml", "mazur-2-2-2": "mazur-2-2-2.toml"}[name]
     text = resources.files(__package__).joinpath("networks", file_name).read_text(encoding="utf-8")
     return parse_network(text, file_name)
+
+
+def builtin_graph(name: str):
+    """The GraphFile of a built-in graph example, or None (for the checker's conventions)."""
+    if name not in {n for n, _, _ in GRAPH_FILES}:
+        return None
+    text = resources.files(__package__).joinpath("graphs", f"{name}.toml").read_text(encoding="utf-8")
+    return parse_graph(text, f"{name}.toml")

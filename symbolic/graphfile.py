@@ -114,6 +114,41 @@ def local_partial(formula: sp.Expr, name: str) -> sp.Expr:
     return _apply_kink_convention(kinks.diff(formula, symbol(name)))
 
 
+MAX_VARIABLES = 12
+
+
+def formula_variables(text: str) -> list[str]:
+    """The variable names a formula uses, in order of first use (every name that is not a
+    function or constant of the formula language). Only ``ast`` reads the text."""
+    import ast
+    try:
+        tree = ast.parse(" ".join(str(text).split()).replace("^", "**"), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ["x"]  # parse_formula reports the syntax error with its column
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    names = []
+    for node in sorted((n for n in ast.walk(tree) if isinstance(n, ast.Name)),
+                       key=lambda n: (n.lineno, n.col_offset)):
+        if id(node) not in called and node.id not in CONSTANTS and node.id not in names:
+            names.append(node.id)
+    return names or ["x"]
+
+
+def formula_partials(text: str, where: str = "--formula") -> tuple[sp.Expr, dict[str, sp.Expr]]:
+    """A formula in several variables and each partial derivative, simplified (SymPy's diff;
+    max and min at a tie by the kink convention)."""
+    variables = formula_variables(text)
+    if len(variables) > MAX_VARIABLES:
+        raise SympropError(f"{where}: {len(variables)} variables; the limit is {MAX_VARIABLES}")
+    expr = parse_formula(text, tuple(variables), where)
+    partials = {}
+    for v in variables:
+        partial = local_partial(expr, v)
+        partials[v] = partial if partial.has(sp.Heaviside, sp.Piecewise) else min(
+            (partial, sp.simplify(partial)), key=sp.count_ops)  # simplify can lengthen a quotient
+    return expr, partials
+
+
 def symbol(name: str) -> sp.Symbol:
     """The symbol parse_formula builds for a variable (real)."""
     return sp.Symbol(name, real=True)

@@ -71,7 +71,6 @@ class _Builder:
         intro = tr(graph.description, graph.description_zh) if graph.description else None
         self.t = Transcript(name, tr(graph.title, graph.title_zh or graph.title), intro)
         self.relevant = graph.ancestors(graph.objective)
-        self.kinks = any(f.has(sp.Max, sp.Min) for f in graph.nodes.values())
 
     def build(self) -> Transcript:
         g, t = self.g, self.t
