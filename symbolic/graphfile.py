@@ -155,14 +155,16 @@ def symbol(name: str) -> sp.Symbol:
 
 
 def is_graph_file(path) -> bool:
-    """True for a TOML file with a [nodes] table (a network file has [[layers]] instead)."""
+    """True for a .toml file with a [nodes] table (a network file has [[layers]] instead).
+    Decided on the text, so a graph file with a TOML mistake still gets the graph file's messages."""
     path = Path(path)
-    if not path.is_file() or path.suffix != ".toml":
+    if path.suffix != ".toml" or not path.is_file():
         return False
     try:
-        return "nodes" in parse_toml(read_text(path, "graph file"), str(path))
+        text = read_text(path, "graph file")
     except SympropError:
         return False
+    return re.search(r"^\s*(\[\s*nodes\s*\]|nodes\s*=)", text, re.MULTILINE) is not None
 
 
 def load_graph(path) -> GraphFile:

@@ -280,9 +280,14 @@ class Staged:
         return values, grads
 
 
-def run(graph: GraphFile):
-    """Yield, after each step (or epoch), a dict name -> value of the parameters after it and
-    the nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
+def run(graph: GraphFile) -> list[dict]:
+    """After each step (or epoch), a dict name -> value of the parameters after it and the
+    nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
+    with mpmath.workdps(PRECISION):
+        return list(_run(graph))
+
+
+def _run(graph: GraphFile):
     float32 = graph.dtype == "float32" or FLOAT32.get()
     staged = Staged(graph, float32)
     u = graph.update

@@ -1,0 +1,293 @@
+"""Graph files: shipped circuits against an independent float64 computation and central
+differences, the tie convention of max, refused files, the float32 training log, the checker
+on a gate gradient, and ``derive --formula`` in several variables.
+
+The independent computations below are written by hand in plain numpy, stage by stage as the
+lecture notes write each circuit; nothing is read from the transcript or its formulas.
+"""
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symprop.symbolic.checker import check, claims_from_arguments
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.examples import EXAMPLES, builtin_graph
+from symprop.symbolic.graphfile import parse_graph
+from symprop.symbolic.graphfile_transcript import graph_transcript
+
+ROOT = Path(__file__).resolve().parents[1]
+H = 1e-6
+
+
+def sig(u):
+    return 1 / (1 + math.exp(-u))
+
+
+# name -> (staged float64 function of the given values; bump(node) perturbs a node's value)
+CIRCUITS = {
+    "add-mul-circuit": lambda v, b: _stages([("q", lambda s: v["x"] + v["y"]), ("f", lambda s: s["q"] * v["z"])], b),
+    "sigmoid-neuron-gates": lambda v, b: _stages([
+        ("m0", lambda s: v["w0"] * v["x0"]), ("m1", lambda s: v["w1"] * v["x1"]), ("s", lambda s: s["m0"] + s["m1"]),
+        ("z", lambda s: s["s"] + v["w2"]), ("nz", lambda s: -s["z"]), ("ez", lambda s: math.exp(s["nz"])),
+        ("d", lambda s: s["ez"] + 1), ("f", lambda s: 1 / s["d"])], b),
+    "max-circuit": lambda v, b: _stages([
+        ("m", lambda s: v["x"] * v["y"]), ("n", lambda s: max(v["z"], v["w"])), ("s", lambda s: s["m"] + s["n"]),
+        ("f", lambda s: 2 * s["s"])], b),
+    "staged-sigmoid-ratio": lambda v, b: _stages([
+        ("sigy", lambda s: sig(v["y"])), ("num", lambda s: v["x"] + s["sigy"]), ("sigx", lambda s: sig(v["x"])),
+        ("xpy", lambda s: v["x"] + v["y"]), ("xpysqr", lambda s: s["xpy"] ** 2), ("den", lambda s: s["sigx"] + s["xpysqr"]),
+        ("invden", lambda s: 1 / s["den"]), ("f", lambda s: s["num"] * s["invden"])], b),
+    "apples-oranges": lambda v, b: _stages([
+        ("apple_price", lambda s: v["apple"] * v["apple_num"]), ("orange_price", lambda s: v["orange"] * v["orange_num"]),
+        ("all_price", lambda s: s["apple_price"] + s["orange_price"]), ("price", lambda s: s["all_price"] * v["tax"])], b),
+    "nested-neurons-graph": lambda v, b: _stages([("d", lambda s: v["a"] + v["b"]), ("f", lambda s: s["d"] * v["c"])], b),
+    "add-node-graph": lambda v, b: _stages([("add_out", lambda s: v["x"] + v["y"])], b),
+    "mul-node-graph": lambda v, b: _stages([("mul_out", lambda s: v["x"] * v["y"])], b),
+    "linear-model-graph": lambda v, b: _stages([
+        ("y_hat", lambda s: v["w"] * v["x"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
+    "quadratic-model-graph": lambda v, b: _stages([
+        ("y_hat", lambda s: v["w1"] * v["x"] ** 2 + v["w2"] * v["x"] + v["b"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
+}
+
+
+def _stages(stages, bump):
+    values = {}
+    for name, f in stages:
+        values[name] = f(values) + bump(name)
+    return values
+
+
+def test_every_shipped_graph_file_has_an_independent_check():
+    shipped = {p.stem for p in (ROOT / "symbolic" / "graphs").glob("*.toml")}
+    assert shipped - {"linear-model-float32"} == set(CIRCUITS)
+    assert shipped <= set(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", list(CIRCUITS))
+def test_values_and_every_gradient_against_float64_and_central_differences(name):
+    graph, t = builtin_graph(name), EXAMPLES[name].build()
+    given = {k: float(v) for k, v in graph.given().items()}
+    circuit = CIRCUITS[name]
+    top = graph.objective
+    root = "L" if graph.dout is not None else top
+    scale = float(graph.dout) if graph.dout is not None else 1.0
+    values = circuit(given, lambda n: 0.0)
+    for node, value in values.items():
+        assert t.float_value(node) == pytest.approx(value, rel=1e-12, abs=1e-12), node
+
+    def objective(v=given, bump=lambda n: 0.0):
+        return circuit(v, bump)[top]
+
+    checked = 0
+    for name_ in [*graph.given(), *graph.nodes]:
+        key = f"d{root}/d{name_}"
+        if name_ == top or key not in t.quantities:
+            continue
+        if name_ in graph.nodes:
+            numeric = (objective(bump=lambda n: H if n == name_ else 0.0)
+                       - objective(bump=lambda n: -H if n == name_ else 0.0)) / (2 * H)
+        else:
+            numeric = (objective({**given, name_: given[name_] + H}) - objective({**given, name_: given[name_] - H})) / (2 * H)
+        assert t.float_value(key) == pytest.approx(scale * numeric, rel=1e-6, abs=1e-8), key
+        checked += 1
+    assert checked >= len(graph.given()), "every input and parameter has a gradient"
+
+
+def test_a_value_feeding_several_nodes_sums_each_path():
+    t = EXAMPLES["staged-sigmoid-ratio"].build()
+    paths = [k for k in t.quantities if k.startswith("df/dx_via_")]
+    assert sorted(paths) == ["df/dx_via_num", "df/dx_via_sigx", "df/dx_via_xpy"]
+    assert t.float_value("df/dx") == pytest.approx(sum(t.float_value(k) for k in paths), rel=1e-15)
+    assert "x feeds num, sigx, xpy" in t.render("text")
+
+
+def test_seed_examples_as_graph_files_give_the_built_in_numbers():
+    """Same names, same numbers: every key the graph file shares with the Python example."""
+    for graph_name, builtin in [("nested-neurons-graph", "nested-neurons"), ("linear-model-graph", "linear-model"),
+                                ("quadratic-model-graph", "quadratic-model")]:
+        g, b = EXAMPLES[graph_name].build(), EXAMPLES[builtin].build()
+        shared = set(g.quantities) & set(b.quantities)
+        assert len(shared) >= 10, (graph_name, sorted(shared))
+        for key in shared:
+            assert abs(g.float_value(key) - b.float_value(key)) <= 1e-30 + 1e-30 * abs(b.float_value(key)), key
+    mul, add = EXAMPLES["mul-node-graph"].build(), EXAMPLES["add-mul-nodes"].build()
+    assert mul.value("dL/dx") == add.value("dL/dx_mul") and mul.value("dL/dy") == add.value("dL/dy_mul")
+
+
+def _graph(text, source="g.toml"):
+    return parse_graph(text, source)
+
+
+MAX_TIE = """
+[inputs]
+z = 2
+w = 2
+[nodes]
+n = "max(z, w)"
+m = "min(z, w)"
+f = "n + 3 * m"
+"""
+
+
+def test_max_and_min_at_a_tie_take_the_derivative_from_the_left():
+    """kinks' convention (relu'(0) = 0): at z = w each partial is the one-sided derivative from
+    below, so max(z, w) has d/dz = d/dw = 0 and min(z, w) has d/dz = d/dw = 1."""
+    t = graph_transcript(_graph(MAX_TIE))
+    assert [t.value(k) for k in ("dn/dz", "dn/dw", "dm/dz", "dm/dw")] == [0, 0, 1, 1]
+    for name in ("z", "w"):  # the left difference quotient of the whole circuit agrees
+        g = {"z": 2.0, "w": 2.0}
+        f = lambda v: max(v["z"], v["w"]) + 3 * min(v["z"], v["w"])  # noqa: E731
+        left = (f(g) - f({**g, name: g[name] - H})) / H
+        assert t.float_value(f"df/d{name}") == pytest.approx(left, abs=1e-6)
+
+
+BAD = {
+    "cycle": ("[inputs]\nx = 1\n[nodes]\na = \"b + x\"\nb = \"a * 2\"\n", "line 4, field 'nodes.a'", "cycle"),
+    "undefined": ("[inputs]\nx = 1\n[nodes]\na = \"x + q\"\n", "line 4, field 'nodes.a'", "unknown name 'q'"),
+    "twice in a table": ("[inputs]\nx = 1\nx = 2\n[nodes]\na = \"x\"\n", "line 3, field 'inputs.x'", "used twice"),
+    "twice across tables": ("[inputs]\nx = 1\n[nodes]\nx = \"2 * x\"\n", "line 4, field 'nodes.x'", "used twice"),
+    "outside the whitelist": ("[inputs]\nx = 1\n[nodes]\na = \"__import__('os').system('true')\"\n",
+                              "line 4, field 'nodes.a'", "is not allowed"),
+    "division by zero": ("[inputs]\nx = 1\ny = 1\n[nodes]\nd = \"x - y\"\nq = \"x / d\"\n", "line 6, field 'nodes.q'",
+                         "division by zero"),
+    "steps": ("[parameters]\nw = 1\n[nodes]\nf = \"w^2\"\n[update]\nlearning_rate = 0.1\nsteps = 10001\n",
+              "line 7, field 'update.steps'", "10,000"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_graph_files_are_refused_with_file_line_and_field(case, tmp_path):
+    text, where, message = BAD[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    result = subprocess.run([sys.executable, "-m", "symprop", "example", "show", str(path)],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and where in lines[0] and message in lines[0], lines
+
+
+def test_multi_step_descent_and_full_batch_mean():
+    text = """
+output = "f"
+[parameters]
+w = 0.5
+[nodes]
+f = "(w - 3)^2"
+[update]
+learning_rate = 0.25
+steps = 7
+table = ["w", "f", "df/dw"]
+"""
+    t = graph_transcript(_graph(text))
+    w = 0.5
+    for k in range(1, 8):  # w <- w - 0.25 * 2 (w - 3): halves the distance to 3
+        assert t.float_value(f"step{k}:df/dw") == pytest.approx(2 * (w - 3))
+        w = w - 0.25 * 2 * (w - 3)
+        assert t.float_value(f"step{k}:w") == pytest.approx(w, rel=1e-15)
+    batch = """
+output = "y_hat"
+loss = "l"
+[parameters]
+w = 1
+[nodes]
+y_hat = "w * x"
+l = "(y_hat - y)^2"
+[data]
+x = [1, 2, 3]
+y = [2, 4, 7]
+mode = "full-batch"
+[update]
+learning_rate = 0.01
+epochs = 3
+"""
+    t = graph_transcript(_graph(batch))
+    xs, ys = np.array([1.0, 2, 3]), np.array([2.0, 4, 7])
+    mean_loss = lambda w: float(np.mean((w * xs - ys) ** 2))  # noqa: E731
+    assert t.float_value("L") == pytest.approx(mean_loss(1.0))
+    assert t.float_value("dL/dw") == pytest.approx((mean_loss(1 + H) - mean_loss(1 - H)) / (2 * H), rel=1e-7)
+    w = 1.0
+    for k in range(1, 4):
+        w -= 0.01 * (mean_loss(w + H) - mean_loss(w - H)) / (2 * H)
+        assert t.float_value(f"epoch{k}:w") == pytest.approx(w, rel=1e-8)
+
+
+def test_float32_graph_file_reproduces_a_float32_training_log_line_for_line():
+    """The PyTorch tutorial's loop, in numpy float32: forward, loss, backward, update per sample."""
+    t = EXAMPLES["linear-model-float32"].build()
+    w, lr = np.float32(1.0), np.float32(0.01)
+    log, table = [], []
+    for epoch in range(1, 101):
+        for x, y in zip(np.float32([1, 2, 3]), np.float32([2, 4, 6])):
+            y_hat = w * x
+            loss = (y_hat - y) ** 2
+            grad = np.float32(2) * (y_hat - y) * x
+            w = w - lr * grad
+        log.append(f"epoch {epoch}: w = {w!r}, loss = {loss!r}")
+        table.append(f"epoch {epoch}: w = {np.float32(float(t.value(f'epoch{epoch}:w')))!r}, "
+                     f"loss = {np.float32(float(t.value(f'epoch{epoch}:l')))!r}")
+        assert t.value(f"epoch{epoch}:w") == sp.Rational(float(w))  # exactly that float32
+    assert table == log
+    assert len(set(log)) > 10  # the log changes over the run: a real comparison
+
+
+def test_checker_finds_a_wrong_gate_gradient_and_marks_inherited_claims():
+    claims = claims_from_arguments(["df/dden=-0.7916", "df/dxpy=1.483", "df/dx_via_xpy=1.483", "df/dx=1.96"])
+    report = check("staged-sigmoid-ratio", claims)
+    codes = {v.key: v.code for v in report.verdicts}
+    assert report.first_wrong == "df/dxpy"
+    assert codes["df/dden"] == "right" and codes["df/dxpy"] == "wrong_value"
+    assert codes["df/dx_via_xpy"] == "carried_forward" and codes["df/dx"] == "carried_forward"
+
+
+def test_checker_on_a_graph_file_and_its_update_convention(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text((ROOT / "symbolic" / "graphs" / "nested-neurons-graph.toml").read_text())
+    t = EXAMPLES["nested-neurons-graph"].build()
+    descent = t.value("a") - t.value("h") * t.value("df/da")  # a step the wrong way
+    report = check(str(path), claims_from_arguments([f"a_new={sp.N(descent, 6)}", "df/da=7"]))
+    verdict = {v.key: v for v in report.verdicts}
+    assert verdict["df/da"].right and verdict["a_new"].code == "convention_gradient_ascent"
+
+
+def test_derive_formula_with_several_variables():
+    result = subprocess.run([sys.executable, "-m", "symprop", "derive", "--formula", "(x + y)*z / w", "--format", "json"],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    import json
+    data = json.loads(result.stdout)
+    x, y, z, w = sp.symbols("x y z w", real=True)
+    f = (x + y) * z / w
+    assert data["variables"] == ["x", "y", "z", "w"]
+    for v in (x, y, z, w):
+        got = sp.sympify(data["partials"][f"d/d{v}"]["text"], locals={"x": x, "y": y, "z": z, "w": w})
+        assert sp.simplify(got - sp.diff(f, v)) == 0
+
+
+@pytest.mark.parametrize("fmt", ["text", "md", "html"])
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_format_and_language_prints_the_gradients(fmt, lang):
+    t = EXAMPLES["staged-sigmoid-ratio"].build()
+    text = t.render(fmt, 4, lang)
+    assert "2.06" in text  # df/dx = 2.0596 to 4 digits
+    assert ("反向传播" in text) == (lang == "zh")
+
+
+def test_json_keys_for_every_value_and_gradient():
+    import json
+    graph = builtin_graph("staged-sigmoid-ratio")
+    keys = json.loads(EXAMPLES["staged-sigmoid-ratio"].build().render("json"))["quantities"]
+    for name in [*graph.given(), *graph.nodes]:
+        assert name in keys and (name == "f" or f"df/d{name}" in keys), name
+    for node in graph.nodes:
+        for arg in graph.arguments(node):
+            assert any(k.startswith(f"d{node}/d{arg}") for k in keys), (node, arg)
+    steps = json.loads(EXAMPLES["linear-model-graph"].build().render("json"))["quantities"]
+    assert {"epoch1:w", "epoch1:l", "epoch100:w", "w_new", "dl/dw", "dl/dy_hat"} <= set(steps)
