@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .graphfile import GraphFile, load_graph, local_partial, symbol
-from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, in_float32, to_float32, tr
+from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, in_float32, to_float32, tr
 
 TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
               "the larger for min): relu'(0) = 0, as PyTorch",
@@ -137,7 +137,9 @@ class _Builder:
                 if len(consumers) == 1:
                     paths.append(Chain((term,)))
                 else:
-                    t.define(names.path(name, c), Chain((term,)),
+                    latex = (rf"\left({_latex_name(names.grad(name))}\right)_{{\mathrm{{via}}\ "
+                             rf"{_latex_name(c)}}}")
+                    t.define(names.path(name, c), Chain((term,)), latex=latex,
                              note=tr(f"the path through {c}", f"经过 {c} 的路径"))
                     paths.append(names.path(name, c))
             key = names.grad(name)
