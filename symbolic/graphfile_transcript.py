@@ -21,7 +21,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from .graphfile import GraphFile, load_graph, local_partial, symbol
+from .errors import SympropError
+from .graphfile import GraphFile, _fail_node, load_graph, local_partial, symbol
 from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, in_float32, to_float32, tr
 
 TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
@@ -121,7 +122,10 @@ class _Builder:
             for arg in g.arguments(node):
                 partial = local_partial(g.nodes[node], arg)
                 note = TIE_NOTE if g.nodes[node].has(sp.Max, sp.Min) else None
-                t.define(names.local(node, arg), partial.xreplace(subs), note=note)
+                try:
+                    t.define(names.local(node, arg), partial.xreplace(subs), note=note)
+                except SympropError as exc:  # sqrt(x) at x = 0: the value exists, its slope does not
+                    _fail_node(g, node, f"its derivative by {arg} at the given values: {exc}")
         t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
                      f"反向传播：{names.top} 对每个节点的梯度"))
         order = [n for n in reversed(g.nodes) if n in self.relevant and n != names.top]
@@ -285,7 +289,7 @@ class Staged:
 def run(graph: GraphFile) -> list[dict]:
     """After each step (or epoch), a dict name -> value of the parameters after it and the
     nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
-    with mpmath.workdps(PRECISION):
+    with mpmath.workdps(PRECISION), np.errstate(all="ignore"):  # float32 overflow is reported below
         return list(_run(graph))
 
 
@@ -302,6 +306,7 @@ def _run(graph: GraphFile):
     else:
         samples = [{k: staged.number(v[i]) for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
         batches = [[s] for s in samples] if graph.data.mode == "per-sample" else [samples]
+    done = []
     for _ in range(u.steps):
         for batch in batches:
             grads_sum, values_sum = {}, {}
@@ -321,7 +326,20 @@ def _run(graph: GraphFile):
         record = {n: values[n] for n in graph.nodes}
         record.update({names.grad(k) if len(batch) == 1 else f"dL/d{k}": v for k, v in grads.items()})
         record.update(params)
+        if not all(_finite(v) for v in record.values()):
+            bad = next(k for k, v in record.items() if not _finite(v))
+            raise SympropError(f"{graph.source}, field 'update': {bad} is not a finite number after "
+                               f"{'epoch' if graph.data is not None else 'step'} {len(done) + 1} "
+                               "(the updates diverge: try a smaller learning_rate)")
+        done.append(None)
         yield {k: _exact(v) for k, v in record.items()}
+
+
+def _finite(value) -> bool:
+    """Finite, and within float64's range (60-digit numbers never overflow on their own)."""
+    if isinstance(value, np.floating):
+        return bool(np.isfinite(value))
+    return bool(mpmath.isfinite(value)) and abs(value) < 1e300
 
 
 def _exact(value):

@@ -157,6 +157,8 @@ BAD = {
                               "line 4, field 'nodes.a'", "is not allowed"),
     "division by zero": ("[inputs]\nx = 1\ny = 1\n[nodes]\nd = \"x - y\"\nq = \"x / d\"\n", "line 6, field 'nodes.q'",
                          "division by zero"),
+    "slope not finite": ("[inputs]\nx = 0\n[nodes]\na = \"sqrt(x)\"\n", "line 4, field 'nodes.a'", "derivative by x"),
+    "not real": ("[inputs]\nx = 1\n[nodes]\na = \"log(x - 2)\"\n", "line 4, field 'nodes.a'", "not a real number"),
     "steps": ("[parameters]\nw = 1\n[nodes]\nf = \"w^2\"\n[update]\nlearning_rate = 0.1\nsteps = 10001\n",
               "line 7, field 'update.steps'", "10,000"),
 }
@@ -172,6 +174,13 @@ def test_bad_graph_files_are_refused_with_file_line_and_field(case, tmp_path):
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and where in lines[0] and message in lines[0], lines
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_diverging_updates_are_refused_naming_the_step(dtype):
+    text = f'dtype = "{dtype}"\n[parameters]\nw = 1\n[nodes]\nf = "w^4"\n[update]\nlearning_rate = 10\nsteps = 50\n'
+    with pytest.raises(SympropError, match=r"g.toml, field 'update': f is not a finite number after step \d+"):
+        graph_transcript(_graph(text))
 
 
 def test_multi_step_descent_and_full_batch_mean():
