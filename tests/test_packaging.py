@@ -134,6 +134,8 @@ def test_an_install_adds_one_top_level_name(installed):
     for folder in FOLDERS:
         assert (target / "symprop" / folder / "__init__.py").is_file(), folder
     assert (target / "symprop" / "symbolic" / "networks" / "mazur-2-2-2.toml").is_file()
+    shipped = {p.name for p in (Path(__file__).resolve().parents[1] / "symbolic" / "graphs").glob("*.toml")}
+    assert shipped and {p.name for p in (target / "symprop" / "symbolic" / "graphs").glob("*.toml")} == shipped
 
 
 def test_the_installed_package_runs_from_another_directory(installed):
@@ -144,6 +146,8 @@ def test_the_installed_package_runs_from_another_directory(installed):
     shown = run("-m", "symprop", "example", "show", "two-layer-sigmoid")
     assert shown.returncode == 0, shown.stderr
     assert "dE/dw" in shown.stdout or "dE/d" in shown.stdout
+    graph = run("-m", "symprop", "example", "show", "apples-oranges")  # a graph file, read as package data
+    assert graph.returncode == 0 and "dprice/dtax = all_price = 650" in graph.stdout, graph.stderr
     generated = run("-m", "symprop", "generate", "--net", "affine(2,3) tanh affine(3,2) mse")
     assert generated.returncode == 0, generated.stderr
     assert "def sgd_step(" in generated.stdout
