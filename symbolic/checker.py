@@ -319,6 +319,10 @@ class Subject:
                                tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
                                   "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
                                graph_transcript(flipped, self.build_exact().name)))
+        if graph is not None and graph.data is not None and graph.data.mode == "full-batch":
+            out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
+                                                          "误差对批量求和而不是取平均（没有 1/N）"),
+                               graph_transcript(graph, self.build_exact().name, batch_sum=True)))
         example = EXAMPLES.get(self.name)
         if example is not None and example.build_batch_sum is not None:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",

@@ -54,12 +54,14 @@ class _Names:
         return f"d{self.root}/d{name}_via_{consumer}{self.tag}"
 
 
-def graph_transcript(graph: GraphFile, name: str | None = None) -> Transcript:
-    """The worked example of a graph file (in float32 throughout for ``dtype = "float32"``)."""
+def graph_transcript(graph: GraphFile, name: str | None = None, batch_sum: bool = False) -> Transcript:
+    """The worked example of a graph file (in float32 throughout for ``dtype = "float32"``).
+    ``batch_sum``: a full batch's loss and gradients summed instead of averaged (a convention
+    the checker tries)."""
     if graph.dtype == "float32" and not FLOAT32.get():
         with in_float32():
-            return graph_transcript(graph, name)
-    return _Builder(graph, name or Path(graph.source).stem).build()
+            return graph_transcript(graph, name, batch_sum)
+    return _Builder(graph, name or Path(graph.source).stem, batch_sum).build()
 
 
 def graph_file_transcript(path) -> Transcript:
@@ -67,8 +69,8 @@ def graph_file_transcript(path) -> Transcript:
 
 
 class _Builder:
-    def __init__(self, graph: GraphFile, name: str):
-        self.g = graph
+    def __init__(self, graph: GraphFile, name: str, batch_sum: bool = False):
+        self.g, self.batch_sum = graph, batch_sum
         intro = tr(graph.description, graph.description_zh) if graph.description else None
         self.t = Transcript(name, tr(graph.title, graph.title_zh or graph.title), intro)
         self.relevant = graph.ancestors(graph.objective)
@@ -162,11 +164,12 @@ class _Builder:
         g, t = self.g, self.t
         top = g.objective
         t.heading(tr(f"Mean over the {size} samples", f"对 {size} 个样本取平均"))
-        t.define("L", sp.Add(*[t.symbol(f"{top}[{n}]") for n in range(1, size + 1)], evaluate=False) / size,
-                 note=tr("the mean loss", "平均误差"))
+        divisor = 1 if self.batch_sum else size
+        t.define("L", sp.Add(*[t.symbol(f"{top}[{n}]") for n in range(1, size + 1)], evaluate=False) / divisor,
+                 note=tr("the mean loss", "平均误差") if divisor > 1 else tr("the summed loss", "误差之和"))
         for p in (p for p in g.parameters if p in self.relevant):
             t.define(f"dL/d{p}", sp.Add(*[t.symbol(_Names(g, f"[{n}]").grad(p)) for n in range(1, size + 1)],
-                                        evaluate=False) / size)
+                                        evaluate=False) / divisor)
 
     # --- the update ----------------------------------------------------------------------------
     def grad_key(self, p, names):
@@ -205,7 +208,7 @@ class _Builder:
         unit = "epoch" if g.data is not None else "step"
         rows = []
         result = tr(f"{unit}s of gradient {'ascent' if u.ascent else 'descent'}", f"梯度{'上升' if u.ascent else '下降'}")
-        for k, record in enumerate(run(g), 1):
+        for k, record in enumerate(run(g, self.batch_sum), 1):
             if not (k <= 5 or k % u.table_every == 0 or k == u.steps):
                 continue
             row = [str(k)]
@@ -286,14 +289,14 @@ class Staged:
         return values, grads
 
 
-def run(graph: GraphFile) -> list[dict]:
+def run(graph: GraphFile, batch_sum: bool = False) -> list[dict]:
     """After each step (or epoch), a dict name -> value of the parameters after it and the
     nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
     with mpmath.workdps(PRECISION), np.errstate(all="ignore"):  # float32 overflow is reported below
-        return list(_run(graph))
+        return list(_run(graph, batch_sum))
 
 
-def _run(graph: GraphFile):
+def _run(graph: GraphFile, batch_sum: bool):
     float32 = graph.dtype == "float32" or FLOAT32.get()
     staged = Staged(graph, float32)
     u = graph.update
@@ -317,7 +320,7 @@ def _run(graph: GraphFile):
                 for k, v in values.items():
                     values_sum[k] = values_sum[k] + v if k in values_sum else v
             if len(batch) > 1:
-                size = staged.number(len(batch))
+                size = staged.number(1 if batch_sum else len(batch))
                 grads = {k: v / size for k, v in grads_sum.items()}
                 values = {k: v / size for k, v in values_sum.items()}
             for p in params:

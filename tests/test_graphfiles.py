@@ -201,7 +201,19 @@ table = ["w", "f", "df/dw"]
         assert t.float_value(f"step{k}:df/dw") == pytest.approx(2 * (w - 3))
         w = w - 0.25 * 2 * (w - 3)
         assert t.float_value(f"step{k}:w") == pytest.approx(w, rel=1e-15)
-    batch = """
+    batch = FULL_BATCH
+    t = graph_transcript(_graph(batch))
+    xs, ys = np.array([1.0, 2, 3]), np.array([2.0, 4, 7])
+    mean_loss = lambda w: float(np.mean((w * xs - ys) ** 2))  # noqa: E731
+    assert t.float_value("L") == pytest.approx(mean_loss(1.0))
+    assert t.float_value("dL/dw") == pytest.approx((mean_loss(1 + H) - mean_loss(1 - H)) / (2 * H), rel=1e-7)
+    w = 1.0
+    for k in range(1, 4):
+        w -= 0.01 * (mean_loss(w + H) - mean_loss(w - H)) / (2 * H)
+        assert t.float_value(f"epoch{k}:w") == pytest.approx(w, rel=1e-8)
+
+
+FULL_BATCH = """
 output = "y_hat"
 loss = "l"
 [parameters]
@@ -217,15 +229,6 @@ mode = "full-batch"
 learning_rate = 0.01
 epochs = 3
 """
-    t = graph_transcript(_graph(batch))
-    xs, ys = np.array([1.0, 2, 3]), np.array([2.0, 4, 7])
-    mean_loss = lambda w: float(np.mean((w * xs - ys) ** 2))  # noqa: E731
-    assert t.float_value("L") == pytest.approx(mean_loss(1.0))
-    assert t.float_value("dL/dw") == pytest.approx((mean_loss(1 + H) - mean_loss(1 - H)) / (2 * H), rel=1e-7)
-    w = 1.0
-    for k in range(1, 4):
-        w -= 0.01 * (mean_loss(w + H) - mean_loss(w - H)) / (2 * H)
-        assert t.float_value(f"epoch{k}:w") == pytest.approx(w, rel=1e-8)
 
 
 def test_float32_graph_file_reproduces_a_float32_training_log_line_for_line():
@@ -300,3 +303,15 @@ def test_json_keys_for_every_value_and_gradient():
             assert any(k.startswith(f"d{node}/d{arg}") for k in keys), (node, arg)
     steps = json.loads(EXAMPLES["linear-model-graph"].build().render("json"))["quantities"]
     assert {"epoch1:w", "epoch1:l", "epoch100:w", "w_new", "dl/dw", "dl/dy_hat"} <= set(steps)
+
+
+def test_checker_on_a_full_batch_graph_knows_the_summed_loss(tmp_path):
+    path = tmp_path / "batch.toml"
+    path.write_text(FULL_BATCH)
+    t = graph_transcript(_graph(FULL_BATCH))
+    summed = 3 * t.value("dL/dw")  # the mean's gradient without its 1/N, N = 3
+    report = check(str(path), claims_from_arguments([f"dL/dw={sp.N(summed, 6)}", f"L={sp.N(t.value('L'), 6)}"]))
+    verdict = {v.key: v for v in report.verdicts}
+    assert verdict["L"].right
+    assert verdict["dL/dw"].code == "convention_batch_sum" or "convention_batch_sum" in \
+        [f.code for f in verdict["dL/dw"].findings]
