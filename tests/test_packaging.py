@@ -66,7 +66,7 @@ def _imports_of_command(*argv) -> set[str]:
 def test_derive_imports_neither_training_nor_benchmarks():
     modules = _imports_of_command("derive", "sigmoid")
     assert "symprop.symbolic.layers" in modules  # the probe sees our own imports
-    heavy = sorted(m for m in modules if m.split(".")[0] in ("sklearn", "matplotlib", "tqdm", "numba")
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("sklearn", "matplotlib", "networkx", "tqdm", "numba")
                    or m.startswith(("symprop.training", "symprop.benchmarks", "symprop.codegen")))
     assert not heavy, heavy
 
@@ -74,7 +74,7 @@ def test_derive_imports_neither_training_nor_benchmarks():
 def test_example_show_does_not_load_scikit_learn():
     modules = _imports_of_command("example", "show", "two-layer-sigmoid")
     assert "symprop.symbolic.examples" in modules
-    assert not [m for m in modules if m.split(".")[0] in ("sklearn", "matplotlib", "tqdm")]
+    assert not [m for m in modules if m.split(".")[0] in ("sklearn", "matplotlib", "networkx", "tqdm")]
     assert not [m for m in modules if m.startswith(("symprop.training", "symprop.benchmarks"))]
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
     "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
     "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
+    "draw": ("draw", "a graph file's circuit as a picture (SVG or PNG): values above the wires, gradients below"),
     "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
     "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),

@@ -1,0 +1,175 @@
+"""Pictures of graph files (``symprop draw``): every name, value and gradient of a shipped
+circuit is in its SVG, as the transcript computes them; PNG is a real PNG; output is
+deterministic; bad input is one line, exit status 2.
+
+The expected numbers are read from the transcript's JSON (40 significant digits) and rounded
+here with Python's own formatting, so neither the picture's data nor its rounding is trusted.
+"""
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from symprop.draw import GRADIENT_COLOUR, VALUE_COLOUR, render
+from symprop.symbolic.examples import get_transcript
+from symprop.symbolic.graphfile import load_graph
+from symprop.symbolic.graphfile_circuit import circuit, gate_label
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAPHS = ROOT / "symbolic" / "graphs"
+SHIPPED = ["add-mul-circuit", "sigmoid-neuron-gates", "max-circuit", "staged-sigmoid-ratio", "apples-oranges",
+           "nested-neurons-graph"]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "symprop", *args], capture_output=True, cwd=cwd, timeout=300)
+
+
+def shown(value: str) -> str:
+    """A transcript value (JSON text) as the picture prints it: 3 significant digits."""
+    text = f"{float(value):.3g}"
+    return "0" if text == "-0" else text
+
+
+def svg_texts(svg: bytes) -> dict[str, set[str]]:
+    """The SVG's text elements grouped by their fill colour ("" when none is set)."""
+    found: dict[str, set[str]] = {}
+    for element in ET.fromstring(svg).iter(f"{SVG}text"):
+        style = element.get("style", "")
+        fill = next((p.split(":")[1].strip() for p in style.split(";") if p.strip().startswith("fill")), "")
+        found.setdefault(fill, set()).add("".join(element.itertext()))
+    return found
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_svg_shows_every_name_value_and_gradient_of_the_transcript(name):
+    graph = load_graph(GRAPHS / f"{name}.toml")
+    quantities = get_transcript(name).to_json()["quantities"]
+    texts = svg_texts(render(graph, "svg"))
+    everything = set().union(*texts.values())
+    values, gradients = texts[VALUE_COLOUR], texts[GRADIENT_COLOUR]
+    root = "L" if graph.dout is not None else graph.objective
+    for name_ in [*graph.inputs, *graph.parameters, *graph.nodes]:
+        assert name_ in everything, f"{name_} is not drawn"
+        assert shown(quantities[name_]["value"]) in values, f"the value of {name_}"
+        key = f"d{root}/d{name_}"
+        if key not in quantities:  # the objective itself: upstream gradient 1 on its outgoing wire
+            assert name_ == graph.objective and "1" in gradients
+            continue
+        gradient = shown(quantities[key]["value"])
+        users = graph.consumers(name_)
+        if len(users) > 1:  # the sum under the gate, each path's share on its wire
+            assert f"{key} = {gradient}" in gradients
+            for user in users:
+                path = quantities.get(f"{key}_via_{user}") or quantities[f"d{user}/d{name_}_direct"]
+                assert shown(path["value"]) in gradients, f"{key} through {user}"
+        else:
+            assert gradient in gradients, f"{key} = {gradient} is not on the wire"
+
+
+def test_a_fanned_out_value_sums_its_wires():
+    c = circuit(load_graph(GRAPHS / "staged-sigmoid-ratio.toml"))
+    into = [w for w in c.wires if w.source == "x"]
+    assert sorted(w.target for w in into) == ["num", "sigx", "xpy"]
+    assert abs(sum(w.gradient for w in into) - c.gate("x").gradient) < 1e-30
+
+
+def test_an_upstream_gradient_dout_is_on_the_output_wire():
+    c = circuit(load_graph(GRAPHS / "mul-node-graph.toml"))
+    assert c.root == "L" and c.upstream == pytest.approx(1.5)
+    assert c.gate("x").gradient == pytest.approx(4.5)  # dout * y
+
+
+@pytest.mark.parametrize("text, label", [
+    ("x + y", "+"), ("q * z", "*"), ("2 * s", "*2"), ("ez + 1", "+1"), ("1 / den", "1/x"), ("-z", "*-1"),
+    ("max(z, w)", "max"), ("exp(nz)", "exp"), ("sigmoid(y)", "sigmoid"), ("xpy^2", "x^2"),
+    ("w1 * x^2 + w2 * x + b", "w1 * x^2 + w2 * x + b"),
+])
+def test_gates_get_the_labels_lecture_notes_write(text, label):
+    arguments = ["x", "y", "z", "q", "s", "ez", "den", "nz", "w", "xpy", "w1", "w2", "b"]
+    assert gate_label(text, arguments) == label
+
+
+def test_the_picture_is_deterministic_and_undated():
+    graph = load_graph(GRAPHS / "max-circuit.toml")
+    first, second = render(graph, "svg"), render(graph, "svg")
+    assert first == second
+    assert b"<dc:date>" not in first
+    assert render(graph, "png") == render(graph, "png")
+
+
+def test_draw_writes_a_png_of_a_reasonable_size(tmp_path):
+    out = tmp_path / "circuit.png"
+    result = run_cli("draw", str(GRAPHS / "add-mul-circuit.toml"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert 400 <= width <= 4000 and 200 <= height <= 2000, (width, height)
+    assert 5_000 < len(data) < 1_000_000
+
+
+def test_draw_prints_svg_for_a_shipped_name_and_honours_digits():
+    result = run_cli("draw", "sigmoid-neuron-gates", "--digits", "5")
+    assert result.returncode == 0, result.stderr
+    gradients = svg_texts(result.stdout)[GRADIENT_COLOUR]
+    quantities = get_transcript("sigmoid-neuron-gates").to_json()["quantities"]
+    assert f"{float(quantities['df/dx0']['value']):.5g}" in gradients
+
+
+def _graph_file(tmp_path, text):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["{cycle}"], ["bad.toml", "line", "nodes.a", "cycle"]),
+    (["{network}"], ["two-layer-sigmoid.toml", "not a graph file"]),
+    (["no-such-graph.toml"], ["no-such-graph.toml", "no such graph file"]),
+    (["add-mul-circuit", "-o", "out.jpg"], ["out.jpg", ".svg or .png"]),
+])
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, args, words):
+    cycle = _graph_file(tmp_path, '[inputs]\nx = 1\n\n[nodes]\na = "b + x"\nb = "a * 2"\n')
+    network = ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml"
+    args = [a.format(cycle=cycle, network=network) for a in args]
+    result = run_cli("draw", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    for word in words:
+        assert word in lines[0]
+    assert result.stdout == b"" and not (tmp_path / "out.jpg").exists()
+
+
+def test_the_draw_command_loads_nothing_heavy_until_it_draws():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "symprop", "draw", "--help"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0 and "--digits" in result.stdout  # the draw command's own arguments
+    modules = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "symprop.cli" in modules  # the probe sees our imports
+    assert not [m for m in modules if m.split(".")[0] in ("matplotlib", "networkx", "sklearn")]
+
+
+def test_the_json_of_a_drawn_file_and_the_svg_agree_on_the_output():
+    """The output's value is on the wire leaving it, with the upstream gradient below."""
+    quantities = json.loads(get_transcript("apples-oranges").render("json"))["quantities"]
+    texts = svg_texts(render(load_graph(GRAPHS / "apples-oranges.toml"), "svg"))
+    assert shown(quantities["price"]["value"]) in texts[VALUE_COLOUR]
+    assert "1" in texts[GRADIENT_COLOUR]
+
+
+@pytest.mark.parametrize("name", ["sigmoid-neuron-gates", "staged-sigmoid-ratio"])
+def test_the_readme_pictures_are_what_the_command_draws(name):
+    """The README's pictures are made by `symprop draw NAME -o docs/NAME.png`; redraw them so
+    when the drawing changes."""
+    assert f"symprop draw {name} -o docs/{name}.png" in (ROOT / "README.md").read_text()
+    drawn = render(load_graph(GRAPHS / f"{name}.toml"), "png")
+    assert (ROOT / "docs" / f"{name}.png").read_bytes() == drawn, f"redraw: symprop draw {name} -o docs/{name}.png"
