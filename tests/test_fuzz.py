@@ -22,6 +22,8 @@ from symprop.training.train import load_model
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK_FILE = (ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_bytes()
 CLAIMS_FILE = (ROOT / "examples" / "seed-001-claims.toml").read_bytes()
+GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "staged-sigmoid-ratio.toml").read_bytes()
+TRAINING_GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "quadratic-model-graph.toml").read_bytes()
 # SYMPROP_FUZZ_EXAMPLES raises the number of examples for a long fuzz run (the suite uses 60);
 # each example must finish within 10 s either way (a hang is a failure, not a slow test).
 FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", "60")),
@@ -53,6 +55,18 @@ def write(tmp_path, name, data: bytes) -> Path:
     path = tmp_path / name
     path.write_bytes(data)
     return path
+
+
+@FUZZ
+@given(data=st.one_of(mutations(GRAPH_FILE), mutations(TRAINING_GRAPH_FILE)))
+def test_mutated_graph_files_explain_or_fail_cleanly(tmp_path, data):
+    """A mutated graph file gives its whole transcript or one SympropError naming the file."""
+    from symprop.symbolic.graphfile_transcript import graph_file_transcript
+
+    try:
+        graph_file_transcript(write(tmp_path, "graph.toml", data)).render("json", 6, "en")
+    except SympropError as exc:
+        assert "graph.toml" in str(exc)
 
 
 @FUZZ
