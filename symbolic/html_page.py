@@ -155,13 +155,19 @@ def _table(rows: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
-def page(md: str, lang: str = "en") -> str:
-    """A complete HTML document of ``md``: inline style, MathML formulas, nothing fetched."""
+def page(md: str, lang: str = "en", figure_svg: str | None = None) -> str:
+    """A complete HTML document of ``md``: inline style, MathML formulas, nothing fetched; with
+    ``figure_svg``, that picture (a circuit) inline after the title."""
     title, body = markdown_to_html(md)
+    if figure_svg:
+        svg = figure_svg[figure_svg.index("<svg"):]  # inline SVG: no XML declaration or doctype
+        first_break = body.find("</h1>")
+        at = first_break + len("</h1>") if first_break >= 0 else 0
+        body = body[:at] + f'\n<figure class="circuit">{svg}</figure>\n' + body[at:]
     html_lang = "zh-Hans" if lang == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
+            f"<title>{html.escape(title)}</title>\n<style>{STYLE} figure.circuit svg {{ max-width: 100%; height: auto; }}</style>\n</head>\n<body>\n{body}\n"
             f"<footer>symprop</footer>\n</body>\n</html>\n")
 
 

@@ -178,15 +178,15 @@ class Transcript:
         return float(sp.N(self.quantities[key].value, PRECISION))
 
     # --- rendering --------------------------------------------------------------------
-    def render(self, fmt: str = "md", digits: int = 4, lang: str = "en") -> str:
+    def render(self, fmt: str = "md", digits: int = 4, lang: str = "en", figure_svg: str | None = None) -> str:
         """The transcript as "md" (Markdown with LaTeX), "text", "json" or "html" (one
-        self-contained page, formulas as MathML)."""
+        self-contained page, formulas as MathML; ``figure_svg``: a picture to show inline)."""
         if fmt == "json":
             return json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n"
         if fmt == "html":
             from .html_page import page
 
-            return page(self.render("md", digits, lang), lang)
+            return page(self.render("md", digits, lang), lang, figure_svg)
         return _Renderer(self, digits, lang, markdown=(fmt == "md")).render()
 
     def _repr_markdown_(self) -> str:

@@ -173,3 +173,24 @@ def test_the_readme_pictures_are_what_the_command_draws(name):
     assert f"symprop draw {name} -o docs/{name}.png" in (ROOT / "README.md").read_text()
     drawn = render(load_graph(GRAPHS / f"{name}.toml"), "png")
     assert (ROOT / "docs" / f"{name}.png").read_bytes() == drawn, f"redraw: symprop draw {name} -o docs/{name}.png"
+
+
+def test_a_graph_files_html_page_shows_its_circuit_inline():
+    """example show --format html of a graph file puts the circuit picture (inline SVG, no file
+    fetched) after the title; a network example's page has no picture to show."""
+    import subprocess
+    import sys
+
+    def page(name):
+        result = subprocess.run([sys.executable, "-m", "symprop", "example", "show", name, "--format", "html"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    html = page("max-circuit")
+    figure = html[html.index('<figure class="circuit">'):html.index("</figure>")]
+    assert html.index("</h1>") < html.index('<figure class="circuit">') < html.index("Given")
+    assert "<svg" in figure and "<?xml" not in figure and "href=\"http" not in figure
+    for name in ("x", "y", "z", "w", "max"):
+        assert f">{name}<" in figure, name
+    assert '<figure class="circuit">' not in page("mazur-2-2-2")

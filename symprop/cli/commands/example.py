@@ -36,6 +36,25 @@ def _transcript(args):
     return values_transcript(parse_net(args.net), args.values)
 
 
+def _circuit_svg(args) -> str | None:
+    """For an HTML page of a graph file: its circuit picture, when the drawing extra is there."""
+    if args.format != "html" or args.net is not None or not args.name:
+        return None
+    from symprop.symbolic.examples import EXAMPLES, builtin_graph
+    from symprop.symbolic.graphfile import is_graph_file, load_graph
+
+    graph = builtin_graph(args.name) if args.name in EXAMPLES else (
+        load_graph(args.name) if is_graph_file(args.name) else None)
+    if graph is None:
+        return None
+    from symprop.draw import render
+
+    try:
+        return render(graph, "svg", digits=min(args.digits, 4)).decode("utf-8")
+    except ImportError:  # the draw extra (matplotlib, networkx) is not installed: the page goes without
+        return None
+
+
 def run(args) -> int:
     if args.action == "list":
         width = max(map(len, EXAMPLES))
@@ -45,6 +64,6 @@ def run(args) -> int:
     if not 1 <= args.digits <= 30:
         raise SympropError(f"--digits must be from 1 to 30, got {args.digits}")
     # rendered completely before anything is printed: an error never leaves half a transcript
-    text = _transcript(args).render(args.format, args.digits, args.lang)
+    text = _transcript(args).render(args.format, args.digits, args.lang, _circuit_svg(args))
     print(text, end="")
     return 0
