@@ -268,7 +268,8 @@ def _update_text(g: GraphFile, low: _GraphLowering) -> str:
     count = u.steps
     rule = "ascent" if u.ascent else "descent"
     mode = g.data.mode if g.data is not None else None
-    described = (f"{count} epochs over DATA, {mode}" if g.data is not None else f"{count} steps")
+    plural = "" if count == 1 else "s"
+    described = f"{count} epoch{plural} over DATA, {mode}" if g.data is not None else f"{count} step{plural}"
     return f'''
 
 RULE = {rule!r}  # gradient {rule}: p {sign}= lr * d{low.root}/dp
