@@ -1,9 +1,12 @@
-"""What ``symprop generate`` writes: the per-layer module and the built-in networks."""
+"""What ``symprop generate`` writes: the per-layer module and the built-in networks (and, with
+``--graph FILE``, a graph file's module, ``graph_kernels.graph_module_text``; imported here so
+its sources are hashed generator inputs like every other printer's)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import files
+from .graph_kernels import graph_module_text  # noqa: F401 (symprop generate --graph)
 from .layer_kernels import layers_module_body
 from .network import BUILTIN_NETWORKS, network_module_text
 

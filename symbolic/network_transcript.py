@@ -13,18 +13,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .layers import K, N, REGISTRY, ElementwiseLoss, real
-from .networkfile import Network
+from .layers import K, N, REGISTRY, real
+from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
 from .transcript import Chain, Transcript, tr
 
-# Cross-entropy on the output units' values y (not on logits, as the registry's
-# binary-cross-entropy is): what a hand calculation with sigmoid outputs writes down.
-CROSS_ENTROPY = ElementwiseLoss("cross-entropy", "-t*log(y) - (1 - t)*log(1 - y)",
-                                "binary cross-entropy of each output unit", reduction="sum")
-# Squared error without the 1/2: not a network-file loss, a convention the checker tries.
-SUM_OF_SQUARES = ElementwiseLoss("sum-of-squares", "(y - t)**2", "sum of squared errors, no 1/2",
-                                 reduction="sum")
-EXTRA_LOSSES = {"cross-entropy": CROSS_ENTROPY, "sum-of-squares": SUM_OF_SQUARES}
 LOSS_NOTES = {
     "sum-of-squares": tr("E = sum of squared errors (no 1/2)", "误差 E = 误差平方和（无 1/2）"),
     "squared-error": tr("E = 1/2 sum of squared errors", "误差 E = 1/2 × 误差平方和"),
@@ -50,11 +42,6 @@ class Conventions:
 
 def loss_derivation(name: str):
     return EXTRA_LOSSES[name].derive() if name in EXTRA_LOSSES else REGISTRY.derive(name)
-
-
-def loss_op(name: str):
-    """The loss op of a network file's `loss` field (cross-entropy and sum-of-squares too)."""
-    return EXTRA_LOSSES.get(name) or REGISTRY[name]
 
 
 def network_transcript(net: Network, name: str, conventions: Conventions = Conventions()) -> Transcript:

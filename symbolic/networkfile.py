@@ -17,8 +17,25 @@ import sympy as sp
 
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
-from .layers import REGISTRY, Elementwise, formula_layer
+from .layers import REGISTRY, Elementwise, ElementwiseLoss, formula_layer
 from .numbers import exact_number
+
+# The losses a network file knows besides the registry's (here, not in the transcript, so
+# that reading a network file imports no transcript code).
+# Cross-entropy on the output units' values y (not on logits, as the registry's
+# binary-cross-entropy is): what a hand calculation with sigmoid outputs writes down.
+CROSS_ENTROPY = ElementwiseLoss("cross-entropy", "-t*log(y) - (1 - t)*log(1 - y)",
+                                "binary cross-entropy of each output unit", reduction="sum")
+# Squared error without the 1/2: not a network-file loss, a convention the checker tries.
+SUM_OF_SQUARES = ElementwiseLoss("sum-of-squares", "(y - t)**2", "sum of squared errors, no 1/2",
+                                 reduction="sum")
+EXTRA_LOSSES = {"cross-entropy": CROSS_ENTROPY, "sum-of-squares": SUM_OF_SQUARES}
+
+
+def loss_op(name: str):
+    """The loss op of a network file's `loss` field (cross-entropy and sum-of-squares too)."""
+    return EXTRA_LOSSES.get(name) or REGISTRY[name]
+
 
 LOSSES = ("squared-error", "mse", "cross-entropy")
 ACTIVATIONS = tuple(name for name, layer in REGISTRY.items()
@@ -92,7 +109,6 @@ class Network:
         {"X": [inputs], "T": [targets], "W1": weights, "b1": biases, ...} as one batch row,
         the names the code generator and ``graph_transcript`` use."""
         from .graph import Graph, Node
-        from .network_transcript import loss_op  # the losses network files know (cross-entropy too)
 
         ops, values, width = [], {"X": [list(self.inputs)], "T": [list(self.targets)]}, len(self.inputs)
         for k, layer in enumerate(self.layers, 1):

@@ -1,4 +1,4 @@
-"""symprop generate [--check] [--net SPEC [--output FILE]] [--directory DIR]"""
+"""symprop generate [--check] [--net SPEC | --graph FILE [--output FILE]] [--directory DIR]"""
 from __future__ import annotations
 
 import sys
@@ -12,17 +12,26 @@ def add_arguments(parser):
                         help="exit 1 with a diff if generated/ differs from what the generator writes now")
     parser.add_argument("--net", metavar="SPEC",
                         help='generate one network module, e.g. "affine(784,100) relu affine(100,10) softmax-cross-entropy"')
-    parser.add_argument("--output", "-o", metavar="FILE", help="with --net: where to write the module (default: stdout)")
+    parser.add_argument("--graph", metavar="FILE",
+                        help="generate the value-and-gradient kernel (and training step) of a graph file")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="with --net or --graph: where to write the module (default: stdout)")
     parser.add_argument("--directory", metavar="DIR", help="write/check this directory instead of generated/")
 
 
 def run(args) -> int:
     from symprop.codegen import files
-    from symprop.codegen.generate import check, generate
+    from symprop.codegen.generate import check, generate, graph_module_text
     from symprop.codegen.network import network_module_text
 
-    if args.net is not None:
-        text = network_module_text(args.net)
+    if args.net is not None and args.graph is not None:
+        raise SympropError("give --net or --graph, not both")
+    if args.net is not None or args.graph is not None:
+        if args.graph is not None:
+            from symprop.symbolic.userfiles import read_text
+            text = graph_module_text(read_text(Path(args.graph), "graph file"), args.graph)
+        else:
+            text = network_module_text(args.net)
         if args.output:
             changed = _write(files, Path(args.output), text)
             print(f"{'wrote' if changed else 'unchanged'} {args.output}", file=sys.stderr)

@@ -1,0 +1,359 @@
+"""Kernels from graph files: a learner's own circuit as a numba value-and-gradient kernel.
+
+A graph file (``symbolic/graphfile.py``) is a scalar circuit: inputs, parameters and staged
+nodes, each a SymPy formula. Lowering it to statements is the lecture-notes recipe:
+
+- forward: every node in topological order, one ``Assignments`` of its formula (with CSE);
+- backward: from the objective (the loss, else the output) back, every node's upstream
+  gradient times each local partial ``d<node>/d<arg>`` (``graphfile.local_partial``: SymPy's
+  ``diff``, max and min at a tie by the stated convention; nothing is typed by hand), added
+  into the argument's gradient, so a value that feeds several nodes gets the sum of its paths.
+
+The statements are printed by the NUMBA backend as straight-line scalar code. The module has
+``forward`` and ``value_and_grad`` and, when the file has an ``[update]``, ``sgd_step`` (one
+step of descent or ascent) and ``train`` (the file's steps, or its epochs over the data set,
+per sample or full batch). ``load_graph_kernels`` generates it into the user cache, as
+``load_network`` does for network specs; ``symprop generate --graph FILE`` prints it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import keyword
+import os
+import re
+import sys
+from pathlib import Path
+
+import sympy as sp
+
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.graphfile import GraphFile, local_partial, parse_graph, symbol
+from symprop.symbolic.userfiles import read_text
+
+from . import files
+from .backend import NUMBA, Backend
+from .common import indent
+from .statements import Assignments, Comment, Let
+
+GENERATOR = "codegen/graph_kernels.py"
+
+# Names the generated module (or a kernel body) uses for itself: a graph value with one of
+# these names is renamed in the kernel (x -> x_), so it can never shadow them.
+TAKEN = set(keyword.kwlist) | {
+    "real", "lr", "step", "steps", "epochs", "n", "size", "value", "total", "dtype",
+    "np", "numba", "math", "hashlib", "itertools", "warnings", "jit", "jit_inline",
+    "abs", "max", "min", "range", "type", "float", "int", "len", "tuple", "dict", "isinstance",
+    "TITLE", "INPUTS", "PARAMETERS", "NODES", "OBJECTIVE", "GRADIENTS", "DTYPE", "RULE",
+    "LEARNING_RATE", "STEPS", "EPOCHS", "DATA", "MODE", "INPUT_VALUES",
+}
+CSE_TEMPORARY = re.compile(r"t\d+\Z")  # print_statements names its temporaries t0, t1, ...
+
+
+class _Identifiers:
+    """Python names for the kernel: each graph value keeps its own name unless that is taken,
+    and its gradient is d<name> (``dx`` is df/dx, as CS231n writes it)."""
+
+    def __init__(self, graph: GraphFile):
+        self.used: set[str] = set()
+        names = [*graph.inputs, *graph.parameters, *graph.nodes]
+        self.value = {name: self.fresh(name) for name in names}
+        self.grad = {name: self.fresh("d" + name) for name in names}
+
+    def fresh(self, base: str) -> str:
+        name = base
+        while name in TAKEN or name in self.used or CSE_TEMPORARY.match(name):
+            name += "_"
+        self.used.add(name)
+        return name
+
+
+class _GraphLowering:
+    """The statements of one graph file's kernels (forward, backward)."""
+
+    def __init__(self, graph: GraphFile):
+        self.g = graph
+        self.ids = _Identifiers(graph)
+        self.top = graph.objective
+        self.root = "L" if graph.dout is not None else self.top  # the transcript's d<root>/d<name>
+        self.relevant = graph.ancestors(self.top)
+        self.names = {n: i for n, i in self.ids.value.items() if n != i}  # renamed symbols only
+        self.forward = self._forward()
+        self.backward = self._backward()
+
+    @property
+    def arguments(self) -> list[str]:
+        return [*self.g.inputs, *self.g.parameters]
+
+    def _forward(self) -> list:
+        statements = []
+        for node, formula in self.g.nodes.items():
+            target = self.ids.value[node]
+            note = "the loss" if node == self.g.loss else "the output" if node == self.g.output else None
+            statements.append(Assignments(((target, formula),), self.names,
+                                          {target: note} if note else {}, scalar=True))
+        return statements
+
+    def _backward(self) -> list:
+        g, ids = self.g, self.ids
+        statements = []
+        unreached = [a for a in self.arguments if a not in self.relevant]
+        for name in unreached:
+            statements.append(Let(ids.grad[name], "real(0)"))
+        if unreached:
+            statements.insert(0, Comment(f"{', '.join(unreached)}: no path to {self.top}, gradient 0"))
+        assigned: set[str] = set()
+        for node in reversed(g.nodes):
+            if node not in self.relevant or not g.arguments(node):
+                continue
+            formula = g.nodes[node]
+            if node == self.top:  # the upstream gradient: 1, or the given dout
+                upstream = g.dout if g.dout is not None else sp.Integer(1)
+                upstream_text = None if g.dout is None else "dout"
+            else:
+                upstream = sp.Symbol(ids.grad[node])
+                upstream_text = f"d{self.root}/d{node}"
+            pairs, comments, accumulate = [], {}, set()
+            statements.append(Comment(f"{node} = {g.texts[node]}"))
+            for arg in g.arguments(node):
+                partial = local_partial(formula, arg)
+                if not isinstance(formula, sp.Symbol):  # d sigmoid(y)/dy reads sigy*(1 - sigy)
+                    partial = partial.xreplace({formula: symbol(node)})
+                target = ids.grad[arg]
+                operator = "+=" if arg in assigned else "="
+                if arg in assigned:
+                    accumulate.add(target)
+                assigned.add(arg)
+                local = f"d{node}/d{arg} = {sp.sstr(partial)}"
+                several = [c for c in g.consumers(arg) if c in self.relevant]
+                path = f" (the path through {node})" if len(several) > 1 else ""
+                if upstream_text is None:  # the objective itself: upstream gradient 1
+                    comments[target] = f"{local}{path}"
+                else:
+                    comments[target] = (f"d{self.root}/d{arg} {operator} {upstream_text} * d{node}/d{arg}"
+                                        f"{path}; {local}" + (f", dout = {g.dout}" if upstream_text == "dout" else ""))
+                pairs.append((target, upstream * partial))
+            statements.append(Assignments(tuple(pairs), self.names, comments, frozenset(accumulate), scalar=True))
+        return statements
+
+
+def _number(value) -> str:
+    """A file's number as a Python float literal (the wrapper casts it to DTYPE)."""
+    return repr(float(value))
+
+
+def graph_module_text(text: str, source: str, backend: Backend = NUMBA) -> str:
+    """The generated module for a graph file's text (``source`` names it in messages and the header)."""
+    graph = parse_graph(text, source)
+    low = _GraphLowering(graph)
+    g, ids = graph, low.ids
+    forward_lines, forward_helpers = backend.print(low.forward)
+    backward_lines, backward_helpers = backend.print(low.backward)
+    helpers = forward_helpers | backward_helpers
+    args = low.arguments
+    arg_ids = [ids.value[a] for a in args]
+    signature = ", ".join(arg_ids)
+    defaults = ", ".join(f"{ids.value[a]}={_number(v)}" for a, v in g.given().items())
+    node_ids = [ids.value[n] for n in g.nodes]
+    grads = [ids.grad[a] for a in args]
+    top = ids.value[low.top]
+    gradient_keys = tuple(f"d{low.root}/d{a}" for a in args)
+    title = " ".join(g.title.split())
+    body = backend.module_start(helpers) + f'''
+
+TITLE = {title!r}
+INPUTS = {tuple(g.inputs)!r}
+PARAMETERS = {tuple(g.parameters)!r}
+NODES = {tuple(g.nodes)!r}
+OBJECTIVE = {low.top!r}  # value_and_grad's value: {"the loss" if g.loss else "the output"}
+GRADIENTS = {gradient_keys!r}  # value_and_grad's gradients, in order{
+    f" (dL: the upstream gradient dout = {g.dout} arrives at {low.top})" if g.dout is not None else ""}
+DTYPE = np.{g.dtype}  # the file's dtype; every function takes dtype= to compute in the other
+
+
+@jit
+def forward_kernel({signature}):
+    """Every node's value, in NODES order."""
+    real = type({arg_ids[0]})
+{chr(10).join(indent(forward_lines, 1))}
+    return ({", ".join(node_ids)},)
+
+
+@jit
+def value_and_grad_kernel({signature}):
+    """({low.top}, {", ".join(gradient_keys)})."""
+    real = type({arg_ids[0]})
+    # ---- forward: each node from the values it uses ----
+{chr(10).join(indent(forward_lines, 1))}
+    # ---- backward: the gradient of {low.root} at every node, from {low.top} back ----
+{chr(10).join(indent(backward_lines, 1))}
+    return {top}, {", ".join(grads)}
+
+
+def _scalars(function, dtype, **values):
+    """The values as numbers of dtype (float32 or float64), after checking they are numbers."""
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"{{function}}: dtype must be np.float32 or np.float64, got {{dtype!r}}")
+    out = []
+    for name, value in values.items():
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{{function}}: {{name}} must be a number, got {{type(value).__name__}} {{value!r:.40}}")
+        out.append(dtype(value))
+    return out
+
+
+def _results(dtype, values):
+    """numba returns float32 scalars as Python floats: give them back in the dtype computed in."""
+    return tuple(dtype(v) for v in values)
+
+
+def forward({defaults}, *, dtype=DTYPE):
+    """Every node's value (NODES order); the defaults are the graph file's values."""
+    return _results(dtype, forward_kernel(*_scalars("forward", dtype, {", ".join(f"{i}={i}" for i in arg_ids)})))
+
+
+def value_and_grad({defaults}, *, dtype=DTYPE):
+    """({low.top}, {", ".join(gradient_keys)}); the defaults are the graph file's values."""
+    return _results(dtype, value_and_grad_kernel(*_scalars("value_and_grad", dtype, {", ".join(f"{i}={i}" for i in arg_ids)})))
+''' + (_update_text(g, low) if g.update is not None else "")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    head = files.header(f"Value-and-gradient kernel of the graph file {Path(source).name}: {title}",
+                        GENERATOR, f"symprop generate --graph {source}",
+                        [f"graph file {source} (sha256 {digest})"], graph_hash(text), body)
+    return head + body
+
+
+def _update_text(g: GraphFile, low: _GraphLowering) -> str:
+    """sgd_step (one step, descent or ascent) and train (the file's steps or epochs)."""
+    ids, u = low.ids, g.update
+    params = [ids.value[p] for p in g.parameters]
+    inputs = [ids.value[i] for i in g.inputs]
+    grads = [ids.grad[a] for a in low.arguments]
+    sign = "+" if u.ascent else "-"
+    updates = ", ".join(f"{p} {sign} step * {ids.grad[name]}" for name, p in zip(g.parameters, params))
+    columns = list(g.data.columns) if g.data is not None else []
+    fixed = [ids.value[i] for i in g.inputs if i not in columns]
+    column_ids = [ids.value[c] for c in columns]
+    call = lambda sample: ", ".join(  # noqa: E731
+        [f"{ids.value[i]}[{sample}]" if i in columns else ids.value[i] for i in g.inputs] + params)
+    if g.data is None:
+        unit, loop = "steps", f'''
+    for _ in range(steps):
+        value, {", ".join(grads)} = value_and_grad_kernel({call(None)})
+        {", ".join(params)} = {updates}'''
+    elif g.data.mode == "per-sample":
+        unit, loop = "epochs", f'''
+    for _ in range(epochs):
+        for n in range({column_ids[0]}.shape[0]):
+            value, {", ".join(grads)} = value_and_grad_kernel({call("n")})
+            {", ".join(params)} = {updates}'''
+    else:
+        sums = [ids.fresh(f"sum_{ids.grad[p]}") for p in g.parameters]
+        mean_updates = ", ".join(f"{p} {sign} step * ({s} / size)" for p, s in zip(params, sums))
+        unit, loop = "epochs", f'''
+    size = real({column_ids[0]}.shape[0])
+    for _ in range(epochs):
+        total = real(0)
+        {" = ".join(sums)} = real(0)
+        for n in range({column_ids[0]}.shape[0]):
+            value, {", ".join(grads)} = value_and_grad_kernel({call("n")})
+            total += value
+{chr(10).join(f"            {s} += {ids.grad[p]}" for s, p in zip(sums, g.parameters))}
+        value = total / size  # the mean over the batch
+        {", ".join(params)} = {mean_updates}'''
+    kernel_args = ", ".join([*params, *fixed, *column_ids])
+    data = ", ".join(f"{c!r}: [{', '.join(_number(v) for v in samples)}]" for c, samples in
+                     (g.data.columns.items() if g.data is not None else []))
+    fixed_defaults = {ids.value[i]: _number(v) for i, v in g.inputs.items() if i not in columns}
+    count = u.steps
+    rule = "ascent" if u.ascent else "descent"
+    mode = g.data.mode if g.data is not None else None
+    plural = "" if count == 1 else "s"
+    described = f"{count} epoch{plural} over DATA, {mode}" if g.data is not None else f"{count} step{plural}"
+    return f'''
+
+RULE = {rule!r}  # gradient {rule}: p {sign}= lr * d{low.root}/dp
+LEARNING_RATE = {_number(u.learning_rate)}
+{unit.upper()} = {count}
+MODE = {mode!r}  # with DATA: an update per sample, or the full-batch mean
+DATA = {{{data}}}
+INPUT_VALUES = {{{", ".join(f"{k!r}: {v}" for k, v in fixed_defaults.items())}}}  # train's inputs that are not data columns
+
+
+@jit
+def sgd_step_kernel({", ".join(params + inputs)}, lr):
+    """One step of gradient {rule}: the new parameters and the value before the step."""
+    real = type({params[0]})
+    step = real(lr)
+    value, {", ".join(grads)} = value_and_grad_kernel({", ".join(inputs + params)})
+    return {updates}, value
+
+
+@jit
+def train_kernel({kernel_args}, lr, {unit}):
+    """{unit.capitalize()} of gradient {rule}: the final parameters and the last value computed."""
+    real = type({params[0]})
+    step = real(lr)
+    value = real(0){loop}
+    return {", ".join(params)}, value
+
+
+def sgd_step({", ".join(params + inputs)}, lr=LEARNING_RATE, *, dtype=DTYPE):
+    """One step of gradient {rule}: ({", ".join(params)} after it, {low.top} before it)."""
+    values = _scalars("sgd_step", dtype, {", ".join(f"{i}={i}" for i in params + inputs)})
+    return _results(dtype, sgd_step_kernel(*values, dtype(_rate("sgd_step", lr))))
+
+
+def train({", ".join(f"{ids.value[p]}={_number(v)}" for p, v in g.parameters.items())}, lr=LEARNING_RATE, {unit}={unit.upper()}, *, dtype=DTYPE):
+    """As the graph file describes it ({described}): ({", ".join(params)} after it, the last
+    {low.top} computed{", per sample before its update" if mode == "per-sample" else ""}). Defaults: the file's values."""
+    values = _scalars("train", dtype, {", ".join(f"{i}={i}" for i in params)}, **INPUT_VALUES)
+    columns = [np.array(DATA[name], dtype) for name in DATA]
+    return _results(dtype, train_kernel(*values, *columns, dtype(_rate("train", lr)), _step_count("train", {unit})))
+'''
+
+
+def graph_hash(text: str) -> str:
+    """The input hash of a graph module: the generator's sources (codegen/generate.py imports
+    this module, so they include it and symbolic/graphfile.py) and the graph file's text."""
+    return files.inputs_hash("graph", text)
+
+
+def cache_directory() -> Path:
+    return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "graphs"
+
+
+def graph_kernels_path(path, text: str) -> Path:
+    """Where the module of a graph file lives in the cache: named after the file and its content."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", Path(path).stem)
+    return cache_directory() / f"graph_{stem}_{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
+
+
+def load_graph_kernels(path):
+    """The imported kernel module of a graph file, generated into the user cache
+    (``$SYMPROP_CACHE`` or ``~/.cache/symprop``) unless a file with the same input hash is
+    already there. A bad graph file is a SympropError naming the file, line and field."""
+    source = str(Path(path).resolve())
+    text = read_text(Path(path), "graph file")
+    parse_graph(text, str(path))  # the file's own mistakes, named as the user wrote the path
+    target = graph_kernels_path(path, text)
+    changed = False
+    if not files.is_current(target, graph_hash(text)):
+        try:
+            changed = files.write_if_changed(target, graph_module_text(text, source))
+        except OSError as exc:
+            raise SympropError(f"cannot write the graph module {target} ({exc.strerror or exc}); "
+                               "point SYMPROP_CACHE at a writable folder") from None
+    module_name = f"symprop_{target.stem}"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and not changed and getattr(loaded, "__file__", None) == str(target):
+        return loaded
+    spec = importlib.util.spec_from_file_location(module_name, target)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        del sys.modules[module_name]
+        raise SympropError(f"{target} is corrupt ({type(exc).__name__}: {exc}); delete it to regenerate") from None
+    return module
