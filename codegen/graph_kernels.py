@@ -27,6 +27,8 @@ from pathlib import Path
 
 import sympy as sp
 
+from symprop.symbolic.stable import canonical_form
+
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graphfile import GraphFile, local_partial, parse_graph, symbol
 from symprop.symbolic.userfiles import read_text
@@ -90,7 +92,7 @@ class _GraphLowering:
         for node, formula in self.g.nodes.items():
             target = self.ids.value[node]
             note = "the loss" if node == self.g.loss else "the output" if node == self.g.output else None
-            statements.append(Assignments(((target, formula),), self.names,
+            statements.append(Assignments(((target, _overflow_free(formula)),), self.names,
                                           {target: note} if note else {}, scalar=True))
         return statements
 
@@ -132,9 +134,18 @@ class _GraphLowering:
                 else:
                     comments[target] = (f"d{self.root}/d{arg} {operator} {upstream_text} * d{node}/d{arg}"
                                         f"{path}; {local}" + (f", dout = {g.dout}" if upstream_text == "dout" else ""))
-                pairs.append((target, upstream * partial))
+                pairs.append((target, upstream * _overflow_free(partial)))
             statements.append(Assignments(tuple(pairs), self.names, comments, frozenset(accumulate), scalar=True))
         return statements
+
+
+def _overflow_free(expr: sp.Expr) -> sp.Expr:
+    """expr in an equal form that takes exp only where it cannot overflow (1/(1 + exp(-y)) as the
+    stable sigmoid helper), as the layers' kernels do; formulas without exp print as written, so
+    a float32 file computes exactly the operations its learner wrote."""
+    if not expr.has(sp.exp):
+        return expr
+    return canonical_form(expr, sorted(expr.free_symbols, key=lambda s: s.name))
 
 
 def _number(value) -> str:

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: f20d1d01bfff27a3 (generator sources and sympy 1.14.0)
+# Input hash: b67254fef03b0b1c (generator sources and sympy 1.14.0)
 # Body hash: f27790bca8a823e2
 
 import hashlib

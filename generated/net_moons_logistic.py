@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 91755a484760e2f7 (generator sources and sympy 1.14.0)
+# Input hash: 664c0e3dc93f0971 (generator sources and sympy 1.14.0)
 # Body hash: 43f64d40111d855f
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 39fb19a6a5c231ee (generator sources and sympy 1.14.0)
+# Input hash: 67baf5738f2201bc (generator sources and sympy 1.14.0)
 # Body hash: 10ea93a0c4445326
 
 import hashlib

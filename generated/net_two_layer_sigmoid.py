@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 5289400237fc44ab (generator sources and sympy 1.14.0)
+# Input hash: 07fc849b19244b35 (generator sources and sympy 1.14.0)
 # Body hash: 072f0d6ee8dc28c3
 
 import hashlib

@@ -215,3 +215,20 @@ def test_load_graph_kernels_refuses_a_bad_file_naming_it(tmp_path):
     bad.write_text('[inputs]\nx = 1\nd = 0\n[nodes]\nq = "x / d"\n')
     with pytest.raises(SympropError, match=r"zero.toml, line 5, field 'nodes.q'.*division by zero"):
         load_graph_kernels(bad)
+
+
+@pytest.mark.parametrize("y", [-1e4, 1e4])
+def test_a_sigmoid_node_never_overflows(cache, y):
+    """sigmoid(y) in a graph file parses as 1/(1 + exp(-y)); the kernel prints it as the stable
+    helper (exp only of -|y|), so its value and gradients stay finite far out, in float32 too."""
+    import math
+
+    kernels = _kernels("staged-sigmoid-ratio")
+    source = Path(kernels.__file__).read_text()
+    assert "_sigmoid" in source and "np.exp(-y)" not in source and "_exp(-y)" not in source
+    for dtype in (np.float64, np.float32):
+        value, *grads = kernels.value_and_grad(x=3.0, y=y, dtype=dtype)
+        assert math.isfinite(value) and all(math.isfinite(g) for g in grads), (dtype, value, grads)
+    sigmoid = 1 / (1 + math.exp(-y)) if y > 0 else math.exp(y) / (1 + math.exp(y))
+    expected = (3 + sigmoid) / (1 / (1 + math.exp(-3)) + (3 + y) ** 2)
+    assert kernels.value_and_grad(x=3.0, y=y, dtype=np.float64)[0] == pytest.approx(expected, rel=1e-12)
