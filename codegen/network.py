@@ -6,9 +6,12 @@ into a Graph;
 ``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
-at most ``scalar_step.TINY_WIDTH`` wide, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` and
-``sgd_steps_kernel`` use the scalar-expanded step of ``codegen/scalar_step.py`` instead: no
-workspace, every unit a scalar local; ``*_into`` and ``loss_and_grads`` keep the matrix form.
+at most ``scalar_step.TINY_WIDTH`` wide and the step at most ``scalar_step.SCALAR_MAX_LINES``
+lines a row, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` is the scalar-expanded step of
+``codegen/scalar_step.py`` instead: no workspace, every unit a scalar local;
+``sgd_steps_kernel`` and ``sgd_step_packed_kernel`` call it, so its body is compiled once per
+dtype; ``*_into`` and ``loss_and_grads`` keep the matrix form. numba compiles lazily: a kernel
+is compiled on its first call for that dtype, and nothing here forces one earlier.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: b8c77a557bf99740 (generator sources and sympy 1.14.0)
+# Input hash: bfa3aa2c0aed8992 (generator sources and sympy 1.14.0)
 # Body hash: c5ef805dd3ddc7ec
 
 import hashlib

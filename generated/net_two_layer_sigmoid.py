@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: d8bbbe62e098d68e (generator sources and sympy 1.14.0)
+# Input hash: a4fbcfd014994d4c (generator sources and sympy 1.14.0)
 # Body hash: 454920c90cdeacc5
 
 import hashlib
