@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: bfa3aa2c0aed8992 (generator sources and sympy 1.14.0)
-# Body hash: c5ef805dd3ddc7ec
+# Input hash: d26af7ad21f2a0b5 (generator sources and sympy 1.14.0)
+# Body hash: 296831335e822126
 
 import hashlib
 import itertools
@@ -402,9 +402,10 @@ def sgd_step_kernel(W1, b1, X, T, lr):
     W1_1_0 = W1[1, 0]
     b1_0 = b1[0]
     # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    db1_0 = real(0)  # dL/db1[0]
+    zero = real(0)
+    dW1_0_0 = zero  # dL/dW1[0, 0]
+    dW1_1_0 = zero  # dL/dW1[1, 0]
+    db1_0 = zero  # dL/db1[0]
     loss = real(0)
     for n in range(N):
         # ---- forward ----
@@ -424,9 +425,9 @@ def sgd_step_kernel(W1, b1, X, T, lr):
     loss = loss * real(1)/real(N)
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] -= step * dW1_0_0
-    W1[1, 0] -= step * dW1_1_0
-    b1[0] -= step * db1_0
+    W1[0, 0] = W1_0_0 - step * dW1_0_0
+    W1[1, 0] = W1_1_0 - step * dW1_1_0
+    b1[0] = b1_0 - step * db1_0
     return loss
 
 

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 2d58add8bc6c4733 (generator sources and sympy 1.14.0)
+# Input hash: ba0431c74a98bce9 (generator sources and sympy 1.14.0)
 # Body hash: b37370779ba2f1a5
 
 import hashlib

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: a4fbcfd014994d4c (generator sources and sympy 1.14.0)
-# Body hash: 454920c90cdeacc5
+# Input hash: cbf41f6eab29af72 (generator sources and sympy 1.14.0)
+# Body hash: 498371c596cc20aa
 
 import hashlib
 import itertools
@@ -433,16 +433,17 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     W2_1_1 = W2[1, 1]
     b2_0 = b2[0]
     # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_0_1 = real(0)  # dL/dW1[0, 1]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    dW1_1_1 = real(0)  # dL/dW1[1, 1]
-    db1_0 = real(0)  # dL/db1
-    dW2_0_0 = real(0)  # dL/dW2[0, 0]
-    dW2_0_1 = real(0)  # dL/dW2[0, 1]
-    dW2_1_0 = real(0)  # dL/dW2[1, 0]
-    dW2_1_1 = real(0)  # dL/dW2[1, 1]
-    db2_0 = real(0)  # dL/db2
+    zero = real(0)
+    dW1_0_0 = zero  # dL/dW1[0, 0]
+    dW1_0_1 = zero  # dL/dW1[0, 1]
+    dW1_1_0 = zero  # dL/dW1[1, 0]
+    dW1_1_1 = zero  # dL/dW1[1, 1]
+    db1_0 = zero  # dL/db1
+    dW2_0_0 = zero  # dL/dW2[0, 0]
+    dW2_0_1 = zero  # dL/dW2[0, 1]
+    dW2_1_0 = zero  # dL/dW2[1, 0]
+    dW2_1_1 = zero  # dL/dW2[1, 1]
+    db2_0 = zero  # dL/db2
     loss = real(0)
     for n in range(N):
         # ---- forward ----
@@ -489,16 +490,16 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
 
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] -= step * dW1_0_0
-    W1[0, 1] -= step * dW1_0_1
-    W1[1, 0] -= step * dW1_1_0
-    W1[1, 1] -= step * dW1_1_1
-    b1[0] -= step * db1_0
-    W2[0, 0] -= step * dW2_0_0
-    W2[0, 1] -= step * dW2_0_1
-    W2[1, 0] -= step * dW2_1_0
-    W2[1, 1] -= step * dW2_1_1
-    b2[0] -= step * db2_0
+    W1[0, 0] = W1_0_0 - step * dW1_0_0
+    W1[0, 1] = W1_0_1 - step * dW1_0_1
+    W1[1, 0] = W1_1_0 - step * dW1_1_0
+    W1[1, 1] = W1_1_1 - step * dW1_1_1
+    b1[0] = b1_0 - step * db1_0
+    W2[0, 0] = W2_0_0 - step * dW2_0_0
+    W2[0, 1] = W2_0_1 - step * dW2_0_1
+    W2[1, 0] = W2_1_0 - step * dW2_1_0
+    W2[1, 1] = W2_1_1 - step * dW2_1_1
+    b2[0] = b2_0 - step * db2_0
     return loss
 
 
