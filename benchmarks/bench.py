@@ -25,6 +25,7 @@ import numpy as np
 from symprop.symbolic.errors import SympropError
 
 from . import competitors as comp
+from . import first_step
 
 REPO_ROOT = Path(__file__).absolute().parent.parent
 MISH = "x*tanh(log(1+exp(x)))"
@@ -120,6 +121,15 @@ class Timing:
 
     samples: list[float] = field(default_factory=list)
     calls_per_sample: int = 1
+    # Thread use measured during the timed samples: process CPU time over wall time (1.0 = one
+    # core busy; 2.0 = two cores) and the most threads the process had (/proc/self/task).
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    threads: int = 0
+
+    @property
+    def cores_used(self) -> float:
+        return self.cpu_s / self.wall_s if self.wall_s else 0.0
 
     @property
     def median(self) -> float:
@@ -133,7 +143,8 @@ class Timing:
     def as_dict(self) -> dict:
         q1, q3 = self.iqr
         return {"median_s": self.median, "q1_s": q1, "q3_s": q3,
-                "calls_per_sample": self.calls_per_sample, "samples_s": self.samples}
+                "calls_per_sample": self.calls_per_sample, "samples_s": self.samples,
+                "cores_used": self.cores_used, "threads": self.threads}
 
 
 def calls_for(fn, target_s: float) -> int:
@@ -164,12 +175,36 @@ def time_round_robin(fns: dict, repeats: int, warmup: int, sample_s: float, sett
             if settle_s:
                 time.sleep(settle_s)
                 fn()
-            calls = timings[key].calls_per_sample
-            start = time.perf_counter()
-            for _ in range(calls):
+            timing = timings[key]
+            start, cpu = time.perf_counter(), time.process_time()
+            for _ in range(timing.calls_per_sample):
                 fn()
-            timings[key].samples.append((time.perf_counter() - start) / calls)
+            wall = time.perf_counter() - start
+            timing.cpu_s += time.process_time() - cpu
+            timing.wall_s += wall
+            timing.threads = max(timing.threads, thread_count())
+            timing.samples.append(wall / timing.calls_per_sample)
     return timings
+
+
+def thread_count() -> int:
+    """Threads of this process now (Linux: /proc/self/task), 0 where that cannot be read."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
+
+
+def pin_to_one_core() -> int | None:
+    """Restrict this process, and every process and thread it starts, to one core (the first
+    it may use): the one sure way to hold every library to one thread, since XLA sizes its
+    pool from the machine and ignores the thread flags (issue 19: JAX used both cores at
+    --threads 1). Returns the core, or None where affinity cannot be set."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
 
 
 def fmt_time(seconds: float) -> str:
@@ -501,6 +536,27 @@ def evaluate_targets(report: dict) -> list[dict]:
     else:
         add("second process loads all generated kernels from cache < 1 s", None,
             str(warm.get("error", report.get("compile", {}).get("skipped", "n/a"))))
+    if report["settings"]["threads"] == 1:
+        used = {(case["case"], key): row["cores_used"] for case in cases
+                for key, row in case["results"].items() if "cores_used" in row}
+        if used:
+            (worst_case, worst_key), most = max(used.items(), key=lambda item: item[1])
+            add("--threads 1: every library on one core (CPU time / wall time <= 1.05 in every row)", most <= 1.05,
+                f"most: {LABELS[worst_key]} at {worst_case}, {most:.2f} cores"
+                + (f"; pinned to core {report['settings']['pinned_core']}"
+                   if report["settings"].get("pinned_core") is not None else "; not pinned"))
+    for r in report.get("first_step", []):
+        if r.get("target_s") is None:
+            continue
+        target = (f"new spec, {r['layers']} affine layers: fresh process to first sgd_step <= {r['target_s']:g} s "
+                  f"({r['spec']})")
+        if "error" in r:
+            add(target, None, f"failed: {r['error']}")
+        else:
+            add(target, r["process_wall_s"] <= r["target_s"],
+                f"{r['process_wall_s']:.1f} s wall, {r['process_cpu_s']:.1f} s CPU (imports "
+                f"{r['cpu']['import_s']:.1f}, generate {r['cpu']['generate_s']:.1f}, compile "
+                f"{r['cpu']['first_step_s']:.1f})")
     regen = report.get("regenerate", {})
     add("regenerating all of generated/ < 30 s",
         regen["seconds"] < 30 if "seconds" in regen and "error" not in regen else None,
@@ -517,7 +573,7 @@ def print_case(case: dict) -> None:
     print(f"\n{case['case']}   ({case['matrix_mflop']:.3g} MFLOP of matrix work per step; spec {case['spec']!r})")
     print(f"  GEMM peak in the same rounds: {case['gemm_peak']['gflops']:.1f} GFLOP/s")
     print(f"  {'competitor':<28}{'median':>10}{'IQR':>22}{'x numpy':>9}{'t/symprop':>11}"
-          f"{'GFLOP/s':>9}{'% peak':>8}")
+          f"{'GFLOP/s':>9}{'% peak':>8}{'cores':>7}{'threads':>9}")
     for key, label in LABELS.items():
         row = case["results"][key]
         if "skipped" in row:
@@ -526,7 +582,8 @@ def print_case(case: dict) -> None:
         ratio = f"{row['vs_symprop']:.2f}" if row["vs_symprop"] else "-"
         iqr = f"{fmt_time(row['q1_s'])} - {fmt_time(row['q3_s'])}"
         print(f"  {label:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{row['x_numpy']:>9.2f}"
-              f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%")
+              f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
+              f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
 
 
 def print_report(report: dict) -> None:
@@ -550,7 +607,10 @@ def print_report(report: dict) -> None:
               f"median {fmt_time(peak['median_s'])}, alone at the start; each case also times it among "
               "its competitors and its % peak uses that)")
     print(f"  settings: {report['settings']}   (times: median per step; IQR = 25th-75th percentile; "
-          "x numpy = numpy time / time; t/symprop = time / symprop time)")
+          "x numpy = numpy time / time; t/symprop = time / symprop time; cores = process CPU time / wall "
+          "time during that library's samples, threads = the process's threads then)")
+    if report["settings"].get("pinned_core") is not None:
+        print(f"  --threads 1: this process and its children are pinned to core {report['settings']['pinned_core']}")
     for case in report["cases"]:
         print_case(case)
     print("\n2-2-2: one step per call (sgd_step_kernel, sgd_step_packed_kernel) against k steps in one call (sgd_steps_kernel)")
@@ -587,6 +647,10 @@ def print_report(report: dict) -> None:
     print("\nregenerate generated/: " + (f"{regen['seconds']:.1f} s ({regen['command']}, {regen['files']} files)"
                                          if "seconds" in regen and "error" not in regen
                                          else str(regen.get("skipped", regen.get("error")))))
+    if report.get("first_step"):
+        print("\ncompile latency of new specs: a fresh process, empty caches, to the first finished sgd_step")
+        for r in report["first_step"]:
+            print("  " + first_step.describe(r))
     print("\ntargets (reported, not asserted)")
     for t in report["targets"]:
         status = {True: "met", False: "NOT MET", None: "n/a"}[t["met"]]
@@ -647,23 +711,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="limit BLAS/OpenMP/XLA pools to N threads for every competitor "
                              "(needs threadpoolctl; JAX only for N = 1); default: each library's own")
+    parser.add_argument("--first-step", nargs="*", metavar="SPEC",
+                        help="only the compile latency: time from a fresh process with empty caches to the "
+                             "first finished sgd_step of each SPEC (default: the issue's specs)")
     parser.add_argument("--no-subprocess", action="store_true",
                         help="skip the compile/load and regenerate measurements")
 
 
+def run_first_step(specs) -> list[dict]:
+    """Compile latency: wall (and CPU) time from a fresh process with empty caches to the
+    first finished sgd_step of each spec (benchmarks/first_step.py)."""
+    results = []
+    for spec in specs:
+        results.append(first_step.measure(spec))
+        print(f"[bench] first step of {spec!r} done", file=sys.stderr, flush=True)
+    return results
+
+
 def run(args) -> int:
+    if args.first_step is not None:  # the compile-latency measurement alone
+        results = run_first_step(args.first_step or first_step.FIRST_STEP_SPECS)
+        print("compile latency: a fresh process, empty caches, to the first finished sgd_step")
+        for r in results:
+            print("  " + first_step.describe(r))
+        if args.json:
+            Path(args.json).write_text(json.dumps({"first_step": results}, indent=1))
+        return 0 if all("error" not in r for r in results) else 1
     opts = argparse.Namespace(quick=args.quick, repeats=1 if args.quick else args.repeats,
                               warmup=1 if args.quick else 3,
                               sample_s=0.0 if args.quick else args.sample_ms / 1e3,
                               settle_s=0.0 if args.quick else 0.01)
     if args.threads is not None and args.threads < 1:
         raise SympropError(f"--threads must be at least 1, got {args.threads}")
+    pinned = pin_to_one_core() if args.threads == 1 else None  # before any library starts a pool
     libs = optional_libraries(args.threads)
     limits = limit_threads(args.threads, libs) if args.threads else None  # noqa: F841 (kept for the run)
     load_before = os.getloadavg()[0]
     cases = [c for c in all_cases(args.quick) if not args.only or args.only in c.name]
     report = {"settings": {"quick": args.quick, "repeats": opts.repeats, "warmup": opts.warmup,
-                           "sample_ms": opts.sample_s * 1e3, "threads": args.threads or "library default"},
+                           "sample_ms": opts.sample_s * 1e3, "threads": args.threads or "library default",
+                           "pinned_core": pinned},
               "gemm_peak": {d: gemm_peak(d, 3 if args.quick else 9, opts.sample_s) for d in DTYPES}}
     report["cases"] = []
     for case in cases:
@@ -678,6 +765,8 @@ def run(args) -> int:
         specs = sorted({c.spec for c in cases})
         report["compile"] = run_compile_probe(specs if args.quick else [])
         report["regenerate"] = {"skipped": "skipped: --quick"} if args.quick else run_regenerate()
+        # compile latency of new specs: a fresh process each, empty caches (minutes on a busy machine)
+        report["first_step"] = [] if args.quick else run_first_step(first_step.FIRST_STEP_SPECS)
     report["machine"] = blas_info({"numba": comp.import_optional("numba"), **libs})
     report["machine"]["load_average"] = {"start": load_before, "end": os.getloadavg()[0]}
     report["targets"] = evaluate_targets(report)

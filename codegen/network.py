@@ -6,9 +6,12 @@ into a Graph;
 ``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
-at most ``scalar_step.TINY_WIDTH`` wide, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` and
-``sgd_steps_kernel`` use the scalar-expanded step of ``codegen/scalar_step.py`` instead: no
-workspace, every unit a scalar local; ``*_into`` and ``loss_and_grads`` keep the matrix form.
+at most ``scalar_step.TINY_WIDTH`` wide and the step at most ``scalar_step.SCALAR_MAX_LINES``
+lines a row, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` is the scalar-expanded step of
+``codegen/scalar_step.py`` instead: no workspace, every unit a scalar local;
+``sgd_steps_kernel`` and ``sgd_step_packed_kernel`` call it, so its body is compiled once per
+dtype; ``*_into`` and ``loss_and_grads`` keep the matrix form. numba compiles lazily: a kernel
+is compiled on its first call for that dtype, and nothing here forces one earlier.
 """
 from __future__ import annotations
 
@@ -280,7 +283,7 @@ def loss_and_grads_kernel({params}, X, T):
     return loss, {grads}
 
 
-@jit_inline
+@jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
@@ -368,10 +371,10 @@ def _packed_step_text(shaped_params, scalar) -> str:
         views.append(f"    {name} = {view}" + (f".reshape({shape})" if len(shape) > 1 else ""))
         offsets.append(offsets[-1] + size)
     params = ", ".join(name for name, _ in shaped_params)
-    if scalar is None:
-        decorator, kernel = "jit", [*views, f"    return sgd_step_kernel({params}, X, T, lr)"]
-    else:  # read theta's elements straight into the scalars: no views to count references to
-        decorator, kernel = "jit_holding_gil", ["    return _scalar_step_packed(theta, X, T, lr)"]
+    # Views of theta passed to sgd_step_kernel: for a tiny network its compiled scalar step, not
+    # a second copy of it to compile (that doubled the compile time of a tiny network).
+    decorator = "jit" if scalar is None else "jit_holding_gil"
+    kernel = [*views, f"    return sgd_step_kernel({params}, X, T, lr)"]
     return f'''
 PARAM_OFFSETS = {tuple(offsets)!r}  # where each parameter starts in a packed vector; the last is its size
 
@@ -387,7 +390,7 @@ def unpack(theta):
                  for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
 
 
-{"" if scalar is None else scalar.function_text(packed=True).strip(chr(10)) + chr(10) * 3}@{decorator}
+@{decorator}
 def sgd_step_packed_kernel(theta, X, T, lr):
 {chr(10).join(kernel)}
 
@@ -424,30 +427,26 @@ def sgd_steps_kernel({params}, X, T, lr, steps):
         loss = sgd_step_into({params}, X, T, lr, {buffers})
     return loss
 '''.strip("\n")
-    return scalar.function_text().strip("\n") + f'''
-
-
+    return f'''
 def jit_holding_gil(function):
     """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
     taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
     return jit(function, nogil=False)
 
 
-@jit_holding_gil
-def sgd_step_kernel({params}, X, T, lr):
-    """One gradient-descent step in place (the scalar step: no workspace)."""
-    return _scalar_step({params}, X, T, lr)
+{scalar.function_text("sgd_step_kernel", "jit_holding_gil").strip(chr(10))}
 
 
 @jit
 def sgd_steps_kernel({params}, X, T, lr, steps):
-    """`steps` gradient-descent steps in place (the scalar step: no workspace; long enough
-    a call to release the GIL, so several networks can train in threads)."""
+    """`steps` gradient-descent steps in place, each a call of sgd_step_kernel's compiled body
+    (compiled once, not again in this loop; long enough a call to release the GIL, so several
+    networks can train in threads)."""
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = _scalar_step({params}, X, T, lr)
+        loss = sgd_step_kernel({params}, X, T, lr)
     return loss
-'''.rstrip("\n")
+'''.strip("\n")
 
 
 def cache_directory() -> Path:

@@ -22,11 +22,9 @@ TINY_WIDTH, or an op type missing from ``LOWERINGS``): that network keeps the ma
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy.matrices.expressions.matexpr import MatrixElement
 
 from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseLoss, I, J, K, N,
                                      Softmax, SoftmaxCrossEntropy)
@@ -40,6 +38,18 @@ from .printer import KernelPrinter, print_statements
 # dtype thanks to the on-disk cache: 8-8-8 takes ~10 s per step kernel instead of ~4 s.
 TINY_WIDTH = 8
 
+# ...and whose scalar step is at most this many lines per batch row (``ScalarStep.size``).
+# numba's compile time grows faster than linearly with the straight-line body, while the
+# matrix step's stays at a few seconds: CPU seconds to a first sgd_step_kernel call in a
+# fresh process, scalar against matrix step (benchmarks/first_step.py measures the whole wait):
+#   2-2-2 (27 lines) 0.7 / 3.8,  3-8-4-2 (137) 2.8 / 5.3,  3-8-8-2 (200) 4.9 / 5.4,
+#   8-8-8 (201) 5.7 / 3.7,  4-8-8-8-3 (325) 8.8 / 8.0,  8-8-8-8-8 (409) 15.4 / 6.8.
+# Past ~200 lines the scalar step compiles slower than the matrix step, and a learner waits
+# for that on every new spec, so those networks keep the matrix step. (Measured before the
+# `zero` and update lines of function_text were trimmed, which took ~20% off the scalar
+# column: the crossover may now sit somewhat higher.)
+SCALAR_MAX_LINES = 200
+
 
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
@@ -52,13 +62,11 @@ def unit(base: str, *index: int) -> sp.Symbol:
 
 @dataclass(frozen=True)
 class ParamEntry:
-    """One parameter element: its scalar local, its gradient's, and where it is stored, as an
-    element of its own array or of the packed vector theta (PARAM_NAMES order, row-major)."""
+    """One parameter element: its scalar local, its gradient's, and where it is stored."""
 
     local: str  # W1_0_1
     grad: str  # dW1_0_1
     element: str  # W1[0, 1]
-    packed: str  # theta[1]
 
 
 @dataclass
@@ -72,24 +80,34 @@ class ScalarStep:
     after_lines: list[str]  # loss scaling after the last row
     helpers: set[str]
 
-    def function_text(self, packed: bool = False) -> str:
-        """_scalar_step(W1, b1, ..., X, T, lr), or with packed=True _scalar_step_packed(theta,
-        X, T, lr) reading and updating one flat parameter vector (PARAM_NAMES order)."""
-        args = "theta" if packed else ", ".join(name for name, _ in self.params)
-        stored = [e.packed if packed else e.element for e in self.entries]
-        read_lines = [f"{e.local} = {where}" for e, where in zip(self.entries, stored)]
-        update_lines = [f"{where} -= step * {e.grad}" for e, where in zip(self.entries, stored)]
+    @property
+    def size(self) -> int:
+        """Lines in one batch row: what numba and LLVM compile, and what compile time grows with."""
+        return sum(1 for line in self.row_lines if line.strip() and not line.lstrip().startswith("#"))
+
+    def function_text(self, name: str, decorator: str) -> str:
+        """The step as one jitted function ``name(W1, b1, ..., X, T, lr)``: the network module
+        makes it sgd_step_kernel itself, and sgd_steps_kernel and sgd_step_packed_kernel call it,
+        so all three share one compiled body (per dtype) instead of each compiling the whole
+        step again."""
+        args = ", ".join(name for name, _ in self.params)
+        read_lines = [f"{e.local} = {e.element}" for e in self.entries]
+        # p = p_local - step * dp: the same number as p -= step * dp without reading p again.
+        # Both this and `zero` below are for numba, whose compile time grows with every typed
+        # operation of the straight-line body (3-8-8-2: 4.2-4.3 -> 3.3-3.6 s of CPU together).
+        update_lines = [f"{e.element} = {e.local} - step * {e.grad}" for e in self.entries]
         return f'''
-@jit_inline
-def _scalar_step{"_packed" if packed else ""}({args}, X, T, lr):
-    """One gradient-descent step with every unit a scalar local (the tiny-network form):
-    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
-    the parameters change only after the last row. Returns the loss before the step."""
+@{decorator}
+def {name}({args}, X, T, lr):
+    """One gradient-descent step in place with every unit a scalar local (the tiny-network
+    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
+    first; the parameters change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
 {chr(10).join(indent(read_lines, 1))}
     # ---- gradients, summed over the batch rows ----
+    zero = real(0)
 {chr(10).join(indent(self.zero_lines, 1))}
     loss = real(0)
     for n in range(N):
@@ -150,17 +168,13 @@ class _ScalarPrinter:
         W, b, z, source = f"W{k}", f"b{k}", f"z{k}", self.value
         shared = use.op.shared_bias
         bias_size = 1 if shared else outputs
-        start = sum(math.prod(shape) for _, shape in self.params)  # W's place in theta, then b's
         self.params += [(W, use.args), (b, (bias_size,))]
-        self.entries += [ParamEntry(unit(W, i, j).name, unit("d" + W, i, j).name, f"{W}[{i}, {j}]",
-                                    f"theta[{start + i * outputs + j}]")
+        self.entries += [ParamEntry(unit(W, i, j).name, unit("d" + W, i, j).name, f"{W}[{i}, {j}]")
                          for i in range(inputs) for j in range(outputs)]
-        start += inputs * outputs
-        self.entries += [ParamEntry(unit(b, j).name, unit("d" + b, j).name, f"{b}[{j}]", f"theta[{start + j}]")
-                         for j in range(bias_size)]
-        self.zero_lines += [f"{unit('d' + W, i, j)} = real(0)  # dL/d{W}[{i}, {j}]"
+        self.entries += [ParamEntry(unit(b, j).name, unit("d" + b, j).name, f"{b}[{j}]") for j in range(bias_size)]
+        self.zero_lines += [f"{unit('d' + W, i, j)} = zero  # dL/d{W}[{i}, {j}]"
                             for i in range(inputs) for j in range(outputs)]
-        self.zero_lines += [f"{unit('d' + b, j)} = real(0)  # dL/d{b}" + (f"[{j}]" if not shared else "")
+        self.zero_lines += [f"{unit('d' + b, j)} = zero  # dL/d{b}" + (f"[{j}]" if not shared else "")
                             for j in range(bias_size)]
         # The matrix rules for one batch row (N = 1), with each matrix entry named by its scalar.
         source_units = self.units(source, inputs)
@@ -169,9 +183,13 @@ class _ScalarPrinter:
         d = REGISTRY.derive(use.op.name)
 
         def one_row(rule):
-            matrix = rule.subs({N: 1, I: inputs, J: outputs}).as_explicit()
-            return matrix.xreplace({e: entry[e.parent.name](int(e.i), int(e.j))
-                                    for e in matrix.atoms(MatrixElement)})
+            """The rule with every matrix symbol replaced by an explicit matrix of its scalars,
+            then multiplied out (as_explicit on the symbolic product sums each entry with
+            Sum.doit: seconds per network where this takes milliseconds)."""
+            concrete = rule.subs({N: 1, I: inputs, J: outputs})
+            explicit = {m: sp.ImmutableMatrix(*m.shape, lambda i, j, m=m: entry[m.name](int(i), int(j)))
+                        for m in concrete.atoms(sp.MatrixSymbol)}
+            return sp.ImmutableMatrix(concrete.xreplace(explicit).doit().as_explicit())
 
         Y = one_row(d.forward["Y"])
         self.forward_lines += [f"# layer {use.position}: {use.text}  ({z} = {source} {W} + 1 {b})",
@@ -283,8 +301,8 @@ class _ScalarPrinter:
 
 
 def scalar_step(graph) -> ScalarStep | None:
-    """The scalar step of a network (a Graph), or None when it is not tiny or has an op type
-    without one."""
+    """The scalar step of a network (a Graph), or None when it is not tiny, has an op type
+    without one, or would take longer to compile than the matrix step (SCALAR_MAX_LINES)."""
     uses = graph.nodes
     if any(max(use.args) > TINY_WIDTH for use in uses if isinstance(use.op, Affine)):
         return None
@@ -293,4 +311,5 @@ def scalar_step(graph) -> ScalarStep | None:
     net = _ScalarPrinter(uses)
     row = ["# ---- forward ----", *net.forward_lines, "# ---- loss ----", *net.loss_lines,
            "# ---- backward (chain rule, from the loss back to the first layer) ----", *net.backward_lines]
-    return ScalarStep(net.params, net.entries, net.zero_lines, row, net.after_lines, net.helpers)
+    step = ScalarStep(net.params, net.entries, net.zero_lines, row, net.after_lines, net.helpers)
+    return step if step.size <= SCALAR_MAX_LINES else None

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 664c0e3dc93f0971 (generator sources and sympy 1.14.0)
-# Body hash: 43f64d40111d855f
+# Input hash: f9075d8a18e8c825 (generator sources and sympy 1.14.0)
+# Body hash: 296831335e822126
 
 import hashlib
 import itertools
@@ -48,8 +48,10 @@ def jit(function, **overrides):
 
 
 def jit_inline(function):
-    """jit for the small helpers called from kernels: inlined into the caller (numba's IR
-    inlining), which saves a call per helper per step; measured 520 -> 335 ns per 2-2-2 step."""
+    """jit for the small scalar helpers called once per element (_exp, _sigmoid): inlined
+    into the caller (numba's IR inlining), so the loop around them stays one vectorisable
+    body. Inlining costs compile time at every call site; helpers called once per layer
+    (matrix products, column sums, the update) are plain jit functions."""
     return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
@@ -164,7 +166,7 @@ def _step_count(function, steps):
     return int(steps)
 
 
-@jit_inline
+@jit
 def _add_bias(y, b):
     """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
     shared = b.shape[0] == 1
@@ -173,7 +175,7 @@ def _add_bias(y, b):
             y[n, j] += b[0] if shared else b[j]
 
 
-@jit_inline
+@jit
 def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
     sums = np.empty(a.shape[1], a.dtype) if out is None else out
@@ -184,7 +186,7 @@ def _column_sums(a, out=None):
     return sums
 
 
-@jit_inline
+@jit
 def _dot_loops(a, b, out=None):
     """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
     product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
@@ -364,7 +366,7 @@ def loss_and_grads_kernel(W1, b1, X, T):
     return loss, dW1, db1
 
 
-@jit_inline
+@jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
@@ -382,11 +384,17 @@ def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
     return loss
 
 
-@jit_inline
-def _scalar_step(W1, b1, X, T, lr):
-    """One gradient-descent step with every unit a scalar local (the tiny-network form):
-    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
-    the parameters change only after the last row. Returns the loss before the step."""
+def jit_holding_gil(function):
+    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
+    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
+    return jit(function, nogil=False)
+
+
+@jit_holding_gil
+def sgd_step_kernel(W1, b1, X, T, lr):
+    """One gradient-descent step in place with every unit a scalar local (the tiny-network
+    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
+    first; the parameters change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
@@ -394,9 +402,10 @@ def _scalar_step(W1, b1, X, T, lr):
     W1_1_0 = W1[1, 0]
     b1_0 = b1[0]
     # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    db1_0 = real(0)  # dL/db1[0]
+    zero = real(0)
+    dW1_0_0 = zero  # dL/dW1[0, 0]
+    dW1_1_0 = zero  # dL/dW1[1, 0]
+    db1_0 = zero  # dL/db1[0]
     loss = real(0)
     for n in range(N):
         # ---- forward ----
@@ -416,31 +425,20 @@ def _scalar_step(W1, b1, X, T, lr):
     loss = loss * real(1)/real(N)
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] -= step * dW1_0_0
-    W1[1, 0] -= step * dW1_1_0
-    b1[0] -= step * db1_0
+    W1[0, 0] = W1_0_0 - step * dW1_0_0
+    W1[1, 0] = W1_1_0 - step * dW1_1_0
+    b1[0] = b1_0 - step * db1_0
     return loss
-
-
-def jit_holding_gil(function):
-    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
-    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
-    return jit(function, nogil=False)
-
-
-@jit_holding_gil
-def sgd_step_kernel(W1, b1, X, T, lr):
-    """One gradient-descent step in place (the scalar step: no workspace)."""
-    return _scalar_step(W1, b1, X, T, lr)
 
 
 @jit
 def sgd_steps_kernel(W1, b1, X, T, lr, steps):
-    """`steps` gradient-descent steps in place (the scalar step: no workspace; long enough
-    a call to release the GIL, so several networks can train in threads)."""
+    """`steps` gradient-descent steps in place, each a call of sgd_step_kernel's compiled body
+    (compiled once, not again in this loop; long enough a call to release the GIL, so several
+    networks can train in threads)."""
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = _scalar_step(W1, b1, X, T, lr)
+        loss = sgd_step_kernel(W1, b1, X, T, lr)
     return loss
 
 
@@ -458,49 +456,11 @@ def unpack(theta):
                  for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
 
 
-@jit_inline
-def _scalar_step_packed(theta, X, T, lr):
-    """One gradient-descent step with every unit a scalar local (the tiny-network form):
-    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
-    the parameters change only after the last row. Returns the loss before the step."""
-    real = X.dtype.type
-    N = X.shape[0]
-    # ---- parameters, read once ----
-    W1_0_0 = theta[0]
-    W1_1_0 = theta[1]
-    b1_0 = theta[2]
-    # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    db1_0 = real(0)  # dL/db1[0]
-    loss = real(0)
-    for n in range(N):
-        # ---- forward ----
-        # layer 1: affine(2,1)  (z1 = X W1 + 1 b1)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
-        # ---- loss ----
-        # layer 2: binary-cross-entropy
-        loss += -T[n, 0]*z1_0 + _softplus_libm(z1_0)
-        # ---- backward (chain rule, from the loss back to the first layer) ----
-        # layer 2: binary-cross-entropy
-        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1_0 = (-t + Sigmoid(z))/N
-        # layer 1: affine(2,1)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
-        db1_0 += dz1_0  # dL/db1[0], row n's term of 1^T dL/dz1
-
-    loss = loss * real(1)/real(N)
-    # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
-    step = real(lr)
-    theta[0] -= step * dW1_0_0
-    theta[1] -= step * dW1_1_0
-    theta[2] -= step * db1_0
-    return loss
-
-
 @jit_holding_gil
 def sgd_step_packed_kernel(theta, X, T, lr):
-    return _scalar_step_packed(theta, X, T, lr)
+    W1 = theta[0:2].reshape((2, 1))
+    b1 = theta[2:3]
+    return sgd_step_kernel(W1, b1, X, T, lr)
 
 
 def sgd_step_packed(theta, X, T, lr):

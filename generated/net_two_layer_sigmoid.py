@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 07fc849b19244b35 (generator sources and sympy 1.14.0)
-# Body hash: 072f0d6ee8dc28c3
+# Input hash: 18330d6e61d2205f (generator sources and sympy 1.14.0)
+# Body hash: 498371c596cc20aa
 
 import hashlib
 import itertools
@@ -48,8 +48,10 @@ def jit(function, **overrides):
 
 
 def jit_inline(function):
-    """jit for the small helpers called from kernels: inlined into the caller (numba's IR
-    inlining), which saves a call per helper per step; measured 520 -> 335 ns per 2-2-2 step."""
+    """jit for the small scalar helpers called once per element (_exp, _sigmoid): inlined
+    into the caller (numba's IR inlining), so the loop around them stays one vectorisable
+    body. Inlining costs compile time at every call site; helpers called once per layer
+    (matrix products, column sums, the update) are plain jit functions."""
     return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
@@ -164,7 +166,7 @@ def _step_count(function, steps):
     return int(steps)
 
 
-@jit_inline
+@jit
 def _add_bias(y, b):
     """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
     shared = b.shape[0] == 1
@@ -173,7 +175,7 @@ def _add_bias(y, b):
             y[n, j] += b[0] if shared else b[j]
 
 
-@jit_inline
+@jit
 def _dot_loops(a, b, out=None):
     """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
     product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
@@ -274,7 +276,7 @@ def _sigmoid_libm(v):
     return s if v >= 0 else e * s
 
 
-@jit_inline
+@jit
 def _total(a, out=None):
     """1^T a 1: the sum of every element, as a 1-element array (a shared bias)."""
     total = np.empty(1, a.dtype) if out is None else out
@@ -386,7 +388,7 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
     return loss, dW1, db1, dW2, db2
 
 
-@jit_inline
+@jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes)."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
@@ -406,11 +408,17 @@ def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2,
     return loss
 
 
-@jit_inline
-def _scalar_step(W1, b1, W2, b2, X, T, lr):
-    """One gradient-descent step with every unit a scalar local (the tiny-network form):
-    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
-    the parameters change only after the last row. Returns the loss before the step."""
+def jit_holding_gil(function):
+    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
+    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
+    return jit(function, nogil=False)
+
+
+@jit_holding_gil
+def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
+    """One gradient-descent step in place with every unit a scalar local (the tiny-network
+    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
+    first; the parameters change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
@@ -425,16 +433,17 @@ def _scalar_step(W1, b1, W2, b2, X, T, lr):
     W2_1_1 = W2[1, 1]
     b2_0 = b2[0]
     # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_0_1 = real(0)  # dL/dW1[0, 1]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    dW1_1_1 = real(0)  # dL/dW1[1, 1]
-    db1_0 = real(0)  # dL/db1
-    dW2_0_0 = real(0)  # dL/dW2[0, 0]
-    dW2_0_1 = real(0)  # dL/dW2[0, 1]
-    dW2_1_0 = real(0)  # dL/dW2[1, 0]
-    dW2_1_1 = real(0)  # dL/dW2[1, 1]
-    db2_0 = real(0)  # dL/db2
+    zero = real(0)
+    dW1_0_0 = zero  # dL/dW1[0, 0]
+    dW1_0_1 = zero  # dL/dW1[0, 1]
+    dW1_1_0 = zero  # dL/dW1[1, 0]
+    dW1_1_1 = zero  # dL/dW1[1, 1]
+    db1_0 = zero  # dL/db1
+    dW2_0_0 = zero  # dL/dW2[0, 0]
+    dW2_0_1 = zero  # dL/dW2[0, 1]
+    dW2_1_0 = zero  # dL/dW2[1, 0]
+    dW2_1_1 = zero  # dL/dW2[1, 1]
+    db2_0 = zero  # dL/db2
     loss = real(0)
     for n in range(N):
         # ---- forward ----
@@ -481,38 +490,27 @@ def _scalar_step(W1, b1, W2, b2, X, T, lr):
 
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] -= step * dW1_0_0
-    W1[0, 1] -= step * dW1_0_1
-    W1[1, 0] -= step * dW1_1_0
-    W1[1, 1] -= step * dW1_1_1
-    b1[0] -= step * db1_0
-    W2[0, 0] -= step * dW2_0_0
-    W2[0, 1] -= step * dW2_0_1
-    W2[1, 0] -= step * dW2_1_0
-    W2[1, 1] -= step * dW2_1_1
-    b2[0] -= step * db2_0
+    W1[0, 0] = W1_0_0 - step * dW1_0_0
+    W1[0, 1] = W1_0_1 - step * dW1_0_1
+    W1[1, 0] = W1_1_0 - step * dW1_1_0
+    W1[1, 1] = W1_1_1 - step * dW1_1_1
+    b1[0] = b1_0 - step * db1_0
+    W2[0, 0] = W2_0_0 - step * dW2_0_0
+    W2[0, 1] = W2_0_1 - step * dW2_0_1
+    W2[1, 0] = W2_1_0 - step * dW2_1_0
+    W2[1, 1] = W2_1_1 - step * dW2_1_1
+    b2[0] = b2_0 - step * db2_0
     return loss
-
-
-def jit_holding_gil(function):
-    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
-    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
-    return jit(function, nogil=False)
-
-
-@jit_holding_gil
-def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
-    """One gradient-descent step in place (the scalar step: no workspace)."""
-    return _scalar_step(W1, b1, W2, b2, X, T, lr)
 
 
 @jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
-    """`steps` gradient-descent steps in place (the scalar step: no workspace; long enough
-    a call to release the GIL, so several networks can train in threads)."""
+    """`steps` gradient-descent steps in place, each a call of sgd_step_kernel's compiled body
+    (compiled once, not again in this loop; long enough a call to release the GIL, so several
+    networks can train in threads)."""
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = _scalar_step(W1, b1, W2, b2, X, T, lr)
+        loss = sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
     return loss
 
 
@@ -530,97 +528,13 @@ def unpack(theta):
                  for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
 
 
-@jit_inline
-def _scalar_step_packed(theta, X, T, lr):
-    """One gradient-descent step with every unit a scalar local (the tiny-network form):
-    no workspace, no temporary arrays. The gradient is summed over the batch rows first;
-    the parameters change only after the last row. Returns the loss before the step."""
-    real = X.dtype.type
-    N = X.shape[0]
-    # ---- parameters, read once ----
-    W1_0_0 = theta[0]
-    W1_0_1 = theta[1]
-    W1_1_0 = theta[2]
-    W1_1_1 = theta[3]
-    b1_0 = theta[4]
-    W2_0_0 = theta[5]
-    W2_0_1 = theta[6]
-    W2_1_0 = theta[7]
-    W2_1_1 = theta[8]
-    b2_0 = theta[9]
-    # ---- gradients, summed over the batch rows ----
-    dW1_0_0 = real(0)  # dL/dW1[0, 0]
-    dW1_0_1 = real(0)  # dL/dW1[0, 1]
-    dW1_1_0 = real(0)  # dL/dW1[1, 0]
-    dW1_1_1 = real(0)  # dL/dW1[1, 1]
-    db1_0 = real(0)  # dL/db1
-    dW2_0_0 = real(0)  # dL/dW2[0, 0]
-    dW2_0_1 = real(0)  # dL/dW2[0, 1]
-    dW2_1_0 = real(0)  # dL/dW2[1, 0]
-    dW2_1_1 = real(0)  # dL/dW2[1, 1]
-    db2_0 = real(0)  # dL/db2
-    loss = real(0)
-    for n in range(N):
-        # ---- forward ----
-        # layer 1: affine-shared-bias(2,2)  (z1 = X W1 + 1 b1)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
-        z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0
-        # layer 2: sigmoid
-        h1_0 = _sigmoid_libm(z1_0)
-        h1_1 = _sigmoid_libm(z1_1)
-        # layer 3: affine-shared-bias(2,2)  (z2 = h1 W2 + 1 b2)
-        z2_0 = W2_0_0*h1_0 + W2_1_0*h1_1 + b2_0
-        z2_1 = W2_0_1*h1_0 + W2_1_1*h1_1 + b2_0
-        # layer 4: sigmoid
-        h2_0 = _sigmoid_libm(z2_0)
-        h2_1 = _sigmoid_libm(z2_1)
-        # ---- loss ----
-        # layer 5: squared-error
-        loss += (real(0.5))*((T[n, 0] - h2_0)*(T[n, 0] - h2_0))
-        loss += (real(0.5))*((T[n, 1] - h2_1)*(T[n, 1] - h2_1))
-        # ---- backward (chain rule, from the loss back to the first layer) ----
-        # layer 5: squared-error
-        dh2_0 = -T[n, 0] + h2_0  # dL/dh2_0 = -t + y
-        dh2_1 = -T[n, 1] + h2_1  # dL/dh2_1 = -t + y
-        # layer 4: sigmoid
-        dz2_0 = dh2_0*h2_0*(real(1) - h2_0)  # dL/dz2_0 = dL/dh2_0 * dh2/dz2 = dL/dh2_0 * h2*(1 - h2)
-        dz2_1 = dh2_1*h2_1*(real(1) - h2_1)  # dL/dz2_1 = dL/dh2_1 * dh2/dz2 = dL/dh2_1 * h2*(1 - h2)
-        # layer 3: affine-shared-bias(2,2)
-        dW2_0_0 += dz2_0*h1_0  # dL/dW2[0, 0], row n's term of h1^T dL/dz2
-        dW2_0_1 += dz2_1*h1_0  # dL/dW2[0, 1], row n's term of h1^T dL/dz2
-        dW2_1_0 += dz2_0*h1_1  # dL/dW2[1, 0], row n's term of h1^T dL/dz2
-        dW2_1_1 += dz2_1*h1_1  # dL/dW2[1, 1], row n's term of h1^T dL/dz2
-        db2_0 += dz2_0 + dz2_1  # dL/db2, row n's term of 1^T dL/dz2 1 (shared bias)
-        dh1_0 = W2_0_0*dz2_0 + W2_0_1*dz2_1  # dL/dh1_0 = dL/dz2 W2^T, unit 0
-        dh1_1 = W2_1_0*dz2_0 + W2_1_1*dz2_1  # dL/dh1_1 = dL/dz2 W2^T, unit 1
-        # layer 2: sigmoid
-        dz1_0 = dh1_0*h1_0*(real(1) - h1_0)  # dL/dz1_0 = dL/dh1_0 * dh1/dz1 = dL/dh1_0 * h1*(1 - h1)
-        dz1_1 = dh1_1*h1_1*(real(1) - h1_1)  # dL/dz1_1 = dL/dh1_1 * dh1/dz1 = dL/dh1_1 * h1*(1 - h1)
-        # layer 1: affine-shared-bias(2,2)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
-        dW1_0_1 += X[n, 0]*dz1_1  # dL/dW1[0, 1], row n's term of X^T dL/dz1
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
-        dW1_1_1 += X[n, 1]*dz1_1  # dL/dW1[1, 1], row n's term of X^T dL/dz1
-        db1_0 += dz1_0 + dz1_1  # dL/db1, row n's term of 1^T dL/dz1 1 (shared bias)
-
-    # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
-    step = real(lr)
-    theta[0] -= step * dW1_0_0
-    theta[1] -= step * dW1_0_1
-    theta[2] -= step * dW1_1_0
-    theta[3] -= step * dW1_1_1
-    theta[4] -= step * db1_0
-    theta[5] -= step * dW2_0_0
-    theta[6] -= step * dW2_0_1
-    theta[7] -= step * dW2_1_0
-    theta[8] -= step * dW2_1_1
-    theta[9] -= step * db2_0
-    return loss
-
-
 @jit_holding_gil
 def sgd_step_packed_kernel(theta, X, T, lr):
-    return _scalar_step_packed(theta, X, T, lr)
+    W1 = theta[0:4].reshape((2, 2))
+    b1 = theta[4:5]
+    W2 = theta[5:9].reshape((2, 2))
+    b2 = theta[9:10]
+    return sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
 
 
 def sgd_step_packed(theta, X, T, lr):

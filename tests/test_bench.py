@@ -95,3 +95,40 @@ def test_step_breakdown_runs_on_a_small_network():
     assert set(median) == {"step", "products", "peak"} and all(v > 0 for v in median.values())
     assert result["peak_gflops"] > 0 and result["step_of_peak"] > 0 and result["products_of_peak"] > 0
     assert result["spec"] == "affine(784,16) relu affine(16,10) softmax-cross-entropy"
+
+
+PINNED_PROBE = """
+import json, os, subprocess, sys
+import numpy as np
+from symprop.benchmarks import bench
+core = bench.pin_to_one_core()
+a = np.random.default_rng(0).random((400, 400))
+timing = bench.time_round_robin({"dot": lambda: a @ a}, 3, 1, 0.02)["dot"]
+child = subprocess.run([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"],
+                       capture_output=True, text=True).stdout
+print(json.dumps({"core": core, "cores": sorted(os.sched_getaffinity(0)), "child": int(child),
+                  "cores_used": timing.cores_used, "threads": timing.threads}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="Linux only")
+def test_threads_1_pins_the_process_and_its_children_to_one_core():
+    """--threads 1 pins the benchmark to one core (in a child process here, so pytest itself
+    keeps its cores); a multithreaded BLAS product then measures at most one core's CPU time."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", PINNED_PROBE], capture_output=True, text=True, check=True).stdout
+    probe = json.loads(out)
+    assert probe["cores"] == [probe["core"]] and probe["child"] == 1
+    assert 0 < probe["cores_used"] <= 1.05 and probe["threads"] >= 1
+
+
+def test_first_step_measures_a_new_spec_in_a_fresh_process(tmp_path, capsys):
+    """bench --first-step: a fresh process with empty caches runs one sgd_step and reports its
+    phases; only sgd_step_kernel is compiled (the scalar step of a tiny network)."""
+    path = tmp_path / "first.json"
+    assert bench.main(["--first-step", "affine(2,3) tanh affine(3,1) mse", "--json", str(path)]) == 0
+    (result,) = json.loads(path.read_text())["first_step"]
+    assert result["process_wall_s"] > 0 and result["process_cpu_s"] > 0
+    assert result["scalar_step"] and result["compiled"] == {"sgd_step_kernel": 1}
+    assert set(result["cpu"]) == {"import_s", "generate_s", "first_step_s"}
+    assert "affine(2,3) tanh affine(3,1) mse" in capsys.readouterr().out

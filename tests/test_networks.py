@@ -13,7 +13,7 @@ from symprop.codegen import files
 from symprop.codegen.generate import check, generate
 from symprop.codegen.network import BUILTIN_NETWORKS, load_network
 from symprop.symbolic.graph import parse_net
-from symprop.codegen.scalar_step import TINY_WIDTH, scalar_step
+from symprop.codegen.scalar_step import SCALAR_MAX_LINES, TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, numerical_gradient_at, relative_error
@@ -153,13 +153,63 @@ def test_scalar_step_equals_the_matrix_step(spec, batch, dtype, rng):
 
 
 @pytest.mark.parametrize("spec, tiny", [
-    ("affine(8,8) sigmoid affine(8,8) mse", True),
+    ("affine(3,8) sigmoid affine(8,4) formula(x/(1+abs(x))) affine(4,2) mse", True),  # 137 lines a row
+    ("affine(8,8) sigmoid affine(8,8) mse", False),  # 201 lines a row: compiles slower than the matrix step
     (f"affine(2,{TINY_WIDTH + 1}) relu affine({TINY_WIDTH + 1},2) mse", False),
     (BUILTIN_NETWORKS["two_layer_relu"], False),
     (BUILTIN_NETWORKS["two_layer_sigmoid"], True),
 ])
 def test_only_tiny_networks_get_the_scalar_step(spec, tiny):
     assert (scalar_step(parse_net(spec)) is not None) == tiny
+
+
+def compiled_kernels(net) -> dict:
+    """name -> number of compiled signatures, for every numba dispatcher of a network module."""
+    return {name: len(f.signatures) for name, f in vars(net).items() if getattr(f, "signatures", None)}
+
+
+def fresh_network(spec):
+    """The module for a spec that no other test loads, so nothing in it is compiled yet."""
+    net = load_network(spec)
+    assert compiled_kernels(net) == {}, "another test compiled this network first: pick another spec"
+    return net
+
+
+def test_tiny_network_entry_points_share_one_compiled_scalar_step(rng):
+    """sgd_step compiles sgd_step_kernel alone; sgd_steps and sgd_step_packed call that same
+    compiled body instead of compiling the whole scalar step again (issue 19: each did)."""
+    net = fresh_network("affine(2,3) sigmoid affine(3,3) tanh affine(3,1) mse")
+    assert net.SCALAR_STEP
+    params, X, T = random_problem(net, rng, batch=3)
+    net.sgd_step(*params, X, T, 0.1)
+    assert compiled_kernels(net) == {"sgd_step_kernel": 1}
+    net.sgd_steps(*params, X, T, 0.1, 2)
+    net.sgd_step_packed(net.pack(*params), X, T, 0.1)
+    assert compiled_kernels(net) == {"sgd_step_kernel": 1, "sgd_steps_kernel": 1, "sgd_step_packed_kernel": 1}
+    source = Path(net.__file__).read_text()
+    assert source.count("# ---- parameters, read once ----") == 1  # one scalar step in the module
+
+
+def test_matrix_step_compiles_only_what_sgd_step_calls(rng):
+    """A network too wide for the scalar step: its first sgd_step compiles the step's own
+    functions, not forward_kernel, loss_and_grads_kernel or sgd_steps_kernel."""
+    net = fresh_network(f"affine(3,{TINY_WIDTH + 1}) sigmoid affine({TINY_WIDTH + 1},2) squared-error")
+    assert not net.SCALAR_STEP
+    params, X, T = random_problem(net, rng, batch=3)
+    net.sgd_step(*params, X, T, 0.1)
+    compiled = compiled_kernels(net)
+    assert "sgd_step_kernel" in compiled
+    assert not {"forward_kernel", "loss_and_grads_kernel", "sgd_steps_kernel", "sgd_step_packed_kernel"} & set(compiled)
+    # one dtype: one signature per kernel (a helper has one per argument layout, e.g. W and W.T)
+    assert all(count == 1 for name, count in compiled.items() if not name.startswith("_")), compiled
+
+
+def test_scalar_step_falls_back_to_the_matrix_step_past_its_size_limit():
+    """Past SCALAR_MAX_LINES a scalar step compiles slower than the matrix step: None."""
+    wide = scalar_step(parse_net("affine(8,8) tanh affine(8,8) tanh affine(8,8) mse"))
+    assert wide is None
+    small = scalar_step(parse_net("affine(3,8) sigmoid affine(8,4) formula(x/(1+abs(x))) affine(4,2) mse"))
+    assert small is not None and small.size <= SCALAR_MAX_LINES
 
 
 @pytest.mark.parametrize("spec", [BUILTIN_NETWORKS["two_layer_relu"], EXTRA_NETWORKS[0]])
