@@ -19,6 +19,8 @@ from pathlib import Path
 
 import sympy
 
+from symprop.symbolic.errors import SympropError
+
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 
@@ -214,3 +216,20 @@ def stale_files(expected: dict[Path, str], directory: Path) -> list[tuple[Path, 
         if path not in expected and path.name != "__init__.py":
             problems.append((path, f"{path} was not written by the generator (remove it)\n"))
     return problems
+
+
+def import_generated(module_name: str, path: Path, repair: str = f"rewrite it with: {REGENERATE_COMMAND}"):
+    """Import a generated module from its file; a corrupt file (garbage bytes, a syntax error)
+    is one line naming it and how to rewrite it."""
+    import importlib.util
+    import sys
+
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
+        del sys.modules[module_name]
+        raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); {repair}") from None
+    return module

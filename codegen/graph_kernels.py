@@ -18,7 +18,6 @@ per sample or full batch). ``load_graph_kernels`` generates it into the user cac
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import keyword
 import os
 import re
@@ -359,12 +358,4 @@ def load_graph_kernels(path):
     loaded = sys.modules.get(module_name)
     if loaded is not None and not changed and getattr(loaded, "__file__", None) == str(target):
         return loaded
-    spec = importlib.util.spec_from_file_location(module_name, target)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
-        del sys.modules[module_name]
-        raise SympropError(f"{target} is corrupt ({type(exc).__name__}: {exc}); delete it to regenerate") from None
-    return module
+    return files.import_generated(module_name, target, "delete it to regenerate")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import math
 import os
 import sys
@@ -460,21 +459,6 @@ def _cache_error(path: Path, exc: OSError) -> SympropError:
                         f"{exc.strerror or exc}; point SYMPROP_CACHE at a writable folder")
 
 
-def _import_file(module_name: str, path: Path):
-    """Import a generated module; a corrupt file (garbage bytes, a syntax error) is one line
-    naming it and the command that rewrites it."""
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except (SyntaxError, ValueError, UnicodeDecodeError) as exc:
-        del sys.modules[module_name]
-        raise SympropError(f"{path} is corrupt ({type(exc).__name__}: {exc}); "
-                           f"rewrite it with: {files.REGENERATE_COMMAND}") from None
-    return module
-
-
 def network_path(canonical: str) -> tuple[Path, str | None]:
     """Where the module for a canonical spec lives, and its built-in name (None if not built in)."""
     for name, builtin in BUILTIN_NETWORKS.items():
@@ -520,4 +504,4 @@ def load_network(spec: str):
     module_name = f"symprop_{path.stem}"
     if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:
         return sys.modules[module_name]
-    return _import_file(module_name, path)
+    return files.import_generated(module_name, path)

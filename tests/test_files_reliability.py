@@ -326,11 +326,11 @@ def test_garbage_in_a_cached_network_module_is_rewritten(tmp_path, monkeypatch):
 
 
 def test_corrupt_module_import_is_one_line(tmp_path):
-    from symprop.codegen.network import _import_file
+    from symprop.codegen.files import import_generated
     path = tmp_path / "bad.py"
     path.write_bytes(b"x = 1\x00\xff\n")
-    with pytest.raises(SympropError, match="bad.py is corrupt.*symprop generate"):
-        _import_file("symprop_test_bad_module", path)
+    with pytest.raises(SympropError, match="bad.py is corrupt.*rewrite it with: symprop generate"):
+        import_generated("symprop_test_bad_module", path)
 
 
 def test_symprop_cache_on_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch):

@@ -143,13 +143,13 @@ def test_gradients_equal_finite_differences(spec, rows):
 # --- an op defined only here ---------------------------------------------------------------
 
 @pytest.fixture
-def test_scale():
+def scale_op():
     op = REGISTRY.register(PerFeature("test-scale", "g*x", "learnable per-feature scale (defined in a test)"))
     yield op
     REGISTRY.remove(op.name)
 
 
-def test_a_per_feature_op_defined_in_a_test_gets_a_transcript(test_scale):
+def test_a_per_feature_op_defined_in_a_test_gets_a_transcript(scale_op):
     spec = "affine(2,3) test-scale tanh affine(3,2) mse"
     t = check_against_finite_differences(spec, rows=2, seed=7)
     assert {"g1[0]", "dL/dg1[2]", "g1_new[1]", "dh1[1,2]/dg1[2]", "h1b[1,2]"} <= set(t.quantities)
