@@ -218,6 +218,11 @@ def stale_files(expected: dict[Path, str], directory: Path) -> list[tuple[Path, 
     return problems
 
 
+def cache_root() -> Path:
+    """Where modules generated at run time live: $SYMPROP_CACHE, or ~/.cache/symprop."""
+    return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop")
+
+
 def import_generated(module_name: str, path: Path, repair: str = f"rewrite it with: {REGENERATE_COMMAND}"):
     """Import a generated module from its file; a corrupt file (garbage bytes, a syntax error)
     is one line naming it and how to rewrite it."""

@@ -330,7 +330,7 @@ def graph_hash(text: str) -> str:
 
 
 def cache_directory() -> Path:
-    return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "graphs"
+    return files.cache_root() / "graphs"
 
 
 def graph_kernels_path(path, text: str) -> Path:

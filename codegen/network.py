@@ -449,7 +449,7 @@ def sgd_steps_kernel({params}, X, T, lr, steps):
 
 
 def cache_directory() -> Path:
-    return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop") / "networks"
+    return files.cache_root() / "networks"
 
 
 def _cache_error(path: Path, exc: OSError) -> SympropError:
