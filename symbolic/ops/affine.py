@@ -1,0 +1,78 @@
+"""The fully connected layer Y = X W + b, derived by matrix calculus and in index form."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import SympropError
+from ..indexcalc import resolve
+from .base import I, J, N, Derivation, Label, Op, Step
+
+
+@dataclass(frozen=True)
+class Affine(Op):
+    """Y = X W + b on a batch: X is N x I, W is I x J, b one bias per output (or one shared)."""
+
+    name: str
+    summary: str
+    shared_bias: bool = False
+    inputs: tuple[str, ...] = ("X", "W", "b")
+
+    def parse_args(self, inner, where):
+        try:
+            args = tuple(int(a) for a in (inner or "").split(","))
+        except ValueError:
+            args = ()
+        if len(args) != 2 or min(args) < 1:
+            raise SympropError(f"{where}: {self.name} needs two positive sizes, e.g. {self.name}(784,100)")
+        return args
+
+    def input_width(self, args):
+        return args[0]
+
+    def output_width(self, args, width):
+        return args[1]
+
+    def param_shapes(self, args, width):
+        return [("W", tuple(args)), ("b", (1,) if self.shared_bias else (args[1],))]
+
+    def derive(self) -> Derivation:
+        X, W, dY = sp.MatrixSymbol("X", N, I), sp.MatrixSymbol("W", I, J), sp.MatrixSymbol("dY", N, J)
+        if self.shared_bias:
+            b = sp.MatrixSymbol("b", 1, 1)
+            bias = sp.OneMatrix(N, 1) * b * sp.OneMatrix(1, J)
+        else:
+            b = sp.MatrixSymbol("b", 1, J)
+            bias = sp.OneMatrix(N, 1) * b
+        Y = X * W + bias
+        contraction = sp.Trace(dY.T * Y)
+        steps = [Step("forward", sp.MatrixSymbol("Y", N, J), Y,
+                      "1 is a column of N ones: the bias is added to every row"),
+                 Step("chain rule", Label("dL", "dL"), contraction,
+                      "the upstream gradient dY weights each output: dL = sum_n,j dY[n,j] * (change in Y[n,j]), "
+                      "written tr(dY^T Y); its gradient with respect to each input is that input's rule")]
+        backward = {}
+        for name, var in (("dX", X), ("dW", W), ("db", b)):
+            rule = sp.simplify(contraction.diff(var))
+            backward[name] = rule
+            steps.append(Step(f"backward {name}", sp.MatrixSymbol(name, *var.shape), rule,
+                              "matrix calculus: d tr(dY^T Y) / d" + var.name))
+        steps += self._index_form_steps()
+        return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, backward, ("X", "W"),
+                          steps, [], [], dict(backward))
+
+    def _index_form_steps(self):
+        """The same rules in index notation, derived by differentiating the scalar contraction."""
+        Xi, Wi, bi, dYi = (sp.IndexedBase(s) for s in ("X", "W", "b", "dY"))
+        n, i, j, p, q = sp.symbols("n i j p q", integer=True)
+        bias = bi[0] if self.shared_bias else bi[j]
+        Yi = sp.Sum(Xi[n, i] * Wi[i, j], (i, 1, I)) + bias
+        L = sp.Sum(sp.Sum(dYi[n, j] * Yi, (j, 1, J)), (n, 1, N))
+        rows = []
+        for target, label in ((Xi[p, q], "dX[p, q]"), (Wi[p, q], "dW[p, q]"),
+                              (bi[0] if self.shared_bias else bi[q], "db[q]" if not self.shared_bias else "db")):
+            rule = resolve(L.diff(target))
+            rows.append(Step("index notation", Label(label, label), sp.simplify(rule),
+                             "sifting property of the Kronecker delta"))
+        return rows

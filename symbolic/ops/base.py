@@ -1,0 +1,121 @@
+"""What every op shares: the Derivation it returns, the Op base class, and small helpers.
+
+An op is one class (or one instance of a family class) that knows its spec arguments, its
+shapes, its forward formula and how SymPy derives its backward rules; ``symbolic/layers.py``
+holds the registry of instances."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from ..errors import SympropError
+from ..stable import Sigmoid
+
+MAX_DERIVE_SECONDS = 9.0  # a formula layer's whole derivation (each rewrite has its own 5 s)
+MAX_DERIVATIVE_OPS = 2000  # operations in one local derivative, as SymPy's count_ops counts them
+
+# Sizes are symbols, so no derivation depends on them: batch N, inputs I, outputs J, classes K.
+N, I, J, K = sp.symbols("N I J K", integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A left-hand side that is a name, not a formula: dL/dz[j] in text, its LaTeX for Markdown."""
+
+    text: str
+    latex: str
+
+
+def partial(of: str, wrt: str, of_tex: str | None = None, wrt_tex: str | None = None) -> Label:
+    return Label(f"d{of}/d{wrt}",
+                 rf"\frac{{\partial {of_tex or of}}}{{\partial {wrt_tex or wrt}}}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: ``lhs = rhs``, with a short reason."""
+
+    title: str
+    lhs: sp.Basic
+    rhs: sp.Basic
+    note: str = ""
+
+
+@dataclass
+class Derivation:
+    """Everything symprop knows about one layer, derived from its forward formula."""
+
+    layer: str
+    summary: str
+    inputs: tuple[str, ...]
+    forward: dict[str, sp.Basic]  # output name -> canonical (stable) forward formula
+    backward: dict[str, sp.Basic]  # gradient name ("dx") -> rule in upstream and saved values
+    saved: tuple[str, ...]  # forward values the backward rule reads
+    steps: list[Step] = field(default_factory=list)
+    conventions: list[str] = field(default_factory=list)
+    stability: list[str] = field(default_factory=list)
+    raw_backward: dict[str, sp.Basic] = field(default_factory=dict)  # before canonical form
+    # gradients whose rule above is one row's contribution, summed over the N rows of the batch
+    # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
+    batch_sums: tuple[str, ...] = ()
+
+    def _repr_markdown_(self) -> str:
+        """Jupyter shows a derivation that is a cell's value as its Markdown (formulas by MathJax)."""
+        from ..render import derivation_markdown  # render imports this module
+
+        return derivation_markdown(self)
+
+
+def real(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def _apply_kink_convention(expr):
+    """Heaviside(u) -> Heaviside(u, 0) where SymPy left H(0) open: the side of a max or min
+    that loses a tie (kinks.py; the derivative of max(0, u) is 0 at u = 0)."""
+    return expr.replace(lambda e: isinstance(e, sp.Heaviside) and e.args[1] == sp.S.Half,
+                        lambda e: sp.Heaviside(e.args[0], 0))
+
+
+def _in_terms_of_output(derivative, forward, output, inputs):
+    """Rewrite derivative using the saved output y = forward, if that removes the inputs."""
+    if forward in inputs or not forward.free_symbols:
+        return None
+    expr = derivative
+    if isinstance(forward, Sigmoid):  # sigmoid(-u) = 1 - sigmoid(u), then name sigmoid(u) y
+        expr = expr.xreplace({Sigmoid(-forward.args[0]): 1 - forward})
+    expr = expr.xreplace({forward: output})
+    if expr.free_symbols & set(inputs):
+        return None
+    return sp.factor(expr) if sp.count_ops(sp.factor(expr)) <= sp.count_ops(expr) else expr
+
+
+class Op:
+    """What every op answers about itself in a net spec (``graph.parse_net`` asks; nothing
+    branches on an op's name). The defaults fit an op with no arguments and no parameters that
+    keeps the number of features, e.g. an activation."""
+
+    is_loss = False  # a loss ends a network: it takes the targets T and gives the scalar L
+    applies = ""  # a loss that takes logits names the activation it applies itself
+
+    def network_problem(self) -> str | None:
+        """Why this op cannot be a layer of a network, or None."""
+        return None
+
+    def parse_args(self, inner: str | None, where: str) -> tuple:
+        """The arguments written in NAME(ARGS) (inner is None without parentheses)."""
+        if inner is not None:
+            raise SympropError(f"{where}: {self.name} takes no arguments")
+        return ()
+
+    def input_width(self, args) -> int | None:
+        """The number of features this op needs, when its arguments fix it."""
+        return None
+
+    def output_width(self, args, width: int) -> int:
+        return width
+
+    def param_shapes(self, args, width: int) -> list[tuple[str, tuple[int, ...]]]:
+        """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
+        return []

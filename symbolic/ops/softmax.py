@@ -1,0 +1,106 @@
+"""Softmax over each row, and softmax with cross-entropy against one-hot targets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..indexcalc import pull_constants, sift
+from .base import K, N, Derivation, Label, Op, Step
+
+
+DZ = Label("dz[j]", r"\frac{\partial L}{\partial z_j}")
+DLN = Label("dL_n/dz[j]", r"\frac{\partial L_n}{\partial z_j}")
+
+
+def _softmax_symbols():
+    z, y, t, dy = (sp.IndexedBase(s) for s in ("z", "y", "t", "dy"))
+    j, k, m = sp.symbols("j k m", integer=True)
+    return z, y, t, dy, j, k, m
+
+
+def _name_softmax_outputs(expr, z, y, S):
+    """exp(z[i]) -> y[i] * S, since y[i] = exp(z[i]) / S (S itself is left alone)."""
+    placeholder = sp.Symbol("S", positive=True)
+    named = expr.xreplace({S: placeholder}).replace(
+        lambda e: isinstance(e, sp.exp) and isinstance(e.args[0], sp.Indexed) and e.args[0].base == z,
+        lambda e: y[e.args[0].indices[0]] * placeholder)
+    return sp.simplify(pull_constants(named)).xreplace({placeholder: S})
+
+
+@dataclass(frozen=True)
+class Softmax(Op):
+    """y[k] = exp(z[k]) / sum_m exp(z[m]) over the K classes of each row."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("z",)
+
+    def derive(self) -> Derivation:
+        z, y, _, dy, j, k, m = _softmax_symbols()
+        S = sp.Sum(sp.exp(z[m]), (m, 1, K))
+        yk = sp.exp(z[k]) / S
+        zmax = sp.Symbol("zmax", real=True)
+        stable = sp.exp(z[k] - zmax) / sp.Sum(sp.exp(z[m] - zmax), (m, 1, K))
+        contraction = sp.Sum(dy[k] * yk, (k, 1, K))
+        raw = contraction.diff(z[j])
+        sifted = pull_constants(sift(raw))
+        named = _name_softmax_outputs(sifted, z, y, S)
+        rule = named
+        steps = [
+            Step("forward", y[k], yk, "exponentials normalised over the row"),
+            Step("stable forward", y[k], stable,
+                 "numerator and denominator multiplied by exp(-zmax), zmax = max_m z[m]: "
+                 "no exponent is positive, so nothing overflows"),
+            Step("chain rule", DZ, raw, "dz[j] = sum_k dy[k] * dy[k]/dz[j]"),
+            Step("sift the Kronecker deltas", DZ, sifted, "j lies in 1..K"),
+            Step("name the outputs", DZ, named, "exp(z[i]) = y[i] * sum_m exp(z[m])"),
+            Step("backward", DZ, rule, "reads only the saved output y"),
+        ]
+        return Derivation(self.name, self.summary, self.inputs, {"y[k]": stable}, {"dz[j]": rule},
+                          ("y",), steps, [], ["max subtracted before exp"], {"dz[j]": raw})
+
+
+@dataclass(frozen=True)
+class SoftmaxCrossEntropy(Op):
+    """L = -(1/N) sum_n sum_k t[n,k] log softmax(z[n])[k], one-hot targets t."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("z", "t")
+    is_loss = True
+    applies = "softmax"
+
+    def derive(self) -> Derivation:
+        z, y, t, _, j, k, m = _softmax_symbols()
+        S = sp.Sum(sp.exp(z[m]), (m, 1, K))
+        log_softmax = z[k] - sp.log(S)
+        per_row = -sp.Sum(t[k] * log_softmax, (k, 1, K))
+        raw = per_row.diff(z[j])
+        sifted = pull_constants(sift(raw))
+        target_sum = sp.Sum(t[k], (k, 1, K))
+        one_hot = sifted.subs(target_sum, 1)
+        if one_hot == sifted:
+            raise AssertionError("softmax-cross-entropy derivation never met sum_k t[k]")
+        named = _name_softmax_outputs(one_hot, z, y, S)
+        rule = sp.simplify(named) / N
+        zmax = sp.Symbol("zmax", real=True)
+        lse = zmax + sp.log(sp.Sum(sp.exp(z[m] - zmax), (m, 1, K)))
+        steps = [
+            Step("forward", y[k], sp.exp(z[k]) / S, "softmax over the row"),
+            Step("loss of one row", Label("L_n", "L_n"), -sp.Sum(t[k] * sp.log(y[k]), (k, 1, K)), "cross-entropy"),
+            Step("log of softmax", sp.log(y[k]), log_softmax, "log(exp(z[k]) / S) = z[k] - log S"),
+            Step("stable log-sum-exp", sp.log(S), lse, "zmax = max_m z[m]; no exponent is positive"),
+            Step("differentiate", DLN, raw, "SymPy's diff"),
+            Step("sift the Kronecker deltas", DLN, sifted, "j lies in 1..K"),
+            Step("one-hot targets", DLN, one_hot,
+                 "sum_k t[k] = 1 because t is one-hot: this is where the target's sum is used"),
+            Step("name the outputs", DLN, sp.simplify(named), "exp(z[j]) / S = y[j]"),
+            Step("mean over the batch", DZ, rule, "L = (1/N) sum_n L_n"),
+        ]
+        return Derivation(self.name, self.summary, self.inputs, {"y[k]": sp.exp(z[k] - zmax) / sp.exp(lse - zmax),
+                                                                 "L_n": lse - sp.Sum(t[k] * z[k], (k, 1, K))},
+                          {"dz[j]": rule}, ("y", "t"), steps,
+                          ["targets are one-hot (each row sums to 1)"],
+                          ["log-sum-exp with the row maximum subtracted; log(0) never taken"],
+                          {"dz[j]": raw / N})
