@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 659af3fac1e65b7d (generator sources and sympy 1.14.0)
+# Input hash: 4f09f992ba07c9c5 (generator sources and sympy 1.14.0)
 # Body hash: ffeffde483c337dc
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 84d00673e5a84994 (generator sources and sympy 1.14.0)
+# Input hash: 1e7add6f6e7f6805 (generator sources and sympy 1.14.0)
 # Body hash: 296831335e822126
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 2d599fee40297adf (generator sources and sympy 1.14.0)
+# Input hash: 591805ab549b2edc (generator sources and sympy 1.14.0)
 # Body hash: b37370779ba2f1a5
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: ee500a2b271ab6b6 (generator sources and sympy 1.14.0)
+# Input hash: 9d9d5c4c069570d0 (generator sources and sympy 1.14.0)
 # Body hash: 498371c596cc20aa
 
 import hashlib

@@ -263,6 +263,12 @@ LOSS_VARIANTS = {
 }
 
 
+def _graph_batch_size(graph) -> int:
+    """The N of a graph's 1/N: its samples when the loss is a full-batch mean, else 1."""
+    data = graph.data
+    return data.size if data is not None and data.mode == "full-batch" else 1
+
+
 class Subject:
     """What the claims are about: a built-in example or a network file, buildable under variants."""
 
@@ -274,12 +280,11 @@ class Subject:
             self.build_exact = example.build
             self.network = builtin_network(name) if name in ("two-layer-sigmoid", "mazur-2-2-2") else None
             self.graph = builtin_graph(name)
-            self.batch_size = example.batch_size
+            self.batch_size = example.batch_size if self.graph is None else _graph_batch_size(self.graph)
         elif is_graph_file(name):
             self.graph, self.network = load_graph(name), None
             self.build_exact = lambda: graph_transcript(self.graph, Path(name).stem)
-            data = self.graph.data
-            self.batch_size = data.size if data is not None and data.mode == "full-batch" else 1
+            self.batch_size = _graph_batch_size(self.graph)
         else:
             self.network = load_network(name)
             self.build_exact = lambda: network_transcript(self.network, Path(name).stem)

@@ -1,12 +1,11 @@
 """The built-in worked examples of the source articles, each under a stable name.
 
-Two are network files shipped in ``symbolic/networks/`` (the seed-001 2-2-2 network and Matt
-Mazur's classic 2-2-2 example); the others are small graphs written here. In all of them the
-local derivatives are the layer registry's derived backward rules (``REGISTRY.derive(...)``)
-or SymPy's ``diff`` of a forward formula, and the numbers are computed from the printed
-formulas by ``Transcript``. ``LOSS_FUNCTIONS`` gives each example's objective in plain
-float64 numpy, written independently, so tests can compare every gradient with central
-finite differences.
+Most are data: graph files shipped in ``symbolic/graphs/`` (the seed examples nested-neurons,
+add-mul-nodes, linear-model, quadratic-model, and the lecture-note circuits) and network files
+in ``symbolic/networks/`` (the seed-001 2-2-2 network and Matt Mazur's classic 2-2-2 example).
+The layer examples written here show one registered layer's derived rules on a small batch
+(``REGISTRY.derive(...)``), and moons-logistic the binary-cross-entropy layer's. The numbers
+are computed from the printed formulas by ``Transcript``.
 """
 from __future__ import annotations
 
@@ -20,13 +19,13 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .layers import I, J, K, N, REGISTRY, real
+from .layers import I, J, N, REGISTRY, real
 from .graphfile import is_graph_file, parse_graph
 from .graphfile_transcript import graph_file_transcript, graph_transcript
 from .networkfile import load_network, parse_network
 from .network_transcript import network_transcript
 from .stable import Sigmoid
-from .transcript import FLOAT32, Chain, Text, Transcript, to_float32, tr
+from .transcript import Chain, Text, Transcript, tr
 
 R = sp.Rational
 
@@ -57,62 +56,7 @@ def _forward(layer: str, **names) -> sp.Expr:
     return formula.xreplace({real(k): v for k, v in names.items()})
 
 
-# --- seed 002: nested neurons ------------------------------------------------------------
-
-def nested_neurons() -> Transcript:
-    t = Transcript("nested-neurons", tr("Nested neurons f = (a + b) * c, one gradient-ascent step",
-                                         "嵌套神经元 f = (a + b) * c：一步梯度上升"),
-                   tr("An addition node d = a + b feeds a multiplication node f = d * c. We move a, b and c "
-                      "a small step h along their gradients so that f increases.",
-                      "加法节点 d = a + b 的输出送入乘法节点 f = d * c。沿梯度方向把 a、b、c 各移动一小步 h，使 f 增大。"))
-    t.heading(tr("Given", "已知"))
-    a, b, c = (t.given(k, v, show=True) for k, v in (("a", 5), ("b", -6), ("c", 7)))
-    h = t.given("h", R(1, 100), show=True)
-    t.heading(tr("Forward pass", "前向传播"))
-    d = t.define("d", _forward("add", x=a, y=b), note=tr("addition node", "加法节点"))
-    t.define("f", _forward("mul", x=d, y=c), note=tr("multiplication node", "乘法节点"))
-    t.heading(tr("Local derivatives (from the add and mul nodes' derivations)", "局部导数（由加法、乘法节点的推导得到）"))
-    t.define("df/dd", _local("mul", "dx", x=d, y=c), note=tr("mul node: the other input", "乘法节点：另一个输入"))
-    t.define("df/dc", _local("mul", "dy", x=d, y=c))
-    t.define("dd/da", _local("add", "dx", x=a, y=b), note=tr("add node: passes the gradient on", "加法节点：梯度原样传递"))
-    t.define("dd/db", _local("add", "dy", x=a, y=b))
-    t.heading(tr("Chain rule", "链式法则"))
-    t.define("df/da", Chain((("df/dd", "dd/da"),)))
-    t.define("df/db", Chain((("df/dd", "dd/db"),)))
-    t.heading(tr("Gradient ascent: x += h * df/dx", "梯度上升：x += h * df/dx"))
-    new = {}
-    for name in ("a", "b", "c"):
-        new[name] = t.define(f"{name}_new", sp.Add(t.symbol(name), sp.Mul(h, t.symbol(f"df/d{name}"),
-                                                                             evaluate=False), evaluate=False))
-    t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
-    d_new = t.define("d_new", _forward("add", x=new["a"], y=new["b"]))
-    t.define("f_new", _forward("mul", x=d_new, y=new["c"]), note=tr("larger than f = -7", "比 f = -7 大"))
-    return t
-
-
 # --- seed 000: layers of the two-layer classifier ----------------------------------------
-
-def graph_nodes() -> Transcript:
-    t = Transcript("add-mul-nodes", tr("Addition and multiplication nodes", "加法节点与乘法节点的反向传播"),
-                   tr("Backward through a node: the upstream gradient dout times the node's local derivative.",
-                      "反向传播：上游传来的导数 dout 乘以本节点的局部导数。"))
-    t.heading(tr("Given", "已知"))
-    x, y = t.given("x", 2, show=True), t.given("y", 3, show=True)
-    dout = t.given("dout", R(3, 2), show=True)
-    t.heading(tr("Addition node out = x + y", "加法节点 out = x + y"))
-    t.define("add_out", _forward("add", x=x, y=y))
-    for v in ("x", "y"):
-        t.define(f"dadd_out/d{v}", _local("add", f"d{v}", x=x, y=y))
-        t.define(f"dL/d{v}_add", Chain((("dout", f"dadd_out/d{v}"),)),
-                 note=tr("passes dout through", "原样传递 dout") if v == "x" else None)
-    t.heading(tr("Multiplication node out = x * y", "乘法节点 out = x * y"))
-    t.define("mul_out", _forward("mul", x=x, y=y))
-    for v in ("x", "y"):
-        t.define(f"dmul_out/d{v}", _local("mul", f"d{v}", x=x, y=y))
-        t.define(f"dL/d{v}_mul", Chain((("dout", f"dmul_out/d{v}"),)),
-                 note=tr("dout times the other input (the inputs swap)", "dout 乘以另一个输入（输入互换）") if v == "x" else None)
-    return t
-
 
 ACTIVATION_X = [[R(1), R(-1, 2)], [R(-2), R(3)]]
 ACTIVATION_DOUT = [[R(1, 2), R(-1)], [R(2), R(1, 4)]]
@@ -211,82 +155,6 @@ def softmax_with_loss(batch_sum: bool = False) -> Transcript:
     return t
 
 
-# --- seed 003: linear and quadratic models trained by per-sample SGD ----------------------
-
-DATA_X, DATA_Y = [1, 2, 3], [2, 4, 6]
-
-
-def _sgd_model(name, title, intro, weights, start, model_formula):
-    """Per-sample SGD on (DATA_X, DATA_Y), loss (y_hat - y)^2: one step in full, then 100 epochs."""
-    t = Transcript(name, title, intro)
-    t.heading(tr("Given", "已知"))
-    params = {w: t.given(w, start[w], show=True) for w in weights}
-    x, y = t.given("x", DATA_X[0], show=True), t.given("y", DATA_Y[0], show=True)
-    lr = t.given("learning_rate", R(1, 100), text="lr", latex=r"\eta", show=True)
-    x4 = t.given("x_test", 4, show=True)
-    t.heading(tr("Prediction at x = 4 before training", "训练前 x = 4 的预测值"))
-    t.define("y_hat_test", model_formula(params, x4))
-    t.heading(tr("One SGD step on the first sample", "第一个样本上的一步随机梯度下降"))
-    y_hat = t.define("y_hat", model_formula(params, x))
-    t.define("l", _forward("mse", y=y_hat, t=y), note=tr("squared error of one sample", "单个样本的平方误差"))
-    t.define("dl/dy_hat", _local("mse", "dy", y=y_hat, t=y).subs({N: 1, K: 1}),
-             note=tr("the loss's derived local derivative", "误差函数推导出的局部导数"))
-    model = model_formula(params, x)
-    for w in weights:
-        t.define(f"dy_hat/d{w}", sp.diff(model, params[w]))
-        t.define(f"dl/d{w}", Chain((("dl/dy_hat", f"dy_hat/d{w}"),)))
-        t.define(f"{w}_new", sp.Add(params[w], sp.Mul(-1, lr, t.symbol(f"dl/d{w}"), evaluate=False), evaluate=False))
-    # the same formulas, applied sample by sample for 100 epochs (exact rationals)
-    step_formulas = {}
-    for w in weights:
-        factors = t.quantities[f"dl/d{w}"].formula.terms[0]
-        product = sp.Mul(*[t.quantities[k].formula for k in factors]).xreplace({t.symbol("y_hat"): model})
-        step_formulas[w] = params[w] - lr * product
-    loss_formula = t.quantities["l"].formula.xreplace({t.symbol("y_hat"): model})
-    values = dict(start)
-    rows = []
-    for epoch in range(1, 101):
-        for xv, yv in zip(DATA_X, DATA_Y):
-            subs = {params[w]: values[w] for w in weights} | {x: xv, y: yv, lr: R(1, 100)}
-            last_loss = loss_formula.xreplace(subs)  # before the update, as the tutorial prints it
-            values = {w: step_formulas[w].xreplace(subs) for w in weights}
-            if FLOAT32.get():  # the checker's float32 convention: a program's float32 weights
-                values = {w: to_float32(v) for w, v in values.items()}
-        if epoch <= 5 or epoch % 10 == 0:
-            rows.append([str(epoch), *[values[w] for w in weights], last_loss])
-            for w in weights:  # the table's numbers under names a learner can claim (JSON only)
-                t.given(f"epoch{epoch}:{w}", values[w], result_of=tr(f"{epoch} epochs of per-sample SGD",
-                                                                      f"逐样本训练 {epoch} 轮"))
-            t.given(f"epoch{epoch}:l", last_loss, result_of=tr(f"{epoch} epochs of per-sample SGD",
-                                                               f"逐样本训练 {epoch} 轮"))
-    t.heading(tr("100 epochs of per-sample SGD on x = [1, 2, 3], y = [2, 4, 6]",
-                 "在 x = [1, 2, 3]、y = [2, 4, 6] 上逐样本训练 100 轮"))
-    t.table([tr("epoch", "轮次"), *[tr(f"{w} after the epoch", f"本轮后 {w}") for w in weights],
-             tr("loss of the epoch's last sample", "本轮最后一个样本的误差")], rows)
-    t.heading(tr("Prediction at x = 4 after training", "训练后 x = 4 的预测值"))
-    trained = tr("100 epochs of per-sample SGD", "逐样本训练 100 轮")
-    final = {w: t.given(f"{w}_trained", values[w], result_of=trained) for w in weights}
-    t.define("y_hat_test_trained", model_formula(final, x4))
-    return t
-
-
-def linear_model() -> Transcript:
-    return _sgd_model("linear-model", tr("Linear model y_hat = w * x trained by SGD", "线性模型 y_hat = w * x 的随机梯度下降"),
-                      tr("Loss (y_hat - y)^2 per sample, w starts at 1, learning rate 0.01.",
-                         "每个样本的误差为 (y_hat - y)^2，w 初始为 1，学习率 0.01。"),
-                      ["w"], {"w": R(1)}, lambda p, x: sp.Mul(p["w"], x, evaluate=False))
-
-
-def quadratic_model() -> Transcript:
-    return _sgd_model("quadratic-model", tr("Quadratic model y_hat = w1 x^2 + w2 x + b", "二次模型 y_hat = w1 x^2 + w2 x + b"),
-                      tr("With w1 = w2 = b = 1 (the model y = x^2 + x + 1) the prediction at x = 4 is 21; then "
-                         "per-sample SGD on the linear data, loss (y_hat - y)^2, learning rate 0.01.",
-                         "w1 = w2 = b = 1（即 y = x^2 + x + 1）时 x = 4 的预测值为 21；随后在同一组数据上逐样本训练。"),
-                      ["w1", "w2", "b"], {"w1": R(1), "w2": R(1), "b": R(1)},
-                      lambda p, x: sp.Add(sp.Mul(p["w1"], x ** 2, evaluate=False),
-                                          sp.Mul(p["w2"], x, evaluate=False), p["b"], evaluate=False))
-
-
 # --- seed 001 part 2: logistic regression on two moons --------------------------------------
 
 MOONS_X = [[R(-12, 10), R(8, 10)], [R(3, 10), R(11, 10)], [R(9, 10), R(-6, 10)], [R(15, 10), R(-2, 10)]]
@@ -365,20 +233,20 @@ def _graph_example(file_name: str, name: str) -> Callable[[], Transcript]:
     return build
 
 
-# the shipped graph files (symbolic/graphs/): name, seed, summary. The seed examples keep their
-# Python versions above (their golden transcripts); the graph files give the same numbers.
+# the shipped graph files (symbolic/graphs/): name, seed, summary
 GRAPH_FILES = [
+    ("nested-neurons", "002", "f = (a + b) * c: add and mul nodes, one gradient-ascent step"),
+    ("add-mul-nodes", "000", "backward through addition and multiplication nodes (dout = 3/2 into each)"),
+    ("add-node", "000", "the addition node alone: passes dout through"),
+    ("mul-node", "000", "the multiplication node alone: swaps its inputs"),
+    ("linear-model", "003", "y_hat = w x, per-sample SGD for 100 epochs (table of epochs), prediction at x = 4"),
+    ("quadratic-model", "003", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD"),
+    ("linear-model-float32", "003", "linear-model computed in float32, as a PyTorch program prints it"),
     ("add-mul-circuit", "(CS231n)", "f = (x + y) z: an add gate feeds a multiply gate"),
     ("sigmoid-neuron-gates", "(CS231n)", "a 2-D sigmoid neuron drawn gate by gate"),
     ("max-circuit", "(CS231n)", "f = 2 (x y + max(z, w)): add, multiply and max gates"),
     ("staged-sigmoid-ratio", "(CS231n)", "f = (x + sigmoid(y)) / (sigmoid(x) + (x + y)^2), staged; x feeds three nodes"),
     ("apples-oranges", "(Saito)", "the apples-and-oranges shopping graph with consumption tax"),
-    ("nested-neurons-graph", "002", "nested-neurons as a graph file"),
-    ("add-node-graph", "000", "the addition node of add-mul-nodes as a graph file"),
-    ("mul-node-graph", "000", "the multiplication node of add-mul-nodes as a graph file"),
-    ("linear-model-graph", "003", "linear-model as a graph file (per-sample SGD, 100 epochs)"),
-    ("quadratic-model-graph", "003", "quadratic-model as a graph file (per-sample SGD, 100 epochs)"),
-    ("linear-model-float32", "003", "linear-model computed in float32, as a PyTorch program prints it"),
 ]
 
 
@@ -390,23 +258,22 @@ def _network_example(file_name: str, name: str) -> Callable[[], Transcript]:
 
 
 EXAMPLES = {e.name: e for e in [
-    Example("nested-neurons", "f = (a + b) * c: add and mul nodes, one gradient-ascent step", nested_neurons, "002"),
+    *[Example(name, summary, _graph_example(f"{name}.toml", name), seed)
+      for name, seed, summary in GRAPH_FILES if not seed.startswith("(")],
     Example("two-layer-sigmoid", "the 2-2-2 sigmoid network with shared biases, one gradient-descent step",
             _network_example("two-layer-sigmoid.toml", "two-layer-sigmoid"), "001"),
     Example("mazur-2-2-2", "Matt Mazur's step-by-step backpropagation example (biases kept fixed)",
             _network_example("mazur-2-2-2.toml", "mazur-2-2-2"), "(Mazur 2015)"),
-    Example("add-mul-nodes", "backward through addition and multiplication nodes", graph_nodes, "000"),
     Example("relu-layer", "ReLU layer forward and backward on a 2 x 2 batch", relu_layer, "000"),
     Example("sigmoid-layer", "Sigmoid layer forward and backward on a 2 x 2 batch", sigmoid_layer, "000"),
     Example("affine-layer", "Affine layer Y = X W + B on a batch; dY = [[1,2,3],[4,5,6]] gives dB = [5,7,9]",
             affine_layer, "000"),
     Example("softmax-with-loss", "softmax + cross-entropy on a batch of two: dL/dz = (y - t)/N",
             softmax_with_loss, "000", functools.partial(softmax_with_loss, batch_sum=True), batch_size=2),
-    Example("linear-model", "y_hat = w x, per-sample SGD for 100 epochs (table of epochs)", linear_model, "003", batch_size=3),
-    Example("quadratic-model", "y_hat = w1 x^2 + w2 x + b: prediction 21 at x = 4, then SGD", quadratic_model, "003", batch_size=3),
     Example("moons-logistic", "logistic regression (two moons): gradient formulas and one step on four points",
             moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True), batch_size=4),
-    *[Example(name, summary, _graph_example(f"{name}.toml", name), seed) for name, seed, summary in GRAPH_FILES],
+    *[Example(name, summary, _graph_example(f"{name}.toml", name), seed)
+      for name, seed, summary in GRAPH_FILES if seed.startswith("(")],
 ]}
 
 

@@ -24,7 +24,7 @@ from .networkfile import _name, _number, _Where
 from .userfiles import parse_toml, read_text
 
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
-             "inputs", "parameters", "nodes", "update", "data"}
+             "inputs", "parameters", "nodes", "update", "data", "predict"}
 UPDATE_FIELDS = {"rule", "learning_rate", "rate_name", "steps", "epochs", "table", "table_every"}
 DATA_MODES = ("per-sample", "full-batch")
 MAX_STEPS = 10_000
@@ -78,6 +78,8 @@ class GraphFile:
     title_zh: str = ""
     description_zh: str = ""
     lines: dict[str, int] = field(default_factory=dict)  # node name -> line, for messages
+    # [predict]: other values of some inputs at which the output is shown before and after training
+    predict: dict[str, sp.Rational] = field(default_factory=dict)
 
     @property
     def objective(self) -> str:
@@ -223,9 +225,11 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
                  "and node needs its own name")
         if name in FUNCTIONS or name in CONSTANTS:
             fail(f"{name!r} is a function or constant of the formula language; choose another name")
-        if name in RESERVED or name.endswith(("_new", "_direct")) or "_via_" in name or re.match(r"(step|epoch)\d", name):
+        if (name in RESERVED or name.endswith(("_new", "_direct", "_test", "_trained")) or "_via_" in name
+                or re.match(r"(step|epoch)\d", name)):
             fail(f"the name {name!r} is taken by the transcript (L, dout, learning_rate, and names ending in "
-                 "_new or _direct, containing _via_, or starting with step<digit> or epoch<digit>); choose another")
+                 "_new, _direct, _test or _trained, containing _via_, or starting with step<digit> or "
+                 "epoch<digit>); choose another")
         names[name] = section
 
     def values(section, required):
@@ -293,8 +297,9 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
         for column, samples in dataset.columns.items():
             if inputs[column] is None:
                 inputs[column] = samples[0]
+    predict = _predict(data.get("predict"), where, inputs) if "predict" in data else {}
     graph = GraphFile(title, description, source, inputs, parameters, nodes, texts, output, loss, dout, update,
-                      dataset, dtype, title_zh, description_zh, lines)
+                      dataset, dtype, title_zh, description_zh, lines, predict)
     if loss is not None and output not in graph.ancestors(loss):
         where.fail(f"the loss {loss!r} does not use the output {output!r}", "loss")
     _check_values(graph)
@@ -369,6 +374,20 @@ def _update(raw, where, parameters, nodes, data_columns) -> Update:
     return Update(rule == "ascent", rate, rate_name, steps, list(table), every)
 
 
+def _predict(raw, where, inputs) -> dict[str, sp.Rational]:
+    """[predict]: input = value lines, the inputs at which the output is predicted."""
+    if not isinstance(raw, dict) or not raw:
+        where.fail("expected a table of input = value lines (the inputs at which to predict the output)",
+                   section="predict")
+    out = {}
+    for name, value in raw.items():
+        if name not in inputs:
+            where.fail(f"{name!r} is not an input (inputs: {', '.join(inputs) or 'none'}); [predict] gives "
+                       "other values of inputs", name, section="predict")
+        out[name] = _number(value, lambda m, name=name: where.fail(m, name, section="predict"))
+    return out
+
+
 def _data(raw, columns, inputs, where, update) -> Data:
     fail = lambda m, key="": where.fail(m, key, section="data")  # noqa: E731
     mode = raw.get("mode", "per-sample")
@@ -398,6 +417,8 @@ def _check_values(graph: GraphFile):
     samples = [{}]
     if graph.data is not None:
         samples = [{k: v[i] for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
+    if graph.predict:
+        samples.append(dict(graph.predict))
     for sample in samples:
         values = {symbol(k): v for k, v in {**graph.given(), **sample}.items()}
         for name, formula in graph.nodes.items():

@@ -74,6 +74,7 @@ class _Builder:
         intro = tr(graph.description, graph.description_zh) if graph.description else None
         self.t = Transcript(name, tr(graph.title, graph.title_zh or graph.title), intro)
         self.relevant = graph.ancestors(graph.objective)
+        self.final = None  # the values after the last step or epoch, once the table has run
 
     def build(self) -> Transcript:
         g, t = self.g, self.t
@@ -92,6 +93,8 @@ class _Builder:
             t.given(g.update.rate_name, g.update.learning_rate,
                     latex=r"\eta" if g.update.rate_name == "learning_rate" else None, show=True,
                     note=tr("learning rate", "学习率"))
+        if g.predict:
+            self.predict_before()
         samples = list(range(1, g.data.size + 1)) if full_batch else [None]
         for n in samples:
             names = _Names(g, f"[{n}]" if n else "")
@@ -108,7 +111,46 @@ class _Builder:
             self.update(_Names(g) if not full_batch else None)
             if g.update.steps > 1 or g.data is not None:
                 self.table()
+            if g.predict:
+                self.predict_after()
         return t
+
+    # --- [predict]: the output at other input values -------------------------------------------
+    def _at(self):
+        return ", ".join(f"{k} = {v}" for k, v in self.g.predict.items())
+
+    def _predict(self, params: dict, suffix: str):
+        """``<node>_test<suffix>`` for the output and the nodes it needs, at the [predict] inputs."""
+        g, t = self.g, self.t
+        subs = {symbol(i): t.symbol(f"{i}_test" if i in g.predict else i) for i in g.inputs}
+        subs.update({symbol(p): t.symbol(key) for p, key in params.items()})
+        needed = g.ancestors(g.output)
+        for node, formula in g.nodes.items():
+            if node in needed:
+                subs[symbol(node)] = t.define(f"{node}_test{suffix}", formula.xreplace(subs),
+                                              note=tr("the prediction", "预测值") if node == g.output else None)
+
+    def predict_before(self):
+        g, t = self.g, self.t
+        trains = g.update is not None
+        t.heading(tr(f"Prediction at {self._at()}" + (" before training" if trains else ""),
+                     f"{self._at()} 时的预测值" + ("（训练前）" if trains else "")))
+        for i, v in g.predict.items():
+            t.given(f"{i}_test", v, show=True)
+        self._predict({p: p for p in g.parameters}, "")
+
+    def predict_after(self):
+        g, t = self.g, self.t
+        trained = self.final is not None
+        t.heading(tr(f"Prediction at {self._at()} after " + ("training" if trained else "the update"),
+                     f"{self._at()} 时的预测值（{'训练后' if trained else '更新后'}）"))
+        if not trained:
+            self._predict({p: f"{p}_new" if f"{p}_new" in t.quantities else p for p in g.parameters}, "_new")
+            return
+        result = tr("the training above", "上面的训练")
+        for p in g.parameters:
+            t.given(f"{p}_trained", self.final[p], result_of=result)
+        self._predict({p: f"{p}_trained" for p in g.parameters}, "_trained")
 
     # --- one pass: forward, local partials, gradients ------------------------------------------
     def forward_backward(self, names: _Names, sample):
@@ -209,6 +251,7 @@ class _Builder:
         rows = []
         result = tr(f"{unit}s of gradient {'ascent' if u.ascent else 'descent'}", f"梯度{'上升' if u.ascent else '下降'}")
         for k, record in enumerate(run(g, self.batch_sum), 1):
+            self.final = record
             if not (k <= 5 or k % u.table_every == 0 or k == u.steps):
                 continue
             row = [str(k)]

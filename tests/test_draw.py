@@ -24,7 +24,7 @@ from symprop.symbolic.graphfile_circuit import circuit, gate_label
 ROOT = Path(__file__).resolve().parents[1]
 GRAPHS = ROOT / "symbolic" / "graphs"
 SHIPPED = ["add-mul-circuit", "sigmoid-neuron-gates", "max-circuit", "staged-sigmoid-ratio", "apples-oranges",
-           "nested-neurons-graph"]
+           "nested-neurons"]
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -82,7 +82,7 @@ def test_a_fanned_out_value_sums_its_wires():
 
 
 def test_an_upstream_gradient_dout_is_on_the_output_wire():
-    c = circuit(load_graph(GRAPHS / "mul-node-graph.toml"))
+    c = circuit(load_graph(GRAPHS / "mul-node.toml"))
     assert c.root == "L" and c.upstream == pytest.approx(1.5)
     assert c.gate("x").gradient == pytest.approx(4.5)  # dout * y
 

@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 from gradcheck import numerical_gradient, relative_error
-from symprop.symbolic.examples import (ACTIVATION_DOUT, ACTIVATION_X, DATA_X, DATA_Y, EXAMPLES, MOONS_B, MOONS_T,
+from symprop.symbolic.examples import (ACTIVATION_DOUT, ACTIVATION_X, EXAMPLES, MOONS_B, MOONS_T,
                                MOONS_W, MOONS_X, SOFTMAX_T, SOFTMAX_Z, builtin_network)
 from symprop.symbolic.networkfile import Network
 
@@ -157,9 +157,11 @@ def test_nested_neurons_gradients():
 def test_graph_node_gradients():
     t = transcript("add-mul-nodes")
     point = {"x": np.array(2.0), "y": np.array(3.0)}
-    dout = float(t.value("dout"))
-    check_gradients(t, lambda p: dout * float(p["x"] + p["y"]), point, {"dL/dx_add": "x", "dL/dy_add": "y"})
-    check_gradients(t, lambda p: dout * float(p["x"] * p["y"]), point, {"dL/dx_mul": "x", "dL/dy_mul": "y"})
+    dout = float(t.value("dL/dtotal"))  # the upstream gradient given at the sum node
+    # each node's path alone, then both nodes: L = dout * (x + y) + dout * x y
+    check_gradients(t, lambda p: dout * float(p["x"] + p["y"]), point, {"dL/dx_via_add_out": "x", "dL/dy_via_add_out": "y"})
+    check_gradients(t, lambda p: dout * float(p["x"] * p["y"]), point, {"dL/dx_via_mul_out": "x", "dL/dy_via_mul_out": "y"})
+    check_gradients(t, lambda p: dout * float(p["x"] + p["y"] + p["x"] * p["y"]), point, {"dL/dx": "x", "dL/dy": "y"})
 
 
 @pytest.mark.parametrize("layer", ["relu", "sigmoid"])
@@ -205,6 +207,7 @@ def test_softmax_with_loss_gradients():
 
 @pytest.mark.parametrize("name, weights", [("linear-model", ["w"]), ("quadratic-model", ["w1", "w2", "b"])])
 def test_sgd_model_gradients_and_training(name, weights):
+    DATA_X, DATA_Y = [1, 2, 3], [2, 4, 6]  # seed 003's data, written here independently of the file
     t = transcript(name)
     x, y = float(DATA_X[0]), float(DATA_Y[0])
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NETWORK_FILE = (ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_bytes()
 CLAIMS_FILE = (ROOT / "examples" / "seed-001-claims.toml").read_bytes()
 GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "staged-sigmoid-ratio.toml").read_bytes()
-TRAINING_GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "quadratic-model-graph.toml").read_bytes()
+TRAINING_GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "quadratic-model.toml").read_bytes()
 # SYMPROP_FUZZ_EXAMPLES raises the number of examples for a long fuzz run (the suite uses 60);
 # each example must finish within 10 s either way (a hang is a failure, not a slow test).
 FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", "60")),

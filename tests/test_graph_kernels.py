@@ -186,10 +186,10 @@ def _symprop(*args, cwd=ROOT):
 
 
 def test_generate_graph_prints_writes_and_regenerates_byte_for_byte(tmp_path):
-    graph = "symbolic/graphs/linear-model-graph.toml"
+    graph = "symbolic/graphs/linear-model.toml"
     printed = _symprop("generate", "--graph", graph)
     assert printed.returncode == 0, printed.stderr
-    assert printed.stdout.startswith("# Value-and-gradient kernel of the graph file linear-model-graph.toml")
+    assert printed.stdout.startswith("# Value-and-gradient kernel of the graph file linear-model.toml")
     assert "def sgd_step(" in printed.stdout and "def train(" in printed.stdout
     out = tmp_path / "kernels.py"
     wrote = _symprop("generate", "--graph", graph, "-o", str(out))

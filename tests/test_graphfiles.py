@@ -47,12 +47,15 @@ CIRCUITS = {
     "apples-oranges": lambda v, b: _stages([
         ("apple_price", lambda s: v["apple"] * v["apple_num"]), ("orange_price", lambda s: v["orange"] * v["orange_num"]),
         ("all_price", lambda s: s["apple_price"] + s["orange_price"]), ("price", lambda s: s["all_price"] * v["tax"])], b),
-    "nested-neurons-graph": lambda v, b: _stages([("d", lambda s: v["a"] + v["b"]), ("f", lambda s: s["d"] * v["c"])], b),
-    "add-node-graph": lambda v, b: _stages([("add_out", lambda s: v["x"] + v["y"])], b),
-    "mul-node-graph": lambda v, b: _stages([("mul_out", lambda s: v["x"] * v["y"])], b),
-    "linear-model-graph": lambda v, b: _stages([
+    "nested-neurons": lambda v, b: _stages([("d", lambda s: v["a"] + v["b"]), ("f", lambda s: s["d"] * v["c"])], b),
+    "add-node": lambda v, b: _stages([("add_out", lambda s: v["x"] + v["y"])], b),
+    "add-mul-nodes": lambda v, b: _stages([
+        ("add_out", lambda s: v["x"] + v["y"]), ("mul_out", lambda s: v["x"] * v["y"]),
+        ("total", lambda s: s["add_out"] + s["mul_out"])], b),
+    "mul-node": lambda v, b: _stages([("mul_out", lambda s: v["x"] * v["y"])], b),
+    "linear-model": lambda v, b: _stages([
         ("y_hat", lambda s: v["w"] * v["x"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
-    "quadratic-model-graph": lambda v, b: _stages([
+    "quadratic-model": lambda v, b: _stages([
         ("y_hat", lambda s: v["w1"] * v["x"] ** 2 + v["w2"] * v["x"] + v["b"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
 }
 
@@ -108,17 +111,31 @@ def test_a_value_feeding_several_nodes_sums_each_path():
     assert "x feeds num, sigx, xpy" in t.render("text")
 
 
-def test_seed_examples_as_graph_files_give_the_built_in_numbers():
-    """Same names, same numbers: every key the graph file shares with the Python example."""
-    for graph_name, builtin in [("nested-neurons-graph", "nested-neurons"), ("linear-model-graph", "linear-model"),
-                                ("quadratic-model-graph", "quadratic-model")]:
-        g, b = EXAMPLES[graph_name].build(), EXAMPLES[builtin].build()
-        shared = set(g.quantities) & set(b.quantities)
-        assert len(shared) >= 10, (graph_name, sorted(shared))
-        for key in shared:
-            assert abs(g.float_value(key) - b.float_value(key)) <= 1e-30 + 1e-30 * abs(b.float_value(key)), key
-    mul, add = EXAMPLES["mul-node-graph"].build(), EXAMPLES["add-mul-nodes"].build()
-    assert mul.value("dL/dx") == add.value("dL/dx_mul") and mul.value("dL/dy") == add.value("dL/dy_mul")
+def test_seed_examples_are_graph_files_with_the_seeds_numbers():
+    """Same names, same numbers as the seeds (shared/spec/worked-examples.md), now from shipped files."""
+    nested = EXAMPLES["nested-neurons"].build()
+    assert nested.value("f") == -7 and nested.value("f_new") == sp.Rational("-6.0114")
+    assert [nested.value(f"df/d{k}") for k in "abc"] == [7, 7, -1]
+    # seed 000: the addition node passes dout = 3/2 through, the multiplication node swaps its inputs
+    add, mul, both = (EXAMPLES[n].build() for n in ("add-node", "mul-node", "add-mul-nodes"))
+    half3 = sp.Rational(3, 2)
+    assert add.value("dL/dx") == add.value("dL/dy") == half3
+    assert mul.value("dL/dx") == half3 * 3 and mul.value("dL/dy") == half3 * 2
+    for v in "xy":  # in the combined file each node's path carries what the node alone gives
+        assert both.value(f"dL/d{v}_via_add_out") == add.value(f"dL/d{v}")
+        assert both.value(f"dL/d{v}_via_mul_out") == mul.value(f"dL/d{v}")
+        assert both.value(f"dL/d{v}") == add.value(f"dL/d{v}") + mul.value(f"dL/d{v}")
+    # seed 003: prediction at x = 4 before and after 100 epochs of per-sample SGD
+    linear, quadratic = EXAMPLES["linear-model"].build(), EXAMPLES["quadratic-model"].build()
+    assert linear.value("y_hat_test") == 4 and abs(linear.float_value("y_hat_test_trained") - 8) < 1e-9
+    assert linear.value("w_trained") == linear.value("epoch100:w")
+    assert quadratic.value("y_hat_test") == 21
+
+
+def test_predict_refuses_a_name_that_is_not_an_input():
+    text = "[inputs]\nx = 1\n[parameters]\nw = 2\n[nodes]\ny = \"w * x\"\n[predict]\nw = 4\n"
+    with pytest.raises(SympropError, match=r"g.toml, line 8, field 'predict.w': 'w' is not an input"):
+        parse_graph(text, "g.toml")
 
 
 def _graph(text, source="g.toml"):
@@ -261,8 +278,8 @@ def test_checker_finds_a_wrong_gate_gradient_and_marks_inherited_claims():
 
 def test_checker_on_a_graph_file_and_its_update_convention(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text((ROOT / "symbolic" / "graphs" / "nested-neurons-graph.toml").read_text())
-    t = EXAMPLES["nested-neurons-graph"].build()
+    path.write_text((ROOT / "symbolic" / "graphs" / "nested-neurons.toml").read_text())
+    t = EXAMPLES["nested-neurons"].build()
     descent = t.value("a") - t.value("h") * t.value("df/da")  # a step the wrong way
     report = check(str(path), claims_from_arguments([f"a_new={sp.N(descent, 6)}", "df/da=7"]))
     verdict = {v.key: v for v in report.verdicts}
@@ -301,7 +318,7 @@ def test_json_keys_for_every_value_and_gradient():
     for node in graph.nodes:
         for arg in graph.arguments(node):
             assert any(k.startswith(f"d{node}/d{arg}") for k in keys), (node, arg)
-    steps = json.loads(EXAMPLES["linear-model-graph"].build().render("json"))["quantities"]
+    steps = json.loads(EXAMPLES["linear-model"].build().render("json"))["quantities"]
     assert {"epoch1:w", "epoch1:l", "epoch100:w", "w_new", "dl/dw", "dl/dy_hat"} <= set(steps)
 
 
