@@ -194,3 +194,19 @@ def test_a_graph_files_html_page_shows_its_circuit_inline():
     for name in ("x", "y", "z", "w", "max"):
         assert f">{name}<" in figure, name
     assert '<figure class="circuit">' not in page("mazur-2-2-2")
+
+
+@pytest.mark.parametrize("fmt", ["svg", "png"])
+def test_example_show_draws_a_graph_example_as_draw_does(tmp_path, fmt):
+    shown = run_cli("example", "show", "nested-neurons", "--format", fmt, "--digits", "3")
+    drawn = run_cli("draw", "nested-neurons", "-o", str(tmp_path / f"c.{fmt}"))
+    assert shown.returncode == 0 and drawn.returncode == 0, shown.stderr + drawn.stderr
+    assert shown.stdout == (tmp_path / f"c.{fmt}").read_bytes()
+    assert shown.stdout.startswith(b"\x89PNG" if fmt == "png" else b"<?xml")
+
+
+def test_example_show_refuses_a_picture_of_a_layer_example():
+    result = run_cli("example", "show", "relu-layer", "--format", "svg")
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and result.stdout == b""
+    assert "relu-layer is not one" in lines[0] and "nested-neurons" in lines[0]

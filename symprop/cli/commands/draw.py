@@ -35,6 +35,19 @@ def load(name: str):
     return load_graph(name)
 
 
+def picture_of(graph, fmt: str, digits: int) -> bytes:
+    """The circuit as SVG or PNG bytes (for `draw` and `example show --format svg|png`)."""
+    try:  # matplotlib and networkx: only now that there is something to draw
+        import matplotlib  # noqa: F401
+        import networkx  # noqa: F401
+    except ImportError as exc:
+        raise SympropError(f"drawing a circuit needs networkx and matplotlib ({exc.name} is missing): "
+                           "pip install \"symprop[draw]\"") from None
+    from symprop.draw import render
+
+    return render(graph, fmt, digits)
+
+
 def run(args) -> int:
     if not 1 <= args.digits <= 12:
         raise SympropError(f"--digits must be from 1 to 12, got {args.digits}")
@@ -43,16 +56,7 @@ def run(args) -> int:
         fmt = Path(args.output).suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             raise SympropError(f"-o {args.output}: the file must end in .svg or .png")
-    graph = load(args.graph)
-    try:  # matplotlib and networkx: only now that there is something to draw
-        import matplotlib  # noqa: F401
-        import networkx  # noqa: F401
-    except ImportError as exc:
-        raise SympropError(f"symprop draw needs networkx and matplotlib ({exc.name} is missing): "
-                           "pip install \"symprop[draw]\"") from None
-    from symprop.draw import render
-
-    picture = render(graph, fmt, args.digits)
+    picture = picture_of(load(args.graph), fmt, args.digits)
     if args.output is None:
         sys.stdout.write(picture.decode("utf-8"))
         return 0

@@ -1,10 +1,12 @@
-"""symprop example list | symprop example show NAME|NETWORK.toml [--format md|text|json|html] [--digits N] [--lang zh]
+"""symprop example list | symprop example show NAME|FILE.toml [--format md|text|json|html|svg|png] [--digits N] [--lang zh]
 symprop example show --net SPEC --values VALUES.toml [...]: the transcript of any net spec with given numbers"""
 from __future__ import annotations
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.examples import EXAMPLES, get_transcript
 from symprop.symbolic.transcript import LANGUAGES
+
+PICTURES = ("svg", "png")
 
 
 def add_arguments(parser):
@@ -14,8 +16,9 @@ def add_arguments(parser):
                         "(with --values)")
     parser.add_argument("--values", metavar="FILE.toml", help="the numbers for --net: X, T, W1, b1, ..., "
                         "optional learning_rate")
-    parser.add_argument("--format", choices=("md", "text", "json", "html"), default="text",
-                        help="html: one self-contained page (MathML formulas, opens offline)")
+    parser.add_argument("--format", choices=("md", "text", "json", "html", *PICTURES), default="text",
+                        help="html: one self-contained page (MathML formulas, opens offline); svg, png: "
+                        "a graph file's circuit picture (as symprop draw)")
     parser.add_argument("--digits", type=int, default=4, help="significant digits printed (default 4)")
     parser.add_argument("--lang", choices=LANGUAGES, default="en", help="language of md, html and text (en, zh)")
 
@@ -36,15 +39,45 @@ def _transcript(args):
     return values_transcript(parse_net(args.net), args.values)
 
 
-def _circuit_svg(args) -> str | None:
-    """For an HTML page of a graph file: its circuit picture, when the drawing extra is there."""
-    if args.format != "html" or args.net is not None or not args.name:
+def _graph(args):
+    """The GraphFile behind the example, or None (a network file, a layer example, --net)."""
+    if args.net is not None or not args.name:
         return None
-    from symprop.symbolic.examples import EXAMPLES, builtin_graph
+    from symprop.symbolic.examples import builtin_graph
     from symprop.symbolic.graphfile import is_graph_file, load_graph
 
-    graph = builtin_graph(args.name) if args.name in EXAMPLES else (
+    return builtin_graph(args.name) if args.name in EXAMPLES else (
         load_graph(args.name) if is_graph_file(args.name) else None)
+
+
+def _show_picture(args) -> int:
+    import sys
+
+    graph = _graph(args)
+    if graph is None:
+        known = ", ".join(n for n in EXAMPLES if _graph_name(n))
+        raise SympropError(f"--format {args.format}: only a graph file has a circuit to draw "
+                           f"({args.name or '--net'} is not one); graph examples: {known}")
+    if args.format == "png" and sys.stdout.isatty():
+        raise SympropError("--format png writes binary data: redirect it to a file (> circuit.png) "
+                           "or use symprop draw NAME -o circuit.png")
+    from .draw import picture_of
+
+    picture = picture_of(graph, args.format, min(args.digits, 12))
+    sys.stdout.buffer.write(picture)
+    sys.stdout.flush()
+    return 0
+
+
+def _graph_name(name: str) -> bool:
+    from symprop.symbolic.examples import builtin_graph
+
+    return builtin_graph(name) is not None
+
+
+def _circuit_svg(args) -> str | None:
+    """For an HTML page of a graph file: its circuit picture, when the drawing extra is there."""
+    graph = _graph(args) if args.format == "html" else None
     if graph is None:
         return None
     from symprop.draw import render
@@ -63,6 +96,8 @@ def run(args) -> int:
         return 0
     if not 1 <= args.digits <= 30:
         raise SympropError(f"--digits must be from 1 to 30, got {args.digits}")
+    if args.format in PICTURES:
+        return _show_picture(args)
     # rendered completely before anything is printed: an error never leaves half a transcript
     text = _transcript(args).render(args.format, args.digits, args.lang, _circuit_svg(args))
     print(text, end="")
