@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 4f09f992ba07c9c5 (generator sources and sympy 1.14.0)
-# Body hash: ffeffde483c337dc
+# Input hash: 7d3573892a5a0f0a (generator sources and sympy 1.14.0)
+# Body hash: 9306575c44d884ca
 
 import hashlib
 import itertools
@@ -20,8 +20,10 @@ def jit(function, **overrides):
     """numba.njit with an on-disk cache, so a second process loads instead of compiling.
 
     Where no cache location is writable, compile without one; where a cache file is corrupt,
-    clear that function's cache and compile afresh (numba itself would raise). ``overrides``
-    replace entries of _JIT_FLAGS for one kernel.
+    clear that function's cache and compile afresh (numba itself would raise); where the cache
+    cannot be written (a full disk, a read-only folder), keep the compiled kernel and warn once
+    (numba itself would raise from inside the first call). ``overrides`` replace entries of
+    _JIT_FLAGS for one kernel.
     """
     flags = {**_JIT_FLAGS, **overrides}
     try:
@@ -44,7 +46,28 @@ def jit(function, **overrides):
             return None
 
     cache.load_overload = load_or_recompile
+    save = cache.save_overload
+
+    def save_or_skip(*args, **kwargs):
+        try:
+            save(*args, **kwargs)
+        except OSError as exc:
+            _cache_not_written(exc)
+
+    cache.save_overload = save_or_skip
     return dispatcher
+
+
+_CACHE_WARNED = []
+
+
+def _cache_not_written(exc):
+    """A full disk or a read-only cache folder costs only the cache: say so once per process."""
+    if not _CACHE_WARNED:
+        _CACHE_WARNED.append(exc)
+        warnings.warn(f"numba could not write its kernel cache ({exc.strerror or exc}); the kernels "
+                      "run but compile again in every process (free space, or set NUMBA_CACHE_DIR)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def jit_inline(function):

@@ -333,6 +333,46 @@ def test_corrupt_module_import_is_one_line(tmp_path):
         import_generated("symprop_test_bad_module", path)
 
 
+@pytest.mark.parametrize("code, words", [(errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system")])
+def test_read_only_symprop_cache_is_one_line(tmp_path, monkeypatch, code, words):
+    """As root a folder's mode does not stop writes, so the refusal is simulated at the write."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
+
+    def read_only(path, text):
+        raise OSError(code, words)
+    monkeypatch.setattr(files, "write_if_changed", read_only)
+    with pytest.raises(SympropError, match=f"{words}; point SYMPROP_CACHE"):
+        load_network("affine(2,6) tanh affine(6,1) mse")
+
+
+def test_numba_cache_on_a_full_disk_warns_once_and_the_kernel_still_runs(tmp_path):
+    """A real full disk for numba's cache writes: the child may write at most 2 KiB per file
+    (RLIMIT_FSIZE; SIGXFSZ ignored, so a longer write fails with EFBIG as on a full disk)."""
+    import resource
+    import signal
+    import subprocess
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    code = ("import numpy as np\n"
+            "from symprop.generated import net_moons_logistic as net\n"
+            "W, b = np.full((2, 1), 0.5), np.zeros(1)\n"
+            "X, T = np.array([[1.0, 2.0], [-1.0, 0.5]]), np.array([[1.0], [0.0]])\n"
+            "print(net.sgd_step(W, b, X, T, 0.1), W.ravel().tolist())\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True,
+                            env=env, preexec_fn=small_files, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("numba could not write its kernel cache") == 1, result.stderr[-3000:]
+    # the step itself is right: the loss before the step (mean binary cross-entropy of the logits)
+    z = np.array([1.0 * 0.5 + 2.0 * 0.5, -1.0 * 0.5 + 0.5 * 0.5])
+    expected = float(np.mean(np.logaddexp(0, z) - np.array([1.0, 0.0]) * z))
+    assert abs(float(result.stdout.split()[0]) - expected) < 1e-12
+
+
 def test_symprop_cache_on_a_file_or_a_full_disk_is_one_line(tmp_path, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")

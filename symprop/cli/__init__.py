@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from symprop.symbolic.errors import SympropError
 
@@ -45,6 +46,16 @@ def _tolerate_any_terminal_encoding():
             stream.reconfigure(errors="backslashreplace")
 
 
+def _one_line_warnings():
+    """A warning from the code behind a command (a kernel file edited by hand, a kernel cache
+    that cannot be written) is one line on the command line, not Python's two-line form with
+    the source line of a library file."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"symprop: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, the arguments of that one command are added (its
     module imported) and the others are listed by name and help alone."""
@@ -68,6 +79,7 @@ def _command_named(argv) -> str | None:
 
 def main(argv=None) -> int:
     _tolerate_any_terminal_encoding()
+    _one_line_warnings()
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser(_command_named(argv)).parse_args(argv)
