@@ -1,5 +1,6 @@
-"""Property-based tests (hypothesis): random and mutated inputs to every file reader and to the
-formula parser give a valid result or a SympropError, never another exception or a hang."""
+"""Property-based tests (hypothesis): random and mutated inputs to every file reader (network,
+graph, claims, values, IDX and weights files), the formula parser, net specs and the generated
+kernel API give a valid result or a clean error, never another exception or a hang."""
 import gzip
 import io
 import os
@@ -139,3 +140,51 @@ def test_random_specs_parse_or_fail_cleanly(spec):
         parse_net(spec)
     except SympropError as exc:
         assert "net spec" in str(exc)
+
+
+VALUES_SPEC = "affine(2,2) sigmoid affine(2,2) squared-error"
+VALUES_FILE = b"""X = [[0.05, 0.1]]
+T = [[0.03, 0.05]]
+W1 = [[0.1, 0.2], [0.3, 0.4]]
+b1 = [0.35, 0.35]
+W2 = [[0.5, 0.6], [0.7, 0.8]]
+b2 = ["1/10", 0.1]
+learning_rate = 0.5
+"""
+
+
+@FUZZ
+@given(data=mutations(VALUES_FILE))
+def test_mutated_values_files_explain_or_fail_cleanly(tmp_path, data):
+    """`example show --net SPEC --values FILE`: the whole transcript, or one error naming the file."""
+    from symprop.symbolic.graph_transcript import values_transcript
+
+    try:
+        values_transcript(parse_net(VALUES_SPEC), write(tmp_path, "values.toml", data)).render("json", 6, "en")
+    except SympropError as exc:
+        assert "values.toml" in str(exc)
+
+
+# The kernel API of a generated module (the moons network: W1 (2, 1), b1 (1,)): any arguments give
+# a result or a ValueError / TypeError that names the function, never a numba error or a crash.
+def _argument():
+    arrays = st.builds(lambda shape, dtype, fill: np.full(shape, fill, dtype=dtype),
+                       st.lists(st.integers(0, 3), min_size=0, max_size=3).map(tuple),
+                       st.sampled_from([np.float64, np.float32, np.int64, np.bool_, np.complex128]),
+                       st.sampled_from([0.5, -1.0, 0.0, np.nan, np.inf, 1e300]))
+    return st.one_of(arrays, st.sampled_from([None, "0.1", 3, 0.1, [[1.0, 2.0]], object()]))
+
+
+@FUZZ
+@given(function=st.sampled_from(["forward", "loss_and_grads", "sgd_step", "sgd_steps"]),
+       arguments=st.lists(_argument(), min_size=3, max_size=6))
+def test_random_kernel_api_calls_compute_or_refuse_cleanly(function, arguments):
+    from symprop.generated import net_moons_logistic as net
+
+    call = getattr(net, function)
+    if function in ("sgd_step", "sgd_steps"):  # the parameters are updated in place: copies
+        arguments = [a.copy() if isinstance(a, np.ndarray) else a for a in arguments]
+    try:
+        call(*arguments)
+    except (ValueError, TypeError) as exc:
+        assert function in str(exc), (function, exc)
