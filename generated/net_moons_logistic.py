@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: b812f05101e49c2f (generator sources and sympy 1.14.0)
+# Input hash: 9851429f0ab1b8ee (generator sources and sympy 1.14.0)
 # Body hash: 50bce117103e1689
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: ac2bc71e80ff3c90 (generator sources and sympy 1.14.0)
+# Input hash: 47fbb99265f8cc50 (generator sources and sympy 1.14.0)
 # Body hash: 49e3ca6aca71f074
 
 import hashlib

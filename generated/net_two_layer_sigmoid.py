@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 75a508edee46102e (generator sources and sympy 1.14.0)
+# Input hash: 15446cc49864b37d (generator sources and sympy 1.14.0)
 # Body hash: 556bada55dca08d7
 
 import hashlib

@@ -24,7 +24,7 @@ from .networkfile import _name, _number, _Where
 from .userfiles import parse_toml, read_text
 
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
-             "inputs", "parameters", "nodes", "update", "data", "predict"}
+             "inputs", "parameters", "nodes", "update", "data", "predict", "notes", "notes_zh"}
 UPDATE_FIELDS = {"rule", "learning_rate", "rate_name", "steps", "epochs", "table", "table_every"}
 DATA_MODES = ("per-sample", "full-batch")
 MAX_STEPS = 10_000
@@ -80,6 +80,10 @@ class GraphFile:
     lines: dict[str, int] = field(default_factory=dict)  # node name -> line, for messages
     # [predict]: other values of some inputs at which the output is shown before and after training
     predict: dict[str, sp.Rational] = field(default_factory=dict)
+    # [notes] / [notes_zh]: a teacher's remark beside a line of the transcript, by its key
+    notes: dict[str, str] = field(default_factory=dict)
+    notes_zh: dict[str, str] = field(default_factory=dict)
+    note_lines: dict[str, int] = field(default_factory=dict)  # key -> line in [notes], for messages
 
     @property
     def objective(self) -> str:
@@ -298,8 +302,11 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
             if inputs[column] is None:
                 inputs[column] = samples[0]
     predict = _predict(data.get("predict"), where, inputs) if "predict" in data else {}
+    notes, notes_zh = (_notes(data.get(section), where, section) if section in data else {}
+                       for section in ("notes", "notes_zh"))
+    note_lines = {key: where.line_of(key, section="notes") for key in notes}
     graph = GraphFile(title, description, source, inputs, parameters, nodes, texts, output, loss, dout, update,
-                      dataset, dtype, title_zh, description_zh, lines, predict)
+                      dataset, dtype, title_zh, description_zh, lines, predict, notes, notes_zh, note_lines)
     if loss is not None and output not in graph.ancestors(loss):
         where.fail(f"the loss {loss!r} does not use the output {output!r}", "loss")
     _check_values(graph)
@@ -386,6 +393,16 @@ def _predict(raw, where, inputs) -> dict[str, sp.Rational]:
                        "other values of inputs", name, section="predict")
         out[name] = _number(value, lambda m, name=name: where.fail(m, name, section="predict"))
     return out
+
+
+def _notes(raw, where, section) -> dict[str, str]:
+    """[notes]: "key" = "remark" lines; the keys are checked against the transcript's lines."""
+    if not isinstance(raw, dict) or not raw:
+        where.fail('expected a table of "key" = "remark" lines, e.g. "df/dd" = "the other input"', section=section)
+    for key, text in raw.items():
+        if not isinstance(text, str) or not text.strip() or "\n" in text:
+            where.fail("expected a remark on one line, in quotes", key, section=section)
+    return {key: " ".join(text.split()) for key, text in raw.items()}
 
 
 def _data(raw, columns, inputs, where, update) -> Data:

@@ -113,7 +113,24 @@ class _Builder:
                 self.table()
             if g.predict:
                 self.predict_after()
+        self.attach_notes()
         return t
+
+    def attach_notes(self):
+        """[notes]: each remark beside the line its key shows (a key no line shows is refused)."""
+        g = self.g
+        shown = {}
+        for block in self.t.blocks:  # a key shown twice (a local partial that is also a gradient): the first
+            if isinstance(block, Show):
+                shown.setdefault(block.key, block)
+        for key in [*g.notes, *(k for k in g.notes_zh if k not in g.notes)]:
+            if key not in shown:
+                line = g.note_lines.get(key)
+                section = "notes" if key in g.notes else "notes_zh"
+                raise SympropError(f"{g.source}" + (f", line {line}" if line else "") + f", field '{section}.{key}': "
+                                   f"no line of the transcript shows {key!r} (shown: {', '.join(list(shown)[:12])}, ...)")
+            en = g.notes.get(key, "")
+            shown[key].note = tr(en or g.notes_zh[key], g.notes_zh.get(key, en))
 
     # --- [predict]: the output at other input values -------------------------------------------
     def _at(self):

@@ -149,7 +149,7 @@ class _Where:
                 if section is not None and header == section and key == "":
                     return number
                 continue
-            match = re.match(r'["\']?([A-Za-z0-9_\-]+)["\']?\s*=', line)
+            match = re.match(r'["\']?([A-Za-z0-9_\-/\[\],:]+)["\']?\s*=', line)
             if not match:
                 continue
             found = match.group(1)

@@ -332,3 +332,15 @@ def test_checker_on_a_full_batch_graph_knows_the_summed_loss(tmp_path):
     assert verdict["L"].right
     assert verdict["dL/dw"].code == "convention_batch_sum" or "convention_batch_sum" in \
         [f.code for f in verdict["dL/dw"].findings]
+
+
+def test_notes_sit_beside_their_lines_in_both_languages_and_a_stray_key_is_refused():
+    t = EXAMPLES["nested-neurons"].build()
+    assert "df/dd = c = 7   (mul node: the other input)" in t.render("text")
+    assert "(乘法节点：另一个输入)" in t.render("text", 4, "zh")
+    assert "(multiplication node)" in t.render("md")
+    text = '[inputs]\nx = 1\n[nodes]\ny = "2*x"\n[notes]\n"dq/dx" = "a remark"\n'
+    with pytest.raises(SympropError, match=r"g.toml, line 6, field 'notes.dq/dx': no line of the transcript shows 'dq/dx'"):
+        graph_transcript(parse_graph(text, "g.toml"))
+    with pytest.raises(SympropError, match=r"g.toml, line 6, field 'notes.y': expected a remark on one line"):
+        parse_graph('[inputs]\nx = 1\n[nodes]\ny = "2*x"\n[notes]\ny = 3\n', "g.toml")
