@@ -175,6 +175,15 @@ def test_idx_header_announcing_gigabytes_is_refused_before_reading(tmp_path):
         read_idx(path)
 
 
+@pytest.mark.parametrize("shape", [(0, 0x0B000000, 0x02000000), (0,), (3, 0)])
+def test_idx_header_with_a_zero_dimension_is_refused(tmp_path, shape):
+    """Found by the fuzz run: a 0 beside huge dimensions made numpy's reshape raise ValueError."""
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(idx_header(0x08, shape))
+    with pytest.raises(SympropError, match=r"images-idx3-ubyte: the header announces shape .* no data"):
+        read_idx(path)
+
+
 def test_float_labels_and_nan_pixels_are_refused(tmp_path):
     from symprop.training.datasets import load_mnist
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_header(0x0D, (10, 2, 2)) + np.ones(40, ">f4").tobytes())

@@ -149,6 +149,8 @@ def _read_idx_stream(path: Path, stream) -> np.ndarray:
                            f"the file has {4 + len(dims)}")
     shape = tuple(int.from_bytes(dims[4 * i: 4 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(IDX_TYPES[type_code])
+    if 0 in shape:  # no data; and numpy would refuse the other dimensions' product anyway
+        raise SympropError(f"{path}: the header announces shape {shape}, with no data (a dimension of 0)")
     expected = math.prod(shape) * dtype.itemsize
     if expected > MAX_IDX_BYTES:
         raise SympropError(f"{path}: the header announces shape {shape} ({expected:,} data bytes), "
