@@ -35,6 +35,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 
 # Competitor keys, in table order; numpy is the 1.0 column, symprop the one ratios refer to.
 SYMPROP, NUMPY, TORCH_NN, TORCH_MANUAL, JAX = "symprop", "numpy", "torch-nn", "torch-manual", "jax"
+COMPETITORS = (TORCH_NN, TORCH_MANUAL, JAX)  # what "the best competitor" is chosen from
 GEMM = "gemm-peak"  # np.dot timed among the competitors: the peak each case's GFLOP/s is compared to
 LABELS = {
     SYMPROP: "symprop fused kernel",
@@ -472,22 +473,23 @@ def evaluate_targets(report: dict) -> list[dict]:
     def add(target, met, figure):
         targets.append({"target": target, "met": met, "figure": figure})
 
-    for size in ("784-50-10 b100", "784-100-10 b100"):
+    for size in ("784-50-10 b100", "784-100-10 b100", "784-1024-10 b1024"):
         for activation in ("relu", "sigmoid"):
             for dtype in DTYPES:
                 name = f"{size} {activation} {dtype}"
                 rows = _row(cases, name)
                 if rows is None:
                     continue
-                torch_times = {k: rows[k]["median_s"] for k in (TORCH_NN, TORCH_MANUAL) if "median_s" in rows[k]}
-                if "median_s" not in rows[SYMPROP] or not torch_times:
-                    add(f"{name}: symprop at least as fast as the best PyTorch", None, "n/a (not measured)")
+                target = f"{name}: symprop at least as fast as the best competitor (PyTorch or JAX)"
+                times = {k: rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]}
+                if "median_s" not in rows[SYMPROP] or not times:
+                    add(target, None, "n/a (not measured)")
                     continue
-                best = min(torch_times, key=torch_times.get)
+                best = min(times, key=times.get)
                 ours = rows[SYMPROP]["median_s"]
-                add(f"{name}: symprop at least as fast as the best PyTorch", ours <= torch_times[best],
-                    f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(torch_times[best])} "
-                    f"({torch_times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
+                add(target, ours <= times[best],
+                    f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])} "
+                    f"({times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
     for activation in ("relu", "sigmoid"):
         name = f"784-1024-10 b1024 {activation} float32"
         rows = _row(cases, name)
@@ -545,6 +547,13 @@ def evaluate_targets(report: dict) -> list[dict]:
                 f"most: {LABELS[worst_key]} at {worst_case}, {most:.2f} cores"
                 + (f"; pinned to core {report['settings']['pinned_core']}"
                    if report["settings"].get("pinned_core") is not None else "; not pinned"))
+    if report["settings"].get("all_cores"):
+        cores = report["settings"]["threads"]
+        for key in LABELS:
+            used = [case["results"][key]["cores_used"] for case in cases if "cores_used" in case["results"][key]]
+            if used and cores > 1:
+                add(f"--threads all: {LABELS[key]} used more than one of the {cores} cores in some row",
+                    max(used) > 1.2, f"most {max(used):.2f} cores")
     for r in report.get("first_step", []):
         if r.get("target_s") is None:
             continue
@@ -679,13 +688,13 @@ def markdown_summary(report: dict, command: str) -> str:
              f"threads: {report['settings']['threads']}, load average {m['load_average']['start']:.1f}"
              f"-{m['load_average']['end']:.1f}. Median time per training step.", "",
              "| case | symprop | numpy classes | PyTorch nn+optim | PyTorch manual | JAX jit "
-             "| symprop vs numpy | best PyTorch / symprop | symprop % of GEMM peak |",
+             "| symprop vs numpy | best competitor / symprop | symprop % of GEMM peak |",
              "|---|---|---|---|---|---|---|---|---|"]
     for case in report["cases"]:
         rows = case["results"]
         cell = {k: fmt_time(r["median_s"]) if "median_s" in r else "skipped" for k, r in rows.items()}
         ours = rows[SYMPROP].get("median_s")
-        torch_times = [rows[k]["median_s"] for k in (TORCH_NN, TORCH_MANUAL) if "median_s" in rows[k]]
+        torch_times = [rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]]
         lines.append(f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | {cell[TORCH_NN]} | {cell[TORCH_MANUAL]} "
                      f"| {cell[JAX]} | {rows[SYMPROP]['x_numpy']:.2f}x | "
                      f"{min(torch_times) / ours:.2f}x | {100 * rows[SYMPROP]['peak_fraction']:.0f}% |"
@@ -698,6 +707,21 @@ def markdown_summary(report: dict, command: str) -> str:
 
 # --- entry points --------------------------------------------------------------------------
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity), which "all" means."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _threads(text: str):
+    """--threads N or --threads all (returned as the string "all")."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads or 'all', got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smallest network only, one iteration, no compile/regenerate subprocesses "
@@ -708,14 +732,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
     parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="limit BLAS/OpenMP/XLA pools to N threads for every competitor "
-                             "(needs threadpoolctl; JAX only for N = 1); default: each library's own")
+    parser.add_argument("--threads", type=_threads, metavar="N|all",
+                        help="BLAS/OpenMP/XLA pools of every competitor at N threads (1: the process "
+                             "pinned to one core) or at every core this process may use (all); needs "
+                             "threadpoolctl; default: each library's own")
     parser.add_argument("--first-step", nargs="*", metavar="SPEC",
                         help="only the compile latency: time from a fresh process with empty caches to the "
                              "first finished sgd_step of each SPEC (default: the issue's specs)")
     parser.add_argument("--no-subprocess", action="store_true",
                         help="skip the compile/load and regenerate measurements")
+    parser.add_argument("--compare", nargs="+", metavar="OLD.json",
+                        help="print how each same-run ratio moved against an older --json report, "
+                             "flagging drops over 10%% (exit status 1 if any); OLD.json NEW.json "
+                             "compares two saved reports without running")
 
 
 def run_first_step(specs) -> list[dict]:
@@ -728,7 +757,28 @@ def run_first_step(specs) -> list[dict]:
     return results
 
 
+def run_compare(paths: list[str], new: dict | None = None) -> int:
+    """Print the ratios' changes against paths[0] (this run's report, or paths[1]); exit
+    status 1 when a ratio fell by more than compare.REGRESSION."""
+    from . import compare
+
+    if len(paths) > 2 or (new is not None and len(paths) != 1):
+        raise SympropError("--compare takes OLD.json (compare this run with it) or OLD.json NEW.json")
+    old = compare.load_report(paths[0])
+    if new is None:
+        new = compare.load_report(paths[1])
+    changes = compare.compare(old, new, LABELS)
+    print(compare.describe(changes, paths[0], old, new))
+    return 1 if any(c.regression for c in changes) else 0
+
+
 def run(args) -> int:
+    if args.compare is not None and len(args.compare) == 2:  # two saved reports: nothing to run
+        return run_compare(args.compare)
+    if args.compare is not None:
+        from . import compare
+
+        compare.load_report(args.compare[0])  # a bad OLD.json is refused before minutes of timing
     if args.first_step is not None:  # the compile-latency measurement alone
         results = run_first_step(args.first_step or first_step.FIRST_STEP_SPECS)
         print("compile latency: a fresh process, empty caches, to the first finished sgd_step")
@@ -741,15 +791,17 @@ def run(args) -> int:
                               warmup=1 if args.quick else 3,
                               sample_s=0.0 if args.quick else args.sample_ms / 1e3,
                               settle_s=0.0 if args.quick else 0.01)
-    if args.threads is not None and args.threads < 1:
-        raise SympropError(f"--threads must be at least 1, got {args.threads}")
-    pinned = pin_to_one_core() if args.threads == 1 else None  # before any library starts a pool
-    libs = optional_libraries(args.threads)
-    limits = limit_threads(args.threads, libs) if args.threads else None  # noqa: F841 (kept for the run)
+    if isinstance(args.threads, int) and args.threads < 1:
+        raise SympropError(f"--threads must be at least 1 or all, got {args.threads}")
+    threads = usable_cores() if args.threads == "all" else args.threads
+    pinned = pin_to_one_core() if threads == 1 else None  # before any library starts a pool
+    libs = optional_libraries(threads)
+    limits = limit_threads(threads, libs) if threads else None  # noqa: F841 (kept for the run)
     load_before = os.getloadavg()[0]
     cases = [c for c in all_cases(args.quick) if not args.only or args.only in c.name]
     report = {"settings": {"quick": args.quick, "repeats": opts.repeats, "warmup": opts.warmup,
-                           "sample_ms": opts.sample_s * 1e3, "threads": args.threads or "library default",
+                           "sample_ms": opts.sample_s * 1e3, "threads": threads or "library default",
+                           "all_cores": args.threads == "all",
                            "pinned_core": pinned},
               "gemm_peak": {d: gemm_peak(d, 3 if args.quick else 9, opts.sample_s) for d in DTYPES}}
     report["cases"] = []
@@ -777,6 +829,8 @@ def run(args) -> int:
     if args.markdown:
         Path(args.markdown).write_text(markdown_summary(report, command_line(args)))
         print(f"summary table written to {args.markdown}")
+    if args.compare is not None:
+        return run_compare(args.compare, report)
     return 0
 
 

@@ -132,3 +132,49 @@ def test_first_step_measures_a_new_spec_in_a_fresh_process(tmp_path, capsys):
     assert result["scalar_step"] and result["compiled"] == {"sgd_step_kernel": 1}
     assert set(result["cpu"]) == {"import_s", "generate_s", "first_step_s"}
     assert "affine(2,3) tanh affine(3,1) mse" in capsys.readouterr().out
+
+
+def _report(times: dict[str, float], load=0.5) -> dict:
+    """A minimal bench report: one case with the given median times (numpy, symprop, ...)."""
+    rows = {k: {"median_s": t, "vs_symprop": t / times[bench.SYMPROP], "peak_fraction": 0.01 / t}
+            for k, t in times.items()}
+    return {"settings": {"threads": 1}, "machine": {"load_average": {"start": load, "end": load}},
+            "cases": [{"case": "784-100-10 b100 relu float32", "results": rows}]}
+
+
+def test_compare_flags_a_ratio_that_fell_more_than_ten_percent(tmp_path, capsys):
+    old = _report({bench.SYMPROP: 1.0, bench.NUMPY: 2.0, bench.TORCH_NN: 1.5, bench.JAX: 1.2})
+    new = _report({bench.SYMPROP: 1.0, bench.NUMPY: 2.1, bench.TORCH_NN: 1.45, bench.JAX: 1.0})
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    status = bench.main(["--compare", str(tmp_path / "old.json"), str(tmp_path / "new.json")])
+    out = capsys.readouterr().out
+    jax_line = next(line for line in out.splitlines() if f"{bench.LABELS[bench.JAX]} / symprop" in line)
+    torch_line = next(line for line in out.splitlines() if f"{bench.LABELS[bench.TORCH_NN]} / symprop" in line)
+    assert status == 1
+    assert "1.20" in jax_line and "1.00" in jax_line and "-16.7%" in jax_line and "REGRESSION" in jax_line
+    assert "-3.3%" in torch_line and "REGRESSION" not in torch_line  # within 10%: noise, not flagged
+    assert "1 of 4 ratios fell by more than 10%" in out
+
+
+def test_compare_without_regressions_exits_0_and_a_bad_file_is_one_line(tmp_path, capsys):
+    report = _report({bench.SYMPROP: 1.0, bench.NUMPY: 2.0})
+    (tmp_path / "a.json").write_text(json.dumps(report))
+    assert bench.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
+    assert "+0.0%" in capsys.readouterr().out
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(bench.SympropError, match="--compare .*bad.json: cannot read a bench report"):
+        bench.main(["--compare", str(tmp_path / "bad.json")])
+
+
+def test_threads_all_gives_every_library_every_usable_core(tmp_path, capsys):
+    import os
+
+    path = tmp_path / "all.json"
+    assert bench.main(["--quick", "--no-subprocess", "--threads", "all", "--json", str(path)]) == 0
+    settings = json.loads(path.read_text())["settings"]
+    assert settings["all_cores"] is True and settings["pinned_core"] is None
+    assert settings["threads"] == len(os.sched_getaffinity(0))
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", "many"])
+    assert "expected a number of threads or 'all'" in capsys.readouterr().err
