@@ -178,3 +178,12 @@ def test_threads_all_gives_every_library_every_usable_core(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main(["--threads", "many"])
     assert "expected a number of threads or 'all'" in capsys.readouterr().err
+
+
+def test_blas_threads_probe_times_both_variants(capsys):
+    from symprop.benchmarks import blas_threads
+
+    rows = blas_threads.measure(repeats=1, sample_s=0.0, sizes=[((4, 8, 2), 4)])
+    assert [r["case"] for r in rows] == ["4-8-2 b4 relu float32"]
+    assert rows[0]["one_thread_s"] > 0 and rows[0]["all_cores_s"] > 0 and rows[0]["speedup"] > 0
+    assert "speed-up" in capsys.readouterr().out
