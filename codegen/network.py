@@ -37,6 +37,7 @@ from .layer_kernels import row_max, row_reduction, _row_index
 from .printer import KernelPrinter
 from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
+from .optimizer_steps import optimizers_text
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
 BUILTIN_NETWORKS = {
@@ -352,7 +353,7 @@ def sgd_steps({params}, X, T, lr, steps):
     _updated_in_place("sgd_steps", ({params},), X, T)
     return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
                             _step_count("sgd_steps", steps))
-'''
+''' + optimizers_text(param_names, buffers, backend)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)
