@@ -2,14 +2,14 @@
 
 For each rule NAME a network module gets
 
-- ``_NAME_update(param, grad, <state arrays>, <hyper-parameters>[, t])``: one parameter and its
+- ``_apply_NAME(param, grad, <state arrays>, <hyper-parameters>[, t])``: one parameter and its
   state tensors updated in place, element by element. The body is printed from the rule's
   formulas (``UpdateRule.element_updates``: every new value written in the old ones, so each
   element's old values are read into locals first and the new ones stored after; the shared
   subexpressions are found by SymPy's CSE, as in every other kernel);
 - ``train_step_NAME_into`` (on a workspace from ``make_workspace``) and
   ``train_step_NAME_kernel``: ``loss_and_grads_into``, then the step count (rules that keep
-  one), then ``_NAME_update`` for every parameter: one compiled call a step;
+  one), then ``_apply_NAME`` for every parameter: one compiled call a step;
 - ``init_state_NAME(params)``: the state, allocated once (a zero-filled array per parameter
   and state tensor, named ``<param>_<state>``, and a 1-element float64 ``step_count``), which
   the step updates in place like the parameters;
@@ -53,7 +53,7 @@ def _update_function(rule: UpdateRule, backend: Backend) -> str:
     body = "\n".join("    " + line if line else "" for line in lines)
     return f'''
 @jit
-def _{rule.name}_update({", ".join(arrays + scalars)}):
+def _apply_{rule.name}({", ".join(arrays + scalars)}):
     """{rule.summary}: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
 {rule_lines}
@@ -84,7 +84,7 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: B
                                                 {"step_count[0]": f"t <- {sp.sstr(line.formula)}: {line.note}"})])
         count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
     calls = "\n".join(
-        f"    _{name}_update({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
+        f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
         for p in param_names)
     defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)
     checks = ", ".join(f'_hyper("train_step_{name}", "{h.name}", {h.name}, {_number(h.low)}, {_number(h.high)}, '

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 27c440fa49a2a090 (generator sources and sympy 1.14.0)
-# Body hash: f4bc2be7ff6c950d
+# Input hash: 10db53ccf5a88001 (generator sources and sympy 1.14.0)
+# Body hash: 385d4ac4738e6c39
 
 import hashlib
 import itertools
@@ -591,7 +591,7 @@ def _check_state(function, state, names, params, X, T):
 
 
 @jit
-def _sgd_update(param, grad, lr, weight_decay):
+def _apply_sgd(param, grad, lr, weight_decay):
     """gradient descent: p <- p - lr*g: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -613,8 +613,8 @@ def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
     every parameter and its state."""
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _sgd_update(W1, dW1, real(lr), real(weight_decay))
-    _sgd_update(b1, db1, real(lr), real(weight_decay))
+    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
+    _apply_sgd(b1, db1, real(lr), real(weight_decay))
     return loss
 
 
@@ -645,7 +645,7 @@ def train_step_sgd(W1, b1, state, X, T, lr=0.001, weight_decay=0.0):
 
 
 @jit
-def _momentum_update(param, grad, state_v, lr, momentum, weight_decay):
+def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
     """heavy-ball momentum: v <- momentum*v + g, p <- p - lr*v: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -673,8 +673,8 @@ def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
     every parameter and its state."""
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _momentum_update(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _momentum_update(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -705,7 +705,7 @@ def train_step_momentum(W1, b1, state, X, T, lr=0.001, momentum=0.9, weight_deca
 
 
 @jit
-def _nesterov_update(param, grad, state_v, lr, momentum, weight_decay):
+def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
     """Nesterov momentum: v <- momentum*v + g, p <- p - lr*(g + momentum*v): one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -734,8 +734,8 @@ def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
     every parameter and its state."""
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _nesterov_update(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _nesterov_update(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -766,7 +766,7 @@ def train_step_nesterov(W1, b1, state, X, T, lr=0.001, momentum=0.9, weight_deca
 
 
 @jit
-def _adagrad_update(param, grad, state_s, lr, eps, weight_decay):
+def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
     """AdaGrad: s <- s + g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -795,8 +795,8 @@ def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1,
     every parameter and its state."""
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _adagrad_update(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _adagrad_update(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
     return loss
 
 
@@ -827,7 +827,7 @@ def train_step_adagrad(W1, b1, state, X, T, lr=0.01, eps=1e-10, weight_decay=0.0
 
 
 @jit
-def _rmsprop_update(param, grad, state_s, lr, alpha, eps, weight_decay):
+def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
     """RMSprop: s <- alpha*s + (1 - alpha)*g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -856,8 +856,8 @@ def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_dec
     every parameter and its state."""
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _rmsprop_update(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _rmsprop_update(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
@@ -888,7 +888,7 @@ def train_step_rmsprop(W1, b1, state, X, T, lr=0.01, alpha=0.99, eps=1e-08, weig
 
 
 @jit
-def _adam_update(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_decay, t):
+def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_decay, t):
     """Adam: moment estimates m and v with bias correction: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
@@ -927,8 +927,8 @@ def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, b
     real = X.dtype.type
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _adam_update(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _adam_update(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
