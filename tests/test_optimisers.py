@@ -5,11 +5,17 @@ torch.optim's documented algorithms (independent of the SymPy formulas), and aga
 torch.optim's own trajectories where torch is installed. The network's gradients come from its
 kernel's loss_and_grads, which tests/test_networks.py checks against central differences.
 """
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from symprop.cli import main
 from symprop.codegen.network import load_network
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.examples import EXAMPLES
+from symprop.symbolic.network_transcript import network_transcript
+from symprop.symbolic.networkfile import parse_network
 from symprop.symbolic.steps import RULES, rule_named
 
 SPEC = "affine(3,4) tanh affine(4,2) mse"
@@ -181,3 +187,105 @@ def test_defaults_are_torch_optims():
             theirs = dict(theirs, beta1=theirs["betas"][0], beta2=theirs["betas"][1])
         for key, value in ours.items():
             assert float(theirs[key]) == value, (name, key)
+
+
+# ---- network files: the transcript's optimiser lines against the generated step ----------
+
+ADAM_FILE = Path(__file__).resolve().parent.parent / "symbolic" / "networks" / "two-layer-sigmoid-adam.toml"
+
+
+def with_optimizer(table: str, steps: int) -> str:
+    text = ADAM_FILE.read_text(encoding="utf-8")
+    start, end = text.index("[optimizer]"), text.index("[inputs]")
+    return text[:start].replace("steps = 1", f"steps = {steps}") + table + "\n\n" + text[end:]
+
+
+def kernel_params(network):
+    _, values = network.to_graph()
+    return [np.array(values[name], dtype=float).reshape(shape)
+            for name, shape in (("W1", (2, 2)), ("b1", (1,)), ("W2", (2, 2)), ("b2", (1,)))]
+
+
+def new_values(network, transcript, step):
+    prefix = "" if step == 1 else f"step{step}:"
+    return [np.array([[transcript.float_value(f"{prefix}{n}_new") for n in row] for row in layer.weight_names]
+                     if is_weight else [transcript.float_value(f"{prefix}{layer.bias_names[0]}_new")])
+            for layer in network.layers for is_weight in (True, False)]
+
+
+@pytest.mark.parametrize("table, steps", [
+    ('[optimizer]\nname = "adam"', 1),  # the shipped example's rule (its defaults)
+    ('[optimizer]\nname = "adam"\nbeta1 = 0.8\nbeta2 = 0.99\neps = "1/1000"\nweight_decay = 0.01', 3),
+    ('optimizer = { name = "nesterov", momentum = 0.5, weight_decay = 0.1 }', 2),
+])
+def test_transcript_optimizer_numbers_equal_the_kernels(table, steps):
+    network = parse_network(with_optimizer(table, steps), "test.toml")
+    transcript = network_transcript(network, "test")
+    spec = network.to_graph()[0].spec
+    kernel = load_network(spec)
+    params = kernel_params(network)
+    X = np.array([[float(v) for v in network.inputs]])
+    T = np.array([[float(v) for v in network.targets]])
+    init, train_step, _ = kernel.OPTIMIZERS[network.optimizer]
+    state = init(*params)
+    hyper = {name: float(value) for name, value in network.optimizer_settings.items()}
+    for step in range(1, steps + 1):
+        loss = train_step(*params, state, X, T, lr=float(network.learning_rate), **hyper)
+        assert loss == pytest.approx(transcript.float_value("E" if step == 1 else f"step{step}:E"), rel=1e-12)
+        for mine, theirs in zip(params, new_values(network, transcript, step)):
+            # atol: Adam's first step takes a11 = 0.1 to 5.5e-7, a difference of numbers of size
+            # 0.1, whose float64 rounding (1.4e-17) is 2.5e-11 of the result
+            np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-15)
+    if network.optimizer == "adam":  # the state too: m and v of the output weights after the last step
+        prefix = "" if steps == 1 else f"step{steps}:"
+        layer = network.layers[1]
+        for moment, array in zip("mv", state[4:6]):
+            expected = [[transcript.float_value(f"{prefix}{moment}[{n}]") for n in row] for row in layer.weight_names]
+            np.testing.assert_allclose(array, expected, rtol=1e-12)
+        assert state[-1][0] == steps == transcript.float_value(f"t[{steps}]")
+
+
+def test_shipped_adam_example_shows_each_line_with_numbers():
+    text = EXAMPLES["two-layer-sigmoid-adam"].build().render("text")
+    assert "t[1] = 1 + t[0] = 1 + 0 = 1" in text
+    assert "m[b11] = β1*m_0[b11] + dE/db11*(1 - β1) = 0.9*0 + 0.08392*(1 - 0.9) ≈ 0.008392" in text
+    assert "b11_new = b11 - ρ*m_hat[b11]/(ε + sqrt(v_hat[b11]))" in text
+    assert "β2 = 0.999" in text and "λ" not in text  # weight decay 0: not shown
+
+
+@pytest.mark.parametrize("table, message", [
+    ('optimizer = "adamw"', r"test.toml, line \d+, field 'optimizer': unknown optimizer 'adamw' \(known: sgd"),
+    ('[optimizer]\nname = "adam"\nbeta1 = 1', r"line \d+, field 'optimizer.beta1': beta1 must be in \[0, 1\)"),
+    ('[optimizer]\nname = "sgd"\nmomentum = 0.9', r"field 'optimizer.momentum': optimizer sgd has no hyper-parameter"),
+    ('[optimizer]\nname = "adam"\nlr = 0.1', "the learning rate is the top-level field learning_rate"),
+    ('[optimizer]\nbeta1 = 0.9', r"field 'optimizer.name': unknown optimizer None"),
+    ('optimizer = 3', r"field 'optimizer': expected an optimizer name"),
+])
+def test_network_file_optimizer_mistakes_are_one_line(table, message):
+    with pytest.raises(SympropError, match=message) as error:
+        parse_network(with_optimizer(table, 1), "test.toml")
+    assert "\n" not in str(error.value)
+
+
+def test_cli_optimizer_mistakes_are_one_line(capsys):
+    for argv, message in [
+        (["--optimizer", "adamw"], "--optimizer: unknown optimizer 'adamw' (known: sgd, momentum, nesterov, "
+                                   "adagrad, rmsprop, adam)"),
+        (["--optimizer", "sgd", "--beta1", "0.9"], "--beta1 does not apply to --optimizer sgd (it takes --lr, "
+                                                   "--weight-decay)"),
+        (["--optimizer", "adam", "--beta2", "1"], "--optimizer adam: beta2 must be in [0, 1)"),
+        (["--optimizer", "rmsprop", "--weight-decay", "-1"], "weight_decay must be in [0, inf)"),
+    ]:
+        assert main(["train", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+
+
+def test_cli_trains_with_adam_and_weight_decay(capsys):
+    status = main(["train", "--data", "moons", "--epochs", "2", "--no-progress", "--optimizer", "adam",
+                   "--lr", "0.05", "--beta1", "0.8", "--weight-decay", "0.001"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "adam: 2 epochs, batch 32, lr 0.05, beta1 0.8, beta2 0.999, eps 1e-08, weight_decay 0.001" in out
+    accuracy = float(out.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.75  # two moons with noise 0.4: logistic regression reaches about 0.8
