@@ -267,7 +267,7 @@ class OptimizerLines:
                 self.state[(name, param)] = t.given(f"{name}_0[{param}]", initial, text=f"{name}_0[{param}]",
                                                     latex=f"{name}^{{(0)}}_{{{_latex_name(param)}}}").name
         if self.rule.counts_steps:
-            self.count = t.given("t[0]", 0, latex="t_{0}").name
+            self.count = t.given("t[0]", 0, latex="t^{(0)}").name
         if self.rule.state or self.rule.counts_steps:
             t.note(tr(f"The state starts at 0: {', '.join(n + ' = 0' for n in self.rule.state_names)}"
                       f"{' and t = 0' if self.rule.counts_steps else ''} for every parameter."))
@@ -279,7 +279,7 @@ class OptimizerLines:
             self.counted.add(step)
             key = f"t[{step}]"
             self.t.define(key, STEP_COUNT_LINE.formula.xreplace({STEP_COUNT: self.t.symbol(self.count)}),
-                          latex=f"t_{{{step}}}", note=tr(STEP_COUNT_LINE.note))
+                          latex=f"t^{{({step})}}", note=tr(STEP_COUNT_LINE.note))
             self.count = key
         return self.t.symbol(self.count)
 
