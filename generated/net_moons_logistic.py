@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: d376436ff45a5e8e (generator sources and sympy 1.14.0)
+# Input hash: 219ccc433ebe69cb (generator sources and sympy 1.14.0)
 # Body hash: 385d4ac4738e6c39
 
 import hashlib

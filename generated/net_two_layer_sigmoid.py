@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: add644426c6af223 (generator sources and sympy 1.14.0)
+# Input hash: 3c0ea93941d09bfa (generator sources and sympy 1.14.0)
 # Body hash: 13925a23345c6d67
 
 import hashlib
