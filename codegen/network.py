@@ -3,7 +3,8 @@
 ``symbolic.graph.parse_net`` reads a spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"``;
 into a Graph;
 ``network_module_text`` lowers it (dispatching on each op's type) to a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
-``sgd_steps`` whose statements come from each layer's derivation (the affine rules as
+``sgd_steps`` (and, for every optimiser of ``symbolic/steps.py``, ``init_state_<rule>`` and the fused
+``train_step_<rule>``, printed by ``codegen/optimizer_steps.py``) whose statements come from each layer's derivation (the affine rules as
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
 at most ``scalar_step.TINY_WIDTH`` wide and the step at most ``scalar_step.SCALAR_MAX_LINES``
@@ -37,6 +38,7 @@ from .layer_kernels import row_max, row_reduction, _row_index
 from .printer import KernelPrinter
 from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
+from .optimizer_steps import optimizers_text
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
 BUILTIN_NETWORKS = {
@@ -352,7 +354,7 @@ def sgd_steps({params}, X, T, lr, steps):
     _updated_in_place("sgd_steps", ({params},), X, T)
     return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
                             _step_count("sgd_steps", steps))
-'''
+''' + optimizers_text(param_names, buffers, backend)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)

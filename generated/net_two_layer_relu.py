@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 47fbb99265f8cc50 (generator sources and sympy 1.14.0)
-# Body hash: 49e3ca6aca71f074
+# Input hash: cb840fe299953e75 (generator sources and sympy 1.14.0)
+# Body hash: 72bb653509b16a83
 
 import hashlib
 import itertools
@@ -494,3 +494,437 @@ def sgd_steps(W1, b1, W2, b2, X, T, lr, steps):
     _updated_in_place("sgd_steps", (W1, b1, W2, b2,), X, T)
     return sgd_steps_kernel(W1, b1, W2, b2, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
                             _step_count("sgd_steps", steps))
+
+
+# ---- optimisers: the update rules of symbolic/steps.py, each fused with the step ----
+
+
+def _check_params(function, params):
+    checked = _arrays(function, **dict(zip(PARAM_NAMES, params)))
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+
+
+def _hyper(function, name, value, low, high, closed):
+    """A hyper-parameter as a float inside its interval (the rule's, from symbolic/steps.py)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: {name} must be a number, got {type(value).__name__} {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    above = number >= low if closed[0] else number > low
+    below = number <= high if closed[1] else number < high
+    if not (math.isfinite(number) and above and below):
+        interval = f"{'[' if closed[0] else '('}{low:g}, {high:g}{']' if closed[1] else ')'}"
+        raise ValueError(f"{function}: {name} must be in {interval}, got {value!r:.40}")
+    return number
+
+
+def _check_state(function, state, names, params, X, T):
+    """The state tuple of init_state_<rule>: one array per name, each of its parameter's
+    shape and dtype (the step count: 1 float64), writeable and sharing memory with nothing."""
+    if not isinstance(state, tuple) or len(state) != len(names):
+        raise ValueError(f"{function}: state must be the tuple of {len(names)} arrays from init_state "
+                         f"({', '.join(names) or 'empty'}), got {type(state).__name__}")
+    shapes = dict(zip(PARAM_NAMES, params))
+    for name, array in zip(names, state):
+        owner = shapes.get(name.rsplit("_", 1)[0])
+        shape, dtype = (owner.shape, owner.dtype) if name != "step_count" else ((1,), np.float64)
+        if (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype
+                or not array.flags.c_contiguous or not array.flags.writeable):
+            raise ValueError(f"{function}: state {name} must be a writeable C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape} (from init_state)")
+    _separate(function, {**dict(zip(PARAM_NAMES, params)), **dict(zip(names, state))}, dict(X=X, T=T))
+    return state
+
+
+@jit
+def _apply_sgd(param, grad, lr, weight_decay):
+    """gradient descent: p <- p - lr*g: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      p <- -g*lr + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        p_new = -lr*(g + p*weight_decay) + p  # p <- -g*lr + p
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
+    _apply_sgd(b1, db1, real(lr), real(weight_decay))
+    _apply_sgd(W2, dW2, real(lr), real(weight_decay))
+    _apply_sgd(b2, db2, real(lr), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_sgd_kernel(W1, b1, W2, b2, X, T, lr, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_SGD = ()
+
+
+def init_state_sgd(W1, b1, W2, b2):
+    """sgd's state for these parameters, allocated once and updated in place by
+    train_step_sgd: per parameter none."""
+    _check_params("init_state_sgd", (W1, b1, W2, b2,))
+    return ()
+
+
+def train_step_sgd(W1, b1, W2, b2, state, X, T, lr=0.001, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, weight_decay=weight_decay) in place (parameters and state, from init_state_sgd);
+    returns the loss before it."""
+    _check("train_step_sgd", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_sgd", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_sgd", state, STATE_NAMES_SGD, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_sgd", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_sgd", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_sgd_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
+    """heavy-ball momentum: v <- momentum*v + g, p <- p - lr*v: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      v <- g + momentum*v
+      p <- -lr*v + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        v = state_v_flat[i]
+        t0 = g + momentum*v + p*weight_decay
+        v_new = t0  # v <- g + momentum*v
+        p_new = -lr*t0 + p  # p <- -lr*v + p
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_momentum_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_MOMENTUM = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
+
+
+def init_state_momentum(W1, b1, W2, b2):
+    """momentum's state for these parameters, allocated once and updated in place by
+    train_step_momentum: per parameter v (0)."""
+    _check_params("init_state_momentum", (W1, b1, W2, b2,))
+    return (np.zeros_like(W1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_momentum(W1, b1, W2, b2, state, X, T, lr=0.001, momentum=0.9, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay) in place (parameters and state, from init_state_momentum);
+    returns the loss before it."""
+    _check("train_step_momentum", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_momentum", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_momentum", state, STATE_NAMES_MOMENTUM, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_momentum", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_momentum", "momentum", momentum, 0.0, 1.0, (True, False)), _hyper("train_step_momentum", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_momentum_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
+    """Nesterov momentum: v <- momentum*v + g, p <- p - lr*(g + momentum*v): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      v <- g + momentum*v
+      p <- -lr*(g + momentum*v) + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        v = state_v_flat[i]
+        t0 = g + p*weight_decay
+        t1 = momentum*v + t0
+        v_new = t1  # v <- g + momentum*v
+        p_new = -lr*(momentum*t1 + t0) + p  # p <- -lr*(g + momentum*v) + p
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_nesterov_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_NESTEROV = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
+
+
+def init_state_nesterov(W1, b1, W2, b2):
+    """nesterov's state for these parameters, allocated once and updated in place by
+    train_step_nesterov: per parameter v (0)."""
+    _check_params("init_state_nesterov", (W1, b1, W2, b2,))
+    return (np.zeros_like(W1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_nesterov(W1, b1, W2, b2, state, X, T, lr=0.001, momentum=0.9, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay, nesterov=True) in place (parameters and state, from init_state_nesterov);
+    returns the loss before it."""
+    _check("train_step_nesterov", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_nesterov", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_nesterov", state, STATE_NAMES_NESTEROV, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_nesterov", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_nesterov", "momentum", momentum, 0.0, 1.0, (True, False)), _hyper("train_step_nesterov", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_nesterov_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
+    """AdaGrad: s <- s + g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      s <- g**2 + s
+      p <- -g*lr/(eps + sqrt(s)) + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_s_flat = state_s.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        s = state_s_flat[i]
+        t0 = g + p*weight_decay
+        t1 = s + (t0*t0)
+        s_new = t1  # s <- g**2 + s
+        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        state_s_flat[i] = s_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2, db2, b2_s, real(lr), real(eps), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_adagrad_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_ADAGRAD = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
+
+
+def init_state_adagrad(W1, b1, W2, b2):
+    """adagrad's state for these parameters, allocated once and updated in place by
+    train_step_adagrad: per parameter s (0)."""
+    _check_params("init_state_adagrad", (W1, b1, W2, b2,))
+    return (np.zeros_like(W1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_adagrad(W1, b1, W2, b2, state, X, T, lr=0.01, eps=1e-10, weight_decay=0.0):
+    """One step of torch.optim.Adagrad(params, lr, eps=eps, weight_decay=weight_decay) in place (parameters and state, from init_state_adagrad);
+    returns the loss before it."""
+    _check("train_step_adagrad", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_adagrad", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_adagrad", state, STATE_NAMES_ADAGRAD, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_adagrad", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_adagrad", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_adagrad", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_adagrad_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
+    """RMSprop: s <- alpha*s + (1 - alpha)*g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      s <- alpha*s + g**2*(1 - alpha)
+      p <- -g*lr/(eps + sqrt(s)) + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_s_flat = state_s.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        s = state_s_flat[i]
+        t0 = g + p*weight_decay
+        t1 = alpha*s + (t0*t0)*(real(1) - alpha)
+        s_new = t1  # s <- alpha*s + g**2*(1 - alpha)
+        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        state_s_flat[i] = s_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2, db2, b2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_rmsprop_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_RMSPROP = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
+
+
+def init_state_rmsprop(W1, b1, W2, b2):
+    """rmsprop's state for these parameters, allocated once and updated in place by
+    train_step_rmsprop: per parameter s (0)."""
+    _check_params("init_state_rmsprop", (W1, b1, W2, b2,))
+    return (np.zeros_like(W1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_rmsprop(W1, b1, W2, b2, state, X, T, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0):
+    """One step of torch.optim.RMSprop(params, lr, alpha, eps, weight_decay) in place (parameters and state, from init_state_rmsprop);
+    returns the loss before it."""
+    _check("train_step_rmsprop", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_rmsprop", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_rmsprop", state, STATE_NAMES_RMSPROP, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_rmsprop", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_rmsprop", "alpha", alpha, 0.0, 1.0, (True, True)), _hyper("train_step_rmsprop", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_rmsprop", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_rmsprop_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_decay, t):
+    """Adam: moment estimates m and v with bias correction: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      m <- beta1*m + g*(1 - beta1)
+      v <- beta2*v + g**2*(1 - beta2)
+      m_hat <- m/(1 - beta1**t)
+      v_hat <- v/(1 - beta2**t)
+      p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_m_flat = state_m.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        m = state_m_flat[i]
+        v = state_v_flat[i]
+        t0 = g + p*weight_decay
+        t1 = beta1*m + t0*(real(1) - beta1)
+        t2 = beta2*v + (t0*t0)*(real(1) - beta2)
+        m_new = t1  # m <- beta1*m + g*(1 - beta1)
+        v_new = t2  # v <- beta2*v + g**2*(1 - beta2)
+        p_new = -lr*t1/((real(1) - beta1**t)*(eps + np.sqrt(t2/(real(1) - beta2**t)))) + p  # p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
+        state_m_flat[i] = m_new
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
+    """One adam step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    real = X.dtype.type
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2, dW2, W2_m, W2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2, db2, b2_m, b2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
+
+
+@jit
+def train_step_adam_kernel(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    return train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+
+
+STATE_NAMES_ADAM = ('W1_m', 'W1_v', 'b1_m', 'b1_v', 'W2_m', 'W2_v', 'b2_m', 'b2_v', 'step_count')
+
+
+def init_state_adam(W1, b1, W2, b2):
+    """adam's state for these parameters, allocated once and updated in place by
+    train_step_adam: per parameter m (0), v (0); the step count t (0)."""
+    _check_params("init_state_adam", (W1, b1, W2, b2,))
+    return (np.zeros_like(W1), np.zeros_like(W1), np.zeros_like(b1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(W2), np.zeros_like(b2), np.zeros_like(b2), np.zeros(1, np.float64), )
+
+
+def train_step_adam(W1, b1, W2, b2, state, X, T, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0):
+    """One step of torch.optim.Adam(params, lr, betas=(beta1, beta2), eps, weight_decay) in place (parameters and state, from init_state_adam);
+    returns the loss before it."""
+    _check("train_step_adam", (W1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_adam", (W1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_adam", state, STATE_NAMES_ADAM, (W1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_adam", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_adam", "beta1", beta1, 0.0, 1.0, (True, False)), _hyper("train_step_adam", "beta2", beta2, 0.0, 1.0, (True, False)), _hyper("train_step_adam", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_adam", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_adam_kernel(W1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+# name -> (init_state, train_step, hyper-parameter defaults)
+OPTIMIZERS = {
+    'sgd': (init_state_sgd, train_step_sgd, {'lr': 0.001, 'weight_decay': 0.0}),
+    'momentum': (init_state_momentum, train_step_momentum, {'lr': 0.001, 'momentum': 0.9, 'weight_decay': 0.0}),
+    'nesterov': (init_state_nesterov, train_step_nesterov, {'lr': 0.001, 'momentum': 0.9, 'weight_decay': 0.0}),
+    'adagrad': (init_state_adagrad, train_step_adagrad, {'lr': 0.01, 'eps': 1e-10, 'weight_decay': 0.0}),
+    'rmsprop': (init_state_rmsprop, train_step_rmsprop, {'lr': 0.01, 'alpha': 0.99, 'eps': 1e-08, 'weight_decay': 0.0}),
+    'adam': (init_state_adam, train_step_adam, {'lr': 0.001, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-08, 'weight_decay': 0.0}),
+}

@@ -2,10 +2,11 @@
 
 Most are data: graph files shipped in ``symbolic/graphs/`` (the seed examples nested-neurons,
 add-mul-nodes, linear-model, quadratic-model, and the lecture-note circuits) and network files
-in ``symbolic/networks/`` (the seed-001 2-2-2 network and Matt Mazur's classic 2-2-2 example).
-The layer examples written here show one registered layer's derived rules on a small batch
-(``REGISTRY.derive(...)``), and moons-logistic the binary-cross-entropy layer's. The numbers
-are computed from the printed formulas by ``Transcript``.
+in ``symbolic/networks/`` (the seed-001 2-2-2 network, the same network trained by one Adam
+step, and Matt Mazur's classic 2-2-2 example). The layer examples written here show one
+registered layer's derived rules on a small batch (``REGISTRY.derive(...)``), and
+moons-logistic the binary-cross-entropy layer's. The numbers are computed from the printed
+formulas by ``Transcript``.
 """
 from __future__ import annotations
 
@@ -264,6 +265,8 @@ EXAMPLES = {e.name: e for e in [
             _network_example("two-layer-sigmoid.toml", "two-layer-sigmoid"), "001"),
     Example("mazur-2-2-2", "Matt Mazur's step-by-step backpropagation example (biases kept fixed)",
             _network_example("mazur-2-2-2.toml", "mazur-2-2-2"), "(Mazur 2015)"),
+    Example("two-layer-sigmoid-adam", "the 2-2-2 sigmoid network of two-layer-sigmoid, one Adam step",
+            _network_example("two-layer-sigmoid-adam.toml", "two-layer-sigmoid-adam"), "001"),
     Example("relu-layer", "ReLU layer forward and backward on a 2 x 2 batch", relu_layer, "000"),
     Example("sigmoid-layer", "Sigmoid layer forward and backward on a 2 x 2 batch", sigmoid_layer, "000"),
     Example("affine-layer", "Affine layer Y = X W + B on a batch; dY = [[1,2,3],[4,5,6]] gives dB = [5,7,9]",
@@ -295,7 +298,8 @@ def get_transcript(name_or_file: str) -> Transcript:
 
 def builtin_network(name: str):
     """The Network of a built-in network example (for tests and the checker)."""
-    file_name = {"two-layer-sigmoid": "two-layer-sigmoid.toml", "mazur-2-2-2": "mazur-2-2-2.toml"}[name]
+    file_name = {"two-layer-sigmoid": "two-layer-sigmoid.toml", "mazur-2-2-2": "mazur-2-2-2.toml",
+                 "two-layer-sigmoid-adam": "two-layer-sigmoid-adam.toml"}[name]
     text = resources.files(__package__).joinpath("networks", file_name).read_text(encoding="utf-8")
     return parse_network(text, file_name)
 

@@ -15,7 +15,9 @@ import sympy as sp
 
 from .layers import K, N, REGISTRY, real
 from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
-from .transcript import Chain, Transcript, tr
+from .steps import RULES, STEP_COUNT_LINE
+from .steps import g as GRADIENT, p as PARAMETER, t as STEP_COUNT
+from .transcript import Chain, Transcript, _latex_name, tr
 
 LOSS_NOTES = {
     "sum-of-squares": tr("E = sum of squared errors (no 1/2)", "误差 E = 误差平方和（无 1/2）"),
@@ -60,13 +62,14 @@ def network_transcript(net: Network, name: str, conventions: Conventions = Conve
     if not net.update_biases:
         t.note(tr("Bias convention: the biases are kept fixed; only the weights are updated.",
                   "偏置约定：偏置保持不变，只更新权重。"))
+    optimizer = None if net.plain_gradient_descent else OptimizerLines(t, net)
     current = {p: p for p in net.parameters()}  # parameter -> key of its current value
     for step in range(1, net.steps + 1):
         prefix = "" if step == 1 else f"step{step}:"
         if step > 1:
             current = _start_step(t, net, current, prefix, step)
         forward(t, net, current, prefix, suffix="", step=step)
-        new = backward(t, net, current, prefix, step, conventions)
+        new = backward(t, net, current, prefix, step, conventions, optimizer)
         t.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播")
                   if net.steps == 1 else tr(f"Step {step}: forward pass with the new values",
                                             f"第 {step} 步：用更新后的参数重新前向传播"))
@@ -122,11 +125,17 @@ def _loss_scale(net):
 
 
 def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
-             conventions: Conventions = Conventions()) -> dict:
-    """Gradients from the output layer down, each parameter's update right after its gradient.
+             conventions: Conventions = Conventions(), optimizer: "OptimizerLines | None" = None) -> dict:
+    """Gradients from the output layer down, each parameter's update right after its gradient
+    (``optimizer``: the lines of the network's update rule instead of gradient descent).
     Returns parameter -> key of its new value."""
     sym = lambda name: t.symbol(name)  # noqa: E731
     key = lambda name: _key(prefix, name)  # noqa: E731
+
+    def _update(t, key, param, current_key, ascent):
+        if optimizer is not None:
+            return optimizer.update(key, param, current_key, prefix, step)
+        return gradient_descent(t, key, param, current_key, ascent)
     outputs = net.layers[-1].units
     loss = loss_derivation(net.loss)
     rule = next(iter(loss.backward.values())).subs({N: 1, K: len(outputs)})
@@ -220,7 +229,7 @@ def _gradient(t, key, param, param_sym, units, note=None):
     t.define(key(f"dE/d{param}"), Chain(tuple(terms)), note=note)
 
 
-def _update(t, key, param, current_key, ascent=False) -> str:
+def gradient_descent(t, key, param, current_key, ascent=False) -> str:
     """param_new = param - ρ * dE/dparam: one step of gradient descent (``ascent``: the
     checker's sign-slip convention, + instead of -)."""
     new_key = key(f"{param}_new")
@@ -229,3 +238,77 @@ def _update(t, key, param, current_key, ascent=False) -> str:
              note=tr("gradient descent: new value = old value - learning rate * partial derivative",
                      "梯度下降：新值 = 旧值 - 学习率 × 偏导数"))
     return new_key
+
+
+class OptimizerLines:
+    """The network's update rule (symbolic/steps.py) written out for each parameter: every
+    line of the rule with its formula and numbers, after the parameter's gradient. The
+    state (one value per parameter and state tensor, and the step count) starts at the rule's
+    initial values and carries over from step to step."""
+
+    def __init__(self, t: Transcript, net: Network):
+        self.t, self.net, self.rule = t, net, RULES[net.optimizer]
+        settings = net.optimizer_settings or {}
+        self.weight_decay = settings.get("weight_decay", 0)
+        self.names = {self.rule.hyper_parameter("lr").symbol: t.symbol("learning_rate")}
+        for hyper in self.rule.hyper:
+            if hyper.name != "lr":
+                self.names[hyper.symbol] = t.given(
+                    f"{self.rule.name}.{hyper.name}", settings[hyper.name], text=hyper.text, latex=hyper.latex,
+                    show=hyper.name != "weight_decay" or bool(self.weight_decay), note=tr(hyper.description))
+        lines = "; ".join(f"{line.target} <- {line.formula}" for line in self.rule.lines
+                          if line.kind != "gradient" or self.weight_decay)
+        t.note(tr(f"Optimizer {self.rule.name} ({self.rule.torch}), for every parameter p with gradient g: "
+                  f"{lines}" + ("; t counts the steps, this one included" if self.rule.counts_steps else "")
+                  + ". The learning rate lr is ρ."))
+        self.state = {}  # (state tensor, parameter) -> key of its current value
+        for param in net.parameters():
+            for name, initial in self.rule.state:
+                self.state[(name, param)] = t.given(f"{name}_0[{param}]", initial, text=f"{name}_0[{param}]",
+                                                    latex=f"{name}^{{(0)}}_{{{_latex_name(param)}}}").name
+        if self.rule.counts_steps:
+            self.count = t.given("t[0]", 0, latex="t^{(0)}").name
+        if self.rule.state or self.rule.counts_steps:
+            t.note(tr(f"The state starts at 0: {', '.join(n + ' = 0' for n in self.rule.state_names)}"
+                      f"{' and t = 0' if self.rule.counts_steps else ''} for every parameter."))
+        self.counted = set()
+
+    def _count(self, step: int):
+        """t[step] = t[step - 1] + 1, once per step, at its first update."""
+        if step not in self.counted:
+            self.counted.add(step)
+            key = f"t[{step}]"
+            self.t.define(key, STEP_COUNT_LINE.formula.xreplace({STEP_COUNT: self.t.symbol(self.count)}),
+                          latex=f"t^{{({step})}}", note=tr(STEP_COUNT_LINE.note))
+            self.count = key
+        return self.t.symbol(self.count)
+
+    def update(self, key, param: str, current_key: str, prefix: str, step: int) -> str:
+        """The rule's lines for one parameter; returns the key of its new value."""
+        t, first = self.t, not self.counted or step not in self.counted
+        names = dict(self.names)
+        names[PARAMETER] = t.symbol(current_key)
+        names[GRADIENT] = t.symbol(key(f"dE/d{param}"))
+        for name in self.rule.state_names:
+            names[sp.Symbol(name, real=True)] = t.symbol(self.state[(name, param)])
+        if self.rule.counts_steps:
+            names[STEP_COUNT] = self._count(step)
+        new_key = key(f"{param}_new")
+        for line in self.rule.lines:
+            if line.kind == "gradient" and not self.weight_decay:
+                continue
+            if line.kind == "param":
+                target, latex = new_key, None
+            else:
+                target = key(f"{line.target}[{param}]")
+                name_latex = {"m_hat": r"\hat{m}", "v_hat": r"\hat{v}"}.get(line.target, line.target)
+                latex = f"{name_latex}_{{{_latex_name(param)}}}"
+                if prefix:
+                    latex = "{" + latex + "}^{[" + str(step) + "]}"
+            symbol = t.define(target, line.formula.xreplace(names), latex=latex,
+                              note=tr(f"{self.rule.name}: {line.note}") if first else None)
+            names[sp.Symbol(line.target, real=True)] = symbol
+            if line.kind == "state":
+                self.state[(line.target, param)] = target
+        self.counted.add(step)
+        return new_key

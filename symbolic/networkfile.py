@@ -19,6 +19,7 @@ from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .layers import REGISTRY, Elementwise, ElementwiseLoss, formula_layer
 from .numbers import exact_number
+from .steps import RULES
 
 # The losses a network file knows besides the registry's (here, not in the transcript, so
 # that reading a network file imports no transcript code).
@@ -48,7 +49,7 @@ TABLE_HEADER = re.compile(r"\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\Z")  # [inputs];
 MAX_MAGNITUDE = 1e6
 RESERVED = {"E", "E_new", "learning_rate"}  # names the transcript itself uses
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "loss", "learning_rate", "steps", "update_biases",
-             "inputs", "targets", "layers"}
+             "optimizer", "inputs", "targets", "layers"}
 LAYER_FIELDS = {"units", "size", "activation", "weights", "weight_names", "bias", "bias_names"}
 
 
@@ -89,6 +90,13 @@ class Network:
     update_biases: bool
     title_zh: str = ""
     description_zh: str = ""
+    optimizer: str = "sgd"  # an update rule of symbolic/steps.py; learning_rate is its lr
+    optimizer_settings: dict | None = None  # its other hyper-parameters, exact, defaults filled in
+
+    @property
+    def plain_gradient_descent(self) -> bool:
+        """p_new = p - learning_rate * dE/dp (the seeds' update), not an optimiser's lines."""
+        return self.optimizer == "sgd" and not (self.optimizer_settings or {}).get("weight_decay")
 
     def parameters(self) -> dict[str, sp.Rational]:
         """Every weight and bias by name, layer by layer (weights first, then biases)."""
@@ -257,6 +265,7 @@ def parse_network(text: str, source: str = "<network>") -> Network:
     if isinstance(steps, bool) or not 1 <= steps <= 100:
         where.fail(f"steps must be a whole number from 1 to 100, got {steps!r}", "steps")
     update_biases = top("update_biases", bool, default=True)
+    optimizer, settings = _optimizer(data.get("optimizer", "sgd"), where)
 
     input_names, inputs = _named_values(data, "inputs", where, source)
     target_names, targets = _named_values(data, "targets", where, source)
@@ -288,7 +297,41 @@ def parse_network(text: str, source: str = "<network>") -> Network:
     if loss == "cross-entropy" and not all(0 < t < 1 or t in (0, 1) for t in targets):
         where.fail("cross-entropy needs targets between 0 and 1", section="targets")
     return Network(title, description, source, input_names, inputs, target_names, targets, layers,
-                   loss, learning_rate, steps, update_biases, title_zh, description_zh)
+                   loss, learning_rate, steps, update_biases, title_zh, description_zh, optimizer, settings)
+
+
+def _optimizer(value, where):
+    """optimizer = "adam", or a table: [optimizer] name = "adam", beta1 = 0.9, ... (numbers exact,
+    each checked against the rule's interval; the learning rate stays the top-level field)."""
+    if isinstance(value, str):
+        value = {"name": value}
+        fail = lambda m, key="": where.fail(m, "optimizer")  # noqa: E731
+    elif isinstance(value, dict):
+        fail = lambda m, key="": where.fail(m, key, section="optimizer")  # noqa: E731
+    else:
+        where.fail(f"expected an optimizer name or a table with name = ..., got {type(value).__name__}", "optimizer")
+    name = value.get("name")
+    if name not in RULES:
+        fail(f"unknown optimizer {name!r} (known: {', '.join(RULES)})", "name")
+    rule = RULES[name]
+    settings = {}
+    for key, number in value.items():
+        if key == "name":
+            continue
+        if key == "lr":
+            fail("the learning rate is the top-level field learning_rate", key)
+        if key not in rule.hyper_names:
+            fail(f"optimizer {name} has no hyper-parameter {key!r} "
+                 f"(it takes {', '.join(h for h in rule.hyper_names if h != 'lr')})", key)
+        exact = _number(number, lambda m, key=key: fail(m, key))
+        hyper = rule.hyper_parameter(key)
+        if not hyper.contains(float(exact)):
+            fail(f"{key} must be in {hyper.interval()} ({hyper.description}), got {number!r}", key)
+        settings[key] = exact
+    for hyper in rule.hyper:
+        if hyper.name != "lr":
+            settings.setdefault(hyper.name, sp.Rational(repr(hyper.default)))
+    return name, settings
 
 
 def _named_values(data, section, where, source):

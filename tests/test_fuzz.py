@@ -188,3 +188,22 @@ def test_random_kernel_api_calls_compute_or_refuse_cleanly(function, arguments):
         call(*arguments)
     except (ValueError, TypeError) as exc:
         assert function in str(exc), (function, exc)
+
+
+@FUZZ
+@given(name=st.sampled_from(["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]),
+       state=st.one_of(st.lists(_argument(), min_size=0, max_size=3).map(tuple), _argument()),
+       hyper=st.sampled_from(["lr", "momentum", "alpha", "beta1", "beta2", "eps", "weight_decay"]),
+       value=_argument())
+def test_random_optimizer_states_and_hyper_parameters_compute_or_refuse_cleanly(name, state, hyper, value):
+    """train_step_<rule> with a random state (and with its own) and a random hyper-parameter
+    value: a step, or a ValueError / TypeError naming the function."""
+    from symprop.generated import net_moons_logistic as net
+
+    init, step, _ = net.OPTIMIZERS[name]
+    W1, b1 = np.full((2, 1), 0.5), np.zeros(1)
+    for candidate in (state, init(W1, b1)):
+        try:
+            step(W1.copy(), b1.copy(), candidate, np.ones((3, 2)), np.ones((3, 1)), **{hyper: value})
+        except (ValueError, TypeError) as exc:
+            assert f"train_step_{name}" in str(exc), (name, exc)

@@ -1,7 +1,9 @@
-"""Minibatch SGD with the generated fused kernel, evaluation, and saved models.
+"""Minibatch training with the generated fused kernels, evaluation, and saved models.
 
 The training step is `net.sgd_step` from `codegen.network.load_network(spec)`: one call does
-forward, backward and the in-place update `p -= lr * dp` for a batch. This file only shuffles,
+forward, backward and the in-place update `p -= lr * dp` for a batch. With another optimiser
+(`Config.optimizer`, an update rule of `symbolic/steps.py`, or plain SGD with weight decay) it
+is the module's `train_step_<rule>`, on state arrays from `init_state_<rule>` allocated once. This file only shuffles,
 batches, decays the learning rate, measures and records; it has no layer arithmetic of its own
 (losses of the validation and test sets also come from the kernels, `net.loss_and_grads`).
 """
@@ -20,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.steps import rule_named
 from symprop.symbolic.userfiles import open_regular
 
 from .datasets import Dataset, Scaling
@@ -127,6 +130,8 @@ class Config:
     dtype: str = "float32"
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
     blas_threads: int | None = 1  # threads for the kernels' matrix products; None: BLAS default
+    optimizer: str = "sgd"       # an update rule of symbolic/steps.py
+    hyper: dict = field(default_factory=dict)  # its hyper-parameters besides lr (others: defaults)
 
     def check(self):
         if self.epochs < 1:
@@ -145,6 +150,25 @@ class Config:
             raise SympropError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.dtype not in DTYPES:
             raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        self.checked_hyper()
+
+    def checked_hyper(self) -> dict[str, float]:
+        """The optimiser's hyper-parameters besides lr, defaults filled in; a SympropError
+        names an unknown optimiser, an option it does not take or a value out of range."""
+        rule = rule_named(self.optimizer, "--optimizer")
+        for name in self.hyper:
+            if name not in rule.hyper_names or name == "lr":
+                takes = ", ".join("--" + h.replace("_", "-") for h in rule.hyper_names)
+                raise SympropError(f"--{name.replace('_', '-')} does not apply to --optimizer {rule.name} "
+                                   f"(it takes {takes})")
+        checked = rule.check({**self.hyper, "lr": self.lr}, f"--optimizer {rule.name}")
+        checked.pop("lr")
+        return checked
+
+    @property
+    def plain_sgd(self) -> bool:
+        """Plain SGD without weight decay: net.sgd_step (a tiny net's scalar-expanded step)."""
+        return self.optimizer == "sgd" and not self.checked_hyper()["weight_decay"]
 
 
 @dataclass
@@ -200,11 +224,21 @@ def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
                         f"rate {lr:g}; try a smaller --lr")
 
 
-def _warm_up(net, params, x, t, lr) -> float:
+def make_step(net, params, config: Config) -> Callable:
+    """step(x, t, lr) -> the batch's loss, updating params in place: net.sgd_step for plain
+    SGD, else the optimiser's fused train_step with its state, allocated here once."""
+    if config.plain_sgd:
+        return lambda x, t, lr: net.sgd_step(*params, x, t, lr)
+    init, train_step, _ = net.OPTIMIZERS[config.optimizer]
+    state, hyper = init(*params), config.checked_hyper()
+    return lambda x, t, lr: train_step(*params, state, x, t, lr, **hyper)
+
+
+def _warm_up(net, params, x, t, config) -> float:
     """Compile the kernels for this dtype on copies, so epoch times measure only training."""
     start = time.perf_counter()
     copies = [p.copy() for p in params]
-    net.sgd_step(*copies, x[:2], t[:2], lr)
+    make_step(net, copies, config)(x[:2], t[:2], config.lr)
     net.loss_and_grads(*copies, x[:2], t[:2])
     net.forward(*copies, x[:2])
     return time.perf_counter() - start
@@ -247,7 +281,8 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     params = init_params(net, rng, dtype)
     result = Result(net, params, task, scaling, n_train=len(x_train), n_val=len(x_val),
                     n_test=len(dataset.x_test))
-    result.compile_seconds = _warm_up(net, params, x_train, t_train, config.lr)
+    result.compile_seconds = _warm_up(net, params, x_train, t_train, config)
+    step = make_step(net, params, config)
 
     n = len(x_train)
     n_batches = math.ceil(n / config.batch_size)
@@ -263,7 +298,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
             rows = shuffle[b * config.batch_size:(b + 1) * config.batch_size]
             xb, tb = x_train[rows], t_train[rows]
             start = time.perf_counter()
-            loss = net.sgd_step(*params, xb, tb, lr)
+            loss = step(xb, tb, lr)
             seconds += time.perf_counter() - start
             if not math.isfinite(loss):
                 bar.close()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
 from symprop.training.train import (DTYPES, Config, Task, check_output_path, load_net, save_model,
                                     train, validation_count)
@@ -15,6 +16,18 @@ DEFAULTS = {
                   epochs=50, batch_size=32, lr=0.1, lr_decay=1.0),
     "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
                   epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
+}
+
+
+# the optimizers' hyper-parameters besides lr, one option each (default: torch.optim's)
+HYPER_OPTIONS = {
+    "momentum": "momentum, nesterov: the velocity's decay (default 0.9)",
+    "alpha": "rmsprop: the squared gradients' decay (default 0.99)",
+    "beta1": "adam: the first moment's decay (default 0.9)",
+    "beta2": "adam: the second moment's decay (default 0.999)",
+    "eps": "adagrad, rmsprop, adam: added to the square root in the denominator "
+           "(default 1e-10 adagrad, 1e-8 others)",
+    "weight_decay": "every optimizer: L2 weight decay, weight_decay * p added to the gradient (default 0)",
 }
 
 
@@ -33,7 +46,12 @@ def add_arguments(parser):
                                       'softmax-cross-entropy"')
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate of the first epoch")
+    parser.add_argument("--lr", type=float, help="learning rate of the first epoch (default: the data "
+                                                 "set's for sgd, torch.optim's for the other optimizers)")
+    parser.add_argument("--optimizer", default="sgd", metavar="NAME",
+                        help=f"update rule: {', '.join(RULES)} (default sgd; symbolic/steps.py)")
+    for name, help_text in HYPER_OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, help=help_text)
     parser.add_argument("--lr-decay", type=float, help="multiply the rate by this after each epoch")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds initialisation, validation split and shuffling (default 0)")
@@ -62,10 +80,14 @@ def _epoch_line(stats, epochs: int) -> str:
 def run(args) -> int:
     defaults = DEFAULTS[args.data]
     spec = args.net or defaults["net"]
+    rule = rule_named(args.optimizer)
+    default_lr = defaults["lr"] if rule.name == "sgd" else rule.hyper_parameter("lr").default
     config = Config(
         epochs=args.epochs if args.epochs is not None else defaults["epochs"],
         batch_size=args.batch_size if args.batch_size is not None else defaults["batch_size"],
-        lr=args.lr if args.lr is not None else defaults["lr"],
+        lr=args.lr if args.lr is not None else default_lr,
+        optimizer=rule.name,
+        hyper={name: getattr(args, name) for name in HYPER_OPTIONS if getattr(args, name) is not None},
         lr_decay=args.lr_decay if args.lr_decay is not None else defaults["lr_decay"],
         seed=args.seed, val_split=args.val_split, dtype=args.dtype,
         progress=False if args.no_progress else None, blas_threads=args.blas_threads)
@@ -84,9 +106,11 @@ def run(args) -> int:
           f"{len(dataset.x_test)} test; {dataset.n_features} features, {dataset.n_classes} classes")
     print(f"net:  {net.SPEC}  ({n_params:,} parameters, {config.dtype})")
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
-    print(f"sgd:  {epochs}, batch {config.batch_size}, lr {config.lr:g}"
-          f"{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
-          f"seed {config.seed}, validation {config.val_split:g}", flush=True)
+    hyper = "".join(f"{name} {value:g}, " for name, value in config.checked_hyper().items()
+                    if not config.plain_sgd)
+    print(f"{config.optimizer}:{' ' * max(1, 5 - len(config.optimizer))}{epochs}, batch {config.batch_size}, "
+          f"lr {config.lr:g}{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
+          f"{hyper}seed {config.seed}, validation {config.val_split:g}", flush=True)
 
     def on_epoch(stats, bar_shown):
         if not bar_shown:

@@ -1,0 +1,191 @@
+"""The fused training step of every update rule in ``symbolic/steps.py``, for a network module.
+
+For each rule NAME a network module gets
+
+- ``_apply_NAME(param, grad, <state arrays>, <hyper-parameters>[, t])``: one parameter and its
+  state tensors updated in place, element by element. The body is printed from the rule's
+  formulas (``UpdateRule.element_updates``: every new value written in the old ones, so each
+  element's old values are read into locals first and the new ones stored after; the shared
+  subexpressions are found by SymPy's CSE, as in every other kernel);
+- ``train_step_NAME_into`` (on a workspace from ``make_workspace``) and
+  ``train_step_NAME_kernel``: ``loss_and_grads_into``, then the step count (rules that keep
+  one), then ``_apply_NAME`` for every parameter: one compiled call a step;
+- ``init_state_NAME(params)``: the state, allocated once (a zero-filled array per parameter
+  and state tensor, named ``<param>_<state>``, and a 1-element float64 ``step_count``), which
+  the step updates in place like the parameters;
+- ``train_step_NAME(params, state, X, T, <hyper-parameters with torch.optim's defaults>)``,
+  which checks its arguments (ranges from the rule) and returns the loss before the step.
+
+``OPTIMIZERS`` maps each name to (init_state, train_step, hyper-parameter defaults).
+"""
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from symprop.symbolic.steps import RULES, STEP_COUNT_LINE, UpdateRule
+
+from .backend import Backend
+from .statements import Assignments, Let, Loop
+
+
+def _number(value: float) -> str:
+    return "math.inf" if value == math.inf else repr(float(value))
+
+
+def _update_function(rule: UpdateRule, backend: Backend) -> str:
+    states = rule.state_names
+    arrays = ["param", "grad", *(f"state_{s}" for s in states)]
+    scalars = [*rule.hyper_names, *(["t"] if rule.counts_steps else [])]
+    updates = rule.element_updates()
+    locals_ = {"param": "p", "grad": "g", **{f"state_{s}": s for s in states}}
+    statements = [Let(local, f"{array}_flat[i]") for array, local in locals_.items()]
+    statements.append(Assignments(
+        tuple((f"{line.target}_new", value) for line, value in updates), {},
+        {f"{line.target}_new": f"{line.target} <- {sp.sstr(line.formula)}" for line, _ in updates}))
+    stores = {"p": "param", **{s: f"state_{s}" for s in states}}
+    statements += [Let(f"{stores[line.target]}_flat[i]", f"{line.target}_new") for line, _ in updates]
+    lines, helpers = backend.print([Loop("i", "param_flat.size", tuple(statements))])
+    assert not helpers, helpers  # plain arithmetic and np.sqrt only
+    rule_lines = "\n".join(f"      {line.target} <- {sp.sstr(line.formula)}" for line in rule.lines)
+    flat = "\n".join(f"    {array}_flat = {array}.reshape(-1)" for array in arrays)
+    body = "\n".join("    " + line if line else "" for line in lines)
+    return f'''
+@jit
+def _apply_{rule.name}({", ".join(arrays + scalars)}):
+    """{rule.summary}: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+{rule_lines}
+    Arguments are in the parameter's dtype."""
+    real = param.dtype.type
+{flat}
+{body}
+'''
+
+
+def _state_names(rule: UpdateRule, param_names) -> list[str]:
+    names = [f"{p}_{s}" for p in param_names for s in rule.state_names]
+    return names + (["step_count"] if rule.counts_steps else [])
+
+
+def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: Backend) -> str:
+    """Everything a network module has for one rule (see the module docstring)."""
+    name = rule.name
+    params = ", ".join(param_names)
+    state = _state_names(rule, param_names)
+    state_args = "".join(f"{s}, " for s in state)
+    hyper = ", ".join(rule.hyper_names)
+    cast = ", ".join(f"real({h})" for h in rule.hyper_names) + (", t" if rule.counts_steps else "")
+    count = ""
+    if rule.counts_steps:
+        line = STEP_COUNT_LINE
+        printed, _ = backend.print([Assignments((("step_count[0]", line.formula),), {"t": "step_count[0]"},
+                                                {"step_count[0]": f"t <- {sp.sstr(line.formula)}: {line.note}"})])
+        count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
+    calls = "\n".join(
+        f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
+        for p in param_names)
+    defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)
+    checks = ", ".join(f'_hyper("train_step_{name}", "{h.name}", {h.name}, {_number(h.low)}, {_number(h.high)}, '
+                       f'{h.closed!r})' for h in rule.hyper)
+    zeros = []
+    for p in param_names:
+        for s, initial in rule.state:
+            zeros.append(f"np.zeros_like({p})" if initial == 0 else f"np.full_like({p}, {_number(initial)})")
+    if rule.counts_steps:
+        zeros.append("np.zeros(1, np.float64)")
+    described = ", ".join(f"{s} ({'0' if i == 0 else i})" for s, i in rule.state) or "none"
+    return _update_function(rule, backend) + f'''
+
+@jit
+def train_step_{name}_into({params}, {state_args}X, T, {hyper}, {buffers}):
+    """One {name} step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    loss = loss_and_grads_into({params}, X, T, {buffers})
+    real = X.dtype.type
+{count}{calls}
+    return loss
+
+
+@jit
+def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}):
+    {buffers}, = make_workspace(X)
+    return train_step_{name}_into({params}, {state_args}X, T, {hyper}, {buffers})
+
+
+STATE_NAMES_{name.upper()} = {tuple(state)!r}
+
+
+def init_state_{name}({params}):
+    """{name}'s state for these parameters, allocated once and updated in place by
+    train_step_{name}: per parameter {described}{'; the step count t (0)' if rule.counts_steps else ''}."""
+    _check_params("init_state_{name}", ({params},))
+    return ({"".join(z + ", " for z in zeros)})
+
+
+def train_step_{name}({params}, state, X, T, {defaults}):
+    """One step of {rule.torch} in place (parameters and state, from init_state_{name});
+    returns the loss before it."""
+    _check("train_step_{name}", ({params},), X, T)
+    _updated_in_place("train_step_{name}", ({params},), X, T)
+    state = _check_state("train_step_{name}", state, STATE_NAMES_{name.upper()}, ({params},), X, T)
+    hyper = ({checks},)
+    return train_step_{name}_kernel({params}, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+'''
+
+
+SHARED_TEXT = '''
+
+# ---- optimisers: the update rules of symbolic/steps.py, each fused with the step ----
+
+
+def _check_params(function, params):
+    checked = _arrays(function, **dict(zip(PARAM_NAMES, params)))
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+
+
+def _hyper(function, name, value, low, high, closed):
+    """A hyper-parameter as a float inside its interval (the rule's, from symbolic/steps.py)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: {name} must be a number, got {type(value).__name__} {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    above = number >= low if closed[0] else number > low
+    below = number <= high if closed[1] else number < high
+    if not (math.isfinite(number) and above and below):
+        interval = f"{'[' if closed[0] else '('}{low:g}, {high:g}{']' if closed[1] else ')'}"
+        raise ValueError(f"{function}: {name} must be in {interval}, got {value!r:.40}")
+    return number
+
+
+def _check_state(function, state, names, params, X, T):
+    """The state tuple of init_state_<rule>: one array per name, each of its parameter's
+    shape and dtype (the step count: 1 float64), writeable and sharing memory with nothing."""
+    if not isinstance(state, tuple) or len(state) != len(names):
+        raise ValueError(f"{function}: state must be the tuple of {len(names)} arrays from init_state "
+                         f"({', '.join(names) or 'empty'}), got {type(state).__name__}")
+    shapes = dict(zip(PARAM_NAMES, params))
+    for name, array in zip(names, state):
+        owner = shapes.get(name.rsplit("_", 1)[0])
+        shape, dtype = (owner.shape, owner.dtype) if name != "step_count" else ((1,), np.float64)
+        if (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype
+                or not array.flags.c_contiguous or not array.flags.writeable):
+            raise ValueError(f"{function}: state {name} must be a writeable C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape} (from init_state)")
+    _separate(function, {**dict(zip(PARAM_NAMES, params)), **dict(zip(names, state))}, dict(X=X, T=T))
+    return state
+'''
+
+
+def optimizers_text(param_names: list[str], buffers: str, backend: Backend) -> str:
+    """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS."""
+    table = "\n".join(
+        f"    {rule.name!r}: (init_state_{rule.name}, train_step_{rule.name}, "
+        f"{ {h.name: h.default for h in rule.hyper}!r}),"
+        for rule in RULES.values())
+    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, backend) for rule in RULES.values())
+            + f"\n\n# name -> (init_state, train_step, hyper-parameter defaults)\nOPTIMIZERS = {{\n{table}\n}}\n")
