@@ -8,8 +8,9 @@ into a Graph;
 ``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
 at most ``scalar_step.TINY_WIDTH`` wide and the step at most ``scalar_step.SCALAR_MAX_LINES``
-lines a row, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` is the scalar-expanded step of
-``codegen/scalar_step.py`` instead: no workspace, every unit a scalar local;
+lines a row, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` is instead the scalar-expanded
+step that ``codegen/scalar_step.py`` makes of these same statements: no workspace, every unit a
+scalar local;
 ``sgd_steps_kernel`` and ``sgd_step_packed_kernel`` call it, so its body is compiled once per
 dtype; ``*_into`` and ``loss_and_grads`` keep the matrix form. numba compiles lazily: a kernel
 is compiled on its first call for that dtype, and nothing here forces one earlier.
@@ -227,9 +228,7 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     buffers = ", ".join(name for name, _ in net.buffers)
     scores = net.values[-1]
     forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values]
-    scalar = scalar_step(graph)  # None unless the network is tiny
-    if scalar is not None:
-        assert scalar.params == net.params, (scalar.params, net.params)
+    scalar = scalar_step(net, backend)  # these statements for one row of scalars; None unless tiny
     forward_lines, forward_helpers = backend.print(net.forward)
     loss_lines, loss_helpers = backend.print(net.loss)
     backward_lines, backward_helpers = backend.print(net.backward)

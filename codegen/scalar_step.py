@@ -11,26 +11,47 @@ written out unit by unit instead:
 - only after the last row, with the gradient complete, is the SGD update written into the
   parameter arrays.
 
-No workspace and no temporary arrays. Nothing here is a formula typed by hand: the statements
-are the layers' own derivations (``REGISTRY``), specialised to concrete sizes. The affine rules
-(Y = X W + 1 b, dW = X^T dY, ...) are expanded for one batch row with ``as_explicit``; the
-elementwise and loss rules get each unit's scalar substituted for x, y and the upstream
-gradient; the softmax sums over the K classes are written out term by term.
+No workspace and no temporary arrays. This step is not lowered a second time: ``scalarize`` is
+a pass over the statements ``network._NetworkPrinter`` already built for the matrix step
+(forward, loss, backward), which rewrites them for one batch row at concrete sizes:
 
-``scalar_step`` returns None for a network it has no scalar form for (a layer wider than
-TINY_WIDTH, or an op type missing from ``LOWERINGS``): that network keeps the matrix step.
+- a loop over a feature index (``for j in range(2)``, ``for k in range(K)``) is unrolled, and
+  an element of a row, ``z1[n, j]`` at j = 0, becomes the scalar local ``z1_0`` (the step's
+  inputs X and T are read where they are used, ``X[n, 0]``);
+- a matrix rule (``MatrixInto``: Z = X W, dW = X^T dY, ...) is multiplied out for one row on
+  explicit matrices of those scalars, and ``_add_bias`` adds b's scalars to its result;
+- an array without a batch dimension written inside a row (a parameter's gradient) is a sum
+  over the rows: a scalar accumulator, zero before the rows, added to in each;
+- a row's own bookkeeping (``zmax``, the softmax sums ``s0``, ``row_loss``) is kept as a SymPy
+  expression and substituted where it is read, so the units of a layer are one group of
+  expressions whose common subexpressions are shared (``exp`` of a softmax row once);
+- the loops over the batch rows of all layers become one loop; what the matrix step does
+  after its rows (the loss's 1/N) it does after that loop.
+
+The result is statements again, printed by the same backend printer as the matrix step, so an
+op type needs one lowering (``network._NetworkPrinter.LOWERINGS``) for both steps. Nothing here
+is a formula typed by hand: the expressions are the layers' own derivations, as lowered.
+
+``scalar_step`` returns None for a network it has no scalar form for: a layer wider than
+TINY_WIDTH, a step longer than SCALAR_MAX_LINES, or a statement the pass cannot rewrite for one
+row (``NotScalar``: a helper call it does not know, a row that reads a sum over the rows, ...).
+Such a network keeps the matrix step.
 """
 from __future__ import annotations
 
+import ast
+import itertools
+import operator
+import re
 from dataclasses import dataclass
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseLoss, I, J, K, N,
-                                     Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.layers import N
 
-from .common import fresh_name, indent, lowering
-from .printer import KernelPrinter, print_statements
+from .backend import NUMBA, Backend
+from .common import indent
+from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
 # step. Measured (batch 1, sigmoid + softmax-cross-entropy, per step in sgd_steps, matrix ->
@@ -50,6 +71,13 @@ TINY_WIDTH = 8
 # column: the crossover may now sit somewhat higher.)
 SCALAR_MAX_LINES = 200
 
+INPUTS = ("X", "T")  # the batch's arrays: read in the rows, never written
+LOSS = "loss"  # the sum the loss statements add each row's loss to (the step returns it)
+
+
+class NotScalar(Exception):
+    """A statement the pass cannot rewrite for one row: the network keeps the matrix step."""
+
 
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
@@ -60,24 +88,325 @@ def unit(base: str, *index: int) -> sp.Symbol:
     return real("_".join([base, *map(str, index)]))
 
 
-@dataclass(frozen=True)
-class ParamEntry:
-    """One parameter element: its scalar local, its gradient's, and where it is stored."""
+def _element(text: str) -> tuple[str, list[str] | None]:
+    """'z1[n, j]' -> ('z1', ['n', 'j']); a plain name such as 'row_loss' -> ('row_loss', None)."""
+    match = re.fullmatch(r"(\w+)\[([^\]]*)\]", text.strip())
+    if match is None:
+        return text.strip(), None
+    return match[1], [index.strip() for index in match[2].split(",")]
 
-    local: str  # W1_0_1
-    grad: str  # dW1_0_1
-    element: str  # W1[0, 1]
+
+def _shape(text: str) -> tuple:
+    """A workspace buffer's shape expression, '(N, 2)' -> ('N', 2)."""
+    node = ast.parse(text, mode="eval").body
+    return tuple(e.id if isinstance(e, ast.Name) else e.value for e in node.elts)
+
+
+def _reads(expr):
+    """The values an expression reads: its Indexed values (z[k]) and the symbols outside them."""
+    if isinstance(expr, (sp.Indexed, sp.Symbol)):
+        yield expr
+    else:
+        for arg in expr.args:
+            yield from _reads(arg)
+
+
+def _sums_over_rows(rule) -> bool:
+    """Whether a matrix rule contracts the batch dimension: X^T dY and 1^T dY do, X W does not."""
+    return any(isinstance(e, sp.MatMul) and any(getattr(a, "shape", (0, 0))[1] == N for a in e.args[:-1])
+               for e in sp.preorder_traversal(rule))
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+class _RowPass:
+    """Rewrites a network's statements for one batch row (see the module docstring).
+
+    ``self.row`` collects the statements of the row loop, ``self.after`` those after it.
+    Expressions are rewritten to read scalar symbols; ``self.names`` says how the inputs' ones
+    print (X_0 -> X[n, 0]). Emitted assignments wait in ``self.group`` until a statement needs
+    one of them by name, so independent units (a layer's z1_0, z1_1) share one group.
+    """
+
+    def __init__(self, shapes: dict, params: list[str]):
+        self.shapes = shapes  # array name -> shape; "N" marks the batch dimension
+        self.params = set(params)
+        self.known: dict[str, int] = {}  # sizes (K) and the current value of unrolled indices
+        self.pending: dict[str, sp.Expr] = {}  # row-local name -> its value, substituted where read
+        self.carried = {LOSS}  # plain names summed over the rows
+        self.finished: set[str] = set()  # carried names already scaled after the rows
+        self.accumulators: list[str] = []  # scalar locals summed over the rows, in order
+        self.names: dict[str, str] = {}  # input scalars -> how they print (X_0 -> X[n, 0])
+        self.row: list = []
+        self.after: list = []
+        self.group: list[tuple[str, sp.Expr, bool, str | None]] = []
+
+    # ---- values -------------------------------------------------------------------------
+    def index(self, index) -> int:
+        text = str(index)
+        if text.isdigit():
+            return int(text)
+        if text in self.known:
+            return self.known[text]
+        raise NotScalar(f"index {text} is not a known size or unrolled loop")
+
+    def batch(self, array: str) -> bool:
+        if array not in self.shapes:
+            raise NotScalar(f"no shape known for {array}")
+        return self.shapes[array][0] == "N"
+
+    def element(self, array: str, indices) -> sp.Symbol:
+        """The scalar of one element: a row's element drops its row index (z1[n, 0] -> z1_0)."""
+        indices = list(indices)
+        if self.batch(array):
+            if not indices or str(indices[0]) != "n":
+                raise NotScalar(f"{array} is read at another row than n")
+            indices = indices[1:]
+        symbol = unit(array, *(self.index(i) for i in indices))
+        if array in INPUTS:
+            self.names[symbol.name] = f"{array}[n, {', '.join(str(self.index(i)) for i in indices)}]"
+        return symbol
+
+    def read_element(self, array: str, indices) -> sp.Symbol:
+        if not self.batch(array) and array not in self.params:
+            raise NotScalar(f"a row reads {array}, a sum over the rows")
+        return self.element(array, indices)
+
+    def value_of(self, text: str, after_rows: bool = False) -> sp.Expr:
+        """What a name or element a statement reads (x -> 'z1[n, j]' -> z1_0) stands for."""
+        array, indices = _element(text)
+        if indices is not None:
+            return self.read_element(array, indices)
+        if array == N.name:
+            return N
+        if array in self.pending:
+            return self.pending[array]
+        if array in self.known:
+            return sp.Integer(self.known[array])
+        if array in self.carried and after_rows:
+            return real(array)
+        raise NotScalar(f"a row reads {array}, which it does not define")
+
+    def expression(self, expr: sp.Expr, names: dict, row: str | None) -> sp.Expr:
+        """An expression of a statement with every value it reads replaced by its scalar."""
+        replacements = {}
+        for read in set(_reads(expr)):
+            if isinstance(read, sp.Indexed):
+                base = names.get(read.base.label.name, read.base.label.name)
+                indices = [names.get(str(i), i) for i in read.indices]
+                replacements[read] = self.read_element(base, [row, *indices] if row else indices)
+            else:
+                replacements[read] = self.value_of(names.get(read.name, read.name))
+        return expr.xreplace(replacements)
+
+    def code(self, text: str, after_rows: bool = False) -> sp.Expr:
+        """A Let's value, code such as 'max(zmax, z2[n, k])' or 'loss / real(N)', as SymPy."""
+        def convert(node):
+            match node:
+                case ast.Constant(value=bool()):
+                    pass
+                case ast.Constant(value=int() | float() as value):
+                    return sp.sympify(value)
+                case ast.Name(id=name):
+                    return self.value_of(name, after_rows)
+                case ast.Subscript():
+                    return self.value_of(ast.unparse(node), after_rows)
+                case ast.Call(func=ast.Name(id="real"), args=[value]):
+                    return convert(value)
+                case ast.Call(func=ast.Name(id="max" | "min" as name), args=values):
+                    return (sp.Max if name == "max" else sp.Min)(*map(convert, values))
+                case ast.BinOp(left=left, op=op, right=right) if type(op) in _OPERATORS:
+                    return _OPERATORS[type(op)](convert(left), convert(right))
+                case ast.UnaryOp(op=ast.USub(), operand=value):
+                    return -convert(value)
+            raise NotScalar(f"cannot read {ast.unparse(node)!r} for one row")
+
+        return convert(ast.parse(text, mode="eval").body)
+
+    # ---- writes -------------------------------------------------------------------------
+    def emit(self, target: str, value: sp.Expr, accumulate: bool, comment: str | None):
+        """One printed assignment; a value that reads a target waiting in the group goes after it."""
+        if {s.name for s in value.free_symbols} & {t for t, *_ in self.group}:
+            self.flush()
+        self.group.append((target, value, accumulate, comment))
+
+    def flush(self):
+        if self.group:
+            self.row.append(Assignments(
+                tuple((t, v) for t, v, *_ in self.group), dict(self.names),
+                {t: c for t, _, _, c in self.group if c}, frozenset(t for t, _, a, _ in self.group if a),
+                scalar=True))
+            self.group = []
+
+    def accumulator(self, name: str):
+        if name not in self.accumulators:
+            self.accumulators.append(name)
+
+    def assign(self, target: str, value: sp.Expr, accumulate: bool, comment: str | None = None):
+        array, indices = _element(target)
+        if indices is None:
+            if array in self.carried:  # loss += row_loss: a sum over the rows
+                if not accumulate or array in self.finished:
+                    raise NotScalar(f"{array} is changed in a row after its sum over the rows")
+                self.emit(array, value, True, comment)
+            elif accumulate:
+                if array not in self.pending:
+                    raise NotScalar(f"{array} is added to before it is set")
+                self.pending[array] = self.pending[array] + value
+            else:
+                self.pending[array] = value
+        elif self.batch(array):
+            if accumulate:
+                raise NotScalar(f"{target} is added to inside a row")
+            self.emit(self.element(array, indices).name, value, False, comment)
+        else:  # an array without a batch dimension, written in every row: a sum over the rows
+            if not accumulate or array in self.params:
+                raise NotScalar(f"{target} is overwritten in every row")
+            name = self.element(array, indices).name
+            self.accumulator(name)
+            self.emit(name, value, True, comment and f"{comment}, row n's term")
+
+    # ---- statements ---------------------------------------------------------------------
+    def top(self, statement):
+        """A statement outside the loops over the batch rows."""
+        match statement:
+            case Comment():
+                self.flush()
+                self.row.append(statement)
+            case Loop(index="n"):
+                if statement.stop != "N" or statement.start:
+                    raise NotScalar("a loop over part of the batch")
+                for inner in statement.body:
+                    self.in_row(inner)
+            case Loop():
+                self.unrolled(statement, self.top)
+            case MatrixInto():
+                self.matrix(statement)
+            case Call(function="_add_bias"):
+                self.add_bias(*statement.args, statement.comment)
+            case Let(value=value) if value.isdigit() and not statement.augmented:
+                self.known[statement.target] = int(value)  # a size, K = 4
+            case Let():
+                self.top_let(statement)
+            case _:
+                raise NotScalar(f"no scalar form of {statement}")
+
+    def top_let(self, let: Let):
+        value = self.code(let.value, after_rows=True)
+        array, indices = _element(let.target)
+        if value == 0 and not let.augmented:  # a sum over the rows starts (loss = real(0))
+            if indices is None:
+                self.carried.add(array)
+                if array != LOSS:
+                    self.accumulator(array)
+            elif self.batch(array):
+                raise NotScalar(f"{let.target} is set outside the rows")
+            else:
+                self.accumulator(self.element(array, indices).name)
+            return
+        if indices is not None or array not in self.carried:
+            raise NotScalar(f"{let.target} is set between the rows")
+        # the rows' sum made final (loss = loss / real(N)): after the last row
+        self.finished.add(array)
+        self.after.append(Assignments(((array, real(array) + value if let.augmented else value),),
+                                      dict(self.names), scalar=True))
+
+    def in_row(self, statement):
+        """A statement inside the loop over the batch rows, for row n."""
+        match statement:
+            case Comment():
+                self.flush()
+                self.row.append(statement)
+            case Loop(index="n"):
+                raise NotScalar("a loop over the batch inside a row")
+            case Loop():
+                self.unrolled(statement, self.in_row)
+            case Assignments():
+                for target, expr in statement.pairs:
+                    self.assign(target, self.expression(expr, statement.names, statement.row),
+                                target in statement.accumulate, statement.comments.get(target))
+            case Accumulate():
+                self.assign(statement.target, self.expression(statement.expr, statement.names, statement.row), True)
+            case Let():
+                self.assign(statement.target, self.code(statement.value), statement.augmented)
+            case _:
+                raise NotScalar(f"no scalar form of {statement} in a row")
+
+    def unrolled(self, loop: Loop, each):
+        """The loop's body once for each value of its index (a feature index of a tiny layer)."""
+        if loop.index in self.known:
+            raise NotScalar(f"loop index {loop.index} is already taken")
+        stop = self.index(loop.stop)
+        for value in range(loop.start, stop):
+            self.known[loop.index] = value
+            for inner in loop.body:
+                each(inner)
+        self.known.pop(loop.index, None)
+
+    def matrix(self, node: MatrixInto):
+        """A matrix rule for one row: every matrix an explicit one of its scalars, multiplied out
+        (as_explicit on the symbolic product sums each entry with Sum.doit: seconds per network
+        where this takes milliseconds)."""
+        out = self.shapes.get(node.out)
+        if out is None or (out[0] == "N") == _sums_over_rows(node.rule):
+            # a row's own output must not mix rows (1 1^T X); an output without a batch
+            # dimension must be a sum over them (X^T dY), or adding it up row by row is wrong
+            raise NotScalar(f"{node.out} = {node.rule} is not one row's")
+        arrays = {m: node.names.get(m.name, m.name) for m in node.rule.atoms(sp.MatrixSymbol)}
+        sizes = {}
+        for m, array in arrays.items():
+            shape = self.shapes.get(array)
+            if shape is None:
+                raise NotScalar(f"no shape known for {array}")
+            concrete = (1, shape[1]) if shape[0] == "N" else (shape if len(shape) == 2 else (1, *shape))
+            for symbolic, size in zip(m.shape, concrete):
+                if (symbolic != size) if symbolic.is_number else (sizes.setdefault(symbolic, size) != size):
+                    raise NotScalar(f"{array} does not fit {node.rule}")
+        rule = node.rule.subs(sizes)
+
+        def entries(array):
+            if self.batch(array):
+                return lambda i, j: self.read_element(array, ["n", int(j)])
+            if len(self.shapes[array]) == 1:
+                return lambda i, j: self.read_element(array, [int(j)])
+            return lambda i, j: self.read_element(array, [int(i), int(j)])
+
+        explicit = {m: sp.ImmutableMatrix(*m.shape, entries(node.names.get(m.name, m.name)))
+                    for m in rule.atoms(sp.MatrixSymbol)}
+        result = sp.ImmutableMatrix(rule.xreplace(explicit).doit().as_explicit())
+        if result.shape != ((1, out[1]) if out[0] == "N" else out if len(out) == 2 else (1, *out)):
+            raise NotScalar(f"{node.out} does not hold {node.rule}")
+        for i, j in itertools.product(range(result.rows), range(result.cols)):
+            target = (f"{node.out}[n, {j}]" if out[0] == "N" else
+                      f"{node.out}[{j}]" if len(out) == 1 else f"{node.out}[{i}, {j}]")
+            self.assign(target, result[i, j], out[0] != "N", node.comment or None)
+
+    def add_bias(self, out: str, bias: str, comment: str):
+        """_add_bias(out, b): out[n, j] += b[j] (b[0] for a shared bias), added to the values
+        of out waiting in the group."""
+        waiting = {t: k for k, (t, *_) in enumerate(self.group)}
+        shared = self.shapes.get(bias) == (1,)
+        for j in range(self.shapes[out][1]):
+            target = unit(out, j).name
+            if target not in waiting:
+                raise NotScalar(f"{out} gets its bias apart from its product")
+            _, value, accumulate, note = self.group[waiting[target]]
+            bias_value = self.read_element(bias, [0 if shared else j])
+            self.group[waiting[target]] = (target, value + bias_value, accumulate,
+                                           "; ".join(filter(None, [note, comment])) or None)
 
 
 @dataclass
 class ScalarStep:
-    """The text pieces of one network's scalar step (see ``function_text``)."""
+    """The printed pieces of one network's scalar step (see ``function_text``)."""
 
     params: list  # (name, shape) in argument order
-    entries: list[ParamEntry]  # every parameter element, read once and updated at the end
-    zero_lines: list[str]  # gradient accumulators
+    read_lines: list[str]  # every parameter element into its scalar local
+    zero_lines: list[str]  # the sums over the rows start at zero (the gradients)
     row_lines: list[str]  # one batch row: forward, loss, backward
-    after_lines: list[str]  # loss scaling after the last row
+    after_lines: list[str]  # after the last row (the loss's 1/N)
+    update_lines: list[str]  # the SGD update, written into the parameter arrays
     helpers: set[str]
 
     @property
@@ -91,11 +420,6 @@ class ScalarStep:
         so all three share one compiled body (per dtype) instead of each compiling the whole
         step again."""
         args = ", ".join(name for name, _ in self.params)
-        read_lines = [f"{e.local} = {e.element}" for e in self.entries]
-        # p = p_local - step * dp: the same number as p -= step * dp without reading p again.
-        # Both this and `zero` below are for numba, whose compile time grows with every typed
-        # operation of the straight-line body (3-8-8-2: 4.2-4.3 -> 3.3-3.6 s of CPU together).
-        update_lines = [f"{e.element} = {e.local} - step * {e.grad}" for e in self.entries]
         return f'''
 @{decorator}
 def {name}({args}, X, T, lr):
@@ -105,7 +429,7 @@ def {name}({args}, X, T, lr):
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
-{chr(10).join(indent(read_lines, 1))}
+{chr(10).join(indent(self.read_lines, 1))}
     # ---- gradients, summed over the batch rows ----
     zero = real(0)
 {chr(10).join(indent(self.zero_lines, 1))}
@@ -114,202 +438,53 @@ def {name}({args}, X, T, lr):
 {chr(10).join(indent(self.row_lines + [""], 2) + indent(self.after_lines, 1))}
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-{chr(10).join(indent(update_lines, 1))}
+{chr(10).join(indent(self.update_lines, 1))}
     return loss
 '''
 
 
-class _ScalarPrinter:
-    """Walks the layers like ``network._NetworkPrinter`` but names every unit a scalar.
-
-    ``self.value`` is the current forward value's name (``X``, ``z1``, ``h1``, ...) and
-    ``self.width`` its number of units; unit j of value v is the local ``v_j`` (X and T are
-    read from the arrays as ``X[n, j]``, ``T[n, j]``).
-    """
-
-    def __init__(self, uses):
-        self.params: list[tuple[str, tuple]] = []
-        self.entries: list[ParamEntry] = []
-        self.zero_lines: list[str] = []
-        self.forward_lines: list[str] = []
-        self.loss_lines: list[str] = []
-        self.after_lines: list[str] = []
-        self.backward_lines: list[str] = []
-        self.helpers: set[str] = set()
-        self.names: dict[str, str] = {}  # scalar name -> printed text, for X and T
-        self.value, self.width, self.affine_count = "X", uses[0].args[0], 0
-        self.values: set[str] = {"X"}  # names of the values so far (each unit is <name>_<j>)
-        for use in uses:
-            lowering(self.LOWERINGS, use.op, use.where)(self, use)
-
-    def units(self, base: str, width: int | None = None) -> list[sp.Symbol]:
-        """The scalars of a value; X and T print as reads of row n of their array."""
-        symbols = [unit(base, j) for j in range(self.width if width is None else width)]
-        if base in ("X", "T"):
-            self.names.update({s.name: f"{base}[n, {j}]" for j, s in enumerate(symbols)})
-        return symbols
-
-    def statements(self, assignments, comment_for=None, accumulate=()):
-        """Printed statements; targets in ``accumulate`` become ``target += expr`` (a sum over
-        the batch rows kept in a scalar). CSE temporaries are t0, t1, ..., never a target."""
-        lines, used = print_statements(assignments, self.names, comment_for=comment_for, scalar=True,
-                                       accumulate=accumulate)
-        self.helpers |= used
-        return lines
-
-    def prepend_backward(self, lines):
-        self.backward_lines = lines + self.backward_lines
-
-    # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
-    def _affine(self, use):
-        self.affine_count += 1
-        k = self.affine_count
-        inputs, outputs = use.args
-        W, b, z, source = f"W{k}", f"b{k}", f"z{k}", self.value
-        shared = use.op.shared_bias
-        bias_size = 1 if shared else outputs
-        self.params += [(W, use.args), (b, (bias_size,))]
-        self.entries += [ParamEntry(unit(W, i, j).name, unit("d" + W, i, j).name, f"{W}[{i}, {j}]")
-                         for i in range(inputs) for j in range(outputs)]
-        self.entries += [ParamEntry(unit(b, j).name, unit("d" + b, j).name, f"{b}[{j}]") for j in range(bias_size)]
-        self.zero_lines += [f"{unit('d' + W, i, j)} = zero  # dL/d{W}[{i}, {j}]"
-                            for i in range(inputs) for j in range(outputs)]
-        self.zero_lines += [f"{unit('d' + b, j)} = zero  # dL/d{b}" + (f"[{j}]" if not shared else "")
-                            for j in range(bias_size)]
-        # The matrix rules for one batch row (N = 1), with each matrix entry named by its scalar.
-        source_units = self.units(source, inputs)
-        entry = {"X": lambda i, j: source_units[j], "W": lambda i, j: unit(W, i, j),
-                 "b": lambda i, j: unit(b, j), "dY": lambda i, j: unit("d" + z, j)}
-        d = REGISTRY.derive(use.op.name)
-
-        def one_row(rule):
-            """The rule with every matrix symbol replaced by an explicit matrix of its scalars,
-            then multiplied out (as_explicit on the symbolic product sums each entry with
-            Sum.doit: seconds per network where this takes milliseconds)."""
-            concrete = rule.subs({N: 1, I: inputs, J: outputs})
-            explicit = {m: sp.ImmutableMatrix(*m.shape, lambda i, j, m=m: entry[m.name](int(i), int(j)))
-                        for m in concrete.atoms(sp.MatrixSymbol)}
-            return sp.ImmutableMatrix(concrete.xreplace(explicit).doit().as_explicit())
-
-        Y = one_row(d.forward["Y"])
-        self.forward_lines += [f"# layer {use.position}: {use.text}  ({z} = {source} {W} + 1 {b})",
-                               *self.statements([(unit(z, j).name, Y[0, j]) for j in range(outputs)])]
-        dW, db = one_row(d.backward["dW"]), one_row(d.backward["db"])
-        grads = ([(unit("d" + W, i, j).name, dW[i, j]) for i in range(inputs) for j in range(outputs)]
-                 + [(unit("d" + b, j).name, db[0, j]) for j in range(bias_size)])
-        comments = {unit("d" + W, i, j).name: f"dL/d{W}[{i}, {j}], row n's term of {source}^T dL/d{z}"
-                    for i in range(inputs) for j in range(outputs)}
-        comments.update({unit("d" + b, j).name: f"dL/d{b}, row n's term of 1^T dL/d{z} 1 (shared bias)" if shared
-                         else f"dL/d{b}[{j}], row n's term of 1^T dL/d{z}" for j in range(bias_size)})
-        backward = [f"# layer {use.position}: {use.text}",
-                    *self.statements(grads, comments.get, accumulate={t for t, _ in grads})]
-        if k > 1:  # the gradient with respect to the input data X is never needed
-            dX = one_row(d.backward["dX"])
-            backward += self.statements([(unit("d" + source, i).name, dX[0, i]) for i in range(inputs)],
-                                        lambda t: f"dL/{t} = dL/d{z} {W}^T, unit {t.rsplit('_', 1)[1]}")
-        self.prepend_backward(backward)
-        self.value, self.width = z, outputs
-
-    def _elementwise(self, use):
-        d = use.op.derive()
-        source, out = self.value, fresh_name(f"h{self.affine_count}", self.values)
-        self.values.add(out)
-        x, y, dout = real("x"), real(use.op.output), real("dout")
-        rule = d.backward["dx"]
-        local = sp.sstr((rule / dout).subs({x: sp.Symbol(source), y: sp.Symbol(out)}))
-        forward, backward = [], []
-        for j, (s, o) in enumerate(zip(self.units(source), self.units(out))):
-            scalars = {x: s, y: o, dout: unit("d" + out, j)}
-            forward.append((o.name, d.forward[use.op.output].xreplace(scalars)))
-            backward.append((unit("d" + source, j).name, rule.xreplace(scalars)))
-        self.forward_lines += [f"# layer {use.position}: {use.text}", *self.statements(forward)]
-        self.prepend_backward([f"# layer {use.position}: {use.text}", *self.statements(
-            backward, lambda t: f"dL/{t} = dL/d{out}_{t.rsplit('_', 1)[1]} * d{out}/d{source} = "
-                                f"dL/d{out}_{t.rsplit('_', 1)[1]} * {local}")])
-        self.value = out
-
-    def _expand_row(self, rule, values, c=None):
-        """A softmax rule for this row and class c (0-based; the rules count classes from 1):
-        K made concrete, the free class index (j or k) set to c + 1, each sum over the classes
-        written out term by term, and every z[i], y[i], ... replaced by its scalar from values."""
-        frees = {s: c + 1 for s in rule.free_symbols if s.is_integer and s.name in ("j", "k")}
-        expr = rule.subs(K, self.width).subs(frees).doit()
-        return expr.xreplace({e: values[e.base.label.name][int(e.indices[0]) - 1] for e in expr.atoms(sp.Indexed)})
-
-    def _expand_classes(self, rule, values):
-        """The rule of a class index, one expression per class of the row."""
-        return [self._expand_row(rule, values, c) for c in range(self.width)]
-
-    def _row_max(self, source_units):
-        """zmax = the largest score of the row, subtracted before exp (the rules' zmax)."""
-        return [f"zmax = {KernelPrinter().doprint(sp.Max(*source_units))}"]
-
-    def _softmax(self, use):
-        d = REGISTRY.derive("softmax")
-        source, out = self.value, fresh_name(f"p{self.affine_count}", self.values)
-        self.values.add(out)
-        z, y, dy = self.units(source), self.units(out), self.units("d" + out)
-        forward = self._expand_classes(d.forward["y[k]"], {"z": z})
-        self.forward_lines += [f"# layer {use.position}: {use.text} (row maximum subtracted)",
-                               *self._row_max(z), *self.statements([(s.name, e) for s, e in zip(y, forward)])]
-        backward = self._expand_classes(d.backward["dz[j]"], {"y": y, "dy": dy})
-        rule = sp.sstr(d.backward["dz[j]"])
-        self.prepend_backward([f"# layer {use.position}: {use.text}", *self.statements(
-            [(unit("d" + source, c).name, e) for c, e in enumerate(backward)],
-            lambda t: f"dL/{t} = {rule} with j = {t.rsplit('_', 1)[1]}")])
-        self.value = out
-
-    def _softmax_cross_entropy(self, use):
-        d = REGISTRY.derive(use.op.name)
-        source = self.value
-        z, P, T = self.units(source), self.units("P"), self.units("T")
-        probabilities = self._expand_classes(d.forward["y[k]"], {"z": z})
-        row_loss = self._expand_row(d.forward["L_n"], {"z": z, "t": T})
-        self.loss_lines = [f"# layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
-                           " P = softmax, saved for backward)",
-                           *self._row_max(z),
-                           *self.statements([*((p.name, e) for p, e in zip(P, probabilities)), ("loss", row_loss)],
-                                            accumulate={"loss"})]
-        self.after_lines = ["loss = loss / real(N)"]
-        backward = self._expand_classes(d.backward["dz[j]"], {"y": P, "t": T})
-        rule = sp.sstr(d.backward["dz[j]"])
-        self.prepend_backward([f"# layer {use.position}: {use.text}", *self.statements(
-            [(unit("d" + source, c).name, e) for c, e in enumerate(backward)],
-            lambda t: f"dL/{t} = {rule} with j = {t.rsplit('_', 1)[1]}")])
-
-    def _loss(self, use):
-        d = use.op.derive()
-        source = self.value
-        p, t = real(use.op.prediction), real("t")
-        grad = "d" + use.op.prediction
-        scale = use.op.loss_scale.subs(K, self.width)
-        terms, backward = [], []
-        for j, (s, target) in enumerate(zip(self.units(source), self.units("T"))):
-            terms.append(("loss", d.forward["l"].xreplace({p: s, t: target})))
-            backward.append((unit("d" + source, j).name, d.backward[grad].subs(K, self.width).xreplace({p: s, t: target})))
-        self.loss_lines = [f"# layer {use.position}: {use.text}", *self.statements(terms, accumulate={"loss"})]
-        if scale != 1:
-            self.after_lines = [f"loss = loss * {KernelPrinter().doprint(scale)}"]
-        rule = sp.sstr(d.backward[grad])
-        self.prepend_backward([f"# layer {use.position}: {use.text}",
-                               *self.statements(backward, lambda t: f"dL/{t} = {rule}")])
+def scalarize(statements, shapes: dict, params: list[str]) -> tuple[list, list, list[str]]:
+    """(row statements, statements after the rows, the scalars summed over the rows) of a
+    network's step statements, for one batch row n at the concrete sizes of ``shapes`` (array
+    name -> shape, "N" for the batch dimension). Raises NotScalar where it has no scalar form."""
+    rows = _RowPass(shapes, params)
+    for statement in statements:
+        rows.top(statement)
+    rows.flush()
+    return rows.row, rows.after, rows.accumulators
 
 
-    # op type -> how it is expanded (an op type not listed keeps the matrix step)
-    LOWERINGS = {Affine: _affine, Elementwise: _elementwise, Softmax: _softmax,
-                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss}
-
-
-def scalar_step(graph) -> ScalarStep | None:
-    """The scalar step of a network (a Graph), or None when it is not tiny, has an op type
-    without one, or would take longer to compile than the matrix step (SCALAR_MAX_LINES)."""
-    uses = graph.nodes
-    if any(max(use.args) > TINY_WIDTH for use in uses if isinstance(use.op, Affine)):
+def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
+    """The scalar step of a lowered network (``network._NetworkPrinter``: its parameters,
+    workspace buffers and forward, loss and backward statements), or None when it is not tiny,
+    has a statement without a scalar form, or would take longer to compile than the matrix step
+    (SCALAR_MAX_LINES)."""
+    shapes = {**dict(net.params), **{name: _shape(shape) for name, shape in net.buffers},
+              "X": ("N", net.widths[0]), "T": ("N", net.widths[-1])}
+    if any(size != "N" and size > TINY_WIDTH for shape in shapes.values() for size in shape):
         return None
-    if any(not isinstance(use.op, tuple(_ScalarPrinter.LOWERINGS)) for use in uses):
+    statements = [Comment("---- forward ----"), *net.forward, Comment("---- loss ----"), *net.loss,
+                  Comment("---- backward (chain rule, from the loss back to the first layer) ----"), *net.backward]
+    try:
+        row, after, accumulators = scalarize(statements, shapes, [name for name, _ in net.params])
+    except NotScalar:
         return None
-    net = _ScalarPrinter(uses)
-    row = ["# ---- forward ----", *net.forward_lines, "# ---- loss ----", *net.loss_lines,
-           "# ---- backward (chain rule, from the loss back to the first layer) ----", *net.backward_lines]
-    step = ScalarStep(net.params, net.entries, net.zero_lines, row, net.after_lines, net.helpers)
+    reads, zeros, updates = [], [], []
+    for name, shape in net.params:
+        for index in itertools.product(*map(range, shape)):
+            local, grad = unit(name, *index).name, unit("d" + name, *index).name
+            if grad not in accumulators:  # the pass did not see this gradient summed: no step
+                return None
+            element = f"{name}[{', '.join(map(str, index))}]"
+            reads.append(Let(local, element))
+            zeros.append(Let(grad, "zero", comment=f"dL/d{element}"))
+            # p = p_local - step * dp: the same number as p -= step * dp without reading p again.
+            # Both this and `zero` are for numba, whose compile time grows with every typed
+            # operation of the straight-line body (3-8-8-2: 4.2-4.3 -> 3.3-3.6 s of CPU together).
+            updates.append(Let(element, f"{local} - step * {grad}"))
+    gradients = {let.target for let in zeros}
+    zeros += [Let(name, "zero") for name in accumulators if name not in gradients]
+    printed = [backend.print(part) for part in (reads, zeros, row, after, updates)]
+    step = ScalarStep(list(net.params), *(lines for lines, _ in printed),
+                      set().union(*(helpers for _, helpers in printed)))
     return step if step.size <= SCALAR_MAX_LINES else None

@@ -1,11 +1,13 @@
 """Kernel bodies as statement nodes, and the printer that turns them into lines.
 
-Lowering (``codegen/network.py``, ``codegen/layer_kernels.py``, ``codegen/scalar_step.py``)
-says *what* a kernel body does: loops, assignments of SymPy expressions, matrix products into
-preallocated arrays, comments. ``StatementPrinter`` says *how* that reads in the target
+Lowering (``codegen/network.py``, ``codegen/layer_kernels.py``) says *what* a kernel body
+does: loops, assignments of SymPy expressions, matrix products into preallocated arrays,
+comments. ``StatementPrinter`` says *how* that reads in the target
 language, one ``_print_<Node>`` method per node type, as SymPy's own printers do for
 expressions; it leaves every expression to the ``KernelPrinter`` (``print_statements``). A
-second backend would print the same statements with a printer of its own.
+second backend would print the same statements with a printer of its own. Passes rewrite
+statements into statements: ``codegen/scalar_step.py`` turns a tiny network's step into one
+batch row of scalars.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Let:
     target: str
     value: str
     augmented: bool = False
+    comment: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ class StatementPrinter:
         return [f"# {node.text}"]
 
     def _print_Let(self, node: Let):
-        return [f"{node.target} {'+=' if node.augmented else '='} {node.value}"]
+        text = f"{node.target} {'+=' if node.augmented else '='} {node.value}"
+        return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_Assignments(self, node: Assignments):
         lines, used = print_statements(list(node.pairs), node.names, comment_for=node.comments.get,

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 219ccc433ebe69cb (generator sources and sympy 1.14.0)
-# Body hash: 385d4ac4738e6c39
+# Input hash: ceb48d292b02a5c6 (generator sources and sympy 1.14.0)
+# Body hash: b12f8c6e1b6548fc
 
 import hashlib
 import itertools
@@ -432,20 +432,19 @@ def sgd_step_kernel(W1, b1, X, T, lr):
     loss = real(0)
     for n in range(N):
         # ---- forward ----
-        # layer 1: affine(2,1)  (z1 = X W1 + 1 b1)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
+        # layer 1: affine(2,1)
+        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
         # ---- loss ----
         # layer 2: binary-cross-entropy
         loss += -T[n, 0]*z1_0 + _softplus_libm(z1_0)
         # ---- backward (chain rule, from the loss back to the first layer) ----
-        # layer 2: binary-cross-entropy
-        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1_0 = (-t + Sigmoid(z))/N
+        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
         # layer 1: affine(2,1)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
-        db1_0 += dz1_0  # dL/db1[0], row n's term of 1^T dL/dz1
+        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        db1_0 += dz1_0  # dL/db1 = 1^T dL/dz1 (sum over the batch), row n's term
 
-    loss = loss * real(1)/real(N)
+    loss = loss/real(N)
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
     W1[0, 0] = W1_0_0 - step * dW1_0_0

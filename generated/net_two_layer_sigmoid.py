@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 3c0ea93941d09bfa (generator sources and sympy 1.14.0)
-# Body hash: 13925a23345c6d67
+# Input hash: c793b0ca0667bace (generator sources and sympy 1.14.0)
+# Body hash: 6aaab85e7e32ade0
 
 import hashlib
 import itertools
@@ -461,24 +461,24 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     dW1_0_1 = zero  # dL/dW1[0, 1]
     dW1_1_0 = zero  # dL/dW1[1, 0]
     dW1_1_1 = zero  # dL/dW1[1, 1]
-    db1_0 = zero  # dL/db1
+    db1_0 = zero  # dL/db1[0]
     dW2_0_0 = zero  # dL/dW2[0, 0]
     dW2_0_1 = zero  # dL/dW2[0, 1]
     dW2_1_0 = zero  # dL/dW2[1, 0]
     dW2_1_1 = zero  # dL/dW2[1, 1]
-    db2_0 = zero  # dL/db2
+    db2_0 = zero  # dL/db2[0]
     loss = real(0)
     for n in range(N):
         # ---- forward ----
-        # layer 1: affine-shared-bias(2,2)  (z1 = X W1 + 1 b1)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0
-        z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0
+        # layer 1: affine-shared-bias(2,2)
+        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
+        z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
         # layer 2: sigmoid
         h1_0 = _sigmoid_libm(z1_0)
         h1_1 = _sigmoid_libm(z1_1)
-        # layer 3: affine-shared-bias(2,2)  (z2 = h1 W2 + 1 b2)
-        z2_0 = W2_0_0*h1_0 + W2_1_0*h1_1 + b2_0
-        z2_1 = W2_0_1*h1_0 + W2_1_1*h1_1 + b2_0
+        # layer 3: affine-shared-bias(2,2)
+        z2_0 = W2_0_0*h1_0 + W2_1_0*h1_1 + b2_0  # z2 = h1 W2; z2 += 1 b2
+        z2_1 = W2_0_1*h1_0 + W2_1_1*h1_1 + b2_0  # z2 = h1 W2; z2 += 1 b2
         # layer 4: sigmoid
         h2_0 = _sigmoid_libm(z2_0)
         h2_1 = _sigmoid_libm(z2_1)
@@ -487,29 +487,28 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
         loss += (real(0.5))*((T[n, 0] - h2_0)*(T[n, 0] - h2_0))
         loss += (real(0.5))*((T[n, 1] - h2_1)*(T[n, 1] - h2_1))
         # ---- backward (chain rule, from the loss back to the first layer) ----
-        # layer 5: squared-error
-        dh2_0 = -T[n, 0] + h2_0  # dL/dh2_0 = -t + y
-        dh2_1 = -T[n, 1] + h2_1  # dL/dh2_1 = -t + y
+        dh2_0 = -T[n, 0] + h2_0  # dL/dh2 = -t + y
+        dh2_1 = -T[n, 1] + h2_1  # dL/dh2 = -t + y
         # layer 4: sigmoid
-        dz2_0 = dh2_0*h2_0*(real(1) - h2_0)  # dL/dz2_0 = dL/dh2_0 * dh2/dz2 = dL/dh2_0 * h2*(1 - h2)
-        dz2_1 = dh2_1*h2_1*(real(1) - h2_1)  # dL/dz2_1 = dL/dh2_1 * dh2/dz2 = dL/dh2_1 * h2*(1 - h2)
+        dz2_0 = dh2_0*h2_0*(real(1) - h2_0)  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+        dz2_1 = dh2_1*h2_1*(real(1) - h2_1)  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
         # layer 3: affine-shared-bias(2,2)
-        dW2_0_0 += dz2_0*h1_0  # dL/dW2[0, 0], row n's term of h1^T dL/dz2
-        dW2_0_1 += dz2_1*h1_0  # dL/dW2[0, 1], row n's term of h1^T dL/dz2
-        dW2_1_0 += dz2_0*h1_1  # dL/dW2[1, 0], row n's term of h1^T dL/dz2
-        dW2_1_1 += dz2_1*h1_1  # dL/dW2[1, 1], row n's term of h1^T dL/dz2
-        db2_0 += dz2_0 + dz2_1  # dL/db2, row n's term of 1^T dL/dz2 1 (shared bias)
-        dh1_0 = W2_0_0*dz2_0 + W2_0_1*dz2_1  # dL/dh1_0 = dL/dz2 W2^T, unit 0
-        dh1_1 = W2_1_0*dz2_0 + W2_1_1*dz2_1  # dL/dh1_1 = dL/dz2 W2^T, unit 1
+        dW2_0_0 += dz2_0*h1_0  # dL/dW2 = h1^T dL/dz2, row n's term
+        dW2_0_1 += dz2_1*h1_0  # dL/dW2 = h1^T dL/dz2, row n's term
+        dW2_1_0 += dz2_0*h1_1  # dL/dW2 = h1^T dL/dz2, row n's term
+        dW2_1_1 += dz2_1*h1_1  # dL/dW2 = h1^T dL/dz2, row n's term
+        db2_0 += dz2_0 + dz2_1  # dL/db2 = 1^T dL/dz2 1 (shared bias), row n's term
+        dh1_0 = W2_0_0*dz2_0 + W2_0_1*dz2_1  # dL/dh1 = dL/dz2 W2^T
+        dh1_1 = W2_1_0*dz2_0 + W2_1_1*dz2_1  # dL/dh1 = dL/dz2 W2^T
         # layer 2: sigmoid
-        dz1_0 = dh1_0*h1_0*(real(1) - h1_0)  # dL/dz1_0 = dL/dh1_0 * dh1/dz1 = dL/dh1_0 * h1*(1 - h1)
-        dz1_1 = dh1_1*h1_1*(real(1) - h1_1)  # dL/dz1_1 = dL/dh1_1 * dh1/dz1 = dL/dh1_1 * h1*(1 - h1)
+        dz1_0 = dh1_0*h1_0*(real(1) - h1_0)  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+        dz1_1 = dh1_1*h1_1*(real(1) - h1_1)  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
         # layer 1: affine-shared-bias(2,2)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1[0, 0], row n's term of X^T dL/dz1
-        dW1_0_1 += X[n, 0]*dz1_1  # dL/dW1[0, 1], row n's term of X^T dL/dz1
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1[1, 0], row n's term of X^T dL/dz1
-        dW1_1_1 += X[n, 1]*dz1_1  # dL/dW1[1, 1], row n's term of X^T dL/dz1
-        db1_0 += dz1_0 + dz1_1  # dL/db1, row n's term of 1^T dL/dz1 1 (shared bias)
+        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_0_1 += X[n, 0]*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_1 += X[n, 1]*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
+        db1_0 += dz1_0 + dz1_1  # dL/db1 = 1^T dL/dz1 1 (shared bias), row n's term
 
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)

@@ -11,7 +11,7 @@ import pytest
 
 from symprop.codegen import files
 from symprop.codegen.generate import check, generate
-from symprop.codegen.network import BUILTIN_NETWORKS, load_network
+from symprop.codegen.network import BUILTIN_NETWORKS, _NetworkPrinter, load_network
 from symprop.symbolic.graph import parse_net
 from symprop.codegen.scalar_step import SCALAR_MAX_LINES, TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
@@ -152,6 +152,11 @@ def test_scalar_step_equals_the_matrix_step(spec, batch, dtype, rng):
         np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * np.abs(b).max(), err_msg=name)
 
 
+def scalar_step_of(spec):
+    """The scalar step the pass derives from a spec's lowered statements (None: matrix step)."""
+    return scalar_step(_NetworkPrinter(parse_net(spec).nodes))
+
+
 @pytest.mark.parametrize("spec, tiny", [
     ("affine(3,8) sigmoid affine(8,4) formula(x/(1+abs(x))) affine(4,2) mse", True),  # 137 lines a row
     ("affine(8,8) sigmoid affine(8,8) mse", False),  # 201 lines a row: compiles slower than the matrix step
@@ -160,7 +165,7 @@ def test_scalar_step_equals_the_matrix_step(spec, batch, dtype, rng):
     (BUILTIN_NETWORKS["two_layer_sigmoid"], True),
 ])
 def test_only_tiny_networks_get_the_scalar_step(spec, tiny):
-    assert (scalar_step(parse_net(spec)) is not None) == tiny
+    assert (scalar_step_of(spec) is not None) == tiny
 
 
 def compiled_kernels(net) -> dict:
@@ -206,9 +211,9 @@ def test_matrix_step_compiles_only_what_sgd_step_calls(rng):
 
 def test_scalar_step_falls_back_to_the_matrix_step_past_its_size_limit():
     """Past SCALAR_MAX_LINES a scalar step compiles slower than the matrix step: None."""
-    wide = scalar_step(parse_net("affine(8,8) tanh affine(8,8) tanh affine(8,8) mse"))
+    wide = scalar_step_of("affine(8,8) tanh affine(8,8) tanh affine(8,8) mse")
     assert wide is None
-    small = scalar_step(parse_net("affine(3,8) sigmoid affine(8,4) formula(x/(1+abs(x))) affine(4,2) mse"))
+    small = scalar_step_of("affine(3,8) sigmoid affine(8,4) formula(x/(1+abs(x))) affine(4,2) mse")
     assert small is not None and small.size <= SCALAR_MAX_LINES
 
 

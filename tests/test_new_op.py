@@ -105,6 +105,9 @@ def test_the_generated_kernel_agrees_with_central_differences(registered, spec, 
         expected = numerical_gradient(objective, params[k])
         assert relative_error(grad, expected) < GRADCHECK_TOLERANCE, (spec, name)
     before = [p.copy() for p in params]
+    # a tiny network: its fused step is the scalar step, made from the same statements by
+    # codegen/scalar_step.py with no code for this op
+    assert net.SCALAR_STEP
     net.sgd_step(*params, X, T, 0.1)  # the fused step updates the new parameters too
     for name, p, b, grad in zip(net.PARAM_NAMES, params, before, grads):
         np.testing.assert_allclose(p, b - 0.1 * grad, rtol=1e-12, atol=1e-14, err_msg=name)
