@@ -503,6 +503,9 @@ def load_network(spec: str):
         except OSError as exc:
             raise _cache_error(path, exc) from None
     module_name = f"symprop_{path.stem}"
-    if module_name in sys.modules and getattr(sys.modules[module_name], "SPEC", None) == canonical:
-        return sys.modules[module_name]
+    loaded = sys.modules.get(module_name)
+    # the module already imported, if it came from this very file (SYMPROP_CACHE may have changed)
+    if (loaded is not None and getattr(loaded, "SPEC", None) == canonical
+            and Path(getattr(loaded, "__file__", "")) == path):
+        return loaded
     return files.import_generated(module_name, path)

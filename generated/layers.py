@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 643c23f5b8ed7ac9 (generator sources and sympy 1.14.0)
+# Input hash: a406b9a3e2b8be7b (generator sources and sympy 1.14.0)
 # Body hash: 9306575c44d884ca
 
 import hashlib

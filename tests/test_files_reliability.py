@@ -474,3 +474,15 @@ def test_non_utf8_terminal_prints_instead_of_crashing():
                             capture_output=True, env=env, cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0, result.stderr[-500:]
     assert b"Traceback" not in result.stderr
+
+
+def test_a_changed_symprop_cache_loads_the_module_from_the_new_folder(tmp_path, monkeypatch):
+    """The module imported from the old folder is not handed out for a file it did not come from
+    (the full suite met this: a hand edit of the new folder's file went unnoticed)."""
+    spec = "affine(2,7) tanh affine(7,1) mse"
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "a"))
+    first = load_network(spec)
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "b"))
+    second = load_network(spec)
+    assert Path(first.__file__).is_relative_to(tmp_path / "a")
+    assert Path(second.__file__).is_relative_to(tmp_path / "b")
