@@ -370,6 +370,15 @@ class _SubstitutingLatex(LatexPrinter):
     def _print_MatrixSymbol(self, expr):
         return self._name(expr.name)
 
+    def _print_Pow(self, expr):
+        """A power of a name that is a fraction or has a superscript of its own (dE/db11,
+        b11^new) needs brackets: \frac{...}{...}^{2} reads ambiguously and x^{new}^{2} is no LaTeX."""
+        if isinstance(expr.base, sp.Symbol) and expr.exp.is_Integer and expr.exp > 1:
+            name = self._name(expr.base.name)
+            if "\\frac" in name or "^" in name:
+                return rf"\left({name}\right)^{{{self._print(expr.exp)}}}"
+        return super()._print_Pow(expr)
+
 
 def _latex_matrix(value, digits):
     rows = [" & ".join(rounded(v, digits) for v in value.row(i)) for i in range(value.rows)]

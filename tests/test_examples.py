@@ -247,3 +247,15 @@ def test_moons_logistic_gradients():
     check_gradients(t, loss, point, {"dL/dw1": "w1", "dL/dw2": "w2", "dL/dB": "B"})
     new = {k: t.float_value(f"{k}_new") for k in point}
     assert abs(t.float_value("L_new") - loss(new)) < 1e-12 and t.float_value("L_new") < t.float_value("L")
+
+
+def test_latex_brackets_a_power_of_a_fraction_or_a_superscripted_name():
+    from symprop.symbolic.transcript import Transcript, tr
+
+    t = Transcript("powers", tr("powers"))
+    t.given("dE/db", sp.Rational(1, 2), show=True)
+    t.given("w_new", 3, show=True)
+    t.define("v", t.symbol("dE/db") ** 2 + t.symbol("w_new") ** 2)
+    md = t.render("md")
+    assert r"\left(\frac{\partial E}{\partial b}\right)^{2}" in md
+    assert r"\left(w^{\mathrm{new}}\right)^{2}" in md and "}^{2}^" not in md
