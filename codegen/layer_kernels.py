@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REGISTRY, Affine, Derivation, Elementwise, ElementwiseLoss,
-                                     Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Derivation, Dropout, Elementwise,
+                                     ElementwiseLoss, Softmax, SoftmaxCrossEntropy)
 
 from .backend import NUMBA
 from .common import indent, lowering
 from .printer import KernelPrinter, print_statements
-from .statements import Accumulate, Assignments, Let, Loop, print_lines
+from .statements import Accumulate, Assignments, Comment, Let, Loop, print_lines
 
 
 def python_name(layer_name: str) -> str:
@@ -360,6 +360,153 @@ def {base}_backward(y, t, dz=None):
 ''', used | bused)
 
 
+def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:
+    """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
+    mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
+    (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
+    row n over the ``width`` features. xhat and y are the derivation's forward formulas."""
+    outer, inner, size = ("j", "n", "N") if batch else ("n", "j", str(width))
+    at = f"[{outer}]"
+    mean, var = (f"{a['mean']}{at}", f"{a['var']}{at}") if running is None else (
+        f"{running[0]}{at}", f"{running[1]}{at}")
+    x = f"{a['x']}[n, j]"
+    names = {"x": x, "mu": mean, "sigma2": var, "s": f"{a['s']}{at}", "xhat": f"{a['xhat']}[n, j]",
+             "g": f"{a['g']}[j]", "b": f"{a['b']}[j]"}
+    epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
+    s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
+    statistics = [] if running is not None else [
+        Let(mean, "real(0)"), Loop(inner, size, (Let(mean, x, augmented=True),)), Let(mean, f"{mean} / real({size})"),
+        Let(var, "real(0)"), Loop(inner, size, (Let("centred", f"{x} - {mean}"),
+                                                Let(var, "centred * centred", augmented=True))),
+        Let(var, f"{var} / real({size})")]
+    normalise = [Assignments(((names["s"], s_rule),), names),
+                 Loop(inner, size, (Assignments(((names["xhat"], d.forward["xhat"]),
+                                                 (f"{a['y']}[n, j]", d.forward["y"])), names),))]
+    return [Loop(outer, width if batch else "N", (*statistics, *normalise))]
+
+
+def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
+    """Statements of a normalisation's backward pass: the two sums of the derived rule over the
+    normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
+    sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
+    arrays as normalisation_forward's, plus dy, dx, dg, db."""
+    outer, inner, size = ("j", "n", "N") if batch else ("n", "j", str(width))
+    at = f"[{outer}]"
+    names = {"s": f"{a['s']}{at}", "xhat": f"{a['xhat']}[n, j]", "g": f"{a['g']}[j]", "dy": f"{a['dy']}[n, j]"}
+    dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
+    upstream = dy if batch else g * dy  # dL/dxhat
+    sum_a, sum_c = ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat")
+    rule = d.backward["dx"]
+    if not batch and isinstance(width, int):
+        rule = rule.xreplace({sp.Symbol("F", integer=True, positive=True): sp.Integer(width)})
+    dx_at, dg_at, db_at = f"{a['dx']}[n, j]", f"{a['dg']}[j]", f"{a['db']}[j]"
+    sums = [Let(sum_a, "real(0)"), Let(sum_c, "real(0)"),
+            Loop(inner, size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
+    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"})
+    if batch:
+        return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
+                Loop("j", width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop("n", "N", (dx,))))]
+    shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
+                         {dg_at: "dg: each row's dy * xhat, summed over the batch",
+                          db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
+    return [Loop("j", width, (Let(dg_at, "real(0)"), Let(db_at, "real(0)"))),
+            Loop("n", "N", (*sums, Loop("j", width, (dx, shares))))]
+
+
+def _normalisation(layer, d: Derivation, module: ModuleText):
+    batch = layer.kind == "batch"
+    base = python_name(layer.name)
+    arrays = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
+                  dy="dy", dx="dx", dg="dg", db="db")
+    forward, used = print_lines(normalisation_forward(d, batch, "F", sp.Symbol("eps"), arrays))
+    backward, bused = print_lines(normalisation_backward(d, batch, "F", arrays))
+    over, stats = ("feature over the batch", "F") if batch else ("row over its features", "N")
+    module.add(f'''
+@jit
+def {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
+    real = x.dtype.type
+    N, F = x.shape
+    eps = real(eps)
+{chr(10).join(indent(forward, 1))}
+
+
+def {base}_forward(x, g, b, eps={layer.defaults[0]!r}):
+    """Training mode: each {over} normalised with its mean and biased variance, then
+    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
+    x, g, b = _arrays("{base}_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or x.shape[{0 if batch else 1}] < 1:
+        raise ValueError(f"{base}_forward: x must be 2-D (batch, features), got shape {{x.shape}}")
+    _shape("{base}_forward", "g", g, (x.shape[1],))
+    _shape("{base}_forward", "b", b, (x.shape[1],))
+    y, xhat = np.empty_like(x), np.empty_like(x)
+    s, mean, var = (np.empty(x.shape[{1 if batch else 0}], x.dtype) for _ in range(3))
+    {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
+    return y, xhat, s, mean, var
+
+
+@jit
+def {base}_backward_kernel(dy, xhat, s, g, dx, dg, db):
+    real = dy.dtype.type
+    N, F = dy.shape
+{chr(10).join(indent(backward, 1))}
+
+
+def {base}_backward(dy, xhat, s, g):
+    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
+    dy, xhat, s, g = _arrays("{base}_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2:
+        raise ValueError(f"{base}_backward: dy must be 2-D (batch, features), got shape {{dy.shape}}")
+    _shape("{base}_backward", "xhat", xhat, dy.shape)
+    _shape("{base}_backward", "s", s, (dy.shape[{1 if batch else 0}],))
+    _shape("{base}_backward", "g", g, (dy.shape[1],))
+    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    {base}_backward_kernel(dy, xhat, s, g, dx, dg, db)
+    return dx, dg, db
+''', used | bused)
+
+
+def _dropout(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    names = {"x": "x[i]", "m": "m[i]", "dy": "dy[i]", "p": "rate"}
+    forward, used = print_lines([Assignments((("y[i]", d.forward["y"]),), names)])
+    backward, bused = print_lines([Assignments((("dx[i]", d.backward["dx"]),), names,
+                                               {"dx[i]": f"dx = {sp.sstr(d.backward['dx'])}"})])
+    module.add(f'''
+@jit
+def {base}_forward_kernel(x, m, p, y):
+    real = x.dtype.type
+    rate = real(p)
+    for i in range(x.size):
+{chr(10).join(indent(forward, 2))}
+
+
+def {base}_forward(x, m, p=0.5):
+    """Training mode: y = x m / (1 - p) for the 0/1 mask m (inference mode is the identity)."""
+    x, m = _arrays("{base}_forward", x=x, m=m)
+    _shape("{base}_forward", "m", m, x.shape)
+    y = np.empty_like(x)
+    {base}_forward_kernel(x.reshape(-1), m.reshape(-1), p, y.reshape(-1))
+    return y
+
+
+@jit
+def {base}_backward_kernel(dy, m, p, dx):
+    real = dy.dtype.type
+    rate = real(p)
+    for i in range(dy.size):
+{chr(10).join(indent(backward, 2))}
+
+
+def {base}_backward(dy, m, p=0.5):
+    """dx = {sp.sstr(d.backward["dx"])}."""
+    dy, m = _arrays("{base}_backward", dy=dy, m=m)
+    _shape("{base}_backward", "m", m, dy.shape)
+    dx = np.empty_like(dy)
+    {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
+    return dx
+''', used | bused)
+
+
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
     Elementwise: _elementwise,
@@ -367,6 +514,8 @@ EMITTERS = {
     Affine: _affine,
     Softmax: _softmax,
     SoftmaxCrossEntropy: _softmax_cross_entropy,
+    BatchNorm: _normalisation,
+    Dropout: _dropout,
 }
 
 

@@ -29,13 +29,13 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.layers import (REGISTRY, Affine, Elementwise, ElementwiseLoss, PerFeature,
-                                     Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss,
+                                     LayerNorm, PerFeature, Softmax, SoftmaxCrossEntropy)
 
 from . import files
 from .backend import NUMBA, Backend
 from .common import fresh_name, indent, lowering
-from .layer_kernels import row_max, row_reduction, _row_index
+from .layer_kernels import normalisation_backward, normalisation_forward, row_max, row_reduction, _row_index
 from .printer import KernelPrinter
 from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
@@ -75,8 +75,25 @@ class _NetworkPrinter:
         self.backward: list = []
         self.loss: list = []
         self.affine_count = 0
+        # ops with a training and an inference mode (batch norm, dropout): arrays kept between
+        # steps (running averages), masks passed in, scratch arrays the forward pass needs,
+        # the inference-mode forward statements, what a step does after the update
+        self.state: list[tuple[str, tuple]] = []
+        self.masks: list[tuple[str, int, float]] = []  # (name, width, drop probability)
+        self.scales: list[str] = []  # parameters that start at one (a normalisation's g)
+        self.scratch: set[str] = set()
+        self.inference: list = []
+        self.after_update: list = []
         for use in uses:
+            before, self._inference_statements = len(self.forward), None
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
+            added = self.forward[before:]
+            self.inference += added if self._inference_statements is None else self._inference_statements
+
+    @property
+    def has_modes(self) -> bool:
+        """True when training and inference differ (state or masks): the module's API grows."""
+        return bool(self.state or self.masks)
 
     @property
     def width(self):
@@ -213,9 +230,74 @@ class _NetworkPrinter:
                                           frozenset(f"{g}[j]" for g in grads)))])
         self.values.append(out)
 
+    def _normalisation(self, use):
+        """Batch norm (each feature over the batch) or layer norm (each row over its features),
+        from layer_kernels' statements: mean and biased variance by reductions, xhat and y from
+        the derived forward; on the way back the two sums of the derived three-term rule."""
+        d = REGISTRY.derive(use.op.name)
+        batch = use.op.kind == "batch"
+        eps, *momentum = use.op.settings(use.args)
+        source, width, k = self.values[-1], self.width, use.position
+        taken = {name for name, _ in self.params}
+        g, b = (fresh_name(f"{p}{k}", taken) for p in ("gamma", "beta"))  # never an affine's W1, b1
+        self.params += [(g, (width,)), (b, (width,))]
+        self.scales.append(g)
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {width})")
+        xhat = self.buffer(f"xhat{k}", f"(N, {width})")
+        stat_shape = f"({width},)" if batch else "(N,)"  # per feature (batch norm) or per row
+        s, mean, var = (self.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
+        self.scratch |= {xhat, s, mean, var}
+        arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
+        head = f"layer {use.position}: {use.text}"
+        self.forward += [Comment(f"{head} (mean and biased variance over "
+                                 + ("the batch, per feature)" if batch else "each row's features)")),
+                         *normalisation_forward(d, batch, width, eps, arrays)]
+        if batch:
+            running_mean, running_var = (f"running_mean{k}", f"running_var{k}")
+            self.state += [(running_mean, (width,)), (running_var, (width,))]
+            self._inference_statements = [
+                Comment(f"{head} (inference: the running averages)"),
+                *normalisation_forward(d, batch, width, eps, arrays, (running_mean, running_var))]
+            m = KernelPrinter().doprint(sp.Float(momentum[0]))
+            self.after_update += [
+                Comment(f"{head}: running averages (momentum {momentum[0]}, the running variance "
+                        "unbiased, as torch)"),
+                Loop("j", width, (
+                    Let(f"{running_mean}[j]", f"(real(1) - {m}) * {running_mean}[j] + {m} * {mean}[j]"),
+                    Let(f"{running_var}[j]", f"(real(1) - {m}) * {running_var}[j] + {m} * {var}[j] * real(N) "
+                        "/ real(N - 1)")))]
+        dg, db = self.buffer(f"d{g}", f"({width},)"), self.buffer(f"d{b}", f"({width},)")
+        dsource = self.buffer(f"d{source}", f"(N, {width})")
+        grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
+        self.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads)])
+        self.values.append(out)
+
+    def _dropout(self, use):
+        """Inverted dropout: y = x m / (1 - p) with the 0/1 mask m an input of the step (so a
+        gradient check can hold it fixed); identity at inference."""
+        d = REGISTRY.derive(use.op.name)
+        (rate,) = use.args
+        source, width = self.values[-1], self.width
+        mask = f"mask{use.position}"
+        self.masks.append((mask, width, rate))
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {width})")
+        p = sp.Symbol("p", positive=True)
+        names = {"x": f"{source}[n, j]", "m": f"{mask}[n, j]"}
+        self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
+            Assignments(((f"{out}[n, j]", d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
+        self._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
+                                      self.each_element(Let(f"{out}[n, j]", f"{source}[n, j]"))]
+        dsource = self.buffer(f"d{source}", f"(N, {width})")
+        rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
+            Assignments(((f"{dsource}[n, j]", rule),), {**names, "dy": f"d{out}[n, j]"},
+                        {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
+        self.values.append(out)
+
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
     LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
-                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss}
+                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss,
+                 BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout}
 
 
 def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:
@@ -227,12 +309,24 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     grads = ", ".join(f"d{p}" for p in param_names)
     buffers = ", ".join(name for name, _ in net.buffers)
     scores = net.values[-1]
-    forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values]
-    scalar = scalar_step(net, backend)  # these statements for one row of scalars; None unless tiny
+    forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values or n in net.scratch]
+    # a network with training and inference modes passes its running averages (state) and
+    # dropout masks to the kernels after the usual arguments; "" for every other network
+    state = "".join(f", {n}" for n, _ in net.state)
+    masks = "".join(f", {n}" for n, *_ in net.masks)
+    inference_lines, inference_helpers = backend.print(net.inference) if net.has_modes else ([], set())
+    after_lines, after_helpers = backend.print(net.after_update)
+    # these statements for one row of scalars; None unless tiny. Normalisation layers (sums over
+    # the batch or a row, state, masks) keep the matrix step.
+    scalar = None if net.has_modes or net.scales else scalar_step(net, backend)
     forward_lines, forward_helpers = backend.print(net.forward)
     loss_lines, loss_helpers = backend.print(net.loss)
     backward_lines, backward_helpers = backend.print(net.backward)
-    helpers = forward_helpers | loss_helpers | backward_helpers | (scalar.helpers if scalar else set())
+    predict = _predict_text(params, forward_buffers, inference_lines, state, scores) if net.has_modes else ""
+    api = (_modes_api_text(net, params, grads) if net.has_modes
+           else PLAIN_API_TEXT.format(params=params, grads=grads))
+    helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
+               | (scalar.helpers if scalar else set()))
     body = backend.module_start(helpers) + f'''
 
 SPEC = {canonical!r}
@@ -254,7 +348,7 @@ def make_workspace(X):
 
 
 @jit
-def forward_kernel({params}, X):
+def forward_kernel({params}, X{masks}):
     real = X.dtype.type
     N = X.shape[0]
 {chr(10).join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)}
@@ -263,7 +357,7 @@ def forward_kernel({params}, X):
 
 
 @jit
-def loss_and_grads_into({params}, X, T, {buffers}):
+def loss_and_grads_into({params}, X, T{masks}, {buffers}):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -277,9 +371,9 @@ def loss_and_grads_into({params}, X, T, {buffers}):
 
 
 @jit
-def loss_and_grads_kernel({params}, X, T):
+def loss_and_grads_kernel({params}, X, T{masks}):
     {buffers}, = make_workspace(X)
-    loss = loss_and_grads_into({params}, X, T, {buffers})
+    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
     return loss, {grads}
 
 
@@ -292,19 +386,63 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into({params}, X, T, lr, {buffers}):
+def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
     """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into({params}, X, T, {buffers})
+    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
     step = X.dtype.type(lr)
 {chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
-    return loss
+{_after_update_text(after_lines)}    return loss
 
 
-{_step_kernels_text(params, buffers, scalar)}
+{_step_kernels_text(params, buffers, scalar, state + masks)}
 
 
-{_packed_step_text(net.params, scalar)}
+{_packed_step_text(net.params, scalar, state + masks)}
+{predict}{CHECKS_TEXT.format()}{api}''' + ("" if net.has_modes else optimizers_text(param_names, buffers, backend))
+    command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
+    head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
+                        command, [f"spec {canonical}"], network_hash(graph), body)
+    return head + body
 
+
+def _after_update_text(lines) -> str:
+    """What a step does after the parameter update (batch norm's running averages), indented."""
+    if not lines:
+        return ""
+    return "".join(f"    {line}\n" for line in ["real = X.dtype.type", "N = X.shape[0]", *lines])
+
+
+def _predict_text(params, forward_buffers, lines, state, scores) -> str:
+    """The inference-mode forward pass: running averages instead of batch statistics, no dropout."""
+    allocations = "\n".join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)
+    body = "\n".join(indent(lines, 1))
+    return f'''
+
+@jit
+def predict_kernel({params}, X{state}):
+    """Inference mode: batch norm with its running averages, dropout the identity."""
+    real = X.dtype.type
+    N = X.shape[0]
+{allocations}
+{body}
+    return {scores}
+'''
+
+
+def _modes_api_text(net, params, grads) -> str:
+    """The API of a network with training and inference modes (batch norm, dropout)."""
+    state_shapes = tuple(shape for _, shape in net.state)
+    mask_widths = tuple(width for _, width, _ in net.masks)
+    rates = tuple(rate for *_, rate in net.masks)
+    return MODES_API_TEXT.format(
+        params=params, grads=grads, state_names=tuple(n for n, _ in net.state), state_shapes=state_shapes,
+        mask_names=tuple(n for n, *_ in net.masks), mask_widths=mask_widths, rates=rates,
+        scales=tuple(net.scales), initial_state=tuple(0.0 if n.startswith("running_mean") else 1.0
+                                                      for n, _ in net.state))
+
+
+# The input checks and the API of every generated network module (str.format templates).
+CHECKS_TEXT = '''
 
 def _check(function, params, X, T=None):
     arrays = dict(zip(PARAM_NAMES, params), X=X)
@@ -328,7 +466,9 @@ def _updated_in_place(function, params, X, T):
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
     _separate(function, dict(zip(PARAM_NAMES, params)), dict(X=X, T=T))
+'''
 
+PLAIN_API_TEXT = '''
 
 def forward({params}, X):
     """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
@@ -353,14 +493,10 @@ def sgd_steps({params}, X, T, lr, steps):
     _updated_in_place("sgd_steps", ({params},), X, T)
     return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
                             _step_count("sgd_steps", steps))
-''' + optimizers_text(param_names, buffers, backend)
-    command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
-    head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
-                        command, [f"spec {canonical}"], network_hash(graph), body)
-    return head + body
+'''
 
 
-def _packed_step_text(shaped_params, scalar) -> str:
+def _packed_step_text(shaped_params, scalar, extras="") -> str:
     """sgd_step on one flat parameter vector: a numba call unboxes every argument, and for a
     tiny network that is most of the call (2-2-2: 0.59 us with seven arguments, 0.50 of it
     the floor of calling any njit function with them; four arguments cost 0.33)."""
@@ -374,7 +510,9 @@ def _packed_step_text(shaped_params, scalar) -> str:
     # Views of theta passed to sgd_step_kernel: for a tiny network its compiled scalar step, not
     # a second copy of it to compile (that doubled the compile time of a tiny network).
     decorator = "jit" if scalar is None else "jit_holding_gil"
-    kernel = [*views, f"    return sgd_step_kernel({params}, X, T, lr)"]
+    kernel = [*views, f"    return sgd_step_kernel({params}, X, T, lr{extras})"]
+    py_extras = ", state=(), masks=()" if extras else ""
+    call_extras = ', *_extras("sgd_step_packed", X, state, masks, True)' if extras else ""
     return f'''
 PARAM_OFFSETS = {tuple(offsets)!r}  # where each parameter starts in a packed vector; the last is its size
 
@@ -391,11 +529,11 @@ def unpack(theta):
 
 
 @{decorator}
-def sgd_step_packed_kernel(theta, X, T, lr):
+def sgd_step_packed_kernel(theta, X, T, lr{extras}):
 {chr(10).join(kernel)}
 
 
-def sgd_step_packed(theta, X, T, lr):
+def sgd_step_packed(theta, X, T, lr{py_extras}):
     """sgd_step on a packed parameter vector (see pack and unpack), in place; returns the loss."""
     if not isinstance(theta, np.ndarray) or theta.shape != (PARAM_OFFSETS[-1],):
         raise ValueError(f"sgd_step_packed: theta must be a flat array of {{PARAM_OFFSETS[-1]}} parameters "
@@ -404,27 +542,27 @@ def sgd_step_packed(theta, X, T, lr):
     if not theta.flags.c_contiguous or not theta.flags.writeable:
         raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
     _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
-    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr))
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr){call_extras})
 '''.strip("\n")
 
 
-def _step_kernels_text(params, buffers, scalar) -> str:
+def _step_kernels_text(params, buffers, scalar, extras="") -> str:
     """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step) or, for a tiny
     network, the scalar step with no arrays besides the arguments."""
     if scalar is None:
         return f'''
 @jit
-def sgd_step_kernel({params}, X, T, lr):
+def sgd_step_kernel({params}, X, T, lr{extras}):
     {buffers}, = make_workspace(X)
-    return sgd_step_into({params}, X, T, lr, {buffers})
+    return sgd_step_into({params}, X, T, lr{extras}, {buffers})
 
 
 @jit
-def sgd_steps_kernel({params}, X, T, lr, steps):
+def sgd_steps_kernel({params}, X, T, lr, steps{extras}):
     {buffers}, = make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_into({params}, X, T, lr, {buffers})
+        loss = sgd_step_into({params}, X, T, lr{extras}, {buffers})
     return loss
 '''.strip("\n")
     return f'''
@@ -509,3 +647,86 @@ def load_network(spec: str):
             and Path(getattr(loaded, "__file__", "")) == path):
         return loaded
     return files.import_generated(module_name, path)
+
+
+MODES_API_TEXT = '''
+
+STATE_NAMES = {state_names!r}  # running averages a training step updates and inference reads
+STATE_SHAPES = {state_shapes!r}
+INITIAL_STATE = {initial_state!r}  # running means start at 0, running variances at 1 (as torch)
+MASK_NAMES = {mask_names!r}  # one dropout mask per dropout layer: 0 (dropped) or 1 (kept)
+MASK_WIDTHS = {mask_widths!r}
+DROP_RATES = {rates!r}
+SCALE_PARAMS = {scales!r}  # parameters that start at one (a normalisation's scale g)
+
+
+def init_state(dtype=np.float64):
+    """Fresh running averages (a new tuple of arrays, updated in place by training steps)."""
+    return tuple(np.full(shape, value, dtype) for shape, value in zip(STATE_SHAPES, INITIAL_STATE))
+
+
+def make_masks(batch, rng, dtype=np.float64):
+    """Dropout masks for a batch: each unit kept (1) with probability 1 - p, else 0, drawn from
+    the numpy Generator rng (seed it for a reproducible run)."""
+    return tuple((rng.random((batch, width)) >= rate).astype(dtype) for width, rate in zip(MASK_WIDTHS, DROP_RATES))
+
+
+def _extras(function, X, state, masks, training, with_state=True):
+    """The state arrays (with_state), then (training) the masks, in the kernels' argument order, checked."""
+    state, masks = tuple(state if state is not None else ()), tuple(masks if masks is not None else ())
+    state_names = STATE_NAMES if with_state else ()
+    if len(state) != len(state_names):
+        raise ValueError(f"{{function}}: state must be the {{len(STATE_NAMES)}} arrays {{STATE_NAMES}} "
+                         "(init_state() makes them)")
+    if training and len(masks) != len(MASK_NAMES):
+        raise ValueError(f"{{function}}: masks must be the {{len(MASK_NAMES)}} dropout masks {{MASK_NAMES}} "
+                         "(make_masks(batch, rng) makes them)")
+    if training and STATE_NAMES and X.shape[0] < 2:
+        raise ValueError(f"{{function}}: batch normalisation in training mode needs a batch of at least 2 rows")
+    arrays = dict(zip(state_names, state))
+    if training:
+        arrays |= dict(zip(MASK_NAMES, masks))
+    checked = _arrays(function, X=X, **arrays)[1:]
+    for name, array, shape in zip(state_names, checked, STATE_SHAPES):
+        _shape(function, name, array, shape)
+        if array is not arrays[name] or not array.flags.writeable:
+            raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable (updated in place)")
+    for name, array, width in zip(MASK_NAMES, checked[len(state_names):], MASK_WIDTHS):
+        _shape(function, name, array, (X.shape[0], width))
+    return tuple(checked)
+
+
+def forward({params}, X, state=None, training=False, masks=None):
+    """Scores of the last layer before the loss. training=False: inference mode (batch norm
+    with the running averages in state, dropout the identity); training=True: batch statistics
+    and the given dropout masks, as a training step computes them (state is not read)."""
+    checked = _check("forward", ({params},), X)
+    if training:
+        return forward_kernel(*checked, *_extras("forward", checked[-1], (), masks, True, False))
+    return predict_kernel(*checked, *_extras("forward", checked[-1], state, None, False))
+
+
+def loss_and_grads({params}, X, T, masks=None):
+    """(loss, {grads}) for a batch in training mode: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE);
+    masks: one dropout mask per dropout layer (held fixed, so the gradients are checkable)."""
+    checked = _check("loss_and_grads", ({params},), X, T)
+    return loss_and_grads_kernel(*checked, *_extras("loss_and_grads", checked[-2], (), masks, True, False))
+
+
+def sgd_step({params}, X, T, lr, state=None, masks=None):
+    """One gradient-descent step in place (p -= lr * dL/dp) in training mode; then the running
+    averages in state move towards this batch's statistics. Returns the loss before the step."""
+    checked = _check("sgd_step", ({params},), X, T)
+    _updated_in_place("sgd_step", ({params},), X, T)
+    extras = _extras("sgd_step", checked[-2], state, masks, True)
+    return sgd_step_kernel(*checked, _rate("sgd_step", lr), *extras)
+
+
+def sgd_steps({params}, X, T, lr, steps, state=None, masks=None):
+    """`steps` full-batch training steps in one call (the same masks every step); returns the
+    last step's loss."""
+    checked = _check("sgd_steps", ({params},), X, T)
+    _updated_in_place("sgd_steps", ({params},), X, T)
+    extras = _extras("sgd_steps", checked[-2], state, masks, True)
+    return sgd_steps_kernel(*checked, _rate("sgd_steps", lr), _step_count("sgd_steps", steps), *extras)
+'''

@@ -1,9 +1,9 @@
 # Forward and backward kernels of every registered layer.
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
-# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: a406b9a3e2b8be7b (generator sources and sympy 1.14.0)
-# Body hash: 9306575c44d884ca
+# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
+# Input hash: 5e86cae1a8e72adb (generator sources and sympy 1.14.0)
+# Body hash: 5594e997408e2266
 
 import hashlib
 import itertools
@@ -738,6 +738,172 @@ def affine_shared_bias_backward(dY, X, W):
         raise ValueError(f"affine_shared_bias_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_shared_bias_backward", "dY", dY, (X.shape[0], W.shape[1]))
     return affine_shared_bias_backward_kernel(dY, X, W)
+
+
+@jit
+def batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
+    real = x.dtype.type
+    N, F = x.shape
+    eps = real(eps)
+    for j in range(F):
+        mean[j] = real(0)
+        for n in range(N):
+            mean[j] += x[n, j]
+        mean[j] = mean[j] / real(N)
+        var[j] = real(0)
+        for n in range(N):
+            centred = x[n, j] - mean[j]
+            var[j] += centred * centred
+        var[j] = var[j] / real(N)
+        s[j] = np.sqrt(eps + var[j])
+        for n in range(N):
+            xhat[n, j] = (-mean[j] + x[n, j])/s[j]
+            y[n, j] = b[j] + g[j]*xhat[n, j]
+
+
+def batchnorm_forward(x, g, b, eps=1e-05):
+    """Training mode: each feature over the batch normalised with its mean and biased variance, then
+    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
+    x, g, b = _arrays("batchnorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or x.shape[0] < 1:
+        raise ValueError(f"batchnorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+    _shape("batchnorm_forward", "g", g, (x.shape[1],))
+    _shape("batchnorm_forward", "b", b, (x.shape[1],))
+    y, xhat = np.empty_like(x), np.empty_like(x)
+    s, mean, var = (np.empty(x.shape[1], x.dtype) for _ in range(3))
+    batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
+    return y, xhat, s, mean, var
+
+
+@jit
+def batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
+    real = dy.dtype.type
+    N, F = dy.shape
+    # dg = Sum(dy[n]*xhat[n], (n, 1, N)), db = Sum(dy[n], (n, 1, N))
+    for j in range(F):
+        sum_dy = real(0)
+        sum_dy_xhat = real(0)
+        for n in range(N):
+            sum_dy += dy[n, j]
+            sum_dy_xhat += dy[n, j]*xhat[n, j]
+        dg[j] = sum_dy_xhat
+        db[j] = sum_dy
+        for n in range(N):
+            dx[n, j] = g[j]*(real(N)*dy[n, j] - sum_dy - sum_dy_xhat*xhat[n, j])/(real(N)*s[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
+
+
+def batchnorm_backward(dy, xhat, s, g):
+    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
+    dy, xhat, s, g = _arrays("batchnorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2:
+        raise ValueError(f"batchnorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+    _shape("batchnorm_backward", "xhat", xhat, dy.shape)
+    _shape("batchnorm_backward", "s", s, (dy.shape[1],))
+    _shape("batchnorm_backward", "g", g, (dy.shape[1],))
+    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
+    return dx, dg, db
+
+
+@jit
+def layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
+    real = x.dtype.type
+    N, F = x.shape
+    eps = real(eps)
+    for n in range(N):
+        mean[n] = real(0)
+        for j in range(F):
+            mean[n] += x[n, j]
+        mean[n] = mean[n] / real(F)
+        var[n] = real(0)
+        for j in range(F):
+            centred = x[n, j] - mean[n]
+            var[n] += centred * centred
+        var[n] = var[n] / real(F)
+        s[n] = np.sqrt(eps + var[n])
+        for j in range(F):
+            xhat[n, j] = (-mean[n] + x[n, j])/s[n]
+            y[n, j] = b[j] + g[j]*xhat[n, j]
+
+
+def layernorm_forward(x, g, b, eps=1e-05):
+    """Training mode: each row over its features normalised with its mean and biased variance, then
+    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
+    x, g, b = _arrays("layernorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or x.shape[1] < 1:
+        raise ValueError(f"layernorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+    _shape("layernorm_forward", "g", g, (x.shape[1],))
+    _shape("layernorm_forward", "b", b, (x.shape[1],))
+    y, xhat = np.empty_like(x), np.empty_like(x)
+    s, mean, var = (np.empty(x.shape[0], x.dtype) for _ in range(3))
+    layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
+    return y, xhat, s, mean, var
+
+
+@jit
+def layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
+    real = dy.dtype.type
+    N, F = dy.shape
+    for j in range(F):
+        dg[j] = real(0)
+        db[j] = real(0)
+    for n in range(N):
+        sum_gdy = real(0)
+        sum_gdy_xhat = real(0)
+        for j in range(F):
+            sum_gdy += dy[n, j]*g[j]
+            sum_gdy_xhat += dy[n, j]*g[j]*xhat[n, j]
+        for j in range(F):
+            dx[n, j] = (real(F)*dy[n, j]*g[j] - sum_gdy - sum_gdy_xhat*xhat[n, j])/(real(F)*s[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
+            dg[j] += dy[n, j]*xhat[n, j]  # dg: each row's dy * xhat, summed over the batch
+            db[j] += dy[n, j]  # db: each row's dy, summed over the batch
+
+
+def layernorm_backward(dy, xhat, s, g):
+    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
+    dy, xhat, s, g = _arrays("layernorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2:
+        raise ValueError(f"layernorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+    _shape("layernorm_backward", "xhat", xhat, dy.shape)
+    _shape("layernorm_backward", "s", s, (dy.shape[0],))
+    _shape("layernorm_backward", "g", g, (dy.shape[1],))
+    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
+    return dx, dg, db
+
+
+@jit
+def dropout_forward_kernel(x, m, p, y):
+    real = x.dtype.type
+    rate = real(p)
+    for i in range(x.size):
+        y[i] = m[i]*x[i]/(real(1) - rate)
+
+
+def dropout_forward(x, m, p=0.5):
+    """Training mode: y = x m / (1 - p) for the 0/1 mask m (inference mode is the identity)."""
+    x, m = _arrays("dropout_forward", x=x, m=m)
+    _shape("dropout_forward", "m", m, x.shape)
+    y = np.empty_like(x)
+    dropout_forward_kernel(x.reshape(-1), m.reshape(-1), p, y.reshape(-1))
+    return y
+
+
+@jit
+def dropout_backward_kernel(dy, m, p, dx):
+    real = dy.dtype.type
+    rate = real(p)
+    for i in range(dy.size):
+        dx[i] = dy[i]*m[i]/(real(1) - rate)  # dx = dy*m/(1 - p)
+
+
+def dropout_backward(dy, m, p=0.5):
+    """dx = dy*m/(1 - p)."""
+    dy, m = _arrays("dropout_backward", dy=dy, m=m)
+    _shape("dropout_backward", "m", m, dy.shape)
+    dx = np.empty_like(dy)
+    dropout_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
+    return dx
 
 
 @jit

@@ -12,13 +12,15 @@ from .errors import SympropError
 from .ops.affine import Affine
 from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Label, Op, Step,
                        _apply_kink_convention, partial, real)
+from .ops.dropout import Dropout
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss
+from .ops.norm import BatchNorm, LayerNorm
 from .ops.softmax import Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "Derivation", "Elementwise", "ElementwiseLoss", "I", "J", "K", "Label",
-           "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS", "REGISTRY",
-           "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
+__all__ = ["Affine", "BatchNorm", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "I", "J", "K",
+           "Label", "LayerNorm", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS",
+           "REGISTRY", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
 
@@ -67,6 +69,11 @@ REGISTRY = Registry([
     Affine("affine", "fully connected layer Y = X W + b, one bias per output"),
     Affine("affine-shared-bias", "fully connected layer Y = X W + c, one bias shared by all outputs "
            "(the seeds' worked example)", shared_bias=True),
+    BatchNorm("batchnorm", "batch normalisation: each feature normalised over the batch, then g xhat + b "
+              "(running averages at inference)"),
+    LayerNorm("layernorm", "layer normalisation: each row normalised over its features, then g xhat + b"),
+    Dropout("dropout", "inverted dropout: units dropped with probability p, survivors scaled by 1/(1-p); "
+            "identity at inference"),
     Softmax("softmax", "softmax over each row"),
     SoftmaxCrossEntropy("softmax-cross-entropy", "softmax then cross-entropy with one-hot targets, "
                         "mean over the batch"),

@@ -9,7 +9,8 @@ import sympy as sp
 
 import symprop.generated.layers as kernels
 from symprop.codegen.layer_kernels import python_name
-from symprop.symbolic.layers import Affine, Elementwise, ElementwiseLoss, REGISTRY, Softmax, SoftmaxCrossEntropy
+from symprop.symbolic.layers import (Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss, REGISTRY, Softmax,
+                                     SoftmaxCrossEntropy)
 from symprop.symbolic.stable import as_raw
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, relative_error
@@ -58,6 +59,13 @@ def run_layer(name, inputs, dout):
     if isinstance(layer, SoftmaxCrossEntropy):
         z, t = inputs
         return (lambda v, t_: float(forward(v, t)[0])), (backward(forward(z, t)[1], t),)
+    if isinstance(layer, BatchNorm):  # batch and layer normalisation: backward reads xhat and s
+        x, g, b = inputs
+        _, xhat, s, _, _ = forward(x, g, b)
+        return (lambda *a: float(np.sum(dout * forward(*a)[0]))), backward(dout, xhat, s, g)
+    if isinstance(layer, Dropout):  # the mask held fixed, drop probability 0.5
+        x, m = inputs
+        return (lambda v, m_: float(np.sum(dout * forward(v, m, 0.5)))), (backward(dout, m, 0.5),)
     raise AssertionError(f"no test recipe for {type(layer).__name__} ops")
 
 
@@ -75,6 +83,11 @@ def make_inputs(name, rng, dtype=np.float64):
         dout = rng.normal(size=(3, 5))
     elif isinstance(layer, Softmax):
         inputs, dout = [rng.normal(size=SHAPE)], rng.normal(size=SHAPE)
+    elif isinstance(layer, BatchNorm):
+        inputs = [rng.normal(size=SHAPE), rng.uniform(0.5, 2.0, SHAPE[1]), rng.normal(size=SHAPE[1])]
+        dout = rng.normal(size=SHAPE)
+    elif isinstance(layer, Dropout):
+        inputs, dout = [rng.normal(size=SHAPE), rng.integers(0, 2, SHAPE).astype(float)], rng.normal(size=SHAPE)
     else:
         inputs, dout = [rng.normal(size=SHAPE), one_hot(rng, *SHAPE)], None
     cast = [np.asarray(v, dtype) for v in inputs]
@@ -83,7 +96,9 @@ def make_inputs(name, rng, dtype=np.float64):
 
 def differentiable_count(name):
     layer = REGISTRY[name]
-    return len(layer.inputs) if isinstance(layer, Elementwise) else 3 if isinstance(layer, Affine) else 1
+    if isinstance(layer, Elementwise):
+        return len(layer.inputs)
+    return 3 if isinstance(layer, (Affine, BatchNorm)) else 1
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

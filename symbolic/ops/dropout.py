@@ -1,0 +1,48 @@
+"""Inverted dropout: y = x m / (1 - p) for a 0/1 mask m that keeps each unit with
+probability 1 - p; the identity at inference.
+
+The mask is an input of the training step, not drawn inside it: a gradient check holds it
+fixed, and training draws it from a seeded generator (``make_masks`` of a network module).
+Dividing by 1 - p at training time keeps each unit's expected value, so inference needs no
+rescaling."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import SympropError
+from .base import Derivation, Op, Step, partial, real
+
+
+@dataclass(frozen=True)
+class Dropout(Op):
+    """dropout(P): each unit dropped with probability P (0 <= P < 1), survivors scaled by 1/(1-P)."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "m")
+
+    def parse_args(self, inner, where):
+        try:
+            rate = float(inner) if inner is not None else None
+        except ValueError:
+            rate = None
+        if rate is None or not 0 <= rate < 1:
+            raise SympropError(f"{where}: {self.name} needs a drop probability P with 0 <= P < 1, "
+                               f"e.g. {self.name}(0.5)")
+        return (rate,)
+
+    def derive(self) -> Derivation:
+        x, m, dy = real("x"), real("m"), real("dy")
+        p = sp.Symbol("p", positive=True)
+        y = x * m / (1 - p)
+        local = sp.diff(y, x)
+        rule = dy * local
+        steps = [Step("forward (training)", real("y"), y, "m is 0 or 1, kept with probability 1 - p"),
+                 Step("forward (inference)", real("y"), x, "the expected value of the training output"),
+                 Step("local derivative dy/dx", partial("y", "x"), local, "SymPy's diff"),
+                 Step("backward", real("dx"), rule, "upstream times local: a dropped unit passes no gradient")]
+        return Derivation(self.name, self.summary, self.inputs, {"y": y}, {"dx": rule}, ("m",), steps,
+                          ["the mask m is an input (0 or 1); p is the drop probability written in the spec"],
+                          [], {"dx": rule})
