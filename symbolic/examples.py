@@ -248,6 +248,7 @@ GRAPH_FILES = [
     ("max-circuit", "(CS231n)", "f = 2 (x y + max(z, w)): add, multiply and max gates"),
     ("staged-sigmoid-ratio", "(CS231n)", "f = (x + sigmoid(y)) / (sigmoid(x) + (x + y)^2), staged; x feeds three nodes"),
     ("apples-oranges", "(Saito)", "the apples-and-oranges shopping graph with consumption tax"),
+    ("batchnorm-staged", "(CS231n)", "batch norm of 3 samples x 2 features staged: mean, variance, s, xhat, y"),
 ]
 
 

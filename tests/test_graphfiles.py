@@ -57,7 +57,22 @@ CIRCUITS = {
         ("y_hat", lambda s: v["w"] * v["x"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
     "quadratic-model": lambda v, b: _stages([
         ("y_hat", lambda s: v["w1"] * v["x"] ** 2 + v["w2"] * v["x"] + v["b"]), ("l", lambda s: (s["y_hat"] - v["y"]) ** 2)], b),
+    "batchnorm-staged": lambda v, b: _stages(_batchnorm_stages(v), b),
 }
+
+
+def _batchnorm_stages(v):
+    """Batch norm of a 3 x 2 batch, feature by feature, then the contraction with dy."""
+    stages = []
+    for j in (1, 2):
+        rows = [f"x{n}{j}" for n in (1, 2, 3)]
+        stages += [(f"mu{j}", lambda s, rows=rows: sum(v[r] for r in rows) / 3),
+                   (f"var{j}", lambda s, rows=rows, j=j: sum((v[r] - s[f"mu{j}"]) ** 2 for r in rows) / 3),
+                   (f"s{j}", lambda s, j=j: math.sqrt(s[f"var{j}"] + 1e-5))]
+        stages += [(f"xhat{n}{j}", lambda s, n=n, j=j: (v[f"x{n}{j}"] - s[f"mu{j}"]) / s[f"s{j}"]) for n in (1, 2, 3)]
+        stages += [(f"y{n}{j}", lambda s, n=n, j=j: v[f"g{j}"] * s[f"xhat{n}{j}"] + v[f"b{j}"]) for n in (1, 2, 3)]
+    stages.append(("f", lambda s: sum(v[f"dy{n}{j}"] * s[f"y{n}{j}"] for n in (1, 2, 3) for j in (1, 2))))
+    return stages
 
 
 def _stages(stages, bump):

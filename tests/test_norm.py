@@ -221,3 +221,26 @@ def test_batchnorm_network_agrees_with_torch_over_steps(bn_net, rng):
     X = rng.normal(size=(5, 4))
     expected = model.eval()(torch.from_numpy(X)).detach().numpy()
     assert relative_error(bn_net.forward(*params, X, state=state), expected) < TORCH_TOLERANCE
+
+
+def test_staged_graph_file_gradients_equal_the_kernel_backward():
+    """symbolic/graphs/batchnorm-staged.toml works a 3 x 2 batch through mu, var, s, xhat and y
+    node by node (exact values); its gradients are the batch-norm kernel's dx, dg, db."""
+    from symprop.symbolic.examples import EXAMPLES, builtin_graph
+
+    graph, t = builtin_graph("batchnorm-staged"), EXAMPLES["batchnorm-staged"].build()
+    given = {name: float(value) for name, value in graph.given().items()}
+    X = np.array([[given[f"x{n}{j}"] for j in (1, 2)] for n in (1, 2, 3)])
+    dY = np.array([[given[f"dy{n}{j}"] for j in (1, 2)] for n in (1, 2, 3)])
+    g_, b_ = np.array([given["g1"], given["g2"]]), np.array([given["b1"], given["b2"]])
+    y, xhat, s, _, _ = kernels.batchnorm_forward(X, g_, b_)
+    dx, dg, db = kernels.batchnorm_backward(dY, xhat, s, g_)
+    for n_ in (1, 2, 3):
+        for j in (1, 2):
+            assert t.float_value(f"y{n_}{j}") == pytest.approx(y[n_ - 1, j - 1], rel=1e-13)
+            assert t.float_value(f"df/dx{n_}{j}") == pytest.approx(dx[n_ - 1, j - 1], rel=1e-12, abs=1e-13)
+    for j in (1, 2):
+        assert t.float_value(f"df/dg{j}") == pytest.approx(dg[j - 1], rel=1e-12)
+        assert t.float_value(f"df/db{j}") == pytest.approx(db[j - 1], rel=1e-12)
+    # the variance's path through the mean carries nothing: d var / d mu = 0 at the batch mean
+    assert t.float_value("dvar1/dmu1") == 0 and t.float_value("dvar2/dmu2") == 0
