@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Derivation, Dropout, Elementwise,
-                                     ElementwiseLoss, Softmax, SoftmaxCrossEntropy)
+                                     ElementwiseLoss, MulticlassHinge, Softmax, SoftmaxCrossEntropy)
 
 from .backend import NUMBA
 from .common import indent, lowering
@@ -360,6 +360,62 @@ def {base}_backward(y, t, dz=None):
 ''', used | bused)
 
 
+def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
+    """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
+    (given dz, the gradient's array) the derived rule for dz[n, k]."""
+    correct = row_reduction([("zy", _row_index(d.forward["zy"]))], names)
+    if dz is None:
+        return correct + row_reduction([("row_loss", d.forward["L_n"])], names)
+    return correct + row_reduction([(f"{dz}[n, k]", _row_index(d.backward["dz[j]"]))], names,
+                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
+
+
+def _hinge(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    forward, used = print_lines(hinge_row_statements(d, {}))
+    backward, bused = print_lines(hinge_row_statements(d, {}, "dz"))
+    module.add(f'''
+@jit
+def {base}_forward_kernel(z, t):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+{chr(10).join(indent(forward, 2))}
+        total += row_loss
+    return total / real(N)
+
+
+def {base}_forward(z, t):
+    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
+    z, t = _arrays("{base}_forward", z=z, t=t)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
+    _shape("{base}_forward", "t", t, z.shape)
+    return {base}_forward_kernel(z, t)
+
+
+@jit
+def {base}_backward_kernel(z, t, dz):
+    real = z.dtype.type
+    N, K = z.shape
+    for n in range(N):
+{chr(10).join(indent(backward, 2))}
+
+
+def {base}_backward(z, t, dz=None):
+    """dz = {sp.sstr(d.backward["dz[j]"])}."""
+    _separate("{base}_backward", dict(dz=dz), dict(z=z, t=t))
+    z, t = _arrays("{base}_backward", z=z, t=t)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"{base}_backward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
+    _shape("{base}_backward", "t", t, z.shape)
+    dz = _output("{base}_backward", "dz", dz, z.shape, z.dtype)
+    {base}_backward_kernel(z, t, dz)
+    return dz
+''', used | bused)
+
+
 def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:
     """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
     mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
@@ -516,6 +572,7 @@ EMITTERS = {
     SoftmaxCrossEntropy: _softmax_cross_entropy,
     BatchNorm: _normalisation,
     Dropout: _dropout,
+    MulticlassHinge: _hinge,
 }
 
 

@@ -30,12 +30,13 @@ import sympy as sp
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss,
-                                     LayerNorm, PerFeature, Softmax, SoftmaxCrossEntropy)
+                                     LayerNorm, MulticlassHinge, PerFeature, Softmax, SoftmaxCrossEntropy)
 
 from . import files
 from .backend import NUMBA, Backend
 from .common import fresh_name, indent, lowering
-from .layer_kernels import normalisation_backward, normalisation_forward, row_max, row_reduction, _row_index
+from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, row_max,
+                            row_reduction, _row_index)
 from .printer import KernelPrinter
 from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
@@ -187,6 +188,18 @@ class _NetworkPrinter:
                      Let("loss", "loss / real(N)")]
         self.prepend_backward([Loop("n", "N", tuple(backward))])
 
+    def _hinge(self, use):
+        """The multiclass SVM loss, row by row: the correct class's score, then the derived rules."""
+        d = REGISTRY.derive(use.op.name)
+        source = self.values[-1]
+        names = {"z": source, "t": "T"}
+        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        self.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
+                     Let("K", str(self.width)), Let("loss", "real(0)"),
+                     Loop("n", "N", (*hinge_row_statements(d, names), Let("loss", "row_loss", augmented=True))),
+                     Let("loss", "loss / real(N)")]
+        self.prepend_backward([Loop("n", "N", tuple(hinge_row_statements(d, names, dsource)))])
+
     def _loss(self, use):
         d = use.op.derive()
         source = self.values[-1]
@@ -297,7 +310,8 @@ class _NetworkPrinter:
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
     LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
                  SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss,
-                 BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout}
+                 BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout,
+                 MulticlassHinge: _hinge}
 
 
 def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:

@@ -1,9 +1,9 @@
 # Forward and backward kernels of every registered layer.
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
-# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy
-# Input hash: 5e86cae1a8e72adb (generator sources and sympy 1.14.0)
-# Body hash: 5594e997408e2266
+# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber
+# Input hash: 22ecefe20bb526b6 (generator sources and sympy 1.14.0)
+# Body hash: d442cd5f5f7591fd
 
 import hashlib
 import itertools
@@ -1135,3 +1135,164 @@ def binary_cross_entropy_backward(z, t, dz=None):
     dz = _output("binary_cross_entropy_backward", "dz", dz, z.shape, z.dtype)
     binary_cross_entropy_backward_kernel(z, t, dz)
     return dz
+
+
+@jit
+def log_softmax_nll_forward_kernel(z, t, y):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+        zmax = z[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += t[n, k]*z[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            y[n, k] = _exp(-zmax + z[n, k])/s1
+        total += row_loss
+    return total / real(N)
+
+
+def log_softmax_nll_forward(z, t, out=None):
+    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
+
+    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
+    """
+    _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
+    z, t = _arrays("log_softmax_nll_forward", z=z, t=t)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    _shape("log_softmax_nll_forward", "t", t, z.shape)
+    out = _output("log_softmax_nll_forward", "out", out, z.shape, z.dtype)
+    loss = log_softmax_nll_forward_kernel(z, t, out)
+    return loss, out
+
+
+@jit
+def log_softmax_nll_backward_kernel(y, t, dz):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        for k in range(K):
+            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+
+
+def log_softmax_nll_backward(y, t, dz=None):
+    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
+    _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
+    y, t = _arrays("log_softmax_nll_backward", y=y, t=t)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row, got shape {y.shape}")
+    _shape("log_softmax_nll_backward", "t", t, y.shape)
+    dz = _output("log_softmax_nll_backward", "dz", dz, y.shape, y.dtype)
+    log_softmax_nll_backward_kernel(y, t, dz)
+    return dz
+
+
+@jit
+def multiclass_hinge_forward_kernel(z, t):
+    real = z.dtype.type
+    N, K = z.shape
+    total = real(0)
+    for n in range(N):
+        s0 = real(0)
+        for k in range(K):
+            s0 += t[n, k]*z[n, k]
+        zy = s0
+        s0 = real(0)
+        for k in range(K):
+            s0 += (real(1) - t[n, k])*max(real(0), -zy + z[n, k] + real(1))
+        row_loss = s0
+        total += row_loss
+    return total / real(N)
+
+
+def multiclass_hinge_forward(z, t):
+    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
+    z, t = _arrays("multiclass_hinge_forward", z=z, t=t)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    _shape("multiclass_hinge_forward", "t", t, z.shape)
+    return multiclass_hinge_forward_kernel(z, t)
+
+
+@jit
+def multiclass_hinge_backward_kernel(z, t, dz):
+    real = z.dtype.type
+    N, K = z.shape
+    for n in range(N):
+        s0 = real(0)
+        for k in range(K):
+            s0 += t[n, k]*z[n, k]
+        zy = s0
+        s0 = real(0)
+        for k in range(K):
+            s0 += real(-zy + z[n, k] + real(1) > real(0))
+        s1 = real(0)
+        for k in range(K):
+            s1 += real(-zy + z[n, k] + real(1) > real(0))*t[n, k]
+        for k in range(K):
+            t0 = real(-zy + z[n, k] + real(1) > real(0))
+            dz[n, k] = (-s0*t[n, k] + s1*t[n, k] - t0*t[n, k] + t0)/real(N)  # dz = dL/dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N
+
+
+def multiclass_hinge_backward(z, t, dz=None):
+    """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N."""
+    _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
+    z, t = _arrays("multiclass_hinge_backward", z=z, t=t)
+    if z.ndim != 2 or z.shape[0] == 0:
+        raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    _shape("multiclass_hinge_backward", "t", t, z.shape)
+    dz = _output("multiclass_hinge_backward", "dz", dz, z.shape, z.dtype)
+    multiclass_hinge_backward_kernel(z, t, dz)
+    return dz
+
+
+@jit
+def huber_forward_kernel(y, t):
+    real = y.dtype.type
+    N, K = y.shape
+    total = real(0)
+    for n in range(N):
+        for k in range(K):
+            t0 = t[n, k] - y[n, k]
+            t1 = abs(t0)
+            total += ((real(0.5))*(t0*t0) if t1 <= real(1) else t1 + real(-0.5))
+    return total * real(1)/(real(K)*real(N))
+
+
+def huber_forward(y, t):
+    """L = 1/(K*N) * sum of Piecewise(((t - y)**2/2, Abs(t - y) <= 1), (Abs(t - y) - 1/2, True)) (Huber loss (delta 1), mean over all elements); y and t are (N, K)."""
+    y, t = _arrays("huber_forward", y=y, t=t)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"huber_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    _shape("huber_forward", "t", t, y.shape)
+    return huber_forward_kernel(y, t)
+
+
+@jit
+def huber_backward_kernel(y, t, dy):
+    real = y.dtype.type
+    N, K = y.shape
+    for n in range(N):
+        for k in range(K):
+            t0 = t[n, k] - y[n, k]
+            dy[n, k] = (-t0 if abs(t0) <= real(1) else -np.sign(t0))/(real(K)*real(N))  # dy = dL/dy
+
+
+def huber_backward(y, t, dy=None):
+    """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N); the loss's upstream gradient is 1."""
+    _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
+    y, t = _arrays("huber_backward", y=y, t=t)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ValueError(f"huber_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    _shape("huber_backward", "t", t, y.shape)
+    dy = _output("huber_backward", "dy", dy, y.shape, y.dtype)
+    huber_backward_kernel(y, t, dy)
+    return dy

@@ -14,12 +14,12 @@ from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Deriv
                        _apply_kink_convention, partial, real)
 from .ops.dropout import Dropout
 from .ops.elementwise import Elementwise, PerFeature
-from .ops.losses import REDUCTIONS, ElementwiseLoss
+from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
-from .ops.softmax import Softmax, SoftmaxCrossEntropy
+from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "BatchNorm", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "I", "J", "K",
-           "Label", "LayerNorm", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS",
+__all__ = ["Affine", "BatchNorm", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "Huber", "I", "J",
+           "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MulticlassHinge", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS",
            "REGISTRY", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
@@ -83,6 +83,12 @@ REGISTRY = Registry([
     ElementwiseLoss("binary-cross-entropy", "-t*log(sigmoid(z)) - (1 - t)*log(1 - sigmoid(z))",
                     "sigmoid then binary cross-entropy, mean over the batch (takes logits z)",
                     reduction="batch-mean", prediction="z", applies="sigmoid"),
+    LogSoftmaxNLL("log-softmax-nll", "log-softmax then the negative log-likelihood of the true class "
+                  "(one-hot targets), mean over the batch"),
+    MulticlassHinge("multiclass-hinge", "multiclass SVM loss: sum over wrong classes of max(0, z[k] - z[y] + 1), "
+                    "mean over the batch"),
+    Huber("huber", "(y - t)^2/2 where |y - t| <= 1, else |y - t| - 1/2", "Huber loss (delta 1), mean over "
+          "all elements", reduction="mean"),
 ])
 
 

@@ -9,8 +9,8 @@ import sympy as sp
 
 import symprop.generated.layers as kernels
 from symprop.codegen.layer_kernels import python_name
-from symprop.symbolic.layers import (Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss, REGISTRY, Softmax,
-                                     SoftmaxCrossEntropy)
+from symprop.symbolic.layers import (Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss, MulticlassHinge,
+                                     REGISTRY, Softmax, SoftmaxCrossEntropy)
 from symprop.symbolic.stable import as_raw
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, relative_error
@@ -59,6 +59,9 @@ def run_layer(name, inputs, dout):
     if isinstance(layer, SoftmaxCrossEntropy):
         z, t = inputs
         return (lambda v, t_: float(forward(v, t)[0])), (backward(forward(z, t)[1], t),)
+    if isinstance(layer, MulticlassHinge):
+        z, t = inputs
+        return (lambda v, t_: float(forward(v, t))), (backward(z, t),)
     if isinstance(layer, BatchNorm):  # batch and layer normalisation: backward reads xhat and s
         x, g, b = inputs
         _, xhat, s, _, _ = forward(x, g, b)

@@ -21,6 +21,8 @@ TEXTBOOK = {
     "squared-error": {"dy": y - t},
     "mse": {"dy": 2 * (y - t) / (N * K)},
     "binary-cross-entropy": {"dz": (Sigmoid(z) - t) / N},
+    # the error where it is small, its sign beyond 1 (the error clipped to [-1, 1])
+    "huber": {"dy": sp.Piecewise((y - t, sp.Abs(y - t) <= 1), (sp.sign(y - t), True)) / (N * K)},
 }
 
 SCALAR_LAYERS = [n for n, layer in REGISTRY.items() if isinstance(layer, (Elementwise, ElementwiseLoss))]

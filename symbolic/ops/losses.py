@@ -8,8 +8,9 @@ import sympy as sp
 
 from ..formula import parse_formula
 from ..kinks import diff
-from ..stable import canonical_form, masks_as_selects
-from .base import K, N, Derivation, Op, Step, _apply_kink_convention, partial, real
+from ..indexcalc import resolve
+from ..stable import Softplus, canonical_form, masks_as_selects
+from .base import K, N, Derivation, Label, Op, Step, _apply_kink_convention, partial, real
 
 
 REDUCTIONS = {
@@ -66,6 +67,57 @@ class ElementwiseLoss(Op):
         steps.append(Step("backward", real(grad), rule,
                           f"dL/d{p} = scale * dl/d{p}; the loss is the end of the graph, so its upstream gradient is 1"))
         saved = tuple(s for s in (p.name, "t") if real(s) in rule.free_symbols)
-        stability = ([f"{forward} uses softplus, which never overflows"] if forward.has(sp.Function) else [])
+        stability = ([f"{forward} uses softplus, which never overflows"] if forward.has(Softplus) else [])
         return Derivation(self.name, self.summary, self.inputs, {"l": forward}, {grad: rule}, saved,
                           steps, [], stability, {grad: scale * local_raw})
+
+
+@dataclass(frozen=True)
+class Huber(ElementwiseLoss):
+    """Huber loss (delta = 1, as torch's HuberLoss): half the squared error where |y - t| <= 1,
+    |y - t| - 1/2 beyond, so an outlier pulls with a bounded gradient. ``formula`` is the
+    definition in words; ``expr`` builds it as a SymPy Piecewise (the formula language has no
+    conditionals)."""
+
+    @cached_property
+    def expr(self) -> sp.Expr:
+        error = real(self.prediction) - real("t")
+        return sp.Piecewise((error ** 2 / 2, sp.Abs(error) <= 1), (sp.Abs(error) - sp.S.Half, True))
+
+
+@dataclass(frozen=True)
+class MulticlassHinge(Op):
+    """The multiclass SVM loss (CS231n): L_n = sum over the wrong classes k of
+    max(0, z[k] - z[y] + 1), with z[y] the score of the correct class (one-hot t); mean over the batch."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("z", "t")
+    is_loss = True
+
+    def derive(self) -> Derivation:
+        z, t = sp.IndexedBase("z"), sp.IndexedBase("t")
+        j, k, m = sp.symbols("j k m", integer=True)
+        correct = sp.Sum(t[m] * z[m], (m, 1, K))
+        zy = real("zy")
+        per_row = sp.Sum((1 - t[k]) * sp.Max(0, z[k] - correct + 1), (k, 1, K))
+        raw = per_row.diff(z[j])
+        named = _apply_kink_convention(raw.xreplace({correct: zy}))
+        sifted = resolve(named)
+        rule = sifted / N
+        dz = Label("dz[j]", r"\frac{\partial L}{\partial z_j}")
+        steps = [
+            Step("correct-class score", zy, correct, "t is one-hot: the score of the true class"),
+            Step("loss of one row", Label("L_n", "L_n"), per_row.xreplace({correct: zy}),
+                 "each wrong class k costs max(0, z[k] - zy + 1): margin 1"),
+            Step("differentiate", Label("dL_n/dz[j]", r"\frac{\partial L_n}{\partial z_j}"), raw,
+                 "SymPy's diff; z[j] appears in its own term and in zy"),
+            Step("sift the Kronecker deltas", Label("dL_n/dz[j]", r"\frac{\partial L_n}{\partial z_j}"), sifted,
+                 "j lies in 1..K; a margin exactly 0 counts as met (Heaviside(0) = 0)"),
+            Step("mean over the batch", dz, rule, "L = (1/N) sum_n L_n"),
+        ]
+        return Derivation(self.name, self.summary, self.inputs,
+                          {"zy": correct.xreplace({m: k}), "L_n": per_row.xreplace({correct: zy})},
+                          {"dz[j]": rule}, ("z", "t"), steps,
+                          ["targets are one-hot; at a margin of exactly 0 the derivative from the left (0) is used"],
+                          [], {"dz[j]": raw / N})

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..indexcalc import pull_constants, sift
+from ..indexcalc import pull_constants, resolve, sift
 from .base import K, N, Derivation, Label, Op, Step
 
 
@@ -104,3 +104,42 @@ class SoftmaxCrossEntropy(Op):
                           ["targets are one-hot (each row sums to 1)"],
                           ["log-sum-exp with the row maximum subtracted; log(0) never taken"],
                           {"dz[j]": raw / N})
+
+
+@dataclass(frozen=True)
+class LogSoftmaxNLL(SoftmaxCrossEntropy):
+    """log-softmax, then the negative log-likelihood of the true class, mean over the batch (torch's
+    log_softmax + nll_loss). Derived in two stages, a log-softmax node a[k] = z[k] - log S and
+    the loss -sum_k t[k] a[k]; the chain rule gives the same dz = (y - t)/N as softmax-cross-entropy."""
+
+    def derive(self) -> Derivation:
+        fused = super().derive()  # the same stable forward: log-sum-exp with the row maximum
+        z, y, t, _, j, k, m = _softmax_symbols()
+        a = sp.IndexedBase("a")
+        S = sp.Sum(sp.exp(z[m]), (m, 1, K))
+        log_softmax = z[k] - sp.log(S)
+        dL_da = (-sp.Sum(t[m] * a[m], (m, 1, K))).diff(a[k])  # the NLL node
+        da_dz = log_softmax.diff(z[j])  # the log-softmax node
+        chain = sp.Sum(resolve(dL_da) * da_dz, (k, 1, K))
+        sifted = pull_constants(sift(chain))
+        one_hot = sifted.subs(sp.Sum(t[k], (k, 1, K)), 1)
+        if one_hot == sifted:
+            raise AssertionError("log-softmax-nll derivation never met sum_k t[k]")
+        named = sp.simplify(_name_softmax_outputs(one_hot, z, y, S))
+        rule = named / N
+        steps = [
+            Step("log-softmax node", a[k], log_softmax, "a[k] = log(exp(z[k]) / S), S = sum_m exp(z[m])"),
+            Step("negative log-likelihood node", Label("L_n", "L_n"), -sp.Sum(t[k] * a[k], (k, 1, K)),
+                 "t is one-hot: minus the log-probability of the true class"),
+            Step("local derivative of the NLL", Label("dL_n/da[k]", r"\frac{\partial L_n}{\partial a_k}"),
+                 resolve(dL_da), "SymPy's diff"),
+            Step("local derivative of log-softmax", Label("da[k]/dz[j]", r"\frac{\partial a_k}{\partial z_j}"),
+                 da_dz, "SymPy's diff"),
+            Step("chain rule", DLN, chain, "sum over the log-softmax outputs"),
+            Step("sift the Kronecker deltas", DLN, sifted, "j lies in 1..K"),
+            Step("one-hot targets", DLN, one_hot, "sum_k t[k] = 1"),
+            Step("name the outputs", DLN, named, "exp(z[j]) / S = y[j], the softmax"),
+            Step("mean over the batch", DZ, rule, "L = (1/N) sum_n L_n"),
+        ]
+        return Derivation(self.name, self.summary, self.inputs, fused.forward, {"dz[j]": rule}, ("y", "t"),
+                          steps, fused.conventions, fused.stability, {"dz[j]": chain / N})
