@@ -29,6 +29,7 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
+from symprop.symbolic.ops.affine import l2_penalty_derivation
 from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss,
                                      LayerNorm, MulticlassHinge, PerFeature, Softmax, SoftmaxCrossEntropy)
 
@@ -38,7 +39,7 @@ from .common import fresh_name, indent, lowering
 from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, row_max,
                             row_reduction, _row_index)
 from .printer import KernelPrinter
-from .statements import Assignments, Call, Comment, Let, Loop, MatrixInto
+from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto
 from .scalar_step import scalar_step
 from .optimizer_steps import optimizers_text
 
@@ -85,6 +86,8 @@ class _NetworkPrinter:
         self.scratch: set[str] = set()
         self.inference: list = []
         self.after_update: list = []
+        self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
+        self.penalty_backward: list = []
         for use in uses:
             before, self._inference_statements = len(self.forward), None
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
@@ -115,11 +118,11 @@ class _NetworkPrinter:
     def _affine(self, use):
         self.affine_count += 1
         k = self.affine_count
-        inputs, outputs = use.args
+        inputs, outputs = use.args[:2]
         if k == 1:
             self.widths = [inputs]
         W, b, shared = f"W{k}", f"b{k}", use.op.shared_bias
-        self.params += [(W, use.args), (b, (1,) if shared else (outputs,))]
+        self.params += [(W, (inputs, outputs)), (b, (1,) if shared else (outputs,))]
         source = self.values[-1]
         out = self.buffer(f"z{k}", f"(N, {outputs})")
         d = REGISTRY.derive(use.op.name)
@@ -129,7 +132,7 @@ class _NetworkPrinter:
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
                          MatrixInto(product, out, names, small, f"{out} = {source} {W}"),
                          Call("_add_bias", (out, b), f"{out} += 1 {b}")]
-        dW, db = self.buffer(f"d{W}", f"{use.args}"), self.buffer(f"d{b}", "(1,)" if shared else f"({outputs},)")
+        dW, db = self.buffer(f"d{W}", f"{(inputs, outputs)}"), self.buffer(f"d{b}", "(1,)" if shared else f"({outputs},)")
         backward = [Comment(f"layer {use.position}: {use.text}"),
                     MatrixInto(d.backward["dW"], dW, names, small, f"dL/d{W} = {source}^T dL/d{out}"),
                     MatrixInto(d.backward["db"], db, names, small, f"dL/d{b} = 1^T dL/d{out}"
@@ -140,6 +143,20 @@ class _NetworkPrinter:
         self.prepend_backward(backward)
         self.values.append(out)
         self.widths.append(outputs)
+        if len(use.args) > 2:
+            self._l2_penalty(W, inputs, outputs, use.args[2])
+
+    def _l2_penalty(self, W, inputs, outputs, strength):
+        """(lambda/2) ||W||^2 added to the loss after the data loss, lambda W to dW after the
+        backward pass (ops/affine.l2_penalty_derivation)."""
+        d = l2_penalty_derivation()
+        names = {"w": f"{W}[i, j]", "lambda": f"real({strength!r})"}
+        each = lambda *body: Loop("i", inputs, (Loop("j", outputs, body),))  # noqa: E731
+        self.penalty += [Comment(f"L2 penalty on {W}: {sp.sstr(d.steps[0].rhs)}, lambda = {strength!r}"),
+                         each(Accumulate("loss", d.forward["P"], names))]
+        self.penalty_backward += [Comment(f"L2 penalty on {W}"), each(Assignments(
+            ((f"d{W}[i, j]", d.backward["dW"]),), names, {f"d{W}[i, j]": f"dL/d{W} += {sp.sstr(d.backward['dW'])}"},
+            frozenset({f"d{W}[i, j]"})))]
 
     def _elementwise(self, use):
         d = use.op.derive()
@@ -331,11 +348,12 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     inference_lines, inference_helpers = backend.print(net.inference) if net.has_modes else ([], set())
     after_lines, after_helpers = backend.print(net.after_update)
     # these statements for one row of scalars; None unless tiny. Normalisation layers (sums over
-    # the batch or a row, state, masks) keep the matrix step.
-    scalar = None if net.has_modes or net.scales else scalar_step(net, backend)
+    # the batch or a row, state, masks) and L2 penalties (outside the loss statements) keep the
+    # matrix step.
+    scalar = None if net.has_modes or net.scales or net.penalty else scalar_step(net, backend)
     forward_lines, forward_helpers = backend.print(net.forward)
-    loss_lines, loss_helpers = backend.print(net.loss)
-    backward_lines, backward_helpers = backend.print(net.backward)
+    loss_lines, loss_helpers = backend.print(net.loss + net.penalty)
+    backward_lines, backward_helpers = backend.print(net.backward + net.penalty_backward)
     predict = _predict_text(params, forward_buffers, inference_lines, state, scores) if net.has_modes else ""
     api = (_modes_api_text(net, params, grads) if net.has_modes
            else PLAIN_API_TEXT.format(params=params, grads=grads))

@@ -39,7 +39,7 @@ class Node:
         name, _, _ = self.text.partition("(")
         if name == "formula" or not self.args:
             return self.text
-        return f"{name}({','.join(str(arg) for arg in self.args)})"
+        return f"{name}({self.op.format_args(self.args)})"
 
 
 @dataclass(frozen=True)

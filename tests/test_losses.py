@@ -105,3 +105,29 @@ def test_losses_agree_with_torch(rng):
     huber.backward()
     assert kernels.huber_forward(p, target) == pytest.approx(huber.item(), rel=1e-12)
     assert relative_error(kernels.huber_backward(p, target), pt.grad.numpy()) < 1e-12
+
+
+def test_l2_penalty_is_derived_and_added_to_loss_and_gradient(rng):
+    from symprop.symbolic.errors import SympropError
+    from symprop.symbolic.graph import parse_net
+    from symprop.symbolic.ops.affine import l2_penalty_derivation
+
+    d = l2_penalty_derivation()
+    lam, w = sp.Symbol("lambda", positive=True), sp.Symbol("w", real=True)
+    assert d.backward["dW"] == lam * w  # weight decay: the textbook lambda W
+    matrix_rule = next(step.rhs for step in d.steps if step.title == "backward dW")
+    assert sp.simplify(matrix_rule - lam * sp.MatrixSymbol("W", *matrix_rule.shape)) == sp.ZeroMatrix(*matrix_rule.shape)
+    spec = "affine(4,3, l2=0.1) softmax-cross-entropy"
+    assert parse_net(spec).spec == "affine(4,3,l2=0.1) softmax-cross-entropy"
+    assert parse_net(parse_net(spec).spec).spec == parse_net(spec).spec
+    with pytest.raises(SympropError, match="l2= needs a number >= 0"):
+        parse_net("affine(4,3,l2=-1) softmax-cross-entropy")
+    net = load_network(spec)
+    W, b = rng.normal(size=(4, 3)), rng.normal(size=3)
+    X, T = rng.normal(size=(5, 4)), np.eye(3)[rng.integers(0, 3, 5)]
+    loss, dW, db = net.loss_and_grads(W, b, X, T)
+    data_loss = -np.mean(np.sum(T * np.log(softmax(X @ W + b)), 1))
+    assert loss == pytest.approx(data_loss + 0.05 * np.sum(W * W), rel=1e-13)
+    np.testing.assert_allclose(dW, X.T @ (softmax(X @ W + b) - T) / 5 + 0.1 * W, rtol=1e-12)
+    numeric = numerical_gradient(lambda v: net.loss_and_grads(v, b, X, T)[0], W)
+    assert relative_error(dW, numeric) < GRADCHECK_TOLERANCE

@@ -20,13 +20,29 @@ class Affine(Op):
     inputs: tuple[str, ...] = ("X", "W", "b")
 
     def parse_args(self, inner, where):
+        """(inputs, outputs), or (inputs, outputs, lambda) with an L2 penalty on W: affine(784,100,l2=1e-4)."""
+        parts = (inner or "").split(",")
+        penalty = ()
+        if len(parts) == 3 and parts[2].strip().startswith("l2="):
+            try:
+                penalty = (float(parts[2].strip()[3:]),)
+            except ValueError:
+                penalty = (-1.0,)
+            if not penalty[0] >= 0 or penalty[0] == float("inf"):
+                raise SympropError(f"{where}: l2= needs a number >= 0, e.g. {self.name}(784,100,l2=0.0001)")
+            parts = parts[:2]
         try:
-            args = tuple(int(a) for a in (inner or "").split(","))
+            args = tuple(int(a) for a in parts)
         except ValueError:
             args = ()
         if len(args) != 2 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs two positive sizes, e.g. {self.name}(784,100)")
-        return args
+            raise SympropError(f"{where}: {self.name} needs two positive sizes, e.g. {self.name}(784,100), "
+                               f"and optionally an L2 penalty on W, {self.name}(784,100,l2=0.0001)")
+        return args + penalty
+
+    def format_args(self, args) -> str:
+        sizes = f"{args[0]},{args[1]}"
+        return sizes + (f",l2={args[2]!r}" if len(args) > 2 else "")
 
     def input_width(self, args):
         return args[0]
@@ -35,7 +51,7 @@ class Affine(Op):
         return args[1]
 
     def param_shapes(self, args, width):
-        return [("W", tuple(args)), ("b", (1,) if self.shared_bias else (args[1],))]
+        return [("W", tuple(args[:2])), ("b", (1,) if self.shared_bias else (args[1],))]
 
     def derive(self) -> Derivation:
         X, W, dY = sp.MatrixSymbol("X", N, I), sp.MatrixSymbol("W", I, J), sp.MatrixSymbol("dY", N, J)
@@ -76,3 +92,22 @@ class Affine(Op):
             rows.append(Step("index notation", Label(label, label), sp.simplify(rule),
                              "sifting property of the Kronecker delta"))
         return rows
+
+
+def l2_penalty_derivation() -> Derivation:
+    """The L2 penalty (lambda / 2) ||W||^2 that affine(I,J,l2=lambda) adds to the loss, and its
+    gradient, by matrix calculus and element by element (what the kernels print)."""
+    W, lam = sp.MatrixSymbol("W", I, J), sp.Symbol("lambda", positive=True)
+    penalty = lam / 2 * sp.Trace(W.T * W)
+    gradient = sp.simplify(penalty.diff(W))
+    w = sp.Symbol("w", real=True)
+    element = lam / 2 * w ** 2
+    element_rule = sp.diff(element, w)
+    steps = [Step("penalty", Label("P", "P"), penalty, "added to the loss; the biases are not penalised"),
+             Step("backward dW", sp.MatrixSymbol("dW", I, J), gradient,
+                  "matrix calculus: added to the gradient of the data loss"),
+             Step("one element", Label("P[i, j]", "P_{ij}"), element, "P = sum over i, j of P[i, j]"),
+             Step("backward, one element", Label("dP/dw", r"\frac{\partial P}{\partial w}"), element_rule,
+                  "SymPy's diff: weight decay, each step shrinks w by lr * lambda * w")]
+    return Derivation("l2", "L2 penalty (lambda/2) ||W||^2 on an affine layer's weights", ("W",),
+                      {"P": element}, {"dW": element_rule}, ("W",), steps)

@@ -109,6 +109,10 @@ class Op:
             raise SympropError(f"{where}: {self.name} takes no arguments")
         return ()
 
+    def format_args(self, args) -> str:
+        """The arguments as the canonical spec writes them (parse_args reads them back)."""
+        return ",".join(str(arg) for arg in args)
+
     def input_width(self, args) -> int | None:
         """The number of features this op needs, when its arguments fix it."""
         return None
