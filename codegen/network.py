@@ -354,7 +354,8 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     forward_lines, forward_helpers = backend.print(net.forward)
     loss_lines, loss_helpers = backend.print(net.loss + net.penalty)
     backward_lines, backward_helpers = backend.print(net.backward + net.penalty_backward)
-    predict = _predict_text(params, forward_buffers, inference_lines, state, scores) if net.has_modes else ""
+    predict = (_predict_text(params, forward_buffers, inference_lines, state, scores)
+               + _inference_loss_text(params, buffers, inference_lines, loss_lines, state)) if net.has_modes else ""
     api = (_modes_api_text(net, params, grads) if net.has_modes
            else PLAIN_API_TEXT.format(params=params, grads=grads))
     helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
@@ -458,6 +459,22 @@ def predict_kernel({params}, X{state}):
 {allocations}
 {body}
     return {scores}
+'''
+
+
+def _inference_loss_text(params, buffers, inference_lines, loss_lines, state) -> str:
+    """The loss with inference-mode scores, for evaluating a validation or test set."""
+    body = "\n".join(indent(inference_lines + loss_lines, 1))
+    return f'''
+
+@jit
+def inference_loss_kernel({params}, X, T{state}):
+    """The loss in inference mode: batch norm with its running averages, dropout the identity."""
+    real = X.dtype.type
+    N = X.shape[0]
+    {buffers}, = make_workspace(X)
+{body}
+    return loss
 '''
 
 
@@ -743,6 +760,13 @@ def loss_and_grads({params}, X, T, masks=None):
     masks: one dropout mask per dropout layer (held fixed, so the gradients are checkable)."""
     checked = _check("loss_and_grads", ({params},), X, T)
     return loss_and_grads_kernel(*checked, *_extras("loss_and_grads", checked[-2], (), masks, True, False))
+
+
+def loss({params}, X, T, state=None):
+    """The loss of a batch in inference mode (running averages in state, no dropout): what an
+    evaluation of a validation or test set reports. Nothing is updated."""
+    checked = _check("loss", ({params},), X, T)
+    return inference_loss_kernel(*checked, *_extras("loss", checked[-2], state, None, False))
 
 
 def sgd_step({params}, X, T, lr, state=None, masks=None):

@@ -244,3 +244,13 @@ def test_staged_graph_file_gradients_equal_the_kernel_backward():
         assert t.float_value(f"df/db{j}") == pytest.approx(db[j - 1], rel=1e-12)
     # the variance's path through the mean carries nothing: d var / d mu = 0 at the batch mean
     assert t.float_value("dvar1/dmu1") == 0 and t.float_value("dvar2/dmu2") == 0
+
+
+def test_inference_loss_uses_the_running_averages(bn_net, rng):
+    params = _random_params(bn_net, rng)
+    X, T = rng.normal(size=(6, 4)), np.eye(3)[rng.integers(0, 3, 6)]
+    state = (rng.normal(size=5), rng.uniform(0.5, 2, 5))
+    scores = bn_net.forward(*params, X, state=state)
+    shifted = scores - scores.max(1, keepdims=True)
+    expected = -np.mean(np.sum(T * (shifted - np.log(np.exp(shifted).sum(1, keepdims=True))), 1))
+    assert bn_net.loss(*params, X, T, state=state) == pytest.approx(expected, rel=1e-13)

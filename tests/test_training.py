@@ -280,3 +280,35 @@ def test_cli_reports_bad_input_on_one_line(tmp_path, capsys):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["predict", "--weights", str(tmp_path / "bad.npz")]) == 2
     assert "bad.npz: not a weights file saved by symprop train" in capsys.readouterr().err
+
+
+def test_batchnorm_dropout_net_trains_evaluates_in_inference_mode_and_saves_its_state(tmp_path):
+    """Running averages move during training and are what evaluation, saving and predict use;
+    dropout masks come from --seed, so a run reproduces."""
+    from symprop.training.train import model_state, scores
+    spec = "affine(2,16) batchnorm relu dropout(0.2) affine(16,2) softmax-cross-entropy"
+    data, net = load_moons(), load_net(spec)
+    config = Config(epochs=4, batch_size=33, lr=0.2, seed=2, dtype="float64", progress=False)
+    result = train(net, data, config)
+    losses = [s.train_loss for s in result.history]
+    assert losses[-1] < losses[0] and result.test_accuracy > 0.8
+    mean, var = result.state
+    assert np.abs(mean).max() > 0.01 and np.abs(var - 1).max() > 0.01  # moved from torch's start
+    gamma = result.params_by_name()["gamma2"]
+    assert not np.array_equal(gamma, np.ones(16)) and np.abs(gamma - 1).max() < 0.5  # started at one
+    x_test = result.scaling.apply(data.x_test, np.float64)
+    inference = result.task.classes(net.forward(*result.params, x_test, state=result.state))
+    assert result.test_accuracy == np.mean(inference == data.y_test)
+    np.testing.assert_array_equal(scores(net, result.params, x_test, result.state),
+                                  net.forward(*result.params, x_test, state=result.state))
+    again = train(net, data, config)
+    for a, b in zip(result.params + list(result.state), again.params + list(again.state)):
+        np.testing.assert_array_equal(a, b)
+    path = tmp_path / "bn.npz"
+    save_model(path, result, data, config)
+    model = load_model(path)
+    for saved, trained in zip(model_state(net, model, str(path)), result.state):
+        np.testing.assert_array_equal(saved, trained)
+    after = predict(net, model_params(net, model, str(path)), result.task, model.scaling, data.x_test,
+                    np.float64, model_state(net, model, str(path)))
+    np.testing.assert_array_equal(after, inference)

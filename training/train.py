@@ -93,29 +93,42 @@ class Task:
 
 
 def init_params(net, rng: np.random.Generator, dtype) -> list[np.ndarray]:
-    """Glorot-uniform weight matrices (limit sqrt(6 / (fan_in + fan_out))), zero biases."""
+    """Glorot-uniform weight matrices (limit sqrt(6 / (fan_in + fan_out))), zero biases, and
+    the scales of normalisation layers (SCALE_PARAMS) at one, as torch starts them."""
     params = []
-    for shape in net.PARAM_SHAPES:
+    scales = set(getattr(net, "SCALE_PARAMS", ()))
+    for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES):
         if len(shape) == 2:
             limit = math.sqrt(6.0 / (shape[0] + shape[1]))
             params.append(rng.uniform(-limit, limit, size=shape).astype(dtype))
         else:
-            params.append(np.zeros(shape, dtype=dtype))
+            params.append((np.ones if name in scales else np.zeros)(shape, dtype=dtype))
     return params
 
 
-def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray) -> float:
+def has_modes(net) -> bool:
+    """True for a network whose training and inference differ (batch norm, dropout): its steps
+    take running averages (state) and dropout masks, and evaluation uses inference mode."""
+    return hasattr(net, "STATE_NAMES")
+
+
+def scores(net, params, x: np.ndarray, state=()) -> np.ndarray:
+    """The last layer's outputs in inference mode (batch norm's running averages, no dropout)."""
+    return net.forward(*params, x, state=state) if has_modes(net) else net.forward(*params, x)
+
+
+def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=()) -> float:
     if len(x) == 0:
         return math.nan
-    return float(np.mean(task.classes(net.forward(*params, x)) == labels))
+    return float(np.mean(task.classes(scores(net, params, x, state)) == labels))
 
 
-def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels: np.ndarray):
-    """(mean loss, accuracy) of a whole set, both from the kernels."""
+def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels: np.ndarray, state=()):
+    """(mean loss, accuracy) of a whole set, both from the kernels, in inference mode."""
     if len(x) == 0:
         return math.nan, math.nan
-    loss = net.loss_and_grads(*params, x, targets)[0]
-    return task.per_example(loss, len(x)), accuracy(net, params, task, x, labels)
+    loss = net.loss(*params, x, targets, state=state) if has_modes(net) else net.loss_and_grads(*params, x, targets)[0]
+    return task.per_example(loss, len(x)), accuracy(net, params, task, x, labels, state)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -196,6 +209,7 @@ class Result:
     test_loss: float = math.nan
     test_accuracy: float = math.nan
     compile_seconds: float = 0.0
+    state: tuple = ()  # running averages of batch-norm layers (inference mode reads them)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -224,20 +238,34 @@ def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
                         f"rate {lr:g}; try a smaller --lr")
 
 
-def make_step(net, params, config: Config) -> Callable:
+def make_step(net, params, config: Config, state=(), mask_rng=None) -> Callable:
     """step(x, t, lr) -> the batch's loss, updating params in place: net.sgd_step for plain
-    SGD, else the optimiser's fused train_step with its state, allocated here once."""
+    SGD, else the optimiser's fused train_step with its state, allocated here once. A network
+    with batch norm or dropout (has_modes) also gets its running averages (state, updated in
+    place) and a fresh dropout mask per batch from mask_rng."""
+    if has_modes(net):
+        if not config.plain_sgd:
+            raise SympropError(f"--optimizer {config.optimizer} (and --weight-decay) are not yet available for "
+                               f"networks with batchnorm or dropout ({net.SPEC!r}); they train with plain SGD")
+        return lambda x, t, lr: net.sgd_step(*params, x, t, lr, state=state,
+                                             masks=net.make_masks(len(x), mask_rng, x.dtype))
     if config.plain_sgd:
         return lambda x, t, lr: net.sgd_step(*params, x, t, lr)
     init, train_step, _ = net.OPTIMIZERS[config.optimizer]
-    state, hyper = init(*params), config.checked_hyper()
-    return lambda x, t, lr: train_step(*params, state, x, t, lr, **hyper)
+    optimiser_state, hyper = init(*params), config.checked_hyper()
+    return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper)
 
 
-def _warm_up(net, params, x, t, config) -> float:
+def _warm_up(net, params, x, t, config, state=()) -> float:
     """Compile the kernels for this dtype on copies, so epoch times measure only training."""
     start = time.perf_counter()
     copies = [p.copy() for p in params]
+    if has_modes(net):
+        state = tuple(s.copy() for s in state)
+        make_step(net, copies, config, state, np.random.default_rng(0))(x[:2], t[:2], config.lr)
+        net.loss(*copies, x[:2], t[:2], state=state)
+        net.forward(*copies, x[:2], state=state)
+        return time.perf_counter() - start
     make_step(net, copies, config)(x[:2], t[:2], config.lr)
     net.loss_and_grads(*copies, x[:2], t[:2])
     net.forward(*copies, x[:2])
@@ -279,10 +307,14 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     t_val = task.targets(y_val, dtype)
 
     params = init_params(net, rng, dtype)
+    modes = has_modes(net)
+    state = net.init_state(dtype) if modes else ()
+    # dropout masks from their own generator, seeded by --seed: shuffling is unchanged by them
+    mask_rng = np.random.default_rng((config.seed, 1))
     result = Result(net, params, task, scaling, n_train=len(x_train), n_val=len(x_val),
-                    n_test=len(dataset.x_test))
-    result.compile_seconds = _warm_up(net, params, x_train, t_train, config)
-    step = make_step(net, params, config)
+                    n_test=len(dataset.x_test), state=state)
+    result.compile_seconds = _warm_up(net, params, x_train, t_train, config, state)
+    step = make_step(net, params, config, state, mask_rng)
 
     n = len(x_train)
     n_batches = math.ceil(n / config.batch_size)
@@ -297,6 +329,8 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
         for b in range(n_batches):
             rows = shuffle[b * config.batch_size:(b + 1) * config.batch_size]
             xb, tb = x_train[rows], t_train[rows]
+            if modes and state and len(rows) < 2:
+                continue  # batch statistics need two rows: a last batch of one is skipped
             start = time.perf_counter()
             loss = step(xb, tb, lr)
             seconds += time.perf_counter() - start
@@ -308,8 +342,8 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
             if b % 10 == 9:
                 bar.set_postfix_str(f"loss {loss_sum / min(n, (b + 1) * config.batch_size):.4f}",
                                     refresh=False)
-        train_accuracy = accuracy(net, params, task, x_train, y_train)
-        val_loss, val_accuracy = evaluate(net, params, task, x_val, t_val, y_val)
+        train_accuracy = accuracy(net, params, task, x_train, y_train, state)
+        val_loss, val_accuracy = evaluate(net, params, task, x_val, t_val, y_val, state)
         if not all(np.isfinite(p).all() for p in params):
             bar.close()
             raise _diverged(epoch, lr, "the parameters", "inf or NaN")
@@ -327,7 +361,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     result.train_accuracy = result.history[-1].train_accuracy
     x_test = scaling.apply(dataset.x_test, dtype)
     result.test_loss, result.test_accuracy = evaluate(
-        net, params, task, x_test, task.targets(dataset.y_test, dtype), dataset.y_test)
+        net, params, task, x_test, task.targets(dataset.y_test, dtype), dataset.y_test, state)
     return result
 
 
@@ -340,6 +374,7 @@ class SavedModel:
     dtype: str
     params: dict[str, np.ndarray]
     scaling: Scaling
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # batch norm's running averages
 
 
 def check_output_path(path: str | Path, option: str) -> Path:
@@ -362,6 +397,10 @@ def save_model(path: str | Path, result: Result, dataset: Dataset, config: Confi
     (a full disk) leaves an existing weights file as it was."""
     path = check_output_path(path, "--save")
     arrays = {f"param_{name}": value for name, value in result.params_by_name().items()}
+    state_names = tuple(getattr(result.net, "STATE_NAMES", ()))
+    if state_names:  # only networks with running averages write these fields (older files lack them)
+        arrays |= {f"state_{name}": value for name, value in zip(state_names, result.state)}
+        arrays["state_names"] = np.array(state_names)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:  # a file handle keeps numpy from appending ".npz"
@@ -440,6 +479,12 @@ def load_model(path: str | Path) -> SavedModel:
                     raise SympropError(f"{path}: field param_names should be a list of names")
                 data.update({f"param_{name}": _read_member(archive, path, f"param_{name}")
                              for name in names})
+                state_names = (_read_member(archive, path, "state_names")
+                               if "state_names.npy" in archive.namelist() else np.array([], dtype=str))
+                if state_names.ndim != 1 or (state_names.size and state_names.dtype.kind != "U"):
+                    raise SympropError(f"{path}: field state_names should be a list of names")
+                data.update({f"state_{name}": _read_member(archive, path, f"state_{name}")
+                             for name in state_names})
         except SympropError:
             raise
         except Exception as exc:  # zipfile and numpy raise several types for a damaged file
@@ -460,8 +505,10 @@ def load_model(path: str | Path) -> SavedModel:
         raise SympropError(f"{path}: field scaling_scale should be {mean.shape[0]} nonzero numbers")
     params = {str(name): _field(path, data, f"param_{name}", "f", data[f"param_{name}"].ndim)
               for name in names}
+    state = {str(name): _field(path, data, f"state_{name}", "f", 1) for name in state_names}
     return SavedModel(_field(path, data, "spec", "U"), _field(path, data, "dataset", "U"),
-                      n_classes, dtype, params, Scaling(mean.astype(np.float64), scale.astype(np.float64)))
+                      n_classes, dtype, params, Scaling(mean.astype(np.float64), scale.astype(np.float64)),
+                      state)
 
 
 def model_params(net, model: SavedModel, where: str) -> list[np.ndarray]:
@@ -479,6 +526,21 @@ def model_params(net, model: SavedModel, where: str) -> list[np.ndarray]:
     return params
 
 
-def predict(net, params, task: Task, scaling: Scaling, x_raw: np.ndarray, dtype) -> np.ndarray:
-    """Class labels for unscaled features."""
-    return task.classes(net.forward(*params, scaling.apply(x_raw, dtype)))
+def model_state(net, model: SavedModel, where: str) -> tuple:
+    """The saved running averages in the net's order (inference mode of batch norm), checked."""
+    names = tuple(getattr(net, "STATE_NAMES", ()))
+    if tuple(model.state) != names:
+        raise SympropError(f"{where}: saved running averages {', '.join(model.state) or '(none)'} do not "
+                           f"match the net's {', '.join(names) or '(none)'}")
+    state = []
+    for name, shape in zip(names, getattr(net, "STATE_SHAPES", ())):
+        value = model.state[name]
+        if value.shape != tuple(shape):
+            raise SympropError(f"{where}: {name} has shape {value.shape}, the net needs {tuple(shape)}")
+        state.append(np.array(value, dtype=DTYPES[model.dtype]))
+    return tuple(state)
+
+
+def predict(net, params, task: Task, scaling: Scaling, x_raw: np.ndarray, dtype, state=()) -> np.ndarray:
+    """Class labels for unscaled features (inference mode)."""
+    return task.classes(scores(net, params, scaling.apply(x_raw, dtype), state))

@@ -5,7 +5,7 @@ import numpy as np
 
 from symprop.symbolic.errors import SympropError
 from symprop.training.datasets import NAMES, load_dataset
-from symprop.training.train import DTYPES, Task, load_model, load_net, model_params, predict
+from symprop.training.train import DTYPES, Task, load_model, load_net, model_params, model_state, predict
 
 
 def add_arguments(parser):
@@ -20,6 +20,7 @@ def run(args) -> int:
     model = load_model(args.weights)
     net = load_net(model.spec)
     params = model_params(net, model, args.weights)
+    state = model_state(net, model, args.weights)
     dataset = load_dataset(args.data or model.dataset, args.data_dir)
     if dataset.n_classes != model.n_classes:
         raise SympropError(f"{args.weights}: the model predicts {model.n_classes} classes, data set "
@@ -33,6 +34,6 @@ def run(args) -> int:
     print(f"data:  {dataset.description}")
     for part, x, y in (("train (incl. validation rows)", dataset.x_train, dataset.y_train),
                        ("test", dataset.x_test, dataset.y_test)):
-        correct = predict(net, params, task, model.scaling, x, dtype) == y
+        correct = predict(net, params, task, model.scaling, x, dtype, state) == y
         print(f"{part} accuracy {np.mean(correct):.4f}  ({int(correct.sum())}/{len(y)})")
     return 0
