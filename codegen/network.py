@@ -354,6 +354,9 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     forward_lines, forward_helpers = backend.print(net.forward)
     loss_lines, loss_helpers = backend.print(net.loss + net.penalty)
     backward_lines, backward_helpers = backend.print(net.backward + net.penalty_backward)
+    # parameters an initialiser starts at one (a normalisation's scale g); only where there are any
+    scale_line = (f"\nSCALE_PARAMS = {tuple(net.scales)!r}  # parameters that start at one (a normalisation's scale)"
+                  if net.scales else "")
     predict = (_predict_text(params, forward_buffers, inference_lines, state, scores)
                + _inference_loss_text(params, buffers, inference_lines, loss_lines, state)) if net.has_modes else ""
     api = (_modes_api_text(net, params, grads) if net.has_modes
@@ -370,7 +373,7 @@ OUTPUT_SIZE = {net.widths[-1]}
 LOSS = {graph.loss.name!r}
 # True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
 # unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
-SCALAR_STEP = {scalar is not None}
+SCALAR_STEP = {scalar is not None}{scale_line}
 
 
 @jit
@@ -486,7 +489,7 @@ def _modes_api_text(net, params, grads) -> str:
     return MODES_API_TEXT.format(
         params=params, grads=grads, state_names=tuple(n for n, _ in net.state), state_shapes=state_shapes,
         mask_names=tuple(n for n, *_ in net.masks), mask_widths=mask_widths, rates=rates,
-        scales=tuple(net.scales), initial_state=tuple(0.0 if n.startswith("running_mean") else 1.0
+        initial_state=tuple(0.0 if n.startswith("running_mean") else 1.0
                                                       for n, _ in net.state))
 
 
@@ -706,7 +709,6 @@ INITIAL_STATE = {initial_state!r}  # running means start at 0, running variances
 MASK_NAMES = {mask_names!r}  # one dropout mask per dropout layer: 0 (dropped) or 1 (kept)
 MASK_WIDTHS = {mask_widths!r}
 DROP_RATES = {rates!r}
-SCALE_PARAMS = {scales!r}  # parameters that start at one (a normalisation's scale g)
 
 
 def init_state(dtype=np.float64):

@@ -312,3 +312,14 @@ def test_batchnorm_dropout_net_trains_evaluates_in_inference_mode_and_saves_its_
     after = predict(net, model_params(net, model, str(path)), result.task, model.scaling, data.x_test,
                     np.float64, model_state(net, model, str(path)))
     np.testing.assert_array_equal(after, inference)
+
+
+def test_normalisation_scales_start_at_one_in_every_network(rng):
+    """Also without batch norm or dropout (a layer-norm net has no running averages): a scale
+    started at zero would leave the layer's output constant and, after relu, no gradient."""
+    from symprop.training.train import init_params
+    net = load_net("affine(4,3) layernorm relu affine(3,2) mse")
+    params = dict(zip(net.PARAM_NAMES, init_params(net, rng, np.float32)))
+    assert net.SCALE_PARAMS == ("gamma2",)
+    np.testing.assert_array_equal(params["gamma2"], np.ones(3, np.float32))
+    np.testing.assert_array_equal(params["beta2"], np.zeros(3, np.float32))

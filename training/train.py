@@ -41,6 +41,8 @@ def load_net(spec: str):
 
 
 # ------------------------------------------------------------------------- labels <-> targets
+CLASS_LOSSES = ("softmax-cross-entropy", "log-softmax-nll", "multiclass-hinge")  # one-hot targets, argmax
+REGRESSION_LOSSES = ("squared-error", "mse", "huber")  # one-hot targets, or one 0/1 column
 class Task:
     """How class labels become the targets a net's loss wants, and its scores become labels.
 
@@ -63,16 +65,15 @@ class Task:
             if not self.single_output:
                 raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy with "
                                    f"{net.OUTPUT_SIZE} outputs; it needs 1 output (the logit)")
-        if self.loss in ("softmax-cross-entropy", "squared-error", "mse"):
+        if self.loss in CLASS_LOSSES + REGRESSION_LOSSES:
             fits = net.OUTPUT_SIZE == n_classes or (
-                self.single_output and n_classes == 2 and self.loss != "softmax-cross-entropy")
+                self.single_output and n_classes == 2 and self.loss in REGRESSION_LOSSES)
             if not fits:
                 raise SympropError(f"net {net.SPEC!r} has {net.OUTPUT_SIZE} outputs but data set "
                                    f"{dataset_name} has {n_classes} classes")
         elif self.loss != "binary-cross-entropy":
             raise SympropError(f"net {net.SPEC!r} ends in {self.loss!r}; training on class labels "
-                               "needs softmax-cross-entropy, binary-cross-entropy, squared-error "
-                               "or mse")
+                               f"needs {', '.join(CLASS_LOSSES + REGRESSION_LOSSES)} or binary-cross-entropy")
 
     def targets(self, labels: np.ndarray, dtype) -> np.ndarray:
         if self.single_output:
