@@ -269,7 +269,7 @@ class _NetworkPrinter:
         eps, *momentum = use.op.settings(use.args)
         source, width, k = self.values[-1], self.width, use.position
         taken = {name for name, _ in self.params}
-        g, b = (fresh_name(f"{p}{k}", taken) for p in ("gamma", "beta"))  # never an affine's W1, b1
+        g, b = (fresh_name(f"{p}{k}", taken) for p in ("scale", "shift"))  # never an affine's W1, b1 nor a hyper-parameter (beta2)
         self.params += [(g, (width,)), (b, (width,))]
         self.scales.append(g)
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {width})")
@@ -434,7 +434,8 @@ def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
 
 
 {_packed_step_text(net.params, scalar, state + masks)}
-{predict}{CHECKS_TEXT.format()}{api}''' + ("" if net.has_modes else optimizers_text(param_names, buffers, backend))
+{predict}{CHECKS_TEXT.format()}{api}''' + optimizers_text(
+        param_names, buffers, backend, (state + masks, masks, _after_update_text(after_lines)) if net.has_modes else None)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)

@@ -69,8 +69,11 @@ def _state_names(rule: UpdateRule, param_names) -> list[str]:
     return names + (["step_count"] if rule.counts_steps else [])
 
 
-def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: Backend) -> str:
-    """Everything a network module has for one rule (see the module docstring)."""
+def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: Backend, modes=None) -> str:
+    """Everything a network module has for one rule (see the module docstring). ``modes`` (a
+    network with batch norm or dropout): (its running averages and masks as kernel arguments,
+    the masks alone, the lines that update the running averages after the step)."""
+    extras, masks, after = modes or ("", "", "")
     name = rule.name
     params = ", ".join(param_names)
     state = _state_names(rule, param_names)
@@ -99,19 +102,19 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: B
     return _update_function(rule, backend) + f'''
 
 @jit
-def train_step_{name}_into({params}, {state_args}X, T, {hyper}, {buffers}):
+def train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers}):
     """One {name} step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into({params}, X, T, {buffers})
+    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
     real = X.dtype.type
 {count}{calls}
-    return loss
+{after}    return loss
 
 
 @jit
-def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}):
+def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}{extras}):
     {buffers}, = make_workspace(X)
-    return train_step_{name}_into({params}, {state_args}X, T, {hyper}, {buffers})
+    return train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers})
 
 
 STATE_NAMES_{name.upper()} = {tuple(state)!r}
@@ -124,15 +127,20 @@ def init_state_{name}({params}):
     return ({"".join(z + ", " for z in zeros)})
 
 
-def train_step_{name}({params}, state, X, T, {defaults}):
+def train_step_{name}({params}, state, X, T, {defaults}{", running=None, masks=None" if modes else ""}):
     """One step of {rule.torch} in place (parameters and state, from init_state_{name});
-    returns the loss before it."""
+    returns the loss before it.{_MODES_DOC if modes else ""}"""
     _check("train_step_{name}", ({params},), X, T)
     _updated_in_place("train_step_{name}", ({params},), X, T)
     state = _check_state("train_step_{name}", state, STATE_NAMES_{name.upper()}, ({params},), X, T)
     hyper = ({checks},)
-    return train_step_{name}_kernel({params}, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+    return train_step_{name}_kernel({params}, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper{
+        ', *_extras("train_step_' + name + '", X, running, masks, True)' if modes else ""})
 '''
+
+
+_MODES_DOC = """ Training mode: running holds the running averages of batch norm
+    (from init_state(), updated in place), masks one 0/1 mask per dropout layer (make_masks)."""
 
 
 SHARED_TEXT = '''
@@ -181,11 +189,11 @@ def _check_state(function, state, names, params, X, T):
 '''
 
 
-def optimizers_text(param_names: list[str], buffers: str, backend: Backend) -> str:
+def optimizers_text(param_names: list[str], buffers: str, backend: Backend, modes=None) -> str:
     """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS."""
     table = "\n".join(
         f"    {rule.name!r}: (init_state_{rule.name}, train_step_{rule.name}, "
         f"{ {h.name: h.default for h in rule.hyper}!r}),"
         for rule in RULES.values())
-    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, backend) for rule in RULES.values())
+    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, backend, modes) for rule in RULES.values())
             + f"\n\n# name -> (init_state, train_step, hyper-parameter defaults)\nOPTIMIZERS = {{\n{table}\n}}\n")

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber
-# Input hash: f7c89a1023737c9b (generator sources and sympy 1.14.0)
+# Input hash: ea416f69e0973145 (generator sources and sympy 1.14.0)
 # Body hash: d442cd5f5f7591fd
 
 import hashlib

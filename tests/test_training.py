@@ -294,7 +294,7 @@ def test_batchnorm_dropout_net_trains_evaluates_in_inference_mode_and_saves_its_
     assert losses[-1] < losses[0] and result.test_accuracy > 0.8
     mean, var = result.state
     assert np.abs(mean).max() > 0.01 and np.abs(var - 1).max() > 0.01  # moved from torch's start
-    gamma = result.params_by_name()["gamma2"]
+    gamma = result.params_by_name()["scale2"]
     assert not np.array_equal(gamma, np.ones(16)) and np.abs(gamma - 1).max() < 0.5  # started at one
     x_test = result.scaling.apply(data.x_test, np.float64)
     inference = result.task.classes(net.forward(*result.params, x_test, state=result.state))
@@ -320,6 +320,6 @@ def test_normalisation_scales_start_at_one_in_every_network(rng):
     from symprop.training.train import init_params
     net = load_net("affine(4,3) layernorm relu affine(3,2) mse")
     params = dict(zip(net.PARAM_NAMES, init_params(net, rng, np.float32)))
-    assert net.SCALE_PARAMS == ("gamma2",)
-    np.testing.assert_array_equal(params["gamma2"], np.ones(3, np.float32))
-    np.testing.assert_array_equal(params["beta2"], np.zeros(3, np.float32))
+    assert net.SCALE_PARAMS == ("scale2",)
+    np.testing.assert_array_equal(params["scale2"], np.ones(3, np.float32))
+    np.testing.assert_array_equal(params["shift2"], np.zeros(3, np.float32))

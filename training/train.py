@@ -244,16 +244,17 @@ def make_step(net, params, config: Config, state=(), mask_rng=None) -> Callable:
     SGD, else the optimiser's fused train_step with its state, allocated here once. A network
     with batch norm or dropout (has_modes) also gets its running averages (state, updated in
     place) and a fresh dropout mask per batch from mask_rng."""
-    if has_modes(net):
-        if not config.plain_sgd:
-            raise SympropError(f"--optimizer {config.optimizer} (and --weight-decay) are not yet available for "
-                               f"networks with batchnorm or dropout ({net.SPEC!r}); they train with plain SGD")
-        return lambda x, t, lr: net.sgd_step(*params, x, t, lr, state=state,
-                                             masks=net.make_masks(len(x), mask_rng, x.dtype))
+    modes = has_modes(net)
     if config.plain_sgd:
+        if modes:
+            return lambda x, t, lr: net.sgd_step(*params, x, t, lr, state=state,
+                                                 masks=net.make_masks(len(x), mask_rng, x.dtype))
         return lambda x, t, lr: net.sgd_step(*params, x, t, lr)
     init, train_step, _ = net.OPTIMIZERS[config.optimizer]
     optimiser_state, hyper = init(*params), config.checked_hyper()
+    if modes:
+        return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper, running=state,
+                                           masks=net.make_masks(len(x), mask_rng, x.dtype))
     return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper)
 
 
