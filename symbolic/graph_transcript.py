@@ -88,6 +88,9 @@ class _AffineSteps(_Steps):
     """Y = X W + b: each element of the derived matrix rules, with concrete sizes."""
 
     def name(self, plan, node, layer):
+        if len(node.args) > 2:
+            raise SympropError(f"{node.where}: the graph transcript does not write out an L2 penalty (l2=) yet; "
+                               "remove it to see the layer's numbers")
         plan.affine_count += 1
         k = plan.affine_count
         layer.out = f"z{k}"

@@ -218,3 +218,13 @@ def test_bad_values_file_gives_one_line_naming_file_and_field(tmp_path, text, me
 def test_net_and_values_go_together():
     result = run_cli("example", "show", "--net", SPEC)
     assert result.returncode == 2 and "go together" in result.stderr
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("affine(2,2) batchnorm mse", "does not support BatchNorm ops yet"),
+    ("affine(2,2,l2=0.1) mse", r"does not write out an L2 penalty \(l2=\) yet"),
+])
+def test_normalisation_and_penalty_are_refused_clearly(spec, message):
+    values = {"X": [[1, 2], [3, 4]], "T": [[0, 1], [1, 0]], "W1": [[1, 0], [0, 1]], "b1": [0, 0]}
+    with pytest.raises(SympropError, match=message):
+        graph_transcript(parse_net(spec), values)
