@@ -12,11 +12,12 @@ from .errors import SympropError
 from .ops.affine import Affine
 from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Label, Op, Step,
                        _apply_kink_convention, partial, real)
+from .ops.conv import Conv2d, Flatten, Pool
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss
 from .ops.softmax import Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "Derivation", "Elementwise", "ElementwiseLoss", "I", "J", "K", "Label",
+__all__ = ["Affine", "Conv2d", "Derivation", "Flatten", "Pool", "Elementwise", "ElementwiseLoss", "I", "J", "K", "Label",
            "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS", "REGISTRY",
            "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
@@ -76,6 +77,13 @@ REGISTRY = Registry([
     ElementwiseLoss("binary-cross-entropy", "-t*log(sigmoid(z)) - (1 - t)*log(1 - sigmoid(z))",
                     "sigmoid then binary cross-entropy, mean over the batch (takes logits z)",
                     reduction="batch-mean", prediction="z", applies="sigmoid"),
+    Conv2d("conv2d", "2-D convolution (cross-correlation) over NCHW images: conv2d(in, out, k[, stride[, pad]]), "
+           "zero padding, one bias per output channel"),
+    Pool("maxpool", "max over k x k windows of each channel: maxpool(k[, stride]), stride k by default",
+         mode="max"),
+    Pool("avgpool", "mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default",
+         mode="avg"),
+    Flatten("flatten", "images (C, H, W) read as C*H*W features, in NCHW order"),
 ])
 
 
