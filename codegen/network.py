@@ -256,7 +256,7 @@ class _NetworkPrinter:
         size, stride = use.op.geometry(use.args)
         out_shape = use.op.output_width(use.args, (C, H, W))
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"s{self.affine_count}", self.values), f"(N, {features(out_shape)})")
+        out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), f"(N, {features(out_shape)})")
         geometry = (str(C), str(H), str(W), str(size), str(stride))
         mode = use.op.mode
         what = "max" if mode == "max" else "mean"
