@@ -263,12 +263,13 @@ class _NetworkPrinter:
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                          Call(f"_{mode}pool_forward", (source, *geometry, out),
                               f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
-        dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
-        reads = (f"d{out}", source) if mode == "max" else (f"d{out}",)
-        rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
-                else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
-        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
-                               Call(f"_{mode}pool_backward", (*reads, *geometry, dsource), f"dL/d{source}: {rule}")])
+        if source != "X":  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
+            reads = (f"d{out}", source) if mode == "max" else (f"d{out}",)
+            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
+                    else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
+                                   Call(f"_{mode}pool_backward", (*reads, *geometry, dsource), f"dL/d{source}: {rule}")])
         self.values.append(out)
         self.widths.append(features(out_shape))
 
