@@ -207,3 +207,30 @@ def test_image_size_is_inferred_or_given():
 def test_bad_image_specs_are_one_clear_line(spec, message):
     with pytest.raises(SympropError, match=message):
         parse_net(spec)
+
+
+# ---- the hand-sized transcript ----------------------------------------------------------
+
+def test_conv_maxpool_transcript_equals_the_kernels_and_routes_ties_to_the_first_maximum():
+    from symprop.symbolic.examples import CONV_SPEC, CONV_VALUES, EXAMPLES
+
+    t = EXAMPLES["conv-maxpool"].build()
+    net = load_network(CONV_SPEC)
+    X = np.array(CONV_VALUES["X"], float).reshape(1, -1)
+    W, b, T = (np.array(CONV_VALUES[k], float) for k in ("W1", "b1", "T"))
+    loss, dW, db = net.loss_and_grads(W, b, X, T)
+    assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
+    for index in np.ndindex(dW.shape):
+        assert float(t.value(f"dL/dW1[{','.join(map(str, index))}]")) == pytest.approx(dW[index], rel=1e-12)
+    assert float(t.value("dL/db1[0]")) == pytest.approx(db[0], rel=1e-12)
+    # the top-left window holds 2, 5, 5, -1: its gradient goes to z1[0,0,0,1], the first 5
+    assert t.value("z1[0,0,0,1]") == t.value("z1[0,0,1,0]") == t.value("pool1[0,0,0,0]") == 5
+    assert t.value("dpool1[0,0,0,0]/dz1[0,0,0,1]") == 1 and t.value("dpool1[0,0,0,0]/dz1[0,0,1,0]") == 0
+
+
+def test_check_takes_claims_on_image_elements(capsys):
+    from symprop.cli import main
+
+    assert main(["check", "conv-maxpool", "dL/dW1[0,0,1,0]=32", "pool1[0,0,0,1]=6", "W1_new[0,0,0,0]=-1.3"]) == 0
+    assert main(["check", "conv-maxpool", "dL/dz1[0,0,1,0]=5"]) == 1  # 3: the tie sends pool1[0,0,0,0]'s 4 elsewhere
+    assert "WRONG" in capsys.readouterr().out

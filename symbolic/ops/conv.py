@@ -213,7 +213,7 @@ class Pool(ImageOp):
             steps.append(Step("inside each window A = 1/k^2", label, share,
                               "summed over the (i, j) whose window contains (u, v): 0 <= u - s*i, v - s*j < k"))
         return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, {"dX": dX},
-                          ("X", "Y") if self.mode == "max" else (), steps, conventions, [], {"dX": dX})
+                          ("X",) if self.mode == "max" else (), steps, conventions, [], {"dX": dX})
 
 
 def first_max_rule(xs, r):
