@@ -3,7 +3,9 @@
 Times, in one run, the forward and the backward (dW, db and dX) of one conv2d layer both ways
 at the issue's sizes (batch 100, 1 -> 30 channels, 5x5 kernel, 28x28 images) and at a layer
 with more input channels (30 -> 16, 3x3, 12x12), float32, BLAS limited to one thread. Both
-lowerings are checked to agree before anything is timed. Prints the same-run ratios.
+lowerings are checked to agree before anything is timed. Prints the same-run ratios. Where
+torch is installed, also the whole training step of the issue's network (sgd_step) against
+torch nn + optim.SGD at batch 100, float32, one thread (JAX is not compared here).
 
     .venv/bin/python -m benchmarks.conv_lowering [--repeats 20]
 """
@@ -115,6 +117,41 @@ def measure(shape, repeats):
     }
 
 
+NETWORK = "conv2d(1,30,5) relu maxpool(2) flatten affine(4320,100) relu affine(100,10) softmax-cross-entropy"
+
+
+def versus_torch(repeats):
+    """(symprop sgd_step, torch nn + optim step) in ms for NETWORK at batch 100, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from symprop.codegen.network import load_network
+
+    torch.set_num_threads(1)
+    net = load_network(NETWORK)
+    rng = np.random.default_rng(0)
+    params = [(rng.normal(size=shape) * 0.05).astype(np.float32) for shape in net.PARAM_SHAPES]
+    X = rng.random((100, 784), dtype=np.float32)
+    T = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 100)]
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 30, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Flatten(), torch.nn.Linear(4320, 100), torch.nn.ReLU(),
+                                torch.nn.Linear(100, 10))
+    optimiser, loss = torch.optim.SGD(model.parameters(), lr=0.01), torch.nn.CrossEntropyLoss()
+    images, labels = torch.tensor(X.reshape(100, 1, 28, 28)), torch.tensor(T.argmax(axis=1))
+
+    def torch_step():
+        optimiser.zero_grad()
+        loss(model(images), labels).backward()
+        optimiser.step()
+
+    def ours():
+        net.sgd_step(*params, X, T, 0.01)
+
+    ours(), torch_step()
+    return best_of(ours, repeats), best_of(torch_step, repeats)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
@@ -124,6 +161,13 @@ def main(argv=None):
         for part, (im2col, loops) in measure(shape, args.repeats).items():
             print(f"  {name:32s} {part:8s}  im2col+BLAS {im2col:8.2f}   direct loops {loops:8.2f}   "
                   f"ratio {loops / im2col:5.2f}")
+    steps = versus_torch(args.repeats)
+    if steps is None:
+        print("torch not installed: no comparison of the whole training step")
+    else:
+        ours, theirs = steps
+        print(f"training step of {NETWORK!r}, batch 100, float32, 1 thread (ms):")
+        print(f"  symprop sgd_step {ours:8.2f}   torch nn + optim {theirs:8.2f}   ratio torch/symprop {theirs / ours:5.2f}")
 
 
 if __name__ == "__main__":
