@@ -9,6 +9,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import fresh_name  # noqa: F401 (value names are the graph model's)
 
 from .files import JIT_FLAGS
+from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
 from .printer import HELPER_NEEDS, HELPERS
 
 PRELUDE = f'''
@@ -248,14 +249,14 @@ def _add_bias(y, b):
 ''',
 }
 
-ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS}
+ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS, **IMAGE_HELPERS}
 
 
 def helper_source(names) -> str:
     """The helper functions a module uses, in a fixed order."""
     names = set(names)
     for name in list(names):
-        names |= HELPER_NEEDS.get(name, set())
+        names |= HELPER_NEEDS.get(name, set()) | IMAGE_HELPER_NEEDS.get(name, set())
     return "".join("\n" + ALL_HELPERS[name] for name in sorted(names))
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Derivation, Dropout, Elementwise,
-                                     ElementwiseLoss, MulticlassHinge, Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
+                                     ElementwiseLoss, Flatten, MulticlassHinge, Pool, Softmax, SoftmaxCrossEntropy)
 
 from .backend import NUMBA
 from .common import indent, lowering
@@ -561,6 +561,142 @@ def {base}_backward(dy, m, p=0.5):
     {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
     return dx
 ''', used | bused)
+_IMAGE_CHECK = '''
+def _images(function, X, ndim=4):
+    if X.ndim != ndim or X.shape[0] == 0:
+        raise ValueError(f"{function}: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    return X
+
+
+def _window(function, X, k, stride):
+    k = int(k)
+    stride = k if stride is None else int(stride)
+    if k < 1 or stride < 1 or k > min(X.shape[2:]):
+        raise ValueError(f"{function}: a {k}x{k} window with stride {stride} does not fit images {X.shape[2:]}")
+    return k, stride
+'''
+
+
+def _conv2d(layer, d: Derivation, module: ModuleText):
+    """conv2d on 4-D NCHW arrays: the network's im2col helpers on (N, C*H*W) views."""
+    base = python_name(layer.name)
+    module.add(_IMAGE_CHECK)
+    module.add(f'''
+@jit
+def {base}_forward_kernel(X, Wt, b, C, H, W, stride, pad, cols, Y):
+    _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y)
+
+
+def {base}_forward(X, W, b, stride=1, pad=0):
+    """Y[n,o,i,j] = b[o] + sum_c,p,q W[o,c,p,q] Xp[n,c,s*i+p,s*j+q] (Xp: X zero-padded by pad);
+    X is (N, C, H, W), W is (O, C, k, k), b is (O,); returns Y as (N, O, Ho, Wo)."""
+    X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
+    N, C, H, Wd = _images("{base}_forward", X).shape
+    if W.ndim != 4 or W.shape[1] != C or W.shape[2] != W.shape[3] or W.shape[2] > min(H, Wd) + 2 * pad:
+        raise ValueError(f"{base}_forward: W {{W.shape}} is not (O, {{C}}, k, k) with k fitting {{X.shape[2:]}}")
+    _shape("{base}_forward", "b", b, (W.shape[0],))
+    O, k = W.shape[0], W.shape[2]
+    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    Y = np.empty((N, O, Ho, Wo), X.dtype)
+    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
+    {base}_forward_kernel(X.reshape(N, -1), W, b, C, H, Wd, stride, pad, cols, Y.reshape(N, -1))
+    return Y
+
+
+@jit
+def {base}_backward_kernel(dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db):
+    _im2col(X, C, H, W, Wt.shape[2], stride, pad, cols)
+    _conv2d_param_grads(dY, cols, dW, db, product)
+    _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX)
+
+
+def {base}_backward(dY, X, W, stride=1, pad=0):
+    """(dX, dW, db): dXp[a,e,u,v] = {sp.sstr(d.backward["dX"])} (a full convolution with the flipped
+    kernel), dW[a,e,u,v] = {sp.sstr(d.backward["dW"])}, db[a] = {sp.sstr(d.backward["db"])}."""
+    dY, X, W = _arrays("{base}_backward", dY=dY, X=X, W=W)
+    N, C, H, Wd = _images("{base}_backward", X).shape
+    O, k = W.shape[0], W.shape[2]
+    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    _shape("{base}_backward", "dY", dY, (N, O, Ho, Wo))
+    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
+    dcols = np.empty((C * k * k, Ho * Wo), X.dtype)
+    product = np.empty((O, C * k * k), X.dtype)
+    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty(O, X.dtype)
+    {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
+                           dX.reshape(N, -1), dW, db)
+    return dX, dW, db
+''', {"_conv2d_forward", "_im2col", "_conv2d_param_grads", "_conv2d_input_grad"})
+
+
+def _pool(layer, d: Derivation, module: ModuleText):
+    base, mode = python_name(layer.name), layer.mode
+    reads = "dY, X" if mode == "max" else "dY"
+    module.add(_IMAGE_CHECK)
+    module.add(f'''
+@jit
+def {base}_forward_kernel(X, C, H, W, k, stride, Y):
+    _{mode}pool_forward(X, C, H, W, k, stride, Y)
+
+
+def {base}_forward(X, k, stride=None):
+    """{layer.summary}; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
+    X, = _arrays("{base}_forward", X=X)
+    N, C, H, W = _images("{base}_forward", X).shape
+    k, stride = _window("{base}_forward", X, k, stride)
+    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
+    {base}_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
+    return Y
+
+
+@jit
+def {base}_backward_kernel(dY, X, C, H, W, k, stride, dX):
+    _{mode}pool_backward({reads}, C, H, W, k, stride, dX)
+
+
+def {base}_backward(dY, X, k, stride=None):
+    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}{" (S: 1 at the window's first maximum in row-major order)" if mode == "max" else ""}."""
+    dY, X = _arrays("{base}_backward", dY=dY, X=X)
+    N, C, H, W = _images("{base}_backward", X).shape
+    k, stride = _window("{base}_backward", X, k, stride)
+    _shape("{base}_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
+    dX = np.empty_like(X)
+    {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
+    return dX
+''', {f"_{mode}pool_forward", f"_{mode}pool_backward"})
+
+
+def _flatten(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    module.add(_IMAGE_CHECK)
+    module.add(f'''
+@jit
+def {base}_forward_kernel(X, Y):
+    Y[:] = X
+
+
+def {base}_forward(X):
+    """{layer.summary}: (N, C, H, W) -> a new (N, C*H*W) array."""
+    X, = _arrays("{base}_forward", X=X)
+    N = _images("{base}_forward", X).shape[0]
+    Y = np.empty((N, X.size // N), X.dtype)
+    {base}_forward_kernel(X.reshape(N, -1), Y)
+    return Y
+
+
+@jit
+def {base}_backward_kernel(dY, dX):
+    dX[:] = dY
+
+
+def {base}_backward(dY, X):
+    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}: dY read back in X's shape (a new array)."""
+    dY, X = _arrays("{base}_backward", dY=dY, X=X)
+    N = _images("{base}_backward", X).shape[0]
+    _shape("{base}_backward", "dY", dY, (N, X.size // N))
+    dX = np.empty_like(X)
+    {base}_backward_kernel(dY, dX.reshape(N, -1))
+    return dX
+''')
 
 
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
@@ -573,6 +709,9 @@ EMITTERS = {
     BatchNorm: _normalisation,
     Dropout: _dropout,
     MulticlassHinge: _hinge,
+    Conv2d: _conv2d,
+    Pool: _pool,
+    Flatten: _flatten,
 }
 
 
@@ -581,5 +720,6 @@ def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]
     module = ModuleText()
     for name, layer in registry.items():
         lowering(EMITTERS, layer, f"layer {name!r}")(layer, registry.derive(name), module)
-    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(module.functions)
+    functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once
+    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
     return body, list(registry)

@@ -28,10 +28,11 @@ from pathlib import Path
 import sympy as sp
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graph import parse_net
+from symprop.symbolic.graph import features, parse_net
+from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
+                                     Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax,
+                                     SoftmaxCrossEntropy)
 from symprop.symbolic.ops.affine import l2_penalty_derivation
-from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss,
-                                     LayerNorm, MulticlassHinge, PerFeature, Softmax, SoftmaxCrossEntropy)
 
 from . import files
 from .backend import NUMBA, Backend
@@ -68,11 +69,14 @@ class _NetworkPrinter:
     training step writes into memory allocated once, never inside the loop.
     """
 
-    def __init__(self, uses):
+    def __init__(self, uses, shapes=None):
         self.params: list[tuple[str, tuple]] = []
         self.buffers: list[tuple[str, str]] = []  # (name, shape expression in N)
         self.values = ["X"]  # forward values, in order
-        self.widths: list[int] = []
+        self.scratch: list[str] = []  # buffers forward_kernel needs besides the values (im2col columns, xhat ...)
+        # the shape entering each node (graph.shapes); images flow as (N, C*H*W) arrays, NCHW order
+        self.shapes = shapes
+        self.widths: list[int] = [features(shapes[0])] if shapes and shapes[0] is not None else []
         self.forward: list = []
         self.backward: list = []
         self.loss: list = []
@@ -83,7 +87,6 @@ class _NetworkPrinter:
         self.state: list[tuple[str, tuple]] = []
         self.masks: list[tuple[str, int, float]] = []  # (name, width, drop probability)
         self.scales: list[str] = []  # parameters that start at one (a normalisation's g)
-        self.scratch: set[str] = set()
         self.inference: list = []
         self.after_update: list = []
         self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
@@ -119,7 +122,7 @@ class _NetworkPrinter:
         self.affine_count += 1
         k = self.affine_count
         inputs, outputs = use.args[:2]
-        if k == 1:
+        if not self.widths:
             self.widths = [inputs]
         W, b, shared = f"W{k}", f"b{k}", use.op.shared_bias
         self.params += [(W, (inputs, outputs)), (b, (1,) if shared else (outputs,))]
@@ -276,7 +279,7 @@ class _NetworkPrinter:
         xhat = self.buffer(f"xhat{k}", f"(N, {width})")
         stat_shape = f"({width},)" if batch else "(N,)"  # per feature (batch norm) or per row
         s, mean, var = (self.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
-        self.scratch |= {xhat, s, mean, var}
+        self.scratch += [xhat, s, mean, var]
         arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
         head = f"layer {use.position}: {use.text}"
         self.forward += [Comment(f"{head} (mean and biased variance over "
@@ -323,18 +326,78 @@ class _NetworkPrinter:
             Assignments(((f"{dsource}[n, j]", rule),), {**names, "dy": f"d{out}[n, j]"},
                         {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
         self.values.append(out)
+    def _conv2d(self, use):
+        """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
+        measured it against direct loops); the rules are conv2d's derived index forms."""
+        self.affine_count += 1
+        k = self.affine_count
+        C, H, W = self.shapes[use.position - 1]
+        cin, cout, size, stride, pad = use.op.geometry(use.args)
+        out_shape = use.op.output_width(use.args, (C, H, W))
+        pixels = out_shape[1] * out_shape[2]
+        Wt, b = f"W{k}", f"b{k}"
+        self.params += [(Wt, (cout, cin, size, size)), (b, (cout,))]
+        source = self.values[-1]
+        out = self.buffer(f"z{k}", f"(N, {features(out_shape)})")
+        cols = self.buffer(f"cols{k}", f"(N, {cin * size * size}, {pixels})")
+        self.scratch.append(cols)
+        geometry = (str(C), str(H), str(W), str(stride), str(pad))
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call("_conv2d_forward", (source, Wt, b, *geometry, cols, out),
+                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]")]
+        dW, db = self.buffer(f"d{Wt}", f"{(cout, cin, size, size)}"), self.buffer(f"d{b}", f"({cout},)")
+        product = self.buffer(f"d{Wt}_n", f"({cout}, {cin * size * size})")
+        backward = [Comment(f"layer {use.position}: {use.text}"),
+                    Call("_conv2d_param_grads", (f"d{out}", cols, dW, db, product),
+                         f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
+                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]")]
+        if source != "X":  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
+            dcols = self.buffer(f"dcols{k}", f"({cin * size * size}, {pixels})")
+            backward.append(Call("_conv2d_input_grad", (f"d{out}", Wt, *geometry, dcols, dsource),
+                                 f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
+                                 "(full convolution with the flipped kernel)"))
+        self.prepend_backward(backward)
+        self.values.append(out)
+        self.widths.append(features(out_shape))
+
+    def _pool(self, use):
+        C, H, W = self.shapes[use.position - 1]
+        size, stride = use.op.geometry(use.args)
+        out_shape = use.op.output_width(use.args, (C, H, W))
+        source = self.values[-1]
+        out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), f"(N, {features(out_shape)})")
+        geometry = (str(C), str(H), str(W), str(size), str(stride))
+        mode = use.op.mode
+        what = "max" if mode == "max" else "mean"
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call(f"_{mode}pool_forward", (source, *geometry, out),
+                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
+        if source != "X":  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
+            reads = (f"d{out}", source) if mode == "max" else (f"d{out}",)
+            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
+                    else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
+                                   Call(f"_{mode}pool_backward", (*reads, *geometry, dsource), f"dL/d{source}: {rule}")])
+        self.values.append(out)
+        self.widths.append(features(out_shape))
+
+    def _flatten(self, use):
+        """Images already travel as (N, C*H*W) arrays in NCHW order: nothing to compute."""
+        self.forward.append(Comment(f"layer {use.position}: {use.text} ({self.values[-1]} read as features)"))
 
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
     LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
                  SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss,
                  BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout,
-                 MulticlassHinge: _hinge}
+                 MulticlassHinge: _hinge, Conv2d: _conv2d, Pool: _pool, Flatten: _flatten}
 
 
 def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:
     graph = parse_net(spec)
     uses, canonical = graph.nodes, graph.spec
-    net = _NetworkPrinter(uses)
+    net = _NetworkPrinter(uses, graph.shapes)
     param_names = [p for p, _ in net.params]
     params = ", ".join(param_names)
     grads = ", ".join(f"d{p}" for p in param_names)
@@ -368,7 +431,7 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
 SPEC = {canonical!r}
 PARAM_NAMES = {tuple(param_names)!r}
 PARAM_SHAPES = {tuple(s for _, s in net.params)!r}
-INPUT_SIZE = {net.widths[0]}
+INPUT_SIZE = {net.widths[0]}{_image_line(graph)}
 OUTPUT_SIZE = {net.widths[-1]}
 LOSS = {graph.loss.name!r}
 # True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
@@ -547,6 +610,13 @@ def sgd_steps({params}, X, T, lr, steps):
     return sgd_steps_kernel({params}, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
                             _step_count("sgd_steps", steps))
 '''
+
+
+def _image_line(graph) -> str:
+    """INPUT_IMAGE for a network of images: X is (N, INPUT_SIZE), each row one image in NCHW order."""
+    if graph.image is None:
+        return ""
+    return f"\nINPUT_IMAGE = {graph.image!r}  # (C, H, W): each row of X is one image, NCHW order"
 
 
 def _packed_step_text(shaped_params, scalar, extras="") -> str:

@@ -1,9 +1,9 @@
 # Forward and backward kernels of every registered layer.
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
-# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber
-# Input hash: ea416f69e0973145 (generator sources and sympy 1.14.0)
-# Body hash: d442cd5f5f7591fd
+# Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
+# Input hash: 4c48231f8ee2ded1 (generator sources and sympy 1.14.0)
+# Body hash: 29982c7e1796ed5f
 
 import hashlib
 import itertools
@@ -199,6 +199,40 @@ def _add_bias(y, b):
 
 
 @jit
+def _avgpool_backward(dY, C, H, W, k, stride, dX):
+    """dX[n, c, u, v] = sum over the windows holding (u, v) of dY / k^2."""
+    Ho = (H - k) // stride + 1
+    Wo = (W - k) // stride + 1
+    share = dY.dtype.type(1.0 / (k * k))
+    dX[:] = 0
+    for n in range(dY.shape[0]):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    g = dY[n, (c * Ho + i) * Wo + j] * share
+                    for p in range(k):
+                        for q in range(k):
+                            dX[n, (c * H + stride * i + p) * W + stride * j + q] += g
+
+
+@jit
+def _avgpool_forward(X, C, H, W, k, stride, Y):
+    """Y[n, c, i, j] = the mean of the k x k window at (stride*i, stride*j)."""
+    Ho = (H - k) // stride + 1
+    Wo = (W - k) // stride + 1
+    share = X.dtype.type(1.0 / (k * k))
+    for n in range(X.shape[0]):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    total = X.dtype.type(0)
+                    for p in range(k):
+                        for q in range(k):
+                            total += X[n, (c * H + stride * i + p) * W + stride * j + q]
+                    Y[n, (c * Ho + i) * Wo + j] = total * share
+
+
+@jit
 def _column_sums(a, out=None):
     """1^T a: the sum over the batch (rows) of each column."""
     sums = np.empty(a.shape[1], a.dtype) if out is None else out
@@ -207,6 +241,64 @@ def _column_sums(a, out=None):
         for j in range(a.shape[1]):
             sums[j] += a[n, j]
     return sums
+
+
+@jit
+def _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y):
+    """Y[n, o, :] = W[o] . cols[n] + b[o]: im2col, then one BLAS product per example."""
+    O, k = Wt.shape[0], Wt.shape[2]
+    _im2col(X, C, H, W, k, stride, pad, cols)
+    Wm = Wt.reshape((O, C * k * k))
+    M = cols.shape[2]
+    for n in range(X.shape[0]):
+        out = Y[n].reshape((O, M))
+        np.dot(Wm, cols[n], out)
+        for o in range(O):
+            for m in range(M):
+                out[o, m] += b[o]
+
+
+@jit
+def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
+    """dX = col2im(W^T dY[n]): each column's gradient added back to the pixels it was copied
+    from; the padding's share is dropped. This is the full convolution with the flipped kernel."""
+    O, k = Wt.shape[0], Wt.shape[2]
+    Wm = Wt.reshape((O, C * k * k))
+    Ho = (H + 2 * pad - k) // stride + 1
+    Wo = (W + 2 * pad - k) // stride + 1
+    dX[:] = 0
+    for n in range(dY.shape[0]):
+        np.dot(Wm.T, dY[n].reshape((O, Ho * Wo)), dcols)
+        for c in range(C):
+            for p in range(k):
+                for q in range(k):
+                    row = (c * k + p) * k + q
+                    for i in range(Ho):
+                        h = stride * i + p - pad
+                        if 0 <= h < H:
+                            for j in range(Wo):
+                                w = stride * j + q - pad
+                                if 0 <= w < W:
+                                    dX[n, (c * H + h) * W + w] += dcols[row, i * Wo + j]
+
+
+@jit
+def _conv2d_param_grads(dY, cols, dW, db, product):
+    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o]."""
+    O = dW.shape[0]
+    M = cols.shape[2]
+    dWm = dW.reshape((O, cols.shape[1]))
+    dWm[:] = 0
+    db[:] = 0
+    for n in range(dY.shape[0]):
+        g = dY[n].reshape((O, M))
+        np.dot(g, cols[n].T, product)
+        dWm += product
+        for o in range(O):
+            total = db.dtype.type(0)
+            for m in range(M):
+                total += g[o, m]
+            db[o] += total
 
 
 def _exp(v):
@@ -277,6 +369,67 @@ def _exp32(v):
     scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
     e = p * scale_1 * scale_2
     return e if v == v else v
+
+
+@jit
+def _im2col(X, C, H, W, k, stride, pad, cols):
+    """cols[n, (c*k + p)*k + q, i*Wo + j] = Xp[n, c, stride*i + p, stride*j + q], with Xp the
+    image zero-padded by pad on each side (the conv2d rule's Xp, one column per output pixel)."""
+    Wo = (W + 2 * pad - k) // stride + 1
+    Ho = (H + 2 * pad - k) // stride + 1
+    for n in range(X.shape[0]):
+        for c in range(C):
+            for p in range(k):
+                for q in range(k):
+                    row = (c * k + p) * k + q
+                    for i in range(Ho):
+                        h = stride * i + p - pad
+                        for j in range(Wo):
+                            w = stride * j + q - pad
+                            if 0 <= h < H and 0 <= w < W:
+                                cols[n, row, i * Wo + j] = X[n, (c * H + h) * W + w]
+                            else:
+                                cols[n, row, i * Wo + j] = 0
+
+
+@jit
+def _maxpool_backward(dY, X, C, H, W, k, stride, dX):
+    """dX = dY routed to each window's first maximum in row-major order (strict > while
+    scanning: a later equal element does not take it), summed where windows overlap."""
+    Ho = (H - k) // stride + 1
+    Wo = (W - k) // stride + 1
+    dX[:] = 0
+    for n in range(X.shape[0]):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    where = (c * H + stride * i) * W + stride * j
+                    best = X[n, where]
+                    for p in range(k):
+                        for q in range(k):
+                            index = (c * H + stride * i + p) * W + stride * j + q
+                            if X[n, index] > best:
+                                best = X[n, index]
+                                where = index
+                    dX[n, where] += dY[n, (c * Ho + i) * Wo + j]
+
+
+@jit
+def _maxpool_forward(X, C, H, W, k, stride, Y):
+    """Y[n, c, i, j] = the largest X in the k x k window at (stride*i, stride*j)."""
+    Ho = (H - k) // stride + 1
+    Wo = (W - k) // stride + 1
+    for n in range(X.shape[0]):
+        for c in range(C):
+            for i in range(Ho):
+                for j in range(Wo):
+                    best = X[n, (c * H + stride * i) * W + stride * j]
+                    for p in range(k):
+                        for q in range(k):
+                            value = X[n, (c * H + stride * i + p) * W + stride * j + q]
+                            if value > best:
+                                best = value
+                    Y[n, (c * Ho + i) * Wo + j] = best
 
 
 @jit_inline
@@ -1296,3 +1449,153 @@ def huber_backward(y, t, dy=None):
     dy = _output("huber_backward", "dy", dy, y.shape, y.dtype)
     huber_backward_kernel(y, t, dy)
     return dy
+
+
+def _images(function, X, ndim=4):
+    if X.ndim != ndim or X.shape[0] == 0:
+        raise ValueError(f"{function}: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    return X
+
+
+def _window(function, X, k, stride):
+    k = int(k)
+    stride = k if stride is None else int(stride)
+    if k < 1 or stride < 1 or k > min(X.shape[2:]):
+        raise ValueError(f"{function}: a {k}x{k} window with stride {stride} does not fit images {X.shape[2:]}")
+    return k, stride
+
+
+@jit
+def conv2d_forward_kernel(X, Wt, b, C, H, W, stride, pad, cols, Y):
+    _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y)
+
+
+def conv2d_forward(X, W, b, stride=1, pad=0):
+    """Y[n,o,i,j] = b[o] + sum_c,p,q W[o,c,p,q] Xp[n,c,s*i+p,s*j+q] (Xp: X zero-padded by pad);
+    X is (N, C, H, W), W is (O, C, k, k), b is (O,); returns Y as (N, O, Ho, Wo)."""
+    X, W, b = _arrays("conv2d_forward", X=X, W=W, b=b)
+    N, C, H, Wd = _images("conv2d_forward", X).shape
+    if W.ndim != 4 or W.shape[1] != C or W.shape[2] != W.shape[3] or W.shape[2] > min(H, Wd) + 2 * pad:
+        raise ValueError(f"conv2d_forward: W {W.shape} is not (O, {C}, k, k) with k fitting {X.shape[2:]}")
+    _shape("conv2d_forward", "b", b, (W.shape[0],))
+    O, k = W.shape[0], W.shape[2]
+    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    Y = np.empty((N, O, Ho, Wo), X.dtype)
+    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
+    conv2d_forward_kernel(X.reshape(N, -1), W, b, C, H, Wd, stride, pad, cols, Y.reshape(N, -1))
+    return Y
+
+
+@jit
+def conv2d_backward_kernel(dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db):
+    _im2col(X, C, H, W, Wt.shape[2], stride, pad, cols)
+    _conv2d_param_grads(dY, cols, dW, db, product)
+    _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX)
+
+
+def conv2d_backward(dY, X, W, stride=1, pad=0):
+    """(dX, dW, db): dXp[a,e,u,v] = Sum(W[o, e, -i*s + u, -j*s + v]*dY[a, o, i, j], (o, 0, O - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)) (a full convolution with the flipped
+    kernel), dW[a,e,u,v] = Sum(Xp[n, e, i*s + u, j*s + v]*dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)), db[a] = Sum(dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1))."""
+    dY, X, W = _arrays("conv2d_backward", dY=dY, X=X, W=W)
+    N, C, H, Wd = _images("conv2d_backward", X).shape
+    O, k = W.shape[0], W.shape[2]
+    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    _shape("conv2d_backward", "dY", dY, (N, O, Ho, Wo))
+    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
+    dcols = np.empty((C * k * k, Ho * Wo), X.dtype)
+    product = np.empty((O, C * k * k), X.dtype)
+    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty(O, X.dtype)
+    conv2d_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
+                           dX.reshape(N, -1), dW, db)
+    return dX, dW, db
+
+
+@jit
+def maxpool_forward_kernel(X, C, H, W, k, stride, Y):
+    _maxpool_forward(X, C, H, W, k, stride, Y)
+
+
+def maxpool_forward(X, k, stride=None):
+    """max over k x k windows of each channel: maxpool(k[, stride]), stride k by default; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
+    X, = _arrays("maxpool_forward", X=X)
+    N, C, H, W = _images("maxpool_forward", X).shape
+    k, stride = _window("maxpool_forward", X, k, stride)
+    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
+    maxpool_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
+    return Y
+
+
+@jit
+def maxpool_backward_kernel(dY, X, C, H, W, k, stride, dX):
+    _maxpool_backward(dY, X, C, H, W, k, stride, dX)
+
+
+def maxpool_backward(dY, X, k, stride=None):
+    """dX[a,e,u,v] = Sum(S[a, e, i, j, -i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1)) (S: 1 at the window's first maximum in row-major order)."""
+    dY, X = _arrays("maxpool_backward", dY=dY, X=X)
+    N, C, H, W = _images("maxpool_backward", X).shape
+    k, stride = _window("maxpool_backward", X, k, stride)
+    _shape("maxpool_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
+    dX = np.empty_like(X)
+    maxpool_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
+    return dX
+
+
+@jit
+def avgpool_forward_kernel(X, C, H, W, k, stride, Y):
+    _avgpool_forward(X, C, H, W, k, stride, Y)
+
+
+def avgpool_forward(X, k, stride=None):
+    """mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
+    X, = _arrays("avgpool_forward", X=X)
+    N, C, H, W = _images("avgpool_forward", X).shape
+    k, stride = _window("avgpool_forward", X, k, stride)
+    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
+    avgpool_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
+    return Y
+
+
+@jit
+def avgpool_backward_kernel(dY, X, C, H, W, k, stride, dX):
+    _avgpool_backward(dY, C, H, W, k, stride, dX)
+
+
+def avgpool_backward(dY, X, k, stride=None):
+    """dX[a,e,u,v] = Sum(A[-i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1))."""
+    dY, X = _arrays("avgpool_backward", dY=dY, X=X)
+    N, C, H, W = _images("avgpool_backward", X).shape
+    k, stride = _window("avgpool_backward", X, k, stride)
+    _shape("avgpool_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
+    dX = np.empty_like(X)
+    avgpool_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
+    return dX
+
+
+@jit
+def flatten_forward_kernel(X, Y):
+    Y[:] = X
+
+
+def flatten_forward(X):
+    """images (C, H, W) read as C*H*W features, in NCHW order: (N, C, H, W) -> a new (N, C*H*W) array."""
+    X, = _arrays("flatten_forward", X=X)
+    N = _images("flatten_forward", X).shape[0]
+    Y = np.empty((N, X.size // N), X.dtype)
+    flatten_forward_kernel(X.reshape(N, -1), Y)
+    return Y
+
+
+@jit
+def flatten_backward_kernel(dY, dX):
+    dX[:] = dY
+
+
+def flatten_backward(dY, X):
+    """dX[a,e,u,v] = dY[a, W*(H*e + u) + v]: dY read back in X's shape (a new array)."""
+    dY, X = _arrays("flatten_backward", dY=dY, X=X)
+    N = _images("flatten_backward", X).shape[0]
+    _shape("flatten_backward", "dY", dY, (N, X.size // N))
+    dX = np.empty_like(X)
+    flatten_backward_kernel(dY, dX.reshape(N, -1))
+    return dX

@@ -259,6 +259,26 @@ def _network_example(file_name: str, name: str) -> Callable[[], Transcript]:
     return build
 
 
+# The convolution example: a 1x4x4 image, one 2x2 kernel at stride 1 (a 3x3 map), then 2x2
+# max-pool windows at stride 1 (overlapping, so gradients of shared elements add up). The
+# top-left window holds a tie (5 and 5): the gradient goes to the first in row-major order.
+CONV_SPEC = "input(1,4,4) conv2d(1,1,2) maxpool(2,1) flatten squared-error"
+CONV_VALUES = {
+    "X": [[[[1, 2, 0, 1], [1, 1, 3, 1], [2, 0, 1, 2], [1, 1, 0, 1]]]],
+    "T": [[1, 0, 2, 1]],
+    "W1": [[[[1, -1], [2, 0]]]],
+    "b1": [1],
+    "learning_rate": "1/10",
+}
+
+
+def conv_maxpool() -> Transcript:
+    from .graph import parse_net  # graph -> layers -> ... imports nothing from here, but keep it local
+    from .graph_transcript import graph_transcript as net_spec_transcript
+
+    return net_spec_transcript(parse_net(CONV_SPEC), CONV_VALUES, name="conv-maxpool")
+
+
 EXAMPLES = {e.name: e for e in [
     *[Example(name, summary, _graph_example(f"{name}.toml", name), seed)
       for name, seed, summary in GRAPH_FILES if not seed.startswith("(")],
@@ -278,6 +298,8 @@ EXAMPLES = {e.name: e for e in [
             moons_logistic, "001", functools.partial(moons_logistic, batch_sum=True), batch_size=4),
     *[Example(name, summary, _graph_example(f"{name}.toml", name), seed)
       for name, seed, summary in GRAPH_FILES if seed.startswith("(")],
+    Example("conv-maxpool", "a 1x4x4 image, one 2x2 kernel (stride 1), 2x2 max-pool with a tie, flatten, "
+            "squared error: every element forward and back, one SGD step", conv_maxpool, "(issue 16)"),
 ]}
 
 

@@ -6,9 +6,16 @@ a ``Graph``: one ``Node`` per written layer, each holding its op (an object of t
 it was written. What a node may take and give is asked of its op (``parse_args``,
 ``input_width``, ``output_width``, ``param_shapes``, ``is_loss``): nothing here, and nothing
 in codegen, branches on an op's name. Codegen lowers a Graph by dispatching on each op's type.
+
+Between layers flows a *shape*: an int (features per example) or a tuple (C, H, W) (images per
+example, NCHW). A network of images starts with ``input(C,H,W)``, or with a conv2d whose
+in-channels are given and whose image size is the smallest square one for which every later
+width chains (``conv2d(1,30,5) maxpool(2) flatten affine(4320,100)`` -> 1x28x28; a larger image
+that floor division in a pooling layer maps to the same widths would lose rows).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import SympropError
@@ -47,11 +54,22 @@ class Graph:
     """A chain of nodes from the input X (``input_size`` features) to the loss."""
 
     nodes: tuple[Node, ...]
+    image: tuple[int, int, int] | None = None  # (C, H, W) of an input of images
+    image_written: bool = False  # the spec began with input(C,H,W)
 
     @property
     def spec(self) -> str:
         """The canonical spec: the layers one space apart, each as Node.canonical writes it."""
-        return " ".join(node.canonical for node in self.nodes)
+        start = [f"input({','.join(map(str, self.image))})"] if self.image_written else []
+        return " ".join(start + [node.canonical for node in self.nodes])
+
+    @property
+    def shapes(self) -> list:
+        """The shape entering each node (features: int; images: (C, H, W)), then the last value's."""
+        shapes = [self.image or self.nodes[0].op.input_width(self.nodes[0].args)]
+        for node in self.nodes:
+            shapes.append(node.op.output_width(node.args, shapes[-1]))
+        return shapes
 
     @property
     def loss(self):
@@ -59,11 +77,9 @@ class Graph:
 
     @property
     def widths(self) -> list[int]:
-        """The number of features entering each node, then the width of the last value."""
-        widths = [self.nodes[0].op.input_width(self.nodes[0].args)]
-        for node in self.nodes:
-            widths.append(node.op.output_width(node.args, widths[-1]))
-        return widths
+        """The number of features entering each node, then the width of the last value
+        (an image counts C*H*W features, in NCHW order)."""
+        return [features(shape) for shape in self.shapes]
 
     @property
     def input_size(self) -> int:
@@ -73,6 +89,11 @@ class Graph:
     def output_size(self) -> int:
         """The width of the scores the loss takes (and of the targets T)."""
         return self.widths[-2]
+
+
+def features(shape) -> int:
+    """The number of features of a shape: itself for an int, C*H*W for an image."""
+    return math.prod(shape) if isinstance(shape, tuple) else shape
 
 
 def fresh_name(base: str, taken) -> str:
@@ -132,27 +153,84 @@ def parse_net(spec: str, registry=REGISTRY) -> Graph:
     """The graph of a spec, checked: known ops, sizes that chain, a loss at the end."""
     if not isinstance(spec, str) or not spec.strip():
         raise SympropError(f"net spec is empty; example: {EXAMPLE_SPEC!r}")
+    tokens = list(_tokens(spec))
+    image = None
+    if tokens and tokens[0][0].startswith("input("):
+        image = _input_shape(*tokens.pop(0))
+        if not tokens:
+            raise SympropError(f"net spec {spec!r}: input(C,H,W) needs layers after it; example: {EXAMPLE_SPEC!r}")
     nodes = tuple(_node(text, position, column, registry)
-                  for position, (text, column) in enumerate(_tokens(spec), 1))
-    _check_chain(nodes, registry)
-    return Graph(nodes)
+                  for position, (text, column) in enumerate(tokens, 1))
+    written = image is not None
+    if image is None and nodes[0].op.input_channels(nodes[0].args) is not None:
+        image = _infer_image(nodes)
+    _check_chain(nodes, registry, image)
+    return Graph(nodes, image, written)
 
 
-def _check_chain(nodes, registry):
+def _input_shape(text, column):
+    """(C, H, W) from input(C,H,W), the images a network starts with."""
+    inner = text[len("input("):-1] if text.endswith(")") else ""
+    try:
+        shape = tuple(int(a) for a in inner.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise SympropError(f"net spec, {text!r} (column {column}): input needs three positive sizes "
+                           "(channels, height, width), e.g. input(1,28,28)")
+    return shape
+
+
+MAX_INFERRED_SIDE = 4096
+
+
+def _infer_image(nodes):
+    """The smallest square image (C, side, side) for which every layer's shape chains, C being
+    the first layer's in-channels; a later layer with a fixed width (affine) must pin it down."""
+    first = nodes[0]
+    if not any(node.op.input_width(node.args) is not None for node in nodes):
+        raise SympropError(f"net spec, layer 1 {first.text!r}: nothing fixes the image size; "
+                           "start the spec with input(C,H,W), e.g. input(1,28,28)")
+    channels = first.op.input_channels(first.args)
+    for side in range(1, MAX_INFERRED_SIDE + 1):
+        shape = (channels, side, side)
+        for node in nodes:
+            wanted = node.op.input_width(node.args)
+            if node.op.shape_problem(node.args, shape) or (wanted is not None and wanted != shape):
+                break
+            shape = node.op.output_width(node.args, shape)
+        else:
+            return (channels, side, side)
+    try:  # a spec that fails for every size may have another problem (no flatten, a loss inside)
+        _check_chain(nodes, REGISTRY, (channels, MAX_INFERRED_SIDE, MAX_INFERRED_SIDE))
+    except SympropError as exc:
+        if "but the layer before gives" not in str(exc) or "flatten" in str(exc):
+            raise
+    raise SympropError(f"net spec, layer 1 {first.text!r}: no square image up to {MAX_INFERRED_SIDE} pixels "
+                       "makes the layers' sizes chain; start the spec with input(C,H,W)")
+
+
+def _check_chain(nodes, registry, image=None):
     first, last = nodes[0], nodes[-1]
-    if first.op.input_width(first.args) is None:
+    if image is None and first.op.input_width(first.args) is None:
         raise SympropError(f"net spec, layer 1 {first.text!r}: a network starts with an affine layer "
-                           "(it fixes the input size)")
+                           "(it fixes the input size), a conv2d layer or input(C,H,W)")
     if not last.op.is_loss:
         raise SympropError(f"net spec, layer {last.position} {last.text!r}: a network ends with a loss "
                            f"({', '.join(n for n, op in registry.items() if op.is_loss)})")
-    width = None
+    width = image
     for node in nodes:
         if node.op.is_loss and node is not last:
             raise SympropError(f"{node.where}: a loss can only be the last layer")
         wanted = node.op.input_width(node.args)
+        if isinstance(width, tuple) and wanted is not None:
+            raise SympropError(f"{node.where}: takes {wanted} features but the layer before gives images "
+                               f"{width} ({features(width)} values); put flatten before it")
         if width is not None and wanted is not None and wanted != width:
             raise SympropError(f"{node.where}: takes {wanted} inputs but the layer before gives {width}")
+        problem = node.op.shape_problem(node.args, width if width is not None else wanted)
+        if problem:
+            raise SympropError(f"{node.where}: {problem}")
         width = node.op.output_width(node.args, width)
     before = nodes[-2] if len(nodes) > 1 else None
     if before is not None and last.op.applies and last.op.applies == before.op.name:

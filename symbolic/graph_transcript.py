@@ -16,6 +16,7 @@ a per-feature parameter ``g`` after the first affine layer is ``g1``; values ``z
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -25,7 +26,8 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, fresh_name
-from .layers import I, J, K, N, REDUCTIONS, Affine, Elementwise, ElementwiseLoss, PerFeature, real
+from .layers import I, J, K, N, REDUCTIONS, Affine, Conv2d, Elementwise, ElementwiseLoss, Flatten, PerFeature, Pool, real
+from .ops import conv
 from .networkfile import _number
 from .transcript import Chain, Transcript, tr
 
@@ -66,6 +68,14 @@ class Layer:
     width_out: int
     params: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    shape_in: object = None  # features (an int) or an image (C, H, W)
+    shape_out: object = None
+
+    def elements(self, rows, which="out"):
+        """The index tuples of every element of the value read or written: (n, j) for features,
+        (n, c, h, w) for images."""
+        shape = self.shape_out if which == "out" else self.shape_in
+        return list(itertools.product(range(rows), *map(range, shape if isinstance(shape, tuple) else (shape,))))
 
 
 # --- per op type: naming, forward elements, backward elements ------------------------------
@@ -142,34 +152,34 @@ class _ElementwiseSteps(_Steps):
     def name(self, plan, node, layer):
         layer.out = fresh_name(f"h{plan.affine_count}", plan.values)
 
-    def _names(self, b, layer, n, j):
+    def _names(self, b, layer, *index):
         op = layer.node.op
-        return {real("x"): sp.Symbol(_element(layer.source, (n, j))),
-                real(op.output): sp.Symbol(_element(layer.out, (n, j))),
-                **{real(role): sp.Symbol(_element(name, (j,))) for role, name in layer.params.items()}}
+        return {real("x"): sp.Symbol(_element(layer.source, index)),
+                real(op.output): sp.Symbol(_element(layer.out, index)),
+                **{real(role): sp.Symbol(_element(name, index[-1:])) for role, name in layer.params.items()}}
 
     def forward(self, b, layer):
         op, d = layer.node.op, b.derivation(layer)
         note = tr(f"{layer.node.text}, from its derivation", f"{layer.node.text}（由其推导得到）")
-        for n, j in b.indices((b.rows, layer.width_out)):
-            key = _element(layer.out, (n, j))
-            b.define(key, d.forward[op.output].xreplace(self._names(b, layer, n, j)), note)
+        for index in layer.elements(b.rows):
+            key = _element(layer.out, index)
+            b.define(key, d.forward[op.output].xreplace(self._names(b, layer, *index)), note)
             note = None
 
-    def _local(self, b, layer, wrt: str, gradient: str, n, j):
+    def _local(self, b, layer, wrt: str, gradient: str, *index):
         """Define d<out>[n,j]/d<wrt> from the op's backward rule with the upstream gradient set to 1."""
         rule = b.derivation(layer).backward[gradient].xreplace({DOUT: sp.S.One})
-        key = f"d{_element(layer.out, (n, j))}/d{wrt}"
-        b.define(key, rule.xreplace(self._names(b, layer, n, j)),
+        key = f"d{_element(layer.out, index)}/d{wrt}"
+        b.define(key, rule.xreplace(self._names(b, layer, *index)),
                  b.once(tr(f"local derivative of {layer.node.text}, from its derived rule",
                            f"{layer.node.text} 的局部导数（由其推导得到）")))
         return key
 
     def backward(self, b, layer):
-        for n, j in b.indices((b.rows, layer.width_out)):
-            source = _element(layer.source, (n, j))
-            local = self._local(b, layer, source, "dx", n, j)
-            b.define(_grad(source), Chain(((_grad(_element(layer.out, (n, j))), local),)),
+        for index in layer.elements(b.rows):
+            source = _element(layer.source, index)
+            local = self._local(b, layer, source, "dx", *index)
+            b.define(_grad(source), Chain(((_grad(_element(layer.out, index)), local),)),
                      b.once(tr("chain rule: upstream gradient times local derivative",
                                "链式法则：上游梯度乘以局部导数")))
 
@@ -235,6 +245,161 @@ class _LossSteps(_Steps):
                                f"{op.name} 推导出的规则（误差的上游梯度为 1）")))
 
 
+def _concrete(rule, sizes, at, arrays):
+    """A derived index rule with numbers: sizes and the free indices substituted, the sums
+    written out, and each array element (Indexed) replaced by its transcript symbol, or by 0
+    outside the array's range (the padding zeros; window arrays read as 0 outside the window)."""
+    expr = rule.subs(sizes).subs(at).doit()
+
+    def element(e):
+        name, shape, lookup = arrays[str(e.base)]
+        index = tuple(int(i) for i in e.indices)
+        if any(i < 0 or i >= n for i, n in zip(index, shape)):
+            return sp.S.Zero
+        return lookup(index)
+
+    return expr.replace(lambda e: isinstance(e, sp.Indexed), element)
+
+
+class _ConvSteps(_Steps):
+    """conv2d: each output element and each gradient element from the derived index rules."""
+
+    def name(self, plan, node, layer):
+        plan.affine_count += 1
+        k = plan.affine_count
+        layer.out = f"z{k}"
+        for role, shape in node.op.param_shapes(node.args, layer.shape_in):
+            layer.params[role] = f"{role}{k}"
+            layer.shapes[role] = shape
+
+    def _arrays(self, b, layer):
+        (C, H, W), (O, HO, WO) = layer.shape_in, layer.shape_out
+        cin, cout, k, stride, pad = layer.node.op.geometry(layer.node.args)
+        Wn, bn = layer.params["W"], layer.params["b"]
+        sizes = {N: b.rows, conv.C: C, conv.O: O, conv.HO: HO, conv.WO: WO, conv.KW: k, conv.S: stride}
+        rows = b.rows
+        arrays = {
+            "Xp": ("Xp", (rows, C, H + 2 * pad, W + 2 * pad),
+                   lambda i: (sp.Symbol(_element(layer.source, (i[0], i[1], i[2] - pad, i[3] - pad)))
+                              if pad <= i[2] < H + pad and pad <= i[3] < W + pad else sp.S.Zero)),
+            "W": ("W", (O, C, k, k), lambda i: sp.Symbol(_element(Wn, i))),
+            "b": ("b", (O,), lambda i: sp.Symbol(_element(bn, i))),
+            "dY": ("dY", (rows, O, HO, WO), lambda i: sp.Symbol(_grad(_element(layer.out, i)))),
+        }
+        return sizes, arrays, pad
+
+    def forward(self, b, layer):
+        d = b.derivation(layer)
+        sizes, arrays, _ = self._arrays(b, layer)
+        n, o, c, i, j = conv._indices()[:5]
+        note = tr(f"{layer.node.text}: the bias plus the kernel times each window of the (padded) input",
+                  f"{layer.node.text}：偏置加上卷积核与（补零后）输入每个窗口的乘积之和")
+        for index in layer.elements(b.rows):
+            b.define(_element(layer.out, index),
+                     _concrete(d.forward["Y"], sizes, dict(zip((n, o, i, j), index)), arrays), note)
+            note = None
+
+    def backward(self, b, layer):
+        d = b.derivation(layer)
+        sizes, arrays, pad = self._arrays(b, layer)
+        a, e, u, v = conv._indices()[7:]
+        note = tr(f"{layer.node.text}: dW is the input correlated with the upstream gradient; db its sum",
+                  f"{layer.node.text}：dW 为输入与上游梯度的互相关；db 为上游梯度之和")
+        for role in ("W", "b"):
+            for index in b.indices(layer.shapes[role]):
+                b.define(_grad(_element(layer.params[role], index)),
+                         _concrete(d.backward["d" + role], sizes, dict(zip((a, e, u, v), index)), arrays), note)
+                note = None
+        if layer.source != "X":  # the gradient with respect to the data X is never needed
+            note = tr("the full convolution of the upstream gradient with the flipped kernel",
+                      "上游梯度与翻转后卷积核的完全卷积")
+            for (n, c, h, w) in layer.elements(b.rows, "in"):
+                at = {a: n, e: c, u: h + pad, v: w + pad}
+                b.define(_grad(_element(layer.source, (n, c, h, w))),
+                         _concrete(d.backward["dX"], sizes, at, arrays), note)
+                note = None
+
+
+class _PoolSteps(_Steps):
+    """max-pool and average-pool, window by window; max-pool's local derivatives follow the
+    tie convention of the derivation (the first maximum in row-major order)."""
+
+    def name(self, plan, node, layer):
+        layer.out = fresh_name(f"pool{plan.affine_count}", plan.values)
+
+    def _window(self, layer, n, c, i, j):
+        k, stride = layer.node.op.geometry(layer.node.args)
+        return [(n, c, stride * i + p, stride * j + q) for p in range(k) for q in range(k)]
+
+    def forward(self, b, layer):
+        op = layer.node.op
+        k, _ = op.geometry(layer.node.args)
+        note = tr(f"{layer.node.text}: the {'largest element' if op.mode == 'max' else 'mean'} of each window",
+                  f"{layer.node.text}：每个窗口的{'最大值' if op.mode == 'max' else '平均值'}")
+        for index in layer.elements(b.rows):
+            cells = [sp.Symbol(_element(layer.source, x)) for x in self._window(layer, *index)]
+            formula = (sp.Max(*cells, evaluate=False) if op.mode == "max"
+                       else sp.Mul(sp.Rational(1, k * k), sp.Add(*cells, evaluate=False), evaluate=False))
+            b.define(_element(layer.out, index), formula, note)
+            note = None
+
+    def backward(self, b, layer):
+        op = layer.node.op
+        k, _ = op.geometry(layer.node.args)
+        holders = {}  # source element -> [(output element, position in its window)]
+        for index in layer.elements(b.rows):
+            for r, x in enumerate(self._window(layer, *index)):
+                holders.setdefault(x, []).append((index, r))
+        for x in layer.elements(b.rows, "in"):
+            source = _element(layer.source, x)
+            terms = []
+            for index, r in holders.get(x, []):
+                out = _element(layer.out, index)
+                local = f"d{out}/d{source}"
+                if op.mode == "max":
+                    cells = [sp.Symbol(_element(layer.source, y)) for y in self._window(layer, *index)]
+                    b.define(local, conv.first_max_rule(cells, r),
+                             b.once(tr("1 if it is the window's first maximum in row-major order, else 0 "
+                                       "(Heaviside(0) = 0 against earlier elements, 1 against later ones)",
+                                       "若为窗口中按行优先的第一个最大值则为 1，否则为 0")))
+                else:
+                    b.define(local, sp.Rational(1, k * k), b.once(tr("each element's share of the mean",
+                                                                     "每个元素在平均值中的份额")))
+                terms.append((_grad(out), local))
+            if terms:
+                b.define(_grad(source), Chain(tuple(terms)),
+                         b.once(tr("the sum over the windows that hold this element",
+                                   "对包含该元素的所有窗口求和")))
+            else:
+                b.define(_grad(source), sp.S.Zero, b.once(tr("in no window: no gradient", "不在任何窗口中：梯度为 0")))
+
+
+class _FlattenSteps(_Steps):
+    """flatten: f[n, (c H + h) W + w] = x[n, c, h, w], and the gradient read back."""
+
+    def name(self, plan, node, layer):
+        layer.out = fresh_name(f"f{plan.affine_count}", plan.values)
+
+    def _pairs(self, b, layer):
+        for index in layer.elements(b.rows, "in"):
+            n, c, h, w = index
+            _, H, W = layer.shape_in
+            yield index, (n, (c * H + h) * W + w)
+
+    def forward(self, b, layer):
+        note = tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征")
+        for image, flat in self._pairs(b, layer):
+            b.define(_element(layer.out, flat), sp.Symbol(_element(layer.source, image)), note)
+            note = None
+
+    def backward(self, b, layer):
+        note = tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回")
+        for image, flat in self._pairs(b, layer):
+            if layer.source != "X":
+                b.define(_grad(_element(layer.source, image)), sp.Symbol(_grad(_element(layer.out, flat))), note)
+                note = None
+
+
 class _Unsupported(_Steps):
     def name(self, plan, node, layer):
         raise SympropError(f"{node.where}: the graph transcript does not support {type(node.op).__name__} ops yet "
@@ -245,7 +410,7 @@ class _Unsupported(_Steps):
 # op type -> how it is written out (an op class not listed uses its nearest listed base class);
 # Softmax and SoftmaxCrossEntropy fall through to Op and are refused by name
 STEPS = {Affine: _AffineSteps(), Elementwise: _ElementwiseSteps(), PerFeature: _PerFeatureSteps(),
-         ElementwiseLoss: _LossSteps()}
+         ElementwiseLoss: _LossSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps()}
 
 
 def _steps(op) -> _Steps:
@@ -264,9 +429,9 @@ class _Plan:
 def plan_layers(graph: Graph) -> list[Layer]:
     """Each node named as the code generator names it (W1, b1, z1, h1, g1, ...)."""
     plan, layers = _Plan(), []
-    widths = graph.widths
-    for node, width_in, width_out in zip(graph.nodes, widths, widths[1:]):
-        layer = Layer(node, plan.values[-1], "", width_in, width_out)
+    widths, shapes = graph.widths, graph.shapes
+    for node, width_in, width_out, shape_in, shape_out in zip(graph.nodes, widths, widths[1:], shapes, shapes[1:]):
+        layer = Layer(node, plan.values[-1], "", width_in, width_out, shape_in=shape_in, shape_out=shape_out)
         _steps(node.op).name(plan, node, layer)
         plan.values.append(layer.out)
         plan.param_names |= set(layer.params.values())
@@ -276,7 +441,8 @@ def plan_layers(graph: Graph) -> list[Layer]:
 
 def expected_values(graph: Graph) -> dict[str, tuple]:
     """Each value the user gives -> its shape (None: any number of batch rows N)."""
-    shapes = {"X": (None, graph.input_size), "T": (None, graph.output_size)}
+    images = graph.image is not None
+    shapes = {"X": (None, *graph.image) if images else (None, graph.input_size), "T": (None, graph.output_size)}
     for layer in plan_layers(graph):
         for role, name in layer.params.items():
             shapes[name] = layer.shapes[role]
@@ -309,6 +475,12 @@ def _array(value, shape, rows, field_name, where):
     fail = _failing(where, field_name)
 
     expected = _shape_text(shape, rows if rows is not None else "N")
+    if len(shape) > 2:  # images and conv kernels: a list of the next dimension's arrays
+        want = shape[0] if shape[0] is not None else rows
+        if not isinstance(value, (list, tuple)) or (want is not None and len(value) != want) or not value:
+            fail(f"expected a list of {want or 'N'} arrays of shape {_shape_text(shape[1:], rows)}, "
+                 f"shape {expected}; got {_describe(value)}")
+        return [_array(part, shape[1:], rows, field_name, where) for part in value]
     if len(shape) == 1:
         if shape == (1,) and not isinstance(value, (list, tuple)):
             value = [value]  # one shared bias may be written as a number
@@ -379,9 +551,7 @@ class _Builder:
 
     @staticmethod
     def indices(shape):
-        if len(shape) == 1:
-            return [(j,) for j in range(shape[0])]
-        return [(n, j) for n in range(shape[0]) for j in range(shape[1])]
+        return list(itertools.product(*map(range, shape)))
 
     def matrix(self, name, rows, cols, grad=False):
         key = (lambda n, j: _grad(_element(name, (n, j)))) if grad else (lambda n, j: _element(name, (n, j)))
@@ -417,10 +587,15 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     t.heading(tr("Given", "已知"))
     for key, array in checked.items():
         note = {"X": tr("inputs", "输入"), "T": tr("targets", "目标输出")}.get(key, tr("parameter", "参数"))
-        shape = (len(array), len(array[0])) if isinstance(array[0], list) else (len(array),)
+        shape, part = [], array
+        while isinstance(part, list):
+            shape.append(len(part))
+            part = part[0]
         for index in b.indices(shape):
             element = _element(key, index)
-            number = array[index[0]][index[1]] if len(index) == 2 else array[index[0]]
+            number = array
+            for i in index:
+                number = number[i]
             t.given(element, number, text=element, latex=_latex(element), show=True, note=note)
             note = None
     if learning_rate is not None:

@@ -12,14 +12,16 @@ from .errors import SympropError
 from .ops.affine import Affine
 from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Label, Op, Step,
                        _apply_kink_convention, partial, real)
+from .ops.conv import Conv2d, Flatten, Pool
 from .ops.dropout import Dropout
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "BatchNorm", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "Huber", "I", "J",
-           "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MulticlassHinge", "MAX_DERIVE_SECONDS", "N", "Op", "PerFeature", "REDUCTIONS",
+__all__ = ["Affine", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "Flatten",
+           "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
+           "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
            "REGISTRY", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
@@ -89,6 +91,13 @@ REGISTRY = Registry([
                     "mean over the batch"),
     Huber("huber", "(y - t)^2/2 where |y - t| <= 1, else |y - t| - 1/2", "Huber loss (delta 1), mean over "
           "all elements", reduction="mean"),
+    Conv2d("conv2d", "2-D convolution (cross-correlation) over NCHW images: conv2d(in, out, k[, stride[, pad]]), "
+           "zero padding, one bias per output channel"),
+    Pool("maxpool", "max over k x k windows of each channel: maxpool(k[, stride]), stride k by default",
+         mode="max"),
+    Pool("avgpool", "mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default",
+         mode="avg"),
+    Flatten("flatten", "images (C, H, W) read as C*H*W features, in NCHW order"),
 ])
 
 

@@ -9,8 +9,8 @@ import sympy as sp
 
 import symprop.generated.layers as kernels
 from symprop.codegen.layer_kernels import python_name
-from symprop.symbolic.layers import (Affine, BatchNorm, Dropout, Elementwise, ElementwiseLoss, MulticlassHinge,
-                                     REGISTRY, Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.layers import (Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss, Flatten,
+                                     MulticlassHinge, Pool, REGISTRY, Softmax, SoftmaxCrossEntropy)
 from symprop.symbolic.stable import as_raw
 from tests.conftest import TOLERANCE
 from tests.gradcheck import numerical_gradient, relative_error
@@ -69,6 +69,15 @@ def run_layer(name, inputs, dout):
     if isinstance(layer, Dropout):  # the mask held fixed, drop probability 0.5
         x, m = inputs
         return (lambda v, m_: float(np.sum(dout * forward(v, m, 0.5)))), (backward(dout, m, 0.5),)
+    if isinstance(layer, Conv2d):  # stride 2, padding 1: the general case of the index rules
+        X, W, b = inputs
+        return (lambda *a: float(np.sum(dout * forward(*a, 2, 1)))), backward(dout, X, W, 2, 1)
+    if isinstance(layer, Pool):  # 2x2 windows at stride 1 overlap: gradients add up
+        (X,) = inputs
+        return (lambda v: float(np.sum(dout * forward(v, 2, 1)))), (backward(dout, X, 2, 1),)
+    if isinstance(layer, Flatten):
+        (X,) = inputs
+        return (lambda v: float(np.sum(dout * forward(v)))), (backward(dout, X),)
     raise AssertionError(f"no test recipe for {type(layer).__name__} ops")
 
 
@@ -91,6 +100,14 @@ def make_inputs(name, rng, dtype=np.float64):
         dout = rng.normal(size=SHAPE)
     elif isinstance(layer, Dropout):
         inputs, dout = [rng.normal(size=SHAPE), rng.integers(0, 2, SHAPE).astype(float)], rng.normal(size=SHAPE)
+    elif isinstance(layer, Conv2d):  # 2 images of 3x5x4, 2 filters of 3x3: output 2x3x2
+        inputs = [rng.normal(size=(2, 3, 5, 4)), rng.normal(size=(2, 3, 3, 3)), rng.normal(size=2)]
+        dout = rng.normal(size=(2, 2, 3, 2))
+    elif isinstance(layer, Pool):  # a permutation scaled: every window has one clear maximum
+        inputs = [rng.permutation(2 * 2 * 5 * 4).reshape(2, 2, 5, 4) / 10.0 - 2.0]
+        dout = rng.normal(size=(2, 2, 4, 3))
+    elif isinstance(layer, Flatten):
+        inputs, dout = [rng.normal(size=(2, 3, 2, 2))], rng.normal(size=(2, 12))
     else:
         inputs, dout = [rng.normal(size=SHAPE), one_hot(rng, *SHAPE)], None
     cast = [np.asarray(v, dtype) for v in inputs]
@@ -101,7 +118,7 @@ def differentiable_count(name):
     layer = REGISTRY[name]
     if isinstance(layer, Elementwise):
         return len(layer.inputs)
-    return 3 if isinstance(layer, (Affine, BatchNorm)) else 1
+    return 3 if isinstance(layer, (Affine, BatchNorm, Conv2d)) else 1
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

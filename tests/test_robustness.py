@@ -17,7 +17,7 @@ from symprop.codegen.generate import check, generate
 from symprop.codegen.layer_kernels import python_name
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.formula import parse_formula
-from symprop.symbolic.layers import Affine, ElementwiseLoss, REGISTRY
+from symprop.symbolic.layers import Affine, Conv2d, ElementwiseLoss, Pool, REGISTRY
 from tests.test_kernels import make_inputs, run_layer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def test_every_layer_is_finite_at_1e4(name, dtype):
     big = []
     for k, value in enumerate(inputs):
         is_target = layer.is_loss and k == 1
-        big.append(value if is_target or (isinstance(layer, Affine) and k > 0)
+        big.append(value if is_target or (isinstance(layer, (Affine, Conv2d)) and k > 0)
                    else (np.sign(value) * 1e4).astype(dtype))
     if isinstance(layer, ElementwiseLoss) and name != "binary-cross-entropy":
         big[0] = big[0] / dtype(100)  # squares of 1e4 overflow float32; 1e2 squared does not
@@ -80,7 +80,7 @@ def test_every_layer_is_finite_at_1e4(name, dtype):
     for grad in grads:
         assert np.all(np.isfinite(grad)), name
     forward = getattr(__import__("symprop.generated.layers", fromlist=["x"]), f"{python_name(name)}_forward")
-    result = forward(*big)
+    result = forward(*big, 2) if isinstance(layer, Pool) else forward(*big)  # a 2x2 window
     values = result if isinstance(result, tuple) else (result,)
     assert all(np.all(np.isfinite(v)) for v in values), name
 

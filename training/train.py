@@ -95,12 +95,18 @@ class Task:
 
 def init_params(net, rng: np.random.Generator, dtype) -> list[np.ndarray]:
     """Glorot-uniform weight matrices (limit sqrt(6 / (fan_in + fan_out))), zero biases, and
-    the scales of normalisation layers (SCALE_PARAMS) at one, as torch starts them."""
+    the scales of normalisation layers (SCALE_PARAMS) at one, as torch starts them. A conv2d
+    kernel (out, in, k, k) counts fan_in = in k^2 and fan_out = out k^2, as for the same map
+    written as a matrix on im2col columns."""
     params = []
     scales = set(getattr(net, "SCALE_PARAMS", ()))
     for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES):
-        if len(shape) == 2:
-            limit = math.sqrt(6.0 / (shape[0] + shape[1]))
+        if len(shape) in (2, 4):
+            if len(shape) == 2:
+                fan_in, fan_out = shape
+            else:
+                fan_in, fan_out = shape[1] * shape[2] * shape[3], shape[0] * shape[2] * shape[3]
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
             params.append(rng.uniform(-limit, limit, size=shape).astype(dtype))
         else:
             params.append((np.ones if name in scales else np.zeros)(shape, dtype=dtype))

@@ -97,6 +97,7 @@ class Op:
     keeps the number of features, e.g. an activation."""
 
     is_loss = False  # a loss ends a network: it takes the targets T and gives the scalar L
+    accepts_images = False  # takes (C, H, W) images as well as features (activations, conv ops)
     applies = ""  # a loss that takes logits names the activation it applies itself
 
     def network_problem(self) -> str | None:
@@ -117,7 +118,19 @@ class Op:
         """The number of features this op needs, when its arguments fix it."""
         return None
 
+    def input_channels(self, args) -> int | None:
+        """The channels of the images this op needs, when it starts a network of images."""
+        return None
+
+    def shape_problem(self, args, shape) -> str | None:
+        """Why this op cannot take a value of this shape (features: an int; images: (C, H, W))."""
+        if isinstance(shape, tuple) and not self.accepts_images:
+            return (f"{self.name} takes features but the layer before gives images {shape}; "
+                    "put flatten before it")
+        return None
+
     def output_width(self, args, width: int) -> int:
+        """The width (or image shape) this op gives for an input of that width (or shape)."""
         return width
 
     def param_shapes(self, args, width: int) -> list[tuple[str, tuple[int, ...]]]:

@@ -26,6 +26,7 @@ class Elementwise(Op):
     summary: str
     inputs: tuple[str, ...] = ("x",)
     output: str = "y"
+    accepts_images = True  # element by element: the shape does not matter
 
     def network_problem(self):
         if len(self.inputs) != 1:

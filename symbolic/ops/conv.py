@@ -1,0 +1,255 @@
+"""Image ops on NCHW batches: conv2d, max-pool, average-pool and flatten.
+
+An image value has the shape (C, H, W) per example; ``output_width`` maps one shape to the
+next, so ``graph.parse_net`` can chain them. Each backward rule is derived in index form: the
+contraction L = sum_{n,c,h,w} dY * Y is differentiated by one element of an input, and the
+Kronecker deltas are sifted by ``indexcalc.resolve``. A window's sum meets shifted deltas
+(delta(u, s*i + p)), so every window array (the kernel W, the average window A, the max-pool
+selector S) is read as zero outside 0 <= p, q < k: that convention is what turns the sifted
+input gradient into a full convolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import SympropError
+from ..indexcalc import resolve
+from .base import N, Derivation, Label, Op, Step
+
+# Sizes as symbols, so no derivation depends on them: in/out channels, output rows/columns,
+# the window size k and the stride s.
+C, O, HO, WO, KW, S = sp.symbols("C O H_out W_out k s", integer=True, positive=True)
+H, W_ = sp.symbols("H W", integer=True, positive=True)  # input rows and columns (flatten)
+
+TIE_CONVENTION = ("max-pool ties: the gradient goes to the first maximum of the window in row-major "
+                  "order (as torch's max_pool2d on CPU); every other element of the window gets 0")
+ZERO_OUTSIDE = ("window arrays (the kernel W, the average window A, the max selector S) read as 0 "
+                "outside 0 <= p, q < k: the sifted sum keeps only windows that contain (u, v)")
+
+
+def _indices():
+    return sp.symbols("n o c i j p q a e u v", integer=True)
+
+
+def out_size(size: int, k: int, stride: int, pad: int = 0) -> int:
+    """Rows (or columns) of a window op's output: floor((size + 2 pad - k) / stride) + 1."""
+    return (size + 2 * pad - k) // stride + 1
+
+
+def _positive_ints(inner, where, name, count, example):
+    try:
+        args = tuple(int(a) for a in (inner or "").split(","))
+    except ValueError:
+        args = ()
+    low, high = count
+    if not low <= len(args) <= high or min(args, default=0) < 0 or min(args[:low], default=0) < 1:
+        raise SympropError(f"{where}: {name} needs {example}")
+    return args
+
+
+class ImageOp(Op):
+    """An op that takes images (C, H, W): its output shape follows from the input shape."""
+
+    accepts_images = True
+
+    def shape_problem(self, args, shape) -> str | None:
+        if not isinstance(shape, tuple):
+            return (f"{self.name} takes images (C, H, W) but the layer before gives {shape} features; "
+                    "start the spec with input(C,H,W) or a conv2d layer")
+        return None
+
+
+@dataclass(frozen=True)
+class Conv2d(ImageOp):
+    """Y[n,o,i,j] = b[o] + sum_{c,p,q} W[o,c,p,q] Xp[n,c,s*i+p,s*j+q], Xp = X zero-padded."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("X", "W", "b")
+
+    def parse_args(self, inner, where):
+        args = _positive_ints(inner, where, self.name, (3, 5),
+                              "in-channels, out-channels, kernel size[, stride[, padding]], e.g. conv2d(1,30,5)")
+        if len(args) > 3 and args[3] < 1:
+            raise SympropError(f"{where}: {self.name} needs a stride of at least 1")
+        return args
+
+    @staticmethod
+    def geometry(args):
+        """(in channels, out channels, kernel size, stride, padding), defaults filled in."""
+        cin, cout, k, *rest = args
+        stride, pad = (list(rest) + [1, 0][len(rest):])[:2]
+        return cin, cout, k, stride, pad
+
+    def input_channels(self, args):
+        return args[0]
+
+    def shape_problem(self, args, shape):
+        problem = super().shape_problem(args, shape)
+        if problem:
+            return problem
+        cin, _, k, stride, pad = self.geometry(args)
+        if shape[0] != cin:
+            return f"takes {cin} channels but the layer before gives {shape[0]} (shape {shape})"
+        if min(shape[1:]) + 2 * pad < k:
+            return f"a {k}x{k} kernel does not fit the {shape[1]}x{shape[2]} image (padding {pad})"
+        return None
+
+    def output_width(self, args, shape):
+        _, cout, k, stride, pad = self.geometry(args)
+        return (cout, out_size(shape[1], k, stride, pad), out_size(shape[2], k, stride, pad))
+
+    def param_shapes(self, args, width):
+        cin, cout, k, _, _ = self.geometry(args)
+        return [("W", (cout, cin, k, k)), ("b", (cout,))]
+
+    def derive(self) -> Derivation:
+        n, o, c, i, j, p, q, a, e, u, v = _indices()
+        X, Wt, b, dY = (sp.IndexedBase(name) for name in ("Xp", "W", "b", "dY"))
+        Y = b[o] + sp.Sum(Wt[o, c, p, q] * X[n, c, S * i + p, S * j + q], (c, 0, C - 1), (p, 0, KW - 1),
+                          (q, 0, KW - 1))
+        L = sp.Sum(dY[n, o, i, j] * Y, (n, 0, N - 1), (o, 0, O - 1), (i, 0, HO - 1), (j, 0, WO - 1))
+        dX = resolve(L.diff(X[a, e, u, v]), shifted=True)
+        dW = resolve(L.diff(Wt[a, e, u, v]))
+        db = resolve(L.diff(b[a]))
+        # stride 1: i = u - (k-1) + r turns W[o, e, u - i, ...] into the flipped kernel at r
+        r, t = sp.symbols("r t", integer=True)
+        flipped, padded = sp.IndexedBase("Wflip"), sp.IndexedBase("dYpad")
+        full = dX.subs(S, 1).change_index(i, i - u + KW - 1, r).change_index(j, j - v + KW - 1, t)
+        full = full.replace(lambda x: isinstance(x, sp.Indexed) and x.base == Wt,
+                            lambda x: flipped[x.indices[0], x.indices[1], KW - 1 - x.indices[2],
+                                              KW - 1 - x.indices[3]])
+        full = full.replace(lambda x: isinstance(x, sp.Indexed) and x.base == dY,
+                            lambda x: padded[x.indices[0], x.indices[1], x.indices[2] + KW - 1,
+                                             x.indices[3] + KW - 1])
+        full = sp.simplify(full)
+        steps = [
+            Step("forward", sp.IndexedBase("Y")[n, o, i, j], Y,
+                 "Xp is X with pad zero rows and columns on each side; s is the stride"),
+            Step("chain rule", Label("dL", "dL"), L, "dL = sum_{n,o,i,j} dY[n,o,i,j] * (change in Y[n,o,i,j])"),
+            Step("differentiate by Xp[a,e,u,v], sift the deltas", Label("dXp[a,e,u,v]", r"dXp_{a,e,u,v}"), dX,
+                 "p = u - s*i, q = v - s*j; " + ZERO_OUTSIDE),
+            Step("stride 1: full convolution with the flipped kernel", Label("dXp[a,e,u,v]", r"dXp_{a,e,u,v}"), full,
+                 "i = u - (k-1) + r; Wflip[o,c,r,t] = W[o,c,k-1-r,k-1-t]; dYpad is dY with k-1 zero rows "
+                 "and columns on each side"),
+            Step("crop the padding", Label("dX[a,e,u,v]", r"dX_{a,e,u,v}"),
+                 sp.IndexedBase("dXp")[a, e, u + sp.Symbol("pad"), v + sp.Symbol("pad")],
+                 "the padding zeros are constants: their gradient is dropped"),
+            Step("differentiate by W[a,e,u,v], sift the deltas", Label("dW[a,e,u,v]", r"dW_{a,e,u,v}"), dW,
+                 "a correlation of the (padded) input with the upstream gradient"),
+            Step("differentiate by b[a]", Label("db[a]", r"db_{a}"), db, "the sum of dY over the batch and positions"),
+        ]
+        return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, {"dX": dX, "dW": dW, "db": db},
+                          ("X", "W"), steps, [ZERO_OUTSIDE], [], {"dX": dX, "dW": dW, "db": db})
+
+
+@dataclass(frozen=True)
+class Pool(ImageOp):
+    """Max or average over k x k windows of each channel, moved by the stride (default k)."""
+
+    name: str
+    summary: str
+    mode: str = "max"  # "max" or "avg"
+    inputs: tuple[str, ...] = ("X",)
+
+    def parse_args(self, inner, where):
+        return _positive_ints(inner, where, self.name, (1, 2), f"a window size[, stride], e.g. {self.name}(2)")
+
+    @staticmethod
+    def geometry(args):
+        """(window size, stride)."""
+        return args[0], (args[1] if len(args) > 1 else args[0])
+
+    def shape_problem(self, args, shape):
+        problem = super().shape_problem(args, shape)
+        if problem:
+            return problem
+        k, _ = self.geometry(args)
+        if min(shape[1:]) < k:
+            return f"a {k}x{k} window does not fit the {shape[1]}x{shape[2]} image"
+        return None
+
+    def output_width(self, args, shape):
+        k, stride = self.geometry(args)
+        return (shape[0], out_size(shape[1], k, stride), out_size(shape[2], k, stride))
+
+    def derive(self) -> Derivation:
+        n, o, c, i, j, p, q, a, e, u, v = _indices()
+        X, dY = sp.IndexedBase("X"), sp.IndexedBase("dY")
+        window = sp.IndexedBase("S" if self.mode == "max" else "A")
+        weight = window[n, c, i, j, p, q] if self.mode == "max" else window[p, q]
+        Y = sp.Sum(weight * X[n, c, S * i + p, S * j + q], (p, 0, KW - 1), (q, 0, KW - 1))
+        L = sp.Sum(dY[n, c, i, j] * Y, (n, 0, N - 1), (c, 0, C - 1), (i, 0, HO - 1), (j, 0, WO - 1))
+        dX = resolve(L.diff(X[a, e, u, v]), shifted=True)
+        label = Label("dX[a,e,u,v]", r"dX_{a,e,u,v}")
+        steps, conventions = [], [ZERO_OUTSIDE]
+        if self.mode == "max":
+            xs = sp.symbols("x0:4", real=True)
+            window_max = sp.Max(*xs)
+            sympy_rule = sp.diff(window_max, xs[1])
+            steps += [
+                Step("forward", sp.IndexedBase("Y")[n, c, i, j],
+                     sp.Function("max")(X[n, c, S * i + p, S * j + q]), "the largest element of each window"),
+                Step("one 2x2 window, SymPy's derivative", Label("dY/dx1", r"\frac{\partial y}{\partial x_1}"),
+                     sympy_rule, "1 where x1 is the largest, 0 where smaller; open at a tie"),
+                Step("tie convention", Label("dY/dx1", r"\frac{\partial y}{\partial x_1}"),
+                     first_max_rule(xs, 1),
+                     "first maximum in row-major order wins: x1 beats earlier x0 only strictly, "
+                     "later x2, x3 also at a tie"),
+                Step("as a selector", sp.IndexedBase("Y")[n, c, i, j], Y,
+                     "S[n,c,i,j,p,q] is 1 at the window's first maximum and 0 elsewhere; "
+                     "it is constant between ties, so it has no derivative of its own"),
+            ]
+            conventions.append(TIE_CONVENTION)
+        else:
+            steps.append(Step("forward", sp.IndexedBase("Y")[n, c, i, j], Y, "A[p, q] = 1/k^2 inside the window"))
+        steps += [Step("chain rule", Label("dL", "dL"), L, "dL = sum_{n,c,i,j} dY[n,c,i,j] * (change in Y)"),
+                  Step("differentiate by X[a,e,u,v], sift the deltas", label, dX,
+                       "p = u - s*i, q = v - s*j: every window that contains (u, v) passes its dY back")]
+        if self.mode == "avg":
+            share = dX.replace(lambda x: isinstance(x, sp.Indexed) and x.base == window, lambda x: 1 / KW**2)
+            steps.append(Step("inside each window A = 1/k^2", label, share,
+                              "summed over the (i, j) whose window contains (u, v): 0 <= u - s*i, v - s*j < k"))
+        return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, {"dX": dX},
+                          ("X",) if self.mode == "max" else (), steps, conventions, [], {"dX": dX})
+
+
+def first_max_rule(xs, r):
+    """d max(xs) / d xs[r] with ties going to the first maximum: xs[r] must beat every earlier
+    element strictly and every later one or equal it (Heaviside(0) = 0 before, 1 after)."""
+    earlier, later = xs[:r], xs[r + 1:]
+    rule = sp.S.One
+    if earlier:
+        rule *= sp.Heaviside(xs[r] - sp.Max(*earlier), 0)
+    if later:
+        rule *= sp.Heaviside(xs[r] - sp.Max(*later), 1)
+    return rule
+
+
+@dataclass(frozen=True)
+class Flatten(ImageOp):
+    """Y[n, (c*H + h)*W + w] = X[n, c, h, w]: images become features, in NCHW order."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("X",)
+
+    def output_width(self, args, shape):
+        return shape[0] * shape[1] * shape[2]
+
+    def derive(self) -> Derivation:
+        n, o, c, i, j, p, q, a, e, u, v = _indices()
+        h, w = sp.symbols("h w", integer=True)
+        X, dY = sp.IndexedBase("X"), sp.IndexedBase("dY")
+        L = sp.Sum(dY[n, (c * H + h) * W_ + w] * X[n, c, h, w], (n, 0, N - 1), (c, 0, C - 1), (h, 0, H - 1),
+                   (w, 0, W_ - 1))
+        dX = resolve(L.diff(X[a, e, u, v]))
+        steps = [Step("forward", sp.IndexedBase("Y")[n, (c * H + h) * W_ + w], X[n, c, h, w],
+                      "row-major (NCHW) order: the same memory, read as N x (C H W)"),
+                 Step("chain rule", Label("dL", "dL"), L, "dL = sum dY * Y, written over X's indices"),
+                 Step("differentiate by X[a,e,u,v], sift the deltas", Label("dX[a,e,u,v]", r"dX_{a,e,u,v}"), dX,
+                      "the upstream gradient read back as images")]
+        return Derivation(self.name, self.summary, self.inputs, {"Y": X[n, c, h, w]}, {"dX": dX}, (), steps,
+                          [], [], {"dX": dX})
