@@ -207,3 +207,19 @@ def test_random_optimizer_states_and_hyper_parameters_compute_or_refuse_cleanly(
             step(W1.copy(), b1.copy(), candidate, np.ones((3, 2)), np.ones((3, 1)), **{hyper: value})
         except (ValueError, TypeError) as exc:
             assert f"train_step_{name}" in str(exc), (name, exc)
+
+
+HISTORY_FILE = (b'{"format": "symprop training history 1", "label": "sgd lr 0.5: affine(2,1) binary-cross-entropy", '
+                b'"epochs": [1, 2], "train_loss": [0.7, 0.5], "val_loss": [0.8, null], "train_accuracy": [0.5, 0.75], '
+                b'"val_accuracy": [0.5, 0.5], "test_accuracy": 0.75}')
+
+
+@FUZZ
+@given(data=mutations(HISTORY_FILE))
+def test_mutated_history_files_read_or_fail_cleanly(tmp_path, data):
+    from symprop.training.history import read_history
+
+    try:
+        read_history(write(tmp_path, "run.json", data))
+    except SympropError as exc:
+        assert "run.json" in str(exc)

@@ -323,3 +323,30 @@ def test_normalisation_scales_start_at_one_in_every_network(rng):
     assert net.SCALE_PARAMS == ("scale2",)
     np.testing.assert_array_equal(params["scale2"], np.ones(3, np.float32))
     np.testing.assert_array_equal(params["shift2"], np.zeros(3, np.float32))
+
+
+def test_history_of_one_run_is_drawn_beside_another(tmp_path, capsys):
+    """--history writes a run's curves; --plot-with draws them in a later run's figure."""
+    import json
+
+    from symprop.training.history import read_history
+
+    history, plot = tmp_path / "first.json", tmp_path / "both.png"
+    assert main(["train", "--data", "moons", "--epochs", "3", "--no-progress", "--history", str(history)]) == 0
+    record = read_history(history)
+    assert record["epochs"] == [1, 2, 3] and record["label"].startswith("sgd lr ")
+    assert len(record["val_loss"]) == 3 and 0 <= record["test_accuracy"] <= 1
+    printed = capsys.readouterr().out
+    assert f"test accuracy {record['test_accuracy']:.4f}" in printed  # the run that was printed
+    assert main(["train", "--data", "moons", "--epochs", "2", "--no-progress", "--optimizer", "adam",
+                 "--plot", str(plot), "--plot-with", str(history)]) == 0
+    assert plot.read_bytes().startswith(b"\x89PNG") and f"wrote plot {plot}" in capsys.readouterr().out
+    # refused before training, in one line: a damaged history, and --plot-with without --plot
+    damaged = json.loads(history.read_text())
+    damaged["val_loss"] = damaged["val_loss"][:-1]
+    history.write_text(json.dumps(damaged))
+    assert main(["train", "--data", "moons", "--plot", str(plot), "--plot-with", str(history)]) == 2
+    assert main(["train", "--data", "moons", "--plot-with", str(history)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"--plot-with {history}, field 'val_loss': expected 3 finite numbers" in err[0]
+    assert "give --plot PNG too" in err[1] and len(err) == 2

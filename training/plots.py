@@ -23,8 +23,10 @@ def plot_path(path: str | Path) -> Path:
     return path if path.suffix else path.with_name(path.name + ".png")
 
 
-def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config) -> Path:
-    """Draw the curves into plot_path(path) and return that path."""
+def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config,
+                  others: list[dict] = ()) -> Path:
+    """Draw the curves into plot_path(path) and return that path. ``others``: earlier runs'
+    histories (training/history.py), drawn dashed beside this run's curves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -37,30 +39,52 @@ def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Co
     has_val = result.n_val > 0
 
     loss_axes, accuracy_axes = axes[0], axes[1]
-    loss_axes.plot(epochs, [s.train_loss for s in result.history], marker=".", label="train")
+    this = "" if not others else f"{config.optimizer} lr {config.lr:g}: "
+    loss_axes.plot(epochs, [s.train_loss for s in result.history], marker=".", label=f"{this}train", color="C0")
     if has_val:
-        loss_axes.plot(epochs, [s.val_loss for s in result.history], marker=".", label="validation")
+        loss_axes.plot(epochs, [s.val_loss for s in result.history], marker=".", label=f"{this}validation",
+                       color="C1")
     loss_axes.set(xlabel="epoch", ylabel=f"loss ({result.net.LOSS})", title="loss")
-    loss_axes.legend()
     accuracy_axes.plot(epochs, [s.train_accuracy for s in result.history], marker=".",
-                       label="train")
+                       label=f"{this}train", color="C0")
     if has_val:
         accuracy_axes.plot(epochs, [s.val_accuracy for s in result.history], marker=".",
-                           label="validation")
+                           label=f"{this}validation", color="C1")
     accuracy_axes.axhline(result.test_accuracy, color="grey", linestyle="--",
-                          label=f"test (final) {result.test_accuracy:.4f}")
+                          label=f"{this}test (final) {result.test_accuracy:.4f}")
+    for k, other in enumerate(others):
+        _overlay(loss_axes, accuracy_axes, other, colours=(f"C{2 + 2 * k}", f"C{3 + 2 * k}"))
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    accuracy_axes.legend()
+    for ax in (loss_axes, accuracy_axes):
+        ax.legend(fontsize="small" if others else None)
     if two_d:
         _decision_boundary(axes[2], result, dataset, config)
     decay = f" x {config.lr_decay:g} per epoch" if config.lr_decay != 1 else ""
-    figure.suptitle(f"{dataset.name}: {result.net.SPEC}  (lr {config.lr:g}{decay}, "
-                    f"batch {config.batch_size}, seed {config.seed})")
+    title = (f"{dataset.name}: {result.net.SPEC}\n({config.optimizer}, lr {config.lr:g}{decay}, "
+             f"batch {config.batch_size}, seed {config.seed})")
+    for other in others:
+        title += f"\ndashed: {other['label']}"
+    figure.suptitle(title, fontsize=10 if others else None)
     try:
         figure.savefig(path, dpi=100)
     except (OSError, ValueError) as exc:
         raise SympropError(f"--plot {path}: cannot write ({exc})") from None
     return path
+
+
+def _overlay(loss_axes, accuracy_axes, other: dict, colours) -> None:
+    """An earlier run's curves, dashed, labelled with its optimiser (the title names its net)."""
+    name = other["label"].split(":")[0]
+    for axes, curve, kind, colour in ((loss_axes, "train_loss", "train", colours[0]),
+                                      (loss_axes, "val_loss", "validation", colours[1]),
+                                      (accuracy_axes, "train_accuracy", "train", colours[0]),
+                                      (accuracy_axes, "val_accuracy", "validation", colours[1])):
+        points = [(e, v) for e, v in zip(other["epochs"], other[curve]) if v is not None]
+        if points:
+            axes.plot(*zip(*points), linestyle="--", marker=".", color=colour, label=f"{name}: {kind}")
+    if other.get("test_accuracy") is not None:
+        accuracy_axes.axhline(other["test_accuracy"], color="grey", linestyle=":",
+                              label=f"{name}: test (final) {other['test_accuracy']:.4f}")
 
 
 def _decision_boundary(axes, result: Result, dataset: Dataset, config: Config) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
 from symprop.training.train import (DTYPES, Config, Task, check_output_path, load_net, save_model,
@@ -60,6 +61,10 @@ def add_arguments(parser):
     parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     parser.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (and the "
                                                       "decision boundary for 2-D data) here")
+    parser.add_argument("--plot-with", metavar="JSON", action="append", default=[],
+                        help="also draw an earlier run's curves (from its --history file) in the --plot "
+                             "figure; may be given more than once")
+    parser.add_argument("--history", metavar="JSON", help="write this run's curves here (for --plot-with)")
     parser.add_argument("--save", metavar="NPZ", help="save weights, spec and preprocessing here")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="threads for the matrix products (default 1: minibatch products are "
@@ -97,6 +102,12 @@ def run(args) -> int:
     if args.plot:
         from symprop.training.plots import plot_path
         plot_path(args.plot)
+    if args.plot_with and not args.plot:
+        raise SympropError("--plot-with draws into the --plot figure: give --plot PNG too")
+    from symprop.training.history import read_history, write_history
+    others = [read_history(path) for path in args.plot_with]  # checked before training
+    if args.history:
+        check_output_path(args.history, "--history")
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
     Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
@@ -128,8 +139,11 @@ def run(args) -> int:
     if args.save:
         save_model(args.save, result, dataset, config)
         print(f"saved weights to {args.save}")
+    if args.history:
+        from symprop.training.history import history_record
+        print(f"wrote history {write_history(args.history, history_record(result, dataset.name, config))}")
     if args.plot:
         from symprop.training.plots import plot_training
-        written = plot_training(args.plot, result, dataset, config)
+        written = plot_training(args.plot, result, dataset, config, others)
         print(f"wrote plot {written}")
     return 0
