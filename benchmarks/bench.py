@@ -36,6 +36,7 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 # Competitor keys, in table order; numpy is the 1.0 column, symprop the one ratios refer to.
 SYMPROP, NUMPY, TORCH_NN, TORCH_MANUAL, JAX = "symprop", "numpy", "torch-nn", "torch-manual", "jax"
 COMPETITORS = (TORCH_NN, TORCH_MANUAL, JAX)  # what "the best competitor" is chosen from
+VARIANT_LABELS = {"symprop-workspace": "symprop, workspace kept"}  # extra symprop rows of a NetCase
 GEMM = "gemm-peak"  # np.dot timed among the competitors: the peak each case's GFLOP/s is compared to
 LABELS = {
     SYMPROP: "symprop fused kernel",
@@ -86,7 +87,76 @@ def worked_example(dtype: str) -> Case:
                 shared_bias=True, lr=0.5)
 
 
-def all_cases(quick: bool) -> list[Case]:
+BATCHNORM_ADAM, CONVNET = "batchnorm-adam", "convnet"  # the kinds of NetCase; `--only` selects them by name
+
+
+@dataclass(frozen=True)
+class NetCase:
+    """A network beyond the two-layer stacks, with its own optimiser and competitors (no numpy
+    layer classes): a batch-norm network trained by Adam (issue 15), or the convolutional
+    network of issue 16 trained by SGD.
+
+    sizes: (inputs, hidden, outputs) for batchnorm-adam; (hidden, outputs) for convnet, whose
+    image (channels, height, width) and conv (filters, kernel) are separate fields."""
+
+    kind: str
+    sizes: tuple[int, ...]
+    batch: int
+    dtype: str
+    lr: float
+    image: tuple[int, int, int] = (1, 28, 28)
+    conv: tuple[int, int] = (30, 5)
+
+    @property
+    def name(self) -> str:
+        if self.kind == BATCHNORM_ADAM:
+            return f"{BATCHNORM_ADAM} {'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
+        c, h, w = self.image
+        return f"{CONVNET} {c}x{h}x{w} conv{self.conv[0]}k{self.conv[1]}-{'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
+
+    @property
+    def pooled(self) -> tuple[int, int, int]:
+        """(filters, rows, columns) after the conv (stride 1, no padding) and the 2x2 max-pool."""
+        (_, h, w), (filters, k) = self.image, self.conv
+        return filters, (h - k + 1) // 2, (w - k + 1) // 2
+
+    @property
+    def spec(self) -> str:
+        if self.kind == BATCHNORM_ADAM:
+            i, h, o = self.sizes
+            return f"affine({i},{h}) batchnorm relu affine({h},{o}) softmax-cross-entropy"
+        (c, rows, cols), (filters, k), (hidden, outputs) = self.image, self.conv, self.sizes
+        flat = int(np.prod(self.pooled))
+        return (f"input({c},{rows},{cols}) conv2d({c},{filters},{k}) relu maxpool(2) flatten "
+                f"affine({flat},{hidden}) relu affine({hidden},{outputs}) softmax-cross-entropy")
+
+    @property
+    def matrix_flop(self) -> int:
+        """Matrix work of one step. batchnorm-adam: as Case (X W1, A W2; dW2, dA, dW1; no dX).
+        convnet: the conv as im2col GEMMs, forward (O x Ck^2 by Ck^2 x HoWo per image) and dW
+        (the same size); no dX, since its input is the data, which no implementation
+        differentiates; then each affine layer's forward, dW and dX (3 products)."""
+        if self.kind == BATCHNORM_ADAM:
+            i, h, o = self.sizes
+            return 2 * self.batch * (2 * i * h + 3 * h * o)
+        (c, rows, cols), (filters, k), (hidden, outputs) = self.image, self.conv, self.sizes
+        conv_gemm = filters * c * k * k * (rows - k + 1) * (cols - k + 1)
+        flat = int(np.prod(self.pooled))
+        return 2 * self.batch * (2 * conv_gemm + 3 * flat * hidden + 3 * hidden * outputs)
+
+
+def batchnorm_adam_case(dtype: str = "float32", sizes=(784, 100, 10), batch: int = 100, lr: float = 0.001) -> NetCase:
+    """Issue 15: affine batchnorm relu affine softmax-cross-entropy, Adam (torch's defaults)."""
+    return NetCase(BATCHNORM_ADAM, tuple(sizes), batch, dtype, lr)
+
+
+def convnet_case(dtype: str = "float32", image=(1, 28, 28), conv=(30, 5), sizes=(100, 10), batch: int = 100,
+                 lr: float = 0.01) -> NetCase:
+    """Issue 16: conv2d relu maxpool(2) flatten affine relu affine softmax-cross-entropy, SGD."""
+    return NetCase(CONVNET, tuple(sizes), batch, dtype, lr, tuple(image), tuple(conv))
+
+
+def all_cases(quick: bool) -> list:
     dtypes = list(DTYPES)
     cases = [worked_example(d) for d in dtypes]
     if quick:
@@ -94,7 +164,7 @@ def all_cases(quick: bool) -> list[Case]:
     for sizes, batch in (((784, 50, 10), 100), ((784, 100, 10), 100), ((784, 1024, 10), 1024)):
         for activation in ("relu", "sigmoid"):
             cases += [Case(sizes, batch, activation, d) for d in dtypes]
-    return cases
+    return cases + [batchnorm_adam_case(), convnet_case()]  # float32, as the issues ask
 
 
 def make_data(case: Case, seed: int = 0):
@@ -111,6 +181,30 @@ def make_data(case: Case, seed: int = 0):
               rng.normal(0, np.sqrt(gain / h), (h, o)), np.zeros(o))
     X = rng.random((case.batch, i))  # pixel-like inputs in [0, 1)
     T = np.eye(o)[rng.integers(0, o, case.batch)]
+    return tuple(p.astype(dtype) for p in params), X.astype(dtype), T.astype(dtype)
+
+
+def make_net_data(case: NetCase, seed: int = 0):
+    """Parameters in the network's PARAM_NAMES order (batch-norm scales near 1, small random
+    shifts and biases so that nothing starts at a special value), inputs X (images
+    flattened C, H, W) in [0, 1) and one-hot targets T, in the case's dtype."""
+    rng = np.random.default_rng(seed)
+    if case.kind == BATCHNORM_ADAM:
+        i, h, o = case.sizes
+        params = (rng.normal(0, np.sqrt(2 / i), (i, h)), rng.normal(0, 0.1, h),
+                  rng.uniform(0.5, 1.5, h), rng.normal(0, 0.1, h),
+                  rng.normal(0, np.sqrt(2 / h), (h, o)), rng.normal(0, 0.1, o))
+        inputs, outputs = i, o
+    else:
+        (c, rows, cols), (filters, k), (hidden, outputs) = case.image, case.conv, case.sizes
+        flat = int(np.prod(case.pooled))
+        params = (rng.normal(0, np.sqrt(2 / (c * k * k)), (filters, c, k, k)), rng.normal(0, 0.1, filters),
+                  rng.normal(0, np.sqrt(2 / flat), (flat, hidden)), rng.normal(0, 0.1, hidden),
+                  rng.normal(0, np.sqrt(2 / hidden), (hidden, outputs)), rng.normal(0, 0.1, outputs))
+        inputs = c * rows * cols
+    X = rng.random((case.batch, inputs))
+    T = np.eye(outputs)[rng.integers(0, outputs, case.batch)]
+    dtype = DTYPES[case.dtype]
     return tuple(p.astype(dtype) for p in params), X.astype(dtype), T.astype(dtype)
 
 
@@ -272,6 +366,40 @@ def build_steps(case: Case, libs: dict) -> tuple[dict, dict]:
     return steps, skipped
 
 
+NOT_INSTALLED = "skipped: not installed (pip install -r requirements-bench.txt)"
+SYMPROP_WORKSPACE = "symprop-workspace"  # the same step on a kept workspace (NetCase only, in VARIANT_LABELS)
+
+
+def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple[dict, dict]:
+    """(key -> step callable with .snapshot(), key -> skip reason) for a NetCase; with
+    workspace=True also SYMPROP_WORKSPACE, symprop's step on a workspace allocated once."""
+    params, X, T = make_net_data(case)
+    steps, skipped = {}, {NUMPY: "skipped: no numpy layer classes for this network"}
+    net, why = load_symprop_network(case.spec)
+    symprop_step = comp.symprop_adam_step if case.kind == BATCHNORM_ADAM else comp.symprop_sgd_net_step
+    if net is None:
+        skipped[SYMPROP] = why
+    else:
+        steps[SYMPROP] = symprop_step(net, case, params, X, T)
+        if workspace:
+            steps[SYMPROP_WORKSPACE] = symprop_step(net, case, params, X, T, workspace=True)
+    torch, jax = libs["torch"], libs["jax"]
+    if torch is None:
+        skipped[TORCH_NN] = skipped[TORCH_MANUAL] = NOT_INSTALLED
+    elif case.kind == BATCHNORM_ADAM:
+        steps[TORCH_NN] = comp.torch_batchnorm_adam_module_step(torch, case, params, X, T)
+        steps[TORCH_MANUAL] = comp.torch_batchnorm_adam_manual_step(torch, case, params, X, T)
+    else:
+        steps[TORCH_NN] = comp.torch_conv_module_step(torch, case, params, X, T)
+        skipped[TORCH_MANUAL] = "skipped: not written for the conv network (issue 16 compares nn + optim and JAX)"
+    if jax is None:
+        skipped[JAX] = NOT_INSTALLED
+    else:
+        steps[JAX] = (comp.jax_batchnorm_adam_step if case.kind == BATCHNORM_ADAM else comp.jax_conv_step)(
+            jax, case, params, X, T)
+    return steps, skipped
+
+
 GEMM_SHAPE = (1024, 784, 1024)  # the largest product of a step: X W1 at 784-1024-10, batch 1024
 GEMM_FLOP = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2]
 
@@ -292,14 +420,23 @@ def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
     return {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timing.median / 1e9, **timing.as_dict()}
 
 
-def run_case(case: Case, libs: dict, opts) -> dict:
-    """Every competitor's step on one case, with np.dot's peak timed in the same rounds."""
-    steps, skipped = build_steps(case, libs)
+def run_case(case, libs: dict, opts) -> dict:
+    """Every competitor's step on one case, with np.dot's peak timed in the same rounds
+    (a NetCase also times symprop's step on a kept workspace, reported under "variants")."""
+    if isinstance(case, NetCase):
+        steps, skipped = build_net_steps(case, libs, workspace=True)
+    else:
+        steps, skipped = build_steps(case, libs)
     timings = time_round_robin({**steps, GEMM: gemm_call(case.dtype)}, opts.repeats, opts.warmup,
                                opts.sample_s, opts.settle_s)
     peak = {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timings[GEMM].median / 1e9,
             **timings.pop(GEMM).as_dict()}
-    base = timings[NUMPY].median
+    variants = {}
+    if SYMPROP_WORKSPACE in timings:
+        t = timings.pop(SYMPROP_WORKSPACE)
+        gflops = case.matrix_flop / t.median / 1e9
+        variants[SYMPROP_WORKSPACE] = {**t.as_dict(), "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
+    base = timings[NUMPY].median if NUMPY in timings else None
     ref = timings[SYMPROP].median if SYMPROP in timings else None
     rows = {}
     for key in LABELS:
@@ -308,11 +445,14 @@ def run_case(case: Case, libs: dict, opts) -> dict:
             continue
         t = timings[key]
         gflops = case.matrix_flop / t.median / 1e9
-        rows[key] = {**t.as_dict(), "x_numpy": base / t.median,
+        rows[key] = {**t.as_dict(), "x_numpy": base / t.median if base else None,
                      "vs_symprop": t.median / ref if ref else None,
                      "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
-    return {"case": case.name, "spec": case.spec, **asdict(case),
-            "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "results": rows}
+    out = {"case": case.name, "spec": case.spec, **asdict(case),
+           "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "results": rows}
+    if variants:
+        out["variants"] = variants
+    return out
 
 
 def run_steps_per_call(libs, opts) -> list[dict]:
@@ -466,6 +606,33 @@ def _row(cases, name):
     return next((c["results"] for c in cases if c["case"] == name), None)
 
 
+def net_case_target(case: dict) -> tuple[str, bool | None, str]:
+    """(target, met, figure) of a NetCase: symprop's step at least as fast as the best
+    competitor in the same run; the ratio, the kept-workspace variant and the fraction of the
+    GEMM peak are reported whether or not it is met."""
+    rows = case["results"]
+    if case["kind"] == BATCHNORM_ADAM:
+        target = (f"{case['case']} (issue 15): symprop's fused train_step_adam at least as fast as the best of "
+                  "PyTorch nn+optim.Adam, PyTorch hand-written and JAX")
+    else:
+        target = (f"{case['case']} (issue 16): symprop's fused sgd_step at least as fast as the best of "
+                  "PyTorch nn+optim.SGD and JAX")
+    times = {k: rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]}
+    if "median_s" not in rows[SYMPROP] or not times:
+        return target, None, "n/a (not measured: " + "; ".join(
+            r["skipped"] for r in rows.values() if "skipped" in r) + ")"
+    best = min(times, key=times.get)
+    ours = rows[SYMPROP]["median_s"]
+    figure = (f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])}: best / symprop = "
+              f"{times[best] / ours:.2f}x; symprop {rows[SYMPROP]['gflops']:.1f} GFLOP/s = "
+              f"{100 * rows[SYMPROP]['peak_fraction']:.0f}% of np.dot's {case['gemm_peak']['gflops']:.0f} "
+              f"({case['matrix_mflop']:.1f} MFLOP of matrix products per step)")
+    kept = case.get("variants", {}).get(SYMPROP_WORKSPACE)
+    if kept:
+        figure += f"; on a kept workspace {fmt_time(kept['median_s'])} ({times[best] / kept['median_s']:.2f}x)"
+    return target, ours <= times[best], figure
+
+
 def evaluate_targets(report: dict) -> list[dict]:
     """Each target of the benchmark issue with the figure this run reached."""
     cases, targets = report["cases"], []
@@ -490,6 +657,9 @@ def evaluate_targets(report: dict) -> list[dict]:
                 add(target, ours <= times[best],
                     f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])} "
                     f"({times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
+    for case in cases:
+        if case.get("kind") in (BATCHNORM_ADAM, CONVNET):
+            add(*net_case_target(case))
     for activation in ("relu", "sigmoid"):
         name = f"784-1024-10 b1024 {activation} float32"
         rows = _row(cases, name)
@@ -589,8 +759,16 @@ def print_case(case: dict) -> None:
             print(f"  {label:<28}{row['skipped']}")
             continue
         ratio = f"{row['vs_symprop']:.2f}" if row["vs_symprop"] else "-"
+        x_numpy = f"{row['x_numpy']:.2f}" if row.get("x_numpy") else "-"
         iqr = f"{fmt_time(row['q1_s'])} - {fmt_time(row['q3_s'])}"
-        print(f"  {label:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{row['x_numpy']:>9.2f}"
+        print(f"  {label:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{x_numpy:>9}"
+              f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
+              f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
+    for key, row in case.get("variants", {}).items():
+        ours = case["results"][SYMPROP].get("median_s")
+        ratio = f"{row['median_s'] / ours:.2f}" if ours else "-"
+        iqr = f"{fmt_time(row['q1_s'])} - {fmt_time(row['q3_s'])}"
+        print(f"  {VARIANT_LABELS[key]:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{'-':>9}"
               f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
               f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
 
@@ -692,11 +870,13 @@ def markdown_summary(report: dict, command: str) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for case in report["cases"]:
         rows = case["results"]
-        cell = {k: fmt_time(r["median_s"]) if "median_s" in r else "skipped" for k, r in rows.items()}
+        cell = {k: fmt_time(r["median_s"]) if "median_s" in r else ("-" if k == NUMPY else "skipped")
+                for k, r in rows.items()}
         ours = rows[SYMPROP].get("median_s")
         torch_times = [rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]]
+        x_numpy = f"{rows[SYMPROP]['x_numpy']:.2f}x" if rows[SYMPROP].get("x_numpy") else "-"
         lines.append(f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | {cell[TORCH_NN]} | {cell[TORCH_MANUAL]} "
-                     f"| {cell[JAX]} | {rows[SYMPROP]['x_numpy']:.2f}x | "
+                     f"| {cell[JAX]} | {x_numpy} | "
                      f"{min(torch_times) / ours:.2f}x | {100 * rows[SYMPROP]['peak_fraction']:.0f}% |"
                      if ours and torch_times else f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | - | - | - | - | - | - |")
     lines += ["", "| target | met | figure |", "|---|---|---|"]
@@ -731,7 +911,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per competitor (default 15)")
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
-    parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10")
+    parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10, "
+                             "batchnorm-adam (issue 15's batch norm + Adam step) or convnet (issue 16's conv network)")
     parser.add_argument("--threads", type=_threads, metavar="N|all",
                         help="BLAS/OpenMP/XLA pools of every competitor at N threads (1: the process "
                              "pinned to one core) or at every core this process may use (all); needs "

@@ -181,3 +181,242 @@ def mish_numpy(x, dout):
     y = x * t
     dx = dout * (t + x * (1 - t * t) / (1 + np.exp(-x)))
     return y, dx
+
+
+# --- networks beyond the two-layer stacks (issues 15 and 16) --------------------------------
+#
+# Each builder takes a ``NetCase`` (benchmarks/bench.py), the starting parameters in symprop's
+# layout (PARAM_NAMES order: W as inputs x outputs, conv kernels as O x C x k x k), X (N x
+# features, images flattened C, H, W) and one-hot T, and returns a no-argument step callable
+# with a ``snapshot()`` attribute: {"params": [...], "running": [...]} as numpy arrays in
+# symprop's layout, so a test can check that every implementation took the same step.
+
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm's defaults in symprop and torch
+ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}  # torch.optim.Adam's defaults (and symprop's)
+
+
+def _with_snapshot(step, params, running=()):
+    """Attach snapshot(): the step's current parameters (and running averages) as numpy copies."""
+    def snapshot():
+        return {"params": [np.array(p, copy=True) for p in params()],
+                "running": [np.array(r, copy=True) for r in running()] if running else []}
+    step.snapshot = snapshot
+    return step
+
+
+def symprop_adam_step(net, case, params, X, T, workspace=False):
+    """train_step_adam_kernel (the raw dispatcher; it allocates its workspace each call), or
+    with workspace=True train_step_adam_into on one workspace from make_workspace, as a
+    training loop keeps it. Batch norm's running averages are updated in place too."""
+    params = _copies(params)
+    adam = net.init_state_adam(*params)
+    running = net.init_state(X.dtype)
+    hyper = (case.lr, ADAM["beta1"], ADAM["beta2"], ADAM["eps"], 0.0)  # lr, betas, eps, weight decay
+    if workspace:
+        step = functools.partial(net.train_step_adam_into, *params, *adam, X, T, *hyper, *running,
+                                 *net.make_workspace(X))
+    else:
+        step = functools.partial(net.train_step_adam_kernel, *params, *adam, X, T, *hyper, *running)
+    return _with_snapshot(step, lambda: params, lambda: running)
+
+
+def symprop_sgd_net_step(net, case, params, X, T, workspace=False):
+    """sgd_step_kernel, or sgd_step_into on a kept workspace (workspace=True)."""
+    params = _copies(params)
+    if workspace:
+        step = functools.partial(net.sgd_step_into, *params, X, T, case.lr, *net.make_workspace(X))
+    else:
+        step = functools.partial(net.sgd_step_kernel, *params, X, T, case.lr)
+    return _with_snapshot(step, lambda: params)
+
+
+def _torch_linear(torch, W, b):
+    layer = torch.nn.Linear(W.shape[0], W.shape[1], dtype=torch.from_numpy(W).dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(W.T.copy()))
+        layer.bias.copy_(torch.from_numpy(b))
+    return layer
+
+
+def _torch_linear_params(layer):
+    return [layer.weight.detach().numpy().T, layer.bias.detach().numpy()]
+
+
+def torch_batchnorm_adam_module_step(torch, case, params, X, T):
+    """nn.Linear, nn.BatchNorm1d (training mode), nn.ReLU, nn.Linear, CrossEntropyLoss and
+    torch.optim.Adam, as the tutorials write it."""
+    W1, b1, scale, shift, W2, b2 = _copies(params)
+    norm = torch.nn.BatchNorm1d(W1.shape[1], eps=BN_EPS, momentum=BN_MOMENTUM, dtype=torch.from_numpy(W1).dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.from_numpy(scale))
+        norm.bias.copy_(torch.from_numpy(shift))
+    model = torch.nn.Sequential(_torch_linear(torch, W1, b1), norm, torch.nn.ReLU(), _torch_linear(torch, W2, b2))
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=case.lr, betas=(ADAM["beta1"], ADAM["beta2"]),
+                                 eps=ADAM["eps"])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, target = torch.from_numpy(X), torch.from_numpy(T.argmax(axis=1))
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), target)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return _with_snapshot(
+        step,
+        lambda: [*_torch_linear_params(model[0]), norm.weight.detach().numpy(), norm.bias.detach().numpy(),
+                 *_torch_linear_params(model[3])],
+        lambda: [norm.running_mean.numpy(), norm.running_var.numpy()])
+
+
+def torch_batchnorm_adam_manual_step(torch, case, params, X, T):
+    """Tensors without autograd: batch norm's compact backward
+    dz = (g / (N s)) (N dy - sum dy - xhat sum dy xhat) and torch.optim.Adam's algorithm
+    written out with in-place tensor operations."""
+    tensors = [torch.from_numpy(p) for p in _copies(params)]
+    W1, b1, scale, shift, W2, b2 = tensors
+    width = W1.shape[1]
+    running_mean, running_var = torch.zeros(width, dtype=W1.dtype), torch.ones(width, dtype=W1.dtype)
+    moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in tensors]
+    beta1, beta2, eps, lr = ADAM["beta1"], ADAM["beta2"], ADAM["eps"], case.lr
+    x, t = torch.from_numpy(X), torch.from_numpy(T)
+    n = X.shape[0]
+    count = [0]
+
+    def step():
+        z = torch.addmm(b1, x, W1)
+        mean = z.mean(0)
+        centred = z - mean
+        var = (centred * centred).mean(0)
+        s = torch.sqrt(var + BN_EPS)
+        xhat = centred / s
+        y = xhat * scale + shift
+        a = torch.relu(y)
+        scores = torch.addmm(b2, a, W2)
+        log_p = torch.log_softmax(scores, 1)
+        loss = -(t * log_p).sum() / n
+        dscores = (log_p.exp() - t) / n
+        dW2, db2 = a.T @ dscores, dscores.sum(0)
+        dy = (dscores @ W2.T) * (y > 0)
+        dshift, dscale = dy.sum(0), (dy * xhat).sum(0)
+        dz = (scale / (n * s)) * (n * dy - dshift - xhat * dscale)
+        dW1, db1 = x.T @ dz, dz.sum(0)
+        running_mean.mul_(1 - BN_MOMENTUM).add_(mean, alpha=BN_MOMENTUM)
+        running_var.mul_(1 - BN_MOMENTUM).add_(var, alpha=BN_MOMENTUM * n / (n - 1))
+        count[0] += 1
+        correction1, correction2 = 1 - beta1 ** count[0], 1 - beta2 ** count[0]
+        for p, g, (m, v) in zip(tensors, (dW1, db1, dscale, dshift, dW2, db2), moments):
+            m.mul_(beta1).add_(g, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            denominator = (v.sqrt() / correction2 ** 0.5).add_(eps)
+            p.addcdiv_(m, denominator, value=-lr / correction1)
+        return loss
+
+    return _with_snapshot(step, lambda: [p.numpy() for p in tensors],
+                          lambda: [running_mean.numpy(), running_var.numpy()])
+
+
+def jax_batchnorm_adam_step(jax, case, params, X, T):
+    """jax.jit of value_and_grad (batch norm in training mode, its batch mean and variance
+    returned as aux for the running averages) plus Adam written in jax.numpy."""
+    jnp = jax.numpy
+    beta1, beta2, eps, lr = ADAM["beta1"], ADAM["beta2"], ADAM["eps"], case.lr
+    n = X.shape[0]
+
+    def loss_fn(p, x, t):
+        W1, b1, scale, shift, W2, b2 = p
+        z = x @ W1 + b1
+        mean = z.mean(0)
+        var = ((z - mean) ** 2).mean(0)
+        a = jax.nn.relu(scale * (z - mean) / jnp.sqrt(var + BN_EPS) + shift)
+        scores = a @ W2 + b2
+        return -jnp.sum(t * jax.nn.log_softmax(scores, axis=1)) / n, (mean, var)
+
+    @jax.jit
+    def update(p, m, v, count, running, x, t):
+        (loss, (mean, var)), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x, t)
+        count = count + 1
+        m = tuple(beta1 * mi + (1 - beta1) * g for mi, g in zip(m, grads))
+        v = tuple(beta2 * vi + (1 - beta2) * g * g for vi, g in zip(v, grads))
+        correction1, correction2 = 1 - beta1 ** count, 1 - beta2 ** count
+        p = tuple(w - (lr / correction1) * mi / (jnp.sqrt(vi) / jnp.sqrt(correction2) + eps)
+                  for w, mi, vi in zip(p, m, v))
+        running = ((1 - BN_MOMENTUM) * running[0] + BN_MOMENTUM * mean,
+                   (1 - BN_MOMENTUM) * running[1] + BN_MOMENTUM * var * (n / (n - 1)))
+        return p, m, v, count, running, loss
+
+    start = tuple(jnp.asarray(p) for p in _copies(params))
+    width = params[0].shape[1]
+    state = {"p": start, "m": tuple(jnp.zeros_like(p) for p in start), "v": tuple(jnp.zeros_like(p) for p in start),
+             "count": jnp.zeros((), X.dtype),
+             "running": (jnp.zeros(width, X.dtype), jnp.ones(width, X.dtype))}
+    x, t = jnp.asarray(X), jnp.asarray(T)
+
+    def step():
+        s = state
+        s["p"], s["m"], s["v"], s["count"], s["running"], loss = update(s["p"], s["m"], s["v"], s["count"],
+                                                                        s["running"], x, t)
+        return loss.block_until_ready()
+
+    return _with_snapshot(step, lambda: [np.asarray(p) for p in state["p"]],
+                          lambda: [np.asarray(r) for r in state["running"]])
+
+
+def torch_conv_module_step(torch, case, params, X, T):
+    """nn.Conv2d, ReLU, MaxPool2d, Flatten, Linear, ReLU, Linear, CrossEntropyLoss and
+    torch.optim.SGD, as the tutorials write it (NCHW images)."""
+    K1, c1, W2, b2, W3, b3 = _copies(params)
+    channels, height, width = case.image
+    conv = torch.nn.Conv2d(channels, K1.shape[0], K1.shape[2], dtype=torch.from_numpy(K1).dtype)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(K1))
+        conv.bias.copy_(torch.from_numpy(c1))
+    model = torch.nn.Sequential(conv, torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                                _torch_linear(torch, W2, b2), torch.nn.ReLU(), _torch_linear(torch, W3, b3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=case.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    images = torch.from_numpy(X.reshape(X.shape[0], channels, height, width).copy())
+    target = torch.from_numpy(T.argmax(axis=1))
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(model(images), target)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return _with_snapshot(step, lambda: [conv.weight.detach().numpy(), conv.bias.detach().numpy(),
+                                         *_torch_linear_params(model[4]), *_torch_linear_params(model[6])])
+
+
+def jax_conv_step(jax, case, params, X, T):
+    """jax.jit of value_and_grad through lax.conv_general_dilated (NCHW, OIHW, valid) and a
+    2x2 max-pool by lax.reduce_window, plus the SGD update."""
+    jnp, lax = jax.numpy, jax.lax
+    channels, height, width = case.image
+    n, lr = X.shape[0], case.lr
+
+    def loss_fn(p, x, t):
+        K1, c1, W2, b2, W3, b3 = p
+        z = lax.conv_general_dilated(x, K1, (1, 1), "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        a = jax.nn.relu(z + c1[None, :, None, None])
+        pooled = lax.reduce_window(a, np.array(-np.inf, a.dtype), lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+        h = jax.nn.relu(pooled.reshape(n, -1) @ W2 + b2)
+        scores = h @ W3 + b3
+        return -jnp.sum(t * jax.nn.log_softmax(scores, axis=1)) / n
+
+    @jax.jit
+    def update(p, x, t):
+        loss, grads = jax.value_and_grad(loss_fn)(p, x, t)
+        return tuple(w - lr * g for w, g in zip(p, grads)), loss
+
+    state = [tuple(jnp.asarray(p) for p in _copies(params))]
+    x, t = jnp.asarray(X.reshape(n, channels, height, width)), jnp.asarray(T)
+
+    def step():
+        state[0], loss = update(state[0], x, t)
+        return loss.block_until_ready()
+
+    return _with_snapshot(step, lambda: [np.asarray(p) for p in state[0]])

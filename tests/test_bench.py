@@ -187,3 +187,72 @@ def test_blas_threads_probe_times_both_variants(capsys):
     assert [r["case"] for r in rows] == ["4-8-2 b4 relu float32"]
     assert rows[0]["one_thread_s"] > 0 and rows[0]["all_cores_s"] > 0 and rows[0]["speedup"] > 0
     assert "speed-up" in capsys.readouterr().out
+
+
+# ---- the networks of issues 15 (batch norm + Adam) and 16 (conv net): the same step everywhere ----
+
+NET_CASES = [bench.batchnorm_adam_case("float64", sizes=(4, 5, 3), batch=6, lr=0.01),
+             bench.convnet_case("float64", image=(1, 6, 6), conv=(2, 3), sizes=(4, 3), batch=5, lr=0.1)]
+
+
+@pytest.mark.parametrize("case", NET_CASES, ids=lambda c: c.kind)
+def test_net_case_competitors_take_the_same_step(case):
+    """Two steps from the same start (float64, a small network of the benchmark's kind): every
+    implementation gives the same losses, parameters and batch-norm running averages to 1e-10,
+    so the benchmark's batchnorm-adam and convnet rows time the same computation."""
+    libs = bench.optional_libraries()
+    if libs["torch"] is None and libs["jax"] is None:
+        pytest.skip("the comparison needs PyTorch or JAX (pip install -r requirements-bench.txt; not test extras)")
+    steps, skipped = bench.build_net_steps(case, libs, workspace=True)
+    assert bench.SYMPROP in steps and bench.SYMPROP_WORKSPACE in steps, skipped
+    start = bench.make_net_data(case)[0]
+    losses, first_running = {}, {}
+    for key, step in steps.items():
+        losses[key] = [float(step())]
+        first_running[key] = step.snapshot()["running"]
+        losses[key].append(float(step()))
+    reference = losses[bench.SYMPROP]
+    assert reference[1] < reference[0]  # the steps went downhill
+    ours = steps[bench.SYMPROP].snapshot()
+    for key, step in steps.items():
+        np.testing.assert_allclose(losses[key], reference, rtol=1e-10, err_msg=key)
+        theirs = step.snapshot()
+        # running averages after the first step; after the second only the variance, since the
+        # running mean then holds 0.1 b1, which carries the round-off of b1's step (below)
+        for mine, other in zip(first_running[bench.SYMPROP], first_running[key]):
+            np.testing.assert_allclose(other, mine, rtol=1e-10, atol=1e-14, err_msg=f"{key} running averages")
+        for mine, other in zip(ours["running"][1:], theirs["running"][1:]):
+            np.testing.assert_allclose(other, mine, rtol=1e-10, err_msg=f"{key} running variance")
+        for name, mine, other, first in zip(step_param_names(case), ours["params"], theirs["params"], start):
+            if name == "b1" and case.kind == bench.BATCHNORM_ADAM:
+                # the bias just before batch norm has gradient 0 in exact arithmetic (the batch mean
+                # removes it); each side's is round-off (~1e-16), which Adam turns into steps of
+                # lr g / (|g| + eps), eps = 1e-8: about 1e-9 here. No digits to compare, only that
+                # every implementation left it where it was to that order
+                assert np.abs(other - first).max() < 1e-8, f"{key} {name}"
+                continue
+            assert np.abs(mine - first).max() > 1e-4, name  # every parameter moved: not a comparison of starts
+            np.testing.assert_allclose(other, mine, rtol=1e-10, atol=1e-14, err_msg=f"{key} {name}")
+    if case.kind == bench.BATCHNORM_ADAM:
+        assert len(ours["running"]) == 2
+    for key in (bench.TORCH_NN, bench.JAX):
+        library = "torch" if key.startswith("torch") else "jax"
+        assert (key in steps) == (libs[library] is not None), skipped.get(key)
+
+
+def step_param_names(case):
+    return ("W1", "b1", "scale2", "shift2", "W2", "b2") if case.kind == bench.BATCHNORM_ADAM else \
+        ("K1", "c1", "W2", "b2", "W3", "b3")
+
+
+def test_net_cases_are_named_for_only_and_stay_out_of_quick():
+    names = [c.name for c in bench.all_cases(quick=False)]
+    assert [n for n in names if "batchnorm-adam" in n] == ["batchnorm-adam 784-100-10 b100 float32"]
+    assert [n for n in names if "convnet" in n] == ["convnet 1x28x28 conv30k5-100-10 b100 float32"]
+    assert not any(isinstance(c, bench.NetCase) for c in bench.all_cases(quick=True))
+    conv = bench.convnet_case()
+    assert conv.spec == ("input(1,28,28) conv2d(1,30,5) relu maxpool(2) flatten affine(4320,100) relu "
+                         "affine(100,10) softmax-cross-entropy")
+    # im2col forward and dW (30 x 25 by 25 x 576 per image, x2), the affine layers' 3 products each
+    assert conv.matrix_flop == 2 * 100 * (2 * 30 * 25 * 576 + 3 * 4320 * 100 + 3 * 100 * 10)
+    assert bench.batchnorm_adam_case().matrix_flop == 2 * 100 * (2 * 784 * 100 + 3 * 100 * 10)
