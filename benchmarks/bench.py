@@ -112,7 +112,8 @@ class NetCase:
         if self.kind == BATCHNORM_ADAM:
             return f"{BATCHNORM_ADAM} {'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
         c, h, w = self.image
-        return f"{CONVNET} {c}x{h}x{w} conv{self.conv[0]}k{self.conv[1]}-{'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
+        layers = "-".join(map(str, (f"conv{self.conv[0]}k{self.conv[1]}", *self.sizes)))
+        return f"{CONVNET} {c}x{h}x{w} {layers} b{self.batch} {self.dtype}"
 
     @property
     def pooled(self) -> tuple[int, int, int]:
