@@ -12,7 +12,12 @@ Names follow the code generator: parameters ``W1, b1, W2, b2, ...`` (k counts af
 a per-feature parameter ``g`` after the first affine layer is ``g1``; values ``z1`` (affine),
 ``h1`` (then ``h1b``, ...) for the layers after it. Keys are stable strings: ``X[0,1]``,
 ``z1[0,1]``, ``h1[0,1]``, ``L``, ``dL/dz1[0,1]``, local derivatives ``dh1[0,1]/dz1[0,1]``,
-``dL/dW1[0,1]``, ``dL/db1[0]``, updates ``W1_new[0,1]``.
+``dL/dW1[0,1]``, ``dL/db1[0]``, updates ``W1_new[0,1]``. Ops named by their layer position k,
+as the generated module names them: batch and layer norm's ``scalek, shiftk`` (and ``meank,
+vark, sk, xhatk``, the backward rule's sums ``sum_dyk`` ...), a dropout's mask ``maskk`` (given
+with the values). Row-wise losses add ``zmax``, ``P`` (softmax), ``zy`` (the hinge) and the rows'
+losses ``L_n[n]``; with an ``l2=`` penalty the loss is ``L_data``, ``L = L_data + penalty_W1``,
+and ``dL/dW1 = dL_data/dW1 + lambda1 W1``.
 """
 from __future__ import annotations
 
@@ -26,7 +31,9 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, fresh_name
-from .layers import I, J, K, N, REDUCTIONS, Affine, Conv2d, Elementwise, ElementwiseLoss, Flatten, PerFeature, Pool, real
+from .layers import (I, J, K, N, REDUCTIONS, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
+                     Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy, real)
+from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number
 from .transcript import Chain, Transcript, tr
@@ -70,6 +77,7 @@ class Layer:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     shape_in: object = None  # features (an int) or an image (C, H, W)
     shape_out: object = None
+    masks: dict[str, str] = field(default_factory=dict)  # role -> name of an N x width input (dropout's m)
 
     def elements(self, rows, which="out"):
         """The index tuples of every element of the value read or written: (n, j) for features,
@@ -98,9 +106,6 @@ class _AffineSteps(_Steps):
     """Y = X W + b: each element of the derived matrix rules, with concrete sizes."""
 
     def name(self, plan, node, layer):
-        if len(node.args) > 2:
-            raise SympropError(f"{node.where}: the graph transcript does not write out an L2 penalty (l2=) yet; "
-                               "remove it to see the layer's numbers")
         plan.affine_count += 1
         k = plan.affine_count
         layer.out = f"z{k}"
@@ -110,7 +115,7 @@ class _AffineSteps(_Steps):
 
     def _rule(self, b, layer, rule, dY=None):
         """The derived matrix rule with the element symbols of this layer's matrices in place."""
-        rows, (inputs, outputs) = b.rows, layer.node.args
+        rows, (inputs, outputs) = b.rows, layer.node.args[:2]
         sizes = {N: rows, I: inputs, J: outputs}
         bias = layer.params["b"]
         mats = {"X": b.matrix(layer.source, rows, inputs), "W": b.matrix(layer.params["W"], inputs, outputs),
@@ -131,18 +136,77 @@ class _AffineSteps(_Steps):
         upstream = layer.out
         note = tr(f"{layer.node.text}: the affine layer's derived rule (batch rows summed)",
                   f"{layer.node.text}：Affine 层推导出的规则（对批量各行求和）")
+        penalised = len(layer.node.args) > 2
         for role in ("W", "b"):
             grads = self._rule(b, layer, d.backward["d" + role], dY=upstream)
             name = layer.params[role]
             for index in b.indices(layer.shapes[role]):
                 entry = grads[index] if len(index) == 2 else grads[0, index[0]]
-                b.define(_grad(_element(name, index)), entry, note)
+                key = _element(name, index)
+                b.define(_data_grad(key) if penalised and role == "W" else _grad(key), entry, note)
                 note = None
+        if penalised:
+            _penalty_gradient(b, layer)
         if layer.source != "X":  # the gradient with respect to the data X is never needed
             grads = self._rule(b, layer, d.backward["dX"], dY=upstream)
             W = layer.params["W"]
             b.define_matrix(layer.source, grads, tr(f"the upstream gradient carried back through {W}",
                                                     f"上游梯度经 {W} 传回"), grad=True)
+
+
+def _data_grad(key: str) -> str:
+    """The gradient of the data loss alone, where an L2 penalty adds its own: dL_data/dW1[0,1]."""
+    return f"dL_data/d{key}"
+
+
+def _by_name(expr, names: dict):
+    """expr with each free symbol named in ``names`` replaced (a derivation's symbols carry
+    assumptions, so they are matched by name)."""
+    return expr.xreplace({s: names[s.name] for s in expr.free_symbols if s.name in names})
+
+
+def _penalty_strength(b, layer):
+    """lambda of affine(I,J,l2=lambda), a given quantity of the transcript (once per layer)."""
+    key = f"lambda{layer.params['W'][1:]}"
+    if key not in b.t.quantities:
+        rate = _exact(repr(layer.node.args[2]), _failing(layer.node.where, "l2"))
+        b.t.given(key, rate, text=key, latex=_latex(key), show=True,
+                  note=tr(f"the L2 penalty's strength on {layer.params['W']} ({layer.node.text})",
+                          f"{layer.params['W']} 的 L2 惩罚系数（{layer.node.text}）"))
+    return sp.Symbol(key)
+
+
+def _penalties(b, layers):
+    """L = L_data + (lambda/2) sum W^2 for each affine layer with l2=: the derivation's
+    per-element penalty P, summed over the weights (biases are not penalised)."""
+    d = l2_penalty_derivation()
+    terms = [sp.Symbol(b.loss_key)]
+    b.t.heading(tr("L2 penalty", "L2 惩罚"))
+    for layer in layers:
+        if not (isinstance(layer.node.op, Affine) and len(layer.node.args) > 2):
+            continue
+        lam, W = _penalty_strength(b, layer), layer.params["W"]
+        elements = [_by_name(d.forward["P"], {"w": sp.Symbol(_element(W, index)), "lambda": lam})
+                    for index in b.indices(layer.shapes["W"])]
+        key = f"penalty_{W}"
+        b.define(key, sp.Add(*elements, evaluate=False),
+                 tr(f"{sp.sstr(d.steps[0].rhs)} on {W}: the sum of (lambda/2) w^2 over its elements",
+                    f"{W} 上的 {sp.sstr(d.steps[0].rhs)}：各元素 (lambda/2) w^2 之和"))
+        terms.append(sp.Symbol(key))
+    b.define("L", sp.Add(*terms, evaluate=False), tr("the data loss plus the penalties", "数据误差加上惩罚项"))
+
+
+def _penalty_gradient(b, layer):
+    """dL/dW = dL_data/dW + the derivation's dP/dw, element by element (weight decay)."""
+    d = l2_penalty_derivation()
+    lam, W = _penalty_strength(b, layer), layer.params["W"]
+    note = tr(f"the data loss's gradient plus the penalty's, {sp.sstr(d.backward['dW'])}",
+              f"数据误差的梯度加上惩罚项的梯度 {sp.sstr(d.backward['dW'])}")
+    for index in b.indices(layer.shapes["W"]):
+        key = _element(W, index)
+        local = _by_name(d.backward["dW"], {"w": sp.Symbol(key), "lambda": lam})
+        b.define(_grad(key), sp.Add(sp.Symbol(_data_grad(key)), local, evaluate=False), note)
+        note = None
 
 
 class _ElementwiseSteps(_Steps):
@@ -233,7 +297,7 @@ class _LossSteps(_Steps):
                  for n, j in b.indices((b.rows, layer.width_in))]
         b.t.heading(tr("Loss", "误差"))
         scale, total = scale.subs(self._sizes(b, layer)), sp.Add(*terms, evaluate=False)
-        b.t.define("L", total if scale == 1 else sp.Mul(scale, total, evaluate=False),
+        b.t.define(b.loss_key, total if scale == 1 else sp.Mul(scale, total, evaluate=False),
                    note=tr(f"{op.name}: {said}", f"{op.name}：{said}"))
 
     def backward(self, b, layer):
@@ -400,17 +464,296 @@ class _FlattenSteps(_Steps):
                 note = None
 
 
+def _row_rule(rule, sizes, at, arrays):
+    """A derived rule over one vector (index 1..K, as the derivations write it) with numbers:
+    sizes and free indices substituted, sums written out, each element x[i] replaced by
+    ``arrays[x](i)``, the transcript symbol of element i (1-based)."""
+    expr = rule.subs(sizes).subs(at).doit()
+    return expr.replace(lambda e: isinstance(e, sp.Indexed),
+                        lambda e: arrays[str(e.base)](int(e.indices[0])))
+
+
+def _step(d, title):
+    """The right-hand side of the derivation's step with this title (the mean, the variance)."""
+    return next(step.rhs for step in d.steps if step.title == title)
+
+
+class _NormSteps(_Steps):
+    """Batch norm (training mode: each feature over the batch) and layer norm (each row over
+    its features): mean, biased variance, s, xhat and y from the derivation; back through the
+    two named sums and the derived three-term rule. Names as the code generator's: scale3,
+    shift3 (the layer's position), mean3, var3, s3, xhat3."""
+
+    def name(self, plan, node, layer):
+        k = node.position
+        for role, stem in (("g", "scale"), ("b", "shift")):
+            layer.params[role] = fresh_name(f"{stem}{k}", plan.param_names)
+            layer.shapes[role] = (layer.width_in,)
+            plan.param_names.add(layer.params[role])
+        layer.out = fresh_name(f"h{plan.affine_count}", plan.values)
+
+    def _vectors(self, b, layer):
+        """(label of the vector, size M, element i (1-based) -> (n, j)) for each normalised vector."""
+        if layer.node.op.kind == "batch":
+            return [((j,), b.rows, lambda i, j=j: (i - 1, j)) for j in range(layer.width_in)]
+        return [((n,), layer.width_in, lambda i, n=n: (n, i - 1)) for n in range(b.rows)]
+
+    def _size(self, layer):
+        return N if layer.node.op.kind == "batch" else sp.Symbol("F", integer=True, positive=True)
+
+    def forward(self, b, layer):
+        op, d, k = layer.node.op, b.derivation(layer), layer.node.position
+        eps = f"eps{k}"
+        b.t.given(eps, _exact(repr(op.settings(layer.node.args)[0]), _failing(layer.node.where, "eps")), text=eps,
+                  latex=_latex(eps), show=True, note=tr(f"epsilon of {layer.node.text}", f"{layer.node.text} 的 epsilon"))
+        mean_rule = _step(d, "mean")
+        # the mean inside the variance is the quantity just defined: sum_m x[m] = M mu
+        (input_sum,) = mean_rule.atoms(sp.Sum)
+        variance_rule = _step(d, "variance").xreplace({input_sum: self._size(layer) * real("mu")})
+        g, bias = layer.params["g"], layer.params["b"]
+        over = tr("each feature over the batch", "每个特征在批量上") if op.kind == "batch" else \
+            tr("each row over its features", "每一行在其特征上")
+        notes = ([tr(f"{layer.node.text}: the mean of {over.en}", f"{layer.node.text}：{over.zh}的均值"),
+                      tr("the biased variance (divided by the vector's size, as torch normalises)",
+                         "有偏方差（除以向量长度，与 torch 相同）"),
+                      tr("s = sqrt(variance + epsilon), from the derivation", "s = sqrt(方差 + epsilon)（由推导得到）"),
+                      tr("xhat = (x - mean) / s, then y = g xhat + b", "xhat = (x - 均值) / s，再 y = g xhat + b")])
+        for label, size, at in self._vectors(b, layer):
+            x = lambda i, at=at: sp.Symbol(_element(layer.source, at(i)))  # noqa: E731
+            mean, var, s = (_element(f"{v}{k}", label) for v in ("mean", "var", "s"))
+            b.define(mean, _row_rule(mean_rule, {self._size(layer): size}, {}, {"x": x}), b.once(notes[0]))
+            b.define(var, _by_name(_row_rule(variance_rule, {self._size(layer): size}, {}, {"x": x}),
+                                   {"mu": sp.Symbol(mean)}), b.once(notes[1]))
+            b.define(s, _by_name(d.forward["s"], {"sigma2": sp.Symbol(var), "epsilon": sp.Symbol(eps)}),
+                     b.once(notes[2]))
+            for i in range(1, size + 1):
+                n, j = at(i)
+                xhat = _element(f"xhat{k}", (n, j))
+                b.define(xhat, _by_name(d.forward["xhat"], {"x": x(i), "mu": sp.Symbol(mean), "s": sp.Symbol(s)}),
+                         b.once(notes[3]))
+                b.define(_element(layer.out, (n, j)), _by_name(d.forward["y"], {
+                    "g": sp.Symbol(_element(g, (j,))), "xhat": sp.Symbol(xhat), "b": sp.Symbol(_element(bias, (j,)))}))
+
+    def backward(self, b, layer):
+        op, d, k = layer.node.op, b.derivation(layer), layer.node.position
+        g, bias = layer.params["g"], layer.params["b"]
+        grads = {}
+        for label, size, at in self._vectors(b, layer):
+            arrays = {"dy": lambda i, at=at: sp.Symbol(_grad(_element(layer.out, at(i)))),
+                      "g": lambda i, at=at: sp.Symbol(_element(g, at(i)[1:])),
+                      "xhat": lambda i, at=at: sp.Symbol(_element(f"xhat{k}", at(i)))}
+            sums = {}
+            for name, rule in d.named_sums.items():
+                sums[name] = _element(f"{name}{k}", label)
+                b.define(sums[name], _row_rule(rule, {self._size(layer): size}, {}, arrays),
+                         b.once(tr(f"{layer.node.text}: the two sums of the derived backward rule",
+                                   f"{layer.node.text}：推导出的反向规则中的两个求和")))
+            for i in range(1, size + 1):
+                n, j = at(i)
+                names = {"dy": arrays["dy"](i), "g": arrays["g"](i), "xhat": arrays["xhat"](i),
+                         "s": sp.Symbol(_element(f"s{k}", label)), **{s_: sp.Symbol(key) for s_, key in sums.items()}}
+                rule = d.backward["dx"].subs({self._size(layer): size})
+                grads[(n, j)] = _by_name(rule, names)
+        note = tr(f"the derived three-term rule {sp.sstr(d.backward['dx'])}",
+                  f"推导出的三项规则 {sp.sstr(d.backward['dx'])}")
+        for (n, j), formula in sorted(grads.items()):
+            b.define(_grad(_element(layer.source, (n, j))), formula, note)
+            note = None
+        self._parameter_gradients(b, layer, d, k)
+
+    def _parameter_gradients(self, b, layer, d, k):
+        """dg and db: batch norm's rules are sums over the batch already; layer norm's are one
+        row's share, summed over the rows (batch_sums)."""
+        for role, name in layer.params.items():
+            rule = d.backward["d" + role]
+            for j in range(layer.width_in):
+                arrays = {"dy": lambda i, j=j: sp.Symbol(_grad(_element(layer.out, (i - 1, j)))),
+                          "xhat": lambda i, j=j: sp.Symbol(_element(f"xhat{k}", (i - 1, j)))}
+                if "d" + role in d.batch_sums:
+                    formula = sp.Add(*[_by_name(rule, {"dy": arrays["dy"](n + 1), "xhat": arrays["xhat"](n + 1)})
+                                       for n in range(b.rows)], evaluate=False)
+                else:
+                    formula = _row_rule(rule, {N: b.rows}, {}, arrays)
+                b.define(_grad(_element(name, (j,))), formula,
+                         b.once(tr(f"{name}[j] is shared by every row: the derived rule, summed over the batch",
+                                   f"{name}[j] 由每一行共用：推导出的规则对批量求和")))
+
+
+class _DropoutSteps(_ElementwiseSteps):
+    """Inverted dropout with the mask given: y = x m / (1 - p), backward upstream times the
+    derived local derivative m / (1 - p). The mask is named as the generated module names it:
+    mask3 for a dropout at layer position 3."""
+
+    def name(self, plan, node, layer):
+        layer.masks["m"] = f"mask{node.position}"
+        super().name(plan, node, layer)
+
+    def _names(self, b, layer, *index):
+        return {real("x"): sp.Symbol(_element(layer.source, index)),
+                real("m"): sp.Symbol(_element(layer.masks["m"], index)),
+                sp.Symbol("p", positive=True): _exact(repr(layer.node.args[0]), _failing(layer.node.where, "p"))}
+
+    def forward(self, b, layer):
+        d = b.derivation(layer)
+        note = tr(f"{layer.node.text}: the input times its mask, divided by 1 - p",
+                  f"{layer.node.text}：输入乘以掩码，再除以 1 - p")
+        for index in layer.elements(b.rows):
+            b.define(_element(layer.out, index), d.forward["y"].xreplace(self._names(b, layer, *index)), note)
+            note = None
+
+    def _local(self, b, layer, wrt, gradient, *index):
+        rule = b.derivation(layer).backward[gradient].xreplace({real("dy"): sp.S.One})
+        key = f"d{_element(layer.out, index)}/d{wrt}"
+        b.define(key, rule.xreplace(self._names(b, layer, *index)),
+                 b.once(tr(f"local derivative of {layer.node.text}, from its derived rule: a dropped unit passes none",
+                           f"{layer.node.text} 的局部导数（由其推导得到）：被丢弃的单元不传梯度")))
+        return key
+
+
+def _row_max(b, layer, n):
+    """zmax of row n, which the stable forward subtracts before exp."""
+    key = f"{layer.source}max[{n}]"
+    b.define(key, sp.Max(*[sp.Symbol(_element(layer.source, (n, j))) for j in range(layer.width_in)], evaluate=False),
+             b.once(tr("the row maximum zmax: subtracted before exp, so no exponent is positive",
+                       "行最大值 zmax：exp 之前减去，使指数都不为正")))
+    return sp.Symbol(key)
+
+
+def _softmax_row(b, layer, n, rule, out):
+    """out[n, k] = the derivation's stable softmax of row n of the layer's input."""
+    zmax = _row_max(b, layer, n)
+    z = lambda i: sp.Symbol(_element(layer.source, (n, i - 1)))  # noqa: E731
+    k = sp.Symbol("k", integer=True)
+    for j in range(layer.width_in):
+        b.define(_element(out, (n, j)), _by_name(_row_rule(rule, {K: layer.width_in}, {k: j + 1}, {"z": z}),
+                                                 {"zmax": zmax}),
+                 b.once(tr("softmax of the row, from the derivation's stable form",
+                           "该行的 softmax（由推导中的稳定形式得到）")))
+    return zmax
+
+
+class _SoftmaxSteps(_Steps):
+    """softmax over each row: forward from the stable form, backward the derived rule
+    dz[j] = (dy[j] - sum_k dy[k] y[k]) y[j]."""
+
+    def name(self, plan, node, layer):
+        layer.out = fresh_name(f"p{plan.affine_count}", plan.values)
+
+    def forward(self, b, layer):
+        rule = b.derivation(layer).forward["y[k]"]
+        for n in range(b.rows):
+            _softmax_row(b, layer, n, rule, layer.out)
+
+    def backward(self, b, layer):
+        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
+        for n in range(b.rows):
+            arrays = {"dy": lambda i, n=n: sp.Symbol(_grad(_element(layer.out, (n, i - 1)))),
+                      "y": lambda i, n=n: sp.Symbol(_element(layer.out, (n, i - 1)))}
+            for col in range(layer.width_in):
+                b.define(_grad(_element(layer.source, (n, col))),
+                         _row_rule(rule, {K: layer.width_in}, {j: col + 1}, arrays),
+                         b.once(tr(f"{layer.node.text}: the derived rule (dy[j] - sum_k dy[k] y[k]) y[j]",
+                                   f"{layer.node.text}：推导出的规则 (dy[j] - sum_k dy[k] y[k]) y[j]")))
+
+
+def _one_hot_targets(b, layer):
+    """The derivations of these losses use sum_k t[k] = 1 (one-hot targets): refuse others."""
+    for n in range(b.rows):
+        row = [b.t.value(_element("T", (n, j))) for j in range(layer.width_in)]
+        if sorted(row) != [0] * (len(row) - 1) + [1]:
+            raise SympropError(f"{b.where}, field 'T': {layer.node.op.name} takes one-hot targets (one 1 per row, "
+                               f"the rest 0), as its derivation assumes; row {n} is {[str(v) for v in row]}")
+
+
+def _mean_of_rows(b, layer, rows_key):
+    """L = (1/N) sum_n L_n: the mean over the batch the derivation's last step divides by."""
+    b.t.heading(tr("Loss", "误差"))
+    total = sp.Add(*[sp.Symbol(_element(rows_key, (n,))) for n in range(b.rows)], evaluate=False)
+    b.t.define(b.loss_key, sp.Mul(sp.Rational(1, b.rows), total, evaluate=False),
+               note=tr(f"{layer.node.op.name}: the mean of the rows' losses over the batch",
+                       f"{layer.node.op.name}：各行误差在批量上的平均"))
+
+
+class _SoftmaxLossSteps(_Steps):
+    """softmax-cross-entropy and log-softmax-nll: per row the row maximum, the probabilities P
+    (saved for backward) and the stable log-sum-exp loss L_n; L their mean; dz = (P - T)/N."""
+
+    def name(self, plan, node, layer):
+        layer.out = "L"
+
+    def forward(self, b, layer):
+        _one_hot_targets(b, layer)
+        d = b.derivation(layer)
+        for n in range(b.rows):
+            zmax = _softmax_row(b, layer, n, d.forward["y[k]"], "P")
+            arrays = {"z": lambda i, n=n: sp.Symbol(_element(layer.source, (n, i - 1))),
+                      "t": lambda i, n=n: sp.Symbol(_element("T", (n, i - 1)))}
+            b.define(_element("L_n", (n,)), _by_name(_row_rule(d.forward["L_n"], {K: layer.width_in}, {}, arrays),
+                                                    {"zmax": zmax}),
+                     b.once(tr("the row's loss: log-sum-exp (row maximum subtracted) minus the true class's score",
+                               "该行误差：log-sum-exp（减去行最大值）减去正确类别的分数")))
+        _mean_of_rows(b, layer, "L_n")
+
+    def backward(self, b, layer):
+        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
+        for n in range(b.rows):
+            arrays = {"y": lambda i, n=n: sp.Symbol(_element("P", (n, i - 1))),
+                      "t": lambda i, n=n: sp.Symbol(_element("T", (n, i - 1)))}
+            for col in range(layer.width_in):
+                b.define(_grad(_element(layer.source, (n, col))),
+                         _row_rule(rule, {K: layer.width_in, N: b.rows}, {j: col + 1}, arrays),
+                         b.once(tr(f"the derived rule of {layer.node.op.name}: {sp.sstr(rule)}",
+                                   f"{layer.node.op.name} 推导出的规则：{sp.sstr(rule)}")))
+
+
+class _HingeSteps(_Steps):
+    """The multiclass SVM loss: per row the correct class's score zy and the row's loss (margin
+    1); the derived rule, where a margin of exactly 0 counts as met (Heaviside(0) = 0)."""
+
+    def name(self, plan, node, layer):
+        layer.out = "L"
+
+    def _arrays(self, layer, n):
+        return {"z": lambda i: sp.Symbol(_element(layer.source, (n, i - 1))),
+                "t": lambda i: sp.Symbol(_element("T", (n, i - 1)))}
+
+    def forward(self, b, layer):
+        _one_hot_targets(b, layer)
+        d, k = b.derivation(layer), sp.Symbol("k", integer=True)
+        for n in range(b.rows):
+            zy = _element("zy", (n,))
+            b.define(zy, _row_rule(d.forward["zy"], {K: layer.width_in}, {}, self._arrays(layer, n)),
+                     b.once(tr("the correct class's score (t is one-hot)", "正确类别的分数（t 为 one-hot）")))
+            b.define(_element("L_n", (n,)), _by_name(_row_rule(d.forward["L_n"], {K: layer.width_in}, {},
+                                                               self._arrays(layer, n)), {"zy": sp.Symbol(zy)}),
+                     b.once(tr("each wrong class k costs max(0, z[k] - zy + 1): margin 1",
+                               "每个错误类别 k 的代价为 max(0, z[k] - zy + 1)：间隔为 1")))
+        _mean_of_rows(b, layer, "L_n")
+
+    def backward(self, b, layer):
+        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
+        for n in range(b.rows):
+            for col in range(layer.width_in):
+                formula = _by_name(_row_rule(rule, {K: layer.width_in, N: b.rows}, {j: col + 1},
+                                             self._arrays(layer, n)), {"zy": sp.Symbol(_element("zy", (n,)))})
+                b.define(_grad(_element(layer.source, (n, col))), formula, b.once(tr(
+                    "the derived rule: Heaviside(margin) counts the classes that violate the margin; "
+                    "a margin of exactly 0 counts as met (Heaviside(0) = 0, the derivative from the left)",
+                    "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")))
+
+
 class _Unsupported(_Steps):
     def name(self, plan, node, layer):
         raise SympropError(f"{node.where}: the graph transcript does not support {type(node.op).__name__} ops yet "
-                           "(it writes out affine layers, one-input elementwise activations, per-feature ops "
-                           "and elementwise losses)")
+                           f"(it writes out {', '.join(cls.__name__ for cls in STEPS)} ops and their subclasses)")
 
 
-# op type -> how it is written out (an op class not listed uses its nearest listed base class);
-# Softmax and SoftmaxCrossEntropy fall through to Op and are refused by name
+# op type -> how it is written out (an op class not listed uses its nearest listed base class:
+# LayerNorm is a BatchNorm, LogSoftmaxNLL a SoftmaxCrossEntropy, Huber an ElementwiseLoss)
 STEPS = {Affine: _AffineSteps(), Elementwise: _ElementwiseSteps(), PerFeature: _PerFeatureSteps(),
-         ElementwiseLoss: _LossSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps()}
+         ElementwiseLoss: _LossSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
+         BatchNorm: _NormSteps(), Dropout: _DropoutSteps(), Softmax: _SoftmaxSteps(),
+         SoftmaxCrossEntropy: _SoftmaxLossSteps(), MulticlassHinge: _HingeSteps()}
 
 
 def _steps(op) -> _Steps:
@@ -446,7 +789,13 @@ def expected_values(graph: Graph) -> dict[str, tuple]:
     for layer in plan_layers(graph):
         for role, name in layer.params.items():
             shapes[name] = layer.shapes[role]
+        for name in layer.masks.values():
+            shapes[name] = (None, layer.width_in)
     return shapes
+
+
+def _mask_names(graph: Graph) -> list[str]:
+    return [name for layer in plan_layers(graph) for name in layer.masks.values()]
 
 
 def _shape_text(shape, rows) -> str:
@@ -523,6 +872,12 @@ def check_values(graph: Graph, values: dict, where: str = "values") -> dict:
     for key, shape in shapes.items():
         if key != "X":
             checked[key] = _array(values[key], shape, rows, key, where)
+    for key in _mask_names(graph):
+        for n, row in enumerate(checked[key]):
+            for j, v in enumerate(row):
+                if v not in (0, 1):
+                    raise SympropError(f"{where}, field {key!r}: a dropout mask holds 0 (dropped) or 1 (kept); "
+                                       f"got {v} at [{n},{j}]")
     return checked
 
 
@@ -531,8 +886,9 @@ def check_values(graph: Graph, values: dict, where: str = "values") -> dict:
 class _Builder:
     """The transcript under construction and the batch size; helpers the op kinds share."""
 
-    def __init__(self, t: Transcript, rows: int):
-        self.t, self.rows = t, rows
+    def __init__(self, t: Transcript, rows: int, where: str = "values", loss_key: str = "L"):
+        self.t, self.rows, self.where = t, rows, where
+        self.loss_key = loss_key  # "L_data" where an L2 penalty is added to make L
         self._derivations = {}
         self._notes_given = set()
 
@@ -583,10 +939,14 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     t = Transcript(name, tr(f"Transcript of the network {graph.spec}", f"网络 {graph.spec} 的计算过程"),
                    tr(f"A batch of {rows} row(s); every number is computed from each layer's derived rules.",
                       f"批量为 {rows} 行；每个数都由各层推导出的规则算出。"))
-    b = _Builder(t, rows)
+    penalised = any(isinstance(layer.node.op, Affine) and len(layer.node.args) > 2 for layer in layers)
+    b = _Builder(t, rows, where, "L_data" if penalised else "L")
+    masks = set(_mask_names(graph))
     t.heading(tr("Given", "已知"))
     for key, array in checked.items():
         note = {"X": tr("inputs", "输入"), "T": tr("targets", "目标输出")}.get(key, tr("parameter", "参数"))
+        if key in masks:
+            note = tr("dropout mask: 1 kept, 0 dropped", "dropout 掩码：1 保留，0 丢弃")
         shape, part = [], array
         while isinstance(part, list):
             shape.append(len(part))
@@ -604,6 +964,8 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     t.heading(tr("Forward pass", "前向传播"))
     for layer in layers:
         _steps(layer.node.op).forward(b, layer)
+    if penalised:
+        _penalties(b, layers)
     t.heading(tr("Backward pass", "反向传播"))
     t.note(tr("Each gradient follows the chain rule, from the loss back.",
               "按链式法则，从误差开始逐层向后求梯度。"))

@@ -59,6 +59,9 @@ class Derivation:
     # gradients whose rule above is one row's contribution, summed over the N rows of the batch
     # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
     batch_sums: tuple[str, ...] = ()
+    # sums over the normalised vector that the backward rules read by name (batch and layer
+    # norm's sum_dy, sum_dy_xhat): name -> its definition (a Sum over the vector's index n)
+    named_sums: dict[str, sp.Basic] = field(default_factory=dict)
 
     def _repr_markdown_(self) -> str:
         """Jupyter shows a derivation that is a cell's value as its Markdown (formulas by MathJax)."""

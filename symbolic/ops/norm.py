@@ -104,9 +104,11 @@ def normalisation_derivation(name: str, summary: str, kind: str) -> Derivation:
         sums = ("dg", "db")
     # the kernels compute mu and sigma2 as sums over the vector (the "mean" and "variance" steps)
     forward = {"s": sp.sqrt(sigma2 + eps), "xhat": (real("x") - mu) / s, "y": real("g") * xhat_p + real("b")}
+    # the two sums rule_x reads, as the "name the sums" step defines them (sum_x rewritten in xhat)
+    named_sums = {a_text: sp.Sum(upstream, (n, 1, M)), c_text: sp.Sum(upstream * xhat_n, (n, 1, M))}
     return Derivation(name, summary, ("x", "g", "b"), forward, backward, ("xhat", "s", "g"), steps, [],
                       ["s = sqrt(sigma2 + epsilon) with epsilon > 0: never a division by zero"],
-                      {"dx": raw}, sums)
+                      {"dx": raw}, sums, named_sums)
 
 
 def _float_args(op, inner, where, names):
