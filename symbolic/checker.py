@@ -138,21 +138,40 @@ def _tolerance(value, where) -> sp.Rational:
     return tol
 
 
+def _net_values(path: Path, data: dict) -> NetValues:
+    """net = "SPEC" and values = "FILE.toml" (relative to the claims file), and nothing else
+    that names a subject."""
+    if "example" in data or "network" in data:
+        raise SympropError(f"{path}: name one subject: example, network (or graph), or net with values")
+    if not isinstance(data.get("net"), str) or not isinstance(data.get("values"), str):
+        raise SympropError(f'{path}: net = "affine(2,2) sigmoid affine(2,2) mse" and values = "my-values.toml" '
+                           "go together (a net spec and the file with its numbers)")
+    values = path.parent / data["values"]
+    if not values.exists():
+        raise SympropError(f"{path}: the values file {data['values']!r} does not exist")
+    return NetValues(data["net"], str(values))
+
+
 def load_claims(path) -> tuple[str, list[Claim]]:
     """(subject, claims): subject is a built-in example name or a network file path."""
     path = Path(path)
     text = read_text(path, "claims file")
     data = parse_toml(text, str(path))
     lines = text.splitlines()
-    unknown = set(data) - {"example", "network", "graph", "tolerance", "claims"}
+    unknown = set(data) - {"example", "network", "graph", "net", "values", "tolerance", "claims"}
     if unknown:
-        raise SympropError(f"{path}: unknown field {sorted(unknown)[0]!r} (known: example, network, graph, tolerance, claims)")
+        raise SympropError(f"{path}: unknown field {sorted(unknown)[0]!r} (known: example, network, graph, "
+                           "net, values, tolerance, claims)")
     if "graph" in data and "network" not in data:  # a graph file is named like a network file
         data["network"] = data.pop("graph")
-    if ("example" in data) == ("network" in data):
+    if "net" in data or "values" in data:
+        subject = _net_values(path, data)
+    elif ("example" in data) == ("network" in data):
         raise SympropError(f"{path}: say which example the claims are about: example = \"two-layer-sigmoid\" "
                            "(a built-in example) or network = \"my-net.toml\" (a network file)")
-    if "example" in data:
+    if "net" in data or "values" in data:
+        pass
+    elif "example" in data:
         subject = data["example"]
         if not isinstance(subject, str) or subject not in EXAMPLES:
             close = difflib.get_close_matches(str(subject), EXAMPLES, n=3)
@@ -263,6 +282,18 @@ LOSS_VARIANTS = {
 }
 
 
+@dataclass(frozen=True)
+class NetValues:
+    """Claims about a net spec worked with the numbers of a values file (the transcript of
+    ``symprop example show --net SPEC --values FILE``)."""
+
+    spec: str
+    values: str
+
+    def __str__(self) -> str:
+        return f'--net "{self.spec}" --values {self.values}'
+
+
 def _graph_batch_size(graph) -> int:
     """The N of a graph's 1/N: its samples when the loss is a full-batch mean, else 1."""
     data = graph.data
@@ -276,7 +307,15 @@ class Subject:
         self.name = name
         example = EXAMPLES.get(name)
         self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
-        if example is not None:
+        if isinstance(name, NetValues):
+            from .graph import parse_net
+            from .graph_transcript import values_transcript
+
+            graph = parse_net(name.spec)  # a bad spec or values file fails here, once
+            values_transcript(graph, name.values)
+            self.network, self.batch_size = None, 1
+            self.build_exact = lambda: values_transcript(graph, name.values)
+        elif example is not None:
             self.build_exact = example.build
             self.network = builtin_network(name) if name in ("two-layer-sigmoid", "mazur-2-2-2") else None
             self.graph = builtin_graph(name)

@@ -218,3 +218,30 @@ def test_targets_that_are_not_one_hot_are_refused():
     values = {"X": [[1, 2]], "T": [[0.3, 0.7]], "W1": [[1, 0], [0, 1]], "b1": [0, 0]}
     with pytest.raises(SympropError, match=r"my.toml, field 'T': softmax-cross-entropy takes one-hot targets"):
         graph_transcript(parse_net("affine(2,2) softmax-cross-entropy"), values, where="my.toml")
+
+
+def test_the_checker_takes_claims_on_a_spec_with_values(tmp_path):
+    """symprop check --net SPEC --values FILE, and a claims file with net = ... and values = ...:
+    a right element is right, a wrong one is named, with the first wrong step."""
+    from symprop.symbolic.checker import NetValues, check, claims_from_arguments, load_claims
+
+    values = tmp_path / "drop.toml"
+    values.write_text(DROPOUT_VALUES)
+    from symprop.symbolic.graph_transcript import values_transcript
+
+    exact = values_transcript(parse_net(DROPOUT_SPEC), values)
+    grads = [k for k in exact.quantities if k.startswith("dL/dW1[")]
+    right, wrong = grads[0], grads[1]
+    claims = [f"{right}={float(exact.value(right)):.6g}", f"{wrong}={2 * float(exact.value(wrong)) + 1:.6g}"]
+    report = check(NetValues(DROPOUT_SPEC, str(values)), claims_from_arguments(claims))
+    verdicts = {v.key: v for v in report.verdicts}
+    assert verdicts[right].right and not verdicts[wrong].right and not report.problems
+    result = run_cli("check", "--net", DROPOUT_SPEC, "--values", str(values), *claims)
+    assert result.returncode == 1 and wrong in result.stdout, result.stderr
+    claims_file = tmp_path / "claims.toml"
+    claims_file.write_text(f'net = "{DROPOUT_SPEC}"\nvalues = "drop.toml"\n\n[claims]\n"{right}" = '
+                           f'"{float(exact.value(right)):.6g}"\n')
+    subject, loaded = load_claims(claims_file)
+    assert subject == NetValues(DROPOUT_SPEC, str(values)) and check(subject, loaded).all_right
+    half = run_cli("check", "--net", DROPOUT_SPEC, claims[0])
+    assert half.returncode == 2 and "go together" in half.stderr
