@@ -24,6 +24,8 @@ LOSS_NOTES = {
     "squared-error": tr("E = 1/2 sum of squared errors", "误差 E = 1/2 × 误差平方和"),
     "mse": tr("E = mean of the squared errors over the output units", "误差 E = 各输出单元误差平方的平均"),
     "cross-entropy": tr("E = sum of the output units' binary cross-entropies", "误差 E = 各输出单元的交叉熵之和"),
+    "huber": tr("E = mean over the output units of the Huber loss (delta 1): squared near the target, "
+                "linear far from it", "误差 E = 各输出单元 Huber 误差（delta 1）的平均：靠近目标时为平方，远离时为线性"),
 }
 
 

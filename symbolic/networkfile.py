@@ -38,7 +38,7 @@ def loss_op(name: str):
     return EXTRA_LOSSES.get(name) or REGISTRY[name]
 
 
-LOSSES = ("squared-error", "mse", "cross-entropy")
+LOSSES = ("squared-error", "mse", "cross-entropy", "huber")
 ACTIVATIONS = tuple(name for name, layer in REGISTRY.items()
                     if isinstance(layer, Elementwise) and layer.inputs == ("x",))
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")

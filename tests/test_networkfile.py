@@ -200,3 +200,27 @@ def test_a_network_file_parses_into_the_graph_model():
         assert values[f"W{k}"] == layer.weights and values[f"b{k}"] == layer.biases
         assert graph.nodes[2 * k - 1].op is layer.activation
     assert graph.loss.name == net.loss
+
+
+def test_a_network_file_may_take_the_huber_loss(tmp_path):
+    """loss = "huber" (delta 1, mean over the outputs): E and dE/dh agree with numpy."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from symprop.symbolic.examples import get_transcript
+
+    seed = Path(__file__).resolve().parents[1] / "symbolic" / "networks" / "two-layer-sigmoid.toml"
+    path = tmp_path / "huber.toml"
+    path.write_text(seed.read_text().replace('loss = "squared-error"', 'loss = "huber"'))
+    t = get_transcript(str(path))
+    h, target = np.array([t.float_value("h1"), t.float_value("h2")]), np.array([0.03, 0.05])
+
+    def huber(e):
+        return np.where(np.abs(e) <= 1, e ** 2 / 2, np.abs(e) - 0.5)
+    assert abs(t.float_value("E") - huber(h - target).mean()) < 1e-15
+    for k in range(2):
+        step = np.zeros(2)
+        step[k] = 1e-6
+        numeric = (huber(h + step - target).mean() - huber(h - step - target).mean()) / 2e-6
+        assert abs(t.float_value(f"dE/dh{k + 1}") - numeric) < 1e-9
