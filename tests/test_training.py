@@ -352,18 +352,26 @@ def test_history_of_one_run_is_drawn_beside_another(tmp_path, capsys):
     assert "give --plot PNG too" in err[1] and len(err) == 2
 
 
-def test_the_kept_workspace_step_is_net_sgd_step(rng):
-    """Training's step on kept workspaces (two batch sizes) changes the parameters exactly as
-    net.sgd_step does."""
+@pytest.mark.parametrize("optimizer, hyper", [("sgd", {}), ("adam", {"beta2": 0.99, "weight_decay": 0.01}),
+                                              ("rmsprop", {"alpha": 0.9})])
+def test_the_kept_workspace_step_is_the_checked_step(rng, optimizer, hyper):
+    """Training's step on kept workspaces (two batch sizes) changes the parameters (and the
+    optimiser's state) exactly as net.sgd_step / net.train_step_<rule> do."""
     from symprop.training.train import make_step
 
     net = load_net("affine(6,9) tanh affine(9,3) softmax-cross-entropy")  # not tiny: the matrix step
     assert not net.SCALAR_STEP
     start = [rng.normal(size=shape) * 0.3 for shape in net.PARAM_SHAPES]
     ours, theirs = [p.copy() for p in start], [p.copy() for p in start]
-    step = make_step(net, ours, Config(optimizer="sgd", dtype="float64"))
+    step = make_step(net, ours, Config(optimizer=optimizer, hyper=hyper, dtype="float64"))
+    init, train_step, _ = net.OPTIMIZERS[optimizer]
+    state = init(*theirs)
     for rows in (5, 5, 2, 5):
         x, t = rng.normal(size=(rows, 6)), np.eye(3)[rng.integers(0, 3, rows)]
-        assert step(x, t, 0.1) == net.sgd_step(*theirs, x, t, 0.1)
+        if optimizer == "sgd":
+            expected = net.sgd_step(*theirs, x, t, 0.1)
+        else:
+            expected = train_step(*theirs, state, x, t, 0.1, **hyper)
+        assert step(x, t, 0.1) == expected
         for a, b in zip(ours, theirs):
             assert np.array_equal(a, b)

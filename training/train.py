@@ -257,20 +257,25 @@ def make_step(net, params, config: Config, state=(), mask_rng=None) -> Callable:
                                                  masks=net.make_masks(len(x), mask_rng, x.dtype))
         if getattr(net, "SCALAR_STEP", False):  # a tiny network's step needs no workspace
             return lambda x, t, lr: net.sgd_step(*params, x, t, lr)
-        return _step_on_kept_workspaces(net, params)
-    init, train_step, _ = net.OPTIMIZERS[config.optimizer]
+        return _step_on_kept_workspaces(net, lambda x, t, lr, workspace: net.sgd_step_into(
+            *params, x, t, lr, *workspace))
+    init, train_step, defaults = net.OPTIMIZERS[config.optimizer]
     optimiser_state, hyper = init(*params), config.checked_hyper()
     if modes:
         return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper, running=state,
                                            masks=net.make_masks(len(x), mask_rng, x.dtype))
-    return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper)
+    into = getattr(net, f"train_step_{config.optimizer}_into")
+    # the kernel takes lr and then the rule's other hyper-parameters, in the order of its defaults
+    rest = tuple(hyper.get(name, default) for name, default in defaults.items() if name != "lr")
+    return _step_on_kept_workspaces(net, lambda x, t, lr, workspace: into(
+        *params, *optimiser_state, x, t, lr, *rest, *workspace))
 
 
-def _step_on_kept_workspaces(net, params) -> Callable:
-    """net.sgd_step_into on a workspace allocated once per batch size (the last batch of an
-    epoch may be smaller), not net.sgd_step's fresh one per call: for a conv net that was
-    33 MB of new pages every step, half the step's time (benchmarks: 25 -> 12 ms). The
-    batches here are the training loop's own contiguous arrays of the net's dtype, checked
+def _step_on_kept_workspaces(net, step_into) -> Callable:
+    """A step kernel's ``_into`` form on a workspace allocated once per batch size (the last
+    batch of an epoch may be smaller), not the wrapper's fresh one per call: for a conv net
+    that was 33 MB of new pages every step, half the step's time (benchmarks: 25 -> 12 ms).
+    The batches here are the training loop's own contiguous arrays of the net's dtype, checked
     once by the Task, so the wrapper's per-call checks are not repeated."""
     workspaces = {}
 
@@ -278,7 +283,7 @@ def _step_on_kept_workspaces(net, params) -> Callable:
         workspace = workspaces.get(len(x))
         if workspace is None:
             workspace = workspaces[len(x)] = net.make_workspace(x)
-        return net.sgd_step_into(*params, x, t, x.dtype.type(lr), *workspace)
+        return step_into(x, t, x.dtype.type(lr), workspace)
     return step
 
 
