@@ -328,12 +328,17 @@ def test_normalisation_scales_start_at_one_in_every_network(rng):
 def test_history_of_one_run_is_drawn_beside_another(tmp_path, capsys):
     """--history writes a run's curves; --plot-with draws them in a later run's figure."""
     import json
+    import os
+    import stat
 
     from symprop.training.history import read_history
 
     history, plot = tmp_path / "first.json", tmp_path / "both.png"
     assert main(["train", "--data", "moons", "--epochs", "3", "--no-progress", "--history", str(history)]) == 0
     record = read_history(history)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(history.stat().st_mode) == 0o666 & ~umask  # as --save writes, not mkstemp's 0600
     assert record["epochs"] == [1, 2, 3] and record["label"].startswith("sgd lr ")
     assert len(record["val_loss"]) == 3 and 0 <= record["test_accuracy"] <= 1
     printed = capsys.readouterr().out

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from symprop.symbolic.errors import SympropError
 
-from .train import Config, Result, check_output_path
+from .train import Config, Result, check_output_path, write_atomically
 
 FORMAT = "symprop training history 1"
 CURVES = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
@@ -41,16 +39,9 @@ def _number(value: float):
 
 
 def write_history(path, record: dict) -> Path:
-    """Atomically (a temporary file renamed over path), as --save writes weights."""
+    """Atomically, as --save writes weights (train.write_atomically)."""
     path = check_output_path(path, "--history")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(record, stream, indent=1)
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise SympropError(f"--history {path}: cannot write ({exc.strerror or exc})") from None
+    write_atomically(path, "--history", lambda stream: stream.write(json.dumps(record, indent=1).encode("utf-8")))
     return path
 
 

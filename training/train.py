@@ -432,21 +432,31 @@ def save_model(path: str | Path, result: Result, dataset: Dataset, config: Confi
     if state_names:  # only networks with running averages write these fields (older files lack them)
         arrays |= {f"state_{name}": value for name, value in zip(state_names, result.state)}
         arrays["state_names"] = np.array(state_names)
+
+    def write(stream):  # a file handle keeps numpy from appending ".npz"
+        np.savez(stream, format_version=SAVE_FORMAT, spec=result.net.SPEC,
+                 param_names=np.array(result.net.PARAM_NAMES), dataset=dataset.name,
+                 n_classes=dataset.n_classes, dtype=config.dtype,
+                 scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
+                 **arrays)
+    write_atomically(path, "--save", write)
+
+
+def write_atomically(path: Path, option: str, write) -> None:
+    """write(binary stream) into a temporary file in path's folder, then rename it over path
+    (with the umask's mode, not mkstemp's 0600): a failed write (a full disk) leaves an
+    existing file there as it was, and says so in one line naming the option."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as stream:  # a file handle keeps numpy from appending ".npz"
-            np.savez(stream, format_version=SAVE_FORMAT, spec=result.net.SPEC,
-                     param_names=np.array(result.net.PARAM_NAMES), dataset=dataset.name,
-                     n_classes=dataset.n_classes, dtype=config.dtype,
-                     scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
-                     **arrays)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temporary, _creation_mode())
         os.replace(temporary, path)
     except OSError as exc:
         Path(temporary).unlink(missing_ok=True)
-        raise SympropError(f"--save {path}: cannot write ({exc.strerror or exc}); "
+        raise SympropError(f"{option} {path}: cannot write ({exc.strerror or exc}); "
                            "an existing file there is unchanged") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
