@@ -55,7 +55,9 @@ def _show_picture(args) -> int:
 
     graph = _graph(args)
     if graph is None:
-        known = ", ".join(n for n in EXAMPLES if _graph_name(n))
+        from symprop.symbolic.examples import GRAPH_FILES
+
+        known = ", ".join(name for name, _, _ in GRAPH_FILES)
         raise SympropError(f"--format {args.format}: only a graph file has a circuit to draw "
                            f"({args.name or '--net'} is not one); graph examples: {known}")
     if args.format == "png" and sys.stdout.isatty():
@@ -67,12 +69,6 @@ def _show_picture(args) -> int:
     sys.stdout.buffer.write(picture)
     sys.stdout.flush()
     return 0
-
-
-def _graph_name(name: str) -> bool:
-    from symprop.symbolic.examples import builtin_graph
-
-    return builtin_graph(name) is not None
 
 
 def _circuit_svg(args) -> str | None:
