@@ -25,13 +25,19 @@ LAYER_ARG_SHAPES = {"X": (2, 3), "W": (3, 4), "b": (4,)}
 
 def generated_modules():
     """(networks, other modules) under generated/: a network has SPEC and PARAM_SHAPES."""
-    import symprop.generated
+    from symprop import generated
     networks, others = [], []
     for info in pkgutil.walk_packages(generated.__path__, "symprop.generated."):
         module = importlib.import_module(info.name)
         is_network = hasattr(module, "SPEC") and hasattr(module, "PARAM_SHAPES")
         (networks if is_network else others).append(module)
     return networks, others
+
+
+def builtin_specs() -> list[str]:
+    """The specs of the built-in networks, the modules of generated/ that users load by spec."""
+    from symprop.codegen.network import BUILTIN_NETWORKS
+    return list(BUILTIN_NETWORKS.values())
 
 
 def layer_first_calls(module, np) -> int:
@@ -86,9 +92,7 @@ def main(specs) -> int:
     networks, kernels = {}, 0
     others = []
     if not specs:  # every built-in network through load_network, as users load them
-        import symprop.codegen.network
-        specs = list(getattr(codegen.network, "BUILTIN_NETWORKS", {}).values())
-        others = generated_modules()[1]
+        specs, others = builtin_specs(), generated_modules()[1]
     for spec in specs:
         t0 = time.perf_counter()
         net = load_network(spec)

@@ -256,3 +256,15 @@ def test_net_cases_are_named_for_only_and_stay_out_of_quick():
     # im2col forward and dW (30 x 25 by 25 x 576 per image, x2), the affine layers' 3 products each
     assert conv.matrix_flop == 2 * 100 * (2 * 30 * 25 * 576 + 3 * 4320 * 100 + 3 * 100 * 10)
     assert bench.batchnorm_adam_case().matrix_flop == 2 * 100 * (2 * 784 * 100 + 3 * 100 * 10)
+
+
+def test_compile_probe_finds_every_generated_module_without_compiling():
+    """The load-time probe's default run (no specs) lists the built-in networks and the other
+    generated modules; a NameError here once made the bench's compile and load rows fail."""
+    from symprop.benchmarks import compile_probe
+    from symprop.codegen.network import BUILTIN_NETWORKS
+
+    networks, others = compile_probe.generated_modules()
+    assert compile_probe.builtin_specs() == list(BUILTIN_NETWORKS.values())
+    assert {module.SPEC for module in networks} >= set(BUILTIN_NETWORKS.values())
+    assert any(module.__name__ == "symprop.generated.layers" for module in others)
