@@ -19,8 +19,20 @@ KERNELS = ("forward_kernel", "loss_and_grads_kernel", "sgd_step_kernel", "sgd_st
 
 
 DTYPES = ("float32", "float64")
-# Per-layer wrappers name their arrays; affine shapes must agree, every other array is (2, 4).
-LAYER_ARG_SHAPES = {"X": (2, 3), "W": (3, 4), "b": (4,)}
+# Per-layer wrappers name their arrays; affine shapes must agree, a per-feature parameter (g, b)
+# or batch norm's statistic (s) is (4,), every other array is (2, 4). Exceptions by wrapper:
+# layer norm's s is per row; the image ops take (N, C, H, W) arrays (a 2x1x4x4 batch, a 3x3
+# kernel to 2 channels, 2x2 pooling windows) and the window size k.
+LAYER_ARG_SHAPES = {"X": (2, 3), "W": (3, 4), "b": (4,), "g": (4,), "s": (4,)}
+ARG_SHAPES_BY_WRAPPER = {
+    "layernorm_backward": {"s": (2,)},
+    "conv2d_forward": {"X": (2, 1, 4, 4), "W": (2, 1, 3, 3), "b": (2,)},
+    "conv2d_backward": {"dY": (2, 2, 2, 2), "X": (2, 1, 4, 4), "W": (2, 1, 3, 3)},
+    "flatten_forward": {"X": (2, 1, 2, 2)},
+    "flatten_backward": {"dY": (2, 4), "X": (2, 1, 2, 2)},
+    **{f"{pool}_{direction}": {"dY": (2, 1, 2, 2), "X": (2, 1, 4, 4), "k": 2}
+       for pool in ("maxpool", "avgpool") for direction in ("forward", "backward")},
+}
 
 
 def generated_modules():
@@ -40,19 +52,27 @@ def builtin_specs() -> list[str]:
     return list(BUILTIN_NETWORKS.values())
 
 
+def layer_wrappers(module) -> dict:
+    """The checked <layer>_forward / <layer>_backward wrappers of a per-layer module; the
+    private image helpers (_maxpool_backward(dY, X, C, H, W, ...)) are compiled by the
+    networks that call them, not here."""
+    return {name: function for name, function in vars(module).items()
+            if callable(function) and not name.startswith("_") and name.endswith(("_forward", "_backward"))}
+
+
 def layer_first_calls(module, np) -> int:
     """Call every checked <layer>_forward / <layer>_backward wrapper once per dtype."""
     calls = 0
-    for name, function in vars(module).items():
-        if not callable(function) or not name.endswith(("_forward", "_backward")):
-            continue
+    for name, function in layer_wrappers(module).items():
         required = [p.name for p in inspect.signature(function).parameters.values()
                     if p.default is inspect.Parameter.empty]
         for dtype in DTYPES:
             args = []
             for arg in required:
                 shape = (1,) if arg == "b" and "shared" in name else LAYER_ARG_SHAPES.get(arg, (2, 4))
-                args.append(np.full(shape, 0.25, dtype))  # in (0, 1): valid for outputs and targets
+                shape = ARG_SHAPES_BY_WRAPPER.get(name, {}).get(arg, shape)
+                # in (0, 1): valid for outputs and targets
+                args.append(shape if isinstance(shape, int) else np.full(shape, 0.25, dtype))
             function(*args)
             calls += 1
     return calls

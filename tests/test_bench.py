@@ -267,4 +267,7 @@ def test_compile_probe_finds_every_generated_module_without_compiling():
     networks, others = compile_probe.generated_modules()
     assert compile_probe.builtin_specs() == list(BUILTIN_NETWORKS.values())
     assert {module.SPEC for module in networks} >= set(BUILTIN_NETWORKS.values())
-    assert any(module.__name__ == "symprop.generated.layers" for module in others)
+    layers = next(module for module in others if module.__name__ == "symprop.generated.layers")
+    wrappers = compile_probe.layer_wrappers(layers)
+    assert {"relu_forward", "relu_backward", "affine_backward"} <= set(wrappers)
+    assert not [name for name in wrappers if name.startswith("_")]  # image helpers take (C, H, W, ...)
