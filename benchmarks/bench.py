@@ -9,6 +9,7 @@ The issue's targets are reported as met / not met, never asserted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
+from symprop.training.threads import MIN_STEP_FLOP
 
 from . import competitors as comp
 from . import first_step
@@ -299,6 +301,14 @@ def pin_to_one_core() -> int | None:
     if not hasattr(os, "sched_setaffinity"):
         return None
     core = min(os.sched_getaffinity(0))
+    # Linux sets affinity per thread: the threads that already run (numpy's OpenBLAS pool,
+    # started when numpy was imported) are pinned one by one; later ones inherit it.
+    tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+    for task in tasks:
+        try:
+            os.sched_setaffinity(int(task), {core})
+        except (ProcessLookupError, PermissionError):  # a thread that ended meanwhile
+            pass
     os.sched_setaffinity(0, {core})
     return core
 
@@ -421,6 +431,39 @@ def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
     return {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timing.median / 1e9, **timing.as_dict()}
 
 
+def numba_blas():
+    """threadpoolctl's controllers of the BLAS numba's np.dot calls: the OpenBLAS SciPy ships
+    (reached through scipy.linalg.cython_blas), not numpy's own copy, which the numpy classes use."""
+    import scipy
+    import threadpoolctl
+
+    comp.import_optional("scipy.linalg.cython_blas")
+    scipy_dir = Path(scipy.__file__).resolve().parent
+    shipped = [scipy_dir, scipy_dir.parent / "scipy.libs"]
+    return [lib for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+            if any(Path(lib.filepath).resolve().is_relative_to(folder) for folder in shipped)]
+
+
+@contextlib.contextmanager
+def symprop_threads(case, cores: int):
+    """In --threads all: symprop's BLAS at the thread count `symprop train` would choose for
+    this case by size (training/threads.py; the machine's load is left out, so that a run
+    measures the size rule); yields that count."""
+    from symprop.symbolic.graph import parse_net
+    from symprop.training.threads import auto_threads
+
+    threads = auto_threads(parse_net(case.spec), case.batch, cores=cores, load=0.0)
+    libs = numba_blas()
+    before = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        for lib, count in zip(libs, before):
+            lib.set_num_threads(count)
+
+
 def run_case(case, libs: dict, opts) -> dict:
     """Every competitor's step on one case, with np.dot's peak timed in the same rounds
     (a NetCase also times symprop's step on a kept workspace, reported under "variants")."""
@@ -428,8 +471,9 @@ def run_case(case, libs: dict, opts) -> dict:
         steps, skipped = build_net_steps(case, libs, workspace=True)
     else:
         steps, skipped = build_steps(case, libs)
-    timings = time_round_robin({**steps, GEMM: gemm_call(case.dtype)}, opts.repeats, opts.warmup,
-                               opts.sample_s, opts.settle_s)
+    with (symprop_threads(case, opts.all_cores) if opts.all_cores else contextlib.nullcontext()) as threads:
+        timings = time_round_robin({**steps, GEMM: gemm_call(case.dtype)}, opts.repeats, opts.warmup,
+                                   opts.sample_s, opts.settle_s)
     peak = {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timings[GEMM].median / 1e9,
             **timings.pop(GEMM).as_dict()}
     variants = {}
@@ -451,6 +495,8 @@ def run_case(case, libs: dict, opts) -> dict:
                      "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
     out = {"case": case.name, "spec": case.spec, **asdict(case),
            "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "results": rows}
+    if threads is not None:
+        out["symprop_blas_threads"] = threads
     if variants:
         out["variants"] = variants
     return out
@@ -752,6 +798,10 @@ def evaluate_targets(report: dict) -> list[dict]:
 def print_case(case: dict) -> None:
     print(f"\n{case['case']}   ({case['matrix_mflop']:.3g} MFLOP of matrix work per step; spec {case['spec']!r})")
     print(f"  GEMM peak in the same rounds: {case['gemm_peak']['gflops']:.1f} GFLOP/s")
+    if "symprop_blas_threads" in case:
+        print(f"  symprop's BLAS threads, chosen by size as symprop train does: {case['symprop_blas_threads']} "
+              f"({case['matrix_mflop']:.0f} MFLOP per step; every core from "
+              f"{MIN_STEP_FLOP / 1e6:.0f})")
     print(f"  {'competitor':<28}{'median':>10}{'IQR':>22}{'x numpy':>9}{'t/symprop':>11}"
           f"{'GFLOP/s':>9}{'% peak':>8}{'cores':>7}{'threads':>9}")
     for key, label in LABELS.items():
@@ -972,7 +1022,8 @@ def run(args) -> int:
     opts = argparse.Namespace(quick=args.quick, repeats=1 if args.quick else args.repeats,
                               warmup=1 if args.quick else 3,
                               sample_s=0.0 if args.quick else args.sample_ms / 1e3,
-                              settle_s=0.0 if args.quick else 0.01)
+                              settle_s=0.0 if args.quick else 0.01,
+                              all_cores=usable_cores() if args.threads == "all" else None)
     if isinstance(args.threads, int) and args.threads < 1:
         raise SympropError(f"--threads must be at least 1 or all, got {args.threads}")
     threads = usable_cores() if args.threads == "all" else args.threads

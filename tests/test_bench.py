@@ -106,8 +106,9 @@ a = np.random.default_rng(0).random((400, 400))
 timing = bench.time_round_robin({"dot": lambda: a @ a}, 3, 1, 0.02)["dot"]
 child = subprocess.run([sys.executable, "-c", "import os; print(len(os.sched_getaffinity(0)))"],
                        capture_output=True, text=True).stdout
+thread_cores = [sorted(os.sched_getaffinity(int(task))) for task in os.listdir("/proc/self/task")]
 print(json.dumps({"core": core, "cores": sorted(os.sched_getaffinity(0)), "child": int(child),
-                  "cores_used": timing.cores_used, "threads": timing.threads}))
+                  "cores_used": timing.cores_used, "threads": timing.threads, "thread_cores": thread_cores}))
 """
 
 
@@ -120,6 +121,8 @@ def test_threads_1_pins_the_process_and_its_children_to_one_core():
     probe = json.loads(out)
     assert probe["cores"] == [probe["core"]] and probe["child"] == 1
     assert 0 < probe["cores_used"] <= 1.05 and probe["threads"] >= 1
+    # numpy's OpenBLAS threads started at import, before the pinning: they are pinned too
+    assert probe["thread_cores"] == [[probe["core"]]] * len(probe["thread_cores"])
 
 
 def test_first_step_measures_a_new_spec_in_a_fresh_process(tmp_path, capsys):
@@ -175,9 +178,26 @@ def test_threads_all_gives_every_library_every_usable_core(tmp_path, capsys):
     settings = json.loads(path.read_text())["settings"]
     assert settings["all_cores"] is True and settings["pinned_core"] is None
     assert settings["threads"] == len(os.sched_getaffinity(0))
+    case = json.loads(path.read_text())["cases"][0]
+    assert case["symprop_blas_threads"] == 1  # the quick case's products are tiny: one thread by size
     with pytest.raises(SystemExit):
         bench.main(["--threads", "many"])
     assert "expected a number of threads or 'all'" in capsys.readouterr().err
+
+
+def test_symprop_threads_sets_only_the_blas_numba_calls_and_restores_it():
+    """--threads all gives symprop the BLAS threads symprop train would choose by size, on the
+    OpenBLAS numba's np.dot calls (SciPy's), leaving numpy's copy to the numpy classes."""
+    libs = bench.numba_blas()
+    assert len(libs) == 1 and "numpy.libs" not in libs[0].filepath
+    before = libs[0].num_threads
+    large = bench.Case((784, 1024, 10), 1024, "relu", "float32")
+    with bench.symprop_threads(large, cores=2) as threads:
+        assert threads == 2 and libs[0].num_threads == 2
+    assert libs[0].num_threads == before
+    with bench.symprop_threads(bench.Case((784, 50, 10), 32, "relu", "float32"), cores=2) as threads:
+        assert threads == 1 and libs[0].num_threads == 1
+    assert libs[0].num_threads == before
 
 
 def test_blas_threads_probe_times_both_variants(capsys):

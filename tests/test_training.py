@@ -12,7 +12,7 @@ import pytest
 from symprop.cli import main
 from symprop.symbolic.errors import SympropError
 from symprop.training.datasets import load_dataset, load_mnist, load_moons, read_idx
-from symprop.training.train import (Config, Task, load_model, load_net, model_params, predict,
+from symprop.training.train import (Config, Task, blas_threads_for, load_model, load_net, model_params, predict,
                             save_model, train)
 
 DIGITS_NET = "affine(64,64) relu affine(64,10) softmax-cross-entropy"
@@ -249,6 +249,7 @@ def test_cli_train_writes_png_plot_and_weights(tmp_path, capsys):
     assert status == 0
     out = capsys.readouterr().out
     assert "epoch 3/3" in out and "test accuracy" in out and "examples/s" in out
+    assert "BLAS threads 1 (auto)" in out  # a 2-16-2 net's products are far too small for threads
     raw = png.read_bytes()
     assert raw[:8] == b"\x89PNG\r\n\x1a\n"
     from matplotlib.image import imread
@@ -277,6 +278,10 @@ def test_cli_reports_bad_input_on_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "t10k-images-idx3-ubyte[.gz]" in err
     assert main(["train", "--epochs", "0"]) == 2
     assert "--epochs must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own one-line usage error
+        main(["train", "--blas-threads", "0"])
+    assert exit_info.value.code == 2
+    assert "--blas-threads: expected a whole number of at least 1 or auto, got '0'" in capsys.readouterr().err
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     assert main(["predict", "--weights", str(tmp_path / "bad.npz")]) == 2
     assert "bad.npz: not a weights file saved by symprop train" in capsys.readouterr().err
@@ -380,3 +385,32 @@ def test_the_kept_workspace_step_is_the_checked_step(rng, optimizer, hyper):
         assert step(x, t, 0.1) == expected
         for a, b in zip(ours, theirs):
             assert np.array_equal(a, b)
+
+
+# ------------------------------------------------------------------------------ BLAS threads
+def test_step_matrix_flop_counts_what_the_bench_counts():
+    """training/threads.py's count from the graph agrees with the bench's own per-case
+    formulas: 2N(2IH + 3HO) for a two-layer net, im2col GEMMs for the conv net."""
+    from symprop.benchmarks.bench import Case, convnet_case
+    from symprop.symbolic.graph import parse_net
+    from symprop.training.threads import step_matrix_flop
+
+    for sizes, batch in [((784, 100, 10), 100), ((784, 1024, 10), 1024), ((3, 5, 2), 7)]:
+        case = Case(sizes, batch, "relu", "float32")
+        assert step_matrix_flop(parse_net(case.spec), batch) == case.matrix_flop
+    conv = convnet_case("float32")
+    assert step_matrix_flop(parse_net(conv.spec), conv.batch) == conv.matrix_flop
+
+
+def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
+    from symprop.symbolic.graph import parse_net
+    from symprop.training.threads import MIN_STEP_FLOP, auto_threads, step_matrix_flop
+
+    small, large = parse_net(DIGITS_NET), parse_net("affine(784,1024) relu affine(1024,10) softmax-cross-entropy")
+    assert step_matrix_flop(small, 32) < MIN_STEP_FLOP <= step_matrix_flop(large, 1024)
+    assert auto_threads(small, 32, cores=8, load=0.0) == 1
+    assert auto_threads(large, 1024, cores=8, load=0.5) == 8
+    assert auto_threads(large, 1024, cores=8, load=8.0) == 1   # the cores are already busy
+    assert auto_threads(large, 1024, cores=1, load=0.0) == 1
+    net = load_net(DIGITS_NET)
+    assert blas_threads_for(net, Config(blas_threads=3)) == 3 and blas_threads_for(net, Config()) == 1

@@ -149,7 +149,7 @@ class Config:
     val_split: float = 0.1       # fraction of the training part held out for validation
     dtype: str = "float32"
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
-    blas_threads: int | None = 1  # threads for the kernels' matrix products; None: BLAS default
+    blas_threads: int | str | None = "auto"  # BLAS threads: "auto" (training/threads.py), a count, None: BLAS default
     optimizer: str = "sgd"       # an update rule of symbolic/steps.py
     hyper: dict = field(default_factory=dict)  # its hyper-parameters besides lr (others: defaults)
 
@@ -164,8 +164,9 @@ class Config:
             raise SympropError(f"--lr-decay must be a positive number, got {self.lr_decay}")
         if not 0 <= self.val_split < 1:
             raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
-        if self.blas_threads is not None and self.blas_threads < 1:
-            raise SympropError(f"--blas-threads must be at least 1, got {self.blas_threads}")
+        if self.blas_threads not in (None, "auto") and (not isinstance(self.blas_threads, int)
+                                                        or isinstance(self.blas_threads, bool) or self.blas_threads < 1):
+            raise SympropError(f"--blas-threads must be a whole number of at least 1 or \"auto\", got {self.blas_threads!r}")
         if not 0 <= self.seed < 2**63:
             raise SympropError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.dtype not in DTYPES:
@@ -307,16 +308,26 @@ def train(net, dataset: Dataset, config: Config,
           on_epoch: Callable[[EpochStats, bool], None] | None = None) -> Result:
     """Train `net` on `dataset`; `on_epoch(stats, bar_shown)` is called after every epoch.
 
-    The kernels' np.dot calls go to BLAS. Its threads are limited to `config.blas_threads`
-    (default 1): minibatch products are too small to gain from threads, and on a busy machine
-    spinning BLAS threads made epochs several times slower. One thread also makes a run's
-    numbers independent of the machine's core count.
+    The kernels' np.dot calls go to BLAS. Its threads are `config.blas_threads`; by default
+    ("auto", `blas_threads_for`) every usable core where a step's products are large enough to
+    gain and the machine is not busy, else one: small minibatch products gain nothing from
+    threads, and on a busy machine BLAS threads made steps many times slower.
     """
     from threadpoolctl import threadpool_limits
 
     config.check()
-    with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+    with threadpool_limits(limits=blas_threads_for(net, config), user_api="blas"):
         return _train(net, dataset, config, on_epoch)
+
+
+def blas_threads_for(net, config: Config) -> int | None:
+    """The BLAS thread count a run uses: the configured count, or training/threads.py's choice
+    for this network and batch size ("auto")."""
+    if config.blas_threads != "auto":
+        return config.blas_threads
+    from symprop.symbolic.graph import parse_net
+    from symprop.training.threads import auto_threads
+    return auto_threads(parse_net(net.SPEC), config.batch_size)
 
 
 def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:

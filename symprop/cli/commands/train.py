@@ -1,12 +1,15 @@
 """symprop train: train a network on digits, two moons or MNIST with the generated kernels."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
-from symprop.training.train import (DTYPES, Config, Task, check_output_path, load_net, save_model,
+from symprop.training.threads import MIN_STEP_FLOP
+from symprop.training.train import (DTYPES, Config, Task, blas_threads_for, check_output_path, load_net, save_model,
                                     train, validation_count)
 
 # per data set: the net and hyperparameters used when the command line does not say
@@ -35,6 +38,19 @@ HYPER_OPTIONS = {
 def _defaults_text() -> str:
     return "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
                      for name, values in DEFAULTS.items())
+
+
+def _blas_threads(text: str):
+    """--blas-threads N (at least 1) or auto."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1 or auto, got {text!r}")
+    return value
 
 
 def add_arguments(parser):
@@ -66,9 +82,10 @@ def add_arguments(parser):
                              "figure; may be given more than once")
     parser.add_argument("--history", metavar="JSON", help="write this run's curves here (for --plot-with)")
     parser.add_argument("--save", metavar="NPZ", help="save weights, spec and preprocessing here")
-    parser.add_argument("--blas-threads", type=int, default=1,
-                        help="threads for the matrix products (default 1: minibatch products are "
-                             "small, and one thread keeps results independent of the core count)")
+    parser.add_argument("--blas-threads", type=_blas_threads, default="auto", metavar="N|auto",
+                        help="threads for the matrix products (default auto: every usable core when a "
+                             f"step's products reach {MIN_STEP_FLOP / 1e6:g} MFLOP and the machine is not "
+                             "busy; else 1)")
     parser.add_argument("--no-progress", action="store_true",
                         help="print one line per epoch instead of a progress bar")
 
@@ -119,9 +136,13 @@ def run(args) -> int:
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     hyper = "".join(f"{name} {value:g}, " for name, value in config.checked_hyper().items()
                     if not config.plain_sgd)
+    threads = blas_threads_for(net, config)  # decided once, printed, and used for the whole run
+    config = dataclasses.replace(config, blas_threads=threads)
     print(f"{config.optimizer}:{' ' * max(1, 5 - len(config.optimizer))}{epochs}, batch {config.batch_size}, "
           f"lr {config.lr:g}{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
-          f"{hyper}seed {config.seed}, validation {config.val_split:g}", flush=True)
+          f"{hyper}seed {config.seed}, validation {config.val_split:g}, "
+          f"BLAS threads {threads if threads is not None else 'BLAS default'}"
+          f"{' (auto)' if args.blas_threads == 'auto' else ''}", flush=True)
 
     def on_epoch(stats, bar_shown):
         if not bar_shown:

@@ -1,0 +1,60 @@
+"""How many BLAS threads a training step gets: every usable core where its matrix products are
+large enough to gain from them, one thread where they are small or the machine is busy.
+
+The generated kernels call BLAS (through numba's ``np.dot``) for their products; BLAS's thread
+count is a setting of the process, so it is decided here, once per run, from the network and
+the batch size, and applied with threadpoolctl around the run (``training.train.train``).
+
+Why these rules (measured with ``python -m symprop.benchmarks.blas_threads``, which times the
+step with one BLAS thread against every core, by size, and ``symprop bench --threads all``):
+- A product splits across threads only when each thread's share outweighs waking and joining
+  the pool; below ``MIN_STEP_FLOP`` of matrix work per step a second thread was no faster.
+- When other processes already keep the cores busy, a pool thread waits for a core at every
+  product and the whole step stalls: on a shared 2-core machine at load 2.7, the 784-100-10
+  step went from 0.4 ms to 48 ms with two OpenBLAS threads (PyTorch's OpenMP pool did the same).
+  So a machine whose load average already fills its cores gets one thread.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+# Matrix work per training step (flop) from which every core pays; below it, one thread.
+MIN_STEP_FLOP = 200e6
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def step_matrix_flop(graph, batch: int) -> float:
+    """The flop of one training step's matrix products: per affine layer the forward product
+    X W, dW = X^T dY and dX = dY W^T (no dX for the first layer: nothing upstream needs it);
+    a convolution as its im2col products (the same three, per output pixel). Elementwise work
+    is not counted: it runs in the kernels' own loops, not in BLAS."""
+    from symprop.symbolic.layers import Affine, Conv2d
+
+    total, first = 0.0, True
+    for node, shape_in, shape_out in zip(graph.nodes, graph.shapes, graph.shapes[1:]):
+        products = 2 if first else 3
+        if isinstance(node.op, Affine):
+            total += products * 2 * batch * shape_in * shape_out
+        elif isinstance(node.op, Conv2d):
+            (_, weights), _ = node.op.param_shapes(node.args, shape_in)
+            total += products * 2 * batch * math.prod(weights) * shape_out[1] * shape_out[2]
+        else:
+            continue
+        first = False
+    return total
+
+
+def auto_threads(graph, batch: int, cores: int | None = None, load: float | None = None) -> int:
+    """Every usable core when a step's products reach MIN_STEP_FLOP and the machine is not
+    already busy (its 1-minute load average below the usable cores); else one thread."""
+    cores = usable_cores() if cores is None else cores
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if cores < 2 or step_matrix_flop(graph, batch) < MIN_STEP_FLOP or load >= cores:
+        return 1
+    return cores
