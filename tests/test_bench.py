@@ -200,6 +200,22 @@ def test_symprop_threads_sets_only_the_blas_numba_calls_and_restores_it():
     assert libs[0].num_threads == before
 
 
+def test_parallel_loops_probe_times_the_same_loop_both_ways(capsys):
+    import numpy as np
+
+    from symprop.benchmarks import parallel_loops
+
+    (serial, _), (parallel, _) = parallel_loops.compiled(False, "float64"), parallel_loops.compiled(True, "float64")
+    Z, b = np.random.default_rng(1).normal(size=(7, 5)), np.linspace(-1, 1, 5)
+    (Z1, H1), (Z2, H2) = (Z.copy(), np.empty_like(Z)), (Z.copy(), np.empty_like(Z))
+    serial(Z1, b, H1)
+    parallel(Z2, b, H2)
+    assert np.array_equal(Z1, Z + b) and np.array_equal(H1, np.maximum(Z + b, 0))
+    assert np.array_equal(Z2, Z1) and np.array_equal(H2, H1)
+    rows = parallel_loops.measure(repeats=1, sample_s=0.0, sizes=[(4, 3)], dtypes=("float64",))
+    assert rows[0]["serial_s"] > 0 and rows[0]["parallel_s"] > 0 and "speed-up" in capsys.readouterr().out
+
+
 def test_blas_threads_probe_times_both_variants(capsys):
     from symprop.benchmarks import blas_threads
 
