@@ -82,8 +82,11 @@ class Graph:
     image_written: bool = False  # the spec began with input(C,H,W)
 
     def node(self, name: str) -> Node:
-        """The node that gives the value ``name``."""
-        return next(node for node in self.nodes if node.name == name)
+        """The node that gives the value ``name`` (KeyError for a value no node gives)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
 
     def consumers(self, name: str) -> list[str]:
         """The nodes that read the value ``name``, in the graph's order."""

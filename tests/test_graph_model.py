@@ -61,7 +61,8 @@ def test_each_node_s_local_partial_is_sympy_s_diff_at_the_given_values(name):
             expected = sp.diff(op.formula, symbol(arg)).xreplace(at).doit()
             got = op.partial_at(arg, values)
             assert got == op.local_partial(arg).xreplace(at)
-            assert abs(sp.N(got - expected, 40)) <= sp.Float("1e-30") * max(1, abs(sp.N(expected, 40))), (node.name, arg)
+            scale = max(1, abs(sp.N(expected, 40)))
+            assert abs(sp.N(got - expected, 40)) <= sp.Float("1e-30") * scale, (node.name, arg)
             checked += 1
         values[node.name] = op.forward(values)
         assert values[node.name] == op.formula.xreplace(at)
@@ -85,4 +86,7 @@ def test_net_specs_and_graph_files_share_node_and_graph():
     assert [(node.name, node.inputs) for node in chain.nodes] == [
         ("v1", ("X",)), ("v2", ("v1",)), ("v3", ("v2",)), ("v4", ("v3",))]
     assert chain.consumers("v2") == ["v3"] and chain.ancestors("v2") == {"v2", "v1", "X"}
+    assert chain.node("v3").op.name == "affine"
+    with pytest.raises(KeyError):
+        chain.node("X")  # a value no node gives
     assert chain.spec == "affine(2,3) relu affine(3,1) mse" and chain.widths == [2, 3, 3, 1, 1]

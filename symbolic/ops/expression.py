@@ -25,9 +25,6 @@ class Expression(Op):
     inputs: tuple[str, ...]  # the names the formula reads
     name = "expression"  # the op's kind, as Op's messages name it
 
-    def network_problem(self):
-        return "a graph file's formula node; in a net spec write formula(EXPR) in x"
-
     def forward(self, values: dict) -> sp.Expr:
         """The formula at values (name -> number or symbol) of its inputs."""
         return self.formula.xreplace({real(name): values[name] for name in self.inputs})
