@@ -1,11 +1,12 @@
 """Kernels from graph files: a learner's own circuit as a numba value-and-gradient kernel.
 
 A graph file (``symbolic/graphfile.py``) is a scalar circuit: inputs, parameters and staged
-nodes, each a SymPy formula. Lowering it to statements is the lecture-notes recipe:
+nodes, each a node of the graph model whose op (``ops.expression.Expression``) holds a SymPy
+formula. Lowering it to statements is the lecture-notes recipe:
 
 - forward: every node in topological order, one ``Assignments`` of its formula (with CSE);
 - backward: from the objective (the loss, else the output) back, every node's upstream
-  gradient times each local partial ``d<node>/d<arg>`` (``graphfile.local_partial``: SymPy's
+  gradient times each local partial ``d<node>/d<arg>`` (the op's ``local_partial``: SymPy's
   ``diff``, max and min at a tie by the stated convention; nothing is typed by hand), added
   into the argument's gradient, so a value that feeds several nodes gets the sum of its paths.
 
@@ -29,7 +30,7 @@ import sympy as sp
 from symprop.symbolic.stable import canonical_form
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graphfile import GraphFile, local_partial, parse_graph, symbol
+from symprop.symbolic.graphfile import GraphFile, parse_graph, symbol
 from symprop.symbolic.userfiles import read_text
 
 from . import files
@@ -88,10 +89,10 @@ class _GraphLowering:
 
     def _forward(self) -> list:
         statements = []
-        for node, formula in self.g.nodes.items():
-            target = self.ids.value[node]
-            note = "the loss" if node == self.g.loss else "the output" if node == self.g.output else None
-            statements.append(Assignments(((target, _overflow_free(formula)),), self.names,
+        for node in self.g.graph.nodes:
+            target = self.ids.value[node.name]
+            note = "the loss" if node.name == self.g.loss else "the output" if node.name == self.g.output else None
+            statements.append(Assignments(((target, _overflow_free(node.op.formula)),), self.names,
                                           {target: note} if note else {}, scalar=True))
         return statements
 
@@ -104,10 +105,10 @@ class _GraphLowering:
         if unreached:
             statements.insert(0, Comment(f"{', '.join(unreached)}: no path to {self.top}, gradient 0"))
         assigned: set[str] = set()
-        for node in reversed(g.nodes):
-            if node not in self.relevant or not g.arguments(node):
+        for graph_node in reversed(g.graph.nodes):
+            node, op = graph_node.name, graph_node.op
+            if node not in self.relevant or not graph_node.inputs:
                 continue
-            formula = g.nodes[node]
             if node == self.top:  # the upstream gradient: 1, or the given dout
                 upstream = g.dout if g.dout is not None else sp.Integer(1)
                 upstream_text = None if g.dout is None else "dout"
@@ -115,11 +116,11 @@ class _GraphLowering:
                 upstream = sp.Symbol(ids.grad[node])
                 upstream_text = f"d{self.root}/d{node}"
             pairs, comments, accumulate = [], {}, set()
-            statements.append(Comment(f"{node} = {g.texts[node]}"))
-            for arg in g.arguments(node):
-                partial = local_partial(formula, arg)
-                if not isinstance(formula, sp.Symbol):  # d sigmoid(y)/dy reads sigy*(1 - sigy)
-                    partial = partial.xreplace({formula: symbol(node)})
+            statements.append(Comment(f"{node} = {op.text}"))
+            for arg in graph_node.inputs:
+                partial = op.partials[arg]
+                if not isinstance(op.formula, sp.Symbol):  # d sigmoid(y)/dy reads sigy*(1 - sigy)
+                    partial = partial.xreplace({op.formula: symbol(node)})
                 target = ids.grad[arg]
                 operator = "+=" if arg in assigned else "="
                 if arg in assigned:

@@ -1,11 +1,24 @@
-"""The graph model: a network is a chain of op nodes from the input X to a loss.
+"""The graph model: named values and the op nodes that compute them.
 
-A net spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"`` parses into
-a ``Graph``: one ``Node`` per written layer, each holding its op (an object of the registry:
-``Affine``, ``Elementwise``, ``PerFeature``, a loss ...), the op's parsed arguments and where
-it was written. What a node may take and give is asked of its op (``parse_args``,
-``input_width``, ``output_width``, ``param_shapes``, ``is_loss``): nothing here, and nothing
-in codegen, branches on an op's name. Codegen lowers a Graph by dispatching on each op's type.
+A ``Graph`` is a tuple of ``Node``s in an order where every node comes after the values it
+reads. A node holds its op, the op's parsed arguments, where it was written, the name of the
+value it produces (``name``) and the names of the values it reads (``inputs``). Two kinds of
+source parse into it:
+
+- a net spec such as ``"affine(784,100) relu affine(100,10) softmax-cross-entropy"``
+  (``parse_net``; a network file through ``Network.to_graph``): a chain, one node per written
+  layer with an op of the registry (``Affine``, ``Elementwise``, a loss ...). Its values are
+  named by position: layer k reads ``v<k-1>`` (the first reads the input ``X``) and gives
+  ``v<k>``; the layers' parameters belong to their ops (``param_shapes``);
+- a graph file (``graphfile.parse_graph``): one node per staged formula (``q = "x + y"``), its
+  op an ``ops.expression.Expression`` that reads the named inputs, parameters and nodes its
+  formula uses.
+
+What a node may take and give is asked of its op (``parse_args``, ``input_width``,
+``output_width``, ``param_shapes``, ``is_loss``; an expression's ``formula`` and
+``local_partial``): nothing here, and nothing in codegen, branches on an op's name. Codegen
+lowers a Graph by dispatching on each op's type. ``spec``, ``shapes`` and ``widths`` describe a
+chain; ``consumers`` and ``ancestors`` follow the names of any graph.
 
 Between layers flows a *shape*: an int (features per example) or a tuple (C, H, W) (images per
 example, NCHW). A network of images starts with ``input(C,H,W)``, or with a conv2d whose
@@ -26,13 +39,23 @@ EXAMPLE_SPEC = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
 @dataclass(frozen=True)
 class Node:
-    """One op applied in a spec: the op, its arguments, and where it was written."""
+    """One op applied to named values: the op, its arguments, where it was written, the value
+    it gives and the values it reads (left out, a chain's: ``v<position>`` reading the value
+    before it, ``X`` for the first)."""
 
     op: object
     args: tuple
     text: str
-    position: int  # 1-based layer number in the spec
-    column: int  # 1-based column in the spec
+    position: int  # 1-based layer number in the spec (a graph file: place in the graph's order)
+    column: int  # 1-based column in the spec (a graph file: 0; GraphFile.lines has its line)
+    name: str = ""  # the value this node gives
+    inputs: tuple[str, ...] | None = None  # the values it reads
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", f"v{self.position}")
+        if self.inputs is None:
+            object.__setattr__(self, "inputs", (f"v{self.position - 1}" if self.position > 1 else "X",))
 
     @property
     def where(self) -> str:
@@ -51,11 +74,35 @@ class Node:
 
 @dataclass(frozen=True)
 class Graph:
-    """A chain of nodes from the input X (``input_size`` features) to the loss."""
+    """Op nodes over named values, each after the values it reads. From a net spec: a chain
+    from the input X (``input_size`` features) to the loss."""
 
     nodes: tuple[Node, ...]
     image: tuple[int, int, int] | None = None  # (C, H, W) of an input of images
     image_written: bool = False  # the spec began with input(C,H,W)
+
+    def node(self, name: str) -> Node:
+        """The node that gives the value ``name`` (KeyError for a value no node gives)."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def consumers(self, name: str) -> list[str]:
+        """The nodes that read the value ``name``, in the graph's order."""
+        return [node.name for node in self.nodes if name in node.inputs]
+
+    def ancestors(self, name: str) -> set[str]:
+        """Every value ``name`` depends on (itself included)."""
+        made = {node.name: node for node in self.nodes}
+        found, stack = set(), [name]
+        while stack:
+            value = stack.pop()
+            if value not in found:
+                found.add(value)
+                if value in made:
+                    stack.extend(made[value].inputs)
+        return found
 
     @property
     def spec(self) -> str:

@@ -8,6 +8,13 @@ language with several variables, the output node, and optionally an upstream gra
 through ``parse_formula``'s whitelist. Every mistake (a cycle, an undefined or repeated name,
 a formula outside the whitelist, a division by zero at the given values) is a SympropError
 naming the file, the line and the field.
+
+The file parses into the one graph model: ``GraphFile.graph`` is a ``graph.Graph`` with one
+``Node`` per staged formula, in topological order, whose op is an ``ops.expression.Expression``
+(the formula, its text, the names it reads, its SymPy-derived local partials). ``GraphFile``
+keeps what is not a node: the title, the inputs and parameters with their values, the output,
+loss, dout, update, data, prediction and notes, and each node's line for messages. Its
+``nodes``, ``texts``, ``arguments``, ``consumers`` and ``ancestors`` read the graph.
 """
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ from pathlib import Path
 
 import sympy as sp
 
-from . import kinks
 from .errors import SympropError
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
+from .graph import Graph, Node
 from .networkfile import _name, _number, _Where
+from .ops.expression import Expression
 from .userfiles import parse_toml, read_text
 
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
@@ -67,8 +75,7 @@ class GraphFile:
     source: str
     inputs: dict[str, sp.Rational]
     parameters: dict[str, sp.Rational]
-    nodes: dict[str, sp.Expr]  # name -> formula over real symbols of earlier names, in order
-    texts: dict[str, str]  # name -> the formula as written
+    graph: Graph  # one node per staged formula, its op an Expression, in topological order
     output: str
     loss: str | None = None
     dout: sp.Rational | None = None
@@ -93,31 +100,30 @@ class GraphFile:
     def given(self) -> dict[str, sp.Rational]:
         return {**self.inputs, **self.parameters}
 
+    @property
+    def nodes(self) -> dict[str, sp.Expr]:
+        """name -> formula over real symbols of earlier names, in the graph's order."""
+        return {node.name: node.op.formula for node in self.graph.nodes}
+
+    @property
+    def texts(self) -> dict[str, str]:
+        """name -> the formula as written."""
+        return {node.name: node.op.text for node in self.graph.nodes}
+
+    def op(self, node: str) -> Expression:
+        """The op of a node: its formula, forward and local partials."""
+        return self.graph.node(node).op
+
     def arguments(self, node: str) -> list[str]:
         """The names a node's formula uses, in the order they were defined."""
-        used = {s.name for s in self.nodes[node].free_symbols}
-        return [n for n in [*self.inputs, *self.parameters, *self.nodes] if n in used]
+        return list(self.graph.node(node).inputs)
 
     def consumers(self, name: str) -> list[str]:
-        return [n for n in self.nodes if name in self.arguments(n)]
+        return self.graph.consumers(name)
 
     def ancestors(self, node: str) -> set[str]:
         """Every name the node depends on (itself included)."""
-        found, stack = set(), [node]
-        while stack:
-            n = stack.pop()
-            if n not in found:
-                found.add(n)
-                if n in self.nodes:
-                    stack.extend(self.arguments(n))
-        return found
-
-
-def local_partial(formula: sp.Expr, name: str) -> sp.Expr:
-    """d formula / d name by SymPy, with max and min at a tie following kinks' convention (the
-    derivative from the left: the losing side's Heaviside is 0 at the tie), as layers do."""
-    from .layers import _apply_kink_convention
-    return _apply_kink_convention(kinks.diff(formula, symbol(name)))
+        return self.graph.ancestors(node)
 
 
 MAX_VARIABLES = 12
@@ -146,13 +152,12 @@ def formula_partials(text: str, where: str = "--formula") -> tuple[sp.Expr, dict
     variables = formula_variables(text)
     if len(variables) > MAX_VARIABLES:
         raise SympropError(f"{where}: {len(variables)} variables; the limit is {MAX_VARIABLES}")
-    expr = parse_formula(text, tuple(variables), where)
+    op = Expression(parse_formula(text, tuple(variables), where), text, tuple(variables))
     partials = {}
-    for v in variables:
-        partial = local_partial(expr, v)
+    for v, partial in op.partials.items():
         partials[v] = partial if partial.has(sp.Heaviside, sp.Piecewise) else min(
             (partial, sp.simplify(partial)), key=sp.count_ops)  # simplify can lengthen a quotient
-    return expr, partials
+    return op.formula, partials
 
 
 def symbol(name: str) -> sp.Symbol:
@@ -305,12 +310,25 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
     notes, notes_zh = (_notes(data.get(section), where, section) if section in data else {}
                        for section in ("notes", "notes_zh"))
     note_lines = {key: where.line_of(key, section="notes") for key in notes}
-    graph = GraphFile(title, description, source, inputs, parameters, nodes, texts, output, loss, dout, update,
+    model = _graph(parsed, texts, order, [*inputs, *parameters])
+    graph = GraphFile(title, description, source, inputs, parameters, model, output, loss, dout, update,
                       dataset, dtype, title_zh, description_zh, lines, predict, notes, notes_zh, note_lines)
     if loss is not None and output not in graph.ancestors(loss):
         where.fail(f"the loss {loss!r} does not use the output {output!r}", "loss")
     _check_values(graph)
     return graph
+
+
+def _graph(parsed: dict, texts: dict, order: list[str], given: list[str]) -> Graph:
+    """One Expression node per formula, in topological order; each reads the names its formula
+    uses in the order they were defined (inputs, parameters, then nodes in that order)."""
+    defined = [*given, *order]
+    nodes = []
+    for position, name in enumerate(order, 1):
+        used = {s.name for s in parsed[name].free_symbols}
+        reads = tuple(n for n in defined if n in used)
+        nodes.append(Node(Expression(parsed[name], texts[name], reads), (), texts[name], position, 0, name, reads))
+    return Graph(tuple(nodes))
 
 
 def _topological(parsed: dict, lines: dict, source: str) -> list[str]:
@@ -437,18 +455,18 @@ def _check_values(graph: GraphFile):
     if graph.predict:
         samples.append(dict(graph.predict))
     for sample in samples:
-        values = {symbol(k): v for k, v in {**graph.given(), **sample}.items()}
-        for name, formula in graph.nodes.items():
-            value = formula.xreplace(values)
+        values = {**graph.given(), **sample}
+        for node in graph.graph.nodes:
+            value = node.op.forward(values)
             value = value.doit() if not value.is_number else value
             if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or not value.is_finite:
                 problem = "a division by zero" if value.has(sp.zoo, sp.nan) else "not a finite number"
-                _fail_node(graph, name, f"{graph.texts[name]!r} is {problem} at the given values"
+                _fail_node(graph, node.name, f"{node.op.text!r} is {problem} at the given values"
                            + _sample_text(graph, sample))
             if value.is_extended_real is False:
-                _fail_node(graph, name, f"{graph.texts[name]!r} is not a real number at the given values "
+                _fail_node(graph, node.name, f"{node.op.text!r} is not a real number at the given values "
                            f"({sp.N(value, 4)}){_sample_text(graph, sample)}")
-            values[symbol(name)] = value
+            values[node.name] = value
 
 
 def _sample_text(graph, sample) -> str:

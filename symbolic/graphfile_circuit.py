@@ -110,8 +110,9 @@ def circuit(graph: GraphFile, transcript: Transcript | None = None) -> Circuit:
         for name in table:
             consumers = graph.consumers(name)
             gradient = upstream if name == graph.objective else known(names.grad(name))
-            label = gate_label(graph.texts[name], graph.arguments(name)) if kind == "node" else name
-            gates.append(Gate(name, kind, label, graph.texts.get(name, ""), t.value(names.value(name)),
+            op = graph.op(name) if kind == "node" else None
+            label = gate_label(op.text, list(op.inputs)) if op else name
+            gates.append(Gate(name, kind, label, op.text if op else "", t.value(names.value(name)),
                               gradient, len(consumers)))
             for target in consumers:
                 wires.append(Wire(name, target, t.value(names.value(name)),

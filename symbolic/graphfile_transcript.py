@@ -22,7 +22,7 @@ import numpy as np
 import sympy as sp
 
 from .errors import SympropError
-from .graphfile import GraphFile, _fail_node, load_graph, local_partial, symbol
+from .graphfile import GraphFile, _fail_node, load_graph, symbol
 from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, in_float32, to_float32, tr
 
 TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
@@ -139,13 +139,13 @@ class _Builder:
     def _predict(self, params: dict, suffix: str):
         """``<node>_test<suffix>`` for the output and the nodes it needs, at the [predict] inputs."""
         g, t = self.g, self.t
-        subs = {symbol(i): t.symbol(f"{i}_test" if i in g.predict else i) for i in g.inputs}
-        subs.update({symbol(p): t.symbol(key) for p, key in params.items()})
+        subs = {i: t.symbol(f"{i}_test" if i in g.predict else i) for i in g.inputs}
+        subs.update({p: t.symbol(key) for p, key in params.items()})
         needed = g.ancestors(g.output)
-        for node, formula in g.nodes.items():
-            if node in needed:
-                subs[symbol(node)] = t.define(f"{node}_test{suffix}", formula.xreplace(subs),
-                                              note=tr("the prediction", "预测值") if node == g.output else None)
+        for node in g.graph.nodes:
+            if node.name in needed:
+                subs[node.name] = t.define(f"{node.name}_test{suffix}", node.op.forward(subs),
+                                           note=tr("the prediction", "预测值") if node.name == g.output else None)
 
     def predict_before(self):
         g, t = self.g, self.t
@@ -173,20 +173,19 @@ class _Builder:
     def forward_backward(self, names: _Names, sample):
         g, t = self.g, self.t
         t.heading(tr("Forward pass", "前向传播"))
-        subs = {symbol(n): t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
-        for node, formula in g.nodes.items():
-            t.define(names.value(node), formula.xreplace(subs),
-                     note=tr("the output", "输出") if node == g.output else None)
-            subs[symbol(node)] = t.symbol(names.value(node))
+        subs = {n: t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
+        for node in g.graph.nodes:
+            t.define(names.value(node.name), node.op.forward(subs),
+                     note=tr("the output", "输出") if node.name == g.output else None)
+            subs[node.name] = t.symbol(names.value(node.name))
         t.heading(tr("Local derivatives of each node (SymPy's diff)", "每个节点的局部导数（由 SymPy 求导）"))
-        for node in (n for n in g.nodes if n in self.relevant):
-            for arg in g.arguments(node):
-                partial = local_partial(g.nodes[node], arg)
-                note = TIE_NOTE if g.nodes[node].has(sp.Max, sp.Min) else None
+        for node in (n for n in g.graph.nodes if n.name in self.relevant):
+            for arg in node.inputs:
+                note = TIE_NOTE if node.op.has_kink else None
                 try:
-                    t.define(names.local(node, arg), partial.xreplace(subs), note=note)
+                    t.define(names.local(node.name, arg), node.op.partial_at(arg, subs), note=note)
                 except SympropError as exc:  # sqrt(x) at x = 0: the value exists, its slope does not
-                    _fail_node(g, node, f"its derivative by {arg} at the given values: {exc}")
+                    _fail_node(g, node.name, f"its derivative by {arg} at the given values: {exc}")
         t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
                      f"反向传播：{names.top} 对每个节点的梯度"))
         order = [n for n in reversed(g.nodes) if n in self.relevant and n != names.top]
@@ -251,15 +250,15 @@ class _Builder:
         if names is None:
             return  # full batch: the table shows the mean loss after each step
         t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
-        subs = {symbol(n): t.symbol(n) for n in [*g.inputs, *g.parameters]}
-        subs.update({symbol(p): s for p, s in new.items()})
+        subs = {n: t.symbol(n) for n in [*g.inputs, *g.parameters]}
+        subs.update(new)
         changed = set(new)
-        for node, formula in g.nodes.items():
-            if {s.name for s in formula.free_symbols} & changed:
-                subs[symbol(node)] = t.define(f"{node}_new", formula.xreplace(subs))
-                changed.add(node)
+        for node in g.graph.nodes:
+            if set(node.inputs) & changed:
+                subs[node.name] = t.define(f"{node.name}_new", node.op.forward(subs))
+                changed.add(node.name)
             else:
-                subs[symbol(node)] = t.symbol(node)
+                subs[node.name] = t.symbol(node.name)
 
     def table(self):
         g, t = self.g, self.t
@@ -316,13 +315,13 @@ class Staged:
         self.locals = {}
         top = graph.objective
         relevant = graph.ancestors(top)
-        for node, formula in graph.nodes.items():
-            args = graph.arguments(node)
-            self.forward[node] = (args, sp.lambdify([symbol(a) for a in args], formula, [extra, module]))
-            if node in relevant:
+        for node in graph.graph.nodes:
+            args, op = list(node.inputs), node.op
+            self.forward[node.name] = (args, sp.lambdify([symbol(a) for a in args], op.formula, [extra, module]))
+            if node.name in relevant:
                 for arg in args:
-                    partial = local_partial(formula, arg)
-                    self.locals[node, arg] = sp.lambdify([symbol(a) for a in args], partial, [extra, module])
+                    self.locals[node.name, arg] = sp.lambdify([symbol(a) for a in args], op.partials[arg],
+                                                              [extra, module])
         self.relevant = relevant
 
     def number(self, value):
@@ -338,7 +337,7 @@ class Staged:
         for node, (args, f) in self.forward.items():
             values[node] = f(*[values[a] for a in args])
         grads = {g.objective: self.number(g.dout) if g.dout is not None else self.number(1)}
-        for node in reversed(g.nodes):
+        for node in reversed(self.forward):  # the graph's nodes, last first
             if node not in self.relevant or node not in grads:
                 continue
             args = self.forward[node][0]
@@ -386,7 +385,7 @@ def _run(graph: GraphFile, batch_sum: bool):
             for p in params:
                 if p in grads:
                     params[p] = params[p] + rate * grads[p] if u.ascent else params[p] - rate * grads[p]
-        record = {n: values[n] for n in graph.nodes}
+        record = {n: values[n] for n in staged.forward}
         record.update({names.grad(k) if len(batch) == 1 else f"dL/d{k}": v for k, v in grads.items()})
         record.update(params)
         if not all(_finite(v) for v in record.values()):
