@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: d5b2fadcb3958500 (generator sources and sympy 1.14.0)
+# Input hash: ee44c390201f9a54 (generator sources and sympy 1.14.0)
 # Body hash: b12f8c6e1b6548fc
 
 import hashlib
