@@ -953,12 +953,15 @@ class _Builder:
 
 
 def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str = "net",
-                     where: str = "values", lines: dict | None = None, batch_sum: bool = False) -> Transcript:
+                     where: str = "values", lines: dict | None = None, batch_sum: bool = False,
+                     forward_after_step: bool = False) -> Transcript:
     """The hand calculation of one training step of ``graph`` on the given numbers: forward
     pass element by element, the loss, every gradient from the loss back and, with a learning
     rate, the SGD update of every parameter. ``where`` names the values' source in errors,
     ``lines`` (field -> line) the line of each field. ``batch_sum``: the loss's mean over the
     batch taken as a sum (the derivations' N set to 1), a convention the checker tries.
+    ``forward_after_step``: then the forward pass again with the updated parameters
+    (``z1_new[0,0]``, ..., ``L_new``), to see the loss fall.
 
     A spec without a loss (parse_net's ``loss_optional``) takes ``dout``, the upstream gradient
     of its last value, and writes every gradient back from it, dL/dX included."""
@@ -1021,6 +1024,10 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
         _steps(layer.node.op).backward(b, layer)
     if learning_rate is not None:
         _updates(b, layers)
+    if forward_after_step:
+        if learning_rate is None or not has_loss:
+            raise SympropError(f"{where}: the forward pass after the step needs a learning_rate and a loss")
+        _forward_after_step(b, layers, set(checked), penalised)
     return t
 
 
@@ -1037,6 +1044,40 @@ def _updates(b: _Builder, layers):
                 step = sp.Mul(-1, rate, sp.Symbol(_grad(old)), evaluate=False)
                 b.define(_element(f"{name}_new", index), sp.Add(sp.Symbol(old), step, evaluate=False), note)
                 note = None
+
+
+def _renamed(key: str) -> str:
+    """z1[0,1] -> z1_new[0,1], L -> L_new: the name of a value after the step."""
+    name, bracket, rest = key.partition("[")
+    return f"{name}_new{bracket}{rest}"
+
+
+def _forward_after_step(b: _Builder, layers, given: set, penalised: bool):
+    """The forward pass once more with each parameter's new value: the same steps write it on a
+    scratch transcript whose parameters hold the new values under their own names, then every
+    value is copied over renamed (z1[0,1] -> z1_new[0,1], L -> L_new), its formula reading the
+    renamed values and W1_new[i,j]. Inputs, targets and masks stay as given."""
+    main, params = b.t, {name for layer in layers for name in layer.params.values()}
+    scratch = Transcript(main.name, main.title)
+    for key, quantity in main.quantities.items():
+        base = key.partition("[")[0]
+        if quantity.formula is None and base in given:
+            scratch.given(key, main.value(_renamed(key)) if base in params else quantity.value)
+    sb = _Builder(scratch, b.rows, b.where, b.loss_key, b.loss_rows, b.input_gradient)
+    for layer in layers:
+        _steps(layer.node.op).forward(sb, layer)
+    if penalised:
+        _penalties(sb, layers)
+    main.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播"))
+    computed = [key for key, quantity in scratch.quantities.items() if quantity.formula is not None]
+    names = set(computed) | {key for key in scratch.quantities if key.partition("[")[0] in params}
+    note = tr("the same formulas with the updated parameters", "同样的公式，代入更新后的参数")
+    for key in computed:  # in the order they were defined
+        formula = scratch.quantities[key].formula
+        with sp.evaluate(False):  # the formula as the steps wrote it, only the names changed
+            formula = formula.xreplace({s: sp.Symbol(_renamed(s.name)) for s in formula.free_symbols if s.name in names})
+        b.define(_renamed(key), formula, note)
+        note = None
 
 
 # --- the values file -------------------------------------------------------------------------

@@ -5,7 +5,9 @@ holds ``title``, ``summary``, ``seed``, optionally ``description`` and the Chine
 ``title_zh``/``description_zh``, ``net = "SPEC"`` and a ``[values]`` table in the format of a
 values file (``symprop example show --net SPEC --values FILE``): X, T, the parameters W1, b1,
 ..., an optional learning_rate. Its transcript is the any-spec transcript
-(``graph_transcript.py``); ``[notes]`` put a teacher's remark beside a line of it.
+(``graph_transcript.py``); ``forward_after_step = true`` adds the forward pass with the
+updated parameters (the new loss ``L_new``); ``[notes]`` put a teacher's remark beside a
+line of it.
 
 A spec may end without a loss (a layer alone, ``net = "relu"``): then the values give
 ``dout``, the upstream gradient of the last value, and the transcript works back from it.
@@ -27,7 +29,7 @@ from .transcript import Show, Transcript, tr
 from .userfiles import parse_toml, read_text
 
 TOP_LEVEL = {"title", "summary", "seed", "description", "title_zh", "description_zh", "net", "values",
-             "notes", "notes_zh"}
+             "forward_after_step", "notes", "notes_zh"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class NetFile:
     notes: dict[str, str] = field(default_factory=dict)  # transcript key -> remark
     notes_zh: dict[str, str] = field(default_factory=dict)
     note_lines: dict[str, int] = field(default_factory=dict)
+    forward_after_step: bool = False  # the forward pass again with the new parameters (z1_new, L_new)
 
     @property
     def batch_size(self) -> int:
@@ -113,10 +116,15 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
                        for section in ("notes", "notes_zh"))
     note_lines = {key: where.line_of(key, section="notes" if key in notes else "notes_zh")
                   for key in [*notes, *notes_zh]}
+    after = data.get("forward_after_step", False)
+    if not isinstance(after, bool):
+        where.fail(f"expected true or false, got {after!r}", "forward_after_step")
+    if after and ("learning_rate" not in values or not ends_with_loss(graph)):
+        where.fail("the forward pass after the step needs a loss and a learning_rate in [values]", "forward_after_step")
     net = NetFile(source, text_field("title", Path(source).stem), text_field("summary"), text_field("seed"), spec,
                   graph, values, {key: where.line_of(key, section="values") for key in values},
                   text_field("description"), text_field("title_zh"), text_field("description_zh"),
-                  notes, notes_zh, note_lines)
+                  notes, notes_zh, note_lines, after)
     return net
 
 
@@ -146,7 +154,7 @@ def net_file_transcript(net: NetFile, name: str | None = None, batch_sum: bool =
     """The any-spec transcript of the file's net and values, titled and annotated as the file
     says. ``batch_sum``: the loss summed over the batch instead of averaged (for the checker)."""
     t = graph_transcript(net.graph, net.values, name=name or Path(net.source).stem, where=net.source,
-                         lines=net.value_lines, batch_sum=batch_sum)
+                         lines=net.value_lines, batch_sum=batch_sum, forward_after_step=net.forward_after_step)
     t.title = tr(net.title, net.title_zh or net.title)
     if net.description:
         t.intro = tr(net.description, net.description_zh or net.description)

@@ -250,7 +250,8 @@ def test_moons_logistic_gradients():
     assert abs(t.float_value("L") - loss(point)) < 1e-12
     check_gradients(t, loss, point, {f"dL/d{key}": k for k, key in keys.items()})
     new = {k: t.float_value(f"{key[:2]}_new{key[2:]}") for k, key in keys.items()}
-    assert loss(new) < loss(point)  # one step with learning rate 0.05 lowers the mean loss
+    # the file's forward_after_step: the loss at the new weights, lower after one step of 0.05
+    assert abs(t.float_value("L_new") - loss(new)) < 1e-12 and t.float_value("L_new") < t.float_value("L")
 
 
 def test_seed_numbers_survive_in_the_net_files():
@@ -296,7 +297,7 @@ def test_latex_brackets_a_power_of_a_fraction_or_a_superscripted_name():
 NET_FILE = """title = "mine"
 summary = "a layer alone"
 net = "{net}"
-
+{top}
 [values]
 X = [[1, -2]]
 {values}
@@ -319,9 +320,9 @@ def test_a_spec_without_a_loss_is_only_for_transcripts():
 def test_net_files_of_your_own_and_their_mistakes(tmp_path, capsys):
     from symprop.cli import main
 
-    def write(net, values, extra=""):
+    def write(net, values, extra="", top=""):
         path = tmp_path / f"mine{len(list(tmp_path.iterdir()))}.toml"
-        path.write_text(NET_FILE.format(net=net, values=values) + extra, encoding="utf-8")
+        path.write_text(NET_FILE.format(net=net, values=values, top=top) + extra, encoding="utf-8")
         return str(path)
 
     path = write("tanh", "dout = [[2, 3]]", '\n[notes]\n"dL/dX[0,1]" = "my remark"\n')
@@ -338,6 +339,8 @@ def test_net_files_of_your_own_and_their_mistakes(tmp_path, capsys):
          r"mine\d.toml, line 10, field 'notes.dL/dX\[0,2\]': no line of the transcript shows"),
         (write("affine(2,1) mse", "T = [[1]]\nW1 = [[1], [2]]\nb1 = [0]\nlearning_rate = \"fast\""),
          "mine\\d.toml, line 10, field 'learning_rate': expected a number"),
+        (write("tanh", "dout = [[2, 3]]", top="forward_after_step = true"),
+         "mine\\d.toml, line 4, field 'forward_after_step': the forward pass after the step needs a loss"),
     ]
     for path, message in mistakes:
         assert main(["example", "show", path]) == 2
