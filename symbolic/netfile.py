@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import SympropError
 from .graph import Graph, parse_net
-from .graph_transcript import ends_with_loss, graph_transcript
+from .graph_transcript import check_values, ends_with_loss, graph_transcript
 from .layers import N
 from .networkfile import _Where
 from .transcript import Show, Transcript, tr
@@ -121,8 +121,12 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
         where.fail(f"expected true or false, got {after!r}", "forward_after_step")
     if after and ("learning_rate" not in values or not ends_with_loss(graph)):
         where.fail("the forward pass after the step needs a loss and a learning_rate in [values]", "forward_after_step")
+    value_lines = {key: where.line_of(key, section="values") for key in values}
+    # checked now (X, T or dout, the parameters; the learning rate when the transcript is written),
+    # so that a file with a bad table is refused on loading, before anything reads X's rows
+    check_values(graph, {k: v for k, v in values.items() if k != "learning_rate"}, source, value_lines)
     net = NetFile(source, text_field("title", Path(source).stem), text_field("summary"), text_field("seed"), spec,
-                  graph, values, {key: where.line_of(key, section="values") for key in values},
+                  graph, values, value_lines,
                   text_field("description"), text_field("title_zh"), text_field("description_zh"),
                   notes, notes_zh, note_lines, after)
     return net

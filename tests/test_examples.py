@@ -331,6 +331,8 @@ def test_net_files_of_your_own_and_their_mistakes(tmp_path, capsys):
     assert out.startswith("mine\n====") and "dL/dh0[0,1] = dout[0,1] = 3" in out and "(my remark)" in out
     assert main(["check", path, "dL/dX[0,0]=0.84", "h0[0,1]=-0.964"]) == 0
     capsys.readouterr()
+    assert main(["check", write("tanh", "dout = 3"), "h0[0,1]=-0.964"]) == 2  # refused on loading, one line
+    assert "field 'dout': expected a list of rows" in capsys.readouterr().err
     mistakes = [
         (write("tanh", "dout = [[2, 3, 4]]"), "mine\\d.toml, line 7, field 'dout': row 0 should hold 2 numbers"),
         (write("tanh", "T = [[2, 3]]"), "missing dout; .* dout is the upstream gradient"),
@@ -339,6 +341,7 @@ def test_net_files_of_your_own_and_their_mistakes(tmp_path, capsys):
          r"mine\d.toml, line 10, field 'notes.dL/dX\[0,2\]': no line of the transcript shows"),
         (write("affine(2,1) mse", "T = [[1]]\nW1 = [[1], [2]]\nb1 = [0]\nlearning_rate = \"fast\""),
          "mine\\d.toml, line 10, field 'learning_rate': expected a number"),
+        (write("tanh", "dout = 3"), "mine\\d.toml, line 7, field 'dout': expected a list of rows"),
         (write("tanh", "dout = [[2, 3]]", top="forward_after_step = true"),
          "mine\\d.toml, line 4, field 'forward_after_step': the forward pass after the step needs a loss"),
     ]
