@@ -34,6 +34,7 @@ from .userfiles import parse_toml, read_text
 from .examples import EXAMPLES, builtin_graph, builtin_network
 from .graphfile import is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
+from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
 from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
@@ -307,6 +308,8 @@ class Subject:
         self.name = name
         example = EXAMPLES.get(name)
         self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
+        # the subject with its loss summed over the batch instead of averaged, where it averages
+        self.build_batch_sum = example.build_batch_sum if example is not None else None
         if isinstance(name, NetValues):
             from .graph import parse_net
             from .graph_transcript import values_transcript
@@ -324,6 +327,12 @@ class Subject:
             self.graph, self.network = load_graph(name), None
             self.build_exact = lambda: graph_transcript(self.graph, Path(name).stem)
             self.batch_size = _graph_batch_size(self.graph)
+        elif is_net_file(name):
+            net_file, self.network = load_net_file(name), None
+            self.build_exact = lambda: net_file_transcript(net_file)
+            self.batch_size = net_file.batch_size
+            if net_file.averages_over_batch:
+                self.build_batch_sum = lambda: net_file_transcript(net_file, batch_sum=True)
         else:
             self.network = load_network(name)
             self.build_exact = lambda: network_transcript(self.network, Path(name).stem)
@@ -367,10 +376,9 @@ class Subject:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"),
                                graph_transcript(graph, self.build_exact().name, batch_sum=True)))
-        example = EXAMPLES.get(self.name)
-        if example is not None and example.build_batch_sum is not None:
+        if self.build_batch_sum is not None:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
-                                                          "误差对批量求和而不是取平均（没有 1/N）"), example.build_batch_sum()))
+                                                          "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
             return out

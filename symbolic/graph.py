@@ -80,6 +80,7 @@ class Graph:
     nodes: tuple[Node, ...]
     image: tuple[int, int, int] | None = None  # (C, H, W) of an input of images
     image_written: bool = False  # the spec began with input(C,H,W)
+    features: int | None = None  # input features no layer fixes (parse_net's input_width: transcripts only)
 
     def node(self, name: str) -> Node:
         """The node that gives the value ``name`` (KeyError for a value no node gives)."""
@@ -113,7 +114,7 @@ class Graph:
     @property
     def shapes(self) -> list:
         """The shape entering each node (features: int; images: (C, H, W)), then the last value's."""
-        shapes = [self.image or self.nodes[0].op.input_width(self.nodes[0].args)]
+        shapes = [self.image or self.features or self.nodes[0].op.input_width(self.nodes[0].args)]
         for node in self.nodes:
             shapes.append(node.op.output_width(node.args, shapes[-1]))
         return shapes
@@ -196,8 +197,13 @@ def _node(text: str, position: int, column: int, registry) -> Node:
     return Node(op, op.parse_args(inner, where), text, position, column)
 
 
-def parse_net(spec: str, registry=REGISTRY) -> Graph:
-    """The graph of a spec, checked: known ops, sizes that chain, a loss at the end."""
+def parse_net(spec: str, registry=REGISTRY, *, loss_optional: bool = False, input_width: int | None = None) -> Graph:
+    """The graph of a spec, checked: known ops, sizes that chain, a loss at the end.
+
+    For a transcript whose values give the upstream gradient of the last value (a layer alone,
+    as ``symbolic/nets/relu-layer.toml``): ``loss_optional`` lets the spec end without a loss,
+    and ``input_width`` (X's columns) sizes a spec whose first layer fixes no width (``relu``).
+    Codegen, training and generate never pass them, so they refuse such specs as before."""
     if not isinstance(spec, str) or not spec.strip():
         raise SympropError(f"net spec is empty; example: {EXAMPLE_SPEC!r}")
     tokens = list(_tokens(spec))
@@ -211,8 +217,9 @@ def parse_net(spec: str, registry=REGISTRY) -> Graph:
     written = image is not None
     if image is None and nodes[0].op.input_channels(nodes[0].args) is not None:
         image = _infer_image(nodes)
-    _check_chain(nodes, registry, image)
-    return Graph(nodes, image, written)
+    features = input_width if image is None and nodes[0].op.input_width(nodes[0].args) is None else None
+    _check_chain(nodes, registry, image or features, loss_optional)
+    return Graph(nodes, image, written, features)
 
 
 def _input_shape(text, column):
@@ -257,15 +264,17 @@ def _infer_image(nodes):
                        "makes the layers' sizes chain; start the spec with input(C,H,W)")
 
 
-def _check_chain(nodes, registry, image=None):
+def _check_chain(nodes, registry, start=None, loss_optional=False):
+    """start: the shape entering the first node where the spec gives it (an image, or the
+    features of parse_net's input_width)."""
     first, last = nodes[0], nodes[-1]
-    if image is None and first.op.input_width(first.args) is None:
+    if start is None and first.op.input_width(first.args) is None:
         raise SympropError(f"net spec, layer 1 {first.text!r}: a network starts with an affine layer "
                            "(it fixes the input size), a conv2d layer or input(C,H,W)")
-    if not last.op.is_loss:
+    if not last.op.is_loss and not loss_optional:
         raise SympropError(f"net spec, layer {last.position} {last.text!r}: a network ends with a loss "
                            f"({', '.join(n for n, op in registry.items() if op.is_loss)})")
-    width = image
+    width = start
     for node in nodes:
         if node.op.is_loss and node is not last:
             raise SympropError(f"{node.where}: a loss can only be the last layer")

@@ -35,7 +35,7 @@ from .layers import (I, J, K, N, REDUCTIONS, Affine, BatchNorm, Conv2d, Dropout,
                      Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy, real)
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
-from .networkfile import _number
+from .networkfile import _number, _Where
 from .transcript import Chain, Transcript, tr
 
 DOUT = real("dout")
@@ -147,7 +147,7 @@ class _AffineSteps(_Steps):
                 note = None
         if penalised:
             _penalty_gradient(b, layer)
-        if layer.source != "X":  # the gradient with respect to the data X is never needed
+        if layer.source != "X" or b.input_gradient:  # dL/dX: only a layer alone shows it
             grads = self._rule(b, layer, d.backward["dX"], dY=upstream)
             W = layer.params["W"]
             b.define_matrix(layer.source, grads, tr(f"the upstream gradient carried back through {W}",
@@ -288,7 +288,7 @@ class _LossSteps(_Steps):
                 real("t"): sp.Symbol(_element("T", (n, j)))}
 
     def _sizes(self, b, layer):
-        return {N: b.rows, K: layer.width_in}
+        return {N: b.loss_rows, K: layer.width_in}
 
     def forward(self, b, layer):
         op, d = layer.node.op, b.derivation(layer)
@@ -374,7 +374,7 @@ class _ConvSteps(_Steps):
                 b.define(_grad(_element(layer.params[role], index)),
                          _concrete(d.backward["d" + role], sizes, dict(zip((a, e, u, v), index)), arrays), note)
                 note = None
-        if layer.source != "X":  # the gradient with respect to the data X is never needed
+        if layer.source != "X" or b.input_gradient:  # dL/dX: only a layer alone shows it
             note = tr("the full convolution of the upstream gradient with the flipped kernel",
                       "上游梯度与翻转后卷积核的完全卷积")
             for (n, c, h, w) in layer.elements(b.rows, "in"):
@@ -459,7 +459,7 @@ class _FlattenSteps(_Steps):
     def backward(self, b, layer):
         note = tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回")
         for image, flat in self._pairs(b, layer):
-            if layer.source != "X":
+            if layer.source != "X" or b.input_gradient:
                 b.define(_grad(_element(layer.source, image)), sp.Symbol(_grad(_element(layer.out, flat))), note)
                 note = None
 
@@ -666,10 +666,15 @@ def _one_hot_targets(b, layer):
 
 
 def _mean_of_rows(b, layer, rows_key):
-    """L = (1/N) sum_n L_n: the mean over the batch the derivation's last step divides by."""
+    """L = (1/N) sum_n L_n: the mean over the batch the derivation's last step divides by
+    (with batch_sum, the sum: N set to 1)."""
     b.t.heading(tr("Loss", "误差"))
     total = sp.Add(*[sp.Symbol(_element(rows_key, (n,))) for n in range(b.rows)], evaluate=False)
-    b.t.define(b.loss_key, sp.Mul(sp.Rational(1, b.rows), total, evaluate=False),
+    if b.loss_rows == 1:
+        b.t.define(b.loss_key, total, note=tr(f"{layer.node.op.name}: the rows' losses summed over the batch",
+                                               f"{layer.node.op.name}：各行误差在批量上求和"))
+        return
+    b.t.define(b.loss_key, sp.Mul(sp.Rational(1, b.loss_rows), total, evaluate=False),
                note=tr(f"{layer.node.op.name}: the mean of the rows' losses over the batch",
                        f"{layer.node.op.name}：各行误差在批量上的平均"))
 
@@ -701,7 +706,7 @@ class _SoftmaxLossSteps(_Steps):
                       "t": lambda i, n=n: sp.Symbol(_element("T", (n, i - 1)))}
             for col in range(layer.width_in):
                 b.define(_grad(_element(layer.source, (n, col))),
-                         _row_rule(rule, {K: layer.width_in, N: b.rows}, {j: col + 1}, arrays),
+                         _row_rule(rule, {K: layer.width_in, N: b.loss_rows}, {j: col + 1}, arrays),
                          b.once(tr(f"the derived rule of {layer.node.op.name}: {sp.sstr(rule)}",
                                    f"{layer.node.op.name} 推导出的规则：{sp.sstr(rule)}")))
 
@@ -734,7 +739,7 @@ class _HingeSteps(_Steps):
         rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
         for n in range(b.rows):
             for col in range(layer.width_in):
-                formula = _by_name(_row_rule(rule, {K: layer.width_in, N: b.rows}, {j: col + 1},
+                formula = _by_name(_row_rule(rule, {K: layer.width_in, N: b.loss_rows}, {j: col + 1},
                                              self._arrays(layer, n)), {"zy": sp.Symbol(_element("zy", (n,)))})
                 b.define(_grad(_element(layer.source, (n, col))), formula, b.once(tr(
                     "the derived rule: Heaviside(margin) counts the classes that violate the margin; "
@@ -782,10 +787,24 @@ def plan_layers(graph: Graph) -> list[Layer]:
     return layers
 
 
+def ends_with_loss(graph: Graph) -> bool:
+    """False for a spec without a loss (parse_net's loss_optional): the values give ``dout``."""
+    return graph.nodes[-1].op.is_loss
+
+
+def _batch_shape(shape) -> tuple:
+    """(None, *shape) for an image, (None, shape) for features: N rows of the value."""
+    return (None, *shape) if isinstance(shape, tuple) else (None, shape)
+
+
 def expected_values(graph: Graph) -> dict[str, tuple]:
-    """Each value the user gives -> its shape (None: any number of batch rows N)."""
-    images = graph.image is not None
-    shapes = {"X": (None, *graph.image) if images else (None, graph.input_size), "T": (None, graph.output_size)}
+    """Each value the user gives -> its shape (None: any number of batch rows N). A spec
+    without a loss takes ``dout``, the upstream gradient of its last value, instead of T."""
+    shapes = {"X": _batch_shape(graph.shapes[0])}
+    if ends_with_loss(graph):
+        shapes["T"] = (None, graph.output_size)
+    else:
+        shapes["dout"] = _batch_shape(graph.shapes[-1])
     for layer in plan_layers(graph):
         for role, name in layer.params.items():
             shapes[name] = layer.shapes[role]
@@ -802,10 +821,11 @@ def _shape_text(shape, rows) -> str:
     return "(" + ", ".join(str(rows if s is None else s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _failing(where, field_name):
-    """The ``fail`` that networkfile's number parser calls: an error naming source and field."""
+def _failing(where, field_name, line=None):
+    """The ``fail`` that networkfile's number parser calls: an error naming source, line (when
+    known) and field."""
     def fail(message):
-        raise SympropError(f"{where}, field {field_name!r}: {message}")
+        raise SympropError(f"{where}" + (f", line {line}" if line else "") + f", field {field_name!r}: {message}")
     return fail
 
 
@@ -819,9 +839,9 @@ def _exact(value, fail) -> sp.Rational:
     return _number(value, fail)
 
 
-def _array(value, shape, rows, field_name, where):
+def _array(value, shape, rows, field_name, where, line=None):
     """A nested list of exact numbers with the expected shape; one clear error otherwise."""
-    fail = _failing(where, field_name)
+    fail = _failing(where, field_name, line)
 
     expected = _shape_text(shape, rows if rows is not None else "N")
     if len(shape) > 2:  # images and conv kernels: a list of the next dimension's arrays
@@ -829,7 +849,7 @@ def _array(value, shape, rows, field_name, where):
         if not isinstance(value, (list, tuple)) or (want is not None and len(value) != want) or not value:
             fail(f"expected a list of {want or 'N'} arrays of shape {_shape_text(shape[1:], rows)}, "
                  f"shape {expected}; got {_describe(value)}")
-        return [_array(part, shape[1:], rows, field_name, where) for part in value]
+        return [_array(part, shape[1:], rows, field_name, where, line) for part in value]
     if len(shape) == 1:
         if shape == (1,) and not isinstance(value, (list, tuple)):
             value = [value]  # one shared bias may be written as a number
@@ -854,29 +874,35 @@ def _describe(value) -> str:
     return repr(value)
 
 
-def check_values(graph: Graph, values: dict, where: str = "values") -> dict:
+def check_values(graph: Graph, values: dict, where: str = "values", lines: dict | None = None) -> dict:
     """The user's numbers as exact Rationals, checked against the graph: every value present,
-    none extra, each of its shape. X fixes the batch size N, T must have the same."""
+    none extra, each of its shape. X fixes the batch size N, T must have the same. ``lines``
+    (field -> line of the file) puts the line into each error about a field."""
+    line = (lines or {}).get
     if not isinstance(values, dict):
         raise SympropError(f"{where}: expected a table of values (X, T and the parameters)")
     shapes = expected_values(graph)
     listing = ", ".join(f"{k} {_shape_text(s, 'N')}" for k, s in shapes.items())
     missing = [k for k in shapes if k not in values]
     if missing:
-        raise SympropError(f"{where}: missing {', '.join(missing)}; the net {graph.spec!r} needs {listing}")
+        why = ("; dout is the upstream gradient of the last value, as the spec ends without a loss"
+               if "dout" in missing else "")
+        raise SympropError(f"{where}: missing {', '.join(missing)}; the net {graph.spec!r} needs {listing}{why}")
     extra = [k for k in values if k not in shapes]
     if extra:
-        raise SympropError(f"{where}: unknown {', '.join(map(repr, extra))}; the net {graph.spec!r} needs {listing}")
-    checked = {"X": _array(values["X"], shapes["X"], None, "X", where)}
+        at = f", line {line(extra[0])}" if line(extra[0]) else ""
+        raise SympropError(f"{where}{at}: unknown {', '.join(map(repr, extra))}; the net {graph.spec!r} needs {listing}")
+    checked = {"X": _array(values["X"], shapes["X"], None, "X", where, line("X"))}
     rows = len(checked["X"])
     for key, shape in shapes.items():
         if key != "X":
-            checked[key] = _array(values[key], shape, rows, key, where)
+            checked[key] = _array(values[key], shape, rows, key, where, line(key))
     for key in _mask_names(graph):
         for n, row in enumerate(checked[key]):
             for j, v in enumerate(row):
                 if v not in (0, 1):
-                    raise SympropError(f"{where}, field {key!r}: a dropout mask holds 0 (dropped) or 1 (kept); "
+                    at = f", line {line(key)}" if line(key) else ""
+                    raise SympropError(f"{where}{at}, field {key!r}: a dropout mask holds 0 (dropped) or 1 (kept); "
                                        f"got {v} at [{n},{j}]")
     return checked
 
@@ -886,9 +912,12 @@ def check_values(graph: Graph, values: dict, where: str = "values") -> dict:
 class _Builder:
     """The transcript under construction and the batch size; helpers the op kinds share."""
 
-    def __init__(self, t: Transcript, rows: int, where: str = "values", loss_key: str = "L"):
+    def __init__(self, t: Transcript, rows: int, where: str = "values", loss_key: str = "L",
+                 loss_rows: int | None = None, input_gradient: bool = False):
         self.t, self.rows, self.where = t, rows, where
         self.loss_key = loss_key  # "L_data" where an L2 penalty is added to make L
+        self.loss_rows = rows if loss_rows is None else loss_rows  # the N a batch-mean loss divides by
+        self.input_gradient = input_gradient  # dL/dX too (a layer alone, its upstream gradient given)
         self._derivations = {}
         self._notes_given = set()
 
@@ -924,27 +953,41 @@ class _Builder:
 
 
 def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str = "net",
-                     where: str = "values") -> Transcript:
+                     where: str = "values", lines: dict | None = None, batch_sum: bool = False,
+                     forward_after_step: bool = False) -> Transcript:
     """The hand calculation of one training step of ``graph`` on the given numbers: forward
     pass element by element, the loss, every gradient from the loss back and, with a learning
-    rate, the SGD update of every parameter. ``where`` names the values' source in errors."""
+    rate, the SGD update of every parameter. ``where`` names the values' source in errors,
+    ``lines`` (field -> line) the line of each field. ``batch_sum``: the loss's mean over the
+    batch taken as a sum (the derivations' N set to 1), a convention the checker tries.
+    ``forward_after_step``: then the forward pass again with the updated parameters
+    (``z1_new[0,0]``, ..., ``L_new``), to see the loss fall.
+
+    A spec without a loss (parse_net's ``loss_optional``) takes ``dout``, the upstream gradient
+    of its last value, and writes every gradient back from it, dL/dX included."""
     if isinstance(values, dict) and "learning_rate" in values:  # a values file's table as it is
         if learning_rate is not None:
             raise SympropError(f"{where}: learning_rate given twice (in the values and as an argument)")
         values = dict(values)
         learning_rate = values.pop("learning_rate")
     layers = plan_layers(graph)
-    checked = check_values(graph, values, where)
+    checked = check_values(graph, values, where, lines)
     rows = len(checked["X"])
     t = Transcript(name, tr(f"Transcript of the network {graph.spec}", f"网络 {graph.spec} 的计算过程"),
                    tr(f"A batch of {rows} row(s); every number is computed from each layer's derived rules.",
                       f"批量为 {rows} 行；每个数都由各层推导出的规则算出。"))
     penalised = any(isinstance(layer.node.op, Affine) and len(layer.node.args) > 2 for layer in layers)
-    b = _Builder(t, rows, where, "L_data" if penalised else "L")
+    has_loss = ends_with_loss(graph)
+    if penalised and not has_loss:
+        raise SympropError(f"net spec {graph.spec!r}: an l2= penalty is added to a loss; this spec ends without one")
+    b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else rows, not has_loss)
     masks = set(_mask_names(graph))
+    last = layers[-1].out
     t.heading(tr("Given", "已知"))
     for key, array in checked.items():
-        note = {"X": tr("inputs", "输入"), "T": tr("targets", "目标输出")}.get(key, tr("parameter", "参数"))
+        note = {"X": tr("inputs", "输入"), "T": tr("targets", "目标输出"),
+                "dout": tr(f"the upstream gradient dL/d{last}, given", f"给定的上游梯度 dL/d{last}")
+                }.get(key, tr("parameter", "参数"))
         if key in masks:
             note = tr("dropout mask: 1 kept, 0 dropped", "dropout 掩码：1 保留，0 丢弃")
         shape, part = [], array
@@ -959,7 +1002,7 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
             t.given(element, number, text=element, latex=_latex(element), show=True, note=note)
             note = None
     if learning_rate is not None:
-        rate = _exact(learning_rate, _failing(where, "learning_rate"))
+        rate = _exact(learning_rate, _failing(where, "learning_rate", (lines or {}).get("learning_rate")))
         t.given("learning_rate", rate, text="lr", latex=r"\eta", show=True, note=tr("learning rate", "学习率"))
     t.heading(tr("Forward pass", "前向传播"))
     for layer in layers:
@@ -967,12 +1010,24 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     if penalised:
         _penalties(b, layers)
     t.heading(tr("Backward pass", "反向传播"))
-    t.note(tr("Each gradient follows the chain rule, from the loss back.",
-              "按链式法则，从误差开始逐层向后求梯度。"))
+    if has_loss:
+        t.note(tr("Each gradient follows the chain rule, from the loss back.",
+                  "按链式法则，从误差开始逐层向后求梯度。"))
+    else:
+        t.note(tr(f"Each gradient follows the chain rule, from the given upstream gradient dout = dL/d{last} back.",
+                  f"按链式法则，从给定的上游梯度 dout = dL/d{last} 开始逐层向后求梯度。"))
+        note = tr("the upstream gradient, as given", "上游梯度（给定）")
+        for index in layers[-1].elements(rows):
+            b.define(_grad(_element(last, index)), sp.Symbol(_element("dout", index)), note)
+            note = None
     for layer in reversed(layers):
         _steps(layer.node.op).backward(b, layer)
     if learning_rate is not None:
         _updates(b, layers)
+    if forward_after_step:
+        if learning_rate is None or not has_loss:
+            raise SympropError(f"{where}: the forward pass after the step needs a learning_rate and a loss")
+        _forward_after_step(b, layers, set(checked), penalised)
     return t
 
 
@@ -991,15 +1046,58 @@ def _updates(b: _Builder, layers):
                 note = None
 
 
+def _renamed(key: str) -> str:
+    """z1[0,1] -> z1_new[0,1], L -> L_new: the name of a value after the step."""
+    name, bracket, rest = key.partition("[")
+    return f"{name}_new{bracket}{rest}"
+
+
+def _forward_after_step(b: _Builder, layers, given: set, penalised: bool):
+    """The forward pass once more with each parameter's new value: the same steps write it on a
+    scratch transcript whose parameters hold the new values under their own names, then every
+    value is copied over renamed (z1[0,1] -> z1_new[0,1], L -> L_new), its formula reading the
+    renamed values and W1_new[i,j]. Inputs, targets and masks stay as given."""
+    main, params = b.t, {name for layer in layers for name in layer.params.values()}
+    scratch = Transcript(main.name, main.title)
+    for key, quantity in main.quantities.items():
+        base = key.partition("[")[0]
+        if quantity.formula is None and base in given:
+            scratch.given(key, main.value(_renamed(key)) if base in params else quantity.value)
+    sb = _Builder(scratch, b.rows, b.where, b.loss_key, b.loss_rows, b.input_gradient)
+    for layer in layers:
+        _steps(layer.node.op).forward(sb, layer)
+    if penalised:
+        _penalties(sb, layers)
+    main.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播"))
+    computed = [key for key, quantity in scratch.quantities.items() if quantity.formula is not None]
+    names = set(computed) | {key for key in scratch.quantities if key.partition("[")[0] in params}
+    note = tr("the same formulas with the updated parameters", "同样的公式，代入更新后的参数")
+    for key in computed:  # in the order they were defined
+        formula = scratch.quantities[key].formula
+        with sp.evaluate(False):  # the formula as the steps wrote it, only the names changed
+            formula = formula.xreplace({s: sp.Symbol(_renamed(s.name)) for s in formula.free_symbols if s.name in names})
+        b.define(_renamed(key), formula, note)
+        note = None
+
+
 # --- the values file -------------------------------------------------------------------------
 
 def load_values(path) -> dict:
     """The table of a TOML values file: X, T, the parameters and an optional learning_rate."""
+    return _read_values(path)[0]
+
+
+def _read_values(path) -> tuple[dict, dict]:
+    """The values file's table and the line of each top-level field (for errors)."""
     path = Path(path)
-    data = parse_toml(read_text(path, "values file"), str(path))
-    return data
+    text = read_text(path, "values file")
+    data = parse_toml(text, str(path))
+    where = _Where(str(path), text)
+    return data, {key: where.line_of(key) for key in data}
 
 
 def values_transcript(graph: Graph, path) -> Transcript:
-    """The transcript of ``graph`` with the numbers of a values file; errors name the file."""
-    return graph_transcript(graph, load_values(path), name=Path(path).stem, where=str(path))
+    """The transcript of ``graph`` with the numbers of a values file; errors name the file,
+    the line and the field."""
+    values, lines = _read_values(path)
+    return graph_transcript(graph, values, name=Path(path).stem, where=str(path), lines=lines)

@@ -78,8 +78,8 @@ def test_convention_changes_are_named(variant, convention):
 
 
 @pytest.mark.parametrize("example, keys", [
-    ("moons-logistic", ["L", "dL/dz1", "dL/dw1", "w1_new"]),
-    ("softmax-with-loss", ["L", "dL/dz11", "dL/dz23"]),
+    ("moons-logistic", ["L", "dL/dz1[0,0]", "dL/dW1[0,0]", "W1_new[0,0]"]),
+    ("softmax-with-loss", ["L", "dL/dX[0,0]", "dL/dX[1,2]"]),
 ])
 def test_loss_summed_over_the_batch_is_named(example, keys):
     """A learner who sums the loss over the batch instead of averaging gets that convention named."""

@@ -212,12 +212,13 @@ def test_bad_image_specs_are_one_clear_line(spec, message):
 # ---- the hand-sized transcript ----------------------------------------------------------
 
 def test_conv_maxpool_transcript_equals_the_kernels_and_routes_ties_to_the_first_maximum():
-    from symprop.symbolic.examples import CONV_SPEC, CONV_VALUES, EXAMPLES
+    from symprop.symbolic.examples import EXAMPLES, NET_FILES
 
     t = EXAMPLES["conv-maxpool"].build()
-    net = load_network(CONV_SPEC)
-    X = np.array(CONV_VALUES["X"], float).reshape(1, -1)
-    W, b, T = (np.array(CONV_VALUES[k], float) for k in ("W1", "b1", "T"))
+    conv = NET_FILES["conv-maxpool"]  # symbolic/nets/conv-maxpool.toml
+    net = load_network(conv.spec)
+    X = np.array(conv.values["X"], float).reshape(1, -1)
+    W, b, T = (np.array(conv.values[k], float) for k in ("W1", "b1", "T"))
     loss, dW, db = net.loss_and_grads(W, b, X, T)
     assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
     for index in np.ndindex(dW.shape):

@@ -15,8 +15,7 @@ import pytest
 import sympy as sp
 
 from gradcheck import numerical_gradient, relative_error
-from symprop.symbolic.examples import (ACTIVATION_DOUT, ACTIVATION_X, EXAMPLES, MOONS_B, MOONS_T,
-                               MOONS_W, MOONS_X, SOFTMAX_T, SOFTMAX_Z, builtin_network)
+from symprop.symbolic.examples import EXAMPLES, NET_FILES, builtin_network
 from symprop.symbolic.networkfile import Network
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -164,34 +163,42 @@ def test_graph_node_gradients():
     check_gradients(t, lambda p: dout * float(p["x"] + p["y"] + p["x"] * p["y"]), point, {"dL/dx": "x", "dL/dy": "y"})
 
 
+def given(name, key) -> np.ndarray:
+    """A value of a net file's [values] table as a float64 array."""
+    return np.array([[float(sp.Rational(str(v))) for v in row] for row in NET_FILES[name].values[key]])
+
+
+def elements(t, key, shape) -> np.ndarray:
+    """The transcript's elements key[i,j] as a float64 array."""
+    return np.array([[t.float_value(f"{key}[{i},{j}]") for j in range(shape[1])] for i in range(shape[0])])
+
+
 @pytest.mark.parametrize("layer", ["relu", "sigmoid"])
 def test_activation_layer_gradients(layer):
     t = transcript(f"{layer}-layer")
-    x = np.array(ACTIVATION_X, dtype=float)
-    dout = np.array(ACTIVATION_DOUT, dtype=float)
+    x, dout = given(f"{layer}-layer", "X"), given(f"{layer}-layer", "dout")
+    assert np.all(np.abs(x) > 0.1)  # the layer's inputs are away from relu's kink
     act = ACTIVATIONS[layer]
-    point = {"x": x}
     numeric = numerical_gradient(lambda v: float(np.sum(dout * act(v))), x)
-    for n in range(2):
-        for k in range(2):
-            assert relative_error(t.float_value(f"dL/dx{n + 1}{k + 1}"), numeric[n, k]) < FD_TOL
-    assert point  # the layer's inputs are away from relu's kink
-    assert np.all(np.abs(x) > 0.1)
+    assert relative_error(elements(t, "dL/dX", x.shape), numeric) < FD_TOL
+    assert np.allclose(elements(t, "h0", x.shape), act(x), rtol=1e-15, atol=0)
 
 
 def test_affine_layer_gradients_and_article_dB():
     t = transcript("affine-layer")
-    X, W, B, dY = (np.array(t.value(k).tolist(), dtype=float) for k in ("X", "W", "B", "dL/dY"))
+    X, W, dY = (given("affine-layer", k) for k in ("X", "W1", "dout"))
+    B = np.array([[float(sp.Rational(str(v))) for v in NET_FILES["affine-layer"].values["b1"]]])
     point = {"X": X, "W": W, "B": B}
-    check_gradients(t, lambda p: float(np.sum(dY * (p["X"] @ p["W"] + p["B"]))), point,
-                    {"dL/dX": "X", "dL/dW": "W", "dL/dB": "B"})
-    assert t.value("dL/dB").tolist() == [[5, 7, 9]]
+    loss = lambda p: float(np.sum(dY * (p["X"] @ p["W"] + p["B"])))  # noqa: E731
+    for key, param, shape in (("dL/dX", "X", X.shape), ("dL/dW1", "W", W.shape)):
+        numeric = numerical_gradient(lambda v, param=param: loss({**point, param: v}), point[param])
+        assert relative_error(elements(t, key, shape), numeric) < FD_TOL, key
+    assert [t.value(f"dL/db1[{j}]") for j in range(3)] == [5, 7, 9]
 
 
 def test_softmax_with_loss_gradients():
     t = transcript("softmax-with-loss")
-    z = np.array(SOFTMAX_Z, dtype=float)
-    target = np.array(SOFTMAX_T, dtype=float)
+    z, target = given("softmax-with-loss", "X"), given("softmax-with-loss", "T")
 
     def loss(v):
         shifted = v - v.max(axis=1, keepdims=True)
@@ -199,10 +206,7 @@ def test_softmax_with_loss_gradients():
         return float(-np.sum(target * log_softmax) / v.shape[0])
 
     assert abs(t.float_value("L") - loss(z)) < 1e-12
-    numeric = numerical_gradient(loss, z)
-    for n in range(z.shape[0]):
-        for k in range(z.shape[1]):
-            assert relative_error(t.float_value(f"dL/dz{n + 1}{k + 1}"), numeric[n, k]) < FD_TOL
+    assert relative_error(elements(t, "dL/dX", z.shape), numerical_gradient(loss, z)) < FD_TOL
 
 
 @pytest.mark.parametrize("name, weights", [("linear-model", ["w"]), ("quadratic-model", ["w1", "w2", "b"])])
@@ -235,18 +239,45 @@ def test_sgd_model_gradients_and_training(name, weights):
 
 def test_moons_logistic_gradients():
     t = transcript("moons-logistic")
-    X = np.array(MOONS_X, dtype=float)
-    target = np.array(MOONS_T, dtype=float)
+    X, target = given("moons-logistic", "X"), given("moons-logistic", "T")[:, 0]
 
     def loss(p):
-        z = X @ np.array([p["w1"], p["w2"]], dtype=float) + p["B"]
+        z = X @ np.array([p["w1"], p["w2"]], dtype=float) + p["b"]
         return float(np.mean(np.logaddexp(0, z) - target * z))
 
-    point = {"w1": np.array(float(MOONS_W[0])), "w2": np.array(float(MOONS_W[1])), "B": np.array(float(MOONS_B))}
+    keys = {"w1": "W1[0,0]", "w2": "W1[1,0]", "b": "b1[0]"}
+    point = {k: np.array(t.float_value(key)) for k, key in keys.items()}
     assert abs(t.float_value("L") - loss(point)) < 1e-12
-    check_gradients(t, loss, point, {"dL/dw1": "w1", "dL/dw2": "w2", "dL/dB": "B"})
-    new = {k: t.float_value(f"{k}_new") for k in point}
+    check_gradients(t, loss, point, {f"dL/d{key}": k for k, key in keys.items()})
+    new = {k: t.float_value(f"{key[:2]}_new{key[2:]}") for k, key in keys.items()}
+    # the file's forward_after_step: the loss at the new weights, lower after one step of 0.05
     assert abs(t.float_value("L_new") - loss(new)) < 1e-12 and t.float_value("L_new") < t.float_value("L")
+
+
+def test_seed_numbers_survive_in_the_net_files():
+    """The seeds' numbers, written here from the articles, on the data files' transcripts."""
+    affine = transcript("affine-layer")
+    assert [affine.value(f"dL/db1[{j}]") for j in range(3)] == [5, 7, 9]  # dY = [[1,2,3],[4,5,6]]
+    relu = transcript("relu-layer")  # x = [[1, -0.5], [-2, 3]], dout = [[0.5, -1], [2, 0.25]]
+    assert [[relu.value(f"dL/dX[{n},{k}]") for k in range(2)] for n in range(2)] == \
+        [[sp.Rational(1, 2), 0], [0, sp.Rational(1, 4)]]  # zeroed where x < 0
+    soft = transcript("softmax-with-loss")
+    for n in range(2):
+        for k in range(3):
+            y, target = soft.value(f"P[{n},{k}]"), soft.value(f"T[{n},{k}]")
+            assert sp.simplify(soft.value(f"dL/dX[{n},{k}]") - (y - target) / 2) == 0  # (y - t)/N, N = 2
+    moons = transcript("moons-logistic")
+    assert moons.value("learning_rate") == sp.Rational(1, 20)
+    for key in ("W1[0,0]", "W1[1,0]", "b1[0]"):
+        new = f"{key[:2]}_new{key[2:]}"
+        assert moons.value(new) == moons.value(key) - sp.Rational(1, 20) * moons.value(f"dL/d{key}")
+    # the one step, in float64 from the seed's formulas: dL/dz_n = (sigmoid(z_n) - t_n) / 4
+    X = np.array([[-1.2, 0.8], [0.3, 1.1], [0.9, -0.6], [1.5, -0.2]])
+    t, w, b = np.array([0, 0, 1, 1.0]), np.array([0.5, -0.5]), 0.0
+    dz = (1 / (1 + np.exp(-(X @ w + b))) - t) / 4
+    w_new, b_new = w - 0.05 * X.T @ dz, b - 0.05 * dz.sum()
+    assert np.allclose([moons.float_value(k) for k in ("W1_new[0,0]", "W1_new[1,0]", "b1_new[0]")],
+                       [*w_new, b_new], rtol=1e-13, atol=0)
 
 
 def test_latex_brackets_a_power_of_a_fraction_or_a_superscripted_name():
@@ -259,3 +290,71 @@ def test_latex_brackets_a_power_of_a_fraction_or_a_superscripted_name():
     md = t.render("md")
     assert r"\left(\frac{\partial E}{\partial b}\right)^{2}" in md
     assert r"\left(w^{\mathrm{new}}\right)^{2}" in md and "}^{2}^" not in md
+
+
+# --- net files: a spec and its numbers as data (symbolic/nets/) ---------------------------
+
+NET_FILE = """title = "mine"
+summary = "a layer alone"
+net = "{net}"
+{top}
+[values]
+X = [[1, -2]]
+{values}
+"""
+
+
+def test_a_spec_without_a_loss_is_only_for_transcripts():
+    from symprop.symbolic.graph import parse_net
+    from symprop.symbolic.errors import SympropError
+
+    with pytest.raises(SympropError, match=r"layer 1 'affine\(2,3\)': a network ends with a loss"):
+        parse_net("affine(2,3)")  # codegen, train and generate call it so
+    with pytest.raises(SympropError, match="a network starts with an affine layer"):
+        parse_net("relu")
+    graph = parse_net("relu", loss_optional=True, input_width=2)
+    assert graph.widths == [2, 2] and graph.spec == "relu"
+    assert parse_net("affine(2,3)", loss_optional=True, input_width=7).widths == [2, 3]  # the layer's width wins
+
+
+def test_net_files_of_your_own_and_their_mistakes(tmp_path, capsys):
+    from symprop.cli import main
+
+    def write(net, values, extra="", top=""):
+        path = tmp_path / f"mine{len(list(tmp_path.iterdir()))}.toml"
+        path.write_text(NET_FILE.format(net=net, values=values, top=top) + extra, encoding="utf-8")
+        return str(path)
+
+    path = write("tanh", "dout = [[2, 3]]", '\n[notes]\n"dL/dX[0,1]" = "my remark"\n')
+    assert main(["example", "show", path]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mine\n====") and "dL/dh0[0,1] = dout[0,1] = 3" in out and "(my remark)" in out
+    assert main(["check", path, "dL/dX[0,0]=0.84", "h0[0,1]=-0.964"]) == 0
+    capsys.readouterr()
+    assert main(["check", write("tanh", "dout = 3"), "h0[0,1]=-0.964"]) == 2  # refused on loading, one line
+    assert "field 'dout': expected a list of rows" in capsys.readouterr().err
+    mistakes = [
+        (write("tanh", "dout = [[2, 3, 4]]"), "mine\\d.toml, line 7, field 'dout': row 0 should hold 2 numbers"),
+        (write("tanh", "T = [[2, 3]]"), "missing dout; .* dout is the upstream gradient"),
+        (write("tanh frob", "dout = [[2, 3]]"), "mine\\d.toml, line 3, field 'net': .*unknown layer 'frob'"),
+        (write("tanh", "dout = [[2, 3]]", '\n[notes]\n"dL/dX[0,2]" = "no such line"\n'),
+         r"mine\d.toml, line 10, field 'notes.dL/dX\[0,2\]': no line of the transcript shows"),
+        (write("affine(2,1) mse", "T = [[1]]\nW1 = [[1], [2]]\nb1 = [0]\nlearning_rate = \"fast\""),
+         "mine\\d.toml, line 10, field 'learning_rate': expected a number"),
+        (write("tanh", "dout = 3"), "mine\\d.toml, line 7, field 'dout': expected a list of rows"),
+        (write("tanh", "dout = [[2, 3]]", top="forward_after_step = true"),
+         "mine\\d.toml, line 4, field 'forward_after_step': the forward pass after the step needs a loss"),
+    ]
+    for path, message in mistakes:
+        assert main(["example", "show", path]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+def test_batch_sum_multiplies_a_batch_mean_loss_and_its_gradients_by_n():
+    """The checker's convention: the loss summed over the batch instead of averaged (N = 2)."""
+    exact, summed = transcript("softmax-with-loss"), EXAMPLES["softmax-with-loss"].build_batch_sum()
+    for key in ("L", "dL/dX[0,0]", "dL/dX[1,2]"):
+        assert sp.simplify(summed.value(key) - 2 * exact.value(key)) == 0, key
+    assert EXAMPLES["softmax-with-loss"].batch_size == 2 and EXAMPLES["moons-logistic"].batch_size == 4
+    assert EXAMPLES["relu-layer"].build_batch_sum is None and EXAMPLES["conv-maxpool"].build_batch_sum is None

@@ -134,8 +134,9 @@ def test_an_install_adds_one_top_level_name(installed):
     for folder in FOLDERS:
         assert (target / "symprop" / folder / "__init__.py").is_file(), folder
     assert (target / "symprop" / "symbolic" / "networks" / "mazur-2-2-2.toml").is_file()
-    shipped = {p.name for p in (Path(__file__).resolve().parents[1] / "symbolic" / "graphs").glob("*.toml")}
-    assert shipped and {p.name for p in (target / "symprop" / "symbolic" / "graphs").glob("*.toml")} == shipped
+    for folder in ("graphs", "nets"):  # graph files and net files: the built-in examples that are data
+        shipped = {p.name for p in (Path(__file__).resolve().parents[1] / "symbolic" / folder).glob("*.toml")}
+        assert shipped and {p.name for p in (target / "symprop" / "symbolic" / folder).glob("*.toml")} == shipped
 
 
 def test_the_installed_package_runs_from_another_directory(installed):
