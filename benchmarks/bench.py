@@ -1022,7 +1022,9 @@ def run(args) -> int:
     opts = argparse.Namespace(quick=args.quick, repeats=1 if args.quick else args.repeats,
                               warmup=1 if args.quick else 3,
                               sample_s=0.0 if args.quick else args.sample_ms / 1e3,
-                              settle_s=0.0 if args.quick else 0.01,
+                              # all cores: every pool spins after its calls (OpenBLAS's threads for
+                              # about 0.1 s) and would take the cores from the next library's sample
+                              settle_s=0.0 if args.quick else 0.2 if args.threads == "all" else 0.01,
                               all_cores=usable_cores() if args.threads == "all" else None)
     if isinstance(args.threads, int) and args.threads < 1:
         raise SympropError(f"--threads must be at least 1 or all, got {args.threads}")

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from .bench import Case, fmt_time, make_data, time_round_robin, usable_cores
+from .bench import Case, fmt_time, make_data, numba_blas, time_round_robin, usable_cores
 
 SIZES = [  # (sizes, batch): from a minibatch of a small MLP to the largest bench case
     ((784, 50, 10), 32), ((784, 100, 10), 100), ((784, 256, 10), 100), ((784, 512, 10), 256),
@@ -24,12 +24,13 @@ SIZES = [  # (sizes, batch): from a minibatch of a small MLP to the largest benc
 
 
 def measure(repeats: int = 9, sample_s: float = 0.02, dtype: str = "float32", sizes=tuple(SIZES)) -> list[dict]:
-    from threadpoolctl import ThreadpoolController
-
     from symprop.codegen.network import load_network
 
     cores = usable_cores()
-    blas = ThreadpoolController().select(user_api="blas").lib_controllers  # numpy's and scipy's OpenBLAS
+    # the OpenBLAS numba's np.dot calls (SciPy's): selected only once it is loaded, which
+    # numba_blas makes sure of (selected earlier, it was missed and both variants ran on
+    # the library's default threads)
+    blas = numba_blas()
 
     current = {"threads": None}
 

@@ -8,7 +8,10 @@ the batch size, and applied with threadpoolctl around the run (``training.train.
 Why these rules (measured with ``python -m symprop.benchmarks.blas_threads``, which times the
 step with one BLAS thread against every core, by size, and ``symprop bench --threads all``):
 - A product splits across threads only when each thread's share outweighs waking and joining
-  the pool; below ``MIN_STEP_FLOP`` of matrix work per step a second thread was no faster.
+  the pool. On a quiet 2-core machine (float32, relu, one thread against two): 784-50-10 at
+  batch 32, 5 MFLOP per step, 0.97x; 784-100-10 at batch 32, 10 MFLOP, 1.08x; 784-50-10 at
+  batch 100, 16 MFLOP, 1.39x; 82 MFLOP 1.56x; 419 MFLOP and up 1.8-1.9x. So every core from
+  ``MIN_STEP_FLOP``.
 - When other processes already keep the cores busy, a pool thread waits for a core at every
   product and the whole step stalls: on a shared 2-core machine at load 2.7, the 784-100-10
   step went from 0.4 ms to 48 ms with two OpenBLAS threads (PyTorch's OpenMP pool did the same).
@@ -20,7 +23,7 @@ import math
 import os
 
 # Matrix work per training step (flop) from which every core pays; below it, one thread.
-MIN_STEP_FLOP = 200e6
+MIN_STEP_FLOP = 15e6
 
 
 def usable_cores() -> int:
