@@ -9,7 +9,9 @@ source parse into it:
   (``parse_net``; a network file through ``Network.to_graph``): a chain, one node per written
   layer with an op of the registry (``Affine``, ``Elementwise``, a loss ...). Its values are
   named by position: layer k reads ``v<k-1>`` (the first reads the input ``X``) and gives
-  ``v<k>``; the layers' parameters belong to their ops (``param_shapes``);
+  ``v<k>``; the layers' parameters belong to their ops (``param_shapes``). A net file
+  (``netfile.py``, the built-in layer examples) is such a spec with its numbers; for its
+  transcript alone the chain may end without a loss (``loss_optional``);
 - a graph file (``graphfile.parse_graph``): one node per staged formula (``q = "x + y"``), its
   op an ``ops.expression.Expression`` that reads the named inputs, parameters and nodes its
   formula uses.
