@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import glob
 import hashlib
 import itertools
@@ -61,13 +62,21 @@ def generator_inputs() -> list[str]:
     """Every file whose content decides what the generator writes: the entry module and the
     symbolic/ and codegen/ modules it imports, transitively. Found, not hand-kept, so a new
     module cannot be forgotten; a module no kernel depends on (the checker) is left out."""
+    return list(_generator_inputs())
+
+
+@functools.lru_cache(maxsize=1)
+def _generator_inputs() -> tuple[str, ...]:
+    """Parsing ~35 modules' imports takes a quarter of a second, and a new network's first
+    load asks twice (is the cached file current? then its header): found once per process,
+    as the modules a process has imported do not change their imports under it."""
     seen, todo = set(), [GENERATOR_ENTRY]
     while todo:
         relative = todo.pop()
         if relative not in seen:
             seen.add(relative)
             todo += sorted(_imported_files(relative) - seen)
-    return sorted(seen)
+    return tuple(sorted(seen))
 
 
 # One place decides the JIT flags of every generated kernel. fastmath stays off: it changes
