@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import keyword
-import os
 import re
 import sys
 from pathlib import Path
