@@ -1,5 +1,5 @@
 """Property-based tests (hypothesis): random and mutated inputs to every file reader (network,
-graph, claims, values, IDX and weights files), the formula parser, net specs and the generated
+graph, net, claims, values, IDX and weights files), the formula parser, net specs and the generated
 kernel API give a valid result or a clean error, never another exception or a hang."""
 import gzip
 import io
@@ -25,6 +25,8 @@ NETWORK_FILE = (ROOT / "symbolic" / "networks" / "two-layer-sigmoid.toml").read_
 CLAIMS_FILE = (ROOT / "examples" / "seed-001-claims.toml").read_bytes()
 GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "staged-sigmoid-ratio.toml").read_bytes()
 TRAINING_GRAPH_FILE = (ROOT / "symbolic" / "graphs" / "quadratic-model.toml").read_bytes()
+LAYER_NET_FILE = (ROOT / "symbolic" / "nets" / "relu-layer.toml").read_bytes()  # no loss: dout given
+TRAINING_NET_FILE = (ROOT / "symbolic" / "nets" / "moons-logistic.toml").read_bytes()  # a step, notes
 # SYMPROP_FUZZ_EXAMPLES raises the number of examples for a long fuzz run (the suite uses 60);
 # each example must finish within 10 s either way (a hang is a failure, not a slow test).
 FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", "60")),
@@ -68,6 +70,21 @@ def test_mutated_graph_files_explain_or_fail_cleanly(tmp_path, data):
         graph_file_transcript(write(tmp_path, "graph.toml", data)).render("json", 6, "en")
     except SympropError as exc:
         assert "graph.toml" in str(exc)
+
+
+@FUZZ
+@given(data=st.one_of(mutations(LAYER_NET_FILE), mutations(TRAINING_NET_FILE)))
+def test_mutated_net_files_explain_or_fail_cleanly(tmp_path, data):
+    """A mutated net file (a spec and its numbers) gives its whole transcript, in both of the
+    checker's conventions, or one SympropError naming the file."""
+    from symprop.symbolic.netfile import load_net_file, net_file_transcript
+
+    try:
+        net = load_net_file(write(tmp_path, "example.toml", data))
+        net_file_transcript(net).render("json", 6, "en")
+        net_file_transcript(net, batch_sum=True).render("text", 6, "en")
+    except SympropError as exc:
+        assert "example.toml" in str(exc)
 
 
 @FUZZ
