@@ -82,13 +82,14 @@ def describe(changes: list[Change], old_path, old: dict, new: dict) -> str:
         s = report.get("settings", {})
         return f"threads {s.get('threads', '?')}, load average {report.get('machine', {}).get('load_average', {})}"
 
+    width = max([34, *(len(c.case) + 2 for c in changes)])  # the conv case's name is long
     lines = [f"\nratios against {old_path} ({settings(old)}; this run: {settings(new)})",
-             f"  {'case':<34}{'ratio':<40}{'old':>8}{'new':>8}{'change':>9}"]
+             f"  {'case':<{width}}{'ratio':<40}{'old':>8}{'new':>8}{'change':>9}"]
     if not changes:
         lines.append("  no case of this run was measured in the old report")
     for c in changes:
         flag = f"  <- REGRESSION (more than {REGRESSION:.0%} down)" if c.regression else ""
-        lines.append(f"  {c.case:<34}{c.ratio:<40}{c.old:>8.2f}{c.new:>8.2f}{c.change:>+9.1%}{flag}")
+        lines.append(f"  {c.case:<{width}}{c.ratio:<40}{c.old:>8.2f}{c.new:>8.2f}{c.change:>+9.1%}{flag}")
     regressions = sum(c.regression for c in changes)
     lines.append(f"  {regressions} of {len(changes)} ratios fell by more than {REGRESSION:.0%}")
     return "\n".join(lines)

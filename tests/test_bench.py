@@ -307,3 +307,15 @@ def test_compile_probe_finds_every_generated_module_without_compiling():
     wrappers = compile_probe.layer_wrappers(layers)
     assert {"relu_forward", "relu_backward", "affine_backward"} <= set(wrappers)
     assert not [name for name in wrappers if name.startswith("_")]  # image helpers take (C, H, W, ...)
+
+
+def test_compare_keeps_a_long_case_name_apart_from_its_ratio():
+    from symprop.benchmarks import compare
+
+    case = "convnet 1x28x28 conv30k5-100-10 b100 float32"
+    text = compare.describe([compare.Change(case, "JAX jit(value_and_grad) / symprop", 5.11, 5.25),
+                             compare.Change("2-2-2 b1 sigmoid float32", "symprop fraction of GEMM peak", 1.0, 0.8)],
+                            "old.json", {}, {})
+    rows = [line for line in text.splitlines() if "/ symprop" in line or "fraction" in line]
+    assert f"{case}  JAX" in rows[0]
+    assert rows[0].index("JAX") == rows[1].index("symprop fraction")  # one column for the ratios
