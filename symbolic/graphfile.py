@@ -29,7 +29,7 @@ from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .graph import Graph, Node
 from .networkfile import _name, _number, _Where
 from .ops.expression import Expression
-from .userfiles import parse_toml, read_text
+from .userfiles import is_toml_with, parse_toml, read_text
 
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
              "inputs", "parameters", "nodes", "update", "data", "predict", "notes", "notes_zh"}
@@ -166,16 +166,8 @@ def symbol(name: str) -> sp.Symbol:
 
 
 def is_graph_file(path) -> bool:
-    """True for a .toml file with a [nodes] table (a network file has [[layers]] instead).
-    Decided on the text, so a graph file with a TOML mistake still gets the graph file's messages."""
-    path = Path(path)
-    if path.suffix != ".toml" or not path.is_file():
-        return False
-    try:
-        text = read_text(path, "graph file")
-    except SympropError:
-        return False
-    return re.search(r"^\s*(\[\s*nodes\s*\]|nodes\s*=)", text, re.MULTILINE) is not None
+    """True for a .toml file with a [nodes] table (a network file has [[layers]] instead)."""
+    return is_toml_with(path, r"^\s*(\[\s*nodes\s*\]|nodes\s*=)", "graph file")
 
 
 def load_graph(path) -> GraphFile:
@@ -307,7 +299,7 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
             if inputs[column] is None:
                 inputs[column] = samples[0]
     predict = _predict(data.get("predict"), where, inputs) if "predict" in data else {}
-    notes, notes_zh = (_notes(data.get(section), where, section) if section in data else {}
+    notes, notes_zh = (notes_table(data.get(section), where, section) if section in data else {}
                        for section in ("notes", "notes_zh"))
     note_lines = {key: where.line_of(key, section="notes") for key in notes}
     model = _graph(parsed, texts, order, [*inputs, *parameters])
@@ -413,10 +405,11 @@ def _predict(raw, where, inputs) -> dict[str, sp.Rational]:
     return out
 
 
-def _notes(raw, where, section) -> dict[str, str]:
-    """[notes]: "key" = "remark" lines; the keys are checked against the transcript's lines."""
+def notes_table(raw, where, section, example='"df/dd" = "the other input"') -> dict[str, str]:
+    """[notes]: "key" = "remark" lines (a graph file's or a net file's); the keys are checked
+    against the transcript's lines when it is written (transcript.attach_notes)."""
     if not isinstance(raw, dict) or not raw:
-        where.fail('expected a table of "key" = "remark" lines, e.g. "df/dd" = "the other input"', section=section)
+        where.fail(f'expected a table of "key" = "remark" lines, e.g. {example}', section=section)
     for key, text in raw.items():
         if not isinstance(text, str) or not text.strip() or "\n" in text:
             where.fail("expected a remark on one line, in quotes", key, section=section)

@@ -23,7 +23,8 @@ import sympy as sp
 
 from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
-from .transcript import FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, in_float32, to_float32, tr
+from .transcript import (FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, attach_notes, in_float32,
+                         to_float32, tr)
 
 TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
               "the larger for min): relu'(0) = 0, as PyTorch",
@@ -117,20 +118,8 @@ class _Builder:
         return t
 
     def attach_notes(self):
-        """[notes]: each remark beside the line its key shows (a key no line shows is refused)."""
         g = self.g
-        shown = {}
-        for block in self.t.blocks:  # a key shown twice (a local partial that is also a gradient): the first
-            if isinstance(block, Show):
-                shown.setdefault(block.key, block)
-        for key in [*g.notes, *(k for k in g.notes_zh if k not in g.notes)]:
-            if key not in shown:
-                line = g.note_lines.get(key)
-                section = "notes" if key in g.notes else "notes_zh"
-                raise SympropError(f"{g.source}" + (f", line {line}" if line else "") + f", field '{section}.{key}': "
-                                   f"no line of the transcript shows {key!r} (shown: {', '.join(list(shown)[:12])}, ...)")
-            en = g.notes.get(key, "")
-            shown[key].note = tr(en or g.notes_zh[key], g.notes_zh.get(key, en))
+        attach_notes(self.t, g.source, g.notes, g.notes_zh, g.note_lines)
 
     # --- [predict]: the output at other input values -------------------------------------------
     def _at(self):

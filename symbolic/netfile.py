@@ -16,7 +16,6 @@ This is for transcripts only: codegen and training call ``parse_net`` without th
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from .graph import Graph, parse_net
 from .graph_transcript import check_values, ends_with_loss, graph_transcript
 from .layers import N
 from .networkfile import _Where
-from .transcript import Show, Transcript, tr
-from .userfiles import parse_toml, read_text
+from .graphfile import notes_table
+from .transcript import Transcript, attach_notes, tr
+from .userfiles import is_toml_with, parse_toml, read_text
 
 TOP_LEVEL = {"title", "summary", "seed", "description", "title_zh", "description_zh", "net", "values",
              "forward_after_step", "notes", "notes_zh"}
@@ -71,13 +71,7 @@ class NetFile:
 
 def is_net_file(path) -> bool:
     """Whether path names a net file (a top-level ``net = "..."`` line)."""
-    if not str(path).endswith(".toml"):
-        return False
-    try:
-        text = read_text(path, "net file")
-    except SympropError:
-        return False
-    return re.search(r"^\s*net\s*=", text, re.MULTILINE) is not None
+    return is_toml_with(path, r"^\s*net\s*=", "net file")
 
 
 def load_net_file(path) -> NetFile:
@@ -112,8 +106,8 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
         graph = parse_net(spec, loss_optional=True, input_width=_columns(values.get("X")))
     except SympropError as exc:
         where.fail(str(exc), "net")
-    notes, notes_zh = ({key: _remark(text, where, section, key) for key, text in _table(data, section, where).items()}
-                       for section in ("notes", "notes_zh"))
+    notes, notes_zh = (notes_table(data[section], where, section, example='"dL/dX[0,1]" = "relu passes nothing back"')
+                       if section in data else {} for section in ("notes", "notes_zh"))
     note_lines = {key: where.line_of(key, section="notes" if key in notes else "notes_zh")
                   for key in [*notes, *notes_zh]}
     after = data.get("forward_after_step", False)
@@ -140,20 +134,6 @@ def _columns(x):
     return None
 
 
-def _table(data, section, where) -> dict:
-    raw = data.get(section, {})
-    if not isinstance(raw, dict) or (section in data and not raw):
-        where.fail('expected a table of "key" = "remark" lines, e.g. "dL/dX[0,1]" = "relu passes nothing back"',
-                   section=section)
-    return raw
-
-
-def _remark(text, where, section, key) -> str:
-    if not isinstance(text, str) or not text.strip() or "\n" in text:
-        where.fail("expected a remark on one line, in quotes", key, section=section)
-    return " ".join(text.split())
-
-
 def net_file_transcript(net: NetFile, name: str | None = None, batch_sum: bool = False) -> Transcript:
     """The any-spec transcript of the file's net and values, titled and annotated as the file
     says. ``batch_sum``: the loss summed over the batch instead of averaged (for the checker)."""
@@ -162,21 +142,7 @@ def net_file_transcript(net: NetFile, name: str | None = None, batch_sum: bool =
     t.title = tr(net.title, net.title_zh or net.title)
     if net.description:
         t.intro = tr(net.description, net.description_zh or net.description)
-    _attach_notes(t, net)
+    attach_notes(t, net.source, net.notes, net.notes_zh, net.note_lines)
     return t
 
 
-def _attach_notes(t: Transcript, net: NetFile):
-    """[notes]: each remark beside the line its key shows; a key no line shows is refused."""
-    shown = {}
-    for block in t.blocks:  # a key shown twice: the remark goes to the first
-        if isinstance(block, Show):
-            shown.setdefault(block.key, block)
-    for key in [*net.notes, *(k for k in net.notes_zh if k not in net.notes)]:
-        if key not in shown:
-            line = net.note_lines.get(key)
-            section = "notes" if key in net.notes else "notes_zh"
-            raise SympropError(f"{net.source}" + (f", line {line}" if line else "") + f", field '{section}.{key}': "
-                               f"no line of the transcript shows {key!r} (shown: {', '.join(list(shown)[:12])}, ...)")
-        en = net.notes.get(key, "")
-        shown[key].note = tr(en or net.notes_zh[key], net.notes_zh.get(key, en))

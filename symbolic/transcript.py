@@ -499,3 +499,21 @@ def _is_single_symbol(formula) -> bool:
     if isinstance(formula, Chain):
         return len(formula.terms) == 1 and len(formula.terms[0]) == 1
     return isinstance(formula, (sp.Symbol, sp.MatrixSymbol))
+
+
+def attach_notes(t: Transcript, source: str, notes: dict, notes_zh: dict, note_lines: dict):
+    """A file's [notes] / [notes_zh]: each remark beside the line its key shows (a key shown
+    twice, e.g. a local partial that is also a gradient: the first). A key no line shows is
+    refused, naming the file, line and field."""
+    shown = {}
+    for block in t.blocks:
+        if isinstance(block, Show):
+            shown.setdefault(block.key, block)
+    for key in [*notes, *(k for k in notes_zh if k not in notes)]:
+        if key not in shown:
+            line = note_lines.get(key)
+            section = "notes" if key in notes else "notes_zh"
+            raise SympropError(f"{source}" + (f", line {line}" if line else "") + f", field '{section}.{key}': "
+                               f"no line of the transcript shows {key!r} (shown: {', '.join(list(shown)[:12])}, ...)")
+        en = notes.get(key, "")
+        shown[key].note = tr(en or notes_zh[key], notes_zh.get(key, en))

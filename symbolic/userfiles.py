@@ -7,6 +7,7 @@ bound, so a bad path is refused within moments with one line naming it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -68,3 +69,17 @@ def parse_toml(text: str, where: str) -> dict:
         raise SympropError(f"{where}: TOML syntax error: {exc}") from None
     except RecursionError:
         raise SympropError(f"{where}: TOML nested too deeply") from None
+
+
+def is_toml_with(path, pattern: str, what: str) -> bool:
+    """True for a readable .toml file with a line matching ``pattern`` (a file kind's own
+    section or field). Decided on the text, so a file with a TOML mistake still gets the
+    messages of its own kind."""
+    path = Path(path)
+    if path.suffix != ".toml" or not path.is_file():
+        return False
+    try:
+        text = read_text(path, what)
+    except SympropError:
+        return False
+    return re.search(pattern, text, re.MULTILINE) is not None
