@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
-from symprop.training.threads import MIN_STEP_FLOP
+from symprop.training.threads import MIN_STEP_FLOP, usable_cores  # the cores --threads all means
 
 from . import competitors as comp
 from . import first_step
@@ -937,11 +937,6 @@ def markdown_summary(report: dict, command: str) -> str:
 
 
 # --- entry points --------------------------------------------------------------------------
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity), which "all" means."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
 
 def _threads(text: str):
     """--threads N or --threads all (returned as the string "all")."""

@@ -13,8 +13,6 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 from .bench import Case, fmt_time, make_data, numba_blas, time_round_robin, usable_cores
 
 SIZES = [  # (sizes, batch): from a minibatch of a small MLP to the largest bench case
