@@ -338,27 +338,34 @@ def {base}_forward(z, t, out=None):
     loss = {base}_forward_kernel(z, t, out)
     return loss, out
 
+''' + _row_loss_backward_text(base, "y", f'dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t.',
+                               backward), used | bused)
 
+
+
+def _row_loss_backward_text(base: str, x: str, doc: str, backward: list[str]) -> str:
+    """The backward kernel and checked wrapper of a row-wise loss with one-hot targets t:
+    dz[n, k] from ``x`` (the saved softmax output y, or the scores z) and t, row by row."""
+    return f'''
 @jit
-def {base}_backward_kernel(y, t, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def {base}_backward_kernel({x}, t, dz):
+    real = {x}.dtype.type
+    N, K = {x}.shape
     for n in range(N):
 {chr(10).join(indent(backward, 2))}
 
 
-def {base}_backward(y, t, dz=None):
-    """dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t."""
-    _separate("{base}_backward", dict(dz=dz), dict(y=y, t=t))
-    y, t = _arrays("{base}_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes) with at least one row, got shape {{y.shape}}")
-    _shape("{base}_backward", "t", t, y.shape)
-    dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
-    {base}_backward_kernel(y, t, dz)
+def {base}_backward({x}, t, dz=None):
+    """{doc}"""
+    _separate("{base}_backward", dict(dz=dz), dict({x}={x}, t=t))
+    {x}, t = _arrays("{base}_backward", {x}={x}, t=t)
+    if {x}.ndim != 2 or {x}.shape[0] == 0:
+        raise ValueError(f"{base}_backward: {x} must be 2-D (batch, classes) with at least one row, got shape {{{x}.shape}}")
+    _shape("{base}_backward", "t", t, {x}.shape)
+    dz = _output("{base}_backward", "dz", dz, {x}.shape, {x}.dtype)
+    {base}_backward_kernel({x}, t, dz)
     return dz
-''', used | bused)
-
+'''
 
 def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
     """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
@@ -394,26 +401,7 @@ def {base}_forward(z, t):
     _shape("{base}_forward", "t", t, z.shape)
     return {base}_forward_kernel(z, t)
 
-
-@jit
-def {base}_backward_kernel(z, t, dz):
-    real = z.dtype.type
-    N, K = z.shape
-    for n in range(N):
-{chr(10).join(indent(backward, 2))}
-
-
-def {base}_backward(z, t, dz=None):
-    """dz = {sp.sstr(d.backward["dz[j]"])}."""
-    _separate("{base}_backward", dict(dz=dz), dict(z=z, t=t))
-    z, t = _arrays("{base}_backward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"{base}_backward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
-    _shape("{base}_backward", "t", t, z.shape)
-    dz = _output("{base}_backward", "dz", dz, z.shape, z.dtype)
-    {base}_backward_kernel(z, t, dz)
-    return dz
-''', used | bused)
+''' + _row_loss_backward_text(base, "z", f'dz = {sp.sstr(d.backward["dz[j]"])}.', backward), used | bused)
 
 
 def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:

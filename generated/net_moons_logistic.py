@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: fc45707d27c6001e (generator sources and sympy 1.14.0)
+# Input hash: 854ed17d1a0e5262 (generator sources and sympy 1.14.0)
 # Body hash: b12f8c6e1b6548fc
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 30a83892116c1eee (generator sources and sympy 1.14.0)
+# Input hash: 75073b20658f4adf (generator sources and sympy 1.14.0)
 # Body hash: 6aaab85e7e32ade0
 
 import hashlib
