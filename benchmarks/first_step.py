@@ -4,6 +4,12 @@ new empty folders), as a learner who has just written the spec waits for it.
 
     python -m symprop.benchmarks.first_step [SPEC ...]     (no SPEC: FIRST_STEP_SPECS)
     symprop bench --first-step [SPEC ...]                  (the same, inside the benchmark)
+    python -m symprop.benchmarks.first_step --forms [SPEC ...]
+
+``--forms`` compares the two steps a tiny network can get: CPU seconds numba takes to compile
+the first sgd_step with the scalar step and with the matrix step (each module written with the
+other form's limit, median of 3 fresh processes), and the scalar step's lines per row. This is
+what codegen/scalar_step.py's SCALAR_MAX_LINES is set from.
 
 Each spec runs in its own child process with its own empty caches; the child reports its
 phases (imports, generating the module with SymPy, the first step: numba compiling what it
@@ -97,9 +103,78 @@ def describe(r: dict) -> str:
             + ", ".join(f"{k} x{v}" for k, v in sorted(r["compiled"].items())) + ")")
 
 
+FORMS_SPECS = (
+    "affine(2,2) sigmoid affine(2,2) mse",
+    *FIRST_STEP_SPECS[:4],
+    "affine(8,8) tanh affine(8,8) tanh affine(8,8) tanh affine(8,8) mse",
+    " ".join(["affine(8,8) tanh"] * 5) + " affine(8,8) mse",
+    " ".join(["affine(8,8) sigmoid"] * 7) + " affine(8,8) softmax-cross-entropy",
+)
+
+_WRITE_MODULE = """import sys
+import symprop.codegen.scalar_step as scalar_step
+scalar_step.SCALAR_MAX_LINES = int(sys.argv[2])
+from symprop.codegen.network import load_network
+print(load_network(sys.argv[1]).__file__)
+"""
+
+_COMPILE_STEP = """import importlib.util, sys, time
+import numpy as np
+spec = importlib.util.spec_from_file_location("net", sys.argv[1])
+net = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(net)
+rng = np.random.default_rng(0)
+params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
+X, T = rng.normal(0, 1, (4, net.INPUT_SIZE)), np.eye(net.OUTPUT_SIZE)[np.zeros(4, int)]
+start = time.process_time()
+net.sgd_step(*params, X, T, 0.01)
+print(time.process_time() - start, net.SCALAR_STEP)
+"""
+
+
+def compare_forms(spec: str, runs: int = 3) -> dict:
+    """CPU seconds to compile the first sgd_step with the scalar and with the matrix step."""
+    import symprop.codegen.scalar_step as scalar_module
+    from symprop.codegen.network import _NetworkPrinter
+    from symprop.symbolic.graph import parse_net
+
+    limit, scalar_module.SCALAR_MAX_LINES = scalar_module.SCALAR_MAX_LINES, 10**9
+    try:
+        step = scalar_module.scalar_step(_NetworkPrinter(parse_net(spec).nodes))
+    finally:
+        scalar_module.SCALAR_MAX_LINES = limit
+    result = {"spec": spec, "scalar_lines": step and step.size, "limit": limit}
+    if step is None:
+        return result
+    with tempfile.TemporaryDirectory(prefix="symprop-forms-") as cache:
+        for form, lines in (("scalar", 10**9), ("matrix", 0)):
+            env = {**os.environ, "SYMPROP_CACHE": os.path.join(cache, form)}
+            module = subprocess.run([sys.executable, "-c", _WRITE_MODULE, spec, str(lines)], env=env,
+                                    capture_output=True, text=True, check=True).stdout.split()[-1]
+            times = []
+            for run in range(runs):
+                env["NUMBA_CACHE_DIR"] = os.path.join(cache, f"numba-{form}-{run}")
+                out = subprocess.run([sys.executable, "-c", _COMPILE_STEP, module], env=env,
+                                     capture_output=True, text=True, check=True).stdout.split()
+                assert (out[-1] == "True") == (form == "scalar"), f"{spec}: not the {form} step"
+                times.append(float(out[-2]))
+            result[f"{form}_cpu_s"] = sorted(times)[len(times) // 2]
+    return result
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(child(argv[1])))
+        return 0
+    if argv[:1] == ["--forms"]:
+        for spec in argv[1:] or FORMS_SPECS:
+            r = compare_forms(spec)
+            if r["scalar_lines"] is None:
+                print(f"no scalar step (wider than TINY_WIDTH or no scalar form)  {spec}", flush=True)
+                continue
+            form = "scalar" if r["scalar_lines"] <= r["limit"] else "matrix"
+            print(f"{r['scalar_lines']:4d} lines: scalar {r['scalar_cpu_s']:.2f} s, matrix {r['matrix_cpu_s']:.2f} s"
+                  f" (gets the {form} step)  {spec}", flush=True)
         return 0
     results = []
     for spec in argv or FIRST_STEP_SPECS:

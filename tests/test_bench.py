@@ -137,6 +137,15 @@ def test_first_step_measures_a_new_spec_in_a_fresh_process(tmp_path, capsys):
     assert "affine(2,3) tanh affine(3,1) mse" in capsys.readouterr().out
 
 
+def test_forms_compiles_both_steps_of_a_tiny_network():
+    """first_step --forms (what SCALAR_MAX_LINES is set from) times the scalar and the matrix
+    step of one spec, each module checked to be the form it claims (compare_forms asserts it)."""
+    from symprop.benchmarks import first_step
+    result = first_step.compare_forms("affine(2,2) sigmoid affine(2,2) mse", runs=1)
+    assert 0 < result["scalar_lines"] <= result["limit"]
+    assert result["scalar_cpu_s"] > 0 and result["matrix_cpu_s"] > 0
+
+
 def _report(times: dict[str, float], load=0.5) -> dict:
     """A minimal bench report: one case with the given median times (numpy, symprop, ...)."""
     rows = {k: {"median_s": t, "vs_symprop": t / times[bench.SYMPROP], "peak_fraction": 0.01 / t}
