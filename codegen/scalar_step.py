@@ -4,24 +4,30 @@ A step of the 2-2-2 worked example is a few dozen multiplications. Looping over 
 and allocating a workspace costs more than that arithmetic, so for tiny networks the step is
 written out unit by unit instead:
 
-- the parameters are read once into scalar locals (``W1_0_1 = W1[0, 1]``);
+- the parameters are read once into scalar locals (``W1_0_1 = W1_row0[1]``, through a view
+  of each row);
 - each batch row n is one pass of straight-line code in which every unit is a named scalar
   (``z1_0``, ``h1_0``, ..., and on the way back ``dh1_0``, ``dz1_0``);
-- the parameter gradients are summed over the rows in scalar locals (``dW1_0_1 += ...``);
+- the gradients are summed over the rows: a bias's in scalar locals (``db1_0 += dz1_0``), a
+  weight matrix's (of at least LOOP_MIN_WEIGHTS entries) in a small array, by a loop over row
+  n's term (``dW1[i, j] += X[n, i] * dz1_row[j]``, the units copied into ``dz1_row`` first):
+  numba compiles that loop once, where one scalar sum per weight cost compile time for each
+  (``_RowPass.outer_product``);
 - only after the last row, with the gradient complete, is the SGD update written into the
   parameter arrays.
 
-No workspace and no temporary arrays. This step is not lowered a second time: ``scalarize`` is
-a pass over the statements ``network._NetworkPrinter`` already built for the matrix step
-(forward, loss, backward), which rewrites them for one batch row at concrete sizes:
+No workspace, only a few arrays of a layer's width. This step is not lowered a second time:
+``scalarize`` is a pass over the statements ``network._NetworkPrinter`` already built for the
+matrix step (forward, loss, backward), which rewrites them for one batch row at concrete sizes:
 
 - a loop over a feature index (``for j in range(2)``, ``for k in range(K)``) is unrolled, and
   an element of a row, ``z1[n, j]`` at j = 0, becomes the scalar local ``z1_0`` (the step's
-  inputs X and T are read where they are used, ``X[n, 0]``);
+  inputs X and T are read once a row into locals, ``X_0 = X[n, 0]``);
 - a matrix rule (``MatrixInto``: Z = X W, dW = X^T dY, ...) is multiplied out for one row on
   explicit matrices of those scalars, and ``_add_bias`` adds b's scalars to its result;
 - an array without a batch dimension written inside a row (a parameter's gradient) is a sum
-  over the rows: a scalar accumulator, zero before the rows, added to in each;
+  over the rows: a scalar accumulator, zero before the rows, added to in each (a weight
+  gradient X^T dY: the loop above);
 - a row's own bookkeeping (``zmax``, the softmax sums ``s0``, ``row_loss``) is kept as a SymPy
   expression and substituted where it is read, so the units of a layer are one group of
   expressions whose common subexpressions are shared (``exp`` of a softmax row once);
@@ -60,16 +66,23 @@ from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, Matri
 TINY_WIDTH = 8
 
 # ...and whose scalar step is at most this many lines per batch row (``ScalarStep.size``).
-# numba's compile time grows faster than linearly with the straight-line body, while the
-# matrix step's stays at a few seconds: CPU seconds to a first sgd_step_kernel call in a
-# fresh process, scalar against matrix step (benchmarks/first_step.py measures the whole wait):
-#   2-2-2 (27 lines) 0.7 / 3.8,  3-8-4-2 (137) 2.8 / 5.3,  3-8-8-2 (200) 4.9 / 5.4,
-#   8-8-8 (201) 5.7 / 3.7,  4-8-8-8-3 (325) 8.8 / 8.0,  8-8-8-8-8 (409) 15.4 / 6.8.
-# Past ~200 lines the scalar step compiles slower than the matrix step, and a learner waits
-# for that on every new spec, so those networks keep the matrix step. (Measured before the
-# `zero` and update lines of function_text were trimmed, which took ~20% off the scalar
-# column: the crossover may now sit somewhat higher.)
-SCALAR_MAX_LINES = 200
+# numba's compile time grows with the straight-line body, the matrix step's with the layers.
+# CPU seconds of numba compiling the first sgd_step in a fresh process, scalar against matrix
+# step, median of 3 (python -m symprop.benchmarks.first_step --forms):
+#   2-2-2 (31 lines) 0.7 / 3.7,  3-8-8-2 (159) 2.1 / 4.4,  2-8-8-8-1 softplus/Mish (197) 2.9 / 5.0,
+#   4-8-8-8-3 (241) 3.6 / 4.8,  8-8-8-8-8 (237) 3.6 / 4.5,  six 8x8 layers (355) 5.7 / 5.7,
+#   eight 8x8 layers (485) 8.7 / 8.2.
+# Up to ~350 lines the scalar step compiles faster (and runs several times faster); past ~400
+# the matrix step compiles faster, and a learner waits for the compile on every new spec.
+SCALAR_MAX_LINES = 400
+
+# A weight matrix with at least this many entries sums its gradient over the rows in a loop
+# (``_RowPass.outer_product``), a smaller one in scalar locals. CPU seconds compiling the first
+# sgd_step, and time per step in sgd_steps at batch 1, scalar sums -> loop, for one matrix:
+#   4 x 4 (16 weights): 1.4 -> 1.4 s, 119 -> 193 ns;   8 x 4 (32): 2.0 -> 2.0 s, 174 -> 218 ns;
+#   6 x 8 (48): 2.3 -> 2.1 s, 240 -> 290 ns;          8 x 8 (64): 3.0 -> 2.3 s, 285 -> 335 ns.
+# Below ~48 the loop saves no compile time and still costs its arrays and copies each step.
+LOOP_MIN_WEIGHTS = 48
 
 INPUTS = ("X", "T")  # the batch's arrays: read in the rows, never written
 LOSS = "loss"  # the sum the loss statements add each row's loss to (the step returns it)
@@ -124,9 +137,10 @@ class _RowPass:
     """Rewrites a network's statements for one batch row (see the module docstring).
 
     ``self.row`` collects the statements of the row loop, ``self.after`` those after it.
-    Expressions are rewritten to read scalar symbols; ``self.names`` says how the inputs' ones
-    print (X_0 -> X[n, 0]). Emitted assignments wait in ``self.group`` until a statement needs
-    one of them by name, so independent units (a layer's z1_0, z1_1) share one group.
+    Expressions are rewritten to read scalar symbols; ``self.input_reads`` holds the inputs'
+    ones, read once a row (X_0 = X[n, 0]). Emitted assignments wait in ``self.group`` until a
+    statement needs one of them by name, so independent units (a layer's z1_0, z1_1) share one
+    group.
     """
 
     def __init__(self, shapes: dict, params: list[str]):
@@ -137,7 +151,10 @@ class _RowPass:
         self.carried = {LOSS}  # plain names summed over the rows
         self.finished: set[str] = set()  # carried names already scaled after the rows
         self.accumulators: list[str] = []  # scalar locals summed over the rows, in order
-        self.names: dict[str, str] = {}  # input scalars -> how they print (X_0 -> X[n, 0])
+        self.array_sums: dict[str, tuple] = {}  # gradient arrays summed over the rows in a loop
+        self.scalar_sums: set[str] = set()  # arrays summed over the rows entry by entry
+        self.row_arrays: dict[str, int] = {}  # a row's units copied into name_row for a loop
+        self.input_reads: dict[str, str] = {}  # input scalars, read once a row (X_0 = X[n, 0])
         self.row: list = []
         self.after: list = []
         self.group: list[tuple[str, sp.Expr, bool, str | None]] = []
@@ -165,7 +182,7 @@ class _RowPass:
             indices = indices[1:]
         symbol = unit(array, *(self.index(i) for i in indices))
         if array in INPUTS:
-            self.names[symbol.name] = f"{array}[n, {', '.join(str(self.index(i)) for i in indices)}]"
+            self.input_reads[symbol.name] = f"{array}[n, {', '.join(str(self.index(i)) for i in indices)}]"
         return symbol
 
     def read_element(self, array: str, indices) -> sp.Symbol:
@@ -234,7 +251,7 @@ class _RowPass:
     def flush(self):
         if self.group:
             self.row.append(Assignments(
-                tuple((t, v) for t, v, *_ in self.group), dict(self.names),
+                tuple((t, v) for t, v, *_ in self.group), {},
                 {t: c for t, _, _, c in self.group if c}, frozenset(t for t, _, a, _ in self.group if a),
                 scalar=True))
             self.group = []
@@ -259,10 +276,13 @@ class _RowPass:
         elif self.batch(array):
             if accumulate:
                 raise NotScalar(f"{target} is added to inside a row")
+            if array in self.row_arrays:
+                raise NotScalar(f"{target} is changed after a loop read its row")
             self.emit(self.element(array, indices).name, value, False, comment)
         else:  # an array without a batch dimension, written in every row: a sum over the rows
-            if not accumulate or array in self.params:
+            if not accumulate or array in self.params or array in self.array_sums:
                 raise NotScalar(f"{target} is overwritten in every row")
+            self.scalar_sums.add(array)
             name = self.element(array, indices).name
             self.accumulator(name)
             self.emit(name, value, True, comment and f"{comment}, row n's term")
@@ -310,7 +330,7 @@ class _RowPass:
         # the rows' sum made final (loss = loss / real(N)): after the last row
         self.finished.add(array)
         self.after.append(Assignments(((array, real(array) + value if let.augmented else value),),
-                                      dict(self.names), scalar=True))
+                                      scalar=True))
 
     def in_row(self, statement):
         """A statement inside the loop over the batch rows, for row n."""
@@ -347,7 +367,10 @@ class _RowPass:
     def matrix(self, node: MatrixInto):
         """A matrix rule for one row: every matrix an explicit one of its scalars, multiplied out
         (as_explicit on the symbolic product sums each entry with Sum.doit: seconds per network
-        where this takes milliseconds)."""
+        where this takes milliseconds). A weight gradient X^T dY is a loop instead
+        (``outer_product``)."""
+        if self.outer_product(node):
+            return
         out = self.shapes.get(node.out)
         if out is None or (out[0] == "N") == _sums_over_rows(node.rule):
             # a row's own output must not mix rows (1 1^T X); an output without a batch
@@ -381,6 +404,47 @@ class _RowPass:
             target = (f"{node.out}[n, {j}]" if out[0] == "N" else
                       f"{node.out}[{j}]" if len(out) == 1 else f"{node.out}[{i}, {j}]")
             self.assign(target, result[i, j], out[0] != "N", node.comment or None)
+
+    def outer_product(self, node: MatrixInto) -> bool:
+        """A weight gradient summed over the rows, dW = X^T dY, as row n's term
+        dW[i, j] += X[n, i] dY[n, j] in a loop over a gradient array, where the rule is that
+        product of two row arrays.
+
+        Written out, it is one scalar sum per weight (64 for an 8 x 8 layer), each a value numba
+        carries around the loop over the rows, and numba's compile time grows with every one of
+        them. The loop compiles once whatever the layer's size and adds the same products in the
+        same order, so the step's numbers do not change. It costs time per step (the arrays, the
+        copies into them, a loop instead of registers), so a matrix with fewer than
+        LOOP_MIN_WEIGHTS entries keeps its scalar sums. (A bias's 1^T dY stays scalar sums too:
+        as a loop it compiled no faster, and ran 25% slower at 64 rows.)"""
+        rule, out = node.rule, self.shapes.get(node.out)
+        if not (isinstance(rule, sp.MatMul) and len(rule.args) == 2 and isinstance(rule.args[0], sp.Transpose)
+                and isinstance(rule.args[0].arg, sp.MatrixSymbol) and isinstance(rule.args[1], sp.MatrixSymbol)):
+            return False
+        left, right = (node.names.get(m.name, m.name) for m in (rule.args[0].arg, rule.args[1]))
+        if (out is None or len(out) != 2 or out[0] == "N" or not self.batch(left) or not self.batch(right)
+                or out != (self.shapes[left][1], self.shapes[right][1]) or out[0] * out[1] < LOOP_MIN_WEIGHTS):
+            return False
+        if node.out in self.params or node.out in self.scalar_sums:
+            raise NotScalar(f"{node.out} is summed over the rows both as an array and entry by entry")
+        self.flush()  # the units the loop reads are assigned before it
+        self.array_sums[node.out] = out
+        term = f"{self.row_array(left, 'i')} * {self.row_array(right, 'j')}"
+        comment = node.comment and f"{node.comment}, row n's term"
+        self.row.append(Loop("i", out[0], (Loop("j", out[1], (Let(f"{node.out}[i, j]", term, True, comment),)),)))
+        return True
+
+    def row_array(self, array: str, index: str) -> str:
+        """How a loop reads row n of a batch array at ``index``: an input (X) from its own row,
+        another array's units from a small array they are copied into once a row (h1_row)."""
+        if array in INPUTS:
+            return f"{array}[n, {index}]"
+        if array not in self.row_arrays:
+            width = self.shapes[array][1]
+            self.row_arrays[array] = width
+            self.row.append(Assignments(tuple((f"{array}_row[{j}]", self.element(array, ["n", j]))
+                                              for j in range(width)), {}, scalar=True))
+        return f"{array}_row[{index}]"
 
     def add_bias(self, out: str, bias: str, comment: str):
         """_add_bias(out, b): out[n, j] += b[j] (b[0] for a shared bias), added to the values
@@ -424,8 +488,8 @@ class ScalarStep:
 @{decorator}
 def {name}({args}, X, T, lr):
     """One gradient-descent step in place with every unit a scalar local (the tiny-network
-    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
-    first; the parameters change only after the last row. Returns the loss before the step."""
+    form): no workspace. The gradient is summed over the batch rows first; the parameters
+    change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
@@ -443,15 +507,16 @@ def {name}({args}, X, T, lr):
 '''
 
 
-def scalarize(statements, shapes: dict, params: list[str]) -> tuple[list, list, list[str]]:
-    """(row statements, statements after the rows, the scalars summed over the rows) of a
-    network's step statements, for one batch row n at the concrete sizes of ``shapes`` (array
-    name -> shape, "N" for the batch dimension). Raises NotScalar where it has no scalar form."""
+def scalarize(statements, shapes: dict, params: list[str]) -> _RowPass:
+    """A network's step statements rewritten for one batch row n at the concrete sizes of
+    ``shapes`` (array name -> shape, "N" for the batch dimension): the pass, holding the row's
+    statements, those after the rows and the sums over the rows. Raises NotScalar where it has
+    no scalar form."""
     rows = _RowPass(shapes, params)
     for statement in statements:
         rows.top(statement)
     rows.flush()
-    return rows.row, rows.after, rows.accumulators
+    return rows
 
 
 def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
@@ -466,24 +531,40 @@ def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
     statements = [Comment("---- forward ----"), *net.forward, Comment("---- loss ----"), *net.loss,
                   Comment("---- backward (chain rule, from the loss back to the first layer) ----"), *net.backward]
     try:
-        row, after, accumulators = scalarize(statements, shapes, [name for name, _ in net.params])
+        rows = scalarize(statements, shapes, [name for name, _ in net.params])
     except NotScalar:
         return None
+    row, after, accumulators = rows.row, rows.after, rows.accumulators
     reads, zeros, updates = [], [], []
     for name, shape in net.params:
+        grad = "d" + name
+        if grad in rows.array_sums:  # summed over the rows in a loop (_RowPass.outer_product)
+            zeros.append(Let(grad, f"np.zeros({shape}, X.dtype)", comment=f"dL/d{name}"))
+            updates.append(Loop("i", shape[0], (Loop("j", shape[1], (
+                Let(f"{name}[i, j]", f"{name}[i, j] - step * {grad}[i, j]"),)),)))
         for index in itertools.product(*map(range, shape)):
-            local, grad = unit(name, *index).name, unit("d" + name, *index).name
-            if grad not in accumulators:  # the pass did not see this gradient summed: no step
+            local = unit(name, *index).name
+            if len(shape) == 2:  # through a view of each row: numba compiles W1_row0[1] faster than W1[0, 1]
+                if index[1] == 0:
+                    reads.append(Let(f"{name}_row{index[0]}", f"{name}[{index[0]}]"))
+                reads.append(Let(local, f"{name}_row{index[0]}[{index[1]}]"))
+            else:
+                reads.append(Let(local, f"{name}[{', '.join(map(str, index))}]"))
+            if grad in rows.array_sums:
+                continue
+            element, grad_local = f"{name}[{', '.join(map(str, index))}]", unit(grad, *index).name
+            if grad_local not in accumulators:  # the pass did not see this gradient summed: no step
                 return None
-            element = f"{name}[{', '.join(map(str, index))}]"
-            reads.append(Let(local, element))
-            zeros.append(Let(grad, "zero", comment=f"dL/d{element}"))
+            zeros.append(Let(grad_local, "zero", comment=f"dL/d{element}"))
             # p = p_local - step * dp: the same number as p -= step * dp without reading p again.
             # Both this and `zero` are for numba, whose compile time grows with every typed
             # operation of the straight-line body (3-8-8-2: 4.2-4.3 -> 3.3-3.6 s of CPU together).
-            updates.append(Let(element, f"{local} - step * {grad}"))
+            updates.append(Let(element, f"{local} - step * {grad_local}"))
     gradients = {let.target for let in zeros}
     zeros += [Let(name, "zero") for name in accumulators if name not in gradients]
+    zeros += [Let(f"{array}_row", f"np.empty({width}, X.dtype)", comment=f"row n of {array}, for the loops")
+              for array, width in rows.row_arrays.items()]
+    row = [Let(local, element) for local, element in rows.input_reads.items()] + row
     printed = [backend.print(part) for part in (reads, zeros, row, after, updates)]
     step = ScalarStep(list(net.params), *(lines for lines, _ in printed),
                       set().union(*(helpers for _, helpers in printed)))

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 854ed17d1a0e5262 (generator sources and sympy 1.14.0)
-# Body hash: b12f8c6e1b6548fc
+# Input hash: b197c5a9d45128d8 (generator sources and sympy 1.14.0)
+# Body hash: 5ff0842e77703e34
 
 import hashlib
 import itertools
@@ -301,7 +301,7 @@ def _sigmoid(v):
     return s if v >= 0 else e * s
 
 
-@jit_inline
+@jit
 def _sigmoid_libm(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -317,7 +317,7 @@ def _softplus(v):
     return max(v, real(0)) + np.log1p(_exp(-abs(v)))
 
 
-@jit_inline
+@jit
 def _softplus_libm(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
@@ -416,13 +416,15 @@ def jit_holding_gil(function):
 @jit_holding_gil
 def sgd_step_kernel(W1, b1, X, T, lr):
     """One gradient-descent step in place with every unit a scalar local (the tiny-network
-    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
-    first; the parameters change only after the last row. Returns the loss before the step."""
+    form): no workspace. The gradient is summed over the batch rows first; the parameters
+    change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
-    W1_0_0 = W1[0, 0]
-    W1_1_0 = W1[1, 0]
+    W1_row0 = W1[0]
+    W1_0_0 = W1_row0[0]
+    W1_row1 = W1[1]
+    W1_1_0 = W1_row1[0]
     b1_0 = b1[0]
     # ---- gradients, summed over the batch rows ----
     zero = real(0)
@@ -431,17 +433,20 @@ def sgd_step_kernel(W1, b1, X, T, lr):
     db1_0 = zero  # dL/db1[0]
     loss = real(0)
     for n in range(N):
+        X_0 = X[n, 0]
+        X_1 = X[n, 1]
+        T_0 = T[n, 0]
         # ---- forward ----
         # layer 1: affine(2,1)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
+        z1_0 = W1_0_0*X_0 + W1_1_0*X_1 + b1_0  # z1 = X W1; z1 += 1 b1
         # ---- loss ----
         # layer 2: binary-cross-entropy
-        loss += -T[n, 0]*z1_0 + _softplus_libm(z1_0)
+        loss += -T_0*z1_0 + _softplus_libm(z1_0)
         # ---- backward (chain rule, from the loss back to the first layer) ----
-        dz1_0 = (-T[n, 0] + _sigmoid_libm(z1_0))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+        dz1_0 = (-T_0 + _sigmoid_libm(z1_0))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
         # layer 1: affine(2,1)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_0_0 += X_0*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_0 += X_1*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
         db1_0 += dz1_0  # dL/db1 = 1^T dL/dz1 (sum over the batch), row n's term
 
     loss = loss/real(N)

@@ -2,8 +2,8 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 75073b20658f4adf (generator sources and sympy 1.14.0)
-# Body hash: 6aaab85e7e32ade0
+# Input hash: c34af2b350bd1130 (generator sources and sympy 1.14.0)
+# Body hash: 198f9dba573d3a6a
 
 import hashlib
 import itertools
@@ -290,7 +290,7 @@ def _sigmoid(v):
     return s if v >= 0 else e * s
 
 
-@jit_inline
+@jit
 def _sigmoid_libm(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
     real = type(v)
@@ -440,20 +440,24 @@ def jit_holding_gil(function):
 @jit_holding_gil
 def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     """One gradient-descent step in place with every unit a scalar local (the tiny-network
-    form): no workspace, no temporary arrays. The gradient is summed over the batch rows
-    first; the parameters change only after the last row. Returns the loss before the step."""
+    form): no workspace. The gradient is summed over the batch rows first; the parameters
+    change only after the last row. Returns the loss before the step."""
     real = X.dtype.type
     N = X.shape[0]
     # ---- parameters, read once ----
-    W1_0_0 = W1[0, 0]
-    W1_0_1 = W1[0, 1]
-    W1_1_0 = W1[1, 0]
-    W1_1_1 = W1[1, 1]
+    W1_row0 = W1[0]
+    W1_0_0 = W1_row0[0]
+    W1_0_1 = W1_row0[1]
+    W1_row1 = W1[1]
+    W1_1_0 = W1_row1[0]
+    W1_1_1 = W1_row1[1]
     b1_0 = b1[0]
-    W2_0_0 = W2[0, 0]
-    W2_0_1 = W2[0, 1]
-    W2_1_0 = W2[1, 0]
-    W2_1_1 = W2[1, 1]
+    W2_row0 = W2[0]
+    W2_0_0 = W2_row0[0]
+    W2_0_1 = W2_row0[1]
+    W2_row1 = W2[1]
+    W2_1_0 = W2_row1[0]
+    W2_1_1 = W2_row1[1]
     b2_0 = b2[0]
     # ---- gradients, summed over the batch rows ----
     zero = real(0)
@@ -469,10 +473,14 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     db2_0 = zero  # dL/db2[0]
     loss = real(0)
     for n in range(N):
+        X_0 = X[n, 0]
+        X_1 = X[n, 1]
+        T_0 = T[n, 0]
+        T_1 = T[n, 1]
         # ---- forward ----
         # layer 1: affine-shared-bias(2,2)
-        z1_0 = W1_0_0*X[n, 0] + W1_1_0*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
-        z1_1 = W1_0_1*X[n, 0] + W1_1_1*X[n, 1] + b1_0  # z1 = X W1; z1 += 1 b1
+        z1_0 = W1_0_0*X_0 + W1_1_0*X_1 + b1_0  # z1 = X W1; z1 += 1 b1
+        z1_1 = W1_0_1*X_0 + W1_1_1*X_1 + b1_0  # z1 = X W1; z1 += 1 b1
         # layer 2: sigmoid
         h1_0 = _sigmoid_libm(z1_0)
         h1_1 = _sigmoid_libm(z1_1)
@@ -484,11 +492,11 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
         h2_1 = _sigmoid_libm(z2_1)
         # ---- loss ----
         # layer 5: squared-error
-        loss += (real(0.5))*((T[n, 0] - h2_0)*(T[n, 0] - h2_0))
-        loss += (real(0.5))*((T[n, 1] - h2_1)*(T[n, 1] - h2_1))
+        loss += (real(0.5))*((T_0 - h2_0)*(T_0 - h2_0))
+        loss += (real(0.5))*((T_1 - h2_1)*(T_1 - h2_1))
         # ---- backward (chain rule, from the loss back to the first layer) ----
-        dh2_0 = -T[n, 0] + h2_0  # dL/dh2 = -t + y
-        dh2_1 = -T[n, 1] + h2_1  # dL/dh2 = -t + y
+        dh2_0 = -T_0 + h2_0  # dL/dh2 = -t + y
+        dh2_1 = -T_1 + h2_1  # dL/dh2 = -t + y
         # layer 4: sigmoid
         dz2_0 = dh2_0*h2_0*(real(1) - h2_0)  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
         dz2_1 = dh2_1*h2_1*(real(1) - h2_1)  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
@@ -504,10 +512,10 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
         dz1_0 = dh1_0*h1_0*(real(1) - h1_0)  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
         dz1_1 = dh1_1*h1_1*(real(1) - h1_1)  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
         # layer 1: affine-shared-bias(2,2)
-        dW1_0_0 += X[n, 0]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
-        dW1_0_1 += X[n, 0]*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
-        dW1_1_0 += X[n, 1]*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
-        dW1_1_1 += X[n, 1]*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_0_0 += X_0*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_0_1 += X_0*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_0 += X_1*dz1_0  # dL/dW1 = X^T dL/dz1, row n's term
+        dW1_1_1 += X_1*dz1_1  # dL/dW1 = X^T dL/dz1, row n's term
         db1_0 += dz1_0 + dz1_1  # dL/db1 = 1^T dL/dz1 1 (shared bias), row n's term
 
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----

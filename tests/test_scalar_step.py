@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+import symprop.codegen.scalar_step as scalar_step_module
 from symprop.codegen.scalar_step import scalar_step
 from symprop.codegen.statements import Assignments, Call, Comment, Let, Loop, MatrixInto
 from symprop.symbolic.layers import I, N, real
@@ -46,12 +47,13 @@ def run(step, *args):
 def test_statements_become_one_row_of_scalars_and_a_correct_step():
     step = scalar_step(scaled_network())
     row = [line.split("  #")[0] for line in step.row_lines]
-    # the feature loop unrolled, elements renamed to scalar locals, X and T read where used
-    assert "h1_0 = X[n, 0]*g1_0" in row and "h1_1 = X[n, 1]*g1_1" in row
+    # X and T read once a row; the feature loop unrolled, elements renamed to scalar locals
+    assert row[:4] == ["X_0 = X[n, 0]", "X_1 = X[n, 1]", "T_0 = T[n, 0]", "T_1 = T[n, 1]"]
+    assert "h1_0 = X_0*g1_0" in row and "h1_1 = X_1*g1_1" in row
     # the row-local loss_term substituted into the sum over the rows
-    assert "loss += (real(0.5))*((-T[n, 0] + h1_0)*(-T[n, 0] + h1_0))" in row
+    assert "loss += (real(0.5))*((-T_0 + h1_0)*(-T_0 + h1_0))" in row
     # the gradient of g1, an array without a batch dimension, summed over the rows in scalars
-    assert "dg1_0 += X[n, 0]*dh1_0" in row
+    assert "dg1_0 += X_0*dh1_0" in row
     assert step.after_lines == ["loss = loss/real(N)"]
     assert step.zero_lines == ["dg1_0 = zero  # dL/dg1[0]", "dg1_1 = zero  # dL/dg1[1]"]
     rng = np.random.default_rng(3)
@@ -95,3 +97,55 @@ def test_a_matrix_rule_that_mixes_the_rows_keeps_the_matrix_step():
     column_sums = sp.OneMatrix(N, N) * sp.MatrixSymbol("X", N, I)
     forward = [MatrixInto(column_sums, "h1", {"X": "X"})]
     assert scalar_step(scaled_network(forward=forward)) is None
+
+
+def linear_network(extra_backward=()):
+    """y = X W (W 2 x 3, no bias) with the squared error averaged over the batch, its products
+    as the matrix step lowers them (MatrixInto): Z = X W forward, dW = X^T dY backward."""
+    X_, W_, dY_ = sp.MatrixSymbol("X", N, 2), sp.MatrixSymbol("W", 2, 3), sp.MatrixSymbol("dY", N, 3)
+    forward = [MatrixInto(X_ * W_, "h1", {"X": "X", "W": "W1"}, comment="h1 = X W1")]
+    rows = {"y": "h1[n, j]", "t": "T[n, j]"}
+    loss = [Let("loss", "real(0)"),
+            Loop("n", "N", (Loop("j", 3, (Assignments((("loss_term", (y - t) ** 2 / 2),), rows),
+                                          Let("loss", "loss_term", augmented=True))),)),
+            Let("loss", "loss / real(N)")]
+    backward = [Loop("n", "N", (Loop("j", 3, (Assignments((("dh1[n, j]", (y - t) / N),), rows),)),)),
+                MatrixInto(X_.T * dY_, "dW1", {"X": "X", "dY": "dh1"}, comment="dL/dW1 = X^T dL/dh1"),
+                *extra_backward]
+    return SimpleNamespace(params=[("W1", (2, 3))], widths=[2, 3], forward=forward, loss=loss, backward=backward,
+                           buffers=[("h1", "(N, 3)"), ("dh1", "(N, 3)"), ("dW1", "(2, 3)")])
+
+
+@pytest.mark.parametrize("loop", [True, False])
+def test_a_weight_gradient_is_summed_in_a_loop_from_loop_min_weights_entries(monkeypatch, loop):
+    """dW = X^T dY is one loop over a small gradient array for a matrix of LOOP_MIN_WEIGHTS
+    entries or more (numba compiles one scalar sum per weight), scalar sums below that; the
+    weights are read through a view of each row. Both forms take the same step."""
+    monkeypatch.setattr(scalar_step_module, "LOOP_MIN_WEIGHTS", 6 if loop else 7)  # W1 is 2 x 3
+    step = scalar_step(linear_network())
+    row = [line.split("  #")[0].strip() for line in step.row_lines]
+    assert step.read_lines[:2] == ["W1_row0 = W1[0]", "W1_0_0 = W1_row0[0]"]
+    assert "W1_1_2 = W1_row1[2]" in step.read_lines
+    if loop:
+        assert "dh1_row[0] = dh1_0" in row and "dh1_row[2] = dh1_2" in row  # the units, copied once a row
+        first = row.index("for i in range(2):")
+        assert row[first:first + 3] == ["for i in range(2):", "for j in range(3):",
+                                        "dW1[i, j] += X[n, i] * dh1_row[j]"]
+        assert not any(line.startswith("dW1_") for line in row)  # no scalar sums of W1's entries
+        assert "dW1 = np.zeros((2, 3), X.dtype)  # dL/dW1" in step.zero_lines
+    else:
+        assert "dW1_1_2 += X_1*dh1_2" in row and not any("_row[" in line for line in row)
+    rng = np.random.default_rng(4)
+    W, X, T = rng.normal(size=(2, 3)), rng.normal(size=(5, 2)), rng.normal(size=(5, 3))
+    before = W.copy()
+    loss = run(step, W, X, T, 0.1)
+    assert loss == pytest.approx(np.mean(np.sum(0.5 * (X @ before - T) ** 2, axis=1)), rel=1e-14)
+    np.testing.assert_allclose(W, before - 0.1 * X.T @ (X @ before - T) / 5, rtol=1e-13)
+
+
+def test_a_weight_summed_both_in_a_loop_and_entry_by_entry_keeps_the_matrix_step(monkeypatch):
+    """The loop's array and a scalar sum of the same gradient would each hold part of it."""
+    monkeypatch.setattr(scalar_step_module, "LOOP_MIN_WEIGHTS", 1)
+    extra = [Loop("n", "N", (Assignments((("dW1[0, 0]", x),), {"x": "X[n, 0]"},
+                                         accumulate=frozenset({"dW1[0, 0]"})),))]
+    assert scalar_step(linear_network(extra_backward=extra)) is None
