@@ -225,6 +225,28 @@ def test_parallel_loops_probe_times_the_same_loop_both_ways(capsys):
     assert rows[0]["serial_s"] > 0 and rows[0]["parallel_s"] > 0 and "speed-up" in capsys.readouterr().out
 
 
+def test_parallel_loops_step_variant_runs_the_row_loops_with_prange(capsys):
+    """parallel_loops --step: the module text with loss_and_grads_into parallel, prange on its
+    loops over the batch rows and nothing else changed; timed against the module as written."""
+    from pathlib import Path
+
+    from symprop.benchmarks import parallel_loops
+    from symprop.codegen.network import load_network
+
+    spec = "affine(3,9) sigmoid affine(9,2) softmax-cross-entropy"
+    source = Path(load_network(spec).__file__).read_text()
+    variant = parallel_loops._prange_variant(source)
+    start = variant.index("def loss_and_grads_into(")
+    body = variant[start:variant.index("\n\n\n", start)]
+    assert variant[start - len("@jit_parallel\n"):start] == "@jit_parallel\n"
+    assert "for n in numba.prange(N):" in body and "for n in range(N):" not in body
+    helper = "def jit_parallel(function):\n    return jit(function, parallel=True)\n\n\n"
+    assert variant.replace(helper, "").replace("@jit_parallel\n", "@jit\n").replace(
+        "for n in numba.prange(N):", "for n in range(N):") == source
+    parallel_loops.measure_step(spec, batch=16, repeats=1, dtypes=("float64",))
+    assert "prange loops" in capsys.readouterr().out
+
+
 def test_blas_threads_probe_times_both_variants(capsys):
     from symprop.benchmarks import blas_threads
 
