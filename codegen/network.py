@@ -671,7 +671,7 @@ def sgd_step_packed(theta, X, T, lr{py_extras}):
 
 def _step_kernels_text(params, buffers, scalar, extras="") -> str:
     """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step) or, for a tiny
-    network, the scalar step with no arrays besides the arguments."""
+    network, the scalar step (no workspace: only a few arrays of a layer's width)."""
     if scalar is None:
         return f'''
 @jit
