@@ -426,7 +426,9 @@ class _RowPass:
         if (out is None or len(out) != 2 or out[0] == "N" or not self.batch(left) or not self.batch(right)
                 or out != (self.shapes[left][1], self.shapes[right][1]) or out[0] * out[1] < LOOP_MIN_WEIGHTS):
             return False
-        if node.out in self.params or node.out in self.scalar_sums:
+        if node.out in self.params:
+            raise NotScalar(f"{node.out} is overwritten in every row")
+        if node.out in self.scalar_sums:
             raise NotScalar(f"{node.out} is summed over the rows both as an array and entry by entry")
         self.flush()  # the units the loop reads are assigned before it
         self.array_sums[node.out] = out
