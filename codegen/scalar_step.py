@@ -79,9 +79,12 @@ SCALAR_MAX_LINES = 400
 
 # A weight matrix with at least this many entries sums its gradient over the rows in a loop
 # (``_RowPass.outer_product``), a smaller one in scalar locals. CPU seconds compiling the first
-# sgd_step, and time per step in sgd_steps at batch 1, scalar sums -> loop, for one matrix:
-#   4 x 4 (16 weights): 1.4 -> 1.4 s, 119 -> 193 ns;   8 x 4 (32): 2.0 -> 2.0 s, 174 -> 218 ns;
-#   6 x 8 (48): 2.3 -> 2.1 s, 240 -> 290 ns;          8 x 8 (64): 3.0 -> 2.3 s, 285 -> 335 ns.
+# sgd_step, and time per step in sgd_steps at batch 1, scalar sums -> loop for the matrices
+# named (the threshold set just above and just below their size):
+#   4-4-4, both 4 x 4 (16 weights): 1.4 -> 1.4 s, 119 -> 193 ns;
+#   3-8-4-2, its 8 x 4 (32):        2.0 -> 2.0 s, 174 -> 218 ns;
+#   3-6-8-2, its 6 x 8 (48):        2.3 -> 2.1 s, 240 -> 290 ns;
+#   3-8-8-2, its 8 x 8 (64):        3.0 -> 2.3 s, 285 -> 335 ns.
 # Below ~48 the loop saves no compile time and still costs its arrays and copies each step.
 LOOP_MIN_WEIGHTS = 48
 
