@@ -342,7 +342,6 @@ def {base}_forward(z, t, out=None):
                                backward), used | bused)
 
 
-
 def _row_loss_backward_text(base: str, x: str, doc: str, backward: list[str]) -> str:
     """The backward kernel and checked wrapper of a row-wise loss with one-hot targets t:
     dz[n, k] from ``x`` (the saved softmax output y, or the scores z) and t, row by row."""
@@ -366,6 +365,7 @@ def {base}_backward({x}, t, dz=None):
     {base}_backward_kernel({x}, t, dz)
     return dz
 '''
+
 
 def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
     """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or

@@ -901,9 +901,7 @@ def check_values(graph: Graph, values: dict, where: str = "values", lines: dict 
         for n, row in enumerate(checked[key]):
             for j, v in enumerate(row):
                 if v not in (0, 1):
-                    at = f", line {line(key)}" if line(key) else ""
-                    raise SympropError(f"{where}{at}, field {key!r}: a dropout mask holds 0 (dropped) or 1 (kept); "
-                                       f"got {v} at [{n},{j}]")
+                    _failing(where, key, line(key))(f"a dropout mask holds 0 (dropped) or 1 (kept); got {v} at [{n},{j}]")
     return checked
 
 

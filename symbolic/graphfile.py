@@ -199,9 +199,7 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
     _duplicate_keys(text, source)
     where = _Where(source, text)
     data = parse_toml(text, source)
-    for key in data:
-        if key not in TOP_LEVEL:
-            where.fail(f"unknown field (known: {', '.join(sorted(TOP_LEVEL))})", key)
+    where.refuse_unknown(data, TOP_LEVEL)
 
     def top(key, kind, default):
         value = data.get(key, default)
@@ -354,9 +352,7 @@ def _update(raw, where, parameters, nodes, data_columns) -> Update:
     if not isinstance(raw, dict):
         where.fail("expected an [update] table", section="update")
     fail = lambda m, key="": where.fail(m, key, section="update")  # noqa: E731
-    for key in raw:
-        if key not in UPDATE_FIELDS:
-            fail(f"unknown field (known: {', '.join(sorted(UPDATE_FIELDS))})", key)
+    where.refuse_unknown(raw, UPDATE_FIELDS, section="update")
     if not parameters:
         fail("an update needs [parameters] to change (name = value lines)")
     rule = raw.get("rule", "descent")

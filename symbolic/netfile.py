@@ -83,9 +83,7 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
     """Read and check a net file: errors name the file, the line and the field."""
     where = _Where(source, text)
     data = parse_toml(text, source)
-    for key in data:
-        if key not in TOP_LEVEL:
-            where.fail(f"unknown field (known: {', '.join(sorted(TOP_LEVEL))})", key)
+    where.refuse_unknown(data, TOP_LEVEL)
 
     def text_field(key, default=""):
         value = data.get(key, default)
@@ -119,11 +117,10 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
     # checked now (X, T or dout, the parameters; the learning rate when the transcript is written),
     # so that a file with a bad table is refused on loading, before anything reads X's rows
     check_values(graph, {k: v for k, v in values.items() if k != "learning_rate"}, source, value_lines)
-    net = NetFile(source, text_field("title", Path(source).stem), text_field("summary"), text_field("seed"), spec,
-                  graph, values, value_lines,
-                  text_field("description"), text_field("title_zh"), text_field("description_zh"),
-                  notes, notes_zh, note_lines, after)
-    return net
+    return NetFile(source, text_field("title", Path(source).stem), text_field("summary"), text_field("seed"), spec,
+                   graph, values, value_lines,
+                   text_field("description"), text_field("title_zh"), text_field("description_zh"),
+                   notes, notes_zh, note_lines, after)
 
 
 def _columns(x):

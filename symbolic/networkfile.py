@@ -173,6 +173,12 @@ class _Where:
                 return number
         return None
 
+    def refuse_unknown(self, table: dict, known, layer: int | None = None, section: str | None = None):
+        """Fail on the first field of ``table`` outside ``known``, listing the known ones."""
+        for key in table:
+            if key not in known:
+                self.fail(f"unknown field (known: {', '.join(sorted(known))})", key, layer, section)
+
     def fail(self, message: str, key: str = "", layer: int | None = None, section: str | None = None):
         line = self.line_of(key, layer, section)
         if line is None and (layer is not None or section is not None):
@@ -238,9 +244,7 @@ def parse_network(text: str, source: str = "<network>") -> Network:
     where = _Where(source, text)
     data = parse_toml(text, source)
 
-    for key in data:
-        if key not in TOP_LEVEL:
-            where.fail(f"unknown field (known: {', '.join(sorted(TOP_LEVEL))})", key)
+    where.refuse_unknown(data, TOP_LEVEL)
 
     def top(key, kind=None, default=...):
         if key not in data:
@@ -355,9 +359,7 @@ def _layer(raw: dict, index: int, previous: list[str], where: _Where) -> Layer:
     def fail(message, key=""):
         where.fail(message, key, layer=index)
 
-    for key in raw:
-        if key not in LAYER_FIELDS:
-            fail(f"unknown field (known: {', '.join(sorted(LAYER_FIELDS))})", key)
+    where.refuse_unknown(raw, LAYER_FIELDS, layer=index)
     if "units" in raw:
         units = raw["units"]
         if not isinstance(units, list) or not units:

@@ -224,3 +224,28 @@ def test_a_network_file_may_take_the_huber_loss(tmp_path):
         step[k] = 1e-6
         numeric = (huber(h + step - target).mean() - huber(h - step - target).mean()) / 2e-6
         assert abs(t.float_value(f"dE/dh{k + 1}") - numeric) < 1e-9
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "symbolic"
+
+
+@pytest.mark.parametrize("kind, file, after, field, known", [
+    ("network", "networks/two-layer-sigmoid.toml", None, "bogus", "description, description_zh, inputs, layers"),
+    ("network", "networks/two-layer-sigmoid.toml", "[[layers]]", "layers[1].bogus", "activation, "),
+    ("graph", "graphs/linear-model.toml", None, "bogus", "data, description, description_zh, dout, dtype"),
+    ("graph", "graphs/linear-model.toml", "[update]", "update.bogus", "epochs, learning_rate, rate_name, rule"),
+    ("net", "nets/relu-layer.toml", None, "bogus", "description, description_zh, forward_after_step"),
+])
+def test_an_unknown_field_is_refused_with_its_line_and_the_known_ones(kind, file, after, field, known):
+    """Every file kind (network, graph, net file) and table ([[layers]], [update]) refuses a
+    field it does not know, naming the file, the line, the field and the fields it knows."""
+    from symprop.symbolic.graphfile import parse_graph
+    from symprop.symbolic.netfile import parse_net_file
+
+    lines = (SHIPPED / file).read_text().splitlines()
+    at = 0 if after is None else lines.index(after) + 1  # the first line of that table
+    lines.insert(at, "bogus = 1")
+    parse = {"network": parse_network, "graph": parse_graph, "net": parse_net_file}[kind]
+    with pytest.raises(SympropError) as error:
+        parse("\n".join(lines) + "\n", "my.toml")
+    assert str(error.value).startswith(f"my.toml, line {at + 1}, field {field!r}: unknown field (known: {known}")
