@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
-from symprop.training.threads import MIN_STEP_FLOP, usable_cores  # the cores --threads all means
+from symprop.training.threads import MIN_STEP_FLOP, auto_threads, usable_cores  # the cores --threads all means
 
 from . import competitors as comp
 from . import first_step
@@ -450,7 +450,6 @@ def symprop_threads(case, cores: int):
     this case by size (training/threads.py; the machine's load is left out, so that a run
     measures the size rule); yields that count."""
     from symprop.symbolic.graph import parse_net
-    from symprop.training.threads import auto_threads
 
     threads = auto_threads(parse_net(case.spec), case.batch, cores=cores, load=0.0)
     libs = numba_blas()

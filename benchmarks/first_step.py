@@ -118,11 +118,10 @@ from symprop.codegen.network import load_network
 print(load_network(sys.argv[1]).__file__)
 """
 
-_COMPILE_STEP = """import importlib.util, sys, time
+_COMPILE_STEP = """import sys, time
 import numpy as np
-spec = importlib.util.spec_from_file_location("net", sys.argv[1])
-net = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(net)
+from symprop.codegen.files import import_generated
+net = import_generated("net", sys.argv[1])
 rng = np.random.default_rng(0)
 params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
 X, T = rng.normal(0, 1, (4, net.INPUT_SIZE)), np.eye(net.OUTPUT_SIZE)[np.zeros(4, int)]

@@ -86,13 +86,13 @@ def _prange_variant(source: str) -> str:
 
 def measure_step(spec: str = STEP_SPEC, batch: int = 1024, repeats: int = 5, dtypes=("float32", "float64")):
     """Whole matrix steps, serial loops against prange loops, BLAS and numba at every core."""
-    import importlib.util
     import tempfile
     from pathlib import Path
 
     import numba
     from threadpoolctl import threadpool_limits
 
+    from symprop.codegen import files
     from symprop.codegen.network import load_network
 
     cores = usable_cores()
@@ -100,11 +100,9 @@ def measure_step(spec: str = STEP_SPEC, batch: int = 1024, repeats: int = 5, dty
     with tempfile.TemporaryDirectory(prefix="symprop-prange-") as folder:
         path = Path(folder) / "net_prange.py"
         path.write_text(_prange_variant(Path(serial_module.__file__).read_text()))
-        loader = importlib.util.spec_from_file_location("net_prange", path)
-        parallel_module = importlib.util.module_from_spec(loader)
         with warnings.catch_warnings():  # the module says it was edited by hand: it was, here
             warnings.simplefilter("ignore")
-            loader.loader.exec_module(parallel_module)
+            parallel_module = files.import_generated("net_prange", path)
         modules = {"serial": serial_module, "prange": parallel_module}
         rng = np.random.default_rng(0)
         for dtype in dtypes:
