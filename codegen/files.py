@@ -87,14 +87,26 @@ JIT_FLAGS = 'dict(fastmath=False, error_model="numpy", nogil=True)'
 REGENERATE_COMMAND = "symprop generate"
 
 
-def inputs_hash(*extra: str) -> str:
-    """sha256 over the generator's sources, the SymPy version and any extra inputs (a spec)."""
+def generator_fingerprint() -> str:
+    """sha256 over the generator's sources and the SymPy version. It names the cache folder of
+    modules generated at run time, so a changed generator writes them afresh; committed headers
+    do not carry it, so a comment edit in the generator does not churn every generated file."""
     digest = hashlib.sha256()
     for relative in generator_inputs():
         digest.update(relative.encode())
         digest.update((ROOT / relative).read_bytes())
     digest.update(f"sympy {sympy.__version__}".encode())
-    for item in extra:
+    return digest.hexdigest()[:16]
+
+
+def inputs_hash(*inputs: str) -> str:
+    """sha256 over what a module is generated from: its kind, its spec or graph file, its ops'
+    definitions and the SymPy version that derives them. It changes when the source changes;
+    a change of the generator itself shows in the text, which `generate --check` compares."""
+    digest = hashlib.sha256()
+    digest.update(f"sympy {sympy.__version__}".encode())
+    for item in inputs:
+        digest.update(len(item).to_bytes(8, "little"))  # ("ab", "c") and ("a", "bc") differ
         digest.update(item.encode())
     return digest.hexdigest()[:16]
 
@@ -112,7 +124,7 @@ def header(title: str, generator: str, command: str, inputs: list[str], input_ha
     ]
     lines += [f"# Input: {item}" for item in inputs]
     lines += [
-        f"# Input hash: {input_hash} (generator sources and sympy {sympy.__version__})",
+        f"# Input hash: {input_hash} (the inputs above, their ops' definitions and sympy {sympy.__version__})",
         f"# Body hash: {body_hash(body)}",
     ]
     return "\n".join(lines) + "\n"
@@ -149,9 +161,10 @@ def generated_body(text: str) -> str:
 
 
 def is_current(path: Path, input_hash: str) -> bool:
-    """Whether the generated file at path is what the generator would write now, judged from
-    its header alone: the input hash (generator sources, SymPy's version, the spec) must be
-    input_hash and the body hash must match the body (no hand edits)."""
+    """Whether the generated file at path was written from these inputs and is unedited,
+    judged from its header alone (no SymPy printing): the input hash must be input_hash and
+    the body hash must match the body. Files generated at run time live in a cache folder
+    named after the generator's fingerprint, so a changed generator never finds them current."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -230,6 +243,12 @@ def stale_files(expected: dict[Path, str], directory: Path) -> list[tuple[Path, 
 def cache_root() -> Path:
     """Where modules generated at run time live: $SYMPROP_CACHE, or ~/.cache/symprop."""
     return Path(os.environ.get("SYMPROP_CACHE") or Path.home() / ".cache" / "symprop")
+
+
+def cache_folder(kind: str) -> Path:
+    """The cache folder of one kind of run-time module ("networks", "graphs") for this
+    generator: a generator that prints differently writes into a folder of its own."""
+    return cache_root() / kind / generator_fingerprint()
 
 
 def import_generated(module_name: str, path: Path, repair: str = f"rewrite it with: {REGENERATE_COMMAND}"):

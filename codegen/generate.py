@@ -9,6 +9,7 @@ from . import files
 from .graph_kernels import graph_module_text  # noqa: F401 (symprop generate --graph)
 from .layer_kernels import layers_module_body
 from .network import BUILTIN_NETWORKS, network_module_text
+from symprop.symbolic.layers import REGISTRY
 
 
 def layers_module_text() -> str:
@@ -16,7 +17,8 @@ def layers_module_text() -> str:
     head = files.header(
         "Forward and backward kernels of every registered layer.",
         "codegen/layer_kernels.py", files.REGENERATE_COMMAND,
-        [f"layers {', '.join(names)}"], files.inputs_hash("layers"), body)
+        [f"layers {', '.join(names)}"],
+        files.inputs_hash("layers", *(repr(REGISTRY[name]) for name in names)), body)
     return head + body
 
 

@@ -324,13 +324,12 @@ def train({", ".join(f"{ids.value[p]}={_number(v)}" for p, v in g.parameters.ite
 
 
 def graph_hash(text: str) -> str:
-    """The input hash of a graph module: the generator's sources (codegen/generate.py imports
-    this module, so they include it and symbolic/graphfile.py) and the graph file's text."""
+    """The input hash of a graph module: the graph file's text."""
     return files.inputs_hash("graph", text)
 
 
 def cache_directory() -> Path:
-    return files.cache_root() / "graphs"
+    return files.cache_folder("graphs")
 
 
 def graph_kernels_path(path, text: str) -> Path:

@@ -711,7 +711,7 @@ def sgd_steps_kernel({params}, X, T, lr, steps):
 
 
 def cache_directory() -> Path:
-    return files.cache_root() / "networks"
+    return files.cache_folder("networks")
 
 
 def _cache_error(path: Path, exc: OSError) -> SympropError:
@@ -730,8 +730,8 @@ def network_path(canonical: str) -> tuple[Path, str | None]:
 
 
 def network_hash(graph) -> str:
-    """The input hash of a network module: the generator's sources, the spec, and each op's
-    definition (an op registered outside symbolic/, e.g. in a test file, is in no hashed source)."""
+    """The input hash of a network module: the spec and each op's definition (an op may be
+    registered outside symbolic/, e.g. in a test file)."""
     return files.inputs_hash("net", graph.spec, *(repr(node.op) for node in graph.nodes))
 
 

@@ -316,7 +316,7 @@ def test_generated_files_are_marked_and_import_only_numpy_and_numba():
 def test_network_outside_generated_goes_to_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
     net = load_network("affine(3,2) tanh affine(2,2) softmax-cross-entropy")
-    assert Path(net.__file__).parent == tmp_path / "networks"
+    assert Path(net.__file__).parent == tmp_path / "networks" / files.generator_fingerprint()
     assert net.SPEC == "affine(3,2) tanh affine(2,2) softmax-cross-entropy"
 
 
@@ -412,3 +412,26 @@ def test_every_codegen_and_derivation_module_is_a_hashed_generator_input():
     for name in ("checker.py", "transcript.py", "examples.py"):
         assert f"symbolic/{name}" not in inputs, name
     assert all((ROOT / relative).is_file() for relative in inputs)
+
+def test_generated_headers_do_not_hash_the_generator_sources(monkeypatch):
+    """A comment edit in codegen/ must not churn every committed module: the committed text
+    (header included) depends on the modules' inputs and what the printer prints, never on a
+    hash of the generator's files. That hash names the run-time cache folder instead."""
+    from symprop.codegen.generate import expected_files
+    before = {path.name: text for path, text in expected_files().items()}
+
+    def edited_generator():
+        raise AssertionError("the committed headers read the generator's sources")
+    monkeypatch.setattr(files, "generator_inputs", edited_generator)
+    files._generator_inputs.cache_clear()
+    assert {path.name: text for path, text in expected_files().items()} == before
+    monkeypatch.setattr(files, "generator_fingerprint", lambda: "another-generator")
+    assert files.cache_folder("networks").name == "another-generator"
+
+
+def test_input_hash_follows_the_spec_and_the_ops_definitions():
+    from symprop.codegen.network import network_hash
+    first = network_hash(parse_net("affine(2,3) tanh affine(3,1) mse"))
+    assert first == network_hash(parse_net("affine(2,3) tanh affine(3,1) mse"))
+    assert first != network_hash(parse_net("affine(2,3) relu affine(3,1) mse"))
+    assert files.inputs_hash("ab", "c") != files.inputs_hash("a", "bc")
