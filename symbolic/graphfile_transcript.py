@@ -38,6 +38,7 @@ class _Names:
         self.g, self.tag = graph, tag
         self.top = graph.objective
         self.root = "L" if graph.dout is not None else self.top
+        self.relevant = graph.ancestors(self.top)
 
     def value(self, name):
         """A node or data column carries the sample's tag; parameters and fixed inputs do not."""
@@ -48,7 +49,10 @@ class _Names:
         return f"d{self.root}/d{name}{self.tag}"
 
     def local(self, node, arg):
-        direct = node == self.top and self.g.dout is None and len(self.g.consumers(arg)) > 1
+        # "_direct" only where the gradient of arg has other paths to add: consumers that a
+        # side node (one the objective does not use) feeds are no path
+        paths = [c for c in self.g.consumers(arg) if c in self.relevant]
+        direct = node == self.top and self.g.dout is None and len(paths) > 1
         return f"d{node}/d{arg}" + ("_direct" if direct else "") + self.tag
 
     def path(self, name, consumer):

@@ -359,3 +359,21 @@ def test_notes_sit_beside_their_lines_in_both_languages_and_a_stray_key_is_refus
         graph_transcript(parse_graph(text, "g.toml"))
     with pytest.raises(SympropError, match=r"g.toml, line 6, field 'notes.y': expected a remark on one line"):
         parse_graph('[inputs]\nx = 1\n[nodes]\ny = "2*x"\n[notes]\ny = 3\n', "g.toml")
+
+
+@pytest.mark.parametrize("output, gradient, expected", [
+    ("J", "dJ/dw", 24),  # a = 2w feeds J = a^2 and a side node; J's gradient has one path
+    ("side", "dside/dw", 2),  # the side node as the output: J is the node off the path
+])
+def test_a_node_that_also_feeds_a_side_node(tmp_path, output, gradient, expected):
+    """A value with a consumer off the objective's path: the transcript, the checker and the
+    kernel all take the gradient along the paths that reach the objective."""
+    from symprop.codegen.graph_kernels import load_graph_kernels
+    path = tmp_path / "side.toml"
+    path.write_text(f'output = "{output}"\n[inputs]\nw = 3\n[nodes]\na = "2*w"\nJ = "a^2"\nside = "a + 1"\n')
+    t = graph_transcript(parse_graph(path.read_text(), str(path)))
+    assert t.value(gradient) == expected
+    report = check(str(path), claims_from_arguments([f"{gradient}={expected}", f"{gradient[:-1]}a={expected // 2}"]))
+    assert [v.code for v in report.verdicts] == ["right", "right"]
+    kernel = load_graph_kernels(path)
+    assert float(kernel.value_and_grad()[-1]) == expected
