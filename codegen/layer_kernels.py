@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
-                                     ElementwiseLoss, Flatten, MulticlassHinge, Pool, Softmax, SoftmaxCrossEntropy)
+                                     ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
 
 from .backend import NUMBA
 from .common import indent, lowering
@@ -119,6 +119,77 @@ def {base}_forward_backward({args}, dout):
     {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
     return out, {returns}
 ''', used)
+
+
+def per_feature_statements(op, d: Derivation, a: dict, width) -> tuple[list, list]:
+    """(forward, backward) statements of y[n, j] = f(x[n, j], g[j]): one loop for the values;
+    on the way back one loop that writes dx and adds each row's share to the parameters'
+    gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
+    The network lowering and the per-layer kernels both print these statements."""
+    each = lambda *body: Loop("n", "N", (Loop("j", width, body),))  # noqa: E731
+    names = {"x": f"{a['x']}[n, j]", **{p: f"{a[p]}[j]" for p in op.params}}
+    forward = [each(Assignments(((f"{a['y']}[n, j]", d.forward[op.output]),), names))]
+    dx, grads = f"{a['dx']}[n, j]", {p: f"{a['d' + p]}[j]" for p in op.params}
+    rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
+    comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
+                **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
+                   for p in op.params}}
+    backward = [Loop("j", width, tuple(Let(grads[p], "real(0)") for p in op.params)),
+                each(Assignments(rules, {**names, "dout": f"{a['dy']}[n, j]"}, comments, frozenset(grads.values())))]
+    return forward, backward
+
+
+def _per_feature(layer, d: Derivation, module: ModuleText):
+    base = python_name(layer.name)
+    params, grads = list(layer.params), [f"d{p}" for p in layer.params]
+    arrays = dict(x="x", y="out", dy="dout", dx="dx", **{p: p for p in params}, **{g: g for g in grads})
+    forward, backward = per_feature_statements(layer, d, arrays, "F")
+    (forward_lines, forward_used), (backward_lines, backward_used) = print_lines(forward), print_lines(backward)
+    p_args = ", ".join(params)
+    shape_checks = "\n".join(f'    _shape(function, "{p}", {p}, (x.shape[1],))' for p in params)
+    module.add(f'''
+def _{base}_arrays(function, x, {p_args}):
+    x, {p_args}, = _arrays(function, x=x, {", ".join(f"{p}={p}" for p in params)})
+    if x.ndim != 2:
+        raise ValueError(f"{{function}}: x must be (N, F), got shape {{x.shape}}")
+{shape_checks}
+    return x, {p_args}
+
+
+@jit
+def {base}_forward_kernel(x, {p_args}, out):
+    real = out.dtype.type
+    N, F = x.shape
+{chr(10).join(indent(forward_lines, 1))}
+
+
+def {base}_forward(x, {p_args}, out=None):
+    """{layer.output}[n, j] = {sp.sstr(d.forward[layer.output])} with one {p_args} per feature j ({layer.summary})."""
+    _separate("{base}_forward", dict(out=out), dict(x=x, {", ".join(f"{p}={p}" for p in params)}))
+    x, {p_args}, = _{base}_arrays("{base}_forward", x, {p_args})
+    out = _output("{base}_forward", "out", out, x.shape, x.dtype)
+    {base}_forward_kernel(x, {p_args}, out)
+    return out
+
+
+@jit
+def {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)}):
+    real = dx.dtype.type
+    N, F = x.shape
+{chr(10).join(indent(backward_lines, 1))}
+
+
+def {base}_backward(dout, x, {p_args}):
+    """(dx, {", ".join(grads)}): {"; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in ["dx", *grads])}, the
+    parameters' gradients summed over the batch. Never writes its inputs."""
+    x, {p_args}, = _{base}_arrays("{base}_backward", x, {p_args})
+    dout, = _arrays("{base}_backward", dout=dout)
+    _shape("{base}_backward", "dout", dout, x.shape)
+    dx = np.empty_like(x)
+{chr(10).join(f"    {g} = np.empty(x.shape[1], x.dtype)" for g in grads)}
+    {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)})
+    return dx, {", ".join(grads)}
+''', forward_used | backward_used)
 
 
 def _loss(layer, d: Derivation, module: ModuleText):
@@ -690,6 +761,7 @@ def {base}_backward(dY, X):
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
     Elementwise: _elementwise,
+    PerFeature: _per_feature,
     ElementwiseLoss: _loss,
     Affine: _affine,
     Softmax: _softmax,

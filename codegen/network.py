@@ -37,7 +37,7 @@ from symprop.symbolic.ops.affine import l2_penalty_derivation
 from . import files
 from .backend import NUMBA, Backend
 from .common import fresh_name, indent, lowering
-from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, row_max,
+from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, per_feature_statements, row_max,
                             row_reduction, _row_index)
 from .printer import KernelPrinter
 from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto
@@ -238,29 +238,20 @@ class _NetworkPrinter:
                         {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width="K")])
 
     def _per_feature(self, use):
-        """y[n, j] = f(x[n, j], g[j]): one loop for the forward values; on the way back one loop
-        that writes dx and adds each row's share to the parameters' gradients (batch sums)."""
+        """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
         d = use.op.derive()
         source = self.values[-1]
         taken = {name for name, _ in self.params}
         params = [fresh_name(f"{p}{self.affine_count}", taken) for p in use.op.params]
         self.params += [(name, (self.width,)) for name in params]
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
-        names = {"x": f"{source}[n, j]", **{p: f"{name}[j]" for p, name in zip(use.op.params, params)}}
-        self.forward += [Comment(f"layer {use.position}: {use.text}"),
-                         self.each_element(Assignments(((f"{out}[n, j]", d.forward[use.op.output]),), names))]
         grads = [self.buffer(f"d{name}", f"({self.width},)") for name in params]
         dsource = self.buffer(f"d{source}", f"(N, {self.width})")
-        targets = {f"{dsource}[n, j]": "dx", **{f"{g}[j]": "d" + p for g, p in zip(grads, use.op.params)}}
-        comments = {f"{dsource}[n, j]": f"dL/d{source} = dL/d{out} * d{out}/d{source}",
-                    **{f"{g}[j]": f"dL/d{name} = sum over the batch of dL/d{out} * d{out}/d{name}"
-                       for g, name in zip(grads, params)}}
-        rules = tuple((target, d.backward[rule]) for target, rule in targets.items())
-        self.prepend_backward([
-            Comment(f"layer {use.position}: {use.text}"),
-            Loop("j", self.width, tuple(Let(f"{g}[j]", "real(0)") for g in grads)),
-            self.each_element(Assignments(rules, {**names, "dout": f"d{out}[n, j]"}, comments,
-                                          frozenset(f"{g}[j]" for g in grads)))])
+        arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(use.op.params, params)),
+                      **{f"d{p}": g for p, g in zip(use.op.params, grads)})
+        forward, backward = per_feature_statements(use.op, d, arrays, self.width)
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), *forward]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), *backward])
         self.values.append(out)
 
     def _normalisation(self, use):

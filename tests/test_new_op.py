@@ -2,6 +2,7 @@
 get: a derivation (``symprop derive``), a generated fused network kernel, and gradients that
 agree with central finite differences. Nothing outside this file knows about it."""
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,3 +153,51 @@ def test_an_op_type_without_a_lowering_is_named(registered):
             network_module_text("affine(2,2) test-unlowered mse")
     finally:
         REGISTRY.remove("test-unlowered")
+
+
+README_PER_FEATURE_LINES = ['PerFeature("scale", "g * x", "a learnable scale per feature"),',
+                            'PerFeature("prelu", "max(0, x) + a * min(0, x)", "parametric ReLU", params=("a",)),']
+
+
+def _documented(line: str) -> bool:
+    root = Path(__file__).resolve().parents[1]
+    pages = [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
+    return any(line in page.read_text(encoding="utf-8") for page in pages if page.is_file())
+
+
+@pytest.fixture
+def readme_ops(tmp_path, monkeypatch):
+    """The documentation's two PerFeature lines, added to REGISTRY as a contributor would."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
+    ops = [REGISTRY.register(PerFeature("scale", "g * x", "a learnable scale per feature")),
+           REGISTRY.register(PerFeature("prelu", "max(0, x) + a * min(0, x)", "parametric ReLU", params=("a",)))]
+    yield ops
+    for op in ops:
+        REGISTRY.remove(op.name)
+
+
+def test_the_documented_per_feature_lines_regenerate_with_layer_kernels(readme_ops, tmp_path, rng):
+    """`symprop generate` with the documented lines in REGISTRY writes every module (into a
+    temporary folder here), and the new layers' kernels agree with central differences."""
+    from symprop.codegen import files
+    from symprop.codegen.generate import generate
+
+    assert all(_documented(line) for line in README_PER_FEATURE_LINES)
+    written = generate(tmp_path / "generated")
+    assert (tmp_path / "generated" / "layers.py") in written
+    layers = files.import_generated("layers_with_per_feature_ops", tmp_path / "generated" / "layers.py")
+    for op in readme_ops:
+        forward, backward = getattr(layers, f"{op.name}_forward"), getattr(layers, f"{op.name}_backward")
+        x = rng.uniform(0.2, 1.5, (4, 3)) * rng.choice([-1.0, 1.0], (4, 3))  # away from PReLU's kink
+        p = rng.uniform(0.2, 0.9, 3)
+        upstream = rng.normal(size=(4, 3))
+        x_before, p_before = x.copy(), p.copy()
+        dx, dp = backward(upstream, x, p)
+        np.testing.assert_array_equal(x, x_before)  # backward never writes its inputs
+        np.testing.assert_array_equal(p, p_before)
+        objective_x = lambda value: float(np.sum(forward(value, p) * upstream))  # noqa: E731
+        objective_p = lambda value: float(np.sum(forward(x, value) * upstream))  # noqa: E731
+        assert relative_error(dx, numerical_gradient(objective_x, x)) < GRADCHECK_TOLERANCE, op.name
+        assert relative_error(dp, numerical_gradient(objective_p, p)) < GRADCHECK_TOLERANCE, op.name
+        with pytest.raises(ValueError, match=f"{op.name}_forward: .* has shape"):
+            forward(x, p[:2])
