@@ -29,6 +29,11 @@ class Backend:
         printer = self.statement_printer()
         return printer.lines(statements), printer.helpers_used
 
+    @staticmethod
+    def shape(shape: tuple) -> str:
+        """An array shape as the target language writes it: (N, 2), (2,)."""
+        return repr(tuple(shape))
+
     def module_start(self, helpers_used) -> str:
         """The prelude and the helpers a module's kernels call."""
         return self.prelude + self.helper_source(helpers_used)

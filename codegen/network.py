@@ -29,7 +29,7 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import features, parse_net
-from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
+from symprop.symbolic.layers import (REGISTRY, N, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
                                      Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax,
                                      SoftmaxCrossEntropy)
 from symprop.symbolic.ops.affine import l2_penalty_derivation
@@ -71,7 +71,7 @@ class _NetworkPrinter:
 
     def __init__(self, uses, shapes=None):
         self.params: list[tuple[str, tuple]] = []
-        self.buffers: list[tuple[str, str]] = []  # (name, shape expression in N)
+        self.buffers: list[tuple[str, tuple]] = []  # (name, shape: ints and the batch size N)
         self.values = ["X"]  # forward values, in order
         self.scratch: list[str] = []  # buffers forward_kernel needs besides the values (im2col columns, xhat ...)
         # the shape entering each node (graph.shapes); images flow as (N, C*H*W) arrays, NCHW order
@@ -127,7 +127,7 @@ class _NetworkPrinter:
         W, b, shared = f"W{k}", f"b{k}", use.op.shared_bias
         self.params += [(W, (inputs, outputs)), (b, (1,) if shared else (outputs,))]
         source = self.values[-1]
-        out = self.buffer(f"z{k}", f"(N, {outputs})")
+        out = self.buffer(f"z{k}", (N, outputs))
         d = REGISTRY.derive(use.op.name)
         names = {"X": source, "W": W, "dY": "d" + out, "b": b}
         small = inputs * outputs <= SMALL_MATRIX
@@ -135,13 +135,13 @@ class _NetworkPrinter:
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
                          MatrixInto(product, out, names, small, f"{out} = {source} {W}"),
                          Call("_add_bias", (out, b), f"{out} += 1 {b}")]
-        dW, db = self.buffer(f"d{W}", f"{(inputs, outputs)}"), self.buffer(f"d{b}", "(1,)" if shared else f"({outputs},)")
+        dW, db = self.buffer(f"d{W}", (inputs, outputs)), self.buffer(f"d{b}", (1,) if shared else (outputs,))
         backward = [Comment(f"layer {use.position}: {use.text}"),
                     MatrixInto(d.backward["dW"], dW, names, small, f"dL/d{W} = {source}^T dL/d{out}"),
                     MatrixInto(d.backward["db"], db, names, small, f"dL/d{b} = 1^T dL/d{out}"
                                + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
         if k > 1:  # the gradient with respect to the input data X is never needed
-            dsource = self.buffer(f"d{source}", f"(N, {inputs})")
+            dsource = self.buffer(f"d{source}", (N, inputs))
             backward.append(MatrixInto(d.backward["dX"], dsource, names, small, f"dL/d{source} = dL/d{out} {W}^T"))
         self.prepend_backward(backward)
         self.values.append(out)
@@ -164,14 +164,14 @@ class _NetworkPrinter:
     def _elementwise(self, use):
         d = use.op.derive()
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, self.width))
         names = {"x": f"{source}[n, j]", use.op.output: f"{out}[n, j]"}
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
                          self.each_element(Assignments(((f"{out}[n, j]", d.forward[use.op.output]),), names))]
         rule = d.backward["dx"]
         local = (rule / sp.Symbol("dout", real=True)).subs(
             {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        dsource = self.buffer(f"d{source}", (N, self.width))
         comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
             Assignments(((f"{dsource}[n, j]", rule),), {**names, "dout": f"d{out}[n, j]"},
@@ -181,9 +181,9 @@ class _NetworkPrinter:
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), f"(N, {self.width})")
+        out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), (N, self.width))
         forward = row_reduction([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        dsource = self.buffer(f"d{source}", (N, self.width))
         backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": out, "dy": f"d{out}"})
         self.forward += [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)),
                          Loop("n", "N", (*row_max(source), *forward))]
@@ -194,11 +194,11 @@ class _NetworkPrinter:
     def _softmax_cross_entropy(self, use):
         d = REGISTRY.derive(use.op.name)
         source = self.values[-1]
-        probabilities = self.buffer("P", f"(N, {self.width})")
+        probabilities = self.buffer("P", (N, self.width))
         forward = row_reduction(
             [(f"{probabilities}[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
             {"z": source, "t": "T"})
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        dsource = self.buffer(f"d{source}", (N, self.width))
         backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": "P", "t": "T"},
                                  comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
         self.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
@@ -213,7 +213,7 @@ class _NetworkPrinter:
         d = REGISTRY.derive(use.op.name)
         source = self.values[-1]
         names = {"z": source, "t": "T"}
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        dsource = self.buffer(f"d{source}", (N, self.width))
         self.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
                      Let("K", str(self.width)), Let("loss", "real(0)"),
                      Loop("n", "N", (*hinge_row_statements(d, names), Let("loss", "row_loss", augmented=True))),
@@ -227,7 +227,7 @@ class _NetworkPrinter:
         scale = use.op.loss_scale
         names = {p: f"{source}[n, j]", "t": "T[n, j]"}
         grad = "d" + p
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        dsource = self.buffer(f"d{source}", (N, self.width))
         self.loss = [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)), Let("loss", "real(0)"),
                      self.each_element(Assignments((("loss_term", d.forward["l"]),), names),
                                        Let("loss", "loss_term", augmented=True), width="K")]
@@ -244,9 +244,9 @@ class _NetworkPrinter:
         taken = {name for name, _ in self.params}
         params = [fresh_name(f"{p}{self.affine_count}", taken) for p in use.op.params]
         self.params += [(name, (self.width,)) for name in params]
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {self.width})")
-        grads = [self.buffer(f"d{name}", f"({self.width},)") for name in params]
-        dsource = self.buffer(f"d{source}", f"(N, {self.width})")
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, self.width))
+        grads = [self.buffer(f"d{name}", (self.width,)) for name in params]
+        dsource = self.buffer(f"d{source}", (N, self.width))
         arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(use.op.params, params)),
                       **{f"d{p}": g for p, g in zip(use.op.params, grads)})
         forward, backward = per_feature_statements(use.op, d, arrays, self.width)
@@ -266,9 +266,9 @@ class _NetworkPrinter:
         g, b = (fresh_name(f"{p}{k}", taken) for p in ("scale", "shift"))  # never an affine's W1, b1 nor a hyper-parameter (beta2)
         self.params += [(g, (width,)), (b, (width,))]
         self.scales.append(g)
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {width})")
-        xhat = self.buffer(f"xhat{k}", f"(N, {width})")
-        stat_shape = f"({width},)" if batch else "(N,)"  # per feature (batch norm) or per row
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, width))
+        xhat = self.buffer(f"xhat{k}", (N, width))
+        stat_shape = (width,) if batch else (N,)  # per feature (batch norm) or per row
         s, mean, var = (self.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
         self.scratch += [xhat, s, mean, var]
         arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
@@ -290,8 +290,8 @@ class _NetworkPrinter:
                     Let(f"{running_mean}[j]", f"(real(1) - {m}) * {running_mean}[j] + {m} * {mean}[j]"),
                     Let(f"{running_var}[j]", f"(real(1) - {m}) * {running_var}[j] + {m} * {var}[j] * real(N) "
                         "/ real(N - 1)")))]
-        dg, db = self.buffer(f"d{g}", f"({width},)"), self.buffer(f"d{b}", f"({width},)")
-        dsource = self.buffer(f"d{source}", f"(N, {width})")
+        dg, db = self.buffer(f"d{g}", (width,)), self.buffer(f"d{b}", (width,))
+        dsource = self.buffer(f"d{source}", (N, width))
         grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
         self.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads)])
         self.values.append(out)
@@ -304,14 +304,14 @@ class _NetworkPrinter:
         source, width = self.values[-1], self.width
         mask = f"mask{use.position}"
         self.masks.append((mask, width, rate))
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), f"(N, {width})")
+        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, width))
         p = sp.Symbol("p", positive=True)
         names = {"x": f"{source}[n, j]", "m": f"{mask}[n, j]"}
         self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
             Assignments(((f"{out}[n, j]", d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
         self._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
                                       self.each_element(Let(f"{out}[n, j]", f"{source}[n, j]"))]
-        dsource = self.buffer(f"d{source}", f"(N, {width})")
+        dsource = self.buffer(f"d{source}", (N, width))
         rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
             Assignments(((f"{dsource}[n, j]", rule),), {**names, "dy": f"d{out}[n, j]"},
@@ -329,22 +329,22 @@ class _NetworkPrinter:
         Wt, b = f"W{k}", f"b{k}"
         self.params += [(Wt, (cout, cin, size, size)), (b, (cout,))]
         source = self.values[-1]
-        out = self.buffer(f"z{k}", f"(N, {features(out_shape)})")
-        cols = self.buffer(f"cols{k}", f"(N, {cin * size * size}, {pixels})")
+        out = self.buffer(f"z{k}", (N, features(out_shape)))
+        cols = self.buffer(f"cols{k}", (N, cin * size * size, pixels))
         self.scratch.append(cols)
         geometry = (str(C), str(H), str(W), str(stride), str(pad))
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                          Call("_conv2d_forward", (source, Wt, b, *geometry, cols, out),
                               f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]")]
-        dW, db = self.buffer(f"d{Wt}", f"{(cout, cin, size, size)}"), self.buffer(f"d{b}", f"({cout},)")
-        product = self.buffer(f"d{Wt}_n", f"({cout}, {cin * size * size})")
+        dW, db = self.buffer(f"d{Wt}", (cout, cin, size, size)), self.buffer(f"d{b}", (cout,))
+        product = self.buffer(f"d{Wt}_n", (cout, cin * size * size))
         backward = [Comment(f"layer {use.position}: {use.text}"),
                     Call("_conv2d_param_grads", (f"d{out}", cols, dW, db, product),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
                          f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]")]
         if source != "X":  # the gradient with respect to the input data X is never needed
-            dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
-            dcols = self.buffer(f"dcols{k}", f"({cin * size * size}, {pixels})")
+            dsource = self.buffer(f"d{source}", (N, C * H * W))
+            dcols = self.buffer(f"dcols{k}", (cin * size * size, pixels))
             backward.append(Call("_conv2d_input_grad", (f"d{out}", Wt, *geometry, dcols, dsource),
                                  f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
                                  "(full convolution with the flipped kernel)"))
@@ -357,7 +357,7 @@ class _NetworkPrinter:
         size, stride = use.op.geometry(use.args)
         out_shape = use.op.output_width(use.args, (C, H, W))
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), f"(N, {features(out_shape)})")
+        out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), (N, features(out_shape)))
         geometry = (str(C), str(H), str(W), str(size), str(stride))
         mode = use.op.mode
         what = "max" if mode == "max" else "mean"
@@ -365,7 +365,7 @@ class _NetworkPrinter:
                          Call(f"_{mode}pool_forward", (source, *geometry, out),
                               f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
         if source != "X":  # the gradient with respect to the input data X is never needed
-            dsource = self.buffer(f"d{source}", f"(N, {C * H * W})")
+            dsource = self.buffer(f"d{source}", (N, C * H * W))
             reads = (f"d{out}", source) if mode == "max" else (f"d{out}",)
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
@@ -411,7 +411,7 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     # parameters an initialiser starts at one (a normalisation's scale g); only where there are any
     scale_line = (f"\nSCALE_PARAMS = {tuple(net.scales)!r}  # parameters that start at one (a normalisation's scale)"
                   if net.scales else "")
-    predict = (_predict_text(params, forward_buffers, inference_lines, state, scores)
+    predict = (_predict_text(params, forward_buffers, inference_lines, state, scores, backend)
                + _inference_loss_text(params, buffers, inference_lines, loss_lines, state)) if net.has_modes else ""
     api = (_modes_api_text(net, params, grads) if net.has_modes
            else PLAIN_API_TEXT.format(params=params, grads=grads))
@@ -434,14 +434,14 @@ SCALAR_STEP = {scalar is not None}{scale_line}
 def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once."""
     N = X.shape[0]
-    return ({", ".join(f"np.empty({shape}, X.dtype)" for _, shape in net.buffers)},)
+    return ({", ".join(f"np.empty({backend.shape(shape)}, X.dtype)" for _, shape in net.buffers)},)
 
 
 @jit
 def forward_kernel({params}, X{masks}):
     real = X.dtype.type
     N = X.shape[0]
-{chr(10).join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)}
+{chr(10).join(f"    {n} = np.empty({backend.shape(shape)}, X.dtype)" for n, shape in forward_buffers)}
 {chr(10).join(indent(forward_lines, 1))}
     return {scores}
 
@@ -503,9 +503,9 @@ def _after_update_text(lines) -> str:
     return "".join(f"    {line}\n" for line in ["real = X.dtype.type", "N = X.shape[0]", *lines])
 
 
-def _predict_text(params, forward_buffers, lines, state, scores) -> str:
+def _predict_text(params, forward_buffers, lines, state, scores, backend) -> str:
     """The inference-mode forward pass: running averages instead of batch statistics, no dropout."""
-    allocations = "\n".join(f"    {n} = np.empty({shape}, X.dtype)" for n, shape in forward_buffers)
+    allocations = "\n".join(f"    {n} = np.empty({backend.shape(shape)}, X.dtype)" for n, shape in forward_buffers)
     body = "\n".join(indent(lines, 1))
     return f'''
 

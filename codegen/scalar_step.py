@@ -113,12 +113,6 @@ def _element(text: str) -> tuple[str, list[str] | None]:
     return match[1], [index.strip() for index in match[2].split(",")]
 
 
-def _shape(text: str) -> tuple:
-    """A workspace buffer's shape expression, '(N, 2)' -> ('N', 2)."""
-    node = ast.parse(text, mode="eval").body
-    return tuple(e.id if isinstance(e, ast.Name) else e.value for e in node.elts)
-
-
 def _reads(expr):
     """The values an expression reads: its Indexed values (z[k]) and the symbols outside them."""
     if isinstance(expr, (sp.Indexed, sp.Symbol)):
@@ -148,7 +142,7 @@ class _RowPass:
     """
 
     def __init__(self, shapes: dict, params: list[str]):
-        self.shapes = shapes  # array name -> shape; "N" marks the batch dimension
+        self.shapes = shapes  # array name -> shape; the symbol N marks the batch dimension
         self.params = set(params)
         self.known: dict[str, int] = {}  # sizes (K) and the current value of unrolled indices
         self.pending: dict[str, sp.Expr] = {}  # row-local name -> its value, substituted where read
@@ -175,7 +169,7 @@ class _RowPass:
     def batch(self, array: str) -> bool:
         if array not in self.shapes:
             raise NotScalar(f"no shape known for {array}")
-        return self.shapes[array][0] == "N"
+        return self.shapes[array][0] == N
 
     def element(self, array: str, indices) -> sp.Symbol:
         """The scalar of one element: a row's element drops its row index (z1[n, 0] -> z1_0)."""
@@ -376,7 +370,7 @@ class _RowPass:
         if self.outer_product(node):
             return
         out = self.shapes.get(node.out)
-        if out is None or (out[0] == "N") == _sums_over_rows(node.rule):
+        if out is None or (out[0] == N) == _sums_over_rows(node.rule):
             # a row's own output must not mix rows (1 1^T X); an output without a batch
             # dimension must be a sum over them (X^T dY), or adding it up row by row is wrong
             raise NotScalar(f"{node.out} = {node.rule} is not one row's")
@@ -386,7 +380,7 @@ class _RowPass:
             shape = self.shapes.get(array)
             if shape is None:
                 raise NotScalar(f"no shape known for {array}")
-            concrete = (1, shape[1]) if shape[0] == "N" else (shape if len(shape) == 2 else (1, *shape))
+            concrete = (1, shape[1]) if shape[0] == N else (shape if len(shape) == 2 else (1, *shape))
             for symbolic, size in zip(m.shape, concrete):
                 if (symbolic != size) if symbolic.is_number else (sizes.setdefault(symbolic, size) != size):
                     raise NotScalar(f"{array} does not fit {node.rule}")
@@ -402,12 +396,12 @@ class _RowPass:
         explicit = {m: sp.ImmutableMatrix(*m.shape, entries(node.names.get(m.name, m.name)))
                     for m in rule.atoms(sp.MatrixSymbol)}
         result = sp.ImmutableMatrix(rule.xreplace(explicit).doit().as_explicit())
-        if result.shape != ((1, out[1]) if out[0] == "N" else out if len(out) == 2 else (1, *out)):
+        if result.shape != ((1, out[1]) if out[0] == N else out if len(out) == 2 else (1, *out)):
             raise NotScalar(f"{node.out} does not hold {node.rule}")
         for i, j in itertools.product(range(result.rows), range(result.cols)):
-            target = (f"{node.out}[n, {j}]" if out[0] == "N" else
+            target = (f"{node.out}[n, {j}]" if out[0] == N else
                       f"{node.out}[{j}]" if len(out) == 1 else f"{node.out}[{i}, {j}]")
-            self.assign(target, result[i, j], out[0] != "N", node.comment or None)
+            self.assign(target, result[i, j], out[0] != N, node.comment or None)
 
     def outer_product(self, node: MatrixInto) -> bool:
         """A weight gradient summed over the rows, dW = X^T dY, as row n's term
@@ -426,7 +420,7 @@ class _RowPass:
                 and isinstance(rule.args[0].arg, sp.MatrixSymbol) and isinstance(rule.args[1], sp.MatrixSymbol)):
             return False
         left, right = (node.names.get(m.name, m.name) for m in (rule.args[0].arg, rule.args[1]))
-        if (out is None or len(out) != 2 or out[0] == "N" or not self.batch(left) or not self.batch(right)
+        if (out is None or len(out) != 2 or out[0] == N or not self.batch(left) or not self.batch(right)
                 or out != (self.shapes[left][1], self.shapes[right][1]) or out[0] * out[1] < LOOP_MIN_WEIGHTS):
             return False
         if node.out in self.params:
@@ -515,7 +509,7 @@ def {name}({args}, X, T, lr):
 
 def scalarize(statements, shapes: dict, params: list[str]) -> _RowPass:
     """A network's step statements rewritten for one batch row n at the concrete sizes of
-    ``shapes`` (array name -> shape, "N" for the batch dimension): the pass, holding the row's
+    ``shapes`` (array name -> shape, the symbol N for the batch dimension): the pass, holding the row's
     statements, those after the rows and the sums over the rows. Raises NotScalar where it has
     no scalar form."""
     rows = _RowPass(shapes, params)
@@ -530,9 +524,8 @@ def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
     workspace buffers and forward, loss and backward statements), or None when it is not tiny,
     has a statement without a scalar form, or would take longer to compile than the matrix step
     (SCALAR_MAX_LINES)."""
-    shapes = {**dict(net.params), **{name: _shape(shape) for name, shape in net.buffers},
-              "X": ("N", net.widths[0]), "T": ("N", net.widths[-1])}
-    if any(size != "N" and size > TINY_WIDTH for shape in shapes.values() for size in shape):
+    shapes = {**dict(net.params), **dict(net.buffers), "X": (N, net.widths[0]), "T": (N, net.widths[-1])}
+    if any(size != N and size > TINY_WIDTH for shape in shapes.values() for size in shape):
         return None
     statements = [Comment("---- forward ----"), *net.forward, Comment("---- loss ----"), *net.loss,
                   Comment("---- backward (chain rule, from the loss back to the first layer) ----"), *net.backward]
