@@ -4,14 +4,16 @@ A backend is a configuration object, as in SymForce's code generation: the state
 the prelude every module starts with (imports, the jit decorator and its flags, input checks)
 and the helper functions the printed expressions call. Lowering (``network.py``,
 ``layer_kernels.py``) builds statements and asks the backend to print them; a second target
-language would be a second ``Backend`` with a printer of its own.
+language would be a second ``Backend`` with a printer of its own; a sibling Python-syntax
+backend keeps the statement printer and the shared input checks (``common.CHECKS``) and brings
+its own start and helpers (``tests/test_backends.py`` builds a plain-Python one, no JIT).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from .common import PRELUDE, helper_source
+from .common import PRELUDE, helper_source  # PRELUDE = NUMBA_START (imports, jit) + CHECKS (shared)
 from .files import JIT_FLAGS
 from .statements import StatementPrinter
 

@@ -12,7 +12,7 @@ from .files import JIT_FLAGS
 from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
 from .printer import HELPER_NEEDS, HELPERS
 
-PRELUDE = f'''
+NUMBA_START = f'''
 import hashlib
 import itertools
 import math
@@ -86,7 +86,11 @@ def jit_inline(function):
     return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
-def _warn_if_edited():
+'''
+
+# The input checks, the edit warning and the argument readers every module starts with after
+# its backend's imports and jit: plain Python, shared by every Python-syntax backend.
+CHECKS = '''def _warn_if_edited():
     """Warn when this file's body no longer matches the hash in its header (edited by hand),
     or when the header itself is not intact: a line added above it or its hash line deleted
     (the rule of symprop's codegen/files.py recorded_body_hash)."""
@@ -105,7 +109,7 @@ def _warn_if_edited():
         problem = "its body does not match the hash in its header"
     else:
         return
-    warnings.warn(f"{{__file__}} was edited by hand: {{problem}}. "
+    warnings.warn(f"{__file__} was edited by hand: {problem}. "
                   "Regenerate it with: symprop generate", stacklevel=2)
 
 
@@ -118,20 +122,20 @@ def _arrays(function, **arrays):
     checked = []
     for name, value in arrays.items():
         if not isinstance(value, np.ndarray):
-            raise ValueError(f"{{function}}: {{name}} must be a numpy array, got {{type(value).__name__}}")
+            raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
         if value.dtype not in (np.float32, np.float64):
-            raise ValueError(f"{{function}}: {{name}} has dtype {{value.dtype}}; the kernels take float32 or float64")
+            raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
         if first is None:
             first = name, value.dtype
         elif value.dtype != first[1]:
-            raise ValueError(f"{{function}}: {{name}} is {{value.dtype}} but {{first[0]}} is {{first[1]}}; use one dtype")
+            raise ValueError(f"{function}: {name} is {value.dtype} but {first[0]} is {first[1]}; use one dtype")
         checked.append(np.ascontiguousarray(value))
     return checked
 
 
 def _shape(function, name, array, shape):
     if array.shape != tuple(shape):
-        raise ValueError(f"{{function}}: {{name}} has shape {{array.shape}}, expected {{tuple(shape)}}")
+        raise ValueError(f"{function}: {name} has shape {array.shape}, expected {tuple(shape)}")
 
 
 def _output(function, name, out, shape, dtype):
@@ -139,9 +143,9 @@ def _output(function, name, out, shape, dtype):
     if out is None:
         return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
-        raise ValueError(f"{{function}}: {{name}} must be a {{np.dtype(dtype).name}} array of shape {{tuple(shape)}}")
+        raise ValueError(f"{function}: {name} must be a {np.dtype(dtype).name} array of shape {tuple(shape)}")
     if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f"{{function}}: {{name}} must be C-contiguous and writeable")
+        raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
     return out
 
 
@@ -166,8 +170,8 @@ def _separate(function, written, read):
             continue
         for other, array in seen:
             if _overlap(value, array):
-                raise ValueError(f"{{function}}: {{name}} shares memory with {{other}}; "
-                                 f"pass separate arrays (a copy: {{other}}.copy())")
+                raise ValueError(f"{function}: {name} shares memory with {other}; "
+                                 f"pass separate arrays (a copy: {other}.copy())")
         seen.append((name, value))
 
 
@@ -175,13 +179,13 @@ def _rate(function, lr):
     """The learning rate as a finite float: a string or NaN would reach the kernel as a numba
     typing error or a silently ruined model."""
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{{function}}: lr must be a number, got {{type(lr).__name__}} {{lr!r:.40}}")
+        raise ValueError(f"{function}: lr must be a number, got {type(lr).__name__} {lr!r:.40}")
     try:
         rate = float(lr)
     except OverflowError:
         rate = math.inf
     if not math.isfinite(rate):
-        raise ValueError(f"{{function}}: lr must be finite, got {{lr!r:.40}}")
+        raise ValueError(f"{function}: lr must be finite, got {lr!r:.40}")
     return rate
 
 
@@ -191,11 +195,13 @@ MAX_STEPS = 2**31 - 1
 def _step_count(function, steps):
     """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
     if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
-        raise ValueError(f"{{function}}: steps must be an integer, got {{type(steps).__name__}} {{steps!r:.40}}")
+        raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
     if not 0 <= steps <= MAX_STEPS:
-        raise ValueError(f"{{function}}: steps must be between 0 and {{MAX_STEPS}}, got {{steps}}")
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
     return int(steps)
 '''
+
+PRELUDE = NUMBA_START + CHECKS
 
 # Matrix helpers the affine rules print. Each writes into ``out`` when given (no allocation
 # inside a training step) and allocates otherwise. _column_sums is 1^T dY, _total is 1^T dY 1.

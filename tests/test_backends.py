@@ -1,0 +1,73 @@
+"""A second backend, built in this file from the backend seam alone: plain Python, no JIT.
+
+Everything numba-specific (imports, the jit decorator and its flags, the exp dispatch) is the
+numba backend's; the statements, the module skeleton and the input checks are shared. So a
+tiny network's module printed through this backend runs as ordinary Python and NumPy, and its
+training step must give the numba step's numbers."""
+import numpy as np
+import pytest
+
+from symprop.codegen import common, files
+from symprop.codegen.backend import Backend
+from symprop.codegen.network import load_network, network_module_text
+from symprop.codegen.statements import StatementPrinter
+
+PLAIN_START = '''
+import hashlib
+import itertools
+import math
+import warnings
+
+import numpy as np
+
+
+def jit(function, **overrides):
+    """No compiler: the function runs as Python."""
+    return function
+
+
+jit_inline = jit
+
+
+'''
+
+PLAIN_EXP = '''
+def _exp(v):
+    """exp(v), NumPy's."""
+    return np.exp(v)
+'''
+
+
+def plain_helper_source(names) -> str:
+    """The numba backend's helpers with the one numba-only helper, exp's dtype dispatch, replaced."""
+    return common.helper_source(set(names) - {"_exp"}).replace(common.HELPERS["_exp"], "") + (
+        PLAIN_EXP if names & {"_exp", "_sigmoid", "_softplus", "_tanh_softplus"} else "")
+
+
+PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, "dict()", StatementPrinter, plain_helper_source)
+
+
+@pytest.mark.parametrize("spec", [
+    "affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error",  # the 2-2-2 worked example
+    "affine(3,4) tanh affine(4,3) softmax-cross-entropy",
+])
+def test_a_plain_python_backend_steps_to_the_numba_numbers(spec, tmp_path, rng):
+    text = network_module_text(spec, backend=PLAIN_PYTHON)
+    assert "import numba" not in text and "numba." not in text  # nothing of the numba backend
+    path = tmp_path / "plain_net.py"
+    path.write_text(text)
+    plain = files.import_generated("plain_python_net", path)
+    compiled = load_network(spec)
+    assert plain.PARAM_SHAPES == compiled.PARAM_SHAPES
+    params = [rng.normal(0, 0.5, shape) for shape in compiled.PARAM_SHAPES]
+    X = rng.normal(size=(5, compiled.INPUT_SIZE))
+    T = (np.eye(compiled.OUTPUT_SIZE)[rng.integers(0, compiled.OUTPUT_SIZE, 5)]
+         if compiled.LOSS == "softmax-cross-entropy" else rng.uniform(0, 1, (5, compiled.OUTPUT_SIZE)))
+    plain_params, compiled_params = [p.copy() for p in params], [p.copy() for p in params]
+    for _ in range(3):
+        plain_loss = plain.sgd_step(*plain_params, X, T, 0.5)
+        compiled_loss = compiled.sgd_step(*compiled_params, X, T, 0.5)
+        assert plain_loss == pytest.approx(compiled_loss, rel=1e-13)
+    for name, a, b in zip(compiled.PARAM_NAMES, plain_params, compiled_params):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=name)
+    assert not np.allclose(plain_params[0], params[0])  # the steps moved the weights
