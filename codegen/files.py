@@ -6,7 +6,6 @@ rename, so an interrupted run leaves the old file intact.
 """
 from __future__ import annotations
 
-import ast
 import difflib
 import functools
 import glob
@@ -25,58 +24,8 @@ from symprop.symbolic.errors import SympropError
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
 
-# The generator's entry module. What it writes depends on it and on every project module it
-# imports, directly or not; generator_inputs() finds them from the import statements.
-GENERATOR_ENTRY = "codegen/generate.py"
-PACKAGE_FOLDERS = {"symprop.symbolic": "symbolic", "symprop.codegen": "codegen"}
-
-
-def _imported_files(relative: str) -> set[str]:
-    """The symbolic/ and codegen/ files that one of them imports (absolute or relative)."""
-    folder = relative.split("/")[0]
-    found = set()
-    for node in ast.walk(ast.parse((ROOT / relative).read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            targets = [(alias.name, ()) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            names = tuple(alias.name for alias in node.names)
-            if node.level:
-                targets = [(".".join(["symprop", folder] + ([node.module] if node.module else [])), names)]
-            else:
-                targets = [(node.module or "", names)]
-        else:
-            continue
-        for module, names in targets:
-            for package, package_folder in PACKAGE_FOLDERS.items():
-                if module != package and not module.startswith(package + "."):
-                    continue
-                path = "/".join([package_folder, *module[len(package) + 1:].split(".")]) if module != package \
-                    else package_folder
-                for candidate in [path + ".py", *(f"{path}/{name}.py" for name in names)]:
-                    if (ROOT / candidate).is_file():
-                        found.add(candidate)
-    return found
-
-
-def generator_inputs() -> list[str]:
-    """Every file whose content decides what the generator writes: the entry module and the
-    symbolic/ and codegen/ modules it imports, transitively. Found, not hand-kept, so a new
-    module cannot be forgotten; a module no kernel depends on (the checker) is left out."""
-    return list(_generator_inputs())
-
-
-@functools.lru_cache(maxsize=1)
-def _generator_inputs() -> tuple[str, ...]:
-    """Parsing ~35 modules' imports takes a quarter of a second, and a new network's first
-    load asks twice (is the cached file current? then its header): found once per process,
-    as the modules a process has imported do not change their imports under it."""
-    seen, todo = set(), [GENERATOR_ENTRY]
-    while todo:
-        relative = todo.pop()
-        if relative not in seen:
-            seen.add(relative)
-            todo += sorted(_imported_files(relative) - seen)
-    return tuple(sorted(seen))
+# The packages whose sources shape what the generator writes.
+GENERATOR_FOLDERS = ("symbolic", "codegen")
 
 
 # One place decides the JIT flags of every generated kernel. fastmath stays off: it changes
@@ -88,13 +37,20 @@ REGENERATE_COMMAND = "symprop generate"
 
 
 def generator_fingerprint() -> str:
-    """sha256 over the generator's sources and the SymPy version. It names the cache folder of
-    modules generated at run time, so a changed generator writes them afresh; committed headers
-    do not carry it, so a comment edit in the generator does not churn every generated file."""
+    """sha256 over the sources of symbolic/ and codegen/ and the SymPy version. It names the
+    cache folder of modules generated at run time, so a changed generator writes them afresh;
+    committed headers do not carry it, so a comment edit does not churn every generated file."""
+    return _fingerprint(ROOT)
+
+
+@functools.lru_cache(maxsize=4)
+def _fingerprint(root: Path) -> str:
+    """Read once per process: the sources do not change under a running generator."""
     digest = hashlib.sha256()
-    for relative in generator_inputs():
-        digest.update(relative.encode())
-        digest.update((ROOT / relative).read_bytes())
+    for folder in GENERATOR_FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
     digest.update(f"sympy {sympy.__version__}".encode())
     return digest.hexdigest()[:16]
 

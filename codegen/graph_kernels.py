@@ -78,7 +78,7 @@ class _GraphLowering:
         self.top = graph.objective
         self.root = "L" if graph.dout is not None else self.top  # the transcript's d<root>/d<name>
         self.relevant = graph.ancestors(self.top)
-        self.names = {n: i for n, i in self.ids.value.items() if n != i}  # renamed symbols only
+        self.names = {n: sp.Symbol(i) for n, i in self.ids.value.items() if n != i}  # renamed symbols only
         self.forward = self._forward()
         self.backward = self._backward()
 
@@ -89,7 +89,7 @@ class _GraphLowering:
     def _forward(self) -> list:
         statements = []
         for node in self.g.graph.nodes:
-            target = self.ids.value[node.name]
+            target = sp.Symbol(self.ids.value[node.name])
             note = "the loss" if node.name == self.g.loss else "the output" if node.name == self.g.output else None
             statements.append(Assignments(((target, _overflow_free(node.op.formula)),), self.names,
                                           {target: note} if note else {}, scalar=True))
@@ -100,7 +100,7 @@ class _GraphLowering:
         statements = []
         unreached = [a for a in self.arguments if a not in self.relevant]
         for name in unreached:
-            statements.append(Let(ids.grad[name], "real(0)"))
+            statements.append(Let(sp.Symbol(ids.grad[name]), sp.Integer(0)))
         if unreached:
             statements.insert(0, Comment(f"{', '.join(unreached)}: no path to {self.top}, gradient 0"))
         assigned: set[str] = set()
@@ -120,7 +120,7 @@ class _GraphLowering:
                 partial = op.partials[arg]
                 if not isinstance(op.formula, sp.Symbol):  # d sigmoid(y)/dy reads sigy*(1 - sigy)
                     partial = partial.xreplace({op.formula: symbol(node)})
-                target = ids.grad[arg]
+                target = sp.Symbol(ids.grad[arg])
                 operator = "+=" if arg in assigned else "="
                 if arg in assigned:
                     accumulate.add(target)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
+from symprop.symbolic.layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
                                      ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
 
 from .backend import NUMBA
 from .common import indent, lowering
 from .printer import KernelPrinter, print_statements
-from .statements import Accumulate, Assignments, Comment, Let, Loop, print_lines
+from .statements import (Accumulate, Assignments, Comment, Let, Loop, as_written, difference, element as at, index,
+                         local, print_lines, ratio)
+
+FEATURES = sp.Symbol("F", integer=True, positive=True)  # a layer's width where the kernel reads it from x
+ROW = index("n")  # the row index that row kernels put before every indexed value
 
 
 def python_name(layer_name: str) -> str:
@@ -38,7 +42,7 @@ def _element_statements(assignments, arrays, comment_for=None):
     """A loop body over element i: each input element read once into a local (x_i = x[i]),
     then the statements. Outputs may alias inputs, so a value read again after a store is
     reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
-    lines, used = print_statements(assignments, {n: f"{n}_i" for n in arrays}, comment_for=comment_for)
+    lines, used = print_statements(assignments, {n: local(f"{n}_i") for n in arrays}, comment_for=comment_for)
     return [f"{n}_i = {n}[i]" for n in arrays] + lines, used
 
 
@@ -47,7 +51,7 @@ def _elementwise(layer, d: Derivation, module: ModuleText):
     inputs = list(layer.inputs)
     forward = d.forward[layer.output]
     # forward
-    lines, used = _element_statements([("out[i]", forward)], inputs)
+    lines, used = _element_statements([(at("out", "i"), forward)], inputs)
     args = ", ".join(inputs)
     module.add(f'''
 @jit
@@ -69,10 +73,10 @@ def {base}_forward({args}, out=None):
     # backward: one output array per input, rules read dout and the saved values
     saved = list(d.saved)
     grads = [f"d{n}" for n in inputs]
-    assignments = [(f"{g}[i]", d.backward[g]) for g in grads]
+    assignments = [(at(g, "i"), d.backward[g]) for g in grads]
     # "d out/dx" would read as the upstream dout over dx: bracket an output named out
     output_name = f"({layer.output})" if layer.output == "out" else layer.output
-    partial = {f"{g}[i]": f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
+    partial = {at(g, "i"): f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
     lines, used = _element_statements(assignments, ["dout", *saved], comment_for=partial.get)
     params = ", ".join(["dout", *saved])
     outs = ", ".join(f"{g}=None" for g in grads)
@@ -99,7 +103,7 @@ def {base}_backward({params}, {outs}):
 ''', used)
     # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
     output = sp.Symbol(layer.output, real=True)
-    fused = [("out[i]", forward)] + [(f"{g}[i]", d.backward[g].subs(output, forward)) for g in grads]
+    fused = [(at("out", "i"), forward)] + [(at(g, "i"), d.backward[g].subs(output, forward)) for g in grads]
     lines, used = _element_statements(fused, [*inputs, "dout"], comment_for=partial.get)
     module.add(f'''
 @jit
@@ -126,16 +130,16 @@ def per_feature_statements(op, d: Derivation, a: dict, width) -> tuple[list, lis
     on the way back one loop that writes dx and adds each row's share to the parameters'
     gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
     The network lowering and the per-layer kernels both print these statements."""
-    each = lambda *body: Loop("n", "N", (Loop("j", width, body),))  # noqa: E731
-    names = {"x": f"{a['x']}[n, j]", **{p: f"{a[p]}[j]" for p in op.params}}
-    forward = [each(Assignments(((f"{a['y']}[n, j]", d.forward[op.output]),), names))]
-    dx, grads = f"{a['dx']}[n, j]", {p: f"{a['d' + p]}[j]" for p in op.params}
+    each = lambda *body: Loop(index("n"), N, (Loop(index("j"), width, body),))  # noqa: E731
+    names = {"x": at(a["x"], "n", "j"), **{p: at(a[p], "j") for p in op.params}}
+    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names))]
+    dx, grads = at(a["dx"], "n", "j"), {p: at(a["d" + p], "j") for p in op.params}
     rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
     comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
                 **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
                    for p in op.params}}
-    backward = [Loop("j", width, tuple(Let(grads[p], "real(0)") for p in op.params)),
-                each(Assignments(rules, {**names, "dout": f"{a['dy']}[n, j]"}, comments, frozenset(grads.values())))]
+    backward = [Loop(index("j"), width, tuple(Let(grads[p], sp.Integer(0)) for p in op.params)),
+                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values())))]
     return forward, backward
 
 
@@ -143,7 +147,7 @@ def _per_feature(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     params, grads = list(layer.params), [f"d{p}" for p in layer.params]
     arrays = dict(x="x", y="out", dy="dout", dx="dx", **{p: p for p in params}, **{g: g for g in grads})
-    forward, backward = per_feature_statements(layer, d, arrays, "F")
+    forward, backward = per_feature_statements(layer, d, arrays, FEATURES)
     (forward_lines, forward_used), (backward_lines, backward_used) = print_lines(forward), print_lines(backward)
     p_args = ", ".join(params)
     shape_checks = "\n".join(f'    _shape(function, "{p}", {p}, (x.shape[1],))' for p in params)
@@ -196,12 +200,12 @@ def _loss(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     p = layer.prediction
     scale = layer.loss_scale
-    names = {p: f"{p}[n, k]", "t": "t[n, k]"}
-    lines, used = print_statements([("total", d.forward["l"])], names, accumulate={"total"})
+    names = {p: at(p, "n", "k"), "t": at("t", "n", "k")}
+    lines, used = print_statements([(local("total"), d.forward["l"])], names, accumulate={local("total")})
     printer = KernelPrinter()
     scale_text = printer.doprint(scale)
     grad = f"d{p}"
-    blines, bused = print_statements([(f"{grad}[n, k]", d.backward[grad])], names,
+    blines, bused = print_statements([(at(grad, "n", "k"), d.backward[grad])], names,
                                      comment_for=lambda _: f"{grad} = dL/d{p}")
     module.add(f'''
 @jit
@@ -288,33 +292,33 @@ def {base}_backward(dY, X, W):
 ''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
 
 
-def row_reduction(assignments, names=None, index="k", size="K", comment_for=None) -> list:
+def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None) -> list:
     """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
 
     ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
     then scalar targets, then one loop over the row for targets that depend on the index.
     ``comment_for(target)`` gives the comment printed after a target's statement.
     """
-    k = sp.Symbol(index, integer=True)
+    k = index
     names = names or {}
     sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
     named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
     statements = []
     for total, symbol in named.items():
         (m, _, _), = total.limits
-        statements += [Let(symbol.name, "real(0)"),
-                       Loop(index, size, (Accumulate(symbol.name, total.function.subs(m, k), names, row="n"),))]
+        statements += [Let(symbol, sp.Integer(0)),
+                       Loop(index, size, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
     comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
     scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
     per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
     if scalar:
-        statements.append(Assignments(tuple(scalar), names, comments, row="n"))
+        statements.append(Assignments(tuple(scalar), names, comments, row=ROW))
     if per_element:
-        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row="n"),)))
+        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW),)))
     return statements
 
 
-def row_reduction_lines(assignments, names=None, index="k", size="K", comment_for=None):
+def row_reduction_lines(assignments, names=None, index=index("k"), size=K, comment_for=None):
     """row_reduction's statements as printed lines, and the helpers they use."""
     return print_lines(row_reduction(assignments, names, index, size, comment_for))
 
@@ -328,13 +332,15 @@ def _row_index(expr, index="k"):
 
 def row_max(source: str = "z") -> list:
     """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
-    return [Let("zmax", f"{source}[n, 0]"), Loop("k", "K", (Let("zmax", f"max(zmax, {source}[n, k])"),), start=1)]
+    zmax = local("zmax")
+    return [Let(zmax, at(source, "n", 0)),
+            Loop(index("k"), K, (Let(zmax, as_written(sp.Max, zmax, at(source, "n", "k"))),), start=1)]
 
 
 def _softmax(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
-    forward, used = row_reduction_lines([("y[n, k]", _row_index(d.forward["y[k]"]))], {})
-    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {},
+    forward, used = row_reduction_lines([(at("y", "n", "k"), _row_index(d.forward["y[k]"]))], {})
+    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
                                           comment_for=lambda _: f"dz = {sp.sstr(d.backward['dz[j]'])}")
     module.add(f'''
 @jit
@@ -441,10 +447,10 @@ def {base}_backward({x}, t, dz=None):
 def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
     """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
     (given dz, the gradient's array) the derived rule for dz[n, k]."""
-    correct = row_reduction([("zy", _row_index(d.forward["zy"]))], names)
+    correct = row_reduction([(local("zy"), _row_index(d.forward["zy"]))], names)
     if dz is None:
-        return correct + row_reduction([("row_loss", d.forward["L_n"])], names)
-    return correct + row_reduction([(f"{dz}[n, k]", _row_index(d.backward["dz[j]"]))], names,
+        return correct + row_reduction([(local("row_loss"), d.forward["L_n"])], names)
+    return correct + row_reduction([(at(dz, "n", "k"), _row_index(d.backward["dz[j]"]))], names,
                                    comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
 
 
@@ -480,24 +486,24 @@ def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict
     mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
     (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
     row n over the ``width`` features. xhat and y are the derivation's forward formulas."""
-    outer, inner, size = ("j", "n", "N") if batch else ("n", "j", str(width))
-    at = f"[{outer}]"
-    mean, var = (f"{a['mean']}{at}", f"{a['var']}{at}") if running is None else (
-        f"{running[0]}{at}", f"{running[1]}{at}")
-    x = f"{a['x']}[n, j]"
-    names = {"x": x, "mu": mean, "sigma2": var, "s": f"{a['s']}{at}", "xhat": f"{a['xhat']}[n, j]",
-             "g": f"{a['g']}[j]", "b": f"{a['b']}[j]"}
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
+        at(running[0], outer), at(running[1], outer))
+    x = at(a["x"], "n", "j")
+    names = {"x": x, "mu": mean, "sigma2": var, "s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"),
+             "g": at(a["g"], "j"), "b": at(a["b"], "j")}
     epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
     s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
+    centred = local("centred")
     statistics = [] if running is not None else [
-        Let(mean, "real(0)"), Loop(inner, size, (Let(mean, x, augmented=True),)), Let(mean, f"{mean} / real({size})"),
-        Let(var, "real(0)"), Loop(inner, size, (Let("centred", f"{x} - {mean}"),
-                                                Let(var, "centred * centred", augmented=True))),
-        Let(var, f"{var} / real({size})")]
+        Let(mean, sp.Integer(0)), Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
+        Let(var, sp.Integer(0)), Loop(index(inner), size, (Let(centred, difference(x, mean)),
+                                                           Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
+        Let(var, ratio(var, size))]
     normalise = [Assignments(((names["s"], s_rule),), names),
-                 Loop(inner, size, (Assignments(((names["xhat"], d.forward["xhat"]),
-                                                 (f"{a['y']}[n, j]", d.forward["y"])), names),))]
-    return [Loop(outer, width if batch else "N", (*statistics, *normalise))]
+                 Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
+                                                        (at(a["y"], "n", "j"), d.forward["y"])), names),))]
+    return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
 
 
 def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
@@ -505,27 +511,27 @@ def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
     normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
     sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
     arrays as normalisation_forward's, plus dy, dx, dg, db."""
-    outer, inner, size = ("j", "n", "N") if batch else ("n", "j", str(width))
-    at = f"[{outer}]"
-    names = {"s": f"{a['s']}{at}", "xhat": f"{a['xhat']}[n, j]", "g": f"{a['g']}[j]", "dy": f"{a['dy']}[n, j]"}
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    names = {"s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"), "g": at(a["g"], "j"), "dy": at(a["dy"], "n", "j")}
     dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
     upstream = dy if batch else g * dy  # dL/dxhat
-    sum_a, sum_c = ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat")
+    sum_a, sum_c = map(local, ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat"))
     rule = d.backward["dx"]
     if not batch and isinstance(width, int):
-        rule = rule.xreplace({sp.Symbol("F", integer=True, positive=True): sp.Integer(width)})
-    dx_at, dg_at, db_at = f"{a['dx']}[n, j]", f"{a['dg']}[j]", f"{a['db']}[j]"
-    sums = [Let(sum_a, "real(0)"), Let(sum_c, "real(0)"),
-            Loop(inner, size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
+        rule = rule.xreplace({FEATURES: sp.Integer(width)})
+    dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
+    n, j = index("n"), index("j")
+    sums = [Let(sum_a, sp.Integer(0)), Let(sum_c, sp.Integer(0)),
+            Loop(index(inner), size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
     dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"})
     if batch:
         return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
-                Loop("j", width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop("n", "N", (dx,))))]
+                Loop(j, width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop(n, N, (dx,))))]
     shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
                          {dg_at: "dg: each row's dy * xhat, summed over the batch",
                           db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
-    return [Loop("j", width, (Let(dg_at, "real(0)"), Let(db_at, "real(0)"))),
-            Loop("n", "N", (*sums, Loop("j", width, (dx, shares))))]
+    return [Loop(j, width, (Let(dg_at, sp.Integer(0)), Let(db_at, sp.Integer(0)))),
+            Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]
 
 
 def _normalisation(layer, d: Derivation, module: ModuleText):
@@ -533,8 +539,8 @@ def _normalisation(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     arrays = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
                   dy="dy", dx="dx", dg="dg", db="db")
-    forward, used = print_lines(normalisation_forward(d, batch, "F", sp.Symbol("eps"), arrays))
-    backward, bused = print_lines(normalisation_backward(d, batch, "F", arrays))
+    forward, used = print_lines(normalisation_forward(d, batch, FEATURES, sp.Symbol("eps"), arrays))
+    backward, bused = print_lines(normalisation_backward(d, batch, FEATURES, arrays))
     over, stats = ("feature over the batch", "F") if batch else ("row over its features", "N")
     module.add(f'''
 @jit

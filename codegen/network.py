@@ -29,7 +29,7 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import features, parse_net
-from symprop.symbolic.layers import (REGISTRY, N, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
+from symprop.symbolic.layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
                                      Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax,
                                      SoftmaxCrossEntropy)
 from symprop.symbolic.ops.affine import l2_penalty_derivation
@@ -40,7 +40,8 @@ from .common import fresh_name, indent, lowering
 from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, per_feature_statements, row_max,
                             row_reduction, _row_index)
 from .printer import KernelPrinter
-from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto
+from .statements import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written, difference,
+                         element as at, index, local, ratio)
 from .scalar_step import scalar_step
 from .optimizer_steps import optimizers_text
 
@@ -51,6 +52,19 @@ BUILTIN_NETWORKS = {
     "two_layer_sigmoid": ("affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid "
                           "squared-error"),  # seed 001, the 2-2-2 worked example
 }
+
+n, i, j, k = (index(name) for name in "nijk")  # the loop indices
+LOSS, ROW_LOSS = local("loss"), local("row_loss")  # the step's loss, summed over the rows
+
+
+def array(name: str) -> sp.Symbol:
+    """An array of the kernel, as statements name it (z1, dW1)."""
+    return sp.Symbol(name)
+
+
+def arrays(*names: str) -> tuple:
+    return tuple(map(array, names))
+
 
 # Weight matrices with at most this many entries are multiplied with loops, not BLAS:
 # a BLAS call costs a fixed ~0.3 us, more than the whole 2-2-2 step (benchmarks/ measures it).
@@ -115,7 +129,7 @@ class _NetworkPrinter:
 
     def each_element(self, *body, width=None):
         """for n in range(N): for j in range(width): body"""
-        return Loop("n", "N", (Loop("j", self.width if width is None else width, body),))
+        return Loop(n, N, (Loop(j, self.width if width is None else width, body),))
 
     # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
     def _affine(self, use):
@@ -129,20 +143,20 @@ class _NetworkPrinter:
         source = self.values[-1]
         out = self.buffer(f"z{k}", (N, outputs))
         d = REGISTRY.derive(use.op.name)
-        names = {"X": source, "W": W, "dY": "d" + out, "b": b}
+        names = {"X": array(source), "W": array(W), "dY": array("d" + out), "b": array(b)}
         small = inputs * outputs <= SMALL_MATRIX
         product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
-                         MatrixInto(product, out, names, small, f"{out} = {source} {W}"),
-                         Call("_add_bias", (out, b), f"{out} += 1 {b}")]
+                         MatrixInto(product, array(out), names, small, f"{out} = {source} {W}"),
+                         Call("_add_bias", (array(out), array(b)), f"{out} += 1 {b}")]
         dW, db = self.buffer(f"d{W}", (inputs, outputs)), self.buffer(f"d{b}", (1,) if shared else (outputs,))
         backward = [Comment(f"layer {use.position}: {use.text}"),
-                    MatrixInto(d.backward["dW"], dW, names, small, f"dL/d{W} = {source}^T dL/d{out}"),
-                    MatrixInto(d.backward["db"], db, names, small, f"dL/d{b} = 1^T dL/d{out}"
+                    MatrixInto(d.backward["dW"], array(dW), names, small, f"dL/d{W} = {source}^T dL/d{out}"),
+                    MatrixInto(d.backward["db"], array(db), names, small, f"dL/d{b} = 1^T dL/d{out}"
                                + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
         if k > 1:  # the gradient with respect to the input data X is never needed
             dsource = self.buffer(f"d{source}", (N, inputs))
-            backward.append(MatrixInto(d.backward["dX"], dsource, names, small, f"dL/d{source} = dL/d{out} {W}^T"))
+            backward.append(MatrixInto(d.backward["dX"], array(dsource), names, small, f"dL/d{source} = dL/d{out} {W}^T"))
         self.prepend_backward(backward)
         self.values.append(out)
         self.widths.append(outputs)
@@ -153,42 +167,43 @@ class _NetworkPrinter:
         """(lambda/2) ||W||^2 added to the loss after the data loss, lambda W to dW after the
         backward pass (ops/affine.l2_penalty_derivation)."""
         d = l2_penalty_derivation()
-        names = {"w": f"{W}[i, j]", "lambda": f"real({strength!r})"}
-        each = lambda *body: Loop("i", inputs, (Loop("j", outputs, body),))  # noqa: E731
+        names = {"w": at(W, "i", "j"), "lambda": sp.Float(strength)}
+        each = lambda *body: Loop(i, inputs, (Loop(j, outputs, body),))  # noqa: E731
         self.penalty += [Comment(f"L2 penalty on {W}: {sp.sstr(d.steps[0].rhs)}, lambda = {strength!r}"),
-                         each(Accumulate("loss", d.forward["P"], names))]
+                         each(Accumulate(LOSS, d.forward["P"], names))]
+        dW = at(f"d{W}", "i", "j")
         self.penalty_backward += [Comment(f"L2 penalty on {W}"), each(Assignments(
-            ((f"d{W}[i, j]", d.backward["dW"]),), names, {f"d{W}[i, j]": f"dL/d{W} += {sp.sstr(d.backward['dW'])}"},
-            frozenset({f"d{W}[i, j]"})))]
+            ((dW, d.backward["dW"]),), names, {dW: f"dL/d{W} += {sp.sstr(d.backward['dW'])}"}, frozenset({dW})))]
 
     def _elementwise(self, use):
         d = use.op.derive()
         source = self.values[-1]
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, self.width))
-        names = {"x": f"{source}[n, j]", use.op.output: f"{out}[n, j]"}
+        names = {"x": at(source, "n", "j"), use.op.output: at(out, "n", "j")}
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
-                         self.each_element(Assignments(((f"{out}[n, j]", d.forward[use.op.output]),), names))]
+                         self.each_element(Assignments(((at(out, "n", "j"), d.forward[use.op.output]),), names))]
         rule = d.backward["dx"]
         local = (rule / sp.Symbol("dout", real=True)).subs(
             {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
         dsource = self.buffer(f"d{source}", (N, self.width))
         comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
-            Assignments(((f"{dsource}[n, j]", rule),), {**names, "dout": f"d{out}[n, j]"},
-                        {f"{dsource}[n, j]": comment}))])
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dout": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): comment}))])
         self.values.append(out)
 
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
         out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), (N, self.width))
-        forward = row_reduction([(f"{out}[n, k]", _row_index(d.forward["y[k]"]))], {"z": source})
+        forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)})
         dsource = self.buffer(f"d{source}", (N, self.width))
-        backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": out, "dy": f"d{out}"})
-        self.forward += [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)),
-                         Loop("n", "N", (*row_max(source), *forward))]
-        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)),
-                               Loop("n", "N", tuple(backward))])
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+                                 {"y": array(out), "dy": array(f"d{out}")})
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
+                         Loop(n, N, (*row_max(source), *forward))]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
+                               Loop(n, N, tuple(backward))])
         self.values.append(out)
 
     def _softmax_cross_entropy(self, use):
@@ -196,46 +211,48 @@ class _NetworkPrinter:
         source = self.values[-1]
         probabilities = self.buffer("P", (N, self.width))
         forward = row_reduction(
-            [(f"{probabilities}[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])],
-            {"z": source, "t": "T"})
+            [(at(probabilities, "n", "k"), _row_index(d.forward["y[k]"])), (ROW_LOSS, d.forward["L_n"])],
+            {"z": array(source), "t": array("T")})
         dsource = self.buffer(f"d{source}", (N, self.width))
-        backward = row_reduction([(f"{dsource}[n, k]", _row_index(d.backward["dz[j]"]))], {"y": "P", "t": "T"},
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+                                 {"y": array("P"), "t": array("T")},
                                  comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
         self.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
                              " P = softmax, saved for backward)"),
-                     Let("K", str(self.width)), Let("loss", "real(0)"),
-                     Loop("n", "N", (*row_max(source), *forward, Let("loss", "row_loss", augmented=True))),
-                     Let("loss", "loss / real(N)")]
-        self.prepend_backward([Loop("n", "N", tuple(backward))])
+                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Loop(n, N, (*row_max(source), *forward, Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        self.prepend_backward([Loop(n, N, tuple(backward))])
 
     def _hinge(self, use):
         """The multiclass SVM loss, row by row: the correct class's score, then the derived rules."""
         d = REGISTRY.derive(use.op.name)
         source = self.values[-1]
-        names = {"z": source, "t": "T"}
+        names = {"z": array(source), "t": array("T")}
         dsource = self.buffer(f"d{source}", (N, self.width))
         self.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
-                     Let("K", str(self.width)), Let("loss", "real(0)"),
-                     Loop("n", "N", (*hinge_row_statements(d, names), Let("loss", "row_loss", augmented=True))),
-                     Let("loss", "loss / real(N)")]
-        self.prepend_backward([Loop("n", "N", tuple(hinge_row_statements(d, names, dsource)))])
+                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Loop(n, N, (*hinge_row_statements(d, names), Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        self.prepend_backward([Loop(n, N, tuple(hinge_row_statements(d, names, dsource)))])
 
     def _loss(self, use):
         d = use.op.derive()
         source = self.values[-1]
         p = use.op.prediction
         scale = use.op.loss_scale
-        names = {p: f"{source}[n, j]", "t": "T[n, j]"}
+        names = {p: at(source, "n", "j"), "t": at("T", "n", "j")}
         grad = "d" + p
         dsource = self.buffer(f"d{source}", (N, self.width))
-        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let("K", str(self.width)), Let("loss", "real(0)"),
-                     self.each_element(Assignments((("loss_term", d.forward["l"]),), names),
-                                       Let("loss", "loss_term", augmented=True), width="K")]
+        term = local("loss_term")
+        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     self.each_element(Assignments(((term, d.forward["l"]),), names),
+                                       Let(LOSS, term, augmented=True), width=K)]
         if scale != 1:
-            self.loss.append(Let("loss", f"loss * {KernelPrinter().doprint(scale)}"))
-        self.prepend_backward([Let("K", str(self.width)), self.each_element(
-            Assignments(((f"{dsource}[n, j]", d.backward[grad]),), names,
-                        {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width="K")])
+            self.loss.append(Let(LOSS, as_written(sp.Mul, LOSS, scale)))
+        self.prepend_backward([Let(K, self.width), self.each_element(
+            Assignments(((at(dsource, "n", "j"), d.backward[grad]),), names,
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width=K)])
 
     def _per_feature(self, use):
         """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
@@ -282,14 +299,16 @@ class _NetworkPrinter:
             self._inference_statements = [
                 Comment(f"{head} (inference: the running averages)"),
                 *normalisation_forward(d, batch, width, eps, arrays, (running_mean, running_var))]
-            m = KernelPrinter().doprint(sp.Float(momentum[0]))
+            m = sp.Float(momentum[0])
+            keep = difference(sp.Integer(1), m)  # (1 - m), as written
+            rm, rv = at(running_mean, "j"), at(running_var, "j")
             self.after_update += [
                 Comment(f"{head}: running averages (momentum {momentum[0]}, the running variance "
                         "unbiased, as torch)"),
-                Loop("j", width, (
-                    Let(f"{running_mean}[j]", f"(real(1) - {m}) * {running_mean}[j] + {m} * {mean}[j]"),
-                    Let(f"{running_var}[j]", f"(real(1) - {m}) * {running_var}[j] + {m} * {var}[j] * real(N) "
-                        "/ real(N - 1)")))]
+                Loop(j, width, (
+                    Let(rm, as_written(sp.Add, as_written(sp.Mul, keep, rm), as_written(sp.Mul, m, at(mean, "j")))),
+                    Let(rv, as_written(sp.Add, as_written(sp.Mul, keep, rv), ratio(
+                        as_written(sp.Mul, m, at(var, "j"), N), as_written(sp.Add, N, -1))))))]
         dg, db = self.buffer(f"d{g}", (width,)), self.buffer(f"d{b}", (width,))
         dsource = self.buffer(f"d{source}", (N, width))
         grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
@@ -306,16 +325,16 @@ class _NetworkPrinter:
         self.masks.append((mask, width, rate))
         out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, width))
         p = sp.Symbol("p", positive=True)
-        names = {"x": f"{source}[n, j]", "m": f"{mask}[n, j]"}
+        names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
         self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
-            Assignments(((f"{out}[n, j]", d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
+            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
         self._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
-                                      self.each_element(Let(f"{out}[n, j]", f"{source}[n, j]"))]
+                                      self.each_element(Let(at(out, "n", "j"), at(source, "n", "j")))]
         dsource = self.buffer(f"d{source}", (N, width))
         rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
-            Assignments(((f"{dsource}[n, j]", rule),), {**names, "dy": f"d{out}[n, j]"},
-                        {f"{dsource}[n, j]": f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dy": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
         self.values.append(out)
     def _conv2d(self, use):
         """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
@@ -332,20 +351,20 @@ class _NetworkPrinter:
         out = self.buffer(f"z{k}", (N, features(out_shape)))
         cols = self.buffer(f"cols{k}", (N, cin * size * size, pixels))
         self.scratch.append(cols)
-        geometry = (str(C), str(H), str(W), str(stride), str(pad))
+        geometry = (C, H, W, stride, pad)
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
-                         Call("_conv2d_forward", (source, Wt, b, *geometry, cols, out),
+                         Call("_conv2d_forward", (*arrays(source, Wt, b), *geometry, *arrays(cols, out)),
                               f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]")]
         dW, db = self.buffer(f"d{Wt}", (cout, cin, size, size)), self.buffer(f"d{b}", (cout,))
         product = self.buffer(f"d{Wt}_n", (cout, cin * size * size))
         backward = [Comment(f"layer {use.position}: {use.text}"),
-                    Call("_conv2d_param_grads", (f"d{out}", cols, dW, db, product),
+                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
                          f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]")]
         if source != "X":  # the gradient with respect to the input data X is never needed
             dsource = self.buffer(f"d{source}", (N, C * H * W))
             dcols = self.buffer(f"dcols{k}", (cin * size * size, pixels))
-            backward.append(Call("_conv2d_input_grad", (f"d{out}", Wt, *geometry, dcols, dsource),
+            backward.append(Call("_conv2d_input_grad", (*arrays(f"d{out}", Wt), *geometry, *arrays(dcols, dsource)),
                                  f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
                                  "(full convolution with the flipped kernel)"))
         self.prepend_backward(backward)
@@ -358,19 +377,19 @@ class _NetworkPrinter:
         out_shape = use.op.output_width(use.args, (C, H, W))
         source = self.values[-1]
         out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), (N, features(out_shape)))
-        geometry = (str(C), str(H), str(W), str(size), str(stride))
+        geometry = (C, H, W, size, stride)
         mode = use.op.mode
         what = "max" if mode == "max" else "mean"
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
-                         Call(f"_{mode}pool_forward", (source, *geometry, out),
+                         Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
                               f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
         if source != "X":  # the gradient with respect to the input data X is never needed
             dsource = self.buffer(f"d{source}", (N, C * H * W))
-            reads = (f"d{out}", source) if mode == "max" else (f"d{out}",)
+            reads = arrays(f"d{out}", source) if mode == "max" else arrays(f"d{out}")
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
             self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
-                                   Call(f"_{mode}pool_backward", (*reads, *geometry, dsource), f"dL/d{source}: {rule}")])
+                                   Call(f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}")])
         self.values.append(out)
         self.widths.append(features(out_shape))
 

@@ -27,7 +27,7 @@ import sympy as sp
 from symprop.symbolic.steps import RULES, STEP_COUNT_LINE, UpdateRule
 
 from .backend import Backend
-from .statements import Assignments, Let, Loop
+from .statements import Assignments, Let, Loop, Size, element, index, local
 
 
 def _number(value: float) -> str:
@@ -40,13 +40,14 @@ def _update_function(rule: UpdateRule, backend: Backend) -> str:
     scalars = [*rule.hyper_names, *(["t"] if rule.counts_steps else [])]
     updates = rule.element_updates()
     locals_ = {"param": "p", "grad": "g", **{f"state_{s}": s for s in states}}
-    statements = [Let(local, f"{array}_flat[i]") for array, local in locals_.items()]
+    statements = [Let(local(name), element(f"{array}_flat", "i")) for array, name in locals_.items()]
+    new = {line.target: local(f"{line.target}_new") for line, _ in updates}
     statements.append(Assignments(
-        tuple((f"{line.target}_new", value) for line, value in updates), {},
-        {f"{line.target}_new": f"{line.target} <- {sp.sstr(line.formula)}" for line, _ in updates}))
+        tuple((new[line.target], value) for line, value in updates), {},
+        {new[line.target]: f"{line.target} <- {sp.sstr(line.formula)}" for line, _ in updates}))
     stores = {"p": "param", **{s: f"state_{s}" for s in states}}
-    statements += [Let(f"{stores[line.target]}_flat[i]", f"{line.target}_new") for line, _ in updates]
-    lines, helpers = backend.print([Loop("i", "param_flat.size", tuple(statements))])
+    statements += [Let(element(f"{stores[line.target]}_flat", "i"), new[line.target]) for line, _ in updates]
+    lines, helpers = backend.print([Loop(index("i"), Size(sp.Symbol("param_flat")), tuple(statements))])
     assert not helpers, helpers  # plain arithmetic and np.sqrt only
     rule_lines = "\n".join(f"      {line.target} <- {sp.sstr(line.formula)}" for line in rule.lines)
     flat = "\n".join(f"    {array}_flat = {array}.reshape(-1)" for array in arrays)

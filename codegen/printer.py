@@ -170,34 +170,54 @@ for _name in HELPER_NEEDS:
 MAX_INLINE_POWER = 4
 
 
+def element_text(value) -> str:
+    """A target or a value a kernel reads, as written: loss, z1[n, 0]."""
+    if isinstance(value, sp.Indexed):
+        return f"{value.base.label.name}[{', '.join(str(i) for i in value.indices)}]"
+    return str(value)
+
+
 class KernelPrinter(NumPyPrinter):
     """Prints one scalar expression of a kernel's loop body (or a matrix rule)."""
 
-    def __init__(self, names: dict | None = None, row: str | None = None, small_matrices: bool = False,
-                 scalar: bool = False):
-        super().__init__({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False})
+    def __init__(self, names: dict | None = None, row=None, small_matrices: bool = False,
+                 scalar: bool = False, order: str | None = None):
+        settings = {"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": False}
+        super().__init__(settings if order is None else {**settings, "order": order})
+        # symbol name -> the value the kernel reads for it: an element (x -> z1[n, j]), an
+        # array (z -> z2) or a number (lambda -> 0.01)
         self.names = {} if names is None else dict(names)
-        self.row = row  # in row kernels, y[k] prints as y[n, k] with row = "n"
+        self.row = row  # in row kernels, y[k] prints as y[n, k] with row n
         # tiny matrices (the 2-2-2 example): plain loops beat a BLAS call's fixed overhead
         self.small_matrices = small_matrices
         self.scalar = scalar  # straight-line code: SCALAR_VARIANTS of the helpers
         self.helpers_used: set[str] = set()
 
     # --- names --------------------------------------------------------------------------
+    def _renamed(self, name: str) -> str | None:
+        value = self.names.get(name)
+        if value is None:
+            return None
+        if isinstance(value, (sp.Symbol, sp.Indexed, sp.IndexedBase)):
+            return element_text(value)
+        return self._print(value)
+
     def _print_Symbol(self, expr):
-        name = self.names.get(expr.name, expr.name)
+        renamed = self._renamed(expr.name)
+        if renamed is not None:
+            return renamed
         # sizes (N, K) are integers in the kernel: cast so arithmetic stays in the dtype
-        return f"real({name})" if expr.is_integer and expr.name not in self.names else name
+        return f"real({expr.name})" if expr.is_integer else expr.name
 
     def _print_Indexed(self, expr):
-        base = self.names.get(expr.base.label.name, expr.base.label.name)
-        indices = [self.names.get(i.name, i.name) for i in expr.indices]
+        base = self._renamed(expr.base.label.name) or expr.base.label.name
+        indices = [str(int(i)) if i.is_Integer else (self._renamed(i.name) or i.name) for i in expr.indices]
         if self.row is not None:
-            indices.insert(0, self.row)
+            indices.insert(0, str(self.row))
         return f"{base}[{', '.join(indices)}]"
 
     def _print_MatrixSymbol(self, expr):
-        return self.names.get(expr.name, expr.name)
+        return self._renamed(expr.name) or expr.name
 
     # --- numbers ------------------------------------------------------------------------
     def _print_Integer(self, expr):
@@ -343,5 +363,5 @@ def print_statements(assignments, names, comment_for=None, row=None, scalar=Fals
         note = comment_for(target) if comment_for else None
         comment = f"  # {note}" if note else ""
         operator = "+=" if target in accumulate else "="
-        lines.append(f"{target} {operator} {printer.doprint(expr)}{comment}")
+        lines.append(f"{element_text(target)} {operator} {printer.doprint(expr)}{comment}")
     return lines, printer.helpers_used

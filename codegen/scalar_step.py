@@ -45,10 +45,7 @@ Such a network keeps the matrix step.
 """
 from __future__ import annotations
 
-import ast
 import itertools
-import operator
-import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -57,7 +54,9 @@ from symprop.symbolic.layers import N
 
 from .backend import NUMBA, Backend
 from .common import indent
-from .statements import Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto
+from .printer import element_text
+from .statements import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written, difference,
+                         element, index, local, parts)
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
 # step. Measured (sigmoid + softmax-cross-entropy, per step in sgd_steps, matrix -> scalar):
@@ -89,6 +88,7 @@ SCALAR_MAX_LINES = 400
 LOOP_MIN_WEIGHTS = 48
 
 INPUTS = ("X", "T")  # the batch's arrays: read in the rows, never written
+STEP, ZERO = local("step"), local("zero")  # the step's learning rate and zero, in the dtype
 LOSS = "loss"  # the sum the loss statements add each row's loss to (the step returns it)
 
 
@@ -103,14 +103,6 @@ def real(name: str) -> sp.Symbol:
 def unit(base: str, *index: int) -> sp.Symbol:
     """The scalar local holding one unit (z1_0) or one parameter entry (W1_0_1)."""
     return real("_".join([base, *map(str, index)]))
-
-
-def _element(text: str) -> tuple[str, list[str] | None]:
-    """'z1[n, j]' -> ('z1', ['n', 'j']); a plain name such as 'row_loss' -> ('row_loss', None)."""
-    match = re.fullmatch(r"(\w+)\[([^\]]*)\]", text.strip())
-    if match is None:
-        return text.strip(), None
-    return match[1], [index.strip() for index in match[2].split(",")]
 
 
 def _reads(expr):
@@ -128,7 +120,10 @@ def _sums_over_rows(rule) -> bool:
                for e in sp.preorder_traversal(rule))
 
 
-_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+def _evaluated(expr):
+    """expr with every operation carried out: a Let's value is built as written (unevaluated),
+    the row's scalars are plain SymPy expressions, simplified and shared as derived ones are."""
+    return expr.func(*map(_evaluated, expr.args)) if expr.args and not isinstance(expr, sp.Indexed) else expr
 
 
 class _RowPass:
@@ -159,9 +154,9 @@ class _RowPass:
 
     # ---- values -------------------------------------------------------------------------
     def index(self, index) -> int:
+        if isinstance(index, int) or getattr(index, "is_Integer", False):
+            return int(index)
         text = str(index)
-        if text.isdigit():
-            return int(text)
         if text in self.known:
             return self.known[text]
         raise NotScalar(f"index {text} is not a known size or unrolled loop")
@@ -180,7 +175,7 @@ class _RowPass:
             indices = indices[1:]
         symbol = unit(array, *(self.index(i) for i in indices))
         if array in INPUTS:
-            self.input_reads[symbol.name] = f"{array}[n, {', '.join(str(self.index(i)) for i in indices)}]"
+            self.input_reads[symbol.name] = element(array, "n", *(self.index(i) for i in indices))
         return symbol
 
     def read_element(self, array: str, indices) -> sp.Symbol:
@@ -188,56 +183,41 @@ class _RowPass:
             raise NotScalar(f"a row reads {array}, a sum over the rows")
         return self.element(array, indices)
 
-    def value_of(self, text: str, after_rows: bool = False) -> sp.Expr:
-        """What a name or element a statement reads (x -> 'z1[n, j]' -> z1_0) stands for."""
-        array, indices = _element(text)
-        if indices is not None:
-            return self.read_element(array, indices)
-        if array == N.name:
+    def value_of(self, value, after_rows: bool = False) -> sp.Expr:
+        """What a value a statement reads (x -> z1[n, j] -> z1_0) stands for in row n."""
+        if isinstance(value, sp.Indexed):
+            return self.read_element(*parts(value))
+        if not isinstance(value, sp.Symbol):
+            return value  # a number (an L2 penalty's lambda)
+        name = value.name
+        if name == N.name:
             return N
-        if array in self.pending:
-            return self.pending[array]
-        if array in self.known:
-            return sp.Integer(self.known[array])
-        if array in self.carried and after_rows:
-            return real(array)
-        raise NotScalar(f"a row reads {array}, which it does not define")
+        if name in self.pending:
+            return self.pending[name]
+        if name in self.known:
+            return sp.Integer(self.known[name])
+        if name in self.carried and after_rows:
+            return real(name)
+        raise NotScalar(f"a row reads {name}, which it does not define")
 
-    def expression(self, expr: sp.Expr, names: dict, row: str | None) -> sp.Expr:
+    def expression(self, expr: sp.Expr, names: dict, row) -> sp.Expr:
         """An expression of a statement with every value it reads replaced by its scalar."""
         replacements = {}
         for read in set(_reads(expr)):
             if isinstance(read, sp.Indexed):
-                base = names.get(read.base.label.name, read.base.label.name)
+                label = read.base.label.name
+                base = str(names.get(label, label))
                 indices = [names.get(str(i), i) for i in read.indices]
-                replacements[read] = self.read_element(base, [row, *indices] if row else indices)
+                replacements[read] = self.read_element(base, [row, *indices] if row is not None else indices)
             else:
-                replacements[read] = self.value_of(names.get(read.name, read.name))
+                replacements[read] = self.value_of(names.get(read.name, read))
         return expr.xreplace(replacements)
 
-    def code(self, text: str, after_rows: bool = False) -> sp.Expr:
-        """A Let's value, code such as 'max(zmax, z2[n, k])' or 'loss / real(N)', as SymPy."""
-        def convert(node):
-            match node:
-                case ast.Constant(value=bool()):
-                    pass
-                case ast.Constant(value=int() | float() as value):
-                    return sp.sympify(value)
-                case ast.Name(id=name):
-                    return self.value_of(name, after_rows)
-                case ast.Subscript():
-                    return self.value_of(ast.unparse(node), after_rows)
-                case ast.Call(func=ast.Name(id="real"), args=[value]):
-                    return convert(value)
-                case ast.Call(func=ast.Name(id="max" | "min" as name), args=values):
-                    return (sp.Max if name == "max" else sp.Min)(*map(convert, values))
-                case ast.BinOp(left=left, op=op, right=right) if type(op) in _OPERATORS:
-                    return _OPERATORS[type(op)](convert(left), convert(right))
-                case ast.UnaryOp(op=ast.USub(), operand=value):
-                    return -convert(value)
-            raise NotScalar(f"cannot read {ast.unparse(node)!r} for one row")
-
-        return convert(ast.parse(text, mode="eval").body)
+    def code(self, value, after_rows: bool = False) -> sp.Expr:
+        """A Let's value (zmax = max(zmax, z2[n, k]), loss = loss / N) for row n, evaluated."""
+        replacements = {read: self.value_of(read, after_rows) for read in set(_reads(value))
+                        if not read.is_number}
+        return _evaluated(value.xreplace(replacements))
 
     # ---- writes -------------------------------------------------------------------------
     def emit(self, target: str, value: sp.Expr, accumulate: bool, comment: str | None):
@@ -249,8 +229,8 @@ class _RowPass:
     def flush(self):
         if self.group:
             self.row.append(Assignments(
-                tuple((t, v) for t, v, *_ in self.group), {},
-                {t: c for t, _, _, c in self.group if c}, frozenset(t for t, _, a, _ in self.group if a),
+                tuple((local(t), v) for t, v, *_ in self.group), {},
+                {local(t): c for t, _, _, c in self.group if c}, frozenset(local(t) for t, _, a, _ in self.group if a),
                 scalar=True))
             self.group = []
 
@@ -258,8 +238,8 @@ class _RowPass:
         if name not in self.accumulators:
             self.accumulators.append(name)
 
-    def assign(self, target: str, value: sp.Expr, accumulate: bool, comment: str | None = None):
-        array, indices = _element(target)
+    def assign(self, target, value: sp.Expr, accumulate: bool, comment: str | None = None):
+        array, indices = parts(target)
         if indices is None:
             if array in self.carried:  # loss += row_loss: a sum over the rows
                 if not accumulate or array in self.finished:
@@ -292,8 +272,8 @@ class _RowPass:
             case Comment():
                 self.flush()
                 self.row.append(statement)
-            case Loop(index="n"):
-                if statement.stop != "N" or statement.start:
+            case Loop() if str(statement.index) == "n":
+                if statement.stop != N or statement.start:
                     raise NotScalar("a loop over part of the batch")
                 for inner in statement.body:
                     self.in_row(inner)
@@ -302,9 +282,9 @@ class _RowPass:
             case MatrixInto():
                 self.matrix(statement)
             case Call(function="_add_bias"):
-                self.add_bias(*statement.args, statement.comment)
-            case Let(value=value) if value.isdigit() and not statement.augmented:
-                self.known[statement.target] = int(value)  # a size, K = 4
+                self.add_bias(*map(str, statement.args), statement.comment)
+            case Let(value=int() as size) if not statement.augmented:
+                self.known[str(statement.target)] = size  # a size, K = 4
             case Let():
                 self.top_let(statement)
             case _:
@@ -312,7 +292,7 @@ class _RowPass:
 
     def top_let(self, let: Let):
         value = self.code(let.value, after_rows=True)
-        array, indices = _element(let.target)
+        array, indices = parts(let.target)
         if value == 0 and not let.augmented:  # a sum over the rows starts (loss = real(0))
             if indices is None:
                 self.carried.add(array)
@@ -327,7 +307,7 @@ class _RowPass:
             raise NotScalar(f"{let.target} is set between the rows")
         # the rows' sum made final (loss = loss / real(N)): after the last row
         self.finished.add(array)
-        self.after.append(Assignments(((array, real(array) + value if let.augmented else value),),
+        self.after.append(Assignments(((local(array), real(array) + value if let.augmented else value),),
                                       scalar=True))
 
     def in_row(self, statement):
@@ -336,7 +316,7 @@ class _RowPass:
             case Comment():
                 self.flush()
                 self.row.append(statement)
-            case Loop(index="n"):
+            case Loop() if str(statement.index) == "n":
                 raise NotScalar("a loop over the batch inside a row")
             case Loop():
                 self.unrolled(statement, self.in_row)
@@ -353,14 +333,15 @@ class _RowPass:
 
     def unrolled(self, loop: Loop, each):
         """The loop's body once for each value of its index (a feature index of a tiny layer)."""
-        if loop.index in self.known:
-            raise NotScalar(f"loop index {loop.index} is already taken")
+        name = str(loop.index)
+        if name in self.known:
+            raise NotScalar(f"loop index {name} is already taken")
         stop = self.index(loop.stop)
         for value in range(loop.start, stop):
-            self.known[loop.index] = value
+            self.known[name] = value
             for inner in loop.body:
                 each(inner)
-        self.known.pop(loop.index, None)
+        self.known.pop(name, None)
 
     def matrix(self, node: MatrixInto):
         """A matrix rule for one row: every matrix an explicit one of its scalars, multiplied out
@@ -369,12 +350,13 @@ class _RowPass:
         (``outer_product``)."""
         if self.outer_product(node):
             return
-        out = self.shapes.get(node.out)
+        out_name = str(node.out)
+        out = self.shapes.get(out_name)
         if out is None or (out[0] == N) == _sums_over_rows(node.rule):
             # a row's own output must not mix rows (1 1^T X); an output without a batch
             # dimension must be a sum over them (X^T dY), or adding it up row by row is wrong
             raise NotScalar(f"{node.out} = {node.rule} is not one row's")
-        arrays = {m: node.names.get(m.name, m.name) for m in node.rule.atoms(sp.MatrixSymbol)}
+        arrays = {m: str(node.names.get(m.name, m.name)) for m in node.rule.atoms(sp.MatrixSymbol)}
         sizes = {}
         for m, array in arrays.items():
             shape = self.shapes.get(array)
@@ -393,14 +375,14 @@ class _RowPass:
                 return lambda i, j: self.read_element(array, [int(j)])
             return lambda i, j: self.read_element(array, [int(i), int(j)])
 
-        explicit = {m: sp.ImmutableMatrix(*m.shape, entries(node.names.get(m.name, m.name)))
+        explicit = {m: sp.ImmutableMatrix(*m.shape, entries(str(node.names.get(m.name, m.name))))
                     for m in rule.atoms(sp.MatrixSymbol)}
         result = sp.ImmutableMatrix(rule.xreplace(explicit).doit().as_explicit())
         if result.shape != ((1, out[1]) if out[0] == N else out if len(out) == 2 else (1, *out)):
             raise NotScalar(f"{node.out} does not hold {node.rule}")
         for i, j in itertools.product(range(result.rows), range(result.cols)):
-            target = (f"{node.out}[n, {j}]" if out[0] == N else
-                      f"{node.out}[{j}]" if len(out) == 1 else f"{node.out}[{i}, {j}]")
+            target = (element(out_name, "n", j) if out[0] == N else
+                      element(out_name, j) if len(out) == 1 else element(out_name, i, j))
             self.assign(target, result[i, j], out[0] != N, node.comment or None)
 
     def outer_product(self, node: MatrixInto) -> bool:
@@ -415,36 +397,38 @@ class _RowPass:
         copies into them, a loop instead of registers), so a matrix with fewer than
         LOOP_MIN_WEIGHTS entries keeps its scalar sums. (A bias's 1^T dY stays scalar sums too:
         as a loop it compiled no faster, and ran 25% slower at 64 rows.)"""
-        rule, out = node.rule, self.shapes.get(node.out)
+        rule, out_name = node.rule, str(node.out)
+        out = self.shapes.get(out_name)
         if not (isinstance(rule, sp.MatMul) and len(rule.args) == 2 and isinstance(rule.args[0], sp.Transpose)
                 and isinstance(rule.args[0].arg, sp.MatrixSymbol) and isinstance(rule.args[1], sp.MatrixSymbol)):
             return False
-        left, right = (node.names.get(m.name, m.name) for m in (rule.args[0].arg, rule.args[1]))
+        left, right = (str(node.names.get(m.name, m.name)) for m in (rule.args[0].arg, rule.args[1]))
         if (out is None or len(out) != 2 or out[0] == N or not self.batch(left) or not self.batch(right)
                 or out != (self.shapes[left][1], self.shapes[right][1]) or out[0] * out[1] < LOOP_MIN_WEIGHTS):
             return False
-        if node.out in self.params:
-            raise NotScalar(f"{node.out} is overwritten in every row")
-        if node.out in self.scalar_sums:
-            raise NotScalar(f"{node.out} is summed over the rows both as an array and entry by entry")
+        if out_name in self.params:
+            raise NotScalar(f"{out_name} is overwritten in every row")
+        if out_name in self.scalar_sums:
+            raise NotScalar(f"{out_name} is summed over the rows both as an array and entry by entry")
         self.flush()  # the units the loop reads are assigned before it
-        self.array_sums[node.out] = out
-        term = f"{self.row_array(left, 'i')} * {self.row_array(right, 'j')}"
+        self.array_sums[out_name] = out
+        term = as_written(sp.Mul, self.row_array(left, "i"), self.row_array(right, "j"))
         comment = node.comment and f"{node.comment}, row n's term"
-        self.row.append(Loop("i", out[0], (Loop("j", out[1], (Let(f"{node.out}[i, j]", term, True, comment),)),)))
+        self.row.append(Loop(index("i"), out[0], (Loop(index("j"), out[1], (
+            Let(element(out_name, "i", "j"), term, True, comment),)),)))
         return True
 
-    def row_array(self, array: str, index: str) -> str:
+    def row_array(self, array: str, at: str) -> sp.Indexed:
         """How a loop reads row n of a batch array at ``index``: an input (X) from its own row,
         another array's units from a small array they are copied into once a row (h1_row)."""
         if array in INPUTS:
-            return f"{array}[n, {index}]"
+            return element(array, "n", at)
         if array not in self.row_arrays:
             width = self.shapes[array][1]
             self.row_arrays[array] = width
-            self.row.append(Assignments(tuple((f"{array}_row[{j}]", self.element(array, ["n", j]))
+            self.row.append(Assignments(tuple((element(f"{array}_row", j), self.element(array, ["n", j]))
                                               for j in range(width)), {}, scalar=True))
-        return f"{array}_row[{index}]"
+        return element(f"{array}_row", at)
 
     def add_bias(self, out: str, bias: str, comment: str):
         """_add_bias(out, b): out[n, j] += b[j] (b[0] for a shared bias), added to the values
@@ -538,32 +522,33 @@ def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
     for name, shape in net.params:
         grad = "d" + name
         if grad in rows.array_sums:  # summed over the rows in a loop (_RowPass.outer_product)
-            zeros.append(Let(grad, f"np.zeros({shape}, X.dtype)", comment=f"dL/d{name}"))
-            updates.append(Loop("i", shape[0], (Loop("j", shape[1], (
-                Let(f"{name}[i, j]", f"{name}[i, j] - step * {grad}[i, j]"),)),)))
-        for index in itertools.product(*map(range, shape)):
-            local = unit(name, *index).name
+            zeros.append(Allocate(local(grad), shape, zeros=True, comment=f"dL/d{name}"))
+            updates.append(Loop(index("i"), shape[0], (Loop(index("j"), shape[1], (
+                Let(element(name, "i", "j"), difference(element(name, "i", "j"),
+                                                        as_written(sp.Mul, STEP, element(grad, "i", "j")))),)),)))
+        for at in itertools.product(*map(range, shape)):
+            value = unit(name, *at)
             if len(shape) == 2:  # through a view of each row: numba compiles W1_row0[1] faster than W1[0, 1]
-                if index[1] == 0:
-                    reads.append(Let(f"{name}_row{index[0]}", f"{name}[{index[0]}]"))
-                reads.append(Let(local, f"{name}_row{index[0]}[{index[1]}]"))
+                if at[1] == 0:
+                    reads.append(Let(local(f"{name}_row{at[0]}"), element(name, at[0])))
+                reads.append(Let(value, element(f"{name}_row{at[0]}", at[1])))
             else:
-                reads.append(Let(local, f"{name}[{', '.join(map(str, index))}]"))
+                reads.append(Let(value, element(name, *at)))
             if grad in rows.array_sums:
                 continue
-            element, grad_local = f"{name}[{', '.join(map(str, index))}]", unit(grad, *index).name
-            if grad_local not in accumulators:  # the pass did not see this gradient summed: no step
+            grad_local = unit(grad, *at)
+            if grad_local.name not in accumulators:  # the pass did not see this gradient summed: no step
                 return None
-            zeros.append(Let(grad_local, "zero", comment=f"dL/d{element}"))
+            zeros.append(Let(grad_local, ZERO, comment=f"dL/d{element_text(element(name, *at))}"))
             # p = p_local - step * dp: the same number as p -= step * dp without reading p again.
             # Both this and `zero` are for numba, whose compile time grows with every typed
             # operation of the straight-line body (3-8-8-2: 4.2-4.3 -> 3.3-3.6 s of CPU together).
-            updates.append(Let(element, f"{local} - step * {grad_local}"))
-    gradients = {let.target for let in zeros}
-    zeros += [Let(name, "zero") for name in accumulators if name not in gradients]
-    zeros += [Let(f"{array}_row", f"np.empty({width}, X.dtype)", comment=f"row n of {array}, for the loops")
+            updates.append(Let(element(name, *at), difference(value, as_written(sp.Mul, STEP, grad_local))))
+    gradients = {str(statement.target) for statement in zeros}
+    zeros += [Let(local(name), ZERO) for name in accumulators if name not in gradients]
+    zeros += [Allocate(local(f"{array}_row"), width, comment=f"row n of {array}, for the loops")
               for array, width in rows.row_arrays.items()]
-    row = [Let(local, element) for local, element in rows.input_reads.items()] + row
+    row = [Let(local(name), value) for name, value in rows.input_reads.items()] + row
     printed = [backend.print(part) for part in (reads, zeros, row, after, updates)]
     step = ScalarStep(list(net.params), *(lines for lines, _ in printed),
                       set().union(*(helpers for _, helpers in printed)))

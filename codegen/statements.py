@@ -2,7 +2,10 @@
 
 Lowering (``codegen/network.py``, ``codegen/layer_kernels.py``) says *what* a kernel body
 does: loops, assignments of SymPy expressions, matrix products into preallocated arrays,
-comments. ``StatementPrinter`` says *how* that reads in the target
+comments. Statements hold SymPy objects, never source text: targets are symbols (loss) or
+indexed elements (z1[n, j]), values are expressions, shapes are tuples of sizes, loop indices
+are integer symbols. So a pass (the scalar step) or an interpreter reads them as values, and
+nothing ever parses printed code back. ``StatementPrinter`` says *how* that reads in the target
 language, one ``_print_<Node>`` method per node type, as SymPy's own printers do for
 expressions; it leaves every expression to the ``KernelPrinter`` (``print_statements``). A
 second backend would print the same statements with a printer of its own. Passes rewrite
@@ -15,9 +18,59 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .printer import KernelPrinter, print_statements
+from .printer import KernelPrinter, element_text, print_statements
 
 
+# ---- the values statements name ---------------------------------------------------------
+Element = sp.Symbol | sp.Indexed  # a scalar local (loss, zmax) or one element of an array (z1[n, j])
+
+
+def index(name: str) -> sp.Symbol:
+    """A loop index (n, i, j, k): an integer symbol."""
+    return sp.Symbol(name, integer=True)
+
+
+def local(name: str) -> sp.Symbol:
+    """A scalar the kernel keeps in a local variable (loss, zmax, centred)."""
+    return sp.Symbol(name)
+
+
+def element(array: str, *indices) -> sp.Indexed:
+    """array[indices]: each index a loop index's name or a whole number (z1[n, 0])."""
+    return sp.IndexedBase(array)[tuple(index(i) if isinstance(i, str) else sp.Integer(i) for i in indices)]
+
+
+class Size(sp.Function):
+    """The number of elements of an array (its .size), where a loop runs over a flat array."""
+
+    nargs = 1
+
+
+def parts(target: Element) -> tuple[str, tuple | None]:
+    """(array name, indices) of an element; (name, None) of a scalar local."""
+    if isinstance(target, sp.Indexed):
+        return target.base.label.name, target.indices
+    return target.name, None
+
+
+def as_written(function, *args):
+    """An expression kept in the order it is written, for the kernel's bookkeeping
+    (loss / N, (1 - m) r + m mean): printed operand by operand, so the kernel computes exactly
+    this, not SymPy's rearrangement of it."""
+    return function(*args, evaluate=False)
+
+
+def ratio(numerator, denominator):
+    """numerator / denominator, as written."""
+    return as_written(sp.Mul, numerator, as_written(sp.Pow, denominator, -1))
+
+
+def difference(a, b):
+    """a - b, as written."""
+    return as_written(sp.Add, a, as_written(sp.Mul, -1, b))
+
+
+# ---- statements -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Comment:
     """# text"""
@@ -27,12 +80,23 @@ class Comment:
 
 @dataclass(frozen=True)
 class Let:
-    """target = value, for the kernel's own bookkeeping (K = 4, loss = real(0), loss += row_loss),
-    where value is code, not a formula. ``augmented``: target += value."""
+    """target = value, the kernel's own bookkeeping (K = 4, loss = 0, loss = loss / N, zmax =
+    max(zmax, z[n, k])); ``augmented``: target += value. value is a SymPy expression (built
+    ``as_written`` where the order of operations matters) or a whole number (a size, K = 4)."""
 
-    target: str
-    value: str
+    target: Element
+    value: sp.Basic | int
     augmented: bool = False
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Allocate:
+    """target = a new array of the given shape in X's dtype (zeros, or left uninitialised)."""
+
+    target: sp.Symbol
+    shape: tuple
+    zeros: bool = False
     comment: str = ""
 
 
@@ -40,16 +104,16 @@ class Let:
 class Assignments:
     """target = expression for several targets at once, so they share subexpressions (CSE).
 
-    ``names`` renames the expressions' symbols to what the kernel reads (x -> z1[n, j]);
-    ``comments`` gives a comment per target; targets in ``accumulate`` are added to (+=);
-    ``row`` prefixes indexed values with a row index (y[k] -> y[n, k]); ``scalar`` prints the
-    straight-line variants of the helpers (see printer.SCALAR_VARIANTS)."""
+    ``names`` renames the expressions' symbols to the values the kernel reads (x -> z1[n, j],
+    by the symbol's name); ``comments`` gives a comment per target; targets in ``accumulate``
+    are added to (+=); ``row`` prefixes indexed values with a row index (y[k] -> y[n, k]);
+    ``scalar`` prints the straight-line variants of the helpers (see printer.SCALAR_VARIANTS)."""
 
-    pairs: tuple[tuple[str, sp.Basic], ...]
+    pairs: tuple[tuple[Element, sp.Basic], ...]
     names: dict = field(default_factory=dict, hash=False, compare=False)
     comments: dict = field(default_factory=dict, hash=False, compare=False)
     accumulate: frozenset = frozenset()
-    row: str | None = None
+    row: sp.Symbol | None = None
     scalar: bool = False
 
 
@@ -58,27 +122,29 @@ class Accumulate:
     """target += expression, printed as it is (no shared subexpressions to find): the body of
     a reduction loop."""
 
-    target: str
+    target: Element
     expr: sp.Basic
     names: dict = field(default_factory=dict, hash=False, compare=False)
-    row: str | None = None
+    row: sp.Symbol | None = None
 
 
 @dataclass(frozen=True)
 class Call:
-    """function(args) for a helper that works in place (_add_bias(z1, b1))."""
+    """function(args) for a helper that works in place (_add_bias(z1, b1)): args are arrays
+    (symbols) and whole numbers."""
 
     function: str
-    args: tuple[str, ...]
+    args: tuple
     comment: str = ""
 
 
 @dataclass(frozen=True)
 class MatrixInto:
-    """out = a matrix rule (X^T dY, 1^T dY, ...), written into the preallocated array out."""
+    """out = a matrix rule (X^T dY, 1^T dY, ...), written into the preallocated array out;
+    ``names`` maps the rule's matrix symbols to the arrays (symbols) they are."""
 
     rule: sp.Basic
-    out: str
+    out: sp.Symbol
     names: dict = field(default_factory=dict, hash=False, compare=False)
     small_matrices: bool = False  # tiny matrices: plain loops instead of a BLAS call
     comment: str = ""
@@ -88,8 +154,8 @@ class MatrixInto:
 class Loop:
     """for index in range(start, stop): body"""
 
-    index: str
-    stop: str | int
+    index: sp.Symbol
+    stop: sp.Basic | int
     body: tuple
     start: int = 0
 
@@ -112,7 +178,18 @@ class StatementPrinter:
         return [f"# {node.text}"]
 
     def _print_Let(self, node: Let):
-        text = f"{node.target} {'+=' if node.augmented else '='} {node.value}"
+        value = str(node.value) if isinstance(node.value, int) else self._written(node.value)
+        text = f"{element_text(node.target)} {'+=' if node.augmented else '='} {value}"
+        return [f"{text}  # {node.comment}" if node.comment else text]
+
+    def _written(self, expr) -> str:
+        printer = KernelPrinter(order="none")
+        text = printer.doprint(expr)
+        self.helpers_used |= printer.helpers_used
+        return text
+
+    def _print_Allocate(self, node: Allocate):
+        text = f"{node.target} = np.{'zeros' if node.zeros else 'empty'}({shape_text(node.shape)}, X.dtype)"
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_Assignments(self, node: Assignments):
@@ -125,23 +202,29 @@ class StatementPrinter:
         printer = KernelPrinter(node.names, row=node.row)
         text = printer.doprint(node.expr)
         self.helpers_used |= printer.helpers_used
-        return [f"{node.target} += {text}"]
+        return [f"{element_text(node.target)} += {text}"]
 
     def _print_Call(self, node: Call):
         self.helpers_used.add(node.function)
-        text = f"{node.function}({', '.join(node.args)})"
+        text = f"{node.function}({', '.join(str(a) for a in node.args)})"
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_MatrixInto(self, node: MatrixInto):
         printer = KernelPrinter(node.names, small_matrices=node.small_matrices)
-        text = printer.print_into(node.rule, node.out)
+        text = printer.print_into(node.rule, str(node.out))
         self.helpers_used |= printer.helpers_used
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_Loop(self, node: Loop):
-        bounds = f"{node.start}, {node.stop}" if node.start else f"{node.stop}"
+        stop = f"{node.stop.args[0]}.size" if isinstance(node.stop, Size) else f"{node.stop}"
+        bounds = f"{node.start}, {stop}" if node.start else stop
         return [f"for {node.index} in range({bounds}):",
                 *((self.indent_unit + line) if line else "" for line in self.lines(node.body))]
+
+
+def shape_text(shape) -> str:
+    """An array shape as Python writes it: (N, 2), (2,); a length alone (2) for a vector."""
+    return str(shape) if isinstance(shape, int) else repr(tuple(shape))
 
 
 def print_lines(statements) -> tuple[list[str], set[str]]:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 29982c7e1796ed5f
+# Body hash: 9bca5e61121f8ae8
 
 import hashlib
 import itertools
@@ -902,12 +902,12 @@ def batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
         mean[j] = real(0)
         for n in range(N):
             mean[j] += x[n, j]
-        mean[j] = mean[j] / real(N)
+        mean[j] = mean[j]/real(N)
         var[j] = real(0)
         for n in range(N):
             centred = x[n, j] - mean[j]
-            var[j] += centred * centred
-        var[j] = var[j] / real(N)
+            var[j] += centred*centred
+        var[j] = var[j]/real(N)
         s[j] = np.sqrt(eps + var[j])
         for n in range(N):
             xhat[n, j] = (-mean[j] + x[n, j])/s[j]
@@ -967,12 +967,12 @@ def layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
         mean[n] = real(0)
         for j in range(F):
             mean[n] += x[n, j]
-        mean[n] = mean[n] / real(F)
+        mean[n] = mean[n]/real(F)
         var[n] = real(0)
         for j in range(F):
             centred = x[n, j] - mean[n]
-            var[n] += centred * centred
-        var[n] = var[n] / real(F)
+            var[n] += centred*centred
+        var[n] = var[n]/real(F)
         s[n] = np.sqrt(eps + var[n])
         for j in range(F):
             xhat[n, j] = (-mean[n] + x[n, j])/s[n]

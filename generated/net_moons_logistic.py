@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 5ff0842e77703e34
+# Body hash: 838f080b05fd8503
 
 import hashlib
 import itertools
@@ -370,7 +370,7 @@ def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
         for j in range(K):
             loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
             loss += loss_term
-    loss = loss * real(1)/real(N)
+    loss = loss/real(N)
     # ---- backward (chain rule, from the loss back to the first layer) ----
     K = 1
     for n in range(N):
@@ -452,9 +452,9 @@ def sgd_step_kernel(W1, b1, X, T, lr):
     loss = loss/real(N)
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] = W1_0_0 - step * dW1_0_0
-    W1[1, 0] = W1_1_0 - step * dW1_1_0
-    b1[0] = b1_0 - step * db1_0
+    W1[0, 0] = W1_0_0 - step*dW1_0_0
+    W1[1, 0] = W1_1_0 - step*dW1_1_0
+    b1[0] = b1_0 - step*db1_0
     return loss
 
 

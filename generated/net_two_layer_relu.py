@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 72bb653509b16a83
+# Body hash: cd713fc1436b76b4
 
 import hashlib
 import itertools
@@ -351,7 +351,7 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
         for k in range(K):
             P[n, k] = _exp(-zmax + z2[n, k])/s1
         loss += row_loss
-    loss = loss / real(N)
+    loss = loss/real(N)
     # ---- backward (chain rule, from the loss back to the first layer) ----
     for n in range(N):
         for k in range(K):

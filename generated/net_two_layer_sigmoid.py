@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
 # Input hash: bc4060ad1248e925 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 198f9dba573d3a6a
+# Body hash: 007575cf1daed5cc
 
 import hashlib
 import itertools
@@ -520,16 +520,16 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
 
     # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
     step = real(lr)
-    W1[0, 0] = W1_0_0 - step * dW1_0_0
-    W1[0, 1] = W1_0_1 - step * dW1_0_1
-    W1[1, 0] = W1_1_0 - step * dW1_1_0
-    W1[1, 1] = W1_1_1 - step * dW1_1_1
-    b1[0] = b1_0 - step * db1_0
-    W2[0, 0] = W2_0_0 - step * dW2_0_0
-    W2[0, 1] = W2_0_1 - step * dW2_0_1
-    W2[1, 0] = W2_1_0 - step * dW2_1_0
-    W2[1, 1] = W2_1_1 - step * dW2_1_1
-    b2[0] = b2_0 - step * db2_0
+    W1[0, 0] = W1_0_0 - step*dW1_0_0
+    W1[0, 1] = W1_0_1 - step*dW1_0_1
+    W1[1, 0] = W1_1_0 - step*dW1_1_0
+    W1[1, 1] = W1_1_1 - step*dW1_1_1
+    b1[0] = b1_0 - step*db1_0
+    W2[0, 0] = W2_0_0 - step*dW2_0_0
+    W2[0, 1] = W2_0_1 - step*dW2_0_1
+    W2[1, 0] = W2_1_0 - step*dW2_1_0
+    W2[1, 1] = W2_1_1 - step*dW2_1_1
+    b2[0] = b2_0 - step*db2_0
     return loss
 
 

@@ -111,12 +111,3 @@ def test_jupyter_shows_each_object_as_its_markdown():
     assert transcript._repr_markdown_() == transcript.render("md")
     assert report._repr_markdown_() == render_report(report, "md")
     assert repr(transcript).startswith("<Transcript 'nested-neurons':")
-
-
-def test_page_making_stays_out_of_the_generator_inputs():
-    """A change to the HTML or notebook display must not make generated/ look stale."""
-    from symprop.codegen.files import generator_inputs
-
-    inputs = generator_inputs()
-    assert "symbolic/layers.py" in inputs
-    assert not {"symbolic/html_page.py", "symbolic/transcript.py"} & set(inputs)
