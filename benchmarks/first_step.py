@@ -139,7 +139,7 @@ def compare_forms(spec: str, runs: int = 3) -> dict:
 
     limit, scalar_module.SCALAR_MAX_LINES = scalar_module.SCALAR_MAX_LINES, 10**9
     try:
-        step = scalar_module.scalar_step(_NetworkPrinter(parse_net(spec).nodes))
+        step = scalar_module.scalar_step(_NetworkPrinter(parse_net(spec)))
     finally:
         scalar_module.SCALAR_MAX_LINES = limit
     result = {"spec": spec, "scalar_lines": step and step.size, "limit": limit}

@@ -28,7 +28,7 @@ from pathlib import Path
 import sympy as sp
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graph import features, parse_net
+from symprop.symbolic.graph import chain_names, features, parse_net
 from symprop.symbolic.layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
                                      Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax,
                                      SoftmaxCrossEntropy)
@@ -36,7 +36,7 @@ from symprop.symbolic.ops.affine import l2_penalty_derivation
 
 from . import files
 from .backend import NUMBA, Backend
-from .common import fresh_name, indent, lowering
+from .common import indent, lowering
 from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, per_feature_statements, row_max,
                             row_reduction, _row_index)
 from .printer import KernelPrinter
@@ -83,7 +83,8 @@ class _NetworkPrinter:
     training step writes into memory allocated once, never inside the loop.
     """
 
-    def __init__(self, uses, shapes=None):
+    def __init__(self, graph):
+        uses, shapes = graph.nodes, graph.shapes
         self.params: list[tuple[str, tuple]] = []
         self.buffers: list[tuple[str, tuple]] = []  # (name, shape: ints and the batch size N)
         self.values = ["X"]  # forward values, in order
@@ -94,7 +95,6 @@ class _NetworkPrinter:
         self.forward: list = []
         self.backward: list = []
         self.loss: list = []
-        self.affine_count = 0
         # ops with a training and an inference mode (batch norm, dropout): arrays kept between
         # steps (running averages), masks passed in, scratch arrays the forward pass needs,
         # the inference-mode forward statements, what a step does after the update
@@ -105,7 +105,8 @@ class _NetworkPrinter:
         self.after_update: list = []
         self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
         self.penalty_backward: list = []
-        for use in uses:
+        for use, names in zip(uses, chain_names(graph)):
+            self.names = names  # the value and parameters this node gives, as graph.chain_names named them
             before, self._inference_statements = len(self.forward), None
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
             added = self.forward[before:]
@@ -133,15 +134,13 @@ class _NetworkPrinter:
 
     # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
     def _affine(self, use):
-        self.affine_count += 1
-        k = self.affine_count
         inputs, outputs = use.args[:2]
         if not self.widths:
             self.widths = [inputs]
-        W, b, shared = f"W{k}", f"b{k}", use.op.shared_bias
+        W, b, shared = self.names.params["W"], self.names.params["b"], use.op.shared_bias
         self.params += [(W, (inputs, outputs)), (b, (1,) if shared else (outputs,))]
         source = self.values[-1]
-        out = self.buffer(f"z{k}", (N, outputs))
+        out = self.buffer(self.names.value, (N, outputs))
         d = REGISTRY.derive(use.op.name)
         names = {"X": array(source), "W": array(W), "dY": array("d" + out), "b": array(b)}
         small = inputs * outputs <= SMALL_MATRIX
@@ -154,7 +153,7 @@ class _NetworkPrinter:
                     MatrixInto(d.backward["dW"], array(dW), names, small, f"dL/d{W} = {source}^T dL/d{out}"),
                     MatrixInto(d.backward["db"], array(db), names, small, f"dL/d{b} = 1^T dL/d{out}"
                                + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
-        if k > 1:  # the gradient with respect to the input data X is never needed
+        if self.names.layer > 1:  # the gradient with respect to the input data X is never needed
             dsource = self.buffer(f"d{source}", (N, inputs))
             backward.append(MatrixInto(d.backward["dX"], array(dsource), names, small, f"dL/d{source} = dL/d{out} {W}^T"))
         self.prepend_backward(backward)
@@ -178,7 +177,7 @@ class _NetworkPrinter:
     def _elementwise(self, use):
         d = use.op.derive()
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, self.width))
+        out = self.buffer(self.names.value, (N, self.width))
         names = {"x": at(source, "n", "j"), use.op.output: at(out, "n", "j")}
         self.forward += [Comment(f"layer {use.position}: {use.text}"),
                          self.each_element(Assignments(((at(out, "n", "j"), d.forward[use.op.output]),), names))]
@@ -195,7 +194,7 @@ class _NetworkPrinter:
     def _softmax(self, use):
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"p{self.affine_count}", self.values), (N, self.width))
+        out = self.buffer(self.names.value, (N, self.width))
         forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)})
         dsource = self.buffer(f"d{source}", (N, self.width))
         backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
@@ -258,10 +257,9 @@ class _NetworkPrinter:
         """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
         d = use.op.derive()
         source = self.values[-1]
-        taken = {name for name, _ in self.params}
-        params = [fresh_name(f"{p}{self.affine_count}", taken) for p in use.op.params]
+        params = [self.names.params[p] for p in use.op.params]
         self.params += [(name, (self.width,)) for name in params]
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, self.width))
+        out = self.buffer(self.names.value, (N, self.width))
         grads = [self.buffer(f"d{name}", (self.width,)) for name in params]
         dsource = self.buffer(f"d{source}", (N, self.width))
         arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(use.op.params, params)),
@@ -279,11 +277,10 @@ class _NetworkPrinter:
         batch = use.op.kind == "batch"
         eps, *momentum = use.op.settings(use.args)
         source, width, k = self.values[-1], self.width, use.position
-        taken = {name for name, _ in self.params}
-        g, b = (fresh_name(f"{p}{k}", taken) for p in ("scale", "shift"))  # never an affine's W1, b1 nor a hyper-parameter (beta2)
+        g, b = self.names.params["g"], self.names.params["b"]
         self.params += [(g, (width,)), (b, (width,))]
         self.scales.append(g)
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, width))
+        out = self.buffer(self.names.value, (N, width))
         xhat = self.buffer(f"xhat{k}", (N, width))
         stat_shape = (width,) if batch else (N,)  # per feature (batch norm) or per row
         s, mean, var = (self.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
@@ -323,7 +320,7 @@ class _NetworkPrinter:
         source, width = self.values[-1], self.width
         mask = f"mask{use.position}"
         self.masks.append((mask, width, rate))
-        out = self.buffer(fresh_name(f"h{self.affine_count}", self.values), (N, width))
+        out = self.buffer(self.names.value, (N, width))
         p = sp.Symbol("p", positive=True)
         names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
         self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
@@ -339,16 +336,15 @@ class _NetworkPrinter:
     def _conv2d(self, use):
         """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
         measured it against direct loops); the rules are conv2d's derived index forms."""
-        self.affine_count += 1
-        k = self.affine_count
+        k = self.names.layer  # the layer's scratch arrays are cols1, dcols1 beside W1
         C, H, W = self.shapes[use.position - 1]
         cin, cout, size, stride, pad = use.op.geometry(use.args)
         out_shape = use.op.output_width(use.args, (C, H, W))
         pixels = out_shape[1] * out_shape[2]
-        Wt, b = f"W{k}", f"b{k}"
+        Wt, b = self.names.params["W"], self.names.params["b"]
         self.params += [(Wt, (cout, cin, size, size)), (b, (cout,))]
         source = self.values[-1]
-        out = self.buffer(f"z{k}", (N, features(out_shape)))
+        out = self.buffer(self.names.value, (N, features(out_shape)))
         cols = self.buffer(f"cols{k}", (N, cin * size * size, pixels))
         self.scratch.append(cols)
         geometry = (C, H, W, stride, pad)
@@ -376,7 +372,7 @@ class _NetworkPrinter:
         size, stride = use.op.geometry(use.args)
         out_shape = use.op.output_width(use.args, (C, H, W))
         source = self.values[-1]
-        out = self.buffer(fresh_name(f"pool{self.affine_count}", self.values), (N, features(out_shape)))
+        out = self.buffer(self.names.value, (N, features(out_shape)))
         geometry = (C, H, W, size, stride)
         mode = use.op.mode
         what = "max" if mode == "max" else "mean"
@@ -407,7 +403,7 @@ class _NetworkPrinter:
 def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:
     graph = parse_net(spec)
     uses, canonical = graph.nodes, graph.spec
-    net = _NetworkPrinter(uses, graph.shapes)
+    net = _NetworkPrinter(graph)
     param_names = [p for p, _ in net.params]
     params = ", ".join(param_names)
     grads = ", ".join(f"d{p}" for p in param_names)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from .errors import SympropError
 from .layers import REGISTRY, formula_layer
+from .ops.base import fresh_name  # noqa: F401 (the graph model's naming rule; codegen imports it here)
 
 EXAMPLE_SPEC = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
@@ -141,18 +142,36 @@ class Graph:
         return self.widths[-2]
 
 
+@dataclass(frozen=True)
+class Names:
+    """What one node of a net spec is called: the value it gives (None for a loss, which gives
+    L) and its parameters (role -> name, W -> W1)."""
+
+    value: str | None
+    params: dict
+    layer: int  # the number in the names: how many layers (affine, conv2d) have started so far
+
+
+def chain_names(graph: Graph) -> list[Names]:
+    """The names of every node's value and parameters, chosen once from the ops' own naming
+    (Op.value_stem, starts_layer, param_names): W1, b1, z1 for the first affine layer, h1 for
+    the activation after it, g2 for a per-feature scale after the second. The kernels, the
+    transcripts and the checker's keys all read these."""
+    layer, values, taken, names = 0, ["X"], set(), []
+    for node, shape in zip(graph.nodes, graph.shapes):
+        op = node.op
+        layer += op.starts_layer
+        value = None if op.value_stem is None else fresh_name(f"{op.value_stem}{layer}", values)
+        params = op.param_names([role for role, _ in op.param_shapes(node.args, shape)], layer, node.position, taken)
+        taken |= set(params.values())
+        values += [value] if value else []
+        names.append(Names(value, params, layer))
+    return names
+
+
 def features(shape) -> int:
     """The number of features of a shape: itself for an int, C*H*W for an image."""
     return math.prod(shape) if isinstance(shape, tuple) else shape
-
-
-def fresh_name(base: str, taken) -> str:
-    """base, or base with b, c, ... appended while taken: the values after one affine layer
-    are h1, then h1b for a second activation in a row (relu tanh)."""
-    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
-        if base + suffix not in taken:
-            return base + suffix
-    raise SympropError(f"more than 26 layers in a row after one affine layer ({base})")
 
 
 def _tokens(spec: str):

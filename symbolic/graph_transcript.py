@@ -30,7 +30,7 @@ import sympy as sp
 
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
-from .graph import Graph, Node, fresh_name
+from .graph import Graph, Node, chain_names
 from .layers import (I, J, K, N, REDUCTIONS, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
                      Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy, real)
 from .ops.affine import l2_penalty_derivation
@@ -89,11 +89,10 @@ class Layer:
 # --- per op type: naming, forward elements, backward elements ------------------------------
 
 class _Steps:
-    """How one type of op is named and written out; subclasses fill in each part."""
+    """How one type of op is written out; subclasses fill in each part."""
 
-    def name(self, plan, node, layer):
-        """Set layer.out and layer.params/shapes, as the code generator names them."""
-        raise NotImplementedError
+    def name(self, node, layer):
+        """Name what a layer uses besides its value and parameters (chain_names names those)."""
 
     def forward(self, b, layer):
         raise NotImplementedError
@@ -104,14 +103,6 @@ class _Steps:
 
 class _AffineSteps(_Steps):
     """Y = X W + b: each element of the derived matrix rules, with concrete sizes."""
-
-    def name(self, plan, node, layer):
-        plan.affine_count += 1
-        k = plan.affine_count
-        layer.out = f"z{k}"
-        for role, shape in node.op.param_shapes(node.args, layer.width_in):
-            layer.params[role] = f"{role}{k}"
-            layer.shapes[role] = shape
 
     def _rule(self, b, layer, rule, dY=None):
         """The derived matrix rule with the element symbols of this layer's matrices in place."""
@@ -213,9 +204,6 @@ class _ElementwiseSteps(_Steps):
     """y = f(x) per element: forward from the derived formula, backward as upstream gradient
     times the derived local derivative."""
 
-    def name(self, plan, node, layer):
-        layer.out = fresh_name(f"h{plan.affine_count}", plan.values)
-
     def _names(self, b, layer, *index):
         op = layer.node.op
         return {real("x"): sp.Symbol(_element(layer.source, index)),
@@ -252,13 +240,6 @@ class _PerFeatureSteps(_ElementwiseSteps):
     """y[n, j] = f(x[n, j], g[j]): as elementwise, plus each parameter's gradient, summed over
     the batch rows where the derivation says so (``batch_sums``)."""
 
-    def name(self, plan, node, layer):
-        for role, shape in node.op.param_shapes(node.args, layer.width_in):
-            layer.params[role] = fresh_name(f"{role}{plan.affine_count}", plan.param_names)
-            layer.shapes[role] = shape
-            plan.param_names.add(layer.params[role])
-        super().name(plan, node, layer)
-
     def backward(self, b, layer):
         super().backward(b, layer)
         d = b.derivation(layer)
@@ -279,9 +260,6 @@ class _PerFeatureSteps(_ElementwiseSteps):
 class _LossSteps(_Steps):
     """L = scale * sum over n, j of l(prediction[n, j], T[n, j]); its gradient is the derived
     rule (scale included), the end of the graph, so its upstream gradient is 1."""
-
-    def name(self, plan, node, layer):
-        layer.out = "L"
 
     def _names(self, b, layer, n, j):
         return {real(layer.node.op.prediction): sp.Symbol(_element(layer.source, (n, j))),
@@ -327,14 +305,6 @@ def _concrete(rule, sizes, at, arrays):
 
 class _ConvSteps(_Steps):
     """conv2d: each output element and each gradient element from the derived index rules."""
-
-    def name(self, plan, node, layer):
-        plan.affine_count += 1
-        k = plan.affine_count
-        layer.out = f"z{k}"
-        for role, shape in node.op.param_shapes(node.args, layer.shape_in):
-            layer.params[role] = f"{role}{k}"
-            layer.shapes[role] = shape
 
     def _arrays(self, b, layer):
         (C, H, W), (O, HO, WO) = layer.shape_in, layer.shape_out
@@ -388,9 +358,6 @@ class _PoolSteps(_Steps):
     """max-pool and average-pool, window by window; max-pool's local derivatives follow the
     tie convention of the derivation (the first maximum in row-major order)."""
 
-    def name(self, plan, node, layer):
-        layer.out = fresh_name(f"pool{plan.affine_count}", plan.values)
-
     def _window(self, layer, n, c, i, j):
         k, stride = layer.node.op.geometry(layer.node.args)
         return [(n, c, stride * i + p, stride * j + q) for p in range(k) for q in range(k)]
@@ -441,9 +408,6 @@ class _PoolSteps(_Steps):
 class _FlattenSteps(_Steps):
     """flatten: f[n, (c H + h) W + w] = x[n, c, h, w], and the gradient read back."""
 
-    def name(self, plan, node, layer):
-        layer.out = fresh_name(f"f{plan.affine_count}", plan.values)
-
     def _pairs(self, b, layer):
         for index in layer.elements(b.rows, "in"):
             n, c, h, w = index
@@ -483,14 +447,6 @@ class _NormSteps(_Steps):
     its features): mean, biased variance, s, xhat and y from the derivation; back through the
     two named sums and the derived three-term rule. Names as the code generator's: scale3,
     shift3 (the layer's position), mean3, var3, s3, xhat3."""
-
-    def name(self, plan, node, layer):
-        k = node.position
-        for role, stem in (("g", "scale"), ("b", "shift")):
-            layer.params[role] = fresh_name(f"{stem}{k}", plan.param_names)
-            layer.shapes[role] = (layer.width_in,)
-            plan.param_names.add(layer.params[role])
-        layer.out = fresh_name(f"h{plan.affine_count}", plan.values)
 
     def _vectors(self, b, layer):
         """(label of the vector, size M, element i (1-based) -> (n, j)) for each normalised vector."""
@@ -584,9 +540,8 @@ class _DropoutSteps(_ElementwiseSteps):
     derived local derivative m / (1 - p). The mask is named as the generated module names it:
     mask3 for a dropout at layer position 3."""
 
-    def name(self, plan, node, layer):
+    def name(self, node, layer):
         layer.masks["m"] = f"mask{node.position}"
-        super().name(plan, node, layer)
 
     def _names(self, b, layer, *index):
         return {real("x"): sp.Symbol(_element(layer.source, index)),
@@ -636,9 +591,6 @@ class _SoftmaxSteps(_Steps):
     """softmax over each row: forward from the stable form, backward the derived rule
     dz[j] = (dy[j] - sum_k dy[k] y[k]) y[j]."""
 
-    def name(self, plan, node, layer):
-        layer.out = fresh_name(f"p{plan.affine_count}", plan.values)
-
     def forward(self, b, layer):
         rule = b.derivation(layer).forward["y[k]"]
         for n in range(b.rows):
@@ -683,9 +635,6 @@ class _SoftmaxLossSteps(_Steps):
     """softmax-cross-entropy and log-softmax-nll: per row the row maximum, the probabilities P
     (saved for backward) and the stable log-sum-exp loss L_n; L their mean; dz = (P - T)/N."""
 
-    def name(self, plan, node, layer):
-        layer.out = "L"
-
     def forward(self, b, layer):
         _one_hot_targets(b, layer)
         d = b.derivation(layer)
@@ -714,9 +663,6 @@ class _SoftmaxLossSteps(_Steps):
 class _HingeSteps(_Steps):
     """The multiclass SVM loss: per row the correct class's score zy and the row's loss (margin
     1); the derived rule, where a margin of exactly 0 counts as met (Heaviside(0) = 0)."""
-
-    def name(self, plan, node, layer):
-        layer.out = "L"
 
     def _arrays(self, layer, n):
         return {"z": lambda i: sp.Symbol(_element(layer.source, (n, i - 1))),
@@ -748,7 +694,7 @@ class _HingeSteps(_Steps):
 
 
 class _Unsupported(_Steps):
-    def name(self, plan, node, layer):
+    def name(self, node, layer):
         raise SympropError(f"{node.where}: the graph transcript does not support {type(node.op).__name__} ops yet "
                            f"(it writes out {', '.join(cls.__name__ for cls in STEPS)} ops and their subclasses)")
 
@@ -767,22 +713,17 @@ def _steps(op) -> _Steps:
 
 # --- planning: names and shapes of everything the user gives -------------------------------
 
-@dataclass
-class _Plan:
-    affine_count: int = 0
-    values: list[str] = field(default_factory=lambda: ["X"])
-    param_names: set[str] = field(default_factory=set)
-
-
 def plan_layers(graph: Graph) -> list[Layer]:
-    """Each node named as the code generator names it (W1, b1, z1, h1, g1, ...)."""
-    plan, layers = _Plan(), []
+    """Each node with the names chain_names gives it (W1, b1, z1, h1, g1, ...), as the kernels
+    name them, and the shapes of its parameters."""
+    layers, source = [], "X"
     widths, shapes = graph.widths, graph.shapes
-    for node, width_in, width_out, shape_in, shape_out in zip(graph.nodes, widths, widths[1:], shapes, shapes[1:]):
-        layer = Layer(node, plan.values[-1], "", width_in, width_out, shape_in=shape_in, shape_out=shape_out)
-        _steps(node.op).name(plan, node, layer)
-        plan.values.append(layer.out)
-        plan.param_names |= set(layer.params.values())
+    for node, names, width_in, width_out, shape_in, shape_out in zip(
+            graph.nodes, chain_names(graph), widths, widths[1:], shapes, shapes[1:]):
+        layer = Layer(node, source, names.value or "L", width_in, width_out, params=dict(names.params),
+                      shapes=dict(node.op.param_shapes(node.args, shape_in)), shape_in=shape_in, shape_out=shape_out)
+        _steps(node.op).name(node, layer)
+        source = layer.out
         layers.append(layer)
     return layers
 

@@ -158,7 +158,7 @@ LONG_TINY_NETWORK = " ".join([f"affine({TINY_WIDTH},{TINY_WIDTH}) tanh"] * 9) + 
 
 def scalar_step_of(spec):
     """The scalar step the pass derives from a spec's lowered statements (None: matrix step)."""
-    return scalar_step(_NetworkPrinter(parse_net(spec).nodes))
+    return scalar_step(_NetworkPrinter(parse_net(spec)))
 
 
 @pytest.mark.parametrize("spec, tiny", [
@@ -434,3 +434,21 @@ def test_input_hash_follows_the_spec_and_the_ops_definitions():
     assert first == network_hash(parse_net("affine(2,3) tanh affine(3,1) mse"))
     assert first != network_hash(parse_net("affine(2,3) relu affine(3,1) mse"))
     assert files.inputs_hash("ab", "c") != files.inputs_hash("a", "bc")
+
+
+@pytest.mark.parametrize("spec", [
+    "affine(2,3,l2=0.1) batchnorm tanh dropout(0.5) affine(3,3) layernorm log-softmax-nll",
+    "input(1,6,6) conv2d(1,2,3) relu maxpool(2) flatten affine(8,2) softmax mse",
+    "affine(2,3) relu tanh affine(3,1) mse",
+])
+def test_kernels_and_transcripts_read_one_set_of_names(spec, tmp_path, monkeypatch):
+    """Values and parameters are named once, when the spec is parsed (graph.chain_names): the
+    kernel's parameters and the transcript's are the same names in the same order."""
+    from symprop.symbolic.graph import chain_names
+    from symprop.symbolic.graph_transcript import plan_layers
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    graph = parse_net(spec)
+    transcript_params = [name for layer in plan_layers(graph) for name in layer.params.values()]
+    assert load_network(spec).PARAM_NAMES == tuple(transcript_params)
+    assert [layer.out for layer in plan_layers(graph)] == [n.value or "L" for n in chain_names(graph)]
+    assert len({n.value for n in chain_names(graph) if n.value}) == sum(1 for n in chain_names(graph) if n.value)

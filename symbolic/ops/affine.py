@@ -14,6 +14,9 @@ from .base import I, J, N, Derivation, Label, Op, Step
 class Affine(Op):
     """Y = X W + b on a batch: X is N x I, W is I x J, b one bias per output (or one shared)."""
 
+    value_stem = "z"  # z1 = X W1 + b1: each affine layer starts a layer's names
+    starts_layer = True
+
     name: str
     summary: str
     shared_bias: bool = False

@@ -70,6 +70,15 @@ class Derivation:
         return derivation_markdown(self)
 
 
+def fresh_name(base: str, taken) -> str:
+    """base, or base with b, c, ... appended while taken: the values after one affine layer
+    are h1, then h1b for a second activation in a row (relu tanh)."""
+    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
+        if base + suffix not in taken:
+            return base + suffix
+    raise SympropError(f"more than 26 layers in a row after one affine layer ({base})")
+
+
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 
@@ -100,6 +109,12 @@ class Op:
     keeps the number of features, e.g. an activation."""
 
     is_loss = False  # a loss ends a network: it takes the targets T and gives the scalar L
+    # How a net spec's values are named, once, by graph.chain_names (kernels, transcripts and
+    # checker keys all read those names): the value an op gives is <value_stem><layer> (h1 after
+    # the first affine layer; None: a loss, which gives L), the layer counted by the ops that
+    # start one (affine, conv2d: z1 with W1, b1); its parameters as param_names says.
+    value_stem: str | None = "h"
+    starts_layer = False
     accepts_images = False  # takes (C, H, W) images as well as features (activations, conv ops)
     applies = ""  # a loss that takes logits names the activation it applies itself
 
@@ -139,3 +154,7 @@ class Op:
     def param_shapes(self, args, width: int) -> list[tuple[str, tuple[int, ...]]]:
         """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
         return []
+
+    def param_names(self, roles, layer: int, position: int, taken) -> dict[str, str]:
+        """role -> the parameter's name: <role><layer> (W1, g2), unless that name is taken."""
+        return {role: fresh_name(f"{role}{layer}", taken) for role in roles}

@@ -65,6 +65,9 @@ class ImageOp(Op):
 class Conv2d(ImageOp):
     """Y[n,o,i,j] = b[o] + sum_{c,p,q} W[o,c,p,q] Xp[n,c,s*i+p,s*j+q], Xp = X zero-padded."""
 
+    value_stem = "z"  # z1 = W1 * X + b1, named as an affine layer's
+    starts_layer = True
+
     name: str
     summary: str
     inputs: tuple[str, ...] = ("X", "W", "b")
@@ -149,6 +152,8 @@ class Conv2d(ImageOp):
 class Pool(ImageOp):
     """Max or average over k x k windows of each channel, moved by the stride (default k)."""
 
+    value_stem = "pool"
+
     name: str
     summary: str
     mode: str = "max"  # "max" or "avg"
@@ -231,6 +236,8 @@ def first_max_rule(xs, r):
 @dataclass(frozen=True)
 class Flatten(ImageOp):
     """Y[n, (c*H + h)*W + w] = X[n, c, h, w]: images become features, in NCHW order."""
+
+    value_stem = "f"
 
     name: str
     summary: str

@@ -24,6 +24,8 @@ REDUCTIONS = {
 class ElementwiseLoss(Op):
     """L = scale * sum over the batch of l(prediction, t); the end of a network."""
 
+    value_stem = None  # a loss: it gives L
+
     name: str
     formula: str
     summary: str
@@ -89,6 +91,8 @@ class Huber(ElementwiseLoss):
 class MulticlassHinge(Op):
     """The multiclass SVM loss (CS231n): L_n = sum over the wrong classes k of
     max(0, z[k] - z[y] + 1), with z[y] the score of the correct class (one-hot t); mean over the batch."""
+
+    value_stem = None  # a loss: it gives L
 
     name: str
     summary: str

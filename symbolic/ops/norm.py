@@ -17,7 +17,7 @@ import sympy as sp
 
 from ..errors import SympropError
 from ..indexcalc import resolve
-from .base import N, Derivation, Label, Op, Step, real
+from .base import N, Derivation, Label, Op, Step, fresh_name, real
 
 F = sp.Symbol("F", integer=True, positive=True)  # features of a row (layer norm's M)
 
@@ -132,6 +132,12 @@ class BatchNorm(Op):
     Training mode uses the batch's mean and biased variance; each training step also updates
     running averages (momentum 0.1, the running variance unbiased, as torch), which inference
     mode uses instead. ``batchnorm(EPS, MOMENTUM)`` overrides torch's 1e-5 and 0.1."""
+
+    def param_names(self, roles, layer, position, taken):
+        """scale<position>, shift<position>: never an affine layer's W1, b1 nor a hyper-parameter
+        (beta2)."""
+        stems = {"g": "scale", "b": "shift"}
+        return {role: fresh_name(f"{stems[role]}{position}", taken) for role in roles}
 
     name: str
     summary: str

@@ -32,6 +32,8 @@ def _name_softmax_outputs(expr, z, y, S):
 class Softmax(Op):
     """y[k] = exp(z[k]) / sum_m exp(z[m]) over the K classes of each row."""
 
+    value_stem = "p"
+
     name: str
     summary: str
     inputs: tuple[str, ...] = ("z",)
@@ -64,6 +66,8 @@ class Softmax(Op):
 @dataclass(frozen=True)
 class SoftmaxCrossEntropy(Op):
     """L = -(1/N) sum_n sum_k t[n,k] log softmax(z[n])[k], one-hot targets t."""
+
+    value_stem = None  # a loss: it gives L
 
     name: str
     summary: str
