@@ -155,7 +155,10 @@ def read_submissions(paths, quantities, student_column=None) -> tuple[list[Submi
             submissions += more
             ignored += [c for c in skipped if c not in ignored]
         else:
-            submissions.append(read_claims_file(path))
+            try:
+                submissions.append(read_claims_file(path))
+            except SympropError as exc:  # one unreadable file: that student gets its message, the class is graded
+                submissions.append(Submission(Path(path).stem, str(path), [], [str(exc)]))
     names = Counter(s.student for s in submissions)
     twice = [name for name, n in names.items() if n > 1]
     if twice:

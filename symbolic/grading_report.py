@@ -27,7 +27,7 @@ def md_escape(text: str) -> str:
     """User text safe inside Markdown (and inside a table cell): HTML characters as entities,
     Markdown's punctuation backslash-escaped, line breaks as spaces."""
     text = html.escape(str(text), quote=False)
-    text = re.sub(r"([\\`*_{}\[\]()#+!|$~])", r"\\\1", text)
+    text = re.sub(r"([\\`*_\[\]|$~])", r"\\\1", text)  # emphasis, code, links, cells, math
     return " ".join(text.split())
 
 

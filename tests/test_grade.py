@@ -245,3 +245,26 @@ def test_grading_on_a_local_dask_cluster(planted):
         on_dask = grade_class(items, QUANTITIES, dask_client=client)
     assert [(r.student, r.score, [m.code for m in r.marks]) for r in on_dask] == \
            [(r.student, r.score, [m.code for m in r.marks]) for r in results[:24]]
+
+
+def test_the_teachers_session_in_docs_runs_as_written(tmp_path, capsys, monkeypatch):
+    """docs/grading.md: its roster and form export, its commands, and the output it shows."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "grading.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```(\w+)\n(.*?)```", doc, re.DOTALL)
+    csvs = [text for kind, text in blocks if kind == "csv"]
+    (tmp_path / "roster.csv").write_text(csvs[0])
+    (tmp_path / "answers.csv").write_text(csvs[1])
+    monkeypatch.chdir(tmp_path)
+    shown = iter(text for kind, text in blocks if kind == "text")
+    for kind, text in blocks:
+        if kind == "sh" and text.startswith("symprop variant"):
+            assert main(text.split()[1:]) == 0
+            assert capsys.readouterr().out == next(shown)
+        elif kind == "sh" and text.startswith("symprop grade mazur-2-2-2 answers.csv"):
+            assert main(text.split()[1:]) == 0
+            assert capsys.readouterr().out == next(shown)
+    ben = (tmp_path / "grades" / "students" / "Ben_Okafor.md").read_text().replace("\\_", "_")
+    for row in next(shown).splitlines()[1:]:
+        assert row in ben
