@@ -10,6 +10,9 @@ of the students and carried forward through every later step they claim:
   - two neighbouring digits of h2 swapped (18%),
   - the sign of w8_new flipped (12%),
   - the error E without its 1/2 (8%).
+Students who made the same mistakes and chose the same digits write the same numbers, and
+``symprop grade`` checks each set of answers once; ``--distinct`` writes each claim to its
+own number of digits, so that every submission is checked (the worst case).
 The target: 500 submissions in under 10 s on 2 cores (50 per second).
 """
 from __future__ import annotations
@@ -51,9 +54,11 @@ SHARES = {"sigmoid_at_net": 0.26, "swapped_digits": 0.18, "sign_flipped": 0.12, 
 EXCLUSIVE = ("sigmoid_at_net", "swapped_digits", "no_half")  # upstream of each other: at most one each
 
 
-def planted_class(students: int, seed: int = 0):
+def planted_class(students: int, seed: int = 0, distinct: bool = False):
     """(submissions, planted): a generated class, and for each planted mistake
-    (quantity, code) the students who made it."""
+    (quantity, code) the students who made it. Students who made the same mistakes and chose
+    the same digits write the same numbers (and are checked once); ``distinct``: each claim
+    is written to its own 6 to 9 digits, so that (almost) no two submissions are the same."""
     from symprop.symbolic.checker import claim_from, learner_world
     from symprop.symbolic.grading import Submission, prepared
     from symprop.symbolic.transcript import rounded
@@ -82,7 +87,12 @@ def planted_class(students: int, seed: int = 0):
             point = learner_world(exact, wrong, set()).point
             written = _swap_digits(rounded(point[key], digits)) if value_of is None else rounded(value_of(point), digits)
             wrong[key] = claim_from(key, written, "planted")
-        if wrong:
+        if distinct:
+            point = learner_world(exact, wrong, set()).point if wrong else None
+            written = {k: wrong[k].written if k in wrong else
+                       rounded(point[k], d) if point else right[d][k]
+                       for k, d in ((k, rng.choice((6, 7, 8, 9))) for k in QUANTITIES)}
+        elif wrong:
             point = learner_world(exact, wrong, set()).point
             written = {k: wrong[k].written if k in wrong else rounded(point[k], digits) for k in QUANTITIES}
         else:
@@ -117,8 +127,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=500)
     parser.add_argument("--workers", type=int, default=None, help="default: every usable core")
+    parser.add_argument("--distinct", action="store_true",
+                        help="every claim written to its own number of digits: no two submissions alike")
     args = parser.parse_args(argv)
-    submissions, _ = planted_class(args.students)
+    submissions, _ = planted_class(args.students, distinct=args.distinct)
     items = [(EXERCISE, s) for s in submissions]
     distinct = len({grading._same_answers(*item) for item in items})
     workers = args.workers or grading.usable_cores()

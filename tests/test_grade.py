@@ -268,3 +268,15 @@ def test_the_teachers_session_in_docs_runs_as_written(tmp_path, capsys, monkeypa
     ben = (tmp_path / "grades" / "students" / "Ben_Okafor.md").read_text().replace("\\_", "_")
     for row in next(shown).splitlines()[1:]:
         assert row in ben
+
+
+def test_without_matplotlib_the_picture_is_skipped_with_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    (tmp_path / "a.toml").write_text('[claims]\nh1 = "0.5933"\n')
+    assert main(["grade", EXERCISE, str(tmp_path / "a.toml"), "--out", str(tmp_path / "g")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["symprop: the score picture needs matplotlib (pip install 'symprop[train]'); skipped"]
+    assert not (tmp_path / "g" / "scores.png").exists()
+    assert "![score distribution]" not in (tmp_path / "g" / "summary.md").read_text()
