@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
 import io
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from .checker import Subject, check, claim_from, parse_written, resolve_name
 from .errors import SympropError
+from .examples import EXAMPLES
 from .transcript import rounded
 from .userfiles import parse_toml, read_text
 
@@ -185,9 +187,19 @@ class _ReusedSubject(Subject):
         return self._variant_cache[key]
 
 
+def require_exercise(exercise: str):
+    """An unknown example name or a missing file, refused in one line naming it."""
+    if exercise not in EXAMPLES and not Path(exercise).exists():
+        close = difflib.get_close_matches(exercise, EXAMPLES, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise SympropError(f"no example named {exercise!r}{hint} and no such file; an exercise is an example "
+                           "name or a network, graph or net file")
+
+
 @functools.lru_cache(maxsize=64)
 def prepared(exercise: str):
     """(Subject, exact transcript) of an exercise, built once per process."""
+    require_exercise(exercise)
     subject = _ReusedSubject(exercise)
     return subject, subject.build_exact()
 

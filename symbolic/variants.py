@@ -46,6 +46,9 @@ KINK_MARGIN = sp.Rational(1, 100)
 def exercise_source(exercise: str) -> tuple[str, str, str]:
     """(text, kind, name) of an exercise: a built-in example's shipped file or the user's file;
     kind is "network", "graph" or "net"."""
+    from .grading import require_exercise
+
+    require_exercise(exercise)
     if exercise in EXAMPLES:
         for folder, kind in (("networks", "network"), ("graphs", "graph"), ("nets", "net")):
             entry = resources.files(__package__).joinpath(folder, f"{exercise}.toml")

@@ -107,3 +107,10 @@ def test_roster_mistakes_are_named(tmp_path):
     with pytest.raises(SympropError, match="no student column"):
         variants.read_roster(path)
     assert variants.read_roster(path, "who") == ["ann"]
+
+
+@pytest.mark.parametrize("command", [["variant", "mazur-2-2", "--students", "r.csv", "--seed", "1"],
+                                     ["grade", "mazur-2-2", "a.toml"]])
+def test_an_unknown_exercise_is_named(command, capsys):
+    assert main(command) == 2
+    assert "no example named 'mazur-2-2' (did you mean mazur-2-2-2" in capsys.readouterr().err

@@ -83,6 +83,7 @@ def run(args) -> int:
     credit = _credit(args.credit)
     if args.workers is not None and args.workers < 1:
         raise SympropError("--workers must be at least 1")
+    grading.require_exercise(args.exercise)
     files = _expand(args.submissions)
     own_variant = variants.read_manifest(args.exercise)[1] if variants.is_manifest(args.exercise) else None
     names_from = next(iter(own_variant.values())) if own_variant else args.exercise

@@ -23,6 +23,9 @@ def run(args) -> int:
 
     if args.seed < 0:
         raise SympropError("--seed must be a whole number, 0 or more")
+    from symprop.symbolic.grading import require_exercise
+
+    require_exercise(args.exercise)
     students = variants.read_roster(args.students, args.student_column)
     manifest = variants.write_variants(args.exercise, students, args.seed, args.out)
     print(f"{len(students)} variants of {args.exercise} in {args.out}/: one exercise file per student, "
