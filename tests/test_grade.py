@@ -280,3 +280,20 @@ def test_without_matplotlib_the_picture_is_skipped_with_one_line(tmp_path, monke
     assert err == ["symprop: the score picture needs matplotlib (pip install 'symprop[train]'); skipped"]
     assert not (tmp_path / "g" / "scores.png").exists()
     assert "![score distribution]" not in (tmp_path / "g" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("exercise, right, wrong", [
+    ("quadratic-model", {"y_hat": "3", "dl/dw1": "2", "w1_new": "0.98"}, {"dl/dw1": "-2"}),  # a graph file
+    ("relu-layer", {"dL/dX[0,0]": "0.5", "dL/dX[1,1]": "0.25"}, {"dL/dX[1,1]": "0.5"}),  # a net file
+])
+def test_any_kind_of_exercise_file(tmp_path, exercise, right, wrong):
+    from symprop.symbolic.variants import exercise_source
+
+    path = tmp_path / f"{exercise}.toml"  # the teacher's own copy of the file
+    path.write_text(exercise_source(exercise)[0])
+    for name in (exercise, str(path)):
+        quantities = [grading.resolve_name(k, grading.exercise_quantities(name)) for k in right]
+        good = grade_submission(name, Submission("a", "a", [(k, v, None, k) for k, v in right.items()]), quantities)
+        bad = grade_submission(name, Submission("b", "b", [(k, wrong.get(k, v), None, k) for k, v in right.items()]),
+                               quantities)
+        assert good.score == len(right) and bad.score == len(right) - len(wrong), name
