@@ -236,15 +236,19 @@ def test_cli_refuses_bad_options(tmp_path, capsys):
     assert "missing.toml: no such submission file" in capsys.readouterr().err
 
 
-def test_grading_on_a_local_dask_cluster(planted):
+def test_grading_on_a_local_dask_cluster(planted, tmp_path):
     distributed = pytest.importorskip("distributed", reason="dask[distributed] is not installed (the dask extra)")
     submissions, _, results, _ = planted
     items = [(EXERCISE, s) for s in submissions[:24]]
+    (tmp_path / "a.toml").write_text('[claims]\nh1 = "0.5933"\nE = "0.29"\n')
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         on_dask = grade_class(items, QUANTITIES, dask_client=client)
+        assert main(["grade", EXERCISE, str(tmp_path / "a.toml"), "--out", str(tmp_path / "g"),
+                     "--dask", cluster.scheduler_address]) == 0
     assert [(r.student, r.score, [m.code for m in r.marks]) for r in on_dask] == \
            [(r.student, r.score, [m.code for m in r.marks]) for r in results[:24]]
+    assert (tmp_path / "g" / "gradebook.csv").read_text().splitlines()[1] == "a,1.5,2,1,0.5"
 
 
 def test_the_teachers_session_in_docs_runs_as_written(tmp_path, capsys, monkeypatch):
