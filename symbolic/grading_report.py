@@ -13,6 +13,7 @@ import io
 import json
 import re
 import statistics
+from collections import Counter
 
 from .grading import ClassSummary, StudentResult
 from .html_page import STYLE
@@ -148,12 +149,18 @@ def mistake_rows(summary: ClassSummary, limit: int = 20) -> list[list[str]]:
 
 
 def score_histogram(summary: ClassSummary, bins: int = 10) -> list[tuple[str, int]]:
-    """(range, students) in ``bins`` equal ranges of the marks; the last range includes full marks."""
+    """(marks, students), highest marks first: each score when there are at most 20 different
+    ones, else ``bins`` equal ranges [low, high) of the marks (the last includes full marks)."""
+    scores = Counter(summary.scores)
+    if len(scores) <= 20:
+        return [(_points(score), n) for score, n in sorted(scores.items(), reverse=True)]
     top = max((r.max_score for r in summary.results), default=0.0) or 1.0
     counts = [0] * bins
     for s in summary.scores:
         counts[min(bins - 1, int(s / top * bins))] += 1
-    return [(f"{_points(top * i / bins)}–{_points(top * (i + 1) / bins)}", c) for i, c in enumerate(counts)]
+    ranges = [f"{_points(top * i / bins)} to {_points(top * (i + 1) / bins)}{']' if i == bins - 1 else ')'}"
+              for i in range(bins)]
+    return [("[" + r, c) for r, c in zip(ranges, counts)][::-1]
 
 
 def _stats(summary: ClassSummary) -> str:
@@ -224,11 +231,15 @@ def draw_scores(summary: ClassSummary, path) -> bool:
         return False
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     top = summary.results[0].max_score if summary.results else 1.0
+    counts = Counter(summary.scores)
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
-    ax.hist(summary.scores, bins=min(20, max(1, int(top))) if top >= 1 else 10, range=(0, top),
-            color="#4c72b0", edgecolor="white")
+    halves = any(score != int(score) for score in counts)  # partial credit: bars half a mark apart
+    ax.bar(list(counts), list(counts.values()), width=0.4 if halves else 0.8, color="#4c72b0")
+    ax.set_xlim(-0.5, top + 0.5)
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # students come whole
     ax.set_xlabel(f"marks (of {_points(top)})")
     ax.set_ylabel("students")
     ax.set_title(f"Scores: {summary.exercise} ({summary.students} students)")
