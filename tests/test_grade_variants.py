@@ -2,6 +2,7 @@
 and the answer key; symprop grade checks each student against their own variant."""
 import csv
 import re
+from decimal import Decimal
 
 import pytest
 import sympy as sp
@@ -84,17 +85,19 @@ def test_grade_matches_each_submission_to_its_variant(tmp_path, roster):
     assert main(["variant", "mazur-2-2-2", "--students", str(roster), "--seed", "3", "--out", str(out)]) == 0
     key = {row["student"]: row for row in csv.DictReader((out / "answer-key.csv").open())}
     asked = ["h1", "o1", "E", "dE/dw5", "w5_new", "dE/dw1"]
-    digits = lambda v: str(sp.Float(v, 6))  # noqa: E731 - six significant digits, as a student writes
+    digits = lambda v: format(Decimal(v), ".6g")  # noqa: E731 - six significant digits, as a student writes
     subs = tmp_path / "subs"
     subs.mkdir()
     _claims_file(subs / "ann.toml", {q: digits(key["ann"][q]) for q in asked})
     _claims_file(subs / "b.toml", {q: digits(key["ann"][q]) for q in asked}, student="bob")  # bob copied ann's sheet
     _claims_file(subs / "zed.toml", {q: digits(key["ann"][q]) for q in asked})  # not on the roster
+    _claims_file(subs / "c.toml", {q: digits(key["cy"][q]) for q in asked}, student=" CY ")  # as a form writes it
     assert main(["grade", str(out / "variants.toml"), str(subs), "--out", str(tmp_path / "g"), "--workers", "1"]) == 0
     book = {row[0]: row for row in csv.reader((tmp_path / "g" / "gradebook.csv").open())}
     assert float(book["ann"][1]) == len(asked)
     assert float(book["bob"][1]) < 2  # ann's numbers are wrong for bob's variant
     assert float(book["zed"][1]) == 0
+    assert float(book["CY"][1]) == len(asked)  # matched to cy's variant
     assert "no variant for 'zed'" in (tmp_path / "g" / "students" / "zed.md").read_text()
 
 

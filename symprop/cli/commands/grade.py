@@ -101,11 +101,17 @@ def run(args) -> int:
     if not quantities:
         raise SympropError("no submission claims a quantity of the exercise; nothing to grade")
     items, unmatched = [], []
+    by_folded = {}  # a form may write "ann lee" for the roster's "Ann Lee"
+    for student, path in (own_variant or {}).items():
+        by_folded.setdefault(" ".join(student.casefold().split()), []).append(path)
     for s in submissions:
+        folded = by_folded.get(" ".join(s.student.casefold().split()), [])
         if own_variant is None:
             items.append((args.exercise, s))
         elif s.student in own_variant:
             items.append((own_variant[s.student], s))
+        elif len(folded) == 1:
+            items.append((folded[0], s))
         else:
             unmatched.append(s)
     client = _dask_client(args.dask) if args.dask else None
