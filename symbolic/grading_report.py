@@ -13,6 +13,7 @@ import io
 import json
 import re
 import statistics
+from pathlib import Path
 from collections import Counter
 
 from .grading import ClassSummary, StudentResult
@@ -47,7 +48,7 @@ def student_json(r: StudentResult) -> dict:
 
 def student_markdown(r: StudentResult) -> str:
     lines = [f"# {md_escape(r.student)}: {_points(r.score)} of {_points(r.max_score)}", "",
-             f"Exercise: {md_escape(r.exercise)}. A step done right on your own earlier (wrong) values "
+             f"Exercise: {md_escape(Path(r.exercise).name)}. A step done right on your own earlier (wrong) values "
              "earns its marks.", "",
              "| quantity | your answer | exact | verdict | marks | diagnosis |", "|---|---|---|---|---|---|"]
     for m in r.marks:
@@ -76,7 +77,7 @@ def _html_table(headers: list[str], rows: list[list[str]]) -> str:
 def student_html(r: StudentResult) -> str:
     e = html.escape
     parts = [f"<h1>{e(r.student)}: {_points(r.score)} of {_points(r.max_score)}</h1>",
-             f"<p>Exercise: {e(r.exercise)}. A step done right on your own earlier (wrong) values earns its marks.</p>",
+             f"<p>Exercise: {e(Path(r.exercise).name)}. A step done right on your own earlier (wrong) values earns its marks.</p>",
              _html_table(["quantity", "your answer", "exact", "verdict", "marks", "diagnosis"],
                          [[m.key, m.written if m.written is not None else "—", m.exact, VERDICT[m.kind],
                            _points(m.credit), m.diagnosis] for m in r.marks])]
@@ -262,8 +263,6 @@ def student_file_name(student: str, taken: set) -> str:
 def write_class(summary: ClassSummary, out_dir, formats=("md", "html", "json")) -> dict:
     """Every output in ``out_dir``: students/NAME.{md,html,json}, gradescope/NAME/results.json,
     summary.{md,html,json}, gradebook.csv and scores.png. Returns {what: path}."""
-    from pathlib import Path
-
     out = Path(out_dir)
     (out / "students").mkdir(parents=True, exist_ok=True)
     taken: set = set()
