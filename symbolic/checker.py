@@ -492,6 +492,20 @@ def _matches(claim: Claim, q) -> bool:
     return _within(claim, q.value) or (q.unrounded is not None and _within(claim, q.unrounded))
 
 
+def _near(claim: Claim, t: Transcript, key: str) -> bool:
+    """A float pre-check for ``_matches``: False only when the quantity's value (and its value
+    before rounding) is certainly farther from the claim than the tolerance. Looking for the
+    one other quantity a wrong claim equals compares it with every quantity of every
+    convention's transcript; exact comparisons for all of them were most of a check's time."""
+    floats = t.__dict__.setdefault("_float_values", {})  # per transcript, built once
+    if key not in floats:
+        q = t.quantities[key]
+        floats[key] = [float(sp.N(v, 20)) for v in (q.value, q.unrounded) if v is not None]
+    c, tol = claim.value.p / claim.value.q, claim.tolerance.p / claim.tolerance.q  # ints: no mpmath
+    return any(not (np.isfinite(f) and np.isfinite(c)) or abs(f - c) <= tol + 1e-9 * (abs(f) + abs(c))
+               for f in floats[key])
+
+
 def _is_float(written: str, np_type) -> bool:
     """The written number is exactly a value of that binary type (float32 printed via float64)."""
     try:
@@ -655,11 +669,14 @@ def _consistent(claim: Claim, interval) -> bool:
 
 # --- checking ------------------------------------------------------------------------------------
 
-def check(subject_name: str, claims: list[Claim]) -> Report:
+def check(subject_name: str, claims: list[Claim], subject: Subject | None = None,
+          exact: Transcript | None = None) -> Report:
     """Check every claim with a known name; unknown names, matrices and repeated names are
-    reported in ``Report.problems`` (the CLI exits 2) without stopping the others."""
-    subject = Subject(subject_name)
-    exact = subject.build_exact()
+    reported in ``Report.problems`` (the CLI exits 2) without stopping the others.
+    ``subject`` and ``exact``: the Subject and its exact transcript already built (a grader
+    checks a whole class against one exercise and builds them once)."""
+    subject = subject or Subject(subject_name)
+    exact = exact or subject.build_exact()
     by_key, problems = {}, []
     for claim in claims:
         key = resolve_name(claim.key, exact.quantities)
@@ -849,7 +866,7 @@ class _Context:
         own = _rational(self.exact.value(key)) if not isinstance(self.exact.value(key), sp.MatrixBase) else None
         found = {}
         for k, q in t.quantities.items():
-            if k == key or isinstance(q.value, sp.MatrixBase):
+            if k == key or isinstance(q.value, sp.MatrixBase) or not _near(claim, t, k):
                 continue
             v = _rational(q.value)
             if abs(v) in (0, 1) or v == own or not _matches(claim, q):

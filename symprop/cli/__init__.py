@@ -23,6 +23,9 @@ COMMANDS = {
     "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
     "draw": ("draw", "a graph file's circuit as a picture (SVG or PNG): values above the wires, gradients below"),
     "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
+    "grade": ("grade", "grade a class: claims files or a CSV per student, marks with error carried forward, "
+                       "the class's most common mistakes, a gradebook and Gradescope results"),
+    "variant": ("variant", "each student's own numbers for an exercise, and the answer key"),
     "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
