@@ -14,6 +14,7 @@ batch row of scalars.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -35,8 +36,10 @@ def local(name: str) -> sp.Symbol:
     return sp.Symbol(name)
 
 
+@functools.lru_cache(maxsize=4096)
 def element(array: str, *indices) -> sp.Indexed:
-    """array[indices]: each index a loop index's name or a whole number (z1[n, 0])."""
+    """array[indices]: each index a loop index's name or a whole number (z1[n, 0]). Cached: a
+    tiny network's scalar step names each weight several times, and SymPy builds them slowly."""
     return sp.IndexedBase(array)[tuple(index(i) if isinstance(i, str) else sp.Integer(i) for i in indices)]
 
 
@@ -167,6 +170,7 @@ class StatementPrinter:
 
     def __init__(self):
         self.helpers_used: set[str] = set()
+        self._let_printer = None
 
     def lines(self, statements) -> list[str]:
         out = []
@@ -183,9 +187,14 @@ class StatementPrinter:
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _written(self, expr) -> str:
-        printer = KernelPrinter(order="none")
-        text = printer.doprint(expr)
-        self.helpers_used |= printer.helpers_used
+        """A Let's value in the order it is written (one printer for them all: making one costs
+        more than printing a short value)."""
+        if isinstance(expr, (sp.Symbol, sp.Indexed)):  # a plain read (W1_0_0 = W1_row0[0])
+            return element_text(expr)
+        if self._let_printer is None:
+            self._let_printer = KernelPrinter(order="none")
+        text = self._let_printer.doprint(expr)
+        self.helpers_used |= self._let_printer.helpers_used
         return text
 
     def _print_Allocate(self, node: Allocate):
