@@ -347,7 +347,7 @@ def limit_threads(threads: int, libs: dict):
     ``threads``: on a shared 2-core machine a second thread waits for a busy core."""
     threadpoolctl = comp.import_optional("threadpoolctl")
     if threadpoolctl is None:
-        raise SympropError("--threads needs threadpoolctl: pip install -r requirements-bench.txt")
+        raise SympropError('--threads needs threadpoolctl, which is not installed: pip install "symprop[bench]"')
     comp.import_optional("scipy.linalg.cython_blas")  # load the BLAS numba's np.dot calls first
     if libs["torch"] is not None:
         libs["torch"].set_num_threads(threads)

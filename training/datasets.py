@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.userfiles import open_regular
 
@@ -83,15 +84,14 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
 
 
 def _split(x, y, test_fraction: float, stratify: bool = True):
-    from sklearn.model_selection import train_test_split
+    train_test_split = need("sklearn.model_selection", "splitting a data set").train_test_split
     return train_test_split(x, y, test_size=test_fraction, random_state=DATA_SEED,
                             stratify=y if stratify else None)
 
 
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, pixel values 0..16): 80/20 split."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    bunch = sklearn_digits()
+    bunch = need("sklearn.datasets", "the digits data set").load_digits()
     x_train, x_test, y_train, y_test = _split(bunch.data.astype(np.float64),
                                               bunch.target.astype(np.int64), 0.2)
     return Dataset("digits", "scikit-learn 8x8 digits", x_train, y_train, x_test, y_test,
@@ -100,7 +100,7 @@ def load_digits() -> Dataset:
 
 def load_moons() -> Dataset:
     """Seed 001's two moons: make_moons(2000, noise=0.4), 60% train / 40% test."""
-    from sklearn.datasets import make_moons
+    make_moons = need("sklearn.datasets", "the moons data set").make_moons
     x, y = make_moons(n_samples=2000, noise=0.4, random_state=DATA_SEED)
     x_train, x_test, y_train, y_test = _split(x.astype(np.float64), y.astype(np.int64), 0.4,
                                               stratify=False)

@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import math
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
@@ -100,6 +101,10 @@ def _epoch_line(stats, epochs: int) -> str:
 
 
 def run(args) -> int:
+    for module in ("sklearn", "tqdm", "threadpoolctl"):  # the train extra, before any work
+        need(module, "symprop train")
+    if args.plot:
+        need("matplotlib", "symprop train --plot")
     defaults = DEFAULTS[args.data]
     spec = args.net or defaults["net"]
     rule = rule_named(args.optimizer)
