@@ -957,14 +957,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
     parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10, "
-                             "batchnorm-adam (issue 15's batch norm + Adam step) or convnet (issue 16's conv network)")
+                             "batchnorm-adam (a batch-norm network's Adam step) or convnet (a convolutional network)")
     parser.add_argument("--threads", type=_threads, metavar="N|all",
                         help="BLAS/OpenMP/XLA pools of every competitor at N threads (1: the process "
                              "pinned to one core) or at every core this process may use (all); needs "
                              "threadpoolctl; default: each library's own")
     parser.add_argument("--first-step", nargs="*", metavar="SPEC",
                         help="only the compile latency: time from a fresh process with empty caches to the "
-                             "first finished sgd_step of each SPEC (default: the issue's specs)")
+                             "first finished sgd_step of each SPEC (default: the benchmark's networks)")
     parser.add_argument("--no-subprocess", action="store_true",
                         help="skip the compile/load and regenerate measurements")
     parser.add_argument("--compare", nargs="+", metavar="OLD.json",

@@ -62,12 +62,13 @@ def add_arguments(parser):
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (gzipped or not)")
     parser.add_argument("--net", help='network spec, e.g. "affine(64,32) tanh affine(32,10) '
                                       'softmax-cross-entropy"')
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int, help="passes over the training part (default: the data set's, "
+                                                   "listed below)")
+    parser.add_argument("--batch-size", type=int, help="examples per gradient step (default: the data set's)")
     parser.add_argument("--lr", type=float, help="learning rate of the first epoch (default: the data "
                                                  "set's for sgd, torch.optim's for the other optimizers)")
     parser.add_argument("--optimizer", default="sgd", metavar="NAME",
-                        help=f"update rule: {', '.join(RULES)} (default sgd; symbolic/steps.py)")
+                        help=f"update rule: {', '.join(RULES)} (default sgd)")
     for name, help_text in HYPER_OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help=help_text)
     parser.add_argument("--lr-decay", type=float, help="multiply the rate by this after each epoch")
@@ -75,7 +76,8 @@ def add_arguments(parser):
                         help="seeds initialisation, validation split and shuffling (default 0)")
     parser.add_argument("--val-split", type=float, default=0.1,
                         help="fraction of the training part held out for validation (default 0.1)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                        help="the numbers the kernels compute in (default float32)")
     parser.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (and the "
                                                       "decision boundary for 2-D data) here")
     parser.add_argument("--plot-with", metavar="JSON", action="append", default=[],

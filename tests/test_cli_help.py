@@ -1,0 +1,95 @@
+"""What a newcomer reads first: ``symprop --help``, ``--version``, each command's options, and
+the one-line message when an optional library is missing."""
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import symprop
+from symprop.cli import COMMANDS, EXAMPLES, build_parser, main
+from symprop.extras import EXTRA_OF, need
+from symprop.symbolic.errors import SympropError
+
+# words a user-facing help text must not carry: issue numbers, reST markup, source paths
+DEVELOPER_TEXT = re.compile(r"\bissues?\b|#\d|``|\w/\w+\.py\b|\bseed[- ]?0\d\d")
+
+
+def _subparsers(parser):
+    action, = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def _help_of(*argv) -> str:
+    result = subprocess.run([sys.executable, "-m", "symprop", *argv, "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_version_is_the_package_version():
+    result = subprocess.run([sys.executable, "-m", "symprop", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == f"symprop {symprop.__version__}"
+    from importlib.metadata import version
+    assert version("symprop") == symprop.__version__  # pyproject.toml and the module agree
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"symprop {name} {action.option_strings or action.dest}"
+               for name, sub in _subparsers(build_parser()).items()
+               for action in sub._actions if not action.help]
+    assert not missing, missing
+
+
+def test_the_top_level_help_shows_an_example_of_each_common_command_and_no_developer_notes():
+    text = _help_of()
+    for command, what in EXAMPLES:
+        assert f"  {command}\n      {what}\n" in text
+    assert {shlex.split(command)[1] for command, _ in EXAMPLES} >= {"derive", "example", "draw", "check",
+                                                                     "generate", "train"}
+    assert not DEVELOPER_TEXT.search(text), DEVELOPER_TEXT.search(text)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_command_help_carries_developer_notes(command):
+    text = _help_of(command)
+    assert not DEVELOPER_TEXT.search(text), (command, DEVELOPER_TEXT.search(text))
+
+
+def test_the_developer_text_pattern_catches_what_it_should():
+    for bad in ("(issue 15's batch norm)", "see ``symprop``", "symbolic/steps.py", "seed 001's moons"):
+        assert DEVELOPER_TEXT.search(bad), bad
+    assert not DEVELOPER_TEXT.search("the seed of the split (default 0)")
+
+
+@pytest.mark.parametrize("command", [c for c, _ in EXAMPLES if c != "symprop demo"])  # demo: test_core_install
+def test_each_example_of_the_top_level_help_runs(command, tmp_path):
+    argv = shlex.split(command)[1:]
+    result = subprocess.run([sys.executable, "-m", "symprop", *argv], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_missing_optional_library_is_one_line_naming_its_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ModuleNotFoundError
+    with pytest.raises(SympropError, match=r'^the digits data set needs scikit-learn, which is not installed: '
+                                           r'pip install "symprop\[train\]"$'):
+        need("sklearn.datasets", "the digits data set")
+    assert main(["train", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'symprop: error: symprop train needs scikit-learn, which is not installed: pip install "symprop[train]"\n'
+
+
+def test_each_optional_library_belongs_to_an_extra_of_pyproject():
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    names = {"sklearn": "scikit-learn", "jax": "jax"}
+    for module, extra in EXTRA_OF.items():
+        assert any(re.match(rf"{re.escape(names.get(module, module))}\b", r) for r in extras[extra]), module
