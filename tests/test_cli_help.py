@@ -70,13 +70,16 @@ def test_the_developer_text_pattern_catches_what_it_should():
 @pytest.mark.parametrize("command", [c for c, _ in EXAMPLES if c != "symprop demo"])  # demo: test_core_install
 def test_each_example_of_the_top_level_help_runs(command, tmp_path):
     argv = shlex.split(command)[1:]
+    if argv[0] == "data":  # no network in tests: where it would download (tests/test_download.py downloads)
+        argv.append("--where")
     result = subprocess.run([sys.executable, "-m", "symprop", *argv], capture_output=True, text=True,
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_a_missing_optional_library_is_one_line_naming_its_extra(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn now raises ModuleNotFoundError
+    for module in ("sklearn", "sklearn.datasets"):  # importing them now raises ModuleNotFoundError
+        monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(SympropError, match=r'^the digits data set needs scikit-learn, which is not installed: '
                                            r'pip install "symprop\[train\]"$'):
         need("sklearn.datasets", "the digits data set")

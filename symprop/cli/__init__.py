@@ -24,7 +24,8 @@ COMMANDS = {
     "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
     "draw": ("draw", "a graph file's circuit as a picture (SVG or PNG): values above the wires, gradients below"),
     "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
-    "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
+    "data": ("data", "download MNIST or Fashion-MNIST (checked by SHA-256) for symprop train"),
+    "train": ("train", "train a network on digits, two moons, MNIST or Fashion-MNIST with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
 }
@@ -38,6 +39,7 @@ EXAMPLES = (
     ("symprop check two-layer-sigmoid y1=0.5951 E=0.44", "check your hand calculation against the example"),
     ('symprop generate --net "affine(2,3) tanh affine(3,2) mse" -o net.py', "numba kernels of a network"),
     ("symprop train --data digits --epochs 5", "train a network with the generated kernels"),
+    ("symprop data mnist", "download MNIST once; then: symprop train --data mnist"),
     ("symprop demo", "derive, regenerate and verify the kernels, show a transcript"),
 )
 DESCRIPTION = "symprop: derive, explain, generate and check backpropagation."

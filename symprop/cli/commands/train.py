@@ -22,6 +22,7 @@ DEFAULTS = {
     "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
                   epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
 }
+DEFAULTS["fashion-mnist"] = DEFAULTS["mnist"]  # the same image size and classes
 
 
 # the optimizers' hyper-parameters besides lr, one option each (default: torch.optim's)
@@ -58,8 +59,10 @@ def add_arguments(parser):
     parser.epilog = "defaults per data set -- " + _defaults_text()
     parser.add_argument("--data", choices=NAMES, default="digits",
                         help="digits (bundled with scikit-learn, the default), moons "
-                             "(make_moons(2000, noise=0.4)) or mnist (IDX files in --data-dir)")
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (gzipped or not)")
+                             "(make_moons(2000, noise=0.4)), mnist or fashion-mnist (downloaded once by "
+                             "symprop data NAME, or the IDX files in --data-dir)")
+    parser.add_argument("--data-dir", metavar="DIR", help="for mnist and fashion-mnist: a folder with the IDX files "
+                                                          "(gzipped or not) instead of the downloaded ones")
     parser.add_argument("--net", help='network spec, e.g. "affine(64,32) tanh affine(32,10) '
                                       'softmax-cross-entropy"')
     parser.add_argument("--epochs", type=int, help="passes over the training part (default: the data set's, "
