@@ -402,7 +402,7 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
         steps[TORCH_MANUAL] = comp.torch_batchnorm_adam_manual_step(torch, case, params, X, T)
     else:
         steps[TORCH_NN] = comp.torch_conv_module_step(torch, case, params, X, T)
-        skipped[TORCH_MANUAL] = "skipped: not written for the conv network (issue 16 compares nn + optim and JAX)"
+        skipped[TORCH_MANUAL] = "skipped: not written for the conv network (compared with nn + optim and JAX)"
     if jax is None:
         skipped[JAX] = NOT_INSTALLED
     else:
@@ -658,10 +658,10 @@ def net_case_target(case: dict) -> tuple[str, bool | None, str]:
     GEMM peak are reported whether or not it is met."""
     rows = case["results"]
     if case["kind"] == BATCHNORM_ADAM:
-        target = (f"{case['case']} (issue 15): symprop's fused train_step_adam at least as fast as the best of "
+        target = (f"{case['case']}: symprop's fused train_step_adam at least as fast as the best of "
                   "PyTorch nn+optim.Adam, PyTorch hand-written and JAX")
     else:
-        target = (f"{case['case']} (issue 16): symprop's fused sgd_step at least as fast as the best of "
+        target = (f"{case['case']}: symprop's fused sgd_step at least as fast as the best of "
                   "PyTorch nn+optim.SGD and JAX")
     times = {k: rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]}
     if "median_s" not in rows[SYMPROP] or not times:

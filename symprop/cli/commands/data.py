@@ -2,12 +2,11 @@
 into the data cache (checked by SHA-256), where symprop train --data NAME finds them."""
 from __future__ import annotations
 
-from symprop.training.download import SOURCES, data_root, download, where_to_get
-
+from symprop.training.download import SOURCES, download, where_to_get
 
 def add_arguments(parser):
-    parser.epilog = (f"The files go to $SYMPROP_DATA/NAME if that variable is set, else to "
-                     f"{data_root()}/NAME.")
+    parser.epilog = ("The files go to $SYMPROP_DATA/NAME if that variable is set, else to the user's "
+                     "cache folder ($XDG_CACHE_HOME or ~/.cache)/symprop/data/NAME.")
     parser.add_argument("name", choices=tuple(SOURCES), help="the data set: mnist (handwritten digits) or "
                         "fashion-mnist (clothing images, the same file format)")
     parser.add_argument("--dir", metavar="DIR", help="write the files here instead of the data cache "
@@ -17,7 +16,6 @@ def add_arguments(parser):
                              "than once; tried in order)")
     parser.add_argument("--where", action="store_true",
                         help="only print where the files go, their names and SHA-256 checksums")
-
 
 def run(args) -> int:
     if args.where:
