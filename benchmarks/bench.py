@@ -952,7 +952,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smallest network only, one iteration, no compile/regenerate subprocesses "
                              "beyond the smallest network (the smoke test)")
     parser.add_argument("--json", metavar="PATH", help="write every raw figure to PATH as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="write the summary table (as in the README) to PATH")
+    parser.add_argument("--markdown", metavar="PATH", help="write the summary table (as on the benchmarks page) to PATH")
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per competitor (default 15)")
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")

@@ -95,7 +95,12 @@ def _run_page(page: Path, folder: Path) -> None:
         assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+# the tutorial's blocks train five networks: tests/test_docs_tutorial.py runs them, in its own
+# file so that pytest-xdist (--dist loadfile) can give it a worker of its own
+SLOW_PAGE = ROOT / "docs" / "tutorial.md"
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != SLOW_PAGE], ids=lambda p: p.name)
 def test_every_code_block_meant_to_run_runs(page, tmp_path):
     _run_page(page, tmp_path)
 
