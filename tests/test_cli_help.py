@@ -96,3 +96,13 @@ def test_each_optional_library_belongs_to_an_extra_of_pyproject():
     names = {"sklearn": "scikit-learn", "jax": "jax"}
     for module, extra in EXTRA_OF.items():
         assert any(re.match(rf"{re.escape(names.get(module, module))}\b", r) for r in extras[extra]), module
+
+
+def test_the_suite_reports_why_each_test_was_skipped():
+    """./dev test passes pyproject's addopts to pytest: -rs lists every skip with its reason."""
+    import shlex
+    import tomllib
+
+    options = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"][
+        "pytest"]["ini_options"]["addopts"]
+    assert any(o.startswith("-r") and "s" in o[2:] for o in shlex.split(options)), options
