@@ -77,7 +77,9 @@ def bare(tmp_path_factory):
                     "--wheel-dir", str(tmp / "wheel"), str(source)], check=True, capture_output=True, timeout=300)
     wheel, = (tmp / "wheel").glob("symprop-*.whl")
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    # no pip inside (ensurepip may be missing): this environment's pip installs into it (--python)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True,
+                   timeout=300)
     python = venv / "bin" / "python"
     site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
@@ -86,8 +88,9 @@ def bare(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_", "VIRTUAL_ENV"))}
     env.update(SYMPROP_CACHE=str(tmp / "cache"), NUMBA_CACHE_DIR=str(tmp / "numba"),
                PIP_CONFIG_FILE=os.devnull, PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    installed = subprocess.run([str(python), "-m", "pip", "install", "--no-index", "--disable-pip-version-check",
-                                str(wheel)], capture_output=True, text=True, env=env, timeout=300)
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-index",
+                                "--disable-pip-version-check", str(wheel)], capture_output=True, text=True, env=env,
+                               timeout=300)
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
