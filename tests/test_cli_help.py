@@ -109,3 +109,13 @@ def test_the_suite_reports_why_each_test_was_skipped():
     options = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["tool"][
         "pytest"]["ini_options"]["addopts"]
     assert any(o.startswith("-r") and "s" in o[2:] for o in shlex.split(options)), options
+
+
+def test_example_list_says_where_each_example_comes_from(capsys):
+    """A column of the seed exercise (000-003) each example reproduces, or of its article."""
+    assert main(["example", "list"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split() == ["name", "source", "what", "it", "shows"]
+    sources = {row.split()[0]: " ".join(row.split()[1:3]) for row in rows}
+    assert sources["two-layer-sigmoid"] == "exercise 001" and sources["mazur-2-2-2"] == "Mazur 2015"
+    assert not [row for row in rows if "seed" in row.split()[1:2]]
