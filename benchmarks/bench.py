@@ -347,7 +347,7 @@ def limit_threads(threads: int, libs: dict):
     ``threads``: on a shared 2-core machine a second thread waits for a busy core."""
     threadpoolctl = comp.import_optional("threadpoolctl")
     if threadpoolctl is None:
-        raise SympropError("--threads needs threadpoolctl: pip install -r requirements-bench.txt")
+        raise SympropError('--threads needs threadpoolctl, which is not installed: pip install "symprop[bench]"')
     comp.import_optional("scipy.linalg.cython_blas")  # load the BLAS numba's np.dot calls first
     if libs["torch"] is not None:
         libs["torch"].set_num_threads(threads)
@@ -402,7 +402,7 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
         steps[TORCH_MANUAL] = comp.torch_batchnorm_adam_manual_step(torch, case, params, X, T)
     else:
         steps[TORCH_NN] = comp.torch_conv_module_step(torch, case, params, X, T)
-        skipped[TORCH_MANUAL] = "skipped: not written for the conv network (issue 16 compares nn + optim and JAX)"
+        skipped[TORCH_MANUAL] = "skipped: not written for the conv network (compared with nn + optim and JAX)"
     if jax is None:
         skipped[JAX] = NOT_INSTALLED
     else:
@@ -658,10 +658,10 @@ def net_case_target(case: dict) -> tuple[str, bool | None, str]:
     GEMM peak are reported whether or not it is met."""
     rows = case["results"]
     if case["kind"] == BATCHNORM_ADAM:
-        target = (f"{case['case']} (issue 15): symprop's fused train_step_adam at least as fast as the best of "
+        target = (f"{case['case']}: symprop's fused train_step_adam at least as fast as the best of "
                   "PyTorch nn+optim.Adam, PyTorch hand-written and JAX")
     else:
-        target = (f"{case['case']} (issue 16): symprop's fused sgd_step at least as fast as the best of "
+        target = (f"{case['case']}: symprop's fused sgd_step at least as fast as the best of "
                   "PyTorch nn+optim.SGD and JAX")
     times = {k: rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]}
     if "median_s" not in rows[SYMPROP] or not times:
@@ -952,19 +952,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="smallest network only, one iteration, no compile/regenerate subprocesses "
                              "beyond the smallest network (the smoke test)")
     parser.add_argument("--json", metavar="PATH", help="write every raw figure to PATH as JSON")
-    parser.add_argument("--markdown", metavar="PATH", help="write the summary table (as in the README) to PATH")
+    parser.add_argument("--markdown", metavar="PATH", help="write the summary table (as on the benchmarks page) to PATH")
     parser.add_argument("--repeats", type=int, default=15, help="timed samples per competitor (default 15)")
     parser.add_argument("--sample-ms", type=float, default=20.0,
                         help="aim for samples this long, repeating fast calls (default 20)")
     parser.add_argument("--only", metavar="TEXT", help="only the cases whose name contains TEXT, e.g. 784-100-10, "
-                             "batchnorm-adam (issue 15's batch norm + Adam step) or convnet (issue 16's conv network)")
+                             "batchnorm-adam (a batch-norm network's Adam step) or convnet (a convolutional network)")
     parser.add_argument("--threads", type=_threads, metavar="N|all",
                         help="BLAS/OpenMP/XLA pools of every competitor at N threads (1: the process "
                              "pinned to one core) or at every core this process may use (all); needs "
                              "threadpoolctl; default: each library's own")
     parser.add_argument("--first-step", nargs="*", metavar="SPEC",
                         help="only the compile latency: time from a fresh process with empty caches to the "
-                             "first finished sgd_step of each SPEC (default: the issue's specs)")
+                             "first finished sgd_step of each SPEC (default: the benchmark's networks)")
     parser.add_argument("--no-subprocess", action="store_true",
                         help="skip the compile/load and regenerate measurements")
     parser.add_argument("--compare", nargs="+", metavar="OLD.json",

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import symprop.generated.layers as generated  # noqa: E402 (the im2col helpers, compiled)
 
 SHAPES = {  # name -> (N, C, H, W, O, k)
-    "issue conv2d(1,30,5) on 28x28": (100, 1, 28, 28, 30, 5),
+    "convnet conv2d(1,30,5) on 28x28": (100, 1, 28, 28, 30, 5),
     "conv2d(30,16,3) on 12x12": (100, 30, 12, 12, 16, 3),
 }
 

@@ -152,8 +152,9 @@ def _number(value) -> str:
     return repr(float(value))
 
 
-def graph_module_text(text: str, source: str, backend: Backend = NUMBA) -> str:
-    """The generated module for a graph file's text (``source`` names it in messages and the header)."""
+def graph_module_text(text: str, source: str, backend: Backend = NUMBA, output: str | None = None) -> str:
+    """The generated module for a graph file's text (``source`` names it in messages and the header;
+    ``output``, the file it is written to, completes the header's regenerate command)."""
     graph = parse_graph(text, source)
     low = _GraphLowering(graph)
     g, ids = graph, low.ids
@@ -228,7 +229,7 @@ def value_and_grad({defaults}, *, dtype=DTYPE):
 ''' + (_update_text(g, low) if g.update is not None else "")
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     head = files.header(f"Value-and-gradient kernel of the graph file {Path(source).name}: {title}",
-                        GENERATOR, f"symprop generate --graph {source}",
+                        GENERATOR, f"symprop generate --graph {source}" + (f" -o {output}" if output else ""),
                         [f"graph file {source} (sha256 {digest})"], graph_hash(text), body)
     return head + body
 
@@ -275,6 +276,9 @@ def _update_text(g: GraphFile, low: _GraphLowering) -> str:
     data = ", ".join(f"{c!r}: [{', '.join(_number(v) for v in samples)}]" for c, samples in
                      (g.data.columns.items() if g.data is not None else []))
     fixed_defaults = {ids.value[i]: _number(v) for i, v in g.inputs.items() if i not in columns}
+    first_sample = {c: samples[0] for c, samples in g.data.columns.items()} if g.data is not None else {}
+    step_defaults = ", ".join(f"{ids.value[name]}={_number(first_sample.get(name, value))}" for name, value in
+                              [*g.parameters.items(), *g.inputs.items()])
     count = u.steps
     rule = "ascent" if u.ascent else "descent"
     mode = g.data.mode if g.data is not None else None
@@ -308,8 +312,9 @@ def train_kernel({kernel_args}, lr, {unit}):
     return {", ".join(params)}, value
 
 
-def sgd_step({", ".join(params + inputs)}, lr=LEARNING_RATE, *, dtype=DTYPE):
-    """One step of gradient {rule}: ({", ".join(params)} after it, {low.top} before it)."""
+def sgd_step({step_defaults}, lr=LEARNING_RATE, *, dtype=DTYPE):
+    """One step of gradient {rule}: ({", ".join(params)} after it, {low.top} before it). Defaults: the
+    file's values{" (a data column's: its first sample, as the transcript's first step)" if columns else ""}."""
     values = _scalars("sgd_step", dtype, {", ".join(f"{i}={i}" for i in params + inputs)})
     return _results(dtype, sgd_step_kernel(*values, dtype(_rate("sgd_step", lr))))
 

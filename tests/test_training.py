@@ -109,9 +109,11 @@ def test_mnist_missing_folder_lists_expected_files(tmp_path):
         load_mnist(tmp_path / "nowhere")
     with pytest.raises(SympropError, match="has no MNIST IDX files; expected files"):
         load_mnist(tmp_path)
-    with pytest.raises(SympropError, match="--data mnist needs --data-dir"):
-        load_dataset("mnist", None)
-    with pytest.raises(SympropError, match="--data-dir is for --data mnist; data set digits"):
+    with pytest.raises(SympropError, match=r"MNIST is not downloaded yet \(no IDX files in .*empty.mnist\)"):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SYMPROP_DATA", str(tmp_path / "empty"))
+            load_dataset("mnist", None)
+    with pytest.raises(SympropError, match="--data-dir is for --data mnist or fashion-mnist; data set digits"):
         load_dataset("digits", tmp_path)
 
 

@@ -1,4 +1,5 @@
-"""The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, and MNIST IDX files.
+"""The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, and MNIST or
+Fashion-MNIST IDX files (downloaded by `symprop data`, training/download.py, or in a folder).
 
 Every data set comes back as raw features plus integer class labels, already split into a
 training and a test part. The split is fixed (DATA_SEED), independent of the training seed,
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.userfiles import open_regular
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
-NAMES = ("digits", "moons", "mnist")
+NAMES = ("digits", "moons", "mnist", "fashion-mnist")
+IDX_SETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # data sets read from IDX files
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -68,30 +71,33 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    if data_dir is not None and name != "mnist":
-        raise SympropError(f"--data-dir is for --data mnist; data set {name} is built in")
+    if data_dir is not None and name not in IDX_SETS:
+        raise SympropError(f"--data-dir is for --data {' or '.join(IDX_SETS)}; data set {name} is built in")
     if name == "digits":
         return load_digits()
     if name == "moons":
         return load_moons()
-    if name == "mnist":
+    if name in IDX_SETS:
         if data_dir is None:
-            raise SympropError("--data mnist needs --data-dir DIR, a folder with the MNIST IDX files "
-                               f"({_expected_files_text()})")
-        return load_mnist(data_dir)
+            from .download import data_folder, where_to_get
+            folder = data_folder(name)
+            if not any(_find(folder, stem) for pair in MNIST_FILES.values() for stem in pair):
+                raise SympropError(f"{IDX_SETS[name]} is not downloaded yet (no IDX files in {folder});\n"
+                                   + where_to_get(name))
+            data_dir = folder
+        return load_mnist(data_dir, name)
     raise SympropError(f"unknown data set {name!r}; known: {', '.join(NAMES)}")
 
 
 def _split(x, y, test_fraction: float, stratify: bool = True):
-    from sklearn.model_selection import train_test_split
+    train_test_split = need("sklearn.model_selection", "splitting a data set").train_test_split
     return train_test_split(x, y, test_size=test_fraction, random_state=DATA_SEED,
                             stratify=y if stratify else None)
 
 
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, pixel values 0..16): 80/20 split."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    bunch = sklearn_digits()
+    bunch = need("sklearn.datasets", "the digits data set").load_digits()
     x_train, x_test, y_train, y_test = _split(bunch.data.astype(np.float64),
                                               bunch.target.astype(np.int64), 0.2)
     return Dataset("digits", "scikit-learn 8x8 digits", x_train, y_train, x_test, y_test,
@@ -99,8 +105,8 @@ def load_digits() -> Dataset:
 
 
 def load_moons() -> Dataset:
-    """Seed 001's two moons: make_moons(2000, noise=0.4), 60% train / 40% test."""
-    from sklearn.datasets import make_moons
+    """Two moons: make_moons(2000, noise=0.4), 60% train / 40% test."""
+    make_moons = need("sklearn.datasets", "the moons data set").make_moons
     x, y = make_moons(n_samples=2000, noise=0.4, random_state=DATA_SEED)
     x_train, x_test, y_train, y_test = _split(x.astype(np.float64), y.astype(np.int64), 0.4,
                                               stratify=False)
@@ -202,12 +208,13 @@ def _read_mnist_pair(images_path: Path, labels_path: Path):
     return images.reshape(len(images), -1).astype(np.float64), labels.astype(np.int64)
 
 
-def load_mnist(data_dir: str | Path) -> Dataset:
-    """MNIST from a folder of IDX files. Both pairs: the standard 60,000 / 10,000 split.
+def load_mnist(data_dir: str | Path, name: str = "mnist") -> Dataset:
+    """MNIST (or Fashion-MNIST: ``name``, the same files) from a folder of IDX files. Both pairs: the standard 60,000 / 10,000 split.
     One pair only (e.g. just the 10,000-image t10k set): a fixed shuffled 80/20 split of it."""
     folder = Path(data_dir)
+    title = IDX_SETS[name]
     if not folder.is_dir():
-        raise SympropError(f"MNIST folder {folder} does not exist; expected files: "
+        raise SympropError(f"{title} folder {folder} does not exist; expected files: "
                            f"{_expected_files_text()}")
     found = {part: tuple(_find(folder, stem) for stem in stems)
              for part, stems in MNIST_FILES.items()}
@@ -215,24 +222,24 @@ def load_mnist(data_dir: str | Path) -> Dataset:
         if any(paths) and not all(paths):
             images, labels = MNIST_FILES[part]
             have, missing = (images, labels) if paths[0] else (labels, images)
-            raise SympropError(f"MNIST folder {folder} has {have} but not {missing}[.gz]")
+            raise SympropError(f"{title} folder {folder} has {have} but not {missing}[.gz]")
     complete = [part for part, paths in found.items() if all(paths)]
     if not complete:
-        raise SympropError(f"MNIST folder {folder} has no MNIST IDX files; expected files: "
+        raise SympropError(f"{title} folder {folder} has no {title} IDX files; expected files: "
                            f"{_expected_files_text()}")
     if len(complete) == 2:
         x_train, y_train = _read_mnist_pair(*found["train"])
         x_test, y_test = _read_mnist_pair(*found["t10k"])
-        description = f"MNIST in {folder} (train / t10k files)"
+        description = f"{title} in {folder} (train / t10k files)"
     else:
         x, y = _read_mnist_pair(*found[complete[0]])
         if len(x) < 10:
             raise SympropError(f"{found[complete[0]][0]}: only {len(x)} images, too few to split")
         x_train, x_test, y_train, y_test = _split(x, y, SINGLE_PAIR_TEST_FRACTION, stratify=False)
-        description = (f"MNIST in {folder} ({complete[0]} files only, split "
+        description = (f"{title} in {folder} ({complete[0]} files only, split "
                        f"{len(x_train)} train / {len(x_test)} test)")
     if x_train.shape[1] != x_test.shape[1]:
-        raise SympropError(f"MNIST folder {folder}: train images have {x_train.shape[1]} pixels, "
+        raise SympropError(f"{title} folder {folder}: train images have {x_train.shape[1]} pixels, "
                            f"test images {x_test.shape[1]}")
-    return Dataset("mnist", description, x_train, y_train, x_test, y_test, n_classes=10,
+    return Dataset(name, description, x_train, y_train, x_test, y_test, n_classes=10,
                    pixel_max=255.0)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset
@@ -27,7 +28,7 @@ def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Co
                   others: list[dict] = ()) -> Path:
     """Draw the curves into plot_path(path) and return that path. ``others``: earlier runs'
     histories (training/history.py), drawn dashed beside this run's curves."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg = need("matplotlib.backends.backend_agg", "--plot").FigureCanvasAgg
     from matplotlib.figure import Figure
 
     path = plot_path(path)

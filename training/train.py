@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import rule_named
 from symprop.symbolic.userfiles import open_regular
@@ -313,7 +314,7 @@ def train(net, dataset: Dataset, config: Config,
     gain and the machine is not busy, else one: small minibatch products gain nothing from
     threads, and on a busy machine BLAS threads made steps many times slower.
     """
-    from threadpoolctl import threadpool_limits
+    threadpool_limits = need("threadpoolctl", "training").threadpool_limits
 
     config.check()
     with threadpool_limits(limits=blas_threads_for(net, config), user_api="blas"):
@@ -331,7 +332,7 @@ def blas_threads_for(net, config: Config) -> int | None:
 
 
 def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
-    from tqdm import tqdm
+    tqdm = need("tqdm", "training").tqdm
 
     dtype = DTYPES[config.dtype]
     rng = np.random.default_rng(config.seed)

@@ -13,23 +13,47 @@ import importlib
 import sys
 import warnings
 
+from symprop import __version__
 from symprop.symbolic.errors import SympropError
 
 # subcommand -> (module under symprop.cli.commands, one-line help)
 COMMANDS = {
     "derive": ("derive", "derive a layer's backward rule step by step (or a --formula activation)"),
-    "demo": ("demo", "the main job on built-in inputs: derive, regenerate and verify the kernels, show a transcript"),
-    "generate": ("generate", "write the numba kernels under generated/ (--check: are they up to date?)"),
+    "demo": ("demo", "a tour on built-in inputs: derive every layer, regenerate and verify the kernels, show a transcript"),
+    "generate": ("generate", "numba kernels of a network (--net) or a graph file (--graph); without either, the built-in ones (--check: up to date?)"),
     "example": ("example", "worked examples and network files: the full hand-calculation transcript"),
     "draw": ("draw", "a graph file's circuit as a picture (SVG or PNG): values above the wires, gradients below"),
     "check": ("check", "check hand-calculated values: which are right, the first mistake, which convention"),
     "grade": ("grade", "grade a class: claims files or a CSV per student, marks with error carried forward, "
                        "the class's most common mistakes, a gradebook and Gradescope results"),
     "variant": ("variant", "each student's own numbers for an exercise, and the answer key"),
-    "train": ("train", "train a network on digits, two moons or MNIST with the generated kernels"),
+    "data": ("data", "download MNIST or Fashion-MNIST (checked by SHA-256) for symprop train"),
+    "train": ("train", "train a network on digits, two moons, MNIST or Fashion-MNIST with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
 }
+
+
+# the top-level help's examples: one per common command (tests/test_cli.py runs each)
+EXAMPLES = (
+    ("symprop derive sigmoid", "a layer's backward rule, derived step by step"),
+    ("symprop example show two-layer-sigmoid", "a worked example: every number of one training step"),
+    ("symprop draw add-mul-circuit -o circuit.svg", "a graph file's circuit, values and gradients on the wires"),
+    ("symprop check two-layer-sigmoid y1=0.5951 E=0.44", "check your hand calculation against the example"),
+    ('symprop generate --net "affine(2,3) tanh affine(3,2) mse" -o net.py', "numba kernels of a network"),
+    ("symprop train --data digits --epochs 5", "train a network with the generated kernels"),
+    ("symprop data mnist", "download MNIST once; then: symprop train --data mnist"),
+    ("symprop demo", "derive, regenerate and verify the kernels, show a transcript"),
+)
+DESCRIPTION = "symprop: derive, explain, generate and check backpropagation."
+
+
+def _epilog() -> str:
+    lines = [f"  {command}\n      {what}" for command, what in EXAMPLES]
+    return ("examples:\n" + "\n".join(lines) + "\n\n"
+            "symprop COMMAND --help shows a command's options. A command that needs more than the\n"
+            "core install names the extra to add: pip install \"symprop[train]\" (train, predict),\n"
+            "\"symprop[draw]\" (draw), \"symprop[bench]\" (bench's competitors).")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +86,9 @@ def _one_line_warnings():
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, the arguments of that one command are added (its
     module imported) and the others are listed by name and help alone."""
-    parser = _Parser(prog="symprop", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="symprop", description=DESCRIPTION, epilog=_epilog(),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"symprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():

@@ -86,9 +86,13 @@ def _circuit_svg(args) -> str | None:
 
 def run(args) -> int:
     if args.action == "list":
-        width = max(map(len, EXAMPLES))
+        # source: the seed exercise (000-003) an example reproduces, or the article it is from
+        sources = {name: example.seed.strip("()") if example.seed.startswith("(") else f"exercise {example.seed}"
+                   for name, example in EXAMPLES.items()}
+        width, source_width = max(map(len, EXAMPLES)), max(map(len, sources.values()))
+        print(f"{'name':<{width}}  {'source':<{source_width}}  what it shows")
         for name, example in EXAMPLES.items():
-            print(f"{name:<{width}}  seed {example.seed:<12}  {example.summary}")
+            print(f"{name:<{width}}  {sources[name]:<{source_width}}  {example.summary}")
         return 0
     if not 1 <= args.digits <= 30:
         raise SympropError(f"--digits must be from 1 to 30, got {args.digits}")

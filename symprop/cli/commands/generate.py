@@ -29,7 +29,7 @@ def run(args) -> int:
     if args.net is not None or args.graph is not None:
         if args.graph is not None:
             from symprop.symbolic.userfiles import read_text
-            text = graph_module_text(read_text(Path(args.graph), "graph file"), args.graph)
+            text = graph_module_text(read_text(Path(args.graph), "graph file"), args.graph, output=args.output)
         else:
             text = network_module_text(args.net)
         if args.output:

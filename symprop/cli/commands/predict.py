@@ -13,7 +13,8 @@ def add_arguments(parser):
                         help="a file written by symprop train --save")
     parser.add_argument("--data", choices=NAMES,
                         help="data set to evaluate on (default: the one the model was trained on)")
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (for --data mnist)")
+    parser.add_argument("--data-dir", metavar="DIR", help="for mnist and fashion-mnist: a folder with the IDX "
+                                                          "files instead of the downloaded ones")
 
 
 def run(args) -> int:

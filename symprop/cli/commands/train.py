@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import math
 
+from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
@@ -21,6 +22,7 @@ DEFAULTS = {
     "mnist": dict(net="affine(784,100) relu affine(100,10) softmax-cross-entropy",
                   epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
 }
+DEFAULTS["fashion-mnist"] = DEFAULTS["mnist"]  # the same image size and classes
 
 
 # the optimizers' hyper-parameters besides lr, one option each (default: torch.optim's)
@@ -57,16 +59,19 @@ def add_arguments(parser):
     parser.epilog = "defaults per data set -- " + _defaults_text()
     parser.add_argument("--data", choices=NAMES, default="digits",
                         help="digits (bundled with scikit-learn, the default), moons "
-                             "(make_moons(2000, noise=0.4)) or mnist (IDX files in --data-dir)")
-    parser.add_argument("--data-dir", help="folder with the MNIST IDX files (gzipped or not)")
+                             "(make_moons(2000, noise=0.4)), mnist or fashion-mnist (downloaded once by "
+                             "symprop data NAME, or the IDX files in --data-dir)")
+    parser.add_argument("--data-dir", metavar="DIR", help="for mnist and fashion-mnist: a folder with the IDX files "
+                                                          "(gzipped or not) instead of the downloaded ones")
     parser.add_argument("--net", help='network spec, e.g. "affine(64,32) tanh affine(32,10) '
                                       'softmax-cross-entropy"')
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int, help="passes over the training part (default: the data set's, "
+                                                   "listed below)")
+    parser.add_argument("--batch-size", type=int, help="examples per gradient step (default: the data set's)")
     parser.add_argument("--lr", type=float, help="learning rate of the first epoch (default: the data "
                                                  "set's for sgd, torch.optim's for the other optimizers)")
     parser.add_argument("--optimizer", default="sgd", metavar="NAME",
-                        help=f"update rule: {', '.join(RULES)} (default sgd; symbolic/steps.py)")
+                        help=f"update rule: {', '.join(RULES)} (default sgd)")
     for name, help_text in HYPER_OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, help=help_text)
     parser.add_argument("--lr-decay", type=float, help="multiply the rate by this after each epoch")
@@ -74,7 +79,8 @@ def add_arguments(parser):
                         help="seeds initialisation, validation split and shuffling (default 0)")
     parser.add_argument("--val-split", type=float, default=0.1,
                         help="fraction of the training part held out for validation (default 0.1)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                        help="the numbers the kernels compute in (default float32)")
     parser.add_argument("--plot", metavar="PNG", help="write loss/accuracy curves (and the "
                                                       "decision boundary for 2-D data) here")
     parser.add_argument("--plot-with", metavar="JSON", action="append", default=[],
@@ -100,6 +106,10 @@ def _epoch_line(stats, epochs: int) -> str:
 
 
 def run(args) -> int:
+    for module in ("sklearn", "tqdm", "threadpoolctl"):  # the train extra, before any work
+        need(module, "symprop train")
+    if args.plot:
+        need("matplotlib", "symprop train --plot")
     defaults = DEFAULTS[args.data]
     spec = args.net or defaults["net"]
     rule = rule_named(args.optimizer)
