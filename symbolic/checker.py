@@ -254,6 +254,7 @@ CODES = {
     "wrong_value": "own",  # no likely cause found
     "wrong_result": "own",  # a result computed outside the formulas (training) differs
     "wrong_given": "given",  # a given value of the example, written differently
+    "not_finite": "own",  # the program's value overflows (inf or nan in the file's dtype)
 }
 
 
@@ -339,6 +340,21 @@ class Subject:
             self.batch_size = 1
         outputs = len(self.network.layers[-1].units) if self.network else 1
         self.factors_n = sorted({n for n in (self.batch_size, outputs) if n > 2})
+
+    @functools.cached_property
+    def _float64_transcript(self):
+        graph = dataclasses.replace(self.graph, dtype="float64", dtype_written=True)
+        return graph_transcript(graph, self.build_exact().name)
+
+    def float64_program(self) -> Transcript | None:
+        """The graph as a float64 program computes it (None for other subjects, or when the
+        graph file already names its dtype: its transcript is then the program's)."""
+        if self.graph is None or self.graph.dtype_written:
+            return None
+        try:
+            return self._float64_transcript
+        except SympropError:
+            return None
 
     def build(self, network=None, conventions=Conventions()):
         if self.network is None:
@@ -476,6 +492,8 @@ def _rational(value) -> sp.Rational:
     value = sp.sympify(value)
     if value.is_Rational:
         return value
+    if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
     return sp.Rational(sp.N(value, PRECISION))
 
 
@@ -735,7 +753,12 @@ class _Context:
         exact_value = verdict.exact
         q = self.exact.quantities[key]
         add = verdict.findings.append
-        if _float64_rendering(claim, exact_value):
+        if not isinstance(exact_value, sp.MatrixBase) and not _rational(exact_value).is_finite:
+            add(Finding("not_finite", tr(f"the program's value is {rounded(exact_value, 4)}: it overflows in the "
+                                         "file's dtype, so no finite number is right",
+                                         f"程序中的值是 {rounded(exact_value, 4)}：在文件的数据类型中溢出，任何有限数都不对")))
+            return
+        if _float64_rendering(claim, exact_value) or self._float64_program_print(claim, key):
             verdict.right = True
             add(Finding("right_float64", tr("right: this is the exact value as a float64 program prints it",
                                             "正确：这是精确值在 float64 程序中的打印结果")))
@@ -768,6 +791,16 @@ class _Context:
                     "mistake in this step: recomputing it from the learner's own earlier values does not give this number"
                     if self.upstream[key] else "mistake in this step",
                     "这一步算错了：用你自己前面的数值重新计算也得不到这个数" if self.upstream[key] else "这一步算错了")))
+
+    def _float64_program_print(self, claim: Claim, key: str) -> bool:
+        """A full float64 print equal to what a float64 program computing the graph's formulas
+        as written gives (a finite difference loses digits no exact value has)."""
+        if _significant_written(claim.written) < 15 or not _is_float(claim.written, np.float64):
+            return False
+        program = self.subject.float64_program()
+        q = program.quantities.get(key) if program is not None else None
+        return (q is not None and not isinstance(q.value, sp.MatrixBase)
+                and sp.Rational(float(claim.written)) == _rational(q.value))
 
     def _carried(self, verdict: Verdict):
         """The step recomputed from the learner's own upstream claims: as written, then with
