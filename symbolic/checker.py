@@ -23,6 +23,7 @@ import functools
 import itertools
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,11 @@ from .graphfile import is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
+from .mistakes import mistakes
 from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
-from .transcript import PRECISION, Chain, Text, Transcript, in_float32, rounded, rounding_intermediates, tr
+from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
+                         rounding_intermediates, tr)
 
 DECIMAL = re.compile(r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*\Z")
 FRACTION = re.compile(r"\s*[+-]?\d+\s*/\s*\d+\s*\Z")
@@ -145,12 +148,17 @@ def _net_values(path: Path, data: dict) -> NetValues:
     if "example" in data or "network" in data:
         raise SympropError(f"{path}: name one subject: example, network (or graph), or net with values")
     if not isinstance(data.get("net"), str) or not isinstance(data.get("values"), str):
-        raise SympropError(f'{path}: net = "affine(2,2) sigmoid affine(2,2) mse" and values = "my-values.toml" '
-                           "go together (a net spec and the file with its numbers)")
+        raise SympropError(f'{path}: net = "my-net.toml" names a net file; net = "affine(2,2) sigmoid affine(2,2) '
+                           'mse" (a net spec) needs values = "my-values.toml", the file with its numbers')
     values = path.parent / data["values"]
     if not values.exists():
         raise SympropError(f"{path}: the values file {data['values']!r} does not exist")
     return NetValues(data["net"], str(values))
+
+
+def _names_a_file(text: str) -> bool:
+    """``net = "my-net.toml"`` names a file; ``net = "affine(2,2) sigmoid ..."`` is a spec."""
+    return text.strip().endswith(".toml") and "(" not in text
 
 
 def load_claims(path) -> tuple[str, list[Claim]]:
@@ -165,6 +173,9 @@ def load_claims(path) -> tuple[str, list[Claim]]:
                            "net, values, tolerance, claims)")
     if "graph" in data and "network" not in data:  # a graph file is named like a network file
         data["network"] = data.pop("graph")
+    if isinstance(data.get("net"), str) and "values" not in data and "network" not in data \
+            and _names_a_file(data["net"]):  # net = "my-net.toml": a net file, named like a network file
+        data["network"] = data.pop("net")
     if "net" in data or "values" in data:
         subject = _net_values(path, data)
     elif ("example" in data) == ("network" in data):
@@ -254,7 +265,10 @@ CODES = {
     "wrong_value": "own",  # no likely cause found
     "wrong_result": "own",  # a result computed outside the formulas (training) differs
     "wrong_given": "given",  # a given value of the example, written differently
-    "not_finite": "own",  # the program's value overflows (inf or nan in the file's dtype)
+    "not_finite": "own",
+    "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
+    "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
+    "forgot_sigmoid_derivative": "own",  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
 }
 
 
@@ -341,6 +355,14 @@ class Subject:
         outputs = len(self.network.layers[-1].units) if self.network else 1
         self.factors_n = sorted({n for n in (self.batch_size, outputs) if n > 2})
 
+    def training_records(self) -> list:
+        """Every step's (or epoch's) record of a graph file's training, once."""
+        if not hasattr(self, "_records"):
+            from .graphfile_transcript import Training
+
+            self._records = list(Training(self.graph).records())
+        return self._records
+
     @functools.cached_property
     def _float64_transcript(self):
         graph = dataclasses.replace(self.graph, dtype="float64", dtype_written=True)
@@ -379,8 +401,11 @@ class Subject:
             out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
                                                         "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
                                self.build(), float32=True))
+        # the common mistakes, found and made in the transcript itself (the same for every file kind)
+        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
         graph = self.graph
-        if graph is not None and graph.update is not None:  # the update's sign flipped
+        if graph is not None and graph.update is not None and (graph.update.steps > 1 or graph.data is not None):
+            # the sign of every step's update flipped, for the table's values
             flipped = dataclasses.replace(graph, update=dataclasses.replace(graph.update, ascent=not graph.update.ascent))
             out.append(Variant("convention_gradient_ascent",
                                tr("gradient descent instead of ascent (the update's sign flipped)",
@@ -418,20 +443,6 @@ class Subject:
                                    description, self.build(conventions=Conventions(updated_biases=updated))))
         if any(layer.shared_bias for layer in net.layers) and net.update_biases:
             out.append(self._per_unit_variant(net))
-        if len(net.layers) > 1:
-            out.append(Variant("convention_updated_weights",
-                               tr("hidden-layer gradients taken with the already-updated output weights",
-                                  "隐藏层梯度用了已经更新过的输出层权重"),
-                               self.build(conventions=Conventions(hidden_uses_updated_weights=True))))
-        out.append(Variant("convention_gradient_ascent",
-                           tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
-                              "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
-                           self.build(conventions=Conventions(gradient_ascent=True))))
-        if any(layer.activation.name == "sigmoid" for layer in net.layers):
-            out.append(Variant("convention_sigmoid_at_net",
-                               tr("the sigmoid derivative y(1 - y) taken at the net input instead of the output",
-                                  "sigmoid 的导数 y(1 - y) 用了净输入而不是输出"),
-                               self.build(conventions=Conventions(sigmoid_derivative_at_net=True))))
         k = len(net.layers[-1].units)
         for loss, code, description in LOSS_VARIANTS.get(net.loss, []):
             if {net.loss, loss} == {"squared-error", "mse"} and k == 2:
@@ -467,22 +478,50 @@ def _builtin_variants(name: str, decimals: frozenset) -> list[Variant]:
 
 def resolve_name(key: str, quantities) -> str | None:
     """The transcript key a claim's name means: the key itself, or a common notation of it
-    (Mazur's out_h1, E_total, w5+, delta_o1)."""
+    (Mazur's out_h1, E_total, dE_total/dw5, w5+, delta_o1, δ_o1, ∂E/∂w5, δo1)."""
     if key in quantities:
         return key
-    k = re.sub(r"\+\Z", "_new", key.strip())
-    k = re.sub(r"(?<![A-Za-z])E_total", "E", k)
+    k = unicodedata.normalize("NFKC", key.strip()).replace("∂", "d").replace(" ", "")
+    k = re.sub(r"\+\Z", "_new", k)
+    k = re.sub(r"(?<![A-Za-z])E_?total", "E", k)
     k = re.sub(r"(\Ad|/d|\A)out_", r"\1", k)
-    k = re.sub(r"\Adelta_(\w+)\Z", r"dE/dnet_\1", k)
-    return k if k in quantities else None
+    delta = re.match(r"(?:delta|δ|Δ)_?\{?([A-Za-z]\w*?)\}?\Z", k)
+    if delta:
+        unit = delta.group(1)
+        for candidate in (f"dE/dnet_{unit}", f"dL/dnet_{unit}", f"dE/dz{unit}", f"dL/d{unit}", f"dE/d{unit}"):
+            if candidate in quantities:
+                return candidate
+    if k in quantities:
+        return k
+    top = re.match(r"d(\w+)/d(\w+)\Z", k)  # dE/dw5 where the loss is L, and the reverse
+    if top:
+        for name in ("E", "L"):
+            if f"d{name}/d{top.group(2)}" in quantities:
+                return f"d{name}/d{top.group(2)}"
+    return None
 
 
 def _unknown_name(key: str, subject: str, quantities) -> str:
-    close = difflib.get_close_matches(key, quantities, n=4, cutoff=0.5)
+    close = _close_names(key, list(quantities))
     if key.endswith("+"):
         close = [n for n in [key[:-1] + "_new"] if n in quantities] + [n for n in close if n != key[:-1] + "_new"]
-    hint = f"; closest names: {', '.join(close)}" if close else ""
+    hint = f"; closest names: {', '.join(close[:4])}" if close else ""
     return f"{subject} has no value named {key!r}{hint} (all names: symprop example show {subject} --format json)"
+
+
+def _close_names(key: str, names: list[str]) -> list[str]:
+    """Names like ``key``: those written the same but for their numbers first, nearest number
+    first (epoch0:l -> epoch1:l before epoch90:l), then difflib's closest."""
+    shape = re.sub(r"\d+", "#", key)
+    numbers = [int(n) for n in re.findall(r"\d+", key)]
+    same_shape = []
+    for name in names:
+        if re.sub(r"\d+", "#", name) == shape:
+            theirs = [int(n) for n in re.findall(r"\d+", name)]
+            same_shape.append((sum(abs(a - b) for a, b in zip(numbers, theirs)), name))
+    nearest = [name for _, name in sorted(same_shape)[:4]]
+    rest = difflib.get_close_matches(key, names, n=4, cutoff=0.5)
+    return nearest + [n for n in rest if n not in nearest]
 
 
 # --- exact numbers ----------------------------------------------------------------------------------
@@ -561,11 +600,14 @@ def _rounding(claim: Claim, exact) -> tuple[str, int] | None:
     x = _rational(exact)
     for k in range(claim.decimals, 0, -1):
         unit = sp.Integer(10) ** -k
-        if not (claim.value / unit).is_integer or _significant(claim.value, k) < 2:
+        significant = _significant(claim.value, k)
+        if not (claim.value / unit).is_integer or significant < 1:
             continue
-        if abs(claim.value - x) <= unit / 2:
+        if significant >= 2 and abs(claim.value - x) <= unit / 2:
             return "rounded", k
-        if claim.value * x > 0 and abs(claim.value) < abs(x) < abs(claim.value) + unit:
+        # cut off: at least 2 significant digits, or 1 after zeros (sigmoid(-5) = 0.006 for 0.0067)
+        if (significant >= 2 or (k >= 3 and abs(claim.value) < sp.Rational(1, 10))) \
+                and claim.value * x > 0 and abs(claim.value) < abs(x) < abs(claim.value) + unit:
             return "truncated", k
     return None
 
@@ -583,6 +625,23 @@ def _significant(value, decimals: int) -> int:
 
 def _digits(value, decimals: int) -> str:
     return str(abs(int(_round(value, decimals))))
+
+
+def _decimal(value, decimals: int) -> str:
+    """value written with ``decimals`` decimals."""
+    return f"{float(value):.{decimals}f}"
+
+
+def _swaps(x, decimals: int) -> list:
+    """x written with ``decimals`` decimals with two different neighbouring digits swapped."""
+    digits = _digits(x, decimals)
+    sign = -1 if x < 0 else 1
+    out = []
+    for i in range(len(digits) - 1):
+        if digits[i] != digits[i + 1]:
+            swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2:]
+            out.append(sign * sp.Integer(int(swapped)) / sp.Integer(10) ** decimals)
+    return out
 
 
 def _transposed(claim: Claim, x) -> bool:
@@ -678,11 +737,16 @@ def check(subject_name: str, claims: list[Claim]) -> Report:
     reported in ``Report.problems`` (the CLI exits 2) without stopping the others."""
     subject = Subject(subject_name)
     exact = subject.build_exact()
+    exact = _with_claimable(subject, exact, [c.key for c in claims if resolve_name(c.key, exact.quantities) is None])
     by_key, problems = {}, []
     for claim in claims:
         key = resolve_name(claim.key, exact.quantities)
         if key is None:
-            problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
+            diverged = getattr(exact, "diverged", None)
+            if diverged and re.match(r"(step|epoch)\d+:", claim.key):
+                problems.append(f"{claim.where}: {claim.key!r} cannot be checked: {diverged}")
+            else:
+                problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
             continue
         if isinstance(exact.value(key), sp.MatrixBase):
             problems.append(f"{claim.where}: {claim.key!r} is a matrix; claim single numbers")
@@ -709,6 +773,43 @@ def check(subject_name: str, claims: list[Claim]) -> Report:
                 first_wrong = key
         verdicts.append(verdict)
     return Report(subject_name, verdicts, first_wrong, problems)
+
+
+def _with_claimable(subject: Subject, exact: Transcript, names: list[str]) -> Transcript:
+    """The transcript with the quantities these claims name that it computes but does not
+    print: the gradient of the output by itself (df/df = 1), and any value of any step or
+    epoch of a graph file's training (epoch3:dl/dw, or epoch3:dl/dw[2]: sample 2 of epoch 3
+    with per-sample updates). A copy: the built transcript may be shared."""
+    extra = {}
+    for name in names:
+        own = re.match(r"d(\w+)/d(\w+)\Z", name)
+        if own and own.group(1) == own.group(2) and own.group(1) in exact.quantities:
+            extra[name] = (sp.S.One, tr("the definition of a derivative", "导数的定义"))
+            continue
+        epoch = re.match(r"(step|epoch)(\d+):(.+?)(?:\[(\d+)\])?\Z", name)
+        graph = subject.graph
+        if not epoch or graph is None or graph.update is None:
+            continue
+        records = subject.training_records()
+        k = int(epoch.group(2))
+        if not 1 <= k <= len(records):
+            continue
+        record = records[k - 1]
+        if epoch.group(4) is None:
+            value = record.get(epoch.group(3))
+        else:
+            n = int(epoch.group(4))
+            value = record.samples[n - 1].get(epoch.group(3)) if 1 <= n <= len(record.samples) else None
+        if value is not None:
+            extra[name] = (value, tr("the training", "训练"))
+    if not extra:
+        return exact
+    copy = dataclasses.replace(exact, quantities=dict(exact.quantities), blocks=list(exact.blocks))
+    for name, (value, result) in extra.items():
+        copy.given(name, value, result_of=result)
+    if hasattr(exact, "diverged"):
+        copy.diverged = exact.diverged
+    return copy
 
 
 def _claimed_upstream(t: Transcript, key: str, claims: dict) -> set[str]:
@@ -772,13 +873,20 @@ class _Context:
         if q.formula is not None:
             self._carried(verdict)
         for variant in self.variants:
+            if variant.code in {f.code for f in verdict.findings}:
+                continue
             for candidate in variant.aliases.get(key, [key]):
                 other = variant.transcript.quantities.get(candidate)
                 if other is not None and (_matches(claim, other) or (variant.float32 and _float32_match(claim, other.value))):
-                    add(Finding(variant.code, tr(f"right under another convention: {variant.description.en}",
-                                                 f"在另一种约定下是对的：{variant.description.zh or variant.description.en}")))
+                    if CODES[variant.code] == "convention":
+                        add(Finding(variant.code, tr(f"right under another convention: {variant.description.en}",
+                                                     f"在另一种约定下是对的：{variant.description.zh or variant.description.en}")))
+                    else:  # a mistake, not a convention: say which
+                        add(Finding(variant.code, variant.description))
                     break
         self._slips(verdict)
+        if not verdict.findings and q.formula is not None:
+            self._intermediates(verdict)
         if not verdict.findings:
             if q.formula is None and q.result_of is not None:
                 add(Finding("wrong_result", tr(f"this is the result of {q.result_of.en} (not a given value), and it differs",
@@ -812,15 +920,18 @@ class _Context:
         wrong = [k for k in upstream if not self.right[k]]
         point, _ = self.world(frozenset()).own[key]
         boxed = not _within(claim, point)
-        if boxed and not _consistent(claim, self.world(frozenset(upstream)).own[key][1]):
+        # a value written exactly (0.05 for a given 0.05) lost no digits: never blame its rounding
+        boxable = [k for k in upstream if self.claims[k].tolerance
+                   and self.claims[k].value != _rational(self.exact.value(k))]
+        if boxed and (not boxable or not _consistent(claim, self.world(frozenset(boxable)).own[key][1])):
             return
-        rounded_inputs = [k for k in upstream if self.right[k] and self.claims[k].value != _rational(self.exact.value(k))]
+        rounded_inputs = [k for k in boxable if self.right[k]]
         if wrong and not boxed:
             inputs = []  # the learner's own values as written give it: nothing to explain
         else:
             inputs = ([k for k in upstream if self._explains(key, claim, [k], False)]
-                      or [k for k in upstream if self.claims[k].tolerance and self._explains(key, claim, [k], True)]
-                      or (rounded_inputs if not wrong else [k for k in upstream if self.claims[k].tolerance]))
+                      or [k for k in boxable if self._explains(key, claim, [k], True)]
+                      or (rounded_inputs if not wrong else boxable))
         written = ", ".join(f"{k} = {self.claims[k].written}" for k in (inputs or upstream))
         because = (f"; the difference comes from the rounding of {written} (within its written precision)"
                    if inputs else "")
@@ -834,6 +945,75 @@ class _Context:
             verdict.findings.append(Finding("carried_precision", tr(
                 f"this step is right for the learner's rounded {written}: the digits lost there make this value wrong",
                 f"用你舍入后的 {written} 计算，这一步是对的：是那里丢掉的位数使这个值出错"), inputs or upstream))
+
+    def _intermediates(self, verdict: Verdict):
+        """An unclaimed intermediate value the learner worked with but did not write down:
+        rounded (or cut off) before it was used (0.0475 from a rounded 0.95), or with a slip
+        (sign, factor 2, two swapped digits) that the rest of the step then carried forward.
+        Only values whose rounding changes them: a value exact as written is never blamed."""
+        claim, key = verdict.claim, verdict.key
+        if isinstance(verdict.exact, sp.MatrixBase) or _significant_written(claim.written) < 2:
+            return
+        if abs(claim.value - _rational(verdict.exact)) <= 10 * claim.tolerance:
+            return  # off by a few units in the last digit: any small change would explain it
+        base = self.world(frozenset()).point
+        for u in self._unclaimed_inputs(key):
+            exact_u = _rational(self.exact.value(u))
+            candidates = []
+            for d in range(1, 6):
+                for how, value in (("rounded", round_half_up(exact_u, d)),
+                                   ("cut off", sp.sign(exact_u) * sp.floor(abs(exact_u) * 10 ** d) / 10 ** d)):
+                    if value != exact_u and value != 0:
+                        candidates.append(("rounded_intermediate", value,
+                                           tr(f"right if {u} = {rounded(exact_u, 8)} is {how} to {d} decimals "
+                                              f"({_decimal(value, d)}) before it is used: keep all digits until the end",
+                                              f"如果先把 {u} = {rounded(exact_u, 8)} 舍入到 {d} 位小数（{_decimal(value, d)}）"
+                                              "再使用，这个结果就对了：中间结果应保留全部位数")))
+            for factor, en, zh in ((-1, "its sign flipped", "符号反了"), (2, "twice its value", "乘了 2"),
+                                   (sp.Rational(1, 2), "half its value", "少乘了 2")):
+                candidates.append(("slip_carried", factor * exact_u,
+                                   tr(f"a slip in {u} ({en}) carried forward: the rest of the calculation is right",
+                                      f"{u} 算错了（{zh}），后面的计算沿用了这个错误，其余都对")))
+            for d in {claim.decimals or 4, 4}:
+                for swapped in _swaps(exact_u, d):
+                    candidates.append(("slip_carried", swapped,
+                                       tr(f"a slip in {u} (two digits swapped: {_decimal(swapped, d)}) carried "
+                                          "forward: the rest of the calculation is right",
+                                          f"{u} 写错了（两位数字颠倒：{_decimal(swapped, d)}），后面沿用了这个错误")))
+            for code, value, text in candidates:
+                if _within(claim, self._recompute(key, base, {u: value})):
+                    verdict.findings.append(Finding(code, text, [u]))
+                    return
+
+    def _unclaimed_inputs(self, key: str, limit: int = 12) -> list[str]:
+        """Computed quantities this one depends on that the learner did not claim, nearest first."""
+        found, frontier, seen = [], [key], {key}
+        while frontier and len(found) < limit:
+            next_frontier = []
+            for k in frontier:
+                for dep in sorted(_dependencies(self.exact, k), key=self.order.index, reverse=True):
+                    if dep in seen or dep in self.claims:
+                        continue
+                    seen.add(dep)
+                    if self.exact.quantities[dep].formula is not None:
+                        found.append(dep)
+                        next_frontier.append(dep)
+            frontier = next_frontier
+        return found[:limit]
+
+    def _recompute(self, key: str, base: dict, overrides: dict):
+        """``key`` recomputed in the learner's world with some values replaced."""
+        values, changed = dict(base), set(overrides)
+        values.update(overrides)
+        start = min(self.order.index(k) for k in overrides)
+        for k in self.order[start:self.order.index(key) + 1]:
+            if k in overrides:
+                continue
+            q = self.exact.quantities[k]
+            if q.formula is not None and (k == key or k not in self.claims) and _dependencies(self.exact, k) & changed:
+                values[k] = self.exact.evaluate(q.formula, values)
+                changed.add(k)
+        return values[key]
 
     def _slips(self, verdict: Verdict):
         """A sign, a factor, two swapped digits, or another quantity's value: compared with the
