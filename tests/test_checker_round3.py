@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from symprop.symbolic.checker import _close_names, check, claim_from, load_claims
+from symprop.symbolic.examples import get_transcript
 
 SIGMOID_CHAIN = """
 [inputs]
@@ -176,3 +177,40 @@ def test_close_names_offer_the_nearest_numbers_first():
     names = [f"epoch{k}:l" for k in (90, 1, 2, 100, 10)] + ["epoch1:w"]
     assert _close_names("epoch0:l", names)[:3] == ["epoch1:l", "epoch2:l", "epoch10:l"]
     assert _close_names("epoch93:l", names)[:2] == ["epoch90:l", "epoch100:l"]
+
+
+def mazur_error_at_step(steps: int) -> float:
+    """Mazur's network trained by plain float64 gradient descent (numpy, written here): the
+    error computed in the forward pass of the last step, before its update."""
+    i, t = np.array([0.05, 0.10]), np.array([0.01, 0.99])
+    w_h, w_o = np.array([[0.15, 0.25], [0.20, 0.30]]), np.array([[0.40, 0.50], [0.45, 0.55]])
+    for _ in range(steps):
+        h = 1 / (1 + np.exp(-(i @ w_h + 0.35)))
+        o = 1 / (1 + np.exp(-(h @ w_o + 0.60)))
+        error = 0.5 * np.sum((t - o) ** 2)
+        delta_o = (o - t) * o * (1 - o)
+        delta_h = (w_o @ delta_o) * h * (1 - h)
+        w_o, w_h = w_o - 0.5 * np.outer(h, delta_o), w_h - 0.5 * np.outer(i, delta_h)
+    return float(error)
+
+
+def test_a_network_file_runs_the_published_10000_steps(tmp_path):
+    """Mazur's article: 'after repeating this process 10,000 times ... the error plummets to
+    0.0000351085'. The first step is written out, the rest is a table."""
+    from importlib import resources
+
+    text = resources.files("symprop.symbolic").joinpath("networks", "mazur-2-2-2.toml").read_text()
+    path = tmp_path / "mazur-10000.toml"
+    path.write_text(text.replace("steps = 1\n", "steps = 10000\n"))
+    expected = mazur_error_at_step(10000)
+    assert f"{expected:.10f}" == "0.0000351085"
+    for written in ("0.0000351085", repr(expected)):  # the article's digits and numpy's full print
+        report = check(str(path), [claim_from("step10000:E", written, "t"), claim_from("w5_new", "0.35891648", "t")])
+        assert all(v.right for v in report.verdicts) and len(report.verdicts) == 2 and not report.problems
+    t = get_transcript(str(path))
+    assert "step5000:E" in t.quantities and "step5001:E" not in t.quantities and "step2:net_h1" not in t.quantities
+    for text_, where in ((text.replace("steps = 1\n", "steps = 10001\n"), "from 1 to 10,000"),
+                         (text.replace("steps = 1\n", 'steps = 200\noptimizer = "adam"\n'), "at most 100 steps")):
+        path.write_text(text_)
+        with pytest.raises(Exception, match=where):
+            check(str(path), [claim_from("E", "0.3", "t")])
