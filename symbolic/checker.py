@@ -24,6 +24,7 @@ import itertools
 import json
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,10 +34,12 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .examples import EXAMPLES, builtin_graph, builtin_network
-from .graphfile import is_graph_file, load_graph
+from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
+from .equivalence import compare
+from .formula import parse_formula
 from .mistakes import mistakes
 from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
@@ -55,6 +58,7 @@ class Claim:
     tolerance: sp.Rational
     where: str  # "line 7" or "argument 2", for messages
     decimals: int | None = None  # decimals written (None for fractions)
+    formula: str | None = None  # a formula claimed instead of a number ("y - t"); value is then None
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Verdict:
     right: bool
     key: str = ""  # the transcript key the claim's name resolved to (w5+ -> w5_new)
     findings: list = field(default_factory=list)  # Finding, most certain first
+    derived: str = ""  # a formula claim: the derived rule in the learner's names
 
     @property
     def code(self) -> str:
@@ -108,7 +113,20 @@ def parse_written(text: str, where: str) -> tuple[sp.Rational, sp.Rational, int 
 
 
 def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
-    value, inferred, decimals = parse_written(written, where)
+    """A claim of a number (its tolerance from the digits written), or of a formula when the
+    text is not a number but names something ("y - t")."""
+    try:
+        value, inferred, decimals = parse_written(written, where)
+    except SympropError:
+        if not re.search(r"[A-Za-z_]", written) or re.fullmatch(r"\s*[+-]?(inf|nan)\s*", written, re.I):
+            raise
+        text = " ".join(written.split())
+        try:  # checked now, so a bad one is refused where it is written (never executed)
+            parse_formula(text, tuple(formula_variables(text)), where)
+        except SympropError as exc:
+            reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(where) else str(exc)
+            raise SympropError(f"{where}: {text[:40]!r} is not a number, nor a formula ({reason})") from None
+        return Claim(key, text, None, sp.S.Zero, where, None, text)
     return Claim(key, written.strip(), value, inferred if tolerance is None else tolerance, where, decimals)
 
 
@@ -268,7 +286,10 @@ CODES = {
     "not_finite": "own",
     "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
     "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
-    "forgot_sigmoid_derivative": "own",  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
+    "forgot_sigmoid_derivative": "own",
+    "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
+    "formula_differs": "own",  # a formula claimed: not the derived rule
+    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j]: numerator layout  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
 }
 
 
@@ -483,7 +504,7 @@ def resolve_name(key: str, quantities) -> str | None:
         return key
     k = unicodedata.normalize("NFKC", key.strip()).replace("∂", "d").replace(" ", "")
     k = re.sub(r"\+\Z", "_new", k)
-    k = re.sub(r"(?<![A-Za-z])E_?total", "E", k)
+    k = re.sub(r"(?<![A-Za-ce-z])E_?total", "E", k)  # E_total, dE_total/dw5
     k = re.sub(r"(\Ad|/d|\A)out_", r"\1", k)
     delta = re.match(r"(?:delta|δ|Δ)_?\{?([A-Za-z]\w*?)\}?\Z", k)
     if delta:
@@ -493,9 +514,10 @@ def resolve_name(key: str, quantities) -> str | None:
                 return candidate
     if k in quantities:
         return k
-    top = re.match(r"d(\w+)/d(\w+)\Z", k)  # dE/dw5 where the loss is L, and the reverse
-    if top:
-        for name in ("E", "L"):
+    top = re.match(r"d(\w+)/d(\w+)\Z", k)  # dE/dw5 or dL/dz where the loss has another name
+    if top and top.group(1) in ("E", "L", "J", "C", "loss"):
+        tops = Counter(m.group(1) for m in map(re.compile(r"d(\w+)/d").match, quantities) if m)
+        for name in ("E", "L", *(t for t, _ in tops.most_common(1))):
             if f"d{name}/d{top.group(2)}" in quantities:
                 return f"d{name}/d{top.group(2)}"
     return None
@@ -739,7 +761,11 @@ def check(subject_name: str, claims: list[Claim]) -> Report:
     exact = subject.build_exact()
     exact = _with_claimable(subject, exact, [c.key for c in claims if resolve_name(c.key, exact.quantities) is None])
     by_key, problems = {}, []
+    formula_verdicts = []
     for claim in claims:
+        if claim.formula is not None:
+            _check_formula(exact, claim, formula_verdicts, problems, subject_name)
+            continue
         key = resolve_name(claim.key, exact.quantities)
         if key is None:
             diverged = getattr(exact, "diverged", None)
@@ -772,7 +798,37 @@ def check(subject_name: str, claims: list[Claim]) -> Report:
             if verdict.kind != "carried" and not verdict.right and first_wrong is None:
                 first_wrong = key
         verdicts.append(verdict)
+    if formula_verdicts:
+        order = list(exact.quantities)
+        verdicts = sorted(verdicts + formula_verdicts, key=lambda v: order.index(v.key))
+        first_wrong = next((v.key for v in verdicts if not v.right and v.kind != "carried"), None)
     return Report(subject_name, verdicts, first_wrong, problems)
+
+
+def _check_formula(exact: Transcript, claim: Claim, verdicts: list, problems: list, subject_name: str):
+    """A formula claimed for a quantity: equivalent to the derived rule (and the rewrite that
+    shows it), or not (and the simplest input where they differ)."""
+    key = resolve_name(claim.key, exact.quantities)
+    if key is None:
+        problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
+        return
+    if isinstance(exact.value(key), sp.MatrixBase) or exact.quantities[key].formula is None:
+        problems.append(f"{claim.where}: {claim.key!r} is " + ("a matrix" if isinstance(exact.value(key), sp.MatrixBase)
+                                                             else "a given value") + "; claim a formula for a computed value")
+        return
+    try:
+        result = compare(exact, key, claim.formula, claim.where, resolve_name)
+    except SympropError as exc:
+        problems.append(str(exc))
+        return
+    code = "formula_equivalent" if result.equivalent else "formula_differs"
+    verdict = Verdict(claim, exact.value(key), result.equivalent, key=key,
+                      findings=[Finding(code, tr(result.explanation))], derived=_plain_formula(result.derived))
+    verdicts.append(verdict)
+
+
+def _plain_formula(expr) -> str:
+    return str(expr).replace("**", "^")
 
 
 def _with_claimable(subject: Subject, exact: Transcript, names: list[str]) -> Transcript:
@@ -1046,6 +1102,15 @@ class _Context:
                     add(code, en, zh)
             if _transposed(claim, x):
                 add("digits_transposed", "two neighbouring digits are swapped", "相邻两位数字写反了")
+        entry = re.match(r"(.+)\[(\d+),(\d+)\]\Z", key)
+        if entry and entry.group(2) != entry.group(3) and key.startswith("d") and "/d" in key:
+            mirror = f"{entry.group(1)}[{entry.group(3)},{entry.group(2)}]"
+            if mirror in self.exact.quantities and _within(claim, self.exact.value(mirror)):
+                add("convention_layout",
+                    f"this is {mirror}: the gradient written in numerator layout (transposed); symprop writes "
+                    f"{entry.group(1)} in denominator layout, the shape of the value it is taken by",
+                    f"这是 {mirror} 的值：梯度按分子布局（转置）书写；这里按分母布局书写，与求导变量形状相同")
+                return
         if _significant(claim.value, claim.decimals or 0) < 3 or "other_quantity" in codes:
             return
         for name, t in [(None, self.exact)] + [(v.description, v.transcript) for v in self.variants]:
@@ -1087,6 +1152,8 @@ KIND = {
 def _exact_text(v: Verdict) -> str:
     """The exact value with at least as many significant digits as the claim, so that a claim
     written to 16 digits is not shown beside an exact '8'."""
+    if v.claim.formula is not None:
+        return v.derived
     digits = min(30, max(8, _significant_written(v.claim.written)))
     return rounded(v.exact, digits)
 
@@ -1146,7 +1213,8 @@ def _report_json(report: Report) -> dict:
         "all_right": report.all_right,
         "first_wrong": report.first_wrong,
         "claims": [{"name": v.key, "written_name": v.claim.key, "claimed": v.claim.written,
-                    "exact": rounded(v.exact, 30), "tolerance": str(v.claim.tolerance), "right": v.right,
+                    "exact": v.derived if v.claim.formula is not None else rounded(v.exact, 30),
+                    "tolerance": str(v.claim.tolerance), "right": v.right,
                     "kind": v.kind, "code": v.code, "codes": [f.code for f in v.findings],
                     "diagnoses": [f.text.en for f in v.findings],
                     **({"explained_by": v.findings[0].inputs} if v.findings and v.findings[0].inputs else {})}

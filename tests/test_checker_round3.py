@@ -214,3 +214,65 @@ def test_a_network_file_runs_the_published_10000_steps(tmp_path):
         path.write_text(text_)
         with pytest.raises(Exception, match=where):
             check(str(path), [claim_from("E", "0.3", "t")])
+
+
+LOGISTIC = """
+[inputs]
+x = 1.5
+t = 1
+[parameters]
+w = 0.4
+b = -0.2
+[nodes]
+z = "w * x + b"
+p = "sigmoid(z)"
+loss = "-t*log(p) - (1 - t)*log(1 - p)"
+"""
+
+TWO_BY_TWO = """
+net = "affine(2,2) sigmoid squared-error"
+[values]
+X = [[0.5, -1.0]]
+T = [[0.2, 0.9]]
+W1 = [[0.4, -0.3], [0.1, 0.8]]
+b1 = [0.1, -0.2]
+"""
+
+# (claim name, formula, expected code, words in the explanation)
+FORMULAS = [
+    ("dL/dz", "p - t", "formula_equivalent", "equivalent: the derived rule is dloss/dp*dp/dz"),
+    ("dloss/dz", "sigmoid(w*x + b) - t", "formula_equivalent", "equivalent"),
+    ("dp/dz", "p*(1 - p)", "formula_equivalent", "p = 1/(1 + exp(-z))"),
+    ("dz/dw", "x", "formula_equivalent", "the same formula"),
+    ("dL/dz", "t - p", "formula_differs", "the simplest input where they differ: b = 0, t = 0, w = 0, x = 0 "
+                                          "(yours -0.5, the rule 0.5)"),
+    ("dloss/dw", "(p - t)", "formula_differs", "at this example's values yours is"),
+]
+
+
+@pytest.mark.parametrize("name, formula, code, says", FORMULAS)
+def test_a_claimed_formula_is_compared_with_the_derived_rule(tmp_path, name, formula, code, says):
+    report = check(_subject(tmp_path, LOGISTIC), [claim_from(name, formula, "test")])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert verdict.code == code and verdict.right == (code == "formula_equivalent")
+    assert says in verdict.diagnoses[0].en, verdict.diagnoses[0].en
+
+
+def test_a_formula_with_an_unknown_name_is_reported_not_guessed(tmp_path):
+    report = check(_subject(tmp_path, LOGISTIC), [claim_from("dL/dz", "q - t", "test")])
+    assert not report.verdicts and "'q', which is not a value of this example" in report.problems[0]
+
+
+def test_a_transposed_gradient_is_a_layout_convention(tmp_path):
+    path = tmp_path / "n.toml"
+    path.write_text(TWO_BY_TWO)
+    with mpmath.workdps(40):  # dL/dW1[i,j] = X[i] * (y_j - t_j) y_j (1 - y_j)
+        x, w, b, t = [0.5, -1.0], [[0.4, -0.3], [0.1, 0.8]], [0.1, -0.2], [0.2, 0.9]
+        y = [sigmoid(mpmath.mpf(x[0]) * mpmath.mpf(w[0][j]) + mpmath.mpf(x[1]) * mpmath.mpf(w[1][j]) + mpmath.mpf(b[j]))
+             for j in range(2)]
+        grad = [[mpmath.mpf(x[i]) * (y[j] - mpmath.mpf(t[j])) * y[j] * (1 - y[j]) for j in range(2)] for i in range(2)]
+    claims = [claim_from(f"dL/dW1[{i},{j}]", mpmath.nstr(grad[j][i], 8), "t") for i in range(2) for j in range(2)]
+    codes = {v.key: v.code for v in check(str(path), claims).verdicts}
+    assert codes == {"dL/dW1[0,0]": "right", "dL/dW1[1,1]": "right",
+                     "dL/dW1[0,1]": "convention_layout", "dL/dW1[1,0]": "convention_layout"}
