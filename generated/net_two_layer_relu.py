@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 727e6c8501b82bd7 (generator sources and sympy 1.14.0)
+# Input hash: cd443cf0573fb449 (generator sources and sympy 1.14.0)
 # Body hash: 72bb653509b16a83
 
 import hashlib

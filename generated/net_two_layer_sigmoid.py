@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 3d0209984a16a0dd (generator sources and sympy 1.14.0)
+# Input hash: 381e2c73503c52d1 (generator sources and sympy 1.14.0)
 # Body hash: 198f9dba573d3a6a
 
 import hashlib

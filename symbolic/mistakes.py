@@ -142,9 +142,8 @@ def _candidates(t: Transcript):
     for key, q in qs.items():
         if q.formula is None or isinstance(q.formula, Chain) or not _scalar(q) or key.endswith("_new"):
             continue
-        coefficient, rest = q.formula.as_coeff_Mul()
-        if coefficient == sp.Rational(1, 2) and rest.has(sp.Pow) and all(
-                e.exp == 2 for e in rest.atoms(sp.Pow) if e.base.free_symbols):
+        terms = q.formula.args if isinstance(q.formula, sp.Add) else (q.formula,)  # 1/2 (a^2 + b^2), a^2/2 + b^2/2
+        if all(_half_square(term) for term in terms):
             halves[key] = q.formula
     formulas = {}
     for loss_key, formula in halves.items():
@@ -156,6 +155,13 @@ def _candidates(t: Transcript):
                     and any(sp.expand(q.formula - sp.diff(formula, s)) == 0 for s in formula.free_symbols)):
                 formulas[key] = 2 * q.formula
     yield ("convention_loss_no_half", tr("squared error without the 1/2", "平方误差没有乘 1/2"), formulas)
+
+
+def _half_square(term) -> bool:
+    """1/2 times squares: (y - t)^2/2, or 1/2 ((y1 - t1)^2 + (y2 - t2)^2)."""
+    coefficient, rest = term.as_coeff_Mul()
+    return coefficient == sp.Rational(1, 2) and rest.has(sp.Pow) and all(
+        e.exp == 2 for e in rest.atoms(sp.Pow) if e.base.free_symbols)
 
 
 def _updated(key: str, q: Quantity, qs: dict) -> str | None:

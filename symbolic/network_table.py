@@ -13,9 +13,9 @@ import math
 import sympy as sp
 
 from .errors import SympropError
+from .networkfile import FULL_STEPS  # noqa: F401  (network_transcript reads it here)
 from .transcript import Chain, Transcript, tr
 
-FULL_STEPS = 100  # up to this many steps every step is written out in full
 TABLE_ROWS = 20  # about this many rows after the first five
 
 

@@ -19,7 +19,6 @@ from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .layers import REGISTRY, Elementwise, ElementwiseLoss, formula_layer
 from .numbers import exact_number
-from .network_table import FULL_STEPS
 from .steps import RULES
 
 # The losses a network file knows besides the registry's (here, not in the transcript, so
@@ -49,6 +48,7 @@ ARRAY_HEADER = re.compile(r"\[\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\]\Z")  # [[lay
 TABLE_HEADER = re.compile(r"\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\Z")  # [inputs]; not a row [0.3, 0.4]]
 MAX_MAGNITUDE = 1e6
 MAX_STEPS = 10_000  # published examples run 10,000 (Mazur's); above FULL_STEPS a table (network_table.py)
+FULL_STEPS = 100  # up to this many steps every step is written out in full
 RESERVED = {"E", "E_new", "learning_rate"}  # names the transcript itself uses
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "loss", "learning_rate", "steps", "update_biases",
              "optimizer", "inputs", "targets", "layers"}
