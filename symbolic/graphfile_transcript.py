@@ -174,6 +174,7 @@ class _Builder:
         g, t = self.g, self.t
         keys = {i: f"{i}_test" if i in g.predict else i for i in g.inputs}
         keys.update(params)
+        keys = {name: key for name, key in keys.items() if key in t.quantities}  # a full batch's columns are per sample
         subs = {name: t.symbol(key) for name, key in keys.items()}
         needed = g.ancestors(g.output)
         numbers = {name: self.num.get(key) for name, key in keys.items()}

@@ -155,3 +155,38 @@ def test_program_matches_numpy_for_functions(formula):
                     "sigmoid(x) * x": (1 / (1 + np.exp(-x)) if x >= 0 else np.exp(x) / (1 + np.exp(x))) * x,
                     "log1p(exp(x)) / x": np.log1p(np.exp(x)) / x}[formula]
         assert program.value({"x": np.float64(x)}) == pytest.approx(expected, rel=1e-15)
+
+
+def test_float32_full_batch_with_dout_matches_the_program(tmp_path):
+    """A full batch in float32 with an upstream gradient of 2: the mean of the samples'
+    gradients, summed in order, then the update, as a numpy loop does it."""
+    text = """dtype = "float32"
+output = "yh"
+loss = "l"
+dout = 2
+[parameters]
+w = 0.5
+[nodes]
+yh = "w * x"
+l = "(yh - y)^2"
+[data]
+x = [1, 2, 3]
+y = [2, 4, 6.5]
+mode = "full-batch"
+[update]
+learning_rate = 0.01
+epochs = 20
+[predict]
+x = 4
+"""
+    _, graph = _graph(tmp_path, text)
+    t = graph_transcript(graph)
+    w, lr = f32(0.5), f32(0.01)
+    for epoch in range(1, 21):
+        grads = []
+        for x, y in ((f32(1), f32(2)), (f32(2), f32(4)), (f32(3), f32(6.5))):
+            d = w * x - y
+            grads.append((f32(2) * (f32(2) * d)) * x)
+        w = w - lr * ((grads[0] + grads[1] + grads[2]) / f32(3))
+        assert t.value(f"epoch{epoch}:w") == exact_of(w)
+    assert t.value("yh_test_trained") == exact_of(w * f32(4))
