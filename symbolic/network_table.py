@@ -13,7 +13,6 @@ import math
 import sympy as sp
 
 from .errors import SympropError
-from .networkfile import FULL_STEPS  # noqa: F401  (network_transcript reads it here)
 from .transcript import Chain, Transcript, tr
 
 TABLE_ROWS = 20  # about this many rows after the first five

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .layers import K, N, REGISTRY, real
-from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
-from .network_table import FULL_STEPS, long_run
+from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, FULL_STEPS, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
+from .network_table import long_run
 from .steps import RULES, STEP_COUNT_LINE
 from .steps import g as GRADIENT, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
