@@ -23,6 +23,8 @@ import functools
 import itertools
 import json
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,13 +34,17 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .examples import EXAMPLES, builtin_graph, builtin_network
-from .graphfile import is_graph_file, load_graph
+from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
+from .equivalence import compare
+from .formula import parse_formula
+from .mistakes import mistakes
 from .numbers import exact_number
 from .network_transcript import Conventions, network_transcript
-from .transcript import PRECISION, Chain, Text, Transcript, in_float32, rounded, rounding_intermediates, tr
+from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
+                         rounding_intermediates, tr)
 
 DECIMAL = re.compile(r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*\Z")
 FRACTION = re.compile(r"\s*[+-]?\d+\s*/\s*\d+\s*\Z")
@@ -52,6 +58,7 @@ class Claim:
     tolerance: sp.Rational
     where: str  # "line 7" or "argument 2", for messages
     decimals: int | None = None  # decimals written (None for fractions)
+    formula: str | None = None  # a formula claimed instead of a number ("y - t"); value is then None
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Verdict:
     right: bool
     key: str = ""  # the transcript key the claim's name resolved to (w5+ -> w5_new)
     findings: list = field(default_factory=list)  # Finding, most certain first
+    derived: str = ""  # a formula claim: the derived rule in the learner's names
 
     @property
     def code(self) -> str:
@@ -105,7 +113,20 @@ def parse_written(text: str, where: str) -> tuple[sp.Rational, sp.Rational, int 
 
 
 def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
-    value, inferred, decimals = parse_written(written, where)
+    """A claim of a number (its tolerance from the digits written), or of a formula when the
+    text is not a number but names something ("y - t")."""
+    try:
+        value, inferred, decimals = parse_written(written, where)
+    except SympropError:
+        if not re.search(r"[A-Za-z_]", written) or re.fullmatch(r"\s*[+-]?(inf|nan)\s*", written, re.I):
+            raise
+        text = " ".join(written.split())
+        try:  # checked now, so a bad one is refused where it is written (never executed)
+            parse_formula(text, tuple(formula_variables(text)), where)
+        except SympropError as exc:
+            reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(where) else str(exc)
+            raise SympropError(f"{where}: {text[:40]!r} is not a number, nor a formula ({reason})") from None
+        return Claim(key, text, None, sp.S.Zero, where, None, text)
     return Claim(key, written.strip(), value, inferred if tolerance is None else tolerance, where, decimals)
 
 
@@ -145,12 +166,17 @@ def _net_values(path: Path, data: dict) -> NetValues:
     if "example" in data or "network" in data:
         raise SympropError(f"{path}: name one subject: example, network (or graph), or net with values")
     if not isinstance(data.get("net"), str) or not isinstance(data.get("values"), str):
-        raise SympropError(f'{path}: net = "affine(2,2) sigmoid affine(2,2) mse" and values = "my-values.toml" '
-                           "go together (a net spec and the file with its numbers)")
+        raise SympropError(f'{path}: net = "my-net.toml" names a net file; net = "affine(2,2) sigmoid affine(2,2) '
+                           'mse" (a net spec) needs values = "my-values.toml", the file with its numbers')
     values = path.parent / data["values"]
     if not values.exists():
         raise SympropError(f"{path}: the values file {data['values']!r} does not exist")
     return NetValues(data["net"], str(values))
+
+
+def _names_a_file(text: str) -> bool:
+    """``net = "my-net.toml"`` names a file; ``net = "affine(2,2) sigmoid ..."`` is a spec."""
+    return text.strip().endswith(".toml") and "(" not in text
 
 
 def load_claims(path) -> tuple[str, list[Claim]]:
@@ -165,6 +191,9 @@ def load_claims(path) -> tuple[str, list[Claim]]:
                            "net, values, tolerance, claims)")
     if "graph" in data and "network" not in data:  # a graph file is named like a network file
         data["network"] = data.pop("graph")
+    if isinstance(data.get("net"), str) and "values" not in data and "network" not in data \
+            and _names_a_file(data["net"]):  # net = "my-net.toml": a net file, named like a network file
+        data["network"] = data.pop("net")
     if "net" in data or "values" in data:
         subject = _net_values(path, data)
     elif ("example" in data) == ("network" in data):
@@ -254,6 +283,13 @@ CODES = {
     "wrong_value": "own",  # no likely cause found
     "wrong_result": "own",  # a result computed outside the formulas (training) differs
     "wrong_given": "given",  # a given value of the example, written differently
+    "not_finite": "own",
+    "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
+    "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
+    "forgot_sigmoid_derivative": "own",
+    "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
+    "formula_differs": "own",  # a formula claimed: not the derived rule
+    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j]: numerator layout  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
 }
 
 
@@ -340,6 +376,29 @@ class Subject:
         outputs = len(self.network.layers[-1].units) if self.network else 1
         self.factors_n = sorted({n for n in (self.batch_size, outputs) if n > 2})
 
+    def training_records(self) -> list:
+        """Every step's (or epoch's) record of a graph file's training, once."""
+        if not hasattr(self, "_records"):
+            from .graphfile_transcript import Training
+
+            self._records = list(Training(self.graph).records())
+        return self._records
+
+    @functools.cached_property
+    def _float64_transcript(self):
+        graph = dataclasses.replace(self.graph, dtype="float64", dtype_written=True)
+        return graph_transcript(graph, self.build_exact().name)
+
+    def float64_program(self) -> Transcript | None:
+        """The graph as a float64 program computes it (None for other subjects, or when the
+        graph file already names its dtype: its transcript is then the program's)."""
+        if self.graph is None or self.graph.dtype_written:
+            return None
+        try:
+            return self._float64_transcript
+        except SympropError:
+            return None
+
     def build(self, network=None, conventions=Conventions()):
         if self.network is None:
             return self.build_exact()
@@ -363,8 +422,11 @@ class Subject:
             out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
                                                         "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
                                self.build(), float32=True))
+        # the common mistakes, found and made in the transcript itself (the same for every file kind)
+        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
         graph = self.graph
-        if graph is not None and graph.update is not None:  # the update's sign flipped
+        if graph is not None and graph.update is not None and (graph.update.steps > 1 or graph.data is not None):
+            # the sign of every step's update flipped, for the table's values
             flipped = dataclasses.replace(graph, update=dataclasses.replace(graph.update, ascent=not graph.update.ascent))
             out.append(Variant("convention_gradient_ascent",
                                tr("gradient descent instead of ascent (the update's sign flipped)",
@@ -402,20 +464,6 @@ class Subject:
                                    description, self.build(conventions=Conventions(updated_biases=updated))))
         if any(layer.shared_bias for layer in net.layers) and net.update_biases:
             out.append(self._per_unit_variant(net))
-        if len(net.layers) > 1:
-            out.append(Variant("convention_updated_weights",
-                               tr("hidden-layer gradients taken with the already-updated output weights",
-                                  "隐藏层梯度用了已经更新过的输出层权重"),
-                               self.build(conventions=Conventions(hidden_uses_updated_weights=True))))
-        out.append(Variant("convention_gradient_ascent",
-                           tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
-                              "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
-                           self.build(conventions=Conventions(gradient_ascent=True))))
-        if any(layer.activation.name == "sigmoid" for layer in net.layers):
-            out.append(Variant("convention_sigmoid_at_net",
-                               tr("the sigmoid derivative y(1 - y) taken at the net input instead of the output",
-                                  "sigmoid 的导数 y(1 - y) 用了净输入而不是输出"),
-                               self.build(conventions=Conventions(sigmoid_derivative_at_net=True))))
         k = len(net.layers[-1].units)
         for loss, code, description in LOSS_VARIANTS.get(net.loss, []):
             if {net.loss, loss} == {"squared-error", "mse"} and k == 2:
@@ -451,22 +499,51 @@ def _builtin_variants(name: str, decimals: frozenset) -> list[Variant]:
 
 def resolve_name(key: str, quantities) -> str | None:
     """The transcript key a claim's name means: the key itself, or a common notation of it
-    (Mazur's out_h1, E_total, w5+, delta_o1)."""
+    (Mazur's out_h1, E_total, dE_total/dw5, w5+, delta_o1, δ_o1, ∂E/∂w5, δo1)."""
     if key in quantities:
         return key
-    k = re.sub(r"\+\Z", "_new", key.strip())
-    k = re.sub(r"(?<![A-Za-z])E_total", "E", k)
+    k = unicodedata.normalize("NFKC", key.strip()).replace("∂", "d").replace(" ", "")
+    k = re.sub(r"\+\Z", "_new", k)
+    k = re.sub(r"(?<![A-Za-ce-z])E_?total", "E", k)  # E_total, dE_total/dw5
     k = re.sub(r"(\Ad|/d|\A)out_", r"\1", k)
-    k = re.sub(r"\Adelta_(\w+)\Z", r"dE/dnet_\1", k)
-    return k if k in quantities else None
+    delta = re.match(r"(?:delta|δ|Δ)_?\{?([A-Za-z]\w*?)\}?\Z", k)
+    if delta:
+        unit = delta.group(1)
+        for candidate in (f"dE/dnet_{unit}", f"dL/dnet_{unit}", f"dE/dz{unit}", f"dL/d{unit}", f"dE/d{unit}"):
+            if candidate in quantities:
+                return candidate
+    if k in quantities:
+        return k
+    top = re.match(r"d(\w+)/d(\w+)\Z", k)  # dE/dw5 or dL/dz where the loss has another name
+    if top and top.group(1) in ("E", "L", "J", "C", "loss"):
+        tops = Counter(m.group(1) for m in map(re.compile(r"d(\w+)/d").match, quantities) if m)
+        for name in ("E", "L", *(t for t, _ in tops.most_common(1))):
+            if f"d{name}/d{top.group(2)}" in quantities:
+                return f"d{name}/d{top.group(2)}"
+    return None
 
 
 def _unknown_name(key: str, subject: str, quantities) -> str:
-    close = difflib.get_close_matches(key, quantities, n=4, cutoff=0.5)
+    close = _close_names(key, list(quantities))
     if key.endswith("+"):
         close = [n for n in [key[:-1] + "_new"] if n in quantities] + [n for n in close if n != key[:-1] + "_new"]
-    hint = f"; closest names: {', '.join(close)}" if close else ""
+    hint = f"; closest names: {', '.join(close[:4])}" if close else ""
     return f"{subject} has no value named {key!r}{hint} (all names: symprop example show {subject} --format json)"
+
+
+def _close_names(key: str, names: list[str]) -> list[str]:
+    """Names like ``key``: those written the same but for their numbers first, nearest number
+    first (epoch0:l -> epoch1:l before epoch90:l), then difflib's closest."""
+    shape = re.sub(r"\d+", "#", key)
+    numbers = [int(n) for n in re.findall(r"\d+", key)]
+    same_shape = []
+    for name in names:
+        if re.sub(r"\d+", "#", name) == shape:
+            theirs = [int(n) for n in re.findall(r"\d+", name)]
+            same_shape.append((sum(abs(a - b) for a, b in zip(numbers, theirs)), name))
+    nearest = [name for _, name in sorted(same_shape)[:4]]
+    rest = difflib.get_close_matches(key, names, n=4, cutoff=0.5)
+    return nearest + [n for n in rest if n not in nearest]
 
 
 # --- exact numbers ----------------------------------------------------------------------------------
@@ -476,6 +553,8 @@ def _rational(value) -> sp.Rational:
     value = sp.sympify(value)
     if value.is_Rational:
         return value
+    if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
+        return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
     return sp.Rational(sp.N(value, PRECISION))
 
 
@@ -557,11 +636,14 @@ def _rounding(claim: Claim, exact) -> tuple[str, int] | None:
     x = _rational(exact)
     for k in range(claim.decimals, 0, -1):
         unit = sp.Integer(10) ** -k
-        if not (claim.value / unit).is_integer or _significant(claim.value, k) < 2:
+        significant = _significant(claim.value, k)
+        if not (claim.value / unit).is_integer or significant < 1:
             continue
-        if abs(claim.value - x) <= unit / 2:
+        if significant >= 2 and abs(claim.value - x) <= unit / 2:
             return "rounded", k
-        if claim.value * x > 0 and abs(claim.value) < abs(x) < abs(claim.value) + unit:
+        # cut off: at least 2 significant digits, or 1 after zeros (sigmoid(-5) = 0.006 for 0.0067)
+        if (significant >= 2 or (k >= 3 and abs(claim.value) < sp.Rational(1, 10))) \
+                and claim.value * x > 0 and abs(claim.value) < abs(x) < abs(claim.value) + unit:
             return "truncated", k
     return None
 
@@ -579,6 +661,23 @@ def _significant(value, decimals: int) -> int:
 
 def _digits(value, decimals: int) -> str:
     return str(abs(int(_round(value, decimals))))
+
+
+def _decimal(value, decimals: int) -> str:
+    """value written with ``decimals`` decimals."""
+    return f"{float(value):.{decimals}f}"
+
+
+def _swaps(x, decimals: int) -> list:
+    """x written with ``decimals`` decimals with two different neighbouring digits swapped."""
+    digits = _digits(x, decimals)
+    sign = -1 if x < 0 else 1
+    out = []
+    for i in range(len(digits) - 1):
+        if digits[i] != digits[i + 1]:
+            swapped = digits[:i] + digits[i + 1] + digits[i] + digits[i + 2:]
+            out.append(sign * sp.Integer(int(swapped)) / sp.Integer(10) ** decimals)
+    return out
 
 
 def _transposed(claim: Claim, x) -> bool:
@@ -677,11 +776,20 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
     checks a whole class against one exercise and builds them once)."""
     subject = subject or Subject(subject_name)
     exact = exact or subject.build_exact()
+    exact = _with_claimable(subject, exact, [c.key for c in claims if resolve_name(c.key, exact.quantities) is None])
     by_key, problems = {}, []
+    formula_verdicts = []
     for claim in claims:
+        if claim.formula is not None:
+            _check_formula(exact, claim, formula_verdicts, problems, subject_name)
+            continue
         key = resolve_name(claim.key, exact.quantities)
         if key is None:
-            problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
+            diverged = getattr(exact, "diverged", None)
+            if diverged and re.match(r"(step|epoch)\d+:", claim.key):
+                problems.append(f"{claim.where}: {claim.key!r} cannot be checked: {diverged}")
+            else:
+                problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
             continue
         if isinstance(exact.value(key), sp.MatrixBase):
             problems.append(f"{claim.where}: {claim.key!r} is a matrix; claim single numbers")
@@ -707,7 +815,74 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
             if verdict.kind != "carried" and not verdict.right and first_wrong is None:
                 first_wrong = key
         verdicts.append(verdict)
+    if formula_verdicts:
+        order = list(exact.quantities)
+        verdicts = sorted(verdicts + formula_verdicts, key=lambda v: order.index(v.key))
+        first_wrong = next((v.key for v in verdicts if not v.right and v.kind != "carried"), None)
     return Report(subject_name, verdicts, first_wrong, problems)
+
+
+def _check_formula(exact: Transcript, claim: Claim, verdicts: list, problems: list, subject_name: str):
+    """A formula claimed for a quantity: equivalent to the derived rule (and the rewrite that
+    shows it), or not (and the simplest input where they differ)."""
+    key = resolve_name(claim.key, exact.quantities)
+    if key is None:
+        problems.append(f"{claim.where}: {_unknown_name(claim.key, subject_name, exact.quantities)}")
+        return
+    if isinstance(exact.value(key), sp.MatrixBase) or exact.quantities[key].formula is None:
+        problems.append(f"{claim.where}: {claim.key!r} is " + ("a matrix" if isinstance(exact.value(key), sp.MatrixBase)
+                                                             else "a given value") + "; claim a formula for a computed value")
+        return
+    try:
+        result = compare(exact, key, claim.formula, claim.where, resolve_name)
+    except SympropError as exc:
+        problems.append(str(exc))
+        return
+    code = "formula_equivalent" if result.equivalent else "formula_differs"
+    verdict = Verdict(claim, exact.value(key), result.equivalent, key=key,
+                      findings=[Finding(code, tr(result.explanation))], derived=_plain_formula(result.derived))
+    verdicts.append(verdict)
+
+
+def _plain_formula(expr) -> str:
+    return str(expr).replace("**", "^")
+
+
+def _with_claimable(subject: Subject, exact: Transcript, names: list[str]) -> Transcript:
+    """The transcript with the quantities these claims name that it computes but does not
+    print: the gradient of the output by itself (df/df = 1), and any value of any step or
+    epoch of a graph file's training (epoch3:dl/dw, or epoch3:dl/dw[2]: sample 2 of epoch 3
+    with per-sample updates). A copy: the built transcript may be shared."""
+    extra = {}
+    for name in names:
+        own = re.match(r"d(\w+)/d(\w+)\Z", name)
+        if own and own.group(1) == own.group(2) and own.group(1) in exact.quantities:
+            extra[name] = (sp.S.One, tr("the definition of a derivative", "导数的定义"))
+            continue
+        epoch = re.match(r"(step|epoch)(\d+):(.+?)(?:\[(\d+)\])?\Z", name)
+        graph = subject.graph
+        if not epoch or graph is None or graph.update is None:
+            continue
+        records = subject.training_records()
+        k = int(epoch.group(2))
+        if not 1 <= k <= len(records):
+            continue
+        record = records[k - 1]
+        if epoch.group(4) is None:
+            value = record.get(epoch.group(3))
+        else:
+            n = int(epoch.group(4))
+            value = record.samples[n - 1].get(epoch.group(3)) if 1 <= n <= len(record.samples) else None
+        if value is not None:
+            extra[name] = (value, tr("the training", "训练"))
+    if not extra:
+        return exact
+    copy = dataclasses.replace(exact, quantities=dict(exact.quantities), blocks=list(exact.blocks))
+    for name, (value, result) in extra.items():
+        copy.given(name, value, result_of=result)
+    if hasattr(exact, "diverged"):
+        copy.diverged = exact.diverged
+    return copy
 
 
 def _claimed_upstream(t: Transcript, key: str, claims: dict) -> set[str]:
@@ -752,7 +927,12 @@ class _Context:
         exact_value = verdict.exact
         q = self.exact.quantities[key]
         add = verdict.findings.append
-        if _float64_rendering(claim, exact_value):
+        if not isinstance(exact_value, sp.MatrixBase) and not _rational(exact_value).is_finite:
+            add(Finding("not_finite", tr(f"the program's value is {rounded(exact_value, 4)}: it overflows in the "
+                                         "file's dtype, so no finite number is right",
+                                         f"程序中的值是 {rounded(exact_value, 4)}：在文件的数据类型中溢出，任何有限数都不对")))
+            return
+        if _float64_rendering(claim, exact_value) or self._float64_program_print(claim, key):
             verdict.right = True
             add(Finding("right_float64", tr("right: this is the exact value as a float64 program prints it",
                                             "正确：这是精确值在 float64 程序中的打印结果")))
@@ -766,13 +946,20 @@ class _Context:
         if q.formula is not None:
             self._carried(verdict)
         for variant in self.variants:
+            if variant.code in {f.code for f in verdict.findings}:
+                continue
             for candidate in variant.aliases.get(key, [key]):
                 other = variant.transcript.quantities.get(candidate)
                 if other is not None and (_matches(claim, other) or (variant.float32 and _float32_match(claim, other.value))):
-                    add(Finding(variant.code, tr(f"right under another convention: {variant.description.en}",
-                                                 f"在另一种约定下是对的：{variant.description.zh or variant.description.en}")))
+                    if CODES[variant.code] == "convention":
+                        add(Finding(variant.code, tr(f"right under another convention: {variant.description.en}",
+                                                     f"在另一种约定下是对的：{variant.description.zh or variant.description.en}")))
+                    else:  # a mistake, not a convention: say which
+                        add(Finding(variant.code, variant.description))
                     break
         self._slips(verdict)
+        if not verdict.findings and q.formula is not None:
+            self._intermediates(verdict)
         if not verdict.findings:
             if q.formula is None and q.result_of is not None:
                 add(Finding("wrong_result", tr(f"this is the result of {q.result_of.en} (not a given value), and it differs",
@@ -786,6 +973,16 @@ class _Context:
                     if self.upstream[key] else "mistake in this step",
                     "这一步算错了：用你自己前面的数值重新计算也得不到这个数" if self.upstream[key] else "这一步算错了")))
 
+    def _float64_program_print(self, claim: Claim, key: str) -> bool:
+        """A full float64 print equal to what a float64 program computing the graph's formulas
+        as written gives (a finite difference loses digits no exact value has)."""
+        if _significant_written(claim.written) < 15 or not _is_float(claim.written, np.float64):
+            return False
+        program = self.subject.float64_program()
+        q = program.quantities.get(key) if program is not None else None
+        return (q is not None and not isinstance(q.value, sp.MatrixBase)
+                and sp.Rational(float(claim.written)) == _rational(q.value))
+
     def _carried(self, verdict: Verdict):
         """The step recomputed from the learner's own upstream claims: as written, then with
         each claim anywhere within its written precision."""
@@ -796,15 +993,18 @@ class _Context:
         wrong = [k for k in upstream if not self.right[k]]
         point, _ = self.world(frozenset()).own[key]
         boxed = not _within(claim, point)
-        if boxed and not _consistent(claim, self.world(frozenset(upstream)).own[key][1]):
+        # a value written exactly (0.05 for a given 0.05) lost no digits: never blame its rounding
+        boxable = [k for k in upstream if self.claims[k].tolerance
+                   and self.claims[k].value != _rational(self.exact.value(k))]
+        if boxed and (not boxable or not _consistent(claim, self.world(frozenset(boxable)).own[key][1])):
             return
-        rounded_inputs = [k for k in upstream if self.right[k] and self.claims[k].value != _rational(self.exact.value(k))]
+        rounded_inputs = [k for k in boxable if self.right[k]]
         if wrong and not boxed:
             inputs = []  # the learner's own values as written give it: nothing to explain
         else:
             inputs = ([k for k in upstream if self._explains(key, claim, [k], False)]
-                      or [k for k in upstream if self.claims[k].tolerance and self._explains(key, claim, [k], True)]
-                      or (rounded_inputs if not wrong else [k for k in upstream if self.claims[k].tolerance]))
+                      or [k for k in boxable if self._explains(key, claim, [k], True)]
+                      or (rounded_inputs if not wrong else boxable))
         written = ", ".join(f"{k} = {self.claims[k].written}" for k in (inputs or upstream))
         because = (f"; the difference comes from the rounding of {written} (within its written precision)"
                    if inputs else "")
@@ -818,6 +1018,75 @@ class _Context:
             verdict.findings.append(Finding("carried_precision", tr(
                 f"this step is right for the learner's rounded {written}: the digits lost there make this value wrong",
                 f"用你舍入后的 {written} 计算，这一步是对的：是那里丢掉的位数使这个值出错"), inputs or upstream))
+
+    def _intermediates(self, verdict: Verdict):
+        """An unclaimed intermediate value the learner worked with but did not write down:
+        rounded (or cut off) before it was used (0.0475 from a rounded 0.95), or with a slip
+        (sign, factor 2, two swapped digits) that the rest of the step then carried forward.
+        Only values whose rounding changes them: a value exact as written is never blamed."""
+        claim, key = verdict.claim, verdict.key
+        if isinstance(verdict.exact, sp.MatrixBase) or _significant_written(claim.written) < 2:
+            return
+        if abs(claim.value - _rational(verdict.exact)) <= 10 * claim.tolerance:
+            return  # off by a few units in the last digit: any small change would explain it
+        base = self.world(frozenset()).point
+        for u in self._unclaimed_inputs(key):
+            exact_u = _rational(self.exact.value(u))
+            candidates = []
+            for d in range(1, 6):
+                for how, value in (("rounded", round_half_up(exact_u, d)),
+                                   ("cut off", sp.sign(exact_u) * sp.floor(abs(exact_u) * 10 ** d) / 10 ** d)):
+                    if value != exact_u and value != 0:
+                        candidates.append(("rounded_intermediate", value,
+                                           tr(f"right if {u} = {rounded(exact_u, 8)} is {how} to {d} decimals "
+                                              f"({_decimal(value, d)}) before it is used: keep all digits until the end",
+                                              f"如果先把 {u} = {rounded(exact_u, 8)} 舍入到 {d} 位小数（{_decimal(value, d)}）"
+                                              "再使用，这个结果就对了：中间结果应保留全部位数")))
+            for factor, en, zh in ((-1, "its sign flipped", "符号反了"), (2, "twice its value", "乘了 2"),
+                                   (sp.Rational(1, 2), "half its value", "少乘了 2")):
+                candidates.append(("slip_carried", factor * exact_u,
+                                   tr(f"a slip in {u} ({en}) carried forward: the rest of the calculation is right",
+                                      f"{u} 算错了（{zh}），后面的计算沿用了这个错误，其余都对")))
+            for d in {claim.decimals or 4, 4}:
+                for swapped in _swaps(exact_u, d):
+                    candidates.append(("slip_carried", swapped,
+                                       tr(f"a slip in {u} (two digits swapped: {_decimal(swapped, d)}) carried "
+                                          "forward: the rest of the calculation is right",
+                                          f"{u} 写错了（两位数字颠倒：{_decimal(swapped, d)}），后面沿用了这个错误")))
+            for code, value, text in candidates:
+                if _within(claim, self._recompute(key, base, {u: value})):
+                    verdict.findings.append(Finding(code, text, [u]))
+                    return
+
+    def _unclaimed_inputs(self, key: str, limit: int = 12) -> list[str]:
+        """Computed quantities this one depends on that the learner did not claim, nearest first."""
+        found, frontier, seen = [], [key], {key}
+        while frontier and len(found) < limit:
+            next_frontier = []
+            for k in frontier:
+                for dep in sorted(_dependencies(self.exact, k), key=self.order.index, reverse=True):
+                    if dep in seen or dep in self.claims:
+                        continue
+                    seen.add(dep)
+                    if self.exact.quantities[dep].formula is not None:
+                        found.append(dep)
+                        next_frontier.append(dep)
+            frontier = next_frontier
+        return found[:limit]
+
+    def _recompute(self, key: str, base: dict, overrides: dict):
+        """``key`` recomputed in the learner's world with some values replaced."""
+        values, changed = dict(base), set(overrides)
+        values.update(overrides)
+        start = min(self.order.index(k) for k in overrides)
+        for k in self.order[start:self.order.index(key) + 1]:
+            if k in overrides:
+                continue
+            q = self.exact.quantities[k]
+            if q.formula is not None and (k == key or k not in self.claims) and _dependencies(self.exact, k) & changed:
+                values[k] = self.exact.evaluate(q.formula, values)
+                changed.add(k)
+        return values[key]
 
     def _slips(self, verdict: Verdict):
         """A sign, a factor, two swapped digits, or another quantity's value: compared with the
@@ -850,6 +1119,15 @@ class _Context:
                     add(code, en, zh)
             if _transposed(claim, x):
                 add("digits_transposed", "two neighbouring digits are swapped", "相邻两位数字写反了")
+        entry = re.match(r"(.+)\[(\d+),(\d+)\]\Z", key)
+        if entry and entry.group(2) != entry.group(3) and key.startswith("d") and "/d" in key:
+            mirror = f"{entry.group(1)}[{entry.group(3)},{entry.group(2)}]"
+            if mirror in self.exact.quantities and _within(claim, self.exact.value(mirror)):
+                add("convention_layout",
+                    f"this is {mirror}: the gradient written in numerator layout (transposed); symprop writes "
+                    f"{entry.group(1)} in denominator layout, the shape of the value it is taken by",
+                    f"这是 {mirror} 的值：梯度按分子布局（转置）书写；这里按分母布局书写，与求导变量形状相同")
+                return
         if _significant(claim.value, claim.decimals or 0) < 3 or "other_quantity" in codes:
             return
         for name, t in [(None, self.exact)] + [(v.description, v.transcript) for v in self.variants]:
@@ -891,6 +1169,8 @@ KIND = {
 def _exact_text(v: Verdict) -> str:
     """The exact value with at least as many significant digits as the claim, so that a claim
     written to 16 digits is not shown beside an exact '8'."""
+    if v.claim.formula is not None:
+        return v.derived
     digits = min(30, max(8, _significant_written(v.claim.written)))
     return rounded(v.exact, digits)
 
@@ -950,7 +1230,8 @@ def _report_json(report: Report) -> dict:
         "all_right": report.all_right,
         "first_wrong": report.first_wrong,
         "claims": [{"name": v.key, "written_name": v.claim.key, "claimed": v.claim.written,
-                    "exact": rounded(v.exact, 30), "tolerance": str(v.claim.tolerance), "right": v.right,
+                    "exact": v.derived if v.claim.formula is not None else rounded(v.exact, 30),
+                    "tolerance": str(v.claim.tolerance), "right": v.right,
                     "kind": v.kind, "code": v.code, "codes": [f.code for f in v.findings],
                     "diagnoses": [f.text.en for f in v.findings],
                     **({"explained_by": v.findings[0].inputs} if v.findings and v.findings[0].inputs else {})}

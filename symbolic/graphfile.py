@@ -91,6 +91,14 @@ class GraphFile:
     notes: dict[str, str] = field(default_factory=dict)
     notes_zh: dict[str, str] = field(default_factory=dict)
     note_lines: dict[str, int] = field(default_factory=dict)  # key -> line in [notes], for messages
+    # dtype written in the file: its numbers are then a program's, one IEEE operation at a time
+    # in the order each formula is written (symbolic/ieee.py); unwritten, they are exact
+    dtype_written: bool = False
+
+    @property
+    def arithmetic(self) -> str | None:
+        """"float32" or "float64" when the file asks for a program's arithmetic, else None."""
+        return self.dtype if self.dtype_written else None
 
     @property
     def objective(self) -> str:
@@ -210,6 +218,7 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
     title = top("title", str, Path(source).stem)
     description = top("description", str, "")
     title_zh, description_zh = top("title_zh", str, ""), top("description_zh", str, "")
+    dtype_written = "dtype" in data
     dtype = top("dtype", str, "float64")
     if dtype not in ("float64", "float32"):
         where.fail(f"dtype must be \"float64\" or \"float32\", got {dtype!r}", "dtype")
@@ -302,7 +311,8 @@ def parse_graph(text: str, source: str = "<graph>") -> GraphFile:
     note_lines = {key: where.line_of(key, section="notes") for key in notes}
     model = _graph(parsed, texts, order, [*inputs, *parameters])
     graph = GraphFile(title, description, source, inputs, parameters, model, output, loss, dout, update,
-                      dataset, dtype, title_zh, description_zh, lines, predict, notes, notes_zh, note_lines)
+                      dataset, dtype, title_zh, description_zh, lines, predict, notes, notes_zh, note_lines,
+                      dtype_written)
     if loss is not None and output not in graph.ancestors(loss):
         where.fail(f"the loss {loss!r} does not use the output {output!r}", "loss")
     _check_values(graph)

@@ -15,6 +15,8 @@ partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a giv
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import mpmath
@@ -23,8 +25,9 @@ import sympy as sp
 
 from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
-from .transcript import (FLOAT32, PRECISION, Chain, Show, Transcript, _latex_name, attach_notes, in_float32,
-                         to_float32, tr)
+from .ieee import TYPES, Program
+from .transcript import (FLOAT32, PRECISION, Chain, Quantity, Show, Transcript, _latex_name, attach_notes,
+                         in_float32, tr)
 
 TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
               "the larger for min): relu'(0) = 0, as PyTorch",
@@ -60,10 +63,11 @@ class _Names:
 
 
 def graph_transcript(graph: GraphFile, name: str | None = None, batch_sum: bool = False) -> Transcript:
-    """The worked example of a graph file (in float32 throughout for ``dtype = "float32"``).
-    ``batch_sum``: a full batch's loss and gradients summed instead of averaged (a convention
-    the checker tries)."""
-    if graph.dtype == "float32" and not FLOAT32.get():
+    """The worked example of a graph file: exact, or with ``dtype`` written (or under the
+    checker's ``in_float32``) the numbers of a program in that type, operation by operation in
+    the order each formula is written. ``batch_sum``: a full batch's loss and gradients summed
+    instead of averaged (a convention the checker tries)."""
+    if graph.dtype == "float32" and graph.dtype_written and not FLOAT32.get():
         with in_float32():
             return graph_transcript(graph, name, batch_sum)
     return _Builder(graph, name or Path(graph.source).stem, batch_sum).build()
@@ -73,6 +77,21 @@ def graph_file_transcript(path) -> Transcript:
     return graph_transcript(load_graph(path), Path(path).stem)
 
 
+def program_dtype(graph: GraphFile) -> str | None:
+    """The type a program computes this graph in ("float32", "float64"), or None for exact."""
+    return "float32" if FLOAT32.get() else graph.arithmetic
+
+
+def to_exact(value) -> sp.Expr:
+    """A program's number as an exact SymPy number (inf and nan as SymPy's)."""
+    x = float(value)
+    if math.isnan(x):
+        return sp.nan
+    if math.isinf(x):
+        return sp.oo if x > 0 else -sp.oo
+    return sp.Rational(x)
+
+
 class _Builder:
     def __init__(self, graph: GraphFile, name: str, batch_sum: bool = False):
         self.g, self.batch_sum = graph, batch_sum
@@ -80,6 +99,27 @@ class _Builder:
         self.t = Transcript(name, tr(graph.title, graph.title_zh or graph.title), intro)
         self.relevant = graph.ancestors(graph.objective)
         self.final = None  # the values after the last step or epoch, once the table has run
+        dtype = program_dtype(graph)
+        self.program = ProgramRun(graph, dtype) if dtype else None
+        self.num = {}  # in a program's arithmetic: key -> the program's number
+
+    # --- one line: its value exact, or the program's own number --------------------------------
+    def give(self, key, value, **kw):
+        if self.program is not None:
+            self.num[key] = self.program.number(value)
+            value = to_exact(self.num[key])
+        return self.t.given(key, value, **kw)
+
+    def put(self, key, formula, number=None, note=None):
+        """``key = formula``; in a program's arithmetic its value is the program's ``number``
+        (the formula only says how it was computed), never the formula re-evaluated exactly."""
+        t = self.t
+        if self.program is None:
+            return t.define(key, formula, note=note)
+        self.num[key] = number
+        t._add(Quantity(key, key, _latex_name(key), formula, to_exact(number)))
+        t.blocks.append(Show(key, note, True))
+        return t.symbol(key)
 
     def build(self) -> Transcript:
         g, t = self.g, self.t
@@ -88,16 +128,20 @@ class _Builder:
         data = g.data.columns if full_batch else {}
         for i, v in g.inputs.items():
             if i not in data:  # a full batch's samples are given sample by sample below
-                t.given(i, v, show=True)
+                self.give(i, v, show=True)
         for p, v in g.parameters.items():
-            t.given(p, v, show=True)
+            self.give(p, v, show=True)
         if g.dout is not None:
-            t.given(f"dL/d{g.objective}", g.dout, text="dout", show=True,
-                    note=tr("the upstream gradient arriving at the output", "从输出端传来的上游梯度"))
+            self.give(f"dL/d{g.objective}", g.dout, text="dout", show=True,
+                      note=tr("the upstream gradient arriving at the output", "从输出端传来的上游梯度"))
         if g.update is not None:
-            t.given(g.update.rate_name, g.update.learning_rate,
-                    latex=r"\eta" if g.update.rate_name == "learning_rate" else None, show=True,
-                    note=tr("learning rate", "学习率"))
+            self.give(g.update.rate_name, g.update.learning_rate,
+                      latex=r"\eta" if g.update.rate_name == "learning_rate" else None, show=True,
+                      note=tr("learning rate", "学习率"))
+        if self.program is not None:
+            t.note(tr(f"Every number as a {self.program.dtype} program computes it: one operation at a time, in the "
+                      "order each formula is written, gradients by reverse-mode autodiff",
+                      f"每个数值都按 {self.program.dtype} 程序的算法计算：按公式书写的顺序逐个运算，梯度由反向模式自动微分得到"))
         if g.predict:
             self.predict_before()
         samples = list(range(1, g.data.size + 1)) if full_batch else [None]
@@ -108,7 +152,7 @@ class _Builder:
             elif g.data is not None:
                 t.heading(tr("One step on the first sample", "第一个样本上的一步"))
             for i in data:
-                t.given(names.value(i), data[i][n - 1], show=True)
+                self.give(names.value(i), data[i][n - 1], show=True)
             self.forward_backward(names, n)
         if full_batch:
             self.batch_mean(len(samples))
@@ -132,12 +176,17 @@ class _Builder:
     def _predict(self, params: dict, suffix: str):
         """``<node>_test<suffix>`` for the output and the nodes it needs, at the [predict] inputs."""
         g, t = self.g, self.t
-        subs = {i: t.symbol(f"{i}_test" if i in g.predict else i) for i in g.inputs}
-        subs.update({p: t.symbol(key) for p, key in params.items()})
+        keys = {i: f"{i}_test" if i in g.predict else i for i in g.inputs}
+        keys.update(params)
+        keys = {name: key for name, key in keys.items() if key in t.quantities}  # a full batch's columns are per sample
+        subs = {name: t.symbol(key) for name, key in keys.items()}
         needed = g.ancestors(g.output)
+        numbers = {name: self.num.get(key) for name, key in keys.items()}
         for node in g.graph.nodes:
             if node.name in needed:
-                subs[node.name] = t.define(f"{node.name}_test{suffix}", node.op.forward(subs),
+                number = self.program.forward(node.name, numbers) if self.program else None
+                numbers[node.name] = number
+                subs[node.name] = self.put(f"{node.name}_test{suffix}", node.op.forward(subs), number,
                                            note=tr("the prediction", "预测值") if node.name == g.output else None)
 
     def predict_before(self):
@@ -146,7 +195,7 @@ class _Builder:
         t.heading(tr(f"Prediction at {self._at()}" + (" before training" if trains else ""),
                      f"{self._at()} 时的预测值" + ("（训练前）" if trains else "")))
         for i, v in g.predict.items():
-            t.given(f"{i}_test", v, show=True)
+            self.give(f"{i}_test", v, show=True)
         self._predict({p: p for p in g.parameters}, "")
 
     def predict_after(self):
@@ -159,16 +208,20 @@ class _Builder:
             return
         result = tr("the training above", "上面的训练")
         for p in g.parameters:
-            t.given(f"{p}_trained", self.final[p], result_of=result)
+            self.give(f"{p}_trained", self.final[p], result_of=result)
         self._predict({p: f"{p}_trained" for p in g.parameters}, "_trained")
 
     # --- one pass: forward, local partials, gradients ------------------------------------------
     def forward_backward(self, names: _Names, sample):
         g, t = self.g, self.t
+        run = None
+        if self.program is not None:  # the program's own numbers for this sample
+            run = self.program.step({n: self.num[names.value(n)] for n in [*g.inputs, *g.parameters]},
+                                    self.num.get(f"dL/d{g.objective}"))
         t.heading(tr("Forward pass", "前向传播"))
         subs = {n: t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
         for node in g.graph.nodes:
-            t.define(names.value(node.name), node.op.forward(subs),
+            self.put(names.value(node.name), node.op.forward(subs), run and run.values[node.name],
                      note=tr("the output", "输出") if node.name == g.output else None)
             subs[node.name] = t.symbol(names.value(node.name))
         t.heading(tr("Local derivatives of each node (SymPy's diff)", "每个节点的局部导数（由 SymPy 求导）"))
@@ -176,7 +229,8 @@ class _Builder:
             for arg in node.inputs:
                 note = TIE_NOTE if node.op.has_kink else None
                 try:
-                    t.define(names.local(node.name, arg), node.op.partial_at(arg, subs), note=note)
+                    self.put(names.local(node.name, arg), node.op.partial_at(arg, subs),
+                             run and run.locals[node.name, arg], note=note)
                 except SympropError as exc:  # sqrt(x) at x = 0: the value exists, its slope does not
                     _fail_node(g, node.name, f"its derivative by {arg} at the given values: {exc}")
         t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
@@ -196,17 +250,23 @@ class _Builder:
                 else:
                     latex = (rf"\left({_latex_name(names.grad(name))}\right)_{{\mathrm{{via}}\ "
                              rf"{_latex_name(c)}}}")
-                    t.define(names.path(name, c), Chain((term,)), latex=latex,
-                             note=tr(f"the path through {c}", f"经过 {c} 的路径"))
+                    if run is None:
+                        t.define(names.path(name, c), Chain((term,)), latex=latex,
+                                 note=tr(f"the path through {c}", f"经过 {c} 的路径"))
+                    else:
+                        self.put(names.path(name, c), Chain((term,)), run.contributions[c, name],
+                                 note=tr(f"the path through {c}", f"经过 {c} 的路径"))
+                        t.quantities[names.path(name, c)].latex = latex
                     paths.append(names.path(name, c))
             key = names.grad(name)
             if len(paths) == 1 and isinstance(paths[0], Chain):
-                t.define(key, paths[0], note=tr("upstream gradient times local derivative", "上游梯度乘以局部导数"))
+                self.put(key, paths[0], run and run.grads[name],
+                         note=tr("upstream gradient times local derivative", "上游梯度乘以局部导数"))
             elif len(paths) == 1:  # feeds only the output: its gradient is the local derivative
                 t.blocks.append(Show(key, tr(f"upstream gradient 1 at {names.top} times the local derivative",
                                              f"{names.top} 处的上游梯度 1 乘以局部导数")))
             else:
-                t.define(key, sp.Add(*[t.symbol(p) for p in paths], evaluate=False),
+                self.put(key, sp.Add(*[t.symbol(p) for p in paths], evaluate=False), run and run.grads[name],
                          note=tr(f"{name} feeds {', '.join(consumers)}: the sum of each path's contribution",
                                  f"{name} 输入到 {', '.join(consumers)}：各路径贡献之和"))
 
@@ -216,11 +276,23 @@ class _Builder:
         top = g.objective
         t.heading(tr(f"Mean over the {size} samples", f"对 {size} 个样本取平均"))
         divisor = 1 if self.batch_sum else size
-        t.define("L", sp.Add(*[t.symbol(f"{top}[{n}]") for n in range(1, size + 1)], evaluate=False) / divisor,
+        keys = [f"{top}[{n}]" for n in range(1, size + 1)]
+        self.put("L", sp.Add(*[t.symbol(k) for k in keys], evaluate=False) / divisor, self._mean(keys, divisor),
                  note=tr("the mean loss", "平均误差") if divisor > 1 else tr("the summed loss", "误差之和"))
         for p in (p for p in g.parameters if p in self.relevant):
-            t.define(f"dL/d{p}", sp.Add(*[t.symbol(_Names(g, f"[{n}]").grad(p)) for n in range(1, size + 1)],
-                                        evaluate=False) / divisor)
+            keys = [_Names(g, f"[{n}]").grad(p) for n in range(1, size + 1)]
+            self.put(f"dL/d{p}", sp.Add(*[t.symbol(k) for k in keys], evaluate=False) / divisor,
+                     self._mean(keys, divisor))
+
+    def _mean(self, keys, divisor):
+        """The program's sum of these numbers in order, divided by ``divisor`` (None when exact)."""
+        if self.program is None:
+            return None
+        real = self.program.real
+        total = self.num[keys[0]]
+        for k in keys[1:]:
+            total = real(total + self.num[k])
+        return real(total / real(divisor))
 
     # --- the update ----------------------------------------------------------------------------
     def grad_key(self, p, names):
@@ -239,27 +311,36 @@ class _Builder:
                 continue
             grad = t.symbol(self.grad_key(p, names))
             step = sp.Mul(lr, grad, evaluate=False) if u.ascent else sp.Mul(-1, lr, grad, evaluate=False)
-            new[p] = t.define(f"{p}_new", sp.Add(t.symbol(p), step, evaluate=False))
+            number = None
+            if self.program is not None:
+                number = self.program.descend(self.num[p], self.num[u.rate_name], self.num[self.grad_key(p, names)],
+                                              u.ascent)
+            new[p] = self.put(f"{p}_new", sp.Add(t.symbol(p), step, evaluate=False), number)
         if names is None:
             return  # full batch: the table shows the mean loss after each step
         t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
         subs = {n: t.symbol(n) for n in [*g.inputs, *g.parameters]}
         subs.update(new)
         changed = set(new)
+        numbers = {n: self.num.get(f"{n}_new" if n in new else n) for n in [*g.inputs, *g.parameters]}
         for node in g.graph.nodes:
             if set(node.inputs) & changed:
-                subs[node.name] = t.define(f"{node.name}_new", node.op.forward(subs))
+                numbers[node.name] = self.program.forward(node.name, numbers) if self.program else None
+                subs[node.name] = self.put(f"{node.name}_new", node.op.forward(subs), numbers[node.name])
                 changed.add(node.name)
             else:
                 subs[node.name] = t.symbol(node.name)
+                numbers[node.name] = self.num.get(node.name)
 
     def table(self):
         g, t = self.g, self.t
         u = g.update
         unit = "epoch" if g.data is not None else "step"
+        per_sample = g.data is not None and g.data.mode == "per-sample"
         rows = []
         result = tr(f"{unit}s of gradient {'ascent' if u.ascent else 'descent'}", f"梯度{'上升' if u.ascent else '下降'}")
-        for k, record in enumerate(run(g, self.batch_sum), 1):
+        training = Training(g, self.batch_sum)
+        for k, record in enumerate(training.records(), 1):
             self.final = record
             if not (k <= 5 or k % u.table_every == 0 or k == u.steps):
                 continue
@@ -281,13 +362,21 @@ class _Builder:
         else:
             title = tr(f"{u.steps} steps", f"{u.steps} 步")
         t.heading(title)
-        if g.data is not None and g.data.mode == "per-sample":
-            t.note(tr("nodes and gradients: at the epoch's last sample, before its update; parameters: after the epoch",
+        if per_sample:
+            t.note(tr("nodes and gradients: at the epoch's last sample, before its update; parameters: after the epoch"
+                      + (f"; a claim may name any sample's value, e.g. epoch1:{u.table[0]}[2] for sample 2 of epoch 1"
+                         if g.data.size > 1 and u.table else ""),
                       "节点与梯度：本轮最后一个样本、更新之前的值；参数：本轮结束后的值"))
         else:
             t.note(tr("nodes and gradients: before the step's update; parameters: after it",
                       "节点与梯度：本步更新之前的值；参数：更新之后的值"))
+        if self.program is None and u.steps > 1:
+            t.note(tr(f"the table is computed at {PRECISION} significant digits",
+                      f"表中数值按 {PRECISION} 位有效数字计算"))
         t.table(headers, rows)
+        if training.diverged:
+            t.note(tr(training.diverged, training.diverged))
+            t.diverged = training.diverged  # the checker reports claims past this point as not computable
 
 
 # --- the numbers of many steps: the same staged formulas, evaluated fast --------------------------
@@ -296,13 +385,76 @@ def _heaviside(u, at_zero=sp.S.Half):
     return 1 if u > 0 else 0 if u < 0 else at_zero
 
 
-class Staged:
-    """The graph's nodes and local partials as Python functions (mpmath at 60 digits, or numpy
-    float32), applied gate by gate as a learner's program would: forward, then backward."""
+@dataclass
+class StepNumbers:
+    """One forward and backward pass of a program: node values, each node's local derivative
+    by each argument, each path's contribution and the gradient at every name."""
 
-    def __init__(self, graph: GraphFile, float32: bool):
-        self.g, self.float32 = graph, float32
-        module = "numpy" if float32 else "mpmath"
+    values: dict
+    locals: dict
+    contributions: dict
+    grads: dict
+
+
+class ProgramRun:
+    """The graph as a float32 or float64 program runs it: every node's formula operation by
+    operation as written, backward by reverse-mode autodiff through the same operations."""
+
+    def __init__(self, graph: GraphFile, dtype: str):
+        self.g, self.dtype, self.real = graph, dtype, TYPES[dtype]
+        self.programs = {node.name: Program(node.op.text, dtype) for node in graph.graph.nodes}
+        self.relevant = graph.ancestors(graph.objective)
+
+    def number(self, value):
+        value = sp.sympify(value)
+        if value.is_infinite or value is sp.nan:
+            return self.real(float(value))
+        return self.real(float(sp.N(value, 30)))
+
+    def forward(self, node: str, values: dict):
+        return self.programs[node].value(values)
+
+    def forward_names(self):
+        return list(self.programs)
+
+    def descend(self, p, rate, grad, ascent: bool):
+        """p - rate * grad (or +), as ``p -= lr * p.grad`` computes it."""
+        r = self.real
+        with np.errstate(all="ignore"):
+            step = r(rate * grad)
+            return r(p + step) if ascent else r(p - step)
+
+    def step(self, given: dict, dout=None, with_locals: bool = True) -> StepNumbers:
+        r, g = self.real, self.g
+        values = dict(given)
+        for node, program in self.programs.items():
+            values[node] = program.value(values)
+        grads = {g.objective: r(1) if dout is None else r(dout)}
+        locals_, contributions = {}, {}
+        with np.errstate(all="ignore"):
+            for node in reversed(list(self.programs)):
+                if node not in self.relevant:
+                    continue
+                args = self.g.arguments(node)
+                if with_locals:
+                    one = self.programs[node].backward(values)
+                    locals_.update({(node, a): one.get(a, r(0)) for a in args})
+                if node not in grads:
+                    continue
+                parts = self.programs[node].backward(values, grads[node])
+                for a in args:
+                    part = parts.get(a, r(0))
+                    contributions[node, a] = part
+                    grads[a] = r(grads[a] + part) if a in grads else part
+        return StepNumbers(values, locals_, contributions, grads)
+
+
+class Staged:
+    """The graph's nodes and local partials as Python functions at 60 digits (mpmath), applied
+    gate by gate as a learner's program would: forward, then backward."""
+
+    def __init__(self, graph: GraphFile):
+        self.g = graph
         extra = {"Heaviside": _heaviside}
         self.forward = {}
         self.locals = {}
@@ -310,26 +462,30 @@ class Staged:
         relevant = graph.ancestors(top)
         for node in graph.graph.nodes:
             args, op = list(node.inputs), node.op
-            self.forward[node.name] = (args, sp.lambdify([symbol(a) for a in args], op.formula, [extra, module]))
+            self.forward[node.name] = (args, sp.lambdify([symbol(a) for a in args], op.formula, [extra, "mpmath"]))
             if node.name in relevant:
                 for arg in args:
                     self.locals[node.name, arg] = sp.lambdify([symbol(a) for a in args], op.partials[arg],
-                                                              [extra, module])
+                                                              [extra, "mpmath"])
         self.relevant = relevant
 
+    def forward_names(self):
+        return list(self.forward)
+
     def number(self, value):
-        if self.float32:
-            return np.float32(float(sp.N(value, 30)))
         return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
             else mpmath.mpf(str(sp.N(value, PRECISION)))
 
-    def step(self, values: dict) -> dict:
+    def descend(self, p, rate, grad, ascent: bool):
+        return p + rate * grad if ascent else p - rate * grad
+
+    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
         """Node values and the objective's gradient at every name, for the given values."""
         g = self.g
         values = dict(values)
         for node, (args, f) in self.forward.items():
             values[node] = f(*[values[a] for a in args])
-        grads = {g.objective: self.number(g.dout) if g.dout is not None else self.number(1)}
+        grads = {g.objective: dout if dout is not None else self.number(1)}
         for node in reversed(self.forward):  # the graph's nodes, last first
             if node not in self.relevant or node not in grads:
                 continue
@@ -341,53 +497,91 @@ class Staged:
         return values, grads
 
 
+class _Program(ProgramRun):
+    """ProgramRun with Staged's step signature, for the training loop."""
+
+    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
+        numbers = super().step(values, dout, with_locals=False)
+        return numbers.values, numbers.grads
+
+
+class Record(dict):
+    """name -> value after one step or epoch (exact SymPy numbers); ``samples``: with
+    per-sample updates, each sample's nodes, gradients and parameters after its update."""
+
+    samples: list = []
+
+
+class Training:
+    """Many steps (or epochs) of the graph's update: in the program's dtype when the file asks
+    for one (or the checker's float32), else at 60 significant digits. A step whose numbers
+    are not finite ends the run; ``diverged`` then says where."""
+
+    def __init__(self, graph: GraphFile, batch_sum: bool = False):
+        self.g, self.batch_sum = graph, batch_sum
+        self.diverged = None
+
+    def records(self):
+        with mpmath.workdps(PRECISION), np.errstate(all="ignore"):
+            yield from self._records()
+
+    def _records(self):
+        graph, u = self.g, self.g.update
+        dtype = program_dtype(graph)
+        staged = _Program(graph, dtype) if dtype else Staged(graph)
+        rate = staged.number(u.learning_rate)
+        dout = staged.number(graph.dout) if graph.dout is not None else None
+        params = {p: staged.number(v) for p, v in graph.parameters.items()}
+        fixed = {i: staged.number(v) for i, v in graph.inputs.items()}
+        names = _Names(graph)
+        unit = "epoch" if graph.data is not None else "step"
+        if graph.data is None:
+            batches = [[{}]]
+        else:
+            samples = [{k: staged.number(v[i]) for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
+            batches = [[s] for s in samples] if graph.data.mode == "per-sample" else [samples]
+        for k in range(1, u.steps + 1):
+            per_sample = []
+            for batch in batches:
+                grads_sum, values_sum = {}, {}
+                for sample in batch:
+                    values, grads = staged.step({**fixed, **params, **sample}, dout)
+                    for key, v in grads.items():
+                        grads_sum[key] = grads_sum[key] + v if key in grads_sum else v
+                    for key, v in values.items():
+                        values_sum[key] = values_sum[key] + v if key in values_sum else v
+                if len(batch) > 1:
+                    size = staged.number(1 if self.batch_sum else len(batch))
+                    grads = {key: v / size for key, v in grads_sum.items()}
+                    values = {key: v / size for key, v in values_sum.items()}
+                for p in params:
+                    if p in grads:
+                        params[p] = staged.descend(params[p], rate, grads[p], u.ascent)
+                if len(batch) == 1:
+                    per_sample.append(self._record(staged, names, values, grads, params, 1))
+            record = self._record(staged, names, values, grads, params, len(batch))
+            bad = next((key for key, v in record.items() if not _finite(v)), None)
+            if bad is not None:
+                self.diverged = (f"{bad} is not a finite number after {unit} {k}: the updates diverge (try a "
+                                 f"smaller learning_rate); the table ends at {unit} {k - 1}")
+                return
+            out = Record({key: _exact(v) for key, v in record.items()})
+            out.samples = [{key: _exact(v) for key, v in r.items()} for r in per_sample]
+            yield out
+
+    @staticmethod
+    def _record(staged, names, values, grads, params, batch):
+        record = {n: values[n] for n in staged.forward_names()}
+        record.update({names.grad(key) if batch == 1 else f"dL/d{key}": v for key, v in grads.items()})
+        record.update(params)
+        return record
+
+
 def run(graph: GraphFile, batch_sum: bool = False) -> list[dict]:
     """After each step (or epoch), a dict name -> value of the parameters after it and the
-    nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers."""
-    with mpmath.workdps(PRECISION), np.errstate(all="ignore"):  # float32 overflow is reported below
-        return list(_run(graph, batch_sum))
-
-
-def _run(graph: GraphFile, batch_sum: bool):
-    float32 = graph.dtype == "float32" or FLOAT32.get()
-    staged = Staged(graph, float32)
-    u = graph.update
-    rate = staged.number(u.learning_rate)
-    params = {p: staged.number(v) for p, v in graph.parameters.items()}
-    fixed = {i: staged.number(v) for i, v in graph.inputs.items()}
-    names = _Names(graph)
-    if graph.data is None:
-        batches = [[{}]]
-    else:
-        samples = [{k: staged.number(v[i]) for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
-        batches = [[s] for s in samples] if graph.data.mode == "per-sample" else [samples]
-    done = []
-    for _ in range(u.steps):
-        for batch in batches:
-            grads_sum, values_sum = {}, {}
-            for sample in batch:
-                values, grads = staged.step({**fixed, **params, **sample})
-                for k, v in grads.items():
-                    grads_sum[k] = grads_sum[k] + v if k in grads_sum else v
-                for k, v in values.items():
-                    values_sum[k] = values_sum[k] + v if k in values_sum else v
-            if len(batch) > 1:
-                size = staged.number(1 if batch_sum else len(batch))
-                grads = {k: v / size for k, v in grads_sum.items()}
-                values = {k: v / size for k, v in values_sum.items()}
-            for p in params:
-                if p in grads:
-                    params[p] = params[p] + rate * grads[p] if u.ascent else params[p] - rate * grads[p]
-        record = {n: values[n] for n in staged.forward}
-        record.update({names.grad(k) if len(batch) == 1 else f"dL/d{k}": v for k, v in grads.items()})
-        record.update(params)
-        if not all(_finite(v) for v in record.values()):
-            bad = next(k for k, v in record.items() if not _finite(v))
-            raise SympropError(f"{graph.source}, field 'update': {bad} is not a finite number after "
-                               f"{'epoch' if graph.data is not None else 'step'} {len(done) + 1} "
-                               "(the updates diverge: try a smaller learning_rate)")
-        done.append(None)
-        yield {k: _exact(v) for k, v in record.items()}
+    nodes and gradients computed in it ("d<f>/d<name>" keys), as exact SymPy numbers; it ends
+    early where the updates diverge."""
+    return list(Training(graph, batch_sum).records())
 
 
 def _finite(value) -> bool:
@@ -399,5 +593,5 @@ def _finite(value) -> bool:
 
 def _exact(value):
     if isinstance(value, np.floating):
-        return to_float32(sp.Rational(float(value))) if value.dtype == np.float32 else sp.Rational(float(value))
+        return to_exact(value)
     return sp.Float(mpmath.nstr(value, PRECISION), PRECISION)

@@ -9,12 +9,14 @@ input formula; nothing is typed in here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import sympy as sp
 
 from .layers import K, N, REGISTRY, real
-from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
+from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, FULL_STEPS, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
+from .network_table import long_run
 from .steps import RULES, STEP_COUNT_LINE
 from .steps import g as GRADIENT, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
@@ -49,6 +51,9 @@ def loss_derivation(name: str):
 
 
 def network_transcript(net: Network, name: str, conventions: Conventions = Conventions()) -> Transcript:
+    if net.steps > FULL_STEPS:  # the first step in full, then a table (network_table.py)
+        first = network_transcript(dataclasses.replace(net, steps=1), name, conventions)
+        return long_run(first, net, net.steps)
     t = Transcript(name, tr(net.title, net.title_zh),
                    tr(net.description, net.description_zh) if net.description else None)
     t.heading(tr("Given", "已知"))

@@ -47,6 +47,8 @@ FRACTION = re.compile(r"\s*[+-]?\d+\s*/\s*\d+\s*\Z")
 ARRAY_HEADER = re.compile(r"\[\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\]\Z")  # [[layers]]
 TABLE_HEADER = re.compile(r"\[\s*([A-Za-z][A-Za-z0-9_.-]*)\s*\]\Z")  # [inputs]; not a row [0.3, 0.4]]
 MAX_MAGNITUDE = 1e6
+MAX_STEPS = 10_000  # published examples run 10,000 (Mazur's); above FULL_STEPS a table (network_table.py)
+FULL_STEPS = 100  # up to this many steps every step is written out in full
 RESERVED = {"E", "E_new", "learning_rate"}  # names the transcript itself uses
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "loss", "learning_rate", "steps", "update_biases",
              "optimizer", "inputs", "targets", "layers"}
@@ -266,10 +268,14 @@ def parse_network(text: str, source: str = "<network>") -> Network:
         where.fail(f"unknown loss {loss!r} (known: {', '.join(LOSSES)})", "loss")
     learning_rate = _number(top("learning_rate"), lambda m: where.fail(m, "learning_rate"))
     steps = top("steps", int, default=1)
-    if isinstance(steps, bool) or not 1 <= steps <= 100:
-        where.fail(f"steps must be a whole number from 1 to 100, got {steps!r}", "steps")
+    if isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+        where.fail(f"steps must be a whole number from 1 to {MAX_STEPS:,} (up to {FULL_STEPS} are written out "
+                   f"step by step; more: the first step, then a table), got {steps!r}", "steps")
     update_biases = top("update_biases", bool, default=True)
     optimizer, settings = _optimizer(data.get("optimizer", "sgd"), where)
+    if steps > FULL_STEPS and (optimizer != "sgd" or (settings or {}).get("weight_decay")):
+        where.fail(f"more than {FULL_STEPS} steps are run as a table of plain gradient descent; with "
+                   f"optimizer {optimizer!r} write at most {FULL_STEPS} steps", "steps")
 
     input_names, inputs = _named_values(data, "inputs", where, source)
     target_names, targets = _named_values(data, "targets", where, source)
@@ -291,9 +297,10 @@ def parse_network(text: str, source: str = "<network>") -> Network:
         names += layer.units + [n for row in layer.weight_names for n in row] + layer.bias_names
     seen = set()
     for name in names:
-        if name in RESERVED or name.endswith("_new") or name.startswith("net_") or re.match(r"step\d", name):
+        if name in RESERVED or name.endswith(("_new", "_trained")) or name.startswith("net_") or re.match(r"step\d", name):
             raise SympropError(f"{source}: the name {name!r} is taken by the transcript (E, E_new, learning_rate, "
-                               "and names starting with net_ or step<digit> or ending in _new); choose another")
+                               "and names starting with net_ or step<digit> or ending in _new or _trained); "
+                               "choose another")
         if name in seen:
             raise SympropError(f"{source}: the name {name!r} is used twice; every input, target, unit, "
                                "weight and bias needs its own name")

@@ -265,9 +265,14 @@ def rounded(value, digits: int) -> str:
     value = sp.sympify(value)
     if value.is_Integer:
         return str(value)
+    if value in NON_FINITE:  # a float32 or float64 program's overflow (graph files with a dtype)
+        return NON_FINITE[value]
     number = mpmath.mpmathify(sp.N(value, PRECISION))
     text = mpmath.nstr(number, digits, min_fixed=-6, max_fixed=9)
     return text[:-2] if text.endswith(".0") else text
+
+
+NON_FINITE = {sp.oo: "inf", -sp.oo: "-inf", sp.nan: "nan"}
 
 
 def is_exact_in_print(value, digits: int) -> bool:
@@ -286,6 +291,8 @@ def full_precision(value):
     value = sp.sympify(value)
     if value.is_Integer:
         return str(value)
+    if value in NON_FINITE:
+        return NON_FINITE[value]
     return mpmath.nstr(mpmath.mpmathify(sp.N(value, PRECISION)), JSON_DIGITS, min_fixed=-6, max_fixed=9)
 
 

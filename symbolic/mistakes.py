@@ -1,0 +1,196 @@
+"""A learner's common mistakes, made on any transcript: the one place the checker's
+"forgot the sigmoid derivative", "used the updated weight", "forgot the 1/2", "sigmoid' at the
+net input" and "gradient ascent" come from, whatever file described the computation.
+
+A network file, a net file and a graph file give transcripts with different names (net_h,
+z1[0,0], zh) but the same shape: quantities, each a formula over earlier ones. Each mistake
+is found in that shape (a quantity whose value is s(1 - s) of a sigmoid s = sigmoid(u); a
+backward formula that reads a parameter which is updated later; a loss with a factor 1/2 and
+its derivatives; an update p + (-rate * gradient)) and made by changing those quantities
+only, then recomputing everything downstream (``replay``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .errors import SympropError
+from .transcript import PRECISION, Chain, Quantity, Text, Transcript, tr
+
+
+@dataclass
+class Mistake:
+    code: str
+    description: Text
+    transcript: Transcript
+
+
+def mistakes(t: Transcript) -> list[Mistake]:
+    """Every mistake that applies to this transcript, each as the transcript it gives."""
+    out = []
+    for code, description, formulas in _candidates(t):
+        if not formulas:
+            continue
+        try:
+            out.append(Mistake(code, description, replay(t, formulas)))
+        except (SympropError, ValueError, TypeError, ZeroDivisionError):
+            continue  # the mistake makes a value undefined (log of a negative number): not this one
+    return out
+
+
+def replay(t: Transcript, formulas: dict) -> Transcript:
+    """The transcript with some quantities computed by other formulas, and every quantity
+    that depends on them recomputed; the rest keep their values."""
+    values, changed = {}, set()
+    quantities = {}
+    for key, q in t.quantities.items():
+        formula = formulas.get(key, q.formula)
+        value = q.value
+        if key in formulas or (formula is not None and _reads(formula) & changed):
+            value = t.evaluate(formula, values)
+            changed.add(key)
+        values[key] = value
+        quantities[key] = Quantity(q.key, q.text, q.latex, formula, value, result_of=q.result_of)
+    return dataclasses.replace(t, quantities=quantities, blocks=[])
+
+
+def _reads(formula) -> set[str]:
+    if isinstance(formula, Chain):
+        return {k for term in formula.terms for k in term}
+    return {s.name for s in formula.free_symbols}
+
+
+def _number(value):
+    return sp.N(value, PRECISION) if not isinstance(value, sp.MatrixBase) else None
+
+
+def _close(a, b) -> bool:
+    a, b = _number(a), _number(b)
+    return a is not None and b is not None and abs(a - b) <= sp.Float("1e-40", PRECISION) * (1 + abs(b))
+
+
+def _scalar(q: Quantity) -> bool:
+    return not isinstance(q.value, sp.MatrixBase) and q.value.is_finite is not False
+
+
+def _candidates(t: Transcript):
+    qs = t.quantities
+    order = list(qs)
+    sym = {k: sp.Symbol(k) for k in qs}
+
+    # sigmoid units: s = sigmoid(u), both quantities, s computed from u alone
+    sigmoids = []
+    for s, q in qs.items():
+        if q.formula is None or isinstance(q.formula, Chain) or not _scalar(q) or len(q.formula.free_symbols) != 1:
+            continue
+        (u,) = (x.name for x in q.formula.free_symbols)
+        if u in qs and _scalar(qs[u]) and _close(q.value, 1 / (1 + sp.exp(-_number(qs[u].value)))):
+            sigmoids.append((s, u))
+    # the derivative of each: a quantity computed from s or u whose value is s(1 - s)
+    derivative = {}
+    for s, u in sigmoids:
+        sv = _number(qs[s].value)
+        for key in order[order.index(s) + 1:]:
+            q = qs[key]
+            if (q.formula is not None and not isinstance(q.formula, Chain) and _scalar(q)
+                    and _reads(q.formula) <= {s, u} and _close(q.value, sv * (1 - sv))):
+                derivative[key] = (s, u)
+                break
+    yield ("forgot_sigmoid_derivative",
+           tr("the sigmoid's derivative left out of the chain rule (taken as 1)", "链式法则中漏掉了 sigmoid 的导数（当成了 1）"),
+           {key: sp.Integer(1) for key in derivative})
+    yield ("convention_sigmoid_at_net",
+           tr("the sigmoid derivative y(1 - y) taken at the net input instead of the output",
+              "sigmoid 的导数 y(1 - y) 用了净输入而不是输出"),
+           {key: sym[u] * (1 - sym[u]) for key, (s, u) in derivative.items()})
+
+    # updates: p_new = p + (-rate * gradient) (or + rate * gradient), p given
+    updates = {}
+    for key, q in qs.items():
+        p = _updated(key, q, qs)
+        if p is not None:
+            updates[p] = key
+    yield ("convention_gradient_ascent",
+           tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
+              "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
+           {key: 2 * sym[p] - qs[key].formula for p, key in updates.items()})
+
+    # the backward pass with the updated weights: every formula between the loss and the new
+    # forward pass that reads a parameter p (not p's own update) reads p's new value instead
+    loss = _loss(t)
+    if loss is not None and updates:
+        start = order.index(loss) + 1
+        formulas = {}
+        news = set(updates.values())
+        for key in order[start:]:
+            q = qs[key]
+            if q.formula is None or isinstance(q.formula, Chain) or key in news:
+                continue
+            if any(k in news for k in _reads(q.formula)):
+                break  # the forward pass with the new values has begun
+            read = [p for p in updates if p in _reads(q.formula)]
+            if read and not _is_gradient_of_a_parameter(key, updates):
+                formulas[key] = q.formula.xreplace({sym[p]: qs[updates[p]].value for p in read})
+        yield ("convention_updated_weights",
+               tr("hidden-layer gradients taken with the already-updated output weights",
+                  "隐藏层梯度用了已经更新过的输出层权重"), formulas)
+
+    # a loss with 1/2 (1/2 (y - t)^2) and its derivatives, without the 1/2
+    halves = {}
+    for key, q in qs.items():
+        if q.formula is None or isinstance(q.formula, Chain) or not _scalar(q) or key.endswith("_new"):
+            continue
+        terms = q.formula.args if isinstance(q.formula, sp.Add) else (q.formula,)  # 1/2 (a^2 + b^2), a^2/2 + b^2/2
+        if all(_half_square(term) for term in terms):
+            halves[key] = q.formula
+    formulas = {}
+    for loss_key, formula in halves.items():
+        formulas[loss_key] = 2 * formula
+        for key in order[order.index(loss_key) + 1:]:
+            q = qs[key]
+            if (q.formula is not None and not isinstance(q.formula, Chain) and _reads(q.formula)
+                    and _reads(q.formula) <= {s.name for s in formula.free_symbols}
+                    and any(sp.expand(q.formula - sp.diff(formula, s)) == 0 for s in formula.free_symbols)):
+                formulas[key] = 2 * q.formula
+    yield ("convention_loss_no_half", tr("squared error without the 1/2", "平方误差没有乘 1/2"), formulas)
+
+
+def _half_square(term) -> bool:
+    """1/2 times squares: (y - t)^2/2, or 1/2 ((y1 - t1)^2 + (y2 - t2)^2)."""
+    coefficient, rest = term.as_coeff_Mul()
+    return coefficient == sp.Rational(1, 2) and rest.has(sp.Pow) and all(
+        e.exp == 2 for e in rest.atoms(sp.Pow) if e.base.free_symbols)
+
+
+def _updated(key: str, q: Quantity, qs: dict) -> str | None:
+    """The parameter ``key`` is the new value of (p_new = p + step), or None."""
+    if q.formula is None or isinstance(q.formula, Chain) or not isinstance(q.formula, sp.Add):
+        return None
+    base = key.replace("_new", "", 1) if "_new" in key else None
+    if base is None or base not in qs or qs[base].formula is not None:
+        return None
+    p = sp.Symbol(base)
+    if p not in q.formula.args:
+        return None
+    return base
+
+
+def _is_gradient_of_a_parameter(key: str, updates: dict) -> bool:
+    """dE/dw5, dL/dW2[0,0]: a parameter's own gradient (its formula may read other weights
+    only through the forward values)."""
+    return "/d" in key and key.split("/d", 1)[1] in updates
+
+
+def _loss(t: Transcript) -> str | None:
+    """The first quantity the backward pass starts from: the last computed value before the
+    first derivative d.../d... is defined."""
+    previous = None
+    for key, q in t.quantities.items():
+        if q.formula is None:
+            continue
+        if key.startswith("d") and "/d" in key:
+            return previous
+        previous = key
+    return None

@@ -1,0 +1,150 @@
+"""The same small network written as a network file, a net file and a graph file, with the
+same five learner mistakes: each file kind gets the same diagnosis code for each mistake.
+
+The learner's wrong numbers are computed here with mpmath, step by step as the learner made
+them, never taken from symprop.
+"""
+from __future__ import annotations
+
+import mpmath
+import pytest
+
+from symprop.symbolic.checker import check, claim_from
+
+NETWORK = """
+title = "tiny"
+loss = "squared-error"
+learning_rate = 0.5
+update_biases = true
+[inputs]
+x = 0.5
+[targets]
+t = 0.2
+[[layers]]
+units = ["h"]
+activation = "sigmoid"
+weight_names = [["w1"]]
+weights = [[0.4]]
+bias_names = "b1"
+bias = 0.1
+[[layers]]
+units = ["y"]
+activation = "sigmoid"
+weight_names = [["w2"]]
+weights = [[0.7]]
+bias_names = "b2"
+bias = -0.3
+"""
+
+NET = """
+title = "tiny"
+net = "affine(1,1) sigmoid affine(1,1) sigmoid squared-error"
+[values]
+X = [[0.5]]
+T = [[0.2]]
+W1 = [[0.4]]
+b1 = [0.1]
+W2 = [[0.7]]
+b2 = [-0.3]
+learning_rate = 0.5
+"""
+
+GRAPH = """
+title = "tiny"
+output = "y"
+loss = "E"
+[inputs]
+x = 0.5
+t = 0.2
+[parameters]
+w1 = 0.4
+b1 = 0.1
+w2 = 0.7
+b2 = -0.3
+[nodes]
+zh = "w1 * x + b1"
+h = "sigmoid(zh)"
+zy = "w2 * h + b2"
+y = "sigmoid(zy)"
+E = "(y - t)^2 / 2"
+[update]
+learning_rate = 0.5
+"""
+
+# what each quantity is called in each file kind
+NAMES = {
+    "network": {"dE/dy": "dE/dy", "dE/dw1": "dE/dw1", "dE/dw2": "dE/dw2", "w2_new": "w2_new"},
+    "net": {"dE/dy": "dL/dh2[0,0]", "dE/dw1": "dL/dW1[0,0]", "dE/dw2": "dL/dW2[0,0]", "w2_new": "W2_new[0,0]"},
+    "graph": {"dE/dy": "dE/dy", "dE/dw1": "dE/dw1", "dE/dw2": "dE/dw2", "w2_new": "w2_new"},
+}
+FILES = {"network": NETWORK, "net": NET, "graph": GRAPH}
+
+
+def learner(mistake: str) -> tuple[str, mpmath.mpf]:
+    """The quantity the learner got wrong and their number, worked the way they worked it."""
+    with mpmath.workdps(50):
+        m = mpmath.mpf
+        x, t, w1, b1, w2, b2, lr = m("0.5"), m("0.2"), m("0.4"), m("0.1"), m("0.7"), m("-0.3"), m("0.5")
+        sigmoid = lambda u: 1 / (1 + mpmath.exp(-u))  # noqa: E731
+        zh = w1 * x + b1
+        h = sigmoid(zh)
+        zy = w2 * h + b2
+        y = sigmoid(zy)
+        dy = y * (1 - y)
+        if mistake == "forgot the 1/2":
+            return "dE/dy", 2 * (y - t)
+        if mistake == "forgot the sigmoid derivative":
+            return "dE/dw2", (y - t) * h
+        if mistake == "sigmoid' at the net input":
+            return "dE/dw2", (y - t) * zy * (1 - zy) * h
+        dw2 = (y - t) * dy * h
+        if mistake == "gradient ascent":
+            return "w2_new", w2 + lr * dw2
+        if mistake == "used the updated w2":
+            w2_new = w2 - lr * dw2
+            return "dE/dw1", (y - t) * dy * w2_new * h * (1 - h) * x
+    raise KeyError(mistake)
+
+
+MISTAKES = {
+    "forgot the 1/2": "convention_loss_no_half",
+    "forgot the sigmoid derivative": "forgot_sigmoid_derivative",
+    "sigmoid' at the net input": "convention_sigmoid_at_net",
+    "gradient ascent": "convention_gradient_ascent",
+    "used the updated w2": "convention_updated_weights",
+}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("kinds")
+    paths = {}
+    for kind, text in FILES.items():
+        paths[kind] = folder / f"tiny-{kind}.toml"
+        paths[kind].write_text(text)
+    return paths
+
+
+@pytest.mark.parametrize("kind", FILES)
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_same_mistake_same_code_in_every_file_kind(files, kind, mistake):
+    quantity, number = learner(mistake)
+    name = NAMES[kind][quantity]
+    report = check(str(files[kind]), [claim_from(name, mpmath.nstr(number, 9, min_fixed=-9, max_fixed=9), "test")])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert not verdict.right
+    assert verdict.code == MISTAKES[mistake], (kind, mistake, verdict.code, [d.en for d in verdict.diagnoses])
+
+
+@pytest.mark.parametrize("kind", FILES)
+def test_the_right_numbers_are_right_in_every_file_kind(files, kind):
+    """The same network in each file: the exact values agree (so the mistakes above are the
+    same mistakes), and an unmistaken learner is right."""
+    with mpmath.workdps(50):
+        sigmoid = lambda u: 1 / (1 + mpmath.exp(-u))  # noqa: E731
+        h = sigmoid(mpmath.mpf("0.4") * mpmath.mpf("0.5") + mpmath.mpf("0.1"))
+        y = sigmoid(mpmath.mpf("0.7") * h - mpmath.mpf("0.3"))
+        dw2 = (y - mpmath.mpf("0.2")) * y * (1 - y) * h
+    claims = [claim_from(NAMES[kind]["dE/dw2"], mpmath.nstr(dw2, 12), "test")]
+    assert check(str(files[kind]), claims).all_right
