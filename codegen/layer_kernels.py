@@ -386,8 +386,8 @@ def {base}_backward(dy, y, dz=None):
 def _softmax_cross_entropy(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     forward, used = row_reduction_lines(
-        [("y[n, k]", _row_index(d.forward["y[k]"])), ("row_loss", d.forward["L_n"])], {})
-    backward, bused = row_reduction_lines([("dz[n, k]", _row_index(d.backward["dz[j]"]))], {},
+        [(at("y", "n", "k"), _row_index(d.forward["y[k]"])), (local("row_loss"), d.forward["L_n"])], {})
+    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
                                           comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
     module.add(f'''
 @jit
@@ -588,10 +588,10 @@ def {base}_backward(dy, xhat, s, g):
 
 def _dropout(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
-    names = {"x": "x[i]", "m": "m[i]", "dy": "dy[i]", "p": "rate"}
-    forward, used = print_lines([Assignments((("y[i]", d.forward["y"]),), names)])
-    backward, bused = print_lines([Assignments((("dx[i]", d.backward["dx"]),), names,
-                                               {"dx[i]": f"dx = {sp.sstr(d.backward['dx'])}"})])
+    names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
+    forward, used = print_lines([Assignments(((at("y", "i"), d.forward["y"]),), names)])
+    backward, bused = print_lines([Assignments(((at("dx", "i"), d.backward["dx"]),), names,
+                                               {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"})])
     module.add(f'''
 @jit
 def {base}_forward_kernel(x, m, p, y):

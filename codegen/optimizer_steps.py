@@ -84,8 +84,9 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: B
     count = ""
     if rule.counts_steps:
         line = STEP_COUNT_LINE
-        printed, _ = backend.print([Assignments((("step_count[0]", line.formula),), {"t": "step_count[0]"},
-                                                {"step_count[0]": f"t <- {sp.sstr(line.formula)}: {line.note}"})])
+        counter = element("step_count", 0)
+        printed, _ = backend.print([Assignments(((counter, line.formula),), {"t": counter},
+                                                {counter: f"t <- {sp.sstr(line.formula)}: {line.note}"})])
         count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
     calls = "\n".join(
         f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"

@@ -49,6 +49,14 @@ class Size(sp.Function):
     nargs = 1
 
 
+def _typed(node, **values):
+    """Statements carry SymPy objects, never source text: a string here is a lowering bug."""
+    for field_name, value in values.items():
+        if isinstance(value, str):
+            raise TypeError(f"{type(node).__name__}.{field_name} is the text {value!r}; "
+                            "statements hold SymPy objects (statements.element, local, index)")
+
+
 def parts(target: Element) -> tuple[str, tuple | None]:
     """(array name, indices) of an element; (name, None) of a scalar local."""
     if isinstance(target, sp.Indexed):
@@ -92,6 +100,9 @@ class Let:
     augmented: bool = False
     comment: str = ""
 
+    def __post_init__(self):
+        _typed(self, target=self.target, value=self.value)
+
 
 @dataclass(frozen=True)
 class Allocate:
@@ -118,6 +129,10 @@ class Assignments:
     accumulate: frozenset = frozenset()
     row: sp.Symbol | None = None
     scalar: bool = False
+
+    def __post_init__(self):
+        _typed(self, **{f"target {i}": t for i, (t, _) in enumerate(self.pairs)},
+               **{f"names[{k!r}]": v for k, v in self.names.items()})
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,9 @@ class Loop:
     stop: sp.Basic | int
     body: tuple
     start: int = 0
+
+    def __post_init__(self):
+        _typed(self, index=self.index, stop=self.stop)
 
 
 class StatementPrinter:

@@ -1,25 +1,42 @@
-"""The statement printer: each node type prints as the kernels need it."""
+"""The statement printer: each node type prints as the kernels need it. Statements hold SymPy
+objects (symbols, indexed elements, expressions), never source text."""
 import sympy as sp
 
-from symprop.codegen.statements import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto,
-                                        print_lines)
+from symprop.codegen.statements import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto,
+                                        as_written, difference, element as at, index, local, print_lines, ratio)
+from symprop.symbolic.layers import K, N
 
 x, y, dout = (sp.Symbol(n, real=True) for n in ("x", "y", "dout"))
+n, j, k = index("n"), index("j"), index("k")
 
 
 def test_loops_nest_and_indent_their_bodies():
+    zmax = local("zmax")
     lines, _ = print_lines([Comment("layer 2: relu"),
-                            Loop("n", "N", (Loop("j", 4, (Let("a[n, j]", "real(0)"),)),)),
-                            Loop("k", "K", (Let("zmax", "max(zmax, z[n, k])"),), start=1)])
+                            Loop(n, N, (Loop(j, 4, (Let(at("a", "n", "j"), sp.Integer(0)),)),)),
+                            Loop(k, K, (Let(zmax, as_written(sp.Max, zmax, at("z", "n", "k"))),), start=1)])
     assert lines == ["# layer 2: relu", "for n in range(N):", "    for j in range(4):",
                      "        a[n, j] = real(0)", "for k in range(1, K):", "    zmax = max(zmax, z[n, k])"]
 
 
+def test_bookkeeping_prints_in_the_order_written():
+    """loss / N, x - mean and (1 - m) r + m mean print operand by operand: the kernel computes
+    what was written, not SymPy's rearrangement (-mean + x)."""
+    loss, m, mean, r = local("loss"), sp.Float(0.1), at("mean", "j"), at("r", "j")
+    keep = difference(sp.Integer(1), m)
+    lines, _ = print_lines([Let(loss, ratio(loss, N)), Let(local("c"), difference(at("x", "n", "j"), mean)),
+                            Let(r, as_written(sp.Add, as_written(sp.Mul, keep, r), as_written(sp.Mul, m, mean))),
+                            Let(local("K"), 3), Allocate(local("dW1"), (2, 3), zeros=True, comment="dL/dW1")])
+    assert lines == ["loss = loss/real(N)", "c = x[n, j] - mean[j]", "r[j] = (real(1) - real(0.1))*r[j] + real(0.1)*mean[j]",
+                     "K = 3", "dW1 = np.zeros((2, 3), X.dtype)  # dL/dW1"]
+
+
 def test_assignments_share_subexpressions_accumulate_and_carry_comments():
     rule = sp.exp(x) * dout
-    lines, helpers = print_lines([Assignments((("dx[i]", rule), ("dg[j]", rule * x)),
-                                              {"x": "x[i]", "dout": "dout[i]"},
-                                              {"dg[j]": "summed over the batch"}, frozenset({"dg[j]"}))])
+    dx, dg = at("dx", "i"), at("dg", "j")
+    lines, helpers = print_lines([Assignments(((dx, rule), (dg, rule * x)),
+                                              {"x": at("x", "i"), "dout": at("dout", "i")},
+                                              {dg: "summed over the batch"}, frozenset({dg}))])
     assert lines[0] == "t0 = dout[i]*_exp(x[i])"  # the shared exp(x) dout, computed once
     assert lines[1] == "dx[i] = t0"
     assert lines[2] == "dg[j] += t0*x[i]  # summed over the batch"
@@ -28,15 +45,27 @@ def test_assignments_share_subexpressions_accumulate_and_carry_comments():
 
 def test_accumulate_prints_its_expression_as_is_with_the_row_index():
     z = sp.IndexedBase("z")
-    k = sp.Symbol("k", integer=True)
-    lines, _ = print_lines([Accumulate("s0", sp.exp(z[k] - sp.Symbol("zmax", real=True)), {}, row="n")])
+    lines, _ = print_lines([Accumulate(local("s0"), sp.exp(z[k] - sp.Symbol("zmax", real=True)), {}, row=n)])
     assert lines == ["s0 += _exp(-zmax + z[n, k])"]
 
 
 def test_calls_and_matrix_products_name_their_helpers():
     X, W = sp.MatrixSymbol("X", 3, 2), sp.MatrixSymbol("W", 2, 2)
-    big, used_big = print_lines([MatrixInto(X * W, "z1", {"X": "h0"}, False, "z1 = h0 W")])
-    small, used_small = print_lines([MatrixInto(X * W, "z1", {}, True), Call("_add_bias", ("z1", "b1"), "bias")])
+    z1, b1 = sp.symbols("z1 b1")
+    big, used_big = print_lines([MatrixInto(X * W, z1, {"X": sp.Symbol("h0")}, False, "z1 = h0 W")])
+    small, used_small = print_lines([MatrixInto(X * W, z1, {}, True), Call("_add_bias", (z1, b1), "bias")])
     assert big == ["np.dot(h0, W, z1)  # z1 = h0 W"] and not used_big
     assert small == ["_dot_loops(X, W, z1)", "_add_bias(z1, b1)  # bias"]
     assert used_small == {"_dot_loops", "_add_bias"}
+
+
+def test_source_text_in_a_statement_is_refused():
+    import pytest
+    with pytest.raises(TypeError, match="Let.value is the text 'loss / real"):
+        Let(local("loss"), "loss / real(N)")
+    with pytest.raises(TypeError, match="Assignments.target 0 is the text"):
+        Assignments((("z1[n, j]", x),))
+    with pytest.raises(TypeError, match=r"Assignments.names\['x'\] is the text"):
+        Assignments(((at("z1", "n", "j"), x),), {"x": "X[n, j]"})
+    with pytest.raises(TypeError, match="Loop.index is the text"):
+        Loop("n", N, ())
