@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+from xml.etree import ElementTree
 
 from latex2mathml.converter import convert as _latex_to_mathml
 
@@ -39,24 +40,80 @@ footer { margin-top: 2rem; color: #777; font-size: .85rem; }
 
 
 def math(latex: str, display: bool = False) -> str:
-    """One formula as MathML; a formula the converter cannot read is shown as marked code
-    rather than breaking the page (the tests assert no shipped formula ends up so)."""
+    """One formula as MathML, cleaned by ``safe_mathml``; a formula the converter cannot read
+    is shown as marked code rather than breaking the page (the tests assert no shipped formula
+    ends up so)."""
     try:
-        return _latex_to_mathml(latex.strip(), display="block" if display else "inline")
+        return safe_mathml(_latex_to_mathml(latex.strip(), display="block" if display else "inline"))
     except Exception:  # noqa: BLE001 - any converter failure: show the source, marked
         return f'<code class="math-error" title="formula not converted">{html.escape(latex)}</code>'
 
 
-_INLINE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|`([^`]+)`|\*\*(.+?)\*\*")
+# What a formula needs, and nothing that links, runs, styles or fetches: MathML Core's
+# presentation elements and their layout attributes. No href (latex2mathml turns \href into
+# one), no style, class, id or event handler.
+MATHML_ELEMENTS = {
+    "math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup", "msubsup", "mfrac", "msqrt",
+    "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded", "mphantom",
+    "menclose", "merror", "mmultiscripts", "mprescripts", "none", "semantics"}
+MATHML_ATTRIBUTES = {
+    "display", "mathvariant", "stretchy", "fence", "separator", "form", "accent", "accentunder", "lspace",
+    "rspace", "width", "height", "depth", "linethickness", "displaystyle", "scriptlevel", "columnalign",
+    "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame", "framespacing",
+    "minsize", "maxsize", "movablelimits", "largeop", "symmetric", "notation", "voffset", "align"}
+_ATTRIBUTE_VALUE = re.compile(r"[\w .,%+-]*\Z")
+_MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
+
+
+def safe_mathml(markup: str) -> str:
+    """latex2mathml's output rebuilt from an allow-list: elements outside it are dropped (their
+    content kept), attributes outside it removed, every text escaped. Output that is not
+    well-formed XML (latex2mathml copies ``\text{<b>}`` through raw) raises ValueError."""
+    try:
+        root = ElementTree.fromstring(markup)
+    except ElementTree.ParseError as error:
+        raise ValueError(f"not well-formed MathML: {error}") from None
+    out: list[str] = []
+
+    def write(element):
+        tag = element.tag.removeprefix(_MATHML_NS)
+        keep = tag in MATHML_ELEMENTS
+        if keep:
+            attributes = "".join(f' {name}="{value}"' for name, value in sorted(element.attrib.items())
+                                 if name in MATHML_ATTRIBUTES and _ATTRIBUTE_VALUE.match(value))
+            if tag == "math":
+                attributes = ' xmlns="http://www.w3.org/1998/Math/MathML"' + attributes
+            out.append(f"<{tag}{attributes}>")
+        out.append(html.escape(element.text or "", quote=False))
+        for child in element:
+            write(child)
+            out.append(html.escape(child.tail or "", quote=False))
+        if keep:
+            out.append(f"</{tag}>")
+
+    write(root)
+    return "".join(out)
+
+
+# Our Markdown's inline pieces: a backslash escape (markup.py writes them), display and inline
+# math, code, bold.
+_INLINE = re.compile(r"\\([!-/:-@\[-`{-~])|\$\$(.+?)\$\$|\$(.+?)\$|`([^`]+)`|\*\*(.+?)\*\*")
+
+
+def _words(text: str) -> str:
+    """Text between inline pieces, as HTML: Markdown's entities (``&lt;``) read, all escaped."""
+    return html.escape(html.unescape(text), quote=False)
 
 
 def inline(text: str) -> str:
     """A line of Markdown text: math to MathML, code and bold to tags, the rest escaped."""
     out, end = [], 0
     for m in _INLINE.finditer(text):
-        out.append(html.escape(text[end:m.start()]))
-        display, formula, code, bold = m.groups()
-        if display is not None:
+        out.append(_words(text[end:m.start()]))
+        escaped, display, formula, code, bold = m.groups()
+        if escaped is not None:
+            out.append(html.escape(escaped, quote=False))
+        elif display is not None:
             out.append(math(display, display=True))
         elif formula is not None:
             out.append(math(formula))
@@ -65,8 +122,22 @@ def inline(text: str) -> str:
         else:
             out.append(f"<strong>{inline(bold)}</strong>")
         end = m.end()
-    out.append(html.escape(text[end:]))
+    out.append(_words(text[end:]))
     return "".join(out)
+
+
+def plain_text(text: str) -> str:
+    """A line of Markdown as the words it shows (a page's <title>): markers and escapes gone,
+    a formula as its source."""
+    def piece(m):
+        escaped, display, formula, code, bold = m.groups()
+        return escaped or display or formula or code or plain_text(bold)
+
+    out, end = [], 0
+    for m in _INLINE.finditer(text):
+        out += [html.unescape(text[end:m.start()]), piece(m)]
+        end = m.end()
+    return "".join(out + [html.unescape(text[end:])]).strip()
 
 
 def _cells(row: str) -> list[str]:
@@ -116,7 +187,7 @@ def markdown_to_html(md: str) -> tuple[str, str]:
             close()
             level = len(line) - len(line.lstrip("#"))
             text = line[level:].strip()
-            title = title or re.sub(r"[`*$]", "", text)
+            title = title or plain_text(text)
             body.append(f"<h{level}>{inline(text)}</h{level}>")
         elif item:
             kind = "ul" if item.group(1) == "- " else "ol"

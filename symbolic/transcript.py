@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .errors import SympropError
+from .markup import md_text
 from .render import PlainPrinter
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
@@ -404,21 +405,26 @@ class _Renderer:
     def __init__(self, t: Transcript, digits: int, lang: str, markdown: bool):
         self.t, self.digits, self.lang, self.md = t, digits, lang, markdown
 
+    def words(self, text: Text, block: bool = False) -> str:
+        """A sentence in the chosen language; in Markdown, escaped so that it is only text
+        (titles, descriptions and notes come from users' files)."""
+        return md_text(text(self.lang), block) if self.md else text(self.lang)
+
     def render(self) -> str:
-        lines = [f"# {self.t.title(self.lang)}" if self.md else self.t.title(self.lang)]
+        lines = [f"# {self.words(self.t.title)}" if self.md else self.t.title(self.lang)]
         if not self.md:
             lines.append("=" * min(78, _width(lines[0])))
         lines.append("")
         if self.t.intro:
-            lines += [self.t.intro(self.lang), ""]
+            lines += [self.words(self.t.intro, block=True), ""]
         self.notes_shown = set()
         for block in self.t.blocks:
             if isinstance(block, Text):
                 self.notes_shown = set()  # each section states a note once
-                lines += (["", f"## {block(self.lang)}", ""] if self.md
+                lines += (["", f"## {self.words(block)}", ""] if self.md
                           else ["", block(self.lang), "-" * min(78, _width(block(self.lang)))])
             elif isinstance(block, tuple) and block[0] == "note":
-                lines += ["", block[1](self.lang), ""] if self.md else ["  " + block[1](self.lang)]
+                lines += ["", self.words(block[1], block=True), ""] if self.md else ["  " + block[1](self.lang)]
             elif isinstance(block, Show):
                 lines.append(self.show(block))
             elif isinstance(block, Table):
@@ -432,7 +438,7 @@ class _Renderer:
         if block.note is None or block.note in self.notes_shown:
             return ""
         self.notes_shown.add(block.note)
-        return f" ({block.note(self.lang)})" if self.md else f"   ({block.note(self.lang)})"
+        return f" ({self.words(block.note)})" if self.md else f"   ({block.note(self.lang)})"
 
     def show(self, block: Show) -> str:
         q = self.t.quantities[block.key]
@@ -473,13 +479,13 @@ class _Renderer:
 
     def cell(self, value) -> str:
         if isinstance(value, Text):
-            return value(self.lang)
+            return self.words(value)
         if isinstance(value, str):
-            return value
+            return md_text(value) if self.md else value
         return rounded(value, self.digits)
 
     def table(self, table: Table) -> list[str]:
-        headers = [h(self.lang) for h in table.headers]
+        headers = [self.words(h) for h in table.headers]
         rows = [[self.cell(c) for c in row] for row in table.rows]
         if self.md:
             out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]

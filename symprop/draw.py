@@ -181,7 +181,7 @@ def figure(c: Circuit, digits: int = 3):
               boxes[wire.source], boxes[wire.target], number(wire.value, digits),
               None if wire.gradient is None else number(wire.gradient, digits), taken)
 
-    ax.text((left + right) / 2, top - 0.15, c.title, ha="center", va="top", fontsize=13, fontweight="bold")
+    ax.text((left + right) / 2, top - 0.15, " ".join(c.title.split()), ha="center", va="top", fontsize=13, fontweight="bold")
     legend = [f"above each wire: its forward value   ·   below: d{c.root}/d(wire), the gradient flowing back"]
     extra = ["yellow: parameters (an update changes them)"] if any(g.kind == "parameter" for g in c.gates) else []
     extra += [c.note] if c.note else []
@@ -261,7 +261,9 @@ def render(graph: GraphFile, fmt: str = "svg", digits: int = 3) -> bytes:
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "symprop", "font.family": "DejaVu Sans"}):
+    # text.parse_math off: a title or name is drawn as written, never read as mathtext ("$\\foo$")
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "symprop", "font.family": "DejaVu Sans",
+                                "text.usetex": False, "text.parse_math": False}):
         fig = figure(circuit(graph), digits)
         out = io.BytesIO()
         metadata = {"Date": None} if fmt == "svg" else {"Software": None}
