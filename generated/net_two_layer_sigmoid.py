@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 7ccfdd0a2e4cfa67 (generator sources and sympy 1.14.0)
+# Input hash: 0ab0d91d8c870ba5 (generator sources and sympy 1.14.0)
 # Body hash: 198f9dba573d3a6a
 
 import hashlib

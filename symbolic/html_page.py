@@ -28,7 +28,7 @@ h1 { font-size: 1.6rem; border-bottom: 1px solid #ccc; padding-bottom: .3rem; }
 h2 { font-size: 1.25rem; margin-top: 1.8rem; }
 math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", "Cambria Math", math;
        font-size: 1.1em; }
-math[display="block"] { margin: .4rem 0; overflow-x: auto; }
+math[display="block"] { margin: .4rem 0; }  /* no overflow box: a wide formula widens the page (one scroll bar), not a bar per formula */
 li { margin: .25rem 0; }
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: .2rem .6rem; text-align: right; }
@@ -85,7 +85,14 @@ def safe_mathml(markup: str) -> str:
                 attributes = ' xmlns="http://www.w3.org/1998/Math/MathML"' + attributes
             out.append(f"<{tag}{attributes}>")
         out.append(html.escape(element.text or "", quote=False))
-        for child in element:
+        children = list(element)
+        while children:
+            word = _upright_letters(children)
+            if len(word) > 1:  # \mathrm{dout}: one identifier <mi>dout</mi>, not four letters
+                out.append(f"<mi>{html.escape(''.join(c.text for c in word), quote=False)}</mi>")
+                children = children[len(word):]
+                continue
+            child = children.pop(0)
             write(child)
             out.append(html.escape(child.tail or "", quote=False))
         if keep:
@@ -93,6 +100,18 @@ def safe_mathml(markup: str) -> str:
 
     write(root)
     return "".join(out)
+
+
+def _upright_letters(children) -> list:
+    """The run of upright one-letter identifiers (latex2mathml's \\mathrm{...}) that starts the list."""
+    run = []
+    for child in children:
+        if (child.tag.removeprefix(_MATHML_NS) == "mi" and child.get("mathvariant") == "normal" and len(child) == 0
+                and child.text and len(child.text) == 1 and not (child.tail or "").strip()):
+            run.append(child)
+        else:
+            break
+    return run
 
 
 # Our Markdown's inline pieces: a backslash escape (markup.py writes them), display and inline
@@ -158,7 +177,7 @@ def _item_kind(line: str) -> str | None:
 
 def markdown_to_html(md: str) -> tuple[str, str]:
     """(title, body) of our Markdown dialect as HTML; the title is the first heading's text."""
-    body, title = [], ""
+    body, title = [], None
     lines = md.splitlines()
     i = 0
     open_list = None  # "ul" or "ol" while a list is open
@@ -187,7 +206,7 @@ def markdown_to_html(md: str) -> tuple[str, str]:
             close()
             level = len(line) - len(line.lstrip("#"))
             text = line[level:].strip()
-            title = title or plain_text(text)
+            title = plain_text(text) if title is None else title
             body.append(f"<h{level}>{inline(text)}</h{level}>")
         elif item:
             kind = "ul" if item.group(1) == "- " else "ol"
@@ -214,7 +233,7 @@ def markdown_to_html(md: str) -> tuple[str, str]:
             paragraph.append(stripped)
         i += 1
     close()
-    return title, "\n".join(body)
+    return title or "", "\n".join(body)
 
 
 def _table(rows: list[str]) -> str:

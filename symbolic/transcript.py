@@ -23,7 +23,7 @@ from sympy.printing.latex import LatexPrinter
 
 from .errors import SympropError
 from .markup import md_text
-from .render import PlainPrinter
+from .render import PlainPrinter, typeset_name
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
 # A Rational longer than this (numerator and denominator together, in bits: about 2,000 digits)
@@ -320,9 +320,8 @@ def _latex_name(key: str) -> str:
     for suffix, mark in (("_new", r"^{\mathrm{new}}"),):
         if key.endswith(suffix):
             return _latex_name(key[: -len(suffix)]) + mark
-    if key.startswith("net_"):
-        return rf"\mathrm{{net}}_{{{_latex_name(key[4:])}}}"
-    return sp.latex(sp.Symbol(key))
+    return typeset_name(key)
+
 
 
 class _SubstitutingPlain(PlainPrinter):
@@ -356,7 +355,7 @@ class _SubstitutingLatex(LatexPrinter):
     def _name(self, name):
         q = self.t.quantities.get(name)
         if q is None:
-            return name
+            return typeset_name(name)
         if self.digits is None:
             return q.latex
         value = q.value

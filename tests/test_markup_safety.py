@@ -118,7 +118,7 @@ def assert_page_is_safe(document: str, title: str, svg: bool = False):
         assert not name.startswith("on") and name not in ("href", "src", "xlink:href", "style") or \
             (name == "style" and svg), (name, value)
         assert "javascript" not in (value or "").lower(), (name, value)
-    assert flat(found.texts["title"]) == flat(title) and flat(found.texts["h1"]) == flat(title)
+    assert flat(found.texts.get("title", "")) == flat(title) and flat(found.texts.get("h1", "")) == flat(title)
 
 
 @pytest.fixture(scope="module")
@@ -235,6 +235,32 @@ def small_graph():
 def test_fuzz_svg_title(small_graph, title):
     svg = draw(dataclasses.replace(small_graph, title=title), "svg")
     texts = ["".join(e.itertext()) for e in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
-    assert flat(title) in texts  # on one line, as written
+    assert flat(title) in texts or not flat(title)  # on one line, as written (a blank title draws no text)
     elements = {e.tag.rsplit("}", 1)[-1].lower() for e in ET.fromstring(svg).iter()}
     assert elements <= {tag.split(":")[-1] for tag in SVG_TAGS}, elements
+
+
+# --- names typeset as names --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, identifiers", [
+    ("sum01", ["sum"]), ("dout", ["dout"]), ("target", ["target"]), ("w0x0", ["w", "x"]), ("w2", ["w"]),
+    ("add_out", ["add_out"]), ("nz", ["nz"]), ("E_total", ["E", "total"]), ("w1_trained", ["w", "trained"]),
+])
+def test_a_name_is_one_identifier_and_its_digits_a_subscript(name, identifiers):
+    """sum01 is the word sum with subscript 01 (not s·u·m), w0x0 is w₀x₀ as w2 is w₂: the MathML's
+    identifiers are whole words, and every digit is in a subscript."""
+    from symprop.symbolic.render import typeset_name
+
+    mathml = math(typeset_name(name))
+    assert re.findall(r"<mi>([^<]*)</mi>", mathml) == identifiers, mathml
+    digits = "".join(re.findall(r"\d", name))
+    assert "".join(re.findall(r"<msub>.*?<mn>(\d+)</mn>", mathml)) == digits, mathml
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,12}", fullmatch=True))
+def test_fuzz_every_name_typesets_to_mathml(name):
+    from symprop.symbolic.render import typeset_name
+
+    latex = typeset_name(name)
+    assert "math-error" not in math(latex), (name, latex)

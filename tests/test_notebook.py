@@ -51,7 +51,7 @@ def test_every_cell_ran_in_order(executed):
 def test_derivations_show_as_markdown_with_formulas(executed):
     sigmoid = output(cell(executed, "import symprop"), "text/markdown")
     assert sigmoid.startswith("## `sigmoid`") and "$$" in sigmoid
-    assert r"dx = dout y \left(1 - y\right)" in sigmoid  # the derived backward rule, in LaTeX
+    assert r"\mathrm{dx} = \mathrm{dout} y \left(1 - y\right)" in sigmoid  # the derived rule; names upright
     assert "softplus" in output(cell(executed, 'symprop.derive("x*tanh'), "text/markdown").lower()
 
 
