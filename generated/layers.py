@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
-# Input hash: da28af793bdb355c (generator sources and sympy 1.14.0)
+# Input hash: 983707407b18801a (generator sources and sympy 1.14.0)
 # Body hash: 29982c7e1796ed5f
 
 import hashlib

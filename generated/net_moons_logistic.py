@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: efa5c841ceca5e0e (generator sources and sympy 1.14.0)
+# Input hash: ccc885c99cb9cdae (generator sources and sympy 1.14.0)
 # Body hash: 5ff0842e77703e34
 
 import hashlib

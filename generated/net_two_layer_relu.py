@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 73e0d6ab8f3da344 (generator sources and sympy 1.14.0)
+# Input hash: f17719eac2a39be4 (generator sources and sympy 1.14.0)
 # Body hash: 72bb653509b16a83
 
 import hashlib

@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 0ab0d91d8c870ba5 (generator sources and sympy 1.14.0)
+# Input hash: e4a3cd26d2ca455b (generator sources and sympy 1.14.0)
 # Body hash: 198f9dba573d3a6a
 
 import hashlib

@@ -11,6 +11,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from .layers import Derivation, Label
+from .markup import md_code, md_text
 from .stable import Sigmoid, Softplus
 
 # Names SymPy needs to parse our formula strings back (``sympy.sympify(s, locals=PARSE_LOCALS)``).
@@ -121,10 +122,12 @@ def derivation_text(d: Derivation) -> str:
 
 
 def derivation_markdown(d: Derivation) -> str:
-    lines = [f"## `{d.layer}`", "", d.summary, ""]
+    """Markdown with LaTeX; the prose escaped (markup.py), so "dY[n,j] * (change in Y)" or a
+    user's formula in a title is text, not emphasis or a link."""
+    lines = [f"## {md_code(d.layer)}", "", md_text(d.summary, block=True), ""]
     for number, step in enumerate(d.steps, 1):
-        note = f" — {step.note}" if step.note else ""
-        lines.append(f"{number}. **{step.title}**{note}")
+        note = f" — {md_text(step.note)}" if step.note else ""
+        lines.append(f"{number}. **{md_text(step.title)}**{note}")
         lines.append("")
         lines.append(f"   $$ {latex(step.lhs)} = {latex(step.rhs)} $$")
         lines.append("")
@@ -135,9 +138,9 @@ def derivation_markdown(d: Derivation) -> str:
     if d.saved:
         lines.append(f"- saved from the forward pass: {', '.join(f'${latex(sp.Symbol(s))}$' for s in d.saved)}")
     for note in d.conventions:
-        lines.append(f"- convention: {note}")
+        lines.append(f"- convention: {md_text(note)}")
     for note in d.stability:
-        lines.append(f"- stability: {note}")
+        lines.append(f"- stability: {md_text(note)}")
     return "\n".join(lines) + "\n"
 
 

@@ -264,3 +264,24 @@ def test_fuzz_every_name_typesets_to_mathml(name):
 
     latex = typeset_name(name)
     assert "math-error" not in math(latex), (name, latex)
+
+
+def prose_tokens(md: str):
+    """CommonMark's reading of ``md`` with every formula taken out (Jupyter, like MathJax
+    pages, lifts the math out before reading the Markdown)."""
+    prose = re.sub(r"(?<!\\)\$\$.+?(?<!\\)\$\$|(?<!\\)\$.+?(?<!\\)\$", "FORMULA", md)
+    return {token.type for token in markdown_tokens(prose)}
+
+
+def test_every_derivation_and_example_has_prose_that_is_only_text():
+    """Our own sentences go through the same escaping: "dY[n,j] * (change in Y[n,j])" or
+    "learning_rate * gradient" make no emphasis, link or HTML in any shipped page."""
+    import symprop
+    from symprop.symbolic.examples import EXAMPLES
+    from symprop.symbolic.render import derivation_markdown
+
+    pages = {layer: derivation_markdown(symprop.derive(layer)) for layer in symprop.REGISTRY}
+    pages.update({name: symprop.example(name).render("md") for name in EXAMPLES})
+    for name, md in pages.items():
+        kinds = prose_tokens(md)
+        assert not kinds & {"em_open", "link_open", "image", "html_inline", "html_block", "s_open"}, (name, kinds)
