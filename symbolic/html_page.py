@@ -36,6 +36,8 @@ td:first-child, th:first-child { text-align: left; }
 code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
 .math-error { color: #b00020; }
 footer { margin-top: 2rem; color: #777; font-size: .85rem; }
+figure.circuit { margin: 1rem 0; max-width: none; position: relative; left: 50%; transform: translateX(-50%); }
+figure.circuit svg { width: 100%; height: auto; }
 """
 
 
@@ -251,13 +253,16 @@ def page(md: str, lang: str = "en", figure_svg: str | None = None) -> str:
     title, body = markdown_to_html(md)
     if figure_svg:
         svg = figure_svg[figure_svg.index("<svg"):]  # inline SVG: no XML declaration or doctype
+        natural = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', svg)
+        # wider than the text when the window allows: its numbers are as large as in the file
+        width = f' style="width: min(calc(100vw - 2rem), {float(natural.group(1)):.0f}pt)"' if natural else ""
         first_break = body.find("</h1>")
         at = first_break + len("</h1>") if first_break >= 0 else 0
-        body = body[:at] + f'\n<figure class="circuit">{svg}</figure>\n' + body[at:]
+        body = body[:at] + f'\n<figure class="circuit"{width}>{svg}</figure>\n' + body[at:]
     html_lang = "zh-Hans" if lang == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE} figure.circuit svg {{ max-width: 100%; height: auto; }}</style>\n</head>\n<body>\n{body}\n"
+            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
             f"<footer>symprop</footer>\n</body>\n</html>\n")
 
 
