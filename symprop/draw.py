@@ -13,6 +13,7 @@ fixed ids, text kept as text, so a test can read the numbers in it.
 """
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -132,6 +133,7 @@ def _center(names, row):
 
 def figure(c: Circuit, digits: int = 3):
     """A matplotlib Figure of the circuit (no pyplot: nothing global, no window)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     pos, bends = layout(c)
@@ -145,6 +147,7 @@ def figure(c: Circuit, digits: int = 3):
         widen = (MIN_WIDTH - (right - left)) / 2
         left, right = left - widen, right + widen
     fig = Figure(figsize=(right - left, top - bottom), dpi=DPI)
+    FigureCanvasAgg(fig)  # a renderer to measure text with before saving
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
@@ -177,8 +180,9 @@ def figure(c: Circuit, digits: int = 3):
     shapes = {name: _shape(text.get_bbox_patch().get_window_extent(), to_inches, text.get_bbox_patch())
               for name, text in boxes.items()}
     taken += [shape[1] for shape in shapes.values()]
-    taken += [_inches(mark.get_window_extent(), to_inches) for mark in marks]
-    measure = _measurer(fig)
+    renderer = fig.canvas.get_renderer()
+    taken += [_inches(mark.get_window_extent(renderer), to_inches) for mark in marks]
+    measure = _measurer(fig, renderer)
 
     ox, oy = pos[c.objective]
     # (target's name in ids, route, source, target gate, value, gradient); "" names the output's own wire
@@ -247,14 +251,13 @@ def _arrow(ax, route, gid):
                                      mutation_scale=14, shrinkA=0, shrinkB=0, zorder=1, gid=f"{gid}-{i}"))
 
 
-def _measurer(fig):
+def _measurer(fig, renderer):
     """(width, height) in inches of a label's text as the renderer lays it out (bold, LABEL_SIZE)."""
-    from matplotlib.backends.backend_agg import RendererAgg
     from matplotlib.font_manager import FontProperties
 
-    renderer = RendererAgg(1, 1, fig.dpi)
     font = FontProperties(family="DejaVu Sans", size=LABEL_SIZE, weight="bold")
 
+    @functools.lru_cache(maxsize=None)
     def measure(text):
         width, height, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
         return width / fig.dpi + 2 * LABEL_PAD, height / fig.dpi + 2 * LABEL_PAD
@@ -280,7 +283,7 @@ def _place_labels(ax, wire, routes, labels, taken, measure):
     length = math.hypot(x1 - x0, y1 - y0) or 1.0
     ux, uy = (x1 - x0) / length, (y1 - y0) / length
     upper = (-uy, ux) if ux > 0 or (ux == 0 and uy < 0) else (uy, -ux)  # the side above the wire
-    others = [route for key, route in routes.items() if key != wire]
+    others = [(route, _bounds(route)) for key, route in routes.items() if key != wire]
 
     def boxes(along):
         px, py = x0 + along * (x1 - x0), y0 + along * (y1 - y0)
@@ -297,9 +300,12 @@ def _place_labels(ax, wire, routes, labels, taken, measure):
         count = 0
         for cx, cy, box in boxes(along):
             count += sum(_overlap(box, t) for t in taken)
-            count += sum(_crosses(box, route) for route in others)
             own = _distance((cx, cy), routes[wire])
-            count += sum(_distance((cx, cy), route) < own + LABEL_CLEARANCE for route in others)
+            near = (cx - own - LABEL_CLEARANCE, cy - own - LABEL_CLEARANCE, cx + own + LABEL_CLEARANCE,
+                    cy + own + LABEL_CLEARANCE)  # only a wire that comes this close can be nearer
+            for route, bounds in others:
+                if _overlap(near, bounds) or _overlap(box, bounds):
+                    count += _crosses(box, route) + (_distance((cx, cy), route) < own + LABEL_CLEARANCE)
         return count
 
     best = min(LABEL_SPOTS, key=lambda along: (faults(along), LABEL_SPOTS.index(along)))
@@ -327,13 +333,26 @@ def _to_segment(p, a, b) -> float:
     return math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy)
 
 
+def _bounds(route) -> tuple[float, float, float, float]:
+    xs, ys = [x for x, _ in route], [y for _, y in route]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 def _crosses(box, route) -> bool:
-    """Whether a polyline passes through a rectangle (sampled finely enough for a label)."""
-    for (ax_, ay), (bx, by) in zip(route, route[1:]):
-        steps = max(2, int(math.hypot(bx - ax_, by - ay) / 0.02))
-        for k in range(steps + 1):
-            x, y = ax_ + (bx - ax_) * k / steps, ay + (by - ay) * k / steps
-            if box[0] < x < box[2] and box[1] < y < box[3]:
+    """Whether a polyline passes through a rectangle (Liang and Barsky's clipping of each stretch)."""
+    for (x0, y0), (x1, y1) in zip(route, route[1:]):
+        dx, dy = x1 - x0, y1 - y0
+        low, high = 0.0, 1.0
+        for p, q in ((-dx, x0 - box[0]), (dx, box[2] - x0), (-dy, y0 - box[1]), (dy, box[3] - y0)):
+            if p == 0:
+                if q <= 0:
+                    break  # parallel to this side and outside it
+            elif p < 0:
+                low = max(low, q / p)
+            else:
+                high = min(high, q / p)
+        else:
+            if low < high:
                 return True
     return False
 
