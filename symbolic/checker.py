@@ -42,6 +42,7 @@ from .equivalence import compare
 from .formula import parse_formula
 from .mistakes import mistakes
 from .numbers import exact_number
+from .markup import md_code, md_text
 from .network_transcript import Conventions, network_transcript
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
                          rounding_intermediates, tr)
@@ -1166,6 +1167,10 @@ KIND = {
 }
 
 
+# A mark and a word: the word is read where no emoji font draws the mark.
+MARK = {True: tr("✅ right", "✅ 正确"), False: tr("❌ wrong", "❌ 错误")}
+
+
 def _exact_text(v: Verdict) -> str:
     """The exact value with at least as many significant digits as the claim, so that a claim
     written to 16 digits is not shown beside an exact '8'."""
@@ -1203,13 +1208,13 @@ def render_report(report: Report, fmt: str = "text", lang: str = "en") -> str:
     if report.problems:
         summary.append(tr(f"Not checked ({len(report.problems)}):", f"未检查（{len(report.problems)} 个）：")(lang))
         summary += [f"  {p}" for p in report.problems]
-    if fmt == "md":
-        mark = {True: "✅", False: "❌"}
-        lines = [f"# {tr('Hand-calculation check', '手算结果检查')(lang)}: `{report.subject}`", "",
+    if fmt == "md":  # claim names, the subject and the problems are users' text: escaped (markup.py)
+        lines = [f"# {tr('Hand-calculation check', '手算结果检查')(lang)}: {md_code(report.subject)}", "",
                  "| | " + " | ".join(headers) + " |", "|---|" + "---|" * len(headers)]
         for v, row in zip(report.verdicts, rows):
-            cells = [f"`{row[0]}`", *row[1:]]
-            lines.append(f"| {mark[v.right]} | " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+            cells = [md_code(row[0], in_table=True), *map(md_text, row[1:])]
+            lines.append(f"| {MARK[v.right](lang)} | " + " | ".join(cells) + " |")
+        summary = [md_text(line, block=True) for line in summary]
         return "\n".join(lines + [""] + summary) + "\n"
     widths = [max(_width(x) for x in col) for col in zip(headers, *[r[:5] for r in rows])]
     out = [f"{tr('Checking claims about', '检查以下例子的数值')(lang)} {report.subject}", ""]

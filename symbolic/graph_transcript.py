@@ -36,7 +36,7 @@ from .layers import (I, J, K, N, REDUCTIONS, Affine, BatchNorm, Conv2d, Dropout,
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number, _Where
-from .transcript import Chain, Transcript, tr
+from .transcript import Chain, Transcript, tr, typeset_name
 
 DOUT = real("dout")
 
@@ -59,7 +59,7 @@ def _latex(key: str) -> str:
         return rf"\frac{{\partial {_latex(top)}}}{{\partial {_latex(bottom)}}}"
     name, bracket, rest = key.partition("[")
     new = name.endswith("_new")
-    text = sp.latex(sp.Symbol(name[:-4] if new else name)) + (r"^{\mathrm{new}}" if new else "")
+    text = typeset_name(name[:-4] if new else name) + (r"^{\mathrm{new}}" if new else "")
     return text + (bracket + rest if bracket else "")
 
 

@@ -61,31 +61,47 @@ class Circuit:
 
 def gate_label(text: str, arguments: list[str]) -> str:
     """The gate symbol lecture notes write for a formula: "+" for ``x + y``, "*2" for ``2 * s``,
-    "1/x" for ``1 / d``, "*-1" for ``-z``, "max" for ``max(z, w)``, "exp" for ``exp(nz)``;
-    any other formula is written out as it is."""
+    "1/x" for ``1 / d``, "*-1" for ``-z`` and ``-1 * z``, "-1" for ``x - 1``, "max" for
+    ``max(z, w)`` and ``max(0, z)``, "exp" for ``exp(nz)``; any other formula is written out
+    as it is."""
     try:
         tree = ast.parse(text.replace("^", "**"), mode="eval").body
     except SyntaxError:
         return text
     is_name = lambda n: isinstance(n, ast.Name) and n.id in arguments  # noqa: E731
-    is_number = lambda n: isinstance(n, ast.Constant) and isinstance(n.value, (int, float))  # noqa: E731
     if isinstance(tree, ast.BinOp) and type(tree.op) in _OPERATORS:
         op = _OPERATORS[type(tree.op)]
         left, right = tree.left, tree.right
         if is_name(left) and is_name(right):
             return op if op != "^" else text
-        if is_name(left) and is_number(right):
-            return f"{op}{right.value}" if op != "^" else f"x^{right.value}"
-        if is_number(left) and is_name(right):
-            if op in "+*":
-                return f"{op}{left.value}"
+        if is_name(left) and _number(right) is not None:
+            if op == "^":
+                return f"x^{_number(right)}"
+            if op in "+-" and _number(right).startswith("-"):  # x + -1 is the "-1" gate
+                return ("-" if op == "+" else "+") + _number(right)[1:]
+            return f"{op}{_number(right)}"
+        if _number(left) is not None and is_name(right):
+            if op in "+*":  # 2 * s, -1 * dot, 1 + ez: the gate is the same either way round
+                return f"{op}{_number(left)}"
             if op == "/":
-                return f"{left.value}/x"
+                return f"{_number(left)}/x"
+            if op == "-":
+                return f"{_number(left)}-x"
     if isinstance(tree, ast.UnaryOp) and isinstance(tree.op, ast.USub) and is_name(tree.operand):
         return "*-1"
-    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.args and all(map(is_name, tree.args)):
-        return tree.func.id
+    if isinstance(tree, ast.Call) and isinstance(tree.func, ast.Name) and tree.args and any(map(is_name, tree.args)) \
+            and all(is_name(a) or _number(a) is not None for a in tree.args):
+        return tree.func.id  # exp(nz), max(z, w), max(0, z)
     return text
+
+
+def _number(node) -> str | None:
+    """A number as written in a formula (2, 0.5, -1), or None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return ast.unparse(node)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and _number(node.operand):
+        return ("-" if isinstance(node.op, ast.USub) else "") + _number(node.operand)
+    return None
 
 
 def circuit(graph: GraphFile, transcript: Transcript | None = None) -> Circuit:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+from xml.etree import ElementTree
 
 from latex2mathml.converter import convert as _latex_to_mathml
 
@@ -27,7 +28,7 @@ h1 { font-size: 1.6rem; border-bottom: 1px solid #ccc; padding-bottom: .3rem; }
 h2 { font-size: 1.25rem; margin-top: 1.8rem; }
 math { font-family: "STIX Two Math", "Latin Modern Math", "DejaVu Math TeX Gyre", "Cambria Math", math;
        font-size: 1.1em; }
-math[display="block"] { margin: .4rem 0; overflow-x: auto; }
+math[display="block"] { margin: .4rem 0; }  /* no overflow box: a wide formula widens the page (one scroll bar), not a bar per formula */
 li { margin: .25rem 0; }
 table { border-collapse: collapse; margin: 1rem 0; }
 th, td { border: 1px solid #ccc; padding: .2rem .6rem; text-align: right; }
@@ -35,28 +36,105 @@ td:first-child, th:first-child { text-align: left; }
 code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
 .math-error { color: #b00020; }
 footer { margin-top: 2rem; color: #777; font-size: .85rem; }
+figure.circuit { margin: 1rem 0; max-width: none; position: relative; left: 50%; transform: translateX(-50%); }
+figure.circuit svg { width: 100%; height: auto; }
 """
 
 
 def math(latex: str, display: bool = False) -> str:
-    """One formula as MathML; a formula the converter cannot read is shown as marked code
-    rather than breaking the page (the tests assert no shipped formula ends up so)."""
+    """One formula as MathML, cleaned by ``safe_mathml``; a formula the converter cannot read
+    is shown as marked code rather than breaking the page (the tests assert no shipped formula
+    ends up so)."""
     try:
-        return _latex_to_mathml(latex.strip(), display="block" if display else "inline")
+        return safe_mathml(_latex_to_mathml(latex.strip(), display="block" if display else "inline"))
     except Exception:  # noqa: BLE001 - any converter failure: show the source, marked
         return f'<code class="math-error" title="formula not converted">{html.escape(latex)}</code>'
 
 
-_INLINE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|`([^`]+)`|\*\*(.+?)\*\*")
+# What a formula needs, and nothing that links, runs, styles or fetches: MathML Core's
+# presentation elements and their layout attributes. No href (latex2mathml turns \href into
+# one), no style, class, id or event handler.
+MATHML_ELEMENTS = {
+    "math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup", "msubsup", "mfrac", "msqrt",
+    "mroot", "mover", "munder", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded", "mphantom",
+    "menclose", "merror", "mmultiscripts", "mprescripts", "none", "semantics"}
+MATHML_ATTRIBUTES = {
+    "display", "mathvariant", "stretchy", "fence", "separator", "form", "accent", "accentunder", "lspace",
+    "rspace", "width", "height", "depth", "linethickness", "displaystyle", "scriptlevel", "columnalign",
+    "rowalign", "columnspacing", "rowspacing", "columnlines", "rowlines", "frame", "framespacing",
+    "minsize", "maxsize", "movablelimits", "largeop", "symmetric", "notation", "voffset", "align"}
+_ATTRIBUTE_VALUE = re.compile(r"[\w .,%+-]*\Z")
+_MATHML_NS = "{http://www.w3.org/1998/Math/MathML}"
+
+
+def safe_mathml(markup: str) -> str:
+    """latex2mathml's output rebuilt from an allow-list: elements outside it are dropped (their
+    content kept), attributes outside it removed, every text escaped. Output that is not
+    well-formed XML (latex2mathml copies ``\text{<b>}`` through raw) raises ValueError."""
+    try:
+        root = ElementTree.fromstring(markup)
+    except ElementTree.ParseError as error:
+        raise ValueError(f"not well-formed MathML: {error}") from None
+    out: list[str] = []
+
+    def write(element):
+        tag = element.tag.removeprefix(_MATHML_NS)
+        keep = tag in MATHML_ELEMENTS
+        if keep:
+            attributes = "".join(f' {name}="{value}"' for name, value in sorted(element.attrib.items())
+                                 if name in MATHML_ATTRIBUTES and _ATTRIBUTE_VALUE.match(value))
+            if tag == "math":
+                attributes = ' xmlns="http://www.w3.org/1998/Math/MathML"' + attributes
+            out.append(f"<{tag}{attributes}>")
+        out.append(html.escape(element.text or "", quote=False))
+        children = list(element)
+        while children:
+            word = _upright_letters(children)
+            if len(word) > 1:  # \mathrm{dout}: one identifier <mi>dout</mi>, not four letters
+                out.append(f"<mi>{html.escape(''.join(c.text for c in word), quote=False)}</mi>")
+                children = children[len(word):]
+                continue
+            child = children.pop(0)
+            write(child)
+            out.append(html.escape(child.tail or "", quote=False))
+        if keep:
+            out.append(f"</{tag}>")
+
+    write(root)
+    return "".join(out)
+
+
+def _upright_letters(children) -> list:
+    """The run of upright one-letter identifiers (latex2mathml's \\mathrm{...}) that starts the list."""
+    run = []
+    for child in children:
+        if (child.tag.removeprefix(_MATHML_NS) == "mi" and child.get("mathvariant") == "normal" and len(child) == 0
+                and child.text and len(child.text) == 1 and not (child.tail or "").strip()):
+            run.append(child)
+        else:
+            break
+    return run
+
+
+# Our Markdown's inline pieces: a backslash escape (markup.py writes them), display and inline
+# math, code, bold.
+_INLINE = re.compile(r"\\([!-/:-@\[-`{-~])|\$\$(.+?)\$\$|\$(.+?)\$|`([^`]+)`|\*\*(.+?)\*\*")
+
+
+def _words(text: str) -> str:
+    """Text between inline pieces, as HTML: Markdown's entities (``&lt;``) read, all escaped."""
+    return html.escape(html.unescape(text), quote=False)
 
 
 def inline(text: str) -> str:
     """A line of Markdown text: math to MathML, code and bold to tags, the rest escaped."""
     out, end = [], 0
     for m in _INLINE.finditer(text):
-        out.append(html.escape(text[end:m.start()]))
-        display, formula, code, bold = m.groups()
-        if display is not None:
+        out.append(_words(text[end:m.start()]))
+        escaped, display, formula, code, bold = m.groups()
+        if escaped is not None:
+            out.append(html.escape(escaped, quote=False))
+        elif display is not None:
             out.append(math(display, display=True))
         elif formula is not None:
             out.append(math(formula))
@@ -65,8 +143,22 @@ def inline(text: str) -> str:
         else:
             out.append(f"<strong>{inline(bold)}</strong>")
         end = m.end()
-    out.append(html.escape(text[end:]))
+    out.append(_words(text[end:]))
     return "".join(out)
+
+
+def plain_text(text: str) -> str:
+    """A line of Markdown as the words it shows (a page's <title>): markers and escapes gone,
+    a formula as its source."""
+    def piece(m):
+        escaped, display, formula, code, bold = m.groups()
+        return escaped or display or formula or code or plain_text(bold)
+
+    out, end = [], 0
+    for m in _INLINE.finditer(text):
+        out += [html.unescape(text[end:m.start()]), piece(m)]
+        end = m.end()
+    return "".join(out + [html.unescape(text[end:])]).strip()
 
 
 def _cells(row: str) -> list[str]:
@@ -87,7 +179,7 @@ def _item_kind(line: str) -> str | None:
 
 def markdown_to_html(md: str) -> tuple[str, str]:
     """(title, body) of our Markdown dialect as HTML; the title is the first heading's text."""
-    body, title = [], ""
+    body, title = [], None
     lines = md.splitlines()
     i = 0
     open_list = None  # "ul" or "ol" while a list is open
@@ -116,7 +208,7 @@ def markdown_to_html(md: str) -> tuple[str, str]:
             close()
             level = len(line) - len(line.lstrip("#"))
             text = line[level:].strip()
-            title = title or re.sub(r"[`*$]", "", text)
+            title = plain_text(text) if title is None else title
             body.append(f"<h{level}>{inline(text)}</h{level}>")
         elif item:
             kind = "ul" if item.group(1) == "- " else "ol"
@@ -143,7 +235,7 @@ def markdown_to_html(md: str) -> tuple[str, str]:
             paragraph.append(stripped)
         i += 1
     close()
-    return title, "\n".join(body)
+    return title or "", "\n".join(body)
 
 
 def _table(rows: list[str]) -> str:
@@ -161,13 +253,16 @@ def page(md: str, lang: str = "en", figure_svg: str | None = None) -> str:
     title, body = markdown_to_html(md)
     if figure_svg:
         svg = figure_svg[figure_svg.index("<svg"):]  # inline SVG: no XML declaration or doctype
+        natural = re.search(r'<svg[^>]*\swidth="([\d.]+)pt"', svg)
+        # wider than the text when the window allows: its numbers are as large as in the file
+        width = f' style="width: min(calc(100vw - 2rem), {float(natural.group(1)):.0f}pt)"' if natural else ""
         first_break = body.find("</h1>")
         at = first_break + len("</h1>") if first_break >= 0 else 0
-        body = body[:at] + f'\n<figure class="circuit">{svg}</figure>\n' + body[at:]
+        body = body[:at] + f'\n<figure class="circuit"{width}>{svg}</figure>\n' + body[at:]
     html_lang = "zh-Hans" if lang == "zh" else "en"
     return (f'<!DOCTYPE html>\n<html lang="{html_lang}">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{html.escape(title)}</title>\n<style>{STYLE} figure.circuit svg {{ max-width: 100%; height: auto; }}</style>\n</head>\n<body>\n{body}\n"
+            f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
             f"<footer>symprop</footer>\n</body>\n</html>\n")
 
 

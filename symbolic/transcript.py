@@ -22,7 +22,8 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .errors import SympropError
-from .render import PlainPrinter
+from .markup import md_text
+from .render import PlainPrinter, typeset_name
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
 # A Rational longer than this (numerator and denominator together, in bits: about 2,000 digits)
@@ -326,9 +327,8 @@ def _latex_name(key: str) -> str:
     for suffix, mark in (("_new", r"^{\mathrm{new}}"),):
         if key.endswith(suffix):
             return _latex_name(key[: -len(suffix)]) + mark
-    if key.startswith("net_"):
-        return rf"\mathrm{{net}}_{{{_latex_name(key[4:])}}}"
-    return sp.latex(sp.Symbol(key))
+    return typeset_name(key)
+
 
 
 class _SubstitutingPlain(PlainPrinter):
@@ -362,7 +362,7 @@ class _SubstitutingLatex(LatexPrinter):
     def _name(self, name):
         q = self.t.quantities.get(name)
         if q is None:
-            return name
+            return typeset_name(name)
         if self.digits is None:
             return q.latex
         value = q.value
@@ -411,21 +411,26 @@ class _Renderer:
     def __init__(self, t: Transcript, digits: int, lang: str, markdown: bool):
         self.t, self.digits, self.lang, self.md = t, digits, lang, markdown
 
+    def words(self, text: Text, block: bool = False) -> str:
+        """A sentence in the chosen language; in Markdown, escaped so that it is only text
+        (titles, descriptions and notes come from users' files)."""
+        return md_text(text(self.lang), block) if self.md else text(self.lang)
+
     def render(self) -> str:
-        lines = [f"# {self.t.title(self.lang)}" if self.md else self.t.title(self.lang)]
+        lines = [f"# {self.words(self.t.title)}" if self.md else self.t.title(self.lang)]
         if not self.md:
             lines.append("=" * min(78, _width(lines[0])))
         lines.append("")
         if self.t.intro:
-            lines += [self.t.intro(self.lang), ""]
+            lines += [self.words(self.t.intro, block=True), ""]
         self.notes_shown = set()
         for block in self.t.blocks:
             if isinstance(block, Text):
                 self.notes_shown = set()  # each section states a note once
-                lines += (["", f"## {block(self.lang)}", ""] if self.md
+                lines += (["", f"## {self.words(block)}", ""] if self.md
                           else ["", block(self.lang), "-" * min(78, _width(block(self.lang)))])
             elif isinstance(block, tuple) and block[0] == "note":
-                lines += ["", block[1](self.lang), ""] if self.md else ["  " + block[1](self.lang)]
+                lines += ["", self.words(block[1], block=True), ""] if self.md else ["  " + block[1](self.lang)]
             elif isinstance(block, Show):
                 lines.append(self.show(block))
             elif isinstance(block, Table):
@@ -439,7 +444,7 @@ class _Renderer:
         if block.note is None or block.note in self.notes_shown:
             return ""
         self.notes_shown.add(block.note)
-        return f" ({block.note(self.lang)})" if self.md else f"   ({block.note(self.lang)})"
+        return f" ({self.words(block.note)})" if self.md else f"   ({block.note(self.lang)})"
 
     def show(self, block: Show) -> str:
         q = self.t.quantities[block.key]
@@ -480,13 +485,13 @@ class _Renderer:
 
     def cell(self, value) -> str:
         if isinstance(value, Text):
-            return value(self.lang)
+            return self.words(value)
         if isinstance(value, str):
-            return value
+            return md_text(value) if self.md else value
         return rounded(value, self.digits)
 
     def table(self, table: Table) -> list[str]:
-        headers = [h(self.lang) for h in table.headers]
+        headers = [self.words(h) for h in table.headers]
         rows = [[self.cell(c) for c in row] for row in table.rows]
         if self.md:
             out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]

@@ -13,6 +13,7 @@ fixed ids, text kept as text, so a test can read the numbers in it.
 """
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -132,6 +133,7 @@ def _center(names, row):
 
 def figure(c: Circuit, digits: int = 3):
     """A matplotlib Figure of the circuit (no pyplot: nothing global, no window)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     pos, bends = layout(c)
@@ -145,43 +147,64 @@ def figure(c: Circuit, digits: int = 3):
         widen = (MIN_WIDTH - (right - left)) / 2
         left, right = left - widen, right + widen
     fig = Figure(figsize=(right - left, top - bottom), dpi=DPI)
+    FigureCanvasAgg(fig)  # a renderer to measure text with before saving
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)
     ax.set_axis_off()
 
     boxes, taken = {}, []  # taken: rectangles (inches) that wire labels must not cover
+    marks = []  # the node names and fan-out sums around the gates: measured once drawn
     for gate in c.gates:
         x, y = pos[gate.name]
         short = len(gate.label) <= 4 and gate.kind == "node"
-        half = max(0.32, 0.055 * len(gate.label) + 0.15)
-        taken.append((x - half, y - 0.32, x + half, y + (0.58 if gate.kind == "node" else 0.32)))
-        if gate.fan_out > 1:
-            taken.append((x - 0.7, y - 0.55, x + 0.7, y - 0.3))
         style = "circle,pad=0.35" if short else "round,pad=0.35"
-        text = ax.text(x, y, gate.label, ha="center", va="center", fontsize=13 if short else 11,
-                       fontweight="bold" if gate.kind != "node" else "normal", zorder=3,
-                       bbox=dict(boxstyle=style, facecolor=GATE_FILL[gate.kind], edgecolor="#333333", lw=1.3))
-        boxes[gate.name] = text
+        boxes[gate.name] = ax.text(x, y, gate.label, ha="center", va="center", fontsize=13 if short else 11,
+                                   fontweight="bold" if gate.kind != "node" else "normal", zorder=3, gid=f"gate-{gate.name}",
+                                   bbox=dict(boxstyle=style, facecolor=GATE_FILL[gate.kind], edgecolor="#333333", lw=1.3))
         if gate.kind == "node":  # the node's name above it (its formula is in the gate)
-            ax.annotate(gate.name, (x, y), xytext=(0, 19 if short else 16), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=10, color="#555555", style="italic")
+            marks.append(ax.annotate(gate.name, (x, y), xytext=(0, 19 if short else 16), textcoords="offset points",
+                                     ha="center", va="bottom", fontsize=10, color="#555555", style="italic"))
         if gate.fan_out > 1 and gate.gradient is not None:  # the sum of its paths' gradients
-            ax.annotate(f"d{c.root}/d{gate.name} = {number(gate.gradient, digits)}", (x, y),
-                        xytext=(0, -17), textcoords="offset points", ha="center", va="top",
-                        fontsize=10, color=GRADIENT_COLOUR, fontweight="bold", zorder=4,
-                        bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor=GRADIENT_COLOUR, lw=0.6))
+            marks.append(ax.annotate(
+                f"d{c.root}/d{gate.name} = {number(gate.gradient, digits)}", (x, y), xytext=(0, -17),
+                textcoords="offset points", ha="center", va="top", fontsize=10, color=GRADIENT_COLOUR,
+                fontweight="bold", zorder=4, gid=f"sum-{gate.name}",
+                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor=GRADIENT_COLOUR, lw=0.6)))
 
-    fig.draw_without_rendering()  # places the gates' boxes, so the wires can stop at their edges
+    # Measure what was placed, in inches (the axes' data units), so that wires stop at the gates'
+    # edges and labels keep off them. Computed here, not left to matplotlib's patch clipping at
+    # save time, which an SVG (saved at 72 dpi) would do against stale boxes, hiding arrowheads.
+    fig.draw_without_rendering()
+    to_inches = ax.transData.inverted()
+    shapes = {name: _shape(text.get_bbox_patch().get_window_extent(), to_inches, text.get_bbox_patch())
+              for name, text in boxes.items()}
+    taken += [shape[1] for shape in shapes.values()]
+    renderer = fig.canvas.get_renderer()
+    taken += [_inches(mark.get_window_extent(renderer), to_inches) for mark in marks]
+    measure = _measurer(fig, renderer)
+
     ox, oy = pos[c.objective]
-    _wire(ax, [(ox, oy), (ox + stub, oy)], boxes[c.objective], None, number(c.gate(c.objective).value, digits),
-          number(c.upstream, digits), taken)
-    for wire in c.wires:
-        _wire(ax, [pos[wire.source], *bends[wire.source, wire.target], pos[wire.target]],
-              boxes[wire.source], boxes[wire.target], number(wire.value, digits),
-              None if wire.gradient is None else number(wire.gradient, digits), taken)
+    # (target's name in ids, route, source, target gate, value, gradient); "" names the output's own wire
+    wires = [("", [(ox, oy), (ox + stub, oy)], c.objective, None, c.gate(c.objective).value, c.upstream)]
+    wires += [(w.target, [pos[w.source], *bends[w.source, w.target], pos[w.target]], w.source, w.target, w.value,
+               w.gradient) for w in c.wires]
+    routes = {}
+    for target_name, route, source, target, _, _ in wires:
+        route = list(route)
+        route[0] = _edge(shapes[source], route[1])
+        if target is not None:
+            route[-1] = _edge(shapes[target], route[-2])
+        routes[source, target_name] = route
+    for (source, target_name), route in routes.items():
+        _arrow(ax, route, f"wire-{source}-{target_name}")
+    for target_name, _, source, _, value, gradient in wires:
+        labels = [("value", number(value, digits), VALUE_COLOUR, +1)]
+        if gradient is not None:
+            labels.append(("gradient", number(gradient, digits), GRADIENT_COLOUR, -1))
+        _place_labels(ax, (source, target_name), routes, labels, taken, measure)
 
-    ax.text((left + right) / 2, top - 0.15, c.title, ha="center", va="top", fontsize=13, fontweight="bold")
+    ax.text((left + right) / 2, top - 0.15, " ".join(c.title.split()), ha="center", va="top", fontsize=13, fontweight="bold")
     legend = [f"above each wire: its forward value   ·   below: d{c.root}/d(wire), the gradient flowing back"]
     extra = ["yellow: parameters (an update changes them)"] if any(g.kind == "parameter" for g in c.gates) else []
     extra += [c.note] if c.note else []
@@ -192,67 +215,146 @@ def figure(c: Circuit, digits: int = 3):
     return fig
 
 
-def _wire(ax, route, box_from, box_to, value: str, gradient: str | None, taken: list):
-    """An arrow from gate to gate through its waypoints; on its first stretch, the value on
-    the upper side and the gradient on the lower side, at the first spot along it (the middle
-    if free) where they cover no gate and no label already placed (``taken`` grows)."""
+def _inches(extent, to_inches) -> tuple[float, float, float, float]:
+    (x0, y0), (x1, y1) = to_inches.transform([(extent.x0, extent.y0), (extent.x1, extent.y1)])
+    return (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def _shape(extent, to_inches, patch):
+    """("circle" or "box", the rectangle it fills) of a gate, in inches."""
+    kind = "circle" if type(patch.get_boxstyle()).__name__ == "Circle" else "box"
+    return kind, _inches(extent, to_inches)
+
+
+def _edge(shape, toward, gap=0.03):
+    """Where a wire leaving a gate toward ``toward`` crosses the gate's edge (plus a small gap)."""
+    kind, (x0, y0, x1, y1) = shape
+    cx, cy, hw, hh = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2, (y1 - y0) / 2
+    dx, dy = toward[0] - cx, toward[1] - cy
+    length = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / length, dy / length
+    if kind == "circle":
+        reach = min(hw, hh)
+    else:
+        reach = min(hw / abs(ux) if ux else math.inf, hh / abs(uy) if uy else math.inf)
+    return (cx + ux * (reach + gap), cy + uy * (reach + gap))
+
+
+def _arrow(ax, route, gid):
+    """A wire through its waypoints, its arrowhead at the end: straight stretches, no clipping;
+    each stretch a group ``gid-i`` in the SVG (the tests read the wires' geometry there)."""
+    from matplotlib.patches import FancyArrowPatch
+
     for i, (start, end) in enumerate(zip(route, route[1:])):
         last = i == len(route) - 2
-        arrow = dict(arrowstyle="-|>" if last else "-", color="#333333", lw=1.3, mutation_scale=14,
-                     shrinkA=2 if i == 0 else 0, shrinkB=2 if last else 0,
-                     patchA=box_from.get_bbox_patch() if i == 0 and box_from is not None else None,
-                     patchB=box_to.get_bbox_patch() if last and box_to is not None else None)
-        ax.annotate("", xy=end, xytext=start, arrowprops=arrow, zorder=1)
-    (x0, y0), (x1, y1) = route[0], route[1]
-    length = math.hypot(x1 - x0, y1 - y0) or 1.0
-    normal = (-(y1 - y0) / length, (x1 - x0) / length)  # the wire's upper side
-    labels = [(value, normal, VALUE_COLOUR)]
-    if gradient is not None:
-        labels.append((gradient, (-normal[0], -normal[1]), GRADIENT_COLOUR))
-
-    def rectangles(along):
-        at = (x0 + along * (x1 - x0), y0 + along * (y1 - y0))
-        return [(at, _extent(at, n, text)) for text, n, _ in labels]
-
-    def clashes(along):
-        return sum(_overlap(r, t) for _, r in rectangles(along) for t in taken)
-
-    best = min(LABEL_SPOTS, key=lambda along: (clashes(along) > 0, clashes(along), LABEL_SPOTS.index(along)))
-    for (at, rectangle), (text, n, colour) in zip(rectangles(best), labels):
-        taken.append(rectangle)
-        _label(ax, at, n, text, colour)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>" if last else "-", color="#333333", lw=1.3,
+                                     mutation_scale=14, shrinkA=0, shrinkB=0, zorder=1, gid=f"{gid}-{i}"))
 
 
-LABEL_SPOTS = [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.78]  # fractions of a wire's first stretch, best first
-LABEL_OFFSET = 5  # points between a wire and its numbers
+def _measurer(fig, renderer):
+    """(width, height) in inches of a label's text as the renderer lays it out (bold, LABEL_SIZE)."""
+    from matplotlib.font_manager import FontProperties
+
+    font = FontProperties(family="DejaVu Sans", size=LABEL_SIZE, weight="bold")
+
+    @functools.lru_cache(maxsize=None)
+    def measure(text):
+        width, height, _ = renderer.get_text_width_height_descent(text, font, ismath=False)
+        return width / fig.dpi + 2 * LABEL_PAD, height / fig.dpi + 2 * LABEL_PAD
+    return measure
+
+
+# fractions of a wire's first stretch, best first (near the source, where wires that meet at
+# one gate are still apart, before near the target)
+LABEL_SPOTS = [0.5, 0.4, 0.6, 0.3, 0.7, 0.22, 0.15, 0.78]
+LABEL_GAP = 0.05  # inches between a wire and the nearest corner of its label's box
+LABEL_CLEARANCE = 0.12  # inches: a label's centre is at least this much nearer its own wire than any other
+LABEL_PAD = 0.02  # inches of white around a label's text
 LABEL_SIZE = 11.5
 
 
-def _alignment(normal):
-    nx_, ny_ = normal
-    return ("right" if nx_ < -0.35 else "left" if nx_ > 0.35 else "center"), ("bottom" if ny_ > 0 else "top")
+def _place_labels(ax, wire, routes, labels, taken, measure):
+    """A wire's value on its upper side and its gradient on the lower side, beside its first
+    stretch: each label's box is pushed off the line until its nearest corner clears it (a
+    sloped wire pushes a wide label further), and the spot along the stretch is the first one
+    (the middle if free) where no label covers a gate, a label already placed or another wire,
+    and where each label is nearer its own wire than any other."""
+    (x0, y0), (x1, y1) = routes[wire][0], routes[wire][1]
+    length = math.hypot(x1 - x0, y1 - y0) or 1.0
+    ux, uy = (x1 - x0) / length, (y1 - y0) / length
+    upper = (-uy, ux) if ux > 0 or (ux == 0 and uy < 0) else (uy, -ux)  # the side above the wire
+    others = [(route, _bounds(route)) for key, route in routes.items() if key != wire]
 
+    def boxes(along):
+        px, py = x0 + along * (x1 - x0), y0 + along * (y1 - y0)
+        out = []
+        for _, text, _, side in labels:
+            nx, ny = upper[0] * side, upper[1] * side
+            width, height = measure(text)
+            reach = LABEL_GAP + abs(nx) * width / 2 + abs(ny) * height / 2
+            cx, cy = px + nx * reach, py + ny * reach
+            out.append((cx, cy, (cx - width / 2, cy - height / 2, cx + width / 2, cy + height / 2)))
+        return out
 
-def _extent(at, normal, text):
-    """The rectangle (inches) a label covers, estimated from its length (bold digits)."""
-    ha, va = _alignment(normal)
-    x = at[0] + normal[0] * LABEL_OFFSET / 72
-    y = at[1] + normal[1] * LABEL_OFFSET / 72
-    width, height = len(text) * LABEL_SIZE * 0.62 / 72 + 0.04, LABEL_SIZE * 1.2 / 72
-    x0 = x - width if ha == "right" else x if ha == "left" else x - width / 2
-    y0 = y if va == "bottom" else y - height
-    return (x0, y0, x0 + width, y0 + height)
+    def faults(along):
+        count = 0
+        for cx, cy, box in boxes(along):
+            count += sum(_overlap(box, t) for t in taken)
+            own = _distance((cx, cy), routes[wire])
+            near = (cx - own - LABEL_CLEARANCE, cy - own - LABEL_CLEARANCE, cx + own + LABEL_CLEARANCE,
+                    cy + own + LABEL_CLEARANCE)  # only a wire that comes this close can be nearer
+            for route, bounds in others:
+                if _overlap(near, bounds) or _overlap(box, bounds):
+                    count += _crosses(box, route) + (_distance((cx, cy), route) < own + LABEL_CLEARANCE)
+        return count
+
+    best = min(LABEL_SPOTS, key=lambda along: (faults(along), LABEL_SPOTS.index(along)))
+    for (cx, cy, box), (kind, text, colour, _) in zip(boxes(best), labels):
+        taken.append(box)
+        ax.text(cx, cy, text, ha="center", va="center", fontsize=LABEL_SIZE, color=colour, fontweight="bold",
+                zorder=2, gid=f"{kind}-{wire[0]}-{wire[1]}",
+                bbox=dict(boxstyle=f"square,pad={LABEL_PAD * 72 / LABEL_SIZE:.3f}", facecolor="white",
+                          edgecolor="none", alpha=0.85))
 
 
 def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _label(ax, at, normal, text, colour):
-    ha, va = _alignment(normal)
-    ax.annotate(text, at, xytext=(LABEL_OFFSET * normal[0], LABEL_OFFSET * normal[1]), textcoords="offset points",
-                ha=ha, va=va, fontsize=LABEL_SIZE, color=colour, fontweight="bold", zorder=2,
-                bbox=dict(boxstyle="square,pad=0.05", facecolor="white", edgecolor="none", alpha=0.85))
+def _distance(point, route) -> float:
+    """From a point to the nearest point of a polyline."""
+    return min(_to_segment(point, a, b) for a, b in zip(route, route[1:]))
+
+
+def _to_segment(p, a, b) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    t = ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / ((dx * dx + dy * dy) or 1.0)
+    t = max(0.0, min(1.0, t))
+    return math.hypot(p[0] - a[0] - t * dx, p[1] - a[1] - t * dy)
+
+
+def _bounds(route) -> tuple[float, float, float, float]:
+    xs, ys = [x for x, _ in route], [y for _, y in route]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def _crosses(box, route) -> bool:
+    """Whether a polyline passes through a rectangle (Liang and Barsky's clipping of each stretch)."""
+    for (x0, y0), (x1, y1) in zip(route, route[1:]):
+        dx, dy = x1 - x0, y1 - y0
+        low, high = 0.0, 1.0
+        for p, q in ((-dx, x0 - box[0]), (dx, box[2] - x0), (-dy, y0 - box[1]), (dy, box[3] - y0)):
+            if p == 0:
+                if q <= 0:
+                    break  # parallel to this side and outside it
+            elif p < 0:
+                low = max(low, q / p)
+            else:
+                high = min(high, q / p)
+        else:
+            if low < high:
+                return True
+    return False
 
 
 def render(graph: GraphFile, fmt: str = "svg", digits: int = 3) -> bytes:
@@ -261,7 +363,9 @@ def render(graph: GraphFile, fmt: str = "svg", digits: int = 3) -> bytes:
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "symprop", "font.family": "DejaVu Sans"}):
+    # text.parse_math off: a title or name is drawn as written, never read as mathtext ("$\\foo$")
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "symprop", "font.family": "DejaVu Sans",
+                                "text.usetex": False, "text.parse_math": False}):
         fig = figure(circuit(graph), digits)
         out = io.BytesIO()
         metadata = {"Date": None} if fmt == "svg" else {"Software": None}

@@ -38,6 +38,15 @@ PROBE = """<script>
     fractions: fractions.length,
     stacked: fractions.filter(Boolean).length,
     text: document.body.innerText,
+    // boxes that scroll sideways on their own (a scroll bar per formula): none wanted
+    scrollers: [...document.querySelectorAll("body *")]
+      .filter(e => ["auto", "scroll"].includes(getComputedStyle(e).overflowX)).length,
+    // each wire of an inline circuit (groups wire-SOURCE-TARGET-i) and whether its last stretch has a head
+    wires: Object.values([...document.querySelectorAll("svg g[id^='wire-']")].reduce((found, g) => {
+      const wire = g.id.replace(/-\\d+$/, "");
+      found[wire] = g.querySelectorAll("path").length > 1;  // the last stretch wins: line and head
+      return found;
+    }, {})),
   };
   document.getElementById("probe").textContent = JSON.stringify(probe);
 })();
@@ -117,3 +126,39 @@ def test_screenshot_of_the_mazur_page():
     result = chromium(f"--screenshot={shot}", "--window-size=1000,1300", "--hide-scrollbars", url=page.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getsize(shot) > 20_000
+
+
+def test_a_graph_page_shows_its_circuit_with_arrowheads_and_no_formula_scrolls(tmp_path):
+    """The circuit inside the page has a head on every wire; no formula gets a scroll bar of
+    its own (the page scrolls once, if ever); the picture goes to out/browser/ to look at."""
+    from symprop.draw import render
+    from symprop.symbolic.graphfile import load_graph
+
+    graph = load_graph(ROOT / "symbolic" / "graphs" / "sigmoid-neuron-gates.toml")
+    document = symprop.example("sigmoid-neuron-gates").render("html", figure_svg=render(graph, "svg", 4).decode())
+    probe, console = open_page(document, tmp_path, "sigmoid-neuron-gates")
+    assert_rendered(probe, console, "sigmoid-neuron-gates")
+    assert probe["wires"] and all(probe["wires"]), f"wires without an arrowhead: {probe['wires']}"
+    assert probe["scrollers"] == 0
+    folder = ROOT / "out" / "browser"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sigmoid-neuron-gates.html").write_text(document, encoding="utf-8")
+    shot = folder / "sigmoid-neuron-gates.png"
+    shot.unlink(missing_ok=True)
+    result = chromium(f"--screenshot={shot}", "--window-size=1000,1300", "--hide-scrollbars",
+                      url=(folder / "sigmoid-neuron-gates.html").as_uri())
+    assert result.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", result.stderr[-2000:]
+
+
+def test_the_widest_derivation_has_no_scroll_bar_per_formula(tmp_path):
+    probe, console = open_page(derivation_page(symprop.derive("conv2d")), tmp_path, "conv2d")
+    assert_rendered(probe, console, "derive conv2d")
+    assert probe["scrollers"] == 0
+
+
+def test_the_probe_sees_a_scrolling_formula_and_a_headless_wire(tmp_path):
+    """The two checks above would catch the old style (overflow-x: auto) and a wire without a head."""
+    bad = ('<!DOCTYPE html><html><body><div style="overflow-x:auto"><math display="block"><mi>x</mi></math></div>'
+           '<svg><g id="wire-a-b-0"><path d="M 0 0 L 9 9"/></g></svg></body></html>')
+    probe, _ = open_page(bad, tmp_path, "bad-scroll")
+    assert probe["scrollers"] == 1 and probe["wires"] == [False]

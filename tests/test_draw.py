@@ -8,6 +8,8 @@ here with Python's own formatting, so neither the picture's data nor its roundin
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 import subprocess
 import sys
@@ -91,6 +93,8 @@ def test_an_upstream_gradient_dout_is_on_the_output_wire():
     ("x + y", "+"), ("q * z", "*"), ("2 * s", "*2"), ("ez + 1", "+1"), ("1 / den", "1/x"), ("-z", "*-1"),
     ("max(z, w)", "max"), ("exp(nz)", "exp"), ("sigmoid(y)", "sigmoid"), ("xpy^2", "x^2"),
     ("w1 * x^2 + w2 * x + b", "w1 * x^2 + w2 * x + b"),
+    ("-1 * z", "*-1"), ("z * -1", "*-1"), ("x - 1", "-1"), ("x + -1", "-1"), ("x / 2", "/2"), ("max(0, z)", "max"),
+    ("exp(-z)", "exp(-z)"),
 ])
 def test_gates_get_the_labels_lecture_notes_write(text, label):
     arguments = ["x", "y", "z", "q", "s", "ez", "den", "nz", "w", "xpy", "w1", "w2", "b"]
@@ -188,12 +192,12 @@ def test_a_graph_files_html_page_shows_its_circuit_inline():
         return result.stdout
 
     html = page("max-circuit")
-    figure = html[html.index('<figure class="circuit">'):html.index("</figure>")]
-    assert html.index("</h1>") < html.index('<figure class="circuit">') < html.index("Given")
+    figure = html[html.index('<figure class="circuit"'):html.index("</figure>")]
+    assert html.index("</h1>") < html.index('<figure class="circuit"') < html.index("Given")
     assert "<svg" in figure and "<?xml" not in figure and "href=\"http" not in figure
     for name in ("x", "y", "z", "w", "max"):
         assert f">{name}<" in figure, name
-    assert '<figure class="circuit">' not in page("mazur-2-2-2")
+    assert '<figure class="circuit"' not in page("mazur-2-2-2")
 
 
 @pytest.mark.parametrize("fmt", ["svg", "png"])
@@ -210,3 +214,108 @@ def test_example_show_refuses_a_picture_of_a_layer_example():
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and result.stdout == b""
     assert "relu-layer is not one" in lines[0] and "nested-neurons" in lines[0]
+
+
+# --- where the numbers sit: read back from the SVG's geometry --------------------------------
+
+SIGMOID_NEURON = """
+title = "A sigmoid neuron: one node for the weighted sum"
+output = "f"
+
+[inputs]
+x0 = -1
+x1 = -2
+
+[parameters]
+w0 = 2
+w1 = -3
+w2 = -3
+
+[nodes]
+dot = "w0*x0 + w1*x1 + w2"
+neg = "-1 * dot"
+ex = "exp(neg)"
+den = "1 + ex"
+f = "1 / den"
+"""
+
+
+def svg_geometry(svg: bytes):
+    """(wires, labels) of a drawn circuit: wire id -> its polyline (every stretch, arrowhead
+    included) and its arrowhead count; label id -> (its white box, the box's centre), in SVG units."""
+    wires, heads, labels = {}, {}, {}
+    for group in ET.fromstring(svg).iter(f"{SVG}g"):
+        gid = group.get("id", "")
+        paths = [p.get("d") for p in group.iter(f"{SVG}path")]
+        points = [[(float(x), float(y)) for x, y in re.findall(r"(-?[\d.]+) (-?[\d.]+)", d)] for d in paths]
+        if gid.startswith("wire-"):
+            key = gid[len("wire-"):].rsplit("-", 1)[0]
+            wires.setdefault(key, []).append(points[0])
+            heads[key] = heads.get(key, 0) + (len(paths) > 1)  # "-|>": the line, then its head
+        elif gid.startswith(("value-", "gradient-")):
+            xs, ys = [x for x, _ in points[0]], [y for _, y in points[0]]
+            box = (min(xs), min(ys), max(xs), max(ys))
+            labels[gid] = (box, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+    return wires, heads, labels
+
+
+def distance_to(point, lines) -> float:
+    best = math.inf
+    for line in lines:
+        for (ax, ay), (bx, by) in zip(line, line[1:]):
+            dx, dy = bx - ax, by - ay
+            t = max(0.0, min(1.0, ((point[0] - ax) * dx + (point[1] - ay) * dy) / ((dx * dx + dy * dy) or 1.0)))
+            best = min(best, math.hypot(point[0] - ax - t * dx, point[1] - ay - t * dy))
+    return best
+
+
+def crosses(box, lines) -> bool:
+    inner = (box[0] + 0.5, box[1] + 0.5, box[2] - 0.5, box[3] - 0.5)
+    for line in lines:
+        for (ax, ay), (bx, by) in zip(line, line[1:]):
+            for k in range(201):
+                x, y = ax + (bx - ax) * k / 200, ay + (by - ay) * k / 200
+                if inner[0] < x < inner[2] and inner[1] < y < inner[3]:
+                    return True
+    return False
+
+
+def assert_labels_on_their_own_wires(graph):
+    c = circuit(graph)
+    wires, heads, labels = svg_geometry(render(graph, "svg"))
+    expected = {f"{c.objective}-": True, **{f"{w.source}-{w.target}": w.gradient is not None for w in c.wires}}
+    assert set(wires) == set(expected)
+    for key, has_gradient in expected.items():
+        assert heads[key] == 1, f"the wire {key} has no arrowhead"
+        for kind in ("value", "gradient") if has_gradient else ("value",):
+            box, centre = labels[f"{kind}-{key}"]
+            own = distance_to(centre, wires[key])
+            for other, lines in wires.items():
+                if other != key:
+                    assert own < distance_to(centre, lines), f"the {kind} of {key} is nearer the wire {other}"
+            for other, lines in wires.items():
+                assert not crosses(box, lines), f"the {kind} of {key} sits on the wire {other}"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_label_is_nearest_its_own_wire_and_off_every_line(name):
+    assert_labels_on_their_own_wires(load_graph(GRAPHS / f"{name}.toml"))
+
+
+def test_a_fan_in_gate_keeps_each_inputs_numbers_on_its_wire(tmp_path):
+    """Five wires meet the weighted sum of a sigmoid neuron: the gradient for x0 is on the x0
+    wire (it sat on the x1 wire), and -1 * dot is drawn as the *-1 gate."""
+    path = tmp_path / "neuron.toml"
+    path.write_text(SIGMOID_NEURON, encoding="utf-8")
+    graph = load_graph(path)
+    assert_labels_on_their_own_wires(graph)
+    assert "*-1" in set().union(*svg_texts(render(graph, "svg")).values())
+
+
+def test_the_circuit_inside_an_html_page_has_its_arrowheads():
+    """The page's inline SVG is the drawing itself: every wire ends in a head there too."""
+    graph = load_graph(GRAPHS / "sigmoid-neuron-gates.toml")
+    page = get_transcript("sigmoid-neuron-gates").render("html", figure_svg=render(graph, "svg", 4).decode())
+    figure = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
+    _, heads, _ = svg_geometry(figure.encode())
+    assert len(heads) == len(circuit(graph).wires) + 1 and all(count == 1 for count in heads.values())

@@ -51,7 +51,7 @@ def test_every_cell_ran_in_order(executed):
 def test_derivations_show_as_markdown_with_formulas(executed):
     sigmoid = output(cell(executed, "import symprop"), "text/markdown")
     assert sigmoid.startswith("## `sigmoid`") and "$$" in sigmoid
-    assert r"dx = dout y \left(1 - y\right)" in sigmoid  # the derived backward rule, in LaTeX
+    assert r"\mathrm{dx} = \mathrm{dout} y \left(1 - y\right)" in sigmoid  # the derived rule; names upright
     assert "softplus" in output(cell(executed, 'symprop.derive("x*tanh'), "text/markdown").lower()
 
 
@@ -65,7 +65,7 @@ def test_the_worked_example_shows_its_transcript_and_exact_values(executed):
 
 def test_the_check_shows_a_table_and_finds_the_first_wrong_step(executed):
     table = output(cell(executed, "report = "), "text/markdown")
-    assert "| ✅ | `dE/dw5` |" in table and "| ❌ | `dE/dw1` |" in table
+    assert "| ✅ right | `dE/dw5` |" in table and "| ❌ wrong | `dE/dw1` |" in table
     assert "all right: False | first wrong step: dE/dw1" in output(cell(executed, 'print("all right'), "stream")
 
 
