@@ -40,7 +40,7 @@ def _number(value: float):
 
 def write_history(path, record: dict) -> Path:
     """Atomically, as --save writes weights (train.write_atomically)."""
-    path = check_output_path(path, "--history")
+    path = check_output_path(path, "--history", "history")
     write_atomically(path, "--history", lambda stream: stream.write(json.dumps(record, indent=1).encode("utf-8")))
     return path
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import numpy as np
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import rule_named
-from symprop.symbolic.userfiles import open_regular
+from symprop.symbolic.userfiles import check_output, open_regular, write_atomically
 
 from .datasets import Dataset, Scaling
 
@@ -419,17 +418,10 @@ class SavedModel:
     state: dict[str, np.ndarray] = field(default_factory=dict)  # batch norm's running averages
 
 
-def check_output_path(path: str | Path, option: str) -> Path:
-    """Fail before training, not after it, when a --save or --plot path cannot be written:
-    its folder is missing or not writable, or the path is a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise SympropError(f"{option} {path} is a folder; name a file in it, e.g. {path / 'out'}")
-    if not path.parent.is_dir():
-        raise SympropError(f"{option} {path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise SympropError(f"{option} {path}: folder {path.parent} is not writable")
-    return path
+def check_output_path(path: str | Path, option: str, kind: str = "weights", inputs=()) -> Path:
+    """Fail before training, not after it, when a --save, --history or --plot path cannot or
+    must not be written (userfiles.check_output)."""
+    return check_output(path, option, kind, inputs)
 
 
 def save_model(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
@@ -451,34 +443,6 @@ def save_model(path: str | Path, result: Result, dataset: Dataset, config: Confi
                  scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
                  **arrays)
     write_atomically(path, "--save", write)
-
-
-def write_atomically(path: Path, option: str, write) -> None:
-    """write(binary stream) into a temporary file in path's folder, then rename it over path
-    (with the umask's mode, not mkstemp's 0600): a failed write (a full disk) leaves an
-    existing file there as it was, and says so in one line naming the option."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, _creation_mode())
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise SympropError(f"{option} {path}: cannot write ({exc.strerror or exc}); "
-                           "an existing file there is unchanged") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _creation_mode() -> int:
-    """0666 less the umask, what open() would give (mkstemp's files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 MAX_MEMBER_BYTES = 512 * 2**20  # one array in a weights file; 784-1024-10 float64 is 6.5 MB

@@ -27,6 +27,9 @@ def run(args) -> int:
     if args.net is not None and args.graph is not None:
         raise SympropError("give --net or --graph, not both")
     if args.net is not None or args.graph is not None:
+        if args.output:
+            from symprop.symbolic.userfiles import check_output
+            check_output(args.output, "--output", "module", inputs=[args.graph], make_folders=True)
         if args.graph is not None:
             from symprop.symbolic.userfiles import read_text
             text = graph_module_text(read_text(Path(args.graph), "graph file"), args.graph)
@@ -61,8 +64,6 @@ def run(args) -> int:
 
 def _write(files, path: Path, text: str) -> bool:
     """write_if_changed, with a folder, an unwritable place or a full disk as one line."""
-    if path.is_dir():
-        raise SympropError(f"--output {path} is a folder; name a file, e.g. {path / 'net.py'}")
     try:
         return files.write_if_changed(path, text)
     except OSError as exc:
