@@ -132,7 +132,7 @@ class Transcript:
         overrides them, e.g. a learner's own numbers)."""
         lookup = lambda key: values[key] if values is not None and key in values else self.quantities[key].value  # noqa: E731
         if isinstance(formula, Chain):
-            return _carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
+            return carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
         substitution = {}
         for s in formula.free_symbols | set(formula.atoms(sp.MatrixSymbol)):
             if s.name not in self.quantities:
@@ -140,8 +140,8 @@ class Transcript:
             substitution[s] = lookup(s.name)
         result = formula.xreplace(substitution)
         if isinstance(result, (sp.MatrixExpr, sp.MatrixBase)):
-            return sp.ImmutableMatrix(result.doit()).applyfunc(_carry)
-        return _carry(result.doit())
+            return sp.ImmutableMatrix(result.doit()).applyfunc(carry)
+        return carry(result.doit())
 
     def _negative_in(self, formula) -> str:
         """", because log(1 - h1) takes log of -0.3": the first log or root of a negative number."""
@@ -245,7 +245,7 @@ def round_half_up(value, decimals: int) -> sp.Rational:
     return sp.Integer(sp.floor(sp.sympify(value) * scale + sp.Rational(1, 2))) / scale
 
 
-def _carry(value):
+def carry(value):
     """Rationals stay exact; anything transcendental (sigmoid(77/200), log 2) is evaluated to
     PRECISION significant digits, so later formulas never nest ever-growing expressions."""
     value = sp.sympify(value)
