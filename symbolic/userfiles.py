@@ -76,6 +76,8 @@ def parse_toml(text: str, where: str) -> dict:
         raise SympropError(f"{where}: TOML syntax error: {exc}") from None
     except RecursionError:
         raise SympropError(f"{where}: TOML nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise SympropError(f"{where}: a number in the file is too long ({exc.args[0].split(':')[0]})") from None
 
 
 def is_toml_with(path, pattern: str, what: str) -> bool:

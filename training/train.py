@@ -161,6 +161,8 @@ class Config:
             raise SympropError(f"--lr must be a positive number, got {self.lr}")
         if not (self.lr_decay > 0 and math.isfinite(self.lr_decay)):
             raise SympropError(f"--lr-decay must be a positive number, got {self.lr_decay}")
+        if self.dtype in DTYPES:
+            self._check_range()
         if not 0 <= self.val_split < 1:
             raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.blas_threads not in (None, "auto") and (not isinstance(self.blas_threads, int)
@@ -171,6 +173,22 @@ class Config:
         if self.dtype not in DTYPES:
             raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         self.checked_hyper()
+
+    def _check_range(self):
+        """Every rate the run uses must be a number of its dtype: --lr 1e300 in float32 is inf
+        (numpy warns of the cast, then the loss is NaN) and --lr-decay 1e300 overflows by
+        epoch 3."""
+        largest = float(np.finfo(DTYPES[self.dtype]).max)
+        options = {"lr": self.lr, **{name: value for name, value in self.hyper.items()
+                                     if isinstance(value, float) and math.isfinite(value)}}
+        for name, value in options.items():
+            if abs(value) > largest:
+                raise SympropError(f"--{name.replace('_', '-')} {value:g} is beyond {self.dtype}'s range "
+                                   f"(at most {largest:.3g})")
+        last = math.log10(self.lr) + (self.epochs - 1) * math.log10(self.lr_decay)
+        if last > math.log10(largest):
+            raise SympropError(f"--lr-decay {self.lr_decay:g}: the rate of epoch {self.epochs} would be "
+                               f"about 1e{last:.0f}, beyond {self.dtype}'s range (at most {largest:.3g})")
 
     def checked_hyper(self) -> dict[str, float]:
         """The optimiser's hyper-parameters besides lr, defaults filled in; a SympropError
@@ -240,7 +258,13 @@ def validation_count(n_train: int, val_split: float) -> int:
     return n_val
 
 
-def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
+def _diverged(epoch: int, lr: float, what: str, value, config: Config) -> SympropError:
+    """Names the option at fault once: weight decay when lr x weight_decay > 1 (each step then
+    multiplies the weights by 1 - lr x weight_decay, below -1 for plain SGD), else the rate."""
+    decay = config.checked_hyper().get("weight_decay", 0.0)
+    if decay and lr * decay > 1:
+        return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with --weight-decay "
+                            f"{decay:g} (lr x weight decay = {lr * decay:.3g} > 1); try a smaller --weight-decay")
     return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with learning "
                         f"rate {lr:g}; try a smaller --lr")
 
@@ -377,7 +401,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
             seconds += time.perf_counter() - start
             if not math.isfinite(loss):
                 bar.close()
-                raise _diverged(epoch, lr, f"the loss of batch {b + 1}/{n_batches}", loss)
+                raise _diverged(epoch, lr, f"the loss of batch {b + 1}/{n_batches}", loss, config)
             loss_sum += task.per_example(loss, len(rows)) * len(rows)
             bar.update(1)
             if b % 10 == 9:
@@ -387,7 +411,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
         val_loss, val_accuracy = evaluate(net, params, task, x_val, t_val, y_val, state)
         if not all(np.isfinite(p).all() for p in params):
             bar.close()
-            raise _diverged(epoch, lr, "the parameters", "inf or NaN")
+            raise _diverged(epoch, lr, "the parameters", "inf or NaN", config)
         stats = EpochStats(epoch, lr, loss_sum / n, train_accuracy, val_loss, val_accuracy, seconds)
         result.history.append(stats)
         postfix = f"loss {stats.train_loss:.4f} acc {train_accuracy:.4f}"
