@@ -458,6 +458,9 @@ def _check_values(graph: GraphFile):
             except TooLarge as exc:
                 _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
                            f"would be too large to compute exactly: {exc}")
+            except ValueError:  # max/min of two sides SymPy cannot tell apart: exp(1e-300) - 1 and 0
+                _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
+                           "cannot be computed exactly: a max or min in it compares two sides too close to tell apart")
             except (OutOfTime, RecursionError, MemoryError):
                 _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
                            f"takes more than {MAX_CHECK_SECONDS} s to compute exactly (the limit)")
