@@ -49,7 +49,10 @@ class _Names:
         return f"d{self.root}/d{name}{self.tag}"
 
     def local(self, node, arg):
-        direct = node == self.top and self.g.dout is None and len(self.g.consumers(arg)) > 1
+        # "_direct" only when another path to the top exists (a consumer off every path does not count)
+        relevant = self.g.ancestors(self.top)
+        direct = (node == self.top and self.g.dout is None
+                  and len([c for c in self.g.consumers(arg) if c in relevant]) > 1)
         return f"d{node}/d{arg}" + ("_direct" if direct else "") + self.tag
 
     def path(self, name, consumer):
