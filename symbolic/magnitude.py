@@ -33,7 +33,8 @@ def check_bounded(expr, values: dict | None = None) -> None:
 
 
 class _Walker:
-    """(approximate value, bits of the exact fraction or None when not a fraction) per subterm."""
+    """(approximate value, (numerator bits, denominator bits) of the exact fraction, or None
+    when it is not a fraction) per subterm; the bits are upper bounds."""
 
     def __init__(self, values):
         self.values = values
@@ -46,8 +47,8 @@ class _Walker:
         approx = result[0]
         if _CONTEXT.isfinite(approx) and approx != 0 and abs(_CONTEXT.log10(abs(approx))) > _LOG10_LIMIT:
             raise TooLarge(f"a value of about 10^{_exponent10(approx)} (the limit is 10^{MAX_DIGITS})")
-        if result[1] is not None and result[1] > MAX_EXACT_BITS:
-            raise TooLarge(f"an exact fraction of about {result[1]:,} bits (the limit is {MAX_EXACT_BITS:,})")
+        if result[1] is not None and sum(result[1]) > MAX_EXACT_BITS:
+            raise TooLarge(f"an exact fraction of about {sum(result[1]):,} bits (the limit is {MAX_EXACT_BITS:,})")
         self.seen[expr] = result
         return result
 
@@ -64,10 +65,16 @@ class _Walker:
         parts = [self.walk(arg) for arg in expr.args if isinstance(arg, sp.Expr)]
         exact = all(bits is not None for _, bits in parts)
         if isinstance(expr, sp.Add):
-            # a/b + c/d = (ad + bc)/(bd): at most twice the bits of the terms together
-            return ctx.fsum(a for a, _ in parts), (2 * sum(b for _, b in parts) + 1 if exact else None)
+            total = ctx.fsum(a for a, _ in parts)
+            if not exact:
+                return total, None
+            # sum n_i/d_i = (sum n_i * prod_{j != i} d_j) / prod d_j
+            denominator = sum(d for _, (_, d) in parts)
+            numerator = max(n + denominator - d for _, (n, d) in parts) + len(parts).bit_length()
+            return total, (numerator, denominator)
         if isinstance(expr, sp.Mul):
-            return ctx.fprod(a for a, _ in parts), (sum(b for _, b in parts) if exact else None)
+            bits = (sum(n for _, (n, _) in parts), sum(d for _, (_, d) in parts)) if exact else None
+            return ctx.fprod(a for a, _ in parts), bits
         if isinstance(expr, sp.Pow):
             return self.power(*parts, expr.exp)
         if isinstance(expr, sp.exp):
@@ -84,9 +91,9 @@ class _Walker:
 
     def number(self, value):
         if value.is_Rational:
-            bits = value.p.bit_length() + value.q.bit_length()
-            if bits > MAX_EXACT_BITS:
-                raise TooLarge(f"an exact fraction of {bits:,} bits (the limit is {MAX_EXACT_BITS:,})")
+            bits = (value.p.bit_length(), value.q.bit_length())
+            if sum(bits) > MAX_EXACT_BITS:
+                raise TooLarge(f"an exact fraction of {sum(bits):,} bits (the limit is {MAX_EXACT_BITS:,})")
             return _CONTEXT.mpf(value.p) / value.q, bits
         if value.is_number:
             return _CONTEXT.mpf(sp.Float(value, 17)) if value.is_real else _CONTEXT.nan, None
@@ -98,15 +105,15 @@ class _Walker:
         if not (ctx.isfinite(b) and ctx.isfinite(e)):
             return ctx.nan, None
         if b == 0:
-            return (ctx.zero if e > 0 else ctx.inf), (1 if b_bits is not None else None)
+            return (ctx.zero if e > 0 else ctx.inf), ((1, 1) if b_bits is not None else None)
         log10_size = e * ctx.log10(abs(b))
         if abs(log10_size) > _LOG10_LIMIT:
             raise TooLarge(f"a power of about 10^{_exponent10_of_log(log10_size)} (the limit is 10^{MAX_DIGITS})")
         bits = None
-        if b_bits is not None and exact_exponent.is_Integer:
-            bits = b_bits * abs(int(exact_exponent))
-        elif b_bits is not None and exact_exponent.is_Rational:
-            bits = b_bits * abs(int(exact_exponent.p))  # a root of a fraction to an integer power
+        if b_bits is not None and exact_exponent.is_Rational:  # a root of a fraction to an integer power
+            times = abs(int(exact_exponent.p))
+            numerator, denominator = b_bits if exact_exponent > 0 else b_bits[::-1]
+            bits = (numerator * times, denominator * times)
         return ctx.power(abs(b), e), bits
 
     def function(self, expr, parts):

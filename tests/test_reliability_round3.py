@@ -116,6 +116,22 @@ def test_hang_cases_end_within_the_deadline_each_in_a_subprocess(tmp_path):
             assert status == 2 and expected in err and len(lines) == 1, f"{name}: {err}"
 
 
+def test_exact_sizes_are_bounded_by_their_growth_not_by_the_formula_depth():
+    """Horner's nesting grows a fraction by a few bits per level and is computed; squaring a
+    fraction over and over doubles it and is refused before SymPy starts."""
+    import sympy as sp
+
+    from symprop.symbolic.magnitude import TooLarge, check_bounded
+
+    x = sp.Symbol("x", real=True)
+    horner = logistic = x
+    for _ in range(30):
+        horner, logistic = (horner + 1) * x, 4 * logistic * (1 - logistic)
+    check_bounded(horner, {x: sp.Rational(1, 3)})
+    with pytest.raises(TooLarge, match="exact fraction of about .* bits"):
+        check_bounded(logistic, {x: sp.Rational(1, 3)})
+
+
 def test_a_big_number_within_the_limits_is_still_computed_exactly():
     graph = parse_graph(graph_text({"f": "x^x^x"}, {"x": 3}))  # 3^27 = 7625597484987
     from symprop.symbolic.graphfile_transcript import graph_transcript
