@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .errors import SympropError
+from .magnitude import TooLarge, check_bounded
 from .render import PlainPrinter
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
@@ -110,7 +111,10 @@ class Transcript:
 
     def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
-        value = unrounded = self.evaluate(formula)
+        try:
+            value = unrounded = self.evaluate(formula)
+        except TooLarge as exc:
+            raise SympropError(f"{key} = {formula} is too large to compute at the given values: {exc}") from None
         if not isinstance(value, sp.MatrixBase) and not value.is_finite:
             raise SympropError(f"{key} = {formula} is not a finite number ({value}): check the inputs")
         if any(v.is_extended_real is False for v in (value if isinstance(value, sp.MatrixBase) else [value])):
@@ -251,6 +255,8 @@ def carry(value):
     value = sp.sympify(value)
     if value.is_Rational and value.p.bit_length() + value.q.bit_length() <= MAX_EXACT_BITS:
         return value
+    if not value.is_Rational:
+        check_bounded(value)  # exp(exp(exp(400))) would send mpmath after 10^173 digits
     result = value.evalf(PRECISION)
     if not result.is_number:
         raise ValueError(f"value {value} is not a number")

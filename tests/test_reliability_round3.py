@@ -69,6 +69,12 @@ def _hang_cases(tmp_path) -> dict:
     cases["sigmoids"] = (cases["sigmoids"][0], None)  # deep but small: a result
     cases["left-nested power"] = (["derive", "--formula", "((((2**64)**64)**64)**64)**64"], "too large to compute")
     cases["exp of a constant tower"] = (["derive", "--formula", "x * exp(exp(exp(exp(9))))"], "too large to compute")
+    values = tmp_path / "values.toml"
+    values.write_text("X = [[400, 1]]\nT = [[0.03, 0.05]]\nW1 = [[1, 0.2], [0.3, 0.4]]\nb1 = [0.35, 0.35]\n"
+                      "W2 = [[0.5, 0.6], [0.7, 0.8]]\nb2 = [0.1, 0.1]\nlearning_rate = 0.5\n")
+    cases["exp tower in a values transcript"] = (
+        ["example", "show", "--net", "affine(2,2) formula(exp(exp(exp(x)))) affine(2,2) squared-error",
+         "--values", str(values)], "too large to compute")
     spec = "affine(2,2) " + "relu affine(2,2) " * 249 + "softmax-cross-entropy"
     cases["500-layer spec"] = (["generate", "--net", spec], "the limit is 64")
     # legitimate scale: a result (or, for claims with unknown names, one line per claim)
