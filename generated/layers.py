@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/layer_kernels.py.
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
-# Input hash: 964b85d69201c83c (generator sources and sympy 1.14.0)
+# Input hash: e561398c78376987 (generator sources and sympy 1.14.0)
 # Body hash: 3b43661bd93c3612
 
 import hashlib

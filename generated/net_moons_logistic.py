@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
-# Input hash: 230f34f36c2a5bd1 (generator sources and sympy 1.14.0)
+# Input hash: b4b035d637d6042d (generator sources and sympy 1.14.0)
 # Body hash: fe0c10fd291d2d9c
 
 import hashlib

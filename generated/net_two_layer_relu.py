@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
-# Input hash: 48b42605d6070e27 (generator sources and sympy 1.14.0)
+# Input hash: fc68d0067eb8a4fb (generator sources and sympy 1.14.0)
 # Body hash: 3f78c2f94b3b70dc
 
 import hashlib

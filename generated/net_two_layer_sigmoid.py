@@ -2,7 +2,7 @@
 # GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
-# Input hash: 635674a1b52118b8 (generator sources and sympy 1.14.0)
+# Input hash: 3661e7e0de8e356f (generator sources and sympy 1.14.0)
 # Body hash: 3698def71387df56
 
 import hashlib

@@ -55,7 +55,7 @@ class _Walker:
     def _walk(self, expr):
         ctx = _CONTEXT
         if isinstance(expr, sp.Symbol) and expr in self.values:
-            return self.number(sp.sympify(self.values[expr]))
+            return self.walk(sp.sympify(self.values[expr]))  # a number, or an exact expression such as sigmoid(4)
         if expr.is_Number or isinstance(expr, sp.NumberSymbol):
             return self.number(expr)
         if isinstance(expr, sp.Piecewise):
@@ -95,9 +95,9 @@ class _Walker:
             if sum(bits) > MAX_EXACT_BITS:
                 raise TooLarge(f"an exact fraction of {sum(bits):,} bits (the limit is {MAX_EXACT_BITS:,})")
             return _CONTEXT.mpf(value.p) / value.q, bits
-        if value.is_number:
-            return _CONTEXT.mpf(sp.Float(value, 17)) if value.is_real else _CONTEXT.nan, None
-        return _CONTEXT.nan, None
+        if value.is_Float or isinstance(value, sp.NumberSymbol):
+            return _CONTEXT.mpf(sp.Float(value, 17)), None
+        return _CONTEXT.nan, None  # zoo, nan, I: SymPy's own checks refuse them
 
     def power(self, base, exponent, exact_exponent):
         ctx = _CONTEXT
