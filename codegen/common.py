@@ -125,6 +125,8 @@ def _arrays(function, **arrays):
             raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
         if value.dtype not in (np.float32, np.float64):
             raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if value.ndim == 0:  # numba would treat it as shape (1,) and hand back an array
+            raise ValueError(f"{function}: {name} is a 0-d array; the kernels take arrays of at least one dimension")
         if first is None:
             first = name, value.dtype
         elif value.dtype != first[1]:

@@ -18,6 +18,7 @@ per sample or full batch). ``load_graph_kernels`` generates it into the user cac
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import keyword
 import re
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from symprop.symbolic.stable import canonical_form
+from symprop.symbolic.stable import canonical_form, masks_as_selects
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graphfile import GraphFile, parse_graph, symbol
@@ -144,7 +145,9 @@ def _overflow_free(expr: sp.Expr) -> sp.Expr:
     a float32 file computes exactly the operations its learner wrote."""
     if not expr.has(sp.exp):
         return expr
-    return canonical_form(expr, sorted(expr.free_symbols, key=lambda s: s.name))
+    # a mask times a factor that can overflow as a select: ELU's exp(x) * H(-expm1(x), 1) was
+    # inf * 0 = NaN at x >= 710 (float64), where the derivative is 1
+    return masks_as_selects(canonical_form(expr, sorted(expr.free_symbols, key=lambda s: s.name)))
 
 
 def _number(value) -> str:
@@ -343,21 +346,27 @@ def graph_kernels_path(path, text: str) -> Path:
     return cache_directory() / f"graph_{stem}_{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
 
 
+@functools.lru_cache(maxsize=32)
+def _module_text_of(text: str, source: str) -> str:
+    """graph_module_text, once per process for one file's text (loading it again only compares)."""
+    return graph_module_text(text, source)
+
+
 def load_graph_kernels(path):
     """The imported kernel module of a graph file, generated into the user cache
-    (``$SYMPROP_CACHE`` or ``~/.cache/symprop``) unless a file with the same input hash is
-    already there. A bad graph file is a SympropError naming the file, line and field."""
+    (``$SYMPROP_CACHE`` or ``~/.cache/symprop``), or the file already there when it is exactly
+    what the generator writes. A bad graph file is a SympropError naming the file, line and field."""
     source = str(Path(path).resolve())
     text = read_text(Path(path), "graph file")
     parse_graph(text, str(path))  # the file's own mistakes, named as the user wrote the path
     target = graph_kernels_path(path, text)
-    changed = False
-    if not files.is_current(target, graph_hash(text)):
-        try:
-            changed = files.write_if_changed(target, graph_module_text(text, source))
-        except OSError as exc:
-            raise SympropError(f"cannot write the graph module {target} ({exc.strerror or exc}); "
-                               "point SYMPROP_CACHE at a writable folder") from None
+    # regenerated and compared byte for byte, not judged by its header: a module edited by
+    # hand with its hashes recomputed would otherwise load and give the edited gradient
+    try:
+        changed = files.write_if_changed(target, _module_text_of(text, source))
+    except OSError as exc:
+        raise SympropError(f"cannot write the graph module {target} ({exc.strerror or exc}); "
+                           "point SYMPROP_CACHE at a writable folder") from None
     module_name = f"symprop_{target.stem}"
     loaded = sys.modules.get(module_name)
     if loaded is not None and not changed and getattr(loaded, "__file__", None) == str(target):

@@ -408,8 +408,8 @@ def {base}_forward(z, t, out=None):
     """
     _separate("{base}_forward", dict(out=out), dict(z=z, t=t))
     z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
     _shape("{base}_forward", "t", t, z.shape)
     out = _output("{base}_forward", "out", out, z.shape, z.dtype)
     loss = {base}_forward_kernel(z, t, out)
@@ -435,8 +435,8 @@ def {base}_backward({x}, t, dz=None):
     """{doc}"""
     _separate("{base}_backward", dict(dz=dz), dict({x}={x}, t=t))
     {x}, t = _arrays("{base}_backward", {x}={x}, t=t)
-    if {x}.ndim != 2 or {x}.shape[0] == 0:
-        raise ValueError(f"{base}_backward: {x} must be 2-D (batch, classes) with at least one row, got shape {{{x}.shape}}")
+    if {x}.ndim != 2 or 0 in {x}.shape:
+        raise ValueError(f"{base}_backward: {x} must be 2-D (batch, classes) with at least one row and one class, got shape {{{x}.shape}}")
     _shape("{base}_backward", "t", t, {x}.shape)
     dz = _output("{base}_backward", "dz", dz, {x}.shape, {x}.dtype)
     {base}_backward_kernel({x}, t, dz)
@@ -473,8 +473,8 @@ def {base}_forward_kernel(z, t):
 def {base}_forward(z, t):
     """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
     z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row, got shape {{z.shape}}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
     _shape("{base}_forward", "t", t, z.shape)
     return {base}_forward_kernel(z, t)
 

@@ -14,6 +14,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .errors import SympropError
+from .magnitude import TooLarge, check_bounded
 from .stable import raw_sigmoid, raw_softplus
 
 MAX_LENGTH = 1000
@@ -148,6 +149,7 @@ class _Builder:
             right = self.build(node.right, depth + 1, calls)
             if isinstance(node.op, ast.Pow):
                 self.check_exponent(node, right)
+                self.check_bounded(node, sp.Pow(left, right, evaluate=False))
             return OPERATORS[type(node.op)](left, right)
         if isinstance(node, ast.Call):
             if calls >= MAX_CALL_DEPTH:
@@ -170,7 +172,18 @@ class _Builder:
         if len(node.args) != arity:
             self.fail(node, f"{name}() takes {arity} argument{'s' if arity > 1 else ''}, got {len(node.args)}")
         args = [self.build(arg, depth + 1, calls) for arg in node.args]
-        return FUNCTIONS[name](*args)
+        result = FUNCTIONS[name](*args)
+        self.check_bounded(node, result)
+        return result
+
+    def check_bounded(self, node, expr):
+        """A number such as ((2**64)**64)**64 is refused before SymPy computes it exactly."""
+        if expr.is_number:
+            try:
+                check_bounded(expr)
+            except TooLarge as exc:
+                token = ast.get_source_segment(self.text.replace("^", "**"), node) or "this term"
+                self.fail(node, f"{token!r} is too large to compute exactly: {exc}")
 
     def check_exponent(self, node, exponent):
         if exponent.is_number:

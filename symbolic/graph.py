@@ -228,6 +228,8 @@ def parse_net(spec: str, registry=REGISTRY, *, loss_optional: bool = False, inpu
     if not isinstance(spec, str) or not spec.strip():
         raise SympropError(f"net spec is empty; example: {EXAMPLE_SPEC!r}")
     tokens = list(_tokens(spec))
+    if len(tokens) > MAX_LAYERS:
+        raise SympropError(f"net spec has {len(tokens)} layers; the limit is {MAX_LAYERS}")
     image = None
     if tokens and tokens[0][0].startswith("input("):
         image = _input_shape(*tokens.pop(0))
@@ -257,6 +259,9 @@ def _input_shape(text, column):
 
 
 MAX_INFERRED_SIDE = 4096
+# layers in one spec: a deeper module takes numba minutes to compile (500 layers: 2 minutes,
+# then out of memory); the deepest network a hand calculation or a lesson uses is far shallower
+MAX_LAYERS = 64
 
 
 def _infer_image(nodes):

@@ -24,11 +24,14 @@ from pathlib import Path
 
 import sympy as sp
 
+from .budget import OutOfTime, time_budget
 from .errors import SympropError
 from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .graph import Graph, Node
+from .magnitude import TooLarge
 from .networkfile import _name, _number, _Where
 from .ops.expression import Expression
+from .transcript import carry
 from .userfiles import is_toml_with, parse_toml, read_text
 
 TOP_LEVEL = {"title", "description", "title_zh", "description_zh", "output", "loss", "dout", "dtype",
@@ -38,6 +41,7 @@ DATA_MODES = ("per-sample", "full-batch")
 MAX_STEPS = 10_000
 MAX_SAMPLES = 100
 MAX_NODES = 200
+MAX_CHECK_SECONDS = 5  # computing one node's exact value at the given values
 # names the transcript writes itself; a graph may not use them for its own values
 RESERVED = {"L", "dout", "learning_rate"}
 
@@ -456,8 +460,20 @@ def _check_values(graph: GraphFile):
     for sample in samples:
         values = {**graph.given(), **sample}
         for node in graph.graph.nodes:
-            value = node.op.forward(values)
-            value = value.doit() if not value.is_number else value
+            try:
+                with time_budget(MAX_CHECK_SECONDS):
+                    value = node.op.forward(values)
+                    value = value.doit() if not value.is_number else value
+                    value = carry(value)  # as the transcript carries it: 60 digits, not a nest of sigmoids
+            except TooLarge as exc:
+                _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
+                           f"would be too large to compute exactly: {exc}")
+            except ValueError:  # max/min of two sides SymPy cannot tell apart: exp(1e-300) - 1 and 0
+                _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
+                           "cannot be computed exactly: a max or min in it compares two sides too close to tell apart")
+            except (OutOfTime, RecursionError, MemoryError):
+                _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
+                           f"takes more than {MAX_CHECK_SECONDS} s to compute exactly (the limit)")
             if value.has(sp.zoo, sp.nan, sp.oo, -sp.oo) or not value.is_finite:
                 problem = "a division by zero" if value.has(sp.zoo, sp.nan) else "not a finite number"
                 _fail_node(graph, node.name, f"{node.op.text!r} is {problem} at the given values"

@@ -370,7 +370,9 @@ class _Builder:
         else:
             t.note(tr("nodes and gradients: before the step's update; parameters: after it",
                       "节点与梯度：本步更新之前的值；参数：更新之后的值"))
-        if self.program is None and u.steps > 1:
+        if self.program is None and u.steps > 1 and arithmetic(g) == "float64":
+            t.note(FAST_TABLE_NOTE)
+        elif self.program is None and u.steps > 1:
             t.note(tr(f"the table is computed at {PRECISION} significant digits",
                       f"表中数值按 {PRECISION} 位有效数字计算"))
         t.table(headers, rows)
@@ -506,10 +508,18 @@ class _Program(ProgramRun):
 
 
 class Record(dict):
-    """name -> value after one step or epoch (exact SymPy numbers); ``samples``: with
-    per-sample updates, each sample's nodes, gradients and parameters after its update."""
+    """name -> value after one step or epoch, as exact SymPy numbers; ``samples``: with
+    per-sample updates, each sample's nodes, gradients and parameters after its update.
+    Holds the numbers as computed and makes a value exact when it is read: a table of 10,000
+    steps shows a few dozen rows, and making every value exact took longer than the run."""
 
     samples: list = []
+
+    def __getitem__(self, key):
+        return _exact(super().__getitem__(key))
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
 
 
 class Training:
@@ -528,7 +538,8 @@ class Training:
     def _records(self):
         graph, u = self.g, self.g.update
         dtype = program_dtype(graph)
-        staged = _Program(graph, dtype) if dtype else Staged(graph)
+        staged = (_Program(graph, dtype) if dtype else CompiledStaged(graph) if arithmetic(graph) == "float64"
+                  else Staged(graph))
         rate = staged.number(u.learning_rate)
         dout = staged.number(graph.dout) if graph.dout is not None else None
         params = {p: staged.number(v) for p, v in graph.parameters.items()}
@@ -545,7 +556,12 @@ class Training:
             for batch in batches:
                 grads_sum, values_sum = {}, {}
                 for sample in batch:
-                    values, grads = staged.step({**fixed, **params, **sample}, dout)
+                    try:
+                        values, grads = staged.step({**fixed, **params, **sample}, dout)
+                    except (OverflowError, ZeroDivisionError, ValueError):  # float64: inf, 1/0, log(-1)
+                        self.diverged = (f"a value is not a finite number in {unit} {k}: the updates diverge "
+                                         f"(try a smaller learning_rate); the table ends at {unit} {k - 1}")
+                        return
                     for key, v in grads.items():
                         grads_sum[key] = grads_sum[key] + v if key in grads_sum else v
                     for key, v in values.items():
@@ -565,8 +581,8 @@ class Training:
                 self.diverged = (f"{bad} is not a finite number after {unit} {k}: the updates diverge (try a "
                                  f"smaller learning_rate); the table ends at {unit} {k - 1}")
                 return
-            out = Record({key: _exact(v) for key, v in record.items()})
-            out.samples = [{key: _exact(v) for key, v in r.items()} for r in per_sample]
+            out = Record(record)
+            out.samples = [Record(r) for r in per_sample]
             yield out
 
     @staticmethod
@@ -586,12 +602,108 @@ def run(graph: GraphFile, batch_sum: bool = False) -> list[dict]:
 
 def _finite(value) -> bool:
     """Finite, and within float64's range (60-digit numbers never overflow on their own)."""
-    if isinstance(value, np.floating):
+    if isinstance(value, (np.floating, float)):
         return bool(np.isfinite(value))
     return bool(mpmath.isfinite(value)) and abs(value) < 1e300
 
 
 def _exact(value):
-    if isinstance(value, np.floating):
+    if isinstance(value, (np.floating, float)):
         return to_exact(value)
+    if isinstance(value, sp.Basic):
+        return value
     return sp.Float(mpmath.nstr(value, PRECISION), PRECISION)
+
+
+# node evaluations (nodes x samples x steps) a table computes at 60 digits; a longer run is
+# computed in float64, the file's dtype (150 nodes x 10,000 steps at 60 digits took minutes)
+EXACT_TABLE_WORK = 20_000
+FAST_TABLE_NOTE = tr("the table is computed in float64, one operation at a time as a program would (the steps "
+                     "are too many for 60-digit arithmetic); the step written out above is exact",
+                     "表中数值以 float64 逐个运算得到，与程序相同（步数太多，不用 60 位精度）；上面写出的那一步是精确的")
+
+
+def arithmetic(graph: GraphFile) -> str:
+    """How a graph file without a dtype computes its table: "mpmath" (60 digits) or, for a
+    run longer than EXACT_TABLE_WORK node evaluations, "float64"."""
+    samples = graph.data.size if graph.data is not None else 1
+    work = len(graph.graph.nodes) * samples * graph.update.steps
+    return "mpmath" if work <= EXACT_TABLE_WORK else "float64"
+
+
+class CompiledStaged:
+    """Staged's steps in float64 as one Python function of floats (printed from the same
+    formulas and local partials, node by node, as lambdify prints one formula): a run of
+    10,000 steps through 150 nodes takes seconds, not the minutes of 60-digit numbers. An
+    overflow, a division by zero or a log of a negative number raises (OverflowError,
+    ZeroDivisionError, ValueError), which the run reports as a divergence."""
+
+    float32 = False
+
+    def __init__(self, graph: GraphFile):
+        from sympy.printing.pycode import PythonCodePrinter
+
+        from .stable import masks_as_selects
+
+        self.g = graph
+        top = graph.objective
+        self.relevant = graph.ancestors(top)
+        self.given = [*graph.inputs, *graph.parameters]
+        self.nodes = self.forward = [node.name for node in graph.graph.nodes]
+        ids = {name: f"v{i}" for i, name in enumerate([*self.given, *self.nodes])}
+        printer = PythonCodePrinter({"fully_qualified_modules": False, "strict": True})
+
+        def text(expr):
+            expr = masks_as_selects(expr)  # never inf * 0 where a mask is 0 (ELU's exp(x) * H(...))
+            return printer.doprint(expr.xreplace({symbol(n): sp.Symbol(i) for n, i in ids.items()}))
+
+        lines = [f"def step({', '.join(ids[n] for n in self.given)}):"]
+        for node in graph.graph.nodes:
+            lines.append(f"    {ids[node.name]} = float({text(node.op.formula)})")
+        grads = {top: "g_top"}
+        lines.append(f"    g_top = {float(graph.dout) if graph.dout is not None else 1.0!r}")
+        for node in reversed(graph.graph.nodes):
+            if node.name not in self.relevant or node.name not in grads:
+                continue
+            for arg in node.inputs:
+                term = f"{grads[node.name]} * float({text(node.op.partials[arg])})"
+                if arg in grads:
+                    lines.append(f"    {grads[arg]} += {term}")
+                else:
+                    grads[arg] = f"g{len(grads)}"
+                    lines.append(f"    {grads[arg]} = {term}")
+        self.grad_names = list(grads)
+        lines.append(f"    return ({''.join(ids[n] + ', ' for n in self.nodes)}), "
+                     f"({''.join(grads[n] + ', ' for n in self.grad_names)})")
+        namespace = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+        namespace.update(exp=_exp, Heaviside=_float_heaviside, max=max, min=min, abs=abs, float=float)
+        exec(compile("\n".join(lines), f"<steps of {graph.source}>", "exec"), namespace)  # noqa: S102
+        self.function = namespace["step"]
+
+    def number(self, value) -> float:
+        return float(sp.N(value, 20))
+
+    def forward_names(self):
+        return list(self.nodes)
+
+    def descend(self, p, rate, grad, ascent: bool):
+        return p + rate * grad if ascent else p - rate * grad
+
+    def step(self, values: dict, dout=None):
+        """Staged.step in float64; dout, the file's upstream gradient, is compiled in."""
+        node_values, grad_values = self.function(*[values[n] for n in self.given])
+        values = dict(values)
+        values.update(zip(self.nodes, node_values))
+        return values, dict(zip(self.grad_names, grad_values))
+
+
+def _exp(v: float) -> float:
+    """math.exp, but inf past float64's range (a select may discard it) instead of raising."""
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def _float_heaviside(u: float, at_zero: float) -> float:
+    return 1.0 if u > 0 else 0.0 if u < 0 else float(at_zero)

@@ -51,6 +51,7 @@ def _tie_derivative(a, b, s, largest):
     da, db = _back(sp.diff(a, s)), _back(sp.diff(b, s))
     # H(u) (SymPy's open H(0) = 1/2) is the strict side; layers.py sets it to H(u, 0)
     a_wins, b_wins = (a_ - b_, b_ - a_) if largest else (b_ - a_, a_ - b_)
+    a_wins, b_wins = _accurate(a_wins), _accurate(b_wins)
     slope = sp.simplify(da - db)
     # max: the smaller slope wins the tie (it is larger just left of it); min: the larger
     a_takes_tie = slope.is_negative if largest else slope.is_positive
@@ -64,6 +65,18 @@ def _tie_derivative(a, b, s, largest):
     at_tie = sp.Min(da, db) if largest else sp.Max(da, db)
     return sp.Piecewise((da, sp.StrictGreaterThan(a_wins, 0)), (db, sp.StrictGreaterThan(b_wins, 0)),
                         (at_tie, True))
+
+
+def _accurate(difference):
+    """The difference of a tie's two sides in a form whose sign survives rounding: ELU's
+    min(0, exp(x) - 1) compares 0 with exp(x) - 1, which is 0 in float64 for |x| < 1e-16 and
+    so a false tie (the derivative came out 2); -expm1(x) keeps the sign of x. Only exp(u) - 1
+    and log(1 + u) are rewritten (as expm1 and log1p); any other difference stays as written."""
+    from sympy.codegen.rewriting import expm1_opt, log1p_opt, optimize
+
+    if not difference.has(sp.exp, sp.log):
+        return difference
+    return optimize(difference, [expm1_opt, log1p_opt])
 
 
 def _pairwise(cls, args):

@@ -22,6 +22,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
 from .errors import SympropError
+from .magnitude import TooLarge, check_bounded
 from .markup import md_text
 from .render import PlainPrinter, typeset_name
 
@@ -111,7 +112,10 @@ class Transcript:
 
     def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
-        value = unrounded = self.evaluate(formula)
+        try:
+            value = unrounded = self.evaluate(formula)
+        except TooLarge as exc:
+            raise SympropError(f"{key} = {formula} is too large to compute at the given values: {exc}") from None
         if not isinstance(value, sp.MatrixBase) and not value.is_finite:
             raise SympropError(f"{key} = {formula} is not a finite number ({value}): check the inputs")
         if any(v.is_extended_real is False for v in (value if isinstance(value, sp.MatrixBase) else [value])):
@@ -133,7 +137,7 @@ class Transcript:
         overrides them, e.g. a learner's own numbers)."""
         lookup = lambda key: values[key] if values is not None and key in values else self.quantities[key].value  # noqa: E731
         if isinstance(formula, Chain):
-            return _carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
+            return carry(sp.Add(*[sp.Mul(*[lookup(k) for k in term]) for term in formula.terms]))
         substitution = {}
         for s in formula.free_symbols | set(formula.atoms(sp.MatrixSymbol)):
             if s.name not in self.quantities:
@@ -141,8 +145,8 @@ class Transcript:
             substitution[s] = lookup(s.name)
         result = formula.xreplace(substitution)
         if isinstance(result, (sp.MatrixExpr, sp.MatrixBase)):
-            return sp.ImmutableMatrix(result.doit()).applyfunc(_carry)
-        return _carry(result.doit())
+            return sp.ImmutableMatrix(result.doit()).applyfunc(carry)
+        return carry(result.doit())
 
     def _negative_in(self, formula) -> str:
         """", because log(1 - h1) takes log of -0.3": the first log or root of a negative number."""
@@ -246,12 +250,14 @@ def round_half_up(value, decimals: int) -> sp.Rational:
     return sp.Integer(sp.floor(sp.sympify(value) * scale + sp.Rational(1, 2))) / scale
 
 
-def _carry(value):
+def carry(value):
     """Rationals stay exact; anything transcendental (sigmoid(77/200), log 2) is evaluated to
     PRECISION significant digits, so later formulas never nest ever-growing expressions."""
     value = sp.sympify(value)
     if value.is_Rational and value.p.bit_length() + value.q.bit_length() <= MAX_EXACT_BITS:
         return value
+    if not value.is_Rational:
+        check_bounded(value)  # exp(exp(exp(400))) would send mpmath after 10^173 digits
     result = value.evalf(PRECISION)
     if not result.is_number:
         raise ValueError(f"value {value} is not a number")

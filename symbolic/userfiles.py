@@ -1,14 +1,21 @@
-"""Reading the files a user names (network, claims, values, IDX, weights) without hanging.
+"""Reading and writing the files a user names without hanging or losing a file.
 
 A path can be a FIFO (reading waits for a writer forever), a device such as /dev/zero (reading
 never ends) or a huge file; each reader here takes regular files only and reads at most a
 bound, so a bad path is refused within moments with one line naming it.
+
+An output path (``--save``, ``--history``, ``--plot``, ``draw -o``, ``generate -o``) is checked
+before the work starts (``check_output``): a device or pipe, an input of the same command, or
+a file of another kind (a graph file where weights would go) is refused, not replaced; and it
+is written to a temporary file beside it and renamed (``write_atomically``), so a full disk
+leaves the old file as it was.
 """
 from __future__ import annotations
 
 import os
 import re
 import stat
+import tempfile
 from pathlib import Path
 
 from .errors import SympropError
@@ -69,6 +76,8 @@ def parse_toml(text: str, where: str) -> dict:
         raise SympropError(f"{where}: TOML syntax error: {exc}") from None
     except RecursionError:
         raise SympropError(f"{where}: TOML nested too deeply") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's conversion limit)
+        raise SympropError(f"{where}: a number in the file is too long ({exc.args[0].split(':')[0]})") from None
 
 
 def is_toml_with(path, pattern: str, what: str) -> bool:
@@ -83,3 +92,87 @@ def is_toml_with(path, pattern: str, what: str) -> bool:
     except SympropError:
         return False
     return re.search(pattern, text, re.MULTILINE) is not None
+
+
+# --- writing -------------------------------------------------------------------------------
+
+# kind of output -> (its name in messages, how a file of that kind starts): a file already at
+# an output path is replaced only when it is of the kind being written, or empty
+OUTPUT_KINDS = {
+    "weights": ("weights file (.npz)", (b"PK\x03\x04",)),
+    "history": ("history file (JSON)", (b"{",)),
+    "picture": ("picture (PNG, SVG, PDF or PostScript)", (b"\x89PNG", b"<?xml", b"<svg", b"%PDF", b"%!PS")),
+    "module": ("generated module", (b"# ",)),
+}
+SNIFF_BYTES = 1024
+
+
+def check_output(path, option: str, kind: str, inputs=(), make_folders: bool = False) -> Path:
+    """Fail before the work, not after it, when ``path`` must not be written: a folder, a
+    missing or unwritable folder, something that is not a regular file (a device such as
+    /dev/full, a pipe), one of the command's ``inputs`` (paths), or a file of another kind.
+    ``make_folders``: the writer creates a missing folder (generate -o), so do not ask for it."""
+    path = Path(path)
+    noun, signatures = OUTPUT_KINDS[kind]
+    folder = path.parent
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        status = None
+    except OSError as exc:  # a folder on the way that cannot be entered, a loop of links
+        raise SympropError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+    if status is not None and stat.S_ISDIR(status.st_mode):
+        raise SympropError(f"{option} {path} is a folder; name a file in it, e.g. {path / 'out'}")
+    if not folder.is_dir() and not make_folders:
+        raise SympropError(f"{option} {path}: folder {folder} does not exist")
+    if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        raise SympropError(f"{option} {path}: folder {folder} is not writable")
+    if status is None:
+        return path
+    if not stat.S_ISREG(status.st_mode):
+        raise SympropError(f"{option} {path} is not a regular file (a device, pipe or socket); "
+                           "name a new file or a regular one")
+    for given in inputs:
+        if given is not None and Path(given).exists() and os.path.samefile(given, path):
+            raise SympropError(f"{option} {path} is also an input of this command; writing it would "
+                               "destroy that input: name another file")
+    if status.st_size:
+        with open_regular(path, noun) as stream:
+            head = stream.read(SNIFF_BYTES)
+        if not any(head.startswith(signature) for signature in signatures) or (
+                kind == "module" and b"GENERATED FILE" not in head):
+            raise SympropError(f"{option} {path}: the file there is not a {noun}, and writing would "
+                               "replace it; remove it first or name another file")
+    return path
+
+
+def write_atomically(path, option: str, write) -> None:
+    """write(binary stream) into a temporary file in path's folder, then rename it over path
+    (with the umask's mode, not mkstemp's 0600): a failed write (a full disk) leaves an
+    existing file there as it was, and says so in one line naming the option."""
+    path = Path(path)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise SympropError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, creation_mode())
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise SympropError(f"{option} {path}: cannot write ({exc.strerror or exc}); "
+                           "an existing file there is unchanged") from None
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def creation_mode() -> int:
+    """0666 less the umask, what open() would give (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

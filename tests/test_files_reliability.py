@@ -289,9 +289,14 @@ def test_generate_output_onto_folder_binary_file_and_unwritable_place(tmp_path, 
     assert main(["generate", "--net", spec, "-o", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     binary = tmp_path / "blob.py"
-    binary.write_bytes(os.urandom(2000) + b"\xff\xfe")
-    assert main(["generate", "--net", spec, "-o", str(binary)]) == 0
-    assert "Fused kernels" in binary.read_text()
+    blob = os.urandom(2000) + b"\xff\xfe"
+    binary.write_bytes(blob)  # not a generated module: refused, not replaced
+    assert main(["generate", "--net", spec, "-o", str(binary)]) == 2
+    assert "not a generated module" in capsys.readouterr().err and binary.read_bytes() == blob
+    stale = tmp_path / "stale.py"
+    assert main(["generate", "--net", "affine(2,1) mse", "-o", str(stale)]) == 0
+    assert main(["generate", "--net", spec, "-o", str(stale)]) == 0  # an older module is replaced
+    assert "Fused kernels" in stale.read_text() and "tanh" in stale.read_text()
     assert main(["generate", "--net", spec, "-o", str(tmp_path / "no" / "such" / "x.py")]) == 0  # folders made
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -40,7 +40,7 @@ def _number(value: float):
 
 def write_history(path, record: dict) -> Path:
     """Atomically, as --save writes weights (train.write_atomically)."""
-    path = check_output_path(path, "--history")
+    path = check_output_path(path, "--history", "history")
     write_atomically(path, "--history", lambda stream: stream.write(json.dumps(record, indent=1).encode("utf-8")))
     return path
 
@@ -54,7 +54,7 @@ def read_history(path) -> dict:
         if Path(path).stat().st_size > 10_000_000:
             raise SympropError(f"{where}: larger than 10 MB; not a training history")
         record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON, a 5000-digit integer
         raise SympropError(f"{where}: not a training history ({type(exc).__name__}: {exc})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise SympropError(f"{where}: not a training history (field 'format' should be {FORMAT!r})")

@@ -12,16 +12,18 @@ from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset
-from .train import DTYPES, Config, Result, check_output_path, predict
+from .train import DTYPES, Config, Result, check_output_path, predict, write_atomically
 
 CLASS_COLOURS = ("#B22222", "#87CEFA")   # seed 001's two moons colours
 
 
-def plot_path(path: str | Path) -> Path:
+def plot_path(path: str | Path, inputs=()) -> Path:
     """Where --plot PATH writes: PATH itself, or PATH.png when PATH has no suffix (matplotlib
     adds one, so say it here and report the file actually written)."""
-    path = check_output_path(path, "--plot")
-    return path if path.suffix else path.with_name(path.name + ".png")
+    path = Path(path)
+    if not path.suffix and not path.is_dir():
+        path = path.with_name(path.name + ".png")
+    return check_output_path(path, "--plot", "picture", inputs)
 
 
 def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config,
@@ -66,10 +68,11 @@ def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Co
     for other in others:
         title += f"\ndashed: {other['label']}"
     figure.suptitle(title, fontsize=10 if others else None)
-    try:
-        figure.savefig(path, dpi=100)
-    except (OSError, ValueError) as exc:
-        raise SympropError(f"--plot {path}: cannot write ({exc})") from None
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in figure.canvas.get_supported_filetypes():
+        raise SympropError(f"--plot {path}: matplotlib cannot write .{fmt} files; end the name in .png, .svg or .pdf")
+    # into a temporary file renamed over path: a full disk leaves an older plot as it was
+    write_atomically(path, "--plot", lambda stream: figure.savefig(stream, format=fmt, dpi=100))
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import numpy as np
 from symprop.extras import need
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import rule_named
-from symprop.symbolic.userfiles import open_regular
+from symprop.symbolic.userfiles import check_output, open_regular, write_atomically
 
 from .datasets import Dataset, Scaling
 
@@ -163,6 +162,8 @@ class Config:
             raise SympropError(f"--lr must be a positive number, got {self.lr}")
         if not (self.lr_decay > 0 and math.isfinite(self.lr_decay)):
             raise SympropError(f"--lr-decay must be a positive number, got {self.lr_decay}")
+        if self.dtype in DTYPES:
+            self._check_range()
         if not 0 <= self.val_split < 1:
             raise SympropError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.blas_threads not in (None, "auto") and (not isinstance(self.blas_threads, int)
@@ -173,6 +174,22 @@ class Config:
         if self.dtype not in DTYPES:
             raise SympropError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         self.checked_hyper()
+
+    def _check_range(self):
+        """Every rate the run uses must be a number of its dtype: --lr 1e300 in float32 is inf
+        (numpy warns of the cast, then the loss is NaN) and --lr-decay 1e300 overflows by
+        epoch 3."""
+        largest = float(np.finfo(DTYPES[self.dtype]).max)
+        options = {"lr": self.lr, **{name: value for name, value in self.hyper.items()
+                                     if isinstance(value, float) and math.isfinite(value)}}
+        for name, value in options.items():
+            if abs(value) > largest:
+                raise SympropError(f"--{name.replace('_', '-')} {value:g} is beyond {self.dtype}'s range "
+                                   f"(at most {largest:.3g})")
+        last = math.log10(self.lr) + (self.epochs - 1) * math.log10(self.lr_decay)
+        if last > math.log10(largest):
+            raise SympropError(f"--lr-decay {self.lr_decay:g}: the rate of epoch {self.epochs} would be "
+                               f"about 1e{last:.0f}, beyond {self.dtype}'s range (at most {largest:.3g})")
 
     def checked_hyper(self) -> dict[str, float]:
         """The optimiser's hyper-parameters besides lr, defaults filled in; a SympropError
@@ -242,7 +259,13 @@ def validation_count(n_train: int, val_split: float) -> int:
     return n_val
 
 
-def _diverged(epoch: int, lr: float, what: str, value) -> SympropError:
+def _diverged(epoch: int, lr: float, what: str, value, config: Config) -> SympropError:
+    """Names the option at fault once: weight decay when lr x weight_decay > 1 (each step then
+    multiplies the weights by 1 - lr x weight_decay, below -1 for plain SGD), else the rate."""
+    decay = config.checked_hyper().get("weight_decay", 0.0)
+    if decay and lr * decay > 1:
+        return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with --weight-decay "
+                            f"{decay:g} (lr x weight decay = {lr * decay:.3g} > 1); try a smaller --weight-decay")
     return SympropError(f"training diverged in epoch {epoch}: {what} became {value} with learning "
                         f"rate {lr:g}; try a smaller --lr")
 
@@ -379,7 +402,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
             seconds += time.perf_counter() - start
             if not math.isfinite(loss):
                 bar.close()
-                raise _diverged(epoch, lr, f"the loss of batch {b + 1}/{n_batches}", loss)
+                raise _diverged(epoch, lr, f"the loss of batch {b + 1}/{n_batches}", loss, config)
             loss_sum += task.per_example(loss, len(rows)) * len(rows)
             bar.update(1)
             if b % 10 == 9:
@@ -389,7 +412,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
         val_loss, val_accuracy = evaluate(net, params, task, x_val, t_val, y_val, state)
         if not all(np.isfinite(p).all() for p in params):
             bar.close()
-            raise _diverged(epoch, lr, "the parameters", "inf or NaN")
+            raise _diverged(epoch, lr, "the parameters", "inf or NaN", config)
         stats = EpochStats(epoch, lr, loss_sum / n, train_accuracy, val_loss, val_accuracy, seconds)
         result.history.append(stats)
         postfix = f"loss {stats.train_loss:.4f} acc {train_accuracy:.4f}"
@@ -420,17 +443,10 @@ class SavedModel:
     state: dict[str, np.ndarray] = field(default_factory=dict)  # batch norm's running averages
 
 
-def check_output_path(path: str | Path, option: str) -> Path:
-    """Fail before training, not after it, when a --save or --plot path cannot be written:
-    its folder is missing or not writable, or the path is a folder."""
-    path = Path(path)
-    if path.is_dir():
-        raise SympropError(f"{option} {path} is a folder; name a file in it, e.g. {path / 'out'}")
-    if not path.parent.is_dir():
-        raise SympropError(f"{option} {path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise SympropError(f"{option} {path}: folder {path.parent} is not writable")
-    return path
+def check_output_path(path: str | Path, option: str, kind: str = "weights", inputs=()) -> Path:
+    """Fail before training, not after it, when a --save, --history or --plot path cannot or
+    must not be written (userfiles.check_output)."""
+    return check_output(path, option, kind, inputs)
 
 
 def save_model(path: str | Path, result: Result, dataset: Dataset, config: Config) -> None:
@@ -452,34 +468,6 @@ def save_model(path: str | Path, result: Result, dataset: Dataset, config: Confi
                  scaling_mean=result.scaling.mean, scaling_scale=result.scaling.scale,
                  **arrays)
     write_atomically(path, "--save", write)
-
-
-def write_atomically(path: Path, option: str, write) -> None:
-    """write(binary stream) into a temporary file in path's folder, then rename it over path
-    (with the umask's mode, not mkstemp's 0600): a failed write (a full disk) leaves an
-    existing file there as it was, and says so in one line naming the option."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, _creation_mode())
-        os.replace(temporary, path)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise SympropError(f"{option} {path}: cannot write ({exc.strerror or exc}); "
-                           "an existing file there is unchanged") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _creation_mode() -> int:
-    """0666 less the umask, what open() would give (mkstemp's files are 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 MAX_MEMBER_BYTES = 512 * 2**20  # one array in a weights file; 784-1024-10 float64 is 6.5 MB

@@ -160,7 +160,10 @@ class Pool(ImageOp):
     inputs: tuple[str, ...] = ("X",)
 
     def parse_args(self, inner, where):
-        return _positive_ints(inner, where, self.name, (1, 2), f"a window size[, stride], e.g. {self.name}(2)")
+        args = _positive_ints(inner, where, self.name, (1, 2), f"a window size[, stride], e.g. {self.name}(2)")
+        if len(args) > 1 and args[1] < 1:
+            raise SympropError(f"{where}: {self.name} needs a stride of at least 1")
+        return args
 
     @staticmethod
     def geometry(args):

@@ -13,6 +13,7 @@ from functools import cached_property
 import sympy as sp
 
 from .. import kinks
+from ..magnitude import check_bounded
 from .base import Op, _apply_kink_convention, real
 
 
@@ -26,8 +27,9 @@ class Expression(Op):
     name = "expression"  # the op's kind, as Op's messages name it
 
     def forward(self, values: dict) -> sp.Expr:
-        """The formula at values (name -> number or symbol) of its inputs."""
-        return self.formula.xreplace({real(name): values[name] for name in self.inputs})
+        """The formula at values (name -> number or symbol) of its inputs; magnitude.TooLarge
+        before SymPy starts on a number too large to compute."""
+        return _substitute(self.formula, {real(name): values[name] for name in self.inputs})
 
     @property
     def has_kink(self) -> bool:
@@ -36,7 +38,7 @@ class Expression(Op):
 
     def partial_at(self, name: str, values: dict) -> sp.Expr:
         """d formula / d name at values (name -> number or symbol) of the inputs."""
-        return self.partials[name].xreplace({real(n): values[n] for n in self.inputs})
+        return _substitute(self.partials[name], {real(n): values[n] for n in self.inputs})
 
     @cached_property
     def partials(self) -> dict[str, sp.Expr]:
@@ -47,3 +49,8 @@ class Expression(Op):
         """d formula / d name by SymPy, with max and min at a tie following kinks' convention
         (the derivative from the left: the losing side's Heaviside is 0 at the tie), as layers do."""
         return _apply_kink_convention(kinks.diff(self.formula, real(name)))
+
+
+def _substitute(formula: sp.Expr, values: dict) -> sp.Expr:
+    check_bounded(formula, {s: v for s, v in values.items() if getattr(v, "is_number", False)})
+    return formula.xreplace(values)

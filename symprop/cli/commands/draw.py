@@ -56,13 +56,14 @@ def run(args) -> int:
         fmt = Path(args.output).suffix.lower().lstrip(".")
         if fmt not in FORMATS:
             raise SympropError(f"-o {args.output}: the file must end in .svg or .png")
+    from symprop.symbolic.userfiles import check_output, write_atomically
+
+    if args.output is not None:
+        check_output(args.output, "-o", "picture", inputs=[args.graph])
     picture = picture_of(load(args.graph), fmt, args.digits)
     if args.output is None:
         sys.stdout.write(picture.decode("utf-8"))
         return 0
-    try:
-        Path(args.output).write_bytes(picture)
-    except OSError as exc:
-        raise SympropError(f"-o {args.output}: cannot write the picture ({exc.strerror})") from None
+    write_atomically(args.output, "-o", lambda stream: stream.write(picture))  # a full disk keeps the old one
     print(f"wrote {args.output}", file=sys.stderr)
     return 0

@@ -27,11 +27,16 @@ def run(args) -> int:
     if args.net is not None and args.graph is not None:
         raise SympropError("give --net or --graph, not both")
     if args.net is not None or args.graph is not None:
+        if args.output and not args.check:
+            from symprop.symbolic.userfiles import check_output
+            check_output(args.output, "--output", "module", inputs=[args.graph], make_folders=True)
         if args.graph is not None:
             from symprop.symbolic.userfiles import read_text
             text = graph_module_text(read_text(Path(args.graph), "graph file"), args.graph, output=args.output)
         else:
             text = network_module_text(args.net)
+        if args.check:
+            return _check_module(args, text)
         if args.output:
             changed = _write(files, Path(args.output), text)
             print(f"{'wrote' if changed else 'unchanged'} {args.output}", file=sys.stderr)
@@ -59,10 +64,28 @@ def run(args) -> int:
     return 0
 
 
+def _check_module(args, text: str) -> int:
+    """--check with --net or --graph: the module at --output regenerated and compared whole
+    (its header's hashes could have been recomputed after an edit)."""
+    import difflib
+
+    from symprop.symbolic.userfiles import read_text
+
+    if not args.output:
+        raise SympropError("--check with --net or --graph compares the module at --output: give -o FILE")
+    current = read_text(Path(args.output), "generated module")
+    if current == text:
+        print(f"{args.output} is up to date")
+        return 0
+    sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                               f"{args.output} (on disk)", f"{args.output} (generated now)"))
+    print(f"\n{args.output} differs from what the generator writes now. Fix: rerun without --check",
+          file=sys.stderr)
+    return 1
+
+
 def _write(files, path: Path, text: str) -> bool:
     """write_if_changed, with a folder, an unwritable place or a full disk as one line."""
-    if path.is_dir():
-        raise SympropError(f"--output {path} is a folder; name a file, e.g. {path / 'net.py'}")
     try:
         return files.write_if_changed(path, text)
     except OSError as exc:

@@ -105,6 +105,25 @@ def _epoch_line(stats, epochs: int) -> str:
     return line + f"  {stats.seconds:.3f} s"
 
 
+def _check_outputs(args):
+    """--save, --history and --plot: each a new path or a file of its own kind, none an input
+    (a --plot-with file) and no two the same file."""
+    from pathlib import Path
+
+    from symprop.training.plots import plot_path
+
+    outputs = []
+    for option, path, kind in (("--save", args.save, "weights"), ("--history", args.history, "history"),
+                               ("--plot", args.plot, "picture")):
+        if path is None:
+            continue
+        inputs = args.plot_with
+        path = plot_path(path, inputs) if kind == "picture" else check_output_path(path, option, kind, inputs)
+        if any(Path(path).absolute() == Path(other).absolute() for _, other in outputs):
+            raise SympropError(f"{option} {path} is also written by another option of this command; name another file")
+        outputs.append((option, path))
+
+
 def run(args) -> int:
     for module in ("sklearn", "tqdm", "threadpoolctl"):  # the train extra, before any work
         need(module, "symprop train")
@@ -124,17 +143,11 @@ def run(args) -> int:
         seed=args.seed, val_split=args.val_split, dtype=args.dtype,
         progress=False if args.no_progress else None, blas_threads=args.blas_threads)
     config.check()
-    if args.save:
-        check_output_path(args.save, "--save")  # before training, not after minutes of it
-    if args.plot:
-        from symprop.training.plots import plot_path
-        plot_path(args.plot)
+    _check_outputs(args)  # before training, not after minutes of it
     if args.plot_with and not args.plot:
         raise SympropError("--plot-with draws into the --plot figure: give --plot PNG too")
     from symprop.training.history import read_history, write_history
     others = [read_history(path) for path in args.plot_with]  # checked before training
-    if args.history:
-        check_output_path(args.history, "--history")
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
     Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
