@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 9bca5e61121f8ae8
+# Body hash: 966473505a8ba652
 
 import hashlib
 import itertools
@@ -113,6 +113,8 @@ def _arrays(function, **arrays):
             raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
         if value.dtype not in (np.float32, np.float64):
             raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if value.ndim == 0:  # numba would treat it as shape (1,) and hand back an array
+            raise ValueError(f"{function}: {name} is a 0-d array; the kernels take arrays of at least one dimension")
         if first is None:
             first = name, value.dtype
         elif value.dtype != first[1]:
@@ -1138,8 +1140,8 @@ def softmax_cross_entropy_forward(z, t, out=None):
     """
     _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
     z, t = _arrays("softmax_cross_entropy_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("softmax_cross_entropy_forward", "t", t, z.shape)
     out = _output("softmax_cross_entropy_forward", "out", out, z.shape, z.dtype)
     loss = softmax_cross_entropy_forward_kernel(z, t, out)
@@ -1159,8 +1161,8 @@ def softmax_cross_entropy_backward(y, t, dz=None):
     """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
     _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
     y, t = _arrays("softmax_cross_entropy_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row, got shape {y.shape}")
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("softmax_cross_entropy_backward", "t", t, y.shape)
     dz = _output("softmax_cross_entropy_backward", "dz", dz, y.shape, y.dtype)
     softmax_cross_entropy_backward_kernel(y, t, dz)
@@ -1319,8 +1321,8 @@ def log_softmax_nll_forward(z, t, out=None):
     """
     _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
     z, t = _arrays("log_softmax_nll_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("log_softmax_nll_forward", "t", t, z.shape)
     out = _output("log_softmax_nll_forward", "out", out, z.shape, z.dtype)
     loss = log_softmax_nll_forward_kernel(z, t, out)
@@ -1340,8 +1342,8 @@ def log_softmax_nll_backward(y, t, dz=None):
     """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
     _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
     y, t = _arrays("log_softmax_nll_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row, got shape {y.shape}")
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("log_softmax_nll_backward", "t", t, y.shape)
     dz = _output("log_softmax_nll_backward", "dz", dz, y.shape, y.dtype)
     log_softmax_nll_backward_kernel(y, t, dz)
@@ -1369,8 +1371,8 @@ def multiclass_hinge_forward_kernel(z, t):
 def multiclass_hinge_forward(z, t):
     """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
     z, t = _arrays("multiclass_hinge_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_forward", "t", t, z.shape)
     return multiclass_hinge_forward_kernel(z, t)
 
@@ -1399,8 +1401,8 @@ def multiclass_hinge_backward(z, t, dz=None):
     """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N."""
     _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
     z, t = _arrays("multiclass_hinge_backward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row, got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_backward", "t", t, z.shape)
     dz = _output("multiclass_hinge_backward", "dz", dz, z.shape, z.dtype)
     multiclass_hinge_backward_kernel(z, t, dz)

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: cd713fc1436b76b4
+# Body hash: 5628ff6e8ed287f6
 
 import hashlib
 import itertools
@@ -113,6 +113,8 @@ def _arrays(function, **arrays):
             raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
         if value.dtype not in (np.float32, np.float64):
             raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if value.ndim == 0:  # numba would treat it as shape (1,) and hand back an array
+            raise ValueError(f"{function}: {name} is a 0-d array; the kernels take arrays of at least one dimension")
         if first is None:
             first = name, value.dtype
         elif value.dtype != first[1]:
