@@ -172,9 +172,9 @@ def test_the_json_of_a_drawn_file_and_the_svg_agree_on_the_output():
 
 @pytest.mark.parametrize("name", ["sigmoid-neuron-gates", "staged-sigmoid-ratio"])
 def test_the_readme_pictures_are_what_the_command_draws(name):
-    """The README's pictures are made by `symprop draw NAME -o docs/NAME.png`; redraw them so
-    when the drawing changes."""
-    assert f"symprop draw {name} -o docs/{name}.png" in (ROOT / "README.md").read_text()
+    """The pictures of the README and the tutorial are made by `symprop draw NAME -o
+    docs/NAME.png` (the tutorial says so); redraw them so when the drawing changes."""
+    assert f"symprop draw {name} -o docs/{name}.png" in (ROOT / "docs" / "tutorial.md").read_text()
     drawn = render(load_graph(GRAPHS / f"{name}.toml"), "png")
     assert (ROOT / "docs" / f"{name}.png").read_bytes() == drawn, f"redraw: symprop draw {name} -o docs/{name}.png"
 
