@@ -40,6 +40,7 @@ from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
 from .equivalence import compare
 from .formula import parse_formula
+from .magnitude import TooLarge
 from .mistakes import mistakes
 from .numbers import exact_number
 from .markup import md_code, md_text
@@ -731,8 +732,11 @@ def learner_world(t: Transcript, claims: dict[str, Claim], boxed: set[str]) -> W
     point, box, own = {}, {}, {}
     for key, q in t.quantities.items():
         if q.formula is not None:
-            value = t.evaluate(q.formula, point)
-            interval = _interval(t, q.formula, key, point, box, value)
+            try:
+                value = t.evaluate(q.formula, point)
+                interval = _interval(t, q.formula, key, point, box, value)
+            except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
+                value, interval = sp.nan, None
             if key in claims:
                 own[key] = (value, interval)
         else:
@@ -822,7 +826,10 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
         claim = by_key[key]
         verdict = Verdict(claim, exact.value(key), right[key], key=key)
         if not right[key]:
-            context.diagnose(verdict)
+            try:
+                context.diagnose(verdict)
+            except TooLarge:  # the claims make a recomputation no number holds: the verdict stands, no cause
+                pass
             if verdict.kind != "carried" and not verdict.right and first_wrong is None:
                 first_wrong = key
         verdicts.append(verdict)
@@ -1123,7 +1130,7 @@ class _Context:
             factors += [(sp.Integer(n), "factor_n", f"{n} times the right value (a factor of N = {n})", f"是正确值的 {n} 倍"),
                         (sp.Rational(1, n), "factor_n", f"1/{n} of the right value (a factor of 1/N, N = {n})", f"是正确值的 1/{n}")]
         for x in targets:
-            if abs(x) <= claim.tolerance:
+            if not x.is_finite or abs(x) <= claim.tolerance:  # a recomputation no number holds: no slip to name
                 continue
             for factor, code, en, zh in factors:
                 if abs(claim.value - factor * x) <= claim.tolerance:
