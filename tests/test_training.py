@@ -416,3 +416,18 @@ def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
     assert auto_threads(large, 1024, cores=1, load=0.0) == 1
     net = load_net(DIGITS_NET)
     assert blas_threads_for(net, Config(blas_threads=3)) == 3 and blas_threads_for(net, Config()) == 1
+
+
+def test_a_history_label_with_dollar_signs_is_drawn_as_text(tmp_path, capsys):
+    """A history file's label is the user's text: '$\\foo$' must not reach matplotlib's mathtext
+    (it raised ParseFatalException and lost the plot)."""
+    import json
+
+    history, plot = tmp_path / "first.json", tmp_path / "both.png"
+    assert main(["train", "--data", "moons", "--epochs", "2", "--no-progress", "--history", str(history)]) == 0
+    record = json.loads(history.read_text())
+    record["label"] = r"$\foo$ and $x^{$"
+    history.write_text(json.dumps(record))
+    assert main(["train", "--data", "moons", "--epochs", "2", "--no-progress",
+                 "--plot", str(plot), "--plot-with", str(history)]) == 0
+    assert plot.read_bytes().startswith(b"\x89PNG")

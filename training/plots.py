@@ -29,7 +29,14 @@ def plot_path(path: str | Path, inputs=()) -> Path:
 def plot_training(path: str | Path, result: Result, dataset: Dataset, config: Config,
                   others: list[dict] = ()) -> Path:
     """Draw the curves into plot_path(path) and return that path. ``others``: earlier runs'
-    histories (training/history.py), drawn dashed beside this run's curves."""
+    histories (training/history.py), drawn dashed beside this run's curves. Labels come from
+    history files and specs, so no text is read as mathtext ($...$ stays text)."""
+    matplotlib = need("matplotlib", "--plot")
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _draw_training(path, result, dataset, config, others)
+
+
+def _draw_training(path, result: Result, dataset: Dataset, config: Config, others) -> Path:
     FigureCanvasAgg = need("matplotlib.backends.backend_agg", "--plot").FigureCanvasAgg
     from matplotlib.figure import Figure
 
