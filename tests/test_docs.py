@@ -68,7 +68,8 @@ def _name(page: Path) -> str:
     return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
 
 
-def _run_page(page: Path, folder: Path) -> None:
+def _run_page(page: Path, folder: Path) -> int:
+    """Run the page's blocks meant to run (sh one by one, python together); return how many ran."""
     for name, shipped in STAND_INS.items():
         shutil.copy(ROOT / shipped, folder / name)
     shutil.copytree(ROOT / "examples", folder / "examples")
@@ -77,10 +78,11 @@ def _run_page(page: Path, folder: Path) -> None:
     for block in blocks:
         if block.mark and block.mark[0] == "file":
             (folder / block.mark[1]).write_text(block.code)
-    python = []
+    python, ran = [], 0
     for block in blocks:
         if not block.runs:
             continue
+        ran += 1
         where = f"{_name(page)}, line {block.line}"
         if block.language == "python":
             python.append(f"# {where}\n{block.code}")
@@ -93,6 +95,7 @@ def _run_page(page: Path, folder: Path) -> None:
         result = subprocess.run([sys.executable, "-c", "\n".join(python)], cwd=folder, env=_environment(folder),
                                 capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
+    return ran
 
 
 # the tutorial's blocks train five networks: tests/test_docs_tutorial.py runs them, in its own
@@ -102,7 +105,7 @@ SLOW_PAGE = ROOT / "docs" / "tutorial.md"
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p != SLOW_PAGE], ids=lambda p: p.name)
 def test_every_code_block_meant_to_run_runs(page, tmp_path):
-    _run_page(page, tmp_path)
+    assert _run_page(page, tmp_path) == sum(block.runs for block in code_blocks(page))
 
 
 def test_the_block_reader_sees_marks_and_languages(tmp_path):
