@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.userfiles import check_output, write_atomically
 from symprop.training.threads import MIN_STEP_FLOP, auto_threads, usable_cores  # the cores --threads all means
 
 from . import competitors as comp
@@ -998,9 +999,20 @@ def run_compare(paths: list[str], new: dict | None = None) -> int:
     return 1 if any(c.regression for c in changes) else 0
 
 
+def _write(path: str, option: str, text: str) -> None:
+    """Through a temporary file beside it: a full disk leaves an older report as it was."""
+    write_atomically(path, option, lambda stream: stream.write(text.encode("utf-8")))
+
+
 def run(args) -> int:
     if args.compare is not None and len(args.compare) == 2:  # two saved reports: nothing to run
         return run_compare(args.compare)
+    # refused before minutes of timing: a device, a file of another kind, the report compared against
+    compared = args.compare or []
+    if args.json:
+        check_output(args.json, "--json", "report", inputs=compared)
+    if args.markdown:
+        check_output(args.markdown, "--markdown", "summary", inputs=[*compared, *([args.json] if args.json else [])])
     if args.compare is not None:
         from . import compare
 
@@ -1011,7 +1023,7 @@ def run(args) -> int:
         for r in results:
             print("  " + first_step.describe(r))
         if args.json:
-            Path(args.json).write_text(json.dumps({"first_step": results}, indent=1))
+            _write(args.json, "--json", json.dumps({"first_step": results}, indent=1))
         return 0 if all("error" not in r for r in results) else 1
     opts = argparse.Namespace(quick=args.quick, repeats=1 if args.quick else args.repeats,
                               warmup=1 if args.quick else 3,
@@ -1053,10 +1065,10 @@ def run(args) -> int:
     report["targets"] = evaluate_targets(report)
     print_report(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        _write(args.json, "--json", json.dumps(report, indent=1))
         print(f"\nraw figures written to {args.json}")
     if args.markdown:
-        Path(args.markdown).write_text(markdown_summary(report, command_line(args)))
+        _write(args.markdown, "--markdown", markdown_summary(report, command_line(args)))
         print(f"summary table written to {args.markdown}")
     if args.compare is not None:
         return run_compare(args.compare, report)

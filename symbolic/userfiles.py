@@ -103,6 +103,8 @@ OUTPUT_KINDS = {
     "history": ("history file (JSON)", (b"{",)),
     "picture": ("picture (PNG, SVG, PDF or PostScript)", (b"\x89PNG", b"<?xml", b"<svg", b"%PDF", b"%!PS")),
     "module": ("generated module", (b"# ",)),
+    "report": ("benchmark report (JSON)", (b"{",)),
+    "summary": ("benchmark summary (Markdown)", (b"`",)),
 }
 SNIFF_BYTES = 1024
 

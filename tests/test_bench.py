@@ -350,3 +350,22 @@ def test_compare_keeps_a_long_case_name_apart_from_its_ratio():
     rows = [line for line in text.splitlines() if "/ symprop" in line or "fraction" in line]
     assert f"{case}  JAX" in rows[0]
     assert rows[0].index("JAX") == rows[1].index("symprop fraction")  # one column for the ratios
+
+
+def test_report_paths_are_refused_before_the_timing(tmp_path, capsys):
+    """--json and --markdown are checked first, as every other output path: a device, a file
+    of another kind, or the report being compared against is refused in one line, exit 2,
+    before minutes of timing; the file already there is left as it was."""
+    from symprop.cli import main
+
+    picture = tmp_path / "plot.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n")
+    old = tmp_path / "old.json"
+    old.write_text('{"rows": []}')
+    for argv, message in [(["--json", "/dev/null"], "--json /dev/null"),
+                          (["--markdown", str(picture)], "--markdown"),
+                          (["--json", str(old), "--compare", str(old)], "--json")]:
+        assert main(["bench", "--quick", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert picture.read_bytes() == b"\x89PNG\r\n\x1a\n" and old.read_text() == '{"rows": []}'
