@@ -6,7 +6,6 @@ can copy one into another project.
 from __future__ import annotations
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graph import fresh_name  # noqa: F401 (value names are the graph model's)
 
 from .files import JIT_FLAGS
 from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS

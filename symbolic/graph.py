@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from .errors import SympropError
 from .layers import REGISTRY, formula_layer
-from .ops.base import fresh_name  # noqa: F401 (the graph model's naming rule; codegen imports it here)
+from .ops.base import fresh_name
 
 EXAMPLE_SPEC = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
