@@ -471,6 +471,9 @@ def _check_values(graph: GraphFile):
             except ValueError:  # max/min of two sides SymPy cannot tell apart: exp(1e-300) - 1 and 0
                 _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
                            "cannot be computed exactly: a max or min in it compares two sides too close to tell apart")
+            except ZeroDivisionError:  # mpmath dividing by an underflowed zero: softplus(-745)^(-745)
+                _fail_node(graph, node.name, f"{node.op.text!r} is a division by zero at the given values"
+                           + _sample_text(graph, sample))
             except (OutOfTime, RecursionError, MemoryError):
                 _fail_node(graph, node.name, f"{node.op.text!r} at the given values{_sample_text(graph, sample)} "
                            f"takes more than {MAX_CHECK_SECONDS} s to compute exactly (the limit)")

@@ -443,3 +443,12 @@ def test_hostile_values_files_explain_or_refuse_quickly(tmp_path, values):
         values_transcript(parse_net("affine(2,2) sigmoid affine(2,2) squared-error"), path).render("json", 6, "en")
     except SympropError as exc:
         assert "values.toml" in str(exc) and "\n" not in str(exc)
+
+
+def test_an_underflowed_power_is_refused_as_a_division_by_zero(tmp_path):
+    """softplus(-745) underflows to an mpmath zero and ^(-745) divides by it: one line naming
+    the node (was ZeroDivisionError from mpmath; found by the fuzz test)."""
+    path = tmp_path / "under.toml"
+    path.write_text('[inputs]\nx = -745\n[nodes]\nn0 = "softplus(x)^x"\n')
+    with pytest.raises(SympropError, match=r"field 'nodes.n0': 'softplus\(x\)\^x' is a division by zero"):
+        parse_graph(path.read_text(), str(path))
