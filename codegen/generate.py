@@ -1,15 +1,15 @@
 """What ``symprop generate`` writes: the per-layer module and the built-in networks (and, with
-``--graph FILE``, a graph file's module, ``graph_kernels.graph_module_text``; imported here so
-its sources are hashed generator inputs like every other printer's)."""
+``--graph FILE``, a graph file's module, ``graph_kernels.graph_module_text``)."""
 from __future__ import annotations
 
 from pathlib import Path
+
+from symprop.symbolic.layers import REGISTRY
 
 from . import files
 from .graph_kernels import graph_module_text  # noqa: F401 (symprop generate --graph)
 from .layer_kernels import layers_module_body
 from .network import BUILTIN_NETWORKS, network_module_text
-from symprop.symbolic.layers import REGISTRY
 
 
 def layers_module_text() -> str:

@@ -40,8 +40,8 @@ from .common import indent, lowering
 from .layer_kernels import (hinge_row_statements, normalisation_backward, normalisation_forward, per_feature_statements, row_max,
                             row_reduction, _row_index)
 from .printer import KernelPrinter
-from .statements import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written, difference,
-                         element as at, index, local, ratio)
+from .statements import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, array, arrays, as_written,
+                         difference, element as at, index, local, ratio)
 from .scalar_step import scalar_step
 from .optimizer_steps import optimizers_text
 
@@ -55,15 +55,6 @@ BUILTIN_NETWORKS = {
 
 n, i, j, k = (index(name) for name in "nijk")  # the loop indices
 LOSS, ROW_LOSS = local("loss"), local("row_loss")  # the step's loss, summed over the rows
-
-
-def array(name: str) -> sp.Symbol:
-    """An array of the kernel, as statements name it (z1, dW1)."""
-    return sp.Symbol(name)
-
-
-def arrays(*names: str) -> tuple:
-    return tuple(map(array, names))
 
 
 # Weight matrices with at most this many entries are multiplied with loops, not BLAS:

@@ -36,6 +36,16 @@ def local(name: str) -> sp.Symbol:
     return sp.Symbol(name)
 
 
+def array(name: str) -> sp.Symbol:
+    """A whole array of the kernel, where a statement names it (a helper's argument, a matrix
+    product's output: z1, dW1); its elements are ``element``s."""
+    return sp.Symbol(name)
+
+
+def arrays(*names: str) -> tuple:
+    return tuple(map(array, names))
+
+
 @functools.lru_cache(maxsize=4096)
 def element(array: str, *indices) -> sp.Indexed:
     """array[indices]: each index a loop index's name or a whole number (z1[n, 0]). Cached: a
