@@ -134,12 +134,12 @@ print(time.process_time() - start, net.SCALAR_STEP)
 def compare_forms(spec: str, runs: int = 3) -> dict:
     """CPU seconds to compile the first sgd_step with the scalar and with the matrix step."""
     import symprop.codegen.scalar_step as scalar_module
-    from symprop.codegen.network import _NetworkPrinter
+    from symprop.symbolic.lower import Lowering
     from symprop.symbolic.graph import parse_net
 
     limit, scalar_module.SCALAR_MAX_LINES = scalar_module.SCALAR_MAX_LINES, 10**9
     try:
-        step = scalar_module.scalar_step(_NetworkPrinter(parse_net(spec)))
+        step = scalar_module.scalar_step(Lowering(parse_net(spec)))
     finally:
         scalar_module.SCALAR_MAX_LINES = limit
     result = {"spec": spec, "scalar_lines": step and step.size, "limit": limit}

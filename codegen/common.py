@@ -5,7 +5,6 @@ can copy one into another project.
 """
 from __future__ import annotations
 
-from symprop.symbolic.errors import SympropError
 
 from .files import JIT_FLAGS
 from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
@@ -269,12 +268,3 @@ def helper_source(names) -> str:
 
 def indent(lines, depth: int) -> list[str]:
     return [("    " * depth + line) if line else "" for line in lines]
-
-
-def lowering(table: dict, op, where: str):
-    """The entry of ``table`` (op class -> how to lower it) for an op: codegen dispatches on the
-    op's type, through its base classes, never on a name."""
-    for cls in type(op).__mro__:
-        if cls in table:
-            return table[cls]
-    raise SympropError(f"{where}: the code generator has no lowering for {type(op).__name__} ops")

@@ -36,7 +36,7 @@ from symprop.symbolic.userfiles import read_text
 from . import files
 from .backend import NUMBA, Backend
 from .common import indent
-from .statements import Assignments, Comment, Let
+from symprop.symbolic.ir import Assignments, Comment, Let
 
 GENERATOR = "codegen/graph_kernels.py"
 

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
+from symprop.symbolic.ir import Assignments, element as at, local
+from symprop.symbolic.layers import (REGISTRY, K, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
                                      ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
+from symprop.symbolic.lower import (FEATURES, hinge_row_statements, index, lowering, normalisation_backward,
+                                    normalisation_forward, per_feature_statements, row_max, row_reduction, _row_index)
 
 from .backend import NUMBA
-from .common import indent, lowering
+from .common import indent
 from .printer import KernelPrinter, print_statements
-from .statements import (Accumulate, Assignments, Comment, Let, Loop, as_written, difference, element as at, index,
-                         local, print_lines, ratio)
-
-FEATURES = sp.Symbol("F", integer=True, positive=True)  # a layer's width where the kernel reads it from x
-ROW = index("n")  # the row index that row kernels put before every indexed value
+from .statements import print_lines
 
 
 def python_name(layer_name: str) -> str:
@@ -123,24 +122,6 @@ def {base}_forward_backward({args}, dout):
     {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
     return out, {returns}
 ''', used)
-
-
-def per_feature_statements(op, d: Derivation, a: dict, width) -> tuple[list, list]:
-    """(forward, backward) statements of y[n, j] = f(x[n, j], g[j]): one loop for the values;
-    on the way back one loop that writes dx and adds each row's share to the parameters'
-    gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
-    The network lowering and the per-layer kernels both print these statements."""
-    each = lambda *body: Loop(index("n"), N, (Loop(index("j"), width, body),))  # noqa: E731
-    names = {"x": at(a["x"], "n", "j"), **{p: at(a[p], "j") for p in op.params}}
-    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names))]
-    dx, grads = at(a["dx"], "n", "j"), {p: at(a["d" + p], "j") for p in op.params}
-    rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
-    comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
-                **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
-                   for p in op.params}}
-    backward = [Loop(index("j"), width, tuple(Let(grads[p], sp.Integer(0)) for p in op.params)),
-                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values())))]
-    return forward, backward
 
 
 def _per_feature(layer, d: Derivation, module: ModuleText):
@@ -292,49 +273,9 @@ def {base}_backward(dY, X, W):
 ''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
 
 
-def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None) -> list:
-    """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
-
-    ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
-    then scalar targets, then one loop over the row for targets that depend on the index.
-    ``comment_for(target)`` gives the comment printed after a target's statement.
-    """
-    k = index
-    names = names or {}
-    sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
-    named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
-    statements = []
-    for total, symbol in named.items():
-        (m, _, _), = total.limits
-        statements += [Let(symbol, sp.Integer(0)),
-                       Loop(index, size, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
-    comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
-    scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
-    per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
-    if scalar:
-        statements.append(Assignments(tuple(scalar), names, comments, row=ROW))
-    if per_element:
-        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW),)))
-    return statements
-
-
 def row_reduction_lines(assignments, names=None, index=index("k"), size=K, comment_for=None):
     """row_reduction's statements as printed lines, and the helpers they use."""
     return print_lines(row_reduction(assignments, names, index, size, comment_for))
-
-
-def _row_index(expr, index="k"):
-    """Rename the free row index of a softmax rule (j or k) to the loop variable."""
-    k = sp.Symbol(index, integer=True)
-    frees = [s for s in expr.free_symbols if s.is_integer and s.name in ("j", "k")]
-    return expr.subs({s: k for s in frees})
-
-
-def row_max(source: str = "z") -> list:
-    """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
-    zmax = local("zmax")
-    return [Let(zmax, at(source, "n", 0)),
-            Loop(index("k"), K, (Let(zmax, as_written(sp.Max, zmax, at(source, "n", "k"))),), start=1)]
 
 
 def _softmax(layer, d: Derivation, module: ModuleText):
@@ -444,16 +385,6 @@ def {base}_backward({x}, t, dz=None):
 '''
 
 
-def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
-    """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
-    (given dz, the gradient's array) the derived rule for dz[n, k]."""
-    correct = row_reduction([(local("zy"), _row_index(d.forward["zy"]))], names)
-    if dz is None:
-        return correct + row_reduction([(local("row_loss"), d.forward["L_n"])], names)
-    return correct + row_reduction([(at(dz, "n", "k"), _row_index(d.backward["dz[j]"]))], names,
-                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
-
-
 def _hinge(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     forward, used = print_lines(hinge_row_statements(d, {}))
@@ -479,59 +410,6 @@ def {base}_forward(z, t):
     return {base}_forward_kernel(z, t)
 
 ''' + _row_loss_backward_text(base, "z", f'dz = {sp.sstr(d.backward["dz[j]"])}.', backward), used | bused)
-
-
-def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:
-    """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
-    mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
-    (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
-    row n over the ``width`` features. xhat and y are the derivation's forward formulas."""
-    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
-    mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
-        at(running[0], outer), at(running[1], outer))
-    x = at(a["x"], "n", "j")
-    names = {"x": x, "mu": mean, "sigma2": var, "s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"),
-             "g": at(a["g"], "j"), "b": at(a["b"], "j")}
-    epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
-    s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
-    centred = local("centred")
-    statistics = [] if running is not None else [
-        Let(mean, sp.Integer(0)), Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
-        Let(var, sp.Integer(0)), Loop(index(inner), size, (Let(centred, difference(x, mean)),
-                                                           Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
-        Let(var, ratio(var, size))]
-    normalise = [Assignments(((names["s"], s_rule),), names),
-                 Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
-                                                        (at(a["y"], "n", "j"), d.forward["y"])), names),))]
-    return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
-
-
-def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
-    """Statements of a normalisation's backward pass: the two sums of the derived rule over the
-    normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
-    sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
-    arrays as normalisation_forward's, plus dy, dx, dg, db."""
-    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
-    names = {"s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"), "g": at(a["g"], "j"), "dy": at(a["dy"], "n", "j")}
-    dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
-    upstream = dy if batch else g * dy  # dL/dxhat
-    sum_a, sum_c = map(local, ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat"))
-    rule = d.backward["dx"]
-    if not batch and isinstance(width, int):
-        rule = rule.xreplace({FEATURES: sp.Integer(width)})
-    dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
-    n, j = index("n"), index("j")
-    sums = [Let(sum_a, sp.Integer(0)), Let(sum_c, sp.Integer(0)),
-            Loop(index(inner), size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
-    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"})
-    if batch:
-        return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
-                Loop(j, width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop(n, N, (dx,))))]
-    shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
-                         {dg_at: "dg: each row's dy * xhat, summed over the batch",
-                          db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
-    return [Loop(j, width, (Let(dg_at, sp.Integer(0)), Let(db_at, sp.Integer(0)))),
-            Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]
 
 
 def _normalisation(layer, d: Derivation, module: ModuleText):

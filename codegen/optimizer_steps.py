@@ -27,7 +27,7 @@ import sympy as sp
 from symprop.symbolic.steps import RULES, STEP_COUNT_LINE, UpdateRule
 
 from .backend import Backend
-from .statements import Assignments, Let, Loop, Size, element, index, local
+from symprop.symbolic.ir import Assignments, Let, Loop, Size, element, index, local
 
 
 def _number(value: float) -> str:

@@ -17,7 +17,7 @@ written out unit by unit instead:
   parameter arrays.
 
 No workspace, only a few arrays of a layer's width. This step is not lowered a second time:
-``scalarize`` is a pass over the statements ``network._NetworkPrinter`` already built for the
+``scalarize`` is a pass over the statements ``symbolic.lower.Lowering`` already built for the
 matrix step (forward, loss, backward), which rewrites them for one batch row at concrete sizes:
 
 - a loop over a feature index (``for j in range(2)``, ``for k in range(K)``) is unrolled, and
@@ -35,7 +35,7 @@ matrix step (forward, loss, backward), which rewrites them for one batch row at 
   after its rows (the loss's 1/N) it does after that loop.
 
 The result is statements again, printed by the same backend printer as the matrix step, so an
-op type needs one lowering (``network._NetworkPrinter.LOWERINGS``) for both steps. Nothing here
+op type needs one lowering (``symbolic.lower.Lowering.LOWERINGS``) for both steps. Nothing here
 is a formula typed by hand: the expressions are the layers' own derivations, as lowered.
 
 ``scalar_step`` returns None for a network it has no scalar form for: a layer wider than
@@ -55,8 +55,8 @@ from symprop.symbolic.layers import N
 from .backend import NUMBA, Backend
 from .common import indent
 from .printer import element_text
-from .statements import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written, difference,
-                         element, index, local, parts)
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written,
+                                 difference, element, index, local, parts)
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
 # step. Measured (sigmoid + softmax-cross-entropy, per step in sgd_steps, matrix -> scalar):
@@ -504,7 +504,7 @@ def scalarize(statements, shapes: dict, params: list[str]) -> _RowPass:
 
 
 def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
-    """The scalar step of a lowered network (``network._NetworkPrinter``: its parameters,
+    """The scalar step of a lowered network (``symbolic.lower.Lowering``: its parameters,
     workspace buffers and forward, loss and backward statements), or None when it is not tiny,
     has a statement without a scalar form, or would take longer to compile than the matrix step
     (SCALAR_MAX_LINES)."""

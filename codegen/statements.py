@@ -1,194 +1,21 @@
-"""Kernel bodies as statement nodes, and the printer that turns them into lines.
+"""The statement printer: typed statements (``symbolic/ir.py``) as lines of numba Python.
 
-Lowering (``codegen/network.py``, ``codegen/layer_kernels.py``) says *what* a kernel body
-does: loops, assignments of SymPy expressions, matrix products into preallocated arrays,
-comments. Statements hold SymPy objects, never source text: targets are symbols (loss) or
-indexed elements (z1[n, j]), values are expressions, shapes are tuples of sizes, loop indices
-are integer symbols. So a pass (the scalar step) or an interpreter reads them as values, and
-nothing ever parses printed code back. ``StatementPrinter`` says *how* that reads in the target
-language, one ``_print_<Node>`` method per node type, as SymPy's own printers do for
-expressions; it leaves every expression to the ``KernelPrinter`` (``print_statements``). A
-second backend would print the same statements with a printer of its own. Passes rewrite
-statements into statements: ``codegen/scalar_step.py`` turns a tiny network's step into one
-batch row of scalars.
+Lowering (``symbolic/lower.py``) says *what* a kernel body does, as statements that hold SymPy
+objects, never source text. ``StatementPrinter`` says *how* that reads in the target language,
+one ``_print_<Node>`` method per node type, as SymPy's own printers do for expressions; it
+leaves every expression to the ``KernelPrinter`` (``print_statements``). A second backend would
+print the same statements with a printer of its own. Passes rewrite statements into
+statements: ``codegen/scalar_step.py`` turns a tiny network's step into one batch row of
+scalars.
 """
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
-
 import sympy as sp
 
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto,
+                                 Size)
+
 from .printer import KernelPrinter, element_text, print_statements
-
-
-# ---- the values statements name ---------------------------------------------------------
-Element = sp.Symbol | sp.Indexed  # a scalar local (loss, zmax) or one element of an array (z1[n, j])
-
-
-def index(name: str) -> sp.Symbol:
-    """A loop index (n, i, j, k): an integer symbol."""
-    return sp.Symbol(name, integer=True)
-
-
-def local(name: str) -> sp.Symbol:
-    """A scalar the kernel keeps in a local variable (loss, zmax, centred)."""
-    return sp.Symbol(name)
-
-
-def array(name: str) -> sp.Symbol:
-    """A whole array of the kernel, where a statement names it (a helper's argument, a matrix
-    product's output: z1, dW1); its elements are ``element``s."""
-    return sp.Symbol(name)
-
-
-def arrays(*names: str) -> tuple:
-    return tuple(map(array, names))
-
-
-@functools.lru_cache(maxsize=4096)
-def element(array: str, *indices) -> sp.Indexed:
-    """array[indices]: each index a loop index's name or a whole number (z1[n, 0]). Cached: a
-    tiny network's scalar step names each weight several times, and SymPy builds them slowly."""
-    return sp.IndexedBase(array)[tuple(index(i) if isinstance(i, str) else sp.Integer(i) for i in indices)]
-
-
-class Size(sp.Function):
-    """The number of elements of an array (its .size), where a loop runs over a flat array."""
-
-    nargs = 1
-
-
-def _typed(node, **values):
-    """Statements carry SymPy objects, never source text: a string here is a lowering bug."""
-    for field_name, value in values.items():
-        if isinstance(value, str):
-            raise TypeError(f"{type(node).__name__}.{field_name} is the text {value!r}; "
-                            "statements hold SymPy objects (statements.element, local, index)")
-
-
-def parts(target: Element) -> tuple[str, tuple | None]:
-    """(array name, indices) of an element; (name, None) of a scalar local."""
-    if isinstance(target, sp.Indexed):
-        return target.base.label.name, target.indices
-    return target.name, None
-
-
-def as_written(function, *args):
-    """An expression kept in the order it is written, for the kernel's bookkeeping
-    (loss / N, (1 - m) r + m mean): printed operand by operand, so the kernel computes exactly
-    this, not SymPy's rearrangement of it."""
-    return function(*args, evaluate=False)
-
-
-def ratio(numerator, denominator):
-    """numerator / denominator, as written."""
-    return as_written(sp.Mul, numerator, as_written(sp.Pow, denominator, -1))
-
-
-def difference(a, b):
-    """a - b, as written."""
-    return as_written(sp.Add, a, as_written(sp.Mul, -1, b))
-
-
-# ---- statements -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Comment:
-    """# text"""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Let:
-    """target = value, the kernel's own bookkeeping (K = 4, loss = 0, loss = loss / N, zmax =
-    max(zmax, z[n, k])); ``augmented``: target += value. value is a SymPy expression (built
-    ``as_written`` where the order of operations matters) or a whole number (a size, K = 4)."""
-
-    target: Element
-    value: sp.Basic | int
-    augmented: bool = False
-    comment: str = ""
-
-    def __post_init__(self):
-        _typed(self, target=self.target, value=self.value)
-
-
-@dataclass(frozen=True)
-class Allocate:
-    """target = a new array of the given shape in X's dtype (zeros, or left uninitialised)."""
-
-    target: sp.Symbol
-    shape: tuple
-    zeros: bool = False
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class Assignments:
-    """target = expression for several targets at once, so they share subexpressions (CSE).
-
-    ``names`` renames the expressions' symbols to the values the kernel reads (x -> z1[n, j],
-    by the symbol's name); ``comments`` gives a comment per target; targets in ``accumulate``
-    are added to (+=); ``row`` prefixes indexed values with a row index (y[k] -> y[n, k]);
-    ``scalar`` prints the straight-line variants of the helpers (see printer.SCALAR_VARIANTS)."""
-
-    pairs: tuple[tuple[Element, sp.Basic], ...]
-    names: dict = field(default_factory=dict, hash=False, compare=False)
-    comments: dict = field(default_factory=dict, hash=False, compare=False)
-    accumulate: frozenset = frozenset()
-    row: sp.Symbol | None = None
-    scalar: bool = False
-
-    def __post_init__(self):
-        _typed(self, **{f"target {i}": t for i, (t, _) in enumerate(self.pairs)},
-               **{f"names[{k!r}]": v for k, v in self.names.items()})
-
-
-@dataclass(frozen=True)
-class Accumulate:
-    """target += expression, printed as it is (no shared subexpressions to find): the body of
-    a reduction loop."""
-
-    target: Element
-    expr: sp.Basic
-    names: dict = field(default_factory=dict, hash=False, compare=False)
-    row: sp.Symbol | None = None
-
-
-@dataclass(frozen=True)
-class Call:
-    """function(args) for a helper that works in place (_add_bias(z1, b1)): args are arrays
-    (symbols) and whole numbers."""
-
-    function: str
-    args: tuple
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class MatrixInto:
-    """out = a matrix rule (X^T dY, 1^T dY, ...), written into the preallocated array out;
-    ``names`` maps the rule's matrix symbols to the arrays (symbols) they are."""
-
-    rule: sp.Basic
-    out: sp.Symbol
-    names: dict = field(default_factory=dict, hash=False, compare=False)
-    small_matrices: bool = False  # tiny matrices: plain loops instead of a BLAS call
-    comment: str = ""
-
-
-@dataclass(frozen=True)
-class Loop:
-    """for index in range(start, stop): body"""
-
-    index: sp.Symbol
-    stop: sp.Basic | int
-    body: tuple
-    start: int = 0
-
-    def __post_init__(self):
-        _typed(self, index=self.index, stop=self.stop)
 
 
 class StatementPrinter:

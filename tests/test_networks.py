@@ -11,7 +11,8 @@ import pytest
 
 from symprop.codegen import files
 from symprop.codegen.generate import check, generate
-from symprop.codegen.network import BUILTIN_NETWORKS, _NetworkPrinter, load_network
+from symprop.codegen.network import BUILTIN_NETWORKS, load_network
+from symprop.symbolic.lower import Lowering
 from symprop.symbolic.graph import parse_net
 from symprop.codegen.scalar_step import SCALAR_MAX_LINES, TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
@@ -158,7 +159,7 @@ LONG_TINY_NETWORK = " ".join([f"affine({TINY_WIDTH},{TINY_WIDTH}) tanh"] * 9) + 
 
 def scalar_step_of(spec):
     """The scalar step the pass derives from a spec's lowered statements (None: matrix step)."""
-    return scalar_step(_NetworkPrinter(parse_net(spec)))
+    return scalar_step(Lowering(parse_net(spec)))
 
 
 @pytest.mark.parametrize("spec, tiny", [

@@ -9,8 +9,8 @@ import sympy as sp
 
 import symprop.codegen.scalar_step as scalar_step_module
 from symprop.codegen.scalar_step import scalar_step
-from symprop.codegen.statements import (Assignments, Call, Comment, Let, Loop, MatrixInto, element as at, index,
-                                        local, ratio)
+from symprop.symbolic.ir import (Assignments, Call, Comment, Let, Loop, MatrixInto, element as at, index, local,
+                                 ratio)
 from symprop.symbolic.layers import I, N, real
 
 x, g, y, t, dout = map(real, ("x", "g", "y", "t", "dout"))
@@ -25,7 +25,7 @@ def each_element(*body):
 
 def scaled_network(forward=None, backward=None):
     """The statements of y = g * x (g one learnable scale per feature) with the squared error
-    0.5 (y - t)^2 averaged over the batch, lowered as network._NetworkPrinter lowers them."""
+    0.5 (y - t)^2 averaged over the batch, lowered as symbolic.lower.Lowering lowers them."""
     forward = forward or [Comment("layer 1: scale"),
                           each_element(Assignments(((at("h1", "n", "j"), g * x),),
                                                    {"x": at("X", "n", "j"), "g": at("g1", "j")}))]

@@ -2,8 +2,9 @@
 objects (symbols, indexed elements, expressions), never source text."""
 import sympy as sp
 
-from symprop.codegen.statements import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto,
-                                        as_written, difference, element as at, index, local, print_lines, ratio)
+from symprop.codegen.statements import print_lines
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written,
+                                 difference, element as at, index, local, ratio)
 from symprop.symbolic.layers import K, N
 
 x, y, dout = (sp.Symbol(n, real=True) for n in ("x", "y", "dout"))

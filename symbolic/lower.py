@@ -1,0 +1,490 @@
+"""Lowering: a graph to typed statements (``symbolic/ir.py``), one lowering per op family.
+
+``Lowering(graph)`` walks the nodes in order and asks each op's family (looked up by type in
+``LOWERINGS``, through base classes, never by name) for its statements: forward statements
+appended, backward statements prepended (the chain rule runs from the loss back). Every
+formula comes from the op's derivation. The code generator prints these statements as a
+network module (``codegen/network.py``) and the per-layer kernels print the same statement
+builders (``per_feature_statements``, ``normalisation_forward`` ...); nothing here is text.
+
+Every intermediate array is a named buffer of the workspace (``buffers``), so a training step
+writes into memory allocated once, never inside the loop.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .errors import SympropError
+from .graph import chain_names, features
+from .ir import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, array, arrays, as_written, difference,
+                 element as at, index, local, ratio)
+from .layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, ElementwiseLoss,
+                     Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
+from .ops.affine import l2_penalty_derivation
+
+FEATURES = sp.Symbol("F", integer=True, positive=True)  # a layer's width where a kernel reads it from x
+ROW = index("n")  # the row index that row kernels put before every indexed value
+n, i, j, k = (index(name) for name in "nijk")  # the loop indices
+LOSS, ROW_LOSS = local("loss"), local("row_loss")  # the step's loss, summed over the rows
+
+
+def lowering(table: dict, op, where: str):
+    """The entry of ``table`` (op class -> how to lower it) for an op: lowering dispatches on
+    the op's type, through its base classes, never on a name."""
+    for cls in type(op).__mro__:
+        if cls in table:
+            return table[cls]
+    raise SympropError(f"{where}: the code generator has no lowering for {type(op).__name__} ops")
+
+
+# Weight matrices with at most this many entries are multiplied with loops, not BLAS:
+# a BLAS call costs a fixed ~0.3 us, more than the whole 2-2-2 step (benchmarks/ measures it).
+SMALL_MATRIX = 64
+
+
+class Lowering:
+    """One network's graph lowered to statements, node by node: forward statements in order,
+    backward statements prepended (the chain rule runs from the loss back).
+
+    Every intermediate array is a named buffer of the workspace (``self.buffers``), so a
+    training step writes into memory allocated once, never inside the loop.
+    """
+
+    def __init__(self, graph):
+        uses, shapes = graph.nodes, graph.shapes
+        self.params: list[tuple[str, tuple]] = []
+        self.buffers: list[tuple[str, tuple]] = []  # (name, shape: ints and the batch size N)
+        self.values = ["X"]  # forward values, in order
+        self.scratch: list[str] = []  # buffers forward_kernel needs besides the values (im2col columns, xhat ...)
+        # the shape entering each node (graph.shapes); images flow as (N, C*H*W) arrays, NCHW order
+        self.shapes = shapes
+        self.widths: list[int] = [features(shapes[0])] if shapes and shapes[0] is not None else []
+        self.forward: list = []
+        self.backward: list = []
+        self.loss: list = []
+        # ops with a training and an inference mode (batch norm, dropout): arrays kept between
+        # steps (running averages), masks passed in, scratch arrays the forward pass needs,
+        # the inference-mode forward statements, what a step does after the update
+        self.state: list[tuple[str, tuple]] = []
+        self.masks: list[tuple[str, int, float]] = []  # (name, width, drop probability)
+        self.scales: list[str] = []  # parameters that start at one (a normalisation's g)
+        self.inference: list = []
+        self.after_update: list = []
+        self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
+        self.penalty_backward: list = []
+        for use, names in zip(uses, chain_names(graph)):
+            self.names = names  # the value and parameters this node gives, as graph.chain_names named them
+            before, self._inference_statements = len(self.forward), None
+            lowering(self.LOWERINGS, use.op, use.where)(self, use)
+            added = self.forward[before:]
+            self.inference += added if self._inference_statements is None else self._inference_statements
+
+    @property
+    def has_modes(self) -> bool:
+        """True when training and inference differ (state or masks): the module's API grows."""
+        return bool(self.state or self.masks)
+
+    @property
+    def width(self):
+        return self.widths[-1]
+
+    def buffer(self, name, shape):
+        self.buffers.append((name, shape))
+        return name
+
+    def prepend_backward(self, statements):
+        self.backward = statements + self.backward
+
+    def each_element(self, *body, width=None):
+        """for n in range(N): for j in range(width): body"""
+        return Loop(n, N, (Loop(j, self.width if width is None else width, body),))
+
+    # ---- per op type: forward statements now, backward statements prepended (reverse order) ----
+    def _affine(self, use):
+        inputs, outputs = use.args[:2]
+        if not self.widths:
+            self.widths = [inputs]
+        W, b, shared = self.names.params["W"], self.names.params["b"], use.op.shared_bias
+        self.params += [(W, (inputs, outputs)), (b, (1,) if shared else (outputs,))]
+        source = self.values[-1]
+        out = self.buffer(self.names.value, (N, outputs))
+        d = REGISTRY.derive(use.op.name)
+        names = {"X": array(source), "W": array(W), "dY": array("d" + out), "b": array(b)}
+        small = inputs * outputs <= SMALL_MATRIX
+        product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
+        self.forward += [Comment(f"layer {use.position}: {use.text}"),
+                         MatrixInto(product, array(out), names, small, f"{out} = {source} {W}"),
+                         Call("_add_bias", (array(out), array(b)), f"{out} += 1 {b}")]
+        dW, db = self.buffer(f"d{W}", (inputs, outputs)), self.buffer(f"d{b}", (1,) if shared else (outputs,))
+        backward = [Comment(f"layer {use.position}: {use.text}"),
+                    MatrixInto(d.backward["dW"], array(dW), names, small, f"dL/d{W} = {source}^T dL/d{out}"),
+                    MatrixInto(d.backward["db"], array(db), names, small, f"dL/d{b} = 1^T dL/d{out}"
+                               + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
+        if self.names.layer > 1:  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", (N, inputs))
+            backward.append(MatrixInto(d.backward["dX"], array(dsource), names, small, f"dL/d{source} = dL/d{out} {W}^T"))
+        self.prepend_backward(backward)
+        self.values.append(out)
+        self.widths.append(outputs)
+        if len(use.args) > 2:
+            self._l2_penalty(W, inputs, outputs, use.args[2])
+
+    def _l2_penalty(self, W, inputs, outputs, strength):
+        """(lambda/2) ||W||^2 added to the loss after the data loss, lambda W to dW after the
+        backward pass (ops/affine.l2_penalty_derivation)."""
+        d = l2_penalty_derivation()
+        names = {"w": at(W, "i", "j"), "lambda": sp.Float(strength)}
+        each = lambda *body: Loop(i, inputs, (Loop(j, outputs, body),))  # noqa: E731
+        self.penalty += [Comment(f"L2 penalty on {W}: {sp.sstr(d.steps[0].rhs)}, lambda = {strength!r}"),
+                         each(Accumulate(LOSS, d.forward["P"], names))]
+        dW = at(f"d{W}", "i", "j")
+        self.penalty_backward += [Comment(f"L2 penalty on {W}"), each(Assignments(
+            ((dW, d.backward["dW"]),), names, {dW: f"dL/d{W} += {sp.sstr(d.backward['dW'])}"}, frozenset({dW})))]
+
+    def _elementwise(self, use):
+        d = use.op.derive()
+        source = self.values[-1]
+        out = self.buffer(self.names.value, (N, self.width))
+        names = {"x": at(source, "n", "j"), use.op.output: at(out, "n", "j")}
+        self.forward += [Comment(f"layer {use.position}: {use.text}"),
+                         self.each_element(Assignments(((at(out, "n", "j"), d.forward[use.op.output]),), names))]
+        rule = d.backward["dx"]
+        local = (rule / sp.Symbol("dout", real=True)).subs(
+            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dout": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): comment}))])
+        self.values.append(out)
+
+    def _softmax(self, use):
+        d = REGISTRY.derive("softmax")
+        source = self.values[-1]
+        out = self.buffer(self.names.value, (N, self.width))
+        forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)})
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+                                 {"y": array(out), "dy": array(f"d{out}")})
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
+                         Loop(n, N, (*row_max(source), *forward))]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
+                               Loop(n, N, tuple(backward))])
+        self.values.append(out)
+
+    def _softmax_cross_entropy(self, use):
+        d = REGISTRY.derive(use.op.name)
+        source = self.values[-1]
+        probabilities = self.buffer("P", (N, self.width))
+        forward = row_reduction(
+            [(at(probabilities, "n", "k"), _row_index(d.forward["y[k]"])), (ROW_LOSS, d.forward["L_n"])],
+            {"z": array(source), "t": array("T")})
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+                                 {"y": array("P"), "t": array("T")},
+                                 comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
+        self.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
+                             " P = softmax, saved for backward)"),
+                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Loop(n, N, (*row_max(source), *forward, Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        self.prepend_backward([Loop(n, N, tuple(backward))])
+
+    def _hinge(self, use):
+        """The multiclass SVM loss, row by row: the correct class's score, then the derived rules."""
+        d = REGISTRY.derive(use.op.name)
+        source = self.values[-1]
+        names = {"z": array(source), "t": array("T")}
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        self.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
+                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Loop(n, N, (*hinge_row_statements(d, names), Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        self.prepend_backward([Loop(n, N, tuple(hinge_row_statements(d, names, dsource)))])
+
+    def _loss(self, use):
+        d = use.op.derive()
+        source = self.values[-1]
+        p = use.op.prediction
+        scale = use.op.loss_scale
+        names = {p: at(source, "n", "j"), "t": at("T", "n", "j")}
+        grad = "d" + p
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        term = local("loss_term")
+        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     self.each_element(Assignments(((term, d.forward["l"]),), names),
+                                       Let(LOSS, term, augmented=True), width=K)]
+        if scale != 1:
+            self.loss.append(Let(LOSS, as_written(sp.Mul, LOSS, scale)))
+        self.prepend_backward([Let(K, self.width), self.each_element(
+            Assignments(((at(dsource, "n", "j"), d.backward[grad]),), names,
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width=K)])
+
+    def _per_feature(self, use):
+        """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
+        d = use.op.derive()
+        source = self.values[-1]
+        params = [self.names.params[p] for p in use.op.params]
+        self.params += [(name, (self.width,)) for name in params]
+        out = self.buffer(self.names.value, (N, self.width))
+        grads = [self.buffer(f"d{name}", (self.width,)) for name in params]
+        dsource = self.buffer(f"d{source}", (N, self.width))
+        arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(use.op.params, params)),
+                      **{f"d{p}": g for p, g in zip(use.op.params, grads)})
+        forward, backward = per_feature_statements(use.op, d, arrays, self.width)
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), *forward]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), *backward])
+        self.values.append(out)
+
+    def _normalisation(self, use):
+        """Batch norm (each feature over the batch) or layer norm (each row over its features),
+        from layer_kernels' statements: mean and biased variance by reductions, xhat and y from
+        the derived forward; on the way back the two sums of the derived three-term rule."""
+        d = REGISTRY.derive(use.op.name)
+        batch = use.op.kind == "batch"
+        eps, *momentum = use.op.settings(use.args)
+        source, width, k = self.values[-1], self.width, use.position
+        g, b = self.names.params["g"], self.names.params["b"]
+        self.params += [(g, (width,)), (b, (width,))]
+        self.scales.append(g)
+        out = self.buffer(self.names.value, (N, width))
+        xhat = self.buffer(f"xhat{k}", (N, width))
+        stat_shape = (width,) if batch else (N,)  # per feature (batch norm) or per row
+        s, mean, var = (self.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
+        self.scratch += [xhat, s, mean, var]
+        arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
+        head = f"layer {use.position}: {use.text}"
+        self.forward += [Comment(f"{head} (mean and biased variance over "
+                                 + ("the batch, per feature)" if batch else "each row's features)")),
+                         *normalisation_forward(d, batch, width, eps, arrays)]
+        if batch:
+            running_mean, running_var = (f"running_mean{k}", f"running_var{k}")
+            self.state += [(running_mean, (width,)), (running_var, (width,))]
+            self._inference_statements = [
+                Comment(f"{head} (inference: the running averages)"),
+                *normalisation_forward(d, batch, width, eps, arrays, (running_mean, running_var))]
+            m = sp.Float(momentum[0])
+            keep = difference(sp.Integer(1), m)  # (1 - m), as written
+            rm, rv = at(running_mean, "j"), at(running_var, "j")
+            self.after_update += [
+                Comment(f"{head}: running averages (momentum {momentum[0]}, the running variance "
+                        "unbiased, as torch)"),
+                Loop(j, width, (
+                    Let(rm, as_written(sp.Add, as_written(sp.Mul, keep, rm), as_written(sp.Mul, m, at(mean, "j")))),
+                    Let(rv, as_written(sp.Add, as_written(sp.Mul, keep, rv), ratio(
+                        as_written(sp.Mul, m, at(var, "j"), N), as_written(sp.Add, N, -1))))))]
+        dg, db = self.buffer(f"d{g}", (width,)), self.buffer(f"d{b}", (width,))
+        dsource = self.buffer(f"d{source}", (N, width))
+        grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
+        self.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads)])
+        self.values.append(out)
+
+    def _dropout(self, use):
+        """Inverted dropout: y = x m / (1 - p) with the 0/1 mask m an input of the step (so a
+        gradient check can hold it fixed); identity at inference."""
+        d = REGISTRY.derive(use.op.name)
+        (rate,) = use.args
+        source, width = self.values[-1], self.width
+        mask = f"mask{use.position}"
+        self.masks.append((mask, width, rate))
+        out = self.buffer(self.names.value, (N, width))
+        p = sp.Symbol("p", positive=True)
+        names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
+        self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
+            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
+        self._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
+                                      self.each_element(Let(at(out, "n", "j"), at(source, "n", "j")))]
+        dsource = self.buffer(f"d{source}", (N, width))
+        rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dy": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
+        self.values.append(out)
+    def _conv2d(self, use):
+        """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
+        measured it against direct loops); the rules are conv2d's derived index forms."""
+        k = self.names.layer  # the layer's scratch arrays are cols1, dcols1 beside W1
+        C, H, W = self.shapes[use.position - 1]
+        cin, cout, size, stride, pad = use.op.geometry(use.args)
+        out_shape = use.op.output_width(use.args, (C, H, W))
+        pixels = out_shape[1] * out_shape[2]
+        Wt, b = self.names.params["W"], self.names.params["b"]
+        self.params += [(Wt, (cout, cin, size, size)), (b, (cout,))]
+        source = self.values[-1]
+        out = self.buffer(self.names.value, (N, features(out_shape)))
+        cols = self.buffer(f"cols{k}", (N, cin * size * size, pixels))
+        self.scratch.append(cols)
+        geometry = (C, H, W, stride, pad)
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call("_conv2d_forward", (*arrays(source, Wt, b), *geometry, *arrays(cols, out)),
+                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]")]
+        dW, db = self.buffer(f"d{Wt}", (cout, cin, size, size)), self.buffer(f"d{b}", (cout,))
+        product = self.buffer(f"d{Wt}_n", (cout, cin * size * size))
+        backward = [Comment(f"layer {use.position}: {use.text}"),
+                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
+                         f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
+                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]")]
+        if source != "X":  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", (N, C * H * W))
+            dcols = self.buffer(f"dcols{k}", (cin * size * size, pixels))
+            backward.append(Call("_conv2d_input_grad", (*arrays(f"d{out}", Wt), *geometry, *arrays(dcols, dsource)),
+                                 f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
+                                 "(full convolution with the flipped kernel)"))
+        self.prepend_backward(backward)
+        self.values.append(out)
+        self.widths.append(features(out_shape))
+
+    def _pool(self, use):
+        C, H, W = self.shapes[use.position - 1]
+        size, stride = use.op.geometry(use.args)
+        out_shape = use.op.output_width(use.args, (C, H, W))
+        source = self.values[-1]
+        out = self.buffer(self.names.value, (N, features(out_shape)))
+        geometry = (C, H, W, size, stride)
+        mode = use.op.mode
+        what = "max" if mode == "max" else "mean"
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
+                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
+        if source != "X":  # the gradient with respect to the input data X is never needed
+            dsource = self.buffer(f"d{source}", (N, C * H * W))
+            reads = arrays(f"d{out}", source) if mode == "max" else arrays(f"d{out}")
+            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
+                    else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
+                                   Call(f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}")])
+        self.values.append(out)
+        self.widths.append(features(out_shape))
+
+    def _flatten(self, use):
+        """Images already travel as (N, C*H*W) arrays in NCHW order: nothing to compute."""
+        self.forward.append(Comment(f"layer {use.position}: {use.text} ({self.values[-1]} read as features)"))
+
+    # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
+    LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
+                 SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss,
+                 BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout,
+                 MulticlassHinge: _hinge, Conv2d: _conv2d, Pool: _pool, Flatten: _flatten}
+
+
+# ---- statement builders the per-layer kernels print too ----
+
+def per_feature_statements(op, d: Derivation, a: dict, width) -> tuple[list, list]:
+    """(forward, backward) statements of y[n, j] = f(x[n, j], g[j]): one loop for the values;
+    on the way back one loop that writes dx and adds each row's share to the parameters'
+    gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
+    The network lowering and the per-layer kernels both print these statements."""
+    each = lambda *body: Loop(index("n"), N, (Loop(index("j"), width, body),))  # noqa: E731
+    names = {"x": at(a["x"], "n", "j"), **{p: at(a[p], "j") for p in op.params}}
+    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names))]
+    dx, grads = at(a["dx"], "n", "j"), {p: at(a["d" + p], "j") for p in op.params}
+    rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
+    comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
+                **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
+                   for p in op.params}}
+    backward = [Loop(index("j"), width, tuple(Let(grads[p], sp.Integer(0)) for p in op.params)),
+                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values())))]
+    return forward, backward
+
+
+def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None) -> list:
+    """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
+
+    ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
+    then scalar targets, then one loop over the row for targets that depend on the index.
+    ``comment_for(target)`` gives the comment printed after a target's statement.
+    """
+    k = index
+    names = names or {}
+    sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
+    named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
+    statements = []
+    for total, symbol in named.items():
+        (m, _, _), = total.limits
+        statements += [Let(symbol, sp.Integer(0)),
+                       Loop(index, size, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
+    comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
+    scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
+    per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
+    if scalar:
+        statements.append(Assignments(tuple(scalar), names, comments, row=ROW))
+    if per_element:
+        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW),)))
+    return statements
+
+
+def _row_index(expr, index="k"):
+    """Rename the free row index of a softmax rule (j or k) to the loop variable."""
+    k = sp.Symbol(index, integer=True)
+    frees = [s for s in expr.free_symbols if s.is_integer and s.name in ("j", "k")]
+    return expr.subs({s: k for s in frees})
+
+
+def row_max(source: str = "z") -> list:
+    """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
+    zmax = local("zmax")
+    return [Let(zmax, at(source, "n", 0)),
+            Loop(index("k"), K, (Let(zmax, as_written(sp.Max, zmax, at(source, "n", "k"))),), start=1)]
+
+
+def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
+    """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
+    (given dz, the gradient's array) the derived rule for dz[n, k]."""
+    correct = row_reduction([(local("zy"), _row_index(d.forward["zy"]))], names)
+    if dz is None:
+        return correct + row_reduction([(local("row_loss"), d.forward["L_n"])], names)
+    return correct + row_reduction([(at(dz, "n", "k"), _row_index(d.backward["dz[j]"]))], names,
+                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
+
+
+def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:
+    """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
+    mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
+    (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
+    row n over the ``width`` features. xhat and y are the derivation's forward formulas."""
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
+        at(running[0], outer), at(running[1], outer))
+    x = at(a["x"], "n", "j")
+    names = {"x": x, "mu": mean, "sigma2": var, "s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"),
+             "g": at(a["g"], "j"), "b": at(a["b"], "j")}
+    epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
+    s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
+    centred = local("centred")
+    statistics = [] if running is not None else [
+        Let(mean, sp.Integer(0)), Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
+        Let(var, sp.Integer(0)), Loop(index(inner), size, (Let(centred, difference(x, mean)),
+                                                           Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
+        Let(var, ratio(var, size))]
+    normalise = [Assignments(((names["s"], s_rule),), names),
+                 Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
+                                                        (at(a["y"], "n", "j"), d.forward["y"])), names),))]
+    return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
+
+
+def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
+    """Statements of a normalisation's backward pass: the two sums of the derived rule over the
+    normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
+    sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
+    arrays as normalisation_forward's, plus dy, dx, dg, db."""
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    names = {"s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"), "g": at(a["g"], "j"), "dy": at(a["dy"], "n", "j")}
+    dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
+    upstream = dy if batch else g * dy  # dL/dxhat
+    sum_a, sum_c = map(local, ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat"))
+    rule = d.backward["dx"]
+    if not batch and isinstance(width, int):
+        rule = rule.xreplace({FEATURES: sp.Integer(width)})
+    dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
+    n, j = index("n"), index("j")
+    sums = [Let(sum_a, sp.Integer(0)), Let(sum_c, sp.Integer(0)),
+            Loop(index(inner), size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
+    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"})
+    if batch:
+        return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
+                Loop(j, width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop(n, N, (dx,))))]
+    shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
+                         {dg_at: "dg: each row's dy * xhat, summed over the batch",
+                          db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
+    return [Loop(j, width, (Let(dg_at, sp.Integer(0)), Let(db_at, sp.Integer(0)))),
+            Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]
