@@ -31,8 +31,10 @@ import sympy as sp
 from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
-from .layers import (I, J, K, N, REDUCTIONS, Affine, BatchNorm, Conv2d, Dropout, Elementwise, ElementwiseLoss,
-                     Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy, real)
+from .interpret import Interpreter
+from .lower import LOSS, Lowering
+from .layers import (I, J, K, N, Affine, BatchNorm, Conv2d, Flatten, MulticlassHinge, Pool, Softmax,
+                     SoftmaxCrossEntropy, real)
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number, _Where
@@ -198,93 +200,6 @@ def _penalty_gradient(b, layer):
         local = _by_name(d.backward["dW"], {"w": sp.Symbol(key), "lambda": lam})
         b.define(_grad(key), sp.Add(sp.Symbol(_data_grad(key)), local, evaluate=False), note)
         note = None
-
-
-class _ElementwiseSteps(_Steps):
-    """y = f(x) per element: forward from the derived formula, backward as upstream gradient
-    times the derived local derivative."""
-
-    def _names(self, b, layer, *index):
-        op = layer.node.op
-        return {real("x"): sp.Symbol(_element(layer.source, index)),
-                real(op.output): sp.Symbol(_element(layer.out, index)),
-                **{real(role): sp.Symbol(_element(name, index[-1:])) for role, name in layer.params.items()}}
-
-    def forward(self, b, layer):
-        op, d = layer.node.op, b.derivation(layer)
-        note = tr(f"{layer.node.text}, from its derivation", f"{layer.node.text}（由其推导得到）")
-        for index in layer.elements(b.rows):
-            key = _element(layer.out, index)
-            b.define(key, d.forward[op.output].xreplace(self._names(b, layer, *index)), note)
-            note = None
-
-    def _local(self, b, layer, wrt: str, gradient: str, *index):
-        """Define d<out>[n,j]/d<wrt> from the op's backward rule with the upstream gradient set to 1."""
-        rule = b.derivation(layer).backward[gradient].xreplace({DOUT: sp.S.One})
-        key = f"d{_element(layer.out, index)}/d{wrt}"
-        b.define(key, rule.xreplace(self._names(b, layer, *index)),
-                 b.once(tr(f"local derivative of {layer.node.text}, from its derived rule",
-                           f"{layer.node.text} 的局部导数（由其推导得到）")))
-        return key
-
-    def backward(self, b, layer):
-        for index in layer.elements(b.rows):
-            source = _element(layer.source, index)
-            local = self._local(b, layer, source, "dx", *index)
-            b.define(_grad(source), Chain(((_grad(_element(layer.out, index)), local),)),
-                     b.once(tr("chain rule: upstream gradient times local derivative",
-                               "链式法则：上游梯度乘以局部导数")))
-
-
-class _PerFeatureSteps(_ElementwiseSteps):
-    """y[n, j] = f(x[n, j], g[j]): as elementwise, plus each parameter's gradient, summed over
-    the batch rows where the derivation says so (``batch_sums``)."""
-
-    def backward(self, b, layer):
-        super().backward(b, layer)
-        d = b.derivation(layer)
-        for role, name in layer.params.items():
-            gradient = "d" + role
-            if gradient not in d.batch_sums:
-                raise SympropError(f"{layer.node.where}: the derivation of {layer.node.op.name} does not say how "
-                                   f"{gradient} is reduced over the batch (batch_sums)")
-            for j in range(layer.width_out):
-                param = _element(name, (j,))
-                terms = tuple((_grad(_element(layer.out, (n, j))), self._local(b, layer, param, gradient, n, j))
-                              for n in range(b.rows))
-                b.define(_grad(param), Chain(terms),
-                         b.once(tr(f"{name}[j] is shared by every row: the sum over the batch",
-                                   f"{name}[j] 由每一行共用：对批量求和")))
-
-
-class _LossSteps(_Steps):
-    """L = scale * sum over n, j of l(prediction[n, j], T[n, j]); its gradient is the derived
-    rule (scale included), the end of the graph, so its upstream gradient is 1."""
-
-    def _names(self, b, layer, n, j):
-        return {real(layer.node.op.prediction): sp.Symbol(_element(layer.source, (n, j))),
-                real("t"): sp.Symbol(_element("T", (n, j)))}
-
-    def _sizes(self, b, layer):
-        return {N: b.loss_rows, K: layer.width_in}
-
-    def forward(self, b, layer):
-        op, d = layer.node.op, b.derivation(layer)
-        scale, said = op.loss_scale, REDUCTIONS[op.reduction][1]
-        terms = [d.forward["l"].xreplace(self._names(b, layer, n, j))
-                 for n, j in b.indices((b.rows, layer.width_in))]
-        b.t.heading(tr("Loss", "误差"))
-        scale, total = scale.subs(self._sizes(b, layer)), sp.Add(*terms, evaluate=False)
-        b.t.define(b.loss_key, total if scale == 1 else sp.Mul(scale, total, evaluate=False),
-                   note=tr(f"{op.name}: {said}", f"{op.name}：{said}"))
-
-    def backward(self, b, layer):
-        op, d = layer.node.op, b.derivation(layer)
-        rule = d.backward["d" + op.prediction].subs(self._sizes(b, layer))
-        for n, j in b.indices((b.rows, layer.width_in)):
-            b.define(_grad(_element(layer.source, (n, j))), rule.xreplace(self._names(b, layer, n, j)),
-                     b.once(tr(f"the derived rule of {op.name} (the loss's upstream gradient is 1)",
-                               f"{op.name} 推导出的规则（误差的上游梯度为 1）")))
 
 
 def _concrete(rule, sizes, at, arrays):
@@ -535,36 +450,6 @@ class _NormSteps(_Steps):
                                    f"{name}[j] 由每一行共用：推导出的规则对批量求和")))
 
 
-class _DropoutSteps(_ElementwiseSteps):
-    """Inverted dropout with the mask given: y = x m / (1 - p), backward upstream times the
-    derived local derivative m / (1 - p). The mask is named as the generated module names it:
-    mask3 for a dropout at layer position 3."""
-
-    def name(self, node, layer):
-        layer.masks["m"] = f"mask{node.position}"
-
-    def _names(self, b, layer, *index):
-        return {real("x"): sp.Symbol(_element(layer.source, index)),
-                real("m"): sp.Symbol(_element(layer.masks["m"], index)),
-                sp.Symbol("p", positive=True): _exact(repr(layer.node.args[0]), _failing(layer.node.where, "p"))}
-
-    def forward(self, b, layer):
-        d = b.derivation(layer)
-        note = tr(f"{layer.node.text}: the input times its mask, divided by 1 - p",
-                  f"{layer.node.text}：输入乘以掩码，再除以 1 - p")
-        for index in layer.elements(b.rows):
-            b.define(_element(layer.out, index), d.forward["y"].xreplace(self._names(b, layer, *index)), note)
-            note = None
-
-    def _local(self, b, layer, wrt, gradient, *index):
-        rule = b.derivation(layer).backward[gradient].xreplace({real("dy"): sp.S.One})
-        key = f"d{_element(layer.out, index)}/d{wrt}"
-        b.define(key, rule.xreplace(self._names(b, layer, *index)),
-                 b.once(tr(f"local derivative of {layer.node.text}, from its derived rule: a dropped unit passes none",
-                           f"{layer.node.text} 的局部导数（由其推导得到）：被丢弃的单元不传梯度")))
-        return key
-
-
 def _row_max(b, layer, n):
     """zmax of row n, which the stable forward subtracts before exp."""
     key = f"{layer.source}max[{n}]"
@@ -693,22 +578,38 @@ class _HingeSteps(_Steps):
                     "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")))
 
 
-class _Unsupported(_Steps):
-    def name(self, node, layer):
-        raise SympropError(f"{node.where}: the graph transcript does not support {type(node.op).__name__} ops yet "
-                           f"(it writes out {', '.join(cls.__name__ for cls in STEPS)} ops and their subclasses)")
+class _Interpreted(_Steps):
+    """Any family whose lowering the interpreter can run: the transcript's lines are the
+    lowered statements' assignments (``symbolic/interpret.py``), with the notes the lowering
+    gives them. A loss's statements come under the heading "Loss"."""
+
+    def _run(self, b, statements):
+        if statements:
+            run = b.interpreter()
+            run.run(statements)
+            run.finish()
+
+    def forward(self, b, layer):
+        statements = b.lowered(layer)
+        self._run(b, statements.forward)
+        if layer.node.op.is_loss:
+            b.t.heading(tr("Loss", "误差"))
+            self._run(b, statements.loss)
+
+    def backward(self, b, layer):
+        self._run(b, b.lowered(layer).backward)
 
 
-# op type -> how it is written out (an op class not listed uses its nearest listed base class:
-# LayerNorm is a BatchNorm, LogSoftmaxNLL a SoftmaxCrossEntropy, Huber an ElementwiseLoss)
-STEPS = {Affine: _AffineSteps(), Elementwise: _ElementwiseSteps(), PerFeature: _PerFeatureSteps(),
-         ElementwiseLoss: _LossSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
-         BatchNorm: _NormSteps(), Dropout: _DropoutSteps(), Softmax: _SoftmaxSteps(),
-         SoftmaxCrossEntropy: _SoftmaxLossSteps(), MulticlassHinge: _HingeSteps()}
+# op type -> how it is written out where the interpreter cannot run its lowering yet (an op
+# class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
+# SoftmaxCrossEntropy); every other family is written from its lowered statements
+STEPS = {Affine: _AffineSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
+         BatchNorm: _NormSteps(), Softmax: _SoftmaxSteps(), SoftmaxCrossEntropy: _SoftmaxLossSteps(),
+         MulticlassHinge: _HingeSteps()}
 
 
 def _steps(op) -> _Steps:
-    return next((STEPS[cls] for cls in type(op).__mro__ if cls in STEPS), _Unsupported())
+    return next((STEPS[cls] for cls in type(op).__mro__ if cls in STEPS), _Interpreted())
 
 
 # --- planning: names and shapes of everything the user gives -------------------------------
@@ -721,8 +622,8 @@ def plan_layers(graph: Graph) -> list[Layer]:
     for node, names, width_in, width_out, shape_in, shape_out in zip(
             graph.nodes, chain_names(graph), widths, widths[1:], shapes, shapes[1:]):
         layer = Layer(node, source, names.value or "L", width_in, width_out, params=dict(names.params),
-                      shapes=dict(node.op.param_shapes(node.args, shape_in)), shape_in=shape_in, shape_out=shape_out)
-        _steps(node.op).name(node, layer)
+                      shapes=dict(node.op.param_shapes(node.args, shape_in)), shape_in=shape_in, shape_out=shape_out,
+                      masks=node.op.input_arrays(node.position))
         source = layer.out
         layers.append(layer)
     return layers
@@ -852,8 +753,11 @@ class _Builder:
     """The transcript under construction and the batch size; helpers the op kinds share."""
 
     def __init__(self, t: Transcript, rows: int, where: str = "values", loss_key: str = "L",
-                 loss_rows: int | None = None, input_gradient: bool = False):
+                 loss_rows: int | None = None, input_gradient: bool = False, graph: Graph | None = None,
+                 layers: list | None = None):
         self.t, self.rows, self.where = t, rows, where
+        self.graph, self.layers = graph, layers or []
+        self._lowering = None
         self.loss_key = loss_key  # "L_data" where an L2 penalty is added to make L
         self.loss_rows = rows if loss_rows is None else loss_rows  # the N a batch-mean loss divides by
         self.input_gradient = input_gradient  # dL/dX too (a layer alone, its upstream gradient given)
@@ -865,6 +769,28 @@ class _Builder:
         if id(op) not in self._derivations:
             self._derivations[id(op)] = op.derive()
         return self._derivations[id(op)]
+
+    def lowered(self, layer):
+        """The statements the lowering gave this layer's node (the graph lowered once)."""
+        if self._lowering is None:
+            self._lowering = Lowering(self.graph)
+        return self._lowering.by_node[self.graph.nodes.index(layer.node)]
+
+    def interpreter(self) -> Interpreter:
+        """An interpreter writing into this transcript, with its names: an array's elements are
+        the transcript's, d<value> its gradient, the kernel's loss the loss."""
+        values = {"X", "T"} | {name for layer in self.layers
+                               for name in (layer.source, layer.out, *layer.params.values(), *layer.masks.values())}
+
+        def key_of(array, index):
+            if array in values:
+                return _element(array, index)
+            if array.startswith("d") and array[1:] in values:
+                return _grad(_element(array[1:], index))
+            return None
+
+        return Interpreter(key_of, self.define, self.once, {N: self.rows}, {N: self.loss_rows},
+                           shown={LOSS: (self.loss_key, ())})
 
     def once(self, note):
         """A note the first time it is given (in this transcript), then None."""
@@ -919,7 +845,7 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     has_loss = ends_with_loss(graph)
     if penalised and not has_loss:
         raise SympropError(f"net spec {graph.spec!r}: an l2= penalty is added to a loss; this spec ends without one")
-    b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else rows, not has_loss)
+    b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else rows, not has_loss, graph, layers)
     masks = set(_mask_names(graph))
     last = layers[-1].out
     t.heading(tr("Given", "已知"))
@@ -1002,7 +928,7 @@ def _forward_after_step(b: _Builder, layers, given: set, penalised: bool):
         base = key.partition("[")[0]
         if quantity.formula is None and base in given:
             scratch.given(key, main.value(_renamed(key)) if base in params else quantity.value)
-    sb = _Builder(scratch, b.rows, b.where, b.loss_key, b.loss_rows, b.input_gradient)
+    sb = _Builder(scratch, b.rows, b.where, b.loss_key, b.loss_rows, b.input_gradient, b.graph, b.layers)
     for layer in layers:
         _steps(layer.node.op).forward(sb, layer)
     if penalised:

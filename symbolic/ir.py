@@ -104,6 +104,7 @@ class Let:
     value: sp.Basic | int
     augmented: bool = False
     comment: str = ""
+    note: object = field(default=None, hash=False, compare=False)  # the transcript's note (a Text), not printed
 
     def __post_init__(self):
         _typed(self, target=self.target, value=self.value)
@@ -126,7 +127,8 @@ class Assignments:
     ``names`` renames the expressions' symbols to the values the kernel reads (x -> z1[n, j],
     by the symbol's name); ``comments`` gives a comment per target; targets in ``accumulate``
     are added to (+=); ``row`` prefixes indexed values with a row index (y[k] -> y[n, k]);
-    ``scalar`` prints the straight-line variants of the helpers (see printer.SCALAR_VARIANTS)."""
+    ``scalar`` prints the straight-line variants of the helpers (see printer.SCALAR_VARIANTS);
+    ``notes`` and ``upstream`` are read by the interpreter, not printed."""
 
     pairs: tuple[tuple[Element, sp.Basic], ...]
     names: dict = field(default_factory=dict, hash=False, compare=False)
@@ -134,6 +136,12 @@ class Assignments:
     accumulate: frozenset = frozenset()
     row: sp.Symbol | None = None
     scalar: bool = False
+    # for readers other than the printer (symbolic/interpret.py): the note a transcript gives
+    # each target's first line (a bilingual Text), and the name (in ``names``) of the upstream
+    # gradient whose rules here are upstream times a local derivative, so a transcript can
+    # write the local derivative and the chain-rule product as lines of their own
+    notes: dict = field(default_factory=dict, hash=False, compare=False)
+    upstream: str | None = None
 
     def __post_init__(self):
         _typed(self, **{f"target {i}": t for i, (t, _) in enumerate(self.pairs)},

@@ -12,20 +12,39 @@ writes into memory allocated once, never inside the loop.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from .errors import SympropError
 from .graph import chain_names, features
 from .ir import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, array, arrays, as_written, difference,
                  element as at, index, local, ratio)
-from .layers import (REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, ElementwiseLoss,
+from .layers import (REDUCTIONS, REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, ElementwiseLoss,
                      Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
 from .ops.affine import l2_penalty_derivation
+from .transcript import tr
+
+CHAIN_NOTE = tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数")
+
+
+def _local_note(text: str, more: tuple[str, str] = ("", "")):
+    return tr(f"local derivative of {text}, from its derived rule{more[0]}", f"{text} 的局部导数（由其推导得到）{more[1]}")
 
 FEATURES = sp.Symbol("F", integer=True, positive=True)  # a layer's width where a kernel reads it from x
 ROW = index("n")  # the row index that row kernels put before every indexed value
 n, i, j, k = (index(name) for name in "nijk")  # the loop indices
 LOSS, ROW_LOSS = local("loss"), local("row_loss")  # the step's loss, summed over the rows
+
+
+@dataclass
+class NodeStatements:
+    """The statements one node added: its forward pass, its backward pass and (a loss) the
+    statements that compute the loss."""
+
+    forward: list
+    backward: list
+    loss: list
 
 
 def lowering(table: dict, op, where: str):
@@ -34,7 +53,8 @@ def lowering(table: dict, op, where: str):
     for cls in type(op).__mro__:
         if cls in table:
             return table[cls]
-    raise SympropError(f"{where}: the code generator has no lowering for {type(op).__name__} ops")
+    raise SympropError(f"{where}: symprop has no lowering for {type(op).__name__} ops, so it can neither explain nor "
+                       "compile them (an op family is its op class and its lowering)")
 
 
 # Weight matrices with at most this many entries are multiplied with loops, not BLAS:
@@ -72,12 +92,16 @@ class Lowering:
         self.after_update: list = []
         self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
         self.penalty_backward: list = []
+        self.by_node: list[NodeStatements] = []  # what each node added, for readers that walk node by node
         for use, names in zip(uses, chain_names(graph)):
             self.names = names  # the value and parameters this node gives, as graph.chain_names named them
             before, self._inference_statements = len(self.forward), None
+            backward_before, loss_before = len(self.backward), self.loss
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
             added = self.forward[before:]
             self.inference += added if self._inference_statements is None else self._inference_statements
+            self.by_node.append(NodeStatements(added, self.backward[:len(self.backward) - backward_before],
+                                               self.loss if self.loss is not loss_before else []))
 
     @property
     def has_modes(self) -> bool:
@@ -146,8 +170,9 @@ class Lowering:
         source = self.values[-1]
         out = self.buffer(self.names.value, (N, self.width))
         names = {"x": at(source, "n", "j"), use.op.output: at(out, "n", "j")}
-        self.forward += [Comment(f"layer {use.position}: {use.text}"),
-                         self.each_element(Assignments(((at(out, "n", "j"), d.forward[use.op.output]),), names))]
+        note = tr(f"{use.text}, from its derivation", f"{use.text}（由其推导得到）")
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), self.each_element(Assignments(
+            ((at(out, "n", "j"), d.forward[use.op.output]),), names, notes={at(out, "n", "j"): note}))]
         rule = d.backward["dx"]
         local = (rule / sp.Symbol("dout", real=True)).subs(
             {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(use.op.output, real=True): sp.Symbol(out)})
@@ -155,7 +180,8 @@ class Lowering:
         comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
             Assignments(((at(dsource, "n", "j"), rule),), {**names, "dout": at(f"d{out}", "n", "j")},
-                        {at(dsource, "n", "j"): comment}))])
+                        {at(dsource, "n", "j"): comment}, upstream="dout",
+                        notes={at(dsource, "n", "j"): (_local_note(use.text), CHAIN_NOTE)}))])
         self.values.append(out)
 
     def _softmax(self, use):
@@ -211,14 +237,19 @@ class Lowering:
         grad = "d" + p
         dsource = self.buffer(f"d{source}", (N, self.width))
         term = local("loss_term")
-        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width), Let(LOSS, sp.Integer(0)),
+        said = REDUCTIONS[use.op.reduction][1]
+        self.loss = [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
+                     Let(LOSS, sp.Integer(0), note=tr(f"{use.op.name}: {said}", f"{use.op.name}：{said}")),
                      self.each_element(Assignments(((term, d.forward["l"]),), names),
                                        Let(LOSS, term, augmented=True), width=K)]
         if scale != 1:
-            self.loss.append(Let(LOSS, as_written(sp.Mul, LOSS, scale)))
+            self.loss.append(Let(LOSS, as_written(sp.Mul, scale, LOSS)))
+        note = tr(f"the derived rule of {use.op.name} (the loss's upstream gradient is 1)",
+                  f"{use.op.name} 推导出的规则（误差的上游梯度为 1）")
         self.prepend_backward([Let(K, self.width), self.each_element(
             Assignments(((at(dsource, "n", "j"), d.backward[grad]),), names,
-                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward[grad])}"}), width=K)])
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward[grad])}"},
+                        notes={at(dsource, "n", "j"): note}), width=K)])
 
     def _per_feature(self, use):
         """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
@@ -231,7 +262,7 @@ class Lowering:
         dsource = self.buffer(f"d{source}", (N, self.width))
         arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(use.op.params, params)),
                       **{f"d{p}": g for p, g in zip(use.op.params, grads)})
-        forward, backward = per_feature_statements(use.op, d, arrays, self.width)
+        forward, backward = per_feature_statements(use.op, d, arrays, self.width, use.text)
         self.forward += [Comment(f"layer {use.position}: {use.text}"), *forward]
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), *backward])
         self.values.append(out)
@@ -285,20 +316,24 @@ class Lowering:
         d = REGISTRY.derive(use.op.name)
         (rate,) = use.args
         source, width = self.values[-1], self.width
-        mask = f"mask{use.position}"
+        mask = use.op.input_arrays(use.position)["m"]
         self.masks.append((mask, width, rate))
         out = self.buffer(self.names.value, (N, width))
         p = sp.Symbol("p", positive=True)
         names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
+        note = tr(f"{use.text}: the input times its mask, divided by 1 - p", f"{use.text}：输入乘以掩码，再除以 1 - p")
         self.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), self.each_element(
-            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names))]
+            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names,
+                        notes={at(out, "n", "j"): note}))]
         self._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
                                       self.each_element(Let(at(out, "n", "j"), at(source, "n", "j")))]
         dsource = self.buffer(f"d{source}", (N, width))
         rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), self.each_element(
             Assignments(((at(dsource, "n", "j"), rule),), {**names, "dy": at(f"d{out}", "n", "j")},
-                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}))])
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}, upstream="dy",
+                        notes={at(dsource, "n", "j"): (_local_note(use.text, (": a dropped unit passes none",
+                                                                              "：被丢弃的单元不传梯度")), CHAIN_NOTE)}))])
         self.values.append(out)
     def _conv2d(self, use):
         """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
@@ -357,8 +392,13 @@ class Lowering:
         self.widths.append(features(out_shape))
 
     def _flatten(self, use):
-        """Images already travel as (N, C*H*W) arrays in NCHW order: nothing to compute."""
-        self.forward.append(Comment(f"layer {use.position}: {use.text} ({self.values[-1]} read as features)"))
+        """Images already travel as (N, C*H*W) arrays in NCHW order: the flattened value is
+        the same array under its own name (and its gradient the same array as the image's)."""
+        source, out = self.values[-1], self.names.value
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"),
+                         Let(array(out), array(source))]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(array(f"d{source}"), array(f"d{out}"))])
+        self.values.append(out)
 
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
     LOWERINGS = {Affine: _affine, Elementwise: _elementwise, PerFeature: _per_feature, Softmax: _softmax,
@@ -369,21 +409,26 @@ class Lowering:
 
 # ---- statement builders the per-layer kernels print too ----
 
-def per_feature_statements(op, d: Derivation, a: dict, width) -> tuple[list, list]:
+def per_feature_statements(op, d: Derivation, a: dict, width, text: str = "") -> tuple[list, list]:
     """(forward, backward) statements of y[n, j] = f(x[n, j], g[j]): one loop for the values;
     on the way back one loop that writes dx and adds each row's share to the parameters'
     gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
     The network lowering and the per-layer kernels both print these statements."""
     each = lambda *body: Loop(index("n"), N, (Loop(index("j"), width, body),))  # noqa: E731
     names = {"x": at(a["x"], "n", "j"), **{p: at(a[p], "j") for p in op.params}}
-    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names))]
+    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names,
+                                notes={at(a["y"], "n", "j"): tr(f"{text}, from its derivation", f"{text}（由其推导得到）")}))]
     dx, grads = at(a["dx"], "n", "j"), {p: at(a["d" + p], "j") for p in op.params}
     rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
     comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
                 **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
                    for p in op.params}}
+    notes = {dx: (_local_note(text), CHAIN_NOTE),
+             **{grads[p]: (_local_note(text), tr(f"{a[p]}[j] is shared by every row: the sum over the batch",
+                                                f"{a[p]}[j] 由每一行共用：对批量求和")) for p in op.params}}
     backward = [Loop(index("j"), width, tuple(Let(grads[p], sp.Integer(0)) for p in op.params)),
-                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values())))]
+                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values()),
+                                 upstream="dout", notes=notes))]
     return forward, backward
 
 

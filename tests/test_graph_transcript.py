@@ -163,17 +163,17 @@ def test_a_per_feature_op_defined_in_a_test_gets_a_transcript(scale_op):
 
 @dataclass(frozen=True)
 class _Mystery(Op):
-    """An op with no entry in the transcript's STEPS table (defined only in this test)."""
+    """An op class with no lowering (defined only in this test)."""
 
     name: str
     summary: str
 
 
 def test_an_op_the_transcript_cannot_write_is_refused_clearly():
-    op = REGISTRY.register(_Mystery("test-mystery", "an op the transcript has no steps for"))
+    op = REGISTRY.register(_Mystery("test-mystery", "an op with no lowering"))
     try:
         graph = parse_net("affine(2,2) test-mystery mse")
-        with pytest.raises(SympropError, match=r"layer 2 'test-mystery'.*does not support _Mystery ops yet"):
+        with pytest.raises(SympropError, match=r"layer 2 'test-mystery'.*no lowering for _Mystery ops"):
             graph_transcript(graph, {"X": [[1, 2]], "T": [[0, 1]], "W1": [[1, 0], [0, 1]], "b1": [0, 0]})
     finally:
         REGISTRY.remove(op.name)

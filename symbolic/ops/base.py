@@ -155,6 +155,11 @@ class Op:
         """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
         return []
 
+    def input_arrays(self, position: int) -> dict[str, str]:
+        """role -> the name of an array the user gives besides X and the parameters (a
+        dropout's mask: mask3 at layer position 3); most ops read none."""
+        return {}
+
     def param_names(self, roles, layer: int, position: int, taken) -> dict[str, str]:
         """role -> the parameter's name: <role><layer> (W1, g2), unless that name is taken."""
         return {role: fresh_name(f"{role}{layer}", taken) for role in roles}

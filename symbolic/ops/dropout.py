@@ -23,6 +23,10 @@ class Dropout(Op):
     summary: str
     inputs: tuple[str, ...] = ("x", "m")
 
+    def input_arrays(self, position: int) -> dict[str, str]:
+        """The 0/1 mask is an input of the step (so a gradient check can hold it fixed)."""
+        return {"m": f"mask{position}"}
+
     def parse_args(self, inner, where):
         try:
             rate = float(inner) if inner is not None else None

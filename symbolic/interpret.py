@@ -1,0 +1,210 @@
+"""Run lowered statements at concrete sizes and write each assignment as a transcript line.
+
+The kernels print a family's statements (``symbolic/lower.py``); this module reads the same
+statements another way: loops run at the source's sizes, every index is a number, and each
+element a statement writes becomes a quantity of the transcript whose formula is the
+statement's own right-hand side, over the transcript's names (``h1[0,1] = max(0, z1[0,1])``).
+So the transcript, the kernel and the checker (which reads the transcript) cannot disagree
+about what a family computes.
+
+What the kernel keeps in registers is not a transcript line: a plain local (``loss_term``, a
+running sum) is carried along as a formula and written out where it is read. A value built
+up over several statements (``loss = 0; loss += ...``, a parameter gradient summed over the
+batch) is one line, written when the run ends, with the whole sum as its formula. Where a
+statement says its rules are an upstream gradient times a local derivative (``upstream`` in
+``Assignments``), the local derivative and the chain-rule product are lines of their own, as
+the source articles teach them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sympy as sp
+
+from .errors import SympropError
+from .ir import Accumulate, Allocate, Assignments, Comment, Let, Loop
+from .transcript import Chain, Text
+
+GRADIENT = "dL/d"  # the transcript's keys of gradients: dL/dz1[0,1]
+
+
+@dataclass
+class _Pending:
+    """A value still being built up: its formula so far (or the chain-rule terms so far) and
+    the local derivatives to write just before it."""
+
+    summands: list = field(default_factory=list)  # a sum built up term by term, kept as written
+    formula: object = sp.S.Zero
+    terms: list = field(default_factory=list)
+    locals: list = field(default_factory=list)  # (key, formula, note) of each local derivative
+    note: Text | None = None
+
+
+class Interpreter:
+    """Runs statements; ``key_of(array, index)`` names an element as the transcript does
+    (None: the element is not a quantity), ``define(key, formula, note)`` writes a line,
+    ``once(note)`` gives a note the first time only. ``loop_sizes`` and ``expr_sizes`` give
+    the numbers of the size symbols in loop bounds and in formulas (they differ where a
+    batch-mean loss is read as a sum: N rows, divided by 1). ``shown`` names the kernel
+    locals that are quantities: local symbol -> (key name, index symbols), as the loss
+    ``loss`` -> ``L``."""
+
+    def __init__(self, key_of: Callable, define: Callable, once: Callable, loop_sizes: dict,
+                 expr_sizes: dict | None = None, shown: dict | None = None):
+        self.key_of, self.define, self.once = key_of, define, once
+        self.loop_sizes = dict(loop_sizes)
+        self.expr_sizes = dict(loop_sizes if expr_sizes is None else expr_sizes)
+        self.shown = shown or {}
+        self.bound: dict[sp.Symbol, int] = {}  # loop index -> its value now
+        self.locals: dict[sp.Symbol, object] = {}  # kernel local -> its formula
+        self.pending: dict[str, _Pending] = {}
+        self._noted: set = set()  # statements whose note was given (first element only)
+
+    # ---- running -------------------------------------------------------------------------
+    def run(self, statements) -> None:
+        for statement in statements:
+            getattr(self, f"_run_{type(statement).__name__}", self._cannot)(statement)
+
+    def finish(self) -> None:
+        """Write every value that was built up over several statements, grouped by array in
+        the order each was first written, then by index."""
+        arrays: dict[str, list[str]] = {}
+        for key in self.pending:
+            arrays.setdefault(key.partition("[")[0], []).append(key)
+        for keys in arrays.values():
+            for key in sorted(keys, key=_index_order):
+                item = self.pending.pop(key)
+                for local_key, formula, note in item.locals:
+                    self.define(local_key, formula, note)
+                self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, item.note)
+
+    def _cannot(self, statement):
+        raise SympropError(f"the transcript cannot yet run a {type(statement).__name__} statement "
+                           f"({getattr(statement, 'comment', '') or statement})")
+
+    def _run_Comment(self, statement: Comment):
+        pass
+
+    def _run_Allocate(self, statement: Allocate):
+        pass
+
+    def _run_Loop(self, loop: Loop):
+        stop = int(sp.sympify(loop.stop).xreplace(self.loop_sizes))
+        for value in range(loop.start, stop):
+            self.bound[loop.index] = value
+            self.run(loop.body)
+        self.bound.pop(loop.index, None)
+
+    def _run_Let(self, let: Let):
+        if isinstance(let.target, sp.Symbol) and let.target.is_integer:  # a size: K = 4
+            self.loop_sizes[let.target] = self.expr_sizes[let.target] = int(let.value)
+            return
+        self._write(let.target, self._concrete(sp.sympify(let.value), written=True), let.augmented, let.note, let)
+
+    def _run_Accumulate(self, statement: Accumulate):
+        self._write(statement.target, self._concrete(statement.expr, statement.names, statement.row), True, None,
+                    statement)
+
+    def _run_Assignments(self, statement: Assignments):
+        for target, rule in statement.pairs:
+            note = statement.notes.get(target)
+            if statement.upstream is not None:
+                self._chain(statement, target, rule, note or (None, None))
+            else:
+                formula = self._concrete(rule, statement.names, statement.row)
+                self._write(target, formula, target in statement.accumulate, note, statement)
+
+    # ---- values --------------------------------------------------------------------------
+    def _key(self, target) -> str | None:
+        """The transcript key of a target or read value at the current indices (None: a plain
+        local the kernel keeps in a register)."""
+        if isinstance(target, sp.Indexed):
+            index = tuple(int(sp.sympify(i).xreplace(self.bound)) for i in target.indices)
+            return self.key_of(target.base.label.name, index)
+        if target in self.shown:
+            name, indices = self.shown[target]
+            return name + (f"[{','.join(str(self.bound[i]) for i in indices)}]" if indices else "")
+        return None
+
+    def _read(self, value):
+        key = self._key(value)
+        if key is None:
+            if value not in self.locals:
+                raise SympropError(f"the transcript reads {value} before any statement writes it")
+            return self.locals[value]
+        if key in self.pending:  # read while still being built (loss = loss / N): its formula so far
+            return self.pending[key].formula
+        return sp.Symbol(key)
+
+    def _concrete(self, expr, names=None, row=None, written=False):
+        """expr over the transcript's names: the statement's names put in, indices and sizes
+        made numbers, every element and local read. ``written``: the kernel's bookkeeping
+        (loss / N), kept in the order it is written rather than rearranged by SymPy."""
+        if names:
+            expr = expr.xreplace({s: names[s.name] for s in expr.free_symbols if s.name in names})
+        if row is not None:
+            expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and len(e.indices) == 1,
+                                lambda e: e.base[(row, *e.indices)])
+        expr = expr.xreplace({**self.expr_sizes, **{i: sp.Integer(v) for i, v in self.bound.items()}})
+        reads = {e: self._read(e) for e in expr.atoms(sp.Indexed)}
+        reads |= {s: self._read(s) for s in expr.free_symbols
+                  if isinstance(s, sp.Symbol) and (s in self.locals or s in self.shown)}
+        if written:
+            with sp.evaluate(False):
+                return expr.xreplace(reads)
+        return expr.xreplace(reads)
+
+    def _write(self, target, formula, augmented: bool, note, statement) -> None:
+        key = self._key(target)
+        if key is None:  # a local: carried along as a formula
+            if augmented and self.locals.get(target, sp.S.Zero) != 0:
+                formula = sp.Add(self.locals[target], formula, evaluate=False)
+            self.locals[target] = formula
+            return
+        if augmented or key in self.pending or (isinstance(statement, Let) and formula == 0):
+            item = self.pending.setdefault(key, _Pending())
+            item.note = item.note or note
+            if augmented:  # one more term of the sum
+                item.summands = [*([item.formula] if item.formula != 0 and not item.summands else item.summands),
+                                 formula]
+                formula = item.summands[0] if len(item.summands) == 1 else sp.Add(*item.summands, evaluate=False)
+            else:  # a new formula (loss = loss / N reads the sum so far)
+                item.summands = []
+            item.formula = formula
+            return
+        self.define(key, formula, self._first(statement, note))
+
+    def _first(self, statement, note):
+        """A statement's note on its first line only."""
+        if note is None or id(statement) in self._noted:
+            return None
+        self._noted.add(id(statement))
+        return note
+
+    def _chain(self, statement: Assignments, target, rule, notes) -> None:
+        """target = upstream * local: the local derivative as a line, then the product (or, for
+        a target summed over the batch, one more term of its sum)."""
+        local_note, note = notes
+        upstream = statement.names[statement.upstream]
+        up_key = self._key(upstream)
+        key = self._key(target)
+        if up_key is None or key is None or not (up_key.startswith(GRADIENT) and key.startswith(GRADIENT)):
+            raise SympropError(f"a chain-rule statement must write and read gradients ({target}, {upstream})")
+        local_key = f"d{up_key[len(GRADIENT):]}/d{key[len(GRADIENT):]}"
+        upstream_symbol = next(s for s in rule.free_symbols if s.name == statement.upstream)
+        local = self._concrete(rule.xreplace({upstream_symbol: sp.S.One}), statement.names, statement.row)
+        if target in statement.accumulate:
+            item = self.pending.setdefault(key, _Pending())
+            item.note = item.note or (self.once(note) if note else None)
+            item.locals.append((local_key, local, self.once(local_note) if local_note else None))
+            item.terms.append((up_key, local_key))
+            return
+        self.define(local_key, local, self.once(local_note) if local_note else None)
+        self.define(key, Chain(((up_key, local_key),)), self.once(note) if note else None)
+
+
+def _index_order(key: str):
+    """z1[1,10] after z1[1,9]: the numbers of an element's index, compared as numbers."""
+    _, _, rest = key.partition("[")
+    return tuple(int(i) for i in rest.rstrip("]").split(",") if i)
