@@ -58,6 +58,7 @@ class Interpreter:
         self.shown = shown or {}
         self.bound: dict[sp.Symbol, int] = {}  # loop index -> its value now
         self.locals: dict[sp.Symbol, object] = {}  # kernel local -> its formula
+        self._local_sums: dict[sp.Symbol, list] = {}  # a local summed term by term -> its terms
         self.pending: dict[str, _Pending] = {}
         self._noted: set = set()  # statements whose note was given (first element only)
 
@@ -142,24 +143,32 @@ class Interpreter:
         made numbers, every element and local read. ``written``: the kernel's bookkeeping
         (loss / N), kept in the order it is written rather than rearranged by SymPy."""
         if names:
+            arrays = {e: sp.IndexedBase(names[e.base.label.name])[e.indices] for e in expr.atoms(sp.Indexed)
+                      if e.base.label.name in names and isinstance(names[e.base.label.name], sp.Symbol)}
+            expr = expr.xreplace(arrays)
             expr = expr.xreplace({s: names[s.name] for s in expr.free_symbols if s.name in names})
         if row is not None:
             expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and len(e.indices) == 1,
                                 lambda e: e.base[(row, *e.indices)])
         expr = expr.xreplace({**self.expr_sizes, **{i: sp.Integer(v) for i, v in self.bound.items()}})
-        reads = {e: self._read(e) for e in expr.atoms(sp.Indexed)}
-        reads |= {s: self._read(s) for s in expr.free_symbols
-                  if isinstance(s, sp.Symbol) and (s in self.locals or s in self.shown)}
+        elements = {e: self._read(e) for e in expr.atoms(sp.Indexed)}
+        locals_ = {s: self._read(s) for s in expr.free_symbols
+                   if isinstance(s, sp.Symbol) and (s in self.locals or s in self.shown)}
         if written:
             with sp.evaluate(False):
-                return expr.xreplace(reads)
-        return expr.xreplace(reads)
+                return expr.xreplace(elements | locals_)
+        expr = expr.xreplace(elements)
+        with sp.evaluate(False):  # a local's formula goes in as it was built (a sum stays a sum)
+            return expr.xreplace(locals_)
 
     def _write(self, target, formula, augmented: bool, note, statement) -> None:
         key = self._key(target)
-        if key is None:  # a local: carried along as a formula
+        if key is None:  # a local: carried along as a formula (a running sum as one sum)
+            summands = self._local_sums.pop(target, [])
             if augmented and self.locals.get(target, sp.S.Zero) != 0:
-                formula = sp.Add(self.locals[target], formula, evaluate=False)
+                summands = [*(summands or [self.locals[target]]), formula]
+                formula = sp.Add(*summands, evaluate=False)
+                self._local_sums[target] = summands
             self.locals[target] = formula
             return
         if augmented or key in self.pending or (isinstance(statement, Let) and formula == 0):

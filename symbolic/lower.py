@@ -48,8 +48,11 @@ class NodeStatements:
 
 
 def lowering(table: dict, op, where: str):
-    """The entry of ``table`` (op class -> how to lower it) for an op: lowering dispatches on
-    the op's type, through its base classes, never on a name."""
+    """How to lower an op: its own ``lower(lowering, use)`` method where its class has one (a
+    family defined in one place, its op class and its lowering), else the entry of ``table``
+    (op class -> how to lower it) for its type, through its base classes, never its name."""
+    if callable(getattr(op, "lower", None)):  # a family that carries its lowering beside its op class
+        return lambda lowering, use: op.lower(lowering, use)
     for cls in type(op).__mro__:
         if cls in table:
             return table[cls]
@@ -432,7 +435,7 @@ def per_feature_statements(op, d: Derivation, a: dict, width, text: str = "") ->
     return forward, backward
 
 
-def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None) -> list:
+def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None, notes=None) -> list:
     """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
 
     ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
@@ -449,12 +452,13 @@ def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for
         statements += [Let(symbol, sp.Integer(0)),
                        Loop(index, size, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
     comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
+    notes = notes or {}  # target -> the transcript's note
     scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
     per_element = [(t, e.xreplace(named)) for t, e in assignments if k in e.xreplace(named).free_symbols]
     if scalar:
-        statements.append(Assignments(tuple(scalar), names, comments, row=ROW))
+        statements.append(Assignments(tuple(scalar), names, comments, row=ROW, notes=notes))
     if per_element:
-        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW),)))
+        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW, notes=notes),)))
     return statements
 
 
