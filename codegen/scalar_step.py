@@ -24,7 +24,7 @@ matrix step (forward, loss, backward), which rewrites them for one batch row at 
   an element of a row, ``z1[n, j]`` at j = 0, becomes the scalar local ``z1_0`` (the step's
   inputs X and T are read once a row into locals, ``X_0 = X[n, 0]``);
 - a matrix rule (``MatrixInto``: Z = X W, dW = X^T dY, ...) is multiplied out for one row on
-  explicit matrices of those scalars, and ``_add_bias`` adds b's scalars to its result;
+  explicit matrices of those scalars, and a bias row (X W + 1 b) adds b's scalars to its result;
 - an array without a batch dimension written inside a row (a parameter's gradient) is a sum
   over the rows: a scalar accumulator, zero before the rows, added to in each (a weight
   gradient X^T dY: the loop above);
@@ -46,7 +46,7 @@ Such a network keeps the matrix step.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
@@ -55,8 +55,8 @@ from symprop.symbolic.layers import N
 from .backend import NUMBA, Backend
 from .common import indent
 from .printer import element_text
-from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written,
-                                 difference, element, index, local, parts)
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Comment, Let, Loop, MatrixInto, as_written,
+                                 difference, element, index, local, parts, product_and_bias)
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
 # step. Measured (sigmoid + softmax-cross-entropy, per step in sgd_steps, matrix -> scalar):
@@ -280,9 +280,11 @@ class _RowPass:
             case Loop():
                 self.unrolled(statement, self.top)
             case MatrixInto():
-                self.matrix(statement)
-            case Call(function="_add_bias"):
-                self.add_bias(*map(str, statement.args), statement.comment)
+                product, bias = product_and_bias(statement.rule)
+                comments = statement.comment if isinstance(statement.comment, tuple) else (statement.comment, "")
+                self.matrix(replace(statement, rule=product, comment=comments[0]))
+                if bias is not None:  # X W + 1 b: b's scalars added to the product's
+                    self.add_bias(str(statement.out), str(statement.names.get(bias.name, bias)), comments[1])
             case Let(value=int() as size) if not statement.augmented:
                 self.known[str(statement.target)] = size  # a size, K = 4
             case Let():

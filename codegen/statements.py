@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto,
-                                 Size)
+                                 Size, product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 
@@ -75,9 +75,14 @@ class StatementPrinter:
 
     def _print_MatrixInto(self, node: MatrixInto):
         printer = KernelPrinter(node.names, small_matrices=node.small_matrices)
-        text = printer.print_into(node.rule, str(node.out))
+        product, bias = product_and_bias(node.rule)
+        texts = [printer.print_into(product, str(node.out))]
+        if bias is not None:  # X W + 1 b: the product, then the bias added in place
+            texts.append(f"_add_bias({node.out}, {node.names.get(bias.name, bias)})")
+            printer.helpers_used.add("_add_bias")
         self.helpers_used |= printer.helpers_used
-        return [f"{text}  # {node.comment}" if node.comment else text]
+        comments = node.comment if isinstance(node.comment, tuple) else (node.comment,) * len(texts)
+        return [f"{text}  # {comment}" if comment else text for text, comment in zip(texts, comments)]
 
     def _print_Loop(self, node: Loop):
         stop = f"{node.stop.args[0]}.size" if isinstance(node.stop, Size) else f"{node.stop}"

@@ -33,7 +33,7 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import (I, J, K, N, Affine, BatchNorm, Conv2d, Flatten, MulticlassHinge, Pool, Softmax,
+from .layers import (K, N, Affine, BatchNorm, Conv2d, Flatten, MulticlassHinge, Pool, Softmax,
                      SoftmaxCrossEntropy, real)
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
@@ -101,50 +101,6 @@ class _Steps:
 
     def backward(self, b, layer):
         raise NotImplementedError
-
-
-class _AffineSteps(_Steps):
-    """Y = X W + b: each element of the derived matrix rules, with concrete sizes."""
-
-    def _rule(self, b, layer, rule, dY=None):
-        """The derived matrix rule with the element symbols of this layer's matrices in place."""
-        rows, (inputs, outputs) = b.rows, layer.node.args[:2]
-        sizes = {N: rows, I: inputs, J: outputs}
-        bias = layer.params["b"]
-        mats = {"X": b.matrix(layer.source, rows, inputs), "W": b.matrix(layer.params["W"], inputs, outputs),
-                "b": sp.ImmutableMatrix(1, layer.shapes["b"][0], lambda _, j: sp.Symbol(_element(bias, (j,))))}
-        if dY is not None:
-            mats["dY"] = b.matrix(dY, rows, outputs, grad=True)
-        concrete = rule.subs(sizes)
-        replace = {m: mats[m.name] for m in concrete.atoms(sp.MatrixSymbol)}
-        return sp.ImmutableMatrix(concrete.xreplace(replace).doit())
-
-    def forward(self, b, layer):
-        values = self._rule(b, layer, b.derivation(layer).forward["Y"])
-        b.define_matrix(layer.out, values, tr(f"{layer.node.text}: sum over the inputs of input times weight, plus the bias",
-                                              f"{layer.node.text}：输入乘权重求和，再加偏置"))
-
-    def backward(self, b, layer):
-        d = b.derivation(layer)
-        upstream = layer.out
-        note = tr(f"{layer.node.text}: the affine layer's derived rule (batch rows summed)",
-                  f"{layer.node.text}：Affine 层推导出的规则（对批量各行求和）")
-        penalised = len(layer.node.args) > 2
-        for role in ("W", "b"):
-            grads = self._rule(b, layer, d.backward["d" + role], dY=upstream)
-            name = layer.params[role]
-            for index in b.indices(layer.shapes[role]):
-                entry = grads[index] if len(index) == 2 else grads[0, index[0]]
-                key = _element(name, index)
-                b.define(_data_grad(key) if penalised and role == "W" else _grad(key), entry, note)
-                note = None
-        if penalised:
-            _penalty_gradient(b, layer)
-        if layer.source != "X" or b.input_gradient:  # dL/dX: only a layer alone shows it
-            grads = self._rule(b, layer, d.backward["dX"], dY=upstream)
-            W = layer.params["W"]
-            b.define_matrix(layer.source, grads, tr(f"the upstream gradient carried back through {W}",
-                                                    f"上游梯度经 {W} 传回"), grad=True)
 
 
 def _data_grad(key: str) -> str:
@@ -598,12 +554,19 @@ class _Interpreted(_Steps):
 
     def backward(self, b, layer):
         self._run(b, b.lowered(layer).backward)
+        if _penalised(layer):
+            _penalty_gradient(b, layer)
+
+
+def _penalised(layer) -> bool:
+    """An affine layer with an l2= penalty on its weights."""
+    return isinstance(layer.node.op, Affine) and len(layer.node.args) > 2
 
 
 # op type -> how it is written out where the interpreter cannot run its lowering yet (an op
 # class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
 # SoftmaxCrossEntropy); every other family is written from its lowered statements
-STEPS = {Affine: _AffineSteps(), Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
+STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
          BatchNorm: _NormSteps(), Softmax: _SoftmaxSteps(), SoftmaxCrossEntropy: _SoftmaxLossSteps(),
          MulticlassHinge: _HingeSteps()}
 
@@ -773,7 +736,7 @@ class _Builder:
     def lowered(self, layer):
         """The statements the lowering gave this layer's node (the graph lowered once)."""
         if self._lowering is None:
-            self._lowering = Lowering(self.graph)
+            self._lowering = Lowering(self.graph, self.input_gradient)
         return self._lowering.by_node[self.graph.nodes.index(layer.node)]
 
     def interpreter(self) -> Interpreter:
@@ -782,15 +745,19 @@ class _Builder:
         values = {"X", "T"} | {name for layer in self.layers
                                for name in (layer.source, layer.out, *layer.params.values(), *layer.masks.values())}
 
+        penalised = {layer.params["W"] for layer in self.layers if _penalised(layer)}
+
         def key_of(array, index):
             if array in values:
                 return _element(array, index)
-            if array.startswith("d") and array[1:] in values:
-                return _grad(_element(array[1:], index))
+            if array.startswith("d") and array[1:] in values:  # with an L2 penalty, the data loss's
+                grad = _data_grad if array[1:] in penalised else _grad  # gradient: the penalty's comes after
+                return grad(_element(array[1:], index))
             return None
 
+        self.lowered(self.layers[0])  # the lowering's shapes
         return Interpreter(key_of, self.define, self.once, {N: self.rows}, {N: self.loss_rows},
-                           shown={LOSS: (self.loss_key, ())})
+                           shown={LOSS: (self.loss_key, ())}, shapes=self._lowering.array_shapes())
 
     def once(self, note):
         """A note the first time it is given (in this transcript), then None."""

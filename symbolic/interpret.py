@@ -17,13 +17,14 @@ the source articles teach them.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable
 
 import sympy as sp
 
 from .errors import SympropError
-from .ir import Accumulate, Allocate, Assignments, Comment, Let, Loop
+from .ir import Accumulate, Allocate, Assignments, Comment, Let, Loop, MatrixInto, element
 from .transcript import Chain, Text
 
 GRADIENT = "dL/d"  # the transcript's keys of gradients: dL/dz1[0,1]
@@ -48,11 +49,13 @@ class Interpreter:
     the numbers of the size symbols in loop bounds and in formulas (they differ where a
     batch-mean loss is read as a sum: N rows, divided by 1). ``shown`` names the kernel
     locals that are quantities: local symbol -> (key name, index symbols), as the loss
-    ``loss`` -> ``L``."""
+    ``loss`` -> ``L``. ``shapes`` gives each array's shape (the batch as the size symbol N),
+    where a matrix rule reads whole arrays."""
 
     def __init__(self, key_of: Callable, define: Callable, once: Callable, loop_sizes: dict,
-                 expr_sizes: dict | None = None, shown: dict | None = None):
+                 expr_sizes: dict | None = None, shown: dict | None = None, shapes: dict | None = None):
         self.key_of, self.define, self.once = key_of, define, once
+        self.shapes = shapes or {}
         self.loop_sizes = dict(loop_sizes)
         self.expr_sizes = dict(loop_sizes if expr_sizes is None else expr_sizes)
         self.shown = shown or {}
@@ -106,6 +109,25 @@ class Interpreter:
     def _run_Accumulate(self, statement: Accumulate):
         self._write(statement.target, self._concrete(statement.expr, statement.names, statement.row), True, None,
                     statement)
+
+    def _run_MatrixInto(self, node: MatrixInto):
+        """A matrix rule on explicit matrices of the transcript's symbols, multiplied out: one
+        line per element of out (a vector is a matrix of one row)."""
+        matrices, sizes = {}, {}
+        for m in node.rule.atoms(sp.MatrixSymbol):
+            array = str(node.names.get(m.name, m.name))
+            shape = [int(sp.sympify(size).xreplace(self.loop_sizes)) for size in self.shapes[array]]
+            rows, cols = (1, shape[0]) if len(shape) == 1 else shape
+            read = ((lambda i, j, a=array: self._read(element(a, j))) if len(shape) == 1 else
+                    (lambda i, j, a=array: self._read(element(a, i, j))))
+            matrices[m.name] = sp.ImmutableMatrix(rows, cols, read)
+            sizes |= {s: n for s, n in zip(m.shape, (rows, cols)) if not s.is_number}
+        concrete = node.rule.subs(sizes)
+        result = sp.ImmutableMatrix(concrete.xreplace({m: matrices[m.name] for m in concrete.atoms(sp.MatrixSymbol)}).doit())
+        out = str(node.out)
+        for i, j in itertools.product(range(result.rows), range(result.cols)):
+            target = element(out, j) if len(self.shapes[out]) == 1 else element(out, i, j)
+            self._write(target, result[i, j], False, node.note, node)
 
     def _run_Assignments(self, statement: Assignments):
         for target, rule in statement.pairs:

@@ -171,14 +171,29 @@ class Call:
 
 @dataclass(frozen=True)
 class MatrixInto:
-    """out = a matrix rule (X^T dY, 1^T dY, ...), written into the preallocated array out;
-    ``names`` maps the rule's matrix symbols to the arrays (symbols) they are."""
+    """out = a matrix rule (X W + 1 b, X^T dY, 1^T dY, ...), written into the preallocated array
+    out; ``names`` maps the rule's matrix symbols to the arrays (symbols) they are. A product
+    plus a bias row (X W + 1 b) is two steps in a kernel, the product and then the bias added
+    in place: ``comment`` is then one comment per step."""
 
     rule: sp.Basic
     out: sp.Symbol
     names: dict = field(default_factory=dict, hash=False, compare=False)
     small_matrices: bool = False  # tiny matrices: plain loops instead of a BLAS call
-    comment: str = ""
+    comment: str | tuple[str, ...] = ""
+    note: object = field(default=None, hash=False, compare=False)  # the transcript's note (a Text), not printed
+
+
+def product_and_bias(rule) -> tuple[sp.Basic, sp.Basic | None]:
+    """(X W, b) of a rule X W + 1 b (or X W + 1 b 1, a shared bias); (rule, None) of any other."""
+    if not isinstance(rule, sp.MatAdd):
+        return rule, None
+    products = [t for t in rule.args if not t.has(sp.OneMatrix)]
+    biases = [t for t in rule.args if t.has(sp.OneMatrix)]
+    if len(products) != 1 or len(biases) != 1:
+        raise ValueError(f"not a product plus a bias row: {rule}")
+    (bias,) = [a for a in biases[0].args if isinstance(a, sp.MatrixSymbol)]
+    return products[0], bias
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class Lowering:
     training step writes into memory allocated once, never inside the loop.
     """
 
-    def __init__(self, graph):
+    def __init__(self, graph, input_gradient: bool = False):
         uses, shapes = graph.nodes, graph.shapes
         self.params: list[tuple[str, tuple]] = []
         self.buffers: list[tuple[str, tuple]] = []  # (name, shape: ints and the batch size N)
@@ -95,6 +95,7 @@ class Lowering:
         self.after_update: list = []
         self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
         self.penalty_backward: list = []
+        self.input_gradient = input_gradient  # dL/dX too (a transcript of a layer alone shows it)
         self.by_node: list[NodeStatements] = []  # what each node added, for readers that walk node by node
         for use, names in zip(uses, chain_names(graph)):
             self.names = names  # the value and parameters this node gives, as graph.chain_names named them
@@ -105,6 +106,14 @@ class Lowering:
             self.inference += added if self._inference_statements is None else self._inference_statements
             self.by_node.append(NodeStatements(added, self.backward[:len(self.backward) - backward_before],
                                                self.loss if self.loss is not loss_before else []))
+
+    def array_shapes(self) -> dict:
+        """Each array's shape (the batch as N): the input, the buffers and the parameters, and
+        each one's gradient d<name> (the last value's is given, not a buffer, where a spec ends
+        without a loss)."""
+        inputs = self.shapes[0] if isinstance(self.shapes[0], int) else features(self.shapes[0])
+        shapes = {"X": (N, inputs), **dict(self.buffers), **dict(self.params)}
+        return {**{f"d{name}": shape for name, shape in shapes.items()}, **shapes}
 
     @property
     def has_modes(self) -> bool:
@@ -138,18 +147,21 @@ class Lowering:
         d = REGISTRY.derive(use.op.name)
         names = {"X": array(source), "W": array(W), "dY": array("d" + out), "b": array(b)}
         small = inputs * outputs <= SMALL_MATRIX
-        product = next(t for t in d.forward["Y"].args if isinstance(t, sp.MatMul) and not t.has(sp.OneMatrix))
-        self.forward += [Comment(f"layer {use.position}: {use.text}"),
-                         MatrixInto(product, array(out), names, small, f"{out} = {source} {W}"),
-                         Call("_add_bias", (array(out), array(b)), f"{out} += 1 {b}")]
+        self.forward += [Comment(f"layer {use.position}: {use.text}"), MatrixInto(
+            d.forward["Y"], array(out), names, small, (f"{out} = {source} {W}", f"{out} += 1 {b}"),
+            tr(f"{use.text}: sum over the inputs of input times weight, plus the bias",
+               f"{use.text}：输入乘权重求和，再加偏置"))]
         dW, db = self.buffer(f"d{W}", (inputs, outputs)), self.buffer(f"d{b}", (1,) if shared else (outputs,))
         backward = [Comment(f"layer {use.position}: {use.text}"),
-                    MatrixInto(d.backward["dW"], array(dW), names, small, f"dL/d{W} = {source}^T dL/d{out}"),
+                    MatrixInto(d.backward["dW"], array(dW), names, small, f"dL/d{W} = {source}^T dL/d{out}",
+                               tr(f"{use.text}: the affine layer's derived rule (batch rows summed)",
+                                  f"{use.text}：Affine 层推导出的规则（对批量各行求和）")),
                     MatrixInto(d.backward["db"], array(db), names, small, f"dL/d{b} = 1^T dL/d{out}"
                                + (" 1 (shared bias)" if shared else " (sum over the batch)"))]
-        if self.names.layer > 1:  # the gradient with respect to the input data X is never needed
+        if self.names.layer > 1 or self.input_gradient:  # a step never needs the gradient of the input data X
             dsource = self.buffer(f"d{source}", (N, inputs))
-            backward.append(MatrixInto(d.backward["dX"], array(dsource), names, small, f"dL/d{source} = dL/d{out} {W}^T"))
+            backward.append(MatrixInto(d.backward["dX"], array(dsource), names, small, f"dL/d{source} = dL/d{out} {W}^T",
+                                       tr(f"the upstream gradient carried back through {W}", f"上游梯度经 {W} 传回")))
         self.prepend_backward(backward)
         self.values.append(out)
         self.widths.append(outputs)
