@@ -33,8 +33,7 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import (K, N, Affine, BatchNorm, Conv2d, Flatten, MulticlassHinge, Pool, Softmax,
-                     SoftmaxCrossEntropy, real)
+from .layers import N, Affine, BatchNorm, Conv2d, Flatten, Pool, real
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number, _Where
@@ -406,49 +405,6 @@ class _NormSteps(_Steps):
                                    f"{name}[j] 由每一行共用：推导出的规则对批量求和")))
 
 
-def _row_max(b, layer, n):
-    """zmax of row n, which the stable forward subtracts before exp."""
-    key = f"{layer.source}max[{n}]"
-    b.define(key, sp.Max(*[sp.Symbol(_element(layer.source, (n, j))) for j in range(layer.width_in)], evaluate=False),
-             b.once(tr("the row maximum zmax: subtracted before exp, so no exponent is positive",
-                       "行最大值 zmax：exp 之前减去，使指数都不为正")))
-    return sp.Symbol(key)
-
-
-def _softmax_row(b, layer, n, rule, out):
-    """out[n, k] = the derivation's stable softmax of row n of the layer's input."""
-    zmax = _row_max(b, layer, n)
-    z = lambda i: sp.Symbol(_element(layer.source, (n, i - 1)))  # noqa: E731
-    k = sp.Symbol("k", integer=True)
-    for j in range(layer.width_in):
-        b.define(_element(out, (n, j)), _by_name(_row_rule(rule, {K: layer.width_in}, {k: j + 1}, {"z": z}),
-                                                 {"zmax": zmax}),
-                 b.once(tr("softmax of the row, from the derivation's stable form",
-                           "该行的 softmax（由推导中的稳定形式得到）")))
-    return zmax
-
-
-class _SoftmaxSteps(_Steps):
-    """softmax over each row: forward from the stable form, backward the derived rule
-    dz[j] = (dy[j] - sum_k dy[k] y[k]) y[j]."""
-
-    def forward(self, b, layer):
-        rule = b.derivation(layer).forward["y[k]"]
-        for n in range(b.rows):
-            _softmax_row(b, layer, n, rule, layer.out)
-
-    def backward(self, b, layer):
-        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
-        for n in range(b.rows):
-            arrays = {"dy": lambda i, n=n: sp.Symbol(_grad(_element(layer.out, (n, i - 1)))),
-                      "y": lambda i, n=n: sp.Symbol(_element(layer.out, (n, i - 1)))}
-            for col in range(layer.width_in):
-                b.define(_grad(_element(layer.source, (n, col))),
-                         _row_rule(rule, {K: layer.width_in}, {j: col + 1}, arrays),
-                         b.once(tr(f"{layer.node.text}: the derived rule (dy[j] - sum_k dy[k] y[k]) y[j]",
-                                   f"{layer.node.text}：推导出的规则 (dy[j] - sum_k dy[k] y[k]) y[j]")))
-
-
 def _one_hot_targets(b, layer):
     """The derivations of these losses use sum_k t[k] = 1 (one-hot targets): refuse others."""
     for n in range(b.rows):
@@ -458,102 +414,27 @@ def _one_hot_targets(b, layer):
                                f"the rest 0), as its derivation assumes; row {n} is {[str(v) for v in row]}")
 
 
-def _mean_of_rows(b, layer, rows_key):
-    """L = (1/N) sum_n L_n: the mean over the batch the derivation's last step divides by
-    (with batch_sum, the sum: N set to 1)."""
-    b.t.heading(tr("Loss", "误差"))
-    total = sp.Add(*[sp.Symbol(_element(rows_key, (n,))) for n in range(b.rows)], evaluate=False)
-    if b.loss_rows == 1:
-        b.t.define(b.loss_key, total, note=tr(f"{layer.node.op.name}: the rows' losses summed over the batch",
-                                               f"{layer.node.op.name}：各行误差在批量上求和"))
-        return
-    b.t.define(b.loss_key, sp.Mul(sp.Rational(1, b.loss_rows), total, evaluate=False),
-               note=tr(f"{layer.node.op.name}: the mean of the rows' losses over the batch",
-                       f"{layer.node.op.name}：各行误差在批量上的平均"))
-
-
-class _SoftmaxLossSteps(_Steps):
-    """softmax-cross-entropy and log-softmax-nll: per row the row maximum, the probabilities P
-    (saved for backward) and the stable log-sum-exp loss L_n; L their mean; dz = (P - T)/N."""
-
-    def forward(self, b, layer):
-        _one_hot_targets(b, layer)
-        d = b.derivation(layer)
-        for n in range(b.rows):
-            zmax = _softmax_row(b, layer, n, d.forward["y[k]"], "P")
-            arrays = {"z": lambda i, n=n: sp.Symbol(_element(layer.source, (n, i - 1))),
-                      "t": lambda i, n=n: sp.Symbol(_element("T", (n, i - 1)))}
-            b.define(_element("L_n", (n,)), _by_name(_row_rule(d.forward["L_n"], {K: layer.width_in}, {}, arrays),
-                                                    {"zmax": zmax}),
-                     b.once(tr("the row's loss: log-sum-exp (row maximum subtracted) minus the true class's score",
-                               "该行误差：log-sum-exp（减去行最大值）减去正确类别的分数")))
-        _mean_of_rows(b, layer, "L_n")
-
-    def backward(self, b, layer):
-        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
-        for n in range(b.rows):
-            arrays = {"y": lambda i, n=n: sp.Symbol(_element("P", (n, i - 1))),
-                      "t": lambda i, n=n: sp.Symbol(_element("T", (n, i - 1)))}
-            for col in range(layer.width_in):
-                b.define(_grad(_element(layer.source, (n, col))),
-                         _row_rule(rule, {K: layer.width_in, N: b.loss_rows}, {j: col + 1}, arrays),
-                         b.once(tr(f"the derived rule of {layer.node.op.name}: {sp.sstr(rule)}",
-                                   f"{layer.node.op.name} 推导出的规则：{sp.sstr(rule)}")))
-
-
-class _HingeSteps(_Steps):
-    """The multiclass SVM loss: per row the correct class's score zy and the row's loss (margin
-    1); the derived rule, where a margin of exactly 0 counts as met (Heaviside(0) = 0)."""
-
-    def _arrays(self, layer, n):
-        return {"z": lambda i: sp.Symbol(_element(layer.source, (n, i - 1))),
-                "t": lambda i: sp.Symbol(_element("T", (n, i - 1)))}
-
-    def forward(self, b, layer):
-        _one_hot_targets(b, layer)
-        d, k = b.derivation(layer), sp.Symbol("k", integer=True)
-        for n in range(b.rows):
-            zy = _element("zy", (n,))
-            b.define(zy, _row_rule(d.forward["zy"], {K: layer.width_in}, {}, self._arrays(layer, n)),
-                     b.once(tr("the correct class's score (t is one-hot)", "正确类别的分数（t 为 one-hot）")))
-            b.define(_element("L_n", (n,)), _by_name(_row_rule(d.forward["L_n"], {K: layer.width_in}, {},
-                                                               self._arrays(layer, n)), {"zy": sp.Symbol(zy)}),
-                     b.once(tr("each wrong class k costs max(0, z[k] - zy + 1): margin 1",
-                               "每个错误类别 k 的代价为 max(0, z[k] - zy + 1)：间隔为 1")))
-        _mean_of_rows(b, layer, "L_n")
-
-    def backward(self, b, layer):
-        rule, j = b.derivation(layer).backward["dz[j]"], sp.Symbol("j", integer=True)
-        for n in range(b.rows):
-            for col in range(layer.width_in):
-                formula = _by_name(_row_rule(rule, {K: layer.width_in, N: b.loss_rows}, {j: col + 1},
-                                             self._arrays(layer, n)), {"zy": sp.Symbol(_element("zy", (n,)))})
-                b.define(_grad(_element(layer.source, (n, col))), formula, b.once(tr(
-                    "the derived rule: Heaviside(margin) counts the classes that violate the margin; "
-                    "a margin of exactly 0 counts as met (Heaviside(0) = 0, the derivative from the left)",
-                    "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")))
-
-
 class _Interpreted(_Steps):
     """Any family whose lowering the interpreter can run: the transcript's lines are the
     lowered statements' assignments (``symbolic/interpret.py``), with the notes the lowering
     gives them. A loss's statements come under the heading "Loss"."""
 
-    def _run(self, b, statements):
+    def _run(self, b, statements, shown):
         if statements:
-            run = b.interpreter()
+            run = b.interpreter(shown)
             run.run(statements)
             run.finish()
 
     def forward(self, b, layer):
         statements = b.lowered(layer)
-        self._run(b, statements.forward)
-        if layer.node.op.is_loss:
-            b.t.heading(tr("Loss", "误差"))
-            self._run(b, statements.loss)
+        if layer.node.op.one_hot_targets:
+            _one_hot_targets(b, layer)
+        self._run(b, statements.forward, statements.shown)
+        self._run(b, statements.loss, statements.shown)  # the heading "Loss" comes with the loss's line
 
     def backward(self, b, layer):
-        self._run(b, b.lowered(layer).backward)
+        statements = b.lowered(layer)
+        self._run(b, statements.backward, statements.shown)
         if _penalised(layer):
             _penalty_gradient(b, layer)
 
@@ -566,9 +447,7 @@ def _penalised(layer) -> bool:
 # op type -> how it is written out where the interpreter cannot run its lowering yet (an op
 # class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
 # SoftmaxCrossEntropy); every other family is written from its lowered statements
-STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(),
-         BatchNorm: _NormSteps(), Softmax: _SoftmaxSteps(), SoftmaxCrossEntropy: _SoftmaxLossSteps(),
-         MulticlassHinge: _HingeSteps()}
+STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(), BatchNorm: _NormSteps()}
 
 
 def _steps(op) -> _Steps:
@@ -723,6 +602,9 @@ class _Builder:
         self._lowering = None
         self.loss_key = loss_key  # "L_data" where an L2 penalty is added to make L
         self.loss_rows = rows if loss_rows is None else loss_rows  # the N a batch-mean loss divides by
+        # the sizes the lowered statements read, kept from one run to the next (K = 4 is set
+        # once in a kernel, before its loss and its backward pass)
+        self._loop_sizes, self._expr_sizes = {N: rows}, {N: self.loss_rows}
         self.input_gradient = input_gradient  # dL/dX too (a layer alone, its upstream gradient given)
         self._derivations = {}
         self._notes_given = set()
@@ -739,11 +621,13 @@ class _Builder:
             self._lowering = Lowering(self.graph, self.input_gradient)
         return self._lowering.by_node[self.graph.nodes.index(layer.node)]
 
-    def interpreter(self) -> Interpreter:
+    def interpreter(self, shown: dict) -> Interpreter:
         """An interpreter writing into this transcript, with its names: an array's elements are
         the transcript's, d<value> its gradient, the kernel's loss the loss."""
+        self.lowered(self.layers[0])
         values = {"X", "T"} | {name for layer in self.layers
                                for name in (layer.source, layer.out, *layer.params.values(), *layer.masks.values())}
+        values |= {name for name, _ in self._lowering.buffers if not (name.startswith("d") and name[1:] in values)}
 
         penalised = {layer.params["W"] for layer in self.layers if _penalised(layer)}
 
@@ -755,9 +639,9 @@ class _Builder:
                 return grad(_element(array[1:], index))
             return None
 
-        self.lowered(self.layers[0])  # the lowering's shapes
-        return Interpreter(key_of, self.define, self.once, {N: self.rows}, {N: self.loss_rows},
-                           shown={LOSS: (self.loss_key, ())}, shapes=self._lowering.array_shapes())
+        return Interpreter(key_of, self.define, self.once, self._loop_sizes, self._expr_sizes,
+                           shown={LOSS: (self.loss_key, ()), **shown}, shapes=self._lowering.array_shapes(),
+                           defined=lambda key: key in self.t.quantities)
 
     def once(self, note):
         """A note the first time it is given (in this transcript), then None."""
@@ -775,6 +659,8 @@ class _Builder:
         return sp.ImmutableMatrix(rows, cols, lambda n, j: sp.Symbol(key(n, j)))
 
     def define(self, key, formula, note=None):
+        if key == self.loss_key and key not in self.t.quantities:
+            self.t.heading(tr("Loss", "误差"))
         return self.t.define(key, formula, text=key, latex=_latex(key), note=note)
 
     def define_matrix(self, name, values, note, grad=False):

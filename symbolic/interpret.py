@@ -46,23 +46,26 @@ class Interpreter:
     """Runs statements; ``key_of(array, index)`` names an element as the transcript does
     (None: the element is not a quantity), ``define(key, formula, note)`` writes a line,
     ``once(note)`` gives a note the first time only. ``loop_sizes`` and ``expr_sizes`` give
-    the numbers of the size symbols in loop bounds and in formulas (they differ where a
+    the numbers of the size symbols in loop bounds and in formulas (dicts the caller may share
+    between runs, as a kernel's sizes hold from its forward statements to its backward ones) (they differ where a
     batch-mean loss is read as a sum: N rows, divided by 1). ``shown`` names the kernel
     locals that are quantities: local symbol -> (key name, index symbols), as the loss
     ``loss`` -> ``L``. ``shapes`` gives each array's shape (the batch as the size symbol N),
     where a matrix rule reads whole arrays."""
 
     def __init__(self, key_of: Callable, define: Callable, once: Callable, loop_sizes: dict,
-                 expr_sizes: dict | None = None, shown: dict | None = None, shapes: dict | None = None):
-        self.key_of, self.define, self.once = key_of, define, once
+                 expr_sizes: dict | None = None, shown: dict | None = None, shapes: dict | None = None,
+                 defined: Callable = lambda key: False):
+        self.key_of, self.define, self.once, self.defined = key_of, define, once, defined
         self.shapes = shapes or {}
-        self.loop_sizes = dict(loop_sizes)
-        self.expr_sizes = dict(loop_sizes if expr_sizes is None else expr_sizes)
-        self.shown = shown or {}
+        self.loop_sizes = loop_sizes  # shared by the runs of one kernel's statements (K set once)
+        self.expr_sizes = loop_sizes if expr_sizes is None else expr_sizes
+        self.shown = {str(local): where for local, where in (shown or {}).items()}  # by name
         self.bound: dict[sp.Symbol, int] = {}  # loop index -> its value now
-        self.locals: dict[sp.Symbol, object] = {}  # kernel local -> its formula
-        self._local_sums: dict[sp.Symbol, list] = {}  # a local summed term by term -> its terms
+        self.locals: dict[str, object] = {}  # kernel local (by name) -> its formula
+        self._local_sums: dict[str, list] = {}  # a local summed term by term -> its terms
         self.pending: dict[str, _Pending] = {}
+        self._writing: str | None = None  # the key of the value being computed now
         self._noted: set = set()  # statements whose note was given (first element only)
 
     # ---- running -------------------------------------------------------------------------
@@ -78,10 +81,7 @@ class Interpreter:
             arrays.setdefault(key.partition("[")[0], []).append(key)
         for keys in arrays.values():
             for key in sorted(keys, key=_index_order):
-                item = self.pending.pop(key)
-                for local_key, formula, note in item.locals:
-                    self.define(local_key, formula, note)
-                self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, item.note)
+                self._flush(key)
 
     def _cannot(self, statement):
         raise SympropError(f"the transcript cannot yet run a {type(statement).__name__} statement "
@@ -104,9 +104,11 @@ class Interpreter:
         if isinstance(let.target, sp.Symbol) and let.target.is_integer:  # a size: K = 4
             self.loop_sizes[let.target] = self.expr_sizes[let.target] = int(let.value)
             return
+        self._writing = self._key(let.target)
         self._write(let.target, self._concrete(sp.sympify(let.value), written=True), let.augmented, let.note, let)
 
     def _run_Accumulate(self, statement: Accumulate):
+        self._writing = self._key(statement.target)
         self._write(statement.target, self._concrete(statement.expr, statement.names, statement.row), True, None,
                     statement)
 
@@ -122,7 +124,7 @@ class Interpreter:
                     (lambda i, j, a=array: self._read(element(a, i, j))))
             matrices[m.name] = sp.ImmutableMatrix(rows, cols, read)
             sizes |= {s: n for s, n in zip(m.shape, (rows, cols)) if not s.is_number}
-        concrete = node.rule.subs(sizes)
+        concrete, self._writing = node.rule.subs(sizes), None
         result = sp.ImmutableMatrix(concrete.xreplace({m: matrices[m.name] for m in concrete.atoms(sp.MatrixSymbol)}).doit())
         out = str(node.out)
         for i, j in itertools.product(range(result.rows), range(result.cols)):
@@ -135,6 +137,7 @@ class Interpreter:
             if statement.upstream is not None:
                 self._chain(statement, target, rule, note or (None, None))
             else:
+                self._writing = self._key(target)
                 formula = self._concrete(rule, statement.names, statement.row)
                 self._write(target, formula, target in statement.accumulate, note, statement)
 
@@ -145,20 +148,28 @@ class Interpreter:
         if isinstance(target, sp.Indexed):
             index = tuple(int(sp.sympify(i).xreplace(self.bound)) for i in target.indices)
             return self.key_of(target.base.label.name, index)
-        if target in self.shown:
-            name, indices = self.shown[target]
+        if str(target) in self.shown:
+            name, indices = self.shown[str(target)]
             return name + (f"[{','.join(str(self.bound[i]) for i in indices)}]" if indices else "")
         return None
 
     def _read(self, value):
         key = self._key(value)
         if key is None:
-            if value not in self.locals:
+            if str(value) not in self.locals:
                 raise SympropError(f"the transcript reads {value} before any statement writes it")
-            return self.locals[value]
-        if key in self.pending:  # read while still being built (loss = loss / N): its formula so far
-            return self.pending[key].formula
+            return self.locals[str(value)]
+        if key in self.pending:
+            if key == self._writing:  # read while still being built (loss = loss / N): its formula so far
+                return self.pending[key].formula
+            self._flush(key)  # read by another value: it is complete
         return sp.Symbol(key)
+
+    def _flush(self, key: str) -> None:
+        item = self.pending.pop(key)
+        for local_key, formula, note in item.locals:
+            self.define(local_key, formula, note)
+        self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, item.note)
 
     def _concrete(self, expr, names=None, row=None, written=False):
         """expr over the transcript's names: the statement's names put in, indices and sizes
@@ -175,27 +186,30 @@ class Interpreter:
         expr = expr.xreplace({**self.expr_sizes, **{i: sp.Integer(v) for i, v in self.bound.items()}})
         elements = {e: self._read(e) for e in expr.atoms(sp.Indexed)}
         locals_ = {s: self._read(s) for s in expr.free_symbols
-                   if isinstance(s, sp.Symbol) and (s in self.locals or s in self.shown)}
+                   if isinstance(s, sp.Symbol) and (s.name in self.locals or s.name in self.shown)}
         if written:
             with sp.evaluate(False):
-                return expr.xreplace(elements | locals_)
+                return _running(expr.xreplace(elements | locals_))
         expr = expr.xreplace(elements)
         with sp.evaluate(False):  # a local's formula goes in as it was built (a sum stays a sum)
             return expr.xreplace(locals_)
 
     def _write(self, target, formula, augmented: bool, note, statement) -> None:
-        key = self._key(target)
+        key, name = self._key(target), str(target)
         if key is None:  # a local: carried along as a formula (a running sum as one sum)
-            summands = self._local_sums.pop(target, [])
-            if augmented and self.locals.get(target, sp.S.Zero) != 0:
-                summands = [*(summands or [self.locals[target]]), formula]
+            summands = self._local_sums.pop(name, [])
+            if augmented and self.locals.get(name, sp.S.Zero) != 0:
+                summands = [*(summands or [self.locals[name]]), formula]
                 formula = sp.Add(*summands, evaluate=False)
-                self._local_sums[target] = summands
-            self.locals[target] = formula
+                self._local_sums[name] = summands
+            self.locals[name] = formula
             return
-        if augmented or key in self.pending or (isinstance(statement, Let) and formula == 0):
+        if self.defined(key) and key not in self.pending:  # computed again (a kernel recomputes what it did not keep)
+            return
+        if (augmented or key in self.pending or name in self.shown  # a shown local may still change (zmax)
+                or (isinstance(statement, Let) and formula == 0)):
             item = self.pending.setdefault(key, _Pending())
-            item.note = item.note or note
+            item.note = item.note or self._first(statement, note)
             if augmented:  # one more term of the sum
                 item.summands = [*([item.formula] if item.formula != 0 and not item.summands else item.summands),
                                  formula]
@@ -219,7 +233,7 @@ class Interpreter:
         local_note, note = notes
         upstream = statement.names[statement.upstream]
         up_key = self._key(upstream)
-        key = self._key(target)
+        key = self._writing = self._key(target)
         if up_key is None or key is None or not (up_key.startswith(GRADIENT) and key.startswith(GRADIENT)):
             raise SympropError(f"a chain-rule statement must write and read gradients ({target}, {upstream})")
         local_key = f"d{up_key[len(GRADIENT):]}/d{key[len(GRADIENT):]}"
@@ -239,3 +253,14 @@ def _index_order(key: str):
     """z1[1,10] after z1[1,9]: the numbers of an element's index, compared as numbers."""
     _, _, rest = key.partition("[")
     return tuple(int(i) for i in rest.rstrip("]").split(",") if i)
+
+
+def _running(expr):
+    """max(max(a, b), c) -> max(a, b, c): a running maximum (or minimum) the kernel updates in a
+    loop is one max of the elements (SymPy orders a max's arguments itself)."""
+    if not isinstance(expr, (sp.Max, sp.Min)):
+        return expr
+    args = []
+    for arg in expr.args:
+        args += _running(arg).args if isinstance(arg, type(expr)) else [arg]
+    return type(expr)(*args, evaluate=False)

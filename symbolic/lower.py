@@ -25,7 +25,12 @@ from .layers import (REDUCTIONS, REGISTRY, K, N, Affine, BatchNorm, Conv2d, Deri
 from .ops.affine import l2_penalty_derivation
 from .transcript import tr
 
+SOFTMAX_NOTE = tr("softmax of the row, from the derivation's stable form", "该行的 softmax（由推导中的稳定形式得到）")
 CHAIN_NOTE = tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数")
+
+
+def _mean_note(name: str):
+    return tr(f"{name}: the mean of the rows' losses over the batch", f"{name}：各行误差在批量上的平均")
 
 
 def _local_note(text: str, more: tuple[str, str] = ("", "")):
@@ -45,6 +50,7 @@ class NodeStatements:
     forward: list
     backward: list
     loss: list
+    shown: dict  # kernel locals a transcript shows as quantities: local -> (name, index symbols)
 
 
 def lowering(table: dict, op, where: str):
@@ -100,12 +106,12 @@ class Lowering:
         for use, names in zip(uses, chain_names(graph)):
             self.names = names  # the value and parameters this node gives, as graph.chain_names named them
             before, self._inference_statements = len(self.forward), None
-            backward_before, loss_before = len(self.backward), self.loss
+            backward_before, loss_before, self.shown = len(self.backward), self.loss, {}
             lowering(self.LOWERINGS, use.op, use.where)(self, use)
             added = self.forward[before:]
             self.inference += added if self._inference_statements is None else self._inference_statements
             self.by_node.append(NodeStatements(added, self.backward[:len(self.backward) - backward_before],
-                                               self.loss if self.loss is not loss_before else []))
+                                               self.loss if self.loss is not loss_before else [], self.shown))
 
     def array_shapes(self) -> dict:
         """Each array's shape (the batch as N): the input, the buffers and the parameters, and
@@ -123,6 +129,12 @@ class Lowering:
     @property
     def width(self):
         return self.widths[-1]
+
+    def show(self, value: sp.Symbol, name: str, *indices: sp.Symbol) -> sp.Symbol:
+        """A kernel local that a transcript shows as a quantity: the row maximum zmax of row n
+        as z1max[n], a row's loss as L_n[n]."""
+        self.shown[value] = (name, indices)
+        return value
 
     def buffer(self, name, shape):
         self.buffers.append((name, shape))
@@ -203,10 +215,14 @@ class Lowering:
         d = REGISTRY.derive("softmax")
         source = self.values[-1]
         out = self.buffer(self.names.value, (N, self.width))
-        forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)})
+        forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)},
+                                notes={at(out, "n", "k"): SOFTMAX_NOTE})
         dsource = self.buffer(f"d{source}", (N, self.width))
+        note = tr(f"{use.text}: the derived rule (dy[j] - sum_k dy[k] y[k]) y[j]",
+                  f"{use.text}：推导出的规则 (dy[j] - sum_k dy[k] y[k]) y[j]")
         backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
-                                 {"y": array(out), "dy": array(f"d{out}")})
+                                 {"y": array(out), "dy": array(f"d{out}")}, notes={at(dsource, "n", "k"): note})
+        self.show(local("zmax"), f"{source}max", n)
         self.forward += [Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
                          Loop(n, N, (*row_max(source), *forward))]
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(K, self.width),
@@ -219,14 +235,21 @@ class Lowering:
         probabilities = self.buffer("P", (N, self.width))
         forward = row_reduction(
             [(at(probabilities, "n", "k"), _row_index(d.forward["y[k]"])), (ROW_LOSS, d.forward["L_n"])],
-            {"z": array(source), "t": array("T")})
+            {"z": array(source), "t": array("T")}, notes={at(probabilities, "n", "k"): SOFTMAX_NOTE, ROW_LOSS: tr(
+                "the row's loss: log-sum-exp (row maximum subtracted) minus the true class's score",
+                "该行误差：log-sum-exp（减去行最大值）减去正确类别的分数")})
         dsource = self.buffer(f"d{source}", (N, self.width))
-        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+        rule = d.backward["dz[j]"]
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(rule))],
                                  {"y": array("P"), "t": array("T")},
-                                 comment_for=lambda _: f"dL/d{source} = {sp.sstr(d.backward['dz[j]'])}")
+                                 comment_for=lambda _: f"dL/d{source} = {sp.sstr(rule)}",
+                                 notes={at(dsource, "n", "k"): tr(f"the derived rule of {use.op.name}: {sp.sstr(rule)}",
+                                                                  f"{use.op.name} 推导出的规则：{sp.sstr(rule)}")})
+        self.show(local("zmax"), f"{source}max", n)
+        self.show(ROW_LOSS, "L_n", n)
         self.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
                              " P = softmax, saved for backward)"),
-                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Let(K, self.width), Let(LOSS, sp.Integer(0), note=_mean_note(use.op.name)),
                      Loop(n, N, (*row_max(source), *forward, Let(LOSS, ROW_LOSS, augmented=True))),
                      Let(LOSS, ratio(LOSS, N))]
         self.prepend_backward([Loop(n, N, tuple(backward))])
@@ -237,8 +260,10 @@ class Lowering:
         source = self.values[-1]
         names = {"z": array(source), "t": array("T")}
         dsource = self.buffer(f"d{source}", (N, self.width))
+        self.show(local("zy"), "zy", n)
+        self.show(ROW_LOSS, "L_n", n)
         self.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
-                     Let(K, self.width), Let(LOSS, sp.Integer(0)),
+                     Let(K, self.width), Let(LOSS, sp.Integer(0), note=_mean_note(use.op.name)),
                      Loop(n, N, (*hinge_row_statements(d, names), Let(LOSS, ROW_LOSS, augmented=True))),
                      Let(LOSS, ratio(LOSS, N))]
         self.prepend_backward([Loop(n, N, tuple(hinge_row_statements(d, names, dsource)))])
@@ -484,18 +509,26 @@ def _row_index(expr, index="k"):
 def row_max(source: str = "z") -> list:
     """zmax = the largest element of row n of source, subtracted before exp (no overflow)."""
     zmax = local("zmax")
-    return [Let(zmax, at(source, "n", 0)),
+    return [Let(zmax, at(source, "n", 0), note=tr("the row maximum zmax: subtracted before exp, so no exponent is positive",
+                                                  "行最大值 zmax：exp 之前减去，使指数都不为正")),
             Loop(index("k"), K, (Let(zmax, as_written(sp.Max, zmax, at(source, "n", "k"))),), start=1)]
 
 
 def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
     """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
     (given dz, the gradient's array) the derived rule for dz[n, k]."""
-    correct = row_reduction([(local("zy"), _row_index(d.forward["zy"]))], names)
+    zy, row_loss = local("zy"), local("row_loss")
+    correct = row_reduction([(zy, _row_index(d.forward["zy"]))], names, notes={zy: tr(
+        "the correct class's score (t is one-hot)", "正确类别的分数（t 为 one-hot）")})
     if dz is None:
-        return correct + row_reduction([(local("row_loss"), d.forward["L_n"])], names)
+        return correct + row_reduction([(row_loss, d.forward["L_n"])], names, notes={row_loss: tr(
+            "each wrong class k costs max(0, z[k] - zy + 1): margin 1", "每个错误类别 k 的代价为 max(0, z[k] - zy + 1)：间隔为 1")})
     return correct + row_reduction([(at(dz, "n", "k"), _row_index(d.backward["dz[j]"]))], names,
-                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
+                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}",
+                                   notes={at(dz, "n", "k"): tr(
+                                       "the derived rule: Heaviside(margin) counts the classes that violate the margin; "
+                                       "a margin of exactly 0 counts as met (Heaviside(0) = 0, the derivative from the left)",
+                                       "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")})
 
 
 def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:

@@ -117,6 +117,7 @@ class Op:
     starts_layer = False
     accepts_images = False  # takes (C, H, W) images as well as features (activations, conv ops)
     applies = ""  # a loss that takes logits names the activation it applies itself
+    one_hot_targets = False  # a loss whose derivation uses sum_k t[k] = 1 (its targets are checked)
 
     def network_problem(self) -> str | None:
         """Why this op cannot be a layer of a network, or None."""

@@ -98,6 +98,7 @@ class MulticlassHinge(Op):
     summary: str
     inputs: tuple[str, ...] = ("z", "t")
     is_loss = True
+    one_hot_targets = True
 
     def derive(self) -> Derivation:
         z, t = sp.IndexedBase("z"), sp.IndexedBase("t")

@@ -73,6 +73,7 @@ class SoftmaxCrossEntropy(Op):
     summary: str
     inputs: tuple[str, ...] = ("z", "t")
     is_loss = True
+    one_hot_targets = True
     applies = "softmax"
 
     def derive(self) -> Derivation:
