@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import sympy as sp
 
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.graph import parse_net
 from symprop.symbolic.ir import Assignments, element as at, local
 from symprop.symbolic.layers import (REGISTRY, K, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
                                      ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
-from symprop.symbolic.lower import (FEATURES, hinge_row_statements, index, lowering, normalisation_backward,
+from symprop.symbolic.lower import (FEATURES, Lowering, hinge_row_statements, index, lowering, normalisation_backward,
                                     normalisation_forward, per_feature_statements, row_max, row_reduction, _row_index)
 
 from .backend import NUMBA
 from .common import indent
 from .printer import KernelPrinter, print_statements
-from .statements import print_lines
+from .statements import print_lines, shape_text
 
 
 def python_name(layer_name: str) -> str:
@@ -659,11 +661,79 @@ EMITTERS = {
 }
 
 
+def _from_lowering(layer, d: Derivation, module: ModuleText):
+    """The kernels of a family that brings its own lowering (an op class with ``lower()``):
+    the lowering of a one-node graph at a width F read from x, printed as it is in a network
+    kernel. The backward kernel runs the forward statements first, so it reads what they
+    saved without the caller passing it."""
+    if layer.is_loss:
+        raise SympropError(f"layer {layer.name!r}: a loss's per-layer kernels are not printed from its lowering yet")
+    low = Lowering(parse_net(layer.name, loss_optional=True, input_width=FEATURES), input_gradient=True)
+    if low.masks or low.state:
+        raise SympropError(f"layer {layer.name!r}: an op with masks or state needs per-layer kernels of its own")
+    base = python_name(layer.name)
+    params = [name for name, _ in low.params]
+    out, grads = low.values[-1], ["dX", *(f"d{p}" for p in params)]
+    forward_buffers = [(name, shape) for name, shape in low.buffers if name not in grads]
+    (forward, used), (backward, bused) = print_lines(low.forward), print_lines(low.backward)
+    args = ", ".join(["X", *params])
+    shapes = lambda buffers: "\n".join(f"    {name} = np.empty({shape_text(shape)}, X.dtype)"  # noqa: E731
+                                       for name, shape in buffers)
+    checks = "\n".join(f'    _shape(function, "{p}", {p}, {shape_text(shape)})' for p, shape in low.params)
+    module.add(f'''
+def _{base}_arrays(function, {args}):
+    {args}, = _arrays(function, X=X, {", ".join(f"{p}={p}" for p in params)})
+    if X.ndim != 2:
+        raise ValueError(f"{{function}}: x must be (N, F), got shape {{X.shape}}")
+    N, F = X.shape
+{checks}
+    return ({args},)
+
+
+@jit
+def {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)}):
+    real = X.dtype.type
+    N, F = X.shape
+{chr(10).join(indent(forward, 1))}
+
+
+def {base}_forward({args}):
+    """{layer.summary} (printed from its lowering)."""
+    {args}, = _{base}_arrays("{base}_forward", {args})
+    N, F = X.shape
+{shapes(forward_buffers)}
+    {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)})
+    return {out}
+
+
+@jit
+def {base}_backward_kernel(d{out}, {args}, {", ".join(name for name, _ in low.buffers)}):
+    real = X.dtype.type
+    N, F = X.shape
+{chr(10).join(indent(forward, 1))}
+{chr(10).join(indent(backward, 1))}
+
+
+def {base}_backward(dout, {args}):
+    """({", ".join(grads)}): the gradients from the upstream gradient dout (printed from its lowering).
+    Never writes its inputs."""
+    {args}, = _{base}_arrays("{base}_backward", {args})
+    dout, = _arrays("{base}_backward", dout=dout)
+    N, F = X.shape
+    _shape("{base}_backward", "dout", dout, (N, F))
+{shapes(low.buffers)}
+    {base}_backward_kernel(dout, {args}, {", ".join(name for name, _ in low.buffers)})
+    return ({", ".join(grads)},)
+''', used | bused)
+
+
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
-    """The text of generated/layers.py below its header, and the layer names it covers."""
+    """The text of generated/layers.py below its header, and the layer names it covers: each
+    built-in family by its emitter, a family that brings its own lowering from that."""
     module = ModuleText()
     for name, layer in registry.items():
-        lowering(EMITTERS, layer, f"layer {name!r}")(layer, registry.derive(name), module)
+        emit = _from_lowering if callable(getattr(layer, "lower", None)) else lowering(EMITTERS, layer, f"layer {name!r}")
+        emit(layer, registry.derive(name), module)
     functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once
     body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
     return body, list(registry)

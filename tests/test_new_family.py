@@ -5,7 +5,9 @@ built-in families has the same way (each output reads the whole row). SymPy deri
 backward rule here; its ``lower`` method writes typed statements. From those two pieces come
 the derivation shown by ``symprop derive``, the transcript of a tiny net using it (the
 interpreter runs the lowered statements), the fused training kernel (the code generator
-prints them), a central-difference check and the checker's verdicts on claims about it.
+prints them), a central-difference check, the checker's verdicts on claims about it and
+``symprop generate`` with the family registered (its per-layer kernels printed from the
+lowering of a one-node graph).
 """
 from dataclasses import dataclass
 
@@ -130,3 +132,25 @@ def test_the_checker_reads_claims_about_the_new_family(registered, tmp_path):
     verdicts = {v.key: v for v in report.verdicts}
     assert verdicts["dL/dz1[1,2]"].right and not verdicts["h1[0,1]"].right
     assert report.first_wrong == "h1[0,1]"
+
+
+def test_symprop_generate_prints_its_per_layer_kernels_from_the_lowering(registered, tmp_path, rng):
+    """`symprop generate` with the family registered writes every module (into a temporary
+    folder here); its per-layer kernels agree with central differences and leave their
+    inputs alone."""
+    from symprop.codegen import files
+    from symprop.codegen.generate import generate
+
+    written = generate(tmp_path / "generated")
+    assert (tmp_path / "generated" / "layers.py") in written
+    layers = files.import_generated("layers_with_row_centre", tmp_path / "generated" / "layers.py")
+    forward, backward = layers.test_row_centre_forward, layers.test_row_centre_backward
+    x, upstream = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    y = forward(x)
+    np.testing.assert_allclose(y, x - x.mean(axis=1, keepdims=True), rtol=1e-12, atol=1e-15)
+    x_before, upstream_before = x.copy(), upstream.copy()
+    (dx,) = backward(upstream, x)
+    np.testing.assert_array_equal(x, x_before)  # backward never writes its inputs
+    np.testing.assert_array_equal(upstream, upstream_before)
+    objective = lambda value: float(np.sum(forward(value) * upstream))  # noqa: E731
+    assert relative_error(dx, numerical_gradient(objective, x)) < GRADCHECK_TOLERANCE
