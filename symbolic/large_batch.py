@@ -70,14 +70,15 @@ def large_batch_transcript(graph: Graph, values: dict, learning_rate, name: str,
                                 name, where, lines, batch_sum, forward_after_step, loss_rows=1 if batch_sum else rows)
 
     params = {p for layer in plan_layers(graph) for p in layer.params.values()}
+    shown = first(SHOWN_ROWS)  # first: a bad written row is refused as in a small batch
     sums = _batch_sums(first(1), floats, params, rows, where)
-    shown = first(SHOWN_ROWS)
     dtype = "float32" if FLOAT32.get() else "float64"
     t = Transcript(name, shown.title, tr(
         f"A batch of {rows} rows: the first {SHOWN_ROWS} are written out, every number computed from each "
-        f"layer's derived rules; the sums over all {rows} rows are computed in {dtype} (≈ with no formula).",
-        f"批量为 {rows} 行：写出前 {SHOWN_ROWS} 行，每个数都由各层推导出的规则算出；"
-        f"对全部 {rows} 行的求和以 {dtype} 计算（≈ 且不写公式的数）。"))
+        "layer's derived rules" + (f"; the sums over all {rows} rows are computed in {dtype} (≈ with no formula)."
+                                   if sums else "; the other rows are computed alike."),
+        f"批量为 {rows} 行：写出前 {SHOWN_ROWS} 行，每个数都由各层推导出的规则算出"
+        + (f"；对全部 {rows} 行的求和以 {dtype} 计算（≈ 且不写公式的数）。" if sums else "；其余各行算法相同。")))
     result = tr(f"the sum over the batch's {rows} rows in {dtype}", f"对批量 {rows} 行的 {dtype} 求和")
     changed = set()
     for key, q in shown.quantities.items():
@@ -186,6 +187,14 @@ def _per_row(key: str, params: set) -> bool:
     return False
 
 
+def _at_row(key: str, n: int, params: set) -> str:
+    """Row 0's key as row n's: z1[0,1] -> z1[7,1], dh1[0,1]/dg1[1] -> dh1[7,1]/dg1[1]."""
+    def row(match):
+        name, (_, comma, rest) = match.group(1), match.group(2).partition(",")
+        return f"{name}[{n}{comma}{rest}]" if _per_row(match.group(0), params) else match.group(0)
+    return _ELEMENT.sub(row, key)
+
+
 def _reads(formula) -> set[str]:
     if isinstance(formula, Chain):
         return {k for term in formula.terms for k in term}
@@ -235,8 +244,8 @@ def _batch_sums(one: Transcript, floats: dict, params: set, rows: int, where: st
                 value = _round(value, decimals, dtype)
             finite = np.isfinite(value)
             if not np.all(finite):
-                at = f" at row {int(np.argmin(finite))}" if per_row else ""
-                raise SympropError(f"{where}: {key} is not a finite number in {dtype.__name__}{at} (a batch of more "
+                name = _at_row(key, int(np.argmin(finite)), params) if per_row else key
+                raise SympropError(f"{where}: {name} is not a finite number in {dtype.__name__} (a batch of more "
                                    f"than {EXACT_ROWS} rows is summed in {dtype.__name__}): check the inputs")
             env[key] = value
             if summed:
@@ -260,8 +269,15 @@ def _evaluate(formula, env: dict, dtype):
     arguments = [env[n] for n in names]
     try:
         return _compiled(formula, "numpy")(*arguments)
-    except TypeError:  # a function NumPy lacks (math.erf): row by row
-        return np.vectorize(_compiled(formula, "math"), otypes=[dtype])(*arguments)
+    except (TypeError, NameError):  # a function NumPy lacks (math.erf): row by row
+        one = _compiled(formula, "math")
+
+        def number(*a):
+            try:
+                return one(*a)
+            except (ValueError, OverflowError, ZeroDivisionError):  # refused as not finite, naming the row
+                return math.nan
+        return np.vectorize(number, otypes=[dtype])(*arguments)
 
 
 @functools.lru_cache(maxsize=4096)

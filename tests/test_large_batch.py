@@ -138,6 +138,22 @@ def test_the_transcript_says_which_numbers_are_float64_in_both_languages(tmp_pat
     assert "L ≈" in text and "dL/dW1[0,0] ≈" in text and "W1_new[0,0] = W1[0,0] - lr*dL/dW1[0,0]" in text
 
 
+def test_a_layer_alone_writes_its_first_rows_and_checks_every_row(tmp_path, monkeypatch):
+    """No parameters, so nothing to sum: the first rows as the exact transcript writes them, and
+    a row that has no real value (the log of a negative input) is still refused, naming it."""
+    values = {"X": _rows(30, 2), "dout": _rows(30, 2, seed=5)}
+    path = write_net(tmp_path, "tanh", values)
+    t = net_file_transcript(load_net_file(path))
+    exact = exact_transcript(path, monkeypatch)
+    assert t.quantities.keys() == {k for k in exact.quantities if not any(f"[{n}," in k for n in range(SHOWN_ROWS, 30))}
+    assert all(q.value == exact.value(k) for k, q in t.quantities.items())
+    assert "the other rows are computed alike" in t.render("text")
+    values["X"] = np.abs(values["X"]).tolist()
+    values["X"][29] = [-1, 1]
+    with pytest.raises(SympropError, match=r"h0\[29,0\] is not a finite number in float64"):
+        net_file_transcript(load_net_file(write_net(tmp_path, "formula(log(x + 0.5))", values)))
+
+
 def test_shipped_net_files_are_written_out_whole():
     """Their transcripts (and the golden files made from them) keep every row exact."""
     for path in NETS.glob("*.toml"):
@@ -157,7 +173,7 @@ def test_a_value_that_overflows_float64_is_refused_naming_it_and_the_row(tmp_pat
     spec = "affine(2,1) formula(exp(x)) affine(1,1) squared-error"
     values = {"X": _rows(30, 2), "T": _rows(30, 1), "W1": [[1], [0]], "b1": [0], "W2": [[1]], "b2": [0]}
     values["X"][25] = [800, 0]
-    with pytest.raises(SympropError, match=r"big.toml: h1\[0,0\] is not a finite number in float64 at row 25"):
+    with pytest.raises(SympropError, match=r"big.toml: h1\[25,0\] is not a finite number in float64"):
         net_file_transcript(load_net_file(write_net(tmp_path, spec, values)))
 
 
