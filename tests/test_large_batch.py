@@ -103,6 +103,25 @@ def test_just_above_the_threshold_the_float64_sums_are_the_exact_ones(tmp_path, 
     assert not any(f"X[{SHOWN_ROWS}," in k for k in fast.quantities)  # the rows after the first are not written
 
 
+def test_a_per_feature_op_sums_its_parameter_over_the_batch(monkeypatch):
+    """dh1[n,j]/dg1[j], a row's local derivative with respect to a shared parameter, is a row's."""
+    from symprop.symbolic.graph import parse_net
+    from symprop.symbolic.layers import REGISTRY, PerFeature
+
+    op = REGISTRY.register(PerFeature("test-scale", "g*x", "learnable per-feature scale (defined in a test)"))
+    try:
+        graph = parse_net("affine(2,2) test-scale sigmoid affine(2,2) softmax-cross-entropy")
+        values = {"X": _rows(EXACT_ROWS + 1, 2), "T": _one_hot(EXACT_ROWS + 1, 2), "W1": [[0.1, 0.2], [0.3, -0.4]],
+                  "b1": [0, 0.1], "g1": [1.5, -0.5], "W2": [[1, 0], [0.5, 1]], "b2": [0, 0]}
+        fast = gt.graph_transcript(graph, values, learning_rate="0.1")
+        monkeypatch.setattr(large_batch, "EXACT_ROWS", 10**9)
+        exact = gt.graph_transcript(graph, values, learning_rate="0.1")
+    finally:
+        REGISTRY.remove(op.name)
+    assert fast.quantities["dL/dg1[1]"].result_of is not None and "dh1[2,1]/dg1[1]" in fast.quantities
+    assert_agrees(fast, exact, FLOAT64_TOLERANCE)
+
+
 def _after_a_sum(t, key, sums) -> bool:
     from symprop.symbolic.checker import _dependencies
 
