@@ -48,23 +48,21 @@ CASES = {
     "affine(2,3,l2=0.01) relu affine(3,1) mse": dict(
         T="column", W1=[[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]], b1=[0.01, -0.02, 0.03], W2=[[0.2], [-0.1], [0.3]], b2=[0.1]),
     "affine(2,1) binary-cross-entropy": dict(T="binary", W1=[[0.5], [-0.5]], b1=[0]),
-    "affine(2,3) tanh affine(3,3) multiclass-hinge": dict(
-        T="one-hot", W1=[[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]], b1=[0, 0, 0.1],
-        W2=[[1, -1, 0.5], [0.3, 0.1, -0.2], [-0.5, 0.4, 0]], b2=[0, 0.1, 0]),
+    "affine(2,2) tanh affine(2,3) multiclass-hinge": dict(
+        T="one-hot", W1=[[0.1, -0.2], [0.4, 0.5]], b1=[0, 0.1], W2=[[1, -1, 0.5], [0.3, 0.1, -0.2]], b2=[0, 0.1, 0]),
     "affine(2,2) dropout(0.5) affine(2,2) softmax affine(2,1) huber": dict(
         T="column", W1=[[0.1, -0.2], [0.4, 0.5]], b1=[0.01, -0.02], mask2="mask", W2=[[0.2, -0.1], [0.3, 0.1]],
         b2=[0, 0.1], W3=[[0.5], [-0.5]], b3=[0]),
     "affine(2,2) layernorm log-softmax-nll": dict(T="one-hot", W1=[[0.1, -0.2], [0.4, 0.5]], b1=[0.01, -0.02],
                                                   scale2=[1, 0.5], shift2=[0, 0.1]),
-    "input(1,3,3) conv2d(1,1,2) maxpool(2,1) flatten squared-error": dict(T="column", W1=[[[[1, -1], [2, 0]]]],
-                                                                         b1=[0.1]),
+    "input(1,2,2) conv2d(1,1,1) maxpool(2,1) flatten squared-error": dict(T="column", W1=[[[[1.5]]]], b1=[0.1]),
 }
 
 
 def case_values(spec: str, rows: int) -> dict:
     values = dict(CASES[spec])
     classes = len(values[max(k for k in values if k.startswith("b"))])  # the last layer's biases
-    values["X"] = (np.random.default_rng(0).integers(-3, 4, size=(rows, 1, 3, 3)).tolist() if spec.startswith("input")
+    values["X"] = (np.random.default_rng(0).integers(-3, 4, size=(rows, 1, 2, 2)).tolist() if spec.startswith("input")
                    else _rows(rows, 2))
     values["T"] = {"one-hot": lambda: _one_hot(rows, classes), "column": lambda: _rows(rows, 1, seed=2),
                    "binary": lambda: [row[:1] for row in _one_hot(rows, 2)]}[values["T"]]()
@@ -126,6 +124,18 @@ def _after_a_sum(t, key, sums) -> bool:
     from symprop.symbolic.checker import _dependencies
 
     return any(k in sums or _after_a_sum(t, k, sums) for k in _dependencies(t, key))
+
+
+def test_the_batch_sum_convention_sums_the_loss_without_1_over_n(tmp_path, monkeypatch):
+    spec = "affine(2,3) sigmoid affine(3,2) softmax-cross-entropy"
+    path = write_net(tmp_path, spec, case_values(spec, EXACT_ROWS + 1))
+    fast = net_file_transcript(load_net_file(path), batch_sum=True)
+    with monkeypatch.context() as m:
+        m.setattr(large_batch, "EXACT_ROWS", 10**9)
+        exact = net_file_transcript(load_net_file(path), batch_sum=True)
+    assert_agrees(fast, exact, FLOAT64_TOLERANCE)
+    mean = net_file_transcript(load_net_file(path))
+    assert float(fast.value("L")) == pytest.approx((EXACT_ROWS + 1) * float(mean.value("L")), rel=FLOAT64_TOLERANCE)
 
 
 def test_the_float32_convention_sums_in_float32(tmp_path, monkeypatch):
