@@ -90,7 +90,8 @@ def _hang_cases(tmp_path) -> dict:
     cases["10^5 claims"] = (["check", str(claims)], ("no value named", 99_999))
     # a 10^5-row net file: the first rows exact, the sums over the batch in float64; the claims
     # about its written rows and sums are checked against a NumPy computation of the same net
-    big, hidden = big_net_file(tmp_path, "big.toml", hidden=False), big_net_file(tmp_path, "big-hidden.toml", hidden=True)
+    big = big_net_file(tmp_path, "big.toml", hidden=False)
+    hidden = big_net_file(tmp_path, "big-hidden.toml", hidden=True)
     cases["10^5-row net file"] = (["example", "show", str(big), "--format", "json"], None)
     cases["10^5-row net file, a hidden layer"] = (["example", "show", str(hidden)], None)
     big_claims = tmp_path / "big-claims.toml"
