@@ -356,12 +356,15 @@ class Subject:
         self.build_batch_sum = example.build_batch_sum if example is not None else None
         if isinstance(name, NetValues):
             from .graph import parse_net
-            from .graph_transcript import values_transcript
+            from .graph_transcript import _read_values
+            from .graph_transcript import graph_transcript as spec_transcript
 
             graph = parse_net(name.spec)  # a bad spec or values file fails here, once
-            values_transcript(graph, name.values)
+            values, lines = _read_values(name.values)  # read once: a 10^5-row file takes a second to parse
+            self.build_exact = lambda: spec_transcript(graph, values, name=Path(name.values).stem,
+                                                       where=str(name.values), lines=lines)
+            self.build_exact()
             self.network, self.batch_size = None, 1
-            self.build_exact = lambda: values_transcript(graph, name.values)
         elif example is not None:
             self.build_exact = example.build
             self.network = builtin_network(name) if name in ("two-layer-sigmoid", "mazur-2-2-2") else None

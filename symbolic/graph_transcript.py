@@ -33,7 +33,7 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import N, Affine, BatchNorm, Conv2d, Flatten, Pool, real
+from .layers import N, REGISTRY, Affine, BatchNorm, Conv2d, Flatten, Pool, real
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number, _Where
@@ -611,8 +611,8 @@ class _Builder:
 
     def derivation(self, layer):
         op = layer.node.op
-        if id(op) not in self._derivations:
-            self._derivations[id(op)] = op.derive()
+        if id(op) not in self._derivations:  # a registered op's is the registry's, derived once per process
+            self._derivations[id(op)] = REGISTRY.derive(op.name) if REGISTRY.get(op.name) is op else op.derive()
         return self._derivations[id(op)]
 
     def lowered(self, layer):
@@ -672,7 +672,7 @@ class _Builder:
 
 def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str = "net",
                      where: str = "values", lines: dict | None = None, batch_sum: bool = False,
-                     forward_after_step: bool = False) -> Transcript:
+                     forward_after_step: bool = False, loss_rows: int | None = None) -> Transcript:
     """The hand calculation of one training step of ``graph`` on the given numbers: forward
     pass element by element, the loss, every gradient from the loss back and, with a learning
     rate, the SGD update of every parameter. ``where`` names the values' source in errors,
@@ -682,12 +682,19 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     (``z1_new[0,0]``, ..., ``L_new``), to see the loss fall.
 
     A spec without a loss (parse_net's ``loss_optional``) takes ``dout``, the upstream gradient
-    of its last value, and writes every gradient back from it, dL/dX included."""
+    of its last value, and writes every gradient back from it, dL/dX included.
+
+    A batch of more than large_batch.EXACT_ROWS rows is written as its first rows, the sums over
+    the batch in float64 (large_batch.py); ``loss_rows``: the N of the loss's 1/N when the
+    values are the first rows of such a batch."""
     if isinstance(values, dict) and "learning_rate" in values:  # a values file's table as it is
         if learning_rate is not None:
             raise SympropError(f"{where}: learning_rate given twice (in the values and as an argument)")
         values = dict(values)
         learning_rate = values.pop("learning_rate")
+    from .large_batch import EXACT_ROWS, batch_rows, large_batch_transcript
+    if loss_rows is None and batch_rows(values) > EXACT_ROWS:
+        return large_batch_transcript(graph, values, learning_rate, name, where, lines, batch_sum, forward_after_step)
     layers = plan_layers(graph)
     checked = check_values(graph, values, where, lines)
     rows = len(checked["X"])
@@ -698,7 +705,8 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     has_loss = ends_with_loss(graph)
     if penalised and not has_loss:
         raise SympropError(f"net spec {graph.spec!r}: an l2= penalty is added to a loss; this spec ends without one")
-    b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else rows, not has_loss, graph, layers)
+    b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else loss_rows or rows, not has_loss,
+                 graph, layers)
     masks = set(_mask_names(graph))
     last = layers[-1].out
     t.heading(tr("Given", "已知"))

@@ -53,6 +53,11 @@ class NodeStatements:
     shown: dict  # kernel locals a transcript shows as quantities: local -> (name, index symbols)
 
 
+def derivation(op) -> Derivation:
+    """The op's derivation: a registered op's is the registry's, derived once per process."""
+    return REGISTRY.derive(op.name) if REGISTRY.get(op.name) is op else op.derive()
+
+
 def lowering(table: dict, op, where: str):
     """How to lower an op: its own ``lower(lowering, use)`` method where its class has one (a
     family defined in one place, its op class and its lowering), else the entry of ``table``
@@ -193,7 +198,7 @@ class Lowering:
             ((dW, d.backward["dW"]),), names, {dW: f"dL/d{W} += {sp.sstr(d.backward['dW'])}"}, frozenset({dW})))]
 
     def _elementwise(self, use):
-        d = use.op.derive()
+        d = derivation(use.op)
         source = self.values[-1]
         out = self.buffer(self.names.value, (N, self.width))
         names = {"x": at(source, "n", "j"), use.op.output: at(out, "n", "j")}
@@ -269,7 +274,7 @@ class Lowering:
         self.prepend_backward([Loop(n, N, tuple(hinge_row_statements(d, names, dsource)))])
 
     def _loss(self, use):
-        d = use.op.derive()
+        d = derivation(use.op)
         source = self.values[-1]
         p = use.op.prediction
         scale = use.op.loss_scale
@@ -293,7 +298,7 @@ class Lowering:
 
     def _per_feature(self, use):
         """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
-        d = use.op.derive()
+        d = derivation(use.op)
         source = self.values[-1]
         params = [self.names.params[p] for p in use.op.params]
         self.params += [(name, (self.width,)) for name in params]

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .errors import SympropError
 from .graph import Graph, parse_net
-from .graph_transcript import check_values, ends_with_loss, graph_transcript
+from .graph_transcript import ends_with_loss, graph_transcript
+from .large_batch import check_batch
 from .layers import N
 from .networkfile import _Where
 from .graphfile import notes_table
@@ -42,7 +43,7 @@ class NetFile:
     seed: str
     spec: str
     graph: Graph
-    values: dict  # the [values] table as written (check_values reads it)
+    values: dict  # the [values] table as written (check_batch reads it)
     value_lines: dict[str, int] = field(default_factory=dict)  # field -> line, for messages
     description: str = ""
     title_zh: str = ""
@@ -116,7 +117,7 @@ def parse_net_file(text: str, source: str = "<net file>") -> NetFile:
     value_lines = {key: where.line_of(key, section="values") for key in values}
     # checked now (X, T or dout, the parameters; the learning rate when the transcript is written),
     # so that a file with a bad table is refused on loading, before anything reads X's rows
-    check_values(graph, {k: v for k, v in values.items() if k != "learning_rate"}, source, value_lines)
+    check_batch(graph, {k: v for k, v in values.items() if k != "learning_rate"}, source, value_lines)
     return NetFile(source, text_field("title", Path(source).stem), text_field("summary"), text_field("seed"), spec,
                    graph, values, value_lines,
                    text_field("description"), text_field("title_zh"), text_field("description_zh"),

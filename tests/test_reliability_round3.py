@@ -88,7 +88,54 @@ def _hang_cases(tmp_path) -> dict:
     claims.write_text('example = "two-layer-sigmoid"\n[claims]\nh1 = "0.694"\n'
                       + "".join(f'claim_{i} = "0.5"\n' for i in range(1, 100_000)))
     cases["10^5 claims"] = (["check", str(claims)], ("no value named", 99_999))
+    # a 10^5-row net file: the first rows exact, the sums over the batch in float64; the claims
+    # about its written rows and sums are checked against a NumPy computation of the same net
+    big = big_net_file(tmp_path, "big.toml", hidden=False)
+    hidden = big_net_file(tmp_path, "big-hidden.toml", hidden=True)
+    cases["10^5-row net file"] = (["example", "show", str(big), "--format", "json"], None)
+    cases["10^5-row net file, a hidden layer"] = (["example", "show", str(hidden)], None)
+    big_claims = tmp_path / "big-claims.toml"
+    big_claims.write_text('network = "big.toml"\n[claims]\n'
+                          + "".join(f'"{k}" = "{v:.6g}"\n' for k, v in big_net_numbers().items()))
+    cases["claims about a 10^5-row net file"] = (["check", str(big_claims)], None)
     return cases
+
+
+BIG_ROWS = 100_000
+
+
+def big_net_inputs():
+    n = np.arange(BIG_ROWS)
+    x = np.stack([(n * 37 % 200 - 100) / 50, (n * 91 % 200 - 100) / 40], axis=1)
+    return x, np.eye(2, dtype=int)[n * 7 % 3 % 2]
+
+
+def big_net_file(tmp_path, name: str, hidden: bool) -> Path:
+    """affine(2,2) softmax-cross-entropy (or with a sigmoid hidden layer of 3) on 10^5 rows."""
+    x, t = big_net_inputs()
+    params = ('W1 = [[0.1, -0.2, 0.3], [0.4, 0.5, -0.6]]\nb1 = [0.01, -0.02, 0.03]\n'
+              'W2 = [[0.2, -0.1], [0.3, 0.1], [-0.5, 0.4]]\nb2 = [0, 0.1]\n' if hidden else
+              "W1 = [[0.1, -0.2], [0.4, 0.5]]\nb1 = [0.01, -0.02]\n")
+    spec = "affine(2,3) sigmoid affine(3,2) softmax-cross-entropy" if hidden else "affine(2,2) softmax-cross-entropy"
+    rows = lambda a: "[" + ", ".join(f"[{u!r}, {v!r}]" for u, v in a.tolist()) + "]"  # noqa: E731
+    path = tmp_path / name
+    path.write_text(f'title = "a large batch"\nnet = "{spec}"\n[values]\nX = {rows(x)}\nT = {rows(t)}\n{params}'
+                    "learning_rate = 0.1\n")
+    return path
+
+
+def big_net_numbers() -> dict:
+    """Row 0's z1[0,1], the loss, a gradient and an update of the affine(2,2) file, by NumPy."""
+    x, t = big_net_inputs()
+    w, b = np.array([[0.1, -0.2], [0.4, 0.5]]), np.array([0.01, -0.02])
+    z = x @ w + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    dz = (p - t) / BIG_ROWS
+    loss = float(np.mean(np.log(np.exp(z).sum(axis=1)) - (z * t).sum(axis=1)))
+    dw = x.T @ dz
+    return {"z1[0,1]": z[0, 1], "L": loss, "dL/dW1[1,0]": dw[1, 0], "dL/db1[1]": dz[:, 1].sum(),
+            "W1_new[1,0]": w[1, 0] - 0.1 * dw[1, 0]}
 
 
 def test_hang_cases_end_within_the_deadline_each_in_a_subprocess(tmp_path):
