@@ -26,7 +26,6 @@ from .errors import SympropError
 from .graph import Graph
 from .graph_transcript import (_array, _describe, _exact, _failing, _mask_names, _shape_text, check_values,
                                expected_values, graph_transcript, plan_layers)
-from .layers import BatchNorm, MulticlassHinge, SoftmaxCrossEntropy
 from .networkfile import MAX_MAGNITUDE
 from .transcript import FLOAT32, ROUND_INTERMEDIATES, Chain, Show, Text, Transcript, round_half_up, tr
 
@@ -107,7 +106,7 @@ def large_batch_transcript(graph: Graph, values: dict, learning_rate, name: str,
 
 
 def _mixes_rows(graph: Graph) -> bool:
-    return any(isinstance(node.op, BatchNorm) and node.op.kind == "batch" for node in graph.nodes)
+    return any(node.op.mixes_rows for node in graph.nodes)
 
 
 # --- the values: the first rows exact, every row as floats -------------------------------------
@@ -134,7 +133,7 @@ def _checked(graph: Graph, values: dict, where: str, lines: dict | None) -> tupl
             fail = _failing(where, key, line(key))
             fail(f"a dropout mask holds 0 (dropped) or 1 (kept); got {_exact(values[key][n][j], fail)} at [{n},{j}]")
     for node in graph.nodes:
-        if isinstance(node.op, (SoftmaxCrossEntropy, MulticlassHinge)):
+        if node.op.one_hot_targets:
             targets = floats["T"]
             one_hot = ((targets == 0) | (targets == 1)).all(axis=1) & (targets.sum(axis=1) == 1)
             if not one_hot.all():

@@ -118,6 +118,7 @@ class Op:
     accepts_images = False  # takes (C, H, W) images as well as features (activations, conv ops)
     applies = ""  # a loss that takes logits names the activation it applies itself
     one_hot_targets = False  # a loss whose derivation uses sum_k t[k] = 1 (its targets are checked)
+    mixes_rows = False  # a row's output depends on the other rows of the batch (batch norm's statistics)
 
     def network_problem(self) -> str | None:
         """Why this op cannot be a layer of a network, or None."""

@@ -133,6 +133,11 @@ class BatchNorm(Op):
     running averages (momentum 0.1, the running variance unbiased, as torch), which inference
     mode uses instead. ``batchnorm(EPS, MOMENTUM)`` overrides torch's 1e-5 and 0.1."""
 
+    @property
+    def mixes_rows(self) -> bool:
+        """Batch norm's statistics are over the batch; layer norm's over each row alone."""
+        return self.kind == "batch"
+
     def param_names(self, roles, layer, position, taken):
         """scale<position>, shift<position>: never an affine layer's W1, b1 nor a hyper-parameter
         (beta2)."""
