@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import sympy as sp
 
 from .errors import SympropError
@@ -33,7 +34,7 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import N, REGISTRY, Affine, BatchNorm, Conv2d, Flatten, Pool, real
+from .layers import N, REGISTRY, Affine, BatchNorm, Conv2d, Pool, real
 from .ops.affine import l2_penalty_derivation
 from .ops import conv
 from .networkfile import _number, _Where
@@ -275,29 +276,6 @@ class _PoolSteps(_Steps):
                 b.define(_grad(source), sp.S.Zero, b.once(tr("in no window: no gradient", "不在任何窗口中：梯度为 0")))
 
 
-class _FlattenSteps(_Steps):
-    """flatten: f[n, (c H + h) W + w] = x[n, c, h, w], and the gradient read back."""
-
-    def _pairs(self, b, layer):
-        for index in layer.elements(b.rows, "in"):
-            n, c, h, w = index
-            _, H, W = layer.shape_in
-            yield index, (n, (c * H + h) * W + w)
-
-    def forward(self, b, layer):
-        note = tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征")
-        for image, flat in self._pairs(b, layer):
-            b.define(_element(layer.out, flat), sp.Symbol(_element(layer.source, image)), note)
-            note = None
-
-    def backward(self, b, layer):
-        note = tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回")
-        for image, flat in self._pairs(b, layer):
-            if layer.source != "X" or b.input_gradient:
-                b.define(_grad(_element(layer.source, image)), sp.Symbol(_grad(_element(layer.out, flat))), note)
-                note = None
-
-
 def _row_rule(rule, sizes, at, arrays):
     """A derived rule over one vector (index 1..K, as the derivations write it) with numbers:
     sizes and free indices substituted, sums written out, each element x[i] replaced by
@@ -447,7 +425,7 @@ def _penalised(layer) -> bool:
 # op type -> how it is written out where the interpreter cannot run its lowering yet (an op
 # class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
 # SoftmaxCrossEntropy); every other family is written from its lowered statements
-STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), Flatten: _FlattenSteps(), BatchNorm: _NormSteps()}
+STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), BatchNorm: _NormSteps()}
 
 
 def _steps(op) -> _Steps:
@@ -630,14 +608,25 @@ class _Builder:
         values |= {name for name, _ in self._lowering.buffers if not (name.startswith("d") and name[1:] in values)}
 
         penalised = {layer.params["W"] for layer in self.layers if _penalised(layer)}
+        # images travel as (N, C*H*W) arrays; the transcript names their elements X[n,c,h,w]
+        images = {layer.source: layer.shape_in for layer in self.layers if isinstance(layer.shape_in, tuple)}
+        images |= {layer.out: layer.shape_out for layer in self.layers if isinstance(layer.shape_out, tuple)}
+        bounds = {name: shape for layer in self.layers for role, name in layer.params.items()
+                  for shape in [layer.shapes[role]]} | {name: (None, *shape) for name, shape in images.items()}
 
         def key_of(array, index):
-            if array in values:
-                return _element(array, index)
-            if array.startswith("d") and array[1:] in values:  # with an L2 penalty, the data loss's
-                grad = _data_grad if array[1:] in penalised else _grad  # gradient: the penalty's comes after
-                return grad(_element(array[1:], index))
-            return None
+            value = array if array in values else array[1:] if array.startswith("d") and array[1:] in values else None
+            if value is None:
+                return None
+            if value in images and len(index) == 2:
+                index = (index[0], *(int(i) for i in np.unravel_index(index[1], images[value])))
+            shape = bounds.get(value, (None,) * len(index))
+            if any(i < 0 or (size is not None and i >= size) for i, size in zip(index, shape)):
+                raise IndexError(f"{array}{list(index)}")  # a padding zero, or outside a window's weights
+            if value == array:
+                return _element(value, index)
+            grad = _data_grad if value in penalised else _grad  # with an L2 penalty, the data loss's
+            return grad(_element(value, index))  # gradient: the penalty's comes after
 
         return Interpreter(key_of, self.define, self.once, self._loop_sizes, self._expr_sizes,
                            shown={LOSS: (self.loss_key, ()), **shown}, shapes=self._lowering.array_shapes(),

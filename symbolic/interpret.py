@@ -24,7 +24,7 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .ir import Accumulate, Allocate, Assignments, Comment, Let, Loop, MatrixInto, element
+from .ir import Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, element
 from .transcript import Chain, Text
 
 GRADIENT = "dL/d"  # the transcript's keys of gradients: dL/dz1[0,1]
@@ -40,6 +40,7 @@ class _Pending:
     terms: list = field(default_factory=list)
     locals: list = field(default_factory=list)  # (key, formula, note) of each local derivative
     note: Text | None = None
+    zero_note: Text | None = None  # the note of the value a sum starts from, where nothing is added
 
 
 class Interpreter:
@@ -104,6 +105,9 @@ class Interpreter:
         if isinstance(let.target, sp.Symbol) and let.target.is_integer:  # a size: K = 4
             self.loop_sizes[let.target] = self.expr_sizes[let.target] = int(let.value)
             return
+        if isinstance(let.value, sp.Symbol) and str(let.value) in self.shapes:  # a whole array under another name
+            self._view(let)
+            return
         self._writing = self._key(let.target)
         self._write(let.target, self._concrete(sp.sympify(let.value), written=True), let.augmented, let.note, let)
 
@@ -111,6 +115,20 @@ class Interpreter:
         self._writing = self._key(statement.target)
         self._write(statement.target, self._concrete(statement.expr, statement.names, statement.row), True, None,
                     statement)
+
+    def _view(self, let: Let) -> None:
+        """target = source for whole arrays (a flattened image is the same array): each element
+        of the target is its element of the source."""
+        shape = [int(sp.sympify(size).xreplace(self.loop_sizes)) for size in self.shapes[str(let.value)]]
+        for index in itertools.product(*map(range, shape)):
+            self._writing = self._key(element(str(let.target), *index))
+            self._write(element(str(let.target), *index), self._read(element(str(let.value), *index)), False,
+                        let.note, let)
+
+    def _run_Call(self, call: Call):
+        if not call.means:
+            self._cannot(call)
+        self.run(call.means)
 
     def _run_MatrixInto(self, node: MatrixInto):
         """A matrix rule on explicit matrices of the transcript's symbols, multiplied out: one
@@ -138,7 +156,7 @@ class Interpreter:
                 self._chain(statement, target, rule, note or (None, None))
             else:
                 self._writing = self._key(target)
-                formula = self._concrete(rule, statement.names, statement.row)
+                formula = self._concrete(rule, statement.names, statement.row, zero_outside=statement.zero_outside)
                 self._write(target, formula, target in statement.accumulate, note, statement)
 
     # ---- values --------------------------------------------------------------------------
@@ -153,8 +171,13 @@ class Interpreter:
             return name + (f"[{','.join(str(self.bound[i]) for i in indices)}]" if indices else "")
         return None
 
-    def _read(self, value):
-        key = self._key(value)
+    def _read(self, value, zero_outside: bool = False):
+        try:
+            key = self._key(value)
+        except IndexError:  # outside the array
+            if zero_outside:
+                return sp.S.Zero
+            raise SympropError(f"the transcript reads {value} outside its array") from None
         if key is None:
             if str(value) not in self.locals:
                 raise SympropError(f"the transcript reads {value} before any statement writes it")
@@ -169,9 +192,15 @@ class Interpreter:
         item = self.pending.pop(key)
         for local_key, formula, note in item.locals:
             self.define(local_key, formula, note)
-        self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, item.note)
+        if item.terms:  # a chain-rule sum: its own note
+            note = item.note
+        elif item.summands:  # a sum of terms: the note given where it started (the loss's)
+            note = item.note or item.zero_note
+        else:  # nothing was added (an element in no pooling window)
+            note = item.note or (item.zero_note and self.once(item.zero_note))
+        self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, note)
 
-    def _concrete(self, expr, names=None, row=None, written=False):
+    def _concrete(self, expr, names=None, row=None, written=False, zero_outside=False):
         """expr over the transcript's names: the statement's names put in, indices and sizes
         made numbers, every element and local read. ``written``: the kernel's bookkeeping
         (loss / N), kept in the order it is written rather than rearranged by SymPy."""
@@ -183,8 +212,12 @@ class Interpreter:
         if row is not None:
             expr = expr.replace(lambda e: isinstance(e, sp.Indexed) and len(e.indices) == 1,
                                 lambda e: e.base[(row, *e.indices)])
+        if expr.has(sp.Sum):  # a sum runs over the loop's sizes (all N rows), then is written out
+            expr = expr.replace(lambda e: isinstance(e, sp.Sum), lambda e: e.xreplace(self.loop_sizes))
         expr = expr.xreplace({**self.expr_sizes, **{i: sp.Integer(v) for i, v in self.bound.items()}})
-        elements = {e: self._read(e) for e in expr.atoms(sp.Indexed)}
+        if expr.has(sp.Sum):
+            expr = expr.doit()
+        elements = {e: self._read(e, zero_outside) for e in expr.atoms(sp.Indexed)}
         locals_ = {s: self._read(s) for s in expr.free_symbols
                    if isinstance(s, sp.Symbol) and (s.name in self.locals or s.name in self.shown)}
         if written:
@@ -206,10 +239,13 @@ class Interpreter:
             return
         if self.defined(key) and key not in self.pending:  # computed again (a kernel recomputes what it did not keep)
             return
-        if (augmented or key in self.pending or name in self.shown  # a shown local may still change (zmax)
-                or (isinstance(statement, Let) and formula == 0)):
+        starts_sum = isinstance(statement, Let) and formula == 0 and not augmented
+        if augmented or key in self.pending or name in self.shown or starts_sum:  # a shown local may still change (zmax)
             item = self.pending.setdefault(key, _Pending())
-            item.note = item.note or self._first(statement, note)
+            if starts_sum:
+                item.zero_note = item.zero_note or note
+            else:
+                item.note = item.note or self._first(statement, note)
             if augmented:  # one more term of the sum
                 item.summands = [*([item.formula] if item.formula != 0 and not item.summands else item.summands),
                                  formula]

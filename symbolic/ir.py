@@ -142,6 +142,7 @@ class Assignments:
     # write the local derivative and the chain-rule product as lines of their own
     notes: dict = field(default_factory=dict, hash=False, compare=False)
     upstream: str | None = None
+    zero_outside: bool = False  # reads outside an array are 0 (a padded input, a window's weights)
 
     def __post_init__(self):
         _typed(self, **{f"target {i}": t for i, (t, _) in enumerate(self.pairs)},
@@ -161,12 +162,15 @@ class Accumulate:
 
 @dataclass(frozen=True)
 class Call:
-    """function(args) for a helper that works in place (_add_bias(z1, b1)): args are arrays
-    (symbols) and whole numbers."""
+    """function(args) for a compiled helper that works in place (_conv2d_forward(X, W1, ...)):
+    args are arrays (symbols) and whole numbers. ``means`` says what the helper computes,
+    element by element, as statements (the derived index rules): the interpreter runs those,
+    the printer prints the call."""
 
     function: str
     args: tuple
     comment: str = ""
+    means: tuple = field(default=(), hash=False, compare=False)
 
 
 @dataclass(frozen=True)

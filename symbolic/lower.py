@@ -440,9 +440,11 @@ class Lowering:
         """Images already travel as (N, C*H*W) arrays in NCHW order: the flattened value is
         the same array under its own name (and its gradient the same array as the image's)."""
         source, out = self.values[-1], self.names.value
-        self.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"),
-                         Let(array(out), array(source))]
-        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(array(f"d{source}"), array(f"d{out}"))])
+        self.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"), Let(
+            array(out), array(source), note=tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征"))]
+        self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(
+            array(f"d{source}"), array(f"d{out}"),
+            note=tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回"))])
         self.values.append(out)
 
     # op type -> how it is lowered (an op class not listed uses its nearest listed base class)
