@@ -34,11 +34,10 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import N, REGISTRY, Affine, BatchNorm, Conv2d, Pool, real
+from .layers import N, REGISTRY, Affine, BatchNorm, real
 from .ops.affine import l2_penalty_derivation
-from .ops import conv
 from .networkfile import _number, _Where
-from .transcript import Chain, Transcript, tr, typeset_name
+from .transcript import Transcript, tr, typeset_name
 
 DOUT = real("dout")
 
@@ -156,124 +155,6 @@ def _penalty_gradient(b, layer):
         local = _by_name(d.backward["dW"], {"w": sp.Symbol(key), "lambda": lam})
         b.define(_grad(key), sp.Add(sp.Symbol(_data_grad(key)), local, evaluate=False), note)
         note = None
-
-
-def _concrete(rule, sizes, at, arrays):
-    """A derived index rule with numbers: sizes and the free indices substituted, the sums
-    written out, and each array element (Indexed) replaced by its transcript symbol, or by 0
-    outside the array's range (the padding zeros; window arrays read as 0 outside the window)."""
-    expr = rule.subs(sizes).subs(at).doit()
-
-    def element(e):
-        name, shape, lookup = arrays[str(e.base)]
-        index = tuple(int(i) for i in e.indices)
-        if any(i < 0 or i >= n for i, n in zip(index, shape)):
-            return sp.S.Zero
-        return lookup(index)
-
-    return expr.replace(lambda e: isinstance(e, sp.Indexed), element)
-
-
-class _ConvSteps(_Steps):
-    """conv2d: each output element and each gradient element from the derived index rules."""
-
-    def _arrays(self, b, layer):
-        (C, H, W), (O, HO, WO) = layer.shape_in, layer.shape_out
-        cin, cout, k, stride, pad = layer.node.op.geometry(layer.node.args)
-        Wn, bn = layer.params["W"], layer.params["b"]
-        sizes = {N: b.rows, conv.C: C, conv.O: O, conv.HO: HO, conv.WO: WO, conv.KW: k, conv.S: stride}
-        rows = b.rows
-        arrays = {
-            "Xp": ("Xp", (rows, C, H + 2 * pad, W + 2 * pad),
-                   lambda i: (sp.Symbol(_element(layer.source, (i[0], i[1], i[2] - pad, i[3] - pad)))
-                              if pad <= i[2] < H + pad and pad <= i[3] < W + pad else sp.S.Zero)),
-            "W": ("W", (O, C, k, k), lambda i: sp.Symbol(_element(Wn, i))),
-            "b": ("b", (O,), lambda i: sp.Symbol(_element(bn, i))),
-            "dY": ("dY", (rows, O, HO, WO), lambda i: sp.Symbol(_grad(_element(layer.out, i)))),
-        }
-        return sizes, arrays, pad
-
-    def forward(self, b, layer):
-        d = b.derivation(layer)
-        sizes, arrays, _ = self._arrays(b, layer)
-        n, o, c, i, j = conv._indices()[:5]
-        note = tr(f"{layer.node.text}: the bias plus the kernel times each window of the (padded) input",
-                  f"{layer.node.text}：偏置加上卷积核与（补零后）输入每个窗口的乘积之和")
-        for index in layer.elements(b.rows):
-            b.define(_element(layer.out, index),
-                     _concrete(d.forward["Y"], sizes, dict(zip((n, o, i, j), index)), arrays), note)
-            note = None
-
-    def backward(self, b, layer):
-        d = b.derivation(layer)
-        sizes, arrays, pad = self._arrays(b, layer)
-        a, e, u, v = conv._indices()[7:]
-        note = tr(f"{layer.node.text}: dW is the input correlated with the upstream gradient; db its sum",
-                  f"{layer.node.text}：dW 为输入与上游梯度的互相关；db 为上游梯度之和")
-        for role in ("W", "b"):
-            for index in b.indices(layer.shapes[role]):
-                b.define(_grad(_element(layer.params[role], index)),
-                         _concrete(d.backward["d" + role], sizes, dict(zip((a, e, u, v), index)), arrays), note)
-                note = None
-        if layer.source != "X" or b.input_gradient:  # dL/dX: only a layer alone shows it
-            note = tr("the full convolution of the upstream gradient with the flipped kernel",
-                      "上游梯度与翻转后卷积核的完全卷积")
-            for (n, c, h, w) in layer.elements(b.rows, "in"):
-                at = {a: n, e: c, u: h + pad, v: w + pad}
-                b.define(_grad(_element(layer.source, (n, c, h, w))),
-                         _concrete(d.backward["dX"], sizes, at, arrays), note)
-                note = None
-
-
-class _PoolSteps(_Steps):
-    """max-pool and average-pool, window by window; max-pool's local derivatives follow the
-    tie convention of the derivation (the first maximum in row-major order)."""
-
-    def _window(self, layer, n, c, i, j):
-        k, stride = layer.node.op.geometry(layer.node.args)
-        return [(n, c, stride * i + p, stride * j + q) for p in range(k) for q in range(k)]
-
-    def forward(self, b, layer):
-        op = layer.node.op
-        k, _ = op.geometry(layer.node.args)
-        note = tr(f"{layer.node.text}: the {'largest element' if op.mode == 'max' else 'mean'} of each window",
-                  f"{layer.node.text}：每个窗口的{'最大值' if op.mode == 'max' else '平均值'}")
-        for index in layer.elements(b.rows):
-            cells = [sp.Symbol(_element(layer.source, x)) for x in self._window(layer, *index)]
-            formula = (sp.Max(*cells, evaluate=False) if op.mode == "max"
-                       else sp.Mul(sp.Rational(1, k * k), sp.Add(*cells, evaluate=False), evaluate=False))
-            b.define(_element(layer.out, index), formula, note)
-            note = None
-
-    def backward(self, b, layer):
-        op = layer.node.op
-        k, _ = op.geometry(layer.node.args)
-        holders = {}  # source element -> [(output element, position in its window)]
-        for index in layer.elements(b.rows):
-            for r, x in enumerate(self._window(layer, *index)):
-                holders.setdefault(x, []).append((index, r))
-        for x in layer.elements(b.rows, "in"):
-            source = _element(layer.source, x)
-            terms = []
-            for index, r in holders.get(x, []):
-                out = _element(layer.out, index)
-                local = f"d{out}/d{source}"
-                if op.mode == "max":
-                    cells = [sp.Symbol(_element(layer.source, y)) for y in self._window(layer, *index)]
-                    b.define(local, conv.first_max_rule(cells, r),
-                             b.once(tr("1 if it is the window's first maximum in row-major order, else 0 "
-                                       "(Heaviside(0) = 0 against earlier elements, 1 against later ones)",
-                                       "若为窗口中按行优先的第一个最大值则为 1，否则为 0")))
-                else:
-                    b.define(local, sp.Rational(1, k * k), b.once(tr("each element's share of the mean",
-                                                                     "每个元素在平均值中的份额")))
-                terms.append((_grad(out), local))
-            if terms:
-                b.define(_grad(source), Chain(tuple(terms)),
-                         b.once(tr("the sum over the windows that hold this element",
-                                   "对包含该元素的所有窗口求和")))
-            else:
-                b.define(_grad(source), sp.S.Zero, b.once(tr("in no window: no gradient", "不在任何窗口中：梯度为 0")))
 
 
 def _row_rule(rule, sizes, at, arrays):
@@ -425,7 +306,7 @@ def _penalised(layer) -> bool:
 # op type -> how it is written out where the interpreter cannot run its lowering yet (an op
 # class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
 # SoftmaxCrossEntropy); every other family is written from its lowered statements
-STEPS = {Conv2d: _ConvSteps(), Pool: _PoolSteps(), BatchNorm: _NormSteps()}
+STEPS = {BatchNorm: _NormSteps()}
 
 
 def _steps(op) -> _Steps:

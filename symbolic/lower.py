@@ -22,6 +22,7 @@ from .ir import (Accumulate, Assignments, Call, Comment, Let, Loop, MatrixInto, 
                  element as at, index, local, ratio)
 from .layers import (REDUCTIONS, REGISTRY, K, N, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, ElementwiseLoss,
                      Flatten, LayerNorm, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
+from .ops import conv
 from .ops.affine import l2_penalty_derivation
 from .transcript import tr
 
@@ -106,6 +107,7 @@ class Lowering:
         self.after_update: list = []
         self.penalty: list = []  # L2 penalties: added to the loss, then to the gradients
         self.penalty_backward: list = []
+        self.views: dict[str, str] = {}  # another name for an array (a flattened image): name -> array
         self.input_gradient = input_gradient  # dL/dX too (a transcript of a layer alone shows it)
         self.by_node: list[NodeStatements] = []  # what each node added, for readers that walk node by node
         for use, names in zip(uses, chain_names(graph)):
@@ -124,6 +126,7 @@ class Lowering:
         without a loss)."""
         inputs = self.shapes[0] if isinstance(self.shapes[0], int) else features(self.shapes[0])
         shapes = {"X": (N, inputs), **dict(self.buffers), **dict(self.params)}
+        shapes |= {view: shapes[array] for view, array in self.views.items()}
         return {**{f"d{name}": shape for name, shape in shapes.items()}, **shapes}
 
     @property
@@ -395,21 +398,24 @@ class Lowering:
         cols = self.buffer(f"cols{k}", (N, cin * size * size, pixels))
         self.scratch.append(cols)
         geometry = (C, H, W, stride, pad)
+        means = _conv2d_means(derivation(use.op), use.text, (C, H, W), out_shape, (cout, size, stride, pad),
+                              (source, Wt, b, out))
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                          Call("_conv2d_forward", (*arrays(source, Wt, b), *geometry, *arrays(cols, out)),
-                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]")]
+                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]",
+                              means["Y"])]
         dW, db = self.buffer(f"d{Wt}", (cout, cin, size, size)), self.buffer(f"d{b}", (cout,))
         product = self.buffer(f"d{Wt}_n", (cout, cin * size * size))
         backward = [Comment(f"layer {use.position}: {use.text}"),
                     Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
-                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]")]
-        if source != "X":  # the gradient with respect to the input data X is never needed
+                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"])]
+        if source != "X" or self.input_gradient:  # a step never needs the gradient of the input data X
             dsource = self.buffer(f"d{source}", (N, C * H * W))
             dcols = self.buffer(f"dcols{k}", (cin * size * size, pixels))
             backward.append(Call("_conv2d_input_grad", (*arrays(f"d{out}", Wt), *geometry, *arrays(dcols, dsource)),
                                  f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
-                                 "(full convolution with the flipped kernel)"))
+                                 "(full convolution with the flipped kernel)", means["dX"]))
         self.prepend_backward(backward)
         self.values.append(out)
         self.widths.append(features(out_shape))
@@ -423,16 +429,17 @@ class Lowering:
         geometry = (C, H, W, size, stride)
         mode = use.op.mode
         what = "max" if mode == "max" else "mean"
+        forward_means, backward_means = _pool_means(use, (C, H, W), out_shape, size, stride, source, out)
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                          Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
-                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window")]
-        if source != "X":  # the gradient with respect to the input data X is never needed
+                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means)]
+        if source != "X" or self.input_gradient:  # a step never needs the gradient of the input data X
             dsource = self.buffer(f"d{source}", (N, C * H * W))
             reads = arrays(f"d{out}", source) if mode == "max" else arrays(f"d{out}")
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
-            self.prepend_backward([Comment(f"layer {use.position}: {use.text}"),
-                                   Call(f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}")])
+            self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
+                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means)])
         self.values.append(out)
         self.widths.append(features(out_shape))
 
@@ -440,6 +447,7 @@ class Lowering:
         """Images already travel as (N, C*H*W) arrays in NCHW order: the flattened value is
         the same array under its own name (and its gradient the same array as the image's)."""
         source, out = self.values[-1], self.names.value
+        self.views[out] = source
         self.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"), Let(
             array(out), array(source), note=tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征"))]
         self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(
@@ -452,6 +460,89 @@ class Lowering:
                  SoftmaxCrossEntropy: _softmax_cross_entropy, ElementwiseLoss: _loss,
                  BatchNorm: _normalisation, LayerNorm: _normalisation, Dropout: _dropout,
                  MulticlassHinge: _hinge, Conv2d: _conv2d, Pool: _pool, Flatten: _flatten}
+
+
+# ---- what the image helpers compute, element by element (their calls' meanings) ----
+
+def _image(name: str, *index) -> sp.Indexed:
+    """An element of an image array, indexed [n, c, h, w] (the kernels keep it flat)."""
+    return sp.IndexedBase(name)[index]
+
+
+def _loops(indices_and_sizes, body) -> tuple:
+    """Nested loops, the first index outermost."""
+    for index_, size in reversed(indices_and_sizes):
+        body = (Loop(index_, size, body),)
+    return body
+
+
+def _conv2d_means(d: Derivation, text: str, shape_in, shape_out, geometry, names) -> dict:
+    """conv2d's derived index rules as statements over the layer's arrays: Y, then dW and db,
+    then dX. The padded input Xp[n, c, h, w] is the input at [h - pad, w - pad], and reads
+    outside an array are the padding's zeros (or outside the window's weights)."""
+    (C, H, W), (O, HO, WO) = shape_in, shape_out
+    cout, k, stride, pad = geometry
+    source, Wt, b, out = names
+    n_, o, c, i, j, p, q, a, e, u, v = conv._indices()
+    h, w = index("h"), index("w")
+    sizes = tuple(Let(symbol, size) for symbol, size in
+                  ((conv.C, C), (conv.O, O), (conv.HO, HO), (conv.WO, WO), (conv.KW, k), (conv.S, stride)))
+
+    def named(rule):
+        return rule.replace(lambda x: isinstance(x, sp.Indexed), lambda x: {
+            "Xp": lambda: _image(source, x.indices[0], x.indices[1], x.indices[2] - pad, x.indices[3] - pad),
+            "W": lambda: sp.IndexedBase(Wt)[x.indices], "b": lambda: sp.IndexedBase(b)[x.indices],
+            "dY": lambda: _image(f"d{out}", *x.indices)}[str(x.base)]())
+
+    def each(target, rule, over, note=None):
+        return _loops(over, (Assignments(((target, named(rule)),), zero_outside=True,
+                                         notes={target: note} if note else {}),))
+
+    return {
+        "Y": sizes + each(_image(out, n_, o, i, j), d.forward["Y"], ((n_, N), (o, O), (i, HO), (j, WO)), tr(
+            f"{text}: the bias plus the kernel times each window of the (padded) input",
+            f"{text}：偏置加上卷积核与（补零后）输入每个窗口的乘积之和")),
+        "dW": sizes + each(sp.IndexedBase(f"d{Wt}")[a, e, u, v], d.backward["dW"], ((a, cout), (e, C), (u, k), (v, k)), tr(
+            f"{text}: dW is the input correlated with the upstream gradient; db its sum",
+            f"{text}：dW 为输入与上游梯度的互相关；db 为上游梯度之和")),
+        "db": each(sp.IndexedBase(f"d{b}")[a], d.backward["db"], ((a, cout),)),
+        "dX": sizes + each(_image(f"d{source}", a, e, h, w), d.backward["dX"].xreplace({u: h + pad, v: w + pad}),
+                           ((a, N), (e, C), (h, H), (w, W)), tr(
+                               "the full convolution of the upstream gradient with the flipped kernel",
+                               "上游梯度与翻转后卷积核的完全卷积")),
+    }
+
+
+def _pool_means(use, shape_in, shape_out, k: int, stride: int, source: str, out: str) -> tuple[tuple, tuple]:
+    """Max- and average-pooling window by window: each output the max (or mean) of its window;
+    back, each window element gets the upstream gradient times its local derivative, summed
+    over the windows that hold it (max-pool's ties go to the first maximum, row-major)."""
+    (C, H, W), (_, HO, WO) = shape_in, shape_out
+    n_, c, i, j, h, w = (index(name) for name in "ncijhw")
+    window = [(p, q) for p in range(k) for q in range(k)]
+    cells = [_image(source, n_, c, stride * i + p, stride * j + q) for p, q in window]
+    if use.op.mode == "max":
+        value, what = as_written(sp.Max, *cells), ("largest element", "最大值")
+        locals_ = [conv.first_max_rule(cells, r) for r in range(len(window))]
+        local_note = tr("1 if it is the window's first maximum in row-major order, else 0 "
+                        "(Heaviside(0) = 0 against earlier elements, 1 against later ones)",
+                        "若为窗口中按行优先的第一个最大值则为 1，否则为 0")
+    else:
+        value, what = as_written(sp.Mul, sp.Rational(1, k * k), as_written(sp.Add, *cells)), ("mean", "平均值")
+        locals_ = [sp.Rational(1, k * k)] * len(window)
+        local_note = tr("each element's share of the mean", "每个元素在平均值中的份额")
+    outputs = ((n_, N), (c, C), (i, HO), (j, WO))
+    forward = _loops(outputs, (Let(_image(out, n_, c, i, j), value, note=tr(
+        f"{use.text}: the {what[0]} of each window", f"{use.text}：每个窗口的{what[1]}")),))
+    chain_note = tr("the sum over the windows that hold this element", "对包含该元素的所有窗口求和")
+    targets = [_image(f"d{source}", n_, c, stride * i + p, stride * j + q) for p, q in window]
+    dout = sp.Symbol("dout")
+    backward = (*_loops(((n_, N), (c, C), (h, H), (w, W)), (Let(_image(f"d{source}", n_, c, h, w), sp.Integer(0),
+                                                                  note=tr("in no window: no gradient", "不在任何窗口中：梯度为 0")),)),
+                *_loops(outputs, (Assignments(tuple((t, dout * local_) for t, local_ in zip(targets, locals_)),
+                                              {"dout": _image(f"d{out}", n_, c, i, j)}, accumulate=frozenset(targets),
+                                              upstream="dout", notes={t: (local_note, chain_note) for t in targets}),)))
+    return forward, backward
 
 
 # ---- statement builders the per-layer kernels print too ----

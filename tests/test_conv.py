@@ -235,3 +235,28 @@ def test_check_takes_claims_on_image_elements(capsys):
     assert main(["check", "conv-maxpool", "dL/dW1[0,0,1,0]=32", "pool1[0,0,0,1]=6", "W1_new[0,0,0,0]=-1.3"]) == 0
     assert main(["check", "conv-maxpool", "dL/dz1[0,0,1,0]=5"]) == 1  # 3: the tie sends pool1[0,0,0,0]'s 4 elsewhere
     assert "WRONG" in capsys.readouterr().out
+
+
+def test_a_padded_strided_conv_and_average_pooling_transcript_equals_the_kernels():
+    """The transcript runs the image families' lowered statements (their helpers' derived index
+    rules: zero padding, a stride, average windows, a conv's gradient flowing back into the
+    layer below); every gradient equals the generated kernel's (float64, rel 1e-12)."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    spec = "input(1,5,5) conv2d(1,2,3,2,1) relu avgpool(2,1) conv2d(2,1,2) flatten affine(1,1) mse"
+    net = load_network(spec)
+    rng = np.random.default_rng(3)
+    quarters = lambda *shape: (rng.integers(-8, 9, shape) / 4).tolist()  # noqa: E731  exact in binary and decimal
+    values = {"X": quarters(2, 1, 5, 5), "T": quarters(2, 1), **{name: quarters(*shape) for name, shape in
+                                                                 zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+    values["b1"] = [0.5, 0.75]  # the relu sees positive and negative inputs
+    t = graph_transcript(parse_net(spec), values)
+    params = [np.array(values[name], float) for name in net.PARAM_NAMES]
+    loss, *grads = net.loss_and_grads(*params, np.array(values["X"], float).reshape(2, -1), np.array(values["T"], float))
+    assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+    assert "dpool1[0,0,0,0]/dh1[0,0,0,0]" in t.quantities  # average pooling's local derivative, 1/4
+    assert t.value("dpool1[0,0,0,0]/dh1[0,0,0,0]") == sp.Rational(1, 4)
