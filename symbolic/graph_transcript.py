@@ -1,12 +1,14 @@
 """The transcript of any net spec with given numbers: every element of every value, forward
 and backward, computed from each op's derived rules.
 
-``graph_transcript(parse_net(spec), values)`` walks the Graph and asks each node's op for its
-``derive()``: the forward formula gives each output element, the backward rule (upstream gradient
-times local derivative) each gradient element, ``batch_sums`` says which parameter gradients add
-the rows of the batch. Nothing here is typed in per layer name, so an op registered anywhere
-(a ``PerFeature`` subclass in a test file) gets a transcript with no edit elsewhere. What differs
-by op *type* lives in one place: ``STEPS``, looked up through the op class's MRO.
+``graph_transcript(parse_net(spec), values)`` lowers the Graph (``symbolic/lower.py``: the
+statements the kernels are printed from) and runs each node's statements at the values' sizes
+in exact arithmetic (``symbolic/interpret.py``): every assignment is a line, its formula the
+statement's, its note the one the lowering gave it. Nothing here is written per op type, so
+an op family registered anywhere (an op class and its lowering, in a test file) gets a
+transcript with no edit elsewhere; what this module adds is the presentation around the
+lowered statements: the given values, the headings, the L2 penalty, the update and the
+forward pass after it.
 
 Names follow the code generator: parameters ``W1, b1, W2, b2, ...`` (k counts affine layers),
 a per-feature parameter ``g`` after the first affine layer is ``g1``; values ``z1`` (affine),
@@ -34,13 +36,10 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import LOSS, Lowering
-from .layers import N, REGISTRY, Affine, BatchNorm, real
+from .layers import N, Affine
 from .ops.affine import l2_penalty_derivation
 from .networkfile import _number, _Where
 from .transcript import Transcript, tr, typeset_name
-
-DOUT = real("dout")
-
 
 # --- names ---------------------------------------------------------------------------------
 
@@ -80,27 +79,8 @@ class Layer:
     shape_out: object = None
     masks: dict[str, str] = field(default_factory=dict)  # role -> name of an N x width input (dropout's m)
 
-    def elements(self, rows, which="out"):
-        """The index tuples of every element of the value read or written: (n, j) for features,
-        (n, c, h, w) for images."""
-        shape = self.shape_out if which == "out" else self.shape_in
-        return list(itertools.product(range(rows), *map(range, shape if isinstance(shape, tuple) else (shape,))))
 
-
-# --- per op type: naming, forward elements, backward elements ------------------------------
-
-class _Steps:
-    """How one type of op is written out; subclasses fill in each part."""
-
-    def name(self, node, layer):
-        """Name what a layer uses besides its value and parameters (chain_names names those)."""
-
-    def forward(self, b, layer):
-        raise NotImplementedError
-
-    def backward(self, b, layer):
-        raise NotImplementedError
-
+# --- the penalty and the checks around the lowered statements -------------------------------
 
 def _data_grad(key: str) -> str:
     """The gradient of the data loss alone, where an L2 penalty adds its own: dL_data/dW1[0,1]."""
@@ -157,113 +137,6 @@ def _penalty_gradient(b, layer):
         note = None
 
 
-def _row_rule(rule, sizes, at, arrays):
-    """A derived rule over one vector (index 1..K, as the derivations write it) with numbers:
-    sizes and free indices substituted, sums written out, each element x[i] replaced by
-    ``arrays[x](i)``, the transcript symbol of element i (1-based)."""
-    expr = rule.subs(sizes).subs(at).doit()
-    return expr.replace(lambda e: isinstance(e, sp.Indexed),
-                        lambda e: arrays[str(e.base)](int(e.indices[0])))
-
-
-def _step(d, title):
-    """The right-hand side of the derivation's step with this title (the mean, the variance)."""
-    return next(step.rhs for step in d.steps if step.title == title)
-
-
-class _NormSteps(_Steps):
-    """Batch norm (training mode: each feature over the batch) and layer norm (each row over
-    its features): mean, biased variance, s, xhat and y from the derivation; back through the
-    two named sums and the derived three-term rule. Names as the code generator's: scale3,
-    shift3 (the layer's position), mean3, var3, s3, xhat3."""
-
-    def _vectors(self, b, layer):
-        """(label of the vector, size M, element i (1-based) -> (n, j)) for each normalised vector."""
-        if layer.node.op.kind == "batch":
-            return [((j,), b.rows, lambda i, j=j: (i - 1, j)) for j in range(layer.width_in)]
-        return [((n,), layer.width_in, lambda i, n=n: (n, i - 1)) for n in range(b.rows)]
-
-    def _size(self, layer):
-        return N if layer.node.op.kind == "batch" else sp.Symbol("F", integer=True, positive=True)
-
-    def forward(self, b, layer):
-        op, d, k = layer.node.op, b.derivation(layer), layer.node.position
-        eps = f"eps{k}"
-        b.t.given(eps, _exact(repr(op.settings(layer.node.args)[0]), _failing(layer.node.where, "eps")), text=eps,
-                  latex=_latex(eps), show=True, note=tr(f"epsilon of {layer.node.text}", f"{layer.node.text} 的 epsilon"))
-        mean_rule = _step(d, "mean")
-        # the mean inside the variance is the quantity just defined: sum_m x[m] = M mu
-        (input_sum,) = mean_rule.atoms(sp.Sum)
-        variance_rule = _step(d, "variance").xreplace({input_sum: self._size(layer) * real("mu")})
-        g, bias = layer.params["g"], layer.params["b"]
-        over = tr("each feature over the batch", "每个特征在批量上") if op.kind == "batch" else \
-            tr("each row over its features", "每一行在其特征上")
-        notes = ([tr(f"{layer.node.text}: the mean of {over.en}", f"{layer.node.text}：{over.zh}的均值"),
-                      tr("the biased variance (divided by the vector's size, as torch normalises)",
-                         "有偏方差（除以向量长度，与 torch 相同）"),
-                      tr("s = sqrt(variance + epsilon), from the derivation", "s = sqrt(方差 + epsilon)（由推导得到）"),
-                      tr("xhat = (x - mean) / s, then y = g xhat + b", "xhat = (x - 均值) / s，再 y = g xhat + b")])
-        for label, size, at in self._vectors(b, layer):
-            x = lambda i, at=at: sp.Symbol(_element(layer.source, at(i)))  # noqa: E731
-            mean, var, s = (_element(f"{v}{k}", label) for v in ("mean", "var", "s"))
-            b.define(mean, _row_rule(mean_rule, {self._size(layer): size}, {}, {"x": x}), b.once(notes[0]))
-            b.define(var, _by_name(_row_rule(variance_rule, {self._size(layer): size}, {}, {"x": x}),
-                                   {"mu": sp.Symbol(mean)}), b.once(notes[1]))
-            b.define(s, _by_name(d.forward["s"], {"sigma2": sp.Symbol(var), "epsilon": sp.Symbol(eps)}),
-                     b.once(notes[2]))
-            for i in range(1, size + 1):
-                n, j = at(i)
-                xhat = _element(f"xhat{k}", (n, j))
-                b.define(xhat, _by_name(d.forward["xhat"], {"x": x(i), "mu": sp.Symbol(mean), "s": sp.Symbol(s)}),
-                         b.once(notes[3]))
-                b.define(_element(layer.out, (n, j)), _by_name(d.forward["y"], {
-                    "g": sp.Symbol(_element(g, (j,))), "xhat": sp.Symbol(xhat), "b": sp.Symbol(_element(bias, (j,)))}))
-
-    def backward(self, b, layer):
-        op, d, k = layer.node.op, b.derivation(layer), layer.node.position
-        g, bias = layer.params["g"], layer.params["b"]
-        grads = {}
-        for label, size, at in self._vectors(b, layer):
-            arrays = {"dy": lambda i, at=at: sp.Symbol(_grad(_element(layer.out, at(i)))),
-                      "g": lambda i, at=at: sp.Symbol(_element(g, at(i)[1:])),
-                      "xhat": lambda i, at=at: sp.Symbol(_element(f"xhat{k}", at(i)))}
-            sums = {}
-            for name, rule in d.named_sums.items():
-                sums[name] = _element(f"{name}{k}", label)
-                b.define(sums[name], _row_rule(rule, {self._size(layer): size}, {}, arrays),
-                         b.once(tr(f"{layer.node.text}: the two sums of the derived backward rule",
-                                   f"{layer.node.text}：推导出的反向规则中的两个求和")))
-            for i in range(1, size + 1):
-                n, j = at(i)
-                names = {"dy": arrays["dy"](i), "g": arrays["g"](i), "xhat": arrays["xhat"](i),
-                         "s": sp.Symbol(_element(f"s{k}", label)), **{s_: sp.Symbol(key) for s_, key in sums.items()}}
-                rule = d.backward["dx"].subs({self._size(layer): size})
-                grads[(n, j)] = _by_name(rule, names)
-        note = tr(f"the derived three-term rule {sp.sstr(d.backward['dx'])}",
-                  f"推导出的三项规则 {sp.sstr(d.backward['dx'])}")
-        for (n, j), formula in sorted(grads.items()):
-            b.define(_grad(_element(layer.source, (n, j))), formula, note)
-            note = None
-        self._parameter_gradients(b, layer, d, k)
-
-    def _parameter_gradients(self, b, layer, d, k):
-        """dg and db: batch norm's rules are sums over the batch already; layer norm's are one
-        row's share, summed over the rows (batch_sums)."""
-        for role, name in layer.params.items():
-            rule = d.backward["d" + role]
-            for j in range(layer.width_in):
-                arrays = {"dy": lambda i, j=j: sp.Symbol(_grad(_element(layer.out, (i - 1, j)))),
-                          "xhat": lambda i, j=j: sp.Symbol(_element(f"xhat{k}", (i - 1, j)))}
-                if "d" + role in d.batch_sums:
-                    formula = sp.Add(*[_by_name(rule, {"dy": arrays["dy"](n + 1), "xhat": arrays["xhat"](n + 1)})
-                                       for n in range(b.rows)], evaluate=False)
-                else:
-                    formula = _row_rule(rule, {N: b.rows}, {}, arrays)
-                b.define(_grad(_element(name, (j,))), formula,
-                         b.once(tr(f"{name}[j] is shared by every row: the derived rule, summed over the batch",
-                                   f"{name}[j] 由每一行共用：推导出的规则对批量求和")))
-
-
 def _one_hot_targets(b, layer):
     """The derivations of these losses use sum_k t[k] = 1 (one-hot targets): refuse others."""
     for n in range(b.rows):
@@ -273,44 +146,33 @@ def _one_hot_targets(b, layer):
                                f"the rest 0), as its derivation assumes; row {n} is {[str(v) for v in row]}")
 
 
-class _Interpreted(_Steps):
-    """Any family whose lowering the interpreter can run: the transcript's lines are the
-    lowered statements' assignments (``symbolic/interpret.py``), with the notes the lowering
-    gives them. A loss's statements come under the heading "Loss"."""
+def _run(b, statements, shown):
+    """The interpreter runs the statements; each assignment becomes a line of b's transcript."""
+    if statements:
+        run = b.interpreter(shown)
+        run.run(statements)
+        run.finish()
 
-    def _run(self, b, statements, shown):
-        if statements:
-            run = b.interpreter(shown)
-            run.run(statements)
-            run.finish()
 
-    def forward(self, b, layer):
-        statements = b.lowered(layer)
-        if layer.node.op.one_hot_targets:
-            _one_hot_targets(b, layer)
-        self._run(b, statements.forward, statements.shown)
-        self._run(b, statements.loss, statements.shown)  # the heading "Loss" comes with the loss's line
+def _forward(b, layer):
+    """A node's forward statements, then (a loss) its loss's, whose line comes under "Loss"."""
+    statements = b.lowered(layer)
+    if layer.node.op.one_hot_targets:
+        _one_hot_targets(b, layer)
+    _run(b, statements.forward, statements.shown)
+    _run(b, statements.loss, statements.shown)
 
-    def backward(self, b, layer):
-        statements = b.lowered(layer)
-        self._run(b, statements.backward, statements.shown)
-        if _penalised(layer):
-            _penalty_gradient(b, layer)
+
+def _backward(b, layer):
+    statements = b.lowered(layer)
+    _run(b, statements.backward, statements.shown)
+    if _penalised(layer):
+        _penalty_gradient(b, layer)
 
 
 def _penalised(layer) -> bool:
     """An affine layer with an l2= penalty on its weights."""
     return isinstance(layer.node.op, Affine) and len(layer.node.args) > 2
-
-
-# op type -> how it is written out where the interpreter cannot run its lowering yet (an op
-# class not listed uses its nearest listed base class: LayerNorm is a BatchNorm, LogSoftmaxNLL a
-# SoftmaxCrossEntropy); every other family is written from its lowered statements
-STEPS = {BatchNorm: _NormSteps()}
-
-
-def _steps(op) -> _Steps:
-    return next((STEPS[cls] for cls in type(op).__mro__ if cls in STEPS), _Interpreted())
 
 
 # --- planning: names and shapes of everything the user gives -------------------------------
@@ -465,14 +327,7 @@ class _Builder:
         # once in a kernel, before its loss and its backward pass)
         self._loop_sizes, self._expr_sizes = {N: rows}, {N: self.loss_rows}
         self.input_gradient = input_gradient  # dL/dX too (a layer alone, its upstream gradient given)
-        self._derivations = {}
         self._notes_given = set()
-
-    def derivation(self, layer):
-        op = layer.node.op
-        if id(op) not in self._derivations:  # a registered op's is the registry's, derived once per process
-            self._derivations[id(op)] = REGISTRY.derive(op.name) if REGISTRY.get(op.name) is op else op.derive()
-        return self._derivations[id(op)]
 
     def lowered(self, layer):
         """The statements the lowering gave this layer's node (the graph lowered once)."""
@@ -602,7 +457,7 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
         t.given("learning_rate", rate, text="lr", latex=r"\eta", show=True, note=tr("learning rate", "学习率"))
     t.heading(tr("Forward pass", "前向传播"))
     for layer in layers:
-        _steps(layer.node.op).forward(b, layer)
+        _forward(b, layer)
     if penalised:
         _penalties(b, layers)
     t.heading(tr("Backward pass", "反向传播"))
@@ -613,11 +468,12 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
         t.note(tr(f"Each gradient follows the chain rule, from the given upstream gradient dout = dL/d{last} back.",
                   f"按链式法则，从给定的上游梯度 dout = dL/d{last} 开始逐层向后求梯度。"))
         note = tr("the upstream gradient, as given", "上游梯度（给定）")
-        for index in layers[-1].elements(rows):
+        shape = layers[-1].shape_out
+        for index in itertools.product(range(rows), *map(range, shape if isinstance(shape, tuple) else (shape,))):
             b.define(_grad(_element(last, index)), sp.Symbol(_element("dout", index)), note)
             note = None
     for layer in reversed(layers):
-        _steps(layer.node.op).backward(b, layer)
+        _backward(b, layer)
     if learning_rate is not None:
         _updates(b, layers)
     if forward_after_step:
@@ -661,7 +517,7 @@ def _forward_after_step(b: _Builder, layers, given: set, penalised: bool):
             scratch.given(key, main.value(_renamed(key)) if base in params else quantity.value)
     sb = _Builder(scratch, b.rows, b.where, b.loss_key, b.loss_rows, b.input_gradient, b.graph, b.layers)
     for layer in layers:
-        _steps(layer.node.op).forward(sb, layer)
+        _forward(sb, layer)
     if penalised:
         _penalties(sb, layers)
     main.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播"))

@@ -194,8 +194,8 @@ class Interpreter:
             self.define(local_key, formula, note)
         if item.terms:  # a chain-rule sum: its own note
             note = item.note
-        elif item.summands:  # a sum of terms: the note given where it started (the loss's)
-            note = item.note or item.zero_note
+        elif item.summands:  # a sum of terms: the note given where it started (the loss's), once
+            note = item.note or (item.zero_note and self.once(item.zero_note))
         else:  # nothing was added (an element in no pooling window)
             note = item.note or (item.zero_note and self.once(item.zero_note))
         self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, note)
@@ -204,6 +204,8 @@ class Interpreter:
         """expr over the transcript's names: the statement's names put in, indices and sizes
         made numbers, every element and local read. ``written``: the kernel's bookkeeping
         (loss / N), kept in the order it is written rather than rearranged by SymPy."""
+        if expr.has(sp.Float):  # a number the kernel writes as a float literal (an epsilon) is the decimal it prints
+            expr = expr.xreplace({f: sp.Rational(repr(float(f))) for f in expr.atoms(sp.Float)})
         if names:
             arrays = {e: sp.IndexedBase(names[e.base.label.name])[e.indices] for e in expr.atoms(sp.Indexed)
                       if e.base.label.name in names and isinstance(names[e.base.label.name], sp.Symbol)}

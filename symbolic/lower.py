@@ -333,15 +333,17 @@ class Lowering:
         self.scratch += [xhat, s, mean, var]
         arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
         head = f"layer {use.position}: {use.text}"
+        epsilon = self.show(local("eps"), f"eps{k}")
+        set_epsilon = Let(epsilon, sp.Float(eps), note=tr(f"epsilon of {use.text}", f"{use.text} 的 epsilon"))
         self.forward += [Comment(f"{head} (mean and biased variance over "
-                                 + ("the batch, per feature)" if batch else "each row's features)")),
-                         *normalisation_forward(d, batch, width, eps, arrays)]
+                                 + ("the batch, per feature)" if batch else "each row's features)")), set_epsilon,
+                         *normalisation_forward(d, batch, width, epsilon, arrays, text=use.text)]
         if batch:
             running_mean, running_var = (f"running_mean{k}", f"running_var{k}")
             self.state += [(running_mean, (width,)), (running_var, (width,))]
             self._inference_statements = [
-                Comment(f"{head} (inference: the running averages)"),
-                *normalisation_forward(d, batch, width, eps, arrays, (running_mean, running_var))]
+                Comment(f"{head} (inference: the running averages)"), set_epsilon,
+                *normalisation_forward(d, batch, width, epsilon, arrays, (running_mean, running_var))]
             m = sp.Float(momentum[0])
             keep = difference(sp.Integer(1), m)  # (1 - m), as written
             rm, rv = at(running_mean, "j"), at(running_var, "j")
@@ -355,7 +357,9 @@ class Lowering:
         dg, db = self.buffer(f"d{g}", (width,)), self.buffer(f"d{b}", (width,))
         dsource = self.buffer(f"d{source}", (N, width))
         grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
-        self.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads)])
+        for name in d.named_sums:  # the two sums of the three-term rule, per feature or per row
+            self.show(local(name), f"{name}{k}", j if batch else n)
+        self.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads, use.text)])
         self.values.append(out)
 
     def _dropout(self, use):
@@ -629,11 +633,12 @@ def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
                                        "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")})
 
 
-def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict, running=None) -> list:
+def normalisation_forward(d: Derivation, batch: bool, width, eps, a: dict, running=None, text: str = "") -> list:
     """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
     mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
     (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
-    row n over the ``width`` features. xhat and y are the derivation's forward formulas."""
+    row n over the ``width`` features. xhat and y are the derivation's forward formulas. ``eps``
+    is a number or a symbol the kernel holds (its argument, or a local set before)."""
     outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
     mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
         at(running[0], outer), at(running[1], outer))
@@ -643,18 +648,26 @@ def normalisation_forward(d: Derivation, batch: bool, width, eps: float, a: dict
     epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
     s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
     centred = local("centred")
+    over = tr("each feature over the batch", "每个特征在批量上") if batch else tr("each row over its features",
+                                                                          "每一行在其特征上")
     statistics = [] if running is not None else [
-        Let(mean, sp.Integer(0)), Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
-        Let(var, sp.Integer(0)), Loop(index(inner), size, (Let(centred, difference(x, mean)),
-                                                           Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
+        Let(mean, sp.Integer(0), note=tr(f"{text}: the mean of {over.en}", f"{text}：{over.zh}的均值")),
+        Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
+        Let(var, sp.Integer(0), note=tr("the biased variance (divided by the vector's size, as torch normalises)",
+                                        "有偏方差（除以向量长度，与 torch 相同）")),
+        Loop(index(inner), size, (Let(centred, difference(x, mean)),
+                                  Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
         Let(var, ratio(var, size))]
-    normalise = [Assignments(((names["s"], s_rule),), names),
+    normalise = [Assignments(((names["s"], s_rule),), names, notes={names["s"]: tr(
+                     "s = sqrt(variance + epsilon), from the derivation", "s = sqrt(方差 + epsilon)（由推导得到）")}),
                  Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
-                                                        (at(a["y"], "n", "j"), d.forward["y"])), names),))]
+                                                        (at(a["y"], "n", "j"), d.forward["y"])), names, notes={
+                     names["xhat"]: tr("xhat = (x - mean) / s, then y = g xhat + b",
+                                       "xhat = (x - 均值) / s，再 y = g xhat + b")}),))]
     return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
 
 
-def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
+def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str = "") -> list:
     """Statements of a normalisation's backward pass: the two sums of the derived rule over the
     normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
     sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
@@ -669,14 +682,19 @@ def normalisation_backward(d: Derivation, batch: bool, width, a: dict) -> list:
         rule = rule.xreplace({FEATURES: sp.Integer(width)})
     dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
     n, j = index("n"), index("j")
-    sums = [Let(sum_a, sp.Integer(0)), Let(sum_c, sp.Integer(0)),
+    shared = {p: tr(f"{a[p]}[j] is shared by every row: the derived rule, summed over the batch",
+                    f"{a[p]}[j] 由每一行共用：推导出的规则对批量求和") for p in ("g", "b")}
+    sums = [Let(sum_a, sp.Integer(0), note=tr(f"{text}: the two sums of the derived backward rule",
+                                              f"{text}：推导出的反向规则中的两个求和")), Let(sum_c, sp.Integer(0)),
             Loop(index(inner), size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
-    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"})
+    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"}, notes={dx_at: tr(
+        f"the derived three-term rule {sp.sstr(d.backward['dx'])}", f"推导出的三项规则 {sp.sstr(d.backward['dx'])}")})
     if batch:
         return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
-                Loop(j, width, (*sums, Let(dg_at, sum_c), Let(db_at, sum_a), Loop(n, N, (dx,))))]
+                Loop(j, width, (*sums, Let(dg_at, sum_c, note=shared["g"]), Let(db_at, sum_a, note=shared["b"]),
+                                Loop(n, N, (dx,))))]
     shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
                          {dg_at: "dg: each row's dy * xhat, summed over the batch",
                           db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
-    return [Loop(j, width, (Let(dg_at, sp.Integer(0)), Let(db_at, sp.Integer(0)))),
+    return [Loop(j, width, (Let(dg_at, sp.Integer(0), note=shared["g"]), Let(db_at, sp.Integer(0), note=shared["b"]))),
             Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]
