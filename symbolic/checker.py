@@ -25,6 +25,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -708,55 +709,128 @@ def _transposed(claim: Claim, x) -> bool:
 
 # --- the learner's world -------------------------------------------------------------------------
 
-def _dependencies(t: Transcript, key: str) -> set[str]:
-    q = t.quantities[key]
-    if q.formula is None:
-        return set()
-    if isinstance(q.formula, Chain):
-        return {k for term in q.formula.terms for k in term}
-    return {s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol))}
+def _dependencies(t: Transcript, key: str) -> frozenset[str]:
+    """The quantities ``key``'s formula reads (cached on the transcript: a class's checks ask
+    for them hundreds of thousands of times, and walking a SymPy formula is slow)."""
+    cache = t.__dict__.setdefault("_dependencies", {})
+    if key not in cache:
+        q = t.quantities[key]
+        if q.formula is None:
+            found = frozenset()
+        elif isinstance(q.formula, Chain):
+            found = frozenset(k for term in q.formula.terms for k in term)
+        else:
+            found = frozenset(s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol)))
+        cache[key] = found
+    return cache[key]
 
 
-@dataclass
+def _position(t: Transcript) -> dict[str, int]:
+    """key -> its place in the transcript (cached on the transcript)."""
+    if "_position" not in t.__dict__:
+        t.__dict__["_position"] = {k: i for i, k in enumerate(t.quantities)}
+    return t.__dict__["_position"]
+
+
 class World:
     """Every quantity recomputed from the learner's claimed values: ``point`` from the claims as
     written, ``box`` the interval each value can take when the claims named in ``boxed`` may lie
-    anywhere within their written precision. ``own``: a claimed step recomputed (point, box)."""
+    anywhere within their written precision. ``own``: a claimed step recomputed (point, box).
 
-    point: dict
-    box: dict
-    own: dict
+    Computed on demand, in the transcript's order: a diagnosis asks for one quantity of many
+    worlds (each claimed input alone, each set of boxed inputs), and recomputing every
+    quantity of each was most of a check's time. A quantity none of whose inputs depends on a
+    claim has its value from the world without claims, built once per transcript."""
+
+    def __init__(self, t: Transcript, claims: dict[str, Claim], boxed: set[str], reference: World | None = None):
+        self.t, self.claims, self.boxed, self.reference = t, claims, set(boxed), reference
+        self._point, self._box, self._own, self._computed = {}, {}, {}, {}
+        self._changed = set()  # claimed, or computed from a claimed value
+        self.point = _OnDemand(self, self._point, t.quantities)
+        self.box = _OnDemand(self, self._box, t.quantities)
+        self.own = _OnDemand(self, self._own, [k for k in t.quantities if k in claims and t.quantities[k].formula is not None])
+
+    def compute(self, key: str):
+        """``key`` and every quantity it is computed from that is not computed yet."""
+        if key in self._point:
+            return
+        if key not in self.t.quantities:
+            raise KeyError(key)
+        needed, stack = {key}, [key]
+        while stack:
+            for dep in _dependencies(self.t, stack.pop()):
+                if dep not in self._point and dep not in needed:
+                    needed.add(dep)
+                    stack.append(dep)
+        position = _position(self.t)
+        for k in sorted(needed, key=position.__getitem__):
+            self._one(k)
+
+    def _one(self, key: str):
+        t, q = self.t, self.t.quantities[key]
+        claimed = key in self.claims
+        deps = _dependencies(t, key)
+        if q.formula is not None:
+            if self.reference is not None and not (deps & self._changed):
+                self.reference.compute(key)
+                value, interval = self.reference._computed[key]
+            else:
+                if deps & self._changed:
+                    self._changed.add(key)
+                point = {k: self._point[k] for k in deps}
+                try:
+                    value = t.evaluate(q.formula, point)
+                    interval = _interval(t, q.formula, key, point, self._box, value)
+                except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
+                    value, interval = sp.nan, None
+            self._computed[key] = (value, interval)
+            if claimed:
+                self._own[key] = (value, interval)
+        else:
+            value, interval = q.value, None
+        if claimed:
+            self._changed.add(key)
+            c = self.claims[key]
+            value = c.value
+            interval = (c.value - c.tolerance, c.value + c.tolerance) if key in self.boxed else None
+        self._point[key] = value
+        if interval is None and not isinstance(value, sp.MatrixBase):
+            interval = (_rational(value), _rational(value))
+        self._box[key] = interval
+
+
+class _OnDemand(Mapping):
+    """One of a World's tables, each entry computed when it is first read."""
+
+    def __init__(self, world: World, store: dict, keys):
+        self._world, self._store, self._keys = world, store, keys
+
+    def __getitem__(self, key):
+        if key not in self._store:
+            self._world.compute(key)
+        return self._store[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
 
 
 def learner_world(t: Transcript, claims: dict[str, Claim], boxed: set[str]) -> World:
-    point, box, own = {}, {}, {}
-    for key, q in t.quantities.items():
-        if q.formula is not None:
-            try:
-                value = t.evaluate(q.formula, point)
-                interval = _interval(t, q.formula, key, point, box, value)
-            except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
-                value, interval = sp.nan, None
-            if key in claims:
-                own[key] = (value, interval)
-        else:
-            value, interval = q.value, None
-        if key in claims:
-            c = claims[key]
-            value = c.value
-            interval = (c.value - c.tolerance, c.value + c.tolerance) if key in boxed else None
-        point[key] = value
-        if interval is None and not isinstance(value, sp.MatrixBase):
-            interval = (_rational(value), _rational(value))
-        box[key] = interval
-    return World(point, box, own)
+    """The learner's world (see World); the world without claims is shared per transcript."""
+    if "_no_claims_world" not in t.__dict__:
+        t.__dict__["_no_claims_world"] = World(t, {}, set())
+    reference = t.__dict__["_no_claims_world"]
+    return reference if not claims else World(t, claims, boxed, reference)
 
 
 def _interval(t, formula, key, point, box, value):
     """[lo, hi] of the formula over the boxes of its inputs: every corner of the box and its
     centre. That is exact for formulas monotone in each input (sums, products, sigmoid, the
     chain rule's products); for others (y(1 - y)) it is close for the narrow boxes of written
-    digits. More than 6 varying inputs: centre plus the sum of each input's own swing."""
+    digits. More than 6 varying inputs: centre plus the sum of each input's own swing.
+    ``point``: the values of the formula's inputs."""
     if isinstance(value, sp.MatrixBase):
         return None
     inputs = _dependencies(t, key)
