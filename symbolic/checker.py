@@ -44,6 +44,7 @@ from .formula import parse_formula
 from .magnitude import TooLarge
 from .mistakes import mistakes
 from .numbers import exact_number
+from .rational_eval import evaluate
 from .markup import md_code, md_text
 from .network_transcript import Conventions, network_transcript
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
@@ -583,18 +584,30 @@ def _matches(claim: Claim, q) -> bool:
     return _within(claim, q.value) or (q.unrounded is not None and _within(claim, q.unrounded))
 
 
-def _near(claim: Claim, t: Transcript, key: str) -> bool:
-    """A float pre-check for ``_matches``: False only when the quantity's value (and its value
-    before rounding) is certainly farther from the claim than the tolerance. Looking for the
-    one other quantity a wrong claim equals compares it with every quantity of every
-    convention's transcript; exact comparisons for all of them were most of a check's time."""
-    floats = t.__dict__.setdefault("_float_values", {})  # per transcript, built once
-    if key not in floats:
-        q = t.quantities[key]
-        floats[key] = [float(sp.N(v, 20)) for v in (q.value, q.unrounded) if v is not None]
+def _near_keys(claim: Claim, t: Transcript) -> list[str]:
+    """A float pre-check for ``_matches``: the single-number quantities of ``t``, in order, but
+    for those whose value (and value before rounding) is certainly farther from the claim
+    than the tolerance. Looking for the one other quantity a wrong claim equals compares it
+    with every quantity of every convention's transcript: exact comparisons for all of them,
+    then a float comparison per quantity, were most of a check's time; the floats are now
+    compared all at once (the same IEEE operations, element by element)."""
+    table = t.__dict__.get("_float_table")  # per transcript, built once
+    if table is None:
+        keys = [k for k, q in t.quantities.items() if not isinstance(q.value, sp.MatrixBase)]
+        values = np.array([float(sp.N(t.quantities[k].value, 20)) for k in keys], dtype=float)
+        before = [t.quantities[k].unrounded for k in keys]
+        has_before = np.array([v is not None for v in before], dtype=bool)
+        unrounded = np.array([float(sp.N(v, 20)) if v is not None else 0.0 for v in before], dtype=float)
+        table = t.__dict__["_float_table"] = (keys, values, has_before, unrounded)
+    keys, values, has_before, unrounded = table
     c, tol = claim.value.p / claim.value.q, claim.tolerance.p / claim.tolerance.q  # ints: no mpmath
-    return any(not (np.isfinite(f) and np.isfinite(c)) or abs(f - c) <= tol + 1e-9 * (abs(f) + abs(c))
-               for f in floats[key])
+
+    def near(f):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return ~(np.isfinite(f) & np.isfinite(c)) | (np.abs(f - c) <= tol + 1e-9 * (np.abs(f) + abs(c)))
+
+    mask = near(values) | (has_before & near(unrounded))
+    return [keys[i] for i in np.flatnonzero(mask)]
 
 
 def _is_float(written: str, np_type) -> bool:
@@ -779,8 +792,8 @@ class World:
                     self._changed.add(key)
                 point = {k: self._point[k] for k in deps}
                 try:
-                    value = t.evaluate(q.formula, point)
-                    interval = _interval(t, q.formula, key, point, self._box, value)
+                    value = evaluate(t, key, point)
+                    interval = _interval(t, key, point, self._box, value)
                 except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
                     value, interval = sp.nan, None
             self._computed[key] = (value, interval)
@@ -825,8 +838,8 @@ def learner_world(t: Transcript, claims: dict[str, Claim], boxed: set[str]) -> W
     return reference if not claims else World(t, claims, boxed, reference)
 
 
-def _interval(t, formula, key, point, box, value):
-    """[lo, hi] of the formula over the boxes of its inputs: every corner of the box and its
+def _interval(t, key, point, box, value):
+    """[lo, hi] of ``key``'s formula over the boxes of its inputs: every corner of the box and its
     centre. That is exact for formulas monotone in each input (sums, products, sigmoid, the
     chain rule's products); for others (y(1 - y)) it is close for the narrow boxes of written
     digits. More than 6 varying inputs: centre plus the sum of each input's own swing.
@@ -841,11 +854,11 @@ def _interval(t, formula, key, point, box, value):
     if len(varying) <= 6:
         values = [centre]
         for corner in itertools.product(*[box[k] for k in varying]):
-            values.append(_rational(t.evaluate(formula, {**point, **dict(zip(varying, corner))})))
+            values.append(_rational(evaluate(t, key, {**point, **dict(zip(varying, corner))})))
         return (min(values), max(values))
     swing = sp.S.Zero
     for k in varying:
-        ends = [_rational(t.evaluate(formula, {**point, k: end})) for end in box[k]]
+        ends = [_rational(evaluate(t, key, {**point, k: end})) for end in box[k]]
         swing += max(abs(e - centre) for e in ends)
     return (centre - swing, centre + swing)
 
@@ -1176,7 +1189,7 @@ class _Context:
                 continue
             q = self.exact.quantities[k]
             if q.formula is not None and (k == key or k not in self.claims) and _dependencies(self.exact, k) & changed:
-                values[k] = self.exact.evaluate(q.formula, values)
+                values[k] = evaluate(self.exact, k, values)
                 changed.add(k)
         return values[key]
 
@@ -1235,8 +1248,9 @@ class _Context:
         as h1 and dnet_o1/dw5, count as one); none for 0, 1 or several different values."""
         own = _rational(self.exact.value(key)) if not isinstance(self.exact.value(key), sp.MatrixBase) else None
         found = {}
-        for k, q in t.quantities.items():
-            if k == key or isinstance(q.value, sp.MatrixBase) or not _near(claim, t, k):
+        for k in _near_keys(claim, t):
+            q = t.quantities[k]
+            if k == key:
                 continue
             v = _rational(q.value)
             if abs(v) in (0, 1) or v == own or not _matches(claim, q):
