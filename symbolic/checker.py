@@ -566,16 +566,29 @@ def _rational(value) -> sp.Rational:
     value = sp.sympify(value)
     if value.is_Rational:
         return value
+    if isinstance(value, sp.Float) and value.is_finite:  # most values: remembered, a class asks for the same ones
+        key = (value._mpf_, value._prec)
+        if key not in _FLOAT_RATIONALS:
+            if len(_FLOAT_RATIONALS) >= 100_000:
+                _FLOAT_RATIONALS.clear()
+            _FLOAT_RATIONALS[key] = sp.Rational(sp.N(value, PRECISION))
+        return _FLOAT_RATIONALS[key]
     if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
     return sp.Rational(sp.N(value, PRECISION))
+
+
+_FLOAT_RATIONALS: dict = {}  # (mpf, precision) of a Float -> its Rational
 
 
 def _within(claim: Claim, value) -> bool:
     """|claim - value| <= tolerance, in exact rationals: a half-unit tie counts as right."""
     if isinstance(value, sp.MatrixBase):
         return False
-    return bool(abs(_rational(value) - claim.value) <= claim.tolerance)
+    x, c, tol = _rational(value), claim.value, claim.tolerance
+    if x.is_Rational and c.is_Rational and tol.is_Rational:  # in integers: |x - c| <= tol, without SymPy's arithmetic
+        return abs(x.p * c.q - c.p * x.q) * tol.q <= tol.p * x.q * c.q
+    return bool(abs(x - c) <= tol)
 
 
 def _matches(claim: Claim, q) -> bool:
