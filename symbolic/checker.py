@@ -39,7 +39,7 @@ from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
-from .equivalence import compare
+from .equivalence import compare, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
 from .mistakes import mistakes
@@ -63,6 +63,8 @@ class Claim:
     where: str  # "line 7" or "argument 2", for messages
     decimals: int | None = None  # decimals written (None for fractions)
     formula: str | None = None  # a formula claimed instead of a number ("y - t"); value is then None
+    entries: list | None = None  # a whole matrix claimed at once: its rows, each entry as written
+    transposed_from: str | None = None  # an entry of a matrix claimed whole in the other layout: its name
 
 
 @dataclass
@@ -117,8 +119,12 @@ def parse_written(text: str, where: str) -> tuple[sp.Rational, sp.Rational, int 
 
 
 def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
-    """A claim of a number (its tolerance from the digits written), or of a formula when the
-    text is not a number but names something ("y - t")."""
+    """A claim of a number (its tolerance from the digits written), of a whole matrix
+    ("[[0.1, 0.2], [0.3, 0.4]]", row by row), or of a formula when the text is not a number
+    but names something ("y - t")."""
+    if written.strip().startswith("["):
+        return Claim(key, " ".join(written.split()), None, tolerance, where, None,
+                     entries=_matrix_rows(written, where))
     try:
         value, inferred, decimals = parse_written(written, where)
     except SympropError:
@@ -126,12 +132,34 @@ def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
             raise
         text = " ".join(written.split())
         try:  # checked now, so a bad one is refused where it is written (never executed)
-            parse_formula(text, tuple(formula_variables(text)), where)
+            syntax = with_placeholders(text)[0]
+            parse_formula(syntax, tuple(formula_variables(syntax)), where)
         except SympropError as exc:
             reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(where) else str(exc)
             raise SympropError(f"{where}: {text[:40]!r} is not a number, nor a formula ({reason})") from None
         return Claim(key, text, None, sp.S.Zero, where, None, text)
     return Claim(key, written.strip(), value, inferred if tolerance is None else tolerance, where, decimals)
+
+
+def _matrix_rows(text: str, where: str) -> list[list[str]]:
+    """The rows of a matrix as written, "[[1, 2], [3, 4]]" (or a vector, "[1, 2, 3]": one row),
+    each entry checked as a number."""
+    inner = text.strip()[1:-1].strip() if text.strip().endswith("]") else None
+    if inner is None or not inner:
+        raise SympropError(f"{where}: {text[:40]!r} is not a matrix: write [[1, 2], [3, 4]], row by row")
+    if inner.startswith("["):
+        rows = re.findall(r"\[([^\[\]]*)\]", inner)
+        if re.sub(r"\[[^\[\]]*\]|[\s,]", "", inner):
+            raise SympropError(f"{where}: {text[:40]!r} is not a matrix: write [[1, 2], [3, 4]], row by row")
+    else:
+        rows = [inner]
+    table = [[cell.strip().strip("\"'") for cell in row.split(",") if cell.strip()] for row in rows]  # "0.50" keeps its 0
+    if not all(table) or len({len(row) for row in table}) != 1:
+        raise SympropError(f"{where}: the rows of {text[:40]!r} are not all of one length")
+    for i, row in enumerate(table, 1):
+        for j, cell in enumerate(row, 1):
+            parse_written(cell, f"{where}, row {i}, column {j}")
+    return table
 
 
 def _raw_value_texts(lines: list[str]) -> dict[str, tuple[str, int]]:
@@ -239,12 +267,21 @@ def load_claims(path) -> tuple[str, list[Claim]]:
             if "tolerance" in value:
                 tolerance = _tolerance(value["tolerance"], where)
             value = value["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if isinstance(value, list):  # a matrix claimed at once: its digits as written, where on one line
+            written = written if written and written.startswith("[") and written.endswith("]") else _array_text(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise SympropError(f"{where}: claim {key!r} is not a number: {value!r}")
-        if isinstance(value, str) or written is None:
+        elif isinstance(value, str) or written is None:
             written = value if isinstance(value, str) else repr(value)
         claims.append(claim_from(key, written, f"{where}, claim {key!r}", tolerance))
     return subject, claims
+
+
+def _array_text(value) -> str:
+    """A TOML array read back as text: [[1, 2], [3, 4]]."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_array_text(v) for v in value) + "]"
+    return value if isinstance(value, str) else repr(value)
 
 
 def claims_from_arguments(pairs: list[str]) -> list[Claim]:
@@ -530,6 +567,13 @@ def resolve_name(key: str, quantities) -> str | None:
         for name in ("E", "L", *(t for t, _ in tops.most_common(1))):
             if f"d{name}/d{top.group(2)}" in quantities:
                 return f"d{name}/d{top.group(2)}"
+    indexed = re.fullmatch(r"(.*?)([A-Za-z_]+)\[([\d,]+)\]", k)
+    if indexed:  # xhat[0,1] for xhat1[0,1]: a net file's layer number left out, where one layer has the name
+        head, base, index = indexed.groups()
+        pattern = re.compile(re.escape(head + base) + r"\d+\[" + re.escape(index) + r"\]\Z")
+        matches = [name for name in quantities if pattern.match(name)]
+        if len(matches) == 1:
+            return matches[0]
     return None
 
 
@@ -893,7 +937,7 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
     exact = _with_claimable(subject, exact, [c.key for c in claims if resolve_name(c.key, exact.quantities) is None])
     by_key, problems = {}, []
     formula_verdicts = []
-    for claim in claims:
+    for claim in _matrix_entries(exact, claims, problems, subject_name):
         if claim.formula is not None:
             _check_formula(exact, claim, formula_verdicts, problems, subject_name)
             continue
@@ -925,19 +969,94 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
     for key in (k for k in exact.quantities if k in by_key):
         claim = by_key[key]
         verdict = Verdict(claim, exact.value(key), right[key], key=key)
-        if not right[key]:
+        if claim.transposed_from and right[key]:  # the right number in the other layout's place
+            verdict.right = False
+            verdict.findings.append(_layout_finding(claim.transposed_from, key))
+        elif not right[key]:
             try:
                 context.diagnose(verdict)
             except TooLarge:  # the claims make a recomputation no number holds: the verdict stands, no cause
                 pass
-            if verdict.kind != "carried" and not verdict.right and first_wrong is None:
-                first_wrong = key
+        if verdict.kind != "carried" and not verdict.right and first_wrong is None:
+            first_wrong = key
         verdicts.append(verdict)
     if formula_verdicts:
         order = list(exact.quantities)
         verdicts = sorted(verdicts + formula_verdicts, key=lambda v: order.index(v.key))
         first_wrong = next((v.key for v in verdicts if not v.right and v.kind != "carried"), None)
     return Report(subject_name, verdicts, first_wrong, problems)
+
+
+def _matrix_entries(exact: Transcript, claims: list[Claim], problems: list, subject_name: str) -> list[Claim]:
+    """The claims with each whole matrix claimed at once ("dL/dW1 = [[...], [...]]") replaced by
+    a claim per entry. A matrix written with its rows as columns (3 x 2 for a 2 x 3 gradient)
+    is the other layout convention: its entries are read transposed, each named a layout
+    convention where it is then right. A shape that is neither is refused, not guessed."""
+    out = []
+    for claim in claims:
+        if claim.entries is None:
+            out.append(claim)
+            continue
+        family = _matrix_family(exact, claim.key)
+        rows = claim.entries
+        shape = (len(rows), len(rows[0]))
+        if family is None:
+            problems.append(f"{claim.where}: {_unknown_name(claim.key + '[0,0]', subject_name, exact.quantities)}")
+            continue
+        base, keys, (m, n) = family
+        vector = n is None
+        transposed = False
+        if vector and shape in ((1, m), (m, 1)):
+            cells = {(i,): (rows[0][i] if shape == (1, m) else rows[i][0]) for i in range(m)}
+        elif not vector and shape == (m, n):
+            cells = {(i, j): rows[i][j] for i in range(m) for j in range(n)}
+        elif not vector and shape == (n, m) and _is_gradient(base):
+            cells, transposed = {(i, j): rows[j][i] for i in range(m) for j in range(n)}, True
+        else:
+            size = f"{m} entries" if vector else f"{m} x {n} (rows x columns)"
+            flipped = " (its transpose: write a matrix row by row)" if not vector and shape == (n, m) else ""
+            problems.append(f"{claim.where}: {base} is {size}; the claim is {shape[0]} x {shape[1]}{flipped}")
+            continue
+        for index, written in cells.items():
+            where = f"{claim.where}, entry [{','.join(map(str, index))}]"
+            try:
+                entry = claim_from(f"{claim.key}[{','.join(map(str, index))}]", written, where, claim.tolerance)
+            except SympropError as exc:
+                problems.append(str(exc))
+                continue
+            entry.key = keys[index] if resolve_name(entry.key, exact.quantities) is None else entry.key
+            entry.transposed_from = claim.key if transposed else None
+            out.append(entry)
+    return out
+
+
+def _matrix_family(exact: Transcript, name: str):
+    """(base name, (i, j) -> key of each entry, (rows, columns)) of the matrix ``name`` names
+    (dL/dW1 -> dL/dW1[0,0], dL/dW1[0,1], ...; a vector: (i,) -> key, (length, None)), or None."""
+    first = resolve_name(f"{name}[0,0]", exact.quantities) or resolve_name(f"{name}[0]", exact.quantities)
+    if first is None:
+        return None
+    base = first[:first.rindex("[")]
+    keys = {}
+    for key in exact.quantities:
+        match = re.fullmatch(re.escape(base) + r"\[(\d+)(?:,(\d+))?\]", key)
+        if match:
+            keys[tuple(int(g) for g in match.groups() if g is not None)] = key
+    if all(len(index) == 1 for index in keys):
+        return base, keys, (max(i for i, in keys) + 1, None)
+    return base, keys, (max(i for i, _ in keys) + 1, max(j for _, j in keys) + 1)
+
+
+def _is_gradient(name: str) -> bool:
+    return bool(re.match(r"d\w+/d", name))
+
+
+def _layout_finding(name: str, key: str) -> Finding:
+    base = key[:key.rindex("[")]
+    return Finding("convention_layout", tr(
+        f"right in the other layout: {name} is written transposed (numerator layout, one row per output); "
+        f"symprop writes {base} in denominator layout, the shape of the value it is taken by",
+        f"按另一种布局是对的：{name} 写成了转置（分子布局）；这里按分母布局书写，与求导变量形状相同"))
 
 
 def _check_formula(exact: Transcript, claim: Claim, verdicts: list, problems: list, subject_name: str):
