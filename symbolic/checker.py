@@ -330,13 +330,13 @@ CODES = {
     "wrong_value": "own",  # no likely cause found
     "wrong_result": "own",  # a result computed outside the formulas (training) differs
     "wrong_given": "given",  # a given value of the example, written differently
-    "not_finite": "own",
+    "not_finite": "own",  # the program's value overflows (inf or nan in the file's dtype)
     "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
     "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
-    "forgot_sigmoid_derivative": "own",
+    "forgot_sigmoid_derivative": "own",  # the sigmoid's derivative left out of the chain (taken as 1)
     "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
     "formula_differs": "own",  # a formula claimed: not the derived rule
-    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j]: numerator layout  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
+    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j], or a whole matrix transposed: numerator layout
 }
 
 
