@@ -460,15 +460,23 @@ class Subject:
 
     def _variants(self, decimals) -> list[Variant]:
         out = []
+        # rounded or float32 values can make a later step incomputable (Adam's step divides by
+        # the root of a second moment that rounds to 0): that convention is then no candidate
         for d in sorted(decimals)[:3]:
             with rounding_intermediates(d):
-                out.append(Variant("convention_rounded_intermediates",
-                                   tr(f"every intermediate value rounded to {d} decimals before it is used",
-                                      f"每个中间结果先四舍五入到 {d} 位小数再继续计算"), self.build()))
+                try:
+                    out.append(Variant("convention_rounded_intermediates",
+                                       tr(f"every intermediate value rounded to {d} decimals before it is used",
+                                          f"每个中间结果先四舍五入到 {d} 位小数再继续计算"), self.build()))
+                except SympropError:
+                    pass
         with in_float32():
-            out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
-                                                        "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
-                               self.build(), float32=True))
+            try:
+                out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
+                                                            "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
+                                   self.build(), float32=True))
+            except SympropError:
+                pass
         # the common mistakes, found and made in the transcript itself (the same for every file kind)
         out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
         graph = self.graph
@@ -619,7 +627,14 @@ def _rational(value) -> sp.Rational:
         return _FLOAT_RATIONALS[key]
     if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
+    if value.is_extended_real is False:
+        raise NotReal(f"{sp.N(value, 6)} is not a real number")
     return sp.Rational(sp.N(value, PRECISION))
+
+
+class NotReal(TooLarge):
+    """A learner's numbers make a step no real number holds (the root of a claimed negative
+    variance): like a value too large to compute, within no claim, and no cause to name."""
 
 
 _FLOAT_RATIONALS: dict = {}  # (mpf, precision) of a Float -> its Rational

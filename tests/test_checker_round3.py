@@ -401,3 +401,21 @@ def test_a_claims_file_claims_a_matrix_as_a_toml_array(tmp_path):
     assert {v.code for v in report.verdicts if v.key.startswith("dL/dW1")} == {"convention_layout"}
     assert [v.claim.written for v in report.verdicts if v.key.startswith("dL/db1")] == ["5.0", "7.0", "9.0"]
     assert all(v.right for v in report.verdicts if v.key.startswith("dL/db1"))
+
+
+def test_a_convention_that_cannot_be_computed_is_no_candidate():
+    """Adam's rounded to 2 decimals divides by the root of a second moment that rounds to 0:
+    that convention is left out, and the claim is still checked against the others."""
+    report = check("two-layer-sigmoid-adam", [claim_from("y1", "0.71", "test")])
+    (verdict,) = report.verdicts
+    assert not verdict.right and verdict.code == "wrong_value"
+
+
+def test_a_claimed_negative_variance_makes_no_real_step_and_no_crash():
+    """sqrt(var1 + eps) of a claimed var1 = -0.5 is no real number: the steps after it are
+    checked from the learner's other claims, and none is called carried forward from it."""
+    claims = [("var1", "-0.5"), ("s1", "0.8"), ("xhat11", "-2.5"), ("df/dx11", "0.3")]
+    report = check("batchnorm-staged", [claim_from(k, v, "test") for k, v in claims])
+    codes = {v.key: v.code for v in report.verdicts}
+    assert codes["var1"] == "wrong_value" and codes["xhat11"] == "carried_forward"  # (1 - 3) / 0.8
+    assert not report.problems
