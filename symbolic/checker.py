@@ -747,7 +747,12 @@ def _rounding(claim: Claim, exact) -> tuple[str, int] | None:
 
 def _round(value, decimals):
     """value * 10**decimals rounded half up, as an integer."""
-    return sp.floor(sp.sympify(value) * sp.Integer(10) ** decimals + sp.Rational(1, 2))
+    value = sp.sympify(value)
+    if value.is_Rational:  # in integers: floor(n/d + 1/2) = (2n + d) // 2d (the checker's hottest arithmetic)
+        n, d = int(value.p), int(value.q)
+        n, d = (n * 10 ** decimals, d) if decimals >= 0 else (n, d * 10 ** -decimals)
+        return sp.Integer((2 * n + d) // (2 * d))
+    return sp.floor(value * sp.Integer(10) ** decimals + sp.Rational(1, 2))
 
 
 def _significant(value, decimals: int) -> int:
