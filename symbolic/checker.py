@@ -620,11 +620,12 @@ def _rational(value) -> sp.Rational:
         return value
     if isinstance(value, sp.Float) and value.is_finite:  # most values: remembered, a class asks for the same ones
         key = (value._mpf_, value._prec)
-        if key not in _FLOAT_RATIONALS:
+        known = _FLOAT_RATIONALS.get(key)
+        if known is None:
             if len(_FLOAT_RATIONALS) >= 100_000:
                 _FLOAT_RATIONALS.clear()
-            _FLOAT_RATIONALS[key] = sp.Rational(sp.N(value, PRECISION))
-        return _FLOAT_RATIONALS[key]
+            known = _FLOAT_RATIONALS[key] = sp.Rational(sp.N(value, PRECISION))
+        return known
     if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
     if value.is_extended_real is False:
@@ -883,10 +884,10 @@ class World:
             c = self.claims[key]
             value = c.value
             interval = (c.value - c.tolerance, c.value + c.tolerance) if key in self.boxed else None
-        self._point[key] = value
         if interval is None and not isinstance(value, sp.MatrixBase):
             interval = (_rational(value), _rational(value))
         self._box[key] = interval
+        self._point[key] = value  # last: a value in point means the quantity is done (a world may be shared by threads)
 
 
 class _OnDemand(Mapping):

@@ -33,8 +33,9 @@ def evaluate(t: Transcript, key: str, values: dict):
     except _NotRational:
         memo_key = None
     memo = t.__dict__.setdefault("_evaluated", {})
-    if memo_key is not None and memo_key in memo:
-        return memo[memo_key]
+    known = memo.get(memo_key) if memo_key is not None else None
+    if known is not None:
+        return known
     result = None
     if program is not None:
         try:
