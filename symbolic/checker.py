@@ -25,6 +25,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,11 +39,12 @@ from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network
-from .equivalence import compare
+from .equivalence import compare, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
 from .mistakes import mistakes
 from .numbers import exact_number
+from .rational_eval import evaluate
 from .markup import md_code, md_text
 from .network_transcript import Conventions, network_transcript
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
@@ -61,6 +63,8 @@ class Claim:
     where: str  # "line 7" or "argument 2", for messages
     decimals: int | None = None  # decimals written (None for fractions)
     formula: str | None = None  # a formula claimed instead of a number ("y - t"); value is then None
+    entries: list | None = None  # a whole matrix claimed at once: its rows, each entry as written
+    transposed_from: str | None = None  # an entry of a matrix claimed whole in the other layout: its name
 
 
 @dataclass
@@ -115,8 +119,12 @@ def parse_written(text: str, where: str) -> tuple[sp.Rational, sp.Rational, int 
 
 
 def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
-    """A claim of a number (its tolerance from the digits written), or of a formula when the
-    text is not a number but names something ("y - t")."""
+    """A claim of a number (its tolerance from the digits written), of a whole matrix
+    ("[[0.1, 0.2], [0.3, 0.4]]", row by row), or of a formula when the text is not a number
+    but names something ("y - t")."""
+    if written.strip().startswith("["):
+        return Claim(key, " ".join(written.split()), None, tolerance, where, None,
+                     entries=_matrix_rows(written, where))
     try:
         value, inferred, decimals = parse_written(written, where)
     except SympropError:
@@ -124,12 +132,34 @@ def claim_from(key: str, written: str, where: str, tolerance=None) -> Claim:
             raise
         text = " ".join(written.split())
         try:  # checked now, so a bad one is refused where it is written (never executed)
-            parse_formula(text, tuple(formula_variables(text)), where)
+            syntax = with_placeholders(text)[0]
+            parse_formula(syntax, tuple(formula_variables(syntax)), where)
         except SympropError as exc:
             reason = str(exc).split(": ", 1)[-1] if str(exc).startswith(where) else str(exc)
             raise SympropError(f"{where}: {text[:40]!r} is not a number, nor a formula ({reason})") from None
         return Claim(key, text, None, sp.S.Zero, where, None, text)
     return Claim(key, written.strip(), value, inferred if tolerance is None else tolerance, where, decimals)
+
+
+def _matrix_rows(text: str, where: str) -> list[list[str]]:
+    """The rows of a matrix as written, "[[1, 2], [3, 4]]" (or a vector, "[1, 2, 3]": one row),
+    each entry checked as a number."""
+    inner = text.strip()[1:-1].strip() if text.strip().endswith("]") else None
+    if inner is None or not inner:
+        raise SympropError(f"{where}: {text[:40]!r} is not a matrix: write [[1, 2], [3, 4]], row by row")
+    if inner.startswith("["):
+        rows = re.findall(r"\[([^\[\]]*)\]", inner)
+        if re.sub(r"\[[^\[\]]*\]|[\s,]", "", inner):
+            raise SympropError(f"{where}: {text[:40]!r} is not a matrix: write [[1, 2], [3, 4]], row by row")
+    else:
+        rows = [inner]
+    table = [[cell.strip().strip("\"'") for cell in row.split(",") if cell.strip()] for row in rows]  # "0.50" keeps its 0
+    if not all(table) or len({len(row) for row in table}) != 1:
+        raise SympropError(f"{where}: the rows of {text[:40]!r} are not all of one length")
+    for i, row in enumerate(table, 1):
+        for j, cell in enumerate(row, 1):
+            parse_written(cell, f"{where}, row {i}, column {j}")
+    return table
 
 
 def _raw_value_texts(lines: list[str]) -> dict[str, tuple[str, int]]:
@@ -237,12 +267,21 @@ def load_claims(path) -> tuple[str, list[Claim]]:
             if "tolerance" in value:
                 tolerance = _tolerance(value["tolerance"], where)
             value = value["value"]
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        if isinstance(value, list):  # a matrix claimed at once: its digits as written, where on one line
+            written = written if written and written.startswith("[") and written.endswith("]") else _array_text(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise SympropError(f"{where}: claim {key!r} is not a number: {value!r}")
-        if isinstance(value, str) or written is None:
+        elif isinstance(value, str) or written is None:
             written = value if isinstance(value, str) else repr(value)
         claims.append(claim_from(key, written, f"{where}, claim {key!r}", tolerance))
     return subject, claims
+
+
+def _array_text(value) -> str:
+    """A TOML array read back as text: [[1, 2], [3, 4]]."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_array_text(v) for v in value) + "]"
+    return value if isinstance(value, str) else repr(value)
 
 
 def claims_from_arguments(pairs: list[str]) -> list[Claim]:
@@ -291,13 +330,13 @@ CODES = {
     "wrong_value": "own",  # no likely cause found
     "wrong_result": "own",  # a result computed outside the formulas (training) differs
     "wrong_given": "given",  # a given value of the example, written differently
-    "not_finite": "own",
+    "not_finite": "own",  # the program's value overflows (inf or nan in the file's dtype)
     "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
     "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
-    "forgot_sigmoid_derivative": "own",
+    "forgot_sigmoid_derivative": "own",  # the sigmoid's derivative left out of the chain (taken as 1)
     "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
     "formula_differs": "own",  # a formula claimed: not the derived rule
-    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j]: numerator layout  # the sigmoid's derivative left out of the chain (taken as 1)  # the program's value overflows (inf or nan in the file's dtype)
+    "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j], or a whole matrix transposed: numerator layout
 }
 
 
@@ -424,15 +463,23 @@ class Subject:
 
     def _variants(self, decimals) -> list[Variant]:
         out = []
+        # rounded or float32 values can make a later step incomputable (Adam's step divides by
+        # the root of a second moment that rounds to 0): that convention is then no candidate
         for d in sorted(decimals)[:3]:
             with rounding_intermediates(d):
-                out.append(Variant("convention_rounded_intermediates",
-                                   tr(f"every intermediate value rounded to {d} decimals before it is used",
-                                      f"每个中间结果先四舍五入到 {d} 位小数再继续计算"), self.build()))
+                try:
+                    out.append(Variant("convention_rounded_intermediates",
+                                       tr(f"every intermediate value rounded to {d} decimals before it is used",
+                                          f"每个中间结果先四舍五入到 {d} 位小数再继续计算"), self.build()))
+                except SympropError:
+                    pass
         with in_float32():
-            out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
-                                                        "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
-                               self.build(), float32=True))
+            try:
+                out.append(Variant("convention_float32", tr("the whole calculation done in float32 (e.g. PyTorch's default dtype)",
+                                                            "整个计算都用 float32 完成（例如 PyTorch 的默认类型）"),
+                                   self.build(), float32=True))
+            except SympropError:
+                pass
         # the common mistakes, found and made in the transcript itself (the same for every file kind)
         out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
         graph = self.graph
@@ -531,6 +578,13 @@ def resolve_name(key: str, quantities) -> str | None:
         for name in ("E", "L", *(t for t, _ in tops.most_common(1))):
             if f"d{name}/d{top.group(2)}" in quantities:
                 return f"d{name}/d{top.group(2)}"
+    indexed = re.fullmatch(r"(.*?)([A-Za-z_]+)\[([\d,]+)\]", k)
+    if indexed:  # xhat[0,1] for xhat1[0,1]: a net file's layer number left out, where one layer has the name
+        head, base, index = indexed.groups()
+        pattern = re.compile(re.escape(head + base) + r"\d+\[" + re.escape(index) + r"\]\Z")
+        matches = [name for name in quantities if pattern.match(name)]
+        if len(matches) == 1:
+            return matches[0]
     return None
 
 
@@ -567,16 +621,37 @@ def _rational(value) -> sp.Rational:
     value = sp.sympify(value)
     if value.is_Rational:
         return value
+    if isinstance(value, sp.Float) and value.is_finite:  # most values: remembered, a class asks for the same ones
+        key = (value._mpf_, value._prec)
+        known = _FLOAT_RATIONALS.get(key)
+        if known is None:
+            if len(_FLOAT_RATIONALS) >= 100_000:
+                _FLOAT_RATIONALS.clear()
+            known = _FLOAT_RATIONALS[key] = sp.Rational(sp.N(value, PRECISION))
+        return known
     if value in (sp.oo, -sp.oo, sp.nan) or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan):
         return sp.oo if value is sp.nan else value  # a program's overflow: within no claim
+    if value.is_extended_real is False:
+        raise NotReal(f"{sp.N(value, 6)} is not a real number")
     return sp.Rational(sp.N(value, PRECISION))
+
+
+class NotReal(TooLarge):
+    """A learner's numbers make a step no real number holds (the root of a claimed negative
+    variance): like a value too large to compute, within no claim, and no cause to name."""
+
+
+_FLOAT_RATIONALS: dict = {}  # (mpf, precision) of a Float -> its Rational
 
 
 def _within(claim: Claim, value) -> bool:
     """|claim - value| <= tolerance, in exact rationals: a half-unit tie counts as right."""
     if isinstance(value, sp.MatrixBase):
         return False
-    return bool(abs(_rational(value) - claim.value) <= claim.tolerance)
+    x, c, tol = _rational(value), claim.value, claim.tolerance
+    if x.is_Rational and c.is_Rational and tol.is_Rational:  # in integers: |x - c| <= tol, without SymPy's arithmetic
+        return abs(x.p * c.q - c.p * x.q) * tol.q <= tol.p * x.q * c.q
+    return bool(abs(x - c) <= tol)
 
 
 def _matches(claim: Claim, q) -> bool:
@@ -585,18 +660,30 @@ def _matches(claim: Claim, q) -> bool:
     return _within(claim, q.value) or (q.unrounded is not None and _within(claim, q.unrounded))
 
 
-def _near(claim: Claim, t: Transcript, key: str) -> bool:
-    """A float pre-check for ``_matches``: False only when the quantity's value (and its value
-    before rounding) is certainly farther from the claim than the tolerance. Looking for the
-    one other quantity a wrong claim equals compares it with every quantity of every
-    convention's transcript; exact comparisons for all of them were most of a check's time."""
-    floats = t.__dict__.setdefault("_float_values", {})  # per transcript, built once
-    if key not in floats:
-        q = t.quantities[key]
-        floats[key] = [float(sp.N(v, 20)) for v in (q.value, q.unrounded) if v is not None]
+def _near_keys(claim: Claim, t: Transcript) -> list[str]:
+    """A float pre-check for ``_matches``: the single-number quantities of ``t``, in order, but
+    for those whose value (and value before rounding) is certainly farther from the claim
+    than the tolerance. Looking for the one other quantity a wrong claim equals compares it
+    with every quantity of every convention's transcript: exact comparisons for all of them,
+    then a float comparison per quantity, were most of a check's time; the floats are now
+    compared all at once (the same IEEE operations, element by element)."""
+    table = t.__dict__.get("_float_table")  # per transcript, built once
+    if table is None:
+        keys = [k for k, q in t.quantities.items() if not isinstance(q.value, sp.MatrixBase)]
+        values = np.array([float(sp.N(t.quantities[k].value, 20)) for k in keys], dtype=float)
+        before = [t.quantities[k].unrounded for k in keys]
+        has_before = np.array([v is not None for v in before], dtype=bool)
+        unrounded = np.array([float(sp.N(v, 20)) if v is not None else 0.0 for v in before], dtype=float)
+        table = t.__dict__["_float_table"] = (keys, values, has_before, unrounded)
+    keys, values, has_before, unrounded = table
     c, tol = claim.value.p / claim.value.q, claim.tolerance.p / claim.tolerance.q  # ints: no mpmath
-    return any(not (np.isfinite(f) and np.isfinite(c)) or abs(f - c) <= tol + 1e-9 * (abs(f) + abs(c))
-               for f in floats[key])
+
+    def near(f):
+        with np.errstate(invalid="ignore", over="ignore"):
+            return ~(np.isfinite(f) & np.isfinite(c)) | (np.abs(f - c) <= tol + 1e-9 * (np.abs(f) + abs(c)))
+
+    mask = near(values) | (has_before & near(unrounded))
+    return [keys[i] for i in np.flatnonzero(mask)]
 
 
 def _is_float(written: str, np_type) -> bool:
@@ -664,7 +751,12 @@ def _rounding(claim: Claim, exact) -> tuple[str, int] | None:
 
 def _round(value, decimals):
     """value * 10**decimals rounded half up, as an integer."""
-    return sp.floor(sp.sympify(value) * sp.Integer(10) ** decimals + sp.Rational(1, 2))
+    value = sp.sympify(value)
+    if value.is_Rational:  # in integers: floor(n/d + 1/2) = (2n + d) // 2d (the checker's hottest arithmetic)
+        n, d = int(value.p), int(value.q)
+        n, d = (n * 10 ** decimals, d) if decimals >= 0 else (n, d * 10 ** -decimals)
+        return sp.Integer((2 * n + d) // (2 * d))
+    return sp.floor(value * sp.Integer(10) ** decimals + sp.Rational(1, 2))
 
 
 def _significant(value, decimals: int) -> int:
@@ -711,55 +803,128 @@ def _transposed(claim: Claim, x) -> bool:
 
 # --- the learner's world -------------------------------------------------------------------------
 
-def _dependencies(t: Transcript, key: str) -> set[str]:
-    q = t.quantities[key]
-    if q.formula is None:
-        return set()
-    if isinstance(q.formula, Chain):
-        return {k for term in q.formula.terms for k in term}
-    return {s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol))}
+def _dependencies(t: Transcript, key: str) -> frozenset[str]:
+    """The quantities ``key``'s formula reads (cached on the transcript: a class's checks ask
+    for them hundreds of thousands of times, and walking a SymPy formula is slow)."""
+    cache = t.__dict__.setdefault("_dependencies", {})
+    if key not in cache:
+        q = t.quantities[key]
+        if q.formula is None:
+            found = frozenset()
+        elif isinstance(q.formula, Chain):
+            found = frozenset(k for term in q.formula.terms for k in term)
+        else:
+            found = frozenset(s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol)))
+        cache[key] = found
+    return cache[key]
 
 
-@dataclass
+def _position(t: Transcript) -> dict[str, int]:
+    """key -> its place in the transcript (cached on the transcript)."""
+    if "_position" not in t.__dict__:
+        t.__dict__["_position"] = {k: i for i, k in enumerate(t.quantities)}
+    return t.__dict__["_position"]
+
+
 class World:
     """Every quantity recomputed from the learner's claimed values: ``point`` from the claims as
     written, ``box`` the interval each value can take when the claims named in ``boxed`` may lie
-    anywhere within their written precision. ``own``: a claimed step recomputed (point, box)."""
+    anywhere within their written precision. ``own``: a claimed step recomputed (point, box).
 
-    point: dict
-    box: dict
-    own: dict
+    Computed on demand, in the transcript's order: a diagnosis asks for one quantity of many
+    worlds (each claimed input alone, each set of boxed inputs), and recomputing every
+    quantity of each was most of a check's time. A quantity none of whose inputs depends on a
+    claim has its value from the world without claims, built once per transcript."""
+
+    def __init__(self, t: Transcript, claims: dict[str, Claim], boxed: set[str], reference: World | None = None):
+        self.t, self.claims, self.boxed, self.reference = t, claims, set(boxed), reference
+        self._point, self._box, self._own, self._computed = {}, {}, {}, {}
+        self._changed = set()  # claimed, or computed from a claimed value
+        self.point = _OnDemand(self, self._point, t.quantities)
+        self.box = _OnDemand(self, self._box, t.quantities)
+        self.own = _OnDemand(self, self._own, [k for k in t.quantities if k in claims and t.quantities[k].formula is not None])
+
+    def compute(self, key: str):
+        """``key`` and every quantity it is computed from that is not computed yet."""
+        if key in self._point:
+            return
+        if key not in self.t.quantities:
+            raise KeyError(key)
+        needed, stack = {key}, [key]
+        while stack:
+            for dep in _dependencies(self.t, stack.pop()):
+                if dep not in self._point and dep not in needed:
+                    needed.add(dep)
+                    stack.append(dep)
+        position = _position(self.t)
+        for k in sorted(needed, key=position.__getitem__):
+            self._one(k)
+
+    def _one(self, key: str):
+        t, q = self.t, self.t.quantities[key]
+        claimed = key in self.claims
+        deps = _dependencies(t, key)
+        if q.formula is not None:
+            if self.reference is not None and not (deps & self._changed):
+                self.reference.compute(key)
+                value, interval = self.reference._computed[key]
+            else:
+                if deps & self._changed:
+                    self._changed.add(key)
+                point = {k: self._point[k] for k in deps}
+                try:
+                    value = evaluate(t, key, point)
+                    interval = _interval(t, key, point, self._box, value)
+                except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
+                    value, interval = sp.nan, None
+            self._computed[key] = (value, interval)
+            if claimed:
+                self._own[key] = (value, interval)
+        else:
+            value, interval = q.value, None
+        if claimed:
+            self._changed.add(key)
+            c = self.claims[key]
+            value = c.value
+            interval = (c.value - c.tolerance, c.value + c.tolerance) if key in self.boxed else None
+        if interval is None and not isinstance(value, sp.MatrixBase):
+            interval = (_rational(value), _rational(value))
+        self._box[key] = interval
+        self._point[key] = value  # last: a value in point means the quantity is done (a world may be shared by threads)
+
+
+class _OnDemand(Mapping):
+    """One of a World's tables, each entry computed when it is first read."""
+
+    def __init__(self, world: World, store: dict, keys):
+        self._world, self._store, self._keys = world, store, keys
+
+    def __getitem__(self, key):
+        if key not in self._store:
+            self._world.compute(key)
+        return self._store[key]
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __len__(self):
+        return len(self._keys)
 
 
 def learner_world(t: Transcript, claims: dict[str, Claim], boxed: set[str]) -> World:
-    point, box, own = {}, {}, {}
-    for key, q in t.quantities.items():
-        if q.formula is not None:
-            try:
-                value = t.evaluate(q.formula, point)
-                interval = _interval(t, q.formula, key, point, box, value)
-            except TooLarge:  # claims can make a step no number holds (exp(-1e300)): within no claim
-                value, interval = sp.nan, None
-            if key in claims:
-                own[key] = (value, interval)
-        else:
-            value, interval = q.value, None
-        if key in claims:
-            c = claims[key]
-            value = c.value
-            interval = (c.value - c.tolerance, c.value + c.tolerance) if key in boxed else None
-        point[key] = value
-        if interval is None and not isinstance(value, sp.MatrixBase):
-            interval = (_rational(value), _rational(value))
-        box[key] = interval
-    return World(point, box, own)
+    """The learner's world (see World); the world without claims is shared per transcript."""
+    if "_no_claims_world" not in t.__dict__:
+        t.__dict__["_no_claims_world"] = World(t, {}, set())
+    reference = t.__dict__["_no_claims_world"]
+    return reference if not claims else World(t, claims, boxed, reference)
 
 
-def _interval(t, formula, key, point, box, value):
-    """[lo, hi] of the formula over the boxes of its inputs: every corner of the box and its
+def _interval(t, key, point, box, value):
+    """[lo, hi] of ``key``'s formula over the boxes of its inputs: every corner of the box and its
     centre. That is exact for formulas monotone in each input (sums, products, sigmoid, the
     chain rule's products); for others (y(1 - y)) it is close for the narrow boxes of written
-    digits. More than 6 varying inputs: centre plus the sum of each input's own swing."""
+    digits. More than 6 varying inputs: centre plus the sum of each input's own swing.
+    ``point``: the values of the formula's inputs."""
     if isinstance(value, sp.MatrixBase):
         return None
     inputs = _dependencies(t, key)
@@ -770,11 +935,11 @@ def _interval(t, formula, key, point, box, value):
     if len(varying) <= 6:
         values = [centre]
         for corner in itertools.product(*[box[k] for k in varying]):
-            values.append(_rational(t.evaluate(formula, {**point, **dict(zip(varying, corner))})))
+            values.append(_rational(evaluate(t, key, {**point, **dict(zip(varying, corner))})))
         return (min(values), max(values))
     swing = sp.S.Zero
     for k in varying:
-        ends = [_rational(t.evaluate(formula, {**point, k: end})) for end in box[k]]
+        ends = [_rational(evaluate(t, key, {**point, k: end})) for end in box[k]]
         swing += max(abs(e - centre) for e in ends)
     return (centre - swing, centre + swing)
 
@@ -796,7 +961,7 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
     exact = _with_claimable(subject, exact, [c.key for c in claims if resolve_name(c.key, exact.quantities) is None])
     by_key, problems = {}, []
     formula_verdicts = []
-    for claim in claims:
+    for claim in _matrix_entries(exact, claims, problems, subject_name):
         if claim.formula is not None:
             _check_formula(exact, claim, formula_verdicts, problems, subject_name)
             continue
@@ -828,19 +993,94 @@ def check(subject_name: str, claims: list[Claim], subject: Subject | None = None
     for key in (k for k in exact.quantities if k in by_key):
         claim = by_key[key]
         verdict = Verdict(claim, exact.value(key), right[key], key=key)
-        if not right[key]:
+        if claim.transposed_from and right[key]:  # the right number in the other layout's place
+            verdict.right = False
+            verdict.findings.append(_layout_finding(claim.transposed_from, key))
+        elif not right[key]:
             try:
                 context.diagnose(verdict)
             except TooLarge:  # the claims make a recomputation no number holds: the verdict stands, no cause
                 pass
-            if verdict.kind != "carried" and not verdict.right and first_wrong is None:
-                first_wrong = key
+        if verdict.kind != "carried" and not verdict.right and first_wrong is None:
+            first_wrong = key
         verdicts.append(verdict)
     if formula_verdicts:
         order = list(exact.quantities)
         verdicts = sorted(verdicts + formula_verdicts, key=lambda v: order.index(v.key))
         first_wrong = next((v.key for v in verdicts if not v.right and v.kind != "carried"), None)
     return Report(subject_name, verdicts, first_wrong, problems)
+
+
+def _matrix_entries(exact: Transcript, claims: list[Claim], problems: list, subject_name: str) -> list[Claim]:
+    """The claims with each whole matrix claimed at once ("dL/dW1 = [[...], [...]]") replaced by
+    a claim per entry. A matrix written with its rows as columns (3 x 2 for a 2 x 3 gradient)
+    is the other layout convention: its entries are read transposed, each named a layout
+    convention where it is then right. A shape that is neither is refused, not guessed."""
+    out = []
+    for claim in claims:
+        if claim.entries is None:
+            out.append(claim)
+            continue
+        family = _matrix_family(exact, claim.key)
+        rows = claim.entries
+        shape = (len(rows), len(rows[0]))
+        if family is None:
+            problems.append(f"{claim.where}: {_unknown_name(claim.key + '[0,0]', subject_name, exact.quantities)}")
+            continue
+        base, keys, (m, n) = family
+        vector = n is None
+        transposed = False
+        if vector and shape in ((1, m), (m, 1)):
+            cells = {(i,): (rows[0][i] if shape == (1, m) else rows[i][0]) for i in range(m)}
+        elif not vector and shape == (m, n):
+            cells = {(i, j): rows[i][j] for i in range(m) for j in range(n)}
+        elif not vector and shape == (n, m) and _is_gradient(base):
+            cells, transposed = {(i, j): rows[j][i] for i in range(m) for j in range(n)}, True
+        else:
+            size = f"{m} entries" if vector else f"{m} x {n} (rows x columns)"
+            flipped = " (its transpose: write a matrix row by row)" if not vector and shape == (n, m) else ""
+            problems.append(f"{claim.where}: {base} is {size}; the claim is {shape[0]} x {shape[1]}{flipped}")
+            continue
+        for index, written in cells.items():
+            where = f"{claim.where}, entry [{','.join(map(str, index))}]"
+            try:
+                entry = claim_from(f"{claim.key}[{','.join(map(str, index))}]", written, where, claim.tolerance)
+            except SympropError as exc:
+                problems.append(str(exc))
+                continue
+            entry.key = keys[index] if resolve_name(entry.key, exact.quantities) is None else entry.key
+            entry.transposed_from = claim.key if transposed else None
+            out.append(entry)
+    return out
+
+
+def _matrix_family(exact: Transcript, name: str):
+    """(base name, (i, j) -> key of each entry, (rows, columns)) of the matrix ``name`` names
+    (dL/dW1 -> dL/dW1[0,0], dL/dW1[0,1], ...; a vector: (i,) -> key, (length, None)), or None."""
+    first = resolve_name(f"{name}[0,0]", exact.quantities) or resolve_name(f"{name}[0]", exact.quantities)
+    if first is None:
+        return None
+    base = first[:first.rindex("[")]
+    keys = {}
+    for key in exact.quantities:
+        match = re.fullmatch(re.escape(base) + r"\[(\d+)(?:,(\d+))?\]", key)
+        if match:
+            keys[tuple(int(g) for g in match.groups() if g is not None)] = key
+    if all(len(index) == 1 for index in keys):
+        return base, keys, (max(i for i, in keys) + 1, None)
+    return base, keys, (max(i for i, _ in keys) + 1, max(j for _, j in keys) + 1)
+
+
+def _is_gradient(name: str) -> bool:
+    return bool(re.match(r"d\w+/d", name))
+
+
+def _layout_finding(name: str, key: str) -> Finding:
+    base = key[:key.rindex("[")]
+    return Finding("convention_layout", tr(
+        f"right in the other layout: {name} is written transposed (numerator layout, one row per output); "
+        f"symprop writes {base} in denominator layout, the shape of the value it is taken by",
+        f"按另一种布局是对的：{name} 写成了转置（分子布局）；这里按分母布局书写，与求导变量形状相同"))
 
 
 def _check_formula(exact: Transcript, claim: Claim, verdicts: list, problems: list, subject_name: str):
@@ -1105,7 +1345,7 @@ class _Context:
                 continue
             q = self.exact.quantities[k]
             if q.formula is not None and (k == key or k not in self.claims) and _dependencies(self.exact, k) & changed:
-                values[k] = self.exact.evaluate(q.formula, values)
+                values[k] = evaluate(self.exact, k, values)
                 changed.add(k)
         return values[key]
 
@@ -1164,8 +1404,9 @@ class _Context:
         as h1 and dnet_o1/dw5, count as one); none for 0, 1 or several different values."""
         own = _rational(self.exact.value(key)) if not isinstance(self.exact.value(key), sp.MatrixBase) else None
         found = {}
-        for k, q in t.quantities.items():
-            if k == key or isinstance(q.value, sp.MatrixBase) or not _near(claim, t, k):
+        for k in _near_keys(claim, t):
+            q = t.quantities[k]
+            if k == key:
                 continue
             v = _rational(q.value)
             if abs(v) in (0, 1) or v == own or not _matches(claim, q):

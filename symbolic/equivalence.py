@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -32,16 +33,47 @@ class Comparison:
     explanation: str  # the rewrite that makes them equal, or where they differ
 
 
+# a name with an index, as transcripts of net files write them: xhat1[0,1], dL/dz1[1,0], b1[2]
+INDEXED_NAME = re.compile(r"(?<![\w\]])(?:d\w+\s*/\s*d)?[A-Za-z_]\w*\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
+PLACEHOLDER = "_name{}_"
+
+
+def with_placeholders(text: str, names=()) -> tuple[str, dict[str, str]]:
+    """``text`` with every value name that is not a plain identifier (``xhat1[0,1]``,
+    ``dL/dh0[2,1]``, ``dE/do1``) replaced by a placeholder the formula language reads as one
+    variable: (new text, placeholder -> name as written, its spaces removed). ``names``: the
+    exercise's names, matched longest first, so ``dL/dz1[0,1]`` is one name, not ``dL`` divided
+    by ``dz1[0,1]``; without them, indexed names only (enough to check the syntax)."""
+    found: dict[str, str] = {}
+
+    def replace(name: str) -> str:
+        name = re.sub(r"\s+", "", name)
+        for placeholder, known in found.items():
+            if known == name:
+                return placeholder
+        placeholder = PLACEHOLDER.format(len(found))
+        found[placeholder] = name
+        return placeholder
+
+    text = re.sub(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]", lambda m: "[" + re.sub(r"\s+", "", m.group(1)) + "]", text)
+    for name in sorted((n for n in names if not n.isidentifier()), key=len, reverse=True):
+        text = re.sub(r"(?<![\w\]])" + re.escape(name) + r"(?![\w\[])", lambda m: replace(m.group(0)), text)
+    text = INDEXED_NAME.sub(lambda m: replace(m.group(0)), text)
+    return text, found
+
+
 def compare(t: Transcript, key: str, text: str, where: str, resolve=None) -> Comparison:
     """The learner's formula ``text`` for quantity ``key`` against the transcript's rule, both
     written out down to the example's given values (kept as symbols): equivalent when they
     agree as functions of those (at the example's values and at random ones near them)."""
+    text, written = with_placeholders(text, t.quantities)
     names = formula_variables(text)
     rename = {}
     for name in names:
-        target = name if name in t.quantities else (resolve(name, t.quantities) if resolve else None)
+        shown = written.get(name, name)
+        target = shown if shown in t.quantities else (resolve(shown, t.quantities) if resolve else None)
         if target is None:
-            raise SympropError(f"{where}: the formula uses {name!r}, which is not a value of this example")
+            raise SympropError(f"{where}: the formula uses {shown!r}, which is not a value of this example")
         rename[name] = target
     learner = parse_formula(text, tuple(names), where)
     learner = learner.xreplace({sp.Symbol(n, real=True): sp.Symbol(rename[n]) for n in names})
@@ -126,7 +158,28 @@ def _difference(t, mine, theirs, givens, rule) -> str:
         values, x, y = point
         at = ", ".join(f"{s} = {v}" for s, v in values.items()) or "any input"
         where = f"; the simplest input where they differ: {at} (yours {rounded(x, 6)}, the rule {rounded(y, 6)})"
+    else:
+        changed = _one_change(mine, theirs, givens, base)
+        if changed is not None:
+            (s, v), x, y = changed
+            where = (f"; they differ at this example's values with {s} = {v} instead "
+                     f"(yours {rounded(x, 6)}, the rule {rounded(y, 6)})")
     return f"not equivalent: the derived rule is {_plain(rule)}{where}{at_example}"
+
+
+def _one_change(mine, theirs, symbols, base):
+    """Where small values for every input find no difference in time (a batch norm has a dozen
+    inputs, and 0 for all of them divides by zero): the example's values with one input
+    changed to a small value, the first input first."""
+    for s in symbols:
+        for v in POINTS:
+            if s not in base or base[s] == v:
+                continue
+            point = {**base, s: v}
+            a, b = _value(mine, point), _value(theirs, point)
+            if a is not None and b is not None and abs(a - b) > sp.Float("1e-30") * (1 + abs(b)):
+                return (s, v), a, b
+    return None
 
 
 def _simplest_difference(mine, theirs, symbols):

@@ -276,3 +276,146 @@ def test_a_transposed_gradient_is_a_layout_convention(tmp_path):
     codes = {v.key: v.code for v in check(str(path), claims).verdicts}
     assert codes == {"dL/dW1[0,0]": "right", "dL/dW1[1,1]": "right",
                      "dL/dW1[0,1]": "convention_layout", "dL/dW1[1,0]": "convention_layout"}
+
+
+BATCHNORM_NET = """
+net = "batchnorm(2)"
+[values]
+X = [[1, 2], [3, -1], [5, 0]]
+scale1 = [1.5, 0.5]
+shift1 = [0.1, -2]
+dout = [[0.5, -1], [2, 0.25], [-1, 3]]
+"""
+
+# The batch-norm backward for x[n, j], in the arrangement the references write it:
+# dx = g / s * (dy - mean(dy) - xhat * mean(dy * xhat)), written with the net's indexed names
+# (s1[j], xhat1[n,j], dL/dh0[n,j]) or without the layer's number (s[j], xhat[n,j]).
+BN_ROW = "(dL/dh0[{n},{j}] - (dL/dh0[0,{j}] + dL/dh0[1,{j}] + dL/dh0[2,{j}])/3 - xhat{l}[{n},{j}]*" \
+         "(dL/dh0[0,{j}]*xhat{l}[0,{j}] + dL/dh0[1,{j}]*xhat{l}[1,{j}] + dL/dh0[2,{j}]*xhat{l}[2,{j}])/3)"
+# the staged graph's names: one node per value, and f = sum dy * y, so df/dx11 is dL/dx[1, 1]
+BN_STAGED = "g1/s1 * (dy11 - (dy11 + dy21 + dy31)/3 - xhat11*(dy11*xhat11 + dy21*xhat21 + dy31*xhat31)/3)"
+
+# (subject, claim name, formula, expected code, words in the explanation)
+INDEXED_FORMULAS = [
+    (BATCHNORM_NET, "dL/dX[0,0]", "scale1[0]/s1[0] * " + BN_ROW.format(n=0, j=0, l=1), "formula_equivalent",
+     "equal once dL/dh0[1,0] = dout[1,0]; dL/dh0[2,0] = dout[2,0]; sum_dy1[0] = dL/dh0[0,0] + dL/dh0[1,0]"),
+    (BATCHNORM_NET, "dL/dX[0,0]", "scale1[0]/s1[0] * (dL/dh0[0,0] - sum_dy1[0]/3 - xhat1[0,0]*sum_dy_xhat1[0]/3)",
+     "formula_equivalent", "both expand to"),
+    (BATCHNORM_NET, "dL/dX[2,1]", "scale[1]/s[1] * " + BN_ROW.format(n=2, j=1, l=""), "formula_equivalent",
+     "equivalent: the derived rule is scale1[1]*"),
+    (BATCHNORM_NET, "dL/dX[1,0]", "scale1[0] / s1[0] * (dL/dh0[1, 0] - sum_dy1[0]/3)", "formula_differs",
+     "they differ at this example's values with"),  # the xhat term left out: 0 at xhat1[1,0] = 0
+    (BATCHNORM_NET, "dL/dscale1[1]", "dL/dh0[0,1]*xhat1[0,1] + dL/dh0[1,1]*xhat1[1,1] + dL/dh0[2,1]*xhat1[2,1]",
+     "formula_equivalent", "the same formula"),
+    ("batchnorm-staged", "df/dx11", BN_STAGED, "formula_equivalent", "equivalent"),
+    ("batchnorm-staged", "df/dx11", BN_STAGED.replace("- xhat11*", "+ xhat11*"), "formula_differs", "not equivalent"),
+    ("affine-layer", "dL/dW1[0,1]", "X[0,0]*dL/dz1[0,1] + X[1,0]*dL/dz1[1,1]", "formula_equivalent", "the same formula"),
+    ("affine-layer", "dL/dW1[0,1]", "X[0,1]*dL/dz1[0,0] + X[1,1]*dL/dz1[1,0]", "formula_differs",
+     "not equivalent"),  # the transposed entry's rule
+    ("mazur-2-2-2", "dE/dnet_o1", "dE/do1 * do1/dnet_o1", "formula_equivalent", "the same formula"),
+]
+
+
+@pytest.mark.parametrize("subject, name, formula, code, says", INDEXED_FORMULAS)
+def test_a_formula_naming_indexed_values_is_compared(tmp_path, subject, name, formula, code, says):
+    report = check(_subject(tmp_path, subject), [claim_from(name, formula, "test")])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert verdict.code == code and verdict.right == (code == "formula_equivalent")
+    assert says in verdict.diagnoses[0].en, verdict.diagnoses[0].en
+
+
+@pytest.mark.parametrize("formula, problem", [
+    ("dL/dy[0,0] + dL/dh0[1,0]", "'dL/dy[0,0]', which is not a value of this example"),
+    ("xhat1[0,7] * 2", "'xhat1[0,7]', which is not a value of this example"),
+])
+def test_an_unknown_indexed_name_in_a_formula_is_named(tmp_path, formula, problem):
+    report = check(_subject(tmp_path, BATCHNORM_NET), [claim_from("dL/dshift1[0]", formula, "test")])
+    assert not report.verdicts and problem in report.problems[0], report.problems
+
+
+# dL/dW1 = X^T dY for the affine layer's X = [[1, 2], [3, 4]], dY = [[1, 2, 3], [4, 5, 6]]:
+# row i of dW is sum over n of X[n][i] * dY[n]; computed here by hand
+AFFINE_DW = [[1 * 1 + 3 * 4, 1 * 2 + 3 * 5, 1 * 3 + 3 * 6], [2 * 1 + 4 * 4, 2 * 2 + 4 * 5, 2 * 3 + 4 * 6]]
+
+
+def _matrix(rows) -> str:
+    return "[" + ", ".join("[" + ", ".join(str(v) for v in row) + "]" for row in rows) + "]"
+
+
+def _transpose(rows):
+    return [list(column) for column in zip(*rows)]
+
+
+# (claim name, the matrix as written, {entry: expected code} or the words of the problem)
+MATRIX_CLAIMS = [
+    ("dL/dW1", _matrix(AFFINE_DW), {f"dL/dW1[{i},{j}]": "right" for i in range(2) for j in range(3)}),
+    ("dL/dW1", _matrix(_transpose(AFFINE_DW)),  # 3 x 2 for a 2 x 3 gradient: the other layout, each entry right
+     {f"dL/dW1[{i},{j}]": "convention_layout" for i in range(2) for j in range(3)}),
+    ("dL/dW", _matrix(_transpose(AFFINE_DW)), {f"dL/dW1[{i},{j}]": "convention_layout" for i in range(2) for j in range(3)}),
+    ("dL/dW1", _matrix([[13, 17, 21], [18, 24, 31]]),
+     {**{f"dL/dW1[{i},{j}]": "right" for i in range(2) for j in range(3)}, "dL/dW1[1,2]": "wrong_value"}),
+    ("dL/db1", "[5, 7, 9]", {"dL/db1[0]": "right", "dL/db1[1]": "right", "dL/db1[2]": "right"}),
+    ("dL/dW1", "[[13, 17], [18, 24]]", "dL/dW1 is 2 x 3 (rows x columns); the claim is 2 x 2"),
+    ("X", "[[1, 3], [2, 4]]", {"X[0,0]": "right", "X[0,1]": "wrong_given", "X[1,0]": "factor_half", "X[1,1]": "right"}),
+    ("dL/dq", "[[1, 2], [3, 4]]", "has no value named 'dL/dq[0,0]'"),
+]
+
+
+@pytest.mark.parametrize("name, written, expected", MATRIX_CLAIMS)
+def test_a_whole_matrix_claimed_at_once(name, written, expected):
+    report = check("affine-layer", [claim_from(name, written, "test")])
+    if isinstance(expected, str):
+        assert not report.verdicts and expected in report.problems[0], report.problems
+        return
+    assert not report.problems, report.problems
+    codes = {v.key: v.code for v in report.verdicts}
+    assert codes == expected
+    layout = [v for v in report.verdicts if v.code == "convention_layout"]
+    assert all(v.kind == "convention" and not v.right and "denominator layout" in v.diagnoses[0].en for v in layout)
+
+
+def test_a_whole_square_matrix_written_transposed_is_a_layout_convention(tmp_path):
+    """2 x 2: the shape cannot tell; the entries off the diagonal are each other's values."""
+    path = tmp_path / "n.toml"
+    path.write_text(TWO_BY_TWO)
+    with mpmath.workdps(40):
+        x, w, b, t = [0.5, -1.0], [[0.4, -0.3], [0.1, 0.8]], [0.1, -0.2], [0.2, 0.9]
+        y = [sigmoid(mpmath.mpf(x[0]) * mpmath.mpf(w[0][j]) + mpmath.mpf(x[1]) * mpmath.mpf(w[1][j]) + mpmath.mpf(b[j]))
+             for j in range(2)]
+        grad = [[mpmath.mpf(x[i]) * (y[j] - mpmath.mpf(t[j])) * y[j] * (1 - y[j]) for j in range(2)] for i in range(2)]
+    written = _matrix([[mpmath.nstr(grad[j][i], 8) for j in range(2)] for i in range(2)])  # row i holds column i
+    report = check(str(path), [claim_from("dL/dW1", written, "t")])
+    assert {v.key: v.code for v in report.verdicts} == {
+        "dL/dW1[0,0]": "right", "dL/dW1[1,1]": "right",
+        "dL/dW1[0,1]": "convention_layout", "dL/dW1[1,0]": "convention_layout"}
+
+
+def test_a_claims_file_claims_a_matrix_as_a_toml_array(tmp_path):
+    path = tmp_path / "claims.toml"
+    path.write_text('example = "affine-layer"\n[claims]\n"dL/dW1" = [[13, 18], [17, 24], [21, 30]]\n'
+                    '"dL/db1" = ["5.0", "7.0", "9.0"]\n')
+    subject, claims = load_claims(path)
+    assert [c.entries for c in claims] == [[["13", "18"], ["17", "24"], ["21", "30"]], [["5.0", "7.0", "9.0"]]]
+    report = check(subject, claims)
+    assert {v.code for v in report.verdicts if v.key.startswith("dL/dW1")} == {"convention_layout"}
+    assert [v.claim.written for v in report.verdicts if v.key.startswith("dL/db1")] == ["5.0", "7.0", "9.0"]
+    assert all(v.right for v in report.verdicts if v.key.startswith("dL/db1"))
+
+
+def test_a_convention_that_cannot_be_computed_is_no_candidate():
+    """Adam's rounded to 2 decimals divides by the root of a second moment that rounds to 0:
+    that convention is left out, and the claim is still checked against the others."""
+    report = check("two-layer-sigmoid-adam", [claim_from("y1", "0.71", "test")])
+    (verdict,) = report.verdicts
+    assert not verdict.right and verdict.code == "wrong_value"
+
+
+def test_a_claimed_negative_variance_makes_no_real_step_and_no_crash():
+    """sqrt(var1 + eps) of a claimed var1 = -0.5 is no real number: the steps after it are
+    checked from the learner's other claims, and none is called carried forward from it."""
+    claims = [("var1", "-0.5"), ("s1", "0.8"), ("xhat11", "-2.5"), ("df/dx11", "0.3")]
+    report = check("batchnorm-staged", [claim_from(k, v, "test") for k, v in claims])
+    codes = {v.key: v.code for v in report.verdicts}
+    assert codes["var1"] == "wrong_value" and codes["xhat11"] == "carried_forward"  # (1 - 3) / 0.8
+    assert not report.problems
