@@ -304,9 +304,9 @@ INDEXED_FORMULAS = [
     (BATCHNORM_NET, "dL/dX[2,1]", "scale[1]/s[1] * " + BN_ROW.format(n=2, j=1, l=""), "formula_equivalent",
      "equivalent: the derived rule is scale1[1]*"),
     (BATCHNORM_NET, "dL/dX[1,0]", "scale1[0] / s1[0] * (dL/dh0[1, 0] - sum_dy1[0]/3)", "formula_differs",
-     "they differ at this example's values with"),  # the xhat term left out: 0 at xhat1[1,0] = 0
+     "the simplest input where they differ"),  # the xhat term left out: 0 at xhat1[1,0] = 0, not elsewhere
     (BATCHNORM_NET, "dL/dscale1[1]", "dL/dh0[0,1]*xhat1[0,1] + dL/dh0[1,1]*xhat1[1,1] + dL/dh0[2,1]*xhat1[2,1]",
-     "formula_equivalent", "the same formula"),
+     "formula_equivalent", "sum_dy_xhat1[1] = dL/dh0[0,1]*xhat1[0,1] + dL/dh0[1,1]*xhat1[1,1]"),  # the named sum
     ("batchnorm-staged", "df/dx11", BN_STAGED, "formula_equivalent", "equivalent"),
     ("batchnorm-staged", "df/dx11", BN_STAGED.replace("- xhat11*", "+ xhat11*"), "formula_differs", "not equivalent"),
     ("affine-layer", "dL/dW1[0,1]", "X[0,0]*dL/dz1[0,1] + X[1,0]*dL/dz1[1,1]", "formula_equivalent", "the same formula"),
