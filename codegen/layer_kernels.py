@@ -415,7 +415,7 @@ def {base}_forward(z, t):
 
 
 def _normalisation(layer, d: Derivation, module: ModuleText):
-    batch = layer.kind == "batch"
+    batch = layer.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
     base = python_name(layer.name)
     arrays = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
                   dy="dy", dx="dx", dg="dg", db="db")
@@ -575,7 +575,7 @@ def {base}_backward(dY, X, W, stride=1, pad=0):
 
 def _pool(layer, d: Derivation, module: ModuleText):
     base, mode = python_name(layer.name), layer.mode
-    reads = "dY, X" if mode == "max" else "dY"
+    reads = "dY, X" if layer.selects_one else "dY"
     module.add(_IMAGE_CHECK)
     module.add(f'''
 @jit
@@ -599,7 +599,7 @@ def {base}_backward_kernel(dY, X, C, H, W, k, stride, dX):
 
 
 def {base}_backward(dY, X, k, stride=None):
-    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}{" (S: 1 at the window's first maximum in row-major order)" if mode == "max" else ""}."""
+    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}{" (S: 1 at the window's first maximum in row-major order)" if layer.selects_one else ""}."""
     dY, X = _arrays("{base}_backward", dY=dY, X=X)
     N, C, H, W = _images("{base}_backward", X).shape
     k, stride = _window("{base}_backward", X, k, stride)

@@ -320,7 +320,7 @@ class Lowering:
         from layer_kernels' statements: mean and biased variance by reductions, xhat and y from
         the derived forward; on the way back the two sums of the derived three-term rule."""
         d = REGISTRY.derive(use.op.name)
-        batch = use.op.kind == "batch"
+        batch = use.op.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
         eps, *momentum = use.op.settings(use.args)
         source, width, k = self.values[-1], self.width, use.position
         g, b = self.names.params["g"], self.names.params["b"]
@@ -432,15 +432,15 @@ class Lowering:
         out = self.buffer(self.names.value, (N, features(out_shape)))
         geometry = (C, H, W, size, stride)
         mode = use.op.mode
-        what = "max" if mode == "max" else "mean"
+        what = "max" if use.op.selects_one else "mean"
         forward_means, backward_means = _pool_means(use, (C, H, W), out_shape, size, stride, source, out)
         self.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                          Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
                               f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means)]
         if source != "X" or self.input_gradient:  # a step never needs the gradient of the input data X
             dsource = self.buffer(f"d{source}", (N, C * H * W))
-            reads = arrays(f"d{out}", source) if mode == "max" else arrays(f"d{out}")
-            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if mode == "max"
+            reads = arrays(f"d{out}", source) if use.op.selects_one else arrays(f"d{out}")
+            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if use.op.selects_one
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
             self.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
                 f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means)])
@@ -525,7 +525,7 @@ def _pool_means(use, shape_in, shape_out, k: int, stride: int, source: str, out:
     n_, c, i, j, h, w = (index(name) for name in "ncijhw")
     window = [(p, q) for p in range(k) for q in range(k)]
     cells = [_image(source, n_, c, stride * i + p, stride * j + q) for p, q in window]
-    if use.op.mode == "max":
+    if use.op.selects_one:
         value, what = as_written(sp.Max, *cells), ("largest element", "最大值")
         locals_ = [conv.first_max_rule(cells, r) for r in range(len(window))]
         local_note = tr("1 if it is the window's first maximum in row-major order, else 0 "

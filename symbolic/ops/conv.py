@@ -159,6 +159,12 @@ class Pool(ImageOp):
     mode: str = "max"  # "max" or "avg"
     inputs: tuple[str, ...] = ("X",)
 
+    @property
+    def selects_one(self) -> bool:
+        """Max-pooling passes a window's gradient to one element (its first maximum) and needs
+        the input to find it; average pooling shares it among the window."""
+        return self.mode == "max"
+
     def parse_args(self, inner, where):
         args = _positive_ints(inner, where, self.name, (1, 2), f"a window size[, stride], e.g. {self.name}(2)")
         if len(args) > 1 and args[1] < 1:
