@@ -317,7 +317,7 @@ class Lowering:
 
     def _normalisation(self, use):
         """Batch norm (each feature over the batch) or layer norm (each row over its features),
-        from layer_kernels' statements: mean and biased variance by reductions, xhat and y from
+        from the statement builders below: mean and biased variance by reductions, xhat and y from
         the derived forward; on the way back the two sums of the derived three-term rule."""
         d = REGISTRY.derive(use.op.name)
         batch = use.op.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
