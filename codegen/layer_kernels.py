@@ -14,8 +14,12 @@ from symprop.symbolic.graph import parse_net
 from symprop.symbolic.ir import Assignments, element as at, local
 from symprop.symbolic.layers import (REGISTRY, K, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
                                      ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
-from symprop.symbolic.lower import (FEATURES, Lowering, hinge_row_statements, index, lowering, normalisation_backward,
-                                    normalisation_forward, per_feature_statements, row_max, row_reduction, _row_index)
+from symprop.symbolic.ir import index
+from symprop.symbolic.lower import Lowering
+from symprop.symbolic.ops.elementwise import per_feature_statements
+from symprop.symbolic.ops.losses import hinge_row_statements
+from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
+from symprop.symbolic.ops.statements import FEATURES, row_max, row_reduction, _row_index
 
 from .backend import NUMBA
 from .common import indent
@@ -727,13 +731,23 @@ def {base}_backward(dout, {args}):
 ''', used | bused)
 
 
+def _emitter(layer, name: str):
+    """A built-in family's hand-shaped emitter (through the op's base classes), else the
+    kernels printed from the family's own lowering."""
+    for cls in type(layer).__mro__:
+        if cls in EMITTERS:
+            return EMITTERS[cls]
+    if callable(getattr(layer, "lower", None)):
+        return _from_lowering
+    raise SympropError(f"layer {name!r}: symprop has no lowering for {type(layer).__name__} ops")
+
+
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
     built-in family by its emitter, a family that brings its own lowering from that."""
     module = ModuleText()
     for name, layer in registry.items():
-        emit = _from_lowering if callable(getattr(layer, "lower", None)) else lowering(EMITTERS, layer, f"layer {name!r}")
-        emit(layer, registry.derive(name), module)
+        _emitter(layer, name)(layer, registry.derive(name), module)
     functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once
     body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
     return body, list(registry)

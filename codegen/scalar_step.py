@@ -35,7 +35,7 @@ matrix step (forward, loss, backward), which rewrites them for one batch row at 
   after its rows (the loss's 1/N) it does after that loop.
 
 The result is statements again, printed by the same backend printer as the matrix step, so an
-op type needs one lowering (``symbolic.lower.Lowering.LOWERINGS``) for both steps. Nothing here
+op type needs one lowering (its op class's ``lower()``) for both steps. Nothing here
 is a formula typed by hand: the expressions are the layers' own derivations, as lowered.
 
 ``scalar_step`` returns None for a network it has no scalar form for: a layer wider than

@@ -35,7 +35,8 @@ from .errors import SympropError
 from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
-from .lower import LOSS, Lowering
+from .lower import Lowering
+from .ops.statements import LOSS
 from .layers import N, Affine
 from .ops.affine import l2_penalty_derivation
 from .networkfile import _number, _Where

@@ -25,6 +25,7 @@ from .errors import SympropError
 from .magnitude import TooLarge, check_bounded
 from .markup import md_text
 from .render import PlainPrinter, typeset_name
+from .text import Text, tr
 
 PRECISION = 60  # decimal digits used to evaluate exact values before rounding them for print
 # A Rational longer than this (numerator and denominator together, in bits: about 2,000 digits)
@@ -33,21 +34,6 @@ PRECISION = 60  # decimal digits used to evaluate exact values before rounding t
 MAX_EXACT_BITS = 6700
 JSON_DIGITS = 40  # significant digits of "value" in JSON
 LANGUAGES = ("en", "zh")
-
-
-@dataclass(frozen=True)
-class Text:
-    """A sentence in English and (optionally) Chinese."""
-
-    en: str
-    zh: str = ""
-
-    def __call__(self, lang: str) -> str:
-        return self.zh if lang == "zh" and self.zh else self.en
-
-
-def tr(en: str, zh: str = "") -> Text:
-    return Text(en, zh)
 
 
 @dataclass(frozen=True)

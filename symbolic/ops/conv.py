@@ -17,6 +17,9 @@ import sympy as sp
 from ..errors import SympropError
 from ..indexcalc import resolve
 from .base import N, Derivation, Label, Op, Step
+from ..ir import (Assignments, Call, Comment, Let, array, arrays, as_written, index)
+from ..text import tr
+from .statements import (_image, _loops, features)
 
 # Sizes as symbols, so no derivation depends on them: in/out channels, output rows/columns,
 # the window size k and the stride s.
@@ -147,6 +150,43 @@ class Conv2d(ImageOp):
         return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, {"dX": dX, "dW": dW, "db": db},
                           ("X", "W"), steps, [ZERO_OUTSIDE], [], {"dX": dX, "dW": dW, "db": db})
 
+    def lower(self, lowering, use):
+        """im2col + one BLAS product per example (image_helpers.py; benchmarks/conv_lowering.py
+        measured it against direct loops); the rules are conv2d's derived index forms."""
+        k = lowering.names.layer  # the layer's scratch arrays are cols1, dcols1 beside W1
+        C, H, W = lowering.shapes[use.position - 1]
+        cin, cout, size, stride, pad = self.geometry(use.args)
+        out_shape = self.output_width(use.args, (C, H, W))
+        pixels = out_shape[1] * out_shape[2]
+        Wt, b = lowering.names.params["W"], lowering.names.params["b"]
+        lowering.params += [(Wt, (cout, cin, size, size)), (b, (cout,))]
+        source = lowering.values[-1]
+        out = lowering.buffer(lowering.names.value, (N, features(out_shape)))
+        cols = lowering.buffer(f"cols{k}", (N, cin * size * size, pixels))
+        lowering.scratch.append(cols)
+        geometry = (C, H, W, stride, pad)
+        means = _conv2d_means(lowering.derivation(self), use.text, (C, H, W), out_shape, (cout, size, stride, pad),
+                              (source, Wt, b, out))
+        lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call("_conv2d_forward", (*arrays(source, Wt, b), *geometry, *arrays(cols, out)),
+                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]",
+                              means["Y"])]
+        dW, db = lowering.buffer(f"d{Wt}", (cout, cin, size, size)), lowering.buffer(f"d{b}", (cout,))
+        product = lowering.buffer(f"d{Wt}_n", (cout, cin * size * size))
+        backward = [Comment(f"layer {use.position}: {use.text}"),
+                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
+                         f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
+                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"])]
+        if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
+            dsource = lowering.buffer(f"d{source}", (N, C * H * W))
+            dcols = lowering.buffer(f"dcols{k}", (cin * size * size, pixels))
+            backward.append(Call("_conv2d_input_grad", (*arrays(f"d{out}", Wt), *geometry, *arrays(dcols, dsource)),
+                                 f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
+                                 "(full convolution with the flipped kernel)", means["dX"]))
+        lowering.prepend_backward(backward)
+        lowering.values.append(out)
+        lowering.widths.append(features(out_shape))
+
 
 @dataclass(frozen=True)
 class Pool(ImageOp):
@@ -229,6 +269,29 @@ class Pool(ImageOp):
         return Derivation(self.name, self.summary, self.inputs, {"Y": Y}, {"dX": dX},
                           ("X",) if self.mode == "max" else (), steps, conventions, [], {"dX": dX})
 
+    def lower(self, lowering, use):
+        C, H, W = lowering.shapes[use.position - 1]
+        size, stride = self.geometry(use.args)
+        out_shape = self.output_width(use.args, (C, H, W))
+        source = lowering.values[-1]
+        out = lowering.buffer(lowering.names.value, (N, features(out_shape)))
+        geometry = (C, H, W, size, stride)
+        mode = self.mode
+        what = "max" if self.selects_one else "mean"
+        forward_means, backward_means = _pool_means(use, (C, H, W), out_shape, size, stride, source, out)
+        lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
+                         Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
+                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means)]
+        if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
+            dsource = lowering.buffer(f"d{source}", (N, C * H * W))
+            reads = arrays(f"d{out}", source) if self.selects_one else arrays(f"d{out}")
+            rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if self.selects_one
+                    else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
+                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means)])
+        lowering.values.append(out)
+        lowering.widths.append(features(out_shape))
+
 
 def first_max_rule(xs, r):
     """d max(xs) / d xs[r] with ties going to the first maximum: xs[r] must beat every earlier
@@ -269,3 +332,84 @@ class Flatten(ImageOp):
                       "the upstream gradient read back as images")]
         return Derivation(self.name, self.summary, self.inputs, {"Y": X[n, c, h, w]}, {"dX": dX}, (), steps,
                           [], [], {"dX": dX})
+
+    def lower(self, lowering, use):
+        """Images already travel as (N, C*H*W) arrays in NCHW order: the flattened value is
+        the same array under its own name (and its gradient the same array as the image's)."""
+        source, out = lowering.values[-1], lowering.names.value
+        lowering.views[out] = source
+        lowering.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"), Let(
+            array(out), array(source), note=tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征"))]
+        lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(
+            array(f"d{source}"), array(f"d{out}"),
+            note=tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回"))])
+        lowering.values.append(out)
+
+
+def _conv2d_means(d: Derivation, text: str, shape_in, shape_out, geometry, names) -> dict:
+    """conv2d's derived index rules as statements over the layer's arrays: Y, then dW and db,
+    then dX. The padded input Xp[n, c, h, w] is the input at [h - pad, w - pad], and reads
+    outside an array are the padding's zeros (or outside the window's weights)."""
+    (channels, rows, cols), (outs, out_rows, out_cols) = shape_in, shape_out
+    cout, k, stride, pad = geometry
+    source, Wt, b, out = names
+    n_, o, c, i, j, p, q, a, e, u, v = _indices()
+    h, w = index("h"), index("w")
+    sizes = tuple(Let(symbol, size) for symbol, size in
+                  ((C, channels), (O, outs), (HO, out_rows), (WO, out_cols), (KW, k), (S, stride)))
+
+    def named(rule):
+        return rule.replace(lambda x: isinstance(x, sp.Indexed), lambda x: {
+            "Xp": lambda: _image(source, x.indices[0], x.indices[1], x.indices[2] - pad, x.indices[3] - pad),
+            "W": lambda: sp.IndexedBase(Wt)[x.indices], "b": lambda: sp.IndexedBase(b)[x.indices],
+            "dY": lambda: _image(f"d{out}", *x.indices)}[str(x.base)]())
+
+    def each(target, rule, over, note=None):
+        return _loops(over, (Assignments(((target, named(rule)),), zero_outside=True,
+                                         notes={target: note} if note else {}),))
+
+    return {
+        "Y": sizes + each(_image(out, n_, o, i, j), d.forward["Y"], ((n_, N), (o, outs), (i, out_rows), (j, out_cols)), tr(
+            f"{text}: the bias plus the kernel times each window of the (padded) input",
+            f"{text}：偏置加上卷积核与（补零后）输入每个窗口的乘积之和")),
+        "dW": sizes + each(sp.IndexedBase(f"d{Wt}")[a, e, u, v], d.backward["dW"], ((a, cout), (e, channels), (u, k), (v, k)), tr(
+            f"{text}: dW is the input correlated with the upstream gradient; db its sum",
+            f"{text}：dW 为输入与上游梯度的互相关；db 为上游梯度之和")),
+        "db": each(sp.IndexedBase(f"d{b}")[a], d.backward["db"], ((a, cout),)),
+        "dX": sizes + each(_image(f"d{source}", a, e, h, w), d.backward["dX"].xreplace({u: h + pad, v: w + pad}),
+                           ((a, N), (e, channels), (h, rows), (w, cols)), tr(
+                               "the full convolution of the upstream gradient with the flipped kernel",
+                               "上游梯度与翻转后卷积核的完全卷积")),
+    }
+
+
+def _pool_means(use, shape_in, shape_out, k: int, stride: int, source: str, out: str) -> tuple[tuple, tuple]:
+    """Max- and average-pooling window by window: each output the max (or mean) of its window;
+    back, each window element gets the upstream gradient times its local derivative, summed
+    over the windows that hold it (max-pool's ties go to the first maximum, row-major)."""
+    (C, H, W), (_, HO, WO) = shape_in, shape_out
+    n_, c, i, j, h, w = (index(name) for name in "ncijhw")
+    window = [(p, q) for p in range(k) for q in range(k)]
+    cells = [_image(source, n_, c, stride * i + p, stride * j + q) for p, q in window]
+    if use.op.selects_one:
+        value, what = as_written(sp.Max, *cells), ("largest element", "最大值")
+        locals_ = [first_max_rule(cells, r) for r in range(len(window))]
+        local_note = tr("1 if it is the window's first maximum in row-major order, else 0 "
+                        "(Heaviside(0) = 0 against earlier elements, 1 against later ones)",
+                        "若为窗口中按行优先的第一个最大值则为 1，否则为 0")
+    else:
+        value, what = as_written(sp.Mul, sp.Rational(1, k * k), as_written(sp.Add, *cells)), ("mean", "平均值")
+        locals_ = [sp.Rational(1, k * k)] * len(window)
+        local_note = tr("each element's share of the mean", "每个元素在平均值中的份额")
+    outputs = ((n_, N), (c, C), (i, HO), (j, WO))
+    forward = _loops(outputs, (Let(_image(out, n_, c, i, j), value, note=tr(
+        f"{use.text}: the {what[0]} of each window", f"{use.text}：每个窗口的{what[1]}")),))
+    chain_note = tr("the sum over the windows that hold this element", "对包含该元素的所有窗口求和")
+    targets = [_image(f"d{source}", n_, c, stride * i + p, stride * j + q) for p, q in window]
+    dout = sp.Symbol("dout")
+    backward = (*_loops(((n_, N), (c, C), (h, H), (w, W)), (Let(_image(f"d{source}", n_, c, h, w), sp.Integer(0),
+                                                                  note=tr("in no window: no gradient", "不在任何窗口中：梯度为 0")),)),
+                *_loops(outputs, (Assignments(tuple((t, dout * local_) for t, local_ in zip(targets, locals_)),
+                                              {"dout": _image(f"d{out}", n_, c, i, j)}, accumulate=frozenset(targets),
+                                              upstream="dout", notes={t: (local_note, chain_note) for t in targets}),)))
+    return forward, backward

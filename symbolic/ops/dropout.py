@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import SympropError
-from .base import Derivation, Op, Step, partial, real
+from .base import N, Derivation, Op, Step, partial, real
+from ..ir import (Assignments, Comment, Let, element as at)
+from ..text import tr
+from .statements import (CHAIN_NOTE, _local_note)
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,29 @@ class Dropout(Op):
         return Derivation(self.name, self.summary, self.inputs, {"y": y}, {"dx": rule}, ("m",), steps,
                           ["the mask m is an input (0 or 1); p is the drop probability written in the spec"],
                           [], {"dx": rule})
+
+    def lower(self, lowering, use):
+        """Inverted dropout: y = x m / (1 - p) with the 0/1 mask m an input of the step (so a
+        gradient check can hold it fixed); identity at inference."""
+        d = lowering.derivation(self)
+        (rate,) = use.args
+        source, width = lowering.values[-1], lowering.width
+        mask = self.input_arrays(use.position)["m"]
+        lowering.masks.append((mask, width, rate))
+        out = lowering.buffer(lowering.names.value, (N, width))
+        p = sp.Symbol("p", positive=True)
+        names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
+        note = tr(f"{use.text}: the input times its mask, divided by 1 - p", f"{use.text}：输入乘以掩码，再除以 1 - p")
+        lowering.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), lowering.each_element(
+            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names,
+                        notes={at(out, "n", "j"): note}))]
+        lowering._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
+                                      lowering.each_element(Let(at(out, "n", "j"), at(source, "n", "j")))]
+        dsource = lowering.buffer(f"d{source}", (N, width))
+        rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
+        lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), lowering.each_element(
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dy": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}, upstream="dy",
+                        notes={at(dsource, "n", "j"): (_local_note(use.text, (": a dropped unit passes none",
+                                                                              "：被丢弃的单元不传梯度")), CHAIN_NOTE)}))])
+        lowering.values.append(out)

@@ -15,6 +15,9 @@ from ..kinks import diff
 from ..stable import canonical_form, masks_as_selects
 from .base import (MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Op, Step, _apply_kink_convention,
                    _in_terms_of_output, partial, real)
+from ..ir import (Assignments, Comment, Let, Loop, element as at, index)
+from ..text import tr
+from .statements import (CHAIN_NOTE, _local_note)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,25 @@ class Elementwise(Op):
                           tuple(n for n in order if n in saved), steps, sorted(set(conventions)),
                           stability, raw_backward)
 
+    def lower(self, lowering, use):
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        out = lowering.buffer(lowering.names.value, (N, lowering.width))
+        names = {"x": at(source, "n", "j"), self.output: at(out, "n", "j")}
+        note = tr(f"{use.text}, from its derivation", f"{use.text}（由其推导得到）")
+        lowering.forward += [Comment(f"layer {use.position}: {use.text}"), lowering.each_element(Assignments(
+            ((at(out, "n", "j"), d.forward[self.output]),), names, notes={at(out, "n", "j"): note}))]
+        rule = d.backward["dx"]
+        local = (rule / sp.Symbol("dout", real=True)).subs(
+            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(self.output, real=True): sp.Symbol(out)})
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
+        lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), lowering.each_element(
+            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dout": at(f"d{out}", "n", "j")},
+                        {at(dsource, "n", "j"): comment}, upstream="dout",
+                        notes={at(dsource, "n", "j"): (_local_note(use.text), CHAIN_NOTE)}))])
+        lowering.values.append(out)
+
 
 @dataclass(frozen=True)
 class PerFeature(Op):
@@ -151,3 +173,42 @@ class PerFeature(Op):
         return Derivation(self.name, self.summary, self.inputs, {self.output: forward}, backward,
                           tuple(v for v in self.inputs if v in saved), steps, sorted(set(conventions)), [],
                           raw_backward, tuple("d" + p for p in self.params))
+
+    def lower(self, lowering, use):
+        """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        params = [lowering.names.params[p] for p in self.params]
+        lowering.params += [(name, (lowering.width,)) for name in params]
+        out = lowering.buffer(lowering.names.value, (N, lowering.width))
+        grads = [lowering.buffer(f"d{name}", (lowering.width,)) for name in params]
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        arrays = dict(x=source, y=out, dy=f"d{out}", dx=dsource, **dict(zip(self.params, params)),
+                      **{f"d{p}": g for p, g in zip(self.params, grads)})
+        forward, backward = per_feature_statements(self, d, arrays, lowering.width, use.text)
+        lowering.forward += [Comment(f"layer {use.position}: {use.text}"), *forward]
+        lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), *backward])
+        lowering.values.append(out)
+
+
+def per_feature_statements(op, d: Derivation, a: dict, width, text: str = "") -> tuple[list, list]:
+    """(forward, backward) statements of y[n, j] = f(x[n, j], g[j]): one loop for the values;
+    on the way back one loop that writes dx and adds each row's share to the parameters'
+    gradients (batch sums). ``a`` names the arrays: x, y, dy, dx, and each parameter p and dp.
+    The network lowering and the per-layer kernels both print these statements."""
+    each = lambda *body: Loop(index("n"), N, (Loop(index("j"), width, body),))  # noqa: E731
+    names = {"x": at(a["x"], "n", "j"), **{p: at(a[p], "j") for p in op.params}}
+    forward = [each(Assignments(((at(a["y"], "n", "j"), d.forward[op.output]),), names,
+                                notes={at(a["y"], "n", "j"): tr(f"{text}, from its derivation", f"{text}（由其推导得到）")}))]
+    dx, grads = at(a["dx"], "n", "j"), {p: at(a["d" + p], "j") for p in op.params}
+    rules = ((dx, d.backward["dx"]), *((grads[p], d.backward["d" + p]) for p in op.params))
+    comments = {dx: f"dL/d{a['x']} = dL/d{a['y']} * d{a['y']}/d{a['x']}",
+                **{grads[p]: f"dL/d{a[p]} = sum over the batch of dL/d{a['y']} * d{a['y']}/d{a[p]}"
+                   for p in op.params}}
+    notes = {dx: (_local_note(text), CHAIN_NOTE),
+             **{grads[p]: (_local_note(text), tr(f"{a[p]}[j] is shared by every row: the sum over the batch",
+                                                f"{a[p]}[j] 由每一行共用：对批量求和")) for p in op.params}}
+    backward = [Loop(index("j"), width, tuple(Let(grads[p], sp.Integer(0)) for p in op.params)),
+                each(Assignments(rules, {**names, "dout": at(a["dy"], "n", "j")}, comments, frozenset(grads.values()),
+                                 upstream="dout", notes=notes))]
+    return forward, backward

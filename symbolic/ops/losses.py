@@ -11,6 +11,9 @@ from ..kinks import diff
 from ..indexcalc import resolve
 from ..stable import Softplus, canonical_form, masks_as_selects
 from .base import K, N, Derivation, Label, Op, Step, _apply_kink_convention, partial, real
+from ..ir import (Assignments, Comment, Let, Loop, array, as_written, element as at, local, ratio)
+from ..text import tr
+from .statements import (LOSS, ROW, ROW_LOSS, _mean_note, _row_index, row_reduction)
 
 
 REDUCTIONS = {
@@ -73,6 +76,29 @@ class ElementwiseLoss(Op):
         return Derivation(self.name, self.summary, self.inputs, {"l": forward}, {grad: rule}, saved,
                           steps, [], stability, {grad: scale * local_raw})
 
+    def lower(self, lowering, use):
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        p = self.prediction
+        scale = self.loss_scale
+        names = {p: at(source, "n", "j"), "t": at("T", "n", "j")}
+        grad = "d" + p
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        term = local("loss_term")
+        said = REDUCTIONS[self.reduction][1]
+        lowering.loss = [Comment(f"layer {use.position}: {use.text}"), Let(K, lowering.width),
+                     Let(LOSS, sp.Integer(0), note=tr(f"{self.name}: {said}", f"{self.name}：{said}")),
+                     lowering.each_element(Assignments(((term, d.forward["l"]),), names),
+                                       Let(LOSS, term, augmented=True), width=K)]
+        if scale != 1:
+            lowering.loss.append(Let(LOSS, as_written(sp.Mul, scale, LOSS)))
+        note = tr(f"the derived rule of {self.name} (the loss's upstream gradient is 1)",
+                  f"{self.name} 推导出的规则（误差的上游梯度为 1）")
+        lowering.prepend_backward([Let(K, lowering.width), lowering.each_element(
+            Assignments(((at(dsource, "n", "j"), d.backward[grad]),), names,
+                        {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward[grad])}"},
+                        notes={at(dsource, "n", "j"): note}), width=K)])
+
 
 @dataclass(frozen=True)
 class Huber(ElementwiseLoss):
@@ -126,3 +152,34 @@ class MulticlassHinge(Op):
                           {"dz[j]": rule}, ("z", "t"), steps,
                           ["targets are one-hot; at a margin of exactly 0 the derivative from the left (0) is used"],
                           [], {"dz[j]": raw / N})
+
+    def lower(self, lowering, use):
+        """The multiclass SVM loss, row by row: the correct class's score, then the derived rules."""
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        names = {"z": array(source), "t": array("T")}
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        lowering.show(local("zy"), "zy", ROW)
+        lowering.show(ROW_LOSS, "L_n", ROW)
+        lowering.loss = [Comment(f"layer {use.position}: {use.text} (zy: the score of the correct class)"),
+                     Let(K, lowering.width), Let(LOSS, sp.Integer(0), note=_mean_note(self.name)),
+                     Loop(ROW, N, (*hinge_row_statements(d, names), Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        lowering.prepend_backward([Loop(ROW, N, tuple(hinge_row_statements(d, names, dsource)))])
+
+
+def hinge_row_statements(d: Derivation, names: dict, dz: str | None = None):
+    """One row n of the multiclass hinge: the correct-class score zy, then the row's loss, or
+    (given dz, the gradient's array) the derived rule for dz[n, k]."""
+    zy, row_loss = local("zy"), local("row_loss")
+    correct = row_reduction([(zy, _row_index(d.forward["zy"]))], names, notes={zy: tr(
+        "the correct class's score (t is one-hot)", "正确类别的分数（t 为 one-hot）")})
+    if dz is None:
+        return correct + row_reduction([(row_loss, d.forward["L_n"])], names, notes={row_loss: tr(
+            "each wrong class k costs max(0, z[k] - zy + 1): margin 1", "每个错误类别 k 的代价为 max(0, z[k] - zy + 1)：间隔为 1")})
+    return correct + row_reduction([(at(dz, "n", "k"), _row_index(d.backward["dz[j]"]))], names,
+                                   comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}",
+                                   notes={at(dz, "n", "k"): tr(
+                                       "the derived rule: Heaviside(margin) counts the classes that violate the margin; "
+                                       "a margin of exactly 0 counts as met (Heaviside(0) = 0, the derivative from the left)",
+                                       "推导出的规则：Heaviside(间隔) 计数违反间隔的类别；间隔恰为 0 时视为满足（Heaviside(0) = 0）")})

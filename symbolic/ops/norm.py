@@ -18,6 +18,10 @@ import sympy as sp
 from ..errors import SympropError
 from ..indexcalc import resolve
 from .base import N, Derivation, Label, Op, Step, fresh_name, real
+from ..ir import (Accumulate, Assignments, Comment, Let, Loop, as_written, difference, element as at, index, local,
+                  ratio)
+from ..text import tr
+from .statements import (FEATURES, ROW)
 
 F = sp.Symbol("F", integer=True, positive=True)  # features of a row (layer norm's M)
 
@@ -167,6 +171,53 @@ class BatchNorm(Op):
     def derive(self) -> Derivation:
         return normalisation_derivation(self.name, self.summary, self.kind)
 
+    def lower(self, lowering, use):
+        """Batch norm (each feature over the batch) or layer norm (each row over its features),
+        from the statement builders below: mean and biased variance by reductions, xhat and y from
+        the derived forward; on the way back the two sums of the derived three-term rule."""
+        d = lowering.derivation(self)
+        batch = self.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
+        eps, *momentum = self.settings(use.args)
+        source, width, k = lowering.values[-1], lowering.width, use.position
+        g, b = lowering.names.params["g"], lowering.names.params["b"]
+        lowering.params += [(g, (width,)), (b, (width,))]
+        lowering.scales.append(g)
+        out = lowering.buffer(lowering.names.value, (N, width))
+        xhat = lowering.buffer(f"xhat{k}", (N, width))
+        stat_shape = (width,) if batch else (N,)  # per feature (batch norm) or per row
+        s, mean, var = (lowering.buffer(f"{v}{k}", stat_shape) for v in ("s", "mean", "var"))
+        lowering.scratch += [xhat, s, mean, var]
+        arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
+        head = f"layer {use.position}: {use.text}"
+        epsilon = lowering.show(local("eps"), f"eps{k}")
+        set_epsilon = Let(epsilon, sp.Float(eps), note=tr(f"epsilon of {use.text}", f"{use.text} 的 epsilon"))
+        lowering.forward += [Comment(f"{head} (mean and biased variance over "
+                                 + ("the batch, per feature)" if batch else "each row's features)")), set_epsilon,
+                         *normalisation_forward(d, batch, width, epsilon, arrays, text=use.text)]
+        if batch:
+            running_mean, running_var = (f"running_mean{k}", f"running_var{k}")
+            lowering.state += [(running_mean, (width,)), (running_var, (width,))]
+            lowering._inference_statements = [
+                Comment(f"{head} (inference: the running averages)"), set_epsilon,
+                *normalisation_forward(d, batch, width, epsilon, arrays, (running_mean, running_var))]
+            m = sp.Float(momentum[0])
+            keep = difference(sp.Integer(1), m)  # (1 - m), as written
+            rm, rv = at(running_mean, "j"), at(running_var, "j")
+            lowering.after_update += [
+                Comment(f"{head}: running averages (momentum {momentum[0]}, the running variance "
+                        "unbiased, as torch)"),
+                Loop(index("j"), width, (
+                    Let(rm, as_written(sp.Add, as_written(sp.Mul, keep, rm), as_written(sp.Mul, m, at(mean, "j")))),
+                    Let(rv, as_written(sp.Add, as_written(sp.Mul, keep, rv), ratio(
+                        as_written(sp.Mul, m, at(var, "j"), N), as_written(sp.Add, N, -1))))))]
+        dg, db = lowering.buffer(f"d{g}", (width,)), lowering.buffer(f"d{b}", (width,))
+        dsource = lowering.buffer(f"d{source}", (N, width))
+        grads = dict(dy=f"d{out}", dx=dsource, dg=dg, db=db)
+        for name in d.named_sums:  # the two sums of the three-term rule, per feature or per row
+            lowering.show(local(name), f"{name}{k}", index("j") if batch else ROW)
+        lowering.prepend_backward([Comment(head), *normalisation_backward(d, batch, width, arrays | grads, use.text)])
+        lowering.values.append(out)
+
 
 @dataclass(frozen=True)
 class LayerNorm(BatchNorm):
@@ -184,3 +235,70 @@ class LayerNorm(BatchNorm):
 
     def state_shapes(self, args, width):
         return []
+
+
+def normalisation_forward(d: Derivation, batch: bool, width, eps, a: dict, running=None, text: str = "") -> list:
+    """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
+    mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
+    (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
+    row n over the ``width`` features. xhat and y are the derivation's forward formulas. ``eps``
+    is a number or a symbol the kernel holds (its argument, or a local set before)."""
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
+        at(running[0], outer), at(running[1], outer))
+    x = at(a["x"], "n", "j")
+    names = {"x": x, "mu": mean, "sigma2": var, "s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"),
+             "g": at(a["g"], "j"), "b": at(a["b"], "j")}
+    epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
+    s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
+    centred = local("centred")
+    over = tr("each feature over the batch", "每个特征在批量上") if batch else tr("each row over its features",
+                                                                          "每一行在其特征上")
+    statistics = [] if running is not None else [
+        Let(mean, sp.Integer(0), note=tr(f"{text}: the mean of {over.en}", f"{text}：{over.zh}的均值")),
+        Loop(index(inner), size, (Let(mean, x, augmented=True),)), Let(mean, ratio(mean, size)),
+        Let(var, sp.Integer(0), note=tr("the biased variance (divided by the vector's size, as torch normalises)",
+                                        "有偏方差（除以向量长度，与 torch 相同）")),
+        Loop(index(inner), size, (Let(centred, difference(x, mean)),
+                                  Let(var, as_written(sp.Mul, centred, centred), augmented=True))),
+        Let(var, ratio(var, size))]
+    normalise = [Assignments(((names["s"], s_rule),), names, notes={names["s"]: tr(
+                     "s = sqrt(variance + epsilon), from the derivation", "s = sqrt(方差 + epsilon)（由推导得到）")}),
+                 Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
+                                                        (at(a["y"], "n", "j"), d.forward["y"])), names, notes={
+                     names["xhat"]: tr("xhat = (x - mean) / s, then y = g xhat + b",
+                                       "xhat = (x - 均值) / s，再 y = g xhat + b")}),))]
+    return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
+
+
+def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str = "") -> list:
+    """Statements of a normalisation's backward pass: the two sums of the derived rule over the
+    normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
+    sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
+    arrays as normalisation_forward's, plus dy, dx, dg, db."""
+    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
+    names = {"s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"), "g": at(a["g"], "j"), "dy": at(a["dy"], "n", "j")}
+    dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
+    upstream = dy if batch else g * dy  # dL/dxhat
+    sum_a, sum_c = map(local, ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat"))
+    rule = d.backward["dx"]
+    if not batch and isinstance(width, int):
+        rule = rule.xreplace({FEATURES: sp.Integer(width)})
+    dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
+    n, j = index("n"), index("j")
+    shared = {p: tr(f"{a[p]}[j] is shared by every row: the derived rule, summed over the batch",
+                    f"{a[p]}[j] 由每一行共用：推导出的规则对批量求和") for p in ("g", "b")}
+    sums = [Let(sum_a, sp.Integer(0), note=tr(f"{text}: the two sums of the derived backward rule",
+                                              f"{text}：推导出的反向规则中的两个求和")), Let(sum_c, sp.Integer(0)),
+            Loop(index(inner), size, (Accumulate(sum_a, upstream, names), Accumulate(sum_c, upstream * xhat, names)))]
+    dx = Assignments(((dx_at, rule),), names, {dx_at: f"dx = {sp.sstr(d.backward['dx'])}"}, notes={dx_at: tr(
+        f"the derived three-term rule {sp.sstr(d.backward['dx'])}", f"推导出的三项规则 {sp.sstr(d.backward['dx'])}")})
+    if batch:
+        return [Comment(f"dg = {sp.sstr(d.backward['dg'])}, db = {sp.sstr(d.backward['db'])}"),
+                Loop(j, width, (*sums, Let(dg_at, sum_c, note=shared["g"]), Let(db_at, sum_a, note=shared["b"]),
+                                Loop(n, N, (dx,))))]
+    shares = Assignments(((dg_at, d.backward["dg"]), (db_at, d.backward["db"])), names,
+                         {dg_at: "dg: each row's dy * xhat, summed over the batch",
+                          db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
+    return [Loop(j, width, (Let(dg_at, sp.Integer(0), note=shared["g"]), Let(db_at, sp.Integer(0), note=shared["b"]))),
+            Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]

@@ -7,6 +7,9 @@ import sympy as sp
 
 from ..indexcalc import pull_constants, resolve, sift
 from .base import K, N, Derivation, Label, Op, Step
+from ..ir import (Comment, Let, Loop, array, element as at, local, ratio)
+from ..text import tr
+from .statements import (LOSS, ROW, ROW_LOSS, SOFTMAX_NOTE, _mean_note, _row_index, row_max, row_reduction)
 
 
 DZ = Label("dz[j]", r"\frac{\partial L}{\partial z_j}")
@@ -62,6 +65,24 @@ class Softmax(Op):
         return Derivation(self.name, self.summary, self.inputs, {"y[k]": stable}, {"dz[j]": rule},
                           ("y",), steps, [], ["max subtracted before exp"], {"dz[j]": raw})
 
+    def lower(self, lowering, use):
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        out = lowering.buffer(lowering.names.value, (N, lowering.width))
+        forward = row_reduction([(at(out, "n", "k"), _row_index(d.forward["y[k]"]))], {"z": array(source)},
+                                notes={at(out, "n", "k"): SOFTMAX_NOTE})
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        note = tr(f"{use.text}: the derived rule (dy[j] - sum_k dy[k] y[k]) y[j]",
+                  f"{use.text}：推导出的规则 (dy[j] - sum_k dy[k] y[k]) y[j]")
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(d.backward["dz[j]"]))],
+                                 {"y": array(out), "dy": array(f"d{out}")}, notes={at(dsource, "n", "k"): note})
+        lowering.show(local("zmax"), f"{source}max", ROW)
+        lowering.forward += [Comment(f"layer {use.position}: {use.text}"), Let(K, lowering.width),
+                         Loop(ROW, N, (*row_max(source), *forward))]
+        lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(K, lowering.width),
+                               Loop(ROW, N, tuple(backward))])
+        lowering.values.append(out)
+
 
 @dataclass(frozen=True)
 class SoftmaxCrossEntropy(Op):
@@ -109,6 +130,31 @@ class SoftmaxCrossEntropy(Op):
                           ["targets are one-hot (each row sums to 1)"],
                           ["log-sum-exp with the row maximum subtracted; log(0) never taken"],
                           {"dz[j]": raw / N})
+
+    def lower(self, lowering, use):
+        d = lowering.derivation(self)
+        source = lowering.values[-1]
+        probabilities = lowering.buffer("P", (N, lowering.width))
+        forward = row_reduction(
+            [(at(probabilities, "n", "k"), _row_index(d.forward["y[k]"])), (ROW_LOSS, d.forward["L_n"])],
+            {"z": array(source), "t": array("T")}, notes={at(probabilities, "n", "k"): SOFTMAX_NOTE, ROW_LOSS: tr(
+                "the row's loss: log-sum-exp (row maximum subtracted) minus the true class's score",
+                "该行误差：log-sum-exp（减去行最大值）减去正确类别的分数")})
+        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
+        rule = d.backward["dz[j]"]
+        backward = row_reduction([(at(dsource, "n", "k"), _row_index(rule))],
+                                 {"y": array("P"), "t": array("T")},
+                                 comment_for=lambda _: f"dL/d{source} = {sp.sstr(rule)}",
+                                 notes={at(dsource, "n", "k"): tr(f"the derived rule of {self.name}: {sp.sstr(rule)}",
+                                                                  f"{self.name} 推导出的规则：{sp.sstr(rule)}")})
+        lowering.show(local("zmax"), f"{source}max", ROW)
+        lowering.show(ROW_LOSS, "L_n", ROW)
+        lowering.loss = [Comment(f"layer {use.position}: {use.text} (log-sum-exp, row maximum subtracted;"
+                             " P = softmax, saved for backward)"),
+                     Let(K, lowering.width), Let(LOSS, sp.Integer(0), note=_mean_note(self.name)),
+                     Loop(ROW, N, (*row_max(source), *forward, Let(LOSS, ROW_LOSS, augmented=True))),
+                     Let(LOSS, ratio(LOSS, N))]
+        lowering.prepend_backward([Loop(ROW, N, tuple(backward))])
 
 
 @dataclass(frozen=True)
