@@ -423,6 +423,7 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
            else PLAIN_API_TEXT.format(params=params, grads=grads))
     helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
                | (scalar.helpers if scalar else set()))
+    gradients = _gradients_text(forward_lines, loss_lines, backward_lines)
     body = backend.module_start(helpers) + f'''
 
 SPEC = {canonical!r}
@@ -436,11 +437,14 @@ LOSS = {graph.loss.name!r}
 SCALAR_STEP = {scalar is not None}{scale_line}
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return ({", ".join(f"np.empty({backend.shape(shape)}, X.dtype)" for _, shape in net.buffers)},)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -455,20 +459,13 @@ def forward_kernel({params}, X{masks}):
 @jit
 def loss_and_grads_into({params}, X, T{masks}, {buffers}):
     """The loss; gradients and intermediates are written into the workspace buffers."""
-    real = X.dtype.type
-    N = X.shape[0]
-    # ---- forward ----
-{chr(10).join(indent(forward_lines, 1))}
-    # ---- loss ----
-{chr(10).join(indent(loss_lines, 1))}
-    # ---- backward (chain rule, from the loss back to the first layer) ----
-{chr(10).join(indent(backward_lines, 1))}
+{gradients}
     return loss
 
 
 @jit
 def loss_and_grads_kernel({params}, X, T{masks}):
-    {buffers}, = make_workspace(X)
+    {buffers}, = _make_workspace(X)
     loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
     return loss, {grads}
 
@@ -483,8 +480,11 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+{gradients}
     step = X.dtype.type(lr)
 {chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
 {_after_update_text(after_lines)}    return loss
@@ -495,11 +495,21 @@ def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
 
 {_packed_step_text(net.params, scalar, state + masks)}
 {predict}{CHECKS_TEXT.format()}{api}''' + optimizers_text(
-        param_names, buffers, backend, (state + masks, masks, _after_update_text(after_lines)) if net.has_modes else None)
+        param_names, buffers, gradients, backend,
+        (state + masks, _after_update_text(after_lines)) if net.has_modes else None)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)
     return head + body
+
+
+def _gradients_text(forward_lines, loss_lines, backward_lines) -> str:
+    """The statements of loss_and_grads_into (the loss into ``loss``, the gradients into the
+    workspace), indented as a kernel's body: printed into each step kernel too."""
+    return "\n".join(["    real = X.dtype.type", "    N = X.shape[0]", "    # ---- forward ----",
+                      *indent(forward_lines, 1), "    # ---- loss ----", *indent(loss_lines, 1),
+                      "    # ---- backward (chain rule, from the loss back to the first layer) ----",
+                      *indent(backward_lines, 1)])
 
 
 def _after_update_text(lines) -> str:
@@ -536,7 +546,7 @@ def inference_loss_kernel({params}, X, T{state}):
     """The loss in inference mode: batch norm with its running averages, dropout the identity."""
     real = X.dtype.type
     N = X.shape[0]
-    {buffers}, = make_workspace(X)
+    {buffers}, = _make_workspace(X)
 {body}
     return loss
 '''
@@ -673,13 +683,13 @@ def _step_kernels_text(params, buffers, scalar, extras="") -> str:
         return f'''
 @jit
 def sgd_step_kernel({params}, X, T, lr{extras}):
-    {buffers}, = make_workspace(X)
+    {buffers}, = _make_workspace(X)
     return sgd_step_into({params}, X, T, lr{extras}, {buffers})
 
 
 @jit
 def sgd_steps_kernel({params}, X, T, lr, steps{extras}):
-    {buffers}, = make_workspace(X)
+    {buffers}, = _make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
         loss = sgd_step_into({params}, X, T, lr{extras}, {buffers})

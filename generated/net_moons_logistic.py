@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 711088f7892cb687
+# Body hash: 104c5a81fc2a17e7
 
 import hashlib
 import itertools
@@ -337,11 +337,14 @@ LOSS = 'binary-cross-entropy'
 SCALAR_STEP = True
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return (np.empty((N, 1), X.dtype), np.empty((2, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -386,7 +389,7 @@ def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
 
 @jit
 def loss_and_grads_kernel(W1, b1, X, T):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     return loss, dW1, db1
 
@@ -401,8 +404,33 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1, dW1, step)
     _sgd_update(b1, db1, step)
@@ -617,8 +645,29 @@ def _apply_sgd(param, grad, lr, weight_decay):
 def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_sgd(W1, dW1, real(lr), real(weight_decay))
     _apply_sgd(b1, db1, real(lr), real(weight_decay))
     return loss
@@ -626,7 +675,7 @@ def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
 
 @jit
 def train_step_sgd_kernel(W1, b1, X, T, lr, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1)
 
 
@@ -677,8 +726,29 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
     _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     return loss
@@ -686,7 +756,7 @@ def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
 
 @jit
 def train_step_momentum_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
 
 
@@ -738,8 +808,29 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     return loss
@@ -747,7 +838,7 @@ def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
 
 
@@ -799,8 +890,29 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1, dW1, db1, dz1):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
     _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
     return loss
@@ -808,7 +920,7 @@ def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1,
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1, dW1, db1, dz1)
 
 
@@ -860,8 +972,29 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, dz1):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
@@ -869,7 +1002,7 @@ def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_dec
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, dz1)
 
 
@@ -929,8 +1062,29 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, dz1):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
@@ -940,7 +1094,7 @@ def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, b
 
 @jit
 def train_step_adam_kernel(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
+    z1, dW1, db1, dz1, = _make_workspace(X)
     return train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, dz1)
 
 

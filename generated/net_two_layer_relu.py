@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 5628ff6e8ed287f6
+# Body hash: d8c921b03f4240ec
 
 import hashlib
 import itertools
@@ -292,11 +292,14 @@ LOSS = 'softmax-cross-entropy'
 SCALAR_STEP = False
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return (np.empty((N, 100), X.dtype), np.empty((784, 100), X.dtype), np.empty((100,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((100, 10), X.dtype), np.empty((10,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((N, 10), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -374,7 +377,7 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
 
 @jit
 def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     return loss, dW1, db1, dW2, db2
 
@@ -389,8 +392,57 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1, dW1, step)
     _sgd_update(b1, db1, step)
@@ -401,13 +453,13 @@ def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2,
 
 @jit
 def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
 @jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     loss = X.dtype.type(0)
     for _ in range(steps):
         loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
@@ -562,8 +614,53 @@ def _apply_sgd(param, grad, lr, weight_decay):
 def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_sgd(W1, dW1, real(lr), real(weight_decay))
     _apply_sgd(b1, db1, real(lr), real(weight_decay))
     _apply_sgd(W2, dW2, real(lr), real(weight_decay))
@@ -573,7 +670,7 @@ def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1
 
 @jit
 def train_step_sgd_kernel(W1, b1, W2, b2, X, T, lr, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
@@ -624,8 +721,53 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
     _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
@@ -635,7 +777,7 @@ def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, m
 
 @jit
 def train_step_momentum_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
@@ -687,8 +829,53 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
@@ -698,7 +885,7 @@ def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, m
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
@@ -750,8 +937,53 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
     _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
     _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
@@ -761,7 +993,7 @@ def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, ep
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
@@ -813,8 +1045,53 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
@@ -824,7 +1101,7 @@ def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, al
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 
@@ -884,8 +1161,53 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
@@ -897,7 +1219,7 @@ def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_
 
 @jit
 def train_step_adam_kernel(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
     return train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
 
 

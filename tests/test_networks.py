@@ -241,9 +241,12 @@ def entry_point_calls(net, rng):
 
 
 def reachable_from(module, name) -> set[str]:
-    """The module-level functions a function's source can reach by name (ast), itself included."""
+    """The module-level functions a function's source can reach by name (ast), itself included
+    (``f = jit(g)`` defines f as reaching g)."""
     tree = ast.parse(Path(module.__file__).read_text())
     defined = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    defined |= {node.targets[0].id: node.value for node in tree.body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
     reached, todo = set(), [name]
     while todo:
         current = todo.pop()
