@@ -423,7 +423,13 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
            else PLAIN_API_TEXT.format(params=params, grads=grads))
     helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
                | (scalar.helpers if scalar else set()))
+    # loss_and_grads_into's statements, written into every kernel that computes gradients: on the
+    # caller's workspace (the *_into kernels) or allocating their own (the *_kernel ones)
     gradients = _gradients_text(forward_lines, loss_lines, backward_lines)
+    allocating = _gradients_text(forward_lines, loss_lines, backward_lines, net.buffers, backend)
+    sgd_update = (f"    step = X.dtype.type(lr)\n"
+                  + "".join(f"    _sgd_update({p}, d{p}, step)\n" for p in param_names)
+                  + _after_update_text(after_lines) + "    return loss")
     body = backend.module_start(helpers) + f'''
 
 SPEC = {canonical!r}
@@ -465,8 +471,9 @@ def loss_and_grads_into({params}, X, T{masks}, {buffers}):
 
 @jit
 def loss_and_grads_kernel({params}, X, T{masks}):
-    {buffers}, = _make_workspace(X)
-    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+{allocating}
     return loss, {grads}
 
 
@@ -485,17 +492,15 @@ def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
     numba links a called kernel into the caller and LLVM optimises it again there, which
     made the first step's compile take twice as long as the body alone."""
 {gradients}
-    step = X.dtype.type(lr)
-{chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
-{_after_update_text(after_lines)}    return loss
+{sgd_update}
 
 
-{_step_kernels_text(params, buffers, scalar, state + masks)}
+{_step_kernels_text(params, buffers, scalar, allocating + chr(10) + sgd_update, state + masks)}
 
 
 {_packed_step_text(net.params, scalar, state + masks)}
 {predict}{CHECKS_TEXT.format()}{api}''' + optimizers_text(
-        param_names, buffers, gradients, backend,
+        param_names, buffers, gradients, allocating, backend,
         (state + masks, _after_update_text(after_lines)) if net.has_modes else None)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
@@ -503,10 +508,12 @@ def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
     return head + body
 
 
-def _gradients_text(forward_lines, loss_lines, backward_lines) -> str:
+def _gradients_text(forward_lines, loss_lines, backward_lines, buffers=(), backend=None) -> str:
     """The statements of loss_and_grads_into (the loss into ``loss``, the gradients into the
-    workspace), indented as a kernel's body: printed into each step kernel too."""
-    return "\n".join(["    real = X.dtype.type", "    N = X.shape[0]", "    # ---- forward ----",
+    workspace), indented as a kernel's body: printed into each step kernel too. With buffers,
+    the workspace is allocated first (a kernel called without one)."""
+    allocation = [f"    {name} = np.empty({backend.shape(shape)}, X.dtype)" for name, shape in buffers]
+    return "\n".join(["    real = X.dtype.type", "    N = X.shape[0]", *allocation, "    # ---- forward ----",
                       *indent(forward_lines, 1), "    # ---- loss ----", *indent(loss_lines, 1),
                       "    # ---- backward (chain rule, from the loss back to the first layer) ----",
                       *indent(backward_lines, 1)])
@@ -676,15 +683,16 @@ def sgd_step_packed(theta, X, T, lr{py_extras}):
 '''.strip("\n")
 
 
-def _step_kernels_text(params, buffers, scalar, extras="") -> str:
-    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step) or, for a tiny
-    network, the scalar step (no workspace: only a few arrays of a layer's width)."""
+def _step_kernels_text(params, buffers, scalar, step, extras="") -> str:
+    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step: ``step``, the
+    statements of sgd_step_into allocating their own workspace) or, for a tiny network, the
+    scalar step (no workspace: only a few arrays of a layer's width)."""
     if scalar is None:
         return f'''
 @jit
 def sgd_step_kernel({params}, X, T, lr{extras}):
-    {buffers}, = _make_workspace(X)
-    return sgd_step_into({params}, X, T, lr{extras}, {buffers})
+    """sgd_step_into's statements on a workspace of its own (written out, not called)."""
+{step}
 
 
 @jit

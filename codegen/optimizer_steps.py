@@ -71,10 +71,11 @@ def _state_names(rule: UpdateRule, param_names) -> list[str]:
     return names + (["step_count"] if rule.counts_steps else [])
 
 
-def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients: str, backend: Backend,
-              modes=None) -> str:
+def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients: str, allocating: str,
+              backend: Backend, modes=None) -> str:
     """Everything a network module has for one rule (see the module docstring). ``gradients``:
-    loss_and_grads_into's statements, indented as a body. ``modes`` (a
+    loss_and_grads_into's statements, indented as a body; ``allocating``: the same, allocating
+    the workspace first. ``modes`` (a
     network with batch norm or dropout): (its running averages and masks as kernel arguments,
     the lines that update the running averages after the step)."""
     extras, after = modes or ("", "")
@@ -94,6 +95,7 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients:
     calls = "\n".join(
         f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
         for p in param_names)
+    update = f"{count}{calls}\n{after}    return loss"
     defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)
     checks = ", ".join(f'_hyper("train_step_{name}", "{h.name}", {h.name}, {_number(h.low)}, {_number(h.high)}, '
                        f'{h.closed!r})' for h in rule.hyper)
@@ -111,14 +113,14 @@ def train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers
     """One {name} step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
 {gradients}
-{count}{calls}
-{after}    return loss
+{update}
 
 
 @jit
 def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}{extras}):
-    {buffers}, = _make_workspace(X)
-    return train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers})
+    """train_step_{name}_into's statements on a workspace of its own (written out, not called)."""
+{allocating}
+{update}
 
 
 STATE_NAMES_{name.upper()} = {tuple(state)!r}
@@ -193,12 +195,13 @@ def _check_state(function, state, names, params, X, T):
 '''
 
 
-def optimizers_text(param_names: list[str], buffers: str, gradients: str, backend: Backend, modes=None) -> str:
+def optimizers_text(param_names: list[str], buffers: str, gradients: str, allocating: str, backend: Backend,
+                    modes=None) -> str:
     """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS."""
     table = "\n".join(
         f"    {rule.name!r}: (init_state_{rule.name}, train_step_{rule.name}, "
         f"{ {h.name: h.default for h in rule.hyper}!r}),"
         for rule in RULES.values())
-    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, gradients, backend, modes)
+    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, gradients, allocating, backend, modes)
                              for rule in RULES.values())
             + f"\n\n# name -> (init_state, train_step, hyper-parameter defaults)\nOPTIMIZERS = {{\n{table}\n}}\n")

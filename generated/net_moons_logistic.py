@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 104c5a81fc2a17e7
+# Body hash: d0100bc68a9e5b86
 
 import hashlib
 import itertools
@@ -389,8 +389,35 @@ def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
 
 @jit
 def loss_and_grads_kernel(W1, b1, X, T):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     return loss, dW1, db1
 
 
@@ -675,8 +702,37 @@ def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
 
 @jit
 def train_step_sgd_kernel(W1, b1, X, T, lr, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1)
+    """train_step_sgd_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
+    _apply_sgd(b1, db1, real(lr), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_SGD = ()
@@ -756,8 +812,37 @@ def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
 
 @jit
 def train_step_momentum_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
+    """train_step_momentum_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_MOMENTUM = ('W1_v', 'b1_v')
@@ -838,8 +923,37 @@ def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
+    """train_step_nesterov_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_NESTEROV = ('W1_v', 'b1_v')
@@ -920,8 +1034,37 @@ def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1,
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_adagrad_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_ADAGRAD = ('W1_s', 'b1_s')
@@ -1002,8 +1145,37 @@ def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_dec
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_rmsprop_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_RMSPROP = ('W1_s', 'b1_s')
@@ -1094,8 +1266,39 @@ def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, b
 
 @jit
 def train_step_adam_kernel(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, dz1, = _make_workspace(X)
-    return train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_adam_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
 
 
 STATE_NAMES_ADAM = ('W1_m', 'W1_v', 'b1_m', 'b1_v', 'step_count')
