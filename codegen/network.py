@@ -428,7 +428,7 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
     gradients = _gradients_text(forward_lines, loss_lines, backward_lines)
     allocating = _gradients_text(forward_lines, loss_lines, backward_lines, net.buffers, backend)
     sgd_update = (f"    step = X.dtype.type(lr)\n"
-                  + "".join(f"    _sgd_update({p}, d{p}, step)\n" for p in param_names)
+                  + "".join(f"    _sgd_update({p}.reshape(-1), d{p}.reshape(-1), step)\n" for p in param_names)
                   + _after_update_text(after_lines) + "    return loss")
     body = backend.module_start(helpers) + f'''
 
@@ -479,7 +479,8 @@ def loss_and_grads_kernel({params}, X, T{masks}):
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]

@@ -59,7 +59,8 @@ def _apply_{rule.name}({", ".join(arrays + scalars)}):
     """{rule.summary}: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
 {rule_lines}
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
 {flat}
 {body}
@@ -93,7 +94,8 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients:
                                                 {counter: f"t <- {sp.sstr(line.formula)}: {line.note}"})])
         count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
     calls = "\n".join(
-        f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
+        f"    _apply_{name}({p}.reshape(-1), d{p}.reshape(-1), "
+        f"{''.join(f'{p}_{s}.reshape(-1), ' for s in rule.state_names)}{cast})"
         for p in param_names)
     update = f"{count}{calls}\n{after}    return loss"
     defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: d0100bc68a9e5b86
+# Body hash: 8ed9396c00a01f83
 
 import hashlib
 import itertools
@@ -423,7 +423,8 @@ def loss_and_grads_kernel(W1, b1, X, T):
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -459,8 +460,8 @@ def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
     return loss
 
 
@@ -657,7 +658,8 @@ def _apply_sgd(param, grad, lr, weight_decay):
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
       p <- -g*lr + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -695,8 +697,8 @@ def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
@@ -730,8 +732,8 @@ def train_step_sgd_kernel(W1, b1, X, T, lr, weight_decay):
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
@@ -762,7 +764,8 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*v + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -805,8 +808,8 @@ def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -840,8 +843,8 @@ def train_step_momentum_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_de
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -872,7 +875,8 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -916,8 +920,8 @@ def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_deca
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -951,8 +955,8 @@ def train_step_nesterov_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_de
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -983,7 +987,8 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       g <- g + p*weight_decay
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1027,8 +1032,8 @@ def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1,
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
@@ -1062,8 +1067,8 @@ def train_step_adagrad_kernel(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay):
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
@@ -1094,7 +1099,8 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       g <- g + p*weight_decay
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1138,8 +1144,8 @@ def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_dec
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
@@ -1173,8 +1179,8 @@ def train_step_rmsprop_kernel(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_d
     # layer 1: affine(2,1)
     _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
@@ -1208,7 +1214,8 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       m_hat <- m/(1 - beta1**t)
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1259,8 +1266,8 @@ def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, b
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
@@ -1296,8 +1303,8 @@ def train_step_adam_kernel(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr,
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 7d89f2476b7959a3
+# Body hash: 55e9f55088cecb20
 
 import hashlib
 import itertools
@@ -442,7 +442,8 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -502,10 +503,10 @@ def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2,
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
-    _sgd_update(W2, dW2, step)
-    _sgd_update(b2, db2, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
@@ -571,10 +572,10 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
-    _sgd_update(W2, dW2, step)
-    _sgd_update(b2, db2, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
@@ -720,7 +721,8 @@ def _apply_sgd(param, grad, lr, weight_decay):
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
       p <- -g*lr + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -782,10 +784,10 @@ def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
-    _apply_sgd(W2, dW2, real(lr), real(weight_decay))
-    _apply_sgd(b2, db2, real(lr), real(weight_decay))
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
@@ -850,10 +852,10 @@ def train_step_sgd_kernel(W1, b1, W2, b2, X, T, lr, weight_decay):
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
-    _apply_sgd(W2, dW2, real(lr), real(weight_decay))
-    _apply_sgd(b2, db2, real(lr), real(weight_decay))
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
@@ -884,7 +886,8 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*v + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -951,10 +954,10 @@ def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, m
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -1019,10 +1022,10 @@ def train_step_momentum_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr,
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -1053,7 +1056,8 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1121,10 +1125,10 @@ def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, m
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -1189,10 +1193,10 @@ def train_step_nesterov_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr,
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
@@ -1223,7 +1227,8 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       g <- g + p*weight_decay
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1291,10 +1296,10 @@ def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, ep
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b2, db2, b2_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
@@ -1359,10 +1364,10 @@ def train_step_adagrad_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, 
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b2, db2, b2_s, real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
@@ -1393,7 +1398,8 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       g <- g + p*weight_decay
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1461,10 +1467,10 @@ def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, al
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b2, db2, b2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
@@ -1529,10 +1535,10 @@ def train_step_rmsprop_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, 
     # layer 1: affine(784,100)
     np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b2, db2, b2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
@@ -1566,7 +1572,8 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       m_hat <- m/(1 - beta1**t)
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1641,10 +1648,10 @@ def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(W2, dW2, W2_m, W2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b2, db2, b2_m, b2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
@@ -1711,10 +1718,10 @@ def train_step_adam_kernel(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(W2, dW2, W2_m, W2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b2, db2, b2_m, b2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
