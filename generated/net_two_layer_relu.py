@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 55e9f55088cecb20
+# Body hash: 952be6aaa5cc995d
 
 import hashlib
 import itertools
@@ -581,10 +581,73 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
 
 @jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = _make_workspace(X)
+    """`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop."""
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+        real = X.dtype.type
+        N = X.shape[0]
+        # ---- forward ----
+        # layer 1: affine(784,100)
+        np.dot(X, W1, z1)  # z1 = X W1
+        _add_bias(z1, b1)  # z1 += 1 b1
+        # layer 2: relu
+        for n in range(N):
+            for j in range(100):
+                h1[n, j] = max(real(0), z1[n, j])
+        # layer 3: affine(100,10)
+        np.dot(h1, W2, z2)  # z2 = h1 W2
+        _add_bias(z2, b2)  # z2 += 1 b2
+        # ---- loss ----
+        # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+        K = 10
+        loss = real(0)
+        for n in range(N):
+            zmax = z2[n, 0]
+            for k in range(1, K):
+                zmax = max(zmax, z2[n, k])
+            s0 = real(0)
+            for k in range(K):
+                s0 += T[n, k]*z2[n, k]
+            s1 = real(0)
+            for k in range(K):
+                s1 += _exp(-zmax + z2[n, k])
+            row_loss = -s0 + zmax + np.log(s1)
+            for k in range(K):
+                P[n, k] = _exp(-zmax + z2[n, k])/s1
+            loss += row_loss
+        loss = loss/real(N)
+        # ---- backward (chain rule, from the loss back to the first layer) ----
+        for n in range(N):
+            for k in range(K):
+                dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+        # layer 3: affine(100,10)
+        np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+        _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+        np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+        # layer 2: relu
+        for n in range(N):
+            for j in range(100):
+                dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+        # layer 1: affine(784,100)
+        np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+        _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+        step = X.dtype.type(lr)
+        _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+        _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+        _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
@@ -608,7 +671,70 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     b1 = theta[78400:78500]
     W2 = theta[78500:79500].reshape((100, 10))
     b2 = theta[79500:79510]
-    return sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step = X.dtype.type(lr)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
 
 
 def sgd_step_packed(theta, X, T, lr):
