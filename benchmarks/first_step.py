@@ -1,32 +1,47 @@
-"""Compile latency of a new network: the wall time from a fresh Python process to its first
-finished ``sgd_step``, with empty caches (``SYMPROP_CACHE`` and ``NUMBA_CACHE_DIR`` pointing at
-new empty folders), as a learner who has just written the spec waits for it.
+"""Ready to train: CPU seconds from a fresh process to the first training step, from empty
+caches (``SYMPROP_CACHE`` and ``NUMBA_CACHE_DIR`` pointing at new empty folders) and again
+warm (the same folders, now filled), as a learner waits for it.
 
-    python -m symprop.benchmarks.first_step [SPEC ...]     (no SPEC: FIRST_STEP_SPECS)
-    symprop bench --first-step [SPEC ...]                  (the same, inside the benchmark)
+    symprop bench --first-step                   the documented `symprop train` commands
+    symprop bench --first-step SPEC ...          new specs: their first sgd_step
+    python -m symprop.benchmarks.first_step [SPEC ...]
     python -m symprop.benchmarks.first_step --forms [SPEC ...]
+
+The training commands are the ones the docs give (digits, moons, MNIST's MLP, the CNN, batch
+norm + Adam); the MNIST ones read small synthetic IDX files of MNIST's shape written into the
+temporary folder (nothing is downloaded; the first step does not depend on the pixels). The
+child process runs `symprop train` itself and stops at the end of its first training step
+(after the warm-up that compiles the step). Targets: ``COLD_TARGET_S`` of CPU from empty
+caches and ``WARM_TARGET_S`` warm, for each command; a new spec's first step within
+``COLD_TARGET_S``. CPU time, not wall time: on a shared machine the wall time also counts the
+waiting for a core.
+
+Each child reports its phases (imports, loading or generating the module with SymPy, the step's
+compile, the rest: arguments, data) and what numba compiled, per function: CPU seconds spent in
+that function's own compile (type inference, lowering, and LLVM optimising and generating
+machine code for it and every callee linked into it), and LLVM's share of all of it.
 
 ``--forms`` compares the two steps a tiny network can get: CPU seconds numba takes to compile
 the first sgd_step with the scalar step and with the matrix step (each module written with the
 other form's limit, median of 3 fresh processes), and the scalar step's lines per row. This is
 what codegen/scalar_step.py's SCALAR_MAX_LINES is set from.
-
-Each spec runs in its own child process with its own empty caches; the child reports its
-phases (imports, generating the module with SymPy, the first step: numba compiling what it
-calls) and which kernels it compiled, and the parent adds the whole process's wall time.
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+COLD_TARGET_S = 5.0  # CPU seconds to the first step, empty caches
+WARM_TARGET_S = 1.0  # the same with numba's and symprop's caches filled by an earlier run
 
 # The issue's specs: a three-layer spec with a user formula (softsign), and others of up to 4
-# affine layers (targets: <= 5 s for the three-layer ones, <= 10 s for any of up to 4 layers).
+# affine layers.
 SOFTSIGN = "formula(x/(1+abs(x)))"
 FIRST_STEP_SPECS = (
     f"affine(3,8) sigmoid affine(8,4) {SOFTSIGN} affine(4,2) mse",
@@ -36,71 +51,247 @@ FIRST_STEP_SPECS = (
     "affine(8,1) binary-cross-entropy",
     "affine(784,100) relu affine(100,50) tanh affine(50,20) sigmoid affine(20,10) softmax-cross-entropy",
 )
-TARGET_S = {3: 5.0, 4: 10.0}  # affine layers -> seconds to the first finished step
+
+CNN = "conv2d(1,30,5) relu maxpool(2) flatten affine(4320,100) relu affine(100,10) softmax-cross-entropy"
+BATCHNORM = "affine(784,100) batchnorm relu affine(100,10) softmax-cross-entropy"
+MNIST_DIR = "{mnist}"  # replaced by the folder of synthetic MNIST files
+# name -> the arguments of `symprop train`, as the README and the tutorial give them
+TRAINING_COMMANDS = {
+    "digits": ("--data", "digits"),
+    "moons": ("--data", "moons"),
+    "MNIST MLP": ("--data", "mnist", "--data-dir", MNIST_DIR),
+    "MNIST CNN": ("--data", "mnist", "--data-dir", MNIST_DIR, "--lr", "0.1", "--net", CNN),
+    "batch norm + Adam": ("--data", "mnist", "--data-dir", MNIST_DIR, "--optimizer", "adam", "--lr", "0.02",
+                          "--net", BATCHNORM),
+}
 
 
-def affine_layers(spec: str) -> int:
-    return sum(1 for word in spec.split() if word.startswith(("affine(", "affine-shared-bias(")))
+class _CompileLog:
+    """numba's compile events (numba.core.event): each function's own compile time (CPU
+    seconds, its callees' compiles subtracted) and the CPU time spent holding LLVM's lock."""
+
+    def __init__(self):
+        from numba.core import event
+
+        self.own: dict[str, float] = {}
+        self.llvm_s = 0.0
+        self._stack: list[list] = []  # [name, start, callees' time]
+        self._llvm_start = None
+        log = self
+
+        class Compiles(event.Listener):
+            def on_start(self, ev):
+                log._stack.append([_function_name(ev), time.process_time(), 0.0])
+
+            def on_end(self, ev):
+                name, start, callees = log._stack.pop()
+                spent = time.process_time() - start
+                log.own[name] = log.own.get(name, 0.0) + spent - callees
+                if log._stack:
+                    log._stack[-1][2] += spent
+
+        class Llvm(event.Listener):
+            def on_start(self, ev):
+                log._llvm_start = time.process_time()
+
+            def on_end(self, ev):
+                log.llvm_s += time.process_time() - log._llvm_start
+
+        event.register("numba:compile", Compiles())
+        event.register("numba:llvm_lock", Llvm())
+
+    def report(self) -> dict:
+        return {"compile_s": sum(self.own.values()), "llvm_s": self.llvm_s,
+                "compiled": dict(sorted(self.own.items(), key=lambda item: -item[1]))}
 
 
-def target_s(spec: str) -> float | None:
-    layers = affine_layers(spec)
-    return TARGET_S[3] if layers <= 3 else TARGET_S.get(layers)
+def _function_name(ev) -> str:
+    """A compiled function's name: module.function (a generated network module as "net."),
+    with its argument types."""
+    dispatcher = (ev.data or {}).get("dispatcher")
+    if dispatcher is None:
+        return "?"
+    function = dispatcher.py_func
+    module = getattr(function, "__module__", "") or ""
+    if module.startswith(("symprop_net_", "symprop.generated.net_")):
+        module = "net"
+    args = ", ".join(str(a) for a in (ev.data or {}).get("args", ()))
+    return f"{module}.{function.__name__}({args})"
 
 
 def child(spec: str) -> dict:
     """In the fresh process: import, load (generate) the network, one sgd_step in float64."""
-    start, cpu = time.perf_counter(), time.process_time()
+    start = time.process_time()
+    log = _CompileLog()
     import numpy as np
 
     from symprop.codegen.network import load_network
-    imported, imported_cpu = time.perf_counter(), time.process_time()
+    imported = time.process_time()
     net = load_network(spec)
-    loaded, loaded_cpu = time.perf_counter(), time.process_time()
+    loaded = time.process_time()
     rng = np.random.default_rng(0)
     params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
     X = rng.normal(0, 1, (4, net.INPUT_SIZE))
     T = np.zeros((4, net.OUTPUT_SIZE))
     T[:, 0] = 1
     loss = net.sgd_step(*params, X, T, 0.01)
-    stepped, stepped_cpu = time.perf_counter(), time.process_time()
-    compiled = {name: len(kernel.signatures) for name, kernel in vars(net).items()
-                if hasattr(kernel, "signatures") and kernel.signatures}
-    return {"import_s": imported - start, "generate_s": loaded - imported, "first_step_s": stepped - loaded,
-            "cpu": {"import_s": imported_cpu - cpu, "generate_s": loaded_cpu - imported_cpu,
-                    "first_step_s": stepped_cpu - loaded_cpu},
+    stepped = time.process_time()
+    kernels = {name: len(kernel.signatures) for name, kernel in vars(net).items()
+               if hasattr(kernel, "signatures") and kernel.signatures}
+    return {"cpu_s": stepped, "phases": {"import_s": imported - start, "generate_s": loaded - imported,
+                                         "first_step_s": stepped - loaded},
             "loss": float(loss), "scalar_step": bool(getattr(net, "SCALAR_STEP", False)),
-            "compiled": compiled}
+            "kernels": kernels, **log.report()}
+
+
+class _FirstStep(BaseException):
+    """Raised by the wrapped training step after its first call: the measurement ends there."""
+
+
+def child_train(args: list[str]) -> dict:
+    """In the fresh process: `symprop train ARGS` up to the end of its first training step
+    (the one after the warm-up), with the CPU time of each phase."""
+    log = _CompileLog()
+    from symprop.cli import main
+    from symprop.training import train as training
+
+    phases, done = {"import_s": time.process_time()}, {}
+    load_net, warm_up, make_step = training.load_net, training._warm_up, training.make_step
+
+    def timed(name, function):
+        def call(*a, **k):
+            start = time.process_time()
+            try:
+                return function(*a, **k)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.process_time() - start
+        return call
+
+    def stopping_step(*a, **k):
+        step = make_step(*a, **k)
+
+        def first(*batch):
+            loss = step(*batch)
+            if "step_compile_s" in phases:  # the warm-up is over: this was the first training step
+                done["cpu_s"] = time.process_time()
+                raise _FirstStep
+            return loss
+        return first
+
+    import symprop.cli.commands.train as command
+    command.load_net = training.load_net = timed("load_s", load_net)
+    training._warm_up = timed("step_compile_s", warm_up)
+    training.make_step = stopping_step
+    try:
+        status = main(["train", "--no-progress", "--epochs", "1", *args])
+    except _FirstStep:
+        status = 0
+    if "cpu_s" not in done:
+        raise SystemExit(f"symprop train {' '.join(args)} ended (status {status}) before its first step")
+    phases["other_s"] = done["cpu_s"] - sum(phases.values())
+    return {"cpu_s": done["cpu_s"], "phases": phases, **log.report()}
+
+
+def write_synthetic_mnist(folder: Path, train: int = 600, test: int = 100) -> Path:
+    """MNIST's four IDX files (28x28 uint8 images, labels 0-9) with random pixels."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, count in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, count).astype(np.uint8)
+        (folder / f"{part}-images-idx3-ubyte").write_bytes(struct.pack(">HBBIII", 0, 8, 3, count, 28, 28)
+                                                          + images.tobytes())
+        (folder / f"{part}-labels-idx1-ubyte").write_bytes(struct.pack(">HBBI", 0, 8, 1, count) + labels.tobytes())
+    return folder
+
+
+def _run_child(argv: list[str], cache: Path, timeout: float) -> dict:
+    """One fresh process with its caches in ``cache``; its report, or the error it ended with."""
+    env = {**os.environ, "SYMPROP_CACHE": str(cache / "symprop"), "NUMBA_CACHE_DIR": str(cache / "numba")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "symprop.benchmarks.first_step", *argv],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        return {"error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
+    return {"process_wall_s": wall, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def _cold_and_warm(kind: str, name: str, argv: list[str], folder: Path, timeout: float) -> dict:
+    """The same child twice: with new empty caches, then with the caches the first run filled."""
+    cache = folder / "cache"
+    cold = _run_child(argv, cache, timeout)
+    warm = _run_child(argv, cache, timeout)
+    return {"kind": kind, "name": name, "cold": cold, "warm": warm,
+            "targets": {"cold": COLD_TARGET_S, "warm": WARM_TARGET_S if kind == "command" else None}}
 
 
 def measure(spec: str, timeout: float = 600) -> dict:
-    """A fresh process with new empty caches; its phases and its whole wall time."""
-    with tempfile.TemporaryDirectory(prefix="symprop-first-step-") as cache:
-        env = {**os.environ, "SYMPROP_CACHE": os.path.join(cache, "symprop"),
-               "NUMBA_CACHE_DIR": os.path.join(cache, "numba")}
-        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run([sys.executable, "-m", "symprop.benchmarks.first_step", "--child", spec],
-                              env=env, capture_output=True, text=True, timeout=timeout)
-        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    result = {"spec": spec, "layers": affine_layers(spec), "target_s": target_s(spec)}
-    if proc.returncode != 0:
-        return {**result, "error": (proc.stderr or proc.stdout).strip().splitlines()[-1:]}
-    return {**result, "process_wall_s": wall, "process_cpu_s": cpu, **json.loads(proc.stdout.strip().splitlines()[-1])}
+    """A new spec's first sgd_step: a fresh process with new empty caches, then warm."""
+    with tempfile.TemporaryDirectory(prefix="symprop-first-step-") as folder:
+        return _cold_and_warm("spec", spec, ["--child", spec], Path(folder), timeout)
 
 
-def describe(r: dict) -> str:
-    if "error" in r:
-        return f"{r['spec']}: failed: {r['error']}"
-    met = "" if r["target_s"] is None else (" (target <= %g s: %s)" % (r["target_s"],
-                                                                     "met" if r["process_wall_s"] <= r["target_s"]
-                                                                     else "NOT MET"))
-    cpu = r["cpu"]
-    return (f"{r['process_wall_s']:.1f} s{met}  {r['spec']}\n"
-            f"      CPU {r['process_cpu_s']:.1f} s (wall above CPU = waiting for a busy core): imports "
-            f"{cpu['import_s']:.1f} s, generating the module {cpu['generate_s']:.1f} s, first step "
-            f"{cpu['first_step_s']:.1f} s ({'scalar' if r['scalar_step'] else 'matrix'} step; compiled "
-            + ", ".join(f"{k} x{v}" for k, v in sorted(r["compiled"].items())) + ")")
+def measure_command(name: str, timeout: float = 600) -> dict:
+    """A documented `symprop train` command to its first step: empty caches, then warm."""
+    args = TRAINING_COMMANDS[name]
+    with tempfile.TemporaryDirectory(prefix="symprop-first-step-") as folder:
+        mnist = write_synthetic_mnist(Path(folder) / "mnist") if MNIST_DIR in args else None
+        argv = ["--child-train", *(str(mnist) if a == MNIST_DIR else a for a in args)]
+        result = _cold_and_warm("command", name, argv, Path(folder), timeout)
+    result["command"] = "symprop train " + " ".join(
+        f'"{a}"' if " " in a else "DIR" if a == MNIST_DIR else a for a in args)
+    return result
+
+
+def missed(results: list[dict]) -> list[str]:
+    """What failed: each target missed, and each run that ended in an error."""
+    failures = []
+    for r in results:
+        for phase in ("cold", "warm"):
+            if "error" in r[phase]:
+                failures.append(f"{r['name']} ({phase}): {r[phase]['error']}")
+            elif r["targets"][phase] is not None and r[phase]["cpu_s"] > r["targets"][phase]:
+                failures.append(f"{r['name']} ({phase}): {r[phase]['cpu_s']:.1f} s CPU > {r['targets'][phase]:g} s")
+    return failures
+
+
+def _run_text(run: dict, target) -> str:
+    if "error" in run:
+        return f"failed: {run['error']}"
+    verdict = "" if target is None else (" (<= %g s: %s)" % (target, "met" if run["cpu_s"] <= target else "NOT MET"))
+    return f"{run['cpu_s']:.2f} s CPU{verdict}, {run['process_wall_s']:.1f} s wall"
+
+
+def describe(r: dict, functions: int = 6) -> str:
+    """A result in a few lines: both runs against their targets, the cold run's phases and the
+    functions whose compile took longest."""
+    lines = [f"{r['name']}" + (f"   ({r['command']})" if "command" in r else ""),
+             f"      empty caches: {_run_text(r['cold'], r['targets']['cold'])}",
+             f"      warm:         {_run_text(r['warm'], r['targets']['warm'])}"]
+    cold = r["cold"]
+    if "error" not in cold:
+        phases = ", ".join(f"{k[:-2].replace('_', ' ')} {v:.2f}" for k, v in cold["phases"].items())
+        lines.append(f"      empty caches, CPU s: {phases}; numba compiled {len(cold['compiled'])} functions in "
+                     f"{cold['compile_s']:.2f} s (LLVM {cold['llvm_s']:.2f} s)")
+        top = list(cold["compiled"].items())[:functions]
+        lines.append("      longest: " + ", ".join(f"{name.split('(')[0]} {t:.2f}" for name, t in top))
+    return "\n".join(lines)
+
+
+def run(names: list[str] | None = None, specs=(), show: bool = True) -> list[dict]:
+    """The training commands (all, or the named ones) and the given specs; each printed as
+    measured (show), else a progress line on stderr."""
+    results = []
+    for measured in [*((measure_command, name) for name in (TRAINING_COMMANDS if names is None else names)),
+                     *((measure, spec) for spec in specs)]:
+        function, what = measured
+        results.append(function(what))
+        print(describe(results[-1]) if show else f"[bench] first step of {what!r} done",
+              file=sys.stdout if show else sys.stderr, flush=True)
+    return results
 
 
 FORMS_SPECS = (
@@ -165,6 +356,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(child(argv[1])))
         return 0
+    if argv[:1] == ["--child-train"]:
+        print(json.dumps(child_train(argv[1:])))
+        return 0
     if argv[:1] == ["--forms"]:
         for spec in argv[1:] or FORMS_SPECS:
             r = compare_forms(spec)
@@ -175,11 +369,8 @@ def main(argv: list[str]) -> int:
             print(f"{r['scalar_lines']:4d} lines: scalar {r['scalar_cpu_s']:.2f} s, matrix {r['matrix_cpu_s']:.2f} s"
                   f" (gets the {form} step)  {spec}", flush=True)
         return 0
-    results = []
-    for spec in argv or FIRST_STEP_SPECS:
-        results.append(measure(spec))
-        print(describe(results[-1]), flush=True)
-    return 0 if all("error" not in r for r in results) else 1
+    results = run(None, ()) if not argv else run([], argv)
+    return 1 if missed(results) else 0
 
 
 if __name__ == "__main__":

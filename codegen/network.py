@@ -82,6 +82,17 @@ def network_module_text(spec: str, name: str | None = None, backend: Backend = N
            else PLAIN_API_TEXT.format(params=params, grads=grads))
     helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
                | (scalar.helpers if scalar else set()))
+    # loss_and_grads_into's statements, written into every kernel that computes gradients: on the
+    # caller's workspace (the *_into kernels) or allocating their own (the *_kernel ones)
+    gradients = _gradients_text(forward_lines, loss_lines, backward_lines)
+    allocating = _gradients_text(forward_lines, loss_lines, backward_lines, net.buffers, backend)
+    sgd_update = (f"    step = X.dtype.type(lr)\n"
+                  + "".join(f"    _sgd_update({p}.reshape(-1), d{p}.reshape(-1), step)\n" for p in param_names)
+                  + _after_update_text(after_lines))  # then: return loss
+    # sgd_steps_kernel's loop: sgd_step_into's statements one level further in, on one workspace
+    steps_loop = "\n".join(f"    {line}" if line else line for line in f"{gradients}\n{sgd_update}".splitlines())
+    steps_text = (f"    N = X.shape[0]\n{_allocation_text(net.buffers, backend)}\n"
+                  f"    loss = X.dtype.type(0)\n    for _ in range(steps):\n{steps_loop}\n    return loss")
     body = backend.module_start(helpers) + f'''
 
 SPEC = {canonical!r}
@@ -95,11 +106,14 @@ LOSS = {graph.loss.name!r}
 SCALAR_STEP = {scalar is not None}{scale_line}
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return ({", ".join(f"np.empty({backend.shape(shape)}, X.dtype)" for _, shape in net.buffers)},)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -114,27 +128,22 @@ def forward_kernel({params}, X{masks}):
 @jit
 def loss_and_grads_into({params}, X, T{masks}, {buffers}):
     """The loss; gradients and intermediates are written into the workspace buffers."""
-    real = X.dtype.type
-    N = X.shape[0]
-    # ---- forward ----
-{chr(10).join(indent(forward_lines, 1))}
-    # ---- loss ----
-{chr(10).join(indent(loss_lines, 1))}
-    # ---- backward (chain rule, from the loss back to the first layer) ----
-{chr(10).join(indent(backward_lines, 1))}
+{gradients}
     return loss
 
 
 @jit
 def loss_and_grads_kernel({params}, X, T{masks}):
-    {buffers}, = make_workspace(X)
-    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+{allocating}
     return loss, {grads}
 
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -142,23 +151,41 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
-    step = X.dtype.type(lr)
-{chr(10).join(f"    _sgd_update({p}, d{p}, step)" for p in param_names)}
-{_after_update_text(after_lines)}    return loss
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+{gradients}
+{sgd_update}    return loss
 
 
-{_step_kernels_text(params, buffers, scalar, state + masks)}
+{_step_kernels_text(params, scalar, allocating + chr(10) + sgd_update + "    return loss", steps_text, state + masks)}
 
 
-{_packed_step_text(net.params, scalar, state + masks)}
+{_packed_step_text(net.params, scalar, allocating + chr(10) + sgd_update + "    return loss", state + masks)}
 {predict}{CHECKS_TEXT.format()}{api}''' + optimizers_text(
-        param_names, buffers, backend, (state + masks, masks, _after_update_text(after_lines)) if net.has_modes else None)
+        param_names, buffers, gradients, allocating, backend,
+        (state + masks, _after_update_text(after_lines)) if net.has_modes else None)
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)
     return head + body
+
+
+def _gradients_text(forward_lines, loss_lines, backward_lines, buffers=(), backend=None) -> str:
+    """The statements of loss_and_grads_into (the loss into ``loss``, the gradients into the
+    workspace), indented as a kernel's body: printed into each step kernel too. With buffers,
+    the workspace is allocated first (a kernel called without one)."""
+    allocation = [_allocation_text(buffers, backend)] if buffers else []
+    return "\n".join(["    real = X.dtype.type", "    N = X.shape[0]", *allocation, "    # ---- forward ----",
+                      *indent(forward_lines, 1), "    # ---- loss ----", *indent(loss_lines, 1),
+                      "    # ---- backward (chain rule, from the loss back to the first layer) ----",
+                      *indent(backward_lines, 1)])
+
+
+def _allocation_text(buffers, backend) -> str:
+    """The workspace's arrays allocated in a kernel's body (after N = X.shape[0])."""
+    return "\n".join(f"    {name} = np.empty({backend.shape(shape)}, X.dtype)" for name, shape in buffers)
 
 
 def _after_update_text(lines) -> str:
@@ -195,7 +222,7 @@ def inference_loss_kernel({params}, X, T{state}):
     """The loss in inference mode: batch norm with its running averages, dropout the identity."""
     real = X.dtype.type
     N = X.shape[0]
-    {buffers}, = make_workspace(X)
+    {buffers}, = _make_workspace(X)
 {body}
     return loss
 '''
@@ -275,10 +302,11 @@ def _image_line(graph) -> str:
     return f"\nINPUT_IMAGE = {graph.image!r}  # (C, H, W): each row of X is one image, NCHW order"
 
 
-def _packed_step_text(shaped_params, scalar, extras="") -> str:
+def _packed_step_text(shaped_params, scalar, step, extras="") -> str:
     """sgd_step on one flat parameter vector: a numba call unboxes every argument, and for a
     tiny network that is most of the call (2-2-2: 0.59 us with seven arguments, 0.50 of it
-    the floor of calling any njit function with them; four arguments cost 0.33)."""
+    the floor of calling any njit function with them; four arguments cost 0.33). ``step``:
+    sgd_step_kernel's statements, written out after the views for the matrix step."""
     offsets, views = [0], []
     for name, shape in shaped_params:
         size = math.prod(shape)
@@ -287,9 +315,11 @@ def _packed_step_text(shaped_params, scalar, extras="") -> str:
         offsets.append(offsets[-1] + size)
     params = ", ".join(name for name, _ in shaped_params)
     # Views of theta passed to sgd_step_kernel: for a tiny network its compiled scalar step, not
-    # a second copy of it to compile (that doubled the compile time of a tiny network).
+    # a second copy of it to compile (that doubled the compile time of a tiny network). The
+    # matrix step's statements are written out instead: a called kernel would be linked in and
+    # optimised by LLVM again, which costs more than compiling the statements once here.
     decorator = "jit" if scalar is None else "jit_holding_gil"
-    kernel = [*views, f"    return sgd_step_kernel({params}, X, T, lr{extras})"]
+    kernel = [*views, step if scalar is None else f"    return sgd_step_kernel({params}, X, T, lr{extras})"]
     py_extras = ", state=(), masks=()" if extras else ""
     call_extras = ', *_extras("sgd_step_packed", X, state, masks, True)' if extras else ""
     return f'''
@@ -325,24 +355,23 @@ def sgd_step_packed(theta, X, T, lr{py_extras}):
 '''.strip("\n")
 
 
-def _step_kernels_text(params, buffers, scalar, extras="") -> str:
-    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step) or, for a tiny
-    network, the scalar step (no workspace: only a few arrays of a layer's width)."""
+def _step_kernels_text(params, scalar, step, steps, extras="") -> str:
+    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step: ``step`` and
+    ``steps``, the statements of sgd_step_into on a workspace of their own, the second in a
+    loop) or, for a tiny network, the scalar step (no workspace: only a few arrays of a
+    layer's width)."""
     if scalar is None:
         return f'''
 @jit
 def sgd_step_kernel({params}, X, T, lr{extras}):
-    {buffers}, = make_workspace(X)
-    return sgd_step_into({params}, X, T, lr{extras}, {buffers})
+    """sgd_step_into's statements on a workspace of its own (written out, not called)."""
+{step}
 
 
 @jit
 def sgd_steps_kernel({params}, X, T, lr, steps{extras}):
-    {buffers}, = make_workspace(X)
-    loss = X.dtype.type(0)
-    for _ in range(steps):
-        loss = sgd_step_into({params}, X, T, lr{extras}, {buffers})
-    return loss
+    """`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop."""
+{steps}
 '''.strip("\n")
     return f'''
 def jit_holding_gil(function):

@@ -8,8 +8,9 @@ For each rule NAME a network module gets
   element's old values are read into locals first and the new ones stored after; the shared
   subexpressions are found by SymPy's CSE, as in every other kernel);
 - ``train_step_NAME_into`` (on a workspace from ``make_workspace``) and
-  ``train_step_NAME_kernel``: ``loss_and_grads_into``, then the step count (rules that keep
-  one), then ``_apply_NAME`` for every parameter: one compiled call a step;
+  ``train_step_NAME_kernel``: ``loss_and_grads_into``'s statements (written out, not called:
+  a called kernel is optimised again by LLVM inside its caller), then the step count (rules
+  that keep one), then ``_apply_NAME`` for every parameter: one compiled call a step;
 - ``init_state_NAME(params)``: the state, allocated once (a zero-filled array per parameter
   and state tensor, named ``<param>_<state>``, and a 1-element float64 ``step_count``), which
   the step updates in place like the parameters;
@@ -58,7 +59,8 @@ def _apply_{rule.name}({", ".join(arrays + scalars)}):
     """{rule.summary}: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
 {rule_lines}
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
 {flat}
 {body}
@@ -70,11 +72,14 @@ def _state_names(rule: UpdateRule, param_names) -> list[str]:
     return names + (["step_count"] if rule.counts_steps else [])
 
 
-def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: Backend, modes=None) -> str:
-    """Everything a network module has for one rule (see the module docstring). ``modes`` (a
+def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients: str, allocating: str,
+              backend: Backend, modes=None) -> str:
+    """Everything a network module has for one rule (see the module docstring). ``gradients``:
+    loss_and_grads_into's statements, indented as a body; ``allocating``: the same, allocating
+    the workspace first. ``modes`` (a
     network with batch norm or dropout): (its running averages and masks as kernel arguments,
-    the masks alone, the lines that update the running averages after the step)."""
-    extras, masks, after = modes or ("", "", "")
+    the lines that update the running averages after the step)."""
+    extras, after = modes or ("", "")
     name = rule.name
     params = ", ".join(param_names)
     state = _state_names(rule, param_names)
@@ -89,8 +94,10 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: B
                                                 {counter: f"t <- {sp.sstr(line.formula)}: {line.note}"})])
         count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
     calls = "\n".join(
-        f"    _apply_{name}({p}, d{p}, {''.join(f'{p}_{s}, ' for s in rule.state_names)}{cast})"
+        f"    _apply_{name}({p}.reshape(-1), d{p}.reshape(-1), "
+        f"{''.join(f'{p}_{s}.reshape(-1), ' for s in rule.state_names)}{cast})"
         for p in param_names)
+    update = f"{count}{calls}\n{after}    return loss"
     defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)
     checks = ", ".join(f'_hyper("train_step_{name}", "{h.name}", {h.name}, {_number(h.low)}, {_number(h.high)}, '
                        f'{h.closed!r})' for h in rule.hyper)
@@ -107,16 +114,15 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, backend: B
 def train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers}):
     """One {name} step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into({params}, X, T{masks}, {buffers})
-    real = X.dtype.type
-{count}{calls}
-{after}    return loss
+{gradients}
+{update}
 
 
 @jit
 def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}{extras}):
-    {buffers}, = make_workspace(X)
-    return train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers})
+    """train_step_{name}_into's statements on a workspace of its own (written out, not called)."""
+{allocating}
+{update}
 
 
 STATE_NAMES_{name.upper()} = {tuple(state)!r}
@@ -191,11 +197,13 @@ def _check_state(function, state, names, params, X, T):
 '''
 
 
-def optimizers_text(param_names: list[str], buffers: str, backend: Backend, modes=None) -> str:
+def optimizers_text(param_names: list[str], buffers: str, gradients: str, allocating: str, backend: Backend,
+                    modes=None) -> str:
     """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS."""
     table = "\n".join(
         f"    {rule.name!r}: (init_state_{rule.name}, train_step_{rule.name}, "
         f"{ {h.name: h.default for h in rule.hyper}!r}),"
         for rule in RULES.values())
-    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, backend, modes) for rule in RULES.values())
+    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, gradients, allocating, backend, modes)
+                             for rule in RULES.values())
             + f"\n\n# name -> (init_state, train_step, hyper-parameter defaults)\nOPTIMIZERS = {{\n{table}\n}}\n")

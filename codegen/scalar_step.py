@@ -68,13 +68,14 @@ TINY_WIDTH = 8
 # ...and whose scalar step is at most this many lines per batch row (``ScalarStep.size``).
 # numba's compile time grows with the straight-line body, the matrix step's with the layers.
 # CPU seconds of numba compiling the first sgd_step in a fresh process, scalar against matrix
-# step, median of 3 (python -m symprop.benchmarks.first_step --forms):
-#   2-2-2 (31 lines) 0.7 / 3.7,  3-8-8-2 (159) 2.1 / 4.4,  2-8-8-8-1 softplus/Mish (197) 2.9 / 5.0,
-#   4-8-8-8-3 (241) 3.6 / 4.8,  8-8-8-8-8 (237) 3.6 / 4.5,  six 8x8 layers (355) 5.7 / 5.7,
-#   eight 8x8 layers (485) 8.7 / 8.2.
-# Up to ~350 lines the scalar step compiles faster (and runs several times faster); past ~400
+# step, median of 3 (python -m symprop.benchmarks.first_step --forms; 2 shared cores, load ~3),
+# since the step kernels have the gradient statements in their own body:
+#   2-2-2 (31 lines) 0.8 / 2.6,  3-8-4-2 softsign (142) 2.0 / 2.9,  3-8-8-2 (159) 2.4 / 2.7,
+#   2-8-8-8-1 softplus/Mish (197) 3.1 / 3.1,  8-8-8-8-8 (237) 3.9 / 2.8,  4-8-8-8-3 (241) 3.8 / 2.9,
+#   six 8x8 layers (355) 6.2 / 3.0,  eight 8x8 layers (485) 9.6 / 4.5.
+# Up to ~200 lines the scalar step compiles faster (and runs several times faster); past it
 # the matrix step compiles faster, and a learner waits for the compile on every new spec.
-SCALAR_MAX_LINES = 400
+SCALAR_MAX_LINES = 200
 
 # A weight matrix with at least this many entries sums its gradient over the rows in a loop
 # (``_RowPass.outer_product``), a smaller one in scalar locals. CPU seconds compiling the first

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 711088f7892cb687
+# Body hash: 8ed9396c00a01f83
 
 import hashlib
 import itertools
@@ -337,11 +337,14 @@ LOSS = 'binary-cross-entropy'
 SCALAR_STEP = True
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return (np.empty((N, 1), X.dtype), np.empty((2, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -386,14 +389,42 @@ def loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1):
 
 @jit
 def loss_and_grads_kernel(W1, b1, X, T):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     return loss, dW1, db1
 
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -401,11 +432,36 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
     return loss
 
 
@@ -602,7 +658,8 @@ def _apply_sgd(param, grad, lr, weight_decay):
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
       p <- -g*lr + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -617,17 +674,67 @@ def _apply_sgd(param, grad, lr, weight_decay):
 def train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_sgd_kernel(W1, b1, X, T, lr, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_sgd_into(W1, b1, X, T, lr, weight_decay, z1, dW1, db1, dz1)
+    """train_step_sgd_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_SGD = ()
@@ -657,7 +764,8 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*v + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -677,17 +785,67 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_momentum_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_momentum_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
+    """train_step_momentum_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_MOMENTUM = ('W1_v', 'b1_v')
@@ -717,7 +875,8 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -738,17 +897,67 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_nesterov_into(W1, b1, W1_v, b1_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, dz1)
+    """train_step_nesterov_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_NESTEROV = ('W1_v', 'b1_v')
@@ -778,7 +987,8 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       g <- g + p*weight_decay
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -799,17 +1009,67 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 def train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1, dW1, db1, dz1):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_adagrad_into(W1, b1, W1_s, b1_s, X, T, lr, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_adagrad_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_ADAGRAD = ('W1_s', 'b1_s')
@@ -839,7 +1099,8 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       g <- g + p*weight_decay
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -860,17 +1121,67 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 def train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, dz1):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_rmsprop_into(W1, b1, W1_s, b1_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_rmsprop_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_RMSPROP = ('W1_s', 'b1_s')
@@ -903,7 +1214,8 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       m_hat <- m/(1 - beta1**t)
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -929,19 +1241,71 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 def train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, dz1):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, X, T, z1, dW1, db1, dz1)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
 @jit
 def train_step_adam_kernel(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, dz1, = make_workspace(X)
-    return train_step_adam_into(W1, b1, W1_m, W1_v, b1_m, b1_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, dz1)
+    """train_step_adam_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 1), X.dtype)
+    dW1 = np.empty((2, 1), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    dz1 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(2,1)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # ---- loss ----
+    # layer 2: binary-cross-entropy
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = -T[n, j]*z1[n, j] + _softplus(z1[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz1[n, j] = (-T[n, j] + _sigmoid(z1[n, j]))/real(N)  # dL/dz1 = (-t + Sigmoid(z))/N
+    # layer 1: affine(2,1)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
 
 
 STATE_NAMES_ADAM = ('W1_m', 'W1_v', 'b1_m', 'b1_v', 'step_count')

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 5628ff6e8ed287f6
+# Body hash: 952be6aaa5cc995d
 
 import hashlib
 import itertools
@@ -292,11 +292,14 @@ LOSS = 'softmax-cross-entropy'
 SCALAR_STEP = False
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return (np.empty((N, 100), X.dtype), np.empty((784, 100), X.dtype), np.empty((100,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((100, 10), X.dtype), np.empty((10,), X.dtype), np.empty((N, 100), X.dtype), np.empty((N, 10), X.dtype), np.empty((N, 10), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -374,14 +377,73 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
 
 @jit
 def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     return loss, dW1, db1, dW2, db2
 
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -389,28 +451,203 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
-    _sgd_update(W2, dW2, step)
-    _sgd_update(b2, db2, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
 @jit
 def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """sgd_step_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step = X.dtype.type(lr)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
 
 
 @jit
 def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
+    """`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop."""
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
     loss = X.dtype.type(0)
     for _ in range(steps):
-        loss = sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+        real = X.dtype.type
+        N = X.shape[0]
+        # ---- forward ----
+        # layer 1: affine(784,100)
+        np.dot(X, W1, z1)  # z1 = X W1
+        _add_bias(z1, b1)  # z1 += 1 b1
+        # layer 2: relu
+        for n in range(N):
+            for j in range(100):
+                h1[n, j] = max(real(0), z1[n, j])
+        # layer 3: affine(100,10)
+        np.dot(h1, W2, z2)  # z2 = h1 W2
+        _add_bias(z2, b2)  # z2 += 1 b2
+        # ---- loss ----
+        # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+        K = 10
+        loss = real(0)
+        for n in range(N):
+            zmax = z2[n, 0]
+            for k in range(1, K):
+                zmax = max(zmax, z2[n, k])
+            s0 = real(0)
+            for k in range(K):
+                s0 += T[n, k]*z2[n, k]
+            s1 = real(0)
+            for k in range(K):
+                s1 += _exp(-zmax + z2[n, k])
+            row_loss = -s0 + zmax + np.log(s1)
+            for k in range(K):
+                P[n, k] = _exp(-zmax + z2[n, k])/s1
+            loss += row_loss
+        loss = loss/real(N)
+        # ---- backward (chain rule, from the loss back to the first layer) ----
+        for n in range(N):
+            for k in range(K):
+                dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+        # layer 3: affine(100,10)
+        np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+        _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+        np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+        # layer 2: relu
+        for n in range(N):
+            for j in range(100):
+                dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+        # layer 1: affine(784,100)
+        np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+        _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+        step = X.dtype.type(lr)
+        _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+        _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+        _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
@@ -434,7 +671,70 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     b1 = theta[78400:78500]
     W2 = theta[78500:79500].reshape((100, 10))
     b2 = theta[79500:79510]
-    return sgd_step_kernel(W1, b1, W2, b2, X, T, lr)
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step = X.dtype.type(lr)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
 
 
 def sgd_step_packed(theta, X, T, lr):
@@ -547,7 +847,8 @@ def _apply_sgd(param, grad, lr, weight_decay):
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
       p <- -g*lr + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -562,19 +863,126 @@ def _apply_sgd(param, grad, lr, weight_decay):
 def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
-    _apply_sgd(W2, dW2, real(lr), real(weight_decay))
-    _apply_sgd(b2, db2, real(lr), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_sgd_kernel(W1, b1, W2, b2, X, T, lr, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_sgd_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_SGD = ()
@@ -604,7 +1012,8 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*v + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -624,19 +1033,126 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_momentum_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_momentum_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_MOMENTUM = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
@@ -666,7 +1182,8 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -687,19 +1204,126 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_nesterov_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_NESTEROV = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
@@ -729,7 +1353,8 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       g <- g + p*weight_decay
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -750,19 +1375,126 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b2, db2, b2_s, real(lr), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_adagrad_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_ADAGRAD = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
@@ -792,7 +1524,8 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       g <- g + p*weight_decay
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -813,19 +1546,126 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b2, db2, b2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_rmsprop_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_RMSPROP = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
@@ -858,7 +1698,8 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       m_hat <- m/(1 - beta1**t)
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -884,21 +1725,130 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(W2, dW2, W2_m, W2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b2, db2, b2_m, b2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
 @jit
 def train_step_adam_kernel(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2, = make_workspace(X)
-    return train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, P, dz2)
+    """train_step_adam_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 100), X.dtype)
+    dW1 = np.empty((784, 100), X.dtype)
+    db1 = np.empty((100,), X.dtype)
+    h1 = np.empty((N, 100), X.dtype)
+    dz1 = np.empty((N, 100), X.dtype)
+    z2 = np.empty((N, 10), X.dtype)
+    dW2 = np.empty((100, 10), X.dtype)
+    db2 = np.empty((10,), X.dtype)
+    dh1 = np.empty((N, 100), X.dtype)
+    P = np.empty((N, 10), X.dtype)
+    dz2 = np.empty((N, 10), X.dtype)
+    # ---- forward ----
+    # layer 1: affine(784,100)
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            h1[n, j] = max(real(0), z1[n, j])
+    # layer 3: affine(100,10)
+    np.dot(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 4: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = 10
+    loss = real(0)
+    for n in range(N):
+        zmax = z2[n, 0]
+        for k in range(1, K):
+            zmax = max(zmax, z2[n, k])
+        s0 = real(0)
+        for k in range(K):
+            s0 += T[n, k]*z2[n, k]
+        s1 = real(0)
+        for k in range(K):
+            s1 += _exp(-zmax + z2[n, k])
+        row_loss = -s0 + zmax + np.log(s1)
+        for k in range(K):
+            P[n, k] = _exp(-zmax + z2[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    for n in range(N):
+        for k in range(K):
+            dz2[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dz2 = (-t[j] + y[j])/N
+    # layer 3: affine(100,10)
+    np.dot(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    np.dot(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: relu
+    for n in range(N):
+        for j in range(100):
+            dz1[n, j] = dh1[n, j]*real(z1[n, j] > real(0))  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * Heaviside(z1, 0)
+    # layer 1: affine(784,100)
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
 
 
 STATE_NAMES_ADAM = ('W1_m', 'W1_v', 'b1_m', 'b1_v', 'W2_m', 'W2_v', 'b2_m', 'b2_v', 'step_count')

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
 # Input hash: bc4060ad1248e925 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 469c357909b477c0
+# Body hash: 8ac6f67413270382
 
 import hashlib
 import itertools
@@ -323,11 +323,14 @@ LOSS = 'squared-error'
 SCALAR_STEP = True
 
 
-@jit
 def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once."""
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
     return (np.empty((N, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
 
 
 @jit
@@ -408,14 +411,72 @@ def loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db
 
 @jit
 def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
     return loss, dW1, db1, dW2, db2
 
 
 @jit
 def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes)."""
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
     flat, gflat = param.reshape(-1), grad.reshape(-1)
     for i in range(flat.size):
         flat[i] -= step * gflat[i]
@@ -423,13 +484,60 @@ def _sgd_update(param, grad, step):
 
 @jit
 def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
-    """One gradient-descent step in place, using a workspace from make_workspace(X)."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
     step = X.dtype.type(lr)
-    _sgd_update(W1, dW1, step)
-    _sgd_update(b1, db1, step)
-    _sgd_update(W2, dW2, step)
-    _sgd_update(b2, db2, step)
+    _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
     return loss
 
 
@@ -679,7 +787,8 @@ def _apply_sgd(param, grad, lr, weight_decay):
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
       g <- g + p*weight_decay
       p <- -g*lr + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -694,19 +803,123 @@ def _apply_sgd(param, grad, lr, weight_decay):
 def train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
-    _apply_sgd(W1, dW1, real(lr), real(weight_decay))
-    _apply_sgd(b1, db1, real(lr), real(weight_decay))
-    _apply_sgd(W2, dW2, real(lr), real(weight_decay))
-    _apply_sgd(b2, db2, real(lr), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_sgd_kernel(W1, b1, W2, b2, X, T, lr, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_sgd_into(W1, b1, W2, b2, X, T, lr, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_sgd_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_sgd(W1.reshape(-1), dW1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_SGD = ()
@@ -736,7 +949,8 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*v + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -756,19 +970,123 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
-    _apply_momentum(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_momentum(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_momentum_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_momentum_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_momentum_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_momentum(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_MOMENTUM = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
@@ -798,7 +1116,8 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       g <- g + p*weight_decay
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -819,19 +1138,123 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 def train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
-    _apply_nesterov(W1, dW1, W1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b1, db1, b1_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(W2, dW2, W2_v, real(lr), real(momentum), real(weight_decay))
-    _apply_nesterov(b2, db2, b2_v, real(lr), real(momentum), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_nesterov_kernel(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_nesterov_into(W1, b1, W2, b2, W1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_nesterov_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_nesterov(W1.reshape(-1), dW1.reshape(-1), W1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_NESTEROV = ('W1_v', 'b1_v', 'W2_v', 'b2_v')
@@ -861,7 +1284,8 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       g <- g + p*weight_decay
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -882,19 +1306,123 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 def train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
-    _apply_adagrad(W1, dW1, W1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b1, db1, b1_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(W2, dW2, W2_s, real(lr), real(eps), real(weight_decay))
-    _apply_adagrad(b2, db2, b2_s, real(lr), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_adagrad_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_adagrad_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_adagrad_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_adagrad(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_ADAGRAD = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
@@ -924,7 +1452,8 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       g <- g + p*weight_decay
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -945,19 +1474,123 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 def train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
-    _apply_rmsprop(W1, dW1, W1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b1, db1, b1_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(W2, dW2, W2_s, real(lr), real(alpha), real(eps), real(weight_decay))
-    _apply_rmsprop(b2, db2, b2_s, real(lr), real(alpha), real(eps), real(weight_decay))
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     return loss
 
 
 @jit
 def train_step_rmsprop_kernel(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_rmsprop_into(W1, b1, W2, b2, W1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_rmsprop_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    _apply_rmsprop(W1.reshape(-1), dW1.reshape(-1), W1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
 
 
 STATE_NAMES_RMSPROP = ('W1_s', 'b1_s', 'W2_s', 'b2_s')
@@ -990,7 +1623,8 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       m_hat <- m/(1 - beta1**t)
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
-    Arguments are in the parameter's dtype."""
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
@@ -1016,21 +1650,127 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 def train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
-    loss = loss_and_grads_into(W1, b1, W2, b2, X, T, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
     real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
-    _apply_adam(W1, dW1, W1_m, W1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b1, db1, b1_m, b1_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(W2, dW2, W2_m, W2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
-    _apply_adam(b2, db2, b2_m, b2_v, real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
     return loss
 
 
 @jit
 def train_step_adam_kernel(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
-    z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2, = make_workspace(X)
-    return train_step_adam_into(W1, b1, W2, b2, W1_m, W1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, z1, dW1, db1, h1, dz1, z2, dW2, db2, dh1, h2, dz2, dh2)
+    """train_step_adam_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    z1 = np.empty((N, 2), X.dtype)
+    dW1 = np.empty((2, 2), X.dtype)
+    db1 = np.empty((1,), X.dtype)
+    h1 = np.empty((N, 2), X.dtype)
+    dz1 = np.empty((N, 2), X.dtype)
+    z2 = np.empty((N, 2), X.dtype)
+    dW2 = np.empty((2, 2), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 2), X.dtype)
+    h2 = np.empty((N, 2), X.dtype)
+    dz2 = np.empty((N, 2), X.dtype)
+    dh2 = np.empty((N, 2), X.dtype)
+    # ---- forward ----
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h1[n, j] = _sigmoid(z1[n, j])
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            h2[n, j] = _sigmoid(z2[n, j])
+    # ---- loss ----
+    # layer 5: squared-error
+    K = 2
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - h2[n, j])*(T[n, j] - h2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 2
+    for n in range(N):
+        for j in range(K):
+            dh2[n, j] = -T[n, j] + h2[n, j]  # dL/dh2 = -t + y
+    # layer 4: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz2[n, j] = dh2[n, j]*h2[n, j]*(real(1) - h2[n, j])  # dL/dz2 = dL/dh2 * dh2/dz2 = dL/dh2 * h2*(1 - h2)
+    # layer 3: affine-shared-bias(2,2)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _total(dz2, db2)  # dL/db2 = 1^T dL/dz2 1 (shared bias)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 2: sigmoid
+    for n in range(N):
+        for j in range(2):
+            dz1[n, j] = dh1[n, j]*h1[n, j]*(real(1) - h1[n, j])  # dL/dz1 = dL/dh1 * dh1/dz1 = dL/dh1 * h1*(1 - h1)
+    # layer 1: affine-shared-bias(2,2)
+    _dot_loops(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(W1.reshape(-1), dW1.reshape(-1), W1_m.reshape(-1), W1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
 
 
 STATE_NAMES_ADAM = ('W1_m', 'W1_v', 'b1_m', 'b1_v', 'W2_m', 'W2_v', 'b2_m', 'b2_v', 'step_count')

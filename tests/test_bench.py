@@ -3,6 +3,7 @@ the same training step. No timing is asserted (timings are the benchmark's busin
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import numpy as np
@@ -125,16 +126,43 @@ def test_threads_1_pins_the_process_and_its_children_to_one_core():
     assert probe["thread_cores"] == [[probe["core"]]] * len(probe["thread_cores"])
 
 
-def test_first_step_measures_a_new_spec_in_a_fresh_process(tmp_path, capsys):
-    """bench --first-step: a fresh process with empty caches runs one sgd_step and reports its
-    phases; only sgd_step_kernel is compiled (the scalar step of a tiny network)."""
+def test_first_step_measures_a_new_spec_with_empty_caches_then_warm(tmp_path, capsys, monkeypatch):
+    """bench --first-step SPEC: a fresh process with empty caches compiles the first sgd_step
+    (only sgd_step_kernel: the scalar step of a tiny network); a second one with those caches
+    compiles nothing. The exit status follows the targets (wiring, not timing: the targets are
+    set here so that one run passes and the same results then miss)."""
+    from symprop.benchmarks import first_step
+    spec = "affine(2,3) tanh affine(3,1) mse"
+    monkeypatch.setattr(first_step, "COLD_TARGET_S", math.inf)
     path = tmp_path / "first.json"
-    assert bench.main(["--first-step", "affine(2,3) tanh affine(3,1) mse", "--json", str(path)]) == 0
+    assert bench.main(["--first-step", spec, "--json", str(path)]) == 0
     (result,) = json.loads(path.read_text())["first_step"]
-    assert result["process_wall_s"] > 0 and result["process_cpu_s"] > 0
-    assert result["scalar_step"] and result["compiled"] == {"sgd_step_kernel": 1}
-    assert set(result["cpu"]) == {"import_s", "generate_s", "first_step_s"}
-    assert "affine(2,3) tanh affine(3,1) mse" in capsys.readouterr().out
+    cold, warm = result["cold"], result["warm"]
+    assert cold["kernels"] == warm["kernels"] == {"sgd_step_kernel": 1} and cold["scalar_step"]
+    assert [name.split("(")[0] for name in cold["compiled"]] == ["net.sgd_step_kernel"]
+    assert cold["compile_s"] > 0 and warm["compiled"] == {} and warm["compile_s"] == 0
+    assert set(cold["phases"]) == {"import_s", "generate_s", "first_step_s"}
+    assert 0 < cold["phases"]["first_step_s"] <= cold["cpu_s"]
+    assert spec in capsys.readouterr().out
+    result["targets"]["cold"] = cold["cpu_s"] / 2
+    assert first_step.missed([result]) == [f"{spec} (cold): {cold['cpu_s']:.1f} s CPU > {cold['cpu_s'] / 2:g} s"]
+    monkeypatch.setattr(first_step, "run", lambda names, specs: [result])
+    assert bench.main(["--first-step", spec]) == 1
+    assert "NOT MET" in capsys.readouterr().out
+
+
+def test_first_step_runs_a_training_command_to_its_first_step(tmp_path):
+    """The moons command as the docs give it, to the end of its first training step: with empty
+    caches numba compiles its step, with warm caches nothing."""
+    from symprop.benchmarks import first_step
+    result = first_step.measure_command("moons")
+    assert result["command"] == "symprop train --data moons"
+    cold, warm = result["cold"], result["warm"]
+    assert "error" not in cold and "error" not in warm, result
+    assert any(name.startswith("net.sgd_step_kernel(") for name in cold["compiled"])
+    assert warm["compiled"] == {}
+    assert set(cold["phases"]) == {"import_s", "load_s", "step_compile_s", "other_s"}
+    assert cold["phases"]["step_compile_s"] > 0 and cold["cpu_s"] > 0
 
 
 def test_forms_compiles_both_steps_of_a_tiny_network():

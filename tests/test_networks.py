@@ -217,6 +217,65 @@ def test_matrix_step_compiles_only_what_sgd_step_calls(rng):
     assert all(count == 1 for name, count in compiled.items() if not name.startswith("_")), compiled
 
 
+MATRIX_NETWORK = f"affine(3,{TINY_WIDTH + 2}) tanh affine({TINY_WIDTH + 2},2) softmax-cross-entropy"
+MODES_NETWORK = "affine(3,5) batchnorm relu dropout(0.5) affine(5,2) softmax-cross-entropy"
+
+
+def entry_point_calls(net, rng):
+    """entry point -> (a call of it on float32 arrays, the kernel it calls)."""
+    params, X, T = random_problem(net, rng, batch=3, dtype=np.float32)
+    if hasattr(net, "STATE_NAMES"):  # training and inference modes (batch norm, dropout)
+        state, masks = net.init_state(np.float32), net.make_masks(3, rng, np.float32)
+        return {"forward": (lambda: net.forward(*params, X, state=state), "predict_kernel"),
+                "loss": (lambda: net.loss(*params, X, T, state=state), "inference_loss_kernel"),
+                "loss_and_grads": (lambda: net.loss_and_grads(*params, X, T, masks=masks), "loss_and_grads_kernel"),
+                "sgd_step": (lambda: net.sgd_step(*params, X, T, 0.1, state=state, masks=masks), "sgd_step_kernel"),
+                "train_step_adam": (lambda: net.train_step_adam(*params, net.init_state_adam(*params), X, T,
+                                                                running=state, masks=masks), "train_step_adam_kernel")}
+    return {"forward": (lambda: net.forward(*params, X), "forward_kernel"),
+            "loss_and_grads": (lambda: net.loss_and_grads(*params, X, T), "loss_and_grads_kernel"),
+            "sgd_step": (lambda: net.sgd_step(*params, X, T, 0.1), "sgd_step_kernel"),
+            "sgd_steps": (lambda: net.sgd_steps(*params, X, T, 0.1, 2), "sgd_steps_kernel"),
+            "sgd_step_packed": (lambda: net.sgd_step_packed(net.pack(*params), X, T, 0.1), "sgd_step_packed_kernel"),
+            "train_step_momentum": (lambda: net.train_step_momentum(*params, net.init_state_momentum(*params), X, T),
+                                    "train_step_momentum_kernel")}
+
+
+def reachable_from(module, name) -> set[str]:
+    """The module-level functions a function's source can reach by name (ast), itself included
+    (``f = jit(g)`` defines f as reaching g)."""
+    tree = ast.parse(Path(module.__file__).read_text())
+    defined = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    defined |= {node.targets[0].id: node.value for node in tree.body
+                if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)}
+    reached, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current in reached or current not in defined:
+            continue
+        reached.add(current)
+        todo += [node.id for node in ast.walk(defined[current]) if isinstance(node, ast.Name)]
+    return reached
+
+
+@pytest.mark.parametrize("spec", [MATRIX_NETWORK, MODES_NETWORK])
+def test_a_first_call_compiles_only_the_kernel_it_calls(spec, rng):
+    """Each entry point's first call, in a module no other call has touched, compiles (or loads
+    from numba's cache) the kernel it calls and what that kernel calls, and nothing else: no
+    other entry point's kernel, no warm-up at import, and one dtype only (float32 here)."""
+    path = load_network(spec).__file__
+    for number, entry in enumerate(entry_point_calls(load_network(spec), rng)):
+        net = files.import_generated(f"first_call_{abs(hash(spec))}_{number}", Path(path))
+        assert compiled_kernels(net) == {}, "importing a module compiled something"
+        call, kernel = entry_point_calls(net, np.random.default_rng(0))[entry]
+        call()
+        compiled = compiled_kernels(net)
+        assert kernel in compiled, (entry, compiled)
+        assert set(compiled) <= reachable_from(net, kernel), (entry, set(compiled) - reachable_from(net, kernel))
+        # one dtype: one signature per kernel (a helper has one per argument layout, e.g. W and W.T)
+        assert all(count == 1 for name, count in compiled.items() if not name.startswith("_")), (entry, compiled)
+
+
 def test_scalar_step_falls_back_to_the_matrix_step_past_its_size_limit():
     """Past SCALAR_MAX_LINES a scalar step compiles slower than the matrix step: None."""
     assert scalar_step_of(LONG_TINY_NETWORK) is None
@@ -311,7 +370,8 @@ def test_generated_files_are_marked_and_import_only_numpy_and_numba():
         backward_lines = [l for l in (files.GENERATED / name).read_text().splitlines()
                           if l.strip().startswith(("dW", "db", "dh", "dz"))
                           and "_row" not in l]  # units copied for the weight-gradient loops
-        assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty_like" not in l), name
+        # every gradient statement says which derivative it is (allocations of the arrays are not ones)
+        assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty" not in l), name
 
 
 def test_network_outside_generated_goes_to_the_cache(tmp_path, monkeypatch):

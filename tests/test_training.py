@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -173,6 +174,25 @@ class CountingNet:
         X, lr = args[-3], args[-1]
         self.steps.append((len(X), lr))
         return self.net.sgd_step(*args)
+
+
+def test_scikit_learn_data_sets_are_kept_in_the_cache_and_read_without_it(tmp_path, monkeypatch):
+    """moons (and digits) are made by scikit-learn once, then read from symprop's cache without
+    importing it (0.8 s of a warm run); a damaged cache file is made again."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path))
+    first = load_moons()
+    (saved,) = (tmp_path / "datasets").glob("moons-*.npz")
+    parts = ("x_train", "y_train", "x_test", "y_test")
+    with monkeypatch.context() as blocked:
+        for module in ("sklearn", "sklearn.datasets", "sklearn.model_selection"):
+            blocked.setitem(sys.modules, module, None)  # importing them now fails
+        again = load_moons()
+    assert all(np.array_equal(getattr(first, part), getattr(again, part)) for part in parts)
+    assert again.x_train.dtype == np.float64 and again.y_train.dtype == np.int64
+    saved.write_bytes(b"not a zip file")
+    remade = load_moons()
+    assert all(np.array_equal(getattr(first, part), getattr(remade, part)) for part in parts)
+    assert saved.read_bytes()[:2] == b"PK"  # written again
 
 
 def test_every_step_is_one_kernel_call_with_the_decayed_rate():
@@ -362,6 +382,34 @@ def test_history_of_one_run_is_drawn_beside_another(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert f"--plot-with {history}, field 'val_loss': expected 3 finite numbers" in err[0]
     assert "give --plot PNG too" in err[1] and len(err) == 2
+
+
+@pytest.mark.parametrize("optimizer, hyper", [("sgd", {}), ("adam", {"beta2": 0.99})])
+def test_the_kept_workspace_step_with_batch_norm_and_dropout_is_the_checked_step(rng, optimizer, hyper):
+    """With running averages and dropout masks too: training's _into step on kept workspaces
+    changes parameters, optimiser state and running averages exactly as the checked
+    net.sgd_step / net.train_step_<rule> do with the same masks."""
+    from symprop.training.train import make_step
+
+    net = load_net("affine(6,9) batchnorm tanh dropout(0.3) affine(9,3) softmax-cross-entropy")
+    start = [rng.normal(size=shape) * 0.3 for shape in net.PARAM_SHAPES]
+    ours, theirs = [p.copy() for p in start], [p.copy() for p in start]
+    running_ours, running_theirs = net.init_state(), net.init_state()
+    step = make_step(net, ours, Config(optimizer=optimizer, hyper=hyper, dtype="float64"), running_ours,
+                     np.random.default_rng(7))
+    masks_rng = np.random.default_rng(7)
+    init, train_step, _ = net.OPTIMIZERS[optimizer]
+    state = init(*theirs)
+    for rows in (5, 5, 2, 5):
+        x, t = rng.normal(size=(rows, 6)), np.eye(3)[rng.integers(0, 3, rows)]
+        masks = net.make_masks(rows, masks_rng)
+        if optimizer == "sgd":
+            expected = net.sgd_step(*theirs, x, t, 0.1, state=running_theirs, masks=masks)
+        else:
+            expected = train_step(*theirs, state, x, t, 0.1, **hyper, running=running_theirs, masks=masks)
+        assert step(x, t, 0.1) == expected
+        for a, b in zip([*ours, *running_ours], [*theirs, *running_theirs]):
+            assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("optimizer, hyper", [("sgd", {}), ("adam", {"beta2": 0.99, "weight_decay": 0.01}),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from symprop.extras import need
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.userfiles import open_regular
+from symprop.symbolic.userfiles import open_regular, write_atomically
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
 NAMES = ("digits", "moons", "mnist", "fashion-mnist")
@@ -97,21 +98,54 @@ def _split(x, y, test_fraction: float, stratify: bool = True):
 
 def load_digits() -> Dataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, pixel values 0..16): 80/20 split."""
-    bunch = need("sklearn.datasets", "the digits data set").load_digits()
-    x_train, x_test, y_train, y_test = _split(bunch.data.astype(np.float64),
-                                              bunch.target.astype(np.int64), 0.2)
+    def build():
+        bunch = need("sklearn.datasets", "the digits data set").load_digits()
+        return _split(bunch.data.astype(np.float64), bunch.target.astype(np.int64), 0.2)
+    x_train, x_test, y_train, y_test = _made_by_sklearn("digits", build)
     return Dataset("digits", "scikit-learn 8x8 digits", x_train, y_train, x_test, y_test,
                    n_classes=10, pixel_max=16.0)
 
 
 def load_moons() -> Dataset:
     """Two moons: make_moons(2000, noise=0.4), 60% train / 40% test."""
-    make_moons = need("sklearn.datasets", "the moons data set").make_moons
-    x, y = make_moons(n_samples=2000, noise=0.4, random_state=DATA_SEED)
-    x_train, x_test, y_train, y_test = _split(x.astype(np.float64), y.astype(np.int64), 0.4,
-                                              stratify=False)
+    def build():
+        make_moons = need("sklearn.datasets", "the moons data set").make_moons
+        x, y = make_moons(n_samples=2000, noise=0.4, random_state=DATA_SEED)
+        return _split(x.astype(np.float64), y.astype(np.int64), 0.4, stratify=False)
+    x_train, x_test, y_train, y_test = _made_by_sklearn("moons", build)
     return Dataset("moons", "make_moons(2000, noise=0.4)", x_train, y_train, x_test, y_test,
                    n_classes=2, pixel_max=None)
+
+
+SPLIT_PARTS = ("x_train", "x_test", "y_train", "y_test")
+
+
+def _made_by_sklearn(name: str, build) -> tuple:
+    """build()'s four arrays (a data set scikit-learn makes and splits), kept in symprop's cache
+    after the first run: importing scikit-learn takes about 0.8 s of CPU (scipy.stats), more
+    than the rest of a warm `symprop train` before its first step. The file is named by the
+    scikit-learn version that made it; a cache that cannot be read is made again, one that
+    cannot be written only costs the import next time."""
+    from importlib import metadata
+
+    from symprop.codegen.files import cache_root
+    try:
+        version = metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        return build()  # need() inside build says which extra installs it
+    path = cache_root() / "datasets" / f"{name}-seed{DATA_SEED}-scikit-learn-{version}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            return tuple(saved[part] for part in SPLIT_PARTS)
+    except (OSError, ValueError, KeyError, zlib.error, EOFError, zipfile.BadZipFile):
+        pass  # not there yet, or damaged: made again below
+    parts = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, "the data set cache", lambda stream: np.savez(stream, **dict(zip(SPLIT_PARTS, parts))))
+    except (OSError, SympropError):
+        pass
+    return parts
 
 
 # --------------------------------------------------------------------------------------- IDX

@@ -274,26 +274,25 @@ def make_step(net, params, config: Config, state=(), mask_rng=None) -> Callable:
     """step(x, t, lr) -> the batch's loss, updating params in place: net.sgd_step for plain
     SGD, else the optimiser's fused train_step with its state, allocated here once. A network
     with batch norm or dropout (has_modes) also gets its running averages (state, updated in
-    place) and a fresh dropout mask per batch from mask_rng."""
+    place) and a fresh dropout mask per batch from mask_rng. Both call the step's ``_into``
+    kernel on kept workspaces (a tiny network's plain SGD: its scalar step, which needs none)."""
     modes = has_modes(net)
+
+    def extras(x):
+        """The running averages, then this batch's dropout masks: the kernels' order."""
+        return (*state, *net.make_masks(len(x), mask_rng, x.dtype)) if modes else ()
     if config.plain_sgd:
-        if modes:
-            return lambda x, t, lr: net.sgd_step(*params, x, t, lr, state=state,
-                                                 masks=net.make_masks(len(x), mask_rng, x.dtype))
-        if getattr(net, "SCALAR_STEP", False):  # a tiny network's step needs no workspace
+        if getattr(net, "SCALAR_STEP", False) and not modes:  # a tiny network's step needs no workspace
             return lambda x, t, lr: net.sgd_step(*params, x, t, lr)
         return _step_on_kept_workspaces(net, lambda x, t, lr, workspace: net.sgd_step_into(
-            *params, x, t, lr, *workspace))
+            *params, x, t, lr, *extras(x), *workspace))
     init, train_step, defaults = net.OPTIMIZERS[config.optimizer]
     optimiser_state, hyper = init(*params), config.checked_hyper()
-    if modes:
-        return lambda x, t, lr: train_step(*params, optimiser_state, x, t, lr, **hyper, running=state,
-                                           masks=net.make_masks(len(x), mask_rng, x.dtype))
     into = getattr(net, f"train_step_{config.optimizer}_into")
     # the kernel takes lr and then the rule's other hyper-parameters, in the order of its defaults
     rest = tuple(hyper.get(name, default) for name, default in defaults.items() if name != "lr")
     return _step_on_kept_workspaces(net, lambda x, t, lr, workspace: into(
-        *params, *optimiser_state, x, t, lr, *rest, *workspace))
+        *params, *optimiser_state, x, t, lr, *rest, *extras(x), *workspace))
 
 
 def _step_on_kept_workspaces(net, step_into) -> Callable:
@@ -313,18 +312,17 @@ def _step_on_kept_workspaces(net, step_into) -> Callable:
 
 
 def _warm_up(net, params, x, t, config, state=()) -> float:
-    """Compile the kernels for this dtype on copies, so epoch times measure only training."""
+    """Compile (or load from numba's cache) the step kernel for this dtype on copies, so epoch
+    times measure only training. Only the step: the evaluation kernels (forward, the loss)
+    compile at the end of the first epoch, where they are first called, so training starts
+    without waiting for them (for the conv net they were a third of the wait)."""
     start = time.perf_counter()
     copies = [p.copy() for p in params]
     if has_modes(net):
         state = tuple(s.copy() for s in state)
         make_step(net, copies, config, state, np.random.default_rng(0))(x[:2], t[:2], config.lr)
-        net.loss(*copies, x[:2], t[:2], state=state)
-        net.forward(*copies, x[:2], state=state)
-        return time.perf_counter() - start
-    make_step(net, copies, config)(x[:2], t[:2], config.lr)
-    net.loss_and_grads(*copies, x[:2], t[:2])
-    net.forward(*copies, x[:2])
+    else:
+        make_step(net, copies, config)(x[:2], t[:2], config.lr)
     return time.perf_counter() - start
 
 

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 import math
 
-from symprop.extras import need
+from symprop.extras import require
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import RULES, rule_named
 from symprop.training.datasets import NAMES, load_dataset
@@ -126,9 +126,9 @@ def _check_outputs(args):
 
 def run(args) -> int:
     for module in ("sklearn", "tqdm", "threadpoolctl"):  # the train extra, before any work
-        need(module, "symprop train")
+        require(module, "symprop train")
     if args.plot:
-        need("matplotlib", "symprop train --plot")
+        require("matplotlib", "symprop train --plot")
     defaults = DEFAULTS[args.data]
     spec = args.net or defaults["net"]
     rule = rule_named(args.optimizer)
@@ -172,7 +172,7 @@ def run(args) -> int:
             print(_epoch_line(stats, config.epochs), flush=True)
 
     result = train(net, dataset, config, on_epoch)
-    print(f"kernels compiled/loaded in {result.compile_seconds:.2f} s (not counted below)")
+    print(f"step kernel compiled/loaded in {result.compile_seconds:.2f} s (not counted below)")
     accuracies = f"train accuracy {result.train_accuracy:.4f}"
     if result.n_val:
         accuracies += f"   validation accuracy {result.history[-1].val_accuracy:.4f}"
