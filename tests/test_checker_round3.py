@@ -419,3 +419,18 @@ def test_a_claimed_negative_variance_makes_no_real_step_and_no_crash():
     codes = {v.key: v.code for v in report.verdicts}
     assert codes["var1"] == "wrong_value" and codes["xhat11"] == "carried_forward"  # (1 - 3) / 0.8
     assert not report.problems
+
+
+def test_a_formula_that_differs_only_away_from_the_example_is_shown_with_one_input_changed():
+    """Where small values for every input find no difference (a batch norm's dozen inputs, all 0,
+    divide by zero), the example's own values with one input changed show where they differ."""
+    import sympy as sp
+
+    from symprop.symbolic.equivalence import _one_change
+
+    x, y = sp.symbols("x y")
+    base = {x: sp.Integer(5), y: sp.Integer(7)}
+    mine, theirs = x + y, x + y + (y - 7) * (x + 1)  # equal wherever y = 7, so changing x finds nothing
+    (changed, value), ours, rule = _one_change(mine, theirs, [x, y], base)
+    assert (changed, value) == (y, 0)
+    assert (float(ours), float(rule)) == (5.0, 5.0 - 7 * 6)  # yours, then the rule, at that point
