@@ -46,12 +46,9 @@ BUILTIN_NETWORKS = {
 
 
 
-def canonical_spec(spec: str) -> str:
-    return parse_net(spec).spec
-
-
-def network_module_text(spec: str, name: str | None = None, backend: Backend = NUMBA) -> str:
-    graph = parse_net(spec)
+def network_module_text(spec, name: str | None = None, backend: Backend = NUMBA) -> str:
+    """The module text of a network: ``spec`` is a net spec or the Graph it already parsed into."""
+    graph = parse_net(spec) if isinstance(spec, str) else spec
     canonical = graph.spec
     net = Lowering(graph)
     param_names = [p for p, _ in net.params]
@@ -422,9 +419,9 @@ def network_hash(graph) -> str:
 
 def network_file(spec: str) -> tuple[Path, str]:
     """Where the module for a spec lives and its current text (built-ins under generated/)."""
-    canonical = canonical_spec(spec)
-    path, name = network_path(canonical)
-    return path, network_module_text(canonical, name)
+    graph = parse_net(spec)
+    path, name = network_path(graph.spec)
+    return path, network_module_text(graph, name)
 
 
 def load_network(spec: str):
@@ -445,7 +442,7 @@ def load_network(spec: str):
                                f"rewrite it with: {files.REGENERATE_COMMAND}") from None
     if not files.is_current(path, network_hash(graph)):
         try:
-            files.write_if_changed(path, network_module_text(canonical))
+            files.write_if_changed(path, network_module_text(graph))
         except OSError as exc:
             raise _cache_error(path, exc) from None
     module_name = f"symprop_{path.stem}"
