@@ -19,7 +19,7 @@ from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.elementwise import per_feature_statements
 from symprop.symbolic.ops.losses import hinge_row_statements
 from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
-from symprop.symbolic.ops.statements import FEATURES, row_max, row_reduction, _row_index
+from symprop.symbolic.ops.builders import FEATURES, row_max, row_reduction, _row_index
 
 from .backend import NUMBA
 from .common import indent

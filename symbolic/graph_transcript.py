@@ -36,7 +36,7 @@ from .userfiles import parse_toml, read_text
 from .graph import Graph, Node, chain_names
 from .interpret import Interpreter
 from .lower import Lowering
-from .ops.statements import LOSS
+from .ops.builders import LOSS
 from .layers import N, Affine
 from .ops.affine import l2_penalty_derivation
 from .networkfile import _number, _Where

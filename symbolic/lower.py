@@ -21,7 +21,7 @@ from .errors import SympropError
 from .graph import chain_names, features
 from .ir import Loop
 from .layers import REGISTRY, N, Derivation
-from .ops.statements import ROW
+from .ops.builders import ROW
 
 n, j = ROW, sp.Symbol("j", integer=True)
 

@@ -22,7 +22,7 @@ from symprop.symbolic.graph import parse_net
 from symprop.symbolic.graph_transcript import graph_transcript
 from symprop.symbolic.ir import Comment, Let, Loop, array, element
 from symprop.symbolic.layers import REGISTRY, K, N, Derivation, Op
-from symprop.symbolic.ops.statements import ROW, row_reduction, _row_index
+from symprop.symbolic.ops.builders import ROW, row_reduction, _row_index
 from symprop.symbolic.transcript import tr
 from tests.gradcheck import numerical_gradient, relative_error
 

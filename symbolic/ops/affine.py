@@ -10,7 +10,7 @@ from ..indexcalc import resolve
 from .base import I, J, N, Derivation, Label, Op, Step
 from ..ir import (Accumulate, Assignments, Comment, Loop, MatrixInto, array, element as at, index)
 from ..text import tr
-from .statements import (LOSS)
+from .builders import (LOSS)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..indexcalc import resolve
 from .base import N, Derivation, Label, Op, Step
 from ..ir import (Assignments, Call, Comment, Let, array, arrays, as_written, index)
 from ..text import tr
-from .statements import (_image, _loops, features)
+from .builders import (_image, _loops, features)
 
 # Sizes as symbols, so no derivation depends on them: in/out channels, output rows/columns,
 # the window size k and the stride s.

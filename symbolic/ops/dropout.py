@@ -15,7 +15,7 @@ from ..errors import SympropError
 from .base import N, Derivation, Op, Step, partial, real
 from ..ir import (Assignments, Comment, Let, element as at)
 from ..text import tr
-from .statements import (CHAIN_NOTE, _local_note)
+from .builders import (CHAIN_NOTE, _local_note)
 
 
 @dataclass(frozen=True)

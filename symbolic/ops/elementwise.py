@@ -17,7 +17,7 @@ from .base import (MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Op, St
                    _in_terms_of_output, partial, real)
 from ..ir import (Assignments, Comment, Let, Loop, element as at, index)
 from ..text import tr
-from .statements import (CHAIN_NOTE, _local_note)
+from .builders import (CHAIN_NOTE, _local_note)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ..stable import Softplus, canonical_form, masks_as_selects
 from .base import K, N, Derivation, Label, Op, Step, _apply_kink_convention, partial, real
 from ..ir import (Assignments, Comment, Let, Loop, array, as_written, element as at, local, ratio)
 from ..text import tr
-from .statements import (LOSS, ROW, ROW_LOSS, _mean_note, _row_index, row_reduction)
+from .builders import (LOSS, ROW, ROW_LOSS, _mean_note, _row_index, row_reduction)
 
 
 REDUCTIONS = {

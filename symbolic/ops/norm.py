@@ -21,7 +21,7 @@ from .base import N, Derivation, Label, Op, Step, fresh_name, real
 from ..ir import (Accumulate, Assignments, Comment, Let, Loop, as_written, difference, element as at, index, local,
                   ratio)
 from ..text import tr
-from .statements import (FEATURES, ROW)
+from .builders import (FEATURES, ROW)
 
 F = sp.Symbol("F", integer=True, positive=True)  # features of a row (layer norm's M)
 

@@ -9,7 +9,7 @@ from ..indexcalc import pull_constants, resolve, sift
 from .base import K, N, Derivation, Label, Op, Step
 from ..ir import (Comment, Let, Loop, array, element as at, local, ratio)
 from ..text import tr
-from .statements import (LOSS, ROW, ROW_LOSS, SOFTMAX_NOTE, _mean_note, _row_index, row_max, row_reduction)
+from .builders import (LOSS, ROW, ROW_LOSS, SOFTMAX_NOTE, _mean_note, _row_index, row_max, row_reduction)
 
 
 DZ = Label("dz[j]", r"\frac{\partial L}{\partial z_j}")
