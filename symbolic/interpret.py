@@ -47,9 +47,9 @@ class Interpreter:
     """Runs statements; ``key_of(array, index)`` names an element as the transcript does
     (None: the element is not a quantity), ``define(key, formula, note)`` writes a line,
     ``once(note)`` gives a note the first time only. ``loop_sizes`` and ``expr_sizes`` give
-    the numbers of the size symbols in loop bounds and in formulas (dicts the caller may share
-    between runs, as a kernel's sizes hold from its forward statements to its backward ones) (they differ where a
-    batch-mean loss is read as a sum: N rows, divided by 1). ``shown`` names the kernel
+    the numbers of the size symbols in loop bounds and in formulas; they differ where a
+    batch-mean loss is read as a sum (N rows, divided by 1), and the caller may share them
+    between runs, as a kernel's sizes hold from its forward statements to its backward ones. ``shown`` names the kernel
     locals that are quantities: local symbol -> (key name, index symbols), as the loss
     ``loss`` -> ``L``. ``shapes`` gives each array's shape (the batch as the size symbol N),
     where a matrix rule reads whole arrays."""
@@ -94,9 +94,12 @@ class Interpreter:
     def _run_Allocate(self, statement: Allocate):
         pass
 
+    def _size(self, size) -> int:
+        """A loop bound or an array's extent as a number (K, N: the sizes of this run)."""
+        return int(sp.sympify(size).xreplace(self.loop_sizes))
+
     def _run_Loop(self, loop: Loop):
-        stop = int(sp.sympify(loop.stop).xreplace(self.loop_sizes))
-        for value in range(loop.start, stop):
+        for value in range(loop.start, self._size(loop.stop)):
             self.bound[loop.index] = value
             self.run(loop.body)
         self.bound.pop(loop.index, None)
@@ -119,8 +122,7 @@ class Interpreter:
     def _view(self, let: Let) -> None:
         """target = source for whole arrays (a flattened image is the same array): each element
         of the target is its element of the source."""
-        shape = [int(sp.sympify(size).xreplace(self.loop_sizes)) for size in self.shapes[str(let.value)]]
-        for index in itertools.product(*map(range, shape)):
+        for index in itertools.product(*(range(self._size(size)) for size in self.shapes[str(let.value)])):
             self._writing = self._key(element(str(let.target), *index))
             self._write(element(str(let.target), *index), self._read(element(str(let.value), *index)), False,
                         let.note, let)
@@ -136,7 +138,7 @@ class Interpreter:
         matrices, sizes = {}, {}
         for m in node.rule.atoms(sp.MatrixSymbol):
             array = str(node.names.get(m.name, m.name))
-            shape = [int(sp.sympify(size).xreplace(self.loop_sizes)) for size in self.shapes[array]]
+            shape = [self._size(size) for size in self.shapes[array]]
             rows, cols = (1, shape[0]) if len(shape) == 1 else shape
             read = ((lambda i, j, a=array: self._read(element(a, j))) if len(shape) == 1 else
                     (lambda i, j, a=array: self._read(element(a, i, j))))
@@ -194,10 +196,8 @@ class Interpreter:
             self.define(local_key, formula, note)
         if item.terms:  # a chain-rule sum: its own note
             note = item.note
-        elif item.summands:  # a sum of terms: the note given where it started (the loss's), once
-            note = item.note or (item.zero_note and self.once(item.zero_note))
-        else:  # nothing was added (an element in no pooling window)
-            note = item.note or (item.zero_note and self.once(item.zero_note))
+        else:  # a sum of terms (the loss), or nothing added (an element in no pooling window): the
+            note = item.note or (item.zero_note and self.once(item.zero_note))  # note where it started, once
         self.define(key, Chain(tuple(item.terms)) if item.terms else item.formula, note)
 
     def _concrete(self, expr, names=None, row=None, written=False, zero_outside=False):
@@ -233,9 +233,8 @@ class Interpreter:
         key, name = self._key(target), str(target)
         if key is None:  # a local: carried along as a formula (a running sum as one sum)
             summands = self._local_sums.pop(name, [])
-            if augmented and self.locals.get(name, sp.S.Zero) != 0:
-                summands = [*(summands or [self.locals[name]]), formula]
-                formula = sp.Add(*summands, evaluate=False)
+            if augmented:
+                summands, formula = _plus(summands, self.locals.get(name, sp.S.Zero), formula)
                 self._local_sums[name] = summands
             self.locals[name] = formula
             return
@@ -249,9 +248,7 @@ class Interpreter:
             else:
                 item.note = item.note or self._first(statement, note)
             if augmented:  # one more term of the sum
-                item.summands = [*([item.formula] if item.formula != 0 and not item.summands else item.summands),
-                                 formula]
-                formula = item.summands[0] if len(item.summands) == 1 else sp.Add(*item.summands, evaluate=False)
+                item.summands, formula = _plus(item.summands, item.formula, formula)
             else:  # a new formula (loss = loss / N reads the sum so far)
                 item.summands = []
             item.formula = formula
@@ -285,6 +282,14 @@ class Interpreter:
             return
         self.define(local_key, local, self.once(local_note) if local_note else None)
         self.define(key, Chain(((up_key, local_key),)), self.once(note) if note else None)
+
+
+def _plus(summands: list, so_far, term) -> tuple[list, object]:
+    """so_far + term for a value summed term by term, kept as one sum in the order written:
+    (its terms, its formula). ``summands`` are so_far's terms, or empty when so_far is a single
+    formula (or the 0 a sum starts from)."""
+    summands = [*(summands or ([so_far] if so_far != 0 else [])), term]
+    return summands, summands[0] if len(summands) == 1 else sp.Add(*summands, evaluate=False)
 
 
 def _index_order(key: str):
