@@ -30,12 +30,12 @@ that floor division in a pooling layer maps to the same widths would lose rows).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .errors import SympropError
 from .layers import REGISTRY, formula_layer
 from .ops.base import fresh_name
+from .ops.builders import features
 
 EXAMPLE_SPEC = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
@@ -167,11 +167,6 @@ def chain_names(graph: Graph) -> list[Names]:
         values += [value] if value else []
         names.append(Names(value, params, layer))
     return names
-
-
-def features(shape) -> int:
-    """The number of features of a shape: itself for an int, C*H*W for an image."""
-    return math.prod(shape) if isinstance(shape, tuple) else shape
 
 
 def _tokens(spec: str):

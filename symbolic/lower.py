@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SympropError
-from .graph import chain_names, features
-from .ir import Loop
+from .graph import chain_names
+from .ops.builders import features
+from .ir import Loop, index
 from .layers import REGISTRY, N, Derivation
 from .ops.builders import ROW
 
-n, j = ROW, sp.Symbol("j", integer=True)
+n, j = ROW, index("j")
 
 
 @dataclass
