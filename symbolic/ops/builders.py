@@ -22,8 +22,9 @@ CHAIN_NOTE = tr("chain rule: upstream gradient times local derivative", "链式�
 
 
 def features(shape) -> int:
-    """The number of features of a value: its width, or C*H*W of an image."""
-    return shape if isinstance(shape, int) else math.prod(shape)
+    """The number of features of a value: its width (a number, or a size symbol), or C*H*W of an
+    image."""
+    return math.prod(shape) if isinstance(shape, tuple) else shape
 
 
 def _mean_note(name: str):
