@@ -41,3 +41,13 @@ def numerical_gradient_at(f, x: np.ndarray, indices, h: float = 1e-6) -> np.ndar
         flat[i] = keep
         values.append((up - down) / (2 * h))
     return np.array(values)
+
+
+def parameter_loss(net, params, k: int, X, T):
+    """The loss of a network module as a function of its k-th parameter alone, the others and
+    the data held fixed: what central differences perturb."""
+    def loss_of(value):
+        trial = [p.copy() for p in params]
+        trial[k] = value
+        return float(net.loss_and_grads(*trial, X, T)[0])
+    return loss_of

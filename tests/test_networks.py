@@ -17,7 +17,7 @@ from symprop.symbolic.graph import parse_net
 from symprop.codegen.scalar_step import SCALAR_MAX_LINES, TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
-from tests.gradcheck import numerical_gradient, numerical_gradient_at, relative_error
+from tests.gradcheck import numerical_gradient, numerical_gradient_at, parameter_loss, relative_error
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, h = 1e-6
@@ -69,13 +69,7 @@ def test_loss_and_grads_match_finite_differences(spec, rng):
     loss, *grads = net.loss_and_grads(*params, X, T)
     for k, (param, grad) in enumerate(zip(params, grads)):
         indices = rng.choice(param.size, size=min(param.size, 12), replace=False)
-
-        def loss_of(value, k=k):
-            trial = list(params)
-            trial[k] = value
-            return float(net.loss_and_grads(*trial, X, T)[0])
-
-        numeric = numerical_gradient_at(loss_of, param, indices)
+        numeric = numerical_gradient_at(parameter_loss(net, params, k, X, T), param, indices)
         assert relative_error(grad.reshape(-1)[indices], numeric) < GRADCHECK_TOLERANCE, (spec, net.PARAM_NAMES[k])
 
 
