@@ -255,7 +255,7 @@ def _update_text(g: GraphFile, low: _GraphLowering) -> str:
     for _ in range(steps):
         value, {", ".join(grads)} = value_and_grad_kernel({call(None)})
         {", ".join(params)} = {updates}'''
-    elif g.data.mode == "per-sample":
+    elif g.data.per_sample:
         unit, loop = "epochs", f'''
     for _ in range(epochs):
         for n in range({column_ids[0]}.shape[0]):

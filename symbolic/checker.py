@@ -380,8 +380,7 @@ class NetValues:
 
 def _graph_batch_size(graph) -> int:
     """The N of a graph's 1/N: its samples when the loss is a full-batch mean, else 1."""
-    data = graph.data
-    return data.size if data is not None and data.mode == "full-batch" else 1
+    return graph.data.size if graph.full_batch else 1
 
 
 class Subject:
@@ -492,7 +491,7 @@ class Subject:
                                tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
                                   "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
                                graph_transcript(flipped, self.build_exact().name)))
-        if graph is not None and graph.data is not None and graph.data.mode == "full-batch":
+        if graph is not None and graph.full_batch:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"),
                                graph_transcript(graph, self.build_exact().name, batch_sum=True)))

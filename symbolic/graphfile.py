@@ -69,6 +69,11 @@ class Data:
     def size(self) -> int:
         return len(next(iter(self.columns.values())))
 
+    @property
+    def per_sample(self) -> bool:
+        """An update after each sample (an epoch of steps), rather than one on the batch's mean."""
+        return self.mode == "per-sample"
+
 
 @dataclass
 class GraphFile:
@@ -98,6 +103,11 @@ class GraphFile:
     # dtype written in the file: its numbers are then a program's, one IEEE operation at a time
     # in the order each formula is written (symbolic/ieee.py); unwritten, they are exact
     dtype_written: bool = False
+
+    @property
+    def full_batch(self) -> bool:
+        """Data whose loss is the mean over all its samples (one update per step)."""
+        return self.data is not None and not self.data.per_sample
 
     @property
     def arithmetic(self) -> str | None:

@@ -108,7 +108,7 @@ def circuit(graph: GraphFile, transcript: Transcript | None = None) -> Circuit:
     """The numbers of the graph's first forward and backward pass, gate by gate and wire by wire
     (with a full batch, the pass on sample 1)."""
     t = transcript or graph_transcript(graph)
-    full_batch = graph.data is not None and graph.data.mode == "full-batch"
+    full_batch = graph.full_batch
     names = _Names(graph, "[1]" if full_batch else "")
     note = ""
     if graph.data is not None:

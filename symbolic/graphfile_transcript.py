@@ -123,7 +123,7 @@ class _Builder:
 
     def build(self) -> Transcript:
         g, t = self.g, self.t
-        full_batch = g.data is not None and g.data.mode == "full-batch"
+        full_batch = g.full_batch
         t.heading(tr("Given", "已知"))
         data = g.data.columns if full_batch else {}
         for i, v in g.inputs.items():
@@ -336,7 +336,7 @@ class _Builder:
         g, t = self.g, self.t
         u = g.update
         unit = "epoch" if g.data is not None else "step"
-        per_sample = g.data is not None and g.data.mode == "per-sample"
+        per_sample = g.data is not None and g.data.per_sample
         rows = []
         result = tr(f"{unit}s of gradient {'ascent' if u.ascent else 'descent'}", f"梯度{'上升' if u.ascent else '下降'}")
         training = Training(g, self.batch_sum)
@@ -356,9 +356,9 @@ class _Builder:
         headers += [tr(n + (" after" if n in g.parameters else ""), n + ("（更新后）" if n in g.parameters else ""))
                     for n in u.table]
         if g.data is not None:
-            mode = "per-sample updates" if g.data.mode == "per-sample" else "full-batch mean"
+            mode = "per-sample updates" if g.data.per_sample else "full-batch mean"
             title = tr(f"{u.steps} epochs on {g.data.size} samples ({mode})",
-                       f"在 {g.data.size} 个样本上训练 {u.steps} 轮（{'逐样本更新' if g.data.mode == 'per-sample' else '全批量平均'}）")
+                       f"在 {g.data.size} 个样本上训练 {u.steps} 轮（{'逐样本更新' if g.data.per_sample else '全批量平均'}）")
         else:
             title = tr(f"{u.steps} steps", f"{u.steps} 步")
         t.heading(title)
@@ -550,7 +550,7 @@ class Training:
             batches = [[{}]]
         else:
             samples = [{k: staged.number(v[i]) for k, v in graph.data.columns.items()} for i in range(graph.data.size)]
-            batches = [[s] for s in samples] if graph.data.mode == "per-sample" else [samples]
+            batches = [[s] for s in samples] if graph.data.per_sample else [samples]
         for k in range(1, u.steps + 1):
             per_sample = []
             for batch in batches:
