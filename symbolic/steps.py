@@ -24,14 +24,44 @@ the same lines written in the old values only; the network transcript
 """
 from __future__ import annotations
 
+import functools
 import math
+import types
 from dataclasses import dataclass
-
-import sympy as sp
+from typing import Callable
 
 from .errors import SympropError
 
-p, g, t = sp.symbols("p g t", real=True)
+SYMBOL_NAMES = "p g t weight_decay momentum alpha beta1 beta2 eps lr v s m m_hat v_hat"
+
+
+@functools.cache
+def symbols() -> types.SimpleNamespace:
+    """The rules' SymPy symbols (``sym.p``, ``sym.g``, ``sym.lr`` ...) and ``sym.sqrt``, made on first
+    use: a training run whose kernels are already generated reads only the rules' names and
+    hyper-parameters, and starts without importing SymPy (half a second of CPU)."""
+    import sympy as sp
+
+    names = SYMBOL_NAMES.split()
+    return types.SimpleNamespace(**dict(zip(names, sp.symbols(names, real=True))), sqrt=sp.sqrt)
+
+
+@functools.cache
+def _shared_line(name: str) -> "Line":
+    s = symbols()
+    if name == "WEIGHT_DECAY_LINE":
+        return Line("g", s.g + s.weight_decay * s.p, "gradient", "L2 weight decay: weight_decay * p added to the gradient")
+    return Line("t", s.t + 1, "count", "the step count, shared by every parameter")
+
+
+def __getattr__(name: str):
+    """``p``, ``g``, ``t`` and the lines every rule shares (``WEIGHT_DECAY_LINE``,
+    ``STEP_COUNT_LINE``): SymPy objects, made on first use (see ``symbols``)."""
+    if name in ("p", "g", "t"):
+        return getattr(symbols(), name)
+    if name in ("WEIGHT_DECAY_LINE", "STEP_COUNT_LINE"):
+        return _shared_line(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +80,7 @@ class HyperParameter:
 
     @property
     def symbol(self):
-        return sp.Symbol(self.name, real=True)
+        return getattr(symbols(), self.name)
 
     def interval(self) -> str:
         def end(v):
@@ -69,7 +99,7 @@ class Line:
     named value such as Adam's bias-corrected m_hat, kept nowhere) or "param"."""
 
     target: str
-    formula: sp.Expr
+    formula: "sympy.Expr"
     kind: str
     note: str
 
@@ -81,12 +111,12 @@ class UpdateRule:
     torch: str  # the torch.optim call this rule equals
     hyper: tuple[HyperParameter, ...]
     state: tuple[tuple[str, int], ...]  # (state tensor, its initial value)
-    body: tuple[Line, ...]  # the lines after weight decay
+    body: Callable[[types.SimpleNamespace], tuple[Line, ...]]  # symbols() -> the lines after weight decay
     counts_steps: bool = False  # t <- t + 1 once per step, before the lines
 
     @property
     def lines(self) -> tuple[Line, ...]:
-        return (WEIGHT_DECAY_LINE, *self.body)
+        return (_shared_line("WEIGHT_DECAY_LINE"), *self.body(symbols()))
 
     @property
     def hyper_names(self) -> tuple[str, ...]:
@@ -99,10 +129,12 @@ class UpdateRule:
     def hyper_parameter(self, name: str) -> HyperParameter:
         return next(h for h in self.hyper if h.name == name)
 
-    def element_updates(self) -> list[tuple[Line, sp.Expr]]:
+    def element_updates(self) -> list[tuple[Line, "sympy.Expr"]]:
         """(line, formula in the old values of p, g and the state) for every state tensor and
         the parameter, in order: the lines with every earlier new value substituted, which
         is how a kernel can read all old values first and then write all new ones."""
+        import sympy as sp
+
         new = {}
         updates = []
         for line in self.lines:
@@ -144,17 +176,6 @@ WEIGHT_DECAY = _hyper("weight_decay", 0.0, 0.0, math.inf, (True, False),
 EPS_NOTE = "added to the square root in the denominator"
 
 
-def _symbols(*names):
-    return sp.symbols(names, real=True)
-
-
-weight_decay, momentum, alpha, beta1, beta2, eps, lr_ = _symbols(
-    "weight_decay", "momentum", "alpha", "beta1", "beta2", "eps", "lr")
-v, s, m, m_hat, v_hat = _symbols("v", "s", "m", "m_hat", "v_hat")
-
-WEIGHT_DECAY_LINE = Line("g", g + weight_decay * p, "gradient",
-                         "L2 weight decay: weight_decay * p added to the gradient")
-
 MOMENTUM = _hyper("momentum", 0.9, 0.0, 1.0, (True, False),
                   "the velocity's decay; torch.optim.SGD's default 0 is plain SGD", "μ", r"\mu")
 
@@ -162,34 +183,37 @@ RULES_LIST = (
     UpdateRule(
         "sgd", "gradient descent: p <- p - lr*g", "torch.optim.SGD(params, lr, weight_decay=weight_decay)",
         (learning_rate(1e-3), WEIGHT_DECAY), (),
-        (Line("p", p - lr_ * g, "param", "gradient descent"),)),
+        lambda sym: (Line("p", sym.p - sym.lr * sym.g, "param", "gradient descent"),)),
     UpdateRule(
         "momentum", "heavy-ball momentum: v <- momentum*v + g, p <- p - lr*v",
         "torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay)",
         (learning_rate(1e-3), MOMENTUM, WEIGHT_DECAY), (("v", 0),),
-        (Line("v", momentum * v + g, "state", "velocity: the decayed sum of past gradients"),
-         Line("p", p - lr_ * v, "param", "a step along the velocity"))),
+        lambda sym: (Line("v", sym.momentum * sym.v + sym.g, "state", "velocity: the decayed sum of past gradients"),
+                     Line("p", sym.p - sym.lr * sym.v, "param", "a step along the velocity"))),
     UpdateRule(
         "nesterov", "Nesterov momentum: v <- momentum*v + g, p <- p - lr*(g + momentum*v)",
         "torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay, nesterov=True)",
         (learning_rate(1e-3), MOMENTUM, WEIGHT_DECAY), (("v", 0),),
-        (Line("v", momentum * v + g, "state", "velocity: the decayed sum of past gradients"),
-         Line("p", p - lr_ * (g + momentum * v), "param", "a step along the gradient plus the looked-ahead velocity"))),
+        lambda sym: (Line("v", sym.momentum * sym.v + sym.g, "state", "velocity: the decayed sum of past gradients"),
+                     Line("p", sym.p - sym.lr * (sym.g + sym.momentum * sym.v), "param",
+                          "a step along the gradient plus the looked-ahead velocity"))),
     UpdateRule(
         "adagrad", "AdaGrad: s <- s + g^2, p <- p - lr*g/(sqrt(s) + eps)",
         "torch.optim.Adagrad(params, lr, eps=eps, weight_decay=weight_decay)",
         (learning_rate(1e-2), _hyper("eps", 1e-10, 0.0, math.inf, (True, False), EPS_NOTE, "ε", r"\varepsilon"),
          WEIGHT_DECAY), (("s", 0),),
-        (Line("s", s + g**2, "state", "the sum of the squared gradients so far"),
-         Line("p", p - lr_ * g / (sp.sqrt(s) + eps), "param", "each element's step scaled by its own history"))),
+        lambda sym: (Line("s", sym.s + sym.g**2, "state", "the sum of the squared gradients so far"),
+                     Line("p", sym.p - sym.lr * sym.g / (sym.sqrt(sym.s) + sym.eps), "param",
+                          "each element's step scaled by its own history"))),
     UpdateRule(
         "rmsprop", "RMSprop: s <- alpha*s + (1 - alpha)*g^2, p <- p - lr*g/(sqrt(s) + eps)",
         "torch.optim.RMSprop(params, lr, alpha, eps, weight_decay)",
         (learning_rate(1e-2), _hyper("alpha", 0.99, 0.0, 1.0, (True, True), "the squared gradients' decay", "α", r"\alpha"),
          _hyper("eps", 1e-8, 0.0, math.inf, (True, False), EPS_NOTE, "ε", r"\varepsilon"), WEIGHT_DECAY),
         (("s", 0),),
-        (Line("s", alpha * s + (1 - alpha) * g**2, "state", "a running average of the squared gradients"),
-         Line("p", p - lr_ * g / (sp.sqrt(s) + eps), "param", "each element's step scaled by its recent gradients"))),
+        lambda sym: (Line("s", sym.alpha * sym.s + (1 - sym.alpha) * sym.g**2, "state", "a running average of the squared gradients"),
+                     Line("p", sym.p - sym.lr * sym.g / (sym.sqrt(sym.s) + sym.eps), "param",
+                          "each element's step scaled by its recent gradients"))),
     UpdateRule(
         "adam", "Adam: moment estimates m and v with bias correction",
         "torch.optim.Adam(params, lr, betas=(beta1, beta2), eps, weight_decay)",
@@ -198,16 +222,15 @@ RULES_LIST = (
          _hyper("beta2", 0.999, 0.0, 1.0, (True, False), "the second moment's decay", "β2", r"\beta_2"),
          _hyper("eps", 1e-8, 0.0, math.inf, (True, False), EPS_NOTE, "ε", r"\varepsilon"), WEIGHT_DECAY),
         (("m", 0), ("v", 0)),
-        (Line("m", beta1 * m + (1 - beta1) * g, "state", "first moment: a running average of the gradients"),
-         Line("v", beta2 * v + (1 - beta2) * g**2, "state",
-              "second moment: a running average of the squared gradients"),
-         Line("m_hat", m / (1 - beta1**t), "intermediate", "bias correction of m (both moments start at 0)"),
-         Line("v_hat", v / (1 - beta2**t), "intermediate", "bias correction of v"),
-         Line("p", p - lr_ * m_hat / (sp.sqrt(v_hat) + eps), "param", "the Adam step")),
+        lambda sym: (Line("m", sym.beta1 * sym.m + (1 - sym.beta1) * sym.g, "state", "first moment: a running average of the gradients"),
+                     Line("v", sym.beta2 * sym.v + (1 - sym.beta2) * sym.g**2, "state",
+                          "second moment: a running average of the squared gradients"),
+                     Line("m_hat", sym.m / (1 - sym.beta1**sym.t), "intermediate", "bias correction of m (both moments start at 0)"),
+                     Line("v_hat", sym.v / (1 - sym.beta2**sym.t), "intermediate", "bias correction of v"),
+                     Line("p", sym.p - sym.lr * sym.m_hat / (sym.sqrt(sym.v_hat) + sym.eps), "param", "the Adam step")),
         counts_steps=True),
 )
 RULES = {rule.name: rule for rule in RULES_LIST}
-STEP_COUNT_LINE = Line("t", t + 1, "count", "the step count, shared by every parameter")
 
 
 def rule_named(name: str, where: str = "--optimizer") -> UpdateRule:
