@@ -17,8 +17,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import sympy
-
 from symprop.symbolic.errors import SympropError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +34,15 @@ JIT_FLAGS = 'dict(fastmath=False, error_model="numpy", nogil=True)'
 REGENERATE_COMMAND = "symprop generate"
 
 
+@functools.cache
+def sympy_version() -> str:
+    """SymPy's version as its installed metadata gives it: the hashes name the version that
+    derives the kernels without importing SymPy, which a warm start does not need."""
+    from importlib.metadata import version
+
+    return version("sympy")
+
+
 def generator_fingerprint() -> str:
     """sha256 over the sources of symbolic/ and codegen/ and the SymPy version. It names the
     cache folder of modules generated at run time, so a changed generator writes them afresh;
@@ -51,7 +58,7 @@ def _fingerprint(root: Path) -> str:
         for path in sorted((root / folder).rglob("*.py")):
             digest.update(path.relative_to(root).as_posix().encode())
             digest.update(path.read_bytes())
-    digest.update(f"sympy {sympy.__version__}".encode())
+    digest.update(f"sympy {sympy_version()}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -60,7 +67,7 @@ def inputs_hash(*inputs: str) -> str:
     definitions and the SymPy version that derives them. It changes when the source changes;
     a change of the generator itself shows in the text, which `generate --check` compares."""
     digest = hashlib.sha256()
-    digest.update(f"sympy {sympy.__version__}".encode())
+    digest.update(f"sympy {sympy_version()}".encode())
     for item in inputs:
         digest.update(len(item).to_bytes(8, "little"))  # ("ab", "c") and ("a", "bc") differ
         digest.update(item.encode())
@@ -80,7 +87,7 @@ def header(title: str, generator: str, command: str, inputs: list[str], input_ha
     ]
     lines += [f"# Input: {item}" for item in inputs]
     lines += [
-        f"# Input hash: {input_hash} (the inputs above, their ops' definitions and sympy {sympy.__version__})",
+        f"# Input hash: {input_hash} (the inputs above, their ops' definitions and sympy {sympy_version()})",
         f"# Body hash: {body_hash(body)}",
     ]
     return "\n".join(lines) + "\n"

@@ -32,6 +32,12 @@ class Registry(dict):
     def __init__(self, layers):
         super().__init__((layer.name, layer) for layer in layers)
         self._derivations = {}
+        self._builtin = dict(self)
+
+    def is_builtin(self, op) -> bool:
+        """Whether op is the one this registry was made with under its name (not one registered
+        or put in later): a built-in op is the same in every process."""
+        return self._builtin.get(op.name) is op
 
     def get_layer(self, name: str):
         if name not in self:

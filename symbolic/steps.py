@@ -28,9 +28,12 @@ import functools
 import math
 import types
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import SympropError
+
+if TYPE_CHECKING:
+    import sympy
 
 SYMBOL_NAMES = "p g t weight_decay momentum alpha beta1 beta2 eps lr v s m m_hat v_hat"
 

@@ -55,9 +55,14 @@ def step_matrix_flop(graph, batch: int) -> float:
 def auto_threads(graph, batch: int, cores: int | None = None, load: float | None = None) -> int:
     """Every usable core when a step's products reach MIN_STEP_FLOP and the machine is not
     already busy (its 1-minute load average below the usable cores); else one thread."""
+    return threads_for(step_matrix_flop(graph, batch), cores, load)
+
+
+def threads_for(step_flop: float, cores: int | None = None, load: float | None = None) -> int:
+    """auto_threads for a step of step_flop matrix flop (a warm start knows it without the graph)."""
     cores = usable_cores() if cores is None else cores
     if load is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if cores < 2 or step_matrix_flop(graph, batch) < MIN_STEP_FLOP or load >= cores:
+    if cores < 2 or step_flop < MIN_STEP_FLOP or load >= cores:
         return 1
     return cores

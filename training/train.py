@@ -10,7 +10,6 @@ batches, decays the learning rate, measures and records; it has no layer arithme
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import zipfile
@@ -25,6 +24,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.steps import rule_named
 from symprop.symbolic.userfiles import check_output, open_regular, write_atomically
 
+from . import warm
 from .datasets import Dataset, Scaling
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -32,12 +32,18 @@ SAVE_FORMAT = 1
 
 
 def load_net(spec: str):
-    """The generated network module for a spec; a bad spec becomes a SympropError."""
+    """The generated network module for a spec; a bad spec becomes a SympropError. A spec
+    loaded before by this generator starts warm, without SymPy (training/warm.py)."""
+    net = warm.recall(spec)
+    if net is not None:
+        return net
     from symprop.codegen.network import load_network
     try:
-        return load_network(spec)
+        net = load_network(spec)
     except ValueError as exc:
         raise SympropError(f"--net {spec!r}: {exc}") from None
+    warm.remember(spec, net)
+    return net
 
 
 # ------------------------------------------------------------------------- labels <-> targets
@@ -347,9 +353,13 @@ def blas_threads_for(net, config: Config) -> int | None:
     for this network and batch size ("auto")."""
     if config.blas_threads != "auto":
         return config.blas_threads
-    from symprop.symbolic.graph import parse_net
-    from symprop.training.threads import auto_threads
-    return auto_threads(parse_net(net.SPEC), config.batch_size)
+    from symprop.training.threads import threads_for
+    flop_per_row = warm.matrix_flop_per_row(net.SPEC)
+    if flop_per_row is None:
+        from symprop.symbolic.graph import parse_net
+        from symprop.training.threads import step_matrix_flop
+        flop_per_row = step_matrix_flop(parse_net(net.SPEC), 1)
+    return threads_for(flop_per_row * config.batch_size)
 
 
 def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
