@@ -155,10 +155,10 @@ ROWS = [
     ("ascent-issue", MZ, lambda: {"w1_new": "0.150219284"}, "w1_new", "convention_gradient_ascent"),
     ("ascent", TL, lambda: {"b11_new": fixed(variant(TL, gradient_ascent=True).value("b11_new"), 5)},
      "b11_new", "convention_gradient_ascent"),
-    ("sigmoid-at-net", MZ, lambda: {"do1/dnet_o1": fixed(variant(MZ, sigmoid_derivative_at_net=True)
+    ("sigmoid-at-net", MZ, lambda: {"do1/dnet_o1": fixed(variant(MZ, derivative_at_net=True)
                                                          .value("do1/dnet_o1"), 8)},
      "do1/dnet_o1", "convention_sigmoid_at_net"),
-    ("sigmoid-at-net-2", TL, lambda: {"dE/da11": fixed(variant(TL, sigmoid_derivative_at_net=True).value("dE/da11"), 6)},
+    ("sigmoid-at-net-2", TL, lambda: {"dE/da11": fixed(variant(TL, derivative_at_net=True).value("dE/da11"), 6)},
      "dE/da11", "convention_sigmoid_at_net"),
     ("updated-weights", TL, lambda: {"a11_new": fixed(variant(TL, hidden_uses_updated_weights=True)
                                                       .value("a11_new"), 6)}, "a11_new", "convention_updated_weights"),
