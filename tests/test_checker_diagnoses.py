@@ -242,6 +242,15 @@ def test_relu_derivative_at_zero_convention(tmp_path):
     assert not v.right and v.code == "convention_relu0"
 
 
+def test_leaky_relu_kink_from_the_right(tmp_path):
+    """Asked of the op, not its name: a leaky relu written as a formula has a kink too, and
+    its derivative at 0 from the right is 1 (its slope there from the left is 1/10)."""
+    v = _edge(tmp_path, "1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y")
+    assert not v.right and v.code == "convention_relu0"
+    assert _edge(tmp_path, "0.1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y").right
+    assert _edge(tmp_path, "1.1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y").code != "convention_relu0"
+
+
 def test_rounded_intermediates_convention():
     with rounding_intermediates(4):
         rounded_world = EXAMPLES[MZ].build()

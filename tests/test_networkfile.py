@@ -11,7 +11,7 @@ from symprop.cli import main
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.examples import EXAMPLES, builtin_network, get_transcript
 from symprop.symbolic.networkfile import parse_network
-from symprop.symbolic.network_transcript import Conventions, network_transcript
+from symprop.symbolic.network_transcript import Conventions, has_kink, interpreted, network_transcript, reads_its_output
 from symprop.symbolic.transcript import rounded
 from test_examples import check_gradients, network_loss
 
@@ -249,3 +249,52 @@ def test_an_unknown_field_is_refused_with_its_line_and_the_known_ones(kind, file
     with pytest.raises(SympropError) as error:
         parse("\n".join(lines) + "\n", "my.toml")
     assert str(error.value).startswith(f"my.toml, line {at + 1}, field {field!r}: unknown field (known: {known}")
+
+
+TANH_LEAKY = """
+loss = "squared-error"
+learning_rate = 0.5
+[inputs]
+x = 1
+[targets]
+t = 1
+[[layers]]
+units = ["h"]
+activation = "tanh"
+weights = [[0.5]]
+bias = [0.25]
+[[layers]]
+units = ["o"]
+activation = "max(x/10, x)"
+weights = [[0]]
+bias = [0]
+"""
+
+
+def test_the_transcript_reads_the_interpreters_formulas():
+    """Every formula of a network transcript is the interpreter's over the lowered Graph, under
+    the file's names: the net input as the affine statement computes it, the local derivative
+    from the activation's rule, the parameter's gradient whose factor the chain line shows."""
+    net = parse_network(TANH_LEAKY, "n.toml")
+    record, t = interpreted(net), network_transcript(net, "n")
+    h, net_h, x, dnet_o = sp.symbols("h net_h x dL/dnet_o")
+    assert sp.expand(record["net_h"] - (sp.Symbol("w1_11") * x + sp.Symbol("b1_1"))) == 0
+    assert record["dh/dnet_h"] == 1 - h ** 2 and t.quantities["dh/dnet_h"].formula == 1 - h ** 2
+    assert record["dL/dw2_11"] == h * dnet_o and t.quantities["dnet_o/dw2_11"].formula == h
+    assert t.value("dE/dw2_11") == t.value("dE/do") * t.value("do/dnet_o") * t.value("h")
+
+
+def test_conventions_that_change_a_rule_ask_the_op():
+    """tanh's rule reads its saved output (1 - y^2), so the slip "derivative at the net input"
+    applies to it as to sigmoid; a leaky relu has a kink, and its derivative there taken from
+    the right is its right-hand slope 1, from the left (the derivation's) 1/10."""
+    net = parse_network(TANH_LEAKY, "n.toml")
+    tanh, leaky = (layer.activation for layer in net.layers)
+    assert reads_its_output(tanh) and not reads_its_output(leaky) and not has_kink(tanh) and has_kink(leaky)
+    t = network_transcript(net, "n")
+    at_net = network_transcript(net, "n", Conventions(derivative_at_net=True))
+    assert at_net.value("dh/dnet_h") == 1 - t.value("net_h") ** 2 != t.value("dh/dnet_h")
+    assert at_net.value("do/dnet_o") == t.value("do/dnet_o")  # max(x/10, x)'s rule reads x, not y
+    assert t.value("net_o") == 0 and t.value("do/dnet_o") == sp.Rational(1, 10)
+    right = network_transcript(net, "n", Conventions(kink_from_the_right=True))
+    assert right.value("do/dnet_o") == 1 and right.value("dh/dnet_h") == t.value("dh/dnet_h")
