@@ -13,8 +13,7 @@ update right after it, then the forward pass with the new values and the new err
 from __future__ import annotations
 
 import dataclasses
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -100,33 +99,29 @@ def _variant(conventions: Conventions):
 
 # --- the interpreter's record, under the file's names -------------------------------------------
 
+_RECORDS: dict = {}  # network shape -> its record; a few dozen formulas each
+
+
 def interpreted(net: Network, conventions: Conventions = Conventions()) -> dict:
     """Every value the interpreter computes from the network's lowered statements: key ->
     formula (a SymPy expression or a Chain) over the file's names. Forward: ``net_h1``, ``h1``,
     ``E``; backward: ``dL/do1``, the local derivative ``do1/dnet_o1``, ``dL/dnet_o1`` (a Chain),
-    ``dL/dw5``, ``dL/db2``, ``dL/dh1``. The same for every step: only the names differ. The
-    numbers do not enter it, so the checker's variants of one network share it (read only)."""
-    layers = tuple((tuple(layer.units), layer.activation, str(layer.weight_names), tuple(layer.bias_names))
-                   for layer in net.layers)
-    return _interpreted(_Shape((tuple(net.input_names), tuple(net.target_names), net.loss, layers,
-                                conventions.kink_from_the_right, conventions.derivative_at_net), net, conventions))
+    ``dL/dw5``, ``dL/db2``, ``dL/dh1``. The numbers do not enter it: every step, and the
+    checker's variants of one network, read the same record (read only) under their names."""
+    shape = (tuple(net.input_names), tuple(net.target_names), net.loss, conventions.kink_from_the_right,
+             conventions.derivative_at_net, *((tuple(layer.units), layer.activation, str(layer.weight_names),
+                                               tuple(layer.bias_names)) for layer in net.layers))
+    record = _RECORDS.get(shape)
+    if record is None:
+        if len(_RECORDS) >= 64:
+            _RECORDS.clear()
+        record = _RECORDS[shape] = _interpret(net, conventions)
+    return record
 
 
-@dataclass(frozen=True)
-class _Shape:
-    """What the record depends on (names, ops, loss, the rule-changing conventions), hashed;
-    the network and the conventions ride along."""
-
-    key: tuple
-    net: Network = field(compare=False, hash=False)
-    conventions: Conventions = field(compare=False, hash=False)
-
-
-@functools.lru_cache(maxsize=64)
-def _interpreted(shape: _Shape) -> dict:
-    net = shape.net
+def _interpret(net: Network, conventions: Conventions) -> dict:
     graph, _ = net.to_graph()
-    lowering = Lowering(graph, variant=_variant(shape.conventions))
+    lowering = Lowering(graph, variant=_variant(conventions))
     names = {"X": lambda index: net.input_names[index[1]], "T": lambda index: net.target_names[index[1]]}
     for node, given in zip(graph.nodes, chain_names(graph)):
         layer = net.layers[given.layer - 1]
