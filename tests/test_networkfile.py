@@ -298,3 +298,42 @@ def test_conventions_that_change_a_rule_ask_the_op():
     assert t.value("net_o") == 0 and t.value("do/dnet_o") == sp.Rational(1, 10)
     right = network_transcript(net, "n", Conventions(kink_from_the_right=True))
     assert right.value("do/dnet_o") == 1 and right.value("dh/dnet_h") == t.value("dh/dnet_h")
+
+
+THREE_LAYERS = """
+loss = "squared-error"
+learning_rate = 0.1
+[inputs]
+x1 = 0.5
+x2 = -1
+x3 = 0.25
+[targets]
+t1 = 0.75
+[[layers]]
+units = ["a", "b"]
+activation = "relu"
+weights = [[0.1, -0.2], [-0.3, 0.4], [0, 0.5]]
+bias = [0.1, -0.1]
+[[layers]]
+units = ["c", "d", "e"]
+activation = "tanh"
+weights = [[0.1, -0.2, 0.3], [0.3, 0.4, -0.5]]
+bias = 0.2
+[[layers]]
+units = ["o"]
+activation = "sigmoid"
+weights = [[1], [0.5], [-1]]
+bias = [0]
+"""
+
+
+def test_three_layers_chain_factors_match_central_differences():
+    """Two hidden layers (relu, then tanh with a shared bias) under a sigmoid output: every
+    chain line, its last factor read off the interpreter's gradient, is the central difference."""
+    net = parse_network(THREE_LAYERS, "three.toml")
+    t = network_transcript(net, "three")
+    params = {p: np.array(float(v)) for p, v in net.parameters().items()}
+    assert t.quantities["dE/da"].formula.terms == (("dE/dc", "dc/dnet_c", "dnet_c/da"), ("dE/dd", "dd/dnet_d", "dnet_d/da"),
+                                                   ("dE/de", "de/dnet_e", "dnet_e/da"))
+    check_gradients(t, lambda p: network_loss(net, {k: float(v) for k, v in p.items()}), params,
+                    {f"dE/d{p}": p for p in params})
