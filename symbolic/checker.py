@@ -46,7 +46,7 @@ from .mistakes import mistakes
 from .numbers import exact_number
 from .rational_eval import evaluate
 from .markup import md_code, md_text
-from .network_transcript import Conventions, network_transcript
+from .network_transcript import Conventions, has_kink, network_transcript
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
                          rounding_intermediates, tr)
 
@@ -526,9 +526,11 @@ class Subject:
             if {net.loss, loss} == {"squared-error", "mse"} and k == 2:
                 continue  # identical for two outputs
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
-        if any(layer.activation.name == "relu" for layer in net.layers):
-            out.append(Variant("convention_relu0", tr("relu'(0) = 1", "relu'(0) = 1"),
-                               self.build(conventions=Conventions(relu_derivative_at_zero=1))))
+        kinked = [layer.activation.name for layer in net.layers if has_kink(layer.activation)]
+        if kinked:  # relu, leaky relu, a formula with max or abs: the derivative at the kink from the right
+            out.append(Variant("convention_relu0", tr(f"the derivative of {kinked[0]} at its kink taken from the right "
+                                                      "(relu'(0) = 1)", f"{kinked[0]} 在折点处取右导数（relu'(0) = 1）"),
+                               self.build(conventions=Conventions(kink_from_the_right=True))))
         return out
 
     def _per_unit_variant(self, net):

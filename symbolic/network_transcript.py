@@ -1,11 +1,14 @@
 """The hand-calculation transcript of a network file: the seed-001 article's order, exactly.
 
-Forward pass (each net input, each activation), the error, then backward from the output
-layer: for every weight and bias the chain rule written out factor by factor, each factor's
-formula and number, the product, the update and the new value; then the forward pass with the
-new values and the new error. Every local derivative comes from the layer registry (the
-activation's and the loss's derived backward rules) or from SymPy differentiating the net
-input formula; nothing is typed in here.
+The network is its Graph (``Network.to_graph``: the layer stack a net spec writes), lowered
+once (``symbolic/lower.py``) and run by the interpreter (``symbolic/interpret.py``) under the
+file's own names: each unit's net input ``net_h1`` and output ``h1``, each weight and bias by
+its name, the error ``E``, the gradients. So every formula here is one the interpreter wrote
+from the statements the kernels are printed from. What this module adds is Mazur's
+presentation: the forward pass unit by unit, then backward from the output layer, every
+weight's and bias's gradient written as a chain of factors (dE/do1 * do1/dnet_o1 *
+dnet_o1/dw5, the last factor read off the interpreter's gradient of the parameter), its
+update right after it, then the forward pass with the new values and the new error.
 """
 from __future__ import annotations
 
@@ -14,11 +17,16 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .layers import K, N, REGISTRY, real
-from .networkfile import CROSS_ENTROPY, EXTRA_LOSSES, FULL_STEPS, SUM_OF_SQUARES, Network, loss_op  # noqa: F401
+from .graph import chain_names
+from .interpret import GRADIENT, Interpreter
+from .layers import N
+from .lower import Lowering, derivation
+from .networkfile import FULL_STEPS, Network
 from .network_table import long_run
+from .ops.base import real
+from .ops.builders import LOSS
 from .steps import RULES, STEP_COUNT_LINE
-from .steps import g as GRADIENT, p as PARAMETER, t as STEP_COUNT
+from .steps import g as GRADIENT_SYMBOL, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
 
 LOSS_NOTES = {
@@ -34,20 +42,152 @@ LOSS_NOTES = {
 @dataclass(frozen=True)
 class Conventions:
     """Choices a hand calculation can make differently; the defaults are the standard ones.
-    The checker rebuilds a transcript under the alternatives to explain a learner's numbers."""
+    The checker rebuilds a transcript under the alternatives to explain a learner's numbers.
+    Two change a rule of the computation (the lowering reads the changed derivation, see
+    ``_variant``); the others change what the presentation updates and with what."""
 
     hidden_uses_updated_weights: bool = False  # dE/dy from the output weights already updated
-    relu_derivative_at_zero: int = 0  # relu'(0): 0 (PyTorch, JAX) or 1
+    kink_from_the_right: bool = False  # at a kink the derivative from the right: relu'(0) = 1, not 0
     gradient_ascent: bool = False  # new = old + rate * gradient (a sign slip in the update)
-    sigmoid_derivative_at_net: bool = False  # y(1 - y) evaluated at the net input instead of the output
+    derivative_at_net: bool = False  # a rule in the saved output (sigmoid's y(1 - y)) evaluated at the net input
     updated_biases: frozenset | None = None  # the biases that are updated; None: as the network says
 
     def updates(self, net, bias: str) -> bool:
         return net.update_biases if self.updated_biases is None else bias in self.updated_biases
 
 
-def loss_derivation(name: str):
-    return EXTRA_LOSSES[name].derive() if name in EXTRA_LOSSES else REGISTRY.derive(name)
+# --- the conventions that change a rule, asked of the op ---------------------------------------
+
+def has_kink(op) -> bool:
+    """The op's derivative jumps somewhere (relu, leaky relu at 0): its backward rule has a
+    step H(u, value at 0), so a hand calculation may take the derivative there from either side."""
+    return any(rule.has(sp.Heaviside) for rule in derivation(op).backward.values())
+
+
+def reads_its_output(op) -> bool:
+    """The op's backward rule is written in its saved output y (sigmoid's y(1 - y), tanh's
+    1 - y^2), so a hand calculation may slip and evaluate it at the input instead."""
+    output = getattr(op, "output", None)
+    return not op.is_loss and output in derivation(op).saved and len(op.inputs) == 1
+
+
+def _from_the_right(rule):
+    """H(u, 0) <-> H(u, 1): a derivation takes a kink's derivative from the left; flipping each
+    step's value at 0 takes it from the right (relu'(0) = 1, leaky relu's slope 1 at 0)."""
+    return rule.replace(lambda e: isinstance(e, sp.Heaviside) and len(e.args) == 2,
+                        lambda e: sp.Heaviside(e.args[0], 1 - e.args[1]))
+
+
+def _variant(conventions: Conventions):
+    """The conventions that change an activation's rule, as the change of its derivation the
+    lowering reads (None: every rule as derived)."""
+    if not (conventions.kink_from_the_right or conventions.derivative_at_net):
+        return None
+
+    def variant(op, d):
+        if op.is_loss:
+            return d
+        backward = d.backward
+        if conventions.kink_from_the_right:
+            backward = {name: _from_the_right(rule) for name, rule in backward.items()}
+        if conventions.derivative_at_net and reads_its_output(op):
+            at_input = {real(op.output): real(op.inputs[0])}
+            backward = {name: rule.xreplace(at_input) for name, rule in backward.items()}
+        return dataclasses.replace(d, backward=backward)
+    return variant
+
+
+# --- the interpreter's record, under the file's names -------------------------------------------
+
+_RECORDS: dict = {}  # network shape -> its record; a few dozen formulas each
+
+
+def interpreted(net: Network, conventions: Conventions = Conventions()) -> dict:
+    """Every value the interpreter computes from the network's lowered statements: key ->
+    formula (a SymPy expression or a Chain) over the file's names. Forward: ``net_h1``, ``h1``,
+    ``E``; backward: ``dL/do1``, the local derivative ``do1/dnet_o1``, ``dL/dnet_o1`` (a Chain),
+    ``dL/dw5``, ``dL/db2``, ``dL/dh1``. The numbers do not enter it: every step, and the
+    checker's variants of one network, read the same record (read only) under their names."""
+    shape = (tuple(net.input_names), tuple(net.target_names), net.loss, conventions.kink_from_the_right,
+             conventions.derivative_at_net, *((tuple(layer.units), layer.activation, str(layer.weight_names),
+                                               tuple(layer.bias_names)) for layer in net.layers))
+    record = _RECORDS.get(shape)
+    if record is None:
+        if len(_RECORDS) >= 64:
+            _RECORDS.clear()
+        record = _RECORDS[shape] = _interpret(net, conventions)
+    return record
+
+
+def _interpret(net: Network, conventions: Conventions) -> dict:
+    graph, _ = net.to_graph()
+    lowering = Lowering(graph, variant=_variant(conventions))
+    names = {"X": lambda index: net.input_names[index[1]], "T": lambda index: net.target_names[index[1]]}
+    for node, given in zip(graph.nodes, chain_names(graph)):
+        layer = net.layers[given.layer - 1]
+        if node.op.starts_layer:  # the affine layer: net inputs, weights and biases
+            names[given.value] = lambda index, layer=layer: f"net_{layer.units[index[1]]}"
+            names[given.params["W"]] = lambda index, layer=layer: layer.weight_names[index[0]][index[1]]
+            names[given.params["b"]] = lambda index, layer=layer: layer.bias_of(index[0])
+        elif given.value is not None:  # the activation: the units' outputs
+            names[given.value] = lambda index, layer=layer: layer.units[index[1]]
+
+    def key_of(array, index):
+        if array in names:
+            return names[array](index)
+        if array.startswith("d") and array[1:] in names:
+            return GRADIENT + names[array[1:]](index)
+        return None
+
+    record = {}
+    run = Interpreter(key_of, lambda key, formula, note=None: record.setdefault(key, formula), lambda note: None,
+                      {N: 1}, shown={LOSS: ("E", ())}, shapes=lowering.array_shapes(), defined=record.__contains__)
+    run.run([*lowering.forward, *lowering.loss, *lowering.backward])
+    run.finish()
+    return record
+
+
+def _evaluated(expr):
+    """expr with every operation carried out (the record keeps some sums as written)."""
+    return expr.func(*map(_evaluated, expr.args)) if expr.args else expr
+
+
+class _Names:
+    """The record's keys as one pass of the transcript names them: parameters by the key of
+    their current value (w5, step2:w5, w5_new), computed values with the step's prefix and the
+    pass's suffix (step2:net_h1, h1_new), gradients dE/d... as the article writes them."""
+
+    def __init__(self, net: Network, record: dict, params: dict, prefix: str, suffix: str = ""):
+        self.record, self.params, self.prefix, self.suffix = record, params, prefix, suffix
+        self.given = set(net.input_names) | set(net.target_names)
+
+    def key(self, name: str) -> str:
+        if name in self.params:
+            return self.params[name]
+        if name in self.given:
+            return name
+        if name.startswith(GRADIENT):
+            name = "dE/d" + name[len(GRADIENT):]
+        return self.prefix + name + self.suffix
+
+    def rename(self, formula):
+        if isinstance(formula, Chain):
+            return Chain(tuple(tuple(map(self.key, term)) for term in formula.terms))
+        return _evaluated(formula.xreplace({s: sp.Symbol(self.key(s.name)) for s in formula.free_symbols}))
+
+    def formula(self, name: str):
+        return self.rename(self.record[name])
+
+    def factor(self, gradient: str, unit: str):
+        """d net_unit / d (what the gradient is of): the coefficient of dL/dnet_unit in the
+        interpreter's gradient (dL/dw5 = h1 * dL/dnet_o1: dnet_o1/dw5 = h1)."""
+        return self.rename(sp.diff(self.record[gradient], sp.Symbol(f"{GRADIENT}net_{unit}")))
+
+    def feeds(self, gradient: str, units) -> list[str]:
+        """The units whose net input reads what ``gradient`` is of, in order: those whose
+        dL/dnet the interpreter's gradient reads."""
+        read = {s.name for s in self.record[gradient].free_symbols}
+        return [unit for unit in units if f"{GRADIENT}net_{unit}" in read]
 
 
 def network_transcript(net: Network, name: str, conventions: Conventions = Conventions()) -> Transcript:
@@ -70,17 +210,18 @@ def network_transcript(net: Network, name: str, conventions: Conventions = Conve
         t.note(tr("Bias convention: the biases are kept fixed; only the weights are updated.",
                   "偏置约定：偏置保持不变，只更新权重。"))
     optimizer = None if net.plain_gradient_descent else OptimizerLines(t, net)
+    record = interpreted(net, conventions)
     current = {p: p for p in net.parameters()}  # parameter -> key of its current value
     for step in range(1, net.steps + 1):
         prefix = "" if step == 1 else f"step{step}:"
         if step > 1:
             current = _start_step(t, net, current, prefix, step)
-        forward(t, net, current, prefix, suffix="", step=step)
-        new = backward(t, net, current, prefix, step, conventions, optimizer)
+        forward(t, net, _Names(net, record, current, prefix), step=step)
+        new = backward(t, net, _Names(net, record, current, prefix), step, conventions, optimizer)
         t.heading(tr("Forward pass with the new values", "用更新后的参数重新前向传播")
                   if net.steps == 1 else tr(f"Step {step}: forward pass with the new values",
                                             f"第 {step} 步：用更新后的参数重新前向传播"))
-        forward(t, net, new, prefix, suffix="_new", step=step)
+        forward(t, net, _Names(net, record, new, prefix, "_new"), step=step)
         current = new
     return t
 
@@ -95,127 +236,98 @@ def _start_step(t, net, current, prefix, step):
     return start
 
 
-def _key(prefix, name):
-    return prefix + name
-
-
-def forward(t: Transcript, net: Network, params: dict, prefix: str, suffix: str, step: int):
-    """net_u = sum_i w_iu * in_i + b_u, u = activation(net_u), for every unit; then the error E."""
-    if not suffix:
+def forward(t: Transcript, net: Network, names: _Names, step: int):
+    """net_u = w * in + ... + b_u, then u = activation(net_u), unit by unit; then the error E and
+    each output's share of it. The interpreter's net input is written weight times input, in
+    the order of the unit's inputs, bias last, as the article writes it."""
+    if not names.suffix:
         t.heading(tr("Forward pass", "前向传播") if step == 1 else
                   tr(f"Step {step}: forward pass", f"第 {step} 步：前向传播"))
-    sym = lambda key: t.symbol(key)  # noqa: E731
-    previous = [sym(n) for n in net.input_names]
     for layer in net.layers:
-        derivation = _activation_derivation(layer)
-        outputs = []
         for j, unit in enumerate(layer.units):
-            products = [sp.Mul(sym(params[layer.weight_names[i][j]]), x, evaluate=False)
-                        for i, x in enumerate(previous)]
-            net_input = sp.Add(*products, sym(params[layer.bias_of(j)]), evaluate=False)
-            net_sym = t.define(_key(prefix, f"net_{unit}{suffix}"), net_input)
-            activation = derivation.forward["y"].xreplace({real("x"): net_sym})
-            outputs.append(t.define(_key(prefix, f"{unit}{suffix}"), activation))
-        previous = outputs
-    t.heading(tr("Error", "误差") if not suffix else tr("New error", "新的误差"))
-    loss = loss_derivation(net.loss)
-    per_unit = next(iter(loss.forward.values()))
-    scale = _loss_scale(net)
-    terms = [per_unit.xreplace({real("y"): y, real("t"): sym(tn)}) for y, tn in zip(previous, net.target_names)]
-    for unit, term in zip(net.layers[-1].units, terms):  # each output's share of E (E_o1 in Mazur's article)
-        t.define(_key(prefix, f"E_{unit}{suffix}"), scale * term, show=False)
-    t.define(_key(prefix, f"E{suffix}"), scale * sp.Add(*terms), note=LOSS_NOTES[net.loss])
+            terms = list(sp.Add.make_args(names.formula(f"net_{unit}")))
+            products = []
+            for row in layer.weight_names:
+                weight = sp.Symbol(names.key(row[j]))
+                (term,) = [term for term in terms if weight in term.free_symbols]
+                terms.remove(term)
+                products.append(sp.Mul(weight, term / weight, evaluate=False))
+            t.define(names.key(f"net_{unit}"), sp.Add(*products, *terms, evaluate=False))
+            t.define(names.key(unit), names.formula(unit))
+    t.heading(tr("Error", "误差") if not names.suffix else tr("New error", "新的误差"))
+    scale, total = names.record["E"].as_coeff_Mul()
+    for unit, term in zip(net.layers[-1].units, sp.Add.make_args(total)):  # each output's share (E_o1 in Mazur's article)
+        t.define(names.key(f"E_{unit}"), names.rename(scale * term), show=False)
+    t.define(names.key("E"), names.formula("E"), note=LOSS_NOTES[net.loss])
 
 
-def _loss_scale(net):
-    return loss_op(net.loss).loss_scale.subs({N: 1, K: len(net.layers[-1].units)})
-
-
-def backward(t: Transcript, net: Network, params: dict, prefix: str, step: int,
+def backward(t: Transcript, net: Network, names: _Names, step: int,
              conventions: Conventions = Conventions(), optimizer: "OptimizerLines | None" = None) -> dict:
     """Gradients from the output layer down, each parameter's update right after its gradient
     (``optimizer``: the lines of the network's update rule instead of gradient descent).
     Returns parameter -> key of its new value."""
-    sym = lambda name: t.symbol(name)  # noqa: E731
-    key = lambda name: _key(prefix, name)  # noqa: E731
+    key, params = names.key, names.params
 
-    def _update(t, key, param, current_key, ascent):
+    def _update(param):
         if optimizer is not None:
-            return optimizer.update(key, param, current_key, prefix, step)
-        return gradient_descent(t, key, param, current_key, ascent)
-    outputs = net.layers[-1].units
-    loss = loss_derivation(net.loss)
-    rule = next(iter(loss.backward.values())).subs({N: 1, K: len(outputs)})
+            return optimizer.update(key, param, params[param], names.prefix, step)
+        return gradient_descent(t, key, param, params[param], conventions.gradient_ascent)
     new = dict(params)
     t.heading(tr("Backward pass", "反向传播") if net.steps == 1 else
               tr(f"Step {step}: backward pass", f"第 {step} 步：反向传播"))
     t.note(tr("Each partial derivative of the error follows the chain rule, from the output layer back.",
               "按链式法则，从输出层开始逐层向后求误差对各参数的偏导数。"))
-    above = None  # the layer above the current one, with its units' net-input formulas
+    above = None  # the layer above the current one
     for index in range(len(net.layers) - 1, -1, -1):
         layer = net.layers[index]
         role = (tr("output layer", "输出层") if index == len(net.layers) - 1 else tr("hidden layer", "隐藏层"))
         t.heading(tr(f"Layer {index + 1} ({role.en}: {', '.join(layer.units)})",
                      f"第 {index + 1} 层（{role.zh}：{', '.join(layer.units)}）"))
         if above is None:  # the error's derivative with respect to each output
-            for j, (unit, target) in enumerate(zip(layer.units, net.target_names)):
-                t.define(key(f"dE/d{unit}"), rule.xreplace({real("y"): sym(key(unit)), real("t"): sym(target)}),
+            for j, unit in enumerate(layer.units):
+                t.define(key(f"dE/d{unit}"), names.formula(f"{GRADIENT}{unit}"),
                          note=tr(f"partial derivative of the error ({net.loss}) with respect to the output",
-                                f"误差（{net.loss}）对输出的偏导数")
-                         if j == 0 else None)
+                                f"误差（{net.loss}）对输出的偏导数") if j == 0 else None)
         else:  # each unit passes its output to every unit above: it receives the sum of their errors
-            updated = ({sym(params[w]): sym(new[w]) for w in above[2]}
+            updated = ({sp.Symbol(params[w]): sp.Symbol(new[w]) for row in above.weight_names for w in row}
                        if conventions.hidden_uses_updated_weights else {})
-            _error_from_above(t, key, layer.units, above[0], above[1], updated)
-        derivation = _activation_derivation(layer)
-        local = derivation.backward["dx"].xreplace({real("dout"): sp.S.One})
-        if conventions.relu_derivative_at_zero:
-            local = local.replace(lambda e: isinstance(e, sp.Heaviside),
-                                  lambda e: sp.Heaviside(e.args[0], conventions.relu_derivative_at_zero))
-        nets = {unit: t.quantities[key(f"net_{unit}")].formula for unit in layer.units}
-        at_net = conventions.sigmoid_derivative_at_net and layer.activation.name == "sigmoid"
+            _error_from_above(t, names, layer.units, above.units, updated)
         for j, unit in enumerate(layer.units):
-            output = sym(key(f"net_{unit}")) if at_net else sym(key(unit))
-            t.define(key(f"d{unit}/dnet_{unit}"),
-                     local.xreplace({real("y"): output, real("x"): sym(key(f"net_{unit}"))}),
+            local = f"d{unit}/dnet_{unit}"
+            t.define(key(local), names.formula(local),
                      note=tr(f"local derivative of {layer.activation.name}, from its derivation",
                              f"{layer.activation.name} 的局部导数（由其推导得到）") if j == 0 else None)
             # the unit's delta (dE/dnet), which hand calculations often name: not printed
-            t.define(key(f"dE/dnet_{unit}"), Chain(((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}")),)), show=False)
+            t.define(key(f"dE/dnet_{unit}"), names.formula(f"{GRADIENT}net_{unit}"), show=False)
         for j, unit in enumerate(layer.units):
-            for i in range(len(layer.weights)):
-                weight = layer.weight_names[i][j]
-                _gradient(t, key, weight, sym(params[weight]), [(unit, nets[unit])])
-                new[weight] = _update(t, key, weight, params[weight], conventions.gradient_ascent)
+            for row in layer.weight_names:
+                _gradient(t, names, row[j], layer.units)
+                new[row[j]] = _update(row[j])
             if not layer.shared_bias:
                 bias = layer.bias_of(j)
-                _gradient(t, key, bias, sym(params[bias]), [(unit, nets[unit])])
+                _gradient(t, names, bias, layer.units)
                 if conventions.updates(net, bias):
-                    new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
+                    new[bias] = _update(bias)
         if layer.shared_bias:
             bias = layer.bias_names[0]
-            _gradient(t, key, bias, sym(params[bias]), list(nets.items()),
-                      note=tr(f"the bias {bias} is shared by {', '.join(layer.units)}: the sum over its units",
-                              f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
+            _gradient(t, names, bias, layer.units, note=tr(f"the bias {bias} is shared by {', '.join(layer.units)}: the sum over its units",
+                                               f"偏置 {bias} 由 {', '.join(layer.units)} 共用：对各神经元的偏导数求和"))
             if conventions.updates(net, bias):
-                new[bias] = _update(t, key, bias, params[bias], conventions.gradient_ascent)
-        above = (layer.units, nets, [w for row in layer.weight_names for w in row])
+                new[bias] = _update(bias)
+        above = layer
     return new
 
 
-def _activation_derivation(layer):
-    name = layer.activation.name
-    return REGISTRY.derive(name) if name in REGISTRY else layer.activation.derive()
-
-
-def _error_from_above(t, key, sources, units_above, nets_above, updated=None):
+def _error_from_above(t, names: _Names, sources, units_above, updated=None):
     """dE/dsource = sum over the units above of dE/du * du/dnet_u * dnet_u/dsource.
     ``updated`` (weight -> new weight) only for the checker's updated-weights convention."""
+    key = names.key
     for source in sources:
         terms = []
-        for unit in units_above:
+        gradient = f"{GRADIENT}{source}"
+        for unit in names.feeds(gradient, units_above):
             factor = key(f"dnet_{unit}/d{source}")
-            t.define(factor, sp.diff(nets_above[unit], t.symbol(key(source))).xreplace(updated or {}))
+            t.define(factor, names.factor(gradient, unit).xreplace(updated or {}))
             terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
         if len(terms) > 1:  # each path's contribution (dE_o1/dh1 in Mazur's article): not printed
             for unit, term in zip(units_above, terms):
@@ -226,12 +338,12 @@ def _error_from_above(t, key, sources, units_above, nets_above, updated=None):
         t.define(key(f"dE/d{source}"), Chain(tuple(terms)), note=note)
 
 
-def _gradient(t, key, param, param_sym, units, note=None):
-    """dE/dparam = sum over the units it feeds of dE/du * du/dnet_u * dnet_u/dparam."""
-    terms = []
-    for unit, formula in units:
+def _gradient(t, names: _Names, param, units, note=None):
+    """dE/dparam = sum over the units it feeds (of ``units``) of dE/du * du/dnet_u * dnet_u/dparam."""
+    key, gradient, terms = names.key, f"{GRADIENT}{param}", []
+    for unit in names.feeds(gradient, units):
         factor = key(f"dnet_{unit}/d{param}")
-        t.define(factor, sp.diff(formula, param_sym))
+        t.define(factor, names.factor(gradient, unit))
         terms.append((key(f"dE/d{unit}"), key(f"d{unit}/dnet_{unit}"), factor))
     t.define(key(f"dE/d{param}"), Chain(tuple(terms)), note=note)
 
@@ -295,7 +407,7 @@ class OptimizerLines:
         t, first = self.t, not self.counted or step not in self.counted
         names = dict(self.names)
         names[PARAMETER] = t.symbol(current_key)
-        names[GRADIENT] = t.symbol(key(f"dE/d{param}"))
+        names[GRADIENT_SYMBOL] = t.symbol(key(f"dE/d{param}"))
         for name in self.rule.state_names:
             names[sp.Symbol(name, real=True)] = t.symbol(self.state[(name, param)])
         if self.rule.counts_steps:

@@ -155,10 +155,10 @@ ROWS = [
     ("ascent-issue", MZ, lambda: {"w1_new": "0.150219284"}, "w1_new", "convention_gradient_ascent"),
     ("ascent", TL, lambda: {"b11_new": fixed(variant(TL, gradient_ascent=True).value("b11_new"), 5)},
      "b11_new", "convention_gradient_ascent"),
-    ("sigmoid-at-net", MZ, lambda: {"do1/dnet_o1": fixed(variant(MZ, sigmoid_derivative_at_net=True)
+    ("sigmoid-at-net", MZ, lambda: {"do1/dnet_o1": fixed(variant(MZ, derivative_at_net=True)
                                                          .value("do1/dnet_o1"), 8)},
      "do1/dnet_o1", "convention_sigmoid_at_net"),
-    ("sigmoid-at-net-2", TL, lambda: {"dE/da11": fixed(variant(TL, sigmoid_derivative_at_net=True).value("dE/da11"), 6)},
+    ("sigmoid-at-net-2", TL, lambda: {"dE/da11": fixed(variant(TL, derivative_at_net=True).value("dE/da11"), 6)},
      "dE/da11", "convention_sigmoid_at_net"),
     ("updated-weights", TL, lambda: {"a11_new": fixed(variant(TL, hidden_uses_updated_weights=True)
                                                       .value("a11_new"), 6)}, "a11_new", "convention_updated_weights"),
@@ -240,6 +240,15 @@ def test_float64_rendering_is_right(tmp_path):
 def test_relu_derivative_at_zero_convention(tmp_path):
     v = _edge(tmp_path, "1", x="1", w="1", b="-1", activation="relu", key="dy/dnet_y")
     assert not v.right and v.code == "convention_relu0"
+
+
+def test_leaky_relu_kink_from_the_right(tmp_path):
+    """Asked of the op, not its name: a leaky relu written as a formula has a kink too, and
+    its derivative at 0 from the right is 1 (its slope there from the left is 1/10)."""
+    v = _edge(tmp_path, "1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y")
+    assert not v.right and v.code == "convention_relu0"
+    assert _edge(tmp_path, "0.1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y").right
+    assert _edge(tmp_path, "1.1", x="1", w="1", b="-1", activation="max(x/10, x)", key="dy/dnet_y").code != "convention_relu0"
 
 
 def test_rounded_intermediates_convention():

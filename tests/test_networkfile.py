@@ -11,7 +11,7 @@ from symprop.cli import main
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.examples import EXAMPLES, builtin_network, get_transcript
 from symprop.symbolic.networkfile import parse_network
-from symprop.symbolic.network_transcript import Conventions, network_transcript
+from symprop.symbolic.network_transcript import Conventions, has_kink, interpreted, network_transcript, reads_its_output
 from symprop.symbolic.transcript import rounded
 from test_examples import check_gradients, network_loss
 
@@ -249,3 +249,91 @@ def test_an_unknown_field_is_refused_with_its_line_and_the_known_ones(kind, file
     with pytest.raises(SympropError) as error:
         parse("\n".join(lines) + "\n", "my.toml")
     assert str(error.value).startswith(f"my.toml, line {at + 1}, field {field!r}: unknown field (known: {known}")
+
+
+TANH_LEAKY = """
+loss = "squared-error"
+learning_rate = 0.5
+[inputs]
+x = 1
+[targets]
+t = 1
+[[layers]]
+units = ["h"]
+activation = "tanh"
+weights = [[0.5]]
+bias = [0.25]
+[[layers]]
+units = ["o"]
+activation = "max(x/10, x)"
+weights = [[0]]
+bias = [0]
+"""
+
+
+def test_the_transcript_reads_the_interpreters_formulas():
+    """Every formula of a network transcript is the interpreter's over the lowered Graph, under
+    the file's names: the net input as the affine statement computes it, the local derivative
+    from the activation's rule, the parameter's gradient whose factor the chain line shows."""
+    net = parse_network(TANH_LEAKY, "n.toml")
+    record, t = interpreted(net), network_transcript(net, "n")
+    h, net_h, x, dnet_o = sp.symbols("h net_h x dL/dnet_o")
+    assert sp.expand(record["net_h"] - (sp.Symbol("w1_11") * x + sp.Symbol("b1_1"))) == 0
+    assert record["dh/dnet_h"] == 1 - h ** 2 and t.quantities["dh/dnet_h"].formula == 1 - h ** 2
+    assert record["dL/dw2_11"] == h * dnet_o and t.quantities["dnet_o/dw2_11"].formula == h
+    assert t.value("dE/dw2_11") == t.value("dE/do") * t.value("do/dnet_o") * t.value("h")
+
+
+def test_conventions_that_change_a_rule_ask_the_op():
+    """tanh's rule reads its saved output (1 - y^2), so the slip "derivative at the net input"
+    applies to it as to sigmoid; a leaky relu has a kink, and its derivative there taken from
+    the right is its right-hand slope 1, from the left (the derivation's) 1/10."""
+    net = parse_network(TANH_LEAKY, "n.toml")
+    tanh, leaky = (layer.activation for layer in net.layers)
+    assert reads_its_output(tanh) and not reads_its_output(leaky) and not has_kink(tanh) and has_kink(leaky)
+    t = network_transcript(net, "n")
+    at_net = network_transcript(net, "n", Conventions(derivative_at_net=True))
+    assert at_net.value("dh/dnet_h") == 1 - t.value("net_h") ** 2 != t.value("dh/dnet_h")
+    assert at_net.value("do/dnet_o") == t.value("do/dnet_o")  # max(x/10, x)'s rule reads x, not y
+    assert t.value("net_o") == 0 and t.value("do/dnet_o") == sp.Rational(1, 10)
+    right = network_transcript(net, "n", Conventions(kink_from_the_right=True))
+    assert right.value("do/dnet_o") == 1 and right.value("dh/dnet_h") == t.value("dh/dnet_h")
+
+
+THREE_LAYERS = """
+loss = "squared-error"
+learning_rate = 0.1
+[inputs]
+x1 = 0.5
+x2 = -1
+x3 = 0.25
+[targets]
+t1 = 0.75
+[[layers]]
+units = ["a", "b"]
+activation = "relu"
+weights = [[0.1, -0.2], [-0.3, 0.4], [0, 0.5]]
+bias = [0.1, -0.1]
+[[layers]]
+units = ["c", "d", "e"]
+activation = "tanh"
+weights = [[0.1, -0.2, 0.3], [0.3, 0.4, -0.5]]
+bias = 0.2
+[[layers]]
+units = ["o"]
+activation = "sigmoid"
+weights = [[1], [0.5], [-1]]
+bias = [0]
+"""
+
+
+def test_three_layers_chain_factors_match_central_differences():
+    """Two hidden layers (relu, then tanh with a shared bias) under a sigmoid output: every
+    chain line, its last factor read off the interpreter's gradient, is the central difference."""
+    net = parse_network(THREE_LAYERS, "three.toml")
+    t = network_transcript(net, "three")
+    params = {p: np.array(float(v)) for p, v in net.parameters().items()}
+    assert t.quantities["dE/da"].formula.terms == (("dE/dc", "dc/dnet_c", "dnet_c/da"), ("dE/dd", "dd/dnet_d", "dnet_d/da"),
+                                                   ("dE/de", "de/dnet_e", "dnet_e/da"))
+    check_gradients(t, lambda p: network_loss(net, {k: float(v) for k, v in p.items()}), params,
+                    {f"dE/d{p}": p for p in params})
