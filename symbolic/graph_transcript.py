@@ -389,12 +389,6 @@ class _Builder:
             self.t.heading(tr("Loss", "误差"))
         return self.t.define(key, formula, text=key, latex=_latex(key), note=note)
 
-    def define_matrix(self, name, values, note, grad=False):
-        for n, j in self.indices(values.shape):
-            key = _element(name, (n, j))
-            self.define(_grad(key) if grad else key, values[n, j], note)
-            note = None
-
 
 def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str = "net",
                      where: str = "values", lines: dict | None = None, batch_sum: bool = False,
@@ -534,11 +528,6 @@ def _forward_after_step(b: _Builder, layers, given: set, penalised: bool):
 
 
 # --- the values file -------------------------------------------------------------------------
-
-def load_values(path) -> dict:
-    """The table of a TOML values file: X, T, the parameters and an optional learning_rate."""
-    return _read_values(path)[0]
-
 
 def _read_values(path) -> tuple[dict, dict]:
     """The values file's table and the line of each top-level field (for errors)."""

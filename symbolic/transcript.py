@@ -396,9 +396,6 @@ def _chain_latex(t, chain: Chain, digits=None) -> str:
 
 # --- the renderer ----------------------------------------------------------------------------
 
-HEADINGS_PREFIX = {"en": "", "zh": ""}
-
-
 class _Renderer:
     def __init__(self, t: Transcript, digits: int, lang: str, markdown: bool):
         self.t, self.digits, self.lang, self.md = t, digits, lang, markdown
