@@ -26,12 +26,9 @@ import sympy as sp
 from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
 from .ieee import TYPES, Program
+from .interpret import GRADIENT, Interpreter
 from .transcript import (FLOAT32, PRECISION, Chain, Quantity, Show, Transcript, _latex_name, attach_notes,
                          in_float32, tr)
-
-TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
-              "the larger for min): relu'(0) = 0, as PyTorch",
-              "max 或 min 取等时用左导数（max 取斜率较小的一侧，min 取较大的一侧）：relu'(0) = 0，与 PyTorch 相同")
 
 
 class _Names:
@@ -102,6 +99,7 @@ class _Builder:
         dtype = program_dtype(graph)
         self.program = ProgramRun(graph, dtype) if dtype else None
         self.num = {}  # in a program's arithmetic: key -> the program's number
+        self.low = graph.lowering()  # the statements the kernels print; this transcript runs them
 
     # --- one line: its value exact, or the program's own number --------------------------------
     def give(self, key, value, **kw):
@@ -179,15 +177,15 @@ class _Builder:
         keys = {i: f"{i}_test" if i in g.predict else i for i in g.inputs}
         keys.update(params)
         keys = {name: key for name, key in keys.items() if key in t.quantities}  # a full batch's columns are per sample
-        subs = {name: t.symbol(key) for name, key in keys.items()}
         needed = g.ancestors(g.output)
         numbers = {name: self.num.get(key) for name, key in keys.items()}
-        for node in g.graph.nodes:
-            if node.name in needed:
-                number = self.program.forward(node.name, numbers) if self.program else None
-                numbers[node.name] = number
-                subs[node.name] = self.put(f"{node.name}_test{suffix}", node.op.forward(subs), number,
-                                           note=tr("the prediction", "预测值") if node.name == g.output else None)
+
+        def write(node, formula, note):
+            if node in needed:
+                numbers[node] = self.program.forward(node, numbers) if self.program else None
+                self.put(f"{node}_test{suffix}", formula, numbers[node],
+                         note=tr("the prediction", "预测值") if node == g.output else None)
+        self.run_forward(keys | {node.name: f"{node.name}_test{suffix}" for node in g.graph.nodes}, write)
 
     def predict_before(self):
         g, t = self.g, self.t
@@ -219,18 +217,16 @@ class _Builder:
             run = self.program.step({n: self.num[names.value(n)] for n in [*g.inputs, *g.parameters]},
                                     self.num.get(f"dL/d{g.objective}"))
         t.heading(tr("Forward pass", "前向传播"))
-        subs = {n: t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
-        for node in g.graph.nodes:
-            self.put(names.value(node.name), node.op.forward(subs), run and run.values[node.name],
-                     note=tr("the output", "输出") if node.name == g.output else None)
-            subs[node.name] = t.symbol(names.value(node.name))
+        self.run_forward({n: names.value(n) for n in [*g.inputs, *g.parameters, *g.nodes]},
+                         lambda node, formula, note: self.put(names.value(node), formula, run and run.values[node],
+                                                              note=note))
+        locals_, reaches = self.run_backward(names)
         t.heading(tr("Local derivatives of each node (SymPy's diff)", "每个节点的局部导数（由 SymPy 求导）"))
         for node in (n for n in g.graph.nodes if n.name in self.relevant):
             for arg in node.inputs:
-                note = TIE_NOTE if node.op.has_kink else None
+                formula, note = locals_[node.name, arg]
                 try:
-                    self.put(names.local(node.name, arg), node.op.partial_at(arg, subs),
-                             run and run.locals[node.name, arg], note=note)
+                    self.put(names.local(node.name, arg), formula, run and run.locals[node.name, arg], note=note)
                 except SympropError as exc:  # sqrt(x) at x = 0: the value exists, its slope does not
                     _fail_node(g, node.name, f"its derivative by {arg} at the given values: {exc}")
         t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
@@ -238,7 +234,7 @@ class _Builder:
         order = [n for n in reversed(g.nodes) if n in self.relevant and n != names.top]
         order += [n for n in [*g.parameters, *g.inputs] if n in self.relevant]
         for name in order:
-            consumers = [c for c in g.consumers(name) if c in self.relevant]
+            consumers = [c for c in g.consumers(name) if (c, name) in reaches]
             paths = []
             for c in consumers:
                 if c == names.top and g.dout is None:
@@ -269,6 +265,41 @@ class _Builder:
                 self.put(key, sp.Add(*[t.symbol(p) for p in paths], evaluate=False), run and run.grads[name],
                          note=tr(f"{name} feeds {', '.join(consumers)}: the sum of each path's contribution",
                                  f"{name} 输入到 {', '.join(consumers)}：各路径贡献之和"))
+
+    # --- the lowering's statements, run by the interpreter ----------------------------------------
+    def run_forward(self, keys: dict, write):
+        """The forward statements with each value named ``keys[name]`` in formulas; ``write(node,
+        formula, note)`` for each node, in the graph's order (the formula over those keys)."""
+        node_of = {key: name for name, key in keys.items()}
+        interpreter = self._interpreter(keys, lambda key, formula, note: write(node_of[key], _evaluated(formula), note))
+        for statement in self.low.forward:
+            interpreter.run([statement])
+            interpreter.finish()  # each node's line when it is computed
+
+    def run_backward(self, names: _Names):
+        """The backward statements: each node's local derivative by each value it reads, (node,
+        value) -> (formula over the pass's keys, note), and the set of (node, value) paths the
+        gradient takes (a chain-rule term of value's gradient through node)."""
+        locals_, paths = {}, set()
+
+        def record(key, formula, note):
+            if key.startswith(GRADIENT):  # a gradient: the chain-rule terms it is the sum of
+                for _, local in formula.terms if isinstance(formula, Chain) else ():
+                    paths.add(tuple(local[1:].split("/d", 1)))
+            else:  # d<node>/d<value>
+                locals_[tuple(key[1:].split("/d", 1))] = (_evaluated(formula), note)
+        interpreter = self._interpreter({n: names.value(n) for n in [*self.g.given(), *self.g.nodes]}, record)
+        for statement in self.low.backward:
+            interpreter.run([statement])
+            interpreter.finish()
+        return locals_, paths
+
+    def _interpreter(self, keys: dict, define) -> Interpreter:
+        """Values read as the transcript's keys; gradients as dL/d<name>, so a chain-rule
+        statement's local derivative is d<node>/d<name>."""
+        shown = {self.low.value[name]: (key, ()) for name, key in keys.items()}
+        shown |= {self.low.grad[name]: (GRADIENT + name, ()) for name in self.low.grad}
+        return Interpreter(lambda array, index: None, define, lambda note: note, {}, shown=shown)
 
     def batch_mean(self, size: int):
         """Full batch: the loss and the parameters' gradients are means over the samples."""
@@ -319,18 +350,18 @@ class _Builder:
         if names is None:
             return  # full batch: the table shows the mean loss after each step
         t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
-        subs = {n: t.symbol(n) for n in [*g.inputs, *g.parameters]}
-        subs.update(new)
         changed = set(new)
-        numbers = {n: self.num.get(f"{n}_new" if n in new else n) for n in [*g.inputs, *g.parameters]}
         for node in g.graph.nodes:
             if set(node.inputs) & changed:
-                numbers[node.name] = self.program.forward(node.name, numbers) if self.program else None
-                subs[node.name] = self.put(f"{node.name}_new", node.op.forward(subs), numbers[node.name])
                 changed.add(node.name)
-            else:
-                subs[node.name] = t.symbol(node.name)
-                numbers[node.name] = self.num.get(node.name)
+        keys = {n: f"{n}_new" if n in changed else n for n in [*g.inputs, *g.parameters, *g.nodes]}
+        numbers = {n: self.num.get(key) for n, key in keys.items()}
+
+        def write(node, formula, note):
+            if node in changed:
+                numbers[node] = self.program.forward(node, numbers) if self.program else None
+                self.put(f"{node}_new", formula, numbers[node])
+        self.run_forward(keys, write)
 
     def table(self):
         g, t = self.g, self.t
@@ -382,6 +413,12 @@ class _Builder:
 
 
 # --- the numbers of many steps: the same staged formulas, evaluated fast --------------------------
+
+def _evaluated(expr):
+    """expr rebuilt with SymPy's evaluation on (the interpreter puts values in as written), as
+    a formula with the transcript's symbols put in reads."""
+    return expr.func(*map(_evaluated, expr.args)) if isinstance(expr, sp.Basic) and expr.args else expr
+
 
 def _heaviside(u, at_zero=sp.S.Half):
     return 1 if u > 0 else 0 if u < 0 else at_zero
