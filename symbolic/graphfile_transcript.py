@@ -15,6 +15,7 @@ partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a giv
 """
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
 from .ieee import TYPES, Program
 from .interpret import GRADIENT, Interpreter
+from .ir import Assignments, Let
 from .transcript import (FLOAT32, PRECISION, Chain, Quantity, Show, Transcript, _latex_name, attach_notes,
                          in_float32, tr)
 
@@ -488,54 +490,6 @@ class ProgramRun:
         return StepNumbers(values, locals_, contributions, grads)
 
 
-class Staged:
-    """The graph's nodes and local partials as Python functions at 60 digits (mpmath), applied
-    gate by gate as a learner's program would: forward, then backward."""
-
-    def __init__(self, graph: GraphFile):
-        self.g = graph
-        extra = {"Heaviside": _heaviside}
-        self.forward = {}
-        self.locals = {}
-        top = graph.objective
-        relevant = graph.ancestors(top)
-        for node in graph.graph.nodes:
-            args, op = list(node.inputs), node.op
-            self.forward[node.name] = (args, sp.lambdify([symbol(a) for a in args], op.formula, [extra, "mpmath"]))
-            if node.name in relevant:
-                for arg in args:
-                    self.locals[node.name, arg] = sp.lambdify([symbol(a) for a in args], op.partials[arg],
-                                                              [extra, "mpmath"])
-        self.relevant = relevant
-
-    def forward_names(self):
-        return list(self.forward)
-
-    def number(self, value):
-        return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
-            else mpmath.mpf(str(sp.N(value, PRECISION)))
-
-    def descend(self, p, rate, grad, ascent: bool):
-        return p + rate * grad if ascent else p - rate * grad
-
-    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
-        """Node values and the objective's gradient at every name, for the given values."""
-        g = self.g
-        values = dict(values)
-        for node, (args, f) in self.forward.items():
-            values[node] = f(*[values[a] for a in args])
-        grads = {g.objective: dout if dout is not None else self.number(1)}
-        for node in reversed(self.forward):  # the graph's nodes, last first
-            if node not in self.relevant or node not in grads:
-                continue
-            args = self.forward[node][0]
-            for arg in args:
-                local = self.locals[node, arg](*[values[a] for a in args])
-                contribution = grads[node] * local
-                grads[arg] = grads[arg] + contribution if arg in grads else contribution
-        return values, grads
-
-
 class _Program(ProgramRun):
     """ProgramRun with Staged's step signature, for the training loop."""
 
@@ -575,8 +529,7 @@ class Training:
     def _records(self):
         graph, u = self.g, self.g.update
         dtype = program_dtype(graph)
-        staged = (_Program(graph, dtype) if dtype else CompiledStaged(graph) if arithmetic(graph) == "float64"
-                  else Staged(graph))
+        staged = _Program(graph, dtype) if dtype else StepFunction(graph, arithmetic(graph))
         rate = staged.number(u.learning_rate)
         dout = staged.number(graph.dout) if graph.dout is not None else None
         params = {p: staged.number(v) for p, v in graph.parameters.items()}
@@ -668,57 +621,63 @@ def arithmetic(graph: GraphFile) -> str:
     return "mpmath" if work <= EXACT_TABLE_WORK else "float64"
 
 
-class CompiledStaged:
-    """Staged's steps in float64 as one Python function of floats (printed from the same
-    formulas and local partials, node by node, as lambdify prints one formula): a run of
-    10,000 steps through 150 nodes takes seconds, not the minutes of 60-digit numbers. An
-    overflow, a division by zero or a log of a negative number raises (OverflowError,
-    ZeroDivisionError, ValueError), which the run reports as a divergence."""
+class StepFunction:
+    """One forward and backward pass as one Python function, printed from the circuit's
+    statements (``GraphFile.lowering``, as the kernels are): at 60 significant digits (mpmath,
+    as lambdify prints a formula) or in float64 (math; a run of 10,000 steps through 150 nodes
+    takes seconds). Each gradient is its upstream gradient times the local partial's value, in
+    the order of the statements. In float64 an overflow, a division by zero or a log of a
+    negative number raises (OverflowError, ZeroDivisionError, ValueError), which the run
+    reports as a divergence."""
 
-    float32 = False
-
-    def __init__(self, graph: GraphFile):
-        from sympy.printing.pycode import PythonCodePrinter
+    def __init__(self, graph: GraphFile, arithmetic: str):
+        from sympy.printing.pycode import MpmathPrinter, PythonCodePrinter
 
         from .stable import masks_as_selects
 
-        self.g = graph
-        top = graph.objective
-        self.relevant = graph.ancestors(top)
-        self.given = [*graph.inputs, *graph.parameters]
-        self.nodes = self.forward = [node.name for node in graph.graph.nodes]
-        ids = {name: f"v{i}" for i, name in enumerate([*self.given, *self.nodes])}
-        printer = PythonCodePrinter({"fully_qualified_modules": False, "strict": True})
+        self.g, self.float64 = graph, arithmetic == "float64"
+        if self.float64:
+            namespace = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+            namespace.update(exp=_exp, Heaviside=_float_heaviside, max=max, min=min, abs=abs, float=float)
+            printer = PythonCodePrinter({"fully_qualified_modules": False, "strict": True})
+        else:
+            namespace = {name: getattr(mpmath, name) for name in dir(mpmath) if not name.startswith("_")}
+            namespace.update(Heaviside=_heaviside)
+            printer = MpmathPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                                     "user_functions": {"Heaviside": "Heaviside"}})
+        low = graph.lowering(taken=set(namespace) | set(keyword.kwlist) | {"step"})
+        renamed = {symbol(name): s for name, s in low.value.items()}
 
         def text(expr):
-            expr = masks_as_selects(expr)  # never inf * 0 where a mask is 0 (ELU's exp(x) * H(...))
-            return printer.doprint(expr.xreplace({symbol(n): sp.Symbol(i) for n, i in ids.items()}))
+            expr = expr.xreplace(renamed)
+            if self.float64:  # never inf * 0 where a mask is 0 (ELU's exp(x) * H(...))
+                return f"float({printer.doprint(masks_as_selects(expr))})"
+            return f"({printer.doprint(expr)})"
 
-        lines = [f"def step({', '.join(ids[n] for n in self.given)}):"]
-        for node in graph.graph.nodes:
-            lines.append(f"    {ids[node.name]} = float({text(node.op.formula)})")
-        grads = {top: "g_top"}
-        lines.append(f"    g_top = {float(graph.dout) if graph.dout is not None else 1.0!r}")
-        for node in reversed(graph.graph.nodes):
-            if node.name not in self.relevant or node.name not in grads:
-                continue
-            for arg in node.inputs:
-                term = f"{grads[node.name]} * float({text(node.op.partials[arg])})"
-                if arg in grads:
-                    lines.append(f"    {grads[arg]} += {term}")
-                else:
-                    grads[arg] = f"g{len(grads)}"
-                    lines.append(f"    {grads[arg]} = {term}")
-        self.grad_names = list(grads)
-        lines.append(f"    return ({''.join(ids[n] + ', ' for n in self.nodes)}), "
-                     f"({''.join(grads[n] + ', ' for n in self.grad_names)})")
-        namespace = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
-        namespace.update(exp=_exp, Heaviside=_float_heaviside, max=max, min=min, abs=abs, float=float)
+        self.given = [*graph.inputs, *graph.parameters]
+        self.nodes = [node.name for node in graph.graph.nodes]
+        self.grad_names = [name for name in low.grad if name in low.relevant]
+        lines = [f"def step({', '.join(low.value[n].name for n in self.given)}):"]
+        for statement in low.forward + low.backward:
+            if isinstance(statement, Let):  # the upstream gradient (1 or dout), a gradient 0
+                number = text(sp.sympify(statement.value))
+                lines.append(f"    {statement.target} = {number if self.float64 else 'mpf' + number}")
+            elif isinstance(statement, Assignments):
+                upstream = statement.names.get(statement.upstream, sp.S.One)
+                for target, rule in statement.pairs:
+                    local = rule.xreplace({upstream: sp.S.One})
+                    value = f"{upstream} * {text(local)}" if statement.upstream else text(local)
+                    lines.append(f"    {target} {'+=' if target in statement.accumulate else '='} {value}")
+        lines.append(f"    return ({''.join(low.value[n].name + ', ' for n in self.nodes)}), "
+                     f"({''.join(low.grad[n].name + ', ' for n in self.grad_names)})")
         exec(compile("\n".join(lines), f"<steps of {graph.source}>", "exec"), namespace)  # noqa: S102
         self.function = namespace["step"]
 
-    def number(self, value) -> float:
-        return float(sp.N(value, 20))
+    def number(self, value):
+        if self.float64:
+            return float(sp.N(value, 20))
+        return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
+            else mpmath.mpf(str(sp.N(value, PRECISION)))
 
     def forward_names(self):
         return list(self.nodes)
@@ -727,7 +686,8 @@ class CompiledStaged:
         return p + rate * grad if ascent else p - rate * grad
 
     def step(self, values: dict, dout=None):
-        """Staged.step in float64; dout, the file's upstream gradient, is compiled in."""
+        """Node values and the objective's gradient at every name it depends on, for the given
+        values (the file's dout is compiled in)."""
         node_values, grad_values = self.function(*[values[n] for n in self.given])
         values = dict(values)
         values.update(zip(self.nodes, node_values))
