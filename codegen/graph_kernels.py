@@ -49,6 +49,15 @@ TAKEN = set(keyword.kwlist) | {
     "LEARNING_RATE", "STEPS", "EPOCHS", "DATA", "MODE", "INPUT_VALUES",
 }
 
+CSE_TEMPORARY = re.compile(r"t\d+\Z")  # print_statements names its temporaries t0, t1, ...
+
+
+class _Taken:
+    """The names a graph value's symbol must avoid in the kernel: TAKEN and the temporaries."""
+
+    def __contains__(self, name: str) -> bool:
+        return name in TAKEN or bool(CSE_TEMPORARY.match(name))
+
 
 class _Identifiers:
     """The kernel's Python name of each graph value and of its gradient (``dx`` is df/dx, as
@@ -102,7 +111,7 @@ def graph_module_text(text: str, source: str, backend: Backend = NUMBA, output: 
     """The generated module for a graph file's text (``source`` names it in messages and the header;
     ``output``, the file it is written to, completes the header's regenerate command)."""
     g = graph = parse_graph(text, source)
-    low = graph.lowering(TAKEN)
+    low = graph.lowering(_Taken())
     ids = _Identifiers(low)
     forward_lines, forward_helpers = backend.print(_printed(low.forward, g, low))
     backward_lines, backward_helpers = backend.print(_printed(low.backward, g, low))

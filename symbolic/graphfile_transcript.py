@@ -1,13 +1,17 @@
 """The transcript of a graph file: every gate's value, local partials, gradients, the update.
 
-The order lecture notes use for a circuit: the given values, the forward pass node by node,
-each node's local partial derivatives (SymPy's ``diff``, with max and min at a tie following
-``kinks``' stated convention), then the gradient of the output (or the loss) at every node
-from the output back. Where a value feeds several nodes its gradient is written as the sum of
-each path's contribution (``df/dx_via_q``, one key per path). Then the update of the
-parameters and the forward pass with the new values; with more steps (or a data set), a
-table of chosen quantities per step or epoch, computed by the same staged formulas (in
-numpy float32 for ``dtype = "float32"``, else at 60 significant digits).
+The lines are the circuit's lowered statements (``GraphFile.lowering``, which the graph
+kernels print), run by the interpreter (``interpret.py``): each node's value, each local
+partial derivative (SymPy's ``diff``, with max and min at a tie following ``kinks``' stated
+convention) and the paths each gradient takes. This module is the presentation, in the order
+lecture notes use for a circuit: the given values, the forward pass node by node, every
+node's local partials, then the gradient of the output (or the loss) at every node from the
+output back. Where a value feeds several nodes its gradient is written as the sum of each
+path's contribution (``df/dx_via_q``, one key per path). Then the update of the parameters
+and the forward pass with the new values; with more steps (or a data set), a table of chosen
+quantities per step or epoch, from the same statements printed as one Python function (at 60
+significant digits, or float64 for a long run). With ``dtype`` written, every number is a
+program's instead (``ieee.py``: the formula's operations as written, reverse-mode autodiff).
 
 JSON keys: inputs, parameters and nodes by their names; ``d<node>/d<arg>`` the local
 partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a given ``dout``);

@@ -1,13 +1,14 @@
-"""A graph file's staged scalar formula (``q = "x + y"``) as an op of the graph model.
+"""A graph file's staged scalar formula (``q = "x + y"``) as an op family of the graph model.
 
 A learner's circuit is a graph of such nodes, each a formula over the named values it reads
 (``graphfile.parse_graph`` builds them). The op is its forward formula and its local partial
-derivatives, derived by SymPy: everything that evaluates or differentiates a graph-file node
-(the transcript, the circuit picture, the graph kernels, ``symprop derive --formula``) asks the
-op, so the kink convention lives in one place."""
+derivatives, derived by SymPy (max and min at a tie by the kink convention), and its
+``lower()``: the node's value, and backward its upstream gradient times each local partial,
+into the gradient of each value it reads. ``CircuitLowering`` is the context a circuit's
+nodes lower into; the graph kernels print its statements, and the graph-file transcript and
+its table run them, so they cannot disagree."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -100,7 +101,8 @@ class CircuitLowering:
     back (each node's statements prepended), then the upstream gradient at the objective (1,
     or the file's ``dout``) and a 0 for each given value with no path to it.
 
-    Every value has a symbol (its own name, unless ``taken``: a kernel's own names) and so
+    Every value has a symbol (its own name, unless ``taken``: a kernel's own names, anything
+    with ``in``) and so
     has its gradient (``d<name>``); ``names`` maps a formula's symbols to the renamed ones."""
 
     def __init__(self, graph, given, output: str, loss: str | None = None, dout=None, taken=frozenset()):
@@ -127,7 +129,7 @@ class CircuitLowering:
     def fresh(self, base: str) -> str:
         """base, or base with _ appended until it is a name not yet used nor taken."""
         name = base
-        while name in self._taken or name in self._used or re.match(r"t\d+\Z", name):  # t0: a CSE temporary
+        while name in self._taken or name in self._used:
             name += "_"
         self._used.add(name)
         return name
