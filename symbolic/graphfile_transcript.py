@@ -442,13 +442,16 @@ class StepNumbers:
 
 
 class ProgramRun:
-    """The graph as a float32 or float64 program runs it: every node's formula operation by
-    operation as written, backward by reverse-mode autodiff through the same operations."""
+    """The graph's statements (``GraphFile.lowering``) as a float32 or float64 program runs
+    them: every node's formula operation by operation as written, each chain-rule statement's
+    gradients by reverse-mode autodiff through the node's operations, added in the
+    statements' order."""
 
     def __init__(self, graph: GraphFile, dtype: str):
         self.g, self.dtype, self.real = graph, dtype, TYPES[dtype]
         self.programs = {node.name: Program(node.op.text, dtype) for node in graph.graph.nodes}
-        self.relevant = graph.ancestors(graph.objective)
+        self.low = graph.lowering()
+        self.name_of = {s.name: name for table in (self.low.value, self.low.grad) for name, s in table.items()}
 
     def number(self, value):
         value = sp.sympify(value)
@@ -470,23 +473,21 @@ class ProgramRun:
             return r(p + step) if ascent else r(p - step)
 
     def step(self, given: dict, dout=None, with_locals: bool = True) -> StepNumbers:
-        r, g = self.real, self.g
-        values = dict(given)
-        for node, program in self.programs.items():
-            values[node] = program.value(values)
-        grads = {g.objective: r(1) if dout is None else r(dout)}
+        r, values = self.real, dict(given)
+        for statement in self.low.forward:
+            ((target, _),) = statement.pairs
+            node = self.name_of[target.name]
+            values[node] = self.programs[node].value(values)
+        grads = {self.low.objective: r(1) if dout is None else r(dout)}
         locals_, contributions = {}, {}
         with np.errstate(all="ignore"):
-            for node in reversed(list(self.programs)):
-                if node not in self.relevant:
-                    continue
-                args = self.g.arguments(node)
+            for statement in (s for s in self.low.backward if isinstance(s, Assignments)):
+                node, program = self.name_of[statement.upstream], self.programs[self.name_of[statement.upstream]]
+                args = [self.name_of[target.name] for target, _ in statement.pairs]
                 if with_locals:
-                    one = self.programs[node].backward(values)
+                    one = program.backward(values)
                     locals_.update({(node, a): one.get(a, r(0)) for a in args})
-                if node not in grads:
-                    continue
-                parts = self.programs[node].backward(values, grads[node])
+                parts = program.backward(values, grads[node])
                 for a in args:
                     part = parts.get(a, r(0))
                     contributions[node, a] = part
