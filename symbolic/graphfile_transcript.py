@@ -496,7 +496,7 @@ class ProgramRun:
 
 
 class _Program(ProgramRun):
-    """ProgramRun with Staged's step signature, for the training loop."""
+    """ProgramRun with StepFunction's step signature, for the training loop."""
 
     def step(self, values: dict, dout=None) -> tuple[dict, dict]:
         numbers = super().step(values, dout, with_locals=False)
