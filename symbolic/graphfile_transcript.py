@@ -432,8 +432,9 @@ def _heaviside(u, at_zero=sp.S.Half):
 
 @dataclass
 class StepNumbers:
-    """One forward and backward pass of a program: node values, each node's local derivative
-    by each argument, each path's contribution and the gradient at every name."""
+    """One forward and backward pass: node values, the gradient at every name and (a program's
+    pass, for the transcript's lines) each node's local derivative by each argument and each
+    path's contribution."""
 
     values: dict
     locals: dict
@@ -495,14 +496,6 @@ class ProgramRun:
         return StepNumbers(values, locals_, contributions, grads)
 
 
-class _Program(ProgramRun):
-    """ProgramRun with StepFunction's step signature, for the training loop."""
-
-    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
-        numbers = super().step(values, dout, with_locals=False)
-        return numbers.values, numbers.grads
-
-
 class Record(dict):
     """name -> value after one step or epoch, as exact SymPy numbers; ``samples``: with
     per-sample updates, each sample's nodes, gradients and parameters after its update.
@@ -534,7 +527,7 @@ class Training:
     def _records(self):
         graph, u = self.g, self.g.update
         dtype = program_dtype(graph)
-        staged = _Program(graph, dtype) if dtype else StepFunction(graph, arithmetic(graph))
+        staged = ProgramRun(graph, dtype) if dtype else StepFunction(graph, arithmetic(graph))
         rate = staged.number(u.learning_rate)
         dout = staged.number(graph.dout) if graph.dout is not None else None
         params = {p: staged.number(v) for p, v in graph.parameters.items()}
@@ -552,7 +545,8 @@ class Training:
                 grads_sum, values_sum = {}, {}
                 for sample in batch:
                     try:
-                        values, grads = staged.step({**fixed, **params, **sample}, dout)
+                        numbers = staged.step({**fixed, **params, **sample}, dout, with_locals=False)
+                        values, grads = numbers.values, numbers.grads
                     except (OverflowError, ZeroDivisionError, ValueError):  # float64: inf, 1/0, log(-1)
                         self.diverged = (f"a value is not a finite number in {unit} {k}: the updates diverge "
                                          f"(try a smaller learning_rate); the table ends at {unit} {k - 1}")
@@ -690,13 +684,12 @@ class StepFunction:
     def descend(self, p, rate, grad, ascent: bool):
         return p + rate * grad if ascent else p - rate * grad
 
-    def step(self, values: dict, dout=None):
+    def step(self, values: dict, dout=None, with_locals=False) -> StepNumbers:
         """Node values and the objective's gradient at every name it depends on, for the given
         values (the file's dout is compiled in)."""
         node_values, grad_values = self.function(*[values[n] for n in self.given])
-        values = dict(values)
-        values.update(zip(self.nodes, node_values))
-        return values, dict(zip(self.grad_names, grad_values))
+        return StepNumbers({**values, **dict(zip(self.nodes, node_values))}, {}, {},
+                           dict(zip(self.grad_names, grad_values)))
 
 
 def _exp(v: float) -> float:

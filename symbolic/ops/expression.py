@@ -75,7 +75,8 @@ class Expression(Op):
             target = lowering.grad[name]
             if lowering.added_later(name, use):
                 added.add(target)
-            path = f" (the path through {use.name})" if lowering.path_count(name) > 1 else ""
+            paths = sum(consumer in lowering.relevant for consumer in lowering.graph.consumers(name))
+            path = f" (the path through {use.name})" if paths > 1 else ""
             local = f"d{use.name}/d{name} = {sp.sstr(self.partials[name])}"
             if use.name == lowering.objective and lowering.root != "L":  # upstream gradient 1
                 comments[target] = f"{local}{path}"
@@ -140,10 +141,6 @@ class CircuitLowering:
 
     def prepend_backward(self, statements):
         self.backward = statements + self.backward
-
-    def path_count(self, name: str) -> int:
-        """How many nodes on the way to the objective read ``name``."""
-        return sum(consumer in self.relevant for consumer in self.graph.consumers(name))
 
     def added_later(self, name: str, node) -> bool:
         """True when a node after ``node`` (so earlier in the backward pass) also sends a
