@@ -2,13 +2,11 @@
 
 A graph file (``symbolic/graphfile.py``) is a scalar circuit: inputs, parameters and staged
 nodes, each a node of the graph model whose op (``ops.expression.Expression``) holds a SymPy
-formula. Lowering it to statements is the lecture-notes recipe:
-
-- forward: every node in topological order, one ``Assignments`` of its formula (with CSE);
-- backward: from the objective (the loss, else the output) back, every node's upstream
-  gradient times each local partial ``d<node>/d<arg>`` (the op's ``local_partial``: SymPy's
-  ``diff``, max and min at a tie by the stated convention; nothing is typed by hand), added
-  into the argument's gradient, so a value that feeds several nodes gets the sum of its paths.
+formula. The circuit is lowered to statements once, each node by its op's ``lower()``
+(``GraphFile.lowering``): forward, every node's formula; backward, from the objective back,
+the upstream gradient times each SymPy-derived local partial, added into the gradient of
+every value the node reads, so a value that feeds several nodes gets the sum of its paths.
+The transcript interprets the same statements.
 
 The statements are printed by the NUMBA backend as straight-line scalar code. The module has
 ``forward`` and ``value_and_grad`` and, when the file has an ``[update]``, ``sgd_step`` (one
@@ -23,6 +21,7 @@ import hashlib
 import keyword
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import sympy as sp
@@ -36,7 +35,7 @@ from symprop.symbolic.userfiles import read_text
 from . import files
 from .backend import NUMBA, Backend
 from .common import indent
-from symprop.symbolic.ir import Assignments, Comment, Let
+from symprop.symbolic.ir import Assignments
 
 GENERATOR = "codegen/graph_kernels.py"
 
@@ -49,94 +48,47 @@ TAKEN = set(keyword.kwlist) | {
     "TITLE", "INPUTS", "PARAMETERS", "NODES", "OBJECTIVE", "GRADIENTS", "DTYPE", "RULE",
     "LEARNING_RATE", "STEPS", "EPOCHS", "DATA", "MODE", "INPUT_VALUES",
 }
+
 CSE_TEMPORARY = re.compile(r"t\d+\Z")  # print_statements names its temporaries t0, t1, ...
 
 
+class _Taken:
+    """The names a graph value's symbol must avoid in the kernel: TAKEN and the temporaries."""
+
+    def __contains__(self, name: str) -> bool:
+        return name in TAKEN or bool(CSE_TEMPORARY.match(name))
+
+
 class _Identifiers:
-    """Python names for the kernel: each graph value keeps its own name unless that is taken,
-    and its gradient is d<name> (``dx`` is df/dx, as CS231n writes it)."""
+    """The kernel's Python name of each graph value and of its gradient (``dx`` is df/dx, as
+    CS231n writes it): the lowering's symbols, which avoid the names in TAKEN."""
 
-    def __init__(self, graph: GraphFile):
-        self.used: set[str] = set()
-        names = [*graph.inputs, *graph.parameters, *graph.nodes]
-        self.value = {name: self.fresh(name) for name in names}
-        self.grad = {name: self.fresh("d" + name) for name in names}
-
-    def fresh(self, base: str) -> str:
-        name = base
-        while name in TAKEN or name in self.used or CSE_TEMPORARY.match(name):
-            name += "_"
-        self.used.add(name)
-        return name
+    def __init__(self, low):
+        self.value = {name: s.name for name, s in low.value.items()}
+        self.grad = {name: s.name for name, s in low.grad.items()}
 
 
-class _GraphLowering:
-    """The statements of one graph file's kernels (forward, backward)."""
-
-    def __init__(self, graph: GraphFile):
-        self.g = graph
-        self.ids = _Identifiers(graph)
-        self.top = graph.objective
-        self.root = "L" if graph.dout is not None else self.top  # the transcript's d<root>/d<name>
-        self.relevant = graph.ancestors(self.top)
-        self.names = {n: sp.Symbol(i) for n, i in self.ids.value.items() if n != i}  # renamed symbols only
-        self.forward = self._forward()
-        self.backward = self._backward()
-
-    @property
-    def arguments(self) -> list[str]:
-        return [*self.g.inputs, *self.g.parameters]
-
-    def _forward(self) -> list:
-        statements = []
-        for node in self.g.graph.nodes:
-            target = sp.Symbol(self.ids.value[node.name])
-            note = "the loss" if node.name == self.g.loss else "the output" if node.name == self.g.output else None
-            statements.append(Assignments(((target, _overflow_free(node.op.formula)),), self.names,
-                                          {target: note} if note else {}, scalar=True))
-        return statements
-
-    def _backward(self) -> list:
-        g, ids = self.g, self.ids
-        statements = []
-        unreached = [a for a in self.arguments if a not in self.relevant]
-        for name in unreached:
-            statements.append(Let(sp.Symbol(ids.grad[name]), sp.Integer(0)))
-        if unreached:
-            statements.insert(0, Comment(f"{', '.join(unreached)}: no path to {self.top}, gradient 0"))
-        assigned: set[str] = set()
-        for graph_node in reversed(g.graph.nodes):
-            node, op = graph_node.name, graph_node.op
-            if node not in self.relevant or not graph_node.inputs:
-                continue
-            if node == self.top:  # the upstream gradient: 1, or the given dout
-                upstream = g.dout if g.dout is not None else sp.Integer(1)
-                upstream_text = None if g.dout is None else "dout"
-            else:
-                upstream = sp.Symbol(ids.grad[node])
-                upstream_text = f"d{self.root}/d{node}"
-            pairs, comments, accumulate = [], {}, set()
-            statements.append(Comment(f"{node} = {op.text}"))
-            for arg in graph_node.inputs:
-                partial = op.partials[arg]
-                if not isinstance(op.formula, sp.Symbol):  # d sigmoid(y)/dy reads sigy*(1 - sigy)
-                    partial = partial.xreplace({op.formula: symbol(node)})
-                target = sp.Symbol(ids.grad[arg])
-                operator = "+=" if arg in assigned else "="
-                if arg in assigned:
-                    accumulate.add(target)
-                assigned.add(arg)
-                local = f"d{node}/d{arg} = {sp.sstr(partial)}"
-                several = [c for c in g.consumers(arg) if c in self.relevant]
-                path = f" (the path through {node})" if len(several) > 1 else ""
-                if upstream_text is None:  # the objective itself: upstream gradient 1
-                    comments[target] = f"{local}{path}"
-                else:
-                    comments[target] = (f"d{self.root}/d{arg} {operator} {upstream_text} * d{node}/d{arg}"
-                                        f"{path}; {local}" + (f", dout = {g.dout}" if upstream_text == "dout" else ""))
+def _printed(statements: list, graph: GraphFile, low) -> list:
+    """The lowering's statements as the kernel computes them: exp only where it cannot overflow
+    (``_overflow_free``), and a node's local partial reading the node's value where the partial
+    contains the node's formula (d exp(y)/dy reads e). Values are the same; the transcript reads
+    the statements as lowered."""
+    nodes = {low.grad[node.name].name: node for node in graph.graph.nodes}
+    out = []
+    for statement in statements:
+        if isinstance(statement, Assignments) and statement.upstream is None:
+            statement = replace(statement, pairs=tuple((t, _overflow_free(e)) for t, e in statement.pairs))
+        elif isinstance(statement, Assignments):
+            node, upstream = nodes[statement.upstream], statement.names[statement.upstream]
+            pairs = []
+            for target, rule in statement.pairs:
+                partial = rule.xreplace({upstream: sp.Integer(1)})
+                if not isinstance(node.op.formula, sp.Symbol):
+                    partial = partial.xreplace({node.op.formula: symbol(node.name)})
                 pairs.append((target, upstream * _overflow_free(partial)))
-            statements.append(Assignments(tuple(pairs), self.names, comments, frozenset(accumulate), scalar=True))
-        return statements
+            statement = replace(statement, pairs=tuple(pairs))
+        out.append(statement)
+    return out
 
 
 def _overflow_free(expr: sp.Expr) -> sp.Expr:
@@ -158,20 +110,21 @@ def _number(value) -> str:
 def graph_module_text(text: str, source: str, backend: Backend = NUMBA, output: str | None = None) -> str:
     """The generated module for a graph file's text (``source`` names it in messages and the header;
     ``output``, the file it is written to, completes the header's regenerate command)."""
-    graph = parse_graph(text, source)
-    low = _GraphLowering(graph)
-    g, ids = graph, low.ids
-    forward_lines, forward_helpers = backend.print(low.forward)
-    backward_lines, backward_helpers = backend.print(low.backward)
+    g = graph = parse_graph(text, source)
+    low = graph.lowering(_Taken())
+    ids = _Identifiers(low)
+    forward_lines, forward_helpers = backend.print(_printed(low.forward, g, low))
+    backward_lines, backward_helpers = backend.print(_printed(low.backward, g, low))
     helpers = forward_helpers | backward_helpers
-    args = low.arguments
+    args = [*g.inputs, *g.parameters]
     arg_ids = [ids.value[a] for a in args]
     signature = ", ".join(arg_ids)
     defaults = ", ".join(f"{ids.value[a]}={_number(v)}" for a, v in g.given().items())
     node_ids = [ids.value[n] for n in g.nodes]
     grads = [ids.grad[a] for a in args]
-    top = ids.value[low.top]
-    gradient_keys = tuple(f"d{low.root}/d{a}" for a in args)
+    top = ids.value[low.objective]
+    root = low.root
+    gradient_keys = tuple(f"d{root}/d{a}" for a in args)
     title = " ".join(g.title.split())
     body = backend.module_start(helpers) + f'''
 
@@ -179,9 +132,9 @@ TITLE = {title!r}
 INPUTS = {tuple(g.inputs)!r}
 PARAMETERS = {tuple(g.parameters)!r}
 NODES = {tuple(g.nodes)!r}
-OBJECTIVE = {low.top!r}  # value_and_grad's value: {"the loss" if g.loss else "the output"}
+OBJECTIVE = {low.objective!r}  # value_and_grad's value: {"the loss" if g.loss else "the output"}
 GRADIENTS = {gradient_keys!r}  # value_and_grad's gradients, in order{
-    f" (dL: the upstream gradient dout = {g.dout} arrives at {low.top})" if g.dout is not None else ""}
+    f" (dL: the upstream gradient dout = {g.dout} arrives at {low.objective})" if g.dout is not None else ""}
 DTYPE = np.{g.dtype}  # the file's dtype; every function takes dtype= to compute in the other
 
 
@@ -195,11 +148,11 @@ def forward_kernel({signature}):
 
 @jit
 def value_and_grad_kernel({signature}):
-    """({low.top}, {", ".join(gradient_keys)})."""
+    """({low.objective}, {", ".join(gradient_keys)})."""
     real = type({arg_ids[0]})
     # ---- forward: each node from the values it uses ----
 {chr(10).join(indent(forward_lines, 1))}
-    # ---- backward: the gradient of {low.root} at every node, from {low.top} back ----
+    # ---- backward: the gradient of {root} at every node, from {low.objective} back ----
 {chr(10).join(indent(backward_lines, 1))}
     return {top}, {", ".join(grads)}
 
@@ -227,9 +180,9 @@ def forward({defaults}, *, dtype=DTYPE):
 
 
 def value_and_grad({defaults}, *, dtype=DTYPE):
-    """({low.top}, {", ".join(gradient_keys)}); the defaults are the graph file's values."""
+    """({low.objective}, {", ".join(gradient_keys)}); the defaults are the graph file's values."""
     return _results(dtype, value_and_grad_kernel(*_scalars("value_and_grad", dtype, {", ".join(f"{i}={i}" for i in arg_ids)})))
-''' + (_update_text(g, low) if g.update is not None else "")
+''' + (_update_text(g, low, ids, root) if g.update is not None else "")
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     head = files.header(f"Value-and-gradient kernel of the graph file {Path(source).name}: {title}",
                         GENERATOR, f"symprop generate --graph {source}" + (f" -o {output}" if output else ""),
@@ -237,12 +190,12 @@ def value_and_grad({defaults}, *, dtype=DTYPE):
     return head + body
 
 
-def _update_text(g: GraphFile, low: _GraphLowering) -> str:
+def _update_text(g: GraphFile, low, ids, root: str) -> str:
     """sgd_step (one step, descent or ascent) and train (the file's steps or epochs)."""
-    ids, u = low.ids, g.update
+    u = g.update
     params = [ids.value[p] for p in g.parameters]
     inputs = [ids.value[i] for i in g.inputs]
-    grads = [ids.grad[a] for a in low.arguments]
+    grads = [ids.grad[a] for a in [*g.inputs, *g.parameters]]
     sign = "+" if u.ascent else "-"
     updates = ", ".join(f"{p} {sign} step * {ids.grad[name]}" for name, p in zip(g.parameters, params))
     columns = list(g.data.columns) if g.data is not None else []
@@ -262,7 +215,7 @@ def _update_text(g: GraphFile, low: _GraphLowering) -> str:
             value, {", ".join(grads)} = value_and_grad_kernel({call("n")})
             {", ".join(params)} = {updates}'''
     else:
-        sums = [ids.fresh(f"sum_{ids.grad[p]}") for p in g.parameters]
+        sums = [low.fresh(f"sum_{ids.grad[p]}") for p in g.parameters]
         mean_updates = ", ".join(f"{p} {sign} step * ({s} / size)" for p, s in zip(params, sums))
         unit, loop = "epochs", f'''
     size = real({column_ids[0]}.shape[0])
@@ -289,7 +242,7 @@ def _update_text(g: GraphFile, low: _GraphLowering) -> str:
     described = f"{count} epoch{plural} over DATA, {mode}" if g.data is not None else f"{count} step{plural}"
     return f'''
 
-RULE = {rule!r}  # gradient {rule}: p {sign}= lr * d{low.root}/dp
+RULE = {rule!r}  # gradient {rule}: p {sign}= lr * d{root}/dp
 LEARNING_RATE = {_number(u.learning_rate)}
 {unit.upper()} = {count}
 MODE = {mode!r}  # with DATA: an update per sample, or the full-batch mean
@@ -316,7 +269,7 @@ def train_kernel({kernel_args}, lr, {unit}):
 
 
 def sgd_step({step_defaults}, lr=LEARNING_RATE, *, dtype=DTYPE):
-    """One step of gradient {rule}: ({", ".join(params)} after it, {low.top} before it). Defaults: the
+    """One step of gradient {rule}: ({", ".join(params)} after it, {low.objective} before it). Defaults: the
     file's values{" (a data column's: its first sample, as the transcript's first step)" if columns else ""}."""
     values = _scalars("sgd_step", dtype, {", ".join(f"{i}={i}" for i in params + inputs)})
     return _results(dtype, sgd_step_kernel(*values, dtype(_rate("sgd_step", lr))))
@@ -324,7 +277,7 @@ def sgd_step({step_defaults}, lr=LEARNING_RATE, *, dtype=DTYPE):
 
 def train({", ".join(f"{ids.value[p]}={_number(v)}" for p, v in g.parameters.items())}, lr=LEARNING_RATE, {unit}={unit.upper()}, *, dtype=DTYPE):
     """As the graph file describes it ({described}): ({", ".join(params)} after it, the last
-    {low.top} computed{", per sample before its update" if mode == "per-sample" else ""}). Defaults: the file's values."""
+    {low.objective} computed{", per sample before its update" if mode == "per-sample" else ""}). Defaults: the file's values."""
     values = _scalars("train", dtype, {", ".join(f"{i}={i}" for i in params)}, **INPUT_VALUES)
     columns = [np.array(DATA[name], dtype) for name in DATA]
     return _results(dtype, train_kernel(*values, *columns, dtype(_rate("train", lr)), _step_count("train", {unit})))

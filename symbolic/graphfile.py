@@ -14,7 +14,7 @@ The file parses into the one graph model: ``GraphFile.graph`` is a ``graph.Graph
 (the formula, its text, the names it reads, its SymPy-derived local partials). ``GraphFile``
 keeps what is not a node: the title, the inputs and parameters with their values, the output,
 loss, dout, update, data, prediction and notes, and each node's line for messages. Its
-``nodes``, ``texts``, ``arguments``, ``consumers`` and ``ancestors`` read the graph.
+``nodes``, ``arguments``, ``consumers`` and ``ancestors`` read the graph.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .formula import CONSTANTS, FUNCTIONS, parse_formula
 from .graph import Graph, Node
 from .magnitude import TooLarge
 from .networkfile import _name, _number, _Where
-from .ops.expression import Expression
+from .ops.expression import CircuitLowering, Expression
 from .transcript import carry
 from .userfiles import is_toml_with, parse_toml, read_text
 
@@ -127,10 +127,10 @@ class GraphFile:
         """name -> formula over real symbols of earlier names, in the graph's order."""
         return {node.name: node.op.formula for node in self.graph.nodes}
 
-    @property
-    def texts(self) -> dict[str, str]:
-        """name -> the formula as written."""
-        return {node.name: node.op.text for node in self.graph.nodes}
+    def lowering(self, taken=frozenset()) -> CircuitLowering:
+        """The circuit's statements, each node lowered by its op (``taken``: names a kernel keeps
+        for itself, which the values' symbols then avoid)."""
+        return CircuitLowering(self.graph, [*self.inputs, *self.parameters], self.output, self.loss, self.dout, taken)
 
     def op(self, node: str) -> Expression:
         """The op of a node: its formula, forward and local partials."""

@@ -1,13 +1,17 @@
 """The transcript of a graph file: every gate's value, local partials, gradients, the update.
 
-The order lecture notes use for a circuit: the given values, the forward pass node by node,
-each node's local partial derivatives (SymPy's ``diff``, with max and min at a tie following
-``kinks``' stated convention), then the gradient of the output (or the loss) at every node
-from the output back. Where a value feeds several nodes its gradient is written as the sum of
-each path's contribution (``df/dx_via_q``, one key per path). Then the update of the
-parameters and the forward pass with the new values; with more steps (or a data set), a
-table of chosen quantities per step or epoch, computed by the same staged formulas (in
-numpy float32 for ``dtype = "float32"``, else at 60 significant digits).
+The lines are the circuit's lowered statements (``GraphFile.lowering``, which the graph
+kernels print), run by the interpreter (``interpret.py``): each node's value, each local
+partial derivative (SymPy's ``diff``, with max and min at a tie following ``kinks``' stated
+convention) and the paths each gradient takes. This module is the presentation, in the order
+lecture notes use for a circuit: the given values, the forward pass node by node, every
+node's local partials, then the gradient of the output (or the loss) at every node from the
+output back. Where a value feeds several nodes its gradient is written as the sum of each
+path's contribution (``df/dx_via_q``, one key per path). Then the update of the parameters
+and the forward pass with the new values; with more steps (or a data set), a table of chosen
+quantities per step or epoch, from the same statements printed as one Python function (at 60
+significant digits, or float64 for a long run). With ``dtype`` written, every number is a
+program's instead (``ieee.py``: the formula's operations as written, reverse-mode autodiff).
 
 JSON keys: inputs, parameters and nodes by their names; ``d<node>/d<arg>`` the local
 partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a given ``dout``);
@@ -15,6 +19,7 @@ partials; ``d<f>/d<name>`` the gradient at every name (``dL/d<name>`` with a giv
 """
 from __future__ import annotations
 
+import keyword
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +31,10 @@ import sympy as sp
 from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
 from .ieee import TYPES, Program
+from .interpret import GRADIENT, Interpreter
+from .ir import Assignments, Let
 from .transcript import (FLOAT32, PRECISION, Chain, Quantity, Show, Transcript, _latex_name, attach_notes,
                          in_float32, tr)
-
-TIE_NOTE = tr("at a tie of max or min the derivative from the left (the side with the smaller slope for max, "
-              "the larger for min): relu'(0) = 0, as PyTorch",
-              "max 或 min 取等时用左导数（max 取斜率较小的一侧，min 取较大的一侧）：relu'(0) = 0，与 PyTorch 相同")
 
 
 class _Names:
@@ -102,6 +105,7 @@ class _Builder:
         dtype = program_dtype(graph)
         self.program = ProgramRun(graph, dtype) if dtype else None
         self.num = {}  # in a program's arithmetic: key -> the program's number
+        self.low = graph.lowering()  # the statements the kernels print; this transcript runs them
 
     # --- one line: its value exact, or the program's own number --------------------------------
     def give(self, key, value, **kw):
@@ -179,15 +183,15 @@ class _Builder:
         keys = {i: f"{i}_test" if i in g.predict else i for i in g.inputs}
         keys.update(params)
         keys = {name: key for name, key in keys.items() if key in t.quantities}  # a full batch's columns are per sample
-        subs = {name: t.symbol(key) for name, key in keys.items()}
         needed = g.ancestors(g.output)
         numbers = {name: self.num.get(key) for name, key in keys.items()}
-        for node in g.graph.nodes:
-            if node.name in needed:
-                number = self.program.forward(node.name, numbers) if self.program else None
-                numbers[node.name] = number
-                subs[node.name] = self.put(f"{node.name}_test{suffix}", node.op.forward(subs), number,
-                                           note=tr("the prediction", "预测值") if node.name == g.output else None)
+
+        def write(node, formula, note):
+            if node in needed:
+                numbers[node] = self.program.forward(node, numbers) if self.program else None
+                self.put(f"{node}_test{suffix}", formula, numbers[node],
+                         note=tr("the prediction", "预测值") if node == g.output else None)
+        self.run_forward(keys | {node.name: f"{node.name}_test{suffix}" for node in g.graph.nodes}, write)
 
     def predict_before(self):
         g, t = self.g, self.t
@@ -219,18 +223,16 @@ class _Builder:
             run = self.program.step({n: self.num[names.value(n)] for n in [*g.inputs, *g.parameters]},
                                     self.num.get(f"dL/d{g.objective}"))
         t.heading(tr("Forward pass", "前向传播"))
-        subs = {n: t.symbol(names.value(n)) for n in [*g.inputs, *g.parameters]}
-        for node in g.graph.nodes:
-            self.put(names.value(node.name), node.op.forward(subs), run and run.values[node.name],
-                     note=tr("the output", "输出") if node.name == g.output else None)
-            subs[node.name] = t.symbol(names.value(node.name))
+        self.run_forward({n: names.value(n) for n in [*g.inputs, *g.parameters, *g.nodes]},
+                         lambda node, formula, note: self.put(names.value(node), formula, run and run.values[node],
+                                                              note=note))
+        locals_, reaches = self.run_backward(names)
         t.heading(tr("Local derivatives of each node (SymPy's diff)", "每个节点的局部导数（由 SymPy 求导）"))
         for node in (n for n in g.graph.nodes if n.name in self.relevant):
             for arg in node.inputs:
-                note = TIE_NOTE if node.op.has_kink else None
+                formula, note = locals_[node.name, arg]
                 try:
-                    self.put(names.local(node.name, arg), node.op.partial_at(arg, subs),
-                             run and run.locals[node.name, arg], note=note)
+                    self.put(names.local(node.name, arg), formula, run and run.locals[node.name, arg], note=note)
                 except SympropError as exc:  # sqrt(x) at x = 0: the value exists, its slope does not
                     _fail_node(g, node.name, f"its derivative by {arg} at the given values: {exc}")
         t.heading(tr(f"Backward pass: the gradient of {names.top} at every node",
@@ -238,7 +240,7 @@ class _Builder:
         order = [n for n in reversed(g.nodes) if n in self.relevant and n != names.top]
         order += [n for n in [*g.parameters, *g.inputs] if n in self.relevant]
         for name in order:
-            consumers = [c for c in g.consumers(name) if c in self.relevant]
+            consumers = [c for c in g.consumers(name) if (c, name) in reaches]
             paths = []
             for c in consumers:
                 if c == names.top and g.dout is None:
@@ -269,6 +271,41 @@ class _Builder:
                 self.put(key, sp.Add(*[t.symbol(p) for p in paths], evaluate=False), run and run.grads[name],
                          note=tr(f"{name} feeds {', '.join(consumers)}: the sum of each path's contribution",
                                  f"{name} 输入到 {', '.join(consumers)}：各路径贡献之和"))
+
+    # --- the lowering's statements, run by the interpreter ----------------------------------------
+    def run_forward(self, keys: dict, write):
+        """The forward statements with each value named ``keys[name]`` in formulas; ``write(node,
+        formula, note)`` for each node, in the graph's order (the formula over those keys)."""
+        node_of = {key: name for name, key in keys.items()}
+        interpreter = self._interpreter(keys, lambda key, formula, note: write(node_of[key], _evaluated(formula), note))
+        for statement in self.low.forward:
+            interpreter.run([statement])
+            interpreter.finish()  # each node's line when it is computed
+
+    def run_backward(self, names: _Names):
+        """The backward statements: each node's local derivative by each value it reads, (node,
+        value) -> (formula over the pass's keys, note), and the set of (node, value) paths the
+        gradient takes (a chain-rule term of value's gradient through node)."""
+        locals_, paths = {}, set()
+
+        def record(key, formula, note):
+            if key.startswith(GRADIENT):  # a gradient: the chain-rule terms it is the sum of
+                for _, local in formula.terms if isinstance(formula, Chain) else ():
+                    paths.add(tuple(local[1:].split("/d", 1)))
+            else:  # d<node>/d<value>
+                locals_[tuple(key[1:].split("/d", 1))] = (_evaluated(formula), note)
+        interpreter = self._interpreter({n: names.value(n) for n in [*self.g.given(), *self.g.nodes]}, record)
+        for statement in self.low.backward:
+            interpreter.run([statement])
+            interpreter.finish()
+        return locals_, paths
+
+    def _interpreter(self, keys: dict, define) -> Interpreter:
+        """Values read as the transcript's keys; gradients as dL/d<name>, so a chain-rule
+        statement's local derivative is d<node>/d<name>."""
+        shown = {self.low.value[name]: (key, ()) for name, key in keys.items()}
+        shown |= {self.low.grad[name]: (GRADIENT + name, ()) for name in self.low.grad}
+        return Interpreter(lambda array, index: None, define, lambda note: note, {}, shown=shown)
 
     def batch_mean(self, size: int):
         """Full batch: the loss and the parameters' gradients are means over the samples."""
@@ -319,18 +356,18 @@ class _Builder:
         if names is None:
             return  # full batch: the table shows the mean loss after each step
         t.heading(tr("Forward pass with the new values", "用更新后的值重新前向传播"))
-        subs = {n: t.symbol(n) for n in [*g.inputs, *g.parameters]}
-        subs.update(new)
         changed = set(new)
-        numbers = {n: self.num.get(f"{n}_new" if n in new else n) for n in [*g.inputs, *g.parameters]}
         for node in g.graph.nodes:
             if set(node.inputs) & changed:
-                numbers[node.name] = self.program.forward(node.name, numbers) if self.program else None
-                subs[node.name] = self.put(f"{node.name}_new", node.op.forward(subs), numbers[node.name])
                 changed.add(node.name)
-            else:
-                subs[node.name] = t.symbol(node.name)
-                numbers[node.name] = self.num.get(node.name)
+        keys = {n: f"{n}_new" if n in changed else n for n in [*g.inputs, *g.parameters, *g.nodes]}
+        numbers = {n: self.num.get(key) for n, key in keys.items()}
+
+        def write(node, formula, note):
+            if node in changed:
+                numbers[node] = self.program.forward(node, numbers) if self.program else None
+                self.put(f"{node}_new", formula, numbers[node])
+        self.run_forward(keys, write)
 
     def table(self):
         g, t = self.g, self.t
@@ -383,14 +420,21 @@ class _Builder:
 
 # --- the numbers of many steps: the same staged formulas, evaluated fast --------------------------
 
+def _evaluated(expr):
+    """expr rebuilt with SymPy's evaluation on (the interpreter puts values in as written), as
+    a formula with the transcript's symbols put in reads."""
+    return expr.func(*map(_evaluated, expr.args)) if isinstance(expr, sp.Basic) and expr.args else expr
+
+
 def _heaviside(u, at_zero=sp.S.Half):
     return 1 if u > 0 else 0 if u < 0 else at_zero
 
 
 @dataclass
 class StepNumbers:
-    """One forward and backward pass of a program: node values, each node's local derivative
-    by each argument, each path's contribution and the gradient at every name."""
+    """One forward and backward pass: node values, the gradient at every name and (a program's
+    pass, for the transcript's lines) each node's local derivative by each argument and each
+    path's contribution."""
 
     values: dict
     locals: dict
@@ -399,13 +443,16 @@ class StepNumbers:
 
 
 class ProgramRun:
-    """The graph as a float32 or float64 program runs it: every node's formula operation by
-    operation as written, backward by reverse-mode autodiff through the same operations."""
+    """The graph's statements (``GraphFile.lowering``) as a float32 or float64 program runs
+    them: every node's formula operation by operation as written, each chain-rule statement's
+    gradients by reverse-mode autodiff through the node's operations, added in the
+    statements' order."""
 
     def __init__(self, graph: GraphFile, dtype: str):
         self.g, self.dtype, self.real = graph, dtype, TYPES[dtype]
         self.programs = {node.name: Program(node.op.text, dtype) for node in graph.graph.nodes}
-        self.relevant = graph.ancestors(graph.objective)
+        self.low = graph.lowering()
+        self.name_of = {s.name: name for table in (self.low.value, self.low.grad) for name, s in table.items()}
 
     def number(self, value):
         value = sp.sympify(value)
@@ -427,84 +474,26 @@ class ProgramRun:
             return r(p + step) if ascent else r(p - step)
 
     def step(self, given: dict, dout=None, with_locals: bool = True) -> StepNumbers:
-        r, g = self.real, self.g
-        values = dict(given)
-        for node, program in self.programs.items():
-            values[node] = program.value(values)
-        grads = {g.objective: r(1) if dout is None else r(dout)}
+        r, values = self.real, dict(given)
+        for statement in self.low.forward:
+            ((target, _),) = statement.pairs
+            node = self.name_of[target.name]
+            values[node] = self.programs[node].value(values)
+        grads = {self.low.objective: r(1) if dout is None else r(dout)}
         locals_, contributions = {}, {}
         with np.errstate(all="ignore"):
-            for node in reversed(list(self.programs)):
-                if node not in self.relevant:
-                    continue
-                args = self.g.arguments(node)
+            for statement in (s for s in self.low.backward if isinstance(s, Assignments)):
+                node, program = self.name_of[statement.upstream], self.programs[self.name_of[statement.upstream]]
+                args = [self.name_of[target.name] for target, _ in statement.pairs]
                 if with_locals:
-                    one = self.programs[node].backward(values)
+                    one = program.backward(values)
                     locals_.update({(node, a): one.get(a, r(0)) for a in args})
-                if node not in grads:
-                    continue
-                parts = self.programs[node].backward(values, grads[node])
+                parts = program.backward(values, grads[node])
                 for a in args:
                     part = parts.get(a, r(0))
                     contributions[node, a] = part
                     grads[a] = r(grads[a] + part) if a in grads else part
         return StepNumbers(values, locals_, contributions, grads)
-
-
-class Staged:
-    """The graph's nodes and local partials as Python functions at 60 digits (mpmath), applied
-    gate by gate as a learner's program would: forward, then backward."""
-
-    def __init__(self, graph: GraphFile):
-        self.g = graph
-        extra = {"Heaviside": _heaviside}
-        self.forward = {}
-        self.locals = {}
-        top = graph.objective
-        relevant = graph.ancestors(top)
-        for node in graph.graph.nodes:
-            args, op = list(node.inputs), node.op
-            self.forward[node.name] = (args, sp.lambdify([symbol(a) for a in args], op.formula, [extra, "mpmath"]))
-            if node.name in relevant:
-                for arg in args:
-                    self.locals[node.name, arg] = sp.lambdify([symbol(a) for a in args], op.partials[arg],
-                                                              [extra, "mpmath"])
-        self.relevant = relevant
-
-    def forward_names(self):
-        return list(self.forward)
-
-    def number(self, value):
-        return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
-            else mpmath.mpf(str(sp.N(value, PRECISION)))
-
-    def descend(self, p, rate, grad, ascent: bool):
-        return p + rate * grad if ascent else p - rate * grad
-
-    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
-        """Node values and the objective's gradient at every name, for the given values."""
-        g = self.g
-        values = dict(values)
-        for node, (args, f) in self.forward.items():
-            values[node] = f(*[values[a] for a in args])
-        grads = {g.objective: dout if dout is not None else self.number(1)}
-        for node in reversed(self.forward):  # the graph's nodes, last first
-            if node not in self.relevant or node not in grads:
-                continue
-            args = self.forward[node][0]
-            for arg in args:
-                local = self.locals[node, arg](*[values[a] for a in args])
-                contribution = grads[node] * local
-                grads[arg] = grads[arg] + contribution if arg in grads else contribution
-        return values, grads
-
-
-class _Program(ProgramRun):
-    """ProgramRun with Staged's step signature, for the training loop."""
-
-    def step(self, values: dict, dout=None) -> tuple[dict, dict]:
-        numbers = super().step(values, dout, with_locals=False)
-        return numbers.values, numbers.grads
 
 
 class Record(dict):
@@ -538,8 +527,7 @@ class Training:
     def _records(self):
         graph, u = self.g, self.g.update
         dtype = program_dtype(graph)
-        staged = (_Program(graph, dtype) if dtype else CompiledStaged(graph) if arithmetic(graph) == "float64"
-                  else Staged(graph))
+        staged = ProgramRun(graph, dtype) if dtype else StepFunction(graph, arithmetic(graph))
         rate = staged.number(u.learning_rate)
         dout = staged.number(graph.dout) if graph.dout is not None else None
         params = {p: staged.number(v) for p, v in graph.parameters.items()}
@@ -557,7 +545,8 @@ class Training:
                 grads_sum, values_sum = {}, {}
                 for sample in batch:
                     try:
-                        values, grads = staged.step({**fixed, **params, **sample}, dout)
+                        numbers = staged.step({**fixed, **params, **sample}, dout, with_locals=False)
+                        values, grads = numbers.values, numbers.grads
                     except (OverflowError, ZeroDivisionError, ValueError):  # float64: inf, 1/0, log(-1)
                         self.diverged = (f"a value is not a finite number in {unit} {k}: the updates diverge "
                                          f"(try a smaller learning_rate); the table ends at {unit} {k - 1}")
@@ -631,57 +620,63 @@ def arithmetic(graph: GraphFile) -> str:
     return "mpmath" if work <= EXACT_TABLE_WORK else "float64"
 
 
-class CompiledStaged:
-    """Staged's steps in float64 as one Python function of floats (printed from the same
-    formulas and local partials, node by node, as lambdify prints one formula): a run of
-    10,000 steps through 150 nodes takes seconds, not the minutes of 60-digit numbers. An
-    overflow, a division by zero or a log of a negative number raises (OverflowError,
-    ZeroDivisionError, ValueError), which the run reports as a divergence."""
+class StepFunction:
+    """One forward and backward pass as one Python function, printed from the circuit's
+    statements (``GraphFile.lowering``, as the kernels are): at 60 significant digits (mpmath,
+    as lambdify prints a formula) or in float64 (math; a run of 10,000 steps through 150 nodes
+    takes seconds). Each gradient is its upstream gradient times the local partial's value, in
+    the order of the statements. In float64 an overflow, a division by zero or a log of a
+    negative number raises (OverflowError, ZeroDivisionError, ValueError), which the run
+    reports as a divergence."""
 
-    float32 = False
-
-    def __init__(self, graph: GraphFile):
-        from sympy.printing.pycode import PythonCodePrinter
+    def __init__(self, graph: GraphFile, arithmetic: str):
+        from sympy.printing.pycode import MpmathPrinter, PythonCodePrinter
 
         from .stable import masks_as_selects
 
-        self.g = graph
-        top = graph.objective
-        self.relevant = graph.ancestors(top)
-        self.given = [*graph.inputs, *graph.parameters]
-        self.nodes = self.forward = [node.name for node in graph.graph.nodes]
-        ids = {name: f"v{i}" for i, name in enumerate([*self.given, *self.nodes])}
-        printer = PythonCodePrinter({"fully_qualified_modules": False, "strict": True})
+        self.g, self.float64 = graph, arithmetic == "float64"
+        if self.float64:
+            namespace = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+            namespace.update(exp=_exp, Heaviside=_float_heaviside, max=max, min=min, abs=abs, float=float)
+            printer = PythonCodePrinter({"fully_qualified_modules": False, "strict": True})
+        else:
+            namespace = {name: getattr(mpmath, name) for name in dir(mpmath) if not name.startswith("_")}
+            namespace.update(Heaviside=_heaviside)
+            printer = MpmathPrinter({"fully_qualified_modules": False, "inline": True, "allow_unknown_functions": True,
+                                     "user_functions": {"Heaviside": "Heaviside"}})
+        low = graph.lowering(taken=set(namespace) | set(keyword.kwlist) | {"step"})
+        renamed = {symbol(name): s for name, s in low.value.items()}
 
         def text(expr):
-            expr = masks_as_selects(expr)  # never inf * 0 where a mask is 0 (ELU's exp(x) * H(...))
-            return printer.doprint(expr.xreplace({symbol(n): sp.Symbol(i) for n, i in ids.items()}))
+            expr = expr.xreplace(renamed)
+            if self.float64:  # never inf * 0 where a mask is 0 (ELU's exp(x) * H(...))
+                return f"float({printer.doprint(masks_as_selects(expr))})"
+            return f"({printer.doprint(expr)})"
 
-        lines = [f"def step({', '.join(ids[n] for n in self.given)}):"]
-        for node in graph.graph.nodes:
-            lines.append(f"    {ids[node.name]} = float({text(node.op.formula)})")
-        grads = {top: "g_top"}
-        lines.append(f"    g_top = {float(graph.dout) if graph.dout is not None else 1.0!r}")
-        for node in reversed(graph.graph.nodes):
-            if node.name not in self.relevant or node.name not in grads:
-                continue
-            for arg in node.inputs:
-                term = f"{grads[node.name]} * float({text(node.op.partials[arg])})"
-                if arg in grads:
-                    lines.append(f"    {grads[arg]} += {term}")
-                else:
-                    grads[arg] = f"g{len(grads)}"
-                    lines.append(f"    {grads[arg]} = {term}")
-        self.grad_names = list(grads)
-        lines.append(f"    return ({''.join(ids[n] + ', ' for n in self.nodes)}), "
-                     f"({''.join(grads[n] + ', ' for n in self.grad_names)})")
-        namespace = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
-        namespace.update(exp=_exp, Heaviside=_float_heaviside, max=max, min=min, abs=abs, float=float)
+        self.given = [*graph.inputs, *graph.parameters]
+        self.nodes = [node.name for node in graph.graph.nodes]
+        self.grad_names = [name for name in low.grad if name in low.relevant]
+        lines = [f"def step({', '.join(low.value[n].name for n in self.given)}):"]
+        for statement in low.forward + low.backward:
+            if isinstance(statement, Let):  # the upstream gradient (1 or dout), a gradient 0
+                number = text(sp.sympify(statement.value))
+                lines.append(f"    {statement.target} = {number if self.float64 else 'mpf' + number}")
+            elif isinstance(statement, Assignments):
+                upstream = statement.names.get(statement.upstream, sp.S.One)
+                for target, rule in statement.pairs:
+                    local = rule.xreplace({upstream: sp.S.One})
+                    value = f"{upstream} * {text(local)}" if statement.upstream else text(local)
+                    lines.append(f"    {target} {'+=' if target in statement.accumulate else '='} {value}")
+        lines.append(f"    return ({''.join(low.value[n].name + ', ' for n in self.nodes)}), "
+                     f"({''.join(low.grad[n].name + ', ' for n in self.grad_names)})")
         exec(compile("\n".join(lines), f"<steps of {graph.source}>", "exec"), namespace)  # noqa: S102
         self.function = namespace["step"]
 
-    def number(self, value) -> float:
-        return float(sp.N(value, 20))
+    def number(self, value):
+        if self.float64:
+            return float(sp.N(value, 20))
+        return mpmath.mpf(sp.Rational(value).p) / sp.Rational(value).q if sp.sympify(value).is_Rational \
+            else mpmath.mpf(str(sp.N(value, PRECISION)))
 
     def forward_names(self):
         return list(self.nodes)
@@ -689,12 +684,12 @@ class CompiledStaged:
     def descend(self, p, rate, grad, ascent: bool):
         return p + rate * grad if ascent else p - rate * grad
 
-    def step(self, values: dict, dout=None):
-        """Staged.step in float64; dout, the file's upstream gradient, is compiled in."""
+    def step(self, values: dict, dout=None, with_locals=False) -> StepNumbers:
+        """Node values and the objective's gradient at every name it depends on, for the given
+        values (the file's dout is compiled in)."""
         node_values, grad_values = self.function(*[values[n] for n in self.given])
-        values = dict(values)
-        values.update(zip(self.nodes, node_values))
-        return values, dict(zip(self.grad_names, grad_values))
+        return StepNumbers({**values, **dict(zip(self.nodes, node_values))}, {}, {},
+                           dict(zip(self.grad_names, grad_values)))
 
 
 def _exp(v: float) -> float:

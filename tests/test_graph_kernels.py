@@ -236,3 +236,30 @@ def test_a_sigmoid_node_never_overflows(cache, y):
     sigmoid = 1 / (1 + math.exp(-y)) if y > 0 else math.exp(y) / (1 + math.exp(y))
     expected = (3 + sigmoid) / (1 / (1 + math.exp(-3)) + (3 + y) ** 2)
     assert kernels.value_and_grad(x=3.0, y=y, dtype=np.float64)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_kernel_the_transcript_and_its_table_read_one_lowering(monkeypatch):
+    """A graph file's node is lowered once (Expression.lower): a change there reaches the
+    kernel's text, the transcript's local derivative and gradient, and the table's gradient."""
+    from dataclasses import replace
+
+    from symprop.symbolic import graphfile_transcript as gt
+    from symprop.symbolic.graphfile import parse_graph
+    from symprop.symbolic.ops.expression import Expression
+
+    text = '[parameters]\nx = 3\n[inputs]\ny = 4\n[nodes]\nf = "x * y"\n[update]\nlearning_rate = 0.5\nsteps = 2\n'
+    before = graph_module_text(text, "g.toml")
+    assert "dx = df*y" in before
+    lower = Expression.lower
+
+    def doubled(self, lowering, use):  # every local derivative of the node twice as large
+        lower(self, lowering, use)
+        comment, chain = lowering.backward[:2]
+        lowering.backward[1] = replace(chain, pairs=tuple((t, 2 * rule) for t, rule in chain.pairs))
+
+    monkeypatch.setattr(Expression, "lower", doubled)
+    after = graph_module_text(text, "g.toml")
+    assert "real(2)*df" in after and "dx = df*y" not in after
+    t = graph_transcript(parse_graph(text, "g.toml"))
+    assert (t.value("df/dx"), t.value("x_new")) == (8, 3 - 4)  # dx = 2 y; x - 0.5 * 8
+    assert [float(record["df/dx"]) for record in gt.run(parse_graph(text, "g.toml"))] == [8.0, 8.0]

@@ -384,3 +384,18 @@ def test_a_node_that_also_feeds_a_side_node(tmp_path, output, gradient, expected
     assert [v.code for v in report.verdicts] == ["right", "right"]
     kernel = load_graph_kernels(path)
     assert float(kernel.value_and_grad()[-1]) == expected
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_table_of_nodes_named_like_the_step_functions_own_names(monkeypatch, fast):
+    """A node may be called mpf, fabs or exp_ (names the 60-digit or float64 step function's
+    namespace uses): the table's numbers are those of the same graph with other names."""
+    from symprop.symbolic import graphfile_transcript as gt
+    if fast:
+        monkeypatch.setattr(gt, "EXACT_TABLE_WORK", 0)
+    text = ('[parameters]\nw = 0.5\n[inputs]\nx = 3\n[nodes]\nmpf = "w * x"\nfabs = "(mpf - 1)^2 + sqrt(w)"\n'
+            '[update]\nlearning_rate = 0.1\nsteps = 3\n')
+    renamed = text.replace("mpf", "p").replace("fabs", "q")
+    clash, plain = gt.run(parse_graph(text, "g.toml")), gt.run(parse_graph(renamed, "h.toml"))
+    assert [float(r["w"]) for r in clash] == [float(r["w"]) for r in plain] != [0.5] * 3
+    assert [float(r["dfabs/dmpf"]) for r in clash] == [float(r["dq/dp"]) for r in plain]
