@@ -17,12 +17,13 @@ from .ops.dropout import Dropout
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
+from .ops.recurrent import RNN
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
 __all__ = ["Affine", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
            "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
-           "REGISTRY", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
+           "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
 
@@ -98,6 +99,8 @@ REGISTRY = Registry([
     Pool("avgpool", "mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default",
          mode="avg"),
     Flatten("flatten", "images (C, H, W) read as C*H*W features, in NCHW order"),
+    RNN("rnn", "tanh RNN over T steps: rnn(D,H,T) reads (T, D) sequences, h_t = tanh(x_t Wx + h_{t-1} Wh + b) "
+        "from h_0 = 0, and gives the last state h_T; backpropagation through time"),
 ])
 
 

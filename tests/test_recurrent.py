@@ -1,0 +1,150 @@
+"""The vanilla RNN (tanh) family: SymPy derives the textbook rules of backpropagation through
+time, the fused network kernels match central differences (float64, T = 1 included) and an
+independent float64 recurrence, and the worked example's transcript shows the recurrent
+weight's gradient as the sum of the per-step contributions it prints."""
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symprop.cli import main
+from symprop.codegen.network import load_network, network_file
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.graph import parse_net
+from symprop.symbolic.layers import REGISTRY, N
+from symprop.symbolic.ops.recurrent import D, H, T
+from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+
+GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
+
+
+# ---- an RNN written independently: plain numpy, float64 --------------------------------------
+def rnn_forward(X, Wx, Wh, b, steps):
+    """The states h_0 = 0, h_1, ..., h_T of each row (N, T+1, H), X read as (N, T, D)."""
+    n, (inputs, hidden) = X.shape[0], Wx.shape
+    xs = X.reshape(n, steps, inputs)
+    states = np.zeros((n, steps + 1, hidden))
+    for t in range(1, steps + 1):
+        states[:, t] = np.tanh(xs[:, t - 1] @ Wx + states[:, t - 1] @ Wh + b)
+    return states
+
+
+def rnn_backward(X, Wx, Wh, states, dlast, steps):
+    """Backpropagation through time from dL/dh_T: (dX, dWx, dWh, db, each step's dWh term)."""
+    n, (inputs, hidden) = X.shape[0], Wx.shape
+    xs = X.reshape(n, steps, inputs)
+    dX, dWx, db = np.zeros_like(xs), np.zeros_like(Wx), np.zeros(hidden)
+    contributions = np.zeros((steps + 1, hidden, hidden))
+    dh = dlast
+    for t in range(steps, 0, -1):
+        da = dh * (1 - states[:, t] ** 2)
+        contributions[t] = states[:, t - 1].T @ da
+        dWx += xs[:, t - 1].T @ da
+        db += da.sum(axis=0)
+        dX[:, t - 1] = da @ Wx.T
+        dh = da @ Wh.T
+    return dX.reshape(n, -1), dWx, contributions.sum(axis=0), db, contributions
+
+
+# ---- the derivation -------------------------------------------------------------------------
+def test_sympy_derives_the_textbook_rules_of_backpropagation_through_time():
+    d = REGISTRY.derive("rnn")
+    n, t, dd, j, k, e, m, q, u, a = sp.symbols("n t d j k e m q u a", integer=True)
+    x, Wx, Wh, b, h, da, dh = (sp.IndexedBase(s) for s in ("x", "Wx", "Wh", "b", "h", "da", "dh"))
+    # tanh' from the saved state, times the upstream gradient
+    assert sp.simplify(d.backward["da"] - dh[n, t, j] * (1 - h[n, t, j] ** 2)) == 0
+    assert any(s.title == "in terms of the saved output" and s.rhs == 1 - sp.Symbol("h", real=True) ** 2
+               for s in d.steps)
+    # the recurrent path: dL/dh_{u} = sum_j Wh[m, j] da_{u+1}[j]
+    assert d.backward["dh"] == sp.Sum(Wh[m, j] * da[a, u + 1, j], (j, 0, H - 1))
+    assert d.backward["dx"] == sp.Sum(Wx[e, j] * da[a, u, j], (j, 0, H - 1))
+    # the shared weights: sums over the batch and over the steps
+    assert d.backward["dWh"] == sp.Sum(h[n, t - 1, m] * da[n, t, q], (n, 0, N - 1), (t, 1, T))
+    assert d.backward["dWx"] == sp.Sum(x[n, t, e] * da[n, t, q], (n, 0, N - 1), (t, 1, T))
+    assert d.backward["db"] == sp.Sum(da[n, t, q], (n, 0, N - 1), (t, 1, T))
+    assert d.backward["dWh_step"] == sp.Sum(h[n, t - 1, m] * da[n, t, q], (n, 0, N - 1))
+    # the pre-activation's local partials
+    local = {s.lhs.text: s.rhs for s in d.steps if s.title.startswith("local partial")}
+    assert local["da[n,t,j]/dh[n,t-1,m]"] == Wh[m, j]
+    assert local["da[n,t,j]/dWh[m,q]"] == sp.KroneckerDelta(j, q) * h[n, t - 1, m]
+    assert local["da[n,t,j]/dx[n,t,e]"] == Wx[e, j]
+    assert d.forward["a"].has(h[n, t - 1, k] * Wh[k, j]) and d.forward["a"].has(D)
+
+
+def test_symprop_derive_shows_the_cell_and_its_local_partials(capsys):
+    assert main(["derive", "rnn"]) == 0
+    out = capsys.readouterr().out
+    assert "h[n, t, j] = tanh(a[n, t, j])" in out
+    assert "dh/da = 1 - h**2" in out
+    assert "da[n,t,j]/dh[n,t-1,m] = Wh[m, j]" in out
+    assert "dWh_step[t, m, q] = Sum(" in out
+    assert main(["derive", "--list"]) == 0
+    assert "rnn " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("rnn(3,2) affine(2,1) mse", "rnn needs three positive sizes"),
+    ("rnn(3,0,2) affine(0,1) mse", "rnn needs three positive sizes"),
+    ("rnn(2,3,4) affine(2,1) mse", "takes 2 inputs but the layer before gives 3"),
+    ("affine(4,6) rnn(2,3,3) affine(3,1) mse", "layer 2 'rnn(2,3,3)' (column 13): takes (3, 2) inputs but the "
+     "layer before gives 6"),
+])
+def test_bad_rnn_specs_are_one_clear_line(spec, message):
+    with pytest.raises(SympropError, match=re.escape(message)):
+        parse_net(spec)
+
+
+# ---- the fused kernels ----------------------------------------------------------------------
+def _random_spec(rng, steps):
+    inputs, hidden, classes = (int(v) for v in rng.integers(1, 4, 3))
+    return f"rnn({inputs},{hidden + 1},{steps}) affine({hidden + 1},{classes + 1}) softmax-cross-entropy"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_fused_kernel_agrees_with_central_differences(steps, rng):
+    """Random sizes (T = 1: no recurrent step at all); every parameter, float64, rel 1e-6."""
+    spec = _random_spec(rng, steps)
+    net = load_network(spec)
+    params = [rng.normal(0, 0.8, shape) for shape in net.PARAM_SHAPES]
+    rows = int(rng.integers(1, 5))
+    X = rng.normal(size=(rows, net.INPUT_SIZE))
+    labels = np.eye(net.OUTPUT_SIZE)[rng.integers(0, net.OUTPUT_SIZE, rows)]
+    loss, *grads = net.loss_and_grads(*params, X, labels)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, labels), params[k])
+        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, (spec, name)
+
+
+def test_fused_kernel_equals_an_independent_float64_rnn(rng):
+    """Forward states and BPTT gradients against the plain numpy recurrence above."""
+    steps, inputs, hidden = 4, 3, 5
+    net = load_network(f"rnn({inputs},{hidden},{steps}) affine({hidden},1) squared-error")
+    Wx, Wh, b, W2, b2 = (rng.normal(0, 0.6, shape) for shape in net.PARAM_SHAPES)
+    X, target = rng.normal(size=(3, steps * inputs)), rng.normal(size=(3, 1))
+    before = X.copy(), Wh.copy()
+    loss, dWx, dWh, db, dW2, db2 = net.loss_and_grads(Wx, Wh, b, W2, b2, X, target)
+    np.testing.assert_array_equal(X, before[0])  # backward never writes its inputs
+    np.testing.assert_array_equal(Wh, before[1])
+    states = rnn_forward(X, Wx, Wh, b, steps)
+    scores = states[:, -1] @ W2 + b2
+    assert loss == pytest.approx(0.5 * np.sum((scores - target) ** 2), rel=1e-12)
+    _, want_dWx, want_dWh, want_db, _ = rnn_backward(X, Wx, Wh, states, (scores - target) @ W2.T, steps)
+    for got, want in ((dWx, want_dWx), (dWh, want_dWh), (db, want_db)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_a_tiny_rnn_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(rng):
+    """The scalar-step pass has no scalar form for the time loop: the network keeps the matrix
+    step, and one SGD step moves each parameter by -lr times its gradient."""
+    spec = "rnn(1,2,3) affine(2,1) squared-error"
+    assert "\nSCALAR_STEP = False" in network_file(spec)[1]
+    net = load_network(spec)
+    params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
+    X, target = rng.normal(size=(2, 3)), rng.normal(size=(2, 1))
+    loss, *grads = net.loss_and_grads(*params, X, target)
+    stepped = [p.copy() for p in params]
+    assert net.sgd_step(*stepped, X, target, 0.1) == pytest.approx(loss, rel=1e-15)
+    for new, old, grad in zip(stepped, params, grads):
+        np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-15, atol=1e-15)
+
