@@ -148,3 +148,137 @@ def test_a_tiny_rnn_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(
     for new, old, grad in zip(stepped, params, grads):
         np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-15, atol=1e-15)
 
+
+# ---- the worked example (symbolic/nets/rnn-three-steps.toml) --------------------------------
+EXAMPLE = "rnn-three-steps"
+
+
+def _given(name):
+    """A value of the example's [values] table as float64, from the file's own numbers."""
+    from fractions import Fraction
+    from symprop.symbolic.examples import NET_FILES
+
+    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[EXAMPLE].values[name], dtype=object))
+
+
+def _example():
+    from symprop.symbolic.examples import EXAMPLES
+
+    return EXAMPLES[EXAMPLE].build()
+
+
+def test_worked_example_numbers_recomputed_independently_in_float64():
+    """Every forward value, every gradient back through time, each step's dWh term, the update
+    and the loss after it, recomputed by the plain numpy RNN above."""
+    t = _example()
+    X, target = _given("X").reshape(1, -1), _given("T")
+    Wx, Wh, b, W2, b2 = (_given(name) for name in ("Wx1", "Wh1", "b1", "W2", "b2"))
+    rate, steps, hidden = 0.1, 3, 2
+    states = rnn_forward(X, Wx, Wh, b, steps)
+    scores = states[:, -1] @ W2 + b2
+    dz = scores - target
+    dX, dWx, dWh, db, contributions = rnn_backward(X, Wx, Wh, states, dz @ W2.T, steps)
+    close = lambda key, want: pytest.approx(want, rel=1e-12, abs=1e-15) == t.float_value(key)  # noqa: E731
+    for s in range(steps + 1):
+        for j in range(hidden):
+            assert close(f"hs1[0,{s},{j}]", states[0, s, j]), (s, j)
+    assert close("L", 0.5 * np.sum(dz ** 2))
+    # back through time: dL/dh_t from the readout at t = 3, through Wh before it
+    dh = dz @ W2.T
+    for s in range(steps, 0, -1):
+        da = dh * (1 - states[:, s] ** 2)
+        for j in range(hidden):
+            assert close(f"dL/dhs1[0,{s},{j}]", dh[0, j]) and close(f"dL/da1[0,{s},{j}]", da[0, j]), (s, j)
+            assert close(f"dhs1[0,{s},{j}]/da1[0,{s},{j}]", 1 - states[0, s, j] ** 2)
+        dh = da @ Wh.T
+    for s in range(1, steps + 1):
+        for k in range(hidden):
+            for j in range(hidden):
+                assert close(f"dWh1_step[{s},{k},{j}]", contributions[s, k, j]), (s, k, j)
+    grads = {"Wx1": dWx, "Wh1": dWh, "b1": db, "W2": states[:, -1].T @ dz, "b2": dz.sum(axis=0)}
+    params = {"Wx1": Wx, "Wh1": Wh, "b1": b, "W2": W2, "b2": b2}
+    for name, grad in grads.items():
+        for index in np.ndindex(grad.shape):
+            key = f"{name}[{','.join(map(str, index))}]"
+            assert close(f"dL/d{key}", grad[index]), key
+            assert close(f"{name}_new[{','.join(map(str, index))}]", params[name][index] - rate * grad[index]), key
+    new = {name: params[name] - rate * grads[name] for name in params}
+    states_new = rnn_forward(X, new["Wx1"], new["Wh1"], new["b1"], steps)
+    loss_new = 0.5 * np.sum((states_new[:, -1] @ new["W2"] + new["b2"] - target) ** 2)
+    assert close("L_new", loss_new) and loss_new < t.float_value("L")
+
+
+def test_the_recurrent_weights_gradient_is_the_sum_of_the_printed_step_contributions():
+    """In the transcript as printed (JSON, 40 digits): dL/dWh1[k,j] is written as the sum of
+    the three steps' contributions dWh1_step[t,k,j], and its value is their sum; step 1's
+    contribution is 0 (h_0 = 0), the others are not."""
+    import json
+    from decimal import Decimal, localcontext
+
+    quantities = json.loads(_example().render("json"))["quantities"]
+    for k in range(2):
+        for j in range(2):
+            terms = [f"dWh1_step[{s},{k},{j}]" for s in (1, 2, 3)]
+            total = quantities[f"dL/dWh1[{k},{j}]"]
+            assert total["formula"] == " + ".join(terms)
+            printed = [Decimal(quantities[term]["value"]) for term in terms]
+            assert printed[0] == 0 and all(p != 0 for p in printed[1:])
+            with localcontext() as exact:
+                exact.prec = 60  # the 40 printed digits add without rounding
+                assert abs(sum(printed) - Decimal(total["value"])) < Decimal("1e-38")
+
+
+def test_the_transcript_and_the_kernel_agree_on_the_worked_example():
+    """The transcript runs the lowered statements in exact arithmetic, the kernel prints them:
+    the same numbers, in float64."""
+    t = _example()
+    net = load_network("rnn(1,2,3) affine(2,1) squared-error")
+    params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
+    loss, *grads = net.loss_and_grads(*params, _given("X").reshape(1, -1), _given("T"))
+    assert t.float_value("L") == pytest.approx(loss, rel=1e-14)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert t.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key
+
+
+def test_a_layer_alone_carries_the_gradient_to_its_input_sequence():
+    """rnn alone with a given upstream gradient dout: the transcript's dL/dX (the lowering's
+    input-gradient statements) equals the numpy recurrence's, element by element."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    values = {"X": [[[1, -1], [0.5, 2]]], "dout": [[1, -2]], "Wx1": [[0.5, -1], [0.25, 0.5]],
+              "Wh1": [[0.25, 0.5], [-0.5, 1]], "b1": [0, 0.25]}
+    t = graph_transcript(parse_net("rnn(2,2,2)", loss_optional=True), values)
+    X = np.array(values["X"], float).reshape(1, -1)
+    Wx, Wh, b = (np.array(values[k], float) for k in ("Wx1", "Wh1", "b1"))
+    states = rnn_forward(X, Wx, Wh, b, 2)
+    dX, dWx, dWh, db, _ = rnn_backward(X, Wx, Wh, states, np.array(values["dout"], float), 2)
+    for s in range(2):
+        for e in range(2):
+            assert t.float_value(f"dL/dX[0,{s},{e}]") == pytest.approx(dX[0, 2 * s + e], rel=1e-12), (s, e)
+    assert t.float_value("dL/dWh1[1,0]") == pytest.approx(dWh[1, 0], rel=1e-12)
+
+
+def test_the_chinese_transcript_is_its_golden_file():
+    """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
+    import os
+    from pathlib import Path
+
+    md = _example().render("md", lang="zh")
+    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
+    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
+        path.write_text(md, encoding="utf-8")
+    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    for term in ("前向传播", "反向传播", "初始状态 h_0 = 0", "沿时间反向", "循环路径", "各步贡献之和", "链式法则"):
+        assert term in md, term
+
+
+def test_the_checker_names_the_last_steps_contribution_claimed_as_the_whole_gradient(capsys):
+    """Forgetting the sum over time: a learner who gives only step 3's term for dL/dWh1[0,0]
+    is told the number is that step's contribution; the right sum is right."""
+    assert main(["check", EXAMPLE, "dL/dWh1[0,0]=-0.7885", "hs1[0,2,1]=-0.5744"]) == 0
+    capsys.readouterr()
+    assert main(["check", EXAMPLE, "dL/dWh1[0,0]=-0.7767"]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG" in out and "dWh1_step[3,0,0]" in out
