@@ -368,7 +368,7 @@ class _Builder:
 
         return Interpreter(key_of, self.define, self.once, self._loop_sizes, self._expr_sizes,
                            shown={LOSS: (self.loss_key, ()), **shown}, shapes=self._lowering.array_shapes(),
-                           defined=lambda key: key in self.t.quantities)
+                           defined=lambda key: key in self.t.quantities, value_of=self.t.value)
 
     def once(self, note):
         """A note the first time it is given (in this transcript), then None."""
