@@ -282,3 +282,29 @@ def test_the_checker_names_the_last_steps_contribution_claimed_as_the_whole_grad
     assert main(["check", EXAMPLE, "dL/dWh1[0,0]=-0.7767"]) == 1
     out = capsys.readouterr().out
     assert "WRONG" in out and "dWh1_step[3,0,0]" in out
+
+
+def test_a_large_batch_sums_each_steps_contribution_over_every_row(rng):
+    """More than 20 rows: the first rows are written out, the sums over the batch are float64.
+    Each step's contribution to dL/dWh1 is such a sum, so the printed contributions still add
+    up to the printed gradient, which equals the kernel's over all the rows."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    spec, rows = "rnn(1,2,3) affine(2,1) squared-error", 25
+    values = {"X": rng.integers(-2, 3, size=(rows, 3, 1)).tolist(), "T": rng.integers(-1, 2, size=(rows, 1)).tolist(),
+              "Wx1": [[0.5, -1]], "Wh1": [[0.25, 0.5], [-0.5, 1]], "b1": [0, 0.25], "W2": [[1], [-1]], "b2": [0]}
+    t = graph_transcript(parse_net(spec), values)
+    net = load_network(spec)
+    params = [np.array(values[name], float) for name in net.PARAM_NAMES]
+    X, target = np.array(values["X"], float).reshape(rows, 3), np.array(values["T"], float)
+    _, _, dWh, *_ = net.loss_and_grads(*params, X, target)
+    states = rnn_forward(X, *params[:3], 3)
+    dz = states[:, -1] @ params[3] + params[4] - target
+    *_, contributions = rnn_backward(X, params[0], params[1], states, dz @ params[3].T, 3)
+    for k in range(2):
+        for j in range(2):
+            steps = [t.value(f"dWh1_step[{s},{k},{j}]") for s in (1, 2, 3)]
+            assert t.value(f"dL/dWh1[{k},{j}]") == sum(steps)
+            assert float(t.value(f"dL/dWh1[{k},{j}]")) == pytest.approx(dWh[k, j], rel=1e-12)
+            for s in (1, 2, 3):
+                assert float(steps[s - 1]) == pytest.approx(contributions[s, k, j], rel=1e-12, abs=1e-15)
