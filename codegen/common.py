@@ -9,6 +9,7 @@ from __future__ import annotations
 from .files import JIT_FLAGS
 from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
 from .printer import HELPER_NEEDS, HELPERS
+from .sequence_helpers import SEQUENCE_HELPERS
 
 NUMBA_START = f'''
 import hashlib
@@ -255,7 +256,7 @@ def _add_bias(y, b):
 ''',
 }
 
-ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS, **IMAGE_HELPERS}
+ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS, **IMAGE_HELPERS, **SEQUENCE_HELPERS}
 
 
 def helper_source(names) -> str:

@@ -744,10 +744,12 @@ def _emitter(layer, name: str):
 
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
-    built-in family by its emitter, a family that brings its own lowering from that."""
+    built-in family by its emitter, a family that brings its own lowering from that (an op
+    without per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
     module = ModuleText()
-    for name, layer in registry.items():
-        _emitter(layer, name)(layer, registry.derive(name), module)
+    names = [name for name, layer in registry.items() if layer.layer_kernels]
+    for name in names:
+        _emitter(registry[name], name)(registry[name], registry.derive(name), module)
     functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once
     body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
-    return body, list(registry)
+    return body, names

@@ -211,7 +211,8 @@ class KernelPrinter(NumPyPrinter):
 
     def _print_Indexed(self, expr):
         base = self._renamed(expr.base.label.name) or expr.base.label.name
-        indices = [str(int(i)) if i.is_Integer else (self._renamed(i.name) or i.name) for i in expr.indices]
+        indices = [str(int(i)) if i.is_Integer else (self._renamed(i.name) or i.name) if i.is_Symbol
+                   else str(i) for i in expr.indices]  # index arithmetic (t - 1, 3*t + d) in whole numbers
         if self.row is not None:
             indices.insert(0, str(self.row))
         return f"{base}[{', '.join(indices)}]"

@@ -285,6 +285,15 @@ def _infer_image(nodes):
                        "makes the layers' sizes chain; start the spec with input(C,H,W)")
 
 
+def _described(shape) -> str:
+    """A shape in words: 6 features, sequences (3, 2) of 3 steps of 2 values, images (1, 4, 4)."""
+    if not isinstance(shape, tuple):
+        return f"{shape} features"
+    if len(shape) == 2:
+        return f"sequences {shape} of {shape[0]} steps of {shape[1]} values"
+    return f"images {shape}"
+
+
 def _check_chain(nodes, registry, start=None, loss_optional=False):
     """start: the shape entering the first node where the spec gives it (an image, or the
     features of parse_net's input_width)."""
@@ -300,7 +309,10 @@ def _check_chain(nodes, registry, start=None, loss_optional=False):
         if node.op.is_loss and node is not last:
             raise SympropError(f"{node.where}: a loss can only be the last layer")
         wanted = node.op.input_width(node.args)
-        if isinstance(width, tuple) and wanted is not None:
+        sequences = any(isinstance(shape, tuple) and len(shape) == 2 for shape in (width, wanted))
+        if width is not None and wanted is not None and wanted != width and sequences:
+            raise SympropError(f"{node.where}: takes {_described(wanted)} but the layer before gives {_described(width)}")
+        if isinstance(width, tuple) and wanted is not None and wanted != width:
             raise SympropError(f"{node.where}: takes {wanted} features but the layer before gives images "
                                f"{width} ({features(width)} values); put flatten before it")
         if width is not None and wanted is not None and wanted != width:

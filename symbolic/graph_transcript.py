@@ -342,7 +342,8 @@ class _Builder:
         self.lowered(self.layers[0])
         values = {"X", "T"} | {name for layer in self.layers
                                for name in (layer.source, layer.out, *layer.params.values(), *layer.masks.values())}
-        values |= {name for name, _ in self._lowering.buffers if not (name.startswith("d") and name[1:] in values)}
+        buffers = {name for name, _ in self._lowering.buffers}  # a scratch buffer's gradient is a gradient too (dhs1)
+        values |= {name for name in buffers if not (name.startswith("d") and (name[1:] in values or name[1:] in buffers))}
 
         penalised = {layer.params["W"] for layer in self.layers if _penalised(layer)}
         # images travel as (N, C*H*W) arrays; the transcript names their elements X[n,c,h,w]
@@ -367,7 +368,7 @@ class _Builder:
 
         return Interpreter(key_of, self.define, self.once, self._loop_sizes, self._expr_sizes,
                            shown={LOSS: (self.loss_key, ()), **shown}, shapes=self._lowering.array_shapes(),
-                           defined=lambda key: key in self.t.quantities)
+                           defined=lambda key: key in self.t.quantities, value_of=self.t.value)
 
     def once(self, note):
         """A note the first time it is given (in this transcript), then None."""

@@ -24,7 +24,7 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .ir import Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, element
+from .ir import Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, Token, element
 from .transcript import Chain, Text
 
 GRADIENT = "dL/d"  # the transcript's keys of gradients: dL/dz1[0,1]
@@ -56,8 +56,9 @@ class Interpreter:
 
     def __init__(self, key_of: Callable, define: Callable, once: Callable, loop_sizes: dict,
                  expr_sizes: dict | None = None, shown: dict | None = None, shapes: dict | None = None,
-                 defined: Callable = lambda key: False):
+                 defined: Callable = lambda key: False, value_of: Callable | None = None):
         self.key_of, self.define, self.once, self.defined = key_of, define, once, defined
+        self.value_of = value_of  # key -> its exact value, for an index read from the data (a token id)
         self.shapes = shapes or {}
         self.loop_sizes = loop_sizes  # shared by the runs of one kernel's statements (K set once)
         self.expr_sizes = loop_sizes if expr_sizes is None else expr_sizes
@@ -166,12 +167,28 @@ class Interpreter:
         """The transcript key of a target or read value at the current indices (None: a plain
         local the kernel keeps in a register)."""
         if isinstance(target, sp.Indexed):
-            index = tuple(int(sp.sympify(i).xreplace(self.bound)) for i in target.indices)
+            index = tuple(int(self._token_ids(sp.sympify(i).xreplace(self.bound))) for i in target.indices)
             return self.key_of(target.base.label.name, index)
         if str(target) in self.shown:
             name, indices = self.shown[str(target)]
             return name + (f"[{','.join(str(self.bound[i]) for i in indices)}]" if indices else "")
         return None
+
+    def _token_ids(self, index):
+        """An index with each token id in it (Token(X[0,1])) replaced by that element's value,
+        which must be a whole number."""
+        index = sp.sympify(index)
+        if not index.has(Token):
+            return index
+
+        def value(token):
+            key = self._key(token.args[0])
+            number = self.value_of(key) if key is not None and self.value_of is not None else None
+            if number is None or not sp.sympify(number).is_integer:
+                raise SympropError(f"{key or token.args[0]} = {number} is used as an index (a token id): "
+                                   "it must be a whole number")
+            return number
+        return index.replace(lambda e: isinstance(e, Token), value)
 
     def _read(self, value, zero_outside: bool = False):
         try:

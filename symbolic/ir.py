@@ -48,6 +48,17 @@ def element(array: str, *indices) -> sp.Indexed:
     return sp.IndexedBase(array)[tuple(index(i) if isinstance(i, str) else sp.Integer(i) for i in indices)]
 
 
+class Token(sp.Function):
+    """A stored number used as an index: a token id X[n, t] picking a row of an embedding's
+    table. The kernel indexes with int(X[n, t]); the interpreter reads the element's value."""
+
+    nargs = 1
+    is_integer = True
+
+    def _sympystr(self, printer):
+        return f"int({printer._print(self.args[0])})"
+
+
 class Size(sp.Function):
     """The number of elements of an array (its .size), where a loop runs over a flat array."""
 

@@ -178,10 +178,11 @@ def _float_rows(value: list, shape: tuple, rows: int, key: str, where: str, line
 
 def _per_row(key: str, params: set) -> bool:
     """Whether a key names one row's element (z1[0,1], dL/dz1[0,1], dh1[0,1]/dg1[1], L_n[0],
-    z1_new[0,1]) rather than something of the whole batch (L, dL/dW1[0,1], W1_new[0,1])."""
+    z1_new[0,1]) rather than something of the whole batch (L, dL/dW1[0,1], W1_new[0,1], a part
+    of a parameter's gradient such as an RNN step's contribution dWh1_step[2,0,1])."""
     for name, _ in _ELEMENT.findall(key):
         base = name.removesuffix("_new")
-        if base not in params and not (base.startswith("d") and base[1:] in params):
+        if base not in params and not (base.startswith("d") and base[1:].partition("_")[0] in params):
             return True
     return False
 

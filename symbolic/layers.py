@@ -14,15 +14,17 @@ from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Deriv
                        _apply_kink_convention, partial, real)
 from .ops.conv import Conv2d, Flatten, Pool
 from .ops.dropout import Dropout
+from .ops.embedding import Embedding
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
+from .ops.recurrent import RNN
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "ElementwiseLoss", "Flatten",
+__all__ = ["Affine", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
            "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
-           "REGISTRY", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
+           "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
 
@@ -104,6 +106,10 @@ REGISTRY = Registry([
     Pool("avgpool", "mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default",
          mode="avg"),
     Flatten("flatten", "images (C, H, W) read as C*H*W features, in NCHW order"),
+    RNN("rnn", "tanh RNN over T steps: rnn(D,H,T) reads (T, D) sequences, h_t = tanh(x_t Wx + h_{t-1} Wh + b) "
+        "from h_0 = 0, and gives the last state h_T; backpropagation through time"),
+    Embedding("embedding", "lookup table: embedding(V,D[,T]) reads T token ids 0..V-1 per example and gives "
+              "each one's row of W (V x D); the gradient is a scatter-add into the rows"),
 ])
 
 

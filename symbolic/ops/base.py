@@ -119,6 +119,10 @@ class Op:
     applies = ""  # a loss that takes logits names the activation it applies itself
     one_hot_targets = False  # a loss whose derivation uses sum_k t[k] = 1 (its targets are checked)
     mixes_rows = False  # a row's output depends on the other rows of the batch (batch norm's statistics)
+    # per-layer kernels in generated/layers.py, sized by the arrays they are given; False for an op
+    # whose spec arguments fix sizes a kernel cannot read from its arrays (a recurrent layer's
+    # steps): it is compiled inside network modules only
+    layer_kernels = True
 
     def network_problem(self) -> str | None:
         """Why this op cannot be a layer of a network, or None."""

@@ -1,0 +1,276 @@
+"""Recurrent layers: a vanilla RNN (tanh) unrolled over T steps, with backpropagation through time.
+
+A sequence enters as (T, D) per example, the kernels' X as an (N, T*D) array read X[n, t, d]
+(as conv2d reads images). Step t = 1..T computes
+
+    a[n,t,j] = b[j] + sum_d x[n,t,d] Wx[d,j] + sum_k h[n,t-1,k] Wh[k,j],    h[n,t,j] = tanh(a[n,t,j])
+
+from the initial state h[n,0,k] = 0, and the layer gives the last state h[n,T,:] (a many-to-one
+net: ``rnn(D,H,T) affine(H,K) softmax-cross-entropy``). SymPy derives the cell's local
+partials and, differentiating the contraction over the unrolled steps, the backward rules of
+backpropagation through time: the recurrent path dL/dh[t-1] from step t, and each shared
+weight's gradient as a sum over the steps of every step's contribution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import SympropError
+from ..indexcalc import resolve
+from ..ir import Accumulate, Assignments, Comment, Let, Loop, element, index, local
+from ..text import tr
+from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, real
+
+# Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
+D, H, T = sp.symbols("D H T", integer=True, positive=True)
+INITIAL_STATE = "h[n,0,k] = 0: the state before the first step (the recurrent term of step 1 is zero)"
+STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
+                  "h[n,t-1,:] the step before it left (h[n,0,:] = 0)")
+
+
+def _indices():
+    return sp.symbols("n t d j k e m q u a", integer=True)
+
+
+def _arrays():
+    return tuple(sp.IndexedBase(name) for name in ("x", "Wx", "Wh", "b", "h", "da", "dh"))
+
+
+@dataclass(frozen=True)
+class RNN(Op):
+    """A tanh RNN over T steps: rnn(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+
+    value_stem = "h"  # h1: the last hidden state, the layer's output
+    starts_layer = True  # its parameters Wx1, Wh1, b1 and states hs1 are layer 1's
+    layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
+
+    def parse_args(self, inner, where):
+        try:
+            args = tuple(int(a) for a in (inner or "").split(","))
+        except ValueError:
+            args = ()
+        if len(args) != 3 or min(args) < 1:
+            raise SympropError(f"{where}: {self.name} needs three positive sizes: inputs per step, hidden units "
+                               f"and steps, e.g. {self.name}(3,2,3)")
+        return args
+
+    def input_width(self, args):
+        inputs, _, steps = args
+        return (steps, inputs)  # a sequence: T steps of D inputs each
+
+    def shape_problem(self, args, shape):
+        inputs, _, steps = args
+        if shape != (steps, inputs):
+            return f"takes sequences of {steps} steps of {inputs} inputs, shape {(steps, inputs)}; got {shape}"
+        return None
+
+    def output_width(self, args, shape):
+        return args[1]
+
+    def param_shapes(self, args, width):
+        inputs, hidden, _ = args
+        return [("Wx", (inputs, hidden)), ("Wh", (hidden, hidden)), ("b", (hidden,))]
+
+    def derive(self) -> Derivation:
+        n, t, d, j, k, e, m, q, u, a = _indices()
+        x, Wx, Wh, b, h, da, dh = _arrays()
+        pre = b[j] + sp.Sum(x[n, t, d] * Wx[d, j], (d, 0, D - 1)) + sp.Sum(h[n, t - 1, k] * Wh[k, j], (k, 0, H - 1))
+        state = sp.tanh(sp.IndexedBase("a")[n, t, j])
+        # the activation's local derivative, by SymPy, then in terms of the saved state
+        z, y = real("a"), real("h")
+        tanh_local = sp.diff(sp.tanh(z), z)
+        tanh_saved = _in_terms_of_output(tanh_local, sp.tanh(z), y, [z])
+        local_da = dh[n, t, j] * tanh_saved.xreplace({y: h[n, t, j]})
+        # the pre-activation's local partials, one element of each input, deltas sifted
+        partials = [(x[n, t, e], "x", "x[n,t,e]"), (h[n, t - 1, m], "h", "h[n,t-1,m]"),
+                    (Wx[e, q], "Wx", "Wx[e,q]"), (Wh[m, q], "Wh", "Wh[m,q]"), (b[q], "b", "b[q]")]
+        locals_ = [(label, resolve(sp.diff(pre, var))) for var, _, label in partials]
+        # backpropagation through time: the contraction over every row, step and unit of the
+        # unrolled sequence, differentiated by one element of each input
+        L = sp.Sum(da[n, t, j] * pre, (n, 0, N - 1), (t, 1, T), (j, 0, H - 1))
+        dh_prev = resolve(L.diff(h[a, u, m]), shifted=True)
+        dx = resolve(L.diff(x[a, u, e]))
+        dWx, dWh, db = (resolve(L.diff(var)) for var in (Wx[e, q], Wh[m, q], b[q]))
+        step_of = sp.Sum(dWh.function, *(limit for limit in dWh.limits if limit[0] != t))
+        steps = [
+            Step("forward, step t = 1..T", sp.IndexedBase("a")[n, t, j], pre,
+                 "the pre-activation: x_t times Wx plus the previous state times Wh plus the bias; h[n,0,:] = 0"),
+            Step("forward", h[n, t, j], state, "the new state: tanh of the pre-activation"),
+            Step("local derivative dh/da", partial("h", "a"), tanh_local, "SymPy's diff"),
+            Step("in terms of the saved output", partial("h", "a"), tanh_saved, "substituting h = tanh(a)"),
+            *(Step(f"local partial of a by {label}", Label(f"da[n,t,j]/d{label}", rf"\frac{{\partial a_{{n,t,j}}}}"
+                                                          rf"{{\partial {name}}}"), rule, "SymPy's diff, deltas sifted")
+              for (label, rule), (_, name, _) in zip(locals_, partials)),
+            Step("backward (chain rule: upstream times local)", da[n, t, j], local_da,
+                 "dh[n,t,j] = dL/dh[n,t,j]: from the layer above at t = T, from step t+1 before it"),
+            Step("chain rule over the unrolled steps", Label("dL", "dL"), L,
+                 "dL = sum_{n,t,j} da[n,t,j] * (change in a[n,t,j]): every step uses the same Wx, Wh, b"),
+            Step("differentiate by h[a,u,m]: back through time", dh[a, u, m], dh_prev,
+                 "only step u+1 reads h[a,u,:]; at u = T nothing does (da[n,T+1,:] reads as 0), the layer above "
+                 "gives dL/dh[a,T,:]"),
+            Step("differentiate by x[a,u,e]", sp.IndexedBase("dx")[a, u, e], dx, "deltas sifted"),
+            Step("differentiate by Wx[e,q]", sp.IndexedBase("dWx")[e, q], dWx, "a shared weight: summed over the steps"),
+            Step("differentiate by Wh[m,q]", sp.IndexedBase("dWh")[m, q], dWh,
+                 "a shared weight: the sum over the steps of each step's contribution"),
+            Step("step t's contribution to dWh", sp.IndexedBase("dWh_step")[t, m, q], step_of,
+                 "the state it read times its pre-activation's gradient, summed over the batch"),
+            Step("differentiate by b[q]", sp.IndexedBase("db")[q], db, "summed over the batch and the steps"),
+        ]
+        backward = {"da": local_da, "dh": dh_prev, "dx": dx, "dWx": dWx, "dWh": dWh, "dWh_step": step_of, "db": db}
+        return Derivation(self.name, self.summary, self.inputs, {"a": pre, "h": state}, backward, ("x", "h"), steps,
+                          [STEPS_FROM_ONE, INITIAL_STATE],
+                          [f"dh/da = {tanh_saved} reads the saved state h: no exp, finite for every input"],
+                          dict(backward))
+
+    def lower(self, lowering, use):
+        """Forward: the steps in order, each state from the one before. Backward, row by row:
+        the states' gradients from the last step back to the first (the recurrent path), then
+        each parameter's gradient summed over the batch and the steps, dWh step by step."""
+        inputs, hidden, steps = use.args
+        layer, source = lowering.names.layer, lowering.values[-1]
+        Wx, Wh, b = (lowering.names.params[role] for role in ("Wx", "Wh", "b"))
+        lowering.params += [(Wx, (inputs, hidden)), (Wh, (hidden, hidden)), (b, (hidden,))]
+        out = lowering.buffer(lowering.names.value, (N, hidden))
+        pre = lowering.buffer(f"a{layer}", (N, steps + 1, hidden))  # a[n, 0, :] is never written
+        states = lowering.buffer(f"hs{layer}", (N, steps + 1, hidden))  # hs[n, 0, :] = h_0 = 0
+        lowering.scratch += [pre, states]
+        d = lowering.derivation(self)
+        n, t, dd, j, k, e, m, q, u, a = _indices()
+        arrays = _Arrays(source, inputs, Wx, Wh, b, pre, states, f"d{pre}", f"d{states}", {D: inputs, H: hidden, T: steps})
+        at = arrays.at
+        what = f"layer {use.position}: {use.text}"
+
+        forward = [Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
+            "the initial state h_0 = 0", "初始状态 h_0 = 0")),)),
+            Loop(t, steps + 1, (Loop(j, hidden, (
+                *arrays.summed(at("a", n, t, j), d.forward["a"], tr(
+                    f"{use.text}, step t: the bias, plus x_t times Wx, plus the previous state times Wh",
+                    f"{use.text}，第 t 步：偏置，加上 x_t 乘 Wx，再加上前一状态乘 Wh")),
+                Let(at("h", n, t, j), arrays.named(d.forward["h"]), note=tr(
+                    "the new state: tanh of the pre-activation", "新状态：预激活值的 tanh")),
+            )),), start=1),
+            Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
+                f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),))]
+        lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states)"),
+                             Loop(n, N, tuple(forward))]
+
+        # back through time, one row at a time: step T's state gets the upstream gradient, each
+        # step passes dL/dh[t-1] to the step before it (r counts the steps back, t = T - r)
+        r = index("r")
+        last = steps - r  # the step r steps before the last
+        dh_back = d.backward["dh"].xreplace({a: n, u: last - 1})  # dL/dh[n, t-1, m] from step t
+        da = _chain_rule(d.backward["da"], arrays, use.text)
+        rows = [Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),
+            Loop(r, steps - 1, (
+                Loop(j, hidden, (da(last),)),
+                Loop(m, hidden, tuple(arrays.summed(at("dh", n, last - 1, m), dh_back, tr(
+                    "back through time: step t's pre-activation gradients times Wh (the recurrent path)",
+                    "沿时间反向：第 t 步预激活值的梯度乘以 Wh（循环路径）")))),
+            )),
+            Loop(j, hidden, (da(sp.Integer(1)),))]
+        for name in (f"d{pre}", f"d{states}"):
+            lowering.buffer(name, (N, steps + 1, hidden))
+        step_buffer = lowering.buffer(f"d{Wh}_step", (steps + 1, hidden, hidden))  # [0] is never written
+        grads = [lowering.buffer(f"d{p}", shape) for p, shape in ((Wx, (inputs, hidden)), (Wh, (hidden, hidden)),
+                                                                   (b, (hidden,)))]
+        params = [
+            Loop(t, steps + 1, (Loop(m, hidden, (Loop(q, hidden, tuple(arrays.summed(
+                sp.IndexedBase(step_buffer)[t, m, q], d.backward["dWh_step"], tr(
+                    f"step t's contribution to dL/d{Wh}: the state it read times its pre-activation's gradient",
+                    f"第 t 步对 dL/d{Wh} 的贡献：它读入的状态乘以其预激活值的梯度")))),)),), start=1),
+            Loop(m, hidden, (Loop(q, hidden, tuple(arrays.summed(
+                sp.IndexedBase(grads[1])[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, 1, T)), tr(
+                    f"{Wh} is shared by every step: its gradient is the sum of the steps' contributions",
+                    f"{Wh} 被每一步共享：其梯度为各步贡献之和")))),)),
+            Loop(e, inputs, (Loop(q, hidden, tuple(arrays.summed(
+                sp.IndexedBase(grads[0])[e, q], d.backward["dWx"], tr(
+                    f"{Wx} is shared by every step: x_t times step t's pre-activation gradient, summed over the "
+                    "batch and the steps", f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和")))),)),
+            Loop(q, hidden, tuple(arrays.summed(sp.IndexedBase(grads[2])[q], d.backward["db"], tr(
+                "the pre-activation gradients summed over the batch and the steps", "预激活值的梯度对批量和各步求和"))))]
+        backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)), *params]
+        if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
+            dsource = lowering.buffer(f"d{source}", (N, steps * inputs))
+            backward.append(Loop(n, N, (Loop(t, steps + 1, (Loop(e, inputs, tuple(arrays.summed(
+                arrays.flat(f"d{source}", n, t, e), d.backward["dx"].xreplace({a: n, u: t}), tr(
+                    f"the pre-activation gradients carried back through {Wx}", f"预激活值的梯度经 {Wx} 传回")))),),
+                start=1),)))
+        lowering.prepend_backward(backward)
+        lowering.values.append(out)
+        lowering.widths.append(hidden)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """The derivation's arrays as the kernel's: x[n,t,d] is X[n, (t-1)*D + d] (a sequence kept
+    flat, step t at columns (t-1)D .. tD-1), h and a the state and pre-activation buffers."""
+
+    source: str
+    inputs: int
+    Wx: str
+    Wh: str
+    b: str
+    pre: str
+    states: str
+    dpre: str
+    dstates: str
+    sizes: dict
+
+    def flat(self, name, n, t, e):
+        return sp.IndexedBase(name)[n, (t - 1) * self.inputs + e]
+
+    def at(self, role, *indices):
+        name = {"a": self.pre, "h": self.states, "da": self.dpre, "dh": self.dstates, "Wx": self.Wx,
+                "Wh": self.Wh, "b": self.b}[role]
+        return sp.IndexedBase(name)[tuple(sp.sympify(i) for i in indices)]
+
+    def named(self, expr):
+        """A rule over the derivation's arrays, over the kernel's."""
+        def rename(value):
+            role = value.base.label.name
+            if role == "x":
+                return self.flat(self.source, *value.indices)
+            return self.at(role, *value.indices) if role in ("a", "h", "da", "dh", "Wx", "Wh", "b") else value
+        return expr.replace(lambda v: isinstance(v, sp.Indexed), rename).xreplace(self.sizes)
+
+    def summed(self, target, rule, note) -> list:
+        """target = rule, a sum of terms and sums (a derived index rule): a local accumulator the
+        loops add each term to, then one write of the target (its transcript line, with the
+        whole sum as its formula). The bias first, then the sums in the order of their index."""
+        acc = local("acc")
+        terms = sorted(sp.Add.make_args(rule), key=lambda term: (isinstance(term, sp.Sum),
+                                                                  str(term.limits[0][0]) if isinstance(term, sp.Sum) else ""))
+        statements = [Let(acc, sp.Integer(0))]
+        for term in terms:
+            body, limits = (term.function, term.limits) if isinstance(term, sp.Sum) else (term, ())
+            loop = (Accumulate(acc, self.named(body)),)
+            for i, low, high in reversed(limits):
+                stop = (high + 1).xreplace(self.sizes)
+                loop = (Loop(i, stop, loop, start=int(low)),)
+            statements += loop
+        return statements + [Let(target, acc, note=note)]
+
+
+def _chain_rule(rule, arrays, text):
+    """da[n,t,j] = dh[n,t,j] * (1 - h[n,t,j]^2) at step t: the upstream gradient times tanh's
+    local derivative from the saved state (the transcript writes the local derivative as a line)."""
+    n, t, d, j, *_ = _indices()
+    dout, y = sp.Symbol("dout"), sp.Symbol("y")
+    plain = rule.replace(lambda v: isinstance(v, sp.Indexed) and v.base.label.name in ("dh", "h"),
+                         lambda v: dout if v.base.label.name == "dh" else y)
+    notes = (tr(f"local derivative of tanh in {text}, from the saved state: 1 - h^2",
+                f"{text} 中 tanh 的局部导数，由保存的状态得到：1 - h^2"),
+             tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数"))
+
+    def at_step(step):
+        target = arrays.at("da", n, step, j)
+        return Assignments(((target, plain),), {"dout": arrays.at("dh", n, step, j), "y": arrays.at("h", n, step, j)},
+                           upstream="dout", notes={target: notes})
+    return at_step
