@@ -46,7 +46,9 @@ from .mistakes import mistakes
 from .numbers import exact_number
 from .rational_eval import evaluate
 from .markup import md_code, md_text
-from .network_transcript import Conventions, has_kink, network_transcript
+from .network_transcript import Conventions, network_transcript
+from .rule_conventions import (derivation_variant, has_kink, node_has_kink, node_reads_its_output, partials_variant,
+                               reads_its_output)
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
                          rounding_intermediates, tr)
 
@@ -392,6 +394,9 @@ class Subject:
         self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
         # the subject with its loss summed over the batch instead of averaged, where it averages
         self.build_batch_sum = example.build_batch_sum if example is not None else None
+        # a net spec's graph (a net file's, or with a values file) and the subject built with a
+        # change of its rules (rule_conventions.derivation_variant): the conventions that change a rule
+        self.spec_graph, self.build_with_rules = None, None
         if isinstance(name, NetValues):
             from .graph import parse_net
             from .graph_transcript import _read_values
@@ -401,6 +406,9 @@ class Subject:
             values, lines = _read_values(name.values)  # read once: a 10^5-row file takes a second to parse
             self.build_exact = lambda: spec_transcript(graph, values, name=Path(name.values).stem,
                                                        where=str(name.values), lines=lines)
+            self.spec_graph = graph
+            self.build_with_rules = lambda variant: spec_transcript(graph, values, name=Path(name.values).stem,
+                                                                    where=str(name.values), lines=lines, variant=variant)
             self.build_exact()
             self.network, self.batch_size = None, 1
         elif example is not None:
@@ -415,6 +423,8 @@ class Subject:
         elif is_net_file(name):
             net_file, self.network = load_net_file(name), None
             self.build_exact = lambda: net_file_transcript(net_file)
+            self.spec_graph = net_file.graph
+            self.build_with_rules = lambda variant: net_file_transcript(net_file, variant=variant)
             self.batch_size = net_file.batch_size
             if net_file.averages_over_batch:
                 self.build_batch_sum = lambda: net_file_transcript(net_file, batch_sum=True)
@@ -500,7 +510,7 @@ class Subject:
                                                           "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
-            return out
+            return out + self._rule_variants()
         if net.update_biases:
             out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
                                self.build(dataclasses.replace(net, update_biases=False))))
@@ -526,11 +536,51 @@ class Subject:
             if {net.loss, loss} == {"squared-error", "mse"} and k == 2:
                 continue  # identical for two outputs
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
-        kinked = [layer.activation.name for layer in net.layers if has_kink(layer.activation)]
-        if kinked:  # relu, leaky relu, a formula with max or abs: the derivative at the kink from the right
-            out.append(Variant("convention_relu0", tr(f"the derivative of {kinked[0]} at its kink taken from the right "
-                                                      "(relu'(0) = 1)", f"{kinked[0]} 在折点处取右导数（relu'(0) = 1）"),
-                               self.build(conventions=Conventions(kink_from_the_right=True))))
+        return out + self._rule_variants()
+
+    def _rule_variants(self) -> list[Variant]:
+        """The conventions that change a rule, relu'(0) from the right and a rule written in the
+        output (sigmoid's y(1 - y), tanh's 1 - y^2) taken at the net input, offered where an op
+        of the computation has a kink or such a rule, and built as a variant of the rules the
+        lowering reads (rule_conventions.py): the same for a network file, a net file and a graph
+        file. The ops are asked, never their names."""
+        if self.network is not None:
+            ops = [(layer.activation.name, has_kink(layer.activation), reads_its_output(layer.activation))
+                   for layer in self.network.layers]
+
+            def build(kink, at_net):
+                return self.build(conventions=Conventions(kink_from_the_right=kink, derivative_at_net=at_net))
+        elif self.spec_graph is not None:
+            ops = [(node.op.name, has_kink(node.op), reads_its_output(node.op))
+                   for node in self.spec_graph.nodes if not node.op.is_loss]
+
+            def build(kink, at_net):
+                return self.build_with_rules(derivation_variant(kink, at_net))
+        elif self.graph is not None:
+            ops = [(node.name, node_has_kink(node.op), node_reads_its_output(node.op)) for node in self.graph.graph.nodes]
+
+            def build(kink, at_net):
+                varied = dataclasses.replace(self.graph, variant=partials_variant(kink, at_net))
+                return graph_transcript(varied, self.build_exact().name)
+        else:
+            return []
+        out = []
+        kinked = [name for name, kink, _ in ops if kink]
+        at_net = list(dict.fromkeys(name for name, _, reads in ops if reads))
+        try:
+            if kinked:  # relu, leaky relu, a formula with max or abs: the derivative at the kink from the right
+                out.append(Variant("convention_relu0", tr(f"the derivative of {kinked[0]} at its kink taken from the right "
+                                                          "(relu'(0) = 1)", f"{kinked[0]} 在折点处取右导数（relu'(0) = 1）"),
+                                   build(True, False)))
+            if at_net:  # sigmoid, tanh: the derivative written in the output, evaluated at the net input
+                names = ", ".join(at_net)
+                out.append(Variant("convention_sigmoid_at_net",
+                                   tr("the derivative written in the output y (sigmoid's y(1 - y), tanh's 1 - y^2) "
+                                      f"taken at the net input instead of the output ({names})",
+                                      f"用输出 y 表示的导数（sigmoid 的 y(1 - y)、tanh 的 1 - y^2）用了净输入而不是输出（{names}）"),
+                                   build(False, True)))
+        except SympropError:
+            pass  # a rule changed makes a value undefined, or the batch is too large to work exactly
         return out
 
     def _per_unit_variant(self, net):

@@ -148,3 +148,140 @@ def test_the_right_numbers_are_right_in_every_file_kind(files, kind):
         dw2 = (y - mpmath.mpf("0.2")) * y * (1 - y) * h
     claims = [claim_from(NAMES[kind]["dE/dw2"], mpmath.nstr(dw2, 12), "test")]
     assert check(str(files[kind]), claims).all_right
+
+
+# --- the conventions that change a rule: relu'(0) from the right, a rule in the output at the net input
+
+RULE_NETWORK = """
+title = "rule"
+loss = "squared-error"
+learning_rate = 0.5
+update_biases = true
+[inputs]
+x = 0.5
+[targets]
+t = 0.2
+[[layers]]
+units = ["h"]
+activation = "{activation}"
+weight_names = [["w1"]]
+weights = [[{w1}]]
+bias_names = "b1"
+bias = {b1}
+[[layers]]
+units = ["y"]
+activation = "sigmoid"
+weight_names = [["w2"]]
+weights = [[0.7]]
+bias_names = "b2"
+bias = -0.3
+"""
+
+RULE_NET = """
+title = "rule"
+net = "affine(1,1) {activation} affine(1,1) sigmoid squared-error"
+[values]
+X = [[0.5]]
+T = [[0.2]]
+W1 = [[{w1}]]
+b1 = [{b1}]
+W2 = [[0.7]]
+b2 = [-0.3]
+learning_rate = 0.5
+"""
+
+RULE_GRAPH = """
+title = "rule"
+output = "y"
+loss = "E"
+[inputs]
+x = 0.5
+t = 0.2
+[parameters]
+w1 = {w1}
+b1 = {b1}
+w2 = 0.7
+b2 = -0.3
+[nodes]
+zh = "w1 * x + b1"
+h = "{activation}(zh)"
+zy = "w2 * h + b2"
+y = "sigmoid(zy)"
+E = "(y - t)^2 / 2"
+[update]
+learning_rate = 0.5
+"""
+
+RULE_FILES = {"network": RULE_NETWORK, "net": RULE_NET, "graph": RULE_GRAPH}
+RULE_NAMES = {
+    "network": {"dE/dw1": "dE/dw1", "dh/dzh": "dh/dnet_h"},
+    "net": {"dE/dw1": "dL/dW1[0,0]", "dh/dzh": "dh1[0,0]/dz1[0,0]"},
+    "graph": {"dE/dw1": "dE/dw1", "dh/dzh": "dh/dzh"},
+}
+# mistake -> (hidden activation, w1, b1, the quantity claimed, the code every file kind gives)
+RULE_MISTAKES = {
+    "relu'(0) = 1, in the gradient": ("relu", "0.4", "-0.2", "dE/dw1", "convention_relu0"),
+    "relu'(0) = 1, the local derivative": ("relu", "0.4", "-0.2", "dh/dzh", "convention_relu0"),
+    "sigmoid' at the net input, both layers": ("sigmoid", "0.4", "0.1", "dE/dw1", "convention_sigmoid_at_net"),
+    "tanh' and sigmoid' at the net input": ("tanh", "0.37", "0.11", "dE/dw1", "convention_sigmoid_at_net"),
+    "tanh' at the net input, the local derivative": ("tanh", "0.37", "0.11", "dh/dzh", "convention_sigmoid_at_net"),
+}
+
+
+def rule_learner(mistake: str | None, activation: str, w1: str, b1: str, quantity: str) -> mpmath.mpf:
+    """The learner's number (``mistake`` None: the right one), worked step by step in mpmath:
+    relu'(0) taken as 1, or each derivative written in the output (y(1 - y), 1 - y^2)
+    evaluated at its net input instead."""
+    with mpmath.workdps(50):
+        m = mpmath.mpf
+        x, t, w2, b2 = m("0.5"), m("0.2"), m("0.7"), m("-0.3")
+        sigmoid = lambda u: 1 / (1 + mpmath.exp(-u))  # noqa: E731
+        zh = m(w1) * x + m(b1)
+        h = {"relu": lambda u: max(u, m(0)), "sigmoid": sigmoid, "tanh": mpmath.tanh}[activation](zh)
+        zy = w2 * h + b2
+        y = sigmoid(zy)
+        at_net = mistake is not None and "net input" in mistake
+        dy_dzy = zy * (1 - zy) if at_net else y * (1 - y)
+        if activation == "relu":
+            assert zh == 0  # exactly at the kink: the derivation's relu'(0) is 0
+            dh_dzh = m(1) if mistake is not None else m(1 if zh > 0 else 0)
+        elif activation == "sigmoid":
+            dh_dzh = zh * (1 - zh) if at_net else h * (1 - h)
+        else:
+            dh_dzh = 1 - zh ** 2 if at_net else 1 - h ** 2
+        if quantity == "dh/dzh":
+            return dh_dzh
+        return (y - t) * dy_dzy * w2 * dh_dzh * x
+
+
+def _rule_file(folder, kind, activation, w1, b1):
+    path = folder / f"rule-{activation}-{kind}.toml"
+    path.write_text(RULE_FILES[kind].format(activation=activation, w1=w1, b1=b1))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", RULE_FILES)
+@pytest.mark.parametrize("mistake", RULE_MISTAKES)
+def test_a_changed_rule_gets_the_same_code_in_every_file_kind(tmp_path, kind, mistake):
+    """relu'(0) = 1 at a pre-activation exactly 0, and a derivative written in the output taken
+    at the net input (sigmoid, tanh): each file kind offers the convention as a variant of the
+    rules its lowering reads, so each gives the same code."""
+    activation, w1, b1, quantity, code = RULE_MISTAKES[mistake]
+    number = rule_learner(mistake, activation, w1, b1, quantity)
+    assert number != rule_learner(None, activation, w1, b1, quantity)
+    claim = claim_from(RULE_NAMES[kind][quantity], mpmath.nstr(number, 9, min_fixed=-9, max_fixed=9), "test")
+    report = check(_rule_file(tmp_path, kind, activation, w1, b1), [claim])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert not verdict.right
+    assert verdict.code == code, (kind, mistake, verdict.code, [d.en for d in verdict.diagnoses])
+
+
+@pytest.mark.parametrize("kind", RULE_FILES)
+@pytest.mark.parametrize("activation, w1, b1", sorted({case[:3] for case in RULE_MISTAKES.values()}))
+def test_the_rule_networks_right_numbers_are_right_in_every_file_kind(tmp_path, kind, activation, w1, b1):
+    """The same network in each file (relu'(0) = 0 as derived): an unmistaken learner is right."""
+    claims = [claim_from(RULE_NAMES[kind][q], mpmath.nstr(rule_learner(None, activation, w1, b1, q), 12), "test")
+              for q in ("dE/dw1", "dh/dzh")]
+    report = check(_rule_file(tmp_path, kind, activation, w1, b1), claims)
+    assert report.all_right, [(v.key, v.code) for v in report.verdicts]
