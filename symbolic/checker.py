@@ -38,7 +38,8 @@ from .examples import EXAMPLES, builtin_graph, builtin_network
 from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
-from .networkfile import load_network
+from .networkfile import load_network, loss_op
+from .ops.builders import features
 from .equivalence import compare, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
@@ -394,9 +395,9 @@ class Subject:
         self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
         # the subject with its loss summed over the batch instead of averaged, where it averages
         self.build_batch_sum = example.build_batch_sum if example is not None else None
-        # a net spec's graph (a net file's, or with a values file) and the subject built with a
-        # change of its rules (rule_conventions.derivation_variant): the conventions that change a rule
-        self.spec_graph, self.build_with_rules = None, None
+        # a net spec's graph (a net file's, or with a values file), and the subject built from it
+        # under a change of its rules (rule_conventions.derivation_variant) or of the graph itself
+        self.spec_graph, self.build_varied = None, None
         if isinstance(name, NetValues):
             from .graph import parse_net
             from .graph_transcript import _read_values
@@ -407,8 +408,8 @@ class Subject:
             self.build_exact = lambda: spec_transcript(graph, values, name=Path(name.values).stem,
                                                        where=str(name.values), lines=lines)
             self.spec_graph = graph
-            self.build_with_rules = lambda variant: spec_transcript(graph, values, name=Path(name.values).stem,
-                                                                    where=str(name.values), lines=lines, variant=variant)
+            self.build_varied = lambda variant, graph=graph: spec_transcript(
+                graph, values, name=Path(name.values).stem, where=str(name.values), lines=lines, variant=variant)
             self.build_exact()
             self.network, self.batch_size = None, 1
         elif example is not None:
@@ -424,7 +425,8 @@ class Subject:
             net_file, self.network = load_net_file(name), None
             self.build_exact = lambda: net_file_transcript(net_file)
             self.spec_graph = net_file.graph
-            self.build_with_rules = lambda variant: net_file_transcript(net_file, variant=variant)
+            self.build_varied = lambda variant, graph=net_file.graph: net_file_transcript(
+                dataclasses.replace(net_file, graph=graph), variant=variant)
             self.batch_size = net_file.batch_size
             if net_file.averages_over_batch:
                 self.build_batch_sum = lambda: net_file_transcript(net_file, batch_sum=True)
@@ -510,7 +512,7 @@ class Subject:
                                                           "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
-            return out + self._rule_variants()
+            return out + self._spec_loss_variants() + self._rule_variants()
         if net.update_biases:
             out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
                                self.build(dataclasses.replace(net, update_biases=False))))
@@ -538,6 +540,25 @@ class Subject:
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
         return out + self._rule_variants()
 
+    def _spec_loss_variants(self) -> list[Variant]:
+        """A net spec's squared-error or mse loss taken as the other (or as a plain sum of
+        squares), as a network file's loss field is: its loss node's op replaced."""
+        graph = self.spec_graph
+        if graph is None or not graph.nodes[-1].op.is_loss:
+            return []
+        last = graph.nodes[-1]
+        out = []
+        for loss, code, description in LOSS_VARIANTS.get(last.op.name, []):
+            if {last.op.name, loss} == {"squared-error", "mse"} and features(graph.shapes[len(graph.nodes) - 1]) == 2:
+                continue  # identical for two outputs
+            other = dataclasses.replace(last, op=loss_op(loss), text=loss)
+            try:
+                out.append(Variant(code, description, self.build_varied(
+                    None, dataclasses.replace(graph, nodes=(*graph.nodes[:-1], other)))))
+            except SympropError:
+                pass
+        return out
+
     def _rule_variants(self) -> list[Variant]:
         """The conventions that change a rule, relu'(0) from the right and a rule written in the
         output (sigmoid's y(1 - y), tanh's 1 - y^2) taken at the net input, offered where an op
@@ -555,7 +576,7 @@ class Subject:
                    for node in self.spec_graph.nodes if not node.op.is_loss]
 
             def build(kink, at_net):
-                return self.build_with_rules(derivation_variant(kink, at_net))
+                return self.build_varied(derivation_variant(kink, at_net))
         elif self.graph is not None:
             ops = [(node.name, node_has_kink(node.op), node_reads_its_output(node.op)) for node in self.graph.graph.nodes]
 

@@ -285,3 +285,31 @@ def test_the_rule_networks_right_numbers_are_right_in_every_file_kind(tmp_path, 
               for q in ("dE/dw1", "dh/dzh")]
     report = check(_rule_file(tmp_path, kind, activation, w1, b1), claims)
     assert report.all_right, [(v.key, v.code) for v in report.verdicts]
+
+
+# --- a loss taken as another: the mean of squared errors worked as 1/2 their sum
+
+MSE_FILES = {"network": NETWORK.replace('loss = "squared-error"', 'loss = "mse"'),
+             "net": NET.replace("sigmoid squared-error", "sigmoid mse")}
+
+
+@pytest.mark.parametrize("kind", MSE_FILES)
+def test_a_loss_taken_as_another_gets_the_same_code_in_network_and_net_files(tmp_path, kind):
+    """The loss is the mean of the squared errors, (y - t)^2 for one output; the learner took
+    1/2 (y - t)^2. A network file's loss field and a net spec's loss op get the same variants.
+    (A graph file writes its loss as a formula: that learner's number is a factor of 1/2 there.)"""
+    assert MSE_FILES[kind] != FILES[kind]
+    with mpmath.workdps(50):
+        m = mpmath.mpf
+        x, t, w1, b1, w2, b2 = m("0.5"), m("0.2"), m("0.4"), m("0.1"), m("0.7"), m("-0.3")
+        sigmoid = lambda u: 1 / (1 + mpmath.exp(-u))  # noqa: E731
+        h = sigmoid(w1 * x + b1)
+        y = sigmoid(w2 * h + b2)
+        dE_dy = y - t  # d/dy of 1/2 (y - t)^2, not of (y - t)^2
+        number = dE_dy * y * (1 - y) * w2 * h * (1 - h) * x
+    path = tmp_path / f"mse-{kind}.toml"
+    path.write_text(MSE_FILES[kind])
+    report = check(str(path), [claim_from(NAMES[kind]["dE/dw1"], mpmath.nstr(number, 9), "test")])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert not verdict.right and verdict.code == "convention_loss_half_sum", (verdict.code, verdict.diagnoses)
