@@ -43,7 +43,8 @@ from .ops.builders import features
 from .equivalence import compare, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
-from .mistakes import mistakes
+from .graph import chain_names
+from .mistakes import mistakes, replay
 from .numbers import exact_number
 from .rational_eval import evaluate
 from .markup import md_code, md_text
@@ -512,7 +513,7 @@ class Subject:
                                                           "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
-            return out + self._spec_loss_variants() + self._rule_variants()
+            return out + self._spec_bias_variants() + self._spec_loss_variants() + self._rule_variants()
         if net.update_biases:
             out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
                                self.build(dataclasses.replace(net, update_biases=False))))
@@ -539,6 +540,24 @@ class Subject:
                 continue  # identical for two outputs
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
         return out + self._rule_variants()
+
+    def _spec_bias_variants(self) -> list[Variant]:
+        """A net spec's biases (each layer's b) not updated, all of them or one array, as a
+        network file's biases: each b_new made b again and everything after it recomputed."""
+        if self.spec_graph is None:
+            return []
+        biases = [names.params["b"] for names in chain_names(self.spec_graph) if "b" in names.params]
+        t = self.build_exact()
+        new = {b: [key for key in t.quantities if key.partition("[")[0] == f"{b}_new"] for b in biases}
+        biases = [b for b in biases if new[b]]  # a transcript without a learning rate updates nothing
+
+        def kept(fixed):
+            return replay(t, {key: sp.Symbol(key.replace("_new", "", 1)) for b in fixed for key in new[b]})
+        out = [Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"), kept(biases))] if biases else []
+        if len(biases) > 1:
+            out += [Variant("convention_some_biases_fixed", tr(f"the bias {b} kept fixed while the other biases are updated",
+                                                               f"偏置 {b} 未更新，其余偏置更新了"), kept([b])) for b in biases]
+        return out
 
     def _spec_loss_variants(self) -> list[Variant]:
         """A net spec's squared-error or mse loss taken as the other (or as a plain sum of
