@@ -10,6 +10,10 @@ import mpmath
 import pytest
 
 from symprop.symbolic.checker import check, claim_from
+from symprop.symbolic.formula import parse_formula
+from symprop.symbolic.ops.elementwise import Elementwise
+from symprop.symbolic.ops.expression import Expression
+from symprop.symbolic.rule_conventions import has_kink, node_has_kink, node_reads_its_output, reads_its_output
 
 NETWORK = """
 title = "tiny"
@@ -349,3 +353,17 @@ def test_biases_kept_fixed_get_the_same_code_in_network_and_net_files(tmp_path, 
     assert not report.problems, report.problems
     (verdict,) = report.verdicts
     assert not verdict.right and verdict.code == BIAS_CODES[mistake], (verdict.code, verdict.diagnoses)
+
+
+@pytest.mark.parametrize("formula, kink, reads_output", [
+    ("relu(u)", True, False), ("max(u/10, u)", True, False), ("min(u, 0)", True, False), ("abs(u)", False, False),
+    ("sigmoid(u)", False, True), ("tanh(u)", False, True), ("exp(u)", False, True),
+    ("softplus(u)", False, False), ("u*sigmoid(u)", False, False), ("u^2", False, False),
+])
+def test_a_graph_node_and_the_same_layer_offer_the_same_conventions(formula, kink, reads_output):
+    """The two questions that decide which rule-changing conventions are offered, asked of a
+    graph file's node and of a network's activation with the same formula, agree."""
+    node = Expression(parse_formula(formula, ("u",)), formula, ("u",))
+    layer = Elementwise("test-activation", formula, "a test activation", inputs=("u",))
+    assert (node_has_kink(node), node_reads_its_output(node)) == (kink, reads_output)
+    assert (has_kink(layer), reads_its_output(layer)) == (kink, reads_output)
