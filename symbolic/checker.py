@@ -493,7 +493,8 @@ class Subject:
             except SympropError:
                 pass
         # the common mistakes, found and made in the transcript itself (the same for every file kind)
-        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
+        exact = self.build_exact()
+        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(exact)]
         graph = self.graph
         if graph is not None and graph.update is not None and (graph.update.steps > 1 or graph.data is not None):
             # the sign of every step's update flipped, for the table's values
@@ -503,17 +504,17 @@ class Subject:
                                   "用了梯度下降而不是梯度上升（更新的符号反了）") if graph.update.ascent else
                                tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
                                   "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
-                               graph_transcript(flipped, self.build_exact().name)))
+                               graph_transcript(flipped, exact.name)))
         if graph is not None and graph.full_batch:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"),
-                               graph_transcript(graph, self.build_exact().name, batch_sum=True)))
+                               graph_transcript(graph, exact.name, batch_sum=True)))
         if self.build_batch_sum is not None:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
-            return out + self._spec_bias_variants() + self._spec_loss_variants() + self._rule_variants()
+            return out + self._spec_bias_variants(exact) + self._spec_loss_variants() + self._rule_variants()
         if net.update_biases:
             out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
                                self.build(dataclasses.replace(net, update_biases=False))))
@@ -541,13 +542,12 @@ class Subject:
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
         return out + self._rule_variants()
 
-    def _spec_bias_variants(self) -> list[Variant]:
+    def _spec_bias_variants(self, t: Transcript) -> list[Variant]:
         """A net spec's biases (each layer's b) not updated, all of them or one array, as a
         network file's biases: each b_new made b again and everything after it recomputed."""
         if self.spec_graph is None:
             return []
         biases = [names.params["b"] for names in chain_names(self.spec_graph) if "b" in names.params]
-        t = self.build_exact()
         new = {b: [key for key in t.quantities if key.partition("[")[0] == f"{b}_new"] for b in biases}
         biases = [b for b in biases if new[b]]  # a transcript without a learning rate updates nothing
 
@@ -598,10 +598,10 @@ class Subject:
                 return self.build_varied(derivation_variant(kink, at_net))
         elif self.graph is not None:
             ops = [(node.name, node_has_kink(node.op), node_reads_its_output(node.op)) for node in self.graph.graph.nodes]
+            name = self.build_exact().name if any(kink or reads for _, kink, reads in ops) else None
 
             def build(kink, at_net):
-                varied = dataclasses.replace(self.graph, variant=partials_variant(kink, at_net))
-                return graph_transcript(varied, self.build_exact().name)
+                return graph_transcript(dataclasses.replace(self.graph, variant=partials_variant(kink, at_net)), name)
         else:
             return []
         out = []

@@ -12,6 +12,7 @@ never of its name:
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import sympy as sp
 
@@ -72,6 +73,7 @@ def node_has_kink(op) -> bool:
     return any(p.atoms(sp.Heaviside) - written for p in op.partials.values())
 
 
+@functools.lru_cache(maxsize=256)
 def node_as_activation(op):
     """A node of one input as the activation it is (its formula over that input, derived as a
     layer's: ``Elementwise``), or None: the same derivation decides, for a graph file's node as
