@@ -70,7 +70,7 @@ class Expression(Op):
         if use.name not in lowering.relevant or not use.inputs:
             return
         upstream = lowering.grad[use.name]
-        partials = self.partials if lowering.variant is None else lowering.variant(self, self.partials)
+        partials = self.partials if lowering.partials_variant is None else lowering.partials_variant(self, self.partials)
         pairs, comments, added = [], {}, set()
         for name in use.inputs:
             target = lowering.grad[name]
@@ -113,7 +113,7 @@ class CircuitLowering:
         self.graph, self.output, self.loss = graph, output, loss
         # a hand calculation's other convention, as a change of the local partials the nodes
         # read: (op, its partials) -> the partials to lower (the checker's variants; None: as derived)
-        self.variant = variant
+        self.partials_variant = variant
         self.objective = objective = loss or output
         self.root = "L" if dout is not None else objective  # gradients are d<root>/d<name>
         self.relevant = graph.ancestors(objective)
