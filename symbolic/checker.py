@@ -38,15 +38,19 @@ from .examples import EXAMPLES, builtin_graph, builtin_network
 from .graphfile import formula_variables, is_graph_file, load_graph
 from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
-from .networkfile import load_network
+from .networkfile import load_network, loss_op
+from .ops.builders import features
 from .equivalence import compare, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
-from .mistakes import mistakes
+from .graph import chain_names
+from .mistakes import mistakes, replay
 from .numbers import exact_number
 from .rational_eval import evaluate
 from .markup import md_code, md_text
-from .network_transcript import Conventions, has_kink, network_transcript
+from .network_transcript import Conventions, network_transcript
+from .rule_conventions import (derivation_variant, has_kink, node_has_kink, node_reads_its_output, partials_variant,
+                               reads_its_output)
 from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
                          rounding_intermediates, tr)
 
@@ -392,6 +396,9 @@ class Subject:
         self.graph = None  # a graph file's GraphFile (built-in or the learner's own)
         # the subject with its loss summed over the batch instead of averaged, where it averages
         self.build_batch_sum = example.build_batch_sum if example is not None else None
+        # a net spec's graph (a net file's, or with a values file), and the subject built from it
+        # under a change of its rules (rule_conventions.derivation_variant) or of the graph itself
+        self.spec_graph, self.build_varied = None, None
         if isinstance(name, NetValues):
             from .graph import parse_net
             from .graph_transcript import _read_values
@@ -401,6 +408,9 @@ class Subject:
             values, lines = _read_values(name.values)  # read once: a 10^5-row file takes a second to parse
             self.build_exact = lambda: spec_transcript(graph, values, name=Path(name.values).stem,
                                                        where=str(name.values), lines=lines)
+            self.spec_graph = graph
+            self.build_varied = lambda variant, graph=graph: spec_transcript(
+                graph, values, name=Path(name.values).stem, where=str(name.values), lines=lines, variant=variant)
             self.build_exact()
             self.network, self.batch_size = None, 1
         elif example is not None:
@@ -415,6 +425,9 @@ class Subject:
         elif is_net_file(name):
             net_file, self.network = load_net_file(name), None
             self.build_exact = lambda: net_file_transcript(net_file)
+            self.spec_graph = net_file.graph
+            self.build_varied = lambda variant, graph=net_file.graph: net_file_transcript(
+                dataclasses.replace(net_file, graph=graph), variant=variant)
             self.batch_size = net_file.batch_size
             if net_file.averages_over_batch:
                 self.build_batch_sum = lambda: net_file_transcript(net_file, batch_sum=True)
@@ -480,7 +493,8 @@ class Subject:
             except SympropError:
                 pass
         # the common mistakes, found and made in the transcript itself (the same for every file kind)
-        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(self.build_exact())]
+        exact = self.build_exact()
+        out += [Variant(m.code, m.description, m.transcript) for m in mistakes(exact)]
         graph = self.graph
         if graph is not None and graph.update is not None and (graph.update.steps > 1 or graph.data is not None):
             # the sign of every step's update flipped, for the table's values
@@ -490,17 +504,17 @@ class Subject:
                                   "用了梯度下降而不是梯度上升（更新的符号反了）") if graph.update.ascent else
                                tr("gradient ascent: new = old + learning rate * gradient (the update's sign flipped)",
                                   "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
-                               graph_transcript(flipped, self.build_exact().name)))
+                               graph_transcript(flipped, exact.name)))
         if graph is not None and graph.full_batch:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"),
-                               graph_transcript(graph, self.build_exact().name, batch_sum=True)))
+                               graph_transcript(graph, exact.name, batch_sum=True)))
         if self.build_batch_sum is not None:
             out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
                                                           "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
         net = self.network
         if net is None:
-            return out
+            return out + self._spec_bias_variants(exact) + self._spec_loss_variants() + self._rule_variants()
         if net.update_biases:
             out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
                                self.build(dataclasses.replace(net, update_biases=False))))
@@ -526,11 +540,87 @@ class Subject:
             if {net.loss, loss} == {"squared-error", "mse"} and k == 2:
                 continue  # identical for two outputs
             out.append(Variant(code, description, self.build(dataclasses.replace(net, loss=loss))))
-        kinked = [layer.activation.name for layer in net.layers if has_kink(layer.activation)]
-        if kinked:  # relu, leaky relu, a formula with max or abs: the derivative at the kink from the right
-            out.append(Variant("convention_relu0", tr(f"the derivative of {kinked[0]} at its kink taken from the right "
-                                                      "(relu'(0) = 1)", f"{kinked[0]} 在折点处取右导数（relu'(0) = 1）"),
-                               self.build(conventions=Conventions(kink_from_the_right=True))))
+        return out + self._rule_variants()
+
+    def _spec_bias_variants(self, t: Transcript) -> list[Variant]:
+        """A net spec's biases (each layer's b) not updated, all of them or one array, as a
+        network file's biases: each b_new made b again and everything after it recomputed."""
+        if self.spec_graph is None:
+            return []
+        biases = [names.params["b"] for names in chain_names(self.spec_graph) if "b" in names.params]
+        new = {b: [key for key in t.quantities if key.partition("[")[0] == f"{b}_new"] for b in biases}
+        biases = [b for b in biases if new[b]]  # a transcript without a learning rate updates nothing
+
+        def kept(fixed):
+            return replay(t, {key: sp.Symbol(key.replace("_new", "", 1)) for b in fixed for key in new[b]})
+        out = [Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"), kept(biases))] if biases else []
+        if len(biases) > 1:
+            out += [Variant("convention_some_biases_fixed", tr(f"the bias {b} kept fixed while the other biases are updated",
+                                                               f"偏置 {b} 未更新，其余偏置更新了"), kept([b])) for b in biases]
+        return out
+
+    def _spec_loss_variants(self) -> list[Variant]:
+        """A net spec's squared-error or mse loss taken as the other (or as a plain sum of
+        squares), as a network file's loss field is: its loss node's op replaced."""
+        graph = self.spec_graph
+        if graph is None or not graph.nodes[-1].op.is_loss:
+            return []
+        last = graph.nodes[-1]
+        out = []
+        for loss, code, description in LOSS_VARIANTS.get(last.op.name, []):
+            if {last.op.name, loss} == {"squared-error", "mse"} and features(graph.shapes[len(graph.nodes) - 1]) == 2:
+                continue  # identical for two outputs
+            other = dataclasses.replace(last, op=loss_op(loss), text=loss)
+            try:
+                out.append(Variant(code, description, self.build_varied(
+                    None, dataclasses.replace(graph, nodes=(*graph.nodes[:-1], other)))))
+            except SympropError:
+                pass
+        return out
+
+    def _rule_variants(self) -> list[Variant]:
+        """The conventions that change a rule, relu'(0) from the right and a rule written in the
+        output (sigmoid's y(1 - y), tanh's 1 - y^2) taken at the net input, offered where an op
+        of the computation has a kink or such a rule, and built as a variant of the rules the
+        lowering reads (rule_conventions.py): the same for a network file, a net file and a graph
+        file. The ops are asked, never their names."""
+        if self.network is not None:
+            ops = [(layer.activation.name, has_kink(layer.activation), reads_its_output(layer.activation))
+                   for layer in self.network.layers]
+
+            def build(kink, at_net):
+                return self.build(conventions=Conventions(kink_from_the_right=kink, derivative_at_net=at_net))
+        elif self.spec_graph is not None:
+            ops = [(node.op.name, has_kink(node.op), reads_its_output(node.op))
+                   for node in self.spec_graph.nodes if not node.op.is_loss]
+
+            def build(kink, at_net):
+                return self.build_varied(derivation_variant(kink, at_net))
+        elif self.graph is not None:
+            ops = [(node.name, node_has_kink(node.op), node_reads_its_output(node.op)) for node in self.graph.graph.nodes]
+            name = self.build_exact().name if any(kink or reads for _, kink, reads in ops) else None
+
+            def build(kink, at_net):
+                return graph_transcript(dataclasses.replace(self.graph, variant=partials_variant(kink, at_net)), name)
+        else:
+            return []
+        out = []
+        kinked = [name for name, kink, _ in ops if kink]
+        at_net = list(dict.fromkeys(name for name, _, reads in ops if reads))
+        try:
+            if kinked:  # relu, leaky relu, a formula with max or abs: the derivative at the kink from the right
+                out.append(Variant("convention_relu0", tr(f"the derivative of {kinked[0]} at its kink taken from the right "
+                                                          "(relu'(0) = 1)", f"{kinked[0]} 在折点处取右导数（relu'(0) = 1）"),
+                                   build(True, False)))
+            if at_net:  # sigmoid, tanh: the derivative written in the output, evaluated at the net input
+                names = ", ".join(at_net)
+                out.append(Variant("convention_sigmoid_at_net",
+                                   tr("the derivative written in the output y (sigmoid's y(1 - y), tanh's 1 - y^2) "
+                                      f"taken at the net input instead of the output ({names})",
+                                      f"用输出 y 表示的导数（sigmoid 的 y(1 - y)、tanh 的 1 - y^2）用了净输入而不是输出（{names}）"),
+                                   build(False, True)))
+        except SympropError:
+            pass  # a rule changed makes a value undefined, or the batch is too large to work exactly
         return out
 
     def _per_unit_variant(self, net):

@@ -318,8 +318,9 @@ class _Builder:
 
     def __init__(self, t: Transcript, rows: int, where: str = "values", loss_key: str = "L",
                  loss_rows: int | None = None, input_gradient: bool = False, graph: Graph | None = None,
-                 layers: list | None = None):
+                 layers: list | None = None, variant=None):
         self.t, self.rows, self.where = t, rows, where
+        self.variant = variant  # a convention that changes a rule: Lowering's variant (None: as derived)
         self.graph, self.layers = graph, layers or []
         self._lowering = None
         self.loss_key = loss_key  # "L_data" where an L2 penalty is added to make L
@@ -333,7 +334,7 @@ class _Builder:
     def lowered(self, layer):
         """The statements the lowering gave this layer's node (the graph lowered once)."""
         if self._lowering is None:
-            self._lowering = Lowering(self.graph, self.input_gradient)
+            self._lowering = Lowering(self.graph, self.input_gradient, self.variant)
         return self._lowering.by_node[self.graph.nodes.index(layer.node)]
 
     def interpreter(self, shown: dict) -> Interpreter:
@@ -393,14 +394,15 @@ class _Builder:
 
 def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str = "net",
                      where: str = "values", lines: dict | None = None, batch_sum: bool = False,
-                     forward_after_step: bool = False, loss_rows: int | None = None) -> Transcript:
+                     forward_after_step: bool = False, loss_rows: int | None = None, variant=None) -> Transcript:
     """The hand calculation of one training step of ``graph`` on the given numbers: forward
     pass element by element, the loss, every gradient from the loss back and, with a learning
     rate, the SGD update of every parameter. ``where`` names the values' source in errors,
     ``lines`` (field -> line) the line of each field. ``batch_sum``: the loss's mean over the
     batch taken as a sum (the derivations' N set to 1), a convention the checker tries.
     ``forward_after_step``: then the forward pass again with the updated parameters
-    (``z1_new[0,0]``, ..., ``L_new``), to see the loss fall.
+    (``z1_new[0,0]``, ..., ``L_new``), to see the loss fall. ``variant``: a convention that
+    changes a rule (rule_conventions.py: relu'(0) from the right ...), as the lowering reads it.
 
     A spec without a loss (parse_net's ``loss_optional``) takes ``dout``, the upstream gradient
     of its last value, and writes every gradient back from it, dL/dX included.
@@ -415,6 +417,8 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
         learning_rate = values.pop("learning_rate")
     from .large_batch import EXACT_ROWS, batch_rows, large_batch_transcript
     if loss_rows is None and batch_rows(values) > EXACT_ROWS:
+        if variant is not None:  # its sums over the batch are the kernel's, under the derived rules
+            raise SympropError(f"{where}: a batch of more than {EXACT_ROWS} rows is worked with the derived rules only")
         return large_batch_transcript(graph, values, learning_rate, name, where, lines, batch_sum, forward_after_step)
     layers = plan_layers(graph)
     checked = check_values(graph, values, where, lines)
@@ -427,7 +431,7 @@ def graph_transcript(graph: Graph, values: dict, learning_rate=None, name: str =
     if penalised and not has_loss:
         raise SympropError(f"net spec {graph.spec!r}: an l2= penalty is added to a loss; this spec ends without one")
     b = _Builder(t, rows, where, "L_data" if penalised else "L", 1 if batch_sum else loss_rows or rows, not has_loss,
-                 graph, layers)
+                 graph, layers, variant)
     masks = set(_mask_names(graph))
     last = layers[-1].out
     t.heading(tr("Given", "已知"))

@@ -103,6 +103,9 @@ class GraphFile:
     # dtype written in the file: its numbers are then a program's, one IEEE operation at a time
     # in the order each formula is written (symbolic/ieee.py); unwritten, they are exact
     dtype_written: bool = False
+    # a hand calculation's other convention for the nodes' local partials (rule_conventions.py:
+    # the checker's variants): (op, partials) -> partials; None: as derived
+    variant: object = None
 
     @property
     def full_batch(self) -> bool:
@@ -130,7 +133,8 @@ class GraphFile:
     def lowering(self, taken=frozenset()) -> CircuitLowering:
         """The circuit's statements, each node lowered by its op (``taken``: names a kernel keeps
         for itself, which the values' symbols then avoid)."""
-        return CircuitLowering(self.graph, [*self.inputs, *self.parameters], self.output, self.loss, self.dout, taken)
+        return CircuitLowering(self.graph, [*self.inputs, *self.parameters], self.output, self.loss, self.dout, taken,
+                              self.variant)
 
     def op(self, node: str) -> Expression:
         """The op of a node: its formula, forward and local partials."""

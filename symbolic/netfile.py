@@ -132,11 +132,13 @@ def _columns(x):
     return None
 
 
-def net_file_transcript(net: NetFile, name: str | None = None, batch_sum: bool = False) -> Transcript:
+def net_file_transcript(net: NetFile, name: str | None = None, batch_sum: bool = False, variant=None) -> Transcript:
     """The any-spec transcript of the file's net and values, titled and annotated as the file
-    says. ``batch_sum``: the loss summed over the batch instead of averaged (for the checker)."""
+    says. ``batch_sum``: the loss summed over the batch instead of averaged; ``variant``: a
+    convention that changes a rule (rule_conventions.py), as the lowering reads it (for the checker)."""
     t = graph_transcript(net.graph, net.values, name=name or Path(net.source).stem, where=net.source,
-                         lines=net.value_lines, batch_sum=batch_sum, forward_after_step=net.forward_after_step)
+                         lines=net.value_lines, batch_sum=batch_sum, forward_after_step=net.forward_after_step,
+                         variant=variant)
     t.title = tr(net.title, net.title_zh or net.title)
     if net.description:
         t.intro = tr(net.description, net.description_zh or net.description)

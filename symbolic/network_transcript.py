@@ -23,8 +23,8 @@ from .layers import N
 from .lower import Lowering, derivation
 from .networkfile import FULL_STEPS, Network
 from .network_table import long_run
-from .ops.base import real
 from .ops.builders import LOSS
+from .rule_conventions import derivation_variant, has_kink, reads_its_output  # noqa: F401 (the checker's)
 from .steps import RULES, STEP_COUNT_LINE
 from .steps import g as GRADIENT_SYMBOL, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
@@ -56,45 +56,12 @@ class Conventions:
         return net.update_biases if self.updated_biases is None else bias in self.updated_biases
 
 
-# --- the conventions that change a rule, asked of the op ---------------------------------------
-
-def has_kink(op) -> bool:
-    """The op's derivative jumps somewhere (relu, leaky relu at 0): its backward rule has a
-    step H(u, value at 0), so a hand calculation may take the derivative there from either side."""
-    return any(rule.has(sp.Heaviside) for rule in derivation(op).backward.values())
-
-
-def reads_its_output(op) -> bool:
-    """The op's backward rule is written in its saved output y (sigmoid's y(1 - y), tanh's
-    1 - y^2), so a hand calculation may slip and evaluate it at the input instead."""
-    output = getattr(op, "output", None)
-    return not op.is_loss and output in derivation(op).saved and len(op.inputs) == 1
-
-
-def _from_the_right(rule):
-    """H(u, 0) <-> H(u, 1): a derivation takes a kink's derivative from the left; flipping each
-    step's value at 0 takes it from the right (relu'(0) = 1, leaky relu's slope 1 at 0)."""
-    return rule.replace(lambda e: isinstance(e, sp.Heaviside) and len(e.args) == 2,
-                        lambda e: sp.Heaviside(e.args[0], 1 - e.args[1]))
-
+# --- the conventions that change a rule, asked of the op (rule_conventions.py) ------------------
 
 def _variant(conventions: Conventions):
     """The conventions that change an activation's rule, as the change of its derivation the
     lowering reads (None: every rule as derived)."""
-    if not (conventions.kink_from_the_right or conventions.derivative_at_net):
-        return None
-
-    def variant(op, d):
-        if op.is_loss:
-            return d
-        backward = d.backward
-        if conventions.kink_from_the_right:
-            backward = {name: _from_the_right(rule) for name, rule in backward.items()}
-        if conventions.derivative_at_net and reads_its_output(op):
-            at_input = {real(op.output): real(op.inputs[0])}
-            backward = {name: rule.xreplace(at_input) for name, rule in backward.items()}
-        return dataclasses.replace(d, backward=backward)
-    return variant
+    return derivation_variant(conventions.kink_from_the_right, conventions.derivative_at_net)
 
 
 # --- the interpreter's record, under the file's names -------------------------------------------

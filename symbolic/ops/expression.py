@@ -70,6 +70,7 @@ class Expression(Op):
         if use.name not in lowering.relevant or not use.inputs:
             return
         upstream = lowering.grad[use.name]
+        partials = self.partials if lowering.partials_variant is None else lowering.partials_variant(self, self.partials)
         pairs, comments, added = [], {}, set()
         for name in use.inputs:
             target = lowering.grad[name]
@@ -77,15 +78,16 @@ class Expression(Op):
                 added.add(target)
             paths = sum(consumer in lowering.relevant for consumer in lowering.graph.consumers(name))
             path = f" (the path through {use.name})" if paths > 1 else ""
-            local = f"d{use.name}/d{name} = {sp.sstr(self.partials[name])}"
+            local = f"d{use.name}/d{name} = {sp.sstr(partials[name])}"
             if use.name == lowering.objective and lowering.root != "L":  # upstream gradient 1
                 comments[target] = f"{local}{path}"
             else:
                 upstream_text = "dout" if use.name == lowering.objective else lowering.root_gradient(use.name)
                 comments[target] = (f"{lowering.root_gradient(name)} {'+=' if target in added else '='} "
                                     f"{upstream_text} * d{use.name}/d{name}{path}; {local}")
-            pairs.append((target, upstream * self.partials[name]))
-        notes = {target: (TIE_NOTE if self.has_kink else None, None) for target, _ in pairs}
+            pairs.append((target, upstream * partials[name]))
+        tie = TIE_NOTE if self.has_kink and partials is self.partials else None  # a variant's partials: no note
+        notes = {target: (tie, None) for target, _ in pairs}
         lowering.prepend_backward([Comment(f"{use.name} = {self.text}"), Assignments(
             tuple(pairs), {**lowering.names, upstream.name: upstream}, comments, frozenset(added), scalar=True,
             notes=notes, upstream=upstream.name)])
@@ -106,8 +108,12 @@ class CircuitLowering:
     with ``in``) and so
     has its gradient (``d<name>``); ``names`` maps a formula's symbols to the renamed ones."""
 
-    def __init__(self, graph, given, output: str, loss: str | None = None, dout=None, taken=frozenset()):
+    def __init__(self, graph, given, output: str, loss: str | None = None, dout=None, taken=frozenset(),
+                 variant=None):
         self.graph, self.output, self.loss = graph, output, loss
+        # a hand calculation's other convention, as a change of the local partials the nodes
+        # read: (op, its partials) -> the partials to lower (the checker's variants; None: as derived)
+        self.partials_variant = variant
         self.objective = objective = loss or output
         self.root = "L" if dout is not None else objective  # gradients are d<root>/d<name>
         self.relevant = graph.ancestors(objective)
