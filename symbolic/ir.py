@@ -211,3 +211,83 @@ class Loop:
 
     def __post_init__(self):
         _typed(self, index=self.index, stop=self.stop)
+
+
+# ---- functions: what a kernel is, around its statements ------------------------------------
+class Flat(sp.Function):
+    """A flat view of an array (every element in one axis), where a helper takes any rank."""
+
+    nargs = 1
+
+
+class Real(sp.Function):
+    """value as a number of the kernel's real type (``DtypeOf``): the learning rate, real(lr)."""
+
+    nargs = 1
+
+
+class InDtype(sp.Function):
+    """value as a number of array's element type (the learning rate in the parameters' dtype)."""
+
+    nargs = 2
+
+
+@dataclass(frozen=True)
+class Blank:
+    """An empty line between a function's parts."""
+
+
+@dataclass(frozen=True)
+class DtypeOf:
+    """real: the element type of ``array``, in which every number of the kernel is written."""
+
+    array: sp.Symbol
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """The sizes of ``array``'s leading axes into locals (N = X.shape[0]; N, F = x.shape)."""
+
+    sizes: tuple
+    array: sp.Symbol
+
+
+@dataclass(frozen=True)
+class View:
+    """target = array[start:stop] in ``shape``: a parameter's view of a packed vector."""
+
+    target: sp.Symbol
+    array: sp.Symbol
+    start: int
+    stop: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """results = function(args): a call of another function of the same module (a kernel, the
+    update), not a helper the backend brings; ``results`` is () for none."""
+
+    function: str
+    args: tuple
+    results: tuple = ()
+
+
+@dataclass(frozen=True)
+class Return:
+    """return values (one value, a tuple of them, or a call's result)."""
+
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Function:
+    """def name(params): body, as the backend writes a function. ``compiled``: a kernel the
+    backend compiles ("kernel"), one compiled without releasing the GIL ("holding_gil"), or
+    None for a plain function of the module."""
+
+    name: str
+    params: tuple
+    body: tuple
+    doc: str = ""
+    compiled: str | None = "kernel"
