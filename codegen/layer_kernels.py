@@ -11,20 +11,18 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.ir import Assignments, element as at, local
-from symprop.symbolic.layers import (REGISTRY, K, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
-                                     ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
-from symprop.symbolic.ir import index
+from symprop.symbolic.ir import (Accumulate, Assignments, Call, DtypeOf, Function, Let, Loop, MatrixInto, Return,
+                                 ShapeOf, array, arrays, element as at, local, parts)
+from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, Flatten,
+                                     N, Pool)
 from symprop.symbolic.lower import Lowering
-from symprop.symbolic.ops.elementwise import per_feature_statements
-from symprop.symbolic.ops.losses import hinge_row_statements
+from symprop.symbolic.ops.builders import FEATURES
 from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
-from symprop.symbolic.ops.builders import FEATURES, row_max, row_reduction, _row_index
 
 from .backend import NUMBA
 from .common import indent
 from .printer import KernelPrinter, print_statements
-from .statements import print_lines, shape_text
+from .statements import print_lines
 
 
 def python_name(layer_name: str) -> str:
@@ -130,113 +128,6 @@ def {base}_forward_backward({args}, dout):
 ''', used)
 
 
-def _per_feature(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    params, grads = list(layer.params), [f"d{p}" for p in layer.params]
-    arrays = dict(x="x", y="out", dy="dout", dx="dx", **{p: p for p in params}, **{g: g for g in grads})
-    forward, backward = per_feature_statements(layer, d, arrays, FEATURES)
-    (forward_lines, forward_used), (backward_lines, backward_used) = print_lines(forward), print_lines(backward)
-    p_args = ", ".join(params)
-    shape_checks = "\n".join(f'    _shape(function, "{p}", {p}, (x.shape[1],))' for p in params)
-    module.add(f'''
-def _{base}_arrays(function, x, {p_args}):
-    x, {p_args}, = _arrays(function, x=x, {", ".join(f"{p}={p}" for p in params)})
-    if x.ndim != 2:
-        raise ValueError(f"{{function}}: x must be (N, F), got shape {{x.shape}}")
-{shape_checks}
-    return x, {p_args}
-
-
-@jit
-def {base}_forward_kernel(x, {p_args}, out):
-    real = out.dtype.type
-    N, F = x.shape
-{chr(10).join(indent(forward_lines, 1))}
-
-
-def {base}_forward(x, {p_args}, out=None):
-    """{layer.output}[n, j] = {sp.sstr(d.forward[layer.output])} with one {p_args} per feature j ({layer.summary})."""
-    _separate("{base}_forward", dict(out=out), dict(x=x, {", ".join(f"{p}={p}" for p in params)}))
-    x, {p_args}, = _{base}_arrays("{base}_forward", x, {p_args})
-    out = _output("{base}_forward", "out", out, x.shape, x.dtype)
-    {base}_forward_kernel(x, {p_args}, out)
-    return out
-
-
-@jit
-def {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)}):
-    real = dx.dtype.type
-    N, F = x.shape
-{chr(10).join(indent(backward_lines, 1))}
-
-
-def {base}_backward(dout, x, {p_args}):
-    """(dx, {", ".join(grads)}): {"; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in ["dx", *grads])}, the
-    parameters' gradients summed over the batch. Never writes its inputs."""
-    x, {p_args}, = _{base}_arrays("{base}_backward", x, {p_args})
-    dout, = _arrays("{base}_backward", dout=dout)
-    _shape("{base}_backward", "dout", dout, x.shape)
-    dx = np.empty_like(x)
-{chr(10).join(f"    {g} = np.empty(x.shape[1], x.dtype)" for g in grads)}
-    {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)})
-    return dx, {", ".join(grads)}
-''', forward_used | backward_used)
-
-
-def _loss(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    p = layer.prediction
-    scale = layer.loss_scale
-    names = {p: at(p, "n", "k"), "t": at("t", "n", "k")}
-    lines, used = print_statements([(local("total"), d.forward["l"])], names, accumulate={local("total")})
-    printer = KernelPrinter()
-    scale_text = printer.doprint(scale)
-    grad = f"d{p}"
-    blines, bused = print_statements([(at(grad, "n", "k"), d.backward[grad])], names,
-                                     comment_for=lambda _: f"{grad} = dL/d{p}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel({p}, t):
-    real = {p}.dtype.type
-    N, K = {p}.shape
-    total = real(0)
-    for n in range(N):
-        for k in range(K):
-{chr(10).join(indent(lines, 3))}
-    return total * {scale_text}
-
-
-def {base}_forward({p}, t):
-    """L = {sp.sstr(scale)} * sum of {sp.sstr(d.forward["l"])} ({layer.summary}); {p} and t are (N, K)."""
-    {p}, t = _arrays("{base}_forward", {p}={p}, t=t)
-    if {p}.ndim != 2 or {p}.shape[0] == 0:
-        raise ValueError(f"{base}_forward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
-    _shape("{base}_forward", "t", t, {p}.shape)
-    return {base}_forward_kernel({p}, t)
-
-
-@jit
-def {base}_backward_kernel({p}, t, {grad}):
-    real = {p}.dtype.type
-    N, K = {p}.shape
-    for n in range(N):
-        for k in range(K):
-{chr(10).join(indent(blines, 3))}
-
-
-def {base}_backward({p}, t, {grad}=None):
-    """{grad} = {sp.sstr(d.backward[grad])}; the loss's upstream gradient is 1."""
-    _separate("{base}_backward", dict({grad}={grad}), dict({p}={p}, t=t))
-    {p}, t = _arrays("{base}_backward", {p}={p}, t=t)
-    if {p}.ndim != 2 or {p}.shape[0] == 0:
-        raise ValueError(f"{base}_backward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
-    _shape("{base}_backward", "t", t, {p}.shape)
-    {grad} = _output("{base}_backward", "{grad}", {grad}, {p}.shape, {p}.dtype)
-    {base}_backward_kernel({p}, t, {grad})
-    return {grad}
-''', used | bused)
-
-
 def _affine(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     printer = KernelPrinter()
@@ -277,145 +168,6 @@ def {base}_backward(dY, X, W):
     _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
     return {base}_backward_kernel(dY, X, W)
 ''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
-
-
-def row_reduction_lines(assignments, names=None, index=index("k"), size=K, comment_for=None):
-    """row_reduction's statements as printed lines, and the helpers they use."""
-    return print_lines(row_reduction(assignments, names, index, size, comment_for))
-
-
-def _softmax(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = row_reduction_lines([(at("y", "n", "k"), _row_index(d.forward["y[k]"]))], {})
-    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
-                                          comment_for=lambda _: f"dz = {sp.sstr(d.backward['dz[j]'])}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, y):
-    real = z.dtype.type
-    N, K = z.shape
-    for n in range(N):
-{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
-
-
-def {base}_forward(z, out=None):
-    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
-    _separate("{base}_forward", dict(out=out), dict(z=z))
-    z, = _arrays("{base}_forward", z=z)
-    if z.ndim != 2:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
-    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
-    {base}_forward_kernel(z, out)
-    return out
-
-
-@jit
-def {base}_backward_kernel(dy, y, dz):
-    real = y.dtype.type
-    N, K = y.shape
-    for n in range(N):
-{chr(10).join(indent(backward, 2))}
-
-
-def {base}_backward(dy, y, dz=None):
-    """dz[j] = {sp.sstr(d.backward["dz[j]"])}, from the saved output y."""
-    _separate("{base}_backward", dict(dz=dz), dict(dy=dy, y=y))
-    dy, y = _arrays("{base}_backward", dy=dy, y=y)
-    if y.ndim != 2:
-        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
-    _shape("{base}_backward", "dy", dy, y.shape)
-    dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
-    {base}_backward_kernel(dy, y, dz)
-    return dz
-''', used | bused)
-
-
-def _softmax_cross_entropy(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = row_reduction_lines(
-        [(at("y", "n", "k"), _row_index(d.forward["y[k]"])), (local("row_loss"), d.forward["L_n"])], {})
-    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
-                                          comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
-    for n in range(N):
-{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
-        total += row_loss
-    return total / real(N)
-
-
-def {base}_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
-    _separate("{base}_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or 0 in z.shape:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
-    _shape("{base}_forward", "t", t, z.shape)
-    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
-    loss = {base}_forward_kernel(z, t, out)
-    return loss, out
-
-''' + _row_loss_backward_text(base, "y", f'dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t.',
-                               backward), used | bused)
-
-
-def _row_loss_backward_text(base: str, x: str, doc: str, backward: list[str]) -> str:
-    """The backward kernel and checked wrapper of a row-wise loss with one-hot targets t:
-    dz[n, k] from ``x`` (the saved softmax output y, or the scores z) and t, row by row."""
-    return f'''
-@jit
-def {base}_backward_kernel({x}, t, dz):
-    real = {x}.dtype.type
-    N, K = {x}.shape
-    for n in range(N):
-{chr(10).join(indent(backward, 2))}
-
-
-def {base}_backward({x}, t, dz=None):
-    """{doc}"""
-    _separate("{base}_backward", dict(dz=dz), dict({x}={x}, t=t))
-    {x}, t = _arrays("{base}_backward", {x}={x}, t=t)
-    if {x}.ndim != 2 or 0 in {x}.shape:
-        raise ValueError(f"{base}_backward: {x} must be 2-D (batch, classes) with at least one row and one class, got shape {{{x}.shape}}")
-    _shape("{base}_backward", "t", t, {x}.shape)
-    dz = _output("{base}_backward", "dz", dz, {x}.shape, {x}.dtype)
-    {base}_backward_kernel({x}, t, dz)
-    return dz
-'''
-
-
-def _hinge(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = print_lines(hinge_row_statements(d, {}))
-    backward, bused = print_lines(hinge_row_statements(d, {}, "dz"))
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
-    for n in range(N):
-{chr(10).join(indent(forward, 2))}
-        total += row_loss
-    return total / real(N)
-
-
-def {base}_forward(z, t):
-    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
-    z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or 0 in z.shape:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
-    _shape("{base}_forward", "t", t, z.shape)
-    return {base}_forward_kernel(z, t)
-
-''' + _row_loss_backward_text(base, "z", f'dz = {sp.sstr(d.backward["dz[j]"])}.', backward), used | bused)
 
 
 def _normalisation(layer, d: Derivation, module: ModuleText):
@@ -651,84 +403,173 @@ def {base}_backward(dY, X):
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
     Elementwise: _elementwise,
-    PerFeature: _per_feature,
-    ElementwiseLoss: _loss,
     Affine: _affine,
-    Softmax: _softmax,
-    SoftmaxCrossEntropy: _softmax_cross_entropy,
     BatchNorm: _normalisation,
     Dropout: _dropout,
-    MulticlassHinge: _hinge,
     Conv2d: _conv2d,
     Pool: _pool,
     Flatten: _flatten,
 }
 
 
-def _from_lowering(layer, d: Derivation, module: ModuleText):
-    """The kernels of a family that brings its own lowering (an op class with ``lower()``):
-    the lowering of a one-node graph at a width F read from x, printed as it is in a network
-    kernel. The backward kernel runs the forward statements first, so it reads what they
-    saved without the caller passing it."""
-    if layer.is_loss:
-        raise SympropError(f"layer {layer.name!r}: a loss's per-layer kernels are not printed from its lowering yet")
-    low = Lowering(parse_net(layer.name, loss_optional=True, input_width=FEATURES), input_gradient=True)
-    if low.masks or low.state:
+def _names_read(expr, names) -> list[str]:
+    """The arrays and locals an expression reads, through a statement's renaming table."""
+    found = []
+    for atom in sp.preorder_traversal(expr):
+        if isinstance(atom, (sp.Indexed, sp.MatrixSymbol)):
+            name = atom.base.label.name if isinstance(atom, sp.Indexed) else atom.name
+        elif isinstance(atom, sp.Symbol) and not isinstance(atom, sp.Dummy):
+            name = atom.name
+        else:
+            continue
+        value = names.get(name, name)
+        if isinstance(value, sp.Indexed):
+            found.append(value.base.label.name)
+        elif isinstance(value, (sp.Symbol, str)):
+            found.append(str(value))
+    return found
+
+
+def reads_and_writes(statements) -> tuple[list[str], list[str]]:
+    """(names read before written, names written) by statements, in order of first use: what a
+    kernel printed from them takes as arguments and gives back (a walk over the typed IR)."""
+    read, written = {}, {}
+
+    def reads(names):
+        for name in names:
+            if name not in written:
+                read.setdefault(name, None)
+
+    def walk(statements):
+        for s in statements:
+            if isinstance(s, Loop):
+                written.setdefault(s.index.name, None)
+                walk(s.body)
+            elif isinstance(s, Assignments):
+                for target, value in s.pairs:
+                    reads(_names_read(value, s.names))
+                    reads([parts(target)[0]] if target in s.accumulate else [])
+                    written.setdefault(parts(target)[0], None)
+            elif isinstance(s, (Let, Accumulate)):
+                value = s.value if isinstance(s, Let) else s.expr
+                reads([] if isinstance(value, int) else _names_read(value, getattr(s, "names", {})))
+                reads([parts(s.target)[0]] if isinstance(s, Accumulate) or s.augmented else [])
+                written.setdefault(parts(s.target)[0], None)
+            elif isinstance(s, MatrixInto):
+                reads(_names_read(s.rule, s.names))
+                written.setdefault(str(s.out), None)
+            elif isinstance(s, Call):
+                reads(str(a) for a in s.args if isinstance(a, sp.Symbol))
+    walk(statements)
+    return list(read), list(written)
+
+
+def _size_lets(statements) -> list:
+    """The top-level sizes a layer's statements set (K = F), which the backward statements of a
+    loss read from its forward ones."""
+    return [s for s in statements if isinstance(s, Let) and isinstance(s.target, sp.Symbol)
+            and isinstance(s.value, (int, sp.Symbol))]
+
+
+def _from_lowering(layer, d: Derivation, module: ModuleText, backend=NUMBA):
+    """A layer's kernels printed from the lowering of a one-node graph at a width F read from
+    the input: ``<layer>_forward(x[, t], params..., out=None)`` runs its forward (a loss: its
+    loss) statements and returns the value (a loss: the loss, and what it saves); 
+    ``<layer>_backward(...)`` takes what its backward statements read (the upstream gradient,
+    the saved values, the targets, the parameters; a loss has no upstream gradient) and
+    returns the gradients they write. Names are the op's own (its derivation's input and
+    output, its parameter roles), so the layer's API reads like its formula."""
+    graph = parse_net(layer.name, loss_optional=True, input_width=FEATURES)
+    low = Lowering(graph, input_gradient=True)
+    if low.masks or low.state or low.views:
         raise SympropError(f"layer {layer.name!r}: an op with masks or state needs per-layer kernels of its own")
     base = python_name(layer.name)
-    params = [name for name, _ in low.params]
-    out, grads = low.values[-1], ["dX", *(f"d{p}" for p in params)]
-    forward_buffers = [(name, shape) for name, shape in low.buffers if name not in grads]
-    (forward, used), (backward, bused) = print_lines(low.forward), print_lines(low.backward)
-    args = ", ".join(["X", *params])
-    shapes = lambda buffers: "\n".join(f"    {name} = np.empty({shape_text(shape)}, X.dtype)"  # noqa: E731
-                                       for name, shape in buffers)
-    checks = "\n".join(f'    _shape(function, "{p}", {p}, {shape_text(shape)})' for p, shape in low.params)
-    module.add(f'''
-def _{base}_arrays(function, {args}):
-    {args}, = _arrays(function, X=X, {", ".join(f"{p}={p}" for p in params)})
-    if X.ndim != 2:
-        raise ValueError(f"{{function}}: x must be (N, F), got shape {{X.shape}}")
-    N, F = X.shape
-{checks}
-    return ({args},)
+    (use,) = graph.nodes
+    # the op's own names for the lowering's arrays: its input (x, z, y), its output, t, its parameters
+    gradient = next(iter(d.backward)).split("[")[0]
+    output = next(iter(d.forward)).split("[")[0]
+    roles = [role for role, _ in layer.param_shapes(use.args, FEATURES)]
+    public = {"X": gradient[1:], "T": "t", "dX": gradient,
+              **{name: role for (name, _), role in zip(low.params, roles)},
+              **{f"d{name}": f"d{role}" for (name, _), role in zip(low.params, roles)}}
+    forward_statements = low.forward + low.loss
+    forward_written = reads_and_writes(forward_statements)[1]
+    saved = [name for name, _ in low.buffers if name in forward_written]  # the value, what a loss saves
+    if saved:  # the value (a loss: the first array it saves) is the derivation's output
+        public.setdefault(saved[0], output)
+        public.setdefault(f"d{saved[0]}", f"d{output}")
+    shapes = dict(low.array_shapes())
+    X = array("X")
+    start = [DtypeOf(X), ShapeOf((N, FEATURES), X)]
+    inputs = ["X", *(["T"] if layer.is_loss else []), *(name for name, _ in low.params)]
+    name_of = lambda name: public.get(name, name.lower())  # noqa: E731
+    forward_kernel = Function(f"{base}_forward_kernel", arrays(*inputs, *saved), (
+        *start, *forward_statements, *([Return((local("loss"),))] if layer.is_loss else [])))
+    backward_read, backward_written = reads_and_writes(low.backward)
+    known = set(shapes) | {"T"}
+    args = [name for name in backward_read if name in known]
+    order = ({f"d{saved[0]}": 0} if saved else {}) | {"X": 1, **{name: 2 for name in saved}, "T": 3}
+    args.sort(key=lambda name: order.get(name, 4))
+    gradients = ["dX", *(f"d{name}" for name, _ in low.params)]
+    outputs = [name for name in gradients if name in backward_written]
+    first = args[0] if args else "X"
+    sizes = [DtypeOf(array(first)), ShapeOf((N, FEATURES), array(first))]
+    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *outputs), (
+        *sizes, *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
+    printer = backend.printer()
+    kernels = [backend.function(node, printer) for node in (forward_kernel, backward_kernel)]
+    module.add(kernels[0] + "\n\n" + _lowered_wrapper(layer, base, "forward", [name_of(n) for n in inputs],
+                                                     ["out", *map(name_of, saved[1:])][:len(saved)], shapes,
+                                                     inputs, saved))
+    module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
+                                                     [name_of(n) for n in outputs], shapes, args, outputs, d))
+    module.helpers |= printer.helpers_used
 
 
-@jit
-def {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)}):
-    real = X.dtype.type
-    N, F = X.shape
-{chr(10).join(indent(forward, 1))}
+def _shape_text(shape, first: str) -> str:
+    """A lowered array's shape in the wrapper, its sizes read from the first argument."""
+    if tuple(shape) == (N, FEATURES):
+        return f"{first}.shape"
+    sizes = ", ".join(f"{first}.shape[0]" if size == N else f"{first}.shape[1]" if size == FEATURES else str(size)
+                      for size in shape)
+    return f"({sizes},)" if len(shape) == 1 else f"({sizes})"
 
 
-def {base}_forward({args}):
-    """{layer.summary} (printed from its lowering)."""
-    {args}, = _{base}_arrays("{base}_forward", {args})
-    N, F = X.shape
-{shapes(forward_buffers)}
-    {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)})
-    return {out}
-
-
-@jit
-def {base}_backward_kernel(d{out}, {args}, {", ".join(name for name, _ in low.buffers)}):
-    real = X.dtype.type
-    N, F = X.shape
-{chr(10).join(indent(forward, 1))}
-{chr(10).join(indent(backward, 1))}
-
-
-def {base}_backward(dout, {args}):
-    """({", ".join(grads)}): the gradients from the upstream gradient dout (printed from its lowering).
-    Never writes its inputs."""
-    {args}, = _{base}_arrays("{base}_backward", {args})
-    dout, = _arrays("{base}_backward", dout=dout)
-    N, F = X.shape
-    _shape("{base}_backward", "dout", dout, (N, F))
-{shapes(low.buffers)}
-    {base}_backward_kernel(dout, {args}, {", ".join(name for name, _ in low.buffers)})
-    return ({", ".join(grads)},)
-''', used | bused)
+def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d=None) -> str:
+    """The checked wrapper of a kernel printed from the lowering: arrays checked (2-D, at least
+    one row and one feature, each argument's shape from the first's), outputs allocated (the
+    first one may be the caller's, ``<name>=None``), the kernel called, the outputs returned."""
+    function = f"{base}_{direction}"
+    first, loss_forward = args[0], layer.is_loss and direction == "forward"
+    out = outputs[0] if outputs else None
+    signature = ", ".join([*args, *([f"{out}=None"] if out else [])])
+    if direction == "forward":
+        doc = f"{layer.summary}, on a batch of rows (N, F)"
+        if loss_forward:
+            doc += "; returns the loss" + (f" and {', '.join(outputs)}, saved for backward" if outputs else "")
+    else:
+        doc = "; ".join(f"{name} = {sp.sstr(d.backward[key])}" for name, key in zip(outputs, d.backward)) + (
+            ". Never writes its inputs.")
+    lines = [f'def {function}({signature}):', f'    """{doc}"""']
+    if out:
+        lines.append(f'    _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))')
+    lines.append(f'    {", ".join(args)}, = _arrays("{function}", {", ".join(f"{a}={a}" for a in args)})')
+    axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
+    lines += [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
+              f'        raise ValueError(f"{function}: {first} must be 2-D (batch, {axis}) with at least one row '
+              f'and one {one}, got shape {{{first}.shape}}")']
+    lines += [f'    _shape("{function}", "{a}", {a}, {_shape_text(shapes.get(lowered, shapes["X"]), first)})'
+              for a, lowered in zip(args[1:], lowered_args[1:])]
+    for i, (name, lowered) in enumerate(zip(outputs, lowered_outputs)):
+        shape = _shape_text(shapes[lowered], first)
+        lines.append(f'    {name} = _output("{function}", "{name}", {name}, {shape}, {first}.dtype)' if i == 0
+                     else f'    {name} = np.empty({shape}, {first}.dtype)')
+    call = f'{function}_kernel({", ".join([*args, *outputs])})'
+    if loss_forward:
+        lines += [f"    loss = {call}", f'    return {", ".join(["loss", *outputs])}']
+    else:
+        lines += [f"    {call}", f'    return {", ".join(outputs)}']
+    return "\n".join(lines) + "\n"
 
 
 def _emitter(layer, name: str):

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 966473505a8ba652
+# Body hash: 41e4503bf53b3077
 
 import hashlib
 import itertools
@@ -1062,84 +1062,88 @@ def dropout_backward(dy, m, p=0.5):
 
 
 @jit
-def softmax_forward_kernel(z, y):
-    real = z.dtype.type
-    N, K = z.shape
+def softmax_forward_kernel(X, p0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: softmax
+    K = F
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += _exp(-zmax + z[n, k])
+            s0 += _exp(-zmax + X[n, k])
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s0
+            p0[n, k] = _exp(-zmax + X[n, k])/s0
 
 
 def softmax_forward(z, out=None):
-    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
+    """softmax over each row, on a batch of rows (N, F)"""
     _separate("softmax_forward", dict(out=out), dict(z=z))
     z, = _arrays("softmax_forward", z=z)
-    if z.ndim != 2:
-        raise ValueError(f"softmax_forward: z must be 2-D (batch, classes), got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"softmax_forward: z must be 2-D (batch, features) with at least one row and one feature, got shape {z.shape}")
     out = _output("softmax_forward", "out", out, z.shape, z.dtype)
     softmax_forward_kernel(z, out)
     return out
 
 
 @jit
-def softmax_backward_kernel(dy, y, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def softmax_backward_kernel(dp0, p0, dX):
+    real = dp0.dtype.type
+    N, F = dp0.shape
+    # layer 1: softmax
+    K = F
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += dy[n, k]*y[n, k]
+            s0 += dp0[n, k]*p0[n, k]
         for k in range(K):
-            dz[n, k] = (-s0 + dy[n, k])*y[n, k]  # dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]
+            dX[n, k] = (-s0 + dp0[n, k])*p0[n, k]
 
 
 def softmax_backward(dy, y, dz=None):
-    """dz[j] = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j], from the saved output y."""
+    """dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]. Never writes its inputs."""
     _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
-    dy, y = _arrays("softmax_backward", dy=dy, y=y)
-    if y.ndim != 2:
-        raise ValueError(f"softmax_backward: y must be 2-D (batch, classes), got shape {y.shape}")
-    _shape("softmax_backward", "dy", dy, y.shape)
-    dz = _output("softmax_backward", "dz", dz, y.shape, y.dtype)
+    dy, y, = _arrays("softmax_backward", dy=dy, y=y)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"softmax_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
+    _shape("softmax_backward", "y", y, dy.shape)
+    dz = _output("softmax_backward", "dz", dz, dy.shape, dy.dtype)
     softmax_backward_kernel(dy, y, dz)
     return dz
 
 
 @jit
-def softmax_cross_entropy_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def softmax_cross_entropy_forward_kernel(X, T, P):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = F
+    loss = real(0)
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         s1 = real(0)
         for k in range(K):
-            s1 += _exp(-zmax + z[n, k])
+            s1 += _exp(-zmax + X[n, k])
         row_loss = -s0 + zmax + np.log(s1)
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s1
-        total += row_loss
-    return total / real(N)
+            P[n, k] = _exp(-zmax + X[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def softmax_cross_entropy_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
+    """softmax then cross-entropy with one-hot targets, mean over the batch, on a batch of rows (N, F); returns the loss and out, saved for backward"""
     _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("softmax_cross_entropy_forward", z=z, t=t)
+    z, t, = _arrays("softmax_cross_entropy_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("softmax_cross_entropy_forward", "t", t, z.shape)
@@ -1149,18 +1153,19 @@ def softmax_cross_entropy_forward(z, t, out=None):
 
 
 @jit
-def softmax_cross_entropy_backward_kernel(y, t, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def softmax_cross_entropy_backward_kernel(P, T, dX):
+    real = P.dtype.type
+    N, F = P.shape
+    K = F
     for n in range(N):
         for k in range(K):
-            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+            dX[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dX = (-t[j] + y[j])/N
 
 
 def softmax_cross_entropy_backward(y, t, dz=None):
-    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
+    """dz = (-t[j] + y[j])/N. Never writes its inputs."""
     _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
-    y, t = _arrays("softmax_cross_entropy_backward", y=y, t=t)
+    y, t, = _arrays("softmax_cross_entropy_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("softmax_cross_entropy_backward", "t", t, y.shape)
@@ -1170,40 +1175,45 @@ def softmax_cross_entropy_backward(y, t, dz=None):
 
 
 @jit
-def squared_error_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def squared_error_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: squared-error
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += (real(0.5))*((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
-    return total * real(1)
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - X[n, j])*(T[n, j] - X[n, j]))
+            loss += loss_term
+    return loss
 
 
 def squared_error_forward(y, t):
-    """L = 1 * sum of (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)); y and t are (N, K)."""
-    y, t = _arrays("squared_error_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"squared_error_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """1/2 sum of squared errors (the seeds' E), on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("squared_error_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"squared_error_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("squared_error_forward", "t", t, y.shape)
-    return squared_error_forward_kernel(y, t)
+    loss = squared_error_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def squared_error_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def squared_error_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dy[n, k] = -t[n, k] + y[n, k]  # dy = dL/dy
+        for j in range(K):
+            dX[n, j] = -T[n, j] + X[n, j]  # dL/dX = -t + y
 
 
 def squared_error_backward(y, t, dy=None):
-    """dy = -t + y; the loss's upstream gradient is 1."""
+    """dy = -t + y. Never writes its inputs."""
     _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("squared_error_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"squared_error_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    y, t, = _arrays("squared_error_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"squared_error_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("squared_error_backward", "t", t, y.shape)
     dy = _output("squared_error_backward", "dy", dy, y.shape, y.dtype)
     squared_error_backward_kernel(y, t, dy)
@@ -1211,40 +1221,46 @@ def squared_error_backward(y, t, dy=None):
 
 
 @jit
-def mse_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def mse_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: mse
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += ((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
-    return total * real(1)/(real(K)*real(N))
+        for j in range(K):
+            loss_term = ((T[n, j] - X[n, j])*(T[n, j] - X[n, j]))
+            loss += loss_term
+    loss = (real(1)/(real(K)*real(N)))*loss
+    return loss
 
 
 def mse_forward(y, t):
-    """L = 1/(K*N) * sum of (t - y)**2 (mean squared error over all elements); y and t are (N, K)."""
-    y, t = _arrays("mse_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"mse_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """mean squared error over all elements, on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("mse_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"mse_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("mse_forward", "t", t, y.shape)
-    return mse_forward_kernel(y, t)
+    loss = mse_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def mse_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def mse_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dy[n, k] = (-real(2)*t[n, k] + real(2)*y[n, k])/(real(K)*real(N))  # dy = dL/dy
+        for j in range(K):
+            dX[n, j] = (-real(2)*T[n, j] + real(2)*X[n, j])/(real(K)*real(N))  # dL/dX = (-2*t + 2*y)/(K*N)
 
 
 def mse_backward(y, t, dy=None):
-    """dy = (-2*t + 2*y)/(K*N); the loss's upstream gradient is 1."""
+    """dy = (-2*t + 2*y)/(K*N). Never writes its inputs."""
     _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("mse_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"mse_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    y, t, = _arrays("mse_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"mse_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("mse_backward", "t", t, y.shape)
     dy = _output("mse_backward", "dy", dy, y.shape, y.dtype)
     mse_backward_kernel(y, t, dy)
@@ -1252,40 +1268,46 @@ def mse_backward(y, t, dy=None):
 
 
 @jit
-def binary_cross_entropy_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def binary_cross_entropy_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: binary-cross-entropy
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += -t[n, k]*z[n, k] + _softplus(z[n, k])
-    return total * real(1)/real(N)
+        for j in range(K):
+            loss_term = -T[n, j]*X[n, j] + _softplus(X[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    return loss
 
 
 def binary_cross_entropy_forward(z, t):
-    """L = 1/N * sum of -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)); z and t are (N, K)."""
-    z, t = _arrays("binary_cross_entropy_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
+    """sigmoid then binary cross-entropy, mean over the batch (takes logits z), on a batch of rows (N, F); returns the loss"""
+    z, t, = _arrays("binary_cross_entropy_forward", z=z, t=t)
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("binary_cross_entropy_forward", "t", t, z.shape)
-    return binary_cross_entropy_forward_kernel(z, t)
+    loss = binary_cross_entropy_forward_kernel(z, t)
+    return loss
 
 
 @jit
-def binary_cross_entropy_backward_kernel(z, t, dz):
-    real = z.dtype.type
-    N, K = z.shape
+def binary_cross_entropy_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dz[n, k] = (-t[n, k] + _sigmoid(z[n, k]))/real(N)  # dz = dL/dz
+        for j in range(K):
+            dX[n, j] = (-T[n, j] + _sigmoid(X[n, j]))/real(N)  # dL/dX = (-t + Sigmoid(z))/N
 
 
 def binary_cross_entropy_backward(z, t, dz=None):
-    """dz = (-t + Sigmoid(z))/N; the loss's upstream gradient is 1."""
+    """dz = (-t + Sigmoid(z))/N. Never writes its inputs."""
     _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
-    z, t = _arrays("binary_cross_entropy_backward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
+    z, t, = _arrays("binary_cross_entropy_backward", z=z, t=t)
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("binary_cross_entropy_backward", "t", t, z.shape)
     dz = _output("binary_cross_entropy_backward", "dz", dz, z.shape, z.dtype)
     binary_cross_entropy_backward_kernel(z, t, dz)
@@ -1293,34 +1315,34 @@ def binary_cross_entropy_backward(z, t, dz=None):
 
 
 @jit
-def log_softmax_nll_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def log_softmax_nll_forward_kernel(X, T, P):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: log-softmax-nll (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = F
+    loss = real(0)
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         s1 = real(0)
         for k in range(K):
-            s1 += _exp(-zmax + z[n, k])
+            s1 += _exp(-zmax + X[n, k])
         row_loss = -s0 + zmax + np.log(s1)
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s1
-        total += row_loss
-    return total / real(N)
+            P[n, k] = _exp(-zmax + X[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def log_softmax_nll_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
+    """log-softmax then the negative log-likelihood of the true class (one-hot targets), mean over the batch, on a batch of rows (N, F); returns the loss and out, saved for backward"""
     _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("log_softmax_nll_forward", z=z, t=t)
+    z, t, = _arrays("log_softmax_nll_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("log_softmax_nll_forward", "t", t, z.shape)
@@ -1330,18 +1352,19 @@ def log_softmax_nll_forward(z, t, out=None):
 
 
 @jit
-def log_softmax_nll_backward_kernel(y, t, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def log_softmax_nll_backward_kernel(P, T, dX):
+    real = P.dtype.type
+    N, F = P.shape
+    K = F
     for n in range(N):
         for k in range(K):
-            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+            dX[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dX = (-t[j] + y[j])/N
 
 
 def log_softmax_nll_backward(y, t, dz=None):
-    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
+    """dz = (-t[j] + y[j])/N. Never writes its inputs."""
     _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
-    y, t = _arrays("log_softmax_nll_backward", y=y, t=t)
+    y, t, = _arrays("log_softmax_nll_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("log_softmax_nll_backward", "t", t, y.shape)
@@ -1351,56 +1374,61 @@ def log_softmax_nll_backward(y, t, dz=None):
 
 
 @jit
-def multiclass_hinge_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def multiclass_hinge_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: multiclass-hinge (zy: the score of the correct class)
+    K = F
+    loss = real(0)
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         zy = s0
         s0 = real(0)
         for k in range(K):
-            s0 += (real(1) - t[n, k])*max(real(0), -zy + z[n, k] + real(1))
+            s0 += (real(1) - T[n, k])*max(real(0), -zy + X[n, k] + real(1))
         row_loss = s0
-        total += row_loss
-    return total / real(N)
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def multiclass_hinge_forward(z, t):
-    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
-    z, t = _arrays("multiclass_hinge_forward", z=z, t=t)
+    """multiclass SVM loss: sum over wrong classes of max(0, z[k] - z[y] + 1), mean over the batch, on a batch of rows (N, F); returns the loss"""
+    z, t, = _arrays("multiclass_hinge_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_forward", "t", t, z.shape)
-    return multiclass_hinge_forward_kernel(z, t)
+    loss = multiclass_hinge_forward_kernel(z, t)
+    return loss
 
 
 @jit
-def multiclass_hinge_backward_kernel(z, t, dz):
-    real = z.dtype.type
-    N, K = z.shape
+def multiclass_hinge_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         zy = s0
         s0 = real(0)
         for k in range(K):
-            s0 += real(-zy + z[n, k] + real(1) > real(0))
+            s0 += real(-zy + X[n, k] + real(1) > real(0))
         s1 = real(0)
         for k in range(K):
-            s1 += real(-zy + z[n, k] + real(1) > real(0))*t[n, k]
+            s1 += real(-zy + X[n, k] + real(1) > real(0))*T[n, k]
         for k in range(K):
-            t0 = real(-zy + z[n, k] + real(1) > real(0))
-            dz[n, k] = (-s0*t[n, k] + s1*t[n, k] - t0*t[n, k] + t0)/real(N)  # dz = dL/dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N
+            t0 = real(-zy + X[n, k] + real(1) > real(0))
+            dX[n, k] = (-s0*T[n, k] + s1*T[n, k] - t0*T[n, k] + t0)/real(N)  # dz = dL/dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N
 
 
 def multiclass_hinge_backward(z, t, dz=None):
-    """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N."""
+    """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N. Never writes its inputs."""
     _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
-    z, t = _arrays("multiclass_hinge_backward", z=z, t=t)
+    z, t, = _arrays("multiclass_hinge_backward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_backward", "t", t, z.shape)
@@ -1410,43 +1438,49 @@ def multiclass_hinge_backward(z, t, dz=None):
 
 
 @jit
-def huber_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def huber_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: huber
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            t0 = t[n, k] - y[n, k]
+        for j in range(K):
+            t0 = T[n, j] - X[n, j]
             t1 = abs(t0)
-            total += ((real(0.5))*(t0*t0) if t1 <= real(1) else t1 + real(-0.5))
-    return total * real(1)/(real(K)*real(N))
+            loss_term = ((real(0.5))*(t0*t0) if t1 <= real(1) else t1 + real(-0.5))
+            loss += loss_term
+    loss = (real(1)/(real(K)*real(N)))*loss
+    return loss
 
 
 def huber_forward(y, t):
-    """L = 1/(K*N) * sum of Piecewise(((t - y)**2/2, Abs(t - y) <= 1), (Abs(t - y) - 1/2, True)) (Huber loss (delta 1), mean over all elements); y and t are (N, K)."""
-    y, t = _arrays("huber_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"huber_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """Huber loss (delta 1), mean over all elements, on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("huber_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"huber_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("huber_forward", "t", t, y.shape)
-    return huber_forward_kernel(y, t)
+    loss = huber_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def huber_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def huber_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            t0 = t[n, k] - y[n, k]
-            dy[n, k] = (-t0 if abs(t0) <= real(1) else -np.sign(t0))/(real(K)*real(N))  # dy = dL/dy
+        for j in range(K):
+            t0 = T[n, j] - X[n, j]
+            dX[n, j] = (-t0 if abs(t0) <= real(1) else -np.sign(t0))/(real(K)*real(N))  # dL/dX = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N)
 
 
 def huber_backward(y, t, dy=None):
-    """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N); the loss's upstream gradient is 1."""
+    """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N). Never writes its inputs."""
     _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("huber_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"huber_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    y, t, = _arrays("huber_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"huber_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("huber_backward", "t", t, y.shape)
     dy = _output("huber_backward", "dy", dy, y.shape, y.dtype)
     huber_backward_kernel(y, t, dy)
