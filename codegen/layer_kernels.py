@@ -1,9 +1,13 @@
 """Per-layer kernels: ``<layer>_forward`` and ``<layer>_backward`` for every registered layer.
 
-Each kernel is a plain ``@jit`` function (``<name>_kernel``) whose loop bodies are printed from
-the layer's derivation, plus a checked wrapper (``<name>``) that validates shapes and dtypes,
-allocates outputs unless the caller passes them, and never modifies its inputs. Templates here
-hold only function skeletons (loops, signatures, checks); every formula comes from the registry.
+Each kernel (``<name>_kernel``) is a function of typed statements (``ir.Function``) that the
+backend prints and compiles, plus a checked wrapper (``<name>``, plain Python) that validates
+shapes and dtypes, allocates outputs unless the caller passes them, and never modifies its
+inputs. Softmax, the losses and any family that brings its own lowering get both from the
+lowering of a one-node graph (``_from_lowering``); the families whose public API takes what a
+one-node net spec cannot say keep an emitter here (``EMITTERS``): elementwise ops (arrays of
+any rank, two-input add and mul, the fused forward_backward), affine (its sizes), batch and
+layer norm (eps), dropout (p) and the image ops (4-D arrays, window, stride, padding).
 """
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.ir import (Accumulate, Assignments, Call, DtypeOf, Function, Let, Loop, MatrixInto, Return,
-                                 ShapeOf, array, arrays, element as at, local, parts)
+from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto, Real, Return,
+                                 ShapeOf, Size, array, arrays, element as at, index, local, parts)
 from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, Flatten,
                                      N, Pool)
 from symprop.symbolic.lower import Lowering
@@ -20,9 +24,6 @@ from symprop.symbolic.ops.builders import FEATURES
 from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
 
 from .backend import NUMBA
-from .common import indent
-from .printer import KernelPrinter, print_statements
-from .statements import print_lines
 
 
 def python_name(layer_name: str) -> str:
@@ -30,23 +31,33 @@ def python_name(layer_name: str) -> str:
 
 
 class ModuleText:
-    """Collects functions and the helpers they use."""
+    """Collects functions and the helpers they use; kernels (``ir.Function``) are printed by
+    the backend's statement printer, one for the module."""
 
-    def __init__(self):
+    def __init__(self, backend=NUMBA):
         self.functions: list[str] = []
         self.helpers: set[str] = set()
+        self.backend, self.printer = backend, backend.printer()
+
+    def kernel(self, name: str, params: str, *body) -> str:
+        """A compiled kernel's text: its parameters as one comma-separated string of names."""
+        node = Function(name, arrays(*params.replace(" ", "").split(",")), body)
+        text = self.backend.function(node, self.printer)
+        self.helpers |= self.printer.helpers_used
+        return text.rstrip("\n")
 
     def add(self, text: str, helpers=()):
         self.functions.append(text.strip("\n") + "\n")
         self.helpers |= set(helpers)
 
 
-def _element_statements(assignments, arrays, comment_for=None):
-    """A loop body over element i: each input element read once into a local (x_i = x[i]),
+def _each_element(size_of: str, assignments, arrays_read, comments=None):
+    """for i in range(size_of.size): each input element read once into a local (x_i = x[i]),
     then the statements. Outputs may alias inputs, so a value read again after a store is
     reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
-    lines, used = print_statements(assignments, {n: local(f"{n}_i") for n in arrays}, comment_for=comment_for)
-    return [f"{n}_i = {n}[i]" for n in arrays] + lines, used
+    reads = [Let(local(f"{n}_i"), at(n, "i")) for n in arrays_read]
+    body = Assignments(tuple(assignments), {n: local(f"{n}_i") for n in arrays_read}, comments or {})
+    return (DtypeOf(array(size_of)), Loop(index("i"), Size(array(size_of)), (*reads, body)))
 
 
 def _elementwise(layer, d: Derivation, module: ModuleText):
@@ -54,14 +65,10 @@ def _elementwise(layer, d: Derivation, module: ModuleText):
     inputs = list(layer.inputs)
     forward = d.forward[layer.output]
     # forward
-    lines, used = _element_statements([(at("out", "i"), forward)], inputs)
     args = ", ".join(inputs)
+    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out", *_each_element("out", [(at("out", "i"), forward)], inputs))
     module.add(f'''
-@jit
-def {base}_forward_kernel({args}, out):
-    real = out.dtype.type
-    for i in range(out.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_forward({args}, out=None):
@@ -72,7 +79,7 @@ def {base}_forward({args}, out=None):
     out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
     {base}_forward_kernel({", ".join(f"{n}.reshape(-1)" for n in inputs)}, out.reshape(-1))
     return out
-''', used)
+''')
     # backward: one output array per input, rules read dout and the saved values
     saved = list(d.saved)
     grads = [f"d{n}" for n in inputs]
@@ -80,19 +87,16 @@ def {base}_forward({args}, out=None):
     # "d out/dx" would read as the upstream dout over dx: bracket an output named out
     output_name = f"({layer.output})" if layer.output == "out" else layer.output
     partial = {at(g, "i"): f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
-    lines, used = _element_statements(assignments, ["dout", *saved], comment_for=partial.get)
     params = ", ".join(["dout", *saved])
+    kernel = module.kernel(f"{base}_backward_kernel", f"{params}, {', '.join(grads)}",
+                           *_each_element("dout", assignments, ["dout", *saved], partial))
     outs = ", ".join(f"{g}=None" for g in grads)
     returns = ", ".join(grads)
     checks = "\n".join(f'    _shape("{base}_backward", "{n}", {n}, dout.shape)' for n in saved)
     allocs = "\n".join(f'    {g} = _output("{base}_backward", "{g}", {g}, dout.shape, dout.dtype)' for g in grads)
     rules = "; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in grads)
     module.add(f'''
-@jit
-def {base}_backward_kernel({params}, {", ".join(grads)}):
-    real = dout.dtype.type
-    for i in range(dout.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_backward({params}, {outs}):
@@ -103,17 +107,14 @@ def {base}_backward({params}, {outs}):
 {allocs}
     {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
     return {returns}
-''', used)
+''')
     # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
     output = sp.Symbol(layer.output, real=True)
     fused = [(at("out", "i"), forward)] + [(at(g, "i"), d.backward[g].subs(output, forward)) for g in grads]
-    lines, used = _element_statements(fused, [*inputs, "dout"], comment_for=partial.get)
+    kernel = module.kernel(f"{base}_forward_backward_kernel", f"{args}, dout, out, {', '.join(grads)}",
+                           *_each_element("out", fused, [*inputs, "dout"], partial))
     module.add(f'''
-@jit
-def {base}_forward_backward_kernel({args}, dout, out, {", ".join(grads)}):
-    real = out.dtype.type
-    for i in range(out.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_forward_backward({args}, dout):
@@ -125,19 +126,22 @@ def {base}_forward_backward({args}, dout):
 {chr(10).join(f"    {g} = np.empty_like(dout)" for g in grads)}
     {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
     return out, {returns}
-''', used)
+''')
 
 
 def _affine(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
-    printer = KernelPrinter()
-    dX, dW, db = (printer.doprint(d.backward[g]) for g in ("dX", "dW", "db"))
+    X, W, b, out = arrays("X", "W", "b", "out")
+    names = dict(X=X, W=W, b=b)
+    forward = module.kernel(f"{base}_forward_kernel", "X, W, b, out", MatrixInto(d.forward["Y"], out, names))
+    comments = {"dX": "dL/dX = dY W^T", "dW": "dL/dW = X^T dY",
+                "db": "dL/db = 1^T dY" + (" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)")}
+    backward = module.kernel(f"{base}_backward_kernel", "dY, X, W",
+                             *(Let(local(g), d.backward[g], comment=comments[g]) for g in ("dX", "dW", "db")),
+                             Return(arrays("dX", "dW", "db")))
     bias_shape = "(1,)" if layer.shared_bias else "(W.shape[1],)"
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+{forward}
 
 
 def {base}_forward(X, W, b, out=None):
@@ -152,12 +156,7 @@ def {base}_forward(X, W, b, out=None):
     return out
 
 
-@jit
-def {base}_backward_kernel(dY, X, W):
-    dX = {dX}  # dL/dX = dY W^T
-    dW = {dW}  # dL/dW = X^T dY
-    db = {db}  # dL/db = 1^T dY{" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)"}
-    return dX, dW, db
+{backward}
 
 
 def {base}_backward(dY, X, W):
@@ -167,24 +166,23 @@ def {base}_backward(dY, X, W):
         raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
     _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
     return {base}_backward_kernel(dY, X, W)
-''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
+''')
 
 
 def _normalisation(layer, d: Derivation, module: ModuleText):
     batch = layer.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
     base = python_name(layer.name)
-    arrays = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
-                  dy="dy", dx="dx", dg="dg", db="db")
-    forward, used = print_lines(normalisation_forward(d, batch, FEATURES, sp.Symbol("eps"), arrays))
-    backward, bused = print_lines(normalisation_backward(d, batch, FEATURES, arrays))
+    names = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
+                 dy="dy", dx="dx", dg="dg", db="db")
+    x, dy, eps = array("x"), array("dy"), local("eps")
+    forward = module.kernel(f"{base}_forward_kernel", "x, g, b, eps, y, xhat, s, mean, var",
+                            DtypeOf(x), ShapeOf((N, FEATURES), x), Let(eps, Real(eps)),
+                            *normalisation_forward(d, batch, FEATURES, eps, names))
+    backward = module.kernel(f"{base}_backward_kernel", "dy, xhat, s, g, dx, dg, db", DtypeOf(dy),
+                             ShapeOf((N, FEATURES), dy), *normalisation_backward(d, batch, FEATURES, names))
     over, stats = ("feature over the batch", "F") if batch else ("row over its features", "N")
     module.add(f'''
-@jit
-def {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
-    eps = real(eps)
-{chr(10).join(indent(forward, 1))}
+{forward}
 
 
 def {base}_forward(x, g, b, eps={layer.defaults[0]!r}):
@@ -201,11 +199,7 @@ def {base}_forward(x, g, b, eps={layer.defaults[0]!r}):
     return y, xhat, s, mean, var
 
 
-@jit
-def {base}_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
-{chr(10).join(indent(backward, 1))}
+{backward}
 
 
 def {base}_backward(dy, xhat, s, g):
@@ -219,22 +213,21 @@ def {base}_backward(dy, xhat, s, g):
     dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
     {base}_backward_kernel(dy, xhat, s, g, dx, dg, db)
     return dx, dg, db
-''', used | bused)
+''')
 
 
 def _dropout(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
-    forward, used = print_lines([Assignments(((at("y", "i"), d.forward["y"]),), names)])
-    backward, bused = print_lines([Assignments(((at("dx", "i"), d.backward["dx"]),), names,
-                                               {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"})])
+    rate, p = local("rate"), local("p")
+    forward = module.kernel(f"{base}_forward_kernel", "x, m, p, y", DtypeOf(array("x")), Let(rate, Real(p)),
+                            Loop(index("i"), Size(array("x")), (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
+    backward = module.kernel(f"{base}_backward_kernel", "dy, m, p, dx", DtypeOf(array("dy")), Let(rate, Real(p)),
+                             Loop(index("i"), Size(array("dy")), (Assignments(
+                                 ((at("dx", "i"), d.backward["dx"]),), names,
+                                 {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"}),)))
     module.add(f'''
-@jit
-def {base}_forward_kernel(x, m, p, y):
-    real = x.dtype.type
-    rate = real(p)
-    for i in range(x.size):
-{chr(10).join(indent(forward, 2))}
+{forward}
 
 
 def {base}_forward(x, m, p=0.5):
@@ -246,12 +239,7 @@ def {base}_forward(x, m, p=0.5):
     return y
 
 
-@jit
-def {base}_backward_kernel(dy, m, p, dx):
-    real = dy.dtype.type
-    rate = real(p)
-    for i in range(dy.size):
-{chr(10).join(indent(backward, 2))}
+{backward}
 
 
 def {base}_backward(dy, m, p=0.5):
@@ -261,7 +249,7 @@ def {base}_backward(dy, m, p=0.5):
     dx = np.empty_like(dy)
     {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
     return dx
-''', used | bused)
+''')
 _IMAGE_CHECK = '''
 def _images(function, X, ndim=4):
     if X.ndim != ndim or X.shape[0] == 0:
@@ -282,10 +270,16 @@ def _conv2d(layer, d: Derivation, module: ModuleText):
     """conv2d on 4-D NCHW arrays: the network's im2col helpers on (N, C*H*W) views."""
     base = python_name(layer.name)
     module.add(_IMAGE_CHECK)
+    forward_args = "X, Wt, b, C, H, W, stride, pad, cols, Y"
+    forward = module.kernel(f"{base}_forward_kernel", forward_args, Call("_conv2d_forward", arrays(*forward_args.split(", "))))
+    X, Wt, C, H, W, stride, pad = arrays("X", "Wt", "C", "H", "W", "stride", "pad")
+    backward = module.kernel(
+        f"{base}_backward_kernel", "dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db",
+        Call("_im2col", (X, C, H, W, Axis(Wt, 2), stride, pad, array("cols"))),
+        Call("_conv2d_param_grads", arrays("dY", "cols", "dW", "db", "product")),
+        Call("_conv2d_input_grad", (array("dY"), Wt, C, H, W, stride, pad, array("dcols"), array("dX"))))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, Wt, b, C, H, W, stride, pad, cols, Y):
-    _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y)
+{forward}
 
 
 def {base}_forward(X, W, b, stride=1, pad=0):
@@ -304,11 +298,7 @@ def {base}_forward(X, W, b, stride=1, pad=0):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db):
-    _im2col(X, C, H, W, Wt.shape[2], stride, pad, cols)
-    _conv2d_param_grads(dY, cols, dW, db, product)
-    _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX)
+{backward}
 
 
 def {base}_backward(dY, X, W, stride=1, pad=0):
@@ -326,17 +316,20 @@ def {base}_backward(dY, X, W, stride=1, pad=0):
     {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
                            dX.reshape(N, -1), dW, db)
     return dX, dW, db
-''', {"_conv2d_forward", "_im2col", "_conv2d_param_grads", "_conv2d_input_grad"})
+''')
 
 
 def _pool(layer, d: Derivation, module: ModuleText):
     base, mode = python_name(layer.name), layer.mode
     reads = "dY, X" if layer.selects_one else "dY"
     module.add(_IMAGE_CHECK)
+    window = arrays("C", "H", "W", "k", "stride")
+    forward = module.kernel(f"{base}_forward_kernel", "X, C, H, W, k, stride, Y",
+                            Call(f"_{mode}pool_forward", (array("X"), *window, array("Y"))))
+    backward = module.kernel(f"{base}_backward_kernel", "dY, X, C, H, W, k, stride, dX",
+                             Call(f"_{mode}pool_backward", (*arrays(*reads.split(", ")), *window, array("dX"))))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, C, H, W, k, stride, Y):
-    _{mode}pool_forward(X, C, H, W, k, stride, Y)
+{forward}
 
 
 def {base}_forward(X, k, stride=None):
@@ -349,9 +342,7 @@ def {base}_forward(X, k, stride=None):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, X, C, H, W, k, stride, dX):
-    _{mode}pool_backward({reads}, C, H, W, k, stride, dX)
+{backward}
 
 
 def {base}_backward(dY, X, k, stride=None):
@@ -363,16 +354,16 @@ def {base}_backward(dY, X, k, stride=None):
     dX = np.empty_like(X)
     {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
     return dX
-''', {f"_{mode}pool_forward", f"_{mode}pool_backward"})
+''')
 
 
 def _flatten(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     module.add(_IMAGE_CHECK)
+    forward = module.kernel(f"{base}_forward_kernel", "X, Y", Copy(array("Y"), array("X")))
+    backward = module.kernel(f"{base}_backward_kernel", "dY, dX", Copy(array("dX"), array("dY")))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, Y):
-    Y[:] = X
+{forward}
 
 
 def {base}_forward(X):
@@ -384,9 +375,7 @@ def {base}_forward(X):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, dX):
-    dX[:] = dY
+{backward}
 
 
 def {base}_backward(dY, X):
@@ -471,7 +460,7 @@ def _size_lets(statements) -> list:
             and isinstance(s.value, (int, sp.Symbol))]
 
 
-def _from_lowering(layer, d: Derivation, module: ModuleText, backend=NUMBA):
+def _from_lowering(layer, d: Derivation, module: ModuleText):
     """A layer's kernels printed from the lowering of a one-node graph at a width F read from
     the input: ``<layer>_forward(x[, t], params..., out=None)`` runs its forward (a loss: its
     loss) statements and returns the value (a loss: the loss, and what it saves); 
@@ -516,14 +505,13 @@ def _from_lowering(layer, d: Derivation, module: ModuleText, backend=NUMBA):
     sizes = [DtypeOf(array(first)), ShapeOf((N, FEATURES), array(first))]
     backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *outputs), (
         *sizes, *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
-    printer = backend.printer()
-    kernels = [backend.function(node, printer) for node in (forward_kernel, backward_kernel)]
+    kernels = [module.backend.function(node, module.printer) for node in (forward_kernel, backward_kernel)]
     module.add(kernels[0] + "\n\n" + _lowered_wrapper(layer, base, "forward", [name_of(n) for n in inputs],
                                                      ["out", *map(name_of, saved[1:])][:len(saved)], shapes,
                                                      inputs, saved))
     module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
                                                      [name_of(n) for n in outputs], shapes, args, outputs, d))
-    module.helpers |= printer.helpers_used
+    module.helpers |= module.printer.helpers_used
 
 
 def _shape_text(shape, first: str) -> str:
@@ -586,7 +574,7 @@ def _emitter(layer, name: str):
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
     built-in family by its emitter, a family that brings its own lowering from that."""
-    module = ModuleText()
+    module = ModuleText(backend)
     for name, layer in registry.items():
         _emitter(layer, name)(layer, registry.derive(name), module)
     functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once

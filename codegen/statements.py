@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, DtypeOf, Flat, Function, InDtype,
+from symprop.symbolic.ir import (Axis, Copy, Accumulate, Allocate, Assignments, Call, Comment, DtypeOf, Flat, Function, InDtype,
                                  Invoke, Real, Blank, Let, Loop, MatrixInto, Return, ShapeOf, Size, View, product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
@@ -69,7 +69,12 @@ class StatementPrinter:
     def _print_Blank(self, node: Blank):
         return [""]
 
+    def _print_Copy(self, node: Copy):
+        return [f"{node.target}[:] = {node.source}"]
+
     def _argument(self, value) -> str:
+        if isinstance(value, Axis):
+            return f"{value.args[0]}.shape[{value.args[1]}]"
         if isinstance(value, Real):
             return f"real({value.args[0]})"
         if isinstance(value, Flat):
@@ -129,7 +134,7 @@ class StatementPrinter:
 
     def _print_Call(self, node: Call):
         self.helpers_used.add(node.function)
-        text = f"{node.function}({', '.join(str(a) for a in node.args)})"
+        text = f"{node.function}({', '.join(map(self._argument, node.args))})"
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_MatrixInto(self, node: MatrixInto):

@@ -226,6 +226,12 @@ class Real(sp.Function):
     nargs = 1
 
 
+class Axis(sp.Function):
+    """The size of one axis of an array (a kernel's window from its weights' shape)."""
+
+    nargs = 2
+
+
 class InDtype(sp.Function):
     """value as a number of array's element type (the learning rate in the parameters' dtype)."""
 
@@ -261,6 +267,14 @@ class View:
     start: int
     stop: int
     shape: tuple
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Every element of source into target, of the same size (a flattened image)."""
+
+    target: sp.Symbol
+    source: sp.Symbol
 
 
 @dataclass(frozen=True)
