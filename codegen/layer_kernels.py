@@ -463,7 +463,7 @@ def _size_lets(statements) -> list:
 def _from_lowering(layer, d: Derivation, module: ModuleText):
     """A layer's kernels printed from the lowering of a one-node graph at a width F read from
     the input: ``<layer>_forward(x[, t], params..., out=None)`` runs its forward (a loss: its
-    loss) statements and returns the value (a loss: the loss, and what it saves); 
+    loss) statements and returns the value (a loss: the loss, and what it saves);
     ``<layer>_backward(...)`` takes what its backward statements read (the upstream gradient,
     the saved values, the targets, the parameters; a loss has no upstream gradient) and
     returns the gradients they write. Names are the op's own (its derivation's input and
@@ -508,7 +508,7 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     kernels = [module.backend.function(node, module.printer) for node in (forward_kernel, backward_kernel)]
     module.add(kernels[0] + "\n\n" + _lowered_wrapper(layer, base, "forward", [name_of(n) for n in inputs],
                                                      ["out", *map(name_of, saved[1:])][:len(saved)], shapes,
-                                                     inputs, saved))
+                                                     inputs, saved, d))
     module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
                                                      [name_of(n) for n in outputs], shapes, args, outputs, d))
     module.helpers |= module.printer.helpers_used
@@ -532,7 +532,8 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
     out = outputs[0] if outputs else None
     signature = ", ".join([*args, *([f"{out}=None"] if out else [])])
     if direction == "forward":
-        doc = f"{layer.summary}, on a batch of rows (N, F)"
+        formulas = "; ".join(f"{key} = {sp.sstr(rule)}" for key, rule in d.forward.items())
+        doc = f"{formulas} ({layer.summary}), on a batch of rows (N, F)"
         if loss_forward:
             doc += "; returns the loss" + (f" and {', '.join(outputs)}, saved for backward" if outputs else "")
     else:

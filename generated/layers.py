@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 41e4503bf53b3077
+# Body hash: af0d6a377c983f24
 
 import hashlib
 import itertools
@@ -1079,7 +1079,7 @@ def softmax_forward_kernel(X, p0):
 
 
 def softmax_forward(z, out=None):
-    """softmax over each row, on a batch of rows (N, F)"""
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)) (softmax over each row), on a batch of rows (N, F)"""
     _separate("softmax_forward", dict(out=out), dict(z=z))
     z, = _arrays("softmax_forward", z=z)
     if z.ndim != 2 or 0 in z.shape:
@@ -1141,7 +1141,7 @@ def softmax_cross_entropy_forward_kernel(X, T, P):
 
 
 def softmax_cross_entropy_forward(z, t, out=None):
-    """softmax then cross-entropy with one-hot targets, mean over the batch, on a batch of rows (N, F); returns the loss and out, saved for backward"""
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (softmax then cross-entropy with one-hot targets, mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
     _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
     z, t, = _arrays("softmax_cross_entropy_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
@@ -1189,7 +1189,7 @@ def squared_error_forward_kernel(X, T):
 
 
 def squared_error_forward(y, t):
-    """1/2 sum of squared errors (the seeds' E), on a batch of rows (N, F); returns the loss"""
+    """l = (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)), on a batch of rows (N, F); returns the loss"""
     y, t, = _arrays("squared_error_forward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"squared_error_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1236,7 +1236,7 @@ def mse_forward_kernel(X, T):
 
 
 def mse_forward(y, t):
-    """mean squared error over all elements, on a batch of rows (N, F); returns the loss"""
+    """l = (t - y)**2 (mean squared error over all elements), on a batch of rows (N, F); returns the loss"""
     y, t, = _arrays("mse_forward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"mse_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1283,7 +1283,7 @@ def binary_cross_entropy_forward_kernel(X, T):
 
 
 def binary_cross_entropy_forward(z, t):
-    """sigmoid then binary cross-entropy, mean over the batch (takes logits z), on a batch of rows (N, F); returns the loss"""
+    """l = -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)), on a batch of rows (N, F); returns the loss"""
     z, t, = _arrays("binary_cross_entropy_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1340,7 +1340,7 @@ def log_softmax_nll_forward_kernel(X, T, P):
 
 
 def log_softmax_nll_forward(z, t, out=None):
-    """log-softmax then the negative log-likelihood of the true class (one-hot targets), mean over the batch, on a batch of rows (N, F); returns the loss and out, saved for backward"""
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (log-softmax then the negative log-likelihood of the true class (one-hot targets), mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
     _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
     z, t, = _arrays("log_softmax_nll_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
@@ -1395,7 +1395,7 @@ def multiclass_hinge_forward_kernel(X, T):
 
 
 def multiclass_hinge_forward(z, t):
-    """multiclass SVM loss: sum over wrong classes of max(0, z[k] - z[y] + 1), mean over the batch, on a batch of rows (N, F); returns the loss"""
+    """zy = Sum(t[k]*z[k], (k, 1, K)); L_n = Sum((1 - t[k])*Max(0, -zy + z[k] + 1), (k, 1, K)) (multiclass SVM loss: sum over wrong classes of max(0, z[k] - z[y] + 1), mean over the batch), on a batch of rows (N, F); returns the loss"""
     z, t, = _arrays("multiclass_hinge_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1455,7 +1455,7 @@ def huber_forward_kernel(X, T):
 
 
 def huber_forward(y, t):
-    """Huber loss (delta 1), mean over all elements, on a batch of rows (N, F); returns the loss"""
+    """l = Piecewise(((t - y)**2/2, Abs(t - y) <= 1), (Abs(t - y) - 1/2, True)) (Huber loss (delta 1), mean over all elements), on a batch of rows (N, F); returns the loss"""
     y, t, = _arrays("huber_forward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"huber_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
