@@ -6,8 +6,8 @@ shapes and dtypes, allocates outputs unless the caller passes them, and never mo
 inputs. Softmax, the losses and any family that brings its own lowering get both from the
 lowering of a one-node graph (``_from_lowering``); the families whose public API takes what a
 one-node net spec cannot say keep an emitter here (``EMITTERS``): elementwise ops (arrays of
-any rank, two-input add and mul, the fused forward_backward), affine (its sizes), batch and
-layer norm (eps), dropout (p) and the image ops (4-D arrays, window, stride, padding).
+any rank, two-input add and mul, the fused forward_backward), affine (its sizes), dropout (p
+at run time, a mask the caller gives) and the image ops (4-D arrays, window, stride, padding).
 """
 from __future__ import annotations
 
@@ -17,11 +17,10 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto, Real, Return,
                                  ShapeOf, Size, array, arrays, element as at, index, local, parts)
-from symprop.symbolic.layers import (REGISTRY, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise, Flatten,
+from symprop.symbolic.layers import (REGISTRY, Affine, Conv2d, Derivation, Dropout, Elementwise, Flatten,
                                      N, Pool)
 from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.builders import FEATURES
-from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
 
 from .backend import NUMBA
 
@@ -166,53 +165,6 @@ def {base}_backward(dY, X, W):
         raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
     _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
     return {base}_backward_kernel(dY, X, W)
-''')
-
-
-def _normalisation(layer, d: Derivation, module: ModuleText):
-    batch = layer.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
-    base = python_name(layer.name)
-    names = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
-                 dy="dy", dx="dx", dg="dg", db="db")
-    x, dy, eps = array("x"), array("dy"), local("eps")
-    forward = module.kernel(f"{base}_forward_kernel", "x, g, b, eps, y, xhat, s, mean, var",
-                            DtypeOf(x), ShapeOf((N, FEATURES), x), Let(eps, Real(eps)),
-                            *normalisation_forward(d, batch, FEATURES, eps, names))
-    backward = module.kernel(f"{base}_backward_kernel", "dy, xhat, s, g, dx, dg, db", DtypeOf(dy),
-                             ShapeOf((N, FEATURES), dy), *normalisation_backward(d, batch, FEATURES, names))
-    over, stats = ("feature over the batch", "F") if batch else ("row over its features", "N")
-    module.add(f'''
-{forward}
-
-
-def {base}_forward(x, g, b, eps={layer.defaults[0]!r}):
-    """Training mode: each {over} normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("{base}_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[{0 if batch else 1}] < 1:
-        raise ValueError(f"{base}_forward: x must be 2-D (batch, features), got shape {{x.shape}}")
-    _shape("{base}_forward", "g", g, (x.shape[1],))
-    _shape("{base}_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[{1 if batch else 0}], x.dtype) for _ in range(3))
-    {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
-
-
-{backward}
-
-
-def {base}_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("{base}_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"{base}_backward: dy must be 2-D (batch, features), got shape {{dy.shape}}")
-    _shape("{base}_backward", "xhat", xhat, dy.shape)
-    _shape("{base}_backward", "s", s, (dy.shape[{1 if batch else 0}],))
-    _shape("{base}_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
-    {base}_backward_kernel(dy, xhat, s, g, dx, dg, db)
-    return dx, dg, db
 ''')
 
 
@@ -393,7 +345,6 @@ def {base}_backward(dY, X):
 EMITTERS = {
     Elementwise: _elementwise,
     Affine: _affine,
-    BatchNorm: _normalisation,
     Dropout: _dropout,
     Conv2d: _conv2d,
     Pool: _pool,
@@ -470,18 +421,26 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     output, its parameter roles), so the layer's API reads like its formula."""
     graph = parse_net(layer.name, loss_optional=True, input_width=FEATURES)
     low = Lowering(graph, input_gradient=True)
-    if low.masks or low.state or low.views:
-        raise SympropError(f"layer {layer.name!r}: an op with masks or state needs per-layer kernels of its own")
+    if low.masks or low.views:  # (state, batch norm's running averages, is the network's: not read here)
+        raise SympropError(f"layer {layer.name!r}: an op with masks needs per-layer kernels of its own")
     base = python_name(layer.name)
     (use,) = graph.nodes
     # the op's own names for the lowering's arrays: its input (x, z, y), its output, t, its parameters
     gradient = next(iter(d.backward)).split("[")[0]
-    output = next(iter(d.forward)).split("[")[0]
+    # the value an op gives is its last forward rule (batch norm: s, xhat, then y); a loss's
+    # first rule is what it saves (softmax-cross-entropy: y, then the loss)
+    output = list(d.forward)[0 if layer.is_loss else -1].split("[")[0]
     roles = [role for role, _ in layer.param_shapes(use.args, FEATURES)]
     public = {"X": gradient[1:], "T": "t", "dX": gradient,
               **{name: role for (name, _), role in zip(low.params, roles)},
               **{f"d{name}": f"d{role}" for (name, _), role in zip(low.params, roles)}}
-    forward_statements = low.forward + low.loss
+    # a number the spec fixes (batch norm's eps = 1e-05) is an argument of the kernels, the
+    # spec's number its default: its statement reads the argument instead
+    fixed = [s for s in low.forward if isinstance(s, Let) and isinstance(s.target, sp.Symbol)
+             and isinstance(s.value, sp.Float)]
+    constants = {s.target.name: float(s.value) for s in fixed}
+    forward_statements = [Let(s.target, Real(s.target)) if any(s is f for f in fixed) else s
+                          for s in low.forward + low.loss]
     forward_written = reads_and_writes(forward_statements)[1]
     saved = [name for name, _ in low.buffers if name in forward_written]  # the value, what a loss saves
     if saved:  # the value (a loss: the first array it saves) is the derivation's output
@@ -491,8 +450,8 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     X = array("X")
     start = [DtypeOf(X), ShapeOf((N, FEATURES), X)]
     inputs = ["X", *(["T"] if layer.is_loss else []), *(name for name, _ in low.params)]
-    name_of = lambda name: public.get(name, name.lower())  # noqa: E731
-    forward_kernel = Function(f"{base}_forward_kernel", arrays(*inputs, *saved), (
+    name_of = lambda name: public.get(name, name.rstrip("0123456789").lower())  # noqa: E731
+    forward_kernel = Function(f"{base}_forward_kernel", arrays(*inputs, *constants, *saved), (
         *start, *forward_statements, *([Return((local("loss"),))] if layer.is_loss else [])))
     backward_read, backward_written = reads_and_writes(low.backward)
     known = set(shapes) | {"T"}
@@ -503,14 +462,17 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     outputs = [name for name in gradients if name in backward_written]
     first = args[0] if args else "X"
     sizes = [DtypeOf(array(first)), ShapeOf((N, FEATURES), array(first))]
-    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *outputs), (
-        *sizes, *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
+    backward_constants = {name: value for name, value in constants.items() if name in backward_read}
+    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *backward_constants, *outputs), (
+        *sizes, *(Let(local(c), Real(local(c))) for c in backward_constants),
+        *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
     kernels = [module.backend.function(node, module.printer) for node in (forward_kernel, backward_kernel)]
     module.add(kernels[0] + "\n\n" + _lowered_wrapper(layer, base, "forward", [name_of(n) for n in inputs],
                                                      ["out", *map(name_of, saved[1:])][:len(saved)], shapes,
-                                                     inputs, saved, d))
+                                                     inputs, saved, d, constants))
     module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
-                                                     [name_of(n) for n in outputs], shapes, args, outputs, d))
+                                                     [name_of(n) for n in outputs], shapes, args, outputs, d,
+                                                     backward_constants))
     module.helpers |= module.printer.helpers_used
 
 
@@ -523,14 +485,16 @@ def _shape_text(shape, first: str) -> str:
     return f"({sizes},)" if len(shape) == 1 else f"({sizes})"
 
 
-def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d=None) -> str:
+def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d,
+                     constants) -> str:
     """The checked wrapper of a kernel printed from the lowering: arrays checked (2-D, at least
     one row and one feature, each argument's shape from the first's), outputs allocated (the
     first one may be the caller's, ``<name>=None``), the kernel called, the outputs returned."""
     function = f"{base}_{direction}"
     first, loss_forward = args[0], layer.is_loss and direction == "forward"
     out = outputs[0] if outputs else None
-    signature = ", ".join([*args, *([f"{out}=None"] if out else [])])
+    signature = ", ".join([*args, *(f"{name}={value!r}" for name, value in constants.items()),
+                           *([f"{out}=None"] if out else [])])
     if direction == "forward":
         formulas = "; ".join(f"{key} = {sp.sstr(rule)}" for key, rule in d.forward.items())
         doc = f"{formulas} ({layer.summary}), on a batch of rows (N, F)"
@@ -541,7 +505,8 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
             ". Never writes its inputs.")
     lines = [f'def {function}({signature}):', f'    """{doc}"""']
     if out:
-        lines.append(f'    _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))')
+        lines += [f"    if {out} is not None:  # the caller's array must not share memory with an input",
+                  f'        _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))']
     lines.append(f'    {", ".join(args)}, = _arrays("{function}", {", ".join(f"{a}={a}" for a in args)})')
     axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
     lines += [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
@@ -553,7 +518,7 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
         shape = _shape_text(shapes[lowered], first)
         lines.append(f'    {name} = _output("{function}", "{name}", {name}, {shape}, {first}.dtype)' if i == 0
                      else f'    {name} = np.empty({shape}, {first}.dtype)')
-    call = f'{function}_kernel({", ".join([*args, *outputs])})'
+    call = f'{function}_kernel({", ".join([*args, *constants, *outputs])})'
     if loss_forward:
         lines += [f"    loss = {call}", f'    return {", ".join(["loss", *outputs])}']
     else:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: af0d6a377c983f24
+# Body hash: ea0a4e7cb551fd70
 
 import hashlib
 import itertools
@@ -896,133 +896,153 @@ def affine_shared_bias_backward(dY, X, W):
 
 
 @jit
-def batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
+def batchnorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: batchnorm (mean and biased variance over the batch, per feature)
     eps = real(eps)
     for j in range(F):
-        mean[j] = real(0)
+        mean1[j] = real(0)
         for n in range(N):
-            mean[j] += x[n, j]
-        mean[j] = mean[j]/real(N)
-        var[j] = real(0)
+            mean1[j] += X[n, j]
+        mean1[j] = mean1[j]/real(N)
+        var1[j] = real(0)
         for n in range(N):
-            centred = x[n, j] - mean[j]
-            var[j] += centred*centred
-        var[j] = var[j]/real(N)
-        s[j] = np.sqrt(eps + var[j])
+            centred = X[n, j] - mean1[j]
+            var1[j] += centred*centred
+        var1[j] = var1[j]/real(N)
+        s1[j] = np.sqrt(eps + var1[j])
         for n in range(N):
-            xhat[n, j] = (-mean[j] + x[n, j])/s[j]
-            y[n, j] = b[j] + g[j]*xhat[n, j]
+            xhat1[n, j] = (-mean1[j] + X[n, j])/s1[j]
+            h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def batchnorm_forward(x, g, b, eps=1e-05):
-    """Training mode: each feature over the batch normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("batchnorm_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"batchnorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+def batchnorm_forward(x, g, b, eps=1e-05, out=None):
+    """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (batch normalisation: each feature normalised over the batch, then g xhat + b (running averages at inference)), on a batch of rows (N, F)"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("batchnorm_forward", dict(out=out), dict(x=x, g=g, b=b))
+    x, g, b, = _arrays("batchnorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"batchnorm_forward: x must be 2-D (batch, features) with at least one row and one feature, got shape {x.shape}")
     _shape("batchnorm_forward", "g", g, (x.shape[1],))
     _shape("batchnorm_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[1], x.dtype) for _ in range(3))
-    batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
+    out = _output("batchnorm_forward", "out", out, x.shape, x.dtype)
+    xhat = np.empty(x.shape, x.dtype)
+    s = np.empty((x.shape[1],), x.dtype)
+    mean = np.empty((x.shape[1],), x.dtype)
+    var = np.empty((x.shape[1],), x.dtype)
+    batchnorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    return out, xhat, s, mean, var
 
 
 @jit
-def batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
+def batchnorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: batchnorm
     # dg = Sum(dy[n]*xhat[n], (n, 1, N)), db = Sum(dy[n], (n, 1, N))
     for j in range(F):
         sum_dy = real(0)
         sum_dy_xhat = real(0)
         for n in range(N):
-            sum_dy += dy[n, j]
-            sum_dy_xhat += dy[n, j]*xhat[n, j]
-        dg[j] = sum_dy_xhat
-        db[j] = sum_dy
+            sum_dy += dh0[n, j]
+            sum_dy_xhat += dh0[n, j]*xhat1[n, j]
+        dscale1[j] = sum_dy_xhat
+        dshift1[j] = sum_dy
         for n in range(N):
-            dx[n, j] = g[j]*(real(N)*dy[n, j] - sum_dy - sum_dy_xhat*xhat[n, j])/(real(N)*s[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
+            dX[n, j] = scale1[j]*(real(N)*dh0[n, j] - sum_dy - sum_dy_xhat*xhat1[n, j])/(real(N)*s1[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
 
 
-def batchnorm_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("batchnorm_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"batchnorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+def batchnorm_backward(dy, xhat, s, g, dx=None):
+    """dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s); dg = Sum(dy[n]*xhat[n], (n, 1, N)); db = Sum(dy[n], (n, 1, N)). Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("batchnorm_backward", dict(dx=dx), dict(dy=dy, xhat=xhat, s=s, g=g))
+    dy, xhat, s, g, = _arrays("batchnorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"batchnorm_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
     _shape("batchnorm_backward", "xhat", xhat, dy.shape)
     _shape("batchnorm_backward", "s", s, (dy.shape[1],))
     _shape("batchnorm_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    dx = _output("batchnorm_backward", "dx", dx, dy.shape, dy.dtype)
+    dg = np.empty((dy.shape[1],), dy.dtype)
+    db = np.empty((dy.shape[1],), dy.dtype)
     batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
     return dx, dg, db
 
 
 @jit
-def layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
+def layernorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: layernorm (mean and biased variance over each row's features)
     eps = real(eps)
     for n in range(N):
-        mean[n] = real(0)
+        mean1[n] = real(0)
         for j in range(F):
-            mean[n] += x[n, j]
-        mean[n] = mean[n]/real(F)
-        var[n] = real(0)
+            mean1[n] += X[n, j]
+        mean1[n] = mean1[n]/real(F)
+        var1[n] = real(0)
         for j in range(F):
-            centred = x[n, j] - mean[n]
-            var[n] += centred*centred
-        var[n] = var[n]/real(F)
-        s[n] = np.sqrt(eps + var[n])
+            centred = X[n, j] - mean1[n]
+            var1[n] += centred*centred
+        var1[n] = var1[n]/real(F)
+        s1[n] = np.sqrt(eps + var1[n])
         for j in range(F):
-            xhat[n, j] = (-mean[n] + x[n, j])/s[n]
-            y[n, j] = b[j] + g[j]*xhat[n, j]
+            xhat1[n, j] = (-mean1[n] + X[n, j])/s1[n]
+            h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def layernorm_forward(x, g, b, eps=1e-05):
-    """Training mode: each row over its features normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("layernorm_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[1] < 1:
-        raise ValueError(f"layernorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+def layernorm_forward(x, g, b, eps=1e-05, out=None):
+    """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (layer normalisation: each row normalised over its features, then g xhat + b), on a batch of rows (N, F)"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("layernorm_forward", dict(out=out), dict(x=x, g=g, b=b))
+    x, g, b, = _arrays("layernorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"layernorm_forward: x must be 2-D (batch, features) with at least one row and one feature, got shape {x.shape}")
     _shape("layernorm_forward", "g", g, (x.shape[1],))
     _shape("layernorm_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[0], x.dtype) for _ in range(3))
-    layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
+    out = _output("layernorm_forward", "out", out, x.shape, x.dtype)
+    xhat = np.empty(x.shape, x.dtype)
+    s = np.empty((x.shape[0],), x.dtype)
+    mean = np.empty((x.shape[0],), x.dtype)
+    var = np.empty((x.shape[0],), x.dtype)
+    layernorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    return out, xhat, s, mean, var
 
 
 @jit
-def layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
+def layernorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: layernorm
     for j in range(F):
-        dg[j] = real(0)
-        db[j] = real(0)
+        dscale1[j] = real(0)
+        dshift1[j] = real(0)
     for n in range(N):
         sum_gdy = real(0)
         sum_gdy_xhat = real(0)
         for j in range(F):
-            sum_gdy += dy[n, j]*g[j]
-            sum_gdy_xhat += dy[n, j]*g[j]*xhat[n, j]
+            sum_gdy += dh0[n, j]*scale1[j]
+            sum_gdy_xhat += dh0[n, j]*scale1[j]*xhat1[n, j]
         for j in range(F):
-            dx[n, j] = (real(F)*dy[n, j]*g[j] - sum_gdy - sum_gdy_xhat*xhat[n, j])/(real(F)*s[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
-            dg[j] += dy[n, j]*xhat[n, j]  # dg: each row's dy * xhat, summed over the batch
-            db[j] += dy[n, j]  # db: each row's dy, summed over the batch
+            dX[n, j] = (real(F)*dh0[n, j]*scale1[j] - sum_gdy - sum_gdy_xhat*xhat1[n, j])/(real(F)*s1[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
+            dscale1[j] += dh0[n, j]*xhat1[n, j]  # dg: each row's dy * xhat, summed over the batch
+            dshift1[j] += dh0[n, j]  # db: each row's dy, summed over the batch
 
 
-def layernorm_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("layernorm_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"layernorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+def layernorm_backward(dy, xhat, s, g, dx=None):
+    """dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s); dg = dy*xhat; db = dy. Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("layernorm_backward", dict(dx=dx), dict(dy=dy, xhat=xhat, s=s, g=g))
+    dy, xhat, s, g, = _arrays("layernorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"layernorm_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
     _shape("layernorm_backward", "xhat", xhat, dy.shape)
     _shape("layernorm_backward", "s", s, (dy.shape[0],))
     _shape("layernorm_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    dx = _output("layernorm_backward", "dx", dx, dy.shape, dy.dtype)
+    dg = np.empty((dy.shape[1],), dy.dtype)
+    db = np.empty((dy.shape[1],), dy.dtype)
     layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
     return dx, dg, db
 
@@ -1080,7 +1100,8 @@ def softmax_forward_kernel(X, p0):
 
 def softmax_forward(z, out=None):
     """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)) (softmax over each row), on a batch of rows (N, F)"""
-    _separate("softmax_forward", dict(out=out), dict(z=z))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_forward", dict(out=out), dict(z=z))
     z, = _arrays("softmax_forward", z=z)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"softmax_forward: z must be 2-D (batch, features) with at least one row and one feature, got shape {z.shape}")
@@ -1105,7 +1126,8 @@ def softmax_backward_kernel(dp0, p0, dX):
 
 def softmax_backward(dy, y, dz=None):
     """dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]. Never writes its inputs."""
-    _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
     dy, y, = _arrays("softmax_backward", dy=dy, y=y)
     if dy.ndim != 2 or 0 in dy.shape:
         raise ValueError(f"softmax_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
@@ -1142,7 +1164,8 @@ def softmax_cross_entropy_forward_kernel(X, T, P):
 
 def softmax_cross_entropy_forward(z, t, out=None):
     """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (softmax then cross-entropy with one-hot targets, mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
-    _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
     z, t, = _arrays("softmax_cross_entropy_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1164,7 +1187,8 @@ def softmax_cross_entropy_backward_kernel(P, T, dX):
 
 def softmax_cross_entropy_backward(y, t, dz=None):
     """dz = (-t[j] + y[j])/N. Never writes its inputs."""
-    _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
     y, t, = _arrays("softmax_cross_entropy_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1210,7 +1234,8 @@ def squared_error_backward_kernel(X, T, dX):
 
 def squared_error_backward(y, t, dy=None):
     """dy = -t + y. Never writes its inputs."""
-    _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
     y, t, = _arrays("squared_error_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"squared_error_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1257,7 +1282,8 @@ def mse_backward_kernel(X, T, dX):
 
 def mse_backward(y, t, dy=None):
     """dy = (-2*t + 2*y)/(K*N). Never writes its inputs."""
-    _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
     y, t, = _arrays("mse_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"mse_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1304,7 +1330,8 @@ def binary_cross_entropy_backward_kernel(X, T, dX):
 
 def binary_cross_entropy_backward(z, t, dz=None):
     """dz = (-t + Sigmoid(z))/N. Never writes its inputs."""
-    _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
     z, t, = _arrays("binary_cross_entropy_backward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1341,7 +1368,8 @@ def log_softmax_nll_forward_kernel(X, T, P):
 
 def log_softmax_nll_forward(z, t, out=None):
     """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (log-softmax then the negative log-likelihood of the true class (one-hot targets), mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
-    _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
     z, t, = _arrays("log_softmax_nll_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1363,7 +1391,8 @@ def log_softmax_nll_backward_kernel(P, T, dX):
 
 def log_softmax_nll_backward(y, t, dz=None):
     """dz = (-t[j] + y[j])/N. Never writes its inputs."""
-    _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
     y, t, = _arrays("log_softmax_nll_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
@@ -1427,7 +1456,8 @@ def multiclass_hinge_backward_kernel(X, T, dX):
 
 def multiclass_hinge_backward(z, t, dz=None):
     """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N. Never writes its inputs."""
-    _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
     z, t, = _arrays("multiclass_hinge_backward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
@@ -1477,7 +1507,8 @@ def huber_backward_kernel(X, T, dX):
 
 def huber_backward(y, t, dy=None):
     """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N). Never writes its inputs."""
-    _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
     y, t, = _arrays("huber_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"huber_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
