@@ -421,19 +421,10 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     output, its parameter roles), so the layer's API reads like its formula."""
     graph = parse_net(layer.name, loss_optional=True, input_width=FEATURES)
     low = Lowering(graph, input_gradient=True)
-    if low.masks or low.views:  # (state, batch norm's running averages, is the network's: not read here)
+    # state (batch norm's running averages) is the network's: the training-mode kernels never read it
+    if low.masks or low.views:
         raise SympropError(f"layer {layer.name!r}: an op with masks needs per-layer kernels of its own")
     base = python_name(layer.name)
-    (use,) = graph.nodes
-    # the op's own names for the lowering's arrays: its input (x, z, y), its output, t, its parameters
-    gradient = next(iter(d.backward)).split("[")[0]
-    # the value an op gives is its last forward rule (batch norm: s, xhat, then y); a loss's
-    # first rule is what it saves (softmax-cross-entropy: y, then the loss)
-    output = list(d.forward)[0 if layer.is_loss else -1].split("[")[0]
-    roles = [role for role, _ in layer.param_shapes(use.args, FEATURES)]
-    public = {"X": gradient[1:], "T": "t", "dX": gradient,
-              **{name: role for (name, _), role in zip(low.params, roles)},
-              **{f"d{name}": f"d{role}" for (name, _), role in zip(low.params, roles)}}
     # a number the spec fixes (batch norm's eps = 1e-05) is an argument of the kernels, the
     # spec's number its default: its statement reads the argument instead
     fixed = [s for s in low.forward if isinstance(s, Let) and isinstance(s.target, sp.Symbol)
@@ -443,14 +434,11 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
                           for s in low.forward + low.loss]
     forward_written = reads_and_writes(forward_statements)[1]
     saved = [name for name, _ in low.buffers if name in forward_written]  # the value, what a loss saves
-    if saved:  # the value (a loss: the first array it saves) is the derivation's output
-        public.setdefault(saved[0], output)
-        public.setdefault(f"d{saved[0]}", f"d{output}")
+    name_of = _public_names(layer, d, graph.nodes[0], low, saved)
     shapes = dict(low.array_shapes())
     X = array("X")
     start = [DtypeOf(X), ShapeOf((N, FEATURES), X)]
     inputs = ["X", *(["T"] if layer.is_loss else []), *(name for name, _ in low.params)]
-    name_of = lambda name: public.get(name, name.rstrip("0123456789").lower())  # noqa: E731
     forward_kernel = Function(f"{base}_forward_kernel", arrays(*inputs, *constants, *saved), (
         *start, *forward_statements, *([Return((local("loss"),))] if layer.is_loss else [])))
     backward_read, backward_written = reads_and_writes(low.backward)
@@ -474,6 +462,24 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
                                                      [name_of(n) for n in outputs], shapes, args, outputs, d,
                                                      backward_constants))
     module.helpers |= module.printer.helpers_used
+
+
+def _public_names(layer, d: Derivation, use, low, saved):
+    """The op's own name of each of its lowering's arrays, for its wrappers' parameters: its
+    derivation's input (x, z, y) and output, t, its parameters' roles (g, b); another array by
+    the lowering's name without its layer number (xhat1 -> xhat)."""
+    gradient = next(iter(d.backward)).split("[")[0]  # dz
+    # the value an op gives is its last forward rule (batch norm: s, xhat, then y); a loss's
+    # first rule is what it saves (softmax-cross-entropy: y, then the loss)
+    output = list(d.forward)[0 if layer.is_loss else -1].split("[")[0]
+    roles = [role for role, _ in layer.param_shapes(use.args, FEATURES)]
+    public = {"X": gradient[1:], "T": "t", "dX": gradient,
+              **{name: role for (name, _), role in zip(low.params, roles)},
+              **{f"d{name}": f"d{role}" for (name, _), role in zip(low.params, roles)}}
+    if saved:
+        public.setdefault(saved[0], output)
+        public.setdefault(f"d{saved[0]}", f"d{output}")
+    return lambda name: public.get(name, name.rstrip("0123456789").lower())
 
 
 def _shape_text(shape, first: str) -> str:

@@ -3,7 +3,9 @@
 Lowering (``symbolic/lower.py``) says *what* a kernel body does, as statements that hold SymPy
 objects, never source text. ``StatementPrinter`` says *how* that reads in the target language,
 one ``_print_<Node>`` method per node type, as SymPy's own printers do for expressions; it
-leaves every expression to the ``KernelPrinter`` (``print_statements``). A second backend would
+leaves every expression to the ``KernelPrinter`` (``print_statements``). ``function`` writes a
+kernel (``ir.Function``) with the decorator its ``compiled`` asks for (``decorators``: what a
+sibling backend changes first). A second backend would
 print the same statements with a printer of its own. Passes rewrite statements into
 statements: ``codegen/scalar_step.py`` turns a tiny network's step into one batch row of
 scalars.
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.ir import (Axis, Copy, Accumulate, Allocate, Assignments, Call, Comment, DtypeOf, Flat, Function, InDtype,
-                                 Invoke, Real, Blank, Let, Loop, MatrixInto, Return, ShapeOf, Size, View, product_and_bias)
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Comment, Copy, DtypeOf, Flat,
+                                 Function, InDtype, Invoke, Let, Loop, MatrixInto, Real, Return, ShapeOf, Size, View,
+                                 product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 

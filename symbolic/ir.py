@@ -1,7 +1,7 @@
 """The typed statements an op family's lowering writes: what a kernel body does, as data.
 
 Loops, assignments of SymPy expressions, matrix products into preallocated arrays, calls of
-in-place helpers, comments. Statements hold SymPy objects, never source text: targets are
+in-place helpers, comments, and the functions (kernels) they make up. Statements hold SymPy objects, never source text: targets are
 symbols (loss) or indexed elements (z1[n, j]), values are expressions, shapes are tuples of
 sizes, loop indices are integer symbols. Three readers share them: the code generator prints
 them (``codegen/statements.py``, one ``_print_<Node>`` method per node type), passes rewrite
