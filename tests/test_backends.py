@@ -100,3 +100,27 @@ def test_a_plain_python_backend_steps_to_the_numba_numbers(spec, tmp_path, rng):
     for name, a, b in zip(compiled.PARAM_NAMES, plain_params, compiled_params):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=name)
     assert not np.allclose(plain_params[0], params[0])  # the steps moved the weights
+
+
+def test_the_per_layer_kernels_print_through_the_plain_backend_to_the_numba_numbers(tmp_path, rng):
+    """generated/layers.py's kernels are functions of statements too: printed by the plain
+    backend (none of its kernels decorated), every layer family gives the numba kernels' numbers."""
+    import symprop.generated.layers as compiled
+    from symprop.codegen.layer_kernels import layers_module_body
+
+    body, _ = layers_module_body(backend=PLAIN_PYTHON)
+    assert "import numba" not in body and "@jit\ndef softmax_forward_kernel" not in body
+    path = tmp_path / "plain_layers.py"
+    path.write_text(files.header("Per-layer kernels, plain Python.", "codegen/layer_kernels.py",
+                                 "tests/test_backends.py", [], "test", body) + body)
+    plain = files.import_generated("plain_python_layers", path)
+    x, W, b = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    t, g, dy = np.eye(4)[rng.integers(0, 4, 5)], rng.uniform(0.5, 1.5, 4), rng.normal(size=(5, 4))
+    calls = {"softmax_forward": (x,), "softmax_backward": (dy, x), "mse_forward": (x, t), "mse_backward": (x, t),
+             "softmax_cross_entropy_forward": (x, t), "multiclass_hinge_backward": (x, t),
+             "batchnorm_forward": (x, g, g), "layernorm_backward": (dy, x, g[:1].repeat(5), g), "sigmoid_forward_backward": (x, dy),
+             "affine_forward": (x, W, b), "affine_backward": (rng.normal(size=(5, 3)), x, W), "dropout_forward": (x, t)}
+    for name, args in calls.items():
+        expected, got = getattr(compiled, name)(*args), getattr(plain, name)(*args)
+        for a, c in zip(*(r if isinstance(r, tuple) else (r,) for r in (expected, got))):
+            np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-15, err_msg=name)
