@@ -15,8 +15,8 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto, Real, Return,
-                                 ShapeOf, Size, array, arrays, element as at, index, local, parts)
+from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
+                                 Real, Return, ShapeOf, Size, array, arrays, element as at, index, local, parts)
 from symprop.symbolic.layers import (REGISTRY, Affine, Conv2d, Derivation, Dropout, Elementwise, Flatten,
                                      N, Pool)
 from symprop.symbolic.lower import Lowering
@@ -65,7 +65,8 @@ def _elementwise(layer, d: Derivation, module: ModuleText):
     forward = d.forward[layer.output]
     # forward
     args = ", ".join(inputs)
-    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out", *_each_element("out", [(at("out", "i"), forward)], inputs))
+    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out",
+                           *_each_element("out", [(at("out", "i"), forward)], inputs))
     module.add(f'''
 {kernel}
 
@@ -173,7 +174,8 @@ def _dropout(layer, d: Derivation, module: ModuleText):
     names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
     rate, p = local("rate"), local("p")
     forward = module.kernel(f"{base}_forward_kernel", "x, m, p, y", DtypeOf(array("x")), Let(rate, Real(p)),
-                            Loop(index("i"), Size(array("x")), (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
+                            Loop(index("i"), Size(array("x")),
+                                 (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
     backward = module.kernel(f"{base}_backward_kernel", "dy, m, p, dx", DtypeOf(array("dy")), Let(rate, Real(p)),
                              Loop(index("i"), Size(array("dy")), (Assignments(
                                  ((at("dx", "i"), d.backward["dx"]),), names,
@@ -223,7 +225,8 @@ def _conv2d(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     module.add(_IMAGE_CHECK)
     forward_args = "X, Wt, b, C, H, W, stride, pad, cols, Y"
-    forward = module.kernel(f"{base}_forward_kernel", forward_args, Call("_conv2d_forward", arrays(*forward_args.split(", "))))
+    forward = module.kernel(f"{base}_forward_kernel", forward_args,
+                            Call("_conv2d_forward", arrays(*forward_args.split(", "))))
     X, Wt, C, H, W, stride, pad = arrays("X", "Wt", "C", "H", "W", "stride", "pad")
     backward = module.kernel(
         f"{base}_backward_kernel", "dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db",

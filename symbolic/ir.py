@@ -1,9 +1,9 @@
 """The typed statements an op family's lowering writes: what a kernel body does, as data.
 
 Loops, assignments of SymPy expressions, matrix products into preallocated arrays, calls of
-in-place helpers, comments, and the functions (kernels) they make up. Statements hold SymPy objects, never source text: targets are
-symbols (loss) or indexed elements (z1[n, j]), values are expressions, shapes are tuples of
-sizes, loop indices are integer symbols. Three readers share them: the code generator prints
+in-place helpers, comments, and the functions (kernels) they make up. Statements hold SymPy
+objects, never source text: targets are symbols (loss) or indexed elements (z1[n, j]), values
+are expressions, shapes are tuples of sizes, loop indices are integer symbols. Three readers share them: the code generator prints
 them (``codegen/statements.py``, one ``_print_<Node>`` method per node type), passes rewrite
 them (``codegen/scalar_step.py``), and the interpreter (``symbolic/interpret.py``) runs them at
 a source's sizes in exact arithmetic and writes each assignment as a transcript line. They

@@ -118,7 +118,8 @@ def test_the_per_layer_kernels_print_through_the_plain_backend_to_the_numba_numb
     t, g, dy = np.eye(4)[rng.integers(0, 4, 5)], rng.uniform(0.5, 1.5, 4), rng.normal(size=(5, 4))
     calls = {"softmax_forward": (x,), "softmax_backward": (dy, x), "mse_forward": (x, t), "mse_backward": (x, t),
              "softmax_cross_entropy_forward": (x, t), "multiclass_hinge_backward": (x, t),
-             "batchnorm_forward": (x, g, g), "layernorm_backward": (dy, x, g[:1].repeat(5), g), "sigmoid_forward_backward": (x, dy),
+             "batchnorm_forward": (x, g, g), "layernorm_backward": (dy, x, g[:1].repeat(5), g),
+             "sigmoid_forward_backward": (x, dy),
              "affine_forward": (x, W, b), "affine_backward": (rng.normal(size=(5, 3)), x, W), "dropout_forward": (x, t)}
     for name, args in calls.items():
         expected, got = getattr(compiled, name)(*args), getattr(plain, name)(*args)
