@@ -1,9 +1,13 @@
 """Per-layer kernels: ``<layer>_forward`` and ``<layer>_backward`` for every registered layer.
 
-Each kernel is a plain ``@jit`` function (``<name>_kernel``) whose loop bodies are printed from
-the layer's derivation, plus a checked wrapper (``<name>``) that validates shapes and dtypes,
-allocates outputs unless the caller passes them, and never modifies its inputs. Templates here
-hold only function skeletons (loops, signatures, checks); every formula comes from the registry.
+Each kernel (``<name>_kernel``) is a function of typed statements (``ir.Function``) that the
+backend prints and compiles, plus a checked wrapper (``<name>``, plain Python) that validates
+shapes and dtypes, allocates outputs unless the caller passes them, and never modifies its
+inputs. Softmax, the losses and any family that brings its own lowering get both from the
+lowering of a one-node graph (``_from_lowering``); the families whose public API takes what a
+one-node net spec cannot say keep an emitter here (``EMITTERS``): elementwise ops (arrays of
+any rank, two-input add and mul, the fused forward_backward), affine (its sizes), dropout (p
+at run time, a mask the caller gives) and the image ops (4-D arrays, window, stride, padding).
 """
 from __future__ import annotations
 
@@ -11,20 +15,14 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
-from symprop.symbolic.ir import Assignments, element as at, local
-from symprop.symbolic.layers import (REGISTRY, K, Affine, BatchNorm, Conv2d, Derivation, Dropout, Elementwise,
-                                     ElementwiseLoss, Flatten, MulticlassHinge, PerFeature, Pool, Softmax, SoftmaxCrossEntropy)
-from symprop.symbolic.ir import index
+from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
+                                 Real, Return, ShapeOf, Size, array, arrays, element as at, index, local, parts)
+from symprop.symbolic.layers import (REGISTRY, Affine, Conv2d, Derivation, Dropout, Elementwise, Flatten,
+                                     N, Pool)
 from symprop.symbolic.lower import Lowering
-from symprop.symbolic.ops.elementwise import per_feature_statements
-from symprop.symbolic.ops.losses import hinge_row_statements
-from symprop.symbolic.ops.norm import normalisation_backward, normalisation_forward
-from symprop.symbolic.ops.builders import FEATURES, row_max, row_reduction, _row_index
+from symprop.symbolic.ops.builders import FEATURES
 
 from .backend import NUMBA
-from .common import indent
-from .printer import KernelPrinter, print_statements
-from .statements import print_lines, shape_text
 
 
 def python_name(layer_name: str) -> str:
@@ -32,23 +30,33 @@ def python_name(layer_name: str) -> str:
 
 
 class ModuleText:
-    """Collects functions and the helpers they use."""
+    """Collects functions and the helpers they use; kernels (``ir.Function``) are printed by
+    the backend's statement printer, one for the module."""
 
-    def __init__(self):
+    def __init__(self, backend=NUMBA):
         self.functions: list[str] = []
         self.helpers: set[str] = set()
+        self.backend, self.printer = backend, backend.printer()
+
+    def kernel(self, name: str, params: str, *body) -> str:
+        """A compiled kernel's text: its parameters as one comma-separated string of names."""
+        node = Function(name, arrays(*params.replace(" ", "").split(",")), body)
+        text = self.backend.function(node, self.printer)
+        self.helpers |= self.printer.helpers_used
+        return text.rstrip("\n")
 
     def add(self, text: str, helpers=()):
         self.functions.append(text.strip("\n") + "\n")
         self.helpers |= set(helpers)
 
 
-def _element_statements(assignments, arrays, comment_for=None):
-    """A loop body over element i: each input element read once into a local (x_i = x[i]),
+def _each_element(size_of: str, assignments, arrays_read, comments=None):
+    """for i in range(size_of.size): each input element read once into a local (x_i = x[i]),
     then the statements. Outputs may alias inputs, so a value read again after a store is
     reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
-    lines, used = print_statements(assignments, {n: local(f"{n}_i") for n in arrays}, comment_for=comment_for)
-    return [f"{n}_i = {n}[i]" for n in arrays] + lines, used
+    reads = [Let(local(f"{n}_i"), at(n, "i")) for n in arrays_read]
+    body = Assignments(tuple(assignments), {n: local(f"{n}_i") for n in arrays_read}, comments or {})
+    return (DtypeOf(array(size_of)), Loop(index("i"), Size(array(size_of)), (*reads, body)))
 
 
 def _elementwise(layer, d: Derivation, module: ModuleText):
@@ -56,14 +64,11 @@ def _elementwise(layer, d: Derivation, module: ModuleText):
     inputs = list(layer.inputs)
     forward = d.forward[layer.output]
     # forward
-    lines, used = _element_statements([(at("out", "i"), forward)], inputs)
     args = ", ".join(inputs)
+    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out",
+                           *_each_element("out", [(at("out", "i"), forward)], inputs))
     module.add(f'''
-@jit
-def {base}_forward_kernel({args}, out):
-    real = out.dtype.type
-    for i in range(out.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_forward({args}, out=None):
@@ -74,7 +79,7 @@ def {base}_forward({args}, out=None):
     out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
     {base}_forward_kernel({", ".join(f"{n}.reshape(-1)" for n in inputs)}, out.reshape(-1))
     return out
-''', used)
+''')
     # backward: one output array per input, rules read dout and the saved values
     saved = list(d.saved)
     grads = [f"d{n}" for n in inputs]
@@ -82,19 +87,16 @@ def {base}_forward({args}, out=None):
     # "d out/dx" would read as the upstream dout over dx: bracket an output named out
     output_name = f"({layer.output})" if layer.output == "out" else layer.output
     partial = {at(g, "i"): f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
-    lines, used = _element_statements(assignments, ["dout", *saved], comment_for=partial.get)
     params = ", ".join(["dout", *saved])
+    kernel = module.kernel(f"{base}_backward_kernel", f"{params}, {', '.join(grads)}",
+                           *_each_element("dout", assignments, ["dout", *saved], partial))
     outs = ", ".join(f"{g}=None" for g in grads)
     returns = ", ".join(grads)
     checks = "\n".join(f'    _shape("{base}_backward", "{n}", {n}, dout.shape)' for n in saved)
     allocs = "\n".join(f'    {g} = _output("{base}_backward", "{g}", {g}, dout.shape, dout.dtype)' for g in grads)
     rules = "; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in grads)
     module.add(f'''
-@jit
-def {base}_backward_kernel({params}, {", ".join(grads)}):
-    real = dout.dtype.type
-    for i in range(dout.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_backward({params}, {outs}):
@@ -105,17 +107,14 @@ def {base}_backward({params}, {outs}):
 {allocs}
     {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
     return {returns}
-''', used)
+''')
     # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
     output = sp.Symbol(layer.output, real=True)
     fused = [(at("out", "i"), forward)] + [(at(g, "i"), d.backward[g].subs(output, forward)) for g in grads]
-    lines, used = _element_statements(fused, [*inputs, "dout"], comment_for=partial.get)
+    kernel = module.kernel(f"{base}_forward_backward_kernel", f"{args}, dout, out, {', '.join(grads)}",
+                           *_each_element("out", fused, [*inputs, "dout"], partial))
     module.add(f'''
-@jit
-def {base}_forward_backward_kernel({args}, dout, out, {", ".join(grads)}):
-    real = out.dtype.type
-    for i in range(out.size):
-{chr(10).join(indent(lines, 2))}
+{kernel}
 
 
 def {base}_forward_backward({args}, dout):
@@ -127,126 +126,22 @@ def {base}_forward_backward({args}, dout):
 {chr(10).join(f"    {g} = np.empty_like(dout)" for g in grads)}
     {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
     return out, {returns}
-''', used)
-
-
-def _per_feature(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    params, grads = list(layer.params), [f"d{p}" for p in layer.params]
-    arrays = dict(x="x", y="out", dy="dout", dx="dx", **{p: p for p in params}, **{g: g for g in grads})
-    forward, backward = per_feature_statements(layer, d, arrays, FEATURES)
-    (forward_lines, forward_used), (backward_lines, backward_used) = print_lines(forward), print_lines(backward)
-    p_args = ", ".join(params)
-    shape_checks = "\n".join(f'    _shape(function, "{p}", {p}, (x.shape[1],))' for p in params)
-    module.add(f'''
-def _{base}_arrays(function, x, {p_args}):
-    x, {p_args}, = _arrays(function, x=x, {", ".join(f"{p}={p}" for p in params)})
-    if x.ndim != 2:
-        raise ValueError(f"{{function}}: x must be (N, F), got shape {{x.shape}}")
-{shape_checks}
-    return x, {p_args}
-
-
-@jit
-def {base}_forward_kernel(x, {p_args}, out):
-    real = out.dtype.type
-    N, F = x.shape
-{chr(10).join(indent(forward_lines, 1))}
-
-
-def {base}_forward(x, {p_args}, out=None):
-    """{layer.output}[n, j] = {sp.sstr(d.forward[layer.output])} with one {p_args} per feature j ({layer.summary})."""
-    _separate("{base}_forward", dict(out=out), dict(x=x, {", ".join(f"{p}={p}" for p in params)}))
-    x, {p_args}, = _{base}_arrays("{base}_forward", x, {p_args})
-    out = _output("{base}_forward", "out", out, x.shape, x.dtype)
-    {base}_forward_kernel(x, {p_args}, out)
-    return out
-
-
-@jit
-def {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)}):
-    real = dx.dtype.type
-    N, F = x.shape
-{chr(10).join(indent(backward_lines, 1))}
-
-
-def {base}_backward(dout, x, {p_args}):
-    """(dx, {", ".join(grads)}): {"; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in ["dx", *grads])}, the
-    parameters' gradients summed over the batch. Never writes its inputs."""
-    x, {p_args}, = _{base}_arrays("{base}_backward", x, {p_args})
-    dout, = _arrays("{base}_backward", dout=dout)
-    _shape("{base}_backward", "dout", dout, x.shape)
-    dx = np.empty_like(x)
-{chr(10).join(f"    {g} = np.empty(x.shape[1], x.dtype)" for g in grads)}
-    {base}_backward_kernel(dout, x, {p_args}, dx, {", ".join(grads)})
-    return dx, {", ".join(grads)}
-''', forward_used | backward_used)
-
-
-def _loss(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    p = layer.prediction
-    scale = layer.loss_scale
-    names = {p: at(p, "n", "k"), "t": at("t", "n", "k")}
-    lines, used = print_statements([(local("total"), d.forward["l"])], names, accumulate={local("total")})
-    printer = KernelPrinter()
-    scale_text = printer.doprint(scale)
-    grad = f"d{p}"
-    blines, bused = print_statements([(at(grad, "n", "k"), d.backward[grad])], names,
-                                     comment_for=lambda _: f"{grad} = dL/d{p}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel({p}, t):
-    real = {p}.dtype.type
-    N, K = {p}.shape
-    total = real(0)
-    for n in range(N):
-        for k in range(K):
-{chr(10).join(indent(lines, 3))}
-    return total * {scale_text}
-
-
-def {base}_forward({p}, t):
-    """L = {sp.sstr(scale)} * sum of {sp.sstr(d.forward["l"])} ({layer.summary}); {p} and t are (N, K)."""
-    {p}, t = _arrays("{base}_forward", {p}={p}, t=t)
-    if {p}.ndim != 2 or {p}.shape[0] == 0:
-        raise ValueError(f"{base}_forward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
-    _shape("{base}_forward", "t", t, {p}.shape)
-    return {base}_forward_kernel({p}, t)
-
-
-@jit
-def {base}_backward_kernel({p}, t, {grad}):
-    real = {p}.dtype.type
-    N, K = {p}.shape
-    for n in range(N):
-        for k in range(K):
-{chr(10).join(indent(blines, 3))}
-
-
-def {base}_backward({p}, t, {grad}=None):
-    """{grad} = {sp.sstr(d.backward[grad])}; the loss's upstream gradient is 1."""
-    _separate("{base}_backward", dict({grad}={grad}), dict({p}={p}, t=t))
-    {p}, t = _arrays("{base}_backward", {p}={p}, t=t)
-    if {p}.ndim != 2 or {p}.shape[0] == 0:
-        raise ValueError(f"{base}_backward: {p} must be 2-D (batch, outputs) with at least one row, got shape {{{p}.shape}}")
-    _shape("{base}_backward", "t", t, {p}.shape)
-    {grad} = _output("{base}_backward", "{grad}", {grad}, {p}.shape, {p}.dtype)
-    {base}_backward_kernel({p}, t, {grad})
-    return {grad}
-''', used | bused)
+''')
 
 
 def _affine(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
-    printer = KernelPrinter()
-    dX, dW, db = (printer.doprint(d.backward[g]) for g in ("dX", "dW", "db"))
+    X, W, b, out = arrays("X", "W", "b", "out")
+    names = dict(X=X, W=W, b=b)
+    forward = module.kernel(f"{base}_forward_kernel", "X, W, b, out", MatrixInto(d.forward["Y"], out, names))
+    comments = {"dX": "dL/dX = dY W^T", "dW": "dL/dW = X^T dY",
+                "db": "dL/db = 1^T dY" + (" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)")}
+    backward = module.kernel(f"{base}_backward_kernel", "dY, X, W",
+                             *(Let(local(g), d.backward[g], comment=comments[g]) for g in ("dX", "dW", "db")),
+                             Return(arrays("dX", "dW", "db")))
     bias_shape = "(1,)" if layer.shared_bias else "(W.shape[1],)"
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+{forward}
 
 
 def {base}_forward(X, W, b, out=None):
@@ -261,12 +156,7 @@ def {base}_forward(X, W, b, out=None):
     return out
 
 
-@jit
-def {base}_backward_kernel(dY, X, W):
-    dX = {dX}  # dL/dX = dY W^T
-    dW = {dW}  # dL/dW = X^T dY
-    db = {db}  # dL/db = 1^T dY{" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)"}
-    return dX, dW, db
+{backward}
 
 
 def {base}_backward(dY, X, W):
@@ -276,213 +166,22 @@ def {base}_backward(dY, X, W):
         raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
     _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
     return {base}_backward_kernel(dY, X, W)
-''', {"_add_bias", *printer.helpers_used, "_total" if layer.shared_bias else "_column_sums"})
-
-
-def row_reduction_lines(assignments, names=None, index=index("k"), size=K, comment_for=None):
-    """row_reduction's statements as printed lines, and the helpers they use."""
-    return print_lines(row_reduction(assignments, names, index, size, comment_for))
-
-
-def _softmax(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = row_reduction_lines([(at("y", "n", "k"), _row_index(d.forward["y[k]"]))], {})
-    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
-                                          comment_for=lambda _: f"dz = {sp.sstr(d.backward['dz[j]'])}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, y):
-    real = z.dtype.type
-    N, K = z.shape
-    for n in range(N):
-{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
-
-
-def {base}_forward(z, out=None):
-    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
-    _separate("{base}_forward", dict(out=out), dict(z=z))
-    z, = _arrays("{base}_forward", z=z)
-    if z.ndim != 2:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes), got shape {{z.shape}}")
-    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
-    {base}_forward_kernel(z, out)
-    return out
-
-
-@jit
-def {base}_backward_kernel(dy, y, dz):
-    real = y.dtype.type
-    N, K = y.shape
-    for n in range(N):
-{chr(10).join(indent(backward, 2))}
-
-
-def {base}_backward(dy, y, dz=None):
-    """dz[j] = {sp.sstr(d.backward["dz[j]"])}, from the saved output y."""
-    _separate("{base}_backward", dict(dz=dz), dict(dy=dy, y=y))
-    dy, y = _arrays("{base}_backward", dy=dy, y=y)
-    if y.ndim != 2:
-        raise ValueError(f"{base}_backward: y must be 2-D (batch, classes), got shape {{y.shape}}")
-    _shape("{base}_backward", "dy", dy, y.shape)
-    dz = _output("{base}_backward", "dz", dz, y.shape, y.dtype)
-    {base}_backward_kernel(dy, y, dz)
-    return dz
-''', used | bused)
-
-
-def _softmax_cross_entropy(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = row_reduction_lines(
-        [(at("y", "n", "k"), _row_index(d.forward["y[k]"])), (local("row_loss"), d.forward["L_n"])], {})
-    backward, bused = row_reduction_lines([(at("dz", "n", "k"), _row_index(d.backward["dz[j]"]))], {},
-                                          comment_for=lambda _: f"dz = dL/dz = {sp.sstr(d.backward['dz[j]'])}")
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
-    for n in range(N):
-{chr(10).join(indent(print_lines(row_max())[0] + forward, 2))}
-        total += row_loss
-    return total / real(N)
-
-
-def {base}_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
-    _separate("{base}_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or 0 in z.shape:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
-    _shape("{base}_forward", "t", t, z.shape)
-    out = _output("{base}_forward", "out", out, z.shape, z.dtype)
-    loss = {base}_forward_kernel(z, t, out)
-    return loss, out
-
-''' + _row_loss_backward_text(base, "y", f'dz = {sp.sstr(d.backward["dz[j]"])}, from the saved softmax output y and one-hot t.',
-                               backward), used | bused)
-
-
-def _row_loss_backward_text(base: str, x: str, doc: str, backward: list[str]) -> str:
-    """The backward kernel and checked wrapper of a row-wise loss with one-hot targets t:
-    dz[n, k] from ``x`` (the saved softmax output y, or the scores z) and t, row by row."""
-    return f'''
-@jit
-def {base}_backward_kernel({x}, t, dz):
-    real = {x}.dtype.type
-    N, K = {x}.shape
-    for n in range(N):
-{chr(10).join(indent(backward, 2))}
-
-
-def {base}_backward({x}, t, dz=None):
-    """{doc}"""
-    _separate("{base}_backward", dict(dz=dz), dict({x}={x}, t=t))
-    {x}, t = _arrays("{base}_backward", {x}={x}, t=t)
-    if {x}.ndim != 2 or 0 in {x}.shape:
-        raise ValueError(f"{base}_backward: {x} must be 2-D (batch, classes) with at least one row and one class, got shape {{{x}.shape}}")
-    _shape("{base}_backward", "t", t, {x}.shape)
-    dz = _output("{base}_backward", "dz", dz, {x}.shape, {x}.dtype)
-    {base}_backward_kernel({x}, t, dz)
-    return dz
-'''
-
-
-def _hinge(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    forward, used = print_lines(hinge_row_statements(d, {}))
-    backward, bused = print_lines(hinge_row_statements(d, {}, "dz"))
-    module.add(f'''
-@jit
-def {base}_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
-    for n in range(N):
-{chr(10).join(indent(forward, 2))}
-        total += row_loss
-    return total / real(N)
-
-
-def {base}_forward(z, t):
-    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
-    z, t = _arrays("{base}_forward", z=z, t=t)
-    if z.ndim != 2 or 0 in z.shape:
-        raise ValueError(f"{base}_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {{z.shape}}")
-    _shape("{base}_forward", "t", t, z.shape)
-    return {base}_forward_kernel(z, t)
-
-''' + _row_loss_backward_text(base, "z", f'dz = {sp.sstr(d.backward["dz[j]"])}.', backward), used | bused)
-
-
-def _normalisation(layer, d: Derivation, module: ModuleText):
-    batch = layer.mixes_rows  # batch norm: statistics over the batch; layer norm: over a row
-    base = python_name(layer.name)
-    arrays = dict(x="x", y="y", xhat="xhat", s="s", mean="mean", var="var", g="g", b="b",
-                  dy="dy", dx="dx", dg="dg", db="db")
-    forward, used = print_lines(normalisation_forward(d, batch, FEATURES, sp.Symbol("eps"), arrays))
-    backward, bused = print_lines(normalisation_backward(d, batch, FEATURES, arrays))
-    over, stats = ("feature over the batch", "F") if batch else ("row over its features", "N")
-    module.add(f'''
-@jit
-def {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
-    eps = real(eps)
-{chr(10).join(indent(forward, 1))}
-
-
-def {base}_forward(x, g, b, eps={layer.defaults[0]!r}):
-    """Training mode: each {over} normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("{base}_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[{0 if batch else 1}] < 1:
-        raise ValueError(f"{base}_forward: x must be 2-D (batch, features), got shape {{x.shape}}")
-    _shape("{base}_forward", "g", g, (x.shape[1],))
-    _shape("{base}_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[{1 if batch else 0}], x.dtype) for _ in range(3))
-    {base}_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
-
-
-@jit
-def {base}_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
-{chr(10).join(indent(backward, 1))}
-
-
-def {base}_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("{base}_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"{base}_backward: dy must be 2-D (batch, features), got shape {{dy.shape}}")
-    _shape("{base}_backward", "xhat", xhat, dy.shape)
-    _shape("{base}_backward", "s", s, (dy.shape[{1 if batch else 0}],))
-    _shape("{base}_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
-    {base}_backward_kernel(dy, xhat, s, g, dx, dg, db)
-    return dx, dg, db
-''', used | bused)
+''')
 
 
 def _dropout(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
-    forward, used = print_lines([Assignments(((at("y", "i"), d.forward["y"]),), names)])
-    backward, bused = print_lines([Assignments(((at("dx", "i"), d.backward["dx"]),), names,
-                                               {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"})])
+    rate, p = local("rate"), local("p")
+    forward = module.kernel(f"{base}_forward_kernel", "x, m, p, y", DtypeOf(array("x")), Let(rate, Real(p)),
+                            Loop(index("i"), Size(array("x")),
+                                 (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
+    backward = module.kernel(f"{base}_backward_kernel", "dy, m, p, dx", DtypeOf(array("dy")), Let(rate, Real(p)),
+                             Loop(index("i"), Size(array("dy")), (Assignments(
+                                 ((at("dx", "i"), d.backward["dx"]),), names,
+                                 {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"}),)))
     module.add(f'''
-@jit
-def {base}_forward_kernel(x, m, p, y):
-    real = x.dtype.type
-    rate = real(p)
-    for i in range(x.size):
-{chr(10).join(indent(forward, 2))}
+{forward}
 
 
 def {base}_forward(x, m, p=0.5):
@@ -494,12 +193,7 @@ def {base}_forward(x, m, p=0.5):
     return y
 
 
-@jit
-def {base}_backward_kernel(dy, m, p, dx):
-    real = dy.dtype.type
-    rate = real(p)
-    for i in range(dy.size):
-{chr(10).join(indent(backward, 2))}
+{backward}
 
 
 def {base}_backward(dy, m, p=0.5):
@@ -509,7 +203,7 @@ def {base}_backward(dy, m, p=0.5):
     dx = np.empty_like(dy)
     {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
     return dx
-''', used | bused)
+''')
 _IMAGE_CHECK = '''
 def _images(function, X, ndim=4):
     if X.ndim != ndim or X.shape[0] == 0:
@@ -530,10 +224,17 @@ def _conv2d(layer, d: Derivation, module: ModuleText):
     """conv2d on 4-D NCHW arrays: the network's im2col helpers on (N, C*H*W) views."""
     base = python_name(layer.name)
     module.add(_IMAGE_CHECK)
+    forward_args = "X, Wt, b, C, H, W, stride, pad, cols, Y"
+    forward = module.kernel(f"{base}_forward_kernel", forward_args,
+                            Call("_conv2d_forward", arrays(*forward_args.split(", "))))
+    X, Wt, C, H, W, stride, pad = arrays("X", "Wt", "C", "H", "W", "stride", "pad")
+    backward = module.kernel(
+        f"{base}_backward_kernel", "dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db",
+        Call("_im2col", (X, C, H, W, Axis(Wt, 2), stride, pad, array("cols"))),
+        Call("_conv2d_param_grads", arrays("dY", "cols", "dW", "db", "product")),
+        Call("_conv2d_input_grad", (array("dY"), Wt, C, H, W, stride, pad, array("dcols"), array("dX"))))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, Wt, b, C, H, W, stride, pad, cols, Y):
-    _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y)
+{forward}
 
 
 def {base}_forward(X, W, b, stride=1, pad=0):
@@ -552,11 +253,7 @@ def {base}_forward(X, W, b, stride=1, pad=0):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db):
-    _im2col(X, C, H, W, Wt.shape[2], stride, pad, cols)
-    _conv2d_param_grads(dY, cols, dW, db, product)
-    _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX)
+{backward}
 
 
 def {base}_backward(dY, X, W, stride=1, pad=0):
@@ -574,17 +271,20 @@ def {base}_backward(dY, X, W, stride=1, pad=0):
     {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
                            dX.reshape(N, -1), dW, db)
     return dX, dW, db
-''', {"_conv2d_forward", "_im2col", "_conv2d_param_grads", "_conv2d_input_grad"})
+''')
 
 
 def _pool(layer, d: Derivation, module: ModuleText):
     base, mode = python_name(layer.name), layer.mode
     reads = "dY, X" if layer.selects_one else "dY"
     module.add(_IMAGE_CHECK)
+    window = arrays("C", "H", "W", "k", "stride")
+    forward = module.kernel(f"{base}_forward_kernel", "X, C, H, W, k, stride, Y",
+                            Call(f"_{mode}pool_forward", (array("X"), *window, array("Y"))))
+    backward = module.kernel(f"{base}_backward_kernel", "dY, X, C, H, W, k, stride, dX",
+                             Call(f"_{mode}pool_backward", (*arrays(*reads.split(", ")), *window, array("dX"))))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, C, H, W, k, stride, Y):
-    _{mode}pool_forward(X, C, H, W, k, stride, Y)
+{forward}
 
 
 def {base}_forward(X, k, stride=None):
@@ -597,9 +297,7 @@ def {base}_forward(X, k, stride=None):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, X, C, H, W, k, stride, dX):
-    _{mode}pool_backward({reads}, C, H, W, k, stride, dX)
+{backward}
 
 
 def {base}_backward(dY, X, k, stride=None):
@@ -611,16 +309,16 @@ def {base}_backward(dY, X, k, stride=None):
     dX = np.empty_like(X)
     {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
     return dX
-''', {f"_{mode}pool_forward", f"_{mode}pool_backward"})
+''')
 
 
 def _flatten(layer, d: Derivation, module: ModuleText):
     base = python_name(layer.name)
     module.add(_IMAGE_CHECK)
+    forward = module.kernel(f"{base}_forward_kernel", "X, Y", Copy(array("Y"), array("X")))
+    backward = module.kernel(f"{base}_backward_kernel", "dY, dX", Copy(array("dX"), array("dY")))
     module.add(f'''
-@jit
-def {base}_forward_kernel(X, Y):
-    Y[:] = X
+{forward}
 
 
 def {base}_forward(X):
@@ -632,9 +330,7 @@ def {base}_forward(X):
     return Y
 
 
-@jit
-def {base}_backward_kernel(dY, dX):
-    dX[:] = dY
+{backward}
 
 
 def {base}_backward(dY, X):
@@ -651,84 +347,192 @@ def {base}_backward(dY, X):
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
     Elementwise: _elementwise,
-    PerFeature: _per_feature,
-    ElementwiseLoss: _loss,
     Affine: _affine,
-    Softmax: _softmax,
-    SoftmaxCrossEntropy: _softmax_cross_entropy,
-    BatchNorm: _normalisation,
     Dropout: _dropout,
-    MulticlassHinge: _hinge,
     Conv2d: _conv2d,
     Pool: _pool,
     Flatten: _flatten,
 }
 
 
+def _names_read(expr, names) -> list[str]:
+    """The arrays and locals an expression reads, through a statement's renaming table."""
+    found = []
+    for atom in sp.preorder_traversal(expr):
+        if isinstance(atom, (sp.Indexed, sp.MatrixSymbol)):
+            name = atom.base.label.name if isinstance(atom, sp.Indexed) else atom.name
+        elif isinstance(atom, sp.Symbol) and not isinstance(atom, sp.Dummy):
+            name = atom.name
+        else:
+            continue
+        value = names.get(name, name)
+        if isinstance(value, sp.Indexed):
+            found.append(value.base.label.name)
+        elif isinstance(value, (sp.Symbol, str)):
+            found.append(str(value))
+    return found
+
+
+def reads_and_writes(statements) -> tuple[list[str], list[str]]:
+    """(names read before written, names written) by statements, in order of first use: what a
+    kernel printed from them takes as arguments and gives back (a walk over the typed IR)."""
+    read, written = {}, {}
+
+    def reads(names):
+        for name in names:
+            if name not in written:
+                read.setdefault(name, None)
+
+    def walk(statements):
+        for s in statements:
+            if isinstance(s, Loop):
+                written.setdefault(s.index.name, None)
+                walk(s.body)
+            elif isinstance(s, Assignments):
+                for target, value in s.pairs:
+                    reads(_names_read(value, s.names))
+                    reads([parts(target)[0]] if target in s.accumulate else [])
+                    written.setdefault(parts(target)[0], None)
+            elif isinstance(s, (Let, Accumulate)):
+                value = s.value if isinstance(s, Let) else s.expr
+                reads([] if isinstance(value, int) else _names_read(value, getattr(s, "names", {})))
+                reads([parts(s.target)[0]] if isinstance(s, Accumulate) or s.augmented else [])
+                written.setdefault(parts(s.target)[0], None)
+            elif isinstance(s, MatrixInto):
+                reads(_names_read(s.rule, s.names))
+                written.setdefault(str(s.out), None)
+            elif isinstance(s, Call):
+                reads(str(a) for a in s.args if isinstance(a, sp.Symbol))
+    walk(statements)
+    return list(read), list(written)
+
+
+def _size_lets(statements) -> list:
+    """The top-level sizes a layer's statements set (K = F), which the backward statements of a
+    loss read from its forward ones."""
+    return [s for s in statements if isinstance(s, Let) and isinstance(s.target, sp.Symbol)
+            and isinstance(s.value, (int, sp.Symbol))]
+
+
 def _from_lowering(layer, d: Derivation, module: ModuleText):
-    """The kernels of a family that brings its own lowering (an op class with ``lower()``):
-    the lowering of a one-node graph at a width F read from x, printed as it is in a network
-    kernel. The backward kernel runs the forward statements first, so it reads what they
-    saved without the caller passing it."""
-    if layer.is_loss:
-        raise SympropError(f"layer {layer.name!r}: a loss's per-layer kernels are not printed from its lowering yet")
-    low = Lowering(parse_net(layer.name, loss_optional=True, input_width=FEATURES), input_gradient=True)
-    if low.masks or low.state:
-        raise SympropError(f"layer {layer.name!r}: an op with masks or state needs per-layer kernels of its own")
+    """A layer's kernels printed from the lowering of a one-node graph at a width F read from
+    the input: ``<layer>_forward(x[, t], params..., out=None)`` runs its forward (a loss: its
+    loss) statements and returns the value (a loss: the loss, and what it saves);
+    ``<layer>_backward(...)`` takes what its backward statements read (the upstream gradient,
+    the saved values, the targets, the parameters; a loss has no upstream gradient) and
+    returns the gradients they write. Names are the op's own (its derivation's input and
+    output, its parameter roles), so the layer's API reads like its formula."""
+    graph = parse_net(layer.name, loss_optional=True, input_width=FEATURES)
+    low = Lowering(graph, input_gradient=True)
+    # state (batch norm's running averages) is the network's: the training-mode kernels never read it
+    if low.masks or low.views:
+        raise SympropError(f"layer {layer.name!r}: an op with masks needs per-layer kernels of its own")
     base = python_name(layer.name)
-    params = [name for name, _ in low.params]
-    out, grads = low.values[-1], ["dX", *(f"d{p}" for p in params)]
-    forward_buffers = [(name, shape) for name, shape in low.buffers if name not in grads]
-    (forward, used), (backward, bused) = print_lines(low.forward), print_lines(low.backward)
-    args = ", ".join(["X", *params])
-    shapes = lambda buffers: "\n".join(f"    {name} = np.empty({shape_text(shape)}, X.dtype)"  # noqa: E731
-                                       for name, shape in buffers)
-    checks = "\n".join(f'    _shape(function, "{p}", {p}, {shape_text(shape)})' for p, shape in low.params)
-    module.add(f'''
-def _{base}_arrays(function, {args}):
-    {args}, = _arrays(function, X=X, {", ".join(f"{p}={p}" for p in params)})
-    if X.ndim != 2:
-        raise ValueError(f"{{function}}: x must be (N, F), got shape {{X.shape}}")
-    N, F = X.shape
-{checks}
-    return ({args},)
+    # a number the spec fixes (batch norm's eps = 1e-05) is an argument of the kernels, the
+    # spec's number its default: its statement reads the argument instead
+    fixed = [s for s in low.forward if isinstance(s, Let) and isinstance(s.target, sp.Symbol)
+             and isinstance(s.value, sp.Float)]
+    constants = {s.target.name: float(s.value) for s in fixed}
+    forward_statements = [Let(s.target, Real(s.target)) if any(s is f for f in fixed) else s
+                          for s in low.forward + low.loss]
+    forward_written = reads_and_writes(forward_statements)[1]
+    saved = [name for name, _ in low.buffers if name in forward_written]  # the value, what a loss saves
+    name_of = _public_names(layer, d, graph.nodes[0], low, saved)
+    shapes = dict(low.array_shapes())
+    X = array("X")
+    start = [DtypeOf(X), ShapeOf((N, FEATURES), X)]
+    inputs = ["X", *(["T"] if layer.is_loss else []), *(name for name, _ in low.params)]
+    forward_kernel = Function(f"{base}_forward_kernel", arrays(*inputs, *constants, *saved), (
+        *start, *forward_statements, *([Return((local("loss"),))] if layer.is_loss else [])))
+    backward_read, backward_written = reads_and_writes(low.backward)
+    known = set(shapes) | {"T"}
+    args = [name for name in backward_read if name in known]
+    order = ({f"d{saved[0]}": 0} if saved else {}) | {"X": 1, **{name: 2 for name in saved}, "T": 3}
+    args.sort(key=lambda name: order.get(name, 4))
+    gradients = ["dX", *(f"d{name}" for name, _ in low.params)]
+    outputs = [name for name in gradients if name in backward_written]
+    first = args[0] if args else "X"
+    sizes = [DtypeOf(array(first)), ShapeOf((N, FEATURES), array(first))]
+    backward_constants = {name: value for name, value in constants.items() if name in backward_read}
+    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *backward_constants, *outputs), (
+        *sizes, *(Let(local(c), Real(local(c))) for c in backward_constants),
+        *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
+    kernels = [module.backend.function(node, module.printer) for node in (forward_kernel, backward_kernel)]
+    module.add(kernels[0] + "\n\n" + _lowered_wrapper(layer, base, "forward", [name_of(n) for n in inputs],
+                                                     ["out", *map(name_of, saved[1:])][:len(saved)], shapes,
+                                                     inputs, saved, d, constants))
+    module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
+                                                     [name_of(n) for n in outputs], shapes, args, outputs, d,
+                                                     backward_constants))
+    module.helpers |= module.printer.helpers_used
 
 
-@jit
-def {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)}):
-    real = X.dtype.type
-    N, F = X.shape
-{chr(10).join(indent(forward, 1))}
+def _public_names(layer, d: Derivation, use, low, saved):
+    """The op's own name of each of its lowering's arrays, for its wrappers' parameters: its
+    derivation's input (x, z, y) and output, t, its parameters' roles (g, b); another array by
+    the lowering's name without its layer number (xhat1 -> xhat)."""
+    gradient = next(iter(d.backward)).split("[")[0]  # dz
+    # the value an op gives is its last forward rule (batch norm: s, xhat, then y); a loss's
+    # first rule is what it saves (softmax-cross-entropy: y, then the loss)
+    output = list(d.forward)[0 if layer.is_loss else -1].split("[")[0]
+    roles = [role for role, _ in layer.param_shapes(use.args, FEATURES)]
+    public = {"X": gradient[1:], "T": "t", "dX": gradient,
+              **{name: role for (name, _), role in zip(low.params, roles)},
+              **{f"d{name}": f"d{role}" for (name, _), role in zip(low.params, roles)}}
+    if saved:
+        public.setdefault(saved[0], output)
+        public.setdefault(f"d{saved[0]}", f"d{output}")
+    return lambda name: public.get(name, name.rstrip("0123456789").lower())
 
 
-def {base}_forward({args}):
-    """{layer.summary} (printed from its lowering)."""
-    {args}, = _{base}_arrays("{base}_forward", {args})
-    N, F = X.shape
-{shapes(forward_buffers)}
-    {base}_forward_kernel({args}, {", ".join(name for name, _ in forward_buffers)})
-    return {out}
+def _shape_text(shape, first: str) -> str:
+    """A lowered array's shape in the wrapper, its sizes read from the first argument."""
+    if tuple(shape) == (N, FEATURES):
+        return f"{first}.shape"
+    sizes = ", ".join(f"{first}.shape[0]" if size == N else f"{first}.shape[1]" if size == FEATURES else str(size)
+                      for size in shape)
+    return f"({sizes},)" if len(shape) == 1 else f"({sizes})"
 
 
-@jit
-def {base}_backward_kernel(d{out}, {args}, {", ".join(name for name, _ in low.buffers)}):
-    real = X.dtype.type
-    N, F = X.shape
-{chr(10).join(indent(forward, 1))}
-{chr(10).join(indent(backward, 1))}
-
-
-def {base}_backward(dout, {args}):
-    """({", ".join(grads)}): the gradients from the upstream gradient dout (printed from its lowering).
-    Never writes its inputs."""
-    {args}, = _{base}_arrays("{base}_backward", {args})
-    dout, = _arrays("{base}_backward", dout=dout)
-    N, F = X.shape
-    _shape("{base}_backward", "dout", dout, (N, F))
-{shapes(low.buffers)}
-    {base}_backward_kernel(dout, {args}, {", ".join(name for name, _ in low.buffers)})
-    return ({", ".join(grads)},)
-''', used | bused)
+def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d,
+                     constants) -> str:
+    """The checked wrapper of a kernel printed from the lowering: arrays checked (2-D, at least
+    one row and one feature, each argument's shape from the first's), outputs allocated (the
+    first one may be the caller's, ``<name>=None``), the kernel called, the outputs returned."""
+    function = f"{base}_{direction}"
+    first, loss_forward = args[0], layer.is_loss and direction == "forward"
+    out = outputs[0] if outputs else None
+    signature = ", ".join([*args, *(f"{name}={value!r}" for name, value in constants.items()),
+                           *([f"{out}=None"] if out else [])])
+    if direction == "forward":
+        formulas = "; ".join(f"{key} = {sp.sstr(rule)}" for key, rule in d.forward.items())
+        doc = f"{formulas} ({layer.summary}), on a batch of rows (N, F)"
+        if loss_forward:
+            doc += "; returns the loss" + (f" and {', '.join(outputs)}, saved for backward" if outputs else "")
+    else:
+        doc = "; ".join(f"{name} = {sp.sstr(d.backward[key])}" for name, key in zip(outputs, d.backward)) + (
+            ". Never writes its inputs.")
+    lines = [f'def {function}({signature}):', f'    """{doc}"""']
+    if out:
+        lines += [f"    if {out} is not None:  # the caller's array must not share memory with an input",
+                  f'        _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))']
+    lines.append(f'    {", ".join(args)}, = _arrays("{function}", {", ".join(f"{a}={a}" for a in args)})')
+    axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
+    lines += [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
+              f'        raise ValueError(f"{function}: {first} must be 2-D (batch, {axis}) with at least one row '
+              f'and one {one}, got shape {{{first}.shape}}")']
+    lines += [f'    _shape("{function}", "{a}", {a}, {_shape_text(shapes.get(lowered, shapes["X"]), first)})'
+              for a, lowered in zip(args[1:], lowered_args[1:])]
+    for i, (name, lowered) in enumerate(zip(outputs, lowered_outputs)):
+        shape = _shape_text(shapes[lowered], first)
+        lines.append(f'    {name} = _output("{function}", "{name}", {name}, {shape}, {first}.dtype)' if i == 0
+                     else f'    {name} = np.empty({shape}, {first}.dtype)')
+    call = f'{function}_kernel({", ".join([*args, *constants, *outputs])})'
+    if loss_forward:
+        lines += [f"    loss = {call}", f'    return {", ".join(["loss", *outputs])}']
+    else:
+        lines += [f"    {call}", f'    return {", ".join(outputs)}']
+    return "\n".join(lines) + "\n"
 
 
 def _emitter(layer, name: str):
@@ -746,7 +550,7 @@ def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]
     """The text of generated/layers.py below its header, and the layer names it covers: each
     built-in family by its emitter, a family that brings its own lowering from that (an op
     without per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
-    module = ModuleText()
+    module = ModuleText(backend)
     names = [name for name, layer in registry.items() if layer.layer_kernels]
     for name in names:
         _emitter(registry[name], name)(registry[name], registry.derive(name), module)

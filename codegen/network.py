@@ -29,11 +29,14 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.lower import Lowering
 
+from symprop.symbolic.ir import (Allocate, Blank, Comment, DtypeOf, Flat, Function, InDtype, Invoke, Let, Loop, Return,
+                                 ShapeOf, View, array, arrays, index)
+from symprop.symbolic.layers import N
+
 from . import files
 from .backend import NUMBA, Backend
-from .common import indent
-from .scalar_step import scalar_step
 from .optimizer_steps import optimizers_text
+from .scalar_step import scalar_step
 
 
 # name -> spec of the networks committed under generated/ (net_<name>.py)
@@ -51,46 +54,29 @@ def network_module_text(spec, name: str | None = None, backend: Backend = NUMBA)
     graph = parse_net(spec) if isinstance(spec, str) else spec
     canonical = graph.spec
     net = Lowering(graph)
+    printer = backend.printer()  # one per module: each statement printed once, helpers collected
+    kernels = NetworkKernels(net)
     param_names = [p for p, _ in net.params]
     params = ", ".join(param_names)
     grads = ", ".join(f"d{p}" for p in param_names)
-    buffers = ", ".join(name for name, _ in net.buffers)
-    scores = net.values[-1]
-    forward_buffers = [(n, shape) for n, shape in net.buffers if n in net.values or n in net.scratch]
-    # a network with training and inference modes passes its running averages (state) and
-    # dropout masks to the kernels after the usual arguments; "" for every other network
-    state = "".join(f", {n}" for n, _ in net.state)
-    masks = "".join(f", {n}" for n, *_ in net.masks)
-    inference_lines, inference_helpers = backend.print(net.inference) if net.has_modes else ([], set())
-    after_lines, after_helpers = backend.print(net.after_update)
     # these statements for one row of scalars; None unless tiny. Normalisation layers (sums over
     # the batch or a row, state, masks) and L2 penalties (outside the loss statements) keep the
     # matrix step.
-    scalar = None if net.has_modes or net.scales or net.penalty else scalar_step(net, backend)
-    forward_lines, forward_helpers = backend.print(net.forward)
-    loss_lines, loss_helpers = backend.print(net.loss + net.penalty)
-    backward_lines, backward_helpers = backend.print(net.backward + net.penalty_backward)
+    scalar = None if net.has_modes or net.scales or net.penalty else scalar_step(net, backend, printer)
     # parameters an initialiser starts at one (a normalisation's scale g); only where there are any
     scale_line = (f"\nSCALE_PARAMS = {tuple(net.scales)!r}  # parameters that start at one (a normalisation's scale)"
                   if net.scales else "")
-    predict = (_predict_text(params, forward_buffers, inference_lines, state, scores, backend)
-               + _inference_loss_text(params, buffers, inference_lines, loss_lines, state)) if net.has_modes else ""
+
+    def function(node) -> str:
+        return node.strip("\n") if isinstance(node, str) else backend.function(node, printer).rstrip("\n")
+
+    training = "\n\n\n".join(map(function, kernels.training(scalar, backend.definitions)))
+    packed = _packed_step_text(net.params, function(kernels.packed(scalar)), net.has_modes)
+    predict = "".join(f"\n\n{function(node)}\n" for node in kernels.inference()) if net.has_modes else ""
     api = (_modes_api_text(net, params, grads) if net.has_modes
            else PLAIN_API_TEXT.format(params=params, grads=grads))
-    helpers = (forward_helpers | loss_helpers | backward_helpers | inference_helpers | after_helpers
-               | (scalar.helpers if scalar else set()))
-    # loss_and_grads_into's statements, written into every kernel that computes gradients: on the
-    # caller's workspace (the *_into kernels) or allocating their own (the *_kernel ones)
-    gradients = _gradients_text(forward_lines, loss_lines, backward_lines)
-    allocating = _gradients_text(forward_lines, loss_lines, backward_lines, net.buffers, backend)
-    sgd_update = (f"    step = X.dtype.type(lr)\n"
-                  + "".join(f"    _sgd_update({p}.reshape(-1), d{p}.reshape(-1), step)\n" for p in param_names)
-                  + _after_update_text(after_lines))  # then: return loss
-    # sgd_steps_kernel's loop: sgd_step_into's statements one level further in, on one workspace
-    steps_loop = "\n".join(f"    {line}" if line else line for line in f"{gradients}\n{sgd_update}".splitlines())
-    steps_text = (f"    N = X.shape[0]\n{_allocation_text(net.buffers, backend)}\n"
-                  f"    loss = X.dtype.type(0)\n    for _ in range(steps):\n{steps_loop}\n    return loss")
-    body = backend.module_start(helpers) + f'''
+    optimizers = optimizers_text(kernels, function)
+    body = f'''
 
 SPEC = {canonical!r}
 PARAM_NAMES = {tuple(param_names)!r}
@@ -103,126 +89,141 @@ LOSS = {graph.loss.name!r}
 SCALAR_STEP = {scalar is not None}{scale_line}
 
 
-def make_workspace(X):
-    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
-    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
-    N = X.shape[0]
-    return ({", ".join(f"np.empty({backend.shape(shape)}, X.dtype)" for _, shape in net.buffers)},)
+{function(backend.definitions["workspace"](net.buffers))}
 
 
-_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
+{training}
 
 
-@jit
-def forward_kernel({params}, X{masks}):
-    real = X.dtype.type
-    N = X.shape[0]
-{chr(10).join(f"    {n} = np.empty({backend.shape(shape)}, X.dtype)" for n, shape in forward_buffers)}
-{chr(10).join(indent(forward_lines, 1))}
-    return {scores}
-
-
-@jit
-def loss_and_grads_into({params}, X, T{masks}, {buffers}):
-    """The loss; gradients and intermediates are written into the workspace buffers."""
-{gradients}
-    return loss
-
-
-@jit
-def loss_and_grads_kernel({params}, X, T{masks}):
-    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
-    numba links a called kernel into its caller and LLVM optimises it all again there."""
-{allocating}
-    return loss, {grads}
-
-
-@jit
-def _sgd_update(param, grad, step):
-    """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
-
-
-@jit
-def sgd_step_into({params}, X, T, lr{state}{masks}, {buffers}):
-    """One gradient-descent step in place, using a workspace from make_workspace(X). The
-    gradient statements are loss_and_grads_into's, written out here rather than called:
-    numba links a called kernel into the caller and LLVM optimises it again there, which
-    made the first step's compile take twice as long as the body alone."""
-{gradients}
-{sgd_update}    return loss
-
-
-{_step_kernels_text(params, scalar, allocating + chr(10) + sgd_update + "    return loss", steps_text, state + masks)}
-
-
-{_packed_step_text(net.params, scalar, allocating + chr(10) + sgd_update + "    return loss", state + masks)}
-{predict}{CHECKS_TEXT.format()}{api}''' + optimizers_text(
-        param_names, buffers, gradients, allocating, backend,
-        (state + masks, _after_update_text(after_lines)) if net.has_modes else None)
+{packed}
+{predict}{CHECKS_TEXT.format()}{api}{optimizers}'''
+    body = backend.module_start(printer.helpers_used) + body
     command = files.REGENERATE_COMMAND if name else f'symprop generate --net "{canonical}"'
     head = files.header(f"Fused kernels of the network {canonical!r}.", "codegen/network.py",
                         command, [f"spec {canonical}"], network_hash(graph), body)
     return head + body
 
 
-def _gradients_text(forward_lines, loss_lines, backward_lines, buffers=(), backend=None) -> str:
-    """The statements of loss_and_grads_into (the loss into ``loss``, the gradients into the
-    workspace), indented as a kernel's body: printed into each step kernel too. With buffers,
-    the workspace is allocated first (a kernel called without one)."""
-    allocation = [_allocation_text(buffers, backend)] if buffers else []
-    return "\n".join(["    real = X.dtype.type", "    N = X.shape[0]", *allocation, "    # ---- forward ----",
-                      *indent(forward_lines, 1), "    # ---- loss ----", *indent(loss_lines, 1),
-                      "    # ---- backward (chain rule, from the loss back to the first layer) ----",
-                      *indent(backward_lines, 1)])
+X, T, LR, STEPS, THETA, LOSS, STEP = arrays("X", "T", "lr", "steps", "theta", "loss", "step")
 
 
-def _allocation_text(buffers, backend) -> str:
-    """The workspace's arrays allocated in a kernel's body (after N = X.shape[0])."""
-    return "\n".join(f"    {name} = np.empty({backend.shape(shape)}, X.dtype)" for name, shape in buffers)
+def _or_blank(statements) -> list:
+    """The statements, or an empty line where there are none."""
+    return list(statements) or [Blank()]
 
 
-def _after_update_text(lines) -> str:
-    """What a step does after the parameter update (batch norm's running averages), indented."""
-    if not lines:
-        return ""
-    return "".join(f"    {line}\n" for line in ["real = X.dtype.type", "N = X.shape[0]", *lines])
+class NetworkKernels:
+    """A lowered network's kernels as functions (``ir.Function``) for a backend to print. The
+    gradient statements (``loss_and_grads_into``'s) are written out in every kernel that
+    computes gradients, on the caller's workspace or on arrays of the kernel's own: a called
+    kernel would be linked into its caller and optimised by LLVM again there."""
 
+    def __init__(self, net):
+        self.net = net
+        self.params = arrays(*(p for p, _ in net.params))
+        self.grads = arrays(*(f"d{p}" for p, _ in net.params))
+        self.buffers = arrays(*(b for b, _ in net.buffers))
+        # a network with training and inference modes passes its running averages (state) and
+        # dropout masks to the kernels after the usual arguments
+        self.state = arrays(*(n for n, _ in net.state))
+        self.masks = arrays(*(n for n, *_ in net.masks))
+        self.allocation = [Allocate(array(b), shape) for b, shape in net.buffers]
+        self.gradients = self._gradients([])  # on the caller's workspace
+        self.allocating = self._gradients(self.allocation)  # on arrays of the kernel's own
+        # what a step does after the parameter update (batch norm's running averages)
+        self.after_update = [DtypeOf(X), ShapeOf((N,), X), *net.after_update] if net.after_update else []
+        self.sgd_update = [Let(STEP, InDtype(LR, X)),
+                           *(Invoke("_sgd_update", (Flat(p), Flat(g), STEP)) for p, g in zip(self.params, self.grads)),
+                           *self.after_update]
 
-def _predict_text(params, forward_buffers, lines, state, scores, backend) -> str:
-    """The inference-mode forward pass: running averages instead of batch statistics, no dropout."""
-    allocations = "\n".join(f"    {n} = np.empty({backend.shape(shape)}, X.dtype)" for n, shape in forward_buffers)
-    body = "\n".join(indent(lines, 1))
-    return f'''
+    def _gradients(self, allocation) -> list:
+        """The loss into ``loss``, the gradients into the workspace (allocated first, where given)."""
+        net = self.net
+        return [DtypeOf(X), ShapeOf((N,), X), *allocation, Comment("---- forward ----"), *net.forward,
+                Comment("---- loss ----"), *net.loss, *net.penalty,
+                Comment("---- backward (chain rule, from the loss back to the first layer) ----"),
+                *net.backward, *net.penalty_backward]
 
-@jit
-def predict_kernel({params}, X{state}):
-    """Inference mode: batch norm with its running averages, dropout the identity."""
-    real = X.dtype.type
-    N = X.shape[0]
-{allocations}
-{body}
-    return {scores}
-'''
+    def _forward_buffers(self):
+        net = self.net
+        return _or_blank(Allocate(array(b), shape) for b, shape in net.buffers if b in net.values or b in net.scratch)
 
+    def training(self, scalar, definitions) -> list:
+        """forward_kernel, loss_and_grads_into and _kernel, the update, the SGD step kernels
+        (the backend's own definitions among them, as text)."""
+        net, P, extras = self.net, self.params, self.state + self.masks
+        return [
+            Function("forward_kernel", (*P, X, *self.masks), (
+                DtypeOf(X), ShapeOf((N,), X), *self._forward_buffers(), *_or_blank(net.forward),
+                Return((array(net.values[-1]),)))),
+            Function("loss_and_grads_into", (*P, X, T, *self.masks, *self.buffers), (*self.gradients, Return((LOSS,))),
+                     "The loss; gradients and intermediates are written into the workspace buffers."),
+            Function("loss_and_grads_kernel", (*P, X, T, *self.masks), (*self.allocating, Return((LOSS, *self.grads))),
+                     "loss_and_grads_into's statements on arrays of its own: written out, not called, because\n"
+                     "    numba links a called kernel into its caller and LLVM optimises it all again there."),
+            definitions["sgd_update"],
+            Function("sgd_step_into", (*P, X, T, LR, *extras, *self.buffers),
+                     (*self.gradients, *self.sgd_update, Return((LOSS,))),
+                     "One gradient-descent step in place, using a workspace from make_workspace(X). The\n"
+                     "    gradient statements are loss_and_grads_into's, written out here rather than called:\n"
+                     "    numba links a called kernel into the caller and LLVM optimises it again there, which\n"
+                     "    made the first step's compile take twice as long as the body alone."),
+            *self._step_kernels(scalar, definitions)]
 
-def _inference_loss_text(params, buffers, inference_lines, loss_lines, state) -> str:
-    """The loss with inference-mode scores, for evaluating a validation or test set."""
-    body = "\n".join(indent(inference_lines + loss_lines, 1))
-    return f'''
+    def _step_kernels(self, scalar, definitions) -> list:
+        """sgd_step_kernel and sgd_steps_kernel: sgd_step_into's statements on a workspace of
+        their own (the second in a loop) or, for a tiny network, the scalar step (no workspace:
+        only a few arrays of a layer's width), which sgd_steps_kernel calls."""
+        P, extras = self.params, self.state + self.masks
+        if scalar is None:
+            return [Function("sgd_step_kernel", (*P, X, T, LR, *extras),
+                             (*self.allocating, *self.sgd_update, Return((LOSS,))),
+                             "sgd_step_into's statements on a workspace of its own (written out, not called)."),
+                    Function("sgd_steps_kernel", (*P, X, T, LR, STEPS, *extras), (
+                        ShapeOf((N,), X), *self.allocation, Let(LOSS, InDtype(0, X)),
+                        Loop(index("_"), STEPS, (*self.gradients, *self.sgd_update)), Return((LOSS,))),
+                        "`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop.")]
+        return [definitions["holding_gil"], scalar.function("sgd_step_kernel", "holding_gil"),
+                Function("sgd_steps_kernel", (*P, X, T, LR, STEPS), (
+                    Let(LOSS, InDtype(0, X)),
+                    Loop(index("_"), STEPS, (Invoke("sgd_step_kernel", (*P, X, T, LR), LOSS),)), Return((LOSS,))),
+                    "`steps` gradient-descent steps in place, each a call of sgd_step_kernel's compiled body\n"
+                    "    (compiled once, not again in this loop; long enough a call to release the GIL, so several\n"
+                    "    networks can train in threads).")]
 
-@jit
-def inference_loss_kernel({params}, X, T{state}):
-    """The loss in inference mode: batch norm with its running averages, dropout the identity."""
-    real = X.dtype.type
-    N = X.shape[0]
-    {buffers}, = _make_workspace(X)
-{body}
-    return loss
-'''
+    def packed(self, scalar) -> Function:
+        """sgd_step on one flat parameter vector: a numba call unboxes every argument, and for a
+        tiny network that is most of the call (2-2-2: 0.59 us with seven arguments, 0.50 of it
+        the floor of calling any njit function with them; four arguments cost 0.33). A tiny
+        network passes views of theta to sgd_step_kernel, its compiled scalar step, not a second
+        copy of it to compile (that doubled the compile time of a tiny network). The matrix
+        step's statements are written out instead: a called kernel would be linked in and
+        optimised by LLVM again, which costs more than compiling the statements once here."""
+        views, offset, extras = [], 0, self.state + self.masks
+        for name, shape in self.net.params:
+            size = math.prod(shape)
+            views.append(View(array(name), THETA, offset, offset + size, shape))
+            offset += size
+        if scalar is None:
+            return Function("sgd_step_packed_kernel", (THETA, X, T, LR, *extras),
+                            (*views, *self.allocating, *self.sgd_update, Return((LOSS,))))
+        return Function("sgd_step_packed_kernel", (THETA, X, T, LR, *extras),
+                        (*views, Return((Invoke("sgd_step_kernel", (*self.params, X, T, LR, *extras)),))),
+                        compiled="holding_gil")
+
+    def inference(self) -> list:
+        """predict_kernel (batch norm with its running averages, dropout the identity) and the
+        loss of inference-mode scores, for evaluating a validation or test set."""
+        net, P = self.net, self.params
+        return [
+            Function("predict_kernel", (*P, X, *self.state), (
+                DtypeOf(X), ShapeOf((N,), X), *self._forward_buffers(), *_or_blank(net.inference),
+                Return((array(net.values[-1]),))),
+                "Inference mode: batch norm with its running averages, dropout the identity."),
+            Function("inference_loss_kernel", (*P, X, T, *self.state), (
+                DtypeOf(X), ShapeOf((N,), X), Invoke("_make_workspace", (X,), self.buffers),
+                *net.inference, *net.loss, *net.penalty, Return((LOSS,))),
+                "The loss in inference mode: batch norm with its running averages, dropout the identity.")]
 
 
 def _modes_api_text(net, params, grads) -> str:
@@ -299,26 +300,14 @@ def _image_line(graph) -> str:
     return f"\nINPUT_IMAGE = {graph.image!r}  # (C, H, W): each row of X is one image, NCHW order"
 
 
-def _packed_step_text(shaped_params, scalar, step, extras="") -> str:
-    """sgd_step on one flat parameter vector: a numba call unboxes every argument, and for a
-    tiny network that is most of the call (2-2-2: 0.59 us with seven arguments, 0.50 of it
-    the floor of calling any njit function with them; four arguments cost 0.33). ``step``:
-    sgd_step_kernel's statements, written out after the views for the matrix step."""
-    offsets, views = [0], []
-    for name, shape in shaped_params:
-        size = math.prod(shape)
-        view = f"theta[{offsets[-1]}:{offsets[-1] + size}]"
-        views.append(f"    {name} = {view}" + (f".reshape({shape})" if len(shape) > 1 else ""))
-        offsets.append(offsets[-1] + size)
+def _packed_step_text(shaped_params, kernel: str, modes: bool) -> str:
+    """sgd_step_packed, pack and unpack around the printed kernel (NetworkKernels.packed)."""
+    offsets = [0]
+    for _, shape in shaped_params:
+        offsets.append(offsets[-1] + math.prod(shape))
     params = ", ".join(name for name, _ in shaped_params)
-    # Views of theta passed to sgd_step_kernel: for a tiny network its compiled scalar step, not
-    # a second copy of it to compile (that doubled the compile time of a tiny network). The
-    # matrix step's statements are written out instead: a called kernel would be linked in and
-    # optimised by LLVM again, which costs more than compiling the statements once here.
-    decorator = "jit" if scalar is None else "jit_holding_gil"
-    kernel = [*views, step if scalar is None else f"    return sgd_step_kernel({params}, X, T, lr{extras})"]
-    py_extras = ", state=(), masks=()" if extras else ""
-    call_extras = ', *_extras("sgd_step_packed", X, state, masks, True)' if extras else ""
+    py_extras = ", state=(), masks=()" if modes else ""
+    call_extras = ', *_extras("sgd_step_packed", X, state, masks, True)' if modes else ""
     return f'''
 PARAM_OFFSETS = {tuple(offsets)!r}  # where each parameter starts in a packed vector; the last is its size
 
@@ -334,9 +323,7 @@ def unpack(theta):
                  for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
 
 
-@{decorator}
-def sgd_step_packed_kernel(theta, X, T, lr{extras}):
-{chr(10).join(kernel)}
+{kernel}
 
 
 def sgd_step_packed(theta, X, T, lr{py_extras}):
@@ -349,46 +336,6 @@ def sgd_step_packed(theta, X, T, lr{py_extras}):
         raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
     _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
     return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr){call_extras})
-'''.strip("\n")
-
-
-def _step_kernels_text(params, scalar, step, steps, extras="") -> str:
-    """sgd_step_kernel and sgd_steps_kernel: on a workspace (matrix step: ``step`` and
-    ``steps``, the statements of sgd_step_into on a workspace of their own, the second in a
-    loop) or, for a tiny network, the scalar step (no workspace: only a few arrays of a
-    layer's width)."""
-    if scalar is None:
-        return f'''
-@jit
-def sgd_step_kernel({params}, X, T, lr{extras}):
-    """sgd_step_into's statements on a workspace of its own (written out, not called)."""
-{step}
-
-
-@jit
-def sgd_steps_kernel({params}, X, T, lr, steps{extras}):
-    """`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop."""
-{steps}
-'''.strip("\n")
-    return f'''
-def jit_holding_gil(function):
-    """jit without nogil, for a kernel shorter than releasing the GIL: letting it go and
-    taking it back costs ~0.06 us a call, about a whole 2-2-2 step (measured, 0.68 -> 0.61 us)."""
-    return jit(function, nogil=False)
-
-
-{scalar.function_text("sgd_step_kernel", "jit_holding_gil").strip(chr(10))}
-
-
-@jit
-def sgd_steps_kernel({params}, X, T, lr, steps):
-    """`steps` gradient-descent steps in place, each a call of sgd_step_kernel's compiled body
-    (compiled once, not again in this loop; long enough a call to release the GIL, so several
-    networks can train in threads)."""
-    loss = X.dtype.type(0)
-    for _ in range(steps):
-        loss = sgd_step_kernel({params}, X, T, lr)
-    return loss
 '''.strip("\n")
 
 

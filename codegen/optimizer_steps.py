@@ -27,44 +27,39 @@ import sympy as sp
 
 from symprop.symbolic.steps import RULES, STEP_COUNT_LINE, UpdateRule
 
-from .backend import Backend
-from symprop.symbolic.ir import Assignments, Let, Loop, Size, element, index, local
+from symprop.symbolic.ir import (Assignments, DtypeOf, Flat, Function, Invoke, Let, Loop, Real, Return, Size, array,
+                                 arrays, element, index, local)
+
+LOSS, X, T = local("loss"), array("X"), array("T")
 
 
 def _number(value: float) -> str:
     return "math.inf" if value == math.inf else repr(float(value))
 
 
-def _update_function(rule: UpdateRule, backend: Backend) -> str:
+def _update_function(rule: UpdateRule) -> Function:
     states = rule.state_names
-    arrays = ["param", "grad", *(f"state_{s}" for s in states)]
+    arrays_ = ["param", "grad", *(f"state_{s}" for s in states)]
     scalars = [*rule.hyper_names, *(["t"] if rule.counts_steps else [])]
     updates = rule.element_updates()
     locals_ = {"param": "p", "grad": "g", **{f"state_{s}": s for s in states}}
-    statements = [Let(local(name), element(f"{array}_flat", "i")) for array, name in locals_.items()]
+    statements = [Let(local(name), element(f"{array_}_flat", "i")) for array_, name in locals_.items()]
     new = {line.target: local(f"{line.target}_new") for line, _ in updates}
     statements.append(Assignments(
         tuple((new[line.target], value) for line, value in updates), {},
         {new[line.target]: f"{line.target} <- {sp.sstr(line.formula)}" for line, _ in updates}))
     stores = {"p": "param", **{s: f"state_{s}" for s in states}}
     statements += [Let(element(f"{stores[line.target]}_flat", "i"), new[line.target]) for line, _ in updates]
-    lines, helpers = backend.print([Loop(index("i"), Size(sp.Symbol("param_flat")), tuple(statements))])
-    assert not helpers, helpers  # plain arithmetic and np.sqrt only
     rule_lines = "\n".join(f"      {line.target} <- {sp.sstr(line.formula)}" for line in rule.lines)
-    flat = "\n".join(f"    {array}_flat = {array}.reshape(-1)" for array in arrays)
-    body = "\n".join("    " + line if line else "" for line in lines)
-    return f'''
-@jit
-def _apply_{rule.name}({", ".join(arrays + scalars)}):
-    """{rule.summary}: one parameter and its state in place, element by element, the rule's
+    param = array("param")
+    return Function(f"_apply_{rule.name}", arrays(*arrays_, *scalars), (
+        DtypeOf(param), *(Let(local(f"{a}_flat"), Flat(array(a))) for a in arrays_),
+        Loop(index("i"), Size(sp.Symbol("param_flat")), tuple(statements))),
+        f"""{rule.summary}: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
 {rule_lines}
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
-    real = param.dtype.type
-{flat}
-{body}
-'''
+    serves parameters of every rank).""")
 
 
 def _state_names(rule: UpdateRule, param_names) -> list[str]:
@@ -72,32 +67,41 @@ def _state_names(rule: UpdateRule, param_names) -> list[str]:
     return names + (["step_count"] if rule.counts_steps else [])
 
 
-def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients: str, allocating: str,
-              backend: Backend, modes=None) -> str:
-    """Everything a network module has for one rule (see the module docstring). ``gradients``:
-    loss_and_grads_into's statements, indented as a body; ``allocating``: the same, allocating
-    the workspace first. ``modes`` (a
-    network with batch norm or dropout): (its running averages and masks as kernel arguments,
-    the lines that update the running averages after the step)."""
-    extras, after = modes or ("", "")
+def _step_kernels(rule: UpdateRule, kernels) -> list[Function]:
+    """train_step_NAME_into (on a workspace) and train_step_NAME_kernel (allocating its own):
+    the gradient statements, then the step count, then _apply_NAME for every parameter."""
+    name, P = rule.name, kernels.params
+    state = arrays(*_state_names(rule, [p.name for p in P]))
+    hyper = arrays(*rule.hyper_names)
+    count, t = [], local("t")
+    if rule.counts_steps:
+        line, counter = STEP_COUNT_LINE, element("step_count", 0)
+        count = [Assignments(((counter, line.formula),), {"t": counter},
+                             {counter: f"t <- {sp.sstr(line.formula)}: {line.note}"}),
+                 Let(t, Real(counter))]
+    calls = [Invoke(f"_apply_{name}", (Flat(p), Flat(g), *(Flat(array(f"{p}_{s}")) for s in rule.state_names),
+                                       *map(Real, hyper), *([t] if rule.counts_steps else [])))
+             for p, g in zip(P, kernels.grads)]
+    update = [*count, *calls, *kernels.after_update, Return((LOSS,))]
+    extras = kernels.state + kernels.masks
+    return [Function(f"train_step_{name}_into", (*P, *state, X, T, *hyper, *extras, *kernels.buffers),
+                     (*kernels.gradients, *update),
+                     f"One {name} step in place, on a workspace from make_workspace(X): the gradients, then\n"
+                     "    every parameter and its state."),
+            Function(f"train_step_{name}_kernel", (*P, *state, X, T, *hyper, *extras), (*kernels.allocating, *update),
+                     f"train_step_{name}_into's statements on a workspace of its own (written out, not called).")]
+
+
+def rule_text(rule: UpdateRule, kernels, function) -> str:
+    """Everything a network module has for one rule (see the module docstring): ``kernels``,
+    the network's ``NetworkKernels``; ``function`` prints a function with the module's printer.
+    A network with batch norm or dropout passes its running averages and masks to the kernels
+    and updates the running averages after the step."""
+    modes = kernels.net.has_modes
     name = rule.name
+    param_names = [p.name for p in kernels.params]
     params = ", ".join(param_names)
     state = _state_names(rule, param_names)
-    state_args = "".join(f"{s}, " for s in state)
-    hyper = ", ".join(rule.hyper_names)
-    cast = ", ".join(f"real({h})" for h in rule.hyper_names) + (", t" if rule.counts_steps else "")
-    count = ""
-    if rule.counts_steps:
-        line = STEP_COUNT_LINE
-        counter = element("step_count", 0)
-        printed, _ = backend.print([Assignments(((counter, line.formula),), {"t": counter},
-                                                {counter: f"t <- {sp.sstr(line.formula)}: {line.note}"})])
-        count = "\n".join("    " + text for text in printed) + "\n    t = real(step_count[0])\n"
-    calls = "\n".join(
-        f"    _apply_{name}({p}.reshape(-1), d{p}.reshape(-1), "
-        f"{''.join(f'{p}_{s}.reshape(-1), ' for s in rule.state_names)}{cast})"
-        for p in param_names)
-    update = f"{count}{calls}\n{after}    return loss"
     defaults = ", ".join(f"{h.name}={_number(h.default)}" for h in rule.hyper)
     checks = ", ".join(f'_hyper("train_step_{name}", "{h.name}", {h.name}, {_number(h.low)}, {_number(h.high)}, '
                        f'{h.closed!r})' for h in rule.hyper)
@@ -108,21 +112,15 @@ def rule_text(rule: UpdateRule, param_names: list[str], buffers: str, gradients:
     if rule.counts_steps:
         zeros.append("np.zeros(1, np.float64)")
     described = ", ".join(f"{s} ({'0' if i == 0 else i})" for s, i in rule.state) or "none"
-    return _update_function(rule, backend) + f'''
-
-@jit
-def train_step_{name}_into({params}, {state_args}X, T, {hyper}{extras}, {buffers}):
-    """One {name} step in place, on a workspace from make_workspace(X): the gradients, then
-    every parameter and its state."""
-{gradients}
-{update}
+    into, kernel = map(function, _step_kernels(rule, kernels))
+    return f'''
+{function(_update_function(rule))}
 
 
-@jit
-def train_step_{name}_kernel({params}, {state_args}X, T, {hyper}{extras}):
-    """train_step_{name}_into's statements on a workspace of its own (written out, not called)."""
-{allocating}
-{update}
+{into}
+
+
+{kernel}
 
 
 STATE_NAMES_{name.upper()} = {tuple(state)!r}
@@ -197,13 +195,12 @@ def _check_state(function, state, names, params, X, T):
 '''
 
 
-def optimizers_text(param_names: list[str], buffers: str, gradients: str, allocating: str, backend: Backend,
-                    modes=None) -> str:
-    """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS."""
+def optimizers_text(kernels, function) -> str:
+    """The optimiser part of a network module: shared checks, every rule, and OPTIMIZERS
+    (``kernels``: the network's ``NetworkKernels``; ``function`` prints a function)."""
     table = "\n".join(
         f"    {rule.name!r}: (init_state_{rule.name}, train_step_{rule.name}, "
         f"{ {h.name: h.default for h in rule.hyper}!r}),"
         for rule in RULES.values())
-    return (SHARED_TEXT + "".join("\n" + rule_text(rule, param_names, buffers, gradients, allocating, backend, modes)
-                             for rule in RULES.values())
+    return (SHARED_TEXT + "".join("\n" + rule_text(rule, kernels, function) for rule in RULES.values())
             + f"\n\n# name -> (init_state, train_step, hyper-parameter defaults)\nOPTIMIZERS = {{\n{table}\n}}\n")

@@ -53,9 +53,9 @@ import sympy as sp
 from symprop.symbolic.layers import N
 
 from .backend import NUMBA, Backend
-from .common import indent
 from .printer import element_text
-from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Comment, Let, Loop, MatrixInto, as_written,
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Blank, Comment, DtypeOf, Function, Let, Loop,
+                                 MatrixInto, Real, Return, ShapeOf, array, arrays, as_written,
                                  difference, element, index, local, parts, product_and_bias)
 
 # A network whose every affine layer has at most this many inputs and outputs gets the scalar
@@ -450,9 +450,12 @@ class _RowPass:
 
 @dataclass
 class ScalarStep:
-    """The printed pieces of one network's scalar step (see ``function_text``)."""
+    """One network's scalar step: its statements (the parameters read into scalar locals, the
+    sums over the rows started at zero, one batch row, what follows the last row, the update)
+    and their printed lines (``size`` counts the row's)."""
 
     params: list  # (name, shape) in argument order
+    statements: tuple  # (reads, zeros, row, after, updates), each a list of statements
     read_lines: list[str]  # every parameter element into its scalar local
     zero_lines: list[str]  # the sums over the rows start at zero (the gradients)
     row_lines: list[str]  # one batch row: forward, loss, backward
@@ -465,33 +468,21 @@ class ScalarStep:
         """Lines in one batch row: what numba and LLVM compile, and what compile time grows with."""
         return sum(1 for line in self.row_lines if line.strip() and not line.lstrip().startswith("#"))
 
-    def function_text(self, name: str, decorator: str) -> str:
-        """The step as one jitted function ``name(W1, b1, ..., X, T, lr)``: the network module
-        makes it sgd_step_kernel itself, and sgd_steps_kernel and sgd_step_packed_kernel call it,
-        so all three share one compiled body (per dtype) instead of each compiling the whole
-        step again."""
-        args = ", ".join(name for name, _ in self.params)
-        return f'''
-@{decorator}
-def {name}({args}, X, T, lr):
-    """One gradient-descent step in place with every unit a scalar local (the tiny-network
-    form): no workspace. The gradient is summed over the batch rows first; the parameters
-    change only after the last row. Returns the loss before the step."""
-    real = X.dtype.type
-    N = X.shape[0]
-    # ---- parameters, read once ----
-{chr(10).join(indent(self.read_lines, 1))}
-    # ---- gradients, summed over the batch rows ----
-    zero = real(0)
-{chr(10).join(indent(self.zero_lines, 1))}
-    loss = real(0)
-    for n in range(N):
-{chr(10).join(indent(self.row_lines + [""], 2) + indent(self.after_lines, 1))}
-    # ---- SGD update: p -= lr * dL/dp, the gradient complete ----
-    step = real(lr)
-{chr(10).join(indent(self.update_lines, 1))}
-    return loss
-'''
+    def function(self, name: str, compiled: str | None = "kernel") -> Function:
+        """The step as one function ``name(W1, b1, ..., X, T, lr)``: the network module makes it
+        sgd_step_kernel itself, and sgd_steps_kernel and sgd_step_packed_kernel call it, so all
+        three share one compiled body (per dtype) instead of each compiling the whole step again."""
+        reads, zeros, row, after, updates = self.statements
+        X = array("X")
+        return Function(name, (*arrays(*(p for p, _ in self.params)), X, array("T"), array("lr")), (
+            DtypeOf(X), ShapeOf((N,), X), Comment("---- parameters, read once ----"), *reads,
+            Comment("---- gradients, summed over the batch rows ----"), Let(ZERO, sp.Integer(0)), *zeros,
+            Let(local(LOSS), sp.Integer(0)), Loop(index("n"), N, (*row, Blank())), *after,
+            Comment("---- SGD update: p -= lr * dL/dp, the gradient complete ----"), Let(STEP, Real(array("lr"))),
+            *updates, Return((local(LOSS),))),
+            "One gradient-descent step in place with every unit a scalar local (the tiny-network\n"
+            "    form): no workspace. The gradient is summed over the batch rows first; the parameters\n"
+            "    change only after the last row. Returns the loss before the step.", compiled)
 
 
 def scalarize(statements, shapes: dict, params: list[str]) -> _RowPass:
@@ -506,11 +497,12 @@ def scalarize(statements, shapes: dict, params: list[str]) -> _RowPass:
     return rows
 
 
-def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
+def scalar_step(net, backend: Backend = NUMBA, printer=None) -> ScalarStep | None:
     """The scalar step of a lowered network (``symbolic.lower.Lowering``: its parameters,
     workspace buffers and forward, loss and backward statements), or None when it is not tiny,
     has a statement without a scalar form, or would take longer to compile than the matrix step
-    (SCALAR_MAX_LINES)."""
+    (SCALAR_MAX_LINES). ``printer``: the module's statement printer, which prints each
+    statement once (the module prints the step's function with it again)."""
     shapes = {**dict(net.params), **dict(net.buffers), "X": (N, net.widths[0]), "T": (N, net.widths[-1])}
     if any(size != N and size > TINY_WIDTH for shape in shapes.values() for size in shape):
         return None
@@ -552,7 +544,7 @@ def scalar_step(net, backend: Backend = NUMBA) -> ScalarStep | None:
     zeros += [Allocate(local(f"{array}_row"), width, comment=f"row n of {array}, for the loops")
               for array, width in rows.row_arrays.items()]
     row = [Let(local(name), value) for name, value in rows.input_reads.items()] + row
-    printed = [backend.print(part) for part in (reads, zeros, row, after, updates)]
-    step = ScalarStep(list(net.params), *(lines for lines, _ in printed),
-                      set().union(*(helpers for _, helpers in printed)))
+    parts = (reads, zeros, row, after, updates)
+    printer = printer or backend.printer()
+    step = ScalarStep(list(net.params), parts, *(printer.lines(part) for part in parts), printer.helpers_used)
     return step if step.size <= SCALAR_MAX_LINES else None

@@ -3,7 +3,9 @@
 Lowering (``symbolic/lower.py``) says *what* a kernel body does, as statements that hold SymPy
 objects, never source text. ``StatementPrinter`` says *how* that reads in the target language,
 one ``_print_<Node>`` method per node type, as SymPy's own printers do for expressions; it
-leaves every expression to the ``KernelPrinter`` (``print_statements``). A second backend would
+leaves every expression to the ``KernelPrinter`` (``print_statements``). ``function`` writes a
+kernel (``ir.Function``) with the decorator its ``compiled`` asks for (``decorators``: what a
+sibling backend changes first). A second backend would
 print the same statements with a printer of its own. Passes rewrite statements into
 statements: ``codegen/scalar_step.py`` turns a tiny network's step into one batch row of
 scalars.
@@ -12,32 +14,97 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto,
-                                 Size, product_and_bias)
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Comment, Copy, DtypeOf, Flat,
+                                 Function, InDtype, Invoke, Let, Loop, MatrixInto, Real, Return, ShapeOf, Size, View,
+                                 product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 
 
 class StatementPrinter:
-    """Prints statement nodes as lines of numba-compatible Python; collects the helpers used."""
+    """Prints statement nodes as lines of numba-compatible Python; collects the helpers used.
+
+    A module's kernels share statements (loss_and_grads_into's are written out in every step
+    kernel): each statement object is printed once per printer and its lines reused."""
 
     indent_unit = "    "
+    # how a Function's ``compiled`` reads: the decorators the numba prelude defines
+    decorators = {"kernel": "@jit", "holding_gil": "@jit_holding_gil", None: None}
 
     def __init__(self):
         self.helpers_used: set[str] = set()
         self._let_printer = None
+        self._printed: dict[int, tuple] = {}  # id(statement) -> (statement, its lines)
 
     def lines(self, statements) -> list[str]:
         out = []
         for statement in statements:
-            out += getattr(self, f"_print_{type(statement).__name__}")(statement)
+            known = self._printed.get(id(statement))
+            if known is None:
+                known = self._printed[id(statement)] = (
+                    statement, getattr(self, f"_print_{type(statement).__name__}")(statement))
+            out += known[1]
         return out
+
+    def function(self, node: Function) -> str:
+        """A function as the module writes it: decorator, def line, docstring, body."""
+        decorator = self.decorators[node.compiled]
+        doc = [f'{self.indent_unit}"""{node.doc}"""'] if node.doc else []
+        body = [(self.indent_unit + line) if line else "" for line in self.lines(node.body)]
+        return "\n".join([*([decorator] if decorator else []),
+                          f"def {node.name}({', '.join(map(str, node.params))}):", *doc, *body]) + "\n"
+
+    def _print_Function(self, node: Function):
+        return self.function(node).splitlines()
+
+    def _print_DtypeOf(self, node: DtypeOf):
+        return [f"real = {node.array}.dtype.type"]
+
+    def _print_ShapeOf(self, node: ShapeOf):
+        if len(node.sizes) == 1:
+            return [f"{node.sizes[0]} = {node.array}.shape[0]"]
+        return [f"{', '.join(map(str, node.sizes))} = {node.array}.shape"]
+
+    def _print_View(self, node: View):
+        view = f"{node.array}[{node.start}:{node.stop}]"
+        return [f"{node.target} = {view}" + (f".reshape({tuple(node.shape)})" if len(node.shape) > 1 else "")]
+
+    def _print_Blank(self, node: Blank):
+        return [""]
+
+    def _print_Copy(self, node: Copy):
+        return [f"{node.target}[:] = {node.source}"]
+
+    def _argument(self, value) -> str:
+        if isinstance(value, Axis):
+            return f"{value.args[0]}.shape[{value.args[1]}]"
+        if isinstance(value, Real):
+            return f"real({value.args[0]})"
+        if isinstance(value, Flat):
+            return f"{value.args[0]}.reshape(-1)"
+        if isinstance(value, InDtype):
+            return f"{value.args[1]}.dtype.type({value.args[0]})"
+        return str(value)
+
+    def _call(self, node: Invoke) -> str:
+        return f"{node.function}({', '.join(map(self._argument, node.args))})"
+
+    def _print_Invoke(self, node: Invoke):
+        if isinstance(node.results, tuple):  # unpacked: a, b, = f(X)
+            results = "".join(f"{r}, " for r in node.results)
+            return [f"{results}= {self._call(node)}" if results else self._call(node)]
+        return [f"{node.results} = {self._call(node)}"]
+
+    def _print_Return(self, node: Return):
+        values = [self._call(v) if isinstance(v, Invoke) else self._argument(v) for v in node.values]
+        return [f"return {', '.join(values)}"]
 
     def _print_Comment(self, node: Comment):
         return [f"# {node.text}"]
 
     def _print_Let(self, node: Let):
-        value = str(node.value) if isinstance(node.value, int) else self._written(node.value)
+        value = (str(node.value) if isinstance(node.value, int) else self._argument(node.value)
+                 if isinstance(node.value, (Flat, InDtype, Real)) else self._written(node.value))
         text = f"{element_text(node.target)} {'+=' if node.augmented else '='} {value}"
         return [f"{text}  # {node.comment}" if node.comment else text]
 
@@ -70,7 +137,7 @@ class StatementPrinter:
 
     def _print_Call(self, node: Call):
         self.helpers_used.add(node.function)
-        text = f"{node.function}({', '.join(str(a) for a in node.args)})"
+        text = f"{node.function}({', '.join(map(self._argument, node.args))})"
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_MatrixInto(self, node: MatrixInto):

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 966473505a8ba652
+# Body hash: ea0a4e7cb551fd70
 
 import hashlib
 import itertools
@@ -896,133 +896,153 @@ def affine_shared_bias_backward(dY, X, W):
 
 
 @jit
-def batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
+def batchnorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: batchnorm (mean and biased variance over the batch, per feature)
     eps = real(eps)
     for j in range(F):
-        mean[j] = real(0)
+        mean1[j] = real(0)
         for n in range(N):
-            mean[j] += x[n, j]
-        mean[j] = mean[j]/real(N)
-        var[j] = real(0)
+            mean1[j] += X[n, j]
+        mean1[j] = mean1[j]/real(N)
+        var1[j] = real(0)
         for n in range(N):
-            centred = x[n, j] - mean[j]
-            var[j] += centred*centred
-        var[j] = var[j]/real(N)
-        s[j] = np.sqrt(eps + var[j])
+            centred = X[n, j] - mean1[j]
+            var1[j] += centred*centred
+        var1[j] = var1[j]/real(N)
+        s1[j] = np.sqrt(eps + var1[j])
         for n in range(N):
-            xhat[n, j] = (-mean[j] + x[n, j])/s[j]
-            y[n, j] = b[j] + g[j]*xhat[n, j]
+            xhat1[n, j] = (-mean1[j] + X[n, j])/s1[j]
+            h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def batchnorm_forward(x, g, b, eps=1e-05):
-    """Training mode: each feature over the batch normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("batchnorm_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[0] < 1:
-        raise ValueError(f"batchnorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+def batchnorm_forward(x, g, b, eps=1e-05, out=None):
+    """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (batch normalisation: each feature normalised over the batch, then g xhat + b (running averages at inference)), on a batch of rows (N, F)"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("batchnorm_forward", dict(out=out), dict(x=x, g=g, b=b))
+    x, g, b, = _arrays("batchnorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"batchnorm_forward: x must be 2-D (batch, features) with at least one row and one feature, got shape {x.shape}")
     _shape("batchnorm_forward", "g", g, (x.shape[1],))
     _shape("batchnorm_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[1], x.dtype) for _ in range(3))
-    batchnorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
+    out = _output("batchnorm_forward", "out", out, x.shape, x.dtype)
+    xhat = np.empty(x.shape, x.dtype)
+    s = np.empty((x.shape[1],), x.dtype)
+    mean = np.empty((x.shape[1],), x.dtype)
+    var = np.empty((x.shape[1],), x.dtype)
+    batchnorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    return out, xhat, s, mean, var
 
 
 @jit
-def batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
+def batchnorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: batchnorm
     # dg = Sum(dy[n]*xhat[n], (n, 1, N)), db = Sum(dy[n], (n, 1, N))
     for j in range(F):
         sum_dy = real(0)
         sum_dy_xhat = real(0)
         for n in range(N):
-            sum_dy += dy[n, j]
-            sum_dy_xhat += dy[n, j]*xhat[n, j]
-        dg[j] = sum_dy_xhat
-        db[j] = sum_dy
+            sum_dy += dh0[n, j]
+            sum_dy_xhat += dh0[n, j]*xhat1[n, j]
+        dscale1[j] = sum_dy_xhat
+        dshift1[j] = sum_dy
         for n in range(N):
-            dx[n, j] = g[j]*(real(N)*dy[n, j] - sum_dy - sum_dy_xhat*xhat[n, j])/(real(N)*s[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
+            dX[n, j] = scale1[j]*(real(N)*dh0[n, j] - sum_dy - sum_dy_xhat*xhat1[n, j])/(real(N)*s1[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
 
 
-def batchnorm_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("batchnorm_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"batchnorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+def batchnorm_backward(dy, xhat, s, g, dx=None):
+    """dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s); dg = Sum(dy[n]*xhat[n], (n, 1, N)); db = Sum(dy[n], (n, 1, N)). Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("batchnorm_backward", dict(dx=dx), dict(dy=dy, xhat=xhat, s=s, g=g))
+    dy, xhat, s, g, = _arrays("batchnorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"batchnorm_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
     _shape("batchnorm_backward", "xhat", xhat, dy.shape)
     _shape("batchnorm_backward", "s", s, (dy.shape[1],))
     _shape("batchnorm_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    dx = _output("batchnorm_backward", "dx", dx, dy.shape, dy.dtype)
+    dg = np.empty((dy.shape[1],), dy.dtype)
+    db = np.empty((dy.shape[1],), dy.dtype)
     batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
     return dx, dg, db
 
 
 @jit
-def layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var):
-    real = x.dtype.type
-    N, F = x.shape
+def layernorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: layernorm (mean and biased variance over each row's features)
     eps = real(eps)
     for n in range(N):
-        mean[n] = real(0)
+        mean1[n] = real(0)
         for j in range(F):
-            mean[n] += x[n, j]
-        mean[n] = mean[n]/real(F)
-        var[n] = real(0)
+            mean1[n] += X[n, j]
+        mean1[n] = mean1[n]/real(F)
+        var1[n] = real(0)
         for j in range(F):
-            centred = x[n, j] - mean[n]
-            var[n] += centred*centred
-        var[n] = var[n]/real(F)
-        s[n] = np.sqrt(eps + var[n])
+            centred = X[n, j] - mean1[n]
+            var1[n] += centred*centred
+        var1[n] = var1[n]/real(F)
+        s1[n] = np.sqrt(eps + var1[n])
         for j in range(F):
-            xhat[n, j] = (-mean[n] + x[n, j])/s[n]
-            y[n, j] = b[j] + g[j]*xhat[n, j]
+            xhat1[n, j] = (-mean1[n] + X[n, j])/s1[n]
+            h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def layernorm_forward(x, g, b, eps=1e-05):
-    """Training mode: each row over its features normalised with its mean and biased variance, then
-    y = g xhat + b. Returns (y, xhat, s, mean, var); backward reads xhat and s."""
-    x, g, b = _arrays("layernorm_forward", x=x, g=g, b=b)
-    if x.ndim != 2 or x.shape[1] < 1:
-        raise ValueError(f"layernorm_forward: x must be 2-D (batch, features), got shape {x.shape}")
+def layernorm_forward(x, g, b, eps=1e-05, out=None):
+    """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (layer normalisation: each row normalised over its features, then g xhat + b), on a batch of rows (N, F)"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("layernorm_forward", dict(out=out), dict(x=x, g=g, b=b))
+    x, g, b, = _arrays("layernorm_forward", x=x, g=g, b=b)
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"layernorm_forward: x must be 2-D (batch, features) with at least one row and one feature, got shape {x.shape}")
     _shape("layernorm_forward", "g", g, (x.shape[1],))
     _shape("layernorm_forward", "b", b, (x.shape[1],))
-    y, xhat = np.empty_like(x), np.empty_like(x)
-    s, mean, var = (np.empty(x.shape[0], x.dtype) for _ in range(3))
-    layernorm_forward_kernel(x, g, b, eps, y, xhat, s, mean, var)
-    return y, xhat, s, mean, var
+    out = _output("layernorm_forward", "out", out, x.shape, x.dtype)
+    xhat = np.empty(x.shape, x.dtype)
+    s = np.empty((x.shape[0],), x.dtype)
+    mean = np.empty((x.shape[0],), x.dtype)
+    var = np.empty((x.shape[0],), x.dtype)
+    layernorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    return out, xhat, s, mean, var
 
 
 @jit
-def layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db):
-    real = dy.dtype.type
-    N, F = dy.shape
+def layernorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: layernorm
     for j in range(F):
-        dg[j] = real(0)
-        db[j] = real(0)
+        dscale1[j] = real(0)
+        dshift1[j] = real(0)
     for n in range(N):
         sum_gdy = real(0)
         sum_gdy_xhat = real(0)
         for j in range(F):
-            sum_gdy += dy[n, j]*g[j]
-            sum_gdy_xhat += dy[n, j]*g[j]*xhat[n, j]
+            sum_gdy += dh0[n, j]*scale1[j]
+            sum_gdy_xhat += dh0[n, j]*scale1[j]*xhat1[n, j]
         for j in range(F):
-            dx[n, j] = (real(F)*dy[n, j]*g[j] - sum_gdy - sum_gdy_xhat*xhat[n, j])/(real(F)*s[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
-            dg[j] += dy[n, j]*xhat[n, j]  # dg: each row's dy * xhat, summed over the batch
-            db[j] += dy[n, j]  # db: each row's dy, summed over the batch
+            dX[n, j] = (real(F)*dh0[n, j]*scale1[j] - sum_gdy - sum_gdy_xhat*xhat1[n, j])/(real(F)*s1[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
+            dscale1[j] += dh0[n, j]*xhat1[n, j]  # dg: each row's dy * xhat, summed over the batch
+            dshift1[j] += dh0[n, j]  # db: each row's dy, summed over the batch
 
 
-def layernorm_backward(dy, xhat, s, g):
-    """(dx, dg, db) from the saved xhat and s (the derived three-term rule)."""
-    dy, xhat, s, g = _arrays("layernorm_backward", dy=dy, xhat=xhat, s=s, g=g)
-    if dy.ndim != 2:
-        raise ValueError(f"layernorm_backward: dy must be 2-D (batch, features), got shape {dy.shape}")
+def layernorm_backward(dy, xhat, s, g, dx=None):
+    """dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s); dg = dy*xhat; db = dy. Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("layernorm_backward", dict(dx=dx), dict(dy=dy, xhat=xhat, s=s, g=g))
+    dy, xhat, s, g, = _arrays("layernorm_backward", dy=dy, xhat=xhat, s=s, g=g)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"layernorm_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
     _shape("layernorm_backward", "xhat", xhat, dy.shape)
     _shape("layernorm_backward", "s", s, (dy.shape[0],))
     _shape("layernorm_backward", "g", g, (dy.shape[1],))
-    dx, dg, db = np.empty_like(dy), np.empty(dy.shape[1], dy.dtype), np.empty(dy.shape[1], dy.dtype)
+    dx = _output("layernorm_backward", "dx", dx, dy.shape, dy.dtype)
+    dg = np.empty((dy.shape[1],), dy.dtype)
+    db = np.empty((dy.shape[1],), dy.dtype)
     layernorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
     return dx, dg, db
 
@@ -1062,84 +1082,91 @@ def dropout_backward(dy, m, p=0.5):
 
 
 @jit
-def softmax_forward_kernel(z, y):
-    real = z.dtype.type
-    N, K = z.shape
+def softmax_forward_kernel(X, p0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: softmax
+    K = F
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += _exp(-zmax + z[n, k])
+            s0 += _exp(-zmax + X[n, k])
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s0
+            p0[n, k] = _exp(-zmax + X[n, k])/s0
 
 
 def softmax_forward(z, out=None):
-    """y = softmax(z) over each row, with the row maximum subtracted before exp."""
-    _separate("softmax_forward", dict(out=out), dict(z=z))
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)) (softmax over each row), on a batch of rows (N, F)"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_forward", dict(out=out), dict(z=z))
     z, = _arrays("softmax_forward", z=z)
-    if z.ndim != 2:
-        raise ValueError(f"softmax_forward: z must be 2-D (batch, classes), got shape {z.shape}")
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"softmax_forward: z must be 2-D (batch, features) with at least one row and one feature, got shape {z.shape}")
     out = _output("softmax_forward", "out", out, z.shape, z.dtype)
     softmax_forward_kernel(z, out)
     return out
 
 
 @jit
-def softmax_backward_kernel(dy, y, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def softmax_backward_kernel(dp0, p0, dX):
+    real = dp0.dtype.type
+    N, F = dp0.shape
+    # layer 1: softmax
+    K = F
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += dy[n, k]*y[n, k]
+            s0 += dp0[n, k]*p0[n, k]
         for k in range(K):
-            dz[n, k] = (-s0 + dy[n, k])*y[n, k]  # dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]
+            dX[n, k] = (-s0 + dp0[n, k])*p0[n, k]
 
 
 def softmax_backward(dy, y, dz=None):
-    """dz[j] = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j], from the saved output y."""
-    _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
-    dy, y = _arrays("softmax_backward", dy=dy, y=y)
-    if y.ndim != 2:
-        raise ValueError(f"softmax_backward: y must be 2-D (batch, classes), got shape {y.shape}")
-    _shape("softmax_backward", "dy", dy, y.shape)
-    dz = _output("softmax_backward", "dz", dz, y.shape, y.dtype)
+    """dz = (dy[j] - Sum(dy[k]*y[k], (k, 1, K)))*y[j]. Never writes its inputs."""
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_backward", dict(dz=dz), dict(dy=dy, y=y))
+    dy, y, = _arrays("softmax_backward", dy=dy, y=y)
+    if dy.ndim != 2 or 0 in dy.shape:
+        raise ValueError(f"softmax_backward: dy must be 2-D (batch, features) with at least one row and one feature, got shape {dy.shape}")
+    _shape("softmax_backward", "y", y, dy.shape)
+    dz = _output("softmax_backward", "dz", dz, dy.shape, dy.dtype)
     softmax_backward_kernel(dy, y, dz)
     return dz
 
 
 @jit
-def softmax_cross_entropy_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def softmax_cross_entropy_forward_kernel(X, T, P):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: softmax-cross-entropy (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = F
+    loss = real(0)
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         s1 = real(0)
         for k in range(K):
-            s1 += _exp(-zmax + z[n, k])
+            s1 += _exp(-zmax + X[n, k])
         row_loss = -s0 + zmax + np.log(s1)
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s1
-        total += row_loss
-    return total / real(N)
+            P[n, k] = _exp(-zmax + X[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def softmax_cross_entropy_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
-    _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("softmax_cross_entropy_forward", z=z, t=t)
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (softmax then cross-entropy with one-hot targets, mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_cross_entropy_forward", dict(out=out), dict(z=z, t=t))
+    z, t, = _arrays("softmax_cross_entropy_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"softmax_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("softmax_cross_entropy_forward", "t", t, z.shape)
@@ -1149,18 +1176,20 @@ def softmax_cross_entropy_forward(z, t, out=None):
 
 
 @jit
-def softmax_cross_entropy_backward_kernel(y, t, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def softmax_cross_entropy_backward_kernel(P, T, dX):
+    real = P.dtype.type
+    N, F = P.shape
+    K = F
     for n in range(N):
         for k in range(K):
-            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+            dX[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dX = (-t[j] + y[j])/N
 
 
 def softmax_cross_entropy_backward(y, t, dz=None):
-    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
-    _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
-    y, t = _arrays("softmax_cross_entropy_backward", y=y, t=t)
+    """dz = (-t[j] + y[j])/N. Never writes its inputs."""
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("softmax_cross_entropy_backward", dict(dz=dz), dict(y=y, t=t))
+    y, t, = _arrays("softmax_cross_entropy_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"softmax_cross_entropy_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("softmax_cross_entropy_backward", "t", t, y.shape)
@@ -1170,40 +1199,46 @@ def softmax_cross_entropy_backward(y, t, dz=None):
 
 
 @jit
-def squared_error_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def squared_error_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: squared-error
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += (real(0.5))*((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
-    return total * real(1)
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - X[n, j])*(T[n, j] - X[n, j]))
+            loss += loss_term
+    return loss
 
 
 def squared_error_forward(y, t):
-    """L = 1 * sum of (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)); y and t are (N, K)."""
-    y, t = _arrays("squared_error_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"squared_error_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """l = (t - y)**2/2 (1/2 sum of squared errors (the seeds' E)), on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("squared_error_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"squared_error_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("squared_error_forward", "t", t, y.shape)
-    return squared_error_forward_kernel(y, t)
+    loss = squared_error_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def squared_error_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def squared_error_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dy[n, k] = -t[n, k] + y[n, k]  # dy = dL/dy
+        for j in range(K):
+            dX[n, j] = -T[n, j] + X[n, j]  # dL/dX = -t + y
 
 
 def squared_error_backward(y, t, dy=None):
-    """dy = -t + y; the loss's upstream gradient is 1."""
-    _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("squared_error_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"squared_error_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """dy = -t + y. Never writes its inputs."""
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("squared_error_backward", dict(dy=dy), dict(y=y, t=t))
+    y, t, = _arrays("squared_error_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"squared_error_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("squared_error_backward", "t", t, y.shape)
     dy = _output("squared_error_backward", "dy", dy, y.shape, y.dtype)
     squared_error_backward_kernel(y, t, dy)
@@ -1211,40 +1246,47 @@ def squared_error_backward(y, t, dy=None):
 
 
 @jit
-def mse_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def mse_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: mse
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += ((t[n, k] - y[n, k])*(t[n, k] - y[n, k]))
-    return total * real(1)/(real(K)*real(N))
+        for j in range(K):
+            loss_term = ((T[n, j] - X[n, j])*(T[n, j] - X[n, j]))
+            loss += loss_term
+    loss = (real(1)/(real(K)*real(N)))*loss
+    return loss
 
 
 def mse_forward(y, t):
-    """L = 1/(K*N) * sum of (t - y)**2 (mean squared error over all elements); y and t are (N, K)."""
-    y, t = _arrays("mse_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"mse_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """l = (t - y)**2 (mean squared error over all elements), on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("mse_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"mse_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("mse_forward", "t", t, y.shape)
-    return mse_forward_kernel(y, t)
+    loss = mse_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def mse_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def mse_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dy[n, k] = (-real(2)*t[n, k] + real(2)*y[n, k])/(real(K)*real(N))  # dy = dL/dy
+        for j in range(K):
+            dX[n, j] = (-real(2)*T[n, j] + real(2)*X[n, j])/(real(K)*real(N))  # dL/dX = (-2*t + 2*y)/(K*N)
 
 
 def mse_backward(y, t, dy=None):
-    """dy = (-2*t + 2*y)/(K*N); the loss's upstream gradient is 1."""
-    _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("mse_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"mse_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """dy = (-2*t + 2*y)/(K*N). Never writes its inputs."""
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("mse_backward", dict(dy=dy), dict(y=y, t=t))
+    y, t, = _arrays("mse_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"mse_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("mse_backward", "t", t, y.shape)
     dy = _output("mse_backward", "dy", dy, y.shape, y.dtype)
     mse_backward_kernel(y, t, dy)
@@ -1252,40 +1294,47 @@ def mse_backward(y, t, dy=None):
 
 
 @jit
-def binary_cross_entropy_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def binary_cross_entropy_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: binary-cross-entropy
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            total += -t[n, k]*z[n, k] + _softplus(z[n, k])
-    return total * real(1)/real(N)
+        for j in range(K):
+            loss_term = -T[n, j]*X[n, j] + _softplus(X[n, j])
+            loss += loss_term
+    loss = loss/real(N)
+    return loss
 
 
 def binary_cross_entropy_forward(z, t):
-    """L = 1/N * sum of -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)); z and t are (N, K)."""
-    z, t = _arrays("binary_cross_entropy_forward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
+    """l = -t*z + Softplus(z) (sigmoid then binary cross-entropy, mean over the batch (takes logits z)), on a batch of rows (N, F); returns the loss"""
+    z, t, = _arrays("binary_cross_entropy_forward", z=z, t=t)
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"binary_cross_entropy_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("binary_cross_entropy_forward", "t", t, z.shape)
-    return binary_cross_entropy_forward_kernel(z, t)
+    loss = binary_cross_entropy_forward_kernel(z, t)
+    return loss
 
 
 @jit
-def binary_cross_entropy_backward_kernel(z, t, dz):
-    real = z.dtype.type
-    N, K = z.shape
+def binary_cross_entropy_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            dz[n, k] = (-t[n, k] + _sigmoid(z[n, k]))/real(N)  # dz = dL/dz
+        for j in range(K):
+            dX[n, j] = (-T[n, j] + _sigmoid(X[n, j]))/real(N)  # dL/dX = (-t + Sigmoid(z))/N
 
 
 def binary_cross_entropy_backward(z, t, dz=None):
-    """dz = (-t + Sigmoid(z))/N; the loss's upstream gradient is 1."""
-    _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
-    z, t = _arrays("binary_cross_entropy_backward", z=z, t=t)
-    if z.ndim != 2 or z.shape[0] == 0:
-        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, outputs) with at least one row, got shape {z.shape}")
+    """dz = (-t + Sigmoid(z))/N. Never writes its inputs."""
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("binary_cross_entropy_backward", dict(dz=dz), dict(z=z, t=t))
+    z, t, = _arrays("binary_cross_entropy_backward", z=z, t=t)
+    if z.ndim != 2 or 0 in z.shape:
+        raise ValueError(f"binary_cross_entropy_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("binary_cross_entropy_backward", "t", t, z.shape)
     dz = _output("binary_cross_entropy_backward", "dz", dz, z.shape, z.dtype)
     binary_cross_entropy_backward_kernel(z, t, dz)
@@ -1293,34 +1342,35 @@ def binary_cross_entropy_backward(z, t, dz=None):
 
 
 @jit
-def log_softmax_nll_forward_kernel(z, t, y):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def log_softmax_nll_forward_kernel(X, T, P):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: log-softmax-nll (log-sum-exp, row maximum subtracted; P = softmax, saved for backward)
+    K = F
+    loss = real(0)
     for n in range(N):
-        zmax = z[n, 0]
+        zmax = X[n, 0]
         for k in range(1, K):
-            zmax = max(zmax, z[n, k])
+            zmax = max(zmax, X[n, k])
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         s1 = real(0)
         for k in range(K):
-            s1 += _exp(-zmax + z[n, k])
+            s1 += _exp(-zmax + X[n, k])
         row_loss = -s0 + zmax + np.log(s1)
         for k in range(K):
-            y[n, k] = _exp(-zmax + z[n, k])/s1
-        total += row_loss
-    return total / real(N)
+            P[n, k] = _exp(-zmax + X[n, k])/s1
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def log_softmax_nll_forward(z, t, out=None):
-    """Mean over the batch of -sum_k t log softmax(z); also returns y = softmax(z).
-
-    Computed as log-sum-exp with the row maximum subtracted: log(0) is never taken.
-    """
-    _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
-    z, t = _arrays("log_softmax_nll_forward", z=z, t=t)
+    """y[k] = exp(-zmax + z[k])/Sum(exp(-zmax + z[m]), (m, 1, K)); L_n = zmax + log(Sum(exp(-zmax + z[m]), (m, 1, K))) - Sum(t[k]*z[k], (k, 1, K)) (log-softmax then the negative log-likelihood of the true class (one-hot targets), mean over the batch), on a batch of rows (N, F); returns the loss and out, saved for backward"""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("log_softmax_nll_forward", dict(out=out), dict(z=z, t=t))
+    z, t, = _arrays("log_softmax_nll_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"log_softmax_nll_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("log_softmax_nll_forward", "t", t, z.shape)
@@ -1330,18 +1380,20 @@ def log_softmax_nll_forward(z, t, out=None):
 
 
 @jit
-def log_softmax_nll_backward_kernel(y, t, dz):
-    real = y.dtype.type
-    N, K = y.shape
+def log_softmax_nll_backward_kernel(P, T, dX):
+    real = P.dtype.type
+    N, F = P.shape
+    K = F
     for n in range(N):
         for k in range(K):
-            dz[n, k] = (-t[n, k] + y[n, k])/real(N)  # dz = dL/dz = (-t[j] + y[j])/N
+            dX[n, k] = (-T[n, k] + P[n, k])/real(N)  # dL/dX = (-t[j] + y[j])/N
 
 
 def log_softmax_nll_backward(y, t, dz=None):
-    """dz = (-t[j] + y[j])/N, from the saved softmax output y and one-hot t."""
-    _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
-    y, t = _arrays("log_softmax_nll_backward", y=y, t=t)
+    """dz = (-t[j] + y[j])/N. Never writes its inputs."""
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("log_softmax_nll_backward", dict(dz=dz), dict(y=y, t=t))
+    y, t, = _arrays("log_softmax_nll_backward", y=y, t=t)
     if y.ndim != 2 or 0 in y.shape:
         raise ValueError(f"log_softmax_nll_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("log_softmax_nll_backward", "t", t, y.shape)
@@ -1351,56 +1403,62 @@ def log_softmax_nll_backward(y, t, dz=None):
 
 
 @jit
-def multiclass_hinge_forward_kernel(z, t):
-    real = z.dtype.type
-    N, K = z.shape
-    total = real(0)
+def multiclass_hinge_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: multiclass-hinge (zy: the score of the correct class)
+    K = F
+    loss = real(0)
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         zy = s0
         s0 = real(0)
         for k in range(K):
-            s0 += (real(1) - t[n, k])*max(real(0), -zy + z[n, k] + real(1))
+            s0 += (real(1) - T[n, k])*max(real(0), -zy + X[n, k] + real(1))
         row_loss = s0
-        total += row_loss
-    return total / real(N)
+        loss += row_loss
+    loss = loss/real(N)
+    return loss
 
 
 def multiclass_hinge_forward(z, t):
-    """Mean over the batch of sum over the wrong classes k of max(0, z[k] - z[y] + 1), one-hot t."""
-    z, t = _arrays("multiclass_hinge_forward", z=z, t=t)
+    """zy = Sum(t[k]*z[k], (k, 1, K)); L_n = Sum((1 - t[k])*Max(0, -zy + z[k] + 1), (k, 1, K)) (multiclass SVM loss: sum over wrong classes of max(0, z[k] - z[y] + 1), mean over the batch), on a batch of rows (N, F); returns the loss"""
+    z, t, = _arrays("multiclass_hinge_forward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_forward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_forward", "t", t, z.shape)
-    return multiclass_hinge_forward_kernel(z, t)
+    loss = multiclass_hinge_forward_kernel(z, t)
+    return loss
 
 
 @jit
-def multiclass_hinge_backward_kernel(z, t, dz):
-    real = z.dtype.type
-    N, K = z.shape
+def multiclass_hinge_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
         s0 = real(0)
         for k in range(K):
-            s0 += t[n, k]*z[n, k]
+            s0 += T[n, k]*X[n, k]
         zy = s0
         s0 = real(0)
         for k in range(K):
-            s0 += real(-zy + z[n, k] + real(1) > real(0))
+            s0 += real(-zy + X[n, k] + real(1) > real(0))
         s1 = real(0)
         for k in range(K):
-            s1 += real(-zy + z[n, k] + real(1) > real(0))*t[n, k]
+            s1 += real(-zy + X[n, k] + real(1) > real(0))*T[n, k]
         for k in range(K):
-            t0 = real(-zy + z[n, k] + real(1) > real(0))
-            dz[n, k] = (-s0*t[n, k] + s1*t[n, k] - t0*t[n, k] + t0)/real(N)  # dz = dL/dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N
+            t0 = real(-zy + X[n, k] + real(1) > real(0))
+            dX[n, k] = (-s0*T[n, k] + s1*T[n, k] - t0*T[n, k] + t0)/real(N)  # dz = dL/dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N
 
 
 def multiclass_hinge_backward(z, t, dz=None):
-    """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N."""
-    _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
-    z, t = _arrays("multiclass_hinge_backward", z=z, t=t)
+    """dz = (-Heaviside(-zy + z[j] + 1, 0)*t[j] + Heaviside(-zy + z[j] + 1, 0) + t[j]*Sum(Heaviside(-zy + z[k] + 1, 0)*t[k], (k, 1, K)) - t[j]*Sum(Heaviside(-zy + z[k] + 1, 0), (k, 1, K)))/N. Never writes its inputs."""
+    if dz is not None:  # the caller's array must not share memory with an input
+        _separate("multiclass_hinge_backward", dict(dz=dz), dict(z=z, t=t))
+    z, t, = _arrays("multiclass_hinge_backward", z=z, t=t)
     if z.ndim != 2 or 0 in z.shape:
         raise ValueError(f"multiclass_hinge_backward: z must be 2-D (batch, classes) with at least one row and one class, got shape {z.shape}")
     _shape("multiclass_hinge_backward", "t", t, z.shape)
@@ -1410,43 +1468,50 @@ def multiclass_hinge_backward(z, t, dz=None):
 
 
 @jit
-def huber_forward_kernel(y, t):
-    real = y.dtype.type
-    N, K = y.shape
-    total = real(0)
+def huber_forward_kernel(X, T):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: huber
+    K = F
+    loss = real(0)
     for n in range(N):
-        for k in range(K):
-            t0 = t[n, k] - y[n, k]
+        for j in range(K):
+            t0 = T[n, j] - X[n, j]
             t1 = abs(t0)
-            total += ((real(0.5))*(t0*t0) if t1 <= real(1) else t1 + real(-0.5))
-    return total * real(1)/(real(K)*real(N))
+            loss_term = ((real(0.5))*(t0*t0) if t1 <= real(1) else t1 + real(-0.5))
+            loss += loss_term
+    loss = (real(1)/(real(K)*real(N)))*loss
+    return loss
 
 
 def huber_forward(y, t):
-    """L = 1/(K*N) * sum of Piecewise(((t - y)**2/2, Abs(t - y) <= 1), (Abs(t - y) - 1/2, True)) (Huber loss (delta 1), mean over all elements); y and t are (N, K)."""
-    y, t = _arrays("huber_forward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"huber_forward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """l = Piecewise(((t - y)**2/2, Abs(t - y) <= 1), (Abs(t - y) - 1/2, True)) (Huber loss (delta 1), mean over all elements), on a batch of rows (N, F); returns the loss"""
+    y, t, = _arrays("huber_forward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"huber_forward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("huber_forward", "t", t, y.shape)
-    return huber_forward_kernel(y, t)
+    loss = huber_forward_kernel(y, t)
+    return loss
 
 
 @jit
-def huber_backward_kernel(y, t, dy):
-    real = y.dtype.type
-    N, K = y.shape
+def huber_backward_kernel(X, T, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    K = F
     for n in range(N):
-        for k in range(K):
-            t0 = t[n, k] - y[n, k]
-            dy[n, k] = (-t0 if abs(t0) <= real(1) else -np.sign(t0))/(real(K)*real(N))  # dy = dL/dy
+        for j in range(K):
+            t0 = T[n, j] - X[n, j]
+            dX[n, j] = (-t0 if abs(t0) <= real(1) else -np.sign(t0))/(real(K)*real(N))  # dL/dX = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N)
 
 
 def huber_backward(y, t, dy=None):
-    """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N); the loss's upstream gradient is 1."""
-    _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
-    y, t = _arrays("huber_backward", y=y, t=t)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ValueError(f"huber_backward: y must be 2-D (batch, outputs) with at least one row, got shape {y.shape}")
+    """dy = Piecewise((-t + y, Abs(t - y) <= 1), (-sign(t - y), True))/(K*N). Never writes its inputs."""
+    if dy is not None:  # the caller's array must not share memory with an input
+        _separate("huber_backward", dict(dy=dy), dict(y=y, t=t))
+    y, t, = _arrays("huber_backward", y=y, t=t)
+    if y.ndim != 2 or 0 in y.shape:
+        raise ValueError(f"huber_backward: y must be 2-D (batch, classes) with at least one row and one class, got shape {y.shape}")
     _shape("huber_backward", "t", t, y.shape)
     dy = _output("huber_backward", "dy", dy, y.shape, y.dtype)
     huber_backward_kernel(y, t, dy)

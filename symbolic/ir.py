@@ -1,9 +1,9 @@
 """The typed statements an op family's lowering writes: what a kernel body does, as data.
 
 Loops, assignments of SymPy expressions, matrix products into preallocated arrays, calls of
-in-place helpers, comments. Statements hold SymPy objects, never source text: targets are
-symbols (loss) or indexed elements (z1[n, j]), values are expressions, shapes are tuples of
-sizes, loop indices are integer symbols. Three readers share them: the code generator prints
+in-place helpers, comments, and the functions (kernels) they make up. Statements hold SymPy
+objects, never source text: targets are symbols (loss) or indexed elements (z1[n, j]), values
+are expressions, shapes are tuples of sizes, loop indices are integer symbols. Three readers share them: the code generator prints
 them (``codegen/statements.py``, one ``_print_<Node>`` method per node type), passes rewrite
 them (``codegen/scalar_step.py``), and the interpreter (``symbolic/interpret.py``) runs them at
 a source's sizes in exact arithmetic and writes each assignment as a transcript line. They
@@ -222,3 +222,97 @@ class Loop:
 
     def __post_init__(self):
         _typed(self, index=self.index, stop=self.stop)
+
+
+# ---- functions: what a kernel is, around its statements ------------------------------------
+class Flat(sp.Function):
+    """A flat view of an array (every element in one axis), where a helper takes any rank."""
+
+    nargs = 1
+
+
+class Real(sp.Function):
+    """value as a number of the kernel's real type (``DtypeOf``): the learning rate, real(lr)."""
+
+    nargs = 1
+
+
+class Axis(sp.Function):
+    """The size of one axis of an array (a kernel's window from its weights' shape)."""
+
+    nargs = 2
+
+
+class InDtype(sp.Function):
+    """value as a number of array's element type (the learning rate in the parameters' dtype)."""
+
+    nargs = 2
+
+
+@dataclass(frozen=True)
+class Blank:
+    """An empty line between a function's parts."""
+
+
+@dataclass(frozen=True)
+class DtypeOf:
+    """real: the element type of ``array``, in which every number of the kernel is written."""
+
+    array: sp.Symbol
+
+
+@dataclass(frozen=True)
+class ShapeOf:
+    """The sizes of ``array``'s leading axes into locals (N = X.shape[0]; N, F = x.shape)."""
+
+    sizes: tuple
+    array: sp.Symbol
+
+
+@dataclass(frozen=True)
+class View:
+    """target = array[start:stop] in ``shape``: a parameter's view of a packed vector."""
+
+    target: sp.Symbol
+    array: sp.Symbol
+    start: int
+    stop: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Every element of source into target, of the same size (a flattened image)."""
+
+    target: sp.Symbol
+    source: sp.Symbol
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """results = function(args): a call of another function of the same module (a kernel, the
+    update), not a helper the backend brings; ``results`` is () for none."""
+
+    function: str
+    args: tuple
+    results: tuple = ()
+
+
+@dataclass(frozen=True)
+class Return:
+    """return values (one value, a tuple of them, or a call's result)."""
+
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Function:
+    """def name(params): body, as the backend writes a function. ``compiled``: a kernel the
+    backend compiles ("kernel"), one compiled without releasing the GIL ("holding_gil"), or
+    None for a plain function of the module."""
+
+    name: str
+    params: tuple
+    body: tuple
+    doc: str = ""
+    compiled: str | None = "kernel"

@@ -1,9 +1,10 @@
 """A second backend, built in this file from the backend seam alone: plain Python, no JIT.
 
-Everything numba-specific (imports, the jit decorator and its flags, the exp dispatch) is the
-numba backend's; the statements, the module skeleton and the input checks are shared. So a
-tiny network's module printed through this backend runs as ordinary Python and NumPy, and its
-training step must give the numba step's numbers."""
+Everything numba-specific (imports, the jit decorator and its flags, the decorators a function
+definition gets, the module-level update and workspace definitions, the exp dispatch) is the
+numba backend's; the statements, the functions they make up and the input checks are shared.
+So a tiny network's module printed through this backend runs as ordinary Python and NumPy, and
+its gradients and training steps must give the numba kernels' numbers."""
 import numpy as np
 import pytest
 
@@ -44,7 +45,31 @@ def plain_helper_source(names) -> str:
         PLAIN_EXP if names & {"_exp", "_sigmoid", "_softplus", "_tanh_softplus"} else "")
 
 
-PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, "dict()", StatementPrinter, plain_helper_source)
+class PlainStatementPrinter(StatementPrinter):
+    """The numba backend's statement printer, with every function left undecorated."""
+
+    decorators = {"kernel": None, "holding_gil": None, None: None}
+
+
+PLAIN_DEFINITIONS = {
+    "sgd_update": '''
+def _sgd_update(param, grad, step):
+    """param -= step * grad, in place, with NumPy."""
+    param.reshape(-1)[:] -= step * grad.reshape(-1)
+''',
+    "holding_gil": "# (no GIL to hold: the functions run as Python)",
+    "workspace": lambda buffers: f'''
+def make_workspace(X):
+    N = X.shape[0]
+    return ({"".join(f"np.empty({shape!r}, X.dtype), " for _, shape in buffers)})
+
+
+_make_workspace = make_workspace
+''',
+}
+
+PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, "dict()", PlainStatementPrinter, plain_helper_source,
+                       PLAIN_DEFINITIONS)
 
 
 @pytest.mark.parametrize("spec", [
@@ -54,6 +79,7 @@ PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, "dict()", Statemen
 def test_a_plain_python_backend_steps_to_the_numba_numbers(spec, tmp_path, rng):
     text = network_module_text(spec, backend=PLAIN_PYTHON)
     assert "import numba" not in text and "numba." not in text  # nothing of the numba backend
+    assert "@jit\ndef forward_kernel" not in text and "\ndef forward_kernel" in text  # its kernels undecorated
     path = tmp_path / "plain_net.py"
     path.write_text(text)
     plain = files.import_generated("plain_python_net", path)
@@ -63,6 +89,9 @@ def test_a_plain_python_backend_steps_to_the_numba_numbers(spec, tmp_path, rng):
     X = rng.normal(size=(5, compiled.INPUT_SIZE))
     T = (np.eye(compiled.OUTPUT_SIZE)[rng.integers(0, compiled.OUTPUT_SIZE, 5)]
          if compiled.LOSS == "softmax-cross-entropy" else rng.uniform(0, 1, (5, compiled.OUTPUT_SIZE)))
+    plain_grads, compiled_grads = plain.loss_and_grads(*params, X, T), compiled.loss_and_grads(*params, X, T)
+    for name, a, b in zip(("loss", *compiled.PARAM_NAMES), plain_grads, compiled_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=name)
     plain_params, compiled_params = [p.copy() for p in params], [p.copy() for p in params]
     for _ in range(3):
         plain_loss = plain.sgd_step(*plain_params, X, T, 0.5)
@@ -71,3 +100,28 @@ def test_a_plain_python_backend_steps_to_the_numba_numbers(spec, tmp_path, rng):
     for name, a, b in zip(compiled.PARAM_NAMES, plain_params, compiled_params):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15, err_msg=name)
     assert not np.allclose(plain_params[0], params[0])  # the steps moved the weights
+
+
+def test_the_per_layer_kernels_print_through_the_plain_backend_to_the_numba_numbers(tmp_path, rng):
+    """generated/layers.py's kernels are functions of statements too: printed by the plain
+    backend (none of its kernels decorated), every layer family gives the numba kernels' numbers."""
+    import symprop.generated.layers as compiled
+    from symprop.codegen.layer_kernels import layers_module_body
+
+    body, _ = layers_module_body(backend=PLAIN_PYTHON)
+    assert "import numba" not in body and "@jit\ndef softmax_forward_kernel" not in body
+    path = tmp_path / "plain_layers.py"
+    path.write_text(files.header("Per-layer kernels, plain Python.", "codegen/layer_kernels.py",
+                                 "tests/test_backends.py", [], "test", body) + body)
+    plain = files.import_generated("plain_python_layers", path)
+    x, W, b = rng.normal(size=(5, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
+    t, g, dy = np.eye(4)[rng.integers(0, 4, 5)], rng.uniform(0.5, 1.5, 4), rng.normal(size=(5, 4))
+    calls = {"softmax_forward": (x,), "softmax_backward": (dy, x), "mse_forward": (x, t), "mse_backward": (x, t),
+             "softmax_cross_entropy_forward": (x, t), "multiclass_hinge_backward": (x, t),
+             "batchnorm_forward": (x, g, g), "layernorm_backward": (dy, x, g[:1].repeat(5), g),
+             "sigmoid_forward_backward": (x, dy),
+             "affine_forward": (x, W, b), "affine_backward": (rng.normal(size=(5, 3)), x, W), "dropout_forward": (x, t)}
+    for name, args in calls.items():
+        expected, got = getattr(compiled, name)(*args), getattr(plain, name)(*args)
+        for a, c in zip(*(r if isinstance(r, tuple) else (r,) for r in (expected, got))):
+            np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-15, err_msg=name)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from symprop.codegen.backend import NUMBA
 import symprop.codegen.scalar_step as scalar_step_module
 from symprop.codegen.scalar_step import scalar_step
 from symprop.symbolic.ir import (Assignments, Call, Comment, Let, Loop, MatrixInto, element as at, index, local,
@@ -45,7 +46,7 @@ def scaled_network(forward=None, backward=None):
 def run(step, *args):
     """The printed step as a plain Python function."""
     namespace = {}
-    exec(step.function_text("step", "plain"), {"plain": lambda f: f, "np": np}, namespace)
+    exec(NUMBA.function(step.function("step", compiled=None)), {"np": np}, namespace)
     return namespace["step"](*args)
 
 

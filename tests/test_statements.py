@@ -70,3 +70,43 @@ def test_source_text_in_a_statement_is_refused():
         Assignments(((at("z1", "n", "j"), x),), {"x": "X[n, j]"})
     with pytest.raises(TypeError, match="Loop.index is the text"):
         Loop("n", N, ())
+
+
+def test_a_function_prints_its_decorator_docstring_and_body_once_per_statement():
+    """A kernel is a Function of statements; the backend's printer writes the decorator its
+    ``compiled`` asks for, and a statement shared by two kernels is printed once (same lines)."""
+    from symprop.codegen.backend import NUMBA
+    from symprop.symbolic.ir import DtypeOf, Flat, Function, InDtype, Invoke, Return, ShapeOf, array, arrays
+
+    X, W, loss, step = array("X"), array("W"), local("loss"), local("step")
+    shared = Let(loss, as_written(sp.Mul, loss, sp.Integer(2)))
+    printer = NUMBA.printer()
+    printed, print_let = [], printer._print_Let
+    printer._print_Let = lambda node: printed.append(node) or print_let(node)
+    kernel = NUMBA.function(Function("k", (W, X), (DtypeOf(X), ShapeOf((N,), X), Let(step, InDtype(0, X)), shared,
+                                                   Invoke("_update", (Flat(W), step)), Return((loss,))),
+                                     "One kernel."), printer)
+    assert kernel.splitlines() == ["@jit", "def k(W, X):", '    """One kernel."""', "    real = X.dtype.type",
+                                   "    N = X.shape[0]", "    step = X.dtype.type(0)", "    loss = loss*real(2)",
+                                   "    _update(W.reshape(-1), step)", "    return loss"]
+    plain = NUMBA.function(Function("p", arrays("W", "X"), (shared,), compiled=None), printer)
+    assert plain.splitlines() == ["def p(W, X):", "    loss = loss*real(2)"]
+    assert [node for node in printed if node is shared] == [shared]  # printed for k, its lines reused for p
+
+
+def test_a_layer_kernel_takes_what_its_statements_read_and_gives_what_they_write():
+    """The per-layer kernels printed from a lowering take the arrays their statements read and
+    return those they write (a walk over the statements, no text): softmax's backward reads the
+    upstream gradient and the saved output, and writes the input's gradient."""
+    from symprop.codegen.layer_kernels import reads_and_writes
+    from symprop.symbolic.graph import parse_net
+    from symprop.symbolic.lower import Lowering
+    from symprop.symbolic.ops.builders import FEATURES
+
+    low = Lowering(parse_net("softmax", loss_optional=True, input_width=FEATURES), input_gradient=True)
+    (value,) = [name for name in low.values if name != "X"]
+    read, written = reads_and_writes(low.backward)
+    assert {f"d{value}", value} <= set(read) and "X" not in read
+    assert "dX" in written and "dX" not in read
+    read, written = reads_and_writes(low.forward)
+    assert "X" in read and value in written
