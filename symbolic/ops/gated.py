@@ -1,0 +1,376 @@
+"""Gated recurrent layers: an LSTM unrolled over T steps, with backpropagation through time.
+
+Like rnn(D,H,T) (symbolic/ops/recurrent.py) a sequence enters as (T, D) per example, the
+kernels' X as an (N, T*D) array read X[n, t, d], and the layer gives the last state h[n,T,:].
+The gates' weights are stacked as PyTorch stacks them: Wx (D, 4H), Wh (H, 4H), b (4H), the
+columns in blocks i, f, g, o (column q = k*H + j is unit j of block k). Step t = 1..T computes
+
+    a[n,t,q] = b[q] + sum_d x[n,t,d] Wx[d,q] + sum_k h[n,t-1,k] Wh[k,q]      (q < 4H)
+    i = sigmoid(a[.., j]), f = sigmoid(a[.., H+j]), g = tanh(a[.., 2H+j]), o = sigmoid(a[.., 3H+j])
+    c[n,t,j] = f c[n,t-1,j] + i g,    h[n,t,j] = o tanh(c[n,t,j])
+
+from h[n,0,:] = c[n,0,:] = 0. SymPy derives each gate's local derivative from its saved output
+(sigmoid' = y(1 - y), tanh' = 1 - y^2), the cell's and the state's local partials, and, from
+contractions over the unrolled steps, the rules of backpropagation through time: the cell
+state's path dL/dc[t-1] = dL/dc[t] f[t] beside the hidden path through Wh, and each shared
+weight's gradient as a sum over the steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..errors import SympropError
+from ..indexcalc import resolve
+from ..ir import Accumulate, Assignments, Comment, Let, Loop, element, index, local
+from ..stable import canonical_form
+from ..text import tr
+from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, fresh_name, real
+
+# Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
+D, H, T = sp.symbols("D H T", integer=True, positive=True)
+INITIAL_STATE = "h[n,0,:] = c[n,0,:] = 0: the state and the cell before the first step"
+STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
+                  "h[n,t-1,:] and cell c[n,t-1,:] the step before it left")
+LSTM_GATES = (("i", "sigmoid", "input gate"), ("f", "sigmoid", "forget gate"), ("g", "tanh", "candidate"),
+              ("o", "sigmoid", "output gate"))  # the order of the stacked columns (PyTorch's)
+
+
+def _indices():
+    return sp.symbols("n t d j k e m q u p", integer=True)
+
+
+def activation_local(kind: str):
+    """(forward, SymPy's local derivative, that derivative from the saved output y): sigmoid's
+    y(1 - y) and tanh's 1 - y^2, derived, not written."""
+    z, y = real("a"), real("y")
+    forward = 1 / (1 + sp.exp(-z)) if kind == "sigmoid" else sp.tanh(z)
+    local_ = sp.diff(forward, z)
+    saved = _in_terms_of_output(canonical_form(local_, [z]), canonical_form(forward, [z]), y, [z])
+    return forward, local_, saved
+
+
+def _stable(kind, argument):
+    """The activation as the kernels compute it (a sigmoid without overflow)."""
+    from ..stable import Sigmoid
+
+    return Sigmoid(argument) if kind == "sigmoid" else sp.tanh(argument)
+
+
+def _sequence_args(name, inner, where):
+    try:
+        args = tuple(int(a) for a in (inner or "").split(","))
+    except ValueError:
+        args = ()
+    if len(args) != 3 or min(args) < 1:
+        raise SympropError(f"{where}: {name} needs three positive sizes: inputs per step, hidden units "
+                           f"and steps, e.g. {name}(3,2,3)")
+    return args
+
+
+def stacked_preactivation(blocks):
+    """a[n,t,q] = b[q] + x_t Wx[:, q] + h_{t-1} Wh[:, q], and the BPTT rules SymPy derives from
+    the contraction sum_{n,t,q} da[n,t,q] a[n,t,q] over the unrolled steps (q < blocks*H): the
+    hidden path dL/dh[p,u,m] (from step u+1), dL/dx, and the shared weights' sums over the steps."""
+    n, t, d, j, k, e, m, q, u, p = _indices()
+    x, Wx, Wh, b, h, da = (sp.IndexedBase(s) for s in ("x", "Wx", "Wh", "b", "h", "da"))
+    pre = b[q] + sp.Sum(x[n, t, d] * Wx[d, q], (d, 0, D - 1)) + sp.Sum(h[n, t - 1, k] * Wh[k, q], (k, 0, H - 1))
+    w = sp.Symbol("w", integer=True)  # the contraction's column, apart from the q of Wx[e,q]
+    L = sp.Sum(da[n, t, w] * pre.xreplace({q: w}), (n, 0, N - 1), (t, 1, T), (w, 0, blocks * H - 1))
+    dWh = resolve(L.diff(Wh[m, q]))
+    rules = {"dh_prev": resolve(L.diff(h[p, u, m]), shifted=True), "dx": resolve(L.diff(x[p, u, e])),
+             "dWx": resolve(L.diff(Wx[e, q])), "dWh": dWh, "db": resolve(L.diff(b[q])),
+             "dWh_step": sp.Sum(dWh.function, *(limit for limit in dWh.limits if limit[0] != t))}
+    return pre, L, rules
+
+
+@dataclass(frozen=True)
+class LSTM(Op):
+    """An LSTM over T steps: lstm(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+
+    value_stem = "h"  # h1: the last hidden state, the layer's output
+    starts_layer = True  # its parameters Wx1, Wh1, b1 and states hs1, cells cs1 are layer 1's
+    layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
+
+    def parse_args(self, inner, where):
+        return _sequence_args(self.name, inner, where)
+
+    def input_width(self, args):
+        inputs, _, steps = args
+        return (steps, inputs)
+
+    def shape_problem(self, args, shape):
+        inputs, _, steps = args
+        if shape != (steps, inputs):
+            return f"takes sequences of {steps} steps of {inputs} inputs, shape {(steps, inputs)}; got {shape}"
+        return None
+
+    def output_width(self, args, shape):
+        return args[1]
+
+    def param_shapes(self, args, width):
+        inputs, hidden, _ = args
+        return [("Wx", (inputs, 4 * hidden)), ("Wh", (hidden, 4 * hidden)), ("b", (4 * hidden,))]
+
+    def derive(self) -> Derivation:
+        n, t, d, j, k, e, m, q, u, p = _indices()
+        A, c, tc, h, dA, dc, dh = (sp.IndexedBase(s) for s in ("a", "c", "tc", "h", "da", "dc", "dh"))
+        gate = {name: sp.IndexedBase(name) for name, _, _ in LSTM_GATES}
+        dgate = {name: sp.IndexedBase(f"d{name}") for name, _, _ in LSTM_GATES}
+        pre, contraction, rules = stacked_preactivation(4)
+        steps = [Step("forward, step t = 1..T", A[n, t, q], pre,
+                      "the stacked pre-activations of the four blocks i, f, g, o (q < 4H): x_t times Wx plus "
+                      "the previous state times Wh plus the bias; h[n,0,:] = 0")]
+        forward, backward = {"a": pre}, {}
+        y = real("y")
+        # each gate: its forward formula, SymPy's local derivative, that derivative from the saved gate
+        for block, (name, kind, title) in enumerate(LSTM_GATES):
+            raw, local_, saved = activation_local(kind)
+            column = block * H + j
+            forward[name] = _stable(kind, A[n, t, column])
+            steps += [Step(f"forward, {title}", gate[name][n, t, j], raw.xreplace({real("a"): A[n, t, column]}),
+                           f"{kind} of block {block} of the pre-activations (column {column})"),
+                      Step(f"local derivative d{name}/da", Label(f"d{name}/da", rf"\frac{{\partial {name}}}"
+                                                                 rf"{{\partial a}}"), local_, "SymPy's diff"),
+                      Step("in terms of the saved output", Label(f"d{name}/da", rf"\frac{{\partial {name}}}"
+                                                                 rf"{{\partial a}}"), saved, f"substituting {name} = {kind}(a)")]
+            backward[f"da_{name}"] = dgate[name][n, t, j] * saved.xreplace({y: gate[name][n, t, j]})
+        i, f, g, o = (gate[name][n, t, j] for name in "ifgo")
+        cell = f * c[n, t - 1, j] + i * g
+        state = o * sp.tanh(c[n, t, j])
+        forward |= {"c": cell, "tc": sp.tanh(c[n, t, j]), "h": o * tc[n, t, j]}
+        steps += [Step("forward, the cell", c[n, t, j], cell, "keep f of the old cell, add i of the candidate; c[n,0,:] = 0"),
+                  Step("forward, the state", h[n, t, j], state, "the output gate times tanh of the cell")]
+        for out, rule, ins in ((c, cell, (gate["f"], gate["i"], gate["g"])), (h, state, (gate["o"],))):
+            for var in ins:
+                steps.append(Step(f"local partial of {out} by {var}", Label(f"d{out}/d{var}", rf"\frac{{\partial {out}}}"
+                                                                          rf"{{\partial {var}}}"),
+                                  sp.diff(rule, var[n, t, j]), "SymPy's diff"))
+        steps.append(Step("local partial of c by the previous cell", Label("dc[n,t,j]/dc[n,t-1,j]", r"\frac{\partial c_t}"
+                                                                           r"{\partial c_{t-1}}"),
+                          sp.diff(cell, c[n, t - 1, j]), "SymPy's diff: the forget gate"))
+        h_by_c = sp.diff(state, c[n, t, j])
+        steps += [Step("local partial of h by c", Label("dh/dc", r"\frac{\partial h}{\partial c}"), h_by_c, "SymPy's diff"),
+                  Step("in terms of the saved tanh of the cell", Label("dh/dc", r"\frac{\partial h}{\partial c}"),
+                       h_by_c.xreplace({sp.tanh(c[n, t, j]): tc[n, t, j]}), "tc = tanh(c), kept from the forward pass")]
+        # backpropagation through time: the contractions over every row, step and unit of the
+        # unrolled cells and states, differentiated by one element of each value
+        Lc = sp.Sum(dc[n, t, j] * cell, (n, 0, N - 1), (t, 1, T), (j, 0, H - 1))
+        Lh = sp.Sum(dh[n, t, j] * state, (n, 0, N - 1), (t, 1, T), (j, 0, H - 1))
+        saved_tanh = {sp.tanh(c[p, u, m]): tc[p, u, m]}
+        through_h = resolve(Lh.diff(c[p, u, m])).xreplace(saved_tanh)
+        cell_path = resolve(Lc.diff(c[p, u, m]), shifted=True)
+        through_h = sp.collect(sp.expand(through_h), dh[p, u, m] * gate["o"][p, u, m])
+        backward |= {"dc": through_h + cell_path,
+                     "do": resolve(Lh.diff(gate["o"][p, u, m])).xreplace(saved_tanh),
+                     **{f"d{name}": resolve(Lc.diff(gate[name][p, u, m])) for name in "ifg"}}
+        backward |= rules
+        steps += [Step("chain rule over the unrolled cells", Label("dL", "dL"), Lc + Lh,
+                       "dc and dh: the gradients reaching each cell and state from everything that reads it"),
+                  Step("differentiate by c[p,u,m]: two paths back", dc[p, u, m], backward["dc"],
+                       "through the state h_u = o tanh(c_u), and the cell state's path from step u+1 through its "
+                       "forget gate (dc[p,T+1,:] reads as 0)"),
+                  *(Step(f"differentiate by {name}[p,u,m]", dgate[name][p, u, m], backward[f"d{name}"],
+                         "the gate's gradient from the cell or the state it feeds") for name in "ifgo"),
+                  *(Step(f"backward (chain rule: upstream times local), {name}", dA[n, t, sp.Symbol(f"q_{name}")],
+                         backward[f"da_{name}"], f"column q_{name} = {block}H + j of the stacked pre-activations")
+                    for block, (name, _, _) in enumerate(LSTM_GATES)),
+                  Step("chain rule over the stacked pre-activations", Label("dL", "dL"), sp.Sum(dA[n, t, q] * pre, (n, 0, N - 1), (t, 1, T), (q, 0, 4 * H - 1)),
+                       "every step uses the same Wx, Wh, b"),
+                  Step("differentiate by h[p,u,m]: the hidden path back", dh[p, u, m], rules["dh_prev"],
+                       "only step u+1 reads h[p,u,:]; at u = T the layer above gives dL/dh[p,T,:]"),
+                  Step("differentiate by x[p,u,e]", sp.IndexedBase("dx")[p, u, e], rules["dx"], "deltas sifted"),
+                  Step("differentiate by Wx[e,q]", sp.IndexedBase("dWx")[e, q], rules["dWx"],
+                       "a shared weight: summed over the steps"),
+                  Step("differentiate by Wh[m,q]", sp.IndexedBase("dWh")[m, q], rules["dWh"],
+                       "a shared weight: the sum over the steps of each step's contribution"),
+                  Step("step t's contribution to dWh", sp.IndexedBase("dWh_step")[t, m, q], rules["dWh_step"],
+                       "the state it read times its pre-activations' gradients, summed over the batch"),
+                  Step("differentiate by b[q]", sp.IndexedBase("db")[q], rules["db"], "summed over the batch and the steps")]
+        return Derivation(self.name, self.summary, self.inputs, forward, backward, ("x", "i", "f", "g", "o", "c", "tc", "h"),
+                          steps, [STEPS_FROM_ONE, INITIAL_STATE],
+                          ["di/da = i(1 - i), dg/da = 1 - g^2, dh/dc = o(1 - tc^2) read saved values: no exp, "
+                           "finite for every input"], dict(backward))
+
+    def lower(self, lowering, use):
+        """Forward: the steps in order, each cell and state from the ones before. Backward, row
+        by row from the last step to the first: the cell's gradient (through the state and along
+        the cell state's path), the gates', the stacked pre-activations', the hidden path through
+        Wh; then each parameter's gradient summed over the batch and the steps, dWh step by step."""
+        inputs, hidden, steps = use.args
+        layer, source = lowering.names.layer, lowering.values[-1]
+        Wx, Wh, b = (lowering.names.params[role] for role in ("Wx", "Wh", "b"))
+        lowering.params += [(Wx, (inputs, 4 * hidden)), (Wh, (hidden, 4 * hidden)), (b, (4 * hidden,))]
+        out = lowering.buffer(lowering.names.value, (N, hidden))
+        taken = {name for name, _ in lowering.buffers + lowering.params} | set(lowering.values)
+        names = {}
+        for role, stem, width in (("a", "a", 4), *((name, name, 1) for name in "ifgo"), ("c", "cs", 1),
+                                  ("tc", "tc", 1), ("h", "hs", 1)):
+            names[role] = fresh_name(f"{stem}{layer}", taken)
+            taken.add(names[role])
+            lowering.buffer(names[role], (N, steps + 1, width * hidden))  # [n, 0, :]: h_0 and c_0, else unused
+        lowering.scratch += [names[role] for role in ("a", "i", "f", "g", "o", "c", "tc", "h")]
+        d = lowering.derivation(self)
+        n, t, dd, j, k, e, m, q, u, p = _indices()
+        arrays = _Arrays(source, inputs, {**names, "Wx": Wx, "Wh": Wh, "b": b,
+                                          **{f"d{role}": f"d{array}" for role, array in names.items()}},
+                         {D: inputs, H: hidden, T: steps})
+        at = arrays.at
+        what = f"layer {use.position}: {use.text}"
+        notes = {"i": tr("the input gate: sigmoid of its pre-activation", "输入门：其预激活值的 sigmoid"),
+                 "f": tr("the forget gate: sigmoid of its pre-activation", "遗忘门：其预激活值的 sigmoid"),
+                 "g": tr("the candidate: tanh of its pre-activation", "候选值：其预激活值的 tanh"),
+                 "o": tr("the output gate: sigmoid of its pre-activation", "输出门：其预激活值的 sigmoid"),
+                 "c": tr("the new cell: f times the old cell plus i times the candidate",
+                         "新细胞状态：f 乘旧细胞状态，加上 i 乘候选值"),
+                 "tc": tr("tanh of the new cell", "新细胞状态的 tanh"),
+                 "h": tr("the new state: the output gate times tanh of the cell", "新状态：输出门乘以细胞状态的 tanh")}
+        cell_step = tuple(Let(at(role, n, t, j), arrays.named(d.forward[role]), note=notes[role])
+                          for role in ("i", "f", "g", "o", "c", "tc", "h"))
+        forward = [Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
+            "the initial state h_0 = 0", "初始状态 h_0 = 0")), Let(at("c", n, 0, j), sp.Integer(0), note=tr(
+                "the initial cell c_0 = 0", "初始细胞状态 c_0 = 0")))),
+            Loop(t, steps + 1, (
+                Loop(q, 4 * hidden, tuple(arrays.summed(at("a", n, t, q), d.forward["a"], tr(
+                    f"{use.text}, step t: the stacked pre-activations of i, f, g, o: the bias, plus x_t times Wx, "
+                    "plus the previous state times Wh",
+                    f"{use.text}，第 t 步：i、f、g、o 的堆叠预激活值：偏置，加上 x_t 乘 Wx，再加上前一状态乘 Wh")))),
+                Loop(j, hidden, cell_step)), start=1),
+            Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
+                f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),))]
+        lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, cells and gates i, f, g, o)"),
+                             Loop(n, N, tuple(forward))]
+
+        for role in ("a", "i", "f", "g", "o", "c", "h"):
+            lowering.buffer(f"d{names[role]}", (N, steps + 1, (4 if role == "a" else 1) * hidden))
+
+        def back_step(s, last):
+            """Step s's gradients, from dL/dh[n,s,:] (and, before the last step, dL/dc[n,s+1,:])."""
+            rule = lambda name: arrays.named(d.backward[name].xreplace({p: n, u: s, m: j}))  # noqa: E731
+            cell = d.backward["dc"].xreplace({p: n, u: s, m: j})
+            if last:  # nothing after the last step: the cell state's path is empty
+                cell = cell.xreplace({sp.IndexedBase("dc")[n, s + 1, j]: 0})
+            body = [Let(at("dc", n, s, j), arrays.named(cell), note=tr(
+                "the cell's gradient: through the state (dL/dh o (1 - tanh(c)^2))" +
+                ("" if last else ", plus the cell state's path from the next step (its dL/dc times its forget gate)"),
+                "细胞状态的梯度：经由状态（dL/dh o (1 - tanh(c)^2））" + ("" if last else "，加上来自下一步的细胞状态路径（其 dL/dc 乘其遗忘门）")))]
+            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=tr(
+                f"the {title}'s gradient: " + ("dL/dh times tanh(c)" if name == "o" else "dL/dc times what it multiplies"),
+                f"{title} 的梯度")) for name, _, title in LSTM_GATES]
+            for block, (name, kind, title) in enumerate(LSTM_GATES):
+                body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
+            statements = [Loop(j, hidden, tuple(body))]
+            if s != 1:
+                statements.append(Loop(m, hidden, tuple(arrays.summed(at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace(
+                    {p: n, u: s - 1}), tr("back through time: step t's pre-activation gradients times Wh (the hidden path)",
+                                          "沿时间反向：第 t 步预激活值的梯度乘以 Wh（隐藏状态路径）")))))
+            return statements
+
+        r = index("r")
+        rows = [Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),
+            *back_step(steps, True)]
+        if steps > 1:
+            rows.append(Loop(r, steps - 1, tuple(back_step(steps - 1 - r, False))))
+        backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)),
+                    *arrays.parameter_gradients(lowering, d, Wx, Wh, b, 4 * hidden, hidden, steps)]
+        if source != "X" or lowering.input_gradient:
+            backward.append(arrays.input_gradient(lowering, d, source, steps))
+        lowering.prepend_backward(backward)
+        lowering.values.append(out)
+        lowering.widths.append(hidden)
+
+
+@dataclass(frozen=True)
+class _Arrays:
+    """The derivation's arrays as the kernel's: x[n,t,d] is X[n, (t-1)*D + d] (a sequence kept
+    flat, step t at columns (t-1)D .. tD-1); every other role is the kernel array ``names`` gives."""
+
+    source: str
+    inputs: int
+    names: dict
+    sizes: dict
+
+    def flat(self, name, n, t, e):
+        return sp.IndexedBase(name)[n, (t - 1) * self.inputs + e]
+
+    def at(self, role, *indices):
+        return sp.IndexedBase(self.names[role])[tuple(sp.sympify(i) for i in indices)]
+
+    def named(self, expr):
+        """A rule over the derivation's arrays, over the kernel's."""
+        def rename(value):
+            role = value.base.label.name
+            if role == "x":
+                return self.flat(self.source, *value.indices)
+            return self.at(role, *value.indices) if role in self.names else value
+        return expr.replace(lambda v: isinstance(v, sp.Indexed), rename).xreplace(self.sizes)
+
+    def summed(self, target, rule, note) -> list:
+        """target = rule, a sum of terms and sums: a local accumulator the loops add each term
+        to, then one write of the target (its transcript line, the whole sum as its formula)."""
+        acc = local("acc")
+        terms = sorted(sp.Add.make_args(rule), key=lambda term: (isinstance(term, sp.Sum),
+                                                                  str(term.limits[0][0]) if isinstance(term, sp.Sum) else ""))
+        statements = [Let(acc, sp.Integer(0))]
+        for term in terms:
+            body, limits = (term.function, term.limits) if isinstance(term, sp.Sum) else (term, ())
+            loop = (Accumulate(acc, self.named(body)),)
+            for i, low, high in reversed(limits):
+                loop = (Loop(i, (high + 1).xreplace(self.sizes), loop, start=int(low)),)
+            statements += loop
+        return statements + [Let(target, acc, note=note)]
+
+    def parameter_gradients(self, lowering, d, Wx, Wh, b, columns, hidden, steps, bias="b", pre="da") -> list:
+        """Each step's contribution to dWh, then dWh as their sum, dWx and db: the shared weights'
+        gradients, summed over the batch and the steps."""
+        n, t, dd, j, k, e, m, q, u, p = _indices()
+        step_buffer = lowering.buffer(f"d{Wh}_step", (steps + 1, hidden, columns))  # [0] is never written
+        grads = [lowering.buffer(f"d{name}", shape) for name, shape in
+                 ((Wx, (self.inputs, columns)), (Wh, (hidden, columns)), (b, (columns,)))]
+        renamed = lambda rule: rule.xreplace({sp.IndexedBase("da"): sp.IndexedBase(pre)})  # noqa: E731
+        return [
+            Loop(t, steps + 1, (Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
+                sp.IndexedBase(step_buffer)[t, m, q], renamed(d.backward["dWh_step"]), tr(
+                    f"step t's contribution to dL/d{Wh}: the state it read times its pre-activations' gradients",
+                    f"第 t 步对 dL/d{Wh} 的贡献：它读入的状态乘以其预激活值的梯度")))),)),), start=1),
+            Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
+                sp.IndexedBase(grads[1])[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, 1, T)), tr(
+                    f"{Wh} is shared by every step: its gradient is the sum of the steps' contributions",
+                    f"{Wh} 被每一步共享：其梯度为各步贡献之和")))),)),
+            Loop(e, self.inputs, (Loop(q, columns, tuple(self.summed(
+                sp.IndexedBase(grads[0])[e, q], renamed(d.backward["dWx"]), tr(
+                    f"{Wx} is shared by every step: x_t times step t's pre-activation gradients, summed over the "
+                    "batch and the steps", f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和")))),)),
+            Loop(q, columns, tuple(self.summed(sp.IndexedBase(grads[2])[q], renamed(d.backward["db"]), tr(
+                "the pre-activation gradients summed over the batch and the steps", "预激活值的梯度对批量和各步求和"))))]
+
+    def input_gradient(self, lowering, d, source, steps, pre="da"):
+        """dL/dX: each step's pre-activation gradients carried back through Wx."""
+        n, t, dd, j, k, e, m, q, u, p = _indices()
+        lowering.buffer(f"d{source}", (N, steps * self.inputs))
+        rule = d.backward["dx"].xreplace({p: n, u: t, sp.IndexedBase("da"): sp.IndexedBase(pre)})
+        return Loop(n, N, (Loop(t, steps + 1, (Loop(e, self.inputs, tuple(self.summed(
+            self.flat(f"d{source}", n, t, e), rule, tr(
+                f"the pre-activation gradients carried back through {self.names['Wx']}",
+                f"预激活值的梯度经 {self.names['Wx']} 传回")))),), start=1),))
+
+
+def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text):
+    """da[n,s,offset+j] = d<gate>[n,s,j] * (its activation's local derivative from the saved
+    gate): the transcript writes the local derivative as a line of its own."""
+    dout, y = sp.Symbol("dout"), sp.Symbol("y")
+    plain = rule.replace(lambda v: isinstance(v, sp.Indexed) and v.base.label.name in (name, f"d{name}"),
+                         lambda v: dout if v.base.label.name == f"d{name}" else y)
+    local_text = "y (1 - y)" if kind == "sigmoid" else "1 - y^2"
+    notes = (tr(f"local derivative of {kind} in {text}, from the saved {name}: {local_text}",
+                f"{text} 中 {kind} 的局部导数，由保存的 {name} 得到：{local_text}"),
+             tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数"))
+    target = arrays.at("da", n, s, offset + j)
+    return Assignments(((target, plain),), {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)},
+                       upstream="dout", notes={target: notes})

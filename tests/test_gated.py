@@ -1,0 +1,184 @@
+"""The gated recurrent families (LSTM): SymPy derives the textbook gate derivatives and the
+rules of backpropagation through time, the fused network kernels match central differences
+(float64, T = 1 included) and an independent float64 LSTM written here."""
+import re
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from symprop.cli import main
+from symprop.codegen.network import load_network
+from symprop.symbolic.errors import SympropError
+from symprop.symbolic.graph import parse_net
+from symprop.symbolic.layers import REGISTRY
+from symprop.symbolic.ops.gated import H
+from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+
+GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
+
+
+def sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+# ---- an LSTM written independently: plain numpy, float64, PyTorch's gate order i, f, g, o -----
+def lstm_forward(X, Wx, Wh, b, steps):
+    """Every step's gates, cells and states of each row: a dict of (N, T+1, H) arrays, [:, 0] the
+    initial h_0 = c_0 = 0 (the gates' [:, 0] unused)."""
+    n, (inputs, four) = X.shape[0], Wx.shape
+    hidden = four // 4
+    xs = X.reshape(n, steps, inputs)
+    out = {key: np.zeros((n, steps + 1, hidden)) for key in ("i", "f", "g", "o", "c", "h")}
+    for t in range(1, steps + 1):
+        a = xs[:, t - 1] @ Wx + out["h"][:, t - 1] @ Wh + b
+        i, f, g, o = (a[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        out["i"][:, t], out["f"][:, t], out["g"][:, t], out["o"][:, t] = sigmoid(i), sigmoid(f), np.tanh(g), sigmoid(o)
+        out["c"][:, t] = out["f"][:, t] * out["c"][:, t - 1] + out["i"][:, t] * out["g"][:, t]
+        out["h"][:, t] = out["o"][:, t] * np.tanh(out["c"][:, t])
+    return out
+
+
+def lstm_backward(X, Wx, Wh, s, dlast, steps):
+    """Backpropagation through time from dL/dh_T: dX, dWx, dWh, db, each step's dWh term, and
+    each step's dL/dh and dL/dc (dicts by step)."""
+    n, (inputs, four) = X.shape[0], Wx.shape
+    xs = X.reshape(n, steps, inputs)
+    dX, dWx, db = np.zeros_like(xs), np.zeros_like(Wx), np.zeros(four)
+    contributions = np.zeros((steps + 1,) + Wh.shape)
+    dh, dc_next, seen = dlast, 0.0, {"dh": {}, "dc": {}}
+    for t in range(steps, 0, -1):
+        tc = np.tanh(s["c"][:, t])
+        dc = dh * s["o"][:, t] * (1 - tc ** 2) + (dc_next * s["f"][:, t + 1] if t < steps else 0)
+        seen["dh"][t], seen["dc"][t] = dh, dc
+        i, f, g, o = (s[key][:, t] for key in "ifgo")
+        da = np.concatenate([dc * g * i * (1 - i), dc * s["c"][:, t - 1] * f * (1 - f), dc * i * (1 - g ** 2),
+                             dh * tc * o * (1 - o)], axis=1)
+        contributions[t] = s["h"][:, t - 1].T @ da
+        dWx += xs[:, t - 1].T @ da
+        db += da.sum(axis=0)
+        dX[:, t - 1] = da @ Wx.T
+        dh, dc_next = da @ Wh.T, dc
+    return dX.reshape(n, -1), dWx, contributions.sum(axis=0), db, contributions, seen
+
+
+# ---- the derivation -------------------------------------------------------------------------
+def test_sympy_derives_the_textbook_lstm_gate_derivatives_and_bptt_rules():
+    d = REGISTRY.derive("lstm")
+    n, t, j, m, q, u, p, e = sp.symbols("n t j m q u p e", integer=True)
+    A, c, tc, h, dc, dh, da = (sp.IndexedBase(s) for s in ("a", "c", "tc", "h", "dc", "dh", "da"))
+    i, f, g, o, di, df, dg, do = (sp.IndexedBase(s) for s in ("i", "f", "g", "o", "di", "df", "dg", "do"))
+    y = sp.Symbol("y", real=True)
+    # each gate's forward formula: sigmoid or tanh of its block of the stacked pre-activations
+    steps = {s.title: s for s in d.steps}
+    raw = lambda z: 1 / (1 + sp.exp(-z))  # noqa: E731
+    assert steps["forward, input gate"].rhs == raw(A[n, t, j])
+    assert steps["forward, forget gate"].rhs == raw(A[n, t, H + j])
+    assert steps["forward, candidate"].rhs == sp.tanh(A[n, t, 2 * H + j])
+    assert steps["forward, output gate"].rhs == raw(A[n, t, 3 * H + j])
+    assert steps["forward, the cell"].rhs == f[n, t, j] * c[n, t - 1, j] + i[n, t, j] * g[n, t, j]
+    assert steps["forward, the state"].rhs == o[n, t, j] * sp.tanh(c[n, t, j])
+    # the local derivatives from the saved outputs: sigmoid' = y(1 - y), tanh' = 1 - y^2
+    saved = [s.rhs for s in d.steps if s.title == "in terms of the saved output"]
+    assert [sp.expand(r) for r in saved] == [sp.expand(y * (1 - y))] * 2 + [1 - y ** 2] + [sp.expand(y * (1 - y))]
+    assert sp.simplify(d.backward["da_i"] - di[n, t, j] * i[n, t, j] * (1 - i[n, t, j])) == 0
+    assert sp.simplify(d.backward["da_g"] - dg[n, t, j] * (1 - g[n, t, j] ** 2)) == 0
+    # the cell's and the state's local partials
+    local = {s.lhs.text: s.rhs for s in d.steps if s.title.startswith("local partial")}
+    assert local["dc/df"] == c[n, t - 1, j] and local["dc/di"] == g[n, t, j] and local["dc/dg"] == i[n, t, j]
+    assert local["dc[n,t,j]/dc[n,t-1,j]"] == f[n, t, j] and local["dh/do"] == sp.tanh(c[n, t, j])
+    # back through time: the cell's two paths, the gates' gradients, the hidden path
+    assert sp.expand(d.backward["dc"] - (dh[p, u, m] * o[p, u, m] * (1 - tc[p, u, m] ** 2)
+                                         + dc[p, u + 1, m] * f[p, u + 1, m])) == 0
+    assert d.backward["df"] == dc[p, u, m] * c[p, u - 1, m] and d.backward["do"] == dh[p, u, m] * tc[p, u, m]
+    assert d.backward["di"] == dc[p, u, m] * g[p, u, m] and d.backward["dg"] == dc[p, u, m] * i[p, u, m]
+    w = sp.Symbol("w", integer=True)
+    Wh, Wx, x = sp.IndexedBase("Wh"), sp.IndexedBase("Wx"), sp.IndexedBase("x")
+    assert d.backward["dh_prev"] == sp.Sum(Wh[m, w] * da[p, u + 1, w], (w, 0, 4 * H - 1))
+    N, T = sp.Symbol("N", integer=True, positive=True), sp.Symbol("T", integer=True, positive=True)
+    assert d.backward["dWh"] == sp.Sum(h[n, t - 1, m] * da[n, t, q], (n, 0, N - 1), (t, 1, T))
+    assert d.backward["dWx"] == sp.Sum(x[n, t, e] * da[n, t, q], (n, 0, N - 1), (t, 1, T))
+
+
+def test_symprop_derive_lstm_shows_each_gate_and_its_local_partials(capsys):
+    assert main(["derive", "lstm"]) == 0
+    out = capsys.readouterr().out
+    for line in ("i[n, t, j] = 1/(1 + exp(-a[n, t, j]))", "f[n, t, j] = 1/(1 + exp(-a[n, t, H + j]))",
+                 "g[n, t, j] = tanh(a[n, t, 2*H + j])", "o[n, t, j] = 1/(1 + exp(-a[n, t, 3*H + j]))",
+                 "di/da = y*(1 - y)", "dg/da = 1 - y**2", "dc/df = c[n, t - 1, j]",
+                 "dc[p, u, m] = (1 - tc[p, u, m]**2)*dh[p, u, m]*o[p, u, m] + dc[p, u + 1, m]*f[p, u + 1, m]"):
+        assert line in out, line
+    assert main(["derive", "--list"]) == 0
+    assert "lstm " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("lstm(3,2) affine(2,1) mse", "lstm needs three positive sizes"),
+    ("lstm(2,3,4) affine(2,1) mse", "takes 2 inputs but the layer before gives 3"),
+])
+def test_bad_lstm_specs_are_one_clear_line(spec, message):
+    with pytest.raises(SympropError, match=re.escape(message)):
+        parse_net(spec)
+
+
+# ---- the fused kernels ----------------------------------------------------------------------
+def _check_central_differences(spec, rng, rows):
+    net = load_network(spec)
+    params = [rng.normal(0, 0.8, shape) for shape in net.PARAM_SHAPES]
+    X = rng.normal(size=(rows, net.INPUT_SIZE))
+    labels = np.eye(net.OUTPUT_SIZE)[rng.integers(0, net.OUTPUT_SIZE, rows)]
+    loss, *grads = net.loss_and_grads(*params, X, labels)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, labels), params[k])
+        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, (spec, name)
+
+
+def test_the_lstm_kernel_of_the_brief_agrees_with_central_differences(rng):
+    _check_central_differences("lstm(2,3,4) affine(3,2) softmax-cross-entropy", rng, rows=3)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_lstm_kernels_of_random_sizes_agree_with_central_differences(steps, rng):
+    """Random sizes (T = 1: no recurrent step, no cell state's path); every parameter."""
+    inputs, hidden, classes = (int(v) for v in rng.integers(1, 4, 3))
+    _check_central_differences(f"lstm({inputs},{hidden},{steps}) affine({hidden},{classes + 1}) "
+                               "softmax-cross-entropy", rng, rows=int(rng.integers(1, 4)))
+
+
+def test_the_lstm_kernel_equals_an_independent_float64_lstm(rng):
+    """Forward and BPTT gradients against the numpy LSTM above; backward never writes its inputs."""
+    steps, inputs, hidden = 3, 2, 3
+    net = load_network(f"lstm({inputs},{hidden},{steps}) affine({hidden},1) squared-error")
+    Wx, Wh, b, W2, b2 = (rng.normal(0, 0.6, shape) for shape in net.PARAM_SHAPES)
+    X, target = rng.normal(size=(2, steps * inputs)), rng.normal(size=(2, 1))
+    before = X.copy(), Wh.copy()
+    loss, dWx, dWh, db, dW2, db2 = net.loss_and_grads(Wx, Wh, b, W2, b2, X, target)
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(Wh, before[1])
+    s = lstm_forward(X, Wx, Wh, b, steps)
+    scores = s["h"][:, -1] @ W2 + b2
+    assert loss == pytest.approx(0.5 * np.sum((scores - target) ** 2), rel=1e-12)
+    _, want_dWx, want_dWh, want_db, _, _ = lstm_backward(X, Wx, Wh, s, (scores - target) @ W2.T, steps)
+    for got, want in ((dWx, want_dWx), (dWh, want_dWh), (db, want_db), (dW2, s["h"][:, -1].T @ (scores - target))):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+
+
+def test_an_lstm_alone_carries_the_gradient_to_its_input_sequence():
+    """lstm alone with a given upstream gradient dout: the transcript's dL/dX (the lowering's
+    input-gradient statements, run in exact arithmetic) equals the numpy LSTM's."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    values = {"X": [[[1, -1], [0.5, 2]]], "dout": [[1, -2]],
+              "Wx1": [[0.5, -1, 0.25, 0.5, -0.5, 1, 0.75, -0.25], [0.25, 0.5, -1, 0, 0.5, -0.5, 1, 0.25]],
+              "Wh1": [[0.25, 0.5, -0.5, 1, 0, 0.5, -0.25, 0.75], [-0.5, 1, 0.25, -0.25, 0.5, 0, 1, -1]],
+              "b1": [0, 0.25, 0.5, -0.25, 0, 0.5, -0.5, 0.25]}
+    t = graph_transcript(parse_net("lstm(2,2,2)", loss_optional=True), values)
+    X = np.array(values["X"], float).reshape(1, -1)
+    Wx, Wh, b = (np.array(values[k], float) for k in ("Wx1", "Wh1", "b1"))
+    s = lstm_forward(X, Wx, Wh, b, 2)
+    dX, dWx, dWh, db, _, _ = lstm_backward(X, Wx, Wh, s, np.array(values["dout"], float), 2)
+    for step in range(2):
+        for e in range(2):
+            assert t.float_value(f"dL/dX[0,{step},{e}]") == pytest.approx(dX[0, 2 * step + e], rel=1e-12), (step, e)
+    for index in np.ndindex(dWh.shape):
+        assert t.float_value(f"dL/dWh1[{index[0]},{index[1]}]") == pytest.approx(dWh[index], rel=1e-12, abs=1e-15)
