@@ -182,3 +182,117 @@ def test_an_lstm_alone_carries_the_gradient_to_its_input_sequence():
             assert t.float_value(f"dL/dX[0,{step},{e}]") == pytest.approx(dX[0, 2 * step + e], rel=1e-12), (step, e)
     for index in np.ndindex(dWh.shape):
         assert t.float_value(f"dL/dWh1[{index[0]},{index[1]}]") == pytest.approx(dWh[index], rel=1e-12, abs=1e-15)
+
+
+def test_an_lstm_network_stays_finite_at_inputs_of_1e4(rng):
+    """Pre-activations of magnitude 1e4 saturate every gate: the stable sigmoid and tanh keep
+    the loss and the gradients finite in float32 and float64."""
+    net = load_network("lstm(2,3,2) affine(3,2) softmax-cross-entropy")
+    for dtype in (np.float32, np.float64):
+        params = [rng.normal(0, 1, shape).astype(dtype) for shape in net.PARAM_SHAPES]
+        X = (np.sign(rng.normal(size=(3, net.INPUT_SIZE))) * 1e4).astype(dtype)
+        labels = np.eye(2, dtype=dtype)[[0, 1, 0]]
+        loss, *grads = net.loss_and_grads(*params, X, labels)
+        assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads), dtype
+
+
+# ---- the worked example (symbolic/nets/lstm-two-steps.toml) ---------------------------------
+EXAMPLE = "lstm-two-steps"
+
+
+def _given(name):
+    """A value of the example's [values] table as float64, from the file's own numbers."""
+    from fractions import Fraction
+    from symprop.symbolic.examples import NET_FILES
+
+    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[EXAMPLE].values[name], dtype=object))
+
+
+def _example():
+    from symprop.symbolic.examples import EXAMPLES
+
+    return EXAMPLES[EXAMPLE].build()
+
+
+def test_the_lstm_worked_example_recomputed_independently_in_float64():
+    """Every gate, cell and state of both steps, every gradient back through time (both paths
+    into the cell), each step's dWh term, the update and the loss after it, by the numpy LSTM."""
+    t = _example()
+    X, target = _given("X").reshape(1, -1), _given("T")
+    Wx, Wh, b, W2, b2 = (_given(name) for name in ("Wx1", "Wh1", "b1", "W2", "b2"))
+    rate, steps = 0.1, 2
+    s = lstm_forward(X, Wx, Wh, b, steps)
+    scores = s["h"][:, -1] @ W2 + b2
+    dz = scores - target
+    dX, dWx, dWh, db, contributions, seen = lstm_backward(X, Wx, Wh, s, dz @ W2.T, steps)
+    close = lambda key, want: pytest.approx(want, rel=1e-12, abs=1e-15) == t.float_value(key)  # noqa: E731
+    names = {"i": "i1", "f": "f1", "g": "g1", "o": "o1", "c": "cs1", "h": "hs1"}
+    for step in range(1, steps + 1):
+        for key, name in names.items():
+            assert close(f"{name}[0,{step},0]", s[key][0, step, 0]), (name, step)
+        assert close(f"tc1[0,{step},0]", np.tanh(s["c"][0, step, 0]))
+        assert close(f"dL/dhs1[0,{step},0]", seen["dh"][step][0, 0]) and close(f"dL/dcs1[0,{step},0]", seen["dc"][step][0, 0])
+    assert close("L", 0.5 * np.sum(dz ** 2))
+    # the cell state's path: dL/dc_1 is the part through h_1 plus dL/dc_2 times f_2
+    through_h1 = seen["dh"][1][0, 0] * s["o"][0, 1, 0] * (1 - np.tanh(s["c"][0, 1, 0]) ** 2)
+    assert close("dL/dcs1[0,1,0]", through_h1 + seen["dc"][2][0, 0] * s["f"][0, 2, 0])
+    for step in (1, 2):
+        for q in range(4):
+            assert close(f"dWh1_step[{step},0,{q}]", contributions[step, 0, q]), (step, q)
+    grads = {"Wx1": dWx, "Wh1": dWh, "b1": db, "W2": s["h"][:, -1].T @ dz, "b2": dz.sum(axis=0)}
+    params = {"Wx1": Wx, "Wh1": Wh, "b1": b, "W2": W2, "b2": b2}
+    for name, grad in grads.items():
+        for index in np.ndindex(grad.shape):
+            key = ",".join(map(str, index))
+            assert close(f"dL/d{name}[{key}]", grad[index]), (name, key)
+            assert close(f"{name}_new[{key}]", params[name][index] - rate * grad[index]), (name, key)
+    new = {name: params[name] - rate * grads[name] for name in params}
+    s_new = lstm_forward(X, new["Wx1"], new["Wh1"], new["b1"], steps)
+    loss_new = 0.5 * np.sum((s_new["h"][:, -1] @ new["W2"] + new["b2"] - target) ** 2)
+    assert close("L_new", loss_new) and loss_new < t.float_value("L")
+
+
+def test_the_lstm_recurrent_weights_gradient_is_the_sum_of_the_printed_step_contributions():
+    """In the transcript as printed (JSON, 40 digits): dL/dWh1[0,q] is written as the sum of
+    the two steps' contributions dWh1_step[t,0,q], and its value is their sum; step 1's is 0
+    (h_0 = 0), step 2's is not."""
+    import json
+    from decimal import Decimal, localcontext
+
+    quantities = json.loads(_example().render("json"))["quantities"]
+    for q in range(4):
+        terms = [f"dWh1_step[{s},0,{q}]" for s in (1, 2)]
+        total = quantities[f"dL/dWh1[0,{q}]"]
+        assert total["formula"] == " + ".join(terms)
+        printed = [Decimal(quantities[term]["value"]) for term in terms]
+        assert printed[0] == 0 and printed[1] != 0
+        with localcontext() as exact:
+            exact.prec = 60
+            assert abs(sum(printed) - Decimal(total["value"])) < Decimal("1e-38")
+
+
+def test_the_lstm_transcript_and_the_kernel_agree_on_the_worked_example():
+    t = _example()
+    net = load_network("lstm(1,1,2) affine(1,1) squared-error")
+    params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
+    loss, *grads = net.loss_and_grads(*params, _given("X").reshape(1, -1), _given("T"))
+    assert t.float_value("L") == pytest.approx(loss, rel=1e-14)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert t.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key
+
+
+def test_the_lstm_chinese_transcript_is_its_golden_file():
+    """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
+    import os
+    from pathlib import Path
+
+    md = _example().render("md", lang="zh")
+    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
+    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
+        path.write_text(md, encoding="utf-8")
+    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    for term in ("前向传播", "反向传播", "初始细胞状态 c_0 = 0", "遗忘门", "细胞状态路径", "各步贡献之和", "链式法则"):
+        assert term in md, term
+

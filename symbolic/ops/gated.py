@@ -36,6 +36,12 @@ STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X
 LSTM_GATES = (("i", "sigmoid", "input gate"), ("f", "sigmoid", "forget gate"), ("g", "tanh", "candidate"),
               ("o", "sigmoid", "output gate"))  # the order of the stacked columns (PyTorch's)
 
+GATE_GRADIENT_NOTES = {
+    "i": tr("the input gate's gradient: dL/dc times the candidate it lets in", "输入门的梯度：dL/dc 乘以它放入的候选值"),
+    "f": tr("the forget gate's gradient: dL/dc times the old cell it keeps", "遗忘门的梯度：dL/dc 乘以它保留的旧细胞状态"),
+    "g": tr("the candidate's gradient: dL/dc times the input gate", "候选值的梯度：dL/dc 乘以输入门"),
+    "o": tr("the output gate's gradient: dL/dh times tanh of the cell", "输出门的梯度：dL/dh 乘以细胞状态的 tanh")}
+
 
 def _indices():
     return sp.symbols("n t d j k e m q u p", integer=True)
@@ -58,17 +64,6 @@ def _stable(kind, argument):
     return Sigmoid(argument) if kind == "sigmoid" else sp.tanh(argument)
 
 
-def _sequence_args(name, inner, where):
-    try:
-        args = tuple(int(a) for a in (inner or "").split(","))
-    except ValueError:
-        args = ()
-    if len(args) != 3 or min(args) < 1:
-        raise SympropError(f"{where}: {name} needs three positive sizes: inputs per step, hidden units "
-                           f"and steps, e.g. {name}(3,2,3)")
-    return args
-
-
 def stacked_preactivation(blocks):
     """a[n,t,q] = b[q] + x_t Wx[:, q] + h_{t-1} Wh[:, q], and the BPTT rules SymPy derives from
     the contraction sum_{n,t,q} da[n,t,q] a[n,t,q] over the unrolled steps (q < blocks*H): the
@@ -85,20 +80,23 @@ def stacked_preactivation(blocks):
     return pre, L, rules
 
 
-@dataclass(frozen=True)
-class LSTM(Op):
-    """An LSTM over T steps: lstm(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+class _SequenceOp(Op):
+    """What a recurrent layer answers in a net spec: (D, H, T) arguments, (T, D) sequences in,
+    the last state (H) out."""
 
     value_stem = "h"  # h1: the last hidden state, the layer's output
-    starts_layer = True  # its parameters Wx1, Wh1, b1 and states hs1, cells cs1 are layer 1's
+    starts_layer = True  # its parameters Wx1, Wh1, ... and its states hs1 are layer 1's
     layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
 
-    name: str
-    summary: str
-    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
-
     def parse_args(self, inner, where):
-        return _sequence_args(self.name, inner, where)
+        try:
+            args = tuple(int(a) for a in (inner or "").split(","))
+        except ValueError:
+            args = ()
+        if len(args) != 3 or min(args) < 1:
+            raise SympropError(f"{where}: {self.name} needs three positive sizes: inputs per step, hidden units "
+                               f"and steps, e.g. {self.name}(3,2,3)")
+        return args
 
     def input_width(self, args):
         inputs, _, steps = args
@@ -112,6 +110,15 @@ class LSTM(Op):
 
     def output_width(self, args, shape):
         return args[1]
+
+
+@dataclass(frozen=True)
+class LSTM(_SequenceOp):
+    """An LSTM over T steps: lstm(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
 
     def param_shapes(self, args, width):
         inputs, hidden, _ = args
@@ -259,9 +266,8 @@ class LSTM(Op):
                 "the cell's gradient: through the state (dL/dh o (1 - tanh(c)^2))" +
                 ("" if last else ", plus the cell state's path from the next step (its dL/dc times its forget gate)"),
                 "细胞状态的梯度：经由状态（dL/dh o (1 - tanh(c)^2））" + ("" if last else "，加上来自下一步的细胞状态路径（其 dL/dc 乘其遗忘门）")))]
-            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=tr(
-                f"the {title}'s gradient: " + ("dL/dh times tanh(c)" if name == "o" else "dL/dc times what it multiplies"),
-                f"{title} 的梯度")) for name, _, title in LSTM_GATES]
+            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=GATE_GRADIENT_NOTES[name])
+                     for name, _, _ in LSTM_GATES]
             for block, (name, kind, title) in enumerate(LSTM_GATES):
                 body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
             statements = [Loop(j, hidden, tuple(body))]
@@ -278,9 +284,10 @@ class LSTM(Op):
         if steps > 1:
             rows.append(Loop(r, steps - 1, tuple(back_step(steps - 1 - r, False))))
         backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)),
-                    *arrays.parameter_gradients(lowering, d, Wx, Wh, b, 4 * hidden, hidden, steps)]
+                    *arrays.parameter_gradients(lowering, d.backward, Wx, Wh, [(b, d.backward["db"])], 4 * hidden,
+                                                hidden, steps)]
         if source != "X" or lowering.input_gradient:
-            backward.append(arrays.input_gradient(lowering, d, source, steps))
+            backward.append(arrays.input_gradient(lowering, d.backward["dx"], source, steps))
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(hidden)
@@ -326,42 +333,43 @@ class _Arrays:
             statements += loop
         return statements + [Let(target, acc, note=note)]
 
-    def parameter_gradients(self, lowering, d, Wx, Wh, b, columns, hidden, steps, bias="b", pre="da") -> list:
-        """Each step's contribution to dWh, then dWh as their sum, dWx and db: the shared weights'
-        gradients, summed over the batch and the steps."""
+    def parameter_gradients(self, lowering, rules, Wx, Wh, biases, columns, hidden, steps) -> list:
+        """Each step's contribution to dWh, then dWh as their sum, dWx and each bias's gradient
+        (``biases``: (name, rule)): the shared weights' gradients, summed over the batch and the steps."""
         n, t, dd, j, k, e, m, q, u, p = _indices()
         step_buffer = lowering.buffer(f"d{Wh}_step", (steps + 1, hidden, columns))  # [0] is never written
-        grads = [lowering.buffer(f"d{name}", shape) for name, shape in
-                 ((Wx, (self.inputs, columns)), (Wh, (hidden, columns)), (b, (columns,)))]
-        renamed = lambda rule: rule.xreplace({sp.IndexedBase("da"): sp.IndexedBase(pre)})  # noqa: E731
-        return [
+        dWx, dWh = (lowering.buffer(f"d{name}", shape) for name, shape in
+                    ((Wx, (self.inputs, columns)), (Wh, (hidden, columns))))
+        statements = [
             Loop(t, steps + 1, (Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
-                sp.IndexedBase(step_buffer)[t, m, q], renamed(d.backward["dWh_step"]), tr(
+                sp.IndexedBase(step_buffer)[t, m, q], rules["dWh_step"], tr(
                     f"step t's contribution to dL/d{Wh}: the state it read times its pre-activations' gradients",
                     f"第 t 步对 dL/d{Wh} 的贡献：它读入的状态乘以其预激活值的梯度")))),)),), start=1),
             Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
-                sp.IndexedBase(grads[1])[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, 1, T)), tr(
+                sp.IndexedBase(dWh)[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, 1, T)), tr(
                     f"{Wh} is shared by every step: its gradient is the sum of the steps' contributions",
                     f"{Wh} 被每一步共享：其梯度为各步贡献之和")))),)),
             Loop(e, self.inputs, (Loop(q, columns, tuple(self.summed(
-                sp.IndexedBase(grads[0])[e, q], renamed(d.backward["dWx"]), tr(
+                sp.IndexedBase(dWx)[e, q], rules["dWx"], tr(
                     f"{Wx} is shared by every step: x_t times step t's pre-activation gradients, summed over the "
-                    "batch and the steps", f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和")))),)),
-            Loop(q, columns, tuple(self.summed(sp.IndexedBase(grads[2])[q], renamed(d.backward["db"]), tr(
-                "the pre-activation gradients summed over the batch and the steps", "预激活值的梯度对批量和各步求和"))))]
+                    "batch and the steps", f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和")))),))]
+        for bias, rule in biases:
+            grad = lowering.buffer(f"d{bias}", (columns,))
+            statements.append(Loop(q, columns, tuple(self.summed(sp.IndexedBase(grad)[q], rule, tr(
+                "the pre-activation gradients summed over the batch and the steps", "预激活值的梯度对批量和各步求和")))))
+        return statements
 
-    def input_gradient(self, lowering, d, source, steps, pre="da"):
-        """dL/dX: each step's pre-activation gradients carried back through Wx."""
+    def input_gradient(self, lowering, rule, source, steps):
+        """dL/dX: each step's pre-activation gradients carried back through Wx (rule: dx[p,u,e])."""
         n, t, dd, j, k, e, m, q, u, p = _indices()
         lowering.buffer(f"d{source}", (N, steps * self.inputs))
-        rule = d.backward["dx"].xreplace({p: n, u: t, sp.IndexedBase("da"): sp.IndexedBase(pre)})
         return Loop(n, N, (Loop(t, steps + 1, (Loop(e, self.inputs, tuple(self.summed(
-            self.flat(f"d{source}", n, t, e), rule, tr(
+            self.flat(f"d{source}", n, t, e), rule.xreplace({p: n, u: t}), tr(
                 f"the pre-activation gradients carried back through {self.names['Wx']}",
                 f"预激活值的梯度经 {self.names['Wx']} 传回")))),), start=1),))
 
 
-def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text):
+def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da"):
     """da[n,s,offset+j] = d<gate>[n,s,j] * (its activation's local derivative from the saved
     gate): the transcript writes the local derivative as a line of its own."""
     dout, y = sp.Symbol("dout"), sp.Symbol("y")
@@ -371,6 +379,7 @@ def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text):
     notes = (tr(f"local derivative of {kind} in {text}, from the saved {name}: {local_text}",
                 f"{text} 中 {kind} 的局部导数，由保存的 {name} 得到：{local_text}"),
              tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数"))
-    target = arrays.at("da", n, s, offset + j)
+    target = arrays.at(pre, n, s, offset + j)
     return Assignments(((target, plain),), {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)},
                        upstream="dout", notes={target: notes})
+
