@@ -1,6 +1,6 @@
-"""The gated recurrent families (LSTM): SymPy derives the textbook gate derivatives and the
+"""The gated recurrent families (LSTM, GRU): SymPy derives the textbook gate derivatives and the
 rules of backpropagation through time, the fused network kernels match central differences
-(float64, T = 1 included) and an independent float64 LSTM written here."""
+(float64, T = 1 included) and independent float64 LSTM and GRU written here."""
 import re
 
 import numpy as np
@@ -296,3 +296,118 @@ def test_the_lstm_chinese_transcript_is_its_golden_file():
     for term in ("前向传播", "反向传播", "初始细胞状态 c_0 = 0", "遗忘门", "细胞状态路径", "各步贡献之和", "链式法则"):
         assert term in md, term
 
+
+# ---- the GRU (PyTorch's convention) ---------------------------------------------------------
+def gru_forward(X, Wx, Wh, bx, bh, steps):
+    """Every step's gates r, z, candidate n, the state's part of the pre-activations ah and the
+    states h of each row: a dict of (N, T+1, ...) arrays, h[:, 0] = h_0 = 0."""
+    n, (inputs, three) = X.shape[0], Wx.shape
+    hidden = three // 3
+    xs = X.reshape(n, steps, inputs)
+    out = {key: np.zeros((n, steps + 1, hidden)) for key in ("r", "z", "n", "h")}
+    out["ah"] = np.zeros((n, steps + 1, three))
+    for t in range(1, steps + 1):
+        ax, ah = xs[:, t - 1] @ Wx + bx, out["h"][:, t - 1] @ Wh + bh
+        out["ah"][:, t] = ah
+        r = sigmoid(ax[:, :hidden] + ah[:, :hidden])
+        z = sigmoid(ax[:, hidden:2 * hidden] + ah[:, hidden:2 * hidden])
+        cand = np.tanh(ax[:, 2 * hidden:] + r * ah[:, 2 * hidden:])
+        out["r"][:, t], out["z"][:, t], out["n"][:, t] = r, z, cand
+        out["h"][:, t] = (1 - z) * cand + z * out["h"][:, t - 1]
+    return out
+
+
+def gru_backward(X, Wx, Wh, s, dlast, steps):
+    """Backpropagation through time from dL/dh_T: dX, dWx, dWh, dbx, dbh, each step's dWh term."""
+    n, (inputs, three) = X.shape[0], Wx.shape
+    hidden = three // 3
+    xs = X.reshape(n, steps, inputs)
+    dX, dWx, dbx, dbh = np.zeros_like(xs), np.zeros_like(Wx), np.zeros(three), np.zeros(three)
+    contributions = np.zeros((steps + 1,) + Wh.shape)
+    dh = dlast
+    for t in range(steps, 0, -1):
+        r, z, cand, h_prev = s["r"][:, t], s["z"][:, t], s["n"][:, t], s["h"][:, t - 1]
+        dan = dh * (1 - z) * (1 - cand ** 2)
+        dar = dan * s["ah"][:, t, 2 * hidden:] * r * (1 - r)
+        daz = dh * (h_prev - cand) * z * (1 - z)
+        dax = np.concatenate([dar, daz, dan], axis=1)
+        dah = np.concatenate([dar, daz, dan * r], axis=1)
+        contributions[t] = h_prev.T @ dah
+        dWx += xs[:, t - 1].T @ dax
+        dbx += dax.sum(axis=0)
+        dbh += dah.sum(axis=0)
+        dX[:, t - 1] = dax @ Wx.T
+        dh = dh * z + dah @ Wh.T
+    return dX.reshape(n, -1), dWx, contributions.sum(axis=0), dbx, dbh, contributions
+
+
+def test_sympy_derives_the_gru_gates_and_its_two_paths_back_through_time():
+    d = REGISTRY.derive("gru")
+    n, t, j, m, u, p = sp.symbols("n t j m u p", integer=True)
+    ax, ah, h, dh, dax, dah = (sp.IndexedBase(s) for s in ("ax", "ah", "h", "dh", "dax", "dah"))
+    r, z, hc, dr, dz, dhc = (sp.IndexedBase(s) for s in ("r", "z", "hc", "dr", "dz", "dhc"))
+    y = sp.Symbol("y", real=True)
+    steps = {s.title: s for s in d.steps}
+    assert steps["forward, reset gate"].rhs == 1 / (1 + sp.exp(-(ax[n, t, j] + ah[n, t, j])))
+    assert steps["forward, the candidate"].rhs == sp.tanh(ax[n, t, 2 * H + j] + r[n, t, j] * ah[n, t, 2 * H + j])
+    assert steps["forward, the state"].rhs == (1 - z[n, t, j]) * hc[n, t, j] + z[n, t, j] * h[n, t - 1, j]
+    saved = [s.rhs for s in d.steps if s.title == "in terms of the saved output"]
+    assert [sp.expand(v) for v in saved] == [sp.expand(y * (1 - y))] * 2 + [1 - y ** 2]
+    assert sp.expand(d.backward["dz"] - dh[p, u, m] * (h[p, u - 1, m] - hc[p, u, m])) == 0
+    assert sp.expand(d.backward["dhc"] - dh[p, u, m] * (1 - z[p, u, m])) == 0
+    assert d.backward["dr"] == dax[p, u, 2 * H + m] * ah[p, u, 2 * H + m]
+    assert d.backward["dah_n"] == dax[p, u, 2 * H + m] * r[p, u, m]
+    w, Wh = sp.Symbol("w", integer=True), sp.IndexedBase("Wh")
+    assert d.backward["dh_prev"] == dh[p, u + 1, m] * z[p, u + 1, m] + sp.Sum(Wh[m, w] * dah[p, u + 1, w],
+                                                                             (w, 0, 3 * H - 1))
+
+
+def test_symprop_derive_gru_shows_its_gates_and_local_partials(capsys):
+    assert main(["derive", "gru"]) == 0
+    out = capsys.readouterr().out
+    for line in ("r[n, t, j] = 1/(exp(-ah[n, t, j] - ax[n, t, j]) + 1)", "dr/da = y*(1 - y)", "dn/da = 1 - y**2",
+                 "dh/dz[n, t, j] = h[n, t - 1, j] - hc[n, t, j]", "PyTorch's convention"):
+        assert line in out, line
+
+
+@pytest.mark.parametrize("steps", [1, 2, 4])
+def test_gru_kernels_of_random_sizes_agree_with_central_differences(steps, rng):
+    inputs, hidden, classes = (int(v) for v in rng.integers(1, 4, 3))
+    _check_central_differences(f"gru({inputs},{hidden},{steps}) affine({hidden},{classes + 1}) "
+                               "softmax-cross-entropy", rng, rows=int(rng.integers(1, 4)))
+
+
+def test_the_gru_kernel_equals_an_independent_float64_gru(rng):
+    steps, inputs, hidden = 3, 2, 3
+    net = load_network(f"gru({inputs},{hidden},{steps}) affine({hidden},1) squared-error")
+    Wx, Wh, bx, bh, W2, b2 = (rng.normal(0, 0.6, shape) for shape in net.PARAM_SHAPES)
+    X, target = rng.normal(size=(2, steps * inputs)), rng.normal(size=(2, 1))
+    before = X.copy(), Wh.copy()
+    loss, dWx, dWh, dbx, dbh, dW2, db2 = net.loss_and_grads(Wx, Wh, bx, bh, W2, b2, X, target)
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(Wh, before[1])
+    s = gru_forward(X, Wx, Wh, bx, bh, steps)
+    scores = s["h"][:, -1] @ W2 + b2
+    assert loss == pytest.approx(0.5 * np.sum((scores - target) ** 2), rel=1e-12)
+    _, want_dWx, want_dWh, want_dbx, want_dbh, _ = gru_backward(X, Wx, Wh, s, (scores - target) @ W2.T, steps)
+    for got, want in ((dWx, want_dWx), (dWh, want_dWh), (dbx, want_dbx), (dbh, want_dbh)):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+
+
+def test_a_gru_alone_carries_the_gradient_to_its_input_sequence():
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    values = {"X": [[[1, -1], [0.5, 2]]], "dout": [[1, -2]],
+              "Wx1": [[0.5, -1, 0.25, 0.5, -0.5, 1], [0.25, 0.5, -1, 0, 0.5, -0.5]],
+              "Wh1": [[0.25, 0.5, -0.5, 1, 0, 0.5], [-0.5, 1, 0.25, -0.25, 0.5, 0]],
+              "bx1": [0, 0.25, 0.5, -0.25, 0, 0.5], "bh1": [0.5, 0, -0.25, 0.25, 0.5, -0.5]}
+    t = graph_transcript(parse_net("gru(2,2,2)", loss_optional=True), values)
+    X = np.array(values["X"], float).reshape(1, -1)
+    Wx, Wh, bx, bh = (np.array(values[k], float) for k in ("Wx1", "Wh1", "bx1", "bh1"))
+    s = gru_forward(X, Wx, Wh, bx, bh, 2)
+    dX, dWx, dWh, dbx, dbh, _ = gru_backward(X, Wx, Wh, s, np.array(values["dout"], float), 2)
+    for step in range(2):
+        for e in range(2):
+            assert t.float_value(f"dL/dX[0,{step},{e}]") == pytest.approx(dX[0, 2 * step + e], rel=1e-12), (step, e)
+    for index in np.ndindex(dWh.shape):
+        assert t.float_value(f"dL/dWh1[{index[0]},{index[1]}]") == pytest.approx(dWh[index], rel=1e-12, abs=1e-15)

@@ -1,4 +1,4 @@
-"""Gated recurrent layers: an LSTM unrolled over T steps, with backpropagation through time.
+"""Gated recurrent layers: an LSTM and a GRU unrolled over T steps, with backpropagation through time.
 
 Like rnn(D,H,T) (symbolic/ops/recurrent.py) a sequence enters as (T, D) per example, the
 kernels' X as an (N, T*D) array read X[n, t, d], and the layer gives the last state h[n,T,:].
@@ -14,6 +14,10 @@ from h[n,0,:] = c[n,0,:] = 0. SymPy derives each gate's local derivative from it
 contractions over the unrolled steps, the rules of backpropagation through time: the cell
 state's path dL/dc[t-1] = dL/dc[t] f[t] beside the hidden path through Wh, and each shared
 weight's gradient as a sum over the steps.
+
+gru(D,H,T) follows PyTorch's convention (see GRU below): gates r, z and candidate n from two
+stacked pre-activations, h_t = (1 - z) n + z h_{t-1}; its state has two paths back, directly
+through z and through Wh.
 """
 from __future__ import annotations
 
@@ -383,3 +387,214 @@ def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da"):
     return Assignments(((target, plain),), {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)},
                        upstream="dout", notes={target: notes})
 
+
+GRU_GATES = (("r", "sigmoid", "reset gate"), ("z", "sigmoid", "update gate"))  # blocks 0 and 1; the candidate is block 2
+
+
+@dataclass(frozen=True)
+class GRU(_SequenceOp):
+    """A GRU over T steps, PyTorch's convention: gru(D, H, T) takes (T, D) sequences and gives
+    the last state (H). Two stacked pre-activations per step, ax = x_t Wx + bx and
+    ah = h_{t-1} Wh + bh (columns in blocks r, z, n), and
+
+        r = sigmoid(ax_r + ah_r), z = sigmoid(ax_z + ah_z), n = tanh(ax_n + r ah_n),
+        h_t = (1 - z) n + z h_{t-1}
+
+    (the reset gate scales the recurrent term after its product with Wh, as PyTorch and cuDNN do).
+    Kernel and transcript names: r1, z1, n1 the gates and candidate, hs1 the states."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "bx", "bh")
+
+    def param_shapes(self, args, width):
+        inputs, hidden, _ = args
+        return [("Wx", (inputs, 3 * hidden)), ("Wh", (hidden, 3 * hidden)), ("bx", (3 * hidden,)),
+                ("bh", (3 * hidden,))]
+
+    def derive(self) -> Derivation:
+        n, t, d, j, k, e, m, q, u, p = _indices()
+        w = sp.Symbol("w", integer=True)
+        x, Wx, Wh, bx, bh, h, ax, ah, dax, dah = (sp.IndexedBase(s) for s in (
+            "x", "Wx", "Wh", "bx", "bh", "h", "ax", "ah", "dax", "dah"))
+        r, z, hc, dh, dr, dz, dhc = (sp.IndexedBase(s) for s in ("r", "z", "hc", "dh", "dr", "dz", "dhc"))
+        pre_x = bx[q] + sp.Sum(x[n, t, d] * Wx[d, q], (d, 0, D - 1))
+        pre_h = bh[q] + sp.Sum(h[n, t - 1, k] * Wh[k, q], (k, 0, H - 1))
+        gate_pre = {"r": ax[n, t, j] + ah[n, t, j], "z": ax[n, t, H + j] + ah[n, t, H + j]}
+        cand_pre = ax[n, t, 2 * H + j] + r[n, t, j] * ah[n, t, 2 * H + j]
+        state = (1 - z[n, t, j]) * hc[n, t, j] + z[n, t, j] * h[n, t - 1, j]
+        forward = {"ax": pre_x, "ah": pre_h, **{name: _stable(kind, gate_pre[name]) for name, kind, _ in GRU_GATES},
+                   "hc": sp.tanh(cand_pre), "h": state}
+        steps = [Step("forward, step t = 1..T: the input's part", ax[n, t, q], pre_x,
+                      "the stacked pre-activations of the blocks r, z, n (q < 3H) from x_t"),
+                 Step("forward: the state's part", ah[n, t, q], pre_h,
+                      "the same blocks from the previous state h_{t-1} (h[n,0,:] = 0)")]
+        y = real("y")
+        locals_ = {}
+        for name, kind, title in GRU_GATES:
+            raw, local_, saved = activation_local(kind)
+            locals_[name] = saved
+            steps += [Step(f"forward, {title}", sp.IndexedBase(name)[n, t, j], raw.xreplace({real("a"): gate_pre[name]}),
+                           f"{kind} of its blocks of both pre-activations"),
+                      Step(f"local derivative d{name}/da", Label(f"d{name}/da", rf"\frac{{\partial {name}}}{{\partial a}}"),
+                           local_, "SymPy's diff"),
+                      Step("in terms of the saved output", Label(f"d{name}/da", rf"\frac{{\partial {name}}}{{\partial a}}"),
+                           saved, f"substituting {name} = {kind}(a)")]
+        _, tanh_local, tanh_saved = activation_local("tanh")
+        steps += [Step("forward, the candidate", hc[n, t, j], sp.tanh(cand_pre),
+                       "tanh of the input's block n plus the reset gate times the state's block n"),
+                  Step("local derivative dn/da", Label("dn/da", r"\frac{\partial n}{\partial a}"), tanh_local, "SymPy's diff"),
+                  Step("in terms of the saved output", Label("dn/da", r"\frac{\partial n}{\partial a}"), tanh_saved,
+                       "substituting n = tanh(a)"),
+                  Step("forward, the state", h[n, t, j], state, "between the candidate (1 - z) and the old state (z)")]
+        for var in (z[n, t, j], hc[n, t, j], h[n, t - 1, j]):
+            steps.append(Step(f"local partial of h by {var}", Label(f"dh/d{var}", rf"\frac{{\partial h}}{{\partial {var.base}}}"),
+                              sp.diff(state, var), "SymPy's diff"))
+        for var in (r[n, t, j], ah[n, t, 2 * H + j]):
+            steps.append(Step(f"local partial of the candidate's pre-activation by {var}",
+                              Label(f"da_n/d{var}", rf"\frac{{\partial a_n}}{{\partial {var.base}}}"), sp.diff(cand_pre, var),
+                              "SymPy's diff"))
+        # backpropagation through time: contractions over the unrolled states, the candidates'
+        # pre-activations and the two stacked pre-activations
+        Lh = sp.Sum(dh[n, t, j] * state, (n, 0, N - 1), (t, 1, T), (j, 0, H - 1))
+        Ln = sp.Sum(dax[n, t, 2 * H + j] * cand_pre, (n, 0, N - 1), (t, 1, T), (j, 0, H - 1))
+        Lx = sp.Sum(dax[n, t, w] * pre_x.xreplace({q: w}), (n, 0, N - 1), (t, 1, T), (w, 0, 3 * H - 1))
+        Lw = sp.Sum(dah[n, t, w] * pre_h.xreplace({q: w}), (n, 0, N - 1), (t, 1, T), (w, 0, 3 * H - 1))
+        dWh = resolve(Lw.diff(Wh[m, q]))
+        ahn = sp.IndexedBase("ahn")  # the state's block n as an array of its own, so its deltas sift
+        by_block_n = Ln.xreplace({ah[n, t, 2 * H + j]: ahn[n, t, j]})
+        backward = {
+            "dz": sp.factor_terms(resolve(Lh.diff(z[p, u, m]))), "dhc": sp.factor_terms(resolve(Lh.diff(hc[p, u, m]))),
+            "da_n": dhc[n, t, j] * tanh_saved.xreplace({y: hc[n, t, j]}),
+            "dr": resolve(Ln.diff(r[p, u, m])), "dah_n": resolve(by_block_n.diff(ahn[p, u, m])).xreplace({ahn[p, u, m]: ah[p, u, 2 * H + m]}),
+            "da_r": dr[n, t, j] * locals_["r"].xreplace({y: r[n, t, j]}),
+            "da_z": dz[n, t, j] * locals_["z"].xreplace({y: z[n, t, j]}),
+            "dh_prev": resolve(Lh.diff(h[p, u, m]), shifted=True) + resolve(Lw.diff(h[p, u, m]), shifted=True),
+            "dx": resolve(Lx.diff(x[p, u, e])), "dWx": resolve(Lx.diff(Wx[e, q])), "dbx": resolve(Lx.diff(bx[q])),
+            "dWh": dWh, "dbh": resolve(Lw.diff(bh[q])),
+            "dWh_step": sp.Sum(dWh.function, *(limit for limit in dWh.limits if limit[0] != t))}
+        steps += [Step("chain rule over the unrolled steps", Label("dL", "dL"), Lh + Ln + Lx + Lw,
+                       "dh, the candidates' and the stacked pre-activations' gradients, each times the change in "
+                       "what it multiplies"),
+                  Step("differentiate by z[p,u,m]", dz[p, u, m], backward["dz"], "the update gate's gradient"),
+                  Step("differentiate by hc[p,u,m], the candidate n", dhc[p, u, m], backward["dhc"], "the candidate's gradient"),
+                  Step("backward (chain rule: upstream times local), n", dax[n, t, 2 * H + j], backward["da_n"],
+                       "the candidate's pre-activation: the input's block n takes it whole"),
+                  Step("differentiate by r[p,u,m]", dr[p, u, m], backward["dr"], "the reset gate's gradient"),
+                  Step("differentiate by ah[p,u,2H+m]", dah[p, u, 2 * H + m], backward["dah_n"],
+                       "the state's block n reaches the candidate through the reset gate"),
+                  Step("backward (chain rule: upstream times local), r", dax[n, t, j], backward["da_r"],
+                       "both pre-activations' block r take it whole: dah[n,t,j] = dax[n,t,j]"),
+                  Step("backward (chain rule: upstream times local), z", dax[n, t, H + j], backward["da_z"],
+                       "both pre-activations' block z take it whole: dah[n,t,H+j] = dax[n,t,H+j]"),
+                  Step("differentiate by h[p,u,m]: two paths back", dh[p, u, m], backward["dh_prev"],
+                       "step u+1 keeps z of h_u directly, and reads it through Wh; at u = T the layer above gives "
+                       "dL/dh[p,T,:]"),
+                  Step("differentiate by x[p,u,e]", sp.IndexedBase("dx")[p, u, e], backward["dx"], "deltas sifted"),
+                  Step("differentiate by Wx[e,q]", sp.IndexedBase("dWx")[e, q], backward["dWx"],
+                       "a shared weight: summed over the steps"),
+                  Step("differentiate by Wh[m,q]", sp.IndexedBase("dWh")[m, q], dWh,
+                       "a shared weight: the sum over the steps of each step's contribution"),
+                  Step("step t's contribution to dWh", sp.IndexedBase("dWh_step")[t, m, q], backward["dWh_step"],
+                       "the state it read times its pre-activations' gradients, summed over the batch"),
+                  Step("differentiate by bx[q]", sp.IndexedBase("dbx")[q], backward["dbx"], "summed over the batch and the steps"),
+                  Step("differentiate by bh[q]", sp.IndexedBase("dbh")[q], backward["dbh"], "summed over the batch and the steps")]
+        return Derivation(self.name, self.summary, self.inputs, forward, backward, ("x", "ah", "r", "z", "hc", "h"),
+                          steps, [STEPS_FROM_ONE.replace(" and cell c[n,t-1,:]", ""), "h[n,0,:] = 0: the state before the first step",
+                                  "PyTorch's convention: h_t = (1 - z) n + z h_{t-1}, the reset gate applied to "
+                                  "h_{t-1} Wh + bh (not to h_{t-1} before the product)"],
+                          ["dr/da = r(1 - r), dz/da = z(1 - z), dn/da = 1 - n^2 read saved values: no exp, "
+                           "finite for every input"], dict(backward))
+
+    def lower(self, lowering, use):
+        """Forward: each step's two stacked pre-activations, its gates, candidate and state.
+        Backward, row by row from the last step to the first: the update gate's and the
+        candidate's gradients, the candidate's pre-activation's, the reset gate's, the stacked
+        pre-activations', and the state before (directly through z, and through Wh); then each
+        parameter's gradient summed over the batch and the steps, dWh step by step."""
+        inputs, hidden, steps = use.args
+        layer, source = lowering.names.layer, lowering.values[-1]
+        Wx, Wh, bx, bh = (lowering.names.params[role] for role in ("Wx", "Wh", "bx", "bh"))
+        lowering.params += [(Wx, (inputs, 3 * hidden)), (Wh, (hidden, 3 * hidden)), (bx, (3 * hidden,)),
+                            (bh, (3 * hidden,))]
+        out = lowering.buffer(lowering.names.value, (N, hidden))
+        taken = {name for name, _ in lowering.buffers + lowering.params} | set(lowering.values)
+        names = {}
+        for role, stem, width in (("ax", "ax", 3), ("ah", "ah", 3), ("r", "r", 1), ("z", "z", 1), ("hc", "n", 1),
+                                  ("h", "hs", 1)):
+            names[role] = fresh_name(f"{stem}{layer}", taken)
+            taken.add(names[role])
+            lowering.buffer(names[role], (N, steps + 1, width * hidden))
+        lowering.scratch += list(names.values())
+        d = lowering.derivation(self)
+        n, t, dd, j, k, e, m, q, u, p = _indices()
+        arrays = _Arrays(source, inputs, {**names, "Wx": Wx, "Wh": Wh, "bx": bx, "bh": bh,
+                                          **{f"d{role}": f"d{array}" for role, array in names.items()}},
+                         {D: inputs, H: hidden, T: steps})
+        at = arrays.at
+        what = f"layer {use.position}: {use.text}"
+        notes = {"r": tr("the reset gate: sigmoid of both pre-activations' block r", "重置门：两个预激活值 r 块之和的 sigmoid"),
+                 "z": tr("the update gate: sigmoid of both pre-activations' block z", "更新门：两个预激活值 z 块之和的 sigmoid"),
+                 "hc": tr("the candidate: tanh of the input's block n plus the reset gate times the state's",
+                          "候选状态：输入的 n 块加上重置门乘以状态的 n 块，再取 tanh"),
+                 "h": tr("the new state: (1 - z) times the candidate plus z times the old state",
+                         "新状态：(1 - z) 乘候选状态，加上 z 乘旧状态")}
+        step_values = tuple(Let(at(role, n, t, j), arrays.named(d.forward[role]), note=notes[role])
+                            for role in ("r", "z", "hc", "h"))
+        forward = [Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
+            "the initial state h_0 = 0", "初始状态 h_0 = 0")),)),
+            Loop(t, steps + 1, (
+                Loop(q, 3 * hidden, tuple(arrays.summed(at("ax", n, t, q), d.forward["ax"], tr(
+                    f"{use.text}, step t: the input's pre-activations of r, z, n: the bias bx plus x_t times Wx",
+                    f"{use.text}，第 t 步：输入对 r、z、n 的预激活值：偏置 bx 加上 x_t 乘 Wx")))),
+                Loop(q, 3 * hidden, tuple(arrays.summed(at("ah", n, t, q), d.forward["ah"], tr(
+                    "the state's pre-activations of r, z, n: the bias bh plus the previous state times Wh",
+                    "状态对 r、z、n 的预激活值：偏置 bh 加上前一状态乘 Wh")))),
+                Loop(j, hidden, step_values)), start=1),
+            Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
+                f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),))]
+        lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, gates r, z, candidate n)"),
+                             Loop(n, N, tuple(forward))]
+        for role in ("ax", "ah", "r", "z", "hc", "h"):
+            lowering.buffer(f"d{names[role]}", (N, steps + 1, (3 if role in ("ax", "ah") else 1) * hidden))
+
+        def back_step(s):
+            """Step s's gradients, from dL/dh[n,s,:]."""
+            rule = lambda name: arrays.named(d.backward[name].xreplace({p: n, u: s, m: j}))  # noqa: E731
+            body = [Let(at("dz", n, s, j), rule("dz"), note=tr(
+                        "the update gate's gradient: dL/dh times (old state - candidate)",
+                        "更新门的梯度：dL/dh 乘以（旧状态 - 候选状态）")),
+                    Let(at("dhc", n, s, j), rule("dhc"), note=tr(
+                        "the candidate's gradient: dL/dh times (1 - z)", "候选状态的梯度：dL/dh 乘以 (1 - z)")),
+                    _chain_rule(d.backward["da_n"], arrays, "hc", "tanh", n, s, j, 2 * hidden, use.text, "dax"),
+                    Let(at("dr", n, s, j), rule("dr"), note=tr(
+                        "the reset gate's gradient: the candidate's pre-activation gradient times the state's block n",
+                        "重置门的梯度：候选状态预激活值的梯度乘以状态的 n 块")),
+                    Let(at("dah", n, s, 2 * hidden + j), arrays.named(d.backward["dah_n"].xreplace({p: n, u: s, m: j})),
+                        note=tr("the state's block n: the candidate's pre-activation gradient times the reset gate",
+                                "状态的 n 块：候选状态预激活值的梯度乘以重置门")),
+                    _chain_rule(d.backward["da_r"], arrays, "r", "sigmoid", n, s, j, 0, use.text, "dax"),
+                    _chain_rule(d.backward["da_z"], arrays, "z", "sigmoid", n, s, j, hidden, use.text, "dax"),
+                    *(Let(at("dah", n, s, block * hidden + j), at("dax", n, s, block * hidden + j), note=tr(
+                        "the same gradient: the gate adds both pre-activations' block", "梯度相同：该门把两个预激活值的这一块相加"))
+                      for block in (0, 1))]
+            statements = [Loop(j, hidden, tuple(body))]
+            if s != 1:
+                statements.append(Loop(m, hidden, tuple(arrays.summed(at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace(
+                    {p: n, u: s - 1}), tr("back through time: z times this step's dL/dh (the direct path), plus the "
+                                          "state's pre-activation gradients times Wh",
+                                          "沿时间反向：z 乘本步的 dL/dh（直接路径），加上状态预激活值的梯度乘以 Wh")))))
+            return statements
+
+        r = index("r")
+        rows = [Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),
+            *([Loop(r, steps - 1, tuple(back_step(steps - r)))] if steps > 1 else []), *back_step(1)]
+        backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)),
+                    *arrays.parameter_gradients(lowering, d.backward, Wx, Wh, [(bx, d.backward["dbx"]), (bh, d.backward["dbh"])],
+                                                3 * hidden, hidden, steps)]
+        if source != "X" or lowering.input_gradient:
+            backward.append(arrays.input_gradient(lowering, d.backward["dx"], source, steps))
+        lowering.prepend_backward(backward)
+        lowering.values.append(out)
+        lowering.widths.append(hidden)
