@@ -200,12 +200,12 @@ def test_an_lstm_network_stays_finite_at_inputs_of_1e4(rng):
 EXAMPLE = "lstm-two-steps"
 
 
-def _given(name):
+def _given(name, example=EXAMPLE):
     """A value of the example's [values] table as float64, from the file's own numbers."""
     from fractions import Fraction
     from symprop.symbolic.examples import NET_FILES
 
-    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[EXAMPLE].values[name], dtype=object))
+    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[example].values[name], dtype=object))
 
 
 def _example():
@@ -411,3 +411,79 @@ def test_a_gru_alone_carries_the_gradient_to_its_input_sequence():
             assert t.float_value(f"dL/dX[0,{step},{e}]") == pytest.approx(dX[0, 2 * step + e], rel=1e-12), (step, e)
     for index in np.ndindex(dWh.shape):
         assert t.float_value(f"dL/dWh1[{index[0]},{index[1]}]") == pytest.approx(dWh[index], rel=1e-12, abs=1e-15)
+
+
+# ---- the GRU worked example (symbolic/nets/gru-two-steps.toml) ------------------------------
+GRU_EXAMPLE = "gru-two-steps"
+
+
+def test_the_gru_worked_example_recomputed_independently_in_float64():
+    """Every gate, candidate and state of both steps, dL/dh back through time (the direct path
+    and the Wh path), each step's dWh term, every gradient, the update and the loss after it."""
+    from symprop.symbolic.examples import EXAMPLES
+
+    t = EXAMPLES[GRU_EXAMPLE].build()
+    given = lambda name: _given(name, GRU_EXAMPLE)  # noqa: E731
+    X, target = given("X").reshape(1, -1), given("T")
+    Wx, Wh, bx, bh, W2, b2 = (given(name) for name in ("Wx1", "Wh1", "bx1", "bh1", "W2", "b2"))
+    rate, steps = 0.1, 2
+    s = gru_forward(X, Wx, Wh, bx, bh, steps)
+    scores = s["h"][:, -1] @ W2 + b2
+    dz = scores - target
+    dX, dWx, dWh, dbx, dbh, contributions = gru_backward(X, Wx, Wh, s, dz @ W2.T, steps)
+    close = lambda key, want: pytest.approx(want, rel=1e-12, abs=1e-15) == t.float_value(key)  # noqa: E731
+    for step in (1, 2):
+        for key, name in (("r", "r1"), ("z", "z1"), ("n", "n1"), ("h", "hs1")):
+            assert close(f"{name}[0,{step},0]", s[key][0, step, 0]), (name, step)
+    assert close("L", 0.5 * np.sum(dz ** 2))
+    dh2 = (dz @ W2.T)[0, 0]
+    assert close("dL/dhs1[0,2,0]", dh2)
+    hidden_path = s["z"][0, 2, 0] * dh2 + sum(Wh[0, q] * t.float_value(f"dL/dah1[0,2,{q}]") for q in range(3))
+    assert close("dL/dhs1[0,1,0]", hidden_path)
+    for step in (1, 2):
+        for q in range(3):
+            assert close(f"dWh1_step[{step},0,{q}]", contributions[step, 0, q]), (step, q)
+    grads = {"Wx1": dWx, "Wh1": dWh, "bx1": dbx, "bh1": dbh, "W2": s["h"][:, -1].T @ dz, "b2": dz.sum(axis=0)}
+    params = {"Wx1": Wx, "Wh1": Wh, "bx1": bx, "bh1": bh, "W2": W2, "b2": b2}
+    for name, grad in grads.items():
+        for index in np.ndindex(grad.shape):
+            key = ",".join(map(str, index))
+            assert close(f"dL/d{name}[{key}]", grad[index]), (name, key)
+            assert close(f"{name}_new[{key}]", params[name][index] - rate * grad[index]), (name, key)
+    new = {name: params[name] - rate * grads[name] for name in params}
+    s_new = gru_forward(X, new["Wx1"], new["Wh1"], new["bx1"], new["bh1"], steps)
+    loss_new = 0.5 * np.sum((s_new["h"][:, -1] @ new["W2"] + new["b2"] - target) ** 2)
+    assert close("L_new", loss_new) and loss_new < t.float_value("L")
+
+
+def test_the_gru_recurrent_weights_gradient_is_the_sum_of_the_printed_step_contributions():
+    import json
+    from decimal import Decimal, localcontext
+
+    from symprop.symbolic.examples import EXAMPLES
+
+    quantities = json.loads(EXAMPLES[GRU_EXAMPLE].build().render("json"))["quantities"]
+    for q in range(3):
+        terms = [f"dWh1_step[{s},0,{q}]" for s in (1, 2)]
+        total = quantities[f"dL/dWh1[0,{q}]"]
+        assert total["formula"] == " + ".join(terms)
+        printed = [Decimal(quantities[term]["value"]) for term in terms]
+        assert printed[0] == 0 and printed[1] != 0
+        with localcontext() as exact:
+            exact.prec = 60
+            assert abs(sum(printed) - Decimal(total["value"])) < Decimal("1e-38")
+
+
+def test_the_gru_chinese_transcript_is_its_golden_file():
+    import os
+    from pathlib import Path
+
+    from symprop.symbolic.examples import EXAMPLES
+
+    md = EXAMPLES[GRU_EXAMPLE].build().render("md", lang="zh")
+    path = Path(__file__).parent / "golden" / f"{GRU_EXAMPLE}.zh.md"
+    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
+        path.write_text(md, encoding="utf-8")
+    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    for term in ("前向传播", "反向传播", "重置门", "更新门", "候选状态", "直接路径", "各步贡献之和"):
+        assert term in md, term

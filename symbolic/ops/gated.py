@@ -373,15 +373,16 @@ class _Arrays:
                 f"预激活值的梯度经 {self.names['Wx']} 传回")))),), start=1),))
 
 
-def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da"):
+def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da", shown=None):
     """da[n,s,offset+j] = d<gate>[n,s,j] * (its activation's local derivative from the saved
     gate): the transcript writes the local derivative as a line of its own."""
     dout, y = sp.Symbol("dout"), sp.Symbol("y")
     plain = rule.replace(lambda v: isinstance(v, sp.Indexed) and v.base.label.name in (name, f"d{name}"),
                          lambda v: dout if v.base.label.name == f"d{name}" else y)
     local_text = "y (1 - y)" if kind == "sigmoid" else "1 - y^2"
-    notes = (tr(f"local derivative of {kind} in {text}, from the saved {name}: {local_text}",
-                f"{text} 中 {kind} 的局部导数，由保存的 {name} 得到：{local_text}"),
+    shown = shown or name  # the value's name in the notes (the GRU's candidate hc is n)
+    notes = (tr(f"local derivative of {kind} in {text}, from the saved {shown}: {local_text}",
+                f"{text} 中 {kind} 的局部导数，由保存的 {shown} 得到：{local_text}"),
              tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数"))
     target = arrays.at(pre, n, s, offset + j)
     return Assignments(((target, plain),), {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)},
@@ -566,7 +567,7 @@ class GRU(_SequenceOp):
                         "更新门的梯度：dL/dh 乘以（旧状态 - 候选状态）")),
                     Let(at("dhc", n, s, j), rule("dhc"), note=tr(
                         "the candidate's gradient: dL/dh times (1 - z)", "候选状态的梯度：dL/dh 乘以 (1 - z)")),
-                    _chain_rule(d.backward["da_n"], arrays, "hc", "tanh", n, s, j, 2 * hidden, use.text, "dax"),
+                    _chain_rule(d.backward["da_n"], arrays, "hc", "tanh", n, s, j, 2 * hidden, use.text, "dax", "n"),
                     Let(at("dr", n, s, j), rule("dr"), note=tr(
                         "the reset gate's gradient: the candidate's pre-activation gradient times the state's block n",
                         "重置门的梯度：候选状态预激活值的梯度乘以状态的 n 块")),
