@@ -28,7 +28,7 @@ import sympy as sp
 from ..errors import SympropError
 from ..indexcalc import resolve
 from ..ir import Accumulate, Assignments, Comment, Let, Loop, element, index, local
-from ..stable import canonical_form
+from ..stable import Sigmoid, canonical_form
 from ..text import tr
 from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, fresh_name, real
 
@@ -40,7 +40,7 @@ STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X
 LSTM_GATES = (("i", "sigmoid", "input gate"), ("f", "sigmoid", "forget gate"), ("g", "tanh", "candidate"),
               ("o", "sigmoid", "output gate"))  # the order of the stacked columns (PyTorch's)
 
-GATE_GRADIENT_NOTES = {
+LSTM_GATE_GRADIENT_NOTES = {
     "i": tr("the input gate's gradient: dL/dc times the candidate it lets in", "输入门的梯度：dL/dc 乘以它放入的候选值"),
     "f": tr("the forget gate's gradient: dL/dc times the old cell it keeps", "遗忘门的梯度：dL/dc 乘以它保留的旧细胞状态"),
     "g": tr("the candidate's gradient: dL/dc times the input gate", "候选值的梯度：dL/dc 乘以输入门"),
@@ -63,8 +63,6 @@ def activation_local(kind: str):
 
 def _stable(kind, argument):
     """The activation as the kernels compute it (a sigmoid without overflow)."""
-    from ..stable import Sigmoid
-
     return Sigmoid(argument) if kind == "sigmoid" else sp.tanh(argument)
 
 
@@ -191,7 +189,7 @@ class LSTM(_SequenceOp):
                   *(Step(f"backward (chain rule: upstream times local), {name}", dA[n, t, sp.Symbol(f"q_{name}")],
                          backward[f"da_{name}"], f"column q_{name} = {block}H + j of the stacked pre-activations")
                     for block, (name, _, _) in enumerate(LSTM_GATES)),
-                  Step("chain rule over the stacked pre-activations", Label("dL", "dL"), sp.Sum(dA[n, t, q] * pre, (n, 0, N - 1), (t, 1, T), (q, 0, 4 * H - 1)),
+                  Step("chain rule over the stacked pre-activations", Label("dL", "dL"), contraction,
                        "every step uses the same Wx, Wh, b"),
                   Step("differentiate by h[p,u,m]: the hidden path back", dh[p, u, m], rules["dh_prev"],
                        "only step u+1 reads h[p,u,:]; at u = T the layer above gives dL/dh[p,T,:]"),
@@ -270,7 +268,7 @@ class LSTM(_SequenceOp):
                 "the cell's gradient: through the state (dL/dh o (1 - tanh(c)^2))" +
                 ("" if last else ", plus the cell state's path from the next step (its dL/dc times its forget gate)"),
                 "细胞状态的梯度：经由状态（dL/dh o (1 - tanh(c)^2））" + ("" if last else "，加上来自下一步的细胞状态路径（其 dL/dc 乘其遗忘门）")))]
-            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=GATE_GRADIENT_NOTES[name])
+            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=LSTM_GATE_GRADIENT_NOTES[name])
                      for name, _, _ in LSTM_GATES]
             for block, (name, kind, title) in enumerate(LSTM_GATES):
                 body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
@@ -467,7 +465,8 @@ class GRU(_SequenceOp):
         backward = {
             "dz": sp.factor_terms(resolve(Lh.diff(z[p, u, m]))), "dhc": sp.factor_terms(resolve(Lh.diff(hc[p, u, m]))),
             "da_n": dhc[n, t, j] * tanh_saved.xreplace({y: hc[n, t, j]}),
-            "dr": resolve(Ln.diff(r[p, u, m])), "dah_n": resolve(by_block_n.diff(ahn[p, u, m])).xreplace({ahn[p, u, m]: ah[p, u, 2 * H + m]}),
+            "dr": resolve(Ln.diff(r[p, u, m])),
+            "dah_n": resolve(by_block_n.diff(ahn[p, u, m])).xreplace({ahn[p, u, m]: ah[p, u, 2 * H + m]}),
             "da_r": dr[n, t, j] * locals_["r"].xreplace({y: r[n, t, j]}),
             "da_z": dz[n, t, j] * locals_["z"].xreplace({y: z[n, t, j]}),
             "dh_prev": resolve(Lh.diff(h[p, u, m]), shifted=True) + resolve(Lw.diff(h[p, u, m]), shifted=True),
@@ -498,10 +497,11 @@ class GRU(_SequenceOp):
                        "a shared weight: the sum over the steps of each step's contribution"),
                   Step("step t's contribution to dWh", sp.IndexedBase("dWh_step")[t, m, q], backward["dWh_step"],
                        "the state it read times its pre-activations' gradients, summed over the batch"),
-                  Step("differentiate by bx[q]", sp.IndexedBase("dbx")[q], backward["dbx"], "summed over the batch and the steps"),
-                  Step("differentiate by bh[q]", sp.IndexedBase("dbh")[q], backward["dbh"], "summed over the batch and the steps")]
+                  *(Step(f"differentiate by {bias}[q]", sp.IndexedBase(f"d{bias}")[q], backward[f"d{bias}"],
+                         "summed over the batch and the steps") for bias in ("bx", "bh"))]
         return Derivation(self.name, self.summary, self.inputs, forward, backward, ("x", "ah", "r", "z", "hc", "h"),
-                          steps, [STEPS_FROM_ONE.replace(" and cell c[n,t-1,:]", ""), "h[n,0,:] = 0: the state before the first step",
+                          steps, [STEPS_FROM_ONE.replace(" and cell c[n,t-1,:]", ""),
+                                  "h[n,0,:] = 0: the state before the first step",
                                   "PyTorch's convention: h_t = (1 - z) n + z h_{t-1}, the reset gate applied to "
                                   "h_{t-1} Wh + bh (not to h_{t-1} before the product)"],
                           ["dr/da = r(1 - r), dz/da = z(1 - z), dn/da = 1 - n^2 read saved values: no exp, "
