@@ -133,11 +133,14 @@ def _check_central_differences(spec, rng, rows):
         assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, (spec, name)
 
 
-def test_the_lstm_kernel_of_the_brief_agrees_with_central_differences(rng):
-    _check_central_differences("lstm(2,3,4) affine(3,2) softmax-cross-entropy", rng, rows=3)
+BRIEF_SPEC = "lstm(2,3,4) affine(3,2) softmax-cross-entropy"
 
 
-@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_an_lstm_classifier_kernel_agrees_with_central_differences(rng):
+    _check_central_differences(BRIEF_SPEC, rng, rows=3)
+
+
+@pytest.mark.parametrize("steps", [1, 3])
 def test_lstm_kernels_of_random_sizes_agree_with_central_differences(steps, rng):
     """Random sizes (T = 1: no recurrent step, no cell state's path); every parameter."""
     inputs, hidden, classes = (int(v) for v in rng.integers(1, 4, 3))
@@ -185,15 +188,13 @@ def test_an_lstm_alone_carries_the_gradient_to_its_input_sequence():
 
 
 def test_an_lstm_network_stays_finite_at_inputs_of_1e4(rng):
-    """Pre-activations of magnitude 1e4 saturate every gate: the stable sigmoid and tanh keep
-    the loss and the gradients finite in float32 and float64."""
-    net = load_network("lstm(2,3,2) affine(3,2) softmax-cross-entropy")
-    for dtype in (np.float32, np.float64):
-        params = [rng.normal(0, 1, shape).astype(dtype) for shape in net.PARAM_SHAPES]
-        X = (np.sign(rng.normal(size=(3, net.INPUT_SIZE))) * 1e4).astype(dtype)
-        labels = np.eye(2, dtype=dtype)[[0, 1, 0]]
-        loss, *grads = net.loss_and_grads(*params, X, labels)
-        assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads), dtype
+    """Pre-activations of magnitude 1e4 saturate every gate (exp(1e4) overflows float64): the
+    stable sigmoid and tanh keep the loss and the gradients finite."""
+    net = load_network(BRIEF_SPEC)  # compiled once for this test and the gradient check above
+    params = [rng.normal(0, 1, shape) for shape in net.PARAM_SHAPES]
+    X = np.sign(rng.normal(size=(3, net.INPUT_SIZE))) * 1e4
+    loss, *grads = net.loss_and_grads(*params, X, np.eye(2)[[0, 1, 0]])
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads)
 
 
 # ---- the worked example (symbolic/nets/lstm-two-steps.toml) ---------------------------------
@@ -370,7 +371,7 @@ def test_symprop_derive_gru_shows_its_gates_and_local_partials(capsys):
         assert line in out, line
 
 
-@pytest.mark.parametrize("steps", [1, 2, 4])
+@pytest.mark.parametrize("steps", [1, 3])
 def test_gru_kernels_of_random_sizes_agree_with_central_differences(steps, rng):
     inputs, hidden, classes = (int(v) for v in rng.integers(1, 4, 3))
     _check_central_differences(f"gru({inputs},{hidden},{steps}) affine({hidden},{classes + 1}) "
