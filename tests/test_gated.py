@@ -148,6 +148,22 @@ def test_lstm_kernels_of_random_sizes_agree_with_central_differences(steps, rng)
                                "softmax-cross-entropy", rng, rows=int(rng.integers(1, 4)))
 
 
+@pytest.mark.parametrize("spec", ["embedding(6,2,3) lstm(2,3,3) affine(3,2) softmax-cross-entropy",
+                                  "embedding(5,2,2) gru(2,2,2) affine(2,3) softmax-cross-entropy"])
+def test_a_word_table_before_a_gated_layer_gets_its_gradient_through_the_sequence(spec, rng):
+    """A layer before the gated one (an embedding): the kernel carries dL/dX of the sequence
+    back through Wx, checked on the table's gradient by central differences."""
+    net = load_network(spec)
+    params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
+    X = rng.integers(0, net.PARAM_SHAPES[0][0], size=(4, net.INPUT_SIZE)).astype(np.float64)
+    labels = np.eye(net.OUTPUT_SIZE)[rng.integers(0, net.OUTPUT_SIZE, 4)]
+    loss, *grads = net.loss_and_grads(*params, X, labels)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, labels), params[k])
+        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, (spec, name)
+    assert np.abs(grads[0]).max() > 0  # the table's gradient is not trivially zero
+
+
 def test_the_lstm_kernel_equals_an_independent_float64_lstm(rng):
     """Forward and BPTT gradients against the numpy LSTM above; backward never writes its inputs."""
     steps, inputs, hidden = 3, 2, 3
