@@ -300,6 +300,23 @@ def test_the_lstm_transcript_and_the_kernel_agree_on_the_worked_example():
             assert t.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key
 
 
+def test_one_sgd_step_of_the_example_network_moves_each_parameter_by_its_gradient():
+    """The example's tiny network keeps the matrix step (no scalar form for the time loop), and
+    its fused SGD step is the gradient step, as for the other recurrent family."""
+    from symprop.codegen.network import network_file
+
+    spec = "lstm(1,1,2) affine(1,1) squared-error"
+    assert "\nSCALAR_STEP = False" in network_file(spec)[1]
+    net = load_network(spec)
+    params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
+    X, target = _given("X").reshape(1, -1), _given("T")
+    loss, *grads = net.loss_and_grads(*params, X, target)
+    stepped = [p.copy() for p in params]
+    assert net.sgd_step(*stepped, X, target, 0.1) == pytest.approx(loss, rel=1e-15)
+    for new, old, grad in zip(stepped, params, grads):
+        np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-15, atol=1e-15)
+
+
 def test_the_lstm_chinese_transcript_is_its_golden_file():
     """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
     import os
