@@ -15,6 +15,7 @@ from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Deriv
 from .ops.conv import Conv2d, Flatten, Pool
 from .ops.dropout import Dropout
 from .ops.embedding import Embedding
+from .ops.gated import GRU, LSTM
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
@@ -108,6 +109,11 @@ REGISTRY = Registry([
     Flatten("flatten", "images (C, H, W) read as C*H*W features, in NCHW order"),
     RNN("rnn", "tanh RNN over T steps: rnn(D,H,T) reads (T, D) sequences, h_t = tanh(x_t Wx + h_{t-1} Wh + b) "
         "from h_0 = 0, and gives the last state h_T; backpropagation through time"),
+    LSTM("lstm", "LSTM over T steps: lstm(D,H,T) reads (T, D) sequences; gates i, f, o (sigmoid) and candidate g "
+         "(tanh), c_t = f c_{t-1} + i g, h_t = o tanh(c_t) from h_0 = c_0 = 0; gives h_T; backpropagation through time"),
+    GRU("gru", "GRU over T steps (PyTorch's convention): gru(D,H,T) reads (T, D) sequences; gates r, z (sigmoid), "
+        "candidate n = tanh(x_t Wx_n + bx_n + r (h_{t-1} Wh_n + bh_n)), h_t = (1 - z) n + z h_{t-1} from h_0 = 0; "
+        "gives h_T; backpropagation through time"),
     Embedding("embedding", "lookup table: embedding(V,D[,T]) reads T token ids 0..V-1 per example and gives "
               "each one's row of W (V x D); the gradient is a scatter-add into the rows"),
 ])
