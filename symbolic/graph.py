@@ -300,7 +300,7 @@ def _check_chain(nodes, registry, start=None, loss_optional=False):
         if node.op.is_loss and node is not last:
             raise SympropError(f"{node.where}: a loss can only be the last layer")
         wanted = node.op.input_width(node.args)
-        if isinstance(width, tuple) and wanted is not None:
+        if isinstance(width, tuple) and wanted is not None and not isinstance(wanted, tuple):  # a sequence op takes a shape
             raise SympropError(f"{node.where}: takes {wanted} features but the layer before gives images "
                                f"{width} ({features(width)} values); put flatten before it")
         if width is not None and wanted is not None and wanted != width:

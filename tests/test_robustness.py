@@ -64,7 +64,7 @@ def test_refusal_names_the_offending_token():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("name", [name for name, op in REGISTRY.items() if op.layer_kernels])  # rnn, attention: in networks
 def test_every_layer_is_finite_at_1e4(name, dtype):
     """Inputs of magnitude 1e4, where every true value is finite."""
     inputs, dout = make_inputs(name, np.random.default_rng(0), dtype)
