@@ -2,6 +2,7 @@
 not elementwise, and the 1/sqrt(dk) scale in dQ and dK), the fused network kernels match
 central differences (float64, T = 1 and the causal mask included) and an independent float64
 attention written with plain numpy."""
+import functools
 import re
 
 import numpy as np
@@ -193,4 +194,95 @@ def test_a_layer_alone_carries_the_gradient_to_its_input_sequence():
     assert t.float_value("dL/dWq1[1,0]") == pytest.approx(dWq[1, 0], rel=1e-12)
     assert t.float_value("dL/dS1[0,2,1]") == pytest.approx(dS[0, 2, 1], rel=1e-12)
     assert "P1[0,0,1]" not in t.quantities and "S1[0,1,2]" not in t.quantities  # masked: never computed
+
+
+# ---- the worked example (symbolic/nets/attention-four-tokens.toml) -------------------------
+EXAMPLE = "attention-four-tokens"
+SPEC = "attention(2,2,2,4) flatten squared-error"
+
+
+def _given(name):
+    """A value of the example's [values] table as float64, from the file's own numbers."""
+    from fractions import Fraction
+    from symprop.symbolic.examples import NET_FILES
+
+    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[EXAMPLE].values[name], dtype=object))
+
+
+@functools.cache
+def _example():
+    from symprop.symbolic.examples import EXAMPLES
+
+    return EXAMPLES[EXAMPLE].build()
+
+
+def _keyed(name, array):
+    """name[0,i,j] -> value for every element of a (1, ...) array."""
+    return {f"{name}[{','.join(map(str, index))}]": array[index] for index in np.ndindex(array.shape)}
+
+
+def test_worked_example_numbers_recomputed_independently_in_float64():
+    """Every forward value (queries, keys, values, scores, row maxima and sums, weights,
+    outputs), every gradient back through the softmax Jacobian and the projections, the update
+    and the loss after it, recomputed by the plain numpy attention above."""
+    t = _example()
+    X, target = _given("X").reshape(1, -1), _given("T")
+    Wq, Wk, Wv = (_given(name) for name in ("Wq1", "Wk1", "Wv1"))
+    rate, tokens = 0.1, 4
+    xs, Q, K, V, P, O = attention_forward(X, Wq, Wk, Wv, tokens)
+    S = Q @ K.transpose(0, 2, 1) / np.sqrt(2)
+    dO = O - target.reshape(O.shape)
+    dX, dWq, dWk, dWv, dS = attention_backward(xs, Wq, Wk, Wv, Q, K, V, P, dO)
+    dP = dO @ V.transpose(0, 2, 1)
+    dV = P.transpose(0, 2, 1) @ dO
+    dQ, dK = dS @ K / np.sqrt(2), dS.transpose(0, 2, 1) @ Q / np.sqrt(2)
+    want = {**_keyed("Q1", Q), **_keyed("K1", K), **_keyed("V1", V), **_keyed("S1", S), **_keyed("P1", P),
+            **_keyed("O1", O), **_keyed("S1max", S.max(axis=-1)),
+            **_keyed("S1sum", np.exp(S - S.max(axis=-1, keepdims=True)).sum(axis=-1)),
+            **_keyed("P1dot", np.sum(P * dP, axis=-1)), "L": 0.5 * np.sum(dO ** 2)}
+    for name, grad in (("O1", dO), ("V1", dV), ("P1", dP), ("S1", dS), ("Q1", dQ), ("K1", dK)):
+        want |= {f"dL/d{key}": value for key, value in _keyed(name, grad).items()}
+    params, grads = {"Wq1": Wq, "Wk1": Wk, "Wv1": Wv}, {"Wq1": dWq, "Wk1": dWk, "Wv1": dWv}
+    for name in params:
+        want |= {f"dL/d{key}": value for key, value in _keyed(name, grads[name]).items()}
+        want |= {key.replace("[", "_new[", 1): value for key, value in _keyed(name, params[name] - rate * grads[name]).items()}
+    new = {name: params[name] - rate * grads[name] for name in params}
+    *_, O_new = attention_forward(X, new["Wq1"], new["Wk1"], new["Wv1"], tokens)
+    want["L_new"] = 0.5 * np.sum((O_new.reshape(1, -1) - target) ** 2)
+    assert want["L_new"] < want["L"]
+    assert len(want) == 3 * 8 + 2 * 16 + 8 + 3 * 4 + 1 + (8 + 8 + 16 + 16 + 8 + 8) + 2 * 12 + 1  # every number
+    for key, value in want.items():
+        assert t.float_value(key) == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    # each row of the attention weights sums to 1; each row of dS sums to 0 (the Jacobian's rows do)
+    for row in range(tokens):
+        assert sum(t.float_value(f"P1[0,{row},{s}]") for s in range(tokens)) == pytest.approx(1, rel=1e-14)
+        assert sum(t.float_value(f"dL/dS1[0,{row},{s}]") for s in range(tokens)) == pytest.approx(0, abs=1e-15)
+
+
+def test_the_transcript_and_the_kernel_agree_on_the_worked_example():
+    """The transcript runs the lowered statements in exact arithmetic, the kernel prints them:
+    the same numbers, in float64."""
+    t = _example()
+    net = load_network(SPEC)
+    params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
+    loss, *grads = net.loss_and_grads(*params, _given("X").reshape(1, -1), _given("T"))
+    assert t.float_value("L") == pytest.approx(loss, rel=1e-14)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert t.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key
+
+
+def test_the_chinese_transcript_is_its_golden_file():
+    """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
+    import os
+    from pathlib import Path
+
+    md = _example().render("md", lang="zh")
+    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
+    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
+        path.write_text(md, encoding="utf-8")
+    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    for term in ("前向传播", "反向传播", "查询向量", "注意力权重", "雅可比矩阵", "sqrt(2)", "序列按词元顺序读作特征"):
+        assert term in md, term
 
