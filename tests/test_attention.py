@@ -69,7 +69,8 @@ def test_sympy_derives_the_textbook_rules_of_attention():
                                 + sp.Sum(Wv[dd, c] * dV[n, t, c], (c, 0, DV - 1)))
     assert d.forward["S"] == sp.Sum(Q[n, t, a] * K[n, s, a], (a, 0, DK - 1)) / sp.sqrt(DK)
     assert d.forward["Q"].has(D)
-    assert REGISTRY.derive("causal-attention").backward == d.backward  # the mask changes which terms exist, not the rules
+    # the mask changes which terms exist, not the rules
+    assert REGISTRY.derive("causal-attention").backward == d.backward
 
 
 def test_symprop_derive_shows_the_forward_formulas_and_the_derived_rules(capsys):
@@ -161,10 +162,12 @@ def test_large_scores_do_not_overflow(rng):
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)
 
 
-def test_attention_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(rng):
-    """The scalar-step pass has no scalar form for the causal mask's loops: the network keeps
-    the matrix step, and one SGD step moves each parameter by -lr times its gradient."""
-    spec = "causal-attention(1,1,1,3) flatten affine(3,1) squared-error"
+@pytest.mark.parametrize("op", ["attention", "causal-attention"])
+def test_attention_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(op, rng):
+    """The scalar-step pass has no scalar form for attention's loops (3-axis buffers, the
+    mask's bounds): the network keeps the matrix step, and one SGD step moves each parameter
+    by -lr times its gradient."""
+    spec = f"{op}(1,1,1,3) flatten affine(3,1) squared-error"
     assert "\nSCALAR_STEP = False" in network_file(spec)[1]
     net = load_network(spec)
     params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
@@ -245,7 +248,8 @@ def test_worked_example_numbers_recomputed_independently_in_float64():
     params, grads = {"Wq1": Wq, "Wk1": Wk, "Wv1": Wv}, {"Wq1": dWq, "Wk1": dWk, "Wv1": dWv}
     for name in params:
         want |= {f"dL/d{key}": value for key, value in _keyed(name, grads[name]).items()}
-        want |= {key.replace("[", "_new[", 1): value for key, value in _keyed(name, params[name] - rate * grads[name]).items()}
+        stepped = _keyed(name, params[name] - rate * grads[name])
+        want |= {key.replace("[", "_new[", 1): value for key, value in stepped.items()}
     new = {name: params[name] - rate * grads[name] for name in params}
     *_, O_new = attention_forward(X, new["Wq1"], new["Wk1"], new["Wv1"], tokens)
     want["L_new"] = 0.5 * np.sum((O_new.reshape(1, -1) - target) ** 2)
@@ -286,3 +290,71 @@ def test_the_chinese_transcript_is_its_golden_file():
     for term in ("前向传播", "反向传播", "查询向量", "注意力权重", "雅可比矩阵", "sqrt(2)", "序列按词元顺序读作特征"):
         assert term in md, term
 
+
+# ---- the checker on the worked example: the classic mistakes, named --------------------------
+def _attention_by_hand(elementwise_jacobian=False, scale=True):
+    """The worked example's numbers by plain numpy, done right or with one classic mistake:
+    the softmax Jacobian taken elementwise (dS = dP P (1 - P)), or the 1/sqrt(dk) scale left
+    out (of the scores, so of dQ and dK too). key -> value."""
+    X, target = _given("X").reshape(1, -1), _given("T")
+    Wq, Wk, Wv = (_given(name) for name in ("Wq1", "Wk1", "Wv1"))
+    xs = X.reshape(1, 4, 2)
+    Q, K, V = xs @ Wq, xs @ Wk, xs @ Wv
+    root = np.sqrt(2) if scale else 1.0
+    S = Q @ K.transpose(0, 2, 1) / root
+    P = np.exp(S - S.max(axis=-1, keepdims=True))
+    P /= P.sum(axis=-1, keepdims=True)
+    O = P @ V
+    dO = O - target.reshape(O.shape)
+    dP = dO @ V.transpose(0, 2, 1)
+    dS = dP * P * (1 - P) if elementwise_jacobian else P * (dP - np.sum(dP * P, axis=-1, keepdims=True))
+    dQ, dK = dS @ K / root, dS.transpose(0, 2, 1) @ Q / root
+    values = {**_keyed("S1", S), **_keyed("P1", P), **_keyed("O1", O), "L": 0.5 * np.sum(dO ** 2)}
+    for name, grad in (("S1", dS), ("Q1", dQ), ("K1", dK), ("Wq1", np.einsum("ntd,nta->da", xs, dQ)),
+                       ("Wk1", np.einsum("ntd,nta->da", xs, dK))):
+        values |= {f"dL/d{key}": value for key, value in _keyed(name, grad).items()}
+    return values
+
+
+CHECKER_ROWS = [
+    # (claimed key, the learner's way, the diagnosis code)
+    ("S1[0,0,2]", {}, "right"),
+    ("dL/dS1[0,1,0]", {}, "right"),
+    ("dL/dS1[0,1,0]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+    ("dL/dS1[0,2,3]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+    ("dL/dQ1[0,0,1]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+    ("dL/dWk1[0,1]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+    ("S1[0,0,2]", {"scale": False}, "forgot_attention_scale"),
+    ("P1[0,3,3]", {"scale": False}, "forgot_attention_scale"),
+    ("O1[0,1,0]", {"scale": False}, "forgot_attention_scale"),
+    ("dL/dQ1[0,2,1]", {"scale": False}, "forgot_attention_scale"),
+    ("dL/dWq1[1,1]", {"scale": False}, "forgot_attention_scale"),
+]
+
+
+@pytest.mark.parametrize("key, way, code", CHECKER_ROWS, ids=[f"{k}-{c}" for k, _, c in CHECKER_ROWS])
+def test_the_checker_names_the_classic_attention_mistakes(key, way, code):
+    """A learner's number, computed by hand the right way or with one classic mistake, written
+    to 6 decimals: the checker names the mistake (numbers from plain numpy, not from symprop)."""
+    from symprop.symbolic.checker import CODES, check, claim_from
+
+    value = _attention_by_hand(**way)[key]
+    if way:
+        assert abs(value - _attention_by_hand()[key]) > 1e-4  # the mistake changes this number
+    report = check(EXAMPLE, [claim_from(key, f"{value:.6f}", "claim 1")])
+    assert not report.problems, report.problems
+    (verdict,) = report.verdicts
+    assert verdict.code == code, (key, verdict.code, [d.en for d in verdict.diagnoses])
+    assert verdict.right == (CODES[code] == "right")
+
+
+def test_symprop_check_says_which_mistake(capsys):
+    """The command line: the elementwise Jacobian and the missing scale, named in words."""
+    right = _attention_by_hand()
+    elementwise = _attention_by_hand(elementwise_jacobian=True)
+    assert main(["check", EXAMPLE, f"S1[0,0,2]={right['S1[0,0,2]']:.4f}",
+                 f"dL/dS1[0,0,0]={right['dL/dS1[0,0,0]']:.6f}"]) == 0
+    capsys.readouterr()
+    assert main(["check", EXAMPLE, f"dL/dS1[0,1,0]={elementwise['dL/dS1[0,1,0]']:.6f}", "S1[0,0,2]=2"]) == 1
+    out = capsys.readouterr().out
+    assert "WRONG" in out and "softmax Jacobian taken as elementwise" in out and "1/sqrt(dk) scale" in out
