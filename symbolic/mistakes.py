@@ -168,6 +168,10 @@ def _candidates(t: Transcript):
            tr("the 1/sqrt(dk) scale of the attention scores left out (in the scores and in their gradients)",
               "漏掉了注意力分数的 1/sqrt(dk) 缩放（分数及其梯度中都漏掉了）"),
            {key: unscaled for key, q in qs.items() if (unscaled := _without_root_scale(q)) is not None})
+    # attention's scores with query and key swapped (K Q^T for Q K^T): S[n,t,s] is S[n,s,t]
+    yield ("attention_scores_transposed",
+           tr("the scores transposed: key t against query s (K Q^T instead of Q K^T)",
+              "分数转置了：用了键 t 对查询 s（K Q^T 而不是 Q K^T）"), _transposed_scores(qs))
 
 
 def _softmax_rows(qs) -> dict:
@@ -189,6 +193,21 @@ def _softmax_rows(qs) -> dict:
                 if isinstance(g, sp.Symbol) and len(terms) > 1 and any(t.free_symbols == {p, g} for t in terms):
                     rows[key] = (p, g)
     return rows
+
+
+def _transposed_scores(qs) -> dict:
+    """key -> the formula of the element across the diagonal, for each scaled dot product
+    S[n,t,s] (t != s) of a forward pass whose S[n,s,t] is a quantity too."""
+    swapped = {}
+    for key, q in qs.items():
+        name, _, rest = key.partition("[")
+        index = rest.rstrip("]").split(",")
+        if "/d" in key or len(index) != 3 or index[1] == index[2] or _without_root_scale(q) is None:
+            continue
+        other = f"{name}[{index[0]},{index[2]},{index[1]}]"
+        if other in qs and qs[other].formula is not None:
+            swapped[key] = qs[other].formula
+    return swapped
 
 
 def _without_root_scale(q: Quantity):

@@ -292,16 +292,17 @@ def test_the_chinese_transcript_is_its_golden_file():
 
 
 # ---- the checker on the worked example: the classic mistakes, named --------------------------
-def _attention_by_hand(elementwise_jacobian=False, scale=True):
+def _attention_by_hand(elementwise_jacobian=False, scale=True, transposed=False):
     """The worked example's numbers by plain numpy, done right or with one classic mistake:
-    the softmax Jacobian taken elementwise (dS = dP P (1 - P)), or the 1/sqrt(dk) scale left
-    out (of the scores, so of dQ and dK too). key -> value."""
+    the softmax Jacobian taken elementwise (dS = dP P (1 - P)), the 1/sqrt(dk) scale left out
+    (of the scores, so of dQ and dK too), or the scores transposed (K Q^T; forward values only).
+    key -> value."""
     X, target = _given("X").reshape(1, -1), _given("T")
     Wq, Wk, Wv = (_given(name) for name in ("Wq1", "Wk1", "Wv1"))
     xs = X.reshape(1, 4, 2)
     Q, K, V = xs @ Wq, xs @ Wk, xs @ Wv
     root = np.sqrt(2) if scale else 1.0
-    S = Q @ K.transpose(0, 2, 1) / root
+    S = (K @ Q.transpose(0, 2, 1) if transposed else Q @ K.transpose(0, 2, 1)) / root
     P = np.exp(S - S.max(axis=-1, keepdims=True))
     P /= P.sum(axis=-1, keepdims=True)
     O = P @ V
@@ -329,6 +330,9 @@ CHECKER_ROWS = [
     ("O1[0,1,0]", {"scale": False}, "forgot_attention_scale"),
     ("dL/dQ1[0,2,1]", {"scale": False}, "forgot_attention_scale"),
     ("dL/dWq1[1,1]", {"scale": False}, "forgot_attention_scale"),
+    ("S1[0,0,1]", {"transposed": True}, "attention_scores_transposed"),
+    ("P1[0,1,3]", {"transposed": True}, "attention_scores_transposed"),
+    ("O1[0,2,1]", {"transposed": True}, "attention_scores_transposed"),
 ]
 
 
