@@ -340,7 +340,7 @@ class _RowPass:
         if name in self.known:
             raise NotScalar(f"loop index {name} is already taken")
         stop = self.index(loop.stop)
-        for value in range(loop.start, stop):
+        for value in range(self.index(loop.start), stop):
             self.known[name] = value
             for inner in loop.body:
                 each(inner)

@@ -338,6 +338,9 @@ CODES = {
     "rounded_intermediate": "precision",  # an unclaimed intermediate rounded or cut off before use
     "slip_carried": "own",  # a slip in an unclaimed intermediate, carried forward
     "forgot_sigmoid_derivative": "own",  # the sigmoid's derivative left out of the chain (taken as 1)
+    "softmax_jacobian_elementwise": "own",  # attention's dS = dP P (1 - P): the softmax Jacobian's diagonal only
+    "forgot_attention_scale": "own",  # attention's scores (and dQ, dK) without 1/sqrt(dk)
+    "attention_scores_transposed": "own",  # attention's scores K Q^T for Q K^T
     "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
     "formula_differs": "own",  # a formula claimed: not the derived rule
     "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j], or a whole matrix transposed: numerator layout

@@ -96,11 +96,12 @@ class Interpreter:
         pass
 
     def _size(self, size) -> int:
-        """A loop bound or an array's extent as a number (K, N: the sizes of this run)."""
-        return int(sp.sympify(size).xreplace(self.loop_sizes))
+        """A loop bound or an array's extent as a number (K, N: the sizes of this run; a bound
+        that reads an outer loop's index, as a causal mask's t + 1, at its value now)."""
+        return int(sp.sympify(size).xreplace({**self.loop_sizes, **self.bound}))
 
     def _run_Loop(self, loop: Loop):
-        for value in range(loop.start, self._size(loop.stop)):
+        for value in range(self._size(loop.start), self._size(loop.stop)):
             self.bound[loop.index] = value
             self.run(loop.body)
         self.bound.pop(loop.index, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import SympropError
 from .ops.affine import Affine
+from .ops.attention import Attention
 from .ops.base import (I, J, K, MAX_DERIVATIVE_OPS, MAX_DERIVE_SECONDS, N, Derivation, Label, Op, Step,
                        _apply_kink_convention, partial, real)
 from .ops.conv import Conv2d, Flatten, Pool
@@ -22,7 +23,7 @@ from .ops.norm import BatchNorm, LayerNorm
 from .ops.recurrent import RNN
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
-__all__ = ["Affine", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
+__all__ = ["Affine", "Attention", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
            "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
            "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
@@ -116,6 +117,10 @@ REGISTRY = Registry([
         "gives h_T; backpropagation through time"),
     Embedding("embedding", "lookup table: embedding(V,D[,T]) reads T token ids 0..V-1 per example and gives "
               "each one's row of W (V x D); the gradient is a scatter-add into the rows"),
+    Attention("attention", "scaled dot-product self-attention, one head: attention(D,dk,dv,T) reads (T, D) sequences, "
+              "P = softmax(Q K^T / sqrt(dk)) row by row (maximum subtracted), and gives O = P V, (T, dv)"),
+    Attention("causal-attention", "attention with a causal mask: causal-attention(D,dk,dv,T), token t attends to "
+              "tokens s <= t only", causal=True),
 ])
 
 

@@ -156,6 +156,72 @@ def _candidates(t: Transcript):
                 formulas[key] = 2 * q.formula
     yield ("convention_loss_no_half", tr("squared error without the 1/2", "平方误差没有乘 1/2"), formulas)
 
+    # attention's softmax backward dS = P (dP - sum_r P_r dP_r) taken elementwise: dP P (1 - P)
+    yield ("softmax_jacobian_elementwise",
+           tr("the softmax Jacobian taken as elementwise: dS = dP P (1 - P), leaving out that every weight of the "
+              "row moves when one score moves (the sum over the row of P dP)",
+              "把 softmax 的雅可比矩阵当成了逐元素的：dS = dP P (1 - P)，漏掉了一个分数变化时该行所有权重都随之变化"
+              "（该行 P dP 之和）"),
+           {key: g * p * (1 - p) for key, (p, g) in _softmax_rows(qs).items()})
+    # scores scaled by 1/sqrt(d) (attention's Q K^T / sqrt(dk), and so dQ and dK), the scale left out
+    yield ("forgot_attention_scale",
+           tr("the 1/sqrt(dk) scale of the attention scores left out (in the scores and in their gradients)",
+              "漏掉了注意力分数的 1/sqrt(dk) 缩放（分数及其梯度中都漏掉了）"),
+           {key: unscaled for key, q in qs.items() if (unscaled := _without_root_scale(q)) is not None})
+    # attention's scores with query and key swapped (K Q^T for Q K^T): S[n,t,s] is S[n,s,t]
+    yield ("attention_scores_transposed",
+           tr("the scores transposed: key t against query s (K Q^T instead of Q K^T)",
+              "分数转置了：用了键 t 对查询 s（K Q^T 而不是 Q K^T）"), _transposed_scores(qs))
+
+
+def _softmax_rows(qs) -> dict:
+    """key -> (P, dP) of each quantity computed as P (dP - D), the softmax's backward rule over a
+    row: D the row's sum of P times dP, written out or a quantity of its own."""
+    rows = {}
+    for key, q in qs.items():
+        f = q.formula
+        if f is None or isinstance(f, Chain) or not isinstance(f, sp.Mul) or len(f.args) != 2:
+            continue
+        for p, difference in (f.args, f.args[::-1]):
+            if not (isinstance(p, sp.Symbol) and isinstance(difference, sp.Add) and len(difference.args) == 2):
+                continue
+            for g, minus_total in (difference.args, difference.args[::-1]):
+                total = -minus_total
+                if isinstance(total, sp.Symbol) and total.name in qs and not isinstance(qs[total.name].formula, Chain):
+                    total = qs[total.name].formula
+                terms = sp.Add.make_args(total) if total is not None else ()
+                if isinstance(g, sp.Symbol) and len(terms) > 1 and any(t.free_symbols == {p, g} for t in terms):
+                    rows[key] = (p, g)
+    return rows
+
+
+def _transposed_scores(qs) -> dict:
+    """key -> the formula of the element across the diagonal, for each scaled dot product
+    S[n,t,s] (t != s) of a forward pass whose S[n,s,t] is a quantity too."""
+    swapped = {}
+    for key, q in qs.items():
+        name, _, rest = key.partition("[")
+        index = rest.rstrip("]").split(",")
+        if "/d" in key or len(index) != 3 or index[1] == index[2] or _without_root_scale(q) is None:
+            continue
+        other = f"{name}[{index[0]},{index[2]},{index[1]}]"
+        if other in qs and qs[other].formula is not None:
+            swapped[key] = qs[other].formula
+    return swapped
+
+
+def _without_root_scale(q: Quantity):
+    """The formula with its division by sqrt(d) (d a whole number) left out, or None."""
+    f = q.formula
+    if f is None or isinstance(f, Chain):
+        return None
+    def is_scale(e):
+        return (isinstance(e, sp.Pow) and e.exp == -1 and isinstance(e.base, sp.Pow) and e.base.exp == sp.S.Half
+                and e.base.base.is_Integer) or (isinstance(e, sp.Pow) and e.exp == -sp.S.Half and e.base.is_Integer)
+    if not any(is_scale(e) for e in sp.preorder_traversal(f)):
+        return None
+    return f.replace(is_scale, lambda e: sp.S.One)
+
 
 def _half_square(term) -> bool:
     """1/2 times squares: (y - t)^2/2, or 1/2 ((y1 - t1)^2 + (y2 - t2)^2)."""

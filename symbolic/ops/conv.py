@@ -316,7 +316,7 @@ class Flatten(ImageOp):
     inputs: tuple[str, ...] = ("X",)
 
     def output_width(self, args, shape):
-        return shape[0] * shape[1] * shape[2]
+        return features(shape)  # C*H*W of an image, T*D of a sequence (T, D)
 
     def derive(self) -> Derivation:
         n, o, c, i, j, p, q, a, e, u, v = _indices()
@@ -338,11 +338,15 @@ class Flatten(ImageOp):
         the same array under its own name (and its gradient the same array as the image's)."""
         source, out = lowering.values[-1], lowering.names.value
         lowering.views[out] = source
+        images = len(lowering.shapes[use.position - 1]) == 3  # or a sequence (T, D), read token after token
+        note, back = ((tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征"),
+                       tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回")) if images else
+                      (tr("the sequence read as features, token after token", "序列按词元顺序读作特征"),
+                       tr("flatten's gradient, read back as a sequence", "flatten 的梯度按序列形状读回")))
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"), Let(
-            array(out), array(source), note=tr("the images read as features, in NCHW order", "图像按 NCHW 顺序读作特征"))]
+            array(out), array(source), note=note)]
         lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(
-            array(f"d{source}"), array(f"d{out}"),
-            note=tr("flatten's gradient, read back as images", "flatten 的梯度按图像形状读回"))])
+            array(f"d{source}"), array(f"d{out}"), note=back)])
         lowering.values.append(out)
 
 
