@@ -311,7 +311,9 @@ def _check_chain(nodes, registry, start=None, loss_optional=False):
         wanted = node.op.input_width(node.args)
         sequences = any(isinstance(shape, tuple) and len(shape) == 2 for shape in (width, wanted))
         if width is not None and wanted is not None and wanted != width and sequences:
-            raise SympropError(f"{node.where}: takes {_described(wanted)} but the layer before gives {_described(width)}")
+            hint = "; put flatten before it" if not isinstance(wanted, tuple) else ""
+            raise SympropError(f"{node.where}: takes {_described(wanted)} but the layer before gives "
+                               f"{_described(width)}{hint}")
         if isinstance(width, tuple) and wanted is not None and wanted != width:
             raise SympropError(f"{node.where}: takes {wanted} features but the layer before gives images "
                                f"{width} ({features(width)} values); put flatten before it")

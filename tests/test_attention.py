@@ -92,7 +92,8 @@ def test_symprop_derive_shows_the_forward_formulas_and_the_derived_rules(capsys)
     ("causal-attention(2,0,2,4) flatten affine(8,1) mse", "causal-attention needs four positive sizes"),
     ("attention(2,2,2,4) affine(8,1) mse", "put flatten before it"),
     ("attention(2,2,3,4) attention(2,2,2,4) flatten affine(8,1) mse",
-     "layer 2 'attention(2,2,2,4)' (column 20): takes (4, 2) inputs but the layer before gives (4, 3)"),
+     "layer 2 'attention(2,2,2,4)' (column 20): takes sequences (4, 2) of 4 steps of 2 values but the layer "
+     "before gives sequences (4, 3) of 4 steps of 3 values"),
 ])
 def test_bad_attention_specs_are_one_clear_line(spec, message):
     with pytest.raises(SympropError, match=re.escape(message)):
