@@ -173,8 +173,12 @@ def _candidates(t: Transcript):
            tr("the scores transposed: key t against query s (K Q^T instead of Q K^T)",
               "分数转置了：用了键 t 对查询 s（K Q^T 而不是 Q K^T）"), _transposed_scores(qs))
 
-    # tanh units h = tanh(a) (an RNN's states): the derivative 1 - h^2 taken at another value
-    tanh_derivative = _tanh_derivatives(qs)
+    # a recurrence: step t's pre-activation reads the state h_{t-1} of its own chain (hs1[0,t-1,k])
+    produced, readers = _recurrence(qs)
+    # its states h = tanh(a): the derivative 1 - h^2 taken at another value (a layer's tanh
+    # outside a recurrence taken at the net input is convention_sigmoid_at_net, a rule's variant)
+    recurrent = {u for us in readers.values() for u in us}
+    tanh_derivative = {key: (s, u) for key, (s, u) in _tanh_derivatives(qs).items() if u in recurrent}
     yield ("tanh_derivative_at_preactivation",
            tr("tanh's derivative taken as 1 - a^2 with the pre-activation a instead of 1 - h^2 with the state h = tanh(a)",
               "tanh 的导数用预激活值 a 算成了 1 - a^2，而应是用状态 h = tanh(a) 算的 1 - h^2"),
@@ -184,8 +188,6 @@ def _candidates(t: Transcript):
               "tanh 的导数在状态处求值：tanh'(h) = 1 - tanh(h)^2，而应是 tanh'(a) = 1 - h^2"),
            {key: 1 - sp.tanh(sym[s]) ** 2 for key, (s, u) in tanh_derivative.items()})
 
-    # a recurrence: step t's pre-activation reads the state h_{t-1} of its own chain (hs1[0,t-1,k])
-    produced, readers = _recurrence(qs)
     yield ("recurrent_state_off_by_one",
            tr("a step's contribution to the recurrent weight's gradient taken with the state it produced, h_t, "
               "instead of the state it read, h_{t-1}",
