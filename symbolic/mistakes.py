@@ -1,6 +1,7 @@
 """A learner's common mistakes, made on any transcript: the one place the checker's
 "forgot the sigmoid derivative", "used the updated weight", "forgot the 1/2", "sigmoid' at the
-net input" and "gradient ascent" come from, whatever file described the computation.
+net input" and "gradient ascent" come from, whatever file described the computation (and the
+attention and recurrent families' classic mistakes, found the same way).
 
 A network file, a net file and a graph file give transcripts with different names (net_h,
 z1[0,0], zh) but the same shape: quantities, each a formula over earlier ones. Each mistake
