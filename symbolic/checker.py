@@ -341,6 +341,10 @@ CODES = {
     "softmax_jacobian_elementwise": "own",  # attention's dS = dP P (1 - P): the softmax Jacobian's diagonal only
     "forgot_attention_scale": "own",  # attention's scores (and dQ, dK) without 1/sqrt(dk)
     "attention_scores_transposed": "own",  # attention's scores K Q^T for Q K^T
+    "tanh_derivative_at_preactivation": "own",  # tanh' as 1 - a^2 with the pre-activation a, not 1 - h^2
+    "tanh_derivative_of_state": "own",  # tanh' evaluated at the state: 1 - tanh(h)^2
+    "recurrent_state_off_by_one": "own",  # a step's dWh term with the state it produced, h_t, for the one it read, h_{t-1}
+    "dropped_recurrent_path": "own",  # an earlier state's gradient without the term back through Wh from the next step
     "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
     "formula_differs": "own",  # a formula claimed: not the derived rule
     "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j], or a whole matrix transposed: numerator layout

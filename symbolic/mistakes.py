@@ -1,6 +1,7 @@
 """A learner's common mistakes, made on any transcript: the one place the checker's
 "forgot the sigmoid derivative", "used the updated weight", "forgot the 1/2", "sigmoid' at the
-net input" and "gradient ascent" come from, whatever file described the computation.
+net input" and "gradient ascent" come from, whatever file described the computation (and the
+attention and recurrent families' classic mistakes, found the same way).
 
 A network file, a net file and a graph file give transcripts with different names (net_h,
 z1[0,0], zh) but the same shape: quantities, each a formula over earlier ones. Each mistake
@@ -172,6 +173,115 @@ def _candidates(t: Transcript):
     yield ("attention_scores_transposed",
            tr("the scores transposed: key t against query s (K Q^T instead of Q K^T)",
               "分数转置了：用了键 t 对查询 s（K Q^T 而不是 Q K^T）"), _transposed_scores(qs))
+
+    # a recurrence: step t's pre-activation reads the state h_{t-1} of its own chain (hs1[0,t-1,k])
+    produced, readers = _recurrence(qs)
+    # its states h = tanh(a): the derivative 1 - h^2 taken at another value (a layer's tanh
+    # outside a recurrence taken at the net input is convention_sigmoid_at_net, a rule's variant)
+    recurrent = {u for us in readers.values() for u in us}
+    tanh_derivative = {key: (s, u) for key, (s, u) in _tanh_derivatives(qs).items() if u in recurrent}
+    yield ("tanh_derivative_at_preactivation",
+           tr("tanh's derivative taken as 1 - a^2 with the pre-activation a instead of 1 - h^2 with the state h = tanh(a)",
+              "tanh 的导数用预激活值 a 算成了 1 - a^2，而应是用状态 h = tanh(a) 算的 1 - h^2"),
+           {key: 1 - sym[u] ** 2 for key, (s, u) in tanh_derivative.items()})
+    yield ("tanh_derivative_of_state",
+           tr("tanh's derivative evaluated at the state: tanh'(h) = 1 - tanh(h)^2 instead of tanh'(a) = 1 - h^2",
+              "tanh 的导数在状态处求值：tanh'(h) = 1 - tanh(h)^2，而应是 tanh'(a) = 1 - h^2"),
+           {key: 1 - sp.tanh(sym[s]) ** 2 for key, (s, u) in tanh_derivative.items()})
+
+    yield ("recurrent_state_off_by_one",
+           tr("a step's contribution to the recurrent weight's gradient taken with the state it produced, h_t, "
+              "instead of the state it read, h_{t-1}",
+              "某一步对循环权重梯度的贡献用了该步产生的状态 h_t，而不是它读入的状态 h_{t-1}"),
+           {key: q.formula.xreplace({sym[r]: sym[produced[r]] for r in reads})
+            for key, q in qs.items() if (reads := _gradient_times_state(q, produced))})
+    yield ("dropped_recurrent_path",
+           tr("the recurrent path dropped: an earlier state's gradient taken without the term coming back through "
+              "the recurrent weight from the next step, so the earlier steps add nothing to the shared weights' gradients",
+              "漏掉了循环路径：较早状态的梯度没有加上从下一步经循环权重传回的项，所以较早的各步对共享权重的梯度没有贡献"),
+           _without_recurrent_terms(qs, readers))
+
+
+def _tanh_derivatives(qs) -> dict:
+    """key -> (h, a) of each quantity computed from h = tanh(a) alone (or a) whose value is 1 - h^2:
+    tanh's local derivative, the first such quantity after h."""
+    order = list(qs)
+    found = {}
+    for s, q in qs.items():
+        f = q.formula
+        if not (isinstance(f, sp.tanh) and isinstance(f.args[0], sp.Symbol) and f.args[0].name in qs and _scalar(q)):
+            continue
+        u, sv = f.args[0].name, _number(q.value)
+        for key in order[order.index(s) + 1:]:
+            d = qs[key]
+            if (d.formula is not None and not isinstance(d.formula, Chain) and _scalar(d)
+                    and _reads(d.formula) and _reads(d.formula) <= {s, u} and _close(d.value, 1 - sv ** 2)):
+                found[key] = (s, u)
+                break
+    return found
+
+
+def _split_key(key: str) -> tuple[str, list[str]]:
+    name, _, rest = key.partition("[")
+    return name, rest.rstrip("]").split(",") if rest else []
+
+
+def _recurrence(qs) -> tuple[dict, dict]:
+    """The states of a recurrence h_t = tanh(a_t), a_t reading h_{t-1} of the same array one
+    step back (hs1[0,t-1,k], the same unit: one index smaller by one). Returns h_{t-1} -> h_t,
+    the state the step produced from it, and h_{t-1} -> the pre-activations that read it."""
+    produced, readers = {}, {}
+    for s, q in qs.items():
+        f = q.formula
+        if not (isinstance(f, sp.tanh) and isinstance(f.args[0], sp.Symbol) and f.args[0].name in qs):
+            continue
+        u = f.args[0].name
+        pre = qs[u].formula
+        if pre is None or isinstance(pre, Chain):
+            continue
+        name, index = _split_key(s)
+        for r in _reads(pre):
+            r_name, r_index = _split_key(r)
+            if r_name != name or len(r_index) != len(index) or r not in qs:
+                continue
+            readers.setdefault(r, set()).add(u)
+            differ = [i for i, (x, y) in enumerate(zip(r_index, index)) if x != y]
+            if len(differ) == 1 and r_index[differ[0]].isdigit() and index[differ[0]].isdigit() \
+                    and int(index[differ[0]]) == int(r_index[differ[0]]) + 1:
+                produced[r] = s
+    return produced, readers
+
+
+def _is_gradient_key(key: str) -> bool:
+    return key.startswith("d") and "/d" in key
+
+
+def _gradient_times_state(q: Quantity, produced: dict) -> set[str]:
+    """The previous states a product of a gradient and a state reads (a step's contribution to
+    the recurrent weight's gradient: dL/da1[0,t,j] * hs1[0,t-1,k]); empty for anything else."""
+    f = q.formula
+    if not isinstance(f, sp.Mul):
+        return set()
+    reads = _reads(f)
+    if not any(_is_gradient_key(k) for k in reads):
+        return set()
+    return reads & set(produced)
+
+
+def _without_recurrent_terms(qs, readers: dict) -> dict:
+    """key -> the gradient of a previous state h_{t-1} without its terms through the
+    pre-activations of step t that read it (the recurrent path), for each such gradient."""
+    out = {}
+    for key, q in qs.items():
+        if not _is_gradient_key(key) or q.formula is None or isinstance(q.formula, Chain):
+            continue
+        prefix, state = key.split("/d", 1)
+        through = {f"{prefix}/d{u}" for u in readers.get(state, ())}
+        terms = sp.Add.make_args(q.formula)
+        kept = [term for term in terms if not {s.name for s in term.free_symbols} & through]
+        if through and len(kept) < len(terms):
+            out[key] = sp.Add(*kept)
+    return out
 
 
 def _softmax_rows(qs) -> dict:
