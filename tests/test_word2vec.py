@@ -198,3 +198,61 @@ def test_the_chinese_transcript_is_its_golden_file():
     assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
     for term in ("前向传播", "反向传播", "上下文", "负样本", "散射相加"):
         assert term in md, term
+
+
+# ---- skip-gram: CBOW with the centre word as its one context word ----------------------------
+def skipgram_numpy(Win, Wout, X):
+    """Skip-gram with negative sampling on (centre, context, negatives) rows, from the textbook:
+    (loss, dWin, dWout)."""
+    ids = X.astype(int)
+    centre, outputs = ids[:, 0], ids[:, 1:]
+    rows = len(ids)
+    h = Win[centre]
+    s = np.einsum("njd,nd->nj", Wout[outputs], h)
+    loss = (np.logaddexp(0.0, -s[:, 0]).sum() + np.logaddexp(0.0, s[:, 1:]).sum()) / rows
+    ds = np.exp(-np.logaddexp(0.0, -s)) / rows
+    ds[:, 0] -= 1.0 / rows
+    dWout, dWin = np.zeros_like(Wout), np.zeros_like(Win)
+    for n in range(rows):
+        for j, word in enumerate(outputs[n]):
+            dWout[word] += ds[n, j] * h[n]
+            dWin[centre[n]] += ds[n, j] * Wout[word]
+    return loss, dWin, dWout
+
+
+def test_sympy_derives_skipgrams_rules_at_one_context_word():
+    d = REGISTRY.derive("skipgram")
+    n, j, v, q = sp.symbols("n j v q", integer=True)
+    x, s, ds, h, dh = (sp.IndexedBase(name) for name in ("x", "s", "ds", "h", "dh"))
+    assert d.forward["h"] == sp.IndexedBase("Win")[x[n, 0], sp.Symbol("d", integer=True)]
+    assert sp.simplify(d.backward["ds_target"] - (Sigmoid(s[n, 0]) - 1) / N) == 0
+    assert d.backward["ds_negative"] == Sigmoid(s[n, j]) / N
+    assert d.backward["dWin"] == sp.Sum(sp.KroneckerDelta(v, x[n, 0]) * dh[n, q], (n, 0, N - 1))
+    assert d.backward["dWout"] == sp.Sum(sp.KroneckerDelta(v, x[n, j + 1]) * ds[n, j] * h[n, q],
+                                         (n, 0, N - 1), (j, 0, K))
+
+
+def test_bad_skipgram_spec_is_one_clear_line():
+    with pytest.raises(SympropError, match=re.escape("skipgram needs the vocabulary size, the width and the "
+                                                     "negatives per example")):
+        parse_net("skipgram(5,2,2,2)")
+
+
+@pytest.mark.parametrize("vocabulary, width, negatives, rows", [(6, 3, 2, 5), (3, 1, 4, 4), (8, 4, 1, 3)])
+def test_skipgram_kernel_agrees_with_central_differences_and_numpy(vocabulary, width, negatives, rows, rng):
+    net = load_network(f"skipgram({vocabulary},{width},{negatives})")
+    assert net.INPUT_SIZE == 2 + negatives
+    params = [rng.normal(0, 0.9, shape) for shape in net.PARAM_SHAPES]
+    X = rng.integers(0, vocabulary, size=(rows, 2 + negatives)).astype(np.float64)
+    X[0, 2] = X[0, 0]  # a negative that is the centre word
+    X[1, 1] = X[1, 0]  # the context word is the centre word
+    X[2, 2] = X[2, 1]  # a negative that is the context word
+    T = np.zeros((rows, net.OUTPUT_SIZE))
+    loss, *grads = net.loss_and_grads(*params, X, T)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, T), params[k])
+        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, name
+    want_loss, want_dWin, want_dWout = skipgram_numpy(*params, X)
+    assert loss == pytest.approx(want_loss, rel=1e-13)
+    np.testing.assert_allclose(grads[0], want_dWin, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(grads[1], want_dWout, rtol=1e-12, atol=1e-15)

@@ -63,8 +63,21 @@ class CBOW(Op):
                                f"the negatives per example, e.g. {self.name}(5,2,2,2)")
         return args
 
+    def sizes(self, args):
+        """(V, D, C, K) from the spec's arguments."""
+        return args
+
+    def hidden_note(self, table):
+        """What h is, for a transcript line (English, Chinese)."""
+        return (f"the mean of the context words' rows of {table}", f"上下文词在 {table} 中各行的平均")
+
+    def input_gradient_note(self, table, context):
+        """What the input table's gradient is, for a transcript line (English, Chinese)."""
+        return (f"{table}'s gradient, a scatter-add of dh / {context} into each context word's row (a repeated word "
+                "adds twice)", f"{table} 的梯度：把 dh / {context} 散射相加到每个上下文词的行（重复的词加两次）")
+
     def input_width(self, args):
-        _, _, context, negatives = args
+        _, _, context, negatives = self.sizes(args)
         return context + 1 + negatives  # context ids, the target id, negative ids
 
     def param_shapes(self, args, width):
@@ -116,7 +129,7 @@ class CBOW(Op):
         """Forward: check the ids, average the context rows into h. Loss: the scores and their
         softplus terms. Backward: the score gradients, then the derived scatter-adds into Wout's
         picked rows and Win's context rows."""
-        rows, width, context, negatives = use.args
+        rows, width, context, negatives = self.sizes(use.args)
         if lowering.values[-1] != "X":
             raise SympropError(f"{use.where}: {self.name} reads token ids from the data X: it must be the only layer")
         Win, Wout = lowering.names.params["Win"], lowering.names.params["Wout"]
@@ -143,12 +156,11 @@ class CBOW(Op):
                                 lambda e: at(names[e.base.label.name], *e.indices))
 
         lowering.forward += [
-            Comment(f"layer {use.position}: {use.text} ({context} context ids, 1 target id, {negatives} negative ids "
-                    f"-> the context mean {hidden})"),
+            Comment(f"layer {use.position}: {use.text} ({context + 1 + negatives} token ids per example -> {hidden})"),
             Call("_token_ids", (array("X"), rows), f"every X[n, t] is a whole number from 0 to {rows - 1}",
                  (Comment("the transcript's ids are checked as it reads them"),)),
             Loop(n, N, (Loop(d, width, (Let(at(hidden, n, d), concrete(der.forward["h"]), note=tr(
-                f"the mean of the context words' rows of {Win}", f"上下文词在 {Win} 中各行的平均")),)),))]
+                *self.hidden_note(Win))),)),))]
         score_note = tr(f"the score: a row of {Wout} (j = 0 the target, then the negatives) dotted with {hidden}",
                         f"分数：{Wout} 的一行（j = 0 为目标词，其后为负样本）与 {hidden} 的点积")
         row_loss = concrete(der.forward["L_n"])
@@ -194,6 +206,49 @@ class CBOW(Op):
                 "the context mean's gradient: every score reads it", "上下文平均的梯度：每个分数都读取它")),)),)),
             Loop(n, N, (Loop(c, context, (Loop(q, width, (Assignments(
                 ((in_target, in_term),), accumulate=frozenset({in_target}), notes={in_target: tr(
-                    f"{Win}'s gradient, a scatter-add of dh / {context} into each context word's row (a repeated word "
-                    "adds twice)", f"{Win} 的梯度：把 dh / {context} 散射相加到每个上下文词的行（重复的词加两次）")}),)),)),)),
+                    *self.input_gradient_note(Win, context))}),)),)),)),
         ])
+
+
+@dataclass(frozen=True)
+class SkipGram(CBOW):
+    """Skip-gram with negative sampling, one (centre, context) pair per example: the centre
+    word's input vector scores the context word and K negatives. It is CBOW with one context
+    word (the centre), so its derivation is CBOW's at C = 1; a window of C context words is C
+    examples, as word2vec trains on pairs."""
+
+    inputs: tuple[str, ...] = ("x", "Win", "Wout")
+
+    def parse_args(self, inner, where):
+        try:
+            args = tuple(int(a) for a in (inner or "").split(","))
+        except ValueError:
+            args = ()
+        if len(args) != 3 or min(args) < 1:
+            raise SympropError(f"{where}: {self.name} needs the vocabulary size, the width and the negatives per "
+                               f"example, e.g. {self.name}(5,2,2)")
+        return args
+
+    def sizes(self, args):
+        rows, width, negatives = args
+        return rows, width, 1, negatives
+
+    def hidden_note(self, table):
+        return (f"the centre word's row of {table}", f"中心词在 {table} 中的行")
+
+    def input_gradient_note(self, table, context):
+        return (f"{table}'s gradient, a scatter-add of dh into the centre word's row",
+                f"{table} 的梯度：把 dh 散射相加到中心词的行")
+
+    def derive(self) -> Derivation:
+        cbow = super().derive()
+        at_one = lambda e: e.subs(C, 1).doit() if isinstance(e, sp.Basic) else e  # noqa: E731
+        notes = {"context mean": ("centre word", "the centre word's input vector (a row of Win), x[n,0]"),
+                 "differentiate by Win[v,q], sift the deltas": (None, "a scatter-add of dh into the centre word's row")}
+        steps = [Step(notes.get(s.title, (None,))[0] or s.title, s.lhs, at_one(s.rhs), notes.get(s.title, (0, s.note))[1])
+                 for s in cbow.steps]
+        return Derivation(self.name, self.summary, self.inputs, {k: at_one(v) for k, v in cbow.forward.items()},
+                          {k: at_one(v) for k, v in cbow.backward.items()}, cbow.saved, steps,
+                          ["x[n,:] holds the centre id, the context id, K negative ids (whole numbers 0..V-1)",
+                           "the targets T are not read"], cbow.stability,
+                          {k: at_one(v) for k, v in cbow.raw_backward.items()})
