@@ -256,3 +256,23 @@ def test_skipgram_kernel_agrees_with_central_differences_and_numpy(vocabulary, w
     assert loss == pytest.approx(want_loss, rel=1e-13)
     np.testing.assert_allclose(grads[0], want_dWin, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(grads[1], want_dWout, rtol=1e-12, atol=1e-15)
+
+
+def test_the_forward_kernel_runs_and_checks_the_ids():
+    """The inference path computes the context mean in its own workspace (a scratch array) and
+    gives what the loss reads, X; a bad id is refused there too."""
+    net = load_network("cbow(5,2,2,2)")
+    X = np.array([[1, 3, 2, 4, 1]], float)
+    np.testing.assert_array_equal(net.forward(np.ones((5, 2)), np.ones((5, 2)), X), X)
+    with pytest.raises(ValueError, match="X holds token ids"):
+        net.forward(np.ones((5, 2)), np.ones((5, 2)), np.array([[1, 3, 2, 4, 5]], float))
+
+
+def test_the_checker_names_a_forgotten_one_over_c(capsys):
+    """Win's gradient without the mean's 1/C is dL/dh itself: the checker says so."""
+    right, forgot = _example().float_value("dL/dWin1[1,0]"), _example().float_value("dL/dh1[0,0]")
+    assert main(["check", EXAMPLE, f"dL/dWin1[1,0]={right:.4f}", f"dL/dWin1[3,1]={2 * _example().float_value('dL/dWin1[3,1]'):.4f}"]) != 0
+    out = capsys.readouterr().out
+    assert "right" in out.splitlines()[3]
+    assert "twice the right value" in out and "dL/dh1[0,1]" in out
+    assert forgot == pytest.approx(2 * right, rel=1e-12)

@@ -135,6 +135,7 @@ class CBOW(Op):
         Win, Wout = lowering.names.params["Win"], lowering.names.params["Wout"]
         lowering.params += [(Win, (rows, width)), (Wout, (rows, width))]
         hidden = lowering.buffer(f"h{use.position}", (N, width))
+        lowering.scratch.append(hidden)  # the forward pass writes it
         scores = lowering.buffer(f"s{use.position}", (N, negatives + 1))
         dscores = lowering.buffer(f"ds{use.position}", (N, negatives + 1))
         dhidden = lowering.buffer(f"dh{use.position}", (N, width))
