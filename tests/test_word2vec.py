@@ -276,3 +276,44 @@ def test_the_checker_names_a_forgotten_one_over_c(capsys):
     assert "right" in out.splitlines()[3]
     assert "twice the right value" in out and "dL/dh1[0,1]" in out
     assert forgot == pytest.approx(2 * right, rel=1e-12)
+
+
+# ---- the skip-gram worked example (symbolic/nets/skipgram-step.toml) --------------------------
+SKIPGRAM_EXAMPLE = "skipgram-step"
+
+
+def test_skipgram_worked_example_recomputed_independently_in_float64():
+    """Every gradient, the update and the loss after it, by the plain numpy skip-gram above;
+    the transcript also agrees with the kernel."""
+    from symprop.symbolic.examples import EXAMPLES, NET_FILES
+
+    t = EXAMPLES[SKIPGRAM_EXAMPLE].build()
+    given = lambda name: np.vectorize(lambda v: float(Fraction(str(v))))(  # noqa: E731
+        np.array(NET_FILES[SKIPGRAM_EXAMPLE].values[name], dtype=object))
+    X, Win, Wout, rate = given("X"), given("Win1"), given("Wout1"), 0.5
+    loss, dWin, dWout = skipgram_numpy(Win, Wout, X)
+    want = {"L": loss, "L_new": skipgram_numpy(Win - rate * dWin, Wout - rate * dWout, X)[0]}
+    assert want["L_new"] < want["L"]
+    for name, param, grad in (("Win1", Win, dWin), ("Wout1", Wout, dWout)):
+        want |= {f"dL/d{key}": value for key, value in _keyed(name, grad).items()}
+        want |= {key.replace("[", "_new[", 1): value for key, value in _keyed(name, param - rate * grad).items()}
+    for key, value in want.items():
+        assert t.float_value(key) == pytest.approx(value, rel=1e-12, abs=1e-15), key
+    # word 0 is the centre and a negative: both tables' rows 0 move
+    assert dWin[0, 0] != 0 and dWout[0, 0] != 0 and not dWin[1:].any()
+    kernel_loss, *grads = load_network("skipgram(4,2,2)").loss_and_grads(Win, Wout, X, given("T"))
+    assert kernel_loss == pytest.approx(t.float_value("L"), rel=1e-14)
+    np.testing.assert_allclose(grads[0], dWin, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(grads[1], dWout, rtol=1e-13, atol=1e-15)
+
+
+def test_the_skipgram_chinese_transcript_is_its_golden_file():
+    from symprop.symbolic.examples import EXAMPLES
+
+    md = EXAMPLES[SKIPGRAM_EXAMPLE].build().render("md", lang="zh")
+    path = Path(__file__).parent / "golden" / f"{SKIPGRAM_EXAMPLE}.zh.md"
+    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
+        path.write_text(md, encoding="utf-8")
+    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    for term in ("中心词", "负样本", "散射相加"):
+        assert term in md, term

@@ -48,6 +48,7 @@ class CBOW(Op):
     starts_layer = True  # its tables are Win1 and Wout1
     layer_kernels = False  # its ids per example are fixed by its arguments: compiled in networks only
     is_loss = True
+    hidden_name = ("the context mean", "上下文平均")  # what h is, in a transcript's notes (English, Chinese)
 
     name: str
     summary: str
@@ -204,7 +205,7 @@ class CBOW(Op):
                     f"{Wout}'s gradient, a scatter-add: each score adds its gradient times {hidden} to the row it picked",
                     f"{Wout} 的梯度（散射相加）：每个分数把它的梯度乘以 {hidden} 加到其所选的行上")}),)),)),)),
             Loop(n, N, (Loop(q, width, (Let(at(dhidden, n, q), concrete(der.backward["dh"]), note=tr(
-                "the context mean's gradient: every score reads it", "上下文平均的梯度：每个分数都读取它")),)),)),
+                f"{self.hidden_name[0]}'s gradient: every score reads it", f"{self.hidden_name[1]}的梯度：每个分数都读取它")),)),)),
             Loop(n, N, (Loop(c, context, (Loop(q, width, (Assignments(
                 ((in_target, in_term),), accumulate=frozenset({in_target}), notes={in_target: tr(
                     *self.input_gradient_note(Win, context))}),)),)),)),
@@ -219,6 +220,7 @@ class SkipGram(CBOW):
     examples, as word2vec trains on pairs."""
 
     inputs: tuple[str, ...] = ("x", "Win", "Wout")
+    hidden_name = ("the centre word's vector", "中心词向量")
 
     def parse_args(self, inner, where):
         try:
