@@ -108,7 +108,8 @@ class CBOW(Op):
                  "SymPy's diff of -log sigmoid(s), stabilized"),
             Step("negative scores", Label("dL_n/ds[n,k]", r"\frac{\partial L_n}{\partial s_{n,k}}"), d_negative,
                  "SymPy's diff of -log sigmoid(-s), stabilized"),
-            Step("mean over the batch", ds[n, 0], d_target / N, "L = (1/N) sum_n L_n; a negative's is sigmoid(s)/N"),
+            Step("mean over the batch", ds[n, 0], d_target / N,
+                 "L = (1/N) sum_n L_n; a negative's is sigmoid(s)/N"),
             Step("differentiate by Wout[v,q], sift the deltas", sp.IndexedBase("dWout")[v, q], dWout,
                  "a scatter-add into the rows the target and the negatives picked"),
             Step("differentiate by h[n,q]", dh[n, q], dh_rule, "every score of the example reads h"),
@@ -142,7 +143,7 @@ class CBOW(Op):
         dhidden = lowering.buffer(f"dh{use.position}", (N, width))
         dWin, dWout = lowering.buffer(f"d{Win}", (rows, width)), lowering.buffer(f"d{Wout}", (rows, width))
         der = lowering.derivation(self)
-        (n, j, c, d, v, q, m), (x, *_rest) = _symbols()
+        (n, j, c, d, v, q, _), _ = _symbols()
         X = sp.IndexedBase("X")
         at = lambda name, *i: sp.IndexedBase(name)[i]  # noqa: E731
         sizes = {C: context, K: negatives, D: width}
@@ -158,7 +159,8 @@ class CBOW(Op):
                                 lambda e: at(names[e.base.label.name], *e.indices))
 
         lowering.forward += [
-            Comment(f"layer {use.position}: {use.text} ({context + 1 + negatives} token ids per example -> {hidden})"),
+            Comment(f"layer {use.position}: {use.text} ({context + 1 + negatives} token ids per example "
+                    f"-> {hidden})"),
             Call("_token_ids", (array("X"), rows), f"every X[n, t] is a whole number from 0 to {rows - 1}",
                  (Comment("the transcript's ids are checked as it reads them"),)),
             Loop(n, N, (Loop(d, width, (Let(at(hidden, n, d), concrete(der.forward["h"]), note=tr(
@@ -174,38 +176,34 @@ class CBOW(Op):
                         Let(LOSS, row_loss, augmented=True))),
             Let(LOSS, ratio(LOSS, N))]
 
-        def scatter(rule, wrt):
-            """(target, term) of a derived scatter-add sum_{..} delta(v, x[..]) term."""
-            (delta,) = (f for f in sp.preorder_traversal(rule) if isinstance(f, sp.KroneckerDelta))
+        def scatter(rule, table, gradient):
+            """(target, term) of a derived scatter-add: every sum's body, the delta(v, x[..]) dropped,
+            added to the row x[..] of the table's gradient."""
+            (delta,) = rule.atoms(sp.KroneckerDelta)
             picked = next(arg for arg in delta.args if isinstance(arg, sp.Indexed))
-            inner = rule
-            while isinstance(inner, sp.Sum) or (isinstance(inner, sp.Mul) and any(isinstance(a, sp.Sum) for a in inner.args)):
-                if isinstance(inner, sp.Sum):
-                    inner = inner.function
-                else:  # a constant factor (1/C) times a sum: keep the factor
-                    (total,) = (a for a in inner.args if isinstance(a, sp.Sum))
-                    inner = (inner / total) * total.function
-            term = inner.xreplace({delta: sp.S.One})
-            return concrete(sp.IndexedBase(wrt)[picked, q]), concrete(term)
+            term = rule.replace(lambda e: isinstance(e, sp.Sum), lambda e: e.function).xreplace({delta: sp.S.One})
+            return at(gradient, *concrete(sp.IndexedBase(table)[picked, q]).indices), concrete(term)
 
-        out_target, out_term = scatter(der.backward["dWout"], "Wout")
-        in_target, in_term = scatter(der.backward["dWin"], "Win")
-        out_target = at(dWout, *out_target.indices)
-        in_target = at(dWin, *in_target.indices)
+        out_target, out_term = scatter(der.backward["dWout"], "Wout", dWout)
+        in_target, in_term = scatter(der.backward["dWin"], "Win", dWin)
         score_rule = lambda key: concrete(der.backward[key])  # noqa: E731
         lowering.prepend_backward([
-            Comment(f"layer {use.position}: {use.text}: the scores' gradients, then scatter-adds into {Wout} and {Win}"),
+            Comment(f"layer {use.position}: {use.text}: the scores' gradients, then scatter-adds into {Wout} "
+                    f"and {Win}"),
             Loop(n, N, (Let(at(dscores, n, 0), score_rule("ds_target"), note=tr(
                 "the target's score: (sigmoid(s) - 1) / N", "目标词的分数：(sigmoid(s) - 1) / N")),
                         Loop(j, negatives + 1, (Let(at(dscores, n, j), score_rule("ds_negative"), note=tr(
                             "a negative's score: sigmoid(s) / N", "负样本的分数：sigmoid(s) / N")),), start=1))),
-            Loop(v, rows, (Loop(q, width, (Let(at(dWout, v, q), sp.Integer(0)), Let(at(dWin, v, q), sp.Integer(0)))),)),
+            Loop(v, rows, (Loop(q, width, (Let(at(dWout, v, q), sp.Integer(0)),
+                                           Let(at(dWin, v, q), sp.Integer(0)))),)),
             Loop(n, N, (Loop(j, negatives + 1, (Loop(q, width, (Assignments(
                 ((out_target, out_term),), accumulate=frozenset({out_target}), notes={out_target: tr(
-                    f"{Wout}'s gradient, a scatter-add: each score adds its gradient times {hidden} to the row it picked",
+                    f"{Wout}'s gradient, a scatter-add: each score adds its gradient times {hidden} to the row it "
+                    "picked",
                     f"{Wout} 的梯度（散射相加）：每个分数把它的梯度乘以 {hidden} 加到其所选的行上")}),)),)),)),
             Loop(n, N, (Loop(q, width, (Let(at(dhidden, n, q), concrete(der.backward["dh"]), note=tr(
-                f"{self.hidden_name[0]}'s gradient: every score reads it", f"{self.hidden_name[1]}的梯度：每个分数都读取它")),)),)),
+                f"{self.hidden_name[0]}'s gradient: every score reads it",
+                f"{self.hidden_name[1]}的梯度：每个分数都读取它")),)),)),
             Loop(n, N, (Loop(c, context, (Loop(q, width, (Assignments(
                 ((in_target, in_term),), accumulate=frozenset({in_target}), notes={in_target: tr(
                     *self.input_gradient_note(Win, context))}),)),)),)),
@@ -248,8 +246,8 @@ class SkipGram(CBOW):
         at_one = lambda e: e.subs(C, 1).doit() if isinstance(e, sp.Basic) else e  # noqa: E731
         notes = {"context mean": ("centre word", "the centre word's input vector (a row of Win), x[n,0]"),
                  "differentiate by Win[v,q], sift the deltas": (None, "a scatter-add of dh into the centre word's row")}
-        steps = [Step(notes.get(s.title, (None,))[0] or s.title, s.lhs, at_one(s.rhs), notes.get(s.title, (0, s.note))[1])
-                 for s in cbow.steps]
+        steps = [Step(notes.get(s.title, (None,))[0] or s.title, s.lhs, at_one(s.rhs),
+                      notes.get(s.title, (None, s.note))[1]) for s in cbow.steps]
         return Derivation(self.name, self.summary, self.inputs, {k: at_one(v) for k, v in cbow.forward.items()},
                           {k: at_one(v) for k, v in cbow.backward.items()}, cbow.saved, steps,
                           ["x[n,:] holds the centre id, the context id, K negative ids (whole numbers 0..V-1)",
