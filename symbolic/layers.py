@@ -21,6 +21,7 @@ from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
 from .ops.recurrent import RNN
+from .ops.word2vec import CBOW, SkipGram
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
 __all__ = ["Affine", "Attention", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
@@ -121,6 +122,12 @@ REGISTRY = Registry([
               "P = softmax(Q K^T / sqrt(dk)) row by row (maximum subtracted), and gives O = P V, (T, dv)"),
     Attention("causal-attention", "attention with a causal mask: causal-attention(D,dk,dv,T), token t attends to "
               "tokens s <= t only", causal=True),
+    CBOW("cbow", "word2vec CBOW with negative sampling, the whole model and its loss: cbow(V,D,C,K) reads C context "
+         "ids, the target id and K negative ids per example; h = mean of the context rows of Win, "
+         "L = -log sigmoid(Wout[target] . h) - sum_k log sigmoid(-Wout[negative k] . h), mean over the batch"),
+    SkipGram("skipgram", "word2vec skip-gram with negative sampling, one (centre, context) pair per example: "
+             "skipgram(V,D,K) reads the centre id, the context id and K negative ids; h = the centre's row of Win, "
+             "L = -log sigmoid(Wout[context] . h) - sum_k log sigmoid(-Wout[negative k] . h), mean over the batch"),
 ])
 
 
