@@ -12,7 +12,7 @@ def _token_ids(X, rows):
         for t in range(X.shape[1]):
             v = X[n, t]
             if not (v >= 0 and v < rows and v == np.floor(v)):
-                raise ValueError("embedding: X holds token ids, whole numbers from 0 to V-1, one per step; "
-                                 "an element of X is not one")
+                raise ValueError("X holds token ids, whole numbers from 0 to V-1 (the rows of the table they "
+                                 "pick); an element of X is not one")
 ''',
 }

@@ -92,7 +92,7 @@ def test_the_kernel_refuses_an_id_that_is_not_a_row(bad, rng):
     params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
     X = _ids(rng, 2, 5, 7)
     X[1, 3] = bad
-    with pytest.raises(ValueError, match="embedding: X holds token ids, whole numbers from 0 to V-1"):
+    with pytest.raises(ValueError, match="X holds token ids, whole numbers from 0 to V-1"):
         net.loss_and_grads(*params, X, np.zeros((2, 1)))
 
 
