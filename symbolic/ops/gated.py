@@ -25,15 +25,13 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..errors import SympropError
 from ..indexcalc import resolve
-from ..ir import Accumulate, Assignments, Comment, Let, Loop, element, index, local
+from ..ir import Assignments, Comment, Let, Loop, element, index
 from ..stable import Sigmoid, canonical_form
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, fresh_name, real
+from .base import N, Derivation, Label, Step, _in_terms_of_output, fresh_name, real
+from .recurrent import D, H, T, SequenceArrays, SequenceOp  # sizes, spec and array view all recurrent layers share
 
-# Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
-D, H, T = sp.symbols("D H T", integer=True, positive=True)
 INITIAL_STATE = "h[n,0,:] = c[n,0,:] = 0: the state and the cell before the first step"
 STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
                   "h[n,t-1,:] and cell c[n,t-1,:] the step before it left")
@@ -82,40 +80,8 @@ def stacked_preactivation(blocks):
     return pre, L, rules
 
 
-class _SequenceOp(Op):
-    """What a recurrent layer answers in a net spec: (D, H, T) arguments, (T, D) sequences in,
-    the last state (H) out."""
-
-    value_stem = "h"  # h1: the last hidden state, the layer's output
-    starts_layer = True  # its parameters Wx1, Wh1, ... and its states hs1 are layer 1's
-    layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
-
-    def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) != 3 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs three positive sizes: inputs per step, hidden units "
-                               f"and steps, e.g. {self.name}(3,2,3)")
-        return args
-
-    def input_width(self, args):
-        inputs, _, steps = args
-        return (steps, inputs)
-
-    def shape_problem(self, args, shape):
-        inputs, _, steps = args
-        if shape != (steps, inputs):
-            return f"takes sequences of {steps} steps of {inputs} inputs, shape {(steps, inputs)}; got {shape}"
-        return None
-
-    def output_width(self, args, shape):
-        return args[1]
-
-
 @dataclass(frozen=True)
-class LSTM(_SequenceOp):
+class LSTM(SequenceOp):
     """An LSTM over T steps: lstm(D, H, T) takes (T, D) sequences and gives the last state (H)."""
 
     name: str
@@ -295,45 +261,8 @@ class LSTM(_SequenceOp):
         lowering.widths.append(hidden)
 
 
-@dataclass(frozen=True)
-class _Arrays:
-    """The derivation's arrays as the kernel's: x[n,t,d] is X[n, (t-1)*D + d] (a sequence kept
-    flat, step t at columns (t-1)D .. tD-1); every other role is the kernel array ``names`` gives."""
-
-    source: str
-    inputs: int
-    names: dict
-    sizes: dict
-
-    def flat(self, name, n, t, e):
-        return sp.IndexedBase(name)[n, (t - 1) * self.inputs + e]
-
-    def at(self, role, *indices):
-        return sp.IndexedBase(self.names[role])[tuple(sp.sympify(i) for i in indices)]
-
-    def named(self, expr):
-        """A rule over the derivation's arrays, over the kernel's."""
-        def rename(value):
-            role = value.base.label.name
-            if role == "x":
-                return self.flat(self.source, *value.indices)
-            return self.at(role, *value.indices) if role in self.names else value
-        return expr.replace(lambda v: isinstance(v, sp.Indexed), rename).xreplace(self.sizes)
-
-    def summed(self, target, rule, note) -> list:
-        """target = rule, a sum of terms and sums: a local accumulator the loops add each term
-        to, then one write of the target (its transcript line, the whole sum as its formula)."""
-        acc = local("acc")
-        terms = sorted(sp.Add.make_args(rule), key=lambda term: (isinstance(term, sp.Sum),
-                                                                  str(term.limits[0][0]) if isinstance(term, sp.Sum) else ""))
-        statements = [Let(acc, sp.Integer(0))]
-        for term in terms:
-            body, limits = (term.function, term.limits) if isinstance(term, sp.Sum) else (term, ())
-            loop = (Accumulate(acc, self.named(body)),)
-            for i, low, high in reversed(limits):
-                loop = (Loop(i, (high + 1).xreplace(self.sizes), loop, start=int(low)),)
-            statements += loop
-        return statements + [Let(target, acc, note=note)]
+class _Arrays(SequenceArrays):
+    """The recurrent families' arrays view, with the gated families' shared backward pieces."""
 
     def parameter_gradients(self, lowering, rules, Wx, Wh, biases, columns, hidden, steps) -> list:
         """Each step's contribution to dWh, then dWh as their sum, dWx and each bias's gradient
@@ -391,7 +320,7 @@ GRU_GATES = (("r", "sigmoid", "reset gate"), ("z", "sigmoid", "update gate"))  #
 
 
 @dataclass(frozen=True)
-class GRU(_SequenceOp):
+class GRU(SequenceOp):
     """A GRU over T steps, PyTorch's convention: gru(D, H, T) takes (T, D) sequences and gives
     the last state (H). Two stacked pre-activations per step, ax = x_t Wx + bx and
     ah = h_{t-1} Wh + bh (columns in blocks r, z, n), and

@@ -38,17 +38,13 @@ def _arrays():
     return tuple(sp.IndexedBase(name) for name in ("x", "Wx", "Wh", "b", "h", "da", "dh"))
 
 
-@dataclass(frozen=True)
-class RNN(Op):
-    """A tanh RNN over T steps: rnn(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+class SequenceOp(Op):
+    """What a recurrent layer answers in a net spec (rnn, lstm, gru): (D, H, T) arguments,
+    (T, D) sequences in, the last state (H) out."""
 
     value_stem = "h"  # h1: the last hidden state, the layer's output
-    starts_layer = True  # its parameters Wx1, Wh1, b1 and states hs1 are layer 1's
+    starts_layer = True  # its parameters Wx1, Wh1, ... and its states hs1 are layer 1's
     layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
-
-    name: str
-    summary: str
-    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
 
     def parse_args(self, inner, where):
         try:
@@ -72,6 +68,15 @@ class RNN(Op):
 
     def output_width(self, args, shape):
         return args[1]
+
+
+@dataclass(frozen=True)
+class RNN(SequenceOp):
+    """A tanh RNN over T steps: rnn(D, H, T) takes (T, D) sequences and gives the last state (H)."""
+
+    name: str
+    summary: str
+    inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
 
     def param_shapes(self, args, width):
         inputs, hidden, _ = args
@@ -142,7 +147,8 @@ class RNN(Op):
         lowering.scratch += [pre, states]
         d = lowering.derivation(self)
         n, t, dd, j, k, e, m, q, u, a = _indices()
-        arrays = _Arrays(source, inputs, Wx, Wh, b, pre, states, f"d{pre}", f"d{states}", {D: inputs, H: hidden, T: steps})
+        arrays = SequenceArrays(source, inputs, {"a": pre, "h": states, "da": f"d{pre}", "dh": f"d{states}", "Wx": Wx,
+                                                 "Wh": Wh, "b": b}, {D: inputs, H: hidden, T: steps})
         at = arrays.at
         what = f"layer {use.position}: {use.text}"
 
@@ -199,7 +205,7 @@ class RNN(Op):
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, steps * inputs))
             backward.append(Loop(n, N, (Loop(t, steps + 1, (Loop(e, inputs, tuple(arrays.summed(
-                arrays.flat(f"d{source}", n, t, e), d.backward["dx"].xreplace({a: n, u: t}), tr(
+                arrays.flat(dsource, n, t, e), d.backward["dx"].xreplace({a: n, u: t}), tr(
                     f"the pre-activation gradients carried back through {Wx}", f"预激活值的梯度经 {Wx} 传回")))),),
                 start=1),)))
         lowering.prepend_backward(backward)
@@ -208,28 +214,21 @@ class RNN(Op):
 
 
 @dataclass(frozen=True)
-class _Arrays:
-    """The derivation's arrays as the kernel's: x[n,t,d] is X[n, (t-1)*D + d] (a sequence kept
-    flat, step t at columns (t-1)D .. tD-1), h and a the state and pre-activation buffers."""
+class SequenceArrays:
+    """The derivation's arrays as the kernel's, for every recurrent family: x[n,t,d] is
+    X[n, (t-1)*D + d] (a sequence kept flat, step t at columns (t-1)D .. tD-1); every other role
+    (a, h, da, dh, Wx, Wh, b, a gate ...) is the kernel array ``names`` gives."""
 
     source: str
     inputs: int
-    Wx: str
-    Wh: str
-    b: str
-    pre: str
-    states: str
-    dpre: str
-    dstates: str
+    names: dict
     sizes: dict
 
     def flat(self, name, n, t, e):
         return sp.IndexedBase(name)[n, (t - 1) * self.inputs + e]
 
     def at(self, role, *indices):
-        name = {"a": self.pre, "h": self.states, "da": self.dpre, "dh": self.dstates, "Wx": self.Wx,
-                "Wh": self.Wh, "b": self.b}[role]
-        return sp.IndexedBase(name)[tuple(sp.sympify(i) for i in indices)]
+        return sp.IndexedBase(self.names[role])[tuple(sp.sympify(i) for i in indices)]
 
     def named(self, expr):
         """A rule over the derivation's arrays, over the kernel's."""
@@ -237,7 +236,7 @@ class _Arrays:
             role = value.base.label.name
             if role == "x":
                 return self.flat(self.source, *value.indices)
-            return self.at(role, *value.indices) if role in ("a", "h", "da", "dh", "Wx", "Wh", "b") else value
+            return self.at(role, *value.indices) if role in self.names else value
         return expr.replace(lambda v: isinstance(v, sp.Indexed), rename).xreplace(self.sizes)
 
     def summed(self, target, rule, note) -> list:
@@ -252,8 +251,7 @@ class _Arrays:
             body, limits = (term.function, term.limits) if isinstance(term, sp.Sum) else (term, ())
             loop = (Accumulate(acc, self.named(body)),)
             for i, low, high in reversed(limits):
-                stop = (high + 1).xreplace(self.sizes)
-                loop = (Loop(i, stop, loop, start=int(low)),)
+                loop = (Loop(i, (high + 1).xreplace(self.sizes), loop, start=int(low)),)
             statements += loop
         return statements + [Let(target, acc, note=note)]
 
