@@ -16,6 +16,7 @@ from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
 from symprop.symbolic.ops.attention import D, DK, DV, T
 from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
 
@@ -280,14 +281,8 @@ def test_the_transcript_and_the_kernel_agree_on_the_worked_example():
 
 def test_the_chinese_transcript_is_its_golden_file():
     """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
-    import os
-    from pathlib import Path
-
     md = _example().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{EXAMPLE}.zh.md", md)
     for term in ("前向传播", "反向传播", "查询向量", "注意力权重", "雅可比矩阵", "sqrt(2)", "序列按词元顺序读作特征"):
         assert term in md, term
 

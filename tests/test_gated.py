@@ -14,6 +14,7 @@ from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY
 from symprop.symbolic.ops.gated import H
 from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
 
@@ -319,14 +320,8 @@ def test_one_sgd_step_of_the_example_network_moves_each_parameter_by_its_gradien
 
 def test_the_lstm_chinese_transcript_is_its_golden_file():
     """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
-    import os
-    from pathlib import Path
-
     md = _example().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{EXAMPLE}.zh.md", md)
     for term in ("前向传播", "反向传播", "初始细胞状态 c_0 = 0", "遗忘门", "细胞状态路径", "各步贡献之和", "链式法则"):
         assert term in md, term
 
@@ -509,15 +504,9 @@ def test_the_gru_recurrent_weights_gradient_is_the_sum_of_the_printed_step_contr
 
 
 def test_the_gru_chinese_transcript_is_its_golden_file():
-    import os
-    from pathlib import Path
-
     from symprop.symbolic.examples import EXAMPLES
 
     md = EXAMPLES[GRU_EXAMPLE].build().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{GRU_EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{GRU_EXAMPLE}.zh.md", md)
     for term in ("前向传播", "反向传播", "重置门", "更新门", "候选状态", "直接路径", "各步贡献之和"):
         assert term in md, term

@@ -15,6 +15,7 @@ from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
 from symprop.symbolic.ops.recurrent import D, H, T
 from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
 
@@ -262,14 +263,8 @@ def test_a_layer_alone_carries_the_gradient_to_its_input_sequence():
 
 def test_the_chinese_transcript_is_its_golden_file():
     """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
-    import os
-    from pathlib import Path
-
     md = _example().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{EXAMPLE}.zh.md", md)
     for term in ("前向传播", "反向传播", "初始状态 h_0 = 0", "沿时间反向", "循环路径", "各步贡献之和", "链式法则"):
         assert term in md, term
 

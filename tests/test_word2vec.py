@@ -4,10 +4,8 @@ tables; the fused kernel matches central differences (float64) and an independen
 CBOW, with repeated context words and negatives equal to context words; the worked example
 "a CBOW step" is recomputed independently in float64."""
 import functools
-import os
 import re
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ from symprop.symbolic.layers import REGISTRY, N
 from symprop.symbolic.ops.word2vec import C, K
 from symprop.symbolic.stable import Sigmoid
 from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
 
@@ -192,10 +191,7 @@ def test_the_transcript_and_the_kernel_agree_on_the_worked_example():
 def test_the_chinese_transcript_is_its_golden_file():
     """The notes the lowering gives each line, in Chinese (SYMPROP_UPDATE_GOLDEN=1 rewrites it)."""
     md = _example().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{EXAMPLE}.zh.md", md)
     for term in ("前向传播", "反向传播", "上下文", "负样本", "散射相加"):
         assert term in md, term
 
@@ -311,9 +307,6 @@ def test_the_skipgram_chinese_transcript_is_its_golden_file():
     from symprop.symbolic.examples import EXAMPLES
 
     md = EXAMPLES[SKIPGRAM_EXAMPLE].build().render("md", lang="zh")
-    path = Path(__file__).parent / "golden" / f"{SKIPGRAM_EXAMPLE}.zh.md"
-    if os.environ.get("SYMPROP_UPDATE_GOLDEN") == "1":
-        path.write_text(md, encoding="utf-8")
-    assert md == path.read_text(encoding="utf-8"), f"{path.name} differs (SYMPROP_UPDATE_GOLDEN=1 rewrites it)"
+    check_golden(GOLDEN / f"{SKIPGRAM_EXAMPLE}.zh.md", md)
     for term in ("中心词", "负样本", "散射相加"):
         assert term in md, term
