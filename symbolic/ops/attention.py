@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..errors import SympropError
 from ..indexcalc import pull_constants, resolve
 from ..ir import Accumulate, Comment, Let, Loop, as_written, difference, local, ratio
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step
+from .base import N, Derivation, Label, Op, Step, positive_sizes
 
 # Sizes as symbols, so no derivation depends on them: token width, query/key width, value width, tokens.
 D, DK, DV, T = sp.symbols("D d_k d_v T", integer=True, positive=True)
@@ -62,14 +61,8 @@ class Attention(Op):
     inputs: tuple[str, ...] = ("x", "Wq", "Wk", "Wv")
 
     def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) != 4 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs four positive sizes: inputs per token, query/key width, "
-                               f"value width and tokens, e.g. {self.name}(2,2,2,4)")
-        return args
+        return positive_sizes(inner, (4,), where, f"{self.name} needs four positive sizes: inputs per token, "
+                              f"query/key width, value width and tokens, e.g. {self.name}(2,2,2,4)")
 
     def input_width(self, args):
         inputs, _, _, tokens = args

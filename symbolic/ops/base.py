@@ -79,6 +79,18 @@ def fresh_name(base: str, taken) -> str:
     raise SympropError(f"more than 26 layers in a row after one affine layer ({base})")
 
 
+def positive_sizes(inner, counts, where: str, needs: str) -> tuple[int, ...]:
+    """A spec's arguments as positive whole numbers, as many as one of ``counts``; anything else
+    is one line: ``where``, then ``needs`` (the op's name, what it takes and an example)."""
+    try:
+        args = tuple(int(a) for a in (inner or "").split(","))
+    except ValueError:
+        args = ()
+    if len(args) not in counts or min(args) < 1:
+        raise SympropError(f"{where}: {needs}")
+    return args
+
+
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 

@@ -17,7 +17,7 @@ from ..errors import SympropError
 from ..indexcalc import resolve
 from ..ir import Assignments, Call, Comment, Let, Loop, Token, array, index
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step
+from .base import N, Derivation, Label, Op, Step, positive_sizes
 
 V, D, T = sp.symbols("V D T", integer=True, positive=True)  # table rows, width, ids per example
 
@@ -35,13 +35,8 @@ class Embedding(Op):
     inputs: tuple[str, ...] = ("x", "W")
 
     def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) not in (2, 3) or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs the vocabulary size, the width and optionally the "
-                               f"token ids per example, e.g. {self.name}(10,4) or {self.name}(10,4,3)")
+        args = positive_sizes(inner, (2, 3), where, f"{self.name} needs the vocabulary size, the width and optionally "
+                              f"the token ids per example, e.g. {self.name}(10,4) or {self.name}(10,4,3)")
         return args if len(args) == 3 else (*args, 1)
 
     def format_args(self, args) -> str:

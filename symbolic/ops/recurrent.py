@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from ..errors import SympropError
 from ..indexcalc import resolve
 from ..ir import Accumulate, Assignments, Comment, Let, Loop, element, index, local
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, real
+from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real
 
 # Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
 D, H, T = sp.symbols("D H T", integer=True, positive=True)
@@ -47,14 +46,8 @@ class SequenceOp(Op):
     layer_kernels = False  # its steps T are fixed by its arguments: compiled inside networks only
 
     def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) != 3 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs three positive sizes: inputs per step, hidden units "
-                               f"and steps, e.g. {self.name}(3,2,3)")
-        return args
+        return positive_sizes(inner, (3,), where, f"{self.name} needs three positive sizes: inputs per step, hidden "
+                              f"units and steps, e.g. {self.name}(3,2,3)")
 
     def input_width(self, args):
         inputs, _, steps = args

@@ -25,10 +25,10 @@ import sympy as sp
 
 from ..errors import SympropError
 from ..indexcalc import resolve
-from ..ir import Assignments, Call, Comment, Let, Loop, Token, array, index, ratio
-from ..stable import Sigmoid, Softplus, canonical_form, raw_sigmoid, stabilize
+from ..ir import Assignments, Call, Comment, Let, Loop, Token, array, ratio
+from ..stable import canonical_form, raw_sigmoid, stabilize
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step
+from .base import N, Derivation, Label, Op, Step, positive_sizes
 from .builders import LOSS
 
 V, D, C, K = sp.symbols("V D C K", integer=True, positive=True)  # vocabulary, width, context, negatives
@@ -55,14 +55,8 @@ class CBOW(Op):
     inputs: tuple[str, ...] = ("x", "Win", "Wout")
 
     def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) != 4 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs the vocabulary size, the width, the context words and "
-                               f"the negatives per example, e.g. {self.name}(5,2,2,2)")
-        return args
+        return positive_sizes(inner, (4,), where, f"{self.name} needs the vocabulary size, the width, the context "
+                              f"words and the negatives per example, e.g. {self.name}(5,2,2,2)")
 
     def sizes(self, args):
         """(V, D, C, K) from the spec's arguments."""
@@ -221,14 +215,8 @@ class SkipGram(CBOW):
     hidden_name = ("the centre word's vector", "中心词向量")
 
     def parse_args(self, inner, where):
-        try:
-            args = tuple(int(a) for a in (inner or "").split(","))
-        except ValueError:
-            args = ()
-        if len(args) != 3 or min(args) < 1:
-            raise SympropError(f"{where}: {self.name} needs the vocabulary size, the width and the negatives per "
-                               f"example, e.g. {self.name}(5,2,2)")
-        return args
+        return positive_sizes(inner, (3,), where, f"{self.name} needs the vocabulary size, the width and the "
+                              f"negatives per example, e.g. {self.name}(5,2,2)")
 
     def sizes(self, args):
         rows, width, negatives = args
