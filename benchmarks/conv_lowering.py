@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads BLAS: one thread, as training
 
@@ -21,6 +20,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import symprop.generated.layers as generated  # noqa: E402 (the im2col helpers, compiled)
+
+from .timing import best_of  # noqa: E402
 
 SHAPES = {  # name -> (N, C, H, W, O, k)
     "convnet conv2d(1,30,5) on 28x28": (100, 1, 28, 28, 30, 5),
@@ -71,16 +72,6 @@ def direct_backward(dY, X, Wt, dX, dW, db):
                                 total += g * X[n, c, i + p, j + q]
                                 dX[n, c, i + p, j + q] += g * w
                         dW[o, c, p, q] += total
-
-
-def best_of(function, repeats):
-    """The fastest of `repeats` calls, in milliseconds (the least disturbed by other jobs)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
 
 
 def measure(shape, repeats):

@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+
+from .timing import best_of
 
 BATCH, CLASSES, LR = 32, 10, 0.01
 RECURRENT = {"lstm": (32, 128, 128), "gru": (32, 128, 128)}  # family -> (T, inputs, hidden)
 ATTENTION = (64, 128)  # (T, width)
-
-
-def best_of(function, repeats):
-    """The fastest of `repeats` calls, in milliseconds (the least disturbed by other jobs)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
 
 
 def symprop_step(spec, rng, np):
