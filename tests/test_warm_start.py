@@ -67,6 +67,15 @@ def test_the_receipt_holds_the_step_flop_the_thread_choice_needs(cache, monkeypa
     assert warm.recall(CACHED).SPEC == canonical
 
 
+def test_a_spec_written_another_way_leaves_the_receipt_the_thread_choice_reads(cache, monkeypatch):
+    written = CACHED.replace(",", ", ")  # the module's SPEC is the canonical one, without spaces
+    net = load_net(written)
+    flop = step_matrix_flop(parse_net(CACHED), 1)
+    _without_the_registry(monkeypatch)
+    assert net.SPEC == CACHED and warm.matrix_flop_per_row(net.SPEC) == flop
+    assert warm.recall(written).__file__ == net.__file__
+
+
 def test_a_changed_module_is_not_recalled(cache, monkeypatch):
     net = load_net(CACHED)
     with open(net.__file__, "a", encoding="utf-8") as module:

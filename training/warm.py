@@ -81,10 +81,12 @@ def remember(spec: str, net) -> None:
     path, builtin = network_path(graph.spec)
     if Path(getattr(net, "__file__", "")) != path or not files.is_current(path, network_hash(graph)):
         return
-    receipt = {"spec": spec, "builtin": builtin is not None,
+    receipt = {"builtin": builtin is not None,
                "path": path.relative_to(files.ROOT).as_posix() if builtin is not None else str(path),
                "sha256": _sha256(path), "matrix_flop_per_row": step_matrix_flop(graph, 1)}
-    try:
-        files.write_if_changed(_receipt_path(spec), json.dumps(receipt, indent=1) + "\n")
-    except OSError:  # a read-only cache: every start is then the usual one
-        pass
+    # under the spec as written and as the module names it (net.SPEC, which the thread choice reads)
+    for name in dict.fromkeys((spec, graph.spec)):
+        try:
+            files.write_if_changed(_receipt_path(name), json.dumps({"spec": name, **receipt}, indent=1) + "\n")
+        except OSError:  # a read-only cache: every start is then the usual one
+            return
