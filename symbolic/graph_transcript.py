@@ -140,11 +140,18 @@ def _penalty_gradient(b, layer):
 
 def _one_hot_targets(b, layer):
     """The derivations of these losses use sum_k t[k] = 1 (one-hot targets): refuse others."""
+    group = layer.node.op.one_hot_group(layer.node.args) or layer.width_in
     for n in range(b.rows):
         row = [b.t.value(_element("T", (n, j))) for j in range(layer.width_in)]
-        if sorted(row) != [0] * (len(row) - 1) + [1]:
-            raise SympropError(f"{b.where}, field 'T': {layer.node.op.name} takes one-hot targets (one 1 per row, "
-                               f"the rest 0), as its derivation assumes; row {n} is {[str(v) for v in row]}")
+        if any(sorted(row[k:k + group]) != [0] * (group - 1) + [1] for k in range(0, len(row), group)):
+            raise SympropError(f"{b.where}, field 'T': {layer.node.op.name} takes one-hot targets "
+                               f"({one_hot_unit(group, layer.width_in)}, the rest 0), as its derivation assumes; "
+                               f"row {n} is {[str(v) for v in row]}")
+
+
+def one_hot_unit(group: int, width: int) -> str:
+    """Where a one-hot target has its 1: in words, for the messages refusing other targets."""
+    return "one 1 per row" if group == width else f"one 1 in each group of {group}, a token's classes"
 
 
 def _run(b, statements, shown):

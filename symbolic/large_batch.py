@@ -24,7 +24,7 @@ import sympy as sp
 
 from .errors import SympropError
 from .graph import Graph
-from .graph_transcript import (_array, _describe, _exact, _failing, _mask_names, _shape_text, check_values,
+from .graph_transcript import (_array, _describe, _exact, _failing, _mask_names, _shape_text, check_values, one_hot_unit,
                                expected_values, graph_transcript, plan_layers)
 from .networkfile import MAX_MAGNITUDE
 from .transcript import FLOAT32, ROUND_INTERMEDIATES, Chain, Show, Text, Transcript, round_half_up, tr
@@ -134,13 +134,16 @@ def _checked(graph: Graph, values: dict, where: str, lines: dict | None) -> tupl
             fail(f"a dropout mask holds 0 (dropped) or 1 (kept); got {_exact(values[key][n][j], fail)} at [{n},{j}]")
     for node in graph.nodes:
         if node.op.one_hot_targets:
-            targets = floats["T"]
-            one_hot = ((targets == 0) | (targets == 1)).all(axis=1) & (targets.sum(axis=1) == 1)
+            width = floats["T"].shape[1]
+            group = node.op.one_hot_group(node.args) or width
+            targets = floats["T"].reshape(rows, -1, group)
+            one_hot = (((targets == 0) | (targets == 1)).all(axis=2) & (targets.sum(axis=2) == 1)).all(axis=1)
             if not one_hot.all():
                 n = int(np.argmin(one_hot))
                 row = [str(_exact(v, _failing(where, "T", line("T")))) for v in values["T"][n]]
-                raise SympropError(f"{where}, field 'T': {node.op.name} takes one-hot targets (one 1 per row, the "
-                                   f"rest 0), as its derivation assumes; row {n} is {row}")
+                raise SympropError(f"{where}, field 'T': {node.op.name} takes one-hot targets "
+                                   f"({one_hot_unit(group, width)}, the rest 0), as its derivation assumes; "
+                                   f"row {n} is {row}")
     return head, floats
 
 

@@ -21,13 +21,15 @@ from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
 from .ops.recurrent import RNN
+from .ops.tokenwise import TokenSoftmaxCrossEntropy, TokenwiseAffine
 from .ops.word2vec import CBOW, SkipGram
 from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
 __all__ = ["Affine", "Attention", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
            "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
-           "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
+           "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "TokenSoftmaxCrossEntropy",
+           "TokenwiseAffine", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
 
@@ -122,6 +124,11 @@ REGISTRY = Registry([
               "P = softmax(Q K^T / sqrt(dk)) row by row (maximum subtracted), and gives O = P V, (T, dv)"),
     Attention("causal-attention", "attention with a causal mask: causal-attention(D,dk,dv,T), token t attends to "
               "tokens s <= t only", causal=True),
+    TokenwiseAffine("tokenwise-affine", "the same affine layer at every token: tokenwise-affine(D,E,T) reads (T, D) "
+                    "sequences and gives y_t = x_t W + b, (T, E); W and b are shared by the tokens"),
+    TokenSoftmaxCrossEntropy("token-softmax-cross-entropy", "softmax then cross-entropy at every token: "
+                             "token-softmax-cross-entropy(K,T) reads (T, K) logits and one-hot targets per token, "
+                             "mean over the N*T tokens"),
     CBOW("cbow", "word2vec CBOW with negative sampling, the whole model and its loss: cbow(V,D,C,K) reads C context "
          "ids, the target id and K negative ids per example; h = mean of the context rows of Win, "
          "L = -log sigmoid(Wout[target] . h) - sum_k log sigmoid(-Wout[negative k] . h), mean over the batch"),

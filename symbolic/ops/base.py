@@ -136,6 +136,11 @@ class Op:
     # steps): it is compiled inside network modules only
     layer_kernels = True
 
+    def one_hot_group(self, args) -> int | None:
+        """How many targets make one one-hot group where a loss has one_hot_targets: None, the
+        whole row; a per-token loss, each token's classes (one 1 among each token's K)."""
+        return None
+
     def network_problem(self) -> str | None:
         """Why this op cannot be a layer of a network, or None."""
         return None
