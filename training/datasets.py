@@ -1,5 +1,6 @@
-"""The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, and MNIST or
-Fashion-MNIST IDX files (downloaded by `symprop data`, training/download.py, or in a folder).
+"""The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, MNIST or
+Fashion-MNIST IDX files (downloaded by `symprop data`, training/download.py, or in a folder),
+and sequence reversal, a synthetic task for attention (a class per token).
 
 Every data set comes back as raw features plus integer class labels, already split into a
 training and a test part. The split is fixed (DATA_SEED), independent of the training seed,
@@ -23,7 +24,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.userfiles import open_regular, write_atomically
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
-NAMES = ("digits", "moons", "mnist", "fashion-mnist")
+NAMES = ("digits", "moons", "mnist", "fashion-mnist", "reverse")
 IDX_SETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # data sets read from IDX files
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype
@@ -57,6 +58,7 @@ class Dataset:
     y_test: np.ndarray
     n_classes: int
     pixel_max: float | None  # images: divide by this; None: standardise with training mean/std
+    tokens: int | None = None  # a class per token: labels are (N, tokens), features tokens x (features / tokens)
 
     @property
     def n_features(self) -> int:
@@ -78,6 +80,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
         return load_digits()
     if name == "moons":
         return load_moons()
+    if name == "reverse":
+        return load_reverse()
     if name in IDX_SETS:
         if data_dir is None:
             from .download import data_folder, where_to_get
@@ -115,6 +119,41 @@ def load_moons() -> Dataset:
     x_train, x_test, y_train, y_test = _made_by_sklearn("moons", build)
     return Dataset("moons", "make_moons(2000, noise=0.4)", x_train, y_train, x_test, y_test,
                    n_classes=2, pixel_max=None)
+
+
+REVERSE_TOKENS, REVERSE_SYMBOLS = 8, 8  # sequences of 8 tokens, each one of 8 symbols
+REVERSE_TRAIN, REVERSE_TEST = 4000, 1000
+
+
+def reverse_sequences(count: int, tokens: int = REVERSE_TOKENS, symbols: int = REVERSE_SYMBOLS,
+                      seed: int = DATA_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` different random sequences, as features and labels: the label of position t is
+    the symbol at position tokens-1-t (the sequence reversed). Each token is written as its
+    symbol one-hot, then its position one-hot (symbols + tokens features): attention compares
+    tokens by their contents and is blind to order, so the position it must fetch from has
+    to be in the data (a fixed code rather than a learned one, the simplest honest choice)."""
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, symbols, size=(2 * count, tokens))
+    _, first = np.unique(drawn, axis=0, return_index=True)  # no sequence twice, so none is in both parts
+    if len(first) < count:
+        raise SympropError(f"only {len(first)} different sequences of {tokens} tokens of {symbols} symbols "
+                           f"were drawn; {count} are needed")
+    sequences = drawn[np.sort(first)[:count]]
+    features = np.zeros((count, tokens, symbols + tokens))
+    rows, positions = np.arange(count)[:, None], np.arange(tokens)[None, :]
+    features[rows, positions, sequences] = 1
+    features[rows, positions, symbols + positions] = 1
+    return features.reshape(count, -1), sequences[:, ::-1].astype(np.int64)
+
+
+def load_reverse() -> Dataset:
+    """Sequence reversal: 4,000 training and 1,000 different test sequences from a fixed seed."""
+    x, y = reverse_sequences(REVERSE_TRAIN + REVERSE_TEST)
+    return Dataset("reverse", f"sequence reversal: {REVERSE_TOKENS} tokens of {REVERSE_SYMBOLS} symbols, each "
+                   f"given as its symbol one-hot then its position one-hot ({REVERSE_SYMBOLS + REVERSE_TOKENS} "
+                   "features a token); the target at position t is the symbol at position T-1-t",
+                   x[:REVERSE_TRAIN], y[:REVERSE_TRAIN], x[REVERSE_TRAIN:], y[REVERSE_TRAIN:],
+                   n_classes=REVERSE_SYMBOLS, pixel_max=1.0, tokens=REVERSE_TOKENS)
 
 
 SPLIT_PARTS = ("x_train", "x_test", "y_train", "y_test")

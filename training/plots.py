@@ -64,7 +64,8 @@ def _draw_training(path, result: Result, dataset: Dataset, config: Config, other
                           label=f"{this}test (final) {result.test_accuracy:.4f}")
     for k, other in enumerate(others):
         _overlay(loss_axes, accuracy_axes, other, colours=(f"C{2 + 2 * k}", f"C{3 + 2 * k}"))
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    measure = "token accuracy" if dataset.tokens else "accuracy"  # a class per token: tokens counted
+    accuracy_axes.set(xlabel="epoch", ylabel=measure, title=measure)
     for ax in (loss_axes, accuracy_axes):
         ax.legend(fontsize="small" if others else None)
     if two_d:

@@ -49,6 +49,9 @@ def load_net(spec: str):
 # ------------------------------------------------------------------------- labels <-> targets
 CLASS_LOSSES = ("softmax-cross-entropy", "log-softmax-nll", "multiclass-hinge")  # one-hot targets, argmax
 REGRESSION_LOSSES = ("squared-error", "mse", "huber")  # one-hot targets, or one 0/1 column
+TOKEN_LOSSES = ("token-softmax-cross-entropy",)  # a class per token: one-hot targets per token, argmax per token
+
+
 class Task:
     """How class labels become the targets a net's loss wants, and its scores become labels.
 
@@ -56,14 +59,20 @@ class Task:
     binary-cross-entropy: one 0/1 column, predicted class 1 where the logit is > 0.
     squared-error / mse: one-hot targets (or one 0/1 column for a single output), predicted
     class = argmax of the outputs (or output > 0.5).
+    token-softmax-cross-entropy (a data set with a class per token, labels (N, tokens)): one-hot
+    targets per token, predicted class of each token = argmax of its logits; accuracies count tokens.
     """
 
-    def __init__(self, net, dataset_name: str, n_features: int, n_classes: int):
-        self.loss, self.n_classes = net.LOSS, n_classes
+    def __init__(self, net, dataset_name: str, n_features: int, n_classes: int, tokens: int | None = None):
+        self.loss, self.n_classes, self.tokens = net.LOSS, n_classes, tokens
         if net.INPUT_SIZE != n_features:
+            each = f" ({tokens} tokens of {n_features // tokens} features)" if tokens else ""
             raise SympropError(f"net {net.SPEC!r} takes inputs of size {net.INPUT_SIZE} but data "
-                               f"set {dataset_name} has {n_features} features per example")
+                               f"set {dataset_name} has {n_features} features per example{each}")
         self.single_output = net.OUTPUT_SIZE == 1
+        if tokens or self.loss in TOKEN_LOSSES:
+            self._check_tokens(net, dataset_name)
+            return
         if self.loss == "binary-cross-entropy":
             if n_classes != 2:
                 raise SympropError(f"net {net.SPEC!r} ends in binary-cross-entropy, which needs 2 "
@@ -81,7 +90,27 @@ class Task:
             raise SympropError(f"net {net.SPEC!r} ends in {self.loss!r}; training on class labels "
                                f"needs {', '.join(CLASS_LOSSES + REGRESSION_LOSSES)} or binary-cross-entropy")
 
+    def _check_tokens(self, net, dataset_name: str):
+        """A data set with a class per token needs a net that ends in a per-token loss over
+        exactly its tokens and classes, and only such a data set gives that loss its targets."""
+        wanted = f"token-softmax-cross-entropy({self.n_classes},{self.tokens})"
+        if self.loss not in TOKEN_LOSSES:
+            raise SympropError(f"net {net.SPEC!r} ends in {self.loss}, one class per example; data set {dataset_name} "
+                               f"has a class per token ({self.tokens} tokens of {self.n_classes} classes): end the "
+                               f"net with {wanted}")
+        if not self.tokens:
+            raise SympropError(f"net {net.SPEC!r} ends in {self.loss}, a class per token; data set {dataset_name} "
+                               "has one class per example (a data set of sequences, e.g. reverse, has one per token)")
+        last = net.SPEC.rsplit(" ", 1)[-1]  # the canonical spec writes the loss as NAME(K,T)
+        if last != wanted:
+            raise SympropError(f"net {net.SPEC!r} ends in {last} but data set {dataset_name} has {self.tokens} tokens "
+                               f"of {self.n_classes} classes: end the net with {wanted}")
+
     def targets(self, labels: np.ndarray, dtype) -> np.ndarray:
+        if self.tokens:
+            one_hot = np.zeros((*labels.shape, self.n_classes), dtype=dtype)
+            np.put_along_axis(one_hot, labels[..., None], 1, axis=-1)
+            return one_hot.reshape(len(labels), -1)
         if self.single_output:
             return np.ascontiguousarray(labels.reshape(-1, 1), dtype=dtype)
         one_hot = np.zeros((len(labels), self.n_classes), dtype=dtype)
@@ -89,6 +118,9 @@ class Task:
         return one_hot
 
     def classes(self, scores: np.ndarray) -> np.ndarray:
+        """The predicted class of each example, or (a class per token) of each token: (N, tokens)."""
+        if self.tokens:
+            return np.argmax(scores.reshape(len(scores), self.tokens, self.n_classes), axis=2)
         if not self.single_output:
             return np.argmax(scores, axis=1)
         threshold = 0.0 if self.loss == "binary-cross-entropy" else 0.5
@@ -131,9 +163,17 @@ def scores(net, params, x: np.ndarray, state=()) -> np.ndarray:
 
 
 def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=()) -> float:
+    """The fraction of examples (a class per token: of tokens) predicted right."""
     if len(x) == 0:
         return math.nan
     return float(np.mean(task.classes(scores(net, params, x, state)) == labels))
+
+
+def sequence_accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=()) -> float:
+    """A class per token: the fraction of sequences with every token right."""
+    if len(x) == 0:
+        return math.nan
+    return float(np.mean((task.classes(scores(net, params, x, state)) == labels).all(axis=1)))
 
 
 def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels: np.ndarray, state=()):
@@ -240,6 +280,7 @@ class Result:
     train_accuracy: float = math.nan
     test_loss: float = math.nan
     test_accuracy: float = math.nan
+    test_sequence_accuracy: float = math.nan  # a class per token: sequences with every token right
     compile_seconds: float = 0.0
     state: tuple = ()  # running averages of batch-norm layers (inference mode reads them)
 
@@ -367,7 +408,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
 
     dtype = DTYPES[config.dtype]
     rng = np.random.default_rng(config.seed)
-    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
+    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes, dataset.tokens)
 
     order = rng.permutation(len(dataset.x_train))
     n_val = validation_count(len(order), config.val_split)
@@ -436,6 +477,8 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     x_test = scaling.apply(dataset.x_test, dtype)
     result.test_loss, result.test_accuracy = evaluate(
         net, params, task, x_test, task.targets(dataset.y_test, dtype), dataset.y_test, state)
+    if task.tokens:
+        result.test_sequence_accuracy = sequence_accuracy(net, params, task, x_test, dataset.y_test, state)
     return result
 
 

@@ -29,12 +29,13 @@ def run(args) -> int:
     if model.scaling.mean.shape != (dataset.n_features,):
         raise SympropError(f"{args.weights}: the model was trained on {model.scaling.mean.shape[0]} "
                            f"features, data set {dataset.name} has {dataset.n_features}")
-    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
+    task = Task(net, dataset.name, dataset.n_features, dataset.n_classes, dataset.tokens)
     dtype = DTYPES[model.dtype]
     print(f"model: {model.spec}  (trained on {model.dataset}, {model.dtype})")
     print(f"data:  {dataset.description}")
     for part, x, y in (("train (incl. validation rows)", dataset.x_train, dataset.y_train),
                        ("test", dataset.x_test, dataset.y_test)):
         correct = predict(net, params, task, model.scaling, x, dtype, state) == y
-        print(f"{part} accuracy {np.mean(correct):.4f}  ({int(correct.sum())}/{len(y)})")
+        counted = " tokens" if dataset.tokens else ""
+        print(f"{part} accuracy {np.mean(correct):.4f}  ({int(correct.sum())}/{y.size}{counted})")
     return 0

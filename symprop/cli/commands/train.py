@@ -1,4 +1,4 @@
-"""symprop train: train a network on digits, two moons or MNIST with the generated kernels."""
+"""symprop train: train a network on digits, two moons, MNIST or sequence reversal with the generated kernels."""
 from __future__ import annotations
 
 import argparse
@@ -23,6 +23,9 @@ DEFAULTS = {
                   epochs=30, batch_size=100, lr=0.5, lr_decay=0.95),
 }
 DEFAULTS["fashion-mnist"] = DEFAULTS["mnist"]  # the same image size and classes
+# one attention head, then the same affine map at every token: tokens meet only in the attention
+DEFAULTS["reverse"] = dict(net="attention(16,16,16,8) tokenwise-affine(16,8,8) token-softmax-cross-entropy(8,8)",
+                           epochs=10, batch_size=32, lr=0.5, lr_decay=1.0)
 
 
 # the optimizers' hyper-parameters besides lr, one option each (default: torch.optim's)
@@ -60,7 +63,8 @@ def add_arguments(parser):
     parser.add_argument("--data", choices=NAMES, default="digits",
                         help="digits (bundled with scikit-learn, the default), moons "
                              "(make_moons(2000, noise=0.4)), mnist or fashion-mnist (downloaded once by "
-                             "symprop data NAME, or the IDX files in --data-dir)")
+                             "symprop data NAME, or the IDX files in --data-dir), reverse (sequences of 8 "
+                             "tokens of 8 symbols to reverse: a class per token, for attention)")
     parser.add_argument("--data-dir", metavar="DIR", help="for mnist and fashion-mnist: a folder with the IDX files "
                                                           "(gzipped or not) instead of the downloaded ones")
     parser.add_argument("--net", help='network spec, e.g. "affine(64,32) tanh affine(32,10) '
@@ -150,11 +154,12 @@ def run(args) -> int:
     others = [read_history(path) for path in args.plot_with]  # checked before training
     dataset = load_dataset(args.data, args.data_dir)
     net = load_net(spec)
-    Task(net, dataset.name, dataset.n_features, dataset.n_classes)  # sizes fit? fail before output
+    Task(net, dataset.name, dataset.n_features, dataset.n_classes, dataset.tokens)  # sizes fit? fail before output
     n_params = sum(math.prod(shape) for shape in net.PARAM_SHAPES)
     n_val = validation_count(len(dataset.x_train), config.val_split)
+    classes = f"{dataset.n_classes} classes" + (f" per token, {dataset.tokens} tokens" if dataset.tokens else "")
     print(f"data: {dataset.description}; {len(dataset.x_train) - n_val} train, {n_val} validation, "
-          f"{len(dataset.x_test)} test; {dataset.n_features} features, {dataset.n_classes} classes")
+          f"{len(dataset.x_test)} test; {dataset.n_features} features, {classes}")
     print(f"net:  {net.SPEC}  ({n_params:,} parameters, {config.dtype})")
     epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
     hyper = "".join(f"{name} {value:g}, " for name, value in config.checked_hyper().items()
@@ -178,6 +183,8 @@ def run(args) -> int:
         accuracies += f"   validation accuracy {result.history[-1].val_accuracy:.4f}"
     print(f"{accuracies}   test accuracy {result.test_accuracy:.4f}   "
           f"(test loss {result.test_loss:.4f})")
+    if dataset.tokens:
+        print(f"(accuracies count tokens; test sequences with every token right: {result.test_sequence_accuracy:.4f})")
     print(f"time per epoch {result.seconds_per_epoch:.4f} s (training steps only), "
           f"{result.examples_per_second:,.0f} examples/s")
     if args.save:
