@@ -226,11 +226,10 @@ class TokenSoftmaxCrossEntropy(Op):
         d = lowering.derivation(self)
         n, t, _, _, k, _ = _indices()
         source = lowering.values[-1]
-        probabilities = lowering.buffer("P", (N, tokens * classes))
+        probabilities = lowering.buffer("P", (N, tokens, classes))  # P[n, t, k]: token t's softmax
         dsource = lowering.buffer(f"d{source}", (N, tokens * classes))
-        flat = {"z": (source, classes), "t": ("T", classes), "y": (probabilities, classes),
-                "dz": (dsource, classes)}
-        arrays = TokenArrays(source, classes, {}, {K: classes, T: tokens}, flat)
+        flat = {"z": (source, classes), "t": ("T", classes), "dz": (dsource, classes)}
+        arrays = TokenArrays(source, classes, {"y": probabilities}, {K: classes, T: tokens}, flat)
         zmax, total, target_score = (lowering.show(local(name), shown, n, t) for name, shown in (
             ("zmax", f"{source}max"), ("total", f"{source}sum"), ("target_score", f"{source}true")))
         token_loss = lowering.show(local("token_loss"), "L_nt", n, t)
