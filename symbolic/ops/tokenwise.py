@@ -220,8 +220,9 @@ class TokenSoftmaxCrossEntropy(Op):
                           ["log-sum-exp with each token's maximum subtracted; log(0) never taken"], {"dz": raw})
 
     def lower(self, lowering, use):
-        """Per token: the maximum logit, the softmax (saved as P for backward) and the token's
-        loss; the loss is their mean. Back: the derived rule (P - T) / (N T)."""
+        """Per token, the derivation's stable forms as accumulations: the maximum logit, the
+        softmax (saved as P for backward) and the token's loss, log-sum-exp minus the true
+        class's logit; the loss is their mean. Back: the derived rule (P - T) / (N T)."""
         classes, tokens = use.args
         d = lowering.derivation(self)
         n, t, _, _, k, _ = _indices()
