@@ -17,6 +17,7 @@ from .ops.conv import Conv2d, Flatten, Pool
 from .ops.dropout import Dropout
 from .ops.embedding import Embedding
 from .ops.gated import GRU, LSTM
+from .ops.multihead import MultiHeadAttention
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
@@ -26,7 +27,7 @@ from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
 __all__ = ["Affine", "Attention", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
-           "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
+           "MultiHeadAttention", "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
            "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
 
@@ -122,6 +123,11 @@ REGISTRY = Registry([
               "P = softmax(Q K^T / sqrt(dk)) row by row (maximum subtracted), and gives O = P V, (T, dv)"),
     Attention("causal-attention", "attention with a causal mask: causal-attention(D,dk,dv,T), token t attends to "
               "tokens s <= t only", causal=True),
+    MultiHeadAttention("mha", "multi-head self-attention block: mha(D,H,T) reads (T, D) sequences; Q, K, V = x Wq + bq, "
+                       "x Wk + bk, x Wv + bv split into H heads of D/H columns, each softmax(Q_h K_h^T / sqrt(D/H)) V_h, "
+                       "concatenated, R = x + O Wo + bo, then layer norm of each token; gives (T, D)"),
+    MultiHeadAttention("causal-mha", "the multi-head block with a causal mask in every head: causal-mha(D,H,T), token t "
+                       "attends to tokens s <= t only", causal=True),
     CBOW("cbow", "word2vec CBOW with negative sampling, the whole model and its loss: cbow(V,D,C,K) reads C context "
          "ids, the target id and K negative ids per example; h = mean of the context rows of Win, "
          "L = -log sigmoid(Wout[target] . h) - sum_k log sigmoid(-Wout[negative k] . h), mean over the batch"),
