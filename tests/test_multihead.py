@@ -102,6 +102,7 @@ def test_bad_block_specs_are_one_clear_line(spec, message):
 def _embedded_block(rng):
     """(spec, vocabulary, heads, tokens): embedding, then mha, random sizes, T >= 2."""
     heads, head_width, tokens, classes, vocabulary = (int(v) for v in rng.integers(1, 4, 5))
+    heads, head_width = heads % 2 + 2, head_width % 2 + 2  # several heads, each wide enough that 1/sqrt(dh) != 1
     width, tokens, vocabulary = heads * head_width, tokens + 1, vocabulary + 2
     spec = (f"embedding({vocabulary},{width},{tokens}) mha({width},{heads},{tokens}) flatten "
             f"affine({tokens * width},{classes + 1}) softmax-cross-entropy")
