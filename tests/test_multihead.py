@@ -210,3 +210,91 @@ def test_a_tiny_block_transcript_matches_the_numpy_block(causal, tokens, rng):
             assert relative_error(ours, numeric) < GRADCHECK_TOLERANCE, name
     if causal:
         assert "P1[0,0,0,1]" not in t.quantities and "S1[0,1,1,2]" not in t.quantities  # masked: never computed
+
+
+# ---- the checker on a block: attention's classic mistakes, named in every head ----------------
+CHECK_SPEC = "mha(4,2,3) flatten mse"
+CHECK_NAMES = ("Wq1", "bq1", "Wk1", "bk1", "Wv1", "bv1", "Wo1", "bo1", "scale1", "shift1")
+
+
+def _check_values():
+    """X, T and the block's parameters in quarters (numbers a hand can carry), fixed."""
+    draw = np.random.default_rng(7)
+    quarters = lambda *shape: draw.integers(-4, 5, shape) / 4  # noqa: E731
+    params = [quarters(4, 4) if name.startswith("W") else quarters(4) for name in CHECK_NAMES]
+    params[8] = np.array([1, 0.5, 2, 1])
+    return quarters(1, 12), quarters(1, 12), params
+
+
+def _block_by_hand(scale=True, transposed=False, elementwise_jacobian=False):
+    """The block by plain numpy, done right or with one classic mistake in every head: the scores
+    without 1/sqrt(dh), the scores transposed (K Q^T), or the softmax Jacobian taken as
+    elementwise (dS = dP P (1 - P); dL/dO, which that mistake does not touch, by central
+    differences of the numpy block after the heads, so dS agrees to about 1e-9). key -> value."""
+    X, target, (Wq, bq, Wk, bk, Wv, bv, Wo, bo, g, b) = _check_values()
+    xs = X.reshape(3, 4)
+    heads = [slice(0, 2), slice(2, 4)]
+    Q, K, V = xs @ Wq + bq, xs @ Wk + bk, xs @ Wv + bv
+    root = np.sqrt(2) if scale else 1.0
+    S = np.stack([(K[:, h] @ Q[:, h].T if transposed else Q[:, h] @ K[:, h].T) / root for h in heads])
+    P = np.exp(S - S.max(axis=-1, keepdims=True))
+    P /= P.sum(axis=-1, keepdims=True)
+    O = np.concatenate([P[k] @ V[:, h] for k, h in enumerate(heads)], axis=1)
+
+    def after_heads(O):
+        R = xs + O @ Wo + bo
+        y = g * (R - R.mean(axis=-1, keepdims=True)) / np.sqrt(R.var(axis=-1, keepdims=True) + 1e-5) + b
+        return y, float(np.mean((y.reshape(1, -1) - target) ** 2))
+
+    y, loss = after_heads(O)
+    dO = numerical_gradient(lambda o: after_heads(o)[1], O)
+    dP = np.stack([dO[:, h] @ V[:, h].T for h in heads])
+    dS = dP * P * (1 - P) if elementwise_jacobian else P * (dP - np.sum(dP * P, axis=-1, keepdims=True))
+    keyed = lambda name, a: {f"{name}[0,{','.join(map(str, i))}]": float(a[i]) for i in np.ndindex(a.shape)}  # noqa: E731
+    return {**keyed("S1", S), **keyed("P1", P), **keyed("y1", y), "L": loss,
+            **{f"dL/d{key}": value for key, value in keyed("S1", dS).items()}}
+
+
+MISTAKE_ROWS = [
+    # (key, the learner's way, the mistake that explains it)
+    ("S1[0,1,0,2]", {"scale": False}, "forgot_attention_scale"),
+    ("P1[0,0,2,1]", {"scale": False}, "forgot_attention_scale"),
+    ("y1[0,1,3]", {"scale": False}, "forgot_attention_scale"),
+    ("S1[0,0,0,1]", {"transposed": True}, "attention_scores_transposed"),
+    ("P1[0,1,2,0]", {"transposed": True}, "attention_scores_transposed"),
+    ("y1[0,2,0]", {"transposed": True}, "attention_scores_transposed"),
+    ("dL/dS1[0,1,1,0]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+    ("dL/dS1[0,0,2,2]", {"elementwise_jacobian": True}, "softmax_jacobian_elementwise"),
+]
+
+
+@pytest.fixture(scope="module")
+def block_mistakes():
+    """The block's transcript (X, T and parameters of _check_values) and each mistake the checker
+    finds in it, by code: the transcripts the checker matches a learner's claims against."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+    from symprop.symbolic.mistakes import mistakes
+
+    X, target, params = _check_values()
+    values = {"X": X.reshape(1, 3, 4).tolist(), "T": target.tolist(),
+              **{name: p.tolist() for name, p in zip(CHECK_NAMES, params)}}
+    t = graph_transcript(parse_net(CHECK_SPEC), values)
+    return t, {m.code: m.transcript for m in mistakes(t)}
+
+
+def test_the_transcript_is_the_block_by_hand(block_mistakes):
+    t, _ = block_mistakes
+    for key, value in _block_by_hand().items():
+        assert t.float_value(key) == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize("key, way, code", MISTAKE_ROWS, ids=[f"{k}-{c}" for k, _, c in MISTAKE_ROWS])
+def test_attention_mistakes_are_found_in_every_head_of_a_block(key, way, code, block_mistakes):
+    """The checker's attention mistakes apply to a block: each, made in the block's transcript,
+    gives the number a learner computes by hand with that mistake (plain numpy, not symprop),
+    which the right transcript does not; the checker names a claim by this match. The
+    transposed scores need S[n,h,s,t] beside S[n,h,t,s], so this block is not causal."""
+    t, found = block_mistakes
+    mistaken = _block_by_hand(**way)[key]
+    assert abs(mistaken - t.float_value(key)) > 1e-4  # the mistake changes this number
+    assert found[code].float_value(key) == pytest.approx(mistaken, rel=1e-6, abs=1e-9), (key, code)
