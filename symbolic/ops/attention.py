@@ -95,7 +95,7 @@ def head_rules(keys, values) -> Rules:
         "dK": _vjp(from_scores, K[i, w, b], {i: n, w: s, b: a}),
     }
     forward_steps = [
-        Step("forward: the scores", S[n, t, s], score, "query t dotted with key s, scaled by 1/sqrt(dk)"),
+        Step("forward: the scores", S[n, t, s], score, f"query t dotted with key s, scaled by 1/sqrt({keys})"),
         Step("forward: the attention weights", P[n, t, s], weight, "softmax over row t of the scores"),
         Step("stable forward", P[n, t, s], stable,
              "Smax[n,t] = max_r S[n,t,r] subtracted before exp: no exponent is positive"),
@@ -112,12 +112,18 @@ def head_rules(keys, values) -> Rules:
              "with value s"),
         Step("differentiate sum dO * O by V[n,s,c]", A["dV"][n, s, c], backward["dV"],
              "summed over the queries that weigh value s"),
-        Step("differentiate sum dS * S by Q[n,t,a]", A["dQ"][n, t, a], backward["dQ"], "the keys, scaled by 1/sqrt(dk)"),
+        Step("differentiate sum dS * S by Q[n,t,a]", A["dQ"][n, t, a], backward["dQ"], f"the keys, scaled by 1/sqrt({keys})"),
         Step("differentiate sum dS * S by K[n,s,a]", A["dK"][n, s, a], backward["dK"],
-             "the queries, scaled by 1/sqrt(dk), summed over the queries"),
+             f"the queries, scaled by 1/sqrt({keys}), summed over the queries"),
     ]
     return Rules({"S": score, "P": stable, "O": out}, backward, forward_steps, backward_steps,
                  {"dS": softmax_raw, "dP[n,t,r]/dS[n,t,s]": jacobian_named})
+
+
+BIAS_NOTES = {"Q": "a shared bias: the gradients summed over the batch and the tokens",
+              "K": "likewise; it comes to zero, as each row of dS sums to zero (the softmax ignores a shift of "
+                   "its row, and q . bk shifts a row's scores alike)",
+              "V": "likewise"}
 
 
 def projection_rules(widths, bias: bool = False, also_reads_x=0) -> Rules:
@@ -160,8 +166,8 @@ def projection_rules(widths, bias: bool = False, also_reads_x=0) -> Rules:
     ]
     if bias:
         backward_steps += [Step(f"differentiate by b{role.lower()}[{k}]", sp.IndexedBase(f"db{role.lower()}")[k],
-                                backward[f"db{role.lower()}"], "a shared bias: the gradients summed over the batch "
-                                "and the tokens") for role, (k, _) in columns.items()]
+                                backward[f"db{role.lower()}"], BIAS_NOTES[role])
+                           for role, (k, _) in columns.items()]
     backward_steps.append(Step("differentiate by x[n,t,d]", sp.IndexedBase("dx")[n, t, d], backward["dx"],
                                "token t feeds its query, its key and its value: three paths"
                                + (", and the residual" if also_reads_x else "")))

@@ -122,8 +122,9 @@ class MultiHeadAttention(Op):
                        "layer norm's vector x is one token's residual R[n,t,:], F = D features; its dx is dR"]
         if self.causal:
             conventions.append(CAUSAL_NOTE)
-        backward = {"dR": norm.backward["dx"], "dg": norm.backward["dg"], "db": norm.backward["db"],  # layer norm's dx
-                    **residual_backward, **head.backward, **projections.backward}  # is the residual's gradient
+        # layer norm's dx is the residual's gradient dR
+        backward = {"dR": norm.backward["dx"], "dg": norm.backward["dg"], "db": norm.backward["db"],
+                    **residual_backward, **head.backward, **projections.backward}
         return Derivation(
             self.name, self.summary, self.inputs,
             {**projections.forward, **head.forward, "R": residual, **{k: norm.forward[k] for k in NORM_ROLES}},
@@ -146,12 +147,12 @@ class MultiHeadAttention(Op):
         names = head_buffers(lowering, {"Q": (tokens, width), "K": (tokens, width), "V": (tokens, width),
                                         "S": (heads, tokens, tokens), "P": (heads, tokens, tokens),
                                         "O": (tokens, width), "R": (tokens, width)})
-        norm_arrays = {"x": names["R"], "y": out, "g": params["g"], "b": params["b"],
-                       **{role: lowering.buffer(f"{role}{layer}", shape) for role, shape in (
-                           ("xhat", (N, tokens, width)), ("std", (N, tokens)), ("mean", (N, tokens)),
-                           ("var", (N, tokens)))}}
-        norm_arrays["s"] = norm_arrays.pop("std")  # s = sqrt(var + eps): std1, never the scores S1
-        lowering.scratch += [norm_arrays[k] for k in ("xhat", "s", "mean", "var")]
+        # layer norm's arrays; its s = sqrt(var + eps) is called std1, never to be read as the scores S1
+        statistics = {"xhat": ("xhat", (N, tokens, width)), "s": ("std", (N, tokens)), "mean": ("mean", (N, tokens)),
+                      "var": ("var", (N, tokens))}
+        statistics = {role: lowering.buffer(f"{stem}{layer}", shape) for role, (stem, shape) in statistics.items()}
+        lowering.scratch += list(statistics.values())
+        norm_arrays = {"x": names["R"], "y": out, "g": params["g"], "b": params["b"], **statistics}
         arrays = _Arrays({**names, **params, "x": source}, {"x": width},
                          {D: width, DH: dh, DK: dh, DV: dh, T: tokens}, self.causal)
         h = index("h")
