@@ -81,7 +81,8 @@ def test_symprop_derive_lists_and_shows_the_block(capsys):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("mha(4,3,2) flatten affine(8,1) mse", "mha: the width 4 does not split into 3 heads (D must be a multiple of H)"),
+    ("mha(4,3,2) flatten affine(8,1) mse", "layer 1 'mha(4,3,2)' (column 1): the width 4 does not split into 3 heads "
+     "(D must be a multiple of H, e.g. mha(3,3,2))"),
     ("mha(4,2) flatten affine(8,1) mse", "mha needs three positive sizes: the token width D, the heads H and"),
     ("causal-mha(4,0,2) flatten affine(8,1) mse", "causal-mha needs three positive sizes"),
     ("mha(4,2,3) affine(12,1) mse", "put flatten before it"),

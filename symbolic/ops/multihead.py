@@ -81,8 +81,8 @@ class MultiHeadAttention(Op):
         width, heads, tokens = positive_sizes(inner, (3,), where, f"{self.name} needs three positive sizes: the token "
                                               f"width D, the heads H and the tokens T, e.g. {self.name}(4,2,3)")
         if width % heads:
-            raise SympropError(f"{where}: {self.name}: the width {width} does not split into {heads} heads "
-                               "(D must be a multiple of H)")
+            raise SympropError(f"{where}: the width {width} does not split into {heads} heads "
+                               f"(D must be a multiple of H, e.g. {self.name}({heads * max(1, width // heads)},{heads},{tokens}))")
         return width, heads, tokens
 
     def input_width(self, args):
