@@ -98,8 +98,9 @@ def test_bad_block_specs_are_one_clear_line(spec, message):
 # One network (a numba compilation is most of this file's time): an embedding, then a block,
 # random sizes. Central differences check every parameter and, through the table (its gradient
 # is the block's dL/dx scattered to the rows), the block's input gradient: its query, key, value
-# and residual paths. T = 1 and the causal mask are checked on transcripts below (the same
-# statements, run by the interpreter) and against PyTorch (tests/test_torch_sequences.py).
+# and residual paths. T = 1 and the causal mask are checked on the same printed step run as
+# plain Python, on transcripts (the statements run by the interpreter) and against PyTorch
+# (tests/test_torch_sequences.py).
 def _embedded_block(rng):
     """(spec, vocabulary, heads, tokens): embedding, then mha, random sizes, T >= 2."""
     heads, head_width, tokens, classes, vocabulary = (int(v) for v in rng.integers(1, 4, 5))
@@ -166,6 +167,39 @@ def test_large_scores_do_not_overflow(rng):
     params, X, labels = _draw(net, rng, vocabulary, spread=30)
     loss, *grads = net.loss_and_grads(*params, X, labels)
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)
+
+
+@pytest.mark.parametrize("op, tokens", [("mha", 1), ("causal-mha", 3)])
+def test_the_printed_step_run_as_plain_python(op, tokens, tmp_path, rng):
+    """The fused step's printed code at T = 1 and with the mask, run as plain Python (the same
+    statements, printed by a backend without numba: nothing to compile): its loss is the numpy
+    block's squared error and every gradient the central differences of it."""
+    from symprop.codegen import files
+    from symprop.codegen.network import network_module_text
+    from tests.test_backends import PLAIN_PYTHON
+
+    width, heads = 4, 2
+    path = tmp_path / "plain_block.py"
+    path.write_text(network_module_text(f"{op}({width},{heads},{tokens}) flatten squared-error", backend=PLAIN_PYTHON))
+    net = files.import_generated(f"plain_{op.replace('-', '_')}_{tokens}", path)
+    params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
+    X, target = rng.normal(size=(2, tokens * width)), rng.normal(size=(2, tokens * width))
+    loss, *grads = net.loss_and_grads(*params, X, target)
+
+    def numpy_loss(k):
+        def loss_of(value):
+            trial = [*params]
+            trial[k] = value
+            return 0.5 * float(np.sum((block_forward(X, trial, heads, tokens, op == "causal-mha") - target) ** 2))
+        return loss_of
+
+    assert loss == pytest.approx(numpy_loss(0)(params[0]), rel=1e-12)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(numpy_loss(k), params[k])
+        if KEY_BIAS.match(name):
+            assert np.abs(grad).max() < 1e-14 and np.abs(numeric).max() < ZERO_GRADIENT, name
+        else:
+            assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, name
 
 
 # ---- a transcript of a tiny block -------------------------------------------------------------
