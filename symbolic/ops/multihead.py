@@ -31,7 +31,7 @@ from ..text import tr
 from .attention import (CAUSAL_NOTE, D, DK, DV, T, _Arrays, _arrays, _indices, _vjp, head_backward, head_buffers,
                         head_forward, head_rules, input_gradient, projection_rules, projections_backward,
                         projections_forward)
-from .base import N, Derivation, Op, Step, positive_sizes
+from .base import N, Derivation, Op, Step, fresh_name, positive_sizes
 from .norm import EPS, Rows, normalisation_backward, normalisation_derivation, normalisation_forward
 
 DH = sp.Symbol("d_h", integer=True, positive=True)  # one head's width, D/H
@@ -108,7 +108,7 @@ class MultiHeadAttention(Op):
         shift1, as layernorm names them (never an affine layer's b1)."""
         stems = {"g": "scale", "b": "shift"}
         return super().param_names([r for r in roles if r not in stems], layer, position, taken) | {
-            role: f"{stems[role]}{layer}" for role in roles if role in stems}
+            role: fresh_name(f"{stems[role]}{layer}", taken) for role in roles if role in stems}
 
     def derive(self) -> Derivation:
         residual, from_residual, residual_backward, residual_forward_steps, residual_backward_steps = _residual_rules()
