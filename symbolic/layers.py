@@ -17,6 +17,7 @@ from .ops.conv import Conv2d, Flatten, Pool
 from .ops.dropout import Dropout
 from .ops.embedding import Embedding
 from .ops.gated import GRU, LSTM
+from .ops.multihead import MultiHeadAttention
 from .ops.elementwise import Elementwise, PerFeature
 from .ops.losses import REDUCTIONS, ElementwiseLoss, Huber, MulticlassHinge
 from .ops.norm import BatchNorm, LayerNorm
@@ -27,7 +28,7 @@ from .ops.softmax import LogSoftmaxNLL, Softmax, SoftmaxCrossEntropy
 
 __all__ = ["Affine", "Attention", "BatchNorm", "Conv2d", "Derivation", "Dropout", "Elementwise", "Embedding", "ElementwiseLoss", "Flatten",
            "Huber", "I", "J", "K", "Label", "LayerNorm", "LogSoftmaxNLL", "MAX_DERIVATIVE_OPS", "MAX_DERIVE_SECONDS",
-           "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
+           "MultiHeadAttention", "MulticlassHinge", "N", "Op", "PerFeature", "Pool", "REDUCTIONS",
            "REGISTRY", "RNN", "Registry", "Softmax", "SoftmaxCrossEntropy", "Step", "TokenSoftmaxCrossEntropy",
            "TokenwiseAffine", "formula_layer", "partial", "real",
            "_apply_kink_convention"]
@@ -124,6 +125,11 @@ REGISTRY = Registry([
               "P = softmax(Q K^T / sqrt(dk)) row by row (maximum subtracted), and gives O = P V, (T, dv)"),
     Attention("causal-attention", "attention with a causal mask: causal-attention(D,dk,dv,T), token t attends to "
               "tokens s <= t only", causal=True),
+    MultiHeadAttention("mha", "multi-head self-attention block: mha(D,H,T) reads (T, D) sequences; Q, K, V = x Wq + bq, "
+                       "x Wk + bk, x Wv + bv split into H heads of D/H columns, each softmax(Q_h K_h^T / sqrt(D/H)) V_h, "
+                       "concatenated, R = x + O Wo + bo, then layer norm of each token; gives (T, D)"),
+    MultiHeadAttention("causal-mha", "the multi-head block with a causal mask in every head: causal-mha(D,H,T), token t "
+                       "attends to tokens s <= t only", causal=True),
     TokenwiseAffine("tokenwise-affine", "the same affine layer at every token: tokenwise-affine(D,E,T) reads (T, D) "
                     "sequences and gives y_t = x_t W + b, (T, E); W and b are shared by the tokens"),
     TokenSoftmaxCrossEntropy("token-softmax-cross-entropy", "softmax then cross-entropy at every token: "

@@ -307,14 +307,15 @@ def _softmax_rows(qs) -> dict:
 
 def _transposed_scores(qs) -> dict:
     """key -> the formula of the element across the diagonal, for each scaled dot product
-    S[n,t,s] (t != s) of a forward pass whose S[n,s,t] is a quantity too."""
+    S[n,t,s] (t != s; a block's head h: S[n,h,t,s]) of a forward pass whose S[n,s,t] is a
+    quantity too."""
     swapped = {}
     for key, q in qs.items():
         name, _, rest = key.partition("[")
         index = rest.rstrip("]").split(",")
-        if "/d" in key or len(index) != 3 or index[1] == index[2] or _without_root_scale(q) is None:
+        if "/d" in key or len(index) not in (3, 4) or index[-2] == index[-1] or _without_root_scale(q) is None:
             continue
-        other = f"{name}[{index[0]},{index[2]},{index[1]}]"
+        other = f"{name}[{','.join((*index[:-2], index[-1], index[-2]))}]"
         if other in qs and qs[other].formula is not None:
             swapped[key] = qs[other].formula
     return swapped

@@ -1,10 +1,10 @@
 """The sequence families against PyTorch's autograd, where PyTorch is installed: the same network
-(rnn, lstm, gru, attention, causal-attention, then affine and softmax cross-entropy) built from
+(rnn, lstm, gru, attention, causal-attention, causal-mha, then affine and softmax cross-entropy) built from
 torch.nn modules or torch ops with symprop's random parameters copied in, compared in float64
 on the loss and every parameter's gradient to rel 1e-10, on random sizes including T = 1.
 
 symprop's kernels return dL/dX of a sequence layer only when a layer before it needs it, so
-dL/dX is compared through such a layer: an embedding table before rnn/lstm/gru (its gradient is
+dL/dX is compared through such a layer: an embedding table before rnn/lstm/gru/causal-mha (its gradient is
 the sequence's dL/dX scattered back to the rows), and a first attention head before a second
 (its projections' gradients read the second head's dL/dX through all three paths)."""
 import numpy as np
@@ -188,4 +188,60 @@ def test_one_head_agrees_with_torch_multihead_attention(op, tokens, rng):
     torch_loss.backward()
     dq, dk, dv = module.in_proj_weight.grad.numpy().reshape(3, width, width)
     theirs = {Wq: dq.T, Wk: dk.T, Wv: dv.T, Wname: W.grad.numpy(), bname: b.grad.numpy()}
+    assert_agrees(loss, grads, torch_loss, theirs, spec)
+
+
+# ---- the multi-head block against nn.MultiheadAttention, the residual and nn.LayerNorm ---------
+def torch_block(causal, width, heads, params, names, sequence):
+    """nn.MultiheadAttention (batch_first, with biases) then x + its output and nn.LayerNorm, with
+    symprop's parameters copied in. torch computes y = x W^T + b, so in_proj_weight stacks Wq^T,
+    Wk^T, Wv^T and in_proj_bias bq, bk, bv; out_proj holds Wo^T and bo; the norm's weight and
+    bias are symprop's scale and shift (eps 1e-5 in both). Returns y and a function giving
+    torch's gradients under symprop's names."""
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo, g, b = names
+    attention = nn.MultiheadAttention(width, heads, bias=True, batch_first=True, dtype=torch.float64)
+    norm = nn.LayerNorm(width, dtype=torch.float64)
+    with torch.no_grad():
+        attention.in_proj_weight.copy_(tensor(np.concatenate([params[Wq].T, params[Wk].T, params[Wv].T])))
+        attention.in_proj_bias.copy_(tensor(np.concatenate([params[bq], params[bk], params[bv]])))
+        attention.out_proj.weight.copy_(tensor(params[Wo].T))
+        attention.out_proj.bias.copy_(tensor(params[bo]))
+        norm.weight.copy_(tensor(params[g]))
+        norm.bias.copy_(tensor(params[b]))
+    mask = causal_mask(sequence.shape[1]) if causal else None
+    out, _ = attention(sequence, sequence, sequence, attn_mask=mask, need_weights=False)
+
+    def grads():
+        dW = attention.in_proj_weight.grad.numpy().reshape(3, width, width)
+        db = attention.in_proj_bias.grad.numpy().reshape(3, width)
+        return {Wq: dW[0].T, Wk: dW[1].T, Wv: dW[2].T, bq: db[0], bk: db[1], bv: db[2],
+                Wo: attention.out_proj.weight.grad.numpy().T, bo: attention.out_proj.bias.grad.numpy(),
+                g: norm.weight.grad.numpy(), b: norm.bias.grad.numpy()}
+    return norm(sequence + out), grads
+
+
+def test_multihead_block_agrees_with_torch_modules(rng):
+    """The loss and every gradient of a causal block of several heads, dL/dX included: an
+    embedding before the block turns it into the table's gradient. Random sizes (T = 1 is
+    checked by central differences on a transcript, tests/test_multihead.py: one compiled
+    network here keeps this lean). The key bias's gradient is exactly zero (q . bk shifts every
+    score of a row alike, which the softmax ignores), so both are checked to be zero to rounding
+    instead of relatively."""
+    heads, head_width, classes, vocabulary = (int(v) for v in rng.integers(1, 4, 4))
+    heads, head_width = heads % 2 + 2, head_width % 2 + 2  # several heads, each wide enough that 1/sqrt(dh) != 1
+    width, vocabulary, tokens = heads * head_width, vocabulary + 1, int(rng.integers(2, 5))
+    spec = (f"embedding({vocabulary},{width},{tokens}) causal-mha({width},{heads},{tokens}) flatten "
+            f"affine({tokens * width},{classes + 1}) softmax-cross-entropy")
+    params, X, labels, loss, grads = symprop_loss_and_grads(spec, rng, vocabulary)
+    table_name, *names = params
+    table = tensor(params[table_name], grad=True)
+    sequence = F.embedding(torch.tensor(X.astype(np.int64)), table)
+    y, block_grads = torch_block(True, width, heads, params, names[:-2], sequence)
+    W, b = tensor(params[names[-2]], grad=True), tensor(params[names[-1]], grad=True)
+    torch_loss = classifier_loss(y.reshape(X.shape[0], -1), W, b, labels)
+    torch_loss.backward()
+    theirs = {**block_grads(), names[-2]: W.grad.numpy(), names[-1]: b.grad.numpy(),
+              table_name: table.grad.numpy()}  # the table's: the block's dL/dX, scattered to the rows
+    key_bias = names[3]
+    assert np.abs(grads.pop(key_bias)).max() < 1e-14 and np.abs(theirs.pop(key_bias)).max() < 1e-14, spec
     assert_agrees(loss, grads, torch_loss, theirs, spec)

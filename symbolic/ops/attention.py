@@ -16,7 +16,7 @@ dS = P (dP - sum_r dP P) per row, and the scale 1/sqrt(dk) reaches dQ and dK.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -45,6 +45,134 @@ def _arrays():
 def _vjp(contraction, element, rename):
     """d(contraction)/d(element) with the deltas sifted, its free indices renamed."""
     return resolve(contraction.diff(element)).xreplace(rename)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Part of a derivation: forward formulas, backward rules and the steps that show them (the
+    forward steps first in a derivation, the backward steps later), so one head and a block of
+    heads put the same parts together."""
+
+    forward: dict
+    backward: dict
+    forward_steps: list
+    backward_steps: list
+    raw: dict = field(default_factory=dict)
+
+
+def head_rules(keys, values) -> Rules:
+    """One head from its queries, keys and values on: the scores, their softmax and the output,
+    and back through them (the softmax Jacobian row by row). ``keys`` and ``values`` are the
+    head's widths (dk and dv of one head; D/H each in a block of H heads)."""
+    n, t, s, r, d, a, c = _indices()
+    i, u, w, e, b = sp.symbols("i u w e b", integer=True)  # the element each rule is differentiated by
+    A = _arrays()
+    Q, K, V, S, P, O, dO, dP, dS = (A[k] for k in ("Q", "K", "V", "S", "P", "O", "dO", "dP", "dS"))
+    rows, tokens = (n, 0, N - 1), (t, 0, T - 1)
+    score = sp.Sum(Q[n, t, a] * K[n, s, a], (a, 0, keys - 1)) / sp.sqrt(keys)
+    denominator = sp.Sum(sp.exp(S[n, t, r]), (r, 0, T - 1))
+    weight = sp.exp(S[n, t, s]) / denominator
+    smax = sp.IndexedBase("Smax")[n, t]
+    stable = sp.exp(S[n, t, s] - smax) / sp.Sum(sp.exp(S[n, t, r] - smax), (r, 0, T - 1))
+    out = sp.Sum(P[n, t, s] * V[n, s, c], (s, 0, T - 1))
+
+    # the softmax of one row (n, t): differentiate sum_r dP[r] P[r] by one score S[n,t,s]
+    jacobian = resolve(weight.xreplace({s: r}).diff(S[n, t, s]))  # dP[n,t,r]/dS[n,t,s]
+    softmax_raw = resolve(sp.Sum(dP[n, t, r] * weight.xreplace({r: u}).xreplace({s: r}), (r, 0, T - 1))
+                          .diff(S[n, t, s]))
+    named = _name_weights(softmax_raw, S, P, sp.Sum(sp.exp(S[n, t, u]), (u, 0, T - 1)))
+    dS_rule = sp.factor(named) if sp.count_ops(sp.factor(named)) <= sp.count_ops(named) else named
+    jacobian_named = _name_weights(jacobian, S, P, denominator)
+    # the other stages: the contraction sum dY * Y over every element, differentiated by one
+    # element of each input (deltas sifted), its free indices renamed to the kernel's
+    from_out = sp.Sum(dO[n, t, c] * out, rows, tokens, (c, 0, values - 1))
+    from_scores = sp.Sum(dS[n, t, s] * score, rows, tokens, (s, 0, T - 1))
+    backward = {
+        "dP": _vjp(from_out, P[i, u, w], {i: n, u: t, w: s}),
+        "dV": _vjp(from_out, V[i, w, e], {i: n, w: s, e: c}),
+        "dS": dS_rule,
+        "dQ": _vjp(from_scores, Q[i, u, b], {i: n, u: t, b: a}),
+        "dK": _vjp(from_scores, K[i, w, b], {i: n, w: s, b: a}),
+    }
+    forward_steps = [
+        Step("forward: the scores", S[n, t, s], score, f"query t dotted with key s, scaled by 1/sqrt({keys})"),
+        Step("forward: the attention weights", P[n, t, s], weight, "softmax over row t of the scores"),
+        Step("stable forward", P[n, t, s], stable,
+             "Smax[n,t] = max_r S[n,t,r] subtracted before exp: no exponent is positive"),
+        Step("forward: the output", O[n, t, c], out, "the values weighted by row t's attention weights"),
+    ]
+    backward_steps = [
+        Step("the softmax Jacobian (SymPy's diff, deltas sifted)",
+             Label("dP[n,t,r]/dS[n,t,s]", r"\frac{\partial P_{n,t,r}}{\partial S_{n,t,s}}"), jacobian_named,
+             "P[r] (delta(r,s) - P[s]): every weight of the row moves when one score moves, so it is not "
+             "elementwise"),
+        Step("chain rule through the softmax of row t", dS[n, t, s], softmax_raw, "dS[s] = sum_r dP[r] dP[r]/dS[s]"),
+        Step("name the weights", dS[n, t, s], dS_rule, "exp(S[n,t,s]) / sum_r exp(S[n,t,r]) = P[n,t,s]"),
+        Step("differentiate sum dO * O by P[n,t,s]", dP[n, t, s], backward["dP"], "the output gradient dotted "
+             "with value s"),
+        Step("differentiate sum dO * O by V[n,s,c]", A["dV"][n, s, c], backward["dV"],
+             "summed over the queries that weigh value s"),
+        Step("differentiate sum dS * S by Q[n,t,a]", A["dQ"][n, t, a], backward["dQ"], f"the keys, scaled by 1/sqrt({keys})"),
+        Step("differentiate sum dS * S by K[n,s,a]", A["dK"][n, s, a], backward["dK"],
+             f"the queries, scaled by 1/sqrt({keys}), summed over the queries"),
+    ]
+    return Rules({"S": score, "P": stable, "O": out}, backward, forward_steps, backward_steps,
+                 {"dS": softmax_raw, "dP[n,t,r]/dS[n,t,s]": jacobian_named})
+
+
+BIAS_NOTES = {"Q": "a shared bias: the gradients summed over the batch and the tokens",
+              "K": "likewise; it comes to zero, as each row of dS sums to zero (the softmax ignores a shift of "
+                   "its row, and q . bk shifts a row's scores alike)",
+              "V": "likewise"}
+
+
+def projection_rules(widths, bias: bool = False, also_reads_x=0) -> Rules:
+    """The queries, keys and values Q = x Wq (+ bq), K = x Wk (+ bk), V = x Wv (+ bv) of every
+    token, ``widths`` their numbers of columns, and back: each shared weight's gradient summed
+    over the batch and the tokens, x's over its three paths (and whatever ``also_reads_x``, a
+    contraction sum dY * Y of another stage that reads x, adds: a block's residual)."""
+    n, t, s, r, d, a, c = _indices()
+    i, u, e, b = sp.symbols("i u e b", integer=True)
+    A = _arrays()
+    x = A["x"]
+    rows, tokens = (n, 0, N - 1), (t, 0, T - 1)
+    columns = dict(zip(("Q", "K", "V"), ((a, widths[0]), (a, widths[1]), (c, widths[2]))))
+    forward, contraction = {}, also_reads_x
+    for role, (k, width) in columns.items():
+        rule = sp.Sum(x[n, t, d] * A[f"W{role.lower()}"][d, k], (d, 0, D - 1))
+        rule += sp.IndexedBase(f"b{role.lower()}")[k] if bias else 0
+        forward[role] = rule
+        contraction += sp.Sum(A[f"d{role}"][n, t, k] * rule, rows, tokens, (k, 0, width - 1))
+    backward = {}
+    for role, (k, _) in columns.items():
+        backward[f"dW{role.lower()}"] = _vjp(contraction, A[f"W{role.lower()}"][e, b], {e: d, b: k})
+    if bias:
+        for role, (k, _) in columns.items():
+            backward[f"db{role.lower()}"] = _vjp(contraction, sp.IndexedBase(f"b{role.lower()}")[b], {b: k})
+    backward["dx"] = _vjp(contraction, x[i, u, e], {i: n, u: t, e: d})
+    plus = " plus bq" if bias else ""
+    forward_steps = [
+        Step("forward: the query of token t", A["Q"][n, t, a], forward["Q"], f"x_t times Wq{plus}"),
+        Step("forward: the key of token s", A["K"][n, s, a], forward["K"].xreplace({t: s}),
+             f"x_s times Wk{plus.replace('q', 'k')}"),
+        Step("forward: the value of token s", A["V"][n, s, c], forward["V"].xreplace({t: s}),
+             f"x_s times Wv{plus.replace('q', 'v')}"),
+    ]
+    backward_steps = [
+        Step("differentiate by Wq[d,a]", sp.IndexedBase("dWq")[d, a], backward["dWq"],
+             "a shared weight: summed over the batch and the tokens"),
+        Step("differentiate by Wk[d,a]", sp.IndexedBase("dWk")[d, a], backward["dWk"], "likewise"),
+        Step("differentiate by Wv[d,c]", sp.IndexedBase("dWv")[d, c], backward["dWv"], "likewise"),
+    ]
+    if bias:
+        backward_steps += [Step(f"differentiate by b{role.lower()}[{k}]", sp.IndexedBase(f"db{role.lower()}")[k],
+                                backward[f"db{role.lower()}"], BIAS_NOTES[role])
+                           for role, (k, _) in columns.items()]
+    backward_steps.append(Step("differentiate by x[n,t,d]", sp.IndexedBase("dx")[n, t, d], backward["dx"],
+                               "token t feeds its query, its key and its value: three paths"
+                               + (", and the residual" if also_reads_x else "")))
+    return Rules({"Q": forward["Q"], "K": forward["K"].xreplace({t: s}), "V": forward["V"].xreplace({t: s})},
+                 backward, forward_steps, backward_steps)
 
 
 @dataclass(frozen=True)
@@ -83,84 +211,16 @@ class Attention(Op):
         return [("Wq", (inputs, keys)), ("Wk", (inputs, keys)), ("Wv", (inputs, values))]
 
     def derive(self) -> Derivation:
-        n, t, s, r, d, a, c = _indices()
-        i, u, w, e, b = sp.symbols("i u w e b", integer=True)  # the element each rule is differentiated by
-        A = _arrays()
-        x, Wq, Wk, Wv, Q, K, V, S, P = (A[k] for k in ROLES[:9])
-        dO, dP, dS, dQ, dK, dV = (A[k] for k in ROLES[10:])
-        rows, tokens = (n, 0, N - 1), (t, 0, T - 1)
-        q = sp.Sum(x[n, t, d] * Wq[d, a], (d, 0, D - 1))
-        k = sp.Sum(x[n, t, d] * Wk[d, a], (d, 0, D - 1))
-        v = sp.Sum(x[n, t, d] * Wv[d, c], (d, 0, D - 1))
-        score = sp.Sum(Q[n, t, a] * K[n, s, a], (a, 0, DK - 1)) / sp.sqrt(DK)
-        denominator = sp.Sum(sp.exp(S[n, t, r]), (r, 0, T - 1))
-        weight = sp.exp(S[n, t, s]) / denominator
-        smax = sp.IndexedBase("Smax")[n, t]
-        stable = sp.exp(S[n, t, s] - smax) / sp.Sum(sp.exp(S[n, t, r] - smax), (r, 0, T - 1))
-        out = sp.Sum(P[n, t, s] * V[n, s, c], (s, 0, T - 1))
-
-        # the softmax of one row (n, t): differentiate sum_r dP[r] P[r] by one score S[n,t,s]
-        jacobian = resolve(weight.xreplace({s: r}).diff(S[n, t, s]))  # dP[n,t,r]/dS[n,t,s]
-        softmax_raw = resolve(sp.Sum(dP[n, t, r] * weight.xreplace({r: u}).xreplace({s: r}), (r, 0, T - 1))
-                              .diff(S[n, t, s]))
-        named = _name_weights(softmax_raw, S, P, sp.Sum(sp.exp(S[n, t, u]), (u, 0, T - 1)))
-        dS_rule = sp.factor(named) if sp.count_ops(sp.factor(named)) <= sp.count_ops(named) else named
-        jacobian_named = _name_weights(jacobian, S, P, denominator)
-        # the other stages: the contraction sum dY * Y over every element, differentiated by one
-        # element of each input (deltas sifted), its free indices renamed to the kernel's
-        from_out = sp.Sum(dO[n, t, c] * out, rows, tokens, (c, 0, DV - 1))
-        from_scores = sp.Sum(dS[n, t, s] * score, rows, tokens, (s, 0, T - 1))
-        from_projections = (sp.Sum(A["dQ"][n, t, a] * q, rows, tokens, (a, 0, DK - 1))
-                            + sp.Sum(A["dK"][n, t, a] * k, rows, tokens, (a, 0, DK - 1))
-                            + sp.Sum(A["dV"][n, t, c] * v, rows, tokens, (c, 0, DV - 1)))
-        backward = {
-            "dP": _vjp(from_out, P[i, u, w], {i: n, u: t, w: s}),
-            "dV": _vjp(from_out, V[i, w, e], {i: n, w: s, e: c}),
-            "dS": dS_rule,
-            "dQ": _vjp(from_scores, Q[i, u, b], {i: n, u: t, b: a}),
-            "dK": _vjp(from_scores, K[i, w, b], {i: n, w: s, b: a}),
-            "dWq": _vjp(from_projections, Wq[e, b], {e: d, b: a}),
-            "dWk": _vjp(from_projections, Wk[e, b], {e: d, b: a}),
-            "dWv": _vjp(from_projections, Wv[e, b], {e: d, b: c}),
-            "dx": _vjp(from_projections, x[i, u, e], {i: n, u: t, e: d}),
-        }
-        forward = {"Q": q, "K": k.xreplace({t: s}), "V": v.xreplace({t: s}), "S": score, "P": stable, "O": out}
-        steps = [
-            Step("forward: the query of token t", Q[n, t, a], q, "x_t times Wq"),
-            Step("forward: the key of token s", K[n, s, a], forward["K"], "x_s times Wk"),
-            Step("forward: the value of token s", V[n, s, c], forward["V"], "x_s times Wv"),
-            Step("forward: the scores", S[n, t, s], score, "query t dotted with key s, scaled by 1/sqrt(dk)"),
-            Step("forward: the attention weights", P[n, t, s], weight, "softmax over row t of the scores"),
-            Step("stable forward", P[n, t, s], stable,
-                 "Smax[n,t] = max_r S[n,t,r] subtracted before exp: no exponent is positive"),
-            Step("forward: the output", A["O"][n, t, c], out, "the values weighted by row t's attention weights"),
-            Step("the softmax Jacobian (SymPy's diff, deltas sifted)",
-                 Label("dP[n,t,r]/dS[n,t,s]", r"\frac{\partial P_{n,t,r}}{\partial S_{n,t,s}}"), jacobian_named,
-                 "P[r] (delta(r,s) - P[s]): every weight of the row moves when one score moves, so it is not "
-                 "elementwise"),
-            Step("chain rule through the softmax of row t", dS[n, t, s], softmax_raw,
-                 "dS[s] = sum_r dP[r] dP[r]/dS[s]"),
-            Step("name the weights", dS[n, t, s], dS_rule, "exp(S[n,t,s]) / sum_r exp(S[n,t,r]) = P[n,t,s]"),
-            Step("differentiate sum dO * O by P[n,t,s]", dP[n, t, s], backward["dP"], "the output gradient dotted "
-                 "with value s"),
-            Step("differentiate sum dO * O by V[n,s,c]", dV[n, s, c], backward["dV"],
-                 "summed over the queries that weigh value s"),
-            Step("differentiate sum dS * S by Q[n,t,a]", dQ[n, t, a], backward["dQ"], "the keys, scaled by 1/sqrt(dk)"),
-            Step("differentiate sum dS * S by K[n,s,a]", dK[n, s, a], backward["dK"],
-                 "the queries, scaled by 1/sqrt(dk), summed over the queries"),
-            Step("differentiate by Wq[d,a]", sp.IndexedBase("dWq")[d, a], backward["dWq"],
-                 "a shared weight: summed over the batch and the tokens"),
-            Step("differentiate by Wk[d,a]", sp.IndexedBase("dWk")[d, a], backward["dWk"], "likewise"),
-            Step("differentiate by Wv[d,c]", sp.IndexedBase("dWv")[d, c], backward["dWv"], "likewise"),
-            Step("differentiate by x[n,t,d]", sp.IndexedBase("dx")[n, t, d], backward["dx"],
-                 "token t feeds its query, its key and its value: three paths"),
-        ]
+        projections, head = projection_rules((DK, DK, DV)), head_rules(DK, DV)
         conventions = ["tokens count from 0 to T-1: token t reads X[n, t, :]; t is a query, s a key"]
         if self.causal:
             conventions.append(CAUSAL_NOTE)
-        return Derivation(self.name, self.summary, self.inputs, forward, backward, ("Q", "K", "V", "P"), steps,
-                          conventions, ["the row maximum of the scores is subtracted before exp: no overflow"],
-                          {**backward, "dS": softmax_raw, "dP[n,t,r]/dS[n,t,s]": jacobian_named})
+        return Derivation(self.name, self.summary, self.inputs, {**projections.forward, **head.forward},
+                          {**head.backward, **projections.backward}, ("Q", "K", "V", "P"),
+                          [*projections.forward_steps, *head.forward_steps, *head.backward_steps,
+                           *projections.backward_steps], conventions,
+                          ["the row maximum of the scores is subtracted before exp: no overflow"],
+                          {**head.backward, **projections.backward, **head.raw})
 
     def lower(self, lowering, use):
         """Per example: the projections, then each query's scores, their softmax (row maximum
@@ -168,99 +228,158 @@ class Attention(Op):
         Jacobian row by row, the queries' and keys' gradients; then each projection's gradient
         summed over the batch and the tokens."""
         inputs, keys, values, tokens = use.args
-        layer, source = lowering.names.layer, lowering.values[-1]
-        Wq, Wk, Wv = (lowering.names.params[role] for role in ("Wq", "Wk", "Wv"))
-        lowering.params += [(Wq, (inputs, keys)), (Wk, (inputs, keys)), (Wv, (inputs, values))]
+        source, params = lowering.values[-1], lowering.names.params
+        widths = {"Q": keys, "K": keys, "V": values}
+        lowering.params += [(params[f"W{role.lower()}"], (inputs, width)) for role, width in widths.items()]
         out = lowering.buffer(lowering.names.value, (N, tokens * values))
-        scratch = {"Q": (tokens, keys), "K": (tokens, keys), "V": (tokens, values), "S": (tokens, tokens),
-                   "P": (tokens, tokens)}
-        names = {role: lowering.buffer(f"{role}{layer}", (N, *shape)) for role, shape in scratch.items()}
-        lowering.scratch += list(names.values())
-        for role, shape in scratch.items():
-            lowering.buffer(f"d{names[role]}", (N, *shape))
-        arrays = _Arrays(source, out, inputs, values, {**names, "Wq": Wq, "Wk": Wk, "Wv": Wv},
+        names = head_buffers(lowering, {"Q": (tokens, keys), "K": (tokens, keys), "V": (tokens, values),
+                                        "S": (tokens, tokens), "P": (tokens, tokens)})
+        arrays = _Arrays({**names, **params, "x": source, "O": out}, {"x": inputs, "O": values},
                          {D: inputs, DK: keys, DV: values, T: tokens}, self.causal)
         d = lowering.derivation(self)
-        n, t, s, r, dd, a, c = _indices()
-        at = arrays.at
+        n, t, *_ = _indices()
         what = f"layer {use.position}: {use.text}"
-        smax, total, dot = (lowering.show(local(name), f"{names[role]}{suffix}", n, t) for name, role, suffix in (
-            ("smax", "S", "max"), ("total", "S", "sum"), ("dot", "P", "dot")))
-        keys_of_t = t + 1 if self.causal else tokens  # the keys query t sees
-
-        project = [Loop(t, tokens, (Loop(a, size, tuple(arrays.summed(at(role, n, t, a), rule, note))),))
-                   for role, size, rule, note in (
-                       ("Q", keys, d.forward["Q"], tr(f"{use.text}: the query of token t, x_t times {Wq}",
-                                                      f"{use.text}：词元 t 的查询向量，x_t 乘 {Wq}")),
-                       ("K", keys, d.forward["K"].xreplace({s: t}), tr(f"the key of token t, x_t times {Wk}",
-                                                                        f"词元 t 的键向量，x_t 乘 {Wk}")),
-                       ("V", values, d.forward["V"].xreplace({s: t, c: a}), tr(f"the value of token t, x_t times {Wv}",
-                                                                                f"词元 t 的值向量，x_t 乘 {Wv}")))]
-        scale = tr(f"the score of query t against key s: their dot product divided by sqrt({keys})",
-                   f"查询 t 对键 s 的分数：二者点积除以 sqrt({keys})")
-        row = [
-            Loop(s, keys_of_t, tuple(arrays.summed(at("S", n, t, s), d.forward["S"], scale))),
-            Let(smax, at("S", n, t, 0), note=tr("the row maximum of the scores: subtracted before exp, so no exponent "
-                                                "is positive", "分数的行最大值：exp 之前减去，使指数都不为正")),
-            Loop(s, keys_of_t, (Let(smax, as_written(sp.Max, smax, at("S", n, t, s))),), start=1),
-            Let(total, sp.Integer(0), note=tr("the softmax's denominator: the row's exponentials summed",
-                                              "softmax 的分母：该行各指数之和")),
-            Loop(r, keys_of_t, (Accumulate(total, sp.exp(difference(at("S", n, t, r), smax))),)),
-            Loop(s, keys_of_t, (Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
-                "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
-                "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),
-            Loop(c, values, tuple(arrays.summed(arrays.flat(out, values, n, t, c), d.forward["O"], tr(
-                "the output of token t: the values weighted by its attention weights",
-                "词元 t 的输出：以其注意力权重加权的值向量")))),
-        ]
         mask = ", causal: token t sees s <= t" if self.causal else ""
         lowering.forward += [Comment(f"{what} ({tokens} tokens of {inputs} -> {values}, keys {keys}{mask})"),
-                             Loop(n, N, (*project, Loop(t, tokens, tuple(row))))]
-
-        back = [
-            Loop(s, tokens, (Loop(c, values, tuple(arrays.summed(at("dV", n, s, c), d.backward["dV"], tr(
-                "value s's gradient: the weights on it times the outputs' gradients, summed over the queries",
-                "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和")))),)),
-            Loop(t, tokens, (
-                Loop(s, keys_of_t, tuple(arrays.summed(at("dP", n, t, s), d.backward["dP"], tr(
-                    "the attention weight's gradient: the output's gradient dotted with value s",
-                    "注意力权重的梯度：输出的梯度与值向量 s 的点积")))),
-                *arrays.summed(dot, _the_sum(d.backward["dS"]), tr(
-                    "the row's sum of P times dP: every weight of the row moves when one score moves",
-                    "该行 P 乘 dP 之和：一个分数变化时，该行所有权重都随之变化")),
-                Loop(s, keys_of_t, (Let(at("dS", n, t, s), arrays.named(d.backward["dS"]).xreplace(
-                    {arrays.named(_the_sum(d.backward["dS"])): dot}), note=tr(
-                    "the softmax Jacobian, not elementwise: P times (dP minus the row's sum of P dP)",
-                    "softmax 的雅可比矩阵（不是逐元素的）：P 乘以（dP 减去该行 P dP 之和）")),)),
-            )),
-            Loop(t, tokens, (Loop(a, keys, tuple(arrays.summed(at("dQ", n, t, a), d.backward["dQ"], tr(
-                f"query t's gradient: the scores' gradients times the keys, divided by sqrt({keys})",
-                f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})")))),)),
-            Loop(s, tokens, (Loop(a, keys, tuple(arrays.summed(at("dK", n, s, a), d.backward["dK"], tr(
-                f"key s's gradient: the scores' gradients times the queries, divided by sqrt({keys})",
-                f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})")))),)),
-        ]
-        grads = {p: lowering.buffer(f"d{p}", shape) for p, shape in ((Wq, (inputs, keys)), (Wk, (inputs, keys)),
-                                                                      (Wv, (inputs, values)))}
-        params = [Loop(dd, inputs, (Loop(index_, size, tuple(arrays.summed(
-            sp.IndexedBase(grads[p])[dd, index_], d.backward[f"d{role}"], tr(
-                f"{p} is shared by every token: x_t times {what_grad}, summed over the batch and the tokens",
-                f"{p} 被每个词元共享：x_t 乘以{what_zh}，对批量和各词元求和")))),))
-            for role, p, index_, size, what_grad, what_zh in (
-                ("Wq", Wq, a, keys, "the query's gradient", "查询的梯度"),
-                ("Wk", Wk, a, keys, "the key's gradient", "键的梯度"),
-                ("Wv", Wv, c, values, "the value's gradient", "值的梯度"))]
+                             Loop(n, N, (*projections_forward(arrays, d, tokens, widths, use.text),
+                                         Loop(t, tokens, tuple(head_forward(lowering, arrays, d, tokens, keys, values)))))]
         backward = [Comment(f"{what}: back through the output, the softmax and the scores"),
-                    Loop(n, N, tuple(back)), *params]
+                    Loop(n, N, tuple(head_backward(lowering, arrays, d, tokens, keys, values))),
+                    *projections_backward(lowering, arrays, d, inputs, widths)]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
-            lowering.buffer(f"d{source}", (N, tokens * inputs))
-            backward.append(Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.summed(
-                arrays.flat(f"d{source}", inputs, n, t, dd), d.backward["dx"], tr(
-                    f"token t feeds its query, key and value: their gradients carried back through {Wq}, {Wk}, {Wv}",
-                    f"词元 t 参与其查询、键和值：它们的梯度经 {Wq}、{Wk}、{Wv} 传回")))),)),)))
+            backward.append(input_gradient(lowering, arrays, d, tokens, inputs, tr(
+                f"token t feeds its query, key and value: their gradients carried back through "
+                f"{params['Wq']}, {params['Wk']}, {params['Wv']}",
+                f"词元 t 参与其查询、键和值：它们的梯度经 {params['Wq']}、{params['Wk']}、{params['Wv']} 传回")))
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(tokens * values)
+
+
+# ---- the pieces of a lowering, shared by one head (attention) and a block of heads (mha) ----
+def head_buffers(lowering, shapes: dict) -> dict:
+    """role -> the layer's (N, ...) scratch buffer (Q1, S1 ...) and its gradient's buffer (dQ1)."""
+    names = {role: lowering.buffer(f"{role}{lowering.names.layer}", (N, *shape)) for role, shape in shapes.items()}
+    lowering.scratch += list(names.values())
+    for role, shape in shapes.items():
+        lowering.buffer(f"d{names[role]}", (N, *shape))
+    return names
+
+
+def projections_forward(arrays, d, tokens, widths: dict, text: str) -> list:
+    """The queries, keys and values of example n's tokens, from the derived forward rules."""
+    n, t, s, r, dd, a, c = _indices()
+    Wq, Wk, Wv = (arrays.names[f"W{role.lower()}"] for role in "QKV")
+    plus = {role: f" plus {arrays.names[f'b{role.lower()}']}" if f"b{role.lower()}" in arrays.names else ""
+            for role in "QKV"}
+    notes = {"Q": tr(f"{text}: the query of token t, x_t times {Wq}{plus['Q']}",
+                     f"{text}：词元 t 的查询向量，x_t 乘 {Wq}{plus['Q'].replace(' plus ', ' 加 ')}"),
+             "K": tr(f"the key of token t, x_t times {Wk}{plus['K']}",
+                     f"词元 t 的键向量，x_t 乘 {Wk}{plus['K'].replace(' plus ', ' 加 ')}"),
+             "V": tr(f"the value of token t, x_t times {Wv}{plus['V']}",
+                     f"词元 t 的值向量，x_t 乘 {Wv}{plus['V'].replace(' plus ', ' 加 ')}")}
+    rules = {"Q": d.forward["Q"], "K": d.forward["K"].xreplace({s: t}), "V": d.forward["V"].xreplace({s: t, c: a})}
+    return [Loop(t, tokens, (Loop(a, widths[role], tuple(arrays.summed(arrays.at(role, n, t, a), rules[role],
+                                                                          notes[role]))),))
+            for role in "QKV"]
+
+
+def _row_locals(lowering, arrays):
+    """The locals of one query's row a transcript shows: its scores' maximum, its softmax's
+    denominator and (back) its sum of P times dP, indexed as the row (n, t; a block's n, h, t)."""
+    n, t, *_ = _indices()
+    row = (n, t) if arrays.head is None else (n, arrays.head, t)
+    return tuple(lowering.show(local(name), f"{arrays.names[role]}{suffix}", *row) for name, role, suffix in (
+        ("smax", "S", "max"), ("total", "S", "sum"), ("dot", "P", "dot")))
+
+
+def head_forward(lowering, arrays, d, tokens, keys, values) -> list:
+    """Query t's row: its scores, their softmax (the row maximum subtracted) and its output."""
+    n, t, s, r, dd, a, c = _indices()
+    smax, total, _ = _row_locals(lowering, arrays)
+    keys_of_t = t + 1 if arrays.causal else tokens  # the keys query t sees
+    at = arrays.at
+    scale = tr(f"the score of query t against key s: their dot product divided by sqrt({keys})",
+               f"查询 t 对键 s 的分数：二者点积除以 sqrt({keys})")
+    return [
+        Loop(s, keys_of_t, tuple(arrays.summed(at("S", n, t, s), d.forward["S"], scale))),
+        Let(smax, at("S", n, t, 0), note=tr("the row maximum of the scores: subtracted before exp, so no exponent "
+                                            "is positive", "分数的行最大值：exp 之前减去，使指数都不为正")),
+        Loop(s, keys_of_t, (Let(smax, as_written(sp.Max, smax, at("S", n, t, s))),), start=1),
+        Let(total, sp.Integer(0), note=tr("the softmax's denominator: the row's exponentials summed",
+                                          "softmax 的分母：该行各指数之和")),
+        Loop(r, keys_of_t, (Accumulate(total, sp.exp(difference(at("S", n, t, r), smax))),)),
+        Loop(s, keys_of_t, (Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
+            "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
+            "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),
+        Loop(c, values, tuple(arrays.summed(at("O", n, t, c), d.forward["O"], tr(
+            "the output of token t: the values weighted by its attention weights",
+            "词元 t 的输出：以其注意力权重加权的值向量")))),
+    ]
+
+
+def head_backward(lowering, arrays, d, tokens, keys, values) -> list:
+    """Example n's head, back: the values' and the weights' gradients, the softmax Jacobian row
+    by row, then the queries' and the keys' gradients."""
+    n, t, s, r, dd, a, c = _indices()
+    *_, dot = _row_locals(lowering, arrays)
+    keys_of_t = t + 1 if arrays.causal else tokens
+    at = arrays.at
+    return [
+        Loop(s, tokens, (Loop(c, values, tuple(arrays.summed(at("dV", n, s, c), d.backward["dV"], tr(
+            "value s's gradient: the weights on it times the outputs' gradients, summed over the queries",
+            "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和")))),)),
+        Loop(t, tokens, (
+            Loop(s, keys_of_t, tuple(arrays.summed(at("dP", n, t, s), d.backward["dP"], tr(
+                "the attention weight's gradient: the output's gradient dotted with value s",
+                "注意力权重的梯度：输出的梯度与值向量 s 的点积")))),
+            *arrays.summed(dot, _the_sum(d.backward["dS"]), tr(
+                "the row's sum of P times dP: every weight of the row moves when one score moves",
+                "该行 P 乘 dP 之和：一个分数变化时，该行所有权重都随之变化")),
+            Loop(s, keys_of_t, (Let(at("dS", n, t, s), arrays.named(d.backward["dS"]).xreplace(
+                {arrays.named(_the_sum(d.backward["dS"])): dot}), note=tr(
+                "the softmax Jacobian, not elementwise: P times (dP minus the row's sum of P dP)",
+                "softmax 的雅可比矩阵（不是逐元素的）：P 乘以（dP 减去该行 P dP 之和）")),)),
+        )),
+        Loop(t, tokens, (Loop(a, keys, tuple(arrays.summed(at("dQ", n, t, a), d.backward["dQ"], tr(
+            f"query t's gradient: the scores' gradients times the keys, divided by sqrt({keys})",
+            f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})")))),)),
+        Loop(s, tokens, (Loop(a, keys, tuple(arrays.summed(at("dK", n, s, a), d.backward["dK"], tr(
+            f"key s's gradient: the scores' gradients times the queries, divided by sqrt({keys})",
+            f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})")))),)),
+    ]
+
+
+def projections_backward(lowering, arrays, d, inputs, widths: dict) -> list:
+    """Each projection's weight (and bias, where it has one) gradient: shared by every token,
+    so summed over the batch and the tokens."""
+    n, t, s, r, dd, a, c = _indices()
+    statements = []
+    for role, what_grad, what_zh in (("Q", "the query's gradient", "查询的梯度"), ("K", "the key's gradient", "键的梯度"),
+                                     ("V", "the value's gradient", "值的梯度")):
+        k = c if role == "V" else a
+        W = arrays.names[f"W{role.lower()}"]
+        dW = lowering.buffer(f"d{W}", (inputs, widths[role]))
+        statements.append(Loop(dd, inputs, (Loop(k, widths[role], tuple(arrays.summed(
+            sp.IndexedBase(dW)[dd, k], d.backward[f"dW{role.lower()}"], tr(
+                f"{W} is shared by every token: x_t times {what_grad}, summed over the batch and the tokens",
+                f"{W} 被每个词元共享：x_t 乘以{what_zh}，对批量和各词元求和")))),)))
+        if f"b{role.lower()}" in arrays.names:
+            b = arrays.names[f"b{role.lower()}"]
+            db = lowering.buffer(f"d{b}", (widths[role],))
+            statements.append(Loop(k, widths[role], tuple(arrays.summed(
+                sp.IndexedBase(db)[k], d.backward[f"db{role.lower()}"], tr(
+                    f"{b} is shared by every token: {what_grad} summed over the batch and the tokens",
+                    f"{b} 被每个词元共享：{what_zh}对批量和各词元求和")))))
+    return statements
+
+
+def input_gradient(lowering, arrays, d, tokens, inputs, note) -> Loop:
+    """dL/dx of every token, from the derived rule (the paths through which x reaches the loss)."""
+    n, t, s, r, dd, a, c = _indices()
+    lowering.buffer(f"d{arrays.names['x']}", (N, tokens * inputs))
+    return Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.summed(
+        arrays.at("dx", n, t, dd), d.backward["dx"], note))),)),))
 
 
 def _name_weights(expr, S, P, denominator):
@@ -280,35 +399,41 @@ def _the_sum(rule):
 
 @dataclass(frozen=True)
 class _Arrays:
-    """The derivation's arrays as the kernel's: x[n,t,d] is X[n, t*D + d] and O[n,t,c] is
-    O1[n, t*dv + c] (sequences kept flat), the others the layer's (N, T, width) buffers.
-    With the causal mask, sums over keys stop at the query and sums over queries start at the key."""
+    """The derivation's arrays as the kernel's. ``names``: role -> the kernel's array (x: X,
+    Q: Q1, Wq: Wq1 ...), its gradient d<array>; ``flat``: role -> width of the roles kept as
+    flat sequences (x[n,t,d] is X[n, t*D + d]), the others (N, T, width) buffers. With the
+    causal mask, sums over keys stop at the query and sums over queries start at the key.
+    ``head``: in a block of heads, the head h whose rules these are: its queries, keys, values
+    and outputs are columns h*dh .. h*dh + dh - 1 of the block's, its scores S[n,h,t,s] its own."""
 
-    source: str
-    out: str
-    inputs: int
-    values: int
-    names: dict  # role -> the kernel's array
+    names: dict
+    flat: dict
     sizes: dict
     causal: bool
-
-    @staticmethod
-    def flat(name, width, n, t, e):
-        return sp.IndexedBase(name)[n, t * width + e]
+    head: sp.Symbol | None = None
+    head_width: int = 0
 
     def at(self, role, *indices):
-        name = self.names[role] if role in self.names else f"d{self.names[role[1:]]}"  # dQ: dQ1
-        return sp.IndexedBase(name)[tuple(sp.sympify(i) for i in indices)]
+        gradient = role not in self.names and role.startswith("d")
+        stem = role[1:] if gradient else role
+        indices = tuple(sp.sympify(i) for i in indices)
+        if self.head is not None and stem in ("Q", "K", "V", "O"):
+            n, t, column = indices
+            indices = (n, t, self.head * self.head_width + column)
+        elif self.head is not None and stem in ("S", "P"):
+            indices = (indices[0], self.head, *indices[1:])
+        name = f"d{self.names[stem]}" if gradient else self.names[stem]
+        if stem in self.flat:
+            n, t, e = indices
+            return sp.IndexedBase(name)[n, t * self.flat[stem] + e]
+        return sp.IndexedBase(name)[indices]
 
     def named(self, expr):
         """A rule over the derivation's arrays, over the kernel's (sizes as numbers)."""
         def rename(value):
             role = value.base.label.name
-            if role == "x":
-                return self.flat(self.source, self.inputs, *value.indices)
-            if role in ("O", "dO"):
-                return self.flat(f"d{self.out}" if role == "dO" else self.out, self.values, *value.indices)
-            return self.at(role, *value.indices) if role in ROLES or role in ("Wq", "Wk", "Wv") else value
+            known = role in self.names or (role.startswith("d") and role[1:] in self.names)
+            return self.at(role, *value.indices) if known else value
         return expr.replace(lambda v: isinstance(v, sp.Indexed), rename).xreplace(self.sizes)
 
     def masked(self, total: sp.Sum) -> tuple:

@@ -237,17 +237,53 @@ class LayerNorm(BatchNorm):
         return []
 
 
-def normalisation_forward(d: Derivation, batch: bool, width, eps, a: dict, running=None, text: str = "") -> list:
+@dataclass(frozen=True)
+class Rows:
+    """Where a normalisation's vectors lie in its arrays. Batch norm: feature j's column (N, F);
+    layer norm: row n of (N, F) arrays, or with ``tokens`` each token t of row n of (N, T, F)
+    arrays (a transformer block normalises each token), its statistics at [n, t]; the arrays
+    named in ``flat`` are sequences kept flat, (N, T*F), as a layer's values are."""
+
+    batch: bool
+    width: int
+    tokens: int | None = None
+    flat: frozenset = frozenset()
+
+    def element(self, name):
+        """name[n, j]: the vector's element j of row n (of token t: name[n, t, j] or name[n, t*F + j])."""
+        if self.tokens is None:
+            return at(name, "n", "j")
+        if name in self.flat:
+            return sp.IndexedBase(name)[index("n"), index("t") * self.width + index("j")]
+        return at(name, "n", "t", "j")
+
+    def statistic(self, name):
+        """A statistic of the vector: per feature (batch norm), per row, or per token."""
+        return at(name, *("j",) if self.batch else ("n",) if self.tokens is None else ("n", "t"))
+
+    def each(self, body: tuple) -> Loop:
+        """for every vector: body (per feature j; per row n; per row n and token t)."""
+        if self.batch:
+            return Loop(index("j"), self.width, body)
+        if self.tokens is None:
+            return Loop(index("n"), N, body)
+        return Loop(index("n"), N, (Loop(index("t"), self.tokens, body),))
+
+
+def normalisation_forward(d: Derivation, batch: bool, width, eps, a: dict, running=None, text: str = "",
+                          rows: Rows | None = None) -> list:
     """Statements of a normalisation's forward pass over arrays named in ``a`` (x, y, xhat, s,
     mean, var, g, b). Batch norm: per feature j, the mean and biased variance over the N rows
     (or, for inference, the running averages ``running`` = (mean, var) arrays); layer norm: per
-    row n over the ``width`` features. xhat and y are the derivation's forward formulas. ``eps``
-    is a number or a symbol the kernel holds (its argument, or a local set before)."""
-    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
-    mean, var = (at(a["mean"], outer), at(a["var"], outer)) if running is None else (
-        at(running[0], outer), at(running[1], outer))
-    x = at(a["x"], "n", "j")
-    names = {"x": x, "mu": mean, "sigma2": var, "s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"),
+    row n over the ``width`` features (or as ``rows`` says: per token of a sequence).
+    xhat and y are the derivation's forward formulas. ``eps`` is a number or a symbol the kernel
+    holds (its argument, or a local set before)."""
+    rows = rows or Rows(batch, width)
+    inner, size = ("n", N) if batch else ("j", width)
+    mean, var = (rows.statistic(a["mean"]), rows.statistic(a["var"])) if running is None else (
+        rows.statistic(running[0]), rows.statistic(running[1]))
+    x = rows.element(a["x"])
+    names = {"x": x, "mu": mean, "sigma2": var, "s": rows.statistic(a["s"]), "xhat": rows.element(a["xhat"]),
              "g": at(a["g"], "j"), "b": at(a["b"], "j")}
     epsilon = eps if isinstance(eps, sp.Basic) else sp.Float(eps)  # a number, or the kernel's argument
     s_rule = d.forward["s"].xreplace({sp.Symbol("epsilon", positive=True): epsilon})
@@ -265,26 +301,29 @@ def normalisation_forward(d: Derivation, batch: bool, width, eps, a: dict, runni
     normalise = [Assignments(((names["s"], s_rule),), names, notes={names["s"]: tr(
                      "s = sqrt(variance + epsilon), from the derivation", "s = sqrt(方差 + epsilon)（由推导得到）")}),
                  Loop(index(inner), size, (Assignments(((names["xhat"], d.forward["xhat"]),
-                                                        (at(a["y"], "n", "j"), d.forward["y"])), names, notes={
+                                                        (rows.element(a["y"]), d.forward["y"])), names, notes={
                      names["xhat"]: tr("xhat = (x - mean) / s, then y = g xhat + b",
                                        "xhat = (x - 均值) / s，再 y = g xhat + b")}),))]
-    return [Loop(index(outer), width if batch else N, (*statistics, *normalise))]
+    return [rows.each((*statistics, *normalise))]
 
 
-def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str = "") -> list:
+def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str = "",
+                           rows: Rows | None = None) -> list:
     """Statements of a normalisation's backward pass: the two sums of the derived rule over the
     normalised vector, then dx from the derived three-term rule; dg and db (batch norm: the
-    sums themselves; layer norm: each row's share, added over the batch). ``a`` names the
-    arrays as normalisation_forward's, plus dy, dx, dg, db."""
-    outer, inner, size = ("j", "n", N) if batch else ("n", "j", width)
-    names = {"s": at(a["s"], outer), "xhat": at(a["xhat"], "n", "j"), "g": at(a["g"], "j"), "dy": at(a["dy"], "n", "j")}
+    sums themselves; layer norm: each row's (or token's) share, added over the batch). ``a``
+    names the arrays as normalisation_forward's, plus dy, dx, dg, db."""
+    rows = rows or Rows(batch, width)
+    inner, size = ("n", N) if batch else ("j", width)
+    names = {"s": rows.statistic(a["s"]), "xhat": rows.element(a["xhat"]), "g": at(a["g"], "j"),
+             "dy": rows.element(a["dy"])}
     dy, g, xhat = (sp.Symbol(v, real=True) for v in ("dy", "g", "xhat"))
     upstream = dy if batch else g * dy  # dL/dxhat
     sum_a, sum_c = map(local, ("sum_dy", "sum_dy_xhat") if batch else ("sum_gdy", "sum_gdy_xhat"))
     rule = d.backward["dx"]
     if not batch and isinstance(width, int):
         rule = rule.xreplace({FEATURES: sp.Integer(width)})
-    dx_at, dg_at, db_at = at(a["dx"], "n", "j"), at(a["dg"], "j"), at(a["db"], "j")
+    dx_at, dg_at, db_at = rows.element(a["dx"]), at(a["dg"], "j"), at(a["db"], "j")
     n, j = index("n"), index("j")
     shared = {p: tr(f"{a[p]}[j] is shared by every row: the derived rule, summed over the batch",
                     f"{a[p]}[j] 由每一行共用：推导出的规则对批量求和") for p in ("g", "b")}
@@ -301,4 +340,4 @@ def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str
                          {dg_at: "dg: each row's dy * xhat, summed over the batch",
                           db_at: "db: each row's dy, summed over the batch"}, frozenset({dg_at, db_at}))
     return [Loop(j, width, (Let(dg_at, sp.Integer(0), note=shared["g"]), Let(db_at, sp.Integer(0), note=shared["b"]))),
-            Loop(n, N, (*sums, Loop(j, width, (dx, shares))))]
+            rows.each((*sums, Loop(j, width, (dx, shares))))]
