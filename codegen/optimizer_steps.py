@@ -73,6 +73,7 @@ def _step_kernels(rule: UpdateRule, kernels) -> list[Function]:
     name, P = rule.name, kernels.params
     state = arrays(*_state_names(rule, [p.name for p in P]))
     hyper = arrays(*rule.hyper_names)
+    _check_no_shadowing(rule, kernels.allocating)
     count, t = [], local("t")
     if rule.counts_steps:
         line, counter = STEP_COUNT_LINE, element("step_count", 0)
@@ -90,6 +91,18 @@ def _step_kernels(rule: UpdateRule, kernels) -> list[Function]:
                      "    every parameter and its state."),
             Function(f"train_step_{name}_kernel", (*P, *state, X, T, *hyper, *extras), (*kernels.allocating, *update),
                      f"train_step_{name}_into's statements on a workspace of its own (written out, not called).")]
+
+
+def _check_no_shadowing(rule: UpdateRule, statements):
+    """The step's statements run before _apply_NAME reads the hyper-parameters: a statement that
+    assigned one of their names (batch norm's eps once did) would silently replace the
+    caller's value, so that is an error in the generator, not a wrong number at run time."""
+    from .layer_kernels import reads_and_writes
+
+    clashes = set(reads_and_writes(statements)[1]) & set(rule.hyper_names)
+    if clashes:
+        raise AssertionError(f"the {rule.name} step's statements assign {sorted(clashes)}, "
+                             "the names of its hyper-parameters: name those locals after their layer")
 
 
 def rule_text(rule: UpdateRule, kernels, function) -> str:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: ea0a4e7cb551fd70
+# Body hash: 525945adf1b349de
 
 import hashlib
 import itertools
@@ -896,11 +896,11 @@ def affine_shared_bias_backward(dY, X, W):
 
 
 @jit
-def batchnorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+def batchnorm_forward_kernel(X, scale1, shift1, eps1, h0, xhat1, s1, mean1, var1):
     real = X.dtype.type
     N, F = X.shape
     # layer 1: batchnorm (mean and biased variance over the batch, per feature)
-    eps = real(eps)
+    eps1 = real(eps1)
     for j in range(F):
         mean1[j] = real(0)
         for n in range(N):
@@ -911,13 +911,13 @@ def batchnorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1)
             centred = X[n, j] - mean1[j]
             var1[j] += centred*centred
         var1[j] = var1[j]/real(N)
-        s1[j] = np.sqrt(eps + var1[j])
+        s1[j] = np.sqrt(eps1 + var1[j])
         for n in range(N):
             xhat1[n, j] = (-mean1[j] + X[n, j])/s1[j]
             h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def batchnorm_forward(x, g, b, eps=1e-05, out=None):
+def batchnorm_forward(x, g, b, eps1=1e-05, out=None):
     """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (batch normalisation: each feature normalised over the batch, then g xhat + b (running averages at inference)), on a batch of rows (N, F)"""
     if out is not None:  # the caller's array must not share memory with an input
         _separate("batchnorm_forward", dict(out=out), dict(x=x, g=g, b=b))
@@ -931,7 +931,7 @@ def batchnorm_forward(x, g, b, eps=1e-05, out=None):
     s = np.empty((x.shape[1],), x.dtype)
     mean = np.empty((x.shape[1],), x.dtype)
     var = np.empty((x.shape[1],), x.dtype)
-    batchnorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    batchnorm_forward_kernel(x, g, b, eps1, out, xhat, s, mean, var)
     return out, xhat, s, mean, var
 
 
@@ -971,11 +971,11 @@ def batchnorm_backward(dy, xhat, s, g, dx=None):
 
 
 @jit
-def layernorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1):
+def layernorm_forward_kernel(X, scale1, shift1, eps1, h0, xhat1, s1, mean1, var1):
     real = X.dtype.type
     N, F = X.shape
     # layer 1: layernorm (mean and biased variance over each row's features)
-    eps = real(eps)
+    eps1 = real(eps1)
     for n in range(N):
         mean1[n] = real(0)
         for j in range(F):
@@ -986,13 +986,13 @@ def layernorm_forward_kernel(X, scale1, shift1, eps, h0, xhat1, s1, mean1, var1)
             centred = X[n, j] - mean1[n]
             var1[n] += centred*centred
         var1[n] = var1[n]/real(F)
-        s1[n] = np.sqrt(eps + var1[n])
+        s1[n] = np.sqrt(eps1 + var1[n])
         for j in range(F):
             xhat1[n, j] = (-mean1[n] + X[n, j])/s1[n]
             h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
 
-def layernorm_forward(x, g, b, eps=1e-05, out=None):
+def layernorm_forward(x, g, b, eps1=1e-05, out=None):
     """s = sqrt(epsilon + sigma2); xhat = (-mu + x)/s; y = b + g*xhat (layer normalisation: each row normalised over its features, then g xhat + b), on a batch of rows (N, F)"""
     if out is not None:  # the caller's array must not share memory with an input
         _separate("layernorm_forward", dict(out=out), dict(x=x, g=g, b=b))
@@ -1006,7 +1006,7 @@ def layernorm_forward(x, g, b, eps=1e-05, out=None):
     s = np.empty((x.shape[0],), x.dtype)
     mean = np.empty((x.shape[0],), x.dtype)
     var = np.empty((x.shape[0],), x.dtype)
-    layernorm_forward_kernel(x, g, b, eps, out, xhat, s, mean, var)
+    layernorm_forward_kernel(x, g, b, eps1, out, xhat, s, mean, var)
     return out, xhat, s, mean, var
 
 

@@ -114,6 +114,26 @@ def test_layernorm_dropout_network_gradients_match_central_differences(ln_net, r
     _network_gradcheck(ln_net, params, X, T, masks)
 
 
+@pytest.mark.parametrize("which", ["batchnorm", "layernorm"])
+def test_adam_step_on_a_norm_network_uses_the_callers_eps(bn_net, ln_net, rng, which):
+    """One fused Adam step equals p - lr g / (|g| + eps) (Adam's first step) with the gradients
+    of loss_and_grads: the norm layer's own epsilon (1e-5) once shadowed Adam's eps argument
+    inside the fused kernel, moving every small-gradient weight by the wrong amount."""
+    net = bn_net if which == "batchnorm" else ln_net
+    params = _random_params(net, rng)
+    X, T = rng.normal(size=(6, 4)), np.eye(3)[rng.integers(0, 3, 6)]
+    masks = net.make_masks(6, np.random.default_rng(2)) if net.MASK_NAMES else None
+    loss, *grads = net.loss_and_grads(*params, X, T, masks=masks)
+    before = [p.copy() for p in params]
+    lr, eps = 0.01, 1e-3  # eps large enough to change each step well above round-off
+    net.train_step_adam(*params, net.init_state_adam(*params), X, T, lr=lr, eps=eps,
+                        running=net.init_state() if which == "batchnorm" else None, masks=masks)
+    for name, p, p0, g in zip(net.PARAM_NAMES, params, before, grads):
+        real = np.abs(g) > 1e-9  # b1 before batch norm: round-off gradients, no digits to compare
+        expected = p0 - lr * g / (np.abs(g) + eps)
+        np.testing.assert_allclose(p[real], expected[real], rtol=1e-12, atol=0, err_msg=name)
+
+
 def test_training_and_inference_modes(bn_net, ln_net, rng):
     params = _random_params(bn_net, rng)
     W1, b1, g, b, W2, b2 = params

@@ -164,7 +164,7 @@ class MultiHeadAttention(Op):
         j = index("j")
         what = f"layer {use.position}: {use.text}"
         widths = {"Q": width, "K": width, "V": width}
-        epsilon = lowering.show(local("eps"), f"eps{use.position}")
+        epsilon = lowering.show(local(f"eps{use.position}"), f"eps{use.position}")  # not the optimiser's eps
         rows = Rows(False, width, tokens, frozenset({out, f"d{out}"}))  # each token's D features
         mask = ", causal: token t sees s <= t" if self.causal else ""
         Wo, bo = params["Wo"], params["bo"]

@@ -189,7 +189,7 @@ class BatchNorm(Op):
         lowering.scratch += [xhat, s, mean, var]
         arrays = dict(x=source, y=out, xhat=xhat, s=s, mean=mean, var=var, g=g, b=b)
         head = f"layer {use.position}: {use.text}"
-        epsilon = lowering.show(local("eps"), f"eps{k}")
+        epsilon = lowering.show(local(f"eps{k}"), f"eps{k}")  # numbered: a fused Adam step takes its own eps
         set_epsilon = Let(epsilon, sp.Float(eps), note=tr(f"epsilon of {use.text}", f"{use.text} 的 epsilon"))
         lowering.forward += [Comment(f"{head} (mean and biased variance over "
                                  + ("the batch, per feature)" if batch else "each row's features)")), set_epsilon,
