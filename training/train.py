@@ -369,15 +369,18 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
     rng = np.random.default_rng(config.seed)
     task = Task(net, dataset.name, dataset.n_features, dataset.n_classes)
 
-    order = rng.permutation(len(dataset.x_train))
-    n_val = validation_count(len(order), config.val_split)
-    val_rows, train_rows = order[:n_val], order[n_val:]
-    scaling = dataset.fit_scaling(dataset.x_train[train_rows])
-    x_train = scaling.apply(dataset.x_train[train_rows], dtype)
-    y_train = dataset.y_train[train_rows]
+    if dataset.x_val is None:  # --val-split's random rows of the training part validate
+        order = rng.permutation(len(dataset.x_train))
+        n_val = validation_count(len(order), config.val_split)
+        val_rows, train_rows = order[:n_val], order[n_val:]
+        x_train_raw, y_train = dataset.x_train[train_rows], dataset.y_train[train_rows]
+        x_val_raw, y_val = dataset.x_train[val_rows], dataset.y_train[val_rows]
+    else:  # the data set's own validation part (text)
+        x_train_raw, y_train, x_val_raw, y_val = dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val
+    scaling = dataset.fit_scaling(x_train_raw)
+    x_train = scaling.apply(x_train_raw, dtype)
     t_train = task.targets(y_train, dtype)
-    x_val = scaling.apply(dataset.x_train[val_rows], dtype)
-    y_val = dataset.y_train[val_rows]
+    x_val = scaling.apply(x_val_raw, dtype)
     t_val = task.targets(y_val, dtype)
 
     params = init_params(net, rng, dtype)
@@ -424,7 +427,7 @@ def _train(net, dataset: Dataset, config: Config, on_epoch) -> Result:
         stats = EpochStats(epoch, lr, loss_sum / n, train_accuracy, val_loss, val_accuracy, seconds)
         result.history.append(stats)
         postfix = f"loss {stats.train_loss:.4f} acc {train_accuracy:.4f}"
-        if n_val:
+        if len(x_val):
             postfix += f" val_loss {val_loss:.4f} val_acc {val_accuracy:.4f}"
         bar.set_postfix_str(postfix)
         shown = not bar.disable
