@@ -13,6 +13,7 @@ text the model has trained on.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +36,9 @@ class Corpus:
     vocabulary: str
 
     @classmethod
-    def read(cls, path: str | Path = TEXT_FILE) -> "Corpus":
-        text = Path(path).read_text(encoding="utf-8")
+    def read(cls, path: str | Path | None = None) -> "Corpus":
+        """The text at path, by default the shipped one (TEXT_FILE)."""
+        text = Path(path or TEXT_FILE).read_text(encoding="utf-8")
         return cls(text, "".join(sorted(set(text))))
 
     @property
@@ -51,13 +53,20 @@ class Corpus:
     def decode(self, ids) -> str:
         return "".join(self.vocabulary[int(i)] for i in ids)
 
-    def unigram_loss(self) -> float:
-        """The validation loss of a model that ignores context: -mean log p(character) with
-        the training part's character frequencies (add-one, so an unseen character is not
-        infinitely surprising). A character model has learnt something only below this."""
-        counts = np.bincount(self.encode(self.text[:self.split]), minlength=len(self.vocabulary)) + 1.0
-        validation = self.encode(self.text[self.split:])
-        return float(-np.mean(np.log(counts[validation] / counts.sum())))
+    def counting_loss(self, context: int) -> float:
+        """The validation loss of counting instead of learning: p(character | the ``context``
+        characters before it) from the training part's counts, add-one smoothed (an unseen
+        pair is not infinitely surprising). Context 0 is the unigram baseline (the character
+        frequencies alone), 1 the bigram (the last character): a model that beats the bigram
+        has used more than the last character."""
+        train, validation = self.text[:self.split], self.text[self.split:]
+        grams = Counter(train[i - context:i + 1] for i in range(context, len(train)))
+        seen = Counter()  # how often each context is followed by some character
+        for gram, count in grams.items():
+            seen[gram[:-1]] += count
+        size = len(self.vocabulary)
+        return float(-np.mean([math.log((grams[gram] + 1) / (seen[gram[:-1]] + size))
+                               for gram in (validation[i - context:i + 1] for i in range(context, len(validation)))]))
 
 
 @dataclass
@@ -101,9 +110,9 @@ def check_net(net, corpus: Corpus) -> int:
     return window
 
 
-def load_text(net, path: str | Path = TEXT_FILE) -> TextDataset:
-    """The text cut into windows of the net's T, after check_net."""
-    corpus = Corpus.read(path)
+def load_text(net, corpus: Corpus | None = None) -> TextDataset:
+    """The text (by default the shipped one) cut into windows of the net's T, after check_net."""
+    corpus = corpus or Corpus.read()
     window = check_net(net, corpus)
     ids = corpus.encode(corpus.text)
     x_train, y_train = windows(ids[:corpus.split], window)

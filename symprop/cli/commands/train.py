@@ -143,8 +143,6 @@ def _check_text_options(args, text: bool):
     option that would be ignored is refused."""
     if text and args.val_split is not None:
         raise SympropError("--val-split does not apply to --data text: its validation part is the text's last tenth")
-    if text and args.data_dir is not None:
-        raise SympropError("--data-dir is for --data mnist or fashion-mnist; the text is built in")
     for option, value in (("--sample", args.sample), ("--temperature", args.temperature)):
         if value is not None and not text:
             raise SympropError(f"{option} is for --data text (a character model's generated text)")
@@ -162,8 +160,9 @@ def _report_text(args, result, dataset):
     from symprop.training.text import sample
 
     corpus = dataset.corpus
-    print(f"validation loss {result.history[-1].val_loss:.4f} nats/character "
-          f"(unigram baseline {corpus.unigram_loss():.4f}: the character frequencies alone)")
+    print(f"validation loss {result.history[-1].val_loss:.4f} nats/character; counting baselines: "
+          f"unigram {corpus.counting_loss(0):.4f} (character frequencies), bigram {corpus.counting_loss(1):.4f} "
+          "(the last character)")
     length = args.sample if args.sample is not None else SAMPLE_LENGTH
     if length:
         temperature = args.temperature if args.temperature is not None else TEMPERATURE
@@ -204,7 +203,7 @@ def run(args) -> int:
     others = [read_history(path) for path in args.plot_with]  # checked before training
     if text:  # the windows are as long as the net reads: the net first
         net = load_net(spec)
-        dataset = load_dataset(args.data, net=net)
+        dataset = load_dataset(args.data, args.data_dir, net=net)
     else:
         dataset = load_dataset(args.data, args.data_dir)
         net = load_net(spec)
