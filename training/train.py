@@ -136,12 +136,25 @@ def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=(
     return float(np.mean(task.classes(scores(net, params, x, state)) == labels))
 
 
+EVALUATION_ROWS = 256  # rows per loss call when evaluating a set
+
+
 def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels: np.ndarray, state=()):
-    """(mean loss, accuracy) of a whole set, both from the kernels, in inference mode."""
+    """(mean loss, accuracy) of a whole set, both from the kernels, in inference mode. The loss
+    is taken EVALUATION_ROWS rows at a time: the kernel allocates its workspace for the rows it
+    is given, and for the text's 10,000 validation windows through an LSTM one call took 16 s,
+    pieces of 256 rows 3 s (training steps on the same rows: under 2 s). The mean of the
+    pieces' means is the set's mean, an L2 penalty included; a summed loss (squared-error) is
+    taken whole, since each piece's sum would add the penalty again."""
     if len(x) == 0:
         return math.nan, math.nan
-    loss = net.loss(*params, x, targets, state=state) if has_modes(net) else net.loss_and_grads(*params, x, targets)[0]
-    return task.per_example(loss, len(x)), accuracy(net, params, task, x, labels, state)
+    total, piece = 0.0, len(x) if task.loss == "squared-error" else EVALUATION_ROWS
+    for start in range(0, len(x), piece):
+        rows, rows_t = x[start:start + piece], targets[start:start + piece]
+        loss = (net.loss(*params, rows, rows_t, state=state) if has_modes(net)
+                else net.loss_and_grads(*params, rows, rows_t)[0])
+        total += task.per_example(loss, len(rows)) * len(rows)
+    return total / len(x), accuracy(net, params, task, x, labels, state)
 
 
 # ------------------------------------------------------------------------------ the loop
