@@ -169,8 +169,8 @@ def _report_text(args, result, dataset):
         seed_text = corpus.text[corpus.split:corpus.split + dataset.window]
         drawn = sample(result.net, result.params, corpus, seed_text, length,
                        np.random.default_rng((args.seed, 2)), temperature, result.state)
-        print(f"sample ({length} characters at temperature {temperature:g}, after the validation text's "
-              f"first {dataset.window}, shown between the rules):")
+        print(f"sample at temperature {temperature:g}: the validation text's first {dataset.window} characters, "
+              f"then {length} drawn from the model, one at a time:")
         print("-" * 40 + f"\n{seed_text}{drawn}\n" + "-" * 40)
 
 
