@@ -71,7 +71,8 @@ def test_each_window_is_followed_by_its_target_and_no_window_crosses_the_split(c
         assert corpus.decode(dataset.x_train[k]) + corpus.decode([dataset.y_train[k]]) == corpus.text[k:k + window + 1]
     for k in (0, 3, len(dataset.x_val) - 1):  # validation windows start at the split and end with the text
         start = split + k
-        assert corpus.decode(dataset.x_val[k]) + corpus.decode([dataset.y_val[k]]) == corpus.text[start:start + window + 1]
+        following = corpus.decode([dataset.y_val[k]])
+        assert corpus.decode(dataset.x_val[k]) + following == corpus.text[start:start + window + 1]
     assert dataset.n_classes == len(corpus.vocabulary) and len(dataset.x_test) == 0
 
 

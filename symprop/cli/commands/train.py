@@ -24,7 +24,7 @@ DEFAULTS = {
 }
 DEFAULTS["fashion-mnist"] = DEFAULTS["mnist"]  # the same image size and classes
 DEFAULTS["text"] = dict(net="embedding(61,16,16) lstm(16,32,16) affine(32,61) softmax-cross-entropy",
-                        epochs=5, batch_size=32, lr=1.0, lr_decay=0.9)
+                        epochs=5, batch_size=32, lr=1.0, lr_decay=0.75)
 SAMPLE_LENGTH, TEMPERATURE = 200, 0.8  # --data text: the characters generated after training
 
 
