@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -110,19 +111,21 @@ def short_run(tmp_path_factory):
     corpus = Corpus.read(excerpt)
     size = len(corpus.vocabulary)
     spec = f"embedding({size},8,8) rnn(8,32,8) affine(32,{size}) softmax-cross-entropy"
-    weights, out = folder / "model.npz", io.StringIO()
+    weights, history, plot, out = folder / "model.npz", folder / "run.json", folder / "run.png", io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("SYMPROP_CACHE", str(private_cache(tmp_path_factory)))
         patch.setattr(text, "TEXT_FILE", excerpt)
         with contextlib.redirect_stdout(out):
             status = main(["train", "--data", "text", "--net", spec, "--epochs", "2", "--lr", "0.3", "--seed", "3",
-                           "--no-progress", "--sample", "60", "--save", str(weights)])
-        assert status == 0, out.getvalue()
+                           "--no-progress", "--sample", "60", "--save", str(weights), "--history", str(history),
+                           "--plot", str(plot)])
+            assert status == 0, out.getvalue()
+            assert main(["predict", "--weights", str(weights)]) == 0
         mismatch = io.StringIO()
         with contextlib.redirect_stderr(mismatch):  # the real vocabulary's size, not this text's
             bad = main(["train", "--data", "text", "--net", spec.replace(f"({size},", "(61,")])
-    return SimpleNamespace(out=out.getvalue(), corpus=corpus, spec=spec, weights=weights,
-                           mismatch=(bad, mismatch.getvalue()))
+    return SimpleNamespace(out=out.getvalue(), corpus=corpus, spec=spec, weights=weights, history=history,
+                           plot=plot, mismatch=(bad, mismatch.getvalue()))
 
 
 def test_a_short_run_learns_more_than_the_last_character(short_run):
@@ -164,3 +167,15 @@ def test_the_command_line_refuses_a_mismatched_net_and_misplaced_options_on_one_
     assert "--sample is for --data text" in capsys.readouterr().err
     assert main(["train", "--data", "text", "--temperature", "-1"]) == 2
     assert "--temperature must be a positive number, got -1.0" in capsys.readouterr().err
+
+
+def test_the_run_saves_plots_and_records_a_history_without_a_test_part_and_predict_reads_it_back(short_run):
+    assert short_run.plot.read_bytes().startswith(b"\x89PNG")
+    record = json.loads(short_run.history.read_text())
+    assert record["data"] == "text" and record["test_accuracy"] is None and len(record["val_loss"]) == 2
+    trained = re.search(r"train accuracy (\d\.\d+)   validation accuracy (\d\.\d+)\n", short_run.out)
+    assert trained and "test accuracy" not in short_run.out
+    predicted = re.findall(r"(train|validation) accuracy (\d\.\d+)  \((\d+)/(\d+)\)", short_run.out)
+    assert [(part, value) for part, value, _, _ in predicted] == [("train", trained.group(1)),
+                                                                  ("validation", trained.group(2))]
+    assert [int(count) for *_, count in predicted] == [35_992, 3_992]
