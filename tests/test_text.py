@@ -92,13 +92,21 @@ def test_windows_of_a_short_sequence():
     ("embedding(61,8,4) rnn(8,4,4) affine(4,61) mse", 61, 61, 4, "mse",
      r"ends in mse; a character model ends in softmax-cross-entropy or log-softmax-nll$"),
     ("embedding(61,8,20000) rnn(8,4,20000) affine(4,61) softmax-cross-entropy", 61, 61, 20000,
-     "softmax-cross-entropy", r"windows of T = 20000 characters.*\(T at most 9983\)$"),
+     "softmax-cross-entropy", r"windows of T = 20000 characters; T can be at most 256 \(each window is a row"),
 ])
 def test_a_net_that_does_not_fit_the_text_is_named_with_the_value_expected(corpus, spec, rows, outputs, window,
                                                                             loss, message):
     with pytest.raises(SympropError, match=message) as error:
         check_net(fake_net(spec, rows, outputs, window, loss), corpus)
     assert "\n" not in str(error.value)
+
+
+def test_a_short_text_bounds_the_window_by_its_validation_part(corpus):
+    short = Corpus(corpus.text[:1000], corpus.vocabulary)  # its last 100 characters validate: T at most 99
+    spec = "embedding(61,8,100) rnn(8,4,100) affine(4,61) softmax-cross-entropy"
+    with pytest.raises(SympropError, match="T = 100 characters; T can be at most 99"):
+        check_net(fake_net(spec, 61, 61, 100), short)
+    assert check_net(fake_net(spec.replace("100", "99"), 61, 61, 99), short) == 99
 
 
 @pytest.fixture(scope="module")

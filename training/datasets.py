@@ -82,6 +82,8 @@ def load_dataset(name: str, data_dir: str | Path | None = None, net=None) -> Dat
         raise SympropError(f"--data-dir is for --data {' or '.join(IDX_SETS)}; data set {name} is built in")
     if name == "text":
         from .text import load_text
+        if net is None:
+            raise SympropError("data set text is cut into windows of the length the net reads: give the net")
         return load_text(net)
     if name == "digits":
         return load_digits()

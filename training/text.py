@@ -26,6 +26,7 @@ from .datasets import Dataset
 TEXT_FILE = Path(__file__).resolve().parent / "texts" / "shakespeare.txt"
 TEXT_TITLE = "Shakespeare, the opening of Coriolanus"
 VALIDATION_FRACTION = 0.1  # the text's last tenth
+MAX_WINDOW = 256  # every window is a row of X: 90,000 rows of 256 float64 ids are 180 MB
 TOKEN_LOSSES = ("softmax-cross-entropy", "log-softmax-nll")  # a mean of -log p(next character): nats per character
 
 
@@ -103,10 +104,11 @@ def check_net(net, corpus: Corpus) -> int:
     if net.LOSS not in TOKEN_LOSSES:
         raise SympropError(f"--data text: the net ends in {net.LOSS}; a character model ends in "
                            f"{' or '.join(TOKEN_LOSSES)}")
-    window, longest = net.INPUT_SIZE, len(corpus.text) - corpus.split - 1
+    window = net.INPUT_SIZE
+    longest = min(MAX_WINDOW, len(corpus.text) - corpus.split - 1)  # and one validation window at least
     if window > longest:
-        raise SympropError(f"--data text: the net's {first} reads windows of T = {window} characters, longer "
-                           f"than the validation text allows (T at most {longest})")
+        raise SympropError(f"--data text: the net's {first} reads windows of T = {window} characters; "
+                           f"T can be at most {longest} (each window is a row of the data)")
     return window
 
 
