@@ -22,6 +22,7 @@ import numpy as np
 from symprop.symbolic.errors import SympropError
 
 from .datasets import Dataset
+from .train import scores
 
 TEXT_FILE = Path(__file__).resolve().parent / "texts" / "shakespeare.txt"
 TEXT_TITLE = "Shakespeare, the opening of Coriolanus"
@@ -131,8 +132,6 @@ def sample(net, params, corpus: Corpus, seed: str, length: int, rng: np.random.G
     """``length`` characters, each drawn from the model's softmax (scores divided by
     ``temperature``: below 1 sharper, above 1 flatter) given the T characters before it,
     starting from the last T characters of ``seed``. The same rng state draws the same text."""
-    from .train import scores
-
     if not (temperature > 0 and math.isfinite(temperature)):
         raise SympropError(f"--temperature must be a positive number, got {temperature}")
     window = net.INPUT_SIZE

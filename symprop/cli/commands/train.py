@@ -153,8 +153,9 @@ def _check_text_options(args, text: bool):
 
 
 def _report_text(args, result, dataset):
-    """A character model's validation loss in nats per character beside the unigram baseline,
-    then text it generates from the first window of the validation text (seeded by --seed)."""
+    """A character model's validation loss in nats per character beside the counting baselines
+    (unigram, bigram), then text it generates after the validation text's first window (seeded
+    by --seed)."""
     import numpy as np
 
     from symprop.training.text import sample
