@@ -137,6 +137,9 @@ def test_an_install_adds_one_top_level_name(installed):
     for folder in ("graphs", "nets"):  # graph files and net files: the built-in examples that are data
         shipped = {p.name for p in (Path(__file__).resolve().parents[1] / "symbolic" / folder).glob("*.toml")}
         assert shipped and {p.name for p in (target / "symprop" / "symbolic" / folder).glob("*.toml")} == shipped
+    shipped_text = ROOT / "training" / "texts" / "shakespeare.txt"  # --data text's corpus, byte for byte
+    assert (target / "symprop" / "training" / "texts" / "shakespeare.txt").read_bytes() == shipped_text.read_bytes()
+    assert (target / "symprop" / "training" / "texts" / "README.md").is_file()
 
 
 def test_the_installed_package_runs_from_another_directory(installed):

@@ -288,6 +288,24 @@ def test_net_input_size_mismatch_names_both_sizes():
         train(load_net(MNIST_NET), load_dataset("digits"), Config(epochs=1, progress=False))
 
 
+def test_a_set_evaluated_in_pieces_has_the_loss_of_the_whole(rng):
+    """evaluate takes the loss EVALUATION_ROWS rows at a time; the mean of the pieces (a last
+    short one included, an L2 penalty counted once) must be the whole set's loss."""
+    from symprop.training.train import EVALUATION_ROWS, evaluate, init_params
+
+    net = load_net("affine(2,2,l2=0.5) softmax-cross-entropy")
+    params = init_params(net, rng, np.float64)
+    params[-1] += 0.3  # a nonzero bias, so no piece's loss is a round number
+    count = 2 * EVALUATION_ROWS + 37
+    x, labels = rng.normal(size=(count, 2)), rng.integers(0, 2, count)
+    task = Task(net, "moons", 2, 2)
+    targets = task.targets(labels, np.float64)
+    whole = net.loss_and_grads(*params, x, targets)[0]
+    loss, accuracy = evaluate(net, params, task, x, targets, labels)
+    assert loss == pytest.approx(whole, rel=1e-12)
+    assert accuracy == np.mean(task.classes(net.forward(*params, x)) == labels)
+
+
 def test_diverging_learning_rate_names_the_epoch():
     with pytest.raises(SympropError, match=r"training diverged in epoch 1: .* learning rate 1e\+30"):
         train(load_net(DIGITS_NET), load_dataset("digits"),

@@ -1,6 +1,7 @@
 """The data sets `symprop train` knows: scikit-learn's 8x8 digits, two moons, MNIST or
 Fashion-MNIST IDX files (downloaded by `symprop data`, training/download.py, or in a folder),
-and sequence reversal, a synthetic task for attention (a class per token).
+sequence reversal, a synthetic task for attention (a class per token), and a shipped text cut
+into windows of characters (training/text.py).
 
 Every data set comes back as raw features plus integer class labels, already split into a
 training and a test part. The split is fixed (DATA_SEED), independent of the training seed,
@@ -24,7 +25,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.userfiles import open_regular, write_atomically
 
 DATA_SEED = 0          # fixes make_moons' noise and every train/test split
-NAMES = ("digits", "moons", "mnist", "fashion-mnist", "reverse")
+NAMES = ("digits", "moons", "mnist", "fashion-mnist", "text", "reverse")
 IDX_SETS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # data sets read from IDX files
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype
@@ -59,6 +60,9 @@ class Dataset:
     n_classes: int
     pixel_max: float | None  # images: divide by this; None: standardise with training mean/std
     tokens: int | None = None  # a class per token: labels are (N, tokens), features tokens x (features / tokens)
+    # a fixed validation part (text: its last tenth), used instead of --val-split's random rows
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
     @property
     def n_features(self) -> int:
@@ -73,9 +77,16 @@ class Dataset:
         return Scaling(x_train.mean(axis=0), np.where(std > 0, std, 1.0))
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
+def load_dataset(name: str, data_dir: str | Path | None = None, net=None) -> Dataset:
+    """A data set by name; ``net`` (a generated network module) only for text, whose windows
+    are as long as the net reads."""
     if data_dir is not None and name not in IDX_SETS:
         raise SympropError(f"--data-dir is for --data {' or '.join(IDX_SETS)}; data set {name} is built in")
+    if name == "text":
+        from .text import load_text
+        if net is None:
+            raise SympropError("data set text is cut into windows of the length the net reads: give the net")
+        return load_text(net)
     if name == "digits":
         return load_digits()
     if name == "moons":

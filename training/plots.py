@@ -54,14 +54,16 @@ def _draw_training(path, result: Result, dataset: Dataset, config: Config, other
     if has_val:
         loss_axes.plot(epochs, [s.val_loss for s in result.history], marker=".", label=f"{this}validation",
                        color="C1")
-    loss_axes.set(xlabel="epoch", ylabel=f"loss ({result.net.LOSS})", title="loss")
+    per_character = ", nats per character" if dataset.name == "text" else ""
+    loss_axes.set(xlabel="epoch", ylabel=f"loss ({result.net.LOSS}{per_character})", title="loss")
     accuracy_axes.plot(epochs, [s.train_accuracy for s in result.history], marker=".",
                        label=f"{this}train", color="C0")
     if has_val:
         accuracy_axes.plot(epochs, [s.val_accuracy for s in result.history], marker=".",
                            label=f"{this}validation", color="C1")
-    accuracy_axes.axhline(result.test_accuracy, color="grey", linestyle="--",
-                          label=f"{this}test (final) {result.test_accuracy:.4f}")
+    if result.n_test:  # the text data set has a validation part only
+        accuracy_axes.axhline(result.test_accuracy, color="grey", linestyle="--",
+                              label=f"{this}test (final) {result.test_accuracy:.4f}")
     for k, other in enumerate(others):
         _overlay(loss_axes, accuracy_axes, other, colours=(f"C{2 + 2 * k}", f"C{3 + 2 * k}"))
     measure = "token accuracy" if dataset.tokens else "accuracy"  # a class per token: tokens counted

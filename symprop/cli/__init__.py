@@ -28,7 +28,7 @@ COMMANDS = {
                        "the class's most common mistakes, a gradebook and Gradescope results"),
     "variant": ("variant", "each student's own numbers for an exercise, and the answer key"),
     "data": ("data", "download MNIST or Fashion-MNIST (checked by SHA-256) for symprop train"),
-    "train": ("train", "train a network on digits, two moons, MNIST, Fashion-MNIST or sequence reversal with the generated kernels"),
+    "train": ("train", "train a network on digits, two moons, MNIST, Fashion-MNIST, a text or sequence reversal with the generated kernels"),
     "predict": ("predict", "evaluate weights saved by symprop train --save"),
     "bench": ("bench", "time a training step of the generated kernels against numpy, PyTorch and JAX"),
 }

@@ -22,7 +22,7 @@ def run(args) -> int:
     net = load_net(model.spec)
     params = model_params(net, model, args.weights)
     state = model_state(net, model, args.weights)
-    dataset = load_dataset(args.data or model.dataset, args.data_dir)
+    dataset = load_dataset(args.data or model.dataset, args.data_dir, net=net)  # text: windows of the net's T
     if dataset.n_classes != model.n_classes:
         raise SympropError(f"{args.weights}: the model predicts {model.n_classes} classes, data set "
                            f"{dataset.name} has {dataset.n_classes}")
@@ -33,8 +33,11 @@ def run(args) -> int:
     dtype = DTYPES[model.dtype]
     print(f"model: {model.spec}  (trained on {model.dataset}, {model.dtype})")
     print(f"data:  {dataset.description}")
-    for part, x, y in (("train (incl. validation rows)", dataset.x_train, dataset.y_train),
-                       ("test", dataset.x_test, dataset.y_test)):
+    parts = ([("train", dataset.x_train, dataset.y_train), ("validation", dataset.x_val, dataset.y_val)]
+             if dataset.x_val is not None else  # the text's fixed parts
+             [("train (incl. validation rows)", dataset.x_train, dataset.y_train),
+              ("test", dataset.x_test, dataset.y_test)])
+    for part, x, y in parts:
         correct = predict(net, params, task, model.scaling, x, dtype, state) == y
         counted = " tokens" if dataset.tokens else ""
         print(f"{part} accuracy {np.mean(correct):.4f}  ({int(correct.sum())}/{y.size}{counted})")
