@@ -3,22 +3,24 @@
 Each kernel (``<name>_kernel``) is a function of typed statements (``ir.Function``) that the
 backend prints and compiles, plus a checked wrapper (``<name>``, plain Python) that validates
 shapes and dtypes, allocates outputs unless the caller passes them, and never modifies its
-inputs. Softmax, the losses and any family that brings its own lowering get both from the
-lowering of a one-node graph (``_from_lowering``); the families whose public API takes what a
-one-node net spec cannot say keep an emitter here (``EMITTERS``): elementwise ops (arrays of
-any rank, two-input add and mul, the fused forward_backward), affine (its sizes), dropout (p
-at run time, a mask the caller gives) and the image ops (4-D arrays, window, stride, padding).
+inputs. The kernels are the lowering of a one-node graph: softmax, the losses and any family
+that brings its own lowering on 2-D arrays (``_from_lowering``); an element-by-element op
+(activations, add and mul, dropout: ``Op.element_by_element``) on arrays of any shape, with the
+fused ``<layer>_forward_backward`` one loop of its forward and backward statements
+(``_element_by_element``). Affine (its sizes) and the image ops (4-D arrays, window, stride,
+padding) keep an emitter here (``EMITTERS``).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import sympy as sp
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graph import parse_net
+from symprop.symbolic.graph import Graph, Node, parse_net
 from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
-                                 Real, Return, ShapeOf, Size, array, arrays, element as at, index, local, parts)
-from symprop.symbolic.layers import (REGISTRY, Affine, Conv2d, Derivation, Dropout, Elementwise, Flatten,
-                                     N, Pool)
+                                 Real, Return, ShapeOf, array, arrays, local, parts)
+from symprop.symbolic.layers import REGISTRY, Affine, Conv2d, Derivation, Flatten, N, Pool
 from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.builders import FEATURES
 
@@ -50,83 +52,123 @@ class ModuleText:
         self.helpers |= set(helpers)
 
 
-def _each_element(size_of: str, assignments, arrays_read, comments=None):
-    """for i in range(size_of.size): each input element read once into a local (x_i = x[i]),
-    then the statements. Outputs may alias inputs, so a value read again after a store is
-    reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
-    reads = [Let(local(f"{n}_i"), at(n, "i")) for n in arrays_read]
-    body = Assignments(tuple(assignments), {n: local(f"{n}_i") for n in arrays_read}, comments or {})
-    return (DtypeOf(array(size_of)), Loop(index("i"), Size(array(size_of)), (*reads, body)))
+def _nest(loop):
+    """The innermost loop of a loop nest (for n: for j: ...)."""
+    while len(loop.body) == 1 and isinstance(loop.body[0], Loop):
+        loop = loop.body[0]
+    return loop
 
 
-def _elementwise(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    inputs = list(layer.inputs)
-    forward = d.forward[layer.output]
-    # forward
-    args = ", ".join(inputs)
-    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out",
-                           *_each_element("out", [(at("out", "i"), forward)], inputs))
-    module.add(f'''
-{kernel}
+def _with_body(loop, body):
+    """The loop nest with its innermost body replaced."""
+    if len(loop.body) == 1 and isinstance(loop.body[0], Loop):
+        return replace(loop, body=(_with_body(loop.body[0], body),))
+    return replace(loop, body=tuple(body))
 
 
-def {base}_forward({args}, out=None):
-    """{layer.output} = {sp.sstr(forward)}, element by element ({layer.summary})."""
-    _separate("{base}_forward", dict(out=out), dict({", ".join(f"{n}={n}" for n in inputs)}))
-    {args}, = _arrays("{base}_forward", {", ".join(f"{n}={n}" for n in inputs)})
-{chr(10).join(f'    _shape("{base}_forward", "{n}", {n}, {inputs[0]}.shape)' for n in inputs[1:])}
-    out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
-    {base}_forward_kernel({", ".join(f"{n}.reshape(-1)" for n in inputs)}, out.reshape(-1))
+def _read_once(statements) -> list:
+    """Each element an element loop reads, loaded once into a local (X_nj = X[n, j]) before its
+    stores: outputs may alias inputs as far as numba knows, so an element read again after a
+    store is reloaded, and LLVM could no longer share the work (one exp) of two helpers applied
+    to it."""
+    out = []
+    for s in statements:
+        if isinstance(s, Loop):
+            s = _with_body(s, _read_once(_nest(s).body))
+        elif isinstance(s, Assignments):
+            used = {symbol.name for _, value in s.pairs for symbol in value.free_symbols}
+            reads = {key: value for key, value in s.names.items() if key in used and isinstance(value, sp.Indexed)}
+            loaded = {key: local(f"{parts(value)[0]}_nj") for key, value in reads.items()}
+            out += [Let(loaded[key], value) for key, value in reads.items()]
+            s = replace(s, names={**s.names, **loaded})
+        out.append(s)
     return out
-''')
-    # backward: one output array per input, rules read dout and the saved values
-    saved = list(d.saved)
-    grads = [f"d{n}" for n in inputs]
-    assignments = [(at(g, "i"), d.backward[g]) for g in grads]
-    # "d out/dx" would read as the upstream dout over dx: bracket an output named out
-    output_name = f"({layer.output})" if layer.output == "out" else layer.output
-    partial = {at(g, "i"): f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
-    params = ", ".join(["dout", *saved])
-    kernel = module.kernel(f"{base}_backward_kernel", f"{params}, {', '.join(grads)}",
-                           *_each_element("dout", assignments, ["dout", *saved], partial))
-    outs = ", ".join(f"{g}=None" for g in grads)
-    returns = ", ".join(grads)
-    checks = "\n".join(f'    _shape("{base}_backward", "{n}", {n}, dout.shape)' for n in saved)
-    allocs = "\n".join(f'    {g} = _output("{base}_backward", "{g}", {g}, dout.shape, dout.dtype)' for g in grads)
-    rules = "; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in grads)
-    module.add(f'''
-{kernel}
 
 
-def {base}_backward({params}, {outs}):
-    """{rules}. Reads {", ".join(saved) or "only dout"}; never writes its inputs."""
-    _separate("{base}_backward", dict({", ".join(f"{g}={g}" for g in grads)}), dict({", ".join(f"{n}={n}" for n in ["dout", *saved])}))
-    {params}, = _arrays("{base}_backward", {", ".join(f"{n}={n}" for n in ["dout", *saved])})
-{checks}
-{allocs}
-    {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
-    return {returns}
-''')
-    # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
-    output = sp.Symbol(layer.output, real=True)
-    fused = [(at("out", "i"), forward)] + [(at(g, "i"), d.backward[g].subs(output, forward)) for g in grads]
-    kernel = module.kernel(f"{base}_forward_backward_kernel", f"{args}, dout, out, {', '.join(grads)}",
-                           *_each_element("out", fused, [*inputs, "dout"], partial))
-    module.add(f'''
-{kernel}
+def _fused(forward, backward) -> list:
+    """One element loop for a forward loop and the backward loop over the same elements: the
+    backward rules read the forward values as their formulas, so the two share their work
+    (one exp for y = sigmoid(x) and dx = dout y (1 - y))."""
+    (forward_loop,), (backward_loop,) = ([s for s in part if isinstance(s, Loop)] for part in (forward, backward))
+    (values,), (rules,) = _nest(forward_loop).body, _nest(backward_loop).body
+    written = dict(values.pairs)
+    formulas = {symbol: written[rules.names[symbol.name]] for _, rule in rules.pairs for symbol in rule.free_symbols
+                if rules.names.get(symbol.name) in written}
+    both = Assignments(values.pairs + tuple((target, rule.subs(formulas)) for target, rule in rules.pairs),
+                       {**values.names, **rules.names}, {**values.comments, **rules.comments})
+    return [_with_body(forward_loop, (both,))]
 
 
-def {base}_forward_backward({args}, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns ({layer.output}, {returns})."""
-    {args}, dout, = _arrays("{base}_forward_backward", {", ".join(f"{n}={n}" for n in [*inputs, "dout"])})
-{chr(10).join(f'    _shape("{base}_forward_backward", "{n}", {n}, dout.shape)' for n in inputs)}
-    out = np.empty_like(dout)
-{chr(10).join(f"    {g} = np.empty_like(dout)" for g in grads)}
-    {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
-    return out, {returns}
-''')
+def _element_by_element(layer, d: Derivation, module: ModuleText):
+    """An element-by-element op's kernels (activations, add and mul, dropout), printed from the
+    lowering of a one-node graph at a width F; the wrappers take arrays of any shape and give
+    the kernels one-row views (1, size). ``<layer>_forward(inputs..., out=None)`` returns the
+    value, ``<layer>_backward(upstream, saved..., d<input>=None...)`` the inputs' gradients and
+    ``<layer>_forward_backward(inputs..., upstream)`` both from one pass. A number the
+    per-layer API takes at run time (dropout's p, ``run_time_args``) is a symbol of the graph,
+    an argument of the kernels; those kernels allocate their outputs and have no fused form."""
+    base, scalars = python_name(layer.name), dict(layer.run_time_args)
+    values_read = [name for name in layer.inputs if name not in layer.input_arrays(1)]
+    node = Node(layer, tuple(map(local, scalars)), layer.name, 1, 1,
+                inputs=tuple(values_read) if len(values_read) > 1 else None)
+    low = Lowering(Graph((node,), features=FEATURES), input_gradient=True)
+    assignments = [_nest(s).body[0] for s in low.forward + low.backward if isinstance(s, Loop)]
+    public = {parts(value)[0]: key for a in assignments for key, value in a.names.items()}
+    array_of = {name: array for array, name in public.items()}
+    upstream = assignments[-1].upstream
+    gradients = [parts(target)[0] for target, _ in assignments[-1].pairs]
+    public |= {gradient: "d" + public[gradient[1:]] for gradient in gradients}
+    inputs, saved = [array_of[name] for name in layer.inputs], [array_of[name] for name in (upstream, *d.saved)]
+    caller_outputs = not scalars
+    kernels = [("forward", low.forward, inputs, [low.values[-1]], inputs[0]),
+               ("backward", low.backward, saved, gradients, saved[0])]
+    if not scalars:
+        kernels.append(("forward_backward", _fused(low.forward, low.backward), [*inputs, array_of[upstream]],
+                        [low.values[-1], *gradients], array_of[upstream]))
+    for kind, statements, args, outputs, like in kernels:
+        function = f"{base}_{kind}"
+        body = (DtypeOf(array(args[0])), ShapeOf((N, FEATURES), array(args[0])),
+                *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
+        read = reads_and_writes(body)[0]
+        if not set(read) <= {*args, *scalars}:
+            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(set(read) - {*args, *scalars})}, "
+                               "which its per-layer kernel does not take")
+        kernel = Function(f"{function}_kernel", arrays(*args, *scalars, *outputs), body)
+        names = [public[name] for name in args]
+        results = ["out" if name == low.values[-1] else public[name] for name in outputs]  # the value is out
+        module.add(module.backend.function(kernel, module.printer) + "\n\n" + _any_shape_wrapper(
+            function, _element_doc(layer, d, kind, results, names), names, scalars, results,
+            caller_outputs and kind != "forward_backward", public[like]))
+    module.helpers |= module.printer.helpers_used
+
+
+def _element_doc(layer, d: Derivation, kind: str, outputs, args) -> str:
+    if kind == "forward":
+        output = next(iter(d.forward))
+        return f"{output} = {sp.sstr(d.forward[output])}, element by element ({layer.summary})."
+    if kind == "backward":
+        rules = "; ".join(f"{name} = {sp.sstr(d.backward[name])}" for name in outputs)
+        return f"{rules}. Reads {', '.join(args[1:]) or 'only ' + args[0]}; never writes its inputs."
+    return ("Forward and backward in one pass over memory, when the upstream gradient is known with the\n"
+            f"    inputs (an activation applied to a fixed upstream gradient); returns ({', '.join(outputs)}).")
+
+
+def _any_shape_wrapper(function, doc, args, scalars, outputs, caller_outputs, like) -> str:
+    """The checked wrapper of an element-by-element kernel: arrays of one shape (that of
+    ``like``) and dtype, outputs allocated (or the caller's, ``out=None``), one-row views passed."""
+    signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()),
+                 *(f"{name}=None" for name in outputs if caller_outputs)]
+    given = ", ".join(f"{name}={name}" for name in args)
+    lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
+    if caller_outputs:
+        lines.append(f'    _separate("{function}", dict({", ".join(f"{o}={o}" for o in outputs)}), dict({given}))')
+    lines.append(f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})')
+    lines += [f'    _shape("{function}", "{name}", {name}, {like}.shape)' for name in args if name != like]
+    lines += [f'    {name} = _output("{function}", "{name}", {name}, {like}.shape, {like}.dtype)' if caller_outputs
+              else f"    {name} = np.empty_like({like})" for name in outputs]
+    views = [f"{name}.reshape(1, -1)" for name in args] + list(scalars) + [f"{name}.reshape(1, -1)" for name in outputs]
+    lines += [f"    {function}_kernel({', '.join(views)})", f"    return {', '.join(outputs)}"]
+    return "\n".join(lines) + "\n"
 
 
 def _affine(layer, d: Derivation, module: ModuleText):
@@ -169,41 +211,6 @@ def {base}_backward(dY, X, W):
 ''')
 
 
-def _dropout(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
-    rate, p = local("rate"), local("p")
-    forward = module.kernel(f"{base}_forward_kernel", "x, m, p, y", DtypeOf(array("x")), Let(rate, Real(p)),
-                            Loop(index("i"), Size(array("x")),
-                                 (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
-    backward = module.kernel(f"{base}_backward_kernel", "dy, m, p, dx", DtypeOf(array("dy")), Let(rate, Real(p)),
-                             Loop(index("i"), Size(array("dy")), (Assignments(
-                                 ((at("dx", "i"), d.backward["dx"]),), names,
-                                 {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"}),)))
-    module.add(f'''
-{forward}
-
-
-def {base}_forward(x, m, p=0.5):
-    """Training mode: y = x m / (1 - p) for the 0/1 mask m (inference mode is the identity)."""
-    x, m = _arrays("{base}_forward", x=x, m=m)
-    _shape("{base}_forward", "m", m, x.shape)
-    y = np.empty_like(x)
-    {base}_forward_kernel(x.reshape(-1), m.reshape(-1), p, y.reshape(-1))
-    return y
-
-
-{backward}
-
-
-def {base}_backward(dy, m, p=0.5):
-    """dx = {sp.sstr(d.backward["dx"])}."""
-    dy, m = _arrays("{base}_backward", dy=dy, m=m)
-    _shape("{base}_backward", "m", m, dy.shape)
-    dx = np.empty_like(dy)
-    {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
-    return dx
-''')
 _IMAGE_CHECK = '''
 def _images(function, X, ndim=4):
     if X.ndim != ndim or X.shape[0] == 0:
@@ -346,9 +353,7 @@ def {base}_backward(dY, X):
 
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
-    Elementwise: _elementwise,
     Affine: _affine,
-    Dropout: _dropout,
     Conv2d: _conv2d,
     Pool: _pool,
     Flatten: _flatten,
@@ -541,6 +546,8 @@ def _emitter(layer, name: str):
     for cls in type(layer).__mro__:
         if cls in EMITTERS:
             return EMITTERS[cls]
+    if layer.element_by_element:
+        return _element_by_element
     if callable(getattr(layer, "lower", None)):
         return _from_lowering
     raise SympropError(f"layer {name!r}: symprop has no lowering for {type(layer).__name__} ops")
