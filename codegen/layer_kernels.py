@@ -6,9 +6,9 @@ shapes and dtypes, allocates outputs unless the caller passes them, and never mo
 inputs. The kernels are the lowering of a one-node graph: softmax, the losses and any family
 that brings its own lowering on 2-D arrays (``_from_lowering``); an element-by-element op
 (activations, add and mul, dropout: ``Op.element_by_element``) on arrays of any shape, with the
-fused ``<layer>_forward_backward`` one loop of its forward and backward statements
-(``_element_by_element``). Affine (its sizes) and the image ops (4-D arrays, window, stride,
-padding) keep an emitter here (``EMITTERS``).
+fused ``<layer>_forward_backward`` one loop of its forward and backward statements, and affine
+at size symbols its wrappers read off X and W (``_one_node_kernels``). The image ops (4-D
+arrays, window, stride, padding) keep an emitter here (``EMITTERS``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import Graph, Node, parse_net
 from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
                                  Real, Return, ShapeOf, array, arrays, local, parts)
-from symprop.symbolic.layers import REGISTRY, Affine, Conv2d, Derivation, Flatten, N, Pool
+from symprop.symbolic.layers import REGISTRY, Conv2d, Derivation, Flatten, N, Pool
 from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.builders import FEATURES
 
@@ -99,46 +99,65 @@ def _fused(forward, backward) -> list:
     return [_with_body(forward_loop, (both,))]
 
 
-def _element_by_element(layer, d: Derivation, module: ModuleText):
-    """An element-by-element op's kernels (activations, add and mul, dropout), printed from the
-    lowering of a one-node graph at a width F; the wrappers take arrays of any shape and give
-    the kernels one-row views (1, size). ``<layer>_forward(inputs..., out=None)`` returns the
-    value, ``<layer>_backward(upstream, saved..., d<input>=None...)`` the inputs' gradients and
-    ``<layer>_forward_backward(inputs..., upstream)`` both from one pass. A number the
-    per-layer API takes at run time (dropout's p, ``run_time_args``) is a symbol of the graph,
-    an argument of the kernels; those kernels allocate their outputs and have no fused form."""
-    base, scalars = python_name(layer.name), dict(layer.run_time_args)
+def _walk(statements):
+    for s in statements:
+        yield s
+        yield from _walk(s.body) if isinstance(s, Loop) else ()
+
+
+def _op_names(low) -> dict:
+    """array -> the name the op's derivation gives it (X -> x, h0 -> y, dz1 -> dY, W1 -> W),
+    read off the renamings of its statements; a gradient d<array> without one is d<name>."""
+    public = {parts(value)[0]: key for s in _walk(low.forward + low.backward) for key, value in
+              getattr(s, "names", {}).items() if isinstance(value, (sp.Symbol, sp.Indexed))}
+    return {**{f"d{array}": f"d{name}" for array, name in public.items()}, **public}
+
+
+def _one_node_kernels(layer, d: Derivation, module: ModuleText):
+    """The kernels of an element-by-element op (activations, add and mul, dropout) or of one
+    whose spec arguments are sizes (affine(I,J)), printed from the lowering of a one-node graph
+    that holds those sizes as symbols (``Op.size_args``) and a number the per-layer API takes at
+    run time (dropout's p, ``Op.run_time_args``) as an argument of the kernels.
+    ``<layer>_forward(inputs..., out=None)`` returns the value; ``<layer>_backward(upstream,
+    saved...)`` the inputs' gradients, named as the op's derivation names them. An
+    element-by-element op's wrappers take arrays of any shape and give the kernels one-row
+    views (1, size), and the caller may pass every output; its
+    ``<layer>_forward_backward(inputs..., upstream)`` is one loop of the forward and backward
+    statements. Kernels with run-time numbers allocate their outputs and have no fused form."""
+    base, scalars, elements = python_name(layer.name), dict(layer.run_time_args), layer.element_by_element
     values_read = [name for name in layer.inputs if name not in layer.input_arrays(1)]
-    node = Node(layer, tuple(map(local, scalars)), layer.name, 1, 1,
-                inputs=tuple(values_read) if len(values_read) > 1 else None)
-    low = Lowering(Graph((node,), features=FEATURES), input_gradient=True)
-    assignments = [_nest(s).body[0] for s in low.forward + low.backward if isinstance(s, Loop)]
-    public = {parts(value)[0]: key for a in assignments for key, value in a.names.items()}
+    args = (*layer.size_args, *map(local, scalars))
+    node = Node(layer, args, layer.name, 1, 1, inputs=tuple(values_read) if elements and len(values_read) > 1 else None)
+    low = Lowering(Graph((node,), features=None if layer.input_width(args) else FEATURES), input_gradient=True)
+    public, value = _op_names(low), low.values[-1]
     array_of = {name: array for array, name in public.items()}
-    upstream = assignments[-1].upstream
-    gradients = [parts(target)[0] for target, _ in assignments[-1].pairs]
-    public |= {gradient: "d" + public[gradient[1:]] for gradient in gradients}
-    inputs, saved = [array_of[name] for name in layer.inputs], [array_of[name] for name in (upstream, *d.saved)]
-    caller_outputs = not scalars
-    kernels = [("forward", low.forward, inputs, [low.values[-1]], inputs[0]),
-               ("backward", low.backward, saved, gradients, saved[0])]
-    if not scalars:
-        kernels.append(("forward_backward", _fused(low.forward, low.backward), [*inputs, array_of[upstream]],
-                        [low.values[-1], *gradients], array_of[upstream]))
-    for kind, statements, args, outputs, like in kernels:
+    inputs, gradients = [array_of[name] for name in layer.inputs], [array_of[name] for name in d.backward]
+    kernels = [("forward", low.forward, inputs, [value]),
+               ("backward", low.backward, [f"d{value}", *(array_of[name] for name in d.saved)], gradients)]
+    if elements and not scalars:
+        kernels.append(("forward_backward", _fused(low.forward, low.backward), [*inputs, f"d{value}"],
+                        [value, *gradients]))
+    for kind, statements, kernel_args, outputs in kernels:
         function = f"{base}_{kind}"
-        body = (DtypeOf(array(args[0])), ShapeOf((N, FEATURES), array(args[0])),
-                *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
-        read = reads_and_writes(body)[0]
-        if not set(read) <= {*args, *scalars}:
-            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(set(read) - {*args, *scalars})}, "
+        loops = [DtypeOf(array(kernel_args[0])), ShapeOf((N, FEATURES), array(kernel_args[0]))] if elements else []
+        body = (*loops, *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
+        missing = set(reads_and_writes(body)[0]) - {*kernel_args, *scalars, *map(str, (N, *layer.size_args))}
+        if missing:
+            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(missing)}, "
                                "which its per-layer kernel does not take")
-        kernel = Function(f"{function}_kernel", arrays(*args, *scalars, *outputs), body)
-        names = [public[name] for name in args]
-        results = ["out" if name == low.values[-1] else public[name] for name in outputs]  # the value is out
-        module.add(module.backend.function(kernel, module.printer) + "\n\n" + _any_shape_wrapper(
-            function, _element_doc(layer, d, kind, results, names), names, scalars, results,
-            caller_outputs and kind != "forward_backward", public[like]))
+        kernel = Function(f"{function}_kernel", arrays(*kernel_args, *scalars, *outputs), body)
+        names = [public[name] for name in kernel_args]
+        results = ["out" if name == value else public[name] for name in outputs]  # the value is out
+        if elements:  # the fused kernel's arrays follow dout's shape, the others' their first array's
+            like = names[-1] if kind == "forward_backward" else names[0]
+            wrapper = _any_shape_wrapper(function, _element_doc(layer, d, kind, results, names), names, scalars,
+                                         results, not scalars and kind != "forward_backward", like)
+        else:
+            shapes = {public[name]: shape for name, shape in low.array_shapes().items() if name in public}
+            shapes["out"] = low.array_shapes()[value]
+            wrapper = _sized_wrapper(function, _sized_doc(d, kind, names, shapes), names, results, kind == "forward",
+                                     shapes, [public[name] for name in inputs])
+        module.add(module.backend.function(kernel, module.printer) + "\n\n" + wrapper)
     module.helpers |= module.printer.helpers_used
 
 
@@ -171,44 +190,46 @@ def _any_shape_wrapper(function, doc, args, scalars, outputs, caller_outputs, li
     return "\n".join(lines) + "\n"
 
 
-def _affine(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    X, W, b, out = arrays("X", "W", "b", "out")
-    names = dict(X=X, W=W, b=b)
-    forward = module.kernel(f"{base}_forward_kernel", "X, W, b, out", MatrixInto(d.forward["Y"], out, names))
-    comments = {"dX": "dL/dX = dY W^T", "dW": "dL/dW = X^T dY",
-                "db": "dL/db = 1^T dY" + (" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)")}
-    backward = module.kernel(f"{base}_backward_kernel", "dY, X, W",
-                             *(Let(local(g), d.backward[g], comment=comments[g]) for g in ("dX", "dW", "db")),
-                             Return(arrays("dX", "dW", "db")))
-    bias_shape = "(1,)" if layer.shared_bias else "(W.shape[1],)"
-    module.add(f'''
-{forward}
+def _sized_doc(d: Derivation, kind: str, args, shapes) -> str:
+    if kind == "forward":
+        (value, rule), = d.forward.items()
+        return f"{value} = {sp.sstr(rule)}: " + ", ".join(f"{name} is {shapes[name]}" for name in args) + "."
+    return ", ".join(f"{name} = {sp.sstr(rule)}" for name, rule in d.backward.items()) + "."
 
 
-def {base}_forward(X, W, b, out=None):
-    """Y = {sp.sstr(d.forward["Y"])}: X is (N, I), W is (I, J), b is {"(1,)" if layer.shared_bias else "(J,)"}."""
-    _separate("{base}_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
-    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-        raise ValueError(f"{base}_forward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
-    _shape("{base}_forward", "b", b, {bias_shape})
-    out = _output("{base}_forward", "out", out, (X.shape[0], W.shape[1]), X.dtype)
-    {base}_forward_kernel(X, W, b, out)
-    return out
-
-
-{backward}
-
-
-def {base}_backward(dY, X, W):
-    """dX = {sp.sstr(d.backward["dX"])}, dW = {sp.sstr(d.backward["dW"])}, db = {sp.sstr(d.backward["db"])}."""
-    dY, X, W = _arrays("{base}_backward", dY=dY, X=X, W=W)
-    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-        raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
-    _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return {base}_backward_kernel(dY, X, W)
-''')
+def _sized_wrapper(function, doc, args, outputs, caller_output, shapes, inputs) -> str:
+    """The checked wrapper of a kernel whose sizes are read off its arrays: each size from the
+    first of the op's inputs that has it (X gives N and I, then W gives J), one check that those
+    arrays chain ((N, I) x (I, J)), every other array's shape checked, the outputs allocated
+    (the first one may be the caller's, ``out=None``)."""
+    known, ranks, chains, chained = {}, [], [], []
+    for name in (name for name in inputs if name in args):
+        shape = shapes[name]
+        if all(size in known or isinstance(size, int) for size in shape):
+            continue
+        chained.append(name)
+        ranks.append(f"{name}.ndim != {len(shape)}")
+        for axis, size in enumerate(shape):
+            if size in known:
+                chains.append(f"{known[size]} != {name}.shape[{axis}]")
+            else:
+                known[size] = f"{name}.shape[{axis}]"
+    text = lambda shape: "(" + ", ".join(known.get(size, str(size)) for size in shape) + ("," if len(shape) == 1 else "") + ")"  # noqa: E731
+    given, first = ", ".join(f"{name}={name}" for name in args), chained[0]
+    lines = [f"def {function}({', '.join([*args, *([f'{outputs[0]}=None'] if caller_output else [])])}):",
+             f'    """{doc}"""']
+    if caller_output:
+        lines.append(f'    _separate("{function}", dict({outputs[0]}={outputs[0]}), dict({given}))')
+    lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})',
+              f'    if {" or ".join(ranks + chains)}:',
+              f'        raise ValueError(f"{function}: ' + " and ".join(f"{name} {{{name}.shape}}" for name in chained)
+              + f' do not chain as {" x ".join(str(shapes[name]) for name in chained)}")']
+    lines += [f'    _shape("{function}", "{name}", {name}, {text(shapes[name])})' for name in args if name not in chained]
+    lines += [f'    {name} = _output("{function}", "{name}", {name}, {text(shapes[name])}, {first}.dtype)'
+              if caller_output and i == 0 else f"    {name} = np.empty({text(shapes[name])}, {first}.dtype)"
+              for i, name in enumerate(outputs)]
+    lines += [f"    {function}_kernel({', '.join([*args, *outputs])})", f"    return {', '.join(outputs)}"]
+    return "\n".join(lines) + "\n"
 
 
 _IMAGE_CHECK = '''
@@ -353,7 +374,6 @@ def {base}_backward(dY, X):
 
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
-    Affine: _affine,
     Conv2d: _conv2d,
     Pool: _pool,
     Flatten: _flatten,
@@ -546,8 +566,8 @@ def _emitter(layer, name: str):
     for cls in type(layer).__mro__:
         if cls in EMITTERS:
             return EMITTERS[cls]
-    if layer.element_by_element:
-        return _element_by_element
+    if layer.element_by_element or layer.size_args:
+        return _one_node_kernels
     if callable(getattr(layer, "lower", None)):
         return _from_lowering
     raise SympropError(f"layer {name!r}: symprop has no lowering for {type(layer).__name__} ops")

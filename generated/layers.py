@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 352f6b9972df3cd3
+# Body hash: c0031a2aeb18241a
 
 import hashlib
 import itertools
@@ -868,15 +868,16 @@ def tanh_forward_backward(x, dout):
 
 
 @jit
-def affine_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+def affine_forward_kernel(X, W1, b1, z1):
+    # layer 1: affine
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
 
 
 def affine_forward(X, W, b, out=None):
     """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,)."""
     _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("affine_forward", X=X, W=W, b=b)
+    X, W, b, = _arrays("affine_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_forward", "b", b, (W.shape[1],))
@@ -886,32 +887,37 @@ def affine_forward(X, W, b, out=None):
 
 
 @jit
-def affine_backward_kernel(dY, X, W):
-    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
-    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
-    db = _column_sums(dY)  # dL/db = 1^T dY (sum over the batch)
-    return dX, dW, db
+def affine_backward_kernel(dz1, X, W1, dX, dW1, db1):
+    # layer 1: affine
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    np.dot(dz1, W1.T, dX)  # dL/dX = dL/dz1 W1^T
 
 
 def affine_backward(dY, X, W):
     """dX = dY*W.T, dW = X.T*dY, db = 1*dY."""
-    dY, X, W = _arrays("affine_backward", dY=dY, X=X, W=W)
+    dY, X, W, = _arrays("affine_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return affine_backward_kernel(dY, X, W)
+    dX = np.empty((X.shape[0], X.shape[1]), X.dtype)
+    dW = np.empty((X.shape[1], W.shape[1]), X.dtype)
+    db = np.empty((W.shape[1],), X.dtype)
+    affine_backward_kernel(dY, X, W, dX, dW, db)
+    return dX, dW, db
 
 
 @jit
-def affine_shared_bias_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+def affine_shared_bias_forward_kernel(X, W1, b1, z1):
+    # layer 1: affine-shared-bias
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
 
 
 def affine_shared_bias_forward(X, W, b, out=None):
     """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,)."""
     _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
+    X, W, b, = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_shared_bias_forward", "b", b, (1,))
@@ -921,20 +927,24 @@ def affine_shared_bias_forward(X, W, b, out=None):
 
 
 @jit
-def affine_shared_bias_backward_kernel(dY, X, W):
-    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
-    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
-    db = _total(dY)  # dL/db = 1^T dY 1 (one shared bias)
-    return dX, dW, db
+def affine_shared_bias_backward_kernel(dz1, X, W1, dX, dW1, db1):
+    # layer 1: affine-shared-bias
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    np.dot(dz1, W1.T, dX)  # dL/dX = dL/dz1 W1^T
 
 
 def affine_shared_bias_backward(dY, X, W):
     """dX = dY*W.T, dW = X.T*dY, db = 1*dY*1."""
-    dY, X, W = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
+    dY, X, W, = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_shared_bias_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return affine_shared_bias_backward_kernel(dY, X, W)
+    dX = np.empty((X.shape[0], X.shape[1]), X.dtype)
+    dW = np.empty((X.shape[1], W.shape[1]), X.dtype)
+    db = np.empty((1,), X.dtype)
+    affine_shared_bias_backward_kernel(dY, X, W, dX, dW, db)
+    return dX, dW, db
 
 
 @jit

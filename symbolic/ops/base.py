@@ -141,6 +141,9 @@ class Op:
     # (name, default) of each number a spec writes that the per-layer kernels take at run time
     # instead (dropout's p): the one-node graph they are printed from holds it as a symbol
     run_time_args: tuple = ()
+    # the sizes a spec writes that the per-layer kernels read off their arrays instead (affine's I
+    # and J): symbols in the one-node graph they are printed from
+    size_args: tuple = ()
 
     def network_problem(self) -> str | None:
         """Why this op cannot be a layer of a network, or None."""
