@@ -148,87 +148,68 @@ def _one_node_kernels(layer, d: Derivation, module: ModuleText):
         kernel = Function(f"{function}_kernel", arrays(*kernel_args, *scalars, *outputs), body)
         names = [public[name] for name in kernel_args]
         results = ["out" if name == value else public[name] for name in outputs]  # the value is out
-        if elements:  # the fused kernel's arrays follow dout's shape, the others' their first array's
+        if elements:  # arrays of one shape, the first one's (the fused kernel's: dout's)
             like = names[-1] if kind == "forward_backward" else names[0]
-            wrapper = _any_shape_wrapper(function, _element_doc(layer, d, kind, results, names), names, scalars,
-                                         results, not scalars and kind != "forward_backward", like)
+            shapes, shape_of, checks, checked = None, lambda name: f"{like}.shape", [], {like}  # noqa: E731
+            caller = results if not scalars and kind != "forward_backward" else []
         else:
             shapes = {public[name]: shape for name, shape in low.array_shapes().items() if name in public}
             shapes["out"] = low.array_shapes()[value]
-            wrapper = _sized_wrapper(function, _sized_doc(d, kind, names, shapes), names, results, kind == "forward",
-                                     shapes, [public[name] for name in inputs])
-        module.add(module.backend.function(kernel, module.printer) + "\n\n" + wrapper)
+            shape_of, checks, checked = _sizes_read(function, names, shapes, [public[name] for name in inputs])
+            like, caller = checked[0], results[:1] if kind == "forward" else []
+        module.add(module.backend.function(kernel, module.printer) + "\n\n" + _wrapper(
+            function, _doc(layer, d, kind, names, results, shapes), names, scalars, results, caller, shape_of, like,
+            checks, checked, ".reshape(1, -1)" if elements else ""))
     module.helpers |= module.printer.helpers_used
 
 
-def _element_doc(layer, d: Derivation, kind: str, outputs, args) -> str:
+def _doc(layer, d: Derivation, kind: str, args, outputs, shapes) -> str:
     if kind == "forward":
-        output = next(iter(d.forward))
-        return f"{output} = {sp.sstr(d.forward[output])}, element by element ({layer.summary})."
+        (value, rule), = d.forward.items()
+        where = ", element by element" if shapes is None else ": " + ", ".join(f"{a} is {shapes[a]}" for a in args)
+        return f"{value} = {sp.sstr(rule)}{where} ({layer.summary})."
     if kind == "backward":
-        rules = "; ".join(f"{name} = {sp.sstr(d.backward[name])}" for name in outputs)
-        return f"{rules}. Reads {', '.join(args[1:]) or 'only ' + args[0]}; never writes its inputs."
+        return "; ".join(f"{name} = {sp.sstr(rule)}" for name, rule in d.backward.items()) + ". Never writes its inputs."
     return ("Forward and backward in one pass over memory, when the upstream gradient is known with the\n"
             f"    inputs (an activation applied to a fixed upstream gradient); returns ({', '.join(outputs)}).")
 
 
-def _any_shape_wrapper(function, doc, args, scalars, outputs, caller_outputs, like) -> str:
-    """The checked wrapper of an element-by-element kernel: arrays of one shape (that of
-    ``like``) and dtype, outputs allocated (or the caller's, ``out=None``), one-row views passed."""
-    signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()),
-                 *(f"{name}=None" for name in outputs if caller_outputs)]
-    given = ", ".join(f"{name}={name}" for name in args)
-    lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
-    if caller_outputs:
-        lines.append(f'    _separate("{function}", dict({", ".join(f"{o}={o}" for o in outputs)}), dict({given}))')
-    lines.append(f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})')
-    lines += [f'    _shape("{function}", "{name}", {name}, {like}.shape)' for name in args if name != like]
-    lines += [f'    {name} = _output("{function}", "{name}", {name}, {like}.shape, {like}.dtype)' if caller_outputs
-              else f"    {name} = np.empty_like({like})" for name in outputs]
-    views = [f"{name}.reshape(1, -1)" for name in args] + list(scalars) + [f"{name}.reshape(1, -1)" for name in outputs]
-    lines += [f"    {function}_kernel({', '.join(views)})", f"    return {', '.join(outputs)}"]
-    return "\n".join(lines) + "\n"
-
-
-def _sized_doc(d: Derivation, kind: str, args, shapes) -> str:
-    if kind == "forward":
-        (value, rule), = d.forward.items()
-        return f"{value} = {sp.sstr(rule)}: " + ", ".join(f"{name} is {shapes[name]}" for name in args) + "."
-    return ", ".join(f"{name} = {sp.sstr(rule)}" for name, rule in d.backward.items()) + "."
-
-
-def _sized_wrapper(function, doc, args, outputs, caller_output, shapes, inputs) -> str:
-    """The checked wrapper of a kernel whose sizes are read off its arrays: each size from the
-    first of the op's inputs that has it (X gives N and I, then W gives J), one check that those
-    arrays chain ((N, I) x (I, J)), every other array's shape checked, the outputs allocated
-    (the first one may be the caller's, ``out=None``)."""
+def _sizes_read(function, args, shapes, inputs):
+    """Where a kernel's sizes come from: each from the first of the op's inputs that has it (X
+    gives N and I, then W gives J), one check that those arrays chain ((N, I) x (I, J)).
+    Returns (each array's shape as the wrapper writes it, the check's lines, the arrays it checks)."""
     known, ranks, chains, chained = {}, [], [], []
     for name in (name for name in inputs if name in args):
-        shape = shapes[name]
-        if all(size in known or isinstance(size, int) for size in shape):
+        if all(size in known or isinstance(size, int) for size in shapes[name]):
             continue
         chained.append(name)
-        ranks.append(f"{name}.ndim != {len(shape)}")
-        for axis, size in enumerate(shape):
+        ranks.append(f"{name}.ndim != {len(shapes[name])}")
+        for axis, size in enumerate(shapes[name]):
             if size in known:
                 chains.append(f"{known[size]} != {name}.shape[{axis}]")
-            else:
-                known[size] = f"{name}.shape[{axis}]"
-    text = lambda shape: "(" + ", ".join(known.get(size, str(size)) for size in shape) + ("," if len(shape) == 1 else "") + ")"  # noqa: E731
-    given, first = ", ".join(f"{name}={name}" for name in args), chained[0]
-    lines = [f"def {function}({', '.join([*args, *([f'{outputs[0]}=None'] if caller_output else [])])}):",
-             f'    """{doc}"""']
-    if caller_output:
-        lines.append(f'    _separate("{function}", dict({outputs[0]}={outputs[0]}), dict({given}))')
-    lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})',
-              f'    if {" or ".join(ranks + chains)}:',
-              f'        raise ValueError(f"{function}: ' + " and ".join(f"{name} {{{name}.shape}}" for name in chained)
-              + f' do not chain as {" x ".join(str(shapes[name]) for name in chained)}")']
-    lines += [f'    _shape("{function}", "{name}", {name}, {text(shapes[name])})' for name in args if name not in chained]
-    lines += [f'    {name} = _output("{function}", "{name}", {name}, {text(shapes[name])}, {first}.dtype)'
-              if caller_output and i == 0 else f"    {name} = np.empty({text(shapes[name])}, {first}.dtype)"
-              for i, name in enumerate(outputs)]
-    lines += [f"    {function}_kernel({', '.join([*args, *outputs])})", f"    return {', '.join(outputs)}"]
+            known.setdefault(size, f"{name}.shape[{axis}]")
+    shape_of = lambda name: "(" + ", ".join(known.get(size, str(size)) for size in shapes[name]) + (  # noqa: E731
+        "," if len(shapes[name]) == 1 else "") + ")"
+    message = " and ".join(f"{name} {{{name}.shape}}" for name in chained)
+    return shape_of, [f'    if {" or ".join(ranks + chains)}:', f'        raise ValueError(f"{function}: {message} '
+                      f'do not chain as {" x ".join(str(shapes[name]) for name in chained)}")'], chained
+
+
+def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, checks, checked, view) -> str:
+    """The checked wrapper of a kernel: arrays of one float dtype (``like``'s), the sizes'
+    ``checks``, every other array's shape (``shape_of``) checked; outputs allocated, those in
+    ``caller`` the caller's if given (``out=None``); the kernel called on ``view``s of them."""
+    given = ", ".join(f"{name}={name}" for name in args)
+    signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()), *(f"{name}=None" for name in caller)]
+    lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
+    if caller:
+        lines.append(f'    _separate("{function}", dict({", ".join(f"{o}={o}" for o in caller)}), dict({given}))')
+    lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})', *checks]
+    lines += [f'    _shape("{function}", "{name}", {name}, {shape_of(name)})' for name in args if name not in checked]
+    lines += [f'    {name} = _output("{function}", "{name}", {name}, {shape_of(name)}, {like}.dtype)' if name in caller
+              else f"    {name} = np.empty({shape_of(name)}, {like}.dtype)" for name in outputs]
+    call = [*(f"{name}{view}" for name in args), *scalars, *(f"{name}{view}" for name in outputs)]
+    lines += [f"    {function}_kernel({', '.join(call)})", f"    return {', '.join(outputs)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: c0031a2aeb18241a
+# Body hash: 54f0ca10a71984ea
 
 import hashlib
 import itertools
@@ -496,7 +496,7 @@ def add_backward_kernel(dh0, dx, dy):
 
 
 def add_backward(dout, dx=None, dy=None):
-    """dx = dout; dy = dout. Reads only dout; never writes its inputs."""
+    """dx = dout; dy = dout. Never writes its inputs."""
     _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
     dout, = _arrays("add_backward", dout=dout)
     dx = _output("add_backward", "dx", dx, dout.shape, dout.dtype)
@@ -525,9 +525,9 @@ def add_forward_backward(x, y, dout):
     x, y, dout, = _arrays("add_forward_backward", x=x, y=y, dout=dout)
     _shape("add_forward_backward", "x", x, dout.shape)
     _shape("add_forward_backward", "y", y, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    dy = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    dy = np.empty(dout.shape, dout.dtype)
     add_forward_backward_kernel(x.reshape(1, -1), y.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return out, dx, dy
 
@@ -569,7 +569,7 @@ def mul_backward_kernel(dh0, x, y, dx, dy):
 
 
 def mul_backward(dout, x, y, dx=None, dy=None):
-    """dx = dout*y; dy = dout*x. Reads x, y; never writes its inputs."""
+    """dx = dout*y; dy = dout*x. Never writes its inputs."""
     _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
     dout, x, y, = _arrays("mul_backward", dout=dout, x=x, y=y)
     _shape("mul_backward", "x", x, dout.shape)
@@ -600,9 +600,9 @@ def mul_forward_backward(x, y, dout):
     x, y, dout, = _arrays("mul_forward_backward", x=x, y=y, dout=dout)
     _shape("mul_forward_backward", "x", x, dout.shape)
     _shape("mul_forward_backward", "y", y, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    dy = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    dy = np.empty(dout.shape, dout.dtype)
     mul_forward_backward_kernel(x.reshape(1, -1), y.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return out, dx, dy
 
@@ -639,7 +639,7 @@ def identity_backward_kernel(dh0, dX):
 
 
 def identity_backward(dout, dx=None):
-    """dx = dout. Reads only dout; never writes its inputs."""
+    """dx = dout. Never writes its inputs."""
     _separate("identity_backward", dict(dx=dx), dict(dout=dout))
     dout, = _arrays("identity_backward", dout=dout)
     dx = _output("identity_backward", "dx", dx, dout.shape, dout.dtype)
@@ -664,8 +664,8 @@ def identity_forward_backward(x, dout):
     inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("identity_forward_backward", x=x, dout=dout)
     _shape("identity_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
     identity_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
@@ -703,7 +703,7 @@ def relu_backward_kernel(dh0, X, dX):
 
 
 def relu_backward(dout, x, dx=None):
-    """dx = dout*Heaviside(x, 0). Reads x; never writes its inputs."""
+    """dx = dout*Heaviside(x, 0). Never writes its inputs."""
     _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
     dout, x, = _arrays("relu_backward", dout=dout, x=x)
     _shape("relu_backward", "x", x, dout.shape)
@@ -729,8 +729,8 @@ def relu_forward_backward(x, dout):
     inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("relu_forward_backward", x=x, dout=dout)
     _shape("relu_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
     relu_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
@@ -768,7 +768,7 @@ def sigmoid_backward_kernel(dh0, h0, dX):
 
 
 def sigmoid_backward(dout, y, dx=None):
-    """dx = dout*y*(1 - y). Reads y; never writes its inputs."""
+    """dx = dout*y*(1 - y). Never writes its inputs."""
     _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("sigmoid_backward", dout=dout, y=y)
     _shape("sigmoid_backward", "y", y, dout.shape)
@@ -795,8 +795,8 @@ def sigmoid_forward_backward(x, dout):
     inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("sigmoid_forward_backward", x=x, dout=dout)
     _shape("sigmoid_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
     sigmoid_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
@@ -834,7 +834,7 @@ def tanh_backward_kernel(dh0, h0, dX):
 
 
 def tanh_backward(dout, y, dx=None):
-    """dx = dout*(1 - y**2). Reads y; never writes its inputs."""
+    """dx = dout*(1 - y**2). Never writes its inputs."""
     _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("tanh_backward", dout=dout, y=y)
     _shape("tanh_backward", "y", y, dout.shape)
@@ -861,8 +861,8 @@ def tanh_forward_backward(x, dout):
     inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("tanh_forward_backward", x=x, dout=dout)
     _shape("tanh_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
     tanh_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
@@ -875,7 +875,7 @@ def affine_forward_kernel(X, W1, b1, z1):
 
 
 def affine_forward(X, W, b, out=None):
-    """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,)."""
+    """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,) (fully connected layer Y = X W + b, one bias per output)."""
     _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b, = _arrays("affine_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
@@ -895,7 +895,7 @@ def affine_backward_kernel(dz1, X, W1, dX, dW1, db1):
 
 
 def affine_backward(dY, X, W):
-    """dX = dY*W.T, dW = X.T*dY, db = 1*dY."""
+    """dX = dY*W.T; dW = X.T*dY; db = 1*dY. Never writes its inputs."""
     dY, X, W, = _arrays("affine_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
@@ -915,7 +915,7 @@ def affine_shared_bias_forward_kernel(X, W1, b1, z1):
 
 
 def affine_shared_bias_forward(X, W, b, out=None):
-    """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,)."""
+    """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,) (fully connected layer Y = X W + c, one bias shared by all outputs (the seeds' worked example))."""
     _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b, = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
@@ -935,7 +935,7 @@ def affine_shared_bias_backward_kernel(dz1, X, W1, dX, dW1, db1):
 
 
 def affine_shared_bias_backward(dY, X, W):
-    """dX = dY*W.T, dW = X.T*dY, db = 1*dY*1."""
+    """dX = dY*W.T; dW = X.T*dY; db = 1*dY*1. Never writes its inputs."""
     dY, X, W, = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
@@ -1116,7 +1116,7 @@ def dropout_forward(x, m, p=0.5):
     """y = m*x/(1 - p), element by element (inverted dropout: units dropped with probability p, survivors scaled by 1/(1-p); identity at inference)."""
     x, m, = _arrays("dropout_forward", x=x, m=m)
     _shape("dropout_forward", "m", m, x.shape)
-    out = np.empty_like(x)
+    out = np.empty(x.shape, x.dtype)
     dropout_forward_kernel(x.reshape(1, -1), m.reshape(1, -1), p, out.reshape(1, -1))
     return out
 
@@ -1135,10 +1135,10 @@ def dropout_backward_kernel(dh0, mask1, p, dX):
 
 
 def dropout_backward(dy, m, p=0.5):
-    """dx = dy*m/(1 - p). Reads m; never writes its inputs."""
+    """dx = dy*m/(1 - p). Never writes its inputs."""
     dy, m, = _arrays("dropout_backward", dy=dy, m=m)
     _shape("dropout_backward", "m", m, dy.shape)
-    dx = np.empty_like(dy)
+    dx = np.empty(dy.shape, dy.dtype)
     dropout_backward_kernel(dy.reshape(1, -1), m.reshape(1, -1), p, dx.reshape(1, -1))
     return dx
 
