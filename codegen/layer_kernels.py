@@ -195,21 +195,26 @@ def _sizes_read(function, args, shapes, inputs):
                       f'do not chain as {" x ".join(str(shapes[name]) for name in chained)}")'], chained
 
 
-def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, checks, checked, view) -> str:
+def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, checks, checked, view,
+             loss=False) -> str:
     """The checked wrapper of a kernel: arrays of one float dtype (``like``'s), the sizes'
     ``checks``, every other array's shape (``shape_of``) checked; outputs allocated, those in
-    ``caller`` the caller's if given (``out=None``); the kernel called on ``view``s of them."""
+    ``caller`` the caller's if given (``out=None``); the kernel called on ``view``s of them, its
+    outputs returned (after the loss it returns, ``loss``)."""
     given = ", ".join(f"{name}={name}" for name in args)
     signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()), *(f"{name}=None" for name in caller)]
     lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
     if caller:
-        lines.append(f'    _separate("{function}", dict({", ".join(f"{o}={o}" for o in caller)}), dict({given}))')
+        lines += [f"    if {' or '.join(f'{o} is not None' for o in caller)}:  # the caller's array must not share "
+                  "memory with an input",
+                  f'        _separate("{function}", dict({", ".join(f"{o}={o}" for o in caller)}), dict({given}))']
     lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})', *checks]
     lines += [f'    _shape("{function}", "{name}", {name}, {shape_of(name)})' for name in args if name not in checked]
     lines += [f'    {name} = _output("{function}", "{name}", {name}, {shape_of(name)}, {like}.dtype)' if name in caller
               else f"    {name} = np.empty({shape_of(name)}, {like}.dtype)" for name in outputs]
     call = [*(f"{name}{view}" for name in args), *scalars, *(f"{name}{view}" for name in outputs)]
-    lines += [f"    {function}_kernel({', '.join(call)})", f"    return {', '.join(outputs)}"]
+    lines += [f"    {'loss = ' if loss else ''}{function}_kernel({', '.join(call)})",
+              f"    return {', '.join(['loss', *outputs] if loss else outputs)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -502,43 +507,25 @@ def _shape_text(shape, first: str) -> str:
 
 def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d,
                      constants) -> str:
-    """The checked wrapper of a kernel printed from the lowering: arrays checked (2-D, at least
-    one row and one feature, each argument's shape from the first's), outputs allocated (the
-    first one may be the caller's, ``<name>=None``), the kernel called, the outputs returned."""
-    function = f"{base}_{direction}"
-    first, loss_forward = args[0], layer.is_loss and direction == "forward"
-    out = outputs[0] if outputs else None
-    signature = ", ".join([*args, *(f"{name}={value!r}" for name, value in constants.items()),
-                           *([f"{out}=None"] if out else [])])
+    """The checked wrapper of a 2-D kernel printed from the lowering: the first array 2-D with at
+    least one row and one feature, each other array's shape from it (T: the first's)."""
+    function, first = f"{base}_{direction}", args[0]
     if direction == "forward":
         formulas = "; ".join(f"{key} = {sp.sstr(rule)}" for key, rule in d.forward.items())
         doc = f"{formulas} ({layer.summary}), on a batch of rows (N, F)"
-        if loss_forward:
+        if layer.is_loss:
             doc += "; returns the loss" + (f" and {', '.join(outputs)}, saved for backward" if outputs else "")
     else:
         doc = "; ".join(f"{name} = {sp.sstr(d.backward[key])}" for name, key in zip(outputs, d.backward)) + (
             ". Never writes its inputs.")
-    lines = [f'def {function}({signature}):', f'    """{doc}"""']
-    if out:
-        lines += [f"    if {out} is not None:  # the caller's array must not share memory with an input",
-                  f'        _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))']
-    lines.append(f'    {", ".join(args)}, = _arrays("{function}", {", ".join(f"{a}={a}" for a in args)})')
+    texts = {name: _shape_text(shapes.get(lowered, shapes["X"]), first)
+             for name, lowered in zip([*args, *outputs], [*lowered_args, *lowered_outputs])}
     axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
-    lines += [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
+    checks = [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
               f'        raise ValueError(f"{function}: {first} must be 2-D (batch, {axis}) with at least one row '
               f'and one {one}, got shape {{{first}.shape}}")']
-    lines += [f'    _shape("{function}", "{a}", {a}, {_shape_text(shapes.get(lowered, shapes["X"]), first)})'
-              for a, lowered in zip(args[1:], lowered_args[1:])]
-    for i, (name, lowered) in enumerate(zip(outputs, lowered_outputs)):
-        shape = _shape_text(shapes[lowered], first)
-        lines.append(f'    {name} = _output("{function}", "{name}", {name}, {shape}, {first}.dtype)' if i == 0
-                     else f'    {name} = np.empty({shape}, {first}.dtype)')
-    call = f'{function}_kernel({", ".join([*args, *constants, *outputs])})'
-    if loss_forward:
-        lines += [f"    loss = {call}", f'    return {", ".join(["loss", *outputs])}']
-    else:
-        lines += [f"    {call}", f'    return {", ".join(outputs)}']
-    return "\n".join(lines) + "\n"
+    return _wrapper(function, doc, args, constants, outputs, outputs[:1], texts.get, first, checks, {first}, "",
+                    loss=layer.is_loss and direction == "forward")
 
 
 def _emitter(layer, name: str):

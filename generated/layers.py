@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 54f0ca10a71984ea
+# Body hash: bb35603aec0960e7
 
 import hashlib
 import itertools
@@ -475,7 +475,8 @@ def add_forward_kernel(x, y, h0):
 
 def add_forward(x, y, out=None):
     """out = x + y, element by element (addition node: passes the upstream gradient to both inputs)."""
-    _separate("add_forward", dict(out=out), dict(x=x, y=y))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("add_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("add_forward", x=x, y=y)
     _shape("add_forward", "y", y, x.shape)
     out = _output("add_forward", "out", out, x.shape, x.dtype)
@@ -497,7 +498,8 @@ def add_backward_kernel(dh0, dx, dy):
 
 def add_backward(dout, dx=None, dy=None):
     """dx = dout; dy = dout. Never writes its inputs."""
-    _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
+    if dx is not None or dy is not None:  # the caller's array must not share memory with an input
+        _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
     dout, = _arrays("add_backward", dout=dout)
     dx = _output("add_backward", "dx", dx, dout.shape, dout.dtype)
     dy = _output("add_backward", "dy", dy, dout.shape, dout.dtype)
@@ -546,7 +548,8 @@ def mul_forward_kernel(x, y, h0):
 
 def mul_forward(x, y, out=None):
     """out = x*y, element by element (multiplication node: each input gets the upstream times the other)."""
-    _separate("mul_forward", dict(out=out), dict(x=x, y=y))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("mul_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("mul_forward", x=x, y=y)
     _shape("mul_forward", "y", y, x.shape)
     out = _output("mul_forward", "out", out, x.shape, x.dtype)
@@ -570,7 +573,8 @@ def mul_backward_kernel(dh0, x, y, dx, dy):
 
 def mul_backward(dout, x, y, dx=None, dy=None):
     """dx = dout*y; dy = dout*x. Never writes its inputs."""
-    _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
+    if dx is not None or dy is not None:  # the caller's array must not share memory with an input
+        _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
     dout, x, y, = _arrays("mul_backward", dout=dout, x=x, y=y)
     _shape("mul_backward", "x", x, dout.shape)
     _shape("mul_backward", "y", y, dout.shape)
@@ -620,7 +624,8 @@ def identity_forward_kernel(X, h0):
 
 def identity_forward(x, out=None):
     """y = x, element by element (no activation)."""
-    _separate("identity_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("identity_forward", dict(out=out), dict(x=x))
     x, = _arrays("identity_forward", x=x)
     out = _output("identity_forward", "out", out, x.shape, x.dtype)
     identity_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
@@ -640,7 +645,8 @@ def identity_backward_kernel(dh0, dX):
 
 def identity_backward(dout, dx=None):
     """dx = dout. Never writes its inputs."""
-    _separate("identity_backward", dict(dx=dx), dict(dout=dout))
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("identity_backward", dict(dx=dx), dict(dout=dout))
     dout, = _arrays("identity_backward", dout=dout)
     dx = _output("identity_backward", "dx", dx, dout.shape, dout.dtype)
     identity_backward_kernel(dout.reshape(1, -1), dx.reshape(1, -1))
@@ -683,7 +689,8 @@ def relu_forward_kernel(X, h0):
 
 def relu_forward(x, out=None):
     """y = Max(0, x), element by element (rectified linear unit)."""
-    _separate("relu_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("relu_forward", dict(out=out), dict(x=x))
     x, = _arrays("relu_forward", x=x)
     out = _output("relu_forward", "out", out, x.shape, x.dtype)
     relu_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
@@ -704,7 +711,8 @@ def relu_backward_kernel(dh0, X, dX):
 
 def relu_backward(dout, x, dx=None):
     """dx = dout*Heaviside(x, 0). Never writes its inputs."""
-    _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
     dout, x, = _arrays("relu_backward", dout=dout, x=x)
     _shape("relu_backward", "x", x, dout.shape)
     dx = _output("relu_backward", "dx", dx, dout.shape, dout.dtype)
@@ -748,7 +756,8 @@ def sigmoid_forward_kernel(X, h0):
 
 def sigmoid_forward(x, out=None):
     """y = Sigmoid(x), element by element (logistic sigmoid)."""
-    _separate("sigmoid_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("sigmoid_forward", dict(out=out), dict(x=x))
     x, = _arrays("sigmoid_forward", x=x)
     out = _output("sigmoid_forward", "out", out, x.shape, x.dtype)
     sigmoid_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
@@ -769,7 +778,8 @@ def sigmoid_backward_kernel(dh0, h0, dX):
 
 def sigmoid_backward(dout, y, dx=None):
     """dx = dout*y*(1 - y). Never writes its inputs."""
-    _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("sigmoid_backward", dout=dout, y=y)
     _shape("sigmoid_backward", "y", y, dout.shape)
     dx = _output("sigmoid_backward", "dx", dx, dout.shape, dout.dtype)
@@ -814,7 +824,8 @@ def tanh_forward_kernel(X, h0):
 
 def tanh_forward(x, out=None):
     """y = tanh(x), element by element (hyperbolic tangent)."""
-    _separate("tanh_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("tanh_forward", dict(out=out), dict(x=x))
     x, = _arrays("tanh_forward", x=x)
     out = _output("tanh_forward", "out", out, x.shape, x.dtype)
     tanh_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
@@ -835,7 +846,8 @@ def tanh_backward_kernel(dh0, h0, dX):
 
 def tanh_backward(dout, y, dx=None):
     """dx = dout*(1 - y**2). Never writes its inputs."""
-    _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("tanh_backward", dout=dout, y=y)
     _shape("tanh_backward", "y", y, dout.shape)
     dx = _output("tanh_backward", "dx", dx, dout.shape, dout.dtype)
@@ -876,7 +888,8 @@ def affine_forward_kernel(X, W1, b1, z1):
 
 def affine_forward(X, W, b, out=None):
     """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,) (fully connected layer Y = X W + b, one bias per output)."""
-    _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b, = _arrays("affine_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
@@ -916,7 +929,8 @@ def affine_shared_bias_forward_kernel(X, W1, b1, z1):
 
 def affine_shared_bias_forward(X, W, b, out=None):
     """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,) (fully connected layer Y = X W + c, one bias shared by all outputs (the seeds' worked example))."""
-    _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
     X, W, b, = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
