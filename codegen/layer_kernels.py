@@ -100,6 +100,7 @@ def _fused(forward, backward) -> list:
 
 
 def _walk(statements):
+    """The statements and, in order, those inside their loops."""
     for s in statements:
         yield s
         yield from _walk(s.body) if isinstance(s, Loop) else ()
@@ -529,8 +530,8 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
 
 
 def _emitter(layer, name: str):
-    """A built-in family's hand-shaped emitter (through the op's base classes), else the
-    kernels printed from the family's own lowering."""
+    """An image op's emitter (through the op's base classes), else the kernels printed from
+    the lowering of a one-node graph."""
     for cls in type(layer).__mro__:
         if cls in EMITTERS:
             return EMITTERS[cls]
@@ -543,8 +544,8 @@ def _emitter(layer, name: str):
 
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
-    built-in family by its emitter, a family that brings its own lowering from that (an op
-    without per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
+    layer's kernels printed from its lowering, the image ops' by their emitters (an op without
+    per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
     module = ModuleText(backend)
     names = [name for name, layer in registry.items() if layer.layer_kernels]
     for name in names:
