@@ -3,22 +3,24 @@
 Each kernel (``<name>_kernel``) is a function of typed statements (``ir.Function``) that the
 backend prints and compiles, plus a checked wrapper (``<name>``, plain Python) that validates
 shapes and dtypes, allocates outputs unless the caller passes them, and never modifies its
-inputs. Softmax, the losses and any family that brings its own lowering get both from the
-lowering of a one-node graph (``_from_lowering``); the families whose public API takes what a
-one-node net spec cannot say keep an emitter here (``EMITTERS``): elementwise ops (arrays of
-any rank, two-input add and mul, the fused forward_backward), affine (its sizes), dropout (p
-at run time, a mask the caller gives) and the image ops (4-D arrays, window, stride, padding).
+inputs. The kernels are the lowering of a one-node graph: softmax, the losses and any family
+that brings its own lowering on 2-D arrays (``_from_lowering``); an element-by-element op
+(activations, add and mul, dropout: ``Op.element_by_element``) on arrays of any shape, with the
+fused ``<layer>_forward_backward`` one loop of its forward and backward statements, and affine
+at size symbols its wrappers read off X and W (``_one_node_kernels``). The image ops (4-D
+arrays, window, stride, padding) keep an emitter here (``EMITTERS``).
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import sympy as sp
 
 from symprop.symbolic.errors import SympropError
-from symprop.symbolic.graph import parse_net
+from symprop.symbolic.graph import Graph, Node, parse_net
 from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
-                                 Real, Return, ShapeOf, Size, array, arrays, element as at, index, local, parts)
-from symprop.symbolic.layers import (REGISTRY, Affine, Conv2d, Derivation, Dropout, Elementwise, Flatten,
-                                     N, Pool)
+                                 Real, Return, ShapeOf, array, arrays, local, parts)
+from symprop.symbolic.layers import REGISTRY, Conv2d, Derivation, Flatten, N, Pool
 from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.builders import FEATURES
 
@@ -50,160 +52,173 @@ class ModuleText:
         self.helpers |= set(helpers)
 
 
-def _each_element(size_of: str, assignments, arrays_read, comments=None):
-    """for i in range(size_of.size): each input element read once into a local (x_i = x[i]),
-    then the statements. Outputs may alias inputs, so a value read again after a store is
-    reloaded, and LLVM could no longer share the work (one exp) of two helpers applied to it."""
-    reads = [Let(local(f"{n}_i"), at(n, "i")) for n in arrays_read]
-    body = Assignments(tuple(assignments), {n: local(f"{n}_i") for n in arrays_read}, comments or {})
-    return (DtypeOf(array(size_of)), Loop(index("i"), Size(array(size_of)), (*reads, body)))
+def _nest(loop):
+    """The innermost loop of a loop nest (for n: for j: ...)."""
+    while len(loop.body) == 1 and isinstance(loop.body[0], Loop):
+        loop = loop.body[0]
+    return loop
 
 
-def _elementwise(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    inputs = list(layer.inputs)
-    forward = d.forward[layer.output]
-    # forward
-    args = ", ".join(inputs)
-    kernel = module.kernel(f"{base}_forward_kernel", f"{args}, out",
-                           *_each_element("out", [(at("out", "i"), forward)], inputs))
-    module.add(f'''
-{kernel}
+def _with_body(loop, body):
+    """The loop nest with its innermost body replaced."""
+    if len(loop.body) == 1 and isinstance(loop.body[0], Loop):
+        return replace(loop, body=(_with_body(loop.body[0], body),))
+    return replace(loop, body=tuple(body))
 
 
-def {base}_forward({args}, out=None):
-    """{layer.output} = {sp.sstr(forward)}, element by element ({layer.summary})."""
-    _separate("{base}_forward", dict(out=out), dict({", ".join(f"{n}={n}" for n in inputs)}))
-    {args}, = _arrays("{base}_forward", {", ".join(f"{n}={n}" for n in inputs)})
-{chr(10).join(f'    _shape("{base}_forward", "{n}", {n}, {inputs[0]}.shape)' for n in inputs[1:])}
-    out = _output("{base}_forward", "out", out, {inputs[0]}.shape, {inputs[0]}.dtype)
-    {base}_forward_kernel({", ".join(f"{n}.reshape(-1)" for n in inputs)}, out.reshape(-1))
-    return out
-''')
-    # backward: one output array per input, rules read dout and the saved values
-    saved = list(d.saved)
-    grads = [f"d{n}" for n in inputs]
-    assignments = [(at(g, "i"), d.backward[g]) for g in grads]
-    # "d out/dx" would read as the upstream dout over dx: bracket an output named out
-    output_name = f"({layer.output})" if layer.output == "out" else layer.output
-    partial = {at(g, "i"): f"{g} = dout * d{output_name}/d{g[1:]}" for g in grads}
-    params = ", ".join(["dout", *saved])
-    kernel = module.kernel(f"{base}_backward_kernel", f"{params}, {', '.join(grads)}",
-                           *_each_element("dout", assignments, ["dout", *saved], partial))
-    outs = ", ".join(f"{g}=None" for g in grads)
-    returns = ", ".join(grads)
-    checks = "\n".join(f'    _shape("{base}_backward", "{n}", {n}, dout.shape)' for n in saved)
-    allocs = "\n".join(f'    {g} = _output("{base}_backward", "{g}", {g}, dout.shape, dout.dtype)' for g in grads)
-    rules = "; ".join(f"{g} = {sp.sstr(d.backward[g])}" for g in grads)
-    module.add(f'''
-{kernel}
-
-
-def {base}_backward({params}, {outs}):
-    """{rules}. Reads {", ".join(saved) or "only dout"}; never writes its inputs."""
-    _separate("{base}_backward", dict({", ".join(f"{g}={g}" for g in grads)}), dict({", ".join(f"{n}={n}" for n in ["dout", *saved])}))
-    {params}, = _arrays("{base}_backward", {", ".join(f"{n}={n}" for n in ["dout", *saved])})
-{checks}
-{allocs}
-    {base}_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in ["dout", *saved, *grads])})
-    return {returns}
-''')
-    # fused: one pass computing the output and the gradients, sharing subexpressions (CSE)
-    output = sp.Symbol(layer.output, real=True)
-    fused = [(at("out", "i"), forward)] + [(at(g, "i"), d.backward[g].subs(output, forward)) for g in grads]
-    kernel = module.kernel(f"{base}_forward_backward_kernel", f"{args}, dout, out, {', '.join(grads)}",
-                           *_each_element("out", fused, [*inputs, "dout"], partial))
-    module.add(f'''
-{kernel}
-
-
-def {base}_forward_backward({args}, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns ({layer.output}, {returns})."""
-    {args}, dout, = _arrays("{base}_forward_backward", {", ".join(f"{n}={n}" for n in [*inputs, "dout"])})
-{chr(10).join(f'    _shape("{base}_forward_backward", "{n}", {n}, dout.shape)' for n in inputs)}
-    out = np.empty_like(dout)
-{chr(10).join(f"    {g} = np.empty_like(dout)" for g in grads)}
-    {base}_forward_backward_kernel({", ".join(f"{n}.reshape(-1)" for n in [*inputs, "dout", "out", *grads])})
-    return out, {returns}
-''')
-
-
-def _affine(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    X, W, b, out = arrays("X", "W", "b", "out")
-    names = dict(X=X, W=W, b=b)
-    forward = module.kernel(f"{base}_forward_kernel", "X, W, b, out", MatrixInto(d.forward["Y"], out, names))
-    comments = {"dX": "dL/dX = dY W^T", "dW": "dL/dW = X^T dY",
-                "db": "dL/db = 1^T dY" + (" 1 (one shared bias)" if layer.shared_bias else " (sum over the batch)")}
-    backward = module.kernel(f"{base}_backward_kernel", "dY, X, W",
-                             *(Let(local(g), d.backward[g], comment=comments[g]) for g in ("dX", "dW", "db")),
-                             Return(arrays("dX", "dW", "db")))
-    bias_shape = "(1,)" if layer.shared_bias else "(W.shape[1],)"
-    module.add(f'''
-{forward}
-
-
-def {base}_forward(X, W, b, out=None):
-    """Y = {sp.sstr(d.forward["Y"])}: X is (N, I), W is (I, J), b is {"(1,)" if layer.shared_bias else "(J,)"}."""
-    _separate("{base}_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
-    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-        raise ValueError(f"{base}_forward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
-    _shape("{base}_forward", "b", b, {bias_shape})
-    out = _output("{base}_forward", "out", out, (X.shape[0], W.shape[1]), X.dtype)
-    {base}_forward_kernel(X, W, b, out)
+def _read_once(statements) -> list:
+    """Each element an element loop reads, loaded once into a local (X_nj = X[n, j]) before its
+    stores: outputs may alias inputs as far as numba knows, so an element read again after a
+    store is reloaded, and LLVM could no longer share the work (one exp) of two helpers applied
+    to it."""
+    out = []
+    for s in statements:
+        if isinstance(s, Loop):
+            s = _with_body(s, _read_once(_nest(s).body))
+        elif isinstance(s, Assignments):
+            used = {symbol.name for _, value in s.pairs for symbol in value.free_symbols}
+            reads = {key: value for key, value in s.names.items() if key in used and isinstance(value, sp.Indexed)}
+            loaded = {key: local(f"{parts(value)[0]}_nj") for key, value in reads.items()}
+            out += [Let(loaded[key], value) for key, value in reads.items()]
+            s = replace(s, names={**s.names, **loaded})
+        out.append(s)
     return out
 
 
-{backward}
+def _fused(forward, backward) -> list:
+    """One element loop for a forward loop and the backward loop over the same elements: the
+    backward rules read the forward values as their formulas, so the two share their work
+    (one exp for y = sigmoid(x) and dx = dout y (1 - y))."""
+    (forward_loop,), (backward_loop,) = ([s for s in part if isinstance(s, Loop)] for part in (forward, backward))
+    (values,), (rules,) = _nest(forward_loop).body, _nest(backward_loop).body
+    written = dict(values.pairs)
+    formulas = {symbol: written[rules.names[symbol.name]] for _, rule in rules.pairs for symbol in rule.free_symbols
+                if rules.names.get(symbol.name) in written}
+    both = Assignments(values.pairs + tuple((target, rule.subs(formulas)) for target, rule in rules.pairs),
+                       {**values.names, **rules.names}, {**values.comments, **rules.comments})
+    return [_with_body(forward_loop, (both,))]
 
 
-def {base}_backward(dY, X, W):
-    """dX = {sp.sstr(d.backward["dX"])}, dW = {sp.sstr(d.backward["dW"])}, db = {sp.sstr(d.backward["db"])}."""
-    dY, X, W = _arrays("{base}_backward", dY=dY, X=X, W=W)
-    if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-        raise ValueError(f"{base}_backward: X {{X.shape}} and W {{W.shape}} do not chain as (N, I) x (I, J)")
-    _shape("{base}_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return {base}_backward_kernel(dY, X, W)
-''')
+def _walk(statements):
+    """The statements and, in order, those inside their loops."""
+    for s in statements:
+        yield s
+        yield from _walk(s.body) if isinstance(s, Loop) else ()
 
 
-def _dropout(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    names = {"x": at("x", "i"), "m": at("m", "i"), "dy": at("dy", "i"), "p": local("rate")}
-    rate, p = local("rate"), local("p")
-    forward = module.kernel(f"{base}_forward_kernel", "x, m, p, y", DtypeOf(array("x")), Let(rate, Real(p)),
-                            Loop(index("i"), Size(array("x")),
-                                 (Assignments(((at("y", "i"), d.forward["y"]),), names),)))
-    backward = module.kernel(f"{base}_backward_kernel", "dy, m, p, dx", DtypeOf(array("dy")), Let(rate, Real(p)),
-                             Loop(index("i"), Size(array("dy")), (Assignments(
-                                 ((at("dx", "i"), d.backward["dx"]),), names,
-                                 {at("dx", "i"): f"dx = {sp.sstr(d.backward['dx'])}"}),)))
-    module.add(f'''
-{forward}
+def _op_names(low) -> dict:
+    """array -> the name the op's derivation gives it (X -> x, h0 -> y, dz1 -> dY, W1 -> W),
+    read off the renamings of its statements; a gradient d<array> without one is d<name>."""
+    public = {parts(value)[0]: key for s in _walk(low.forward + low.backward) for key, value in
+              getattr(s, "names", {}).items() if isinstance(value, (sp.Symbol, sp.Indexed))}
+    return {**{f"d{array}": f"d{name}" for array, name in public.items()}, **public}
 
 
-def {base}_forward(x, m, p=0.5):
-    """Training mode: y = x m / (1 - p) for the 0/1 mask m (inference mode is the identity)."""
-    x, m = _arrays("{base}_forward", x=x, m=m)
-    _shape("{base}_forward", "m", m, x.shape)
-    y = np.empty_like(x)
-    {base}_forward_kernel(x.reshape(-1), m.reshape(-1), p, y.reshape(-1))
-    return y
+def _one_node_kernels(layer, d: Derivation, module: ModuleText):
+    """The kernels of an element-by-element op (activations, add and mul, dropout) or of one
+    whose spec arguments are sizes (affine(I,J)), printed from the lowering of a one-node graph
+    that holds those sizes as symbols (``Op.size_args``) and a number the per-layer API takes at
+    run time (dropout's p, ``Op.run_time_args``) as an argument of the kernels.
+    ``<layer>_forward(inputs..., out=None)`` returns the value; ``<layer>_backward(upstream,
+    saved...)`` the inputs' gradients, named as the op's derivation names them. An
+    element-by-element op's wrappers take arrays of any shape and give the kernels one-row
+    views (1, size), and the caller may pass every output; its
+    ``<layer>_forward_backward(inputs..., upstream)`` is one loop of the forward and backward
+    statements. Kernels with run-time numbers allocate their outputs and have no fused form."""
+    base, scalars, elements = python_name(layer.name), dict(layer.run_time_args), layer.element_by_element
+    values_read = [name for name in layer.inputs if name not in layer.input_arrays(1)]
+    args = (*layer.size_args, *map(local, scalars))
+    node = Node(layer, args, layer.name, 1, 1, inputs=tuple(values_read) if elements and len(values_read) > 1 else None)
+    low = Lowering(Graph((node,), features=None if layer.input_width(args) else FEATURES), input_gradient=True)
+    public, value = _op_names(low), low.values[-1]
+    array_of = {name: array for array, name in public.items()}
+    inputs, gradients = [array_of[name] for name in layer.inputs], [array_of[name] for name in d.backward]
+    kernels = [("forward", low.forward, inputs, [value]),
+               ("backward", low.backward, [f"d{value}", *(array_of[name] for name in d.saved)], gradients)]
+    if elements and not scalars:
+        kernels.append(("forward_backward", _fused(low.forward, low.backward), [*inputs, f"d{value}"],
+                        [value, *gradients]))
+    for kind, statements, kernel_args, outputs in kernels:
+        function = f"{base}_{kind}"
+        loops = [DtypeOf(array(kernel_args[0])), ShapeOf((N, FEATURES), array(kernel_args[0]))] if elements else []
+        body = (*loops, *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
+        missing = set(reads_and_writes(body)[0]) - {*kernel_args, *scalars, *map(str, (N, *layer.size_args))}
+        if missing:
+            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(missing)}, "
+                               "which its per-layer kernel does not take")
+        kernel = Function(f"{function}_kernel", arrays(*kernel_args, *scalars, *outputs), body)
+        names = [public[name] for name in kernel_args]
+        results = ["out" if name == value else public[name] for name in outputs]  # the value is out
+        if elements:  # arrays of one shape, the first one's (the fused kernel's: dout's)
+            like = names[-1] if kind == "forward_backward" else names[0]
+            shapes, shape_of, checks, checked = None, lambda name: f"{like}.shape", [], {like}  # noqa: E731
+            caller = results if not scalars and kind != "forward_backward" else []
+        else:
+            shapes = {public[name]: shape for name, shape in low.array_shapes().items() if name in public}
+            shapes["out"] = low.array_shapes()[value]
+            shape_of, checks, checked = _sizes_read(function, names, shapes, [public[name] for name in inputs])
+            like, caller = checked[0], results[:1] if kind == "forward" else []
+        module.add(module.backend.function(kernel, module.printer) + "\n\n" + _wrapper(
+            function, _doc(layer, d, kind, names, results, shapes), names, scalars, results, caller, shape_of, like,
+            checks, checked, ".reshape(1, -1)" if elements else ""))
+    module.helpers |= module.printer.helpers_used
 
 
-{backward}
+def _doc(layer, d: Derivation, kind: str, args, outputs, shapes) -> str:
+    if kind == "forward":
+        (value, rule), = d.forward.items()
+        where = ", element by element" if shapes is None else ": " + ", ".join(f"{a} is {shapes[a]}" for a in args)
+        return f"{value} = {sp.sstr(rule)}{where} ({layer.summary})."
+    if kind == "backward":
+        return "; ".join(f"{name} = {sp.sstr(rule)}" for name, rule in d.backward.items()) + ". Never writes its inputs."
+    return ("Forward and backward in one pass over memory, when the upstream gradient is known with the\n"
+            f"    inputs (an activation applied to a fixed upstream gradient); returns ({', '.join(outputs)}).")
 
 
-def {base}_backward(dy, m, p=0.5):
-    """dx = {sp.sstr(d.backward["dx"])}."""
-    dy, m = _arrays("{base}_backward", dy=dy, m=m)
-    _shape("{base}_backward", "m", m, dy.shape)
-    dx = np.empty_like(dy)
-    {base}_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
-    return dx
-''')
+def _sizes_read(function, args, shapes, inputs):
+    """Where a kernel's sizes come from: each from the first of the op's inputs that has it (X
+    gives N and I, then W gives J), one check that those arrays chain ((N, I) x (I, J)).
+    Returns (each array's shape as the wrapper writes it, the check's lines, the arrays it checks)."""
+    known, ranks, chains, chained = {}, [], [], []
+    for name in (name for name in inputs if name in args):
+        if all(size in known or isinstance(size, int) for size in shapes[name]):
+            continue
+        chained.append(name)
+        ranks.append(f"{name}.ndim != {len(shapes[name])}")
+        for axis, size in enumerate(shapes[name]):
+            if size in known:
+                chains.append(f"{known[size]} != {name}.shape[{axis}]")
+            known.setdefault(size, f"{name}.shape[{axis}]")
+    shape_of = lambda name: "(" + ", ".join(known.get(size, str(size)) for size in shapes[name]) + (  # noqa: E731
+        "," if len(shapes[name]) == 1 else "") + ")"
+    message = " and ".join(f"{name} {{{name}.shape}}" for name in chained)
+    return shape_of, [f'    if {" or ".join(ranks + chains)}:', f'        raise ValueError(f"{function}: {message} '
+                      f'do not chain as {" x ".join(str(shapes[name]) for name in chained)}")'], chained
+
+
+def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, checks, checked, view,
+             loss=False) -> str:
+    """The checked wrapper of a kernel: arrays of one float dtype (``like``'s), the sizes'
+    ``checks``, every other array's shape (``shape_of``) checked; outputs allocated, those in
+    ``caller`` the caller's if given (``out=None``); the kernel called on ``view``s of them, its
+    outputs returned (after the loss it returns, ``loss``)."""
+    given = ", ".join(f"{name}={name}" for name in args)
+    signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()), *(f"{name}=None" for name in caller)]
+    lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
+    if caller:
+        lines += [f"    if {' or '.join(f'{o} is not None' for o in caller)}:  # the caller's array must not share "
+                  "memory with an input",
+                  f'        _separate("{function}", dict({", ".join(f"{o}={o}" for o in caller)}), dict({given}))']
+    lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})', *checks]
+    lines += [f'    _shape("{function}", "{name}", {name}, {shape_of(name)})' for name in args if name not in checked]
+    lines += [f'    {name} = _output("{function}", "{name}", {name}, {shape_of(name)}, {like}.dtype)' if name in caller
+              else f"    {name} = np.empty({shape_of(name)}, {like}.dtype)" for name in outputs]
+    call = [*(f"{name}{view}" for name in args), *scalars, *(f"{name}{view}" for name in outputs)]
+    lines += [f"    {'loss = ' if loss else ''}{function}_kernel({', '.join(call)})",
+              f"    return {', '.join(['loss', *outputs] if loss else outputs)}"]
+    return "\n".join(lines) + "\n"
+
+
 _IMAGE_CHECK = '''
 def _images(function, X, ndim=4):
     if X.ndim != ndim or X.shape[0] == 0:
@@ -346,9 +361,6 @@ def {base}_backward(dY, X):
 
 # op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
 EMITTERS = {
-    Elementwise: _elementwise,
-    Affine: _affine,
-    Dropout: _dropout,
     Conv2d: _conv2d,
     Pool: _pool,
     Flatten: _flatten,
@@ -496,51 +508,35 @@ def _shape_text(shape, first: str) -> str:
 
 def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d,
                      constants) -> str:
-    """The checked wrapper of a kernel printed from the lowering: arrays checked (2-D, at least
-    one row and one feature, each argument's shape from the first's), outputs allocated (the
-    first one may be the caller's, ``<name>=None``), the kernel called, the outputs returned."""
-    function = f"{base}_{direction}"
-    first, loss_forward = args[0], layer.is_loss and direction == "forward"
-    out = outputs[0] if outputs else None
-    signature = ", ".join([*args, *(f"{name}={value!r}" for name, value in constants.items()),
-                           *([f"{out}=None"] if out else [])])
+    """The checked wrapper of a 2-D kernel printed from the lowering: the first array 2-D with at
+    least one row and one feature, each other array's shape from it (T: the first's)."""
+    function, first = f"{base}_{direction}", args[0]
     if direction == "forward":
         formulas = "; ".join(f"{key} = {sp.sstr(rule)}" for key, rule in d.forward.items())
         doc = f"{formulas} ({layer.summary}), on a batch of rows (N, F)"
-        if loss_forward:
+        if layer.is_loss:
             doc += "; returns the loss" + (f" and {', '.join(outputs)}, saved for backward" if outputs else "")
     else:
         doc = "; ".join(f"{name} = {sp.sstr(d.backward[key])}" for name, key in zip(outputs, d.backward)) + (
             ". Never writes its inputs.")
-    lines = [f'def {function}({signature}):', f'    """{doc}"""']
-    if out:
-        lines += [f"    if {out} is not None:  # the caller's array must not share memory with an input",
-                  f'        _separate("{function}", dict({out}={out}), dict({", ".join(f"{a}={a}" for a in args)}))']
-    lines.append(f'    {", ".join(args)}, = _arrays("{function}", {", ".join(f"{a}={a}" for a in args)})')
+    texts = {name: _shape_text(shapes.get(lowered, shapes["X"]), first)
+             for name, lowered in zip([*args, *outputs], [*lowered_args, *lowered_outputs])}
     axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
-    lines += [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
+    checks = [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
               f'        raise ValueError(f"{function}: {first} must be 2-D (batch, {axis}) with at least one row '
               f'and one {one}, got shape {{{first}.shape}}")']
-    lines += [f'    _shape("{function}", "{a}", {a}, {_shape_text(shapes.get(lowered, shapes["X"]), first)})'
-              for a, lowered in zip(args[1:], lowered_args[1:])]
-    for i, (name, lowered) in enumerate(zip(outputs, lowered_outputs)):
-        shape = _shape_text(shapes[lowered], first)
-        lines.append(f'    {name} = _output("{function}", "{name}", {name}, {shape}, {first}.dtype)' if i == 0
-                     else f'    {name} = np.empty({shape}, {first}.dtype)')
-    call = f'{function}_kernel({", ".join([*args, *constants, *outputs])})'
-    if loss_forward:
-        lines += [f"    loss = {call}", f'    return {", ".join(["loss", *outputs])}']
-    else:
-        lines += [f"    {call}", f'    return {", ".join(outputs)}']
-    return "\n".join(lines) + "\n"
+    return _wrapper(function, doc, args, constants, outputs, outputs[:1], texts.get, first, checks, {first}, "",
+                    loss=layer.is_loss and direction == "forward")
 
 
 def _emitter(layer, name: str):
-    """A built-in family's hand-shaped emitter (through the op's base classes), else the
-    kernels printed from the family's own lowering."""
+    """An image op's emitter (through the op's base classes), else the kernels printed from
+    the lowering of a one-node graph."""
     for cls in type(layer).__mro__:
         if cls in EMITTERS:
             return EMITTERS[cls]
+    if layer.element_by_element or layer.size_args:
+        return _one_node_kernels
     if callable(getattr(layer, "lower", None)):
         return _from_lowering
     raise SympropError(f"layer {name!r}: symprop has no lowering for {type(layer).__name__} ops")
@@ -548,8 +544,8 @@ def _emitter(layer, name: str):
 
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
-    built-in family by its emitter, a family that brings its own lowering from that (an op
-    without per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
+    layer's kernels printed from its lowering, the image ops' by their emitters (an op without
+    per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
     module = ModuleText(backend)
     names = [name for name, layer in registry.items() if layer.layer_kernels]
     for name in names:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 525945adf1b349de
+# Body hash: d04b1a75c2e76e81
 
 import hashlib
 import itertools
@@ -462,379 +462,435 @@ def _total(a, out=None):
 
 
 @jit
-def add_forward_kernel(x, y, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        y_i = y[i]
-        out[i] = x_i + y_i
+def add_forward_kernel(x, y, h0):
+    real = x.dtype.type
+    N, F = x.shape
+    # layer 1: add
+    for n in range(N):
+        for j in range(F):
+            x_nj = x[n, j]
+            y_nj = y[n, j]
+            h0[n, j] = x_nj + y_nj
 
 
 def add_forward(x, y, out=None):
     """out = x + y, element by element (addition node: passes the upstream gradient to both inputs)."""
-    _separate("add_forward", dict(out=out), dict(x=x, y=y))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("add_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("add_forward", x=x, y=y)
     _shape("add_forward", "y", y, x.shape)
     out = _output("add_forward", "out", out, x.shape, x.dtype)
-    add_forward_kernel(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    add_forward_kernel(x.reshape(1, -1), y.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def add_backward_kernel(dout, dx, dy):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        dx[i] = dout_i  # dx = dout * d(out)/dx
-        dy[i] = dout_i  # dy = dout * d(out)/dy
+def add_backward_kernel(dh0, dx, dy):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: add
+    for n in range(N):
+        for j in range(F):
+            dh0_nj = dh0[n, j]
+            dx[n, j] = dh0_nj  # dL/dx = dL/dh0 * dh0/dx = dL/dh0 * 1
+            dy[n, j] = dh0_nj  # dL/dy = dL/dh0 * dh0/dy = dL/dh0 * 1
 
 
 def add_backward(dout, dx=None, dy=None):
-    """dx = dout; dy = dout. Reads only dout; never writes its inputs."""
-    _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
+    """dx = dout; dy = dout. Never writes its inputs."""
+    if dx is not None or dy is not None:  # the caller's array must not share memory with an input
+        _separate("add_backward", dict(dx=dx, dy=dy), dict(dout=dout))
     dout, = _arrays("add_backward", dout=dout)
-
     dx = _output("add_backward", "dx", dx, dout.shape, dout.dtype)
     dy = _output("add_backward", "dy", dy, dout.shape, dout.dtype)
-    add_backward_kernel(dout.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    add_backward_kernel(dout.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return dx, dy
 
 
 @jit
-def add_forward_backward_kernel(x, y, dout, out, dx, dy):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        y_i = y[i]
-        dout_i = dout[i]
-        out[i] = x_i + y_i
-        dx[i] = dout_i  # dx = dout * d(out)/dx
-        dy[i] = dout_i  # dy = dout * d(out)/dy
+def add_forward_backward_kernel(x, y, dh0, h0, dx, dy):
+    real = x.dtype.type
+    N, F = x.shape
+    for n in range(N):
+        for j in range(F):
+            x_nj = x[n, j]
+            y_nj = y[n, j]
+            dh0_nj = dh0[n, j]
+            h0[n, j] = x_nj + y_nj
+            dx[n, j] = dh0_nj  # dL/dx = dL/dh0 * dh0/dx = dL/dh0 * 1
+            dy[n, j] = dh0_nj  # dL/dy = dL/dh0 * dh0/dy = dL/dh0 * 1
 
 
 def add_forward_backward(x, y, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
     x, y, dout, = _arrays("add_forward_backward", x=x, y=y, dout=dout)
     _shape("add_forward_backward", "x", x, dout.shape)
     _shape("add_forward_backward", "y", y, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    dy = np.empty_like(dout)
-    add_forward_backward_kernel(x.reshape(-1), y.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    dy = np.empty(dout.shape, dout.dtype)
+    add_forward_backward_kernel(x.reshape(1, -1), y.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return out, dx, dy
 
 
 @jit
-def mul_forward_kernel(x, y, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        y_i = y[i]
-        out[i] = x_i*y_i
+def mul_forward_kernel(x, y, h0):
+    real = x.dtype.type
+    N, F = x.shape
+    # layer 1: mul
+    for n in range(N):
+        for j in range(F):
+            x_nj = x[n, j]
+            y_nj = y[n, j]
+            h0[n, j] = x_nj*y_nj
 
 
 def mul_forward(x, y, out=None):
     """out = x*y, element by element (multiplication node: each input gets the upstream times the other)."""
-    _separate("mul_forward", dict(out=out), dict(x=x, y=y))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("mul_forward", dict(out=out), dict(x=x, y=y))
     x, y, = _arrays("mul_forward", x=x, y=y)
     _shape("mul_forward", "y", y, x.shape)
     out = _output("mul_forward", "out", out, x.shape, x.dtype)
-    mul_forward_kernel(x.reshape(-1), y.reshape(-1), out.reshape(-1))
+    mul_forward_kernel(x.reshape(1, -1), y.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def mul_backward_kernel(dout, x, y, dx, dy):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        x_i = x[i]
-        y_i = y[i]
-        dx[i] = dout_i*y_i  # dx = dout * d(out)/dx
-        dy[i] = dout_i*x_i  # dy = dout * d(out)/dy
+def mul_backward_kernel(dh0, x, y, dx, dy):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: mul
+    for n in range(N):
+        for j in range(F):
+            x_nj = x[n, j]
+            y_nj = y[n, j]
+            dh0_nj = dh0[n, j]
+            dx[n, j] = dh0_nj*y_nj  # dL/dx = dL/dh0 * dh0/dx = dL/dh0 * y
+            dy[n, j] = dh0_nj*x_nj  # dL/dy = dL/dh0 * dh0/dy = dL/dh0 * x
 
 
 def mul_backward(dout, x, y, dx=None, dy=None):
-    """dx = dout*y; dy = dout*x. Reads x, y; never writes its inputs."""
-    _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
+    """dx = dout*y; dy = dout*x. Never writes its inputs."""
+    if dx is not None or dy is not None:  # the caller's array must not share memory with an input
+        _separate("mul_backward", dict(dx=dx, dy=dy), dict(dout=dout, x=x, y=y))
     dout, x, y, = _arrays("mul_backward", dout=dout, x=x, y=y)
     _shape("mul_backward", "x", x, dout.shape)
     _shape("mul_backward", "y", y, dout.shape)
     dx = _output("mul_backward", "dx", dx, dout.shape, dout.dtype)
     dy = _output("mul_backward", "dy", dy, dout.shape, dout.dtype)
-    mul_backward_kernel(dout.reshape(-1), x.reshape(-1), y.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    mul_backward_kernel(dout.reshape(1, -1), x.reshape(1, -1), y.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return dx, dy
 
 
 @jit
-def mul_forward_backward_kernel(x, y, dout, out, dx, dy):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        y_i = y[i]
-        dout_i = dout[i]
-        out[i] = x_i*y_i
-        dx[i] = dout_i*y_i  # dx = dout * d(out)/dx
-        dy[i] = dout_i*x_i  # dy = dout * d(out)/dy
+def mul_forward_backward_kernel(x, y, dh0, h0, dx, dy):
+    real = x.dtype.type
+    N, F = x.shape
+    for n in range(N):
+        for j in range(F):
+            x_nj = x[n, j]
+            y_nj = y[n, j]
+            dh0_nj = dh0[n, j]
+            h0[n, j] = x_nj*y_nj
+            dx[n, j] = dh0_nj*y_nj  # dL/dx = dL/dh0 * dh0/dx = dL/dh0 * y
+            dy[n, j] = dh0_nj*x_nj  # dL/dy = dL/dh0 * dh0/dy = dL/dh0 * x
 
 
 def mul_forward_backward(x, y, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx, dy)."""
     x, y, dout, = _arrays("mul_forward_backward", x=x, y=y, dout=dout)
     _shape("mul_forward_backward", "x", x, dout.shape)
     _shape("mul_forward_backward", "y", y, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    dy = np.empty_like(dout)
-    mul_forward_backward_kernel(x.reshape(-1), y.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1), dy.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    dy = np.empty(dout.shape, dout.dtype)
+    mul_forward_backward_kernel(x.reshape(1, -1), y.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1), dy.reshape(1, -1))
     return out, dx, dy
 
 
 @jit
-def identity_forward_kernel(x, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        out[i] = x_i
+def identity_forward_kernel(X, h0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: identity
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            h0[n, j] = X_nj
 
 
 def identity_forward(x, out=None):
     """y = x, element by element (no activation)."""
-    _separate("identity_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("identity_forward", dict(out=out), dict(x=x))
     x, = _arrays("identity_forward", x=x)
-
     out = _output("identity_forward", "out", out, x.shape, x.dtype)
-    identity_forward_kernel(x.reshape(-1), out.reshape(-1))
+    identity_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def identity_backward_kernel(dout, dx):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        dx[i] = dout_i  # dx = dout * dy/dx
+def identity_backward_kernel(dh0, dX):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: identity
+    for n in range(N):
+        for j in range(F):
+            dh0_nj = dh0[n, j]
+            dX[n, j] = dh0_nj  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * 1
 
 
 def identity_backward(dout, dx=None):
-    """dx = dout. Reads only dout; never writes its inputs."""
-    _separate("identity_backward", dict(dx=dx), dict(dout=dout))
+    """dx = dout. Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("identity_backward", dict(dx=dx), dict(dout=dout))
     dout, = _arrays("identity_backward", dout=dout)
-
     dx = _output("identity_backward", "dx", dx, dout.shape, dout.dtype)
-    identity_backward_kernel(dout.reshape(-1), dx.reshape(-1))
+    identity_backward_kernel(dout.reshape(1, -1), dx.reshape(1, -1))
     return dx
 
 
 @jit
-def identity_forward_backward_kernel(x, dout, out, dx):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        dout_i = dout[i]
-        out[i] = x_i
-        dx[i] = dout_i  # dx = dout * dy/dx
+def identity_forward_backward_kernel(X, dh0, h0, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            dh0_nj = dh0[n, j]
+            h0[n, j] = X_nj
+            dX[n, j] = dh0_nj  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * 1
 
 
 def identity_forward_backward(x, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("identity_forward_backward", x=x, dout=dout)
     _shape("identity_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    identity_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    identity_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
 
 @jit
-def relu_forward_kernel(x, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        out[i] = max(real(0), x_i)
+def relu_forward_kernel(X, h0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: relu
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            h0[n, j] = max(real(0), X_nj)
 
 
 def relu_forward(x, out=None):
     """y = Max(0, x), element by element (rectified linear unit)."""
-    _separate("relu_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("relu_forward", dict(out=out), dict(x=x))
     x, = _arrays("relu_forward", x=x)
-
     out = _output("relu_forward", "out", out, x.shape, x.dtype)
-    relu_forward_kernel(x.reshape(-1), out.reshape(-1))
+    relu_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def relu_backward_kernel(dout, x, dx):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        x_i = x[i]
-        dx[i] = dout_i*real(x_i > real(0))  # dx = dout * dy/dx
+def relu_backward_kernel(dh0, X, dX):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: relu
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            dh0_nj = dh0[n, j]
+            dX[n, j] = dh0_nj*real(X_nj > real(0))  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * Heaviside(X, 0)
 
 
 def relu_backward(dout, x, dx=None):
-    """dx = dout*Heaviside(x, 0). Reads x; never writes its inputs."""
-    _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
+    """dx = dout*Heaviside(x, 0). Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("relu_backward", dict(dx=dx), dict(dout=dout, x=x))
     dout, x, = _arrays("relu_backward", dout=dout, x=x)
     _shape("relu_backward", "x", x, dout.shape)
     dx = _output("relu_backward", "dx", dx, dout.shape, dout.dtype)
-    relu_backward_kernel(dout.reshape(-1), x.reshape(-1), dx.reshape(-1))
+    relu_backward_kernel(dout.reshape(1, -1), x.reshape(1, -1), dx.reshape(1, -1))
     return dx
 
 
 @jit
-def relu_forward_backward_kernel(x, dout, out, dx):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        dout_i = dout[i]
-        out[i] = max(real(0), x_i)
-        dx[i] = dout_i*real(x_i > real(0))  # dx = dout * dy/dx
+def relu_forward_backward_kernel(X, dh0, h0, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            dh0_nj = dh0[n, j]
+            h0[n, j] = max(real(0), X_nj)
+            dX[n, j] = dh0_nj*real(X_nj > real(0))  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * Heaviside(X, 0)
 
 
 def relu_forward_backward(x, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("relu_forward_backward", x=x, dout=dout)
     _shape("relu_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    relu_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    relu_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
 
 @jit
-def sigmoid_forward_kernel(x, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        out[i] = _sigmoid(x_i)
+def sigmoid_forward_kernel(X, h0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: sigmoid
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            h0[n, j] = _sigmoid(X_nj)
 
 
 def sigmoid_forward(x, out=None):
     """y = Sigmoid(x), element by element (logistic sigmoid)."""
-    _separate("sigmoid_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("sigmoid_forward", dict(out=out), dict(x=x))
     x, = _arrays("sigmoid_forward", x=x)
-
     out = _output("sigmoid_forward", "out", out, x.shape, x.dtype)
-    sigmoid_forward_kernel(x.reshape(-1), out.reshape(-1))
+    sigmoid_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def sigmoid_backward_kernel(dout, y, dx):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        y_i = y[i]
-        dx[i] = dout_i*y_i*(real(1) - y_i)  # dx = dout * dy/dx
+def sigmoid_backward_kernel(dh0, h0, dX):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: sigmoid
+    for n in range(N):
+        for j in range(F):
+            h0_nj = h0[n, j]
+            dh0_nj = dh0[n, j]
+            dX[n, j] = dh0_nj*h0_nj*(real(1) - h0_nj)  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * h0*(1 - h0)
 
 
 def sigmoid_backward(dout, y, dx=None):
-    """dx = dout*y*(1 - y). Reads y; never writes its inputs."""
-    _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
+    """dx = dout*y*(1 - y). Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("sigmoid_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("sigmoid_backward", dout=dout, y=y)
     _shape("sigmoid_backward", "y", y, dout.shape)
     dx = _output("sigmoid_backward", "dx", dx, dout.shape, dout.dtype)
-    sigmoid_backward_kernel(dout.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    sigmoid_backward_kernel(dout.reshape(1, -1), y.reshape(1, -1), dx.reshape(1, -1))
     return dx
 
 
 @jit
-def sigmoid_forward_backward_kernel(x, dout, out, dx):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        dout_i = dout[i]
-        t0 = _sigmoid(x_i)
-        out[i] = t0
-        dx[i] = dout_i*t0*(real(1) - t0)  # dx = dout * dy/dx
+def sigmoid_forward_backward_kernel(X, dh0, h0, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            dh0_nj = dh0[n, j]
+            t0 = _sigmoid(X_nj)
+            h0[n, j] = t0
+            dX[n, j] = dh0_nj*t0*(real(1) - t0)  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * h0*(1 - h0)
 
 
 def sigmoid_forward_backward(x, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("sigmoid_forward_backward", x=x, dout=dout)
     _shape("sigmoid_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    sigmoid_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    sigmoid_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
 
 @jit
-def tanh_forward_kernel(x, out):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        out[i] = np.tanh(x_i)
+def tanh_forward_kernel(X, h0):
+    real = X.dtype.type
+    N, F = X.shape
+    # layer 1: tanh
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            h0[n, j] = np.tanh(X_nj)
 
 
 def tanh_forward(x, out=None):
     """y = tanh(x), element by element (hyperbolic tangent)."""
-    _separate("tanh_forward", dict(out=out), dict(x=x))
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("tanh_forward", dict(out=out), dict(x=x))
     x, = _arrays("tanh_forward", x=x)
-
     out = _output("tanh_forward", "out", out, x.shape, x.dtype)
-    tanh_forward_kernel(x.reshape(-1), out.reshape(-1))
+    tanh_forward_kernel(x.reshape(1, -1), out.reshape(1, -1))
     return out
 
 
 @jit
-def tanh_backward_kernel(dout, y, dx):
-    real = dout.dtype.type
-    for i in range(dout.size):
-        dout_i = dout[i]
-        y_i = y[i]
-        dx[i] = dout_i*(real(1) - (y_i*y_i))  # dx = dout * dy/dx
+def tanh_backward_kernel(dh0, h0, dX):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    # layer 1: tanh
+    for n in range(N):
+        for j in range(F):
+            h0_nj = h0[n, j]
+            dh0_nj = dh0[n, j]
+            dX[n, j] = dh0_nj*(real(1) - (h0_nj*h0_nj))  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * 1 - h0**2
 
 
 def tanh_backward(dout, y, dx=None):
-    """dx = dout*(1 - y**2). Reads y; never writes its inputs."""
-    _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
+    """dx = dout*(1 - y**2). Never writes its inputs."""
+    if dx is not None:  # the caller's array must not share memory with an input
+        _separate("tanh_backward", dict(dx=dx), dict(dout=dout, y=y))
     dout, y, = _arrays("tanh_backward", dout=dout, y=y)
     _shape("tanh_backward", "y", y, dout.shape)
     dx = _output("tanh_backward", "dx", dx, dout.shape, dout.dtype)
-    tanh_backward_kernel(dout.reshape(-1), y.reshape(-1), dx.reshape(-1))
+    tanh_backward_kernel(dout.reshape(1, -1), y.reshape(1, -1), dx.reshape(1, -1))
     return dx
 
 
 @jit
-def tanh_forward_backward_kernel(x, dout, out, dx):
-    real = out.dtype.type
-    for i in range(out.size):
-        x_i = x[i]
-        dout_i = dout[i]
-        t0 = np.tanh(x_i)
-        out[i] = t0
-        dx[i] = dout_i*(real(1) - (t0*t0))  # dx = dout * dy/dx
+def tanh_forward_backward_kernel(X, dh0, h0, dX):
+    real = X.dtype.type
+    N, F = X.shape
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            dh0_nj = dh0[n, j]
+            t0 = np.tanh(X_nj)
+            h0[n, j] = t0
+            dX[n, j] = dh0_nj*(real(1) - (t0*t0))  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * 1 - h0**2
 
 
 def tanh_forward_backward(x, dout):
-    """Forward and backward in one pass over memory, when dout is known with the inputs
-    (an activation applied to a fixed upstream gradient); returns (y, dx)."""
+    """Forward and backward in one pass over memory, when the upstream gradient is known with the
+    inputs (an activation applied to a fixed upstream gradient); returns (out, dx)."""
     x, dout, = _arrays("tanh_forward_backward", x=x, dout=dout)
     _shape("tanh_forward_backward", "x", x, dout.shape)
-    out = np.empty_like(dout)
-    dx = np.empty_like(dout)
-    tanh_forward_backward_kernel(x.reshape(-1), dout.reshape(-1), out.reshape(-1), dx.reshape(-1))
+    out = np.empty(dout.shape, dout.dtype)
+    dx = np.empty(dout.shape, dout.dtype)
+    tanh_forward_backward_kernel(x.reshape(1, -1), dout.reshape(1, -1), out.reshape(1, -1), dx.reshape(1, -1))
     return out, dx
 
 
 @jit
-def affine_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+def affine_forward_kernel(X, W1, b1, z1):
+    # layer 1: affine
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
 
 
 def affine_forward(X, W, b, out=None):
-    """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,)."""
-    _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("affine_forward", X=X, W=W, b=b)
+    """Y = X*W + 1*b: X is (N, I), W is (I, J), b is (J,) (fully connected layer Y = X W + b, one bias per output)."""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("affine_forward", dict(out=out), dict(X=X, W=W, b=b))
+    X, W, b, = _arrays("affine_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_forward", "b", b, (W.shape[1],))
@@ -844,32 +900,38 @@ def affine_forward(X, W, b, out=None):
 
 
 @jit
-def affine_backward_kernel(dY, X, W):
-    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
-    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
-    db = _column_sums(dY)  # dL/db = 1^T dY (sum over the batch)
-    return dX, dW, db
+def affine_backward_kernel(dz1, X, W1, dX, dW1, db1):
+    # layer 1: affine
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
+    np.dot(dz1, W1.T, dX)  # dL/dX = dL/dz1 W1^T
 
 
 def affine_backward(dY, X, W):
-    """dX = dY*W.T, dW = X.T*dY, db = 1*dY."""
-    dY, X, W = _arrays("affine_backward", dY=dY, X=X, W=W)
+    """dX = dY*W.T; dW = X.T*dY; db = 1*dY. Never writes its inputs."""
+    dY, X, W, = _arrays("affine_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return affine_backward_kernel(dY, X, W)
+    dX = np.empty((X.shape[0], X.shape[1]), X.dtype)
+    dW = np.empty((X.shape[1], W.shape[1]), X.dtype)
+    db = np.empty((W.shape[1],), X.dtype)
+    affine_backward_kernel(dY, X, W, dX, dW, db)
+    return dX, dW, db
 
 
 @jit
-def affine_shared_bias_forward_kernel(X, W, b, out):
-    np.dot(X, W, out)
-    _add_bias(out, b)
+def affine_shared_bias_forward_kernel(X, W1, b1, z1):
+    # layer 1: affine-shared-bias
+    np.dot(X, W1, z1)  # z1 = X W1
+    _add_bias(z1, b1)  # z1 += 1 b1
 
 
 def affine_shared_bias_forward(X, W, b, out=None):
-    """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,)."""
-    _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
-    X, W, b = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
+    """Y = X*W + 1*b*1: X is (N, I), W is (I, J), b is (1,) (fully connected layer Y = X W + c, one bias shared by all outputs (the seeds' worked example))."""
+    if out is not None:  # the caller's array must not share memory with an input
+        _separate("affine_shared_bias_forward", dict(out=out), dict(X=X, W=W, b=b))
+    X, W, b, = _arrays("affine_shared_bias_forward", X=X, W=W, b=b)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_forward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_shared_bias_forward", "b", b, (1,))
@@ -879,20 +941,24 @@ def affine_shared_bias_forward(X, W, b, out=None):
 
 
 @jit
-def affine_shared_bias_backward_kernel(dY, X, W):
-    dX = np.dot(dY, W.T)  # dL/dX = dY W^T
-    dW = np.dot(X.T, dY)  # dL/dW = X^T dY
-    db = _total(dY)  # dL/db = 1^T dY 1 (one shared bias)
-    return dX, dW, db
+def affine_shared_bias_backward_kernel(dz1, X, W1, dX, dW1, db1):
+    # layer 1: affine-shared-bias
+    np.dot(X.T, dz1, dW1)  # dL/dW1 = X^T dL/dz1
+    _total(dz1, db1)  # dL/db1 = 1^T dL/dz1 1 (shared bias)
+    np.dot(dz1, W1.T, dX)  # dL/dX = dL/dz1 W1^T
 
 
 def affine_shared_bias_backward(dY, X, W):
-    """dX = dY*W.T, dW = X.T*dY, db = 1*dY*1."""
-    dY, X, W = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
+    """dX = dY*W.T; dW = X.T*dY; db = 1*dY*1. Never writes its inputs."""
+    dY, X, W, = _arrays("affine_shared_bias_backward", dY=dY, X=X, W=W)
     if X.ndim != 2 or W.ndim != 2 or X.shape[1] != W.shape[0]:
         raise ValueError(f"affine_shared_bias_backward: X {X.shape} and W {W.shape} do not chain as (N, I) x (I, J)")
     _shape("affine_shared_bias_backward", "dY", dY, (X.shape[0], W.shape[1]))
-    return affine_shared_bias_backward_kernel(dY, X, W)
+    dX = np.empty((X.shape[0], X.shape[1]), X.dtype)
+    dW = np.empty((X.shape[1], W.shape[1]), X.dtype)
+    db = np.empty((1,), X.dtype)
+    affine_shared_bias_backward_kernel(dY, X, W, dX, dW, db)
+    return dX, dW, db
 
 
 @jit
@@ -1048,36 +1114,46 @@ def layernorm_backward(dy, xhat, s, g, dx=None):
 
 
 @jit
-def dropout_forward_kernel(x, m, p, y):
-    real = x.dtype.type
-    rate = real(p)
-    for i in range(x.size):
-        y[i] = m[i]*x[i]/(real(1) - rate)
+def dropout_forward_kernel(X, mask1, p, h0):
+    real = X.dtype.type
+    N, F = X.shape
+    p = real(p)
+    # layer 1: dropout (mask mask1: 0 or 1)
+    for n in range(N):
+        for j in range(F):
+            X_nj = X[n, j]
+            mask1_nj = mask1[n, j]
+            h0[n, j] = mask1_nj*X_nj/(real(1) - p)
 
 
 def dropout_forward(x, m, p=0.5):
-    """Training mode: y = x m / (1 - p) for the 0/1 mask m (inference mode is the identity)."""
-    x, m = _arrays("dropout_forward", x=x, m=m)
+    """y = m*x/(1 - p), element by element (inverted dropout: units dropped with probability p, survivors scaled by 1/(1-p); identity at inference)."""
+    x, m, = _arrays("dropout_forward", x=x, m=m)
     _shape("dropout_forward", "m", m, x.shape)
-    y = np.empty_like(x)
-    dropout_forward_kernel(x.reshape(-1), m.reshape(-1), p, y.reshape(-1))
-    return y
+    out = np.empty(x.shape, x.dtype)
+    dropout_forward_kernel(x.reshape(1, -1), m.reshape(1, -1), p, out.reshape(1, -1))
+    return out
 
 
 @jit
-def dropout_backward_kernel(dy, m, p, dx):
-    real = dy.dtype.type
-    rate = real(p)
-    for i in range(dy.size):
-        dx[i] = dy[i]*m[i]/(real(1) - rate)  # dx = dy*m/(1 - p)
+def dropout_backward_kernel(dh0, mask1, p, dX):
+    real = dh0.dtype.type
+    N, F = dh0.shape
+    p = real(p)
+    # layer 1: dropout
+    for n in range(N):
+        for j in range(F):
+            mask1_nj = mask1[n, j]
+            dh0_nj = dh0[n, j]
+            dX[n, j] = dh0_nj*mask1_nj/(real(1) - p)  # dL/dX = dy*m/(1 - p)
 
 
 def dropout_backward(dy, m, p=0.5):
-    """dx = dy*m/(1 - p)."""
-    dy, m = _arrays("dropout_backward", dy=dy, m=m)
+    """dx = dy*m/(1 - p). Never writes its inputs."""
+    dy, m, = _arrays("dropout_backward", dy=dy, m=m)
     _shape("dropout_backward", "m", m, dy.shape)
-    dx = np.empty_like(dy)
-    dropout_backward_kernel(dy.reshape(-1), m.reshape(-1), p, dx.reshape(-1))
+    dx = np.empty(dy.shape, dy.dtype)
+    dropout_backward_kernel(dy.reshape(1, -1), m.reshape(1, -1), p, dx.reshape(1, -1))
     return dx
 
 

@@ -121,6 +121,11 @@ class Lowering:
         self.shown[value] = (name, indices)
         return value
 
+    def sources(self, use) -> list[str]:
+        """The arrays a node reads: in a chain, the value before it; a node of several inputs
+        (add, mul, lowered alone for their per-layer kernels) reads the arrays its inputs name."""
+        return [self.values[-1]] if len(use.inputs) == 1 else list(use.inputs)
+
     def buffer(self, name, shape):
         self.buffers.append((name, shape))
         return name

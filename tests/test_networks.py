@@ -340,7 +340,7 @@ def test_regenerating_reproduces_generated_byte_for_byte(tmp_path):
 def test_check_reports_an_edited_file_with_a_diff_and_the_fix(tmp_path):
     generate(tmp_path)
     target = tmp_path / "layers.py"
-    target.write_text(target.read_text().replace("real = out.dtype.type", "real = np.float64", 1))
+    target.write_text(target.read_text().replace("real = X.dtype.type", "real = np.float64", 1))
     result = subprocess.run([sys.executable, "-m", "symprop", "generate", "--check", "--directory", str(tmp_path)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 1

@@ -19,6 +19,7 @@ class Affine(Op):
 
     value_stem = "z"  # z1 = X W1 + b1: each affine layer starts a layer's names
     starts_layer = True
+    size_args = (I, J)  # the per-layer kernels read them off X and W
 
     name: str
     summary: str
@@ -109,7 +110,7 @@ class Affine(Op):
         out = lowering.buffer(lowering.names.value, (N, outputs))
         d = lowering.derivation(self)
         names = {"X": array(source), "W": array(W), "dY": array("d" + out), "b": array(b)}
-        small = inputs * outputs <= SMALL_MATRIX
+        small = isinstance(inputs * outputs, int) and inputs * outputs <= SMALL_MATRIX  # symbols: BLAS
         lowering.forward += [Comment(f"layer {use.position}: {use.text}"), MatrixInto(
             d.forward["Y"], array(out), names, small, (f"{out} = {source} {W}", f"{out} += 1 {b}"),
             tr(f"{use.text}: sum over the inputs of input times weight, plus the bias",

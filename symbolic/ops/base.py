@@ -135,6 +135,15 @@ class Op:
     # whose spec arguments fix sizes a kernel cannot read from its arrays (a recurrent layer's
     # steps): it is compiled inside network modules only
     layer_kernels = True
+    # each output element reads only the same element of each input (an activation, add, dropout):
+    # its per-layer kernels take arrays of any shape
+    element_by_element = False
+    # (name, default) of each number a spec writes that the per-layer kernels take at run time
+    # instead (dropout's p): the one-node graph they are printed from holds it as a symbol
+    run_time_args: tuple = ()
+    # the sizes a spec writes that the per-layer kernels read off their arrays instead (affine's I
+    # and J): symbols in the one-node graph they are printed from
+    size_args: tuple = ()
 
     def one_hot_group(self, args) -> int | None:
         """How many targets make one one-hot group where a loss has one_hot_targets: None, the

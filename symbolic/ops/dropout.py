@@ -25,6 +25,8 @@ class Dropout(Op):
     name: str
     summary: str
     inputs: tuple[str, ...] = ("x", "m")
+    element_by_element = True
+    run_time_args = (("p", 0.5),)
 
     def input_arrays(self, position: int) -> dict[str, str]:
         """The 0/1 mask is an input of the step (so a gradient check can hold it fixed)."""
@@ -64,15 +66,17 @@ class Dropout(Op):
         lowering.masks.append((mask, width, rate))
         out = lowering.buffer(lowering.names.value, (N, width))
         p = sp.Symbol("p", positive=True)
+        # the spec's number, exactly; a symbol (the per-layer kernels' p, given at run time) stays one
+        rate = rate if isinstance(rate, sp.Basic) else sp.Rational(str(rate))
         names = {"x": at(source, "n", "j"), "m": at(mask, "n", "j")}
         note = tr(f"{use.text}: the input times its mask, divided by 1 - p", f"{use.text}：输入乘以掩码，再除以 1 - p")
         lowering.forward += [Comment(f"layer {use.position}: {use.text} (mask {mask}: 0 or 1)"), lowering.each_element(
-            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: sp.Rational(str(rate))})),), names,
+            Assignments(((at(out, "n", "j"), d.forward["y"].xreplace({p: rate})),), names,
                         notes={at(out, "n", "j"): note}))]
         lowering._inference_statements = [Comment(f"layer {use.position}: {use.text} (inference: identity)"),
                                       lowering.each_element(Let(at(out, "n", "j"), at(source, "n", "j")))]
         dsource = lowering.buffer(f"d{source}", (N, width))
-        rule = d.backward["dx"].xreplace({p: sp.Rational(str(rate))})
+        rule = d.backward["dx"].xreplace({p: rate})
         lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), lowering.each_element(
             Assignments(((at(dsource, "n", "j"), rule),), {**names, "dy": at(f"d{out}", "n", "j")},
                         {at(dsource, "n", "j"): f"dL/d{source} = {sp.sstr(d.backward['dx'])}"}, upstream="dy",

@@ -30,6 +30,7 @@ class Elementwise(Op):
     inputs: tuple[str, ...] = ("x",)
     output: str = "y"
     accepts_images = True  # element by element: the shape does not matter
+    element_by_element = True
 
     def network_problem(self):
         if len(self.inputs) != 1:
@@ -100,21 +101,25 @@ class Elementwise(Op):
 
     def lower(self, lowering, use):
         d = lowering.derivation(self)
-        source = lowering.values[-1]
+        sources = lowering.sources(use)
         out = lowering.buffer(lowering.names.value, (N, lowering.width))
-        names = {"x": at(source, "n", "j"), self.output: at(out, "n", "j")}
+        names = {**{x: at(source, "n", "j") for x, source in zip(self.inputs, sources)},
+                 self.output: at(out, "n", "j")}
         note = tr(f"{use.text}, from its derivation", f"{use.text}（由其推导得到）")
         lowering.forward += [Comment(f"layer {use.position}: {use.text}"), lowering.each_element(Assignments(
             ((at(out, "n", "j"), d.forward[self.output]),), names, notes={at(out, "n", "j"): note}))]
-        rule = d.backward["dx"]
-        local = (rule / sp.Symbol("dout", real=True)).subs(
-            {sp.Symbol("x", real=True): sp.Symbol(source), sp.Symbol(self.output, real=True): sp.Symbol(out)})
-        dsource = lowering.buffer(f"d{source}", (N, lowering.width))
-        comment = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
+        arrays = {real(x): sp.Symbol(source) for x, source in zip(self.inputs, sources)} | {
+            real(self.output): sp.Symbol(out)}
+        rules, comments, notes = [], {}, {}
+        for x, source in zip(self.inputs, sources):
+            rule, dsource = d.backward[f"d{x}"], at(lowering.buffer(f"d{source}", (N, lowering.width)), "n", "j")
+            local = (rule / real("dout")).subs(arrays)
+            rules.append((dsource, rule))
+            comments[dsource] = f"dL/d{source} = dL/d{out} * d{out}/d{source} = dL/d{out} * {sp.sstr(local)}"
+            notes[dsource] = (_local_note(use.text), CHAIN_NOTE)
         lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), lowering.each_element(
-            Assignments(((at(dsource, "n", "j"), rule),), {**names, "dout": at(f"d{out}", "n", "j")},
-                        {at(dsource, "n", "j"): comment}, upstream="dout",
-                        notes={at(dsource, "n", "j"): (_local_note(use.text), CHAIN_NOTE)}))])
+            Assignments(tuple(rules), {**names, "dout": at(f"d{out}", "n", "j")}, comments, upstream="dout",
+                        notes=notes))])
         lowering.values.append(out)
 
 
