@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..indexcalc import pull_constants, resolve
-from ..ir import Accumulate, Comment, Let, Loop, as_written, difference, local, ratio
+from ..ir import (Accumulate, Comment, Let, Loop, MatrixProduct, Part, Rows, Summed, Transposed, as_written, difference,
+                  local, ratio)
 from ..text import tr
 from .base import N, Derivation, Label, Op, Step, positive_sizes
 
@@ -188,7 +189,15 @@ class Attention(Op):
             ("smax", "S", "max"), ("total", "S", "sum"), ("dot", "P", "dot")))
         keys_of_t = t + 1 if self.causal else tokens  # the keys query t sees
 
-        project = [Loop(t, tokens, (Loop(a, size, tuple(arrays.summed(at(role, n, t, a), rule, note))),))
+        sym = sp.Symbol
+        example = {role: Part(sym(names[role]), n) for role in names}  # the (T, width) matrices of example n
+        gradient = {role: Part(sym(f"d{names[role]}"), n) for role in names}
+        sequence = lambda name, width: Rows(Part(sym(name), n), width)  # noqa: E731  (a flat (T*width) row as (T, width))
+        # with the causal mask the weights above the diagonal are never written: the sums that
+        # read P or dS as whole matrices stay loops there
+        whole = {"loops": self.causal}
+
+        project = [Loop(t, tokens, (Loop(a, size, tuple(arrays.product_summed(at(role, n, t, a), rule, note))),))
                    for role, size, rule, note in (
                        ("Q", keys, d.forward["Q"], tr(f"{use.text}: the query of token t, x_t times {Wq}",
                                                       f"{use.text}：词元 t 的查询向量，x_t 乘 {Wq}")),
@@ -196,10 +205,13 @@ class Attention(Op):
                                                                         f"词元 t 的键向量，x_t 乘 {Wk}")),
                        ("V", values, d.forward["V"].xreplace({s: t, c: a}), tr(f"the value of token t, x_t times {Wv}",
                                                                                 f"词元 t 的值向量，x_t 乘 {Wv}")))]
+        projections = [MatrixProduct(Rows(sym(names[role]), size), Rows(sym(source), inputs), sym(weight),
+                                     comment=f"{role} = x {weight}, every token of every example")
+                       for role, weight, size in (("Q", Wq, keys), ("K", Wk, keys), ("V", Wv, values))]
         scale = tr(f"the score of query t against key s: their dot product divided by sqrt({keys})",
                    f"查询 t 对键 s 的分数：二者点积除以 sqrt({keys})")
         row = [
-            Loop(s, keys_of_t, tuple(arrays.summed(at("S", n, t, s), d.forward["S"], scale))),
+            Loop(s, keys_of_t, tuple(arrays.product_summed(at("S", n, t, s), d.forward["S"], scale, at("S", n, t, s)))),
             Let(smax, at("S", n, t, 0), note=tr("the row maximum of the scores: subtracted before exp, so no exponent "
                                                 "is positive", "分数的行最大值：exp 之前减去，使指数都不为正")),
             Loop(s, keys_of_t, (Let(smax, as_written(sp.Max, smax, at("S", n, t, s))),), start=1),
@@ -209,20 +221,27 @@ class Attention(Op):
             Loop(s, keys_of_t, (Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
                 "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
                 "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),
-            Loop(c, values, tuple(arrays.summed(arrays.flat(out, values, n, t, c), d.forward["O"], tr(
+            Loop(c, values, tuple(arrays.product_summed(arrays.flat(out, values, n, t, c), d.forward["O"], tr(
                 "the output of token t: the values weighted by its attention weights",
-                "词元 t 的输出：以其注意力权重加权的值向量")))),
+                "词元 t 的输出：以其注意力权重加权的值向量"), **whole))),
         ]
         mask = ", causal: token t sees s <= t" if self.causal else ""
-        lowering.forward += [Comment(f"{what} ({tokens} tokens of {inputs} -> {values}, keys {keys}{mask})"),
-                             Loop(n, N, (*project, Loop(t, tokens, tuple(row))))]
+        lowering.forward += [
+            Comment(f"{what} ({tokens} tokens of {inputs} -> {values}, keys {keys}{mask})"), *projections,
+            Loop(n, N, (*project, MatrixProduct(example["S"], example["Q"], Transposed(example["K"]), comment="Q K^T"),
+                        Loop(t, tokens, tuple(row)),
+                        *([] if self.causal else [MatrixProduct(sequence(out, values), example["P"], example["V"],
+                                                                comment="O = P V, after every row's weights")])))]
 
         back = [
-            Loop(s, tokens, (Loop(c, values, tuple(arrays.summed(at("dV", n, s, c), d.backward["dV"], tr(
+            *([] if self.causal else [MatrixProduct(gradient["V"], Transposed(example["P"]), sequence(f"d{out}", values),
+                                                    comment="dV = P^T dO")]),
+            MatrixProduct(gradient["P"], sequence(f"d{out}", values), Transposed(example["V"]), comment="dP = dO V^T"),
+            Loop(s, tokens, (Loop(c, values, tuple(arrays.product_summed(at("dV", n, s, c), d.backward["dV"], tr(
                 "value s's gradient: the weights on it times the outputs' gradients, summed over the queries",
-                "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和")))),)),
+                "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和"), **whole))),)),
             Loop(t, tokens, (
-                Loop(s, keys_of_t, tuple(arrays.summed(at("dP", n, t, s), d.backward["dP"], tr(
+                Loop(s, keys_of_t, tuple(arrays.product_summed(at("dP", n, t, s), d.backward["dP"], tr(
                     "the attention weight's gradient: the output's gradient dotted with value s",
                     "注意力权重的梯度：输出的梯度与值向量 s 的点积")))),
                 *arrays.summed(dot, _the_sum(d.backward["dS"]), tr(
@@ -233,31 +252,44 @@ class Attention(Op):
                     "the softmax Jacobian, not elementwise: P times (dP minus the row's sum of P dP)",
                     "softmax 的雅可比矩阵（不是逐元素的）：P 乘以（dP 减去该行 P dP 之和）")),)),
             )),
-            Loop(t, tokens, (Loop(a, keys, tuple(arrays.summed(at("dQ", n, t, a), d.backward["dQ"], tr(
+            *([] if self.causal else [
+                MatrixProduct(gradient["Q"], gradient["S"], example["K"], comment="dS K, scaled below"),
+                MatrixProduct(gradient["K"], Transposed(gradient["S"]), example["Q"], comment="dS^T Q, scaled below")]),
+            Loop(t, tokens, (Loop(a, keys, tuple(arrays.product_summed(at("dQ", n, t, a), d.backward["dQ"], tr(
                 f"query t's gradient: the scores' gradients times the keys, divided by sqrt({keys})",
-                f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})")))),)),
-            Loop(s, tokens, (Loop(a, keys, tuple(arrays.summed(at("dK", n, s, a), d.backward["dK"], tr(
+                f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})"), at("dQ", n, t, a), **whole))),)),
+            Loop(s, tokens, (Loop(a, keys, tuple(arrays.product_summed(at("dK", n, s, a), d.backward["dK"], tr(
                 f"key s's gradient: the scores' gradients times the queries, divided by sqrt({keys})",
-                f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})")))),)),
+                f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})"), at("dK", n, s, a), **whole))),)),
         ]
         grads = {p: lowering.buffer(f"d{p}", shape) for p, shape in ((Wq, (inputs, keys)), (Wk, (inputs, keys)),
                                                                       (Wv, (inputs, values)))}
-        params = [Loop(dd, inputs, (Loop(index_, size, tuple(arrays.summed(
-            sp.IndexedBase(grads[p])[dd, index_], d.backward[f"d{role}"], tr(
-                f"{p} is shared by every token: x_t times {what_grad}, summed over the batch and the tokens",
-                f"{p} 被每个词元共享：x_t 乘以{what_zh}，对批量和各词元求和")))),))
-            for role, p, index_, size, what_grad, what_zh in (
+        params = []
+        for role, p, index_, size, what_grad, what_zh in (
                 ("Wq", Wq, a, keys, "the query's gradient", "查询的梯度"),
                 ("Wk", Wk, a, keys, "the key's gradient", "键的梯度"),
-                ("Wv", Wv, c, values, "the value's gradient", "值的梯度"))]
+                ("Wv", Wv, c, values, "the value's gradient", "值的梯度")):
+            params += [MatrixProduct(sym(grads[p]), Transposed(Rows(sym(source), inputs)),
+                                     Rows(sym(f"d{names[role[1].upper()]}"), size),
+                                     comment=f"dL/d{p} = x^T d{names[role[1].upper()]}, every token of every example"),
+                       Loop(dd, inputs, (Loop(index_, size, tuple(arrays.product_summed(
+                           sp.IndexedBase(grads[p])[dd, index_], d.backward[f"d{role}"], tr(
+                               f"{p} is shared by every token: x_t times {what_grad}, summed over the batch and the tokens",
+                               f"{p} 被每个词元共享：x_t 乘以{what_zh}，对批量和各词元求和")))),))]
         backward = [Comment(f"{what}: back through the output, the softmax and the scores"),
                     Loop(n, N, tuple(back)), *params]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             lowering.buffer(f"d{source}", (N, tokens * inputs))
-            backward.append(Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.summed(
-                arrays.flat(f"d{source}", inputs, n, t, dd), d.backward["dx"], tr(
-                    f"token t feeds its query, key and value: their gradients carried back through {Wq}, {Wk}, {Wv}",
-                    f"词元 t 参与其查询、键和值：它们的梯度经 {Wq}、{Wk}、{Wv} 传回")))),)),)))
+            term = sym(lowering.buffer(f"term{names['Q']}", (N, tokens * inputs)))
+            into = Rows(sym(f"d{source}"), inputs)
+            backward += [MatrixProduct(into, Rows(sym(f"d{names['Q']}"), keys), Transposed(sym(Wq)),
+                                       comment=f"dL/d{source}: back through {Wq}, {Wk} and {Wv}"),
+                         *(MatrixProduct(into, Rows(sym(f"d{names[role]}"), size), Transposed(sym(weight)), True,
+                                         Rows(term, inputs)) for role, weight, size in (("K", Wk, keys), ("V", Wv, values))),
+                         Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.product_summed(
+                             arrays.flat(f"d{source}", inputs, n, t, dd), d.backward["dx"], tr(
+                                 f"token t feeds its query, key and value: their gradients carried back through {Wq}, "
+                                 f"{Wk}, {Wv}", f"词元 t 参与其查询、键和值：它们的梯度经 {Wq}、{Wk}、{Wv} 传回")))),)),))]
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(tokens * values)
@@ -337,11 +369,24 @@ class _Arrays:
                 loop = (Loop(i, stop, loop, start=low if not low.is_Integer else int(low)),)
             statements += [Let(acc, sp.Integer(0)), *loop]
             accumulators[total] = acc
-        value = rule.xreplace(accumulators)
+        return statements + [Let(target, self.written(rule.xreplace(accumulators)), note=note)]
+
+    def written(self, value):
+        """A rule over the kernel's arrays, the 1/sqrt(dk) scale written as a division, as the
+        derivation writes it."""
         if isinstance(value, sp.Mul) and any(isinstance(f, sp.Pow) and f.exp == -sp.S.Half for f in value.args):
-            # the 1/sqrt(dk) scale: written as a division, as the derivation writes it
             (root,) = [f for f in value.args if isinstance(f, sp.Pow) and f.exp == -sp.S.Half]
-            value = ratio(self.named(value / root), sp.sqrt(self.named(root.base)))
-        else:
-            value = self.named(value)
-        return statements + [Let(target, value, note=note)]
+            return ratio(self.named(value / root), sp.sqrt(self.named(root.base)))
+        return self.named(value)
+
+    def product_summed(self, target, rule, note, read=None, loops=False) -> list:
+        """target = rule where a matrix product computed its sum: the kernel reads ``read``, the
+        product's element, in the sum's place (None: the product wrote the target itself); the
+        transcript runs the sums. ``loops``: no product, the sums as loops for both."""
+        means = self.summed(target, rule, note)
+        if loops:
+            return means
+        if read is None:
+            return [Summed(target, target, tuple(means))]
+        (total,) = rule.atoms(sp.Sum)
+        return [Summed(target, self.written(rule.xreplace({total: read})), tuple(means))]
