@@ -15,8 +15,8 @@ from __future__ import annotations
 import sympy as sp
 
 from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Columns, Comment, Copy, DtypeOf,
-                                 Flat, Function, InDtype, Invoke, Let, Loop, MatrixInto, MatrixProduct, Part, Real, Return,
-                                 Rows, ShapeOf, Size, Slab, Summed, Transposed, View, product_and_bias)
+                                 Flat, Function, InDtype, Invoke, Let, Loop, MatrixInto, MatrixProduct, Ones, Part, Real,
+                                 Return, Rows, ShapeOf, Size, Slab, Steps, Summed, Transposed, View, product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 
@@ -183,9 +183,12 @@ def matrix_operand(value) -> str:
             return f"{array}[{i}]"
         case Columns(args=(array, start, width)):
             return f"np.ascontiguousarray({array}[:, {start}:{start + width}])"
+        case Steps(args=(array, start, stop)):
+            return f"np.ascontiguousarray({array}[:, {start}:{stop}, :])"
         case Rows(args=(array, width)):
-            matrix = matrix_operand(array)
-            return f"{matrix}.reshape({matrix}.size // {width}, {width})"
+            return f"{matrix_operand(array)}.reshape(-1, {width})"
+        case Ones(args=(count,)):
+            return f"np.ones({count}, X.dtype)"
         case Transposed(args=(matrix,)):
             return f"{matrix_operand(matrix)}.T"
     return str(value)

@@ -218,11 +218,26 @@ class Columns(sp.Function):
     nargs = 3
 
 
+class Steps(sp.Function):
+    """array[:, start:stop, :] copied into one contiguous block: steps start..stop-1 of a
+    sequence buffer (N, steps, width), so that ``Rows`` reads them as one matrix (every step's
+    term of a weight's gradient in one product)."""
+
+    nargs = 3
+
+
 class Rows(sp.Function):
     """A C-ordered array read as a matrix of rows of ``width`` elements (X (N, T*D) as the
     (N*T, D) matrix of every step's inputs)."""
 
     nargs = 2
+
+
+class Ones(sp.Function):
+    """A vector of ``count`` ones in the kernel's dtype: ones^T A sums A's rows (a bias's
+    gradient over every row and step)."""
+
+    nargs = 1
 
 
 class Transposed(sp.Function):
@@ -236,7 +251,7 @@ class MatrixProduct:
     """out = left right (out += left right where ``accumulate``, through the preallocated
     ``scratch``): the sums of several ``Summed`` statements computed at once, over the whole
     batch (one BLAS call instead of a loop per element). Operands are arrays or their views
-    (``Slab``, ``Part``, ``Columns``, ``Rows``, ``Transposed``); out must be contiguous.
+    (``Slab``, ``Part``, ``Columns``, ``Steps``, ``Rows``, ``Transposed``, ``Ones``); out must be contiguous.
 
     The interpreter skips it: the ``Summed`` statements that read its elements say, element by
     element, what it computes, and the transcript writes those."""

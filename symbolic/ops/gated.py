@@ -30,7 +30,8 @@ from ..ir import Assignments, Comment, Let, Loop, element, index
 from ..stable import Sigmoid, canonical_form
 from ..text import tr
 from .base import N, Derivation, Label, Step, _in_terms_of_output, fresh_name, real
-from .recurrent import TRUNCATION, D, H, T, SequenceArrays, SequenceOp, Truncation  # sizes, spec and array view all recurrent layers share
+# the sizes, spec, array view, products and truncation all recurrent layers share
+from .recurrent import TRUNCATION, D, H, T, SequenceArrays, SequenceOp, Truncation
 
 INITIAL_STATE = "h[n,0,:] = c[n,0,:] = 0: the state and the cell before the first step"
 STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
@@ -257,8 +258,8 @@ class LSTM(SequenceOp):
         if steps > truncated.first:
             rows.append(Loop(r, steps - truncated.first, tuple(back_step(steps - 1 - r, False))))
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
-                    *arrays.parameter_gradients(lowering, products, truncated, d.backward, Wx, Wh, [(b, d.backward["db"])],
-                                                4 * hidden, hidden)]
+                    *arrays.parameter_gradients(lowering, products, truncated, d.backward, Wx, Wh,
+                                                [(b, d.backward["db"], products.into_x)], 4 * hidden, hidden)]
         if source != "X" or lowering.input_gradient:
             backward += arrays.input_gradient(lowering, products, truncated, d.backward["dx"], source)
         lowering.prepend_backward(backward)
@@ -271,7 +272,7 @@ class _Arrays(SequenceArrays):
 
     def parameter_gradients(self, lowering, products, truncated, rules, Wx, Wh, biases, columns, hidden) -> list:
         """Each step's contribution to dWh, then dWh as their sum, dWx and each bias's gradient
-        (``biases``: (name, rule)): the shared weights' gradients, summed over the batch and the
+        (``biases``: (name, rule, the gradients it sums)): the shared weights' gradients, summed over the batch and the
         steps (from ``truncated.first``). The kernel computes dWx and dWh by one product per step."""
         n, t, dd, j, k, e, m, q, u, p = _indices()
         steps, first = truncated.steps, truncated.first
@@ -293,11 +294,12 @@ class _Arrays(SequenceArrays):
                     f"{Wx} is shared by every step: x_t times step t's pre-activation gradients, summed over the "
                     "batch and the steps" + truncated.en,
                     f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和" + truncated.zh)),)),))]
-        for bias, rule in biases:
+        for bias, rule, into in biases:
             grad = lowering.buffer(f"d{bias}", (columns,))
-            statements.append(Loop(q, columns, tuple(self.summed(sp.IndexedBase(grad)[q], truncated(rule), tr(
-                "the pre-activation gradients summed over the batch and the steps" + truncated.en,
-                "预激活值的梯度对批量和各步求和" + truncated.zh)))))
+            statements += [products.bias_gradient(bias, into, first), Loop(q, columns, (self.product_summed(
+                sp.IndexedBase(grad)[q], truncated(rule), tr(
+                    "the pre-activation gradients summed over the batch and the steps" + truncated.en,
+                    "预激活值的梯度对批量和各步求和" + truncated.zh)),))]
         return statements
 
     def input_gradient(self, lowering, products, truncated, rule, source) -> list:
@@ -541,7 +543,8 @@ class GRU(SequenceOp):
             *back_step(truncated.first)]
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
                     *arrays.parameter_gradients(lowering, products, truncated, d.backward, Wx, Wh,
-                                                [(bx, d.backward["dbx"]), (bh, d.backward["dbh"])], 3 * hidden, hidden)]
+                                                [(bx, d.backward["dbx"], products.into_x),
+                                                 (bh, d.backward["dbh"], products.into_h)], 3 * hidden, hidden)]
         if source != "X" or lowering.input_gradient:
             backward += arrays.input_gradient(lowering, products, truncated, d.backward["dx"], source)
         lowering.prepend_backward(backward)

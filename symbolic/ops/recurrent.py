@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..indexcalc import resolve
-from ..ir import (Accumulate, Assignments, Columns, Comment, Let, Loop, MatrixProduct, Rows, Slab, Summed, Transposed,
+from ..ir import (Accumulate, Assignments, Columns, Comment, Let, Loop, MatrixProduct, Ones, Rows, Slab, Steps, Summed,
+                  Transposed,
                   element, index, local)
 from ..text import tr
 from ..errors import SympropError
@@ -220,9 +221,10 @@ class RNN(SequenceOp):
                     f"{Wx} is shared by every step: x_t times step t's pre-activation gradient, summed over the "
                     "batch and the steps" + truncated.en,
                     f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和" + truncated.zh)),)),)),
-            Loop(q, hidden, tuple(arrays.summed(sp.IndexedBase(grads[2])[q], truncated(d.backward["db"]), tr(
+            products.bias_gradient(b, products.into_x, first),
+            Loop(q, hidden, (arrays.product_summed(sp.IndexedBase(grads[2])[q], truncated(d.backward["db"]), tr(
                 "the pre-activation gradients summed over the batch and the steps" + truncated.en,
-                "预激活值的梯度对批量和各步求和" + truncated.zh))))]
+                "预激活值的梯度对批量和各步求和" + truncated.zh)),))]
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows, *params]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, steps * inputs))
@@ -301,10 +303,10 @@ class SequenceArrays:
         gradients that flow back through Wx and Wh (the GRU has one of each)."""
         Wx, Wh = self.names["Wx"], self.names["Wh"]
         shapes = {"xW": (f"x{Wx}", (N, steps, columns)), "hW": (f"h{Wh}", (N, columns)),
-                  "back_h": (f"back{Wh}", (N, hidden)), "back_x": (f"back{Wx}", (N, self.inputs)),
-                  "term_x": (f"term{Wx}", (self.inputs, columns)), "term_h": (f"term{Wh}", (hidden, columns))}
+                  "back_h": (f"back{Wh}", (N, hidden)), "back_x": (f"back{Wx}", (N, self.inputs))}
         scratch = {role: sp.Symbol(lowering.buffer(name, shape)) for role, (name, shape) in shapes.items()}
-        return StepProducts(self, self.names[into_x], self.names[into_h], columns, steps, scratch)
+        lowering.scratch += [str(scratch["xW"]), str(scratch["hW"])]  # the forward pass's products
+        return StepProducts(self, self.names[into_x], self.names[into_h], hidden, columns, steps, scratch)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,7 @@ class StepProducts:
     arrays: SequenceArrays
     into_x: str  # the kernel's array of the pre-activations' gradients that flow back through Wx
     into_h: str  # ... and through Wh
+    hidden: int
     columns: int
     steps: int
     scratch: dict  # role -> buffer (a symbol)
@@ -354,19 +357,26 @@ class StepProducts:
         return {"Wx": sp.IndexedBase(self.scratch["back_x"])[n, e]}
 
     def weight_gradients(self, first: int = 1) -> list:
-        """dWx = sum_t x_t^T da_t and dWh = sum_t h_{t-1}^T da_t over the steps from ``first``:
-        one product per step, added up."""
-        t, D = index("t"), self.arrays.inputs
-        statements = []
-        for weight, into, term, read in (
-                ("Wx", self.into_x, "term_x", lambda t: Columns(sp.Symbol(self.arrays.source), (t - 1) * D, D)),
-                ("Wh", self.into_h, "term_h", lambda t: Slab(self.array("h"), t - 1))):
-            grad, into = sp.Symbol(f"d{self.arrays.names[weight]}"), sp.Symbol(into)
-            statements += [MatrixProduct(grad, Transposed(read(first)), Slab(into, first),
-                                         comment=f"dL/d{self.arrays.names[weight]}: step {first}'s term, then each later step's"),
-                           Loop(t, self.steps + 1, (MatrixProduct(grad, Transposed(read(t)), Slab(into, t), True,
-                                                                  self.scratch[term]),), start=first + 1)]
-        return statements
+        """dWx = sum_t x_t^T da_t and dWh = sum_t h_{t-1}^T da_t over the steps from ``first``,
+        each one product over every row and step (K = N*T): the steps' gradients copied into
+        one block, as the inputs and the states they read."""
+        inputs, steps = self.arrays.inputs, self.steps
+        source = sp.Symbol(self.arrays.source)
+        xs = source if first == 1 else Columns(source, (first - 1) * inputs, (steps - first + 1) * inputs)
+        return [MatrixProduct(sp.Symbol(f"d{self.arrays.names['Wx']}"), Transposed(Rows(xs, inputs)),
+                              Rows(Steps(sp.Symbol(self.into_x), first, steps + 1), self.columns),
+                              comment=f"dL/d{self.arrays.names['Wx']}: x_t^T da_t of every step at once"),
+                MatrixProduct(sp.Symbol(f"d{self.arrays.names['Wh']}"),
+                              Transposed(Rows(Steps(self.array("h"), first - 1, steps), self.hidden)),
+                              Rows(Steps(sp.Symbol(self.into_h), first, steps + 1), self.columns),
+                              comment=f"dL/d{self.arrays.names['Wh']}: h_(t-1)^T da_t of every step at once")]
+
+    def bias_gradient(self, bias: str, into: str, first: int = 1) -> MatrixProduct:
+        """A bias's gradient: ``into``'s rows of every row and step from ``first`` summed
+        (ones^T da), one product rather than a strided loop per column."""
+        rows = N * (self.steps - first + 1)
+        every = Rows(Steps(sp.Symbol(into), first, self.steps + 1), self.columns)
+        return MatrixProduct(sp.Symbol(f"d{bias}"), Ones(rows), every, comment=f"dL/d{bias}: every row and step's")
 
 
 @dataclass(frozen=True)
@@ -400,9 +410,10 @@ class Truncation:
         if self.first == 1:
             return []
         t = index("t")
-        return [Loop(t, self.first, (Loop(n, N, (Loop(e, arrays.inputs, (Let(arrays.flat(dsource, n, t, e), sp.Integer(0), note=tr(
+        zero = Let(arrays.flat(dsource, n, t, e), sp.Integer(0), note=tr(
             "truncated backpropagation through time: no gradient reaches this step",
-            "截断的随时间反向传播：没有梯度到达这一步")),)),)),), start=1)]
+            "截断的随时间反向传播：没有梯度到达这一步"))
+        return [Loop(t, self.first, (Loop(n, N, (Loop(e, arrays.inputs, (zero,)),)),), start=1)]
 
 
 def _chain_rule(rule, arrays, text):
