@@ -41,6 +41,7 @@ SYMPROP, NUMPY, TORCH_NN, TORCH_MANUAL, JAX = "symprop", "numpy", "torch-nn", "t
 COMPETITORS = (TORCH_NN, TORCH_MANUAL, JAX)  # what "the best competitor" is chosen from
 VARIANT_LABELS = {"symprop-workspace": "symprop, workspace kept"}  # extra symprop rows of a NetCase
 GEMM = "gemm-peak"  # np.dot timed among the competitors: the peak each case's GFLOP/s is compared to
+SEQUENCE_MANUAL = "PyTorch ops+autograd"  # TORCH_MANUAL in the sequence rows: torch ops, autograd's gradients
 LABELS = {
     SYMPROP: "symprop fused kernel",
     NUMPY: "numpy layer classes",
@@ -717,7 +718,8 @@ def net_case_target(case: dict) -> tuple[str, bool | None, str]:
             r["skipped"] for r in rows.values() if "skipped" in r) + ")"
     best = min(times, key=times.get)
     ours = rows[SYMPROP]["median_s"]
-    figure = (f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])}: best / symprop = "
+    label = SEQUENCE_MANUAL if best == TORCH_MANUAL and case["kind"] in SEQUENCES else LABELS[best]
+    figure = (f"symprop {fmt_time(ours)}, {label} {fmt_time(times[best])}: best / symprop = "
               f"{times[best] / ours:.2f}x; symprop {rows[SYMPROP]['gflops']:.1f} GFLOP/s = "
               f"{100 * rows[SYMPROP]['peak_fraction']:.0f}% of np.dot's {case['gemm_peak']['gflops']:.0f} "
               f"({case['matrix_mflop']:.1f} MFLOP of matrix products per step)")
@@ -854,7 +856,7 @@ def print_case(case: dict) -> None:
     for key, label in LABELS.items():
         row = case["results"][key]
         if key == TORCH_MANUAL and case.get("kind") in SEQUENCES:
-            label = "PyTorch ops+autograd"  # the cell or head written in torch ops, not hand-written gradients
+            label = SEQUENCE_MANUAL
         if "skipped" in row:
             print(f"  {label:<28}{row['skipped']}")
             continue

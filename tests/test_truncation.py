@@ -72,3 +72,7 @@ def test_the_truncated_gradient_is_the_gradient_with_the_state_detached_k_steps_
                                                         readout, xs, labels, (zeros, zeros)), params[k])
             for k in range(2)]
     assert relative_error(grads[0], full[0]) > 1e-3
+    if family == "lstm":  # forward (predictions) computes the scores with the same products
+        W, b = readout
+        np.testing.assert_allclose(net.forward(*params, X), run(family, layer, xs, (zeros, zeros))[0] @ W + b,
+                                   rtol=1e-12)
