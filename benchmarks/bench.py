@@ -41,6 +41,7 @@ SYMPROP, NUMPY, TORCH_NN, TORCH_MANUAL, JAX = "symprop", "numpy", "torch-nn", "t
 COMPETITORS = (TORCH_NN, TORCH_MANUAL, JAX)  # what "the best competitor" is chosen from
 VARIANT_LABELS = {"symprop-workspace": "symprop, workspace kept"}  # extra symprop rows of a NetCase
 GEMM = "gemm-peak"  # np.dot timed among the competitors: the peak each case's GFLOP/s is compared to
+SEQUENCE_MANUAL = "PyTorch ops+autograd"  # TORCH_MANUAL in the sequence rows: torch ops, autograd's gradients
 LABELS = {
     SYMPROP: "symprop fused kernel",
     NUMPY: "numpy layer classes",
@@ -91,6 +92,9 @@ def worked_example(dtype: str) -> Case:
 
 
 BATCHNORM_ADAM, CONVNET = "batchnorm-adam", "convnet"  # the kinds of NetCase; `--only` selects them by name
+LSTM, GRU, ATTENTION_HEAD = "lstm", "gru", "attention-head"  # the sequence kinds of NetCase (issue 26)
+SEQUENCES = (LSTM, GRU, ATTENTION_HEAD)
+CLASSES = 10  # a sequence case's readout: the last state (or the flattened head) into 10 classes
 
 
 @dataclass(frozen=True)
@@ -100,7 +104,8 @@ class NetCase:
     network of issue 16 trained by SGD.
 
     sizes: (inputs, hidden, outputs) for batchnorm-adam; (hidden, outputs) for convnet, whose
-    image (channels, height, width) and conv (filters, kernel) are separate fields."""
+    image (channels, height, width) and conv (filters, kernel) are separate fields; (inputs,
+    hidden) for lstm and gru and (width,) for the attention head, over ``steps`` steps (tokens)."""
 
     kind: str
     sizes: tuple[int, ...]
@@ -109,9 +114,13 @@ class NetCase:
     lr: float
     image: tuple[int, int, int] = (1, 28, 28)
     conv: tuple[int, int] = (30, 5)
+    steps: int = 0
 
     @property
     def name(self) -> str:
+        if self.kind in SEQUENCES:
+            width = f"width {self.sizes[0]}" if self.kind == ATTENTION_HEAD else f"hidden {self.sizes[1]}"
+            return f"{self.kind} T{self.steps} {width} b{self.batch} {self.dtype}"
         if self.kind == BATCHNORM_ADAM:
             return f"{BATCHNORM_ADAM} {'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
         c, h, w = self.image
@@ -126,6 +135,13 @@ class NetCase:
 
     @property
     def spec(self) -> str:
+        if self.kind == ATTENTION_HEAD:
+            (w,) = self.sizes
+            return (f"attention({w},{w},{w},{self.steps}) flatten affine({self.steps * w},{CLASSES}) "
+                    "softmax-cross-entropy")
+        if self.kind in SEQUENCES:
+            d, h = self.sizes
+            return f"{self.kind}({d},{h},{self.steps}) affine({h},{CLASSES}) softmax-cross-entropy"
         if self.kind == BATCHNORM_ADAM:
             i, h, o = self.sizes
             return f"affine({i},{h}) batchnorm relu affine({h},{o}) softmax-cross-entropy"
@@ -139,7 +155,18 @@ class NetCase:
         """Matrix work of one step. batchnorm-adam: as Case (X W1, A W2; dW2, dA, dW1; no dX).
         convnet: the conv as im2col GEMMs, forward (O x Ck^2 by Ck^2 x HoWo per image) and dW
         (the same size); no dX, since its input is the data, which no implementation
-        differentiates; then each affine layer's forward, dW and dX (3 products)."""
+        differentiates; then each affine layer's forward, dW and dX (3 products). lstm, gru:
+        per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX); the attention head:
+        per example the three projections and their dW (no dX), Q K^T, P V, dP, dV, dQ, dK;
+        then the readout's forward, dW and dX."""
+        if self.kind in SEQUENCES:
+            n, steps = self.batch, self.steps
+            if self.kind == ATTENTION_HEAD:
+                (w,) = self.sizes
+                return 2 * n * (6 * steps * w * w + 6 * steps * steps * w + 3 * steps * w * CLASSES)
+            d, h = self.sizes
+            gates = (4 if self.kind == LSTM else 3) * h
+            return 2 * n * (steps * (2 * d * gates + 3 * h * gates) + 3 * h * CLASSES)
         if self.kind == BATCHNORM_ADAM:
             i, h, o = self.sizes
             return 2 * self.batch * (2 * i * h + 3 * h * o)
@@ -160,6 +187,14 @@ def convnet_case(dtype: str = "float32", image=(1, 28, 28), conv=(30, 5), sizes=
     return NetCase(CONVNET, tuple(sizes), batch, dtype, lr, tuple(image), tuple(conv))
 
 
+def sequence_cases(dtype: str = "float32", batch: int = 32, lr: float = 0.01) -> list[NetCase]:
+    """Issue 26: lstm and gru at T 32, 128 inputs, hidden 128 and 256; one self-attention head at
+    T 64, width 128 (the 4-head block is still to come); SGD."""
+    return [*(NetCase(kind, (128, hidden), batch, dtype, lr, steps=32)
+              for kind in (LSTM, GRU) for hidden in (128, 256)),
+            NetCase(ATTENTION_HEAD, (128,), batch, dtype, lr, steps=64)]
+
+
 def all_cases(quick: bool) -> list:
     dtypes = list(DTYPES)
     cases = [worked_example(d) for d in dtypes]
@@ -168,7 +203,7 @@ def all_cases(quick: bool) -> list:
     for sizes, batch in (((784, 50, 10), 100), ((784, 100, 10), 100), ((784, 1024, 10), 1024)):
         for activation in ("relu", "sigmoid"):
             cases += [Case(sizes, batch, activation, d) for d in dtypes]
-    return cases + [batchnorm_adam_case(), convnet_case()]  # float32, as the issues ask
+    return cases + [batchnorm_adam_case(), convnet_case(), *sequence_cases()]  # float32, as the issues ask
 
 
 def make_data(case: Case, seed: int = 0):
@@ -193,7 +228,12 @@ def make_net_data(case: NetCase, seed: int = 0):
     shifts and biases so that nothing starts at a special value), inputs X (images
     flattened C, H, W) in [0, 1) and one-hot targets T, in the case's dtype."""
     rng = np.random.default_rng(seed)
-    if case.kind == BATCHNORM_ADAM:
+    if case.kind in SEQUENCES:
+        net, _ = load_symprop_network(case.spec)  # the parameters' shapes, in PARAM_NAMES order
+        shapes = net.PARAM_SHAPES if net is not None else ()
+        params = tuple(rng.normal(0, 1 / np.sqrt(shape[0]), shape) for shape in shapes)
+        inputs, outputs = case.steps * case.sizes[0], CLASSES
+    elif case.kind == BATCHNORM_ADAM:
         i, h, o = case.sizes
         params = (rng.normal(0, np.sqrt(2 / i), (i, h)), rng.normal(0, 0.1, h),
                   rng.uniform(0.5, 1.5, h), rng.normal(0, 0.1, h),
@@ -398,6 +438,9 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
     torch, jax = libs["torch"], libs["jax"]
     if torch is None:
         skipped[TORCH_NN] = skipped[TORCH_MANUAL] = NOT_INSTALLED
+    elif case.kind in SEQUENCES:
+        steps[TORCH_NN] = comp.torch_sequence_module_step(torch, case, params, X, T)
+        steps[TORCH_MANUAL] = comp.torch_sequence_manual_step(torch, case, params, X, T)
     elif case.kind == BATCHNORM_ADAM:
         steps[TORCH_NN] = comp.torch_batchnorm_adam_module_step(torch, case, params, X, T)
         steps[TORCH_MANUAL] = comp.torch_batchnorm_adam_manual_step(torch, case, params, X, T)
@@ -406,6 +449,8 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
         skipped[TORCH_MANUAL] = "skipped: not written for the conv network (compared with nn + optim and JAX)"
     if jax is None:
         skipped[JAX] = NOT_INSTALLED
+    elif case.kind in SEQUENCES:
+        skipped[JAX] = "skipped: not written for the sequence layers"
     else:
         steps[JAX] = (comp.jax_batchnorm_adam_step if case.kind == BATCHNORM_ADAM else comp.jax_conv_step)(
             jax, case, params, X, T)
@@ -661,6 +706,9 @@ def net_case_target(case: dict) -> tuple[str, bool | None, str]:
     if case["kind"] == BATCHNORM_ADAM:
         target = (f"{case['case']}: symprop's fused train_step_adam at least as fast as the best of "
                   "PyTorch nn+optim.Adam, PyTorch hand-written and JAX")
+    elif case["kind"] in SEQUENCES:
+        target = (f"{case['case']}: symprop's fused sgd_step at least as fast as the best of "
+                  "PyTorch nn+optim.SGD, PyTorch ops+autograd and JAX")
     else:
         target = (f"{case['case']}: symprop's fused sgd_step at least as fast as the best of "
                   "PyTorch nn+optim.SGD and JAX")
@@ -670,7 +718,8 @@ def net_case_target(case: dict) -> tuple[str, bool | None, str]:
             r["skipped"] for r in rows.values() if "skipped" in r) + ")"
     best = min(times, key=times.get)
     ours = rows[SYMPROP]["median_s"]
-    figure = (f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])}: best / symprop = "
+    label = SEQUENCE_MANUAL if best == TORCH_MANUAL and case["kind"] in SEQUENCES else LABELS[best]
+    figure = (f"symprop {fmt_time(ours)}, {label} {fmt_time(times[best])}: best / symprop = "
               f"{times[best] / ours:.2f}x; symprop {rows[SYMPROP]['gflops']:.1f} GFLOP/s = "
               f"{100 * rows[SYMPROP]['peak_fraction']:.0f}% of np.dot's {case['gemm_peak']['gflops']:.0f} "
               f"({case['matrix_mflop']:.1f} MFLOP of matrix products per step)")
@@ -705,7 +754,7 @@ def evaluate_targets(report: dict) -> list[dict]:
                     f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])} "
                     f"({times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
     for case in cases:
-        if case.get("kind") in (BATCHNORM_ADAM, CONVNET):
+        if case.get("kind") in (BATCHNORM_ADAM, CONVNET, *SEQUENCES):
             add(*net_case_target(case))
     for activation in ("relu", "sigmoid"):
         name = f"784-1024-10 b1024 {activation} float32"
@@ -806,6 +855,8 @@ def print_case(case: dict) -> None:
           f"{'GFLOP/s':>9}{'% peak':>8}{'cores':>7}{'threads':>9}")
     for key, label in LABELS.items():
         row = case["results"][key]
+        if key == TORCH_MANUAL and case.get("kind") in SEQUENCES:
+            label = SEQUENCE_MANUAL
         if "skipped" in row:
             print(f"  {label:<28}{row['skipped']}")
             continue

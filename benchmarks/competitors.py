@@ -420,3 +420,119 @@ def jax_conv_step(jax, case, params, X, T):
         return loss.block_until_ready()
 
     return _with_snapshot(step, lambda: [np.asarray(p) for p in state[0]])
+
+
+# ---- sequence layers (NetCase kinds lstm, gru, attention-head) -------------------------------
+def _torch_sequence_data(torch, case, X, T):
+    """X as (N, T, D) sequences and the targets as class indices."""
+    return torch.from_numpy(X.reshape(X.shape[0], case.steps, -1).copy()), torch.from_numpy(T.argmax(axis=1))
+
+
+def _torch_sgd_step(torch, model, optimizer, inputs, target):
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(model(inputs), target)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return step
+
+
+def torch_sequence_module_step(torch, case, params, X, T):
+    """The nn modules as the tutorials write them, optim.SGD: nn.LSTM / nn.GRU (batch_first)
+    with the last state into nn.Linear; or nn.MultiheadAttention with one head and no biases
+    (it also applies its width x width output projection, set to the identity and not trained:
+    a little more work than symprop's head), flattened into nn.Linear. symprop's parameters are
+    copied in, so every implementation takes the same step."""
+    nn, params = torch.nn, _copies(params)
+    inputs, target = _torch_sequence_data(torch, case, X, T)
+    dtype = inputs.dtype
+    if case.kind == "attention-head":
+        Wq, Wk, Wv, W, b = params
+        width = Wq.shape[0]
+        attention = nn.MultiheadAttention(width, 1, bias=False, batch_first=True, dtype=dtype)
+        with torch.no_grad():
+            attention.in_proj_weight.copy_(torch.from_numpy(np.concatenate([Wq.T, Wk.T, Wv.T])))
+            attention.out_proj.weight.copy_(torch.eye(width, dtype=dtype))
+        attention.out_proj.weight.requires_grad_(False)  # the identity, kept: symprop's head has none
+        readout = _torch_linear(torch, W, b)
+
+        class Head(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attention, self.readout = attention, readout
+
+            def forward(self, x):
+                return self.readout(self.attention(x, x, x, need_weights=False)[0].flatten(1))
+        model = Head()
+    else:
+        Wx, Wh, *biases, W, b = params
+        recurrent = {"lstm": nn.LSTM, "gru": nn.GRU}[case.kind](Wx.shape[0], Wh.shape[0], batch_first=True, dtype=dtype)
+        with torch.no_grad():
+            recurrent.weight_ih_l0.copy_(torch.from_numpy(Wx.T.copy()))
+            recurrent.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+            recurrent.bias_ih_l0.copy_(torch.from_numpy(biases[0]))  # the LSTM's one bias b, the GRU's bx
+            if len(biases) > 1:
+                recurrent.bias_hh_l0.copy_(torch.from_numpy(biases[1]))
+        if len(biases) == 1:  # the LSTM's second bias would be a second copy of b: zero and kept there
+            recurrent.bias_hh_l0.requires_grad_(False).zero_()
+        readout = _torch_linear(torch, W, b)
+
+        class LastState(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.recurrent, self.readout = recurrent, readout
+
+            def forward(self, x):
+                return self.readout(self.recurrent(x)[0][:, -1])
+        model = LastState()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    step = _torch_sgd_step(torch, model, torch.optim.SGD(trained, lr=case.lr), inputs, target)
+    return _with_snapshot(step, lambda: [p.detach().numpy() for p in model.parameters()])
+
+
+def torch_sequence_manual_step(torch, case, params, X, T):
+    """The same step written with torch ops, as the from-scratch courses do: the cell's
+    equations over a Python loop of steps (x_t Wx for every step at once), or the head's
+    softmax(Q K^T / sqrt(d)) V; autograd for the gradients and the SGD update by hand."""
+    tensors = [torch.from_numpy(p).requires_grad_() for p in _copies(params)]
+    inputs, target = _torch_sequence_data(torch, case, X, T)
+    F = torch.nn.functional
+
+    def scores():
+        if case.kind == "attention-head":
+            Wq, Wk, Wv, W, b = tensors
+            q, k, v = inputs @ Wq, inputs @ Wk, inputs @ Wv
+            o = torch.softmax(q @ k.transpose(1, 2) / Wq.shape[1] ** 0.5, dim=-1) @ v
+            return o.flatten(1) @ W + b
+        Wx, Wh, *biases, W, b = tensors
+        hidden = Wh.shape[0]
+        xw = inputs @ Wx + biases[0]
+        h = torch.zeros(inputs.shape[0], hidden, dtype=inputs.dtype)
+        c = torch.zeros_like(h)
+        for t in range(case.steps):
+            if case.kind == "lstm":
+                i, f, g, o = (xw[:, t] + h @ Wh).chunk(4, dim=1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+            else:
+                ax, ah = xw[:, t], h @ Wh + biases[1]
+                r = torch.sigmoid(ax[:, :hidden] + ah[:, :hidden])
+                z = torch.sigmoid(ax[:, hidden:2 * hidden] + ah[:, hidden:2 * hidden])
+                n = torch.tanh(ax[:, 2 * hidden:] + r * ah[:, 2 * hidden:])
+                h = (1 - z) * n + z * h
+        return h @ W + b
+
+    def step():
+        for p in tensors:
+            p.grad = None
+        loss = F.cross_entropy(scores(), target)
+        loss.backward()
+        with torch.no_grad():
+            for p in tensors:
+                p -= case.lr * p.grad
+        return loss.detach()
+
+    return _with_snapshot(step, lambda: [p.detach().numpy() for p in tensors])

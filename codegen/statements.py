@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Comment, Copy, DtypeOf, Flat,
-                                 Function, InDtype, Invoke, Let, Loop, MatrixInto, Real, Return, ShapeOf, Size, View,
-                                 product_and_bias)
+from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Columns, Comment, Copy, DtypeOf,
+                                 Flat, Function, InDtype, Invoke, Let, Loop, MatrixInto, MatrixProduct, Ones, Part, Real,
+                                 Return, Rows, ShapeOf, Size, Slab, Steps, Summed, Transposed, View, product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 
@@ -151,11 +151,47 @@ class StatementPrinter:
         comments = node.comment if isinstance(node.comment, tuple) else (node.comment,) * len(texts)
         return [f"{text}  # {comment}" if comment else text for text, comment in zip(texts, comments)]
 
+    def _print_MatrixProduct(self, node: MatrixProduct):
+        left, right, out = (matrix_operand(m) for m in (node.left, node.right, node.out))
+        comment = f"  # {node.comment}" if node.comment else ""
+        if not node.accumulate:
+            return [f"np.dot({left}, {right}, {out}){comment}"]
+        scratch, whole = matrix_operand(node.scratch), lambda m: m.args[0] if isinstance(m, Rows) else m  # noqa: E731
+        return [f"np.dot({left}, {right}, {scratch}){comment}", f"{whole(node.out)} += {whole(node.scratch)}"]
+
+    def _print_Summed(self, node: Summed):
+        if node.value == node.target:  # a product wrote the target itself
+            return []
+        return [f"{element_text(node.target)} = {self._written(node.value)}"]
+
     def _print_Loop(self, node: Loop):
+        body = self.lines(node.body)
+        if not any(body):  # every statement of the body was computed by a product before it
+            return []
         stop = f"{node.stop.args[0]}.size" if isinstance(node.stop, Size) else f"{node.stop}"
         bounds = f"{node.start}, {stop}" if node.start else stop
         return [f"for {node.index} in range({bounds}):",
-                *((self.indent_unit + line) if line else "" for line in self.lines(node.body))]
+                *((self.indent_unit + line) if line else "" for line in body)]
+
+
+def matrix_operand(value) -> str:
+    """A matrix product's operand as numpy writes it: an array, or a view of one."""
+    match value:
+        case Slab(args=(array, t)):  # copied where numba's BLAS call needs contiguous rows
+            return f"np.ascontiguousarray({array}[:, {t}, :])"
+        case Part(args=(array, i)):
+            return f"{array}[{i}]"
+        case Columns(args=(array, start, width)):
+            return f"np.ascontiguousarray({array}[:, {start}:{start + width}])"
+        case Steps(args=(array, start, stop)):
+            return f"np.ascontiguousarray({array}[:, {start}:{stop}, :])"
+        case Rows(args=(array, width)):
+            return f"{matrix_operand(array)}.reshape(-1, {width})"
+        case Ones(args=(count,)):
+            return f"np.ones({count}, X.dtype)"
+        case Transposed(args=(matrix,)):
+            return f"{matrix_operand(matrix)}.T"
+    return str(value)
 
 
 def shape_text(shape) -> str:

@@ -24,7 +24,8 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .ir import Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, Token, element
+from .ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, MatrixProduct, Summed, Token,
+                 element)
 from .transcript import Chain, Text
 
 GRADIENT = "dL/d"  # the transcript's keys of gradients: dL/dz1[0,1]
@@ -133,6 +134,12 @@ class Interpreter:
         if not call.means:
             self._cannot(call)
         self.run(call.means)
+
+    def _run_MatrixProduct(self, node: MatrixProduct):
+        """Nothing to write: the Summed statements after it say what each of its elements is."""
+
+    def _run_Summed(self, node: Summed):
+        self.run(node.means)
 
     def _run_MatrixInto(self, node: MatrixInto):
         """A matrix rule on explicit matrices of the transcript's symbols, multiplied out: one

@@ -199,6 +199,84 @@ class MatrixInto:
     note: object = field(default=None, hash=False, compare=False)  # the transcript's note (a Text), not printed
 
 
+class Slab(sp.Function):
+    """array[:, t, :]: one step's (N, width) matrix of a sequence buffer (N, steps, width)."""
+
+    nargs = 2
+
+
+class Part(sp.Function):
+    """array[i]: the matrix an array holds at index i of its first axis (one example's
+    (T, width) matrix, one step's contribution to a weight's gradient)."""
+
+    nargs = 2
+
+
+class Columns(sp.Function):
+    """array[:, start:start + width]: a block of columns (step t's inputs in a flat sequence X)."""
+
+    nargs = 3
+
+
+class Steps(sp.Function):
+    """array[:, start:stop, :] copied into one contiguous block: steps start..stop-1 of a
+    sequence buffer (N, steps, width), so that ``Rows`` reads them as one matrix (every step's
+    term of a weight's gradient in one product)."""
+
+    nargs = 3
+
+
+class Rows(sp.Function):
+    """A C-ordered array read as a matrix of rows of ``width`` elements (X (N, T*D) as the
+    (N*T, D) matrix of every step's inputs)."""
+
+    nargs = 2
+
+
+class Ones(sp.Function):
+    """A vector of ``count`` ones in the kernel's dtype: ones^T A sums A's rows (a bias's
+    gradient over every row and step)."""
+
+    nargs = 1
+
+
+class Transposed(sp.Function):
+    """The transpose of a matrix operand (Wh^T, a slab's transpose)."""
+
+    nargs = 1
+
+
+@dataclass(frozen=True)
+class MatrixProduct:
+    """out = left right (out += left right where ``accumulate``, through the preallocated
+    ``scratch``): the sums of several ``Summed`` statements computed at once, over the whole
+    batch (one BLAS call instead of a loop per element). Operands are arrays or their views
+    (``Slab``, ``Part``, ``Columns``, ``Steps``, ``Rows``, ``Transposed``, ``Ones``); out must be contiguous.
+
+    The interpreter skips it: the ``Summed`` statements that read its elements say, element by
+    element, what it computes, and the transcript writes those."""
+
+    out: sp.Basic
+    left: sp.Basic
+    right: sp.Basic
+    accumulate: bool = False
+    scratch: sp.Symbol | None = None
+    comment: str = ""
+
+
+@dataclass(frozen=True)
+class Summed:
+    """target = a derived index rule with sums (a recurrent step's pre-activation, an attention
+    score) where ``MatrixProduct`` statements before it have computed the sums for the whole
+    batch: the kernel writes ``value``, the rule with each sum read from its product (nothing,
+    where the product wrote the target itself); the interpreter runs ``means``, the sums term by
+    term, so the transcript writes the whole sum as the target's formula."""
+
+    target: Element
+    value: sp.Basic
+    means: tuple = field(hash=False, compare=False)
+
+
 def product_and_bias(rule) -> tuple[sp.Basic, sp.Basic | None]:
     """(X W, b) of a rule X W + 1 b (or X W + 1 b 1, a shared bias); (rule, None) of any other."""
     if not isinstance(rule, sp.MatAdd):

@@ -88,6 +88,7 @@ def test_symprop_derive_shows_the_cell_and_its_local_partials(capsys):
     ("rnn(3,2) affine(2,1) mse", "rnn needs three positive sizes"),
     ("rnn(3,0,2) affine(0,1) mse", "rnn needs three positive sizes"),
     ("rnn(2,3,4) affine(2,1) mse", "takes 2 inputs but the layer before gives 3"),
+    ("rnn(3,2,3,4) affine(2,1) mse", "rnn truncates the gradient to 4 steps but runs only 3"),
     ("affine(4,6) rnn(2,3,3) affine(3,1) mse", "layer 2 'rnn(2,3,3)' (column 13): takes sequences (3, 2) of 3 "
      "steps of 2 values but the layer before gives 6 features"),
 ])

@@ -30,7 +30,8 @@ from ..ir import Assignments, Comment, Let, Loop, element, index
 from ..stable import Sigmoid, canonical_form
 from ..text import tr
 from .base import N, Derivation, Label, Step, _in_terms_of_output, fresh_name, real
-from .recurrent import D, H, T, SequenceArrays, SequenceOp  # sizes, spec and array view all recurrent layers share
+# the sizes, spec, array view, products and truncation all recurrent layers share
+from .recurrent import TRUNCATION, D, H, T, SequenceArrays, SequenceOp, Truncation
 
 INITIAL_STATE = "h[n,0,:] = c[n,0,:] = 0: the state and the cell before the first step"
 STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
@@ -89,7 +90,7 @@ class LSTM(SequenceOp):
     inputs: tuple[str, ...] = ("x", "Wx", "Wh", "b")
 
     def param_shapes(self, args, width):
-        inputs, hidden, _ = args
+        inputs, hidden, _ = args[:3]
         return [("Wx", (inputs, 4 * hidden)), ("Wh", (hidden, 4 * hidden)), ("b", (4 * hidden,))]
 
     def derive(self) -> Derivation:
@@ -168,7 +169,7 @@ class LSTM(SequenceOp):
                        "the state it read times its pre-activations' gradients, summed over the batch"),
                   Step("differentiate by b[q]", sp.IndexedBase("db")[q], rules["db"], "summed over the batch and the steps")]
         return Derivation(self.name, self.summary, self.inputs, forward, backward, ("x", "i", "f", "g", "o", "c", "tc", "h"),
-                          steps, [STEPS_FROM_ONE, INITIAL_STATE],
+                          steps, [STEPS_FROM_ONE, INITIAL_STATE, TRUNCATION.replace("NAME", self.name)],
                           ["di/da = i(1 - i), dg/da = 1 - g^2, dh/dc = o(1 - tc^2) read saved values: no exp, "
                            "finite for every input"], dict(backward))
 
@@ -177,7 +178,8 @@ class LSTM(SequenceOp):
         by row from the last step to the first: the cell's gradient (through the state and along
         the cell state's path), the gates', the stacked pre-activations', the hidden path through
         Wh; then each parameter's gradient summed over the batch and the steps, dWh step by step."""
-        inputs, hidden, steps = use.args
+        inputs, hidden, steps = use.args[:3]
+        truncated = Truncation(steps, self.first_step(use.args))
         layer, source = lowering.names.layer, lowering.values[-1]
         Wx, Wh, b = (lowering.names.params[role] for role in ("Wx", "Wh", "b"))
         lowering.params += [(Wx, (inputs, 4 * hidden)), (Wh, (hidden, 4 * hidden)), (b, (4 * hidden,))]
@@ -207,19 +209,22 @@ class LSTM(SequenceOp):
                  "h": tr("the new state: the output gate times tanh of the cell", "新状态：输出门乘以细胞状态的 tanh")}
         cell_step = tuple(Let(at(role, n, t, j), arrays.named(d.forward[role]), note=notes[role])
                           for role in ("i", "f", "g", "o", "c", "tc", "h"))
-        forward = [Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
-            "the initial state h_0 = 0", "初始状态 h_0 = 0")), Let(at("c", n, 0, j), sp.Integer(0), note=tr(
-                "the initial cell c_0 = 0", "初始细胞状态 c_0 = 0")))),
-            Loop(t, steps + 1, (
-                Loop(q, 4 * hidden, tuple(arrays.summed(at("a", n, t, q), d.forward["a"], tr(
-                    f"{use.text}, step t: the stacked pre-activations of i, f, g, o: the bias, plus x_t times Wx, "
-                    "plus the previous state times Wh",
-                    f"{use.text}，第 t 步：i、f、g、o 的堆叠预激活值：偏置，加上 x_t 乘 Wx，再加上前一状态乘 Wh")))),
-                Loop(j, hidden, cell_step)), start=1),
-            Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
-                f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),))]
+        products = arrays.products(lowering, hidden, 4 * hidden, steps)
+        stacked = arrays.product_summed(at("a", n, t, q), d.forward["a"], tr(
+            f"{use.text}, step t: the stacked pre-activations of i, f, g, o: the bias, plus x_t times Wx, "
+            "plus the previous state times Wh",
+            f"{use.text}，第 t 步：i、f、g、o 的堆叠预激活值：偏置，加上 x_t 乘 Wx，再加上前一状态乘 Wh"),
+            products.reads(n, t, q))
+        forward = [products.inputs,
+                   Loop(n, N, (Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
+                       "the initial state h_0 = 0", "初始状态 h_0 = 0")), Let(at("c", n, 0, j), sp.Integer(0), note=tr(
+                           "the initial cell c_0 = 0", "初始细胞状态 c_0 = 0")))),)),
+                   Loop(t, steps + 1, (products.state(t), Loop(n, N, (Loop(q, 4 * hidden, (stacked,)),
+                                                                       Loop(j, hidden, cell_step)))), start=1),
+                   Loop(n, N, (Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
+                       f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),)),))]
         lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, cells and gates i, f, g, o)"),
-                             Loop(n, N, tuple(forward))]
+                             *forward]
 
         for role in ("a", "i", "f", "g", "o", "c", "h"):
             lowering.buffer(f"d{names[role]}", (N, steps + 1, (4 if role == "a" else 1) * hidden))
@@ -238,24 +243,25 @@ class LSTM(SequenceOp):
                      for name, _, _ in LSTM_GATES]
             for block, (name, kind, title) in enumerate(LSTM_GATES):
                 body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
-            statements = [Loop(j, hidden, tuple(body))]
+            statements = [Loop(n, N, (Loop(j, hidden, tuple(body)),))]
             if s != 1:
-                statements.append(Loop(m, hidden, tuple(arrays.summed(at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace(
-                    {p: n, u: s - 1}), tr("back through time: step t's pre-activation gradients times Wh (the hidden path)",
-                                          "沿时间反向：第 t 步预激活值的梯度乘以 Wh（隐藏状态路径）")))))
+                statements += [products.back(s), Loop(n, N, (Loop(m, hidden, (arrays.product_summed(
+                    at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace({p: n, u: s - 1}), tr(
+                        "back through time: step t's pre-activation gradients times Wh (the hidden path)",
+                        "沿时间反向：第 t 步预激活值的梯度乘以 Wh（隐藏状态路径）"), products.back_reads(n, m)),)),))]
             return statements
 
         r = index("r")
-        rows = [Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
-            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),
+        rows = [Loop(n, N, (Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
             *back_step(steps, True)]
-        if steps > 1:
-            rows.append(Loop(r, steps - 1, tuple(back_step(steps - 1 - r, False))))
-        backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)),
-                    *arrays.parameter_gradients(lowering, d.backward, Wx, Wh, [(b, d.backward["db"])], 4 * hidden,
-                                                hidden, steps)]
+        if steps > truncated.first:
+            rows.append(Loop(r, steps - truncated.first, tuple(back_step(steps - 1 - r, False))))
+        backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
+                    *arrays.parameter_gradients(lowering, products, truncated, d.backward, Wx, Wh,
+                                                [(b, d.backward["db"], products.into_x)], 4 * hidden, hidden)]
         if source != "X" or lowering.input_gradient:
-            backward.append(arrays.input_gradient(lowering, d.backward["dx"], source, steps))
+            backward += arrays.input_gradient(lowering, products, truncated, d.backward["dx"], source)
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(hidden)
@@ -264,40 +270,49 @@ class LSTM(SequenceOp):
 class _Arrays(SequenceArrays):
     """The recurrent families' arrays view, with the gated families' shared backward pieces."""
 
-    def parameter_gradients(self, lowering, rules, Wx, Wh, biases, columns, hidden, steps) -> list:
+    def parameter_gradients(self, lowering, products, truncated, rules, Wx, Wh, biases, columns, hidden) -> list:
         """Each step's contribution to dWh, then dWh as their sum, dWx and each bias's gradient
-        (``biases``: (name, rule)): the shared weights' gradients, summed over the batch and the steps."""
+        (``biases``: (name, rule, the gradients it sums)): the shared weights' gradients, summed over the batch and the
+        steps (from ``truncated.first``). The kernel computes dWx and dWh by one product per step."""
         n, t, dd, j, k, e, m, q, u, p = _indices()
+        steps, first = truncated.steps, truncated.first
         step_buffer = lowering.buffer(f"d{Wh}_step", (steps + 1, hidden, columns))  # [0] is never written
         dWx, dWh = (lowering.buffer(f"d{name}", shape) for name, shape in
                     ((Wx, (self.inputs, columns)), (Wh, (hidden, columns))))
         statements = [
-            Loop(t, steps + 1, (Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
+            *products.weight_gradients(first),
+            Loop(t, steps + 1, (Loop(m, hidden, (Loop(q, columns, (self.product_summed(
                 sp.IndexedBase(step_buffer)[t, m, q], rules["dWh_step"], tr(
                     f"step t's contribution to dL/d{Wh}: the state it read times its pre-activations' gradients",
-                    f"第 t 步对 dL/d{Wh} 的贡献：它读入的状态乘以其预激活值的梯度")))),)),), start=1),
-            Loop(m, hidden, (Loop(q, columns, tuple(self.summed(
-                sp.IndexedBase(dWh)[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, 1, T)), tr(
-                    f"{Wh} is shared by every step: its gradient is the sum of the steps' contributions",
-                    f"{Wh} 被每一步共享：其梯度为各步贡献之和")))),)),
-            Loop(e, self.inputs, (Loop(q, columns, tuple(self.summed(
-                sp.IndexedBase(dWx)[e, q], rules["dWx"], tr(
+                    f"第 t 步对 dL/d{Wh} 的贡献：它读入的状态乘以其预激活值的梯度")),)),)),), start=first),
+            Loop(m, hidden, (Loop(q, columns, (self.product_summed(
+                sp.IndexedBase(dWh)[m, q], sp.Sum(sp.IndexedBase(step_buffer)[t, m, q], (t, first, T)), tr(
+                    f"{Wh} is shared by every step: its gradient is the sum of the steps' contributions" + truncated.en,
+                    f"{Wh} 被每一步共享：其梯度为各步贡献之和" + truncated.zh)),)),)),
+            Loop(e, self.inputs, (Loop(q, columns, (self.product_summed(
+                sp.IndexedBase(dWx)[e, q], truncated(rules["dWx"]), tr(
                     f"{Wx} is shared by every step: x_t times step t's pre-activation gradients, summed over the "
-                    "batch and the steps", f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和")))),))]
-        for bias, rule in biases:
+                    "batch and the steps" + truncated.en,
+                    f"{Wx} 被每一步共享：x_t 乘以第 t 步预激活值的梯度，对批量和各步求和" + truncated.zh)),)),))]
+        for bias, rule, into in biases:
             grad = lowering.buffer(f"d{bias}", (columns,))
-            statements.append(Loop(q, columns, tuple(self.summed(sp.IndexedBase(grad)[q], rule, tr(
-                "the pre-activation gradients summed over the batch and the steps", "预激活值的梯度对批量和各步求和")))))
+            statements += [products.bias_gradient(bias, into, first), Loop(q, columns, (self.product_summed(
+                sp.IndexedBase(grad)[q], truncated(rule), tr(
+                    "the pre-activation gradients summed over the batch and the steps" + truncated.en,
+                    "预激活值的梯度对批量和各步求和" + truncated.zh)),))]
         return statements
 
-    def input_gradient(self, lowering, rule, source, steps):
-        """dL/dX: each step's pre-activation gradients carried back through Wx (rule: dx[p,u,e])."""
+    def input_gradient(self, lowering, products, truncated, rule, source) -> list:
+        """dL/dX: each step's pre-activation gradients carried back through Wx (rule: dx[p,u,e]),
+        one product per step; zero before the first step a truncated gradient reaches."""
         n, t, dd, j, k, e, m, q, u, p = _indices()
+        steps = truncated.steps
         lowering.buffer(f"d{source}", (N, steps * self.inputs))
-        return Loop(n, N, (Loop(t, steps + 1, (Loop(e, self.inputs, tuple(self.summed(
-            self.flat(f"d{source}", n, t, e), rule.xreplace({p: n, u: t}), tr(
-                f"the pre-activation gradients carried back through {self.names['Wx']}",
-                f"预激活值的梯度经 {self.names['Wx']} 传回")))),), start=1),))
+        carried = self.product_summed(self.flat(f"d{source}", n, t, e), rule.xreplace({p: n, u: t}), tr(
+            f"the pre-activation gradients carried back through {self.names['Wx']}",
+            f"预激活值的梯度经 {self.names['Wx']} 传回"), products.input_reads(n, e))
+        return [*truncated.no_gradient(self, f"d{source}", n, e), Loop(t, steps + 1, (
+            products.input_gradient(t), Loop(n, N, (Loop(e, self.inputs, (carried,)),))), start=truncated.first)]
 
 
 def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da", shown=None):
@@ -336,7 +351,7 @@ class GRU(SequenceOp):
     inputs: tuple[str, ...] = ("x", "Wx", "Wh", "bx", "bh")
 
     def param_shapes(self, args, width):
-        inputs, hidden, _ = args
+        inputs, hidden, _ = args[:3]
         return [("Wx", (inputs, 3 * hidden)), ("Wh", (hidden, 3 * hidden)), ("bx", (3 * hidden,)),
                 ("bh", (3 * hidden,))]
 
@@ -432,7 +447,8 @@ class GRU(SequenceOp):
                           steps, [STEPS_FROM_ONE.replace(" and cell c[n,t-1,:]", ""),
                                   "h[n,0,:] = 0: the state before the first step",
                                   "PyTorch's convention: h_t = (1 - z) n + z h_{t-1}, the reset gate applied to "
-                                  "h_{t-1} Wh + bh (not to h_{t-1} before the product)"],
+                                  "h_{t-1} Wh + bh (not to h_{t-1} before the product)",
+                                  TRUNCATION.replace("NAME", self.name)],
                           ["dr/da = r(1 - r), dz/da = z(1 - z), dn/da = 1 - n^2 read saved values: no exp, "
                            "finite for every input"], dict(backward))
 
@@ -442,7 +458,8 @@ class GRU(SequenceOp):
         candidate's gradients, the candidate's pre-activation's, the reset gate's, the stacked
         pre-activations', and the state before (directly through z, and through Wh); then each
         parameter's gradient summed over the batch and the steps, dWh step by step."""
-        inputs, hidden, steps = use.args
+        inputs, hidden, steps = use.args[:3]
+        truncated = Truncation(steps, self.first_step(use.args))
         layer, source = lowering.names.layer, lowering.values[-1]
         Wx, Wh, bx, bh = (lowering.names.params[role] for role in ("Wx", "Wh", "bx", "bh"))
         lowering.params += [(Wx, (inputs, 3 * hidden)), (Wh, (hidden, 3 * hidden)), (bx, (3 * hidden,)),
@@ -471,20 +488,22 @@ class GRU(SequenceOp):
                          "新状态：(1 - z) 乘候选状态，加上 z 乘旧状态")}
         step_values = tuple(Let(at(role, n, t, j), arrays.named(d.forward[role]), note=notes[role])
                             for role in ("r", "z", "hc", "h"))
-        forward = [Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
-            "the initial state h_0 = 0", "初始状态 h_0 = 0")),)),
-            Loop(t, steps + 1, (
-                Loop(q, 3 * hidden, tuple(arrays.summed(at("ax", n, t, q), d.forward["ax"], tr(
-                    f"{use.text}, step t: the input's pre-activations of r, z, n: the bias bx plus x_t times Wx",
-                    f"{use.text}，第 t 步：输入对 r、z、n 的预激活值：偏置 bx 加上 x_t 乘 Wx")))),
-                Loop(q, 3 * hidden, tuple(arrays.summed(at("ah", n, t, q), d.forward["ah"], tr(
-                    "the state's pre-activations of r, z, n: the bias bh plus the previous state times Wh",
-                    "状态对 r、z、n 的预激活值：偏置 bh 加上前一状态乘 Wh")))),
-                Loop(j, hidden, step_values)), start=1),
-            Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
-                f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),))]
+        products = arrays.products(lowering, hidden, 3 * hidden, steps, into_x="dax", into_h="dah")
+        stacked = (Loop(q, 3 * hidden, (arrays.product_summed(at("ax", n, t, q), d.forward["ax"], tr(
+            f"{use.text}, step t: the input's pre-activations of r, z, n: the bias bx plus x_t times Wx",
+            f"{use.text}，第 t 步：输入对 r、z、n 的预激活值：偏置 bx 加上 x_t 乘 Wx"), products.reads(n, t, q)),)),
+            Loop(q, 3 * hidden, (arrays.product_summed(at("ah", n, t, q), d.forward["ah"], tr(
+                "the state's pre-activations of r, z, n: the bias bh plus the previous state times Wh",
+                "状态对 r、z、n 的预激活值：偏置 bh 加上前一状态乘 Wh"), products.reads(n, t, q)),)))
+        forward = [products.inputs,
+                   Loop(n, N, (Loop(j, hidden, (Let(at("h", n, 0, j), sp.Integer(0), note=tr(
+                       "the initial state h_0 = 0", "初始状态 h_0 = 0")),)),)),
+                   Loop(t, steps + 1, (products.state(t), Loop(n, N, (*stacked, Loop(j, hidden, step_values)))),
+                        start=1),
+                   Loop(n, N, (Loop(j, hidden, (Let(element(out, "n", "j"), at("h", n, steps, j), note=tr(
+                       f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),)),))]
         lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, gates r, z, candidate n)"),
-                             Loop(n, N, tuple(forward))]
+                             *forward]
         for role in ("ax", "ah", "r", "z", "hc", "h"):
             lowering.buffer(f"d{names[role]}", (N, steps + 1, (3 if role in ("ax", "ah") else 1) * hidden))
 
@@ -508,23 +527,26 @@ class GRU(SequenceOp):
                     *(Let(at("dah", n, s, block * hidden + j), at("dax", n, s, block * hidden + j), note=tr(
                         "the same gradient: the gate adds both pre-activations' block", "梯度相同：该门把两个预激活值的这一块相加"))
                       for block in (0, 1))]
-            statements = [Loop(j, hidden, tuple(body))]
+            statements = [Loop(n, N, (Loop(j, hidden, tuple(body)),))]
             if s != 1:
-                statements.append(Loop(m, hidden, tuple(arrays.summed(at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace(
-                    {p: n, u: s - 1}), tr("back through time: z times this step's dL/dh (the direct path), plus the "
-                                          "state's pre-activation gradients times Wh",
-                                          "沿时间反向：z 乘本步的 dL/dh（直接路径），加上状态预激活值的梯度乘以 Wh")))))
+                statements += [products.back(s), Loop(n, N, (Loop(m, hidden, (arrays.product_summed(
+                    at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace({p: n, u: s - 1}), tr(
+                        "back through time: z times this step's dL/dh (the direct path), plus the state's "
+                        "pre-activation gradients times Wh",
+                        "沿时间反向：z 乘本步的 dL/dh（直接路径），加上状态预激活值的梯度乘以 Wh"), products.back_reads(n, m)),)),))]
             return statements
 
         r = index("r")
-        rows = [Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
-            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),
-            *([Loop(r, steps - 1, tuple(back_step(steps - r)))] if steps > 1 else []), *back_step(1)]
-        backward = [Comment(f"{what}: back through time"), Loop(n, N, tuple(rows)),
-                    *arrays.parameter_gradients(lowering, d.backward, Wx, Wh, [(bx, d.backward["dbx"]), (bh, d.backward["dbh"])],
-                                                3 * hidden, hidden, steps)]
+        rows = [Loop(n, N, (Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+            f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
+            *([Loop(r, steps - truncated.first, tuple(back_step(steps - r)))] if steps > truncated.first else []),
+            *back_step(truncated.first)]
+        backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
+                    *arrays.parameter_gradients(lowering, products, truncated, d.backward, Wx, Wh,
+                                                [(bx, d.backward["dbx"], products.into_x),
+                                                 (bh, d.backward["dbh"], products.into_h)], 3 * hidden, hidden)]
         if source != "X" or lowering.input_gradient:
-            backward.append(arrays.input_gradient(lowering, d.backward["dx"], source, steps))
+            backward += arrays.input_gradient(lowering, products, truncated, d.backward["dx"], source)
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(hidden)
