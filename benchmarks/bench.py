@@ -597,8 +597,9 @@ def mish_kernels():
     fused = module.mish_forward_backward_kernel
 
     def forward_backward(x, dout, y, dx):
-        """Forward into y and backward into dx in one pass (outputs preallocated, as a loop keeps them)."""
-        fused(x, dout, y, dx)
+        """Forward into y and backward into dx in one pass (outputs preallocated, as a loop keeps them);
+        the kernel takes (rows, features) arrays, as the layer's wrapper passes them."""
+        fused(x.reshape(1, -1), dout.reshape(1, -1), y.reshape(1, -1), dx.reshape(1, -1))
         return y, dx
 
     return forward_backward, None
