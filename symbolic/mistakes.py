@@ -335,16 +335,17 @@ def _is_gradient_key(key: str) -> bool:
 
 
 def _gradient_times_state(q: Quantity, produced: dict) -> set[str]:
-    """The previous states a product of a gradient and a state reads (a step's contribution to
-    the recurrent weight's gradient: dL/da1[0,t,j] * hs1[0,t-1,k]; an LSTM's forget gate's
-    dL/dc_t * c_{t-1}); empty for anything else."""
+    """The previous states a product of a gradient and a state reads, or a sum of such
+    products (a step's contribution to the recurrent weight's gradient: dL/da1[0,t,j] *
+    hs1[0,t-1,k], summed over the batch's rows; an LSTM's forget gate's dL/dc_t * c_{t-1});
+    empty for anything else."""
     f = q.formula
-    if not isinstance(f, sp.Mul):
+    if f is None or isinstance(f, Chain):
         return set()
-    reads = _reads(f)
-    if not any(_is_gradient_key(k) for k in reads):
+    terms = sp.Add.make_args(f)
+    if not all(isinstance(term, sp.Mul) and any(_is_gradient_key(k) for k in _reads(term)) for term in terms):
         return set()
-    return reads & set(produced)
+    return _reads(f) & set(produced)
 
 
 def _without_recurrent_terms(qs, readers: dict) -> dict:
