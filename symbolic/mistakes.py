@@ -83,13 +83,15 @@ def _candidates(t: Transcript):
 
     # sigmoid units: s = sigmoid(u), s computed from u alone, or a gate's sigmoid of a net input
     # written out (a GRU's sigmoid(ax + ah)): u the net input, a quantity or an expression
-    sigmoids = [(s, u) for s, u in _activations(qs).items()
+    activations = _activations(qs)
+    reads = {key: _reads(q.formula) for key, q in qs.items() if q.formula is not None}  # once: sympy walks are slow
+    sigmoids = [(s, u) for s, u in activations.items()
                 if _close(qs[s].value, 1 / (1 + sp.exp(-_number(_value_of(u, qs)))))]
     # the derivative of each: a quantity computed from s or u whose value is s(1 - s)
     derivative = {}
     for s, u in sigmoids:
         sv = _number(qs[s].value)
-        key = _local_derivative(qs, s, u, sv * (1 - sv))
+        key = _local_derivative(qs, reads, s, u, sv * (1 - sv))
         if key is not None:
             derivative[key] = (s, u)
     yield ("forgot_sigmoid_derivative",
@@ -169,13 +171,14 @@ def _candidates(t: Transcript):
 
     # a recurrence: states (an RNN's or a GRU's h, an LSTM's h and c), each step's computed from
     # the one before, h_0 given; found in the transcript's dependencies, whatever the cell
-    produced, readers = _recurrence(qs)
+    depends = _dependencies(qs, reads)
+    produced, readers = _recurrence(qs, depends)
     # tanh inside the recurrence (an RNN's state, an LSTM's candidate and tanh(c), a GRU's
     # candidate): its derivative 1 - y^2 taken at another value, as a quantity of its own or
     # inside a longer formula (an LSTM's dh/dc = o (1 - tanh(c)^2)); a layer's tanh outside a
     # recurrence taken at the net input is convention_sigmoid_at_net, a rule's variant
-    recurrent = _in_recurrence(qs, produced)
-    tanh_derivative = _tanh_derivatives(qs, recurrent)
+    recurrent = _in_recurrence(depends, produced)
+    tanh_derivative = _tanh_derivatives(qs, reads, activations, recurrent)
     yield ("tanh_derivative_at_preactivation",
            tr("tanh's derivative taken as 1 - a^2 with the pre-activation a instead of 1 - y^2 with the output y = tanh(a) "
               "(an LSTM's tanh(c): 1 - c^2 instead of 1 - tanh(c)^2)",
@@ -202,7 +205,7 @@ def _candidates(t: Transcript):
            tr("the sum over time forgotten: a shared weight's gradient taken from the last step's contribution "
               "only, though every step uses the weight",
               "漏掉了对时间的求和：共享权重的梯度只取了最后一步的贡献，而每一步都用到了这个权重"),
-           _last_step_only(qs))
+           _last_step_only(qs, depends) if produced else {})
     yield ("dropped_recurrent_path",
            tr("the recurrent path dropped: an earlier state's gradient taken without the terms coming back from the "
               "next step (through the recurrent weight, and an LSTM's cell or a GRU's direct path), so the earlier "
@@ -244,30 +247,32 @@ def _value_of(u, qs):
     return u.xreplace({s: qs[s.name].value for s in u.free_symbols})
 
 
-def _local_derivative(qs, y: str, u, value) -> str | None:
+def _local_derivative(qs, reads: dict, y: str, u, value) -> str | None:
     """The first quantity after y computed from y and u's quantities alone whose value is
-    ``value``: the activation's local derivative, y(1 - y) or 1 - y^2."""
+    ``value``: the activation's local derivative, y(1 - y) or 1 - y^2 (``reads``: what each
+    quantity's formula reads)."""
     order = list(qs)
     allowed = {y} | _reads(u)
     for key in order[order.index(y) + 1:]:
         q = qs[key]
-        if (q.formula is not None and not isinstance(q.formula, Chain) and _scalar(q)
-                and _reads(q.formula) and _reads(q.formula) <= allowed and _close(q.value, value)):
+        if q.formula is None or isinstance(q.formula, Chain) or not reads[key] or not reads[key] <= allowed:
+            continue
+        if _scalar(q) and _close(q.value, value):
             return key
     return None
 
 
-def _tanh_derivatives(qs, among: set) -> dict:
+def _tanh_derivatives(qs, reads: dict, activations: dict, among: set) -> dict:
     """key -> (formula written with 1 - y^2, y, a) for tanh's local derivative of each y = tanh(a)
     in ``among``: the quantity whose value is 1 - y^2 (made 1 - y^2 to be changed), and every
     later formula with the factor 1 - y^2 inside."""
     found = {}
-    for y, u in _activations(qs).items():
+    for y, u in activations.items():
         if y not in among or not isinstance(qs[y].formula, sp.tanh):
             continue
         y_symbol = sp.Symbol(y)
         derivative = 1 - y_symbol ** 2
-        key = _local_derivative(qs, y, u, 1 - _number(qs[y].value) ** 2)
+        key = _local_derivative(qs, reads, y, u, 1 - _number(qs[y].value) ** 2)
         if key is not None:
             found[key] = (derivative, y, u)
         for later in list(qs)[list(qs).index(y) + 1:]:
@@ -283,21 +288,20 @@ def _split_key(key: str) -> tuple[str, list[str]]:
     return name, rest.rstrip("]").split(",") if rest else []
 
 
-def _dependencies(qs) -> dict:
+def _dependencies(qs, reads: dict) -> dict:
     """key -> every quantity its value depends on, through any number of formulas."""
     depends = {}
-    for key, q in qs.items():
-        reads = _reads(q.formula) & set(depends) if q.formula is not None else set()
-        depends[key] = frozenset(reads).union(*(depends[r] for r in reads))
+    for key in qs:
+        direct = reads.get(key, set()) & set(depends)
+        depends[key] = frozenset(direct).union(*(depends[r] for r in direct))
     return depends
 
 
-def _recurrence(qs) -> tuple[dict, dict]:
+def _recurrence(qs, depends: dict) -> tuple[dict, dict]:
     """The states of a recurrence: an array with a given first element (h[n,0,k] = 0) whose
     element one step on (one index larger by one) depends on it. Returns h_{t-1} -> h_t, the
     state the step produced from it, and h_{t-1} -> the quantities of step t that read it
     directly (the pre-activations through Wh, an LSTM's next cell, a GRU's next state)."""
-    depends = _dependencies(qs)
     produced = {}
     for key in qs:
         name, index = _split_key(key)
@@ -321,11 +325,10 @@ def _recurrence(qs) -> tuple[dict, dict]:
     return produced, readers
 
 
-def _in_recurrence(qs, produced: dict) -> set:
+def _in_recurrence(depends: dict, produced: dict) -> set:
     """The values on the way from one state to the next: every step's values inside the
     recurrence (not the layers after it, which read only the last state)."""
     states = set(produced) | set(produced.values())
-    depends = _dependencies(qs)
     on_the_way = states.union(*(depends[s] for s in states))
     return {key for key in on_the_way if depends[key] & states}
 
@@ -364,12 +367,11 @@ def _without_recurrent_terms(qs, readers: dict) -> dict:
     return out
 
 
-def _last_step_only(qs) -> dict:
+def _last_step_only(qs, depends: dict) -> dict:
     """key -> a given parameter's gradient with only its last step's terms, for each gradient
     that sums terms of steps one after another. A term is a later step's than another when the
     other's gradients are computed from its gradients (back through time); a batch's rows or a
     convolution's positions do not feed each other's gradients, so their sums are left alone."""
-    depends = _dependencies(qs)
 
     def gradients(key, seen=frozenset()):
         """The gradients dL/d... a term's quantity is, or is computed from (dWh_step)."""
