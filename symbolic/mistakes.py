@@ -196,8 +196,8 @@ def _candidates(t: Transcript):
               "state or cell)",
               "某一步的梯度项用了该步产生的状态 h_t，而不是它读入的状态 h_{t-1}（在它对循环权重梯度的贡献中，"
               "或在读入旧状态或旧细胞状态的门的梯度中）"),
-           {key: q.formula.xreplace({sym[r]: sym[produced[r]] for r in reads})
-            for key, q in qs.items() if (reads := _gradient_times_state(q, produced))})
+           {key: q.formula.xreplace({sym[r]: sym[produced[r]] for r in states})
+            for key, q in qs.items() if (states := _gradient_times_state(q, produced))})
     # the sum over time forgotten before the recurrent path: for a many-to-one net they give the
     # same shared weights' gradients (without the path the earlier steps' gradients are 0), and a
     # claimed weight gradient is more likely a missing sum than a missing path
@@ -270,8 +270,7 @@ def _tanh_derivatives(qs, reads: dict, activations: dict, among: set) -> dict:
     for y, u in activations.items():
         if y not in among or not isinstance(qs[y].formula, sp.tanh):
             continue
-        y_symbol = sp.Symbol(y)
-        derivative = 1 - y_symbol ** 2
+        derivative = 1 - sp.Symbol(y) ** 2
         key = _local_derivative(qs, reads, y, u, 1 - _number(qs[y].value) ** 2)
         if key is not None:
             found[key] = (derivative, y, u)
@@ -383,6 +382,7 @@ def _last_step_only(qs, depends: dict) -> dict:
         return set().union(*(gradients(r, seen | {key}) for r in _reads(q.formula)))
 
     def later(a, b):
+        """Gradients a are of a later step than gradients b: some of b are computed from a."""
         return any(x in depends[y] for x in a for y in b)
 
     out = {}

@@ -12,6 +12,7 @@ gate."""
 import numpy as np
 import pytest
 
+from symprop.cli import main
 from symprop.symbolic.checker import CODES, check, claim_from
 from tests.test_rnn_mistakes import _given
 
@@ -225,3 +226,13 @@ def test_the_right_answers_stay_right_all_together(example):
     assert not report.problems, report.problems
     assert len(report.verdicts) == len(right)
     assert not [(v.key, v.code) for v in report.verdicts if not v.right]
+
+
+def test_symprop_check_says_which_mistake_in_words(capsys):
+    """The command line on the LSTM: the cell's direct path dropped and the sum over time
+    forgotten, named in words, and exit status 1."""
+    no_cell_path, last_step = _lstm_by_hand(cell_path=False), _lstm_by_hand(sum_over_time=False)
+    assert main(["check", LSTM, f"dL/dcs1[0,1,0]={no_cell_path['dL/dcs1[0,1,0]']:.4f}",
+                 f"dL/dWx1[0,2]={last_step['dL/dWx1[0,2]']:.4f}"]) == 1
+    out = capsys.readouterr().out
+    assert "the direct path dropped" in out and "the sum over time forgotten" in out
