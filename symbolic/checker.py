@@ -344,7 +344,9 @@ CODES = {
     "tanh_derivative_at_preactivation": "own",  # tanh' as 1 - a^2 with the pre-activation a, not 1 - h^2
     "tanh_derivative_of_state": "own",  # tanh' evaluated at the state: 1 - tanh(h)^2
     "recurrent_state_off_by_one": "own",  # a step's dWh term with the state it produced, h_t, for the one it read, h_{t-1}
-    "dropped_recurrent_path": "own",  # an earlier state's gradient without the term back through Wh from the next step
+    "dropped_recurrent_path": "own",  # an earlier state's gradient without the terms back from the next step
+    "dropped_direct_state_path": "own",  # an LSTM's c_{t-1} (a GRU's h_{t-1}) without the next step's direct term
+    "forgot_sum_over_time": "own",  # a shared weight's gradient from the last step's contribution only
     "formula_equivalent": "right",  # a formula claimed: equivalent to the derived rule
     "formula_differs": "own",  # a formula claimed: not the derived rule
     "convention_layout": "convention",  # a matrix gradient's entry [j,i] for [i,j], or a whole matrix transposed: numerator layout

@@ -309,6 +309,8 @@ def _check_chain(nodes, registry, start=None, loss_optional=False):
         if node.op.is_loss and node is not last:
             raise SympropError(f"{node.where}: a loss can only be the last layer")
         wanted = node.op.input_width(node.args)
+        if wanted == (1, width):
+            width = wanted  # D features are a sequence of one step of D values, in the same columns
         sequences = any(isinstance(shape, tuple) and len(shape) == 2 for shape in (width, wanted))
         if width is not None and wanted is not None and wanted != width and sequences:
             hint = "; put flatten before it" if not isinstance(wanted, tuple) else ""

@@ -81,31 +81,26 @@ def _candidates(t: Transcript):
     order = list(qs)
     sym = {k: sp.Symbol(k) for k in qs}
 
-    # sigmoid units: s = sigmoid(u), both quantities, s computed from u alone
-    sigmoids = []
-    for s, q in qs.items():
-        if q.formula is None or isinstance(q.formula, Chain) or not _scalar(q) or len(q.formula.free_symbols) != 1:
-            continue
-        (u,) = (x.name for x in q.formula.free_symbols)
-        if u in qs and _scalar(qs[u]) and _close(q.value, 1 / (1 + sp.exp(-_number(qs[u].value)))):
-            sigmoids.append((s, u))
+    # sigmoid units: s = sigmoid(u), s computed from u alone, or a gate's sigmoid of a net input
+    # written out (a GRU's sigmoid(ax + ah)): u the net input, a quantity or an expression
+    activations = _activations(qs)
+    reads = {key: _reads(q.formula) for key, q in qs.items() if q.formula is not None}  # once: sympy walks are slow
+    sigmoids = [(s, u) for s, u in activations.items()
+                if _close(qs[s].value, 1 / (1 + sp.exp(-_number(_value_of(u, qs)))))]
     # the derivative of each: a quantity computed from s or u whose value is s(1 - s)
     derivative = {}
     for s, u in sigmoids:
         sv = _number(qs[s].value)
-        for key in order[order.index(s) + 1:]:
-            q = qs[key]
-            if (q.formula is not None and not isinstance(q.formula, Chain) and _scalar(q)
-                    and _reads(q.formula) <= {s, u} and _close(q.value, sv * (1 - sv))):
-                derivative[key] = (s, u)
-                break
+        key = _local_derivative(qs, reads, s, u, sv * (1 - sv))
+        if key is not None:
+            derivative[key] = (s, u)
     yield ("forgot_sigmoid_derivative",
            tr("the sigmoid's derivative left out of the chain rule (taken as 1)", "链式法则中漏掉了 sigmoid 的导数（当成了 1）"),
            {key: sp.Integer(1) for key in derivative})
     yield ("convention_sigmoid_at_net",
            tr("the sigmoid derivative y(1 - y) taken at the net input instead of the output",
               "sigmoid 的导数 y(1 - y) 用了净输入而不是输出"),
-           {key: sym[u] * (1 - sym[u]) for key, (s, u) in derivative.items()})
+           {key: u * (1 - u) for key, (s, u) in derivative.items()})
 
     # updates: p_new = p + (-rate * gradient) (or + rate * gradient), p given
     updates = {}
@@ -174,50 +169,116 @@ def _candidates(t: Transcript):
            tr("the scores transposed: key t against query s (K Q^T instead of Q K^T)",
               "分数转置了：用了键 t 对查询 s（K Q^T 而不是 Q K^T）"), _transposed_scores(qs))
 
-    # a recurrence: step t's pre-activation reads the state h_{t-1} of its own chain (hs1[0,t-1,k])
-    produced, readers = _recurrence(qs)
-    # its states h = tanh(a): the derivative 1 - h^2 taken at another value (a layer's tanh
-    # outside a recurrence taken at the net input is convention_sigmoid_at_net, a rule's variant)
-    recurrent = {u for us in readers.values() for u in us}
-    tanh_derivative = {key: (s, u) for key, (s, u) in _tanh_derivatives(qs).items() if u in recurrent}
+    # a recurrence: states (an RNN's or a GRU's h, an LSTM's h and c), each step's computed from
+    # the one before, h_0 given; found in the transcript's dependencies, whatever the cell
+    depends = _dependencies(qs, reads)
+    produced, readers = _recurrence(qs, depends)
+    # tanh inside the recurrence (an RNN's state, an LSTM's candidate and tanh(c), a GRU's
+    # candidate): its derivative 1 - y^2 taken at another value, as a quantity of its own or
+    # inside a longer formula (an LSTM's dh/dc = o (1 - tanh(c)^2)); a layer's tanh outside a
+    # recurrence taken at the net input is convention_sigmoid_at_net, a rule's variant
+    recurrent = _in_recurrence(depends, produced)
+    tanh_derivative = _tanh_derivatives(qs, reads, activations, recurrent)
     yield ("tanh_derivative_at_preactivation",
-           tr("tanh's derivative taken as 1 - a^2 with the pre-activation a instead of 1 - h^2 with the state h = tanh(a)",
-              "tanh 的导数用预激活值 a 算成了 1 - a^2，而应是用状态 h = tanh(a) 算的 1 - h^2"),
-           {key: 1 - sym[u] ** 2 for key, (s, u) in tanh_derivative.items()})
+           tr("tanh's derivative taken as 1 - a^2 with the pre-activation a instead of 1 - y^2 with the output y = tanh(a) "
+              "(an LSTM's tanh(c): 1 - c^2 instead of 1 - tanh(c)^2)",
+              "tanh 的导数用预激活值 a 算成了 1 - a^2，而应是用输出 y = tanh(a) 算的 1 - y^2"
+              "（LSTM 的 tanh(c)：算成了 1 - c^2 而不是 1 - tanh(c)^2）"),
+           {key: f.xreplace({1 - sym[y] ** 2: 1 - u ** 2}) for key, (f, y, u) in tanh_derivative.items()})
     yield ("tanh_derivative_of_state",
-           tr("tanh's derivative evaluated at the state: tanh'(h) = 1 - tanh(h)^2 instead of tanh'(a) = 1 - h^2",
-              "tanh 的导数在状态处求值：tanh'(h) = 1 - tanh(h)^2，而应是 tanh'(a) = 1 - h^2"),
-           {key: 1 - sp.tanh(sym[s]) ** 2 for key, (s, u) in tanh_derivative.items()})
+           tr("tanh's derivative evaluated at its output: tanh'(y) = 1 - tanh(y)^2 instead of tanh'(a) = 1 - y^2",
+              "tanh 的导数在输出处求值：tanh'(y) = 1 - tanh(y)^2，而应是 tanh'(a) = 1 - y^2"),
+           {key: f.xreplace({1 - sym[y] ** 2: 1 - sp.tanh(sym[y]) ** 2}) for key, (f, y, u) in tanh_derivative.items()})
 
     yield ("recurrent_state_off_by_one",
-           tr("a step's contribution to the recurrent weight's gradient taken with the state it produced, h_t, "
-              "instead of the state it read, h_{t-1}",
-              "某一步对循环权重梯度的贡献用了该步产生的状态 h_t，而不是它读入的状态 h_{t-1}"),
-           {key: q.formula.xreplace({sym[r]: sym[produced[r]] for r in reads})
-            for key, q in qs.items() if (reads := _gradient_times_state(q, produced))})
+           tr("a step's gradient term taken with the state it produced, h_t, instead of the state it read, h_{t-1} "
+              "(in its contribution to the recurrent weight's gradient, or a gate's gradient that reads the old "
+              "state or cell)",
+              "某一步的梯度项用了该步产生的状态 h_t，而不是它读入的状态 h_{t-1}（在它对循环权重梯度的贡献中，"
+              "或在读入旧状态或旧细胞状态的门的梯度中）"),
+           {key: q.formula.xreplace({sym[r]: sym[produced[r]] for r in states})
+            for key, q in qs.items() if (states := _gradient_times_state(q, produced))})
+    # the sum over time forgotten before the recurrent path: for a many-to-one net they give the
+    # same shared weights' gradients (without the path the earlier steps' gradients are 0), and a
+    # claimed weight gradient is more likely a missing sum than a missing path
+    yield ("forgot_sum_over_time",
+           tr("the sum over time forgotten: a shared weight's gradient taken from the last step's contribution "
+              "only, though every step uses the weight",
+              "漏掉了对时间的求和：共享权重的梯度只取了最后一步的贡献，而每一步都用到了这个权重"),
+           _last_step_only(qs, depends) if produced else {})
     yield ("dropped_recurrent_path",
-           tr("the recurrent path dropped: an earlier state's gradient taken without the term coming back through "
-              "the recurrent weight from the next step, so the earlier steps add nothing to the shared weights' gradients",
-              "漏掉了循环路径：较早状态的梯度没有加上从下一步经循环权重传回的项，所以较早的各步对共享权重的梯度没有贡献"),
+           tr("the recurrent path dropped: an earlier state's gradient taken without the terms coming back from the "
+              "next step (through the recurrent weight, and an LSTM's cell or a GRU's direct path), so the earlier "
+              "steps add nothing to the shared weights' gradients",
+              "漏掉了循环路径：较早状态的梯度没有加上从下一步传回的项（经循环权重，以及 LSTM 的细胞状态或 GRU 的直接路径），"
+              "所以较早的各步对共享权重的梯度没有贡献"),
            _without_recurrent_terms(qs, readers))
+    # gated cells only: the path from the next step's state straight back (an LSTM's c_t = f c_{t-1} + ...,
+    # a GRU's h_t = ... + z h_{t-1}) dropped, the path through Wh kept
+    yield ("dropped_direct_state_path",
+           tr("the direct path dropped: c_{t-1}'s gradient without the term f_t dL/dc_t coming straight back from "
+              "the next cell (an LSTM's forget gate path), or h_{t-1}'s without z_t dL/dh_t (a GRU's), only the path "
+              "through the recurrent weight kept",
+              "漏掉了直接路径：c_{t-1} 的梯度没有加上从下一细胞状态直接传回的 f_t dL/dc_t（LSTM 的遗忘门路径），"
+              "或 h_{t-1} 的梯度没有加上 z_t dL/dh_t（GRU），只保留了经循环权重的路径"),
+           _without_recurrent_terms(qs, {state: {produced[state]} for state in readers if produced[state] in readers[state]}))
 
 
-def _tanh_derivatives(qs) -> dict:
-    """key -> (h, a) of each quantity computed from h = tanh(a) alone (or a) whose value is 1 - h^2:
-    tanh's local derivative, the first such quantity after h."""
-    order = list(qs)
+def _activations(qs) -> dict:
+    """y -> u for each quantity y computed by one function of u alone: u the one quantity its
+    formula reads (sigmoid(u), tanh(u), 1/(1 + exp(-u))), or the argument of a function applied
+    to an expression (a GRU's sigmoid(ax + ah), tanh(ax + r ah))."""
     found = {}
-    for s, q in qs.items():
+    for y, q in qs.items():
         f = q.formula
-        if not (isinstance(f, sp.tanh) and isinstance(f.args[0], sp.Symbol) and f.args[0].name in qs and _scalar(q)):
+        if f is None or isinstance(f, Chain) or not _scalar(q):
             continue
-        u, sv = f.args[0].name, _number(q.value)
-        for key in order[order.index(s) + 1:]:
-            d = qs[key]
-            if (d.formula is not None and not isinstance(d.formula, Chain) and _scalar(d)
-                    and _reads(d.formula) and _reads(d.formula) <= {s, u} and _close(d.value, 1 - sv ** 2)):
-                found[key] = (s, u)
-                break
+        if len(f.free_symbols) == 1:
+            (u,) = f.free_symbols
+            if u.name in qs and _scalar(qs[u.name]):
+                found[y] = u
+        elif isinstance(f, sp.Function) and len(f.args) == 1 and f.free_symbols and _reads(f) <= set(qs):
+            found[y] = f.args[0]
+    return found
+
+
+def _value_of(u, qs):
+    """The value of an expression over the transcript's quantities."""
+    return u.xreplace({s: qs[s.name].value for s in u.free_symbols})
+
+
+def _local_derivative(qs, reads: dict, y: str, u, value) -> str | None:
+    """The first quantity after y computed from y and u's quantities alone whose value is
+    ``value``: the activation's local derivative, y(1 - y) or 1 - y^2 (``reads``: what each
+    quantity's formula reads)."""
+    order = list(qs)
+    allowed = {y} | _reads(u)
+    for key in order[order.index(y) + 1:]:
+        q = qs[key]
+        if q.formula is None or isinstance(q.formula, Chain) or not reads[key] or not reads[key] <= allowed:
+            continue
+        if _scalar(q) and _close(q.value, value):
+            return key
+    return None
+
+
+def _tanh_derivatives(qs, reads: dict, activations: dict, among: set) -> dict:
+    """key -> (formula written with 1 - y^2, y, a) for tanh's local derivative of each y = tanh(a)
+    in ``among``: the quantity whose value is 1 - y^2 (made 1 - y^2 to be changed), and every
+    later formula with the factor 1 - y^2 inside."""
+    found = {}
+    for y, u in activations.items():
+        if y not in among or not isinstance(qs[y].formula, sp.tanh):
+            continue
+        derivative = 1 - sp.Symbol(y) ** 2
+        key = _local_derivative(qs, reads, y, u, 1 - _number(qs[y].value) ** 2)
+        if key is not None:
+            found[key] = (derivative, y, u)
+        for later in list(qs)[list(qs).index(y) + 1:]:
+            f = qs[later].formula
+            if (later not in found and f is not None and not isinstance(f, Chain)
+                    and derivative in sp.preorder_traversal(f)):
+                found[later] = (f, y, u)
     return found
 
 
@@ -226,30 +287,49 @@ def _split_key(key: str) -> tuple[str, list[str]]:
     return name, rest.rstrip("]").split(",") if rest else []
 
 
-def _recurrence(qs) -> tuple[dict, dict]:
-    """The states of a recurrence h_t = tanh(a_t), a_t reading h_{t-1} of the same array one
-    step back (hs1[0,t-1,k], the same unit: one index smaller by one). Returns h_{t-1} -> h_t,
-    the state the step produced from it, and h_{t-1} -> the pre-activations that read it."""
-    produced, readers = {}, {}
-    for s, q in qs.items():
-        f = q.formula
-        if not (isinstance(f, sp.tanh) and isinstance(f.args[0], sp.Symbol) and f.args[0].name in qs):
-            continue
-        u = f.args[0].name
-        pre = qs[u].formula
-        if pre is None or isinstance(pre, Chain):
-            continue
-        name, index = _split_key(s)
-        for r in _reads(pre):
-            r_name, r_index = _split_key(r)
-            if r_name != name or len(r_index) != len(index) or r not in qs:
+def _dependencies(qs, reads: dict) -> dict:
+    """key -> every quantity its value depends on, through any number of formulas."""
+    depends = {}
+    for key in qs:
+        direct = reads.get(key, set()) & set(depends)
+        depends[key] = frozenset(direct).union(*(depends[r] for r in direct))
+    return depends
+
+
+def _recurrence(qs, depends: dict) -> tuple[dict, dict]:
+    """The states of a recurrence: an array with a given first element (h[n,0,k] = 0) whose
+    element one step on (one index larger by one) depends on it. Returns h_{t-1} -> h_t, the
+    state the step produced from it, and h_{t-1} -> the quantities of step t that read it
+    directly (the pre-activations through Wh, an LSTM's next cell, a GRU's next state)."""
+    produced = {}
+    for key in qs:
+        name, index = _split_key(key)
+        for position, i in enumerate(index):
+            if not i.isdigit():
                 continue
-            readers.setdefault(r, set()).add(u)
-            differ = [i for i, (x, y) in enumerate(zip(r_index, index)) if x != y]
-            if len(differ) == 1 and r_index[differ[0]].isdigit() and index[differ[0]].isdigit() \
-                    and int(index[differ[0]]) == int(r_index[differ[0]]) + 1:
-                produced[r] = s
+            first = f"{name}[{','.join((*index[:position], '0', *index[position + 1:]))}]"
+            after = f"{name}[{','.join((*index[:position], str(int(i) + 1), *index[position + 1:]))}]"
+            if first in qs and after in qs and key in depends[after]:
+                produced[key] = after
+    readers = {}
+    for key, q in qs.items():
+        if _is_gradient_key(key) or q.formula is None:
+            continue
+        index = _split_key(key)[1]
+        for state in _reads(q.formula) & set(produced):
+            before, after = _split_key(state)[1], _split_key(produced[state])[1]
+            (step,) = (i for i, (a, b) in enumerate(zip(before, after)) if a != b)
+            if len(index) == len(after) and index[step] == after[step]:  # of step t, not of the state's own
+                readers.setdefault(state, set()).add(key)
     return produced, readers
+
+
+def _in_recurrence(depends: dict, produced: dict) -> set:
+    """The values on the way from one state to the next: every step's values inside the
+    recurrence (not the layers after it, which read only the last state)."""
+    states = set(produced) | set(produced.values())
+    on_the_way = states.union(*(depends[s] for s in states))
+    return {key for key in on_the_way if depends[key] & states}
 
 
 def _is_gradient_key(key: str) -> bool:
@@ -257,20 +337,22 @@ def _is_gradient_key(key: str) -> bool:
 
 
 def _gradient_times_state(q: Quantity, produced: dict) -> set[str]:
-    """The previous states a product of a gradient and a state reads (a step's contribution to
-    the recurrent weight's gradient: dL/da1[0,t,j] * hs1[0,t-1,k]); empty for anything else."""
+    """The previous states a product of a gradient and a state reads, or a sum of such
+    products (a step's contribution to the recurrent weight's gradient: dL/da1[0,t,j] *
+    hs1[0,t-1,k], summed over the batch's rows; an LSTM's forget gate's dL/dc_t * c_{t-1});
+    empty for anything else."""
     f = q.formula
-    if not isinstance(f, sp.Mul):
+    if f is None or isinstance(f, Chain):
         return set()
-    reads = _reads(f)
-    if not any(_is_gradient_key(k) for k in reads):
+    terms = sp.Add.make_args(f)
+    if not all(isinstance(term, sp.Mul) and any(_is_gradient_key(k) for k in _reads(term)) for term in terms):
         return set()
-    return reads & set(produced)
+    return _reads(f) & set(produced)
 
 
 def _without_recurrent_terms(qs, readers: dict) -> dict:
     """key -> the gradient of a previous state h_{t-1} without its terms through the
-    pre-activations of step t that read it (the recurrent path), for each such gradient."""
+    quantities of step t that read it (``readers``), for each such gradient."""
     out = {}
     for key, q in qs.items():
         if not _is_gradient_key(key) or q.formula is None or isinstance(q.formula, Chain):
@@ -281,6 +363,40 @@ def _without_recurrent_terms(qs, readers: dict) -> dict:
         kept = [term for term in terms if not {s.name for s in term.free_symbols} & through]
         if through and len(kept) < len(terms):
             out[key] = sp.Add(*kept)
+    return out
+
+
+def _last_step_only(qs, depends: dict) -> dict:
+    """key -> a given parameter's gradient with only its last step's terms, for each gradient
+    that sums terms of steps one after another. A term is a later step's than another when the
+    other's gradients are computed from its gradients (back through time); a batch's rows or a
+    convolution's positions do not feed each other's gradients, so their sums are left alone."""
+
+    def gradients(key, seen=frozenset()):
+        """The gradients dL/d... a term's quantity is, or is computed from (dWh_step)."""
+        q = qs.get(key)
+        if _is_gradient_key(key):
+            return {key}
+        if key in seen or q is None or q.formula is None or isinstance(q.formula, Chain):
+            return set()
+        return set().union(*(gradients(r, seen | {key}) for r in _reads(q.formula)))
+
+    def later(a, b):
+        """Gradients a are of a later step than gradients b: some of b are computed from a."""
+        return any(x in depends[y] for x in a for y in b)
+
+    out = {}
+    for key, q in qs.items():
+        if not _is_gradient_key(key) or q.formula is None or isinstance(q.formula, Chain):
+            continue
+        parameter = qs.get(key.split("/d", 1)[1])
+        if parameter is None or parameter.formula is not None:
+            continue
+        terms = sp.Add.make_args(q.formula)
+        read = [set().union(*(gradients(s.name) for s in term.free_symbols)) for term in terms]
+        last = [term for term, a in zip(terms, read) if not any(later(b, a) for b in read)]
+        if 0 < len(last) < len(terms):
+            out[key] = sp.Add(*last)
     return out
 
 

@@ -195,9 +195,10 @@ def test_the_table_covers_the_issue():
                                   # tests/test_attention.py:
                                   "softmax_jacobian_elementwise", "forgot_attention_scale",
                                   "attention_scores_transposed",
-                                  # tests/test_rnn_mistakes.py:
+                                  # tests/test_rnn_mistakes.py, tests/test_gated_mistakes.py:
                                   "tanh_derivative_at_preactivation", "tanh_derivative_of_state",
-                                  "recurrent_state_off_by_one", "dropped_recurrent_path"}
+                                  "recurrent_state_off_by_one", "dropped_recurrent_path", "forgot_sum_over_time",
+                                  "dropped_direct_state_path"}
 
 
 def test_rounding_only_only_for_the_rounded_or_truncated_exact_value():

@@ -56,7 +56,9 @@ def _ids(rng, rows, columns, vocabulary):
 
 
 @pytest.mark.parametrize("spec", ["embedding(5,3) affine(3,2) softmax-cross-entropy",
-                                  "embedding(6,2,4) rnn(2,3,4) affine(3,2) softmax-cross-entropy"])
+                                  "embedding(6,2,4) rnn(2,3,4) affine(3,2) softmax-cross-entropy",
+                                  # one id per example: its row is a sequence of one step for the rnn
+                                  "embedding(5,3,1) rnn(3,2,1) affine(2,2) mse"])
 def test_fused_kernel_agrees_with_central_differences(spec, rng):
     net = load_network(spec)
     params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]

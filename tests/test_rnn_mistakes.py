@@ -4,8 +4,9 @@ backpropagation through time, each made by a learner computing by hand, named by
 Every learner's number is computed here with plain numpy, step by step as the learner made it
 (never taken from symprop): the right way, with h_t where h_{t-1} belongs in a step's
 contribution to dL/dWh, with tanh's derivative taken at the wrong value (1 - a^2, or
-tanh'(h) = 1 - tanh(h)^2), or without the recurrent path (an earlier state's gradient missing
-the term that comes back through Wh from the next step)."""
+tanh'(h) = 1 - tanh(h)^2), without the recurrent path (an earlier state's gradient missing
+the term that comes back through Wh from the next step), or with the sum over time forgotten
+(each shared weight's gradient from the last step alone)."""
 from fractions import Fraction
 
 import numpy as np
@@ -18,24 +19,24 @@ EXAMPLE = "rnn-three-steps"
 STEPS, HIDDEN = 3, 2
 
 
-def _given(name):
+def _given(name, example=EXAMPLE):
     """A value of the example's [values] table as float64, from the file's own numbers."""
     from symprop.symbolic.examples import NET_FILES
 
-    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[EXAMPLE].values[name], dtype=object))
+    return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(NET_FILES[example].values[name], dtype=object))
 
 
 def _keyed(name, array):
     return {f"{name}[{','.join(map(str, index))}]": float(array[index]) for index in np.ndindex(array.shape)}
 
 
-def _rnn_by_hand(state_read="previous", tanh_derivative_at="state", recurrent_path=True):
+def _rnn_by_hand(state_read="previous", tanh_derivative_at="state", recurrent_path=True, sum_over_time=True):
     """The worked example by hand: forward h_t = tanh(x_t Wx + h_{t-1} Wh + b) from h_0 = 0, a
     linear readout of h_3, squared error, then back through time. The learner's way:
     state_read "previous" (h_{t-1}, right) or "produced" (h_t) in step t's dWh term;
     tanh_derivative_at "state" (1 - h^2, right), "preactivation" (1 - a^2) or "tanh_of_state"
-    (1 - tanh(h)^2); recurrent_path False: dL/dh_{t-1} gets nothing back through Wh.
-    key -> value."""
+    (1 - tanh(h)^2); recurrent_path False: dL/dh_{t-1} gets nothing back through Wh;
+    sum_over_time False: each shared weight's gradient from step 3 alone. key -> value."""
     xs = _given("X").reshape(STEPS)  # one sequence of scalar inputs
     target = _given("T")[0, 0]
     Wx, Wh, b = _given("Wx1")[0], _given("Wh1"), _given("b1")
@@ -57,9 +58,10 @@ def _rnn_by_hand(state_read="previous", tanh_derivative_at="state", recurrent_pa
         if t > 1:
             dh[t - 1] = Wh @ da[t] if recurrent_path else np.zeros(HIDDEN)
     steps = {t: np.outer(h[t - 1] if state_read == "previous" else h[t], da[t]) for t in range(1, STEPS + 1)}
-    dWh = sum(steps.values())
-    dWx = sum(xs[t - 1] * da[t] for t in range(1, STEPS + 1)).reshape(1, HIDDEN)
-    db = sum(da.values())
+    summed = range(1, STEPS + 1) if sum_over_time else [STEPS]
+    dWh = sum(steps[t] for t in summed)
+    dWx = sum(xs[t - 1] * da[t] for t in summed).reshape(1, HIDDEN)
+    db = sum(da[t] for t in summed)
     for t in range(1, STEPS + 1):
         values |= _keyed(f"hs1[0,{t}]", h[t]) | _keyed(f"a1[0,{t}]", a[t])
         values |= _keyed(f"dL/dhs1[0,{t}]", dh[t]) | _keyed(f"dL/da1[0,{t}]", da[t])
@@ -76,6 +78,7 @@ OFF_BY_ONE = {"state_read": "produced"}
 AT_PRE = {"tanh_derivative_at": "preactivation"}
 OF_STATE = {"tanh_derivative_at": "tanh_of_state"}
 NO_RECURRENCE = {"recurrent_path": False}
+LAST_STEP_ONLY = {"sum_over_time": False}
 
 CHECKER_ROWS = [
     # (claimed key, the learner's way, the diagnosis code)
@@ -104,12 +107,17 @@ CHECKER_ROWS = [
     ("dL/dWh1[1,0]", OF_STATE, "tanh_derivative_of_state"),
     ("dL/db1[0]", OF_STATE, "tanh_derivative_of_state"),
     # the recurrent path dropped: earlier states get no gradient back through Wh1
+    ("dL/dhs1[0,2,0]", NO_RECURRENCE, "dropped_recurrent_path"),
     ("dL/da1[0,2,1]", NO_RECURRENCE, "dropped_recurrent_path"),
-    ("dL/dWx1[0,0]", NO_RECURRENCE, "dropped_recurrent_path"),
-    ("dL/dWx1[0,1]", NO_RECURRENCE, "dropped_recurrent_path"),
-    ("dL/db1[0]", NO_RECURRENCE, "dropped_recurrent_path"),
-    ("dL/dWh1[1,1]", NO_RECURRENCE, "dropped_recurrent_path"),
-    ("Wx1_new[0,0]", NO_RECURRENCE, "dropped_recurrent_path"),
+    # ... so the earlier steps' gradients are 0 and the shared weights' gradients are the last
+    # step's alone: the same numbers as the sum over time forgotten, named first (both are said)
+    ("dL/dWx1[0,0]", NO_RECURRENCE, "forgot_sum_over_time"),
+    ("dL/db1[0]", NO_RECURRENCE, "forgot_sum_over_time"),
+    # the sum over time forgotten: each shared weight's gradient from step 3 alone
+    ("dL/dWx1[0,1]", LAST_STEP_ONLY, "forgot_sum_over_time"),
+    ("dL/db1[1]", LAST_STEP_ONLY, "forgot_sum_over_time"),
+    ("dL/dWh1[1,1]", LAST_STEP_ONLY, "forgot_sum_over_time"),
+    ("Wx1_new[0,0]", LAST_STEP_ONLY, "forgot_sum_over_time"),
 ]
 
 
@@ -125,12 +133,14 @@ def test_the_checker_names_the_classic_rnn_mistakes(key, way, code):
     (verdict,) = report.verdicts
     assert verdict.code == code, (key, verdict.code, [d.en for d in verdict.diagnoses])
     assert verdict.right == (CODES[code] == "right")
+    if way == NO_RECURRENCE:
+        assert "dropped_recurrent_path" in {f.code for f in verdict.findings}
 
 
 def test_the_table_covers_each_mistake_on_the_gradients_of_the_shared_weights():
     """Each mistake is named on at least one gradient of Wx1 or Wh1, the numbers a learner hands in."""
     for code in ("recurrent_state_off_by_one", "tanh_derivative_at_preactivation", "tanh_derivative_of_state",
-                 "dropped_recurrent_path"):
+                 "forgot_sum_over_time"):
         assert any(c == code and k.startswith(("dL/dWh1", "dL/dWx1")) for k, _, c in CHECKER_ROWS), code
 
 

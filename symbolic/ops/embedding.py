@@ -2,7 +2,8 @@
 
 ``embedding(V,D[,T])`` reads T token ids per example (X is (N, T), each a whole number from 0
 to V-1; T is 1 by default) and gives each id's row of the table W (V x D): D features for
-T = 1, else a (T, D) sequence, as rnn(D,H,T) reads it. SymPy differentiates the lookup
+T = 1 (which a sequence layer such as rnn(D,H,1) reads as one step: the same columns), else a
+(T, D) sequence, as rnn(D,H,T) reads it. SymPy differentiates the lookup
 Y[n,t,d] = W[x[n,t], d] by one element of the table: the Kronecker delta delta(v, x[n,t])
 is left, so each row's gradient is the sum of the upstream gradients of the positions that
 looked it up (a scatter-add), zero for a row no id picked.
