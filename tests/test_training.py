@@ -306,6 +306,22 @@ def test_a_set_evaluated_in_pieces_has_the_loss_of_the_whole(rng):
     assert accuracy == np.mean(task.classes(net.forward(*params, x)) == labels)
 
 
+def test_classes_predicted_in_pieces_are_the_whole_sets(rng, monkeypatch):
+    """accuracy runs the forward kernel PREDICTION_ROWS rows at a time (a last short piece
+    included); every row's class must be the one the whole set's forward gives it."""
+    from symprop.training import train as training
+
+    monkeypatch.setattr(training, "PREDICTION_ROWS", 40)
+    net = load_net("affine(3,4) softmax-cross-entropy")
+    params = training.init_params(net, rng, np.float64)
+    x, labels = rng.normal(size=(2 * 40 + 13, 3)), rng.integers(0, 4, 2 * 40 + 13)
+    task = Task(net, "digits", 3, 4)
+    whole = task.classes(net.forward(*params, x))
+    assert np.array_equal(training.predicted_classes(net, params, task, x), whole)
+    assert training.accuracy(net, params, task, x, labels) == np.mean(whole == labels)
+    assert 0 < np.mean(whole == labels) < 1  # some rows right, some wrong: the comparison matters
+
+
 def test_diverging_learning_rate_names_the_epoch():
     with pytest.raises(SympropError, match=r"training diverged in epoch 1: .* learning rate 1e\+30"):
         train(load_net(DIGITS_NET), load_dataset("digits"),
