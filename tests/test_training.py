@@ -500,6 +500,34 @@ def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
     assert blas_threads_for(net, Config(blas_threads=3)) == 3 and blas_threads_for(net, Config()) == 1
 
 
+def test_the_blas_thread_limit_reaches_the_kernels_products():
+    """numba's np.dot calls the BLAS that scipy ships, loaded at a kernel's first product; a
+    limit set before that load missed it and training ran with every core's threads. In a
+    fresh process (this one has loaded it already), every BLAS pool must have the one thread
+    asked for while training, scipy's among them."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = (
+        "import json, numpy, threadpoolctl\n"
+        "from symprop.training.datasets import Dataset\n"
+        "from symprop.training.train import Config, load_net, train\n"
+        "rng = numpy.random.default_rng(0)\n"  # not digits: loading it imports scikit-learn, and scipy with it
+        "data = Dataset('numbers', '', rng.normal(size=(64, 64)), rng.integers(0, 10, 64), numpy.zeros((0, 64)),\n"
+        "               numpy.zeros(0, int), 10, None)\n"
+        "pools = []\n"
+        "def on_epoch(stats, shown):\n"
+        "    pools.extend((pool['filepath'], pool['num_threads']) for pool in threadpoolctl.threadpool_info()\n"
+        "                 if pool['user_api'] == 'blas')\n"
+        f"train(load_net({DIGITS_NET!r}), data, Config(epochs=1, progress=False, blas_threads=1), on_epoch)\n"
+        "print(json.dumps(pools))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    pools = json.loads(done.stdout.strip().splitlines()[-1])  # [path, threads] per BLAS pool
+    assert any(Path(path).parent.name.startswith("scipy") for path, _ in pools), pools
+    assert all(threads == 1 for _, threads in pools), pools
+
+
 def test_a_history_label_with_dollar_signs_is_drawn_as_text(tmp_path, capsys):
     """A history file's label is the user's text: '$\\foo$' must not reach matplotlib's mathtext
     (it raised ParseFatalException and lost the plot)."""

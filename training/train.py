@@ -9,6 +9,7 @@ batches, decays the learning rate, measures and records; it has no layer arithme
 """
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
@@ -409,6 +410,10 @@ def train(net, dataset: Dataset, config: Config,
     threadpool_limits = need("threadpoolctl", "training").threadpool_limits
 
     config.check()
+    # numba's np.dot calls the BLAS that scipy ships, loaded at a kernel's first product; the
+    # limit applies only to libraries already loaded, so without this import the kernels ran
+    # with every core's threads whatever --blas-threads said
+    importlib.import_module("scipy.linalg.cython_blas")
     with threadpool_limits(limits=blas_threads_for(net, config), user_api="blas"):
         return _train(net, dataset, config, on_epoch)
 
