@@ -306,6 +306,22 @@ def test_a_set_evaluated_in_pieces_has_the_loss_of_the_whole(rng):
     assert accuracy == np.mean(task.classes(net.forward(*params, x)) == labels)
 
 
+def test_classes_predicted_in_pieces_are_the_whole_sets(rng, monkeypatch):
+    """accuracy runs the forward kernel PREDICTION_ROWS rows at a time (a last short piece
+    included); every row's class must be the one the whole set's forward gives it."""
+    from symprop.training import train as training
+
+    monkeypatch.setattr(training, "PREDICTION_ROWS", 40)
+    net = load_net("affine(3,4) softmax-cross-entropy")
+    params = training.init_params(net, rng, np.float64)
+    x, labels = rng.normal(size=(2 * 40 + 13, 3)), rng.integers(0, 4, 2 * 40 + 13)
+    task = Task(net, "digits", 3, 4)
+    whole = task.classes(net.forward(*params, x))
+    assert np.array_equal(training.predicted_classes(net, params, task, x), whole)
+    assert training.accuracy(net, params, task, x, labels) == np.mean(whole == labels)
+    assert 0 < np.mean(whole == labels) < 1  # some rows right, some wrong: the comparison matters
+
+
 def test_diverging_learning_rate_names_the_epoch():
     with pytest.raises(SympropError, match=r"training diverged in epoch 1: .* learning rate 1e\+30"):
         train(load_net(DIGITS_NET), load_dataset("digits"),
@@ -482,6 +498,34 @@ def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
     assert auto_threads(large, 1024, cores=1, load=0.0) == 1
     net = load_net(DIGITS_NET)
     assert blas_threads_for(net, Config(blas_threads=3)) == 3 and blas_threads_for(net, Config()) == 1
+
+
+def test_the_blas_thread_limit_reaches_the_kernels_products():
+    """numba's np.dot calls the BLAS that scipy ships, loaded at a kernel's first product; a
+    limit set before that load missed it and training ran with every core's threads. In a
+    fresh process (this one has loaded it already), every BLAS pool must have the one thread
+    asked for while training, scipy's among them."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    script = (
+        "import json, numpy, threadpoolctl\n"
+        "from symprop.training.datasets import Dataset\n"
+        "from symprop.training.train import Config, load_net, train\n"
+        "rng = numpy.random.default_rng(0)\n"  # not digits: loading it imports scikit-learn, and scipy with it
+        "data = Dataset('numbers', '', rng.normal(size=(64, 64)), rng.integers(0, 10, 64), numpy.zeros((0, 64)),\n"
+        "               numpy.zeros(0, int), 10, None)\n"
+        "pools = []\n"
+        "def on_epoch(stats, shown):\n"
+        "    pools.extend((pool['filepath'], pool['num_threads']) for pool in threadpoolctl.threadpool_info()\n"
+        "                 if pool['user_api'] == 'blas')\n"
+        f"train(load_net({DIGITS_NET!r}), data, Config(epochs=1, progress=False, blas_threads=1), on_epoch)\n"
+        "print(json.dumps(pools))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    pools = json.loads(done.stdout.strip().splitlines()[-1])  # [path, threads] per BLAS pool
+    assert any(Path(path).parent.name.startswith("scipy") for path, _ in pools), pools
+    assert all(threads == 1 for _, threads in pools), pools
 
 
 def test_a_history_label_with_dollar_signs_is_drawn_as_text(tmp_path, capsys):

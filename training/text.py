@@ -90,7 +90,7 @@ def check_net(net, corpus: Corpus) -> int:
     with V the vocabulary's size, V scores out, a cross-entropy loss. Any mismatch is one line
     naming it and the value expected."""
     size = len(corpus.vocabulary)
-    example = f"e.g. \"embedding({size},16,16) lstm(16,32,16) affine(32,{size}) softmax-cross-entropy\""
+    example = f"e.g. \"embedding({size},32,16) lstm(32,128,16) affine(128,{size}) softmax-cross-entropy\""
     first = net.SPEC.split()[0]
     if not first.startswith("embedding("):
         raise SympropError(f"--data text: the net must start with embedding({size},D,T), reading windows of T "

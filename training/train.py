@@ -9,6 +9,7 @@ batches, decays the learning rate, measures and records; it has no layer arithme
 """
 from __future__ import annotations
 
+import importlib
 import math
 import sys
 import time
@@ -162,18 +163,29 @@ def scores(net, params, x: np.ndarray, state=()) -> np.ndarray:
     return net.forward(*params, x, state=state) if has_modes(net) else net.forward(*params, x)
 
 
+PREDICTION_ROWS = 2048  # rows per forward call when predicting a set's classes
+
+
+def predicted_classes(net, params, task: Task, x: np.ndarray, state=()) -> np.ndarray:
+    """The class of every row (a class per token: of every token), PREDICTION_ROWS rows at a
+    time: the forward kernel allocates every intermediate for the rows it is given, and for the
+    text's 90,000 training windows through lstm(32,128,32) that is about 23 GB at once."""
+    return np.concatenate([task.classes(scores(net, params, x[start:start + PREDICTION_ROWS], state))
+                           for start in range(0, len(x), PREDICTION_ROWS)])
+
+
 def accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=()) -> float:
     """The fraction of examples (a class per token: of tokens) predicted right."""
     if len(x) == 0:
         return math.nan
-    return float(np.mean(task.classes(scores(net, params, x, state)) == labels))
+    return float(np.mean(predicted_classes(net, params, task, x, state) == labels))
 
 
 def sequence_accuracy(net, params, task: Task, x: np.ndarray, labels: np.ndarray, state=()) -> float:
     """A class per token: the fraction of sequences with every token right."""
     if len(x) == 0:
         return math.nan
-    return float(np.mean((task.classes(scores(net, params, x, state)) == labels).all(axis=1)))
+    return float(np.mean((predicted_classes(net, params, task, x, state) == labels).all(axis=1)))
 
 
 EVALUATION_ROWS = 256  # rows per loss call when evaluating a set
@@ -398,6 +410,10 @@ def train(net, dataset: Dataset, config: Config,
     threadpool_limits = need("threadpoolctl", "training").threadpool_limits
 
     config.check()
+    # numba's np.dot calls the BLAS that scipy ships, loaded at a kernel's first product; the
+    # limit applies only to libraries already loaded, so without this import the kernels ran
+    # with every core's threads whatever --blas-threads said
+    importlib.import_module("scipy.linalg.cython_blas")
     with threadpool_limits(limits=blas_threads_for(net, config), user_api="blas"):
         return _train(net, dataset, config, on_epoch)
 

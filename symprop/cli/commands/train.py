@@ -26,8 +26,8 @@ DEFAULTS["fashion-mnist"] = DEFAULTS["mnist"]  # the same image size and classes
 # one attention head, then the same affine map at every token: tokens meet only in the attention
 DEFAULTS["reverse"] = dict(net="attention(16,16,16,8) tokenwise-affine(16,8,8) token-softmax-cross-entropy(8,8)",
                            epochs=10, batch_size=32, lr=0.5, lr_decay=1.0)
-DEFAULTS["text"] = dict(net="embedding(61,16,16) lstm(16,32,16) affine(32,61) softmax-cross-entropy",
-                        epochs=5, batch_size=32, lr=1.0, lr_decay=0.75)
+DEFAULTS["text"] = dict(net="embedding(61,32,16) lstm(32,128,16) affine(128,61) softmax-cross-entropy",
+                        epochs=3, batch_size=32, lr=1.0, lr_decay=0.75)
 SAMPLE_LENGTH, TEMPERATURE = 200, 0.8  # --data text: the characters generated after training
 
 
