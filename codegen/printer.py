@@ -111,7 +111,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)

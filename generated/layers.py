@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: de3b8fd64f8e3753
+# Body hash: cff52c30ddb1b6e2
 
 import hashlib
 import itertools
@@ -331,7 +331,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: d6b1bd9d2bb04264
+# Body hash: 78be8040fd80ba60
 
 import hashlib
 import itertools
@@ -252,7 +252,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)

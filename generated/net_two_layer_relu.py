@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 2bb88c5b8d9de6aa
+# Body hash: 88fc79829e9e9d74
 
 import hashlib
 import itertools
@@ -239,7 +239,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
 # Input hash: bc4060ad1248e925 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: ce0be8714be5f51c
+# Body hash: e97448548d3100ef
 
 import hashlib
 import itertools
@@ -241,7 +241,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)
