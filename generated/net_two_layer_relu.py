@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 88fc79829e9e9d74
+# Body hash: 1c0ac9b5070f2b3b
 
 import hashlib
 import itertools
@@ -97,7 +97,10 @@ def jit_inline(function):
     """jit for the small scalar helpers called once per element (_exp, _sigmoid): inlined
     into the caller (numba's IR inlining), so the loop around them stays one vectorisable
     body. Inlining costs compile time at every call site; helpers called once per layer
-    (matrix products, column sums, the update) are plain jit functions."""
+    (matrix products, column sums, the update) are plain jit functions, except the image
+    helpers (im2col, pooling): a step calls each once, and compiled apart they were optimised
+    by LLVM on their own and again inside the step (inlined: 0.6 s less to a conv net's first
+    step, measured)."""
     return numba.njit(inline="always", **_JIT_FLAGS)(function)
 
 
