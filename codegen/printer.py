@@ -336,7 +336,10 @@ class KernelPrinter(NumPyPrinter):
             # 1^T dY sums the rows (column sums); 1^T dY 1 sums everything (a shared bias)
             helper = "_column_sums" if len(ones) == 1 else "_total"
             self.helpers_used.add(helper)
-            return f"{helper}({self._print(factors[0])}{target})"
+            summed = self._print(factors[0])
+            if helper == "_column_sums" and out is None:
+                target = f", np.empty({summed}.shape[1], {summed}.dtype)"
+            return f"{helper}({summed}{target})"
         if len(factors) != 2 or ones:
             raise ValueError(f"cannot print matrix product {expr}")
         a, b = (self._print(f) for f in factors)
