@@ -123,6 +123,7 @@ def child(spec: str) -> dict:
     """In the fresh process: import, load (generate) the network, one sgd_step in float64."""
     start = time.process_time()
     log = _CompileLog()
+    import numba
     import numpy as np
 
     from symprop.codegen.network import load_network
@@ -137,7 +138,7 @@ def child(spec: str) -> dict:
     loss = net.sgd_step(*params, X, T, 0.01)
     stepped = time.process_time()
     kernels = {name: len(kernel.signatures) for name, kernel in vars(net).items()
-               if hasattr(kernel, "signatures") and kernel.signatures}
+               if isinstance(kernel, numba.core.dispatcher.Dispatcher) and kernel.signatures}
     return {"cpu_s": stepped, "phases": {"import_s": imported - start, "generate_s": loaded - imported,
                                          "first_step_s": stepped - loaded},
             "loss": float(loss), "scalar_step": bool(getattr(net, "SCALAR_STEP", False)),

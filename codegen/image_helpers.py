@@ -8,14 +8,15 @@ conv2d lowers to im2col plus one BLAS product per example (the derived rules: Y 
 dW = sum_n dY[n] cols[n]^T, dcols = W^T dY[n] scattered back by col2im, which is the full
 convolution with the flipped kernel). ``benchmarks/conv_lowering.py`` measures this against
 direct loops in the same run; see README "Convolution" for the numbers behind the choice.
-Max-pool routes each window's gradient to its first maximum in row-major order (strict >
+The helpers are inlined into the kernel that calls them (jit_inline: each is called once per
+layer), so LLVM optimises their loops once, inside the step. Max-pool routes each window's gradient to its first maximum in row-major order (strict >
 while scanning), forward and backward scanning the same way, so no arg-max buffer is kept.
 """
 from __future__ import annotations
 
 IMAGE_HELPERS = {
     "_im2col": '''
-@jit
+@jit_inline
 def _im2col(X, C, H, W, k, stride, pad, cols):
     """cols[n, (c*k + p)*k + q, i*Wo + j] = Xp[n, c, stride*i + p, stride*j + q], with Xp the
     image zero-padded by pad on each side (the conv2d rule's Xp, one column per output pixel)."""
@@ -36,7 +37,7 @@ def _im2col(X, C, H, W, k, stride, pad, cols):
                                 cols[n, row, i * Wo + j] = 0
 ''',
     "_conv2d_forward": '''
-@jit
+@jit_inline
 def _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y):
     """Y[n, o, :] = W[o] . cols[n] + b[o]: im2col, then one BLAS product per example."""
     O, k = Wt.shape[0], Wt.shape[2]
@@ -51,7 +52,7 @@ def _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y):
                 out[o, m] += b[o]
 ''',
     "_conv2d_param_grads": '''
-@jit
+@jit_inline
 def _conv2d_param_grads(dY, cols, dW, db, product):
     """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o]."""
     O = dW.shape[0]
@@ -70,7 +71,7 @@ def _conv2d_param_grads(dY, cols, dW, db, product):
             db[o] += total
 ''',
     "_conv2d_input_grad": '''
-@jit
+@jit_inline
 def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
     """dX = col2im(W^T dY[n]): each column's gradient added back to the pixels it was copied
     from; the padding's share is dropped. This is the full convolution with the flipped kernel."""
@@ -94,7 +95,7 @@ def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
                                     dX[n, (c * H + h) * W + w] += dcols[row, i * Wo + j]
 ''',
     "_maxpool_forward": '''
-@jit
+@jit_inline
 def _maxpool_forward(X, C, H, W, k, stride, Y):
     """Y[n, c, i, j] = the largest X in the k x k window at (stride*i, stride*j)."""
     Ho = (H - k) // stride + 1
@@ -112,7 +113,7 @@ def _maxpool_forward(X, C, H, W, k, stride, Y):
                     Y[n, (c * Ho + i) * Wo + j] = best
 ''',
     "_maxpool_backward": '''
-@jit
+@jit_inline
 def _maxpool_backward(dY, X, C, H, W, k, stride, dX):
     """dX = dY routed to each window's first maximum in row-major order (strict > while
     scanning: a later equal element does not take it), summed where windows overlap."""
@@ -134,7 +135,7 @@ def _maxpool_backward(dY, X, C, H, W, k, stride, dX):
                     dX[n, where] += dY[n, (c * Ho + i) * Wo + j]
 ''',
     "_avgpool_forward": '''
-@jit
+@jit_inline
 def _avgpool_forward(X, C, H, W, k, stride, Y):
     """Y[n, c, i, j] = the mean of the k x k window at (stride*i, stride*j)."""
     Ho = (H - k) // stride + 1
@@ -151,7 +152,7 @@ def _avgpool_forward(X, C, H, W, k, stride, Y):
                     Y[n, (c * Ho + i) * Wo + j] = total * share
 ''',
     "_avgpool_backward": '''
-@jit
+@jit_inline
 def _avgpool_backward(dY, C, H, W, k, stride, dX):
     """dX[n, c, u, v] = sum over the windows holding (u, v) of dY / k^2."""
     Ho = (H - k) // stride + 1

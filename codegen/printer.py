@@ -111,7 +111,7 @@ def _exp(v):
     return np.exp(v)
 
 
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _exp_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
         return lambda v: _exp64(v)
@@ -336,7 +336,10 @@ class KernelPrinter(NumPyPrinter):
             # 1^T dY sums the rows (column sums); 1^T dY 1 sums everything (a shared bias)
             helper = "_column_sums" if len(ones) == 1 else "_total"
             self.helpers_used.add(helper)
-            return f"{helper}({self._print(factors[0])}{target})"
+            summed = self._print(factors[0])
+            if helper == "_column_sums" and out is None:
+                target = f", np.empty({summed}.shape[1], {summed}.dtype)"
+            return f"{helper}({summed}{target})"
         if len(factors) != 2 or ones:
             raise ValueError(f"cannot print matrix product {expr}")
         a, b = (self._print(f) for f in factors)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numba
 import numpy as np
 import sympy as sp
 import pytest
@@ -170,7 +171,8 @@ def test_only_tiny_networks_get_the_scalar_step(spec, tiny):
 
 def compiled_kernels(net) -> dict:
     """name -> number of compiled signatures, for every numba dispatcher of a network module."""
-    return {name: len(f.signatures) for name, f in vars(net).items() if getattr(f, "signatures", None)}
+    return {name: len(f.signatures) for name, f in vars(net).items()
+            if isinstance(f, numba.core.dispatcher.Dispatcher) and f.signatures}
 
 
 def fresh_network(spec):
@@ -209,6 +211,31 @@ def test_matrix_step_compiles_only_what_sgd_step_calls(rng):
     assert not {"forward_kernel", "loss_and_grads_kernel", "sgd_steps_kernel", "sgd_step_packed_kernel"} & set(compiled)
     # one dtype: one signature per kernel (a helper has one per argument layout, e.g. W and W.T)
     assert all(count == 1 for name, count in compiled.items() if not name.startswith("_")), compiled
+
+
+def test_conv_net_first_step_compiles_its_kernel_with_the_image_helpers_inside(rng):
+    """A conv net's first sgd_step compiles its step kernel and the per-layer helpers it calls
+    (the update, column sums), not another entry point's kernel. The image helpers are inlined
+    into the step (compiled apart, LLVM optimised them twice), so none is compiled on its own;
+    the helpers that are carry no CPython wrapper, and calling one from Python raises rather
+    than crashing the process."""
+    net = fresh_network("input(1,5,5) conv2d(1,2,2) relu maxpool(2) flatten affine(8,3) softmax-cross-entropy")
+    params, X, T = random_problem(net, rng, batch=3, dtype=np.float32)
+    net.sgd_step(*params, X, T, 0.1)
+    compiled = compiled_kernels(net)
+    assert "sgd_step_kernel" in compiled
+    assert set(compiled) <= reachable_from(net, "sgd_step_kernel"), compiled
+    assert not {"forward_kernel", "loss_and_grads_kernel", "sgd_steps_kernel", "sgd_step_packed_kernel"} & set(compiled)
+    image_helpers = {"_im2col", "_conv2d_forward", "_conv2d_param_grads", "_maxpool_forward", "_maxpool_backward"}
+    assert image_helpers <= reachable_from(net, "sgd_step_kernel")  # the step does call them
+    assert not image_helpers & set(compiled), compiled
+    helpers = [name for name in compiled if name.startswith("_")]
+    assert helpers, compiled
+    for name in helpers:
+        assert getattr(net, name).targetoptions["no_cpython_wrapper"], name
+    assert not net.sgd_step_kernel.targetoptions["no_cpython_wrapper"]
+    with pytest.raises(TypeError, match=f"{helpers[0]} is a private kernel"):
+        getattr(net, helpers[0])(X, X)
 
 
 MATRIX_NETWORK = f"affine(3,{TINY_WIDTH + 2}) tanh affine({TINY_WIDTH + 2},2) softmax-cross-entropy"
