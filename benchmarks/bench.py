@@ -597,8 +597,9 @@ def mish_kernels():
     fused = module.mish_forward_backward_kernel
 
     def forward_backward(x, dout, y, dx):
-        """Forward into y and backward into dx in one pass (outputs preallocated, as a loop keeps them)."""
-        fused(x, dout, y, dx)
+        """Forward into y and backward into dx in one pass (outputs preallocated, as a loop keeps them);
+        the layer kernels take (N, F) arrays, so the 1e6 elements are one row."""
+        fused(*(array.reshape(1, -1) for array in (x, dout, y, dx)))
         return y, dx
 
     return forward_backward, None
