@@ -144,40 +144,32 @@ def _tanh_helper(bits: int, degree: int, low: float, ln2_hi: float) -> str:
             f"{lines}\n")
 
 
-_TANH_DISPATCH = '''
-def _tanh(v):
-    """tanh(v). In kernels: arithmetic that LLVM vectorises, chosen by dtype."""
-    return np.tanh(v)
 
 
-@numba.extending.overload(_tanh, jit_options=_JIT_FLAGS)
-def _tanh_for_dtype(v):
+
+def _dtype_dispatch(name: str, what: str) -> str:
+    """``name``(v): numpy's function outside kernels; in kernels, numba picks the float64 or the
+    float32 helper (``name``64, ``name``32) by v's type."""
+    return f'''
+def {name}(v):
+    """{name[1:]}(v). In kernels: {what} that LLVM vectorises, chosen by dtype."""
+    return np.{name[1:]}(v)
+
+
+@numba.extending.overload({name}, jit_options=_JIT_FLAGS)
+def {name}_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
-        return lambda v: _tanh64(v)
+        return lambda v: {name}64(v)
     if isinstance(v, numba.types.Float) and v.bitwidth == 32:
-        return lambda v: _tanh32(v)
+        return lambda v: {name}32(v)
 '''
 
-
-_EXP_DISPATCH = '''
-def _exp(v):
-    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
-    return np.exp(v)
-
-
-@numba.extending.overload(_exp, jit_options=_JIT_FLAGS)
-def _exp_for_dtype(v):
-    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
-        return lambda v: _exp64(v)
-    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
-        return lambda v: _exp32(v)
-'''
 
 # Helper functions a module needs when an expression uses them (stable forward forms).
 HELPERS = {
-    "_exp": _EXP_DISPATCH + _exp_helper(64, 13, (-746.0, 710.0), 0.6931471803691238)
+    "_exp": _dtype_dispatch("_exp", "polynomial arithmetic") + _exp_helper(64, 13, (-746.0, 710.0), 0.6931471803691238)
     + _exp_helper(32, 7, (-104.0, 89.0), 0.693145751953125),
-    "_tanh": _TANH_DISPATCH + _tanh_helper(64, 13, -746.0, 0.6931471803691238)
+    "_tanh": _dtype_dispatch("_tanh", "arithmetic") + _tanh_helper(64, 13, -746.0, 0.6931471803691238)
     + _tanh_helper(32, 7, -104.0, 0.693145751953125),
     "_sigmoid": '''
 @jit_inline
