@@ -30,7 +30,7 @@ KNOWN_FUNCTIONS = {
     "exp": "_exp",
     "log": "np.log",
     "sqrt": "np.sqrt",
-    "tanh": "np.tanh",
+    "tanh": "_tanh",
     "sinh": "np.sinh",
     "cosh": "np.cosh",
     "sin": "np.sin",
@@ -70,6 +70,28 @@ def _estrin(coefficients, variable="r", result="p") -> list[str]:
     return lines
 
 
+def _reduction(bits: int, degree: int, ln2_hi: float) -> list[str]:
+    """exp(w) = 2**k (1 + r + r^2 q), |r| <= ln(2)/2, as statements: k, r (in two parts, ln 2 =
+    ln2_hi + ln2_lo, where k * ln2_hi is exact), q by Estrin's scheme, and n = int(k) split in
+    halves (2**k = 2**half 2**(n - half), so subnormal results and overflow to inf come out as
+    libm's do)."""
+    integer = "np.int64" if bits == 64 else "np.int32"
+    ln2_lo = float(sp.log(2).evalf(40) - sp.Float(ln2_hi, 40))  # the rest of ln 2, beyond double's own
+    coefficients = [1 / math.factorial(k) for k in range(degree + 1)]
+    return [f"k = np.floor(w * real({1 / math.log(2)!r}) + real(0.5))",
+            f"r = (w - k * real({ln2_hi!r})) - k * real({ln2_lo!r})",
+            *_estrin(coefficients[2:], result="q"),
+            f"n = {integer}(k)",
+            "half = n >> 1"]
+
+
+def _powers_of_two(bits: int) -> tuple[str, str]:
+    """2**half and 2**(n - half) from exponent bits."""
+    integer, mantissa, bias = ("np.int64", 52, 1023) if bits == 64 else ("np.int32", 23, 127)
+    return (f"{integer}((half + {bias}) << {mantissa}).view(np.float{bits})",
+            f"{integer}((n - half + {bias}) << {mantissa}).view(np.float{bits})")
+
+
 def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: float) -> str:
     """exp for one float width as plain arithmetic, which LLVM vectorises (libm's exp is a
     scalar call in every loop iteration).
@@ -80,23 +102,17 @@ def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: floa
     ulp. 2**k is built from exponent bits in two halves, so subnormal results and overflow to
     inf come out as libm's do.
     """
-    integer, mantissa, bias = ("np.int64", 52, 1023) if bits == 64 else ("np.int32", 23, 127)
-    ln2_lo = float(sp.log(2).evalf(40) - sp.Float(ln2_hi, 40))  # the rest of ln 2, beyond double's own
-    coefficients = [1 / math.factorial(k) for k in range(degree + 1)]
     low, high = clamp
+    scale_1, scale_2 = _powers_of_two(bits)
     body = [
         f"real = np.float{bits}",
         f"w = v if v > real({low!r}) else real({low!r})  # NaN lands here too; see the last line",
         f"w = w if w < real({high!r}) else real({high!r})",
-        f"k = np.floor(w * real({1 / math.log(2)!r}) + real(0.5))",
-        f"r = (w - k * real({ln2_hi!r})) - k * real({ln2_lo!r})",
+        *_reduction(bits, degree, ln2_hi),
         # 1 + r + r**2 (1/2 + r/6 + ...): the two leading terms added last keep the error near 0.5 ulp
-        *_estrin(coefficients[2:], result="q"),
         "p = real(1) + (r + (r * r) * q)",
-        f"n = {integer}(k)",
-        "half = n >> 1",
-        f"scale_1 = {integer}((half + {bias}) << {mantissa}).view(np.float{bits})",
-        f"scale_2 = {integer}((n - half + {bias}) << {mantissa}).view(np.float{bits})",
+        f"scale_1 = {scale_1}",
+        f"scale_2 = {scale_2}",
         "e = p * scale_1 * scale_2",
         "return e if v == v else v",
     ]
@@ -105,24 +121,53 @@ def _exp_helper(bits: int, degree: int, clamp: tuple[float, float], ln2_hi: floa
             f"{lines}\n")
 
 
-_EXP_DISPATCH = '''
-def _exp(v):
-    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
-    return np.exp(v)
+def _tanh_helper(bits: int, degree: int, low: float, ln2_hi: float) -> str:
+    """tanh for one float width as plain arithmetic that LLVM vectorises (np.tanh is a scalar
+    libm call per element, 12.7 ns against _sigmoid's 0.5 ns): with m = expm1(-2|v|),
+    tanh|v| = -m / (2 + m), the sign restored. m is _exp's reduction 2**k (1 + r + r^2 q) with
+    the 1 taken out, (2**k - 1) + 2**k (r + r^2 q): no cancellation near 0 (k = 0 there, m is
+    the polynomial alone), so the result stays within a few ulp for tiny |v| as for large;
+    for large |v|, 2**k underflows to 0, m = -1 and tanh is 1 (no overflow)."""
+    scale_1, scale_2 = _powers_of_two(bits)
+    body = [
+        f"real = np.float{bits}",
+        "w = real(-2) * abs(v)",
+        f"w = w if w > real({low!r}) else real({low!r})  # NaN lands here too; see the last line",
+        *_reduction(bits, degree, ln2_hi),
+        f"scale = {scale_1} * {scale_2}",
+        "m = (scale - real(1)) + scale * (r + (r * r) * q)  # expm1(w)",
+        "t = math.copysign(-m / (real(2) + m), v)",
+        "return t if v == v else v",
+    ]
+    lines = "\n".join("    " + line for line in body)
+    return (f'\n\n@jit_inline\ndef _tanh{bits}(v):\n    """tanh(v) in float{bits}, from expm1(-2|v|)."""\n'
+            f"{lines}\n")
 
 
-@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
-def _exp_for_dtype(v):
+def _dtype_dispatch(name: str, what: str) -> str:
+    """``name``(v): numpy's function outside kernels; in kernels, numba picks the float64 or the
+    float32 helper (``name``64, ``name``32) by v's type."""
+    return f'''
+def {name}(v):
+    """{name[1:]}(v). In kernels: {what} that LLVM vectorises, chosen by dtype."""
+    return np.{name[1:]}(v)
+
+
+@numba.extending.overload({name}, jit_options={{**_JIT_FLAGS, "no_cfunc_wrapper": True}})
+def {name}_for_dtype(v):
     if isinstance(v, numba.types.Float) and v.bitwidth == 64:
-        return lambda v: _exp64(v)
+        return lambda v: {name}64(v)
     if isinstance(v, numba.types.Float) and v.bitwidth == 32:
-        return lambda v: _exp32(v)
+        return lambda v: {name}32(v)
 '''
+
 
 # Helper functions a module needs when an expression uses them (stable forward forms).
 HELPERS = {
-    "_exp": _EXP_DISPATCH + _exp_helper(64, 13, (-746.0, 710.0), 0.6931471803691238)
+    "_exp": _dtype_dispatch("_exp", "polynomial arithmetic") + _exp_helper(64, 13, (-746.0, 710.0), 0.6931471803691238)
     + _exp_helper(32, 7, (-104.0, 89.0), 0.693145751953125),
+    "_tanh": _dtype_dispatch("_tanh", "arithmetic") + _tanh_helper(64, 13, -746.0, 0.6931471803691238)
+    + _tanh_helper(32, 7, -104.0, 0.693145751953125),
     "_sigmoid": '''
 @jit_inline
 def _sigmoid(v):
@@ -161,8 +206,8 @@ HELPER_NEEDS = {"_sigmoid": {"_exp"}, "_softplus": {"_exp"}, "_tanh_softplus": {
 # functions, not inlined by numba: with no loop to keep vectorisable, numba's IR inlining only
 # costs compile time at each of the step's calls (a 2-8-8-8-1 softplus/Mish step: 4.8 -> 3.0 s),
 # and LLVM inlines them anyway (the same time per step).
-SCALAR_VARIANTS = {"_exp": "np.exp"}
-for _name in HELPER_NEEDS:
+SCALAR_VARIANTS = {"_exp": "np.exp", "_tanh": "np.tanh"}
+for _name in HELPER_NEEDS.keys() - SCALAR_VARIANTS.keys():
     SCALAR_VARIANTS[_name] = f"{_name}_libm"
     HELPERS[f"{_name}_libm"] = HELPERS[_name].replace(f"def {_name}(", f"def {_name}_libm(").replace(
         "_exp(", "np.exp(").replace("@jit_inline\n", "@jit\n")

@@ -154,10 +154,11 @@ class StatementPrinter:
     def _print_MatrixProduct(self, node: MatrixProduct):
         left, right, out = (matrix_operand(m) for m in (node.left, node.right, node.out))
         comment = f"  # {node.comment}" if node.comment else ""
-        if not node.accumulate:
+        if node.scratch is None:
             return [f"np.dot({left}, {right}, {out}){comment}"]
-        scratch, whole = matrix_operand(node.scratch), lambda m: m.args[0] if isinstance(m, Rows) else m  # noqa: E731
-        return [f"np.dot({left}, {right}, {scratch}){comment}", f"{whole(node.out)} += {whole(node.scratch)}"]
+        # through the scratch: out is added to, or is a strided view np.dot cannot write
+        return [f"np.dot({left}, {right}, {matrix_operand(node.scratch)}){comment}",
+                f"{matrix_view(node.out)} {'+=' if node.accumulate else '='} {matrix_view(node.scratch)}"]
 
     def _print_Summed(self, node: Summed):
         if node.value == node.target:  # a product wrote the target itself
@@ -180,9 +181,9 @@ def matrix_operand(value) -> str:
         case Slab(args=(array, t)):  # copied where numba's BLAS call needs contiguous rows
             return f"np.ascontiguousarray({array}[:, {t}, :])"
         case Part(args=(array, i)):
-            return f"{array}[{i}]"
+            return f"{matrix_operand(array)}[{i}]"
         case Columns(args=(array, start, width)):
-            return f"np.ascontiguousarray({array}[:, {start}:{start + width}])"
+            return f"np.ascontiguousarray({matrix_operand(array)}[:, {start}:{start + width}])"
         case Steps(args=(array, start, stop)):
             return f"np.ascontiguousarray({array}[:, {start}:{stop}, :])"
         case Rows(args=(array, width)):
@@ -192,6 +193,17 @@ def matrix_operand(value) -> str:
         case Transposed(args=(matrix,)):
             return f"{matrix_operand(matrix)}.T"
     return str(value)
+
+
+def matrix_view(value) -> str:
+    """The array a product's result is stored into in place: a flat array read as rows is
+    itself, a block of columns a view of its array (never a copy)."""
+    match value:
+        case Rows(args=(array, _)):
+            return matrix_operand(array)
+        case Columns(args=(array, start, width)):
+            return f"{matrix_operand(array)}[:, {start}:{start + width}]"
+    return matrix_operand(value)
 
 
 def shape_text(shape) -> str:

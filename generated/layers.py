@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 4f896e929df4a66e
+# Body hash: 63fc3dbf09c7e3f1
 
 import hashlib
 import itertools
@@ -366,9 +366,9 @@ def _exp64(v):
     r8 = r4 * r4
     q3_0 = q2_0 + q1_2 * r8
     q = q3_0
-    p = real(1) + (r + (r * r) * q)
     n = np.int64(k)
     half = n >> 1
+    p = real(1) + (r + (r * r) * q)
     scale_1 = np.int64((half + 1023) << 52).view(np.float64)
     scale_2 = np.int64((n - half + 1023) << 52).view(np.float64)
     e = p * scale_1 * scale_2
@@ -391,9 +391,9 @@ def _exp32(v):
     r4 = r2 * r2
     q2_0 = q1_0 + q0_2 * r4
     q = q2_0
-    p = real(1) + (r + (r * r) * q)
     n = np.int32(k)
     half = n >> 1
+    p = real(1) + (r + (r * r) * q)
     scale_1 = np.int32((half + 127) << 23).view(np.float32)
     scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
     e = p * scale_1 * scale_2
@@ -475,6 +475,74 @@ def _softplus(v):
     """log(1 + exp(v)) without overflow: max(v, 0) + log1p(exp(-|v|))."""
     real = type(v)
     return max(v, real(0)) + np.log1p(_exp(-abs(v)))
+
+
+def _tanh(v):
+    """tanh(v). In kernels: arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.tanh(v)
+
+
+@numba.extending.overload(_tanh, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _tanh_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _tanh64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _tanh32(v)
+
+
+@jit_inline
+def _tanh64(v):
+    """tanh(v) in float64, from expm1(-2|v|)."""
+    real = np.float64
+    w = real(-2) * abs(v)
+    w = w if w > real(-746.0) else real(-746.0)  # NaN lands here too; see the last line
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    q0_3 = real(2.48015873015873e-05) + real(2.7557319223985893e-06) * r
+    q0_4 = real(2.755731922398589e-07) + real(2.505210838544172e-08) * r
+    q0_5 = real(2.08767569878681e-09) + real(1.6059043836821613e-10) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    q1_1 = q0_2 + q0_3 * r2
+    q1_2 = q0_4 + q0_5 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q1_1 * r4
+    r8 = r4 * r4
+    q3_0 = q2_0 + q1_2 * r8
+    q = q3_0
+    n = np.int64(k)
+    half = n >> 1
+    scale = np.int64((half + 1023) << 52).view(np.float64) * np.int64((n - half + 1023) << 52).view(np.float64)
+    m = (scale - real(1)) + scale * (r + (r * r) * q)  # expm1(w)
+    t = math.copysign(-m / (real(2) + m), v)
+    return t if v == v else v
+
+
+@jit_inline
+def _tanh32(v):
+    """tanh(v) in float32, from expm1(-2|v|)."""
+    real = np.float32
+    w = real(-2) * abs(v)
+    w = w if w > real(-104.0) else real(-104.0)  # NaN lands here too; see the last line
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q0_2 * r4
+    q = q2_0
+    n = np.int32(k)
+    half = n >> 1
+    scale = np.int32((half + 127) << 23).view(np.float32) * np.int32((n - half + 127) << 23).view(np.float32)
+    m = (scale - real(1)) + scale * (r + (r * r) * q)  # expm1(w)
+    t = math.copysign(-m / (real(2) + m), v)
+    return t if v == v else v
 
 
 @jit
@@ -846,7 +914,7 @@ def tanh_forward_kernel(X, h0):
     for n in range(N):
         for j in range(F):
             X_nj = X[n, j]
-            h0[n, j] = np.tanh(X_nj)
+            h0[n, j] = _tanh(X_nj)
 
 
 def tanh_forward(x, out=None):
@@ -890,7 +958,7 @@ def tanh_forward_backward_kernel(X, dh0, h0, dX):
         for j in range(F):
             X_nj = X[n, j]
             dh0_nj = dh0[n, j]
-            t0 = np.tanh(X_nj)
+            t0 = _tanh(X_nj)
             h0[n, j] = t0
             dX[n, j] = dh0_nj*(real(1) - (t0*t0))  # dL/dX = dL/dh0 * dh0/dX = dL/dh0 * 1 - h0**2
 

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid squared-error
 # Input hash: bc4060ad1248e925 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 3c289b65278e6e70
+# Body hash: 3b3abc63296e294a
 
 import hashlib
 import itertools
@@ -275,9 +275,9 @@ def _exp64(v):
     r8 = r4 * r4
     q3_0 = q2_0 + q1_2 * r8
     q = q3_0
-    p = real(1) + (r + (r * r) * q)
     n = np.int64(k)
     half = n >> 1
+    p = real(1) + (r + (r * r) * q)
     scale_1 = np.int64((half + 1023) << 52).view(np.float64)
     scale_2 = np.int64((n - half + 1023) << 52).view(np.float64)
     e = p * scale_1 * scale_2
@@ -300,9 +300,9 @@ def _exp32(v):
     r4 = r2 * r2
     q2_0 = q1_0 + q0_2 * r4
     q = q2_0
-    p = real(1) + (r + (r * r) * q)
     n = np.int32(k)
     half = n >> 1
+    p = real(1) + (r + (r * r) * q)
     scale_1 = np.int32((half + 127) << 23).view(np.float32)
     scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
     e = p * scale_1 * scale_2

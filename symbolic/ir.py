@@ -251,7 +251,8 @@ class MatrixProduct:
     """out = left right (out += left right where ``accumulate``, through the preallocated
     ``scratch``): the sums of several ``Summed`` statements computed at once, over the whole
     batch (one BLAS call instead of a loop per element). Operands are arrays or their views
-    (``Slab``, ``Part``, ``Columns``, ``Steps``, ``Rows``, ``Transposed``, ``Ones``); out must be contiguous.
+    (``Slab``, ``Part``, ``Columns``, ``Steps``, ``Rows``, ``Transposed``, ``Ones``); out must be
+    contiguous, or be written through ``scratch`` (a head's block of ``Columns``).
 
     The interpreter skips it: the ``Summed`` statements that read its elements say, element by
     element, what it computes, and the transcript writes those."""

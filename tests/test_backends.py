@@ -39,10 +39,21 @@ def _exp(v):
 '''
 
 
+PLAIN_TANH = '''
+def _tanh(v):
+    """tanh(v), NumPy's."""
+    return np.tanh(v)
+'''
+
+
 def plain_helper_source(names) -> str:
-    """The numba backend's helpers with the one numba-only helper, exp's dtype dispatch, replaced."""
-    return common.helper_source(set(names) - {"_exp"}).replace(common.HELPERS["_exp"], "") + (
-        PLAIN_EXP if names & {"_exp", "_sigmoid", "_softplus", "_tanh_softplus"} else "")
+    """The numba backend's helpers with the numba-only ones, exp's and tanh's dtype dispatches,
+    replaced."""
+    text = common.helper_source(set(names) - {"_exp", "_tanh"})
+    for numba_only in ("_exp", "_tanh"):
+        text = text.replace(common.HELPERS[numba_only], "")
+    return text + (PLAIN_EXP if names & {"_exp", "_sigmoid", "_softplus", "_tanh_softplus"} else "") + (
+        PLAIN_TANH if "_tanh" in names else "")
 
 
 class PlainStatementPrinter(StatementPrinter):

@@ -280,6 +280,48 @@ def test_kernel_exp_within_one_ulp_of_the_correctly_rounded_value(dtype, rng):
     assert ulps.max() <= EXP_MAX_ULPS[dtype]
 
 
+# ---- the vectorisable tanh (expm1 of -2|v| from _exp's reduction, not libm) ----
+@numba.njit
+def _tanh_loop(x, out):
+    for i in range(x.size):
+        out[i] = kernels._tanh(x[i])
+
+
+TANH_MAX_ULPS = 4  # against tanh rounded from 40 digits (float64) or from float64 (float32)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_DISABLE_JIT") == "1", reason="without the JIT, _tanh is np.tanh")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_tanh_within_four_ulps_from_tiny_to_huge(dtype, rng):
+    tiny = float(np.finfo(dtype).smallest_subnormal)
+    magnitudes = np.concatenate([np.geomspace(tiny, 40.0, 40_000), rng.uniform(0, 25, 40_000), [0.35, 0.1733, 19.1, 1e30]])
+    x = np.concatenate([magnitudes, -magnitudes]).astype(dtype)
+    out = np.empty_like(x)
+    _tanh_loop(x, out)
+    if dtype == np.float64:  # np.tanh is within an ulp or so itself: compare a sample with 40-digit values
+        sample = rng.choice(x.size, 2000, replace=False)
+        x, out = x[sample], out[sample]
+        reference = np.array([float(sp.tanh(sp.Float(float(v), 40)).evalf(40)) for v in x])
+    else:
+        reference = np.tanh(x.astype(np.float64)).astype(np.float32)
+    ulps = np.abs(out.astype(np.float64) - reference) / np.spacing(np.abs(reference)).astype(np.float64)
+    assert ulps.max() <= TANH_MAX_ULPS
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_kernel_tanh_edge_cases_match_numpy(dtype):
+    info = np.finfo(dtype)
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, float(info.max), -float(info.max), float(info.smallest_subnormal),
+                  -float(info.tiny), 1e-30, 400.0, -400.0], dtype)
+    out = np.empty_like(x)
+    _tanh_loop(x, out)
+    expected = np.tanh(x)
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.signbit(out), np.signbit(expected))  # -0.0 stays -0.0
+    finite = ~np.isnan(expected)
+    np.testing.assert_allclose(out[finite], expected[finite], rtol=2 * info.eps, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_kernel_exp_edge_cases_match_numpy(dtype):
     info = np.finfo(dtype)

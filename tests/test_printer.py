@@ -60,7 +60,8 @@ def test_tanh_of_softplus_prints_as_the_one_exp_helper():
     printer = KernelPrinter()
     assert printer.doprint(sp.tanh(Softplus(x))) == "_tanh_softplus(x)"
     assert printer.helpers_used == {"_tanh_softplus"}
-    assert KernelPrinter().doprint(sp.tanh(x)) == "np.tanh(x)"
+    assert KernelPrinter().doprint(sp.tanh(x)) == "_tanh(x)"  # the vectorisable helper in loops
+    assert KernelPrinter(scalar=True).doprint(sp.tanh(x)) == "np.tanh(x)"  # libm's in straight-line code
 
 
 def test_straight_line_code_calls_the_libm_variants_of_the_helpers():

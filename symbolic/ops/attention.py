@@ -16,12 +16,14 @@ dS = P (dP - sum_r dP P) per row, and the scale 1/sqrt(dk) reaches dQ and dK.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import sympy as sp
 
 from ..indexcalc import pull_constants, resolve
-from ..ir import Accumulate, Comment, Let, Loop, as_written, difference, local, ratio
+from ..ir import (Accumulate, Columns, Comment, Let, Loop, MatrixProduct, Ones, Part, Rows, Summed, Transposed,
+                  as_written, difference, local, ratio)
 from ..text import tr
 from .base import N, Derivation, Label, Op, Step, positive_sizes
 
@@ -223,10 +225,11 @@ class Attention(Op):
                           {**head.backward, **projections.backward, **head.raw})
 
     def lower(self, lowering, use):
-        """Per example: the projections, then each query's scores, their softmax (row maximum
-        subtracted) and the output. Back: the values' and weights' gradients, the softmax
-        Jacobian row by row, the queries' and keys' gradients; then each projection's gradient
-        summed over the batch and the tokens."""
+        """The projections of every token, then per example the scores, each query's softmax
+        (row maximum subtracted) and the output. Back: the values' and weights' gradients, the
+        softmax Jacobian row by row, the queries' and keys' gradients; then each projection's
+        gradient summed over the batch and the tokens. The sums are matrix products in the
+        kernel and the derived sums in the transcript."""
         inputs, keys, values, tokens = use.args
         source, params = lowering.values[-1], lowering.names.params
         widths = {"Q": keys, "K": keys, "V": values}
@@ -240,17 +243,17 @@ class Attention(Op):
         n, t, *_ = _indices()
         what = f"layer {use.position}: {use.text}"
         mask = ", causal: token t sees s <= t" if self.causal else ""
-        lowering.forward += [Comment(f"{what} ({tokens} tokens of {inputs} -> {values}, keys {keys}{mask})"),
-                             Loop(n, N, (*projections_forward(arrays, d, tokens, widths, use.text),
-                                         Loop(t, tokens, tuple(head_forward(lowering, arrays, d, tokens, keys, values)))))]
+        products, project = projections_forward(arrays, d, tokens, widths, use.text)
+        lowering.forward += [Comment(f"{what} ({tokens} tokens of {inputs} -> {values}, keys {keys}{mask})"), *products,
+                             Loop(n, N, (*project, *head_forward(lowering, arrays, d, tokens, keys, values)))]
         backward = [Comment(f"{what}: back through the output, the softmax and the scores"),
                     Loop(n, N, tuple(head_backward(lowering, arrays, d, tokens, keys, values))),
                     *projections_backward(lowering, arrays, d, inputs, widths)]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
-            backward.append(input_gradient(lowering, arrays, d, tokens, inputs, tr(
+            backward += input_gradient(lowering, arrays, d, tokens, inputs, widths, tr(
                 f"token t feeds its query, key and value: their gradients carried back through "
                 f"{params['Wq']}, {params['Wk']}, {params['Wv']}",
-                f"词元 t 参与其查询、键和值：它们的梯度经 {params['Wq']}、{params['Wk']}、{params['Wv']} 传回")))
+                f"词元 t 参与其查询、键和值：它们的梯度经 {params['Wq']}、{params['Wk']}、{params['Wv']} 传回"))
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(tokens * values)
@@ -266,8 +269,10 @@ def head_buffers(lowering, shapes: dict) -> dict:
     return names
 
 
-def projections_forward(arrays, d, tokens, widths: dict, text: str) -> list:
-    """The queries, keys and values of example n's tokens, from the derived forward rules."""
+def projections_forward(arrays, d, tokens, widths: dict, text: str) -> tuple[list, list]:
+    """The queries, keys and values: (x W of every token of every example at once, three
+    products; example n's statements, the derived rules with the products read, the biases
+    added)."""
     n, t, s, r, dd, a, c = _indices()
     Wq, Wk, Wv = (arrays.names[f"W{role.lower()}"] for role in "QKV")
     plus = {role: f" plus {arrays.names[f'b{role.lower()}']}" if f"b{role.lower()}" in arrays.names else ""
@@ -279,9 +284,13 @@ def projections_forward(arrays, d, tokens, widths: dict, text: str) -> list:
              "V": tr(f"the value of token t, x_t times {Wv}{plus['V']}",
                      f"词元 t 的值向量，x_t 乘 {Wv}{plus['V'].replace(' plus ', ' 加 ')}")}
     rules = {"Q": d.forward["Q"], "K": d.forward["K"].xreplace({s: t}), "V": d.forward["V"].xreplace({s: t, c: a})}
-    return [Loop(t, tokens, (Loop(a, widths[role], tuple(arrays.summed(arrays.at(role, n, t, a), rules[role],
-                                                                          notes[role]))),))
-            for role in "QKV"]
+    x = arrays.every_token("x", arrays.flat["x"])
+    products = [MatrixProduct(arrays.every_token(role, widths[role]), x,
+                              sp.Symbol(arrays.names[f"W{role.lower()}"]),
+                              comment=f"{role} = x {arrays.names[f'W{role.lower()}']}, every token of every example")
+                for role in "QKV"]
+    return products, [Loop(t, tokens, (Loop(a, widths[role], tuple(arrays.product_summed(
+        arrays.at(role, n, t, a), rules[role], notes[role], arrays.at(role, n, t, a)))),)) for role in "QKV"]
 
 
 def _row_locals(lowering, arrays):
@@ -294,15 +303,18 @@ def _row_locals(lowering, arrays):
 
 
 def head_forward(lowering, arrays, d, tokens, keys, values) -> list:
-    """Query t's row: its scores, their softmax (the row maximum subtracted) and its output."""
+    """Example n's head: the scores Q K^T, each query t's row (its scores scaled, their softmax,
+    the row maximum subtracted), then the outputs P V. With the causal mask the weights above
+    the diagonal are never written, so the output's sums stay loops."""
     n, t, s, r, dd, a, c = _indices()
     smax, total, _ = _row_locals(lowering, arrays)
     keys_of_t = t + 1 if arrays.causal else tokens  # the keys query t sees
     at = arrays.at
     scale = tr(f"the score of query t against key s: their dot product divided by sqrt({keys})",
                f"查询 t 对键 s 的分数：二者点积除以 sqrt({keys})")
-    return [
-        Loop(s, keys_of_t, tuple(arrays.summed(at("S", n, t, s), d.forward["S"], scale))),
+    matrix, causal = functools.partial(arrays.matrix, n=n), arrays.causal
+    row = [
+        Loop(s, keys_of_t, tuple(arrays.product_summed(at("S", n, t, s), d.forward["S"], scale, at("S", n, t, s)))),
         Let(smax, at("S", n, t, 0), note=tr("the row maximum of the scores: subtracted before exp, so no exponent "
                                             "is positive", "分数的行最大值：exp 之前减去，使指数都不为正")),
         Loop(s, keys_of_t, (Let(smax, as_written(sp.Max, smax, at("S", n, t, s))),), start=1),
@@ -312,25 +324,33 @@ def head_forward(lowering, arrays, d, tokens, keys, values) -> list:
         Loop(s, keys_of_t, (Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
             "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
             "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),
-        Loop(c, values, tuple(arrays.summed(at("O", n, t, c), d.forward["O"], tr(
+        Loop(c, values, tuple(arrays.product_summed(at("O", n, t, c), d.forward["O"], tr(
             "the output of token t: the values weighted by its attention weights",
-            "词元 t 的输出：以其注意力权重加权的值向量")))),
+            "词元 t 的输出：以其注意力权重加权的值向量"), loops=causal))),
     ]
+    return [arrays.product(matrix("S"), matrix("Q"), Transposed(matrix("K")), "Q K^T, each row scaled below"),
+            Loop(t, tokens, tuple(row)),
+            *([] if causal else [arrays.product(matrix("O"), matrix("P"), matrix("V"), "O = P V, after every row's weights")])]
 
 
 def head_backward(lowering, arrays, d, tokens, keys, values) -> list:
-    """Example n's head, back: the values' and the weights' gradients, the softmax Jacobian row
-    by row, then the queries' and the keys' gradients."""
+    """Example n's head, back: the values' and the weights' gradients (P^T dO, dO V^T), the
+    softmax Jacobian row by row, then the queries' and the keys' gradients (dS K, dS^T Q). With
+    the causal mask P and dS are never written above the diagonal: the sums that read them as
+    whole matrices stay loops."""
     n, t, s, r, dd, a, c = _indices()
     *_, dot = _row_locals(lowering, arrays)
     keys_of_t = t + 1 if arrays.causal else tokens
     at = arrays.at
+    matrix, causal = functools.partial(arrays.matrix, n=n), arrays.causal
     return [
-        Loop(s, tokens, (Loop(c, values, tuple(arrays.summed(at("dV", n, s, c), d.backward["dV"], tr(
+        *([] if causal else [arrays.product(matrix("dV"), Transposed(matrix("P")), matrix("dO"), "dV = P^T dO")]),
+        arrays.product(matrix("dP"), matrix("dO"), Transposed(matrix("V")), "dP = dO V^T"),
+        Loop(s, tokens, (Loop(c, values, tuple(arrays.product_summed(at("dV", n, s, c), d.backward["dV"], tr(
             "value s's gradient: the weights on it times the outputs' gradients, summed over the queries",
-            "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和")))),)),
+            "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和"), loops=causal))),)),
         Loop(t, tokens, (
-            Loop(s, keys_of_t, tuple(arrays.summed(at("dP", n, t, s), d.backward["dP"], tr(
+            Loop(s, keys_of_t, tuple(arrays.product_summed(at("dP", n, t, s), d.backward["dP"], tr(
                 "the attention weight's gradient: the output's gradient dotted with value s",
                 "注意力权重的梯度：输出的梯度与值向量 s 的点积")))),
             *arrays.summed(dot, _the_sum(d.backward["dS"]), tr(
@@ -341,45 +361,60 @@ def head_backward(lowering, arrays, d, tokens, keys, values) -> list:
                 "the softmax Jacobian, not elementwise: P times (dP minus the row's sum of P dP)",
                 "softmax 的雅可比矩阵（不是逐元素的）：P 乘以（dP 减去该行 P dP 之和）")),)),
         )),
-        Loop(t, tokens, (Loop(a, keys, tuple(arrays.summed(at("dQ", n, t, a), d.backward["dQ"], tr(
+        *([] if causal else [arrays.product(matrix("dQ"), matrix("dS"), matrix("K"), "dS K, scaled below"),
+                             arrays.product(matrix("dK"), Transposed(matrix("dS")), matrix("Q"), "dS^T Q, scaled below")]),
+        Loop(t, tokens, (Loop(a, keys, tuple(arrays.product_summed(at("dQ", n, t, a), d.backward["dQ"], tr(
             f"query t's gradient: the scores' gradients times the keys, divided by sqrt({keys})",
-            f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})")))),)),
-        Loop(s, tokens, (Loop(a, keys, tuple(arrays.summed(at("dK", n, s, a), d.backward["dK"], tr(
+            f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})"), at("dQ", n, t, a), loops=causal))),)),
+        Loop(s, tokens, (Loop(a, keys, tuple(arrays.product_summed(at("dK", n, s, a), d.backward["dK"], tr(
             f"key s's gradient: the scores' gradients times the queries, divided by sqrt({keys})",
-            f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})")))),)),
+            f"键 s 的梯度：分数的梯度乘以查询向量，再除以 sqrt({keys})"), at("dK", n, s, a), loops=causal))),)),
     ]
 
 
 def projections_backward(lowering, arrays, d, inputs, widths: dict) -> list:
     """Each projection's weight (and bias, where it has one) gradient: shared by every token,
-    so summed over the batch and the tokens."""
+    so summed over the batch and the tokens, x^T dQ (ones^T dQ) over every token at once."""
     n, t, s, r, dd, a, c = _indices()
+    x, rows = arrays.every_token("x", inputs), N * arrays.sizes[T]
     statements = []
     for role, what_grad, what_zh in (("Q", "the query's gradient", "查询的梯度"), ("K", "the key's gradient", "键的梯度"),
                                      ("V", "the value's gradient", "值的梯度")):
         k = c if role == "V" else a
         W = arrays.names[f"W{role.lower()}"]
         dW = lowering.buffer(f"d{W}", (inputs, widths[role]))
-        statements.append(Loop(dd, inputs, (Loop(k, widths[role], tuple(arrays.summed(
+        every = arrays.every_token(f"d{role}", widths[role])
+        statements.append(MatrixProduct(sp.Symbol(dW), Transposed(x), every,
+                                        comment=f"dL/d{W} = x^T d{arrays.names[role]}, every token of every example"))
+        statements.append(Loop(dd, inputs, (Loop(k, widths[role], tuple(arrays.product_summed(
             sp.IndexedBase(dW)[dd, k], d.backward[f"dW{role.lower()}"], tr(
                 f"{W} is shared by every token: x_t times {what_grad}, summed over the batch and the tokens",
                 f"{W} 被每个词元共享：x_t 乘以{what_zh}，对批量和各词元求和")))),)))
         if f"b{role.lower()}" in arrays.names:
             b = arrays.names[f"b{role.lower()}"]
             db = lowering.buffer(f"d{b}", (widths[role],))
-            statements.append(Loop(k, widths[role], tuple(arrays.summed(
+            statements.append(MatrixProduct(sp.Symbol(db), Ones(rows), every, comment=f"dL/d{b}: every token's"))
+            statements.append(Loop(k, widths[role], tuple(arrays.product_summed(
                 sp.IndexedBase(db)[k], d.backward[f"db{role.lower()}"], tr(
                     f"{b} is shared by every token: {what_grad} summed over the batch and the tokens",
                     f"{b} 被每个词元共享：{what_zh}对批量和各词元求和")))))
     return statements
 
 
-def input_gradient(lowering, arrays, d, tokens, inputs, note) -> Loop:
-    """dL/dx of every token, from the derived rule (the paths through which x reaches the loss)."""
+def input_gradient(lowering, arrays, d, tokens, inputs, widths: dict, note) -> list:
+    """dL/dx of every token, from the derived rule (the paths through which x reaches the loss):
+    dQ Wq^T + dK Wk^T + dV Wv^T over every token at once, then what else the rule adds."""
     n, t, s, r, dd, a, c = _indices()
-    lowering.buffer(f"d{arrays.names['x']}", (N, tokens * inputs))
-    return Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.summed(
-        arrays.at("dx", n, t, dd), d.backward["dx"], note))),)),))
+    source = arrays.names["x"]
+    into = Rows(sp.Symbol(lowering.buffer(f"d{source}", (N, tokens * inputs))), inputs)
+    term = Rows(sp.Symbol(lowering.buffer(f"term{arrays.names['Q']}", (N, tokens * inputs))), inputs)
+    Wq, Wk, Wv = (arrays.names[f"W{role.lower()}"] for role in "QKV")
+    paths = [MatrixProduct(into, arrays.every_token(f"d{role}", widths[role]),
+                           Transposed(sp.Symbol(arrays.names[f"W{role.lower()}"])), role != "Q", None if role == "Q" else term,
+                           comment=f"dL/d{source}: back through {Wq}, {Wk} and {Wv}" if role == "Q" else "")
+             for role in "QKV"]
+    return [*paths, Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.product_summed(
+        arrays.at("dx", n, t, dd), d.backward["dx"], note, arrays.at("dx", n, t, dd)))),)),))]
 
 
 def _name_weights(expr, S, P, denominator):
@@ -404,7 +439,8 @@ class _Arrays:
     flat sequences (x[n,t,d] is X[n, t*D + d]), the others (N, T, width) buffers. With the
     causal mask, sums over keys stop at the query and sums over queries start at the key.
     ``head``: in a block of heads, the head h whose rules these are: its queries, keys, values
-    and outputs are columns h*dh .. h*dh + dh - 1 of the block's, its scores S[n,h,t,s] its own."""
+    and outputs are columns h*dh .. h*dh + dh - 1 of the block's, its scores S[n,h,t,s] its own;
+    ``scratch``: the (T, dh) matrix a product into those (strided) columns is written through."""
 
     names: dict
     flat: dict
@@ -412,6 +448,7 @@ class _Arrays:
     causal: bool
     head: sp.Symbol | None = None
     head_width: int = 0
+    scratch: str | None = None
 
     def at(self, role, *indices):
         gradient = role not in self.names and role.startswith("d")
@@ -427,6 +464,32 @@ class _Arrays:
             n, t, e = indices
             return sp.IndexedBase(name)[n, t * self.flat[stem] + e]
         return sp.IndexedBase(name)[indices]
+
+    def matrix(self, role, n):
+        """Example n's matrix of a role (d<role>: its gradient) as a product's operand: a (T,
+        width) sequence or the (T, T) scores; in a block of heads, head h's."""
+        gradient = role not in self.names and role.startswith("d")
+        stem = role[1:] if gradient else role
+        array = Part(sp.Symbol(f"d{self.names[stem]}" if gradient else self.names[stem]), n)
+        if stem in self.flat:
+            array = Rows(array, self.flat[stem])
+        if self.head is None:
+            return array
+        if stem in ("S", "P"):
+            return Part(array, self.head)
+        return Columns(array, self.head * self.head_width, self.head_width)
+
+    def every_token(self, role, width):
+        """The (N*T, width) matrix of a role's rows (d<role>: its gradient's), every token of every
+        example."""
+        gradient = role not in self.names and role.startswith("d")
+        return Rows(sp.Symbol(f"d{self.names[role[1:]]}" if gradient else self.names[role]), width)
+
+    def product(self, out, left, right, comment) -> MatrixProduct:
+        """out = left right; a head's columns are strided, so a product into them is written
+        through the scratch matrix."""
+        return MatrixProduct(out, left, right, scratch=sp.Symbol(self.scratch) if isinstance(out, Columns) else None,
+                             comment=comment)
 
     def named(self, expr):
         """A rule over the derivation's arrays, over the kernel's (sizes as numbers)."""
@@ -462,11 +525,27 @@ class _Arrays:
                 loop = (Loop(i, stop, loop, start=low if not low.is_Integer else int(low)),)
             statements += [Let(acc, sp.Integer(0)), *loop]
             accumulators[total] = acc
-        value = rule.xreplace(accumulators)
+        return statements + [Let(target, self.written(rule.xreplace(accumulators)), note=note)]
+
+    def written(self, value):
+        """A rule over the kernel's arrays, the 1/sqrt(dk) scale written as a division, as the
+        derivation writes it."""
         if isinstance(value, sp.Mul) and any(isinstance(f, sp.Pow) and f.exp == -sp.S.Half for f in value.args):
-            # the 1/sqrt(dk) scale: written as a division, as the derivation writes it
             (root,) = [f for f in value.args if isinstance(f, sp.Pow) and f.exp == -sp.S.Half]
-            value = ratio(self.named(value / root), sp.sqrt(self.named(root.base)))
-        else:
-            value = self.named(value)
-        return statements + [Let(target, value, note=note)]
+            return ratio(self.named(value / root), sp.sqrt(self.named(root.base)))
+        return self.named(value)
+
+    def product_summed(self, target, rule, note, read=None, loops=False) -> list:
+        """target = rule where matrix products computed its sums: the kernel reads ``read``, the
+        products' element, in their place (None, or nothing else to add: the products wrote the
+        target itself); the transcript runs the sums. ``loops``: no product, the sums as loops
+        for both."""
+        means = self.summed(target, rule, note)
+        if loops:
+            return means
+        if read is None:
+            return [Summed(target, target, tuple(means))]
+        sums = rule.atoms(sp.Sum)
+        # one sum (a score, scaled), or several added (x's paths): the products computed their total
+        value = rule.xreplace({next(iter(sums)): read}) if len(sums) == 1 else read + rule - sp.Add(*sums)
+        return [Summed(target, self.written(value), tuple(means))]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..errors import SympropError
-from ..ir import Comment, Let, Loop, index, local
+from ..ir import Comment, Let, Loop, MatrixProduct, Ones, Transposed, index, local
 from ..text import tr
 from .attention import (CAUSAL_NOTE, D, DK, DV, T, _Arrays, _arrays, _indices, _vjp, head_backward, head_buffers,
                         head_forward, head_rules, input_gradient, projection_rules, projections_backward,
@@ -156,7 +156,9 @@ class MultiHeadAttention(Op):
         arrays = _Arrays({**names, **params, "x": source}, {"x": width},
                          {D: width, DH: dh, DK: dh, DV: dh, T: tokens}, self.causal)
         h = index("h")
-        each_head = dataclasses.replace(arrays, head=h, head_width=dh)
+        # a head's products write its (T, dh) columns through one scratch matrix
+        each_head = dataclasses.replace(arrays, head=h, head_width=dh, scratch=lowering.buffer(f"head{layer}", (tokens, dh)))
+        lowering.scratch.append(each_head.scratch)
         d = lowering.derivation(self)
         norm = dataclasses.replace(d, forward={k: d.forward[k] for k in NORM_ROLES},
                                    backward={"dx": d.backward["dR"], "dg": d.backward["dg"], "db": d.backward["db"]})
@@ -168,14 +170,14 @@ class MultiHeadAttention(Op):
         rows = Rows(False, width, tokens, frozenset({out, f"d{out}"}))  # each token's D features
         mask = ", causal: token t sees s <= t" if self.causal else ""
         Wo, bo = params["Wo"], params["bo"]
-        residual = Loop(t, tokens, (Loop(j, width, tuple(arrays.summed(arrays.at("R", n, t, j), d.forward["R"], tr(
-            f"the residual: token t plus its heads' outputs projected by {Wo}, plus {bo}",
-            f"残差：词元 t 加上其各头输出经 {Wo} 投影再加 {bo}")))),))
+        residual = (MatrixProduct(arrays.matrix("R", n), arrays.matrix("O", n), sp.Symbol(Wo), comment=f"O {Wo}"),
+                    Loop(t, tokens, (Loop(j, width, tuple(arrays.product_summed(arrays.at("R", n, t, j), d.forward["R"], tr(
+                        f"the residual: token t plus its heads' outputs projected by {Wo}, plus {bo}",
+                        f"残差：词元 t 加上其各头输出经 {Wo} 投影再加 {bo}"), arrays.at("R", n, t, j)))),)))
+        products, project = projections_forward(arrays, d, tokens, widths, use.text)
         lowering.forward += [
-            Comment(f"{what} ({tokens} tokens of {width}, {heads} heads of {dh}{mask}; residual, layer norm)"),
-            Loop(n, N, (*projections_forward(arrays, d, tokens, widths, use.text),
-                        Loop(h, heads, (Loop(t, tokens, tuple(head_forward(lowering, each_head, d, tokens, dh, dh))),)),
-                        residual)),
+            Comment(f"{what} ({tokens} tokens of {width}, {heads} heads of {dh}{mask}; residual, layer norm)"), *products,
+            Loop(n, N, (*project, Loop(h, heads, tuple(head_forward(lowering, each_head, d, tokens, dh, dh))), *residual)),
             Let(epsilon, sp.Float(EPS), note=tr(f"epsilon of {use.text}'s layer norm", f"{use.text} 层归一化的 epsilon")),
             *normalisation_forward(norm, False, width, epsilon, norm_arrays, text=use.text, rows=rows)]
 
@@ -184,23 +186,29 @@ class MultiHeadAttention(Op):
         for name in d.named_sums:  # the two sums of layer norm's three-term rule, per token
             lowering.show(local(name), f"{name}{layer}", n, t)
         dWo, dbo = lowering.buffer(f"d{Wo}", (width, width)), lowering.buffer(f"d{bo}", (width,))
+        dR = arrays.every_token("dR", width)
         shared = tr("is shared by every token: summed over the batch and the tokens", "被每个词元共享：对批量和各词元求和")
         backward = [
             Comment(f"{what}: back through layer norm, the residual, the heads and the projections"),
             *normalisation_backward(norm, False, width, norm_arrays | grads, use.text, rows),
-            Loop(n, N, (Loop(t, tokens, (Loop(c, width, tuple(arrays.summed(arrays.at("dO", n, t, c), d.backward["dO"], tr(
+            MatrixProduct(arrays.every_token("dO", width), dR, Transposed(sp.Symbol(Wo)),
+                          comment=f"dR {Wo}^T, every token of every example"),
+            Loop(n, N, (Loop(t, tokens, (Loop(c, width, tuple(arrays.product_summed(arrays.at("dO", n, t, c), d.backward["dO"], tr(
                 f"the heads' outputs' gradient: the residual's gradient carried back through {Wo}",
                 f"各头输出的梯度：残差的梯度经 {Wo} 传回")))),)),)),
-            Loop(c, width, (Loop(j, width, tuple(arrays.summed(sp.IndexedBase(dWo)[c, j], d.backward["dWo"], tr(
+            MatrixProduct(sp.Symbol(dWo), Transposed(arrays.every_token("O", width)), dR,
+                          comment=f"dL/d{Wo} = O^T dR, every token of every example"),
+            Loop(c, width, (Loop(j, width, tuple(arrays.product_summed(sp.IndexedBase(dWo)[c, j], d.backward["dWo"], tr(
                 f"{Wo} {shared.en}: the heads' outputs times the residual's gradient", f"{Wo} {shared.zh}")))),)),
-            Loop(j, width, tuple(arrays.summed(sp.IndexedBase(dbo)[j], d.backward["dbo"], tr(
+            MatrixProduct(sp.Symbol(dbo), Ones(N * tokens), dR, comment=f"dL/d{bo}: every token's"),
+            Loop(j, width, tuple(arrays.product_summed(sp.IndexedBase(dbo)[j], d.backward["dbo"], tr(
                 f"{bo} {shared.en}: the residual's gradient", f"{bo} {shared.zh}")))),
             Loop(n, N, (Loop(h, heads, tuple(head_backward(lowering, each_head, d, tokens, dh, dh))),)),
             *projections_backward(lowering, arrays, d, width, widths)]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
-            backward.append(input_gradient(lowering, arrays, d, tokens, width, tr(
+            backward += input_gradient(lowering, arrays, d, tokens, width, widths, tr(
                 "token t feeds its query, key and value and, through the residual, the output directly",
-                "词元 t 参与其查询、键和值，并经残差直接参与输出")))
+                "词元 t 参与其查询、键和值，并经残差直接参与输出"))
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(tokens * width)
