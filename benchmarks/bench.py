@@ -92,7 +92,7 @@ def worked_example(dtype: str) -> Case:
 
 
 BATCHNORM_ADAM, CONVNET = "batchnorm-adam", "convnet"  # the kinds of NetCase; `--only` selects them by name
-LSTM, GRU, ATTENTION_HEAD = "lstm", "gru", "attention-head"  # the sequence kinds of NetCase (issue 26)
+LSTM, GRU, ATTENTION_HEAD = "lstm", "gru", "attention-head"  # the sequence kinds of NetCase
 SEQUENCES = (LSTM, GRU, ATTENTION_HEAD)
 CLASSES = 10  # a sequence case's readout: the last state (or the flattened head) into 10 classes
 
@@ -100,8 +100,8 @@ CLASSES = 10  # a sequence case's readout: the last state (or the flattened head
 @dataclass(frozen=True)
 class NetCase:
     """A network beyond the two-layer stacks, with its own optimiser and competitors (no numpy
-    layer classes): a batch-norm network trained by Adam (issue 15), or the convolutional
-    network of issue 16 trained by SGD.
+    layer classes): a batch-norm network trained by Adam, or the convolutional network
+    trained by SGD.
 
     sizes: (inputs, hidden, outputs) for batchnorm-adam; (hidden, outputs) for convnet, whose
     image (channels, height, width) and conv (filters, kernel) are separate fields; (inputs,
@@ -337,7 +337,7 @@ def thread_count() -> int:
 def pin_to_one_core() -> int | None:
     """Restrict this process, and every process and thread it starts, to one core (the first
     it may use): the one sure way to hold every library to one thread, since XLA sizes its
-    pool from the machine and ignores the thread flags (issue 19: JAX used both cores at
+    pool from the machine and ignores the thread flags (JAX once used both cores at
     --threads 1). Returns the core, or None where affinity cannot be set."""
     if not hasattr(os, "sched_setaffinity"):
         return None
