@@ -127,9 +127,14 @@ class Task:
         threshold = 0.0 if self.loss == "binary-cross-entropy" else 0.5
         return (scores[:, 0] > threshold).astype(np.int64)
 
+    @property
+    def summed(self) -> bool:
+        """squared-error is a sum over the batch; every other loss is a mean."""
+        return self.loss == "squared-error"
+
     def per_example(self, loss: float, count: int) -> float:
-        """squared-error is a sum over the batch; report every loss as a per-example mean."""
-        return float(loss) / count if self.loss == "squared-error" else float(loss)
+        """Every loss reported as a per-example mean."""
+        return float(loss) / count if self.summed else float(loss)
 
 
 def init_params(net, rng: np.random.Generator, dtype) -> list[np.ndarray]:
@@ -200,7 +205,7 @@ def evaluate(net, params, task: Task, x: np.ndarray, targets: np.ndarray, labels
     taken whole, since each piece's sum would add the penalty again."""
     if len(x) == 0:
         return math.nan, math.nan
-    total, piece = 0.0, len(x) if task.loss == "squared-error" else EVALUATION_ROWS
+    total, piece = 0.0, len(x) if task.summed else EVALUATION_ROWS
     for start in range(0, len(x), piece):
         rows, rows_t = x[start:start + piece], targets[start:start + piece]
         loss = (net.loss(*params, rows, rows_t, state=state) if has_modes(net)
