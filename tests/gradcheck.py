@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -51,3 +52,13 @@ def parameter_loss(net, params, k: int, X, T):
         trial[k] = value
         return float(net.loss_and_grads(*trial, X, T)[0])
     return loss_of
+
+
+def assert_sgd_step_is_the_gradient_step(net, params, X, T, lr: float = 0.1):
+    """One fused sgd_step returns the loss before it and moves every parameter by -lr times its
+    gradient from loss_and_grads (the parameters given are left alone)."""
+    loss, *grads = net.loss_and_grads(*params, X, T)
+    stepped = [p.copy() for p in params]
+    assert net.sgd_step(*stepped, X, T, lr) == pytest.approx(loss, rel=1e-15)
+    for new, old, grad in zip(stepped, params, grads):
+        np.testing.assert_allclose(new, old - lr * grad, rtol=1e-15, atol=1e-15)

@@ -15,7 +15,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
 from symprop.symbolic.ops.attention import D, DK, DV, T
-from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.gradcheck import assert_sgd_step_is_the_gradient_step, numerical_gradient, parameter_loss, relative_error
 from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
@@ -174,11 +174,7 @@ def test_attention_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(r
     net = load_network(spec)
     params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
     X, target = rng.normal(size=(2, 3)), rng.normal(size=(2, 1))
-    loss, *grads = net.loss_and_grads(*params, X, target)
-    stepped = [p.copy() for p in params]
-    assert net.sgd_step(*stepped, X, target, 0.1) == pytest.approx(loss, rel=1e-15)
-    for new, old, grad in zip(stepped, params, grads):
-        np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-15, atol=1e-15)
+    assert_sgd_step_is_the_gradient_step(net, params, X, target)
 
 
 def test_a_layer_alone_carries_the_gradient_to_its_input_sequence():

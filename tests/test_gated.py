@@ -13,7 +13,7 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY
 from symprop.symbolic.ops.gated import H
-from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.gradcheck import assert_sgd_step_is_the_gradient_step, numerical_gradient, parameter_loss, relative_error
 from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
@@ -311,11 +311,7 @@ def test_one_sgd_step_of_the_example_network_moves_each_parameter_by_its_gradien
     net = load_network(spec)
     params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
     X, target = _given("X").reshape(1, -1), _given("T")
-    loss, *grads = net.loss_and_grads(*params, X, target)
-    stepped = [p.copy() for p in params]
-    assert net.sgd_step(*stepped, X, target, 0.1) == pytest.approx(loss, rel=1e-15)
-    for new, old, grad in zip(stepped, params, grads):
-        np.testing.assert_allclose(new, old - 0.1 * grad, rtol=1e-15, atol=1e-15)
+    assert_sgd_step_is_the_gradient_step(net, params, X, target)
 
 
 def test_the_lstm_chinese_transcript_is_its_golden_file():
