@@ -22,10 +22,10 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.graph_transcript import graph_transcript
 from symprop.symbolic.indexcalc import resolve
-from symprop.symbolic.ir import Assignments, Comment, Let, Loop, element, index
+from symprop.symbolic.ir import Assignments, Comment, Let, Loop, index
 from symprop.symbolic.layers import REGISTRY, N, Derivation, Op, Step, partial
 from symprop.symbolic.ops.base import _in_terms_of_output, positive_sizes, real
-from symprop.symbolic.ops.builders import CHAIN_NOTE, FEATURES as F
+from symprop.symbolic.ops.builders import CHAIN_NOTE, FEATURES as F, ROW, _loops
 from symprop.symbolic.stable import canonical_form
 from symprop.symbolic.transcript import tr
 from tests.gradcheck import (assert_sgd_step_is_the_gradient_step, numerical_gradient, parameter_loss,
@@ -110,51 +110,80 @@ class Gated(Op):
         dpre = lowering.buffer(f"d{pre}", (N, width))
         dW, db = lowering.buffer(f"d{Wn}", (width, width)), lowering.buffer(f"d{bn}", (width,))
         per_row = {"x": source, "a": pre, "s": gate, "y": out, "dy": f"d{out}", "da": dpre, "dx": f"d{source}"}
-        row, loop = index("n"), {i: index("i"), j: index("j"), k: index("k")}
-
-        def kernel(expr):
-            """A rule of one row over the kernel's arrays: x[k] -> z1[n, k], W[j, k] -> W2[j, k]."""
-            def at(e):
-                name, indices = e.base.label.name, [loop[v] for v in e.indices]
-                if name in per_row:
-                    return sp.IndexedBase(per_row[name])[(row, *indices)]
-                return sp.IndexedBase({"W": Wn, "b": bn}[name])[tuple(indices)]
-            return expr.xreplace({e: at(e) for e in expr.atoms(sp.Indexed)})
-
-        def summed(target, rule, outer):
-            """target = rule as a sum started at 0, a term (or a loop over a Sum's terms) at a time."""
-            adds = []
-            for term in sp.Add.make_args(rule):
-                if isinstance(term, sp.Sum):
-                    (v, _, _), = term.limits
-                    adds.append(Loop(loop[v], width, (_add(kernel(target), kernel(term.function)),)))
-                else:
-                    adds.append(_add(kernel(target), kernel(term)))
-            return Loop(loop[outer], width, (Let(kernel(target), sp.Integer(0)), *adds))
-
+        rules = RowRules(per_row, {"W": Wn, "b": bn}, width)
+        at = rules.at
         gate_note = tr(f"{use.text}: the gate, sigmoid of the pre-activation", f"{use.text}：门，预激活的 sigmoid")
-        forward = [summed(a[k], d.forward["a[k]"], k), Loop(loop[k], width, (Assignments(
-            ((kernel(s[k]), kernel(d.forward["s[k]"])), (kernel(y[k]), kernel(d.forward["y[k]"]))),
-            notes={kernel(s[k]): gate_note}),))]
-        upstream = real("dout")
-        local_rule = kernel(d.backward["da[k]"].xreplace({dy[k]: upstream}))
+        forward = [*rules.summed(a[k], d.forward["a[k]"]), *rules.each((k,), Assignments(
+            ((at(s[k]), at(d.forward["s[k]"])), (at(y[k]), at(d.forward["y[k]"]))), notes={at(s[k]): gate_note}))]
         local_note = tr(f"local derivative of {use.text}'s output by its pre-activation, from its derived rule",
                         f"{use.text} 的输出对预激活的局部导数（由其推导得到）")
-        chain = Assignments(((kernel(da[k]), local_rule),), {"dout": kernel(dy[k])}, upstream="dout",
-                            notes={kernel(da[k]): (local_note, CHAIN_NOTE)})
-        backward = [Loop(loop[k], width, (chain,))]
+        upstream = real("dout")
+        chain_rule = at(d.backward["da[k]"].xreplace({dy[k]: upstream}))  # upstream times the local derivative
+        backward = [*rules.each((k,), Assignments(((at(da[k]), chain_rule),), {"dout": at(dy[k])}, upstream="dout",
+                                                  notes={at(da[k]): (local_note, CHAIN_NOTE)}))]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             lowering.buffer(f"d{source}", (N, width))
-            backward.append(summed(sp.IndexedBase("dx")[j], d.backward["dx[j]"], j))
-        parameter_sums = Loop(loop[j], width, (Loop(loop[k], width, (
-            _add(element(dW, "j", "k"), kernel(d.backward["dW[j,k]"])),)),
-            _add(element(db, "j"), kernel(d.backward["db[j]"]))))
-        zero = [Loop(loop[j], width, (Loop(loop[k], width, (Let(element(dW, "j", "k"), sp.Integer(0)),)),
-                                      Let(element(db, "j"), sp.Integer(0))))]
-        lowering.forward += [Comment(f"layer {position}: {use.text}"), Loop(row, N, tuple(forward))]
-        lowering.prepend_backward([Comment(f"layer {position}: {use.text}"), *zero,
-                                   Loop(row, N, (*backward, parameter_sums))])
+            backward += rules.summed(sp.IndexedBase("dx")[j], d.backward["dx[j]"])
+        parameters = {dW: (W[j, k], d.backward["dW[j,k]"]), db: (b[j], d.backward["db[j]"])}
+        lowering.forward += [Comment(f"layer {position}: {use.text}"), Loop(ROW, N, tuple(forward))]
+        lowering.prepend_backward([Comment(f"layer {position}: {use.text}"), *rules.zeros(parameters),
+                                   Loop(ROW, N, (*backward, *rules.batch_sums(parameters)))])
         lowering.values.append(out)
+
+
+class RowRules:
+    """A family's index rules for one row, as statements over a kernel's arrays: a per-row array
+    gains the row index n (x[k] -> z1[n, k]), a parameter keeps its indices (W[j, k] -> W2[j, k])
+    and each sum in a rule becomes loops that add one term at a time (a kernel cannot print a
+    Sum; the transcript writes the whole sum as one line)."""
+
+    def __init__(self, per_row: dict, params: dict, width):
+        self.per_row, self.params, self.width = per_row, params, width
+
+    def at(self, expr):
+        def kernel_element(e):
+            name, indices = e.base.label.name, _loop_indices(e.indices)
+            if name in self.per_row:
+                return sp.IndexedBase(self.per_row[name])[(ROW, *indices)]
+            return sp.IndexedBase(self.params[name])[indices]
+        return expr.xreplace({e: kernel_element(e) for e in expr.atoms(sp.Indexed)})
+
+    def each(self, indices, *body) -> tuple:
+        """for each of the indices (outermost first), over the width: body"""
+        return _loops([(v, self.width) for v in _loop_indices(indices)], body)
+
+    def summed(self, target, rule, start=True) -> tuple:
+        """target = rule, started at 0 (start=False: added to, a batch sum's next row)."""
+        return self.each(target.indices, *([Let(self.at(target), sp.Integer(0))] if start else []),
+                         *self._terms(target, rule))
+
+    def _terms(self, target, rule) -> list:
+        out = []
+        for term in sp.Add.make_args(rule):
+            sums = [factor for factor in sp.Mul.make_args(term) if isinstance(factor, sp.Sum)]
+            if sums:  # c * Sum(f, limits): for each limit, target += c f
+                total, = sums
+                out += self.each([v for v, _, _ in total.limits], *self._terms(target, term / total * total.function))
+            else:
+                out.append(_add(self.at(target), self.at(term)))
+        return out
+
+    def zeros(self, parameters) -> list:
+        """Each parameter's gradient set to 0 before the rows add their shares: {gradient array:
+        (the parameter's element, its rule)}."""
+        return [s for gradient, (of, _) in parameters.items()
+                for s in self.each(of.indices, Let(sp.IndexedBase(gradient)[_loop_indices(of.indices)],
+                                                   sp.Integer(0)))]
+
+    def batch_sums(self, parameters) -> list:
+        """Each parameter's gradient += this row's share, its rule."""
+        return [s for gradient, (of, rule) in parameters.items()
+                for s in self.each(of.indices, _add(sp.IndexedBase(gradient)[_loop_indices(of.indices)], self.at(rule)))]
+
+
+def _loop_indices(indices) -> tuple:
+    """The derivation's indices (positive integers, from 1) as the kernel's loop indices (from 0)."""
+    return tuple(index(v.name) for v in indices)
 
 
 def _add(target, value):
