@@ -28,8 +28,8 @@ from symprop.symbolic.ops.base import _in_terms_of_output, positive_sizes, real
 from symprop.symbolic.ops.builders import CHAIN_NOTE, FEATURES as F, ROW, _loops
 from symprop.symbolic.stable import canonical_form
 from symprop.symbolic.transcript import tr
-from tests.gradcheck import (assert_sgd_step_is_the_gradient_step, numerical_gradient, parameter_loss,
-                             relative_error)
+from tests.gradcheck import (assert_gradients_are_central_differences, assert_sgd_step_is_the_gradient_step,
+                             numerical_gradient, relative_error)
 from tests.test_new_family import (assert_right_and_wrong_claims, assert_the_transcript_is_the_kernel,
                                    registered_while)
 
@@ -178,7 +178,8 @@ class RowRules:
     def batch_sums(self, parameters) -> list:
         """Each parameter's gradient += this row's share, its rule."""
         return [s for gradient, (of, rule) in parameters.items()
-                for s in self.each(of.indices, _add(sp.IndexedBase(gradient)[_loop_indices(of.indices)], self.at(rule)))]
+                for s in self.each(of.indices, _add(sp.IndexedBase(gradient)[_loop_indices(of.indices)],
+                                                    self.at(rule)))]
 
 
 def _loop_indices(indices) -> tuple:
@@ -210,6 +211,15 @@ def sigmoid(v):
     return 1 / (1 + np.exp(-v))
 
 
+def rule_at(rule, size, given, **indices):
+    """A derived index rule at F = size and the free indices given (from 1), each of its arrays'
+    elements read off the numbers in ``given`` (by the array's name)."""
+    expr = rule.subs(F, size).xreplace({v: sp.Integer(indices[v.name]) for v in rule.free_symbols
+                                        if v.name in indices}).doit()
+    return float(expr.xreplace({e: given[e.base.label.name][tuple(int(v) - 1 for v in e.indices)]
+                                for e in expr.atoms(sp.Indexed)}))
+
+
 def test_sympy_derives_the_gated_rules(registered):
     """The derived index rules are the textbook ones, and at F = 3 they are SymPy's own
     gradient of the whole unit written out element by element (no sums, no deltas)."""
@@ -228,11 +238,7 @@ def test_sympy_derives_the_gated_rules(registered):
     given["s"] = sigmoid(given["x"] @ given["W"] + given["b"])
 
     def rule(name, **indices):
-        """A derived rule at F = 3, its arrays' elements read off the numbers (indices from 1)."""
-        expr = d.backward[name].subs(F, size).xreplace({v: sp.Integer(indices[v.name]) for v in (j, k)
-                                                        if v.name in indices}).doit()
-        return float(expr.xreplace({e: given[e.base.label.name][tuple(int(v) - 1 for v in e.indices)]
-                                    for e in expr.atoms(sp.Indexed)}))
+        return rule_at(d.backward[name], size, given, **indices)
     given["da"] = np.array([rule("da[k]", k=c) for c in range(1, size + 1)])
     for r in range(1, size + 1):
         assert rule("dx[j]", j=r) == pytest.approx(float(loss.diff(xv[r - 1]).xreplace(at)), rel=1e-12)
@@ -258,10 +264,7 @@ def test_the_fused_kernel_agrees_with_central_differences(net, rng):
     params = [rng.normal(0, 1, shape) for shape in net.PARAM_SHAPES]
     assert net.PARAM_NAMES == ("W1", "b1", "W2", "b2", "W3", "b3") and net.PARAM_SHAPES[2] == (2, 2)
     X, T = rng.normal(size=(5, 2)), rng.normal(size=(5, 1))
-    loss, *grads = net.loss_and_grads(*params, X, T)
-    for position, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
-        numeric = numerical_gradient(parameter_loss(net, params, position, X, T), params[position])
-        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, name
+    assert_gradients_are_central_differences(net, params, X, T, GRADCHECK_TOLERANCE)
     assert_sgd_step_is_the_gradient_step(net, params, X, T)
 
 
