@@ -174,7 +174,7 @@ class Conv2d(ImageOp):
         lowering.scratch.append(cols)
         geometry = (C, H, W, stride, pad)
         means = _conv2d_means(lowering.derivation(self), use.text, (C, H, W), out_shape, (cout, size, stride, pad),
-                              (source, Wt, b, out)) if _whole(C, H, W, *use.args) else dict.fromkeys(("Y", "dW", "db", "dX"), ())
+                              (source, Wt, b, out))
         # the columns are their own statement: a per-layer backward, which is given X and not the
         # columns a network's step keeps, recomputes them (and only them)
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
@@ -294,8 +294,7 @@ class Pool(ImageOp):
         geometry = (C, H, W, size, stride)
         mode = self.mode
         what = "max" if self.selects_one else "mean"
-        forward_means, backward_means = (_pool_means(use, (C, H, W), out_shape, size, stride, source, out)
-                                         if _whole(*geometry) else ((), ()))
+        forward_means, backward_means = _pool_means(use, (C, H, W), out_shape, size, stride, source, out)
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
                              Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
                                   f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means,
@@ -314,7 +313,7 @@ class Pool(ImageOp):
 
 def _whole(*sizes) -> bool:
     """True for a network's sizes; False where they are symbols (the per-layer kernels take them
-    at run time), which have no element-by-element meaning to spell out."""
+    at run time): a helper's element-by-element meaning is spelled out at whole sizes only."""
     return all(isinstance(size, int) for size in sizes)
 
 
@@ -379,6 +378,8 @@ def _conv2d_means(d: Derivation, text: str, shape_in, shape_out, geometry, names
     """conv2d's derived index rules as statements over the layer's arrays: Y, then dW and db,
     then dX. The padded input Xp[n, c, h, w] is the input at [h - pad, w - pad], and reads
     outside an array are the padding's zeros (or outside the window's weights)."""
+    if not _whole(*shape_in, *geometry):
+        return dict.fromkeys(("Y", "dW", "db", "dX"), ())
     (channels, rows, cols), (outs, out_rows, out_cols) = shape_in, shape_out
     cout, k, stride, pad = geometry
     source, Wt, b, out = names
@@ -416,6 +417,8 @@ def _pool_means(use, shape_in, shape_out, k: int, stride: int, source: str, out:
     """Max- and average-pooling window by window: each output the max (or mean) of its window;
     back, each window element gets the upstream gradient times its local derivative, summed
     over the windows that hold it (max-pool's ties go to the first maximum, row-major)."""
+    if not _whole(*shape_in, k, stride):
+        return (), ()
     (C, H, W), (_, HO, WO) = shape_in, shape_out
     n_, c, i, j, h, w = (index(name) for name in "ncijhw")
     window = [(p, q) for p in range(k) for q in range(k)]
