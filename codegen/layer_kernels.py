@@ -45,13 +45,6 @@ class ModuleText:
         self.helpers: set[str] = set()
         self.backend, self.printer = backend, backend.printer()
 
-    def kernel(self, name: str, params: str, *body) -> str:
-        """A compiled kernel's text: its parameters as one comma-separated string of names."""
-        node = Function(name, arrays(*params.replace(" ", "").split(",")), body)
-        text = self.backend.function(node, self.printer)
-        self.helpers |= self.printer.helpers_used
-        return text.rstrip("\n")
-
     def add(self, text: str, helpers=()):
         self.functions.append(text.strip("\n") + "\n")
         self.helpers |= set(helpers)
@@ -535,7 +528,7 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
                     loss=layer.is_loss and direction == "forward")
 
 
-def _emitter(layer, name: str):
+def _kernels_printer(layer, name: str):
     """The kernels printed from the lowering of a one-node graph: of images, of elements or
     sizes, or of rows."""
     if layer.image_kernels:
@@ -554,7 +547,6 @@ def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]
     module = ModuleText(backend)
     names = [name for name, layer in registry.items() if layer.layer_kernels]
     for name in names:
-        _emitter(registry[name], name)(registry[name], registry.derive(name), module)
-    functions = list(dict.fromkeys(module.functions))
-    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
+        _kernels_printer(registry[name], name)(registry[name], registry.derive(name), module)
+    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(module.functions)
     return body, names
