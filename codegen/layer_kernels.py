@@ -140,10 +140,7 @@ def _one_node_kernels(layer, d: Derivation, module: ModuleText):
         function = f"{base}_{kind}"
         loops = [DtypeOf(array(kernel_args[0])), ShapeOf((N, FEATURES), array(kernel_args[0]))] if elements else []
         body = (*loops, *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
-        missing = set(reads_and_writes(body)[0]) - {*kernel_args, *scalars, *map(str, (N, *layer.size_args))}
-        if missing:
-            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(missing)}, "
-                               "which its per-layer kernel does not take")
+        _takes_what_it_reads(layer, kind, reads_and_writes(body)[0], {*kernel_args, *scalars, *map(str, (N, *args))})
         kernel = Function(f"{function}_kernel", arrays(*kernel_args, *scalars, *outputs), body)
         names = [public[name] for name in kernel_args]
         results = ["out" if name == value else public[name] for name in outputs]  # the value is out
@@ -160,6 +157,15 @@ def _one_node_kernels(layer, d: Derivation, module: ModuleText):
             function, _doc(layer, d, kind, names, results, shapes), names, scalars, results, caller, shape_of, like,
             checks, checked, ".reshape(1, -1)" if elements else ""))
     module.helpers |= module.printer.helpers_used
+
+
+def _takes_what_it_reads(layer, kind: str, read, takes):
+    """A kernel's statements read only what its arguments give (else the op's lowering reads
+    something the per-layer API has no way to pass)."""
+    missing = [name for name in read if name not in takes]
+    if missing:
+        raise SympropError(f"layer {layer.name!r}: its {kind} statements read {missing}, "
+                           "which its per-layer kernel does not take")
 
 
 def _doc(layer, d: Derivation, kind: str, args, outputs, shapes) -> str:
@@ -269,11 +275,7 @@ def _image_kernels(layer, d: Derivation, module: ModuleText):
     for kind in ("forward", "backward"):
         function, body = f"{base}_{kind}", _kernel_statements(statements[kind], shapes)
         read, written = reads_and_writes(body)
-        sizes = {str(size) for size in (N, *IMAGE, *args)}
-        missing = [name for name in read if name not in given[kind] and name not in sizes]
-        if missing:
-            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {missing}, "
-                               "which its per-layer kernel does not take")
+        _takes_what_it_reads(layer, kind, read, {*given[kind], *map(str, (N, *IMAGE, *args))})
         kernel = Function(f"{function}_kernel", arrays(*read, *written), tuple(body))
         results = [value] if kind == "forward" else [name for name in gradients if name in written]
         if kind == "forward":
