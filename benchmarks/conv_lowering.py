@@ -91,7 +91,7 @@ def measure(shape, repeats):
     dX2, dW2, db2 = np.empty_like(X), np.empty_like(Wt), np.empty_like(b)
 
     def im2col_forward():
-        generated.conv2d_forward_kernel(flat, Wt, b, C, H, W, 1, 0, cols, Y.reshape(N, -1))
+        generated.conv2d_forward_kernel(flat, C, H, W, k, 1, 0, Wt, b, cols, Y.reshape(N, -1))
 
     def im2col_backward():  # the network step keeps cols from the forward pass: no second im2col
         generated._conv2d_param_grads(dY_flat, cols, dW, db, product)

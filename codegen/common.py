@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 from .files import JIT_FLAGS
-from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
+from .image_helpers import IMAGE_HELPERS
 from .printer import HELPER_NEEDS, HELPERS
 from .sequence_helpers import SEQUENCE_HELPERS
 
@@ -290,7 +290,7 @@ def helper_source(names) -> str:
     """The helper functions a module uses, in a fixed order."""
     names = set(names)
     for name in list(names):
-        names |= HELPER_NEEDS.get(name, set()) | IMAGE_HELPER_NEEDS.get(name, set())
+        names |= HELPER_NEEDS.get(name, set())
     return "".join("\n" + ALL_HELPERS[name] for name in sorted(names))
 
 

@@ -4,7 +4,8 @@ Images travel between layers as 2-D arrays (N, C*H*W) in NCHW order, like any ot
 a network, so activations, flatten and the affine rules need no new code; each helper gets the
 image geometry as integers and indexes ``X[n, (c*H + h)*W + w]``.
 
-conv2d lowers to im2col plus one BLAS product per example (the derived rules: Y = W cols + b,
+conv2d lowers to im2col (its own statement, so a per-layer backward can recompute the columns
+a network's step keeps) plus one BLAS product per example (the derived rules: Y = W cols + b,
 dW = sum_n dY[n] cols[n]^T, dcols = W^T dY[n] scattered back by col2im, which is the full
 convolution with the flipped kernel). ``benchmarks/conv_lowering.py`` measures this against
 direct loops in the same run; see README "Convolution" for the numbers behind the choice.
@@ -36,15 +37,14 @@ def _im2col(X, C, H, W, k, stride, pad, cols):
                             else:
                                 cols[n, row, i * Wo + j] = 0
 ''',
-    "_conv2d_forward": '''
+    "_conv2d_product": '''
 @jit_inline
-def _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y):
-    """Y[n, o, :] = W[o] . cols[n] + b[o]: im2col, then one BLAS product per example."""
-    O, k = Wt.shape[0], Wt.shape[2]
-    _im2col(X, C, H, W, k, stride, pad, cols)
-    Wm = Wt.reshape((O, C * k * k))
+def _conv2d_product(Wt, b, cols, Y):
+    """Y[n, o, :] = W[o] . cols[n] + b[o]: one BLAS product per example, on _im2col's columns."""
+    O = Wt.shape[0]
+    Wm = Wt.reshape((O, cols.shape[1]))
     M = cols.shape[2]
-    for n in range(X.shape[0]):
+    for n in range(cols.shape[0]):
         out = Y[n].reshape((O, M))
         np.dot(Wm, cols[n], out)
         for o in range(O):
@@ -171,4 +171,3 @@ def _avgpool_backward(dY, C, H, W, k, stride, dX):
 }
 
 # helper -> the helpers it calls (they must be defined in the module too)
-IMAGE_HELPER_NEEDS = {"_conv2d_forward": {"_im2col"}}

@@ -7,8 +7,9 @@ inputs. The kernels are the lowering of a one-node graph: softmax, the losses an
 that brings its own lowering on 2-D arrays (``_from_lowering``); an element-by-element op
 (activations, add and mul, dropout: ``Op.element_by_element``) on arrays of any shape, with the
 fused ``<layer>_forward_backward`` one loop of its forward and backward statements, and affine
-at size symbols its wrappers read off X and W (``_one_node_kernels``). The image ops (4-D
-arrays, window, stride, padding) keep an emitter here (``EMITTERS``).
+at size symbols its wrappers read off X and W (``_one_node_kernels``); the image ops (conv2d,
+pooling, flatten: ``Op.image_kernels``) on a batch of images of symbolic sizes, their window,
+stride and padding whole numbers taken at run time (``_image_kernels``).
 """
 from __future__ import annotations
 
@@ -18,9 +19,13 @@ import sympy as sp
 
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import Graph, Node, parse_net
-from symprop.symbolic.ir import (Accumulate, Assignments, Axis, Call, Copy, DtypeOf, Function, Let, Loop, MatrixInto,
-                                 Real, Return, ShapeOf, array, arrays, local, parts)
-from symprop.symbolic.layers import REGISTRY, Conv2d, Derivation, Flatten, N, Pool
+from sympy.printing.precedence import PRECEDENCE
+from sympy.printing.pycode import PythonCodePrinter
+
+from symprop.symbolic.ir import (Accumulate, Assignments, Call, Comment, Copy, DtypeOf, Function, Let, Loop,
+                                 MatrixInto, Real, Return, ShapeOf, array, arrays, local, parts)
+from symprop.symbolic.layers import REGISTRY, Derivation, N
+from symprop.symbolic.ops.conv import IMAGE
 from symprop.symbolic.lower import Lowering
 from symprop.symbolic.ops.builders import FEATURES
 
@@ -39,13 +44,6 @@ class ModuleText:
         self.functions: list[str] = []
         self.helpers: set[str] = set()
         self.backend, self.printer = backend, backend.printer()
-
-    def kernel(self, name: str, params: str, *body) -> str:
-        """A compiled kernel's text: its parameters as one comma-separated string of names."""
-        node = Function(name, arrays(*params.replace(" ", "").split(",")), body)
-        text = self.backend.function(node, self.printer)
-        self.helpers |= self.printer.helpers_used
-        return text.rstrip("\n")
 
     def add(self, text: str, helpers=()):
         self.functions.append(text.strip("\n") + "\n")
@@ -142,10 +140,7 @@ def _one_node_kernels(layer, d: Derivation, module: ModuleText):
         function = f"{base}_{kind}"
         loops = [DtypeOf(array(kernel_args[0])), ShapeOf((N, FEATURES), array(kernel_args[0]))] if elements else []
         body = (*loops, *(Let(local(name), Real(local(name))) for name in scalars), *_read_once(statements))
-        missing = set(reads_and_writes(body)[0]) - {*kernel_args, *scalars, *map(str, (N, *layer.size_args))}
-        if missing:
-            raise SympropError(f"layer {layer.name!r}: its {kind} statements read {sorted(missing)}, "
-                               "which its per-layer kernel does not take")
+        _takes_what_it_reads(layer, kind, reads_and_writes(body)[0], {*kernel_args, *scalars, *map(str, (N, *args))})
         kernel = Function(f"{function}_kernel", arrays(*kernel_args, *scalars, *outputs), body)
         names = [public[name] for name in kernel_args]
         results = ["out" if name == value else public[name] for name in outputs]  # the value is out
@@ -162,6 +157,15 @@ def _one_node_kernels(layer, d: Derivation, module: ModuleText):
             function, _doc(layer, d, kind, names, results, shapes), names, scalars, results, caller, shape_of, like,
             checks, checked, ".reshape(1, -1)" if elements else ""))
     module.helpers |= module.printer.helpers_used
+
+
+def _takes_what_it_reads(layer, kind: str, read, takes):
+    """A kernel's statements read only what its arguments give (else the op's lowering reads
+    something the per-layer API has no way to pass)."""
+    missing = [name for name in read if name not in takes]
+    if missing:
+        raise SympropError(f"layer {layer.name!r}: its {kind} statements read {missing}, "
+                           "which its per-layer kernel does not take")
 
 
 def _doc(layer, d: Derivation, kind: str, args, outputs, shapes) -> str:
@@ -220,152 +224,144 @@ def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, chec
     return "\n".join(lines) + "\n"
 
 
-_IMAGE_CHECK = '''
-def _images(function, X, ndim=4):
-    if X.ndim != ndim or X.shape[0] == 0:
-        raise ValueError(f"{function}: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
-    return X
+class _SizePrinter(PythonCodePrinter):
+    """A size the image wrappers compute, as Python: floor(a / b) is a // b."""
+
+    def _print_floor(self, expr):
+        numerator, denominator = sp.fraction(sp.together(expr.args[0]))
+        return f"({self._print(numerator)}) // {self.parenthesize(denominator, PRECEDENCE['Mul'])}"
 
 
-def _window(function, X, k, stride):
-    k = int(k)
-    stride = k if stride is None else int(stride)
-    if k < 1 or stride < 1 or k > min(X.shape[2:]):
-        raise ValueError(f"{function}: a {k}x{k} window with stride {stride} does not fit images {X.shape[2:]}")
-    return k, stride
-'''
+def _recomputed(forward, backward, given) -> list:
+    """The forward statements that write an array the backward statements read but the
+    kernel's arguments do not give (conv2d's columns, which a network's step keeps): a
+    per-layer backward runs them first."""
+    needed = set(reads_and_writes(backward)[0]) - set(given)
+    return [s for s in forward if needed & set(reads_and_writes([s])[1])]
 
 
-def _conv2d(layer, d: Derivation, module: ModuleText):
-    """conv2d on 4-D NCHW arrays: the network's im2col helpers on (N, C*H*W) views."""
-    base = python_name(layer.name)
-    module.add(_IMAGE_CHECK)
-    forward_args = "X, Wt, b, C, H, W, stride, pad, cols, Y"
-    forward = module.kernel(f"{base}_forward_kernel", forward_args,
-                            Call("_conv2d_forward", arrays(*forward_args.split(", "))))
-    X, Wt, C, H, W, stride, pad = arrays("X", "Wt", "C", "H", "W", "stride", "pad")
-    backward = module.kernel(
-        f"{base}_backward_kernel", "dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db",
-        Call("_im2col", (X, C, H, W, Axis(Wt, 2), stride, pad, array("cols"))),
-        Call("_conv2d_param_grads", arrays("dY", "cols", "dW", "db", "product")),
-        Call("_conv2d_input_grad", (array("dY"), Wt, C, H, W, stride, pad, array("dcols"), array("dX"))))
-    module.add(f'''
-{forward}
+def _kernel_statements(statements, shapes) -> list:
+    """The statements a per-layer kernel runs: comments dropped, and a whole array read as
+    another (a flattened image, a view in networks) copied, since the API returns new arrays."""
+    return [Copy(s.target, s.value) if isinstance(s, Let) and str(s.target) in shapes and str(s.value) in shapes
+            else s for s in statements if not isinstance(s, Comment)]
 
 
-def {base}_forward(X, W, b, stride=1, pad=0):
-    """Y[n,o,i,j] = b[o] + sum_c,p,q W[o,c,p,q] Xp[n,c,s*i+p,s*j+q] (Xp: X zero-padded by pad);
-    X is (N, C, H, W), W is (O, C, k, k), b is (O,); returns Y as (N, O, Ho, Wo)."""
-    X, W, b = _arrays("{base}_forward", X=X, W=W, b=b)
-    N, C, H, Wd = _images("{base}_forward", X).shape
-    if W.ndim != 4 or W.shape[1] != C or W.shape[2] != W.shape[3] or W.shape[2] > min(H, Wd) + 2 * pad:
-        raise ValueError(f"{base}_forward: W {{W.shape}} is not (O, {{C}}, k, k) with k fitting {{X.shape[2:]}}")
-    _shape("{base}_forward", "b", b, (W.shape[0],))
-    O, k = W.shape[0], W.shape[2]
-    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
-    Y = np.empty((N, O, Ho, Wo), X.dtype)
-    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
-    {base}_forward_kernel(X.reshape(N, -1), W, b, C, H, Wd, stride, pad, cols, Y.reshape(N, -1))
-    return Y
+def _image_kernels(layer, d: Derivation, module: ModuleText):
+    """An image op's kernels (conv2d, pooling, flatten), printed from the lowering of a one-node
+    graph whose input is a batch of images X (N, C, H, Wd) of symbolic sizes; the sizes its spec
+    fixes and its parameters give (conv2d's channels and kernel size, ``Op.size_args``) and the
+    whole numbers the API takes (window, stride, padding: ``Op.run_time_args``) are symbols too.
+    ``<layer>_forward(X, params..., numbers...)`` returns Y; ``<layer>_backward(dY, X, saved
+    params..., numbers...)`` the gradients (X gives the input's shape). The wrappers check the
+    shapes the op declares (``param_shapes``, ``output_width``: SymPy expressions of the image's
+    sizes, printed) and the numbers' ranges (their symbols' assumptions)."""
+    base, numbers = python_name(layer.name), dict(layer.run_time_args)
+    args = (*layer.size_args, *numbers)
+    low = Lowering(Graph((Node(layer, args, layer.name, 1, 1),), image=IMAGE), input_gradient=True)
+    value, shapes = low.values[-1], low.array_shapes()
+    out = layer.output_width(args, IMAGE)
+    out = out if isinstance(out, tuple) else (out,)
+    rows_and_columns = {size: sp.Symbol(name) for size, name in zip(out[1:], ("Ho", "Wo"))}
+    roles = layer.param_shapes(args, IMAGE)
+    public = {"X": ("X", (N, *IMAGE)), value: ("Y", (N, *out)),
+              **{name: (role, shape) for (name, _), (role, shape) in zip(low.params, roles)}}
+    public |= {f"d{name}": (f"d{role}", shape) for name, (role, shape) in public.items()}
+    params = {role: name for (name, _), (role, _) in zip(low.params, roles)}
+    saved = [params[role] for role in d.saved if role in params]
+    given = {"forward": ["X", *params.values()], "backward": [f"d{value}", "X", *saved]}
+    statements = {"forward": low.forward, "backward": _recomputed(low.forward, low.backward, given["backward"])
+                  + low.backward}
+    gradients = [f"d{name}" for name in ("X", *params.values())]
+    for kind in ("forward", "backward"):
+        function, body = f"{base}_{kind}", _kernel_statements(statements[kind], shapes)
+        read, written = reads_and_writes(body)
+        _takes_what_it_reads(layer, kind, read, {*given[kind], *map(str, (N, *IMAGE, *args))})
+        kernel = Function(f"{function}_kernel", arrays(*read, *written), tuple(body))
+        results = [value] if kind == "forward" else [name for name in gradients if name in written]
+        if kind == "forward":
+            shape = lambda name: sp.sstr(sp.Tuple(*public[name][1]).xreplace(rows_and_columns))  # noqa: E731
+            doc = f"Y = {sp.sstr(d.forward['Y'])} ({layer.summary}); " + ", ".join(
+                f"{public[name][0]} is {shape(name)}" for name in given[kind]) + f"; returns Y as {shape(value)}."
+        else:
+            doc = "; ".join(f"{name} = {sp.sstr(rule)}" for name, rule in d.backward.items()) + (
+                "".join(f"; {convention}" for convention in d.conventions) + ". Never writes its inputs.")
+        module.add(module.backend.function(kernel, module.printer) + "\n\n" + _image_wrapper(
+            function, doc, given[kind], params.values(), numbers, results, read + written, public, shapes,
+            rows_and_columns))
+    module.helpers |= module.printer.helpers_used
 
 
-{backward}
+def _image_wrapper(function, doc, given, params, numbers, results, kernel_args, public, shapes,
+                   rows_and_columns) -> str:
+    """The checked wrapper of an image kernel: X a batch of images; each parameter's shape as
+    the op declares it, the sizes it brings (conv2d's O and k) read off it; the numbers whole
+    and in range; the output at least one row and column; scratch arrays allocated; the kernel
+    called on (N, C*H*W) views of the images."""
+    printer = _SizePrinter()
+    size = lambda expr: printer.doprint(sp.sympify(expr).xreplace(rows_and_columns))  # noqa: E731
+    shape_text = lambda shape: _listed([size(s) for s in shape], "({})")  # noqa: E731
+    name_of = lambda name: public.get(name, (name,))[0]  # noqa: E731
+    names = [name_of(name) for name in given]
+    signature = [*names, *(str(name) if default is None else f"{name}={default if isinstance(default, int) else None}"
+                           for name, default in numbers.items())]
+    lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""',
+             f'    {_listed(names)} = _arrays("{function}", {", ".join(f"{name}={name}" for name in names)})',
+             "    if X.ndim != 4 or X.shape[0] == 0:",
+             f'        raise ValueError(f"{function}: expected a batch of NCHW images (N, C, H, W), got shape {{X.shape}}")',
+             f"    {_listed([str(s) for s in (N, *IMAGE)])} = X.shape"]
+    known, checked = {N, *IMAGE}, {"X"}
+    for role, shape in (public[name] for name in given if name in params):
+        new = {}  # the sizes this parameter brings, each at its first axis
+        for axis, s in enumerate(shape):
+            if s not in known and s.is_Symbol:
+                new.setdefault(s, axis)
+        if new:
+            problems = [f"{role}.ndim != {len(shape)}", *(f"{role}.shape[{axis}] < 1" for axis in new.values()),
+                        *(f"{role}.shape[{axis}] != " + (f"{role}.shape[{new[s]}]" if s in new else size(s))
+                          for axis, s in enumerate(shape) if new.get(s) != axis)]
+            lines += [f"    if {' or '.join(problems)}:",
+                      f'        raise ValueError(f"{function}: {role} {{{role}.shape}} is not {shape_text(shape)} '
+                      'for images {X.shape}")',
+                      f"    {_listed(list(map(str, new)))} = {_listed([f'{role}.shape[{a}]' for a in new.values()])}"]
+            known |= set(new)
+            checked.add(role)
+    lines += _numbers_checked(function, numbers)
+    if rows_and_columns:
+        reads = sorted({s for e in rows_and_columns for s in e.free_symbols} - set(IMAGE), key=str)
+        lines += [f"    {_listed(list(map(str, rows_and_columns.values())))} = "
+                  f"{_listed([printer.doprint(e) for e in rows_and_columns])}",
+                  f"    if {' or '.join(f'{name} < 1' for name in rows_and_columns.values())}:",
+                  f'        raise ValueError(f"{function}: images {{X.shape[2:]}} are too small for '
+                  f'{", ".join(f"{s}={{{s}}}" for s in reads)}")']
+    lines += [f'    _shape("{function}", "{name_of(name)}", {name_of(name)}, {shape_text(public[name][1])})'
+              for name in given if name_of(name) not in checked]
+    scratch = [name for name in kernel_args if name in shapes and name not in given and name not in results]
+    lines += [f"    {name_of(name)} = np.empty({shape_text(public[name][1] if name in public else shapes[name])}, "
+              "X.dtype)" for name in (*results, *scratch)]
+    views = [f"{name_of(name)}.reshape(N, -1)" if name in public and len(public[name][1]) > len(shapes[name])
+             else name_of(name) for name in kernel_args]
+    lines += [f"    {function}_kernel({', '.join(views)})", f"    return {', '.join(map(name_of, results))}"]
+    return "\n".join(lines) + "\n"
 
 
-def {base}_backward(dY, X, W, stride=1, pad=0):
-    """(dX, dW, db): dXp[a,e,u,v] = {sp.sstr(d.backward["dX"])} (a full convolution with the flipped
-    kernel), dW[a,e,u,v] = {sp.sstr(d.backward["dW"])}, db[a] = {sp.sstr(d.backward["db"])}."""
-    dY, X, W = _arrays("{base}_backward", dY=dY, X=X, W=W)
-    N, C, H, Wd = _images("{base}_backward", X).shape
-    O, k = W.shape[0], W.shape[2]
-    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
-    _shape("{base}_backward", "dY", dY, (N, O, Ho, Wo))
-    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
-    dcols = np.empty((C * k * k, Ho * Wo), X.dtype)
-    product = np.empty((O, C * k * k), X.dtype)
-    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty(O, X.dtype)
-    {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
-                           dX.reshape(N, -1), dW, db)
-    return dX, dW, db
-''')
+def _numbers_checked(function, numbers) -> list[str]:
+    """The wrapper's lines that make the whole numbers it takes ints in their symbols' range (a
+    default that is another number's symbol, written None, is that number: a pool's stride)."""
+    if not numbers:
+        return []
+    least = {name: 1 if name.is_positive else 0 for name in numbers}
+    return [*(f"    {name} = {default} if {name} is None else {name}" for name, default in numbers.items()
+              if isinstance(default, sp.Symbol)),
+            f"    {_listed(list(map(str, numbers)))} = {_listed([f'int({name})' for name in numbers])}",
+            f"    if {' or '.join(f'{name} < {low}' for name, low in least.items())}:",
+            f'        raise ValueError(f"{function}: needs {" and ".join(f"{n} >= {low}" for n, low in least.items())}, '
+            f'got {", ".join(f"{n}={{{n}}}" for n in numbers)}")']
 
 
-def _pool(layer, d: Derivation, module: ModuleText):
-    base, mode = python_name(layer.name), layer.mode
-    reads = "dY, X" if layer.selects_one else "dY"
-    module.add(_IMAGE_CHECK)
-    window = arrays("C", "H", "W", "k", "stride")
-    forward = module.kernel(f"{base}_forward_kernel", "X, C, H, W, k, stride, Y",
-                            Call(f"_{mode}pool_forward", (array("X"), *window, array("Y"))))
-    backward = module.kernel(f"{base}_backward_kernel", "dY, X, C, H, W, k, stride, dX",
-                             Call(f"_{mode}pool_backward", (*arrays(*reads.split(", ")), *window, array("dX"))))
-    module.add(f'''
-{forward}
-
-
-def {base}_forward(X, k, stride=None):
-    """{layer.summary}; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
-    X, = _arrays("{base}_forward", X=X)
-    N, C, H, W = _images("{base}_forward", X).shape
-    k, stride = _window("{base}_forward", X, k, stride)
-    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
-    {base}_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
-    return Y
-
-
-{backward}
-
-
-def {base}_backward(dY, X, k, stride=None):
-    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}{" (S: 1 at the window's first maximum in row-major order)" if layer.selects_one else ""}."""
-    dY, X = _arrays("{base}_backward", dY=dY, X=X)
-    N, C, H, W = _images("{base}_backward", X).shape
-    k, stride = _window("{base}_backward", X, k, stride)
-    _shape("{base}_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
-    dX = np.empty_like(X)
-    {base}_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
-    return dX
-''')
-
-
-def _flatten(layer, d: Derivation, module: ModuleText):
-    base = python_name(layer.name)
-    module.add(_IMAGE_CHECK)
-    forward = module.kernel(f"{base}_forward_kernel", "X, Y", Copy(array("Y"), array("X")))
-    backward = module.kernel(f"{base}_backward_kernel", "dY, dX", Copy(array("dX"), array("dY")))
-    module.add(f'''
-{forward}
-
-
-def {base}_forward(X):
-    """{layer.summary}: (N, C, H, W) -> a new (N, C*H*W) array."""
-    X, = _arrays("{base}_forward", X=X)
-    N = _images("{base}_forward", X).shape[0]
-    Y = np.empty((N, X.size // N), X.dtype)
-    {base}_forward_kernel(X.reshape(N, -1), Y)
-    return Y
-
-
-{backward}
-
-
-def {base}_backward(dY, X):
-    """dX[a,e,u,v] = {sp.sstr(d.backward["dX"])}: dY read back in X's shape (a new array)."""
-    dY, X = _arrays("{base}_backward", dY=dY, X=X)
-    N = _images("{base}_backward", X).shape[0]
-    _shape("{base}_backward", "dY", dY, (N, X.size // N))
-    dX = np.empty_like(X)
-    {base}_backward_kernel(dY, dX.reshape(N, -1))
-    return dX
-''')
-
-
-# op type -> the kernels it gets in generated/layers.py (dispatch on the type, through base classes)
-EMITTERS = {
-    Conv2d: _conv2d,
-    Pool: _pool,
-    Flatten: _flatten,
-}
+def _listed(texts, form="{}") -> str:
+    """Texts as a Python tuple without its parentheses (one: with its comma), put in form."""
+    return form.format(", ".join(texts) + ("," if len(texts) == 1 else ""))
 
 
 def _names_read(expr, names) -> list[str]:
@@ -411,11 +407,16 @@ def reads_and_writes(statements) -> tuple[list[str], list[str]]:
                 reads([] if isinstance(value, int) else _names_read(value, getattr(s, "names", {})))
                 reads([parts(s.target)[0]] if isinstance(s, Accumulate) or s.augmented else [])
                 written.setdefault(parts(s.target)[0], None)
+            elif isinstance(s, Copy):
+                reads([str(s.source)])
+                written.setdefault(str(s.target), None)
             elif isinstance(s, MatrixInto):
                 reads(_names_read(s.rule, s.names))
                 written.setdefault(str(s.out), None)
             elif isinstance(s, Call):
-                reads(str(a) for a in s.args if isinstance(a, sp.Symbol))
+                reads(str(a) for a in s.args if isinstance(a, sp.Symbol) and a not in s.writes)
+                for name in s.writes:
+                    written.setdefault(str(name), None)
     walk(statements)
     return list(read), list(written)
 
@@ -533,12 +534,11 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
                     loss=layer.is_loss and direction == "forward", scratch=scratch)
 
 
-def _emitter(layer, name: str):
-    """An image op's emitter (through the op's base classes), else the kernels printed from
-    the lowering of a one-node graph."""
-    for cls in type(layer).__mro__:
-        if cls in EMITTERS:
-            return EMITTERS[cls]
+def _kernels_printer(layer, name: str):
+    """The kernels printed from the lowering of a one-node graph: of images, of elements or
+    sizes, or of rows."""
+    if layer.image_kernels:
+        return _image_kernels
     if layer.element_by_element or layer.size_args:
         return _one_node_kernels
     if callable(getattr(layer, "lower", None)):
@@ -548,12 +548,11 @@ def _emitter(layer, name: str):
 
 def layers_module_body(registry=REGISTRY, backend=NUMBA) -> tuple[str, list[str]]:
     """The text of generated/layers.py below its header, and the layer names it covers: each
-    layer's kernels printed from its lowering, the image ops' by their emitters (an op without
-    per-layer kernels, ``layer_kernels = False``, is compiled in networks only)."""
+    layer's kernels printed from its lowering (an op without per-layer kernels,
+    ``layer_kernels = False``, is compiled in networks only)."""
     module = ModuleText(backend)
     names = [name for name, layer in registry.items() if layer.layer_kernels]
     for name in names:
-        _emitter(registry[name], name)(registry[name], registry.derive(name), module)
-    functions = list(dict.fromkeys(module.functions))  # a shared check (_images) once
-    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(functions)
+        _kernels_printer(registry[name], name)(registry[name], registry.derive(name), module)
+    body = backend.module_start(module.helpers) + "\n\n" + "\n\n".join(module.functions)
     return body, names

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 63fc3dbf09c7e3f1
+# Body hash: 8c2c26f8497e66bd
 
 import hashlib
 import itertools
@@ -273,21 +273,6 @@ def _column_sums(a, out):
 
 
 @jit_inline
-def _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y):
-    """Y[n, o, :] = W[o] . cols[n] + b[o]: im2col, then one BLAS product per example."""
-    O, k = Wt.shape[0], Wt.shape[2]
-    _im2col(X, C, H, W, k, stride, pad, cols)
-    Wm = Wt.reshape((O, C * k * k))
-    M = cols.shape[2]
-    for n in range(X.shape[0]):
-        out = Y[n].reshape((O, M))
-        np.dot(Wm, cols[n], out)
-        for o in range(O):
-            for m in range(M):
-                out[o, m] += b[o]
-
-
-@jit_inline
 def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
     """dX = col2im(W^T dY[n]): each column's gradient added back to the pixels it was copied
     from; the padding's share is dropped. This is the full convolution with the flipped kernel."""
@@ -328,6 +313,20 @@ def _conv2d_param_grads(dY, cols, dW, db, product):
             for m in range(M):
                 total += g[o, m]
             db[o] += total
+
+
+@jit_inline
+def _conv2d_product(Wt, b, cols, Y):
+    """Y[n, o, :] = W[o] . cols[n] + b[o]: one BLAS product per example, on _im2col's columns."""
+    O = Wt.shape[0]
+    Wm = Wt.reshape((O, cols.shape[1]))
+    M = cols.shape[2]
+    for n in range(cols.shape[0]):
+        out = Y[n].reshape((O, M))
+        np.dot(Wm, cols[n], out)
+        for o in range(O):
+            for m in range(M):
+                out[o, m] += b[o]
 
 
 def _exp(v):
@@ -1689,151 +1688,189 @@ def huber_backward(y, t, dy=None):
     return dy
 
 
-def _images(function, X, ndim=4):
-    if X.ndim != ndim or X.shape[0] == 0:
-        raise ValueError(f"{function}: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
-    return X
-
-
-def _window(function, X, k, stride):
-    k = int(k)
-    stride = k if stride is None else int(stride)
-    if k < 1 or stride < 1 or k > min(X.shape[2:]):
-        raise ValueError(f"{function}: a {k}x{k} window with stride {stride} does not fit images {X.shape[2:]}")
-    return k, stride
-
-
 @jit
-def conv2d_forward_kernel(X, Wt, b, C, H, W, stride, pad, cols, Y):
-    _conv2d_forward(X, Wt, b, C, H, W, stride, pad, cols, Y)
+def conv2d_forward_kernel(X, C, H, Wd, k, stride, pad, W1, b1, cols1, z1):
+    _im2col(X, C, H, Wd, k, stride, pad, cols1)  # cols1[n]: each window of the padded X as a column
+    _conv2d_product(W1, b1, cols1, z1)  # z1[n,o,i,j] = b1[o] + sum_c,p,q W1[o,c,p,q] Xp[n,c,s*i+p,s*j+q]
 
 
 def conv2d_forward(X, W, b, stride=1, pad=0):
-    """Y[n,o,i,j] = b[o] + sum_c,p,q W[o,c,p,q] Xp[n,c,s*i+p,s*j+q] (Xp: X zero-padded by pad);
-    X is (N, C, H, W), W is (O, C, k, k), b is (O,); returns Y as (N, O, Ho, Wo)."""
+    """Y = b[o] + Sum(W[o, c, p, q]*Xp[n, c, i*s + p, j*s + q], (c, 0, C - 1), (p, 0, k - 1), (q, 0, k - 1)) (2-D convolution (cross-correlation) over NCHW images: conv2d(in, out, k[, stride[, pad]]), zero padding, one bias per output channel); X is (N, C, H, Wd), W is (O, C, k, k), b is (O,); returns Y as (N, O, Ho, Wo)."""
     X, W, b = _arrays("conv2d_forward", X=X, W=W, b=b)
-    N, C, H, Wd = _images("conv2d_forward", X).shape
-    if W.ndim != 4 or W.shape[1] != C or W.shape[2] != W.shape[3] or W.shape[2] > min(H, Wd) + 2 * pad:
-        raise ValueError(f"conv2d_forward: W {W.shape} is not (O, {C}, k, k) with k fitting {X.shape[2:]}")
-    _shape("conv2d_forward", "b", b, (W.shape[0],))
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"conv2d_forward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    if W.ndim != 4 or W.shape[0] < 1 or W.shape[2] < 1 or W.shape[1] != C or W.shape[3] != W.shape[2]:
+        raise ValueError(f"conv2d_forward: W {W.shape} is not (O, C, k, k) for images {X.shape}")
     O, k = W.shape[0], W.shape[2]
-    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    stride, pad = int(stride), int(pad)
+    if stride < 1 or pad < 0:
+        raise ValueError(f"conv2d_forward: needs stride >= 1 and pad >= 0, got stride={stride}, pad={pad}")
+    Ho, Wo = (H - k + 2*pad) // stride + 1, (Wd - k + 2*pad) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"conv2d_forward: images {X.shape[2:]} are too small for k={k}, pad={pad}, stride={stride}")
+    _shape("conv2d_forward", "b", b, (O,))
     Y = np.empty((N, O, Ho, Wo), X.dtype)
-    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
-    conv2d_forward_kernel(X.reshape(N, -1), W, b, C, H, Wd, stride, pad, cols, Y.reshape(N, -1))
+    cols1 = np.empty((N, C*k**2, Ho*Wo), X.dtype)
+    conv2d_forward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, pad, W, b, cols1, Y.reshape(N, -1))
     return Y
 
 
 @jit
-def conv2d_backward_kernel(dY, X, Wt, C, H, W, stride, pad, cols, dcols, product, dX, dW, db):
-    _im2col(X, C, H, W, Wt.shape[2], stride, pad, cols)
-    _conv2d_param_grads(dY, cols, dW, db, product)
-    _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX)
+def conv2d_backward_kernel(X, C, H, Wd, k, stride, pad, dz1, W1, cols1, dW1, db1, dW1_n, dcols1, dX):
+    _im2col(X, C, H, Wd, k, stride, pad, cols1)  # cols1[n]: each window of the padded X as a column
+    _conv2d_param_grads(dz1, cols1, dW1, db1, dW1_n)  # dL/dW1[o,c,p,q] = sum_n,i,j dL/dz1[n,o,i,j] Xp[n,c,s*i+p,s*j+q]; dL/db1[o] = sum_n,i,j dL/dz1[n,o,i,j]
+    _conv2d_input_grad(dz1, W1, C, H, Wd, stride, pad, dcols1, dX)  # dL/dXp[n,c,u,v] = sum_o,i,j dL/dz1[n,o,i,j] W1[o,c,u-s*i,v-s*j] (full convolution with the flipped kernel)
 
 
 def conv2d_backward(dY, X, W, stride=1, pad=0):
-    """(dX, dW, db): dXp[a,e,u,v] = Sum(W[o, e, -i*s + u, -j*s + v]*dY[a, o, i, j], (o, 0, O - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)) (a full convolution with the flipped
-    kernel), dW[a,e,u,v] = Sum(Xp[n, e, i*s + u, j*s + v]*dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)), db[a] = Sum(dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1))."""
+    """dX = Sum(W[o, e, -i*s + u, -j*s + v]*dY[a, o, i, j], (o, 0, O - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)); dW = Sum(Xp[n, e, i*s + u, j*s + v]*dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)); db = Sum(dY[n, a, i, j], (n, 0, N - 1), (i, 0, H_out - 1), (j, 0, W_out - 1)); window arrays (the kernel W, the average window A, the max selector S) read as 0 outside 0 <= p, q < k: the sifted sum keeps only windows that contain (u, v). Never writes its inputs."""
     dY, X, W = _arrays("conv2d_backward", dY=dY, X=X, W=W)
-    N, C, H, Wd = _images("conv2d_backward", X).shape
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"conv2d_backward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    if W.ndim != 4 or W.shape[0] < 1 or W.shape[2] < 1 or W.shape[1] != C or W.shape[3] != W.shape[2]:
+        raise ValueError(f"conv2d_backward: W {W.shape} is not (O, C, k, k) for images {X.shape}")
     O, k = W.shape[0], W.shape[2]
-    Ho, Wo = (H + 2 * pad - k) // stride + 1, (Wd + 2 * pad - k) // stride + 1
+    stride, pad = int(stride), int(pad)
+    if stride < 1 or pad < 0:
+        raise ValueError(f"conv2d_backward: needs stride >= 1 and pad >= 0, got stride={stride}, pad={pad}")
+    Ho, Wo = (H - k + 2*pad) // stride + 1, (Wd - k + 2*pad) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"conv2d_backward: images {X.shape[2:]} are too small for k={k}, pad={pad}, stride={stride}")
     _shape("conv2d_backward", "dY", dY, (N, O, Ho, Wo))
-    cols = np.empty((N, C * k * k, Ho * Wo), X.dtype)
-    dcols = np.empty((C * k * k, Ho * Wo), X.dtype)
-    product = np.empty((O, C * k * k), X.dtype)
-    dX, dW, db = np.empty_like(X), np.empty_like(W), np.empty(O, X.dtype)
-    conv2d_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), W, C, H, Wd, stride, pad, cols, dcols, product,
-                           dX.reshape(N, -1), dW, db)
+    dX = np.empty((N, C, H, Wd), X.dtype)
+    dW = np.empty((O, C, k, k), X.dtype)
+    db = np.empty((O,), X.dtype)
+    cols1 = np.empty((N, C*k**2, Ho*Wo), X.dtype)
+    dW1_n = np.empty((O, C*k**2), X.dtype)
+    dcols1 = np.empty((C*k**2, Ho*Wo), X.dtype)
+    conv2d_backward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, pad, dY.reshape(N, -1), W, cols1, dW, db, dW1_n, dcols1, dX.reshape(N, -1))
     return dX, dW, db
 
 
 @jit
-def maxpool_forward_kernel(X, C, H, W, k, stride, Y):
-    _maxpool_forward(X, C, H, W, k, stride, Y)
+def maxpool_forward_kernel(X, C, H, Wd, k, stride, pool0):
+    _maxpool_forward(X, C, H, Wd, k, stride, pool0)  # pool0[n,c,i,j] = max of X[n,c,s*i+p,s*j+q] over the window
 
 
 def maxpool_forward(X, k, stride=None):
-    """max over k x k windows of each channel: maxpool(k[, stride]), stride k by default; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
+    """Y = Sum(S[n, c, i, j, p, q]*X[n, c, i*s + p, j*s + q], (p, 0, k - 1), (q, 0, k - 1)) (max over k x k windows of each channel: maxpool(k[, stride]), stride k by default); X is (N, C, H, Wd); returns Y as (N, C, Ho, Wo)."""
     X, = _arrays("maxpool_forward", X=X)
-    N, C, H, W = _images("maxpool_forward", X).shape
-    k, stride = _window("maxpool_forward", X, k, stride)
-    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
-    maxpool_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"maxpool_forward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    stride = k if stride is None else stride
+    k, stride = int(k), int(stride)
+    if k < 1 or stride < 1:
+        raise ValueError(f"maxpool_forward: needs k >= 1 and stride >= 1, got k={k}, stride={stride}")
+    Ho, Wo = (H - k) // stride + 1, (Wd - k) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"maxpool_forward: images {X.shape[2:]} are too small for k={k}, stride={stride}")
+    Y = np.empty((N, C, Ho, Wo), X.dtype)
+    maxpool_forward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, Y.reshape(N, -1))
     return Y
 
 
 @jit
-def maxpool_backward_kernel(dY, X, C, H, W, k, stride, dX):
-    _maxpool_backward(dY, X, C, H, W, k, stride, dX)
+def maxpool_backward_kernel(dpool0, X, C, H, Wd, k, stride, dX):
+    _maxpool_backward(dpool0, X, C, H, Wd, k, stride, dX)  # dL/dX: dL/dpool0[n,c,i,j] to the window's first maximum (row-major)
 
 
 def maxpool_backward(dY, X, k, stride=None):
-    """dX[a,e,u,v] = Sum(S[a, e, i, j, -i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1)) (S: 1 at the window's first maximum in row-major order)."""
+    """dX = Sum(S[a, e, i, j, -i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1)); window arrays (the kernel W, the average window A, the max selector S) read as 0 outside 0 <= p, q < k: the sifted sum keeps only windows that contain (u, v); max-pool ties: the gradient goes to the first maximum of the window in row-major order (as torch's max_pool2d on CPU); every other element of the window gets 0. Never writes its inputs."""
     dY, X = _arrays("maxpool_backward", dY=dY, X=X)
-    N, C, H, W = _images("maxpool_backward", X).shape
-    k, stride = _window("maxpool_backward", X, k, stride)
-    _shape("maxpool_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
-    dX = np.empty_like(X)
-    maxpool_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"maxpool_backward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    stride = k if stride is None else stride
+    k, stride = int(k), int(stride)
+    if k < 1 or stride < 1:
+        raise ValueError(f"maxpool_backward: needs k >= 1 and stride >= 1, got k={k}, stride={stride}")
+    Ho, Wo = (H - k) // stride + 1, (Wd - k) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"maxpool_backward: images {X.shape[2:]} are too small for k={k}, stride={stride}")
+    _shape("maxpool_backward", "dY", dY, (N, C, Ho, Wo))
+    dX = np.empty((N, C, H, Wd), X.dtype)
+    maxpool_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, Wd, k, stride, dX.reshape(N, -1))
     return dX
 
 
 @jit
-def avgpool_forward_kernel(X, C, H, W, k, stride, Y):
-    _avgpool_forward(X, C, H, W, k, stride, Y)
+def avgpool_forward_kernel(X, C, H, Wd, k, stride, pool0):
+    _avgpool_forward(X, C, H, Wd, k, stride, pool0)  # pool0[n,c,i,j] = mean of X[n,c,s*i+p,s*j+q] over the window
 
 
 def avgpool_forward(X, k, stride=None):
-    """mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default; X is (N, C, H, W); returns (N, C, Ho, Wo)."""
+    """Y = Sum(A[p, q]*X[n, c, i*s + p, j*s + q], (p, 0, k - 1), (q, 0, k - 1)) (mean over k x k windows of each channel: avgpool(k[, stride]), stride k by default); X is (N, C, H, Wd); returns Y as (N, C, Ho, Wo)."""
     X, = _arrays("avgpool_forward", X=X)
-    N, C, H, W = _images("avgpool_forward", X).shape
-    k, stride = _window("avgpool_forward", X, k, stride)
-    Y = np.empty((N, C, (H - k) // stride + 1, (W - k) // stride + 1), X.dtype)
-    avgpool_forward_kernel(X.reshape(N, -1), C, H, W, k, stride, Y.reshape(N, -1))
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"avgpool_forward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    stride = k if stride is None else stride
+    k, stride = int(k), int(stride)
+    if k < 1 or stride < 1:
+        raise ValueError(f"avgpool_forward: needs k >= 1 and stride >= 1, got k={k}, stride={stride}")
+    Ho, Wo = (H - k) // stride + 1, (Wd - k) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"avgpool_forward: images {X.shape[2:]} are too small for k={k}, stride={stride}")
+    Y = np.empty((N, C, Ho, Wo), X.dtype)
+    avgpool_forward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, Y.reshape(N, -1))
     return Y
 
 
 @jit
-def avgpool_backward_kernel(dY, X, C, H, W, k, stride, dX):
-    _avgpool_backward(dY, C, H, W, k, stride, dX)
+def avgpool_backward_kernel(dpool0, C, H, Wd, k, stride, dX):
+    _avgpool_backward(dpool0, C, H, Wd, k, stride, dX)  # dL/dX: dL/dpool0[n,c,i,j] / k^2 to each element of the window
 
 
 def avgpool_backward(dY, X, k, stride=None):
-    """dX[a,e,u,v] = Sum(A[-i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1))."""
+    """dX = Sum(A[-i*s + u, -j*s + v]*dY[a, e, i, j], (i, 0, H_out - 1), (j, 0, W_out - 1)); window arrays (the kernel W, the average window A, the max selector S) read as 0 outside 0 <= p, q < k: the sifted sum keeps only windows that contain (u, v). Never writes its inputs."""
     dY, X = _arrays("avgpool_backward", dY=dY, X=X)
-    N, C, H, W = _images("avgpool_backward", X).shape
-    k, stride = _window("avgpool_backward", X, k, stride)
-    _shape("avgpool_backward", "dY", dY, (N, C, (H - k) // stride + 1, (W - k) // stride + 1))
-    dX = np.empty_like(X)
-    avgpool_backward_kernel(dY.reshape(N, -1), X.reshape(N, -1), C, H, W, k, stride, dX.reshape(N, -1))
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"avgpool_backward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    stride = k if stride is None else stride
+    k, stride = int(k), int(stride)
+    if k < 1 or stride < 1:
+        raise ValueError(f"avgpool_backward: needs k >= 1 and stride >= 1, got k={k}, stride={stride}")
+    Ho, Wo = (H - k) // stride + 1, (Wd - k) // stride + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"avgpool_backward: images {X.shape[2:]} are too small for k={k}, stride={stride}")
+    _shape("avgpool_backward", "dY", dY, (N, C, Ho, Wo))
+    dX = np.empty((N, C, H, Wd), X.dtype)
+    avgpool_backward_kernel(dY.reshape(N, -1), C, H, Wd, k, stride, dX.reshape(N, -1))
     return dX
 
 
 @jit
-def flatten_forward_kernel(X, Y):
-    Y[:] = X
+def flatten_forward_kernel(X, f0):
+    f0[:] = X
 
 
 def flatten_forward(X):
-    """images (C, H, W) read as C*H*W features, in NCHW order: (N, C, H, W) -> a new (N, C*H*W) array."""
+    """Y = X[n, c, h, w] (images (C, H, W) read as C*H*W features, in NCHW order); X is (N, C, H, Wd); returns Y as (N, C*H*Wd)."""
     X, = _arrays("flatten_forward", X=X)
-    N = _images("flatten_forward", X).shape[0]
-    Y = np.empty((N, X.size // N), X.dtype)
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"flatten_forward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    Y = np.empty((N, C*H*Wd), X.dtype)
     flatten_forward_kernel(X.reshape(N, -1), Y)
     return Y
 
 
 @jit
-def flatten_backward_kernel(dY, dX):
-    dX[:] = dY
+def flatten_backward_kernel(df0, dX):
+    dX[:] = df0
 
 
 def flatten_backward(dY, X):
-    """dX[a,e,u,v] = dY[a, W*(H*e + u) + v]: dY read back in X's shape (a new array)."""
+    """dX = dY[a, W*(H*e + u) + v]. Never writes its inputs."""
     dY, X = _arrays("flatten_backward", dY=dY, X=X)
-    N = _images("flatten_backward", X).shape[0]
-    _shape("flatten_backward", "dY", dY, (N, X.size // N))
-    dX = np.empty_like(X)
+    if X.ndim != 4 or X.shape[0] == 0:
+        raise ValueError(f"flatten_backward: expected a batch of NCHW images (N, C, H, W), got shape {X.shape}")
+    N, C, H, Wd = X.shape
+    _shape("flatten_backward", "dY", dY, (N, C*H*Wd))
+    dX = np.empty((N, C, H, Wd), X.dtype)
     flatten_backward_kernel(dY, dX.reshape(N, -1))
     return dX

@@ -176,12 +176,14 @@ class Call:
     """function(args) for a compiled helper that works in place (_conv2d_forward(X, W1, ...)):
     args are arrays (symbols) and whole numbers. ``means`` says what the helper computes,
     element by element, as statements (the derived index rules): the interpreter runs those,
-    the printer prints the call."""
+    the printer prints the call. ``writes`` names the arguments it writes (its outputs), so a
+    walk over statements knows what a call gives as well as what it reads."""
 
     function: str
     args: tuple
     comment: str = ""
     means: tuple = field(default=(), hash=False, compare=False)
+    writes: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,8 @@ def test_the_per_layer_kernels_print_through_the_plain_backend_to_the_numba_numb
              "batchnorm_forward": (x, g, g), "layernorm_backward": (dy, x, g[:1].repeat(5), g),
              "sigmoid_forward_backward": (x, dy),
              "affine_forward": (x, W, b), "affine_backward": (rng.normal(size=(5, 3)), x, W), "dropout_forward": (x, t)}
+    images = rng.normal(size=(2, 2, 5, 4)).round()  # ties for max-pooling
+    calls |= {"maxpool_backward": (rng.normal(size=(2, 2, 2, 2)), images, 2), "flatten_backward": (images.reshape(2, -1), images)}
     for name, args in calls.items():
         expected, got = getattr(compiled, name)(*args), getattr(plain, name)(*args)
         for a, c in zip(*(r if isinstance(r, tuple) else (r,) for r in (expected, got))):

@@ -152,6 +152,26 @@ def test_max_pool_tie_convention_is_first_maximum_in_row_major_order():
     np.testing.assert_array_equal(dX, [[[[0, 1, 2, 0], [0, 0, 0, 0], [0, 3, 4, 0], [0, 0, 0, 0]]]])
 
 
+def test_per_layer_image_kernels_recompute_only_the_columns_and_return_new_arrays(rng):
+    """The per-layer kernels are conv2d's, pooling's and flatten's lowering: a backward given X
+    reruns the forward statement that writes the columns, not the product; flatten, a view in
+    networks, returns a new array; a bad shape, window or stride is a one-line ValueError."""
+    import inspect
+    backward = inspect.getsource(kernels.conv2d_backward_kernel.py_func)
+    assert "_im2col(" in backward and "_conv2d_product(" not in backward
+    X = rng.normal(size=(2, 3, 4, 4))
+    flat = kernels.flatten_forward(X)
+    assert not np.shares_memory(flat, X)
+    np.testing.assert_array_equal(flat, X.reshape(2, -1))
+    W, b = rng.normal(size=(2, 3, 2, 2)), np.zeros(2)
+    for call, message in [(lambda: kernels.conv2d_forward(X, W, b, 0), r"conv2d_forward: needs stride >= 1"),
+                          (lambda: kernels.conv2d_forward(X, W[:, :2], b), r"conv2d_forward: W \(2, 2, 2, 2\) is not"),
+                          (lambda: kernels.maxpool_backward(X, X, 5), r"maxpool_backward: images \(4, 4\) are too small"),
+                          (lambda: kernels.flatten_forward(flat), r"flatten_forward: expected a batch of NCHW images")]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
 # ---- PyTorch, where installed ----------------------------------------------------------
 
 @pytest.mark.parametrize("stride, pad", [(1, 0), (2, 1), (3, 2)])

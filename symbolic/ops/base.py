@@ -139,8 +139,12 @@ class Op:
     # its per-layer kernels take arrays of any shape
     element_by_element = False
     # (name, default) of each number a spec writes that the per-layer kernels take at run time
-    # instead (dropout's p): the one-node graph they are printed from holds it as a symbol
+    # instead (dropout's p): the one-node graph they are printed from holds it as a symbol; an
+    # image op's are whole numbers, named by integer symbols (a pool's window k, without a
+    # default, and its stride, whose default is k)
     run_time_args: tuple = ()
+    # per-layer kernels on batches of NCHW images (N, C, H, W) rather than rows (conv2d, pooling)
+    image_kernels = False
     # the sizes a spec writes that the per-layer kernels read off their arrays instead (affine's I
     # and J): symbols in the one-node graph they are printed from
     size_args: tuple = ()

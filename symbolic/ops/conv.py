@@ -25,6 +25,11 @@ from .builders import (_image, _loops, features)
 # the window size k and the stride s.
 C, O, HO, WO, KW, S = sp.symbols("C O H_out W_out k s", integer=True, positive=True)
 H, W_ = sp.symbols("H W", integer=True, positive=True)  # input rows and columns (flatten)
+# The per-layer kernels' images (N, C, H, Wd) and the whole numbers their API takes, named as
+# the API names them (Wd: W is conv2d's kernel); a number's assumptions are the range its
+# wrappers check (a stride of at least 1, a padding of at least 0).
+IMAGE = (C, H, sp.Symbol("Wd", integer=True, positive=True))
+STRIDE, PAD = sp.Symbol("stride", integer=True, positive=True), sp.Symbol("pad", integer=True, nonnegative=True)
 
 TIE_CONVENTION = ("max-pool ties: the gradient goes to the first maximum of the window in row-major "
                   "order (as torch's max_pool2d on CPU); every other element of the window gets 0")
@@ -56,6 +61,7 @@ class ImageOp(Op):
     """An op that takes images (C, H, W): its output shape follows from the input shape."""
 
     accepts_images = True
+    image_kernels = True
 
     def shape_problem(self, args, shape) -> str | None:
         if not isinstance(shape, tuple):
@@ -70,6 +76,8 @@ class Conv2d(ImageOp):
 
     value_stem = "z"  # z1 = W1 * X + b1, named as an affine layer's
     starts_layer = True
+    size_args = (C, O, KW)  # the per-layer kernels read them off X and W
+    run_time_args = ((STRIDE, 1), (PAD, 0))
 
     name: str
     summary: str
@@ -167,22 +175,29 @@ class Conv2d(ImageOp):
         geometry = (C, H, W, stride, pad)
         means = _conv2d_means(lowering.derivation(self), use.text, (C, H, W), out_shape, (cout, size, stride, pad),
                               (source, Wt, b, out))
+        # the columns are their own statement: a per-layer backward, which is given X and not the
+        # columns a network's step keeps, recomputes them (and only them)
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
-                         Call("_conv2d_forward", (*arrays(source, Wt, b), *geometry, *arrays(cols, out)),
-                              f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]",
-                              means["Y"])]
+                             Call("_im2col", (array(source), C, H, W, size, stride, pad, array(cols)),
+                                  f"{cols}[n]: each window of the padded {source} as a column",
+                                  (Comment("the columns only rearrange the input: the product's rule reads the "
+                                           "windows themselves"),), writes=arrays(cols)),
+                             Call("_conv2d_product", arrays(Wt, b, cols, out),
+                                  f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]",
+                                  means["Y"], writes=arrays(out))]
         dW, db = lowering.buffer(f"d{Wt}", (cout, cin, size, size)), lowering.buffer(f"d{b}", (cout,))
         product = lowering.buffer(f"d{Wt}_n", (cout, cin * size * size))
         backward = [Comment(f"layer {use.position}: {use.text}"),
                     Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
-                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"])]
+                         f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"],
+                         writes=arrays(dW, db, product))]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, C * H * W))
             dcols = lowering.buffer(f"dcols{k}", (cin * size * size, pixels))
             backward.append(Call("_conv2d_input_grad", (*arrays(f"d{out}", Wt), *geometry, *arrays(dcols, dsource)),
                                  f"dL/d{source}p[n,c,u,v] = sum_o,i,j dL/d{out}[n,o,i,j] {Wt}[o,c,u-s*i,v-s*j] "
-                                 "(full convolution with the flipped kernel)", means["dX"]))
+                                 "(full convolution with the flipped kernel)", means["dX"], writes=arrays(dcols, dsource)))
         lowering.prepend_backward(backward)
         lowering.values.append(out)
         lowering.widths.append(features(out_shape))
@@ -193,6 +208,7 @@ class Pool(ImageOp):
     """Max or average over k x k windows of each channel, moved by the stride (default k)."""
 
     value_stem = "pool"
+    run_time_args = ((KW, None), (STRIDE, KW))  # k has no default; the stride's is k
 
     name: str
     summary: str
@@ -280,17 +296,25 @@ class Pool(ImageOp):
         what = "max" if self.selects_one else "mean"
         forward_means, backward_means = _pool_means(use, (C, H, W), out_shape, size, stride, source, out)
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({C}x{H}x{W} -> {'x'.join(map(str, out_shape))})"),
-                         Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
-                              f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means)]
+                             Call(f"_{mode}pool_forward", (array(source), *geometry, array(out)),
+                                  f"{out}[n,c,i,j] = {what} of {source}[n,c,s*i+p,s*j+q] over the window", forward_means,
+                                  writes=arrays(out))]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, C * H * W))
             reads = arrays(f"d{out}", source) if self.selects_one else arrays(f"d{out}")
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if self.selects_one
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
             lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
-                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means)])
+                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means,
+                writes=arrays(dsource))])
         lowering.values.append(out)
         lowering.widths.append(features(out_shape))
+
+
+def _whole(*sizes) -> bool:
+    """True for a network's sizes; False where they are symbols (the per-layer kernels take them
+    at run time): a helper's element-by-element meaning is spelled out at whole sizes only."""
+    return all(isinstance(size, int) for size in sizes)
 
 
 def first_max_rule(xs, r):
@@ -354,6 +378,8 @@ def _conv2d_means(d: Derivation, text: str, shape_in, shape_out, geometry, names
     """conv2d's derived index rules as statements over the layer's arrays: Y, then dW and db,
     then dX. The padded input Xp[n, c, h, w] is the input at [h - pad, w - pad], and reads
     outside an array are the padding's zeros (or outside the window's weights)."""
+    if not _whole(*shape_in, *geometry):
+        return dict.fromkeys(("Y", "dW", "db", "dX"), ())
     (channels, rows, cols), (outs, out_rows, out_cols) = shape_in, shape_out
     cout, k, stride, pad = geometry
     source, Wt, b, out = names
@@ -391,6 +417,8 @@ def _pool_means(use, shape_in, shape_out, k: int, stride: int, source: str, out:
     """Max- and average-pooling window by window: each output the max (or mean) of its window;
     back, each window element gets the upstream gradient times its local derivative, summed
     over the windows that hold it (max-pool's ties go to the first maximum, row-major)."""
+    if not _whole(*shape_in, k, stride):
+        return (), ()
     (C, H, W), (_, HO, WO) = shape_in, shape_out
     n_, c, i, j, h, w = (index(name) for name in "ncijhw")
     window = [(p, q) for p in range(k) for q in range(k)]
