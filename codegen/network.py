@@ -45,6 +45,11 @@ BUILTIN_NETWORKS = {
     "moons_logistic": "affine(2,1) binary-cross-entropy",  # seed 001, two moons
     "two_layer_sigmoid": ("affine-shared-bias(2,2) sigmoid affine-shared-bias(2,2) sigmoid "
                           "squared-error"),  # seed 001, the 2-2-2 worked example
+    # the sequence worked examples (symbolic/nets/): a fused BPTT step and an attention step to read
+    "rnn_three_steps": "rnn(1,2,3) affine(2,1) squared-error",
+    "lstm_two_steps": "lstm(1,1,2) affine(1,1) squared-error",
+    "gru_two_steps": "gru(1,1,2) affine(1,1) squared-error",
+    "attention_four_tokens": "attention(2,2,2,4) flatten squared-error",
 }
 
 

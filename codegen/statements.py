@@ -163,7 +163,8 @@ class StatementPrinter:
     def _print_Summed(self, node: Summed):
         if node.value == node.target:  # a product wrote the target itself
             return []
-        return [f"{element_text(node.target)} = {self._written(node.value)}"]
+        text = f"{element_text(node.target)} = {self._written(node.value)}"
+        return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_Loop(self, node: Loop):
         body = self.lines(node.body)

@@ -97,6 +97,52 @@ def difference(a, b):
     return as_written(sp.Add, a, as_written(sp.Mul, -1, b))
 
 
+class _GradientText(sp.printing.str.StrPrinter):
+    """A rule as a backward statement's comment reads it: each gradient array d<name> as
+    dL/d<name>, each sum as sum_i over its index."""
+
+    printmethod = "_gradient_text"  # not Indexed's own _sympystr
+
+    def _print_Indexed(self, expr):
+        name = expr.base.label.name
+        return f"{'dL/' if name.startswith('d') else ''}{name}[{', '.join(map(self._print, expr.indices))}]"
+
+    def _print_Mul(self, expr):
+        """The gradients first, as the chain rule writes them: dL/da1[n, t, j] * Wh1[m, j];
+        attention's scale as written, / sqrt(dk)."""
+        scale = sp.Mul(*(f for f in expr.args if f.is_number))
+        if scale.is_positive and not scale.is_rational and (1 / scale**2).is_Integer:
+            return f"{self._print(expr / scale)} / sqrt({1 / scale**2})"
+        gradients = [f for f in expr.args if isinstance(f, sp.Indexed) and f.base.label.name.startswith("d")]
+        if not gradients:
+            return super()._print_Mul(expr)
+        rest = sp.Mul(*(f for f in expr.args if f not in gradients))
+        text = " * ".join(map(self._print, gradients))
+        if rest == 1:
+            return text
+        if rest == -1:
+            return f"-{text}"
+        return f"{text} * {self.parenthesize(rest, sp.printing.precedence.PRECEDENCE['Mul'], strict=True)}"
+
+    def _print_Sum(self, expr):
+        over = ",".join(str(limit[0]) for limit in expr.limits)
+        body = self._print(expr.function)
+        return f"sum_{over} ({body})" if isinstance(expr.function, sp.Add) else f"sum_{over} {body}"
+
+
+def gradient_comment(target, rule) -> str:
+    """"dL/dhs1[n, 2, m] = sum_j dL/da1[n, 3, j] * Wh1[m, j]": a backward statement's comment, the
+    partial derivative it computes, from the rule it was lowered from (the kernel may read a
+    product in place of the sum)."""
+    printer = _GradientText()
+    return f"{printer.doprint(target)} = {printer.doprint(rule)}"
+
+
+def gradient_let(target, value, note=None) -> "Let":
+    """target = value in a backward pass, with the partial derivative it computes as its comment."""
+    return Let(target, value, comment=gradient_comment(target, value), note=note)
+
+
 # ---- statements -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Comment:
@@ -278,6 +324,7 @@ class Summed:
     target: Element
     value: sp.Basic
     means: tuple = field(hash=False, compare=False)
+    comment: str = field(default="", hash=False, compare=False)
 
 
 def product_and_bias(rule) -> tuple[sp.Basic, sp.Basic | None]:

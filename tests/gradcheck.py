@@ -71,3 +71,45 @@ def assert_sgd_step_is_the_gradient_step(net, params, X, T, lr: float = 0.1):
     assert net.sgd_step(*stepped, X, T, lr) == pytest.approx(loss, rel=1e-15)
     for new, old, grad in zip(stepped, params, grads):
         np.testing.assert_allclose(new, old - lr * grad, rtol=1e-15, atol=1e-15)
+
+
+# built-in networks (codegen/network.py BUILTIN_NETWORKS) that are a worked example's network:
+# each family's test file checks its module (and compiles it once, with its transcript's test)
+WORKED_EXAMPLE_MODULES = {"rnn_three_steps": "rnn-three-steps", "lstm_two_steps": "lstm-two-steps",
+                          "gru_two_steps": "gru-two-steps", "attention_four_tokens": "attention-four-tokens"}
+
+
+def assert_committed_module_is_the_worked_example(name: str, rng, tolerance: float = 1e-6):
+    """generated/net_<name>.py, the committed module of a worked example's network: its
+    loss_and_grads agrees with central differences (float64, relative ``tolerance``) on random
+    values, and on the example's own values gives the loss and every gradient (the recurrent
+    weight's among them) that its transcript computes in exact arithmetic."""
+    from fractions import Fraction
+    from pathlib import Path
+
+    from symprop.codegen import files
+    from symprop.codegen.network import BUILTIN_NETWORKS, load_network
+    from symprop.symbolic.examples import EXAMPLES, NET_FILES
+
+    example = NET_FILES[WORKED_EXAMPLE_MODULES[name]]
+    assert BUILTIN_NETWORKS[name] == example.spec
+    net = load_network(example.spec)
+    assert Path(net.__file__).resolve() == (files.GENERATED / f"net_{name}.py").resolve()  # not a cache copy
+    params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
+    X, T = rng.normal(size=(2, net.INPUT_SIZE)), rng.normal(size=(2, net.OUTPUT_SIZE))
+    _, *grads = net.loss_and_grads(*params, X, T)
+    for k, (param, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, T), params[k])
+        assert relative_error(grad, numeric) < tolerance, (name, param)
+
+    def given(key):  # a value of the example's [values] table, from the file's own numbers
+        return np.vectorize(lambda v: float(Fraction(str(v))))(np.array(example.values[key], dtype=object))
+
+    transcript = EXAMPLES[WORKED_EXAMPLE_MODULES[name]].build()
+    params = [given(param).reshape(shape) for param, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
+    loss, *grads = net.loss_and_grads(*params, given("X").reshape(1, -1), given("T"))
+    assert transcript.float_value("L") == pytest.approx(loss, rel=1e-14)
+    for param, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{param}[{','.join(map(str, index))}]"
+            assert transcript.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key

@@ -15,7 +15,8 @@ from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
 from symprop.symbolic.ops.attention import D, DK, DV, T
-from tests.gradcheck import assert_sgd_step_is_the_gradient_step, numerical_gradient, parameter_loss, relative_error
+from tests.gradcheck import (assert_committed_module_is_the_worked_example, assert_sgd_step_is_the_gradient_step,
+                             numerical_gradient, parameter_loss, relative_error)
 from tests.test_examples import GOLDEN, check_golden
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
@@ -199,7 +200,6 @@ def test_a_layer_alone_carries_the_gradient_to_its_input_sequence():
 
 # ---- the worked example (symbolic/nets/attention-four-tokens.toml) -------------------------
 EXAMPLE = "attention-four-tokens"
-SPEC = "attention(2,2,2,4) flatten squared-error"
 
 
 def _given(name):
@@ -261,18 +261,11 @@ def test_worked_example_numbers_recomputed_independently_in_float64():
         assert sum(t.float_value(f"dL/dS1[0,{row},{s}]") for s in range(tokens)) == pytest.approx(0, abs=1e-15)
 
 
-def test_the_transcript_and_the_kernel_agree_on_the_worked_example():
-    """The transcript runs the lowered statements in exact arithmetic, the kernel prints them:
-    the same numbers, in float64."""
-    t = _example()
-    net = load_network(SPEC)
-    params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
-    loss, *grads = net.loss_and_grads(*params, _given("X").reshape(1, -1), _given("T"))
-    assert t.float_value("L") == pytest.approx(loss, rel=1e-14)
-    for name, grad in zip(net.PARAM_NAMES, grads):
-        for index in np.ndindex(grad.shape):
-            key = f"dL/d{name}[{','.join(map(str, index))}]"
-            assert t.float_value(key) == pytest.approx(grad[index], rel=1e-13, abs=1e-15), key
+def test_the_committed_kernel_agrees_with_central_differences_and_the_transcript(rng):
+    """generated/net_attention_four_tokens.py, the example's network committed as a built-in:
+    central differences (float64, rel 1e-6), and the transcript's numbers (the transcript runs
+    the lowered statements in exact arithmetic, the kernel prints them) in float64."""
+    assert_committed_module_is_the_worked_example("attention_four_tokens", rng)
 
 
 def test_the_chinese_transcript_is_its_golden_file():

@@ -1,6 +1,7 @@
 """Network kernels: fused loss_and_grads against finite differences, the SGD step, specs."""
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,8 @@ from symprop.symbolic.graph import parse_net
 from symprop.codegen.scalar_step import SCALAR_MAX_LINES, TINY_WIDTH, scalar_step
 from symprop.symbolic.errors import SympropError
 from tests.conftest import TOLERANCE
-from tests.gradcheck import numerical_gradient, numerical_gradient_at, parameter_loss, relative_error
+from tests.gradcheck import (WORKED_EXAMPLE_MODULES, numerical_gradient, numerical_gradient_at, parameter_loss,
+                             relative_error)
 
 ROOT = Path(__file__).resolve().parent.parent
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, h = 1e-6
@@ -31,7 +33,10 @@ EXTRA_NETWORKS = [
     "affine(3,4) relu tanh affine(4,2) mse",  # two activations in a row: values h1, h1b
     "affine(12,9) sigmoid tanh affine(9,2) mse",  # the same, too wide for the scalar step
 ]
-NETWORKS = list(BUILTIN_NETWORKS.values()) + EXTRA_NETWORKS
+# the built-in networks of the sequence worked examples are checked in their families' files
+# (tests/gradcheck.py WORKED_EXAMPLE_MODULES), where the example's tests compile them anyway:
+# here every kernel of each would compile a second time, 20 s a network on two cores
+NETWORKS = [spec for name, spec in BUILTIN_NETWORKS.items() if name not in WORKED_EXAMPLE_MODULES] + EXTRA_NETWORKS
 # Tiny networks: sgd_step_kernel and sgd_steps_kernel run the scalar-expanded step
 TINY_NETWORKS = [
     BUILTIN_NETWORKS["two_layer_sigmoid"],
@@ -387,12 +392,22 @@ def test_generated_files_are_marked_and_import_only_numpy_and_numba():
         head = text.split("\n\n")[0]
         assert "GENERATED FILE - do not edit" in head and "Regenerate with: symprop generate" in head
         assert "Input hash: " in head and "Body hash: " in head
-    for name in ("net_two_layer_relu.py", "net_two_layer_sigmoid.py"):  # matrix and scalar steps
-        backward_lines = [l for l in (files.GENERATED / name).read_text().splitlines()
-                          if l.strip().startswith(("dW", "db", "dh", "dz"))
-                          and "_row" not in l]  # units copied for the weight-gradient loops
-        # every gradient statement says which derivative it is (allocations of the arrays are not ones)
-        assert backward_lines and all("# dL/d" in l for l in backward_lines if "np.empty" not in l), name
+    # matrix and scalar steps, steps back through time and through attention: every gradient
+    # statement (a write of a layer's gradient array, dz2[n, j] = ..., dhs1[n, 2 - r, m] = ...,
+    # dz2_0 = ...) says which derivative it is; allocations of the arrays are not ones
+    for path in sorted(files.GENERATED.glob("net_*.py")):
+        gradient_lines = [line for line in map(str.strip, path.read_text().splitlines())
+                          if re.match(r"d\w*\d(\[[^\]]*\])? \+?= ", line) and "np.empty" not in line]
+        assert gradient_lines and all("# dL/d" in line for line in gradient_lines), path.name
+
+
+def test_every_built_in_network_is_gradient_checked():
+    """The built-ins left out of NETWORKS above are each checked, against central differences
+    and their transcript, by a test of their family's file."""
+    assert set(WORKED_EXAMPLE_MODULES) <= set(BUILTIN_NETWORKS)
+    sources = "".join(path.read_text() for path in (ROOT / "tests").glob("test_*.py"))
+    for name in WORKED_EXAMPLE_MODULES:
+        assert f'assert_committed_module_is_the_worked_example("{name}", rng)' in sources, name
 
 
 def test_network_outside_generated_goes_to_the_cache(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ import sympy as sp
 
 from ..indexcalc import pull_constants, resolve
 from ..ir import (Accumulate, Columns, Comment, Let, Loop, MatrixProduct, Ones, Part, Rows, Summed, Transposed,
-                  as_written, difference, local, ratio)
+                  as_written, difference, gradient_comment, gradient_let, local, ratio)
 from ..text import tr
 from .base import N, Derivation, Label, Op, Step, positive_sizes
 
@@ -350,8 +350,8 @@ def head_backward(lowering, arrays, d, tokens, keys, values) -> list:
     at = arrays.at
     matrix, causal = functools.partial(arrays.matrix, n=n), arrays.causal
     return [
-        *([] if causal else [arrays.product(matrix("dV"), Transposed(matrix("P")), matrix("dO"), "dV = P^T dO")]),
-        arrays.product(matrix("dP"), matrix("dO"), Transposed(matrix("V")), "dP = dO V^T"),
+        *([] if causal else [arrays.product(matrix("dV"), Transposed(matrix("P")), matrix("dO"), "dL/dV = P^T dL/dO")]),
+        arrays.product(matrix("dP"), matrix("dO"), Transposed(matrix("V")), "dL/dP = dL/dO V^T"),
         Loop(s, tokens, (Loop(c, values, tuple(arrays.product_summed(at("dV", n, s, c), d.backward["dV"], tr(
             "value s's gradient: the weights on it times the outputs' gradients, summed over the queries",
             "值向量 s 的梯度：各查询对它的权重乘以输出的梯度，对查询求和"), loops=causal))),)),
@@ -362,13 +362,13 @@ def head_backward(lowering, arrays, d, tokens, keys, values) -> list:
             *arrays.summed(dot, _the_sum(d.backward["dS"]), tr(
                 "the row's sum of P times dP: every weight of the row moves when one score moves",
                 "该行 P 乘 dP 之和：一个分数变化时，该行所有权重都随之变化")),
-            Loop(s, keys_of_t, (Let(at("dS", n, t, s), arrays.named(d.backward["dS"]).xreplace(
+            Loop(s, keys_of_t, (gradient_let(at("dS", n, t, s), arrays.named(d.backward["dS"]).xreplace(
                 {arrays.named(_the_sum(d.backward["dS"])): dot}), note=tr(
                 "the softmax Jacobian, not elementwise: P times (dP minus the row's sum of P dP)",
                 "softmax 的雅可比矩阵（不是逐元素的）：P 乘以（dP 减去该行 P dP 之和）")),)),
         )),
-        *([] if causal else [arrays.product(matrix("dQ"), matrix("dS"), matrix("K"), "dS K, scaled below"),
-                             arrays.product(matrix("dK"), Transposed(matrix("dS")), matrix("Q"), "dS^T Q, scaled below")]),
+        *([] if causal else [arrays.product(matrix("dQ"), matrix("dS"), matrix("K"), "dL/dQ = dL/dS K / sqrt(dk): the product, scaled below"),
+                             arrays.product(matrix("dK"), Transposed(matrix("dS")), matrix("Q"), "dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below")]),
         Loop(t, tokens, (Loop(a, keys, tuple(arrays.product_summed(at("dQ", n, t, a), d.backward["dQ"], tr(
             f"query t's gradient: the scores' gradients times the keys, divided by sqrt({keys})",
             f"查询 t 的梯度：分数的梯度乘以键向量，再除以 sqrt({keys})"), at("dQ", n, t, a), loops=causal))),)),
@@ -531,7 +531,14 @@ class _Arrays:
                 loop = (Loop(i, stop, loop, start=low if not low.is_Integer else int(low)),)
             statements += [Let(acc, sp.Integer(0)), *loop]
             accumulators[total] = acc
-        return statements + [Let(target, self.written(rule.xreplace(accumulators)), note=note)]
+        value = self.written(rule.xreplace(accumulators))
+        return statements + [Let(target, value, comment=self.comment(target, rule), note=note)]
+
+    def comment(self, target, rule) -> str:
+        """A gradient's line says which partial derivative it is, a local (the row's sum of P dP)
+        what it sums, from its rule; the forward's arrays need no comment."""
+        local_or_gradient = isinstance(target, sp.Symbol) or target.base.label.name.startswith("d")
+        return gradient_comment(target, self.named(rule)) if local_or_gradient else ""
 
     def written(self, value):
         """A rule over the kernel's arrays, the 1/sqrt(dk) scale written as a division, as the
@@ -554,4 +561,4 @@ class _Arrays:
         sums = rule.atoms(sp.Sum)
         # one sum (a score, scaled), or several added (x's paths): the products computed their total
         value = rule.xreplace({next(iter(sums)): read}) if len(sums) == 1 else read + rule - sp.Add(*sums)
-        return [Summed(target, self.written(value), tuple(means))]
+        return [Summed(target, self.written(value), tuple(means), self.comment(target, rule))]

@@ -370,7 +370,7 @@ class Flatten(ImageOp):
         lowering.forward += [Comment(f"layer {use.position}: {use.text} ({source} read as features)"), Let(
             array(out), array(source), note=note)]
         lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Let(
-            array(f"d{source}"), array(f"d{out}"), note=back)])
+            array(f"d{source}"), array(f"d{out}"), comment=f"dL/d{source} = dL/d{out}, the same numbers", note=back)])
         lowering.values.append(out)
 
 

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..indexcalc import resolve
-from ..ir import Assignments, Comment, Let, Loop, element, index
+from ..ir import Assignments, Comment, Let, Loop, element, gradient_comment, gradient_let, index
 from ..stable import Sigmoid, canonical_form
 from ..text import tr
 from .base import N, Derivation, Label, Step, _in_terms_of_output, fresh_name, real
 # the sizes, spec, array view, products and truncation all recurrent layers share
-from .recurrent import TRUNCATION, D, H, T, SequenceArrays, SequenceOp, Truncation
+from .recurrent import TRUNCATION, D, H, T, SequenceArrays, SequenceOp, Truncation, _read
 
 INITIAL_STATE = "h[n,0,:] = c[n,0,:] = 0: the state and the cell before the first step"
 STEPS_FROM_ONE = ("steps count from 1 to T: step t reads x_t, the row's inputs X[n, t-1, :], and the state "
@@ -235,11 +235,11 @@ class LSTM(SequenceOp):
             cell = d.backward["dc"].xreplace({p: n, u: s, m: j})
             if last:  # nothing after the last step: the cell state's path is empty
                 cell = cell.xreplace({sp.IndexedBase("dc")[n, s + 1, j]: 0})
-            body = [Let(at("dc", n, s, j), arrays.named(cell), note=tr(
+            body = [gradient_let(at("dc", n, s, j), arrays.named(cell), note=tr(
                 "the cell's gradient: through the state (dL/dh o (1 - tanh(c)^2))" +
                 ("" if last else ", plus the cell state's path from the next step (its dL/dc times its forget gate)"),
                 "细胞状态的梯度：经由状态（dL/dh o (1 - tanh(c)^2））" + ("" if last else "，加上来自下一步的细胞状态路径（其 dL/dc 乘其遗忘门）")))]
-            body += [Let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=LSTM_GATE_GRADIENT_NOTES[name])
+            body += [gradient_let(at(f"d{name}", n, s, j), rule(f"d{name}"), note=LSTM_GATE_GRADIENT_NOTES[name])
                      for name, _, _ in LSTM_GATES]
             for block, (name, kind, title) in enumerate(LSTM_GATES):
                 body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
@@ -252,7 +252,7 @@ class LSTM(SequenceOp):
             return statements
 
         r = index("r")
-        rows = [Loop(n, N, (Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+        rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
             *back_step(steps, True)]
         if steps > truncated.first:
@@ -327,7 +327,8 @@ def _chain_rule(rule, arrays, name, kind, n, s, j, offset, text, pre="da", shown
                 f"{text} 中 {kind} 的局部导数，由保存的 {shown} 得到：{local_text}"),
              tr("chain rule: upstream gradient times local derivative", "链式法则：上游梯度乘以局部导数"))
     target = arrays.at(pre, n, s, offset + j)
-    return Assignments(((target, plain),), {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)},
+    names = {"dout": arrays.at(f"d{name}", n, s, j), "y": arrays.at(name, n, s, j)}
+    return Assignments(((target, plain),), names, {target: gradient_comment(target, _read(plain, names))},
                        upstream="dout", notes={target: notes})
 
 
@@ -510,21 +511,21 @@ class GRU(SequenceOp):
         def back_step(s):
             """Step s's gradients, from dL/dh[n,s,:]."""
             rule = lambda name: arrays.named(d.backward[name].xreplace({p: n, u: s, m: j}))  # noqa: E731
-            body = [Let(at("dz", n, s, j), rule("dz"), note=tr(
+            body = [gradient_let(at("dz", n, s, j), rule("dz"), note=tr(
                         "the update gate's gradient: dL/dh times (old state - candidate)",
                         "更新门的梯度：dL/dh 乘以（旧状态 - 候选状态）")),
-                    Let(at("dhc", n, s, j), rule("dhc"), note=tr(
+                    gradient_let(at("dhc", n, s, j), rule("dhc"), note=tr(
                         "the candidate's gradient: dL/dh times (1 - z)", "候选状态的梯度：dL/dh 乘以 (1 - z)")),
                     _chain_rule(d.backward["da_n"], arrays, "hc", "tanh", n, s, j, 2 * hidden, use.text, "dax", "n"),
-                    Let(at("dr", n, s, j), rule("dr"), note=tr(
+                    gradient_let(at("dr", n, s, j), rule("dr"), note=tr(
                         "the reset gate's gradient: the candidate's pre-activation gradient times the state's block n",
                         "重置门的梯度：候选状态预激活值的梯度乘以状态的 n 块")),
-                    Let(at("dah", n, s, 2 * hidden + j), arrays.named(d.backward["dah_n"].xreplace({p: n, u: s, m: j})),
+                    gradient_let(at("dah", n, s, 2 * hidden + j), arrays.named(d.backward["dah_n"].xreplace({p: n, u: s, m: j})),
                         note=tr("the state's block n: the candidate's pre-activation gradient times the reset gate",
                                 "状态的 n 块：候选状态预激活值的梯度乘以重置门")),
                     _chain_rule(d.backward["da_r"], arrays, "r", "sigmoid", n, s, j, 0, use.text, "dax"),
                     _chain_rule(d.backward["da_z"], arrays, "z", "sigmoid", n, s, j, hidden, use.text, "dax"),
-                    *(Let(at("dah", n, s, block * hidden + j), at("dax", n, s, block * hidden + j), note=tr(
+                    *(gradient_let(at("dah", n, s, block * hidden + j), at("dax", n, s, block * hidden + j), note=tr(
                         "the same gradient: the gate adds both pre-activations' block", "梯度相同：该门把两个预激活值的这一块相加"))
                       for block in (0, 1))]
             statements = [Loop(n, N, (Loop(j, hidden, tuple(body)),))]
@@ -537,7 +538,7 @@ class GRU(SequenceOp):
             return statements
 
         r = index("r")
-        rows = [Loop(n, N, (Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+        rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
             *([Loop(r, steps - truncated.first, tuple(back_step(steps - r)))] if steps > truncated.first else []),
             *back_step(truncated.first)]

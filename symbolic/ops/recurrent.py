@@ -19,8 +19,7 @@ import sympy as sp
 
 from ..indexcalc import resolve
 from ..ir import (Accumulate, Assignments, Columns, Comment, Let, Loop, MatrixProduct, Ones, Rows, Slab, Steps, Summed,
-                  Transposed,
-                  element, index, local)
+                  Transposed, element, gradient_comment, gradient_let, index, local)
 from ..text import tr
 from ..errors import SympropError
 from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real
@@ -191,7 +190,7 @@ class RNN(SequenceOp):
         last = steps - r  # the step r steps before the last
         dh_back = d.backward["dh"].xreplace({a: n, u: last - 1})  # dL/dh[n, t-1, m] from step t
         da = _chain_rule(d.backward["da"], arrays, use.text)
-        rows = [Loop(n, N, (Loop(j, hidden, (Let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
+        rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
             Loop(r, steps - first, (
                 Loop(n, N, (Loop(j, hidden, (da(last),)),)),
@@ -288,6 +287,8 @@ class SequenceArrays:
         means = tuple(self.summed(target, rule, note))
         if reads is None:
             return Summed(target, target, means)
+        # a gradient's line says which partial derivative it is (the forward's need no comment)
+        comment = gradient_comment(target, self.named(rule)) if target.base.label.name.startswith("d") else ""
 
         def kernel_read(term):
             if not isinstance(term, sp.Sum):
@@ -295,7 +296,7 @@ class SequenceArrays:
             (read,) = [value for role, value in reads.items()
                        if role in {v.base.label.name for v in term.function.atoms(sp.Indexed)}]
             return read
-        return Summed(target, sp.Add(*map(kernel_read, sp.Add.make_args(rule))), means)
+        return Summed(target, sp.Add(*map(kernel_read, sp.Add.make_args(rule))), means, comment)
 
     def products(self, lowering, hidden, columns, steps, into_x="da", into_h="da") -> "StepProducts":
         """The matrix products of a recurrent layer's sums over the whole batch, on scratch
@@ -410,7 +411,7 @@ class Truncation:
         if self.first == 1:
             return []
         t = index("t")
-        zero = Let(arrays.flat(dsource, n, t, e), sp.Integer(0), note=tr(
+        zero = gradient_let(arrays.flat(dsource, n, t, e), sp.Integer(0), note=tr(
             "truncated backpropagation through time: no gradient reaches this step",
             "截断的随时间反向传播：没有梯度到达这一步"))
         return [Loop(t, self.first, (Loop(n, N, (Loop(e, arrays.inputs, (zero,)),)),), start=1)]
@@ -429,6 +430,12 @@ def _chain_rule(rule, arrays, text):
 
     def at_step(step):
         target = arrays.at("da", n, step, j)
-        return Assignments(((target, plain),), {"dout": arrays.at("dh", n, step, j), "y": arrays.at("h", n, step, j)},
+        names = {"dout": arrays.at("dh", n, step, j), "y": arrays.at("h", n, step, j)}
+        return Assignments(((target, plain),), names, {target: gradient_comment(target, _read(plain, names))},
                            upstream="dout", notes={target: notes})
     return at_step
+
+
+def _read(rule, names):
+    """A chain rule over dout and y as it reads the kernel's arrays ``names`` gives them."""
+    return rule.xreplace({sp.Symbol(name): value for name, value in names.items()})

@@ -47,13 +47,13 @@ def run(args) -> int:
     print("  symprop generate --check: clean")
 
     print("\n== 3. Verify: each built-in network's gradients against central differences (float64) ==")
-    failed = False
+    failed, width = False, max(map(len, BUILTIN_NETWORKS))
     for name, spec in BUILTIN_NETWORKS.items():
         started = time.perf_counter()
         error = network_gradient_error(load_network(spec))
         ok = error < GRADIENT_TOLERANCE
         failed |= not ok
-        print(f"  {'ok  ' if ok else 'FAIL'} {name:<18} max relative error {error:.1e} "
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<{width}} max relative error {error:.1e} "
               f"(tolerance {GRADIENT_TOLERANCE:g}; {time.perf_counter() - started:.1f} s incl. compile)  {spec}")
 
     print(f"\n== 4. A transcript: symprop example show {args.example} ==\n")

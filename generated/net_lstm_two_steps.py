@@ -1,0 +1,2868 @@
+# Fused kernels of the network 'lstm(1,1,2) affine(1,1) squared-error'.
+# GENERATED FILE - do not edit. Written by symprop's codegen/network.py.
+# Regenerate with: symprop generate
+# Input: spec lstm(1,1,2) affine(1,1) squared-error
+# Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
+# Body hash: f3720b5cf1e21df6
+
+import hashlib
+import itertools
+import math
+import warnings
+
+import numba
+import numpy as np
+
+_JIT_FLAGS = dict(fastmath=False, error_model="numpy", nogil=True)
+
+
+def jit(function, **overrides):
+    """numba.njit with an on-disk cache, so a second process loads instead of compiling.
+
+    Where no cache location is writable, compile without one; where a cache file is corrupt,
+    clear that function's cache and compile afresh (numba itself would raise); where the cache
+    cannot be written (a full disk, a read-only folder), keep the compiled kernel and warn once
+    (numba itself would raise from inside the first call). ``overrides`` replace entries of
+    _JIT_FLAGS for one kernel. Only the public kernels get numba's CPython wrapper; see
+    _wrappers_for.
+    """
+    flags = {**_JIT_FLAGS, **_wrappers_for(function), **overrides}
+    try:
+        dispatcher = numba.njit(cache=True, **flags)(function)
+    except RuntimeError:
+        return _guard_private(numba.njit(cache=False, **flags)(function))
+    cache = getattr(dispatcher, "_cache", None)
+    if cache is None:  # NUMBA_DISABLE_JIT=1: a plain Python function
+        return dispatcher
+    load = cache.load_overload
+
+    def load_or_recompile(*args, **kwargs):
+        try:
+            return load(*args, **kwargs)
+        except Exception:
+            try:
+                cache.flush()
+            except Exception:
+                pass
+            return None
+
+    cache.load_overload = load_or_recompile
+    save = cache.save_overload
+
+    def save_or_skip(*args, **kwargs):
+        try:
+            save(*args, **kwargs)
+        except OSError as exc:
+            _cache_not_written(exc)
+
+    cache.save_overload = save_or_skip
+    return _guard_private(dispatcher)
+
+
+def _wrappers_for(function):
+    """numba builds every kernel two wrappers: one for calls from Python and one for use as a
+    first-class function value. No kernel is used as a value, and a private kernel (_im2col,
+    _apply_adam) is called only from other kernels, so those wrappers are skipped: building
+    and optimising them was a tenth of a conv net's first step from empty caches (measured)."""
+    return dict(no_cfunc_wrapper=True, no_cpython_wrapper=function.__name__.startswith("_"))
+
+
+class _KernelOnly(numba.core.registry.CPUDispatcher):
+    """A private kernel's dispatcher: kernels call it as before; a call from Python, which
+    has no wrapper to go through and would crash the process, raises instead."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"{self.py_func.__name__} is a private kernel: it is called only from other kernels")
+
+
+def _guard_private(dispatcher):
+    if dispatcher.targetoptions.get("no_cpython_wrapper"):
+        dispatcher.__class__ = _KernelOnly
+    return dispatcher
+
+
+_CACHE_WARNED = []
+
+
+def _cache_not_written(exc):
+    """A full disk or a read-only cache folder costs only the cache: say so once per process."""
+    if not _CACHE_WARNED:
+        _CACHE_WARNED.append(exc)
+        warnings.warn(f"numba could not write its kernel cache ({exc.strerror or exc}); the kernels "
+                      "run but compile again in every process (free space, or set NUMBA_CACHE_DIR)",
+                      RuntimeWarning, stacklevel=3)
+
+
+def jit_inline(function):
+    """jit for the small scalar helpers called once per element (_exp, _sigmoid): inlined
+    into the caller (numba's IR inlining), so the loop around them stays one vectorisable
+    body. Inlining costs compile time at every call site; helpers called once per layer
+    (matrix products, column sums, the update) are plain jit functions, except the image
+    helpers (im2col, pooling): a step calls each once, and compiled apart they were optimised
+    by LLVM on their own and again inside the step (inlined: 0.6 s less to a conv net's first
+    step, measured)."""
+    return numba.njit(inline="always", **_JIT_FLAGS)(function)
+
+
+def _warn_if_edited():
+    """Warn when this file's body no longer matches the hash in its header (edited by hand),
+    or when the header itself is not intact: a line added above it or its hash line deleted
+    (the rule of symprop's codegen/files.py recorded_body_hash)."""
+    try:
+        with open(__file__, "rb") as stream:
+            lines = stream.read().decode("utf-8", "replace").splitlines(keepends=True)
+    except OSError:
+        return
+    header = list(itertools.takewhile(lambda line: line.startswith("#"), lines))
+    hashes = [line.split() for line in header if line.startswith("# Body hash: ")]
+    body = "".join(lines[len(header):])
+    if (len(header) < 2 or not header[1].startswith("# GENERATED FILE") or len(hashes) != 1
+            or not header[-1].startswith("# Body hash: ") or len(hashes[0]) != 4):
+        problem = "its generated-file header is missing or damaged"
+    elif hashlib.sha256(body.encode()).hexdigest()[:16] != hashes[0][3]:
+        problem = "its body does not match the hash in its header"
+    else:
+        return
+    warnings.warn(f"{__file__} was edited by hand: {problem}. "
+                  "Regenerate it with: symprop generate", stacklevel=2)
+
+
+_warn_if_edited()
+
+
+def _arrays(function, **arrays):
+    """The arrays, C-contiguous, after checking they are float32/float64 arrays of one dtype."""
+    first = None
+    checked = []
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"{function}: {name} must be a numpy array, got {type(value).__name__}")
+        if value.dtype not in (np.float32, np.float64):
+            raise ValueError(f"{function}: {name} has dtype {value.dtype}; the kernels take float32 or float64")
+        if value.ndim == 0:  # numba would treat it as shape (1,) and hand back an array
+            raise ValueError(f"{function}: {name} is a 0-d array; the kernels take arrays of at least one dimension")
+        if first is None:
+            first = name, value.dtype
+        elif value.dtype != first[1]:
+            raise ValueError(f"{function}: {name} is {value.dtype} but {first[0]} is {first[1]}; use one dtype")
+        checked.append(np.ascontiguousarray(value))
+    return checked
+
+
+def _shape(function, name, array, shape):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} has shape {array.shape}, expected {tuple(shape)}")
+
+
+def _output(function, name, out, shape, dtype):
+    """A new array, or the caller's preallocated one after checking it fits."""
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray) or out.dtype != dtype or out.shape != tuple(shape):
+        raise ValueError(f"{function}: {name} must be a {np.dtype(dtype).name} array of shape {tuple(shape)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{function}: {name} must be C-contiguous and writeable")
+    return out
+
+
+def _overlap(a, b):
+    """Whether two arrays share memory; where numpy cannot tell cheaply, assume they do."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=100_000)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _separate(function, written, read):
+    """Refuse arrays a kernel writes (outputs, parameters updated in place) that share memory
+    with an array it reads or with another one it writes: the kernel would read values it has
+    already overwritten and return wrong numbers. ``written`` and ``read`` map names to the
+    caller's arrays (None for an output the wrapper allocates)."""
+    seen = [(name, value) for name, value in read.items() if isinstance(value, np.ndarray)]
+    for name, value in written.items():
+        if not isinstance(value, np.ndarray):
+            continue
+        for other, array in seen:
+            if _overlap(value, array):
+                raise ValueError(f"{function}: {name} shares memory with {other}; "
+                                 f"pass separate arrays (a copy: {other}.copy())")
+        seen.append((name, value))
+
+
+def _rate(function, lr):
+    """The learning rate as a finite float: a string or NaN would reach the kernel as a numba
+    typing error or a silently ruined model."""
+    if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: lr must be a number, got {type(lr).__name__} {lr!r:.40}")
+    try:
+        rate = float(lr)
+    except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate):
+        raise ValueError(f"{function}: lr must be finite, got {lr!r:.40}")
+    return rate
+
+
+MAX_STEPS = 2**31 - 1
+
+
+def _step_count(function, steps):
+    """The number of steps as an int the kernel's loop counter holds (0 .. MAX_STEPS)."""
+    if isinstance(steps, (bool, np.bool_)) or not isinstance(steps, (int, np.integer)):
+        raise ValueError(f"{function}: steps must be an integer, got {type(steps).__name__} {steps!r:.40}")
+    if not 0 <= steps <= MAX_STEPS:
+        raise ValueError(f"{function}: steps must be between 0 and {MAX_STEPS}, got {steps}")
+    return int(steps)
+
+
+@jit
+def _add_bias(y, b):
+    """y += 1 b: the bias row added to every row (b of size 1 is a shared bias)."""
+    shared = b.shape[0] == 1
+    for n in range(y.shape[0]):
+        for j in range(y.shape[1]):
+            y[n, j] += b[0] if shared else b[j]
+
+
+@jit
+def _column_sums(a, out):
+    """out = 1^T a: the sum over the batch (rows) of each column. A caller that has no out
+    passes a new array: an allocating branch in here was compiled into every step, which never
+    takes it (numba's np.empty, 0.15 s of a first step)."""
+    out[:] = 0
+    for n in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            out[j] += a[n, j]
+    return out
+
+
+@jit
+def _dot_loops(a, b, out=None):
+    """a b with plain loops: for tiny matrices, cheaper than calling BLAS."""
+    product = np.empty((a.shape[0], b.shape[1]), a.dtype) if out is None else out
+    for n in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            total = a.dtype.type(0)
+            for i in range(a.shape[1]):
+                total += a[n, i] * b[i, j]
+            product[n, j] = total
+    return product
+
+
+def _exp(v):
+    """exp(v). In kernels: polynomial arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.exp(v)
+
+
+@numba.extending.overload(_exp, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _exp_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _exp64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _exp32(v)
+
+
+@jit_inline
+def _exp64(v):
+    """exp(v) in float64, within 1 ulp of the correctly rounded value."""
+    real = np.float64
+    w = v if v > real(-746.0) else real(-746.0)  # NaN lands here too; see the last line
+    w = w if w < real(710.0) else real(710.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    q0_3 = real(2.48015873015873e-05) + real(2.7557319223985893e-06) * r
+    q0_4 = real(2.755731922398589e-07) + real(2.505210838544172e-08) * r
+    q0_5 = real(2.08767569878681e-09) + real(1.6059043836821613e-10) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    q1_1 = q0_2 + q0_3 * r2
+    q1_2 = q0_4 + q0_5 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q1_1 * r4
+    r8 = r4 * r4
+    q3_0 = q2_0 + q1_2 * r8
+    q = q3_0
+    n = np.int64(k)
+    half = n >> 1
+    p = real(1) + (r + (r * r) * q)
+    scale_1 = np.int64((half + 1023) << 52).view(np.float64)
+    scale_2 = np.int64((n - half + 1023) << 52).view(np.float64)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
+@jit_inline
+def _exp32(v):
+    """exp(v) in float32, within 1 ulp of the correctly rounded value."""
+    real = np.float32
+    w = v if v > real(-104.0) else real(-104.0)  # NaN lands here too; see the last line
+    w = w if w < real(89.0) else real(89.0)
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q0_2 * r4
+    q = q2_0
+    n = np.int32(k)
+    half = n >> 1
+    p = real(1) + (r + (r * r) * q)
+    scale_1 = np.int32((half + 127) << 23).view(np.float32)
+    scale_2 = np.int32((n - half + 127) << 23).view(np.float32)
+    e = p * scale_1 * scale_2
+    return e if v == v else v
+
+
+@jit_inline
+def _sigmoid(v):
+    """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
+    real = type(v)
+    e = _exp(-abs(v))
+    s = real(1) / (real(1) + e)
+    return s if v >= 0 else e * s
+
+
+def _tanh(v):
+    """tanh(v). In kernels: arithmetic that LLVM vectorises, chosen by dtype."""
+    return np.tanh(v)
+
+
+@numba.extending.overload(_tanh, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _tanh_for_dtype(v):
+    if isinstance(v, numba.types.Float) and v.bitwidth == 64:
+        return lambda v: _tanh64(v)
+    if isinstance(v, numba.types.Float) and v.bitwidth == 32:
+        return lambda v: _tanh32(v)
+
+
+@jit_inline
+def _tanh64(v):
+    """tanh(v) in float64, from expm1(-2|v|)."""
+    real = np.float64
+    w = real(-2) * abs(v)
+    w = w if w > real(-746.0) else real(-746.0)  # NaN lands here too; see the last line
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.6931471803691238)) - k * real(1.9082149292705877e-10)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    q0_3 = real(2.48015873015873e-05) + real(2.7557319223985893e-06) * r
+    q0_4 = real(2.755731922398589e-07) + real(2.505210838544172e-08) * r
+    q0_5 = real(2.08767569878681e-09) + real(1.6059043836821613e-10) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    q1_1 = q0_2 + q0_3 * r2
+    q1_2 = q0_4 + q0_5 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q1_1 * r4
+    r8 = r4 * r4
+    q3_0 = q2_0 + q1_2 * r8
+    q = q3_0
+    n = np.int64(k)
+    half = n >> 1
+    scale = np.int64((half + 1023) << 52).view(np.float64) * np.int64((n - half + 1023) << 52).view(np.float64)
+    m = (scale - real(1)) + scale * (r + (r * r) * q)  # expm1(w)
+    t = math.copysign(-m / (real(2) + m), v)
+    return t if v == v else v
+
+
+@jit_inline
+def _tanh32(v):
+    """tanh(v) in float32, from expm1(-2|v|)."""
+    real = np.float32
+    w = real(-2) * abs(v)
+    w = w if w > real(-104.0) else real(-104.0)  # NaN lands here too; see the last line
+    k = np.floor(w * real(1.4426950408889634) + real(0.5))
+    r = (w - k * real(0.693145751953125)) - k * real(1.4286068203094173e-06)
+    q0_0 = real(0.5) + real(0.16666666666666666) * r
+    q0_1 = real(0.041666666666666664) + real(0.008333333333333333) * r
+    q0_2 = real(0.001388888888888889) + real(0.0001984126984126984) * r
+    r2 = r * r
+    q1_0 = q0_0 + q0_1 * r2
+    r4 = r2 * r2
+    q2_0 = q1_0 + q0_2 * r4
+    q = q2_0
+    n = np.int32(k)
+    half = n >> 1
+    scale = np.int32((half + 127) << 23).view(np.float32) * np.int32((n - half + 127) << 23).view(np.float32)
+    m = (scale - real(1)) + scale * (r + (r * r) * q)  # expm1(w)
+    t = math.copysign(-m / (real(2) + m), v)
+    return t if v == v else v
+
+
+SPEC = 'lstm(1,1,2) affine(1,1) squared-error'
+PARAM_NAMES = ('Wx1', 'Wh1', 'b1', 'W2', 'b2')
+PARAM_SHAPES = ((1, 4), (1, 4), (4,), (1, 1), (1,))
+INPUT_SIZE = 2
+OUTPUT_SIZE = 1
+LOSS = 'squared-error'
+# True: sgd_step_kernel / sgd_steps_kernel run the scalar-expanded step (a tiny network, every
+# unit a scalar local, no workspace); sgd_step_into keeps the matrix step on a workspace.
+SCALAR_STEP = False
+
+
+def make_workspace(X):
+    """Every intermediate array of a step for a batch like X, allocated once (plain Python:
+    nothing to compile for a caller that keeps its workspace, as symprop train does)."""
+    N = X.shape[0]
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+
+
+_make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
+
+
+@jit
+def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    return z2
+
+
+@jit
+def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """The loss; gradients and intermediates are written into the workspace buffers."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    return loss
+
+
+@jit
+def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
+    """loss_and_grads_into's statements on arrays of its own: written out, not called, because
+    numba links a called kernel into its caller and LLVM optimises it all again there."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    return loss, dWx1, dWh1, db1, dW2, db2
+
+
+@jit
+def _sgd_update(param, grad, step):
+    """param -= step * grad, in place (the gradient is complete before any weight changes).
+    Called with flat views, so one compiled signature serves parameters of every rank."""
+    flat, gflat = param.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        flat[i] -= step * gflat[i]
+
+
+@jit
+def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One gradient-descent step in place, using a workspace from make_workspace(X). The
+    gradient statements are loss_and_grads_into's, written out here rather than called:
+    numba links a called kernel into the caller and LLVM optimises it again there, which
+    made the first step's compile take twice as long as the body alone."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    step = X.dtype.type(lr)
+    _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
+    _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
+
+
+@jit
+def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
+    """sgd_step_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    step = X.dtype.type(lr)
+    _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
+    _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
+
+
+@jit
+def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
+    """`steps` gradient-descent steps on one workspace: sgd_step_into's statements in the loop."""
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    loss = X.dtype.type(0)
+    for _ in range(steps):
+        real = X.dtype.type
+        N = X.shape[0]
+        # ---- forward ----
+        # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+        np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+        for n in range(N):
+            for j in range(1):
+                hs1[n, 0, j] = real(0)
+                cs1[n, 0, j] = real(0)
+        for t in range(1, 3):
+            np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+            for n in range(N):
+                for q in range(4):
+                    a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+                for j in range(1):
+                    i1[n, t, j] = _sigmoid(a1[n, t, j])
+                    f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                    g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                    o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                    cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                    tc1[n, t, j] = _tanh(cs1[n, t, j])
+                    hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+        for n in range(N):
+            for j in range(1):
+                h1[n, j] = hs1[n, 2, j]
+        # layer 2: affine(1,1)
+        _dot_loops(h1, W2, z2)  # z2 = h1 W2
+        _add_bias(z2, b2)  # z2 += 1 b2
+        # ---- loss ----
+        # layer 3: squared-error
+        K = 1
+        loss = real(0)
+        for n in range(N):
+            for j in range(K):
+                loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+                loss += loss_term
+        # ---- backward (chain rule, from the loss back to the first layer) ----
+        K = 1
+        for n in range(N):
+            for j in range(K):
+                dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+        # layer 2: affine(1,1)
+        _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+        _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+        _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+        # layer 1: lstm(1,1,2): back through time
+        for n in range(N):
+            for j in range(1):
+                dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+                di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+                df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+                dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+                do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+                da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+                da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+                da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+                da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+        np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+        for r in range(1):
+            for n in range(N):
+                for j in range(1):
+                    dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                    di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                    df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                    dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                    do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                    da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                    da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+            np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+            for n in range(N):
+                for m in range(1):
+                    dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+        np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+        np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+        np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+        step = X.dtype.type(lr)
+        _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
+        _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
+        _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+        _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
+
+
+PARAM_OFFSETS = (0, 4, 8, 12, 13, 14)  # where each parameter starts in a packed vector; the last is its size
+
+
+def pack(Wx1, Wh1, b1, W2, b2):
+    """The parameters as one new flat array (PARAM_NAMES order), for sgd_step_packed."""
+    return np.concatenate([np.ravel(p) for p in (Wx1, Wh1, b1, W2, b2,)])
+
+
+def unpack(theta):
+    """The parameters as views into a packed vector: updating theta updates them."""
+    return tuple(theta[start:end].reshape(shape)
+                 for start, end, shape in zip(PARAM_OFFSETS, PARAM_OFFSETS[1:], PARAM_SHAPES))
+
+
+@jit
+def sgd_step_packed_kernel(theta, X, T, lr):
+    Wx1 = theta[0:4].reshape((1, 4))
+    Wh1 = theta[4:8].reshape((1, 4))
+    b1 = theta[8:12]
+    W2 = theta[12:13].reshape((1, 1))
+    b2 = theta[13:14]
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    step = X.dtype.type(lr)
+    _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
+    _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
+    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
+    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    return loss
+
+
+def sgd_step_packed(theta, X, T, lr):
+    """sgd_step on a packed parameter vector (see pack and unpack), in place; returns the loss."""
+    if not isinstance(theta, np.ndarray) or theta.shape != (PARAM_OFFSETS[-1],):
+        raise ValueError(f"sgd_step_packed: theta must be a flat array of {PARAM_OFFSETS[-1]} parameters "
+                         f"(pack(...) makes one), got {getattr(theta, 'shape', type(theta).__name__)}")
+    _check("sgd_step_packed", unpack(theta), X, T)
+    if not theta.flags.c_contiguous or not theta.flags.writeable:
+        raise ValueError("sgd_step_packed: theta must be C-contiguous and writeable (updated in place)")
+    _separate("sgd_step_packed", dict(theta=theta), dict(X=X, T=T))
+    return sgd_step_packed_kernel(theta, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step_packed", lr))
+
+
+def _check(function, params, X, T=None):
+    arrays = dict(zip(PARAM_NAMES, params), X=X)
+    if T is not None:
+        arrays["T"] = T
+    checked = _arrays(function, **arrays)
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+    X = checked[len(PARAM_NAMES)]
+    if X.ndim != 2 or X.shape[1] != INPUT_SIZE or X.shape[0] == 0:
+        raise ValueError(f"{function}: X has shape {X.shape}, expected (batch, {INPUT_SIZE}) with batch >= 1")
+    if T is not None:
+        _shape(function, "T", checked[-1], (X.shape[0], OUTPUT_SIZE))
+    return checked
+
+
+def _updated_in_place(function, params, X, T):
+    """The parameters a step overwrites must be the caller's own arrays (C-contiguous and
+    writeable, so no copy is taken) and share no memory with each other or with X and T."""
+    for name, array in zip(PARAM_NAMES, params):
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{function}: {name} must be C-contiguous and writeable (updated in place)")
+    _separate(function, dict(zip(PARAM_NAMES, params)), dict(X=X, T=T))
+
+
+def forward(Wx1, Wh1, b1, W2, b2, X):
+    """Scores of the last layer before the loss, for a batch X of shape (N, INPUT_SIZE)."""
+    return forward_kernel(*_check("forward", (Wx1, Wh1, b1, W2, b2,), X))
+
+
+def loss_and_grads(Wx1, Wh1, b1, W2, b2, X, T):
+    """(loss, dWx1, dWh1, db1, dW2, db2) for a batch: X is (N, INPUT_SIZE), T is (N, OUTPUT_SIZE)."""
+    return loss_and_grads_kernel(*_check("loss_and_grads", (Wx1, Wh1, b1, W2, b2,), X, T))
+
+
+def sgd_step(Wx1, Wh1, b1, W2, b2, X, T, lr):
+    """One gradient-descent step in place (p -= lr * dL/dp); returns the loss before it."""
+    _check("sgd_step", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("sgd_step", (Wx1, Wh1, b1, W2, b2,), X, T)
+    return sgd_step_kernel(Wx1, Wh1, b1, W2, b2, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_step", lr))
+
+
+def sgd_steps(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
+    """`steps` full-batch gradient-descent steps in one call; returns the last step's loss."""
+    _check("sgd_steps", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("sgd_steps", (Wx1, Wh1, b1, W2, b2,), X, T)
+    return sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, np.ascontiguousarray(X), np.ascontiguousarray(T), _rate("sgd_steps", lr),
+                            _step_count("sgd_steps", steps))
+
+
+# ---- optimisers: the update rules of symbolic/steps.py, each fused with the step ----
+
+
+def _check_params(function, params):
+    checked = _arrays(function, **dict(zip(PARAM_NAMES, params)))
+    for name, array, shape in zip(PARAM_NAMES, checked, PARAM_SHAPES):
+        _shape(function, name, array, shape)
+
+
+def _hyper(function, name, value, low, high, closed):
+    """A hyper-parameter as a float inside its interval (the rule's, from symbolic/steps.py)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{function}: {name} must be a number, got {type(value).__name__} {value!r:.40}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    above = number >= low if closed[0] else number > low
+    below = number <= high if closed[1] else number < high
+    if not (math.isfinite(number) and above and below):
+        interval = f"{'[' if closed[0] else '('}{low:g}, {high:g}{']' if closed[1] else ')'}"
+        raise ValueError(f"{function}: {name} must be in {interval}, got {value!r:.40}")
+    return number
+
+
+def _check_state(function, state, names, params, X, T):
+    """The state tuple of init_state_<rule>: one array per name, each of its parameter's
+    shape and dtype (the step count: 1 float64), writeable and sharing memory with nothing."""
+    if not isinstance(state, tuple) or len(state) != len(names):
+        raise ValueError(f"{function}: state must be the tuple of {len(names)} arrays from init_state "
+                         f"({', '.join(names) or 'empty'}), got {type(state).__name__}")
+    shapes = dict(zip(PARAM_NAMES, params))
+    for name, array in zip(names, state):
+        owner = shapes.get(name.rsplit("_", 1)[0])
+        shape, dtype = (owner.shape, owner.dtype) if name != "step_count" else ((1,), np.float64)
+        if (not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype
+                or not array.flags.c_contiguous or not array.flags.writeable):
+            raise ValueError(f"{function}: state {name} must be a writeable C-contiguous "
+                             f"{np.dtype(dtype).name} array of shape {shape} (from init_state)")
+    _separate(function, {**dict(zip(PARAM_NAMES, params)), **dict(zip(names, state))}, dict(X=X, T=T))
+    return state
+
+
+@jit
+def _apply_sgd(param, grad, lr, weight_decay):
+    """gradient descent: p <- p - lr*g: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      p <- -g*lr + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        p_new = -lr*(g + p*weight_decay) + p  # p <- -g*lr + p
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
+    """train_step_sgd_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(W2.reshape(-1), dW2.reshape(-1), real(lr), real(weight_decay))
+    _apply_sgd(b2.reshape(-1), db2.reshape(-1), real(lr), real(weight_decay))
+    return loss
+
+
+STATE_NAMES_SGD = ()
+
+
+def init_state_sgd(Wx1, Wh1, b1, W2, b2):
+    """sgd's state for these parameters, allocated once and updated in place by
+    train_step_sgd: per parameter none."""
+    _check_params("init_state_sgd", (Wx1, Wh1, b1, W2, b2,))
+    return ()
+
+
+def train_step_sgd(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.001, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, weight_decay=weight_decay) in place (parameters and state, from init_state_sgd);
+    returns the loss before it."""
+    _check("train_step_sgd", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_sgd", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_sgd", state, STATE_NAMES_SGD, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_sgd", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_sgd", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
+    """heavy-ball momentum: v <- momentum*v + g, p <- p - lr*v: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      v <- g + momentum*v
+      p <- -lr*v + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        v = state_v_flat[i]
+        t0 = g + momentum*v + p*weight_decay
+        v_new = t0  # v <- g + momentum*v
+        p_new = -lr*t0 + p  # p <- -lr*v + p
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
+    """train_step_momentum_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_momentum(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+STATE_NAMES_MOMENTUM = ('Wx1_v', 'Wh1_v', 'b1_v', 'W2_v', 'b2_v')
+
+
+def init_state_momentum(Wx1, Wh1, b1, W2, b2):
+    """momentum's state for these parameters, allocated once and updated in place by
+    train_step_momentum: per parameter v (0)."""
+    _check_params("init_state_momentum", (Wx1, Wh1, b1, W2, b2,))
+    return (np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_momentum(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.001, momentum=0.9, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay) in place (parameters and state, from init_state_momentum);
+    returns the loss before it."""
+    _check("train_step_momentum", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_momentum", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_momentum", state, STATE_NAMES_MOMENTUM, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_momentum", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_momentum", "momentum", momentum, 0.0, 1.0, (True, False)), _hyper("train_step_momentum", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
+    """Nesterov momentum: v <- momentum*v + g, p <- p - lr*(g + momentum*v): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      v <- g + momentum*v
+      p <- -lr*(g + momentum*v) + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        v = state_v_flat[i]
+        t0 = g + p*weight_decay
+        t1 = momentum*v + t0
+        v_new = t1  # v <- g + momentum*v
+        p_new = -lr*(momentum*t1 + t0) + p  # p <- -lr*(g + momentum*v) + p
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay):
+    """train_step_nesterov_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(W2.reshape(-1), dW2.reshape(-1), W2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    _apply_nesterov(b2.reshape(-1), db2.reshape(-1), b2_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
+    return loss
+
+
+STATE_NAMES_NESTEROV = ('Wx1_v', 'Wh1_v', 'b1_v', 'W2_v', 'b2_v')
+
+
+def init_state_nesterov(Wx1, Wh1, b1, W2, b2):
+    """nesterov's state for these parameters, allocated once and updated in place by
+    train_step_nesterov: per parameter v (0)."""
+    _check_params("init_state_nesterov", (Wx1, Wh1, b1, W2, b2,))
+    return (np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_nesterov(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.001, momentum=0.9, weight_decay=0.0):
+    """One step of torch.optim.SGD(params, lr, momentum, weight_decay=weight_decay, nesterov=True) in place (parameters and state, from init_state_nesterov);
+    returns the loss before it."""
+    _check("train_step_nesterov", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_nesterov", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_nesterov", state, STATE_NAMES_NESTEROV, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_nesterov", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_nesterov", "momentum", momentum, 0.0, 1.0, (True, False)), _hyper("train_step_nesterov", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
+    """AdaGrad: s <- s + g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      s <- g**2 + s
+      p <- -g*lr/(eps + sqrt(s)) + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_s_flat = state_s.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        s = state_s_flat[i]
+        t0 = g + p*weight_decay
+        t1 = s + (t0*t0)
+        s_new = t1  # s <- g**2 + s
+        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        state_s_flat[i] = s_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay):
+    """train_step_adagrad_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    _apply_adagrad(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(eps), real(weight_decay))
+    return loss
+
+
+STATE_NAMES_ADAGRAD = ('Wx1_s', 'Wh1_s', 'b1_s', 'W2_s', 'b2_s')
+
+
+def init_state_adagrad(Wx1, Wh1, b1, W2, b2):
+    """adagrad's state for these parameters, allocated once and updated in place by
+    train_step_adagrad: per parameter s (0)."""
+    _check_params("init_state_adagrad", (Wx1, Wh1, b1, W2, b2,))
+    return (np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_adagrad(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.01, eps=1e-10, weight_decay=0.0):
+    """One step of torch.optim.Adagrad(params, lr, eps=eps, weight_decay=weight_decay) in place (parameters and state, from init_state_adagrad);
+    returns the loss before it."""
+    _check("train_step_adagrad", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_adagrad", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_adagrad", state, STATE_NAMES_ADAGRAD, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_adagrad", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_adagrad", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_adagrad", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
+    """RMSprop: s <- alpha*s + (1 - alpha)*g^2, p <- p - lr*g/(sqrt(s) + eps): one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      s <- alpha*s + g**2*(1 - alpha)
+      p <- -g*lr/(eps + sqrt(s)) + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_s_flat = state_s.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        s = state_s_flat[i]
+        t0 = g + p*weight_decay
+        t1 = alpha*s + (t0*t0)*(real(1) - alpha)
+        s_new = t1  # s <- alpha*s + g**2*(1 - alpha)
+        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        state_s_flat[i] = s_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
+
+
+@jit
+def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay):
+    """train_step_rmsprop_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(W2.reshape(-1), dW2.reshape(-1), W2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    _apply_rmsprop(b2.reshape(-1), db2.reshape(-1), b2_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
+    return loss
+
+
+STATE_NAMES_RMSPROP = ('Wx1_s', 'Wh1_s', 'b1_s', 'W2_s', 'b2_s')
+
+
+def init_state_rmsprop(Wx1, Wh1, b1, W2, b2):
+    """rmsprop's state for these parameters, allocated once and updated in place by
+    train_step_rmsprop: per parameter s (0)."""
+    _check_params("init_state_rmsprop", (Wx1, Wh1, b1, W2, b2,))
+    return (np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(b2), )
+
+
+def train_step_rmsprop(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0):
+    """One step of torch.optim.RMSprop(params, lr, alpha, eps, weight_decay) in place (parameters and state, from init_state_rmsprop);
+    returns the loss before it."""
+    _check("train_step_rmsprop", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_rmsprop", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_rmsprop", state, STATE_NAMES_RMSPROP, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_rmsprop", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_rmsprop", "alpha", alpha, 0.0, 1.0, (True, True)), _hyper("train_step_rmsprop", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_rmsprop", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+@jit
+def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_decay, t):
+    """Adam: moment estimates m and v with bias correction: one parameter and its state in place, element by element, the rule's
+    lines in order (symbolic/steps.py; each reads the new values of the lines above it):
+      g <- g + p*weight_decay
+      m <- beta1*m + g*(1 - beta1)
+      v <- beta2*v + g**2*(1 - beta2)
+      m_hat <- m/(1 - beta1**t)
+      v_hat <- v/(1 - beta2**t)
+      p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
+    Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
+    serves parameters of every rank)."""
+    real = param.dtype.type
+    param_flat = param.reshape(-1)
+    grad_flat = grad.reshape(-1)
+    state_m_flat = state_m.reshape(-1)
+    state_v_flat = state_v.reshape(-1)
+    for i in range(param_flat.size):
+        p = param_flat[i]
+        g = grad_flat[i]
+        m = state_m_flat[i]
+        v = state_v_flat[i]
+        t0 = g + p*weight_decay
+        t1 = beta1*m + t0*(real(1) - beta1)
+        t2 = beta2*v + (t0*t0)*(real(1) - beta2)
+        m_new = t1  # m <- beta1*m + g*(1 - beta1)
+        v_new = t2  # v <- beta2*v + g**2*(1 - beta2)
+        p_new = -lr*t1/((real(1) - beta1**t)*(eps + np.sqrt(t2/(real(1) - beta2**t)))) + p  # p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
+        state_m_flat[i] = m_new
+        state_v_flat[i] = v_new
+        param_flat[i] = p_new
+
+
+@jit
+def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+    """One adam step in place, on a workspace from make_workspace(X): the gradients, then
+    every parameter and its state."""
+    real = X.dtype.type
+    N = X.shape[0]
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_m.reshape(-1), Wh1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
+
+
+@jit
+def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay):
+    """train_step_adam_into's statements on a workspace of its own (written out, not called)."""
+    real = X.dtype.type
+    N = X.shape[0]
+    h1 = np.empty((N, 1), X.dtype)
+    a1 = np.empty((N, 3, 4), X.dtype)
+    i1 = np.empty((N, 3, 1), X.dtype)
+    f1 = np.empty((N, 3, 1), X.dtype)
+    g1 = np.empty((N, 3, 1), X.dtype)
+    o1 = np.empty((N, 3, 1), X.dtype)
+    cs1 = np.empty((N, 3, 1), X.dtype)
+    tc1 = np.empty((N, 3, 1), X.dtype)
+    hs1 = np.empty((N, 3, 1), X.dtype)
+    xWx1 = np.empty((N, 2, 4), X.dtype)
+    hWh1 = np.empty((N, 4), X.dtype)
+    backWh1 = np.empty((N, 1), X.dtype)
+    backWx1 = np.empty((N, 1), X.dtype)
+    da1 = np.empty((N, 3, 4), X.dtype)
+    di1 = np.empty((N, 3, 1), X.dtype)
+    df1 = np.empty((N, 3, 1), X.dtype)
+    dg1 = np.empty((N, 3, 1), X.dtype)
+    do1 = np.empty((N, 3, 1), X.dtype)
+    dcs1 = np.empty((N, 3, 1), X.dtype)
+    dhs1 = np.empty((N, 3, 1), X.dtype)
+    dWh1_step = np.empty((3, 1, 4), X.dtype)
+    dWx1 = np.empty((1, 4), X.dtype)
+    dWh1 = np.empty((1, 4), X.dtype)
+    db1 = np.empty((4,), X.dtype)
+    z2 = np.empty((N, 1), X.dtype)
+    dW2 = np.empty((1, 1), X.dtype)
+    db2 = np.empty((1,), X.dtype)
+    dh1 = np.empty((N, 1), X.dtype)
+    dz2 = np.empty((N, 1), X.dtype)
+    # ---- forward ----
+    # layer 1: lstm(1,1,2) (2 steps of 1 -> 1 states, cells and gates i, f, g, o)
+    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 4))  # x_t Wx for every step t at once
+    for n in range(N):
+        for j in range(1):
+            hs1[n, 0, j] = real(0)
+            cs1[n, 0, j] = real(0)
+    for t in range(1, 3):
+        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        for n in range(N):
+            for q in range(4):
+                a1[n, t, q] = b1[q] + hWh1[n, q] + xWx1[n, t - 1, q]
+            for j in range(1):
+                i1[n, t, j] = _sigmoid(a1[n, t, j])
+                f1[n, t, j] = _sigmoid(a1[n, t, j + 1])
+                g1[n, t, j] = _tanh(a1[n, t, j + 2])
+                o1[n, t, j] = _sigmoid(a1[n, t, j + 3])
+                cs1[n, t, j] = cs1[n, t - 1, j]*f1[n, t, j] + g1[n, t, j]*i1[n, t, j]
+                tc1[n, t, j] = _tanh(cs1[n, t, j])
+                hs1[n, t, j] = o1[n, t, j]*tc1[n, t, j]
+    for n in range(N):
+        for j in range(1):
+            h1[n, j] = hs1[n, 2, j]
+    # layer 2: affine(1,1)
+    _dot_loops(h1, W2, z2)  # z2 = h1 W2
+    _add_bias(z2, b2)  # z2 += 1 b2
+    # ---- loss ----
+    # layer 3: squared-error
+    K = 1
+    loss = real(0)
+    for n in range(N):
+        for j in range(K):
+            loss_term = (real(0.5))*((T[n, j] - z2[n, j])*(T[n, j] - z2[n, j]))
+            loss += loss_term
+    # ---- backward (chain rule, from the loss back to the first layer) ----
+    K = 1
+    for n in range(N):
+        for j in range(K):
+            dz2[n, j] = -T[n, j] + z2[n, j]  # dL/dz2 = -t + y
+    # layer 2: affine(1,1)
+    _dot_loops(h1.T, dz2, dW2)  # dL/dW2 = h1^T dL/dz2
+    _column_sums(dz2, db2)  # dL/db2 = 1^T dL/dz2 (sum over the batch)
+    _dot_loops(dz2, W2.T, dh1)  # dL/dh1 = dL/dz2 W2^T
+    # layer 1: lstm(1,1,2): back through time
+    for n in range(N):
+        for j in range(1):
+            dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    for n in range(N):
+        for j in range(1):
+            dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
+            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    for n in range(N):
+        for m in range(1):
+            dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
+    for r in range(1):
+        for n in range(N):
+            for j in range(1):
+                dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
+                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        for n in range(N):
+            for m in range(1):
+                dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
+    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
+    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(da1[:, 1:3, :]).reshape(-1, 4), db1)  # dL/db1: every row and step's
+    step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
+    t = real(step_count[0])
+    _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_m.reshape(-1), Wh1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b1.reshape(-1), db1.reshape(-1), b1_m.reshape(-1), b1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(W2.reshape(-1), dW2.reshape(-1), W2_m.reshape(-1), W2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    _apply_adam(b2.reshape(-1), db2.reshape(-1), b2_m.reshape(-1), b2_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
+    return loss
+
+
+STATE_NAMES_ADAM = ('Wx1_m', 'Wx1_v', 'Wh1_m', 'Wh1_v', 'b1_m', 'b1_v', 'W2_m', 'W2_v', 'b2_m', 'b2_v', 'step_count')
+
+
+def init_state_adam(Wx1, Wh1, b1, W2, b2):
+    """adam's state for these parameters, allocated once and updated in place by
+    train_step_adam: per parameter m (0), v (0); the step count t (0)."""
+    _check_params("init_state_adam", (Wx1, Wh1, b1, W2, b2,))
+    return (np.zeros_like(Wx1), np.zeros_like(Wx1), np.zeros_like(Wh1), np.zeros_like(Wh1), np.zeros_like(b1), np.zeros_like(b1), np.zeros_like(W2), np.zeros_like(W2), np.zeros_like(b2), np.zeros_like(b2), np.zeros(1, np.float64), )
+
+
+def train_step_adam(Wx1, Wh1, b1, W2, b2, state, X, T, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0):
+    """One step of torch.optim.Adam(params, lr, betas=(beta1, beta2), eps, weight_decay) in place (parameters and state, from init_state_adam);
+    returns the loss before it."""
+    _check("train_step_adam", (Wx1, Wh1, b1, W2, b2,), X, T)
+    _updated_in_place("train_step_adam", (Wx1, Wh1, b1, W2, b2,), X, T)
+    state = _check_state("train_step_adam", state, STATE_NAMES_ADAM, (Wx1, Wh1, b1, W2, b2,), X, T)
+    hyper = (_hyper("train_step_adam", "lr", lr, 0.0, math.inf, (False, False)), _hyper("train_step_adam", "beta1", beta1, 0.0, 1.0, (True, False)), _hyper("train_step_adam", "beta2", beta2, 0.0, 1.0, (True, False)), _hyper("train_step_adam", "eps", eps, 0.0, math.inf, (True, False)), _hyper("train_step_adam", "weight_decay", weight_decay, 0.0, math.inf, (True, False)),)
+    return train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, *state, np.ascontiguousarray(X), np.ascontiguousarray(T), *hyper)
+
+
+# name -> (init_state, train_step, hyper-parameter defaults)
+OPTIMIZERS = {
+    'sgd': (init_state_sgd, train_step_sgd, {'lr': 0.001, 'weight_decay': 0.0}),
+    'momentum': (init_state_momentum, train_step_momentum, {'lr': 0.001, 'momentum': 0.9, 'weight_decay': 0.0}),
+    'nesterov': (init_state_nesterov, train_step_nesterov, {'lr': 0.001, 'momentum': 0.9, 'weight_decay': 0.0}),
+    'adagrad': (init_state_adagrad, train_step_adagrad, {'lr': 0.01, 'eps': 1e-10, 'weight_decay': 0.0}),
+    'rmsprop': (init_state_rmsprop, train_step_rmsprop, {'lr': 0.01, 'alpha': 0.99, 'eps': 1e-08, 'weight_decay': 0.0}),
+    'adam': (init_state_adam, train_step_adam, {'lr': 0.001, 'beta1': 0.9, 'beta2': 0.999, 'eps': 1e-08, 'weight_decay': 0.0}),
+}
