@@ -539,20 +539,24 @@ def torch_sequence_manual_step(torch, case, params, X, T):
 
 
 def jax_sequence_step(jax, case, params, X, T):
-    """jax.jit of value_and_grad plus the SGD update (jax_sgd_step), as JAX's users write it:
-    the cell over lax.scan (jax_recurrent_last_state), its last state into the readout; or
-    the head (jax_attention), flattened into the readout. Softmax cross-entropy."""
+    """jax.jit of value_and_grad of jax_sequence_loss plus the SGD update (jax_sgd_step), X as
+    (N, T, D) sequences."""
     n = X.shape[0]
+    return jax_sgd_step(jax, jax_sequence_loss(jax, case), params, X.reshape(n, case.steps, -1), T, case.lr)
 
+
+def jax_sequence_loss(jax, case):
+    """loss(params, sequences, one-hot targets) as JAX's users write it: the cell over lax.scan
+    (jax_recurrent_last_state), its last state into the readout; or the head (jax_attention),
+    flattened into the readout. Softmax cross-entropy."""
     def loss_fn(p, x, t):
         *layer, W, b = p
         if case.kind == "attention-head":
-            features = jax_attention(jax, x, *layer).reshape(n, -1)
+            features = jax_attention(jax, x, *layer).reshape(x.shape[0], -1)
         else:
             features = jax_recurrent_last_state(jax, case.kind, x, *layer)
         return jax_cross_entropy(jax, features @ W + b, t)
-
-    return jax_sgd_step(jax, loss_fn, params, X.reshape(n, case.steps, -1), T, case.lr)
+    return loss_fn
 
 
 def jax_recurrent_last_state(jax, kind, x, Wx, Wh, *biases):
