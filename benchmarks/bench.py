@@ -92,8 +92,9 @@ def worked_example(dtype: str) -> Case:
 
 
 BATCHNORM_ADAM, CONVNET = "batchnorm-adam", "convnet"  # the kinds of NetCase; `--only` selects them by name
-LSTM, GRU, ATTENTION_HEAD = "lstm", "gru", "attention-head"  # the sequence kinds of NetCase
-SEQUENCES = (LSTM, GRU, ATTENTION_HEAD)
+LSTM, GRU, ATTENTION_HEAD, MHA = "lstm", "gru", "attention-head", "mha"  # the sequence kinds of NetCase
+SEQUENCES = (LSTM, GRU, ATTENTION_HEAD, MHA)
+ATTENTION = (ATTENTION_HEAD, MHA)  # over (T, width) tokens, read out flattened
 CLASSES = 10  # a sequence case's readout: the last state (or the flattened head) into 10 classes
 
 
@@ -105,7 +106,8 @@ class NetCase:
 
     sizes: (inputs, hidden, outputs) for batchnorm-adam; (hidden, outputs) for convnet, whose
     image (channels, height, width) and conv (filters, kernel) are separate fields; (inputs,
-    hidden) for lstm and gru and (width,) for the attention head, over ``steps`` steps (tokens)."""
+    hidden) for lstm and gru, (width,) for the attention head and (width, heads) for the mha
+    block, over ``steps`` steps (tokens)."""
 
     kind: str
     sizes: tuple[int, ...]
@@ -119,7 +121,9 @@ class NetCase:
     @property
     def name(self) -> str:
         if self.kind in SEQUENCES:
-            width = f"width {self.sizes[0]}" if self.kind == ATTENTION_HEAD else f"hidden {self.sizes[1]}"
+            width = f"hidden {self.sizes[1]}" if self.kind not in ATTENTION else f"width {self.sizes[0]}"
+            if self.kind == MHA:
+                width += f" heads {self.sizes[1]}"
             return f"{self.kind} T{self.steps} {width} b{self.batch} {self.dtype}"
         if self.kind == BATCHNORM_ADAM:
             return f"{BATCHNORM_ADAM} {'-'.join(map(str, self.sizes))} b{self.batch} {self.dtype}"
@@ -135,10 +139,11 @@ class NetCase:
 
     @property
     def spec(self) -> str:
-        if self.kind == ATTENTION_HEAD:
-            (w,) = self.sizes
-            return (f"attention({w},{w},{w},{self.steps}) flatten affine({self.steps * w},{CLASSES}) "
-                    "softmax-cross-entropy")
+        if self.kind in ATTENTION:
+            w, steps = self.sizes[0], self.steps
+            layer = (f"attention({w},{w},{w},{steps})" if self.kind == ATTENTION_HEAD
+                     else f"mha({w},{self.sizes[1]},{steps})")
+            return f"{layer} flatten affine({steps * w},{CLASSES}) softmax-cross-entropy"
         if self.kind in SEQUENCES:
             d, h = self.sizes
             return f"{self.kind}({d},{h},{self.steps}) affine({h},{CLASSES}) softmax-cross-entropy"
@@ -158,12 +163,14 @@ class NetCase:
         differentiates; then each affine layer's forward, dW and dX (3 products). lstm, gru:
         per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX); the attention head:
         per example the three projections and their dW (no dX), Q K^T, P V, dP, dV, dQ, dK;
-        then the readout's forward, dW and dX."""
+        then the readout's forward, dW and dX. mha: the same over all heads together (their
+        widths add up to the width), and the output projection's forward, dW and dO."""
         if self.kind in SEQUENCES:
             n, steps = self.batch, self.steps
-            if self.kind == ATTENTION_HEAD:
-                (w,) = self.sizes
-                return 2 * n * (6 * steps * w * w + 6 * steps * steps * w + 3 * steps * w * CLASSES)
+            if self.kind in ATTENTION:
+                w = self.sizes[0]
+                projections = 6 if self.kind == ATTENTION_HEAD else 9
+                return 2 * n * (projections * steps * w * w + 6 * steps * steps * w + 3 * steps * w * CLASSES)
             d, h = self.sizes
             gates = (4 if self.kind == LSTM else 3) * h
             return 2 * n * (steps * (2 * d * gates + 3 * h * gates) + 3 * h * CLASSES)
@@ -188,11 +195,12 @@ def convnet_case(dtype: str = "float32", image=(1, 28, 28), conv=(30, 5), sizes=
 
 
 def sequence_cases(dtype: str = "float32", batch: int = 32, lr: float = 0.01) -> list[NetCase]:
-    """Issue 26: lstm and gru at T 32, 128 inputs, hidden 128 and 256; one self-attention head at
-    T 64, width 128 (the 4-head block is still to come); SGD."""
+    """lstm and gru at T 32, 128 inputs, hidden 128 and 256; one self-attention head and the
+    4-head block (projections, residual, layer norm) at T 64, width 128; SGD."""
     return [*(NetCase(kind, (128, hidden), batch, dtype, lr, steps=32)
               for kind in (LSTM, GRU) for hidden in (128, 256)),
-            NetCase(ATTENTION_HEAD, (128,), batch, dtype, lr, steps=64)]
+            NetCase(ATTENTION_HEAD, (128,), batch, dtype, lr, steps=64),
+            NetCase(MHA, (128, 4), batch, dtype, lr, steps=64)]
 
 
 def all_cases(quick: bool) -> list:

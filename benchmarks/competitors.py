@@ -422,7 +422,7 @@ def jax_conv_step(jax, case, params, X, T):
     return jax_sgd_step(jax, loss_fn, params, X.reshape(n, channels, height, width), T, case.lr)
 
 
-# ---- sequence layers (NetCase kinds lstm, gru, attention-head) -------------------------------
+# ---- sequence layers (NetCase kinds lstm, gru, attention-head, mha) --------------------------
 def _torch_sequence_data(torch, case, X, T):
     """X as (N, T, D) sequences and the targets as class indices."""
     return torch.from_numpy(X.reshape(X.shape[0], case.steps, -1).copy()), torch.from_numpy(T.argmax(axis=1))
@@ -440,33 +440,56 @@ def _torch_sgd_step(torch, model, optimizer, inputs, target):
     return step
 
 
+def _torch_attention_module(torch, case, params, dtype):
+    """(modules, forward): nn.MultiheadAttention with symprop's parameters copied in (torch
+    stores the transposes: in_proj_weight stacks Wq^T, Wk^T, Wv^T). The head: one head, no
+    biases, its output projection held at the identity and not trained (a little more work
+    than symprop's head, which has none). The mha block: its heads, biases and output
+    projection, then x + its output into nn.LayerNorm (eps 1e-5 in both)."""
+    nn, tensor = torch.nn, torch.from_numpy
+    block = case.kind == "mha"
+    if block:
+        Wq, bq, Wk, bk, Wv, bv, Wo, bo, scale, shift = params[:10]
+    else:
+        Wq, Wk, Wv = params[:3]
+    width = Wq.shape[0]
+    attention = nn.MultiheadAttention(width, case.sizes[1] if block else 1, bias=block, batch_first=True,
+                                      dtype=dtype)
+    with torch.no_grad():
+        attention.in_proj_weight.copy_(tensor(np.concatenate([Wq.T, Wk.T, Wv.T])))
+        attention.out_proj.weight.copy_(tensor(Wo.T.copy()) if block else torch.eye(width, dtype=dtype))
+    if not block:
+        attention.out_proj.weight.requires_grad_(False)
+        return [attention], lambda x: attention(x, x, x, need_weights=False)[0]
+    norm = nn.LayerNorm(width, dtype=dtype)
+    with torch.no_grad():
+        attention.in_proj_bias.copy_(tensor(np.concatenate([bq, bk, bv])))
+        attention.out_proj.bias.copy_(tensor(bo))
+        norm.weight.copy_(tensor(scale))
+        norm.bias.copy_(tensor(shift))
+    return [attention, norm], lambda x: norm(x + attention(x, x, x, need_weights=False)[0])
+
+
 def torch_sequence_module_step(torch, case, params, X, T):
     """The nn modules as the tutorials write them, optim.SGD: nn.LSTM / nn.GRU (batch_first)
-    with the last state into nn.Linear; or nn.MultiheadAttention with one head and no biases
-    (it also applies its width x width output projection, set to the identity and not trained:
-    a little more work than symprop's head), flattened into nn.Linear. symprop's parameters are
-    copied in, so every implementation takes the same step."""
+    with the last state into nn.Linear; or nn.MultiheadAttention (as one head, or as the mha
+    block with the residual and nn.LayerNorm: ``_torch_attention_module``), flattened into
+    nn.Linear. symprop's parameters are copied in, so every implementation takes the same step."""
     nn, params = torch.nn, _copies(params)
     inputs, target = _torch_sequence_data(torch, case, X, T)
     dtype = inputs.dtype
-    if case.kind == "attention-head":
-        Wq, Wk, Wv, W, b = params
-        width = Wq.shape[0]
-        attention = nn.MultiheadAttention(width, 1, bias=False, batch_first=True, dtype=dtype)
-        with torch.no_grad():
-            attention.in_proj_weight.copy_(torch.from_numpy(np.concatenate([Wq.T, Wk.T, Wv.T])))
-            attention.out_proj.weight.copy_(torch.eye(width, dtype=dtype))
-        attention.out_proj.weight.requires_grad_(False)  # the identity, kept: symprop's head has none
-        readout = _torch_linear(torch, W, b)
+    if case.kind in ("attention-head", "mha"):
+        layers, attend = _torch_attention_module(torch, case, params, dtype)
+        readout = _torch_linear(torch, *params[-2:])
 
-        class Head(nn.Module):
+        class Attention(nn.Module):
             def __init__(self):
                 super().__init__()
-                self.attention, self.readout = attention, readout
+                self.layers, self.readout = nn.ModuleList(layers), readout
 
             def forward(self, x):
-                return self.readout(self.attention(x, x, x, need_weights=False)[0].flatten(1))
-        model = Head()
+                return self.readout(attend(x).flatten(1))
+        model = Attention()
     else:
         Wx, Wh, *biases, W, b = params
         recurrent = {"lstm": nn.LSTM, "gru": nn.GRU}[case.kind](Wx.shape[0], Wh.shape[0], batch_first=True, dtype=dtype)
@@ -496,7 +519,8 @@ def torch_sequence_module_step(torch, case, params, X, T):
 def torch_sequence_manual_step(torch, case, params, X, T):
     """The same step written with torch ops, as the from-scratch courses do: the cell's
     equations over a Python loop of steps (x_t Wx for every step at once), or the head's
-    softmax(Q K^T / sqrt(d)) V; autograd for the gradients and the SGD update by hand."""
+    softmax(Q K^T / sqrt(d)) V (the mha block: per head, d = D/H, then x + O Wo + bo through
+    F.layer_norm); autograd for the gradients and the SGD update by hand."""
     tensors = [torch.from_numpy(p).requires_grad_() for p in _copies(params)]
     inputs, target = _torch_sequence_data(torch, case, X, T)
     F = torch.nn.functional
@@ -507,6 +531,17 @@ def torch_sequence_manual_step(torch, case, params, X, T):
             q, k, v = inputs @ Wq, inputs @ Wk, inputs @ Wv
             o = torch.softmax(q @ k.transpose(1, 2) / Wq.shape[1] ** 0.5, dim=-1) @ v
             return o.flatten(1) @ W + b
+        if case.kind == "mha":
+            Wq, bq, Wk, bk, Wv, bv, Wo, bo, scale, shift, W, b = tensors
+            n, steps, width = inputs.shape
+            heads = case.sizes[1]
+
+            def split(y):  # (N, T, D) -> (N, H, T, D/H), head h reading columns h D/H .. (h + 1) D/H - 1
+                return y.view(n, steps, heads, width // heads).transpose(1, 2)
+            q, k, v = split(inputs @ Wq + bq), split(inputs @ Wk + bk), split(inputs @ Wv + bv)
+            o = torch.softmax(q @ k.transpose(2, 3) / (width // heads) ** 0.5, dim=-1) @ v
+            r = inputs + o.transpose(1, 2).reshape(n, steps, width) @ Wo + bo
+            return F.layer_norm(r, (width,), scale, shift, eps=1e-5).flatten(1) @ W + b
         Wx, Wh, *biases, W, b = tensors
         hidden = Wh.shape[0]
         xw = inputs @ Wx + biases[0]

@@ -2,14 +2,15 @@
 at the rows `symprop bench --only " b32 "` reports in full.
 
 Times one training step (forward, backward and the SGD update) in float32 at batch 32 of
-lstm and gru at T 32, 128 inputs, hidden 128, and one self-attention head at T 64, width 128
-(the bench's cases, ``bench.sequence_cases``), against the bench's competitors: the nn
-modules with optim.SGD, the same step written with torch ops and autograd
-(``competitors.torch_sequence_*_step``) and JAX's jit of value_and_grad
-(``competitors.jax_sequence_step``). Prints best-of-N milliseconds and the ratio
-theirs / symprop (above 1: symprop is faster). Without torch or JAX, their lines are left out.
---forward also times the forward pass alone (symprop's forward_kernel, JAX's jitted loss),
-which says whether a gap between the two lies in the forward or in the backward and update.
+lstm and gru at T 32, 128 inputs, hidden 128, one self-attention head and the 4-head block
+(projections, residual, layer norm) at T 64, width 128 (the bench's cases,
+``bench.sequence_cases``), against the bench's competitors: the nn modules with optim.SGD,
+the same step written with torch ops and autograd (``competitors.torch_sequence_*_step``)
+and JAX's jit of value_and_grad (``competitors.jax_sequence_step``). Prints best-of-N
+milliseconds and the ratio theirs / symprop (above 1: symprop is faster). Without torch or
+JAX, their lines are left out. --forward also times the forward pass alone (symprop's
+forward_kernel, JAX's jitted loss), which says whether a gap between the two lies in the
+forward or in the backward and update.
 
     python -m symprop.benchmarks.sequences [--threads 1|all] [--repeats 10] [--hidden 256] [--forward]
 """
@@ -47,7 +48,7 @@ def main(argv=None):
     print(f"one training step (forward, backward, SGD update), batch 32, float32, --threads {args.threads}, "
           f"best of {args.repeats} (ms); ratio = theirs / symprop")
     for case in bench.sequence_cases():
-        if case.kind != bench.ATTENTION_HEAD and case.sizes[1] != args.hidden:
+        if case.kind not in bench.ATTENTION and case.sizes[1] != args.hidden:
             continue
         params, X, T = bench.make_net_data(case)
         net, why = bench.load_symprop_network(case.spec)

@@ -197,11 +197,12 @@ def _sizes_read(function, args, shapes, inputs):
 
 
 def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, checks, checked, view,
-             loss=False) -> str:
+             loss=False, scratch=()) -> str:
     """The checked wrapper of a kernel: arrays of one float dtype (``like``'s), the sizes'
     ``checks``, every other array's shape (``shape_of``) checked; outputs allocated, those in
     ``caller`` the caller's if given (``out=None``); the kernel called on ``view``s of them, its
-    outputs returned (after the loss it returns, ``loss``)."""
+    outputs returned (after the loss it returns, ``loss``). ``scratch`` arrays are allocated and
+    passed after the outputs, never returned (an intermediate gradient the kernel keeps)."""
     given = ", ".join(f"{name}={name}" for name in args)
     signature = [*args, *(f"{name}={value!r}" for name, value in scalars.items()), *(f"{name}=None" for name in caller)]
     lines = [f"def {function}({', '.join(signature)}):", f'    """{doc}"""']
@@ -212,8 +213,8 @@ def _wrapper(function, doc, args, scalars, outputs, caller, shape_of, like, chec
     lines += [f'    {"".join(f"{name}, " for name in args)}= _arrays("{function}", {given})', *checks]
     lines += [f'    _shape("{function}", "{name}", {name}, {shape_of(name)})' for name in args if name not in checked]
     lines += [f'    {name} = _output("{function}", "{name}", {name}, {shape_of(name)}, {like}.dtype)' if name in caller
-              else f"    {name} = np.empty({shape_of(name)}, {like}.dtype)" for name in outputs]
-    call = [*(f"{name}{view}" for name in args), *scalars, *(f"{name}{view}" for name in outputs)]
+              else f"    {name} = np.empty({shape_of(name)}, {like}.dtype)" for name in [*outputs, *scratch]]
+    call = [*(f"{name}{view}" for name in args), *scalars, *(f"{name}{view}" for name in [*outputs, *scratch])]
     lines += [f"    {'loss = ' if loss else ''}{function}_kernel({', '.join(call)})",
               f"    return {', '.join(['loss', *outputs] if loss else outputs)}"]
     return "\n".join(lines) + "\n"
@@ -463,10 +464,13 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
     args.sort(key=lambda name: order.get(name, 4))
     gradients = ["dX", *(f"d{name}" for name, _ in low.params)]
     outputs = [name for name in gradients if name in backward_written]
+    # arrays the backward statements write for themselves (a gated unit's dL/da, read by its dx
+    # and dW): the wrapper allocates them, the kernel fills them, nobody gets them back
+    scratch = [name for name, _ in low.buffers if name in backward_written and name not in outputs]
     first = args[0] if args else "X"
     sizes = [DtypeOf(array(first)), ShapeOf((N, FEATURES), array(first))]
     backward_constants = {name: value for name, value in constants.items() if name in backward_read}
-    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *backward_constants, *outputs), (
+    backward_kernel = Function(f"{base}_backward_kernel", arrays(*args, *backward_constants, *outputs, *scratch), (
         *sizes, *(Let(local(c), Real(local(c))) for c in backward_constants),
         *[s for s in _size_lets(forward_statements) if s not in low.backward], *low.backward))
     kernels = [module.backend.function(node, module.printer) for node in (forward_kernel, backward_kernel)]
@@ -475,7 +479,7 @@ def _from_lowering(layer, d: Derivation, module: ModuleText):
                                                      inputs, saved, d, constants))
     module.add(kernels[1] + "\n\n" + _lowered_wrapper(layer, base, "backward", [name_of(n) for n in args],
                                                      [name_of(n) for n in outputs], shapes, args, outputs, d,
-                                                     backward_constants))
+                                                     backward_constants, scratch))
     module.helpers |= module.printer.helpers_used
 
 
@@ -507,7 +511,7 @@ def _shape_text(shape, first: str) -> str:
 
 
 def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args, lowered_outputs, d,
-                     constants) -> str:
+                     constants, scratch=()) -> str:
     """The checked wrapper of a 2-D kernel printed from the lowering: the first array 2-D with at
     least one row and one feature, each other array's shape from it (T: the first's)."""
     function, first = f"{base}_{direction}", args[0]
@@ -520,13 +524,13 @@ def _lowered_wrapper(layer, base, direction, args, outputs, shapes, lowered_args
         doc = "; ".join(f"{name} = {sp.sstr(d.backward[key])}" for name, key in zip(outputs, d.backward)) + (
             ". Never writes its inputs.")
     texts = {name: _shape_text(shapes.get(lowered, shapes["X"]), first)
-             for name, lowered in zip([*args, *outputs], [*lowered_args, *lowered_outputs])}
+             for name, lowered in zip([*args, *outputs, *scratch], [*lowered_args, *lowered_outputs, *scratch])}
     axis, one = ("classes", "class") if layer.is_loss else ("features", "feature")
     checks = [f'    if {first}.ndim != 2 or 0 in {first}.shape:',
               f'        raise ValueError(f"{function}: {first} must be 2-D (batch, {axis}) with at least one row '
               f'and one {one}, got shape {{{first}.shape}}")']
     return _wrapper(function, doc, args, constants, outputs, outputs[:1], texts.get, first, checks, {first}, "",
-                    loss=layer.is_loss and direction == "forward")
+                    loss=layer.is_loss and direction == "forward", scratch=scratch)
 
 
 def _emitter(layer, name: str):

@@ -54,6 +54,15 @@ def parameter_loss(net, params, k: int, X, T):
     return loss_of
 
 
+def assert_gradients_are_central_differences(net, params, X, T, tolerance: float):
+    """Every parameter's gradient from a network module's loss_and_grads is the central
+    difference of its loss (relative error below tolerance)."""
+    _, *grads = net.loss_and_grads(*params, X, T)
+    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
+        numeric = numerical_gradient(parameter_loss(net, params, k, X, T), params[k])
+        assert relative_error(grad, numeric) < tolerance, name
+
+
 def assert_sgd_step_is_the_gradient_step(net, params, X, T, lr: float = 0.1):
     """One fused sgd_step returns the loss before it and moves every parameter by -lr times its
     gradient from loss_and_grads (the parameters given are left alone)."""

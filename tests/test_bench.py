@@ -346,7 +346,8 @@ def test_net_cases_are_named_for_only_and_stay_out_of_quick():
     assert [n for n in names if "convnet" in n] == ["convnet 1x28x28 conv30k5-100-10 b100 float32"]
     assert [n for n in names if " b32 " in n] == [  # --only b32: the sequence rows
         "lstm T32 hidden 128 b32 float32", "lstm T32 hidden 256 b32 float32", "gru T32 hidden 128 b32 float32",
-        "gru T32 hidden 256 b32 float32", "attention-head T64 width 128 b32 float32"]
+        "gru T32 hidden 256 b32 float32", "attention-head T64 width 128 b32 float32",
+        "mha T64 width 128 heads 4 b32 float32"]
     assert not any(isinstance(c, bench.NetCase) for c in bench.all_cases(quick=True))
     conv = bench.convnet_case()
     assert conv.spec == ("input(1,28,28) conv2d(1,30,5) relu maxpool(2) flatten affine(4320,100) relu "
@@ -404,13 +405,14 @@ def test_report_paths_are_refused_before_the_timing(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", [bench.NetCase(bench.LSTM, (3, 4), 5, "float64", 0.5, steps=3),
                                   bench.NetCase(bench.GRU, (3, 4), 5, "float64", 0.5, steps=3),
-                                  bench.NetCase(bench.ATTENTION_HEAD, (4,), 5, "float64", 0.5, steps=3)],
+                                  bench.NetCase(bench.ATTENTION_HEAD, (4,), 5, "float64", 0.5, steps=3),
+                                  bench.NetCase(bench.MHA, (4, 2), 5, "float64", 0.5, steps=3)],
                          ids=lambda c: c.kind)
 def test_sequence_case_competitors_take_the_same_steps(case):
     """Three steps from the same start (float64, small sizes of the benchmark's kinds): symprop,
     the torch nn modules, the torch ops and JAX's jit (whichever are installed) give the same
-    losses to 1e-10, and JAX the same parameters after them, so the lstm, gru and
-    attention-head rows time the same computation (a different gradient changes the next loss)."""
+    losses to 1e-10, and JAX the same parameters after them, so the lstm, gru, attention-head
+    and mha rows time the same computation (a different gradient changes the next loss)."""
     libs = bench.optional_libraries()
     if libs["torch"] is None and libs["jax"] is None:
         pytest.skip("the comparison needs PyTorch or JAX (pip install -r requirements-bench.txt; not test extras)")

@@ -24,7 +24,7 @@ from symprop.symbolic.ir import Comment, Let, Loop, array, element
 from symprop.symbolic.layers import REGISTRY, K, N, Derivation, Op
 from symprop.symbolic.ops.builders import ROW, row_reduction, _row_index
 from symprop.symbolic.transcript import tr
-from tests.gradcheck import numerical_gradient, parameter_loss, relative_error
+from tests.gradcheck import assert_gradients_are_central_differences, numerical_gradient, relative_error
 
 GRADCHECK_TOLERANCE = 1e-6  # float64 central differences, relative
 
@@ -70,12 +70,23 @@ VALUES = {"X": [[0.5, -1], [2, 0.25]], "T": [[1], [-0.5]], "W1": [[1, -0.5, 0.25
           "b1": [0, 0.5, -0.25], "W2": [[1], [-1], [0.5]], "b2": [0.25]}
 
 
-@pytest.fixture
-def registered(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
-    op = REGISTRY.register(RowCentre())
-    yield op
-    REGISTRY.remove(op.name)
+def registered_while(op, tmp_path_factory):
+    """op registered while a test module runs (its networks compiled once, into a cache of
+    their own), removed after: the body of a module-scoped fixture."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYMPROP_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield REGISTRY.register(op)
+        REGISTRY.remove(op.name)
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    yield from registered_while(RowCentre(), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def net(registered):
+    return load_network(SPEC)
 
 
 def test_sympy_derives_the_textbook_rule(registered):
@@ -90,28 +101,17 @@ def test_symprop_derive_shows_the_new_family(registered, capsys):
     assert "dx[j]" in capsys.readouterr().out
 
 
-def test_the_fused_kernel_agrees_with_central_differences(registered, rng):
-    net = load_network(SPEC)
+def test_the_fused_kernel_agrees_with_central_differences(net, rng):
     params = [rng.normal(0, 1, shape) for shape in net.PARAM_SHAPES]
     X, T = rng.normal(size=(5, 2)), rng.normal(size=(5, 1))
-    loss, *grads = net.loss_and_grads(*params, X, T)
-    for k, (name, grad) in enumerate(zip(net.PARAM_NAMES, grads)):
-        numeric = numerical_gradient(parameter_loss(net, params, k, X, T), params[k])
-        assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, name
+    assert_gradients_are_central_differences(net, params, X, T, GRADCHECK_TOLERANCE)
 
 
-def test_the_transcript_is_the_lowering_run_and_agrees_with_the_kernel(registered):
+def test_the_transcript_is_the_lowering_run_and_agrees_with_the_kernel(net):
     t = graph_transcript(parse_net(SPEC), VALUES, learning_rate="1/10")
     text = t.render("text", 6, "en")
     assert "the row minus its mean" in text  # the note the lowering gave its statement
-    net = load_network(SPEC)
-    params = [np.array(VALUES[name], dtype=np.float64) for name in net.PARAM_NAMES]
-    loss, *grads = net.loss_and_grads(*params, np.array(VALUES["X"], float), np.array(VALUES["T"], float))
-    assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
-    for name, grad in zip(net.PARAM_NAMES, grads):
-        for index in np.ndindex(grad.shape):
-            key = f"dL/d{name}[{','.join(map(str, index))}]"
-            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-15), key
+    assert_the_transcript_is_the_kernel(t, net, VALUES)
     # the centred row sums to zero, exactly
     assert sum(t.value(f"h1[0,{j}]") for j in range(3)) == 0
 
@@ -119,16 +119,34 @@ def test_the_transcript_is_the_lowering_run_and_agrees_with_the_kernel(registere
 def test_the_checker_reads_claims_about_the_new_family(registered, tmp_path):
     """A learner's net file using the family: a right claim is right, a wrong one is named."""
     t = graph_transcript(parse_net(SPEC), VALUES)
-    rows = "\n".join(f"{name} = {value!r}" for name, value in VALUES.items())
-    path = tmp_path / "centred.toml"
-    path.write_text(f'title = "centred"\nnet = "{SPEC}"\n[values]\n{rows}\nlearning_rate = 0.1\n', encoding="utf-8")
-    exact = float(t.value("dL/dz1[1,2]"))
-    report = check(str(path), [claim_from("dL/dz1[1,2]", f"{exact:.9f}", "claim 1"),
-                               claim_from("h1[0,1]", f"{float(t.value('h1[0,1]')) + 0.5:.9f}", "claim 2")])
+    assert_right_and_wrong_claims(tmp_path, SPEC, VALUES, ("dL/dz1[1,2]", float(t.value("dL/dz1[1,2]"))),
+                                  ("h1[0,1]", float(t.value("h1[0,1]")) + 0.5))
+
+
+def assert_the_transcript_is_the_kernel(t, net, values):
+    """The transcript's loss and every parameter's gradient are the fused kernel's at the same
+    values (float64, 12 digits): one lowering, read twice."""
+    params = [np.array(values[name], dtype=np.float64) for name in net.PARAM_NAMES]
+    loss, *grads = net.loss_and_grads(*params, np.array(values["X"], float), np.array(values["T"], float))
+    assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-15), key
+
+
+def assert_right_and_wrong_claims(folder, spec, values, right, wrong):
+    """A learner's net file of spec and values, checked with two claims (key, number): the
+    right one is right, the wrong one is wrong and named as the first wrong step."""
+    rows = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    path = folder / "claims.toml"
+    path.write_text(f'title = "claims"\nnet = "{spec}"\n[values]\n{rows}\nlearning_rate = 0.1\n', encoding="utf-8")
+    report = check(str(path), [claim_from(key, f"{number:.9f}", f"claim {k}")
+                               for k, (key, number) in enumerate((right, wrong), 1)])
     assert not report.problems, report.problems
     verdicts = {v.key: v for v in report.verdicts}
-    assert verdicts["dL/dz1[1,2]"].right and not verdicts["h1[0,1]"].right
-    assert report.first_wrong == "h1[0,1]"
+    assert verdicts[right[0]].right and not verdicts[wrong[0]].right
+    assert report.first_wrong == wrong[0]
 
 
 def test_symprop_generate_prints_its_per_layer_kernels_from_the_lowering(registered, tmp_path, rng):

@@ -318,12 +318,18 @@ def head_forward(lowering, arrays, d, tokens, keys, values) -> list:
         Let(smax, at("S", n, t, 0), note=tr("the row maximum of the scores: subtracted before exp, so no exponent "
                                             "is positive", "分数的行最大值：exp 之前减去，使指数都不为正")),
         Loop(s, keys_of_t, (Let(smax, as_written(sp.Max, smax, at("S", n, t, s))),), start=1),
+        # the kernel computes each exponential once, into P's row, in a loop of its own (LLVM
+        # vectorises it; inside the ordered sum it could not), then sums and divides: the same
+        # numbers in the same order. The transcript shows the sum and the weights as written.
+        Loop(s, keys_of_t, (Summed(at("P", n, t, s), sp.exp(difference(at("S", n, t, s), smax)), means=()),)),
         Let(total, sp.Integer(0), note=tr("the softmax's denominator: the row's exponentials summed",
                                           "softmax 的分母：该行各指数之和")),
-        Loop(r, keys_of_t, (Accumulate(total, sp.exp(difference(at("S", n, t, r), smax))),)),
-        Loop(s, keys_of_t, (Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
-            "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
-            "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),
+        Loop(r, keys_of_t, (Summed(total, as_written(sp.Add, total, at("P", n, t, r)), means=(
+            Accumulate(total, sp.exp(difference(at("S", n, t, r), smax))),)),)),
+        Loop(s, keys_of_t, (Summed(at("P", n, t, s), ratio(at("P", n, t, s), total), means=(
+            Let(at("P", n, t, s), ratio(sp.exp(difference(at("S", n, t, s), smax)), total), note=tr(
+                "the attention weight of query t on key s: softmax of the row, its maximum subtracted",
+                "查询 t 对键 s 的注意力权重：该行的 softmax（减去行最大值）")),)),)),
         Loop(c, values, tuple(arrays.product_summed(at("O", n, t, c), d.forward["O"], tr(
             "the output of token t: the values weighted by its attention weights",
             "词元 t 的输出：以其注意力权重加权的值向量"), loops=causal))),
