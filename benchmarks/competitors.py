@@ -205,6 +205,7 @@ def mish_numpy(x, dout):
 # symprop's layout, so a test can check that every implementation took the same step.
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm's defaults in symprop and torch
+LN_EPS = 1e-5  # layer norm's, in symprop's mha block and torch's nn.LayerNorm
 ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}  # torch.optim.Adam's defaults (and symprop's)
 
 
@@ -461,7 +462,7 @@ def _torch_attention_module(torch, case, params, dtype):
     if not block:
         attention.out_proj.weight.requires_grad_(False)
         return [attention], lambda x: attention(x, x, x, need_weights=False)[0]
-    norm = nn.LayerNorm(width, dtype=dtype)
+    norm = nn.LayerNorm(width, eps=LN_EPS, dtype=dtype)
     with torch.no_grad():
         attention.in_proj_bias.copy_(tensor(np.concatenate([bq, bk, bv])))
         attention.out_proj.bias.copy_(tensor(bo))
@@ -541,7 +542,7 @@ def torch_sequence_manual_step(torch, case, params, X, T):
             q, k, v = split(inputs @ Wq + bq), split(inputs @ Wk + bk), split(inputs @ Wv + bv)
             o = torch.softmax(q @ k.transpose(2, 3) / (width // heads) ** 0.5, dim=-1) @ v
             r = inputs + o.transpose(1, 2).reshape(n, steps, width) @ Wo + bo
-            return F.layer_norm(r, (width,), scale, shift, eps=1e-5).flatten(1) @ W + b
+            return F.layer_norm(r, (width,), scale, shift, eps=LN_EPS).flatten(1) @ W + b
         Wx, Wh, *biases, W, b = tensors
         hidden = Wh.shape[0]
         xw = inputs @ Wx + biases[0]
@@ -582,12 +583,14 @@ def jax_sequence_step(jax, case, params, X, T):
 
 def jax_sequence_loss(jax, case):
     """loss(params, sequences, one-hot targets) as JAX's users write it: the cell over lax.scan
-    (jax_recurrent_last_state), its last state into the readout; or the head (jax_attention),
-    flattened into the readout. Softmax cross-entropy."""
+    (jax_recurrent_last_state), its last state into the readout; or the head (jax_attention)
+    or the mha block (jax_mha_block), flattened into the readout. Softmax cross-entropy."""
     def loss_fn(p, x, t):
         *layer, W, b = p
         if case.kind == "attention-head":
             features = jax_attention(jax, x, *layer).reshape(x.shape[0], -1)
+        elif case.kind == "mha":
+            features = jax_mha_block(jax, x, *layer, heads=case.sizes[1]).reshape(x.shape[0], -1)
         else:
             features = jax_recurrent_last_state(jax, case.kind, x, *layer)
         return jax_cross_entropy(jax, features @ W + b, t)
@@ -624,16 +627,28 @@ def jax_recurrent_last_state(jax, kind, x, Wx, Wh, *biases):
     return h
 
 
-def jax_attention(jax, x, Wq, Wk, Wv, heads=1):
-    """Self-attention of (N, T, D) sequences without biases: Q, K and V's columns split into
-    ``heads`` equal blocks (as symprop's mha and torch's nn.MultiheadAttention split them),
-    each head softmax(Q K^T / sqrt(d_head)) V, the heads' outputs side by side (N, T, dv)."""
+def jax_attention(jax, x, Wq, Wk, Wv, heads=1, biases=(0.0, 0.0, 0.0)):
+    """Self-attention of (N, T, D) sequences: Q = x Wq + bq, K and V likewise (the head has no
+    biases), their columns split into ``heads`` equal blocks (as symprop's mha and torch's
+    nn.MultiheadAttention split them), each head softmax(Q K^T / sqrt(d_head)) V, the heads'
+    outputs side by side (N, T, dv)."""
     jnp = jax.numpy
     n, steps, _ = x.shape
 
-    def by_head(W):
-        return (x @ W).reshape(n, steps, heads, -1)
+    def by_head(W, b):
+        return (x @ W + b).reshape(n, steps, heads, -1)
 
-    q, k, v = by_head(Wq), by_head(Wk), by_head(Wv)
+    q, k, v = (by_head(W, b) for W, b in zip((Wq, Wk, Wv), biases, strict=True))
     scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) / q.shape[-1] ** 0.5
     return jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v).reshape(n, steps, -1)
+
+
+def jax_mha_block(jax, x, Wq, bq, Wk, bk, Wv, bv, Wo, bo, scale, shift, heads):
+    """symprop's mha block (nn.MultiheadAttention with biases, then nn.LayerNorm of x + its
+    output): the heads by jax_attention, R = x + O Wo + bo, then each token's layer norm with
+    the biased variance, scale and shift."""
+    jnp = jax.numpy
+    r = x + jax_attention(jax, x, Wq, Wk, Wv, heads, biases=(bq, bk, bv)) @ Wo + bo
+    centred = r - r.mean(axis=-1, keepdims=True)
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / jnp.sqrt(variance + LN_EPS) * scale + shift
