@@ -457,11 +457,10 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
         skipped[TORCH_MANUAL] = "skipped: not written for the conv network (compared with nn + optim and JAX)"
     if jax is None:
         skipped[JAX] = NOT_INSTALLED
-    elif case.kind in SEQUENCES:
-        skipped[JAX] = "skipped: not written for the sequence layers"
     else:
-        steps[JAX] = (comp.jax_batchnorm_adam_step if case.kind == BATCHNORM_ADAM else comp.jax_conv_step)(
-            jax, case, params, X, T)
+        jax_step = {BATCHNORM_ADAM: comp.jax_batchnorm_adam_step, CONVNET: comp.jax_conv_step}.get(
+            case.kind, comp.jax_sequence_step)
+        steps[JAX] = jax_step(jax, case, params, X, T)
     return steps, skipped
 
 

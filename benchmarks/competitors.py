@@ -140,18 +140,26 @@ def torch_manual_step(torch, case, params, X, T):
 # --- JAX ---------------------------------------------------------------------------------
 
 def jax_step(jax, case, params, X, T):
-    """jax.jit of value_and_grad plus the SGD update; each call waits for its result."""
+    """jax.jit of value_and_grad plus the SGD update (jax_sgd_step); each call waits for its result."""
     jnp = jax.numpy
     activation = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[case.activation]
-    lr = case.lr
 
     def loss_fn(p, x, t):
         W1, b1, W2, b2 = p
         z = activation(x @ W1 + b1) @ W2 + b2
         if case.loss == "softmax-cross-entropy":
-            return -jnp.sum(t * jax.nn.log_softmax(z, axis=1)) / x.shape[0]
+            return jax_cross_entropy(jax, z, t)
         y = jax.nn.sigmoid(z)
         return 0.5 * jnp.sum((y - t) ** 2)
+
+    return jax_sgd_step(jax, loss_fn, params, X, T, case.lr)
+
+
+def jax_sgd_step(jax, loss_fn, params, x, t, lr):
+    """One step callable (with snapshot()) of jax.jit of value_and_grad of loss_fn(params, x, t)
+    plus the SGD update, params a tuple; each call waits for its result, as a training loop
+    that reads the loss would."""
+    jnp = jax.numpy
 
     @jax.jit
     def update(p, x, t):
@@ -159,13 +167,18 @@ def jax_step(jax, case, params, X, T):
         return tuple(w - lr * g for w, g in zip(p, grads)), loss
 
     state = [tuple(jnp.asarray(p) for p in _copies(params))]
-    x, t = jnp.asarray(X), jnp.asarray(T)
+    x, t = jnp.asarray(x), jnp.asarray(t)
 
     def step():
         state[0], loss = update(state[0], x, t)
         return loss.block_until_ready()
 
-    return step
+    return _with_snapshot(step, lambda: [np.asarray(p) for p in state[0]])
+
+
+def jax_cross_entropy(jax, scores, t):
+    """Softmax cross-entropy of scores against one-hot targets t, the mean over the batch (symprop's loss)."""
+    return -jax.numpy.sum(t * jax.nn.log_softmax(scores, axis=1)) / t.shape[0]
 
 
 def enable_jax_float64(jax):
@@ -192,6 +205,7 @@ def mish_numpy(x, dout):
 # symprop's layout, so a test can check that every implementation took the same step.
 
 BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # batch norm's defaults in symprop and torch
+LN_EPS = 1e-5  # layer norm's, in symprop's mha block and torch's nn.LayerNorm
 ADAM = {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}  # torch.optim.Adam's defaults (and symprop's)
 
 
@@ -332,7 +346,7 @@ def jax_batchnorm_adam_step(jax, case, params, X, T):
         var = ((z - mean) ** 2).mean(0)
         a = jax.nn.relu(scale * (z - mean) / jnp.sqrt(var + BN_EPS) + shift)
         scores = a @ W2 + b2
-        return -jnp.sum(t * jax.nn.log_softmax(scores, axis=1)) / n, (mean, var)
+        return jax_cross_entropy(jax, scores, t), (mean, var)
 
     @jax.jit
     def update(p, m, v, count, running, x, t):
@@ -394,9 +408,9 @@ def torch_conv_module_step(torch, case, params, X, T):
 def jax_conv_step(jax, case, params, X, T):
     """jax.jit of value_and_grad through lax.conv_general_dilated (NCHW, OIHW, valid) and a
     2x2 max-pool by lax.reduce_window, plus the SGD update."""
-    jnp, lax = jax.numpy, jax.lax
+    lax = jax.lax
     channels, height, width = case.image
-    n, lr = X.shape[0], case.lr
+    n = X.shape[0]
 
     def loss_fn(p, x, t):
         K1, c1, W2, b2, W3, b3 = p
@@ -404,22 +418,9 @@ def jax_conv_step(jax, case, params, X, T):
         a = jax.nn.relu(z + c1[None, :, None, None])
         pooled = lax.reduce_window(a, np.array(-np.inf, a.dtype), lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
         h = jax.nn.relu(pooled.reshape(n, -1) @ W2 + b2)
-        scores = h @ W3 + b3
-        return -jnp.sum(t * jax.nn.log_softmax(scores, axis=1)) / n
+        return jax_cross_entropy(jax, h @ W3 + b3, t)
 
-    @jax.jit
-    def update(p, x, t):
-        loss, grads = jax.value_and_grad(loss_fn)(p, x, t)
-        return tuple(w - lr * g for w, g in zip(p, grads)), loss
-
-    state = [tuple(jnp.asarray(p) for p in _copies(params))]
-    x, t = jnp.asarray(X.reshape(n, channels, height, width)), jnp.asarray(T)
-
-    def step():
-        state[0], loss = update(state[0], x, t)
-        return loss.block_until_ready()
-
-    return _with_snapshot(step, lambda: [np.asarray(p) for p in state[0]])
+    return jax_sgd_step(jax, loss_fn, params, X.reshape(n, channels, height, width), T, case.lr)
 
 
 # ---- sequence layers (NetCase kinds lstm, gru, attention-head, mha) --------------------------
@@ -461,7 +462,7 @@ def _torch_attention_module(torch, case, params, dtype):
     if not block:
         attention.out_proj.weight.requires_grad_(False)
         return [attention], lambda x: attention(x, x, x, need_weights=False)[0]
-    norm = nn.LayerNorm(width, dtype=dtype)
+    norm = nn.LayerNorm(width, eps=LN_EPS, dtype=dtype)
     with torch.no_grad():
         attention.in_proj_bias.copy_(tensor(np.concatenate([bq, bk, bv])))
         attention.out_proj.bias.copy_(tensor(bo))
@@ -541,7 +542,7 @@ def torch_sequence_manual_step(torch, case, params, X, T):
             q, k, v = split(inputs @ Wq + bq), split(inputs @ Wk + bk), split(inputs @ Wv + bv)
             o = torch.softmax(q @ k.transpose(2, 3) / (width // heads) ** 0.5, dim=-1) @ v
             r = inputs + o.transpose(1, 2).reshape(n, steps, width) @ Wo + bo
-            return F.layer_norm(r, (width,), scale, shift, eps=1e-5).flatten(1) @ W + b
+            return F.layer_norm(r, (width,), scale, shift, eps=LN_EPS).flatten(1) @ W + b
         Wx, Wh, *biases, W, b = tensors
         hidden = Wh.shape[0]
         xw = inputs @ Wx + biases[0]
@@ -571,3 +572,83 @@ def torch_sequence_manual_step(torch, case, params, X, T):
         return loss.detach()
 
     return _with_snapshot(step, lambda: [p.detach().numpy() for p in tensors])
+
+
+def jax_sequence_step(jax, case, params, X, T):
+    """jax.jit of value_and_grad of jax_sequence_loss plus the SGD update (jax_sgd_step), X as
+    (N, T, D) sequences."""
+    n = X.shape[0]
+    return jax_sgd_step(jax, jax_sequence_loss(jax, case), params, X.reshape(n, case.steps, -1), T, case.lr)
+
+
+def jax_sequence_loss(jax, case):
+    """loss(params, sequences, one-hot targets) as JAX's users write it: the cell over lax.scan
+    (jax_recurrent_last_state), its last state into the readout; or the head (jax_attention)
+    or the mha block (jax_mha_block), flattened into the readout. Softmax cross-entropy."""
+    def loss_fn(p, x, t):
+        *layer, W, b = p
+        if case.kind == "attention-head":
+            features = jax_attention(jax, x, *layer).reshape(x.shape[0], -1)
+        elif case.kind == "mha":
+            features = jax_mha_block(jax, x, *layer, heads=case.sizes[1]).reshape(x.shape[0], -1)
+        else:
+            features = jax_recurrent_last_state(jax, case.kind, x, *layer)
+        return jax_cross_entropy(jax, features @ W + b, t)
+    return loss_fn
+
+
+def jax_recurrent_last_state(jax, kind, x, Wx, Wh, *biases):
+    """The last hidden state of an lstm (one bias b; gates i, f, g, o) or a gru (biases bx, bh;
+    gates r, z, n, with n = tanh(x Wx_n + bx_n + r (h Wh_n + bh_n))) over (N, T, D) sequences
+    from a zero state: x_t Wx + b for every step in one product, then lax.scan over the steps,
+    which XLA compiles to one loop instead of T unrolled copies of the cell."""
+    jnp, sigmoid = jax.numpy, jax.nn.sigmoid
+    hidden = Wh.shape[0]
+    inputs_by_step = jnp.swapaxes(x @ Wx + biases[0], 0, 1)  # (T, N, gates): scan walks the first axis
+    zeros = jnp.zeros((x.shape[0], hidden), x.dtype)
+
+    def lstm_cell(state, xw):
+        h, c = state
+        i, f, g, o = jnp.split(xw + h @ Wh, 4, axis=1)
+        c = sigmoid(f) * c + sigmoid(i) * jnp.tanh(g)
+        return (sigmoid(o) * jnp.tanh(c), c), None
+
+    def gru_cell(h, xw):
+        hw = h @ Wh + biases[1]
+        r = sigmoid(xw[:, :hidden] + hw[:, :hidden])
+        z = sigmoid(xw[:, hidden:2 * hidden] + hw[:, hidden:2 * hidden])
+        candidate = jnp.tanh(xw[:, 2 * hidden:] + r * hw[:, 2 * hidden:])
+        return (1 - z) * candidate + z * h, None
+
+    if kind == "lstm":
+        (h, _), _ = jax.lax.scan(lstm_cell, (zeros, zeros), inputs_by_step)
+    else:
+        h, _ = jax.lax.scan(gru_cell, zeros, inputs_by_step)
+    return h
+
+
+def jax_attention(jax, x, Wq, Wk, Wv, heads=1, biases=(0.0, 0.0, 0.0)):
+    """Self-attention of (N, T, D) sequences: Q = x Wq + bq, K and V likewise (the head has no
+    biases), their columns split into ``heads`` equal blocks (as symprop's mha and torch's
+    nn.MultiheadAttention split them), each head softmax(Q K^T / sqrt(d_head)) V, the heads'
+    outputs side by side (N, T, dv)."""
+    jnp = jax.numpy
+    n, steps, _ = x.shape
+
+    def by_head(W, b):
+        return (x @ W + b).reshape(n, steps, heads, -1)
+
+    q, k, v = (by_head(W, b) for W, b in zip((Wq, Wk, Wv), biases, strict=True))
+    scores = jnp.einsum("nqhd,nkhd->nhqk", q, k) / q.shape[-1] ** 0.5
+    return jnp.einsum("nhqk,nkhd->nqhd", jax.nn.softmax(scores, axis=-1), v).reshape(n, steps, -1)
+
+
+def jax_mha_block(jax, x, Wq, bq, Wk, bk, Wv, bv, Wo, bo, scale, shift, heads):
+    """symprop's mha block (nn.MultiheadAttention with biases, then nn.LayerNorm of x + its
+    output): the heads by jax_attention, R = x + O Wo + bo, then each token's layer norm with
+    the biased variance, scale and shift."""
+    jnp = jax.numpy
+    r = x + jax_attention(jax, x, Wq, Wk, Wv, heads, biases=(bq, bk, bv)) @ Wo + bo
+    centred = r - r.mean(axis=-1, keepdims=True)
+    variance = (centred * centred).mean(axis=-1, keepdims=True)
+    return centred / jnp.sqrt(variance + LN_EPS) * scale + shift

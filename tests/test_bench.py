@@ -410,15 +410,41 @@ def test_report_paths_are_refused_before_the_timing(tmp_path, capsys):
                          ids=lambda c: c.kind)
 def test_sequence_case_competitors_take_the_same_steps(case):
     """Three steps from the same start (float64, small sizes of the benchmark's kinds): symprop,
-    the torch nn modules and the torch ops give the same losses to 1e-10, so the lstm, gru,
-    attention-head and mha rows time the same computation (a different gradient changes the next loss)."""
+    the torch nn modules, the torch ops and JAX's jit (whichever are installed) give the same
+    losses to 1e-10, and JAX the same parameters after them, so the lstm, gru, attention-head
+    and mha rows time the same computation (a different gradient changes the next loss)."""
     libs = bench.optional_libraries()
-    if libs["torch"] is None:
-        pytest.skip("the comparison needs PyTorch (pip install -r requirements-bench.txt; not test extras)")
+    if libs["torch"] is None and libs["jax"] is None:
+        pytest.skip("the comparison needs PyTorch or JAX (pip install -r requirements-bench.txt; not test extras)")
     steps, skipped = bench.build_net_steps(case, libs)
-    assert {bench.SYMPROP, bench.TORCH_NN, bench.TORCH_MANUAL} <= set(steps), skipped
+    expected = {bench.SYMPROP, *((bench.TORCH_NN, bench.TORCH_MANUAL) if libs["torch"] else ()),
+                *((bench.JAX,) if libs["jax"] else ())}
+    assert set(steps) == expected, skipped
     losses = {key: [float(step()) for _ in range(3)] for key, step in steps.items()}
     reference = losses[bench.SYMPROP]
     assert reference[2] < reference[0]
     for key, values in losses.items():
         np.testing.assert_allclose(values, reference, rtol=1e-10, err_msg=key)
+    if bench.JAX in steps:  # its parameters come back in symprop's layout
+        start, ours = bench.make_net_data(case)[0], steps[bench.SYMPROP].snapshot()["params"]
+        # mha's key bias bk stays: it adds q . bk to a query's every score, which softmax ignores
+        still = {3} if case.kind == bench.MHA else set()
+        for i, (first, mine, theirs) in enumerate(zip(start, ours, steps[bench.JAX].snapshot()["params"], strict=True)):
+            moved = np.abs(mine - first).max()
+            assert moved == 0 if i in still else moved > 1e-4  # not a comparison of starts
+            np.testing.assert_allclose(theirs, mine, rtol=1e-10, atol=1e-14)
+
+
+def test_jax_attention_splits_heads_as_column_blocks():
+    """jax_attention with several heads is each head's own attention on its block of Q, K and V's
+    columns, scaled by the head's width, the outputs side by side: the split the mha layers use."""
+    jax = pytest.importorskip("jax", reason="JAX is a benchmark competitor, not a test dependency")
+    comp.enable_jax_float64(jax)
+    rng = np.random.default_rng(3)
+    x, (Wq, Wk, Wv) = rng.normal(size=(2, 5, 6)), rng.normal(size=(3, 6, 6))
+    blocks = [np.asarray(comp.jax_attention(jax, x, Wq[:, cols], Wk[:, cols], Wv[:, cols]))
+              for cols in (slice(0, 3), slice(3, 6))]
+    two_heads = np.asarray(comp.jax_attention(jax, x, Wq, Wk, Wv, heads=2))
+    np.testing.assert_allclose(two_heads, np.concatenate(blocks, axis=2), rtol=1e-12)
+    one_head = np.asarray(comp.jax_attention(jax, x, Wq, Wk, Wv))
+    assert np.abs(one_head - two_heads).max() > 1e-3  # the split changes the result: the test can tell
