@@ -71,8 +71,9 @@ VALUES = {"X": [[0.5, -1], [2, 0.25]], "T": [[1], [-0.5]], "W1": [[1, -0.5, 0.25
 
 
 @pytest.fixture
-def registered(tmp_path, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path / "cache"))
+def registered(in_run_kernel_cache):
+    """The family in the registry for one test; its network is generated into the run's cache,
+    so the two kernel tests compile it once."""
     op = REGISTRY.register(RowCentre())
     yield op
     REGISTRY.remove(op.name)
