@@ -81,9 +81,4 @@ def test_generate_check_is_clean_on_the_repository():
     assert result.returncode == 0, result.stdout[-3000:]
 
 
-def test_demo_derives_generates_verifies_and_shows_a_transcript(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "symprop generate --check: clean" in out
-    assert out.count("  ok   ") == 3 and "FAIL" not in out
-    assert "== 4. A transcript" in out and "b11_new" in out and "E_new" in out
+# `symprop demo` runs once in the suite, from a bare install: tests/test_core_install.py
