@@ -7,12 +7,15 @@ server process imports them once, and every command the blocks run is a fork of 
 arguments, folder, environment and standard streams, and exits with the command's status.
 The fork runs ``symprop.cli.main`` as the installed script does, in the client's folder and
 environment, writing to the client's own streams, so pipes, redirections and exit statuses in
-the blocks behave as with the real command. (The real script and ``python -m symprop`` are run
+the blocks behave as with the real command. The pages' python blocks run the same way, as
+``python -c`` would run them. (The real script and ``python -m symprop`` are run
 as separate processes by tests/test_cli.py and tests/test_core_install.py.)
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,8 @@ CLIENT = '''#!{python} -S
 import json, os, socket, sys
 connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 connection.connect({socket_path!r})
-request = json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}}).encode()
+request = json.dumps({{"program": {program!r}, "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}})
+request = request.encode()
 socket.send_fds(connection, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
 status = connection.recv(4)
 if len(status) < 4:
@@ -45,7 +49,7 @@ PRELOAD = ("symprop.cli.commands.check", "symprop.cli.commands.derive", "symprop
 
 # The server: imports what the commands use, then forks once per request.
 SERVER = f"PRELOAD = {PRELOAD!r}\n" + '''
-import json, os, socket, sys, traceback
+import json, os, socket, sys, traceback, types
 sys.path[0] = os.path.dirname(sys.executable)  # as for the installed script: its own folder
 import importlib
 import symprop.cli
@@ -69,9 +73,15 @@ def run_command(connection, request, fds):
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.argv = ["symprop", *request["argv"]]
     try:
-        status = symprop.cli.main(request["argv"])
+        if request["program"]:  # python -c PROGRAM
+            sys.argv, sys.path[0] = ["-c"], ""  # as python -c: the folder it runs in comes first
+            sys.modules["__main__"] = main = types.ModuleType("__main__")
+            exec(compile(request["argv"][0], "<string>", "exec"), main.__dict__)
+            status = 0
+        else:
+            sys.argv = ["symprop", *request["argv"]]
+            status = symprop.cli.main(request["argv"])
     except SystemExit as exit_:
         status = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
         if not isinstance(exit_.code, (int, type(None))):
@@ -95,6 +105,12 @@ print("ready", flush=True)
 while True:
     connection, _ = listener.accept()
     request, fds = receive(connection)
+    if request.get("stop"):  # the commands' processor time is counted in the server's once it waits
+        while True:
+            try:
+                os.wait()
+            except ChildProcessError:
+                sys.exit(0)
     sys.stdout.flush()
     sys.stderr.flush()
     if os.fork() == 0:
@@ -114,7 +130,8 @@ while True:
 
 @contextmanager
 def forked_symprop(env: dict):
-    """A folder holding a ``symprop`` client (put it first on PATH) while its server runs with env."""
+    """A folder holding the clients (put it first on PATH) while their server runs with env:
+    ``symprop ARGS`` as the command, ``python-program CODE`` as ``python -c CODE``."""
     with tempfile.TemporaryDirectory(prefix="symprop-cli-") as folder:
         socket_path = os.path.join(folder, "server.sock")
         server = subprocess.Popen([sys.executable, "-c", SERVER, socket_path], env=env,
@@ -122,14 +139,27 @@ def forked_symprop(env: dict):
         try:
             if server.stdout.readline().strip() != "ready":
                 raise RuntimeError(f"the forked symprop server did not start (exit status {server.wait()})")
-            client = Path(folder) / "symprop"
-            client.write_text(CLIENT.format(python=sys.executable, socket_path=socket_path))
-            client.chmod(0o755)
+            for name, program in (("symprop", False), ("python-program", True)):
+                client = Path(folder) / name
+                client.write_text(CLIENT.format(python=sys.executable, socket_path=socket_path, program=program))
+                client.chmod(0o755)
             yield folder
         finally:
-            server.kill()
-            server.wait()
-            server.stdout.close()
+            _stop(server, socket_path)
+
+
+def _stop(server: subprocess.Popen, socket_path: str) -> None:
+    """Ask the server to wait for its commands and end; kill it if it cannot."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.connect(socket_path)
+            request = json.dumps({"stop": True}).encode()
+            connection.sendall(len(request).to_bytes(8, "big") + request)
+        server.wait(timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        server.kill()
+        server.wait()
+    server.stdout.close()
 
 
 if __name__ == "__main__":  # try it: python tests/forked_cli.py derive sigmoid

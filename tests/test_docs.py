@@ -6,8 +6,8 @@ A fenced block in ```sh or ```python runs unless the line before it says why not
 ```toml block preceded by ``<!-- file: NAME -->`` is saved under that name before the page's
 blocks run. Blocks of one page run in order in one empty folder, as a reader following the page
 would: the sh blocks by bash with ``set -e``, the python blocks as one program. The ``symprop``
-the sh blocks find first on PATH is a fork of one process that imported symprop once
-(tests/forked_cli.py): the same command, without a second of imports each time.
+the sh blocks find first on PATH is a fork of one process that imported symprop once, and so
+is the python program (tests/forked_cli.py): the same code, without a second of imports each time.
 """
 from __future__ import annotations
 
@@ -87,20 +87,21 @@ def _run_page(page: Path, folder: Path) -> int:
         if block.runs:
             where = f"{_name(page)}, line {block.line}"
             (python if block.language == "python" else shell).append((where, block.code))
-    if shell:
-        with forked_symprop(_environment(folder)) as fast_symprop:
-            env = _environment(folder)
-            env["PATH"] = f"{fast_symprop}{os.pathsep}{env['PATH']}"
-            for where, code in shell:
-                result = subprocess.run(["bash", "-e", "-c", code], cwd=folder, env=env,
-                                        capture_output=True, text=True, timeout=600)
-                assert result.returncode == 0, f"{where}: exit status {result.returncode}\n{result.stderr[-3000:]}"
-                assert "Traceback" not in result.stderr, f"{where}:\n{result.stderr[-3000:]}"
-    if python:
-        python = [f"# {where}\n{code}" for where, code in python]
-        result = subprocess.run([sys.executable, "-c", "\n".join(python)], cwd=folder, env=_environment(folder),
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
+    if not (python or shell):
+        return 0
+    with forked_symprop(_environment(folder)) as fast:
+        env = _environment(folder)
+        env["PATH"] = f"{fast}{os.pathsep}{env['PATH']}"
+        for where, code in shell:
+            result = subprocess.run(["bash", "-e", "-c", code], cwd=folder, env=env,
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{where}: exit status {result.returncode}\n{result.stderr[-3000:]}"
+            assert "Traceback" not in result.stderr, f"{where}:\n{result.stderr[-3000:]}"
+        if python:
+            program = "\n".join(f"# {where}\n{code}" for where, code in python)
+            result = subprocess.run([os.path.join(fast, "python-program"), program], cwd=folder, env=env,
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
     return len(python) + len(shell)
 
 
