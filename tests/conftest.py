@@ -7,6 +7,22 @@ import pytest
 TOLERANCE = {np.float64: 1e-6, np.float32: 2e-3}
 
 
+@pytest.fixture(scope="session")
+def run_kernel_cache(tmp_path_factory):
+    """One SYMPROP_CACHE for the whole test run, not the user's ~/.cache/symprop: the
+    pytest-xdist workers' temporary folders sit side by side in one folder, and this cache sits
+    beside them, so a network that files on both workers compile is compiled (and its numba
+    cache written) once per run, not once per worker."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "symprop-cache"
+
+
+@pytest.fixture
+def in_run_kernel_cache(run_kernel_cache, monkeypatch):
+    """Generate and compile this test's networks in the run's cache (see run_kernel_cache)."""
+    monkeypatch.setenv("SYMPROP_CACHE", str(run_kernel_cache))
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)

@@ -23,6 +23,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from symprop.codegen.network import BUILTIN_NETWORKS
+
 ROOT = Path(__file__).resolve().parent.parent
 OPTIONAL = ("sklearn", "matplotlib", "networkx", "tqdm", "torch", "jax")
 
@@ -137,10 +139,14 @@ print(first, last)
 
 
 def test_a_bare_install_runs_the_demo_from_another_folder(bare):
+    """The suite's one run of `symprop demo`: it derives, generates, verifies every built-in
+    network against central differences and shows a transcript."""
     result = bare("symprop", "demo")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    assert "symprop generate --check: clean" in result.stdout
-    assert "FAIL" not in result.stdout and result.stdout.count("ok   ") >= 3
+    out = result.stdout
+    assert "symprop generate --check: clean" in out
+    assert out.count("  ok   ") == len(BUILTIN_NETWORKS) and "FAIL" not in out
+    assert "== 4. A transcript" in out and "b11_new" in out and "E_new" in out
 
 
 @pytest.mark.parametrize("argv, extra", [(["train", "--epochs", "1"], "train"),

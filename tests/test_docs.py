@@ -5,7 +5,9 @@ A fenced block in ```sh or ```python runs unless the line before it says why not
 ``<!-- no-run: REASON -->`` (a download, the test suite itself, minutes of benchmark). A
 ```toml block preceded by ``<!-- file: NAME -->`` is saved under that name before the page's
 blocks run. Blocks of one page run in order in one empty folder, as a reader following the page
-would: the sh blocks by bash with ``set -e``, the python blocks as one program.
+would: the sh blocks by bash with ``set -e``, the python blocks as one program. The ``symprop``
+the sh blocks find first on PATH is a fork of one process that imported symprop once, and so
+is the python program (tests/forked_cli.py): the same code, without a second of imports each time.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.forked_cli import forked_symprop
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -78,24 +82,27 @@ def _run_page(page: Path, folder: Path) -> int:
     for block in blocks:
         if block.mark and block.mark[0] == "file":
             (folder / block.mark[1]).write_text(block.code)
-    python, ran = [], 0
+    python, shell = [], []
     for block in blocks:
-        if not block.runs:
-            continue
-        ran += 1
-        where = f"{_name(page)}, line {block.line}"
-        if block.language == "python":
-            python.append(f"# {where}\n{block.code}")
-            continue
-        result = subprocess.run(["bash", "-e", "-c", block.code], cwd=folder, env=_environment(folder),
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{where}: exit status {result.returncode}\n{result.stderr[-3000:]}"
-        assert "Traceback" not in result.stderr, f"{where}:\n{result.stderr[-3000:]}"
-    if python:
-        result = subprocess.run([sys.executable, "-c", "\n".join(python)], cwd=folder, env=_environment(folder),
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
-    return ran
+        if block.runs:
+            where = f"{_name(page)}, line {block.line}"
+            (python if block.language == "python" else shell).append((where, block.code))
+    if not (python or shell):
+        return 0
+    with forked_symprop(_environment(folder)) as fast:
+        env = _environment(folder)
+        env["PATH"] = f"{fast}{os.pathsep}{env['PATH']}"
+        for where, code in shell:
+            result = subprocess.run(["bash", "-e", "-c", code], cwd=folder, env=env,
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{where}: exit status {result.returncode}\n{result.stderr[-3000:]}"
+            assert "Traceback" not in result.stderr, f"{where}:\n{result.stderr[-3000:]}"
+        if python:
+            program = "\n".join(f"# {where}\n{code}" for where, code in python)
+            result = subprocess.run([os.path.join(fast, "python-program"), program], cwd=folder, env=env,
+                                    capture_output=True, text=True, timeout=600)
+            assert result.returncode == 0, f"{_name(page)}'s python blocks:\n{result.stderr[-3000:]}"
+    return len(python) + len(shell)
 
 
 # the tutorial's blocks train five networks: tests/test_docs_tutorial.py runs them, in its own

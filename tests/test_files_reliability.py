@@ -38,9 +38,8 @@ ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+# networks that are not built in are generated in the run's cache, not the user's
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 def idx_header(type_code, shape):

@@ -31,9 +31,8 @@ AT_ZERO = {"max(0, x)": 0, "relu(x)": 0, LEAKY: sp.Rational(1, 100), "max(0.01*x
            ELU: 1, "min(x, 0)": 1, "min(0, x)": 1, "max(x, x**3)": 0, "max(x, 0) - max(-x, 0)": 1}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+# networks that are not built in are generated in the run's cache, not the user's
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 def rule(formula):

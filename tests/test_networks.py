@@ -51,9 +51,8 @@ TINY_NETWORKS = [
 SCALAR_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+# networks that are not built in are generated in the run's cache, not the user's
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 def random_problem(net, rng, batch=4, dtype=np.float64):

@@ -32,9 +32,8 @@ FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", "40")),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+# networks that are not built in are generated in the run's cache, not the user's
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 def graph_text(nodes: dict, inputs: dict, output: str | None = None, extra: str = "") -> str:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,15 +21,9 @@ from symprop.training.train import load_model, load_net, model_params
 SLICE = 40_000  # characters of the text the short run trains on (its first 36,000 train)
 
 
-def private_cache(tmp_path_factory) -> Path:
-    """Where this file's networks are generated, not the user's cache (one folder, so the run's
-    compiled module is the one the sampling test loads)."""
-    return tmp_path_factory.getbasetemp() / "symprop-cache"
-
-
-@pytest.fixture(autouse=True)
-def in_private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("SYMPROP_CACHE", str(private_cache(tmp_path_factory)))
+# networks that are not built in are generated in the run's cache, not the user's (one folder,
+# so the run's compiled module is the one the sampling test loads)
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +103,7 @@ def test_a_short_text_bounds_the_window_by_its_validation_part(corpus):
 
 
 @pytest.fixture(scope="module")
-def short_run(tmp_path_factory):
+def short_run(tmp_path_factory, run_kernel_cache):
     """One CLI run on the text's first SLICE characters (a small RNN, 2 epochs): its output,
     the corpus it saw, and its saved weights; then a run whose net has the full text's vocabulary."""
     folder = tmp_path_factory.mktemp("text")
@@ -121,7 +114,7 @@ def short_run(tmp_path_factory):
     spec = f"embedding({size},8,8) rnn(8,32,8) affine(32,{size}) softmax-cross-entropy"
     weights, history, plot, out = folder / "model.npz", folder / "run.json", folder / "run.png", io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SYMPROP_CACHE", str(private_cache(tmp_path_factory)))
+        patch.setenv("SYMPROP_CACHE", str(run_kernel_cache))
         patch.setattr(text, "TEXT_FILE", excerpt)
         with contextlib.redirect_stdout(out):
             status = main(["train", "--data", "text", "--net", spec, "--epochs", "2", "--lr", "0.3", "--seed", "3",

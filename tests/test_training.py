@@ -21,10 +21,8 @@ MOONS_NET = "affine(2,1) binary-cross-entropy"
 MNIST_NET = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Nets that are not built in (the digits net) are generated here, not in the user's cache."""
-    monkeypatch.setenv("SYMPROP_CACHE", str(tmp_path_factory.getbasetemp() / "symprop-cache"))
+# networks that are not built in are generated in the run's cache, not the user's
+pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 # ------------------------------------------------------------------------------ IDX files
