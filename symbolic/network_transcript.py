@@ -20,11 +20,11 @@ import sympy as sp
 from .graph import chain_names
 from .interpret import GRADIENT, Interpreter
 from .layers import N
-from .lower import Lowering, derivation
+from .lower import Lowering
 from .networkfile import FULL_STEPS, Network
 from .network_table import long_run
 from .ops.builders import LOSS
-from .rule_conventions import derivation_variant, has_kink, reads_its_output  # noqa: F401 (the checker's)
+from .rule_conventions import derivation_variant
 from .steps import RULES, STEP_COUNT_LINE
 from .steps import g as GRADIENT_SYMBOL, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
