@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .graph import chain_names
-from .interpret import GRADIENT, Interpreter
+from .interpret import GRADIENT, Interpreter, evaluated
 from .layers import N
 from .lower import Lowering
 from .networkfile import FULL_STEPS, Network
@@ -114,11 +114,6 @@ def _interpret(net: Network, conventions: Conventions) -> dict:
     return record
 
 
-def _evaluated(expr):
-    """expr with every operation carried out (the record keeps some sums as written)."""
-    return expr.func(*map(_evaluated, expr.args)) if expr.args else expr
-
-
 class _Names:
     """The record's keys as one pass of the transcript names them: parameters by the key of
     their current value (w5, step2:w5, w5_new), computed values with the step's prefix and the
@@ -140,7 +135,7 @@ class _Names:
     def rename(self, formula):
         if isinstance(formula, Chain):
             return Chain(tuple(tuple(map(self.key, term)) for term in formula.terms))
-        return _evaluated(formula.xreplace({s: sp.Symbol(self.key(s.name)) for s in formula.free_symbols}))
+        return evaluated(formula.xreplace({s: sp.Symbol(self.key(s.name)) for s in formula.free_symbols}))
 
     def formula(self, name: str):
         return self.rename(self.record[name])
