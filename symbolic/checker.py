@@ -51,7 +51,7 @@ from .markup import md_code, md_text
 from .network_transcript import Conventions, network_transcript
 from .rule_conventions import (derivation_variant, has_kink, node_has_kink, node_reads_its_output, partials_variant,
                                reads_its_output)
-from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
+from .transcript import (PRECISION, Text, Transcript, in_float32, read_keys, round_half_up, rounded,
                          rounding_intermediates, tr)
 
 DECIMAL = re.compile(r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*\Z")
@@ -908,14 +908,8 @@ def _dependencies(t: Transcript, key: str) -> frozenset[str]:
     for them hundreds of thousands of times, and walking a SymPy formula is slow)."""
     cache = t.__dict__.setdefault("_dependencies", {})
     if key not in cache:
-        q = t.quantities[key]
-        if q.formula is None:
-            found = frozenset()
-        elif isinstance(q.formula, Chain):
-            found = frozenset(k for term in q.formula.terms for k in term)
-        else:
-            found = frozenset(s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol)))
-        cache[key] = found
+        formula = t.quantities[key].formula
+        cache[key] = frozenset(read_keys(formula)) if formula is not None else frozenset()
     return cache[key]
 
 

@@ -43,6 +43,13 @@ class Chain:
     terms: tuple[tuple[str, ...], ...]
 
 
+def read_keys(formula) -> set[str]:
+    """The keys of the quantities a formula (or a Chain) reads."""
+    if isinstance(formula, Chain):
+        return {k for term in formula.terms for k in term}
+    return {s.name for s in formula.free_symbols}  # MatrixSymbols included
+
+
 @dataclass
 class Quantity:
     key: str  # stable name, used in JSON and by the checker
