@@ -415,7 +415,7 @@ class _Renderer:
     def render(self) -> str:
         lines = [f"# {self.words(self.t.title)}" if self.md else self.t.title(self.lang)]
         if not self.md:
-            lines.append("=" * min(78, _width(lines[0])))
+            lines.append("=" * min(78, display_width(lines[0])))
         lines.append("")
         if self.t.intro:
             lines += [self.words(self.t.intro, block=True), ""]
@@ -424,7 +424,7 @@ class _Renderer:
             if isinstance(block, Text):
                 self.notes_shown = set()  # each section states a note once
                 lines += (["", f"## {self.words(block)}", ""] if self.md
-                          else ["", block(self.lang), "-" * min(78, _width(block(self.lang)))])
+                          else ["", block(self.lang), "-" * min(78, display_width(block(self.lang)))])
             elif isinstance(block, tuple) and block[0] == "note":
                 lines += ["", self.words(block[1], block=True), ""] if self.md else ["  " + block[1](self.lang)]
             elif isinstance(block, Show):
@@ -493,12 +493,12 @@ class _Renderer:
             out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
             out += ["| " + " | ".join(r) + " |" for r in rows]
             return out + [""]
-        widths = [max(_width(x) for x in col) for col in zip(headers, *rows)]
-        fmt = lambda r: "  " + "  ".join(" " * (w - _width(x)) + x for x, w in zip(r, widths))  # noqa: E731
+        widths = [max(display_width(x) for x in col) for col in zip(headers, *rows)]
+        fmt = lambda r: "  " + "  ".join(" " * (w - display_width(x)) + x for x, w in zip(r, widths))  # noqa: E731
         return ["", fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows), ""]
 
 
-def _width(text: str) -> int:
+def display_width(text: str) -> int:
     """Display width: CJK characters take two columns."""
     return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
 
