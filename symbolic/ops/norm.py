@@ -227,9 +227,6 @@ class LayerNorm(BatchNorm):
     def parse_args(self, inner, where):
         return _float_args(self, inner, where, ("eps",))
 
-    def settings(self, args):
-        return (*args, *self.defaults[len(args):])
-
     def state_shapes(self, args, width):
         return []
 
