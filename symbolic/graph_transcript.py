@@ -388,10 +388,6 @@ class _Builder:
     def indices(shape):
         return list(itertools.product(*map(range, shape)))
 
-    def matrix(self, name, rows, cols, grad=False):
-        key = (lambda n, j: _grad(_element(name, (n, j)))) if grad else (lambda n, j: _element(name, (n, j)))
-        return sp.ImmutableMatrix(rows, cols, lambda n, j: sp.Symbol(key(n, j)))
-
     def define(self, key, formula, note=None):
         if key == self.loss_key and key not in self.t.quantities:
             self.t.heading(tr("Loss", "误差"))
