@@ -103,7 +103,7 @@ class Transcript:
             self.blocks.append(Show(key, note, numbers=False))
         return self.symbol(key)
 
-    def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
+    def define(self, key, formula, text=None, latex=None, note=None, show=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
         try:
             value = unrounded = self.evaluate(formula)
@@ -122,7 +122,7 @@ class Transcript:
         self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value,
                            unrounded if decimals is not None else None))
         if show:
-            self.blocks.append(Show(key, note, numbers))
+            self.blocks.append(Show(key, note))
         return self.symbol(key)
 
     def evaluate(self, formula, values=None):
@@ -349,8 +349,7 @@ class _SubstitutingPlain(PlainPrinter):
     def _print_Symbol(self, expr):
         return self._name(expr.name)
 
-    def _print_MatrixSymbol(self, expr):
-        return self._name(expr.name)
+    _print_MatrixSymbol = _print_Symbol
 
 
 class _SubstitutingLatex(LatexPrinter):
@@ -373,8 +372,7 @@ class _SubstitutingLatex(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         return self._name(expr.name)
 
-    def _print_MatrixSymbol(self, expr):
-        return self._name(expr.name)
+    _print_MatrixSymbol = _print_Symbol
 
     def _print_Pow(self, expr):
         """A power of a name that is a fraction or has a superscript of its own (dE/db11,
