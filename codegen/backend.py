@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .common import DEFINITIONS, PRELUDE, helper_source  # PRELUDE = NUMBA_START (imports, jit) + CHECKS (shared)
-from .files import JIT_FLAGS
 from .statements import StatementPrinter
 
 
@@ -25,7 +24,6 @@ from .statements import StatementPrinter
 class Backend:
     name: str
     prelude: str  # the start of every module
-    jit_flags: str  # one place decides them (files.JIT_FLAGS); the prelude's jit applies them
     statement_printer: type
     helper_source: Callable[[set], str]  # the text of the helpers a module uses
     # name -> a definition a module writes where it needs it (sgd_update, holding_gil, workspace)
@@ -55,4 +53,4 @@ class Backend:
         return self.prelude + self.helper_source(helpers_used)
 
 
-NUMBA = Backend("numba", PRELUDE, JIT_FLAGS, StatementPrinter, helper_source)
+NUMBA = Backend("numba", PRELUDE, StatementPrinter, helper_source)

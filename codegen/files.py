@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from symprop.symbolic.errors import SympropError
+from symprop.symbolic.userfiles import creation_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATED = ROOT / "generated"
@@ -136,14 +137,6 @@ def is_current(path: Path, input_hash: str) -> bool:
             and recorded_body_hash(text) == body_hash(generated_body(text)))
 
 
-def _creation_mode() -> int:
-    """The mode a plain open() would give a new file (0666 less the umask): mkstemp's
-    temporary files are 0600, which would make generated modules private."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 LEFTOVER_AGE_SECONDS = 600  # a temporary file this old belongs to no running generation
 
 
@@ -170,7 +163,7 @@ def write_if_changed(path: Path, text: str) -> bool:
             return False
         mode = stat.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        mode = _creation_mode()
+        mode = creation_mode()  # mkstemp's 0600 would make generated modules private
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -7,7 +7,6 @@ from pathlib import Path
 from symprop.symbolic.layers import REGISTRY
 
 from . import files
-from .graph_kernels import graph_module_text  # noqa: F401 (symprop generate --graph)
 from .layer_kernels import layers_module_body
 from .network import BUILTIN_NETWORKS, network_module_text
 

@@ -369,13 +369,6 @@ def network_hash(graph) -> str:
     return files.inputs_hash("net", graph.spec, *(repr(node.op) for node in graph.nodes))
 
 
-def network_file(spec: str) -> tuple[Path, str]:
-    """Where the module for a spec lives and its current text (built-ins under generated/)."""
-    graph = parse_net(spec)
-    path, name = network_path(graph.spec)
-    return path, network_module_text(graph, name)
-
-
 def load_network(spec: str):
     """The imported kernel module for a spec: built-ins from generated/ (with a warning if the
     generator would now write them differently), any other stack generated into the user cache

@@ -51,6 +51,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from symprop.symbolic.layers import N
+from symprop.symbolic.ops.base import real
 
 from .backend import NUMBA, Backend
 from .printer import element_text
@@ -95,10 +96,6 @@ LOSS = "loss"  # the sum the loss statements add each row's loss to (the step re
 
 class NotScalar(Exception):
     """A statement the pass cannot rewrite for one row: the network keeps the matrix step."""
-
-
-def real(name: str) -> sp.Symbol:
-    return sp.Symbol(name, real=True)
 
 
 def unit(base: str, *index: int) -> sp.Symbol:

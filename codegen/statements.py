@@ -210,9 +210,3 @@ def matrix_view(value) -> str:
 def shape_text(shape) -> str:
     """An array shape as Python writes it: (N, 2), (2,); a length alone (2) for a vector."""
     return str(shape) if isinstance(shape, int) else repr(tuple(shape))
-
-
-def print_lines(statements) -> tuple[list[str], set[str]]:
-    """(lines, helpers used) of a statement list."""
-    printer = StatementPrinter()
-    return printer.lines(statements), printer.helpers_used

@@ -40,7 +40,7 @@ from .graphfile_transcript import graph_transcript
 from .netfile import is_net_file, load_net_file, net_file_transcript
 from .networkfile import load_network, loss_op
 from .ops.builders import features
-from .equivalence import compare, with_placeholders
+from .equivalence import compare, plain_formula, with_placeholders
 from .formula import parse_formula
 from .magnitude import TooLarge
 from .graph import chain_names
@@ -51,7 +51,7 @@ from .markup import md_code, md_text
 from .network_transcript import Conventions, network_transcript
 from .rule_conventions import (derivation_variant, has_kink, node_has_kink, node_reads_its_output, partials_variant,
                                reads_its_output)
-from .transcript import (PRECISION, Chain, Text, Transcript, in_float32, round_half_up, rounded,
+from .transcript import (PRECISION, Text, Transcript, display_width, in_float32, read_keys, round_half_up, rounded,
                          rounding_intermediates, tr)
 
 DECIMAL = re.compile(r"\s*[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?\s*\Z")
@@ -377,6 +377,12 @@ LOSS_VARIANTS = {
     "mse": [("squared-error", "convention_loss_half_sum", tr("1/2 sum of squared errors instead of the mean", "用 1/2 误差平方和代替平均")),
             ("sum-of-squares", "convention_loss_sum", tr("sum of squared errors instead of the mean", "用误差平方和代替平均"))],
 }
+BATCH_SUM = tr("the loss summed over the batch instead of averaged (no 1/N)", "误差对批量求和而不是取平均（没有 1/N）")
+BIASES_NOT_UPDATED = tr("biases not updated", "偏置未更新")
+
+
+def _one_bias_fixed(b: str) -> Text:
+    return tr(f"the bias {b} kept fixed while the other biases are updated", f"偏置 {b} 未更新，其余偏置更新了")
 
 
 @dataclass(frozen=True)
@@ -515,17 +521,14 @@ class Subject:
                                   "梯度上升：新值 = 旧值 + 学习率 × 偏导数（更新的符号反了）"),
                                graph_transcript(flipped, exact.name)))
         if graph is not None and graph.full_batch:
-            out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
-                                                          "误差对批量求和而不是取平均（没有 1/N）"),
-                               graph_transcript(graph, exact.name, batch_sum=True)))
+            out.append(Variant("convention_batch_sum", BATCH_SUM, graph_transcript(graph, exact.name, batch_sum=True)))
         if self.build_batch_sum is not None:
-            out.append(Variant("convention_batch_sum", tr("the loss summed over the batch instead of averaged (no 1/N)",
-                                                          "误差对批量求和而不是取平均（没有 1/N）"), self.build_batch_sum()))
+            out.append(Variant("convention_batch_sum", BATCH_SUM, self.build_batch_sum()))
         net = self.network
         if net is None:
             return out + self._spec_bias_variants(exact) + self._spec_loss_variants() + self._rule_variants()
         if net.update_biases:
-            out.append(Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"),
+            out.append(Variant("convention_biases_not_updated", BIASES_NOT_UPDATED,
                                self.build(dataclasses.replace(net, update_biases=False))))
         else:
             out.append(Variant("convention_biases_updated",
@@ -536,8 +539,7 @@ class Subject:
         if len(biases) > 1:  # per parameter: one bias frozen (or, when all are fixed, one updated)
             for b in biases:
                 updated = frozenset(biases) - {b} if net.update_biases else frozenset([b])
-                description = (tr(f"the bias {b} kept fixed while the other biases are updated",
-                                  f"偏置 {b} 未更新，其余偏置更新了") if net.update_biases else
+                description = (_one_bias_fixed(b) if net.update_biases else
                                tr(f"only the bias {b} updated, although this example keeps the biases fixed",
                                   f"只更新了偏置 {b}，而本例中偏置保持不变"))
                 out.append(Variant("convention_some_biases_fixed" if net.update_biases else "convention_some_biases_updated",
@@ -562,10 +564,9 @@ class Subject:
 
         def kept(fixed):
             return replay(t, {key: sp.Symbol(key.replace("_new", "", 1)) for b in fixed for key in new[b]})
-        out = [Variant("convention_biases_not_updated", tr("biases not updated", "偏置未更新"), kept(biases))] if biases else []
+        out = [Variant("convention_biases_not_updated", BIASES_NOT_UPDATED, kept(biases))] if biases else []
         if len(biases) > 1:
-            out += [Variant("convention_some_biases_fixed", tr(f"the bias {b} kept fixed while the other biases are updated",
-                                                               f"偏置 {b} 未更新，其余偏置更新了"), kept([b])) for b in biases]
+            out += [Variant("convention_some_biases_fixed", _one_bias_fixed(b), kept([b])) for b in biases]
         return out
 
     def _spec_loss_variants(self) -> list[Variant]:
@@ -908,14 +909,8 @@ def _dependencies(t: Transcript, key: str) -> frozenset[str]:
     for them hundreds of thousands of times, and walking a SymPy formula is slow)."""
     cache = t.__dict__.setdefault("_dependencies", {})
     if key not in cache:
-        q = t.quantities[key]
-        if q.formula is None:
-            found = frozenset()
-        elif isinstance(q.formula, Chain):
-            found = frozenset(k for term in q.formula.terms for k in term)
-        else:
-            found = frozenset(s.name for s in q.formula.free_symbols | set(q.formula.atoms(sp.MatrixSymbol)))
-        cache[key] = found
+        formula = t.quantities[key].formula
+        cache[key] = frozenset(read_keys(formula)) if formula is not None else frozenset()
     return cache[key]
 
 
@@ -1201,12 +1196,8 @@ def _check_formula(exact: Transcript, claim: Claim, verdicts: list, problems: li
         return
     code = "formula_equivalent" if result.equivalent else "formula_differs"
     verdict = Verdict(claim, exact.value(key), result.equivalent, key=key,
-                      findings=[Finding(code, tr(result.explanation))], derived=_plain_formula(result.derived))
+                      findings=[Finding(code, tr(result.explanation))], derived=plain_formula(result.derived))
     verdicts.append(verdict)
-
-
-def _plain_formula(expr) -> str:
-    return str(expr).replace("**", "^")
 
 
 def _with_claimable(subject: Subject, exact: Transcript, names: list[str]) -> Transcript:
@@ -1577,17 +1568,13 @@ def render_report(report: Report, fmt: str = "text", lang: str = "en") -> str:
             lines.append(f"| {MARK[v.right](lang)} | " + " | ".join(cells) + " |")
         summary = [md_text(line, block=True) for line in summary]
         return "\n".join(lines + [""] + summary) + "\n"
-    widths = [max(_width(x) for x in col) for col in zip(headers, *[r[:5] for r in rows])]
+    widths = [max(display_width(x) for x in col) for col in zip(headers, *[r[:5] for r in rows])]
     out = [f"{tr('Checking claims about', '检查以下例子的数值')(lang)} {report.subject}", ""]
-    fmt_row = lambda r: "  ".join(x + " " * (w - _width(x)) for x, w in zip(r, widths))  # noqa: E731
+    fmt_row = lambda r: "  ".join(x + " " * (w - display_width(x)) for x, w in zip(r, widths))  # noqa: E731
     out.append(fmt_row(headers[:5]) + "  " + headers[5])
     for row in rows:
         out.append(fmt_row(row[:5]) + "  " + row[5])
     return "\n".join(out + [""] + summary) + "\n"
-
-
-def _width(text: str) -> int:
-    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
 
 
 def _report_json(report: Report) -> dict:

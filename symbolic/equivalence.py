@@ -128,22 +128,23 @@ def _agree(t, mine, theirs, givens) -> bool:
     return checked >= 2
 
 
-def _plain(expr) -> str:
+def plain_formula(expr) -> str:
+    """A formula as a learner types it (x^2, not x**2)."""
     return str(expr).replace("**", "^")
 
 
 def _rewrite(t, learner, rule) -> str:
     if learner == rule:
-        return f"equivalent: the derived rule is {_plain(rule)}, the same formula"
+        return f"equivalent: the derived rule is {plain_formula(rule)}, the same formula"
     for name, how in (("expand", sp.expand), ("factor", sp.factor), ("together", sp.together)):
         a, b = how(learner), how(rule)
         if a == b:
-            return f"equivalent: the derived rule is {_plain(rule)}; both {name} to {_plain(a)}"
+            return f"equivalent: the derived rule is {plain_formula(rule)}; both {name} to {plain_formula(a)}"
     # they use different names: say which of them stands for what
     mine, theirs = {s.name for s in learner.free_symbols}, {s.name for s in rule.free_symbols}
     through = [n for n in sorted(mine ^ theirs) if n in t.quantities and t.quantities[n].formula is not None]
-    how = "; ".join(f"{n} = {_plain(_as_expr(t.quantities[n].formula).rewrite(sp.exp))}" for n in through[:4])
-    return (f"equivalent: the derived rule is {_plain(rule)}; equal once " + (f"{how} is written in" if how else
+    how = "; ".join(f"{n} = {plain_formula(_as_expr(t.quantities[n].formula).rewrite(sp.exp))}" for n in through[:4])
+    return (f"equivalent: the derived rule is {plain_formula(rule)}; equal once " + (f"{how} is written in" if how else
             "both are written out down to the given values"))
 
 
@@ -164,7 +165,7 @@ def _difference(t, mine, theirs, givens, rule) -> str:
             (s, v), x, y = changed
             where = (f"; they differ at this example's values with {s} = {v} instead "
                      f"(yours {rounded(x, 6)}, the rule {rounded(y, 6)})")
-    return f"not equivalent: the derived rule is {_plain(rule)}{where}{at_example}"
+    return f"not equivalent: the derived rule is {plain_formula(rule)}{where}{at_example}"
 
 
 def _one_change(mine, theirs, symbols, base):

@@ -73,7 +73,6 @@ class Layer:
     source: str
     out: str
     width_in: int
-    width_out: int
     params: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     shape_in: object = None  # features (an int) or an image (C, H, W)
@@ -189,10 +188,10 @@ def plan_layers(graph: Graph) -> list[Layer]:
     """Each node with the names chain_names gives it (W1, b1, z1, h1, g1, ...), as the kernels
     name them, and the shapes of its parameters."""
     layers, source = [], "X"
-    widths, shapes = graph.widths, graph.shapes
-    for node, names, width_in, width_out, shape_in, shape_out in zip(
-            graph.nodes, chain_names(graph), widths, widths[1:], shapes, shapes[1:]):
-        layer = Layer(node, source, names.value or "L", width_in, width_out, params=dict(names.params),
+    shapes = graph.shapes
+    for node, names, width_in, shape_in, shape_out in zip(
+            graph.nodes, chain_names(graph), graph.widths, shapes, shapes[1:]):
+        layer = Layer(node, source, names.value or "L", width_in, params=dict(names.params),
                       shapes=dict(node.op.param_shapes(node.args, shape_in)), shape_in=shape_in, shape_out=shape_out,
                       masks=node.op.input_arrays(node.position))
         source = layer.out
@@ -388,10 +387,6 @@ class _Builder:
     @staticmethod
     def indices(shape):
         return list(itertools.product(*map(range, shape)))
-
-    def matrix(self, name, rows, cols, grad=False):
-        key = (lambda n, j: _grad(_element(name, (n, j)))) if grad else (lambda n, j: _element(name, (n, j)))
-        return sp.ImmutableMatrix(rows, cols, lambda n, j: sp.Symbol(key(n, j)))
 
     def define(self, key, formula, note=None):
         if key == self.loss_key and key not in self.t.quantities:

@@ -140,10 +140,6 @@ class GraphFile:
         """The op of a node: its formula, forward and local partials."""
         return self.graph.node(node).op
 
-    def arguments(self, node: str) -> list[str]:
-        """The names a node's formula uses, in the order they were defined."""
-        return list(self.graph.node(node).inputs)
-
     def consumers(self, name: str) -> list[str]:
         return self.graph.consumers(name)
 

@@ -31,7 +31,7 @@ import sympy as sp
 from .errors import SympropError
 from .graphfile import GraphFile, _fail_node, load_graph, symbol
 from .ieee import TYPES, Program
-from .interpret import GRADIENT, Interpreter
+from .interpret import GRADIENT, Interpreter, evaluated
 from .ir import Assignments, Let
 from .transcript import (FLOAT32, PRECISION, Chain, Quantity, Show, Transcript, _latex_name, attach_notes,
                          in_float32, tr)
@@ -277,7 +277,7 @@ class _Builder:
         """The forward statements with each value named ``keys[name]`` in formulas; ``write(node,
         formula, note)`` for each node, in the graph's order (the formula over those keys)."""
         node_of = {key: name for name, key in keys.items()}
-        interpreter = self._interpreter(keys, lambda key, formula, note: write(node_of[key], _evaluated(formula), note))
+        interpreter = self._interpreter(keys, lambda key, formula, note: write(node_of[key], evaluated(formula), note))
         for statement in self.low.forward:
             interpreter.run([statement])
             interpreter.finish()  # each node's line when it is computed
@@ -293,7 +293,7 @@ class _Builder:
                 for _, local in formula.terms if isinstance(formula, Chain) else ():
                     paths.add(tuple(local[1:].split("/d", 1)))
             else:  # d<node>/d<value>
-                locals_[tuple(key[1:].split("/d", 1))] = (_evaluated(formula), note)
+                locals_[tuple(key[1:].split("/d", 1))] = (evaluated(formula), note)
         interpreter = self._interpreter({n: names.value(n) for n in [*self.g.given(), *self.g.nodes]}, record)
         for statement in self.low.backward:
             interpreter.run([statement])
@@ -419,12 +419,6 @@ class _Builder:
 
 
 # --- the numbers of many steps: the same staged formulas, evaluated fast --------------------------
-
-def _evaluated(expr):
-    """expr rebuilt with SymPy's evaluation on (the interpreter puts values in as written), as
-    a formula with the transcript's symbols put in reads."""
-    return expr.func(*map(_evaluated, expr.args)) if isinstance(expr, sp.Basic) and expr.args else expr
-
 
 def _heaviside(u, at_zero=sp.S.Half):
     return 1 if u > 0 else 0 if u < 0 else at_zero

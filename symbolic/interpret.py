@@ -309,6 +309,12 @@ class Interpreter:
         self.define(key, Chain(((up_key, local_key),)), self.once(note) if note else None)
 
 
+def evaluated(expr):
+    """expr with every operation carried out: the interpreter writes formulas as the statements
+    build them (sums in the order written), a value to show is the simplified one."""
+    return expr.func(*map(evaluated, expr.args)) if isinstance(expr, sp.Basic) and expr.args else expr
+
+
 def _plus(summands: list, so_far, term) -> tuple[list, object]:
     """so_far + term for a value summed term by term, kept as one sum in the order written:
     (its terms, its formula). ``summands`` are so_far's terms, or empty when so_far is a single

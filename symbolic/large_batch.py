@@ -27,7 +27,7 @@ from .graph import Graph
 from .graph_transcript import (_array, _describe, _exact, _failing, _mask_names, _shape_text, check_values, one_hot_unit,
                                expected_values, graph_transcript, plan_layers)
 from .networkfile import MAX_MAGNITUDE
-from .transcript import FLOAT32, ROUND_INTERMEDIATES, Chain, Show, Text, Transcript, round_half_up, tr
+from .transcript import FLOAT32, ROUND_INTERMEDIATES, Chain, Show, Text, Transcript, read_keys, round_half_up, tr
 
 EXACT_ROWS = 20  # a batch of up to this many rows is written out whole and exactly (the shipped ones have 4)
 SHOWN_ROWS = 3  # the rows a larger batch writes out
@@ -84,7 +84,7 @@ def large_batch_transcript(graph: Graph, values: dict, learning_rate, name: str,
         if key in sums:
             t.given(key, sums[key], text=q.text, latex=q.latex, result_of=result)
             changed.add(key)
-        elif q.formula is not None and _reads(q.formula) & changed:
+        elif q.formula is not None and read_keys(q.formula) & changed:
             t.define(key, q.formula, text=q.text, latex=q.latex, show=False)  # from the sums, exactly
             changed.add(key)
         else:
@@ -198,12 +198,6 @@ def _at_row(key: str, n: int, params: set) -> str:
     return _ELEMENT.sub(row, key)
 
 
-def _reads(formula) -> set[str]:
-    if isinstance(formula, Chain):
-        return {k for term in formula.terms for k in term}
-    return {s.name for s in formula.free_symbols}
-
-
 def _stable_sigmoid(u):
     e = np.exp(-np.abs(u))
     return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
@@ -236,7 +230,7 @@ def _batch_sums(one: Transcript, floats: dict, params: set, rows: int, where: st
                     env[key] = dtype(float(q.value))
                 continue
             value = _evaluate(q.formula, env, dtype)
-            summed = not per_row and any(_per_row(k, params) for k in _reads(q.formula))
+            summed = not per_row and any(_per_row(k, params) for k in read_keys(q.formula))
             if per_row:
                 value = np.broadcast_to(np.asarray(value, dtype=dtype), (rows,))
             elif summed:

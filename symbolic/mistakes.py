@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .errors import SympropError
-from .transcript import PRECISION, Chain, Quantity, Text, Transcript, tr
+from .transcript import PRECISION, Chain, Quantity, Text, Transcript, read_keys, tr
 
 
 @dataclass
@@ -49,18 +49,12 @@ def replay(t: Transcript, formulas: dict) -> Transcript:
     for key, q in t.quantities.items():
         formula = formulas.get(key, q.formula)
         value = q.value
-        if key in formulas or (formula is not None and _reads(formula) & changed):
+        if key in formulas or (formula is not None and read_keys(formula) & changed):
             value = t.evaluate(formula, values)
             changed.add(key)
         values[key] = value
         quantities[key] = Quantity(q.key, q.text, q.latex, formula, value, result_of=q.result_of)
     return dataclasses.replace(t, quantities=quantities, blocks=[])
-
-
-def _reads(formula) -> set[str]:
-    if isinstance(formula, Chain):
-        return {k for term in formula.terms for k in term}
-    return {s.name for s in formula.free_symbols}
 
 
 def _number(value):
@@ -84,7 +78,7 @@ def _candidates(t: Transcript):
     # sigmoid units: s = sigmoid(u), s computed from u alone, or a gate's sigmoid of a net input
     # written out (a GRU's sigmoid(ax + ah)): u the net input, a quantity or an expression
     activations = _activations(qs)
-    reads = {key: _reads(q.formula) for key, q in qs.items() if q.formula is not None}  # once: sympy walks are slow
+    reads = {key: read_keys(q.formula) for key, q in qs.items() if q.formula is not None}  # once: sympy walks are slow
     sigmoids = [(s, u) for s, u in activations.items()
                 if _close(qs[s].value, 1 / (1 + sp.exp(-_number(_value_of(u, qs)))))]
     # the derivative of each: a quantity computed from s or u whose value is s(1 - s)
@@ -124,9 +118,9 @@ def _candidates(t: Transcript):
             q = qs[key]
             if q.formula is None or isinstance(q.formula, Chain) or key in news:
                 continue
-            if any(k in news for k in _reads(q.formula)):
+            if any(k in news for k in read_keys(q.formula)):
                 break  # the forward pass with the new values has begun
-            read = [p for p in updates if p in _reads(q.formula)]
+            read = [p for p in updates if p in read_keys(q.formula)]
             if read and not _is_gradient_of_a_parameter(key, updates):
                 formulas[key] = q.formula.xreplace({sym[p]: qs[updates[p]].value for p in read})
         yield ("convention_updated_weights",
@@ -146,8 +140,8 @@ def _candidates(t: Transcript):
         formulas[loss_key] = 2 * formula
         for key in order[order.index(loss_key) + 1:]:
             q = qs[key]
-            if (q.formula is not None and not isinstance(q.formula, Chain) and _reads(q.formula)
-                    and _reads(q.formula) <= {s.name for s in formula.free_symbols}
+            if (q.formula is not None and not isinstance(q.formula, Chain) and read_keys(q.formula)
+                    and read_keys(q.formula) <= {s.name for s in formula.free_symbols}
                     and any(sp.expand(q.formula - sp.diff(formula, s)) == 0 for s in formula.free_symbols)):
                 formulas[key] = 2 * q.formula
     yield ("convention_loss_no_half", tr("squared error without the 1/2", "平方误差没有乘 1/2"), formulas)
@@ -237,7 +231,7 @@ def _activations(qs) -> dict:
             (u,) = f.free_symbols
             if u.name in qs and _scalar(qs[u.name]):
                 found[y] = u
-        elif isinstance(f, sp.Function) and len(f.args) == 1 and f.free_symbols and _reads(f) <= set(qs):
+        elif isinstance(f, sp.Function) and len(f.args) == 1 and f.free_symbols and read_keys(f) <= set(qs):
             found[y] = f.args[0]
     return found
 
@@ -252,7 +246,7 @@ def _local_derivative(qs, reads: dict, y: str, u, value) -> str | None:
     ``value``: the activation's local derivative, y(1 - y) or 1 - y^2 (``reads``: what each
     quantity's formula reads)."""
     order = list(qs)
-    allowed = {y} | _reads(u)
+    allowed = {y} | read_keys(u)
     for key in order[order.index(y) + 1:]:
         q = qs[key]
         if q.formula is None or isinstance(q.formula, Chain) or not reads[key] or not reads[key] <= allowed:
@@ -316,7 +310,7 @@ def _recurrence(qs, depends: dict) -> tuple[dict, dict]:
         if _is_gradient_key(key) or q.formula is None:
             continue
         index = _split_key(key)[1]
-        for state in _reads(q.formula) & set(produced):
+        for state in read_keys(q.formula) & set(produced):
             before, after = _split_key(state)[1], _split_key(produced[state])[1]
             (step,) = (i for i, (a, b) in enumerate(zip(before, after)) if a != b)
             if len(index) == len(after) and index[step] == after[step]:  # of step t, not of the state's own
@@ -345,9 +339,9 @@ def _gradient_times_state(q: Quantity, produced: dict) -> set[str]:
     if f is None or isinstance(f, Chain):
         return set()
     terms = sp.Add.make_args(f)
-    if not all(isinstance(term, sp.Mul) and any(_is_gradient_key(k) for k in _reads(term)) for term in terms):
+    if not all(isinstance(term, sp.Mul) and any(_is_gradient_key(k) for k in read_keys(term)) for term in terms):
         return set()
-    return _reads(f) & set(produced)
+    return read_keys(f) & set(produced)
 
 
 def _without_recurrent_terms(qs, readers: dict) -> dict:
@@ -379,7 +373,7 @@ def _last_step_only(qs, depends: dict) -> dict:
             return {key}
         if key in seen or q is None or q.formula is None or isinstance(q.formula, Chain):
             return set()
-        return set().union(*(gradients(r, seen | {key}) for r in _reads(q.formula)))
+        return set().union(*(gradients(r, seen | {key}) for r in read_keys(q.formula)))
 
     def later(a, b):
         """Gradients a are of a later step than gradients b: some of b are computed from a."""

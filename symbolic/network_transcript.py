@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .graph import chain_names
-from .interpret import GRADIENT, Interpreter
+from .interpret import GRADIENT, Interpreter, evaluated
 from .layers import N
-from .lower import Lowering, derivation
+from .lower import Lowering
 from .networkfile import FULL_STEPS, Network
 from .network_table import long_run
 from .ops.builders import LOSS
-from .rule_conventions import derivation_variant, has_kink, reads_its_output  # noqa: F401 (the checker's)
+from .rule_conventions import derivation_variant
 from .steps import RULES, STEP_COUNT_LINE
 from .steps import g as GRADIENT_SYMBOL, p as PARAMETER, t as STEP_COUNT
 from .transcript import Chain, Transcript, _latex_name, tr
@@ -114,11 +114,6 @@ def _interpret(net: Network, conventions: Conventions) -> dict:
     return record
 
 
-def _evaluated(expr):
-    """expr with every operation carried out (the record keeps some sums as written)."""
-    return expr.func(*map(_evaluated, expr.args)) if expr.args else expr
-
-
 class _Names:
     """The record's keys as one pass of the transcript names them: parameters by the key of
     their current value (w5, step2:w5, w5_new), computed values with the step's prefix and the
@@ -140,7 +135,7 @@ class _Names:
     def rename(self, formula):
         if isinstance(formula, Chain):
             return Chain(tuple(tuple(map(self.key, term)) for term in formula.terms))
-        return _evaluated(formula.xreplace({s: sp.Symbol(self.key(s.name)) for s in formula.free_symbols}))
+        return evaluated(formula.xreplace({s: sp.Symbol(self.key(s.name)) for s in formula.free_symbols}))
 
     def formula(self, name: str):
         return self.rename(self.record[name])

@@ -43,6 +43,13 @@ class Chain:
     terms: tuple[tuple[str, ...], ...]
 
 
+def read_keys(formula) -> set[str]:
+    """The keys of the quantities a formula (or a Chain) reads."""
+    if isinstance(formula, Chain):
+        return {k for term in formula.terms for k in term}
+    return {s.name for s in formula.free_symbols}  # MatrixSymbols included
+
+
 @dataclass
 class Quantity:
     key: str  # stable name, used in JSON and by the checker
@@ -96,7 +103,7 @@ class Transcript:
             self.blocks.append(Show(key, note, numbers=False))
         return self.symbol(key)
 
-    def define(self, key, formula, text=None, latex=None, note=None, show=True, numbers=True):
+    def define(self, key, formula, text=None, latex=None, note=None, show=True):
         """A quantity computed from earlier ones by ``formula``; its value is the formula's."""
         try:
             value = unrounded = self.evaluate(formula)
@@ -115,7 +122,7 @@ class Transcript:
         self._add(Quantity(key, text or key, latex or _latex_name(key), formula, value,
                            unrounded if decimals is not None else None))
         if show:
-            self.blocks.append(Show(key, note, numbers))
+            self.blocks.append(Show(key, note))
         return self.symbol(key)
 
     def evaluate(self, formula, values=None):
@@ -342,8 +349,7 @@ class _SubstitutingPlain(PlainPrinter):
     def _print_Symbol(self, expr):
         return self._name(expr.name)
 
-    def _print_MatrixSymbol(self, expr):
-        return self._name(expr.name)
+    _print_MatrixSymbol = _print_Symbol
 
 
 class _SubstitutingLatex(LatexPrinter):
@@ -366,8 +372,7 @@ class _SubstitutingLatex(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         return self._name(expr.name)
 
-    def _print_MatrixSymbol(self, expr):
-        return self._name(expr.name)
+    _print_MatrixSymbol = _print_Symbol
 
     def _print_Pow(self, expr):
         """A power of a name that is a fraction or has a superscript of its own (dE/db11,
@@ -408,7 +413,7 @@ class _Renderer:
     def render(self) -> str:
         lines = [f"# {self.words(self.t.title)}" if self.md else self.t.title(self.lang)]
         if not self.md:
-            lines.append("=" * min(78, _width(lines[0])))
+            lines.append("=" * min(78, display_width(lines[0])))
         lines.append("")
         if self.t.intro:
             lines += [self.words(self.t.intro, block=True), ""]
@@ -417,7 +422,7 @@ class _Renderer:
             if isinstance(block, Text):
                 self.notes_shown = set()  # each section states a note once
                 lines += (["", f"## {self.words(block)}", ""] if self.md
-                          else ["", block(self.lang), "-" * min(78, _width(block(self.lang)))])
+                          else ["", block(self.lang), "-" * min(78, display_width(block(self.lang)))])
             elif isinstance(block, tuple) and block[0] == "note":
                 lines += ["", self.words(block[1], block=True), ""] if self.md else ["  " + block[1](self.lang)]
             elif isinstance(block, Show):
@@ -486,12 +491,12 @@ class _Renderer:
             out = ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
             out += ["| " + " | ".join(r) + " |" for r in rows]
             return out + [""]
-        widths = [max(_width(x) for x in col) for col in zip(headers, *rows)]
-        fmt = lambda r: "  " + "  ".join(" " * (w - _width(x)) + x for x, w in zip(r, widths))  # noqa: E731
+        widths = [max(display_width(x) for x in col) for col in zip(headers, *rows)]
+        fmt = lambda r: "  " + "  ".join(" " * (w - display_width(x)) + x for x, w in zip(r, widths))  # noqa: E731
         return ["", fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, rows), ""]
 
 
-def _width(text: str) -> int:
+def display_width(text: str) -> int:
     """Display width: CJK characters take two columns."""
     return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
 

@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 
 from symprop.cli import main
-from symprop.codegen.network import load_network, network_file
+from symprop.codegen.network import load_network, network_module_text
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
@@ -169,9 +169,9 @@ def test_attention_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(r
     """The scalar-step pass has no scalar form for attention's loops (3-axis buffers, the
     mask's bounds): the network keeps the matrix step, and one SGD step moves each parameter
     by -lr times its gradient."""
-    assert "\nSCALAR_STEP = False" in network_file("attention(1,1,1,3) flatten affine(3,1) squared-error")[1]
+    assert "\nSCALAR_STEP = False" in network_module_text(parse_net("attention(1,1,1,3) flatten affine(3,1) squared-error"))
     spec = "causal-attention(1,1,1,3) flatten affine(3,1) squared-error"
-    assert "\nSCALAR_STEP = False" in network_file(spec)[1]
+    assert "\nSCALAR_STEP = False" in network_module_text(parse_net(spec))
     net = load_network(spec)
     params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
     X, target = rng.normal(size=(2, 3)), rng.normal(size=(2, 1))

@@ -79,7 +79,7 @@ _make_workspace = make_workspace
 ''',
 }
 
-PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, "dict()", PlainStatementPrinter, plain_helper_source,
+PLAIN_PYTHON = Backend("python", PLAIN_START + common.CHECKS, PlainStatementPrinter, plain_helper_source,
                        PLAIN_DEFINITIONS)
 
 

@@ -299,10 +299,10 @@ def test_the_committed_lstm_kernel_agrees_with_central_differences_and_the_trans
 def test_one_sgd_step_of_the_example_network_moves_each_parameter_by_its_gradient():
     """The example's tiny network keeps the matrix step (no scalar form for the time loop), and
     its fused SGD step is the gradient step, as for the other recurrent family."""
-    from symprop.codegen.network import network_file
+    from symprop.codegen.network import network_module_text
 
     spec = "lstm(1,1,2) affine(1,1) squared-error"
-    assert "\nSCALAR_STEP = False" in network_file(spec)[1]
+    assert "\nSCALAR_STEP = False" in network_module_text(parse_net(spec))
     net = load_network(spec)
     params = [_given(name).reshape(shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)]
     X, target = _given("X").reshape(1, -1), _given("T")

@@ -11,7 +11,8 @@ from symprop.cli import main
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.examples import EXAMPLES, builtin_network, get_transcript
 from symprop.symbolic.networkfile import parse_network
-from symprop.symbolic.network_transcript import Conventions, has_kink, interpreted, network_transcript, reads_its_output
+from symprop.symbolic.network_transcript import Conventions, interpreted, network_transcript
+from symprop.symbolic.rule_conventions import has_kink, reads_its_output
 from symprop.symbolic.transcript import rounded
 from test_examples import check_gradients, network_loss
 

@@ -62,8 +62,7 @@ class Bilinear(Op):
                  *(Step(f"backward {name[:2]}", sp.Symbol(name), backward[name],
                         "one row's share; summed over the batch: every row shares W and b")
                    for name in ("dW[p,q,r]", "db[r]"))]
-        return Derivation(self.name, self.summary, self.inputs, {"y[k]": forward}, backward, ("x", "W"), steps,
-                          batch_sums=("dW", "db"))
+        return Derivation(self.name, self.summary, self.inputs, {"y[k]": forward}, backward, ("x", "W"), steps)
 
     def lower(self, lowering, use):
         """Per row: each output summed term by term; back, dx's two sums, each row's share of dW and db."""

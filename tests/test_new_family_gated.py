@@ -96,7 +96,7 @@ class Gated(Op):
                  Step("backward db", sp.Symbol("db[j]"), backward["db[j]"], sums)]
         return Derivation(self.name, self.summary, self.inputs,
                           forward={"a[k]": pre, "s[k]": steps[1].rhs, "y[k]": gated},
-                          backward=backward, saved=("x", "s", "W"), steps=steps, batch_sums=("dW", "db"))
+                          backward=backward, saved=("x", "s", "W"), steps=steps)
 
     def lower(self, lowering, use):
         """Per row: the pre-activation summed term by term, the gate, the output; back, dL/da by

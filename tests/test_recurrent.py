@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 from symprop.cli import main
-from symprop.codegen.network import load_network, network_file
+from symprop.codegen.network import load_network, network_module_text
 from symprop.symbolic.errors import SympropError
 from symprop.symbolic.graph import parse_net
 from symprop.symbolic.layers import REGISTRY, N
@@ -141,7 +141,7 @@ def test_a_tiny_rnn_keeps_the_matrix_step_and_its_sgd_step_is_the_gradient_step(
     """The scalar-step pass has no scalar form for the time loop: the network keeps the matrix
     step, and one SGD step moves each parameter by -lr times its gradient."""
     spec = "rnn(1,2,3) affine(2,1) squared-error"
-    assert "\nSCALAR_STEP = False" in network_file(spec)[1]
+    assert "\nSCALAR_STEP = False" in network_module_text(parse_net(spec))
     net = load_network(spec)
     params = [rng.normal(0, 0.7, shape) for shape in net.PARAM_SHAPES]
     X, target = rng.normal(size=(2, 3)), rng.normal(size=(2, 1))

@@ -2,7 +2,7 @@
 objects (symbols, indexed elements, expressions), never source text."""
 import sympy as sp
 
-from symprop.codegen.statements import print_lines
+from symprop.codegen.backend import NUMBA
 from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, as_written,
                                  difference, element as at, index, local, ratio)
 from symprop.symbolic.layers import K, N
@@ -13,7 +13,7 @@ n, j, k = index("n"), index("j"), index("k")
 
 def test_loops_nest_and_indent_their_bodies():
     zmax = local("zmax")
-    lines, _ = print_lines([Comment("layer 2: relu"),
+    lines, _ = NUMBA.print([Comment("layer 2: relu"),
                             Loop(n, N, (Loop(j, 4, (Let(at("a", "n", "j"), sp.Integer(0)),)),)),
                             Loop(k, K, (Let(zmax, as_written(sp.Max, zmax, at("z", "n", "k"))),), start=1)])
     assert lines == ["# layer 2: relu", "for n in range(N):", "    for j in range(4):",
@@ -25,7 +25,7 @@ def test_bookkeeping_prints_in_the_order_written():
     what was written, not SymPy's rearrangement (-mean + x)."""
     loss, m, mean, r = local("loss"), sp.Float(0.1), at("mean", "j"), at("r", "j")
     keep = difference(sp.Integer(1), m)
-    lines, _ = print_lines([Let(loss, ratio(loss, N)), Let(local("c"), difference(at("x", "n", "j"), mean)),
+    lines, _ = NUMBA.print([Let(loss, ratio(loss, N)), Let(local("c"), difference(at("x", "n", "j"), mean)),
                             Let(r, as_written(sp.Add, as_written(sp.Mul, keep, r), as_written(sp.Mul, m, mean))),
                             Let(local("K"), 3), Allocate(local("dW1"), (2, 3), zeros=True, comment="dL/dW1")])
     assert lines == ["loss = loss/real(N)", "c = x[n, j] - mean[j]", "r[j] = (real(1) - real(0.1))*r[j] + real(0.1)*mean[j]",
@@ -35,7 +35,7 @@ def test_bookkeeping_prints_in_the_order_written():
 def test_assignments_share_subexpressions_accumulate_and_carry_comments():
     rule = sp.exp(x) * dout
     dx, dg = at("dx", "i"), at("dg", "j")
-    lines, helpers = print_lines([Assignments(((dx, rule), (dg, rule * x)),
+    lines, helpers = NUMBA.print([Assignments(((dx, rule), (dg, rule * x)),
                                               {"x": at("x", "i"), "dout": at("dout", "i")},
                                               {dg: "summed over the batch"}, frozenset({dg}))])
     assert lines[0] == "t0 = dout[i]*_exp(x[i])"  # the shared exp(x) dout, computed once
@@ -46,15 +46,15 @@ def test_assignments_share_subexpressions_accumulate_and_carry_comments():
 
 def test_accumulate_prints_its_expression_as_is_with_the_row_index():
     z = sp.IndexedBase("z")
-    lines, _ = print_lines([Accumulate(local("s0"), sp.exp(z[k] - sp.Symbol("zmax", real=True)), {}, row=n)])
+    lines, _ = NUMBA.print([Accumulate(local("s0"), sp.exp(z[k] - sp.Symbol("zmax", real=True)), {}, row=n)])
     assert lines == ["s0 += _exp(-zmax + z[n, k])"]
 
 
 def test_calls_and_matrix_products_name_their_helpers():
     X, W = sp.MatrixSymbol("X", 3, 2), sp.MatrixSymbol("W", 2, 2)
     z1, b1 = sp.symbols("z1 b1")
-    big, used_big = print_lines([MatrixInto(X * W, z1, {"X": sp.Symbol("h0")}, False, "z1 = h0 W")])
-    small, used_small = print_lines([MatrixInto(X * W, z1, {}, True), Call("_add_bias", (z1, b1), "bias")])
+    big, used_big = NUMBA.print([MatrixInto(X * W, z1, {"X": sp.Symbol("h0")}, False, "z1 = h0 W")])
+    small, used_small = NUMBA.print([MatrixInto(X * W, z1, {}, True), Call("_add_bias", (z1, b1), "bias")])
     assert big == ["np.dot(h0, W, z1)  # z1 = h0 W"] and not used_big
     assert small == ["_dot_loops(X, W, z1)", "_add_bias(z1, b1)  # bias"]
     assert used_small == {"_dot_loops", "_add_bias"}

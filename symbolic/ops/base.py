@@ -56,9 +56,6 @@ class Derivation:
     conventions: list[str] = field(default_factory=list)
     stability: list[str] = field(default_factory=list)
     raw_backward: dict[str, sp.Basic] = field(default_factory=dict)  # before canonical form
-    # gradients whose rule above is one row's contribution, summed over the N rows of the batch
-    # (a parameter shared by every row, e.g. a per-feature scale g[j]): the reduction, typed
-    batch_sums: tuple[str, ...] = ()
     # sums over the normalised vector that the backward rules read by name (batch and layer
     # norm's sum_dy, sum_dy_xhat): name -> its definition (a Sum over the vector's index n)
     named_sums: dict[str, sp.Basic] = field(default_factory=dict)

@@ -47,14 +47,14 @@ def _loops(indices_and_sizes, body) -> tuple:
     return body
 
 
-def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for=None, notes=None) -> list:
-    """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop.
+def row_reduction(assignments, names=None, comment_for=None, notes=None) -> list:
+    """Statements for one row n of a row-wise rule: each Sum becomes an accumulation loop over
+    the row's K elements (index k).
 
     ``assignments`` are (target, expr). Sums are computed first (s0, s1, ... in a fixed order),
     then scalar targets, then one loop over the row for targets that depend on the index.
     ``comment_for(target)`` gives the comment printed after a target's statement.
     """
-    k = index
     names = names or {}
     sums = sorted({total for _, e in assignments for total in e.atoms(sp.Sum)}, key=sp.srepr)
     named = {total: sp.Symbol(f"s{i}") for i, total in enumerate(sums)}
@@ -62,7 +62,7 @@ def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for
     for total, symbol in named.items():
         (m, _, _), = total.limits
         statements += [Let(symbol, sp.Integer(0)),
-                       Loop(index, size, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
+                       Loop(k, K, (Accumulate(symbol, total.function.subs(m, k), names, row=ROW),))]
     comments = {t: comment_for(t) for t, _ in assignments} if comment_for else {}
     notes = notes or {}  # target -> the transcript's note
     scalar = [(t, e.xreplace(named)) for t, e in assignments if k not in e.xreplace(named).free_symbols]
@@ -70,13 +70,12 @@ def row_reduction(assignments, names=None, index=index("k"), size=K, comment_for
     if scalar:
         statements.append(Assignments(tuple(scalar), names, comments, row=ROW, notes=notes))
     if per_element:
-        statements.append(Loop(index, size, (Assignments(tuple(per_element), names, comments, row=ROW, notes=notes),)))
+        statements.append(Loop(k, K, (Assignments(tuple(per_element), names, comments, row=ROW, notes=notes),)))
     return statements
 
 
-def _row_index(expr, index="k"):
-    """Rename the free row index of a softmax rule (j or k) to the loop variable."""
-    k = sp.Symbol(index, integer=True)
+def _row_index(expr):
+    """Rename the free row index of a softmax rule (j or k) to the loop variable k."""
     frees = [s for s in expr.free_symbols if s.is_integer and s.name in ("j", "k")]
     return expr.subs({s: k for s in frees})
 

@@ -177,7 +177,7 @@ class PerFeature(Op):
             saved |= {s.name for s in rule.free_symbols} - {dout.name}
         return Derivation(self.name, self.summary, self.inputs, {self.output: forward}, backward,
                           tuple(v for v in self.inputs if v in saved), steps, sorted(set(conventions)), [],
-                          raw_backward, tuple("d" + p for p in self.params))
+                          raw_backward)
 
     def lower(self, lowering, use):
         """y[n, j] = f(x[n, j], g[j]), from the statements the per-layer kernels print too."""

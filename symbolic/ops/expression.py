@@ -46,10 +46,6 @@ class Expression(Op):
         """max or min in the formula: its partials at a tie follow the kink convention."""
         return self.formula.has(sp.Max, sp.Min)
 
-    def partial_at(self, name: str, values: dict) -> sp.Expr:
-        """d formula / d name at values (name -> number or symbol) of the inputs."""
-        return _substitute(self.partials[name], {real(n): values[n] for n in self.inputs})
-
     @cached_property
     def partials(self) -> dict[str, sp.Expr]:
         """d formula / d input for every input, by ``local_partial``."""

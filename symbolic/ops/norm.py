@@ -99,20 +99,17 @@ def normalisation_derivation(name: str, summary: str, kind: str) -> Derivation:
     if kind == "batch":
         steps += [Step("backward dg", Label("dg", "dg"), rule_g, "g scales every row of the column"),
                   Step("backward db", Label("db", "db"), rule_b, "b shifts every row of the column")]
-        backward = {"dx": rule_x, "dg": rule_g, "db": rule_b}
-        sums = ()
     else:
         steps += [Step("backward dg (one row's share)", Label("dg[p]", "dg_p"), rule_g, "summed over the batch"),
                   Step("backward db (one row's share)", Label("db[p]", "db_p"), rule_b, "summed over the batch")]
-        backward = {"dx": rule_x, "dg": rule_g, "db": rule_b}
-        sums = ("dg", "db")
+    backward = {"dx": rule_x, "dg": rule_g, "db": rule_b}
     # the kernels compute mu and sigma2 as sums over the vector (the "mean" and "variance" steps)
     forward = {"s": sp.sqrt(sigma2 + eps), "xhat": (real("x") - mu) / s, "y": real("g") * xhat_p + real("b")}
     # the two sums rule_x reads, as the "name the sums" step defines them (sum_x rewritten in xhat)
     named_sums = {a_text: sp.Sum(upstream, (n, 1, M)), c_text: sp.Sum(upstream * xhat_n, (n, 1, M))}
     return Derivation(name, summary, ("x", "g", "b"), forward, backward, ("xhat", "s", "g"), steps, [],
                       ["s = sqrt(sigma2 + epsilon) with epsilon > 0: never a division by zero"],
-                      {"dx": raw}, sums, named_sums)
+                      {"dx": raw}, named_sums=named_sums)
 
 
 def _float_args(op, inner, where, names):
@@ -229,9 +226,6 @@ class LayerNorm(BatchNorm):
 
     def parse_args(self, inner, where):
         return _float_args(self, inner, where, ("eps",))
-
-    def settings(self, args):
-        return (*args, *self.defaults[len(args):])
 
     def state_shapes(self, args, width):
         return []

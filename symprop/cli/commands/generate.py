@@ -21,7 +21,8 @@ def add_arguments(parser):
 
 def run(args) -> int:
     from symprop.codegen import files
-    from symprop.codegen.generate import check, generate, graph_module_text
+    from symprop.codegen.generate import check, generate
+    from symprop.codegen.graph_kernels import graph_module_text
     from symprop.codegen.network import network_module_text
 
     if args.net is not None and args.graph is not None:
