@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 920979a48064523d
+# Body hash: 45a6e6e05ab3b230
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -460,7 +460,7 @@ def forward_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -512,13 +512,13 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -527,13 +527,13 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -562,9 +562,6 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -624,13 +621,13 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -639,13 +636,13 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -665,7 +662,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -720,13 +717,13 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -735,13 +732,13 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -776,9 +773,6 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -838,13 +832,13 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -853,13 +847,13 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -893,9 +887,6 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -959,13 +950,13 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         for r in range(1):
             for n in range(N):
                 for j in range(1):
-                    dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                    dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                    dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                    dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                    dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                    dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                    dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                    dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                     dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                    dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                    dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                    dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                    dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                     dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                     dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
             np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -974,13 +965,13 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
                     dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
         for n in range(N):
             for j in range(1):
-                dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-                dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-                dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-                dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+                dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+                dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+                dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+                dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
                 dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-                dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-                dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+                dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+                dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
                 dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
                 dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
         np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1034,9 +1025,6 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1096,13 +1084,13 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1111,13 +1099,13 @@ def sgd_step_packed_kernel(theta, X, T, lr):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1257,7 +1245,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1310,13 +1298,13 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1325,13 +1313,13 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1365,9 +1353,6 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1427,13 +1412,13 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1442,13 +1427,13 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1509,7 +1494,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1562,13 +1547,13 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1577,13 +1562,13 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1617,9 +1602,6 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1679,13 +1661,13 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1694,13 +1676,13 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1762,7 +1744,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1815,13 +1797,13 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1830,13 +1812,13 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1870,9 +1852,6 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1932,13 +1911,13 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -1947,13 +1926,13 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2015,7 +1994,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2068,13 +2047,13 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2083,13 +2062,13 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2123,9 +2102,6 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2185,13 +2161,13 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2200,13 +2176,13 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2268,7 +2244,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2321,13 +2297,13 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2336,13 +2312,13 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2376,9 +2352,6 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2438,13 +2411,13 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2453,13 +2426,13 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2529,7 +2502,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2582,13 +2555,13 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2597,13 +2570,13 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2639,9 +2612,6 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     backWx1 = np.empty((N, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2701,13 +2671,13 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
         np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
@@ -2716,13 +2686,13 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once

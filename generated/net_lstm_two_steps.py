@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: f3720b5cf1e21df6
+# Body hash: 8e10c4cdddf5a3bd
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -464,7 +464,7 @@ def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -518,14 +518,14 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -534,14 +534,14 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -572,10 +572,6 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -637,14 +633,14 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -653,14 +649,14 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -681,7 +677,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -738,14 +734,14 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -754,14 +750,14 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -797,10 +793,6 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -862,14 +854,14 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -878,14 +870,14 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -920,10 +912,6 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -989,14 +977,14 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-                di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-                df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-                dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-                do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-                da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-                da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-                da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-                da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+                di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+                df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+                dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+                do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+                da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+                da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+                da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+                da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
         np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1005,14 +993,14 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
             for n in range(N):
                 for j in range(1):
                     dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                    di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                    df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                    dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                    do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                    da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                    da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                    da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                    da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                    di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                    df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                    dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                    do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                    da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                    da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
             np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
@@ -1066,10 +1054,6 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1131,14 +1115,14 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1147,14 +1131,14 @@ def sgd_step_packed_kernel(theta, X, T, lr):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1294,7 +1278,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1349,14 +1333,14 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1365,14 +1349,14 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1407,10 +1391,6 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1472,14 +1452,14 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1488,14 +1468,14 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1556,7 +1536,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1611,14 +1591,14 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1627,14 +1607,14 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1669,10 +1649,6 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1734,14 +1710,14 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1750,14 +1726,14 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1819,7 +1795,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1874,14 +1850,14 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -1890,14 +1866,14 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -1932,10 +1908,6 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1997,14 +1969,14 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2013,14 +1985,14 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2082,7 +2054,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2137,14 +2109,14 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2153,14 +2125,14 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2195,10 +2167,6 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2260,14 +2228,14 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2276,14 +2244,14 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2345,7 +2313,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2400,14 +2368,14 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2416,14 +2384,14 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2458,10 +2426,6 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2523,14 +2487,14 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2539,14 +2503,14 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2616,7 +2580,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2671,14 +2635,14 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2687,14 +2651,14 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
@@ -2731,10 +2695,6 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2796,14 +2756,14 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
     np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
@@ -2812,14 +2772,14 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
         np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
