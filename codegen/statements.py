@@ -76,7 +76,7 @@ class StatementPrinter:
         return [""]
 
     def _print_Copy(self, node: Copy):
-        return [f"{node.target}[:] = {node.source}"]
+        return [f"{node.target}[:] = {matrix_operand(node.source)}"]
 
     def _argument(self, value) -> str:
         if isinstance(value, Axis):

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 45a6e6e05ab3b230
+# Body hash: b6e3b0e97c891fd9
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((3, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -460,7 +460,7 @@ def forward_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -509,6 +509,7 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -521,7 +522,7 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -560,6 +561,7 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -618,6 +620,7 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -630,7 +633,7 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -662,7 +665,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -714,6 +717,7 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -726,7 +730,7 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -771,6 +775,7 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -829,6 +834,7 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -841,7 +847,7 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -885,6 +891,7 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -947,6 +954,7 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+        Wh1T[:] = Wh1.T
         for r in range(1):
             for n in range(N):
                 for j in range(1):
@@ -959,7 +967,7 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
                     dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                     dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                     dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-            np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+            np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
                     dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1023,6 +1031,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1081,6 +1090,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1093,7 +1103,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1245,7 +1255,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1295,6 +1305,7 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1307,7 +1318,7 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1351,6 +1362,7 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1409,6 +1421,7 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1421,7 +1434,7 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1494,7 +1507,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1544,6 +1557,7 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1556,7 +1570,7 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1600,6 +1614,7 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1658,6 +1673,7 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1670,7 +1686,7 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1744,7 +1760,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1794,6 +1810,7 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1806,7 +1823,7 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1850,6 +1867,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1908,6 +1926,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1920,7 +1939,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1994,7 +2013,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2044,6 +2063,7 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2056,7 +2076,7 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2100,6 +2120,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2158,6 +2179,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2170,7 +2192,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2244,7 +2266,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2294,6 +2316,7 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2306,7 +2329,7 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2350,6 +2373,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2408,6 +2432,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2420,7 +2445,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2502,7 +2527,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2552,6 +2577,7 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2564,7 +2590,7 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2610,6 +2636,7 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2668,6 +2695,7 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2680,7 +2708,7 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 8e10c4cdddf5a3bd
+# Body hash: 33420aeb0b20f73a
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((4, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -464,7 +464,7 @@ def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -515,6 +515,7 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -526,7 +527,7 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -542,7 +543,7 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -571,6 +572,7 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -630,6 +632,7 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -641,7 +644,7 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -657,7 +660,7 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -677,7 +680,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -731,6 +734,7 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -742,7 +746,7 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -758,7 +762,7 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -792,6 +796,7 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -851,6 +856,7 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -862,7 +868,7 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -878,7 +884,7 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -911,6 +917,7 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -974,6 +981,7 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+        Wh1T[:] = Wh1.T
         for n in range(N):
             for j in range(1):
                 dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -985,7 +993,7 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
                 da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
                 da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
                 da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-        np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1001,7 +1009,7 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
                     da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                     da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                     da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-            np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+            np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
                     dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1053,6 +1061,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1112,6 +1121,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1123,7 +1133,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1139,7 +1149,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1278,7 +1288,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1330,6 +1340,7 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1341,7 +1352,7 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1357,7 +1368,7 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1390,6 +1401,7 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1449,6 +1461,7 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1460,7 +1473,7 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1476,7 +1489,7 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1536,7 +1549,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1588,6 +1601,7 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1599,7 +1613,7 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1615,7 +1629,7 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1648,6 +1662,7 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1707,6 +1722,7 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1718,7 +1734,7 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1734,7 +1750,7 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1795,7 +1811,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1847,6 +1863,7 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1858,7 +1875,7 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1874,7 +1891,7 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1907,6 +1924,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -1966,6 +1984,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1977,7 +1996,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1993,7 +2012,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2054,7 +2073,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2106,6 +2125,7 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2117,7 +2137,7 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2133,7 +2153,7 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2166,6 +2186,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2225,6 +2246,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2236,7 +2258,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2252,7 +2274,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2313,7 +2335,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2365,6 +2387,7 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2376,7 +2399,7 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2392,7 +2415,7 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2425,6 +2448,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2484,6 +2508,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2495,7 +2520,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2511,7 +2536,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2580,7 +2605,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2632,6 +2657,7 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2643,7 +2669,7 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2659,7 +2685,7 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2694,6 +2720,7 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
@@ -2753,6 +2780,7 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2764,7 +2792,7 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
             da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
             da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
             da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2780,7 +2808,7 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
                 da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
                 da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
                 da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]

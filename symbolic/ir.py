@@ -417,10 +417,11 @@ class View:
 
 @dataclass(frozen=True)
 class Copy:
-    """Every element of source into target, of the same size (a flattened image)."""
+    """Every element of source into target, of the same size (a flattened image), or a matrix
+    operand (``Transposed``) into an array of its shape."""
 
     target: sp.Symbol
-    source: sp.Symbol
+    source: sp.Basic
 
 
 @dataclass(frozen=True)

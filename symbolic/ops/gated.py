@@ -256,7 +256,7 @@ class LSTM(SequenceOp):
         r = index("r")
         rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
-            *back_step(steps, True)]
+            *([products.transposed_state_weights()] if steps > 1 else []), *back_step(steps, True)]
         if steps > truncated.first:
             rows.append(Loop(r, steps - truncated.first, tuple(back_step(steps - 1 - r, False))))
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
@@ -544,6 +544,7 @@ class GRU(SequenceOp):
         r = index("r")
         rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
+            *([products.transposed_state_weights()] if steps > 1 else []),
             *([Loop(r, steps - truncated.first, tuple(back_step(steps - r)))] if steps > truncated.first else []),
             *back_step(truncated.first)]
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
