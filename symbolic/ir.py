@@ -345,9 +345,9 @@ class Loop:
 
     ``in_locals`` names arrays whose elements the body both writes and reads in one pass (an
     LSTM step's gate gradients, read only by the chain-rule lines after them): the kernel keeps
-    each in a scalar local named after its array, never an array in memory (nine stores an
-    element cost the LSTM's backward more than its arithmetic). Other readers, the transcript
-    among them, see the elements as written."""
+    each in a scalar local named after its array, never an array in memory (storing and
+    reloading them cost a hidden-256 LSTM step on a workspace 3-7 ms). Other readers, the
+    transcript among them, see the elements as written."""
 
     index: sp.Symbol
     stop: sp.Basic | int
