@@ -12,11 +12,14 @@ scalars.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import sympy as sp
 
 from symprop.symbolic.ir import (Accumulate, Allocate, Assignments, Axis, Blank, Call, Columns, Comment, Copy, DtypeOf,
                                  Flat, Function, InDtype, Invoke, Let, Loop, MatrixInto, MatrixProduct, Ones, Part, Real,
-                                 Return, Rows, ShapeOf, Size, Slab, Steps, Summed, Transposed, View, product_and_bias)
+                                 Return, Rows, ShapeOf, Size, Slab, Steps, Summed, Transposed, View, parts,
+                                 product_and_bias)
 
 from .printer import KernelPrinter, element_text, print_statements
 
@@ -73,7 +76,7 @@ class StatementPrinter:
         return [""]
 
     def _print_Copy(self, node: Copy):
-        return [f"{node.target}[:] = {node.source}"]
+        return [f"{node.target}[:] = {matrix_operand(node.source)}"]
 
     def _argument(self, value) -> str:
         if isinstance(value, Axis):
@@ -167,13 +170,54 @@ class StatementPrinter:
         return [f"{text}  # {node.comment}" if node.comment else text]
 
     def _print_Loop(self, node: Loop):
-        body = self.lines(node.body)
+        body = self.lines(in_locals(node.body, node.in_locals) if node.in_locals else node.body)
         if not any(body):  # every statement of the body was computed by a product before it
             return []
         stop = f"{node.stop.args[0]}.size" if isinstance(node.stop, Size) else f"{node.stop}"
         bounds = f"{node.start}, {stop}" if node.start else stop
         return [f"for {node.index} in range({bounds}):",
                 *((self.indent_unit + line) if line else "" for line in body)]
+
+
+def in_locals(body, names) -> tuple:
+    """A loop body with each element of the arrays ``names`` read as a scalar local of the
+    array's name (di1[n, t, j] -> di1). Every element of such an array must be one element,
+    written before it is read: anything else is a lowering's mistake, said here rather than
+    left to print a wrong kernel."""
+    names = set(names)
+    seen: dict[str, sp.Indexed] = {}
+
+    def local_of(expr, writing=False):
+        for element in sorted(expr.atoms(sp.Indexed), key=str) if isinstance(expr, sp.Basic) else ():
+            name = element.base.label.name
+            if name not in names:
+                continue
+            if seen.setdefault(name, element) != element or (not writing and name not in written):
+                raise ValueError(f"{element} cannot be kept in a local: read before it is written, "
+                                 f"or another element than {seen[name]}")
+        return expr.xreplace({e: sp.Symbol(e.base.label.name) for e in expr.atoms(sp.Indexed)
+                              if e.base.label.name in names}) if isinstance(expr, sp.Basic) else expr
+
+    written: set[str] = set()
+    out = []
+    for statement in body:
+        match statement:
+            case Let():
+                value = local_of(statement.value)
+                target = local_of(statement.target, writing=True)
+                written.add(parts(statement.target)[0])
+                out.append(replace(statement, target=target, value=value))
+            case Assignments():
+                names_read = {key: local_of(value) for key, value in statement.names.items()}
+                pairs = tuple((local_of(target, writing=True), local_of(rule)) for target, rule in statement.pairs)
+                written.update(parts(target)[0] for target, _ in statement.pairs)
+                renamed = dict(zip((t for t, _ in statement.pairs), (t for t, _ in pairs)))
+                out.append(replace(statement, pairs=pairs, names=names_read,
+                                   comments={renamed.get(t, t): c for t, c in statement.comments.items()},
+                                   accumulate=frozenset(renamed.get(t, t) for t in statement.accumulate)))
+            case _:
+                raise ValueError(f"a loop that keeps arrays in locals cannot hold {type(statement).__name__}")
+    return tuple(out)
 
 
 def matrix_operand(value) -> str:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 920979a48064523d
+# Body hash: b6e3b0e97c891fd9
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 3), X.dtype), np.empty((N, 3), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((3, 1), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 3), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((1, 3), X.dtype), np.empty((3,), X.dtype), np.empty((3,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -460,7 +460,7 @@ def forward_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -509,31 +509,32 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -560,11 +561,9 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -621,31 +620,32 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -665,7 +665,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -717,31 +717,32 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -774,11 +775,9 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -835,31 +834,32 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -891,11 +891,9 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -956,31 +954,32 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+        Wh1T[:] = Wh1.T
         for r in range(1):
             for n in range(N):
                 for j in range(1):
-                    dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                    dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                    dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                    dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                    dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                    dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                    dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                    dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                     dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                    dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                    dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                    dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                    dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                     dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                     dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-            np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+            np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
                     dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
         for n in range(N):
             for j in range(1):
-                dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-                dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-                dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-                dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+                dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+                dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+                dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+                dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
                 dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-                dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-                dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+                dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+                dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
                 dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
                 dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
         np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1032,11 +1031,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1093,31 +1090,32 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1257,7 +1255,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1307,31 +1305,32 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1363,11 +1362,9 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1424,31 +1421,32 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1509,7 +1507,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1559,31 +1557,32 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1615,11 +1614,9 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1676,31 +1673,32 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1762,7 +1760,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1812,31 +1810,32 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -1868,11 +1867,9 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -1929,31 +1926,32 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2015,7 +2013,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2065,31 +2063,32 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2121,11 +2120,9 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2182,31 +2179,32 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2268,7 +2266,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2318,31 +2316,32 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2374,11 +2373,9 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2435,31 +2432,32 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2529,7 +2527,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, dax1, dah1, dr1, dz1, dn1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, bx1_m, bx1_v, bh1_m, bh1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, ax1, ah1, r1, z1, n1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, dax1, dah1, dhs1, dWh1_step, dWx1, dWh1, dbx1, dbh1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2579,31 +2577,32 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
@@ -2637,11 +2636,9 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     hWh1 = np.empty((N, 3), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((3, 1), X.dtype)
     dax1 = np.empty((N, 3, 3), X.dtype)
     dah1 = np.empty((N, 3, 3), X.dtype)
-    dr1 = np.empty((N, 3, 1), X.dtype)
-    dz1 = np.empty((N, 3, 1), X.dtype)
-    dn1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 3), X.dtype)
     dWx1 = np.empty((1, 3), X.dtype)
@@ -2698,31 +2695,32 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(1):
         for n in range(N):
             for j in range(1):
-                dz1[n, 2 - r, j] = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
-                dn1[n, 2 - r, j] = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
-                dax1[n, 2 - r, j + 2] = dn1[n, 2 - r, j]*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
-                dr1[n, 2 - r, j] = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
+                dz1 = (-n1[n, 2 - r, j] + hs1[n, 1 - r, j])*dhs1[n, 2 - r, j]  # dL/dz1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (hs1[n, 1 - r, j] - n1[n, 2 - r, j])
+                dn1 = (real(1) - z1[n, 2 - r, j])*dhs1[n, 2 - r, j]  # dL/dn1[n, 2 - r, j] = dL/dhs1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])
+                dax1[n, 2 - r, j + 2] = dn1*(real(1) - (n1[n, 2 - r, j]*n1[n, 2 - r, j]))  # dL/dax1[n, 2 - r, j + 2] = dL/dn1[n, 2 - r, j] * (1 - n1[n, 2 - r, j]**2)
+                dr1 = ah1[n, 2 - r, j + 2]*dax1[n, 2 - r, j + 2]  # dL/dr1[n, 2 - r, j] = dL/dax1[n, 2 - r, j + 2] * ah1[n, 2 - r, j + 2]
                 dah1[n, 2 - r, j + 2] = dax1[n, 2 - r, j + 2]*r1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j + 2] = dL/dax1[n, 2 - r, j + 2] * r1[n, 2 - r, j]
-                dax1[n, 2 - r, j] = dr1[n, 2 - r, j]*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
-                dax1[n, 2 - r, j + 1] = dz1[n, 2 - r, j]*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
+                dax1[n, 2 - r, j] = dr1*r1[n, 2 - r, j]*(real(1) - r1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j] = dL/dr1[n, 2 - r, j] * (1 - r1[n, 2 - r, j])*r1[n, 2 - r, j]
+                dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
     for n in range(N):
         for j in range(1):
-            dz1[n, 1, j] = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
-            dn1[n, 1, j] = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
-            dax1[n, 1, j + 2] = dn1[n, 1, j]*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
-            dr1[n, 1, j] = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
+            dz1 = (-n1[n, 1, j] + hs1[n, 0, j])*dhs1[n, 1, j]  # dL/dz1[n, 1, j] = dL/dhs1[n, 1, j] * (hs1[n, 0, j] - n1[n, 1, j])
+            dn1 = (real(1) - z1[n, 1, j])*dhs1[n, 1, j]  # dL/dn1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - z1[n, 1, j])
+            dax1[n, 1, j + 2] = dn1*(real(1) - (n1[n, 1, j]*n1[n, 1, j]))  # dL/dax1[n, 1, j + 2] = dL/dn1[n, 1, j] * (1 - n1[n, 1, j]**2)
+            dr1 = ah1[n, 1, j + 2]*dax1[n, 1, j + 2]  # dL/dr1[n, 1, j] = dL/dax1[n, 1, j + 2] * ah1[n, 1, j + 2]
             dah1[n, 1, j + 2] = dax1[n, 1, j + 2]*r1[n, 1, j]  # dL/dah1[n, 1, j + 2] = dL/dax1[n, 1, j + 2] * r1[n, 1, j]
-            dax1[n, 1, j] = dr1[n, 1, j]*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
-            dax1[n, 1, j + 1] = dz1[n, 1, j]*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
+            dax1[n, 1, j] = dr1*r1[n, 1, j]*(real(1) - r1[n, 1, j])  # dL/dax1[n, 1, j] = dL/dr1[n, 1, j] * (1 - r1[n, 1, j])*r1[n, 1, j]
+            dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
     np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: f3720b5cf1e21df6
+# Body hash: 33420aeb0b20f73a
 
 import hashlib
 import itertools
@@ -413,7 +413,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 2, 4), X.dtype), np.empty((N, 4), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype), np.empty((4, 1), X.dtype), np.empty((N, 3, 4), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((N, 3, 1), X.dtype), np.empty((3, 1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((1, 4), X.dtype), np.empty((4,), X.dtype), np.empty((N, 1), X.dtype), np.empty((1, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -464,7 +464,7 @@ def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -515,18 +515,19 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -534,15 +535,15 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -571,11 +572,8 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -634,18 +632,19 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -653,15 +652,15 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -681,7 +680,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -735,18 +734,19 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -754,15 +754,15 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -796,11 +796,8 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -859,18 +856,19 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -878,15 +876,15 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -919,11 +917,8 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -986,18 +981,19 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+        Wh1T[:] = Wh1.T
         for n in range(N):
             for j in range(1):
                 dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-                di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-                df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-                dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-                do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-                da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-                da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-                da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-                da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-        np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+                df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+                dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+                do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+                da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+                da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+                da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+                da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+        np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1005,15 +1001,15 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
             for n in range(N):
                 for j in range(1):
                     dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                    di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                    df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                    dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                    do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                    da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                    da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                    da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                    da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-            np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                    di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                    df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                    dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                    do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                    da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                    da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                    da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+            np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
                     dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1065,11 +1061,8 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1128,18 +1121,19 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1147,15 +1141,15 @@ def sgd_step_packed_kernel(theta, X, T, lr):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1294,7 +1288,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1346,18 +1340,19 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1365,15 +1360,15 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1406,11 +1401,8 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1469,18 +1461,19 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1488,15 +1481,15 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1556,7 +1549,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1608,18 +1601,19 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1627,15 +1621,15 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1668,11 +1662,8 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1731,18 +1722,19 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1750,15 +1742,15 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1819,7 +1811,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1871,18 +1863,19 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -1890,15 +1883,15 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -1931,11 +1924,8 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -1994,18 +1984,19 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2013,15 +2004,15 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2082,7 +2073,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2134,18 +2125,19 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2153,15 +2145,15 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2194,11 +2186,8 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2257,18 +2246,19 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2276,15 +2266,15 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2345,7 +2335,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2397,18 +2387,19 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2416,15 +2407,15 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2457,11 +2448,8 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2520,18 +2508,19 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2539,15 +2528,15 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2616,7 +2605,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, da1, di1, df1, dg1, do1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, i1, f1, g1, o1, cs1, tc1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dcs1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2668,18 +2657,19 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2687,15 +2677,15 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]
@@ -2730,11 +2720,8 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     hWh1 = np.empty((N, 4), X.dtype)
     backWh1 = np.empty((N, 1), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((4, 1), X.dtype)
     da1 = np.empty((N, 3, 4), X.dtype)
-    di1 = np.empty((N, 3, 1), X.dtype)
-    df1 = np.empty((N, 3, 1), X.dtype)
-    dg1 = np.empty((N, 3, 1), X.dtype)
-    do1 = np.empty((N, 3, 1), X.dtype)
     dcs1 = np.empty((N, 3, 1), X.dtype)
     dhs1 = np.empty((N, 3, 1), X.dtype)
     dWh1_step = np.empty((3, 1, 4), X.dtype)
@@ -2793,18 +2780,19 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
-            di1[n, 2, j] = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
-            df1[n, 2, j] = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
-            dg1[n, 2, j] = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
-            do1[n, 2, j] = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
-            da1[n, 2, j] = di1[n, 2, j]*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
-            da1[n, 2, j + 1] = df1[n, 2, j]*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
-            da1[n, 2, j + 2] = dg1[n, 2, j]*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
-            da1[n, 2, j + 3] = do1[n, 2, j]*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
-    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1.T, backWh1)  # back through Wh for every row
+            di1 = dcs1[n, 2, j]*g1[n, 2, j]  # dL/di1[n, 2, j] = dL/dcs1[n, 2, j] * g1[n, 2, j]
+            df1 = cs1[n, 1, j]*dcs1[n, 2, j]  # dL/df1[n, 2, j] = dL/dcs1[n, 2, j] * cs1[n, 1, j]
+            dg1 = dcs1[n, 2, j]*i1[n, 2, j]  # dL/dg1[n, 2, j] = dL/dcs1[n, 2, j] * i1[n, 2, j]
+            do1 = dhs1[n, 2, j]*tc1[n, 2, j]  # dL/do1[n, 2, j] = dL/dhs1[n, 2, j] * tc1[n, 2, j]
+            da1[n, 2, j] = di1*i1[n, 2, j]*(real(1) - i1[n, 2, j])  # dL/da1[n, 2, j] = dL/di1[n, 2, j] * (1 - i1[n, 2, j])*i1[n, 2, j]
+            da1[n, 2, j + 1] = df1*f1[n, 2, j]*(real(1) - f1[n, 2, j])  # dL/da1[n, 2, j + 1] = dL/df1[n, 2, j] * (1 - f1[n, 2, j])*f1[n, 2, j]
+            da1[n, 2, j + 2] = dg1*(real(1) - (g1[n, 2, j]*g1[n, 2, j]))  # dL/da1[n, 2, j + 2] = dL/dg1[n, 2, j] * (1 - g1[n, 2, j]**2)
+            da1[n, 2, j + 3] = do1*o1[n, 2, j]*(real(1) - o1[n, 2, j])  # dL/da1[n, 2, j + 3] = dL/do1[n, 2, j] * (1 - o1[n, 2, j])*o1[n, 2, j]
+    np.dot(np.ascontiguousarray(da1[:, 2, :]), Wh1T, backWh1)  # back through Wh for every row
     for n in range(N):
         for m in range(1):
             dhs1[n, 1, m] = backWh1[n, m]  # dL/dhs1[n, 1, m] = sum_w dL/da1[n, 2, w] * Wh1[m, w]
@@ -2812,15 +2800,15 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
         for n in range(N):
             for j in range(1):
                 dcs1[n, 1 - r, j] = dcs1[n, 2 - r, j]*f1[n, 2 - r, j] + (real(1) - (tc1[n, 1 - r, j]*tc1[n, 1 - r, j]))*dhs1[n, 1 - r, j]*o1[n, 1 - r, j]  # dL/dcs1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * (1 - tc1[n, 1 - r, j]**2)*o1[n, 1 - r, j] + dL/dcs1[n, 2 - r, j] * f1[n, 2 - r, j]
-                di1[n, 1 - r, j] = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
-                df1[n, 1 - r, j] = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
-                dg1[n, 1 - r, j] = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
-                do1[n, 1 - r, j] = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
-                da1[n, 1 - r, j] = di1[n, 1 - r, j]*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
-                da1[n, 1 - r, j + 1] = df1[n, 1 - r, j]*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
-                da1[n, 1 - r, j + 2] = dg1[n, 1 - r, j]*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
-                da1[n, 1 - r, j + 3] = do1[n, 1 - r, j]*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
-        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+                di1 = dcs1[n, 1 - r, j]*g1[n, 1 - r, j]  # dL/di1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * g1[n, 1 - r, j]
+                df1 = cs1[n, -r, j]*dcs1[n, 1 - r, j]  # dL/df1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * cs1[n, -r, j]
+                dg1 = dcs1[n, 1 - r, j]*i1[n, 1 - r, j]  # dL/dg1[n, 1 - r, j] = dL/dcs1[n, 1 - r, j] * i1[n, 1 - r, j]
+                do1 = dhs1[n, 1 - r, j]*tc1[n, 1 - r, j]  # dL/do1[n, 1 - r, j] = dL/dhs1[n, 1 - r, j] * tc1[n, 1 - r, j]
+                da1[n, 1 - r, j] = di1*i1[n, 1 - r, j]*(real(1) - i1[n, 1 - r, j])  # dL/da1[n, 1 - r, j] = dL/di1[n, 1 - r, j] * (1 - i1[n, 1 - r, j])*i1[n, 1 - r, j]
+                da1[n, 1 - r, j + 1] = df1*f1[n, 1 - r, j]*(real(1) - f1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 1] = dL/df1[n, 1 - r, j] * (1 - f1[n, 1 - r, j])*f1[n, 1 - r, j]
+                da1[n, 1 - r, j + 2] = dg1*(real(1) - (g1[n, 1 - r, j]*g1[n, 1 - r, j]))  # dL/da1[n, 1 - r, j + 2] = dL/dg1[n, 1 - r, j] * (1 - g1[n, 1 - r, j]**2)
+                da1[n, 1 - r, j + 3] = do1*o1[n, 1 - r, j]*(real(1) - o1[n, 1 - r, j])  # dL/da1[n, 1 - r, j + 3] = dL/do1[n, 1 - r, j] * (1 - o1[n, 1 - r, j])*o1[n, 1 - r, j]
+        np.dot(np.ascontiguousarray(da1[:, 1 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, -r, m] = backWh1[n, m]  # dL/dhs1[n, -r, m] = sum_w dL/da1[n, 1 - r, w] * Wh1[m, w]

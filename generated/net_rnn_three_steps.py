@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec rnn(1,2,3) affine(2,1) squared-error
 # Input hash: 41a1a6003c8d9b42 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: c928945e441c9d5d
+# Body hash: 7b33b7de1c38ec4c
 
 import hashlib
 import itertools
@@ -334,7 +334,7 @@ def make_workspace(X):
     """Every intermediate array of a step for a batch like X, allocated once (plain Python:
     nothing to compile for a caller that keeps its workspace, as symprop train does)."""
     N = X.shape[0]
-    return (np.empty((N, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 3, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 1), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((4, 2, 2), X.dtype), np.empty((1, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((2,), X.dtype), np.empty((N, 1), X.dtype), np.empty((2, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 1), X.dtype),)
+    return (np.empty((N, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 3, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 1), X.dtype), np.empty((2, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((N, 4, 2), X.dtype), np.empty((4, 2, 2), X.dtype), np.empty((1, 2), X.dtype), np.empty((2, 2), X.dtype), np.empty((2,), X.dtype), np.empty((N, 1), X.dtype), np.empty((2, 1), X.dtype), np.empty((1,), X.dtype), np.empty((N, 2), X.dtype), np.empty((N, 1), X.dtype),)
 
 
 _make_workspace = jit(make_workspace)  # the same, for the kernels that allocate their own
@@ -371,7 +371,7 @@ def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
 
 
 @jit
-def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """The loss; gradients and intermediates are written into the workspace buffers."""
     real = X.dtype.type
     N = X.shape[0]
@@ -414,11 +414,12 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, bac
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -444,6 +445,7 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -494,11 +496,12 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -521,7 +524,7 @@ def _sgd_update(param, grad, step):
 
 
 @jit
-def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One gradient-descent step in place, using a workspace from make_workspace(X). The
     gradient statements are loss_and_grads_into's, written out here rather than called:
     numba links a called kernel into the caller and LLVM optimises it again there, which
@@ -567,11 +570,12 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backW
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -602,6 +606,7 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -652,11 +657,12 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -686,6 +692,7 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -740,11 +747,12 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(2):
                 dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+        Wh1T[:] = Wh1.T
         for r in range(2):
             for n in range(N):
                 for j in range(2):
                     da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-            np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+            np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
             for n in range(N):
                 for m in range(2):
                     dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -793,6 +801,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -843,11 +852,12 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -989,7 +999,7 @@ def _apply_sgd(param, grad, lr, weight_decay):
 
 
 @jit
-def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One sgd step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1033,11 +1043,12 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1067,6 +1078,7 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -1117,11 +1129,12 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1184,7 +1197,7 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One momentum step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1228,11 +1241,12 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1262,6 +1276,7 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -1312,11 +1327,12 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1380,7 +1396,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
 
 
 @jit
-def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_v, X, T, lr, momentum, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One nesterov step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1424,11 +1440,12 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1458,6 +1475,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -1508,11 +1526,12 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1576,7 +1595,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
 
 
 @jit
-def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adagrad step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1620,11 +1639,12 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1654,6 +1674,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -1704,11 +1725,12 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1772,7 +1794,7 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
 
 
 @jit
-def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s, X, T, lr, alpha, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One rmsprop step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -1816,11 +1838,12 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1850,6 +1873,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -1900,11 +1924,12 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -1976,7 +2001,7 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
 
 
 @jit
-def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
+def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m, b1_v, W2_m, W2_v, b2_m, b2_v, step_count, X, T, lr, beta1, beta2, eps, weight_decay, h1, a1, hs1, xWx1, hWh1, backWh1, backWx1, Wh1T, da1, dhs1, dWh1_step, dWx1, dWh1, db1, z2, dW2, db2, dh1, dz2):
     """One adam step in place, on a workspace from make_workspace(X): the gradients, then
     every parameter and its state."""
     real = X.dtype.type
@@ -2020,11 +2045,12 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
@@ -2056,6 +2082,7 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     hWh1 = np.empty((N, 2), X.dtype)
     backWh1 = np.empty((N, 2), X.dtype)
     backWx1 = np.empty((N, 1), X.dtype)
+    Wh1T = np.empty((2, 2), X.dtype)
     da1 = np.empty((N, 4, 2), X.dtype)
     dhs1 = np.empty((N, 4, 2), X.dtype)
     dWh1_step = np.empty((4, 2, 2), X.dtype)
@@ -2106,11 +2133,12 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
+    Wh1T[:] = Wh1.T
     for r in range(2):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1.T, backWh1)  # back through Wh for every row
+        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]

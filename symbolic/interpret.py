@@ -24,7 +24,7 @@ from typing import Callable
 import sympy as sp
 
 from .errors import SympropError
-from .ir import (Accumulate, Allocate, Assignments, Call, Comment, Let, Loop, MatrixInto, MatrixProduct, Summed, Token,
+from .ir import (Accumulate, Allocate, Assignments, Call, Comment, Copy, Let, Loop, MatrixInto, MatrixProduct, Summed, Token,
                  element)
 from .transcript import Chain, Text
 
@@ -137,6 +137,9 @@ class Interpreter:
 
     def _run_MatrixProduct(self, node: MatrixProduct):
         """Nothing to write: the Summed statements after it say what each of its elements is."""
+
+    def _run_Copy(self, node: Copy):
+        """Nothing to write: the same numbers in another layout (Wh^T for the products back)."""
 
     def _run_Summed(self, node: Summed):
         self.run(node.means)

@@ -341,12 +341,19 @@ def product_and_bias(rule) -> tuple[sp.Basic, sp.Basic | None]:
 
 @dataclass(frozen=True)
 class Loop:
-    """for index in range(start, stop): body"""
+    """for index in range(start, stop): body
+
+    ``in_locals`` names arrays whose elements the body both writes and reads in one pass (an
+    LSTM step's gate gradients, read only by the chain-rule lines after them): the kernel keeps
+    each in a scalar local named after its array, never an array in memory (storing and
+    reloading them cost a hidden-256 LSTM step on a workspace 3-7 ms). Other readers, the
+    transcript among them, see the elements as written."""
 
     index: sp.Symbol
     stop: sp.Basic | int
     body: tuple
     start: int = 0
+    in_locals: tuple[str, ...] = ()
 
     def __post_init__(self):
         _typed(self, index=self.index, stop=self.stop)
@@ -410,10 +417,11 @@ class View:
 
 @dataclass(frozen=True)
 class Copy:
-    """Every element of source into target, of the same size (a flattened image)."""
+    """Every element of source into target, of the same size (a flattened image), or a matrix
+    operand (``Transposed``) into an array of its shape."""
 
     target: sp.Symbol
-    source: sp.Symbol
+    source: sp.Basic
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The statement printer: each node type prints as the kernels need it. Statements hold SymPy
 objects (symbols, indexed elements, expressions), never source text."""
+import pytest
 import sympy as sp
 
 from symprop.codegen.backend import NUMBA
@@ -18,6 +19,21 @@ def test_loops_nest_and_indent_their_bodies():
                             Loop(k, K, (Let(zmax, as_written(sp.Max, zmax, at("z", "n", "k"))),), start=1)])
     assert lines == ["# layer 2: relu", "for n in range(N):", "    for j in range(4):",
                      "        a[n, j] = real(0)", "for k in range(1, K):", "    zmax = max(zmax, z[n, k])"]
+
+
+def test_a_loop_keeps_the_arrays_it_names_in_locals():
+    """An element written and read in one pass of the body prints as a local named after its
+    array (its comment still names the element); reading one before it is written, or another
+    element of it, is refused rather than printed as a wrong kernel."""
+    di, i_gate = at("di", "n", "j"), at("i", "n", "j")
+    body = (Let(di, at("dc", "n", "j") * at("g", "n", "j"), comment="dL/di[n, j]"),
+            Assignments(((at("da", "n", "j"), dout * y * (1 - y)),), {"dout": di, "y": i_gate}))
+    lines, _ = print_lines([Loop(j, 4, body, in_locals=("di",))])
+    assert lines == ["for j in range(4):", "    di = dc[n, j]*g[n, j]  # dL/di[n, j]",
+                     "    da[n, j] = di*i[n, j]*(real(1) - i[n, j])"]
+    for wrong in (body[::-1], (body[0], Let(at("x", "n", "j"), at("di", "n", 0)))):
+        with pytest.raises(ValueError, match="cannot be kept in a local"):
+            print_lines([Loop(j, 4, wrong, in_locals=("di",))])
 
 
 def test_bookkeeping_prints_in_the_order_written():

@@ -226,8 +226,9 @@ class LSTM(SequenceOp):
         lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, cells and gates i, f, g, o)"),
                              *forward]
 
-        for role in ("a", "i", "f", "g", "o", "c", "h"):
+        for role in ("a", "c", "h"):  # the gates' gradients live in locals (below): no arrays
             lowering.buffer(f"d{names[role]}", (N, steps + 1, (4 if role == "a" else 1) * hidden))
+        gate_gradients = tuple(f"d{names[name]}" for name, _, _ in LSTM_GATES)
 
         def back_step(s, last):
             """Step s's gradients, from dL/dh[n,s,:] (and, before the last step, dL/dc[n,s+1,:])."""
@@ -243,7 +244,8 @@ class LSTM(SequenceOp):
                      for name, _, _ in LSTM_GATES]
             for block, (name, kind, title) in enumerate(LSTM_GATES):
                 body.append(_chain_rule(d.backward[f"da_{name}"], arrays, name, kind, n, s, j, block * hidden, use.text))
-            statements = [Loop(n, N, (Loop(j, hidden, tuple(body)),))]
+            # each gate's gradient is read only by its chain-rule line: a local, not an array
+            statements = [Loop(n, N, (Loop(j, hidden, tuple(body), in_locals=gate_gradients),))]
             if s != 1:
                 statements += [products.back(s), Loop(n, N, (Loop(m, hidden, (arrays.product_summed(
                     at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace({p: n, u: s - 1}), tr(
@@ -254,7 +256,7 @@ class LSTM(SequenceOp):
         r = index("r")
         rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
-            *back_step(steps, True)]
+            *([products.transposed_state_weights()] if steps > 1 else []), *back_step(steps, True)]
         if steps > truncated.first:
             rows.append(Loop(r, steps - truncated.first, tuple(back_step(steps - 1 - r, False))))
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,
@@ -505,8 +507,9 @@ class GRU(SequenceOp):
                        f"the layer's output is the last state h_{steps}", f"该层的输出为最后的状态 h_{steps}")),)),))]
         lowering.forward += [Comment(f"{what} ({steps} steps of {inputs} -> {hidden} states, gates r, z, candidate n)"),
                              *forward]
-        for role in ("ax", "ah", "r", "z", "hc", "h"):
+        for role in ("ax", "ah", "h"):  # the gates' and the candidate's gradients live in locals (below)
             lowering.buffer(f"d{names[role]}", (N, steps + 1, (3 if role in ("ax", "ah") else 1) * hidden))
+        read_once = tuple(f"d{names[role]}" for role in ("z", "hc", "r"))
 
         def back_step(s):
             """Step s's gradients, from dL/dh[n,s,:]."""
@@ -528,7 +531,8 @@ class GRU(SequenceOp):
                     *(gradient_let(at("dah", n, s, block * hidden + j), at("dax", n, s, block * hidden + j), note=tr(
                         "the same gradient: the gate adds both pre-activations' block", "梯度相同：该门把两个预激活值的这一块相加"))
                       for block in (0, 1))]
-            statements = [Loop(n, N, (Loop(j, hidden, tuple(body)),))]
+            # dz, dn and dr are read only by the lines after them in this pass: locals, not arrays
+            statements = [Loop(n, N, (Loop(j, hidden, tuple(body), in_locals=read_once),))]
             if s != 1:
                 statements += [products.back(s), Loop(n, N, (Loop(m, hidden, (arrays.product_summed(
                     at("dh", n, s - 1, m), d.backward["dh_prev"].xreplace({p: n, u: s - 1}), tr(
@@ -540,6 +544,7 @@ class GRU(SequenceOp):
         r = index("r")
         rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
+            *([products.transposed_state_weights()] if steps > 1 else []),
             *([Loop(r, steps - truncated.first, tuple(back_step(steps - r)))] if steps > truncated.first else []),
             *back_step(truncated.first)]
         backward = [Comment(f"{what}: back through time{truncated.en}"), *rows,

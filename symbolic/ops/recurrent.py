@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..indexcalc import resolve
-from ..ir import (Accumulate, Assignments, Columns, Comment, Let, Loop, MatrixProduct, Ones, Rows, Slab, Steps, Summed,
-                  Transposed, element, gradient_comment, gradient_let, index, local)
+from ..ir import (Accumulate, Assignments, Columns, Comment, Copy, Let, Loop, MatrixProduct, Ones, Rows, Slab, Steps,
+                  Summed, Transposed, element, gradient_comment, gradient_let, index, local)
 from ..text import tr
 from ..errors import SympropError
 from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real
@@ -192,6 +192,7 @@ class RNN(SequenceOp):
         da = _chain_rule(d.backward["da"], arrays, use.text)
         rows = [Loop(n, N, (Loop(j, hidden, (gradient_let(at("dh", n, steps, j), element(f"d{out}", "n", "j"), note=tr(
             f"the last state's gradient: the upstream gradient dL/d{out}", f"最后状态的梯度：上游梯度 dL/d{out}")),)),)),
+            *([products.transposed_state_weights()] if steps > first else []),
             Loop(r, steps - first, (
                 Loop(n, N, (Loop(j, hidden, (da(last),)),)),
                 products.back(last),
@@ -304,7 +305,8 @@ class SequenceArrays:
         gradients that flow back through Wx and Wh (the GRU has one of each)."""
         Wx, Wh = self.names["Wx"], self.names["Wh"]
         shapes = {"xW": (f"x{Wx}", (N, steps, columns)), "hW": (f"h{Wh}", (N, columns)),
-                  "back_h": (f"back{Wh}", (N, hidden)), "back_x": (f"back{Wx}", (N, self.inputs))}
+                  "back_h": (f"back{Wh}", (N, hidden)), "back_x": (f"back{Wx}", (N, self.inputs)),
+                  "Wh_T": (f"{Wh}T", (columns, hidden))}
         scratch = {role: sp.Symbol(lowering.buffer(name, shape)) for role, (name, shape) in shapes.items()}
         lowering.scratch += [str(scratch["xW"]), str(scratch["hW"])]  # the forward pass's products
         return StepProducts(self, self.names[into_x], self.names[into_h], hidden, columns, steps, scratch)
@@ -342,9 +344,15 @@ class StepProducts:
         return {"Wx": sp.IndexedBase(self.scratch["xW"])[n, t - 1, q],
                 "Wh": sp.IndexedBase(self.scratch["hW"])[n, q]}
 
+    def transposed_state_weights(self) -> Copy:
+        """Wh^T copied once, row by row, before the steps back: a product with the copy runs
+        faster than with Wh read transposed, on each of the T - 1 steps (BLAS's (N, 4H) x
+        (4H, H) with its right operand contiguous; 3 ms of a 36 ms LSTM hidden-256 step)."""
+        return Copy(self.scratch["Wh_T"], Transposed(self.array("Wh")))
+
     def back(self, step) -> MatrixProduct:
-        """Step ``step``'s gradients back through Wh^T, for every row."""
-        return MatrixProduct(self.scratch["back_h"], Slab(sp.Symbol(self.into_h), step), Transposed(self.array("Wh")),
+        """Step ``step``'s gradients back through Wh^T (its copy), for every row."""
+        return MatrixProduct(self.scratch["back_h"], Slab(sp.Symbol(self.into_h), step), self.scratch["Wh_T"],
                              comment="back through Wh for every row")
 
     def back_reads(self, n, m) -> dict:
