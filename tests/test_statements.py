@@ -28,12 +28,12 @@ def test_a_loop_keeps_the_arrays_it_names_in_locals():
     di, i_gate = at("di", "n", "j"), at("i", "n", "j")
     body = (Let(di, at("dc", "n", "j") * at("g", "n", "j"), comment="dL/di[n, j]"),
             Assignments(((at("da", "n", "j"), dout * y * (1 - y)),), {"dout": di, "y": i_gate}))
-    lines, _ = print_lines([Loop(j, 4, body, in_locals=("di",))])
+    lines, _ = NUMBA.print([Loop(j, 4, body, in_locals=("di",))])
     assert lines == ["for j in range(4):", "    di = dc[n, j]*g[n, j]  # dL/di[n, j]",
                      "    da[n, j] = di*i[n, j]*(real(1) - i[n, j])"]
     for wrong in (body[::-1], (body[0], Let(at("x", "n", "j"), at("di", "n", 0)))):
         with pytest.raises(ValueError, match="cannot be kept in a local"):
-            print_lines([Loop(j, 4, wrong, in_locals=("di",))])
+            NUMBA.print([Loop(j, 4, wrong, in_locals=("di",))])
 
 
 def test_bookkeeping_prints_in_the_order_written():
