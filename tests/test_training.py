@@ -471,9 +471,11 @@ def test_the_kept_workspace_step_is_the_checked_step(rng, optimizer, hyper):
 
 # ------------------------------------------------------------------------------ BLAS threads
 def test_step_matrix_flop_counts_what_the_bench_counts():
-    """training/threads.py's count from the graph agrees with the bench's own per-case
-    formulas: 2N(2IH + 3HO) for a two-layer net, im2col GEMMs for the conv net."""
-    from symprop.benchmarks.bench import Case, convnet_case
+    """training/threads.py's count from the graph (each op's ``step_matrix_flop``) agrees with
+    the bench's own per-case formulas: 2N(2IH + 3HO) for a two-layer net, im2col GEMMs for the
+    conv net, the per-step products of the LSTM and GRU rows, the attention head's and the
+    4-head block's projections and scores."""
+    from symprop.benchmarks.bench import SEQUENCES, Case, all_cases, convnet_case
     from symprop.symbolic.graph import parse_net
     from symprop.training.threads import step_matrix_flop
 
@@ -482,6 +484,10 @@ def test_step_matrix_flop_counts_what_the_bench_counts():
         assert step_matrix_flop(parse_net(case.spec), batch) == case.matrix_flop
     conv = convnet_case("float32")
     assert step_matrix_flop(parse_net(conv.spec), conv.batch) == conv.matrix_flop
+    sequences = [case for case in all_cases(False) if getattr(case, "kind", None) in SEQUENCES]
+    assert {case.kind for case in sequences} == set(SEQUENCES)
+    for case in sequences:
+        assert step_matrix_flop(parse_net(case.spec), case.batch) == case.matrix_flop, case.name
 
 
 def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
@@ -494,6 +500,9 @@ def test_auto_threads_uses_every_core_only_for_large_steps_on_an_idle_machine():
     assert auto_threads(large, 1024, cores=8, load=0.5) == 8
     assert auto_threads(large, 1024, cores=8, load=8.0) == 1   # the cores are already busy
     assert auto_threads(large, 1024, cores=1, load=0.0) == 1
+    # a recurrent layer's products count (its readout alone is under the line)
+    lstm = parse_net("lstm(128,128,32) affine(128,10) softmax-cross-entropy")
+    assert step_matrix_flop(lstm, 32) > 40 * MIN_STEP_FLOP and auto_threads(lstm, 32, cores=2, load=0.0) == 2
     net = load_net(DIGITS_NET)
     assert blas_threads_for(net, Config(blas_threads=3)) == 3 and blas_threads_for(net, Config()) == 1
 

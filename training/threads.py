@@ -19,7 +19,6 @@ step with one BLAS thread against every core, by size, and ``symprop bench --thr
 """
 from __future__ import annotations
 
-import math
 import os
 
 # Matrix work per training step (flop) from which every core pays; below it, one thread.
@@ -32,23 +31,15 @@ def usable_cores() -> int:
 
 
 def step_matrix_flop(graph, batch: int) -> float:
-    """The flop of one training step's matrix products: per affine layer the forward product
-    X W, dW = X^T dY and dX = dY W^T (no dX for the first layer: nothing upstream needs it);
-    a convolution as its im2col products (the same three, per output pixel). Elementwise work
-    is not counted: it runs in the kernels' own loops, not in BLAS."""
-    from symprop.symbolic.layers import Affine, Conv2d
-
+    """The flop of one training step's matrix products, as each layer's op counts them
+    (``Op.step_matrix_flop``: an affine layer's X W, dW and dX, a convolution's im2col
+    products, a recurrent layer's per-step products, attention's projections and scores); a
+    layer with no parameters before it computes no input gradient. Elementwise work is not
+    counted: it runs in the kernels' own loops, not in BLAS."""
     total, first = 0.0, True
     for node, shape_in, shape_out in zip(graph.nodes, graph.shapes, graph.shapes[1:]):
-        products = 2 if first else 3
-        if isinstance(node.op, Affine):
-            total += products * 2 * batch * shape_in * shape_out
-        elif isinstance(node.op, Conv2d):
-            (_, weights), _ = node.op.param_shapes(node.args, shape_in)
-            total += products * 2 * batch * math.prod(weights) * shape_out[1] * shape_out[2]
-        else:
-            continue
-        first = False
+        total += node.op.step_matrix_flop(node.args, shape_in, shape_out, batch, first)
+        first = first and not node.op.param_shapes(node.args, shape_in)
     return total
 
 

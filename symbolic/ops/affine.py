@@ -57,6 +57,10 @@ class Affine(Op):
     def output_width(self, args, width):
         return args[1]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """X W forward, dW = X^T dY and dX = dY W^T back."""
+        return (2 if first else 3) * 2 * batch * shape_in * shape_out
+
     def param_shapes(self, args, width):
         return [("W", tuple(args[:2])), ("b", (1,) if self.shared_bias else (args[1],))]
 

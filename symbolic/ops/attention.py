@@ -212,6 +212,13 @@ class Attention(Op):
         inputs, keys, values, _ = args
         return [("Wq", (inputs, keys)), ("Wk", (inputs, keys)), ("Wv", (inputs, values))]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """The three projections (forward, dW, dx) and per example Q K^T and P V forward, dP,
+        dV, dQ and dK back."""
+        inputs, keys, values, tokens = args
+        projections = (2 if first else 3) * tokens * inputs * (2 * keys + values)
+        return 2 * batch * (projections + 3 * tokens * tokens * (keys + values))
+
     def derive(self) -> Derivation:
         projections, head = projection_rules((DK, DK, DV)), head_rules(DK, DV)
         conventions = ["tokens count from 0 to T-1: token t reads X[n, t, :]; t is a query, s a key"]

@@ -188,6 +188,13 @@ class Op:
         """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
         return []
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch: int, first: bool) -> float:
+        """The flop of the matrix products (BLAS calls) one training step of this layer runs on
+        a batch: its forward products and their backward ones, without the input's gradient
+        where it is the network's ``first`` layer of products (nothing upstream needs it). What
+        ``symprop train`` sizes its BLAS threads by; elementwise work is not counted."""
+        return 0.0
+
     def input_arrays(self, position: int) -> dict[str, str]:
         """role -> the name of an array the user gives besides X and the parameters (a
         dropout's mask: mask3 at layer position 3); most ops read none."""

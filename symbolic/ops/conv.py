@@ -119,6 +119,11 @@ class Conv2d(ImageOp):
         cin, cout, k, _, _ = self.geometry(args)
         return [("W", (cout, cin, k, k)), ("b", (cout,))]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """The im2col products per output pixel: forward, dW and the columns' gradient."""
+        cin, cout, k, _, _ = self.geometry(args)
+        return (2 if first else 3) * 2 * batch * cout * cin * k * k * shape_out[1] * shape_out[2]
+
     def derive(self) -> Derivation:
         n, o, c, i, j, p, q, a, e, u, v = _indices()
         X, Wt, b, dY = (sp.IndexedBase(name) for name in ("Xp", "W", "b", "dY"))

@@ -103,6 +103,13 @@ class MultiHeadAttention(Op):
         size = args[0]
         return [(role, (size, size) if role.startswith("W") else (size,)) for role in self.inputs[1:]]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """attention's products over all heads together (their widths add up to D), and the
+        output projection's forward, dW and dO."""
+        width, _, tokens = args
+        projections = (2 if first else 3) * 3 * tokens * width * width
+        return 2 * batch * (projections + 3 * tokens * width * width + 6 * tokens * tokens * width)
+
     def param_names(self, roles, layer, position, taken):
         """Wq1, bq1, ... as attention names its projections; layer norm's gain and bias scale1 and
         shift1, as layernorm names them (never an affine layer's b1)."""

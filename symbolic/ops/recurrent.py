@@ -83,6 +83,12 @@ class SequenceOp(Op):
     def output_width(self, args, shape):
         return args[1]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """Per step x_t Wx and h_{t-1} Wh forward; dWx (and dx) and dWh, dh_{t-1} back."""
+        inputs, hidden, steps = args[:3]
+        gates = dict(self.param_shapes(args, shape_in))["Wh"][1]  # H, 4H or 3H columns
+        return 2 * batch * steps * ((2 if first else 3) * inputs * gates + 3 * hidden * gates)
+
 
 @dataclass(frozen=True)
 class RNN(SequenceOp):

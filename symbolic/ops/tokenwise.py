@@ -88,6 +88,11 @@ class TokenwiseAffine(Op):
         inputs, outputs, _ = args
         return [("W", (inputs, outputs)), ("b", (outputs,))]
 
+    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+        """affine's three products at every token."""
+        inputs, outputs, tokens = args
+        return (2 if first else 3) * 2 * batch * tokens * inputs * outputs
+
     def derive(self) -> Derivation:
         n, t, d, e, *_ = _indices()
         i, u, w, q = sp.symbols("i u w q", integer=True)  # the element each rule is differentiated by
