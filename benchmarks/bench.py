@@ -184,13 +184,13 @@ class NetCase:
 
 
 def batchnorm_adam_case(dtype: str = "float32", sizes=(784, 100, 10), batch: int = 100, lr: float = 0.001) -> NetCase:
-    """Issue 15: affine batchnorm relu affine softmax-cross-entropy, Adam (torch's defaults)."""
+    """The batch-norm network: affine batchnorm relu affine softmax-cross-entropy, Adam (torch's defaults)."""
     return NetCase(BATCHNORM_ADAM, tuple(sizes), batch, dtype, lr)
 
 
 def convnet_case(dtype: str = "float32", image=(1, 28, 28), conv=(30, 5), sizes=(100, 10), batch: int = 100,
                  lr: float = 0.01) -> NetCase:
-    """Issue 16: conv2d relu maxpool(2) flatten affine relu affine softmax-cross-entropy, SGD."""
+    """The conv network: conv2d relu maxpool(2) flatten affine relu affine softmax-cross-entropy, SGD."""
     return NetCase(CONVNET, tuple(sizes), batch, dtype, lr, tuple(image), tuple(conv))
 
 
