@@ -7,7 +7,7 @@ import sympy as sp
 
 from ..errors import SympropError
 from ..indexcalc import resolve
-from .base import I, J, N, Derivation, Label, Op, Step
+from .base import I, J, N, Derivation, Label, Op, Step, weight_products
 from ..ir import (Accumulate, Assignments, Comment, Loop, MatrixInto, array, element as at, index)
 from ..text import tr
 from .builders import (LOSS)
@@ -59,7 +59,7 @@ class Affine(Op):
 
     def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
         """X W forward, dW = X^T dY and dX = dY W^T back."""
-        return (2 if first else 3) * 2 * batch * shape_in * shape_out
+        return weight_products(batch, shape_in, shape_out, first)
 
     def param_shapes(self, args, width):
         return [("W", tuple(args[:2])), ("b", (1,) if self.shared_bias else (args[1],))]

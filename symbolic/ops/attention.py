@@ -25,7 +25,7 @@ from ..indexcalc import pull_constants, resolve
 from ..ir import (Accumulate, Columns, Comment, Let, Loop, MatrixProduct, Ones, Part, Rows, Summed, Transposed,
                   as_written, difference, gradient_comment, gradient_let, local, ratio)
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step, positive_sizes
+from .base import N, Derivation, Label, Op, Step, positive_sizes, weight_products
 
 # Sizes as symbols, so no derivation depends on them: token width, query/key width, value width, tokens.
 D, DK, DV, T = sp.symbols("D d_k d_v T", integer=True, positive=True)
@@ -216,8 +216,8 @@ class Attention(Op):
         """The three projections (forward, dW, dx) and per example Q K^T and P V forward, dP,
         dV, dQ and dK back."""
         inputs, keys, values, tokens = args
-        projections = (2 if first else 3) * tokens * inputs * (2 * keys + values)
-        return 2 * batch * (projections + 3 * tokens * tokens * (keys + values))
+        projections = weight_products(batch * tokens, inputs, 2 * keys + values, first)
+        return projections + 2 * batch * 3 * tokens * tokens * (keys + values)
 
     def derive(self) -> Derivation:
         projections, head = projection_rules((DK, DK, DV)), head_rules(DK, DV)

@@ -88,6 +88,12 @@ def positive_sizes(inner, counts, where: str, needs: str) -> tuple[int, ...]:
     return args
 
 
+def weight_products(rows: int, inputs: int, outputs: int, first: bool) -> int:
+    """The flop of a weight (inputs, outputs) applied to rows: X W forward, dW = X^T dY and,
+    unless the layer is the first (nothing upstream needs it), dX = dY W^T."""
+    return (2 if first else 3) * 2 * rows * inputs * outputs
+
+
 def real(name: str) -> sp.Symbol:
     return sp.Symbol(name, real=True)
 

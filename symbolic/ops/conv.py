@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..errors import SympropError
 from ..indexcalc import resolve
-from .base import N, Derivation, Label, Op, Step
+from .base import N, Derivation, Label, Op, Step, weight_products
 from ..ir import (Assignments, Call, Comment, Let, array, arrays, as_written, index)
 from ..text import tr
 from .builders import (_image, _loops, features)
@@ -122,7 +122,7 @@ class Conv2d(ImageOp):
     def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
         """The im2col products per output pixel: forward, dW and the columns' gradient."""
         cin, cout, k, _, _ = self.geometry(args)
-        return (2 if first else 3) * 2 * batch * cout * cin * k * k * shape_out[1] * shape_out[2]
+        return weight_products(batch * shape_out[1] * shape_out[2], cin * k * k, cout, first)
 
     def derive(self) -> Derivation:
         n, o, c, i, j, p, q, a, e, u, v = _indices()

@@ -31,7 +31,7 @@ from ..text import tr
 from .attention import (CAUSAL_NOTE, D, DK, DV, T, _Arrays, _arrays, _indices, _vjp, head_backward, head_buffers,
                         head_forward, head_rules, input_gradient, projection_rules, projections_backward,
                         projections_forward)
-from .base import N, Derivation, Op, Step, fresh_name, positive_sizes
+from .base import N, Derivation, Op, Step, fresh_name, positive_sizes, weight_products
 from .norm import EPS, Rows, normalisation_backward, normalisation_derivation, normalisation_forward
 
 DH = sp.Symbol("d_h", integer=True, positive=True)  # one head's width, D/H
@@ -107,8 +107,9 @@ class MultiHeadAttention(Op):
         """attention's products over all heads together (their widths add up to D), and the
         output projection's forward, dW and dO."""
         width, _, tokens = args
-        projections = (2 if first else 3) * 3 * tokens * width * width
-        return 2 * batch * (projections + 3 * tokens * width * width + 6 * tokens * tokens * width)
+        rows = batch * tokens
+        projections = weight_products(rows, width, 3 * width, first) + weight_products(rows, width, width, False)
+        return projections + 2 * batch * 6 * tokens * tokens * width
 
     def param_names(self, roles, layer, position, taken):
         """Wq1, bq1, ... as attention names its projections; layer norm's gain and bias scale1 and

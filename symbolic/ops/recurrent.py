@@ -22,7 +22,7 @@ from ..ir import (Accumulate, Assignments, Columns, Comment, Copy, Let, Loop, Ma
                   Summed, Transposed, element, gradient_comment, gradient_let, index, local)
 from ..text import tr
 from ..errors import SympropError
-from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real
+from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real, weight_products
 
 # Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
 D, H, T = sp.symbols("D H T", integer=True, positive=True)
@@ -87,7 +87,8 @@ class SequenceOp(Op):
         """Per step x_t Wx and h_{t-1} Wh forward; dWx (and dx) and dWh, dh_{t-1} back."""
         inputs, hidden, steps = args[:3]
         gates = dict(self.param_shapes(args, shape_in))["Wh"][1]  # H, 4H or 3H columns
-        return 2 * batch * steps * ((2 if first else 3) * inputs * gates + 3 * hidden * gates)
+        rows = batch * steps
+        return weight_products(rows, inputs, gates, first) + weight_products(rows, hidden, gates, first=False)
 
 
 @dataclass(frozen=True)

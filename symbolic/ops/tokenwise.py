@@ -19,7 +19,7 @@ import sympy as sp
 from ..indexcalc import pull_constants, resolve, sift
 from ..ir import Accumulate, Comment, Let, Loop, as_written, difference, local, ratio
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step, positive_sizes
+from .base import N, Derivation, Label, Op, Step, positive_sizes, weight_products
 from .builders import LOSS
 from .recurrent import SequenceArrays
 
@@ -91,7 +91,7 @@ class TokenwiseAffine(Op):
     def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
         """affine's three products at every token."""
         inputs, outputs, tokens = args
-        return (2 if first else 3) * 2 * batch * tokens * inputs * outputs
+        return weight_products(batch * tokens, inputs, outputs, first)
 
     def derive(self) -> Derivation:
         n, t, d, e, *_ = _indices()
