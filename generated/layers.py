@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 8c2c26f8497e66bd
+# Body hash: 589bc8cf16919d2d
 
 import hashlib
 import itertools
@@ -1063,16 +1063,22 @@ def batchnorm_forward_kernel(X, scale1, shift1, eps1, h0, xhat1, s1, mean1, var1
     eps1 = real(eps1)
     for j in range(F):
         mean1[j] = real(0)
-        for n in range(N):
+    for n in range(N):
+        for j in range(F):
             mean1[j] += X[n, j]
+    for j in range(F):
         mean1[j] = mean1[j]/real(N)
         var1[j] = real(0)
-        for n in range(N):
+    for n in range(N):
+        for j in range(F):
             centred = X[n, j] - mean1[j]
             var1[j] += centred*centred
+    for j in range(F):
         var1[j] = var1[j]/real(N)
+    for j in range(F):
         s1[j] = np.sqrt(eps1 + var1[j])
-        for n in range(N):
+    for n in range(N):
+        for j in range(F):
             xhat1[n, j] = (-mean1[j] + X[n, j])/s1[j]
             h0[n, j] = shift1[j] + scale1[j]*xhat1[n, j]
 
@@ -1096,21 +1102,24 @@ def batchnorm_forward(x, g, b, eps1=1e-05, out=None):
 
 
 @jit
-def batchnorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
+def batchnorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1, sum_dy1, sum_dy_xhat1):
     real = dh0.dtype.type
     N, F = dh0.shape
     # layer 1: batchnorm
     # dg = Sum(dy[n]*xhat[n], (n, 1, N)), db = Sum(dy[n], (n, 1, N))
     for j in range(F):
-        sum_dy = real(0)
-        sum_dy_xhat = real(0)
-        for n in range(N):
-            sum_dy += dh0[n, j]
-            sum_dy_xhat += dh0[n, j]*xhat1[n, j]
-        dscale1[j] = sum_dy_xhat
-        dshift1[j] = sum_dy
-        for n in range(N):
-            dX[n, j] = scale1[j]*(real(N)*dh0[n, j] - sum_dy - sum_dy_xhat*xhat1[n, j])/(real(N)*s1[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
+        sum_dy1[j] = real(0)
+        sum_dy_xhat1[j] = real(0)
+    for n in range(N):
+        for j in range(F):
+            sum_dy1[j] += dh0[n, j]
+            sum_dy_xhat1[j] += dh0[n, j]*xhat1[n, j]
+    for j in range(F):
+        dscale1[j] = sum_dy_xhat1[j]
+        dshift1[j] = sum_dy1[j]
+    for n in range(N):
+        for j in range(F):
+            dX[n, j] = scale1[j]*(real(N)*dh0[n, j] - sum_dy1[j] - sum_dy_xhat1[j]*xhat1[n, j])/(real(N)*s1[j])  # dx = g*(N*dy - sum_dy - sum_dy_xhat*xhat)/(N*s)
 
 
 def batchnorm_backward(dy, xhat, s, g, dx=None):
@@ -1126,7 +1135,9 @@ def batchnorm_backward(dy, xhat, s, g, dx=None):
     dx = _output("batchnorm_backward", "dx", dx, dy.shape, dy.dtype)
     dg = np.empty((dy.shape[1],), dy.dtype)
     db = np.empty((dy.shape[1],), dy.dtype)
-    batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db)
+    sum_dy1 = np.empty((dy.shape[1],), dy.dtype)
+    sum_dy_xhat1 = np.empty((dy.shape[1],), dy.dtype)
+    batchnorm_backward_kernel(dy, xhat, s, g, dx, dg, db, sum_dy1, sum_dy_xhat1)
     return dx, dg, db
 
 
