@@ -335,7 +335,7 @@ def normalisation_backward(d: Derivation, batch: bool, width, a: dict, text: str
     if not batch and isinstance(width, int):
         rule = rule.xreplace({FEATURES: sp.Integer(width)})
     dx_at, dg_at, db_at = rows.element(a["dx"]), at(a["dg"], "j"), at(a["db"], "j")
-    n, j = index("n"), index("j")
+    j = index("j")
     shared = {p: tr(f"{a[p]}[j] is shared by every row: the derived rule, summed over the batch",
                     f"{a[p]}[j] 由每一行共用：推导出的规则对批量求和") for p in ("g", "b")}
     sums = [Let(sum_a, sp.Integer(0), note=tr(f"{text}: the two sums of the derived backward rule",
