@@ -21,6 +21,7 @@ For each rule NAME a network module gets
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import sympy as sp
@@ -41,7 +42,7 @@ def _update_function(rule: UpdateRule) -> Function:
     states = rule.state_names
     arrays_ = ["param", "grad", *(f"state_{s}" for s in states)]
     scalars = [*rule.hyper_names, *(["t"] if rule.counts_steps else [])]
-    updates = rule.element_updates()
+    updates, hoisted = _loop_invariants(rule.element_updates(), set(scalars), {"p", "g", *states, *scalars})
     locals_ = {"param": "p", "grad": "g", **{f"state_{s}": s for s in states}}
     statements = [Let(local(name), element(f"{array_}_flat", "i")) for array_, name in locals_.items()]
     new = {line.target: local(f"{line.target}_new") for line, _ in updates}
@@ -54,12 +55,50 @@ def _update_function(rule: UpdateRule) -> Function:
     param = array("param")
     return Function(f"_apply_{rule.name}", arrays(*arrays_, *scalars), (
         DtypeOf(param), *(Let(local(f"{a}_flat"), Flat(array(a))) for a in arrays_),
+        *(Let(name, value) for name, value in hoisted.items()),
         Loop(index("i"), Size(sp.Symbol("param_flat")), tuple(statements))),
         f"""{rule.summary}: one parameter and its state in place, element by element, the rule's
     lines in order (symbolic/steps.py; each reads the new values of the lines above it):
 {rule_lines}
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank).""")
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once.""")
+
+
+def _loop_invariants(updates, scalars: set[str], taken: set[str]):
+    """The updates with what every element shares computed once, before the loop: each
+    subexpression of the scalars alone (1 - beta1**t), and in each product the scalars'
+    factors together (-lr/(1 - beta1**t) times m/(...)), in locals c0, c1 ... (none of the
+    names in ``taken``). Returns (updates, {local: value}). A division by a shared value
+    becomes a product with its reciprocal: Adam's update had two divisions an element and has
+    one (78,400 float32 weights: 31 -> 22 us, measured; its last bits may differ by rounding,
+    where the other rules' stay the same)."""
+    hoisted = {}
+
+    def shared(e):
+        return e.free_symbols and all(s.name in scalars for s in e.free_symbols)
+
+    def name_for(e):  # the local c<k> that holds e (a number or a scalar stays as it is)
+        if e.is_Atom:
+            return e
+        for name, value in hoisted.items():
+            if value == e:
+                return name
+        name = next(local(f"c{k}") for k in itertools.count(len(hoisted)) if f"c{k}" not in taken)
+        hoisted[name] = e
+        return name
+
+    def visit(e):
+        if e.is_Atom:
+            return e
+        if shared(e):
+            return name_for(e)
+        if isinstance(e, sp.Mul):
+            fixed = [a for a in e.args if a.is_number or shared(a)]
+            if fixed and not (len(fixed) == 1 and fixed[0].is_Atom):
+                return sp.Mul(name_for(sp.Mul(*fixed)), *(visit(a) for a in e.args if a not in fixed))
+        return e.func(*(visit(a) for a in e.args))
+
+    return [(line, visit(value)) for line, value in updates], hoisted
 
 
 def _state_names(rule: UpdateRule, param_names) -> list[str]:

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec rnn(1,2,3) affine(2,1) squared-error
 # Input hash: 41a1a6003c8d9b42 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 7b33b7de1c38ec4c
+# Body hash: 99e5350f23b3816c
 
 import hashlib
 import itertools
@@ -987,14 +987,15 @@ def _apply_sgd(param, grad, lr, weight_decay):
       g <- g + p*weight_decay
       p <- -g*lr + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
+    c0 = -lr
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
-        p_new = -lr*(g + p*weight_decay) + p  # p <- -g*lr + p
+        p_new = c0*(g + p*weight_decay) + p  # p <- -g*lr + p
         param_flat[i] = p_new
 
 
@@ -1180,18 +1181,19 @@ def _apply_momentum(param, grad, state_v, lr, momentum, weight_decay):
       v <- g + momentum*v
       p <- -lr*v + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
     state_v_flat = state_v.reshape(-1)
+    c0 = -lr
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
         v = state_v_flat[i]
         t0 = g + momentum*v + p*weight_decay
         v_new = t0  # v <- g + momentum*v
-        p_new = -lr*t0 + p  # p <- -lr*v + p
+        p_new = c0*t0 + p  # p <- -lr*v + p
         state_v_flat[i] = v_new
         param_flat[i] = p_new
 
@@ -1378,11 +1380,12 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
       v <- g + momentum*v
       p <- -lr*(g + momentum*v) + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
     state_v_flat = state_v.reshape(-1)
+    c0 = -lr
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
@@ -1390,7 +1393,7 @@ def _apply_nesterov(param, grad, state_v, lr, momentum, weight_decay):
         t0 = g + p*weight_decay
         t1 = momentum*v + t0
         v_new = t1  # v <- g + momentum*v
-        p_new = -lr*(momentum*t1 + t0) + p  # p <- -lr*(g + momentum*v) + p
+        p_new = c0*(momentum*t1 + t0) + p  # p <- -lr*(g + momentum*v) + p
         state_v_flat[i] = v_new
         param_flat[i] = p_new
 
@@ -1577,11 +1580,12 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
       s <- g**2 + s
       p <- -g*lr/(eps + sqrt(s)) + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
     state_s_flat = state_s.reshape(-1)
+    c0 = -lr
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
@@ -1589,7 +1593,7 @@ def _apply_adagrad(param, grad, state_s, lr, eps, weight_decay):
         t0 = g + p*weight_decay
         t1 = s + (t0*t0)
         s_new = t1  # s <- g**2 + s
-        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        p_new = c0*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
         state_s_flat[i] = s_new
         param_flat[i] = p_new
 
@@ -1776,19 +1780,21 @@ def _apply_rmsprop(param, grad, state_s, lr, alpha, eps, weight_decay):
       s <- alpha*s + g**2*(1 - alpha)
       p <- -g*lr/(eps + sqrt(s)) + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
     state_s_flat = state_s.reshape(-1)
+    c0 = real(1) - alpha
+    c1 = -lr
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
         s = state_s_flat[i]
         t0 = g + p*weight_decay
-        t1 = alpha*s + (t0*t0)*(real(1) - alpha)
+        t1 = alpha*s + c0*(t0*t0)
         s_new = t1  # s <- alpha*s + g**2*(1 - alpha)
-        p_new = -lr*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
+        p_new = c1*t0/(eps + np.sqrt(t1)) + p  # p <- -g*lr/(eps + sqrt(s)) + p
         state_s_flat[i] = s_new
         param_flat[i] = p_new
 
@@ -1978,23 +1984,27 @@ def _apply_adam(param, grad, state_m, state_v, lr, beta1, beta2, eps, weight_dec
       v_hat <- v/(1 - beta2**t)
       p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
     Arguments are in the parameter's dtype; the arrays are flat views (one compiled signature
-    serves parameters of every rank)."""
+    serves parameters of every rank). c0, c1 ...: what every element shares, computed once."""
     real = param.dtype.type
     param_flat = param.reshape(-1)
     grad_flat = grad.reshape(-1)
     state_m_flat = state_m.reshape(-1)
     state_v_flat = state_v.reshape(-1)
+    c0 = real(1) - beta1
+    c1 = real(1) - beta2
+    c2 = -lr/(real(1) - beta1**t)
+    c3 = real(1)/(real(1) - beta2**t)
     for i in range(param_flat.size):
         p = param_flat[i]
         g = grad_flat[i]
         m = state_m_flat[i]
         v = state_v_flat[i]
         t0 = g + p*weight_decay
-        t1 = beta1*m + t0*(real(1) - beta1)
-        t2 = beta2*v + (t0*t0)*(real(1) - beta2)
+        t1 = beta1*m + c0*t0
+        t2 = beta2*v + c1*(t0*t0)
         m_new = t1  # m <- beta1*m + g*(1 - beta1)
         v_new = t2  # v <- beta2*v + g**2*(1 - beta2)
-        p_new = -lr*t1/((real(1) - beta1**t)*(eps + np.sqrt(t2/(real(1) - beta2**t)))) + p  # p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
+        p_new = c2*t1/(eps + np.sqrt(c3*t2)) + p  # p <- -lr*m_hat/(eps + sqrt(v_hat)) + p
         state_m_flat[i] = m_new
         state_v_flat[i] = v_new
         param_flat[i] = p_new
