@@ -53,22 +53,28 @@ def _conv2d_product(Wt, b, cols, Y):
 ''',
     "_conv2d_param_grads": '''
 @jit_inline
-def _conv2d_param_grads(dY, cols, dW, db, product):
-    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o]."""
+def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
+    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o].
+    db adds the batch up pixel by pixel first (pixel_sums, a loop LLVM vectorises), then each
+    channel's pixels: one running total per channel over every example was a chain of
+    dependent additions as slow as the product itself (measured)."""
     O = dW.shape[0]
     M = cols.shape[2]
     dWm = dW.reshape((O, cols.shape[1]))
     dWm[:] = 0
-    db[:] = 0
+    pixel_sums[:] = 0
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
         np.dot(g, cols[n].T, product)
         dWm += product
         for o in range(O):
-            total = db.dtype.type(0)
             for m in range(M):
-                total += g[o, m]
-            db[o] += total
+                pixel_sums[o, m] += g[o, m]
+    for o in range(O):
+        total = db.dtype.type(0)
+        for m in range(M):
+            total += pixel_sums[o, m]
+        db[o] = total
 ''',
     "_conv2d_input_grad": '''
 @jit_inline
