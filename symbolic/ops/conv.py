@@ -310,9 +310,11 @@ class Pool(ImageOp):
             reads = arrays(f"d{out}", source) if self.selects_one else arrays(f"d{out}")
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if self.selects_one
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            # windows that tile the image (stride k, sizes known) let max-pool write each element once
+            tiled = "_tiled" if self.selects_one and _whole(size, stride) and stride == size else ""
             lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
-                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means,
-                writes=arrays(dsource))])
+                f"_{mode}pool_backward{tiled}", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}",
+                backward_means, writes=arrays(dsource))])
         lowering.values.append(out)
         lowering.widths.append(features(out_shape))
 
