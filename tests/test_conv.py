@@ -259,6 +259,21 @@ def test_check_takes_claims_on_image_elements(capsys):
     assert "WRONG" in capsys.readouterr().out
 
 
+def _quarter_values(net, rng, examples: int, largest: int) -> dict:
+    """X, T and every parameter of a net as nested lists of quarters up to largest/4 (exact in
+    binary and decimal, so a transcript and a kernel can be compared to 1e-12)."""
+    quarters = lambda *shape: (rng.integers(-largest, largest + 1, shape) / 4).tolist()  # noqa: E731
+    return {"X": quarters(examples, *net.INPUT_IMAGE), "T": quarters(examples, net.OUTPUT_SIZE),
+            **{name: quarters(*shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+
+
+def _assert_gradients_are_the_transcripts(t, net, grads):
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+
+
 def test_a_padded_strided_conv_and_average_pooling_transcript_equals_the_kernels():
     """The transcript runs the image families' lowered statements (their helpers' derived index
     rules: zero padding, a stride, average windows, a conv's gradient flowing back into the
@@ -267,19 +282,13 @@ def test_a_padded_strided_conv_and_average_pooling_transcript_equals_the_kernels
 
     spec = "input(1,5,5) conv2d(1,2,3,2,1) relu avgpool(2,1) conv2d(2,1,2) flatten affine(1,1) mse"
     net = load_network(spec)
-    rng = np.random.default_rng(3)
-    quarters = lambda *shape: (rng.integers(-8, 9, shape) / 4).tolist()  # noqa: E731  exact in binary and decimal
-    values = {"X": quarters(2, 1, 5, 5), "T": quarters(2, 1), **{name: quarters(*shape) for name, shape in
-                                                                 zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+    values = _quarter_values(net, np.random.default_rng(3), examples=2, largest=8)
     values["b1"] = [0.5, 0.75]  # the relu sees positive and negative inputs
     t = graph_transcript(parse_net(spec), values)
     params = [np.array(values[name], float) for name in net.PARAM_NAMES]
     loss, *grads = net.loss_and_grads(*params, np.array(values["X"], float).reshape(2, -1), np.array(values["T"], float))
     assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
-    for name, grad in zip(net.PARAM_NAMES, grads):
-        for index in np.ndindex(grad.shape):
-            key = f"dL/d{name}[{','.join(map(str, index))}]"
-            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+    _assert_gradients_are_the_transcripts(t, net, grads)
     assert "dpool1[0,0,0,0]/dh1[0,0,0,0]" in t.quantities  # average pooling's local derivative, 1/4
     assert t.value("dpool1[0,0,0,0]/dh1[0,0,0,0]") == sp.Rational(1, 4)
 
@@ -294,10 +303,7 @@ def test_tiled_max_pool_routes_ties_like_the_transcript_and_zeroes_what_no_windo
 
     spec = "input(1,4,4) conv2d(1,2,2) relu maxpool(2) flatten affine(2,1) mse"
     net = load_network(spec)
-    rng = np.random.default_rng(5)
-    quarters = lambda *shape: (rng.integers(-4, 5, shape) / 4).tolist()  # noqa: E731  exact in binary and decimal
-    values = {"X": quarters(3, 1, 4, 4), "T": quarters(3, 1), **{name: quarters(*shape) for name, shape in
-                                                                 zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+    values = _quarter_values(net, np.random.default_rng(5), examples=3, largest=4)
     values["X"][0] = [[[1, 1, 0.25, -0.5], [1, 1, 0.75, 0], [0.5, -0.25, 1, 0.25], [0, 0.5, -1, 1]]]
     values["W1"], values["b1"] = [[[[1, 0], [0, 0]]], [[[0.5, 0], [0, 0]]]], [0.25, -0.25]
     values["T"][0] = [-1]  # an error to pass back (the quarters could make it 0)
@@ -312,8 +318,4 @@ def test_tiled_max_pool_routes_ties_like_the_transcript_and_zeroes_what_no_windo
     assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
     windows = buffers["h1"].reshape(6, 3, 3)[:, :2, :2].reshape(6, 4)
     assert any(window.max() > 0 and (window == window.max()).sum() > 1 for window in windows)  # a tie relu passes
-    for name in net.PARAM_NAMES:
-        grad = buffers[f"d{name}"]
-        for index in np.ndindex(grad.shape):
-            key = f"dL/d{name}[{','.join(map(str, index))}]"
-            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+    _assert_gradients_are_the_transcripts(t, net, [buffers[f"d{name}"] for name in net.PARAM_NAMES])
