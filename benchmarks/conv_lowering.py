@@ -86,6 +86,7 @@ def measure(shape, repeats):
     cols = np.empty((N, C * k * k, Ho * Wo), np.float32)
     dcols = np.empty((C * k * k, Ho * Wo), np.float32)
     product = np.empty((O, C * k * k), np.float32)
+    pixel_sums = np.empty((O, Ho * Wo), np.float32)
     Y = np.empty((N, O, Ho, Wo), np.float32)
     Y2, dX, dW, db = np.empty_like(Y), np.empty_like(X), np.empty_like(Wt), np.empty_like(b)
     dX2, dW2, db2 = np.empty_like(X), np.empty_like(Wt), np.empty_like(b)
@@ -94,7 +95,7 @@ def measure(shape, repeats):
         generated.conv2d_forward_kernel(flat, C, H, W, k, 1, 0, Wt, b, cols, Y.reshape(N, -1))
 
     def im2col_backward():  # the network step keeps cols from the forward pass: no second im2col
-        generated._conv2d_param_grads(dY_flat, cols, dW, db, product)
+        generated._conv2d_param_grads(dY_flat, cols, dW, db, product, pixel_sums)
         generated._conv2d_input_grad(dY_flat, Wt, C, H, W, 1, 0, dcols, dX.reshape(N, -1))
 
     im2col_forward(), im2col_backward()

@@ -11,7 +11,9 @@ convolution with the flipped kernel). ``benchmarks/conv_lowering.py`` measures t
 direct loops in the same run; see README "Convolution" for the numbers behind the choice.
 The helpers are inlined into the kernel that calls them (jit_inline: each is called once per
 layer), so LLVM optimises their loops once, inside the step. Max-pool routes each window's gradient to its first maximum in row-major order (strict >
-while scanning), forward and backward scanning the same way, so no arg-max buffer is kept.
+while scanning), forward and backward scanning the same way, so no arg-max buffer is kept;
+where the windows tile the image (stride k, the default) a network's step uses
+_maxpool_backward_tiled, which stores each gradient instead of zeroing dX and adding into it.
 """
 from __future__ import annotations
 
@@ -53,22 +55,28 @@ def _conv2d_product(Wt, b, cols, Y):
 ''',
     "_conv2d_param_grads": '''
 @jit_inline
-def _conv2d_param_grads(dY, cols, dW, db, product):
-    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o]."""
+def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
+    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o].
+    db adds the batch up pixel by pixel first (pixel_sums, a loop LLVM vectorises), then each
+    channel's pixels: one running total per channel over every example was a chain of
+    dependent additions as slow as the product itself (measured)."""
     O = dW.shape[0]
     M = cols.shape[2]
     dWm = dW.reshape((O, cols.shape[1]))
     dWm[:] = 0
-    db[:] = 0
+    pixel_sums[:] = 0
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
         np.dot(g, cols[n].T, product)
         dWm += product
         for o in range(O):
-            total = db.dtype.type(0)
             for m in range(M):
-                total += g[o, m]
-            db[o] += total
+                pixel_sums[o, m] += g[o, m]
+    for o in range(O):
+        total = db.dtype.type(0)
+        for m in range(M):
+            total += pixel_sums[o, m]
+        db[o] = total
 ''',
     "_conv2d_input_grad": '''
 @jit_inline
@@ -133,6 +141,34 @@ def _maxpool_backward(dY, X, C, H, W, k, stride, dX):
                                 best = X[n, index]
                                 where = index
                     dX[n, where] += dY[n, (c * Ho + i) * Wo + j]
+''',
+    "_maxpool_backward_tiled": '''
+@jit_inline
+def _maxpool_backward_tiled(dY, X, C, H, W, k, stride, dX):
+    """_maxpool_backward where the windows tile the image (stride == k, maxpool's default): no
+    two windows share an element, so dX is zeroed a row of windows at a time (contiguous rows,
+    still in cache when the maxima are written) and each window's dY is stored, not added.
+    The general helper zeroes all of dX in a pass of its own, then reads it back to add."""
+    Ho = H // k
+    Wo = W // k
+    for n in range(X.shape[0]):
+        for c in range(C):
+            for h in range(Ho * k, H):  # rows past the last whole window get no gradient
+                for w in range(W):
+                    dX[n, (c * H + h) * W + w] = 0
+            for i in range(Ho):
+                start = (c * H + k * i) * W  # the first of the k rows this row of windows covers
+                for index in range(start, start + k * W):
+                    dX[n, index] = 0
+                for j in range(Wo):
+                    where = start + k * j
+                    best = X[n, where]
+                    for p in range(k):
+                        for q in range(k):
+                            value = X[n, start + p * W + k * j + q]
+                            where = start + p * W + k * j + q if value > best else where
+                            best = max(best, value)
+                    dX[n, where] = dY[n, (c * Ho + i) * Wo + j]
 ''',
     "_avgpool_forward": '''
 @jit_inline

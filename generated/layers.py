@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 589bc8cf16919d2d
+# Body hash: 1bb4a614eec367cb
 
 import hashlib
 import itertools
@@ -297,22 +297,28 @@ def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
 
 
 @jit_inline
-def _conv2d_param_grads(dY, cols, dW, db, product):
-    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o]."""
+def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
+    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o].
+    db adds the batch up pixel by pixel first (pixel_sums, a loop LLVM vectorises), then each
+    channel's pixels: one running total per channel over every example was a chain of
+    dependent additions as slow as the product itself (measured)."""
     O = dW.shape[0]
     M = cols.shape[2]
     dWm = dW.reshape((O, cols.shape[1]))
     dWm[:] = 0
-    db[:] = 0
+    pixel_sums[:] = 0
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
         np.dot(g, cols[n].T, product)
         dWm += product
         for o in range(O):
-            total = db.dtype.type(0)
             for m in range(M):
-                total += g[o, m]
-            db[o] += total
+                pixel_sums[o, m] += g[o, m]
+    for o in range(O):
+        total = db.dtype.type(0)
+        for m in range(M):
+            total += pixel_sums[o, m]
+        db[o] = total
 
 
 @jit_inline
@@ -1728,9 +1734,9 @@ def conv2d_forward(X, W, b, stride=1, pad=0):
 
 
 @jit
-def conv2d_backward_kernel(X, C, H, Wd, k, stride, pad, dz1, W1, cols1, dW1, db1, dW1_n, dcols1, dX):
+def conv2d_backward_kernel(X, C, H, Wd, k, stride, pad, dz1, W1, cols1, dW1, db1, dW1_n, db1_pixels, dcols1, dX):
     _im2col(X, C, H, Wd, k, stride, pad, cols1)  # cols1[n]: each window of the padded X as a column
-    _conv2d_param_grads(dz1, cols1, dW1, db1, dW1_n)  # dL/dW1[o,c,p,q] = sum_n,i,j dL/dz1[n,o,i,j] Xp[n,c,s*i+p,s*j+q]; dL/db1[o] = sum_n,i,j dL/dz1[n,o,i,j]
+    _conv2d_param_grads(dz1, cols1, dW1, db1, dW1_n, db1_pixels)  # dL/dW1[o,c,p,q] = sum_n,i,j dL/dz1[n,o,i,j] Xp[n,c,s*i+p,s*j+q]; dL/db1[o] = sum_n,i,j dL/dz1[n,o,i,j]
     _conv2d_input_grad(dz1, W1, C, H, Wd, stride, pad, dcols1, dX)  # dL/dXp[n,c,u,v] = sum_o,i,j dL/dz1[n,o,i,j] W1[o,c,u-s*i,v-s*j] (full convolution with the flipped kernel)
 
 
@@ -1755,8 +1761,9 @@ def conv2d_backward(dY, X, W, stride=1, pad=0):
     db = np.empty((O,), X.dtype)
     cols1 = np.empty((N, C*k**2, Ho*Wo), X.dtype)
     dW1_n = np.empty((O, C*k**2), X.dtype)
+    db1_pixels = np.empty((O, Ho*Wo), X.dtype)
     dcols1 = np.empty((C*k**2, Ho*Wo), X.dtype)
-    conv2d_backward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, pad, dY.reshape(N, -1), W, cols1, dW, db, dW1_n, dcols1, dX.reshape(N, -1))
+    conv2d_backward_kernel(X.reshape(N, -1), C, H, Wd, k, stride, pad, dY.reshape(N, -1), W, cols1, dW, db, dW1_n, db1_pixels, dcols1, dX.reshape(N, -1))
     return dX, dW, db
 
 

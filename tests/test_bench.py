@@ -448,3 +448,36 @@ def test_jax_attention_splits_heads_as_column_blocks():
     np.testing.assert_allclose(two_heads, np.concatenate(blocks, axis=2), rtol=1e-12)
     one_head = np.asarray(comp.jax_attention(jax, x, Wq, Wk, Wv))
     assert np.abs(one_head - two_heads).max() > 1e-3  # the split changes the result: the test can tell
+
+
+
+def test_step_statements_run_the_step_one_statement_at_a_time():
+    """benchmarks/step_statements.py (where a step's time goes): its kernel, asked for each
+    statement in turn, takes the step that numpy takes (784-100-10, float64); a conv helper's
+    products are read out of its statement with the step's own arrays."""
+    from symprop.benchmarks import step_statements
+    from symprop.codegen.network import load_network
+    conv = load_network("input(1,5,5) conv2d(1,2,2) relu maxpool(2) flatten affine(8,3) softmax-cross-entropy")
+    conv_products = [step_statements._conv_products(label) for label, _ in step_statements.step_statements(conv)[1]]
+    assert [lines[-1].strip() for lines in conv_products if lines] == [
+        "np.dot(Wm, cols1[n], z1[n].reshape((W1.shape[0], cols1.shape[2])))",
+        "np.dot(dz1[n].reshape((dW1.shape[0], cols1.shape[2])), cols1[n].T, dW1_n)"]
+
+    net = load_network("affine(784,100) relu affine(100,10) softmax-cross-entropy")
+    labels, kernel = step_statements.statement_kernel(net)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 784))
+    T = np.eye(10)[rng.integers(0, 10, 8)]
+    W1, b1, W2, b2 = params = [rng.normal(size=shape) * 0.1 for shape in net.PARAM_SHAPES]
+    workspace = net.make_workspace(X)
+    stepped = [p.copy() for p in params]
+    for which in range(len(labels)):
+        kernel(which, *stepped, X, T, 0.5, *workspace)
+    z1 = X @ W1 + b1
+    z2 = np.maximum(z1, 0) @ W2 + b2
+    P = np.exp(z2 - z2.max(axis=1, keepdims=True))
+    dz2 = (P / P.sum(axis=1, keepdims=True) - T) / len(X)
+    dz1 = (dz2 @ W2.T) * (z1 > 0)
+    grads = [X.T @ dz1, dz1.sum(axis=0), np.maximum(z1, 0).T @ dz2, dz2.sum(axis=0)]
+    for ours, param, grad in zip(stepped, params, grads):
+        np.testing.assert_allclose(ours, param - 0.5 * grad, rtol=1e-12, atol=1e-15)

@@ -2,6 +2,8 @@
 network kernels match central differences (float64) over strides, paddings, odd sizes and
 channel counts, the max-pool tie convention is first-maximum-in-row-major-order, and the
 kernels agree with PyTorch where it is installed."""
+import inspect
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -257,6 +259,21 @@ def test_check_takes_claims_on_image_elements(capsys):
     assert "WRONG" in capsys.readouterr().out
 
 
+def _quarter_values(net, rng, examples: int, largest: int) -> dict:
+    """X, T and every parameter of a net as nested lists of quarters up to largest/4 (exact in
+    binary and decimal, so a transcript and a kernel can be compared to 1e-12)."""
+    quarters = lambda *shape: (rng.integers(-largest, largest + 1, shape) / 4).tolist()  # noqa: E731
+    return {"X": quarters(examples, *net.INPUT_IMAGE), "T": quarters(examples, net.OUTPUT_SIZE),
+            **{name: quarters(*shape) for name, shape in zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+
+
+def _assert_gradients_are_the_transcripts(t, net, grads):
+    for name, grad in zip(net.PARAM_NAMES, grads):
+        for index in np.ndindex(grad.shape):
+            key = f"dL/d{name}[{','.join(map(str, index))}]"
+            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+
+
 def test_a_padded_strided_conv_and_average_pooling_transcript_equals_the_kernels():
     """The transcript runs the image families' lowered statements (their helpers' derived index
     rules: zero padding, a stride, average windows, a conv's gradient flowing back into the
@@ -265,18 +282,40 @@ def test_a_padded_strided_conv_and_average_pooling_transcript_equals_the_kernels
 
     spec = "input(1,5,5) conv2d(1,2,3,2,1) relu avgpool(2,1) conv2d(2,1,2) flatten affine(1,1) mse"
     net = load_network(spec)
-    rng = np.random.default_rng(3)
-    quarters = lambda *shape: (rng.integers(-8, 9, shape) / 4).tolist()  # noqa: E731  exact in binary and decimal
-    values = {"X": quarters(2, 1, 5, 5), "T": quarters(2, 1), **{name: quarters(*shape) for name, shape in
-                                                                 zip(net.PARAM_NAMES, net.PARAM_SHAPES)}}
+    values = _quarter_values(net, np.random.default_rng(3), examples=2, largest=8)
     values["b1"] = [0.5, 0.75]  # the relu sees positive and negative inputs
     t = graph_transcript(parse_net(spec), values)
     params = [np.array(values[name], float) for name in net.PARAM_NAMES]
     loss, *grads = net.loss_and_grads(*params, np.array(values["X"], float).reshape(2, -1), np.array(values["T"], float))
     assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
-    for name, grad in zip(net.PARAM_NAMES, grads):
-        for index in np.ndindex(grad.shape):
-            key = f"dL/d{name}[{','.join(map(str, index))}]"
-            assert float(t.value(key)) == pytest.approx(grad[index], rel=1e-12, abs=1e-14), key
+    _assert_gradients_are_the_transcripts(t, net, grads)
     assert "dpool1[0,0,0,0]/dh1[0,0,0,0]" in t.quantities  # average pooling's local derivative, 1/4
     assert t.value("dpool1[0,0,0,0]/dh1[0,0,0,0]") == sp.Rational(1, 4)
+
+
+def test_tiled_max_pool_routes_ties_like_the_transcript_and_zeroes_what_no_window_covers():
+    """maxpool(2) on a 3x3 map covers all but the last row and column: the step's helper for
+    windows that tile the image stores each window's gradient and zeroes the rest itself, so
+    on a workspace full of NaN every gradient still equals the transcript's (the derived rules:
+    first maximum in row-major order). The kernel reads the top-left pixel only, so the first
+    image's top-left window ties where the windows the weights' gradient reads differ."""
+    from symprop.symbolic.graph_transcript import graph_transcript
+
+    spec = "input(1,4,4) conv2d(1,2,2) relu maxpool(2) flatten affine(2,1) mse"
+    net = load_network(spec)
+    values = _quarter_values(net, np.random.default_rng(5), examples=3, largest=4)
+    values["X"][0] = [[[1, 1, 0.25, -0.5], [1, 1, 0.75, 0], [0.5, -0.25, 1, 0.25], [0, 0.5, -1, 1]]]
+    values["W1"], values["b1"] = [[[[1, 0], [0, 0]]], [[[0.5, 0], [0, 0]]]], [0.25, -0.25]
+    values["T"][0] = [-1]  # an error to pass back (the quarters could make it 0)
+    t = graph_transcript(parse_net(spec), values)
+    params = [np.array(values[name], float) for name in net.PARAM_NAMES]
+    X, T = np.array(values["X"], float).reshape(3, -1), np.array(values["T"], float)
+    workspace = net.make_workspace(X)
+    for array in workspace:
+        array.fill(np.nan)
+    loss = net.loss_and_grads_into(*params, X, T, *workspace)
+    buffers = dict(zip(list(inspect.signature(net.loss_and_grads_into.py_func).parameters)[len(params) + 2:], workspace))
+    assert float(t.value("L")) == pytest.approx(loss, rel=1e-12)
+    windows = buffers["h1"].reshape(6, 3, 3)[:, :2, :2].reshape(6, 4)
+    assert any(window.max() > 0 and (window == window.max()).sum() > 1 for window in windows)  # a tie relu passes
+    _assert_gradients_are_the_transcripts(t, net, [buffers[f"d{name}"] for name in net.PARAM_NAMES])

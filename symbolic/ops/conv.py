@@ -192,11 +192,12 @@ class Conv2d(ImageOp):
                                   means["Y"], writes=arrays(out))]
         dW, db = lowering.buffer(f"d{Wt}", (cout, cin, size, size)), lowering.buffer(f"d{b}", (cout,))
         product = lowering.buffer(f"d{Wt}_n", (cout, cin * size * size))
+        pixel_sums = lowering.buffer(f"d{b}_pixels", (cout, pixels))
         backward = [Comment(f"layer {use.position}: {use.text}"),
-                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product),
+                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product, pixel_sums),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
                          f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"],
-                         writes=arrays(dW, db, product))]
+                         writes=arrays(dW, db, product, pixel_sums))]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, C * H * W))
             dcols = lowering.buffer(f"dcols{k}", (cin * size * size, pixels))
@@ -309,9 +310,11 @@ class Pool(ImageOp):
             reads = arrays(f"d{out}", source) if self.selects_one else arrays(f"d{out}")
             rule = (f"dL/d{out}[n,c,i,j] to the window's first maximum (row-major)" if self.selects_one
                     else f"dL/d{out}[n,c,i,j] / k^2 to each element of the window")
+            # windows that tile the image (stride k, sizes known) let max-pool write each element once
+            tiled = "_tiled" if self.selects_one and _whole(size, stride) and stride == size else ""
             lowering.prepend_backward([Comment(f"layer {use.position}: {use.text}"), Call(
-                f"_{mode}pool_backward", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}", backward_means,
-                writes=arrays(dsource))])
+                f"_{mode}pool_backward{tiled}", (*reads, *geometry, array(dsource)), f"dL/d{source}: {rule}",
+                backward_means, writes=arrays(dsource))])
         lowering.values.append(out)
         lowering.widths.append(features(out_shape))
 
