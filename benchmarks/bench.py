@@ -161,7 +161,8 @@ class NetCase:
         convnet: the conv as im2col GEMMs, forward (O x Ck^2 by Ck^2 x HoWo per image) and dW
         (the same size); no dX, since its input is the data, which no implementation
         differentiates; then each affine layer's forward, dW and dX (3 products). lstm, gru:
-        per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX); the attention head:
+        per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX; the GRU's last step
+        back passes no dh_0, the LSTM's does); the attention head:
         per example the three projections and their dW (no dX), Q K^T, P V, dP, dV, dQ, dK;
         then the readout's forward, dW and dX. mha: the same over all heads together (their
         widths add up to the width), and the output projection's forward, dW and dO."""
@@ -173,7 +174,8 @@ class NetCase:
                 return 2 * n * (projections * steps * w * w + 6 * steps * steps * w + 3 * steps * w * CLASSES)
             d, h = self.sizes
             gates = (4 if self.kind == LSTM else 3) * h
-            return 2 * n * (steps * (2 * d * gates + 3 * h * gates) + 3 * h * CLASSES)
+            back = steps if self.kind == LSTM else steps - 1  # the GRU's kernel skips dh_0 (h_0 = 0)
+            return 2 * n * (steps * 2 * d * gates + (2 * steps + back) * h * gates + 3 * h * CLASSES)
         if self.kind == BATCHNORM_ADAM:
             i, h, o = self.sizes
             return 2 * self.batch * (2 * i * h + 3 * h * o)
