@@ -954,7 +954,7 @@ def print_case(case: dict) -> None:
     extra = [(VARIANT_LABELS[key], row) for key, row in case.get("variants", {}).items()]
     if "products_alone" in case:
         alone = case["products_alone"]
-        extra.append((f"products alone ({len(alone['products'])} calls)", alone))
+        extra.append((f"products alone ({blas_calls(alone)} calls)", alone))
     for label, row in extra:  # t/symprop: the time over symprop's step
         ratio = f"{row['median_s'] / ours:.2f}" if ours else "-"
         print_timing_row(label, row, ratio)
@@ -975,12 +975,19 @@ def print_timing_row(label: str, row: dict, ratio: str) -> None:
           f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
 
 
+def blas_calls(alone: dict) -> int:
+    """How many BLAS calls the products alone make (a product per image or step repeats)."""
+    return sum(product["count"] for product in alone["products"])
+
+
 def roofline_figure(case: dict) -> str:
     """The case's step against its products alone and the libraries' GEMMs, in words: why a
     "% of GEMM peak" target is or is not within reach, measured in the same rounds."""
     alone = case["products_alone"]
-    text = (f"products alone: {fmt_time(alone['median_s'])} for the step's {len(alone['products'])} "
-            f"BLAS calls ({alone['mflop']:.3g} MFLOP) = {100 * alone['peak_fraction']:.0f}% of the GEMM peak")
+    products, calls = len(alone["products"]), blas_calls(alone)
+    text = (f"products alone: {fmt_time(alone['median_s'])} for the step's {products} products"
+            + (f" ({calls} BLAS calls)" if calls != products else "")
+            + f", {alone['mflop']:.3g} MFLOP, = {100 * alone['peak_fraction']:.0f}% of the GEMM peak")
     if alone.get("share_of_step"):
         text += (f", {100 * alone['share_of_step']:.0f}% of symprop's step (the step is "
                  f"{alone['step_over_products']:.2f}x its products alone)")
