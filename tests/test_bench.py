@@ -109,14 +109,21 @@ def test_symprop_bench_is_a_subcommand():
     assert args.quick and args.json == "out.json" and args.run is bench_command.run
 
 
-def test_step_breakdown_runs_on_a_small_network():
-    """benchmarks/breakdown.py (the README's 'products alone' figure) on a small network."""
+def test_step_breakdown_runs_on_a_small_network(capsys):
+    """benchmarks/breakdown.py (the step against its products, together and each alone) on a
+    small two-layer network and on a bench case picked by name."""
     from symprop.benchmarks import breakdown
-    result = breakdown.measure(inputs=784, hidden=16, outputs=10, batch=8, dtype="float64", rounds=1)
+    result = breakdown.measure(bench.Case((784, 16, 10), 8, "relu", "float64"), rounds=1, sample_s=0.0)
     median = result["median_s"]
     assert set(median) == {"step", "products", "peak"} and all(v > 0 for v in median.values())
     assert result["peak_gflops"] > 0 and result["step_of_peak"] > 0 and result["products_of_peak"] > 0
     assert result["spec"] == "affine(784,16) relu affine(16,10) softmax-cross-entropy"
+    assert [each["product"].what for each in result["each"]] == ["X W", "dW = X^T dY", "X W", "dW = X^T dY",
+                                                                  "dX = dY W^T"]
+    assert all(each["median_s"] > 0 for each in result["each"])
+    assert breakdown.main(["--case", "2-2-2 b1 sigmoid float64", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2-2-2 b1 sigmoid float64: ") and "    dX = dY W^T     1x2 by 2x2^T" in out
 
 
 PINNED_PROBE = """
