@@ -779,7 +779,7 @@ def peak_target(case: dict, fraction: float) -> tuple[str, bool | None, str]:
     ours = case["results"][SYMPROP]
     if "median_s" not in ours:
         return target, None, "n/a (not measured)"
-    figure = (f"{ours['gflops']:.1f} GFLOP/s = {100 * ours['peak_fraction']:.0f}% of np.dot's "
+    figure = (f"{ours['gflops']:.1f} GFLOP/s = {100 * ours['peak_fraction']:.1f}% of np.dot's "
               f"{case['gemm_peak']['gflops']:.1f} in the same rounds")
     if "products_alone" in case:
         figure += "; " + roofline_figure(case)
@@ -975,6 +975,11 @@ def print_timing_row(label: str, row: dict, ratio: str) -> None:
           f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
 
 
+def mflop_text(mflop: float) -> str:
+    """3355 rather than 3.35e+03; 0.004 and 32 as they are."""
+    return f"{mflop:.0f}" if mflop >= 1000 else f"{mflop:.3g}"
+
+
 def blas_calls(alone: dict) -> int:
     """How many BLAS calls the products alone make (a product per image or step repeats)."""
     return sum(product["count"] for product in alone["products"])
@@ -987,7 +992,7 @@ def roofline_figure(case: dict) -> str:
     products, calls = len(alone["products"]), blas_calls(alone)
     text = (f"products alone: {fmt_time(alone['median_s'])} for the step's {products} products"
             + (f" ({calls} BLAS calls)" if calls != products else "")
-            + f", {alone['mflop']:.3g} MFLOP, = {100 * alone['peak_fraction']:.0f}% of the GEMM peak")
+            + f", {mflop_text(alone['mflop'])} MFLOP, = {100 * alone['peak_fraction']:.0f}% of the GEMM peak")
     if alone.get("share_of_step"):
         text += (f", {100 * alone['share_of_step']:.0f}% of symprop's step (the step is "
                  f"{alone['step_over_products']:.2f}x its products alone)")
