@@ -161,7 +161,8 @@ class NetCase:
         convnet: the conv as im2col GEMMs, forward (O x Ck^2 by Ck^2 x HoWo per image) and dW
         (the same size); no dX, since its input is the data, which no implementation
         differentiates; then each affine layer's forward, dW and dX (3 products). lstm, gru:
-        per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX); the attention head:
+        per row and step x_t Wx, h Wh forward, dWx, dWh and dh back (no dX; the GRU's last step
+        back passes no dh_0, the LSTM's does); the attention head:
         per example the three projections and their dW (no dX), Q K^T, P V, dP, dV, dQ, dK;
         then the readout's forward, dW and dX. mha: the same over all heads together (their
         widths add up to the width), and the output projection's forward, dW and dO."""
@@ -173,7 +174,8 @@ class NetCase:
                 return 2 * n * (projections * steps * w * w + 6 * steps * steps * w + 3 * steps * w * CLASSES)
             d, h = self.sizes
             gates = (4 if self.kind == LSTM else 3) * h
-            return 2 * n * (steps * (2 * d * gates + 3 * h * gates) + 3 * h * CLASSES)
+            back = steps if self.kind == LSTM else steps - 1  # the GRU's kernel skips dh_0 (h_0 = 0)
+            return 2 * n * (steps * 2 * d * gates + (2 * steps + back) * h * gates + 3 * h * CLASSES)
         if self.kind == BATCHNORM_ADAM:
             i, h, o = self.sizes
             return 2 * self.batch * (2 * i * h + 3 * h * o)
@@ -466,16 +468,47 @@ def build_net_steps(case: NetCase, libs: dict, workspace: bool = False) -> tuple
 
 GEMM_SHAPE = (1024, 784, 1024)  # the largest product of a step: X W1 at 784-1024-10, batch 1024
 GEMM_FLOP = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2]
+# The GEMM each library runs on the same operands, timed in every case's rounds: numpy's np.dot
+# is the peak that "% of GEMM peak" divides by (GEMM); the others show where the competitors'
+# BLAS stand against it, so a step at the roofline is read against their products, not claimed
+# as a win. symprop's own BLAS is the one numba's np.dot calls (SciPy's), not numpy's copy.
+GEMM_NUMBA, GEMM_TORCH, GEMM_JAX = "gemm-numba", "gemm-torch", "gemm-jax"
+GEMM_LABELS = {GEMM: "GEMM numpy np.dot (peak)", GEMM_NUMBA: "GEMM numba np.dot (symprop)",
+               GEMM_TORCH: "GEMM PyTorch torch.mm", GEMM_JAX: "GEMM JAX jit(jnp.dot)"}
+GEMM_SHORT = {GEMM: "numpy", GEMM_NUMBA: "symprop's BLAS", GEMM_TORCH: "PyTorch", GEMM_JAX: "JAX"}
+PRODUCTS = "products-alone"  # the step's own matrix products alone, at its shapes: its roofline
+
+
+def gemm_operands(dtype: str):
+    """The GEMM-peak operands (m, k) and (k, n) in ``dtype``, the same in every library."""
+    rng = np.random.default_rng(1)
+    m, k, n = GEMM_SHAPE
+    return rng.random((m, k)).astype(DTYPES[dtype]), rng.random((k, n)).astype(DTYPES[dtype])
 
 
 def gemm_call(dtype: str):
     """np.dot on the largest product of a step, into a preallocated output: the BLAS peak."""
-    rng = np.random.default_rng(1)
-    m, k, n = GEMM_SHAPE
-    a = rng.random((m, k)).astype(DTYPES[dtype])
-    b = rng.random((k, n)).astype(DTYPES[dtype])
-    out = np.empty((m, n), DTYPES[dtype])
+    a, b = gemm_operands(dtype)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     return lambda: np.dot(a, b, out=out)
+
+
+def gemm_calls(dtype: str, libs: dict) -> tuple[dict, dict]:
+    """(key -> callable, key -> skip reason): the GEMM of numpy (the peak), of numba's np.dot
+    (the BLAS symprop's kernels call) and of each installed competitor, on the same operands."""
+    from .breakdown import products_call
+    from symprop.symbolic.ops.base import Product
+
+    a, b = gemm_operands(dtype)
+    m, k, n = GEMM_SHAPE
+    calls = {GEMM: gemm_call(dtype), GEMM_NUMBA: products_call([Product("GEMM", m, k, n)], dtype, seed=1)}
+    skipped = {}
+    for key, library, make in ((GEMM_TORCH, "torch", comp.torch_gemm), (GEMM_JAX, "jax", comp.jax_gemm)):
+        if libs.get(library) is None:
+            skipped[key] = NOT_INSTALLED
+        else:
+            calls[key] = make(libs[library], a, b)
+    return calls, skipped
 
 
 def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
@@ -516,23 +549,41 @@ def symprop_threads(case, cores: int):
             lib.set_num_threads(count)
 
 
+def case_products(case) -> list:
+    """The matrix products of one step of the case, as its layers' ops list them (the same
+    BLAS calls at the same shapes and layouts as the generated kernel)."""
+    from .breakdown import step_products
+    return step_products(case.spec, case.batch)
+
+
 def run_case(case, libs: dict, opts) -> dict:
-    """Every competitor's step on one case, with np.dot's peak timed in the same rounds
+    """Every competitor's step on one case, timed in the same rounds as np.dot's peak, the
+    step's matrix products alone (its roofline) and each library's GEMM on the peak's operands
     (a NetCase also times symprop's step on a kept workspace, reported under "variants")."""
+    from .breakdown import products_call
+
     if isinstance(case, NetCase):
         steps, skipped = build_net_steps(case, libs, workspace=True)
     else:
         steps, skipped = build_steps(case, libs)
+    products = case_products(case)
+    gemms, gemm_skipped = gemm_calls(case.dtype, libs)
     with (symprop_threads(case, opts.all_cores) if opts.all_cores else contextlib.nullcontext()) as threads:
-        timings = time_round_robin({**steps, GEMM: gemm_call(case.dtype)}, opts.repeats, opts.warmup,
-                                   opts.sample_s, opts.settle_s)
-    peak = {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timings[GEMM].median / 1e9,
-            **timings.pop(GEMM).as_dict()}
+        timings = time_round_robin({**steps, PRODUCTS: products_call(products, case.dtype), **gemms},
+                                   opts.repeats, opts.warmup, opts.sample_s, opts.settle_s)
+    peak = {"shape": list(GEMM_SHAPE), "gflops": GEMM_FLOP / timings[GEMM].median / 1e9, **timings[GEMM].as_dict()}
+    gemm = {key: ({"label": GEMM_LABELS[key], **timings.pop(key).as_dict()} if key in gemms
+                  else {"label": GEMM_LABELS[key], "skipped": gemm_skipped[key]}) for key in GEMM_LABELS}
+    for row in gemm.values():
+        if "median_s" in row:
+            row["gflops"] = GEMM_FLOP / row["median_s"] / 1e9
+            row["peak_fraction"] = row["gflops"] / peak["gflops"]
     variants = {}
     if SYMPROP_WORKSPACE in timings:
         t = timings.pop(SYMPROP_WORKSPACE)
         gflops = case.matrix_flop / t.median / 1e9
         variants[SYMPROP_WORKSPACE] = {**t.as_dict(), "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
+    alone = timings.pop(PRODUCTS)
     base = timings[NUMPY].median if NUMPY in timings else None
     ref = timings[SYMPROP].median if SYMPROP in timings else None
     rows = {}
@@ -545,8 +596,15 @@ def run_case(case, libs: dict, opts) -> dict:
         rows[key] = {**t.as_dict(), "x_numpy": base / t.median if base else None,
                      "vs_symprop": t.median / ref if ref else None,
                      "gflops": gflops, "peak_fraction": gflops / peak["gflops"]}
+    flop = sum(p.flop for p in products)
+    roofline = {"products": [asdict(p) for p in products], "mflop": flop / 1e6, **alone.as_dict(),
+                "gflops": flop / alone.median / 1e9, "peak_fraction": flop / alone.median / 1e9 / peak["gflops"],
+                # how much of symprop's step its products alone take, and the step over them
+                "share_of_step": alone.median / ref if ref else None,
+                "step_over_products": ref / alone.median if ref else None}
     out = {"case": case.name, "spec": case.spec, **asdict(case),
-           "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "results": rows}
+           "matrix_mflop": case.matrix_flop / 1e6, "gemm_peak": peak, "gemm": gemm,
+           "products_alone": roofline, "results": rows}
     if threads is not None:
         out["symprop_blas_threads"] = threads
     if variants:
@@ -706,6 +764,28 @@ def _row(cases, name):
     return next((c["results"] for c in cases if c["case"] == name), None)
 
 
+def _case(cases, name):
+    return next(c for c in cases if c["case"] == name)
+
+
+# The fraction of the GEMM peak the convolution and normalisation steps are to reach.
+PEAK_TARGETS = {CONVNET: 0.70, BATCHNORM_ADAM: 0.80}
+
+
+def peak_target(case: dict, fraction: float) -> tuple[str, bool | None, str]:
+    """(target, met, figure): symprop's step at ``fraction`` of np.dot's GEMM peak or more,
+    with the step's products alone beside it (their own % of the peak bounds the step's)."""
+    target = f"{case['case']}: symprop's step >= {100 * fraction:.0f}% of GEMM peak"
+    ours = case["results"][SYMPROP]
+    if "median_s" not in ours:
+        return target, None, "n/a (not measured)"
+    figure = (f"{ours['gflops']:.1f} GFLOP/s = {100 * ours['peak_fraction']:.1f}% of np.dot's "
+              f"{case['gemm_peak']['gflops']:.1f} in the same rounds")
+    if "products_alone" in case:
+        figure += "; " + roofline_figure(case)
+    return target, ours["peak_fraction"] >= fraction, figure
+
+
 def net_case_target(case: dict) -> tuple[str, bool | None, str]:
     """(target, met, figure) of a NetCase: symprop's step at least as fast as the best
     competitor in the same run; the ratio, the kept-workspace variant and the fraction of the
@@ -758,24 +838,20 @@ def evaluate_targets(report: dict) -> list[dict]:
                     continue
                 best = min(times, key=times.get)
                 ours = rows[SYMPROP]["median_s"]
-                add(target, ours <= times[best],
-                    f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])} "
-                    f"({times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
+                figure = (f"symprop {fmt_time(ours)}, {LABELS[best]} {fmt_time(times[best])} "
+                          f"({times[best] / ours:.2f}x); {rows[SYMPROP]['x_numpy']:.2f}x numpy")
+                if size.startswith("784-1024-10"):  # at the roofline: the products and the GEMMs beside it
+                    figure += "; " + roofline_figure(_case(cases, name))
+                add(target, ours <= times[best], figure)
     for case in cases:
         if case.get("kind") in (BATCHNORM_ADAM, CONVNET, *SEQUENCES):
             add(*net_case_target(case))
+        if case.get("kind") in PEAK_TARGETS:
+            add(*peak_target(case, PEAK_TARGETS[case["kind"]]))
     for activation in ("relu", "sigmoid"):
         name = f"784-1024-10 b1024 {activation} float32"
-        rows = _row(cases, name)
-        if rows is None:
-            continue
-        if "median_s" not in rows[SYMPROP]:
-            add(f"{name}: >= 0.85 of GEMM peak", None, "n/a (not measured)")
-            continue
-        fraction = rows[SYMPROP]["peak_fraction"]
-        add(f"{name}: >= 0.85 of GEMM peak", fraction >= 0.85,
-            f"{rows[SYMPROP]['gflops']:.0f} GFLOP/s = {fraction:.2f} of np.dot's "
-            f"{next(c for c in cases if c['case'] == name)['gemm_peak']['gflops']:.0f} in the same rounds")
+        if _row(cases, name) is not None:
+            add(*peak_target(_case(cases, name), 0.85))
     for dtype in DTYPES:
         rows = _row(cases, worked_example(dtype).name)
         if rows is None or "median_s" not in rows[SYMPROP]:
@@ -874,13 +950,57 @@ def print_case(case: dict) -> None:
         print(f"  {label:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{x_numpy:>9}"
               f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
               f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
-    for key, row in case.get("variants", {}).items():
-        ours = case["results"][SYMPROP].get("median_s")
+    ours = case["results"][SYMPROP].get("median_s")
+    extra = [(VARIANT_LABELS[key], row) for key, row in case.get("variants", {}).items()]
+    if "products_alone" in case:
+        alone = case["products_alone"]
+        extra.append((f"products alone ({blas_calls(alone)} calls)", alone))
+    for label, row in extra:  # t/symprop: the time over symprop's step
         ratio = f"{row['median_s'] / ours:.2f}" if ours else "-"
-        iqr = f"{fmt_time(row['q1_s'])} - {fmt_time(row['q3_s'])}"
-        print(f"  {VARIANT_LABELS[key]:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{'-':>9}"
-              f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
-              f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
+        print_timing_row(label, row, ratio)
+    for key, row in case.get("gemm", {}).items():
+        if "skipped" in row:
+            print(f"  {GEMM_LABELS[key]:<28}{row['skipped']}")
+        else:
+            print_timing_row(GEMM_LABELS[key], row, "-")
+    if "products_alone" in case:
+        print(f"  {roofline_figure(case)}")
+
+
+def print_timing_row(label: str, row: dict, ratio: str) -> None:
+    """A row of print_case's table that is not a competitor's step (no x numpy)."""
+    iqr = f"{fmt_time(row['q1_s'])} - {fmt_time(row['q3_s'])}"
+    print(f"  {label:<28}{fmt_time(row['median_s']):>10}{iqr:>22}{'-':>9}"
+          f"{ratio:>11}{row['gflops']:>9.2f}{100 * row['peak_fraction']:>7.1f}%"
+          f"{row.get('cores_used', 0):>7.2f}{row.get('threads', 0):>9}")
+
+
+def mflop_text(mflop: float) -> str:
+    """3355 rather than 3.35e+03; 0.004 and 32 as they are."""
+    return f"{mflop:.0f}" if mflop >= 1000 else f"{mflop:.3g}"
+
+
+def blas_calls(alone: dict) -> int:
+    """How many BLAS calls the products alone make (a product per image or step repeats)."""
+    return sum(product["count"] for product in alone["products"])
+
+
+def roofline_figure(case: dict) -> str:
+    """The case's step against its products alone and the libraries' GEMMs, in words: why a
+    "% of GEMM peak" target is or is not within reach, measured in the same rounds."""
+    alone = case["products_alone"]
+    products, calls = len(alone["products"]), blas_calls(alone)
+    text = (f"products alone: {fmt_time(alone['median_s'])} for the step's {products} products"
+            + (f" ({calls} BLAS calls)" if calls != products else "")
+            + f", {mflop_text(alone['mflop'])} MFLOP, = {100 * alone['peak_fraction']:.0f}% of the GEMM peak")
+    if alone.get("share_of_step"):
+        text += (f", {100 * alone['share_of_step']:.0f}% of symprop's step (the step is "
+                 f"{alone['step_over_products']:.2f}x its products alone)")
+    gemms = [f"{GEMM_SHORT[key]} {row['gflops']:.1f}" for key, row in case.get("gemm", {}).items() if "gflops" in row]
+    if gemms:
+        m, k, n = GEMM_SHAPE
+        text += f"; GEMM {m}x{k} by {k}x{n} GFLOP/s in the same rounds: " + ", ".join(gemms)
+    return text
 
 
 def print_report(report: dict) -> None:
@@ -976,8 +1096,9 @@ def markdown_summary(report: dict, command: str) -> str:
              f"threads: {report['settings']['threads']}, load average {m['load_average']['start']:.1f}"
              f"-{m['load_average']['end']:.1f}. Median time per training step.", "",
              "| case | symprop | numpy classes | PyTorch nn+optim | PyTorch manual | JAX jit "
-             "| symprop vs numpy | best competitor / symprop | symprop % of GEMM peak |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| symprop vs numpy | best competitor / symprop | symprop % of GEMM peak "
+             "| products alone: % of step, % of peak | GEMM GFLOP/s: numpy, symprop's BLAS, PyTorch, JAX |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for case in report["cases"]:
         rows = case["results"]
         cell = {k: fmt_time(r["median_s"]) if "median_s" in r else ("-" if k == NUMPY else "skipped")
@@ -985,10 +1106,17 @@ def markdown_summary(report: dict, command: str) -> str:
         ours = rows[SYMPROP].get("median_s")
         torch_times = [rows[k]["median_s"] for k in COMPETITORS if "median_s" in rows[k]]
         x_numpy = f"{rows[SYMPROP]['x_numpy']:.2f}x" if rows[SYMPROP].get("x_numpy") else "-"
+        alone = case.get("products_alone", {})
+        roofline = (f"{100 * alone['share_of_step']:.0f}%, {100 * alone['peak_fraction']:.0f}%"
+                    if alone.get("share_of_step") else "-")
+        gemms = ", ".join(f"{row['gflops']:.0f}" if "gflops" in row else "-" for row in case.get("gemm", {}).values())
         lines.append(f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | {cell[TORCH_NN]} | {cell[TORCH_MANUAL]} "
                      f"| {cell[JAX]} | {x_numpy} | "
-                     f"{min(torch_times) / ours:.2f}x | {100 * rows[SYMPROP]['peak_fraction']:.0f}% |"
-                     if ours and torch_times else f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | - | - | - | - | - | - |")
+                     f"{min(torch_times) / ours:.2f}x | {100 * rows[SYMPROP]['peak_fraction']:.0f}% "
+                     f"| {roofline} | {gemms or '-'} |"
+                     if ours and torch_times else
+                     f"| {case['case']} | {cell[SYMPROP]} | {cell[NUMPY]} | - | - | - | - | - | - | {roofline} "
+                     f"| {gemms or '-'} |")
     lines += ["", "| target | met | figure |", "|---|---|---|"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {({True: 'yes', False: 'no', None: 'n/a'})[t['met']]} | {t['figure']} |")

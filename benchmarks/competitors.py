@@ -181,6 +181,21 @@ def jax_cross_entropy(jax, scores, t):
     return -jax.numpy.sum(t * jax.nn.log_softmax(scores, axis=1)) / t.shape[0]
 
 
+def torch_gemm(torch, a, b):
+    """torch.mm on the GEMM-peak operands into a preallocated output, as np.dot(a, b, out)."""
+    a, b = torch.from_numpy(a), torch.from_numpy(b)
+    out = torch.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    return lambda: torch.mm(a, b, out=out)
+
+
+def jax_gemm(jax, a, b):
+    """jax.jit of jnp.dot on the GEMM-peak operands (on the device already); each call waits
+    for its result. XLA allocates the output each call: that is how JAX runs a product."""
+    dot = jax.jit(jax.numpy.dot)
+    a, b = jax.numpy.asarray(a), jax.numpy.asarray(b)
+    return lambda: dot(a, b).block_until_ready()
+
+
 def enable_jax_float64(jax):
     """JAX computes in float32 unless told otherwise; the float64 rows need real float64."""
     jax.config.update("jax_enable_x64", True)

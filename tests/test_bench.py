@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import types
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -21,6 +23,9 @@ def run_quick(tmp_path, capsys):
     report = json.loads(path.read_text())
     rows = [line for line in table.read_text().splitlines() if line.startswith("| 2-2-2 b1 ")]
     assert [row.split(" | ")[0] for row in rows] == [f"| {case['case']}" for case in report["cases"]]
+    header = next(line for line in table.read_text().splitlines() if line.startswith("| case |"))
+    assert all(row.count(" | ") == header.count(" | ") for row in rows)  # every column filled
+    assert "| products alone: % of step, % of peak |" in header
     assert table.read_text().startswith("`symprop bench --quick`")
     return report, capsys.readouterr().out
 
@@ -43,6 +48,19 @@ def test_quick_run_reports_every_row(tmp_path, capsys):
         assert rows[bench.NUMPY]["x_numpy"] == 1.0
         assert rows[bench.SYMPROP]["vs_symprop"] == 1.0
         assert case["spec"] in out and case["case"] in out
+        # the step's products alone: each layer's X W and dW = X^T dY, the second layer's dX = dY W^T
+        alone = case["products_alone"]
+        assert [(p["what"], p["rows"], p["inner"], p["columns"]) for p in alone["products"]] == [
+            ("X W", 1, 2, 2), ("dW = X^T dY", 2, 1, 2), ("X W", 1, 2, 2), ("dW = X^T dY", 2, 1, 2),
+            ("dX = dY W^T", 1, 2, 2)]
+        assert alone["mflop"] == case["matrix_mflop"] and alone["gflops"] > 0
+        assert alone["share_of_step"] == pytest.approx(alone["median_s"] / rows[bench.SYMPROP]["median_s"])
+        assert set(case["gemm"]) == set(bench.GEMM_LABELS)
+        assert case["gemm"][bench.GEMM]["gflops"] == case["gemm_peak"]["gflops"]
+        for key, gemm in case["gemm"].items():
+            library = {bench.GEMM_TORCH: "torch", bench.GEMM_JAX: "jax"}.get(key, "numpy")
+            assert ("gflops" in gemm) == (comp.import_optional(library) is not None), key
+        assert bench.roofline_figure(case) in out
     assert all(report["gemm_peak"][d]["gflops"] > 0 for d in bench.DTYPES)
     assert [e["dtype"] for e in report["steps_per_call"]] == list(bench.DTYPES)
     assert all(e["per_step_in_loop_s"] > 0 for e in report["steps_per_call"])
@@ -63,7 +81,10 @@ def test_absent_competitors_get_a_skipped_line(tmp_path, capsys, monkeypatch):
     for case in report["cases"]:
         for key in (bench.TORCH_NN, bench.TORCH_MANUAL, bench.JAX):
             assert case["results"][key]["skipped"].startswith("skipped: not installed")
-    assert out.count("skipped: not installed") == 3 * len(report["cases"])
+        for key in (bench.GEMM_TORCH, bench.GEMM_JAX):  # nor their GEMMs; numpy's and numba's are timed
+            assert case["gemm"][key]["skipped"].startswith("skipped: not installed")
+        assert case["gemm"][bench.GEMM_NUMBA]["gflops"] > 0
+    assert out.count("skipped: not installed") == 5 * len(report["cases"])
     assert report["machine"].get("torch") is None and report["machine"].get("jax") is None
 
 
@@ -88,14 +109,21 @@ def test_symprop_bench_is_a_subcommand():
     assert args.quick and args.json == "out.json" and args.run is bench_command.run
 
 
-def test_step_breakdown_runs_on_a_small_network():
-    """benchmarks/breakdown.py (the README's 'products alone' figure) on a small network."""
+def test_step_breakdown_runs_on_a_small_network(capsys):
+    """benchmarks/breakdown.py (the step against its products, together and each alone) on a
+    small two-layer network and on a bench case picked by name."""
     from symprop.benchmarks import breakdown
-    result = breakdown.measure(inputs=784, hidden=16, outputs=10, batch=8, dtype="float64", rounds=1)
+    result = breakdown.measure(bench.Case((784, 16, 10), 8, "relu", "float64"), rounds=1, sample_s=0.0)
     median = result["median_s"]
     assert set(median) == {"step", "products", "peak"} and all(v > 0 for v in median.values())
     assert result["peak_gflops"] > 0 and result["step_of_peak"] > 0 and result["products_of_peak"] > 0
     assert result["spec"] == "affine(784,16) relu affine(16,10) softmax-cross-entropy"
+    assert [each["product"].what for each in result["each"]] == ["X W", "dW = X^T dY", "X W", "dW = X^T dY",
+                                                                  "dX = dY W^T"]
+    assert all(each["median_s"] > 0 for each in result["each"])
+    assert breakdown.main(["--case", "2-2-2 b1 sigmoid float64", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2-2-2 b1 sigmoid float64: ") and "    dX = dY W^T     1x2 by 2x2^T" in out
 
 
 PINNED_PROBE = """
@@ -403,11 +431,13 @@ def test_report_paths_are_refused_before_the_timing(tmp_path, capsys):
     assert picture.read_bytes() == b"\x89PNG\r\n\x1a\n" and old.read_text() == '{"rows": []}'
 
 
-@pytest.mark.parametrize("case", [bench.NetCase(bench.LSTM, (3, 4), 5, "float64", 0.5, steps=3),
-                                  bench.NetCase(bench.GRU, (3, 4), 5, "float64", 0.5, steps=3),
-                                  bench.NetCase(bench.ATTENTION_HEAD, (4,), 5, "float64", 0.5, steps=3),
-                                  bench.NetCase(bench.MHA, (4, 2), 5, "float64", 0.5, steps=3)],
-                         ids=lambda c: c.kind)
+SEQUENCE_CASES = [bench.NetCase(bench.LSTM, (3, 4), 5, "float64", 0.5, steps=3),
+                  bench.NetCase(bench.GRU, (3, 4), 5, "float64", 0.5, steps=3),
+                  bench.NetCase(bench.ATTENTION_HEAD, (4,), 5, "float64", 0.5, steps=3),
+                  bench.NetCase(bench.MHA, (4, 2), 5, "float64", 0.5, steps=3)]
+
+
+@pytest.mark.parametrize("case", SEQUENCE_CASES, ids=lambda c: c.kind)
 def test_sequence_case_competitors_take_the_same_steps(case):
     """Three steps from the same start (float64, small sizes of the benchmark's kinds): symprop,
     the torch nn modules, the torch ops and JAX's jit (whichever are installed) give the same
@@ -450,7 +480,6 @@ def test_jax_attention_splits_heads_as_column_blocks():
     assert np.abs(one_head - two_heads).max() > 1e-3  # the split changes the result: the test can tell
 
 
-
 def test_step_statements_run_the_step_one_statement_at_a_time():
     """benchmarks/step_statements.py (where a step's time goes): its kernel, asked for each
     statement in turn, takes the step that numpy takes (784-100-10, float64); a conv helper's
@@ -481,3 +510,50 @@ def test_step_statements_run_the_step_one_statement_at_a_time():
     grads = [X.T @ dz1, dz1.sum(axis=0), np.maximum(z1, 0).T @ dz2, dz2.sum(axis=0)]
     for ours, param, grad in zip(stepped, params, grads):
         np.testing.assert_allclose(ours, param - 0.5 * grad, rtol=1e-12, atol=1e-15)
+
+
+def kernel_products(case) -> Counter:
+    """The matrix products the bench's symprop step of ``case`` computes: the generated kernels
+    run as plain Python (each numba function's own source, on the same module's names) with
+    np.dot and the small-matrix loops recording every product of two matrices (a vector of
+    ones times a matrix sums a bias's gradient: no product). (rows, inner, columns, left read
+    transposed, right read transposed) -> how many times."""
+    net = bench.load_symprop_network(case.spec)[0]
+    calls = Counter()
+
+    def transposed(a):
+        return a.flags.f_contiguous and not a.flags.c_contiguous
+
+    def recording(product):
+        def call(a, b, *out):
+            if a.ndim == 2 and b.ndim == 2:
+                calls[(a.shape[0], a.shape[1], b.shape[1], transposed(a), transposed(b))] += 1
+            return product(a, b, *out)
+        return call
+
+    names = dict(vars(net))
+    names["np"] = numpy = types.ModuleType("np")
+    numpy.__getattr__ = lambda name: getattr(np, name)
+    numpy.dot = recording(np.dot)
+    for name, value in vars(net).items():
+        if hasattr(value, "py_func"):  # a numba dispatcher: its Python function, reading `names`
+            f = value.py_func
+            names[name] = types.FunctionType(f.__code__, names, f.__name__, f.__defaults__, f.__closure__)
+    if "_dot_loops" in names:
+        names["_dot_loops"] = recording(names["_dot_loops"])
+    params, X, T = bench.make_net_data(case)
+    make = comp.symprop_adam_step if case.kind == bench.BATCHNORM_ADAM else comp.symprop_sgd_net_step
+    make(types.SimpleNamespace(**names), case, params, X, T)()
+    return calls
+
+
+@pytest.mark.parametrize("case", [*NET_CASES, *SEQUENCE_CASES], ids=lambda c: c.kind)
+def test_the_products_alone_are_the_kernels_products(case):
+    """The products the bench times alone as a step's roofline (each layer's op's
+    ``step_products``) are the ones its kernel calls, at the same shapes, read as stored or
+    transposed as the kernel reads them, as many times: a kernel that changes its products
+    fails here until its op says so (no sizes of 1 here: a (1, k) matrix reads as either)."""
+    listed = Counter()
+    for p in bench.case_products(case):
+        listed[(p.rows, p.inner, p.columns, p.left_transposed, p.right_transposed)] += p.count
+    assert kernel_products(case) == listed

@@ -30,17 +30,22 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def step_matrix_flop(graph, batch: int) -> float:
-    """The flop of one training step's matrix products, as each layer's op counts them
-    (``Op.step_matrix_flop``: an affine layer's X W, dW and dX, a convolution's im2col
-    products, a recurrent layer's per-step products, attention's projections and scores); a
-    layer with no parameters before it computes no input gradient. Elementwise work is not
-    counted: it runs in the kernels' own loops, not in BLAS."""
-    total, first = 0.0, True
+def step_products(graph, batch: int) -> list:
+    """One training step's matrix products, layer by layer, as each layer's op lists them
+    (``Op.step_products``: an affine layer's X W, dW and dX, a convolution's im2col products
+    per image, a recurrent layer's per-step products, attention's projections and scores); a
+    layer with no parameters before it computes no input gradient. Elementwise work runs in
+    the kernels' own loops, not in BLAS."""
+    products, first = [], True
     for node, shape_in, shape_out in zip(graph.nodes, graph.shapes, graph.shapes[1:]):
-        total += node.op.step_matrix_flop(node.args, shape_in, shape_out, batch, first)
+        products += node.op.step_products(node.args, shape_in, shape_out, batch, first)
         first = first and not node.op.param_shapes(node.args, shape_in)
-    return total
+    return products
+
+
+def step_matrix_flop(graph, batch: int) -> float:
+    """The flop of one training step's matrix products (``step_products``)."""
+    return float(sum(product.flop for product in step_products(graph, batch)))
 
 
 def auto_threads(graph, batch: int, cores: int | None = None, load: float | None = None) -> int:

@@ -57,7 +57,7 @@ class Affine(Op):
     def output_width(self, args, width):
         return args[1]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
+    def step_products(self, args, shape_in, shape_out, batch, first):
         """X W forward, dW = X^T dY and dX = dY W^T back."""
         return weight_products(batch, shape_in, shape_out, first)
 

@@ -25,7 +25,7 @@ from ..indexcalc import pull_constants, resolve
 from ..ir import (Accumulate, Columns, Comment, Let, Loop, MatrixProduct, Ones, Part, Rows, Summed, Transposed,
                   as_written, difference, gradient_comment, gradient_let, local, ratio)
 from ..text import tr
-from .base import N, Derivation, Label, Op, Step, positive_sizes, weight_products
+from .base import N, Derivation, Label, Op, Product, Step, positive_sizes, weight_products
 
 # Sizes as symbols, so no derivation depends on them: token width, query/key width, value width, tokens.
 D, DK, DV, T = sp.symbols("D d_k d_v T", integer=True, positive=True)
@@ -48,6 +48,16 @@ def _vjp(contraction, element, rename):
     """d(contraction)/d(element) with the deltas sifted, its free indices renamed."""
     return resolve(contraction.diff(element)).xreplace(rename)
 
+
+def score_products(tokens: int, keys: int, values: int, count: int) -> list[Product]:
+    """One attention head's products, ``count`` times (per example, or per example and head):
+    S = Q K^T and O = P V forward; dV = P^T dO, dP = dO V^T, dQ = dS K and dK = dS^T Q back."""
+    return [Product("Q K^T", tokens, keys, tokens, count=count, right_transposed=True),
+            Product("P V", tokens, tokens, values, count=count),
+            Product("dV = P^T dO", tokens, tokens, values, count=count, left_transposed=True),
+            Product("dP = dO V^T", tokens, values, tokens, count=count, right_transposed=True),
+            Product("dQ = dS K", tokens, tokens, keys, count=count),
+            Product("dK = dS^T Q", tokens, tokens, keys, count=count, left_transposed=True)]
 
 @dataclass(frozen=True)
 class Rules:
@@ -212,12 +222,14 @@ class Attention(Op):
         inputs, keys, values, _ = args
         return [("Wq", (inputs, keys)), ("Wk", (inputs, keys)), ("Wv", (inputs, values))]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
-        """The three projections (forward, dW, dx) and per example Q K^T and P V forward, dP,
-        dV, dQ and dK back."""
+    def step_products(self, args, shape_in, shape_out, batch, first):
+        """The three projections (forward, dW, dx), every token at once; per example Q K^T and
+        P V forward, dV = P^T dO, dP = dO V^T, dQ = dS K and dK = dS^T Q back."""
         inputs, keys, values, tokens = args
-        projections = weight_products(batch * tokens, inputs, 2 * keys + values, first)
-        return projections + 2 * batch * 3 * tokens * tokens * (keys + values)
+        rows = batch * tokens
+        return [*weight_products(rows, inputs, keys, first, "Wq"), *weight_products(rows, inputs, keys, first, "Wk"),
+                *weight_products(rows, inputs, values, first, "Wv"),
+                *score_products(tokens, keys, values, batch)]
 
     def derive(self) -> Derivation:
         projections, head = projection_rules((DK, DK, DV)), head_rules(DK, DV)

@@ -88,10 +88,37 @@ def positive_sizes(inner, counts, where: str, needs: str) -> tuple[int, ...]:
     return args
 
 
-def weight_products(rows: int, inputs: int, outputs: int, first: bool) -> int:
-    """The flop of a weight (inputs, outputs) applied to rows: X W forward, dW = X^T dY and,
-    unless the layer is the first (nothing upstream needs it), dX = dY W^T."""
-    return (2 if first else 3) * 2 * rows * inputs * outputs
+@dataclass(frozen=True)
+class Product:
+    """One BLAS product of a training step as the kernel calls it, ``count`` times: a (rows,
+    inner) matrix by an (inner, columns) one, each operand stored as read or read as a stored
+    array's transpose (X^T dY reads X, stored (N, I), transposed); ``shared`` names the operands
+    ("left", "right", "out") that are one array for every repeat (a weight, a reused scratch),
+    the others one matrix per repeat (an image's columns, a step's states). The bench times a
+    step's products alone at these shapes and layouts: the roofline its step cannot beat."""
+
+    what: str
+    rows: int
+    inner: int
+    columns: int
+    count: int = 1
+    left_transposed: bool = False
+    right_transposed: bool = False
+    shared: tuple[str, ...] = ()
+
+    @property
+    def flop(self) -> int:
+        return 2 * self.count * self.rows * self.inner * self.columns
+
+
+def weight_products(rows: int, inputs: int, outputs: int, first: bool, weight: str = "W") -> list[Product]:
+    """A weight (inputs, outputs) applied to rows, as one product each: X W forward, dW = X^T dY
+    and, unless the layer is the first (nothing upstream needs it), dX = dY W^T."""
+    products = [Product(f"X {weight}", rows, inputs, outputs),
+                Product(f"d{weight} = X^T dY", inputs, rows, outputs, left_transposed=True)]
+    if not first:
+        products.append(Product(f"dX = dY {weight}^T", rows, outputs, inputs, right_transposed=True))
+    return products
 
 
 def real(name: str) -> sp.Symbol:
@@ -194,12 +221,16 @@ class Op:
         """(role, shape) of each learnable parameter, e.g. [("W", (2, 3)), ("b", (3,))]."""
         return []
 
+    def step_products(self, args, shape_in, shape_out, batch: int, first: bool) -> list[Product]:
+        """The matrix products (BLAS calls) one training step of this layer runs on a batch, as
+        its kernel calls them: its forward products and their backward ones, without the
+        input's gradient where it is the network's ``first`` layer of products (nothing
+        upstream needs it). Elementwise work is not a product."""
+        return []
+
     def step_matrix_flop(self, args, shape_in, shape_out, batch: int, first: bool) -> float:
-        """The flop of the matrix products (BLAS calls) one training step of this layer runs on
-        a batch: its forward products and their backward ones, without the input's gradient
-        where it is the network's ``first`` layer of products (nothing upstream needs it). What
-        ``symprop train`` sizes its BLAS threads by; elementwise work is not counted."""
-        return 0.0
+        """The flop of ``step_products``: what ``symprop train`` sizes its BLAS threads by."""
+        return float(sum(p.flop for p in self.step_products(args, shape_in, shape_out, batch, first)))
 
     def input_arrays(self, position: int) -> dict[str, str]:
         """role -> the name of an array the user gives besides X and the parameters (a

@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..errors import SympropError
 from ..indexcalc import resolve
-from .base import N, Derivation, Label, Op, Step, weight_products
+from .base import N, Derivation, Label, Op, Product, Step
 from ..ir import (Assignments, Call, Comment, Let, array, arrays, as_written, index)
 from ..text import tr
 from .builders import (_image, _loops, features)
@@ -119,10 +119,19 @@ class Conv2d(ImageOp):
         cin, cout, k, _, _ = self.geometry(args)
         return [("W", (cout, cin, k, k)), ("b", (cout,))]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
-        """The im2col products per output pixel: forward, dW and the columns' gradient."""
+    def step_products(self, args, shape_in, shape_out, batch, first):
+        """The im2col products, one per image: W (O, C k^2) by the image's columns (C k^2,
+        pixels) forward; dW from dY (O, pixels) by the columns transposed; the columns'
+        gradient from W transposed by dY."""
         cin, cout, k, _, _ = self.geometry(args)
-        return weight_products(batch * shape_out[1] * shape_out[2], cin * k * k, cout, first)
+        window, pixels = cin * k * k, shape_out[1] * shape_out[2]
+        products = [Product("W cols", cout, window, pixels, count=batch, shared=("left",)),
+                    Product("dW = dY cols^T", cout, pixels, window, count=batch, right_transposed=True,
+                            shared=("out",))]
+        if not first:
+            products.append(Product("dcols = W^T dY", window, cout, pixels, count=batch, left_transposed=True,
+                                    shared=("left", "out")))
+        return products
 
     def derive(self) -> Derivation:
         n, o, c, i, j, p, q, a, e, u, v = _indices()

@@ -93,6 +93,12 @@ class LSTM(SequenceOp):
         inputs, hidden, _ = args[:3]
         return [("Wx", (inputs, 4 * hidden)), ("Wh", (hidden, 4 * hidden)), ("b", (4 * hidden,))]
 
+    def steps_back(self, args) -> int:
+        """The last step, then each step down to the first the gradient reaches: the LSTM's
+        kernel also passes that one's gradient back through Wh (to h_0 or the truncated
+        past, where nothing reads it)."""
+        return (args[2] > 1) + args[2] - self.first_step(args)
+
     def derive(self) -> Derivation:
         n, t, d, j, k, e, m, q, u, p = _indices()
         A, c, tc, h, dA, dc, dh = (sp.IndexedBase(s) for s in ("a", "c", "tc", "h", "da", "dc", "dh"))

@@ -30,8 +30,8 @@ from ..ir import Comment, Let, Loop, MatrixProduct, Ones, Transposed, index, loc
 from ..text import tr
 from .attention import (CAUSAL_NOTE, D, DK, DV, T, _Arrays, _arrays, _indices, _vjp, head_backward, head_buffers,
                         head_forward, head_rules, input_gradient, projection_rules, projections_backward,
-                        projections_forward)
-from .base import N, Derivation, Op, Step, fresh_name, positive_sizes, weight_products
+                        projections_forward, score_products)
+from .base import N, Derivation, Op, Product, Step, fresh_name, positive_sizes, weight_products
 from .norm import EPS, Rows, normalisation_backward, normalisation_derivation, normalisation_forward
 
 DH = sp.Symbol("d_h", integer=True, positive=True)  # one head's width, D/H
@@ -103,13 +103,16 @@ class MultiHeadAttention(Op):
         size = args[0]
         return [(role, (size, size) if role.startswith("W") else (size,)) for role in self.inputs[1:]]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
-        """attention's products over all heads together (their widths add up to D), and the
-        output projection's forward, dW and dO."""
-        width, _, tokens = args
+    def step_products(self, args, shape_in, shape_out, batch, first):
+        """The Q, K and V projections (forward, dW, dx), every token at once; each head's
+        attention products per example (the heads' widths add up to D); the output
+        projection per example forward, its dO and dW every token at once."""
+        width, heads, tokens = args
         rows = batch * tokens
-        projections = weight_products(rows, width, 3 * width, first) + weight_products(rows, width, width, False)
-        return projections + 2 * batch * 6 * tokens * tokens * width
+        projections = [product for weight in ("Wq", "Wk", "Wv") for product in weight_products(rows, width, width, first, weight)]
+        output = [Product("O Wo", tokens, width, width, count=batch, shared=("right",)),
+                  *weight_products(rows, width, width, False, "Wo")[1:]]
+        return [*projections, *score_products(tokens, width // heads, width // heads, batch * heads), *output]
 
     def param_names(self, roles, layer, position, taken):
         """Wq1, bq1, ... as attention names its projections; layer norm's gain and bias scale1 and

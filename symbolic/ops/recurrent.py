@@ -22,7 +22,7 @@ from ..ir import (Accumulate, Assignments, Columns, Comment, Copy, Let, Loop, Ma
                   Summed, Transposed, element, gradient_comment, gradient_let, index, local)
 from ..text import tr
 from ..errors import SympropError
-from .base import N, Derivation, Label, Op, Step, _in_terms_of_output, partial, positive_sizes, real, weight_products
+from .base import N, Derivation, Label, Op, Product, Step, _in_terms_of_output, partial, positive_sizes, real
 
 # Sizes as symbols, so no derivation depends on them: input width, hidden width, steps.
 D, H, T = sp.symbols("D H T", integer=True, positive=True)
@@ -83,12 +83,28 @@ class SequenceOp(Op):
     def output_width(self, args, shape):
         return args[1]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
-        """Per step x_t Wx and h_{t-1} Wh forward; dWx (and dx) and dWh, dh_{t-1} back."""
+    def step_products(self, args, shape_in, shape_out, batch, first):
+        """x_t Wx for every step at once, h_{t-1} Wh step by step; back through time, each
+        step's gradients through Wh^T (a contiguous copy), then dWx and dWh over every step
+        the gradient reaches at once, and dx step by step (none for the first layer)."""
         inputs, hidden, steps = args[:3]
         gates = dict(self.param_shapes(args, shape_in))["Wh"][1]  # H, 4H or 3H columns
-        rows = batch * steps
-        return weight_products(rows, inputs, gates, first) + weight_products(rows, hidden, gates, first=False)
+        reached = steps - self.first_step(args) + 1  # the steps the gradient flows back through
+        products = [Product("x Wx", batch * steps, inputs, gates),
+                    Product("h Wh", batch, hidden, gates, count=steps, shared=("right", "out")),
+                    Product("dh = da Wh^T", batch, gates, hidden, count=self.steps_back(args),
+                            shared=("right", "out")),
+                    Product("dWx = x^T da", inputs, batch * reached, gates, left_transposed=True),
+                    Product("dWh = h^T da", hidden, batch * reached, gates, left_transposed=True)]
+        if not first:
+            products.append(Product("dx = da Wx^T", batch, gates, inputs, count=reached, right_transposed=True,
+                                    shared=("right", "out")))
+        return products
+
+    def steps_back(self, args) -> int:
+        """How many steps pass their gradient back through Wh: every step the gradient reaches
+        but the first (h_0 = 0 and a truncated past need none)."""
+        return args[2] - self.first_step(args)
 
 
 @dataclass(frozen=True)

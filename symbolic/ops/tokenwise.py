@@ -88,8 +88,8 @@ class TokenwiseAffine(Op):
         inputs, outputs, _ = args
         return [("W", (inputs, outputs)), ("b", (outputs,))]
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch, first):
-        """affine's three products at every token."""
+    def step_products(self, args, shape_in, shape_out, batch, first):
+        """affine's three products, every token of every example at once."""
         inputs, outputs, tokens = args
         return weight_products(batch * tokens, inputs, outputs, first)
 
