@@ -321,10 +321,10 @@ DEFINITIONS = {
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 ''',
     "holding_gil": '''
 def jit_holding_gil(function):

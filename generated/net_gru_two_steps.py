@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: b6e3b0e97c891fd9
+# Body hash: 1966e217153c5ee6
 
 import hashlib
 import itertools
@@ -658,10 +658,10 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 
 
 @jit
@@ -752,10 +752,10 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(bx1.reshape(-1), dbx1.reshape(-1), step)
-    _sgd_update(bh1.reshape(-1), dbh1.reshape(-1), step)
+    _sgd_update(bx1, dbx1, step)
+    _sgd_update(bh1, dbh1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -869,10 +869,10 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(bx1.reshape(-1), dbx1.reshape(-1), step)
-    _sgd_update(bh1.reshape(-1), dbh1.reshape(-1), step)
+    _sgd_update(bx1, dbx1, step)
+    _sgd_update(bh1, dbh1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -989,10 +989,10 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         step = X.dtype.type(lr)
         _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
         _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-        _sgd_update(bx1.reshape(-1), dbx1.reshape(-1), step)
-        _sgd_update(bh1.reshape(-1), dbh1.reshape(-1), step)
+        _sgd_update(bx1, dbx1, step)
+        _sgd_update(bh1, dbh1, step)
         _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+        _sgd_update(b2, db2, step)
     return loss
 
 
@@ -1125,10 +1125,10 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(bx1.reshape(-1), dbx1.reshape(-1), step)
-    _sgd_update(bh1.reshape(-1), dbh1.reshape(-1), step)
+    _sgd_update(bx1, dbx1, step)
+    _sgd_update(bh1, dbh1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 33420aeb0b20f73a
+# Body hash: 8aa2a7fd1079ecf5
 
 import hashlib
 import itertools
@@ -673,10 +673,10 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 
 
 @jit
@@ -772,9 +772,9 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -894,9 +894,9 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -1019,9 +1019,9 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         step = X.dtype.type(lr)
         _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
         _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-        _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+        _sgd_update(b1, db1, step)
         _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+        _sgd_update(b2, db2, step)
     return loss
 
 
@@ -1159,9 +1159,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(2,1) binary-cross-entropy
 # Input hash: 576adb079641bf2d (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: ffa656327732d0bf
+# Body hash: ca18e370fa838fc2
 
 import hashlib
 import itertools
@@ -451,10 +451,10 @@ def loss_and_grads_kernel(W1, b1, X, T):
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 
 
 @jit
@@ -488,7 +488,7 @@ def sgd_step_into(W1, b1, X, T, lr, z1, dW1, db1, dz1):
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     return loss
 
 
