@@ -390,6 +390,8 @@ class KernelPrinter(NumPyPrinter):
         a, b = (self._print(f) for f in factors)
         if self.small_matrices:
             self.helpers_used.add("_dot_loops")
+            if out is None:
+                target = f", np.empty(({a}.shape[0], {b}.shape[1]), {a}.dtype)"
             return f"_dot_loops({a}, {b}{target})"
         return f"np.dot({a}, {b}{target})"
 

@@ -69,14 +69,16 @@ TINY_WIDTH = 8
 # ...and whose scalar step is at most this many lines per batch row (``ScalarStep.size``).
 # numba's compile time grows with the straight-line body, the matrix step's with the layers.
 # CPU seconds of numba compiling the first sgd_step in a fresh process, scalar against matrix
-# step, median of 3 (python -m symprop.benchmarks.first_step --forms; 2 shared cores, load ~3),
-# since the step kernels have the gradient statements in their own body:
-#   2-2-2 (31 lines) 0.8 / 2.6,  3-8-4-2 softsign (142) 2.0 / 2.9,  3-8-8-2 (159) 2.4 / 2.7,
-#   2-8-8-8-1 softplus/Mish (197) 3.1 / 3.1,  8-8-8-8-8 (237) 3.9 / 2.8,  4-8-8-8-3 (241) 3.8 / 2.9,
-#   six 8x8 layers (355) 6.2 / 3.0,  eight 8x8 layers (485) 9.6 / 4.5.
-# Up to ~200 lines the scalar step compiles faster (and runs several times faster); past it
-# the matrix step compiles faster, and a learner waits for the compile on every new spec.
-SCALAR_MAX_LINES = 200
+# step, median of 3 (python -m symprop.benchmarks.first_step --forms; 2 shared cores, load 2-4),
+# since the matrix step's _dot_loops and _sgd_update stopped compiling branches and reshapes
+# they never need:
+#   2-2-2 (31 lines) 0.5 / 1.8,  3-8-4-2 softsign (142) 1.7 / 2.1,  3-8-8-2 (159) 2.2 / 2.2,
+#   2-8-8-8-1 softplus/Mish (197) 2.8 / 2.5,  8-8-8-8-8 (237) 3.5 / 2.3,  4-8-8-8-3 (241) 3.3 / 2.5,
+#   six 8x8 layers (355) 5.8 / 3.0,  eight 8x8 layers (485) 9.1 / 3.7.
+# Up to ~160 lines the scalar step compiles as fast or faster (and runs faster: Mish's 197-line
+# step 12-17% faster than its matrix step at batch 32-100); past it the matrix step compiles
+# faster, and a learner waits for the compile on every new spec.
+SCALAR_MAX_LINES = 160
 
 # A weight matrix with at least this many entries sums its gradient over the rows in a loop
 # (``_RowPass.outer_product``), a smaller one in scalar locals. CPU seconds compiling the first

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec attention(2,2,2,4) flatten squared-error
 # Input hash: cb84c8f461b5d6d6 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: f8b267eab73f0725
+# Body hash: 0ad6f136a453bb51
 
 import hashlib
 import itertools
@@ -498,10 +498,10 @@ def loss_and_grads_kernel(Wq1, Wk1, Wv1, X, T):
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 
 
 @jit

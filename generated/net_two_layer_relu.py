@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 4ba9068d0dc0f6a9
+# Body hash: ad81bab56a6ff51f
 
 import hashlib
 import itertools
@@ -470,10 +470,10 @@ def loss_and_grads_kernel(W1, b1, W2, b2, X, T):
 @jit
 def _sgd_update(param, grad, step):
     """param -= step * grad, in place (the gradient is complete before any weight changes).
-    Called with flat views, so one compiled signature serves parameters of every rank."""
-    flat, gflat = param.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        flat[i] -= step * gflat[i]
+    Called with vectors (a matrix as a flat view), so one compiled signature serves
+    parameters of every rank."""
+    for i in range(param.shape[0]):
+        param[i] -= step * grad[i]
 
 
 @jit
@@ -531,9 +531,9 @@ def sgd_step_into(W1, b1, W2, b2, X, T, lr, z1, dW1, db1, h1, dz1, z2, dW2, db2,
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -600,9 +600,9 @@ def sgd_step_kernel(W1, b1, W2, b2, X, T, lr):
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 
@@ -672,9 +672,9 @@ def sgd_steps_kernel(W1, b1, W2, b2, X, T, lr, steps):
         _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
         step = X.dtype.type(lr)
         _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
-        _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+        _sgd_update(b1, db1, step)
         _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-        _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+        _sgd_update(b2, db2, step)
     return loss
 
 
@@ -758,9 +758,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     _column_sums(dz1, db1)  # dL/db1 = 1^T dL/dz1 (sum over the batch)
     step = X.dtype.type(lr)
     _sgd_update(W1.reshape(-1), dW1.reshape(-1), step)
-    _sgd_update(b1.reshape(-1), db1.reshape(-1), step)
+    _sgd_update(b1, db1, step)
     _sgd_update(W2.reshape(-1), dW2.reshape(-1), step)
-    _sgd_update(b2.reshape(-1), db2.reshape(-1), step)
+    _sgd_update(b2, db2, step)
     return loss
 
 

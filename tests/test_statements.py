@@ -74,6 +74,10 @@ def test_calls_and_matrix_products_name_their_helpers():
     assert big == ["np.dot(h0, W, z1)  # z1 = h0 W"] and not used_big
     assert small == ["_dot_loops(X, W, z1)", "_add_bias(z1, b1)  # bias"]
     assert used_small == {"_dot_loops", "_add_bias"}
+    # a product without a target allocates in the caller: _dot_loops always writes into out
+    from symprop.codegen.printer import KernelPrinter
+    assert KernelPrinter(small_matrices=True).print_into(X * W, None) == \
+        "_dot_loops(X, W, np.empty((X.shape[0], W.shape[1]), X.dtype))"
 
 
 def test_source_text_in_a_statement_is_refused():
