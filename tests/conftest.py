@@ -23,6 +23,22 @@ def in_run_kernel_cache(run_kernel_cache, monkeypatch):
     monkeypatch.setenv("SYMPROP_CACHE", str(run_kernel_cache))
 
 
+# pytest-xdist (--dist loadfile) hands each worker one file at a time, in collection order, as it
+# runs short of tests; its own reorder (by number of tests) sent the slow one-test files last,
+# so one worker ran them while the other sat idle. The files that take longest go first instead
+# (longest first, measured on 2 cores, empty caches); the rest follow by name and are short,
+# so the two workers finish together. pyproject.toml turns xdist's reorder off.
+SLOW_FILES_FIRST = ("test_networks.py", "test_attention.py", "test_gated.py", "test_training.py",
+                    "test_docs_tutorial.py", "test_conv.py", "test_core_install.py", "test_docs.py",
+                    "test_reliability_round3.py", "test_bench.py", "test_kernels.py", "test_large_batch.py",
+                    "test_norm.py", "test_embedding.py", "test_recurrent.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)
