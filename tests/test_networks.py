@@ -51,10 +51,6 @@ TINY_NETWORKS = [
 SCALAR_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
 
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
-
-
 def random_problem(net, rng, batch=4, dtype=np.float64):
     params = [rng.normal(0, 1 / np.sqrt(shape[0]), shape).astype(dtype) for shape in net.PARAM_SHAPES]
     X = rng.normal(size=(batch, net.INPUT_SIZE)).astype(dtype)
