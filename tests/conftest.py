@@ -17,10 +17,32 @@ def run_kernel_cache(tmp_path_factory):
     return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "symprop-cache"
 
 
-@pytest.fixture
-def in_run_kernel_cache(run_kernel_cache, monkeypatch):
-    """Generate and compile this test's networks in the run's cache (see run_kernel_cache)."""
-    monkeypatch.setenv("SYMPROP_CACHE", str(run_kernel_cache))
+@pytest.fixture(scope="session", autouse=True)
+def in_run_kernel_cache(run_kernel_cache):
+    """Every test generates and compiles its networks in the run's cache (see run_kernel_cache),
+    the commands it runs in subprocesses too: never in the user's, and a network that two
+    files load is compiled once. A test that sets SYMPROP_CACHE itself gets its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYMPROP_CACHE", str(run_kernel_cache))
+        yield
+
+
+# pytest-xdist (--dist loadfile) hands each worker one file at a time, in collection order, as it
+# runs short of tests; its own reorder (by number of tests) sent the slow one-test files last,
+# so one worker ran them while the other sat idle. The files that take longest go first instead
+# (longest first, measured on 2 cores, empty caches); the rest follow by name and are short,
+# so the two workers finish together. pyproject.toml turns xdist's reorder off.
+# (The tutorial comes some files after test_training.py: its training runs then load the
+# digits and moons kernels that file compiled into the run's cache.)
+SLOW_FILES_FIRST = ("test_networks.py", "test_attention.py", "test_gated.py", "test_training.py",
+                    "test_conv.py", "test_core_install.py", "test_docs.py", "test_docs_tutorial.py",
+                    "test_reliability_round3.py", "test_bench.py", "test_kernels.py", "test_large_batch.py",
+                    "test_norm.py", "test_embedding.py", "test_recurrent.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: place for place, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 @pytest.fixture

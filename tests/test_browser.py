@@ -64,18 +64,63 @@ def chromium(*args, url):
             capture_output=True, text=True, timeout=120)
 
 
-def open_page(document: str, folder: Path, name: str) -> tuple[dict, list[str]]:
-    """(the probe's findings, console messages) for ``document`` opened from a file."""
+def _dumped_text(dom: str, element_id: str, what: str, stderr: str) -> str:
+    """The text of <pre id=element_id> in a dumped DOM, its entities read back."""
+    found = re.search(f'<pre id="{element_id}">(.*?)</pre>', dom, re.S)
+    assert found and found.group(1), f"the probe did not run in {what}: {stderr[-2000:]}"
+    return found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&")
+
+
+def write_page(document: str, folder: Path, name: str) -> Path:
+    """The document with the probe at the end of its body, as a file of its own."""
     path = folder / f"{name}.html"
     path.write_text(document.replace("</body>", '<pre id="probe"></pre>' + PROBE + "</body>"), encoding="utf-8")
+    return path
+
+
+def open_page(document: str, folder: Path, name: str) -> tuple[dict, list[str]]:
+    """(the probe's findings, console messages) for ``document`` opened from a file."""
+    path = write_page(document, folder, name)
     result = chromium("--dump-dom", url=path.as_uri())
     assert result.returncode == 0, result.stderr[-2000:]
-    found = re.search(r'<pre id="probe">(.*?)</pre>', result.stdout, re.S)
-    assert found and found.group(1), f"the probe did not run in {name}: {result.stderr[-2000:]}"
-    probe = json.loads(found.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-                       .replace("&quot;", '"'))
+    probe = json.loads(_dumped_text(result.stdout, "probe", name, result.stderr))
     console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
     return probe, console
+
+
+# Once the pages have loaded, the frame page gathers what each page's own probe found.
+GATHER = """<script>
+window.addEventListener("load", () => {
+  const found = {};
+  for (const frame of document.querySelectorAll("iframe")) {
+    const probe = frame.contentDocument && frame.contentDocument.getElementById("probe");
+    found[frame.dataset.name] = probe ? probe.textContent : "";
+  }
+  document.getElementById("gathered").textContent = JSON.stringify(found);
+});
+</script>"""
+
+
+def open_pages(documents: dict[str, str], folder: Path) -> dict[str, tuple[dict, list[str]]]:
+    """open_page for many documents in one Chromium run (a start per page was most of this
+    file's time): each page, probe included, is its own file, loaded whole in a frame of one
+    page the size of a window; each keeps the console messages whose source is its file.
+    --allow-file-access-from-files lets the frame page read its frames' probes."""
+    paths = {name: write_page(document, folder, name) for name, document in documents.items()}
+    frames = "".join(f'<iframe data-name="{name}" src="{path.name}" style="width:1000px;height:1300px"></iframe>'
+                     for name, path in paths.items())
+    frame_page = folder / "all-pages.html"
+    frame_page.write_text(f'<!DOCTYPE html><html><body>{frames}<pre id="gathered"></pre>{GATHER}</body></html>',
+                          encoding="utf-8")
+    result = chromium("--allow-file-access-from-files", "--dump-dom", url=frame_page.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    gathered = json.loads(_dumped_text(result.stdout, "gathered", "the frame page", result.stderr))
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    sources = {name: f"source: {path.as_uri()} " for name, path in paths.items()}
+    unplaced = [line for line in console if not any(source in line for source in sources.values())]
+    assert not unplaced, f"console messages from no page: {unplaced}"
+    return {name: (json.loads(gathered[name] or "null") or {},
+                   [line for line in console if sources[name] in line]) for name in paths}
 
 
 def assert_rendered(probe: dict, console: list[str], name: str):
@@ -91,9 +136,17 @@ def assert_rendered(probe: dict, console: list[str], name: str):
 PAGES = [(f"example-{name}", name, "en") for name in EXAMPLES] + [("example-mazur-2-2-2-zh", "mazur-2-2-2", "zh")]
 
 
+@pytest.fixture(scope="module")
+def example_pages(tmp_path_factory) -> dict[str, tuple[dict, list[str]]]:
+    """page name -> (probe, console) for every example page, all opened in one Chromium run."""
+    documents = {page_name: symprop.example(example).render("html", 4, lang) for page_name, example, lang in PAGES}
+    return open_pages(documents, tmp_path_factory.mktemp("pages"))
+
+
 @pytest.mark.parametrize("page_name, example, lang", PAGES, ids=[p[0] for p in PAGES])
-def test_each_example_page_renders_its_formulas_in_chromium(page_name, example, lang, tmp_path):
-    probe, console = open_page(symprop.example(example).render("html", 4, lang), tmp_path, page_name)
+def test_each_example_page_renders_its_formulas_in_chromium(page_name, example, lang, example_pages):
+    probe, console = example_pages[page_name]
+    assert probe, f"the probe did not run in {page_name}"
     assert_rendered(probe, console, page_name)
     if example == "mazur-2-2-2":
         assert probe["fractions"] > 10  # the chain-rule factors are fractions
@@ -106,13 +159,18 @@ def test_a_derivation_page_renders_in_chromium(tmp_path):
 
 
 def test_the_probe_sees_raw_latex_and_console_errors(tmp_path):
-    """The checks above would catch a page whose formulas stayed LaTeX, or one that errs."""
+    """The checks above would catch a page whose formulas stayed LaTeX, or one that errs,
+    opened alone or among other pages."""
     bad = "<!DOCTYPE html><html><body><p>$\\frac{a}{b}$</p><math><mi>x</mi></math>" \
           "<script>console.error('broken')</script></body></html>"
-    probe, console = open_page(bad, tmp_path, "bad")
-    with pytest.raises(AssertionError, match="source visible"):
-        assert_rendered(probe, [], "bad")
-    assert any("broken" in line for line in console)
+    good = "<!DOCTYPE html><html><body><math><mi>x</mi></math></body></html>"
+    (tmp_path / "together").mkdir()
+    together = open_pages({"bad": bad, "good": good}, tmp_path / "together")
+    for probe, console in (open_page(bad, tmp_path, "bad"), together["bad"]):
+        with pytest.raises(AssertionError, match="source visible"):
+            assert_rendered(probe, [], "bad")
+        assert any("broken" in line for line in console)
+    assert_rendered(*together["good"], "good")  # a page opened beside it keeps only its own messages
 
 
 def test_screenshot_of_the_mazur_page():

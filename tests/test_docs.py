@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,9 @@ def _name(page: Path) -> str:
     return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
 
 
-def _run_page(page: Path, folder: Path) -> int:
-    """Run the page's blocks meant to run (sh one by one, python together); return how many ran."""
+def _run_page(page: Path, folder: Path, server: str | None = None) -> int:
+    """Run the page's blocks meant to run (sh one by one, python together); return how many ran.
+    server: the clients' folder of a forked_symprop already running (else one starts here)."""
     for name, shipped in STAND_INS.items():
         shutil.copy(ROOT / shipped, folder / name)
     shutil.copytree(ROOT / "examples", folder / "examples")
@@ -89,7 +91,7 @@ def _run_page(page: Path, folder: Path) -> int:
             (python if block.language == "python" else shell).append((where, block.code))
     if not (python or shell):
         return 0
-    with forked_symprop(_environment(folder)) as fast:
+    with (nullcontext(server) if server else forked_symprop(_environment(folder))) as fast:
         env = _environment(folder)
         env["PATH"] = f"{fast}{os.pathsep}{env['PATH']}"
         for where, code in shell:
@@ -110,9 +112,17 @@ def _run_page(page: Path, folder: Path) -> int:
 SLOW_PAGE = ROOT / "docs" / "tutorial.md"
 
 
+@pytest.fixture(scope="module")
+def symprop_server(tmp_path_factory):
+    """One forked_symprop for every page here (each start imports for seconds): a command is
+    still a fresh fork of it, run in its page's folder with its page's environment."""
+    with forked_symprop(_environment(tmp_path_factory.mktemp("server"))) as fast:
+        yield fast
+
+
 @pytest.mark.parametrize("page", [p for p in PAGES if p != SLOW_PAGE], ids=lambda p: p.name)
-def test_every_code_block_meant_to_run_runs(page, tmp_path):
-    assert _run_page(page, tmp_path) == sum(block.runs for block in code_blocks(page))
+def test_every_code_block_meant_to_run_runs(page, tmp_path, symprop_server):
+    assert _run_page(page, tmp_path, symprop_server) == sum(block.runs for block in code_blocks(page))
 
 
 def test_the_block_reader_sees_marks_and_languages(tmp_path):
@@ -125,12 +135,12 @@ def test_the_block_reader_sees_marks_and_languages(tmp_path):
     assert (data.mark, data.runs, data.line) == (("file", "a.toml"), False, 12)
 
 
-def test_a_failing_block_fails_the_page(tmp_path):
+def test_a_failing_block_fails_the_page(tmp_path, symprop_server):
     page = tmp_path / "page.md"
     page.write_text("```sh\nsymprop derive no-such-layer\n```\n")
     (tmp_path / "run").mkdir()
     with pytest.raises(AssertionError, match="page.md, line 1: exit status 2"):
-        _run_page(page, tmp_path / "run")
+        _run_page(page, tmp_path / "run", symprop_server)
 
 
 def test_the_site_builds_strictly(tmp_path):

@@ -70,29 +70,33 @@ def test_fused_kernel_agrees_with_central_differences(spec, rng):
         assert relative_error(grad, numeric) < GRADCHECK_TOLERANCE, (spec, name)
 
 
+# ten rows, as many as the positions of two rows of five ids: one network (one compile) serves
+# both as the table with repeated and unused ids and as the one with a row per position
+TABLE_NET = "embedding(10,3,5) rnn(3,2,5) affine(2,1) squared-error"
+
+
 def test_the_tables_gradient_is_numpys_scatter_add(rng):
     """Repeated ids add up, rows no id picked get exactly 0: np.add.at of each position's
     upstream gradient, which a table with one row per position gives (each row picked once)."""
-    net = load_network("embedding(7,3,5) rnn(3,2,5) affine(2,1) squared-error")
+    net = load_network(TABLE_NET)
     W, *rest = (rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES)
-    X = np.array([[0, 2, 2, 5, 0], [5, 5, 2, 0, 2]], float)  # ids 1, 3, 4, 6 unused
+    X = np.array([[0, 2, 2, 5, 0], [5, 5, 2, 0, 2]], float)  # ids 1, 3, 4, 6, 7, 8, 9 unused
     target = rng.normal(size=(2, 1))
     loss, dW, *_ = net.loss_and_grads(W, *rest, X, target)
-    one_per_position = load_network("embedding(10,3,5) rnn(3,2,5) affine(2,1) squared-error")
     copies = W[X.astype(int)].reshape(10, 3)  # position k looks up row k, a copy of its row of W
-    same_loss, upstream, *_ = one_per_position.loss_and_grads(copies, *rest, np.arange(10.0).reshape(2, 5), target)
+    same_loss, upstream, *_ = net.loss_and_grads(copies, *rest, np.arange(10.0).reshape(2, 5), target)
     assert same_loss == pytest.approx(loss, rel=1e-14)
     expected = np.zeros_like(W)
     np.add.at(expected, X.astype(int).reshape(-1), upstream)
     np.testing.assert_allclose(dW, expected, rtol=1e-13, atol=1e-15)
-    np.testing.assert_array_equal(dW[[1, 3, 4, 6]], 0.0)
+    np.testing.assert_array_equal(dW[[1, 3, 4, 6, 7, 8, 9]], 0.0)
 
 
-@pytest.mark.parametrize("bad", [0.5, -1.0, 7.0, np.nan])
+@pytest.mark.parametrize("bad", [0.5, -1.0, 10.0, np.nan])
 def test_the_kernel_refuses_an_id_that_is_not_a_row(bad, rng):
-    net = load_network("embedding(7,3,5) rnn(3,2,5) affine(2,1) squared-error")
+    net = load_network(TABLE_NET)
     params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
-    X = _ids(rng, 2, 5, 7)
+    X = _ids(rng, 2, 5, 10)
     X[1, 3] = bad
     with pytest.raises(ValueError, match="X holds token ids, whole numbers from 0 to V-1"):
         net.loss_and_grads(*params, X, np.zeros((2, 1)))

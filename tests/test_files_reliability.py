@@ -38,10 +38,6 @@ ROOT_USER = hasattr(os, "geteuid") and os.geteuid() == 0
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
-
-
 def idx_header(type_code, shape):
     return bytes([0, 0, type_code, len(shape)]) + b"".join(struct.pack(">I", n) for n in shape)
 

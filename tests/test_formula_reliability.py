@@ -31,10 +31,6 @@ AT_ZERO = {"max(0, x)": 0, "relu(x)": 0, LEAKY: sp.Rational(1, 100), "max(0.01*x
            ELU: 1, "min(x, 0)": 1, "min(0, x)": 1, "max(x, x**3)": 0, "max(x, 0) - max(-x, 0)": 1}
 
 
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
-
-
 def rule(formula):
     return formula_layer(formula).derive().backward["dx"]
 
@@ -273,7 +269,6 @@ def test_a_zero_initialised_elu_layer_trains_with_the_fused_step(dtype):
     W2, b2 = np.ones((1, 1), dtype), np.zeros((1,), dtype)
     _one_unit_net(ELU).sgd_step(W1, b1, W2, b2, np.ones((1, 1), dtype), np.ones((1, 1), dtype), dtype(0.1))
     assert b1[0] == pytest.approx(0.2, rel=1e-6) and W1[0, 0] == pytest.approx(0.2, rel=1e-6)
-
 
 
 def test_prelu_takes_its_learned_slope_at_exactly_zero():

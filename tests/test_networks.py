@@ -2,6 +2,7 @@
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,10 +50,6 @@ TINY_NETWORKS = [
 ]
 # scalar step against the matrix step: the same arithmetic in another order
 SCALAR_TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
-
-
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
 
 
 def random_problem(net, rng, batch=4, dtype=np.float64):
@@ -360,16 +357,23 @@ def test_bad_specs_name_the_position(spec, message):
         parse_net(spec)
 
 
-def test_regenerating_reproduces_generated_byte_for_byte(tmp_path):
-    generate(tmp_path)
+@pytest.fixture(scope="module")
+def generated_afresh(tmp_path_factory):
+    """What `symprop generate` writes into an empty folder (written once: 2 s of SymPy printing)."""
+    folder = tmp_path_factory.mktemp("generated")
+    generate(folder)
+    return folder
+
+
+def test_regenerating_reproduces_generated_byte_for_byte(generated_afresh):
     for path in sorted(files.GENERATED.glob("*.py")):
-        assert (tmp_path / path.name).read_bytes() == path.read_bytes(), path.name
-    assert sorted(p.name for p in tmp_path.glob("*.py")) == sorted(p.name for p in files.GENERATED.glob("*.py"))
-    assert generate(tmp_path) == []  # nothing rewritten when nothing changed
+        assert (generated_afresh / path.name).read_bytes() == path.read_bytes(), path.name
+    assert sorted(p.name for p in generated_afresh.glob("*.py")) == sorted(p.name for p in files.GENERATED.glob("*.py"))
+    assert generate(generated_afresh) == []  # nothing rewritten when nothing changed
 
 
-def test_check_reports_an_edited_file_with_a_diff_and_the_fix(tmp_path):
-    generate(tmp_path)
+def test_check_reports_an_edited_file_with_a_diff_and_the_fix(generated_afresh, tmp_path):
+    shutil.copytree(generated_afresh, tmp_path, dirs_exist_ok=True)
     target = tmp_path / "layers.py"
     target.write_text(target.read_text().replace("real = X.dtype.type", "real = np.float64", 1))
     result = subprocess.run([sys.executable, "-m", "symprop", "generate", "--check", "--directory", str(tmp_path)],
@@ -498,7 +502,6 @@ def test_every_whitelisted_function_prints_and_has_correct_gradients(whitelist_k
 def test_the_generator_fingerprint_follows_every_source_of_symbolic_and_codegen(tmp_path):
     """The run-time cache is named after the generator's fingerprint: an edit to any module of
     symbolic/ or codegen/ must give a new one, so no stale cached module is ever reused."""
-    import shutil
     for folder in files.GENERATOR_FOLDERS:
         shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
     before = files._fingerprint(tmp_path)

@@ -32,10 +32,6 @@ FUZZ = settings(max_examples=int(os.environ.get("SYMPROP_FUZZ_EXAMPLES", "40")),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
-
-
 def graph_text(nodes: dict, inputs: dict, output: str | None = None, extra: str = "") -> str:
     lines = ['title = "t"', f'output = "{output or list(nodes)[-1]}"', "[inputs]"]
     lines += [f"{k} = {v}" for k, v in inputs.items()]

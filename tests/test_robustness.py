@@ -138,7 +138,9 @@ def test_cached_network_is_reused_without_sympy_and_regenerated_when_edited(tmp_
 
 
 def _run_copy(tmp_path, prelude=""):
-    """Import a copy of a generated network in a fresh process and take one step."""
+    """Import a copy of a generated network in a fresh process and take one step. Without
+    NUMBA_CACHE_DIR, which would send numba's cache files away from the copy's __pycache__,
+    where these tests look for them."""
     script = textwrap.dedent(f"""
         import sys
         import numpy as np
@@ -148,7 +150,8 @@ def _run_copy(tmp_path, prelude=""):
         params = [np.full(s, 0.3) for s in net.PARAM_SHAPES]
         print(net.sgd_step(*params, np.array([[0.05, 0.1]]), np.array([[0.03, 0.05]]), 0.5))
     """)
-    return subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True)
+    env = {name: value for name, value in os.environ.items() if name != "NUMBA_CACHE_DIR"}
+    return subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, env=env)
 
 
 def test_corrupt_numba_cache_falls_back_to_compiling(tmp_path):

@@ -21,11 +21,6 @@ from symprop.training.train import load_model, load_net, model_params
 SLICE = 40_000  # characters of the text the short run trains on (its first 36,000 train)
 
 
-# networks that are not built in are generated in the run's cache, not the user's (one folder,
-# so the run's compiled module is the one the sampling test loads)
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
-
-
 @pytest.fixture(scope="module")
 def corpus():
     return Corpus.read()

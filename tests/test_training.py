@@ -19,10 +19,7 @@ from symprop.training.train import (Config, Task, blas_threads_for, load_model, 
 DIGITS_NET = "affine(64,64) relu affine(64,10) softmax-cross-entropy"
 MOONS_NET = "affine(2,1) binary-cross-entropy"
 MNIST_NET = "affine(784,100) relu affine(100,10) softmax-cross-entropy"
-
-
-# networks that are not built in are generated in the run's cache, not the user's
-pytestmark = pytest.mark.usefixtures("in_run_kernel_cache")
+BATCHNORM_DROPOUT_NET = "affine(2,16) batchnorm relu dropout(0.2) affine(16,2) softmax-cross-entropy"
 
 
 # ------------------------------------------------------------------------------ IDX files
@@ -345,7 +342,7 @@ def test_batchnorm_dropout_net_trains_evaluates_in_inference_mode_and_saves_its_
     """Running averages move during training and are what evaluation, saving and predict use;
     dropout masks come from --seed, so a run reproduces."""
     from symprop.training.train import model_state, scores
-    spec = "affine(2,16) batchnorm relu dropout(0.2) affine(16,2) softmax-cross-entropy"
+    spec = BATCHNORM_DROPOUT_NET
     data, net = load_moons(), load_net(spec)
     config = Config(epochs=4, batch_size=33, lr=0.2, seed=2, dtype="float64", progress=False)
     result = train(net, data, config)
@@ -423,7 +420,7 @@ def test_the_kept_workspace_step_with_batch_norm_and_dropout_is_the_checked_step
     net.sgd_step / net.train_step_<rule> do with the same masks."""
     from symprop.training.train import make_step
 
-    net = load_net("affine(6,9) batchnorm tanh dropout(0.3) affine(9,3) softmax-cross-entropy")
+    net = load_net(BATCHNORM_DROPOUT_NET)  # the training test's above: its step compiled once
     start = [rng.normal(size=shape) * 0.3 for shape in net.PARAM_SHAPES]
     ours, theirs = [p.copy() for p in start], [p.copy() for p in start]
     running_ours, running_theirs = net.init_state(), net.init_state()
@@ -433,7 +430,7 @@ def test_the_kept_workspace_step_with_batch_norm_and_dropout_is_the_checked_step
     init, train_step, _ = net.OPTIMIZERS[optimizer]
     state = init(*theirs)
     for rows in (5, 5, 2, 5):
-        x, t = rng.normal(size=(rows, 6)), np.eye(3)[rng.integers(0, 3, rows)]
+        x, t = rng.normal(size=(rows, 2)), np.eye(2)[rng.integers(0, 2, rows)]
         masks = net.make_masks(rows, masks_rng)
         if optimizer == "sgd":
             expected = net.sgd_step(*theirs, x, t, 0.1, state=running_theirs, masks=masks)
