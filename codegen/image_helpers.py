@@ -68,8 +68,9 @@ def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
         np.dot(g, cols[n].T, product)
-        dWm += product
         for o in range(O):
+            for r in range(product.shape[1]):
+                dWm[o, r] += product[o, r]
             for m in range(M):
                 pixel_sums[o, m] += g[o, m]
     for o in range(O):

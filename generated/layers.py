@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 1bb4a614eec367cb
+# Body hash: 56cef267ade36923
 
 import hashlib
 import itertools
@@ -310,8 +310,9 @@ def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
         np.dot(g, cols[n].T, product)
-        dWm += product
         for o in range(O):
+            for r in range(product.shape[1]):
+                dWm[o, r] += product[o, r]
             for m in range(M):
                 pixel_sums[o, m] += g[o, m]
     for o in range(O):
