@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 56cef267ade36923
+# Body hash: e9ca4d5f96f0d38d
 
 import hashlib
 import itertools
@@ -1864,7 +1864,9 @@ def avgpool_backward(dY, X, k, stride=None):
 
 @jit
 def flatten_forward_kernel(X, f0):
-    f0[:] = X
+    for i_copy in range(f0.shape[0]):
+        for j_copy in range(f0.shape[1]):
+            f0[i_copy, j_copy] = X[i_copy, j_copy]
 
 
 def flatten_forward(X):
@@ -1880,7 +1882,9 @@ def flatten_forward(X):
 
 @jit
 def flatten_backward_kernel(df0, dX):
-    dX[:] = df0
+    for i_copy in range(dX.shape[0]):
+        for j_copy in range(dX.shape[1]):
+            dX[i_copy, j_copy] = df0[i_copy, j_copy]
 
 
 def flatten_backward(dY, X):

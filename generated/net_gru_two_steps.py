@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 432981a94b4ce81e
+# Body hash: 7983f9c827f8a435
 
 import hashlib
 import itertools
@@ -510,7 +510,9 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -621,7 +623,9 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -718,7 +722,9 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -835,7 +841,9 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -955,7 +963,9 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-        Wh1T[:] = Wh1.T
+        for i_copy in range(Wh1T.shape[0]):
+            for j_copy in range(Wh1T.shape[1]):
+                Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
         for r in range(1):
             for n in range(N):
                 for j in range(1):
@@ -1091,7 +1101,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1307,7 +1319,9 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1423,7 +1437,9 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1560,7 +1576,9 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1676,7 +1694,9 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1814,7 +1834,9 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -1930,7 +1952,9 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2068,7 +2092,9 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2184,7 +2210,9 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2323,7 +2351,9 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2439,7 +2469,9 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2588,7 +2620,9 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):
@@ -2706,7 +2740,9 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(1):
         for n in range(N):
             for j in range(1):

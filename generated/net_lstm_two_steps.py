@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 00c55aa68e4d92e8
+# Body hash: ab427cdc2992e3e2
 
 import hashlib
 import itertools
@@ -516,7 +516,9 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, i1, f1, g1, o1, cs1,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -633,7 +635,9 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -735,7 +739,9 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, i1, f1, g1, o1, cs1, t
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -857,7 +863,9 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -982,7 +990,9 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(1):
                 dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-        Wh1T[:] = Wh1.T
+        for i_copy in range(Wh1T.shape[0]):
+            for j_copy in range(Wh1T.shape[1]):
+                Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
         for n in range(N):
             for j in range(1):
                 dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1122,7 +1132,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1342,7 +1354,9 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, i1
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1463,7 +1477,9 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1604,7 +1620,9 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1725,7 +1743,9 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1867,7 +1887,9 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -1988,7 +2010,9 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2130,7 +2154,9 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2251,7 +2277,9 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2394,7 +2422,9 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2515,7 +2545,9 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2668,7 +2700,9 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]
@@ -2791,7 +2825,9 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(1):
             dhs1[n, 2, j] = dh1[n, j]  # dL/dhs1[n, 2, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for n in range(N):
         for j in range(1):
             dcs1[n, 2, j] = (real(1) - (tc1[n, 2, j]*tc1[n, 2, j]))*dhs1[n, 2, j]*o1[n, 2, j]  # dL/dcs1[n, 2, j] = dL/dhs1[n, 2, j] * (1 - tc1[n, 2, j]**2)*o1[n, 2, j]

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec rnn(1,2,3) affine(2,1) squared-error
 # Input hash: 41a1a6003c8d9b42 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: e0d992a7771be763
+# Body hash: 5227290bc6b1060f
 
 import hashlib
 import itertools
@@ -415,7 +415,9 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, bac
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -497,7 +499,9 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -571,7 +575,9 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backW
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -658,7 +664,9 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -748,7 +756,9 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         for n in range(N):
             for j in range(2):
                 dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-        Wh1T[:] = Wh1.T
+        for i_copy in range(Wh1T.shape[0]):
+            for j_copy in range(Wh1T.shape[1]):
+                Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
         for r in range(2):
             for n in range(N):
                 for j in range(2):
@@ -853,7 +863,9 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1045,7 +1057,9 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1131,7 +1145,9 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1244,7 +1260,9 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1330,7 +1348,9 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1444,7 +1464,9 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1530,7 +1552,9 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1644,7 +1668,9 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1730,7 +1756,9 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1845,7 +1873,9 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -1931,7 +1961,9 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -2056,7 +2088,9 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
@@ -2144,7 +2178,9 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     for n in range(N):
         for j in range(2):
             dhs1[n, 3, j] = dh1[n, j]  # dL/dhs1[n, 3, j] = dL/dh1[n, j]
-    Wh1T[:] = Wh1.T
+    for i_copy in range(Wh1T.shape[0]):
+        for j_copy in range(Wh1T.shape[1]):
+            Wh1T[i_copy, j_copy] = Wh1[j_copy, i_copy]
     for r in range(2):
         for n in range(N):
             for j in range(2):
