@@ -228,10 +228,6 @@ class Op:
         upstream needs it). Elementwise work is not a product."""
         return []
 
-    def step_matrix_flop(self, args, shape_in, shape_out, batch: int, first: bool) -> float:
-        """The flop of ``step_products``: what ``symprop train`` sizes its BLAS threads by."""
-        return float(sum(p.flop for p in self.step_products(args, shape_in, shape_out, batch, first)))
-
     def input_arrays(self, position: int) -> dict[str, str]:
         """role -> the name of an array the user gives besides X and the parameters (a
         dropout's mask: mask3 at layer position 3); most ops read none."""
