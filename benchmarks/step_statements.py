@@ -1,9 +1,9 @@
 """Where a network's training step spends its time, statement by statement: each top-level
 statement of the generated sgd_step_into run alone on the step's own workspace, the whole step,
-and np.dot at the GEMM-peak shape, in interleaved rounds of CPU time. A conv2d layer's helpers
-also get their matrix products timed alone (the np.dot calls of _conv2d_product and
-_conv2d_param_grads, at the same shapes), so the step's distance from the GEMM peak splits into
-the products at the step's own shapes and everything else.
+the step's matrix products alone (as its layers' ops list them, ``breakdown.products_call``, the
+bench's roofline) and np.dot at the GEMM-peak shape, in interleaved rounds of CPU time: the
+step's distance from the GEMM peak splits into the products at its own shapes and everything
+else, statement by statement.
 
     taskset -c 0 python -m symprop.benchmarks.step_statements          # symprop bench's conv network
     taskset -c 0 python -m symprop.benchmarks.step_statements --spec "affine(784,100) relu affine(100,10) softmax-cross-entropy" --dtype float64
@@ -31,15 +31,6 @@ import numpy as np  # noqa: E402
 CONVNET = ("input(1,28,28) conv2d(1,30,5) relu maxpool(2) flatten affine(4320,100) relu affine(100,10) "
            "softmax-cross-entropy")  # symprop bench --only convnet
 LOCAL_NAME = re.compile(r"^    [A-Za-z_]\w* = ")  # a statement that only names a value (N, real, f1 = pool1)
-CONV_PRODUCTS = {  # a conv helper's statement -> its matrix products alone, on the same arrays
-    "_conv2d_product": ("Wt, b, cols, out", """
-Wm = Wt.reshape((Wt.shape[0], cols.shape[1]))
-for n in range(cols.shape[0]):
-    np.dot(Wm, cols[n], out[n].reshape((Wt.shape[0], cols.shape[2])))"""),
-    "_conv2d_param_grads": ("dY, cols, dW, db, product, pixel_sums", """
-for n in range(cols.shape[0]):
-    np.dot(dY[n].reshape((dW.shape[0], cols.shape[2])), cols[n].T, product)"""),
-}
 
 
 def step_statements(net) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -67,31 +58,14 @@ def _label(lines: list[str]) -> str:
     return text.split("  #")[0]
 
 
-def _conv_products(label: str) -> list[str] | None:
-    """The matrix products of a conv helper's statement alone, or None for any other statement."""
-    for helper, (params, products) in CONV_PRODUCTS.items():
-        if label.startswith(helper + "("):
-            values = [a.strip() for a in label[len(helper) + 1:label.rindex(")")].split(",")]
-            names = [p.strip() for p in params.split(",")]
-            lines = products.strip().splitlines()
-            for name, value in zip(names, values):
-                lines = [re.sub(rf"\b{name}\b", value, line) for line in lines]
-            return ["    " + line for line in lines]
-    return None
-
-
 def statement_kernel(net):
     """(labels, kernel): kernel(which, *the step's arguments) runs statement `which` alone."""
     setup, statements = step_statements(net)
     parameters = str(inspect.signature(net.sgd_step_into.py_func))[1:-1]
     branches, labels = [], []
     for label, lines in statements:
-        products = _conv_products(label)
-        for name, body in ((label, lines), (f"  products alone: {label}", products)):
-            if body is None:
-                continue
-            branches += [f"    {'if' if not labels else 'elif'} which == {len(labels)}:", *("    " + line for line in body)]
-            labels.append(name)
+        branches += [f"    {'if' if not labels else 'elif'} which == {len(labels)}:", *("    " + line for line in lines)]
+        labels.append(label)
     text = "\n".join([f"def _statement(which, {parameters}):", *setup, *branches, "    return 0", ""])
     namespace = dict(vars(net))
     exec(text, namespace)
@@ -101,8 +75,7 @@ def statement_kernel(net):
 def measure(spec: str = CONVNET, batch: int = 100, dtype: str = "float32", rounds: int = 11, seed: int = 0) -> dict:
     """Median CPU seconds per call of each statement alone, of the step and of the peak GEMM."""
     from symprop.codegen.network import load_network
-    from symprop.symbolic.graph import parse_net
-    from symprop.training.threads import step_matrix_flop
+    from .breakdown import products_call, step_products
     net = load_network(spec)
     rng = np.random.default_rng(seed)
     dt = np.dtype(dtype).type
@@ -114,7 +87,9 @@ def measure(spec: str = CONVNET, batch: int = 100, dtype: str = "float32", round
     peak_a, peak_b = rng.normal(size=(1024, 784)).astype(dt), rng.normal(size=(784, 1024)).astype(dt)
     peak_out = np.empty((1024, 1024), dt)
     calls = {label: (lambda which=which: kernel(which, *arguments)) for which, label in enumerate(labels)}
+    products = step_products(spec, batch)
     calls["whole step"] = lambda: net.sgd_step_into(*arguments)
+    calls["products alone"] = products_call(products, dtype, seed)
     calls["peak"] = lambda: np.dot(peak_a, peak_b, out=peak_out)  # numpy's, as symprop bench measures the peak
     for call in calls.values():
         call()
@@ -128,14 +103,13 @@ def measure(spec: str = CONVNET, batch: int = 100, dtype: str = "float32", round
             samples[name].append((time.process_time() - start) / repeat)
     median = {name: float(np.median(s)) for name, s in samples.items()}
     peak_gflops = 2 * 1024 * 784 * 1024 / median["peak"] / 1e9
-    flop = step_matrix_flop(parse_net(spec), batch)
-    products = sum(median[label] for label in labels
-                   if label.startswith("  products alone") or label.startswith("np.dot("))
+    flop = sum(p.flop for p in products)
+    alone = median["products alone"]
     return {"spec": spec, "batch": batch, "dtype": dtype, "median_s": median, "statements": labels,
             "peak_gflops": peak_gflops, "matrix_flop": flop,
             "step_of_peak": flop / median["whole step"] / 1e9 / peak_gflops,
-            "products_s": products, "products_of_peak": flop / products / 1e9 / peak_gflops if products else None,
-            "statements_s": sum(median[label] for label in labels if not label.startswith("  products alone"))}
+            "products_s": alone, "products_of_peak": flop / alone / 1e9 / peak_gflops if products else None,
+            "statements_s": sum(median[label] for label in labels)}
 
 
 def main(argv=None) -> int:
