@@ -48,15 +48,16 @@ def _conv2d_product(Wt, b, cols, Y):
     M = cols.shape[2]
     for n in range(cols.shape[0]):
         out = Y[n].reshape((O, M))
-        np.dot(Wm, cols[n], out)
+        _gemm(Wm, cols[n], out, False, False, False)
         for o in range(O):
             for m in range(M):
                 out[o, m] += b[o]
 ''',
     "_conv2d_param_grads": '''
 @jit_inline
-def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
-    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY); db[o] = sum of dY[:, o].
+def _conv2d_param_grads(dY, cols, dW, db, pixel_sums):
+    """dW[o] = sum_n dY[n, o] cols[n]^T (input correlated with dY), each example's product added
+    to dW by BLAS in the same call; db[o] = sum of dY[:, o].
     db adds the batch up pixel by pixel first (pixel_sums, a loop LLVM vectorises), then each
     channel's pixels: one running total per channel over every example was a chain of
     dependent additions as slow as the product itself (measured)."""
@@ -67,10 +68,8 @@ def _conv2d_param_grads(dY, cols, dW, db, product, pixel_sums):
     pixel_sums[:] = 0
     for n in range(dY.shape[0]):
         g = dY[n].reshape((O, M))
-        np.dot(g, cols[n].T, product)
+        _gemm(g, cols[n], dWm, False, True, True)
         for o in range(O):
-            for r in range(product.shape[1]):
-                dWm[o, r] += product[o, r]
             for m in range(M):
                 pixel_sums[o, m] += g[o, m]
     for o in range(O):
@@ -90,7 +89,7 @@ def _conv2d_input_grad(dY, Wt, C, H, W, stride, pad, dcols, dX):
     Wo = (W + 2 * pad - k) // stride + 1
     dX[:] = 0
     for n in range(dY.shape[0]):
-        np.dot(Wm.T, dY[n].reshape((O, Ho * Wo)), dcols)
+        _gemm(Wm, dY[n].reshape((O, Ho * Wo)), dcols, True, False, False)
         for c in range(C):
             for p in range(k):
                 for q in range(k):
@@ -208,3 +207,6 @@ def _avgpool_backward(dY, C, H, W, k, stride, dX):
 }
 
 # helper -> the helpers it calls (they must be defined in the module too)
+
+# The helpers that call another helper: the module must define that one too.
+IMAGE_HELPER_NEEDS = {name: {"_gemm"} for name in ("_conv2d_product", "_conv2d_param_grads", "_conv2d_input_grad")}

@@ -5,7 +5,7 @@ into a Graph;
 ``network_module_text`` lowers it (dispatching on each op's type) to a module with ``forward``, ``loss_and_grads``, ``sgd_step`` and
 ``sgd_steps`` (and, for every optimiser of ``symbolic/steps.py``, ``init_state_<rule>`` and the fused
 ``train_step_<rule>``, printed by ``codegen/optimizer_steps.py``) whose statements come from each layer's derivation (the affine rules as
-``np.dot`` calls, elementwise rules as loops). A step is one call into compiled code and skips
+BLAS products, elementwise rules as loops). A step is one call into compiled code and skips
 the gradient with respect to the input data, which nothing uses. For tiny networks (every layer
 at most ``scalar_step.TINY_WIDTH`` wide and the step at most ``scalar_step.SCALAR_MAX_LINES``
 lines a row, e.g. the 2-2-2 worked example) ``sgd_step_kernel`` is instead the scalar-expanded

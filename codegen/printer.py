@@ -14,7 +14,7 @@ to SymPy's NumPy printer:
 - ``Piecewise`` (a mask times a factor that can overflow, ``stable.masks_as_selects``) as a
   conditional expression ``(f if u >= 0 else real(0))``, so inf * 0 never makes a NaN;
 - symbols and indexed values renamed through a table (``x`` -> ``x[i]``);
-- matrix products of the affine rules as ``np.dot`` calls.
+- matrix products of the affine rules as calls of ``_gemm`` (BLAS's gemm).
 """
 from __future__ import annotations
 
@@ -373,7 +373,7 @@ class KernelPrinter(NumPyPrinter):
 
     def print_into(self, expr, out: str | None) -> str:
         """A matrix rule as one call writing into the preallocated array ``out``
-        (or allocating when out is None): np.dot for products, helpers for 1^T dY."""
+        (or allocating when out is None): _gemm for products, helpers for 1^T dY."""
         factors = [a for a in expr.args if not isinstance(a, sp.OneMatrix)]
         ones = [a for a in expr.args if isinstance(a, sp.OneMatrix)]
         target = "" if out is None else f", {out}"
@@ -387,6 +387,10 @@ class KernelPrinter(NumPyPrinter):
             return f"{helper}({summed}{target})"
         if len(factors) != 2 or ones:
             raise ValueError(f"cannot print matrix product {expr}")
+        if out is not None and not self.small_matrices:  # the untransposed arrays and two flags
+            self.helpers_used.add("_gemm")
+            (a, a_transposed), (b, b_transposed) = (_untransposed(f) for f in factors)
+            return f"_gemm({self._print(a)}, {self._print(b)}, {out}, {a_transposed}, {b_transposed}, False)"
         a, b = (self._print(f) for f in factors)
         if self.small_matrices:
             self.helpers_used.add("_dot_loops")
@@ -394,6 +398,11 @@ class KernelPrinter(NumPyPrinter):
                 target = f", np.empty(({a}.shape[0], {b}.shape[1]), {a}.dtype)"
             return f"_dot_loops({a}, {b}{target})"
         return f"np.dot({a}, {b}{target})"
+
+
+def _untransposed(matrix) -> tuple:
+    """(A, True) for A^T, (A, False) for A: what _gemm is given for a product's operand."""
+    return (matrix.arg, True) if isinstance(matrix, sp.Transpose) else (matrix, False)
 
 
 def print_statements(assignments, names, comment_for=None, row=None, scalar=False, accumulate=()):

@@ -164,13 +164,15 @@ class StatementPrinter:
         return [f"{text}  # {comment}" if comment else text for text, comment in zip(texts, comments)]
 
     def _print_MatrixProduct(self, node: MatrixProduct):
-        left, right, out = (matrix_operand(m) for m in (node.left, node.right, node.out))
         comment = f"  # {node.comment}" if node.comment else ""
-        if node.scratch is None:
-            return [f"np.dot({left}, {right}, {out}){comment}"]
-        # through the scratch: out is added to, or is a strided view np.dot cannot write
-        return [f"np.dot({left}, {right}, {matrix_operand(node.scratch)}){comment}",
-                f"{matrix_view(node.out)} {'+=' if node.accumulate else '='} {matrix_view(node.scratch)}"]
+        if isinstance(node.left, Ones) and not node.accumulate:
+            # ones^T A: the sum of A's rows, with no vector of ones to make
+            self.helpers_used.add("_column_sums")
+            return [f"_column_sums({matrix_operand(node.right)}, {matrix_operand(node.out)}){comment}"]
+        self.helpers_used.add("_gemm")
+        (left, left_transposed), (right, right_transposed) = (gemm_operand(m) for m in (node.left, node.right))
+        return [f"_gemm({left}, {right}, {gemm_operand(node.out)[0]}, {left_transposed}, {right_transposed}, "
+                f"{node.accumulate}){comment}"]
 
     def _print_Summed(self, node: Summed):
         if node.value == node.target:  # a product wrote the target itself
@@ -229,10 +231,25 @@ def in_locals(body, names) -> tuple:
     return tuple(out)
 
 
-def matrix_operand(value) -> str:
-    """A matrix product's operand as numpy writes it: an array, or a view of one."""
+def gemm_operand(value) -> tuple[str, bool]:
+    """(the array or view _gemm is given, whether it reads it transposed) for a product's
+    operand or its out. _gemm reads and writes a matrix whose rows are strided (a step's slab of
+    a sequence buffer, a block of columns) where it is, so those are views here, not copies."""
     match value:
-        case Slab(args=(array, t)):  # copied where numba's BLAS call needs contiguous rows
+        case Transposed(args=(matrix,)):
+            return gemm_operand(matrix)[0], True
+        case Slab(args=(array, t)):
+            return f"{array}[:, {t}, :]", False
+        case Columns(args=(array, start, width)):
+            return f"{matrix_operand(array)}[:, {start}:{start + width}]", False
+    return matrix_operand(value), False
+
+
+def matrix_operand(value) -> str:
+    """A matrix operand as numpy writes it: an array, or a view of one (a contiguous copy where
+    it is read as rows of another width)."""
+    match value:
+        case Slab(args=(array, t)):
             return f"np.ascontiguousarray({array}[:, {t}, :])"
         case Part(args=(array, i)):
             return f"{matrix_operand(array)}[{i}]"
@@ -247,17 +264,6 @@ def matrix_operand(value) -> str:
         case Transposed(args=(matrix,)):
             return f"{matrix_operand(matrix)}.T"
     return str(value)
-
-
-def matrix_view(value) -> str:
-    """The array a product's result is stored into in place: a flat array read as rows is
-    itself, a block of columns a view of its array (never a copy)."""
-    match value:
-        case Rows(args=(array, _)):
-            return matrix_operand(array)
-        case Columns(args=(array, start, width)):
-            return f"{matrix_operand(array)}[:, {start}:{start + width}]"
-    return matrix_operand(value)
 
 
 def shape_text(shape) -> str:

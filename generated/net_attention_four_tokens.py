@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec attention(2,2,2,4) flatten squared-error
 # Input hash: cb84c8f461b5d6d6 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 0ad6f136a453bb51
+# Body hash: 8cc910c9d953ccd7
 
 import hashlib
 import itertools
@@ -287,6 +287,76 @@ def _exp32(v):
     return e if v == v else v
 
 
+def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
+    """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
+    outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
+
+    np.dot compiles a specialisation of itself for every combination of its operands'
+    layouts, and a transposed operand is another layout: passing the untransposed array and a
+    flag, every product of a step shares one (a conv net's first step, 3.3 -> 2.7 s of CPU).
+    Its rows need only be contiguous, so a step's slab of a sequence buffer is read where it
+    is, and ``accumulate`` adds into out in the same call."""
+    product = np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
+    if accumulate:
+        out += product
+    else:
+        out[:] = product
+
+
+@jit_inline
+def _leading_contiguous(matrix):
+    """The leading dimension of a C-contiguous matrix: its row length."""
+    return max(1, matrix.shape[1])
+
+
+@jit_inline
+def _leading(matrix):
+    """The distance between a matrix's rows, in elements, as BLAS reads it (its leading
+    dimension), for a view whose rows may be strided; BLAS needs each row's elements side by
+    side."""
+    rows, columns = matrix.shape
+    size = matrix.itemsize
+    step = matrix.strides[0] // size if rows > 1 else columns
+    if (columns > 1 and matrix.strides[1] != size) or matrix.strides[0] % size or step < columns:
+        raise ValueError("_gemm: a matrix whose rows are not contiguous")
+    return max(1, step)
+
+
+@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
+    import numba.np.linalg  # the BLAS functions numba's np.dot calls
+
+    gemm = numba.np.linalg._BLAS().numba_xxgemm(a.dtype)
+    real = numba.np.numpy_support.as_dtype(a.dtype)
+    kind = ord("s" if real == np.float32 else "d")
+    one, zero = np.ones(1, real), np.zeros(1, real)
+    plain, transposed = ord("N"), ord("T")
+    # a C-contiguous matrix is known to be one when compiling: no strides to check
+    lead_a, lead_b, lead_out = (_leading_contiguous if m.layout == "C" else _leading for m in (a, b, out))
+
+    def gemm_call(a, b, out, transpose_a, transpose_b, accumulate):
+        # out is row-major: as BLAS (column-major) reads the memory, out^T = b^T a^T
+        m, n = out.shape
+        k = a.shape[0] if transpose_a else a.shape[1]
+        if ((a.shape[1] if transpose_a else a.shape[0]) != m or (b.shape[1] if transpose_b else b.shape[0]) != k
+                or (b.shape[0] if transpose_b else b.shape[1]) != n):
+            raise ValueError("_gemm: the shapes of a, b and out do not agree")
+        if m == 0 or n == 0:
+            return
+        if k == 0:  # an empty sum
+            if not accumulate:
+                for i in range(m):
+                    for j in range(n):
+                        out[i, j] = 0
+            return
+        status = gemm(kind, transposed if transpose_b else plain, transposed if transpose_a else plain, n, m, k,
+                      one.ctypes, b.ctypes, lead_b(b), a.ctypes, lead_a(a),
+                      one.ctypes if accumulate else zero.ctypes, out.ctypes, lead_out(out))
+        if status < 0:
+            raise RuntimeError("_gemm: numba could not call BLAS's gemm")
+    return gemm_call
+
+
 SPEC = 'attention(2,2,2,4) flatten squared-error'
 PARAM_NAMES = ('Wq1', 'Wk1', 'Wv1')
 PARAM_SHAPES = ((2, 2), (2, 2), (2, 2))
@@ -319,11 +389,11 @@ def forward_kernel(Wq1, Wk1, Wv1, X):
     S1 = np.empty((N, 4, 4), X.dtype)
     P1 = np.empty((N, 4, 4), X.dtype)
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -337,7 +407,7 @@ def forward_kernel(Wq1, Wk1, Wv1, X):
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     return f1
@@ -350,11 +420,11 @@ def loss_and_grads_into(Wq1, Wk1, Wv1, X, T, O1, Q1, K1, V1, S1, P1, dQ1, dK1, d
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -368,7 +438,7 @@ def loss_and_grads_into(Wq1, Wk1, Wv1, X, T, O1, Q1, K1, V1, S1, P1, dQ1, dK1, d
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -388,8 +458,8 @@ def loss_and_grads_into(Wq1, Wk1, Wv1, X, T, O1, Q1, K1, V1, S1, P1, dQ1, dK1, d
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -397,17 +467,17 @@ def loss_and_grads_into(Wq1, Wk1, Wv1, X, T, O1, Q1, K1, V1, S1, P1, dQ1, dK1, d
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     return loss
 
 
@@ -434,11 +504,11 @@ def loss_and_grads_kernel(Wq1, Wk1, Wv1, X, T):
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -452,7 +522,7 @@ def loss_and_grads_kernel(Wq1, Wk1, Wv1, X, T):
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -472,8 +542,8 @@ def loss_and_grads_kernel(Wq1, Wk1, Wv1, X, T):
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -481,17 +551,17 @@ def loss_and_grads_kernel(Wq1, Wk1, Wv1, X, T):
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     return loss, dWq1, dWk1, dWv1
 
 
@@ -514,11 +584,11 @@ def sgd_step_into(Wq1, Wk1, Wv1, X, T, lr, O1, Q1, K1, V1, S1, P1, dQ1, dK1, dV1
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -532,7 +602,7 @@ def sgd_step_into(Wq1, Wk1, Wv1, X, T, lr, O1, Q1, K1, V1, S1, P1, dQ1, dK1, dV1
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -552,8 +622,8 @@ def sgd_step_into(Wq1, Wk1, Wv1, X, T, lr, O1, Q1, K1, V1, S1, P1, dQ1, dK1, dV1
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -561,17 +631,17 @@ def sgd_step_into(Wq1, Wk1, Wv1, X, T, lr, O1, Q1, K1, V1, S1, P1, dQ1, dK1, dV1
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     step = X.dtype.type(lr)
     _sgd_update(Wq1.reshape(-1), dWq1.reshape(-1), step)
     _sgd_update(Wk1.reshape(-1), dWk1.reshape(-1), step)
@@ -601,11 +671,11 @@ def sgd_step_kernel(Wq1, Wk1, Wv1, X, T, lr):
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -619,7 +689,7 @@ def sgd_step_kernel(Wq1, Wk1, Wv1, X, T, lr):
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -639,8 +709,8 @@ def sgd_step_kernel(Wq1, Wk1, Wv1, X, T, lr):
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -648,17 +718,17 @@ def sgd_step_kernel(Wq1, Wk1, Wv1, X, T, lr):
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     step = X.dtype.type(lr)
     _sgd_update(Wq1.reshape(-1), dWq1.reshape(-1), step)
     _sgd_update(Wk1.reshape(-1), dWk1.reshape(-1), step)
@@ -691,11 +761,11 @@ def sgd_steps_kernel(Wq1, Wk1, Wv1, X, T, lr, steps):
         N = X.shape[0]
         # ---- forward ----
         # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-        np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-        np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-        np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+        _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+        _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+        _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
         for n in range(N):
-            np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+            _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
             for t in range(4):
                 for s in range(4):
                     S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -709,7 +779,7 @@ def sgd_steps_kernel(Wq1, Wk1, Wv1, X, T, lr, steps):
                     total = total + P1[n, t, r]
                 for s in range(4):
                     P1[n, t, s] = P1[n, t, s]/total
-            np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+            _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
         # layer 2: flatten (O1 read as features)
         f1 = O1
         # ---- loss ----
@@ -729,8 +799,8 @@ def sgd_steps_kernel(Wq1, Wk1, Wv1, X, T, lr, steps):
         dO1 = df1  # dL/dO1 = dL/df1, the same numbers
         # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
         for n in range(N):
-            np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-            np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+            _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+            _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
             for t in range(4):
                 acc = real(0)
                 for r in range(4):
@@ -738,17 +808,17 @@ def sgd_steps_kernel(Wq1, Wk1, Wv1, X, T, lr, steps):
                 dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
                 for s in range(4):
                     dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-            np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-            np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+            _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+            _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
             for t in range(4):
                 for a in range(2):
                     dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
             for s in range(4):
                 for a in range(2):
                     dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-        np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-        np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-        np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+        _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+        _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+        _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
         step = X.dtype.type(lr)
         _sgd_update(Wq1.reshape(-1), dWq1.reshape(-1), step)
         _sgd_update(Wk1.reshape(-1), dWk1.reshape(-1), step)
@@ -794,11 +864,11 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -812,7 +882,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -832,8 +902,8 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -841,17 +911,17 @@ def sgd_step_packed_kernel(theta, X, T, lr):
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     step = X.dtype.type(lr)
     _sgd_update(Wq1.reshape(-1), dWq1.reshape(-1), step)
     _sgd_update(Wk1.reshape(-1), dWk1.reshape(-1), step)
@@ -990,11 +1060,11 @@ def train_step_sgd_into(Wq1, Wk1, Wv1, X, T, lr, weight_decay, O1, Q1, K1, V1, S
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1008,7 +1078,7 @@ def train_step_sgd_into(Wq1, Wk1, Wv1, X, T, lr, weight_decay, O1, Q1, K1, V1, S
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1028,8 +1098,8 @@ def train_step_sgd_into(Wq1, Wk1, Wv1, X, T, lr, weight_decay, O1, Q1, K1, V1, S
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1037,17 +1107,17 @@ def train_step_sgd_into(Wq1, Wk1, Wv1, X, T, lr, weight_decay, O1, Q1, K1, V1, S
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_sgd(Wq1.reshape(-1), dWq1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wk1.reshape(-1), dWk1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wv1.reshape(-1), dWv1.reshape(-1), real(lr), real(weight_decay))
@@ -1076,11 +1146,11 @@ def train_step_sgd_kernel(Wq1, Wk1, Wv1, X, T, lr, weight_decay):
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1094,7 +1164,7 @@ def train_step_sgd_kernel(Wq1, Wk1, Wv1, X, T, lr, weight_decay):
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1114,8 +1184,8 @@ def train_step_sgd_kernel(Wq1, Wk1, Wv1, X, T, lr, weight_decay):
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1123,17 +1193,17 @@ def train_step_sgd_kernel(Wq1, Wk1, Wv1, X, T, lr, weight_decay):
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_sgd(Wq1.reshape(-1), dWq1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wk1.reshape(-1), dWk1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wv1.reshape(-1), dWv1.reshape(-1), real(lr), real(weight_decay))
@@ -1193,11 +1263,11 @@ def train_step_momentum_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1211,7 +1281,7 @@ def train_step_momentum_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1231,8 +1301,8 @@ def train_step_momentum_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1240,17 +1310,17 @@ def train_step_momentum_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_momentum(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1279,11 +1349,11 @@ def train_step_momentum_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1297,7 +1367,7 @@ def train_step_momentum_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1317,8 +1387,8 @@ def train_step_momentum_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1326,17 +1396,17 @@ def train_step_momentum_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_momentum(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1397,11 +1467,11 @@ def train_step_nesterov_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1415,7 +1485,7 @@ def train_step_nesterov_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1435,8 +1505,8 @@ def train_step_nesterov_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1444,17 +1514,17 @@ def train_step_nesterov_into(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, momen
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_nesterov(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1483,11 +1553,11 @@ def train_step_nesterov_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1501,7 +1571,7 @@ def train_step_nesterov_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1521,8 +1591,8 @@ def train_step_nesterov_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1530,17 +1600,17 @@ def train_step_nesterov_kernel(Wq1, Wk1, Wv1, Wq1_v, Wk1_v, Wv1_v, X, T, lr, mom
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_nesterov(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1601,11 +1671,11 @@ def train_step_adagrad_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps, w
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1619,7 +1689,7 @@ def train_step_adagrad_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps, w
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1639,8 +1709,8 @@ def train_step_adagrad_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps, w
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1648,17 +1718,17 @@ def train_step_adagrad_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps, w
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_adagrad(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -1687,11 +1757,11 @@ def train_step_adagrad_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps,
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1705,7 +1775,7 @@ def train_step_adagrad_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps,
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1725,8 +1795,8 @@ def train_step_adagrad_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps,
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1734,17 +1804,17 @@ def train_step_adagrad_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, eps,
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_adagrad(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -1806,11 +1876,11 @@ def train_step_rmsprop_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alpha,
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1824,7 +1894,7 @@ def train_step_rmsprop_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alpha,
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1844,8 +1914,8 @@ def train_step_rmsprop_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alpha,
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1853,17 +1923,17 @@ def train_step_rmsprop_into(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alpha,
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_rmsprop(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -1892,11 +1962,11 @@ def train_step_rmsprop_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alph
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -1910,7 +1980,7 @@ def train_step_rmsprop_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alph
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -1930,8 +2000,8 @@ def train_step_rmsprop_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alph
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -1939,17 +2009,17 @@ def train_step_rmsprop_kernel(Wq1, Wk1, Wv1, Wq1_s, Wk1_s, Wv1_s, X, T, lr, alph
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     _apply_rmsprop(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wk1.reshape(-1), dWk1.reshape(-1), Wk1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wv1.reshape(-1), dWv1.reshape(-1), Wv1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -2021,11 +2091,11 @@ def train_step_adam_into(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1_v
     N = X.shape[0]
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -2039,7 +2109,7 @@ def train_step_adam_into(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1_v
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -2059,8 +2129,8 @@ def train_step_adam_into(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1_v
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -2068,17 +2138,17 @@ def train_step_adam_into(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1_v
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_m.reshape(-1), Wq1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
@@ -2109,11 +2179,11 @@ def train_step_adam_kernel(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1
     df1 = np.empty((N, 8), X.dtype)
     # ---- forward ----
     # layer 1: attention(2,2,2,4) (4 tokens of 2 -> 2, keys 2)
-    np.dot(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2))  # Q = x Wq1, every token of every example
-    np.dot(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2))  # K = x Wk1, every token of every example
-    np.dot(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2))  # V = x Wv1, every token of every example
+    _gemm(X.reshape(-1, 2), Wq1, Q1.reshape(-1, 2), False, False, False)  # Q = x Wq1, every token of every example
+    _gemm(X.reshape(-1, 2), Wk1, K1.reshape(-1, 2), False, False, False)  # K = x Wk1, every token of every example
+    _gemm(X.reshape(-1, 2), Wv1, V1.reshape(-1, 2), False, False, False)  # V = x Wv1, every token of every example
     for n in range(N):
-        np.dot(Q1[n], K1[n].T, S1[n])  # Q K^T, each row scaled below
+        _gemm(Q1[n], K1[n], S1[n], False, True, False)  # Q K^T, each row scaled below
         for t in range(4):
             for s in range(4):
                 S1[n, t, s] = S1[n, t, s]/np.sqrt(real(2))
@@ -2127,7 +2197,7 @@ def train_step_adam_kernel(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1
                 total = total + P1[n, t, r]
             for s in range(4):
                 P1[n, t, s] = P1[n, t, s]/total
-        np.dot(P1[n], V1[n], O1[n].reshape(-1, 2))  # O = P V, after every row's weights
+        _gemm(P1[n], V1[n], O1[n].reshape(-1, 2), False, False, False)  # O = P V, after every row's weights
     # layer 2: flatten (O1 read as features)
     f1 = O1
     # ---- loss ----
@@ -2147,8 +2217,8 @@ def train_step_adam_kernel(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1
     dO1 = df1  # dL/dO1 = dL/df1, the same numbers
     # layer 1: attention(2,2,2,4): back through the output, the softmax and the scores
     for n in range(N):
-        np.dot(P1[n].T, dO1[n].reshape(-1, 2), dV1[n])  # dL/dV = P^T dL/dO
-        np.dot(dO1[n].reshape(-1, 2), V1[n].T, dP1[n])  # dL/dP = dL/dO V^T
+        _gemm(P1[n], dO1[n].reshape(-1, 2), dV1[n], True, False, False)  # dL/dV = P^T dL/dO
+        _gemm(dO1[n].reshape(-1, 2), V1[n], dP1[n], False, True, False)  # dL/dP = dL/dO V^T
         for t in range(4):
             acc = real(0)
             for r in range(4):
@@ -2156,17 +2226,17 @@ def train_step_adam_kernel(Wq1, Wk1, Wv1, Wq1_m, Wq1_v, Wk1_m, Wk1_v, Wv1_m, Wv1
             dot = acc  # dot = sum_r dL/dP1[n, t, r] * P1[n, t, r]
             for s in range(4):
                 dS1[n, t, s] = (-dot + dP1[n, t, s])*P1[n, t, s]  # dL/dS1[n, t, s] = (-dot + dL/dP1[n, t, s])*P1[n, t, s]
-        np.dot(dS1[n], K1[n], dQ1[n])  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
-        np.dot(dS1[n].T, Q1[n], dK1[n])  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], K1[n], dQ1[n], False, False, False)  # dL/dQ = dL/dS K / sqrt(dk): the product, scaled below
+        _gemm(dS1[n], Q1[n], dK1[n], True, False, False)  # dL/dK = dL/dS^T Q / sqrt(dk): the product, scaled below
         for t in range(4):
             for a in range(2):
                 dQ1[n, t, a] = dQ1[n, t, a]/np.sqrt(real(2))  # dL/dQ1[n, t, a] = sum_s dL/dS1[n, t, s] * K1[n, s, a] / sqrt(2)
         for s in range(4):
             for a in range(2):
                 dK1[n, s, a] = dK1[n, s, a]/np.sqrt(real(2))  # dL/dK1[n, s, a] = sum_t dL/dS1[n, t, s] * Q1[n, t, a] / sqrt(2)
-    np.dot(X.reshape(-1, 2).T, dQ1.reshape(-1, 2), dWq1)  # dL/dWq1 = x^T dQ1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dK1.reshape(-1, 2), dWk1)  # dL/dWk1 = x^T dK1, every token of every example
-    np.dot(X.reshape(-1, 2).T, dV1.reshape(-1, 2), dWv1)  # dL/dWv1 = x^T dV1, every token of every example
+    _gemm(X.reshape(-1, 2), dQ1.reshape(-1, 2), dWq1, True, False, False)  # dL/dWq1 = x^T dQ1, every token of every example
+    _gemm(X.reshape(-1, 2), dK1.reshape(-1, 2), dWk1, True, False, False)  # dL/dWk1 = x^T dK1, every token of every example
+    _gemm(X.reshape(-1, 2), dV1.reshape(-1, 2), dWv1, True, False, False)  # dL/dWv1 = x^T dV1, every token of every example
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wq1.reshape(-1), dWq1.reshape(-1), Wq1_m.reshape(-1), Wq1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)

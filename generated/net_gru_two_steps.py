@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec gru(1,1,2) affine(1,1) squared-error
 # Input hash: c045002503213cb8 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 7983f9c827f8a435
+# Body hash: 6723807d40c2eea0
 
 import hashlib
 import itertools
@@ -322,6 +322,76 @@ def _exp32(v):
     return e if v == v else v
 
 
+def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
+    """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
+    outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
+
+    np.dot compiles a specialisation of itself for every combination of its operands'
+    layouts, and a transposed operand is another layout: passing the untransposed array and a
+    flag, every product of a step shares one (a conv net's first step, 3.3 -> 2.7 s of CPU).
+    Its rows need only be contiguous, so a step's slab of a sequence buffer is read where it
+    is, and ``accumulate`` adds into out in the same call."""
+    product = np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
+    if accumulate:
+        out += product
+    else:
+        out[:] = product
+
+
+@jit_inline
+def _leading_contiguous(matrix):
+    """The leading dimension of a C-contiguous matrix: its row length."""
+    return max(1, matrix.shape[1])
+
+
+@jit_inline
+def _leading(matrix):
+    """The distance between a matrix's rows, in elements, as BLAS reads it (its leading
+    dimension), for a view whose rows may be strided; BLAS needs each row's elements side by
+    side."""
+    rows, columns = matrix.shape
+    size = matrix.itemsize
+    step = matrix.strides[0] // size if rows > 1 else columns
+    if (columns > 1 and matrix.strides[1] != size) or matrix.strides[0] % size or step < columns:
+        raise ValueError("_gemm: a matrix whose rows are not contiguous")
+    return max(1, step)
+
+
+@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
+    import numba.np.linalg  # the BLAS functions numba's np.dot calls
+
+    gemm = numba.np.linalg._BLAS().numba_xxgemm(a.dtype)
+    real = numba.np.numpy_support.as_dtype(a.dtype)
+    kind = ord("s" if real == np.float32 else "d")
+    one, zero = np.ones(1, real), np.zeros(1, real)
+    plain, transposed = ord("N"), ord("T")
+    # a C-contiguous matrix is known to be one when compiling: no strides to check
+    lead_a, lead_b, lead_out = (_leading_contiguous if m.layout == "C" else _leading for m in (a, b, out))
+
+    def gemm_call(a, b, out, transpose_a, transpose_b, accumulate):
+        # out is row-major: as BLAS (column-major) reads the memory, out^T = b^T a^T
+        m, n = out.shape
+        k = a.shape[0] if transpose_a else a.shape[1]
+        if ((a.shape[1] if transpose_a else a.shape[0]) != m or (b.shape[1] if transpose_b else b.shape[0]) != k
+                or (b.shape[0] if transpose_b else b.shape[1]) != n):
+            raise ValueError("_gemm: the shapes of a, b and out do not agree")
+        if m == 0 or n == 0:
+            return
+        if k == 0:  # an empty sum
+            if not accumulate:
+                for i in range(m):
+                    for j in range(n):
+                        out[i, j] = 0
+            return
+        status = gemm(kind, transposed if transpose_b else plain, transposed if transpose_a else plain, n, m, k,
+                      one.ctypes, b.ctypes, lead_b(b), a.ctypes, lead_a(a),
+                      one.ctypes if accumulate else zero.ctypes, out.ctypes, lead_out(out))
+        if status < 0:
+            raise RuntimeError("_gemm: numba could not call BLAS's gemm")
+    return gemm_call
+
+
 @jit_inline
 def _sigmoid(v):
     """1/(1 + exp(-v)) without overflow: exp is only taken of -|v|."""
@@ -435,12 +505,12 @@ def forward_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X):
     hWh1 = np.empty((N, 3), X.dtype)
     z2 = np.empty((N, 1), X.dtype)
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -467,12 +537,12 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -525,7 +595,7 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -540,10 +610,10 @@ def loss_and_grads_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, h1, ax1, ah1, r1, z1, 
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     return loss
 
 
@@ -580,12 +650,12 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -638,7 +708,7 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -653,10 +723,10 @@ def loss_and_grads_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T):
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     return loss, dWx1, dWh1, dbx1, dbh1, dW2, db2
 
 
@@ -679,12 +749,12 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -737,7 +807,7 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -752,10 +822,10 @@ def sgd_step_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, h1, ax1, ah1, r1, z1, n1
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -798,12 +868,12 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -856,7 +926,7 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -871,10 +941,10 @@ def sgd_step_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr):
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -920,12 +990,12 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
         N = X.shape[0]
         # ---- forward ----
         # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-        np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+        _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
         for n in range(N):
             for j in range(1):
                 hs1[n, 0, j] = real(0)
         for t in range(1, 3):
-            np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+            _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
             for n in range(N):
                 for q in range(3):
                     ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -978,7 +1048,7 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
                     dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                     dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                     dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-            np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+            _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
             for n in range(N):
                 for m in range(1):
                     dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -993,10 +1063,10 @@ def sgd_steps_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, steps):
                 dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
                 dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
                 dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-        np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-        np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-        np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-        np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+        _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+        _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+        _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+        _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
         step = X.dtype.type(lr)
         _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
         _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -1058,12 +1128,12 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1116,7 +1186,7 @@ def sgd_step_packed_kernel(theta, X, T, lr):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1131,10 +1201,10 @@ def sgd_step_packed_kernel(theta, X, T, lr):
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -1276,12 +1346,12 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1334,7 +1404,7 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1349,10 +1419,10 @@ def train_step_sgd_into(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay, h1, 
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(bx1.reshape(-1), dbx1.reshape(-1), real(lr), real(weight_decay))
@@ -1394,12 +1464,12 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1452,7 +1522,7 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1467,10 +1537,10 @@ def train_step_sgd_kernel(Wx1, Wh1, bx1, bh1, W2, b2, X, T, lr, weight_decay):
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(bx1.reshape(-1), dbx1.reshape(-1), real(lr), real(weight_decay))
@@ -1533,12 +1603,12 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1591,7 +1661,7 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1606,10 +1676,10 @@ def train_step_momentum_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(bx1.reshape(-1), dbx1.reshape(-1), bx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1651,12 +1721,12 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1709,7 +1779,7 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1724,10 +1794,10 @@ def train_step_momentum_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(bx1.reshape(-1), dbx1.reshape(-1), bx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1791,12 +1861,12 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1849,7 +1919,7 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1864,10 +1934,10 @@ def train_step_nesterov_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, bh
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(bx1.reshape(-1), dbx1.reshape(-1), bx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1909,12 +1979,12 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -1967,7 +2037,7 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -1982,10 +2052,10 @@ def train_step_nesterov_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_v, Wh1_v, bx1_v, 
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(bx1.reshape(-1), dbx1.reshape(-1), bx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -2049,12 +2119,12 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2107,7 +2177,7 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2122,10 +2192,10 @@ def train_step_adagrad_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(bx1.reshape(-1), dbx1.reshape(-1), bx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -2167,12 +2237,12 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2225,7 +2295,7 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2240,10 +2310,10 @@ def train_step_adagrad_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(bx1.reshape(-1), dbx1.reshape(-1), bx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -2308,12 +2378,12 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2366,7 +2436,7 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2381,10 +2451,10 @@ def train_step_rmsprop_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, bh1
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(bx1.reshape(-1), dbx1.reshape(-1), bx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -2426,12 +2496,12 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2484,7 +2554,7 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2499,10 +2569,10 @@ def train_step_rmsprop_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_s, Wh1_s, bx1_s, b
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(bx1.reshape(-1), dbx1.reshape(-1), bx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -2577,12 +2647,12 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
     N = X.shape[0]
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2635,7 +2705,7 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2650,10 +2720,10 @@ def train_step_adam_into(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v,
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
@@ -2697,12 +2767,12 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: gru(1,1,2) (2 steps of 1 -> 1 states, gates r, z, candidate n)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 3), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(1):
             hs1[n, 0, j] = real(0)
     for t in range(1, 3):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for q in range(3):
                 ax1[n, t, q] = bx1[q] + xWx1[n, t - 1, q]
@@ -2755,7 +2825,7 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
                 dax1[n, 2 - r, j + 1] = dz1*z1[n, 2 - r, j]*(real(1) - z1[n, 2 - r, j])  # dL/dax1[n, 2 - r, j + 1] = dL/dz1[n, 2 - r, j] * (1 - z1[n, 2 - r, j])*z1[n, 2 - r, j]
                 dah1[n, 2 - r, j] = dax1[n, 2 - r, j]  # dL/dah1[n, 2 - r, j] = dL/dax1[n, 2 - r, j]
                 dah1[n, 2 - r, j + 1] = dax1[n, 2 - r, j + 1]  # dL/dah1[n, 2 - r, j + 1] = dL/dax1[n, 2 - r, j + 1]
-        np.dot(np.ascontiguousarray(dah1[:, 2 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(dah1[:, 2 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(1):
                 dhs1[n, 1 - r, m] = dhs1[n, 2 - r, m]*z1[n, 2 - r, m] + backWh1[n, m]  # dL/dhs1[n, 1 - r, m] = dL/dhs1[n, 2 - r, m] * z1[n, 2 - r, m] + sum_w dL/dah1[n, 2 - r, w] * Wh1[m, w]
@@ -2770,10 +2840,10 @@ def train_step_adam_kernel(Wx1, Wh1, bx1, bh1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_
             dax1[n, 1, j + 1] = dz1*z1[n, 1, j]*(real(1) - z1[n, 1, j])  # dL/dax1[n, 1, j + 1] = dL/dz1[n, 1, j] * (1 - z1[n, 1, j])*z1[n, 1, j]
             dah1[n, 1, j] = dax1[n, 1, j]  # dL/dah1[n, 1, j] = dL/dax1[n, 1, j]
             dah1[n, 1, j + 1] = dax1[n, 1, j + 1]  # dL/dah1[n, 1, j + 1] = dL/dax1[n, 1, j + 1]
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1).T, np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
-    np.dot(np.ones(2*N, X.dtype), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:2, :]).reshape(-1, 1), np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(dax1[:, 1:3, :]).reshape(-1, 3), dbx1)  # dL/dbx1: every row and step's
+    _column_sums(np.ascontiguousarray(dah1[:, 1:3, :]).reshape(-1, 3), dbh1)  # dL/dbh1: every row and step's
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec rnn(1,2,3) affine(2,1) squared-error
 # Input hash: 41a1a6003c8d9b42 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 5227290bc6b1060f
+# Body hash: ae38759ae2a0ef58
 
 import hashlib
 import itertools
@@ -252,6 +252,76 @@ def _dot_loops(a, b, out):
     return out
 
 
+def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
+    """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
+    outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
+
+    np.dot compiles a specialisation of itself for every combination of its operands'
+    layouts, and a transposed operand is another layout: passing the untransposed array and a
+    flag, every product of a step shares one (a conv net's first step, 3.3 -> 2.7 s of CPU).
+    Its rows need only be contiguous, so a step's slab of a sequence buffer is read where it
+    is, and ``accumulate`` adds into out in the same call."""
+    product = np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
+    if accumulate:
+        out += product
+    else:
+        out[:] = product
+
+
+@jit_inline
+def _leading_contiguous(matrix):
+    """The leading dimension of a C-contiguous matrix: its row length."""
+    return max(1, matrix.shape[1])
+
+
+@jit_inline
+def _leading(matrix):
+    """The distance between a matrix's rows, in elements, as BLAS reads it (its leading
+    dimension), for a view whose rows may be strided; BLAS needs each row's elements side by
+    side."""
+    rows, columns = matrix.shape
+    size = matrix.itemsize
+    step = matrix.strides[0] // size if rows > 1 else columns
+    if (columns > 1 and matrix.strides[1] != size) or matrix.strides[0] % size or step < columns:
+        raise ValueError("_gemm: a matrix whose rows are not contiguous")
+    return max(1, step)
+
+
+@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
+def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
+    import numba.np.linalg  # the BLAS functions numba's np.dot calls
+
+    gemm = numba.np.linalg._BLAS().numba_xxgemm(a.dtype)
+    real = numba.np.numpy_support.as_dtype(a.dtype)
+    kind = ord("s" if real == np.float32 else "d")
+    one, zero = np.ones(1, real), np.zeros(1, real)
+    plain, transposed = ord("N"), ord("T")
+    # a C-contiguous matrix is known to be one when compiling: no strides to check
+    lead_a, lead_b, lead_out = (_leading_contiguous if m.layout == "C" else _leading for m in (a, b, out))
+
+    def gemm_call(a, b, out, transpose_a, transpose_b, accumulate):
+        # out is row-major: as BLAS (column-major) reads the memory, out^T = b^T a^T
+        m, n = out.shape
+        k = a.shape[0] if transpose_a else a.shape[1]
+        if ((a.shape[1] if transpose_a else a.shape[0]) != m or (b.shape[1] if transpose_b else b.shape[0]) != k
+                or (b.shape[0] if transpose_b else b.shape[1]) != n):
+            raise ValueError("_gemm: the shapes of a, b and out do not agree")
+        if m == 0 or n == 0:
+            return
+        if k == 0:  # an empty sum
+            if not accumulate:
+                for i in range(m):
+                    for j in range(n):
+                        out[i, j] = 0
+            return
+        status = gemm(kind, transposed if transpose_b else plain, transposed if transpose_a else plain, n, m, k,
+                      one.ctypes, b.ctypes, lead_b(b), a.ctypes, lead_a(a),
+                      one.ctypes if accumulate else zero.ctypes, out.ctypes, lead_out(out))
+        if status < 0:
+            raise RuntimeError("_gemm: numba could not call BLAS's gemm")
+    return gemm_call
+
+
 def _tanh(v):
     """tanh(v). In kernels: arithmetic that LLVM vectorises, chosen by dtype."""
     return np.tanh(v)
@@ -352,12 +422,12 @@ def forward_kernel(Wx1, Wh1, b1, W2, b2, X):
     hWh1 = np.empty((N, 2), X.dtype)
     z2 = np.empty((N, 1), X.dtype)
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -378,12 +448,12 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, bac
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -422,16 +492,16 @@ def loss_and_grads_into(Wx1, Wh1, b1, W2, b2, X, T, h1, a1, hs1, xWx1, hWh1, bac
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     return loss
 
 
@@ -462,12 +532,12 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -506,16 +576,16 @@ def loss_and_grads_kernel(Wx1, Wh1, b1, W2, b2, X, T):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     return loss, dWx1, dWh1, db1, dW2, db2
 
 
@@ -538,12 +608,12 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backW
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -582,16 +652,16 @@ def sgd_step_into(Wx1, Wh1, b1, W2, b2, X, T, lr, h1, a1, hs1, xWx1, hWh1, backW
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -627,12 +697,12 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -671,16 +741,16 @@ def sgd_step_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -719,12 +789,12 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
         N = X.shape[0]
         # ---- forward ----
         # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-        np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+        _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
         for n in range(N):
             for j in range(2):
                 hs1[n, 0, j] = real(0)
         for t in range(1, 4):
-            np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+            _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
             for n in range(N):
                 for j in range(2):
                     a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -763,16 +833,16 @@ def sgd_steps_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, steps):
             for n in range(N):
                 for j in range(2):
                     da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-            np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+            _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
             for n in range(N):
                 for m in range(2):
                     dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
         for n in range(N):
             for j in range(2):
                 da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-        np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-        np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-        np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+        _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+        _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+        _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
         step = X.dtype.type(lr)
         _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
         _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -826,12 +896,12 @@ def sgd_step_packed_kernel(theta, X, T, lr):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -870,16 +940,16 @@ def sgd_step_packed_kernel(theta, X, T, lr):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     step = X.dtype.type(lr)
     _sgd_update(Wx1.reshape(-1), dWx1.reshape(-1), step)
     _sgd_update(Wh1.reshape(-1), dWh1.reshape(-1), step)
@@ -1020,12 +1090,12 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1064,16 +1134,16 @@ def train_step_sgd_into(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay, h1, a1, hs
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
@@ -1108,12 +1178,12 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1152,16 +1222,16 @@ def train_step_sgd_kernel(Wx1, Wh1, b1, W2, b2, X, T, lr, weight_decay):
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_sgd(Wx1.reshape(-1), dWx1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(Wh1.reshape(-1), dWh1.reshape(-1), real(lr), real(weight_decay))
     _apply_sgd(b1.reshape(-1), db1.reshape(-1), real(lr), real(weight_decay))
@@ -1223,12 +1293,12 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1267,16 +1337,16 @@ def train_step_momentum_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1311,12 +1381,12 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1355,16 +1425,16 @@ def train_step_momentum_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_momentum(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_momentum(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1427,12 +1497,12 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1471,16 +1541,16 @@ def train_step_nesterov_into(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b2_
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1515,12 +1585,12 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1559,16 +1629,16 @@ def train_step_nesterov_kernel(Wx1, Wh1, b1, W2, b2, Wx1_v, Wh1_v, b1_v, W2_v, b
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_nesterov(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
     _apply_nesterov(b1.reshape(-1), db1.reshape(-1), b1_v.reshape(-1), real(lr), real(momentum), real(weight_decay))
@@ -1631,12 +1701,12 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1675,16 +1745,16 @@ def train_step_adagrad_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -1719,12 +1789,12 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1763,16 +1833,16 @@ def train_step_adagrad_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_adagrad(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
     _apply_adagrad(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(eps), real(weight_decay))
@@ -1836,12 +1906,12 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1880,16 +1950,16 @@ def train_step_rmsprop_into(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2_s
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -1924,12 +1994,12 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -1968,16 +2038,16 @@ def train_step_rmsprop_kernel(Wx1, Wh1, b1, W2, b2, Wx1_s, Wh1_s, b1_s, W2_s, b2
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     _apply_rmsprop(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(Wh1.reshape(-1), dWh1.reshape(-1), Wh1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
     _apply_rmsprop(b1.reshape(-1), db1.reshape(-1), b1_s.reshape(-1), real(lr), real(alpha), real(eps), real(weight_decay))
@@ -2051,12 +2121,12 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
     N = X.shape[0]
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -2095,16 +2165,16 @@ def train_step_adam_into(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_m,
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)
@@ -2141,12 +2211,12 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
     dz2 = np.empty((N, 1), X.dtype)
     # ---- forward ----
     # layer 1: rnn(1,2,3) (3 steps of 1 -> 2 states)
-    np.dot(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2))  # x_t Wx for every step t at once
+    _gemm(X.reshape(-1, 1), Wx1, xWx1.reshape(-1, 2), False, False, False)  # x_t Wx for every step t at once
     for n in range(N):
         for j in range(2):
             hs1[n, 0, j] = real(0)
     for t in range(1, 4):
-        np.dot(np.ascontiguousarray(hs1[:, t - 1, :]), Wh1, hWh1)  # h_{t-1} Wh for every row
+        _gemm(hs1[:, t - 1, :], Wh1, hWh1, False, False, False)  # h_{t-1} Wh for every row
         for n in range(N):
             for j in range(2):
                 a1[n, t, j] = b1[j] + hWh1[n, j] + xWx1[n, t - 1, j]
@@ -2185,16 +2255,16 @@ def train_step_adam_kernel(Wx1, Wh1, b1, W2, b2, Wx1_m, Wx1_v, Wh1_m, Wh1_v, b1_
         for n in range(N):
             for j in range(2):
                 da1[n, 3 - r, j] = dhs1[n, 3 - r, j]*(real(1) - (hs1[n, 3 - r, j]*hs1[n, 3 - r, j]))  # dL/da1[n, 3 - r, j] = dL/dhs1[n, 3 - r, j] * (1 - hs1[n, 3 - r, j]**2)
-        np.dot(np.ascontiguousarray(da1[:, 3 - r, :]), Wh1T, backWh1)  # back through Wh for every row
+        _gemm(da1[:, 3 - r, :], Wh1T, backWh1, False, False, False)  # back through Wh for every row
         for n in range(N):
             for m in range(2):
                 dhs1[n, 2 - r, m] = backWh1[n, m]  # dL/dhs1[n, 2 - r, m] = sum_j dL/da1[n, 3 - r, j] * Wh1[m, j]
     for n in range(N):
         for j in range(2):
             da1[n, 1, j] = dhs1[n, 1, j]*(real(1) - (hs1[n, 1, j]*hs1[n, 1, j]))  # dL/da1[n, 1, j] = dL/dhs1[n, 1, j] * (1 - hs1[n, 1, j]**2)
-    np.dot(X.reshape(-1, 1).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1)  # dL/dWx1: x_t^T da_t of every step at once
-    np.dot(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2).T, np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1)  # dL/dWh1: h_(t-1)^T da_t of every step at once
-    np.dot(np.ones(3*N, X.dtype), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
+    _gemm(X.reshape(-1, 1), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWx1, True, False, False)  # dL/dWx1: x_t^T da_t of every step at once
+    _gemm(np.ascontiguousarray(hs1[:, 0:3, :]).reshape(-1, 2), np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), dWh1, True, False, False)  # dL/dWh1: h_(t-1)^T da_t of every step at once
+    _column_sums(np.ascontiguousarray(da1[:, 1:4, :]).reshape(-1, 2), db1)  # dL/db1: every row and step's
     step_count[0] = step_count[0] + real(1)  # t <- t + 1: the step count, shared by every parameter
     t = real(step_count[0])
     _apply_adam(Wx1.reshape(-1), dWx1.reshape(-1), Wx1_m.reshape(-1), Wx1_v.reshape(-1), real(lr), real(beta1), real(beta2), real(eps), real(weight_decay), t)

@@ -296,11 +296,11 @@ class Transposed(sp.Function):
 
 @dataclass(frozen=True)
 class MatrixProduct:
-    """out = left right (out += left right where ``accumulate``, through the preallocated
-    ``scratch``): the sums of several ``Summed`` statements computed at once, over the whole
-    batch (one BLAS call instead of a loop per element). Operands are arrays or their views
-    (``Slab``, ``Part``, ``Columns``, ``Steps``, ``Rows``, ``Transposed``, ``Ones``); out must be
-    contiguous, or be written through ``scratch`` (a head's block of ``Columns``).
+    """out = left right (out += left right where ``accumulate``): the sums of several ``Summed``
+    statements computed at once, over the whole batch (one BLAS call instead of a loop per
+    element). Operands are arrays or their views (``Slab``, ``Part``, ``Columns``, ``Steps``,
+    ``Rows``, ``Transposed``, ``Ones``); out is an array or a view whose rows are strided (a
+    step's ``Slab``, a head's block of ``Columns``), written in place.
 
     The interpreter skips it: the ``Summed`` statements that read its elements say, element by
     element, what it computes, and the transcript writes those."""
@@ -309,7 +309,6 @@ class MatrixProduct:
     left: sp.Basic
     right: sp.Basic
     accumulate: bool = False
-    scratch: sp.Symbol | None = None
     comment: str = ""
 
 

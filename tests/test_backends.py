@@ -46,14 +46,28 @@ def _tanh(v):
 '''
 
 
+PLAIN_GEMM = '''
+def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
+    """out = a b (+ out), a or b transposed where asked, NumPy's."""
+    product = np.dot(a.T if transpose_a else a, b.T if transpose_b else b)
+    if accumulate:
+        out += product
+    else:
+        out[:] = product
+'''
+
+# the numba backend's helpers that are numba's (exp's and tanh's dtype dispatches, the BLAS call)
+# -> this backend's own
+PLAIN_HELPERS = {"_exp": PLAIN_EXP, "_tanh": PLAIN_TANH, "_gemm": PLAIN_GEMM}
+
+
 def plain_helper_source(names) -> str:
-    """The numba backend's helpers with the numba-only ones, exp's and tanh's dtype dispatches,
-    replaced."""
-    text = common.helper_source(set(names) - {"_exp", "_tanh"})
-    for numba_only in ("_exp", "_tanh"):
-        text = text.replace(common.HELPERS[numba_only], "")
-    return text + (PLAIN_EXP if names & {"_exp", "_sigmoid", "_softplus", "_tanh_softplus"} else "") + (
-        PLAIN_TANH if "_tanh" in names else "")
+    """The numba backend's helpers with the numba-only ones replaced."""
+    text = common.helper_source(names)
+    used = [name for name in PLAIN_HELPERS if common.ALL_HELPERS[name] in text]
+    for name in used:
+        text = text.replace(common.ALL_HELPERS[name], "")
+    return text + "".join(PLAIN_HELPERS[name] for name in used)
 
 
 class PlainStatementPrinter(StatementPrinter):

@@ -511,7 +511,7 @@ def test_step_statements_run_the_step_one_statement_at_a_time():
 def kernel_products(case) -> Counter:
     """The matrix products the bench's symprop step of ``case`` computes: the generated kernels
     run as plain Python (each numba function's own source, on the same module's names) with
-    np.dot and the small-matrix loops recording every product of two matrices (a vector of
+    _gemm, np.dot and the small-matrix loops recording every product of two matrices (a vector of
     ones times a matrix sums a bias's gradient: no product). (rows, inner, columns, left read
     transposed, right read transposed) -> how many times."""
     net = bench.load_symprop_network(case.spec)[0]
@@ -535,6 +535,13 @@ def kernel_products(case) -> Counter:
         if hasattr(value, "py_func"):  # a numba dispatcher: its Python function, reading `names`
             f = value.py_func
             names[name] = types.FunctionType(f.__code__, names, f.__name__, f.__defaults__, f.__closure__)
+
+    def gemm(a, b, out, transpose_a, transpose_b, accumulate):  # the product as _gemm is told to read it
+        rows, inner = a.shape[::-1] if transpose_a else a.shape
+        calls[(rows, inner, b.shape[0] if transpose_b else b.shape[1], transpose_a, transpose_b)] += 1
+        return net._gemm(a, b, out, transpose_a, transpose_b, accumulate)
+    if "_gemm" in names:
+        names["_gemm"] = gemm
     if "_dot_loops" in names:
         names["_dot_loops"] = recording(names["_dot_loops"])
     params, X, T = bench.make_net_data(case)

@@ -118,7 +118,7 @@ def test_a_bare_install_has_no_optional_library(bare):
 
 
 def test_a_bare_install_trains_a_784_100_10_step(bare):
-    """The matrix products of a real-sized net go through numba's np.dot (SciPy's BLAS)."""
+    """The matrix products of a real-sized net go through numba to SciPy's BLAS."""
     script = """
 import numpy as np
 import symprop

@@ -71,7 +71,12 @@ def test_calls_and_matrix_products_name_their_helpers():
     z1, b1 = sp.symbols("z1 b1")
     big, used_big = NUMBA.print([MatrixInto(X * W, z1, {"X": sp.Symbol("h0")}, False, "z1 = h0 W")])
     small, used_small = NUMBA.print([MatrixInto(X * W, z1, {}, True), Call("_add_bias", (z1, b1), "bias")])
-    assert big == ["np.dot(h0, W, z1)  # z1 = h0 W"] and not used_big
+    assert big == ["_gemm(h0, W, z1, False, False, False)  # z1 = h0 W"] and used_big == {"_gemm"}
+    # a transposed operand is its array and a flag: one compiled _gemm for every product
+    dY = sp.MatrixSymbol("dY", 3, 2)
+    transposed, _ = NUMBA.print([MatrixInto(X.T * dY, z1, {"dY": sp.Symbol("dz1")}),
+                                 MatrixInto(dY * W.T, z1, {"dY": sp.Symbol("dz1")})])
+    assert transposed == ["_gemm(X, dz1, z1, True, False, False)", "_gemm(dz1, W, z1, False, True, False)"]
     assert small == ["_dot_loops(X, W, z1)", "_add_bias(z1, b1)  # bias"]
     assert used_small == {"_dot_loops", "_add_bias"}
     # a product without a target allocates in the caller: _dot_loops always writes into out

@@ -1,7 +1,7 @@
 """How many BLAS threads a training step gets: every usable core where its matrix products are
 large enough to gain from them, one thread where they are small or the machine is busy.
 
-The generated kernels call BLAS (through numba's ``np.dot``) for their products; BLAS's thread
+The generated kernels call BLAS (the gemm numba's ``np.dot`` calls) for their products; BLAS's thread
 count is a setting of the process, so it is decided here, once per run, from the network and
 the batch size, and applied with threadpoolctl around the run (``training.train.train``).
 

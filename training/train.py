@@ -407,7 +407,7 @@ def train(net, dataset: Dataset, config: Config,
           on_epoch: Callable[[EpochStats, bool], None] | None = None) -> Result:
     """Train `net` on `dataset`; `on_epoch(stats, bar_shown)` is called after every epoch.
 
-    The kernels' np.dot calls go to BLAS. Its threads are `config.blas_threads`; by default
+    The kernels' matrix products go to BLAS. Its threads are `config.blas_threads`; by default
     ("auto", `blas_threads_for`) every usable core where a step's products are large enough to
     gain and the machine is not busy, else one: small minibatch products gain nothing from
     threads, and on a busy machine BLAS threads made steps many times slower.
@@ -415,7 +415,7 @@ def train(net, dataset: Dataset, config: Config,
     threadpool_limits = need("threadpoolctl", "training").threadpool_limits
 
     config.check()
-    # numba's np.dot calls the BLAS that scipy ships, loaded at a kernel's first product; the
+    # the kernels call the BLAS that scipy ships (as numba's np.dot does), loaded at a kernel's first product; the
     # limit applies only to libraries already loaded, so without this import the kernels ran
     # with every core's threads whatever --blas-threads said
     importlib.import_module("scipy.linalg.cython_blas")

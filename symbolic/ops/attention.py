@@ -432,10 +432,9 @@ def input_gradient(lowering, arrays, d, tokens, inputs, widths: dict, note) -> l
     n, t, s, r, dd, a, c = _indices()
     source = arrays.names["x"]
     into = Rows(sp.Symbol(lowering.buffer(f"d{source}", (N, tokens * inputs))), inputs)
-    term = Rows(sp.Symbol(lowering.buffer(f"term{arrays.names['Q']}", (N, tokens * inputs))), inputs)
     Wq, Wk, Wv = (arrays.names[f"W{role.lower()}"] for role in "QKV")
     paths = [MatrixProduct(into, arrays.every_token(f"d{role}", widths[role]),
-                           Transposed(sp.Symbol(arrays.names[f"W{role.lower()}"])), role != "Q", None if role == "Q" else term,
+                           Transposed(sp.Symbol(arrays.names[f"W{role.lower()}"])), accumulate=role != "Q",
                            comment=f"dL/d{source}: back through {Wq}, {Wk} and {Wv}" if role == "Q" else "")
              for role in "QKV"]
     return [*paths, Loop(n, N, (Loop(t, tokens, (Loop(dd, inputs, tuple(arrays.product_summed(
@@ -464,8 +463,7 @@ class _Arrays:
     flat sequences (x[n,t,d] is X[n, t*D + d]), the others (N, T, width) buffers. With the
     causal mask, sums over keys stop at the query and sums over queries start at the key.
     ``head``: in a block of heads, the head h whose rules these are: its queries, keys, values
-    and outputs are columns h*dh .. h*dh + dh - 1 of the block's, its scores S[n,h,t,s] its own;
-    ``scratch``: the (T, dh) matrix a product into those (strided) columns is written through."""
+    and outputs are columns h*dh .. h*dh + dh - 1 of the block's, its scores S[n,h,t,s] its own."""
 
     names: dict
     flat: dict
@@ -473,7 +471,6 @@ class _Arrays:
     causal: bool
     head: sp.Symbol | None = None
     head_width: int = 0
-    scratch: str | None = None
 
     def at(self, role, *indices):
         gradient = role not in self.names and role.startswith("d")
@@ -511,10 +508,8 @@ class _Arrays:
         return Rows(sp.Symbol(f"d{self.names[role[1:]]}" if gradient else self.names[role]), width)
 
     def product(self, out, left, right, comment) -> MatrixProduct:
-        """out = left right; a head's columns are strided, so a product into them is written
-        through the scratch matrix."""
-        return MatrixProduct(out, left, right, scratch=sp.Symbol(self.scratch) if isinstance(out, Columns) else None,
-                             comment=comment)
+        """out = left right (a head's block of columns is written where it is)."""
+        return MatrixProduct(out, left, right, comment=comment)
 
     def named(self, expr):
         """A rule over the derivation's arrays, over the kernel's (sizes as numbers)."""

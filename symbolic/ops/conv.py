@@ -200,13 +200,12 @@ class Conv2d(ImageOp):
                                   f"{out}[n,o,i,j] = {b}[o] + sum_c,p,q {Wt}[o,c,p,q] {source}p[n,c,s*i+p,s*j+q]",
                                   means["Y"], writes=arrays(out))]
         dW, db = lowering.buffer(f"d{Wt}", (cout, cin, size, size)), lowering.buffer(f"d{b}", (cout,))
-        product = lowering.buffer(f"d{Wt}_n", (cout, cin * size * size))
         pixel_sums = lowering.buffer(f"d{b}_pixels", (cout, pixels))
         backward = [Comment(f"layer {use.position}: {use.text}"),
-                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, product, pixel_sums),
+                    Call("_conv2d_param_grads", arrays(f"d{out}", cols, dW, db, pixel_sums),
                          f"dL/d{Wt}[o,c,p,q] = sum_n,i,j dL/d{out}[n,o,i,j] {source}p[n,c,s*i+p,s*j+q]; "
                          f"dL/d{b}[o] = sum_n,i,j dL/d{out}[n,o,i,j]", means["dW"] + means["db"],
-                         writes=arrays(dW, db, product, pixel_sums))]
+                         writes=arrays(dW, db, pixel_sums))]
         if source != "X" or lowering.input_gradient:  # a step never needs the gradient of the input data X
             dsource = lowering.buffer(f"d{source}", (N, C * H * W))
             dcols = lowering.buffer(f"dcols{k}", (cin * size * size, pixels))

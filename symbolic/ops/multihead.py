@@ -167,9 +167,7 @@ class MultiHeadAttention(Op):
         arrays = _Arrays({**names, **params, "x": source}, {"x": width},
                          {D: width, DH: dh, DK: dh, DV: dh, T: tokens}, self.causal)
         h = index("h")
-        # a head's products write its (T, dh) columns through one scratch matrix
-        each_head = dataclasses.replace(arrays, head=h, head_width=dh, scratch=lowering.buffer(f"head{layer}", (tokens, dh)))
-        lowering.scratch.append(each_head.scratch)
+        each_head = dataclasses.replace(arrays, head=h, head_width=dh)
         d = lowering.derivation(self)
         norm = dataclasses.replace(d, forward={k: d.forward[k] for k in NORM_ROLES},
                                    backward={"dx": d.backward["dR"], "dg": d.backward["dg"], "db": d.backward["db"]})
