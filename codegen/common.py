@@ -1,10 +1,11 @@
 """Text shared by every generated module: imports, the jit decorator, input checks, helpers.
 
-Generated modules import only numpy and numba (and the standard library's math), so a user
-can copy one into another project.
+Generated modules import only numpy, numba and the standard library, so a user can copy one
+into another project.
 """
 from __future__ import annotations
 
+import hashlib
 
 from .files import JIT_FLAGS
 from .image_helpers import IMAGE_HELPER_NEEDS, IMAGE_HELPERS
@@ -235,6 +236,34 @@ PRELUDE = NUMBA_START + CHECKS
 # They are compiled once each (plain jit), not inlined at every call site: inlining made a
 # network's first step compile ~2 s longer (8-8-8-8-8: 7.0 -> 5.0 s of CPU) and gained
 # nothing measurable (batch 1: 3.05 -> 3.23 us a step; batch 64: 43.0 -> 35.5 us).
+def _gemm_helper(python: str, compiled: str) -> str:
+    """_gemm's text: its Python definition, then what numba compiles in its place, registered once
+    per process. numba compiles an overload once for each function object it is registered on;
+    with a _gemm of every module's own, each network loaded after the first compiled it again
+    (0.15-0.3 s a module, measured: the test suite, ``symprop demo``), where numba's own np.dot
+    is compiled once. Modules written by the same generator (the same text, so the same key)
+    share the first one's."""
+    key = "symprop_gemm_" + hashlib.sha256((python + compiled).encode()).hexdigest()[:16]
+    return python + "\n\n" + compiled + f'''
+
+def _once_per_process(key, function, compiled):
+    """function, for which numba compiles compiled(...)'s implementation in kernels: the first
+    module's, of all the modules in this process with this key."""
+    import sys
+    import types
+
+    shared = sys.modules.get(key)
+    if shared is None:
+        numba.extending.overload(function, jit_options={{**_JIT_FLAGS, "no_cfunc_wrapper": True}})(compiled)
+        shared = sys.modules[key] = types.ModuleType(key, "symprop's _gemm, shared by generated modules")
+        shared.function = function
+    return shared.function
+
+
+_gemm = _once_per_process("{key}", _gemm, _gemm_for_dtype)
+'''
+
+
 MATRIX_HELPERS = {
     "_column_sums": '''
 @jit
@@ -273,8 +302,7 @@ def _dot_loops(a, b, out):
             out[n, j] = total
     return out
 ''',
-    "_gemm": '''
-def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
+    "_gemm": _gemm_helper('''def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
     """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
     outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
 
@@ -289,7 +317,7 @@ def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
     else:
         out[:] = product
 
-
+''', '''
 @jit_inline
 def _leading_contiguous(matrix):
     """The leading dimension of a C-contiguous matrix: its row length."""
@@ -309,7 +337,6 @@ def _leading(matrix):
     return max(1, step)
 
 
-@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
     import numba.np.linalg  # the BLAS functions numba's np.dot calls
 
@@ -342,7 +369,7 @@ def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
         if status < 0:
             raise RuntimeError("_gemm: numba could not call BLAS's gemm")
     return gemm_call
-''',
+'''),
     "_add_bias": '''
 @jit
 def _add_bias(y, b):

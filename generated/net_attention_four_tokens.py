@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec attention(2,2,2,4) flatten squared-error
 # Input hash: cb84c8f461b5d6d6 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 8cc910c9d953ccd7
+# Body hash: 99a03c6b8c8581a8
 
 import hashlib
 import itertools
@@ -286,7 +286,6 @@ def _exp32(v):
     e = p * scale_1 * scale_2
     return e if v == v else v
 
-
 def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
     """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
     outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
@@ -301,6 +300,8 @@ def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
         out += product
     else:
         out[:] = product
+
+
 
 
 @jit_inline
@@ -322,7 +323,6 @@ def _leading(matrix):
     return max(1, step)
 
 
-@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
     import numba.np.linalg  # the BLAS functions numba's np.dot calls
 
@@ -355,6 +355,23 @@ def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
         if status < 0:
             raise RuntimeError("_gemm: numba could not call BLAS's gemm")
     return gemm_call
+
+
+def _once_per_process(key, function, compiled):
+    """function, for which numba compiles compiled(...)'s implementation in kernels: the first
+    module's, of all the modules in this process with this key."""
+    import sys
+    import types
+
+    shared = sys.modules.get(key)
+    if shared is None:
+        numba.extending.overload(function, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})(compiled)
+        shared = sys.modules[key] = types.ModuleType(key, "symprop's _gemm, shared by generated modules")
+        shared.function = function
+    return shared.function
+
+
+_gemm = _once_per_process("symprop_gemm_17a955c72d6020f5", _gemm, _gemm_for_dtype)
 
 
 SPEC = 'attention(2,2,2,4) flatten squared-error'

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 2499df484c52e0c2
+# Body hash: f95b1eff2c64ac65
 
 import hashlib
 import itertools
@@ -321,7 +321,6 @@ def _exp32(v):
     e = p * scale_1 * scale_2
     return e if v == v else v
 
-
 def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
     """out = a b (+ out where accumulate), a or b read transposed where asked: numpy's product
     outside kernels; in kernels, one call of the BLAS gemm numba's np.dot calls.
@@ -336,6 +335,8 @@ def _gemm(a, b, out, transpose_a, transpose_b, accumulate):
         out += product
     else:
         out[:] = product
+
+
 
 
 @jit_inline
@@ -357,7 +358,6 @@ def _leading(matrix):
     return max(1, step)
 
 
-@numba.extending.overload(_gemm, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})
 def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
     import numba.np.linalg  # the BLAS functions numba's np.dot calls
 
@@ -390,6 +390,23 @@ def _gemm_for_dtype(a, b, out, transpose_a, transpose_b, accumulate):
         if status < 0:
             raise RuntimeError("_gemm: numba could not call BLAS's gemm")
     return gemm_call
+
+
+def _once_per_process(key, function, compiled):
+    """function, for which numba compiles compiled(...)'s implementation in kernels: the first
+    module's, of all the modules in this process with this key."""
+    import sys
+    import types
+
+    shared = sys.modules.get(key)
+    if shared is None:
+        numba.extending.overload(function, jit_options={**_JIT_FLAGS, "no_cfunc_wrapper": True})(compiled)
+        shared = sys.modules[key] = types.ModuleType(key, "symprop's _gemm, shared by generated modules")
+        shared.function = function
+    return shared.function
+
+
+_gemm = _once_per_process("symprop_gemm_17a955c72d6020f5", _gemm, _gemm_for_dtype)
 
 
 @jit_inline

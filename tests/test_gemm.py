@@ -76,3 +76,12 @@ def test_shapes_that_do_not_agree_and_unreadable_rows_are_errors():
     every_other = np.ones((3, 8))[:, ::2]  # elements not side by side in a row: BLAS cannot read it
     with pytest.raises(ValueError, match="rows are not contiguous"):
         compiled_gemm(every_other, np.ones((4, 2)), np.zeros((3, 2)), False, False, False)
+
+
+def test_the_modules_of_one_generator_share_one_compiled_gemm():
+    """numba compiles _gemm's implementation once per function object it is registered on: every
+    module written by this generator uses the first one's, so a process that loads many
+    networks compiles it once (as numba's own np.dot)."""
+    from symprop.generated import layers, net_lstm_two_steps
+
+    assert module._gemm is layers._gemm is net_lstm_two_steps._gemm
