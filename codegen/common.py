@@ -231,11 +231,7 @@ def _step_count(function, steps):
 
 PRELUDE = NUMBA_START + CHECKS
 
-# Matrix helpers the affine rules print. Each writes into ``out`` when given (no allocation
-# inside a training step) and allocates otherwise. _column_sums is 1^T dY, _total is 1^T dY 1.
-# They are compiled once each (plain jit), not inlined at every call site: inlining made a
-# network's first step compile ~2 s longer (8-8-8-8-8: 7.0 -> 5.0 s of CPU) and gained
-# nothing measurable (batch 1: 3.05 -> 3.23 us a step; batch 64: 43.0 -> 35.5 us).
+
 def _gemm_helper(python: str, compiled: str) -> str:
     """_gemm's text: its Python definition, then what numba compiles in its place, registered once
     per process. numba compiles an overload once for each function object it is registered on;
@@ -264,6 +260,11 @@ _gemm = _once_per_process("{key}", _gemm, _gemm_for_dtype)
 '''
 
 
+# Matrix helpers the affine rules print. Each writes into ``out`` when given (no allocation
+# inside a training step) and allocates otherwise. _column_sums is 1^T dY, _total is 1^T dY 1.
+# They are compiled once each (plain jit), not inlined at every call site: inlining made a
+# network's first step compile ~2 s longer (8-8-8-8-8: 7.0 -> 5.0 s of CPU) and gained
+# nothing measurable (batch 1: 3.05 -> 3.23 us a step; batch 64: 43.0 -> 35.5 us).
 MATRIX_HELPERS = {
     "_column_sums": '''
 @jit
@@ -382,13 +383,14 @@ def _add_bias(y, b):
 }
 
 ALL_HELPERS = {**HELPERS, **MATRIX_HELPERS, **IMAGE_HELPERS, **SEQUENCE_HELPERS}
+ALL_NEEDS = {**HELPER_NEEDS, **IMAGE_HELPER_NEEDS}  # helper -> the helpers it calls
 
 
 def helper_source(names) -> str:
     """The helper functions a module uses, in a fixed order."""
     names = set(names)
     for name in list(names):
-        names |= HELPER_NEEDS.get(name, set()) | IMAGE_HELPER_NEEDS.get(name, set())
+        names |= ALL_NEEDS.get(name, set())
     return "".join("\n" + ALL_HELPERS[name] for name in sorted(names))
 
 

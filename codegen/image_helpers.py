@@ -207,6 +207,4 @@ def _avgpool_backward(dY, C, H, W, k, stride, dX):
 }
 
 # helper -> the helpers it calls (they must be defined in the module too)
-
-# The helpers that call another helper: the module must define that one too.
 IMAGE_HELPER_NEEDS = {name: {"_gemm"} for name in ("_conv2d_product", "_conv2d_param_grads", "_conv2d_input_grad")}

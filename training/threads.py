@@ -1,9 +1,9 @@
 """How many BLAS threads a training step gets: every usable core where its matrix products are
 large enough to gain from them, one thread where they are small or the machine is busy.
 
-The generated kernels call BLAS (the gemm numba's ``np.dot`` calls) for their products; BLAS's thread
-count is a setting of the process, so it is decided here, once per run, from the network and
-the batch size, and applied with threadpoolctl around the run (``training.train.train``).
+The generated kernels call BLAS (the gemm numba's ``np.dot`` calls) for their products;
+BLAS's thread count is a setting of the process, so it is decided here, once per run, from the
+network and the batch size, and applied with threadpoolctl around the run (``training.train.train``).
 
 Why these rules (measured with ``python -m symprop.benchmarks.blas_threads``, which times the
 step with one BLAS thread against every core, by size, and ``symprop bench --threads all``):

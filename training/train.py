@@ -415,9 +415,9 @@ def train(net, dataset: Dataset, config: Config,
     threadpool_limits = need("threadpoolctl", "training").threadpool_limits
 
     config.check()
-    # the kernels call the BLAS that scipy ships (as numba's np.dot does), loaded at a kernel's first product; the
-    # limit applies only to libraries already loaded, so without this import the kernels ran
-    # with every core's threads whatever --blas-threads said
+    # the kernels call the BLAS that scipy ships (as numba's np.dot does), loaded at a kernel's
+    # first product; the limit applies only to libraries already loaded, so without this import
+    # the kernels ran with every core's threads whatever --blas-threads said
     importlib.import_module("scipy.linalg.cython_blas")
     with threadpool_limits(limits=blas_threads_for(net, config), user_api="blas"):
         return _train(net, dataset, config, on_epoch)
