@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 87c51e68da329f5d
+# Body hash: a89e0420fd9900f9
 
 import hashlib
 import itertools
@@ -1290,6 +1290,7 @@ def layernorm_backward_kernel(dh0, xhat1, s1, scale1, dX, dscale1, dshift1):
             sum_gdy_xhat += dh0[n, j]*scale1[j]*xhat1[n, j]
         for j in range(F):
             dX[n, j] = (real(F)*dh0[n, j]*scale1[j] - sum_gdy - sum_gdy_xhat*xhat1[n, j])/(real(F)*s1[n])  # dx = (F*dy*g - sum_gdy - sum_gdy_xhat*xhat)/(F*s)
+        for j in range(F):
             dscale1[j] += dh0[n, j]*xhat1[n, j]  # dg: each row's dy * xhat, summed over the batch
             dshift1[j] += dh0[n, j]  # db: each row's dy, summed over the batch
 

@@ -1,6 +1,7 @@
 """The gated recurrent families (LSTM, GRU): SymPy derives the textbook gate derivatives and the
 rules of backpropagation through time, the fused network kernels match central differences
 (float64, T = 1 included) and independent float64 LSTM and GRU written here."""
+import inspect
 import re
 
 import numpy as np
@@ -138,6 +139,15 @@ def _check_central_differences(spec, rng, rows):
 BRIEF_SPEC = "lstm(2,3,4) affine(3,2) softmax-cross-entropy"
 
 
+def _check_one_loop_per_statement(net, hidden):
+    """At a width of 16 or more the kernel computes each of a step's elementwise lines in a loop
+    of its own (codegen/statements.one_loop_per_statement), the new state's line among them; below
+    that, in one loop. The comparisons after this check the kernel either way."""
+    lines = [line.strip() for line in inspect.getsource(net.loss_and_grads_into.py_func).splitlines()]
+    state = next(i for i, line in enumerate(lines) if line.startswith("hs1[n, t, j] = "))
+    assert (lines[state - 1] == f"for j in range({hidden}):") == (hidden >= 16)
+
+
 def test_an_lstm_classifier_kernel_agrees_with_central_differences(rng):
     _check_central_differences(BRIEF_SPEC, rng, rows=3)
 
@@ -167,10 +177,14 @@ def test_a_word_table_before_a_gated_layer_gets_its_gradient_through_the_sequenc
     assert np.abs(grads[0]).max() > 0  # the table's gradient is not trivially zero
 
 
-def test_the_lstm_kernel_equals_an_independent_float64_lstm(rng):
+# hidden 16: wide enough that the kernel writes the step's elementwise lines one loop each
+# (codegen/statements.one_loop_per_statement); hidden 3 keeps them in one loop
+@pytest.mark.parametrize("hidden", [3, 16])
+def test_the_lstm_kernel_equals_an_independent_float64_lstm(rng, hidden):
     """Forward and BPTT gradients against the numpy LSTM above; backward never writes its inputs."""
-    steps, inputs, hidden = 3, 2, 3
+    steps, inputs = 3, 2
     net = load_network(f"lstm({inputs},{hidden},{steps}) affine({hidden},1) squared-error")
+    _check_one_loop_per_statement(net, hidden)
     Wx, Wh, b, W2, b2 = (rng.normal(0, 0.6, shape) for shape in net.PARAM_SHAPES)
     X, target = rng.normal(size=(2, steps * inputs)), rng.normal(size=(2, 1))
     before = X.copy(), Wh.copy()
@@ -400,9 +414,11 @@ def test_gru_kernels_of_random_sizes_agree_with_central_differences(rng):
                                "softmax-cross-entropy", rng, rows=int(rng.integers(1, 4)))
 
 
-def test_the_gru_kernel_equals_an_independent_float64_gru(rng):
-    steps, inputs, hidden = 3, 2, 3
+@pytest.mark.parametrize("hidden", [3, 16])
+def test_the_gru_kernel_equals_an_independent_float64_gru(rng, hidden):
+    steps, inputs = 3, 2
     net = load_network(f"gru({inputs},{hidden},{steps}) affine({hidden},1) squared-error")
+    _check_one_loop_per_statement(net, hidden)
     Wx, Wh, bx, bh, W2, b2 = (rng.normal(0, 0.6, shape) for shape in net.PARAM_SHAPES)
     X, target = rng.normal(size=(2, steps * inputs)), rng.normal(size=(2, 1))
     before = X.copy(), Wh.copy()

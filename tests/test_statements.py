@@ -1,5 +1,7 @@
 """The statement printer: each node type prints as the kernels need it. Statements hold SymPy
 objects (symbols, indexed elements, expressions), never source text."""
+from dataclasses import replace
+
 import pytest
 import sympy as sp
 
@@ -135,3 +137,70 @@ def test_a_layer_kernel_takes_what_its_statements_read_and_gives_what_they_write
     assert "dX" in written and "dX" not in read
     read, written = reads_and_writes(low.forward)
     assert "X" in read and value in written
+
+
+# ---- one loop per statement, where one loop would not vectorise -----------------------------
+def _gate_lines(stop):
+    """An LSTM step's gate, cell and state lines: seven arrays written in one loop over j."""
+    t = index("t")
+    a = lambda offset: sp.IndexedBase("a")[n, t, j + offset]  # noqa: E731
+    gate = lambda name: sp.IndexedBase(name)[n, t, j]  # noqa: E731
+    c_before = sp.IndexedBase("c")[n, t - 1, j]
+    body = (Let(gate("i"), 1 / (1 + sp.exp(-a(0)))), Let(gate("f"), 1 / (1 + sp.exp(-a(stop)))),
+            Let(gate("g"), sp.tanh(a(2 * stop))), Let(gate("o"), 1 / (1 + sp.exp(-a(3 * stop)))),
+            Let(gate("c"), c_before * gate("f") + gate("g") * gate("i")), Let(gate("tc"), sp.tanh(gate("c"))),
+            Let(gate("h"), gate("o") * gate("tc")))
+    return Loop(j, stop, body)
+
+
+def _loops(lines):
+    return [line for line in lines if line.lstrip().startswith("for ")]
+
+
+def test_a_loop_writing_many_arrays_prints_as_one_loop_per_statement():
+    """Seven arrays written: too many overlap checks for LLVM's vectoriser, so each statement
+    gets its own loop over j, in the order written, each line unchanged."""
+    whole = _gate_lines(256)
+    lines, _ = NUMBA.print([whole])
+    assert _loops(lines) == ["for j in range(256):"] * 7
+    assert [line.strip() for line in lines if not line.startswith("for ")] == [
+        line.strip() for line in NUMBA.print([replace(whole, stop=8)])[0][1:]]
+
+
+def test_a_loop_stays_whole_when_it_is_short_or_writes_few_arrays():
+    assert _loops(NUMBA.print([_gate_lines(8)])[0]) == ["for j in range(8):"]  # no vector of 8 to gain
+    few = Loop(j, 256, (Let(at("y", "n", "j"), sp.exp(at("x", "n", "j"))),
+                        Let(at("z", "n", "j"), at("y", "n", "j") * at("w", "n", "j"))))
+    assert _loops(NUMBA.print([few])[0]) == ["for j in range(256):"]
+
+
+def test_a_loop_stays_whole_where_an_element_is_shared_between_iterations():
+    """c[n, t, j - 1] is written by the iteration before: split, every c would be read before
+    any was written. The same holds for an offset shorter than the loop (a[n, t, j + 100])."""
+    t = index("t")
+    whole = _gate_lines(256)
+    carried = Let(sp.IndexedBase("h")[n, t, j], sp.IndexedBase("c")[n, t, j - 1])
+    assert _loops(NUMBA.print([replace(whole, body=(*whole.body[:-1], carried))])[0]) == ["for j in range(256):"]
+    overlapping = Let(sp.IndexedBase("i")[n, t, j + 100], sp.Integer(0))
+    assert _loops(NUMBA.print([replace(whole, body=(*whole.body, overlapping))])[0]) == ["for j in range(256):"]
+    # offsets a whole loop apart never meet: da[n, t, j] and da[n, t, j + 256] for j < 256 (at 257, j = 256 meets j = 0)
+    blocks = tuple(Let(sp.IndexedBase("da")[n, t, j + 256 * b], sp.IndexedBase(g)[n, t, j] * at("s", "n", "j"))
+                   for b, g in enumerate("ifgo"))
+    assert len(_loops(NUMBA.print([Loop(j, 256, blocks + whole.body)])[0])) == 11
+    assert _loops(NUMBA.print([Loop(j, 257, blocks + whole.body)])[0]) == ["for j in range(257):"]
+
+
+def test_a_split_loop_computes_each_local_again_in_the_piece_that_reads_it():
+    """A gate's gradient kept in a local (in_locals) is computed in the loop of the line that
+    reads it, with the locals it reads in turn, and in no other loop."""
+    t = index("t")
+    el = lambda name, offset=0: sp.IndexedBase(name)[n, t, j + offset]  # noqa: E731
+    body = [Let(el("dc"), el("dh") * el("o") * (1 - el("tc") ** 2))]
+    for block, gate in enumerate("ifgo"):
+        body += [Let(el(f"d{gate}"), el("dc") * el(gate) * el("g")),
+                 Assignments(((el("da", 64 * block), dout * y * (1 - y)),), {"dout": el(f"d{gate}"), "y": el(gate)})]
+    lines, _ = NUMBA.print([Loop(j, 64, tuple(body), in_locals=("di", "df", "dg", "do"))])
+    assert _loops(lines) == ["for j in range(64):"] * 5
+    pieces = "\n".join(lines).split("for j in range(64):\n")[1:]
+    assert [piece.count(" = ") for piece in pieces] == [1, 2, 2, 2, 2]
+    assert all(f"    d{gate} = " in piece for gate, piece in zip("ifgo", pieces[1:]))
