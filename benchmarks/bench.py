@@ -697,7 +697,7 @@ def run_mish(opts) -> list[dict]:
 
 
 def run_subprocess(args: list[str], env_extra: dict, timeout: float) -> tuple[float, subprocess.CompletedProcess]:
-    env = {**os.environ, **env_extra}
+    env = first_step.child_environment(**env_extra)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)

@@ -179,6 +179,19 @@ def test_first_step_measures_a_new_spec_with_empty_caches_then_warm(tmp_path, ca
     assert "NOT MET" in capsys.readouterr().out
 
 
+def test_timed_children_keep_python_bytecode_as_a_learner_has_it(monkeypatch, tmp_path):
+    """A shell that sets PYTHONDONTWRITEBYTECODE would make every timed process compile
+    symprop's modules again: the warm figures are measured with Python's bytecode cache on,
+    and each child gets the cache folders it is given."""
+    from symprop.benchmarks import first_step
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    _, proc = bench.run_subprocess(["-c", "import os, sys; print(sys.flags.dont_write_bytecode, "
+                                    "os.environ['NUMBA_CACHE_DIR'])"], {"NUMBA_CACHE_DIR": str(tmp_path)}, 60)
+    assert proc.stdout.split() == ["0", str(tmp_path)]
+    env = first_step.child_environment(SYMPROP_CACHE="a", NUMBA_CACHE_DIR="b")
+    assert "PYTHONDONTWRITEBYTECODE" not in env and (env["SYMPROP_CACHE"], env["NUMBA_CACHE_DIR"]) == ("a", "b")
+
+
 def test_first_step_runs_a_training_command_to_its_first_step(tmp_path):
     """The moons command as the docs give it, to the end of its first training step: with empty
     caches numba compiles its step, with warm caches nothing."""
