@@ -394,12 +394,13 @@ def optional_libraries(threads: int | None = None) -> dict:
 
 
 def limit_threads(threads: int, libs: dict):
-    """Every BLAS and OpenMP pool (numpy's, numba's np.dot through scipy, PyTorch's) to
+    """Every BLAS and OpenMP pool (numpy's, the kernels' and numba's np.dot's, PyTorch's) to
     ``threads``: on a shared 2-core machine a second thread waits for a busy core."""
     threadpoolctl = comp.import_optional("threadpoolctl")
     if threadpoolctl is None:
         raise SympropError('--threads needs threadpoolctl, which is not installed: pip install "symprop[bench]"')
-    comp.import_optional("scipy.linalg.cython_blas")  # load the BLAS numba's np.dot calls first
+    comp.import_optional("scipy.linalg.cython_blas")  # load the BLAS numba's np.dot calls first,
+    from .breakdown import GEMM_BLAS  # noqa: F401  (and the one the kernels call: MKL's where installed)
     if libs["torch"] is not None:
         libs["torch"].set_num_threads(threads)
     return threadpoolctl.threadpool_limits(limits=threads)
@@ -471,9 +472,10 @@ GEMM_FLOP = 2 * GEMM_SHAPE[0] * GEMM_SHAPE[1] * GEMM_SHAPE[2]
 # The GEMM each library runs on the same operands, timed in every case's rounds: numpy's np.dot
 # is the peak that "% of GEMM peak" divides by (GEMM); the others show where the competitors'
 # BLAS stand against it, so a step at the roofline is read against their products, not claimed
-# as a win. symprop's own BLAS is the one numba's np.dot calls (SciPy's), not numpy's copy.
+# as a win. symprop's own BLAS is the one its kernels' _gemm calls (MKL's where installed, else
+# the OpenBLAS SciPy ships, which numba's np.dot calls), not numpy's copy.
 GEMM_NUMBA, GEMM_TORCH, GEMM_JAX = "gemm-numba", "gemm-torch", "gemm-jax"
-GEMM_LABELS = {GEMM: "GEMM numpy np.dot (peak)", GEMM_NUMBA: "GEMM numba np.dot (symprop)",
+GEMM_LABELS = {GEMM: "GEMM numpy np.dot (peak)", GEMM_NUMBA: "GEMM symprop's _gemm",
                GEMM_TORCH: "GEMM PyTorch torch.mm", GEMM_JAX: "GEMM JAX jit(jnp.dot)"}
 GEMM_SHORT = {GEMM: "numpy", GEMM_NUMBA: "symprop's BLAS", GEMM_TORCH: "PyTorch", GEMM_JAX: "JAX"}
 PRODUCTS = "products-alone"  # the step's own matrix products alone, at its shapes: its roofline
@@ -494,8 +496,8 @@ def gemm_call(dtype: str):
 
 
 def gemm_calls(dtype: str, libs: dict) -> tuple[dict, dict]:
-    """(key -> callable, key -> skip reason): the GEMM of numpy (the peak), of numba's np.dot
-    (the BLAS symprop's kernels call) and of each installed competitor, on the same operands."""
+    """(key -> callable, key -> skip reason): the GEMM of numpy (the peak), of the kernels'
+    _gemm (the BLAS symprop's kernels call) and of each installed competitor, on the same operands."""
     from .breakdown import products_call
     from symprop.symbolic.ops.base import Product
 
@@ -518,16 +520,21 @@ def gemm_peak(dtype: str, repeats: int, sample_s: float) -> dict:
 
 
 def numba_blas():
-    """threadpoolctl's controllers of the BLAS numba's np.dot calls: the OpenBLAS SciPy ships
-    (reached through scipy.linalg.cython_blas), not numpy's own copy, which the numpy classes use."""
+    """threadpoolctl's controllers of the BLAS the generated kernels call: MKL's where it is
+    installed (``GEMM_BLAS``), else the OpenBLAS SciPy ships (reached through
+    scipy.linalg.cython_blas), not numpy's own copy, which the numpy classes use."""
     import scipy
     import threadpoolctl
 
+    from .breakdown import GEMM_BLAS
+
     comp.import_optional("scipy.linalg.cython_blas")
+    controllers = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    if GEMM_BLAS == "mkl":
+        return [lib for lib in controllers if lib.internal_api == "mkl"]
     scipy_dir = Path(scipy.__file__).resolve().parent
     shipped = [scipy_dir, scipy_dir.parent / "scipy.libs"]
-    return [lib for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
-            if any(Path(lib.filepath).resolve().is_relative_to(folder) for folder in shipped)]
+    return [lib for lib in controllers if any(Path(lib.filepath).resolve().is_relative_to(folder) for folder in shipped)]
 
 
 @contextlib.contextmanager
@@ -738,7 +745,9 @@ def run_regenerate() -> dict:
 
 def blas_info(libs: dict) -> dict:
     """Which BLAS (and thread pools) this run used: threadpoolctl when installed, else numpy's config."""
-    info = {"numpy": np.__version__, "python": platform.python_version(),
+    from .breakdown import GEMM_BLAS
+
+    info = {"numpy": np.__version__, "python": platform.python_version(), "symprop_blas": GEMM_BLAS,
             "machine": platform.machine(), "cpus": os.cpu_count()}
     for name in ("numba", "torch", "jax"):
         module = libs.get(name) or comp.import_optional(name)
@@ -1007,7 +1016,7 @@ def print_report(report: dict) -> None:
     m = report["machine"]
     print(f"symprop bench   python {m['python']}, numpy {m['numpy']}, numba {m.get('numba', '-')}, "
           f"torch {m.get('torch', 'not installed')}, jax {m.get('jax', 'not installed')}; "
-          f"{m['cpus']} CPUs")
+          f"{m['cpus']} CPUs; symprop's kernels call {m.get('symprop_blas', 'openblas')}'s gemm")
     for pool in m.get("threadpools", []):
         print(f"  thread pool: {pool['internal_api']} {pool['version']} ({pool['architecture']}), "
               f"{pool['num_threads']} threads, {Path(pool['filepath']).name}")
@@ -1092,7 +1101,8 @@ def markdown_summary(report: dict, command: str) -> str:
     """The README's table: one row per case, medians and the ratios that answer the issue."""
     m = report["machine"]
     lines = [f"`{command}` — python {m['python']}, numpy {m['numpy']}, numba {m.get('numba', '-')}, "
-             f"torch {m.get('torch', 'not installed')}, jax {m.get('jax', 'not installed')}, {m['cpus']} CPUs, "
+             f"torch {m.get('torch', 'not installed')}, jax {m.get('jax', 'not installed')}, "
+             f"symprop's BLAS {m.get('symprop_blas', 'openblas')}, {m['cpus']} CPUs, "
              f"threads: {report['settings']['threads']}, load average {m['load_average']['start']:.1f}"
              f"-{m['load_average']['end']:.1f}. Median time per training step.", "",
              "| case | symprop | numpy classes | PyTorch nn+optim | PyTorch manual | JAX jit "

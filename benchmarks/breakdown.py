@@ -20,6 +20,8 @@ if __name__ == "__main__":  # before numpy loads OpenBLAS: one thread, as bench 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+from symprop.generated.layers import GEMM_BLAS, _gemm  # noqa: E402  (the kernels' product, and its BLAS)
+
 # how a product reads its operands: as stored, or the stored array transposed (X^T dY)
 AS_STORED, LEFT_T, RIGHT_T, BOTH_T = range(4)
 ALIGN = 64  # bytes: each operand starts where a fresh numpy array would (its own allocation)
@@ -27,24 +29,20 @@ ALIGN = 64  # bytes: each operand starts where a fresh numpy array would (its ow
 
 @numba.njit(cache=True)
 def _run_products(buffer, table):
-    """Each product of ``table`` (products_call's rows) ``count`` times, with numba's np.dot
-    as the generated kernels call it, on operands that are blocks of one buffer: an operand
-    whose step is 0 is one matrix for every repeat (a weight), else repeat i reads matrix i
-    (one image's columns, one step's states)."""
+    """Each product of ``table`` (products_call's rows) ``count`` times, with the generated
+    kernels' own _gemm (the BLAS they call, MKL's where installed), on operands that are blocks
+    of one buffer: an operand whose step is 0 is one matrix for every repeat (a weight), else
+    repeat i reads matrix i (one image's columns, one step's states)."""
     for p in range(table.shape[0]):
         left, left_step, right, right_step, out, out_step, rows, inner, columns, layout, count = table[p]
+        left_transposed, right_transposed = layout in (LEFT_T, BOTH_T), layout in (RIGHT_T, BOTH_T)
         for i in range(count):
             a = buffer[left + i * left_step:left + i * left_step + rows * inner]
             b = buffer[right + i * right_step:right + i * right_step + inner * columns]
             c = buffer[out + i * out_step:out + i * out_step + rows * columns].reshape((rows, columns))
-            if layout == AS_STORED:
-                np.dot(a.reshape((rows, inner)), b.reshape((inner, columns)), c)
-            elif layout == LEFT_T:
-                np.dot(a.reshape((inner, rows)).T, b.reshape((inner, columns)), c)
-            elif layout == RIGHT_T:
-                np.dot(a.reshape((rows, inner)), b.reshape((columns, inner)).T, c)
-            else:
-                np.dot(a.reshape((inner, rows)).T, b.reshape((columns, inner)).T, c)
+            _gemm(a.reshape((inner, rows)) if left_transposed else a.reshape((rows, inner)),
+                  b.reshape((columns, inner)) if right_transposed else b.reshape((inner, columns)),
+                  c, left_transposed, right_transposed, False)
 
 
 def products_call(products, dtype, seed: int = 0):

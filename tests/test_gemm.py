@@ -85,3 +85,76 @@ def test_the_modules_of_one_generator_share_one_compiled_gemm():
     from symprop.generated import layers, net_lstm_two_steps
 
     assert module._gemm is layers._gemm is net_lstm_two_steps._gemm
+
+
+# ---- which BLAS: MKL's gemm where installed, else SciPy's OpenBLAS --------------------------
+MKL_INSTALLED = module.GEMM_BLAS == "mkl" or module._mkl_runtime("") is not None
+CHILD = """
+import json, sys
+import numpy as np
+from symprop.codegen.network import load_network
+net = load_network("affine(30,20) tanh affine(20,3) mse")  # big enough for BLAS products
+rng = np.random.default_rng(0)
+params = [rng.normal(0, 0.5, shape) for shape in net.PARAM_SHAPES]
+X, T = rng.normal(size=(5, 30)), rng.normal(size=(5, 3))
+loss, *grads = net.loss_and_grads_kernel(*params, X, T)
+stats = net.loss_and_grads_kernel.stats
+print(json.dumps({"blas": net.GEMM_BLAS, "loss": loss, "grads": [g.tolist() for g in grads],
+                  "compiled": stats.cache_misses and sum(stats.cache_misses.values())}))
+"""
+
+
+def _run_child(tmp_path, blas: str, check=True):
+    """A fresh process that loads a network (its numba cache in tmp_path) with SYMPROP_BLAS=blas."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SYMPROP_BLAS": blas, "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "SYMPROP_CACHE": str(tmp_path / "symprop")}
+    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300)
+    if not check:
+        return proc
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_symprop_blas_openblas_calls_the_blas_numba_s_np_dot_calls(tmp_path):
+    """SYMPROP_BLAS=openblas: the kernels' gemm symbols point at SciPy's OpenBLAS (what numba's
+    np.dot calls), whether or not MKL is installed; the products are right."""
+    result = _run_child(tmp_path, "openblas")
+    assert result["blas"] == "openblas" and result["compiled"]
+    assert np.isfinite(result["loss"]) and len(result["grads"]) == 4
+
+
+def test_a_symprop_blas_that_is_not_known_or_not_installed_is_a_clear_error(tmp_path):
+    proc = _run_child(tmp_path, "atlas", check=False)
+    assert proc.returncode != 0 and "SYMPROP_BLAS='atlas': say mkl or openblas" in proc.stderr
+    if not MKL_INSTALLED:
+        proc = _run_child(tmp_path, "mkl", check=False)
+        assert proc.returncode != 0 and "MKL's runtime library (libmkl_rt) was not found: pip install mkl" in proc.stderr
+    # from the command line, one line naming the setting, no traceback
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "SYMPROP_BLAS": "atlas", "NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "SYMPROP_CACHE": str(tmp_path / "symprop")}
+    proc = subprocess.run([sys.executable, "-m", "symprop", "train", "--data", "digits", "--epochs", "1"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "symprop: error: SYMPROP_BLAS='atlas': say mkl or openblas, or leave it unset (MKL where installed)"]
+
+
+@pytest.mark.skipif(not MKL_INSTALLED, reason="MKL is the optional fast BLAS (pip install mkl), not a test dependency")
+def test_kernels_cached_with_one_blas_load_with_the_other_and_agree(tmp_path):
+    """The kernels name the gemm symbols, not a library: a kernel compiled in a process that uses
+    MKL loads from the cache in one that uses OpenBLAS (nothing compiled again) and gives the same
+    loss and gradients to float64 rounding."""
+    with_mkl = _run_child(tmp_path, "mkl")
+    with_openblas = _run_child(tmp_path, "openblas")
+    assert (with_mkl["blas"], with_openblas["blas"]) == ("mkl", "openblas")
+    assert with_mkl["compiled"] and not with_openblas["compiled"]
+    assert with_openblas["loss"] == pytest.approx(with_mkl["loss"], rel=1e-13)
+    for got, want in zip(with_openblas["grads"], with_mkl["grads"]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -116,6 +116,11 @@ def main(argv=None) -> int:
     except SympropError as exc:
         print(f"symprop: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # a generated module refusing this process's SYMPROP_BLAS
+        if "SYMPROP_BLAS" not in str(exc):
+            raise
+        print(f"symprop: error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         return 0
     except KeyboardInterrupt:
