@@ -357,13 +357,15 @@ def _mkl_runtime(choice):
 
     if choice == "openblas":
         return None
-    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.*")))  # the mkl wheel's
     for path in filter(None, [*installed, ctypes.util.find_library("mkl_rt")]):
         try:
             library = ctypes.CDLL(path)
-        except OSError:
+            library.sgemm_, library.dgemm_  # noqa: B018  (an MKL without them is no use here)
+        except (OSError, AttributeError):
             continue
-        library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
+        if hasattr(library, "MKL_Set_Interface_Layer"):
+            library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
         return library
     if choice == "mkl":
         raise ImportError("SYMPROP_BLAS=mkl, but MKL's runtime library (libmkl_rt) was not found: pip install mkl")

@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: layers add, mul, identity, relu, sigmoid, tanh, affine, affine-shared-bias, batchnorm, layernorm, dropout, softmax, softmax-cross-entropy, squared-error, mse, binary-cross-entropy, log-softmax-nll, multiclass-hinge, huber, conv2d, maxpool, avgpool, flatten
 # Input hash: cea8e4f6f30216ff (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: dfb29589292bbd57
+# Body hash: 5e3dd4b07bf8f920
 
 import hashlib
 import itertools
@@ -455,13 +455,15 @@ def _mkl_runtime(choice):
 
     if choice == "openblas":
         return None
-    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.*")))  # the mkl wheel's
     for path in filter(None, [*installed, ctypes.util.find_library("mkl_rt")]):
         try:
             library = ctypes.CDLL(path)
-        except OSError:
+            library.sgemm_, library.dgemm_  # noqa: B018  (an MKL without them is no use here)
+        except (OSError, AttributeError):
             continue
-        library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
+        if hasattr(library, "MKL_Set_Interface_Layer"):
+            library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
         return library
     if choice == "mkl":
         raise ImportError("SYMPROP_BLAS=mkl, but MKL's runtime library (libmkl_rt) was not found: pip install mkl")
@@ -558,7 +560,7 @@ def _once_per_process(key, function, compiled):
     return shared
 
 
-_shared_gemm = _once_per_process("symprop_gemm_0a5ef28daf2ecfdc", _gemm, _gemm_for_dtype)
+_shared_gemm = _once_per_process("symprop_gemm_db0b5f2213d3acc8", _gemm, _gemm_for_dtype)
 _gemm = _shared_gemm.function
 GEMM_BLAS = _shared_gemm.blas  # "mkl" or "openblas": the library the kernels' products call
 

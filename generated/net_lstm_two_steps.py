@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec lstm(1,1,2) affine(1,1) squared-error
 # Input hash: 5d05b61e971f7fd7 (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: 3be0ebfa3fd8aede
+# Body hash: 293a49db5eaf102e
 
 import hashlib
 import itertools
@@ -372,13 +372,15 @@ def _mkl_runtime(choice):
 
     if choice == "openblas":
         return None
-    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.*")))  # the mkl wheel's
     for path in filter(None, [*installed, ctypes.util.find_library("mkl_rt")]):
         try:
             library = ctypes.CDLL(path)
-        except OSError:
+            library.sgemm_, library.dgemm_  # noqa: B018  (an MKL without them is no use here)
+        except (OSError, AttributeError):
             continue
-        library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
+        if hasattr(library, "MKL_Set_Interface_Layer"):
+            library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
         return library
     if choice == "mkl":
         raise ImportError("SYMPROP_BLAS=mkl, but MKL's runtime library (libmkl_rt) was not found: pip install mkl")
@@ -475,7 +477,7 @@ def _once_per_process(key, function, compiled):
     return shared
 
 
-_shared_gemm = _once_per_process("symprop_gemm_0a5ef28daf2ecfdc", _gemm, _gemm_for_dtype)
+_shared_gemm = _once_per_process("symprop_gemm_db0b5f2213d3acc8", _gemm, _gemm_for_dtype)
 _gemm = _shared_gemm.function
 GEMM_BLAS = _shared_gemm.blas  # "mkl" or "openblas": the library the kernels' products call
 

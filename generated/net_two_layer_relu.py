@@ -3,7 +3,7 @@
 # Regenerate with: symprop generate
 # Input: spec affine(784,100) relu affine(100,10) softmax-cross-entropy
 # Input hash: 47f5a9c6511692cb (the inputs above, their ops' definitions and sympy 1.14.0)
-# Body hash: e7b0cd208b73f7ad
+# Body hash: abb1a55366e0a4e3
 
 import hashlib
 import itertools
@@ -358,13 +358,15 @@ def _mkl_runtime(choice):
 
     if choice == "openblas":
         return None
-    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+    installed = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.*")))  # the mkl wheel's
     for path in filter(None, [*installed, ctypes.util.find_library("mkl_rt")]):
         try:
             library = ctypes.CDLL(path)
-        except OSError:
+            library.sgemm_, library.dgemm_  # noqa: B018  (an MKL without them is no use here)
+        except (OSError, AttributeError):
             continue
-        library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
+        if hasattr(library, "MKL_Set_Interface_Layer"):
+            library.MKL_Set_Interface_Layer(0)  # LP64: 32-bit integers, as SciPy's BLAS takes them
         return library
     if choice == "mkl":
         raise ImportError("SYMPROP_BLAS=mkl, but MKL's runtime library (libmkl_rt) was not found: pip install mkl")
@@ -461,7 +463,7 @@ def _once_per_process(key, function, compiled):
     return shared
 
 
-_shared_gemm = _once_per_process("symprop_gemm_0a5ef28daf2ecfdc", _gemm, _gemm_for_dtype)
+_shared_gemm = _once_per_process("symprop_gemm_db0b5f2213d3acc8", _gemm, _gemm_for_dtype)
 _gemm = _shared_gemm.function
 GEMM_BLAS = _shared_gemm.blas  # "mkl" or "openblas": the library the kernels' products call
 
