@@ -126,6 +126,16 @@ def test_step_breakdown_runs_on_a_small_network(capsys):
     assert out.startswith("2-2-2 b1 sigmoid float64: ") and "    dX = dY W^T     1x2 by 2x2^T" in out
 
 
+def test_gemm_shapes_times_each_blas_at_the_steps_shapes(capsys):
+    """benchmarks/gemm_shapes.py: numba's np.dot (OpenBLAS) and the kernels' _gemm, named by
+    the BLAS it calls, at each shape asked for; PyTorch's torch.mm too where installed."""
+    from symprop.benchmarks import gemm_shapes
+    (row,) = gemm_shapes.measure("float64", [(4, 3, 5)])
+    assert row["shape"] == (4, 3, 5) and f"_gemm ({gemm_shapes.GEMM_BLAS})" in row
+    assert all(value > 0 for key, value in row.items() if key != "shape")
+    assert gemm_shapes.GEMM_BLAS in ("mkl", "openblas")
+
+
 PINNED_PROBE = """
 import json, os, subprocess, sys
 import numpy as np
