@@ -135,7 +135,9 @@ def child(spec: str) -> dict:
     X = rng.normal(0, 1, (4, net.INPUT_SIZE))
     T = np.zeros((4, net.OUTPUT_SIZE))
     T[:, 0] = 1
-    loss = net.sgd_step(*params, X, T, 0.01)
+    # a network with batch norm or dropout also takes its running averages and dropout masks
+    modes = {"state": net.init_state(), "masks": net.make_masks(len(X), rng)} if hasattr(net, "STATE_NAMES") else {}
+    loss = net.sgd_step(*params, X, T, 0.01, **modes)
     stepped = time.process_time()
     kernels = {name: len(kernel.signatures) for name, kernel in vars(net).items()
                if isinstance(kernel, numba.core.dispatcher.Dispatcher) and kernel.signatures}

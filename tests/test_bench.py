@@ -202,6 +202,14 @@ def test_timed_children_keep_python_bytecode_as_a_learner_has_it(monkeypatch, tm
     assert "PYTHONDONTWRITEBYTECODE" not in env and (env["SYMPROP_CACHE"], env["NUMBA_CACHE_DIR"]) == ("a", "b")
 
 
+def test_first_step_of_a_spec_with_dropout_passes_its_masks():
+    """A new spec with dropout (or batch norm) takes its running averages and masks in
+    sgd_step: the probe gives them, where it used to stop at the kernel's missing-masks error."""
+    from symprop.benchmarks import first_step
+    result = first_step.child("affine(3,4) relu dropout(0.5) affine(4,2) mse")
+    assert math.isfinite(result["loss"]) and result["kernels"]
+
+
 def test_first_step_runs_a_training_command_to_its_first_step(tmp_path):
     """The moons command as the docs give it, to the end of its first training step: with empty
     caches numba compiles its step, with warm caches nothing."""
