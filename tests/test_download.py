@@ -102,7 +102,10 @@ def test_download_writes_checked_files_that_train_finds(mirror, tmp_path, capsys
     assert (len(dataset.x_train), len(dataset.x_test), dataset.n_features) == (60, 20, 784)
     assert main(["train", "--data", "mnist", "--net", "affine(784,10) softmax-cross-entropy", "--epochs", "1",
                  "--no-progress"]) == 0
-    assert f"MNIST in {folder}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"MNIST in {folder}" in out
+    from symprop.generated.layers import GEMM_BLAS
+    assert f"(auto), products by {GEMM_BLAS}\n" in out  # the header names the BLAS the products call
     # a second run finds every file in place with its checksum and downloads nothing
     served = len(urls["good"][1].requests)
     assert main(["data", "mnist", "--mirror", urls["good"][0]]) == 0

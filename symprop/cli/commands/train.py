@@ -232,7 +232,9 @@ def run(args) -> int:
           f"lr {config.lr:g}{f' x {config.lr_decay:g} per epoch' if config.lr_decay != 1 else ''}, "
           f"{hyper}seed {config.seed}, validation {'fixed' if text else f'{config.val_split:g}'}, "
           f"BLAS threads {threads if threads is not None else 'BLAS default'}"
-          f"{' (auto)' if args.blas_threads == 'auto' else ''}", flush=True)
+          f"{' (auto)' if args.blas_threads == 'auto' else ''}"
+          # which BLAS the products call (MKL's where installed); a tiny net's scalar step calls none
+          f"{f', products by {net.GEMM_BLAS}' if hasattr(net, 'GEMM_BLAS') else ''}", flush=True)
 
     def on_epoch(stats, bar_shown):
         if not bar_shown:
