@@ -165,8 +165,9 @@ class StatementPrinter:
 
     def _print_MatrixProduct(self, node: MatrixProduct):
         comment = f"  # {node.comment}" if node.comment else ""
-        if isinstance(node.left, Ones) and not node.accumulate:
-            # ones^T A: the sum of A's rows, with no vector of ones to make
+        if isinstance(node.left, Ones):  # ones^T A: the sum of A's rows, with no vector of ones to make
+            if node.accumulate:
+                raise ValueError(f"{node.out} += ones^T {node.right}: _column_sums writes its out, it does not add")
             self.helpers_used.add("_column_sums")
             return [f"_column_sums({matrix_operand(node.right)}, {matrix_operand(node.out)}){comment}"]
         self.helpers_used.add("_gemm")
@@ -347,8 +348,6 @@ def matrix_operand(value) -> str:
     """A matrix operand as numpy writes it: an array, or a view of one (a contiguous copy where
     it is read as rows of another width)."""
     match value:
-        case Slab(args=(array, t)):
-            return f"np.ascontiguousarray({array}[:, {t}, :])"
         case Part(args=(array, i)):
             return f"{matrix_operand(array)}[{i}]"
         case Columns(args=(array, start, width)):
@@ -357,11 +356,11 @@ def matrix_operand(value) -> str:
             return f"np.ascontiguousarray({array}[:, {start}:{stop}, :])"
         case Rows(args=(array, width)):
             return f"{matrix_operand(array)}.reshape(-1, {width})"
-        case Ones(args=(count,)):
-            return f"np.ones({count}, X.dtype)"
-        case Transposed(args=(matrix,)):
-            return f"{matrix_operand(matrix)}.T"
-    return str(value)
+        case sp.Symbol():
+            return str(value)
+    # a step's Slab and a transposed operand are _gemm's (gemm_operand), a row of ones is a
+    # column sum (_print_MatrixProduct): anything else here is a lowering this printer lacks
+    raise ValueError(f"no matrix operand is printed for {value}")
 
 
 def shape_text(shape) -> str:

@@ -87,6 +87,20 @@ def test_calls_and_matrix_products_name_their_helpers():
         "_dot_loops(X, W, np.empty((X.shape[0], W.shape[1]), X.dtype))"
 
 
+def test_a_product_the_printer_has_no_form_for_is_refused_not_printed_as_text():
+    """ones^T A is a column sum, which writes its out: added into out it would be wrong; and an
+    operand with no printed form (a step's slab read as a column sum's input) is an error, where
+    it used to come out as its SymPy text, a kernel that does not compile."""
+    from symprop.symbolic.ir import MatrixProduct, Ones, Slab
+    out, A, h = sp.Symbol("db1"), sp.Symbol("dz1"), sp.Symbol("hs1")
+    lines, used = NUMBA.print([MatrixProduct(out, Ones(N), A)])
+    assert lines == ["_column_sums(dz1, db1)"] and used == {"_column_sums"}
+    with pytest.raises(ValueError, match="_column_sums writes its out, it does not add"):
+        NUMBA.print([MatrixProduct(out, Ones(N), A, accumulate=True)])
+    with pytest.raises(ValueError, match=r"no matrix operand is printed for Slab\(hs1, t\)"):
+        NUMBA.print([MatrixProduct(out, Ones(N), Slab(h, index("t")))])
+
+
 def test_source_text_in_a_statement_is_refused():
     import pytest
     with pytest.raises(TypeError, match="Let.value is the text 'loss / real"):
