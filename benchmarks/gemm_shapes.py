@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 for _variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before numpy, MKL or torch load their pools
@@ -22,6 +21,8 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from symprop.generated.layers import GEMM_BLAS, _gemm  # noqa: E402
+
+from .timing import best_of  # noqa: E402
 
 # (rows, inner, columns): the LSTM's per-step products (hidden 256 and 128, batch 32), an
 # attention head's (T 64, width 128), batch norm + Adam's X W1 (batch 100), a conv image's
@@ -43,14 +44,7 @@ def _kernels_gemm(a, b, out, repeats):
 
 
 def _gflops(call, flop: float) -> float:
-    best = min(_seconds(call) for _ in range(7))
-    return flop / best / 1e9
-
-
-def _seconds(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
+    return flop / (best_of(call, 7) / 1e3) / 1e9
 
 
 def measure(dtype: str = "float32", shapes=SHAPES) -> list[dict]:
