@@ -127,6 +127,7 @@ def child(spec: str) -> dict:
     import numpy as np
 
     from symprop.codegen.network import load_network
+    from symprop.training.train import has_modes
     imported = time.process_time()
     net = load_network(spec)
     loaded = time.process_time()
@@ -136,7 +137,7 @@ def child(spec: str) -> dict:
     T = np.zeros((4, net.OUTPUT_SIZE))
     T[:, 0] = 1
     # a network with batch norm or dropout also takes its running averages and dropout masks
-    modes = {"state": net.init_state(), "masks": net.make_masks(len(X), rng)} if hasattr(net, "STATE_NAMES") else {}
+    modes = {"state": net.init_state(), "masks": net.make_masks(len(X), rng)} if has_modes(net) else {}
     loss = net.sgd_step(*params, X, T, 0.01, **modes)
     stepped = time.process_time()
     kernels = {name: len(kernel.signatures) for name, kernel in vars(net).items()
